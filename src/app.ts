@@ -1,0 +1,232 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { randomBytes } from "node:crypto";
+import type { Config } from "./config/schema.ts";
+import { type Clock, systemClock } from "./core/clock.ts";
+import type { IdTokenVerifier } from "./core/ports.ts";
+import { createSigninService } from "./core/signin.ts";
+import { type Logger } from "./logger.ts";
+import { AuthService } from "../gen/pb/identity/v1/auth_service_pb.ts";
+import { registerAuthService } from "./rpc/auth-service.ts";
+import { errorInterceptor } from "./rpc/errors.ts";
+import { createHttpHandler, type PlainHandler } from "./rpc/http-handler.ts";
+import { type RunningServer, startServer } from "./rpc/server.ts";
+import { createAccountStore, createAuditLog } from "./store/account-store.ts";
+import { type Database, openDatabase } from "./store/database.ts";
+import { migrate } from "./store/migrate.ts";
+import { createSigningKeyStore } from "./store/signing-key-store.ts";
+import { createLocalKeyRing, type LocalKeyRing } from "./tokens/access-tokens.ts";
+import { createDevIssuer, DEV_CLIENT_ID, type DevMintRequest } from "./tokens/dev-issuer.ts";
+import { createIdTokenVerifier, type ProviderVerification } from "./tokens/id-token-verifier.ts";
+import { createKeyEncryption } from "./tokens/key-encryption.ts";
+import { createOpaqueTokens } from "./tokens/opaque-tokens.ts";
+import { createRemoteKeySet } from "./tokens/remote-key-set.ts";
+
+/** What tests (and only tests) may replace when building the app. */
+export interface AppOverrides {
+  clock?: Clock;
+  fetch?: typeof fetch;
+  verifier?: IdTokenVerifier;
+}
+
+export interface App {
+  config: Config;
+  database: Database;
+  keyRing: LocalKeyRing;
+  /** The base URL of the running server (after `listen`). */
+  url(): string;
+  listen(): Promise<RunningServer>;
+  /** Drains the server (if listening) and closes the database. */
+  close(): Promise<void>;
+}
+
+/** The database URL in force: configured, or the embedded SQLite file in the data directory. */
+export function databaseUrl(config: Config): string {
+  return config.database.url ?? `file:${join(resolve(config.data_dir), "identity.db")}`;
+}
+
+/**
+ * The single assembly point: builds stores, verifiers, signer, services and the HTTP handler
+ * from the config. Everything the process does is reachable from here; tests pass overrides
+ * instead of patching modules.
+ */
+export async function createApp(config: Config, logger: Logger, overrides: AppOverrides = {}): Promise<App> {
+  const clock = overrides.clock ?? systemClock;
+  const url = databaseUrl(config);
+  if (config.database.migrate_on_start) {
+    const report = await migrate(url);
+    if (report.applied.length > 0) logger.info("migrations applied", { applied: report.applied });
+  }
+  const database = await openDatabase({
+    url,
+    poolSize: config.database.pool_size,
+    connectTimeoutMs: config.database.connect_timeout_ms,
+    statementTimeoutMs: config.database.statement_timeout_ms,
+  });
+  let server: RunningServer | undefined;
+  const publicUrl = () => config.server.public_url ?? server?.url ?? `http://${config.server.host}:${config.server.port}`;
+
+  try {
+    const keyRing = await createLocalKeyRing({
+      issuer: config.tokens.issuer ?? config.server.public_url ?? `http://localhost:${config.server.port}`,
+      audience: config.tokens.audience,
+      ttlSeconds: config.tokens.access_token_ttl_seconds,
+      store: createSigningKeyStore(database.client),
+      encryption: createKeyEncryption(keyEncryptionKey(config, logger)),
+      clock,
+    });
+
+    const providers: ProviderVerification[] = Object.entries(config.providers).map(([name, p]) => ({
+      name,
+      issuer: p.issuer,
+      clientIds: p.client_ids,
+      trustedAudiences: p.trusted_audiences,
+      algorithms: p.algorithms,
+      clockSkewSeconds: p.clock_skew_seconds,
+      maxTokenAgeSeconds: p.max_token_age_seconds ?? null,
+      requireNonce: p.require_nonce,
+      claimAllowlist: p.claim_allowlist,
+      signup: p.signup,
+      linkByEmail: p.link_by_email,
+      keys: createRemoteKeySet({
+        issuer: p.issuer,
+        jwksUri: p.jwks_uri,
+        clock,
+        fetch: overrides.fetch,
+        freshSeconds: p.jwks_fresh_seconds,
+        maxStaleSeconds: p.jwks_max_stale_seconds,
+        refetchCooldownSeconds: p.jwks_refetch_cooldown_seconds,
+        timeoutMs: p.http_timeout_ms,
+        onBackgroundError: (e) => logger.warn("JWKS refresh failed", { provider: name, cause: String(e) }),
+      }),
+    }));
+
+    const plain = new Map<string, PlainHandler>();
+    if (config.dev) {
+      const devIssuerUrl = `${config.server.public_url ?? `http://localhost:${config.server.port}`}/dev/oidc`;
+      const dev = await createDevIssuer({ issuer: devIssuerUrl, clock });
+      if (!("dev" in config.providers)) {
+        providers.push({
+          name: "dev", issuer: dev.issuer, clientIds: [DEV_CLIENT_ID], trustedAudiences: [], algorithms: ["RS256"],
+          clockSkewSeconds: 60, maxTokenAgeSeconds: null, requireNonce: false, claimAllowlist: {},
+          signup: "allow", linkByEmail: "verified", keys: dev.keys,
+        });
+      }
+      plain.set("GET /dev/oidc/.well-known/openid-configuration", async () => ({ status: 200, json: dev.discovery() }));
+      plain.set("GET /dev/oidc/jwks", async () => ({ status: 200, json: dev.jwks() }));
+      plain.set("POST /dev/oidc/token", async (_req, body) => {
+        const r = (await body()) as Partial<DevMintRequest>;
+        if (typeof r.sub !== "string" || r.sub === "") {
+          return { status: 400, json: { code: "invalid_request", message: "give at least {\"sub\": \"alice\"}" } };
+        }
+        return { status: 200, json: { id_token: await dev.mint(r as DevMintRequest), provider: "dev" } };
+      });
+      logger.warn("DEV MODE: the built-in dev OpenID issuer mints ID tokens for anyone; never expose this", { issuer: dev.issuer });
+    }
+
+    const verifier = overrides.verifier ?? createIdTokenVerifier({ providers, clock, maxTokenBytes: config.id_token.max_bytes });
+    const accounts = createAccountStore(database.client);
+    const signin = createSigninService({
+      clock,
+      verifier,
+      accounts,
+      writer: accounts,
+      audit: createAuditLog(database.client),
+      accessTokens: keyRing,
+      opaqueTokens: createOpaqueTokens(),
+      sessionTtlSeconds: config.tokens.session_ttl_seconds,
+      onAuditFailure: (e) => logger.error("audit write failed", { cause: String(e) }),
+    });
+
+    let draining = false;
+    plain.set("GET /healthz", async () => ({ status: 200, json: { status: "ok" } }));
+    plain.set("GET /readyz", async () => {
+      if (draining) return { status: 503, json: { status: "draining" } };
+      try {
+        await database.ping();
+        return { status: 200, json: { status: "ready" } };
+      } catch {
+        return { status: 503, json: { status: "database unavailable" } };
+      }
+    });
+    plain.set("GET /.well-known/jwks.json", async () => ({
+      status: 200,
+      json: keyRing.jwks(),
+      headers: { "cache-control": "public, max-age=300" },
+    }));
+    plain.set("GET /.well-known/openid-configuration", async () => {
+      const issuer = config.tokens.issuer ?? publicUrl();
+      return {
+        status: 200,
+        json: {
+          issuer,
+          jwks_uri: `${publicUrl()}/.well-known/jwks.json`,
+          id_token_signing_alg_values_supported: ["ES256"],
+          token_endpoint_auth_methods_supported: ["none"],
+          grant_types_supported: ["urn:ietf:params:oauth:grant-type:jwt-bearer", "refresh_token"],
+        },
+        headers: { "cache-control": "public, max-age=300" },
+      };
+    });
+
+    const listener = createHttpHandler({
+      routes: registerAuthService({ signin }),
+      services: [AuthService],
+      interceptors: [errorInterceptor(logger)],
+      logger,
+      bodyLimitBytes: config.server.body_limit_bytes,
+      corsAllowedOrigins: config.server.cors.allowed_origins,
+      corsMaxAgeSeconds: config.server.cors.max_age_seconds,
+      trustedProxies: config.server.trusted_proxies,
+      plain,
+    });
+
+    return {
+      config,
+      database,
+      keyRing,
+      url: () => {
+        if (server === undefined) throw new Error("not listening");
+        return server.url;
+      },
+      async listen() {
+        server = await startServer({
+          host: config.server.host,
+          port: config.server.port,
+          tls: config.server.tls === undefined ? undefined : { certFile: config.server.tls.cert_file, keyFile: config.server.tls.key_file },
+          listener,
+        });
+        return server;
+      },
+      async close() {
+        draining = true;
+        await server?.close(config.server.shutdown_timeout_ms);
+        await database.close();
+      },
+    };
+  } catch (e) {
+    await database.close();
+    throw e;
+  }
+}
+
+/**
+ * The key-encryption key for signing keys at rest: from config, else from a file; for the
+ * embedded default, a file created on first start in the data directory (mode 0600).
+ */
+function keyEncryptionKey(config: Config, logger: Logger): Buffer {
+  if (config.tokens.key_encryption_key !== undefined) return Buffer.from(config.tokens.key_encryption_key, "base64");
+  const file = config.tokens.key_encryption_key_file ?? join(resolve(config.data_dir), "key-encryption-key");
+  if (!existsSync(file)) {
+    if (config.tokens.key_encryption_key_file !== undefined) {
+      throw new Error(`tokens.key_encryption_key_file: ${file} does not exist`);
+    }
+    mkdirSync(resolve(config.data_dir), { recursive: true });
+    writeFileSync(file, `${randomBytes(32).toString("base64")}\n`, { mode: 0o600, flag: "wx" });
+    chmodSync(file, 0o600);
+    logger.warn("created a key-encryption key file; in production configure tokens.key_encryption_key(_file)", { file });
+  }
+  const kek = Buffer.from(readFileSync(file, "utf8").trim(), "base64");
+  if (kek.length !== 32) throw new Error(`${file}: must hold base64 of exactly 32 bytes`);
+  return kek;
+}

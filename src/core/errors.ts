@@ -1,0 +1,68 @@
+/**
+ * The one domain error type. `code` is stable and machine-readable: clients switch on it, so a
+ * code is never renamed or reused. `message` is public text for the caller; `cause` is private
+ * detail for logs only (it may hold upstream errors, never tokens or secrets).
+ */
+export type ErrorCode =
+  // The request itself is wrong.
+  | "invalid_request"
+  | "request_too_large"
+  | "unsupported_media_type"
+  | "id_token_required"
+  | "id_token_malformed"
+  | "id_token_too_large"
+  | "nonce_required"
+  // The ID token was read but not accepted.
+  | "id_token_invalid"
+  | "id_token_signature_invalid"
+  | "id_token_algorithm_not_allowed"
+  | "id_token_type_not_allowed"
+  | "id_token_key_not_found"
+  | "id_token_expired"
+  | "id_token_not_yet_valid"
+  | "id_token_too_old"
+  | "id_token_issuer_mismatch"
+  | "id_token_audience_mismatch"
+  | "id_token_claim_invalid"
+  | "id_token_nonce_mismatch"
+  | "issuer_untrusted"
+  // The token is genuine but policy refuses it.
+  | "id_token_claim_not_allowed"
+  | "signup_disabled"
+  | "account_exists"
+  | "user_disabled"
+  | "user_locked"
+  | "user_pending"
+  // Which provider?
+  | "provider_unknown"
+  | "provider_ambiguous"
+  // Something we depend on is down or busy.
+  | "provider_unavailable"
+  | "rate_limited"
+  | "unavailable"
+  // Routing.
+  | "not_found"
+  | "method_not_allowed"
+  // Everything else.
+  | "internal";
+
+export class DomainError extends Error {
+  override readonly name = "DomainError";
+  readonly code: ErrorCode;
+  /** Public, non-secret detail the caller may use (e.g. `{ provider: "google" }`). */
+  readonly detail: Readonly<Record<string, string>> | undefined;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown; detail?: Record<string, string> },
+  ) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.detail = options?.detail;
+  }
+}
+
+export function isDomainError(e: unknown, code?: ErrorCode): e is DomainError {
+  return e instanceof DomainError && (code === undefined || e.code === code);
+}

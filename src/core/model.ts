@@ -1,0 +1,89 @@
+/** Domain records shared by the core and its ports. No transport or storage types here. */
+
+export type UserStatus = "active" | "disabled" | "locked" | "pending";
+
+export interface UserRecord {
+  id: string;
+  username: string;
+  email: string | null;
+  emailVerified: boolean;
+  phone: string | null;
+  status: UserStatus;
+  createdAt: Date;
+}
+
+/** What a verified ID token says about who signed in, plus the provider's policy for it. */
+export interface ExternalIdentity {
+  provider: ProviderPolicy;
+  issuer: string;
+  subject: string;
+  email: string | null;
+  emailVerified: boolean;
+  name: string | null;
+  preferredUsername: string | null;
+  phone: string | null;
+  /** Upstream authentication methods (`amr`), when the provider sent them. */
+  amr: readonly string[];
+  acr: string | null;
+}
+
+/** The part of a provider's configuration that decides accounts (verification is elsewhere). */
+export interface ProviderPolicy {
+  name: string;
+  /** Whether a first sign-in may create a local user. */
+  signup: "allow" | "deny";
+  /**
+   * Whether a first sign-in may attach this identity to an existing user with the same e-mail.
+   * `verified`: only when the provider says the e-mail is verified and the local user's e-mail is
+   * verified too. `never`: a matching e-mail refuses the sign-in with `account_exists`.
+   */
+  linkByEmail: "never" | "verified";
+}
+
+/** Where a request came from, for sessions and the audit trail. Never holds tokens. */
+export interface ClientInfo {
+  ip: string | null;
+  userAgent: string | null;
+  requestId: string | null;
+  deviceId: string | null;
+}
+
+export interface NewSession {
+  id: string;
+  userId: string;
+  provider: string | null;
+  amr: readonly string[];
+  client: ClientInfo;
+  createdAt: Date;
+  expiresAt: Date;
+}
+
+export interface NewRefreshToken {
+  id: string;
+  sessionId: string;
+  tokenHash: string;
+  createdAt: Date;
+  expiresAt: Date;
+}
+
+export interface AuditRecord {
+  type: string;
+  at: Date;
+  code?: string | undefined;
+  userId?: string | undefined;
+  provider?: string | undefined;
+  issuer?: string | undefined;
+  subject?: string | undefined;
+  client: ClientInfo;
+  /** Non-secret, non-personal detail (no tokens, no e-mail addresses). */
+  detail?: Record<string, unknown> | undefined;
+}
+
+/** The result of a sign-in, before it is translated to a transport message. */
+export interface LoginResult {
+  user: UserRecord;
+  accessToken: string;
+  refreshToken: string;
+  expiresIn: number;
+  sessionId: string;
+}

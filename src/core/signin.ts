@@ -1,0 +1,244 @@
+import type { Clock } from "./clock.ts";
+import { DomainError, isDomainError } from "./errors.ts";
+import { newId } from "./ids.ts";
+import type { ClientInfo, ExternalIdentity, LoginResult, UserRecord } from "./model.ts";
+import {
+  type AccessTokenIssuer,
+  type AccountReader,
+  type AccountWrite,
+  type AuditLog,
+  type IdTokenVerifier,
+  type OpaqueTokens,
+  SigninConflict,
+  type SigninWriter,
+} from "./ports.ts";
+import { baseUsername, normalizeEmail, suffixedUsername } from "./username.ts";
+
+export interface SigninDeps {
+  clock: Clock;
+  verifier: IdTokenVerifier;
+  accounts: AccountReader;
+  writer: SigninWriter;
+  audit: AuditLog;
+  accessTokens: AccessTokenIssuer;
+  opaqueTokens: OpaqueTokens;
+  /** Absolute lifetime of a session and its refresh tokens, in seconds. */
+  sessionTtlSeconds: number;
+  onAuditFailure?: (error: unknown) => void;
+}
+
+export interface SigninInput {
+  idToken: string;
+  provider?: string | undefined;
+  nonce?: string | undefined;
+  client: ClientInfo;
+}
+
+export interface SigninService {
+  signinWithIdToken(input: SigninInput): Promise<LoginResult>;
+}
+
+/** Attempts at a sign-in whose write lost a unique-constraint race (identity or username). */
+const MAX_WRITE_ATTEMPTS = 4;
+
+/**
+ * Sign-in with an external ID token: verify it, find or provision the local account under the
+ * provider's policy, refuse non-active users, then open a session and issue tokens. Every
+ * attempt, accepted or refused, leaves one audit record; refusals write nothing else.
+ */
+export function createSigninService(deps: SigninDeps): SigninService {
+  const { clock, verifier, accounts, writer, audit, accessTokens, opaqueTokens } = deps;
+
+  async function signinWithIdToken(input: SigninInput): Promise<LoginResult> {
+    let identity: ExternalIdentity | undefined;
+    let userId: string | undefined;
+    try {
+      if (input.idToken === "") {
+        throw new DomainError("id_token_required", "id_token is required");
+      }
+      identity = await verifier.verify(input.idToken, {
+        provider: input.provider,
+        nonce: input.nonce,
+      });
+      const verified = identity;
+      let usernameTaken = false;
+      for (let attempt = 1; ; attempt++) {
+        const now = clock.now();
+        const account = await resolveAccount(verified, now, usernameTaken);
+        userId = account.kind === "create" ? account.user.id : account.userId;
+        const user = account.kind === "existing" ? account.user : null;
+        if (user !== null) assertActive(user);
+        try {
+          return await open(verified, account.write, now, input.client);
+        } catch (e) {
+          if (!(e instanceof SigninConflict) || attempt >= MAX_WRITE_ATTEMPTS) throw e;
+          // Identity race: the next pass finds the winner's link. Username race: pick another.
+          if (e.target === "username") usernameTaken = true;
+        }
+      }
+    } catch (e) {
+      const code = isDomainError(e) ? e.code : "internal";
+      await recordQuietly({
+        type: "signin.failed",
+        at: clock.now(),
+        code,
+        userId,
+        provider: identity?.provider.name ?? input.provider?.slice(0, 64),
+        issuer: identity?.issuer,
+        subject: identity?.subject,
+        client: input.client,
+      });
+      if (e instanceof SigninConflict) {
+        throw new DomainError("internal", "sign-in could not be completed", { cause: e });
+      }
+      throw e;
+    }
+  }
+
+  type Resolved =
+    | { kind: "existing"; userId: string; user: UserRecord; write: AccountWrite }
+    | { kind: "link"; userId: string; write: AccountWrite }
+    | { kind: "create"; user: { id: string }; write: AccountWrite };
+
+  async function resolveAccount(
+    identity: ExternalIdentity,
+    now: Date,
+    usernameTaken: boolean,
+  ): Promise<Resolved> {
+    const linked = await accounts.findByIdentity(identity.issuer, identity.subject);
+    if (linked !== null) {
+      return {
+        kind: "existing",
+        userId: linked.user.id,
+        user: linked.user,
+        write: { kind: "existing", userId: linked.user.id, identityId: linked.identityId },
+      };
+    }
+    const email = normalizeEmail(identity.email);
+    const newIdentity = {
+      id: newId("idn"),
+      issuer: identity.issuer,
+      subject: identity.subject,
+      provider: identity.provider.name,
+      email,
+      emailVerified: identity.emailVerified && email !== null,
+    };
+    // Only a verified e-mail says anything about who owns an existing account. An unverified one
+    // is stored as unverified and never matched, so nobody can claim or block another's address.
+    if (newIdentity.emailVerified && email !== null) {
+      const owners = await accounts.findByVerifiedEmail(email);
+      const owner = owners[0];
+      if (owner !== undefined) {
+        if (identity.provider.linkByEmail !== "verified" || owners.length > 1) {
+          throw new DomainError(
+            "account_exists",
+            "an account with this e-mail address already exists; sign in with the method used before",
+            { detail: { provider: identity.provider.name } },
+          );
+        }
+        assertActive(owner);
+        return {
+          kind: "link",
+          userId: owner.id,
+          write: { kind: "link", userId: owner.id, identity: newIdentity },
+        };
+      }
+    }
+    if (identity.provider.signup !== "allow") {
+      throw new DomainError(
+        "signup_disabled",
+        `provider "${identity.provider.name}" does not allow new accounts; ask an administrator to create yours`,
+        { detail: { provider: identity.provider.name } },
+      );
+    }
+    const user = {
+      id: newId("usr"),
+      username: usernameTaken
+        ? suffixedUsername(baseUsername(identity))
+        : baseUsername(identity),
+      email,
+      emailNormalized: email,
+      emailVerified: newIdentity.emailVerified,
+      phone: identity.phone,
+      createdAt: now,
+    };
+    return { kind: "create", user, write: { kind: "create", user, identity: newIdentity } };
+  }
+
+  async function open(
+    identity: ExternalIdentity,
+    account: AccountWrite,
+    now: Date,
+    client: ClientInfo,
+  ): Promise<LoginResult> {
+    const sessionId = newId("ses");
+    const refresh = opaqueTokens.issue("rt");
+    const expiresAt = new Date(now.getTime() + deps.sessionTtlSeconds * 1000);
+    const amr = identity.amr.length > 0 ? ["fed", ...identity.amr] : ["fed"];
+    const userId = account.kind === "create" ? account.user.id : account.userId;
+    const user = await writer.commitSignin({
+        account,
+        at: now,
+        session: {
+          id: sessionId,
+          userId,
+          provider: identity.provider.name,
+          amr,
+          client,
+          createdAt: now,
+          expiresAt,
+        },
+        refreshToken: {
+          id: newId("rtk"),
+          sessionId,
+          tokenHash: refresh.hash,
+          createdAt: now,
+          expiresAt,
+        },
+        audit: {
+          type: "signin.succeeded",
+          at: now,
+          userId,
+          provider: identity.provider.name,
+          issuer: identity.issuer,
+          subject: identity.subject,
+          client,
+          detail: { account: account.kind },
+        },
+    });
+    const accessToken = await accessTokens.issue(
+      { userId, sessionId, amr, provider: identity.provider.name },
+      now,
+    );
+    return {
+      user,
+      accessToken,
+      refreshToken: refresh.token,
+      expiresIn: accessTokens.ttlSeconds,
+      sessionId,
+    };
+  }
+
+  async function recordQuietly(event: Parameters<AuditLog["record"]>[0]): Promise<void> {
+    try {
+      await audit.record(event);
+    } catch (e) {
+      deps.onAuditFailure?.(e);
+    }
+  }
+
+  return { signinWithIdToken };
+}
+
+function assertActive(user: UserRecord): void {
+  switch (user.status) {
+    case "active":
+      return;
+    case "disabled":
+      throw new DomainError("user_disabled", "this account is disabled");
+    case "locked":
+      throw new DomainError("user_locked", "this account is locked");
+    case "pending":
+      throw new DomainError("user_pending", "this account is not yet activated");
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * The process: the only file that reads process.env and argv. Loads config, builds the app,
+ * listens, and drains on SIGTERM/SIGINT.
+ *
+ *   node src/main.ts [--dev] [--config FILE]          serve
+ *   node src/main.ts migrate [--config FILE]          apply migrations and exit
+ */
+import { existsSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { createApp, databaseUrl } from "./app.ts";
+import { ConfigError, loadConfig } from "./config/load.ts";
+import { createLogger } from "./logger.ts";
+import { migrate, MigrationError } from "./store/migrate.ts";
+
+async function main(): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: process.argv.slice(2),
+    options: { dev: { type: "boolean", default: false }, config: { type: "string" } },
+    allowPositionals: true,
+  });
+  const file = values.config ?? process.env["CONFIG_FILE"] ?? (existsSync("config.yaml") ? "config.yaml" : undefined);
+  const config = loadConfig({ file, env: process.env, overrides: values.dev ? { dev: true } : {} });
+  const logger = createLogger({ level: config.log_level });
+  if (config.dev && process.env["NODE_ENV"] === "production") {
+    throw new ConfigError("dev mode is refused when NODE_ENV=production");
+  }
+
+  if (positionals[0] === "migrate") {
+    const report = await migrate(databaseUrl(config));
+    logger.info("migrations done", { applied: report.applied, already_applied: report.alreadyApplied });
+    return 0;
+  }
+  if (positionals.length > 0) throw new ConfigError(`unknown command ${positionals[0]}`);
+
+  const app = await createApp(config, logger);
+  const server = await app.listen();
+  logger.info("listening", { url: server.url, dev: config.dev, database: app.database.dialect });
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      logger.info("draining", { signal });
+      resolve();
+    };
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT"));
+  });
+  await app.close();
+  logger.info("stopped");
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    if (e instanceof ConfigError || e instanceof MigrationError) {
+      process.stderr.write(`${e.name}: ${e.message}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`fatal: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  },
+);

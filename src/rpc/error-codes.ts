@@ -1,0 +1,64 @@
+import { Code } from "@connectrpc/connect";
+import type { ErrorCode } from "../core/errors.ts";
+
+/**
+ * The one table from domain error codes to Connect/gRPC codes. HTTP statuses follow from the
+ * Connect code (the Connect protocol's mapping), for Connect and REST alike; `log` is the level a
+ * rejection is logged at (client mistakes are not our errors).
+ */
+export const ERROR_TABLE: Record<ErrorCode, { code: Code; log: "debug" | "info" | "warn" | "error" }> = {
+  invalid_request: { code: Code.InvalidArgument, log: "info" },
+  request_too_large: { code: Code.ResourceExhausted, log: "info" },
+  unsupported_media_type: { code: Code.InvalidArgument, log: "info" },
+  id_token_required: { code: Code.InvalidArgument, log: "info" },
+  id_token_malformed: { code: Code.InvalidArgument, log: "info" },
+  id_token_too_large: { code: Code.InvalidArgument, log: "info" },
+  nonce_required: { code: Code.InvalidArgument, log: "info" },
+  id_token_invalid: { code: Code.Unauthenticated, log: "info" },
+  id_token_signature_invalid: { code: Code.Unauthenticated, log: "warn" },
+  id_token_algorithm_not_allowed: { code: Code.Unauthenticated, log: "warn" },
+  id_token_type_not_allowed: { code: Code.Unauthenticated, log: "info" },
+  id_token_key_not_found: { code: Code.Unauthenticated, log: "info" },
+  id_token_expired: { code: Code.Unauthenticated, log: "info" },
+  id_token_not_yet_valid: { code: Code.Unauthenticated, log: "info" },
+  id_token_too_old: { code: Code.Unauthenticated, log: "info" },
+  id_token_issuer_mismatch: { code: Code.Unauthenticated, log: "info" },
+  id_token_audience_mismatch: { code: Code.Unauthenticated, log: "info" },
+  id_token_claim_invalid: { code: Code.Unauthenticated, log: "info" },
+  id_token_nonce_mismatch: { code: Code.Unauthenticated, log: "warn" },
+  issuer_untrusted: { code: Code.Unauthenticated, log: "info" },
+  id_token_claim_not_allowed: { code: Code.PermissionDenied, log: "info" },
+  signup_disabled: { code: Code.PermissionDenied, log: "info" },
+  account_exists: { code: Code.AlreadyExists, log: "info" },
+  user_disabled: { code: Code.PermissionDenied, log: "info" },
+  user_locked: { code: Code.PermissionDenied, log: "info" },
+  user_pending: { code: Code.PermissionDenied, log: "info" },
+  provider_unknown: { code: Code.NotFound, log: "info" },
+  provider_ambiguous: { code: Code.InvalidArgument, log: "info" },
+  provider_unavailable: { code: Code.Unavailable, log: "warn" },
+  rate_limited: { code: Code.ResourceExhausted, log: "info" },
+  unavailable: { code: Code.Unavailable, log: "error" },
+  not_found: { code: Code.NotFound, log: "debug" },
+  method_not_allowed: { code: Code.Unimplemented, log: "debug" },
+  internal: { code: Code.Internal, log: "error" },
+};
+
+/** HTTP status implied by a Connect code (connectrpc.com/docs/protocol#error-codes). */
+export function httpStatusOf(code: Code): number {
+  switch (code) {
+    case Code.Canceled: return 499;
+    case Code.InvalidArgument: return 400;
+    case Code.DeadlineExceeded: return 504;
+    case Code.NotFound: return 404;
+    case Code.AlreadyExists: return 409;
+    case Code.PermissionDenied: return 403;
+    case Code.ResourceExhausted: return 429;
+    case Code.FailedPrecondition: return 400;
+    case Code.Aborted: return 409;
+    case Code.OutOfRange: return 400;
+    case Code.Unimplemented: return 501;
+    case Code.Unavailable: return 503;
+    case Code.Unauthenticated: return 401;
+    default: return 500;
+  }
+}

@@ -1,0 +1,68 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { DomainError, isDomainError } from "../core/errors.ts";
+import { ErrorInfoSchema } from "../../gen/pb/google/rpc/error_details_pb.ts";
+import type { Logger } from "../logger.ts";
+import { ERROR_TABLE } from "./error-codes.ts";
+import { kRequestId } from "./context.ts";
+
+export const ERROR_DOMAIN = "identity.v1";
+
+/** Turns any error into the DomainError the client may see; unknown ones become `internal`. */
+export function toDomainError(e: unknown): DomainError {
+  if (isDomainError(e)) return e;
+  return new DomainError("internal", "internal error", { cause: e });
+}
+
+/** A ConnectError carrying the stable code as a google.rpc.ErrorInfo detail (reason = code). */
+export function toConnectError(e: DomainError): ConnectError {
+  const entry = ERROR_TABLE[e.code];
+  return new ConnectError(e.message, entry.code, undefined, [
+    { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason: e.code, domain: ERROR_DOMAIN, metadata: { ...e.detail } }) },
+  ]);
+}
+
+/**
+ * Outermost interceptor: every failure leaves as a ConnectError with a stable code; the log gets
+ * the cause (connect-es does not log handler errors itself), the client only the public message.
+ */
+export function errorInterceptor(logger: Logger): Interceptor {
+  return (next) => async (req) => {
+    const started = performance.now();
+    try {
+      const res = await next(req);
+      logger.debug("rpc", { method: req.method.name, ms: Math.round(performance.now() - started), request_id: req.contextValues.get(kRequestId) });
+      return res;
+    } catch (e) {
+      if (e instanceof ConnectError && !(e.cause instanceof DomainError) && e.code !== Code.Unknown && e.code !== Code.Internal) {
+        throw e; // Protocol-level errors raised by connect itself (bad framing, size limits).
+      }
+      const domain = toDomainError(e instanceof ConnectError && e.cause !== undefined ? e.cause : e);
+      const level = ERROR_TABLE[domain.code].log;
+      logger[level]("rpc failed", {
+        method: req.method.name,
+        code: domain.code,
+        ms: Math.round(performance.now() - started),
+        request_id: req.contextValues.get(kRequestId),
+        ...(level === "error" || level === "warn" ? { cause: describeCause(domain.cause) } : {}),
+      });
+      throw toConnectError(domain);
+    }
+  };
+}
+
+/** Error chain as text for logs: names and messages, never request data. */
+export function describeCause(cause: unknown): string | undefined {
+  const parts: string[] = [];
+  let c: unknown = cause;
+  for (let depth = 0; c !== undefined && c !== null && depth < 5; depth++) {
+    if (c instanceof Error) {
+      parts.push(`${c.name}: ${c.message}`);
+      c = c.cause;
+    } else {
+      parts.push(String(c));
+      break;
+    }
+  }
+  return parts.length > 0 ? parts.join(" <- ") : undefined;
+}

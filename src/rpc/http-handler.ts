@@ -1,0 +1,315 @@
+import { randomUUID } from "node:crypto";
+import type * as http from "node:http";
+import type * as http2 from "node:http2";
+import { BlockList, isIP } from "node:net";
+import { fromBinary, type DescService, type JsonValue } from "@bufbuild/protobuf";
+import {
+  type ConnectRouter,
+  type ContextValues,
+  createConnectRouter,
+  createContextValues,
+  type Interceptor,
+} from "@connectrpc/connect";
+import type { UniversalHandler } from "@connectrpc/connect/protocol";
+import {
+  compressionBrotli,
+  compressionGzip,
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+} from "@connectrpc/connect-node";
+import { ErrorInfoSchema } from "../../gen/pb/google/rpc/error_details_pb.ts";
+import type { ErrorCode } from "../core/errors.ts";
+import type { Logger } from "../logger.ts";
+import { kClient, kRequestId } from "./context.ts";
+import { clipDeviceId } from "./auth-service.ts";
+import { ERROR_TABLE, httpStatusOf } from "./error-codes.ts";
+import { describeCause } from "./errors.ts";
+import { type RestRoute, restRoutesFrom } from "./rest-routes.ts";
+
+export type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
+export type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
+
+/** A plain HTTP endpoint beside the RPCs (health, JWKS, discovery, dev issuer). */
+export type PlainHandler = (req: NodeRequest, body: () => Promise<unknown>) => Promise<{ status: number; json: unknown; headers?: Record<string, string> }>;
+
+export interface HttpHandlerOptions {
+  /** Registers every Connect service: the one registration function for all transports. */
+  routes: (router: ConnectRouter) => void;
+  services: readonly DescService[];
+  interceptors: Interceptor[];
+  logger: Logger;
+  bodyLimitBytes: number;
+  corsAllowedOrigins: readonly string[];
+  corsMaxAgeSeconds: number;
+  /** CIDRs (or addresses) of proxies whose X-Forwarded-For we believe. */
+  trustedProxies: readonly string[];
+  /** "GET /healthz" -> handler. */
+  plain: ReadonlyMap<string, PlainHandler>;
+}
+
+const CORS_ALLOW_HEADERS = [
+  "authorization", "content-type", "connect-protocol-version", "connect-timeout-ms",
+  "grpc-timeout", "x-grpc-web", "x-user-agent", "x-device-id", "x-request-id",
+].join(", ");
+const CORS_EXPOSE_HEADERS = ["grpc-status", "grpc-message", "grpc-status-details-bin", "x-request-id"].join(", ");
+
+/**
+ * One request listener for HTTP/1.1 and HTTP/2 alike, serving Connect, gRPC and gRPC-Web (through
+ * connect-node's universal handlers) and REST JSON transcoded from `google.api.http` options onto
+ * the same handlers, so interceptors, limits and errors are shared by all four protocols.
+ */
+export function createHttpHandler(options: HttpHandlerOptions) {
+  const router = createConnectRouter({
+    interceptors: options.interceptors,
+    readMaxBytes: options.bodyLimitBytes,
+    acceptCompression: [compressionGzip, compressionBrotli],
+    // The seed's names (snake_case) in Connect JSON, and implicit fields (booleans, token_type,
+    // expires_in) always present; `optional` fields stay absent when unset.
+    jsonOptions: { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: false },
+  });
+  options.routes(router);
+  const rpcByPath = new Map<string, UniversalHandler>();
+  const rpcByMethod = new Map<string, UniversalHandler>();
+  for (const h of router.handlers) {
+    rpcByPath.set(h.requestPath, h);
+    rpcByMethod.set(`${h.service.typeName}/${h.method.name}`, h);
+  }
+  const restRoutes = restRoutesFrom(options.services);
+  const proxies = new BlockList();
+  for (const p of options.trustedProxies) {
+    const [addr, bits] = p.split("/");
+    const type = isIP(addr!) === 6 ? "ipv6" : "ipv4";
+    if (bits === undefined) proxies.addAddress(addr!, type);
+    else proxies.addSubnet(addr!, Number(bits), type);
+  }
+  const allowedOrigins = new Set(options.corsAllowedOrigins);
+
+  function clientOf(req: NodeRequest, requestId: string): ContextValues {
+    const header = (name: string) => {
+      const v = req.headers[name];
+      return Array.isArray(v) ? v[0] : v;
+    };
+    return createContextValues()
+      .set(kRequestId, requestId)
+      .set(kClient, {
+        ip: clientIp(req.socket.remoteAddress ?? null, header("x-forwarded-for"), proxies),
+        userAgent: header("user-agent") ?? null,
+        requestId,
+        deviceId: clipDeviceId(header("x-device-id")),
+      });
+  }
+
+  function cors(req: NodeRequest, res: NodeResponse): boolean {
+    const origin = req.headers.origin;
+    if (typeof origin !== "string" || !(allowedOrigins.has(origin) || allowedOrigins.has("*"))) return false;
+    res.setHeader("access-control-allow-origin", origin);
+    res.setHeader("vary", "origin");
+    res.setHeader("access-control-expose-headers", CORS_EXPOSE_HEADERS);
+    return true;
+  }
+
+  async function handle(req: NodeRequest, res: NodeResponse): Promise<void> {
+    const requestId = sanitizeRequestId(req.headers["x-request-id"]) ?? randomUUID();
+    res.setHeader("x-request-id", requestId);
+    const url = new URL(req.url ?? "/", "http://localhost");
+    const corsAllowed = cors(req, res);
+    if (req.method === "OPTIONS") {
+      if (corsAllowed) {
+        res.setHeader("access-control-allow-methods", "GET, POST, PUT, PATCH, DELETE");
+        res.setHeader("access-control-allow-headers", CORS_ALLOW_HEADERS);
+        res.setHeader("access-control-max-age", String(options.corsMaxAgeSeconds));
+      }
+      head(res, corsAllowed ? 204 : 403, {});
+      res.end();
+      return;
+    }
+
+    const rpc = rpcByPath.get(url.pathname);
+    if (rpc !== undefined) {
+      const uRes = await rpc(universalRequestFromNodeRequest(req, res, undefined, clientOf(req, requestId)));
+      await universalResponseToNodeResponse(uRes, res);
+      return;
+    }
+
+    const plain = options.plain.get(`${req.method} ${url.pathname}`);
+    if (plain !== undefined) {
+      const out = await plain(req, () => readJsonBody(req, options.bodyLimitBytes));
+      sendJson(res, out.status, out.json, out.headers);
+      return;
+    }
+
+    let pathMatched = false;
+    for (const route of restRoutes) {
+      const params = route.match(url.pathname);
+      if (params === null) continue;
+      pathMatched = true;
+      if (route.httpMethod !== req.method) continue;
+      await handleRest(route, params, url, req, res, requestId);
+      return;
+    }
+    if (pathMatched) {
+      sendError(res, "method_not_allowed", `${req.method} is not allowed here`);
+      return;
+    }
+    sendError(res, "not_found", `no route for ${req.method} ${url.pathname}`);
+  }
+
+  async function handleRest(
+    route: RestRoute,
+    params: Record<string, string>,
+    url: URL,
+    req: NodeRequest,
+    res: NodeResponse,
+    requestId: string,
+  ): Promise<void> {
+    let message: Record<string, JsonValue> = {};
+    if (route.body !== "") {
+      const type = String(req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
+      if (type !== "application/json") {
+        sendError(res, "unsupported_media_type", "send the request body as JSON with Content-Type: application/json");
+        return;
+      }
+      const body = await readJsonBody(req, options.bodyLimitBytes);
+      if (route.body === "*") {
+        if (typeof body !== "object" || body === null || Array.isArray(body)) {
+          sendError(res, "invalid_request", "the request body must be a JSON object");
+          return;
+        }
+        message = body as Record<string, JsonValue>;
+      } else {
+        message[route.body] = body as JsonValue;
+      }
+    }
+    for (const [key, value] of url.searchParams) {
+      if (route.body !== "*") message[key] = value;
+    }
+    Object.assign(message, params);
+
+    const handler = rpcByMethod.get(`${route.method.parent.typeName}/${route.method.name}`)!;
+    const header = new Headers({ "content-type": "application/json", "connect-protocol-version": "1" });
+    for (const name of ["authorization", "user-agent", "x-device-id", "accept-language"]) {
+      const v = req.headers[name];
+      if (typeof v === "string") header.set(name, v);
+    }
+    const abort = new AbortController();
+    res.once("close", () => abort.abort());
+    const uRes = await handler({
+      httpVersion: req.httpVersion,
+      url: `http://localhost${handler.requestPath}`,
+      method: "POST",
+      header,
+      body: message,
+      signal: abort.signal,
+      contextValues: clientOf(req, requestId),
+    });
+    const bytes = await collect(uRes.body);
+    if (uRes.status === 200) {
+      head(res, 200, { "content-type": "application/json" });
+      res.end(bytes);
+      return;
+    }
+    // A Connect error body: {code, message, details:[{type, value}]}. REST callers get the stable
+    // domain code from the ErrorInfo detail in `code`, and the RPC status in `status`.
+    const err = JSON.parse(Buffer.from(bytes).toString("utf8") || "{}") as {
+      code?: string; message?: string; details?: { type?: string; value?: string }[];
+    };
+    const info = err.details?.find((d) => d.type === "google.rpc.ErrorInfo");
+    const decoded = info?.value === undefined ? undefined : fromBinary(ErrorInfoSchema, Buffer.from(info.value, "base64"));
+    sendJson(res, uRes.status, {
+      code: decoded?.reason ?? (err.code === "invalid_argument" ? "invalid_request" : (err.code ?? "internal")),
+      message: err.message ?? "request failed",
+      status: err.code ?? "unknown",
+      ...(decoded !== undefined && Object.keys(decoded.metadata).length > 0 ? { details: decoded.metadata } : {}),
+    });
+  }
+
+  return function listener(req: NodeRequest, res: NodeResponse): void {
+    handle(req, res).catch((e: unknown) => {
+      if (e instanceof BodyError) {
+        sendError(res, e.code, e.message);
+        return;
+      }
+      options.logger.error("request failed", { path: (req.url ?? "").split("?")[0], cause: describeCause(e) });
+      if (!res.headersSent) sendError(res, "internal", "internal error");
+      else res.destroy();
+    });
+  };
+}
+
+class BodyError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+async function readJsonBody(req: NodeRequest, limit: number): Promise<unknown> {
+  const declared = Number(req.headers["content-length"] ?? "0");
+  if (declared > limit) throw new BodyError("request_too_large", `the request body exceeds ${limit} bytes`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new BodyError("request_too_large", `the request body exceeds ${limit} bytes`);
+    chunks.push(chunk);
+  }
+  const text = Buffer.concat(chunks).toString("utf8");
+  if (text.trim() === "") return {};
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new BodyError("invalid_request", "the request body is not valid JSON");
+  }
+}
+
+async function collect(body: AsyncIterable<Uint8Array> | undefined): Promise<Uint8Array> {
+  if (body === undefined) return new Uint8Array();
+  const parts: Uint8Array[] = [];
+  for await (const part of body) parts.push(part);
+  return Buffer.concat(parts);
+}
+
+function sendJson(res: NodeResponse, status: number, json: unknown, headers?: Record<string, string>): void {
+  const body = JSON.stringify(json);
+  head(res, status, { "content-type": "application/json", "cache-control": "no-store", ...headers });
+  res.end(body);
+}
+
+/** writeHead for either response type (their overloads do not unify). */
+function head(res: NodeResponse, status: number, headers: Record<string, string>): void {
+  (res as http.ServerResponse).writeHead(status, headers);
+}
+
+export function sendError(res: NodeResponse, code: ErrorCode, message: string): void {
+  const connectCode = ERROR_TABLE[code].code;
+  sendJson(res, httpStatusOf(connectCode), { code, message, status: codeName(connectCode) });
+}
+
+function codeName(code: number): string {
+  const names = ["ok", "canceled", "unknown", "invalid_argument", "deadline_exceeded", "not_found", "already_exists",
+    "permission_denied", "resource_exhausted", "failed_precondition", "aborted", "out_of_range", "unimplemented",
+    "internal", "unavailable", "data_loss", "unauthenticated"];
+  return names[code] ?? "unknown";
+}
+
+/** The client's address: the socket peer, or, behind trusted proxies, the last untrusted hop. */
+export function clientIp(peer: string | null, forwardedFor: string | undefined, proxies: BlockList): string | null {
+  const norm = (a: string) => a.replace(/^::ffff:/, "");
+  if (peer === null) return null;
+  let ip = norm(peer);
+  if (forwardedFor === undefined) return ip;
+  const hops = forwardedFor.split(",").map((h) => norm(h.trim())).filter((h) => isIP(h) !== 0);
+  while (isTrusted(ip, proxies) && hops.length > 0) ip = hops.pop()!;
+  return ip;
+}
+
+function isTrusted(ip: string, proxies: BlockList): boolean {
+  const type = isIP(ip) === 6 ? "ipv6" : "ipv4";
+  return proxies.check(ip, type);
+}
+
+function sanitizeRequestId(v: string | string[] | undefined): string | null {
+  const s = Array.isArray(v) ? v[0] : v;
+  return s !== undefined && /^[A-Za-z0-9._:-]{1,128}$/.test(s) ? s : null;
+}

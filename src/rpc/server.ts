@@ -1,0 +1,116 @@
+import { readFileSync } from "node:fs";
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import * as net from "node:net";
+import type { NodeRequest, NodeResponse } from "./http-handler.ts";
+
+const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+export interface ServerOptions {
+  host: string;
+  port: number;
+  tls?: { certFile: string; keyFile: string } | undefined;
+  listener: (req: NodeRequest, res: NodeResponse) => void;
+}
+
+export interface RunningServer {
+  /** The bound port (useful with port 0). */
+  port: number;
+  url: string;
+  /** Stops accepting, lets in-flight requests finish (up to `timeoutMs`), then closes the rest. */
+  close(timeoutMs: number): Promise<void>;
+}
+
+/**
+ * One port for every protocol. Cleartext: each connection's first bytes decide: the HTTP/2
+ * preface (gRPC clients use h2c with prior knowledge) goes to an HTTP/2 server, anything else to
+ * HTTP/1.1. With TLS: ALPN offers h2 and http/1.1.
+ */
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const sessions = new Set<http2.Http2Session>();
+  const sockets = new Set<net.Socket>();
+  let shuttingDown = false;
+  // While draining, HTTP/1.1 responses announce `connection: close` so keep-alive sockets end.
+  const listener = (req: NodeRequest, res: NodeResponse) => {
+    if (shuttingDown && req.httpVersionMajor === 1) res.setHeader("connection", "close");
+    options.listener(req, res);
+  };
+  let h1: http.Server | undefined;
+  let h2: http2.Http2Server | http2.Http2SecureServer;
+  let outer: net.Server;
+
+  if (options.tls !== undefined) {
+    const secure = http2.createSecureServer(
+      {
+        cert: readFileSync(options.tls.certFile),
+        key: readFileSync(options.tls.keyFile),
+        allowHTTP1: true,
+        ALPNProtocols: ["h2", "http/1.1"],
+      },
+      listener,
+    );
+    h2 = secure;
+    outer = secure;
+  } else {
+    h1 = http.createServer({ keepAliveTimeout: 5000, requestTimeout: 30_000 }, listener);
+    h2 = http2.createServer({}, listener);
+    const plain1 = h1;
+    const plain2 = h2;
+    outer = net.createServer((socket) => {
+      let seen = Buffer.alloc(0);
+      const onData = (chunk: Buffer) => {
+        seen = Buffer.concat([seen, chunk]);
+        const n = Math.min(seen.length, H2_PREFACE.length);
+        const isH2 = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+        if (isH2 && seen.length < H2_PREFACE.length) return; // Need more bytes to decide.
+        socket.off("data", onData);
+        socket.pause();
+        socket.unshift(seen);
+        (isH2 ? plain2 : plain1).emit("connection", socket);
+        socket.resume();
+      };
+      socket.on("data", onData);
+      socket.on("error", () => socket.destroy());
+    });
+  }
+  outer.on("connection", (socket: net.Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
+  h2.on("session", (s: http2.Http2Session) => {
+    sessions.add(s);
+    s.once("close", () => sessions.delete(s));
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    outer.once("error", reject);
+    outer.listen(options.port, options.host, () => {
+      outer.off("error", reject);
+      resolve();
+    });
+  });
+  const address = outer.address() as net.AddressInfo;
+  const hostForUrl = address.family === "IPv6" ? `[${address.address}]` : address.address;
+
+  return {
+    port: address.port,
+    url: `${options.tls === undefined ? "http" : "https"}://${hostForUrl}:${address.port}`,
+    async close(timeoutMs) {
+      shuttingDown = true;
+      // Resolves once every connection has ended.
+      const closed = new Promise<void>((resolve) => outer.close(() => resolve()));
+      // HTTP/2: GOAWAY, open streams finish. HTTP/1.1: idle keep-alive sockets close now, busy
+      // ones after their response (which says `connection: close`).
+      for (const s of sessions) s.close();
+      const idle = setInterval(() => h1?.closeIdleConnections(), 50);
+      h1?.closeIdleConnections();
+      const deadline = setTimeout(() => {
+        for (const s of sessions) s.destroy();
+        for (const s of sockets) s.destroy();
+      }, timeoutMs);
+      await closed;
+      clearInterval(idle);
+      clearTimeout(deadline);
+    },
+  };
+}

@@ -1,0 +1,16 @@
+import type { SigningKeyStore } from "../core/ports.ts";
+import type { Db } from "./database.ts";
+
+export function createSigningKeyStore(db: Db): SigningKeyStore {
+  return {
+    listUsable(now) {
+      return db.signingKey.findMany({
+        where: { OR: [{ expiresAt: null }, { expiresAt: { gt: now } }] },
+        orderBy: [{ createdAt: "desc" }, { kid: "desc" }],
+      });
+    },
+    async insert(key) {
+      await db.signingKey.create({ data: key });
+    },
+  };
+}

@@ -1,0 +1,258 @@
+import { timingSafeEqual } from "node:crypto";
+import {
+  decodeProtectedHeader,
+  errors as joseErrors,
+  jwtVerify,
+  type JWTPayload,
+  type ProtectedHeaderParameters,
+} from "jose";
+import type { Clock } from "../core/clock.ts";
+import { DomainError, type ErrorCode } from "../core/errors.ts";
+import type { ExternalIdentity, ProviderPolicy } from "../core/model.ts";
+import type { IdTokenVerifier } from "../core/ports.ts";
+import type { KeyResolver } from "./remote-key-set.ts";
+
+/** Everything needed to verify one provider's ID tokens. */
+export interface ProviderVerification extends ProviderPolicy {
+  issuer: string;
+  /** Our client IDs at this provider (web, iOS, Android…); `aud` must contain one of them. */
+  clientIds: readonly string[];
+  /** Other audiences a token may also carry without being refused. */
+  trustedAudiences: readonly string[];
+  /** Pinned signature algorithms; never taken from the token. */
+  algorithms: readonly string[];
+  clockSkewSeconds: number;
+  /** Reject tokens issued longer ago than this (on top of `exp`). */
+  maxTokenAgeSeconds: number | null;
+  requireNonce: boolean;
+  /** Claim name -> accepted values (e.g. Google `hd`, Entra `tid`). The claim must be present. */
+  claimAllowlist: Readonly<Record<string, readonly string[]>>;
+  keys: KeyResolver;
+}
+
+export interface IdTokenVerifierOptions {
+  providers: readonly ProviderVerification[];
+  clock: Clock;
+  /** Longest compact token accepted, in bytes, checked before any parsing. */
+  maxTokenBytes: number;
+}
+
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+// OpenID Connect Core §2: sub is at most 255 ASCII characters. Control characters are refused.
+const SANE_SUB = /^[\x21-\x7e]{1,255}$/;
+const FORBIDDEN_ALGORITHMS = /^(none|HS\d+)$/i;
+
+/**
+ * ID-token verification after OpenID Connect Core 1.0 §3.1.3.7, stricter where it leaves room:
+ * pinned algorithms, exact issuer, every audience trusted, `azp` required with several audiences,
+ * `typ` must be JWT when present, `iat` required and bounded by the provider's maximum age.
+ */
+export function createIdTokenVerifier(options: IdTokenVerifierOptions): IdTokenVerifier {
+  const byName = new Map(options.providers.map((p) => [p.name, p]));
+  for (const p of options.providers) {
+    const bad = p.algorithms.find((a) => FORBIDDEN_ALGORITHMS.test(a));
+    if (bad !== undefined) throw new Error(`provider ${p.name}: algorithm ${bad} is not allowed`);
+  }
+
+  function pickProvider(token: string, requested: string | undefined): ProviderVerification {
+    if (requested !== undefined) {
+      const p = byName.get(requested);
+      if (p === undefined) {
+        throw new DomainError("provider_unknown", `provider "${clip(requested)}" is not configured`);
+      }
+      return p;
+    }
+    // No provider named: choose by the token's still unverified `iss`, then verify with that
+    // provider's own keys and rules. The unverified value only selects configuration.
+    const payload = decodeSegment(token.split(".")[1]!);
+    const iss = typeof payload?.["iss"] === "string" ? payload["iss"] : undefined;
+    const candidates = options.providers.filter((p) => p.issuer === iss);
+    if (candidates.length === 0) {
+      throw new DomainError(
+        "issuer_untrusted",
+        "the token's issuer matches no configured provider; name the provider or check the issuer",
+      );
+    }
+    if (candidates.length === 1) return candidates[0]!;
+    const aud = audiences(payload?.["aud"]);
+    const byAudience = candidates.filter((p) => p.clientIds.some((c) => aud.includes(c)));
+    if (byAudience.length === 1) return byAudience[0]!;
+    throw new DomainError(
+      "provider_ambiguous",
+      "several configured providers share this issuer; name the provider in the request",
+    );
+  }
+
+  async function verify(
+    token: string,
+    request: { provider?: string | undefined; nonce?: string | undefined },
+  ): Promise<ExternalIdentity> {
+    if (Buffer.byteLength(token) > options.maxTokenBytes) {
+      throw new DomainError(
+        "id_token_too_large",
+        `id_token is longer than ${options.maxTokenBytes} bytes`,
+      );
+    }
+    if (!COMPACT_JWS.test(token)) {
+      throw new DomainError("id_token_malformed", "id_token is not a compact JWS (header.payload.signature)");
+    }
+    let header: ProtectedHeaderParameters;
+    try {
+      header = decodeProtectedHeader(token);
+    } catch (e) {
+      throw new DomainError("id_token_malformed", "id_token header is not valid JSON", { cause: e });
+    }
+    const provider = pickProvider(token, request.provider);
+    if (provider.requireNonce && request.nonce === undefined) {
+      throw new DomainError("nonce_required", `provider "${provider.name}" requires the nonce`);
+    }
+    if (typeof header.alg !== "string" || !provider.algorithms.includes(header.alg)) {
+      throw new DomainError(
+        "id_token_algorithm_not_allowed",
+        `algorithm ${clip(String(header.alg))} is not allowed for provider "${provider.name}"`,
+      );
+    }
+    if (header.typ !== undefined && !/^(application\/)?jwt$/i.test(header.typ)) {
+      throw new DomainError("id_token_type_not_allowed", `token type ${clip(header.typ)} is not an ID token`);
+    }
+
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, provider.keys, {
+        algorithms: [...provider.algorithms],
+        issuer: provider.issuer,
+        audience: [...provider.clientIds],
+        clockTolerance: provider.clockSkewSeconds,
+        currentDate: options.clock.now(),
+        requiredClaims: ["iss", "sub", "aud", "exp", "iat"],
+        // Without a configured maximum age, a very long one still makes jose refuse an `iat`
+        // in the future (beyond the skew).
+        maxTokenAge: provider.maxTokenAgeSeconds ?? 10 * 365 * 24 * 3600,
+      }));
+    } catch (e) {
+      throw fromJose(e, provider);
+    }
+
+    const aud = audiences(payload.aud);
+    const trusted = new Set([...provider.clientIds, ...provider.trustedAudiences]);
+    const untrusted = aud.find((a) => !trusted.has(a));
+    if (untrusted !== undefined) {
+      throw new DomainError("id_token_audience_mismatch", "the token is also addressed to an untrusted audience");
+    }
+    const azp = payload["azp"];
+    if (azp !== undefined || aud.length > 1) {
+      if (typeof azp !== "string" || !provider.clientIds.includes(azp)) {
+        throw new DomainError("id_token_audience_mismatch", "the token's authorized party (azp) is not one of our clients");
+      }
+    }
+    if (typeof payload.sub !== "string" || !SANE_SUB.test(payload.sub)) {
+      throw new DomainError("id_token_claim_invalid", "the token's sub claim is missing or malformed");
+    }
+    if (request.nonce !== undefined) {
+      const nonce = payload["nonce"];
+      if (typeof nonce !== "string" || !equalStrings(nonce, request.nonce)) {
+        throw new DomainError("id_token_nonce_mismatch", "the token's nonce does not match the request's nonce");
+      }
+    }
+    for (const [claim, allowed] of Object.entries(provider.claimAllowlist)) {
+      const value = payload[claim];
+      if (typeof value !== "string" || !allowed.includes(value)) {
+        throw new DomainError(
+          "id_token_claim_not_allowed",
+          `the token's ${claim} claim is not allowed for provider "${provider.name}"`,
+        );
+      }
+    }
+
+    return {
+      provider: { name: provider.name, signup: provider.signup, linkByEmail: provider.linkByEmail },
+      issuer: provider.issuer,
+      subject: payload.sub,
+      email: stringClaim(payload, "email"),
+      emailVerified: booleanClaim(payload["email_verified"]),
+      name: stringClaim(payload, "name"),
+      preferredUsername: stringClaim(payload, "preferred_username"),
+      phone: booleanClaim(payload["phone_number_verified"]) ? stringClaim(payload, "phone_number") : null,
+      amr: Array.isArray(payload["amr"]) ? payload["amr"].filter((m): m is string => typeof m === "string") : [],
+      acr: stringClaim(payload, "acr"),
+    };
+  }
+
+  return { verify };
+}
+
+function fromJose(e: unknown, provider: ProviderVerification): DomainError {
+  if (e instanceof DomainError) return e;
+  const reject = (code: ErrorCode, message: string) => new DomainError(code, message, { cause: e });
+  if (e instanceof joseErrors.JWTExpired) {
+    return e.claim === "iat"
+      ? reject("id_token_too_old", "the ID token was issued too long ago; get a fresh one")
+      : reject("id_token_expired", "the ID token has expired");
+  }
+  if (e instanceof joseErrors.JWTClaimValidationFailed) {
+    switch (e.claim) {
+      case "iss":
+        return reject("id_token_issuer_mismatch", `the token was not issued by provider "${provider.name}"`);
+      case "aud":
+        return reject("id_token_audience_mismatch", "the token is not addressed to any of our client IDs");
+      case "nbf":
+        return reject("id_token_not_yet_valid", "the ID token is not valid yet; check clocks");
+      case "iat":
+        return e.reason === "check_failed"
+          ? reject("id_token_not_yet_valid", "the ID token is issued in the future; check clocks")
+          : reject("id_token_claim_invalid", "the token's iat claim is missing or invalid");
+      default:
+        return reject("id_token_claim_invalid", `the token's ${e.claim} claim is missing or invalid`);
+    }
+  }
+  if (e instanceof joseErrors.JWSSignatureVerificationFailed) {
+    return reject("id_token_signature_invalid", "the ID token's signature is invalid");
+  }
+  if (e instanceof joseErrors.JOSEAlgNotAllowed) {
+    return reject("id_token_algorithm_not_allowed", "the token's algorithm is not allowed");
+  }
+  if (e instanceof joseErrors.JWKSNoMatchingKey || e instanceof joseErrors.JWKSMultipleMatchingKeys) {
+    return reject("id_token_key_not_found", "no signing key of the provider matches the token's kid");
+  }
+  if (e instanceof joseErrors.JWTInvalid || e instanceof joseErrors.JWSInvalid) {
+    return reject("id_token_malformed", "the ID token is malformed");
+  }
+  if (e instanceof joseErrors.JOSEError) {
+    return reject("id_token_invalid", "the ID token was rejected");
+  }
+  return new DomainError("internal", "ID token verification failed unexpectedly", { cause: e });
+}
+
+function decodeSegment(segment: string): Record<string, unknown> | null {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(segment, "base64url").toString("utf8"));
+    return typeof value === "object" && value !== null ? (value as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}
+
+function audiences(aud: unknown): string[] {
+  if (typeof aud === "string") return [aud];
+  return Array.isArray(aud) ? aud.filter((a): a is string => typeof a === "string") : [];
+}
+
+/** Booleans as JSON booleans or, as Apple and others send them, as "true"/"false" strings. */
+function booleanClaim(value: unknown): boolean {
+  return value === true || value === "true";
+}
+
+function stringClaim(payload: JWTPayload, name: string): string | null {
+  const v = payload[name];
+  return typeof v === "string" && v.length > 0 && v.length <= 512 ? v : null;
+}
+
+function equalStrings(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+function clip(s: string): string {
+  return s.length > 64 ? `${s.slice(0, 64)}…` : s;
+}
