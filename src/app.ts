@@ -7,7 +7,12 @@ import type { IdTokenVerifier } from "./core/ports.ts";
 import { createSigninService } from "./core/signin.ts";
 import { type Logger } from "./logger.ts";
 import { AuthService } from "../gen/pb/identity/v1/auth_service_pb.ts";
+import { UserService } from "../gen/pb/identity/v1/user_service_pb.ts";
+import { createSessionService } from "./core/sessions.ts";
+import { authInterceptor } from "./rpc/auth-interceptor.ts";
 import { registerAuthService } from "./rpc/auth-service.ts";
+import { registerUserService } from "./rpc/user-service.ts";
+import { createSessionStore } from "./store/session-store.ts";
 import { errorInterceptor } from "./rpc/errors.ts";
 import { createHttpHandler, type PlainHandler } from "./rpc/http-handler.ts";
 import { type RunningServer, startServer } from "./rpc/server.ts";
@@ -64,6 +69,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     statementTimeoutMs: config.database.statement_timeout_ms,
   });
   let server: RunningServer | undefined;
+  let upkeep: NodeJS.Timeout | undefined;
   const publicUrl = () => config.server.public_url ?? server?.url ?? `http://${config.server.host}:${config.server.port}`;
 
   try {
@@ -74,7 +80,9 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       store: createSigningKeyStore(database.client),
       encryption: createKeyEncryption(keyEncryptionKey(config, logger)),
       clock,
+      rotateAfterSeconds: config.tokens.signing_key_rotation_days === undefined ? null : config.tokens.signing_key_rotation_days * 86400,
     });
+    await keyRing.tick();
 
     const providers: ProviderVerification[] = Object.entries(config.providers).map(([name, p]) => ({
       name,
@@ -126,6 +134,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
 
     const verifier = overrides.verifier ?? createIdTokenVerifier({ providers, clock, maxTokenBytes: config.id_token.max_bytes });
     const accounts = createAccountStore(database.client);
+    const opaqueTokens = createOpaqueTokens();
     const signin = createSigninService({
       clock,
       verifier,
@@ -133,9 +142,18 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       writer: accounts,
       audit: createAuditLog(database.client),
       accessTokens: keyRing,
-      opaqueTokens: createOpaqueTokens(),
+      opaqueTokens,
       sessionTtlSeconds: config.tokens.session_ttl_seconds,
       onAuditFailure: (e) => logger.error("audit write failed", { cause: String(e) }),
+    });
+
+    const sessions = createSessionService({
+      clock,
+      store: createSessionStore(database.client),
+      accessTokens: keyRing,
+      accessTokenVerifier: keyRing,
+      opaqueTokens,
+      idleTtlSeconds: config.tokens.session_idle_ttl_seconds,
     });
 
     let draining = false;
@@ -170,9 +188,18 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     });
 
     const listener = createHttpHandler({
-      routes: registerAuthService({ signin }),
-      services: [AuthService],
-      interceptors: [errorInterceptor(logger)],
+      routes: (router) => {
+        registerAuthService({ signin, sessions })(router);
+        registerUserService({ sessions })(router);
+      },
+      services: [AuthService, UserService],
+      interceptors: [
+        errorInterceptor(logger),
+        authInterceptor(sessions, {
+          required: new Set([UserService.typeName]),
+          optional: new Set([`${AuthService.typeName}/${AuthService.method.signOut.name}`]),
+        }),
+      ],
       logger,
       bodyLimitBytes: config.server.body_limit_bytes,
       corsAllowedOrigins: config.server.cors.allowed_origins,
@@ -190,6 +217,11 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
         return server.url;
       },
       async listen() {
+        // Upkeep: pick up keys rotated by other replicas or by command; rotate on schedule.
+        upkeep = setInterval(() => {
+          keyRing.tick().catch((e: unknown) => logger.warn("signing key upkeep failed", { cause: String(e) }));
+        }, 60_000);
+        upkeep.unref();
         server = await startServer({
           host: config.server.host,
           port: config.server.port,
@@ -200,6 +232,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       },
       async close() {
         draining = true;
+        if (upkeep !== undefined) clearInterval(upkeep);
         await server?.close(config.server.shutdown_timeout_ms);
         await database.close();
       },

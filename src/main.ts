@@ -4,6 +4,7 @@
  *
  *   node src/main.ts [--dev] [--config FILE]          serve
  *   node src/main.ts migrate [--config FILE]          apply migrations and exit
+ *   node src/main.ts rotate-keys [--config FILE]      start signing with a new key and exit
  */
 import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -28,6 +29,14 @@ async function main(): Promise<number> {
   if (positionals[0] === "migrate") {
     const report = await migrate(databaseUrl(config));
     logger.info("migrations done", { applied: report.applied, already_applied: report.alreadyApplied });
+    return 0;
+  }
+  if (positionals[0] === "rotate-keys") {
+    const app = await createApp(config, logger);
+    const before = app.keyRing.activeKid();
+    const kid = await app.keyRing.rotate();
+    logger.info("signing key rotated", { retired: before, active: kid, published: app.keyRing.jwks().keys.length });
+    await app.close();
     return 0;
   }
   if (positionals.length > 0) throw new ConfigError(`unknown command ${positionals[0]}`);

@@ -68,7 +68,9 @@ export const configSchema = z
         issuer: z.url().optional().describe("`iss` of our tokens; default server.public_url"),
         audience: z.array(z.string().min(1)).min(1).default(["identity"]),
         access_token_ttl_seconds: positiveSeconds.max(24 * 3600).default(1800),
-        session_ttl_seconds: positiveSeconds.default(30 * 24 * 3600),
+        session_ttl_seconds: positiveSeconds.default(30 * 24 * 3600).describe("Absolute session lifetime"),
+        session_idle_ttl_seconds: positiveSeconds.default(7 * 24 * 3600).describe("Session ends unless refreshed within this"),
+        signing_key_rotation_days: z.number().positive().optional().describe("Rotate the signing key after this many days"),
         key_encryption_key: z.string().optional().describe("base64 of 32 bytes"),
         key_encryption_key_file: z.string().optional(),
       })

@@ -33,6 +33,17 @@ export type ErrorCode =
   | "user_disabled"
   | "user_locked"
   | "user_pending"
+  // Local tokens and sessions.
+  | "access_token_required"
+  | "access_token_invalid"
+  | "access_token_expired"
+  | "refresh_token_required"
+  | "refresh_token_invalid"
+  | "refresh_token_expired"
+  | "refresh_token_reused"
+  | "session_revoked"
+  | "session_expired"
+  | "session_not_found"
   // Which provider?
   | "provider_unknown"
   | "provider_ambiguous"

@@ -9,6 +9,9 @@ export interface UserRecord {
   emailVerified: boolean;
   phone: string | null;
   status: UserStatus;
+  /** For `locked`: when the lock ends by itself; null means until an operator unlocks. */
+  lockedUntil: Date | null;
+  mustChangePassword: boolean;
   createdAt: Date;
 }
 
@@ -86,4 +89,26 @@ export interface LoginResult {
   refreshToken: string;
   expiresIn: number;
   sessionId: string;
+}
+
+/** A session as its owner may see it. */
+export interface SessionInfo {
+  id: string;
+  userId: string;
+  provider: string | null;
+  amr: string[];
+  ip: string | null;
+  userAgent: string | null;
+  deviceId: string | null;
+  createdAt: Date;
+  lastUsedAt: Date;
+  expiresAt: Date;
+  revokedAt: Date | null;
+}
+
+/** Who an access token says is calling, once verified. */
+export interface Principal {
+  userId: string;
+  sessionId: string;
+  amr: readonly string[];
 }

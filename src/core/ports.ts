@@ -1,6 +1,8 @@
 import type {
   AuditRecord,
   ClientInfo,
+  Principal,
+  SessionInfo,
   ExternalIdentity,
   NewRefreshToken,
   NewSession,
@@ -119,4 +121,46 @@ export interface SigningKeyStore {
   /** Keys not yet expired at `now`, newest first. */
   listUsable(now: Date): Promise<SigningKeyRecord[]>;
   insert(key: SigningKeyRecord): Promise<void>;
+  /** Stops `kid` signing at `at`; it stays published until `expiresAt`. */
+  retire(kid: string, at: Date, expiresAt: Date): Promise<void>;
+}
+
+/** Verifies this service's own access tokens (signature, issuer, audience, expiry). */
+export interface AccessTokenVerifier {
+  verify(token: string, now: Date): Promise<Principal>;
+}
+
+/** What the store found for a presented refresh token, inside the rotation transaction. */
+export interface RefreshState {
+  tokenId: string;
+  tokenExpiresAt: Date;
+  /** When it was spent before this call (null: this call spent it). */
+  previouslyUsedAt: Date | null;
+  session: SessionInfo;
+  user: UserRecord;
+}
+
+export type RefreshDecision =
+  | { kind: "rotate"; next: NewRefreshToken; audit: AuditRecord }
+  | { kind: "reject"; revokeSession: string | null; audit: AuditRecord | null };
+
+export interface SessionStore {
+  /**
+   * In one transaction: spends the refresh token with hash `tokenHash` (atomically: of two
+   * concurrent callers exactly one spends it), reads its session and user, asks `decide`, then
+   * applies the decision (new token + session touch, or revocation) and its audit record.
+   * `decide` receives null when no token has that hash.
+   */
+  refresh(tokenHash: string, now: Date, decide: (state: RefreshState | null) => RefreshDecision): Promise<RefreshDecision>;
+  findSession(sessionId: string): Promise<SessionInfo | null>;
+  findSessionByRefreshToken(tokenHash: string): Promise<SessionInfo | null>;
+  listActiveSessions(userId: string, now: Date): Promise<SessionInfo[]>;
+  /** Revokes the user's session(s) not yet revoked; returns how many. Audited in the same transaction. */
+  revokeSessions(
+    filter: { userId: string; sessionId?: string | undefined },
+    reason: string,
+    now: Date,
+    audit: AuditRecord,
+  ): Promise<number>;
+  findUser(userId: string): Promise<UserRecord | null>;
 }

@@ -13,6 +13,7 @@ import {
   type SigninWriter,
 } from "./ports.ts";
 import { baseUsername, normalizeEmail, suffixedUsername } from "./username.ts";
+import { assertActive } from "./user-status.ts";
 
 export interface SigninDeps {
   clock: Clock;
@@ -67,7 +68,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
         const account = await resolveAccount(verified, now, usernameTaken);
         userId = account.kind === "create" ? account.user.id : account.userId;
         const user = account.kind === "existing" ? account.user : null;
-        if (user !== null) assertActive(user);
+        if (user !== null) assertActive(user, now);
         try {
           return await open(verified, account.write, now, input.client);
         } catch (e) {
@@ -136,7 +137,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
             { detail: { provider: identity.provider.name } },
           );
         }
-        assertActive(owner);
+        assertActive(owner, now);
         return {
           kind: "link",
           userId: owner.id,
@@ -228,17 +229,4 @@ export function createSigninService(deps: SigninDeps): SigninService {
   }
 
   return { signinWithIdToken };
-}
-
-function assertActive(user: UserRecord): void {
-  switch (user.status) {
-    case "active":
-      return;
-    case "disabled":
-      throw new DomainError("user_disabled", "this account is disabled");
-    case "locked":
-      throw new DomainError("user_locked", "this account is locked");
-    case "pending":
-      throw new DomainError("user_pending", "this account is not yet activated");
-  }
 }

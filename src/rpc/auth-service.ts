@@ -1,19 +1,22 @@
 import { create } from "@bufbuild/protobuf";
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import type { LoginResult, UserRecord } from "../core/model.ts";
+import type { SessionService } from "../core/sessions.ts";
 import type { SigninService } from "../core/signin.ts";
 import {
   AuthService,
   LoginResponseSchema,
   type LoginResponse,
+  SignOutResponseSchema,
   type SigninWithIdTokenRequest,
   type User,
   UserSchema,
 } from "../../gen/pb/identity/v1/auth_service_pb.ts";
-import { kClient } from "./context.ts";
+import { kClient, kPrincipal } from "./context.ts";
 
 export interface AuthServiceDeps {
   signin: SigninService;
+  sessions: SessionService;
 }
 
 /** Registers AuthService. Handlers only translate proto <-> domain; the core decides. */
@@ -29,6 +32,18 @@ export function registerAuthService(deps: AuthServiceDeps) {
           client: { ...client, deviceId: clipDeviceId(req.deviceId) ?? client.deviceId },
         });
         return loginResultToPb(result);
+      },
+      async refreshToken(req, ctx) {
+        return loginResultToPb(await deps.sessions.refresh(req.refreshToken, ctx.values.get(kClient)));
+      },
+      async signOut(req, ctx) {
+        const principal = ctx.values.get(kPrincipal);
+        const revoked = await deps.sessions.signOut(
+          principal !== null ? { principal } : { refreshToken: req.refreshToken ?? "" },
+          req.allSessions,
+          ctx.values.get(kClient),
+        );
+        return create(SignOutResponseSchema, { revokedSessions: revoked });
       },
     });
   };
@@ -54,14 +69,14 @@ export function userToPb(user: UserRecord): User {
     username: user.username,
     status: user.status,
     createdAt: rfc3339(user.createdAt),
-    mustChangePassword: false,
+    mustChangePassword: user.mustChangePassword,
     ...(user.email === null ? {} : { email: user.email }),
     ...(user.phone === null ? {} : { phone: user.phone }),
   });
 }
 
 /** RFC 3339 in UTC without fractional seconds, as in the seed ("2026-01-15T10:30:00Z"). */
-function rfc3339(d: Date): string {
+export function rfc3339(d: Date): string {
   return d.toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 

@@ -1,5 +1,5 @@
 import { createContextKey } from "@connectrpc/connect";
-import type { ClientInfo } from "../core/model.ts";
+import type { ClientInfo, Principal } from "../core/model.ts";
 
 /** Who is calling, resolved once per request from the socket and trusted proxy headers. */
 export const kClient = createContextKey<ClientInfo>(
@@ -8,3 +8,6 @@ export const kClient = createContextKey<ClientInfo>(
 );
 
 export const kRequestId = createContextKey<string | null>(null, { description: "request id" });
+
+/** The verified caller of an authenticated RPC (set by the auth interceptor). */
+export const kPrincipal = createContextKey<Principal | null>(null, { description: "principal" });

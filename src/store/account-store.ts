@@ -10,23 +10,27 @@ import type { Db } from "./database.ts";
 import { guarded, storeError, uniqueViolationFields } from "./prisma-errors.ts";
 import { newId } from "../core/ids.ts";
 
-interface UserRow {
+export interface UserRow {
   id: string;
   username: string;
   email: string | null;
   emailVerified: boolean;
   phone: string | null;
   status: string;
+  lockedUntil: Date | null;
+  mustChangePassword: boolean;
   createdAt: Date;
 }
 
-const userSelect = {
+export const userSelect = {
   id: true,
   username: true,
   email: true,
   emailVerified: true,
   phone: true,
   status: true,
+  lockedUntil: true,
+  mustChangePassword: true,
   createdAt: true,
 } as const;
 

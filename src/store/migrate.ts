@@ -65,6 +65,10 @@ async function migrateSqlite(url: string, migrations: Migration[]): Promise<Migr
   const db = new Sqlite(path, { timeout: 30_000 });
   try {
     db.pragma("journal_mode = WAL");
+    // SQLite can only change foreign_keys outside a transaction. Prisma's SQLite migrations
+    // rebuild tables (create new, copy, DROP old, rename); with enforcement on, the DROP would
+    // cascade-delete dependent rows. So: off for the run, then an explicit check before COMMIT.
+    db.pragma("foreign_keys = OFF");
     db.exec(`CREATE TABLE IF NOT EXISTS "_migrations" ("name" TEXT PRIMARY KEY, "checksum" TEXT NOT NULL, "applied_at" TEXT NOT NULL)`);
     // BEGIN IMMEDIATE takes the write lock: a second process waits here, then sees the work done.
     db.exec("BEGIN IMMEDIATE");
@@ -83,6 +87,10 @@ async function migrateSqlite(url: string, migrations: Migration[]): Promise<Migr
           throw new MigrationError(`migration ${m.name} failed and was rolled back: ${(e as Error).message}`, { cause: e });
         }
         applied.push(m.name);
+      }
+      const broken = db.pragma("foreign_key_check") as unknown[];
+      if (broken.length > 0) {
+        throw new MigrationError(`migrations left ${broken.length} foreign-key violations; rolled back`);
       }
       db.exec("COMMIT");
       return { applied, alreadyApplied: rows.length };

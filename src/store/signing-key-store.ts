@@ -12,5 +12,8 @@ export function createSigningKeyStore(db: Db): SigningKeyStore {
     async insert(key) {
       await db.signingKey.create({ data: key });
     },
+    async retire(kid, at, expiresAt) {
+      await db.signingKey.updateMany({ where: { kid, retiredAt: null }, data: { retiredAt: at, expiresAt } });
+    },
   };
 }

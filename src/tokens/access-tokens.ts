@@ -1,7 +1,9 @@
 import { createPrivateKey, generateKeyPairSync, type KeyObject, randomUUID } from "node:crypto";
-import { exportJWK, type JWK, SignJWT } from "jose";
+import { createLocalJWKSet, errors as joseErrors, exportJWK, type JWK, jwtVerify, SignJWT } from "jose";
+import { DomainError } from "../core/errors.ts";
 import type { Clock } from "../core/clock.ts";
-import type { AccessTokenClaims, AccessTokenIssuer, SigningKeyStore } from "../core/ports.ts";
+import type { Principal } from "../core/model.ts";
+import type { AccessTokenClaims, AccessTokenIssuer, AccessTokenVerifier, SigningKeyStore } from "../core/ports.ts";
 import { randomBase32 } from "../core/ids.ts";
 import type { KeyEncryption } from "./key-encryption.ts";
 
@@ -14,14 +16,28 @@ export interface AccessTokenOptions {
   store: SigningKeyStore;
   encryption: KeyEncryption;
   clock: Clock;
+  /** Rotate when the signing key is older than this (null: only by command). */
+  rotateAfterSeconds?: number | null | undefined;
 }
 
-export interface LocalKeyRing extends AccessTokenIssuer {
+export interface LocalKeyRing extends AccessTokenIssuer, AccessTokenVerifier {
   /** The public keys tokens may be verified with (active and retired, not expired). */
   jwks(): { keys: JWK[] };
+  /** The kid that signs new tokens. */
+  activeKid(): string;
   /** Re-reads keys from the store (rotation by another replica or by command). */
   reload(): Promise<void>;
+  /**
+   * Starts signing with a new key. The old key is retired but stays published until every
+   * token it signed has expired (its retirement + the access-token lifetime + clock skew).
+   */
+  rotate(): Promise<string>;
+  /** Periodic upkeep: reload, and rotate when the schedule says so. */
+  tick(): Promise<void>;
 }
+
+/** Margin for clocks of verifiers when deciding that a retired key can leave the JWKS. */
+const RETIRED_KEY_MARGIN_SECONDS = 300;
 
 interface ActiveKey {
   kid: string;
@@ -34,8 +50,10 @@ interface ActiveKey {
  * KEK, so every replica and every restart signs and publishes the same keys.
  */
 export async function createLocalKeyRing(options: AccessTokenOptions): Promise<LocalKeyRing> {
-  let active: ActiveKey;
+  let active: ActiveKey & { createdAt: Date };
   let published: JWK[] = [];
+  let verifyKeys = createLocalJWKSet({ keys: [] });
+  let lastReloadForUnknownKid = 0;
 
   async function reload(): Promise<void> {
     let keys = await options.store.listUsable(options.clock.now());
@@ -47,6 +65,7 @@ export async function createLocalKeyRing(options: AccessTokenOptions): Promise<L
     const signer = keys.find((k) => k.retiredAt === null)!;
     active = {
       kid: signer.kid,
+      createdAt: signer.createdAt,
       privateKey: createPrivateKey({
         key: options.encryption.open(signer.privateKeyEnc, signer.kid),
         format: "der",
@@ -54,6 +73,48 @@ export async function createLocalKeyRing(options: AccessTokenOptions): Promise<L
       }),
     };
     published = keys.map((k) => JSON.parse(k.publicJwk) as JWK);
+    verifyKeys = createLocalJWKSet({ keys: published });
+  }
+
+  async function rotate(): Promise<string> {
+    const now = options.clock.now();
+    const expiresAt = new Date(now.getTime() + (options.ttlSeconds + RETIRED_KEY_MARGIN_SECONDS) * 1000);
+    const fresh = await generate();
+    await options.store.insert(fresh);
+    await options.store.retire(active.kid, now, expiresAt);
+    await reload();
+    return fresh.kid;
+  }
+
+  async function verify(token: string, now: Date): Promise<Principal> {
+    const attempt = () =>
+      jwtVerify(token, verifyKeys, {
+        algorithms: [ALG],
+        issuer: options.issuer,
+        audience: [...options.audience],
+        typ: "at+jwt",
+        currentDate: now,
+        clockTolerance: 30,
+        requiredClaims: ["sub", "sid", "exp", "iat"],
+      });
+    let payload;
+    try {
+      try {
+        ({ payload } = await attempt());
+      } catch (e) {
+        // A key made by another replica since our last reload: reload once (rate-limited).
+        if (!(e instanceof joseErrors.JWKSNoMatchingKey) || Date.now() - lastReloadForUnknownKid < 10_000) throw e;
+        lastReloadForUnknownKid = Date.now();
+        await reload();
+        ({ payload } = await attempt());
+      }
+    } catch (e) {
+      if (e instanceof joseErrors.JWTExpired) throw new DomainError("access_token_expired", "the access token has expired; refresh it", { cause: e });
+      if (e instanceof joseErrors.JOSEError) throw new DomainError("access_token_invalid", "the access token is not valid", { cause: e });
+      throw e;
+    }
+    const amr = Array.isArray(payload["amr"]) ? payload["amr"].filter((m): m is string => typeof m === "string") : [];
+    return { userId: payload.sub!, sessionId: String(payload["sid"]), amr };
   }
 
   async function generate() {
@@ -76,7 +137,15 @@ export async function createLocalKeyRing(options: AccessTokenOptions): Promise<L
   return {
     ttlSeconds: options.ttlSeconds,
     jwks: () => ({ keys: published }),
+    activeKid: () => active.kid,
     reload,
+    rotate,
+    verify,
+    async tick() {
+      await reload();
+      const every = options.rotateAfterSeconds;
+      if (every != null && options.clock.now().getTime() - active.createdAt.getTime() >= every * 1000) await rotate();
+    },
     async issue(claims: AccessTokenClaims, now: Date): Promise<string> {
       const iat = Math.floor(now.getTime() / 1000);
       return new SignJWT({

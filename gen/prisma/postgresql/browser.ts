@@ -23,6 +23,11 @@ export * from './enums.ts';
  */
 export type User = Prisma.UserModel
 /**
+ * Model PasswordCredential
+ * A local password, for hybrid accounts. Only the Argon2id hash is stored.
+ */
+export type PasswordCredential = Prisma.PasswordCredentialModel
+/**
  * Model Identity
  * An external identity, keyed by (issuer, subject), never by e-mail.
  */

@@ -47,6 +47,11 @@ export { Prisma }
  */
 export type User = Prisma.UserModel
 /**
+ * Model PasswordCredential
+ * A local password, for hybrid accounts. Only the Argon2id hash is stored.
+ */
+export type PasswordCredential = Prisma.PasswordCredentialModel
+/**
  * Model Identity
  * An external identity, keyed by (issuer, subject), never by e-mail.
  */

@@ -11,7 +11,77 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file identity/v1/auth_service.proto.
  */
 export const file_identity_v1_auth_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5pZGVudGl0eS92MS9hdXRoX3NlcnZpY2UucHJvdG8SC2lkZW50aXR5LnYxIpQBChhTaWduaW5XaXRoSWRUb2tlblJlcXVlc3QSEAoIaWRfdG9rZW4YASABKAkSFQoIcHJvdmlkZXIYAiABKAlIAIgBARISCgVub25jZRgDIAEoCUgBiAEBEhYKCWRldmljZV9pZBgEIAEoCUgCiAEBQgsKCV9wcm92aWRlckIICgZfbm9uY2VCDAoKX2RldmljZV9pZCL/BAoNTG9naW5SZXNwb25zZRIZCgxhY2Nlc3NfdG9rZW4YASABKAlIAIgBARIcCg9jaGFsbGVuZ2VfdG9rZW4YAiABKAlIAYgBARISCgpleHBpcmVzX2luGAMgASgFEh0KEG1mYV9jaGVja19yZWFzb24YBCABKAlIAogBARIcChRtdXN0X2NoYW5nZV9wYXNzd29yZBgFIAEoCBIgChNwYXNzd29yZF9leHBpcmVzX2luGAYgASgFSAOIAQESHQoQcGFzc3dvcmRfd2FybmluZxgHIAEoCUgEiAEBEhoKDXJlZnJlc2hfdG9rZW4YCCABKAlIBYgBARIcChRyZXF1aXJlZF9tZmFfbWV0aG9kcxgJIAMoCRIUCgxyZXF1aXJlc19tZmEYCiABKAgSOQoPcmlza19hc3Nlc3NtZW50GAsgASgLMhsuaWRlbnRpdHkudjEuUmlza0Fzc2Vzc21lbnRIBogBARIXCgpyaXNrX2xldmVsGAwgASgJSAeIAQESEgoKdG9rZW5fdHlwZRgNIAEoCRIkCgR1c2VyGA4gASgLMhEuaWRlbnRpdHkudjEuVXNlckgIiAEBEhQKB3VzZXJfaWQYDyABKAlICYgBAUIPCg1fYWNjZXNzX3Rva2VuQhIKEF9jaGFsbGVuZ2VfdG9rZW5CEwoRX21mYV9jaGVja19yZWFzb25CFgoUX3Bhc3N3b3JkX2V4cGlyZXNfaW5CEwoRX3Bhc3N3b3JkX3dhcm5pbmdCEAoOX3JlZnJlc2hfdG9rZW5CEgoQX3Jpc2tfYXNzZXNzbWVudEINCgtfcmlza19sZXZlbEIHCgVfdXNlckIKCghfdXNlcl9pZCJkCg5SaXNrQXNzZXNzbWVudBINCgVsZXZlbBgBIAEoCRIfChdyZWNvbW1lbmRlZF9tZmFfbWV0aG9kcxgCIAMoCRITCgtyZXF1aXJlX21mYRgDIAEoCBINCgVzY29yZRgEIAEoBSKQAgoEVXNlchISCgpjcmVhdGVkX2F0GAEgASgJEhIKBWVtYWlsGAIgASgJSACIAQESCgoCaWQYAyABKAkSHAoUbXVzdF9jaGFuZ2VfcGFzc3dvcmQYBCABKAgSIAoTcGFzc3dvcmRfZXhwaXJlc19pbhgFIAEoBUgBiAEBEh0KEHBhc3N3b3JkX3dhcm5pbmcYBiABKAlIAogBARISCgVwaG9uZRgHIAEoCUgDiAEBEg4KBnN0YXR1cxgIIAEoCRIQCgh1c2VybmFtZRgJIAEoCUIICgZfZW1haWxCFgoUX3Bhc3N3b3JkX2V4cGlyZXNfaW5CEwoRX3Bhc3N3b3JkX3dhcm5pbmdCCAoGX3Bob25lMocBCgtBdXRoU2VydmljZRJ4ChFTaWduaW5XaXRoSWRUb2tlbhIlLmlkZW50aXR5LnYxLlNpZ25pbldpdGhJZFRva2VuUmVxdWVzdBoaLmlkZW50aXR5LnYxLkxvZ2luUmVzcG9uc2UiIILT5JMCGjoBKiIVL2F1dGgvaWQtdG9rZW4vc2lnbmluYgZwcm90bzM", [file_google_api_annotations]);
+  fileDesc("Ch5pZGVudGl0eS92MS9hdXRoX3NlcnZpY2UucHJvdG8SC2lkZW50aXR5LnYxIiwKE1JlZnJlc2hUb2tlblJlcXVlc3QSFQoNcmVmcmVzaF90b2tlbhgBIAEoCSJUCg5TaWduT3V0UmVxdWVzdBIUCgxhbGxfc2Vzc2lvbnMYASABKAgSGgoNcmVmcmVzaF90b2tlbhgCIAEoCUgAiAEBQhAKDl9yZWZyZXNoX3Rva2VuIisKD1NpZ25PdXRSZXNwb25zZRIYChByZXZva2VkX3Nlc3Npb25zGAEgASgFIpQBChhTaWduaW5XaXRoSWRUb2tlblJlcXVlc3QSEAoIaWRfdG9rZW4YASABKAkSFQoIcHJvdmlkZXIYAiABKAlIAIgBARISCgVub25jZRgDIAEoCUgBiAEBEhYKCWRldmljZV9pZBgEIAEoCUgCiAEBQgsKCV9wcm92aWRlckIICgZfbm9uY2VCDAoKX2RldmljZV9pZCL/BAoNTG9naW5SZXNwb25zZRIZCgxhY2Nlc3NfdG9rZW4YASABKAlIAIgBARIcCg9jaGFsbGVuZ2VfdG9rZW4YAiABKAlIAYgBARISCgpleHBpcmVzX2luGAMgASgFEh0KEG1mYV9jaGVja19yZWFzb24YBCABKAlIAogBARIcChRtdXN0X2NoYW5nZV9wYXNzd29yZBgFIAEoCBIgChNwYXNzd29yZF9leHBpcmVzX2luGAYgASgFSAOIAQESHQoQcGFzc3dvcmRfd2FybmluZxgHIAEoCUgEiAEBEhoKDXJlZnJlc2hfdG9rZW4YCCABKAlIBYgBARIcChRyZXF1aXJlZF9tZmFfbWV0aG9kcxgJIAMoCRIUCgxyZXF1aXJlc19tZmEYCiABKAgSOQoPcmlza19hc3Nlc3NtZW50GAsgASgLMhsuaWRlbnRpdHkudjEuUmlza0Fzc2Vzc21lbnRIBogBARIXCgpyaXNrX2xldmVsGAwgASgJSAeIAQESEgoKdG9rZW5fdHlwZRgNIAEoCRIkCgR1c2VyGA4gASgLMhEuaWRlbnRpdHkudjEuVXNlckgIiAEBEhQKB3VzZXJfaWQYDyABKAlICYgBAUIPCg1fYWNjZXNzX3Rva2VuQhIKEF9jaGFsbGVuZ2VfdG9rZW5CEwoRX21mYV9jaGVja19yZWFzb25CFgoUX3Bhc3N3b3JkX2V4cGlyZXNfaW5CEwoRX3Bhc3N3b3JkX3dhcm5pbmdCEAoOX3JlZnJlc2hfdG9rZW5CEgoQX3Jpc2tfYXNzZXNzbWVudEINCgtfcmlza19sZXZlbEIHCgVfdXNlckIKCghfdXNlcl9pZCJkCg5SaXNrQXNzZXNzbWVudBINCgVsZXZlbBgBIAEoCRIfChdyZWNvbW1lbmRlZF9tZmFfbWV0aG9kcxgCIAMoCRITCgtyZXF1aXJlX21mYRgDIAEoCBINCgVzY29yZRgEIAEoBSKQAgoEVXNlchISCgpjcmVhdGVkX2F0GAEgASgJEhIKBWVtYWlsGAIgASgJSACIAQESCgoCaWQYAyABKAkSHAoUbXVzdF9jaGFuZ2VfcGFzc3dvcmQYBCABKAgSIAoTcGFzc3dvcmRfZXhwaXJlc19pbhgFIAEoBUgBiAEBEh0KEHBhc3N3b3JkX3dhcm5pbmcYBiABKAlIAogBARISCgVwaG9uZRgHIAEoCUgDiAEBEg4KBnN0YXR1cxgIIAEoCRIQCgh1c2VybmFtZRgJIAEoCUIICgZfZW1haWxCFgoUX3Bhc3N3b3JkX2V4cGlyZXNfaW5CEwoRX3Bhc3N3b3JkX3dhcm5pbmdCCAoGX3Bob25lMtUCCgtBdXRoU2VydmljZRJ4ChFTaWduaW5XaXRoSWRUb2tlbhIlLmlkZW50aXR5LnYxLlNpZ25pbldpdGhJZFRva2VuUmVxdWVzdBoaLmlkZW50aXR5LnYxLkxvZ2luUmVzcG9uc2UiIILT5JMCGjoBKiIVL2F1dGgvaWQtdG9rZW4vc2lnbmluEmwKDFJlZnJlc2hUb2tlbhIgLmlkZW50aXR5LnYxLlJlZnJlc2hUb2tlblJlcXVlc3QaGi5pZGVudGl0eS52MS5Mb2dpblJlc3BvbnNlIh6C0+STAhg6ASoiEy9hdXRoL3Rva2VuL3JlZnJlc2gSXgoHU2lnbk91dBIbLmlkZW50aXR5LnYxLlNpZ25PdXRSZXF1ZXN0GhwuaWRlbnRpdHkudjEuU2lnbk91dFJlc3BvbnNlIhiC0+STAhI6ASoiDS9hdXRoL3NpZ25vdXRiBnByb3RvMw", [file_google_api_annotations]);
+
+/**
+ * RefreshTokenRequest carries a refresh token from a previous LoginResponse.
+ *
+ * @generated from message identity.v1.RefreshTokenRequest
+ */
+export type RefreshTokenRequest = Message<"identity.v1.RefreshTokenRequest"> & {
+  /**
+   * The refresh token (`rt_...`). Required.
+   *
+   * @generated from field: string refresh_token = 1;
+   */
+  refreshToken: string;
+};
+
+/**
+ * Describes the message identity.v1.RefreshTokenRequest.
+ * Use `create(RefreshTokenRequestSchema)` to create a new message.
+ */
+export const RefreshTokenRequestSchema: GenMessage<RefreshTokenRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_auth_service, 0);
+
+/**
+ * SignOutRequest names what to end. Authenticate with the access token, or send the refresh token.
+ *
+ * @generated from message identity.v1.SignOutRequest
+ */
+export type SignOutRequest = Message<"identity.v1.SignOutRequest"> & {
+  /**
+   * End every session of the user, not only this one.
+   *
+   * @generated from field: bool all_sessions = 1;
+   */
+  allSessions: boolean;
+
+  /**
+   * The session's refresh token, when no access token is sent.
+   *
+   * @generated from field: optional string refresh_token = 2;
+   */
+  refreshToken?: string | undefined;
+};
+
+/**
+ * Describes the message identity.v1.SignOutRequest.
+ * Use `create(SignOutRequestSchema)` to create a new message.
+ */
+export const SignOutRequestSchema: GenMessage<SignOutRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_auth_service, 1);
+
+/**
+ * SignOutResponse reports what was ended.
+ *
+ * @generated from message identity.v1.SignOutResponse
+ */
+export type SignOutResponse = Message<"identity.v1.SignOutResponse"> & {
+  /**
+   * Number of sessions revoked by this call (0 when already signed out).
+   *
+   * @generated from field: int32 revoked_sessions = 1;
+   */
+  revokedSessions: number;
+};
+
+/**
+ * Describes the message identity.v1.SignOutResponse.
+ * Use `create(SignOutResponseSchema)` to create a new message.
+ */
+export const SignOutResponseSchema: GenMessage<SignOutResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_auth_service, 2);
 
 /**
  * SigninWithIdTokenRequest carries an ID token obtained by the caller from an external provider.
@@ -57,7 +127,7 @@ export type SigninWithIdTokenRequest = Message<"identity.v1.SigninWithIdTokenReq
  * Use `create(SigninWithIdTokenRequestSchema)` to create a new message.
  */
 export const SigninWithIdTokenRequestSchema: GenMessage<SigninWithIdTokenRequest> = /*@__PURE__*/
-  messageDesc(file_identity_v1_auth_service, 0);
+  messageDesc(file_identity_v1_auth_service, 3);
 
 /**
  * LoginResponse is the user login result.
@@ -179,7 +249,7 @@ export type LoginResponse = Message<"identity.v1.LoginResponse"> & {
  * Use `create(LoginResponseSchema)` to create a new message.
  */
 export const LoginResponseSchema: GenMessage<LoginResponse> = /*@__PURE__*/
-  messageDesc(file_identity_v1_auth_service, 1);
+  messageDesc(file_identity_v1_auth_service, 4);
 
 /**
  * RiskAssessment is the outcome of the adaptive risk evaluation of one sign-in.
@@ -221,7 +291,7 @@ export type RiskAssessment = Message<"identity.v1.RiskAssessment"> & {
  * Use `create(RiskAssessmentSchema)` to create a new message.
  */
 export const RiskAssessmentSchema: GenMessage<RiskAssessment> = /*@__PURE__*/
-  messageDesc(file_identity_v1_auth_service, 2);
+  messageDesc(file_identity_v1_auth_service, 5);
 
 /**
  * User is the user's basic information.
@@ -298,7 +368,7 @@ export type User = Message<"identity.v1.User"> & {
  * Use `create(UserSchema)` to create a new message.
  */
 export const UserSchema: GenMessage<User> = /*@__PURE__*/
-  messageDesc(file_identity_v1_auth_service, 3);
+  messageDesc(file_identity_v1_auth_service, 6);
 
 /**
  * AuthService signs users in with credentials issued elsewhere and answers with a local login
@@ -326,6 +396,29 @@ export const AuthService: GenService<{
     methodKind: "unary";
     input: typeof SigninWithIdTokenRequestSchema;
     output: typeof LoginResponseSchema;
+  },
+  /**
+   * Exchanges a refresh token for a new access token and a new refresh token (rotation). The
+   * presented token is spent; presenting a spent token again is treated as theft: the whole
+   * session (token family) is revoked. Sign-in-only fields (risk, MFA) are absent.
+   *
+   * @generated from rpc identity.v1.AuthService.RefreshToken
+   */
+  refreshToken: {
+    methodKind: "unary";
+    input: typeof RefreshTokenRequestSchema;
+    output: typeof LoginResponseSchema;
+  },
+  /**
+   * Ends the caller's session: the one of the access token in `Authorization: Bearer`, or the
+   * one the given refresh token belongs to. With `all_sessions`, every session of the user.
+   *
+   * @generated from rpc identity.v1.AuthService.SignOut
+   */
+  signOut: {
+    methodKind: "unary";
+    input: typeof SignOutRequestSchema;
+    output: typeof SignOutResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_identity_v1_auth_service, 0);

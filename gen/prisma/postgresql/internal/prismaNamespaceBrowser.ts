@@ -52,6 +52,7 @@ export const AnyNull = runtime.AnyNull
 
 export const ModelName = {
   User: 'User',
+  PasswordCredential: 'PasswordCredential',
   Identity: 'Identity',
   Session: 'Session',
   RefreshToken: 'RefreshToken',
@@ -83,12 +84,25 @@ export const UserScalarFieldEnum = {
   emailVerified: 'emailVerified',
   phone: 'phone',
   status: 'status',
+  lockedUntil: 'lockedUntil',
+  statusReason: 'statusReason',
+  mustChangePassword: 'mustChangePassword',
   createdAt: 'createdAt',
   updatedAt: 'updatedAt',
   lastSigninAt: 'lastSigninAt'
 } as const
 
 export type UserScalarFieldEnum = (typeof UserScalarFieldEnum)[keyof typeof UserScalarFieldEnum]
+
+
+export const PasswordCredentialScalarFieldEnum = {
+  userId: 'userId',
+  hash: 'hash',
+  changedAt: 'changedAt',
+  createdAt: 'createdAt'
+} as const
+
+export type PasswordCredentialScalarFieldEnum = (typeof PasswordCredentialScalarFieldEnum)[keyof typeof PasswordCredentialScalarFieldEnum]
 
 
 export const IdentityScalarFieldEnum = {

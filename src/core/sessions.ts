@@ -1,0 +1,155 @@
+import type { Clock } from "./clock.ts";
+import { DomainError } from "./errors.ts";
+import { newId } from "./ids.ts";
+import type { ClientInfo, LoginResult, Principal, SessionInfo, UserRecord } from "./model.ts";
+import type {
+  AccessTokenIssuer,
+  AccessTokenVerifier,
+  OpaqueTokens,
+  RefreshDecision,
+  RefreshState,
+  SessionStore,
+} from "./ports.ts";
+import { assertActive } from "./user-status.ts";
+
+export interface SessionDeps {
+  clock: Clock;
+  store: SessionStore;
+  accessTokens: AccessTokenIssuer;
+  accessTokenVerifier: AccessTokenVerifier;
+  opaqueTokens: OpaqueTokens;
+  /** A session not refreshed for this long ends (idle lifetime), in seconds. */
+  idleTtlSeconds: number;
+}
+
+export interface SessionService {
+  /** Rotates a refresh token; a spent token revokes its whole session (reuse detection). */
+  refresh(refreshToken: string, client: ClientInfo): Promise<LoginResult>;
+  /**
+   * Who the access token says is calling, after checking that its session is still live. This
+   * service checks revocation on every authenticated request (one primary-key read), so sign-out
+   * takes effect here at once; other services that verify our JWTs offline accept a token until
+   * its `exp` (30 minutes by default).
+   */
+  authenticate(accessToken: string): Promise<Principal>;
+  signOut(
+    credential: { principal: Principal } | { refreshToken: string },
+    allSessions: boolean,
+    client: ClientInfo,
+  ): Promise<number>;
+  currentUser(principal: Principal): Promise<UserRecord>;
+  listSessions(principal: Principal): Promise<SessionInfo[]>;
+  revokeSession(principal: Principal, sessionId: string, client: ClientInfo): Promise<void>;
+}
+
+export function createSessionService(deps: SessionDeps): SessionService {
+  const { clock, store, opaqueTokens } = deps;
+
+  function liveOrThrow(session: SessionInfo, now: Date): void {
+    if (session.revokedAt !== null) throw new DomainError("session_revoked", "this session has been signed out");
+    if (session.expiresAt <= now) throw new DomainError("session_expired", "this session has expired; sign in again");
+    if (session.lastUsedAt.getTime() + deps.idleTtlSeconds * 1000 <= now.getTime()) {
+      throw new DomainError("session_expired", "this session was idle too long; sign in again");
+    }
+  }
+
+  return {
+    async refresh(refreshToken, client) {
+      if (refreshToken === "") throw new DomainError("refresh_token_required", "refresh_token is required");
+      const now = clock.now();
+      const next = opaqueTokens.issue("rt");
+      let failure: DomainError | undefined;
+      let state: RefreshState | null = null;
+      const audit = (type: string, code?: string) => ({
+        type,
+        at: now,
+        code,
+        userId: state?.user.id,
+        provider: state?.session.provider ?? undefined,
+        client,
+        detail: state === null ? undefined : { session_id: state.session.id },
+      });
+      const decision: RefreshDecision = await store.refresh(opaqueTokens.hash(refreshToken), now, (found) => {
+        state = found;
+        if (found === null) {
+          failure = new DomainError("refresh_token_invalid", "the refresh token is not valid");
+          return { kind: "reject", revokeSession: null, audit: null };
+        }
+        if (found.previouslyUsedAt !== null) {
+          // Reuse of a spent token: whoever holds the family may be an attacker. End it all.
+          failure = new DomainError("refresh_token_reused", "this refresh token was already used; the session has been revoked for safety");
+          return { kind: "reject", revokeSession: found.session.id, audit: audit("session.reuse_detected", "refresh_token_reused") };
+        }
+        try {
+          liveOrThrow(found.session, now);
+          if (found.tokenExpiresAt <= now) throw new DomainError("refresh_token_expired", "the refresh token has expired; sign in again");
+          assertActive(found.user, now);
+        } catch (e) {
+          failure = e as DomainError;
+          return { kind: "reject", revokeSession: null, audit: audit("token.refresh_failed", failure.code) };
+        }
+        return {
+          kind: "rotate",
+          next: { id: newId("rtk"), sessionId: found.session.id, tokenHash: next.hash, createdAt: now, expiresAt: found.session.expiresAt },
+          audit: audit("token.refreshed"),
+        };
+      });
+      if (decision.kind === "reject" || state === null) throw failure ?? new DomainError("internal", "refresh failed");
+      const s: RefreshState = state;
+      const accessToken = await deps.accessTokens.issue(
+        { userId: s.user.id, sessionId: s.session.id, amr: s.session.amr, provider: s.session.provider },
+        now,
+      );
+      return { user: s.user, accessToken, refreshToken: next.token, expiresIn: deps.accessTokens.ttlSeconds, sessionId: s.session.id };
+    },
+
+    async authenticate(accessToken) {
+      const now = clock.now();
+      const principal = await deps.accessTokenVerifier.verify(accessToken, now);
+      const session = await store.findSession(principal.sessionId);
+      if (session === null || session.userId !== principal.userId) {
+        throw new DomainError("session_revoked", "this session no longer exists");
+      }
+      liveOrThrow(session, now);
+      return principal;
+    },
+
+    async signOut(credential, allSessions, client) {
+      const now = clock.now();
+      let userId: string;
+      let sessionId: string;
+      if ("principal" in credential) {
+        ({ userId, sessionId } = credential.principal);
+      } else {
+        if (credential.refreshToken === "") throw new DomainError("access_token_required", "send an access token or the refresh_token");
+        const session = await store.findSessionByRefreshToken(opaqueTokens.hash(credential.refreshToken));
+        if (session === null) throw new DomainError("refresh_token_invalid", "the refresh token is not valid");
+        ({ userId, id: sessionId } = session);
+      }
+      return store.revokeSessions(
+        { userId, sessionId: allSessions ? undefined : sessionId },
+        allSessions ? "signout_all" : "signout",
+        now,
+        { type: allSessions ? "session.signed_out_all" : "session.signed_out", at: now, userId, client, detail: { session_id: sessionId } },
+      );
+    },
+
+    async currentUser(principal) {
+      const user = await store.findUser(principal.userId);
+      if (user === null) throw new DomainError("session_revoked", "this user no longer exists");
+      return user;
+    },
+
+    listSessions(principal) {
+      return store.listActiveSessions(principal.userId, clock.now());
+    },
+
+    async revokeSession(principal, sessionId, client) {
+      const now = clock.now();
+      const count = await store.revokeSessions({ userId: principal.userId, sessionId }, "revoked_by_user", now, {
+        type: "session.revoked", at: now, userId: principal.userId, client, detail: { session_id: sessionId },
+      });
+      if (count === 0) throw new DomainError("session_not_found", "no active session of yours has that id");
+    },
+  };
+}

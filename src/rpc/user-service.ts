@@ -1,0 +1,48 @@
+import { create } from "@bufbuild/protobuf";
+import type { ConnectRouter } from "@connectrpc/connect";
+import type { SessionInfo } from "../core/model.ts";
+import type { SessionService } from "../core/sessions.ts";
+import {
+  ListSessionsResponseSchema,
+  RevokeSessionResponseSchema,
+  type Session,
+  SessionSchema,
+  UserService,
+} from "../../gen/pb/identity/v1/user_service_pb.ts";
+import { principalOf } from "./auth-interceptor.ts";
+import { rfc3339, userToPb } from "./auth-service.ts";
+import { kClient } from "./context.ts";
+
+/** Registers UserService; every method runs behind the auth interceptor. */
+export function registerUserService(deps: { sessions: SessionService }) {
+  return (router: ConnectRouter) => {
+    router.service(UserService, {
+      async getCurrentUser(_req, ctx) {
+        return userToPb(await deps.sessions.currentUser(principalOf(ctx.values)));
+      },
+      async listSessions(_req, ctx) {
+        const principal = principalOf(ctx.values);
+        const sessions = await deps.sessions.listSessions(principal);
+        return create(ListSessionsResponseSchema, { sessions: sessions.map((s) => sessionToPb(s, principal.sessionId)) });
+      },
+      async revokeSession(req, ctx) {
+        await deps.sessions.revokeSession(principalOf(ctx.values), req.sessionId, ctx.values.get(kClient));
+        return create(RevokeSessionResponseSchema, {});
+      },
+    });
+  };
+}
+
+function sessionToPb(s: SessionInfo, currentId: string): Session {
+  return create(SessionSchema, {
+    id: s.id,
+    createdAt: rfc3339(s.createdAt),
+    lastUsedAt: rfc3339(s.lastUsedAt),
+    expiresAt: rfc3339(s.expiresAt),
+    current: s.id === currentId,
+    ...(s.provider === null ? {} : { provider: s.provider }),
+    ...(s.deviceId === null ? {} : { deviceId: s.deviceId }),
+    ...(s.ip === null ? {} : { ip: s.ip }),
+    ...(s.userAgent === null ? {} : { userAgent: s.userAgent }),
+  });
+}

@@ -1,0 +1,108 @@
+import type { SessionInfo } from "../core/model.ts";
+import type { RefreshDecision, RefreshState, SessionStore } from "../core/ports.ts";
+import { auditRow, userFromRow, userSelect } from "./account-store.ts";
+import type { Db } from "./database.ts";
+import { guarded, storeError } from "./prisma-errors.ts";
+
+interface SessionRow {
+  id: string;
+  userId: string;
+  provider: string | null;
+  amr: string;
+  ip: string | null;
+  userAgent: string | null;
+  deviceId: string | null;
+  createdAt: Date;
+  lastUsedAt: Date;
+  expiresAt: Date;
+  revokedAt: Date | null;
+}
+
+function sessionFromRow(row: SessionRow): SessionInfo {
+  return { ...row, amr: JSON.parse(row.amr) as string[] };
+}
+
+/** Sessions and refresh-token rotation, on Prisma. */
+export function createSessionStore(db: Db): SessionStore {
+  return {
+    async refresh(tokenHash, now, decide): Promise<RefreshDecision> {
+      try {
+        return await db.$transaction(async (tx) => {
+          // The conditional update is the race arbiter: of concurrent callers presenting the same
+          // token, exactly one changes the row (PostgreSQL row lock; SQLite writer lock).
+          const spent = await tx.refreshToken.updateMany({ where: { tokenHash, usedAt: null }, data: { usedAt: now } });
+          const row = await tx.refreshToken.findUnique({
+            where: { tokenHash },
+            select: { id: true, expiresAt: true, usedAt: true, session: { include: { user: { select: userSelect } } } },
+          });
+          let state: RefreshState | null = null;
+          if (row !== null) {
+            const { user, ...session } = row.session;
+            state = {
+              tokenId: row.id,
+              tokenExpiresAt: row.expiresAt,
+              previouslyUsedAt: spent.count === 1 ? null : row.usedAt,
+              session: sessionFromRow(session),
+              user: userFromRow(user),
+            };
+          }
+          const decision = decide(state);
+          if (decision.kind === "rotate") {
+            await tx.refreshToken.create({ data: decision.next });
+            await tx.session.update({ where: { id: decision.next.sessionId }, data: { lastUsedAt: now } });
+          } else if (decision.revokeSession !== null) {
+            await tx.session.updateMany({
+              where: { id: decision.revokeSession, revokedAt: null },
+              data: { revokedAt: now, revokedReason: "refresh_token_reuse" },
+            });
+          }
+          if (decision.audit !== null) await tx.auditEvent.create({ data: auditRow(decision.audit), select: { id: true } });
+          return decision;
+        });
+      } catch (e) {
+        throw storeError(e);
+      }
+    },
+
+    async findSession(sessionId) {
+      const row = await guarded(() => db.session.findUnique({ where: { id: sessionId } }));
+      return row === null ? null : sessionFromRow(row);
+    },
+
+    async findSessionByRefreshToken(tokenHash) {
+      const row = await guarded(() => db.refreshToken.findUnique({ where: { tokenHash }, select: { session: true } }));
+      return row === null ? null : sessionFromRow(row.session);
+    },
+
+    async listActiveSessions(userId, now) {
+      const rows = await guarded(() =>
+        db.session.findMany({
+          where: { userId, revokedAt: null, expiresAt: { gt: now } },
+          orderBy: [{ createdAt: "desc" }, { id: "desc" }],
+          take: 100,
+        }),
+      );
+      return rows.map(sessionFromRow);
+    },
+
+    async revokeSessions(filter, reason, now, audit) {
+      try {
+        const [result] = await db.$transaction([
+          db.session.updateMany({
+            where: { userId: filter.userId, revokedAt: null, ...(filter.sessionId === undefined ? {} : { id: filter.sessionId }) },
+            data: { revokedAt: now, revokedReason: reason },
+          }),
+          db.auditEvent.create({ data: auditRow(audit), select: { id: true } }),
+        ]);
+        return result.count;
+      } catch (e) {
+        throw storeError(e);
+      }
+    },
+
+    async findUser(userId) {
+      const row = await guarded(() => db.user.findUnique({ where: { id: userId }, select: userSelect }));
+      return row === null ? null : userFromRow(row);
+    },
+  };
+}

@@ -1,0 +1,212 @@
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../../src/config/load.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "identity-config-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+let files = 0;
+function configFile(text: string): string {
+  const file = join(dir, `config-${++files}.yaml`);
+  writeFileSync(file, text);
+  return file;
+}
+
+/** The ConfigError loadConfig throws for these options (fails the test if it does not throw). */
+function configError(options: Parameters<typeof loadConfig>[0]): ConfigError {
+  try {
+    loadConfig(options);
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return e as ConfigError;
+  }
+  throw new Error("expected loadConfig to throw a ConfigError");
+}
+
+const GOOGLE = `
+providers:
+  google:
+    issuer: https://accounts.google.com
+    client_ids: [web.apps.googleusercontent.com, ios.apps.googleusercontent.com]
+    algorithms: [RS256]
+    claim_allowlist:
+      hd: [example.com]
+`;
+
+describe("loadConfig", () => {
+  it("fills in defaults when there is no file and no environment", () => {
+    const config = loadConfig({ env: {} });
+    expect(config.server.port).toBe(8080);
+    expect(config.server.host).toBe("127.0.0.1");
+    expect(config.tokens.access_token_ttl_seconds).toBe(1800);
+    expect(config.database.migrate_on_start).toBe(true);
+    expect(config.database.url).toBeUndefined();
+    expect(config.id_token.max_bytes).toBe(16 * 1024);
+    expect(config.providers).toEqual({});
+    expect(config.dev).toBe(false);
+  });
+
+  it("reads a YAML file, with provider defaults filled in", () => {
+    const file = configFile(`
+server:
+  port: 9000
+  public_url: https://id.example.com
+tokens:
+  access_token_ttl_seconds: 900
+${GOOGLE}`);
+    const config = loadConfig({ file, env: {} });
+    expect(config.server.port).toBe(9000);
+    expect(config.server.public_url).toBe("https://id.example.com");
+    expect(config.tokens.access_token_ttl_seconds).toBe(900);
+    expect(config.providers["google"]).toMatchObject({
+      issuer: "https://accounts.google.com",
+      client_ids: ["web.apps.googleusercontent.com", "ios.apps.googleusercontent.com"],
+      algorithms: ["RS256"],
+      claim_allowlist: { hd: ["example.com"] },
+      trusted_audiences: [],
+      clock_skew_seconds: 60,
+      require_nonce: false,
+      signup: "allow",
+      link_by_email: "never",
+    });
+  });
+
+  it("treats an empty file as all defaults", () => {
+    expect(loadConfig({ file: configFile(""), env: {} }).server.port).toBe(8080);
+  });
+
+  it("lets the environment override the file", () => {
+    const file = configFile(`
+server:
+  port: 9000
+database:
+  url: file:./from-file.db
+  migrate_on_start: true
+`);
+    const config = loadConfig({
+      file,
+      env: { PORT: "9191", DATABASE_URL: "postgresql://db.internal/identity", MIGRATE_ON_START: "false" },
+    });
+    expect(config.server.port).toBe(9191);
+    expect(config.database.url).toBe("postgresql://db.internal/identity");
+    expect(config.database.migrate_on_start).toBe(false);
+  });
+
+  it("ignores empty environment variables", () => {
+    const file = configFile("server:\n  port: 9000\n");
+    expect(loadConfig({ file, env: { PORT: "", DATABASE_URL: "" } }).server.port).toBe(9000);
+  });
+
+  it("names the bad key: a provider without client_ids", () => {
+    const file = configFile(`
+providers:
+  google:
+    issuer: https://accounts.google.com
+`);
+    expect(configError({ file, env: {} }).message).toContain("providers.google.client_ids");
+  });
+
+  it("names the bad key: an empty client_ids list", () => {
+    const file = configFile(`
+providers:
+  google:
+    issuer: https://accounts.google.com
+    client_ids: []
+`);
+    expect(configError({ file, env: {} }).message).toContain("providers.google.client_ids");
+  });
+
+  it("refuses unknown keys (a typo must not be silently ignored)", () => {
+    const file = configFile("server:\n  port: 9000\n  prot: 9001\n");
+    const message = configError({ file, env: {} }).message;
+    expect(message).toMatch(/^\s*server: /m);
+    expect(message).toContain("prot");
+  });
+
+  it("refuses unknown keys in a provider", () => {
+    const file = configFile(`${GOOGLE}    audience: web\n`);
+    const message = configError({ file, env: {} }).message;
+    expect(message).toMatch(/^\s*providers\.google: /m);
+    expect(message).toContain("audience");
+  });
+
+  it("names the environment variable that is not a number", () => {
+    expect(configError({ env: { PORT: "abc" } }).message).toContain("PORT");
+    expect(configError({ env: { PORT: "80.5" } }).message).toContain("PORT");
+  });
+
+  it("names the environment variable that is not a boolean", () => {
+    expect(configError({ env: { MIGRATE_ON_START: "yes" } }).message).toContain("MIGRATE_ON_START");
+  });
+
+  it("checks environment values against the schema too", () => {
+    expect(configError({ env: { PORT: "70000" } }).message).toContain("server.port");
+  });
+
+  it("requires the key encryption key to be base64 of exactly 32 bytes", () => {
+    const short = Buffer.alloc(31, 1).toString("base64");
+    expect(configError({ env: { KEY_ENCRYPTION_KEY: short } }).message).toContain("tokens.key_encryption_key");
+    const long = Buffer.alloc(33, 1).toString("base64");
+    expect(configError({ env: { KEY_ENCRYPTION_KEY: long } }).message).toContain("tokens.key_encryption_key");
+    const right = Buffer.alloc(32, 1).toString("base64");
+    expect(loadConfig({ env: { KEY_ENCRYPTION_KEY: right } }).tokens.key_encryption_key).toBe(right);
+  });
+
+  it.each(["none", "HS256", "RS1"])("refuses provider algorithm %s by schema", (alg) => {
+    const file = configFile(`
+providers:
+  google:
+    issuer: https://accounts.google.com
+    client_ids: [web]
+    algorithms: [RS256, ${alg}]
+`);
+    expect(configError({ file, env: {} }).message).toContain("providers.google.algorithms.1");
+  });
+
+  it("refuses provider names that are not lower-case identifiers", () => {
+    const file = configFile(`
+providers:
+  Google:
+    issuer: https://accounts.google.com
+    client_ids: [web]
+`);
+    expect(configError({ file, env: {} }).message).toContain("providers.Google");
+  });
+
+  it("reports an unreadable file, invalid YAML and a non-mapping top level", () => {
+    expect(configError({ file: join(dir, "missing.yaml"), env: {} }).message).toContain("missing.yaml");
+    expect(configError({ file: configFile("server: [unclosed\n"), env: {} }).message).toContain("not valid YAML");
+    expect(configError({ file: configFile("- a\n- b\n"), env: {} }).message).toContain("mapping");
+    expect(configError({ file: configFile("just text\n"), env: {} }).message).toContain("mapping");
+  });
+
+  it("applies dotted overrides last", () => {
+    const config = loadConfig({ env: { PORT: "9191" }, overrides: { "server.port": 0, "tokens.issuer": "https://id.test" } });
+    expect(config.server.port).toBe(0);
+    expect(config.tokens.issuer).toBe("https://id.test");
+  });
+
+  it("returns a deeply frozen config", () => {
+    const config = loadConfig({ file: configFile(GOOGLE), env: {} });
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.server)).toBe(true);
+    expect(Object.isFrozen(config.providers["google"])).toBe(true);
+    expect(Object.isFrozen(config.providers["google"]!.client_ids)).toBe(true);
+    expect(() => {
+      (config.server as { port: number }).port = 1;
+    }).toThrow(TypeError);
+    expect(() => {
+      (config.providers["google"]!.client_ids as string[]).push("evil");
+    }).toThrow(TypeError);
+    expect(config.server.port).toBe(8080);
+  });
+
+  it("parses config.example.yaml at the repository root", () => {
+    const example = fileURLToPath(new URL("../../config.example.yaml", import.meta.url));
+    expect(existsSync(example), `${example} should exist`).toBe(true);
+    expect(() => loadConfig({ file: example, env: {} })).not.toThrow();
+  });
+});
