@@ -10,14 +10,16 @@ function isKnown(e: unknown): e is PrismaKnownError {
   return typeof e === "object" && e !== null && typeof (e as { code?: unknown }).code === "string" && /^P\d{4}$/.test((e as { code: string }).code);
 }
 
-/** The columns of a unique-constraint violation (P2002), or null for any other error. */
+/**
+ * What a unique-constraint violation (P2002) hit, as column names, or null for any other error.
+ * With driver adapters SQLite reports the columns (`constraint.fields`) and PostgreSQL the index
+ * (`constraint.index`, e.g. `identities_issuer_subject_key`); both name the columns we care about.
+ */
 export function uniqueViolationFields(e: unknown): string[] | null {
   if (!isKnown(e) || e.code !== "P2002") return null;
-  // With driver adapters the fields sit in meta.driverAdapterError.cause.constraint.fields;
-  // without them, in meta.target. Read whichever is there.
   const meta = JSON.stringify(e.meta ?? {});
   const fields = new Set<string>();
-  for (const m of meta.matchAll(/"(issuer|subject|username|token_hash|tokenHash|id)"/g)) fields.add(m[1]!);
+  for (const m of meta.matchAll(/(issuer|subject|username|token_hash|tokenHash)/g)) fields.add(m[1]!);
   return [...fields];
 }
 
