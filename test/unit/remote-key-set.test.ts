@@ -50,11 +50,13 @@ beforeAll(async () => {
 type Mode = "ok" | "error" | "hang";
 
 /**
- * A tiny OpenID provider on 127.0.0.1: discovery and JWKS, with switchable keys and failures,
- * counting the requests it answers.
+ * A tiny OpenID provider on 127.0.0.1: discovery and JWKS, with switchable keys and failures.
+ * `requested` counts what the key set asked for, at the moment it called fetch (so a background
+ * request is counted before it completes); `served` counts what reached the server.
  */
 class FakeProvider {
-  readonly counts = { discovery: 0, jwks: 0 };
+  readonly requested = { discovery: 0, jwks: 0 };
+  readonly served = { discovery: 0, jwks: 0 };
   keys: JWK[] = [];
   mode: Mode = "ok";
   /** The issuer the discovery document reports; defaults to the real one. */
@@ -62,6 +64,14 @@ class FakeProvider {
   delayMs = 0;
   private server: Server | undefined;
   private port = 0;
+
+  readonly fetch: typeof fetch = (input, init) => {
+    const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
+    const path = new URL(url).pathname;
+    if (path === "/.well-known/openid-configuration") this.requested.discovery++;
+    else if (path === "/jwks") this.requested.jwks++;
+    return fetch(input, init);
+  };
 
   get issuer(): string {
     return `http://127.0.0.1:${this.port}`;
@@ -89,10 +99,10 @@ class FakeProvider {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let body: unknown;
     if (req.url === "/.well-known/openid-configuration") {
-      this.counts.discovery++;
+      this.served.discovery++;
       body = { issuer: this.reportedIssuer ?? this.issuer, jwks_uri: this.jwksUri };
     } else if (req.url === "/jwks") {
-      this.counts.jwks++;
+      this.served.jwks++;
       body = { keys: this.keys };
     } else {
       res.writeHead(404).end();
@@ -100,11 +110,9 @@ class FakeProvider {
     }
     if (this.mode === "hang") return; // never answers; stop() drops the socket
     if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
-    if (this.mode === "error") {
-      res.writeHead(500, { "content-type": "text/plain" }).end("boom");
-      return;
-    }
-    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(body));
+    // A failing provider still sends a well-formed body, so only the status says it failed.
+    const status = this.mode === "error" ? 500 : 200;
+    res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
   }
 }
 
@@ -126,6 +134,7 @@ function keySet(overrides: Partial<RemoteKeySetOptions> = {}): KeyResolver {
   return createRemoteKeySet({
     issuer: provider.issuer,
     clock,
+    fetch: provider.fetch,
     freshSeconds: 600,
     maxStaleSeconds: 3600,
     refetchCooldownSeconds: 30,
@@ -178,50 +187,51 @@ describe("createRemoteKeySet", () => {
     await verify(keys, jwt);
     clock.advance(599);
     await verify(keys, jwt);
-    expect(provider.counts).toEqual({ discovery: 1, jwks: 1 });
+    expect(provider.requested).toEqual({ discovery: 1, jwks: 1 });
+    expect(provider.served).toEqual({ discovery: 1, jwks: 1 });
   });
 
   it("refuses a discovery document naming another issuer with provider_unavailable", async () => {
     provider.reportedIssuer = "https://evil.example.test";
     const keys = keySet();
     await expectUnavailable(verify(keys, await token(key1)));
-    expect(provider.counts).toEqual({ discovery: 1, jwks: 0 });
+    expect(provider.requested).toEqual({ discovery: 1, jwks: 0 });
   });
 
   it("refuses a discovery document whose issuer differs only by a trailing slash", async () => {
     provider.reportedIssuer = `${provider.issuer}/`;
     await expectUnavailable(verify(keySet(), await token(key1)));
-    expect(provider.counts.jwks).toBe(0);
+    expect(provider.requested.jwks).toBe(0);
   });
 
   it("skips discovery when jwks_uri is configured", async () => {
     const keys = keySet({ jwksUri: provider.jwksUri });
     await expect(verify(keys, await token(key1))).resolves.toMatchObject({ sub: "user-1" });
-    expect(provider.counts).toEqual({ discovery: 0, jwks: 1 });
+    expect(provider.requested).toEqual({ discovery: 0, jwks: 1 });
   });
 
   it("refetches once for an unknown kid, at most once per cooldown", async () => {
     const keys = keySet({ jwksUri: provider.jwksUri, refetchCooldownSeconds: 30 });
     await verify(keys, await token(key1));
-    expect(provider.counts.jwks).toBe(1);
+    expect(provider.requested.jwks).toBe(1);
 
     clock.advance(30);
     await expectNoMatchingKey(verify(keys, await token(key1, "unknown-a")));
-    expect(provider.counts.jwks).toBe(2);
+    expect(provider.requested.jwks).toBe(2);
 
     clock.advance(10);
     await expectNoMatchingKey(verify(keys, await token(key1, "unknown-b")));
-    expect(provider.counts.jwks).toBe(2);
+    expect(provider.requested.jwks).toBe(2);
 
     clock.advance(20);
     await expectNoMatchingKey(verify(keys, await token(key1, "unknown-c")));
-    expect(provider.counts.jwks).toBe(3);
+    expect(provider.requested.jwks).toBe(3);
   });
 
   it("does not refetch for an unknown kid right after the keys were fetched", async () => {
     const keys = keySet({ jwksUri: provider.jwksUri });
     await expectNoMatchingKey(verify(keys, await token(key1, "unknown")));
-    expect(provider.counts.jwks).toBe(1);
+    expect(provider.requested.jwks).toBe(1);
   });
 
   it("picks up rotated keys without a restart", async () => {
@@ -231,10 +241,10 @@ describe("createRemoteKeySet", () => {
     provider.keys = [key2.publicJwk];
     clock.advance(31);
     await expect(verify(keys, await token(key2))).resolves.toMatchObject({ sub: "user-1" });
-    expect(provider.counts).toEqual({ discovery: 1, jwks: 2 });
+    expect(provider.requested).toEqual({ discovery: 1, jwks: 2 });
     // The retired key is gone from the cache, and within the cooldown nobody asks again.
     await expectNoMatchingKey(verify(keys, await token(key1)));
-    expect(provider.counts.jwks).toBe(2);
+    expect(provider.requested.jwks).toBe(2);
   });
 
   it("keeps verifying with stale keys while the provider answers 500, and refreshes in the background", async () => {
@@ -242,13 +252,13 @@ describe("createRemoteKeySet", () => {
     const keys = keySet({ onBackgroundError });
     const jwt = await token(key1);
     await verify(keys, jwt);
-    expect(provider.counts.jwks).toBe(1);
+    expect(provider.requested.jwks).toBe(1);
 
     provider.mode = "error";
     clock.advance(601); // stale, not yet beyond maxStale
     await expect(verify(keys, jwt)).resolves.toMatchObject({ sub: "user-1" });
     await vi.waitFor(() => expect(onBackgroundError).toHaveBeenCalledTimes(1));
-    expect(provider.counts.jwks).toBe(2);
+    expect(provider.requested.jwks).toBe(2);
 
     clock.advance(3600 - 601 + 1); // now beyond maxStale
     await expectUnavailable(verify(keys, jwt));
@@ -277,10 +287,11 @@ describe("createRemoteKeySet", () => {
     clock.advance(601);
     // Still served from the stale cache while the refresh runs…
     await verify(keys, await token(key1));
-    await vi.waitFor(() => expect(provider.counts.jwks).toBe(2));
+    expect(provider.requested.jwks).toBe(2);
+    await vi.waitFor(() => expect(provider.served.jwks).toBe(2));
     // …after which the new key is known without another request.
     await expect(verify(keys, await token(key2))).resolves.toMatchObject({ sub: "user-1" });
-    expect(provider.counts.jwks).toBe(2);
+    expect(provider.requested.jwks).toBe(2);
   });
 
   it("fails with provider_unavailable when the first fetch gets a 500", async () => {
@@ -297,7 +308,7 @@ describe("createRemoteKeySet", () => {
     provider.mode = "hang";
     const keys = keySet({ timeoutMs: 200 });
     await expectUnavailable(verify(keys, await token(key1)));
-    expect(provider.counts.discovery).toBe(1);
+    expect(provider.requested.discovery).toBe(1);
   });
 
   it("shares one fetch between concurrent first requests", async () => {
@@ -306,6 +317,7 @@ describe("createRemoteKeySet", () => {
     const jwt = await token(key1);
     const results = await Promise.all(Array.from({ length: 8 }, () => verify(keys, jwt)));
     expect(results).toHaveLength(8);
-    expect(provider.counts).toEqual({ discovery: 1, jwks: 1 });
+    expect(provider.requested).toEqual({ discovery: 1, jwks: 1 });
+    expect(provider.served).toEqual({ discovery: 1, jwks: 1 });
   });
 });

@@ -1,0 +1,148 @@
+import { execFile, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, describe, expect, it } from "vitest";
+import { loadMigrations, migrate, MigrationError } from "../../src/store/migrate.ts";
+import { type TestDatabase, testDatabaseKinds } from "../support/databases.ts";
+import { describeSchema, execSql } from "../support/schema-introspection.ts";
+
+const run = promisify(execFile);
+const PRISMA_DIFF = resolve("../shared/tools/prisma-diff/prisma-diff");
+
+/**
+ * The SQL Prisma's own engine derives from prisma/schema.prisma for an empty database, via the
+ * offline prisma-diff tool. Its cache is kept per Node major version, because it builds a native
+ * module for the Node that runs it.
+ */
+async function sqlFromModel(dialect: "sqlite" | "postgresql", scratchPgUrl?: string): Promise<string> {
+  const { stdout } = await run(PRISMA_DIFF, ["--provider", dialect, "--to", "prisma/schema.prisma"], {
+    env: {
+      ...process.env,
+      XDG_CACHE_HOME: join(homedir(), ".cache", `node${process.versions.node.split(".")[0]}`),
+      ...(scratchPgUrl === undefined ? {} : { PRISMA_DIFF_PG_URL: scratchPgUrl }),
+    },
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  return stdout;
+}
+
+const dropLater: TestDatabase[] = [];
+afterAll(async () => {
+  for (const d of dropLater) await d.drop();
+});
+
+describe("migrations", () => {
+  it("the prisma-diff tool is available beside the repository", () => {
+    expect(existsSync(PRISMA_DIFF)).toBe(true);
+  });
+
+  for (const kind of testDatabaseKinds()) {
+    describe(kind.dialect, () => {
+      it("applied in order to an empty database, give exactly the schema that prisma/schema.prisma describes", { timeout: 600_000 }, async () => {
+        const migrated = await kind.create();
+        const expected = await kind.create();
+        const scratch = kind.dialect === "postgresql" ? await kind.create() : undefined;
+        dropLater.push(migrated, expected, ...(scratch === undefined ? [] : [scratch]));
+        const report = await migrate(migrated.url);
+        expect(report.applied).toEqual(loadMigrations(kind.dialect).map((m) => m.name));
+        await execSql(expected.url, await sqlFromModel(kind.dialect, scratch?.url));
+        const [actual, wanted] = await Promise.all([describeSchema(migrated.url), describeSchema(expected.url)]);
+        expect(actual.length).toBeGreaterThan(20);
+        expect(actual).toEqual(wanted);
+      });
+
+      it("run once: a second run applies nothing", async () => {
+        const db = await kind.create();
+        dropLater.push(db);
+        await migrate(db.url);
+        const again = await migrate(db.url);
+        expect(again.applied).toEqual([]);
+        expect(again.alreadyApplied).toBe(loadMigrations(kind.dialect).length);
+      });
+
+      it("keep existing rows when later migrations rebuild tables", async () => {
+        const db = await kind.create();
+        dropLater.push(db);
+        const all = loadMigrations(kind.dialect);
+        await migrate(db.url, all.slice(0, 1));
+        await execSql(
+          db.url,
+          `INSERT INTO users (id, username, updated_at) VALUES ('usr_keep', 'keep', CURRENT_TIMESTAMP);
+           INSERT INTO identities (id, user_id, issuer, subject, provider) VALUES ('idn_keep', 'usr_keep', 'https://op', 's', 'op');`,
+        );
+        await migrate(db.url, all);
+        const rows = await describeRows(db.url);
+        expect(rows).toEqual({ users: 1, identities: 1 });
+      });
+
+      it("a failing migration rolls back, names itself, and leaves the database as it was", async () => {
+        const db = await kind.create();
+        dropLater.push(db);
+        const all = loadMigrations(kind.dialect);
+        await migrate(db.url, all);
+        const before = await describeSchema(db.url);
+        const broken = { name: "9999_broken", sql: `CREATE TABLE "half_done" ("id" TEXT);\nSELECT * FROM "no_such_table";`, checksum: "x" };
+        const error = await migrate(db.url, [...all, broken]).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(MigrationError);
+        expect((error as Error).message).toContain("9999_broken");
+        expect(await describeSchema(db.url)).toEqual(before);
+        expect((await migrate(db.url, all)).applied).toEqual([]);
+      });
+
+      it("refuse a migration that was edited after it was applied", async () => {
+        const db = await kind.create();
+        dropLater.push(db);
+        const all = loadMigrations(kind.dialect);
+        await migrate(db.url, all);
+        const edited = all.map((m, i) => (i === 0 ? { ...m, checksum: "edited" } : m));
+        await expect(migrate(db.url, edited)).rejects.toThrow(/changed after it was applied/);
+      });
+
+      it("two processes migrating the same empty database at once apply each migration once", async () => {
+        const db = await kind.create();
+        dropLater.push(db);
+        const script = `import { migrate } from "./src/store/migrate.ts"; const r = await migrate(process.argv[1]); console.log(JSON.stringify(r));`;
+        const runOne = () =>
+          new Promise<{ applied: string[] }>((resolvePromise, reject) => {
+            const child = spawn(process.execPath, ["--input-type=module", "-e", script, db.url], { stdio: ["ignore", "pipe", "pipe"] });
+            let out = "";
+            let err = "";
+            child.stdout.on("data", (d: Buffer) => (out += d));
+            child.stderr.on("data", (d: Buffer) => (err += d));
+            child.on("close", (code) => (code === 0 ? resolvePromise(JSON.parse(out) as { applied: string[] }) : reject(new Error(err))));
+          });
+        const [a, b] = await Promise.all([runOne(), runOne()]);
+        const names = loadMigrations(kind.dialect).map((m) => m.name);
+        expect([...a.applied, ...b.applied].sort()).toEqual(names);
+        expect((await migrate(db.url)).applied).toEqual([]);
+      });
+    });
+  }
+});
+
+async function describeRows(url: string): Promise<{ users: number; identities: number }> {
+  if (url.startsWith("file:")) {
+    const { default: Sqlite } = await import("better-sqlite3");
+    const { sqlitePath } = await import("../../src/store/database.ts");
+    const db = new Sqlite(sqlitePath(url), { readonly: true });
+    try {
+      const users = (db.prepare("SELECT count(*) AS n FROM users").get() as { n: number }).n;
+      const identities = (db.prepare("SELECT count(*) AS n FROM identities").get() as { n: number }).n;
+      return { users, identities };
+    } finally {
+      db.close();
+    }
+  }
+  const { default: pg } = await import("pg");
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    const users = Number((await c.query("SELECT count(*) AS n FROM users")).rows[0].n);
+    const identities = Number((await c.query("SELECT count(*) AS n FROM identities")).rows[0].n);
+    return { users, identities };
+  } finally {
+    await c.end();
+  }
+}

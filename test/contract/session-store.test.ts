@@ -1,0 +1,153 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Clock } from "../../src/core/clock.ts";
+import { DomainError } from "../../src/core/errors.ts";
+import { createSessionService, type SessionService } from "../../src/core/sessions.ts";
+import { createAccountStore } from "../../src/store/account-store.ts";
+import { type Database, openDatabase } from "../../src/store/database.ts";
+import { migrate } from "../../src/store/migrate.ts";
+import { createSessionStore } from "../../src/store/session-store.ts";
+import { createSigningKeyStore } from "../../src/store/signing-key-store.ts";
+import { createLocalKeyRing } from "../../src/tokens/access-tokens.ts";
+import { createKeyEncryption } from "../../src/tokens/key-encryption.ts";
+import { createOpaqueTokens } from "../../src/tokens/opaque-tokens.ts";
+import { type TestDatabase, testDatabaseKinds } from "../support/databases.ts";
+
+const client = { ip: "192.0.2.9", userAgent: "vitest", requestId: null, deviceId: null };
+let n = 0;
+const uid = () => `${Date.now().toString(36)}${(n++).toString(36)}`;
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return "ok";
+  } catch (e) {
+    if (e instanceof DomainError) return e.code;
+    throw e;
+  }
+}
+
+for (const kind of testDatabaseKinds()) {
+  describe(`sessions and refresh rotation on ${kind.dialect}`, () => {
+    let td: TestDatabase;
+    let db: Database;
+    let now = new Date("2026-03-01T12:00:00Z");
+    const clock: Clock = { now: () => now };
+    let sessions: SessionService;
+    const opaque = createOpaqueTokens();
+
+    beforeAll(async () => {
+      td = await kind.create();
+      await migrate(td.url);
+      db = await openDatabase({ url: td.url, poolSize: 10, connectTimeoutMs: 5000, statementTimeoutMs: 5000 });
+      const keyRing = await createLocalKeyRing({
+        issuer: "https://identity.test",
+        audience: ["identity"],
+        ttlSeconds: 1800,
+        store: createSigningKeyStore(db.client),
+        encryption: createKeyEncryption(Buffer.alloc(32, 1)),
+        clock,
+      });
+      sessions = createSessionService({
+        clock,
+        store: createSessionStore(db.client),
+        accessTokens: keyRing,
+        accessTokenVerifier: keyRing,
+        opaqueTokens: opaque,
+        idleTtlSeconds: 3600,
+      });
+    });
+    afterAll(async () => {
+      await db?.close();
+      await td?.drop();
+    });
+
+    /** A user with one session, as a sign-in leaves it; returns its refresh token. */
+    async function signedIn(opts: { ttlSeconds?: number } = {}) {
+      const userId = `usr_${uid()}`;
+      const sessionId = `ses_${uid()}`;
+      const refresh = opaque.issue("rt");
+      const expiresAt = new Date(now.getTime() + (opts.ttlSeconds ?? 86400) * 1000);
+      await createAccountStore(db.client).commitSignin({
+        account: {
+          kind: "create",
+          user: { id: userId, username: `u${uid()}`, email: null, emailNormalized: null, emailVerified: false, phone: null, createdAt: now },
+          identity: { id: `idn_${uid()}`, issuer: "https://op", subject: uid(), provider: "op", email: null, emailVerified: false },
+        },
+        at: now,
+        session: { id: sessionId, userId, provider: "op", amr: ["fed"], client, createdAt: now, expiresAt },
+        refreshToken: { id: `rtk_${uid()}`, sessionId, tokenHash: refresh.hash, createdAt: now, expiresAt },
+        audit: { type: "signin.succeeded", at: now, userId, client },
+      });
+      return { userId, sessionId, token: refresh.token };
+    }
+
+    it("rotates: the new token works, the old one is spent, the session is touched", async () => {
+      const s = await signedIn();
+      now = new Date(now.getTime() + 60_000);
+      const first = await sessions.refresh(s.token, client);
+      expect(first.refreshToken).not.toBe(s.token);
+      expect(first.user.id).toBe(s.userId);
+      expect(first.sessionId).toBe(s.sessionId);
+      const row = await db.client.session.findUniqueOrThrow({ where: { id: s.sessionId } });
+      expect(row.lastUsedAt.getTime()).toBe(now.getTime());
+      const second = await sessions.refresh(first.refreshToken, client);
+      expect(second.sessionId).toBe(s.sessionId);
+    });
+
+    it("treats a spent token as reuse: the whole family is revoked and audited", async () => {
+      const s = await signedIn();
+      const next = await sessions.refresh(s.token, client);
+      expect(await codeOf(sessions.refresh(s.token, client))).toBe("refresh_token_reused");
+      expect(await codeOf(sessions.refresh(next.refreshToken, client))).toBe("session_revoked");
+      const row = await db.client.session.findUniqueOrThrow({ where: { id: s.sessionId } });
+      expect(row.revokedReason).toBe("refresh_token_reuse");
+      expect(await db.client.auditEvent.count({ where: { type: "session.reuse_detected", userId: s.userId } })).toBe(1);
+    });
+
+    it("lets exactly one of many concurrent refreshes of one token win", async () => {
+      const s = await signedIn();
+      const results = await Promise.all(Array.from({ length: 8 }, () => codeOf(sessions.refresh(s.token, client))));
+      expect(results.filter((r) => r === "ok")).toHaveLength(1);
+      expect(results.filter((r) => r === "refresh_token_reused")).toHaveLength(7);
+      expect(await db.client.refreshToken.count({ where: { sessionId: s.sessionId } })).toBe(2);
+    });
+
+    it("refuses unknown, expired and idle tokens with distinct codes", async () => {
+      expect(await codeOf(sessions.refresh("rt_unknown", client))).toBe("refresh_token_invalid");
+      expect(await codeOf(sessions.refresh("", client))).toBe("refresh_token_required");
+      const idle = await signedIn();
+      now = new Date(now.getTime() + 3601_000);
+      expect(await codeOf(sessions.refresh(idle.token, client))).toBe("session_expired");
+      const short = await signedIn({ ttlSeconds: 60 });
+      now = new Date(now.getTime() + 61_000);
+      expect(await codeOf(sessions.refresh(short.token, client))).toBe("session_expired");
+    });
+
+    it("refuses a user who is no longer active", async () => {
+      const s = await signedIn();
+      await db.client.user.update({ where: { id: s.userId }, data: { status: "disabled" } });
+      expect(await codeOf(sessions.refresh(s.token, client))).toBe("user_disabled");
+    });
+
+    it("signs out one session or all, and then refresh and authenticate fail", async () => {
+      const a = await signedIn();
+      const la = await sessions.refresh(a.token, client);
+      const principal = await sessions.authenticate(la.accessToken);
+      expect(principal).toMatchObject({ userId: a.userId, sessionId: a.sessionId });
+      expect(await sessions.signOut({ principal }, false, client)).toBe(1);
+      expect(await codeOf(sessions.refresh(la.refreshToken, client))).toBe("session_revoked");
+      expect(await codeOf(sessions.authenticate(la.accessToken))).toBe("session_revoked");
+      expect(await sessions.signOut({ principal }, false, client)).toBe(0);
+    });
+
+    it("signs out by refresh token and lists only live sessions", async () => {
+      const a = await signedIn();
+      const l = await sessions.refresh(a.token, client);
+      const principal = await sessions.authenticate(l.accessToken);
+      expect((await sessions.listSessions(principal)).map((s) => s.id)).toEqual([a.sessionId]);
+      expect(await codeOf(sessions.revokeSession(principal, "ses_nope", client))).toBe("session_not_found");
+      expect(await sessions.signOut({ refreshToken: l.refreshToken }, true, client)).toBe(1);
+      expect(await sessions.listSessions(principal)).toEqual([]);
+    });
+  });
+}
