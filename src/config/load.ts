@@ -53,7 +53,7 @@ export function loadConfig(options: {
     let typed: unknown = value;
     if (type === "number") {
       typed = Number(value);
-      if (!Number.isInteger(typed)) throw new ConfigError(`environment ${name}: "${value}" is not an integer`);
+      if (!/^\d+$/.test(value) || !Number.isSafeInteger(typed)) throw new ConfigError(`environment ${name}: "${value}" is not an integer`);
     } else if (type === "boolean") {
       if (!/^(true|false|1|0)$/.test(value)) throw new ConfigError(`environment ${name}: use true or false`);
       typed = value === "true" || value === "1";

@@ -15,6 +15,35 @@ export interface UserRecord {
   createdAt: Date;
 }
 
+/**
+ * A user together with what the password policy needs to know about the local password. Loaded
+ * in the same store operation as the user wherever a login result or the current user is built.
+ */
+export interface UserWithPassword extends UserRecord {
+  /** When the local password was last set; null when the user has none (SSO only). */
+  passwordChangedAt: Date | null;
+}
+
+/**
+ * Where the local password stands against the expiry policy: `expiring` inside the warning
+ * window before expiry, `expired_grace` after expiry but inside the grace period, `expired` after.
+ */
+export type PasswordWarning = "expiring" | "expired_grace" | "expired";
+
+/** What clients are told about the user's password, on every login result and the current user. */
+export interface PasswordStatus {
+  /** Forced by an operator, or the password is `expired`. Always present. */
+  mustChangePassword: boolean;
+  /**
+   * Whole days until the local password expires, rounded up: positive while it is valid, 0 on the
+   * first day after expiry, -n when it expired more than n days ago. Absent for users without a
+   * local password or when passwords do not expire.
+   */
+  passwordExpiresIn?: number | undefined;
+  /** Absent when there is nothing to warn about (or no local password). */
+  passwordWarning?: PasswordWarning | undefined;
+}
+
 /** What a verified ID token says about who signed in, plus the provider's policy for it. */
 export interface ExternalIdentity {
   provider: ProviderPolicy;
@@ -85,6 +114,8 @@ export interface AuditRecord {
 /** The result of a sign-in, before it is translated to a transport message. */
 export interface LoginResult {
   user: UserRecord;
+  /** Computed by the core (`passwordStatusOf` in password-policy.ts); the same on every login path. */
+  passwordStatus: PasswordStatus;
   accessToken: string;
   refreshToken: string;
   expiresIn: number;

@@ -131,6 +131,17 @@ export function createSigninService(deps: SigninDeps): SigninService {
       const owner = owners[0];
       if (owner !== undefined) {
         if (identity.provider.linkByEmail !== "verified" || owners.length > 1) {
+          // A concurrent first sign-in of this same identity may have created the owner since
+          // our first read: then this is that user, not a conflict.
+          const raced = await accounts.findByIdentity(identity.issuer, identity.subject);
+          if (raced !== null) {
+            return {
+              kind: "existing",
+              userId: raced.user.id,
+              user: raced.user,
+              write: { kind: "existing", userId: raced.user.id, identityId: raced.identityId },
+            };
+          }
           throw new DomainError(
             "account_exists",
             "an account with this e-mail address already exists; sign in with the method used before",

@@ -76,9 +76,13 @@ function routeOf(method: DescMethod, rule: HttpRule): RestRoute {
       const m = pattern.exec(path);
       if (m === null) return null;
       const params: Record<string, string> = {};
-      vars.forEach((name, i) => {
-        params[name] = decodeURIComponent(m[i + 1]!);
-      });
+      try {
+        vars.forEach((name, i) => {
+          params[name] = decodeURIComponent(m[i + 1]!);
+        });
+      } catch {
+        return null; // A malformed %-escape matches no route (404), never a 500.
+      }
       return params;
     },
   };

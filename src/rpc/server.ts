@@ -29,10 +29,23 @@ export interface RunningServer {
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const sessions = new Set<http2.Http2Session>();
   const sockets = new Set<net.Socket>();
+  const h2Sockets = new WeakSet<net.Socket>();
+  /** HTTP/1.1 requests in flight per socket, so draining can close idle keep-alive sockets. */
+  const inflight = new Map<net.Socket, number>();
   let shuttingDown = false;
-  // While draining, HTTP/1.1 responses announce `connection: close` so keep-alive sockets end.
   const listener = (req: NodeRequest, res: NodeResponse) => {
-    if (shuttingDown && req.httpVersionMajor === 1) res.setHeader("connection", "close");
+    if (req.httpVersionMajor === 1) {
+      const socket = req.socket;
+      inflight.set(socket, (inflight.get(socket) ?? 0) + 1);
+      // While draining, responses announce `connection: close` so keep-alive sockets end.
+      if (shuttingDown) res.setHeader("connection", "close");
+      res.once("close", () => {
+        const left = (inflight.get(socket) ?? 1) - 1;
+        if (left > 0) inflight.set(socket, left);
+        else inflight.delete(socket);
+        if (shuttingDown && left <= 0) socket.end();
+      });
+    }
     options.listener(req, res);
   };
   let h1: http.Server | undefined;
@@ -73,12 +86,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       socket.on("error", () => socket.destroy());
     });
   }
-  outer.on("connection", (socket: net.Socket) => {
+  // Track the sockets requests arrive on: plain TCP sockets, or TLS sockets once handshaken.
+  outer.on(options.tls === undefined ? "connection" : "secureConnection", (socket: net.Socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
   });
   h2.on("session", (s: http2.Http2Session) => {
     sessions.add(s);
+    if (s.socket !== undefined) h2Sockets.add(s.socket as net.Socket);
     s.once("close", () => sessions.delete(s));
   });
 
@@ -102,14 +117,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       // HTTP/2: GOAWAY, open streams finish. HTTP/1.1: idle keep-alive sockets close now, busy
       // ones after their response (which says `connection: close`).
       for (const s of sessions) s.close();
-      const idle = setInterval(() => h1?.closeIdleConnections(), 50);
-      h1?.closeIdleConnections();
+      for (const socket of sockets) {
+        if (!h2Sockets.has(socket) && !inflight.has(socket)) socket.end();
+      }
       const deadline = setTimeout(() => {
         for (const s of sessions) s.destroy();
         for (const s of sockets) s.destroy();
       }, timeoutMs);
       await closed;
-      clearInterval(idle);
       clearTimeout(deadline);
     },
   };

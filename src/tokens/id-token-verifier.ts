@@ -113,24 +113,17 @@ export function createIdTokenVerifier(options: IdTokenVerifierOptions): IdTokenV
       );
     }
     if (header.typ !== undefined && !/^(application\/)?jwt$/i.test(header.typ)) {
-      throw new DomainError("id_token_type_not_allowed", `token type ${clip(header.typ)} is not an ID token`);
+      throw new DomainError("id_token_type_not_allowed", `token type ${clip(String(header.typ))} is not an ID token`);
     }
 
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(token, provider.keys, {
-        algorithms: [...provider.algorithms],
-        issuer: provider.issuer,
-        audience: [...provider.clientIds],
-        clockTolerance: provider.clockSkewSeconds,
-        currentDate: options.clock.now(),
-        requiredClaims: ["iss", "sub", "aud", "exp", "iat"],
-        // Without a configured maximum age, a very long one still makes jose refuse an `iat`
-        // in the future (beyond the skew).
-        maxTokenAge: provider.maxTokenAgeSeconds ?? 10 * 365 * 24 * 3600,
-      }));
+      ({ payload } = await jwtVerify(token, provider.keys, verifyOptions(provider, options)));
     } catch (e) {
-      throw fromJose(e, provider);
+      // Several keys match (a provider publishing keys without kid): try each, keep the first
+      // whose signature verifies. All other checks are those of the first attempt.
+      if (!(e instanceof joseErrors.JWKSMultipleMatchingKeys)) throw fromJose(e, provider);
+      payload = await verifyWithCandidates(token, e, options, provider);
     }
 
     const aud = audiences(payload.aud);
@@ -179,6 +172,39 @@ export function createIdTokenVerifier(options: IdTokenVerifierOptions): IdTokenV
   }
 
   return { verify };
+}
+
+async function verifyWithCandidates(
+  token: string,
+  candidates: joseErrors.JWKSMultipleMatchingKeys,
+  options: IdTokenVerifierOptions,
+  provider: ProviderVerification,
+): Promise<JWTPayload> {
+  let last: unknown = candidates;
+  for await (const key of candidates) {
+    try {
+      const { payload } = await jwtVerify(token, key, verifyOptions(provider, options));
+      return payload;
+    } catch (e) {
+      last = e;
+      if (!(e instanceof joseErrors.JWSSignatureVerificationFailed)) break;
+    }
+  }
+  throw fromJose(last, provider);
+}
+
+function verifyOptions(provider: ProviderVerification, options: IdTokenVerifierOptions) {
+  return {
+    algorithms: [...provider.algorithms],
+    issuer: provider.issuer,
+    audience: [...provider.clientIds],
+    clockTolerance: provider.clockSkewSeconds,
+    currentDate: options.clock.now(),
+    requiredClaims: ["iss", "sub", "aud", "exp", "iat"],
+    // Without a configured maximum age, a very long one still makes jose refuse an `iat`
+    // in the future (beyond the skew).
+    maxTokenAge: provider.maxTokenAgeSeconds ?? 10 * 365 * 24 * 3600,
+  };
 }
 
 function fromJose(e: unknown, provider: ProviderVerification): DomainError {

@@ -93,9 +93,16 @@ export function createRemoteKeySet(options: RemoteKeySetOptions): KeyResolver {
     if (!response.ok) throw new Error(`${what} answered HTTP ${response.status}`);
     const length = Number(response.headers.get("content-length") ?? "0");
     if (length > MAX_DOCUMENT_BYTES) throw new Error(`${what} is too large`);
-    const text = await response.text();
-    if (text.length > MAX_DOCUMENT_BYTES) throw new Error(`${what} is too large`);
-    return JSON.parse(text) as unknown;
+    // Read at most the cap, whatever the headers said: a body without content-length must not
+    // grow memory until the timeout.
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for await (const chunk of response.body ?? []) {
+      size += chunk.byteLength;
+      if (size > MAX_DOCUMENT_BYTES) throw new Error(`${what} is too large`);
+      chunks.push(chunk);
+    }
+    return JSON.parse(Buffer.concat(chunks).toString("utf8")) as unknown;
   }
 
   function unavailable(cause: unknown): DomainError {

@@ -136,6 +136,9 @@ providers:
   it("names the environment variable that is not a number", () => {
     expect(configError({ env: { PORT: "abc" } }).message).toContain("PORT");
     expect(configError({ env: { PORT: "80.5" } }).message).toContain("PORT");
+    // Regression: Number() read hex and exponent forms, so PORT=0x10 became 16.
+    expect(configError({ env: { PORT: "0x10" } }).message).toContain("PORT");
+    expect(configError({ env: { PORT: "1e3" } }).message).toContain("PORT");
   });
 
   it("names the environment variable that is not a boolean", () => {

@@ -312,6 +312,20 @@ describe("createIdTokenVerifier", () => {
       await expectCode(verifier().verify(token, { provider: "acme" }), "id_token_type_not_allowed");
     });
 
+    // Regression: a non-string typ (null, or an object with a long `length`) crashed the error
+    // message (clip() on a non-string) with a TypeError, surfacing as `internal` instead of a
+    // rejection of the token.
+    it.each([
+      ["null", null],
+      ["a number", 1],
+      ["an object", { length: 100 }],
+    ])("rejects a typ that is %s with id_token_type_not_allowed", async (_, typ) => {
+      const token = await new SignJWT(claims())
+        .setProtectedHeader({ alg: "RS256", kid: rsa.kid, typ: typ as unknown as string })
+        .sign(rsa.privateKey);
+      await expectCode(verifier().verify(token, { provider: "acme" }), "id_token_type_not_allowed");
+    });
+
     it.each(["JWT", "jwt", "application/jwt"])("accepts typ %s", async (typ) => {
       const token = await sign(claims(), { typ });
       await expect(verifier().verify(token, { provider: "acme" })).resolves.toBeDefined();
@@ -534,5 +548,35 @@ describe("createIdTokenVerifier", () => {
       const claimsA = await sign(claims({ aud: "other-client" }), { key: rsaOther });
       await expectCode(v.verify(claimsA, { provider: "other" }), "id_token_issuer_mismatch");
     });
+  });
+});
+
+describe("keys without kid", () => {
+  // Regression: several keys matching a kid-less token made jose raise "multiple matching keys",
+  // which was reported as id_token_key_not_found, so such providers could never sign anyone in.
+  it("tries every matching key and accepts the one whose signature verifies", async () => {
+    const strip = ({ kid: _kid, ...rest }: JWK) => rest;
+    const second = await keyPair("RS256", "unused");
+    const keys = createLocalJWKSet({ keys: [strip(rsa.publicJwk), strip(second.publicJwk)] });
+    const v = createIdTokenVerifier({ providers: [provider({ keys })], clock, maxTokenBytes: 16384 });
+    const token = await new SignJWT({})
+      .setProtectedHeader({ alg: "RS256", typ: "JWT" })
+      .setIssuer(ISSUER)
+      .setAudience(CLIENT)
+      .setSubject("no-kid")
+      .setIssuedAt(NOW_S - 10)
+      .setExpirationTime(NOW_S + 600)
+      .sign(second.privateKey);
+    expect((await v.verify(token, { provider: "acme" })).subject).toBe("no-kid");
+    const forged = await new SignJWT({})
+      .setProtectedHeader({ alg: "RS256" })
+      .setIssuer(ISSUER)
+      .setAudience(CLIENT)
+      .setSubject("no-kid")
+      .setIssuedAt(NOW_S - 10)
+      .setExpirationTime(NOW_S + 600)
+      .sign(rsaOther.privateKey);
+    const error = await v.verify(forged, { provider: "acme" }).catch((e: unknown) => e);
+    expect((error as DomainError).code).toBe("id_token_signature_invalid");
   });
 });

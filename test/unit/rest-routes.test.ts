@@ -149,10 +149,9 @@ describe("restRoutesFrom", () => {
       expect(route!.match("/v1/thingsXlist")).toBeNull();
     });
 
-    // Known bug: decodeURIComponent throws URIError on a malformed escape, so the HTTP handler
-    // answers 500 `internal` (e.g. DELETE /auth/sessions/%E0) instead of a client error.
-    // Flip `it.fails` to `it` once match() returns null for it.
-    it.fails("returns null for a malformed percent-escape in a variable (known bug: throws URIError)", () => {
+    // Regression: decodeURIComponent threw URIError on a malformed escape, so the handler answered
+    // 500 `internal` (e.g. DELETE /auth/sessions/%E0) instead of a client error.
+    it("returns null for a malformed percent-escape in a variable (regression: threw URIError, a 500)", () => {
       const [route] = routesFor(get("/v1/things/{thing_id}"));
       expect(route!.match("/v1/things/%E0%A4%A")).toBeNull();
     });

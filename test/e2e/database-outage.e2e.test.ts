@@ -1,0 +1,73 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestApp, type TestApp } from "../support/app.ts";
+import { postgresKind } from "../support/databases.ts";
+import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.ts";
+
+const kind = postgresKind();
+
+/**
+ * The database goes away under a running service: requests fail fast with `unavailable` (503),
+ * readiness says not ready, nothing hangs; when the database returns the service recovers by
+ * itself, without a restart.
+ */
+describe.runIf(kind !== null)("PostgreSQL outage", () => {
+  let proxy: TcpProxy;
+  let t: TestApp;
+
+  beforeAll(async () => {
+    const real = new URL(process.env["TEST_DATABASE_URL"]!);
+    proxy = await startTcpProxy({ host: real.hostname, port: Number(real.port) });
+    t = await startTestApp({
+      kind: {
+        dialect: "postgresql",
+        async create() {
+          const db = await kind!.create();
+          const viaProxy = new URL(db.url);
+          viaProxy.port = String(proxy.port);
+          return { url: viaProxy.toString(), drop: db.drop };
+        },
+      },
+      config: { dev: true, "database.connect_timeout_ms": 1000, "database.statement_timeout_ms": 2000 },
+    });
+  });
+  afterAll(async () => {
+    await proxy?.up().catch(() => undefined);
+    await t?.close();
+    await proxy?.close();
+  });
+
+  async function signin(sub: string): Promise<Response> {
+    const minted = (await (
+      await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ sub }) })
+    ).json()) as { id_token: string };
+    return fetch(`${t.url}/auth/id-token/signin`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ id_token: minted.id_token, provider: "dev" }),
+    });
+  }
+
+  it("fails fast with unavailable and recovers when the database returns", async () => {
+    expect((await signin("before")).status).toBe(200);
+    expect((await fetch(`${t.url}/readyz`)).status).toBe(200);
+
+    await proxy.down();
+    const started = Date.now();
+    const during = await signin("during");
+    expect(during.status).toBe(503);
+    expect(((await during.json()) as { code: string }).code).toBe("unavailable");
+    expect(Date.now() - started).toBeLessThan(10_000);
+    const ready = await fetch(`${t.url}/readyz`);
+    expect(ready.status).toBe(503);
+
+    await proxy.up();
+    let after = await signin("after");
+    for (let i = 0; i < 20 && after.status !== 200; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      after = await signin("after");
+    }
+    expect(after.status).toBe(200);
+    expect((await fetch(`${t.url}/readyz`)).status).toBe(200);
+    expect(await t.app.database.client.identity.count({ where: { subject: "during" } })).toBe(0);
+  });
+});

@@ -1,0 +1,69 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { stringify } from "yaml";
+
+export interface ServiceProcess {
+  url: string;
+  child: ChildProcess;
+  /** Everything the process logged so far (JSON lines). */
+  logs(): string;
+  /** SIGTERM and wait for exit; resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+/**
+ * Starts the real service (`node src/main.ts`) as a child process with a YAML config file and
+ * environment, on port 0, and resolves once it logs that it is listening.
+ */
+export async function startServiceProcess(options: {
+  config: Record<string, unknown>;
+  env?: Record<string, string>;
+  args?: string[];
+}): Promise<ServiceProcess> {
+  const dir = mkdtempSync(join(tmpdir(), "identity-proc-"));
+  const file = join(dir, "config.yaml");
+  writeFileSync(file, stringify({ data_dir: join(dir, "data"), log_level: "info", ...options.config }));
+  const child = spawn(process.execPath, ["src/main.ts", "--config", file, ...(options.args ?? [])], {
+    env: { PATH: process.env["PATH"] ?? "", PORT: "0", HOST: "127.0.0.1", ...options.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout!.on("data", (d: Buffer) => (output += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (output += d.toString()));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`service did not start:\n${output}`)), 30_000);
+    const check = () => {
+      const m = /"msg":"listening","url":"([^"]+)"/.exec(output);
+      if (m !== null) {
+        clearTimeout(timer);
+        child.stdout!.off("data", check);
+        resolve(m[1]!);
+      }
+    };
+    child.stdout!.on("data", check);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`service exited with ${code}:\n${output}`));
+    });
+  });
+  return {
+    url,
+    child,
+    logs: () => output,
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) {
+          rmSync(dir, { recursive: true, force: true });
+          resolve(child.exitCode);
+          return;
+        }
+        child.once("exit", (code) => {
+          rmSync(dir, { recursive: true, force: true });
+          resolve(code);
+        });
+        child.kill("SIGTERM");
+      }),
+  };
+}
