@@ -32,6 +32,8 @@ export interface AppOverrides {
   clock?: Clock;
   fetch?: typeof fetch;
   verifier?: IdTokenVerifier;
+  /** Sees every SQL statement (benchmarks count database round trips). */
+  onQuery?: (sql: string) => void;
 }
 
 export interface App {
@@ -67,6 +69,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     poolSize: config.database.pool_size,
     connectTimeoutMs: config.database.connect_timeout_ms,
     statementTimeoutMs: config.database.statement_timeout_ms,
+    onQuery: overrides.onQuery,
   });
   let server: RunningServer | undefined;
   let upkeep: NodeJS.Timeout | undefined;

@@ -76,42 +76,27 @@ export function createAccountStore(db: Db): AccountReader & SigninWriter {
     },
 
     async commitSignin({ account, at, session, refreshToken, audit }) {
+      // Flat single-row writes: each is one statement (INSERT/UPDATE … RETURNING). Nested writes
+      // would make Prisma add read-backs; a returning user's sign-in is 5 statements in one
+      // transaction plus the 2 reads before it (measured with `npm run bench`).
       const ops = [];
       if (account.kind === "create") {
         ops.push(
-          db.user.create({
-            data: {
-              ...account.user,
-              updatedAt: at,
-              lastSigninAt: at,
-              identities: {
-                create: { ...account.identity, createdAt: at, lastSigninAt: at },
-              },
-            },
-            select: userSelect,
-          }),
-        );
-      } else if (account.kind === "link") {
-        ops.push(
-          db.user.update({
-            where: { id: account.userId },
-            data: {
-              lastSigninAt: at,
-              identities: { create: { ...account.identity, createdAt: at, lastSigninAt: at } },
-            },
-            select: userSelect,
+          db.user.create({ data: { ...account.user, updatedAt: at, lastSigninAt: at }, select: userSelect }),
+          db.identity.create({
+            data: { ...account.identity, userId: account.user.id, createdAt: at, lastSigninAt: at },
+            select: { id: true },
           }),
         );
       } else {
+        ops.push(db.user.update({ where: { id: account.userId }, data: { lastSigninAt: at }, select: userSelect }));
         ops.push(
-          db.user.update({
-            where: { id: account.userId },
-            data: {
-              lastSigninAt: at,
-              identities: { update: { where: { id: account.identityId }, data: { lastSigninAt: at } } },
-            },
-            select: userSelect,
-          }),
+          account.kind === "link"
+            ? db.identity.create({
+                data: { ...account.identity, userId: account.userId, createdAt: at, lastSigninAt: at },
+                select: { id: true },
+              })
+            : db.identity.update({ where: { id: account.identityId }, data: { lastSigninAt: at }, select: { id: true } }),
         );
       }
       ops.push(
@@ -127,7 +112,16 @@ export function createAccountStore(db: Db): AccountReader & SigninWriter {
             createdAt: session.createdAt,
             lastUsedAt: session.createdAt,
             expiresAt: session.expiresAt,
-            refreshTokens: { create: { id: refreshToken.id, tokenHash: refreshToken.tokenHash, createdAt: refreshToken.createdAt, expiresAt: refreshToken.expiresAt } },
+          },
+          select: { id: true },
+        }),
+        db.refreshToken.create({
+          data: {
+            id: refreshToken.id,
+            sessionId: refreshToken.sessionId,
+            tokenHash: refreshToken.tokenHash,
+            createdAt: refreshToken.createdAt,
+            expiresAt: refreshToken.expiresAt,
           },
           select: { id: true },
         }),

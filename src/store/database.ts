@@ -12,6 +12,8 @@ export interface DatabaseOptions {
   poolSize: number;
   connectTimeoutMs: number;
   statementTimeoutMs: number;
+  /** Called for every SQL statement sent (benchmarks count round trips with it). */
+  onQuery?: ((sql: string) => void) | undefined;
 }
 
 export interface Database {
@@ -49,7 +51,12 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     ]);
     const client = new PrismaClient({
       adapter: new PrismaBetterSqlite3({ url: path, timeout: options.statementTimeoutMs }),
+      ...(options.onQuery === undefined ? {} : { log: [{ emit: "event", level: "query" }] }),
     });
+    if (options.onQuery !== undefined) {
+      const onQuery = options.onQuery;
+      (client as unknown as { $on(e: "query", cb: (ev: { query: string }) => void): void }).$on("query", (ev) => onQuery(ev.query));
+    }
     return wrap(dialect, client);
   }
   const [{ PrismaClient }, { PrismaPg }] = await Promise.all([
@@ -63,8 +70,16 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     statement_timeout: options.statementTimeoutMs,
     query_timeout: options.statementTimeoutMs + 1000,
   });
+  const client = new PrismaClient({
+    adapter,
+    ...(options.onQuery === undefined ? {} : { log: [{ emit: "event", level: "query" }] }),
+  });
+  if (options.onQuery !== undefined) {
+    const onQuery = options.onQuery;
+    (client as unknown as { $on(e: "query", cb: (ev: { query: string }) => void): void }).$on("query", (ev) => onQuery(ev.query));
+  }
   // Same model, same delegates: the PostgreSQL client is used through the shared type.
-  return wrap(dialect, new PrismaClient({ adapter }) as unknown as Db);
+  return wrap(dialect, client as unknown as Db);
 }
 
 function wrap(dialect: Dialect, client: Db): Database {

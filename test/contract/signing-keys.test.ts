@@ -1,0 +1,115 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
+import * as http from "node:http";
+import type { Clock } from "../../src/core/clock.ts";
+import { DomainError } from "../../src/core/errors.ts";
+import { type Database, openDatabase } from "../../src/store/database.ts";
+import { migrate } from "../../src/store/migrate.ts";
+import { createSigningKeyStore } from "../../src/store/signing-key-store.ts";
+import { createLocalKeyRing, type LocalKeyRing } from "../../src/tokens/access-tokens.ts";
+import { createKeyEncryption } from "../../src/tokens/key-encryption.ts";
+import { type TestDatabase, testDatabaseKinds } from "../support/databases.ts";
+
+const claims = { userId: "usr_1", sessionId: "ses_1", amr: ["fed"], provider: "op" };
+
+for (const kind of testDatabaseKinds()) {
+  describe(`signing keys on ${kind.dialect}`, () => {
+    let td: TestDatabase;
+    let db: Database;
+    let now = new Date("2026-05-01T00:00:00Z");
+    const clock: Clock = { now: () => now };
+    const ring = (kek = Buffer.alloc(32, 9), rotateAfterSeconds: number | null = null) =>
+      createLocalKeyRing({
+        issuer: "https://identity.test",
+        audience: ["identity"],
+        ttlSeconds: 1800,
+        store: createSigningKeyStore(db.client),
+        encryption: createKeyEncryption(kek),
+        clock,
+        rotateAfterSeconds,
+      });
+
+    beforeAll(async () => {
+      td = await kind.create();
+      await migrate(td.url);
+      db = await openDatabase({ url: td.url, poolSize: 5, connectTimeoutMs: 5000, statementTimeoutMs: 5000 });
+    });
+    afterAll(async () => {
+      await db?.close();
+      await td?.drop();
+    });
+
+    it("persist across restarts, stored encrypted, and sign ES256 at+jwt tokens with kid", async () => {
+      const a = await ring();
+      const b = await ring(); // a restart or another replica: same key
+      expect(b.activeKid()).toBe(a.activeKid());
+      const row = await db.client.signingKey.findUniqueOrThrow({ where: { kid: a.activeKid() } });
+      expect(row.privateKeyEnc).toMatch(/^v1\./);
+      expect(row.privateKeyEnc).not.toContain("PRIVATE");
+      const token = await a.issue(claims, now);
+      expect(decodeProtectedHeader(token)).toMatchObject({ alg: "ES256", typ: "at+jwt", kid: a.activeKid() });
+      expect(await b.verify(token, now)).toMatchObject({ userId: "usr_1", sessionId: "ses_1" });
+    });
+
+    it("refuse to open with another key-encryption key", async () => {
+      await expect(ring(Buffer.alloc(32, 8))).rejects.toThrow();
+    });
+
+    it("rotate: old and new tokens both verify, on this and on another replica; JWKS keeps the retired key until its tokens expired", async () => {
+      const a = await ring();
+      const other = await ring();
+      const oldKid = a.activeKid();
+      const oldToken = await a.issue(claims, now);
+      const newKid = await a.rotate();
+      expect(newKid).not.toBe(oldKid);
+      const newToken = await a.issue(claims, now);
+      expect(decodeProtectedHeader(newToken).kid).toBe(newKid);
+      expect(a.jwks().keys.map((k) => k.kid)).toEqual(expect.arrayContaining([oldKid, newKid]));
+      // The other replica has not reloaded: an unknown kid makes it reload once.
+      expect((await other.verify(newToken, now)).userId).toBe("usr_1");
+      expect((await other.verify(oldToken, now)).userId).toBe("usr_1");
+
+      // A microservice verifying with the JWKS URL, as the README shows.
+      const server = http.createServer((_req, res) => res.end(JSON.stringify(a.jwks())));
+      await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+      const jwks = createRemoteJWKSet(new URL(`http://127.0.0.1:${(server.address() as { port: number }).port}/`));
+      for (const t of [oldToken, newToken]) {
+        const { payload } = await jwtVerify(t, jwks, { issuer: "https://identity.test", audience: "identity", currentDate: now });
+        expect(payload.sub).toBe("usr_1");
+      }
+      server.close();
+
+      // After every token of the old key expired (ttl + margin), it leaves the JWKS.
+      now = new Date(now.getTime() + (1800 + 301) * 1000);
+      await a.reload();
+      expect(a.jwks().keys.map((k) => k.kid)).not.toContain(oldKid);
+      const err = await a.verify(oldToken, now).catch((e: unknown) => e);
+      expect((err as DomainError).code).toMatch(/^access_token_(expired|invalid)$/);
+    });
+
+    it("rotate on schedule at upkeep", async () => {
+      const a = await ring(undefined, 3600);
+      const kid = a.activeKid();
+      await a.tick();
+      expect(a.activeKid()).toBe(kid);
+      now = new Date(now.getTime() + 3601 * 1000);
+      await a.tick();
+      expect(a.activeKid()).not.toBe(kid);
+    });
+
+    it("refuse tokens that are expired, for another audience, or not ours", async () => {
+      const a = await ring();
+      const token = await a.issue(claims, now);
+      const later = new Date(now.getTime() + 1900 * 1000);
+      expect(((await a.verify(token, later).catch((e: unknown) => e)) as DomainError).code).toBe("access_token_expired");
+      const tampered = `${token.slice(0, -4)}AAAA`;
+      expect(((await a.verify(tampered, now).catch((e: unknown) => e)) as DomainError).code).toBe("access_token_invalid");
+      const foreign = createLocalKeyRing({
+        issuer: "https://identity.test", audience: ["someone-else"], ttlSeconds: 1800,
+        store: createSigningKeyStore(db.client), encryption: createKeyEncryption(Buffer.alloc(32, 9)), clock,
+      });
+      const otherAudience = await (await foreign).issue(claims, now);
+      expect(((await a.verify(otherAudience, now).catch((e: unknown) => e)) as DomainError).code).toBe("access_token_invalid");
+    });
+  });
+}
