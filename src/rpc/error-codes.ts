@@ -6,10 +6,11 @@ import type { ErrorCode } from "../core/errors.ts";
  * Connect code (the Connect protocol's mapping), for Connect and REST alike; `log` is the level a
  * rejection is logged at (client mistakes are not our errors).
  */
-export const ERROR_TABLE: Record<ErrorCode, { code: Code; log: "debug" | "info" | "warn" | "error" }> = {
+export const ERROR_TABLE: Record<ErrorCode, { code: Code; log: "debug" | "info" | "warn" | "error"; http?: number }> = {
   invalid_request: { code: Code.InvalidArgument, log: "info" },
-  request_too_large: { code: Code.ResourceExhausted, log: "info" },
-  unsupported_media_type: { code: Code.InvalidArgument, log: "info" },
+  // HTTP-layer refusals (REST only) keep their specific HTTP statuses.
+  request_too_large: { code: Code.ResourceExhausted, log: "info", http: 413 },
+  unsupported_media_type: { code: Code.InvalidArgument, log: "info", http: 415 },
   id_token_required: { code: Code.InvalidArgument, log: "info" },
   id_token_malformed: { code: Code.InvalidArgument, log: "info" },
   id_token_too_large: { code: Code.InvalidArgument, log: "info" },
@@ -43,13 +44,26 @@ export const ERROR_TABLE: Record<ErrorCode, { code: Code; log: "debug" | "info" 
   session_revoked: { code: Code.Unauthenticated, log: "info" },
   session_expired: { code: Code.Unauthenticated, log: "info" },
   session_not_found: { code: Code.NotFound, log: "info" },
+  current_password_required: { code: Code.InvalidArgument, log: "info" },
+  // 403, not 401: the access token is fine; a client must not answer this by refreshing it.
+  password_incorrect: { code: Code.PermissionDenied, log: "info" },
+  password_too_weak: { code: Code.InvalidArgument, log: "info" },
+  password_reused: { code: Code.InvalidArgument, log: "info" },
+  // 403: refreshing keeps the old sign-in time; only a new sign-in helps.
+  reauthentication_required: { code: Code.PermissionDenied, log: "info" },
+  user_not_found: { code: Code.NotFound, log: "info" },
+  user_ambiguous: { code: Code.InvalidArgument, log: "info" },
+  identity_not_found: { code: Code.NotFound, log: "info" },
+  last_identity: { code: Code.FailedPrecondition, log: "info" },
+  user_status_conflict: { code: Code.FailedPrecondition, log: "info" },
+  password_not_set: { code: Code.FailedPrecondition, log: "info" },
   provider_unknown: { code: Code.NotFound, log: "info" },
   provider_ambiguous: { code: Code.InvalidArgument, log: "info" },
   provider_unavailable: { code: Code.Unavailable, log: "warn" },
   rate_limited: { code: Code.ResourceExhausted, log: "info" },
   unavailable: { code: Code.Unavailable, log: "error" },
   not_found: { code: Code.NotFound, log: "debug" },
-  method_not_allowed: { code: Code.Unimplemented, log: "debug" },
+  method_not_allowed: { code: Code.Unimplemented, log: "debug", http: 405 },
   internal: { code: Code.Internal, log: "error" },
 };
 

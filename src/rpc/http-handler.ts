@@ -282,8 +282,8 @@ function head(res: NodeResponse, status: number, headers: Record<string, string>
 }
 
 export function sendError(res: NodeResponse, code: ErrorCode, message: string): void {
-  const connectCode = ERROR_TABLE[code].code;
-  sendJson(res, httpStatusOf(connectCode), { code, message, status: codeName(connectCode) });
+  const entry = ERROR_TABLE[code];
+  sendJson(res, entry.http ?? httpStatusOf(entry.code), { code, message, status: codeName(entry.code) });
 }
 
 function codeName(code: number): string {

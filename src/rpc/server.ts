@@ -71,16 +71,27 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const plain2 = h2;
     outer = net.createServer((socket) => {
       let seen = Buffer.alloc(0);
+      // A client that connects and says nothing is dropped (the servers' own timeouts start
+      // only once they own the socket).
+      socket.setTimeout(10_000, () => socket.destroy());
       const onData = (chunk: Buffer) => {
         seen = Buffer.concat([seen, chunk]);
         const n = Math.min(seen.length, H2_PREFACE.length);
         const isH2 = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
         if (isH2 && seen.length < H2_PREFACE.length) return; // Need more bytes to decide.
         socket.off("data", onData);
+        socket.setTimeout(0);
+        // Put the bytes back and hand the socket over. An HTTP/2 session takes over the data
+        // already buffered in the socket; resuming it here would drop the preface.
         socket.pause();
         socket.unshift(seen);
-        (isH2 ? plain2 : plain1).emit("connection", socket);
-        socket.resume();
+        if (isH2) {
+          h2Sockets.add(socket);
+          plain2.emit("connection", socket);
+        } else {
+          plain1.emit("connection", socket);
+          socket.resume();
+        }
       };
       socket.on("data", onData);
       socket.on("error", () => socket.destroy());
@@ -88,12 +99,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   }
   // Track the sockets requests arrive on: plain TCP sockets, or TLS sockets once handshaken.
   outer.on(options.tls === undefined ? "connection" : "secureConnection", (socket: net.Socket) => {
+    if ((socket as { alpnProtocol?: string | false }).alpnProtocol === "h2") h2Sockets.add(socket);
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
   });
   h2.on("session", (s: http2.Http2Session) => {
     sessions.add(s);
-    if (s.socket !== undefined) h2Sockets.add(s.socket as net.Socket);
     s.once("close", () => sessions.delete(s));
   });
 
@@ -104,6 +115,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       resolve();
     });
   });
+  // Node arms an HTTP server's request/headers timeouts (slowloris protection) when it starts
+  // listening; ours never listens itself (the sniffing server hands it sockets), so say it did.
+  h1?.emit("listening");
   const address = outer.address() as net.AddressInfo;
   const hostForUrl = address.family === "IPv6" ? `[${address.address}]` : address.address;
 

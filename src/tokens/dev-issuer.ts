@@ -25,7 +25,8 @@ export interface DevIssuer {
   issuer: string;
   jwks(): { keys: JWK[] };
   keys: KeyResolver;
-  discovery(): Record<string, unknown>;
+  /** The discovery document; `baseUrl` is where the client reached us (port 0 safe). */
+  discovery(baseUrl: string): Record<string, unknown>;
   mint(request: DevMintRequest): Promise<string>;
 }
 
@@ -38,10 +39,10 @@ export async function createDevIssuer(options: { issuer: string; clock: Clock })
     issuer: options.issuer,
     jwks: () => jwks,
     keys: createLocalJWKSet(jwks),
-    discovery: () => ({
+    discovery: (baseUrl) => ({
       issuer: options.issuer,
-      jwks_uri: `${options.issuer}/jwks`,
-      token_endpoint: `${options.issuer}/token`,
+      jwks_uri: `${baseUrl}/dev/oidc/jwks`,
+      token_endpoint: `${baseUrl}/dev/oidc/token`,
       id_token_signing_alg_values_supported: ["RS256"],
       subject_types_supported: ["public"],
       response_types_supported: ["id_token"],

@@ -75,7 +75,7 @@ export async function rowCounts(app: App): Promise<RowCounts> {
   return { users, identities, sessions, refreshTokens, auditEvents };
 }
 
-/** The one audit row written for the call that carried `requestId`. */
+/** The audit rows written for the call that carried `requestId` (as x-request-id). */
 export async function auditRowsOf(app: App, requestId: string) {
   return app.database.client.auditEvent.findMany({ where: { requestId } });
 }
@@ -146,6 +146,16 @@ export function expectSnakeCaseLogin(json: Record<string, unknown>): LoginRespon
   expect(userKeys).toEqual(["created_at", "id", "must_change_password", "status", "username"]);
   expect(user["must_change_password"]).toBe(false);
   return fromJson(LoginResponseSchema, json as JsonValue);
+}
+
+/**
+ * The token with one character of its signature changed. A middle character, because the last
+ * one of a base64url segment may carry padding bits that decoders ignore.
+ */
+export function tamperSignature(token: string): string {
+  const [h, p, sig] = token.split(".");
+  const at = Math.floor(sig!.length / 2);
+  return `${h}.${p}.${sig!.slice(0, at)}${sig![at] === "A" ? "B" : "A"}${sig!.slice(at + 1)}`;
 }
 
 /** A clock the test moves; starts at real time. */
