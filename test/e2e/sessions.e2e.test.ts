@@ -1,0 +1,110 @@
+import { createClient, ConnectError, Code } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ErrorInfoSchema } from "../../gen/pb/google/rpc/error_details_pb.ts";
+import { AuthService } from "../../gen/pb/identity/v1/auth_service_pb.ts";
+import { UserService } from "../../gen/pb/identity/v1/user_service_pb.ts";
+import { startTestApp, type TestApp } from "../support/app.ts";
+
+/** Token lifecycle over REST and Connect: refresh, current user, sessions, sign-out. */
+describe("token lifecycle end to end", () => {
+  let t: TestApp;
+  const json = { "content-type": "application/json" };
+
+  beforeAll(async () => {
+    t = await startTestApp({ config: { dev: true } });
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  async function signin(sub: string, deviceId?: string) {
+    const minted = (await (await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: json, body: JSON.stringify({ sub, email: `${sub}@example.com` }) })).json()) as { id_token: string };
+    const res = await fetch(`${t.url}/auth/id-token/signin`, {
+      method: "POST",
+      headers: { ...json, "user-agent": "e2e-agent/1.0", ...(deviceId === undefined ? {} : { "x-device-id": deviceId }) },
+      body: JSON.stringify({ id_token: minted.id_token, provider: "dev" }),
+    });
+    expect(res.status).toBe(200);
+    return (await res.json()) as { access_token: string; refresh_token: string; user_id: string };
+  }
+  const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+
+  it("GET /auth/me returns the User message for the access token", async () => {
+    const login = await signin("me-user");
+    const res = await fetch(`${t.url}/auth/me`, { headers: bearer(login.access_token) });
+    expect(res.status).toBe(200);
+    const user = (await res.json()) as Record<string, unknown>;
+    expect(user).toMatchObject({ id: login.user_id, email: "me-user@example.com", status: "active", must_change_password: false });
+    expect(user["created_at"]).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/);
+  });
+
+  it("refuses /auth/me without, or with a malformed or forged, access token", async () => {
+    const login = await signin("me-refused");
+    const cases: [Record<string, string>, string][] = [
+      [{}, "access_token_required"],
+      [{ authorization: "Basic abc" }, "access_token_invalid"],
+      [bearer(`${login.access_token.slice(0, -6)}AAAAAA`), "access_token_invalid"],
+    ];
+    for (const [headers, code] of cases) {
+      const res = await fetch(`${t.url}/auth/me`, { headers });
+      expect(res.status).toBe(401);
+      expect(((await res.json()) as { code: string }).code).toBe(code);
+    }
+  });
+
+  it("POST /auth/token/refresh rotates; the spent token then revokes the session", async () => {
+    const login = await signin("refresher");
+    const r1 = await fetch(`${t.url}/auth/token/refresh`, { method: "POST", headers: json, body: JSON.stringify({ refresh_token: login.refresh_token }) });
+    expect(r1.status).toBe(200);
+    const rotated = (await r1.json()) as Record<string, unknown>;
+    expect(rotated["refresh_token"]).not.toBe(login.refresh_token);
+    expect(rotated).toMatchObject({ token_type: "Bearer", expires_in: 1800, requires_mfa: false, user_id: login.user_id });
+    const reuse = await fetch(`${t.url}/auth/token/refresh`, { method: "POST", headers: json, body: JSON.stringify({ refresh_token: login.refresh_token }) });
+    expect(reuse.status).toBe(401);
+    expect(((await reuse.json()) as { code: string }).code).toBe("refresh_token_reused");
+    const me = await fetch(`${t.url}/auth/me`, { headers: bearer(rotated["access_token"] as string) });
+    expect(((await me.json()) as { code: string }).code).toBe("session_revoked");
+  });
+
+  it("lists sessions with device detail, revokes one by id over REST, and signs out over Connect", async () => {
+    const a = await signin("multi", "laptop-1");
+    const b = await signin("multi", "phone-1");
+    const list = await fetch(`${t.url}/auth/sessions`, { headers: bearer(b.access_token) });
+    const { sessions } = (await list.json()) as { sessions: { id: string; device_id?: string; current: boolean; user_agent?: string; ip?: string }[] };
+    expect(sessions).toHaveLength(2);
+    expect(sessions.find((s) => s.current)?.device_id).toBe("phone-1");
+    expect(sessions.map((s) => s.device_id).sort()).toEqual(["laptop-1", "phone-1"]);
+    expect(sessions[0]).toMatchObject({ user_agent: "e2e-agent/1.0", ip: "127.0.0.1" });
+
+    const laptop = sessions.find((s) => s.device_id === "laptop-1")!;
+    const del = await fetch(`${t.url}/auth/sessions/${laptop.id}`, { method: "DELETE", headers: bearer(b.access_token) });
+    expect(del.status).toBe(200);
+    const gone = await fetch(`${t.url}/auth/token/refresh`, { method: "POST", headers: json, body: JSON.stringify({ refresh_token: a.refresh_token }) });
+    expect(((await gone.json()) as { code: string }).code).toBe("session_revoked");
+    const again = await fetch(`${t.url}/auth/sessions/${laptop.id}`, { method: "DELETE", headers: bearer(b.access_token) });
+    expect(again.status).toBe(404);
+
+    const transport = createConnectTransport({ baseUrl: t.url, httpVersion: "1.1" });
+    const users = createClient(UserService, transport);
+    const auth = createClient(AuthService, transport);
+    const headers = bearer(b.access_token);
+    expect((await users.getCurrentUser({}, { headers })).id).toBe(b.user_id);
+    expect((await auth.signOut({ allSessions: false }, { headers })).revokedSessions).toBe(1);
+    const err = await users.getCurrentUser({}, { headers }).catch((e: unknown) => ConnectError.from(e));
+    expect(err).toBeInstanceOf(ConnectError);
+    expect((err as ConnectError).code).toBe(Code.Unauthenticated);
+    expect((err as ConnectError).findDetails(ErrorInfoSchema)[0]?.reason).toBe("session_revoked");
+  });
+
+  it("signs out every session with a refresh token alone", async () => {
+    const a = await signin("everywhere");
+    await signin("everywhere");
+    const res = await fetch(`${t.url}/auth/signout`, { method: "POST", headers: json, body: JSON.stringify({ refresh_token: a.refresh_token, all_sessions: true }) });
+    expect(((await res.json()) as { revoked_sessions: number }).revoked_sessions).toBe(2);
+    const sessions = await t.app.database.client.session.count({ where: { userId: a.user_id, revokedAt: null } });
+    expect(sessions).toBe(0);
+    const bad = await fetch(`${t.url}/auth/signout`, { method: "POST", headers: json, body: "{}" });
+    expect(bad.status).toBe(401);
+  });
+});
