@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type App, type AppOverrides, createApp } from "../../src/app.ts";
 import { loadConfig } from "../../src/config/load.ts";
-import { silentLogger } from "../../src/logger.ts";
+import { type Logger, silentLogger } from "../../src/logger.ts";
 import { type TestDatabase, type TestDatabaseKind, sqliteKind } from "./databases.ts";
 
 export interface TestApp {
@@ -21,6 +21,7 @@ export async function startTestApp(options: {
   config?: Record<string, unknown>;
   kind?: TestDatabaseKind;
   overrides?: AppOverrides;
+  logger?: Logger;
 } = {}): Promise<TestApp> {
   const database = await (options.kind ?? sqliteKind).create();
   const dataDir = mkdtempSync(join(tmpdir(), "identity-data-"));
@@ -36,7 +37,7 @@ export async function startTestApp(options: {
       ...options.config,
     },
   });
-  const app = await createApp(config, silentLogger, options.overrides);
+  const app = await createApp(config, options.logger ?? silentLogger, options.overrides);
   const server = await app.listen();
   return {
     app,
