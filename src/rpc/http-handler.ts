@@ -100,10 +100,11 @@ export function createHttpHandler(options: HttpHandlerOptions) {
   }
 
   function cors(req: NodeRequest, res: NodeResponse): boolean {
+    // Every answer depends on Origin (cacheable ones too: JWKS, discovery), allowed or not.
+    res.setHeader("vary", "origin");
     const origin = req.headers.origin;
     if (typeof origin !== "string" || !(allowedOrigins.has(origin) || allowedOrigins.has("*"))) return false;
     res.setHeader("access-control-allow-origin", origin);
-    res.setHeader("vary", "origin");
     res.setHeader("access-control-expose-headers", CORS_EXPOSE_HEADERS);
     return true;
   }

@@ -58,7 +58,8 @@ describe("TLS on the same port: ALPN h2 and http/1.1", () => {
   it("serves https over HTTP/1.1 (ALPN http/1.1)", async () => {
     expect(t.url.startsWith("https://")).toBe(true);
     const { status, alpn } = await new Promise<{ status: number; alpn: string | false | null }>((resolve, reject) => {
-      const req = https.get(`${t.url}/healthz`, { ca, ALPNProtocols: ["http/1.1"] }, (res) => {
+      const options = { ca, ALPNProtocols: ["http/1.1"] } as https.RequestOptions;
+      const req = https.get(`${t.url}/healthz`, options, (res) => {
         res.resume();
         resolve({ status: res.statusCode ?? 0, alpn: (res.socket as unknown as { alpnProtocol: string | false }).alpnProtocol });
       });
