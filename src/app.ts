@@ -1,6 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
+import { ConfigError } from "./config/load.ts";
 import type { Config } from "./config/schema.ts";
 import { type Clock, systemClock } from "./core/clock.ts";
 import type { IdTokenVerifier } from "./core/ports.ts";
@@ -17,7 +18,7 @@ import { errorInterceptor } from "./rpc/errors.ts";
 import { createHttpHandler, type PlainHandler } from "./rpc/http-handler.ts";
 import { type RunningServer, startServer } from "./rpc/server.ts";
 import { createAccountStore, createAuditLog } from "./store/account-store.ts";
-import { type Database, openDatabase } from "./store/database.ts";
+import { type Database, openDatabase, sqlitePath } from "./store/database.ts";
 import { migrate } from "./store/migrate.ts";
 import { createSigningKeyStore } from "./store/signing-key-store.ts";
 import { createLocalKeyRing, type LocalKeyRing } from "./tokens/access-tokens.ts";
@@ -26,6 +27,23 @@ import { createIdTokenVerifier, type ProviderVerification } from "./tokens/id-to
 import { createKeyEncryption } from "./tokens/key-encryption.ts";
 import { createOpaqueTokens } from "./tokens/opaque-tokens.ts";
 import { createRemoteKeySet } from "./tokens/remote-key-set.ts";
+import { type AdminService, createAdminService } from "./core/admin.ts";
+import type { ClientInfo } from "./core/model.ts";
+import type { PasswordExpiryPolicy } from "./core/password-policy.ts";
+import { createPasswordService } from "./core/passwords.ts";
+import { createAdminStore } from "./store/admin-store.ts";
+import { createPasswordStore } from "./store/password-store.ts";
+import { createArgon2PasswordHasher } from "./tokens/password-hasher.ts";
+import { MfaService } from "../gen/pb/identity/v1/mfa_service_pb.ts";
+import { type AdaptiveMfaDeps, createAdaptiveMfa } from "./core/adaptive-mfa.ts";
+import { createMfaService } from "./core/mfa.ts";
+import type { MfaPolicy } from "./core/risk.ts";
+import { openGeoIp } from "./geo/geoip.ts";
+import { registerMfaService } from "./rpc/mfa-service.ts";
+import { createMfaStore } from "./store/mfa-store.ts";
+import { createRecoveryCodes } from "./tokens/recovery-codes.ts";
+import { createSecretBox } from "./tokens/secret-box.ts";
+import { createTotpEngine } from "./tokens/totp.ts";
 
 /** What tests (and only tests) may replace when building the app. */
 export interface AppOverrides {
@@ -76,12 +94,14 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
   const publicUrl = () => config.server.public_url ?? server?.url ?? `http://${config.server.host}:${config.server.port}`;
 
   try {
+    const kek = keyEncryptionKey(config, logger);
+    const keyEncryption = createKeyEncryption(kek);
     const keyRing = await createLocalKeyRing({
       issuer: config.tokens.issuer ?? config.server.public_url ?? `http://localhost:${config.server.port}`,
       audience: config.tokens.audience,
       ttlSeconds: config.tokens.access_token_ttl_seconds,
       store: createSigningKeyStore(database.client),
-      encryption: createKeyEncryption(keyEncryptionKey(config, logger)),
+      encryption: keyEncryption,
       clock,
       rotateAfterSeconds: config.tokens.signing_key_rotation_days === undefined ? null : config.tokens.signing_key_rotation_days * 86400,
     });
@@ -99,6 +119,8 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       claimAllowlist: p.claim_allowlist,
       signup: p.signup,
       linkByEmail: p.link_by_email,
+      trustUpstreamMfa: p.trust_upstream_mfa,
+      mfaAcrValues: p.mfa_acr_values,
       keys: createRemoteKeySet({
         issuer: p.issuer,
         jwksUri: p.jwks_uri,
@@ -123,7 +145,10 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
           signup: "allow", linkByEmail: "verified", keys: dev.keys,
         });
       }
-      plain.set("GET /dev/oidc/.well-known/openid-configuration", async () => ({ status: 200, json: dev.discovery() }));
+      plain.set("GET /dev/oidc/.well-known/openid-configuration", async (req) => ({
+        status: 200,
+        json: dev.discovery(config.server.public_url ?? `http://${req.headers.host ?? `localhost:${config.server.port}`}`),
+      }));
       plain.set("GET /dev/oidc/jwks", async () => ({ status: 200, json: dev.jwks() }));
       plain.set("POST /dev/oidc/token", async (_req, body) => {
         const r = (await body()) as Partial<DevMintRequest>;
@@ -138,6 +163,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     const verifier = overrides.verifier ?? createIdTokenVerifier({ providers, clock, maxTokenBytes: config.id_token.max_bytes });
     const accounts = createAccountStore(database.client);
     const opaqueTokens = createOpaqueTokens();
+    const mfaStore = createMfaStore(database.client);
     const signin = createSigninService({
       clock,
       verifier,
@@ -147,6 +173,32 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       accessTokens: keyRing,
       opaqueTokens,
       sessionTtlSeconds: config.tokens.session_ttl_seconds,
+      passwordExpiry: passwordExpiryOf(config),
+      adaptiveMfa: createAdaptiveMfa({
+        history: mfaStore,
+        geo: config.risk.geoip_db === undefined ? null : openGeoIp(config.risk.geoip_db),
+        ...riskOf(config),
+      }),
+      challengeTtlSeconds: config.mfa.challenge_ttl_seconds,
+      onAuditFailure: (e) => logger.error("audit write failed", { cause: String(e) }),
+    });
+
+    const mfa = createMfaService({
+      clock,
+      store: mfaStore,
+      audit: createAuditLog(database.client),
+      totp: createTotpEngine({ issuer: config.mfa.totp.issuer, window: config.mfa.totp.window }),
+      secrets: createSecretBox(keyEncryption),
+      recoveryCodes: createRecoveryCodes(kek),
+      opaqueTokens,
+      accessTokens: keyRing,
+      sessionTtlSeconds: config.tokens.session_ttl_seconds,
+      maxAttempts: config.mfa.max_attempts,
+      trustedDeviceDays: config.mfa.trusted_device_days,
+      recoveryCodeCount: config.mfa.recovery_codes,
+      maxCodeFailures: config.mfa.max_code_failures,
+      codeFailureWindowSeconds: config.mfa.code_failures_window_seconds,
+      passwordExpiry: passwordExpiryOf(config),
       onAuditFailure: (e) => logger.error("audit write failed", { cause: String(e) }),
     });
 
@@ -157,6 +209,25 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       accessTokenVerifier: keyRing,
       opaqueTokens,
       idleTtlSeconds: config.tokens.session_idle_ttl_seconds,
+      passwordExpiry: passwordExpiryOf(config),
+    });
+
+    const passwords = createPasswordService({
+      clock,
+      store: createPasswordStore(database.client),
+      hasher: createArgon2PasswordHasher({
+        memoryKib: config.password.argon2.memory_kib,
+        timeCost: config.password.argon2.time_cost,
+        parallelism: config.password.argon2.parallelism,
+      }),
+      audit: createAuditLog(database.client),
+      expiry: passwordExpiryOf(config),
+      strength: { minLength: config.password.min_length, maxLength: config.password.max_length },
+      revokeOtherSessions: config.password.revoke_other_sessions,
+      firstPasswordMaxSigninAgeSeconds: config.password.first_password_max_signin_age_seconds,
+      maxFailures: config.password.max_failed_changes,
+      failureWindowSeconds: config.password.failed_changes_window_seconds,
+      onAuditFailure: (e) => logger.error("audit write failed", { cause: String(e) }),
     });
 
     let draining = false;
@@ -192,14 +263,15 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
 
     const listener = createHttpHandler({
       routes: (router) => {
-        registerAuthService({ signin, sessions })(router);
-        registerUserService({ sessions })(router);
+        registerAuthService({ signin, sessions, mfa })(router);
+        registerMfaService({ mfa })(router);
+        registerUserService({ sessions, passwords })(router);
       },
-      services: [AuthService, UserService],
+      services: [AuthService, UserService, MfaService],
       interceptors: [
         errorInterceptor(logger),
         authInterceptor(sessions, {
-          required: new Set([UserService.typeName]),
+          required: new Set([UserService.typeName, MfaService.typeName]),
           optional: new Set([`${AuthService.typeName}/${AuthService.method.signOut.name}`]),
         }),
       ],
@@ -244,6 +316,77 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     await database.close();
     throw e;
   }
+}
+
+/** The risk and MFA-policy parts of the configuration, as the core takes them. */
+function riskOf(config: Config): Omit<AdaptiveMfaDeps, "history" | "geo"> {
+  const { risk, mfa } = config;
+  const policy: MfaPolicy = {
+    requireAt: mfa.require_at,
+    alwaysForUsers: mfa.always_for_users,
+    trustedDeviceMaxLevel: mfa.trusted_device_max_level,
+    noFactor: mfa.no_factor,
+    recommendedMethods: mfa.recommended_methods,
+  };
+  return {
+    risk: {
+      weights: risk.weights,
+      thresholds: risk.thresholds,
+      recentFailuresThreshold: risk.recent_failures.threshold,
+      longInactivityDays: risk.long_inactivity_days,
+      maxTravelSpeedKmh: risk.impossible_travel.max_speed_kmh,
+      minTravelDistanceKm: risk.impossible_travel.min_distance_km,
+    },
+    policy,
+    ipAllowlist: risk.ip_allowlist,
+    ipDenylist: risk.ip_denylist,
+    networkPrefix: risk.network_prefix,
+    recentFailuresWindowSeconds: risk.recent_failures.window_seconds,
+  };
+}
+
+/** The password-expiry part of the configuration, as the core takes it. */
+function passwordExpiryOf(config: Config): PasswordExpiryPolicy {
+  return {
+    maxAgeDays: config.password.max_age_days ?? null,
+    warningDays: config.password.warning_days,
+    graceDays: config.password.grace_days,
+  };
+}
+
+export interface AdminTool {
+  admin: AdminService;
+  close(): Promise<void>;
+}
+
+/**
+ * The admin tool's assembly: the configured database and the admin service over it, nothing that
+ * listens. It never migrates (an operator's read must not change the schema) and refuses a
+ * SQLite file that does not exist rather than creating an empty one.
+ */
+export async function createAdminTool(
+  config: Config,
+  options: { actor: string; clock?: Clock },
+): Promise<AdminTool> {
+  const url = databaseUrl(config);
+  if (url.startsWith("file:") && !existsSync(sqlitePath(url))) {
+    throw new ConfigError(`no database at ${sqlitePath(url)}; check database.url / DATABASE_URL, or run \`npm run db:migrate\` first`);
+  }
+  const database = await openDatabase({
+    url,
+    poolSize: 2,
+    connectTimeoutMs: config.database.connect_timeout_ms,
+    statementTimeoutMs: config.database.statement_timeout_ms,
+  });
+  const client: ClientInfo = { ip: null, userAgent: "admin-cli", requestId: null, deviceId: null };
+  const admin = createAdminService({
+    clock: options.clock ?? systemClock,
+    store: createAdminStore(database.client),
+    expiry: passwordExpiryOf(config),
+    actor: options.actor,
+    client,
+  });
+  return { admin, close: () => database.close() };
 }
 
 /**

@@ -5,22 +5,42 @@
  *   node src/main.ts [--dev] [--config FILE]          serve
  *   node src/main.ts migrate [--config FILE]          apply migrations and exit
  *   node src/main.ts rotate-keys [--config FILE]      start signing with a new key and exit
+ *   node src/main.ts admin <command> [--json] [--config FILE]   operators' tool (admin --help)
  */
 import { existsSync } from "node:fs";
+import { userInfo } from "node:os";
 import { parseArgs } from "node:util";
-import { createApp, databaseUrl } from "./app.ts";
+import { runAdminCli } from "./admin/cli.ts";
+import { createAdminTool, createApp, databaseUrl } from "./app.ts";
 import { ConfigError, loadConfig } from "./config/load.ts";
 import { createLogger } from "./logger.ts";
 import { migrate, MigrationError } from "./store/migrate.ts";
 
+/** --config, else CONFIG_FILE, else ./config.yaml when present. */
+function configFile(flag: string | undefined): string | undefined {
+  return flag ?? process.env["CONFIG_FILE"] ?? (existsSync("config.yaml") ? "config.yaml" : undefined);
+}
+
 async function main(): Promise<number> {
+  if (process.argv[2] === "admin") {
+    // The admin tool parses its own arguments; the process hands it config, identity and output.
+    const actor = process.env["SUDO_USER"] ?? safeUserName();
+    const code = await runAdminCli(process.argv.slice(3), {
+      stdout: (text) => process.stdout.write(text),
+      stderr: (text) => process.stderr.write(text),
+      now: () => new Date(),
+      open: async (flag) => createAdminTool(loadConfig({ file: configFile(flag), env: process.env }), { actor }),
+    });
+    // Let piped output drain before process.exit.
+    await new Promise<void>((resolve) => process.stdout.write("", () => resolve()));
+    return code;
+  }
   const { values, positionals } = parseArgs({
     args: process.argv.slice(2),
     options: { dev: { type: "boolean", default: false }, config: { type: "string" } },
     allowPositionals: true,
   });
-  const file = values.config ?? process.env["CONFIG_FILE"] ?? (existsSync("config.yaml") ? "config.yaml" : undefined);
-  const config = loadConfig({ file, env: process.env, overrides: values.dev ? { dev: true } : {} });
+  const config = loadConfig({ file: configFile(values.config), env: process.env, overrides: values.dev ? { dev: true } : {} });
   const logger = createLogger({ level: config.log_level });
   if (config.dev && process.env["NODE_ENV"] === "production") {
     throw new ConfigError("dev mode is refused when NODE_ENV=production");
@@ -56,6 +76,14 @@ async function main(): Promise<number> {
   await app.close();
   logger.info("stopped");
   return 0;
+}
+
+function safeUserName(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return "unknown";
+  }
 }
 
 main().then(

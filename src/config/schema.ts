@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { z } from "zod";
 
 const seconds = z.number().int().nonnegative();
@@ -17,6 +18,11 @@ const provider = z
     max_token_age_seconds: positiveSeconds.optional(),
     signup: z.enum(["allow", "deny"]).default("allow"),
     link_by_email: z.enum(["never", "verified"]).default("never"),
+    trust_upstream_mfa: z
+      .boolean()
+      .default(false)
+      .describe("An ID token saying the provider did MFA (amr `mfa`, two factor kinds, or mfa_acr_values) lowers the risk"),
+    mfa_acr_values: z.array(z.string().min(1)).default([]).describe("`acr` values of this provider that mean MFA happened"),
     require_nonce: z.boolean().default(false),
     claim_allowlist: z.record(z.string(), z.array(z.string()).min(1)).default({}),
     jwks_fresh_seconds: positiveSeconds.default(600),
@@ -25,6 +31,139 @@ const provider = z
     http_timeout_ms: z.number().int().min(100).max(30_000).default(3000),
   })
   .strict();
+
+/** OWASP's Argon2id floor, as memory × passes (19 MiB × 2, 12 MiB × 3, 9 MiB × 4, 7 MiB × 5). */
+const ARGON2_MIN_MEMORY_TIME_KIB = 7168 * 5;
+
+const password = z
+  .object({
+    argon2: z
+      .object({
+        memory_kib: z.number().int().min(7168).max(4 * 1024 * 1024).default(19_456),
+        time_cost: z.number().int().min(1).max(50).default(2),
+        parallelism: z.number().int().min(1).max(16).default(1),
+      })
+      .strict()
+      .prefault({})
+      .refine((a) => a.memory_kib * a.time_cost >= ARGON2_MIN_MEMORY_TIME_KIB, {
+        message: `memory_kib × time_cost must be at least ${ARGON2_MIN_MEMORY_TIME_KIB} (OWASP's Argon2id minimum)`,
+      }),
+    max_age_days: z.number().int().positive().max(3650).optional().describe("Local passwords expire after this; unset: never"),
+    warning_days: z.number().int().nonnegative().default(14).describe("Warn (`expiring`) this many days before expiry"),
+    grace_days: z.number().int().nonnegative().default(0).describe("After expiry, `expired_grace` this long, then `expired`"),
+    min_length: z.number().int().min(8).max(128).default(12),
+    max_length: z.number().int().min(16).max(1024).default(128),
+    revoke_other_sessions: z.boolean().default(true).describe("A password change ends the user's other sessions"),
+    first_password_max_signin_age_seconds: positiveSeconds
+      .max(24 * 3600)
+      .default(600)
+      .describe("Setting a first password needs a sign-in at most this old"),
+    max_failed_changes: z.number().int().min(1).max(100).default(5).describe("Wrong current passwords per window"),
+    failed_changes_window_seconds: positiveSeconds.default(900),
+  })
+  .strict()
+  .prefault({})
+  .superRefine((p, ctx) => {
+    if (p.min_length > p.max_length) {
+      ctx.addIssue({ code: "custom", path: ["min_length"], message: "must not exceed password.max_length" });
+    }
+    if (p.max_age_days !== undefined && p.warning_days >= p.max_age_days) {
+      ctx.addIssue({ code: "custom", path: ["warning_days"], message: "must be less than password.max_age_days" });
+    }
+  });
+
+const mfaMethod = z.enum(["totp", "recovery_code"]);
+const weight = z.number().int().min(-100).max(100);
+
+/** An address or a CIDR block, IPv4 or IPv6. */
+const cidr = z.string().refine(
+  (v) => {
+    const [address, bits, extra] = v.split("/");
+    const version = isIP(address ?? "");
+    if (version === 0 || extra !== undefined) return false;
+    if (bits === undefined) return true;
+    return /^\d{1,3}$/.test(bits) && Number(bits) <= (version === 4 ? 32 : 128);
+  },
+  { message: "must be an IP address or a CIDR block (203.0.113.0/24, 2001:db8::/32)" },
+);
+
+/** Risk assessment of every sign-in (src/core/risk.ts): signals, weights, levels. */
+const risk = z
+  .object({
+    geoip_db: z.string().min(1).optional().describe("MaxMind .mmdb (Country: countries; City: also travel); unset: no geo signals"),
+    thresholds: z
+      .object({ medium: z.number().int().min(1).max(100).default(30), high: z.number().int().min(1).max(100).default(60) })
+      .strict()
+      .prefault({})
+      .refine((t) => t.medium < t.high, { message: "medium must be below high" }),
+    weights: z
+      .object({
+        new_device: weight.default(30),
+        new_network: weight.default(15),
+        new_country: weight.default(25),
+        impossible_travel: weight.default(60),
+        ip_denylisted: weight.default(60),
+        ip_allowlisted: weight.default(-25),
+        recent_failures: weight.default(20),
+        long_inactivity: weight.default(15),
+        new_identity_link: weight.default(25),
+        upstream_mfa: weight.default(-40),
+      })
+      .strict()
+      .prefault({}),
+    ip_allowlist: z.array(cidr).default([]).describe("Networks whose sign-ins are less risky (offices, VPN egress)"),
+    ip_denylist: z.array(cidr).default([]).describe("Networks whose sign-ins are more risky"),
+    recent_failures: z
+      .object({ threshold: z.number().int().min(1).default(3), window_seconds: positiveSeconds.default(3600) })
+      .strict()
+      .prefault({}),
+    long_inactivity_days: z.number().int().positive().default(90),
+    impossible_travel: z
+      .object({ max_speed_kmh: z.number().positive().default(1000), min_distance_km: z.number().nonnegative().default(300) })
+      .strict()
+      .prefault({}),
+    network_prefix: z
+      .object({ ipv4: z.number().int().min(8).max(32).default(24), ipv6: z.number().int().min(16).max(128).default(48) })
+      .strict()
+      .prefault({}),
+  })
+  .strict()
+  .prefault({});
+
+/** Adaptive MFA policy, challenges and factors (src/core/risk.ts decideMfa, src/core/mfa.ts). */
+const mfa = z
+  .object({
+    require_at: z.enum(["low", "medium", "high", "never"]).default("medium").describe("Lowest risk level that requires MFA"),
+    always_for_users: z.array(z.string().regex(/^usr_[0-9a-z]+$/, "user ids look like usr_…")).default([]),
+    no_factor: z
+      .enum(["allow", "deny", "deny_high_risk"])
+      .default("deny_high_risk")
+      .describe("MFA required but no factor enrolled: let in with mfa_enrollment_required, refuse, or refuse only at high risk"),
+    challenge_ttl_seconds: z.number().int().min(30).max(3600).default(300),
+    max_attempts: z.number().int().min(1).max(20).default(5),
+    trusted_device_days: z.number().int().min(0).max(365).default(30).describe("0: devices are never trusted"),
+    trusted_device_max_level: z.enum(["none", "low", "medium", "high"]).default("medium").describe("A trusted device skips MFA up to this level"),
+    recommended_methods: z
+      .object({
+        low: z.array(mfaMethod).default([]),
+        medium: z.array(mfaMethod).default(["totp"]),
+        high: z.array(mfaMethod).default(["totp"]),
+      })
+      .strict()
+      .prefault({}),
+    totp: z
+      .object({
+        issuer: z.string().min(1).max(64).default("Identity").describe("Shown in authenticator apps"),
+        window: z.number().int().min(0).max(2).default(1).describe("Accepted 30-second steps either side of now"),
+      })
+      .strict()
+      .prefault({}),
+    recovery_codes: z.number().int().min(4).max(20).default(10),
+    max_code_failures: z.number().int().min(1).max(100).default(5).describe("Wrong codes on MfaService calls per window"),
+    code_failures_window_seconds: positiveSeconds.default(900),
+  })
+  .strict()
+  .prefault({});
 
 export const configSchema = z
   .object({
@@ -80,6 +219,9 @@ export const configSchema = z
       .object({ max_bytes: z.number().int().min(512).max(64 * 1024).default(16 * 1024) })
       .strict()
       .prefault({}),
+    password,
+    risk,
+    mfa,
     providers: z
       .record(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, "provider names are lower-case [a-z0-9_-]"), provider)
       .default({}),

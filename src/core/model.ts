@@ -70,6 +70,13 @@ export interface ProviderPolicy {
    * verified too. `never`: a matching e-mail refuses the sign-in with `account_exists`.
    */
   linkByEmail: "never" | "verified";
+  /**
+   * Whether this provider's word that it did MFA (`amr`/`acr` in its ID tokens) lowers the risk
+   * of a sign-in. Default false: an upstream claim is believed only where configured.
+   */
+  trustUpstreamMfa?: boolean | undefined;
+  /** `acr` values of this provider that mean MFA happened (e.g. an OpenID Connect MFA profile). */
+  mfaAcrValues?: readonly string[] | undefined;
 }
 
 /** Where a request came from, for sessions and the audit trail. Never holds tokens. */
@@ -120,6 +127,40 @@ export interface LoginResult {
   refreshToken: string;
   expiresIn: number;
   sessionId: string;
+  /** Sign-in paths only (ID token, MFA completion): the risk assessment of this sign-in. */
+  risk?: RiskSummary | undefined;
+  /**
+   * Sign-in paths only: `mfa_enrollment_required` when MFA was called for, the user has no
+   * second factor and policy let them in.
+   */
+  mfaCheckReason?: string | undefined;
+}
+
+/** The outcome of risk assessment, as a client is told it. */
+export interface RiskSummary {
+  /** 0 (no risk) to 100. */
+  score: number;
+  level: "low" | "medium" | "high";
+  /** Whether policy called for MFA for this sign-in. */
+  requireMfa: boolean;
+  /** Methods recommended at this level. */
+  recommendedMethods: string[];
+  /** Why MFA was called for (the strongest signal, or `policy`); null when it was not. */
+  reason: string | null;
+}
+
+/** A sign-in that must be completed with a second factor (VerifyMfa): no tokens yet. */
+export interface MfaChallengeResult {
+  kind: "mfa_required";
+  user: UserRecord;
+  /** `chg_...`, the bearer credential of the pending sign-in; only its hash is stored. */
+  challengeToken: string;
+  expiresAt: Date;
+  /** What the user can complete it with. */
+  methods: string[];
+  /** Why (`new_device`, `policy`, ...). */
+  reason: string;
+  risk: RiskSummary;
 }
 
 /** A session as its owner may see it. */

@@ -113,25 +113,26 @@ function containsUserInfo(lower: string, user: { username: string; email: string
 }
 
 /**
- * A common base word with decorations: once every listed word is cut out (after undoing
- * look-alike substitutions), what remains has fewer than 3 letters, and the listed words made up
- * at least half of it ("Password123!", "P@ssw0rd2024", "summer2024summer").
+ * A common base word with decorations: once every listed word is cut out (matching after undoing
+ * look-alike substitutions), fewer than 3 letters remain and the listed words made up at least
+ * half of the password ("Password123!", "P@ssw0rd2024", "summer2024summer!").
  */
 function isCommon(lower: string): boolean {
-  let rest = unleet(lower);
-  const total = rest.length;
+  const plain = unleet(lower);
+  const cut = new Array<boolean>(plain.length).fill(false);
   for (const word of WORDS_LONGEST_FIRST) {
-    if (rest.includes(word)) rest = rest.split(word).join(" ");
+    for (let i = plain.indexOf(word); i !== -1; i = plain.indexOf(word, i + 1)) {
+      if (cut.slice(i, i + word.length).some(Boolean)) continue;
+      cut.fill(true, i, i + word.length);
+    }
   }
-  const removed = total - rest.replace(/ /g, "").length - countSpaces(lower, unleet(lower));
-  const lettersLeft = (rest.match(/\p{L}/gu) ?? []).length;
-  return lettersLeft < 3 && removed * 2 >= total;
+  const removed = cut.filter(Boolean).length;
+  let lettersLeft = 0;
+  for (let i = 0; i < lower.length; i++) if (!cut[i] && /\p{L}/u.test(lower[i]!)) lettersLeft++;
+  return lettersLeft < 3 && removed * 2 >= lower.length;
 }
 
-function countSpaces(_lower: string, unleeted: string): number {
-  return (unleeted.match(/ /g) ?? []).length;
-}
-
+/** Undoes look-alike substitutions one code unit for one, so indexes line up with the input. */
 function unleet(s: string): string {
-  return [...s].map((c) => UNLEET[c] ?? c).join("");
+  return s.replace(/[01345789@$!|+]/g, (c) => UNLEET[c] ?? c);
 }

@@ -7,7 +7,10 @@ import type {
   NewRefreshToken,
   NewSession,
   UserRecord,
+  UserStatus,
+  UserWithPassword,
 } from "./model.ts";
+import type { NewChallenge, SeenContext } from "./mfa-ports.ts";
 
 /** Verifies an external ID token; rejections are DomainErrors with `id_token_*` / `provider_*` codes. */
 export interface IdTokenVerifier {
@@ -55,21 +58,27 @@ export type AccountWrite =
   | { kind: "create"; user: NewUser; identity: NewIdentity };
 
 /**
- * Writes everything a successful sign-in changes in one transaction: the account (created,
- * linked or touched), the session, its first refresh token and the audit record.
+ * Writes everything a sign-in changes in one transaction: the account (created, linked or
+ * touched), then either the session, its first refresh token and the device and network it was
+ * seen from (`seen`), or, when a second factor is required, the MFA challenge instead (no
+ * session, no token; an existing user is not touched until the challenge completes); and the
+ * audit record.
  *
  * Rejects with DomainError `internal` and a cause for storage faults; with a
  * {@link SigninConflict} when a unique constraint lost a race, so the core can retry.
  */
 export interface SigninWriter {
-  commitSignin(write: {
-    account: AccountWrite;
-    at: Date;
-    session: NewSession;
-    refreshToken: NewRefreshToken;
-    audit: AuditRecord;
-  }): Promise<UserRecord>;
+  commitSignin(write: SigninWrite): Promise<UserWithPassword>;
 }
+
+export type SigninWrite = {
+  account: AccountWrite;
+  at: Date;
+  audit: AuditRecord;
+} & (
+  | { session: NewSession; refreshToken: NewRefreshToken; seen?: SeenContext | undefined }
+  | { challenge: NewChallenge }
+);
 
 /** Thrown by a store when a concurrent writer won; `target` names what collided. */
 export class SigninConflict extends Error {
@@ -137,7 +146,7 @@ export interface RefreshState {
   /** When it was spent before this call (null: this call spent it). */
   previouslyUsedAt: Date | null;
   session: SessionInfo;
-  user: UserRecord;
+  user: UserWithPassword;
 }
 
 export type RefreshDecision =
@@ -162,5 +171,136 @@ export interface SessionStore {
     now: Date,
     audit: AuditRecord,
   ): Promise<number>;
-  findUser(userId: string): Promise<UserRecord | null>;
+  findUser(userId: string): Promise<UserWithPassword | null>;
+}
+
+/** One-way hashing of local passwords; the implementation owns the algorithm and its parameters. */
+export interface PasswordHasher {
+  /** A self-describing hash (PHC string: algorithm, parameters, random salt) of `password`. */
+  hash(password: string): Promise<string>;
+  /** Whether `password` matches `hash`, compared in constant time; false for a malformed hash. */
+  verify(hash: string, password: string): Promise<boolean>;
+}
+
+/** Everything a password change decides on, read together. */
+export interface PasswordChangeState {
+  user: UserWithPassword;
+  /** The stored hash; null when the user has no local password yet. */
+  hash: string | null;
+  /** When the caller's session signed in; null when that session no longer exists. */
+  sessionCreatedAt: Date | null;
+}
+
+export type PasswordChangeOutcome =
+  | { kind: "changed"; user: UserWithPassword; revokedSessions: number }
+  /** The stored hash was no longer `expectedHash`: another change won. */
+  | { kind: "conflict" };
+
+export interface PasswordStore {
+  loadForChange(userId: string, sessionId: string): Promise<PasswordChangeState | null>;
+  /** How many audit events of `type` with `code` the user has since `since` (throttling). */
+  countRecentEvents(userId: string, type: string, code: string, since: Date): Promise<number>;
+  /**
+   * In one transaction: sets the hash only if the stored one is still `expectedHash` (null: only
+   * if the user has none), stamps `changed_at`, clears `must_change_password`, revokes the user's
+   * other sessions when `revokeOtherSessions` names the session to keep, and records `audit`
+   * (its detail gains `revoked_sessions`).
+   */
+  commitPasswordChange(write: {
+    userId: string;
+    hash: string;
+    expectedHash: string | null;
+    at: Date;
+    revokeOtherSessions: { keepSessionId: string; reason: string } | null;
+    audit: AuditRecord;
+  }): Promise<PasswordChangeOutcome>;
+}
+
+/** A user as an operator sees it. */
+export interface AdminUserRecord extends UserWithPassword {
+  statusReason: string | null;
+  lastSigninAt: Date | null;
+}
+
+export interface IdentityRecord {
+  id: string;
+  issuer: string;
+  subject: string;
+  provider: string;
+  email: string | null;
+  emailVerified: boolean;
+  createdAt: Date;
+  lastSigninAt: Date;
+}
+
+/** An MFA factor, without its secret. */
+export interface FactorRecord {
+  id: string;
+  type: string;
+  confirmedAt: Date | null;
+  createdAt: Date;
+}
+
+export interface UserDetailRecord {
+  user: AdminUserRecord;
+  identities: IdentityRecord[];
+  /** Sessions not revoked and not past their absolute expiry. */
+  activeSessions: number;
+  factors: FactorRecord[];
+  unusedRecoveryCodes: number;
+}
+
+/** A stored audit event. */
+export interface AuditEntry {
+  id: string;
+  at: Date;
+  type: string;
+  code: string | null;
+  provider: string | null;
+  issuer: string | null;
+  subject: string | null;
+  ip: string | null;
+  userAgent: string | null;
+  requestId: string | null;
+  detail: Record<string, unknown> | null;
+}
+
+/** What operators read and change. Every change is audited in its own transaction. */
+export interface AdminStore {
+  /** Newest first. */
+  listUsers(filter: { status?: UserStatus | undefined; limit: number }): Promise<AdminUserRecord[]>;
+  findUserById(id: string): Promise<AdminUserRecord | null>;
+  findUserByUsername(username: string): Promise<AdminUserRecord | null>;
+  /** By normalized e-mail, verified or not (operators look people up by address). */
+  findUsersByEmail(emailNormalized: string): Promise<AdminUserRecord[]>;
+  userDetail(userId: string, now: Date): Promise<UserDetailRecord | null>;
+  /**
+   * Sets the status (and lock end, and the operator's reason) and, when `revokeSessions` gives a
+   * reason, revokes every session of the user in the same transaction; returns how many.
+   */
+  setStatus(change: {
+    userId: string;
+    status: UserStatus;
+    lockedUntil: Date | null;
+    reason: string | null;
+    at: Date;
+    revokeSessions: string | null;
+    audit: AuditRecord;
+  }): Promise<{ revokedSessions: number }>;
+  setMustChangePassword(userId: string, value: boolean, at: Date, audit: AuditRecord): Promise<void>;
+  /**
+   * Deletes one identity of the user and revokes the user's sessions signed in through
+   * `revokeSessionsOfProvider`, in one transaction. Unless `allowLast`, refuses (and changes
+   * nothing) when no other identity would remain, checked inside the transaction.
+   */
+  unlinkIdentity(unlink: {
+    userId: string;
+    identityId: string;
+    allowLast: boolean;
+    revokeSessionsOfProvider: string | null;
+    at: Date;
+    audit: AuditRecord;
+  }): Promise<{ kind: "unlinked"; revokedSessions: number } | { kind: "last_identity" } | { kind: "identity_not_found" }>;
+  /** Newest first. */
+  listAudit(userId: string, limit: number): Promise<AuditEntry[]>;
 }

@@ -1,7 +1,8 @@
 import type { Clock } from "./clock.ts";
 import { DomainError } from "./errors.ts";
 import { newId } from "./ids.ts";
-import type { ClientInfo, LoginResult, Principal, SessionInfo, UserRecord } from "./model.ts";
+import type { ClientInfo, LoginResult, PasswordStatus, Principal, SessionInfo, UserRecord } from "./model.ts";
+import { NO_PASSWORD_EXPIRY, type PasswordExpiryPolicy, passwordStatusOf } from "./password-policy.ts";
 import type {
   AccessTokenIssuer,
   AccessTokenVerifier,
@@ -20,6 +21,8 @@ export interface SessionDeps {
   opaqueTokens: OpaqueTokens;
   /** A session not refreshed for this long ends (idle lifetime), in seconds. */
   idleTtlSeconds: number;
+  /** Local-password expiry, for the password fields of results (default: never expires). */
+  passwordExpiry?: PasswordExpiryPolicy;
 }
 
 export interface SessionService {
@@ -37,7 +40,7 @@ export interface SessionService {
     allSessions: boolean,
     client: ClientInfo,
   ): Promise<number>;
-  currentUser(principal: Principal): Promise<UserRecord>;
+  currentUser(principal: Principal): Promise<{ user: UserRecord; passwordStatus: PasswordStatus }>;
   listSessions(principal: Principal): Promise<SessionInfo[]>;
   revokeSession(principal: Principal, sessionId: string, client: ClientInfo): Promise<void>;
 }
@@ -81,9 +84,11 @@ export function createSessionService(deps: SessionDeps): SessionService {
           return { kind: "reject", revokeSession: found.session.id, audit: audit("session.reuse_detected", "refresh_token_reused") };
         }
         try {
+          // Status first: a disabled user's sessions are revoked too, and the client should
+          // learn `user_disabled` (tell the user) rather than `session_revoked` (sign in again).
+          assertActive(found.user, now);
           liveOrThrow(found.session, now);
           if (found.tokenExpiresAt <= now) throw new DomainError("refresh_token_expired", "the refresh token has expired; sign in again");
-          assertActive(found.user, now);
         } catch (e) {
           failure = e as DomainError;
           return { kind: "reject", revokeSession: null, audit: audit("token.refresh_failed", failure.code) };
@@ -100,7 +105,14 @@ export function createSessionService(deps: SessionDeps): SessionService {
         { userId: s.user.id, sessionId: s.session.id, amr: s.session.amr, provider: s.session.provider },
         now,
       );
-      return { user: s.user, accessToken, refreshToken: next.token, expiresIn: deps.accessTokens.ttlSeconds, sessionId: s.session.id };
+      return {
+        user: s.user,
+        passwordStatus: passwordStatusOf(s.user, now, deps.passwordExpiry ?? NO_PASSWORD_EXPIRY),
+        accessToken,
+        refreshToken: next.token,
+        expiresIn: deps.accessTokens.ttlSeconds,
+        sessionId: s.session.id,
+      };
     },
 
     async authenticate(accessToken) {
@@ -137,7 +149,7 @@ export function createSessionService(deps: SessionDeps): SessionService {
     async currentUser(principal) {
       const user = await store.findUser(principal.userId);
       if (user === null) throw new DomainError("session_revoked", "this user no longer exists");
-      return user;
+      return { user, passwordStatus: passwordStatusOf(user, clock.now(), deps.passwordExpiry ?? NO_PASSWORD_EXPIRY) };
     },
 
     listSessions(principal) {

@@ -1,7 +1,8 @@
 import type { Clock } from "./clock.ts";
 import { DomainError, isDomainError } from "./errors.ts";
 import { newId } from "./ids.ts";
-import type { ClientInfo, ExternalIdentity, LoginResult, UserRecord } from "./model.ts";
+import type { AdaptiveMfa, SigninGate } from "./adaptive-mfa.ts";
+import type { ClientInfo, ExternalIdentity, LoginResult, MfaChallengeResult, UserRecord } from "./model.ts";
 import {
   type AccessTokenIssuer,
   type AccountReader,
@@ -12,8 +13,10 @@ import {
   SigninConflict,
   type SigninWriter,
 } from "./ports.ts";
+import type { MfaMethod } from "./risk.ts";
 import { baseUsername, normalizeEmail, suffixedUsername } from "./username.ts";
 import { assertActive } from "./user-status.ts";
+import { NO_PASSWORD_EXPIRY, type PasswordExpiryPolicy, passwordStatusOf } from "./password-policy.ts";
 
 export interface SigninDeps {
   clock: Clock;
@@ -25,6 +28,12 @@ export interface SigninDeps {
   opaqueTokens: OpaqueTokens;
   /** Absolute lifetime of a session and its refresh tokens, in seconds. */
   sessionTtlSeconds: number;
+  /** Local-password expiry, for the login result's password fields (default: never expires). */
+  passwordExpiry?: PasswordExpiryPolicy;
+  /** Risk assessment and adaptive MFA (adaptive-mfa.ts); without it every sign-in opens a session. */
+  adaptiveMfa?: AdaptiveMfa | undefined;
+  /** Lifetime of an MFA challenge, in seconds (default 300). */
+  challengeTtlSeconds?: number | undefined;
   onAuditFailure?: (error: unknown) => void;
 }
 
@@ -36,7 +45,8 @@ export interface SigninInput {
 }
 
 export interface SigninService {
-  signinWithIdToken(input: SigninInput): Promise<LoginResult>;
+  /** Tokens, or, when risk calls for a second factor, a challenge to complete with VerifyMfa. */
+  signinWithIdToken(input: SigninInput): Promise<LoginResult | MfaChallengeResult>;
 }
 
 /** Attempts at a sign-in whose write lost a unique-constraint race (identity or username). */
@@ -44,15 +54,18 @@ const MAX_WRITE_ATTEMPTS = 4;
 
 /**
  * Sign-in with an external ID token: verify it, find or provision the local account under the
- * provider's policy, refuse non-active users, then open a session and issue tokens. Every
- * attempt, accepted or refused, leaves one audit record; refusals write nothing else.
+ * provider's policy, refuse non-active users, assess the risk, then open a session and issue
+ * tokens, or, when MFA is required, store a challenge instead. Every attempt, accepted or
+ * refused, leaves one audit record (with the risk signals, score and decision); refusals write
+ * nothing else.
  */
 export function createSigninService(deps: SigninDeps): SigninService {
   const { clock, verifier, accounts, writer, audit, accessTokens, opaqueTokens } = deps;
 
-  async function signinWithIdToken(input: SigninInput): Promise<LoginResult> {
+  async function signinWithIdToken(input: SigninInput): Promise<LoginResult | MfaChallengeResult> {
     let identity: ExternalIdentity | undefined;
     let userId: string | undefined;
+    let riskDetail: Record<string, unknown> | undefined;
     try {
       if (input.idToken === "") {
         throw new DomainError("id_token_required", "id_token is required");
@@ -69,8 +82,28 @@ export function createSigninService(deps: SigninDeps): SigninService {
         userId = account.kind === "create" ? account.user.id : account.userId;
         const user = account.kind === "existing" ? account.user : null;
         if (user !== null) assertActive(user, now);
+        // Risk is assessed on every sign-in, before anything is written: the federated path is
+        // never an MFA bypass.
+        const gate = deps.adaptiveMfa === undefined
+          ? null
+          : await deps.adaptiveMfa.evaluate({
+              identity: verified,
+              userId: account.kind === "create" ? null : account.userId,
+              account: account.kind,
+              client: input.client,
+              now,
+            });
+        riskDetail = gate?.auditDetail;
+        if (gate?.decision.kind === "deny") {
+          throw new DomainError(
+            "mfa_enrollment_required",
+            "this sign-in needs a second factor and the account has none; sign in from a known device and enroll one",
+          );
+        }
         try {
-          return await open(verified, account.write, now, input.client);
+          return gate?.decision.kind === "challenge"
+            ? await challenge(verified, account.write, now, input.client, gate, gate.decision.methods)
+            : await open(verified, account.write, now, input.client, gate);
         } catch (e) {
           if (!(e instanceof SigninConflict) || attempt >= MAX_WRITE_ATTEMPTS) throw e;
           // Identity race: the next pass finds the winner's link. Username race: pick another.
@@ -88,6 +121,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
         issuer: identity?.issuer,
         subject: identity?.subject,
         client: input.client,
+        detail: riskDetail === undefined ? undefined : { risk: riskDetail },
       });
       if (e instanceof SigninConflict) {
         throw new DomainError("internal", "sign-in could not be completed", { cause: e });
@@ -182,6 +216,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
     account: AccountWrite,
     now: Date,
     client: ClientInfo,
+    gate: SigninGate | null,
   ): Promise<LoginResult> {
     const sessionId = newId("ses");
     const refresh = opaqueTokens.issue("rt");
@@ -207,6 +242,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
           createdAt: now,
           expiresAt,
         },
+        seen: gate?.seen,
         audit: {
           type: "signin.succeeded",
           at: now,
@@ -215,7 +251,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
           issuer: identity.issuer,
           subject: identity.subject,
           client,
-          detail: { account: account.kind },
+          detail: { account: account.kind, ...(gate === null ? {} : { risk: gate.auditDetail }) },
         },
     });
     const accessToken = await accessTokens.issue(
@@ -224,11 +260,66 @@ export function createSigninService(deps: SigninDeps): SigninService {
     );
     return {
       user,
+      passwordStatus: passwordStatusOf(user, now, deps.passwordExpiry ?? NO_PASSWORD_EXPIRY),
       accessToken,
       refreshToken: refresh.token,
       expiresIn: accessTokens.ttlSeconds,
       sessionId,
+      ...(gate === null ? {} : { risk: gate.summary }),
+      ...(gate?.decision.kind === "allow_unenrolled" ? { mfaCheckReason: "mfa_enrollment_required" } : {}),
     };
+  }
+
+  /**
+   * The sign-in stops at MFA: in one transaction the account is created or linked if it is new,
+   * and the challenge is stored (hashed token, bound to user, identity, provider, device and the
+   * risk); no session and no token exist until VerifyMfa completes it.
+   */
+  async function challenge(
+    identity: ExternalIdentity,
+    account: AccountWrite,
+    now: Date,
+    client: ClientInfo,
+    gate: SigninGate,
+    methods: readonly MfaMethod[],
+  ): Promise<MfaChallengeResult> {
+    const token = opaqueTokens.issue("chg");
+    const userId = account.kind === "create" ? account.user.id : account.userId;
+    const expiresAt = new Date(now.getTime() + (deps.challengeTtlSeconds ?? 300) * 1000);
+    const challengeId = newId("chl");
+    const reason = gate.summary.reason ?? "policy";
+    const user = await writer.commitSignin({
+      account,
+      at: now,
+      challenge: {
+        id: challengeId,
+        tokenHash: token.hash,
+        userId,
+        identityId: account.kind === "existing" ? account.identityId : account.identity.id,
+        provider: identity.provider.name,
+        deviceKey: gate.device?.key ?? null,
+        deviceId: client.deviceId,
+        ip: client.ip,
+        userAgent: client.userAgent,
+        amr: identity.amr.length > 0 ? ["fed", ...identity.amr] : ["fed"],
+        risk: gate.summary,
+        context: gate.seen,
+        methods,
+        createdAt: now,
+        expiresAt,
+      },
+      audit: {
+        type: "signin.mfa_required",
+        at: now,
+        userId,
+        provider: identity.provider.name,
+        issuer: identity.issuer,
+        subject: identity.subject,
+        client,
+        detail: { account: account.kind, challenge_id: challengeId, risk: gate.auditDetail },
+      },
+    });
+    return { kind: "mfa_required", user, challengeToken: token.token, expiresAt, methods: [...methods], reason, risk: gate.summary };
   }
 
   async function recordQuietly(event: Parameters<AuditLog["record"]>[0]): Promise<void> {

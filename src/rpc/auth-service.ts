@@ -1,12 +1,14 @@
 import { create } from "@bufbuild/protobuf";
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
-import type { LoginResult, UserRecord } from "../core/model.ts";
+import type { MfaService } from "../core/mfa.ts";
+import type { LoginResult, MfaChallengeResult, PasswordStatus, RiskSummary, UserRecord } from "../core/model.ts";
 import type { SessionService } from "../core/sessions.ts";
 import type { SigninService } from "../core/signin.ts";
 import {
   AuthService,
   LoginResponseSchema,
   type LoginResponse,
+  RiskAssessmentSchema,
   SignOutResponseSchema,
   type SigninWithIdTokenRequest,
   type User,
@@ -17,6 +19,7 @@ import { kClient, kPrincipal } from "./context.ts";
 export interface AuthServiceDeps {
   signin: SigninService;
   sessions: SessionService;
+  mfa: MfaService;
 }
 
 /** Registers AuthService. Handlers only translate proto <-> domain; the core decides. */
@@ -31,7 +34,19 @@ export function registerAuthService(deps: AuthServiceDeps) {
           nonce: req.nonce,
           client: { ...client, deviceId: clipDeviceId(req.deviceId) ?? client.deviceId },
         });
-        return loginResultToPb(result);
+        return "challengeToken" in result ? challengeToPb(result) : loginResultToPb(result);
+      },
+      async verifyMfa(req, ctx) {
+        const client = ctx.values.get(kClient);
+        return loginResultToPb(
+          await deps.mfa.verify({
+            challengeToken: req.challengeToken,
+            method: req.method,
+            code: req.code,
+            trustDevice: req.trustDevice,
+            client: { ...client, deviceId: clipDeviceId(req.deviceId) ?? client.deviceId },
+          }),
+        );
       },
       async refreshToken(req, ctx) {
         return loginResultToPb(await deps.sessions.refresh(req.refreshToken, ctx.values.get(kClient)));
@@ -49,30 +64,79 @@ export function registerAuthService(deps: AuthServiceDeps) {
   };
 }
 
+/**
+ * The one translation of a login result, for every path that answers a LoginResponse (ID-token
+ * sign-in, refresh, MFA completion): the password fields come from `result.passwordStatus` and
+ * are the same at the top level and inside `user`.
+ */
 export function loginResultToPb(result: LoginResult): LoginResponse {
-  const user = userToPb(result.user);
+  const user = userToPb(result.user, result.passwordStatus);
   return create(LoginResponseSchema, {
     accessToken: result.accessToken,
     refreshToken: result.refreshToken,
     expiresIn: result.expiresIn,
     tokenType: "Bearer",
     requiresMfa: false,
-    mustChangePassword: user.mustChangePassword,
+    ...passwordFieldsToPb(result.passwordStatus),
+    ...riskToPb(result.risk),
+    ...(result.mfaCheckReason === undefined ? {} : { mfaCheckReason: result.mfaCheckReason }),
     user,
     userId: result.user.id,
   });
 }
 
-export function userToPb(user: UserRecord): User {
+/**
+ * A sign-in stopped for MFA: the challenge and why, and no token. Before the second factor the
+ * caller learns no more about the account than it needs (no password expiry details).
+ */
+export function challengeToPb(result: MfaChallengeResult): LoginResponse {
+  return create(LoginResponseSchema, {
+    challengeToken: result.challengeToken,
+    expiresIn: 0,
+    tokenType: "Bearer",
+    requiresMfa: true,
+    requiredMfaMethods: result.methods,
+    mfaCheckReason: result.reason,
+    mustChangePassword: result.user.mustChangePassword,
+    ...riskToPb(result.risk),
+    user: userToPb(result.user, { mustChangePassword: result.user.mustChangePassword }),
+    userId: result.user.id,
+  });
+}
+
+function riskToPb(risk: RiskSummary | undefined) {
+  if (risk === undefined) return {};
+  return {
+    riskLevel: risk.level,
+    riskAssessment: create(RiskAssessmentSchema, {
+      level: risk.level,
+      score: risk.score,
+      requireMfa: risk.requireMfa,
+      recommendedMfaMethods: risk.recommendedMethods,
+    }),
+  };
+}
+
+/** A user with its password fields, as in LoginResponse.user and GetCurrentUser. */
+export function userToPb(user: UserRecord, password: PasswordStatus): User {
   return create(UserSchema, {
     id: user.id,
     username: user.username,
     status: user.status,
     createdAt: rfc3339(user.createdAt),
-    mustChangePassword: user.mustChangePassword,
+    ...passwordFieldsToPb(password),
     ...(user.email === null ? {} : { email: user.email }),
     ...(user.phone === null ? {} : { phone: user.phone }),
   });
+}
+
+/** `must_change_password` always; the optional two only when the core set them. */
+function passwordFieldsToPb(p: PasswordStatus) {
+  return {
+    mustChangePassword: p.mustChangePassword,
+    ...(p.passwordExpiresIn === undefined ? {} : { passwordExpiresIn: p.passwordExpiresIn }),
+    ...(p.passwordWarning === undefined ? {} : { passwordWarning: p.passwordWarning }),
+  };
 }
 
 /** RFC 3339 in UTC without fractional seconds, as in the seed ("2026-01-15T10:30:00Z"). */

@@ -57,6 +57,19 @@ export const ERROR_TABLE: Record<ErrorCode, { code: Code; log: "debug" | "info" 
   last_identity: { code: Code.FailedPrecondition, log: "info" },
   user_status_conflict: { code: Code.FailedPrecondition, log: "info" },
   password_not_set: { code: Code.FailedPrecondition, log: "info" },
+  // MFA: a required second factor the user has not enrolled (policy `deny`).
+  mfa_enrollment_required: { code: Code.PermissionDenied, log: "info" },
+  challenge_token_required: { code: Code.InvalidArgument, log: "info" },
+  // The challenge token is the credential of VerifyMfa: unknown, used, expired or dead is 401.
+  challenge_invalid: { code: Code.Unauthenticated, log: "info" },
+  challenge_expired: { code: Code.Unauthenticated, log: "info" },
+  challenge_exhausted: { code: Code.Unauthenticated, log: "warn" },
+  mfa_method_not_available: { code: Code.InvalidArgument, log: "info" },
+  mfa_code_required: { code: Code.InvalidArgument, log: "info" },
+  // 403, not 401: on MfaService the access token is fine; clients must not answer by refreshing.
+  mfa_code_invalid: { code: Code.PermissionDenied, log: "info" },
+  totp_already_enrolled: { code: Code.AlreadyExists, log: "info" },
+  totp_not_enrolled: { code: Code.FailedPrecondition, log: "info" },
   provider_unknown: { code: Code.NotFound, log: "info" },
   provider_ambiguous: { code: Code.InvalidArgument, log: "info" },
   provider_unavailable: { code: Code.Unavailable, log: "warn" },

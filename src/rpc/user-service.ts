@@ -1,8 +1,10 @@
 import { create } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import type { SessionInfo } from "../core/model.ts";
+import type { PasswordService } from "../core/passwords.ts";
 import type { SessionService } from "../core/sessions.ts";
 import {
+  ChangePasswordResponseSchema,
   ListSessionsResponseSchema,
   RevokeSessionResponseSchema,
   type Session,
@@ -14,11 +16,12 @@ import { rfc3339, userToPb } from "./auth-service.ts";
 import { kClient } from "./context.ts";
 
 /** Registers UserService; every method runs behind the auth interceptor. */
-export function registerUserService(deps: { sessions: SessionService }) {
+export function registerUserService(deps: { sessions: SessionService; passwords: PasswordService }) {
   return (router: ConnectRouter) => {
     router.service(UserService, {
       async getCurrentUser(_req, ctx) {
-        return userToPb(await deps.sessions.currentUser(principalOf(ctx.values)));
+        const { user, passwordStatus } = await deps.sessions.currentUser(principalOf(ctx.values));
+        return userToPb(user, passwordStatus);
       },
       async listSessions(_req, ctx) {
         const principal = principalOf(ctx.values);
@@ -28,6 +31,18 @@ export function registerUserService(deps: { sessions: SessionService }) {
       async revokeSession(req, ctx) {
         await deps.sessions.revokeSession(principalOf(ctx.values), req.sessionId, ctx.values.get(kClient));
         return create(RevokeSessionResponseSchema, {});
+      },
+      async changePassword(req, ctx) {
+        const result = await deps.passwords.changePassword({
+          principal: principalOf(ctx.values),
+          currentPassword: req.currentPassword,
+          newPassword: req.newPassword,
+          client: ctx.values.get(kClient),
+        });
+        return create(ChangePasswordResponseSchema, {
+          user: userToPb(result.user, result.passwordStatus),
+          revokedSessions: result.revokedSessions,
+        });
       },
     });
   };

@@ -1,4 +1,4 @@
-import type { AuditRecord, UserRecord, UserStatus } from "../core/model.ts";
+import type { AuditRecord, UserRecord, UserStatus, UserWithPassword } from "../core/model.ts";
 import {
   type AccountReader,
   type AuditLog,
@@ -9,6 +9,7 @@ import {
 import type { Db } from "./database.ts";
 import { guarded, storeError, uniqueViolationFields } from "./prisma-errors.ts";
 import { newId } from "../core/ids.ts";
+import { challengeCreate, seenWrites } from "./mfa-store.ts";
 
 export interface UserRow {
   id: string;
@@ -36,6 +37,16 @@ export const userSelect = {
 
 export function userFromRow(row: UserRow): UserRecord {
   return { ...row, status: row.status as UserStatus };
+}
+
+/** The user with its local password's change time (null: no local password). */
+export function withPassword(user: UserRecord, credential: { changedAt: Date } | null): UserWithPassword {
+  return { ...user, passwordChangedAt: credential?.changedAt ?? null };
+}
+
+/** Reads when a user's local password was last set (the only column the policy needs). */
+export function readPasswordChangedAt(db: Db, userId: string): Promise<{ changedAt: Date } | null> {
+  return guarded(() => db.passwordCredential.findUnique({ where: { userId }, select: { changedAt: true } }));
 }
 
 export function auditRow(event: AuditRecord) {
@@ -75,61 +86,84 @@ export function createAccountStore(db: Db): AccountReader & SigninWriter {
       return rows.map(userFromRow);
     },
 
-    async commitSignin({ account, at, session, refreshToken, audit }) {
+    async commitSignin(write) {
+      const { account, at, audit } = write;
+      // A sign-in waiting for MFA creates or links the account, but touches nothing else of it
+      // until the challenge completes (mfa-store.ts): a failed MFA leaves no trace of a sign-in.
+      const challenge = "challenge" in write ? write.challenge : null;
       // Flat single-row writes: each is one statement (INSERT/UPDATE … RETURNING). Nested writes
-      // would make Prisma add read-backs; a returning user's sign-in is 5 statements in one
-      // transaction plus the 2 reads before it (measured with `npm run bench`).
+      // would make Prisma add read-backs; a returning user's sign-in is 7 statements in one
+      // transaction (5, plus the device and network upserts, native ON CONFLICT) plus the 2
+      // account reads before it and the risk-history reads, run in parallel (measured with
+      // `npm run bench`).
       const ops = [];
       if (account.kind === "create") {
         ops.push(
-          db.user.create({ data: { ...account.user, updatedAt: at, lastSigninAt: at }, select: userSelect }),
+          db.user.create({ data: { ...account.user, updatedAt: at, lastSigninAt: challenge === null ? at : null }, select: userSelect }),
           db.identity.create({
             data: { ...account.identity, userId: account.user.id, createdAt: at, lastSigninAt: at },
             select: { id: true },
           }),
         );
       } else {
-        ops.push(db.user.update({ where: { id: account.userId }, data: { lastSigninAt: at }, select: userSelect }));
         ops.push(
-          account.kind === "link"
-            ? db.identity.create({
-                data: { ...account.identity, userId: account.userId, createdAt: at, lastSigninAt: at },
-                select: { id: true },
-              })
-            : db.identity.update({ where: { id: account.identityId }, data: { lastSigninAt: at }, select: { id: true } }),
+          challenge === null
+            ? db.user.update({ where: { id: account.userId }, data: { lastSigninAt: at }, select: userSelect })
+            : db.user.findUniqueOrThrow({ where: { id: account.userId }, select: userSelect }),
+        );
+        if (account.kind === "link") {
+          ops.push(
+            db.identity.create({
+              data: { ...account.identity, userId: account.userId, createdAt: at, lastSigninAt: at },
+              select: { id: true },
+            }),
+          );
+        } else if (challenge === null) {
+          ops.push(db.identity.update({ where: { id: account.identityId }, data: { lastSigninAt: at }, select: { id: true } }));
+        }
+      }
+      if ("challenge" in write) {
+        ops.push(challengeCreate(db, write.challenge));
+      } else {
+        const { session, refreshToken } = write;
+        ops.push(
+          db.session.create({
+            data: {
+              id: session.id,
+              userId: session.userId,
+              provider: session.provider,
+              amr: JSON.stringify(session.amr),
+              ip: session.client.ip,
+              userAgent: session.client.userAgent?.slice(0, 512) ?? null,
+              deviceId: session.client.deviceId,
+              createdAt: session.createdAt,
+              lastUsedAt: session.createdAt,
+              expiresAt: session.expiresAt,
+            },
+            select: { id: true },
+          }),
+          db.refreshToken.create({
+            data: {
+              id: refreshToken.id,
+              sessionId: refreshToken.sessionId,
+              tokenHash: refreshToken.tokenHash,
+              createdAt: refreshToken.createdAt,
+              expiresAt: refreshToken.expiresAt,
+            },
+            select: { id: true },
+          }),
+          // The device and network this sign-in came from, for the next risk assessment.
+          ...(write.seen === undefined ? [] : seenWrites(db, session.userId, write.seen, at)),
         );
       }
-      ops.push(
-        db.session.create({
-          data: {
-            id: session.id,
-            userId: session.userId,
-            provider: session.provider,
-            amr: JSON.stringify(session.amr),
-            ip: session.client.ip,
-            userAgent: session.client.userAgent?.slice(0, 512) ?? null,
-            deviceId: session.client.deviceId,
-            createdAt: session.createdAt,
-            lastUsedAt: session.createdAt,
-            expiresAt: session.expiresAt,
-          },
-          select: { id: true },
-        }),
-        db.refreshToken.create({
-          data: {
-            id: refreshToken.id,
-            sessionId: refreshToken.sessionId,
-            tokenHash: refreshToken.tokenHash,
-            createdAt: refreshToken.createdAt,
-            expiresAt: refreshToken.expiresAt,
-          },
-          select: { id: true },
-        }),
-      );
       ops.push(db.auditEvent.create({ data: auditRow(audit), select: { id: true } }));
+      // The password policy needs the credential's change time. A new user has none; for an
+      // existing one it is read beside the transaction, not in it: no added latency, and the
+      // transaction stays flat (a nested select would add a read-back inside it).
+      const credential = account.kind === "create" ? null : readPasswordChangedAt(db, account.userId);
       try {
-        const [user] = await db.$transaction(ops);
-        return userFromRow(user as UserRow);
+        const [[user], changed] = await Promise.all([db.$transaction(ops), credential]);
+        return withPassword(userFromRow(user as UserRow), changed);
       } catch (e) {
         const fields = uniqueViolationFields(e);
         if (fields?.includes("username")) throw new SigninConflict("username", { cause: e });

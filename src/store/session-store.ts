@@ -1,6 +1,6 @@
 import type { SessionInfo } from "../core/model.ts";
 import type { RefreshDecision, RefreshState, SessionStore } from "../core/ports.ts";
-import { auditRow, userFromRow, userSelect } from "./account-store.ts";
+import { auditRow, readPasswordChangedAt, userFromRow, userSelect, withPassword } from "./account-store.ts";
 import type { Db } from "./database.ts";
 import { guarded, storeError } from "./prisma-errors.ts";
 
@@ -33,17 +33,23 @@ export function createSessionStore(db: Db): SessionStore {
           const spent = await tx.refreshToken.updateMany({ where: { tokenHash, usedAt: null }, data: { usedAt: now } });
           const row = await tx.refreshToken.findUnique({
             where: { tokenHash },
-            select: { id: true, expiresAt: true, usedAt: true, session: { include: { user: { select: userSelect } } } },
+            // The credential's change time rides along for the login result's password fields.
+            select: {
+              id: true,
+              expiresAt: true,
+              usedAt: true,
+              session: { include: { user: { select: { ...userSelect, password: { select: { changedAt: true } } } } } },
+            },
           });
           let state: RefreshState | null = null;
           if (row !== null) {
-            const { user, ...session } = row.session;
+            const { user: { password, ...user }, ...session } = row.session;
             state = {
               tokenId: row.id,
               tokenExpiresAt: row.expiresAt,
               previouslyUsedAt: spent.count === 1 ? null : row.usedAt,
               session: sessionFromRow(session),
-              user: userFromRow(user),
+              user: withPassword(userFromRow(user), password),
             };
           }
           const decision = decide(state);
@@ -55,6 +61,11 @@ export function createSessionStore(db: Db): SessionStore {
               where: { id: decision.revokeSession, revokedAt: null },
               data: { revokedAt: now, revokedReason: "refresh_token_reuse" },
             });
+          } else if (spent.count === 1 && state !== null) {
+            // Refused without a rotation (user locked, session ended, ...): the token stays
+            // unspent, so it works again once the refusal ends (a lock with an end time) instead
+            // of counting as reuse then. The row lock taken above is still held.
+            await tx.refreshToken.update({ where: { id: state.tokenId }, data: { usedAt: null }, select: { id: true } });
           }
           if (decision.audit !== null) await tx.auditEvent.create({ data: auditRow(decision.audit), select: { id: true } });
           return decision;
@@ -101,8 +112,11 @@ export function createSessionStore(db: Db): SessionStore {
     },
 
     async findUser(userId) {
-      const row = await guarded(() => db.user.findUnique({ where: { id: userId }, select: userSelect }));
-      return row === null ? null : userFromRow(row);
+      const [row, credential] = await Promise.all([
+        guarded(() => db.user.findUnique({ where: { id: userId }, select: userSelect })),
+        readPasswordChangedAt(db, userId),
+      ]);
+      return row === null ? null : withPassword(userFromRow(row), credential);
     },
   };
 }

@@ -158,7 +158,13 @@ export function createIdTokenVerifier(options: IdTokenVerifierOptions): IdTokenV
     }
 
     return {
-      provider: { name: provider.name, signup: provider.signup, linkByEmail: provider.linkByEmail },
+      provider: {
+        name: provider.name,
+        signup: provider.signup,
+        linkByEmail: provider.linkByEmail,
+        trustUpstreamMfa: provider.trustUpstreamMfa,
+        mfaAcrValues: provider.mfaAcrValues,
+      },
       issuer: provider.issuer,
       subject: payload.sub,
       email: stringClaim(payload, "email"),

@@ -94,7 +94,10 @@ export async function expectLogin(url: string, login: LoginResponse) {
   expect(login.challengeToken).toBeUndefined();
   expect(login.passwordExpiresIn).toBeUndefined();
   expect(login.passwordWarning).toBeUndefined();
-  expect(login.riskLevel).toBeUndefined();
+  // Every sign-in is risk-assessed (issue 3); these tests' sign-ins need no second factor.
+  expect(login.riskLevel).toMatch(/^(low|medium|high)$/);
+  expect(login.riskAssessment?.level).toBe(login.riskLevel);
+  expect(login.mfaCheckReason).toBeUndefined();
   expect(login.refreshToken).toMatch(/^rt_[A-Za-z0-9_-]{43}$/);
   const user = login.user;
   expect(user).toBeDefined();
@@ -132,13 +135,14 @@ export function expectSnakeCaseLogin(json: Record<string, unknown>): LoginRespon
   const { required_mfa_methods: mfaMethods, ...fields } = json;
   if (mfaMethods !== undefined) expect(mfaMethods).toEqual([]);
   expect(Object.keys(fields).sort()).toEqual(
-    ["access_token", "expires_in", "must_change_password", "refresh_token", "requires_mfa", "token_type", "user", "user_id"],
+    ["access_token", "expires_in", "must_change_password", "refresh_token", "requires_mfa", "risk_assessment", "risk_level", "token_type", "user", "user_id"],
   );
   expect(json["requires_mfa"]).toBe(false);
   expect(json["must_change_password"]).toBe(false);
   expect(json["token_type"]).toBe("Bearer");
   expect(json["expires_in"]).toBe(1800);
-  for (const absent of ["password_expires_in", "password_warning", "challenge_token", "risk_level", "risk_assessment", "mfa_check_reason"]) {
+  expect(json["risk_level"]).toBe((json["risk_assessment"] as Record<string, unknown>)["level"]);
+  for (const absent of ["password_expires_in", "password_warning", "challenge_token", "mfa_check_reason"]) {
     expect(json).not.toHaveProperty(absent);
   }
   const user = json["user"] as Record<string, unknown>;

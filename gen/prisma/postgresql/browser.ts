@@ -52,3 +52,29 @@ export type SigningKey = Prisma.SigningKeyModel
  * Every sign-in attempt and security event, without tokens or secrets.
  */
 export type AuditEvent = Prisma.AuditEventModel
+/**
+ * Model MfaFactor
+ * A second factor of a user, at most one per type. Only `totp` exists today.
+ */
+export type MfaFactor = Prisma.MfaFactorModel
+/**
+ * Model RecoveryCode
+ * Single-use recovery codes, shown once; only a keyed hash is stored.
+ */
+export type RecoveryCode = Prisma.RecoveryCodeModel
+/**
+ * Model MfaChallenge
+ * A sign-in waiting for its second factor. The bearer token (`chg_...`) is stored only as SHA-256.
+ */
+export type MfaChallenge = Prisma.MfaChallengeModel
+/**
+ * Model UserDevice
+ * Devices a user has completed a sign-in from, for risk assessment and trusted devices.
+ */
+export type UserDevice = Prisma.UserDeviceModel
+/**
+ * Model UserNetwork
+ * IP networks (IPv4 /24, IPv6 /48 by default) a user has completed a sign-in from, with where
+ * GeoIP placed them at the last sighting.
+ */
+export type UserNetwork = Prisma.UserNetworkModel

@@ -11,7 +11,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file identity/v1/auth_service.proto.
  */
 export const file_identity_v1_auth_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5pZGVudGl0eS92MS9hdXRoX3NlcnZpY2UucHJvdG8SC2lkZW50aXR5LnYxIiwKE1JlZnJlc2hUb2tlblJlcXVlc3QSFQoNcmVmcmVzaF90b2tlbhgBIAEoCSJUCg5TaWduT3V0UmVxdWVzdBIUCgxhbGxfc2Vzc2lvbnMYASABKAgSGgoNcmVmcmVzaF90b2tlbhgCIAEoCUgAiAEBQhAKDl9yZWZyZXNoX3Rva2VuIisKD1NpZ25PdXRSZXNwb25zZRIYChByZXZva2VkX3Nlc3Npb25zGAEgASgFIpQBChhTaWduaW5XaXRoSWRUb2tlblJlcXVlc3QSEAoIaWRfdG9rZW4YASABKAkSFQoIcHJvdmlkZXIYAiABKAlIAIgBARISCgVub25jZRgDIAEoCUgBiAEBEhYKCWRldmljZV9pZBgEIAEoCUgCiAEBQgsKCV9wcm92aWRlckIICgZfbm9uY2VCDAoKX2RldmljZV9pZCL/BAoNTG9naW5SZXNwb25zZRIZCgxhY2Nlc3NfdG9rZW4YASABKAlIAIgBARIcCg9jaGFsbGVuZ2VfdG9rZW4YAiABKAlIAYgBARISCgpleHBpcmVzX2luGAMgASgFEh0KEG1mYV9jaGVja19yZWFzb24YBCABKAlIAogBARIcChRtdXN0X2NoYW5nZV9wYXNzd29yZBgFIAEoCBIgChNwYXNzd29yZF9leHBpcmVzX2luGAYgASgFSAOIAQESHQoQcGFzc3dvcmRfd2FybmluZxgHIAEoCUgEiAEBEhoKDXJlZnJlc2hfdG9rZW4YCCABKAlIBYgBARIcChRyZXF1aXJlZF9tZmFfbWV0aG9kcxgJIAMoCRIUCgxyZXF1aXJlc19tZmEYCiABKAgSOQoPcmlza19hc3Nlc3NtZW50GAsgASgLMhsuaWRlbnRpdHkudjEuUmlza0Fzc2Vzc21lbnRIBogBARIXCgpyaXNrX2xldmVsGAwgASgJSAeIAQESEgoKdG9rZW5fdHlwZRgNIAEoCRIkCgR1c2VyGA4gASgLMhEuaWRlbnRpdHkudjEuVXNlckgIiAEBEhQKB3VzZXJfaWQYDyABKAlICYgBAUIPCg1fYWNjZXNzX3Rva2VuQhIKEF9jaGFsbGVuZ2VfdG9rZW5CEwoRX21mYV9jaGVja19yZWFzb25CFgoUX3Bhc3N3b3JkX2V4cGlyZXNfaW5CEwoRX3Bhc3N3b3JkX3dhcm5pbmdCEAoOX3JlZnJlc2hfdG9rZW5CEgoQX3Jpc2tfYXNzZXNzbWVudEINCgtfcmlza19sZXZlbEIHCgVfdXNlckIKCghfdXNlcl9pZCJkCg5SaXNrQXNzZXNzbWVudBINCgVsZXZlbBgBIAEoCRIfChdyZWNvbW1lbmRlZF9tZmFfbWV0aG9kcxgCIAMoCRITCgtyZXF1aXJlX21mYRgDIAEoCBINCgVzY29yZRgEIAEoBSKQAgoEVXNlchISCgpjcmVhdGVkX2F0GAEgASgJEhIKBWVtYWlsGAIgASgJSACIAQESCgoCaWQYAyABKAkSHAoUbXVzdF9jaGFuZ2VfcGFzc3dvcmQYBCABKAgSIAoTcGFzc3dvcmRfZXhwaXJlc19pbhgFIAEoBUgBiAEBEh0KEHBhc3N3b3JkX3dhcm5pbmcYBiABKAlIAogBARISCgVwaG9uZRgHIAEoCUgDiAEBEg4KBnN0YXR1cxgIIAEoCRIQCgh1c2VybmFtZRgJIAEoCUIICgZfZW1haWxCFgoUX3Bhc3N3b3JkX2V4cGlyZXNfaW5CEwoRX3Bhc3N3b3JkX3dhcm5pbmdCCAoGX3Bob25lMtUCCgtBdXRoU2VydmljZRJ4ChFTaWduaW5XaXRoSWRUb2tlbhIlLmlkZW50aXR5LnYxLlNpZ25pbldpdGhJZFRva2VuUmVxdWVzdBoaLmlkZW50aXR5LnYxLkxvZ2luUmVzcG9uc2UiIILT5JMCGjoBKiIVL2F1dGgvaWQtdG9rZW4vc2lnbmluEmwKDFJlZnJlc2hUb2tlbhIgLmlkZW50aXR5LnYxLlJlZnJlc2hUb2tlblJlcXVlc3QaGi5pZGVudGl0eS52MS5Mb2dpblJlc3BvbnNlIh6C0+STAhg6ASoiEy9hdXRoL3Rva2VuL3JlZnJlc2gSXgoHU2lnbk91dBIbLmlkZW50aXR5LnYxLlNpZ25PdXRSZXF1ZXN0GhwuaWRlbnRpdHkudjEuU2lnbk91dFJlc3BvbnNlIhiC0+STAhI6ASoiDS9hdXRoL3NpZ25vdXRiBnByb3RvMw", [file_google_api_annotations]);
+  fileDesc("Ch5pZGVudGl0eS92MS9hdXRoX3NlcnZpY2UucHJvdG8SC2lkZW50aXR5LnYxIiwKE1JlZnJlc2hUb2tlblJlcXVlc3QSFQoNcmVmcmVzaF90b2tlbhgBIAEoCSKFAQoQVmVyaWZ5TWZhUmVxdWVzdBIXCg9jaGFsbGVuZ2VfdG9rZW4YASABKAkSDgoGbWV0aG9kGAIgASgJEgwKBGNvZGUYAyABKAkSFAoMdHJ1c3RfZGV2aWNlGAQgASgIEhYKCWRldmljZV9pZBgFIAEoCUgAiAEBQgwKCl9kZXZpY2VfaWQiVAoOU2lnbk91dFJlcXVlc3QSFAoMYWxsX3Nlc3Npb25zGAEgASgIEhoKDXJlZnJlc2hfdG9rZW4YAiABKAlIAIgBAUIQCg5fcmVmcmVzaF90b2tlbiIrCg9TaWduT3V0UmVzcG9uc2USGAoQcmV2b2tlZF9zZXNzaW9ucxgBIAEoBSKUAQoYU2lnbmluV2l0aElkVG9rZW5SZXF1ZXN0EhAKCGlkX3Rva2VuGAEgASgJEhUKCHByb3ZpZGVyGAIgASgJSACIAQESEgoFbm9uY2UYAyABKAlIAYgBARIWCglkZXZpY2VfaWQYBCABKAlIAogBAUILCglfcHJvdmlkZXJCCAoGX25vbmNlQgwKCl9kZXZpY2VfaWQi/wQKDUxvZ2luUmVzcG9uc2USGQoMYWNjZXNzX3Rva2VuGAEgASgJSACIAQESHAoPY2hhbGxlbmdlX3Rva2VuGAIgASgJSAGIAQESEgoKZXhwaXJlc19pbhgDIAEoBRIdChBtZmFfY2hlY2tfcmVhc29uGAQgASgJSAKIAQESHAoUbXVzdF9jaGFuZ2VfcGFzc3dvcmQYBSABKAgSIAoTcGFzc3dvcmRfZXhwaXJlc19pbhgGIAEoBUgDiAEBEh0KEHBhc3N3b3JkX3dhcm5pbmcYByABKAlIBIgBARIaCg1yZWZyZXNoX3Rva2VuGAggASgJSAWIAQESHAoUcmVxdWlyZWRfbWZhX21ldGhvZHMYCSADKAkSFAoMcmVxdWlyZXNfbWZhGAogASgIEjkKD3Jpc2tfYXNzZXNzbWVudBgLIAEoCzIbLmlkZW50aXR5LnYxLlJpc2tBc3Nlc3NtZW50SAaIAQESFwoKcmlza19sZXZlbBgMIAEoCUgHiAEBEhIKCnRva2VuX3R5cGUYDSABKAkSJAoEdXNlchgOIAEoCzIRLmlkZW50aXR5LnYxLlVzZXJICIgBARIUCgd1c2VyX2lkGA8gASgJSAmIAQFCDwoNX2FjY2Vzc190b2tlbkISChBfY2hhbGxlbmdlX3Rva2VuQhMKEV9tZmFfY2hlY2tfcmVhc29uQhYKFF9wYXNzd29yZF9leHBpcmVzX2luQhMKEV9wYXNzd29yZF93YXJuaW5nQhAKDl9yZWZyZXNoX3Rva2VuQhIKEF9yaXNrX2Fzc2Vzc21lbnRCDQoLX3Jpc2tfbGV2ZWxCBwoFX3VzZXJCCgoIX3VzZXJfaWQiZAoOUmlza0Fzc2Vzc21lbnQSDQoFbGV2ZWwYASABKAkSHwoXcmVjb21tZW5kZWRfbWZhX21ldGhvZHMYAiADKAkSEwoLcmVxdWlyZV9tZmEYAyABKAgSDQoFc2NvcmUYBCABKAUikAIKBFVzZXISEgoKY3JlYXRlZF9hdBgBIAEoCRISCgVlbWFpbBgCIAEoCUgAiAEBEgoKAmlkGAMgASgJEhwKFG11c3RfY2hhbmdlX3Bhc3N3b3JkGAQgASgIEiAKE3Bhc3N3b3JkX2V4cGlyZXNfaW4YBSABKAVIAYgBARIdChBwYXNzd29yZF93YXJuaW5nGAYgASgJSAKIAQESEgoFcGhvbmUYByABKAlIA4gBARIOCgZzdGF0dXMYCCABKAkSEAoIdXNlcm5hbWUYCSABKAlCCAoGX2VtYWlsQhYKFF9wYXNzd29yZF9leHBpcmVzX2luQhMKEV9wYXNzd29yZF93YXJuaW5nQggKBl9waG9uZTK6AwoLQXV0aFNlcnZpY2USeAoRU2lnbmluV2l0aElkVG9rZW4SJS5pZGVudGl0eS52MS5TaWduaW5XaXRoSWRUb2tlblJlcXVlc3QaGi5pZGVudGl0eS52MS5Mb2dpblJlc3BvbnNlIiCC0+STAho6ASoiFS9hdXRoL2lkLXRva2VuL3NpZ25pbhJsCgxSZWZyZXNoVG9rZW4SIC5pZGVudGl0eS52MS5SZWZyZXNoVG9rZW5SZXF1ZXN0GhouaWRlbnRpdHkudjEuTG9naW5SZXNwb25zZSIegtPkkwIYOgEqIhMvYXV0aC90b2tlbi9yZWZyZXNoEmMKCVZlcmlmeU1mYRIdLmlkZW50aXR5LnYxLlZlcmlmeU1mYVJlcXVlc3QaGi5pZGVudGl0eS52MS5Mb2dpblJlc3BvbnNlIhuC0+STAhU6ASoiEC9hdXRoL21mYS92ZXJpZnkSXgoHU2lnbk91dBIbLmlkZW50aXR5LnYxLlNpZ25PdXRSZXF1ZXN0GhwuaWRlbnRpdHkudjEuU2lnbk91dFJlc3BvbnNlIhiC0+STAhI6ASoiDS9hdXRoL3NpZ25vdXRiBnByb3RvMw", [file_google_api_annotations]);
 
 /**
  * RefreshTokenRequest carries a refresh token from a previous LoginResponse.
@@ -33,6 +33,59 @@ export type RefreshTokenRequest = Message<"identity.v1.RefreshTokenRequest"> & {
  */
 export const RefreshTokenRequestSchema: GenMessage<RefreshTokenRequest> = /*@__PURE__*/
   messageDesc(file_identity_v1_auth_service, 0);
+
+/**
+ * VerifyMfaRequest answers an MFA challenge with one code.
+ *
+ * @generated from message identity.v1.VerifyMfaRequest
+ */
+export type VerifyMfaRequest = Message<"identity.v1.VerifyMfaRequest"> & {
+  /**
+   * The `challenge_token` of the LoginResponse that required MFA. Required.
+   *
+   * @generated from field: string challenge_token = 1;
+   */
+  challengeToken: string;
+
+  /**
+   * One of the challenge's `required_mfa_methods`: `totp` (a 6-digit code from the
+   * authenticator app) or `recovery_code` (one of the codes shown at TOTP enrollment). Required.
+   *
+   * @generated from field: string method = 2;
+   */
+  method: string;
+
+  /**
+   * The code. Spaces and dashes are ignored. Required.
+   *
+   * @generated from field: string code = 3;
+   */
+  code: string;
+
+  /**
+   * Trust this device for the configured period (30 days by default): sign-ins from it skip MFA
+   * unless their risk is high. Only devices that send a device identifier (`device_id` at
+   * sign-in or the `x-device-id` header) can be trusted.
+   *
+   * @generated from field: bool trust_device = 4;
+   */
+  trustDevice: boolean;
+
+  /**
+   * The device identifier sent at sign-in, when it was sent in the body; a challenge issued to
+   * a device is completed only by that device. May instead be sent in the `x-device-id` header.
+   *
+   * @generated from field: optional string device_id = 5;
+   */
+  deviceId?: string | undefined;
+};
+
+/**
+ * Describes the message identity.v1.VerifyMfaRequest.
+ * Use `create(VerifyMfaRequestSchema)` to create a new message.
+ */
+export const VerifyMfaRequestSchema: GenMessage<VerifyMfaRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_auth_service, 1);
 
 /**
  * SignOutRequest names what to end. Authenticate with the access token, or send the refresh token.
@@ -60,7 +113,7 @@ export type SignOutRequest = Message<"identity.v1.SignOutRequest"> & {
  * Use `create(SignOutRequestSchema)` to create a new message.
  */
 export const SignOutRequestSchema: GenMessage<SignOutRequest> = /*@__PURE__*/
-  messageDesc(file_identity_v1_auth_service, 1);
+  messageDesc(file_identity_v1_auth_service, 2);
 
 /**
  * SignOutResponse reports what was ended.
@@ -81,7 +134,7 @@ export type SignOutResponse = Message<"identity.v1.SignOutResponse"> & {
  * Use `create(SignOutResponseSchema)` to create a new message.
  */
 export const SignOutResponseSchema: GenMessage<SignOutResponse> = /*@__PURE__*/
-  messageDesc(file_identity_v1_auth_service, 2);
+  messageDesc(file_identity_v1_auth_service, 3);
 
 /**
  * SigninWithIdTokenRequest carries an ID token obtained by the caller from an external provider.
@@ -127,7 +180,7 @@ export type SigninWithIdTokenRequest = Message<"identity.v1.SigninWithIdTokenReq
  * Use `create(SigninWithIdTokenRequestSchema)` to create a new message.
  */
 export const SigninWithIdTokenRequestSchema: GenMessage<SigninWithIdTokenRequest> = /*@__PURE__*/
-  messageDesc(file_identity_v1_auth_service, 3);
+  messageDesc(file_identity_v1_auth_service, 4);
 
 /**
  * LoginResponse is the user login result.
@@ -146,35 +199,44 @@ export type LoginResponse = Message<"identity.v1.LoginResponse"> & {
   accessToken?: string | undefined;
 
   /**
-   * MFA challenge token (`chg_...`): short-lived, requires MFA verification.
+   * MFA challenge token (`chg_...`): short-lived, requires MFA verification (VerifyMfa).
    *
    * @generated from field: optional string challenge_token = 2;
    */
   challengeToken?: string | undefined;
 
   /**
-   * Lifetime of the access token in seconds (for example 1800). Always present.
+   * Lifetime of the access token in seconds (for example 1800); 0 when `requires_mfa` is true
+   * (the challenge lives 5 minutes by default). Always present.
    *
    * @generated from field: int32 expires_in = 3;
    */
   expiresIn: number;
 
   /**
-   * Why MFA is required (for example `new_device`).
+   * Why MFA is required: the strongest risk signal (`new_device`, `new_network`, `new_country`,
+   * `impossible_travel`, `ip_denylisted`, `recent_failures`, `long_inactivity`,
+   * `new_identity_link`, `new_provider`) or `policy` (MFA always required for this user). On a
+   * sign-in with tokens it is `mfa_enrollment_required` when MFA was called for but the user has
+   * no second factor yet and policy let them in: enroll one (MfaService.EnrollTotp).
    *
    * @generated from field: optional string mfa_check_reason = 4;
    */
   mfaCheckReason?: string | undefined;
 
   /**
-   * The password must be changed before the account can be used normally. Always present.
+   * The password must be changed before the account can be used normally: an operator forced
+   * it, or the local password is `expired`. Always present (false for users without one, unless
+   * forced). Same value as `user.must_change_password`.
    *
    * @generated from field: bool must_change_password = 5;
    */
   mustChangePassword: boolean;
 
   /**
-   * Days until the local password expires. Absent for users without a password policy.
+   * Whole days until the local password expires, rounded up: 1 means less than 24 hours left;
+   * 0 or negative once expired (-3: expired more than 3 days ago). Absent for users without a
+   * local password and when passwords do not expire. Same value as `user.password_expires_in`.
    *
    * @generated from field: optional int32 password_expires_in = 6;
    */
@@ -209,7 +271,8 @@ export type LoginResponse = Message<"identity.v1.LoginResponse"> & {
   requiresMfa: boolean;
 
   /**
-   * Risk assessment of this sign-in, when one was made.
+   * Risk assessment of this sign-in, when one was made (SigninWithIdToken and VerifyMfa; never
+   * on RefreshToken).
    *
    * @generated from field: optional identity.v1.RiskAssessment risk_assessment = 11;
    */
@@ -249,7 +312,7 @@ export type LoginResponse = Message<"identity.v1.LoginResponse"> & {
  * Use `create(LoginResponseSchema)` to create a new message.
  */
 export const LoginResponseSchema: GenMessage<LoginResponse> = /*@__PURE__*/
-  messageDesc(file_identity_v1_auth_service, 4);
+  messageDesc(file_identity_v1_auth_service, 5);
 
 /**
  * RiskAssessment is the outcome of the adaptive risk evaluation of one sign-in.
@@ -291,7 +354,7 @@ export type RiskAssessment = Message<"identity.v1.RiskAssessment"> & {
  * Use `create(RiskAssessmentSchema)` to create a new message.
  */
 export const RiskAssessmentSchema: GenMessage<RiskAssessment> = /*@__PURE__*/
-  messageDesc(file_identity_v1_auth_service, 5);
+  messageDesc(file_identity_v1_auth_service, 6);
 
 /**
  * User is the user's basic information.
@@ -321,14 +384,15 @@ export type User = Message<"identity.v1.User"> & {
   id: string;
 
   /**
-   * The password must be changed. Always present.
+   * The password must be changed (forced by an operator, or `expired`). Always present.
    *
    * @generated from field: bool must_change_password = 4;
    */
   mustChangePassword: boolean;
 
   /**
-   * Days until the local password expires. Absent for users without a password policy.
+   * Whole days until the local password expires, rounded up; 0 or negative once expired.
+   * Absent for users without a local password and when passwords do not expire.
    *
    * @generated from field: optional int32 password_expires_in = 5;
    */
@@ -368,7 +432,7 @@ export type User = Message<"identity.v1.User"> & {
  * Use `create(UserSchema)` to create a new message.
  */
 export const UserSchema: GenMessage<User> = /*@__PURE__*/
-  messageDesc(file_identity_v1_auth_service, 6);
+  messageDesc(file_identity_v1_auth_service, 7);
 
 /**
  * AuthService signs users in with credentials issued elsewhere and answers with a local login
@@ -407,6 +471,26 @@ export const AuthService: GenService<{
   refreshToken: {
     methodKind: "unary";
     input: typeof RefreshTokenRequestSchema;
+    output: typeof LoginResponseSchema;
+  },
+  /**
+   * Completes a sign-in that answered `requires_mfa: true`: checks one second-factor code
+   * against the challenge and, when it is right, opens the session and returns the full
+   * LoginResponse with tokens. The access token's `amr` then names the factor (`otp`, or
+   * `recovery_code`) and `mfa`.
+   *
+   * Who may call it: whoever holds the challenge token (`chg_...`); it is the credential. A
+   * challenge is single-use, lives 5 minutes by default and allows 5 calls by default: every
+   * call counts, and the call that uses up the last one kills the challenge
+   * (`challenge_exhausted`). Errors: `challenge_invalid` (unknown, already used, or another
+   * device), `challenge_expired`, `challenge_exhausted`, `mfa_method_not_available`,
+   * `mfa_code_invalid` (details: `attempts_left`).
+   *
+   * @generated from rpc identity.v1.AuthService.VerifyMfa
+   */
+  verifyMfa: {
+    methodKind: "unary";
+    input: typeof VerifyMfaRequestSchema;
     output: typeof LoginResponseSchema;
   },
   /**

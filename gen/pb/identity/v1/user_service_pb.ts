@@ -5,7 +5,7 @@
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_annotations } from "../../google/api/annotations_pb.ts";
-import type { UserSchema } from "./auth_service_pb.ts";
+import type { User, UserSchema } from "./auth_service_pb.ts";
 import { file_identity_v1_auth_service } from "./auth_service_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -13,7 +13,63 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file identity/v1/user_service.proto.
  */
 export const file_identity_v1_user_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5pZGVudGl0eS92MS91c2VyX3NlcnZpY2UucHJvdG8SC2lkZW50aXR5LnYxIhcKFUdldEN1cnJlbnRVc2VyUmVxdWVzdCIVChNMaXN0U2Vzc2lvbnNSZXF1ZXN0Ij4KFExpc3RTZXNzaW9uc1Jlc3BvbnNlEiYKCHNlc3Npb25zGAEgAygLMhQuaWRlbnRpdHkudjEuU2Vzc2lvbiLuAQoHU2Vzc2lvbhIKCgJpZBgBIAEoCRIVCghwcm92aWRlchgCIAEoCUgAiAEBEhYKCWRldmljZV9pZBgDIAEoCUgBiAEBEg8KAmlwGAQgASgJSAKIAQESFwoKdXNlcl9hZ2VudBgFIAEoCUgDiAEBEhIKCmNyZWF0ZWRfYXQYBiABKAkSFAoMbGFzdF91c2VkX2F0GAcgASgJEhIKCmV4cGlyZXNfYXQYCCABKAkSDwoHY3VycmVudBgJIAEoCEILCglfcHJvdmlkZXJCDAoKX2RldmljZV9pZEIFCgNfaXBCDQoLX3VzZXJfYWdlbnQiKgoUUmV2b2tlU2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSIXChVSZXZva2VTZXNzaW9uUmVzcG9uc2Uy0gIKC1VzZXJTZXJ2aWNlElkKDkdldEN1cnJlbnRVc2VyEiIuaWRlbnRpdHkudjEuR2V0Q3VycmVudFVzZXJSZXF1ZXN0GhEuaWRlbnRpdHkudjEuVXNlciIQgtPkkwIKEggvYXV0aC9tZRJrCgxMaXN0U2Vzc2lvbnMSIC5pZGVudGl0eS52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0GiEuaWRlbnRpdHkudjEuTGlzdFNlc3Npb25zUmVzcG9uc2UiFoLT5JMCEBIOL2F1dGgvc2Vzc2lvbnMSewoNUmV2b2tlU2Vzc2lvbhIhLmlkZW50aXR5LnYxLlJldm9rZVNlc3Npb25SZXF1ZXN0GiIuaWRlbnRpdHkudjEuUmV2b2tlU2Vzc2lvblJlc3BvbnNlIiOC0+STAh0qGy9hdXRoL3Nlc3Npb25zL3tzZXNzaW9uX2lkfWIGcHJvdG8z", [file_google_api_annotations, file_identity_v1_auth_service]);
+  fileDesc("Ch5pZGVudGl0eS92MS91c2VyX3NlcnZpY2UucHJvdG8SC2lkZW50aXR5LnYxImsKFUNoYW5nZVBhc3N3b3JkUmVxdWVzdBIiChBjdXJyZW50X3Bhc3N3b3JkGAEgASgJQgOAAQFIAIgBARIZCgxuZXdfcGFzc3dvcmQYAiABKAlCA4ABAUITChFfY3VycmVudF9wYXNzd29yZCJTChZDaGFuZ2VQYXNzd29yZFJlc3BvbnNlEh8KBHVzZXIYASABKAsyES5pZGVudGl0eS52MS5Vc2VyEhgKEHJldm9rZWRfc2Vzc2lvbnMYAiABKAUiFwoVR2V0Q3VycmVudFVzZXJSZXF1ZXN0IhUKE0xpc3RTZXNzaW9uc1JlcXVlc3QiPgoUTGlzdFNlc3Npb25zUmVzcG9uc2USJgoIc2Vzc2lvbnMYASADKAsyFC5pZGVudGl0eS52MS5TZXNzaW9uIu4BCgdTZXNzaW9uEgoKAmlkGAEgASgJEhUKCHByb3ZpZGVyGAIgASgJSACIAQESFgoJZGV2aWNlX2lkGAMgASgJSAGIAQESDwoCaXAYBCABKAlIAogBARIXCgp1c2VyX2FnZW50GAUgASgJSAOIAQESEgoKY3JlYXRlZF9hdBgGIAEoCRIUCgxsYXN0X3VzZWRfYXQYByABKAkSEgoKZXhwaXJlc19hdBgIIAEoCRIPCgdjdXJyZW50GAkgASgIQgsKCV9wcm92aWRlckIMCgpfZGV2aWNlX2lkQgUKA19pcEINCgtfdXNlcl9hZ2VudCIqChRSZXZva2VTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIhcKFVJldm9rZVNlc3Npb25SZXNwb25zZTLPAwoLVXNlclNlcnZpY2USWQoOR2V0Q3VycmVudFVzZXISIi5pZGVudGl0eS52MS5HZXRDdXJyZW50VXNlclJlcXVlc3QaES5pZGVudGl0eS52MS5Vc2VyIhCC0+STAgoSCC9hdXRoL21lEmsKDExpc3RTZXNzaW9ucxIgLmlkZW50aXR5LnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaIS5pZGVudGl0eS52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZSIWgtPkkwIQEg4vYXV0aC9zZXNzaW9ucxJ7Cg1SZXZva2VTZXNzaW9uEiEuaWRlbnRpdHkudjEuUmV2b2tlU2Vzc2lvblJlcXVlc3QaIi5pZGVudGl0eS52MS5SZXZva2VTZXNzaW9uUmVzcG9uc2UiI4LT5JMCHSobL2F1dGgvc2Vzc2lvbnMve3Nlc3Npb25faWR9EnsKDkNoYW5nZVBhc3N3b3JkEiIuaWRlbnRpdHkudjEuQ2hhbmdlUGFzc3dvcmRSZXF1ZXN0GiMuaWRlbnRpdHkudjEuQ2hhbmdlUGFzc3dvcmRSZXNwb25zZSIggtPkkwIaOgEqIhUvYXV0aC9wYXNzd29yZC9jaGFuZ2ViBnByb3RvMw", [file_google_api_annotations, file_identity_v1_auth_service]);
+
+/**
+ * ChangePasswordRequest carries the current and the new password. Never logged.
+ *
+ * @generated from message identity.v1.ChangePasswordRequest
+ */
+export type ChangePasswordRequest = Message<"identity.v1.ChangePasswordRequest"> & {
+  /**
+   * The current local password. Absent (or empty) when the user has none yet.
+   *
+   * @generated from field: optional string current_password = 1;
+   */
+  currentPassword?: string | undefined;
+
+  /**
+   * The new password: by default 12 to 128 characters, compared in Unicode NFKC form. Required.
+   *
+   * @generated from field: string new_password = 2;
+   */
+  newPassword: string;
+};
+
+/**
+ * Describes the message identity.v1.ChangePasswordRequest.
+ * Use `create(ChangePasswordRequestSchema)` to create a new message.
+ */
+export const ChangePasswordRequestSchema: GenMessage<ChangePasswordRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_user_service, 0);
+
+/**
+ * ChangePasswordResponse is the user after the change.
+ *
+ * @generated from message identity.v1.ChangePasswordResponse
+ */
+export type ChangePasswordResponse = Message<"identity.v1.ChangePasswordResponse"> & {
+  /**
+   * The user, with the password fields recomputed (`must_change_password` false).
+   *
+   * @generated from field: identity.v1.User user = 1;
+   */
+  user?: User | undefined;
+
+  /**
+   * Other sessions of the user ended by this change (0 when configured to keep them).
+   *
+   * @generated from field: int32 revoked_sessions = 2;
+   */
+  revokedSessions: number;
+};
+
+/**
+ * Describes the message identity.v1.ChangePasswordResponse.
+ * Use `create(ChangePasswordResponseSchema)` to create a new message.
+ */
+export const ChangePasswordResponseSchema: GenMessage<ChangePasswordResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_user_service, 1);
 
 /**
  * GetCurrentUserRequest is empty: the user is the access token's subject.
@@ -28,7 +84,7 @@ export type GetCurrentUserRequest = Message<"identity.v1.GetCurrentUserRequest">
  * Use `create(GetCurrentUserRequestSchema)` to create a new message.
  */
 export const GetCurrentUserRequestSchema: GenMessage<GetCurrentUserRequest> = /*@__PURE__*/
-  messageDesc(file_identity_v1_user_service, 0);
+  messageDesc(file_identity_v1_user_service, 2);
 
 /**
  * ListSessionsRequest is empty: the sessions are the access token's subject's.
@@ -43,7 +99,7 @@ export type ListSessionsRequest = Message<"identity.v1.ListSessionsRequest"> & {
  * Use `create(ListSessionsRequestSchema)` to create a new message.
  */
 export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_identity_v1_user_service, 1);
+  messageDesc(file_identity_v1_user_service, 3);
 
 /**
  * ListSessionsResponse lists sessions.
@@ -64,7 +120,7 @@ export type ListSessionsResponse = Message<"identity.v1.ListSessionsResponse"> &
  * Use `create(ListSessionsResponseSchema)` to create a new message.
  */
 export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_identity_v1_user_service, 2);
+  messageDesc(file_identity_v1_user_service, 4);
 
 /**
  * Session is one signed-in session (one refresh-token family).
@@ -141,7 +197,7 @@ export type Session = Message<"identity.v1.Session"> & {
  * Use `create(SessionSchema)` to create a new message.
  */
 export const SessionSchema: GenMessage<Session> = /*@__PURE__*/
-  messageDesc(file_identity_v1_user_service, 3);
+  messageDesc(file_identity_v1_user_service, 5);
 
 /**
  * RevokeSessionRequest names a session of the caller.
@@ -162,7 +218,7 @@ export type RevokeSessionRequest = Message<"identity.v1.RevokeSessionRequest"> &
  * Use `create(RevokeSessionRequestSchema)` to create a new message.
  */
 export const RevokeSessionRequestSchema: GenMessage<RevokeSessionRequest> = /*@__PURE__*/
-  messageDesc(file_identity_v1_user_service, 4);
+  messageDesc(file_identity_v1_user_service, 6);
 
 /**
  * RevokeSessionResponse is empty on success.
@@ -177,7 +233,7 @@ export type RevokeSessionResponse = Message<"identity.v1.RevokeSessionResponse">
  * Use `create(RevokeSessionResponseSchema)` to create a new message.
  */
 export const RevokeSessionResponseSchema: GenMessage<RevokeSessionResponse> = /*@__PURE__*/
-  messageDesc(file_identity_v1_user_service, 5);
+  messageDesc(file_identity_v1_user_service, 7);
 
 /**
  * UserService serves the signed-in user.
@@ -218,6 +274,23 @@ export const UserService: GenService<{
     methodKind: "unary";
     input: typeof RevokeSessionRequestSchema;
     output: typeof RevokeSessionResponseSchema;
+  },
+  /**
+   * Sets the user's local password. With a password already set, `current_password` must prove
+   * it; a user without one (SSO only) sets a first password by leaving it out, which needs a
+   * session signed in within the last few minutes (`password.first_password_max_signin_age_seconds`;
+   * else `reauthentication_required`). The new password must pass the strength rules
+   * (`password_too_weak`, with a `reason` detail) and differ from the current one
+   * (`password_reused`). A wrong current password is `password_incorrect` (403), and repeated
+   * wrong ones are throttled (`rate_limited`). On success `must_change_password` is cleared, the
+   * expiry clock restarts and, by default, the user's other sessions end.
+   *
+   * @generated from rpc identity.v1.UserService.ChangePassword
+   */
+  changePassword: {
+    methodKind: "unary";
+    input: typeof ChangePasswordRequestSchema;
+    output: typeof ChangePasswordResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_identity_v1_user_service, 0);

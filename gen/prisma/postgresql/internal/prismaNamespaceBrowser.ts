@@ -57,7 +57,12 @@ export const ModelName = {
   Session: 'Session',
   RefreshToken: 'RefreshToken',
   SigningKey: 'SigningKey',
-  AuditEvent: 'AuditEvent'
+  AuditEvent: 'AuditEvent',
+  MfaFactor: 'MfaFactor',
+  RecoveryCode: 'RecoveryCode',
+  MfaChallenge: 'MfaChallenge',
+  UserDevice: 'UserDevice',
+  UserNetwork: 'UserNetwork'
 } as const
 
 export type ModelName = (typeof ModelName)[keyof typeof ModelName]
@@ -180,6 +185,78 @@ export const AuditEventScalarFieldEnum = {
 } as const
 
 export type AuditEventScalarFieldEnum = (typeof AuditEventScalarFieldEnum)[keyof typeof AuditEventScalarFieldEnum]
+
+
+export const MfaFactorScalarFieldEnum = {
+  id: 'id',
+  userId: 'userId',
+  type: 'type',
+  secretEnc: 'secretEnc',
+  confirmedAt: 'confirmedAt',
+  lastUsedStep: 'lastUsedStep',
+  createdAt: 'createdAt'
+} as const
+
+export type MfaFactorScalarFieldEnum = (typeof MfaFactorScalarFieldEnum)[keyof typeof MfaFactorScalarFieldEnum]
+
+
+export const RecoveryCodeScalarFieldEnum = {
+  id: 'id',
+  userId: 'userId',
+  codeHash: 'codeHash',
+  createdAt: 'createdAt',
+  usedAt: 'usedAt'
+} as const
+
+export type RecoveryCodeScalarFieldEnum = (typeof RecoveryCodeScalarFieldEnum)[keyof typeof RecoveryCodeScalarFieldEnum]
+
+
+export const MfaChallengeScalarFieldEnum = {
+  id: 'id',
+  tokenHash: 'tokenHash',
+  userId: 'userId',
+  identityId: 'identityId',
+  provider: 'provider',
+  deviceKey: 'deviceKey',
+  deviceId: 'deviceId',
+  ip: 'ip',
+  userAgent: 'userAgent',
+  amr: 'amr',
+  risk: 'risk',
+  context: 'context',
+  methods: 'methods',
+  attempts: 'attempts',
+  createdAt: 'createdAt',
+  expiresAt: 'expiresAt',
+  consumedAt: 'consumedAt',
+  consumedReason: 'consumedReason'
+} as const
+
+export type MfaChallengeScalarFieldEnum = (typeof MfaChallengeScalarFieldEnum)[keyof typeof MfaChallengeScalarFieldEnum]
+
+
+export const UserDeviceScalarFieldEnum = {
+  userId: 'userId',
+  deviceKey: 'deviceKey',
+  firstSeenAt: 'firstSeenAt',
+  lastSeenAt: 'lastSeenAt',
+  trustedUntil: 'trustedUntil'
+} as const
+
+export type UserDeviceScalarFieldEnum = (typeof UserDeviceScalarFieldEnum)[keyof typeof UserDeviceScalarFieldEnum]
+
+
+export const UserNetworkScalarFieldEnum = {
+  userId: 'userId',
+  network: 'network',
+  country: 'country',
+  latitude: 'latitude',
+  longitude: 'longitude',
+  firstSeenAt: 'firstSeenAt',
+  lastSeenAt: 'lastSeenAt'
+} as const
+
+export type UserNetworkScalarFieldEnum = (typeof UserNetworkScalarFieldEnum)[keyof typeof UserNetworkScalarFieldEnum]
 
 
 export const SortOrder = {

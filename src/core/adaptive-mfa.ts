@@ -1,0 +1,164 @@
+import { BlockList, isIP } from "node:net";
+import type { ClientInfo, ExternalIdentity, RiskSummary } from "./model.ts";
+import type { GeoLocator, SeenContext, SigninHistoryReader } from "./mfa-ports.ts";
+import {
+  assessRisk,
+  decideMfa,
+  type MfaDecision,
+  type MfaPolicy,
+  type RiskAssessment,
+  type RiskConfig,
+  type RiskObservation,
+} from "./risk.ts";
+import { type DeviceKey, deviceKeyOf, networkOf } from "./signin-context.ts";
+
+export interface AdaptiveMfaDeps {
+  history: SigninHistoryReader;
+  /** Null without a GeoIP database: no country or travel signals. */
+  geo: GeoLocator | null;
+  risk: RiskConfig;
+  policy: MfaPolicy;
+  /** CIDRs (or single addresses) whose sign-ins are less (allow) or more (deny) risky. */
+  ipAllowlist: readonly string[];
+  ipDenylist: readonly string[];
+  /** The prefix lengths that make a "network" for `new_network`. */
+  networkPrefix: { ipv4: number; ipv6: number };
+  /** How far back attributed failures count for `recent_failures`, in seconds. */
+  recentFailuresWindowSeconds: number;
+}
+
+/** The risk assessment of one sign-in attempt and what it means for this sign-in. */
+export interface SigninGate {
+  assessment: RiskAssessment;
+  decision: MfaDecision;
+  /** How the device was recognised (null: it could not be). */
+  device: DeviceKey | null;
+  /** Whether the device is trusted now. */
+  deviceTrusted: boolean;
+  /** What to remember as seen when this sign-in completes. */
+  seen: SeenContext;
+  /** What the client is told. */
+  summary: RiskSummary;
+  /** What the audit record stores: signals, score and decision (no addresses, no identifiers). */
+  auditDetail: Record<string, unknown>;
+}
+
+export interface AdaptiveMfa {
+  evaluate(input: {
+    identity: ExternalIdentity;
+    /** Null for a sign-in that creates the user. */
+    userId: string | null;
+    account: "create" | "link" | "existing";
+    client: ClientInfo;
+    now: Date;
+  }): Promise<SigninGate>;
+}
+
+/**
+ * Gathers what risk assessment needs (history from the store, GeoIP, address lists, the ID
+ * token's upstream authentication) and decides whether this sign-in needs a second factor.
+ */
+export function createAdaptiveMfa(deps: AdaptiveMfaDeps): AdaptiveMfa {
+  const allow = blockListOf(deps.ipAllowlist);
+  const deny = blockListOf(deps.ipDenylist);
+
+  return {
+    async evaluate({ identity, userId, account, client, now }) {
+      const device = deviceKeyOf(client);
+      const network = networkOf(client.ip, deps.networkPrefix);
+      const geo = client.ip === null || deps.geo === null ? null : deps.geo.locate(client.ip);
+      const history =
+        userId === null
+          ? null
+          : await deps.history.signinHistory(userId, {
+              deviceKey: device?.key ?? null,
+              network,
+              failuresSince: new Date(now.getTime() - deps.recentFailuresWindowSeconds * 1000),
+            });
+      const deviceTrusted =
+        device !== null && device.trustable && (history?.device?.trustedUntil ?? null) !== null && history!.device!.trustedUntil! > now;
+
+      const observation: RiskObservation = {
+        now,
+        account,
+        hasHistory: history?.hasHistory ?? false,
+        device: { key: device?.key ?? null, known: history?.device != null },
+        network: { value: network, known: history?.networkKnown ?? false },
+        geo,
+        knownCountries: history?.countries ?? [],
+        lastLocation: history?.lastLocation ?? null,
+        ipList: listOf(client.ip, allow, deny),
+        recentFailures: history?.recentFailures ?? 0,
+        lastSigninAt: history?.lastSigninAt ?? null,
+        upstreamMfa: (identity.provider.trustUpstreamMfa ?? false) && upstreamDidMfa(identity, identity.provider.mfaAcrValues ?? []),
+      };
+      const assessment = assessRisk(observation, deps.risk);
+      const decision = decideMfa(assessment, { userId, deviceTrusted, methods: history?.methods ?? [] }, deps.policy);
+      const recommended = [...deps.policy.recommendedMethods[assessment.level]];
+      const reason = decision.kind === "allow" ? null : decision.reason;
+      return {
+        assessment,
+        decision,
+        device,
+        deviceTrusted,
+        seen: { deviceKey: device?.key ?? null, network, geo },
+        summary: {
+          score: assessment.score,
+          level: assessment.level,
+          requireMfa: decision.requireMfa,
+          recommendedMethods: recommended,
+          reason,
+        },
+        auditDetail: {
+          score: assessment.score,
+          level: assessment.level,
+          signals: assessment.signals.map((s) => ({ code: s.code, weight: s.weight, ...s.detail })),
+          decision: decision.kind,
+          require_mfa: decision.requireMfa,
+          ...(reason === null ? {} : { reason }),
+          ...(decision.kind === "allow" && decision.skipped !== null ? { skipped_by: decision.skipped } : {}),
+          ...(decision.kind === "challenge" ? { methods: decision.methods } : {}),
+          device: device === null ? "none" : device.trustable ? "id" : "user_agent",
+          trusted_device: deviceTrusted,
+          ...(geo?.country == null ? {} : { country: geo.country }),
+        },
+      };
+    },
+  };
+}
+
+// RFC 8176 method values by factor category: two categories, or an explicit `mfa`, mean MFA.
+const KNOWLEDGE = new Set(["pwd", "pin", "kba"]);
+const POSSESSION = new Set(["otp", "hwk", "swk", "sms", "tel", "sc", "pop"]);
+const INHERENCE = new Set(["fpt", "face", "iris", "retina", "vbm"]);
+
+/**
+ * Whether the ID token says the provider itself did multi-factor authentication: `amr` holds
+ * `mfa`, or methods of two factor categories (e.g. `pwd` + `otp`), or `acr` is one the provider
+ * is configured to use for MFA. Only believed for providers configured with trust_upstream_mfa.
+ */
+export function upstreamDidMfa(identity: Pick<ExternalIdentity, "amr" | "acr">, mfaAcrValues: readonly string[]): boolean {
+  if (identity.amr.includes("mfa")) return true;
+  if (identity.acr !== null && mfaAcrValues.includes(identity.acr)) return true;
+  const categories = [KNOWLEDGE, POSSESSION, INHERENCE].filter((set) => identity.amr.some((m) => set.has(m)));
+  return categories.length >= 2;
+}
+
+function blockListOf(entries: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const entry of entries) {
+    const [address, bits] = entry.split("/");
+    const type = isIP(address!) === 6 ? "ipv6" : "ipv4";
+    if (bits === undefined) list.addAddress(address!, type);
+    else list.addSubnet(address!, Number(bits), type);
+  }
+  return list;
+}
+
+function listOf(ip: string | null, allow: BlockList, deny: BlockList): "allow" | "deny" | null {
+  if (ip === null) return null;
+  const type = isIP(ip) === 6 ? "ipv6" : isIP(ip) === 4 ? "ipv4" : null;
+  if (type === null) return null;
+  if (deny.check(ip, type)) return "deny";
+  return allow.check(ip, type) ? "allow" : null;
+}

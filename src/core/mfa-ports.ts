@@ -1,0 +1,185 @@
+/** Ports of adaptive MFA: sign-in history for risk, challenges and factors, TOTP and secrets. */
+import type { AuditRecord, NewRefreshToken, NewSession, RiskSummary, UserRecord, UserWithPassword } from "./model.ts";
+import type { GeoPoint, MfaMethod } from "./risk.ts";
+
+/** What the store knows about a user's earlier completed sign-ins, for one new attempt. */
+export interface SigninHistory {
+  lastSigninAt: Date | null;
+  /** The user's row for the attempt's device key, when they completed a sign-in from it. */
+  device: { trustedUntil: Date | null } | null;
+  /** Whether any device, network or sign-in was ever recorded for the user. */
+  hasHistory: boolean;
+  /** Whether the attempt's network was seen before. */
+  networkKnown: boolean;
+  /** Countries of earlier completed sign-ins (distinct). */
+  countries: string[];
+  /** Place and time of the latest completed sign-in GeoIP could place. */
+  lastLocation: { at: Date; latitude: number; longitude: number } | null;
+  /** Failures attributed to the user since the asked time. */
+  recentFailures: number;
+  /** Methods the user can complete a challenge with (a confirmed TOTP; unused recovery codes). */
+  methods: MfaMethod[];
+}
+
+export interface SigninHistoryReader {
+  signinHistory(
+    userId: string,
+    query: { deviceKey: string | null; network: string | null; failuresSince: Date },
+  ): Promise<SigninHistory>;
+}
+
+/** Where a completed sign-in came from, remembered for the next risk assessment. */
+export interface SeenContext {
+  deviceKey: string | null;
+  network: string | null;
+  geo: GeoPoint | null;
+  /** Set when a completed MFA asked to trust this (identifiable) device until then. */
+  trustedUntil?: Date | null | undefined;
+}
+
+/** Where GeoIP places an address; null when it does not know it. */
+export interface GeoLocator {
+  locate(ip: string): GeoPoint | null;
+}
+
+/** A sign-in waiting for its second factor. The token itself is never stored. */
+export interface NewChallenge {
+  id: string;
+  tokenHash: string;
+  userId: string;
+  identityId: string;
+  provider: string;
+  deviceKey: string | null;
+  deviceId: string | null;
+  ip: string | null;
+  userAgent: string | null;
+  /** Authentication methods so far; completion adds the factor's. */
+  amr: readonly string[];
+  risk: RiskSummary;
+  context: SeenContext;
+  methods: readonly MfaMethod[];
+  createdAt: Date;
+  expiresAt: Date;
+}
+
+export interface ChallengeRecord extends Omit<NewChallenge, "tokenHash" | "ip" | "userAgent"> {
+  /** Verification calls so far, this one included. */
+  attempts: number;
+  consumedAt: Date | null;
+  consumedReason: "completed" | "exhausted" | null;
+}
+
+export interface TotpFactorRecord {
+  id: string;
+  userId: string;
+  secretEnc: string;
+  confirmedAt: Date | null;
+  lastUsedStep: number | null;
+}
+
+export interface NewRecoveryCode {
+  id: string;
+  codeHash: string;
+}
+
+/** What the store found for a presented challenge token, inside the verification transaction. */
+export interface ChallengeState {
+  challenge: ChallengeRecord;
+  user: UserRecord;
+  /** The user's confirmed TOTP factor. */
+  totp: TotpFactorRecord | null;
+  /** The user's unused recovery codes. */
+  recoveryCodes: { id: string; codeHash: string }[];
+}
+
+export type ChallengeDecision =
+  | {
+      kind: "complete";
+      /** What the code spent: a TOTP time step (must be newer than the last) or a recovery code. */
+      spend: { kind: "totp"; factorId: string; step: number } | { kind: "recovery_code"; codeId: string };
+      session: NewSession;
+      refreshToken: NewRefreshToken;
+      seen: SeenContext;
+      audit: AuditRecord;
+    }
+  | { kind: "reject"; /** The challenge dies (attempts used up). */ kill: boolean; audit: AuditRecord | null };
+
+/** Challenges and second factors, on a database. */
+export interface MfaStore {
+  /**
+   * In one transaction: counts an attempt on the live challenge with hash `tokenHash` (atomic: of
+   * concurrent callers each counts once, and at most one can complete it), reads it with its
+   * user's factors, asks `decide`, then applies the decision: for `complete`, spends the code
+   * (refusing a TOTP step that is not newer than the last, or a recovery code already used, with
+   * DomainError `mfa_code_invalid` and nothing written), marks the challenge completed, opens the
+   * session with its refresh token, records the device and network as seen, touches the user
+   * and identity, and writes the audit record; for `reject`, kills the challenge when asked and
+   * writes the audit record, keeping the counted attempt. `decide` gets null for an unknown hash.
+   * Resolves with the decision and, for `complete`, the user as updated.
+   */
+  verifyChallenge(
+    tokenHash: string,
+    now: Date,
+    decide: (state: ChallengeState | null) => ChallengeDecision,
+  ): Promise<{ decision: ChallengeDecision; user: UserWithPassword | null }>;
+
+  findUser(userId: string): Promise<UserRecord | null>;
+  /** The user's TOTP factor, pending or confirmed. */
+  findTotp(userId: string): Promise<TotpFactorRecord | null>;
+  /** Unused recovery codes of the user. */
+  countRecoveryCodes(userId: string): Promise<number>;
+  /** Wrong codes on the user's MfaService calls (audit `mfa.code_failed`) since `since`. */
+  countCodeFailures(userId: string, since: Date): Promise<number>;
+  /**
+   * Stores a pending TOTP factor, replacing an earlier pending one. Rejects with DomainError
+   * `totp_already_enrolled` when the user has a confirmed one.
+   */
+  savePendingTotp(factor: { id: string; userId: string; secretEnc: string; createdAt: Date }, audit: AuditRecord): Promise<void>;
+  /**
+   * Confirms the pending factor at time step `step` and replaces the user's recovery codes, in
+   * one transaction. False (nothing written) when the factor is no longer pending.
+   */
+  confirmTotp(factorId: string, step: number, codes: NewRecoveryCode[], now: Date, audit: AuditRecord): Promise<boolean>;
+  /**
+   * Spends time step `step` on the confirmed factor and then removes it, or replaces the
+   * recovery codes (`codes`), in one transaction. False (nothing written) when the step is not
+   * newer than the last one used (a replay) or the factor is gone.
+   */
+  withTotpStep(
+    factorId: string,
+    step: number,
+    change: { kind: "disable" } | { kind: "replace_recovery_codes"; codes: NewRecoveryCode[] },
+    now: Date,
+    audit: AuditRecord,
+  ): Promise<boolean>;
+}
+
+/** TOTP (RFC 6238). Secrets are base32 text. */
+export interface TotpEngine {
+  readonly digits: number;
+  readonly period: number;
+  readonly algorithm: string;
+  newSecret(): string;
+  /** The `otpauth://totp/...` key URI for an authenticator app. */
+  keyUri(secret: string, account: string): string;
+  /**
+   * The time step whose code `code` is, within the accepted window around `now` and newer than
+   * `after` (the last step used); null when there is none (wrong, stale or replayed).
+   */
+  match(secret: string, code: string, now: Date, after: number | null): number | null;
+}
+
+/** Seals secrets at rest (AES-256-GCM under the key-encryption key), bound to `aad`. */
+export interface SecretBox {
+  seal(plaintext: string, aad: string): string;
+  open(sealed: string, aad: string): string;
+}
+
+/** Recovery codes: random, shown once, stored as a keyed hash. */
+export interface RecoveryCodes {
+  generate(count: number): string[];
+  /** The stored form of `code` for `userId` (input normalised: case, spaces and dashes ignored). */
+  hash(userId: string, code: string): string;
+  /** Constant-time comparison of two stored forms. */
+  equal(a: string, b: string): boolean;
+}

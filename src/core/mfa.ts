@@ -1,0 +1,316 @@
+import type { Clock } from "./clock.ts";
+import { DomainError, isDomainError } from "./errors.ts";
+import { newId } from "./ids.ts";
+import type { ClientInfo, LoginResult, Principal } from "./model.ts";
+import type {
+  ChallengeDecision,
+  ChallengeState,
+  MfaStore,
+  RecoveryCodes,
+  SecretBox,
+  TotpEngine,
+} from "./mfa-ports.ts";
+import type { AccessTokenIssuer, AuditLog, OpaqueTokens } from "./ports.ts";
+import { NO_PASSWORD_EXPIRY, type PasswordExpiryPolicy, passwordStatusOf } from "./password-policy.ts";
+import type { MfaMethod } from "./risk.ts";
+import { assertActive } from "./user-status.ts";
+
+export interface MfaServiceDeps {
+  clock: Clock;
+  store: MfaStore;
+  audit: AuditLog;
+  totp: TotpEngine;
+  secrets: SecretBox;
+  recoveryCodes: RecoveryCodes;
+  opaqueTokens: OpaqueTokens;
+  accessTokens: AccessTokenIssuer;
+  /** Absolute lifetime of the session a completed challenge opens, in seconds. */
+  sessionTtlSeconds: number;
+  /** Verification calls a challenge allows; the one that reaches it without success kills it. */
+  maxAttempts: number;
+  /** How long `trust_device` trusts a device, in days (0: never). */
+  trustedDeviceDays: number;
+  /** Recovery codes per set. */
+  recoveryCodeCount: number;
+  /** Wrong codes on MfaService calls allowed per user in `codeFailureWindowSeconds`. */
+  maxCodeFailures: number;
+  codeFailureWindowSeconds: number;
+  passwordExpiry?: PasswordExpiryPolicy | undefined;
+  onAuditFailure?: (error: unknown) => void;
+}
+
+export interface VerifyMfaInput {
+  challengeToken: string;
+  method: string;
+  code: string;
+  trustDevice: boolean;
+  client: ClientInfo;
+}
+
+export interface MfaStatus {
+  totpEnabled: boolean;
+  totpPending: boolean;
+  recoveryCodesLeft: number;
+}
+
+export interface TotpEnrollment {
+  secret: string;
+  uri: string;
+  digits: number;
+  period: number;
+  algorithm: string;
+}
+
+export interface MfaService {
+  /** Completes a sign-in that required MFA; see AuthService.VerifyMfa for the contract. */
+  verify(input: VerifyMfaInput): Promise<LoginResult>;
+  status(principal: Principal): Promise<MfaStatus>;
+  enrollTotp(principal: Principal, client: ClientInfo): Promise<TotpEnrollment>;
+  /** Activates the pending authenticator; resolves with the recovery codes (shown once). */
+  confirmTotp(principal: Principal, code: string, client: ClientInfo): Promise<string[]>;
+  disableTotp(principal: Principal, code: string, client: ClientInfo): Promise<void>;
+  regenerateRecoveryCodes(principal: Principal, code: string, client: ClientInfo): Promise<string[]>;
+}
+
+const METHODS: readonly MfaMethod[] = ["totp", "recovery_code"];
+/** What each method adds to the session's `amr` (RFC 8176 `otp`; recovery codes have no value there). */
+const AMR_OF: Record<MfaMethod, string> = { totp: "otp", recovery_code: "recovery_code" };
+const CHALLENGE_TOKEN = /^chg_[A-Za-z0-9_-]{43}$/;
+
+/**
+ * Second factors: completing challenged sign-ins, and the user's TOTP authenticator and recovery
+ * codes. Every verification, right or wrong, is audited; a challenge's attempts are counted in
+ * the database, so retries on other replicas count too.
+ */
+export function createMfaService(deps: MfaServiceDeps): MfaService {
+  const { clock, store, totp, secrets, recoveryCodes } = deps;
+
+  async function recordQuietly(event: Parameters<AuditLog["record"]>[0]): Promise<void> {
+    try {
+      await deps.audit.record(event);
+    } catch (e) {
+      deps.onAuditFailure?.(e);
+    }
+  }
+
+  function newRecoveryCodes(userId: string) {
+    const codes = recoveryCodes.generate(deps.recoveryCodeCount);
+    return { codes, rows: codes.map((c) => ({ id: newId("rcv"), codeHash: recoveryCodes.hash(userId, c) })) };
+  }
+
+  /**
+   * The time step of a current code of the user's confirmed authenticator, newer than the last
+   * one used. Throttled per user, because MfaService callers hold only an access token: without a
+   * limit, a stolen one could guess codes for DisableTotp.
+   */
+  async function currentStep(userId: string, code: string, client: ClientInfo, action: string) {
+    if (code.trim() === "") throw new DomainError("mfa_code_required", "code is required");
+    const factor = await store.findTotp(userId);
+    if (factor === null || factor.confirmedAt === null) {
+      throw new DomainError("totp_not_enrolled", "no authenticator is enrolled");
+    }
+    const now = clock.now();
+    const since = new Date(now.getTime() - deps.codeFailureWindowSeconds * 1000);
+    if ((await store.countCodeFailures(userId, since)) >= deps.maxCodeFailures) {
+      throw new DomainError("rate_limited", "too many wrong codes; wait a few minutes and try again");
+    }
+    const step = totp.match(secrets.open(factor.secretEnc, factor.id), code, now, factor.lastUsedStep);
+    if (step === null) {
+      await recordQuietly({ type: "mfa.code_failed", at: now, code: "mfa_code_invalid", userId, client, detail: { action } });
+      throw new DomainError("mfa_code_invalid", "the code is not valid (wrong, expired or already used)");
+    }
+    return { factor, step, now };
+  }
+
+  return {
+    async verify(input) {
+      const { client } = input;
+      if (input.challengeToken === "") throw new DomainError("challenge_token_required", "challenge_token is required");
+      if (!(METHODS as readonly string[]).includes(input.method)) {
+        throw new DomainError("mfa_method_not_available", `method must be one of: ${METHODS.join(", ")}`);
+      }
+      const method = input.method as MfaMethod;
+      if (input.code.trim() === "") throw new DomainError("mfa_code_required", "code is required");
+      const now = clock.now();
+      if (!CHALLENGE_TOKEN.test(input.challengeToken)) {
+        await recordQuietly({ type: "mfa.verify_failed", at: now, code: "challenge_invalid", client, detail: { method } });
+        throw new DomainError("challenge_invalid", "the challenge token is not valid; sign in again");
+      }
+      const refresh = deps.opaqueTokens.issue("rt");
+      const sessionId = newId("ses");
+      let failure: DomainError | undefined;
+      let found: ChallengeState | null = null;
+
+      const decide = (state: ChallengeState | null): ChallengeDecision => {
+        found = state;
+        const audit = (type: string, code: string | undefined, extra: Record<string, unknown> = {}) => ({
+          type,
+          at: now,
+          code,
+          userId: state?.challenge.userId,
+          provider: state?.challenge.provider,
+          client,
+          detail: state === null ? { method } : { challenge_id: state.challenge.id, method, attempts: state.challenge.attempts, ...extra },
+        });
+        const reject = (error: DomainError, kill = false): ChallengeDecision => {
+          failure = error;
+          return { kind: "reject", kill, audit: audit(kill ? "mfa.challenge_exhausted" : "mfa.verify_failed", error.code) };
+        };
+        if (state === null) return reject(new DomainError("challenge_invalid", "the challenge token is not valid; sign in again"));
+        const c = state.challenge;
+        if (c.consumedReason === "completed") {
+          return reject(new DomainError("challenge_invalid", "this challenge was already used; sign in again"));
+        }
+        if (c.consumedReason === "exhausted") {
+          return reject(new DomainError("challenge_exhausted", "too many attempts for this challenge; sign in again"));
+        }
+        if (c.expiresAt <= now) return reject(new DomainError("challenge_expired", "the challenge has expired; sign in again"));
+        // Bound to the device it was issued to, when that device identified itself.
+        if (c.deviceId !== null && client.deviceId !== c.deviceId) {
+          return reject(new DomainError("challenge_invalid", "this challenge was issued to another device; sign in again"));
+        }
+        try {
+          assertActive(state.user, now);
+        } catch (e) {
+          if (isDomainError(e)) return reject(e);
+          throw e;
+        }
+
+        let spend: Extract<ChallengeDecision, { kind: "complete" }>["spend"] | null = null;
+        if (c.methods.includes(method)) {
+          if (method === "totp" && state.totp !== null) {
+            const f = state.totp;
+            const step = totp.match(secrets.open(f.secretEnc, f.id), input.code, now, f.lastUsedStep);
+            if (step !== null) spend = { kind: "totp", factorId: f.id, step };
+          } else if (method === "recovery_code") {
+            const hash = recoveryCodes.hash(c.userId, input.code);
+            const match = state.recoveryCodes.find((r) => recoveryCodes.equal(r.codeHash, hash));
+            if (match !== undefined) spend = { kind: "recovery_code", codeId: match.id };
+          }
+        }
+        if (spend === null) {
+          const left = deps.maxAttempts - c.attempts;
+          if (left <= 0) {
+            return reject(new DomainError("challenge_exhausted", "too many wrong codes; sign in again"), true);
+          }
+          return reject(
+            c.methods.includes(method)
+              ? new DomainError("mfa_code_invalid", "the code is not valid (wrong, expired or already used)", { detail: { attempts_left: String(left) } })
+              : new DomainError("mfa_method_not_available", `this challenge can be completed with: ${c.methods.join(", ")}`, { detail: { attempts_left: String(left) } }),
+          );
+        }
+
+        const amr = [...new Set([...c.amr, AMR_OF[method], "mfa"])];
+        const trustable = c.deviceKey?.startsWith("id:") === true && deps.trustedDeviceDays > 0;
+        const trustedUntil = input.trustDevice && trustable ? new Date(now.getTime() + deps.trustedDeviceDays * 86_400_000) : null;
+        const expiresAt = new Date(now.getTime() + deps.sessionTtlSeconds * 1000);
+        return {
+          kind: "complete",
+          spend,
+          session: {
+            id: sessionId,
+            userId: c.userId,
+            provider: c.provider,
+            amr,
+            client: { ...client, deviceId: c.deviceId ?? client.deviceId },
+            createdAt: now,
+            expiresAt,
+          },
+          refreshToken: { id: newId("rtk"), sessionId, tokenHash: refresh.hash, createdAt: now, expiresAt },
+          seen: { ...c.context, trustedUntil },
+          audit: {
+            ...audit("signin.succeeded", undefined, {
+              account: "existing",
+              mfa: { method, challenge_id: c.id },
+              risk: { score: c.risk.score, level: c.risk.level, reason: c.risk.reason },
+              ...(input.trustDevice ? { trust_device: trustedUntil === null ? "refused_unidentified_device" : "trusted" } : {}),
+            }),
+          },
+        };
+      };
+
+      const { decision, user } = await store.verifyChallenge(deps.opaqueTokens.hash(input.challengeToken), now, decide);
+      const state = found as ChallengeState | null;
+      if (decision.kind === "reject" || state === null || user === null) {
+        throw failure ?? new DomainError("internal", "MFA verification failed");
+      }
+      const accessToken = await deps.accessTokens.issue(
+        { userId: user.id, sessionId, amr: decision.session.amr, provider: state.challenge.provider },
+        now,
+      );
+      return {
+        user,
+        passwordStatus: passwordStatusOf(user, now, deps.passwordExpiry ?? NO_PASSWORD_EXPIRY),
+        accessToken,
+        refreshToken: refresh.token,
+        expiresIn: deps.accessTokens.ttlSeconds,
+        sessionId,
+        risk: state.challenge.risk,
+      };
+    },
+
+    async status(principal) {
+      const [factor, left] = await Promise.all([store.findTotp(principal.userId), store.countRecoveryCodes(principal.userId)]);
+      return {
+        totpEnabled: factor?.confirmedAt != null,
+        totpPending: factor !== null && factor.confirmedAt === null,
+        recoveryCodesLeft: left,
+      };
+    },
+
+    async enrollTotp(principal, client) {
+      const now = clock.now();
+      const user = await store.findUser(principal.userId);
+      if (user === null) throw new DomainError("session_revoked", "this user no longer exists");
+      const existing = await store.findTotp(user.id);
+      if (existing?.confirmedAt != null) {
+        throw new DomainError("totp_already_enrolled", "an authenticator is already enrolled; disable it first");
+      }
+      const secret = totp.newSecret();
+      const id = newId("mfa");
+      await store.savePendingTotp(
+        { id, userId: user.id, secretEnc: secrets.seal(secret, id), createdAt: now },
+        { type: "mfa.totp_enrollment_started", at: now, userId: user.id, client, detail: { factor_id: id } },
+      );
+      return { secret, uri: totp.keyUri(secret, user.username), digits: totp.digits, period: totp.period, algorithm: totp.algorithm };
+    },
+
+    async confirmTotp(principal, code, client) {
+      const userId = principal.userId;
+      if (code.trim() === "") throw new DomainError("mfa_code_required", "code is required");
+      const factor = await store.findTotp(userId);
+      if (factor === null) throw new DomainError("totp_not_enrolled", "start enrollment first (EnrollTotp)");
+      if (factor.confirmedAt !== null) throw new DomainError("totp_already_enrolled", "this authenticator is already active");
+      const now = clock.now();
+      const step = totp.match(secrets.open(factor.secretEnc, factor.id), code, now, factor.lastUsedStep);
+      if (step === null) {
+        await recordQuietly({ type: "mfa.code_failed", at: now, code: "mfa_code_invalid", userId, client, detail: { action: "confirm_totp" } });
+        throw new DomainError("mfa_code_invalid", "the code is not valid; check the authenticator's clock and try the current code");
+      }
+      const { codes, rows } = newRecoveryCodes(userId);
+      const confirmed = await store.confirmTotp(factor.id, step, rows, now, {
+        type: "mfa.totp_enrolled", at: now, userId, client, detail: { factor_id: factor.id, recovery_codes: rows.length },
+      });
+      if (!confirmed) throw new DomainError("totp_already_enrolled", "this enrollment was completed or replaced meanwhile");
+      return codes;
+    },
+
+    async disableTotp(principal, code, client) {
+      const { factor, step, now } = await currentStep(principal.userId, code, client, "disable_totp");
+      const done = await store.withTotpStep(factor.id, step, { kind: "disable" }, now, {
+        type: "mfa.totp_disabled", at: now, userId: principal.userId, client, detail: { factor_id: factor.id },
+      });
+      if (!done) throw new DomainError("mfa_code_invalid", "the code is not valid (wrong, expired or already used)");
+    },
+
+    async regenerateRecoveryCodes(principal, code, client) {
+      const { factor, step, now } = await currentStep(principal.userId, code, client, "regenerate_recovery_codes");
+      const { codes, rows } = newRecoveryCodes(principal.userId);
+      const done = await store.withTotpStep(factor.id, step, { kind: "replace_recovery_codes", codes: rows }, now, {
+        type: "mfa.recovery_codes_regenerated", at: now, userId: principal.userId, client, detail: { recovery_codes: rows.length },
+      });
+      if (!done) throw new DomainError("mfa_code_invalid", "the code is not valid (wrong, expired or already used)");
+      return codes;
+    },
+  };
+}

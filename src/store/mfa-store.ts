@@ -1,0 +1,354 @@
+import type { Prisma } from "../../gen/prisma/sqlite/client.ts";
+import { DomainError } from "../core/errors.ts";
+import type {
+  ChallengeRecord,
+  ChallengeState,
+  MfaStore,
+  NewChallenge,
+  SeenContext,
+  SigninHistoryReader,
+} from "../core/mfa-ports.ts";
+import type { RiskSummary } from "../core/model.ts";
+import type { MfaMethod } from "../core/risk.ts";
+import { auditRow, userFromRow, userSelect, withPassword } from "./account-store.ts";
+import type { Db } from "./database.ts";
+import { guarded, storeError, uniqueViolationFields } from "./prisma-errors.ts";
+
+type Tx = Prisma.TransactionClient;
+
+/** Audit types that count as failures attributed to a user, for the `recent_failures` signal. */
+const FAILURE_TYPES = ["signin.failed", "mfa.verify_failed", "mfa.challenge_exhausted", "mfa.code_failed"];
+/** Networks read for countries and the last location; older ones still count as known. */
+const RECENT_NETWORKS = 50;
+
+/** The row a challenge is stored as (JSON columns as text). */
+export function challengeRow(c: NewChallenge) {
+  return {
+    id: c.id,
+    tokenHash: c.tokenHash,
+    userId: c.userId,
+    identityId: c.identityId,
+    provider: c.provider,
+    deviceKey: c.deviceKey,
+    deviceId: c.deviceId,
+    ip: c.ip,
+    userAgent: c.userAgent?.slice(0, 512) ?? null,
+    amr: JSON.stringify(c.amr),
+    risk: JSON.stringify(c.risk),
+    context: JSON.stringify(c.context),
+    methods: JSON.stringify(c.methods),
+    attempts: 0,
+    createdAt: c.createdAt,
+    expiresAt: c.expiresAt,
+  };
+}
+
+interface ChallengeRow {
+  id: string;
+  userId: string;
+  identityId: string;
+  provider: string;
+  deviceKey: string | null;
+  deviceId: string | null;
+  amr: string;
+  risk: string;
+  context: string;
+  methods: string;
+  attempts: number;
+  createdAt: Date;
+  expiresAt: Date;
+  consumedAt: Date | null;
+  consumedReason: string | null;
+}
+
+function challengeFromRow(row: ChallengeRow): ChallengeRecord {
+  return {
+    id: row.id,
+    userId: row.userId,
+    identityId: row.identityId,
+    provider: row.provider,
+    deviceKey: row.deviceKey,
+    deviceId: row.deviceId,
+    amr: JSON.parse(row.amr) as string[],
+    risk: JSON.parse(row.risk) as RiskSummary,
+    context: JSON.parse(row.context) as SeenContext,
+    methods: JSON.parse(row.methods) as MfaMethod[],
+    attempts: row.attempts,
+    createdAt: row.createdAt,
+    expiresAt: row.expiresAt,
+    consumedAt: row.consumedAt,
+    consumedReason: row.consumedReason as ChallengeRecord["consumedReason"],
+  };
+}
+
+/**
+ * The writes that remember a completed sign-in's device and network (upserts on their keys), for
+ * a batch or an interactive transaction. A device's trust is only ever extended here, never
+ * cleared by a plain sign-in.
+ */
+export function seenWrites(db: Db | Tx, userId: string, seen: SeenContext, at: Date) {
+  const ops = [];
+  if (seen.deviceKey !== null) {
+    const trustedUntil = seen.trustedUntil ?? null;
+    ops.push(
+      db.userDevice.upsert({
+        where: { userId_deviceKey: { userId, deviceKey: seen.deviceKey } },
+        create: { userId, deviceKey: seen.deviceKey, firstSeenAt: at, lastSeenAt: at, trustedUntil },
+        update: { lastSeenAt: at, ...(trustedUntil === null ? {} : { trustedUntil }) },
+        select: { userId: true },
+      }),
+    );
+  }
+  if (seen.network !== null) {
+    const place = {
+      country: seen.geo?.country ?? null,
+      latitude: seen.geo?.latitude ?? null,
+      longitude: seen.geo?.longitude ?? null,
+    };
+    ops.push(
+      db.userNetwork.upsert({
+        where: { userId_network: { userId, network: seen.network } },
+        create: { userId, network: seen.network, ...place, firstSeenAt: at, lastSeenAt: at },
+        update: { ...place, lastSeenAt: at },
+        select: { userId: true },
+      }),
+    );
+  }
+  return ops;
+}
+
+/** Challenges, factors and sign-in history, on Prisma. */
+export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
+  const findTotp = (userId: string) =>
+    guarded(() =>
+      db.mfaFactor.findUnique({
+        where: { userId_type: { userId, type: "totp" } },
+        select: { id: true, userId: true, secretEnc: true, confirmedAt: true, lastUsedStep: true },
+      }),
+    );
+
+  return {
+    async signinHistory(userId, query) {
+      return guarded(async () => {
+        const [user, device, anyDevice, network, recent, countries, failures, totp, codes] = await Promise.all([
+          db.user.findUnique({ where: { id: userId }, select: { lastSigninAt: true } }),
+          query.deviceKey === null
+            ? null
+            : db.userDevice.findUnique({ where: { userId_deviceKey: { userId, deviceKey: query.deviceKey } }, select: { trustedUntil: true } }),
+          db.userDevice.findFirst({ where: { userId }, select: { userId: true } }),
+          query.network === null
+            ? null
+            : db.userNetwork.findUnique({ where: { userId_network: { userId, network: query.network } }, select: { userId: true } }),
+          db.userNetwork.findMany({
+            where: { userId, latitude: { not: null }, longitude: { not: null } },
+            orderBy: { lastSeenAt: "desc" },
+            take: 1,
+            select: { latitude: true, longitude: true, lastSeenAt: true },
+          }),
+          db.userNetwork.findMany({
+            where: { userId, country: { not: null } },
+            distinct: ["country"],
+            orderBy: { lastSeenAt: "desc" },
+            take: RECENT_NETWORKS,
+            select: { country: true },
+          }),
+          db.auditEvent.count({ where: { userId, type: { in: FAILURE_TYPES }, at: { gte: query.failuresSince } } }),
+          db.mfaFactor.findUnique({ where: { userId_type: { userId, type: "totp" } }, select: { confirmedAt: true } }),
+          db.recoveryCode.count({ where: { userId, usedAt: null } }),
+        ]);
+        const last = recent[0];
+        const methods: MfaMethod[] = [];
+        if (totp?.confirmedAt != null) methods.push("totp");
+        // Recovery codes back up an authenticator; without one they complete nothing.
+        if (methods.length > 0 && codes > 0) methods.push("recovery_code");
+        return {
+          lastSigninAt: user?.lastSigninAt ?? null,
+          device: device ?? null,
+          hasHistory: (user?.lastSigninAt ?? null) !== null || anyDevice !== null,
+          networkKnown: network !== null,
+          countries: countries.map((c) => c.country!),
+          lastLocation: last === undefined ? null : { at: last.lastSeenAt, latitude: last.latitude!, longitude: last.longitude! },
+          recentFailures: failures,
+          methods,
+        };
+      });
+    },
+
+    async verifyChallenge(tokenHash, now, decide) {
+      try {
+        return await db.$transaction(async (tx) => {
+          // Counting the attempt is also the lock: concurrent verifications of one challenge
+          // queue here (PostgreSQL row lock; SQLite writer lock) and each sees the last one's result.
+          await tx.mfaChallenge.updateMany({ where: { tokenHash, consumedAt: null }, data: { attempts: { increment: 1 } } });
+          const row = await tx.mfaChallenge.findUnique({
+            where: { tokenHash },
+            include: { user: { select: userSelect } },
+          });
+          let state: ChallengeState | null = null;
+          if (row !== null) {
+            const { user, ...challenge } = row;
+            const totp = await tx.mfaFactor.findFirst({
+              where: { userId: row.userId, type: "totp", confirmedAt: { not: null } },
+              select: { id: true, userId: true, secretEnc: true, confirmedAt: true, lastUsedStep: true },
+            });
+            const recoveryCodes = await tx.recoveryCode.findMany({
+              where: { userId: row.userId, usedAt: null },
+              select: { id: true, codeHash: true },
+            });
+            state = { challenge: challengeFromRow(challenge), user: userFromRow(user), totp, recoveryCodes };
+          }
+          const decision = decide(state);
+          if (decision.kind === "reject") {
+            if (decision.kill && row !== null) {
+              await tx.mfaChallenge.updateMany({
+                where: { id: row.id, consumedAt: null },
+                data: { consumedAt: now, consumedReason: "exhausted" },
+              });
+            }
+            if (decision.audit !== null) await tx.auditEvent.create({ data: auditRow(decision.audit), select: { id: true } });
+            return { decision, user: null };
+          }
+          if (row === null) throw new Error("a decision to complete needs a challenge");
+
+          // Spend the code: conditional updates, so a code is good once even across challenges.
+          const spent =
+            decision.spend.kind === "totp"
+              ? await tx.mfaFactor.updateMany({
+                  where: {
+                    id: decision.spend.factorId,
+                    confirmedAt: { not: null },
+                    OR: [{ lastUsedStep: null }, { lastUsedStep: { lt: decision.spend.step } }],
+                  },
+                  data: { lastUsedStep: decision.spend.step },
+                })
+              : await tx.recoveryCode.updateMany({ where: { id: decision.spend.codeId, usedAt: null }, data: { usedAt: now } });
+          if (spent.count !== 1) {
+            throw new DomainError("mfa_code_invalid", "the code is not valid (wrong, expired or already used)");
+          }
+          const done = await tx.mfaChallenge.updateMany({
+            where: { id: row.id, consumedAt: null },
+            data: { consumedAt: now, consumedReason: "completed" },
+          });
+          if (done.count !== 1) throw new DomainError("challenge_invalid", "this challenge was already used; sign in again");
+
+          const { session, refreshToken } = decision;
+          await tx.session.create({
+            data: {
+              id: session.id,
+              userId: session.userId,
+              identityId: row.identityId,
+              provider: session.provider,
+              amr: JSON.stringify(session.amr),
+              ip: session.client.ip,
+              userAgent: session.client.userAgent?.slice(0, 512) ?? null,
+              deviceId: session.client.deviceId,
+              createdAt: session.createdAt,
+              lastUsedAt: session.createdAt,
+              expiresAt: session.expiresAt,
+            },
+            select: { id: true },
+          });
+          await tx.refreshToken.create({ data: refreshToken, select: { id: true } });
+          for (const op of seenWrites(tx, row.userId, decision.seen, now)) await op;
+          // The identity may have been unlinked meanwhile: touching it is best effort.
+          await tx.identity.updateMany({ where: { id: row.identityId, userId: row.userId }, data: { lastSigninAt: now } });
+          const user = await tx.user.update({
+            where: { id: row.userId },
+            data: { lastSigninAt: now },
+            select: { ...userSelect, password: { select: { changedAt: true } } },
+          });
+          await tx.auditEvent.create({ data: auditRow(decision.audit), select: { id: true } });
+          const { password, ...plain } = user;
+          return { decision, user: withPassword(userFromRow(plain), password) };
+        });
+      } catch (e) {
+        throw storeError(e);
+      }
+    },
+
+    async findUser(userId) {
+      const row = await guarded(() => db.user.findUnique({ where: { id: userId }, select: userSelect }));
+      return row === null ? null : userFromRow(row);
+    },
+
+    findTotp,
+
+    countRecoveryCodes(userId) {
+      return guarded(() => db.recoveryCode.count({ where: { userId, usedAt: null } }));
+    },
+
+    countCodeFailures(userId, since) {
+      return guarded(() => db.auditEvent.count({ where: { userId, type: "mfa.code_failed", at: { gte: since } } }));
+    },
+
+    async savePendingTotp(factor, audit) {
+      try {
+        await db.$transaction(async (tx) => {
+          const existing = await tx.mfaFactor.findUnique({
+            where: { userId_type: { userId: factor.userId, type: "totp" } },
+            select: { confirmedAt: true },
+          });
+          if (existing?.confirmedAt != null) {
+            throw new DomainError("totp_already_enrolled", "an authenticator is already enrolled; disable it first");
+          }
+          await tx.mfaFactor.deleteMany({ where: { userId: factor.userId, type: "totp", confirmedAt: null } });
+          await tx.mfaFactor.create({ data: { ...factor, type: "totp" }, select: { id: true } });
+          await tx.auditEvent.create({ data: auditRow(audit), select: { id: true } });
+        });
+      } catch (e) {
+        // Two enrollments raced: the other one's pending factor stands.
+        if (uniqueViolationFields(e) !== null) {
+          throw new DomainError("totp_already_enrolled", "another enrollment is in progress; try again", { cause: e });
+        }
+        throw storeError(e);
+      }
+    },
+
+    async confirmTotp(factorId, step, codes, now, audit) {
+      try {
+        return await db.$transaction(async (tx) => {
+          const confirmed = await tx.mfaFactor.updateMany({
+            where: { id: factorId, confirmedAt: null },
+            data: { confirmedAt: now, lastUsedStep: step },
+          });
+          if (confirmed.count !== 1) return false;
+          const { userId } = await tx.mfaFactor.findUniqueOrThrow({ where: { id: factorId }, select: { userId: true } });
+          await tx.recoveryCode.deleteMany({ where: { userId } });
+          await tx.recoveryCode.createMany({ data: codes.map((c) => ({ ...c, userId, createdAt: now })) });
+          await tx.auditEvent.create({ data: auditRow(audit), select: { id: true } });
+          return true;
+        });
+      } catch (e) {
+        throw storeError(e);
+      }
+    },
+
+    async withTotpStep(factorId, step, change, now, audit) {
+      try {
+        return await db.$transaction(async (tx) => {
+          const spent = await tx.mfaFactor.updateMany({
+            where: { id: factorId, confirmedAt: { not: null }, OR: [{ lastUsedStep: null }, { lastUsedStep: { lt: step } }] },
+            data: { lastUsedStep: step },
+          });
+          if (spent.count !== 1) return false;
+          const { userId } = await tx.mfaFactor.findUniqueOrThrow({ where: { id: factorId }, select: { userId: true } });
+          await tx.recoveryCode.deleteMany({ where: { userId } });
+          if (change.kind === "disable") {
+            await tx.mfaFactor.delete({ where: { id: factorId }, select: { id: true } });
+          } else {
+            await tx.recoveryCode.createMany({ data: change.codes.map((c) => ({ ...c, userId, createdAt: now })) });
+          }
+          await tx.auditEvent.create({ data: auditRow(audit), select: { id: true } });
+          return true;
+        });
+      } catch (e) {
+        throw storeError(e);
+      }
+    },
+  };
+}
+
+/** The create of a challenge row, for the sign-in transaction. */
+export function challengeCreate(db: Db, challenge: NewChallenge) {
+  return db.mfaChallenge.create({ data: challengeRow(challenge), select: { id: true } });
+}

@@ -1,0 +1,421 @@
+/**
+ * Adaptive MFA end to end, over REST against a real server on port 0: risk on every sign-in,
+ * challenges instead of tokens, TOTP enrollment and completion, replay and expiry, attempts,
+ * trusted devices, GeoIP (a .mmdb this test builds) and upstream MFA from a trusted provider.
+ * ID tokens come from the built-in dev issuer (dev mode) and from hand-signed providers.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createRemoteJWKSet, decodeJwt, jwtVerify } from "jose";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { totpCode } from "../../src/tokens/totp.ts";
+import { startTestApp, type TestApp } from "../support/app.ts";
+import { buildMmdb, cityRecord } from "../support/mmdb-writer.ts";
+import { createMovableClock, createTokenSigner, LOCAL_ISSUER, uniqueSub } from "../support/signin-e2e.ts";
+
+const BERLIN_IP = "203.0.113.10";
+const PARIS_IP = "192.0.2.20";
+const SYDNEY_IP = "198.51.100.30";
+const LISBON_IP = "100.64.0.40";
+
+const geoDir = mkdtempSync(join(tmpdir(), "mfa-geo-"));
+const GEOIP_DB = join(geoDir, "city.mmdb");
+writeFileSync(
+  GEOIP_DB,
+  buildMmdb([
+    { network: "203.0.113.0/24", data: cityRecord("DE", 52.52, 13.405) },
+    { network: "192.0.2.0/24", data: cityRecord("FR", 48.8566, 2.3522) },
+    { network: "198.51.100.0/24", data: cityRecord("AU", -33.8688, 151.2093) },
+    { network: "100.64.0.0/16", data: cityRecord("PT", 38.7223, -9.1393) },
+  ]),
+);
+afterAll(() => rmSync(geoDir, { recursive: true, force: true }));
+
+interface Res {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+/** A REST client for one app: JSON in and out, with the headers a device would send. */
+function restClient(url: string) {
+  async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Res> {
+    const res = await fetch(`${url}${path}`, {
+      method,
+      headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), ...headers },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await res.text();
+    return { status: res.status, body: text === "" ? {} : (JSON.parse(text) as Record<string, unknown>) };
+  }
+  const deviceHeaders = (o: { device?: string | undefined; ip?: string | undefined; userAgent?: string | undefined }) => ({
+    ...(o.device === undefined ? {} : { "x-device-id": o.device }),
+    ...(o.ip === undefined ? {} : { "x-forwarded-for": o.ip }),
+    "user-agent": o.userAgent ?? "mfa-e2e/1.0",
+  });
+  return {
+    call,
+    async mint(claims: { sub: string; email?: string; amr?: string[] }): Promise<string> {
+      const res = await call("POST", "/dev/oidc/token", claims);
+      expect(res.status).toBe(200);
+      return res.body["id_token"] as string;
+    },
+    signin(idToken: string, o: { device?: string; ip?: string; provider?: string; userAgent?: string } = {}) {
+      return call("POST", "/auth/id-token/signin", { id_token: idToken, provider: o.provider ?? "dev" }, deviceHeaders(o));
+    },
+    verify(body: { challenge_token: unknown; method: string; code: string; trust_device?: boolean }, o: { device?: string; ip?: string } = {}) {
+      return call("POST", "/auth/mfa/verify", body, deviceHeaders(o));
+    },
+    authed(method: string, path: string, accessToken: string, body?: unknown) {
+      return call(method, path, body ?? (method === "GET" ? undefined : {}), { authorization: `Bearer ${accessToken}` });
+    },
+  };
+}
+
+/** Asserts a challenge response: requires_mfa, a chg_ token, methods, reason, risk, and no tokens. */
+function expectChallenge(res: Res, reason: string) {
+  expect(res.status).toBe(200);
+  const b = res.body;
+  expect(b["requires_mfa"]).toBe(true);
+  expect(b["challenge_token"]).toMatch(/^chg_[A-Za-z0-9_-]{43}$/);
+  expect(b["required_mfa_methods"]).toEqual(["totp", "recovery_code"]);
+  expect(b["mfa_check_reason"]).toBe(reason);
+  expect(b).not.toHaveProperty("access_token");
+  expect(b).not.toHaveProperty("refresh_token");
+  expect(b["expires_in"]).toBe(0);
+  expect(b["risk_level"]).toMatch(/^(medium|high)$/);
+  expect(b["risk_assessment"]).toMatchObject({ level: b["risk_level"], require_mfa: true, recommended_mfa_methods: ["totp"] });
+  expect((b["user"] as Record<string, unknown>)["id"]).toMatch(/^usr_/);
+  return b["challenge_token"] as string;
+}
+
+describe("adaptive MFA", () => {
+  let testApp: TestApp;
+  let api: ReturnType<typeof restClient>;
+  const clock = createMovableClock();
+  let jwks: ReturnType<typeof createRemoteJWKSet>;
+
+  beforeAll(async () => {
+    testApp = await startTestApp({
+      config: {
+        dev: true,
+        // The test client is the "proxy": X-Forwarded-For then says where the user is.
+        "server.trusted_proxies": ["127.0.0.1"],
+        "risk.geoip_db": GEOIP_DB,
+      },
+      overrides: { clock },
+    });
+    api = restClient(testApp.url);
+    jwks = createRemoteJWKSet(new URL(`${testApp.url}/.well-known/jwks.json`));
+  });
+  afterAll(async () => {
+    await testApp?.close();
+  });
+
+  /** Moves to the start of the next TOTP step, so a fresh code is never a replay of the last. */
+  const nextStep = () => clock.advance(30_000 - (clock.now().getTime() % 30_000) + 1000);
+  const code = (secret: string) => totpCode(secret, clock.now());
+  const db = () => testApp.app.database.client;
+
+  /** First sign-in (device A, Berlin), then TOTP enrollment and confirmation with a first code. */
+  async function enrolledUser(label: string, o: { device?: string; ip?: string } = {}) {
+    const sub = uniqueSub(label);
+    const first = await api.signin(await api.mint({ sub, email: `${sub}@example.com` }), { device: o.device ?? `${sub}-A`, ip: o.ip ?? BERLIN_IP });
+    expect(first.status).toBe(200);
+    expect(first.body["requires_mfa"]).toBe(false);
+    expect(first.body["risk_level"]).toBe("low");
+    const access = first.body["access_token"] as string;
+
+    const enroll = await api.authed("POST", "/auth/mfa/totp/enroll", access);
+    expect(enroll.status).toBe(200);
+    const secret = enroll.body["secret"] as string;
+    expect(secret).toMatch(/^[A-Z2-7]{32}$/);
+    expect(enroll.body["otpauth_uri"]).toMatch(/^otpauth:\/\/totp\/Identity:.+\?.*secret=/);
+    expect(enroll.body).toMatchObject({ digits: 6, period: 30, algorithm: "SHA1" });
+    expect((await api.authed("GET", "/auth/mfa", access)).body).toEqual({ totp_enabled: false, totp_pending: true, recovery_codes_left: 0 });
+
+    nextStep();
+    const confirm = await api.authed("POST", "/auth/mfa/totp/confirm", access, { code: code(secret) });
+    expect(confirm.status).toBe(200);
+    const recoveryCodes = confirm.body["recovery_codes"] as string[];
+    expect(recoveryCodes).toHaveLength(10);
+    expect((await api.authed("GET", "/auth/mfa", access)).body).toEqual({ totp_enabled: true, totp_pending: false, recovery_codes_left: 10 });
+    const userId = first.body["user_id"] as string;
+    return { sub, userId, access, secret, recoveryCodes };
+  }
+
+  it("enroll on a first sign-in; a new device is challenged; a wrong code is counted; the right TOTP code completes", async () => {
+    const u = await enrolledUser("main");
+    const sessionsBefore = await db().session.count({ where: { userId: u.userId } });
+
+    const challenged = await api.signin(await api.mint({ sub: u.sub }), { device: `${u.sub}-B`, ip: BERLIN_IP });
+    const token = expectChallenge(challenged, "new_device");
+    expect(challenged.body["risk_assessment"]).toMatchObject({ level: "medium", score: 30 });
+    // No session, no refresh token: only the challenge (stored hashed) and the audit record.
+    expect(await db().session.count({ where: { userId: u.userId } })).toBe(sessionsBefore);
+    const row = await db().mfaChallenge.findFirstOrThrow({ where: { userId: u.userId } });
+    expect(row.tokenHash).not.toContain(token.slice(4));
+    const mfaRequired = await db().auditEvent.findFirstOrThrow({ where: { userId: u.userId, type: "signin.mfa_required" } });
+    expect(JSON.parse(mfaRequired.detail!)).toMatchObject({
+      account: "existing",
+      risk: { score: 30, level: "medium", decision: "challenge", reason: "new_device", signals: [{ code: "new_device", weight: 30 }], device: "id" },
+    });
+
+    nextStep();
+    const right = code(u.secret);
+    const wrong = String((Number(right) + 1) % 1_000_000).padStart(6, "0");
+    const bad = await api.verify({ challenge_token: token, method: "totp", code: wrong }, { device: `${u.sub}-B` });
+    expect(bad.status).toBe(403);
+    expect(bad.body).toMatchObject({ code: "mfa_code_invalid", details: { attempts_left: "4" } });
+    expect((await db().mfaChallenge.findUniqueOrThrow({ where: { id: row.id } })).attempts).toBe(1);
+
+    const ok = await api.verify({ challenge_token: token, method: "totp", code: right }, { device: `${u.sub}-B` });
+    expect(ok.status).toBe(200);
+    expect(ok.body).toMatchObject({ requires_mfa: false, token_type: "Bearer", expires_in: 1800, user_id: u.userId, risk_level: "medium" });
+    expect(ok.body["refresh_token"]).toMatch(/^rt_/);
+    expect(ok.body).not.toHaveProperty("challenge_token");
+    const { payload } = await jwtVerify(ok.body["access_token"] as string, jwks, { issuer: LOCAL_ISSUER, algorithms: ["ES256"] });
+    expect(payload.sub).toBe(u.userId);
+    expect(payload["amr"]).toEqual(["fed", "otp", "mfa"]);
+    expect(await db().session.count({ where: { userId: u.userId } })).toBe(sessionsBefore + 1);
+    expect(await db().mfaChallenge.findUniqueOrThrow({ where: { id: row.id } })).toMatchObject({ attempts: 2, consumedReason: "completed" });
+    const audit = await db().auditEvent.findMany({ where: { userId: u.userId, type: { in: ["mfa.verify_failed", "signin.succeeded"] } }, orderBy: { at: "asc" } });
+    expect(audit.map((a) => [a.type, a.code])).toEqual([["signin.succeeded", null], ["mfa.verify_failed", "mfa_code_invalid"], ["signin.succeeded", null]]);
+    expect(JSON.parse(audit[2]!.detail!)).toMatchObject({ mfa: { method: "totp", challenge_id: row.id } });
+
+    // The access token works, and the refresh keeps the MFA amr.
+    expect((await api.authed("GET", "/auth/me", ok.body["access_token"] as string)).status).toBe(200);
+    const refreshed = await api.call("POST", "/auth/token/refresh", { refresh_token: ok.body["refresh_token"] });
+    expect(decodeJwt(refreshed.body["access_token"] as string)["amr"]).toEqual(["fed", "otp", "mfa"]);
+  });
+
+  it("the same TOTP code twice is a replay, on another challenge too", async () => {
+    const u = await enrolledUser("totp-replay");
+    nextStep();
+    const c = code(u.secret);
+    const first = expectChallenge(await api.signin(await api.mint({ sub: u.sub }), { device: `${u.sub}-B` , ip: BERLIN_IP }), "new_device");
+    expect((await api.verify({ challenge_token: first, method: "totp", code: c }, { device: `${u.sub}-B` })).status).toBe(200);
+    const second = expectChallenge(await api.signin(await api.mint({ sub: u.sub }), { device: `${u.sub}-C`, ip: BERLIN_IP }), "new_device");
+    const replay = await api.verify({ challenge_token: second, method: "totp", code: c }, { device: `${u.sub}-C` });
+    expect(replay.status).toBe(403);
+    expect(replay.body["code"]).toBe("mfa_code_invalid");
+  });
+
+  it("a replayed challenge is refused: challenge_invalid", async () => {
+    const u = await enrolledUser("replay");
+    const token = expectChallenge(await api.signin(await api.mint({ sub: u.sub }), { device: `${u.sub}-B`, ip: BERLIN_IP }), "new_device");
+    nextStep();
+    const c = code(u.secret);
+    expect((await api.verify({ challenge_token: token, method: "totp", code: c }, { device: `${u.sub}-B` })).status).toBe(200);
+    nextStep();
+    const again = await api.verify({ challenge_token: token, method: "totp", code: code(u.secret) }, { device: `${u.sub}-B` });
+    expect(again.status).toBe(401);
+    expect(again.body["code"]).toBe("challenge_invalid");
+    const unknown = await api.verify({ challenge_token: `chg_${"A".repeat(43)}`, method: "totp", code: "123456" });
+    expect(unknown.body["code"]).toBe("challenge_invalid");
+    const malformed = await api.verify({ challenge_token: "rt_nope", method: "totp", code: "123456" });
+    expect(malformed.body["code"]).toBe("challenge_invalid");
+  });
+
+  it("an expired challenge is refused: challenge_expired (5 minutes by default)", async () => {
+    const u = await enrolledUser("expired");
+    const token = expectChallenge(await api.signin(await api.mint({ sub: u.sub }), { device: `${u.sub}-B`, ip: BERLIN_IP }), "new_device");
+    clock.advance(301_000);
+    const late = await api.verify({ challenge_token: token, method: "totp", code: code(u.secret) }, { device: `${u.sub}-B` });
+    expect(late.status).toBe(401);
+    expect(late.body["code"]).toBe("challenge_expired");
+  });
+
+  it("a challenge issued to a device is completed only by that device", async () => {
+    const u = await enrolledUser("bound");
+    const token = expectChallenge(await api.signin(await api.mint({ sub: u.sub }), { device: `${u.sub}-B`, ip: BERLIN_IP }), "new_device");
+    nextStep();
+    const elsewhere = await api.verify({ challenge_token: token, method: "totp", code: code(u.secret) }, { device: "attacker" });
+    expect(elsewhere.status).toBe(401);
+    expect(elsewhere.body["code"]).toBe("challenge_invalid");
+  });
+
+  it("five wrong codes kill the challenge (audited); the right code is refused afterwards", async () => {
+    const u = await enrolledUser("exhaust");
+    const token = expectChallenge(await api.signin(await api.mint({ sub: u.sub }), { device: `${u.sub}-B`, ip: BERLIN_IP }), "new_device");
+    nextStep();
+    const right = code(u.secret);
+    const wrong = String((Number(right) + 7) % 1_000_000).padStart(6, "0");
+    const answers = [];
+    for (let i = 0; i < 5; i++) answers.push(await api.verify({ challenge_token: token, method: "totp", code: wrong }, { device: `${u.sub}-B` }));
+    expect(answers.map((a) => a.body["code"])).toEqual(["mfa_code_invalid", "mfa_code_invalid", "mfa_code_invalid", "mfa_code_invalid", "challenge_exhausted"]);
+    expect(answers.slice(0, 4).map((a) => (a.body["details"] as Record<string, string>)["attempts_left"])).toEqual(["4", "3", "2", "1"]);
+    const after = await api.verify({ challenge_token: token, method: "totp", code: right }, { device: `${u.sub}-B` });
+    expect(after.body["code"]).toBe("challenge_exhausted");
+    expect(await db().auditEvent.count({ where: { userId: u.userId, type: "mfa.challenge_exhausted" } })).toBe(1);
+    expect(await db().mfaChallenge.findFirstOrThrow({ where: { userId: u.userId } })).toMatchObject({ consumedReason: "exhausted", attempts: 5 });
+  });
+
+  it("a recovery code completes a challenge once", async () => {
+    const u = await enrolledUser("recovery");
+    const token = expectChallenge(await api.signin(await api.mint({ sub: u.sub }), { device: `${u.sub}-B`, ip: BERLIN_IP }), "new_device");
+    const ok = await api.verify({ challenge_token: token, method: "recovery_code", code: u.recoveryCodes[0]!.toUpperCase() }, { device: `${u.sub}-B` });
+    expect(ok.status).toBe(200);
+    expect(decodeJwt(ok.body["access_token"] as string)["amr"]).toEqual(["fed", "recovery_code", "mfa"]);
+    const token2 = expectChallenge(await api.signin(await api.mint({ sub: u.sub }), { device: `${u.sub}-C`, ip: BERLIN_IP }), "new_device");
+    const reused = await api.verify({ challenge_token: token2, method: "recovery_code", code: u.recoveryCodes[0]! }, { device: `${u.sub}-C` });
+    expect(reused.body["code"]).toBe("mfa_code_invalid");
+    expect((await api.authed("GET", "/auth/mfa", u.access)).body["recovery_codes_left"]).toBe(9);
+  });
+
+  it("a trusted device skips MFA at medium risk; an untrusted known device does not", async () => {
+    const u = await enrolledUser("trusted");
+    const trusted = `${u.sub}-B`;
+    const token = expectChallenge(await api.signin(await api.mint({ sub: u.sub }), { device: trusted, ip: BERLIN_IP }), "new_device");
+    nextStep();
+    const ok = await api.verify({ challenge_token: token, method: "totp", code: code(u.secret), trust_device: true }, { device: trusted });
+    expect(ok.status).toBe(200);
+    const device = await db().userDevice.findMany({ where: { userId: u.userId, trustedUntil: { not: null } } });
+    expect(device).toHaveLength(1);
+    expect(device[0]!.trustedUntil!.getTime() - clock.now().getTime()).toBeGreaterThan(29 * 86_400_000);
+
+    // From Paris: a new network and a new country, medium. The trusted device goes straight in.
+    clock.advance(6 * 3_600_000);
+    const fromParis = await api.signin(await api.mint({ sub: u.sub }), { device: trusted, ip: PARIS_IP });
+    expect(fromParis.status).toBe(200);
+    expect(fromParis.body).toMatchObject({ requires_mfa: false, risk_level: "medium" });
+    expect(fromParis.body["access_token"]).toBeDefined();
+    const audit = await db().auditEvent.findFirstOrThrow({ where: { userId: u.userId, type: "signin.succeeded" }, orderBy: { at: "desc" } });
+    expect(JSON.parse(audit.detail!)).toMatchObject({
+      risk: { level: "medium", decision: "allow", skipped_by: "trusted_device", trusted_device: true, country: "FR" },
+    });
+    expect(JSON.parse(audit.detail!).risk.signals.map((s: { code: string }) => s.code)).toEqual(["new_country", "new_network"]);
+
+    // Device A is known but was never trusted: from Lisbon (new network, new country) it is challenged.
+    clock.advance(6 * 3_600_000);
+    const fromLisbon = await api.signin(await api.mint({ sub: u.sub }), { device: `${u.sub}-A`, ip: LISBON_IP });
+    expectChallenge(fromLisbon, "new_country");
+  });
+
+  it("impossible travel: Berlin, then Sydney an hour later, is high risk", async () => {
+    const u = await enrolledUser("travel");
+    clock.advance(3_600_000);
+    const res = await api.signin(await api.mint({ sub: u.sub }), { device: `${u.sub}-A`, ip: SYDNEY_IP });
+    expectChallenge(res, "impossible_travel");
+    expect(res.body["risk_level"]).toBe("high");
+  });
+
+  it("a user with no factor is let in at medium risk with the enrollment signal, and refused at high", async () => {
+    const sub = uniqueSub("unenrolled");
+    const first = await api.signin(await api.mint({ sub }), { device: `${sub}-A`, ip: BERLIN_IP });
+    expect(first.status).toBe(200);
+    const medium = await api.signin(await api.mint({ sub }), { device: `${sub}-B`, ip: BERLIN_IP });
+    expect(medium.status).toBe(200);
+    expect(medium.body).toMatchObject({ requires_mfa: false, mfa_check_reason: "mfa_enrollment_required", risk_level: "medium" });
+    expect(medium.body["risk_assessment"]).toMatchObject({ require_mfa: true });
+    expect(medium.body["access_token"]).toBeDefined();
+
+    clock.advance(3_600_000);
+    const sessions = await db().session.count();
+    const high = await api.signin(await api.mint({ sub }), { device: `${sub}-C`, ip: SYDNEY_IP });
+    expect(high.status).toBe(403);
+    expect(high.body["code"]).toBe("mfa_enrollment_required");
+    expect(await db().session.count()).toBe(sessions);
+    const refused = await db().auditEvent.findFirstOrThrow({ where: { type: "signin.failed", code: "mfa_enrollment_required" } });
+    expect(JSON.parse(refused.detail!)).toMatchObject({ risk: { level: "high", decision: "deny", reason: "impossible_travel" } });
+  });
+
+  describe("TOTP management", () => {
+    it("enrolling again while active is refused; disable needs a current code; replay of it is refused", async () => {
+      const u = await enrolledUser("manage");
+      expect((await api.authed("POST", "/auth/mfa/totp/enroll", u.access)).body["code"]).toBe("totp_already_enrolled");
+      expect((await api.authed("POST", "/auth/mfa/totp/disable", u.access, { code: "000000" })).body["code"]).toBe("mfa_code_invalid");
+      expect((await api.authed("POST", "/auth/mfa/totp/disable", u.access, { code: "" })).body["code"]).toBe("mfa_code_required");
+      nextStep();
+      const regenerated = await api.authed("POST", "/auth/mfa/recovery-codes", u.access, { code: code(u.secret) });
+      expect(regenerated.status).toBe(200);
+      expect(regenerated.body["recovery_codes"]).toHaveLength(10);
+      // Same step again: a replay.
+      expect((await api.authed("POST", "/auth/mfa/totp/disable", u.access, { code: code(u.secret) })).body["code"]).toBe("mfa_code_invalid");
+      nextStep();
+      expect((await api.authed("POST", "/auth/mfa/totp/disable", u.access, { code: code(u.secret) })).status).toBe(200);
+      expect((await api.authed("GET", "/auth/mfa", u.access)).body).toEqual({ totp_enabled: false, totp_pending: false, recovery_codes_left: 0 });
+      // The secret is stored sealed, never in clear.
+      expect(await db().mfaFactor.count({ where: { userId: u.userId } })).toBe(0);
+    });
+
+    it("wrong codes on MfaService calls are throttled per user", async () => {
+      const u = await enrolledUser("throttle");
+      const answers = [];
+      for (let i = 0; i < 6; i++) answers.push((await api.authed("POST", "/auth/mfa/totp/disable", u.access, { code: "000000" })).body["code"]);
+      expect(answers.slice(0, 5).every((c) => c === "mfa_code_invalid")).toBe(true);
+      expect(answers[5]).toBe("rate_limited");
+    });
+
+    it("stores the TOTP secret sealed", async () => {
+      const u = await enrolledUser("sealed");
+      const row = await db().mfaFactor.findFirstOrThrow({ where: { userId: u.userId } });
+      expect(row.secretEnc).toMatch(/^v1\./);
+      expect(row.secretEnc).not.toContain(u.secret);
+    });
+
+    it("needs an access token", async () => {
+      const res = await api.call("POST", "/auth/mfa/totp/enroll", {});
+      expect(res.status).toBe(401);
+      expect(res.body["code"]).toBe("access_token_required");
+    });
+  });
+});
+
+describe("upstream MFA from a trusted provider lowers the risk", () => {
+  let testApp: TestApp;
+  let api: ReturnType<typeof restClient>;
+  let signer: Awaited<ReturnType<typeof createTokenSigner>>;
+
+  beforeAll(async () => {
+    signer = await createTokenSigner();
+    const provider = (issuer: string, trust: boolean) => ({
+      issuer,
+      client_ids: ["app"],
+      jwks_uri: `${issuer}/jwks`,
+      trust_upstream_mfa: trust,
+    });
+    testApp = await startTestApp({
+      config: {
+        dev: true,
+        providers: { trusted: provider("https://trusted.example", true), untrusted: provider("https://untrusted.example", false) },
+      },
+      overrides: {
+        fetch: (async () => new Response(JSON.stringify({ keys: [signer.publicJwk] }), { headers: { "content-type": "application/json" } })) as typeof fetch,
+      },
+    });
+    api = restClient(testApp.url);
+  });
+  afterAll(async () => {
+    await testApp?.close();
+  });
+
+  for (const [provider, expected] of [["trusted", "tokens"], ["untrusted", "challenge"]] as const) {
+    it(`${provider} provider, ID token with amr ["pwd","mfa"], new device: ${expected}`, async () => {
+      const sub = uniqueSub(provider);
+      const issuer = `https://${provider}.example`;
+      const token = (amr?: string[]) => signer.sign({ iss: issuer, aud: "app", sub, ...(amr === undefined ? {} : { amr }) });
+      const first = await api.signin(await token(), { provider, device: `${sub}-A` });
+      expect(first.status).toBe(200);
+      const access = first.body["access_token"] as string;
+      const secret = (await api.authed("POST", "/auth/mfa/totp/enroll", access)).body["secret"] as string;
+      expect((await api.authed("POST", "/auth/mfa/totp/confirm", access, { code: totpCode(secret, new Date()) })).status).toBe(200);
+
+      const res = await api.signin(await token(["pwd", "mfa"]), { provider, device: `${sub}-B` });
+      expect(res.status).toBe(200);
+      if (expected === "tokens") {
+        expect(res.body).toMatchObject({ requires_mfa: false, risk_level: "low", risk_assessment: { score: 0, require_mfa: false } });
+        // The upstream methods are carried into the local token.
+        expect(decodeJwt(res.body["access_token"] as string)["amr"]).toEqual(["fed", "pwd", "mfa"]);
+        const audit = await testApp.app.database.client.auditEvent.findFirstOrThrow({ where: { type: "signin.succeeded", subject: sub }, orderBy: { at: "desc" } });
+        expect(JSON.parse(audit.detail!).risk.signals).toEqual([
+          { code: "new_device", weight: 30 },
+          { code: "upstream_mfa", weight: -40 },
+        ]);
+      } else {
+        expectChallenge(res, "new_device");
+        expect(res.body["risk_assessment"]).toMatchObject({ score: 30 });
+      }
+    });
+  }
+});
