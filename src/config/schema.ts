@@ -159,7 +159,13 @@ const mfa = z
       .strict()
       .prefault({}),
     recovery_codes: z.number().int().min(4).max(20).default(10),
-    max_code_failures: z.number().int().min(1).max(100).default(5).describe("Wrong codes on MfaService calls per window"),
+    max_code_failures: z
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .default(10)
+      .describe("Wrong second-factor codes per user per window (challenges and MfaService together)"),
     code_failures_window_seconds: positiveSeconds.default(900),
   })
   .strict()

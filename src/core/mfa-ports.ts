@@ -90,6 +90,8 @@ export interface ChallengeState {
   totp: TotpFactorRecord | null;
   /** The user's unused recovery codes. */
   recoveryCodes: { id: string; codeHash: string }[];
+  /** Wrong second-factor codes of the user since `failuresSince` (see countCodeFailures). */
+  recentCodeFailures: number;
 }
 
 export type ChallengeDecision =
@@ -121,6 +123,7 @@ export interface MfaStore {
     tokenHash: string,
     now: Date,
     decide: (state: ChallengeState | null) => ChallengeDecision,
+    failuresSince?: Date,
   ): Promise<{ decision: ChallengeDecision; user: UserWithPassword | null }>;
 
   findUser(userId: string): Promise<UserRecord | null>;
@@ -128,7 +131,11 @@ export interface MfaStore {
   findTotp(userId: string): Promise<TotpFactorRecord | null>;
   /** Unused recovery codes of the user. */
   countRecoveryCodes(userId: string): Promise<number>;
-  /** Wrong codes on the user's MfaService calls (audit `mfa.code_failed`) since `since`. */
+  /**
+   * Wrong second-factor codes of the user since `since`, wherever they were tried: challenges
+   * (`mfa.verify_failed` with `mfa_code_invalid` / `mfa_method_not_available`, and
+   * `mfa.challenge_exhausted`) and MfaService calls (`mfa.code_failed`). One budget for all.
+   */
   countCodeFailures(userId: string, since: Date): Promise<number>;
   /**
    * Stores a pending TOTP factor, replacing an earlier pending one. Rejects with DomainError

@@ -32,7 +32,11 @@ export interface MfaServiceDeps {
   trustedDeviceDays: number;
   /** Recovery codes per set. */
   recoveryCodeCount: number;
-  /** Wrong codes on MfaService calls allowed per user in `codeFailureWindowSeconds`. */
+  /**
+   * Wrong second-factor codes allowed per user in `codeFailureWindowSeconds`, challenges and
+   * MfaService calls together. Without a per-user budget, fresh challenges (each with its own
+   * attempts) would allow unlimited online guessing of TOTP codes.
+   */
   maxCodeFailures: number;
   codeFailureWindowSeconds: number;
   passwordExpiry?: PasswordExpiryPolicy | undefined;
@@ -175,6 +179,9 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
           if (isDomainError(e)) return reject(e);
           throw e;
         }
+        if (state.recentCodeFailures >= deps.maxCodeFailures) {
+          return reject(new DomainError("rate_limited", "too many wrong codes for this account; wait a few minutes and try again"));
+        }
 
         let spend: Extract<ChallengeDecision, { kind: "complete" }>["spend"] | null = null;
         if (c.methods.includes(method)) {
@@ -229,7 +236,8 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
         };
       };
 
-      const { decision, user } = await store.verifyChallenge(deps.opaqueTokens.hash(input.challengeToken), now, decide);
+      const failuresSince = new Date(now.getTime() - deps.codeFailureWindowSeconds * 1000);
+      const { decision, user } = await store.verifyChallenge(deps.opaqueTokens.hash(input.challengeToken), now, decide, failuresSince);
       const state = found as ChallengeState | null;
       if (decision.kind === "reject" || state === null || user === null) {
         throw failure ?? new DomainError("internal", "MFA verification failed");

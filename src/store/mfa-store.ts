@@ -18,6 +18,19 @@ type Tx = Prisma.TransactionClient;
 
 /** Audit types that count as failures attributed to a user, for the `recent_failures` signal. */
 const FAILURE_TYPES = ["signin.failed", "mfa.verify_failed", "mfa.challenge_exhausted", "mfa.code_failed"];
+/** The audit records of wrong second-factor codes (MfaStore.countCodeFailures). */
+function codeFailures(userId: string, since: Date) {
+  return {
+    userId,
+    at: { gte: since },
+    OR: [
+      { type: "mfa.code_failed" },
+      { type: "mfa.challenge_exhausted" },
+      { type: "mfa.verify_failed", code: { in: ["mfa_code_invalid", "mfa_method_not_available"] } },
+    ],
+  };
+}
+
 /** Networks read for countries and the last location; older ones still count as known. */
 const RECENT_NETWORKS = 50;
 
@@ -174,7 +187,7 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
       });
     },
 
-    async verifyChallenge(tokenHash, now, decide) {
+    async verifyChallenge(tokenHash, now, decide, failuresSince) {
       try {
         return await db.$transaction(async (tx) => {
           // Counting the attempt is also the lock: concurrent verifications of one challenge
@@ -195,7 +208,9 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
               where: { userId: row.userId, usedAt: null },
               select: { id: true, codeHash: true },
             });
-            state = { challenge: challengeFromRow(challenge), user: userFromRow(user), totp, recoveryCodes };
+            const recentCodeFailures =
+              failuresSince === undefined ? 0 : await tx.auditEvent.count({ where: codeFailures(row.userId, failuresSince) });
+            state = { challenge: challengeFromRow(challenge), user: userFromRow(user), totp, recoveryCodes, recentCodeFailures };
           }
           const decision = decide(state);
           if (decision.kind === "reject") {
@@ -278,7 +293,7 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
     },
 
     countCodeFailures(userId, since) {
-      return guarded(() => db.auditEvent.count({ where: { userId, type: "mfa.code_failed", at: { gte: since } } }));
+      return guarded(() => db.auditEvent.count({ where: codeFailures(userId, since) }));
     },
 
     async savePendingTotp(factor, audit) {

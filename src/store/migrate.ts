@@ -64,7 +64,9 @@ async function migrateSqlite(url: string, migrations: Migration[]): Promise<Migr
   mkdirSync(dirname(path), { recursive: true });
   const db = new Sqlite(path, { timeout: 30_000 });
   try {
-    db.pragma("journal_mode = WAL");
+    // Switching a new database to WAL needs it alone for a moment; a second process starting at
+    // the same instant gets SQLITE_BUSY at once (no busy wait for this), so retry briefly.
+    retryWhileBusy(() => db.pragma("journal_mode = WAL"), 30_000);
     // SQLite can only change foreign_keys outside a transaction. Prisma's SQLite migrations
     // rebuild tables (create new, copy, DROP old, rename); with enforcement on, the DROP would
     // cascade-delete dependent rows. So: off for the run, then an explicit check before COMMIT.
@@ -100,6 +102,18 @@ async function migrateSqlite(url: string, migrations: Migration[]): Promise<Migr
     }
   } finally {
     db.close();
+  }
+}
+
+function retryWhileBusy<T>(operation: () => T, timeoutMs: number): T {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return operation();
+    } catch (e) {
+      if ((e as { code?: string }).code !== "SQLITE_BUSY" || Date.now() > deadline) throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 25);
+    }
   }
 }
 

@@ -319,12 +319,22 @@ for (const kind of testDatabaseKinds()) {
         expect(await u.mfa.countRecoveryCodes(u.userId)).toBe(0);
       });
 
-      it("counts wrong MfaService codes in a window", async () => {
+      it("counts wrong second-factor codes in a window, wherever they were tried", async () => {
         const u = await enrolledUser();
-        for (const at of [T, later(100), later(200)]) {
-          await db.client.auditEvent.create({ data: { id: `evt_${unique()}`, at, type: "mfa.code_failed", userId: u.userId } });
-        }
-        expect(await u.mfa.countCodeFailures(u.userId, later(50))).toBe(2);
+        const event = (at: Date, type: string, code: string | null = null) =>
+          db.client.auditEvent.create({ data: { id: `evt_${unique()}`, at, type, code, userId: u.userId } });
+        await event(T, "mfa.code_failed");
+        await event(later(100), "mfa.code_failed");
+        await event(later(110), "mfa.verify_failed", "mfa_code_invalid");
+        await event(later(120), "mfa.challenge_exhausted", "challenge_exhausted");
+        // Not wrong codes: an expired challenge, a throttled call.
+        await event(later(130), "mfa.verify_failed", "challenge_expired");
+        await event(later(140), "mfa.verify_failed", "rate_limited");
+        expect(await u.mfa.countCodeFailures(u.userId, later(50))).toBe(3);
+        const challenge = await openChallenge(u);
+        let state: ChallengeState | null = null;
+        await u.mfa.verifyChallenge(challenge.tokenHash, later(150), (s) => ((state = s), reject()), later(50));
+        expect(state!.recentCodeFailures).toBe(3);
       });
     });
   });

@@ -339,12 +339,31 @@ describe("adaptive MFA", () => {
       expect(await db().mfaFactor.count({ where: { userId: u.userId } })).toBe(0);
     });
 
-    it("wrong codes on MfaService calls are throttled per user", async () => {
+    it("wrong codes are budgeted per user: fresh challenges do not buy fresh guesses", async () => {
       const u = await enrolledUser("throttle");
-      const answers = [];
-      for (let i = 0; i < 6; i++) answers.push((await api.authed("POST", "/auth/mfa/totp/disable", u.access, { code: "000000" })).body["code"]);
-      expect(answers.slice(0, 5).every((c) => c === "mfa_code_invalid")).toBe(true);
-      expect(answers[5]).toBe("rate_limited");
+      const device = `${u.sub}-B`;
+      nextStep();
+      const right = code(u.secret);
+      const wrong = String((Number(right) + 3) % 1_000_000).padStart(6, "0");
+      // Two challenges used up: 10 wrong codes, the default budget per 15 minutes.
+      for (let n = 0; n < 2; n++) {
+        const token = expectChallenge(await api.signin(await api.mint({ sub: u.sub }), { device, ip: BERLIN_IP }), "new_device");
+        for (let i = 0; i < 5; i++) await api.verify({ challenge_token: token, method: "totp", code: wrong }, { device });
+      }
+      const third = await api.signin(await api.mint({ sub: u.sub }), { device, ip: BERLIN_IP });
+      // The failures also raise the risk of the next sign-in.
+      expect(third.body["risk_assessment"]).toMatchObject({ score: 50 });
+      const token = expectChallenge(third, "new_device");
+      const refused = await api.verify({ challenge_token: token, method: "totp", code: right }, { device });
+      expect(refused.status).toBe(429);
+      expect(refused.body["code"]).toBe("rate_limited");
+      expect((await api.authed("POST", "/auth/mfa/totp/disable", u.access, { code: right })).body["code"]).toBe("rate_limited");
+
+      // The window passes: the right code works again (the challenge has expired meanwhile).
+      clock.advance(15 * 60_000);
+      const fresh = expectChallenge(await api.signin(await api.mint({ sub: u.sub }), { device, ip: BERLIN_IP }), "new_device");
+      nextStep();
+      expect((await api.verify({ challenge_token: fresh, method: "totp", code: code(u.secret) }, { device })).status).toBe(200);
     });
 
     it("stores the TOTP secret sealed", async () => {
