@@ -31,8 +31,12 @@ function codeFailures(userId: string, since: Date) {
   };
 }
 
-/** Networks read for countries and the last location; older ones still count as known. */
-const RECENT_NETWORKS = 50;
+/**
+ * How much history one sign-in reads: the most recently seen networks and devices. A network or
+ * device not among them counts as new again (a bounded read on every sign-in, by design).
+ */
+const RECENT_NETWORKS = 200;
+const RECENT_DEVICES = 200;
 
 /** The row a challenge is stored as (JSON columns as text). */
 export function challengeRow(c: NewChallenge) {
@@ -143,43 +147,50 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
   return {
     async signinHistory(userId, query) {
       return guarded(async () => {
-        const [user, device, anyDevice, network, recent, countries, failures, totp, codes] = await Promise.all([
-          db.user.findUnique({ where: { id: userId }, select: { lastSigninAt: true } }),
-          query.deviceKey === null
-            ? null
-            : db.userDevice.findUnique({ where: { userId_deviceKey: { userId, deviceKey: query.deviceKey } }, select: { trustedUntil: true } }),
-          db.userDevice.findFirst({ where: { userId }, select: { userId: true } }),
-          query.network === null
-            ? null
-            : db.userNetwork.findUnique({ where: { userId_network: { userId, network: query.network } }, select: { userId: true } }),
-          db.userNetwork.findMany({
-            where: { userId, latitude: { not: null }, longitude: { not: null } },
+        // Four statements, run together: the user with its factor state, its recent devices, its
+        // recent networks, and its recent failures. Everything else is derived here. (Each extra
+        // read is paid on every returning sign-in; see `npm run bench`.)
+        const [user, devices, networks, failures] = await Promise.all([
+          db.user.findUnique({
+            where: { id: userId },
+            select: {
+              lastSigninAt: true,
+              mfaFactors: { where: { type: "totp" }, select: { confirmedAt: true } },
+              _count: { select: { recoveryCodes: { where: { usedAt: null } } } },
+            },
+          }),
+          db.userDevice.findMany({
+            where: { userId },
             orderBy: { lastSeenAt: "desc" },
-            take: 1,
-            select: { latitude: true, longitude: true, lastSeenAt: true },
+            take: RECENT_DEVICES,
+            select: { deviceKey: true, trustedUntil: true },
           }),
           db.userNetwork.findMany({
-            where: { userId, country: { not: null } },
-            distinct: ["country"],
+            where: { userId },
             orderBy: { lastSeenAt: "desc" },
             take: RECENT_NETWORKS,
-            select: { country: true },
+            select: { network: true, country: true, latitude: true, longitude: true, lastSeenAt: true },
           }),
           db.auditEvent.count({ where: { userId, type: { in: FAILURE_TYPES }, at: { gte: query.failuresSince } } }),
-          db.mfaFactor.findUnique({ where: { userId_type: { userId, type: "totp" } }, select: { confirmedAt: true } }),
-          db.recoveryCode.count({ where: { userId, usedAt: null } }),
         ]);
-        const last = recent[0];
+        const device = query.deviceKey === null ? null : (devices.find((d) => d.deviceKey === query.deviceKey) ?? null);
+        const network = query.network === null ? null : (networks.find((n) => n.network === query.network) ?? null);
+        const countries = [...new Set(networks.flatMap((n) => (n.country === null ? [] : [n.country])))];
+        const located = networks.find((n) => n.latitude !== null && n.longitude !== null);
+        const last = located === undefined ? undefined : { latitude: located.latitude, longitude: located.longitude, lastSeenAt: located.lastSeenAt };
+        const totp = user?.mfaFactors[0] ?? null;
+        const codes = user?._count.recoveryCodes ?? 0;
+        const anyDevice = devices.length > 0 ? devices[0] : null;
         const methods: MfaMethod[] = [];
         if (totp?.confirmedAt != null) methods.push("totp");
         // Recovery codes back up an authenticator; without one they complete nothing.
         if (methods.length > 0 && codes > 0) methods.push("recovery_code");
         return {
           lastSigninAt: user?.lastSigninAt ?? null,
-          device: device ?? null,
+          device: device === null ? null : { trustedUntil: device.trustedUntil },
           hasHistory: (user?.lastSigninAt ?? null) !== null || anyDevice !== null,
           networkKnown: network !== null,
-          countries: countries.map((c) => c.country!),
+          countries,
           lastLocation: last === undefined ? null : { at: last.lastSeenAt, latitude: last.latitude!, longitude: last.longitude! },
           recentFailures: failures,
           methods,
