@@ -164,12 +164,21 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     const accounts = createAccountStore(database.client);
     const opaqueTokens = createOpaqueTokens();
     const mfaStore = createMfaStore(database.client);
+    const auditLog = createAuditLog(database.client);
     const signin = createSigninService({
       clock,
       verifier,
       accounts,
       writer: accounts,
-      audit: createAuditLog(database.client),
+      audit: auditLog,
+      ipFailureLimit:
+        config.rate_limit.signin_failures_per_ip === 0
+          ? undefined
+          : {
+              max: config.rate_limit.signin_failures_per_ip,
+              windowSeconds: config.rate_limit.signin_failure_window_seconds,
+              counter: auditLog,
+            },
       accessTokens: keyRing,
       opaqueTokens,
       sessionTtlSeconds: config.tokens.session_ttl_seconds,
@@ -186,7 +195,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     const mfa = createMfaService({
       clock,
       store: mfaStore,
-      audit: createAuditLog(database.client),
+      audit: auditLog,
       totp: createTotpEngine({ issuer: config.mfa.totp.issuer, window: config.mfa.totp.window }),
       secrets: createSecretBox(keyEncryption),
       recoveryCodes: createRecoveryCodes(kek),
@@ -220,7 +229,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
         timeCost: config.password.argon2.time_cost,
         parallelism: config.password.argon2.parallelism,
       }),
-      audit: createAuditLog(database.client),
+      audit: auditLog,
       expiry: passwordExpiryOf(config),
       strength: { minLength: config.password.min_length, maxLength: config.password.max_length },
       revokeOtherSessions: config.password.revoke_other_sessions,

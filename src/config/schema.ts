@@ -221,6 +221,14 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    rate_limit: z
+      .object({
+        // Failed sign-ins per client address (behind a proxy: see server.trusted_proxies).
+        signin_failures_per_ip: z.number().int().min(0).default(30).describe("0 disables the limit"),
+        signin_failure_window_seconds: positiveSeconds.default(300),
+      })
+      .strict()
+      .prefault({}),
     id_token: z
       .object({ max_bytes: z.number().int().min(512).max(64 * 1024).default(16 * 1024) })
       .strict()

@@ -94,6 +94,12 @@ export interface AuditLog {
   record(event: AuditRecord): Promise<void>;
 }
 
+/** Counts refused sign-ins from the audit trail, so every replica sees the same count. */
+export interface SigninFailureCounter {
+  /** Failed sign-ins from `ip` since `since` (refusals for the limit itself excluded), at most `cap`. */
+  failuresFromIp(ip: string, since: Date, cap: number): Promise<number>;
+}
+
 export interface AccessTokenClaims {
   userId: string;
   sessionId: string;

@@ -10,6 +10,7 @@ import {
   type AuditLog,
   type IdTokenVerifier,
   type OpaqueTokens,
+  type SigninFailureCounter,
   SigninConflict,
   type SigninWriter,
 } from "./ports.ts";
@@ -34,6 +35,11 @@ export interface SigninDeps {
   adaptiveMfa?: AdaptiveMfa | undefined;
   /** Lifetime of an MFA challenge, in seconds (default 300). */
   challengeTtlSeconds?: number | undefined;
+  /**
+   * Refuse sign-ins from an address after `max` failed ones within `windowSeconds` (429
+   * `rate_limited`), counted from the shared audit trail so replicas agree. Absent: no limit.
+   */
+  ipFailureLimit?: { max: number; windowSeconds: number; counter: SigninFailureCounter } | undefined;
   onAuditFailure?: (error: unknown) => void;
 }
 
@@ -70,6 +76,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
       if (input.idToken === "") {
         throw new DomainError("id_token_required", "id_token is required");
       }
+      await checkIpFailureLimit(input.client);
       identity = await verifier.verify(input.idToken, {
         provider: input.provider,
         nonce: input.nonce,
@@ -320,6 +327,17 @@ export function createSigninService(deps: SigninDeps): SigninService {
       },
     });
     return { kind: "mfa_required", user, challengeToken: token.token, expiresAt, methods: [...methods], reason, risk: gate.summary };
+  }
+
+  async function checkIpFailureLimit(client: ClientInfo): Promise<void> {
+    const limit = deps.ipFailureLimit;
+    if (limit === undefined || client.ip === null) return;
+    const since = new Date(clock.now().getTime() - limit.windowSeconds * 1000);
+    if ((await limit.counter.failuresFromIp(client.ip, since, limit.max)) >= limit.max) {
+      throw new DomainError("rate_limited", "too many failed sign-ins from this address; try again in a few minutes", {
+        detail: { retry_after_seconds: String(limit.windowSeconds) },
+      });
+    }
   }
 
   async function recordQuietly(event: Parameters<AuditLog["record"]>[0]): Promise<void> {

@@ -2,6 +2,7 @@ import type { AuditRecord, UserRecord, UserStatus, UserWithPassword } from "../c
 import {
   type AccountReader,
   type AuditLog,
+  type SigninFailureCounter,
   type LinkedAccount,
   SigninConflict,
   type SigninWriter,
@@ -174,10 +175,19 @@ export function createAccountStore(db: Db): AccountReader & SigninWriter {
   };
 }
 
-export function createAuditLog(db: Db): AuditLog {
+export function createAuditLog(db: Db): AuditLog & SigninFailureCounter {
   return {
     async record(event) {
       await guarded(() => db.auditEvent.create({ data: auditRow(event), select: { id: true } }));
+    },
+    failuresFromIp(ip, since, cap) {
+      // Index (ip, type, at); `take` bounds the work however long an attack goes on.
+      return guarded(() =>
+        db.auditEvent.count({
+          where: { ip, type: "signin.failed", at: { gte: since }, NOT: { code: "rate_limited" } },
+          take: cap,
+        }),
+      );
     },
   };
 }

@@ -151,6 +151,24 @@ for (const kind of testDatabaseKinds()) {
       expect(row).toMatchObject({ type: "signin.failed", ip: "192.0.2.1", userAgent: "vitest", requestId: "req-1", detail: '{"n":1}' });
     });
 
+    it("counts recent failed sign-ins per address, without the limit's own refusals, up to a cap", async () => {
+      const audit = createAuditLog(db.client);
+      const ip = "198.51.100.77";
+      const at = (s: string) => new Date(`2026-04-01T00:${s}Z`);
+      const failed = (t: string, code: string, from = ip) =>
+        audit.record({ type: "signin.failed", at: at(t), code, client: { ...client, ip: from } });
+      await failed("00:00", "id_token_expired");
+      await failed("05:00", "id_token_expired");
+      await failed("06:00", "rate_limited");
+      await failed("07:00", "id_token_signature_invalid");
+      await failed("07:30", "id_token_expired", "198.51.100.78");
+      await audit.record({ type: "signin.succeeded", at: at("08:00"), client: { ...client, ip } });
+      expect(await audit.failuresFromIp(ip, at("01:00"), 10)).toBe(2);
+      expect(await audit.failuresFromIp(ip, at("00:00"), 10)).toBe(3);
+      expect(await audit.failuresFromIp(ip, at("00:00"), 2)).toBe(2);
+      expect(await audit.failuresFromIp("203.0.113.1", at("00:00"), 10)).toBe(0);
+    });
+
     it("lists usable signing keys newest first and drops expired ones", async () => {
       const keys = createSigningKeyStore(db.client);
       const base = { alg: "ES256", publicJwk: "{}", privateKeyEnc: "x", retiredAt: null };
