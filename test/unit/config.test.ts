@@ -1,9 +1,10 @@
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../../src/config/load.ts";
+import { configSchema } from "../../src/config/schema.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "identity-config-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -212,4 +213,35 @@ providers:
     expect(existsSync(example), `${example} should exist`).toBe(true);
     expect(() => loadConfig({ file: example, env: {} })).not.toThrow();
   });
+
+  it("config.example.yaml documents every option of the schema", () => {
+    const text = readFileSync(fileURLToPath(new URL("../../config.example.yaml", import.meta.url)), "utf8");
+    const paths = optionPaths(configSchema);
+    // The walker must see the schema's depth (server.cors.*, providers.*.*), or this proves nothing.
+    expect(paths).toEqual(expect.arrayContaining(["server.cors.allowed_origins", "providers.*.claim_allowlist", "tokens.session_idle_ttl_seconds"]));
+    const missing = paths.filter((path) => {
+      const key = path.split(".").at(-1)!;
+      return !new RegExp(`^\\s*#?\\s*${key}:`, "m").test(text);
+    });
+    expect(missing).toEqual([]);
+  });
 });
+
+/** Dotted paths of every option in a zod object schema (records contribute their value's keys). */
+function optionPaths(schema: unknown, prefix = ""): string[] {
+  let s = schema as { def?: { type?: string; innerType?: unknown; valueType?: unknown; shape?: Record<string, unknown>; in?: unknown } };
+  // Unwrap defaults, optionals and pipes to the object or record inside.
+  for (let i = 0; i < 10 && s.def !== undefined && s.def.shape === undefined && s.def.type !== "record"; i++) {
+    const inner = s.def.innerType ?? s.def.in;
+    if (inner === undefined) break;
+    s = inner as typeof s;
+  }
+  if (s.def?.type === "record") return optionPaths(s.def.valueType, prefix === "" ? "*" : `${prefix}.*`);
+  const shape = s.def?.shape;
+  if (shape === undefined) return [];
+  return Object.entries(shape).flatMap(([key, value]) => {
+    const path = prefix === "" ? key : `${prefix}.${key}`;
+    const nested = optionPaths(value, path);
+    return nested.length > 0 ? [path, ...nested] : [path];
+  });
+}
