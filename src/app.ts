@@ -302,8 +302,16 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       },
       async listen() {
         // Upkeep: pick up keys rotated by other replicas or by command; rotate on schedule.
+        let lastPurge = 0;
         upkeep = setInterval(() => {
           keyRing.tick().catch((e: unknown) => logger.warn("signing key upkeep failed", { cause: String(e) }));
+          // Hourly: challenges past their life (an indexed delete; every replica may run it).
+          if (Date.now() - lastPurge >= 3_600_000) {
+            lastPurge = Date.now();
+            mfaStore
+              .purgeExpiredChallenges(new Date(clock.now().getTime() - 3_600_000))
+              .catch((e: unknown) => logger.warn("challenge purge failed", { cause: String(e) }));
+          }
         }, 60_000);
         upkeep.unref();
         server = await startServer({

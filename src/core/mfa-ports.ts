@@ -108,6 +108,8 @@ export type ChallengeDecision =
 
 /** Challenges and second factors, on a database. */
 export interface MfaStore {
+  /** Deletes challenges that expired before `before`; returns how many. */
+  purgeExpiredChallenges(before: Date): Promise<number>;
   /**
    * In one transaction: counts an attempt on the live challenge with hash `tokenHash` (atomic: of
    * concurrent callers each counts once, and at most one can complete it), reads it with its

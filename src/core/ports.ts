@@ -167,7 +167,8 @@ export interface SessionStore {
    * `decide` receives null when no token has that hash.
    */
   refresh(tokenHash: string, now: Date, decide: (state: RefreshState | null) => RefreshDecision): Promise<RefreshDecision>;
-  findSession(sessionId: string): Promise<SessionInfo | null>;
+  /** A session with its user's status, for authenticating requests (one read). */
+  findSession(sessionId: string): Promise<(SessionInfo & { user: Pick<UserRecord, "status" | "lockedUntil"> }) | null>;
   findSessionByRefreshToken(tokenHash: string): Promise<SessionInfo | null>;
   listActiveSessions(userId: string, now: Date): Promise<SessionInfo[]>;
   /** Revokes the user's session(s) not yet revoked; returns how many. Audited in the same transaction. */

@@ -123,6 +123,8 @@ export function createSessionService(deps: SessionDeps): SessionService {
         throw new DomainError("session_revoked", "this session no longer exists");
       }
       liveOrThrow(session, now);
+      // A disabled or locked user loses access here at once, not when the access token expires.
+      assertActive(session.user, now);
       return principal;
     },
 

@@ -5,7 +5,7 @@ import type { UserRecord } from "./model.ts";
  * Refuses users who may not hold tokens, each status with its own stable code. A `locked` user
  * whose lock has an end time in the past counts as active again.
  */
-export function assertActive(user: UserRecord, now: Date): void {
+export function assertActive(user: Pick<UserRecord, "status" | "lockedUntil">, now: Date): void {
   switch (user.status) {
     case "active":
       return;

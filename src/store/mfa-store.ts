@@ -145,6 +145,11 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
     );
 
   return {
+    async purgeExpiredChallenges(before) {
+      const { count } = await guarded(() => db.mfaChallenge.deleteMany({ where: { expiresAt: { lt: before } } }));
+      return count;
+    },
+
     async signinHistory(userId, query) {
       return guarded(async () => {
         // Four statements, run together: the user with its factor state, its recent devices, its
@@ -361,6 +366,8 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
           await tx.recoveryCode.deleteMany({ where: { userId } });
           if (change.kind === "disable") {
             await tx.mfaFactor.delete({ where: { id: factorId }, select: { id: true } });
+            // Trust earned with the factor ends with it: no device skips MFA on its strength.
+            await tx.userDevice.updateMany({ where: { userId, trustedUntil: { not: null } }, data: { trustedUntil: null } });
           } else {
             await tx.recoveryCode.createMany({ data: change.codes.map((c) => ({ ...c, userId, createdAt: now })) });
           }

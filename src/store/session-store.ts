@@ -1,4 +1,4 @@
-import type { SessionInfo } from "../core/model.ts";
+import type { SessionInfo, UserStatus } from "../core/model.ts";
 import type { RefreshDecision, RefreshState, SessionStore } from "../core/ports.ts";
 import { auditRow, readPasswordChangedAt, userFromRow, userSelect, withPassword } from "./account-store.ts";
 import type { Db } from "./database.ts";
@@ -76,8 +76,12 @@ export function createSessionStore(db: Db): SessionStore {
     },
 
     async findSession(sessionId) {
-      const row = await guarded(() => db.session.findUnique({ where: { id: sessionId } }));
-      return row === null ? null : sessionFromRow(row);
+      const row = await guarded(() =>
+        db.session.findUnique({ where: { id: sessionId }, include: { user: { select: { status: true, lockedUntil: true } } } }),
+      );
+      if (row === null) return null;
+      const { user, ...session } = row;
+      return { ...sessionFromRow(session), user: { status: user.status as UserStatus, lockedUntil: user.lockedUntil } };
     },
 
     async findSessionByRefreshToken(tokenHash) {

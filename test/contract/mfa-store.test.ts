@@ -198,6 +198,16 @@ for (const kind of testDatabaseKinds()) {
       expect(await db.client.auditEvent.count({ where: { type: "mfa.verify_failed", requestId: "req-mfa", at: later(5) } })).toBeGreaterThanOrEqual(3);
     });
 
+    it("purges challenges that expired before the given time, and only those", async () => {
+      const store = createMfaStore(db.client);
+      const total = await db.client.mfaChallenge.count();
+      expect(total).toBeGreaterThan(0); // the tests above left some
+      expect(await store.purgeExpiredChallenges(new Date("1970-01-02T00:00:00Z"))).toBe(0);
+      expect(await db.client.mfaChallenge.count()).toBe(total);
+      expect(await store.purgeExpiredChallenges(new Date("2100-01-01T00:00:00Z"))).toBe(total);
+      expect(await db.client.mfaChallenge.count()).toBe(0);
+    });
+
     it("an unknown token gets null", async () => {
       const mfa = createMfaStore(db.client);
       let got: ChallengeState | null | undefined;
@@ -314,9 +324,13 @@ for (const kind of testDatabaseKinds()) {
         expect(await u.mfa.withTotpStep(u.factorId, 101, { kind: "replace_recovery_codes", codes: [{ id: `rcv_${unique()}`, codeHash: "new" }] }, T, audit)).toBe(true);
         expect((await db.client.recoveryCode.findMany({ where: { userId: u.userId } })).map((r) => r.codeHash)).toEqual(["new"]);
         expect(await u.mfa.withTotpStep(u.factorId, 101, { kind: "disable" }, T, audit)).toBe(false);
+        const trusted = { userId: u.userId, deviceKey: "id:trusted", firstSeenAt: T, lastSeenAt: T, trustedUntil: later(3600) };
+        await db.client.userDevice.create({ data: trusted });
         expect(await u.mfa.withTotpStep(u.factorId, 102, { kind: "disable" }, T, audit)).toBe(true);
         expect(await u.mfa.findTotp(u.userId)).toBeNull();
         expect(await u.mfa.countRecoveryCodes(u.userId)).toBe(0);
+        // Trust earned with the factor ends with it; the device itself stays known.
+        expect(await db.client.userDevice.findUniqueOrThrow({ where: { userId_deviceKey: { userId: u.userId, deviceKey: "id:trusted" } } })).toMatchObject({ trustedUntil: null });
       });
 
       it("counts wrong second-factor codes in a window, wherever they were tried", async () => {

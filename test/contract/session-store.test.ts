@@ -123,6 +123,18 @@ for (const kind of testDatabaseKinds()) {
       expect(await codeOf(sessions.refresh(short.token, client))).toBe("session_expired");
     });
 
+    it("refuses the access token of a user disabled or locked since it was issued", async () => {
+      const s = await signedIn();
+      const login = await sessions.refresh(s.token, client);
+      expect((await sessions.authenticate(login.accessToken)).userId).toBe(s.userId);
+      await db.client.user.update({ where: { id: s.userId }, data: { status: "locked", lockedUntil: new Date(now.getTime() + 60_000) } });
+      expect(await codeOf(sessions.authenticate(login.accessToken))).toBe("user_locked");
+      now = new Date(now.getTime() + 61_000);
+      expect((await sessions.authenticate(login.accessToken)).userId).toBe(s.userId);
+      await db.client.user.update({ where: { id: s.userId }, data: { status: "disabled", lockedUntil: null } });
+      expect(await codeOf(sessions.authenticate(login.accessToken))).toBe("user_disabled");
+    });
+
     it("refuses a user who is no longer active", async () => {
       const s = await signedIn();
       await db.client.user.update({ where: { id: s.userId }, data: { status: "disabled" } });
