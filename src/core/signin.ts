@@ -7,6 +7,7 @@ import {
   type AccessTokenIssuer,
   type AccountReader,
   type AccountWrite,
+  type LinkedAccount,
   type AuditLog,
   type IdTokenVerifier,
   type OpaqueTokens,
@@ -147,15 +148,14 @@ export function createSigninService(deps: SigninDeps): SigninService {
     now: Date,
     usernameTaken: boolean,
   ): Promise<Resolved> {
+    const existing = (linked: LinkedAccount): Resolved => ({
+      kind: "existing",
+      userId: linked.user.id,
+      user: linked.user,
+      write: { kind: "existing", userId: linked.user.id, identityId: linked.identityId },
+    });
     const linked = await accounts.findByIdentity(identity.issuer, identity.subject);
-    if (linked !== null) {
-      return {
-        kind: "existing",
-        userId: linked.user.id,
-        user: linked.user,
-        write: { kind: "existing", userId: linked.user.id, identityId: linked.identityId },
-      };
-    }
+    if (linked !== null) return existing(linked);
     const email = normalizeEmail(identity.email);
     const newIdentity = {
       id: newId("idn"),
@@ -175,14 +175,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
           // A concurrent first sign-in of this same identity may have created the owner since
           // our first read: then this is that user, not a conflict.
           const raced = await accounts.findByIdentity(identity.issuer, identity.subject);
-          if (raced !== null) {
-            return {
-              kind: "existing",
-              userId: raced.user.id,
-              user: raced.user,
-              write: { kind: "existing", userId: raced.user.id, identityId: raced.identityId },
-            };
-          }
+          if (raced !== null) return existing(raced);
           throw new DomainError(
             "account_exists",
             "an account with this e-mail address already exists; sign in with the method used before",

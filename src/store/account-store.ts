@@ -1,4 +1,4 @@
-import type { AuditRecord, UserRecord, UserStatus, UserWithPassword } from "../core/model.ts";
+import type { AuditRecord, NewSession, UserRecord, UserStatus, UserWithPassword } from "../core/model.ts";
 import {
   type AccountReader,
   type AuditLog,
@@ -48,6 +48,23 @@ export function withPassword(user: UserRecord, credential: { changedAt: Date } |
 /** Reads when a user's local password was last set (the only column the policy needs). */
 export function readPasswordChangedAt(db: Db, userId: string): Promise<{ changedAt: Date } | null> {
   return guarded(() => db.passwordCredential.findUnique({ where: { userId }, select: { changedAt: true } }));
+}
+
+/** The row a new session is stored as. */
+export function sessionRow(session: NewSession, identityId: string) {
+  return {
+    id: session.id,
+    userId: session.userId,
+    identityId,
+    provider: session.provider,
+    amr: JSON.stringify(session.amr),
+    ip: session.client.ip,
+    userAgent: session.client.userAgent?.slice(0, 512) ?? null,
+    deviceId: session.client.deviceId,
+    createdAt: session.createdAt,
+    lastUsedAt: session.createdAt,
+    expiresAt: session.expiresAt,
+  };
 }
 
 export function auditRow(event: AuditRecord) {
@@ -127,22 +144,9 @@ export function createAccountStore(db: Db): AccountReader & SigninWriter {
         ops.push(challengeCreate(db, write.challenge));
       } else {
         const { session, refreshToken } = write;
+        const identityId = account.kind === "existing" ? account.identityId : account.identity.id;
         ops.push(
-          db.session.create({
-            data: {
-              id: session.id,
-              userId: session.userId,
-              provider: session.provider,
-              amr: JSON.stringify(session.amr),
-              ip: session.client.ip,
-              userAgent: session.client.userAgent?.slice(0, 512) ?? null,
-              deviceId: session.client.deviceId,
-              createdAt: session.createdAt,
-              lastUsedAt: session.createdAt,
-              expiresAt: session.expiresAt,
-            },
-            select: { id: true },
-          }),
+          db.session.create({ data: sessionRow(session, identityId), select: { id: true } }),
           db.refreshToken.create({
             data: {
               id: refreshToken.id,

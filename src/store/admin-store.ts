@@ -1,6 +1,6 @@
 import type { UserStatus } from "../core/model.ts";
 import type { AdminStore, AdminUserRecord, AuditEntry } from "../core/ports.ts";
-import { auditRow, userFromRow, userSelect } from "./account-store.ts";
+import { auditRow, type UserRow, userFromRow, userSelect } from "./account-store.ts";
 import type { Db } from "./database.ts";
 import { guarded, storeError } from "./prisma-errors.ts";
 
@@ -11,16 +11,7 @@ const adminUserSelect = {
   password: { select: { changedAt: true } },
 } as const;
 
-interface AdminUserRow {
-  id: string;
-  username: string;
-  email: string | null;
-  emailVerified: boolean;
-  phone: string | null;
-  status: string;
-  lockedUntil: Date | null;
-  mustChangePassword: boolean;
-  createdAt: Date;
+interface AdminUserRow extends UserRow {
   statusReason: string | null;
   lastSigninAt: Date | null;
   password: { changedAt: Date } | null;

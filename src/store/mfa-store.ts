@@ -10,7 +10,7 @@ import type {
 } from "../core/mfa-ports.ts";
 import type { RiskSummary } from "../core/model.ts";
 import type { MfaMethod } from "../core/risk.ts";
-import { auditRow, userFromRow, userSelect, withPassword } from "./account-store.ts";
+import { auditRow, sessionRow, userFromRow, userSelect, withPassword } from "./account-store.ts";
 import type { Db } from "./database.ts";
 import { guarded, storeError, uniqueViolationFields } from "./prisma-errors.ts";
 
@@ -263,22 +263,7 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
           if (done.count !== 1) throw new DomainError("challenge_invalid", "this challenge was already used; sign in again");
 
           const { session, refreshToken } = decision;
-          await tx.session.create({
-            data: {
-              id: session.id,
-              userId: session.userId,
-              identityId: row.identityId,
-              provider: session.provider,
-              amr: JSON.stringify(session.amr),
-              ip: session.client.ip,
-              userAgent: session.client.userAgent?.slice(0, 512) ?? null,
-              deviceId: session.client.deviceId,
-              createdAt: session.createdAt,
-              lastUsedAt: session.createdAt,
-              expiresAt: session.expiresAt,
-            },
-            select: { id: true },
-          });
+          await tx.session.create({ data: sessionRow(session, row.identityId), select: { id: true } });
           await tx.refreshToken.create({ data: refreshToken, select: { id: true } });
           for (const op of seenWrites(tx, row.userId, decision.seen, now)) await op;
           // The identity may have been unlinked meanwhile: touching it is best effort.
