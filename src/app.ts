@@ -15,6 +15,7 @@ import { registerAuthService } from "./rpc/auth-service.ts";
 import { registerUserService } from "./rpc/user-service.ts";
 import { createSessionStore } from "./store/session-store.ts";
 import { errorInterceptor } from "./rpc/errors.ts";
+import { createMetrics } from "./rpc/metrics.ts";
 import { createHttpHandler, type PlainHandler } from "./rpc/http-handler.ts";
 import { type RunningServer, startServer } from "./rpc/server.ts";
 import { createAccountStore, createAuditLog } from "./store/account-store.ts";
@@ -240,6 +241,12 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     });
 
     let draining = false;
+    const metrics = createMetrics();
+    plain.set("GET /metrics", async () => ({
+      status: 200,
+      text: metrics.render(),
+      headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+    }));
     plain.set("GET /healthz", async () => ({ status: 200, json: { status: "ok" } }));
     plain.set("GET /readyz", async () => {
       if (draining) return { status: 503, json: { status: "draining" } };
@@ -278,6 +285,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       },
       services: [AuthService, UserService, MfaService],
       interceptors: [
+        metrics.interceptor,
         errorInterceptor(logger),
         authInterceptor(sessions, {
           required: new Set([UserService.typeName, MfaService.typeName]),

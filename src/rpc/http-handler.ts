@@ -30,7 +30,10 @@ export type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
 export type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
 
 /** A plain HTTP endpoint beside the RPCs (health, JWKS, discovery, dev issuer). */
-export type PlainHandler = (req: NodeRequest, body: () => Promise<unknown>) => Promise<{ status: number; json: unknown; headers?: Record<string, string> }>;
+export type PlainHandler = (
+  req: NodeRequest,
+  body: () => Promise<unknown>,
+) => Promise<{ status: number; headers?: Record<string, string> } & ({ json: unknown } | { text: string })>;
 
 export interface HttpHandlerOptions {
   /** Registers every Connect service: the one registration function for all transports. */
@@ -135,7 +138,12 @@ export function createHttpHandler(options: HttpHandlerOptions) {
     const plain = options.plain.get(`${req.method} ${url.pathname}`);
     if (plain !== undefined) {
       const out = await plain(req, () => readJsonBody(req, options.bodyLimitBytes));
-      sendJson(res, out.status, out.json, out.headers);
+      if ("text" in out) {
+        head(res, out.status, { "content-type": "text/plain; charset=utf-8", ...out.headers });
+        res.end(out.text);
+      } else {
+        sendJson(res, out.status, out.json, out.headers);
+      }
       return;
     }
 
