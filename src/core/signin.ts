@@ -77,11 +77,15 @@ export function createSigninService(deps: SigninDeps): SigninService {
       if (input.idToken === "") {
         throw new DomainError("id_token_required", "id_token is required");
       }
-      await checkIpFailureLimit(input.client);
-      identity = await verifier.verify(input.idToken, {
-        provider: input.provider,
-        nonce: input.nonce,
-      });
+      // The limit check (a read) and verification (crypto, maybe a JWKS fetch) run together; a
+      // limited address gets `rate_limited` whatever its token, so the limit is no oracle.
+      const [limit, verification] = await Promise.allSettled([
+        checkIpFailureLimit(input.client),
+        verifier.verify(input.idToken, { provider: input.provider, nonce: input.nonce }),
+      ]);
+      if (limit.status === "rejected") throw limit.reason;
+      if (verification.status === "rejected") throw verification.reason;
+      identity = verification.value;
       const verified = identity;
       let usernameTaken = false;
       for (let attempt = 1; ; attempt++) {

@@ -43,6 +43,8 @@ describe("sign-in failure limit per address", () => {
     expect(limited.status).toBe(429);
     expect(limited.body).toMatchObject({ code: "rate_limited", status: "resource_exhausted", details: { retry_after_seconds: "300" } });
     expect(await t.app.database.client.session.count()).toBe(0);
+    // While limited, any token gets the same answer: the limit is no verification oracle.
+    expect((await signin("not.a.token", attacker)).body["code"]).toBe("rate_limited");
 
     // Another address is not affected.
     expect((await signin(good, "198.51.100.4")).status).toBe(200);
