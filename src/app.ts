@@ -36,6 +36,10 @@ import { createAdminStore } from "./store/admin-store.ts";
 import { createPasswordStore } from "./store/password-store.ts";
 import { createArgon2PasswordHasher } from "./tokens/password-hasher.ts";
 import { MfaService } from "../gen/pb/identity/v1/mfa_service_pb.ts";
+import { AdminService as AdminApi } from "../gen/pb/identity/v1/admin_service_pb.ts";
+import { adminInterceptor } from "./rpc/admin-interceptor.ts";
+import { registerAdminService } from "./rpc/admin-service.ts";
+import { createAdminKeyVerifier, parseAdminKeyHash } from "./tokens/admin-keys.ts";
 import { type AdaptiveMfaDeps, createAdaptiveMfa } from "./core/adaptive-mfa.ts";
 import { createMfaService } from "./core/mfa.ts";
 import type { MfaPolicy } from "./core/risk.ts";
@@ -240,6 +244,19 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       onAuditFailure: (e) => logger.error("audit write failed", { cause: String(e) }),
     });
 
+    // The admin API: the admin tool's service, acting per call for the admin key that made it.
+    const adminStore = createAdminStore(database.client);
+    const adminFor = (actor: string, client: ClientInfo) =>
+      createAdminService({ clock, store: adminStore, expiry: passwordExpiryOf(config), actor, client });
+    const adminKeys = createAdminKeyVerifier(
+      config.admin.api_keys.map((k) => {
+        const sha256 = parseAdminKeyHash(k.sha256);
+        if (sha256 === null) throw new ConfigError(`admin.api_keys: the sha256 of ${k.name} is not a SHA-256`);
+        return { name: k.name, sha256 };
+      }),
+    );
+    if (adminKeys.enabled) logger.info("admin API enabled", { keys: config.admin.api_keys.map((k) => k.name) });
+
     let draining = false;
     const metrics = createMetrics();
     plain.set("GET /metrics", async () => ({
@@ -282,11 +299,14 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
         registerAuthService({ signin, sessions, mfa })(router);
         registerMfaService({ mfa })(router);
         registerUserService({ sessions, passwords })(router);
+        registerAdminService({ adminFor })(router);
       },
-      services: [AuthService, UserService, MfaService],
+      services: [AuthService, UserService, MfaService, AdminApi],
       interceptors: [
         metrics.interceptor,
         errorInterceptor(logger),
+        // Admin keys only, and only for AdminService; the user auth below never covers it.
+        adminInterceptor(adminKeys, { service: AdminApi.typeName }),
         authInterceptor(sessions, {
           required: new Set([UserService.typeName, MfaService.typeName]),
           optional: new Set([`${AuthService.typeName}/${AuthService.method.signOut.name}`]),

@@ -8,6 +8,8 @@ import type { AdminService, AdminUserDetail, AdminUserView, StatusChangeResult }
 import { type ErrorCode, isDomainError } from "../core/errors.ts";
 import type { UserStatus } from "../core/model.ts";
 import type { AuditEntry } from "../core/ports.ts";
+import { ADMIN_KEY_NAME } from "../config/schema.ts";
+import { mintAdminKey } from "../tokens/admin-keys.ts";
 
 export const USAGE = `Usage: npm run admin -- <command> [options]      (node src/main.ts admin <command> …)
 
@@ -26,6 +28,8 @@ Users are named by id (usr_…), username or e-mail address.
                                           remove an external identity and end its provider's sessions;
                                           --force to remove the user's last one
   audit <user> [--limit N]                the user's recent audit events (default 20)
+  keys new --name NAME                    a new admin API key (AdminService), printed once, with
+                                          the line for admin.api_keys (only its hash); needs no database
 
 Options for every command:
   --json           machine-readable output (errors too, on stderr)
@@ -62,6 +66,7 @@ const OPTIONS = {
   force: { type: "boolean" },
   clear: { type: "boolean" },
   "revoke-sessions": { type: "boolean" },
+  name: { type: "string" },
 } as const;
 
 type OptionName = keyof typeof OPTIONS;
@@ -78,6 +83,7 @@ const COMMANDS: Record<string, { args: string[]; options: OptionName[] }> = {
   "users force-password-change": { args: ["user"], options: ["clear"] },
   "users unlink": { args: ["user", "identity"], options: ["force"] },
   audit: { args: ["user"], options: ["limit"] },
+  "keys new": { args: [], options: ["name"] },
 };
 
 /** Runs one admin command; returns the process exit status. */
@@ -97,6 +103,16 @@ export async function runAdminCli(argv: string[], io: AdminCliIo): Promise<numbe
   if (parsed.command === null) {
     io.stderr(USAGE);
     return 2;
+  }
+  if (parsed.command === "keys new") {
+    // Offline: a key is minted here and shown once; the configuration gets only its hash.
+    try {
+      const out = newKey(parsed.values.name);
+      io.stdout(json ? `${JSON.stringify(out.json, null, 2)}\n` : out.text);
+      return 0;
+    } catch (e) {
+      return fail(io, json, e);
+    }
   }
   let tool: Awaited<ReturnType<AdminCliIo["open"]>> | undefined;
   try {
@@ -175,6 +191,23 @@ async function execute(admin: AdminService, command: string, args: string[], v: 
     }
   }
   throw new UsageError(`unknown command ${command}`);
+}
+
+function newKey(name: string | undefined): { text: string; json: unknown } {
+  if (name === undefined) throw new UsageError("keys new needs --name NAME (recorded as the actor of the key's actions)");
+  if (!ADMIN_KEY_NAME.test(name)) throw new UsageError("--name: letters, digits and . _ @ -, at most 64 characters");
+  const { key, sha256Hex } = mintAdminKey();
+  // Quoted: a name like 2026 or true must stay a string in YAML.
+  const entry = `- { name: ${JSON.stringify(name)}, sha256: ${sha256Hex} }`;
+  return {
+    json: { name, key, sha256: sha256Hex, config_entry: { name, sha256: sha256Hex } },
+    text:
+      `New admin key "${name}". It is shown this once and stored nowhere; put it in your secret store:\n\n` +
+      `  ${key}\n\n` +
+      "Add its hash to the configuration of every replica and restart them:\n\n" +
+      `admin:\n  api_keys:\n    ${entry}\n\n` +
+      "Callers send it as Authorization: Bearer adm_… (or x-admin-key: adm_…).\n",
+  };
 }
 
 // ---- argument values ---------------------------------------------------------------------------

@@ -171,6 +171,46 @@ const mfa = z
   .strict()
   .prefault({});
 
+/** Names of admin API keys: the `actor` of their audit events. */
+export const ADMIN_KEY_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
+
+/** An admin key's SHA-256 as written: 64 hex digits or 43 base64url characters (canonical). */
+const adminKeyHash = z.string().refine(
+  (v) => /^[0-9a-fA-F]{64}$/.test(v) || (/^[A-Za-z0-9_-]{43}$/.test(v) && Buffer.from(v, "base64url").toString("base64url") === v),
+  { message: "must be the key's SHA-256: 64 hex digits or 43 base64url characters (`npm run admin -- keys new` prints it)" },
+);
+
+/** The same hash in either spelling, as one string (to find duplicates). */
+const hashBytes = (v: string) => (v.length === 64 ? v.toLowerCase() : Buffer.from(v, "base64url").toString("hex"));
+
+/** The admin API (AdminService): off unless at least one key is configured. */
+const admin = z
+  .object({
+    api_keys: z
+      .array(
+        z
+          .object({
+            name: z.string().regex(ADMIN_KEY_NAME, "letters, digits and . _ @ -, at most 64").describe("Recorded as the actor"),
+            sha256: adminKeyHash,
+          })
+          .strict(),
+      )
+      .default([])
+      .superRefine((keys, ctx) => {
+        const names = new Set<string>();
+        const hashes = new Set<string>();
+        keys.forEach((k, i) => {
+          if (names.has(k.name)) ctx.addIssue({ code: "custom", path: [i, "name"], message: `two keys are named ${k.name}` });
+          names.add(k.name);
+          const h = hashBytes(k.sha256);
+          if (hashes.has(h)) ctx.addIssue({ code: "custom", path: [i, "sha256"], message: "this key is configured twice" });
+          hashes.add(h);
+        });
+      }),
+  })
+  .strict()
+  .prefault({});
+
 export const configSchema = z
   .object({
     dev: z.boolean().default(false).describe("Development mode: built-in dev OpenID issuer"),
@@ -236,6 +276,7 @@ export const configSchema = z
     password,
     risk,
     mfa,
+    admin,
     providers: z
       .record(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, "provider names are lower-case [a-z0-9_-]"), provider)
       .default({}),

@@ -239,7 +239,7 @@ export function createAdminService(deps: AdminDeps): AdminService {
         throw new DomainError("identity_not_found", `user ${user.username} has no identity ${identityRef} (any more)`);
       }
       if (outcome.kind === "last_identity") {
-        throw new DomainError("last_identity", `${identity.id} is the last identity of user ${user.username}; without it they cannot sign in (use --force to remove it anyway)`);
+        throw new DomainError("last_identity", `${identity.id} is the last identity of user ${user.username}; without it they cannot sign in (unlink with force, --force in the admin tool, to remove it anyway)`);
       }
       return {
         user: view(user, now),

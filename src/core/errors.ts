@@ -57,6 +57,10 @@ export type ErrorCode =
   | "last_identity"
   | "user_status_conflict"
   | "password_not_set"
+  // Admin API credential (AdminService).
+  | "admin_disabled"
+  | "admin_credential_required"
+  | "admin_credential_invalid"
   // Multi-factor authentication.
   | "mfa_enrollment_required"
   | "challenge_token_required"

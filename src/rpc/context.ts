@@ -11,3 +11,6 @@ export const kRequestId = createContextKey<string | null>(null, { description: "
 
 /** The verified caller of an authenticated RPC (set by the auth interceptor). */
 export const kPrincipal = createContextKey<Principal | null>(null, { description: "principal" });
+
+/** The admin key an AdminService call was made with (set by the admin interceptor). */
+export const kAdminActor = createContextKey<{ name: string } | null>(null, { description: "admin actor" });

@@ -57,6 +57,11 @@ export const ERROR_TABLE: Record<ErrorCode, { code: Code; log: "debug" | "info" 
   last_identity: { code: Code.FailedPrecondition, log: "info" },
   user_status_conflict: { code: Code.FailedPrecondition, log: "info" },
   password_not_set: { code: Code.FailedPrecondition, log: "info" },
+  // AdminService: 403 when no admin key is configured (no credential could help); 401 for a
+  // missing or non-admin credential (an access token included); a wrong key is worth a warning.
+  admin_disabled: { code: Code.PermissionDenied, log: "info" },
+  admin_credential_required: { code: Code.Unauthenticated, log: "info" },
+  admin_credential_invalid: { code: Code.Unauthenticated, log: "warn" },
   // MFA: a required second factor the user has not enrolled (policy `deny`).
   mfa_enrollment_required: { code: Code.PermissionDenied, log: "info" },
   challenge_token_required: { code: Code.InvalidArgument, log: "info" },

@@ -24,7 +24,7 @@ import { kClient, kRequestId } from "./context.ts";
 import { clipDeviceId } from "./auth-service.ts";
 import { ERROR_TABLE, httpStatusOf } from "./error-codes.ts";
 import { describeCause } from "./errors.ts";
-import { type RestRoute, restRoutesFrom } from "./rest-routes.ts";
+import { queryParamValue, type RestRoute, restRoutesFrom } from "./rest-routes.ts";
 
 export type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
 export type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
@@ -52,7 +52,7 @@ export interface HttpHandlerOptions {
 
 const CORS_ALLOW_HEADERS = [
   "authorization", "content-type", "connect-protocol-version", "connect-timeout-ms",
-  "grpc-timeout", "x-grpc-web", "x-user-agent", "x-device-id", "x-request-id",
+  "grpc-timeout", "x-grpc-web", "x-user-agent", "x-device-id", "x-request-id", "x-admin-key",
 ].join(", ");
 const CORS_EXPOSE_HEADERS = ["grpc-status", "grpc-message", "grpc-status-details-bin", "x-request-id"].join(", ");
 
@@ -190,13 +190,13 @@ export function createHttpHandler(options: HttpHandlerOptions) {
       }
     }
     for (const [key, value] of url.searchParams) {
-      if (route.body !== "*") message[key] = value;
+      if (route.body !== "*") message[key] = queryParamValue(route.method.input, key, value);
     }
     Object.assign(message, params);
 
     const handler = rpcByMethod.get(`${route.method.parent.typeName}/${route.method.name}`)!;
     const header = new Headers({ "content-type": "application/json", "connect-protocol-version": "1" });
-    for (const name of ["authorization", "user-agent", "x-device-id", "accept-language"]) {
+    for (const name of ["authorization", "x-admin-key", "user-agent", "x-device-id", "accept-language"]) {
       const v = req.headers[name];
       if (typeof v === "string") header.set(name, v);
     }

@@ -1,4 +1,4 @@
-import { type DescMethod, type DescService, getOption, hasOption } from "@bufbuild/protobuf";
+import { type DescMessage, type DescMethod, type DescService, getOption, hasOption, type JsonValue, ScalarType } from "@bufbuild/protobuf";
 import { http } from "../../gen/pb/google/api/annotations_pb.ts";
 import type { HttpRule } from "../../gen/pb/google/api/http_pb.ts";
 
@@ -86,4 +86,15 @@ function routeOf(method: DescMethod, rule: HttpRule): RestRoute {
       return params;
     },
   };
+}
+
+/**
+ * A query parameter's text as the JSON value of the request field it names. Protobuf JSON takes
+ * integers as strings already, but not booleans, so `?force=true` becomes `true`; anything else
+ * stays text and the message decoder judges it (a bad value is `invalid_request`).
+ */
+export function queryParamValue(input: DescMessage, name: string, text: string): JsonValue {
+  const field = input.fields.find((f) => f.name === name || f.jsonName === name);
+  if (field?.fieldKind === "scalar" && field.scalar === ScalarType.BOOL && (text === "true" || text === "false")) return text === "true";
+  return text;
 }

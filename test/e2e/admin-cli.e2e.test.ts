@@ -5,7 +5,8 @@
  * server honours the changes at once.
  */
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -223,6 +224,41 @@ describe("admin CLI without a database", () => {
       });
       expect(r.code).toBe(2);
       expect(r.stderr).toContain(`no database at ${dir}/missing.db`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("admin CLI keys new", () => {
+  function run(args: string[], cwd: string): Promise<CliResult> {
+    return new Promise((resolve) => {
+      // No DATABASE_URL and no config: minting a key needs neither.
+      execFile(process.execPath, [MAIN, "admin", "keys", "new", ...args], { cwd, env: { PATH: process.env["PATH"] ?? "" } },
+        (error, stdout, stderr) => resolve({ code: error === null ? 0 : Number(error.code ?? 1), stdout, stderr }));
+    });
+  }
+
+  it("prints a fresh key once with the hash to configure, and stores nothing", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "admin-cli-keys-"));
+    try {
+      const json = await run(["--name", "ops", "--json"], dir);
+      expect(json).toMatchObject({ code: 0, stderr: "" });
+      const out = JSON.parse(json.stdout) as { name: string; key: string; sha256: string; config_entry: unknown };
+      expect(out.key).toMatch(/^adm_[A-Za-z0-9_-]{43}$/);
+      expect(out.sha256).toBe(createHash("sha256").update(out.key).digest("hex"));
+      expect(out.config_entry).toEqual({ name: "ops", sha256: out.sha256 });
+
+      const text = await run(["--name", "ops"], dir);
+      expect(text.code).toBe(0);
+      const key = /^ {2}(adm_\S+)$/m.exec(text.stdout)?.[1];
+      expect(key).toBeDefined();
+      expect(key).not.toBe(out.key);
+      expect(text.stdout).toContain(`admin:\n  api_keys:\n    - { name: "ops", sha256: ${createHash("sha256").update(key!).digest("hex")} }\n`);
+      expect(readdirSync(dir)).toEqual([]);
+
+      expect(await run([], dir)).toMatchObject({ code: 2, stderr: expect.stringContaining("keys new needs --name") });
+      expect(await run(["--name", "two words"], dir)).toMatchObject({ code: 2 });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
