@@ -1,5 +1,6 @@
 /** Ports of adaptive MFA: sign-in history for risk, challenges and factors, TOTP and secrets. */
 import type { AuditRecord, NewRefreshToken, NewSession, RiskSummary, UserRecord, UserWithPassword } from "./model.ts";
+import type { NewIdentity } from "./ports.ts";
 import type { GeoPoint, MfaMethod } from "./risk.ts";
 
 /** What the store knows about a user's earlier completed sign-ins, for one new attempt. */
@@ -58,6 +59,11 @@ export interface NewChallenge {
   risk: RiskSummary;
   context: SeenContext;
   methods: readonly MfaMethod[];
+  /**
+   * The identity a sign-in links by e-mail (with `identityId` as its id). Linking is what the
+   * second factor protects, so it is written only when the challenge completes.
+   */
+  pendingIdentity: NewIdentity | null;
   createdAt: Date;
   expiresAt: Date;
 }

@@ -309,6 +309,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
         risk: gate.summary,
         context: gate.seen,
         methods,
+        pendingIdentity: account.kind === "link" ? account.identity : null,
         createdAt: now,
         expiresAt,
       },

@@ -129,14 +129,15 @@ export function createAccountStore(db: Db): AccountReader & SigninWriter {
             ? db.user.update({ where: { id: account.userId }, data: { lastSigninAt: at }, select: userSelect })
             : db.user.findUniqueOrThrow({ where: { id: account.userId }, select: userSelect }),
         );
-        if (account.kind === "link") {
+        // A link waiting for MFA is written when the challenge completes, not now.
+        if (account.kind === "link" && challenge === null) {
           ops.push(
             db.identity.create({
               data: { ...account.identity, userId: account.userId, createdAt: at, lastSigninAt: at },
               select: { id: true },
             }),
           );
-        } else if (challenge === null) {
+        } else if (account.kind === "existing" && challenge === null) {
           ops.push(db.identity.update({ where: { id: account.identityId }, data: { lastSigninAt: at }, select: { id: true } }));
         }
       }

@@ -9,6 +9,7 @@ import type {
   SigninHistoryReader,
 } from "../core/mfa-ports.ts";
 import type { RiskSummary } from "../core/model.ts";
+import type { NewIdentity } from "../core/ports.ts";
 import type { MfaMethod } from "../core/risk.ts";
 import { auditRow, sessionRow, userFromRow, userSelect, withPassword } from "./account-store.ts";
 import type { Db } from "./database.ts";
@@ -54,6 +55,7 @@ export function challengeRow(c: NewChallenge) {
     risk: JSON.stringify(c.risk),
     context: JSON.stringify(c.context),
     methods: JSON.stringify(c.methods),
+    pendingIdentity: c.pendingIdentity === null ? null : JSON.stringify(c.pendingIdentity),
     attempts: 0,
     createdAt: c.createdAt,
     expiresAt: c.expiresAt,
@@ -71,6 +73,7 @@ interface ChallengeRow {
   risk: string;
   context: string;
   methods: string;
+  pendingIdentity: string | null;
   attempts: number;
   createdAt: Date;
   expiresAt: Date;
@@ -90,6 +93,7 @@ function challengeFromRow(row: ChallengeRow): ChallengeRecord {
     risk: JSON.parse(row.risk) as RiskSummary,
     context: JSON.parse(row.context) as SeenContext,
     methods: JSON.parse(row.methods) as MfaMethod[],
+    pendingIdentity: row.pendingIdentity === null ? null : (JSON.parse(row.pendingIdentity) as NewIdentity),
     attempts: row.attempts,
     createdAt: row.createdAt,
     expiresAt: row.expiresAt,
@@ -262,6 +266,20 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
           });
           if (done.count !== 1) throw new DomainError("challenge_invalid", "this challenge was already used; sign in again");
 
+          const pending = challengeFromRow(row).pendingIdentity;
+          if (pending !== null) {
+            // The e-mail link this sign-in asked for, now that the second factor is done. Another
+            // completion may have made it already: fine for this user, a conflict for anyone else.
+            const linked = await tx.identity.upsert({
+              where: { issuer_subject: { issuer: pending.issuer, subject: pending.subject } },
+              create: { ...pending, userId: row.userId, createdAt: now, lastSigninAt: now },
+              update: {},
+              select: { userId: true },
+            });
+            if (linked.userId !== row.userId) {
+              throw new DomainError("account_exists", "this identity was linked to another account meanwhile; sign in again");
+            }
+          }
           const { session, refreshToken } = decision;
           await tx.session.create({ data: sessionRow(session, row.identityId), select: { id: true } });
           await tx.refreshToken.create({ data: refreshToken, select: { id: true } });

@@ -56,6 +56,7 @@ function newChallenge(userId: string, identityId: string, over: Partial<NewChall
     risk,
     context: { deviceKey: "id:device", network: "192.0.2.0/24", geo: { country: "DE", latitude: 52.5, longitude: 13.4 } },
     methods: ["totp", "recovery_code"],
+    pendingIdentity: null,
     createdAt: T,
     expiresAt: later(300),
     ...over,
@@ -249,6 +250,48 @@ for (const kind of testDatabaseKinds()) {
       // A plain sign-in later does not clear the trust.
       await u.accounts.commitSignin(sessionWrite({ kind: "existing", userId: u.userId, identityId: u.identityId }, later(20), { deviceKey: "id:device", network: null, geo: null }));
       expect(await db.client.userDevice.findUniqueOrThrow({ where: { userId_deviceKey: { userId: u.userId, deviceKey: "id:device" } } })).toMatchObject({ trustedUntil });
+    });
+
+    it("a link by e-mail waiting for MFA is written only when the challenge completes", async () => {
+      const u = await enrolledUser();
+      const pending = { id: `idn_${unique()}`, issuer: "https://second.example", subject: `s2-${unique()}`, provider: "second", email: null, emailVerified: false };
+      const challenge = newChallenge(u.userId, pending.id, { pendingIdentity: pending });
+      await u.accounts.commitSignin({
+        account: { kind: "link", userId: u.userId, identity: pending },
+        at: later(1),
+        challenge,
+        audit: { type: "signin.mfa_required", at: later(1), userId: u.userId, client },
+      });
+      // Not linked while the second factor is outstanding (a failed MFA leaves no link).
+      expect(await db.client.identity.count({ where: { subject: pending.subject } })).toBe(0);
+      expect(await u.accounts.findByIdentity(pending.issuer, pending.subject)).toBeNull();
+
+      let decision: ChallengeDecision | undefined;
+      await u.mfa.verifyChallenge(challenge.tokenHash, later(10), (st) => (decision = complete(st!, { kind: "totp", factorId: u.factorId, step: 101 })));
+      expect((await u.accounts.findByIdentity(pending.issuer, pending.subject))?.user.id).toBe(u.userId);
+      const d = decision as Extract<ChallengeDecision, { kind: "complete" }>;
+      expect(await db.client.session.findUniqueOrThrow({ where: { id: d.session.id } })).toMatchObject({ identityId: pending.id });
+    });
+
+    it("a pending link completes as a conflict when the identity went to another user meanwhile", async () => {
+      const u = await enrolledUser();
+      const other = await enrolledUser();
+      const pending = { id: `idn_${unique()}`, issuer: "https://second.example", subject: `s3-${unique()}`, provider: "second", email: null, emailVerified: false };
+      const challenge = newChallenge(u.userId, pending.id, { pendingIdentity: pending });
+      await u.accounts.commitSignin({
+        account: { kind: "link", userId: u.userId, identity: pending },
+        at: later(1),
+        challenge,
+        audit: { type: "signin.mfa_required", at: later(1), userId: u.userId, client },
+      });
+      await other.accounts.commitSignin(sessionWrite({ kind: "link", userId: other.userId, identity: { ...pending, id: `idn_${unique()}` } }));
+      const sessions = await db.client.session.count({ where: { userId: u.userId } });
+      const err = await u.mfa
+        .verifyChallenge(challenge.tokenHash, later(10), (st) => complete(st!, { kind: "totp", factorId: u.factorId, step: 101 }))
+        .catch((e: unknown) => e);
+      expect((err as DomainError).code).toBe("account_exists");
+      expect(await db.client.session.count({ where: { userId: u.userId } })).toBe(sessions);
+      expect((await u.accounts.findByIdentity(pending.issuer, pending.subject))?.user.id).toBe(other.userId);
     });
 
     it("a TOTP step that is not newer than the last is refused, and the whole completion rolls back", async () => {

@@ -222,6 +222,7 @@ export const MfaChallengeScalarFieldEnum = {
   risk: 'risk',
   context: 'context',
   methods: 'methods',
+  pendingIdentity: 'pendingIdentity',
   attempts: 'attempts',
   createdAt: 'createdAt',
   expiresAt: 'expiresAt',

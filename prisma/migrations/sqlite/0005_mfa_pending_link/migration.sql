@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "mfa_challenges" ADD COLUMN "pending_identity" TEXT;
