@@ -216,9 +216,10 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       onAuditFailure: (e) => logger.error("audit write failed", { cause: String(e) }),
     });
 
+    const sessionStore = createSessionStore(database.client);
     const sessions = createSessionService({
       clock,
-      store: createSessionStore(database.client),
+      store: sessionStore,
       accessTokens: keyRing,
       accessTokenVerifier: keyRing,
       opaqueTokens,
@@ -333,12 +334,17 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
         let lastPurge = 0;
         upkeep = setInterval(() => {
           keyRing.tick().catch((e: unknown) => logger.warn("signing key upkeep failed", { cause: String(e) }));
-          // Hourly: challenges past their life (an indexed delete; every replica may run it).
+          // Hourly: challenges and sessions past their life, a day late so that a just-expired
+          // session still answers `session_expired` (indexed deletes; any replica may run them).
           if (Date.now() - lastPurge >= 3_600_000) {
             lastPurge = Date.now();
-            mfaStore
-              .purgeExpiredChallenges(new Date(clock.now().getTime() - 3_600_000))
-              .catch((e: unknown) => logger.warn("challenge purge failed", { cause: String(e) }));
+            const before = new Date(clock.now().getTime() - 86_400_000);
+            Promise.all([mfaStore.purgeExpiredChallenges(before), sessionStore.purgeExpiredSessions(before)]).then(
+              ([challenges, sessions]) => {
+                if (challenges + sessions > 0) logger.info("purged expired rows", { challenges, sessions });
+              },
+              (e: unknown) => logger.warn("purge failed", { cause: String(e) }),
+            );
           }
         }, 60_000);
         upkeep.unref();

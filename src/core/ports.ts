@@ -179,6 +179,8 @@ export interface SessionStore {
     audit: AuditRecord,
   ): Promise<number>;
   findUser(userId: string): Promise<UserWithPassword | null>;
+  /** Deletes sessions (and their refresh tokens) that ended before `before`; returns how many. */
+  purgeExpiredSessions(before: Date): Promise<number>;
 }
 
 /** One-way hashing of local passwords; the implementation owns the algorithm and its parameters. */

@@ -115,6 +115,12 @@ export function createSessionStore(db: Db): SessionStore {
       }
     },
 
+    async purgeExpiredSessions(before) {
+      // Indexed on expires_at; refresh tokens go with their session (ON DELETE CASCADE).
+      const { count } = await guarded(() => db.session.deleteMany({ where: { expiresAt: { lt: before } } }));
+      return count;
+    },
+
     async findUser(userId) {
       const [row, credential] = await Promise.all([
         guarded(() => db.user.findUnique({ where: { id: userId }, select: userSelect })),

@@ -152,6 +152,18 @@ for (const kind of testDatabaseKinds()) {
       expect(await sessions.signOut({ principal }, false, client)).toBe(0);
     });
 
+    it("purges sessions that ended before a time, with their refresh tokens, and keeps the rest", async () => {
+      const store = createSessionStore(db.client);
+      const old = await signedIn({ ttlSeconds: 60 });
+      const live = await signedIn({ ttlSeconds: 86400 });
+      const cutoff = new Date(now.getTime() + 120_000);
+      expect(await store.purgeExpiredSessions(cutoff)).toBeGreaterThanOrEqual(1);
+      expect(await db.client.session.count({ where: { id: old.sessionId } })).toBe(0);
+      expect(await db.client.refreshToken.count({ where: { sessionId: old.sessionId } })).toBe(0);
+      expect(await db.client.session.count({ where: { id: live.sessionId } })).toBe(1);
+      expect(await db.client.session.count({ where: { expiresAt: { lt: cutoff } } })).toBe(0);
+    });
+
     it("signs out by refresh token and lists only live sessions", async () => {
       const a = await signedIn();
       const l = await sessions.refresh(a.token, client);
