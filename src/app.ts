@@ -110,7 +110,6 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       clock,
       rotateAfterSeconds: config.tokens.signing_key_rotation_days === undefined ? null : config.tokens.signing_key_rotation_days * 86400,
     });
-    await keyRing.tick();
 
     const providers: ProviderVerification[] = Object.entries(config.providers).map(([name, p]) => ({
       name,

@@ -132,7 +132,14 @@ export async function createLocalKeyRing(options: AccessTokenOptions): Promise<L
     };
   }
 
+  async function rotateIfDue(): Promise<void> {
+    const every = options.rotateAfterSeconds;
+    if (every != null && options.clock.now().getTime() - active.createdAt.getTime() >= every * 1000) await rotate();
+  }
+
+  // Keys as stored, and a rotation that fell due while no replica ran.
   await reload();
+  await rotateIfDue();
 
   return {
     ttlSeconds: options.ttlSeconds,
@@ -143,8 +150,7 @@ export async function createLocalKeyRing(options: AccessTokenOptions): Promise<L
     verify,
     async tick() {
       await reload();
-      const every = options.rotateAfterSeconds;
-      if (every != null && options.clock.now().getTime() - active.createdAt.getTime() >= every * 1000) await rotate();
+      await rotateIfDue();
     },
     async issue(claims: AccessTokenClaims, now: Date): Promise<string> {
       const iat = Math.floor(now.getTime() / 1000);
