@@ -123,6 +123,8 @@ export type { ClientInfo };
 
 /** A stored signing key; `privateKeyEnc` is ciphertext, never the key itself. */
 export interface SigningKeyRecord {
+  /** 1, 2, 3… in creation order (null for keys from before generations existed). */
+  generation?: number | null;
   kid: string;
   alg: string;
   publicJwk: string;
@@ -135,9 +137,14 @@ export interface SigningKeyRecord {
 export interface SigningKeyStore {
   /** Keys not yet expired at `now`, newest first. */
   listUsable(now: Date): Promise<SigningKeyRecord[]>;
-  insert(key: SigningKeyRecord): Promise<void>;
-  /** Stops `kid` signing at `at`; it stays published until `expiresAt`. */
-  retire(kid: string, at: Date, expiresAt: Date): Promise<void>;
+  /**
+   * Stores `key` as generation `after + 1`, where `after` is the newest generation the caller
+   * saw. False when another writer stored that generation first (a concurrent first start or
+   * rotation from the same view); the caller then uses the winner's key.
+   */
+  insertNext(key: SigningKeyRecord, after: number): Promise<boolean>;
+  /** Stops every key but `keepKid` signing at `at`; they stay published until `expiresAt`. */
+  retireAllBut(keepKid: string, at: Date, expiresAt: Date): Promise<void>;
 }
 
 /** Verifies this service's own access tokens (signature, issuer, audience, expiry). */

@@ -19,7 +19,7 @@ export function uniqueViolationFields(e: unknown): string[] | null {
   if (!isKnown(e) || e.code !== "P2002") return null;
   const meta = JSON.stringify(e.meta ?? {});
   const fields = new Set<string>();
-  for (const m of meta.matchAll(/(issuer|subject|username|token_hash|tokenHash)/g)) fields.add(m[1]!);
+  for (const m of meta.matchAll(/(issuer|subject|username|token_hash|tokenHash|generation)/g)) fields.add(m[1]!);
   return [...fields];
 }
 

@@ -1,19 +1,33 @@
 import type { SigningKeyStore } from "../core/ports.ts";
 import type { Db } from "./database.ts";
+import { guarded, uniqueViolationFields } from "./prisma-errors.ts";
 
 export function createSigningKeyStore(db: Db): SigningKeyStore {
   return {
-    listUsable(now) {
-      return db.signingKey.findMany({
-        where: { OR: [{ expiresAt: null }, { expiresAt: { gt: now } }] },
-        orderBy: [{ createdAt: "desc" }, { kid: "desc" }],
-      });
+    async listUsable(now) {
+      const rows = await guarded(() =>
+        db.signingKey.findMany({
+          where: { OR: [{ expiresAt: null }, { expiresAt: { gt: now } }] },
+          orderBy: [{ createdAt: "desc" }, { kid: "desc" }],
+        }),
+      );
+      // Newest generation first (not the clock: replicas' clocks differ); keys from before
+      // generations existed come after, newest first.
+      return rows.sort((a, b) => (b.generation ?? 0) - (a.generation ?? 0));
     },
-    async insert(key) {
-      await db.signingKey.create({ data: key });
+    async insertNext(key, after) {
+      try {
+        await db.signingKey.create({ data: { ...key, generation: after + 1 } });
+        return true;
+      } catch (e) {
+        if (uniqueViolationFields(e)?.includes("generation")) return false;
+        throw e;
+      }
     },
-    async retire(kid, at, expiresAt) {
-      await db.signingKey.updateMany({ where: { kid, retiredAt: null }, data: { retiredAt: at, expiresAt } });
+    async retireAllBut(keepKid, at, expiresAt) {
+      await guarded(() =>
+        db.signingKey.updateMany({ where: { retiredAt: null, NOT: { kid: keepKid } }, data: { retiredAt: at, expiresAt } }),
+      );
     },
   };
 }

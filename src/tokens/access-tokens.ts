@@ -50,7 +50,7 @@ interface ActiveKey {
  * KEK, so every replica and every restart signs and publishes the same keys.
  */
 export async function createLocalKeyRing(options: AccessTokenOptions): Promise<LocalKeyRing> {
-  let active: ActiveKey & { createdAt: Date };
+  let active: ActiveKey & { createdAt: Date; generation: number };
   let published: JWK[] = [];
   let verifyKeys = createLocalJWKSet({ keys: [] });
   let lastReloadForUnknownKid = 0;
@@ -58,13 +58,15 @@ export async function createLocalKeyRing(options: AccessTokenOptions): Promise<L
   async function reload(): Promise<void> {
     let keys = await options.store.listUsable(options.clock.now());
     if (!keys.some((k) => k.retiredAt === null)) {
-      await options.store.insert(await generate());
+      // Replicas starting together on an empty database race here; one wins, all use its key.
+      await options.store.insertNext(await generate(), newestGeneration(keys));
       keys = await options.store.listUsable(options.clock.now());
     }
     // Newest unretired key signs; two replicas racing to create the first key converge on it.
     const signer = keys.find((k) => k.retiredAt === null)!;
     active = {
       kid: signer.kid,
+      generation: newestGeneration(keys),
       createdAt: signer.createdAt,
       privateKey: createPrivateKey({
         key: options.encryption.open(signer.privateKeyEnc, signer.kid),
@@ -80,10 +82,12 @@ export async function createLocalKeyRing(options: AccessTokenOptions): Promise<L
     const now = options.clock.now();
     const expiresAt = new Date(now.getTime() + (options.ttlSeconds + RETIRED_KEY_MARGIN_SECONDS) * 1000);
     const fresh = await generate();
-    await options.store.insert(fresh);
-    await options.store.retire(active.kid, now, expiresAt);
+    // A concurrent rotation by another replica may win; then its key is the new one.
+    if (await options.store.insertNext(fresh, active.generation)) {
+      await options.store.retireAllBut(fresh.kid, now, expiresAt);
+    }
     await reload();
-    return fresh.kid;
+    return active.kid;
   }
 
   async function verify(token: string, now: Date): Promise<Principal> {
@@ -169,4 +173,9 @@ export async function createLocalKeyRing(options: AccessTokenOptions): Promise<L
         .sign(active.privateKey);
     },
   };
+}
+
+/** The newest generation among `keys` (0 when none has one). */
+function newestGeneration(keys: readonly { generation?: number | null }[]): number {
+  return keys.reduce((max, k) => Math.max(max, k.generation ?? 0), 0);
 }

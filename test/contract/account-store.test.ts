@@ -4,7 +4,6 @@ import type { AccountWrite } from "../../src/core/ports.ts";
 import { createAccountStore, createAuditLog } from "../../src/store/account-store.ts";
 import { type Database, openDatabase } from "../../src/store/database.ts";
 import { migrate } from "../../src/store/migrate.ts";
-import { createSigningKeyStore } from "../../src/store/signing-key-store.ts";
 import { type TestDatabase, testDatabaseKinds } from "../support/databases.ts";
 
 const client = { ip: "192.0.2.1", userAgent: "vitest", requestId: "req-1", deviceId: null };
@@ -167,16 +166,6 @@ for (const kind of testDatabaseKinds()) {
       expect(await audit.failuresFromIp(ip, at("00:00"), 10)).toBe(3);
       expect(await audit.failuresFromIp(ip, at("00:00"), 2)).toBe(2);
       expect(await audit.failuresFromIp("203.0.113.1", at("00:00"), 10)).toBe(0);
-    });
-
-    it("lists usable signing keys newest first and drops expired ones", async () => {
-      const keys = createSigningKeyStore(db.client);
-      const base = { alg: "ES256", publicJwk: "{}", privateKeyEnc: "x", retiredAt: null };
-      await keys.insert({ ...base, kid: "k-old", createdAt: new Date("2026-01-01T00:00:00Z"), expiresAt: new Date("2026-01-02T00:00:00Z") });
-      await keys.insert({ ...base, kid: "k-1", createdAt: new Date("2026-01-03T00:00:00Z"), expiresAt: null });
-      await keys.insert({ ...base, kid: "k-2", createdAt: new Date("2026-01-04T00:00:00Z"), expiresAt: null });
-      const usable = await keys.listUsable(new Date("2026-01-05T00:00:00Z"));
-      expect(usable.map((k) => k.kid)).toEqual(["k-2", "k-1"]);
     });
   });
 }

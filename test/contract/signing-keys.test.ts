@@ -51,6 +51,55 @@ for (const kind of testDatabaseKinds()) {
       expect(await b.verify(token, now)).toMatchObject({ userId: "usr_1", sessionId: "ses_1" });
     });
 
+    it("list usable keys by generation (not by clock), without expired ones", async () => {
+      const fresh = await kind.create();
+      await migrate(fresh.url);
+      const other = await openDatabase({ url: fresh.url, poolSize: 2, connectTimeoutMs: 5000, statementTimeoutMs: 5000 });
+      try {
+        const keys = createSigningKeyStore(other.client);
+        const base = { alg: "ES256", publicJwk: "{}", privateKeyEnc: "x", retiredAt: null };
+        expect(await keys.insertNext({ ...base, kid: "k-old", createdAt: new Date("2026-01-01T00:00:00Z"), expiresAt: new Date("2026-01-02T00:00:00Z") }, 0)).toBe(true);
+        expect(await keys.insertNext({ ...base, kid: "k-1", createdAt: new Date("2026-01-05T00:00:00Z"), expiresAt: null }, 1)).toBe(true);
+        // Two writers from the same view: the second loses.
+        expect(await keys.insertNext({ ...base, kid: "k-1b", createdAt: new Date("2026-01-05T00:00:00Z"), expiresAt: null }, 1)).toBe(false);
+        // A replica whose clock is behind creates the next key: it is still the newest.
+        expect(await keys.insertNext({ ...base, kid: "k-2", createdAt: new Date("2026-01-04T00:00:00Z"), expiresAt: null }, 2)).toBe(true);
+        expect((await keys.listUsable(new Date("2026-01-06T00:00:00Z"))).map((k) => k.kid)).toEqual(["k-2", "k-1"]);
+      } finally {
+        await other.close();
+        await fresh.drop();
+      }
+    });
+
+    it("replicas starting together on an empty database, or rotating together, agree on one signing key", async () => {
+      const fresh = await kind.create();
+      await migrate(fresh.url);
+      const dbs = await Promise.all(
+        [0, 1, 2].map(() => openDatabase({ url: fresh.url, poolSize: 2, connectTimeoutMs: 5000, statementTimeoutMs: 5000 })),
+      );
+      try {
+        const ringOn = (d: Database) =>
+          createLocalKeyRing({
+            issuer: "https://identity.test", audience: ["identity"], ttlSeconds: 1800,
+            store: createSigningKeyStore(d.client), encryption: createKeyEncryption(Buffer.alloc(32, 9)), clock,
+          });
+        const rings = await Promise.all(dbs.map(ringOn));
+        await Promise.all(rings.map((r) => r.reload()));
+        expect(new Set(rings.map((r) => r.activeKid())).size).toBe(1);
+        expect(rings[0]!.jwks().keys).toHaveLength(1);
+
+        await Promise.all(rings.map((r) => r.rotate()));
+        await Promise.all(rings.map((r) => r.reload()));
+        expect(new Set(rings.map((r) => r.activeKid())).size).toBe(1);
+        // Exactly one key signs; every other one is retired (and leaves the JWKS when its tokens expired).
+        const unretired = await dbs[0]!.client.signingKey.count({ where: { retiredAt: null } });
+        expect(unretired).toBe(1);
+      } finally {
+        await Promise.all(dbs.map((d) => d.close()));
+        await fresh.drop();
+      }
+    });
+
     it("refuse to open with another key-encryption key", async () => {
       await expect(ring(Buffer.alloc(32, 8))).rejects.toThrow();
     });

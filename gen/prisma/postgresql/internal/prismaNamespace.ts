@@ -1437,7 +1437,8 @@ export const SigningKeyScalarFieldEnum = {
   privateKeyEnc: 'privateKeyEnc',
   createdAt: 'createdAt',
   retiredAt: 'retiredAt',
-  expiresAt: 'expiresAt'
+  expiresAt: 'expiresAt',
+  generation: 'generation'
 } as const
 
 export type SigningKeyScalarFieldEnum = (typeof SigningKeyScalarFieldEnum)[keyof typeof SigningKeyScalarFieldEnum]

@@ -453,14 +453,6 @@ export type MfaFactorUncheckedUpdateManyWithoutUserNestedInput = {
   deleteMany?: Prisma.MfaFactorScalarWhereInput | Prisma.MfaFactorScalarWhereInput[]
 }
 
-export type NullableIntFieldUpdateOperationsInput = {
-  set?: number | null
-  increment?: number
-  decrement?: number
-  multiply?: number
-  divide?: number
-}
-
 export type MfaFactorCreateWithoutUserInput = {
   id: string
   type: string

@@ -20,8 +20,18 @@ export type SigningKeyModel = runtime.Types.Result.DefaultSelection<Prisma.$Sign
 
 export type AggregateSigningKey = {
   _count: SigningKeyCountAggregateOutputType | null
+  _avg: SigningKeyAvgAggregateOutputType | null
+  _sum: SigningKeySumAggregateOutputType | null
   _min: SigningKeyMinAggregateOutputType | null
   _max: SigningKeyMaxAggregateOutputType | null
+}
+
+export type SigningKeyAvgAggregateOutputType = {
+  generation: number | null
+}
+
+export type SigningKeySumAggregateOutputType = {
+  generation: number | null
 }
 
 export type SigningKeyMinAggregateOutputType = {
@@ -32,6 +42,7 @@ export type SigningKeyMinAggregateOutputType = {
   createdAt: Date | null
   retiredAt: Date | null
   expiresAt: Date | null
+  generation: number | null
 }
 
 export type SigningKeyMaxAggregateOutputType = {
@@ -42,6 +53,7 @@ export type SigningKeyMaxAggregateOutputType = {
   createdAt: Date | null
   retiredAt: Date | null
   expiresAt: Date | null
+  generation: number | null
 }
 
 export type SigningKeyCountAggregateOutputType = {
@@ -52,9 +64,18 @@ export type SigningKeyCountAggregateOutputType = {
   createdAt: number
   retiredAt: number
   expiresAt: number
+  generation: number
   _all: number
 }
 
+
+export type SigningKeyAvgAggregateInputType = {
+  generation?: true
+}
+
+export type SigningKeySumAggregateInputType = {
+  generation?: true
+}
 
 export type SigningKeyMinAggregateInputType = {
   kid?: true
@@ -64,6 +85,7 @@ export type SigningKeyMinAggregateInputType = {
   createdAt?: true
   retiredAt?: true
   expiresAt?: true
+  generation?: true
 }
 
 export type SigningKeyMaxAggregateInputType = {
@@ -74,6 +96,7 @@ export type SigningKeyMaxAggregateInputType = {
   createdAt?: true
   retiredAt?: true
   expiresAt?: true
+  generation?: true
 }
 
 export type SigningKeyCountAggregateInputType = {
@@ -84,6 +107,7 @@ export type SigningKeyCountAggregateInputType = {
   createdAt?: true
   retiredAt?: true
   expiresAt?: true
+  generation?: true
   _all?: true
 }
 
@@ -125,6 +149,18 @@ export type SigningKeyAggregateArgs<ExtArgs extends runtime.Types.Extensions.Int
   /**
    * {@link https://www.prisma.io/docs/concepts/components/prisma-client/aggregations Aggregation Docs}
    * 
+   * Select which fields to average
+  **/
+  _avg?: SigningKeyAvgAggregateInputType
+  /**
+   * {@link https://www.prisma.io/docs/concepts/components/prisma-client/aggregations Aggregation Docs}
+   * 
+   * Select which fields to sum
+  **/
+  _sum?: SigningKeySumAggregateInputType
+  /**
+   * {@link https://www.prisma.io/docs/concepts/components/prisma-client/aggregations Aggregation Docs}
+   * 
    * Select which fields to find the minimum value
   **/
   _min?: SigningKeyMinAggregateInputType
@@ -155,6 +191,8 @@ export type SigningKeyGroupByArgs<ExtArgs extends runtime.Types.Extensions.Inter
   take?: number
   skip?: number
   _count?: SigningKeyCountAggregateInputType | true
+  _avg?: SigningKeyAvgAggregateInputType
+  _sum?: SigningKeySumAggregateInputType
   _min?: SigningKeyMinAggregateInputType
   _max?: SigningKeyMaxAggregateInputType
 }
@@ -167,7 +205,10 @@ export type SigningKeyGroupByOutputType = {
   createdAt: Date
   retiredAt: Date | null
   expiresAt: Date | null
+  generation: number | null
   _count: SigningKeyCountAggregateOutputType | null
+  _avg: SigningKeyAvgAggregateOutputType | null
+  _sum: SigningKeySumAggregateOutputType | null
   _min: SigningKeyMinAggregateOutputType | null
   _max: SigningKeyMaxAggregateOutputType | null
 }
@@ -198,6 +239,7 @@ export type SigningKeyWhereInput = {
   createdAt?: Prisma.DateTimeFilter<"SigningKey"> | Date | string
   retiredAt?: Prisma.DateTimeNullableFilter<"SigningKey"> | Date | string | null
   expiresAt?: Prisma.DateTimeNullableFilter<"SigningKey"> | Date | string | null
+  generation?: Prisma.IntNullableFilter<"SigningKey"> | number | null
 }
 
 export type SigningKeyOrderByWithRelationInput = {
@@ -208,10 +250,12 @@ export type SigningKeyOrderByWithRelationInput = {
   createdAt?: Prisma.SortOrder
   retiredAt?: Prisma.SortOrderInput | Prisma.SortOrder
   expiresAt?: Prisma.SortOrderInput | Prisma.SortOrder
+  generation?: Prisma.SortOrderInput | Prisma.SortOrder
 }
 
 export type SigningKeyWhereUniqueInput = Prisma.AtLeast<{
   kid?: string
+  generation?: number
   AND?: Prisma.SigningKeyWhereInput | Prisma.SigningKeyWhereInput[]
   OR?: Prisma.SigningKeyWhereInput[]
   NOT?: Prisma.SigningKeyWhereInput | Prisma.SigningKeyWhereInput[]
@@ -221,7 +265,7 @@ export type SigningKeyWhereUniqueInput = Prisma.AtLeast<{
   createdAt?: Prisma.DateTimeFilter<"SigningKey"> | Date | string
   retiredAt?: Prisma.DateTimeNullableFilter<"SigningKey"> | Date | string | null
   expiresAt?: Prisma.DateTimeNullableFilter<"SigningKey"> | Date | string | null
-}, "kid">
+}, "kid" | "generation">
 
 export type SigningKeyOrderByWithAggregationInput = {
   kid?: Prisma.SortOrder
@@ -231,9 +275,12 @@ export type SigningKeyOrderByWithAggregationInput = {
   createdAt?: Prisma.SortOrder
   retiredAt?: Prisma.SortOrderInput | Prisma.SortOrder
   expiresAt?: Prisma.SortOrderInput | Prisma.SortOrder
+  generation?: Prisma.SortOrderInput | Prisma.SortOrder
   _count?: Prisma.SigningKeyCountOrderByAggregateInput
+  _avg?: Prisma.SigningKeyAvgOrderByAggregateInput
   _max?: Prisma.SigningKeyMaxOrderByAggregateInput
   _min?: Prisma.SigningKeyMinOrderByAggregateInput
+  _sum?: Prisma.SigningKeySumOrderByAggregateInput
 }
 
 export type SigningKeyScalarWhereWithAggregatesInput = {
@@ -247,6 +294,7 @@ export type SigningKeyScalarWhereWithAggregatesInput = {
   createdAt?: Prisma.DateTimeWithAggregatesFilter<"SigningKey"> | Date | string
   retiredAt?: Prisma.DateTimeNullableWithAggregatesFilter<"SigningKey"> | Date | string | null
   expiresAt?: Prisma.DateTimeNullableWithAggregatesFilter<"SigningKey"> | Date | string | null
+  generation?: Prisma.IntNullableWithAggregatesFilter<"SigningKey"> | number | null
 }
 
 export type SigningKeyCreateInput = {
@@ -257,6 +305,7 @@ export type SigningKeyCreateInput = {
   createdAt?: Date | string
   retiredAt?: Date | string | null
   expiresAt?: Date | string | null
+  generation?: number | null
 }
 
 export type SigningKeyUncheckedCreateInput = {
@@ -267,6 +316,7 @@ export type SigningKeyUncheckedCreateInput = {
   createdAt?: Date | string
   retiredAt?: Date | string | null
   expiresAt?: Date | string | null
+  generation?: number | null
 }
 
 export type SigningKeyUpdateInput = {
@@ -277,6 +327,7 @@ export type SigningKeyUpdateInput = {
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   retiredAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   expiresAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  generation?: Prisma.NullableIntFieldUpdateOperationsInput | number | null
 }
 
 export type SigningKeyUncheckedUpdateInput = {
@@ -287,6 +338,7 @@ export type SigningKeyUncheckedUpdateInput = {
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   retiredAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   expiresAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  generation?: Prisma.NullableIntFieldUpdateOperationsInput | number | null
 }
 
 export type SigningKeyCreateManyInput = {
@@ -297,6 +349,7 @@ export type SigningKeyCreateManyInput = {
   createdAt?: Date | string
   retiredAt?: Date | string | null
   expiresAt?: Date | string | null
+  generation?: number | null
 }
 
 export type SigningKeyUpdateManyMutationInput = {
@@ -307,6 +360,7 @@ export type SigningKeyUpdateManyMutationInput = {
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   retiredAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   expiresAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  generation?: Prisma.NullableIntFieldUpdateOperationsInput | number | null
 }
 
 export type SigningKeyUncheckedUpdateManyInput = {
@@ -317,6 +371,7 @@ export type SigningKeyUncheckedUpdateManyInput = {
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   retiredAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   expiresAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  generation?: Prisma.NullableIntFieldUpdateOperationsInput | number | null
 }
 
 export type SigningKeyCountOrderByAggregateInput = {
@@ -327,6 +382,11 @@ export type SigningKeyCountOrderByAggregateInput = {
   createdAt?: Prisma.SortOrder
   retiredAt?: Prisma.SortOrder
   expiresAt?: Prisma.SortOrder
+  generation?: Prisma.SortOrder
+}
+
+export type SigningKeyAvgOrderByAggregateInput = {
+  generation?: Prisma.SortOrder
 }
 
 export type SigningKeyMaxOrderByAggregateInput = {
@@ -337,6 +397,7 @@ export type SigningKeyMaxOrderByAggregateInput = {
   createdAt?: Prisma.SortOrder
   retiredAt?: Prisma.SortOrder
   expiresAt?: Prisma.SortOrder
+  generation?: Prisma.SortOrder
 }
 
 export type SigningKeyMinOrderByAggregateInput = {
@@ -347,6 +408,19 @@ export type SigningKeyMinOrderByAggregateInput = {
   createdAt?: Prisma.SortOrder
   retiredAt?: Prisma.SortOrder
   expiresAt?: Prisma.SortOrder
+  generation?: Prisma.SortOrder
+}
+
+export type SigningKeySumOrderByAggregateInput = {
+  generation?: Prisma.SortOrder
+}
+
+export type NullableIntFieldUpdateOperationsInput = {
+  set?: number | null
+  increment?: number
+  decrement?: number
+  multiply?: number
+  divide?: number
 }
 
 
@@ -359,6 +433,7 @@ export type SigningKeySelect<ExtArgs extends runtime.Types.Extensions.InternalAr
   createdAt?: boolean
   retiredAt?: boolean
   expiresAt?: boolean
+  generation?: boolean
 }, ExtArgs["result"]["signingKey"]>
 
 export type SigningKeySelectCreateManyAndReturn<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetSelect<{
@@ -369,6 +444,7 @@ export type SigningKeySelectCreateManyAndReturn<ExtArgs extends runtime.Types.Ex
   createdAt?: boolean
   retiredAt?: boolean
   expiresAt?: boolean
+  generation?: boolean
 }, ExtArgs["result"]["signingKey"]>
 
 export type SigningKeySelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetSelect<{
@@ -379,6 +455,7 @@ export type SigningKeySelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Ex
   createdAt?: boolean
   retiredAt?: boolean
   expiresAt?: boolean
+  generation?: boolean
 }, ExtArgs["result"]["signingKey"]>
 
 export type SigningKeySelectScalar = {
@@ -389,9 +466,10 @@ export type SigningKeySelectScalar = {
   createdAt?: boolean
   retiredAt?: boolean
   expiresAt?: boolean
+  generation?: boolean
 }
 
-export type SigningKeyOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"kid" | "alg" | "publicJwk" | "privateKeyEnc" | "createdAt" | "retiredAt" | "expiresAt", ExtArgs["result"]["signingKey"]>
+export type SigningKeyOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"kid" | "alg" | "publicJwk" | "privateKeyEnc" | "createdAt" | "retiredAt" | "expiresAt" | "generation", ExtArgs["result"]["signingKey"]>
 
 export type $SigningKeyPayload<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   name: "SigningKey"
@@ -413,6 +491,11 @@ export type $SigningKeyPayload<ExtArgs extends runtime.Types.Extensions.Internal
      * After this no token it signed can still be valid; it leaves the JWKS.
      */
     expiresAt: Date | null
+    /**
+     * 1, 2, 3… in creation order. Unique: of replicas creating or rotating a key at the same
+     * moment exactly one succeeds and all of them sign with its key.
+     */
+    generation: number | null
   }, ExtArgs["result"]["signingKey"]>
   composites: {}
 }
@@ -843,6 +926,7 @@ export interface SigningKeyFieldRefs {
   readonly createdAt: Prisma.FieldRef<"SigningKey", 'DateTime'>
   readonly retiredAt: Prisma.FieldRef<"SigningKey", 'DateTime'>
   readonly expiresAt: Prisma.FieldRef<"SigningKey", 'DateTime'>
+  readonly generation: Prisma.FieldRef<"SigningKey", 'Int'>
 }
     
 

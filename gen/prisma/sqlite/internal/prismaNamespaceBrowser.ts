@@ -160,7 +160,8 @@ export const SigningKeyScalarFieldEnum = {
   privateKeyEnc: 'privateKeyEnc',
   createdAt: 'createdAt',
   retiredAt: 'retiredAt',
-  expiresAt: 'expiresAt'
+  expiresAt: 'expiresAt',
+  generation: 'generation'
 } as const
 
 export type SigningKeyScalarFieldEnum = (typeof SigningKeyScalarFieldEnum)[keyof typeof SigningKeyScalarFieldEnum]
