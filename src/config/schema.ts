@@ -30,7 +30,20 @@ const provider = z
     jwks_refetch_cooldown_seconds: seconds.default(30),
     http_timeout_ms: z.number().int().min(100).max(30_000).default(3000),
   })
-  .strict();
+  .strict()
+  .superRefine((p, ctx) => {
+    // A multi-tenant issuer without a tenant allowlist would let every tenant in: fail closed.
+    if (p.issuer.includes("{tenantid}") && (p.claim_allowlist["tid"] ?? []).length === 0) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["claim_allowlist", "tid"],
+        message: "an issuer with {tenantid} needs claim_allowlist.tid listing the tenants allowed to sign in",
+      });
+    }
+    if (p.issuer.includes("{tenantid}") && p.jwks_uri === undefined) {
+      ctx.addIssue({ code: "custom", path: ["jwks_uri"], message: "an issuer with {tenantid} needs jwks_uri" });
+    }
+  });
 
 /** OWASP's Argon2id floor, as memory × passes (19 MiB × 2, 12 MiB × 3, 9 MiB × 4, 7 MiB × 5). */
 const ARGON2_MIN_MEMORY_TIME_KIB = 7168 * 5;

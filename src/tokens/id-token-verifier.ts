@@ -14,6 +14,11 @@ import type { KeyResolver } from "./remote-key-set.ts";
 
 /** Everything needed to verify one provider's ID tokens. */
 export interface ProviderVerification extends ProviderPolicy {
+  /**
+   * Exact `iss`. May contain `{tenantid}` for a multi-tenant issuer (Microsoft Entra's common
+   * endpoint): the token's `iss` must then be this with its own `tid` in place, and
+   * `claimAllowlist.tid` (required by the config) says which tenants may sign in.
+   */
   issuer: string;
   /** Our client IDs at this provider (web, iOS, Android…); `aud` must contain one of them. */
   clientIds: readonly string[];
@@ -66,7 +71,7 @@ export function createIdTokenVerifier(options: IdTokenVerifierOptions): IdTokenV
     // provider's own keys and rules. The unverified value only selects configuration.
     const payload = decodeSegment(token.split(".")[1]!);
     const iss = typeof payload?.["iss"] === "string" ? payload["iss"] : undefined;
-    const candidates = options.providers.filter((p) => p.issuer === iss);
+    const candidates = options.providers.filter((p) => iss !== undefined && issuerMatches(p.issuer, iss));
     if (candidates.length === 0) {
       throw new DomainError(
         "issuer_untrusted",
@@ -126,6 +131,12 @@ export function createIdTokenVerifier(options: IdTokenVerifierOptions): IdTokenV
       payload = await verifyWithCandidates(token, e, options, provider);
     }
 
+    // A templated issuer is checked here, against the tenant the signed token names.
+    const issuer = expectedIssuer(provider.issuer, payload);
+    if (payload.iss !== issuer) {
+      throw new DomainError("id_token_issuer_mismatch", `the token was not issued by provider "${provider.name}"`);
+    }
+
     const aud = audiences(payload.aud);
     const trusted = new Set([...provider.clientIds, ...provider.trustedAudiences]);
     const untrusted = aud.find((a) => !trusted.has(a));
@@ -165,7 +176,7 @@ export function createIdTokenVerifier(options: IdTokenVerifierOptions): IdTokenV
         trustUpstreamMfa: provider.trustUpstreamMfa,
         mfaAcrValues: provider.mfaAcrValues,
       },
-      issuer: provider.issuer,
+      issuer,
       subject: payload.sub,
       email: stringClaim(payload, "email"),
       emailVerified: booleanClaim(payload["email_verified"]),
@@ -202,7 +213,8 @@ async function verifyWithCandidates(
 function verifyOptions(provider: ProviderVerification, options: IdTokenVerifierOptions) {
   return {
     algorithms: [...provider.algorithms],
-    issuer: provider.issuer,
+    // A templated issuer has no single value; it is checked after the signature (verify()).
+    ...(isTemplated(provider.issuer) ? {} : { issuer: provider.issuer }),
     audience: [...provider.clientIds],
     clockTolerance: provider.clockSkewSeconds,
     currentDate: options.clock.now(),
@@ -253,6 +265,30 @@ function fromJose(e: unknown, provider: ProviderVerification): DomainError {
     return reject("id_token_invalid", "the ID token was rejected");
   }
   return new DomainError("internal", "ID token verification failed unexpectedly", { cause: e });
+}
+
+const TENANT = "{tenantid}";
+const TENANT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+function isTemplated(issuer: string): boolean {
+  return issuer.includes(TENANT);
+}
+
+/** Whether an (unverified) `iss` fits a configured issuer, templated or exact. */
+function issuerMatches(configured: string, iss: string): boolean {
+  if (!isTemplated(configured)) return configured === iss;
+  const [before, after] = configured.split(TENANT) as [string, string];
+  return iss.startsWith(before) && iss.endsWith(after) && TENANT_ID.test(iss.slice(before.length, iss.length - after.length));
+}
+
+/** The issuer a verified token must carry: the configured one, with its `tid` when templated. */
+function expectedIssuer(configured: string, payload: JWTPayload): string {
+  if (!isTemplated(configured)) return configured;
+  const tid = payload["tid"];
+  if (typeof tid !== "string" || !TENANT_ID.test(tid)) {
+    throw new DomainError("id_token_claim_invalid", "the token's tid claim is missing or malformed");
+  }
+  return configured.replace(TENANT, tid);
 }
 
 function decodeSegment(segment: string): Record<string, unknown> | null {

@@ -214,6 +214,18 @@ providers:
     expect(() => loadConfig({ file: example, env: {} })).not.toThrow();
   });
 
+  it("refuses a multi-tenant issuer without a tenant allowlist or jwks_uri (fail closed)", () => {
+    const entra = { issuer: "https://login.microsoftonline.com/{tenantid}/v2.0", client_ids: ["app"] };
+    const missing = configError({ env: {}, overrides: { providers: { entra } } }).message;
+    expect(missing).toContain("providers.entra.claim_allowlist.tid");
+    expect(missing).toContain("providers.entra.jwks_uri");
+    const ok = loadConfig({
+      env: {},
+      overrides: { providers: { entra: { ...entra, jwks_uri: "https://login.microsoftonline.com/common/discovery/v2.0/keys", claim_allowlist: { tid: ["11111111-2222-3333-4444-555555555555"] } } } },
+    });
+    expect(ok.providers["entra"]!.issuer).toContain("{tenantid}");
+  });
+
   it("config.example.yaml documents every option of the schema", () => {
     const text = readFileSync(fileURLToPath(new URL("../../config.example.yaml", import.meta.url)), "utf8");
     const paths = optionPaths(configSchema);

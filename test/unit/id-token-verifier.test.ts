@@ -580,3 +580,39 @@ describe("keys without kid", () => {
     expect((error as DomainError).code).toBe("id_token_signature_invalid");
   });
 });
+
+describe("multi-tenant issuer ({tenantid}, Microsoft Entra's common endpoint)", () => {
+  const TEMPLATE = "https://login.microsoftonline.com/{tenantid}/v2.0";
+  const T1 = "11111111-2222-3333-4444-555555555555";
+  const T2 = "99999999-8888-7777-6666-555555555555";
+  const entra = () =>
+    provider({ name: "entra", issuer: TEMPLATE, claimAllowlist: { tid: [T1] }, clientIds: [CLIENT] });
+  const tenantToken = (tid: string, iss = TEMPLATE.replace("{tenantid}", tid)) => sign(claims({ iss, tid }));
+
+  it("accepts an allowed tenant's token and keys the identity by the token's real issuer", async () => {
+    const identity = await verifier([entra()]).verify(await tenantToken(T1), { provider: "entra" });
+    expect(identity.issuer).toBe(`https://login.microsoftonline.com/${T1}/v2.0`);
+  });
+
+  it("refuses a tenant that is not allowed", async () => {
+    await expectCode(verifier([entra()]).verify(await tenantToken(T2), { provider: "entra" }), "id_token_claim_not_allowed");
+  });
+
+  it("refuses an iss that names another tenant than tid, or that does not fit the template", async () => {
+    await expectCode(
+      verifier([entra()]).verify(await tenantToken(T1, `https://login.microsoftonline.com/${T2}/v2.0`), { provider: "entra" }),
+      "id_token_issuer_mismatch",
+    );
+    await expectCode(
+      verifier([entra()]).verify(await tenantToken(T1, `https://evil.example/${T1}/v2.0`), { provider: "entra" }),
+      "id_token_issuer_mismatch",
+    );
+    await expectCode(verifier([entra()]).verify(await sign(claims({ iss: TEMPLATE.replace("{tenantid}", T1) })), { provider: "entra" }), "id_token_claim_invalid");
+  });
+
+  it("is chosen by the unverified iss when no provider is named", async () => {
+    const identity = await verifier([provider(), entra()]).verify(await tenantToken(T1), {});
+    expect(identity.provider.name).toBe("entra");
+    await expectCode(verifier([entra()]).verify(await tenantToken(T1, "https://login.microsoftonline.com/not-a-guid/v2.0"), {}), "issuer_untrusted");
+  });
+});
