@@ -120,6 +120,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       clockSkewSeconds: p.clock_skew_seconds,
       maxTokenAgeSeconds: p.max_token_age_seconds ?? null,
       requireNonce: p.require_nonce,
+      nonceHashing: p.nonce_hashing,
       claimAllowlist: p.claim_allowlist,
       signup: p.signup,
       linkByEmail: p.link_by_email,

@@ -24,6 +24,7 @@ const provider = z
       .describe("An ID token saying the provider did MFA (amr `mfa`, two factor kinds, or mfa_acr_values) lowers the risk"),
     mfa_acr_values: z.array(z.string().min(1)).default([]).describe("`acr` values of this provider that mean MFA happened"),
     require_nonce: z.boolean().default(false),
+    nonce_hashing: z.enum(["none", "sha256"]).default("none").describe("sha256: the token holds SHA-256(hex) of the nonce"),
     claim_allowlist: z.record(z.string(), z.array(z.string()).min(1)).default({}),
     jwks_fresh_seconds: positiveSeconds.default(600),
     jwks_max_stale_seconds: positiveSeconds.default(24 * 3600),

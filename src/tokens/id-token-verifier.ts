@@ -1,4 +1,4 @@
-import { timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import {
   decodeProtectedHeader,
   errors as joseErrors,
@@ -30,6 +30,12 @@ export interface ProviderVerification extends ProviderPolicy {
   /** Reject tokens issued longer ago than this (on top of `exp`). */
   maxTokenAgeSeconds: number | null;
   requireNonce: boolean;
+  /**
+   * How the token carries the caller's nonce: as sent (`none`), or as the hex SHA-256 of it
+   * (`sha256`: Sign in with Apple and Firebase-style clients put the hash in the authorization
+   * request and keep the raw nonce, which they send us).
+   */
+  nonceHashing?: "none" | "sha256" | undefined;
   /** Claim name -> accepted values (e.g. Google `hd`, Entra `tid`). The claim must be present. */
   claimAllowlist: Readonly<Record<string, readonly string[]>>;
   keys: KeyResolver;
@@ -154,7 +160,8 @@ export function createIdTokenVerifier(options: IdTokenVerifierOptions): IdTokenV
     }
     if (request.nonce !== undefined) {
       const nonce = payload["nonce"];
-      if (typeof nonce !== "string" || !equalStrings(nonce, request.nonce)) {
+      const expected = provider.nonceHashing === "sha256" ? createHash("sha256").update(request.nonce).digest("hex") : request.nonce;
+      if (typeof nonce !== "string" || !equalStrings(nonce, expected)) {
         throw new DomainError("id_token_nonce_mismatch", "the token's nonce does not match the request's nonce");
       }
     }

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import {
   CompactSign,
   type CryptoKey,
@@ -614,5 +615,19 @@ describe("multi-tenant issuer ({tenantid}, Microsoft Entra's common endpoint)", 
     const identity = await verifier([provider(), entra()]).verify(await tenantToken(T1), {});
     expect(identity.provider.name).toBe("entra");
     await expectCode(verifier([entra()]).verify(await tenantToken(T1, "https://login.microsoftonline.com/not-a-guid/v2.0"), {}), "issuer_untrusted");
+  });
+});
+
+describe("hashed nonce (nonce_hashing: sha256, as Sign in with Apple)", () => {
+  it("compares the token's nonce with the SHA-256 of the raw nonce the caller sends", async () => {
+    const raw = "raw-nonce-4711";
+    const hashed = createHash("sha256").update(raw).digest("hex");
+    const v = verifier([provider({ nonceHashing: "sha256" })]);
+    const token = await sign(claims({ nonce: hashed }));
+    await expect(v.verify(token, { provider: "acme", nonce: raw })).resolves.toBeDefined();
+    // The hash itself is not accepted in place of the raw nonce.
+    await expectCode(v.verify(token, { provider: "acme", nonce: hashed }), "id_token_nonce_mismatch");
+    // Without hashing configured, the raw nonce does not match the hashed claim.
+    await expectCode(verifier().verify(token, { provider: "acme", nonce: raw }), "id_token_nonce_mismatch");
   });
 });
