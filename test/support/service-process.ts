@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
@@ -16,13 +16,23 @@ export interface ServiceProcess {
 /**
  * Starts the real service (`node src/main.ts`) as a child process with a YAML config file and
  * environment, on port 0, and resolves once it logs that it is listening.
+ *
+ * The config file and the data dir (`<dir>/data`: SQLite database, key-encryption key) live in a
+ * temporary directory that `stop()` deletes; pass `dir` to use a directory of your own instead,
+ * which `stop()` leaves alone, so a later process can be started on the same data (a restart).
  */
 export async function startServiceProcess(options: {
   config: Record<string, unknown>;
   env?: Record<string, string>;
   args?: string[];
+  dir?: string;
 }): Promise<ServiceProcess> {
-  const dir = mkdtempSync(join(tmpdir(), "identity-proc-"));
+  const owned = options.dir === undefined;
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), "identity-proc-"));
+  if (!owned) mkdirSync(dir, { recursive: true });
+  const cleanup = () => {
+    if (owned) rmSync(dir, { recursive: true, force: true });
+  };
   const file = join(dir, "config.yaml");
   writeFileSync(file, stringify({ data_dir: join(dir, "data"), log_level: "info", ...options.config }));
   const child = spawn(process.execPath, ["src/main.ts", "--config", file, ...(options.args ?? [])], {
@@ -54,13 +64,14 @@ export async function startServiceProcess(options: {
     logs: () => output,
     stop: () =>
       new Promise((resolve) => {
-        if (child.exitCode !== null) {
-          rmSync(dir, { recursive: true, force: true });
+        // Already gone (exited, or killed by a signal such as SIGKILL): nothing to wait for.
+        if (child.exitCode !== null || child.signalCode !== null) {
+          cleanup();
           resolve(child.exitCode);
           return;
         }
         child.once("exit", (code) => {
-          rmSync(dir, { recursive: true, force: true });
+          cleanup();
           resolve(code);
         });
         child.kill("SIGTERM");
