@@ -378,7 +378,9 @@ async function main(): Promise<void> {
     } else {
       const config = serviceConfig({ issuer: issuer.issuer, dataDir: join(dataDir, "data"), databaseUrl: dbEnv["BENCH_DATABASE_URL"] });
       const file = writeServiceConfig(dataDir, config);
-      const server = await startServer("service", ["src/main.ts", "--config", file], {}, "/readyz");
+      // BENCH_SERVICE_NODE_ARGS: e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the service.
+      const nodeArgs = (process.env["BENCH_SERVICE_NODE_ARGS"] ?? "").split(" ").filter((a) => a !== "");
+      const server = await startServer("service", [...nodeArgs, "src/main.ts", "--config", file], {}, "/readyz");
       try {
         const r = await benchSigninServer(load, server, { path: "/auth/id-token/signin", style: "rest", collect: true, countStatements: false });
         for (const protocol of ["grpc", "connect"] as const) {

@@ -46,6 +46,8 @@ import type { MfaPolicy } from "./core/risk.ts";
 import { openGeoIp } from "./geo/geoip.ts";
 import { registerMfaService } from "./rpc/mfa-service.ts";
 import { createMfaStore } from "./store/mfa-store.ts";
+import { createHotStore } from "./store/hot/hot-store.ts";
+import { createPrismaSigninReader } from "./store/hot/prisma.ts";
 import { createRecoveryCodes } from "./tokens/recovery-codes.ts";
 import { createSecretBox } from "./tokens/secret-box.ts";
 import { createTotpEngine } from "./tokens/totp.ts";
@@ -170,11 +172,17 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     const opaqueTokens = createOpaqueTokens();
     const mfaStore = createMfaStore(database.client);
     const auditLog = createAuditLog(database.client);
+    const sessionStore = createSessionStore(database.client);
+    // The hot path: prepared statements on the driver, or the same design on Prisma Client alone.
+    const hot = config.database.hot_path === "driver"
+      ? createHotStore(database)
+      : { ...accounts, ...auditLog, ...sessionStore, ...createPrismaSigninReader(database.client, database.dialect) };
     const signin = createSigninService({
       clock,
       verifier,
+      reader: hot,
       accounts,
-      writer: accounts,
+      writer: hot,
       audit: auditLog,
       ipFailureLimit:
         config.rate_limit.signin_failures_per_ip === 0
@@ -182,7 +190,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
           : {
               max: config.rate_limit.signin_failures_per_ip,
               windowSeconds: config.rate_limit.signin_failure_window_seconds,
-              counter: auditLog,
+              counter: hot,
             },
       accessTokens: keyRing,
       opaqueTokens,
@@ -216,10 +224,9 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       onAuditFailure: (e) => logger.error("audit write failed", { cause: String(e) }),
     });
 
-    const sessionStore = createSessionStore(database.client);
     const sessions = createSessionService({
       clock,
-      store: sessionStore,
+      store: { ...sessionStore, refresh: hot.refresh, findSession: hot.findSession, findUser: hot.findUser },
       accessTokens: keyRing,
       accessTokenVerifier: keyRing,
       opaqueTokens,

@@ -259,6 +259,10 @@ export const configSchema = z
         pool_size: z.number().int().min(1).max(200).default(10),
         connect_timeout_ms: z.number().int().min(100).default(5000),
         statement_timeout_ms: z.number().int().min(100).default(5000),
+        hot_path: z
+          .enum(["driver", "prisma"])
+          .default("driver")
+          .describe("sign-in, refresh and session checks on prepared driver statements, or on Prisma Client alone"),
       })
       .strict()
       .prefault({}),

@@ -1,6 +1,6 @@
 import { BlockList, isIP } from "node:net";
 import type { ClientInfo, ExternalIdentity, RiskSummary } from "./model.ts";
-import type { GeoLocator, SeenContext, SigninHistoryReader } from "./mfa-ports.ts";
+import type { GeoLocator, SeenContext, SigninHistory, SigninHistoryReader } from "./mfa-ports.ts";
 import {
   assessRisk,
   decideMfa,
@@ -44,6 +44,8 @@ export interface SigninGate {
 }
 
 export interface AdaptiveMfa {
+  /** What to ask the store about a user's history for a sign-in from `client` at `now`. */
+  historyQuery(client: ClientInfo, now: Date): { deviceKey: string | null; network: string | null; failuresSince: Date };
   evaluate(input: {
     identity: ExternalIdentity;
     /** Null for a sign-in that creates the user. */
@@ -51,6 +53,11 @@ export interface AdaptiveMfa {
     account: "create" | "link" | "existing";
     client: ClientInfo;
     now: Date;
+    /**
+     * The user's history for `historyQuery(client, now)`, when the caller already read it (the
+     * sign-in reads it with the account); otherwise it is read here.
+     */
+    history?: SigninHistory | undefined;
   }): Promise<SigninGate>;
 }
 
@@ -62,19 +69,20 @@ export function createAdaptiveMfa(deps: AdaptiveMfaDeps): AdaptiveMfa {
   const allow = blockListOf(deps.ipAllowlist);
   const deny = blockListOf(deps.ipDenylist);
 
+  const historyQuery = (client: ClientInfo, now: Date) => ({
+    deviceKey: deviceKeyOf(client)?.key ?? null,
+    network: networkOf(client.ip, deps.networkPrefix),
+    failuresSince: new Date(now.getTime() - deps.recentFailuresWindowSeconds * 1000),
+  });
+
   return {
-    async evaluate({ identity, userId, account, client, now }) {
+    historyQuery,
+    async evaluate({ identity, userId, account, client, now, history: known }) {
       const device = deviceKeyOf(client);
       const network = networkOf(client.ip, deps.networkPrefix);
       const geo = client.ip === null || deps.geo === null ? null : deps.geo.locate(client.ip);
       const history =
-        userId === null
-          ? null
-          : await deps.history.signinHistory(userId, {
-              deviceKey: device?.key ?? null,
-              network,
-              failuresSince: new Date(now.getTime() - deps.recentFailuresWindowSeconds * 1000),
-            });
+        userId === null ? null : known ?? (await deps.history.signinHistory(userId, historyQuery(client, now)));
       const deviceTrusted =
         device !== null && device.trustable && (history?.device?.trustedUntil ?? null) !== null && history!.device!.trustedUntil! > now;
 

@@ -2,17 +2,20 @@ import type { Clock } from "./clock.ts";
 import { DomainError, isDomainError } from "./errors.ts";
 import { newId } from "./ids.ts";
 import type { AdaptiveMfa, SigninGate } from "./adaptive-mfa.ts";
-import type { ClientInfo, ExternalIdentity, LoginResult, MfaChallengeResult, UserRecord } from "./model.ts";
+import type { ClientInfo, ExternalIdentity, LoginResult, MfaChallengeResult, UserWithPassword } from "./model.ts";
+import type { SigninHistory } from "./mfa-ports.ts";
 import {
   type AccessTokenIssuer,
   type AccountReader,
   type AccountWrite,
-  type LinkedAccount,
   type AuditLog,
   type IdTokenVerifier,
   type OpaqueTokens,
   type SigninFailureCounter,
   SigninConflict,
+  type SigninReader,
+  type SigninSnapshot,
+  type SigninSnapshotQuery,
   type SigninWriter,
 } from "./ports.ts";
 import type { MfaMethod } from "./risk.ts";
@@ -23,7 +26,10 @@ import { NO_PASSWORD_EXPIRY, type PasswordExpiryPolicy, passwordStatusOf } from 
 export interface SigninDeps {
   clock: Clock;
   verifier: IdTokenVerifier;
-  accounts: AccountReader;
+  /** The one read of a sign-in (identity, user, history, address failures). */
+  reader: SigninReader;
+  /** Re-reads after an identity race; its verified-e-mail lookup is not used here. */
+  accounts: Pick<AccountReader, "findByIdentity">;
   writer: SigninWriter;
   audit: AuditLog;
   accessTokens: AccessTokenIssuer;
@@ -39,6 +45,8 @@ export interface SigninDeps {
   /**
    * Refuse sign-ins from an address after `max` failed ones within `windowSeconds` (429
    * `rate_limited`), counted from the shared audit trail so replicas agree. Absent: no limit.
+   * On the success path the count comes with the sign-in's one read; `counter` counts for
+   * refused tokens.
    */
   ipFailureLimit?: { max: number; windowSeconds: number; counter: SigninFailureCounter } | undefined;
   onAuditFailure?: (error: unknown) => void;
@@ -56,7 +64,7 @@ export interface SigninService {
   signinWithIdToken(input: SigninInput): Promise<LoginResult | MfaChallengeResult>;
 }
 
-/** Attempts at a sign-in whose write lost a unique-constraint race (identity or username). */
+/** Attempts at a sign-in whose write lost a race (identity, username, or the user's status). */
 const MAX_WRITE_ATTEMPTS = 4;
 
 /**
@@ -65,9 +73,12 @@ const MAX_WRITE_ATTEMPTS = 4;
  * tokens, or, when MFA is required, store a challenge instead. Every attempt, accepted or
  * refused, leaves one audit record (with the risk signals, score and decision); refusals write
  * nothing else.
+ *
+ * A returning user's sign-in is one read (SigninReader) and one write (SigninWriter); a new
+ * user's too; a link by e-mail adds the owner's history read.
  */
 export function createSigninService(deps: SigninDeps): SigninService {
-  const { clock, verifier, accounts, writer, audit, accessTokens, opaqueTokens } = deps;
+  const { clock, verifier, reader, accounts, writer, audit, accessTokens, opaqueTokens } = deps;
 
   async function signinWithIdToken(input: SigninInput): Promise<LoginResult | MfaChallengeResult> {
     let identity: ExternalIdentity | undefined;
@@ -77,48 +88,50 @@ export function createSigninService(deps: SigninDeps): SigninService {
       if (input.idToken === "") {
         throw new DomainError("id_token_required", "id_token is required");
       }
-      // The limit check (a read) and verification (crypto, maybe a JWKS fetch) run together; a
-      // limited address gets `rate_limited` whatever its token, so the limit is no oracle.
-      const [limit, verification] = await Promise.allSettled([
-        checkIpFailureLimit(input.client),
-        verifier.verify(input.idToken, { provider: input.provider, nonce: input.nonce }),
-      ]);
-      if (limit.status === "rejected") throw limit.reason;
-      if (verification.status === "rejected") throw verification.reason;
-      identity = verification.value;
+      try {
+        identity = await verifier.verify(input.idToken, { provider: input.provider, nonce: input.nonce });
+      } catch (e) {
+        // A limited address gets `rate_limited` whatever its token, so the limit is no oracle.
+        await checkIpFailureLimit(input.client);
+        throw e;
+      }
       const verified = identity;
       let usernameTaken = false;
       for (let attempt = 1; ; attempt++) {
         const now = clock.now();
-        const account = await resolveAccount(verified, now, usernameTaken);
-        userId = account.kind === "create" ? account.user.id : account.userId;
-        const user = account.kind === "existing" ? account.user : null;
-        if (user !== null) assertActive(user, now);
-        // Risk is assessed on every sign-in, before anything is written: the federated path is
-        // never an MFA bypass.
-        const gate = deps.adaptiveMfa === undefined
-          ? null
-          : await deps.adaptiveMfa.evaluate({
-              identity: verified,
-              userId: account.kind === "create" ? null : account.userId,
-              account: account.kind,
-              client: input.client,
-              now,
-            });
-        riskDetail = gate?.auditDetail;
-        if (gate?.decision.kind === "deny") {
-          throw new DomainError(
-            "mfa_enrollment_required",
-            "this sign-in needs a second factor and the account has none; sign in from a known device and enroll one",
-          );
-        }
         try {
+          const snapshot = await reader.readSignin(snapshotQuery(verified, input.client, now));
+          if (deps.ipFailureLimit !== undefined && snapshot.ipFailures >= deps.ipFailureLimit.max) throw rateLimited();
+          const account = await resolveAccount(verified, snapshot, now, usernameTaken);
+          userId = account.kind === "create" ? account.write.user.id : account.userId;
+          if (account.kind === "existing") assertActive(account.user, now);
+          // Risk is assessed on every sign-in, before anything is written: the federated path is
+          // never an MFA bypass.
+          const gate = deps.adaptiveMfa === undefined
+            ? null
+            : await deps.adaptiveMfa.evaluate({
+                identity: verified,
+                userId: account.kind === "create" ? null : account.userId,
+                account: account.kind,
+                client: input.client,
+                now,
+                // An existing user's history came with the read; a link reads the owner's.
+                ...(account.kind === "existing" && account.history !== null ? { history: account.history } : {}),
+              });
+          riskDetail = gate?.auditDetail;
+          if (gate?.decision.kind === "deny") {
+            throw new DomainError(
+              "mfa_enrollment_required",
+              "this sign-in needs a second factor and the account has none; sign in from a known device and enroll one",
+            );
+          }
           return gate?.decision.kind === "challenge"
             ? await challenge(verified, account.write, now, input.client, gate, gate.decision.methods)
             : await open(verified, account.write, now, input.client, gate);
         } catch (e) {
           if (!(e instanceof SigninConflict) || attempt >= MAX_WRITE_ATTEMPTS) throw e;
           // Identity race: the next pass finds the winner's link. Username race: pick another.
+          // Status: the user was disabled or locked meanwhile; the next read refuses it.
           if (e.target === "username") usernameTaken = true;
         }
       }
@@ -142,24 +155,42 @@ export function createSigninService(deps: SigninDeps): SigninService {
     }
   }
 
+  function snapshotQuery(identity: ExternalIdentity, client: ClientInfo, now: Date): SigninSnapshotQuery {
+    const email = normalizeEmail(identity.email);
+    const limit = deps.ipFailureLimit;
+    return {
+      issuer: identity.issuer,
+      subject: identity.subject,
+      verifiedEmail: identity.emailVerified ? email : null,
+      ipFailures:
+        limit === undefined || client.ip === null
+          ? null
+          : { ip: client.ip, since: new Date(now.getTime() - limit.windowSeconds * 1000), cap: limit.max },
+      history: deps.adaptiveMfa?.historyQuery(client, now) ?? null,
+    };
+  }
+
   type Resolved =
-    | { kind: "existing"; userId: string; user: UserRecord; write: AccountWrite }
+    | { kind: "existing"; userId: string; user: UserWithPassword; history: SigninHistory | null; write: AccountWrite }
     | { kind: "link"; userId: string; write: AccountWrite }
-    | { kind: "create"; user: { id: string }; write: AccountWrite };
+    | { kind: "create"; write: AccountWrite & { kind: "create" } };
 
   async function resolveAccount(
     identity: ExternalIdentity,
+    snapshot: SigninSnapshot,
     now: Date,
     usernameTaken: boolean,
   ): Promise<Resolved> {
-    const existing = (linked: LinkedAccount): Resolved => ({
-      kind: "existing",
-      userId: linked.user.id,
-      user: linked.user,
-      write: { kind: "existing", userId: linked.user.id, identityId: linked.identityId },
-    });
-    const linked = await accounts.findByIdentity(identity.issuer, identity.subject);
-    if (linked !== null) return existing(linked);
+    const linked = snapshot.linked;
+    if (linked !== null) {
+      return {
+        kind: "existing",
+        userId: linked.user.id,
+        user: linked.user,
+        history: linked.history,
+        write: { kind: "existing", userId: linked.user.id, identityId: linked.identityId },
+      };
+    }
     const email = normalizeEmail(identity.email);
     const newIdentity = {
       id: newId("idn"),
@@ -172,14 +203,13 @@ export function createSigninService(deps: SigninDeps): SigninService {
     // Only a verified e-mail says anything about who owns an existing account. An unverified one
     // is stored as unverified and never matched, so nobody can claim or block another's address.
     if (newIdentity.emailVerified && email !== null) {
-      const owners = await accounts.findByVerifiedEmail(email);
+      const owners = snapshot.emailOwners;
       const owner = owners[0];
       if (owner !== undefined) {
         if (identity.provider.linkByEmail !== "verified" || owners.length > 1) {
           // A concurrent first sign-in of this same identity may have created the owner since
-          // our first read: then this is that user, not a conflict.
-          const raced = await accounts.findByIdentity(identity.issuer, identity.subject);
-          if (raced !== null) return existing(raced);
+          // our read: then this is that user, not a conflict (read again).
+          if ((await accounts.findByIdentity(identity.issuer, identity.subject)) !== null) throw new SigninConflict("identity");
           throw new DomainError(
             "account_exists",
             "an account with this e-mail address already exists; sign in with the method used before",
@@ -187,11 +217,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
           );
         }
         assertActive(owner, now);
-        return {
-          kind: "link",
-          userId: owner.id,
-          write: { kind: "link", userId: owner.id, identity: newIdentity },
-        };
+        return { kind: "link", userId: owner.id, write: { kind: "link", userId: owner.id, identity: newIdentity } };
       }
     }
     if (identity.provider.signup !== "allow") {
@@ -212,7 +238,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
       phone: identity.phone,
       createdAt: now,
     };
-    return { kind: "create", user, write: { kind: "create", user, identity: newIdentity } };
+    return { kind: "create", write: { kind: "create", user, identity: newIdentity } };
   }
 
   async function open(
@@ -327,15 +353,18 @@ export function createSigninService(deps: SigninDeps): SigninService {
     return { kind: "mfa_required", user, challengeToken: token.token, expiresAt, methods: [...methods], reason, risk: gate.summary };
   }
 
+  /** For a refused token: the address's limit, checked apart from the one read. */
   async function checkIpFailureLimit(client: ClientInfo): Promise<void> {
     const limit = deps.ipFailureLimit;
     if (limit === undefined || client.ip === null) return;
     const since = new Date(clock.now().getTime() - limit.windowSeconds * 1000);
-    if ((await limit.counter.failuresFromIp(client.ip, since, limit.max)) >= limit.max) {
-      throw new DomainError("rate_limited", "too many failed sign-ins from this address; try again in a few minutes", {
-        detail: { retry_after_seconds: String(limit.windowSeconds) },
-      });
-    }
+    if ((await limit.counter.failuresFromIp(client.ip, since, limit.max)) >= limit.max) throw rateLimited();
+  }
+
+  function rateLimited(): DomainError {
+    return new DomainError("rate_limited", "too many failed sign-ins from this address; try again in a few minutes", {
+      detail: { retry_after_seconds: String(deps.ipFailureLimit?.windowSeconds ?? 0) },
+    });
   }
 
   async function recordQuietly(event: Parameters<AuditLog["record"]>[0]): Promise<void> {

@@ -124,10 +124,13 @@ export function createAccountStore(db: Db): AccountReader & SigninWriter {
           }),
         );
       } else {
+        // The status is checked again inside the write: a user disabled or locked since the read
+        // matches nothing (P2025), the batch rolls back, and the core reads again.
+        const active = { id: account.userId, OR: [{ status: "active" }, { status: "locked", lockedUntil: { lte: at } }] };
         ops.push(
           challenge === null
-            ? db.user.update({ where: { id: account.userId }, data: { lastSigninAt: at }, select: userSelect })
-            : db.user.findUniqueOrThrow({ where: { id: account.userId }, select: userSelect }),
+            ? db.user.update({ where: active, data: { lastSigninAt: at }, select: userSelect })
+            : db.user.findUniqueOrThrow({ where: active, select: userSelect }),
         );
         // A link waiting for MFA is written when the challenge completes, not now.
         if (account.kind === "link" && challenge === null) {
@@ -171,6 +174,7 @@ export function createAccountStore(db: Db): AccountReader & SigninWriter {
         const [[user], changed] = await Promise.all([db.$transaction(ops), credential]);
         return withPassword(userFromRow(user as UserRow), changed);
       } catch (e) {
+        if ((e as { code?: unknown })?.code === "P2025") throw new SigninConflict("status", { cause: e });
         const fields = uniqueViolationFields(e);
         if (fields?.includes("username")) throw new SigninConflict("username", { cause: e });
         if (fields?.includes("subject") || fields?.includes("issuer")) throw new SigninConflict("identity", { cause: e });

@@ -1,5 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
+import type BetterSqlite3 from "better-sqlite3";
+import type pg from "pg";
 import type { PrismaClient } from "../../gen/prisma/sqlite/client.ts";
 
 /** The Prisma client type the stores are written against (both dialects share the model). */
@@ -12,13 +14,27 @@ export interface DatabaseOptions {
   poolSize: number;
   connectTimeoutMs: number;
   statementTimeoutMs: number;
-  /** Called for every SQL statement sent (benchmarks count round trips with it). */
+  /** Called for every SQL statement run, through Prisma or the driver (benchmarks and tests count them). */
   onQuery?: ((sql: string) => void) | undefined;
+  /** Called for every message exchange with a PostgreSQL server (a query, BEGIN, COMMIT...). */
+  onRoundTrip?: (() => void) | undefined;
 }
+
+/**
+ * The driver connection under the Prisma adapter, for the hot path's prepared statements
+ * (store/hot/): SQLite's one better-sqlite3 connection itself, or the very pg pool Prisma uses.
+ */
+export type Driver =
+  | { dialect: "sqlite"; db: BetterSqlite3.Database }
+  | { dialect: "postgresql"; pool: pg.Pool };
 
 export interface Database {
   dialect: Dialect;
   client: Db;
+  driver: Driver;
+  /** Statement timeout, for the hot path's own waits. */
+  statementTimeoutMs: number;
+  onQuery: ((sql: string) => void) | undefined;
   /** A cheap round trip, for readiness. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -49,43 +65,84 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       import("../../gen/prisma/sqlite/client.ts"),
       import("@prisma/adapter-better-sqlite3"),
     ]);
+    // The adapter opens one better-sqlite3 connection; the hot path runs its prepared statements
+    // on that same connection (one writer, no lock waits between two connections of ours).
+    const factory = new PrismaBetterSqlite3({ url: path, timeout: options.statementTimeoutMs });
+    let connection: BetterSqlite3.Database | undefined;
+    const capturing = Object.assign(Object.create(Object.getPrototypeOf(factory) as object) as typeof factory, factory, {
+      provider: factory.provider,
+      adapterName: factory.adapterName,
+      connect: async () => {
+        const adapter = await factory.connect();
+        connection = (adapter as unknown as { client: BetterSqlite3.Database }).client;
+        return adapter;
+      },
+      connectToShadowDb: () => factory.connectToShadowDb(),
+    });
     const client = new PrismaClient({
-      adapter: new PrismaBetterSqlite3({ url: path, timeout: options.statementTimeoutMs }),
+      adapter: capturing,
       ...(options.onQuery === undefined ? {} : { log: [{ emit: "event", level: "query" }] }),
     });
-    if (options.onQuery !== undefined) {
-      const onQuery = options.onQuery;
-      (client as unknown as { $on(e: "query", cb: (ev: { query: string }) => void): void }).$on("query", (ev) => onQuery(ev.query));
-    }
-    return wrap(dialect, client);
+    listenToQueries(client, options.onQuery);
+    await client.$connect();
+    if (connection === undefined) throw new Error("the SQLite adapter did not expose its connection");
+    // WAL is set by the migrations. NORMAL (better-sqlite3's default for WAL, said here so it
+    // stays so): a commit is in the WAL before it returns, so a crash of the process loses
+    // nothing acknowledged; the fsync happens at checkpoints, not on every commit.
+    connection.pragma("synchronous = NORMAL");
+    return wrap(dialect, client, { dialect, db: connection }, options);
   }
   const [{ PrismaClient }, { PrismaPg }] = await Promise.all([
     import("../../gen/prisma/postgresql/client.ts"),
     import("@prisma/adapter-pg"),
   ]);
-  const adapter = new PrismaPg({
+  const { default: pgDriver } = await import("pg");
+  // One pool for Prisma and the hot path's named prepared statements.
+  const pool = new pgDriver.Pool({
     connectionString: options.url,
     max: options.poolSize,
     connectionTimeoutMillis: options.connectTimeoutMs,
     statement_timeout: options.statementTimeoutMs,
     query_timeout: options.statementTimeoutMs + 1000,
   });
+  if (options.onRoundTrip !== undefined) {
+    const onRoundTrip = options.onRoundTrip;
+    pool.on("connect", (connection) => {
+      const query = connection.query.bind(connection) as (...args: unknown[]) => unknown;
+      (connection as unknown as { query: (...args: unknown[]) => unknown }).query = (...args) => {
+        onRoundTrip();
+        return query(...args);
+      };
+    });
+  }
   const client = new PrismaClient({
-    adapter,
+    adapter: new PrismaPg(pool),
     ...(options.onQuery === undefined ? {} : { log: [{ emit: "event", level: "query" }] }),
   });
-  if (options.onQuery !== undefined) {
-    const onQuery = options.onQuery;
-    (client as unknown as { $on(e: "query", cb: (ev: { query: string }) => void): void }).$on("query", (ev) => onQuery(ev.query));
-  }
+  listenToQueries(client as unknown as Db, options.onQuery);
   // Same model, same delegates: the PostgreSQL client is used through the shared type.
-  return wrap(dialect, client as unknown as Db);
+  const database = wrap(dialect, client as unknown as Db, { dialect, pool }, options);
+  return {
+    ...database,
+    async close() {
+      await database.close();
+      await pool.end();
+    },
+  };
 }
 
-function wrap(dialect: Dialect, client: Db): Database {
+function listenToQueries(client: Db, onQuery: ((sql: string) => void) | undefined): void {
+  if (onQuery === undefined) return;
+  (client as unknown as { $on(e: "query", cb: (ev: { query: string }) => void): void }).$on("query", (ev) => onQuery(ev.query));
+}
+
+function wrap(dialect: Dialect, client: Db, driver: Driver, options: DatabaseOptions): Database {
   return {
     dialect,
     client,
+    driver,
+    statementTimeoutMs: options.statementTimeoutMs,
+    onQuery: options.onQuery,
     async ping() {
       await client.$queryRawUnsafe("SELECT 1");
     },

@@ -1,0 +1,251 @@
+/**
+ * The hot path on PostgreSQL: named prepared statements (parsed once per connection) on the pg
+ * pool Prisma uses (database.ts). A returning sign-in is two round trips: one read statement and
+ * one write statement whose data-modifying CTEs do the whole write atomically (user touched only
+ * while active, identity, session, refresh token, device, network, audit).
+ */
+import { createHash } from "node:crypto";
+import pg from "pg";
+import { newId } from "../../core/ids.ts";
+import type { AuditRecord, UserWithPassword } from "../../core/model.ts";
+import { type RefreshDecision, type RefreshState, SigninConflict, type SigninWrite } from "../../core/ports.ts";
+import { storeError } from "../prisma-errors.ts";
+import { dateOf, type Row, sessionOf, snapshotOf, userOf } from "./rows.ts";
+import * as SQL from "./sql.ts";
+import type { HotStore } from "./sqlite.ts";
+
+const TIMESTAMP_OIDS = new Set([1114, 1184]);
+/** Timestamps as their text (UTC, read by rows.ts dateOf), everything else as pg parses it. */
+const types = {
+  getTypeParser: ((oid: number, format?: string) =>
+    TIMESTAMP_OIDS.has(oid) ? (text: string) => text : pg.types.getTypeParser(oid, format as "text")) as typeof pg.types.getTypeParser,
+};
+
+/** A value for a `timestamp(3)` (UTC wall clock, as Prisma writes it), boolean or text column. */
+function pgValue(v: unknown): unknown {
+  if (v === undefined) return null;
+  if (v instanceof Date) return v.toISOString().slice(0, -1);
+  return v;
+}
+
+type Queryable = Pick<pg.Pool, "query"> | pg.PoolClient;
+
+export function createPostgresHotStore(
+  pool: pg.Pool,
+  options: { onQuery?: ((sql: string) => void) | undefined },
+): HotStore {
+  const names = new Map<string, string>();
+  const nameOf = (text: string) => {
+    let name = names.get(text);
+    if (name === undefined) {
+      name = `hot_${createHash("sha256").update(text).digest("hex").slice(0, 16)}`;
+      names.set(text, name);
+    }
+    return name;
+  };
+
+  async function query(on: Queryable, text: string, values: readonly unknown[]): Promise<pg.QueryResult<Row>> {
+    options.onQuery?.(text);
+    return on.query<Row>({ name: nameOf(text), text, values: values.map(pgValue), types });
+  }
+
+  async function guarded<T>(operation: () => Promise<T>): Promise<T> {
+    try {
+      return await operation();
+    } catch (e) {
+      throw storeError(e);
+    }
+  }
+
+  /** `body` in a transaction on one pooled connection. */
+  async function transaction<T>(body: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return guarded(async () => {
+      const client = await pool.connect();
+      let broken: Error | undefined;
+      try {
+        await query(client, "BEGIN", []);
+        try {
+          const result = await body(client);
+          await query(client, "COMMIT", []);
+          return result;
+        } catch (e) {
+          await query(client, "ROLLBACK", []).catch((rollback: unknown) => {
+            broken = rollback instanceof Error ? rollback : new Error(String(rollback));
+          });
+          throw e;
+        }
+      } finally {
+        client.release(broken);
+      }
+    });
+  }
+
+  const auditValues = (event: AuditRecord) => [
+    newId("evt"), event.at, event.type, event.code ?? null, event.userId ?? null, event.provider ?? null,
+    event.issuer ?? null, event.subject ?? null, event.client.ip, event.client.userAgent?.slice(0, 512) ?? null,
+    event.client.requestId, event.detail === undefined ? null : JSON.stringify(event.detail),
+  ];
+
+  const readSql = SQL.signinReadSql("postgresql");
+  const ipFailuresSql = SQL.ipFailuresSql("postgresql");
+
+  return {
+    async readSignin(q) {
+      const { rows } = await guarded(() => query(pool, readSql, SQL.signinReadParams(q)));
+      return snapshotOf(rows[0]!, q);
+    },
+
+    async failuresFromIp(ip, since, cap) {
+      const { rows } = await guarded(() => query(pool, ipFailuresSql, [ip, since, cap]));
+      return Number(rows[0]!["n"]);
+    },
+
+    async commitSignin(write) {
+      const { text, values } = signinWriteStatement(write);
+      let rows: Row[];
+      try {
+        ({ rows } = await query(pool, text, values));
+      } catch (e) {
+        throw conflictOf(e) ?? storeError(e);
+      }
+      if (rows.length === 0) throw new SigninConflict("status");
+      return userOf(rows[0]!);
+    },
+
+    refresh(tokenHash, now, decide) {
+      return transaction(async (client): Promise<RefreshDecision> => {
+        // Spending is the race arbiter: of two callers presenting one token, one changes the row
+        // (the other waits for its row lock, then finds it spent).
+        const spent = (await query(client, SQL.SPEND_REFRESH_SQL, [now, tokenHash])).rowCount ?? 0;
+        const row = (await query(client, SQL.REFRESH_STATE_SQL, [tokenHash])).rows[0];
+        let state: RefreshState | null = null;
+        if (row !== undefined) {
+          state = {
+            tokenId: String(row["token_id"]),
+            tokenExpiresAt: dateOf(row["token_expires_at"])!,
+            previouslyUsedAt: spent === 1 ? null : dateOf(row["token_used_at"]),
+            session: sessionOf(row, "s_"),
+            user: userOf(row),
+          };
+        }
+        const decision = decide(state);
+        if (decision.kind === "rotate") {
+          const t = decision.next;
+          await query(client, SQL.INSERT_REFRESH_SQL, [t.id, t.sessionId, t.tokenHash, t.createdAt, t.expiresAt]);
+          await query(client, SQL.TOUCH_SESSION_SQL, [now, t.sessionId]);
+        } else if (decision.revokeSession !== null) {
+          await query(client, SQL.REVOKE_SESSION_SQL, [now, "refresh_token_reuse", decision.revokeSession]);
+        } else if (spent === 1 && state !== null) {
+          // Refused without a rotation: the token stays unspent (see the SQLite store).
+          await query(client, SQL.UNSPEND_REFRESH_SQL, [state.tokenId]);
+        }
+        if (decision.audit !== null) await query(client, SQL.INSERT_AUDIT_SQL, auditValues(decision.audit));
+        return decision;
+      });
+    },
+
+    async findSession(sessionId) {
+      const { rows } = await guarded(() => query(pool, SQL.FIND_SESSION_SQL, [sessionId]));
+      const row = rows[0];
+      if (row === undefined) return null;
+      return {
+        ...sessionOf(row),
+        user: { status: String(row["user_status"]) as UserWithPassword["status"], lockedUntil: dateOf(row["user_locked_until"]) },
+      };
+    },
+
+    async findUser(userId) {
+      const { rows } = await guarded(() => query(pool, SQL.FIND_USER_SQL, [userId]));
+      return rows[0] === undefined ? null : userOf(rows[0]);
+    },
+  };
+}
+
+/**
+ * A sign-in's whole write as one statement: data-modifying CTEs, each fed by `u` (the user row,
+ * created, or touched only while active), so a user disabled since the read makes every part
+ * write nothing and the statement return no row. Its shape depends on the write's kind; each
+ * shape is its own named statement.
+ */
+function signinWriteStatement(write: SigninWrite): { text: string; values: unknown[] } {
+  const values: unknown[] = [];
+  const p = (value: unknown, cast = "") => {
+    values.push(value ?? null);
+    return `$${values.length}${cast}`;
+  };
+  const { account } = write;
+  const challenge = "challenge" in write ? write.challenge : null;
+  const at = p(write.at, "::timestamp");
+  const ctes: string[] = [];
+  const userColumns = ["id", "username", "email", "email_verified", "phone", "status", "locked_until", "must_change_password", "created_at"].join(", ");
+
+  if (account.kind === "create") {
+    const u = account.user;
+    ctes.push(`u AS (INSERT INTO users (id, username, email, email_normalized, email_verified, phone, status, must_change_password, created_at, updated_at, last_signin_at)
+      VALUES (${p(u.id)}, ${p(u.username)}, ${p(u.email)}, ${p(u.emailNormalized)}, ${p(u.emailVerified, "::boolean")}, ${p(u.phone)}, 'active', false,
+        ${p(u.createdAt, "::timestamp")}, ${at}, ${challenge === null ? at : "NULL"}) RETURNING ${userColumns})`);
+  } else if (challenge === null) {
+    ctes.push(`u AS (UPDATE users SET last_signin_at = ${at}, updated_at = ${at} WHERE id = ${p(account.userId)} AND ${SQL.activeAt("users", at)}
+      RETURNING ${userColumns})`);
+  } else {
+    // Waiting for MFA touches nothing of an existing user; the share lock makes a concurrent
+    // disable wait for this commit (and the challenge's completion checks the status again).
+    ctes.push(`u AS (SELECT ${userColumns} FROM users WHERE id = ${p(account.userId)} AND ${SQL.activeAt("users", at)} FOR SHARE)`);
+  }
+  const identity = account.kind === "existing" ? null : account.identity;
+  if (identity !== null && (account.kind === "create" || challenge === null)) {
+    ctes.push(`i AS (INSERT INTO identities (id, user_id, issuer, subject, provider, email, email_verified, created_at, last_signin_at)
+      SELECT ${p(identity.id)}, u.id, ${p(identity.issuer)}, ${p(identity.subject)}, ${p(identity.provider)}, ${p(identity.email)},
+        ${p(identity.emailVerified, "::boolean")}, ${at}, ${at} FROM u)`);
+  } else if (account.kind === "existing" && challenge === null) {
+    ctes.push(`i AS (UPDATE identities SET last_signin_at = ${at} WHERE id = ${p(account.identityId)} AND EXISTS (SELECT 1 FROM u))`);
+  }
+  if (challenge !== null) {
+    const c = challenge;
+    ctes.push(`c AS (INSERT INTO mfa_challenges (id, token_hash, user_id, identity_id, provider, device_key, device_id, ip, user_agent, amr, risk,
+        context, methods, pending_identity, attempts, created_at, expires_at)
+      SELECT ${p(c.id)}, ${p(c.tokenHash)}, u.id, ${p(c.identityId)}, ${p(c.provider)}, ${p(c.deviceKey)}, ${p(c.deviceId)}, ${p(c.ip)},
+        ${p(c.userAgent?.slice(0, 512))}, ${p(JSON.stringify(c.amr))}, ${p(JSON.stringify(c.risk))}, ${p(JSON.stringify(c.context))},
+        ${p(JSON.stringify(c.methods))}, ${p(c.pendingIdentity === null ? null : JSON.stringify(c.pendingIdentity))}, 0,
+        ${p(c.createdAt, "::timestamp")}, ${p(c.expiresAt, "::timestamp")} FROM u)`);
+  } else if ("session" in write) {
+    const { session: s, refreshToken: t, seen } = write;
+    const identityId = account.kind === "existing" ? account.identityId : account.identity.id;
+    ctes.push(`s AS (INSERT INTO sessions (id, user_id, identity_id, provider, amr, ip, user_agent, device_id, created_at, last_used_at, expires_at)
+      SELECT ${p(s.id)}, u.id, ${p(identityId)}, ${p(s.provider)}, ${p(JSON.stringify(s.amr))}, ${p(s.client.ip)},
+        ${p(s.client.userAgent?.slice(0, 512))}, ${p(s.client.deviceId)}, ${p(s.createdAt, "::timestamp")}, ${p(s.createdAt, "::timestamp")},
+        ${p(s.expiresAt, "::timestamp")} FROM u RETURNING id)`);
+    ctes.push(`r AS (INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at)
+      SELECT ${p(t.id)}, s.id, ${p(t.tokenHash)}, ${p(t.createdAt, "::timestamp")}, ${p(t.expiresAt, "::timestamp")} FROM s)`);
+    if (seen?.deviceKey != null) {
+      ctes.push(`d AS (INSERT INTO user_devices (user_id, device_key, first_seen_at, last_seen_at, trusted_until)
+        SELECT u.id, ${p(seen.deviceKey)}, ${at}, ${at}, ${p(seen.trustedUntil ?? null, "::timestamp")} FROM u
+        ON CONFLICT (user_id, device_key) DO UPDATE SET last_seen_at = excluded.last_seen_at,
+          trusted_until = COALESCE(excluded.trusted_until, user_devices.trusted_until))`);
+    }
+    if (seen?.network != null) {
+      ctes.push(`n AS (INSERT INTO user_networks (user_id, network, country, latitude, longitude, first_seen_at, last_seen_at)
+        SELECT u.id, ${p(seen.network)}, ${p(seen.geo?.country ?? null)}, ${p(seen.geo?.latitude ?? null, "::double precision")},
+          ${p(seen.geo?.longitude ?? null, "::double precision")}, ${at}, ${at} FROM u
+        ON CONFLICT (user_id, network) DO UPDATE SET country = excluded.country, latitude = excluded.latitude,
+          longitude = excluded.longitude, last_seen_at = excluded.last_seen_at)`);
+    }
+  }
+  const a = write.audit;
+  ctes.push(`a AS (INSERT INTO audit_events (id, at, type, code, user_id, provider, issuer, subject, ip, user_agent, request_id, detail)
+    SELECT ${p(newId("evt"))}, ${p(a.at, "::timestamp")}, ${p(a.type)}, ${p(a.code ?? null)}, ${p(a.userId ?? null)}, ${p(a.provider ?? null)},
+      ${p(a.issuer ?? null)}, ${p(a.subject ?? null)}, ${p(a.client.ip)}, ${p(a.client.userAgent?.slice(0, 512) ?? null)},
+      ${p(a.client.requestId)}, ${p(a.detail === undefined ? null : JSON.stringify(a.detail))} FROM u)`);
+  const text = `WITH ${ctes.join(",\n")}
+SELECT u.*, (SELECT pc.changed_at FROM password_credentials pc WHERE pc.user_id = u.id) AS password_changed_at FROM u`;
+  return { text, values };
+}
+
+/** A unique violation of a sign-in's write as the core's SigninConflict. */
+function conflictOf(e: unknown): SigninConflict | null {
+  if ((e as { code?: unknown })?.code !== "23505") return null;
+  const constraint = String((e as { constraint?: unknown }).constraint ?? "");
+  if (constraint.includes("username")) return new SigninConflict("username", { cause: e });
+  if (constraint.includes("issuer") || constraint.includes("subject")) return new SigninConflict("identity", { cause: e });
+  return null;
+}

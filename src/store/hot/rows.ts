@@ -1,0 +1,122 @@
+/**
+ * Rows of the hot path's own SQL (store/hot/), read back into domain records. Both drivers and
+ * Prisma's raw queries hand back slightly different shapes for the same column (SQLite: ISO text
+ * and 0/1; PostgreSQL: Date or timestamp text and booleans; JSON built in SQL arrives as text or
+ * already parsed), so every value passes through one of the readers below.
+ */
+import type { SigninHistory } from "../../core/mfa-ports.ts";
+import type { SigninSnapshot, SigninSnapshotQuery } from "../../core/ports.ts";
+import type { SessionInfo, UserStatus, UserWithPassword } from "../../core/model.ts";
+import type { MfaMethod } from "../../core/risk.ts";
+import type { User } from "../../../gen/prisma/sqlite/client.ts";
+
+/** The columns of `users` a login result needs, in the order `userOf` reads them. */
+export const USER_COLUMNS = ["id", "username", "email", "email_verified", "phone", "status", "locked_until", "must_change_password", "created_at"] as const;
+
+/** A row as the drivers return it: column name -> value. */
+export type Row = Record<string, unknown>;
+
+/** A timestamp column: a Date, ISO text with or without zone (no zone means UTC), or epoch ms. */
+export function dateOf(value: unknown): Date | null {
+  if (value === null || value === undefined) return null;
+  if (value instanceof Date) return value;
+  if (typeof value === "number" || typeof value === "bigint") return new Date(Number(value));
+  const text = String(value);
+  // PostgreSQL `timestamp` text ("2026-12-01 10:00:00.123" / JSON "2026-12-01T10:00:00.123") is UTC here.
+  return new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(text) ? text : `${text.replace(" ", "T")}Z`);
+}
+
+function boolOf(value: unknown): boolean {
+  return value === true || value === 1 || value === 1n || value === "1" || value === "t" || value === "true";
+}
+
+function stringOrNull(value: unknown): string | null {
+  return value === null || value === undefined ? null : String(value);
+}
+
+/** JSON built in SQL: text from SQLite and raw queries, already parsed from pg. */
+export function jsonOf<T>(value: unknown): T | null {
+  if (value === null || value === undefined) return null;
+  return (typeof value === "string" ? JSON.parse(value) : value) as T;
+}
+
+type UserFields = Pick<User, "id" | "username" | "email" | "emailVerified" | "phone" | "status" | "lockedUntil" | "mustChangePassword" | "createdAt">;
+
+/** A user with its password change time, from a row carrying USER_COLUMNS and `password_changed_at`. */
+export function userOf(row: Row): UserWithPassword {
+  const user: UserFields = {
+    id: String(row["id"]),
+    username: String(row["username"]),
+    email: stringOrNull(row["email"]),
+    emailVerified: boolOf(row["email_verified"]),
+    phone: stringOrNull(row["phone"]),
+    status: String(row["status"]),
+    lockedUntil: dateOf(row["locked_until"]),
+    mustChangePassword: boolOf(row["must_change_password"]),
+    createdAt: dateOf(row["created_at"])!,
+  };
+  return { ...user, status: user.status as UserStatus, passwordChangedAt: dateOf(row["password_changed_at"]) };
+}
+
+/** The same user from a JSON array in USER_COLUMNS order plus the password change time. */
+export function userOfArray(values: readonly unknown[]): UserWithPassword {
+  const row: Row = {};
+  USER_COLUMNS.forEach((column, i) => (row[column] = values[i]));
+  row["password_changed_at"] = values[USER_COLUMNS.length];
+  return userOf(row);
+}
+
+/** A session row (`sessions.*`) as the core sees it. */
+export function sessionOf(row: Row, prefix = ""): SessionInfo {
+  const at = (c: string) => row[`${prefix}${c}`];
+  return {
+    id: String(at("id")),
+    userId: String(at("user_id")),
+    provider: stringOrNull(at("provider")),
+    amr: JSON.parse(String(at("amr"))) as string[],
+    ip: stringOrNull(at("ip")),
+    userAgent: stringOrNull(at("user_agent")),
+    deviceId: stringOrNull(at("device_id")),
+    createdAt: dateOf(at("created_at"))!,
+    lastUsedAt: dateOf(at("last_used_at"))!,
+    expiresAt: dateOf(at("expires_at"))!,
+    revokedAt: dateOf(at("revoked_at")),
+  };
+}
+
+/**
+ * The risk history from the facts the sign-in read gathers (see sql.ts): the device's row (or
+ * whether any device was seen), the recent networks newest first, failures and second factors.
+ */
+export function historyOf(row: Row, network: string | null): SigninHistory {
+  const device = jsonOf<[unknown, unknown?]>(row["device"]);
+  const totp = jsonOf<[unknown, unknown]>(row["totp"]);
+  const networks = jsonOf<[string, string | null, number | null, number | null, unknown][]>(row["networks"]) ?? [];
+  const lastSigninAt = dateOf(row["last_signin_at"]);
+  const methods: MfaMethod[] = [];
+  if (totp !== null) methods.push("totp");
+  // Recovery codes back up an authenticator; without one they complete nothing.
+  if (totp !== null && Number(totp[1]) > 0) methods.push("recovery_code");
+  const located = networks.find((n) => n[2] !== null && n[3] !== null);
+  return {
+    lastSigninAt,
+    device: device !== null && boolOf(device[0]) ? { trustedUntil: dateOf(device[1]) } : null,
+    hasHistory: lastSigninAt !== null || device !== null,
+    networkKnown: network !== null && networks.some((n) => n[0] === network),
+    countries: [...new Set(networks.flatMap((n) => (n[1] === null ? [] : [n[1]])))],
+    lastLocation: located === undefined ? null : { latitude: Number(located[2]), longitude: Number(located[3]), at: dateOf(located[4])! },
+    recentFailures: Number(row["recent_failures"] ?? 0),
+    methods,
+  };
+}
+
+/** The sign-in's snapshot from the one row of sql.ts `signinReadSql`. */
+export function snapshotOf(row: Row, query: SigninSnapshotQuery): SigninSnapshot {
+  return {
+    linked: row["identity_id"] === null || row["identity_id"] === undefined
+      ? null
+      : { identityId: String(row["identity_id"]), user: userOf(row), history: query.history === null ? null : historyOf(row, query.history.network) },
+    emailOwners: (jsonOf<unknown[][]>(row["email_owners"]) ?? []).map(userOfArray),
+    ipFailures: Number(row["ip_failures"] ?? 0),
+  };
+}

@@ -1,0 +1,154 @@
+/**
+ * The hot path's SQL, per dialect, written once and run either as prepared statements on the
+ * driver (sqlite.ts, postgresql.ts) or through Prisma's raw queries (prisma.ts). Placeholders are
+ * PostgreSQL's `$n`; for SQLite `positional()` turns them into `?` with the values in order.
+ *
+ * Table and column names are those of prisma/schema.prisma (`@@map` / `@map`).
+ */
+import type { SigninSnapshotQuery } from "../../core/ports.ts";
+import type { Dialect } from "../database.ts";
+import { USER_COLUMNS } from "./rows.ts";
+
+/** Audit types that count as failures attributed to a user, for the `recent_failures` signal. */
+export const FAILURE_TYPES = ["signin.failed", "mfa.verify_failed", "mfa.challenge_exhausted", "mfa.code_failed"];
+
+/**
+ * How much network history one sign-in reads: the most recently seen networks. A network not
+ * among them counts as new again (a bounded read on every sign-in, by design); devices are looked
+ * up by key.
+ */
+export const RECENT_NETWORKS = 200;
+
+const userColumns = (alias: string) => USER_COLUMNS.map((c) => `${alias}.${c}`).join(", ");
+
+/** `u` is active at time `$at`: the SQL twin of core/user-status.ts assertActive. */
+export const activeAt = (u: string, at: string) =>
+  `(${u}.status = 'active' OR (${u}.status = 'locked' AND ${u}.locked_until IS NOT NULL AND ${u}.locked_until <= ${at}))`;
+
+/**
+ * The sign-in's one read. Parameters: $1 issuer, $2 subject, $3 device key, $4 failures since
+ * (null: none), $5 client address, $6 address failures since, $7 cap, $8 verified e-mail. One row: the identity's user (columns null when there is no link) with its
+ * history facts, the address's failure count, and the e-mail's owners when there is no link.
+ */
+export function signinReadSql(dialect: Dialect): string {
+  const pg = dialect === "postgresql";
+  const jsonArray = pg ? "json_build_array" : "json_array";
+  const jsonAgg = pg ? "json_agg" : "json_group_array";
+  const failureTypes = FAILURE_TYPES.map((t) => `'${t}'`).join(", ");
+  const int = pg ? "::int" : "";
+  // Each subquery is an index seek or two; the ones that rarely matter run only when needed
+  // (recovery codes only with a confirmed authenticator, "any device" only for an unknown one,
+  // the e-mail's owners only without a link). Recent networks come in one pass, newest first.
+  return `SELECT i.id AS identity_id, ${userColumns("u")}, u.last_signin_at, p.changed_at AS password_changed_at,
+  (SELECT ${jsonArray}(f.confirmed_at, (SELECT count(*) FROM recovery_codes r WHERE r.user_id = u.id AND r.used_at IS NULL))
+     FROM mfa_factors f WHERE f.user_id = u.id AND f.type = 'totp' AND f.confirmed_at IS NOT NULL) AS totp,
+  COALESCE((SELECT ${jsonArray}(1, d.trusted_until) FROM user_devices d WHERE d.user_id = u.id AND d.device_key = $3),
+     (SELECT ${jsonArray}(0) FROM user_devices d WHERE d.user_id = u.id LIMIT 1)) AS device,
+  (SELECT ${jsonAgg}(${jsonArray}(r.network, r.country, r.latitude, r.longitude, r.last_seen_at)) FROM (
+     SELECT n.network, n.country, n.latitude, n.longitude, n.last_seen_at FROM user_networks n
+     WHERE n.user_id = u.id ORDER BY n.last_seen_at DESC LIMIT ${RECENT_NETWORKS}) r) AS networks,
+  (SELECT count(*) FROM audit_events a
+     WHERE a.user_id = u.id AND a.type IN (${failureTypes}) AND a.at >= $4)${int} AS recent_failures,
+  (SELECT count(*) FROM (SELECT 1 FROM audit_events
+     WHERE ip = $5 AND type = 'signin.failed' AND at >= $6 AND (code IS NULL OR code <> 'rate_limited') LIMIT $7) f)${int} AS ip_failures,
+  CASE WHEN i.id IS NULL AND $8${pg ? "::text" : ""} IS NOT NULL THEN
+    (SELECT ${jsonAgg}(${jsonArray}(${userColumns("o")}, o.changed_at)) FROM (
+       SELECT ${userColumns("eu")}, ep.changed_at FROM users eu LEFT JOIN password_credentials ep ON ep.user_id = eu.id
+       WHERE eu.email_normalized = $8 AND eu.email_verified = ${pg ? "true" : "1"} LIMIT 2) o)
+  END AS email_owners
+FROM (SELECT 1 AS one) one
+LEFT JOIN identities i ON i.issuer = $1 AND i.subject = $2
+LEFT JOIN users u ON u.id = i.user_id
+LEFT JOIN password_credentials p ON p.user_id = u.id`;
+}
+
+/** The parameters of `signinReadSql` for a query. */
+export function signinReadParams(q: SigninSnapshotQuery): unknown[] {
+  return [
+    q.issuer, q.subject, q.history?.deviceKey ?? null, q.history?.failuresSince ?? null,
+    q.ipFailures?.ip ?? null, q.ipFailures?.since ?? null, q.ipFailures?.cap ?? 0, q.verifiedEmail,
+  ];
+}
+
+/** Failed sign-ins from an address (for refused tokens): $1 address, $2 since, $3 cap. */
+export function ipFailuresSql(dialect: Dialect): string {
+  return `SELECT count(*)${dialect === "postgresql" ? "::int" : ""} AS n FROM (SELECT 1 FROM audit_events
+  WHERE ip = $1 AND type = 'signin.failed' AND at >= $2 AND (code IS NULL OR code <> 'rate_limited') LIMIT $3) f`;
+}
+
+/** A session with its user's status: $1 session id. */
+export const FIND_SESSION_SQL = `SELECT s.*, u.status AS user_status, u.locked_until AS user_locked_until
+FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1`;
+
+/** A user with its password change time: $1 user id. */
+export const FIND_USER_SQL = `SELECT ${userColumns("u")}, p.changed_at AS password_changed_at
+FROM users u LEFT JOIN password_credentials p ON p.user_id = u.id WHERE u.id = $1`;
+
+/** A refresh token with its session, user and password change time: $1 token hash. */
+export const REFRESH_STATE_SQL = `SELECT t.id AS token_id, t.expires_at AS token_expires_at, t.used_at AS token_used_at,
+  s.id AS s_id, s.user_id AS s_user_id, s.provider AS s_provider, s.amr AS s_amr, s.ip AS s_ip, s.user_agent AS s_user_agent,
+  s.device_id AS s_device_id, s.created_at AS s_created_at, s.last_used_at AS s_last_used_at, s.expires_at AS s_expires_at,
+  s.revoked_at AS s_revoked_at,
+  ${userColumns("u")}, p.changed_at AS password_changed_at
+FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
+LEFT JOIN password_credentials p ON p.user_id = u.id
+WHERE t.token_hash = $1`;
+
+/** Spends a refresh token if unspent: $1 at, $2 token hash. */
+export const SPEND_REFRESH_SQL = `UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL`;
+
+export const INSERT_REFRESH_SQL = `INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`;
+export const TOUCH_SESSION_SQL = `UPDATE sessions SET last_used_at = $1 WHERE id = $2`;
+export const REVOKE_SESSION_SQL = `UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL`;
+export const UNSPEND_REFRESH_SQL = `UPDATE refresh_tokens SET used_at = NULL WHERE id = $1`;
+
+export const INSERT_AUDIT_SQL = `INSERT INTO audit_events (id, at, type, code, user_id, provider, issuer, subject, ip, user_agent, request_id, detail)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`;
+
+export const INSERT_USER_SQL = `INSERT INTO users (id, username, email, email_normalized, email_verified, phone, status, must_change_password,
+  created_at, updated_at, last_signin_at) VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10)`;
+
+export const INSERT_IDENTITY_SQL = `INSERT INTO identities (id, user_id, issuer, subject, provider, email, email_verified, created_at, last_signin_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`;
+
+export const TOUCH_IDENTITY_SQL = `UPDATE identities SET last_signin_at = $1 WHERE id = $2`;
+
+/** Marks an existing user signed in, only while active: $1 at, $2 user id. */
+export const TOUCH_ACTIVE_USER_SQL = `UPDATE users SET last_signin_at = $1, updated_at = $1 WHERE id = $2 AND ${activeAt("users", "$1")}
+RETURNING ${USER_COLUMNS.join(", ")}`;
+
+/** An existing user, only while active: $1 at, $2 user id. */
+export const ACTIVE_USER_SQL = `SELECT ${userColumns("u")} FROM users u WHERE u.id = $2 AND ${activeAt("u", "$1")}`;
+
+export const PASSWORD_CHANGED_AT_SQL = `SELECT changed_at AS password_changed_at FROM password_credentials WHERE user_id = $1`;
+
+export const INSERT_SESSION_SQL = `INSERT INTO sessions (id, user_id, identity_id, provider, amr, ip, user_agent, device_id, created_at, last_used_at, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`;
+
+/** Remembers a device; trust is only ever extended here: $1 user, $2 key, $3 at, $4 trusted until. */
+export const UPSERT_DEVICE_SQL = `INSERT INTO user_devices (user_id, device_key, first_seen_at, last_seen_at, trusted_until) VALUES ($1, $2, $3, $3, $4)
+ON CONFLICT (user_id, device_key) DO UPDATE SET last_seen_at = excluded.last_seen_at,
+  trusted_until = COALESCE(excluded.trusted_until, user_devices.trusted_until)`;
+
+/** Remembers a network with where GeoIP placed it: $1 user, $2 network, $3 country, $4 lat, $5 lon, $6 at. */
+export const UPSERT_NETWORK_SQL = `INSERT INTO user_networks (user_id, network, country, latitude, longitude, first_seen_at, last_seen_at)
+VALUES ($1, $2, $3, $4, $5, $6, $6)
+ON CONFLICT (user_id, network) DO UPDATE SET country = excluded.country, latitude = excluded.latitude,
+  longitude = excluded.longitude, last_seen_at = excluded.last_seen_at`;
+
+export const INSERT_CHALLENGE_SQL = `INSERT INTO mfa_challenges (id, token_hash, user_id, identity_id, provider, device_key, device_id, ip, user_agent,
+  amr, risk, context, methods, pending_identity, attempts, created_at, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 0, $15, $16)`;
+
+/**
+ * `$n` placeholders as `?` for SQLite, with the order in which to pass the values (a `$n` used
+ * twice takes its value twice).
+ */
+export function positional(sql: string): { sql: string; order: number[] } {
+  const order: number[] = [];
+  const text = sql.replace(/\$(\d+)/g, (_, n: string) => {
+    order.push(Number(n) - 1);
+    return "?";
+  });
+  return { sql: text, order };
+}

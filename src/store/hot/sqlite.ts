@@ -1,0 +1,303 @@
+/**
+ * The hot path on SQLite: prepared better-sqlite3 statements on the very connection the Prisma
+ * adapter opened (database.ts). A sign-in is one read statement and one write transaction; a
+ * refresh one transaction; the per-request session check one read.
+ *
+ * Every transaction here runs synchronously from BEGIN to COMMIT, so nothing else in the process
+ * can interleave with it. Prisma's own interactive transactions span awaits on the same
+ * connection; while one is open (`inTransaction`), these wait their turn instead of joining it.
+ */
+import type BetterSqlite3 from "better-sqlite3";
+import { DomainError } from "../../core/errors.ts";
+import { newId } from "../../core/ids.ts";
+import type { AuditRecord, UserWithPassword } from "../../core/model.ts";
+import {
+  type RefreshDecision,
+  type RefreshState,
+  type SessionStore,
+  type SigninFailureCounter,
+  SigninConflict,
+  type SigninReader,
+  type SigninWrite,
+  type SigninWriter,
+} from "../../core/ports.ts";
+import { storeError } from "../prisma-errors.ts";
+import { dateOf, type Row, sessionOf, snapshotOf, userOf } from "./rows.ts";
+import * as SQL from "./sql.ts";
+
+export type HotSessionStore = Pick<SessionStore, "refresh" | "findSession" | "findUser">;
+export type HotStore = SigninReader & SigninWriter & SigninFailureCounter & HotSessionStore;
+
+type Value = string | number | bigint | null | Buffer;
+
+/** A value as SQLite stores it where Prisma wrote it: ISO text with +00:00, 0/1, text. */
+function sqliteValue(v: unknown): Value {
+  if (v === null || v === undefined) return null;
+  if (v instanceof Date) return v.toISOString().replace("Z", "+00:00");
+  if (typeof v === "boolean") return v ? 1 : 0;
+  if (typeof v === "number" || typeof v === "bigint" || typeof v === "string") return v;
+  return String(v);
+}
+
+export function createSqliteHotStore(
+  db: BetterSqlite3.Database,
+  options: { statementTimeoutMs: number; onQuery?: ((sql: string) => void) | undefined },
+): HotStore {
+  const prepared = new Map<string, { statement: BetterSqlite3.Statement; order: number[] }>();
+
+  function statement(sql: string) {
+    let entry = prepared.get(sql);
+    if (entry === undefined) {
+      const { sql: text, order } = SQL.positional(sql);
+      const statement = db.prepare(text);
+      if (statement.reader) statement.safeIntegers(false);
+      entry = { statement, order };
+      prepared.set(sql, entry);
+    }
+    options.onQuery?.(sql);
+    return entry;
+  }
+  const args = (order: number[], params: readonly unknown[]) => order.map((i) => sqliteValue(params[i]));
+  const get = (sql: string, ...params: unknown[]) => {
+    const { statement: s, order } = statement(sql);
+    return s.get(args(order, params)) as Row | undefined;
+  };
+  const run = (sql: string, ...params: unknown[]) => {
+    const { statement: s, order } = statement(sql);
+    return s.run(args(order, params)).changes;
+  };
+
+  /** Waits (without blocking the event loop) while a Prisma transaction holds the connection. */
+  async function idle(): Promise<void> {
+    if (!db.inTransaction) return;
+    const deadline = Date.now() + options.statementTimeoutMs;
+    while (db.inTransaction) {
+      if (Date.now() > deadline) {
+        throw new DomainError("unavailable", "the service is temporarily unavailable; try again shortly", {
+          cause: new Error("SQLite connection busy with another transaction"),
+        });
+      }
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /**
+   * Group commit: writes that arrive in the same turn of the event loop share one transaction
+   * (one WAL append and one commit for all), each inside its own savepoint so that one write's
+   * failure (a lost unique race, a refused refresh) rolls back only its own part. Every caller's
+   * promise settles after the COMMIT: nothing is acknowledged before it is durable.
+   */
+  interface Pending {
+    body: () => unknown;
+    resolve: (value: unknown) => void;
+    reject: (error: unknown) => void;
+  }
+  let queue: Pending[] = [];
+
+  function transaction<T>(body: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      queue.push({ body, resolve: resolve as (value: unknown) => void, reject });
+      if (queue.length === 1) setImmediate(() => void flush());
+    });
+  }
+
+  async function flush(): Promise<void> {
+    try {
+      await idle();
+    } catch (e) {
+      const batch = queue;
+      queue = [];
+      for (const p of batch) p.reject(e);
+      return;
+    }
+    const batch = queue;
+    queue = [];
+    const single = batch.length === 1;
+    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    try {
+      run("BEGIN IMMEDIATE");
+      for (const p of batch) {
+        if (!single) run("SAVEPOINT w");
+        try {
+          const value = p.body();
+          if (!single) run("RELEASE w");
+          outcomes.push({ ok: true, value });
+        } catch (e) {
+          if (single) throw e;
+          run("ROLLBACK TO w");
+          run("RELEASE w");
+          outcomes.push({ ok: false, error: storeError(e) });
+        }
+      }
+      run("COMMIT");
+    } catch (e) {
+      if (db.inTransaction) {
+        try {
+          run("ROLLBACK");
+        } catch {
+          // The connection rolled back by itself (e.g. SQLITE_FULL): nothing left to undo.
+        }
+      }
+      const error = storeError(e);
+      for (const p of batch) p.reject(error);
+      return;
+    }
+    batch.forEach((p, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome.ok) p.resolve(outcome.value);
+      else p.reject(outcome.error);
+    });
+  }
+
+  async function read<T>(body: () => T): Promise<T> {
+    await idle();
+    try {
+      return body();
+    } catch (e) {
+      throw storeError(e);
+    }
+  }
+
+  function audit(event: AuditRecord): void {
+    run(
+      SQL.INSERT_AUDIT_SQL,
+      newId("evt"), event.at, event.type, event.code ?? null, event.userId ?? null, event.provider ?? null,
+      event.issuer ?? null, event.subject ?? null, event.client.ip, event.client.userAgent?.slice(0, 512) ?? null,
+      event.client.requestId, event.detail === undefined ? null : JSON.stringify(event.detail),
+    );
+  }
+
+  function commit(write: SigninWrite): UserWithPassword {
+    const { account, at } = write;
+    const challenge = "challenge" in write ? write.challenge : null;
+    let user: UserWithPassword;
+    if (account.kind === "create") {
+      const u = account.user;
+      run(SQL.INSERT_USER_SQL, u.id, u.username, u.email, u.emailNormalized, u.emailVerified, u.phone, false, u.createdAt, at,
+        challenge === null ? at : null);
+      const i = account.identity;
+      run(SQL.INSERT_IDENTITY_SQL, i.id, u.id, i.issuer, i.subject, i.provider, i.email, i.emailVerified, at, at);
+      user = { ...u, status: "active", lockedUntil: null, mustChangePassword: false, passwordChangedAt: null };
+    } else {
+      // The status is checked again here, under the write lock: a disable since the read wins.
+      // A sign-in waiting for MFA touches nothing of an existing user until the challenge completes.
+      const row = get(challenge === null ? SQL.TOUCH_ACTIVE_USER_SQL : SQL.ACTIVE_USER_SQL, at, account.userId);
+      if (row === undefined) throw new SigninConflict("status");
+      user = userOf({ ...row, password_changed_at: get(SQL.PASSWORD_CHANGED_AT_SQL, account.userId)?.["password_changed_at"] ?? null });
+      if (challenge === null) {
+        if (account.kind === "link") {
+          const i = account.identity;
+          run(SQL.INSERT_IDENTITY_SQL, i.id, account.userId, i.issuer, i.subject, i.provider, i.email, i.emailVerified, at, at);
+        } else {
+          run(SQL.TOUCH_IDENTITY_SQL, at, account.identityId);
+        }
+      }
+    }
+    if ("challenge" in write) {
+      const c = write.challenge;
+      run(SQL.INSERT_CHALLENGE_SQL, c.id, c.tokenHash, c.userId, c.identityId, c.provider, c.deviceKey, c.deviceId, c.ip,
+        c.userAgent?.slice(0, 512) ?? null, JSON.stringify(c.amr), JSON.stringify(c.risk), JSON.stringify(c.context),
+        JSON.stringify(c.methods), c.pendingIdentity === null ? null : JSON.stringify(c.pendingIdentity), c.createdAt, c.expiresAt);
+    } else {
+      const { session: s, refreshToken: t, seen } = write;
+      const identityId = account.kind === "existing" ? account.identityId : account.identity.id;
+      run(SQL.INSERT_SESSION_SQL, s.id, s.userId, identityId, s.provider, JSON.stringify(s.amr), s.client.ip,
+        s.client.userAgent?.slice(0, 512) ?? null, s.client.deviceId, s.createdAt, s.createdAt, s.expiresAt);
+      run(SQL.INSERT_REFRESH_SQL, t.id, t.sessionId, t.tokenHash, t.createdAt, t.expiresAt);
+      if (seen !== undefined) {
+        if (seen.deviceKey !== null) run(SQL.UPSERT_DEVICE_SQL, s.userId, seen.deviceKey, at, seen.trustedUntil ?? null);
+        if (seen.network !== null) {
+          run(SQL.UPSERT_NETWORK_SQL, s.userId, seen.network, seen.geo?.country ?? null, seen.geo?.latitude ?? null,
+            seen.geo?.longitude ?? null, at);
+        }
+      }
+    }
+    audit(write.audit);
+    return user;
+  }
+
+  const readSql = SQL.signinReadSql("sqlite");
+  const ipFailuresSql = SQL.ipFailuresSql("sqlite");
+
+  return {
+    readSignin(q) {
+      return read(() => {
+        return snapshotOf(get(readSql, ...SQL.signinReadParams(q))!, q);
+      });
+    },
+
+    failuresFromIp(ip, since, cap) {
+      return read(() => Number(get(ipFailuresSql, ip, since, cap)!["n"]));
+    },
+
+    commitSignin(write) {
+      return transaction(() => {
+        try {
+          return commit(write);
+        } catch (e) {
+          throw conflictOf(e) ?? e;
+        }
+      });
+    },
+
+    refresh(tokenHash, now, decide) {
+      return transaction((): RefreshDecision => {
+        // Spending is the race arbiter: of two callers presenting one token, one changes the row.
+        const spent = run(SQL.SPEND_REFRESH_SQL, now, tokenHash);
+        const row = get(SQL.REFRESH_STATE_SQL, tokenHash);
+        let state: RefreshState | null = null;
+        if (row !== undefined) {
+          state = {
+            tokenId: String(row["token_id"]),
+            tokenExpiresAt: dateOf(row["token_expires_at"])!,
+            previouslyUsedAt: spent === 1 ? null : dateOf(row["token_used_at"]),
+            session: sessionOf(row, "s_"),
+            user: userOf(row),
+          };
+        }
+        const decision = decide(state);
+        if (decision.kind === "rotate") {
+          const t = decision.next;
+          run(SQL.INSERT_REFRESH_SQL, t.id, t.sessionId, t.tokenHash, t.createdAt, t.expiresAt);
+          run(SQL.TOUCH_SESSION_SQL, now, t.sessionId);
+        } else if (decision.revokeSession !== null) {
+          run(SQL.REVOKE_SESSION_SQL, now, "refresh_token_reuse", decision.revokeSession);
+        } else if (spent === 1 && state !== null) {
+          // Refused without a rotation (user locked, session ended...): the token stays unspent,
+          // so it works again once the refusal ends instead of counting as reuse then.
+          run(SQL.UNSPEND_REFRESH_SQL, state.tokenId);
+        }
+        if (decision.audit !== null) audit(decision.audit);
+        return decision;
+      });
+    },
+
+    findSession(sessionId) {
+      return read(() => {
+        const row = get(SQL.FIND_SESSION_SQL, sessionId);
+        if (row === undefined) return null;
+        return {
+          ...sessionOf(row),
+          user: { status: String(row["user_status"]) as UserWithPassword["status"], lockedUntil: dateOf(row["user_locked_until"]) },
+        };
+      });
+    },
+
+    findUser(userId) {
+      return read(() => {
+        const row = get(SQL.FIND_USER_SQL, userId);
+        return row === undefined ? null : userOf(row);
+      });
+    },
+  };
+}
+
+/** A unique violation of a sign-in's write as the core's SigninConflict. */
+function conflictOf(e: unknown): SigninConflict | null {
+  const code = (e as { code?: unknown })?.code;
+  if (code !== "SQLITE_CONSTRAINT_UNIQUE" && code !== "SQLITE_CONSTRAINT_PRIMARYKEY") return null;
+  const message = String((e as Error).message);
+  if (message.includes("users.username")) return new SigninConflict("username", { cause: e });
+  if (message.includes("identities.issuer") || message.includes("identities.subject")) return new SigninConflict("identity", { cause: e });
+  return null;
+}
