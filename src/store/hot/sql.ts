@@ -25,42 +25,100 @@ const userColumns = (alias: string) => USER_COLUMNS.map((c) => `${alias}.${c}`).
 export const activeAt = (u: string, at: string) =>
   `(${u}.status = 'active' OR (${u}.status = 'locked' AND ${u}.locked_until IS NOT NULL AND ${u}.locked_until <= ${at}))`;
 
-/**
- * The sign-in's one read. Parameters: $1 issuer, $2 subject, $3 device key, $4 failures since
- * (null: none), $5 client address, $6 address failures since, $7 cap, $8 verified e-mail. One row: the identity's user (columns null when there is no link) with its
- * history facts, the address's failure count, and the e-mail's owners when there is no link.
- */
-export function signinReadSql(dialect: Dialect): string {
+function dialectSql(dialect: Dialect) {
   const pg = dialect === "postgresql";
-  const jsonArray = pg ? "json_build_array" : "json_array";
-  const jsonAgg = pg ? "json_agg" : "json_group_array";
+  return {
+    jsonArray: pg ? "json_build_array" : "json_array",
+    jsonAgg: pg ? "json_agg" : "json_group_array",
+    int: pg ? "::int" : "",
+    text: pg ? "::text" : "",
+    true: pg ? "true" : "1",
+  };
+}
+
+/**
+ * The columns of the sign-in read about user `u` (correlated subqueries: each an index seek or
+ * two; the ones that rarely matter run only when needed: recovery codes only with a confirmed
+ * authenticator, "any device" only for an unknown one). Recent networks come in one pass, newest
+ * first. `device` and `since` name the parameters of the device key and the failures window.
+ */
+function userReadColumns(dialect: Dialect, device: string, since: string): string {
+  const d = dialectSql(dialect);
   const failureTypes = FAILURE_TYPES.map((t) => `'${t}'`).join(", ");
-  const int = pg ? "::int" : "";
-  // Each subquery is an index seek or two; the ones that rarely matter run only when needed
-  // (recovery codes only with a confirmed authenticator, "any device" only for an unknown one,
-  // the e-mail's owners only without a link). Recent networks come in one pass, newest first.
-  return `SELECT i.id AS identity_id, ${userColumns("u")}, u.last_signin_at, p.changed_at AS password_changed_at,
-  (SELECT ${jsonArray}(f.confirmed_at, (SELECT count(*) FROM recovery_codes r WHERE r.user_id = u.id AND r.used_at IS NULL))
+  return `${userColumns("u")}, u.last_signin_at,
+  (SELECT p.changed_at FROM password_credentials p WHERE p.user_id = u.id) AS password_changed_at,
+  (SELECT ${d.jsonArray}(f.confirmed_at, (SELECT count(*) FROM recovery_codes r WHERE r.user_id = u.id AND r.used_at IS NULL))
      FROM mfa_factors f WHERE f.user_id = u.id AND f.type = 'totp' AND f.confirmed_at IS NOT NULL) AS totp,
-  COALESCE((SELECT ${jsonArray}(1, d.trusted_until) FROM user_devices d WHERE d.user_id = u.id AND d.device_key = $3),
-     (SELECT ${jsonArray}(0) FROM user_devices d WHERE d.user_id = u.id LIMIT 1)) AS device,
-  (SELECT ${jsonAgg}(${jsonArray}(r.network, r.country, r.latitude, r.longitude, r.last_seen_at)) FROM (
+  COALESCE((SELECT ${d.jsonArray}(1, d.trusted_until) FROM user_devices d WHERE d.user_id = u.id AND d.device_key = ${device}),
+     (SELECT ${d.jsonArray}(0) FROM user_devices d WHERE d.user_id = u.id LIMIT 1)) AS device,
+  (SELECT ${d.jsonAgg}(${d.jsonArray}(r.network, r.country, r.latitude, r.longitude, r.last_seen_at)) FROM (
      SELECT n.network, n.country, n.latitude, n.longitude, n.last_seen_at FROM user_networks n
      WHERE n.user_id = u.id ORDER BY n.last_seen_at DESC LIMIT ${RECENT_NETWORKS}) r) AS networks,
   (SELECT count(*) FROM audit_events a
-     WHERE a.user_id = u.id AND a.type IN (${failureTypes}) AND a.at >= $4)${int} AS recent_failures,
-  (SELECT count(*) FROM (SELECT 1 FROM audit_events
-     WHERE ip = $5 AND type = 'signin.failed' AND at >= $6 AND (code IS NULL OR code <> 'rate_limited') LIMIT $7) f)${int} AS ip_failures,
-  CASE WHEN i.id IS NULL AND $8${pg ? "::text" : ""} IS NOT NULL THEN
-    (SELECT ${jsonAgg}(${jsonArray}(${userColumns("o")}, o.changed_at)) FROM (
+     WHERE a.user_id = u.id AND a.type IN (${failureTypes}) AND a.at >= ${since})${d.int} AS recent_failures`;
+}
+
+/** Failed sign-ins from address `ip` since `since`, at most `cap`, as column `ip_failures`. */
+function ipFailuresColumn(dialect: Dialect, ip: string, since: string, cap: string): string {
+  return `(SELECT count(*) FROM (SELECT 1 FROM audit_events
+     WHERE ip = ${ip} AND type = 'signin.failed' AND at >= ${since} AND (code IS NULL OR code <> 'rate_limited') LIMIT ${cap}) f)${dialectSql(dialect).int} AS ip_failures`;
+}
+
+/** The (at most two) users whose verified e-mail is `email`, as JSON column `email_owners`. */
+function emailOwnersExpression(dialect: Dialect, email: string): string {
+  const d = dialectSql(dialect);
+  return `(SELECT ${d.jsonAgg}(${d.jsonArray}(${userColumns("o")}, o.changed_at)) FROM (
        SELECT ${userColumns("eu")}, ep.changed_at FROM users eu LEFT JOIN password_credentials ep ON ep.user_id = eu.id
-       WHERE eu.email_normalized = $8 AND eu.email_verified = ${pg ? "true" : "1"} LIMIT 2) o)
-  END AS email_owners
+       WHERE eu.email_normalized = ${email} AND eu.email_verified = ${d.true} LIMIT 2) o)`;
+}
+
+/**
+ * The sign-in's one read as one statement (PostgreSQL: one round trip; also what Prisma's raw
+ * query runs). Parameters: $1 issuer, $2 subject, $3 device key, $4 failures since (null: none),
+ * $5 client address, $6 address failures since, $7 cap, $8 verified e-mail. One row: the
+ * identity's user (columns null without a link) with its history, the address's failure count,
+ * and the e-mail's owners when there is no link.
+ */
+export function signinReadSql(dialect: Dialect): string {
+  const d = dialectSql(dialect);
+  return `SELECT i.id AS identity_id, ${userReadColumns(dialect, "$3", "$4")},
+  ${ipFailuresColumn(dialect, "$5", "$6", "$7")},
+  CASE WHEN i.id IS NULL AND $8${d.text} IS NOT NULL THEN ${emailOwnersExpression(dialect, "$8")} END AS email_owners
 FROM (SELECT 1 AS one) one
 LEFT JOIN identities i ON i.issuer = $1 AND i.subject = $2
-LEFT JOIN users u ON u.id = i.user_id
-LEFT JOIN password_credentials p ON p.user_id = u.id`;
+LEFT JOIN users u ON u.id = i.user_id`;
 }
+
+/**
+ * The same read on SQLite as small statements run back to back in one synchronous turn, which
+ * nothing in the process can interleave with (no round trips to save: measured, SQLite runs each
+ * lookup alone several times faster than the same lookups as subqueries of one statement).
+ */
+export const SQLITE_READ = {
+  /** $1 issuer, $2 subject. */
+  identity: `SELECT id AS identity_id, user_id FROM identities WHERE issuer = $1 AND subject = $2`,
+  /** $1 user id. */
+  user: `SELECT ${userColumns("u")}, u.last_signin_at,
+  (SELECT p.changed_at FROM password_credentials p WHERE p.user_id = u.id) AS password_changed_at FROM users u WHERE u.id = $1`,
+  /** $1 user id: [confirmed at, unused recovery codes] of a confirmed authenticator, or no row. */
+  totp: `SELECT json_array(f.confirmed_at, (SELECT count(*) FROM recovery_codes r WHERE r.user_id = f.user_id AND r.used_at IS NULL)) AS totp
+  FROM mfa_factors f WHERE f.user_id = $1 AND f.type = 'totp' AND f.confirmed_at IS NOT NULL`,
+  /** $1 user id, $2 device key. */
+  device: `SELECT json_array(1, trusted_until) AS device FROM user_devices WHERE user_id = $1 AND device_key = $2`,
+  /** $1 user id: whether any device was seen (asked only for an unknown one). */
+  anyDevice: `SELECT json_array(0) AS device FROM user_devices WHERE user_id = $1 LIMIT 1`,
+  /** $1 user id: rows, newest first. */
+  networks: `SELECT network, country, latitude, longitude, last_seen_at FROM user_networks WHERE user_id = $1
+  ORDER BY last_seen_at DESC LIMIT ${RECENT_NETWORKS}`,
+  /** $1 address, $2 since: failed sign-ins (the caller caps the count). */
+  ipFailures: `SELECT count(*) AS n FROM audit_events
+  WHERE ip = $1 AND type = 'signin.failed' AND at >= $2 AND (code IS NULL OR code <> 'rate_limited')`,
+  /** $1 user id, $2 since. */
+  recentFailures: `SELECT count(*) AS recent_failures FROM audit_events
+  WHERE user_id = $1 AND type IN (${FAILURE_TYPES.map((t) => `'${t}'`).join(", ")}) AND at >= $2`,
+  /** $1 verified e-mail. */
+  emailOwners: `SELECT ${emailOwnersExpression("sqlite", "$1")} AS email_owners`,
+};
 
 /** The parameters of `signinReadSql` for a query. */
 export function signinReadParams(q: SigninSnapshotQuery): unknown[] {

@@ -62,6 +62,10 @@ export function createSqliteHotStore(
     const { statement: s, order } = statement(sql);
     return s.get(args(order, params)) as Row | undefined;
   };
+  const all = (sql: string, ...params: unknown[]) => {
+    const { statement: s, order } = statement(sql);
+    return s.raw(true).all(args(order, params)) as unknown[][];
+  };
   const run = (sql: string, ...params: unknown[]) => {
     const { statement: s, order } = statement(sql);
     return s.run(args(order, params)).changes;
@@ -216,18 +220,36 @@ export function createSqliteHotStore(
     return user;
   }
 
-  const readSql = SQL.signinReadSql("sqlite");
-  const ipFailuresSql = SQL.ipFailuresSql("sqlite");
 
   return {
     readSignin(q) {
       return read(() => {
-        return snapshotOf(get(readSql, ...SQL.signinReadParams(q))!, q);
+        const identity = get(SQL.SQLITE_READ.identity, q.issuer, q.subject);
+        const ip = q.ipFailures;
+        const ipFailures = ip === null ? 0 : Math.min(ip.cap, Number(get(SQL.SQLITE_READ.ipFailures, ip.ip, ip.since)!["n"]));
+        if (identity === undefined) {
+          const owners = q.verifiedEmail === null ? undefined : get(SQL.SQLITE_READ.emailOwners, q.verifiedEmail);
+          return snapshotOf({ ip_failures: ipFailures, email_owners: owners?.["email_owners"] ?? null }, q);
+        }
+        const userId = identity["user_id"];
+        const user = get(SQL.SQLITE_READ.user, userId);
+        // An identity whose user is gone (deleted meanwhile) reads as no link.
+        if (user === undefined) return snapshotOf({ ip_failures: ipFailures }, q);
+        const row: Row = { ...user, identity_id: identity["identity_id"], ip_failures: ipFailures };
+        const h = q.history;
+        if (h !== null) {
+          row["totp"] = get(SQL.SQLITE_READ.totp, userId)?.["totp"] ?? null;
+          row["device"] = (h.deviceKey === null ? undefined : get(SQL.SQLITE_READ.device, userId, h.deviceKey))?.["device"]
+            ?? get(SQL.SQLITE_READ.anyDevice, userId)?.["device"] ?? null;
+          row["networks"] = all(SQL.SQLITE_READ.networks, userId);
+          row["recent_failures"] = get(SQL.SQLITE_READ.recentFailures, userId, h.failuresSince)!["recent_failures"];
+        }
+        return snapshotOf(row, q);
       });
     },
 
     failuresFromIp(ip, since, cap) {
-      return read(() => Number(get(ipFailuresSql, ip, since, cap)!["n"]));
+      return read(() => Math.min(cap, Number(get(SQL.SQLITE_READ.ipFailures, ip, since)!["n"])));
     },
 
     commitSignin(write) {
