@@ -1,5 +1,6 @@
 import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
+import { Worker } from "node:worker_threads";
 import type BetterSqlite3 from "better-sqlite3";
 import type pg from "pg";
 import type { PrismaClient } from "../../gen/prisma/sqlite/client.ts";
@@ -90,7 +91,23 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     // stays so): a commit is in the WAL before it returns, so a crash of the process loses
     // nothing acknowledged; the fsync happens at checkpoints, not on every commit.
     connection.pragma("synchronous = NORMAL");
-    return wrap(dialect, client, { dialect, db: connection }, options);
+    // Checkpoints happen off the event loop, in a worker thread of their own.
+    connection.pragma("wal_autocheckpoint = 0");
+    const checkpointer = new Worker(new URL("./sqlite-checkpointer.ts", import.meta.url), {
+      workerData: { path, intervalMs: 200 },
+    });
+    checkpointer.unref();
+    const database = wrap(dialect, client, { dialect, db: connection }, options);
+    return {
+      ...database,
+      async close() {
+        const exited = new Promise<void>((resolve) => checkpointer.once("exit", () => resolve()));
+        checkpointer.postMessage("close");
+        await Promise.race([exited, new Promise<void>((resolve) => setTimeout(resolve, 2000).unref())]);
+        await checkpointer.terminate();
+        await database.close();
+      },
+    };
   }
   const [{ PrismaClient }, { PrismaPg }] = await Promise.all([
     import("../../gen/prisma/postgresql/client.ts"),
