@@ -2,15 +2,20 @@ import { randomUUID } from "node:crypto";
 import type * as http from "node:http";
 import type * as http2 from "node:http2";
 import { BlockList, isIP } from "node:net";
-import { fromBinary, type DescService, type JsonValue } from "@bufbuild/protobuf";
+import { type DescMethod, type DescService, fromJson, type JsonValue, toJsonString } from "@bufbuild/protobuf";
 import {
+  Code,
+  ConnectError,
   type ConnectRouter,
   type ContextValues,
   createConnectRouter,
   createContextValues,
+  createHandlerContext,
+  createServiceImplSpec,
   type Interceptor,
+  type MethodImplSpec,
 } from "@connectrpc/connect";
-import type { UniversalHandler } from "@connectrpc/connect/protocol";
+import { invokeUnaryImplementation, type UniversalHandler } from "@connectrpc/connect/protocol";
 import {
   compressionBrotli,
   compressionGzip,
@@ -62,20 +67,38 @@ const CORS_EXPOSE_HEADERS = ["grpc-status", "grpc-message", "grpc-status-details
  * the same handlers, so interceptors, limits and errors are shared by all four protocols.
  */
 export function createHttpHandler(options: HttpHandlerOptions) {
+  // The seed's names (snake_case) in Connect JSON and REST, and implicit fields (booleans,
+  // token_type, expires_in) always present; `optional` fields stay absent when unset.
+  const jsonOptions = { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: false } as const;
   const router = createConnectRouter({
     interceptors: options.interceptors,
     readMaxBytes: options.bodyLimitBytes,
     acceptCompression: [compressionGzip, compressionBrotli],
-    // The seed's names (snake_case) in Connect JSON, and implicit fields (booleans, token_type,
-    // expires_in) always present; `optional` fields stay absent when unset.
-    jsonOptions: { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: false },
+    // Answers are a few hundred bytes to a few KiB: compressing them costs more CPU than it
+    // saves on the wire (requests are still decompressed when a client compresses them).
+    compressMinBytes: 64 * 1024,
+    jsonOptions,
   });
-  options.routes(router);
+  // REST calls the same implementations through the same interceptors, without a protocol in
+  // between: the registrations are recorded as they are made.
+  const implByMethod = new Map<string, MethodImplSpec>();
+  options.routes({
+    service(desc, impl, serviceOptions) {
+      for (const spec of Object.values(createServiceImplSpec(desc, impl).methods)) {
+        implByMethod.set(`${desc.typeName}/${spec.method.name}`, spec);
+      }
+      return router.service(desc, impl, serviceOptions);
+    },
+    rpc() {
+      throw new Error("register whole services (router.service), so REST can find them");
+    },
+    get handlers() {
+      return router.handlers;
+    },
+  } as ConnectRouter);
   const rpcByPath = new Map<string, UniversalHandler>();
-  const rpcByMethod = new Map<string, UniversalHandler>();
   for (const h of router.handlers) {
     rpcByPath.set(h.requestPath, h);
-    rpcByMethod.set(`${h.service.typeName}/${h.method.name}`, h);
   }
   const restRoutes = restRoutesFrom(options.services);
   const proxies = new BlockList();
@@ -193,43 +216,66 @@ export function createHttpHandler(options: HttpHandlerOptions) {
       if (route.body !== "*") message[key] = queryParamValue(route.method.input, key, value);
     }
     Object.assign(message, params);
+    sendRestResult(res, await invokeRest(route.method, message, req, requestId));
+  }
 
-    const handler = rpcByMethod.get(`${route.method.parent.typeName}/${route.method.name}`)!;
-    const header = new Headers({ "content-type": "application/json", "connect-protocol-version": "1" });
-    for (const name of ["authorization", "x-admin-key", "user-agent", "x-device-id", "accept-language"]) {
+  /**
+   * A REST call: the JSON message decoded with the proto's rules, the method's implementation
+   * run through the same interceptors as every protocol (auth, admin keys, errors, metrics),
+   * the answer encoded as JSON, or the error as the REST error body.
+   */
+  async function invokeRest(
+    method: DescMethod,
+    message: Record<string, JsonValue>,
+    req: NodeRequest,
+    requestId: string,
+  ): Promise<{ status: number; json: string }> {
+    const spec = implByMethod.get(`${method.parent.typeName}/${method.name}`);
+    if (spec === undefined || spec.kind !== "unary") throw new Error(`no unary implementation for ${method.name}`);
+    const header = new Headers();
+    for (const name of REST_FORWARDED_HEADERS) {
       const v = req.headers[name];
       if (typeof v === "string") header.set(name, v);
     }
+    // Aborted only if the client goes away before the answer (an abort per call costs a DOMException).
     const abort = new AbortController();
-    res.once("close", () => abort.abort());
-    const uRes = await handler({
-      httpVersion: req.httpVersion,
-      url: `http://localhost${handler.requestPath}`,
-      method: "POST",
-      header,
-      body: message,
-      signal: abort.signal,
-      contextValues: clientOf(req, requestId),
-    });
-    const bytes = await collect(uRes.body);
-    if (uRes.status === 200) {
-      head(res, 200, { "content-type": "application/json" });
-      res.end(bytes);
-      return;
+    const onClose = () => abort.abort();
+    req.once("close", onClose);
+    try {
+      const context = createHandlerContext({
+        service: method.parent,
+        method,
+        protocolName: "rest",
+        requestMethod: req.method ?? "POST",
+        url: `http://localhost/${method.parent.typeName}/${method.name}`,
+        requestHeader: header,
+        requestSignal: abort.signal,
+        contextValues: clientOf(req, requestId),
+      });
+      let input;
+      try {
+        input = fromJson(method.input, message, jsonOptions);
+      } catch (e) {
+        throw new ConnectError(`the request does not match ${method.input.typeName}: ${(e as Error).message}`, Code.InvalidArgument);
+      }
+      const output = await invokeUnaryImplementation(spec, context, input, options.interceptors);
+      return { status: 200, json: toJsonString(method.output, output, jsonOptions) };
+    } catch (e) {
+      const error = ConnectError.from(e);
+      // The stable domain code rides in the ErrorInfo detail that errors.ts attaches.
+      const info = error.findDetails(ErrorInfoSchema)[0];
+      return {
+        status: httpStatusOf(error.code),
+        json: JSON.stringify({
+          code: info?.reason ?? (error.code === Code.InvalidArgument ? "invalid_request" : codeName(error.code)),
+          message: error.rawMessage,
+          status: codeName(error.code),
+          ...(info !== undefined && Object.keys(info.metadata).length > 0 ? { details: info.metadata } : {}),
+        }),
+      };
+    } finally {
+      req.off("close", onClose);
     }
-    // A Connect error body: {code, message, details:[{type, value}]}. REST callers get the stable
-    // domain code from the ErrorInfo detail in `code`, and the RPC status in `status`.
-    const err = JSON.parse(Buffer.from(bytes).toString("utf8") || "{}") as {
-      code?: string; message?: string; details?: { type?: string; value?: string }[];
-    };
-    const info = err.details?.find((d) => d.type === "google.rpc.ErrorInfo");
-    const decoded = info?.value === undefined ? undefined : fromBinary(ErrorInfoSchema, Buffer.from(info.value, "base64"));
-    sendJson(res, uRes.status, {
-      code: decoded?.reason ?? (err.code === "invalid_argument" ? "invalid_request" : (err.code ?? "internal")),
-      message: err.message ?? "request failed",
-      status: err.code ?? "unknown",
-      ...(decoded !== undefined && Object.keys(decoded.metadata).length > 0 ? { details: decoded.metadata } : {}),
-    });
   }
 
   return function listener(req: NodeRequest, res: NodeResponse): void {
@@ -272,11 +318,12 @@ async function readJsonBody(req: NodeRequest, limit: number): Promise<unknown> {
   }
 }
 
-async function collect(body: AsyncIterable<Uint8Array> | undefined): Promise<Uint8Array> {
-  if (body === undefined) return new Uint8Array();
-  const parts: Uint8Array[] = [];
-  for await (const part of body) parts.push(part);
-  return Buffer.concat(parts);
+/** Headers a REST call passes on to the implementation and its interceptors. */
+const REST_FORWARDED_HEADERS = ["authorization", "x-admin-key", "user-agent", "x-device-id", "accept-language"];
+
+function sendRestResult(res: NodeResponse, result: { status: number; json: string }): void {
+  head(res, result.status, { "content-type": "application/json", "cache-control": "no-store" });
+  res.end(result.json);
 }
 
 function sendJson(res: NodeResponse, status: number, json: unknown, headers?: Record<string, string>): void {

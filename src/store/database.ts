@@ -101,9 +101,13 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     return {
       ...database,
       async close() {
+        // Held (ref) while closing: an unref'd worker alone would let the process end mid-close.
+        checkpointer.ref();
         const exited = new Promise<void>((resolve) => checkpointer.once("exit", () => resolve()));
         checkpointer.postMessage("close");
-        await Promise.race([exited, new Promise<void>((resolve) => setTimeout(resolve, 2000).unref())]);
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([exited, new Promise<void>((resolve) => (timer = setTimeout(resolve, 2000)))]);
+        clearTimeout(timer);
         await checkpointer.terminate();
         await database.close();
       },
