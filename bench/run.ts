@@ -42,6 +42,7 @@ import { startBenchIssuer } from "./issuer.ts";
 import { CONNECTIONS, type Command, type PhaseResult } from "./protocol.ts";
 import type { StatementCounts } from "./count-statements.ts";
 import { serviceConfig, writeServiceConfig } from "./service-config.ts";
+import { bodyFor, h2loadArgs, h2loadAvailable, parseH2load, type Protocol, signinOutcomes } from "./h2load.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const TARGETS = ["floor", "better-auth", "service"] as const;
@@ -306,6 +307,30 @@ async function measure(
 
 type Results = Partial<Record<string, Measured>>;
 
+/** One protocol of the h2load comparison (bench/h2load.ts), on core 1, the server on core 0. */
+async function measureH2load(server: RunningServer, protocol: Protocol, token: { sub: string; token: string }): Promise<Measured> {
+  const file = join(work, `body-${protocol}`);
+  writeFileSync(file, bodyFor(protocol, token.token, `device-${token.sub}`));
+  const before = await signinOutcomes(server.url);
+  const t0 = cpuTicks(server.pid);
+  const argv = pin(1, ["h2load", ...h2loadArgs(protocol, server.url, file, SECONDS, CONNECTIONS)]);
+  const out = spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8", timeout: (SECONDS + 60) * 1000 });
+  const t1 = cpuTicks(server.pid);
+  const after = await signinOutcomes(server.url);
+  const parsed = parseH2load(out.stdout ?? "");
+  const ok = (after["ok"] ?? 0) - (before["ok"] ?? 0);
+  const failed = Object.keys(after).filter((k) => k !== "ok").reduce((n, k) => n + (after[k] ?? 0) - (before[k] ?? 0), 0);
+  // The measured window excludes h2load's warm-up second; the server's CPU covers both.
+  const m: Measured = {
+    requests: parsed.done, ok: Math.min(ok, parsed.done), non2xx: failed + (protocol === "grpc" ? 0 : parsed.done - parsed.status2xx), errors: 0,
+    mfa_challenges: 0, elapsed_s: SECONDS, rate: Math.round(parsed.rate), p50_ms: parsed.meanMs, p99_ms: null, status_counts: {},
+    cpu_ms_per_op: ok === 0 ? null : +((((t1 - t0) / clkTck) * 1000) / ok).toFixed(3), statements_per_op: null, ended_by: "time",
+  };
+  log(`  ${server.name} h2load ${protocol}: ${m.rate}/s, mean ${m.p50_ms} ms, ${ok} ok, failed ${failed}, cpu ${m.cpu_ms_per_op} ms/op`);
+  if (m.non2xx > 0 || out.status !== 0) failures.push(`${server.name} h2load ${protocol}: ${m.non2xx} failed, exit ${out.status}\n${(out.stdout ?? "").slice(-400)}${out.stderr ?? ""}`);
+  return m;
+}
+
 async function benchSigninServer(
   load: ReturnType<typeof startLoad>,
   server: RunningServer,
@@ -388,6 +413,11 @@ async function main(): Promise<void> {
           await warm(load, server, `${protocol} warm-up`, { ...base, seconds: SHORT_WARMUP, maxRequests: MAX_REQUESTS });
           r[protocol] = await measure(load, server, `${protocol} returning sign-in`, { ...base, seconds: SECONDS, maxRequests: MAX_REQUESTS }, false);
         }
+        if (h2loadAvailable()) {
+          for (const protocol of ["rest", "connect", "grpc"] as const) r[`h2load-${protocol}`] = await measureH2load(server, protocol, returning[0]!);
+        } else {
+          log("h2load (Debian package nghttp2-client) is missing: no protocol comparison");
+        }
         await warm(load, server, "refresh warm-up", { type: "http-refresh", url: server.url, seconds: SHORT_WARMUP, maxRequests: MAX_REQUESTS });
         r["refresh"] = await measure(load, server, "refresh", { type: "http-refresh", url: server.url, seconds: SECONDS, maxRequests: MAX_REQUESTS }, false);
         await warm(load, server, "me warm-up", { type: "http-me", url: server.url, seconds: SHORT_WARMUP, maxRequests: MAX_REQUESTS });
@@ -437,6 +467,9 @@ function buildRows(): Row[] {
   add({ label: "service (REST): new-user sign-in", m: s["new"], statements: st("new_signin"), roundTrips: rt("new_signin"), ...vs(s["new"], "new") });
   add({ label: "service gRPC (h2c): returning sign-in", m: s["grpc"], statements: st("returning_signin"), roundTrips: rt("returning_signin"), ...vs(s["grpc"], "returning") });
   add({ label: "service Connect (HTTP/1.1 JSON): returning sign-in", m: s["connect"], statements: st("returning_signin"), roundTrips: rt("returning_signin"), ...vs(s["connect"], "returning") });
+  add({ label: "h2load, one user: REST (HTTP/1.1)", m: s["h2load-rest"], statements: null, roundTrips: null });
+  add({ label: "h2load, one user: Connect (HTTP/1.1 JSON)", m: s["h2load-connect"], statements: null, roundTrips: null, vsFloor: ratio(s["h2load-connect"], s["h2load-rest"]) });
+  add({ label: "h2load, one user: gRPC (h2c, 4 connections × 8 streams)", m: s["h2load-grpc"], statements: null, roundTrips: null, vsFloor: ratio(s["h2load-grpc"], s["h2load-rest"]) });
   add({ label: "service: refresh", m: s["refresh"], statements: st("refresh"), roundTrips: rt("refresh") });
   add({ label: "service: GET /auth/me", m: s["me"], statements: st("me"), roundTrips: rt("me") });
   return rows;
@@ -461,6 +494,7 @@ function report(): string {
     "",
     `- machine: ${nproc} CPUs (nproc), ${cpuModel}; node ${process.version}; ${pinningNote}`,
     `- load: autocannon ${CONNECTIONS} connections, keep-alive, HTTP/1.1 (gRPC/Connect: ${CONNECTIONS} calls in flight); ${SECONDS} s per phase after ${WARMUP} s warm-up; ${RETURNING_USERS} returning users; up to ${NEW_USERS} new users per "new" phase (each token once)`,
+    `- h2load rows: the same returning sign-in of one user, load from h2load (C) so the load generator is not the bottleneck; p50 column shows h2load's mean; their "service ÷ floor" column is the rate relative to h2load REST; success counted from the service's /metrics`,
     `- non-2xx counts non-2xx answers, transport errors and MFA challenges (all must be 0); rate counts 2xx answers with tokens`,
     `- statements/op: service from the in-process counting phase (onQuery hook, one request at a time; gRPC/Connect run the same sign-in); floor and better-auth from their own statement counters under load (BEGIN/COMMIT included for them; the service's onQuery shows COMMIT only)`,
     `- round trips/op: ${counts !== null && (counts as StatementCounts).round_trips !== null ? "from the app's onRoundTrip hook" : "n/a: the app has no onRoundTrip hook yet"}`,

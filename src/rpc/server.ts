@@ -99,6 +99,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   }
   // Track the sockets requests arrive on: plain TCP sockets, or TLS sockets once handshaken.
   outer.on(options.tls === undefined ? "connection" : "secureConnection", (socket: net.Socket) => {
+    // No Nagle: an answer is several small writes (HTTP/2 HEADERS, DATA, trailers); waiting to
+    // coalesce them meets the peer's delayed ACK and stalls every call by tens of milliseconds.
+    socket.setNoDelay(true);
     if ((socket as { alpnProtocol?: string | false }).alpnProtocol === "h2") h2Sockets.add(socket);
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
