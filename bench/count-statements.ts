@@ -9,8 +9,8 @@
  * at a time, over HTTP: a new user's first sign-in, a returning sign-in (same device), a refresh
  * and GET /auth/me. Prints one JSON object on stdout. BENCH_TRACE=1 also lists the statements.
  *
- * Round trips: if createApp ever calls an `onRoundTrip` hook (not part of AppOverrides today),
- * its calls are counted per operation; when it is never called the counts are null ("n/a").
+ * Round trips: the app's `onRoundTrip` hook sees every exchange with a PostgreSQL server; on
+ * SQLite (in-process, no round trips) it is never called and the counts are null ("n/a").
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -49,8 +49,6 @@ let statements = 0;
 let roundTrips = 0;
 let roundTripHookCalled = false;
 let sqls: string[] = [];
-// A variable, not a literal: AppOverrides has no onRoundTrip today, and a hook the app does not
-// know is simply never called.
 const hooks = {
   onQuery: (sql: string) => {
     statements++;

@@ -496,8 +496,8 @@ function report(): string {
     `- load: autocannon ${CONNECTIONS} connections, keep-alive, HTTP/1.1 (gRPC/Connect: ${CONNECTIONS} calls in flight); ${SECONDS} s per phase after ${WARMUP} s warm-up; ${RETURNING_USERS} returning users; up to ${NEW_USERS} new users per "new" phase (each token once)`,
     `- h2load rows: the same returning sign-in of one user, load from h2load (C) so the load generator is not the bottleneck; p50 column shows h2load's mean; their "service ÷ floor" column is the rate relative to h2load REST; success counted from the service's /metrics`,
     `- non-2xx counts non-2xx answers, transport errors and MFA challenges (all must be 0); rate counts 2xx answers with tokens`,
-    `- statements/op: service from the in-process counting phase (onQuery hook, one request at a time; gRPC/Connect run the same sign-in); floor and better-auth from their own statement counters under load (BEGIN/COMMIT included for them; the service's onQuery shows COMMIT only)`,
-    `- round trips/op: ${counts !== null && (counts as StatementCounts).round_trips !== null ? "from the app's onRoundTrip hook" : "n/a: the app has no onRoundTrip hook yet"}`,
+    `- statements/op: service from the in-process counting phase (onQuery hook, one request at a time, BEGIN and COMMIT included; gRPC/Connect run the same sign-in); floor and better-auth from their own statement counters under load (BEGIN/COMMIT included)`,
+    `- round trips/op: ${counts !== null && (counts as StatementCounts).round_trips !== null ? "from the app's onRoundTrip hook" : "n/a on SQLite (in-process: no round trips)"}`,
     `- server CPU: /proc/<pid>/stat utime+stime of the server process (all threads) over each measured phase ÷ requests answered${db === "postgresql" ? "; PostgreSQL's own CPU is not included" : ""}`,
   ];
   const ended = rows.filter((r) => r.m!.ended_by === "count").map((r) => r.label);

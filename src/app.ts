@@ -57,8 +57,10 @@ export interface AppOverrides {
   clock?: Clock;
   fetch?: typeof fetch;
   verifier?: IdTokenVerifier;
-  /** Sees every SQL statement (benchmarks count database round trips). */
+  /** Sees every SQL statement, through Prisma or the driver (benchmarks and tests count them). */
   onQuery?: (sql: string) => void;
+  /** Sees every exchange with a PostgreSQL server (benchmarks and tests count round trips). */
+  onRoundTrip?: () => void;
 }
 
 export interface App {
@@ -95,6 +97,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     connectTimeoutMs: config.database.connect_timeout_ms,
     statementTimeoutMs: config.database.statement_timeout_ms,
     onQuery: overrides.onQuery,
+    onRoundTrip: overrides.onRoundTrip,
   });
   let server: RunningServer | undefined;
   let upkeep: NodeJS.Timeout | undefined;

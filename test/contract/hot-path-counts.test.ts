@@ -1,0 +1,102 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestApp, type TestApp } from "../support/app.ts";
+import { testDatabaseKinds } from "../support/databases.ts";
+
+/**
+ * The hot path's cost in statements and (PostgreSQL) round trips, pinned so it cannot creep back
+ * (issue: sign-in at the speed of the hardware). Every statement is counted, Prisma's and the
+ * driver's alike, through the app's onQuery/onRoundTrip hooks, one request at a time.
+ *
+ * SQLite runs the read as small statements in one synchronous turn (no round trips exist there);
+ * PostgreSQL runs it as one statement, and the whole write as one more.
+ */
+const EXPECTED = {
+  sqlite: {
+    // identity, address failures, user, totp, device, networks, recent failures
+    // + BEGIN, user (status re-checked), password, identity, session, refresh token, device,
+    //   network, audit, COMMIT
+    returning: { statements: 17 },
+    // identity, address failures, e-mail owners + BEGIN, user, identity, session, refresh token,
+    //   device, network, audit, COMMIT
+    new: { statements: 12 },
+    // BEGIN, spend, read, new token, session touch, audit, COMMIT
+    refresh: { statements: 7 },
+    // session with user status, user with password
+    me: { statements: 2 },
+  },
+  postgresql: {
+    returning: { statements: 2, roundTrips: 2 },
+    new: { statements: 2, roundTrips: 2 },
+    refresh: { statements: 7, roundTrips: 7 },
+    me: { statements: 2, roundTrips: 2 },
+  },
+} as const;
+
+for (const kind of testDatabaseKinds()) {
+  describe(`hot path statement and round-trip counts on ${kind.dialect}`, () => {
+    let t: TestApp;
+    let statements = 0;
+    let roundTrips = 0;
+    const seen: string[] = [];
+    const json = { "content-type": "application/json" };
+
+    beforeAll(async () => {
+      t = await startTestApp({
+        kind,
+        // Production-like: the default per-address failure limit is on (its count is in the read).
+        config: { dev: true, "rate_limit.signin_failures_per_ip": 30 },
+        overrides: {
+          onQuery: (sql) => {
+            statements++;
+            seen.push(sql.replace(/\s+/g, " ").slice(0, 80));
+          },
+          onRoundTrip: () => void roundTrips++,
+        },
+      });
+    });
+    afterAll(async () => {
+      await t?.close();
+    });
+
+    async function counted<T>(run: () => Promise<T>): Promise<{ result: T; statements: number; roundTrips: number; seen: string[] }> {
+      statements = 0;
+      roundTrips = 0;
+      seen.length = 0;
+      const result = await run();
+      return { result, statements, roundTrips, seen: [...seen] };
+    }
+    async function mint(sub: string): Promise<string> {
+      const r = await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: json, body: JSON.stringify({ sub, email: `${sub}@example.com` }) });
+      return ((await r.json()) as { id_token: string }).id_token;
+    }
+    async function call(path: string, init: RequestInit): Promise<Record<string, unknown>> {
+      const r = await fetch(`${t.url}${path}`, init);
+      const body = (await r.json()) as Record<string, unknown>;
+      expect(r.status, JSON.stringify(body)).toBe(200);
+      return body;
+    }
+    const signin = (token: string) =>
+      call("/auth/id-token/signin", { method: "POST", headers: json, body: JSON.stringify({ id_token: token, provider: "dev", device_id: "device-1" }) });
+
+    it("pins statements and round trips of a new user's sign-in, a returning one, a refresh and GET /auth/me", async () => {
+      const expected = EXPECTED[kind.dialect];
+      const token = await mint(`counts-${kind.dialect}`);
+      const first = await counted(() => signin(token));
+      expect(first.result["requires_mfa"]).toBe(false);
+      await signin(token); // settle: the second sign-in is the first "returning" one
+      const again = await counted(() => signin(token));
+      expect(again.result["requires_mfa"]).toBe(false);
+      const refresh = await counted(() =>
+        call("/auth/token/refresh", { method: "POST", headers: json, body: JSON.stringify({ refresh_token: again.result["refresh_token"] }) }),
+      );
+      const me = await counted(() => call("/auth/me", { headers: { authorization: `Bearer ${String(again.result["access_token"])}` } }));
+
+      const actual = (c: { statements: number; roundTrips: number }, e: { statements: number; roundTrips?: number }) =>
+        e.roundTrips === undefined ? { statements: c.statements } : { statements: c.statements, roundTrips: c.roundTrips };
+      expect(actual(first, expected.new), first.seen.join("\n")).toEqual(expected.new);
+      expect(actual(again, expected.returning), again.seen.join("\n")).toEqual(expected.returning);
+      expect(actual(refresh, expected.refresh), refresh.seen.join("\n")).toEqual(expected.refresh);
+      expect(actual(me, expected.me), me.seen.join("\n")).toEqual(expected.me);
+    });
+  });
+}
