@@ -30,6 +30,7 @@ import { clipDeviceId } from "./auth-service.ts";
 import { ERROR_TABLE, httpStatusOf } from "./error-codes.ts";
 import { describeCause } from "./errors.ts";
 import { queryParamValue, type RestRoute, restRoutesFrom } from "./rest-routes.ts";
+import { isPlainGrpcUnary, serveGrpcUnary } from "./grpc-unary.ts";
 
 export type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
 export type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
@@ -82,10 +83,12 @@ export function createHttpHandler(options: HttpHandlerOptions) {
   // REST calls the same implementations through the same interceptors, without a protocol in
   // between: the registrations are recorded as they are made.
   const implByMethod = new Map<string, MethodImplSpec>();
+  const implByPath = new Map<string, MethodImplSpec>();
   options.routes({
     service(desc, impl, serviceOptions) {
       for (const spec of Object.values(createServiceImplSpec(desc, impl).methods)) {
         implByMethod.set(`${desc.typeName}/${spec.method.name}`, spec);
+        implByPath.set(`/${desc.typeName}/${spec.method.name}`, spec);
       }
       return router.service(desc, impl, serviceOptions);
     },
@@ -153,6 +156,17 @@ export function createHttpHandler(options: HttpHandlerOptions) {
 
     const rpc = rpcByPath.get(url.pathname);
     if (rpc !== undefined) {
+      if (req.httpVersionMajor === 2) {
+        const spec = implByPath.get(url.pathname);
+        if (isPlainGrpcUnary(req as http2.Http2ServerRequest, spec)) {
+          await serveGrpcUnary(req as http2.Http2ServerRequest, res as http2.Http2ServerResponse, spec, {
+            interceptors: options.interceptors,
+            readMaxBytes: options.bodyLimitBytes,
+            contextValues: clientOf(req, requestId),
+          });
+          return;
+        }
+      }
       const uRes = await rpc(universalRequestFromNodeRequest(req, res, undefined, clientOf(req, requestId)));
       await universalResponseToNodeResponse(uRes, res);
       return;

@@ -207,6 +207,8 @@ export function grpcSignin(
   client: grpc.Client,
   request: MessageInitShape<typeof SigninWithIdTokenRequestSchema>,
   metadata: grpc.Metadata = new grpc.Metadata(),
+  /** Null: no deadline, so no grpc-timeout header (the server's plain unary path). */
+  deadlineMs: number | null = 10_000,
 ): Promise<{ response: LoginResponse } | { error: grpc.ServiceError }> {
   return new Promise((resolve) => {
     client.makeUnaryRequest(
@@ -216,7 +218,7 @@ export function grpcSignin(
       (bytes: Buffer) => fromBinary(LoginResponseSchema, bytes),
       request,
       metadata,
-      { deadline: Date.now() + 10_000 },
+      deadlineMs === null ? {} : { deadline: Date.now() + deadlineMs },
       (error, response) => {
         if (error !== null) resolve({ error });
         else resolve({ response: response! });

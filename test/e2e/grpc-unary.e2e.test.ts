@@ -1,0 +1,112 @@
+import { connect, constants } from "node:http2";
+import * as grpc from "@grpc/grpc-js";
+import { Code } from "@connectrpc/connect";
+import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ErrorInfoSchema } from "../../gen/pb/google/rpc/error_details_pb.ts";
+import { startTestApp, type TestApp } from "../support/app.ts";
+import { expectLogin, grpcSignin, grpcTarget, metadataToHeaders, rowCounts } from "../support/signin-e2e.ts";
+
+/**
+ * Unary gRPC has two server paths (src/rpc/grpc-unary.ts): plain calls are answered directly;
+ * calls with a deadline (grpc-timeout) or compression go through connect-es. The same call must
+ * give the same answer, status and error details on both.
+ */
+describe("gRPC unary: the plain path and connect-es agree", () => {
+  let t: TestApp;
+  let client: grpc.Client;
+  const json = { "content-type": "application/json" };
+
+  beforeAll(async () => {
+    t = await startTestApp({ config: { dev: true } });
+    client = new grpc.Client(grpcTarget(t.url), grpc.credentials.createInsecure());
+  });
+  afterAll(async () => {
+    client?.close();
+    await t?.close();
+  });
+
+  async function mint(sub: string): Promise<string> {
+    const r = await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: json, body: JSON.stringify({ sub, email: `${sub}@example.com` }) });
+    return ((await r.json()) as { id_token: string }).id_token;
+  }
+
+  it("signs in with and without a deadline, with the same login result", async () => {
+    const token = await mint("grpc-plain");
+    const plain = await grpcSignin(client, { idToken: token, provider: "dev", deviceId: "d1" }, new grpc.Metadata(), null);
+    const viaConnect = await grpcSignin(client, { idToken: token, provider: "dev", deviceId: "d1" }, new grpc.Metadata(), 10_000);
+    if (!("response" in plain) || !("response" in viaConnect)) throw new Error(`gRPC failed: ${JSON.stringify([plain, viaConnect])}`);
+    await expectLogin(t.url, plain.response);
+    await expectLogin(t.url, viaConnect.response);
+    expect(plain.response.userId).toBe(viaConnect.response.userId);
+    expect(plain.response.user).toEqual(viaConnect.response.user);
+  });
+
+  it("refuses a bad token with the same status, message and ErrorInfo on both paths, writing only the audit row", async () => {
+    const before = await rowCounts(t.app);
+    const results = await Promise.all([null, 10_000].map((deadline) =>
+      grpcSignin(client, { idToken: "not-a-jwt", provider: "dev" }, new grpc.Metadata(), deadline)));
+    const errors = results.map((r) => ("error" in r ? r.error : null));
+    for (const error of errors) {
+      expect(error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+      // grpc-status-details-bin is a google.rpc.Status; connect's own trailer parser decodes it.
+      const trailers = metadataToHeaders(error!.metadata);
+      trailers.set("grpc-status", String(error!.code));
+      const decoded = findTrailerError(trailers);
+      expect(decoded?.code).toBe(Code.InvalidArgument);
+      const [info] = decoded!.findDetails(ErrorInfoSchema);
+      expect(info?.reason).toBe("id_token_malformed");
+      expect(info?.domain).toBe("identity.v1");
+    }
+    expect(errors[0]?.details).toBe(errors[1]?.details);
+    const after = await rowCounts(t.app);
+    expect({ ...after, auditEvents: after.auditEvents - 2 }).toEqual(before);
+  });
+
+  it("answers a compressed request through connect-es", async () => {
+    const compressed = new grpc.Client(grpcTarget(t.url), grpc.credentials.createInsecure(), {
+      "grpc.default_compression_algorithm": grpc.compressionAlgorithms.gzip,
+    });
+    try {
+      const r = await grpcSignin(compressed, { idToken: await mint("grpc-gzip"), provider: "dev" }, new grpc.Metadata(), null);
+      if (!("response" in r)) throw new Error(`gRPC failed: ${r.error.message}`);
+      await expectLogin(t.url, r.response);
+    } finally {
+      compressed.close();
+    }
+  });
+
+  it("answers broken framing with a gRPC status, not a crash or a hang", async () => {
+    const session = connect(t.url);
+    try {
+      const call = (body: Buffer) =>
+        new Promise<{ status: number; trailers: Record<string, unknown> }>((resolve, reject) => {
+          const stream = session.request({
+            [constants.HTTP2_HEADER_METHOD]: "POST",
+            [constants.HTTP2_HEADER_PATH]: "/identity.v1.AuthService/SigninWithIdToken",
+            "content-type": "application/grpc",
+            te: "trailers",
+          });
+          let status = 0;
+          stream.on("response", (headers) => (status = Number(headers[":status"])));
+          stream.on("trailers", (trailers) => resolve({ status, trailers }));
+          stream.on("error", reject);
+          stream.resume();
+          stream.end(body);
+        });
+      // Promises 100 bytes, sends 3; then a compressed flag without grpc-encoding; then nothing.
+      const short = await call(Buffer.from([0, 0, 0, 0, 100, 1, 2, 3]));
+      const flagged = await call(Buffer.from([1, 0, 0, 0, 0]));
+      const empty = await call(Buffer.alloc(0));
+      for (const r of [short, flagged, empty]) {
+        expect(r.status).toBe(200);
+        expect(Number(r.trailers["grpc-status"])).not.toBe(0);
+      }
+      expect(Number(short.trailers["grpc-status"])).toBe(grpc.status.INVALID_ARGUMENT);
+      // The service still answers.
+      expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
+    } finally {
+      session.close();
+    }
+  });
+});
