@@ -30,7 +30,7 @@ import { clipDeviceId } from "./auth-service.ts";
 import { ERROR_TABLE, httpStatusOf } from "./error-codes.ts";
 import { describeCause } from "./errors.ts";
 import { queryParamValue, type RestRoute, restRoutesFrom } from "./rest-routes.ts";
-import { isPlainGrpcUnary, serveGrpcUnary } from "./grpc-unary.ts";
+import { isPlainConnectUnary, isPlainGrpcUnary, serveConnectUnary, serveGrpcUnary } from "./unary-fast-path.ts";
 
 export type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
 export type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
@@ -156,16 +156,15 @@ export function createHttpHandler(options: HttpHandlerOptions) {
 
     const rpc = rpcByPath.get(url.pathname);
     if (rpc !== undefined) {
-      if (req.httpVersionMajor === 2) {
-        const spec = implByPath.get(url.pathname);
-        if (isPlainGrpcUnary(req as http2.Http2ServerRequest, spec)) {
-          await serveGrpcUnary(req as http2.Http2ServerRequest, res as http2.Http2ServerResponse, spec, {
-            interceptors: options.interceptors,
-            readMaxBytes: options.bodyLimitBytes,
-            contextValues: clientOf(req, requestId),
-          });
-          return;
-        }
+      const spec = implByPath.get(url.pathname);
+      const fast = { interceptors: options.interceptors, readMaxBytes: options.bodyLimitBytes, jsonOptions };
+      if (req.httpVersionMajor === 2 && isPlainGrpcUnary(req as http2.Http2ServerRequest, spec)) {
+        await serveGrpcUnary(req as http2.Http2ServerRequest, res as http2.Http2ServerResponse, spec, { ...fast, contextValues: clientOf(req, requestId) });
+        return;
+      }
+      if (isPlainConnectUnary(req, spec)) {
+        await serveConnectUnary(req, res, spec, { ...fast, contextValues: clientOf(req, requestId) });
+        return;
       }
       const uRes = await rpc(universalRequestFromNodeRequest(req, res, undefined, clientOf(req, requestId)));
       await universalResponseToNodeResponse(uRes, res);

@@ -1,6 +1,8 @@
 import { connect, constants } from "node:http2";
 import * as grpc from "@grpc/grpc-js";
-import { Code } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { AuthService } from "../../gen/pb/identity/v1/auth_service_pb.ts";
 import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorInfoSchema } from "../../gen/pb/google/rpc/error_details_pb.ts";
@@ -8,11 +10,11 @@ import { startTestApp, type TestApp } from "../support/app.ts";
 import { expectLogin, grpcSignin, grpcTarget, metadataToHeaders, rowCounts } from "../support/signin-e2e.ts";
 
 /**
- * Unary gRPC has two server paths (src/rpc/grpc-unary.ts): plain calls are answered directly;
- * calls with a deadline (grpc-timeout) or compression go through connect-es. The same call must
- * give the same answer, status and error details on both.
+ * Unary gRPC and Connect calls have two server paths (src/rpc/unary-fast-path.ts): plain calls are
+ * answered directly; calls with a deadline (grpc-timeout / connect-timeout-ms) or compression go
+ * through connect-es. The same call must give the same answer, status and error on both.
  */
-describe("gRPC unary: the plain path and connect-es agree", () => {
+describe("unary calls: the plain path and connect-es agree", () => {
   let t: TestApp;
   let client: grpc.Client;
   const json = { "content-type": "application/json" };
@@ -108,5 +110,44 @@ describe("gRPC unary: the plain path and connect-es agree", () => {
     } finally {
       session.close();
     }
+  });
+
+  describe("Connect", () => {
+    for (const useBinaryFormat of [false, true]) {
+      it(`signs in and refuses alike with and without a timeout (${useBinaryFormat ? "binary" : "JSON"})`, async () => {
+        const auth = createClient(AuthService, createConnectTransport({ baseUrl: t.url, httpVersion: "1.1", useBinaryFormat }));
+        const token = await mint(`connect-${String(useBinaryFormat)}`);
+        const plain = await auth.signinWithIdToken({ idToken: token, provider: "dev", deviceId: "d1" });
+        const viaConnect = await auth.signinWithIdToken({ idToken: token, provider: "dev", deviceId: "d1" }, { timeoutMs: 10_000 });
+        await expectLogin(t.url, plain);
+        await expectLogin(t.url, viaConnect);
+        expect(plain.user).toEqual(viaConnect.user);
+
+        const errors = await Promise.all([undefined, 10_000].map((timeoutMs) =>
+          auth.signinWithIdToken({ idToken: "not-a-jwt", provider: "dev" }, { timeoutMs }).then(() => null, (e: unknown) => ConnectError.from(e))));
+        for (const error of errors) {
+          expect(error?.code).toBe(Code.InvalidArgument);
+          expect(error?.findDetails(ErrorInfoSchema)[0]?.reason).toBe("id_token_malformed");
+        }
+        expect(errors[0]?.rawMessage).toBe(errors[1]?.rawMessage);
+      });
+    }
+
+    it("answers a body that is not the request message with the same status on both paths", async () => {
+      const send = (extra: Record<string, string>, body: string) =>
+        fetch(`${t.url}/identity.v1.AuthService/SigninWithIdToken`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "connect-protocol-version": "1", ...extra },
+          body,
+        });
+      for (const body of ["{not json", `{"no_such_field": 1}`]) {
+        const [plain, viaConnect] = await Promise.all([send({}, body), send({ "connect-timeout-ms": "10000" }, body)]);
+        expect(plain.status).toBe(400);
+        expect(viaConnect.status).toBe(400);
+        const [a, b] = [(await plain.json()) as { code: string }, (await viaConnect.json()) as { code: string }];
+        expect(a.code).toBe("invalid_argument");
+        expect(b.code).toBe("invalid_argument");
+      }
+    });
   });
 });
