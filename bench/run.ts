@@ -45,7 +45,7 @@ import { serviceConfig, writeServiceConfig } from "./service-config.ts";
 import { bodyFor, h2loadArgs, h2loadAvailable, parseH2load, type Protocol, signinOutcomes } from "./h2load.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const TARGETS = ["floor", "better-auth", "service"] as const;
+const TARGETS = ["floor", "better-auth", "service", "service-prisma"] as const;
 type Target = (typeof TARGETS)[number];
 
 const { values: flags } = parseArgs({
@@ -350,7 +350,7 @@ async function benchSigninServer(
 
 // --- main -------------------------------------------------------------------------------------
 
-const results: Record<Target, Results> = { floor: {}, "better-auth": {}, service: {} };
+const results: Record<Target, Results> = { floor: {}, "better-auth": {}, service: {}, "service-prisma": {} };
 let counts: StatementCounts | null = null;
 const started = new Date();
 const issuer = await startBenchIssuer();
@@ -397,6 +397,17 @@ async function main(): Promise<void> {
       const server = await startServer("better-auth", ["bench/better-auth-server.ts", "--issuer", issuer.issuer, "--db", db, "--data-dir", dataDir], dbEnv, "/healthz");
       try {
         results["better-auth"] = await benchSigninServer(load, server, { path: "/api/auth/sign-in/social", style: "better-auth", collect: false, countStatements: true });
+      } finally {
+        await server.stop();
+      }
+    } else if (target === "service-prisma") {
+      // The same design (one read, one write per sign-in) through Prisma Client alone: what the
+      // driver path buys.
+      const config = serviceConfig({ issuer: issuer.issuer, dataDir: join(dataDir, "data"), databaseUrl: dbEnv["BENCH_DATABASE_URL"] });
+      const file = writeServiceConfig(dataDir, { ...config, database: { ...(config["database"] as object | undefined), hot_path: "prisma" } });
+      const server = await startServer("service-prisma", ["src/main.ts", "--config", file], {}, "/readyz");
+      try {
+        results["service-prisma"] = await benchSigninServer(load, server, { path: "/auth/id-token/signin", style: "rest", collect: false, countStatements: false });
       } finally {
         await server.stop();
       }
@@ -465,8 +476,11 @@ function buildRows(): Row[] {
   const vs = (m: Measured | undefined, kind: "returning" | "new") => ({ vsFloor: ratio(m, f[kind]), vsBetterAuth: ratio(m, b[kind]) });
   add({ label: "service (REST): returning sign-in", m: s["returning"], statements: st("returning_signin"), roundTrips: rt("returning_signin"), ...vs(s["returning"], "returning") });
   add({ label: "service (REST): new-user sign-in", m: s["new"], statements: st("new_signin"), roundTrips: rt("new_signin"), ...vs(s["new"], "new") });
-  add({ label: "service gRPC (h2c): returning sign-in", m: s["grpc"], statements: st("returning_signin"), roundTrips: rt("returning_signin"), ...vs(s["grpc"], "returning") });
-  add({ label: "service Connect (HTTP/1.1 JSON): returning sign-in", m: s["connect"], statements: st("returning_signin"), roundTrips: rt("returning_signin"), ...vs(s["connect"], "returning") });
+  const p = results["service-prisma"];
+  add({ label: "service, hot path on Prisma Client alone (REST): returning", m: p["returning"], statements: null, roundTrips: null, ...vs(p["returning"], "returning") });
+  add({ label: "service, hot path on Prisma Client alone (REST): new user", m: p["new"], statements: null, roundTrips: null, ...vs(p["new"], "new") });
+  add({ label: "service gRPC (h2c, Node client: client-bound): returning", m: s["grpc"], statements: st("returning_signin"), roundTrips: rt("returning_signin"), ...vs(s["grpc"], "returning") });
+  add({ label: "service Connect (HTTP/1.1 JSON, Node client: client-bound): returning", m: s["connect"], statements: st("returning_signin"), roundTrips: rt("returning_signin"), ...vs(s["connect"], "returning") });
   add({ label: "h2load, one user: REST (HTTP/1.1)", m: s["h2load-rest"], statements: null, roundTrips: null });
   add({ label: "h2load, one user: Connect (HTTP/1.1 JSON)", m: s["h2load-connect"], statements: null, roundTrips: null, vsFloor: ratio(s["h2load-connect"], s["h2load-rest"]) });
   add({ label: "h2load, one user: gRPC (h2c, 4 connections × 8 streams)", m: s["h2load-grpc"], statements: null, roundTrips: null, vsFloor: ratio(s["h2load-grpc"], s["h2load-rest"]) });

@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SigninConflict } from "../../src/core/ports.ts";
 import type { AccountWrite } from "../../src/core/ports.ts";
 import { createAccountStore, createAuditLog } from "../../src/store/account-store.ts";
+import { createHotStore } from "../../src/store/hot/hot-store.ts";
+import { createPrismaSigninReader } from "../../src/store/hot/prisma.ts";
 import { type Database, openDatabase } from "../../src/store/database.ts";
 import { migrate } from "../../src/store/migrate.ts";
 import { type TestDatabase, testDatabaseKinds } from "../support/databases.ts";
@@ -48,8 +50,25 @@ function signinWrite(account: AccountWrite) {
   };
 }
 
-for (const kind of testDatabaseKinds()) {
-  describe(`account store on ${kind.dialect}`, () => {
+/**
+ * The sign-in's store ports, as each implementation provides them: Prisma Client throughout
+ * (`database.hot_path: prisma`), or the driver's prepared statements for the hot path (the
+ * default; e-mail and identity lookups and audit records stay on Prisma).
+ */
+const IMPLEMENTATIONS = {
+  prisma: (db: Database) => ({
+    ...createAccountStore(db.client),
+    ...createAuditLog(db.client),
+    ...createPrismaSigninReader(db.client, db.dialect),
+  }),
+  driver: (db: Database) => {
+    const hot = createHotStore(db);
+    return { ...createAccountStore(db.client), ...createAuditLog(db.client), ...hot };
+  },
+};
+
+for (const kind of testDatabaseKinds()) for (const [impl, storeOf] of Object.entries(IMPLEMENTATIONS)) {
+  describe(`account store on ${kind.dialect} (${impl})`, () => {
     let td: TestDatabase;
     let db: Database;
 
@@ -72,7 +91,7 @@ for (const kind of testDatabaseKinds()) {
     });
 
     it("creates a user with its identity, session, refresh token and audit in one commit", async () => {
-      const store = createAccountStore(db.client);
+      const store = storeOf(db);
       const write = newUserWrite();
       const user = await store.commitSignin(signinWrite(write));
       expect(user).toMatchObject({ id: write.user.id, username: write.user.username, status: "active", emailVerified: true });
@@ -84,7 +103,7 @@ for (const kind of testDatabaseKinds()) {
     });
 
     it("reports a lost identity race as SigninConflict(identity) and writes nothing of the loser", async () => {
-      const store = createAccountStore(db.client);
+      const store = storeOf(db);
       const first = newUserWrite();
       await store.commitSignin(signinWrite(first));
       const before = await counts();
@@ -96,7 +115,7 @@ for (const kind of testDatabaseKinds()) {
     });
 
     it("reports a taken username as SigninConflict(username) and rolls everything back", async () => {
-      const store = createAccountStore(db.client);
+      const store = storeOf(db);
       const first = newUserWrite();
       await store.commitSignin(signinWrite(first));
       const before = await counts();
@@ -107,7 +126,7 @@ for (const kind of testDatabaseKinds()) {
     });
 
     it("links a new identity to an existing user and finds users by verified e-mail", async () => {
-      const store = createAccountStore(db.client);
+      const store = storeOf(db);
       const first = newUserWrite();
       await store.commitSignin(signinWrite(first));
       const owners = await store.findByVerifiedEmail(first.user.emailNormalized!);
@@ -124,7 +143,7 @@ for (const kind of testDatabaseKinds()) {
     });
 
     it("does not find unverified e-mail addresses", async () => {
-      const store = createAccountStore(db.client);
+      const store = storeOf(db);
       const w = newUserWrite();
       w.user.emailVerified = false;
       await store.commitSignin(signinWrite(w));
@@ -132,7 +151,7 @@ for (const kind of testDatabaseKinds()) {
     });
 
     it("touches an existing link on a returning sign-in", async () => {
-      const store = createAccountStore(db.client);
+      const store = storeOf(db);
       const w = newUserWrite();
       await store.commitSignin(signinWrite(w));
       const later = signinWrite({ kind: "existing", userId: w.user.id, identityId: w.identity.id });
@@ -144,14 +163,14 @@ for (const kind of testDatabaseKinds()) {
     });
 
     it("records audit events with their client detail", async () => {
-      const audit = createAuditLog(db.client);
+      const audit = storeOf(db);
       await audit.record({ type: "signin.failed", at: new Date(), code: "id_token_expired", client, detail: { n: 1 } });
       const row = await db.client.auditEvent.findFirstOrThrow({ where: { code: "id_token_expired" } });
       expect(row).toMatchObject({ type: "signin.failed", ip: "192.0.2.1", userAgent: "vitest", requestId: "req-1", detail: '{"n":1}' });
     });
 
     it("counts recent failed sign-ins per address, without the limit's own refusals, up to a cap", async () => {
-      const audit = createAuditLog(db.client);
+      const audit = storeOf(db);
       const ip = "198.51.100.77";
       const at = (s: string) => new Date(`2026-04-01T00:${s}Z`);
       const failed = (t: string, code: string, from = ip) =>
@@ -166,6 +185,83 @@ for (const kind of testDatabaseKinds()) {
       expect(await audit.failuresFromIp(ip, at("00:00"), 10)).toBe(3);
       expect(await audit.failuresFromIp(ip, at("00:00"), 2)).toBe(2);
       expect(await audit.failuresFromIp("203.0.113.1", at("00:00"), 10)).toBe(0);
+    });
+
+    const since = new Date("2026-01-01T00:00:00Z");
+    const snapshotQuery = (w: ReturnType<typeof newUserWrite>, over: { deviceKey?: string; network?: string; subject?: string } = {}) => ({
+      issuer: "https://op.example",
+      subject: over.subject ?? w.identity.subject,
+      verifiedEmail: w.user.emailNormalized,
+      ipFailures: { ip: "203.0.113.250", since, cap: 30 },
+      history: { deviceKey: over.deviceKey ?? "id:dev-a", network: over.network ?? "192.0.2.0/24", failuresSince: since },
+    });
+
+    it("reads a returning sign-in at once: link, user with password time, risk history, address failures", async () => {
+      const store = storeOf(db);
+      const w = newUserWrite();
+      await store.commitSignin({
+        ...signinWrite(w),
+        seen: { deviceKey: "id:dev-a", network: "192.0.2.0/24", geo: { country: "DE", latitude: 52.5, longitude: 13.4 } },
+      });
+      const snap = await store.readSignin(snapshotQuery(w));
+      expect(snap.linked?.identityId).toBe(w.identity.id);
+      expect(snap.linked?.user).toMatchObject({ id: w.user.id, username: w.user.username, status: "active", lockedUntil: null, passwordChangedAt: null });
+      expect(snap.linked?.user.createdAt.toISOString()).toBe("2026-01-15T10:30:00.000Z");
+      expect(snap.linked?.history).toEqual({
+        lastSigninAt: new Date("2026-02-01T00:00:00Z"),
+        device: { trustedUntil: null },
+        hasHistory: true,
+        networkKnown: true,
+        countries: ["DE"],
+        lastLocation: { latitude: 52.5, longitude: 13.4, at: new Date("2026-02-01T00:00:00Z") },
+        recentFailures: 0,
+        methods: [],
+      });
+      expect(snap.emailOwners).toEqual([]);
+      expect(snap.ipFailures).toBe(0);
+      const elsewhere = await store.readSignin(snapshotQuery(w, { deviceKey: "id:other", network: "198.51.100.0/24" }));
+      expect(elsewhere.linked?.history).toMatchObject({ device: null, hasHistory: true, networkKnown: false, countries: ["DE"] });
+      const noHistory = await store.readSignin({ ...snapshotQuery(w), history: null });
+      expect(noHistory.linked?.history).toBeNull();
+    });
+
+    it("reads a new identity's verified e-mail owners and the address's failures, up to the cap", async () => {
+      const store = storeOf(db);
+      const w = newUserWrite();
+      await store.commitSignin(signinWrite(w));
+      const ip = `192.0.2.${100 + (seq++ % 100)}`;
+      for (const code of ["id_token_expired", "id_token_expired", "rate_limited", "id_token_signature_invalid"]) {
+        await store.record({ type: "signin.failed", at: new Date("2026-02-02T00:00:00Z"), code, client: { ...client, ip } });
+      }
+      const q = { ...snapshotQuery(w, { subject: `new-${unique()}` }), ipFailures: { ip, since, cap: 30 } };
+      const snap = await store.readSignin(q);
+      expect(snap.linked).toBeNull();
+      expect(snap.emailOwners.map((u) => [u.id, u.passwordChangedAt])).toEqual([[w.user.id, null]]);
+      expect(snap.ipFailures).toBe(3);
+      expect((await store.readSignin({ ...q, ipFailures: { ip, since, cap: 2 } })).ipFailures).toBe(2);
+      expect((await store.readSignin({ ...q, verifiedEmail: null })).emailOwners).toEqual([]);
+    });
+
+    it("re-checks the user's status inside the write: disabled or locked since the read, nothing is written", async () => {
+      const store = storeOf(db);
+      const w = newUserWrite();
+      await store.commitSignin(signinWrite(w));
+      const again = () => signinWrite({ kind: "existing", userId: w.user.id, identityId: w.identity.id });
+      await db.client.user.update({ where: { id: w.user.id }, data: { status: "disabled" } });
+      let before = await counts();
+      let err = await store.commitSignin(again()).catch((e: unknown) => e);
+      expect((err as SigninConflict).target).toBe("status");
+      expect(await counts()).toEqual(before);
+      // A lock still running refuses; one that ended (before the sign-in's time) does not.
+      await db.client.user.update({ where: { id: w.user.id }, data: { status: "locked", lockedUntil: new Date("2026-02-01T00:00:01Z") } });
+      before = await counts();
+      err = await store.commitSignin(again()).catch((e: unknown) => e);
+      expect((err as SigninConflict).target).toBe("status");
+      expect(await counts()).toEqual(before);
+      await db.client.user.update({ where: { id: w.user.id }, data: { lockedUntil: new Date("2026-01-31T23:59:59Z") } });
+      const user = await store.commitSignin(again());
+      expect(user).toMatchObject({ id: w.user.id, status: "locked" });
+      expect((await counts()).sessions).toBe(before.sessions + 1);
     });
   });
 }
