@@ -31,7 +31,7 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { cpus, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -106,6 +106,12 @@ function safeRead(file: string): string {
 }
 
 /** utime + stime of a process (all its threads), in clock ticks. */
+/** Resident memory of a process, MiB. */
+function rssMiB(pid: number): number {
+  const kb = /VmRSS:\s+(\d+) kB/.exec(safeRead(`/proc/${pid}/status`))?.[1];
+  return kb === undefined ? 0 : Math.round(Number(kb) / 1024);
+}
+
 function cpuTicks(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // fields[0] is field 3 (state)
@@ -252,6 +258,8 @@ interface Measured extends PhaseResult {
   statements_per_op: number | null;
   /** Whether the phase ended at its request count (before its time bound). */
   ended_by: "count" | "time";
+  /** The server's resident memory at the end of the phase, MiB. */
+  rss_mib?: number;
 }
 
 /** The server's own counters: SQL statements run and sign-in requests handled so far. */
@@ -299,8 +307,9 @@ async function measure(
     cpu_ms_per_op: done === 0 ? null : +((((t1 - t0) / clkTck) * 1000) / done).toFixed(3),
     statements_per_op: s0 === null || s1 === null || s1.signins === s0.signins ? null : +((s1.statements - s0.statements) / (s1.signins - s0.signins)).toFixed(2),
     ended_by: r.requests >= command.maxRequests ? "count" : "time",
+    rss_mib: rssMiB(server.pid),
   };
-  log(`  ${server.name} ${label}: ${m.rate}/s, p50 ${m.p50_ms} ms, p99 ${m.p99_ms} ms, ${m.ok} ok, non-2xx ${m.non2xx}, cpu ${m.cpu_ms_per_op} ms/op`);
+  log(`  ${server.name} ${label}: ${m.rate}/s, p50 ${m.p50_ms} ms, p99 ${m.p99_ms} ms, ${m.ok} ok, non-2xx ${m.non2xx}, cpu ${m.cpu_ms_per_op} ms/op, rss ${m.rss_mib} MiB`);
   checkPhase(`${server.name} ${label}`, r);
   return m;
 }
@@ -350,6 +359,7 @@ async function benchSigninServer(
 
 // --- main -------------------------------------------------------------------------------------
 
+let soakReport: string[] = [];
 const results: Record<Target, Results> = { floor: {}, "better-auth": {}, service: {}, "service-prisma": {} };
 let counts: StatementCounts | null = null;
 const started = new Date();
@@ -414,6 +424,14 @@ async function main(): Promise<void> {
     } else {
       const config = serviceConfig({ issuer: issuer.issuer, dataDir: join(dataDir, "data"), databaseUrl: dbEnv["BENCH_DATABASE_URL"] });
       const file = writeServiceConfig(dataDir, config);
+      // BENCH_SEED_DB: a SQLite file made by bench/seed.ts (e.g. 1,000,000 users, 5,000,000 audit
+      // rows): the service starts on a copy of it, to show the figures do not depend on size.
+      const seed = process.env["BENCH_SEED_DB"];
+      if (seed !== undefined && seed !== "" && db === "sqlite") {
+        mkdirSync(join(dataDir, "data"), { recursive: true });
+        cpSync(seed, join(dataDir, "data", "identity.db"));
+        log(`service: on a copy of ${seed}`);
+      }
       // BENCH_SERVICE_NODE_ARGS: e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the service.
       const nodeArgs = (process.env["BENCH_SERVICE_NODE_ARGS"] ?? "").split(" ").filter((a) => a !== "");
       const server = await startServer("service", [...nodeArgs, "src/main.ts", "--config", file], {}, "/readyz");
@@ -433,6 +451,18 @@ async function main(): Promise<void> {
         r["refresh"] = await measure(load, server, "refresh", { type: "http-refresh", url: server.url, seconds: SECONDS, maxRequests: MAX_REQUESTS }, false);
         await warm(load, server, "me warm-up", { type: "http-me", url: server.url, seconds: SHORT_WARMUP, maxRequests: MAX_REQUESTS });
         r["me"] = await measure(load, server, "GET /auth/me", { type: "http-me", url: server.url, seconds: SECONDS, maxRequests: MAX_REQUESTS }, false);
+        // BENCH_SOAK_SECONDS: returning sign-ins for that long in 10 s slices, memory after each.
+        const soak = Number(process.env["BENCH_SOAK_SECONDS"] ?? 0);
+        if (soak > 0) {
+          const base = { type: "http-signin" as const, url: server.url, path: "/auth/id-token/signin", style: "rest" as const, set: "returning" as const };
+          const slices: Measured[] = [];
+          for (let left = soak; left > 0; left -= 10) {
+            slices.push(await measure(load, server, `soak ${soak - left + Math.min(10, left)} s`, { ...base, seconds: Math.min(10, left), maxRequests: MAX_REQUESTS }, false));
+          }
+          soakReport = slices.map((m) => `${m.rate}/s ${m.rss_mib} MiB`);
+          r["soak-first"] = slices[0];
+          r["soak-last"] = slices.at(-1);
+        }
         results.service = r;
         const warnings = server.output().split("\n").filter((l) => l.includes('"level":"error"'));
         if (warnings.length > 0) log(`service logged ${warnings.length} error lines, e.g. ${warnings[0]}`);
@@ -484,6 +514,8 @@ function buildRows(): Row[] {
   add({ label: "h2load, one user: REST (HTTP/1.1)", m: s["h2load-rest"], statements: null, roundTrips: null });
   add({ label: "h2load, one user: Connect (HTTP/1.1 JSON)", m: s["h2load-connect"], statements: null, roundTrips: null, vsFloor: ratio(s["h2load-connect"], s["h2load-rest"]) });
   add({ label: "h2load, one user: gRPC (h2c, 4 connections × 8 streams)", m: s["h2load-grpc"], statements: null, roundTrips: null, vsFloor: ratio(s["h2load-grpc"], s["h2load-rest"]) });
+  add({ label: "service soak, first 10 s (REST returning)", m: s["soak-first"], statements: null, roundTrips: null });
+  add({ label: "service soak, last 10 s (REST returning)", m: s["soak-last"], statements: null, roundTrips: null });
   add({ label: "service: refresh", m: s["refresh"], statements: st("refresh"), roundTrips: rt("refresh") });
   add({ label: "service: GET /auth/me", m: s["me"], statements: st("me"), roundTrips: rt("me") });
   return rows;
@@ -498,12 +530,12 @@ function report(): string {
   const lines = [
     `### ID-token sign-in: floor vs better-auth vs this service (${db === "postgresql" ? "PostgreSQL" : "SQLite"})`,
     "",
-    "| operation | rate (ok/s) | p50 ms | p99 ms | non-2xx | server CPU ms/op | statements/op | round trips/op | service ÷ floor | service ÷ better-auth |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    "| operation | rate (ok/s) | p50 ms | p99 ms | non-2xx | server CPU ms/op | RSS MiB | statements/op | round trips/op | service ÷ floor | service ÷ better-auth |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ...rows.map((r) => {
       const m = r.m!;
       const bad = m.non2xx + m.errors + m.mfa_challenges;
-      return `| ${r.label} | ${fmt(m.rate, 0)} | ${fmt(m.p50_ms, 2)} | ${fmt(m.p99_ms, 2)} | ${bad} | ${fmt(m.cpu_ms_per_op, 2)} | ${fmt(r.statements, typeof r.statements === "number" && Number.isInteger(r.statements) ? 0 : 2)} | ${fmt(r.roundTrips, 0)} | ${times(r.vsFloor)} | ${times(r.vsBetterAuth)} |`;
+      return `| ${r.label} | ${fmt(m.rate, 0)} | ${fmt(m.p50_ms, 2)} | ${fmt(m.p99_ms, 2)} | ${bad} | ${fmt(m.cpu_ms_per_op, 2)} | ${fmt(m.rss_mib ?? null, 0)} | ${fmt(r.statements, typeof r.statements === "number" && Number.isInteger(r.statements) ? 0 : 2)} | ${fmt(r.roundTrips, 0)} | ${times(r.vsFloor)} | ${times(r.vsBetterAuth)} |`;
     }),
     "",
     `- machine: ${nproc} CPUs (nproc), ${cpuModel}; node ${process.version}; ${pinningNote}`,
@@ -514,6 +546,8 @@ function report(): string {
     `- round trips/op: ${counts !== null && (counts as StatementCounts).round_trips !== null ? "from the app's onRoundTrip hook" : "n/a on SQLite (in-process: no round trips)"}`,
     `- server CPU: /proc/<pid>/stat utime+stime of the server process (all threads) over each measured phase ÷ requests answered${db === "postgresql" ? "; PostgreSQL's own CPU is not included" : ""}`,
   ];
+  if (soakReport.length > 0) lines.push(`- soak (10 s slices, rate and RSS at the end of each): ${soakReport.join(" → ")}`);
+  if (process.env["BENCH_SEED_DB"]) lines.push(`- the service ran on a copy of ${process.env["BENCH_SEED_DB"]} (bench/seed.ts)`);
   const ended = rows.filter((r) => r.m!.ended_by === "count").map((r) => r.label);
   if (ended.length > 0) lines.push(`- ended by request count before ${SECONDS} s: ${ended.join("; ")}`);
   if (failures.length > 0) lines.push("", "**FAILURES** (results are not valid):", ...failures.map((f) => `- ${f}`));

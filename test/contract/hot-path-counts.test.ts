@@ -27,7 +27,8 @@ const EXPECTED = {
   postgresql: {
     returning: { statements: 2, roundTrips: 2 },
     new: { statements: 2, roundTrips: 2 },
-    refresh: { statements: 7, roundTrips: 7 },
+    // BEGIN, spend, read, rotation (new token + session touch + audit), COMMIT
+    refresh: { statements: 5, roundTrips: 5 },
     me: { statements: 2, roundTrips: 2 },
   },
 } as const;

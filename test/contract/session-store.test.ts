@@ -6,6 +6,7 @@ import { createAccountStore } from "../../src/store/account-store.ts";
 import { type Database, openDatabase } from "../../src/store/database.ts";
 import { migrate } from "../../src/store/migrate.ts";
 import { createSessionStore } from "../../src/store/session-store.ts";
+import { createHotStore } from "../../src/store/hot/hot-store.ts";
 import { createSigningKeyStore } from "../../src/store/signing-key-store.ts";
 import { createLocalKeyRing } from "../../src/tokens/access-tokens.ts";
 import { createKeyEncryption } from "../../src/tokens/key-encryption.ts";
@@ -26,8 +27,17 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
   }
 }
 
-for (const kind of testDatabaseKinds()) {
-  describe(`sessions and refresh rotation on ${kind.dialect}`, () => {
+/** The session store as each implementation provides it: Prisma alone, or the driver's hot path. */
+const IMPLEMENTATIONS = {
+  prisma: (db: Database) => createSessionStore(db.client),
+  driver: (db: Database) => {
+    const hot = createHotStore(db);
+    return { ...createSessionStore(db.client), refresh: hot.refresh, findSession: hot.findSession, findUser: hot.findUser };
+  },
+};
+
+for (const kind of testDatabaseKinds()) for (const [impl, sessionStoreOf] of Object.entries(IMPLEMENTATIONS)) {
+  describe(`sessions and refresh rotation on ${kind.dialect} (${impl})`, () => {
     let td: TestDatabase;
     let db: Database;
     let now = new Date("2026-03-01T12:00:00Z");
@@ -49,7 +59,7 @@ for (const kind of testDatabaseKinds()) {
       });
       sessions = createSessionService({
         clock,
-        store: createSessionStore(db.client),
+        store: sessionStoreOf(db),
         accessTokens: keyRing,
         accessTokenVerifier: keyRing,
         opaqueTokens: opaque,

@@ -130,9 +130,10 @@ export function createPostgresHotStore(
         }
         const decision = decide(state);
         if (decision.kind === "rotate") {
+          // The new token, the session's touch and the audit record: one statement.
           const t = decision.next;
-          await query(client, SQL.INSERT_REFRESH_SQL, [t.id, t.sessionId, t.tokenHash, t.createdAt, t.expiresAt]);
-          await query(client, SQL.TOUCH_SESSION_SQL, [now, t.sessionId]);
+          await query(client, ROTATE_SQL, [t.id, t.sessionId, t.tokenHash, t.createdAt, t.expiresAt, now, ...auditValues(decision.audit)]);
+          return decision;
         } else if (decision.revokeSession !== null) {
           await query(client, SQL.REVOKE_SESSION_SQL, [now, "refresh_token_reuse", decision.revokeSession]);
         } else if (spent === 1 && state !== null) {
@@ -160,6 +161,12 @@ export function createPostgresHotStore(
     },
   };
 }
+
+/** A refresh's rotation in one statement: $1–$5 the new token, $6 now, $7–$18 the audit record. */
+const ROTATE_SQL = `WITH t AS (INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)),
+s AS (UPDATE sessions SET last_used_at = $6 WHERE id = $2)
+INSERT INTO audit_events (id, at, type, code, user_id, provider, issuer, subject, ip, user_agent, request_id, detail)
+VALUES ($7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`;
 
 /**
  * A sign-in's whole write as one statement: data-modifying CTEs, each fed by `u` (the user row,
