@@ -7,10 +7,10 @@
 import { createHash } from "node:crypto";
 import pg from "pg";
 import { newId } from "../../core/ids.ts";
-import type { AuditRecord, UserWithPassword } from "../../core/model.ts";
-import { type RefreshDecision, type RefreshState, SigninConflict, type SigninWrite } from "../../core/ports.ts";
+import type { AuditRecord } from "../../core/model.ts";
+import { type RefreshDecision, SigninConflict, type SigninWrite } from "../../core/ports.ts";
 import { storeError } from "../prisma-errors.ts";
-import { dateOf, type Row, sessionOf, snapshotOf, userOf } from "./rows.ts";
+import { refreshStateOf, type Row, sessionWithStatusOf, snapshotOf, userOf } from "./rows.ts";
 import * as SQL from "./sql.ts";
 import type { HotStore } from "./sqlite.ts";
 
@@ -118,16 +118,7 @@ export function createPostgresHotStore(
         // (the other waits for its row lock, then finds it spent).
         const spent = (await query(client, SQL.SPEND_REFRESH_SQL, [now, tokenHash])).rowCount ?? 0;
         const row = (await query(client, SQL.REFRESH_STATE_SQL, [tokenHash])).rows[0];
-        let state: RefreshState | null = null;
-        if (row !== undefined) {
-          state = {
-            tokenId: String(row["token_id"]),
-            tokenExpiresAt: dateOf(row["token_expires_at"])!,
-            previouslyUsedAt: spent === 1 ? null : dateOf(row["token_used_at"]),
-            session: sessionOf(row, "s_"),
-            user: userOf(row),
-          };
-        }
+        const state = row === undefined ? null : refreshStateOf(row, spent === 1);
         const decision = decide(state);
         if (decision.kind === "rotate") {
           // The new token, the session's touch and the audit record: one statement.
@@ -149,10 +140,7 @@ export function createPostgresHotStore(
       const { rows } = await guarded(() => query(pool, SQL.FIND_SESSION_SQL, [sessionId]));
       const row = rows[0];
       if (row === undefined) return null;
-      return {
-        ...sessionOf(row),
-        user: { status: String(row["user_status"]) as UserWithPassword["status"], lockedUntil: dateOf(row["user_locked_until"]) },
-      };
+      return sessionWithStatusOf(row);
     },
 
     async findUser(userId) {

@@ -5,7 +5,7 @@
  * already parsed), so every value passes through one of the readers below.
  */
 import type { SigninHistory } from "../../core/mfa-ports.ts";
-import type { SigninSnapshot, SigninSnapshotQuery } from "../../core/ports.ts";
+import type { RefreshState, SigninSnapshot, SigninSnapshotQuery } from "../../core/ports.ts";
 import type { SessionInfo, UserStatus, UserWithPassword } from "../../core/model.ts";
 import type { MfaMethod } from "../../core/risk.ts";
 import type { User } from "../../../gen/prisma/sqlite/client.ts";
@@ -119,4 +119,20 @@ export function snapshotOf(row: Row, query: SigninSnapshotQuery): SigninSnapshot
     emailOwners: (jsonOf<unknown[][]>(row["email_owners"]) ?? []).map(userOfArray),
     ipFailures: Number(row["ip_failures"] ?? 0),
   };
+}
+
+/** What a refresh found (sql.ts REFRESH_STATE_SQL), given whether this call spent the token. */
+export function refreshStateOf(row: Row, spentNow: boolean): RefreshState {
+  return {
+    tokenId: String(row["token_id"]),
+    tokenExpiresAt: dateOf(row["token_expires_at"])!,
+    previouslyUsedAt: spentNow ? null : dateOf(row["token_used_at"]),
+    session: sessionOf(row, "s_"),
+    user: userOf(row),
+  };
+}
+
+/** A session with its user's status (sql.ts FIND_SESSION_SQL). */
+export function sessionWithStatusOf(row: Row): SessionInfo & { user: { status: UserStatus; lockedUntil: Date | null } } {
+  return { ...sessionOf(row), user: { status: String(row["user_status"]) as UserStatus, lockedUntil: dateOf(row["user_locked_until"]) } };
 }

@@ -13,7 +13,6 @@ import { newId } from "../../core/ids.ts";
 import type { AuditRecord, UserWithPassword } from "../../core/model.ts";
 import {
   type RefreshDecision,
-  type RefreshState,
   type SessionStore,
   type SigninFailureCounter,
   SigninConflict,
@@ -22,7 +21,7 @@ import {
   type SigninWriter,
 } from "../../core/ports.ts";
 import { storeError } from "../prisma-errors.ts";
-import { dateOf, type Row, sessionOf, snapshotOf, userOf } from "./rows.ts";
+import { refreshStateOf, type Row, sessionWithStatusOf, snapshotOf, userOf } from "./rows.ts";
 import * as SQL from "./sql.ts";
 
 export type HotSessionStore = Pick<SessionStore, "refresh" | "findSession" | "findUser">;
@@ -267,16 +266,7 @@ export function createSqliteHotStore(
         // Spending is the race arbiter: of two callers presenting one token, one changes the row.
         const spent = run(SQL.SPEND_REFRESH_SQL, now, tokenHash);
         const row = get(SQL.REFRESH_STATE_SQL, tokenHash);
-        let state: RefreshState | null = null;
-        if (row !== undefined) {
-          state = {
-            tokenId: String(row["token_id"]),
-            tokenExpiresAt: dateOf(row["token_expires_at"])!,
-            previouslyUsedAt: spent === 1 ? null : dateOf(row["token_used_at"]),
-            session: sessionOf(row, "s_"),
-            user: userOf(row),
-          };
-        }
+        const state = row === undefined ? null : refreshStateOf(row, spent === 1);
         const decision = decide(state);
         if (decision.kind === "rotate") {
           const t = decision.next;
@@ -298,10 +288,7 @@ export function createSqliteHotStore(
       return read(() => {
         const row = get(SQL.FIND_SESSION_SQL, sessionId);
         if (row === undefined) return null;
-        return {
-          ...sessionOf(row),
-          user: { status: String(row["user_status"]) as UserWithPassword["status"], lockedUntil: dateOf(row["user_locked_until"]) },
-        };
+        return sessionWithStatusOf(row);
       });
     },
 
