@@ -1,7 +1,9 @@
 /**
  * The hot path on SQLite: prepared better-sqlite3 statements on the very connection the Prisma
- * adapter opened (database.ts). A sign-in is one read statement and one write transaction; a
- * refresh one transaction; the per-request session check one read.
+ * adapter opened (database.ts). A sign-in is one read (small single-table statements run back
+ * to back in one synchronous turn) and one write transaction; a refresh one transaction; the
+ * per-request session check one read. Writes that arrive in the same turn of the event loop share
+ * one transaction (group commit, below).
  *
  * Every transaction here runs synchronously from BEGIN to COMMIT, so nothing else in the process
  * can interleave with it. Prisma's own interactive transactions span awaits on the same
