@@ -362,6 +362,12 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
           host: config.server.host,
           port: config.server.port,
           tls: config.server.tls === undefined ? undefined : { certFile: config.server.tls.cert_file, keyFile: config.server.tls.key_file },
+          limits: {
+            maxConnections: config.server.max_connections,
+            handshakeTimeoutMs: config.server.handshake_timeout_ms,
+            idleTimeoutMs: config.server.idle_timeout_ms,
+            requestTimeoutMs: config.server.request_timeout_ms,
+          },
           listener,
         });
         return server;

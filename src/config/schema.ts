@@ -241,6 +241,10 @@ export const configSchema = z
           .optional(),
         body_limit_bytes: z.number().int().min(1024).max(10 * 1024 * 1024).default(64 * 1024),
         shutdown_timeout_ms: z.number().int().min(0).default(10_000),
+        max_connections: z.number().int().min(1).default(1024).describe("Open connections at most; more are closed at once"),
+        handshake_timeout_ms: z.number().int().min(100).default(10_000).describe("A new connection's deadline to say its protocol (or finish TLS)"),
+        idle_timeout_ms: z.number().int().min(100).default(60_000).describe("An HTTP/2 connection without traffic is closed after this"),
+        request_timeout_ms: z.number().int().min(100).default(30_000).describe("A request's deadline to arrive whole (headers and body)"),
         trusted_proxies: z.array(z.string()).default([]),
         cors: z
           .object({

@@ -7,6 +7,7 @@ export type ErrorCode =
   // The request itself is wrong.
   | "invalid_request"
   | "request_too_large"
+  | "request_timeout"
   | "unsupported_media_type"
   | "id_token_required"
   | "id_token_malformed"

@@ -10,6 +10,7 @@ export const ERROR_TABLE: Record<ErrorCode, { code: Code; log: "debug" | "info" 
   invalid_request: { code: Code.InvalidArgument, log: "info" },
   // HTTP-layer refusals (REST only) keep their specific HTTP statuses.
   request_too_large: { code: Code.ResourceExhausted, log: "info", http: 413 },
+  request_timeout: { code: Code.DeadlineExceeded, log: "info", http: 408 },
   unsupported_media_type: { code: Code.InvalidArgument, log: "info", http: 415 },
   id_token_required: { code: Code.InvalidArgument, log: "info" },
   id_token_malformed: { code: Code.InvalidArgument, log: "info" },

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
-import type { NodeRequest, NodeResponse } from "./http-handler.ts";
+import { type NodeRequest, type NodeResponse, sendError } from "./http-handler.ts";
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
@@ -10,6 +10,16 @@ export interface ServerOptions {
   host: string;
   port: number;
   tls?: { certFile: string; keyFile: string } | undefined;
+  /** What slow or idle clients may hold (see config `server.*_timeout_ms`, `max_connections`). */
+  limits: {
+    maxConnections: number;
+    /** Fixed deadline (never extended by trickled bytes) to send the protocol's first bytes / finish TLS. */
+    handshakeTimeoutMs: number;
+    /** An HTTP/2 session with no frames for this long is closed. */
+    idleTimeoutMs: number;
+    /** A request (headers and body) must have arrived in full by then: 408, or the stream is reset. */
+    requestTimeoutMs: number;
+  };
   listener: (req: NodeRequest, res: NodeResponse) => void;
 }
 
@@ -33,7 +43,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   /** HTTP/1.1 requests in flight per socket, so draining can close idle keep-alive sockets. */
   const inflight = new Map<net.Socket, number>();
   let shuttingDown = false;
+  const { limits } = options;
   const listener = (req: NodeRequest, res: NodeResponse) => {
+    if (req.httpVersionMajor === 2) bodyDeadline(req as http2.Http2ServerRequest, res as http2.Http2ServerResponse, limits.requestTimeoutMs);
     if (req.httpVersionMajor === 1) {
       const socket = req.socket;
       inflight.set(socket, (inflight.get(socket) ?? 0) + 1);
@@ -59,28 +71,39 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         key: readFileSync(options.tls.keyFile),
         allowHTTP1: true,
         ALPNProtocols: ["h2", "http/1.1"],
+        handshakeTimeout: limits.handshakeTimeoutMs,
       },
       listener,
     );
     h2 = secure;
     outer = secure;
   } else {
-    h1 = http.createServer({ keepAliveTimeout: 5000, requestTimeout: 30_000 }, listener);
+    h1 = http.createServer(
+      {
+        keepAliveTimeout: 5000,
+        requestTimeout: limits.requestTimeoutMs,
+        headersTimeout: Math.min(60_000, limits.requestTimeoutMs),
+        // How often Node checks those deadlines (its default, 30 s, would let them run over by that much).
+        connectionsCheckingInterval: Math.min(30_000, Math.max(250, Math.floor(limits.requestTimeoutMs / 4))),
+      },
+      listener,
+    );
     h2 = http2.createServer({}, listener);
     const plain1 = h1;
     const plain2 = h2;
     outer = net.createServer((socket) => {
       let seen = Buffer.alloc(0);
-      // A client that connects and says nothing is dropped (the servers' own timeouts start
-      // only once they own the socket).
-      socket.setTimeout(10_000, () => socket.destroy());
+      // A client that does not say its protocol in time is dropped: a fixed deadline, so that
+      // trickling the preface a byte at a time cannot hold the socket (the servers' own timeouts
+      // start only once they own it).
+      const deadline = setTimeout(() => socket.destroy(), limits.handshakeTimeoutMs);
       const onData = (chunk: Buffer) => {
         seen = Buffer.concat([seen, chunk]);
         const n = Math.min(seen.length, H2_PREFACE.length);
         const isH2 = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
         if (isH2 && seen.length < H2_PREFACE.length) return; // Need more bytes to decide.
         socket.off("data", onData);
-        socket.setTimeout(0);
+        clearTimeout(deadline);
         // Put the bytes back and hand the socket over. An HTTP/2 session takes over the data
         // already buffered in the socket; resuming it here would drop the preface.
         socket.pause();
@@ -95,6 +118,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       };
       socket.on("data", onData);
       socket.on("error", () => socket.destroy());
+      socket.once("close", () => clearTimeout(deadline));
     });
   }
   // Track the sockets requests arrive on: plain TCP sockets, or TLS sockets once handshaken.
@@ -107,10 +131,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     socket.once("close", () => sockets.delete(socket));
   });
   h2.on("session", (s: http2.Http2Session) => {
+    // An idle connection is closed; one whose streams trickle is ended by each stream's deadline.
+    s.setTimeout(limits.idleTimeoutMs, () => s.destroy());
     sessions.add(s);
     s.once("close", () => sessions.delete(s));
   });
 
+  outer.maxConnections = limits.maxConnections;
   await new Promise<void>((resolve, reject) => {
     outer.once("error", reject);
     outer.listen(options.port, options.host, () => {
@@ -145,4 +172,25 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       clearTimeout(deadline);
     },
   };
+}
+
+/**
+ * HTTP/2 has no request timeout of its own: a stream whose request has not arrived in full by the
+ * deadline gets 408 `request_timeout` (or, if an answer already started, a reset), and its
+ * stream is closed, so a client cannot hold handler state by trickling a body.
+ */
+function bodyDeadline(req: http2.Http2ServerRequest, res: http2.Http2ServerResponse, timeoutMs: number): void {
+  const timer = setTimeout(() => {
+    if (req.complete || res.writableEnded) return;
+    if (res.headersSent) {
+      req.stream.close(http2.constants.NGHTTP2_CANCEL);
+      return;
+    }
+    // The answer first, then the stream is reset so the client stops sending its body.
+    req.stream.once("finish", () => req.stream.close(http2.constants.NGHTTP2_CANCEL));
+    sendError(res, "request_timeout", `the request did not arrive in full within ${timeoutMs} ms`);
+  }, timeoutMs);
+  timer.unref();
+  req.once("end", () => clearTimeout(timer));
+  res.once("close", () => clearTimeout(timer));
 }
