@@ -156,6 +156,9 @@ export function createHttpHandler(options: HttpHandlerOptions) {
 
     const rpc = rpcByPath.get(url.pathname);
     if (rpc !== undefined) {
+      // RPC answers carry tokens, secrets or personal data: never stored by a cache or browser
+      // (RFC 6749 §5.1 for token responses), whichever protocol carried them.
+      res.setHeader("cache-control", "no-store");
       const spec = implByPath.get(url.pathname);
       const fast = { interceptors: options.interceptors, readMaxBytes: options.bodyLimitBytes, jsonOptions };
       if (req.httpVersionMajor === 2 && isPlainGrpcUnary(req as http2.Http2ServerRequest, spec)) {
