@@ -69,17 +69,29 @@ export function createAdaptiveMfa(deps: AdaptiveMfaDeps): AdaptiveMfa {
   const allow = blockListOf(deps.ipAllowlist);
   const deny = blockListOf(deps.ipDenylist);
 
-  const historyQuery = (client: ClientInfo, now: Date) => ({
-    deviceKey: deviceKeyOf(client)?.key ?? null,
-    network: networkOf(client.ip, deps.networkPrefix),
-    failuresSince: new Date(now.getTime() - deps.recentFailuresWindowSeconds * 1000),
-  });
+  // What a client is recognised by, worked out once per request (historyQuery, then evaluate).
+  const seenOf = new WeakMap<ClientInfo, { device: DeviceKey | null; network: string | null }>();
+  const recognise = (client: ClientInfo) => {
+    let seen = seenOf.get(client);
+    if (seen === undefined) {
+      seen = { device: deviceKeyOf(client), network: networkOf(client.ip, deps.networkPrefix) };
+      seenOf.set(client, seen);
+    }
+    return seen;
+  };
+  const historyQuery = (client: ClientInfo, now: Date) => {
+    const { device, network } = recognise(client);
+    return {
+      deviceKey: device?.key ?? null,
+      network,
+      failuresSince: new Date(now.getTime() - deps.recentFailuresWindowSeconds * 1000),
+    };
+  };
 
   return {
     historyQuery,
     async evaluate({ identity, userId, account, client, now, history: known }) {
-      const device = deviceKeyOf(client);
-      const network = networkOf(client.ip, deps.networkPrefix);
+      const { device, network } = recognise(client);
       const geo = client.ip === null || deps.geo === null ? null : deps.geo.locate(client.ip);
       const history =
         userId === null ? null : known ?? (await deps.history.signinHistory(userId, historyQuery(client, now)));
