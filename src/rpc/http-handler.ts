@@ -365,15 +365,38 @@ function codeName(code: number): string {
   return names[code] ?? "unknown";
 }
 
-/** The client's address: the socket peer, or, behind trusted proxies, the last untrusted hop. */
+/**
+ * The client's address: the socket peer, or, behind trusted proxies, the nearest hop of
+ * X-Forwarded-For (read from the right) that is not itself a trusted proxy. Hops may carry a port
+ * or brackets (`203.0.113.7:5150`, `[2001:db8::1]:443`); an unparsable hop (`unknown`, an
+ * obfuscated name) stops the walk at the last trusted proxy, never skipping to an earlier hop the
+ * client may have written itself.
+ */
 export function clientIp(peer: string | null, forwardedFor: string | undefined, proxies: BlockList): string | null {
-  const norm = (a: string) => a.replace(/^::ffff:/, "");
   if (peer === null) return null;
-  let ip = norm(peer);
+  let ip = normalizeAddress(peer);
   if (forwardedFor === undefined) return ip;
-  const hops = forwardedFor.split(",").map((h) => norm(h.trim())).filter((h) => isIP(h) !== 0);
-  while (isTrusted(ip, proxies) && hops.length > 0) ip = hops.pop()!;
+  const hops = forwardedFor.split(",");
+  while (isTrusted(ip, proxies) && hops.length > 0) {
+    const hop = parseHop(hops.pop()!);
+    if (hop === null) break;
+    ip = hop;
+  }
   return ip;
+}
+
+function normalizeAddress(address: string): string {
+  return address.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, "");
+}
+
+/** One X-Forwarded-For hop as an address without port or brackets, or null when it is none. */
+function parseHop(raw: string): string | null {
+  let hop = raw.trim();
+  const bracketed = /^\[([^\]]+)\](?::\d{1,5})?$/.exec(hop);
+  if (bracketed !== null) hop = bracketed[1]!;
+  else if (/^\d{1,3}(\.\d{1,3}){3}:\d{1,5}$/.test(hop)) hop = hop.slice(0, hop.lastIndexOf(":"));
+  hop = normalizeAddress(hop);
+  return isIP(hop) === 0 ? null : hop;
 }
 
 function isTrusted(ip: string, proxies: BlockList): boolean {
