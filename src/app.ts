@@ -1,5 +1,5 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import { ConfigError } from "./config/load.ts";
 import type { Config } from "./config/schema.ts";
@@ -457,6 +457,37 @@ export async function createAdminTool(
 }
 
 /**
+ * Writes a new secret file whole or not at all (mode 0600): into a temporary file, flushed to disk,
+ * then linked into place, which fails rather than overwrite a file another process created first
+ * (then that one is used). A full disk leaves no empty file behind to block the next start.
+ */
+function writeFileAtomically(file: string, content: string): void {
+  const temp = `${file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
+  try {
+    const fd = openSync(temp, "wx", 0o600);
+    try {
+      writeSync(fd, content);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    try {
+      linkSync(temp, file);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    }
+    const dir = openSync(dirname(file), "r");
+    try {
+      fsyncSync(dir);
+    } finally {
+      closeSync(dir);
+    }
+  } finally {
+    rmSync(temp, { force: true });
+  }
+}
+
+/**
  * The key-encryption key for signing keys at rest: from config, else from a file; for the
  * embedded default, a file created on first start in the data directory (mode 0600).
  */
@@ -467,9 +498,8 @@ function keyEncryptionKey(config: Config, logger: Logger): Buffer {
     if (config.tokens.key_encryption_key_file !== undefined) {
       throw new Error(`tokens.key_encryption_key_file: ${file} does not exist`);
     }
-    mkdirSync(resolve(config.data_dir), { recursive: true });
-    writeFileSync(file, `${randomBytes(32).toString("base64")}\n`, { mode: 0o600, flag: "wx" });
-    chmodSync(file, 0o600);
+    mkdirSync(resolve(config.data_dir), { recursive: true, mode: 0o700 });
+    writeFileAtomically(file, `${randomBytes(32).toString("base64")}\n`);
     logger.warn("created a key-encryption key file; in production configure tokens.key_encryption_key(_file)", { file });
   }
   const kek = Buffer.from(readFileSync(file, "utf8").trim(), "base64");

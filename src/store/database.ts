@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { closeSync, mkdirSync, openSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { Worker } from "node:worker_threads";
 import type BetterSqlite3 from "better-sqlite3";
@@ -61,7 +61,8 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   const dialect = dialectOf(options.url);
   if (dialect === "sqlite") {
     const path = sqlitePath(options.url);
-    mkdirSync(dirname(path), { recursive: true });
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    closeSync(openSync(path, "a", 0o600)); // a new database file is the service user's only
     const [{ PrismaClient }, { PrismaBetterSqlite3 }] = await Promise.all([
       import("../../gen/prisma/sqlite/client.ts"),
       import("@prisma/adapter-better-sqlite3"),

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Dialect, dialectOf, sqlitePath } from "./database.ts";
@@ -61,7 +61,10 @@ function plan(migrations: Migration[], recorded: Map<string, string>): Migration
 async function migrateSqlite(url: string, migrations: Migration[]): Promise<MigrationReport> {
   const { default: Sqlite } = await import("better-sqlite3");
   const path = sqlitePath(url);
-  mkdirSync(dirname(path), { recursive: true });
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  // E-mail addresses, subjects, addresses and the audit trail: readable by the service's user only.
+  // SQLite gives the -wal and -shm files the database file's mode.
+  closeSync(openSync(path, "a", 0o600));
   const db = new Sqlite(path, { timeout: 30_000 });
   try {
     // Switching a new database to WAL needs it alone for a moment; a second process starting at
