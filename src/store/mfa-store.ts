@@ -14,11 +14,10 @@ import type { MfaMethod } from "../core/risk.ts";
 import { auditRow, sessionRow, userFromRow, userSelect, withPassword } from "./account-store.ts";
 import type { Db } from "./database.ts";
 import { guarded, storeError, uniqueViolationFields } from "./prisma-errors.ts";
+import { FAILURE_TYPES } from "./hot/sql.ts";
 
 type Tx = Prisma.TransactionClient;
 
-/** Audit types that count as failures attributed to a user, for the `recent_failures` signal. */
-const FAILURE_TYPES = ["signin.failed", "mfa.verify_failed", "mfa.challenge_exhausted", "mfa.code_failed"];
 /** The audit records of wrong second-factor codes (MfaStore.countCodeFailures). */
 function codeFailures(userId: string, since: Date) {
   return {

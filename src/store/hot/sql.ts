@@ -11,6 +11,7 @@ import { USER_COLUMNS } from "./rows.ts";
 
 /** Audit types that count as failures attributed to a user, for the `recent_failures` signal. */
 export const FAILURE_TYPES = ["signin.failed", "mfa.verify_failed", "mfa.challenge_exhausted", "mfa.code_failed"];
+const FAILURE_TYPES_SQL = FAILURE_TYPES.map((t) => `'${t}'`).join(", ");
 
 /**
  * How much network history one sign-in reads: the most recently seen networks. A network not
@@ -44,7 +45,6 @@ function dialectSql(dialect: Dialect) {
  */
 function userReadColumns(dialect: Dialect, device: string, since: string): string {
   const d = dialectSql(dialect);
-  const failureTypes = FAILURE_TYPES.map((t) => `'${t}'`).join(", ");
   return `${userColumns("u")}, u.last_signin_at,
   (SELECT p.changed_at FROM password_credentials p WHERE p.user_id = u.id) AS password_changed_at,
   (SELECT ${d.jsonArray}(f.confirmed_at, (SELECT count(*) FROM recovery_codes r WHERE r.user_id = u.id AND r.used_at IS NULL))
@@ -55,7 +55,7 @@ function userReadColumns(dialect: Dialect, device: string, since: string): strin
      SELECT n.network, n.country, n.latitude, n.longitude, n.last_seen_at FROM user_networks n
      WHERE n.user_id = u.id ORDER BY n.last_seen_at DESC LIMIT ${RECENT_NETWORKS}) r) AS networks,
   (SELECT count(*) FROM audit_events a
-     WHERE a.user_id = u.id AND a.type IN (${failureTypes}) AND a.at >= ${since})${d.int} AS recent_failures`;
+     WHERE a.user_id = u.id AND a.type IN (${FAILURE_TYPES_SQL}) AND a.at >= ${since})${d.int} AS recent_failures`;
 }
 
 /** Failed sign-ins from address `ip` since `since`, at most `cap`, as column `ip_failures`. */
@@ -115,7 +115,7 @@ export const SQLITE_READ = {
   WHERE ip = $1 AND type = 'signin.failed' AND at >= $2 AND (code IS NULL OR code <> 'rate_limited')`,
   /** $1 user id, $2 since. */
   recentFailures: `SELECT count(*) AS recent_failures FROM audit_events
-  WHERE user_id = $1 AND type IN (${FAILURE_TYPES.map((t) => `'${t}'`).join(", ")}) AND at >= $2`,
+  WHERE user_id = $1 AND type IN (${FAILURE_TYPES_SQL}) AND at >= $2`,
   /** $1 verified e-mail. */
   emailOwners: `SELECT ${emailOwnersExpression("sqlite", "$1")} AS email_owners`,
 };
