@@ -25,7 +25,6 @@ import { mkdirSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import Database from "better-sqlite3";
 import { betterAuth, type BetterAuthOptions } from "better-auth";
 import { getMigrations } from "better-auth/db/migration";
@@ -33,17 +32,10 @@ import type { GoogleProfile } from "better-auth/social-providers";
 import { toNodeHandler } from "better-auth/node";
 import { createLocalJWKSet, decodeJwt, type JSONWebKeySet, jwtVerify } from "jose";
 import pg from "pg";
-import { BENCH_CLIENT_ID, claimRules } from "./issuer.ts";
+import { BENCH_CLIENT_ID, benchServerArgs, claimRules } from "./issuer.ts";
 
-const { values: args } = parseArgs({
-  options: {
-    issuer: { type: "string" },
-    db: { type: "string", default: "sqlite" },
-    "data-dir": { type: "string" },
-  },
-});
-const issuer = args.issuer ?? process.env["BENCH_ISSUER"];
-if (issuer === undefined) throw new Error("--issuer URL is required");
+const args = benchServerArgs();
+const issuer = args.issuer;
 
 let statements = 0;
 let signins = 0;
@@ -64,7 +56,7 @@ if (args.db === "postgresql") {
   });
   database = pool;
 } else {
-  const dir = args["data-dir"];
+  const dir = args.dataDir;
   if (dir === undefined) throw new Error("--db sqlite needs --data-dir DIR");
   mkdirSync(dir, { recursive: true });
   const db = new Database(join(dir, "better-auth.db"));

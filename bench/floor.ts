@@ -24,21 +24,13 @@ import { mkdirSync } from "node:fs";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import Database from "better-sqlite3";
 import { createLocalJWKSet, generateKeyPair, type JSONWebKeySet, jwtVerify, SignJWT } from "jose";
 import pg from "pg";
-import { claimRules } from "./issuer.ts";
+import { benchServerArgs, claimRules } from "./issuer.ts";
 
-const { values: args } = parseArgs({
-  options: {
-    issuer: { type: "string" },
-    db: { type: "string", default: "sqlite" },
-    "data-dir": { type: "string" },
-  },
-});
-const issuer = args.issuer ?? process.env["BENCH_ISSUER"];
-if (issuer === undefined) throw new Error("--issuer URL is required");
+const args = benchServerArgs();
+const issuer = args.issuer;
 
 const ACCESS_TTL = 1800;
 const SESSION_TTL = 30 * 86400;
@@ -254,7 +246,7 @@ if (args.db === "postgresql") {
   if (url === undefined || url === "") throw new Error("--db postgresql needs BENCH_DATABASE_URL");
   store = await openPostgres(url);
 } else {
-  const dir = args["data-dir"];
+  const dir = args.dataDir;
   if (dir === undefined) throw new Error("--db sqlite needs --data-dir DIR");
   store = openSqlite(dir);
 }

@@ -6,10 +6,21 @@
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { parseArgs } from "node:util";
 import { exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
 
 /** `aud` of every bench ID token, and the client id every server is configured with. */
 export const BENCH_CLIENT_ID = "bench-client";
+
+/** The command line every compared server takes: `--issuer URL --db sqlite|postgresql --data-dir DIR`. */
+export function benchServerArgs(): { issuer: string; db: string; dataDir: string | undefined } {
+  const { values } = parseArgs({
+    options: { issuer: { type: "string" }, db: { type: "string", default: "sqlite" }, "data-dir": { type: "string" } },
+  });
+  const issuer = values.issuer ?? process.env["BENCH_ISSUER"];
+  if (issuer === undefined) throw new Error("--issuer URL is required");
+  return { issuer, db: values.db!, dataDir: values["data-dir"] };
+}
 
 /** The claim rules every verifier in the bench applies (jose jwtVerify options, plus the JWKS). */
 export function claimRules(issuer: string) {
