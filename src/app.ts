@@ -51,6 +51,10 @@ import { createPrismaSigninReader } from "./store/hot/prisma.ts";
 import { createRecoveryCodes } from "./tokens/recovery-codes.ts";
 import { createSecretBox } from "./tokens/secret-box.ts";
 import { createTotpEngine } from "./tokens/totp.ts";
+import { createNonceSealer } from "./tokens/nonce-sealer.ts";
+import { sha256Hex } from "./tokens/sha256.ts";
+import { createAddressLimit } from "./core/address-limit.ts";
+import { createNonceService } from "./core/nonces.ts";
 
 /** What tests (and only tests) may replace when building the app. */
 export interface AppOverrides {
@@ -101,6 +105,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
   });
   let server: RunningServer | undefined;
   let upkeep: NodeJS.Timeout | undefined;
+  let refusalFlush: NodeJS.Timeout | undefined;
   const publicUrl = () => config.server.public_url ?? server?.url ?? `http://${config.server.host}:${config.server.port}`;
 
   try {
@@ -126,6 +131,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       maxTokenAgeSeconds: p.max_token_age_seconds ?? null,
       requireNonce: p.require_nonce,
       nonceHashing: p.nonce_hashing,
+      allowReplay: p.allow_token_reuse,
       claimAllowlist: p.claim_allowlist,
       signup: p.signup,
       linkByEmail: p.link_by_email,
@@ -180,6 +186,35 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     const hot = config.database.hot_path === "driver"
       ? createHotStore(database)
       : { ...accounts, ...auditLog, ...sessionStore, ...createPrismaSigninReader(database.client, database.dialect) };
+    const addressLimit = config.rate_limit.signin_failures_per_ip === 0
+      ? undefined
+      : createAddressLimit({
+          max: config.rate_limit.signin_failures_per_ip,
+          windowSeconds: config.rate_limit.signin_failure_window_seconds,
+          counter: hot,
+          clock,
+        });
+    /** Writes the address limit's tallied refusals: one audit row per address. */
+    const flushRefusals = async (): Promise<void> => {
+      for (const t of addressLimit?.drainRefusals() ?? []) {
+        await auditLog
+          .record({
+            type: "address.rate_limited",
+            code: "rate_limited",
+            at: t.last,
+            client: { ip: t.ip, userAgent: null, requestId: null, deviceId: null },
+            detail: { count: t.count, first_at: t.first.toISOString(), last_at: t.last.toISOString(), rpcs: t.rpcs },
+          })
+          .catch((e: unknown) => logger.error("audit write failed", { cause: String(e) }));
+      }
+    };
+    const nonces = createNonceService({
+      clock,
+      sealer: createNonceSealer(kek),
+      sha256: sha256Hex,
+      ttlSeconds: config.id_token.nonce_ttl_seconds,
+      addressLimit,
+    });
     const signin = createSigninService({
       clock,
       verifier,
@@ -187,14 +222,8 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       accounts,
       writer: hot,
       audit: auditLog,
-      ipFailureLimit:
-        config.rate_limit.signin_failures_per_ip === 0
-          ? undefined
-          : {
-              max: config.rate_limit.signin_failures_per_ip,
-              windowSeconds: config.rate_limit.signin_failure_window_seconds,
-              counter: hot,
-            },
+      addressLimit,
+      nonces,
       accessTokens: keyRing,
       opaqueTokens,
       sessionTtlSeconds: config.tokens.session_ttl_seconds,
@@ -210,6 +239,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
 
     const mfa = createMfaService({
       clock,
+      addressLimit,
       store: mfaStore,
       audit: auditLog,
       totp: createTotpEngine({ issuer: config.mfa.totp.issuer, window: config.mfa.totp.window }),
@@ -229,6 +259,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
 
     const sessions = createSessionService({
       clock,
+      addressLimit,
       store: { ...sessionStore, refresh: hot.refresh, findSession: hot.findSession, findUser: hot.findUser },
       accessTokens: keyRing,
       accessTokenVerifier: keyRing,
@@ -307,7 +338,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
 
     const listener = createHttpHandler({
       routes: (router) => {
-        registerAuthService({ signin, sessions, mfa })(router);
+        registerAuthService({ signin, sessions, mfa, nonces })(router);
         registerMfaService({ mfa })(router);
         registerUserService({ sessions, passwords })(router);
         registerAdminService({ adminFor })(router);
@@ -349,15 +380,26 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
           if (Date.now() - lastPurge >= 3_600_000) {
             lastPurge = Date.now();
             const before = new Date(clock.now().getTime() - 86_400_000);
-            Promise.all([mfaStore.purgeExpiredChallenges(before), sessionStore.purgeExpiredSessions(before)]).then(
-              ([challenges, sessions]) => {
-                if (challenges + sessions > 0) logger.info("purged expired rows", { challenges, sessions });
+            const retentionDays = config.audit.retention_days;
+            Promise.all([
+              mfaStore.purgeExpiredChallenges(before),
+              sessionStore.purgeExpiredSessions(before),
+              auditLog.purgeExpiredUses(clock.now()),
+              retentionDays === 0 ? 0 : auditLog.purgeAuditBefore(new Date(clock.now().getTime() - retentionDays * 86_400_000)),
+            ]).then(
+              ([challenges, sessions, usedTokens, auditRows]) => {
+                if (challenges + sessions + usedTokens + auditRows > 0) {
+                  logger.info("purged expired rows", { challenges, sessions, used_id_tokens: usedTokens, audit_events: auditRows });
+                }
               },
               (e: unknown) => logger.warn("purge failed", { cause: String(e) }),
             );
           }
         }, 60_000);
         upkeep.unref();
+        // Refusals by the address limit: one audit row per address per interval, with a count.
+        refusalFlush = setInterval(() => void flushRefusals(), config.rate_limit.refusal_audit_interval_seconds * 1000);
+        refusalFlush.unref();
         server = await startServer({
           host: config.server.host,
           port: config.server.port,
@@ -375,7 +417,9 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       async close() {
         draining = true;
         if (upkeep !== undefined) clearInterval(upkeep);
+        if (refusalFlush !== undefined) clearInterval(refusalFlush);
         await server?.close(config.server.shutdown_timeout_ms);
+        await flushRefusals();
         await database.close();
       },
     };

@@ -23,7 +23,14 @@ const provider = z
       .default(false)
       .describe("An ID token saying the provider did MFA (amr `mfa`, two factor kinds, or mfa_acr_values) lowers the risk"),
     mfa_acr_values: z.array(z.string().min(1)).default([]).describe("`acr` values of this provider that mean MFA happened"),
-    require_nonce: z.boolean().default(false),
+    require_nonce: z
+      .union([z.boolean(), z.literal("server")])
+      .default(false)
+      .describe("true: the request must send the token's nonce; server: the nonce must also be one this service issued (POST /auth/id-token/nonce), single use"),
+    allow_token_reuse: z
+      .boolean()
+      .default(false)
+      .describe("Accept one ID token for several sign-ins (default: each token once, id_token_replayed after)"),
     nonce_hashing: z.enum(["none", "sha256"]).default("none").describe("sha256: the token holds SHA-256(hex) of the nonce"),
     claim_allowlist: z.record(z.string(), z.array(z.string()).min(1)).default({}),
     jwks_fresh_seconds: positiveSeconds.default(600),
@@ -286,13 +293,26 @@ export const configSchema = z
     rate_limit: z
       .object({
         // Failed sign-ins per client address (behind a proxy: see server.trusted_proxies).
+        // Covers every unauthenticated RPC: sign-in, VerifyMfa, refresh, sign-out by refresh token, nonces.
         signin_failures_per_ip: z.number().int().min(0).default(30).describe("0 disables the limit"),
         signin_failure_window_seconds: positiveSeconds.default(300),
+        refusal_audit_interval_seconds: positiveSeconds
+          .default(60)
+          .describe("Refusals by the limit are written as one audit row per address per interval, with a count"),
       })
       .strict()
       .prefault({}),
     id_token: z
-      .object({ max_bytes: z.number().int().min(512).max(64 * 1024).default(16 * 1024) })
+      .object({
+        max_bytes: z.number().int().min(512).max(64 * 1024).default(16 * 1024),
+        nonce_ttl_seconds: positiveSeconds.max(3600).default(600).describe("Life of a nonce from POST /auth/id-token/nonce"),
+      })
+      .strict()
+      .prefault({}),
+    audit: z
+      .object({
+        retention_days: z.number().int().min(0).default(90).describe("Audit rows older than this are purged hourly; 0 keeps them forever"),
+      })
       .strict()
       .prefault({}),
     password,

@@ -26,6 +26,8 @@ export type ErrorCode =
   | "id_token_audience_mismatch"
   | "id_token_claim_invalid"
   | "id_token_nonce_mismatch"
+  | "id_token_replayed"
+  | "nonce_invalid"
   | "issuer_untrusted"
   // The token is genuine but policy refuses it.
   | "id_token_claim_not_allowed"
@@ -105,4 +107,15 @@ export class DomainError extends Error {
 
 export function isDomainError(e: unknown, code?: ErrorCode): e is DomainError {
   return e instanceof DomainError && (code === undefined || e.code === code);
+}
+
+/**
+ * Failures that are not the caller's doing (an upstream or our own outage, and refusals by the
+ * limit itself): they never count against an address or a user.
+ */
+export const NOT_CALLER_FAULTS: readonly ErrorCode[] = ["provider_unavailable", "unavailable", "internal", "rate_limited"];
+
+/** Whether a refusal with `code` counts as the caller's failure (for the per-address limit). */
+export function isCallerFault(code: string): boolean {
+  return !(NOT_CALLER_FAULTS as readonly string[]).includes(code);
 }

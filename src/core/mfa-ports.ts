@@ -145,6 +145,8 @@ export interface MfaStore {
    * `mfa.challenge_exhausted`) and MfaService calls (`mfa.code_failed`). One budget for all.
    */
   countCodeFailures(userId: string, since: Date): Promise<number>;
+  /** The time of the user's `n`-th most recent wrong code since `since` (null: fewer). */
+  nthRecentCodeFailure(userId: string, since: Date, n: number): Promise<Date | null>;
   /**
    * Stores a pending TOTP factor, replacing an earlier pending one. Rejects with DomainError
    * `totp_already_enrolled` when the user has a confirmed one.

@@ -1,3 +1,4 @@
+import { type AddressLimit, budgetExhausted } from "./address-limit.ts";
 import type { Clock } from "./clock.ts";
 import { DomainError, isDomainError } from "./errors.ts";
 import { newId } from "./ids.ts";
@@ -16,6 +17,8 @@ import type { MfaMethod } from "./risk.ts";
 import { assertActive } from "./user-status.ts";
 
 export interface MfaServiceDeps {
+  /** The per-address limit of VerifyMfa (address-limit.ts). */
+  addressLimit?: AddressLimit | undefined;
   clock: Clock;
   store: MfaStore;
   audit: AuditLog;
@@ -116,7 +119,8 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
     const now = clock.now();
     const since = new Date(now.getTime() - deps.codeFailureWindowSeconds * 1000);
     if ((await store.countCodeFailures(userId, since)) >= deps.maxCodeFailures) {
-      throw new DomainError("rate_limited", "too many wrong codes; wait a few minutes and try again");
+      const nth = await store.nthRecentCodeFailure(userId, since, deps.maxCodeFailures);
+      throw budgetExhausted(nth, deps.codeFailureWindowSeconds, now, "too many wrong codes");
     }
     const step = totp.match(secrets.open(factor.secretEnc, factor.id), code, now, factor.lastUsedStep);
     if (step === null) {
@@ -126,135 +130,154 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
     return { factor, step, now };
   }
 
+  async function verifyOnce(input: VerifyMfaInput): Promise<LoginResult> {
+    const { client } = input;
+    if (input.challengeToken === "") throw new DomainError("challenge_token_required", "challenge_token is required");
+    if (!(METHODS as readonly string[]).includes(input.method)) {
+      throw new DomainError("mfa_method_not_available", `method must be one of: ${METHODS.join(", ")}`);
+    }
+    const method = input.method as MfaMethod;
+    if (input.code.trim() === "") throw new DomainError("mfa_code_required", "code is required");
+    const now = clock.now();
+    if (!CHALLENGE_TOKEN.test(input.challengeToken)) {
+      await recordQuietly({ type: "mfa.verify_failed", at: now, code: "challenge_invalid", client, detail: { method } });
+      throw new DomainError("challenge_invalid", "the challenge token is not valid; sign in again");
+    }
+    const refresh = deps.opaqueTokens.issue("rt");
+    const sessionId = newId("ses");
+    let failure: DomainError | undefined;
+    let found: ChallengeState | null = null;
+
+    const decide = (state: ChallengeState | null): ChallengeDecision => {
+      found = state;
+      const audit = (type: string, code: string | undefined, extra: Record<string, unknown> = {}) => ({
+        type,
+        at: now,
+        code,
+        userId: state?.challenge.userId,
+        provider: state?.challenge.provider,
+        client,
+        detail: state === null ? { method } : { challenge_id: state.challenge.id, method, attempts: state.challenge.attempts, ...extra },
+      });
+      const reject = (error: DomainError, kill = false): ChallengeDecision => {
+        failure = error;
+        return { kind: "reject", kill, audit: audit(kill ? "mfa.challenge_exhausted" : "mfa.verify_failed", error.code) };
+      };
+      if (state === null) return reject(new DomainError("challenge_invalid", "the challenge token is not valid; sign in again"));
+      const c = state.challenge;
+      if (c.consumedReason === "completed") {
+        return reject(new DomainError("challenge_invalid", "this challenge was already used; sign in again"));
+      }
+      if (c.consumedReason === "exhausted") {
+        return reject(new DomainError("challenge_exhausted", "too many attempts for this challenge; sign in again"));
+      }
+      if (c.expiresAt <= now) return reject(new DomainError("challenge_expired", "the challenge has expired; sign in again"));
+      // Bound to the device it was issued to, when that device identified itself.
+      if (c.deviceId !== null && client.deviceId !== c.deviceId) {
+        return reject(new DomainError("challenge_invalid", "this challenge was issued to another device; sign in again"));
+      }
+      try {
+        assertActive(state.user, now);
+      } catch (e) {
+        if (isDomainError(e)) return reject(e);
+        throw e;
+      }
+      if (state.recentCodeFailures >= deps.maxCodeFailures) {
+        return reject(new DomainError("rate_limited", "too many wrong codes for this account; wait a few minutes and try again"));
+      }
+
+      let spend: Extract<ChallengeDecision, { kind: "complete" }>["spend"] | null = null;
+      if (c.methods.includes(method)) {
+        if (method === "totp" && state.totp !== null) {
+          const f = state.totp;
+          const step = totp.match(secrets.open(f.secretEnc, f.id), input.code, now, f.lastUsedStep);
+          if (step !== null) spend = { kind: "totp", factorId: f.id, step };
+        } else if (method === "recovery_code") {
+          const hash = recoveryCodes.hash(c.userId, input.code);
+          const match = state.recoveryCodes.find((r) => recoveryCodes.equal(r.codeHash, hash));
+          if (match !== undefined) spend = { kind: "recovery_code", codeId: match.id };
+        }
+      }
+      if (spend === null) {
+        const left = deps.maxAttempts - c.attempts;
+        if (left <= 0) {
+          return reject(new DomainError("challenge_exhausted", "too many wrong codes; sign in again"), true);
+        }
+        return reject(
+          c.methods.includes(method)
+            ? new DomainError("mfa_code_invalid", "the code is not valid (wrong, expired or already used)", { detail: { attempts_left: String(left) } })
+            : new DomainError("mfa_method_not_available", `this challenge can be completed with: ${c.methods.join(", ")}`, { detail: { attempts_left: String(left) } }),
+        );
+      }
+
+      const amr = [...new Set([...c.amr, AMR_OF[method], "mfa"])];
+      const trustable = c.deviceKey?.startsWith("id:") === true && deps.trustedDeviceDays > 0;
+      const trustedUntil = input.trustDevice && trustable ? new Date(now.getTime() + deps.trustedDeviceDays * 86_400_000) : null;
+      const expiresAt = new Date(now.getTime() + deps.sessionTtlSeconds * 1000);
+      return {
+        kind: "complete",
+        spend,
+        session: {
+          id: sessionId,
+          userId: c.userId,
+          provider: c.provider,
+          amr,
+          client: { ...client, deviceId: c.deviceId ?? client.deviceId },
+          createdAt: now,
+          expiresAt,
+        },
+        refreshToken: { id: newId("rtk"), sessionId, tokenHash: refresh.hash, createdAt: now, expiresAt },
+        seen: { ...c.context, trustedUntil },
+        audit: {
+          ...audit("signin.succeeded", undefined, {
+            account: "existing",
+            mfa: { method, challenge_id: c.id },
+            risk: { score: c.risk.score, level: c.risk.level, reason: c.risk.reason },
+            ...(input.trustDevice ? { trust_device: trustedUntil === null ? "refused_unidentified_device" : "trusted" } : {}),
+          }),
+        },
+      };
+    };
+
+    const failuresSince = new Date(now.getTime() - deps.codeFailureWindowSeconds * 1000);
+    const { decision, user } = await store.verifyChallenge(deps.opaqueTokens.hash(input.challengeToken), now, decide, failuresSince);
+    const state = found as ChallengeState | null;
+    if (decision.kind === "reject" || state === null || user === null) {
+      const refused = failure as DomainError | undefined;
+      if (refused?.code === "rate_limited" && state !== null) {
+        // Say when the account's budget of wrong codes lifts (read only on this refusal).
+        const nth = await store.nthRecentCodeFailure(state.challenge.userId, failuresSince, deps.maxCodeFailures);
+        throw budgetExhausted(nth, deps.codeFailureWindowSeconds, now, "too many wrong codes for this account");
+      }
+      throw refused ?? new DomainError("internal", "MFA verification failed");
+    }
+    const accessToken = await deps.accessTokens.issue(
+      { userId: user.id, sessionId, amr: decision.session.amr, provider: state.challenge.provider },
+      now,
+    );
+    return {
+      user,
+      passwordStatus: passwordStatusOf(user, now, deps.passwordExpiry ?? NO_PASSWORD_EXPIRY),
+      accessToken,
+      refreshToken: refresh.token,
+      expiresIn: deps.accessTokens.ttlSeconds,
+      sessionId,
+      risk: state.challenge.risk,
+    };
+  }
+
   return {
     async verify(input) {
-      const { client } = input;
-      if (input.challengeToken === "") throw new DomainError("challenge_token_required", "challenge_token is required");
-      if (!(METHODS as readonly string[]).includes(input.method)) {
-        throw new DomainError("mfa_method_not_available", `method must be one of: ${METHODS.join(", ")}`);
+      const attempt = await (deps.addressLimit?.admit(input.client.ip, "VerifyMfa") ?? { settle() {} });
+      try {
+        const result = await verifyOnce(input);
+        attempt.settle();
+        return result;
+      } catch (e) {
+        // Refusals before the challenge is read leave no audit row; the others do.
+        attempt.settle(e);
+        throw e;
       }
-      const method = input.method as MfaMethod;
-      if (input.code.trim() === "") throw new DomainError("mfa_code_required", "code is required");
-      const now = clock.now();
-      if (!CHALLENGE_TOKEN.test(input.challengeToken)) {
-        await recordQuietly({ type: "mfa.verify_failed", at: now, code: "challenge_invalid", client, detail: { method } });
-        throw new DomainError("challenge_invalid", "the challenge token is not valid; sign in again");
-      }
-      const refresh = deps.opaqueTokens.issue("rt");
-      const sessionId = newId("ses");
-      let failure: DomainError | undefined;
-      let found: ChallengeState | null = null;
-
-      const decide = (state: ChallengeState | null): ChallengeDecision => {
-        found = state;
-        const audit = (type: string, code: string | undefined, extra: Record<string, unknown> = {}) => ({
-          type,
-          at: now,
-          code,
-          userId: state?.challenge.userId,
-          provider: state?.challenge.provider,
-          client,
-          detail: state === null ? { method } : { challenge_id: state.challenge.id, method, attempts: state.challenge.attempts, ...extra },
-        });
-        const reject = (error: DomainError, kill = false): ChallengeDecision => {
-          failure = error;
-          return { kind: "reject", kill, audit: audit(kill ? "mfa.challenge_exhausted" : "mfa.verify_failed", error.code) };
-        };
-        if (state === null) return reject(new DomainError("challenge_invalid", "the challenge token is not valid; sign in again"));
-        const c = state.challenge;
-        if (c.consumedReason === "completed") {
-          return reject(new DomainError("challenge_invalid", "this challenge was already used; sign in again"));
-        }
-        if (c.consumedReason === "exhausted") {
-          return reject(new DomainError("challenge_exhausted", "too many attempts for this challenge; sign in again"));
-        }
-        if (c.expiresAt <= now) return reject(new DomainError("challenge_expired", "the challenge has expired; sign in again"));
-        // Bound to the device it was issued to, when that device identified itself.
-        if (c.deviceId !== null && client.deviceId !== c.deviceId) {
-          return reject(new DomainError("challenge_invalid", "this challenge was issued to another device; sign in again"));
-        }
-        try {
-          assertActive(state.user, now);
-        } catch (e) {
-          if (isDomainError(e)) return reject(e);
-          throw e;
-        }
-        if (state.recentCodeFailures >= deps.maxCodeFailures) {
-          return reject(new DomainError("rate_limited", "too many wrong codes for this account; wait a few minutes and try again"));
-        }
-
-        let spend: Extract<ChallengeDecision, { kind: "complete" }>["spend"] | null = null;
-        if (c.methods.includes(method)) {
-          if (method === "totp" && state.totp !== null) {
-            const f = state.totp;
-            const step = totp.match(secrets.open(f.secretEnc, f.id), input.code, now, f.lastUsedStep);
-            if (step !== null) spend = { kind: "totp", factorId: f.id, step };
-          } else if (method === "recovery_code") {
-            const hash = recoveryCodes.hash(c.userId, input.code);
-            const match = state.recoveryCodes.find((r) => recoveryCodes.equal(r.codeHash, hash));
-            if (match !== undefined) spend = { kind: "recovery_code", codeId: match.id };
-          }
-        }
-        if (spend === null) {
-          const left = deps.maxAttempts - c.attempts;
-          if (left <= 0) {
-            return reject(new DomainError("challenge_exhausted", "too many wrong codes; sign in again"), true);
-          }
-          return reject(
-            c.methods.includes(method)
-              ? new DomainError("mfa_code_invalid", "the code is not valid (wrong, expired or already used)", { detail: { attempts_left: String(left) } })
-              : new DomainError("mfa_method_not_available", `this challenge can be completed with: ${c.methods.join(", ")}`, { detail: { attempts_left: String(left) } }),
-          );
-        }
-
-        const amr = [...new Set([...c.amr, AMR_OF[method], "mfa"])];
-        const trustable = c.deviceKey?.startsWith("id:") === true && deps.trustedDeviceDays > 0;
-        const trustedUntil = input.trustDevice && trustable ? new Date(now.getTime() + deps.trustedDeviceDays * 86_400_000) : null;
-        const expiresAt = new Date(now.getTime() + deps.sessionTtlSeconds * 1000);
-        return {
-          kind: "complete",
-          spend,
-          session: {
-            id: sessionId,
-            userId: c.userId,
-            provider: c.provider,
-            amr,
-            client: { ...client, deviceId: c.deviceId ?? client.deviceId },
-            createdAt: now,
-            expiresAt,
-          },
-          refreshToken: { id: newId("rtk"), sessionId, tokenHash: refresh.hash, createdAt: now, expiresAt },
-          seen: { ...c.context, trustedUntil },
-          audit: {
-            ...audit("signin.succeeded", undefined, {
-              account: "existing",
-              mfa: { method, challenge_id: c.id },
-              risk: { score: c.risk.score, level: c.risk.level, reason: c.risk.reason },
-              ...(input.trustDevice ? { trust_device: trustedUntil === null ? "refused_unidentified_device" : "trusted" } : {}),
-            }),
-          },
-        };
-      };
-
-      const failuresSince = new Date(now.getTime() - deps.codeFailureWindowSeconds * 1000);
-      const { decision, user } = await store.verifyChallenge(deps.opaqueTokens.hash(input.challengeToken), now, decide, failuresSince);
-      const state = found as ChallengeState | null;
-      if (decision.kind === "reject" || state === null || user === null) {
-        throw failure ?? new DomainError("internal", "MFA verification failed");
-      }
-      const accessToken = await deps.accessTokens.issue(
-        { userId: user.id, sessionId, amr: decision.session.amr, provider: state.challenge.provider },
-        now,
-      );
-      return {
-        user,
-        passwordStatus: passwordStatusOf(user, now, deps.passwordExpiry ?? NO_PASSWORD_EXPIRY),
-        accessToken,
-        refreshToken: refresh.token,
-        expiresIn: deps.accessTokens.ttlSeconds,
-        sessionId,
-        risk: state.challenge.risk,
-      };
     },
 
     async status(principal) {

@@ -57,6 +57,14 @@ export interface ExternalIdentity {
   /** Upstream authentication methods (`amr`), when the provider sent them. */
   amr: readonly string[];
   acr: string | null;
+  /**
+   * What marks this token used (a sign-in accepts each token once): a key under a unique
+   * constraint, remembered until the token's expiry (plus skew). Null when the provider allows
+   * reuse.
+   */
+  use: { key: string; expiresAt: Date } | null;
+  /** For a provider with `require_nonce: server`: the request's nonce (the token holds it). */
+  serverNonce: string | null;
 }
 
 /** The part of a provider's configuration that decides accounts (verification is elsewhere). */

@@ -1,3 +1,4 @@
+import { budgetExhausted } from "./address-limit.ts";
 import type { Clock } from "./clock.ts";
 import { DomainError, isDomainError } from "./errors.ts";
 import type { ClientInfo, PasswordStatus, Principal, UserRecord } from "./model.ts";
@@ -72,7 +73,8 @@ export function createPasswordService(deps: PasswordServiceDeps): PasswordServic
         // Throttle before hashing: a stolen access token must not become a password oracle.
         const since = new Date(now.getTime() - deps.failureWindowSeconds * 1000);
         if ((await store.countRecentEvents(userId, FAILED, "password_incorrect", since)) >= deps.maxFailures) {
-          throw new DomainError("rate_limited", "too many wrong passwords; try again later");
+          const nth = await store.nthRecentEvent(userId, FAILED, "password_incorrect", since, deps.maxFailures);
+          throw budgetExhausted(nth, deps.failureWindowSeconds, now, "too many wrong passwords");
         }
         const ok = current.length <= MAX_CURRENT_PASSWORD_CHARS && (await hasher.verify(state.hash, current));
         if (!ok) throw new DomainError("password_incorrect", "the current password is not correct");

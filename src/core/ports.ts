@@ -110,6 +110,12 @@ export type SigninWrite = {
   account: AccountWrite;
   at: Date;
   audit: AuditRecord;
+  /**
+   * Marks the ID token (and a server-issued nonce) used, each under a unique key kept until its
+   * `expiresAt`: a second use (on any replica) writes nothing and rejects with
+   * {@link SigninConflict} `replay`.
+   */
+  uses?: readonly SingleUse[] | undefined;
 } & (
   | { session: NewSession; refreshToken: NewRefreshToken; seen?: SeenContext | undefined }
   | { challenge: NewChallenge }
@@ -121,9 +127,9 @@ export type SigninWrite = {
  */
 export class SigninConflict extends Error {
   override readonly name = "SigninConflict";
-  readonly target: "identity" | "username" | "status";
-  constructor(target: "identity" | "username" | "status", options?: { cause?: unknown }) {
-    super(target === "status" ? "the user is no longer active" : `unique constraint on ${target}`, options);
+  readonly target: "identity" | "username" | "status" | "replay";
+  constructor(target: "identity" | "username" | "status" | "replay", options?: { cause?: unknown }) {
+    super(target === "status" ? "the user is no longer active" : target === "replay" ? "the ID token was already used" : `unique constraint on ${target}`, options);
     this.target = target;
   }
 }
@@ -136,6 +142,29 @@ export interface AuditLog {
 export interface SigninFailureCounter {
   /** Failed sign-ins from `ip` since `since` (refusals for the limit itself excluded), at most `cap`. */
   failuresFromIp(ip: string, since: Date, cap: number): Promise<number>;
+  /**
+   * The time of the `n`-th most recent counted failure from `ip` since `since` (null: fewer): the
+   * limit lifts when that one leaves the window.
+   */
+  nthRecentFailureFromIp(ip: string, since: Date, n: number): Promise<Date | null>;
+}
+
+/** Something accepted once (an ID token, a nonce): its key, remembered until `expiresAt`. */
+export interface SingleUse {
+  key: string;
+  expiresAt: Date;
+}
+
+/** Forgets single-use markers past their expiry. */
+export interface SingleUsePurger {
+  purgeExpiredUses(before: Date): Promise<number>;
+}
+
+/** Seals and opens server-issued nonces (stateless: an HMAC binds the device and the expiry). */
+export interface NonceSealer {
+  seal(deviceId: string, expiresAt: Date): string;
+  /** The expiry of a nonce sealed by us for `deviceId`; null for anything else. */
+  open(nonce: string, deviceId: string): Date | null;
 }
 
 export interface AccessTokenClaims {
@@ -214,7 +243,8 @@ export interface SessionStore {
   refresh(tokenHash: string, now: Date, decide: (state: RefreshState | null) => RefreshDecision): Promise<RefreshDecision>;
   /** A session with its user's status, for authenticating requests (one read). */
   findSession(sessionId: string): Promise<(SessionInfo & { user: Pick<UserRecord, "status" | "lockedUntil"> }) | null>;
-  findSessionByRefreshToken(tokenHash: string): Promise<SessionInfo | null>;
+  /** The session a refresh token belongs to, with the token's own state. */
+  findSessionByRefreshToken(tokenHash: string): Promise<(SessionInfo & { tokenUsedAt: Date | null; tokenExpiresAt: Date }) | null>;
   listActiveSessions(userId: string, now: Date): Promise<SessionInfo[]>;
   /** Revokes the user's session(s) not yet revoked; returns how many. Audited in the same transaction. */
   revokeSessions(
@@ -254,6 +284,8 @@ export interface PasswordStore {
   loadForChange(userId: string, sessionId: string): Promise<PasswordChangeState | null>;
   /** How many audit events of `type` with `code` the user has since `since` (throttling). */
   countRecentEvents(userId: string, type: string, code: string, since: Date): Promise<number>;
+  /** The time of the `n`-th most recent such event since `since` (null: fewer). */
+  nthRecentEvent(userId: string, type: string, code: string, since: Date, n: number): Promise<Date | null>;
   /**
    * In one transaction: sets the hash only if the stored one is still `expectedHash` (null: only
    * if the user has none), stamps `changed_at`, clears `must_change_password`, revokes the user's

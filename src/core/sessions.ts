@@ -1,3 +1,4 @@
+import type { AddressLimit } from "./address-limit.ts";
 import type { Clock } from "./clock.ts";
 import { DomainError } from "./errors.ts";
 import { newId } from "./ids.ts";
@@ -23,7 +24,11 @@ export interface SessionDeps {
   idleTtlSeconds: number;
   /** Local-password expiry, for the password fields of results (default: never expires). */
   passwordExpiry?: PasswordExpiryPolicy;
+  /** The per-address limit of refresh and of sign-out by refresh token. */
+  addressLimit?: AddressLimit | undefined;
 }
+
+const NO_LIMIT = { settle() {} };
 
 export interface SessionService {
   /** Rotates a refresh token; a spent token revokes its whole session (reuse detection). */
@@ -56,63 +61,75 @@ export function createSessionService(deps: SessionDeps): SessionService {
     }
   }
 
+  async function refreshOnce(refreshToken: string, client: ClientInfo): Promise<LoginResult> {
+    if (refreshToken === "") throw new DomainError("refresh_token_required", "refresh_token is required");
+    const now = clock.now();
+    const next = opaqueTokens.issue("rt");
+    let failure: DomainError | undefined;
+    let state: RefreshState | null = null;
+    const audit = (type: string, code?: string) => ({
+      type,
+      at: now,
+      code,
+      userId: state?.user.id,
+      provider: state?.session.provider ?? undefined,
+      client,
+      detail: state === null ? undefined : { session_id: state.session.id },
+    });
+    const decision: RefreshDecision = await store.refresh(opaqueTokens.hash(refreshToken), now, (found) => {
+      state = found;
+      if (found === null) {
+        failure = new DomainError("refresh_token_invalid", "the refresh token is not valid");
+        return { kind: "reject", revokeSession: null, audit: null };
+      }
+      if (found.previouslyUsedAt !== null) {
+        // Reuse of a spent token: whoever holds the family may be an attacker. End it all.
+        failure = new DomainError("refresh_token_reused", "this refresh token was already used; the session has been revoked for safety");
+        return { kind: "reject", revokeSession: found.session.id, audit: audit("session.reuse_detected", "refresh_token_reused") };
+      }
+      try {
+        // Status first: a disabled user's sessions are revoked too, and the client should
+        // learn `user_disabled` (tell the user) rather than `session_revoked` (sign in again).
+        assertActive(found.user, now);
+        liveOrThrow(found.session, now);
+        if (found.tokenExpiresAt <= now) throw new DomainError("refresh_token_expired", "the refresh token has expired; sign in again");
+      } catch (e) {
+        failure = e as DomainError;
+        return { kind: "reject", revokeSession: null, audit: audit("token.refresh_failed", failure.code) };
+      }
+      return {
+        kind: "rotate",
+        next: { id: newId("rtk"), sessionId: found.session.id, tokenHash: next.hash, createdAt: now, expiresAt: found.session.expiresAt },
+        audit: audit("token.refreshed"),
+      };
+    });
+    if (decision.kind === "reject" || state === null) throw failure ?? new DomainError("internal", "refresh failed");
+    const s: RefreshState = state;
+    const accessToken = await deps.accessTokens.issue(
+      { userId: s.user.id, sessionId: s.session.id, amr: s.session.amr, provider: s.session.provider },
+      now,
+    );
+    return {
+      user: s.user,
+      passwordStatus: passwordStatusOf(s.user, now, deps.passwordExpiry ?? NO_PASSWORD_EXPIRY),
+      accessToken,
+      refreshToken: next.token,
+      expiresIn: deps.accessTokens.ttlSeconds,
+      sessionId: s.session.id,
+    };
+  }
+
   return {
     async refresh(refreshToken, client) {
-      if (refreshToken === "") throw new DomainError("refresh_token_required", "refresh_token is required");
-      const now = clock.now();
-      const next = opaqueTokens.issue("rt");
-      let failure: DomainError | undefined;
-      let state: RefreshState | null = null;
-      const audit = (type: string, code?: string) => ({
-        type,
-        at: now,
-        code,
-        userId: state?.user.id,
-        provider: state?.session.provider ?? undefined,
-        client,
-        detail: state === null ? undefined : { session_id: state.session.id },
-      });
-      const decision: RefreshDecision = await store.refresh(opaqueTokens.hash(refreshToken), now, (found) => {
-        state = found;
-        if (found === null) {
-          failure = new DomainError("refresh_token_invalid", "the refresh token is not valid");
-          return { kind: "reject", revokeSession: null, audit: null };
-        }
-        if (found.previouslyUsedAt !== null) {
-          // Reuse of a spent token: whoever holds the family may be an attacker. End it all.
-          failure = new DomainError("refresh_token_reused", "this refresh token was already used; the session has been revoked for safety");
-          return { kind: "reject", revokeSession: found.session.id, audit: audit("session.reuse_detected", "refresh_token_reused") };
-        }
-        try {
-          // Status first: a disabled user's sessions are revoked too, and the client should
-          // learn `user_disabled` (tell the user) rather than `session_revoked` (sign in again).
-          assertActive(found.user, now);
-          liveOrThrow(found.session, now);
-          if (found.tokenExpiresAt <= now) throw new DomainError("refresh_token_expired", "the refresh token has expired; sign in again");
-        } catch (e) {
-          failure = e as DomainError;
-          return { kind: "reject", revokeSession: null, audit: audit("token.refresh_failed", failure.code) };
-        }
-        return {
-          kind: "rotate",
-          next: { id: newId("rtk"), sessionId: found.session.id, tokenHash: next.hash, createdAt: now, expiresAt: found.session.expiresAt },
-          audit: audit("token.refreshed"),
-        };
-      });
-      if (decision.kind === "reject" || state === null) throw failure ?? new DomainError("internal", "refresh failed");
-      const s: RefreshState = state;
-      const accessToken = await deps.accessTokens.issue(
-        { userId: s.user.id, sessionId: s.session.id, amr: s.session.amr, provider: s.session.provider },
-        now,
-      );
-      return {
-        user: s.user,
-        passwordStatus: passwordStatusOf(s.user, now, deps.passwordExpiry ?? NO_PASSWORD_EXPIRY),
-        accessToken,
-        refreshToken: next.token,
-        expiresIn: deps.accessTokens.ttlSeconds,
-        sessionId: s.session.id,
-      };
+      const attempt = await (deps.addressLimit?.admit(client.ip, "RefreshToken") ?? NO_LIMIT);
+      try {
+        const result = await refreshOnce(refreshToken, client);
+        attempt.settle();
+        return result;
+      } catch (e) {
+        attempt.settle(e, { recorded: false });
+        throw e;
+      }
     },
 
     async authenticate(accessToken) {
@@ -136,9 +153,28 @@ export function createSessionService(deps: SessionDeps): SessionService {
         ({ userId, sessionId } = credential.principal);
       } else {
         if (credential.refreshToken === "") throw new DomainError("access_token_required", "send an access token or the refresh_token");
-        const session = await store.findSessionByRefreshToken(opaqueTokens.hash(credential.refreshToken));
-        if (session === null) throw new DomainError("refresh_token_invalid", "the refresh token is not valid");
-        ({ userId, id: sessionId } = session);
+        // Ending every session is for the holder of a live access token, not of a refresh token.
+        if (allSessions) throw new DomainError("access_token_required", "all_sessions needs the access token (Authorization: Bearer)");
+        const attempt = await (deps.addressLimit?.admit(client.ip, "SignOut") ?? NO_LIMIT);
+        try {
+          const session = await store.findSessionByRefreshToken(opaqueTokens.hash(credential.refreshToken));
+          if (session === null) throw new DomainError("refresh_token_invalid", "the refresh token is not valid");
+          if (session.tokenUsedAt !== null) {
+            // A spent token is theft as it is at refresh: the session ends, and the caller is told.
+            await store.revokeSessions({ userId: session.userId, sessionId: session.id }, "refresh_token_reuse", now, {
+              type: "session.reuse_detected", at: now, code: "refresh_token_reused", userId: session.userId, client,
+              detail: { session_id: session.id, via: "signout" },
+            });
+            throw new DomainError("refresh_token_reused", "this refresh token was already used; the session has been revoked for safety");
+          }
+          liveOrThrow(session, now);
+          if (session.tokenExpiresAt <= now) throw new DomainError("refresh_token_expired", "the refresh token has expired");
+          attempt.settle();
+          ({ userId, id: sessionId } = session);
+        } catch (e) {
+          attempt.settle(e, { recorded: false });
+          throw e;
+        }
       }
       return store.revokeSessions(
         { userId, sessionId: allSessions ? undefined : sessionId },

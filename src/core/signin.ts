@@ -1,4 +1,6 @@
+import type { AddressLimit } from "./address-limit.ts";
 import type { Clock } from "./clock.ts";
+import type { NonceService } from "./nonces.ts";
 import { DomainError, isDomainError } from "./errors.ts";
 import { newId } from "./ids.ts";
 import type { AdaptiveMfa, SigninGate } from "./adaptive-mfa.ts";
@@ -11,7 +13,7 @@ import {
   type AuditLog,
   type IdTokenVerifier,
   type OpaqueTokens,
-  type SigninFailureCounter,
+  type SingleUse,
   SigninConflict,
   type SigninReader,
   type SigninSnapshot,
@@ -43,12 +45,12 @@ export interface SigninDeps {
   /** Lifetime of an MFA challenge, in seconds (default 300). */
   challengeTtlSeconds?: number | undefined;
   /**
-   * Refuse sign-ins from an address after `max` failed ones within `windowSeconds` (429
-   * `rate_limited`), counted from the shared audit trail so replicas agree. Absent: no limit.
-   * On the success path the count comes with the sign-in's one read; `counter` counts for
-   * refused tokens.
+   * The per-address limit (address-limit.ts): an attempt is reserved before the token is
+   * verified; the sign-in's one read refreshes the address's count. Absent: no limit.
    */
-  ipFailureLimit?: { max: number; windowSeconds: number; counter: SigninFailureCounter } | undefined;
+  addressLimit?: AddressLimit | undefined;
+  /** Nonces issued by this service, for providers with `require_nonce: server`. */
+  nonces?: Pick<NonceService, "check"> | undefined;
   onAuditFailure?: (error: unknown) => void;
 }
 
@@ -67,6 +69,8 @@ export interface SigninService {
 /** Attempts at a sign-in whose write lost a race (identity, username, or the user's status). */
 const MAX_WRITE_ATTEMPTS = 4;
 
+const NO_LIMIT = { settle() {} };
+
 /**
  * Sign-in with an external ID token: verify it, find or provision the local account under the
  * provider's policy, refuse non-active users, assess the risk, then open a session and issue
@@ -81,6 +85,19 @@ export function createSigninService(deps: SigninDeps): SigninService {
   const { clock, verifier, reader, accounts, writer, audit, accessTokens, opaqueTokens } = deps;
 
   async function signinWithIdToken(input: SigninInput): Promise<LoginResult | MfaChallengeResult> {
+    // Reserved before anything is verified; a limited address learns nothing about its token.
+    const attempt = await (deps.addressLimit?.admit(input.client.ip, "SigninWithIdToken") ?? NO_LIMIT);
+    try {
+      const result = await attemptSignin(input);
+      attempt.settle();
+      return result;
+    } catch (e) {
+      attempt.settle(e);
+      throw e;
+    }
+  }
+
+  async function attemptSignin(input: SigninInput): Promise<LoginResult | MfaChallengeResult> {
     let identity: ExternalIdentity | undefined;
     let userId: string | undefined;
     let riskDetail: Record<string, unknown> | undefined;
@@ -88,20 +105,19 @@ export function createSigninService(deps: SigninDeps): SigninService {
       if (input.idToken === "") {
         throw new DomainError("id_token_required", "id_token is required");
       }
-      try {
-        identity = await verifier.verify(input.idToken, { provider: input.provider, nonce: input.nonce });
-      } catch (e) {
-        // A limited address gets `rate_limited` whatever its token, so the limit is no oracle.
-        await checkIpFailureLimit(input.client);
-        throw e;
-      }
+      identity = await verifier.verify(input.idToken, { provider: input.provider, nonce: input.nonce });
       const verified = identity;
+      const uses = singleUses(verified, input.client);
       let usernameTaken = false;
       for (let attempt = 1; ; attempt++) {
         const now = clock.now();
         try {
           const snapshot = await reader.readSignin(snapshotQuery(verified, input.client, now));
-          if (deps.ipFailureLimit !== undefined && snapshot.ipFailures >= deps.ipFailureLimit.max) throw rateLimited();
+          const limit = deps.addressLimit;
+          if (limit !== undefined && input.client.ip !== null) {
+            limit.observe(input.client.ip, snapshot.ipFailures);
+            if (snapshot.ipFailures >= limit.max) throw await limit.refusal(input.client.ip, "SigninWithIdToken");
+          }
           const account = await resolveAccount(verified, snapshot, now, usernameTaken);
           userId = account.kind === "create" ? account.write.user.id : account.userId;
           if (account.kind === "existing") assertActive(account.user, now);
@@ -126,9 +142,12 @@ export function createSigninService(deps: SigninDeps): SigninService {
             );
           }
           return gate?.decision.kind === "challenge"
-            ? await challenge(verified, account.write, now, input.client, gate, gate.decision.methods)
-            : await open(verified, account.write, now, input.client, gate);
+            ? await challenge(verified, account.write, now, input.client, gate, gate.decision.methods, uses)
+            : await open(verified, account.write, now, input.client, gate, uses);
         } catch (e) {
+          if (e instanceof SigninConflict && e.target === "replay") {
+            throw new DomainError("id_token_replayed", "this ID token (or its nonce) was already used to sign in; get a fresh one from the provider");
+          }
           if (!(e instanceof SigninConflict) || attempt >= MAX_WRITE_ATTEMPTS) throw e;
           // Identity race: the next pass finds the winner's link. Username race: pick another.
           // Status: the user was disabled or locked meanwhile; the next read refuses it.
@@ -137,6 +156,8 @@ export function createSigninService(deps: SigninDeps): SigninService {
       }
     } catch (e) {
       const code = isDomainError(e) ? e.code : "internal";
+      // Refusals by the address limit are tallied, not written one by one (address-limit.ts).
+      if (code === "rate_limited") throw e;
       await recordQuietly({
         type: "signin.failed",
         at: clock.now(),
@@ -157,7 +178,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
 
   function snapshotQuery(identity: ExternalIdentity, client: ClientInfo, now: Date): SigninSnapshotQuery {
     const email = normalizeEmail(identity.email);
-    const limit = deps.ipFailureLimit;
+    const limit = deps.addressLimit;
     return {
       issuer: identity.issuer,
       subject: identity.subject,
@@ -247,6 +268,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
     now: Date,
     client: ClientInfo,
     gate: SigninGate | null,
+    uses: readonly SingleUse[],
   ): Promise<LoginResult> {
     const sessionId = newId("ses");
     const refresh = opaqueTokens.issue("rt");
@@ -256,6 +278,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
     const user = await writer.commitSignin({
         account,
         at: now,
+        uses,
         session: {
           id: sessionId,
           userId,
@@ -312,6 +335,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
     client: ClientInfo,
     gate: SigninGate,
     methods: readonly MfaMethod[],
+    uses: readonly SingleUse[],
   ): Promise<MfaChallengeResult> {
     const token = opaqueTokens.issue("chg");
     const userId = account.kind === "create" ? account.user.id : account.userId;
@@ -321,6 +345,8 @@ export function createSigninService(deps: SigninDeps): SigninService {
     const user = await writer.commitSignin({
       account,
       at: now,
+      // The challenge is this token's use: completing it needs the challenge, not the token.
+      uses,
       challenge: {
         id: challengeId,
         tokenHash: token.hash,
@@ -353,18 +379,14 @@ export function createSigninService(deps: SigninDeps): SigninService {
     return { kind: "mfa_required", user, challengeToken: token.token, expiresAt, methods: [...methods], reason, risk: gate.summary };
   }
 
-  /** For a refused token: the address's limit, checked apart from the one read. */
-  async function checkIpFailureLimit(client: ClientInfo): Promise<void> {
-    const limit = deps.ipFailureLimit;
-    if (limit === undefined || client.ip === null) return;
-    const since = new Date(clock.now().getTime() - limit.windowSeconds * 1000);
-    if ((await limit.counter.failuresFromIp(client.ip, since, limit.max)) >= limit.max) throw rateLimited();
-  }
-
-  function rateLimited(): DomainError {
-    return new DomainError("rate_limited", "too many failed sign-ins from this address; try again in a few minutes", {
-      detail: { retry_after_seconds: String(deps.ipFailureLimit?.windowSeconds ?? 0) },
-    });
+  /** What this sign-in spends: the token itself, and a server-issued nonce. */
+  function singleUses(identity: ExternalIdentity, client: ClientInfo): SingleUse[] {
+    const uses: SingleUse[] = identity.use === null ? [] : [identity.use];
+    if (identity.serverNonce !== null) {
+      if (deps.nonces === undefined) throw new DomainError("internal", "server-issued nonces are not configured");
+      uses.push(deps.nonces.check(identity.serverNonce, client, clock.now()));
+    }
+    return uses;
   }
 
   async function recordQuietly(event: Parameters<AuditLog["record"]>[0]): Promise<void> {

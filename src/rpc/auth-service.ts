@@ -4,8 +4,10 @@ import type { MfaService } from "../core/mfa.ts";
 import type { LoginResult, MfaChallengeResult, PasswordStatus, RiskSummary, UserRecord } from "../core/model.ts";
 import type { SessionService } from "../core/sessions.ts";
 import type { SigninService } from "../core/signin.ts";
+import type { NonceService } from "../core/nonces.ts";
 import {
   AuthService,
+  CreateNonceResponseSchema,
   LoginResponseSchema,
   type LoginResponse,
   RiskAssessmentSchema,
@@ -18,6 +20,7 @@ import { kClient, kPrincipal } from "./context.ts";
 
 export interface AuthServiceDeps {
   signin: SigninService;
+  nonces: NonceService;
   sessions: SessionService;
   mfa: MfaService;
 }
@@ -47,6 +50,11 @@ export function registerAuthService(deps: AuthServiceDeps) {
             client: { ...client, deviceId: clipDeviceId(req.deviceId) ?? client.deviceId },
           }),
         );
+      },
+      async createNonce(req, ctx) {
+        const client = ctx.values.get(kClient);
+        const issued = await deps.nonces.issue({ ...client, deviceId: clipDeviceId(req.deviceId) ?? client.deviceId });
+        return create(CreateNonceResponseSchema, { nonce: issued.nonce, expiresIn: issued.expiresIn, nonceSha256: issued.sha256 });
       },
       async refreshToken(req, ctx) {
         return loginResultToPb(await deps.sessions.refresh(req.refreshToken, ctx.values.get(kClient)));

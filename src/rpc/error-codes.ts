@@ -28,6 +28,10 @@ export const ERROR_TABLE: Record<ErrorCode, { code: Code; log: "debug" | "info" 
   id_token_audience_mismatch: { code: Code.Unauthenticated, log: "info" },
   id_token_claim_invalid: { code: Code.Unauthenticated, log: "info" },
   id_token_nonce_mismatch: { code: Code.Unauthenticated, log: "warn" },
+  // The token was already used for a sign-in: a replay (or a client retrying with an old token).
+  id_token_replayed: { code: Code.Unauthenticated, log: "warn" },
+  // The nonce is not one we issued to this device, or it is spent or expired.
+  nonce_invalid: { code: Code.Unauthenticated, log: "info" },
   issuer_untrusted: { code: Code.Unauthenticated, log: "info" },
   id_token_claim_not_allowed: { code: Code.PermissionDenied, log: "info" },
   signup_disabled: { code: Code.PermissionDenied, log: "info" },

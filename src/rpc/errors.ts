@@ -1,7 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { DomainError, isDomainError } from "../core/errors.ts";
-import { ErrorInfoSchema } from "../../gen/pb/google/rpc/error_details_pb.ts";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/pb/google/rpc/error_details_pb.ts";
 import type { Logger } from "../logger.ts";
 import { ERROR_TABLE } from "./error-codes.ts";
 import { kRequestId } from "./context.ts";
@@ -14,12 +15,25 @@ export function toDomainError(e: unknown): DomainError {
   return new DomainError("internal", "internal error", { cause: e });
 }
 
-/** A ConnectError carrying the stable code as a google.rpc.ErrorInfo detail (reason = code). */
+/**
+ * A ConnectError carrying the stable code as a google.rpc.ErrorInfo detail (reason = code). A
+ * refusal that says when to come back (`retry_after_seconds`) also carries google.rpc.RetryInfo
+ * and the HTTP `Retry-After` header (Connect and REST answers; gRPC puts it in the trailers).
+ */
 export function toConnectError(e: DomainError): ConnectError {
   const entry = ERROR_TABLE[e.code];
-  return new ConnectError(e.message, entry.code, undefined, [
+  const details: ConstructorParameters<typeof ConnectError>[3] = [
     { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason: e.code, domain: ERROR_DOMAIN, metadata: { ...e.detail } }) },
-  ]);
+  ];
+  const retryAfter = retryAfterSeconds(e);
+  if (retryAfter === undefined) return new ConnectError(e.message, entry.code, undefined, details);
+  details.push({ desc: RetryInfoSchema, value: create(RetryInfoSchema, { retryDelay: durationFromMs(retryAfter * 1000) }) });
+  return new ConnectError(e.message, entry.code, { "retry-after": String(retryAfter) }, details);
+}
+
+function retryAfterSeconds(e: DomainError): number | undefined {
+  const n = Number(e.detail?.["retry_after_seconds"]);
+  return Number.isInteger(n) && n > 0 ? n : undefined;
 }
 
 /**

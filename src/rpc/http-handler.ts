@@ -60,7 +60,7 @@ const CORS_ALLOW_HEADERS = [
   "authorization", "content-type", "connect-protocol-version", "connect-timeout-ms",
   "grpc-timeout", "x-grpc-web", "x-user-agent", "x-device-id", "x-request-id", "x-admin-key",
 ].join(", ");
-const CORS_EXPOSE_HEADERS = ["grpc-status", "grpc-message", "grpc-status-details-bin", "x-request-id"].join(", ");
+const CORS_EXPOSE_HEADERS = ["retry-after", "grpc-status", "grpc-message", "grpc-status-details-bin", "x-request-id"].join(", ");
 
 /**
  * One request listener for HTTP/1.1 and HTTP/2 alike, serving Connect, gRPC and gRPC-Web (through
@@ -245,7 +245,7 @@ export function createHttpHandler(options: HttpHandlerOptions) {
     message: Record<string, JsonValue>,
     req: NodeRequest,
     requestId: string,
-  ): Promise<{ status: number; json: string }> {
+  ): Promise<{ status: number; json: string; headers?: Record<string, string> }> {
     const spec = implByMethod.get(`${method.parent.typeName}/${method.name}`);
     if (spec === undefined || spec.kind !== "unary") throw new Error(`no unary implementation for ${method.name}`);
     const header = new Headers();
@@ -280,8 +280,10 @@ export function createHttpHandler(options: HttpHandlerOptions) {
       const error = ConnectError.from(e);
       // The stable domain code rides in the ErrorInfo detail that errors.ts attaches.
       const info = error.findDetails(ErrorInfoSchema)[0];
+      const retryAfter = error.metadata.get("retry-after");
       return {
         status: httpStatusOf(error.code),
+        ...(retryAfter === null ? {} : { headers: { "retry-after": retryAfter } }),
         json: JSON.stringify({
           code: info?.reason ?? (error.code === Code.InvalidArgument ? "invalid_request" : codeName(error.code)),
           message: error.rawMessage,
@@ -337,8 +339,8 @@ async function readJsonBody(req: NodeRequest, limit: number): Promise<unknown> {
 /** Headers a REST call passes on to the implementation and its interceptors. */
 const REST_FORWARDED_HEADERS = ["authorization", "x-admin-key", "user-agent", "x-device-id", "accept-language"];
 
-function sendRestResult(res: NodeResponse, result: { status: number; json: string }): void {
-  head(res, result.status, { "content-type": "application/json", "cache-control": "no-store" });
+function sendRestResult(res: NodeResponse, result: { status: number; json: string; headers?: Record<string, string> }): void {
+  head(res, result.status, { "content-type": "application/json", "cache-control": "no-store", ...result.headers });
   res.end(result.json);
 }
 

@@ -55,7 +55,9 @@ export async function serveGrpcUnary(
     call.context.responseTrailer.forEach((value, name) => trailer.set(name, value));
     setTrailerStatus(trailer, undefined);
   } catch (e) {
-    setTrailerStatus(trailer, ConnectError.from(e));
+    const error = ConnectError.from(e);
+    error.metadata.forEach((value, name) => trailer.set(name, value));
+    setTrailerStatus(trailer, error);
   } finally {
     call.done();
   }
@@ -144,6 +146,7 @@ export async function serveConnectUnary(
     status = codeToHttpStatus(error.code);
     contentType = "application/json";
     body = errorToJsonBytes(error, options.jsonOptions);
+    error.metadata.forEach((value, name) => call.context.responseHeader.set(name, value));
   } finally {
     call.done();
   }

@@ -3,6 +3,7 @@ import {
   type AccountReader,
   type AuditLog,
   type SigninFailureCounter,
+  type SingleUsePurger,
   type LinkedAccount,
   SigninConflict,
   type SigninWriter,
@@ -11,6 +12,7 @@ import type { Db } from "./database.ts";
 import { guarded, storeError, uniqueViolationFields } from "./prisma-errors.ts";
 import { newId } from "../core/ids.ts";
 import { challengeCreate, seenWrites } from "./mfa-store.ts";
+import { ADDRESS_FAILURE_TYPES, NOT_CALLER_FAULT_CODES } from "./hot/sql.ts";
 
 export interface UserRow {
   id: string;
@@ -166,6 +168,7 @@ export function createAccountStore(db: Db): AccountReader & SigninWriter {
         );
       }
       ops.push(db.auditEvent.create({ data: auditRow(audit), select: { id: true } }));
+      for (const use of write.uses ?? []) ops.push(db.usedIdToken.create({ data: use, select: { key: true } }));
       // The password policy needs the credential's change time. A new user has none; for an
       // existing one it is read beside the transaction, not in it: no added latency, and the
       // transaction stays flat (a nested select would add a read-back inside it).
@@ -177,6 +180,7 @@ export function createAccountStore(db: Db): AccountReader & SigninWriter {
         if ((e as { code?: unknown })?.code === "P2025") throw new SigninConflict("status", { cause: e });
         const fields = uniqueViolationFields(e);
         if (fields?.includes("username")) throw new SigninConflict("username", { cause: e });
+        if (fields?.includes("key")) throw new SigninConflict("replay", { cause: e });
         if (fields?.includes("subject") || fields?.includes("issuer")) throw new SigninConflict("identity", { cause: e });
         throw storeError(e);
       }
@@ -184,19 +188,45 @@ export function createAccountStore(db: Db): AccountReader & SigninWriter {
   };
 }
 
-export function createAuditLog(db: Db): AuditLog & SigninFailureCounter {
+/** The audit rows that count against an address (sql.ts says which). */
+function addressFailures(ip: string, since: Date) {
   return {
+    ip,
+    type: { in: ADDRESS_FAILURE_TYPES },
+    at: { gte: since },
+    OR: [{ code: null }, { code: { notIn: NOT_CALLER_FAULT_CODES } }],
+  };
+}
+
+export function createAuditLog(db: Db): AuditLog & SigninFailureCounter & SingleUsePurger & { purgeAuditBefore(before: Date): Promise<number> } {
+  return {
+    async purgeExpiredUses(before) {
+      const { count } = await guarded(() => db.usedIdToken.deleteMany({ where: { expiresAt: { lt: before } } }));
+      return count;
+    },
+    /** Audit rows older than `before` (the retention), in batches so no lock is held for long. */
+    async purgeAuditBefore(before) {
+      let total = 0;
+      for (;;) {
+        const batch = await guarded(() => db.auditEvent.findMany({ where: { at: { lt: before } }, select: { id: true }, take: 5000 }));
+        if (batch.length === 0) return total;
+        const { count } = await guarded(() => db.auditEvent.deleteMany({ where: { id: { in: batch.map((r) => r.id) } } }));
+        total += count;
+        if (batch.length < 5000) return total;
+      }
+    },
     async record(event) {
       await guarded(() => db.auditEvent.create({ data: auditRow(event), select: { id: true } }));
     },
     failuresFromIp(ip, since, cap) {
-      // Index (ip, type, at); `take` bounds the work however long an attack goes on.
-      return guarded(() =>
-        db.auditEvent.count({
-          where: { ip, type: "signin.failed", at: { gte: since }, NOT: { code: "rate_limited" } },
-          take: cap,
-        }),
+      // Index (ip, type, at, code); `take` bounds the work however long an attack goes on.
+      return guarded(() => db.auditEvent.count({ where: addressFailures(ip, since), take: cap }));
+    },
+    async nthRecentFailureFromIp(ip, since, n) {
+      const row = await guarded(() =>
+        db.auditEvent.findFirst({ where: addressFailures(ip, since), orderBy: { at: "desc" }, skip: n - 1, select: { at: true } }),
       );
+      return row?.at ?? null;
     },
   };
 }

@@ -314,6 +314,13 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
       return guarded(() => db.auditEvent.count({ where: codeFailures(userId, since) }));
     },
 
+    async nthRecentCodeFailure(userId, since, n) {
+      const row = await guarded(() =>
+        db.auditEvent.findFirst({ where: codeFailures(userId, since), orderBy: { at: "desc" }, skip: n - 1, select: { at: true } }),
+      );
+      return row?.at ?? null;
+    },
+
     async savePendingTotp(factor, audit) {
       try {
         await db.$transaction(async (tx) => {

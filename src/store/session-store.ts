@@ -85,8 +85,10 @@ export function createSessionStore(db: Db): SessionStore {
     },
 
     async findSessionByRefreshToken(tokenHash) {
-      const row = await guarded(() => db.refreshToken.findUnique({ where: { tokenHash }, select: { session: true } }));
-      return row === null ? null : sessionFromRow(row.session);
+      const row = await guarded(() =>
+        db.refreshToken.findUnique({ where: { tokenHash }, select: { session: true, usedAt: true, expiresAt: true } }),
+      );
+      return row === null ? null : { ...sessionFromRow(row.session), tokenUsedAt: row.usedAt, tokenExpiresAt: row.expiresAt };
     },
 
     async listActiveSessions(userId, now) {

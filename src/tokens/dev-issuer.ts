@@ -65,6 +65,8 @@ export async function createDevIssuer(options: { issuer: string; clock: Clock })
         .setAudience(r.aud ?? DEV_CLIENT_ID)
         .setIssuedAt(now)
         .setExpirationTime(now + 600)
+        // Each token is its own (a sign-in accepts a token once), even two minted in one second.
+        .setJti(randomUUID())
         .sign(privateKey);
     },
   };

@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import { timingSafeEqual } from "node:crypto";
 import {
   decodeProtectedHeader,
   errors as joseErrors,
@@ -11,6 +11,7 @@ import { DomainError, type ErrorCode } from "../core/errors.ts";
 import type { ExternalIdentity, ProviderPolicy } from "../core/model.ts";
 import type { IdTokenVerifier } from "../core/ports.ts";
 import type { KeyResolver } from "./remote-key-set.ts";
+import { sha256Hex } from "./sha256.ts";
 
 /** Everything needed to verify one provider's ID tokens. */
 export interface ProviderVerification extends ProviderPolicy {
@@ -29,7 +30,13 @@ export interface ProviderVerification extends ProviderPolicy {
   clockSkewSeconds: number;
   /** Reject tokens issued longer ago than this (on top of `exp`). */
   maxTokenAgeSeconds: number | null;
-  requireNonce: boolean;
+  /**
+   * `true`: the request must carry the nonce and the token must hold it. `"server"`: besides,
+   * the nonce must be one this service issued (POST /auth/id-token/nonce) and not yet spent.
+   */
+  requireNonce: boolean | "server";
+  /** Whether a token may be used for more than one sign-in (default: no, each token once). */
+  allowReplay?: boolean | undefined;
   /**
    * How the token carries the caller's nonce: as sent (`none`), or as the hex SHA-256 of it
    * (`sha256`: Sign in with Apple and Firebase-style clients put the hash in the authorization
@@ -114,7 +121,7 @@ export function createIdTokenVerifier(options: IdTokenVerifierOptions): IdTokenV
       throw new DomainError("id_token_malformed", "id_token header is not valid JSON", { cause: e });
     }
     const provider = pickProvider(token, request.provider);
-    if (provider.requireNonce && request.nonce === undefined) {
+    if (provider.requireNonce !== false && request.nonce === undefined) {
       throw new DomainError("nonce_required", `provider "${provider.name}" requires the nonce`);
     }
     if (typeof header.alg !== "string" || !provider.algorithms.includes(header.alg)) {
@@ -160,7 +167,7 @@ export function createIdTokenVerifier(options: IdTokenVerifierOptions): IdTokenV
     }
     if (request.nonce !== undefined) {
       const nonce = payload["nonce"];
-      const expected = provider.nonceHashing === "sha256" ? createHash("sha256").update(request.nonce).digest("hex") : request.nonce;
+      const expected = provider.nonceHashing === "sha256" ? sha256Hex(request.nonce) : request.nonce;
       if (typeof nonce !== "string" || !equalStrings(nonce, expected)) {
         throw new DomainError("id_token_nonce_mismatch", "the token's nonce does not match the request's nonce");
       }
@@ -192,6 +199,15 @@ export function createIdTokenVerifier(options: IdTokenVerifierOptions): IdTokenV
       phone: booleanClaim(payload["phone_number_verified"]) ? stringClaim(payload, "phone_number") : null,
       amr: Array.isArray(payload["amr"]) ? payload["amr"].filter((m): m is string => typeof m === "string") : [],
       acr: stringClaim(payload, "acr"),
+      use: provider.allowReplay === true ? null : {
+        key: typeof payload.jti === "string" && payload.jti !== ""
+          ? `jti:${sha256Hex(`${issuer}\n${payload.jti}`)}`
+          : `tok:${sha256Hex(token)}`,
+        // Past this instant the token is refused as expired anyway: no need to remember it.
+        expiresAt: new Date((payload.exp! + provider.clockSkewSeconds) * 1000),
+      },
+      // Matched against the token's nonce above; the core checks that we issued it.
+      serverNonce: provider.requireNonce === "server" ? request.nonce! : null,
     };
   }
 

@@ -180,8 +180,15 @@ for (const kind of testDatabaseKinds()) for (const [impl, sessionStoreOf] of Obj
       const principal = await sessions.authenticate(l.accessToken);
       expect((await sessions.listSessions(principal)).map((s) => s.id)).toEqual([a.sessionId]);
       expect(await codeOf(sessions.revokeSession(principal, "ses_nope", client))).toBe("session_not_found");
-      expect(await sessions.signOut({ refreshToken: l.refreshToken }, true, client)).toBe(1);
+      // All sessions needs the access token; a refresh token ends only its own live session.
+      expect(await codeOf(sessions.signOut({ refreshToken: l.refreshToken }, true, client))).toBe("access_token_required");
+      expect(await sessions.signOut({ refreshToken: l.refreshToken }, false, client)).toBe(1);
       expect(await sessions.listSessions(principal)).toEqual([]);
+      // A spent token signing out is reuse: its session ends, and the caller learns it.
+      const b = await signedIn();
+      await sessions.refresh(b.token, client);
+      expect(await codeOf(sessions.signOut({ refreshToken: b.token }, false, client))).toBe("refresh_token_reused");
+      expect((await db.client.session.findUniqueOrThrow({ where: { id: b.sessionId } })).revokedReason).toBe("refresh_token_reuse");
     });
   });
 }

@@ -25,16 +25,17 @@ describe("Cache-Control on answers", () => {
   const rpc = `/identity.v1.AuthService/SigninWithIdToken`;
 
   it("sign-in answers are no-store over REST, Connect (both paths) and gRPC-Web, refusals too", async () => {
-    const token = await mint("cache-control");
-    const body = JSON.stringify({ id_token: token, provider: "dev" });
-    const message = toBinary(SigninWithIdTokenRequestSchema, create(SigninWithIdTokenRequestSchema, { idToken: token, provider: "dev" }));
+    // A token signs in once: four of them.
+    const [t1, t2, t3, t4] = await Promise.all([1, 2, 3, 4].map(() => mint("cache-control")));
+    const bodyOf = (token: string) => JSON.stringify({ id_token: token, provider: "dev" });
+    const message = toBinary(SigninWithIdTokenRequestSchema, create(SigninWithIdTokenRequestSchema, { idToken: t4!, provider: "dev" }));
     const frame = Buffer.alloc(5 + message.length);
     frame.writeUInt32BE(message.length, 1);
     frame.set(message, 5);
     const answers = await Promise.all([
-      fetch(`${t.url}/auth/id-token/signin`, { method: "POST", headers: json, body }),
-      fetch(`${t.url}${rpc}`, { method: "POST", headers: { ...json, "connect-protocol-version": "1" }, body }),
-      fetch(`${t.url}${rpc}`, { method: "POST", headers: { ...json, "connect-protocol-version": "1", "connect-timeout-ms": "10000" }, body }),
+      fetch(`${t.url}/auth/id-token/signin`, { method: "POST", headers: json, body: bodyOf(t1!) }),
+      fetch(`${t.url}${rpc}`, { method: "POST", headers: { ...json, "connect-protocol-version": "1" }, body: bodyOf(t2!) }),
+      fetch(`${t.url}${rpc}`, { method: "POST", headers: { ...json, "connect-protocol-version": "1", "connect-timeout-ms": "10000" }, body: bodyOf(t3!) }),
       fetch(`${t.url}${rpc}`, { method: "POST", headers: { "content-type": "application/grpc-web+proto", "x-grpc-web": "1" }, body: frame }),
       fetch(`${t.url}/auth/id-token/signin`, { method: "POST", headers: json, body: JSON.stringify({ id_token: "not-a-jwt" }) }),
       fetch(`${t.url}${rpc}`, { method: "POST", headers: json, body: JSON.stringify({ id_token: "not-a-jwt" }) }),

@@ -146,6 +146,9 @@ describe("ChangePassword and the password fields", () => {
     }
     const limited = await change(token, { current_password: "violet lanterns drift", new_password: "another fine passphrase" });
     expect(limited).toMatchObject({ status: 429, body: { code: "rate_limited" } });
+    const retry = Number((limited.body["details"] as Record<string, string>)["retry_after_seconds"]);
+    expect(retry).toBeGreaterThan(800); // the failures just happened: nearly the whole 900 s window
+    expect(retry).toBeLessThanOrEqual(900);
   });
 
   it("works over Connect too", async () => {

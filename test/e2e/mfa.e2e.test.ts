@@ -357,6 +357,10 @@ describe("adaptive MFA", () => {
       const refused = await api.verify({ challenge_token: token, method: "totp", code: right }, { device });
       expect(refused.status).toBe(429);
       expect(refused.body["code"]).toBe("rate_limited");
+      // When the oldest counted wrong code leaves the 15-minute window: less than the window.
+      const retry = Number((refused.body["details"] as Record<string, string>)["retry_after_seconds"]);
+      expect(retry).toBeGreaterThan(0);
+      expect(retry).toBeLessThanOrEqual(900);
       expect((await api.authed("POST", "/auth/mfa/totp/disable", u.access, { code: right })).body["code"]).toBe("rate_limited");
 
       // The window passes: the right code works again (the challenge has expired meanwhile).
@@ -420,7 +424,8 @@ describe("upstream MFA from a trusted provider lowers the risk", () => {
       const secret = (await api.authed("POST", "/auth/mfa/totp/enroll", access)).body["secret"] as string;
       expect((await api.authed("POST", "/auth/mfa/totp/confirm", access, { code: totpCode(secret, new Date()) })).status).toBe(200);
 
-      const res = await api.signin(await token(["pwd", "mfa"]), { provider, device: `${sub}-B` });
+      const second = await token(["pwd", "mfa"]);
+      const res = await api.signin(second, { provider, device: `${sub}-B` });
       expect(res.status).toBe(200);
       if (expected === "tokens") {
         expect(res.body).toMatchObject({ requires_mfa: false, risk_level: "low", risk_assessment: { score: 0, require_mfa: false } });
@@ -434,6 +439,11 @@ describe("upstream MFA from a trusted provider lowers the risk", () => {
       } else {
         expectChallenge(res, "new_device");
         expect(res.body["risk_assessment"]).toMatchObject({ score: 30 });
+        // The challenge was this token's use: replayed, it gets no second challenge.
+        const replay = await api.signin(second, { provider, device: `${sub}-C` });
+        expect(replay).toMatchObject({ status: 401, body: { code: "id_token_replayed" } });
+        const { userId } = await testApp.app.database.client.identity.findFirstOrThrow({ where: { subject: sub } });
+        expect(await testApp.app.database.client.mfaChallenge.count({ where: { userId } })).toBe(1);
       }
     });
   }

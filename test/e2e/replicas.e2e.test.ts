@@ -54,9 +54,10 @@ describe.runIf(kind !== null)("two replicas on one PostgreSQL", () => {
   });
 
   it("many concurrent first sign-ins of one new identity create exactly one user and one link", async () => {
-    const { idToken } = await op.obtainIdToken({ sub: "race-sub", email: "race@example.com" });
+    // Each sign-in with a token of its own (a token signs in once).
+    const tokens = await Promise.all(Array.from({ length: 16 }, () => op.obtainIdToken({ sub: "race-sub", email: "race@example.com" })));
     const responses = await Promise.all(
-      Array.from({ length: 16 }, (_, i) => post(replicas[i % 2]!.url, "/auth/id-token/signin", { id_token: idToken, provider: "acme" })),
+      tokens.map(({ idToken }, i) => post(replicas[i % 2]!.url, "/auth/id-token/signin", { id_token: idToken, provider: "acme" })),
     );
     const bodies = (await Promise.all(responses.map((r) => r.json()))) as { user_id?: string; code?: string }[];
     expect(responses.map((r) => r.status)).toEqual(Array(16).fill(200));
@@ -64,6 +65,19 @@ describe.runIf(kind !== null)("two replicas on one PostgreSQL", () => {
     expect(await count(`SELECT count(*) AS n FROM identities WHERE subject = 'race-sub'`)).toBe(1);
     expect(await count(`SELECT count(*) AS n FROM users WHERE email = 'race@example.com'`)).toBe(1);
     expect(await count(`SELECT count(*) AS n FROM sessions WHERE user_id = '${bodies[0]!.user_id}'`)).toBe(16);
+  });
+
+  it("one ID token presented to both replicas at once signs in exactly once; the rest are id_token_replayed", async () => {
+    const { idToken } = await op.obtainIdToken({ sub: "replay-sub", email: "replay@example.com" });
+    const responses = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => post(replicas[i % 2]!.url, "/auth/id-token/signin", { id_token: idToken, provider: "acme" })),
+    );
+    const bodies = (await Promise.all(responses.map((r) => r.json()))) as { user_id?: string; code?: string }[];
+    expect(responses.filter((r) => r.status === 200)).toHaveLength(1);
+    expect(bodies.filter((b) => b.code === "id_token_replayed")).toHaveLength(11);
+    expect(responses.filter((r) => r.status !== 200).every((r) => r.status === 401)).toBe(true);
+    expect(await count(`SELECT count(*) AS n FROM sessions s JOIN identities i ON i.user_id = s.user_id WHERE i.subject = 'replay-sub'`)).toBe(1);
+    expect(await count(`SELECT count(*) AS n FROM audit_events WHERE code = 'id_token_replayed' AND subject = 'replay-sub'`)).toBe(11);
   });
 
   it("one refresh token presented to both replicas at once: exactly one wins", async () => {

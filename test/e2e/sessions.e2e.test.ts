@@ -97,13 +97,34 @@ describe("token lifecycle end to end", () => {
     expect((err as ConnectError).findDetails(ErrorInfoSchema)[0]?.reason).toBe("session_revoked");
   });
 
-  it("signs out every session with a refresh token alone", async () => {
+  it("signs out with a refresh token only its own live session; a dead one changes nothing but reuse", async () => {
     const a = await signin("everywhere");
-    await signin("everywhere");
-    const res = await fetch(`${t.url}/auth/signout`, { method: "POST", headers: json, body: JSON.stringify({ refresh_token: a.refresh_token, all_sessions: true }) });
-    expect(((await res.json()) as { revoked_sessions: number }).revoked_sessions).toBe(2);
-    const sessions = await t.app.database.client.session.count({ where: { userId: a.user_id, revokedAt: null } });
-    expect(sessions).toBe(0);
+    const b = await signin("everywhere");
+    const live = () => t.app.database.client.session.count({ where: { userId: a.user_id, revokedAt: null } });
+    const signout = (body: unknown, headers: Record<string, string> = {}) =>
+      fetch(`${t.url}/auth/signout`, { method: "POST", headers: { ...json, ...headers }, body: JSON.stringify(body) });
+    const codeOf = async (res: Response) => ({ status: res.status, code: ((await res.json()) as { code: string }).code });
+
+    // all_sessions needs the access token: a refresh token alone ends nothing.
+    expect(await codeOf(await signout({ refresh_token: a.refresh_token, all_sessions: true }))).toEqual({ status: 401, code: "access_token_required" });
+    expect(await live()).toBe(2);
+
+    // A spent (rotated) token: reuse detection ends that session, never the others.
+    const rotated = await fetch(`${t.url}/auth/token/refresh`, { method: "POST", headers: json, body: JSON.stringify({ refresh_token: a.refresh_token }) });
+    expect(rotated.status).toBe(200);
+    expect(await codeOf(await signout({ refresh_token: a.refresh_token }))).toEqual({ status: 401, code: "refresh_token_reused" });
+    expect(await live()).toBe(1);
+
+    // The token of a signed-out session: refused, nothing else happens.
+    const c = await signin("everywhere");
+    expect((await signout({ refresh_token: c.refresh_token })).status).toBe(200);
+    expect(await codeOf(await signout({ refresh_token: c.refresh_token }))).toEqual({ status: 401, code: "session_revoked" });
+    expect(await live()).toBe(1);
+
+    // The access token may end them all.
+    const all = await signout({ all_sessions: true }, bearer(b.access_token));
+    expect(((await all.json()) as { revoked_sessions: number }).revoked_sessions).toBe(1);
+    expect(await live()).toBe(0);
     const bad = await fetch(`${t.url}/auth/signout`, { method: "POST", headers: json, body: "{}" });
     expect(bad.status).toBe(401);
   });

@@ -21,6 +21,8 @@ function identity(over: Partial<ExternalIdentity> & { trust?: boolean } = {}): E
     phone: null,
     amr: [],
     acr: null,
+    use: null,
+    serverNonce: null,
     ...rest,
   };
 }

@@ -159,6 +159,9 @@ describe("createIdTokenVerifier", () => {
         phone: "+15550100",
         amr: ["pwd", "mfa"],
         acr: "urn:loa:2",
+        // Without a jti the token itself is the key; remembered until exp plus the skew.
+        use: { key: `tok:${createHash("sha256").update(token).digest("hex")}`, expiresAt: expect.any(Date) },
+        serverNonce: null,
       });
     });
 

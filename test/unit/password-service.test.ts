@@ -39,6 +39,10 @@ function setup(initial: { hash: string | null; sessionAgeMs?: number; status?: U
     async countRecentEvents(_u, type, code, since) {
       return audit.filter((e) => e.type === type && e.code === code && e.at >= since).length;
     },
+    async nthRecentEvent(_u, type, code, since, n) {
+      const ats = audit.filter((e) => e.type === type && e.code === code && e.at >= since).map((e) => e.at.getTime()).sort((a, b) => b - a);
+      return ats.length >= n ? new Date(ats[n - 1]!) : null;
+    },
     async commitPasswordChange(w) {
       if (state.hash !== w.expectedHash) return { kind: "conflict" };
       state.hash = w.hash;
@@ -109,10 +113,17 @@ describe("changePassword", () => {
     });
 
     it("throttles wrong current passwords per user, then forgets them after the window", async () => {
-      for (let i = 0; i < 3; i++) expect(await codeOf(s.service.changePassword(change("wrong", "x")))).toBe("password_incorrect");
-      // Even the right password is not checked while throttled.
+      for (let i = 0; i < 3; i++) {
+        expect(await codeOf(s.service.changePassword(change("wrong", "x")))).toBe("password_incorrect");
+        s.advance(100_000);
+      }
+      // Even the right password is not checked while throttled; the refusal says when it lifts:
+      // when the oldest of the 3 failures (300 s ago) leaves the 900 s window.
+      const limited = await s.service.changePassword(change("old password 2025", "a brand new passphrase")).catch((e: DomainError) => e);
+      expect(limited).toMatchObject({ code: "rate_limited", detail: { retry_after_seconds: "600" } });
+      s.advance(599_000);
       expect(await codeOf(s.service.changePassword(change("old password 2025", "a brand new passphrase")))).toBe("rate_limited");
-      s.advance(901_000);
+      s.advance(2_000);
       expect(await codeOf(s.service.changePassword(change("old password 2025", "a brand new passphrase")))).toBe("ok");
     });
 

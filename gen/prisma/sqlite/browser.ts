@@ -78,3 +78,11 @@ export type UserDevice = Prisma.UserDeviceModel
  * GeoIP placed them at the last sighting.
  */
 export type UserNetwork = Prisma.UserNetworkModel
+/**
+ * Model UsedIdToken
+ * ID tokens already used for a sign-in (or an MFA challenge), kept until they expire so that a
+ * token is accepted once, across every replica: the key is `jti:` SHA-256(issuer, jti) when the
+ * token has a `jti`, else `tok:` SHA-256(token); and server-issued nonces spent by a sign-in
+ * (`nonce:` SHA-256(nonce)).
+ */
+export type UsedIdToken = Prisma.UsedIdTokenModel

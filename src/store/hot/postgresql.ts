@@ -10,7 +10,7 @@ import { newId } from "../../core/ids.ts";
 import type { AuditRecord } from "../../core/model.ts";
 import { type RefreshDecision, SigninConflict, type SigninWrite } from "../../core/ports.ts";
 import { storeError } from "../prisma-errors.ts";
-import { refreshStateOf, type Row, sessionWithStatusOf, snapshotOf, userOf } from "./rows.ts";
+import { dateOf, refreshStateOf, type Row, sessionWithStatusOf, snapshotOf, userOf } from "./rows.ts";
 import * as SQL from "./sql.ts";
 import type { HotStore } from "./sqlite.ts";
 
@@ -98,6 +98,11 @@ export function createPostgresHotStore(
     async failuresFromIp(ip, since, cap) {
       const { rows } = await guarded(() => query(pool, ipFailuresSql, [ip, since, cap]));
       return Number(rows[0]!["n"]);
+    },
+
+    async nthRecentFailureFromIp(ip, since, n) {
+      const { rows } = await guarded(() => query(pool, SQL.NTH_RECENT_ADDRESS_FAILURE_SQL, [ip, since, n - 1]));
+      return dateOf(rows[0]?.["at"]);
     },
 
     async commitSignin(write) {
@@ -226,6 +231,9 @@ function signinWriteStatement(write: SigninWrite): { text: string; values: unkno
           longitude = excluded.longitude, last_seen_at = excluded.last_seen_at)`);
     }
   }
+  (write.uses ?? []).forEach((use, i) => {
+    ctes.push(`t${i} AS (INSERT INTO used_id_tokens (key, expires_at) SELECT ${p(use.key)}, ${p(use.expiresAt, "::timestamp")} FROM u)`);
+  });
   const a = write.audit;
   ctes.push(`a AS (INSERT INTO audit_events (id, at, type, code, user_id, provider, issuer, subject, ip, user_agent, request_id, detail)
     SELECT ${p(newId("evt"))}, ${p(a.at, "::timestamp")}, ${p(a.type)}, ${p(a.code ?? null)}, ${p(a.userId ?? null)}, ${p(a.provider ?? null)},
@@ -241,6 +249,7 @@ function conflictOf(e: unknown): SigninConflict | null {
   if ((e as { code?: unknown })?.code !== "23505") return null;
   const constraint = String((e as { constraint?: unknown }).constraint ?? "");
   if (constraint.includes("username")) return new SigninConflict("username", { cause: e });
+  if (constraint.includes("used_id_tokens")) return new SigninConflict("replay", { cause: e });
   if (constraint.includes("issuer") || constraint.includes("subject")) return new SigninConflict("identity", { cause: e });
   return null;
 }

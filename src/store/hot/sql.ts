@@ -5,6 +5,7 @@
  *
  * Table and column names are those of prisma/schema.prisma (`@@map` / `@map`).
  */
+import { NOT_CALLER_FAULTS } from "../../core/errors.ts";
 import type { SigninSnapshotQuery } from "../../core/ports.ts";
 import type { Dialect } from "../database.ts";
 import { USER_COLUMNS } from "./rows.ts";
@@ -12,6 +13,17 @@ import { USER_COLUMNS } from "./rows.ts";
 /** Audit types that count as failures attributed to a user, for the `recent_failures` signal. */
 export const FAILURE_TYPES = ["signin.failed", "mfa.verify_failed", "mfa.challenge_exhausted", "mfa.code_failed"];
 const FAILURE_TYPES_SQL = FAILURE_TYPES.map((t) => `'${t}'`).join(", ");
+
+/**
+ * Audit types that count against the caller's address (the per-address limit), when their code is
+ * the caller's fault (not an outage, not a refusal by the limit itself).
+ */
+export const ADDRESS_FAILURE_TYPES = ["signin.failed", "mfa.verify_failed", "mfa.challenge_exhausted"];
+export const NOT_CALLER_FAULT_CODES = [...NOT_CALLER_FAULTS];
+const sqlList = (values: readonly string[]) => values.map((t) => `'${t}'`).join(", ");
+/** Counted failures from address `ip` since `since` (index (ip, type, at, code): seeks only). */
+const addressFailuresWhere = (ip: string, since: string) =>
+  `ip = ${ip} AND type IN (${sqlList(ADDRESS_FAILURE_TYPES)}) AND at >= ${since} AND (code IS NULL OR code NOT IN (${sqlList(NOT_CALLER_FAULT_CODES)}))`;
 
 /**
  * How much network history one sign-in reads: the most recently seen networks. A network not
@@ -61,7 +73,7 @@ function userReadColumns(dialect: Dialect, device: string, since: string): strin
 /** Failed sign-ins from address `ip` since `since`, at most `cap`, as column `ip_failures`. */
 function ipFailuresColumn(dialect: Dialect, ip: string, since: string, cap: string): string {
   return `(SELECT count(*) FROM (SELECT 1 FROM audit_events
-     WHERE ip = ${ip} AND type = 'signin.failed' AND at >= ${since} AND (code IS NULL OR code <> 'rate_limited') LIMIT ${cap}) f)${dialectSql(dialect).int} AS ip_failures`;
+     WHERE ${addressFailuresWhere(ip, since)} LIMIT ${cap}) f)${dialectSql(dialect).int} AS ip_failures`;
 }
 
 /** The (at most two) users whose verified e-mail is `email`, as JSON column `email_owners`. */
@@ -111,8 +123,7 @@ export const SQLITE_READ = {
   networks: `SELECT network, country, latitude, longitude, last_seen_at FROM user_networks WHERE user_id = $1
   ORDER BY last_seen_at DESC LIMIT ${RECENT_NETWORKS}`,
   /** $1 address, $2 since: failed sign-ins (the caller caps the count). */
-  ipFailures: `SELECT count(*) AS n FROM audit_events
-  WHERE ip = $1 AND type = 'signin.failed' AND at >= $2 AND (code IS NULL OR code <> 'rate_limited')`,
+  ipFailures: `SELECT count(*) AS n FROM audit_events WHERE ${addressFailuresWhere("$1", "$2")}`,
   /** $1 user id, $2 since. */
   recentFailures: `SELECT count(*) AS recent_failures FROM audit_events
   WHERE user_id = $1 AND type IN (${FAILURE_TYPES_SQL}) AND at >= $2`,
@@ -131,8 +142,15 @@ export function signinReadParams(q: SigninSnapshotQuery): unknown[] {
 /** Failed sign-ins from an address (for refused tokens): $1 address, $2 since, $3 cap. */
 export function ipFailuresSql(dialect: Dialect): string {
   return `SELECT count(*)${dialect === "postgresql" ? "::int" : ""} AS n FROM (SELECT 1 FROM audit_events
-  WHERE ip = $1 AND type = 'signin.failed' AND at >= $2 AND (code IS NULL OR code <> 'rate_limited') LIMIT $3) f`;
+  WHERE ${addressFailuresWhere("$1", "$2")} LIMIT $3) f`;
 }
+
+/** The time of the `$3`-th most recent counted failure from address `$1` since `$2`. */
+export const NTH_RECENT_ADDRESS_FAILURE_SQL = `SELECT at FROM audit_events WHERE ${addressFailuresWhere("$1", "$2")}
+  ORDER BY at DESC LIMIT 1 OFFSET $3`;
+
+/** Marks an ID token used: $1 key, $2 expires at (a second use violates the primary key). */
+export const INSERT_USED_ID_TOKEN_SQL = `INSERT INTO used_id_tokens (key, expires_at) VALUES ($1, $2)`;
 
 /** A session with its user's status: $1 session id. */
 export const FIND_SESSION_SQL = `SELECT s.*, u.status AS user_status, u.locked_until AS user_locked_until

@@ -23,7 +23,7 @@ import {
   type SigninWriter,
 } from "../../core/ports.ts";
 import { storeError } from "../prisma-errors.ts";
-import { refreshStateOf, type Row, sessionWithStatusOf, snapshotOf, userOf } from "./rows.ts";
+import { dateOf, refreshStateOf, type Row, sessionWithStatusOf, snapshotOf, userOf } from "./rows.ts";
 import * as SQL from "./sql.ts";
 
 export type HotSessionStore = Pick<SessionStore, "refresh" | "findSession" | "findUser">;
@@ -174,6 +174,8 @@ export function createSqliteHotStore(
 
   function commit(write: SigninWrite): UserWithPassword {
     const { account, at } = write;
+    // First: a replayed token fails here, before anything else is written.
+    for (const use of write.uses ?? []) run(SQL.INSERT_USED_ID_TOKEN_SQL, use.key, use.expiresAt);
     const challenge = "challenge" in write ? write.challenge : null;
     let user: UserWithPassword;
     if (account.kind === "create") {
@@ -253,6 +255,10 @@ export function createSqliteHotStore(
       return read(() => Math.min(cap, Number(get(SQL.SQLITE_READ.ipFailures, ip, since)!["n"])));
     },
 
+    nthRecentFailureFromIp(ip, since, n) {
+      return read(() => dateOf(get(SQL.NTH_RECENT_ADDRESS_FAILURE_SQL, ip, since, n - 1)?.["at"]));
+    },
+
     commitSignin(write) {
       return transaction(() => {
         try {
@@ -309,6 +315,7 @@ function conflictOf(e: unknown): SigninConflict | null {
   if (code !== "SQLITE_CONSTRAINT_UNIQUE" && code !== "SQLITE_CONSTRAINT_PRIMARYKEY") return null;
   const message = String((e as Error).message);
   if (message.includes("users.username")) return new SigninConflict("username", { cause: e });
+  if (message.includes("used_id_tokens.key")) return new SigninConflict("replay", { cause: e });
   if (message.includes("identities.issuer") || message.includes("identities.subject")) return new SigninConflict("identity", { cause: e });
   return null;
 }

@@ -11,7 +11,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file identity/v1/auth_service.proto.
  */
 export const file_identity_v1_auth_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5pZGVudGl0eS92MS9hdXRoX3NlcnZpY2UucHJvdG8SC2lkZW50aXR5LnYxIiwKE1JlZnJlc2hUb2tlblJlcXVlc3QSFQoNcmVmcmVzaF90b2tlbhgBIAEoCSKFAQoQVmVyaWZ5TWZhUmVxdWVzdBIXCg9jaGFsbGVuZ2VfdG9rZW4YASABKAkSDgoGbWV0aG9kGAIgASgJEgwKBGNvZGUYAyABKAkSFAoMdHJ1c3RfZGV2aWNlGAQgASgIEhYKCWRldmljZV9pZBgFIAEoCUgAiAEBQgwKCl9kZXZpY2VfaWQiVAoOU2lnbk91dFJlcXVlc3QSFAoMYWxsX3Nlc3Npb25zGAEgASgIEhoKDXJlZnJlc2hfdG9rZW4YAiABKAlIAIgBAUIQCg5fcmVmcmVzaF90b2tlbiIrCg9TaWduT3V0UmVzcG9uc2USGAoQcmV2b2tlZF9zZXNzaW9ucxgBIAEoBSKUAQoYU2lnbmluV2l0aElkVG9rZW5SZXF1ZXN0EhAKCGlkX3Rva2VuGAEgASgJEhUKCHByb3ZpZGVyGAIgASgJSACIAQESEgoFbm9uY2UYAyABKAlIAYgBARIWCglkZXZpY2VfaWQYBCABKAlIAogBAUILCglfcHJvdmlkZXJCCAoGX25vbmNlQgwKCl9kZXZpY2VfaWQi/wQKDUxvZ2luUmVzcG9uc2USGQoMYWNjZXNzX3Rva2VuGAEgASgJSACIAQESHAoPY2hhbGxlbmdlX3Rva2VuGAIgASgJSAGIAQESEgoKZXhwaXJlc19pbhgDIAEoBRIdChBtZmFfY2hlY2tfcmVhc29uGAQgASgJSAKIAQESHAoUbXVzdF9jaGFuZ2VfcGFzc3dvcmQYBSABKAgSIAoTcGFzc3dvcmRfZXhwaXJlc19pbhgGIAEoBUgDiAEBEh0KEHBhc3N3b3JkX3dhcm5pbmcYByABKAlIBIgBARIaCg1yZWZyZXNoX3Rva2VuGAggASgJSAWIAQESHAoUcmVxdWlyZWRfbWZhX21ldGhvZHMYCSADKAkSFAoMcmVxdWlyZXNfbWZhGAogASgIEjkKD3Jpc2tfYXNzZXNzbWVudBgLIAEoCzIbLmlkZW50aXR5LnYxLlJpc2tBc3Nlc3NtZW50SAaIAQESFwoKcmlza19sZXZlbBgMIAEoCUgHiAEBEhIKCnRva2VuX3R5cGUYDSABKAkSJAoEdXNlchgOIAEoCzIRLmlkZW50aXR5LnYxLlVzZXJICIgBARIUCgd1c2VyX2lkGA8gASgJSAmIAQFCDwoNX2FjY2Vzc190b2tlbkISChBfY2hhbGxlbmdlX3Rva2VuQhMKEV9tZmFfY2hlY2tfcmVhc29uQhYKFF9wYXNzd29yZF9leHBpcmVzX2luQhMKEV9wYXNzd29yZF93YXJuaW5nQhAKDl9yZWZyZXNoX3Rva2VuQhIKEF9yaXNrX2Fzc2Vzc21lbnRCDQoLX3Jpc2tfbGV2ZWxCBwoFX3VzZXJCCgoIX3VzZXJfaWQiZAoOUmlza0Fzc2Vzc21lbnQSDQoFbGV2ZWwYASABKAkSHwoXcmVjb21tZW5kZWRfbWZhX21ldGhvZHMYAiADKAkSEwoLcmVxdWlyZV9tZmEYAyABKAgSDQoFc2NvcmUYBCABKAUikAIKBFVzZXISEgoKY3JlYXRlZF9hdBgBIAEoCRISCgVlbWFpbBgCIAEoCUgAiAEBEgoKAmlkGAMgASgJEhwKFG11c3RfY2hhbmdlX3Bhc3N3b3JkGAQgASgIEiAKE3Bhc3N3b3JkX2V4cGlyZXNfaW4YBSABKAVIAYgBARIdChBwYXNzd29yZF93YXJuaW5nGAYgASgJSAKIAQESEgoFcGhvbmUYByABKAlIA4gBARIOCgZzdGF0dXMYCCABKAkSEAoIdXNlcm5hbWUYCSABKAlCCAoGX2VtYWlsQhYKFF9wYXNzd29yZF9leHBpcmVzX2luQhMKEV9wYXNzd29yZF93YXJuaW5nQggKBl9waG9uZTK6AwoLQXV0aFNlcnZpY2USeAoRU2lnbmluV2l0aElkVG9rZW4SJS5pZGVudGl0eS52MS5TaWduaW5XaXRoSWRUb2tlblJlcXVlc3QaGi5pZGVudGl0eS52MS5Mb2dpblJlc3BvbnNlIiCC0+STAho6ASoiFS9hdXRoL2lkLXRva2VuL3NpZ25pbhJsCgxSZWZyZXNoVG9rZW4SIC5pZGVudGl0eS52MS5SZWZyZXNoVG9rZW5SZXF1ZXN0GhouaWRlbnRpdHkudjEuTG9naW5SZXNwb25zZSIegtPkkwIYOgEqIhMvYXV0aC90b2tlbi9yZWZyZXNoEmMKCVZlcmlmeU1mYRIdLmlkZW50aXR5LnYxLlZlcmlmeU1mYVJlcXVlc3QaGi5pZGVudGl0eS52MS5Mb2dpblJlc3BvbnNlIhuC0+STAhU6ASoiEC9hdXRoL21mYS92ZXJpZnkSXgoHU2lnbk91dBIbLmlkZW50aXR5LnYxLlNpZ25PdXRSZXF1ZXN0GhwuaWRlbnRpdHkudjEuU2lnbk91dFJlc3BvbnNlIhiC0+STAhI6ASoiDS9hdXRoL3NpZ25vdXRiBnByb3RvMw", [file_google_api_annotations]);
+  fileDesc("Ch5pZGVudGl0eS92MS9hdXRoX3NlcnZpY2UucHJvdG8SC2lkZW50aXR5LnYxIiwKE1JlZnJlc2hUb2tlblJlcXVlc3QSFQoNcmVmcmVzaF90b2tlbhgBIAEoCSKFAQoQVmVyaWZ5TWZhUmVxdWVzdBIXCg9jaGFsbGVuZ2VfdG9rZW4YASABKAkSDgoGbWV0aG9kGAIgASgJEgwKBGNvZGUYAyABKAkSFAoMdHJ1c3RfZGV2aWNlGAQgASgIEhYKCWRldmljZV9pZBgFIAEoCUgAiAEBQgwKCl9kZXZpY2VfaWQiOgoSQ3JlYXRlTm9uY2VSZXF1ZXN0EhYKCWRldmljZV9pZBgBIAEoCUgAiAEBQgwKCl9kZXZpY2VfaWQiTgoTQ3JlYXRlTm9uY2VSZXNwb25zZRINCgVub25jZRgBIAEoCRISCgpleHBpcmVzX2luGAIgASgFEhQKDG5vbmNlX3NoYTI1NhgDIAEoCSJUCg5TaWduT3V0UmVxdWVzdBIUCgxhbGxfc2Vzc2lvbnMYASABKAgSGgoNcmVmcmVzaF90b2tlbhgCIAEoCUgAiAEBQhAKDl9yZWZyZXNoX3Rva2VuIisKD1NpZ25PdXRSZXNwb25zZRIYChByZXZva2VkX3Nlc3Npb25zGAEgASgFIpQBChhTaWduaW5XaXRoSWRUb2tlblJlcXVlc3QSEAoIaWRfdG9rZW4YASABKAkSFQoIcHJvdmlkZXIYAiABKAlIAIgBARISCgVub25jZRgDIAEoCUgBiAEBEhYKCWRldmljZV9pZBgEIAEoCUgCiAEBQgsKCV9wcm92aWRlckIICgZfbm9uY2VCDAoKX2RldmljZV9pZCL/BAoNTG9naW5SZXNwb25zZRIZCgxhY2Nlc3NfdG9rZW4YASABKAlIAIgBARIcCg9jaGFsbGVuZ2VfdG9rZW4YAiABKAlIAYgBARISCgpleHBpcmVzX2luGAMgASgFEh0KEG1mYV9jaGVja19yZWFzb24YBCABKAlIAogBARIcChRtdXN0X2NoYW5nZV9wYXNzd29yZBgFIAEoCBIgChNwYXNzd29yZF9leHBpcmVzX2luGAYgASgFSAOIAQESHQoQcGFzc3dvcmRfd2FybmluZxgHIAEoCUgEiAEBEhoKDXJlZnJlc2hfdG9rZW4YCCABKAlIBYgBARIcChRyZXF1aXJlZF9tZmFfbWV0aG9kcxgJIAMoCRIUCgxyZXF1aXJlc19tZmEYCiABKAgSOQoPcmlza19hc3Nlc3NtZW50GAsgASgLMhsuaWRlbnRpdHkudjEuUmlza0Fzc2Vzc21lbnRIBogBARIXCgpyaXNrX2xldmVsGAwgASgJSAeIAQESEgoKdG9rZW5fdHlwZRgNIAEoCRIkCgR1c2VyGA4gASgLMhEuaWRlbnRpdHkudjEuVXNlckgIiAEBEhQKB3VzZXJfaWQYDyABKAlICYgBAUIPCg1fYWNjZXNzX3Rva2VuQhIKEF9jaGFsbGVuZ2VfdG9rZW5CEwoRX21mYV9jaGVja19yZWFzb25CFgoUX3Bhc3N3b3JkX2V4cGlyZXNfaW5CEwoRX3Bhc3N3b3JkX3dhcm5pbmdCEAoOX3JlZnJlc2hfdG9rZW5CEgoQX3Jpc2tfYXNzZXNzbWVudEINCgtfcmlza19sZXZlbEIHCgVfdXNlckIKCghfdXNlcl9pZCJkCg5SaXNrQXNzZXNzbWVudBINCgVsZXZlbBgBIAEoCRIfChdyZWNvbW1lbmRlZF9tZmFfbWV0aG9kcxgCIAMoCRITCgtyZXF1aXJlX21mYRgDIAEoCBINCgVzY29yZRgEIAEoBSKQAgoEVXNlchISCgpjcmVhdGVkX2F0GAEgASgJEhIKBWVtYWlsGAIgASgJSACIAQESCgoCaWQYAyABKAkSHAoUbXVzdF9jaGFuZ2VfcGFzc3dvcmQYBCABKAgSIAoTcGFzc3dvcmRfZXhwaXJlc19pbhgFIAEoBUgBiAEBEh0KEHBhc3N3b3JkX3dhcm5pbmcYBiABKAlIAogBARISCgVwaG9uZRgHIAEoCUgDiAEBEg4KBnN0YXR1cxgIIAEoCRIQCgh1c2VybmFtZRgJIAEoCUIICgZfZW1haWxCFgoUX3Bhc3N3b3JkX2V4cGlyZXNfaW5CEwoRX3Bhc3N3b3JkX3dhcm5pbmdCCAoGX3Bob25lMq0ECgtBdXRoU2VydmljZRJ4ChFTaWduaW5XaXRoSWRUb2tlbhIlLmlkZW50aXR5LnYxLlNpZ25pbldpdGhJZFRva2VuUmVxdWVzdBoaLmlkZW50aXR5LnYxLkxvZ2luUmVzcG9uc2UiIILT5JMCGjoBKiIVL2F1dGgvaWQtdG9rZW4vc2lnbmluEmwKDFJlZnJlc2hUb2tlbhIgLmlkZW50aXR5LnYxLlJlZnJlc2hUb2tlblJlcXVlc3QaGi5pZGVudGl0eS52MS5Mb2dpblJlc3BvbnNlIh6C0+STAhg6ASoiEy9hdXRoL3Rva2VuL3JlZnJlc2gSYwoJVmVyaWZ5TWZhEh0uaWRlbnRpdHkudjEuVmVyaWZ5TWZhUmVxdWVzdBoaLmlkZW50aXR5LnYxLkxvZ2luUmVzcG9uc2UiG4LT5JMCFToBKiIQL2F1dGgvbWZhL3ZlcmlmeRJxCgtDcmVhdGVOb25jZRIfLmlkZW50aXR5LnYxLkNyZWF0ZU5vbmNlUmVxdWVzdBogLmlkZW50aXR5LnYxLkNyZWF0ZU5vbmNlUmVzcG9uc2UiH4LT5JMCGToBKiIUL2F1dGgvaWQtdG9rZW4vbm9uY2USXgoHU2lnbk91dBIbLmlkZW50aXR5LnYxLlNpZ25PdXRSZXF1ZXN0GhwuaWRlbnRpdHkudjEuU2lnbk91dFJlc3BvbnNlIhiC0+STAhI6ASoiDS9hdXRoL3NpZ25vdXRiBnByb3RvMw", [file_google_api_annotations]);
 
 /**
  * RefreshTokenRequest carries a refresh token from a previous LoginResponse.
@@ -88,6 +88,63 @@ export const VerifyMfaRequestSchema: GenMessage<VerifyMfaRequest> = /*@__PURE__*
   messageDesc(file_identity_v1_auth_service, 1);
 
 /**
+ * CreateNonceRequest names the device the nonce is bound to.
+ *
+ * @generated from message identity.v1.CreateNonceRequest
+ */
+export type CreateNonceRequest = Message<"identity.v1.CreateNonceRequest"> & {
+  /**
+   * The device identifier the sign-in will send (as `device_id` or `x-device-id`). Required here
+   * or in the header.
+   *
+   * @generated from field: optional string device_id = 1;
+   */
+  deviceId?: string | undefined;
+};
+
+/**
+ * Describes the message identity.v1.CreateNonceRequest.
+ * Use `create(CreateNonceRequestSchema)` to create a new message.
+ */
+export const CreateNonceRequestSchema: GenMessage<CreateNonceRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_auth_service, 2);
+
+/**
+ * CreateNonceResponse carries a single-use nonce.
+ *
+ * @generated from message identity.v1.CreateNonceResponse
+ */
+export type CreateNonceResponse = Message<"identity.v1.CreateNonceResponse"> & {
+  /**
+   * The nonce: 48 URL-safe characters.
+   *
+   * @generated from field: string nonce = 1;
+   */
+  nonce: string;
+
+  /**
+   * Seconds until it expires.
+   *
+   * @generated from field: int32 expires_in = 2;
+   */
+  expiresIn: number;
+
+  /**
+   * Hex SHA-256 of the nonce, for providers whose tokens carry the hash (`nonce_hashing: sha256`).
+   *
+   * @generated from field: string nonce_sha256 = 3;
+   */
+  nonceSha256: string;
+};
+
+/**
+ * Describes the message identity.v1.CreateNonceResponse.
+ * Use `create(CreateNonceResponseSchema)` to create a new message.
+ */
+export const CreateNonceResponseSchema: GenMessage<CreateNonceResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_auth_service, 3);
+
+/**
  * SignOutRequest names what to end. Authenticate with the access token, or send the refresh token.
  *
  * @generated from message identity.v1.SignOutRequest
@@ -113,7 +170,7 @@ export type SignOutRequest = Message<"identity.v1.SignOutRequest"> & {
  * Use `create(SignOutRequestSchema)` to create a new message.
  */
 export const SignOutRequestSchema: GenMessage<SignOutRequest> = /*@__PURE__*/
-  messageDesc(file_identity_v1_auth_service, 2);
+  messageDesc(file_identity_v1_auth_service, 4);
 
 /**
  * SignOutResponse reports what was ended.
@@ -134,7 +191,7 @@ export type SignOutResponse = Message<"identity.v1.SignOutResponse"> & {
  * Use `create(SignOutResponseSchema)` to create a new message.
  */
 export const SignOutResponseSchema: GenMessage<SignOutResponse> = /*@__PURE__*/
-  messageDesc(file_identity_v1_auth_service, 3);
+  messageDesc(file_identity_v1_auth_service, 5);
 
 /**
  * SigninWithIdTokenRequest carries an ID token obtained by the caller from an external provider.
@@ -180,7 +237,7 @@ export type SigninWithIdTokenRequest = Message<"identity.v1.SigninWithIdTokenReq
  * Use `create(SigninWithIdTokenRequestSchema)` to create a new message.
  */
 export const SigninWithIdTokenRequestSchema: GenMessage<SigninWithIdTokenRequest> = /*@__PURE__*/
-  messageDesc(file_identity_v1_auth_service, 4);
+  messageDesc(file_identity_v1_auth_service, 6);
 
 /**
  * LoginResponse is the user login result.
@@ -312,7 +369,7 @@ export type LoginResponse = Message<"identity.v1.LoginResponse"> & {
  * Use `create(LoginResponseSchema)` to create a new message.
  */
 export const LoginResponseSchema: GenMessage<LoginResponse> = /*@__PURE__*/
-  messageDesc(file_identity_v1_auth_service, 5);
+  messageDesc(file_identity_v1_auth_service, 7);
 
 /**
  * RiskAssessment is the outcome of the adaptive risk evaluation of one sign-in.
@@ -354,7 +411,7 @@ export type RiskAssessment = Message<"identity.v1.RiskAssessment"> & {
  * Use `create(RiskAssessmentSchema)` to create a new message.
  */
 export const RiskAssessmentSchema: GenMessage<RiskAssessment> = /*@__PURE__*/
-  messageDesc(file_identity_v1_auth_service, 6);
+  messageDesc(file_identity_v1_auth_service, 8);
 
 /**
  * User is the user's basic information.
@@ -432,7 +489,7 @@ export type User = Message<"identity.v1.User"> & {
  * Use `create(UserSchema)` to create a new message.
  */
 export const UserSchema: GenMessage<User> = /*@__PURE__*/
-  messageDesc(file_identity_v1_auth_service, 7);
+  messageDesc(file_identity_v1_auth_service, 9);
 
 /**
  * AuthService signs users in with credentials issued elsewhere and answers with a local login
@@ -494,8 +551,25 @@ export const AuthService: GenService<{
     output: typeof LoginResponseSchema;
   },
   /**
+   * Hands out a nonce for a sign-in with a provider configured with `require_nonce: server`: the
+   * client puts it (or, for providers with `nonce_hashing: sha256`, its hex SHA-256) in its
+   * authorization request to the provider; SigninWithIdToken then accepts the ID token only if
+   * its nonce is one issued here, to the same device, unexpired and not yet used (single use).
+   *
+   * Who may call it: anyone; a device identifier is required (`device_id` or the `x-device-id`
+   * header). Errors: `invalid_request` without one.
+   *
+   * @generated from rpc identity.v1.AuthService.CreateNonce
+   */
+  createNonce: {
+    methodKind: "unary";
+    input: typeof CreateNonceRequestSchema;
+    output: typeof CreateNonceResponseSchema;
+  },
+  /**
    * Ends the caller's session: the one of the access token in `Authorization: Bearer`, or the
-   * one the given refresh token belongs to. With `all_sessions`, every session of the user.
+   * one the given refresh token belongs to (only an unspent refresh token of a live session).
+   * With `all_sessions`, every session of the user: that needs the access token.
    *
    * @generated from rpc identity.v1.AuthService.SignOut
    */

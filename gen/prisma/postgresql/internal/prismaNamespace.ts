@@ -408,7 +408,8 @@ export const ModelName = {
   RecoveryCode: 'RecoveryCode',
   MfaChallenge: 'MfaChallenge',
   UserDevice: 'UserDevice',
-  UserNetwork: 'UserNetwork'
+  UserNetwork: 'UserNetwork',
+  UsedIdToken: 'UsedIdToken'
 } as const
 
 export type ModelName = (typeof ModelName)[keyof typeof ModelName]
@@ -424,7 +425,7 @@ export type TypeMap<ExtArgs extends runtime.Types.Extensions.InternalArgs = runt
     omit: GlobalOmitOptions
   }
   meta: {
-    modelProps: "user" | "passwordCredential" | "identity" | "session" | "refreshToken" | "signingKey" | "auditEvent" | "mfaFactor" | "recoveryCode" | "mfaChallenge" | "userDevice" | "userNetwork"
+    modelProps: "user" | "passwordCredential" | "identity" | "session" | "refreshToken" | "signingKey" | "auditEvent" | "mfaFactor" | "recoveryCode" | "mfaChallenge" | "userDevice" | "userNetwork" | "usedIdToken"
     txIsolationLevel: TransactionIsolationLevel
   }
   model: {
@@ -1316,6 +1317,80 @@ export type TypeMap<ExtArgs extends runtime.Types.Extensions.InternalArgs = runt
         }
       }
     }
+    UsedIdToken: {
+      payload: Prisma.$UsedIdTokenPayload<ExtArgs>
+      fields: Prisma.UsedIdTokenFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.UsedIdTokenFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$UsedIdTokenPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.UsedIdTokenFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$UsedIdTokenPayload>
+        }
+        findFirst: {
+          args: Prisma.UsedIdTokenFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$UsedIdTokenPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.UsedIdTokenFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$UsedIdTokenPayload>
+        }
+        findMany: {
+          args: Prisma.UsedIdTokenFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$UsedIdTokenPayload>[]
+        }
+        create: {
+          args: Prisma.UsedIdTokenCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$UsedIdTokenPayload>
+        }
+        createMany: {
+          args: Prisma.UsedIdTokenCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.UsedIdTokenCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$UsedIdTokenPayload>[]
+        }
+        delete: {
+          args: Prisma.UsedIdTokenDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$UsedIdTokenPayload>
+        }
+        update: {
+          args: Prisma.UsedIdTokenUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$UsedIdTokenPayload>
+        }
+        deleteMany: {
+          args: Prisma.UsedIdTokenDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.UsedIdTokenUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.UsedIdTokenUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$UsedIdTokenPayload>[]
+        }
+        upsert: {
+          args: Prisma.UsedIdTokenUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$UsedIdTokenPayload>
+        }
+        aggregate: {
+          args: Prisma.UsedIdTokenAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateUsedIdToken>
+        }
+        groupBy: {
+          args: Prisma.UsedIdTokenGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.UsedIdTokenGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.UsedIdTokenCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.UsedIdTokenCountAggregateOutputType> | number
+        }
+      }
+    }
   }
 } & {
   other: {
@@ -1533,6 +1608,14 @@ export const UserNetworkScalarFieldEnum = {
 } as const
 
 export type UserNetworkScalarFieldEnum = (typeof UserNetworkScalarFieldEnum)[keyof typeof UserNetworkScalarFieldEnum]
+
+
+export const UsedIdTokenScalarFieldEnum = {
+  key: 'key',
+  expiresAt: 'expiresAt'
+} as const
+
+export type UsedIdTokenScalarFieldEnum = (typeof UsedIdTokenScalarFieldEnum)[keyof typeof UsedIdTokenScalarFieldEnum]
 
 
 export const SortOrder = {
@@ -1790,6 +1873,7 @@ export type GlobalOmitConfig = {
   mfaChallenge?: Prisma.MfaChallengeOmit
   userDevice?: Prisma.UserDeviceOmit
   userNetwork?: Prisma.UserNetworkOmit
+  usedIdToken?: Prisma.UsedIdTokenOmit
 }
 
 /* Types for Logging */

@@ -62,7 +62,8 @@ export const ModelName = {
   RecoveryCode: 'RecoveryCode',
   MfaChallenge: 'MfaChallenge',
   UserDevice: 'UserDevice',
-  UserNetwork: 'UserNetwork'
+  UserNetwork: 'UserNetwork',
+  UsedIdToken: 'UsedIdToken'
 } as const
 
 export type ModelName = (typeof ModelName)[keyof typeof ModelName]
@@ -259,6 +260,14 @@ export const UserNetworkScalarFieldEnum = {
 } as const
 
 export type UserNetworkScalarFieldEnum = (typeof UserNetworkScalarFieldEnum)[keyof typeof UserNetworkScalarFieldEnum]
+
+
+export const UsedIdTokenScalarFieldEnum = {
+  key: 'key',
+  expiresAt: 'expiresAt'
+} as const
+
+export type UsedIdTokenScalarFieldEnum = (typeof UsedIdTokenScalarFieldEnum)[keyof typeof UsedIdTokenScalarFieldEnum]
 
 
 export const SortOrder = {

@@ -1,0 +1,231 @@
+import type { Clock } from "./clock.ts";
+import { DomainError, isCallerFault, isDomainError } from "./errors.ts";
+import type { SigninFailureCounter } from "./ports.ts";
+
+/**
+ * The per-address limit of the unauthenticated RPCs (sign-in, VerifyMfa, refresh, sign-out with a
+ * refresh token, nonces): after `max` failures that were the caller's fault within `windowSeconds`,
+ * every one of them answers `rate_limited` (429) until the oldest counted failure leaves the
+ * window, with the time actually left (`retry_after_seconds`).
+ *
+ * - Counted from the shared audit trail (so every replica agrees), read at most once per
+ *   `syncMs` (5 s) per address; the sign-in's own read refreshes it for free (`observe`). Failures that
+ *   leave no audit row (an unknown refresh token) count on this replica only.
+ * - An attempt is reserved before it is evaluated: with `failures + in flight >= max`, a new
+ *   attempt waits for one in flight to finish (or is refused once the failures reach the limit),
+ *   so 50 concurrent bad attempts against a limit of 30 evaluate at most 30.
+ * - Refusals by the limit write nothing per request: they are tallied per address and written
+ *   as one audit row per address per flush (`drainRefusals`, called by the service's upkeep).
+ */
+export interface AddressLimit {
+  readonly max: number;
+  readonly windowSeconds: number;
+  /** Reserves an attempt from `ip` (null: unknown address, never limited). */
+  admit(ip: string | null, rpc: string): Promise<AddressAttempt>;
+  /** The sign-in's read counted the address's failures: refresh the cached count. */
+  observe(ip: string, failures: number): void;
+  /** The refusal for an address found over the limit by another read (tallied like the others). */
+  refusal(ip: string, rpc: string): Promise<DomainError>;
+  /** Refusals by the limit since the last drain, one entry per address. */
+  drainRefusals(): RefusalTally[];
+}
+
+export interface AddressAttempt {
+  /** Ends the attempt with its outcome: the error it failed with, or nothing for a success. */
+  settle(error?: unknown, options?: { recorded?: boolean }): void;
+}
+
+export interface RefusalTally {
+  ip: string;
+  count: number;
+  first: Date;
+  last: Date;
+  rpcs: string[];
+}
+
+export interface AddressLimitOptions {
+  max: number;
+  windowSeconds: number;
+  counter: SigninFailureCounter;
+  clock: Clock;
+  /** How long a count read from the audit trail is trusted (default 5000 ms). */
+  syncMs?: number;
+  /** How long an attempt waits for a reservation before it is refused (default 5000 ms). */
+  maxWaitMs?: number;
+  /** Addresses tracked at once; the idle ones are forgotten first (default 100,000). */
+  maxAddresses?: number;
+}
+
+interface Entry {
+  /** Counted failures in the window as of `syncedAt` (from the audit trail). */
+  synced: number;
+  syncedAt: number;
+  /** Failures recorded in the audit trail by this replica since `syncedAt`. */
+  recordedSince: number;
+  /** Failures with no audit row: their times, newest last (at most `max`). */
+  unrecorded: number[];
+  inFlight: number;
+  waiters: (() => void)[];
+  /** Known: the limit lifts at this time (ms). */
+  limitedUntil: number;
+  syncing: Promise<void> | null;
+}
+
+const NOOP: AddressAttempt = { settle() {} };
+
+export function createAddressLimit(options: AddressLimitOptions): AddressLimit {
+  const { max, counter, clock } = options;
+  const windowMs = options.windowSeconds * 1000;
+  const syncMs = options.syncMs ?? 5000;
+  const maxWaitMs = options.maxWaitMs ?? 5000;
+  const maxAddresses = options.maxAddresses ?? 100_000;
+  const entries = new Map<string, Entry>();
+  const refusals = new Map<string, RefusalTally>();
+
+  function entryOf(ip: string): Entry {
+    let e = entries.get(ip);
+    if (e === undefined) {
+      if (entries.size >= maxAddresses) forgetIdle();
+      e = { synced: 0, syncedAt: -Infinity, recordedSince: 0, unrecorded: [], inFlight: 0, waiters: [], limitedUntil: 0, syncing: null };
+      entries.set(ip, e);
+    }
+    return e;
+  }
+
+  /** Forgets the oldest idle addresses (their counts are read again when they come back). */
+  function forgetIdle(): void {
+    let drop = Math.ceil(maxAddresses / 10);
+    for (const [ip, e] of entries) {
+      if (drop <= 0) break;
+      if (e.inFlight === 0 && e.waiters.length === 0 && e.syncing === null) {
+        entries.delete(ip);
+        drop--;
+      }
+    }
+  }
+
+  function failures(e: Entry, now: number): number {
+    while (e.unrecorded.length > 0 && e.unrecorded[0]! <= now - windowMs) e.unrecorded.shift();
+    return e.synced + e.recordedSince + e.unrecorded.length;
+  }
+
+  async function sync(ip: string, e: Entry): Promise<void> {
+    if (e.syncing !== null) return e.syncing;
+    e.syncing = (async () => {
+      const now = clock.now().getTime();
+      try {
+        const n = await counter.failuresFromIp(ip, new Date(now - windowMs), max);
+        e.synced = n;
+        e.syncedAt = now;
+        e.recordedSince = 0;
+      } finally {
+        e.syncing = null;
+      }
+    })();
+    return e.syncing;
+  }
+
+  async function refuse(ip: string, e: Entry, rpc: string, now: number): Promise<never> {
+    if (e.limitedUntil <= now) {
+      // When the (max)-th most recent failure leaves the window, fewer than max remain.
+      const nth = await counter.nthRecentFailureFromIp(ip, new Date(now - windowMs), max).catch(() => null);
+      const local = e.unrecorded.length >= max ? e.unrecorded[e.unrecorded.length - max]! : 0;
+      const from = Math.max(nth?.getTime() ?? 0, local);
+      e.limitedUntil = from > 0 ? from + windowMs : now + windowMs;
+    }
+    const tally = refusals.get(ip);
+    const at = clock.now();
+    if (tally === undefined) refusals.set(ip, { ip, count: 1, first: at, last: at, rpcs: [rpc] });
+    else {
+      tally.count++;
+      tally.last = at;
+      if (!tally.rpcs.includes(rpc)) tally.rpcs.push(rpc);
+    }
+    throw rateLimited(Math.max(1, Math.ceil((e.limitedUntil - now) / 1000)));
+  }
+
+  async function admit(ip: string | null, rpc: string): Promise<AddressAttempt> {
+    if (ip === null) return NOOP;
+    const e = entryOf(ip);
+    const started = clock.now().getTime();
+    for (;;) {
+      const now = clock.now().getTime();
+      if (now - e.syncedAt > syncMs) await sync(ip, e);
+      const n = failures(e, now);
+      if (n >= max) return refuse(ip, e, rpc, now);
+      if (n + e.inFlight < max) break;
+      // Every slot is taken by attempts still being evaluated: wait for one to finish.
+      if (now - started >= maxWaitMs) return refuse(ip, e, rpc, now);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          const i = e.waiters.indexOf(wake);
+          if (i >= 0) e.waiters.splice(i, 1);
+          resolve();
+        }, Math.max(1, maxWaitMs - (now - started)));
+        const wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        e.waiters.push(wake);
+      });
+    }
+    e.inFlight++;
+    let settled = false;
+    return {
+      settle(error, settleOptions) {
+        if (settled) return;
+        settled = true;
+        e.inFlight--;
+        if (error !== undefined && isDomainError(error) && isCallerFault(error.code)) {
+          if (settleOptions?.recorded === false) {
+            e.unrecorded.push(clock.now().getTime());
+            if (e.unrecorded.length > max) e.unrecorded.shift();
+          } else {
+            e.recordedSince++;
+          }
+        }
+        e.waiters.shift()?.();
+      },
+    };
+  }
+
+  return {
+    max,
+    windowSeconds: options.windowSeconds,
+    admit,
+    async refusal(ip, rpc) {
+      try {
+        return await refuse(ip, entryOf(ip), rpc, clock.now().getTime());
+      } catch (e) {
+        return e as DomainError;
+      }
+    },
+    observe(ip, n) {
+      const e = entries.get(ip);
+      if (e === undefined) return;
+      e.synced = n;
+      e.syncedAt = clock.now().getTime();
+      e.recordedSince = 0;
+    },
+    drainRefusals() {
+      const out = [...refusals.values()];
+      refusals.clear();
+      return out;
+    },
+  };
+}
+
+export function rateLimited(retryAfterSeconds: number, what = "too many failed attempts from this address"): DomainError {
+  return new DomainError("rate_limited", `${what}; try again in ${retryAfterSeconds} s`, {
+    detail: { retry_after_seconds: String(retryAfterSeconds) },
+  });
+}
+
+/**
+ * A budget of `max` failures per sliding window is exhausted: the refusal says when it lifts,
+ * which is when the `max`-th most recent failure (`nth`) leaves the window.
+ */
+export function budgetExhausted(nth: Date | null, windowSeconds: number, now: Date, what: string): DomainError {
+  const until = (nth?.getTime() ?? now.getTime()) + windowSeconds * 1000;
+  return rateLimited(Math.max(1, Math.ceil((until - now.getTime()) / 1000)), what);
+}

@@ -1,0 +1,108 @@
+/**
+ * A flood from one address (FLOOD_SECONDS, 10 by default, of bad sign-ins, VerifyMfa and refresh
+ * calls, many in flight) does not slow down everybody else: the other addresses' sign-in latency
+ * stays within 2× of what it was before, the flood writes at most the limit's worth of audit rows
+ * plus one aggregated row, and health stays fast.
+ */
+import Database from "better-sqlite3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestApp, type TestApp } from "../support/app.ts";
+import { uniqueSub } from "../support/signin-e2e.ts";
+
+const FLOOD_SECONDS = Number(process.env["FLOOD_SECONDS"] ?? 10);
+const IN_FLIGHT = 16;
+const LIMIT = 30;
+const json = { "content-type": "application/json" };
+
+describe("a flood from one address", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({
+      config: {
+        dev: true,
+        "rate_limit.signin_failures_per_ip": LIMIT,
+        "rate_limit.refusal_audit_interval_seconds": 3600,
+        "server.trusted_proxies": ["127.0.0.1"],
+      },
+    });
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  const post = (path: string, body: unknown, ip: string) =>
+    fetch(`${t.url}${path}`, { method: "POST", headers: { ...json, "x-forwarded-for": ip }, body: JSON.stringify(body) });
+  const mint = async (sub: string) =>
+    ((await (await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: json, body: JSON.stringify({ sub }) })).json()) as { id_token: string }).id_token;
+
+  /** Sign-in latencies (ms) of fresh tokens from addresses other than the flood's. */
+  async function latencies(n: number, label: string): Promise<number[]> {
+    const out: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const token = await mint(uniqueSub(label));
+      const started = performance.now();
+      const res = await post("/auth/id-token/signin", { id_token: token, provider: "dev" }, `198.51.100.${(i % 200) + 1}`);
+      await res.arrayBuffer();
+      out.push(performance.now() - started);
+      expect(res.status).toBe(200);
+    }
+    return out;
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+  it(`leaves other addresses within 2× of their normal latency for ${FLOOD_SECONDS} s`, { timeout: (FLOOD_SECONDS + 60) * 1000 }, async () => {
+    await latencies(10, "warm");
+    const before = median(await latencies(30, "before"));
+
+    const attacker = "203.0.113.66";
+    const shapes = [
+      ["/auth/id-token/signin", { id_token: "eyJhbGciOiJSUzI1NiJ9.e30.AAAA", provider: "dev" }],
+      ["/auth/mfa/verify", { challenge_token: "chg_nope", method: "totp", code: "000000" }],
+      ["/auth/token/refresh", { refresh_token: "rt_nope" }],
+    ] as const;
+    let sent = 0;
+    const statuses = new Map<number, number>();
+    const deadline = Date.now() + FLOOD_SECONDS * 1000;
+    const flood = Promise.all(
+      Array.from({ length: IN_FLIGHT }, async () => {
+        while (Date.now() < deadline) {
+          const [path, body] = shapes[sent++ % shapes.length]!;
+          const res = await post(path, body, attacker);
+          await res.arrayBuffer();
+          statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
+        }
+      }),
+    );
+    // Give the flood a moment to reach the limit, then measure the others while it goes on.
+    await new Promise((r) => setTimeout(r, 500));
+    const during: number[] = [];
+    while (Date.now() < deadline - 200) during.push(...(await latencies(5, "during")));
+    const health: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const started = performance.now();
+      expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
+      health.push(performance.now() - started);
+    }
+    await flood;
+
+    expect(sent).toBeGreaterThan(1000);
+    expect(statuses.get(429) ?? 0).toBeGreaterThan(sent * 0.9);
+    expect([...statuses.keys()].every((s) => s < 500)).toBe(true);
+    // 2× of normal, with 5 ms of slack for timer granularity on a busy machine.
+    expect(median(during)).toBeLessThanOrEqual(2 * before + 5);
+    expect(median(health)).toBeLessThanOrEqual(2 * before + 5);
+
+    // The flood wrote the limit's worth of failures, no row per refusal; one aggregated row at close.
+    const db = t.app.database.client;
+    expect(await db.auditEvent.count({ where: { ip: attacker } })).toBeLessThanOrEqual(LIMIT);
+    await t.app.close();
+    const file = new Database(t.database.url.replace(/^file:/, ""), { readonly: true });
+    try {
+      const rows = file.prepare(`SELECT detail FROM audit_events WHERE ip = ? AND type = 'address.rate_limited'`).all(attacker) as { detail: string }[];
+      expect(rows).toHaveLength(1);
+      expect((JSON.parse(rows[0]!.detail) as { count: number }).count).toBe(statuses.get(429));
+    } finally {
+      file.close();
+    }
+  });
+});
