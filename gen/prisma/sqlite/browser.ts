@@ -78,3 +78,9 @@ export type UserDevice = Prisma.UserDeviceModel
  * GeoIP placed them at the last sighting.
  */
 export type UserNetwork = Prisma.UserNetworkModel
+/**
+ * Model Heartbeat
+ * What readiness writes to prove the database accepts writes: one row (`readiness`), updated by
+ * each replica's probe at most about once a second (src/store/readiness.ts).
+ */
+export type Heartbeat = Prisma.HeartbeatModel

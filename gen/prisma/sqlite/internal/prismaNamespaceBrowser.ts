@@ -62,7 +62,8 @@ export const ModelName = {
   RecoveryCode: 'RecoveryCode',
   MfaChallenge: 'MfaChallenge',
   UserDevice: 'UserDevice',
-  UserNetwork: 'UserNetwork'
+  UserNetwork: 'UserNetwork',
+  Heartbeat: 'Heartbeat'
 } as const
 
 export type ModelName = (typeof ModelName)[keyof typeof ModelName]
@@ -256,6 +257,14 @@ export const UserNetworkScalarFieldEnum = {
 } as const
 
 export type UserNetworkScalarFieldEnum = (typeof UserNetworkScalarFieldEnum)[keyof typeof UserNetworkScalarFieldEnum]
+
+
+export const HeartbeatScalarFieldEnum = {
+  id: 'id',
+  at: 'at'
+} as const
+
+export type HeartbeatScalarFieldEnum = (typeof HeartbeatScalarFieldEnum)[keyof typeof HeartbeatScalarFieldEnum]
 
 
 export const SortOrder = {
