@@ -20,7 +20,9 @@ import { createHttpHandler, type PlainHandler } from "./rpc/http-handler.ts";
 import { type RunningServer, startServer } from "./rpc/server.ts";
 import { createAccountStore, createAuditLog } from "./store/account-store.ts";
 import { type Database, openDatabase, sqlitePath } from "./store/database.ts";
+import { checkSqliteIntegrity } from "./store/integrity-check.ts";
 import { migrate } from "./store/migrate.ts";
+import { createReadinessProbe, type ReadinessProbe } from "./store/readiness.ts";
 import { createSigningKeyStore } from "./store/signing-key-store.ts";
 import { createLocalKeyRing, type LocalKeyRing } from "./tokens/access-tokens.ts";
 import { createDevIssuer, DEV_CLIENT_ID, type DevMintRequest } from "./tokens/dev-issuer.ts";
@@ -71,6 +73,8 @@ export interface App {
   config: Config;
   database: Database;
   keyRing: LocalKeyRing;
+  /** What /readyz answers (draining, or whether the database accepts writes), for other health endpoints. */
+  readiness: ReadinessProbe;
   /** The base URL of the running server (after `listen`). */
   url(): string;
   listen(): Promise<RunningServer>;
@@ -91,6 +95,7 @@ export function databaseUrl(config: Config): string {
 export async function createApp(config: Config, logger: Logger, overrides: AppOverrides = {}): Promise<App> {
   const clock = overrides.clock ?? systemClock;
   const url = databaseUrl(config);
+  if (url.startsWith("file:") && config.database.quick_check_on_start) checkSqliteIntegrity(sqlitePath(url));
   if (config.database.migrate_on_start) {
     const report = await migrate(url);
     if (report.applied.length > 0) logger.info("migrations applied", { applied: report.applied });
@@ -307,14 +312,15 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
     }));
     plain.set("GET /healthz", async () => ({ status: 200, json: { status: "ok" } }));
+    const readiness = createReadinessProbe({
+      database,
+      isDraining: () => draining,
+      sqliteFile: url.startsWith("file:") ? sqlitePath(url) : undefined,
+      onProbeFailure: (e) => logger.warn("readiness probe failed", { cause: String(e) }),
+    });
     plain.set("GET /readyz", async () => {
-      if (draining) return { status: 503, json: { status: "draining" } };
-      try {
-        await database.ping();
-        return { status: 200, json: { status: "ready" } };
-      } catch {
-        return { status: 503, json: { status: "database unavailable" } };
-      }
+      const r = await readiness.check();
+      return r.ready ? { status: 200, json: { status: "ready" } } : { status: 503, json: { status: "not_ready", reason: r.reason } };
     });
     plain.set("GET /.well-known/jwks.json", async () => ({
       status: 200,
@@ -366,6 +372,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       config,
       database,
       keyRing,
+      readiness,
       url: () => {
         if (server === undefined) throw new Error("not listening");
         return server.url;

@@ -14,6 +14,7 @@ import { runAdminCli } from "./admin/cli.ts";
 import { createAdminTool, createApp, databaseUrl } from "./app.ts";
 import { ConfigError, loadConfig } from "./config/load.ts";
 import { createLogger } from "./logger.ts";
+import { DatabaseIntegrityError } from "./store/integrity-check.ts";
 import { migrate, MigrationError } from "./store/migrate.ts";
 
 /** --config, else CONFIG_FILE, else ./config.yaml when present. */
@@ -92,6 +93,10 @@ main().then(
     if (e instanceof ConfigError || e instanceof MigrationError) {
       process.stderr.write(`${e.name}: ${e.message}\n`);
       process.exit(2);
+    }
+    if (e instanceof DatabaseIntegrityError) {
+      process.stderr.write(`${e.name}: ${e.message}\n`);
+      process.exit(1);
     }
     process.stderr.write(`fatal: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
     process.exit(1);

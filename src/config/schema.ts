@@ -267,6 +267,10 @@ export const configSchema = z
       .object({
         url: z.string().optional().describe("file:… (SQLite) or postgresql://…; default SQLite in data_dir"),
         migrate_on_start: z.boolean().default(true),
+        quick_check_on_start: z
+          .boolean()
+          .default(true)
+          .describe("SQLite: PRAGMA quick_check before start; a damaged database refuses to start"),
         pool_size: z.number().int().min(1).max(200).default(10),
         connect_timeout_ms: z.number().int().min(100).default(5000),
         statement_timeout_ms: z.number().int().min(100).default(5000),

@@ -110,3 +110,9 @@ export type UserNetwork = Prisma.UserNetworkModel
  * (`nonce:` SHA-256(nonce)).
  */
 export type UsedIdToken = Prisma.UsedIdTokenModel
+/**
+ * Model Heartbeat
+ * What readiness writes to prove the database accepts writes: one row (`readiness`), updated by
+ * each replica's probe at most about once a second (src/store/readiness.ts).
+ */
+export type Heartbeat = Prisma.HeartbeatModel

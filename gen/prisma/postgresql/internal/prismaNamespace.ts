@@ -409,7 +409,8 @@ export const ModelName = {
   MfaChallenge: 'MfaChallenge',
   UserDevice: 'UserDevice',
   UserNetwork: 'UserNetwork',
-  UsedIdToken: 'UsedIdToken'
+  UsedIdToken: 'UsedIdToken',
+  Heartbeat: 'Heartbeat'
 } as const
 
 export type ModelName = (typeof ModelName)[keyof typeof ModelName]
@@ -425,7 +426,7 @@ export type TypeMap<ExtArgs extends runtime.Types.Extensions.InternalArgs = runt
     omit: GlobalOmitOptions
   }
   meta: {
-    modelProps: "user" | "passwordCredential" | "identity" | "session" | "refreshToken" | "signingKey" | "auditEvent" | "mfaFactor" | "recoveryCode" | "mfaChallenge" | "userDevice" | "userNetwork" | "usedIdToken"
+    modelProps: "user" | "passwordCredential" | "identity" | "session" | "refreshToken" | "signingKey" | "auditEvent" | "mfaFactor" | "recoveryCode" | "mfaChallenge" | "userDevice" | "userNetwork" | "usedIdToken" | "heartbeat"
     txIsolationLevel: TransactionIsolationLevel
   }
   model: {
@@ -1391,6 +1392,80 @@ export type TypeMap<ExtArgs extends runtime.Types.Extensions.InternalArgs = runt
         }
       }
     }
+    Heartbeat: {
+      payload: Prisma.$HeartbeatPayload<ExtArgs>
+      fields: Prisma.HeartbeatFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.HeartbeatFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$HeartbeatPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.HeartbeatFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$HeartbeatPayload>
+        }
+        findFirst: {
+          args: Prisma.HeartbeatFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$HeartbeatPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.HeartbeatFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$HeartbeatPayload>
+        }
+        findMany: {
+          args: Prisma.HeartbeatFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$HeartbeatPayload>[]
+        }
+        create: {
+          args: Prisma.HeartbeatCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$HeartbeatPayload>
+        }
+        createMany: {
+          args: Prisma.HeartbeatCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.HeartbeatCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$HeartbeatPayload>[]
+        }
+        delete: {
+          args: Prisma.HeartbeatDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$HeartbeatPayload>
+        }
+        update: {
+          args: Prisma.HeartbeatUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$HeartbeatPayload>
+        }
+        deleteMany: {
+          args: Prisma.HeartbeatDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.HeartbeatUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.HeartbeatUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$HeartbeatPayload>[]
+        }
+        upsert: {
+          args: Prisma.HeartbeatUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$HeartbeatPayload>
+        }
+        aggregate: {
+          args: Prisma.HeartbeatAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateHeartbeat>
+        }
+        groupBy: {
+          args: Prisma.HeartbeatGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.HeartbeatGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.HeartbeatCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.HeartbeatCountAggregateOutputType> | number
+        }
+      }
+    }
   }
 } & {
   other: {
@@ -1616,6 +1691,14 @@ export const UsedIdTokenScalarFieldEnum = {
 } as const
 
 export type UsedIdTokenScalarFieldEnum = (typeof UsedIdTokenScalarFieldEnum)[keyof typeof UsedIdTokenScalarFieldEnum]
+
+
+export const HeartbeatScalarFieldEnum = {
+  id: 'id',
+  at: 'at'
+} as const
+
+export type HeartbeatScalarFieldEnum = (typeof HeartbeatScalarFieldEnum)[keyof typeof HeartbeatScalarFieldEnum]
 
 
 export const SortOrder = {
@@ -1874,6 +1957,7 @@ export type GlobalOmitConfig = {
   userDevice?: Prisma.UserDeviceOmit
   userNetwork?: Prisma.UserNetworkOmit
   usedIdToken?: Prisma.UsedIdTokenOmit
+  heartbeat?: Prisma.HeartbeatOmit
 }
 
 /* Types for Logging */

@@ -63,7 +63,8 @@ export const ModelName = {
   MfaChallenge: 'MfaChallenge',
   UserDevice: 'UserDevice',
   UserNetwork: 'UserNetwork',
-  UsedIdToken: 'UsedIdToken'
+  UsedIdToken: 'UsedIdToken',
+  Heartbeat: 'Heartbeat'
 } as const
 
 export type ModelName = (typeof ModelName)[keyof typeof ModelName]
@@ -265,6 +266,14 @@ export const UsedIdTokenScalarFieldEnum = {
 } as const
 
 export type UsedIdTokenScalarFieldEnum = (typeof UsedIdTokenScalarFieldEnum)[keyof typeof UsedIdTokenScalarFieldEnum]
+
+
+export const HeartbeatScalarFieldEnum = {
+  id: 'id',
+  at: 'at'
+} as const
+
+export type HeartbeatScalarFieldEnum = (typeof HeartbeatScalarFieldEnum)[keyof typeof HeartbeatScalarFieldEnum]
 
 
 export const SortOrder = {

@@ -1,0 +1,5 @@
+-- CreateTable
+CREATE TABLE "heartbeats" (
+    "id" TEXT NOT NULL PRIMARY KEY,
+    "at" DATETIME NOT NULL
+);
