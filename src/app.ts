@@ -14,6 +14,10 @@ import { authInterceptor } from "./rpc/auth-interceptor.ts";
 import { registerAuthService } from "./rpc/auth-service.ts";
 import { registerUserService } from "./rpc/user-service.ts";
 import { createSessionStore } from "./store/session-store.ts";
+import { Health } from "../gen/pb/grpc/health/v1/health_pb.ts";
+import { registerHealthService } from "./rpc/health-service.ts";
+import { createReadiness } from "./rpc/readiness.ts";
+import { registerReflectionService } from "./rpc/reflection-service.ts";
 import { errorInterceptor } from "./rpc/errors.ts";
 import { createMetrics } from "./rpc/metrics.ts";
 import { createHttpHandler, type PlainHandler } from "./rpc/http-handler.ts";
@@ -70,6 +74,11 @@ export interface App {
   /** The base URL of the running server (after `listen`). */
   url(): string;
   listen(): Promise<RunningServer>;
+  /**
+   * Stops being ready (`/readyz` 503, gRPC health NOT_SERVING, open health watches told at once)
+   * while still serving every request: the first step of a shutdown, before `close`.
+   */
+  drain(): void;
   /** Drains the server (if listening) and closes the database. */
   close(): Promise<void>;
 }
@@ -268,7 +277,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     );
     if (adminKeys.enabled) logger.info("admin API enabled", { keys: config.admin.api_keys.map((k) => k.name) });
 
-    let draining = false;
+    const readiness = createReadiness({ ping: () => database.ping(), pollIntervalMs: config.server.health_watch_interval_ms });
     const metrics = createMetrics();
     plain.set("GET /metrics", async () => ({
       status: 200,
@@ -277,13 +286,9 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     }));
     plain.set("GET /healthz", async () => ({ status: 200, json: { status: "ok" } }));
     plain.set("GET /readyz", async () => {
-      if (draining) return { status: 503, json: { status: "draining" } };
-      try {
-        await database.ping();
-        return { status: 200, json: { status: "ready" } };
-      } catch {
-        return { status: 503, json: { status: "database unavailable" } };
-      }
+      const state = await readiness.check();
+      if (state === "ready") return { status: 200, json: { status: "ready" } };
+      return { status: 503, json: { status: state === "draining" ? "draining" : "database unavailable" } };
     });
     plain.set("GET /.well-known/jwks.json", async () => ({
       status: 200,
@@ -305,14 +310,20 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       };
     });
 
+    const api = [AuthService, UserService, MfaService, AdminApi];
+    // Reflection hands out the whole schema (AdminService included): on in dev mode, elsewhere
+    // only where the operator says so.
+    const reflection = config.server.reflection ?? config.dev;
     const listener = createHttpHandler({
       routes: (router) => {
         registerAuthService({ signin, sessions, mfa })(router);
         registerMfaService({ mfa })(router);
         registerUserService({ sessions, passwords })(router);
         registerAdminService({ adminFor })(router);
+        registerHealthService({ readiness, services: [...api, Health].map((s) => s.typeName) })(router);
+        if (reflection) registerReflectionService({ services: [...api, Health] })(router);
       },
-      services: [AuthService, UserService, MfaService, AdminApi],
+      services: api,
       interceptors: [
         metrics.interceptor,
         errorInterceptor(logger),
@@ -372,8 +383,13 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
         });
         return server;
       },
+      drain() {
+        readiness.drain();
+      },
       async close() {
-        draining = true;
+        readiness.drain();
+        // Open health watches end now; the server would otherwise wait for them until its timeout.
+        readiness.close();
         if (upkeep !== undefined) clearInterval(upkeep);
         await server?.close(config.server.shutdown_timeout_ms);
         await database.close();
