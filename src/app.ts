@@ -14,6 +14,7 @@ import { authInterceptor } from "./rpc/auth-interceptor.ts";
 import { registerAuthService } from "./rpc/auth-service.ts";
 import { registerUserService } from "./rpc/user-service.ts";
 import { createSessionStore } from "./store/session-store.ts";
+import { file_google_rpc_error_details } from "../gen/pb/google/rpc/error_details_pb.ts";
 import { Health } from "../gen/pb/grpc/health/v1/health_pb.ts";
 import { registerHealthService } from "./rpc/health-service.ts";
 import { createReadiness } from "./rpc/readiness.ts";
@@ -321,7 +322,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
         registerUserService({ sessions, passwords })(router);
         registerAdminService({ adminFor })(router);
         registerHealthService({ readiness, services: [...api, Health].map((s) => s.typeName) })(router);
-        if (reflection) registerReflectionService({ services: [...api, Health] })(router);
+        if (reflection) registerReflectionService({ services: [...api, Health], files: [file_google_rpc_error_details] })(router);
       },
       services: api,
       interceptors: [

@@ -20,12 +20,13 @@ type Answer = MessageInitShape<typeof ServerReflectionResponseSchema>["messageRe
  * v1alpha that older tools (grpcurl before 1.9, Postman) still ask for, so clients can list the
  * services and fetch their schema without a copy of `proto/`. Everything is answered from the
  * file descriptors compiled into the generated code: the served services' files and everything
- * they import (google.api annotations, descriptor.proto).
+ * they import (google.api annotations, descriptor.proto), and `files` besides (google.rpc's
+ * error details, which every error carries in its trailers or body).
  *
  * A file is sent with the files it imports, each file at most once per stream (the client keeps
  * what it was given), as grpc-go does.
  */
-export function registerReflectionService(deps: { services: readonly DescService[] }) {
+export function registerReflectionService(deps: { services: readonly DescService[]; files?: readonly DescFile[] }) {
   const services = [...deps.services, ServerReflection, ServerReflectionV1alpha];
   const files = new Map<string, DescFile>();
   const collect = (file: DescFile) => {
@@ -34,6 +35,7 @@ export function registerReflectionService(deps: { services: readonly DescService
     file.dependencies.forEach(collect);
   };
   services.forEach((s) => collect(s.file));
+  deps.files?.forEach(collect);
   const registry = createRegistry(...files.values());
   const encoded = new Map<string, Uint8Array>();
   const bytesOf = (file: DescFile) => {
