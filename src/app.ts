@@ -14,6 +14,11 @@ import { authInterceptor } from "./rpc/auth-interceptor.ts";
 import { registerAuthService } from "./rpc/auth-service.ts";
 import { registerUserService } from "./rpc/user-service.ts";
 import { createSessionStore } from "./store/session-store.ts";
+import { file_google_rpc_error_details } from "../gen/pb/google/rpc/error_details_pb.ts";
+import { Health } from "../gen/pb/grpc/health/v1/health_pb.ts";
+import { registerHealthService } from "./rpc/health-service.ts";
+import { createReadiness } from "./rpc/readiness.ts";
+import { registerReflectionService } from "./rpc/reflection-service.ts";
 import { errorInterceptor } from "./rpc/errors.ts";
 import { createMetrics } from "./rpc/metrics.ts";
 import { createHttpHandler, type PlainHandler } from "./rpc/http-handler.ts";
@@ -73,11 +78,16 @@ export interface App {
   config: Config;
   database: Database;
   keyRing: LocalKeyRing;
-  /** What /readyz answers (draining, or whether the database accepts writes), for other health endpoints. */
+  /** Whether the database accepts writes (what /readyz and gRPC health answer, besides draining). */
   readiness: ReadinessProbe;
   /** The base URL of the running server (after `listen`). */
   url(): string;
   listen(): Promise<RunningServer>;
+  /**
+   * Stops being ready (`/readyz` 503, gRPC health NOT_SERVING, open health watches told at once)
+   * while still serving every request: the first step of a shutdown, before `close`.
+   */
+  drain(): void;
   /** Drains the server (if listening) and closes the database. */
   close(): Promise<void>;
 }
@@ -304,7 +314,25 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     );
     if (adminKeys.enabled) logger.info("admin API enabled", { keys: config.admin.api_keys.map((k) => k.name) });
 
-    let draining = false;
+    // Readiness: the database accepts writes (store/readiness.ts) and we are not draining
+    // (rpc/readiness.ts, which /readyz and gRPC health share).
+    const probe = createReadinessProbe({
+      database,
+      isDraining: () => false,
+      sqliteFile: url.startsWith("file:") ? sqlitePath(url) : undefined,
+      onProbeFailure: (e) => logger.warn("readiness probe failed", { cause: String(e) }),
+    });
+    let notReadyReason = "database_error";
+    const readiness = createReadiness({
+      ping: async () => {
+        const r = await probe.check();
+        if (!r.ready) {
+          notReadyReason = r.reason;
+          throw new Error(r.reason);
+        }
+      },
+      pollIntervalMs: config.server.health_watch_interval_ms,
+    });
     const metrics = createMetrics();
     plain.set("GET /metrics", async () => ({
       status: 200,
@@ -312,15 +340,10 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
     }));
     plain.set("GET /healthz", async () => ({ status: 200, json: { status: "ok" } }));
-    const readiness = createReadinessProbe({
-      database,
-      isDraining: () => draining,
-      sqliteFile: url.startsWith("file:") ? sqlitePath(url) : undefined,
-      onProbeFailure: (e) => logger.warn("readiness probe failed", { cause: String(e) }),
-    });
     plain.set("GET /readyz", async () => {
-      const r = await readiness.check();
-      return r.ready ? { status: 200, json: { status: "ready" } } : { status: 503, json: { status: "not_ready", reason: r.reason } };
+      const state = await readiness.check();
+      if (state === "ready") return { status: 200, json: { status: "ready" } };
+      return { status: 503, json: { status: "not_ready", reason: state === "draining" ? "draining" : notReadyReason } };
     });
     plain.set("GET /.well-known/jwks.json", async () => ({
       status: 200,
@@ -342,14 +365,20 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       };
     });
 
+    const api = [AuthService, UserService, MfaService, AdminApi];
+    // Reflection hands out the whole schema (AdminService included): on in dev mode, elsewhere
+    // only where the operator says so.
+    const reflection = config.server.reflection ?? config.dev;
     const listener = createHttpHandler({
       routes: (router) => {
         registerAuthService({ signin, sessions, mfa, nonces })(router);
         registerMfaService({ mfa })(router);
         registerUserService({ sessions, passwords })(router);
         registerAdminService({ adminFor })(router);
+        registerHealthService({ readiness, services: [...api, Health].map((s) => s.typeName) })(router);
+        if (reflection) registerReflectionService({ services: [...api, Health], files: [file_google_rpc_error_details] })(router);
       },
-      services: [AuthService, UserService, MfaService, AdminApi],
+      services: api,
       interceptors: [
         metrics.interceptor,
         errorInterceptor(logger),
@@ -372,7 +401,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       config,
       database,
       keyRing,
-      readiness,
+      readiness: probe,
       url: () => {
         if (server === undefined) throw new Error("not listening");
         return server.url;
@@ -421,8 +450,13 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
         });
         return server;
       },
+      drain() {
+        readiness.drain();
+      },
       async close() {
-        draining = true;
+        readiness.drain();
+        // Open health watches end now; the server would otherwise wait for them until its timeout.
+        readiness.close();
         if (upkeep !== undefined) clearInterval(upkeep);
         if (refusalFlush !== undefined) clearInterval(refusalFlush);
         await server?.close(config.server.shutdown_timeout_ms);

@@ -63,17 +63,33 @@ async function main(): Promise<number> {
   if (positionals.length > 0) throw new ConfigError(`unknown command ${positionals[0]}`);
 
   const app = await createApp(config, logger);
+  // Shutdown: not ready at once (load balancers and gRPC health watchers stop sending), still
+  // serving for server.shutdown_delay_ms while they catch up, then drain. SIGINT (an operator at
+  // a terminal) skips the delay, and a second signal cuts it short. The handlers are in place
+  // before the port opens, so a signal sent as soon as the service is up finds them.
+  const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
+    process.once("SIGTERM", resolve);
+    process.once("SIGINT", resolve);
+  });
   const server = await app.listen();
   logger.info("listening", { url: server.url, dev: config.dev, database: app.database.dialect });
 
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      logger.info("draining", { signal });
-      resolve();
-    };
-    process.once("SIGTERM", () => stop("SIGTERM"));
-    process.once("SIGINT", () => stop("SIGINT"));
-  });
+  const signal = await stopSignal;
+  app.drain();
+  const delayMs = signal === "SIGTERM" ? config.server.shutdown_delay_ms : 0;
+  logger.info("not ready; draining after the pre-stop delay", { signal, delay_ms: delayMs });
+  if (delayMs > 0) {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, delayMs);
+      const hurry = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      process.once("SIGTERM", hurry);
+      process.once("SIGINT", hurry);
+    });
+  }
+  logger.info("draining", { signal });
   await app.close();
   logger.info("stopped");
   return 0;

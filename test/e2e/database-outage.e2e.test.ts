@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { postgresKind } from "../support/databases.ts";
 import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.ts";
+import { createHealthClient } from "../support/health-client.ts";
 
 const kind = postgresKind();
 
@@ -27,7 +28,12 @@ describe.runIf(kind !== null)("PostgreSQL outage", () => {
           return { url: viaProxy.toString(), drop: db.drop };
         },
       },
-      config: { dev: true, "database.connect_timeout_ms": 1000, "database.statement_timeout_ms": 2000 },
+      config: {
+        dev: true,
+        "database.connect_timeout_ms": 1000,
+        "database.statement_timeout_ms": 2000,
+        "server.health_watch_interval_ms": 200,
+      },
     });
   });
   afterAll(async () => {
@@ -69,5 +75,22 @@ describe.runIf(kind !== null)("PostgreSQL outage", () => {
     expect(after.status).toBe(200);
     expect((await fetch(`${t.url}/readyz`)).status).toBe(200);
     expect(await t.app.database.client.identity.count({ where: { subject: "during" } })).toBe(0);
+  });
+
+  it("gRPC health follows: an open Watch goes NOT_SERVING while the database is away and SERVING when it returns", async () => {
+    const health = createHealthClient(t.url);
+    const watch = health.watch("identity.v1.AuthService");
+    try {
+      expect(await watch.next()).toBe("SERVING");
+      await proxy.down();
+      expect(await watch.next()).toBe("NOT_SERVING");
+      expect(await health.check("")).toEqual({ status: "NOT_SERVING" });
+      await proxy.up();
+      expect(await watch.next()).toBe("SERVING");
+      expect(await health.check("", 5000)).toEqual({ status: "SERVING" });
+    } finally {
+      watch.cancel();
+      health.close();
+    }
   });
 });

@@ -34,7 +34,9 @@ export async function startServiceProcess(options: {
     if (owned) rmSync(dir, { recursive: true, force: true });
   };
   const file = join(dir, "config.yaml");
-  writeFileSync(file, stringify({ data_dir: join(dir, "data"), log_level: "info", ...options.config }));
+  // No pre-stop delay unless a test asks for one: stop() should not wait for load balancers.
+  const server = { shutdown_delay_ms: 0, ...(options.config["server"] as Record<string, unknown> | undefined) };
+  writeFileSync(file, stringify({ data_dir: join(dir, "data"), log_level: "info", ...options.config, server }));
   const child = spawn(process.execPath, ["src/main.ts", "--config", file, ...(options.args ?? [])], {
     env: { PATH: process.env["PATH"] ?? "", PORT: "0", HOST: "127.0.0.1", ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
