@@ -287,4 +287,24 @@ describe.skipIf(SKIP_BROWSER_TESTS)("a person's path through the web app (headle
 
     expect(cspViolations).toEqual([]);
   }, 60_000);
+
+  it("outside dev mode (server.web_app: true): no dev-issuer panel, a pasted ID token, the service's refusal shown", async () => {
+    const prod = await startTestApp({ config: { "server.web_app": true } });
+    try {
+      const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+      context.setDefaultTimeout(10_000);
+      const page = await context.newPage();
+      await page.goto(`${prod.url}/`);
+      await page.locator("#app-panel").getByText("A real app obtains the ID token from its OpenID provider").waitFor();
+      expect(await page.locator("#dev-panel").isVisible()).toBe(false);
+      await page.getByLabel("ID token").fill("not-a-jwt");
+      await page.locator("#token-form").getByRole("button", { name: "Sign in" }).click();
+      await page.locator("#error").waitFor();
+      expect(await page.locator("#error-code").textContent()).toBe("id_token_malformed");
+      expect(await page.locator("#error-status").textContent()).toBe("(InvalidArgument)");
+      await shot(page, "15-web-app-outside-dev-mode");
+    } finally {
+      await prod.close();
+    }
+  });
 });
