@@ -178,7 +178,20 @@ function scheduleRefresh(expiresIn: number): void {
   }, (expiresIn - ahead) * 1000);
 }
 
-async function refresh(kind: "manual" | "automatic"): Promise<void> {
+/**
+ * One refresh at a time: sending the same refresh token twice (a click during the automatic
+ * refresh) would look like a stolen token being replayed, and the service would end the session.
+ */
+let refreshing: Promise<void> | null = null;
+
+function refresh(kind: "manual" | "automatic"): Promise<void> {
+  refreshing ??= rotate(kind).finally(() => {
+    refreshing = null;
+  });
+  return refreshing;
+}
+
+async function rotate(kind: "manual" | "automatic"): Promise<void> {
   if (signedIn === null) return;
   const before = signedIn.refreshToken;
   let res: LoginResponse;

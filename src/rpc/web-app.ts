@@ -52,7 +52,12 @@ export function webAppRoutes(options: { devIssuer: boolean; dir?: string }): Map
     const type = CONTENT_TYPES[extname(name)];
     if (type === undefined) continue;
     const text = readFileSync(`${dir}${name}`, "utf8");
-    const headers = { ...COMMON_HEADERS, "content-type": type, "cache-control": "public, max-age=31536000, immutable" };
+    const headers = {
+      ...COMMON_HEADERS,
+      "content-type": type,
+      "content-length": String(Buffer.byteLength(text)),
+      "cache-control": "public, max-age=31536000, immutable",
+    };
     routes.set(`GET /web/${name}`, async () => ({ status: 200, text, headers }));
   }
   const template = readFileSync(`${dir}index.html`, "utf8");
@@ -62,6 +67,7 @@ export function webAppRoutes(options: { devIssuer: boolean; dir?: string }): Map
   const headers = {
     ...COMMON_HEADERS,
     "content-type": "text/html; charset=utf-8",
+    "content-length": String(Buffer.byteLength(html)),
     "cache-control": "no-cache",
     "content-security-policy": WEB_APP_CSP,
   };

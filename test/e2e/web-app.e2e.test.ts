@@ -60,7 +60,9 @@ describe("the web app is served by the service", () => {
       expect(res.headers.get("content-type")).toBe(type);
       expect(res.headers.get("cache-control")).toBe("public, max-age=31536000, immutable");
       // What is served is the committed build.
-      expect(await res.text()).toBe(readFileSync(`${GEN_WEB}${path.slice("/web/".length)}`, "utf8"));
+      const built = readFileSync(`${GEN_WEB}${path.slice("/web/".length)}`);
+      expect(res.headers.get("content-length")).toBe(String(built.length));
+      expect(await res.text()).toBe(built.toString("utf8"));
     }
     const missing = await fetch(`${url}/web/app-000000000000.js`);
     expect(missing.status).toBe(404);
