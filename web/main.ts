@@ -383,6 +383,9 @@ function init(): void {
     notice("This browser now has a new device id: the service will see a device it does not know.");
   });
   byId("error-dismiss").addEventListener("click", () => show("error", false));
+  // Whatever slips past `action`, a person still sees what went wrong, never a dead page.
+  window.addEventListener("unhandledrejection", (event) => showProblem(describeProblem(event.reason)));
+  window.addEventListener("error", (event) => showProblem(describeProblem(event.error ?? event.message)));
   byId("error").tabIndex = -1;
 }
 
