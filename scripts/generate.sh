@@ -3,11 +3,13 @@
 #   gen/pb/              protobuf-es code from proto/ (buf + protoc-gen-es, both from npm)
 #   gen/prisma/sqlite/   Prisma client for SQLite, from prisma/schema.prisma
 #   gen/prisma/postgresql/  the same model for PostgreSQL (only the datasource provider differs)
+#   gen/web/             the web app served at / (web/, bundled by rolldown: scripts/build-web.ts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$PATH"
 
 buf generate
+node scripts/build-web.ts
 
 # `prisma generate` never runs the schema engine, but Prisma 7's CLI would download one unless
 # told where it is; any existing file will do (the install must stay air-gapped).
@@ -21,4 +23,4 @@ sed -e 's#provider = "sqlite"#provider = "postgresql"#' \
     -e 's#"../gen/prisma/sqlite"#"../gen/prisma/postgresql"#' prisma/schema.prisma > "$pg_schema"
 grep -q 'provider = "postgresql"' "$pg_schema" || { echo "generate: could not derive the PostgreSQL schema" >&2; exit 1; }
 prisma generate --schema "$pg_schema" >/dev/null
-echo "generated gen/pb and gen/prisma/{sqlite,postgresql}"
+echo "generated gen/pb, gen/web and gen/prisma/{sqlite,postgresql}"

@@ -23,6 +23,7 @@ import { errorInterceptor } from "./rpc/errors.ts";
 import { createMetrics } from "./rpc/metrics.ts";
 import { createHttpHandler, type PlainHandler } from "./rpc/http-handler.ts";
 import { type RunningServer, startServer } from "./rpc/server.ts";
+import { webAppRoutes } from "./rpc/web-app.ts";
 import { createAccountStore, createAuditLog } from "./store/account-store.ts";
 import { type Database, openDatabase, sqlitePath } from "./store/database.ts";
 import { checkSqliteIntegrity } from "./store/integrity-check.ts";
@@ -340,6 +341,9 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
     }));
     plain.set("GET /healthz", async () => ({ status: 200, json: { status: "ok" } }));
+    if (config.server.web_app ?? config.dev) {
+      for (const [route, handler] of webAppRoutes({ devIssuer: config.dev })) plain.set(route, handler);
+    }
     plain.set("GET /readyz", async () => {
       const state = await readiness.check();
       if (state === "ready") return { status: 200, json: { status: "ready" } };

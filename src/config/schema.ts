@@ -256,6 +256,7 @@ export const configSchema = z
         idle_timeout_ms: z.number().int().min(100).default(60_000).describe("An HTTP/2 connection without traffic is closed after this"),
         request_timeout_ms: z.number().int().min(100).default(30_000).describe("A request's deadline to arrive whole (headers and body)"),
         trusted_proxies: z.array(z.string()).default([]),
+        web_app: z.boolean().optional().describe("Serve the web app at /; default: in dev mode only"),
         cors: z
           .object({
             allowed_origins: z.array(z.string()).default([]),

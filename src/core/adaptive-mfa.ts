@@ -127,6 +127,7 @@ export function createAdaptiveMfa(deps: AdaptiveMfaDeps): AdaptiveMfa {
           level: assessment.level,
           requireMfa: decision.requireMfa,
           recommendedMethods: recommended,
+          signals: assessment.signals.map((s) => s.code),
           reason,
         },
         auditDetail: {

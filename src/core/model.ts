@@ -153,6 +153,8 @@ export interface RiskSummary {
   requireMfa: boolean;
   /** Methods recommended at this level. */
   recommendedMethods: string[];
+  /** Codes of the signals that moved the score, strongest first. */
+  signals: string[];
   /** Why MFA was called for (the strongest signal, or `policy`); null when it was not. */
   reason: string | null;
 }

@@ -121,6 +121,7 @@ function riskToPb(risk: RiskSummary | undefined) {
       score: risk.score,
       requireMfa: risk.requireMfa,
       recommendedMfaMethods: risk.recommendedMethods,
+      signals: risk.signals,
     }),
   };
 }

@@ -89,7 +89,8 @@ function challengeFromRow(row: ChallengeRow): ChallengeRecord {
     deviceKey: row.deviceKey,
     deviceId: row.deviceId,
     amr: JSON.parse(row.amr) as string[],
-    risk: JSON.parse(row.risk) as RiskSummary,
+    // Challenges stored before the summary carried signals have none.
+    risk: { signals: [], ...(JSON.parse(row.risk) as Omit<RiskSummary, "signals">) },
     context: JSON.parse(row.context) as SeenContext,
     methods: JSON.parse(row.methods) as MfaMethod[],
     pendingIdentity: row.pendingIdentity === null ? null : (JSON.parse(row.pendingIdentity) as NewIdentity),

@@ -17,7 +17,7 @@ const T = new Date("2026-02-01T00:00:00Z");
 const later = (s: number) => new Date(T.getTime() + s * 1000);
 let seq = 0;
 const unique = () => `${Date.now().toString(36)}${(seq++).toString(36)}`;
-const risk = { score: 30, level: "medium" as const, requireMfa: true, recommendedMethods: ["totp"], reason: "new_device" };
+const risk = { score: 30, level: "medium" as const, requireMfa: true, recommendedMethods: ["totp"], signals: ["new_device"], reason: "new_device" };
 
 function newUser(): AccountWrite & { kind: "create" } {
   const id = `usr_${unique()}`;

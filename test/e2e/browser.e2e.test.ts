@@ -8,28 +8,23 @@
  *
  * The page's script is test/e2e/browser/client.ts, bundled here with rolldown into memory.
  *
- * Chromium: `/usr/bin/chromium` (or CHROMIUM_PATH). .ci/run installs it; in CI a missing browser
+ * Chromium: test/support/chromium.ts (Debian's, driven by playwright-core); in CI a missing browser
  * fails this file, locally it skips it with a note.
  */
-import { existsSync } from "node:fs";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { rolldown } from "rolldown";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestApp, type TestApp } from "../support/app.ts";
+import { launchChromium, noteSkippedBrowserTests, SKIP_BROWSER_TESTS } from "../support/chromium.ts";
 import { rowCounts, uniqueSub } from "../support/signin-e2e.ts";
 import type { BrowserClient, Outcome } from "./browser/client.ts";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const HAVE_CHROMIUM = existsSync(CHROMIUM);
-const IN_CI = !["", "0", "false"].includes((process.env.CI ?? "").toLowerCase());
 const ENTRY = fileURLToPath(new URL("./browser/client.ts", import.meta.url));
 
-if (!HAVE_CHROMIUM && !IN_CI) {
-  console.warn(`browser.e2e: skipped, no Chromium at ${CHROMIUM} (apt-get install -y chromium, or set CHROMIUM_PATH)`);
-}
+noteSkippedBrowserTests("browser.e2e");
 
 /** The test bundle of client.ts, built in memory. */
 async function bundleClient(): Promise<string> {
@@ -87,7 +82,7 @@ function valueOf<T>(outcome: Outcome<T>, what: string): T {
   return outcome.value;
 }
 
-describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("browser callers (headless Chromium, cross-origin)", () => {
+describe.skipIf(SKIP_BROWSER_TESTS)("browser callers (headless Chromium, cross-origin)", () => {
   let browser: Browser | undefined;
   let testApp: TestApp | undefined;
   let allowed: Awaited<ReturnType<typeof startStaticOrigin>> | undefined;
@@ -95,22 +90,7 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("browser callers (headless Chromium, c
   let api: string;
 
   beforeAll(async () => {
-    if (!HAVE_CHROMIUM) {
-      throw new Error(
-        `no Chromium at ${CHROMIUM}: the browser e2e tests need it (CI=true, so this fails instead of skipping). ` +
-          "Install it with `apt-get install -y chromium` (.ci/run does) or set CHROMIUM_PATH.",
-      );
-    }
-    const [script, launched] = await Promise.all([
-      bundleClient(),
-      chromium.launch({
-        executablePath: CHROMIUM,
-        args: [
-          "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        ],
-      }),
-    ]);
+    const [script, launched] = await Promise.all([bundleClient(), launchChromium()]);
     browser = launched;
     // Two page origins: one the service allows, one it does not.
     allowed = await startStaticOrigin(script);

@@ -85,6 +85,8 @@ function expectChallenge(res: Res, reason: string) {
   expect(b["expires_in"]).toBe(0);
   expect(b["risk_level"]).toMatch(/^(medium|high)$/);
   expect(b["risk_assessment"]).toMatchObject({ level: b["risk_level"], require_mfa: true, recommended_mfa_methods: ["totp"] });
+  // The signals that fired, strongest first: a signal given as the reason leads them.
+  if (reason !== "policy") expect((b["risk_assessment"] as { signals: string[] }).signals[0]).toBe(reason);
   expect((b["user"] as Record<string, unknown>)["id"]).toMatch(/^usr_/);
   return b["challenge_token"] as string;
 }
@@ -428,7 +430,7 @@ describe("upstream MFA from a trusted provider lowers the risk", () => {
       const res = await api.signin(second, { provider, device: `${sub}-B` });
       expect(res.status).toBe(200);
       if (expected === "tokens") {
-        expect(res.body).toMatchObject({ requires_mfa: false, risk_level: "low", risk_assessment: { score: 0, require_mfa: false } });
+        expect(res.body).toMatchObject({ requires_mfa: false, risk_level: "low", risk_assessment: { score: 0, require_mfa: false, signals: ["new_device", "upstream_mfa"] } });
         // The upstream methods are carried into the local token.
         expect(decodeJwt(res.body["access_token"] as string)["amr"]).toEqual(["fed", "pwd", "mfa"]);
         const audit = await testApp.app.database.client.auditEvent.findFirstOrThrow({ where: { type: "signin.succeeded", subject: sub }, orderBy: { at: "desc" } });

@@ -85,7 +85,7 @@ describe("createAdaptiveMfa", () => {
 
   it("a known context is low; the audit detail holds signals, score and decision, no addresses", async () => {
     const gate = await evaluate(history());
-    expect(gate.summary).toEqual({ score: 0, level: "low", requireMfa: false, recommendedMethods: [], reason: null });
+    expect(gate.summary).toEqual({ score: 0, level: "low", requireMfa: false, recommendedMethods: [], signals: [], reason: null });
     expect(gate.auditDetail).toEqual({ score: 0, level: "low", signals: [], decision: "allow", require_mfa: false, device: "id", trusted_device: false, country: "DE" });
     expect(JSON.stringify(gate.auditDetail)).not.toContain("203.0.113");
     expect(gate.seen).toEqual({ deviceKey: deviceKeyOf(client)!.key, network: "203.0.113.0/24", geo: { country: "DE", latitude: 52.5, longitude: 13.4 } });
@@ -94,7 +94,7 @@ describe("createAdaptiveMfa", () => {
   it("a new device challenges an enrolled user", async () => {
     const gate = await evaluate(history({ device: null }));
     expect(gate.decision).toEqual({ kind: "challenge", requireMfa: true, reason: "new_device", methods: ["totp"] });
-    expect(gate.summary).toMatchObject({ level: "medium", requireMfa: true, recommendedMethods: ["totp"], reason: "new_device" });
+    expect(gate.summary).toMatchObject({ level: "medium", requireMfa: true, recommendedMethods: ["totp"], signals: ["new_device"], reason: "new_device" });
     expect(gate.auditDetail).toMatchObject({ decision: "challenge", reason: "new_device", methods: ["totp"], signals: [{ code: "new_device", weight: 30 }] });
   });
 

@@ -1,0 +1,126 @@
+/**
+ * The page's calls to the service: one Connect-Web client per service over the chosen protocol
+ * (Connect JSON by default, or gRPC-Web), the browser's device id, and errors described as the
+ * service's stable code with its message.
+ */
+import { type Client, Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
+import { ErrorInfoSchema } from "../gen/pb/google/rpc/error_details_pb.ts";
+import { AuthService } from "../gen/pb/identity/v1/auth_service_pb.ts";
+import { MfaService } from "../gen/pb/identity/v1/mfa_service_pb.ts";
+import { UserService } from "../gen/pb/identity/v1/user_service_pb.ts";
+
+export type Protocol = "connect" | "grpc-web";
+
+export const PROTOCOL_NAMES: Record<Protocol, string> = { connect: "Connect", "grpc-web": "gRPC-Web" };
+
+export interface Api {
+  auth: Client<typeof AuthService>;
+  mfa: Client<typeof MfaService>;
+  user: Client<typeof UserService>;
+  protocol: Protocol;
+}
+
+/** A call that went wrong, as the page shows it. */
+export interface Problem {
+  /** The service's stable code (`mfa_code_invalid`, …), or the page's own for a failed fetch. */
+  code: string;
+  /** The gRPC status name (`Unauthenticated`), when the service answered. */
+  status: string | null;
+  message: string;
+}
+
+/** Called after each RPC with its name, protocol and duration. */
+export type CallObserver = (call: { rpc: string; protocol: Protocol; ms: number; ok: boolean }) => void;
+
+/**
+ * Clients for every service over `protocol`, on the page's own origin. `accessToken()` is read at
+ * each call, so a refreshed token is used from the next call on.
+ */
+export function createApi(protocol: Protocol, accessToken: () => string | null, observe: CallObserver): Api {
+  const bearer: Interceptor = (next) => async (req) => {
+    const token = accessToken();
+    if (token !== null && !req.header.has("authorization")) req.header.set("authorization", `Bearer ${token}`);
+    const started = performance.now();
+    try {
+      const res = await next(req);
+      observe({ rpc: req.method.name, protocol, ms: performance.now() - started, ok: true });
+      return res;
+    } catch (e) {
+      observe({ rpc: req.method.name, protocol, ms: performance.now() - started, ok: false });
+      throw e;
+    }
+  };
+  const options = { baseUrl: location.origin, interceptors: [bearer] };
+  const transport: Transport = protocol === "grpc-web" ? createGrpcWebTransport(options) : createConnectTransport(options);
+  return {
+    auth: createClient(AuthService, transport),
+    mfa: createClient(MfaService, transport),
+    user: createClient(UserService, transport),
+    protocol,
+  };
+}
+
+/** An ID token from the built-in dev issuer (dev mode only). */
+export async function mintDevIdToken(claims: { sub: string; email: string; amr?: string[] }): Promise<string> {
+  let res: Response;
+  try {
+    res = await fetch("/dev/oidc/token", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ ...claims, email_verified: true }),
+    });
+  } catch (e) {
+    throw new PageError({ code: "network_error", status: null, message: `the dev issuer could not be reached: ${String(e)}` });
+  }
+  const body = (await res.json().catch(() => ({}))) as { id_token?: string; code?: string; message?: string };
+  if (!res.ok || typeof body.id_token !== "string") {
+    throw new PageError({ code: body.code ?? `http_${res.status}`, status: null, message: body.message ?? "the dev issuer refused" });
+  }
+  return body.id_token;
+}
+
+/** An error the page raises itself, already described. */
+export class PageError extends Error {
+  readonly problem: Problem;
+  constructor(problem: Problem) {
+    super(problem.message);
+    this.problem = problem;
+  }
+}
+
+/** Any failure as code + status + message: the ErrorInfo reason the service attached, when it did. */
+export function describeProblem(e: unknown): Problem {
+  if (e instanceof PageError) return e.problem;
+  if (e instanceof ConnectError) {
+    const reason = e.findDetails(ErrorInfoSchema)[0]?.reason;
+    const status = Code[e.code];
+    // Without a reason the browser never got the service's answer (network, CORS, a proxy).
+    return { code: reason ?? (e.code === Code.Unknown || e.code === Code.Unavailable ? "network_error" : snake(status)), status, message: e.rawMessage };
+  }
+  return { code: "page_error", status: null, message: e instanceof Error ? e.message : String(e) };
+}
+
+function snake(name: string): string {
+  return name.replace(/[A-Z]/g, (c, i: number) => (i === 0 ? "" : "_") + c.toLowerCase());
+}
+
+const DEVICE_KEY = "idtoken-signin.device_id";
+
+/**
+ * This browser's device id: 256 random bits kept in localStorage, sent with every sign-in so the
+ * service recognises (and, after MFA with "trust this device", trusts) this browser.
+ */
+export function deviceId(): string {
+  const known = localStorage.getItem(DEVICE_KEY);
+  if (known !== null && /^[A-Za-z0-9_-]{43}$/.test(known)) return known;
+  return forgetDevice();
+}
+
+/** A new device id: from now on this browser is a device the service has never seen. */
+export function forgetDevice(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  const id = btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  localStorage.setItem(DEVICE_KEY, id);
+  return id;
+}
