@@ -63,7 +63,7 @@ async function main(): Promise<number> {
 
   const app = await createApp(config, logger);
   const server = await app.listen();
-  logger.info("listening", { url: server.url, dev: config.dev, database: app.database.dialect });
+  logger.info("listening", { url: server.url, metrics: `${app.metricsUrl()}/metrics`, dev: config.dev, database: app.database.dialect });
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {

@@ -2,7 +2,8 @@ import type { Clock } from "./clock.ts";
 import { DomainError, isDomainError } from "./errors.ts";
 import { newId } from "./ids.ts";
 import type { AdaptiveMfa, SigninGate } from "./adaptive-mfa.ts";
-import type { ClientInfo, ExternalIdentity, LoginResult, MfaChallengeResult, UserWithPassword } from "./model.ts";
+import type { AuthEvents } from "./auth-events.ts";
+import type { ClientInfo, ExternalIdentity, LoginResult, MfaChallengeResult, RiskSummary, UserWithPassword } from "./model.ts";
 import type { SigninHistory } from "./mfa-ports.ts";
 import {
   type AccessTokenIssuer,
@@ -50,6 +51,8 @@ export interface SigninDeps {
    */
   ipFailureLimit?: { max: number; windowSeconds: number; counter: SigninFailureCounter } | undefined;
   onAuditFailure?: (error: unknown) => void;
+  /** Told how every sign-in ended (metrics). */
+  events?: AuthEvents | undefined;
 }
 
 export interface SigninInput {
@@ -84,6 +87,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
     let identity: ExternalIdentity | undefined;
     let userId: string | undefined;
     let riskDetail: Record<string, unknown> | undefined;
+    let riskLevel: RiskSummary["level"] | undefined;
     try {
       if (input.idToken === "") {
         throw new DomainError("id_token_required", "id_token is required");
@@ -119,15 +123,18 @@ export function createSigninService(deps: SigninDeps): SigninService {
                 ...(account.kind === "existing" && account.history !== null ? { history: account.history } : {}),
               });
           riskDetail = gate?.auditDetail;
+          riskLevel = gate?.summary.level;
           if (gate?.decision.kind === "deny") {
             throw new DomainError(
               "mfa_enrollment_required",
               "this sign-in needs a second factor and the account has none; sign in from a known device and enroll one",
             );
           }
-          return gate?.decision.kind === "challenge"
+          const result = gate?.decision.kind === "challenge"
             ? await challenge(verified, account.write, now, input.client, gate, gate.decision.methods)
             : await open(verified, account.write, now, input.client, gate);
+          deps.events?.signin(verified.provider.name, "kind" in result ? "mfa_required" : "success", riskLevel);
+          return result;
         } catch (e) {
           if (!(e instanceof SigninConflict) || attempt >= MAX_WRITE_ATTEMPTS) throw e;
           // Identity race: the next pass finds the winner's link. Username race: pick another.
@@ -137,6 +144,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
       }
     } catch (e) {
       const code = isDomainError(e) ? e.code : "internal";
+      deps.events?.signin(identity?.provider.name ?? input.provider, code, riskLevel);
       await recordQuietly({
         type: "signin.failed",
         at: clock.now(),
