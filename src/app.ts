@@ -1,10 +1,10 @@
+import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import { SpanKind, type Tracer } from "@opentelemetry/api";
-import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
-import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
+import { SpanKind, type Tracer } from "@opentelemetry/api";
+import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { ConfigError } from "./config/load.ts";
 import type { Config } from "./config/schema.ts";
 import { type Clock, systemClock } from "./core/clock.ts";
@@ -26,7 +26,7 @@ import { startTracing, type Tracing } from "./telemetry/tracing.ts";
 import { createHttpHandler, type PlainHandler } from "./rpc/http-handler.ts";
 import { type RunningServer, startServer } from "./rpc/server.ts";
 import { createAccountStore, createAuditLog } from "./store/account-store.ts";
-import { type Database, dialectOf, openDatabase, sqlitePath } from "./store/database.ts";
+import { type Database, openDatabase, sqlitePath } from "./store/database.ts";
 import { migrate } from "./store/migrate.ts";
 import { createSigningKeyStore } from "./store/signing-key-store.ts";
 import { createLocalKeyRing, type LocalKeyRing } from "./tokens/access-tokens.ts";
@@ -103,17 +103,8 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     const report = await migrate(url);
     if (report.applied.length > 0) logger.info("migrations applied", { applied: report.applied });
   }
-  let database: Database | undefined;
-  const metrics = createMetrics({
-    providers: [...Object.keys(config.providers), ...(config.dev ? ["dev"] : [])],
-    pool: dialectOf(url) === "postgresql"
-      ? () => {
-          const pool = database?.driver.dialect === "postgresql" ? database.driver.pool : undefined;
-          return { max: config.database.pool_size, open: pool?.totalCount ?? 0, idle: pool?.idleCount ?? 0, waiting: pool?.waitingCount ?? 0 };
-        }
-      : undefined,
-  });
-  database = await openDatabase({
+  const metrics = createMetrics({ providers: [...Object.keys(config.providers), ...(config.dev ? ["dev"] : [])] });
+  const database = await openDatabase({
     url,
     poolSize: config.database.pool_size,
     connectTimeoutMs: config.database.connect_timeout_ms,
@@ -122,6 +113,10 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     onRoundTrip: overrides.onRoundTrip,
     onPrismaQuery: (sql, seconds) => metrics.query("prisma", statementKind(sql), seconds),
   });
+  if (database.driver.dialect === "postgresql") {
+    const pool = database.driver.pool;
+    metrics.watchPool(() => ({ max: config.database.pool_size, open: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }));
+  }
   let server: RunningServer | undefined;
   let metricsServer: http.Server | undefined;
   let tracing: Tracing | undefined;
@@ -432,7 +427,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
         await server?.close(config.server.shutdown_timeout_ms);
         metricsServer?.closeAllConnections();
         await new Promise((resolve) => (metricsServer === undefined ? resolve(undefined) : metricsServer.close(resolve)));
-        await database!.close();
+        await database.close();
         await tracing?.shutdown();
       },
     };

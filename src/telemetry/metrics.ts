@@ -28,6 +28,8 @@ export interface ServiceMetrics {
   jwksFetch(provider: string, ok: boolean): void;
   /** One statement batch: `store` is `hot` (driver) or `prisma`. */
   query(store: "hot" | "prisma", operation: string, seconds: number): void;
+  /** Exposes a connection pool's state, read at each scrape. */
+  watchPool(stats: () => PoolStats): void;
   contentType: string;
   /** Prometheus text exposition. */
   render(): Promise<string>;
@@ -38,7 +40,7 @@ export interface ServiceMetrics {
  * tests, never share counters). Labels are bounded sets: method names, protocols, stable error
  * codes, configured provider names (anything else a request names counts as `other`).
  */
-export function createMetrics(options: { providers: readonly string[]; pool?: (() => PoolStats) | undefined }): ServiceMetrics {
+export function createMetrics(options: { providers: readonly string[] }): ServiceMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const providers = new Set(options.providers);
@@ -58,23 +60,6 @@ export function createMetrics(options: { providers: readonly string[]; pool?: ((
   const jwksFetches = counter("identity_jwks_fetches_total", "Fetches of a provider's signing keys (discovery and JWKS), by provider.", ["provider"]);
   const jwksFailures = counter("identity_jwks_fetch_failures_total", "Fetches of a provider's signing keys that failed (timeout, HTTP error, bad document).", ["provider"]);
   const queries = histogram("identity_db_query_duration_seconds", "Database statement batches: store `hot` (the driver's prepared statements, one per operation) or `prisma` (per statement).", ["store", "operation"], DB_BUCKETS);
-  const pool = options.pool;
-  if (pool !== undefined) {
-    new Gauge({
-      name: "identity_db_pool_connections",
-      help: "PostgreSQL pool connections: max (pool size), open, idle, and callers waiting for one.",
-      labelNames: ["state"] as const,
-      registers: [registry],
-      collect() {
-        const stats = pool();
-        this.set({ state: "max" }, stats.max);
-        this.set({ state: "open" }, stats.open);
-        this.set({ state: "idle" }, stats.idle);
-        this.set({ state: "waiting" }, stats.waiting);
-      },
-    });
-  }
-
   return {
     rpc(method, protocol, code, seconds) {
       rpcRequests.inc({ method, protocol, code });
@@ -100,6 +85,21 @@ export function createMetrics(options: { providers: readonly string[]; pool?: ((
     },
     query(store, operation, seconds) {
       queries.observe({ store, operation }, seconds);
+    },
+    watchPool(pool) {
+      new Gauge({
+        name: "identity_db_pool_connections",
+        help: "PostgreSQL pool connections: max (pool size), open, idle, and callers waiting for one.",
+        labelNames: ["state"] as const,
+        registers: [registry],
+        collect() {
+          const stats = pool();
+          this.set({ state: "max" }, stats.max);
+          this.set({ state: "open" }, stats.open);
+          this.set({ state: "idle" }, stats.idle);
+          this.set({ state: "waiting" }, stats.waiting);
+        },
+      });
     },
     contentType: registry.contentType,
     render: () => registry.metrics(),
