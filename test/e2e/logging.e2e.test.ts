@@ -62,8 +62,12 @@ describe("what the service logs", () => {
     const ids = { rest: newRequestId(), connect: newRequestId(), grpcFast: newRequestId(), grpc: newRequestId(), grpcWeb: newRequestId(), plain: newRequestId(), bad: newRequestId(), none: newRequestId() };
     const m = "/identity.v1.AuthService/SigninWithIdToken";
 
+    const before = lines.length;
     const rest = await fetch(`${t.url}/auth/id-token/signin`, { method: "POST", headers: { ...json, "x-request-id": ids.rest }, body: JSON.stringify({ id_token: idToken, provider: "dev" }) });
     expect(rest.status).toBe(200);
+    await vi.waitFor(() => expect(linesOf(ids.rest)).toHaveLength(1));
+    // The budget of the sign-in path: one line, whoever writes it.
+    expect(lines.length - before).toBe(1);
     // Connect JSON over HTTP/1.1 (the plain unary path) and gRPC-Web (connect-es's handler).
     await createClient(AuthService, createConnectTransport({ baseUrl: t.url, httpVersion: "1.1" }))
       .signinWithIdToken({ idToken, provider: "dev" }, { headers: { "x-request-id": ids.connect } });
