@@ -1,6 +1,10 @@
 import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
+import { SpanKind, type Tracer } from "@opentelemetry/api";
+import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { ConfigError } from "./config/load.ts";
 import type { Config } from "./config/schema.ts";
 import { type Clock, systemClock } from "./core/clock.ts";
@@ -20,7 +24,10 @@ import { registerHealthService } from "./rpc/health-service.ts";
 import { createReadiness } from "./rpc/readiness.ts";
 import { registerReflectionService } from "./rpc/reflection-service.ts";
 import { errorInterceptor } from "./rpc/errors.ts";
-import { createMetrics } from "./rpc/metrics.ts";
+import { telemetryInterceptor, tracingInterceptor } from "./rpc/telemetry-interceptor.ts";
+import { createMetrics, type ServiceMetrics } from "./telemetry/metrics.ts";
+import { instrumentMethods } from "./telemetry/instrument.ts";
+import { startTracing, type Tracing } from "./telemetry/tracing.ts";
 import { createHttpHandler, type PlainHandler } from "./rpc/http-handler.ts";
 import { type RunningServer, startServer } from "./rpc/server.ts";
 import { webAppRoutes } from "./rpc/web-app.ts";
@@ -55,6 +62,7 @@ import { openGeoIp } from "./geo/geoip.ts";
 import { registerMfaService } from "./rpc/mfa-service.ts";
 import { createMfaStore } from "./store/mfa-store.ts";
 import { createHotStore } from "./store/hot/hot-store.ts";
+import type { HotStore } from "./store/hot/sqlite.ts";
 import { createPrismaSigninReader } from "./store/hot/prisma.ts";
 import { createRecoveryCodes } from "./tokens/recovery-codes.ts";
 import { createSecretBox } from "./tokens/secret-box.ts";
@@ -73,6 +81,8 @@ export interface AppOverrides {
   onQuery?: (sql: string) => void;
   /** Sees every exchange with a PostgreSQL server (benchmarks and tests count round trips). */
   onRoundTrip?: () => void;
+  /** Where spans go instead of OTLP when tracing is on (tests: an InMemorySpanExporter). */
+  spanExporter?: SpanExporter;
 }
 
 export interface App {
@@ -83,6 +93,8 @@ export interface App {
   readiness: ReadinessProbe;
   /** The base URL of the running server (after `listen`). */
   url(): string;
+  /** Where GET /metrics is served (after `listen`): `server.metrics_port`, else the main URL. */
+  metricsUrl(): string;
   listen(): Promise<RunningServer>;
   /**
    * Stops being ready (`/readyz` 503, gRPC health NOT_SERVING, open health watches told at once)
@@ -111,6 +123,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     const report = await migrate(url);
     if (report.applied.length > 0) logger.info("migrations applied", { applied: report.applied });
   }
+  const metrics = createMetrics({ providers: [...Object.keys(config.providers), ...(config.dev ? ["dev"] : [])] });
   const database = await openDatabase({
     url,
     poolSize: config.database.pool_size,
@@ -118,13 +131,29 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     statementTimeoutMs: config.database.statement_timeout_ms,
     onQuery: overrides.onQuery,
     onRoundTrip: overrides.onRoundTrip,
+    onPrismaQuery: (sql, seconds) => metrics.query("prisma", statementKind(sql), seconds),
   });
+  if (database.driver.dialect === "postgresql") {
+    const pool = database.driver.pool;
+    metrics.watchPool(() => ({ max: config.database.pool_size, open: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }));
+  }
   let server: RunningServer | undefined;
+  let metricsServer: http.Server | undefined;
+  let tracing: Tracing | undefined;
   let upkeep: NodeJS.Timeout | undefined;
   let refusalFlush: NodeJS.Timeout | undefined;
   const publicUrl = () => config.server.public_url ?? server?.url ?? `http://${config.server.host}:${config.server.port}`;
 
   try {
+    if (config.tracing.enabled ?? config.tracing.otlp_endpoint !== undefined) {
+      tracing = await startTracing({
+        serviceName: config.tracing.service_name,
+        otlpEndpoint: config.tracing.otlp_endpoint,
+        sampleRatio: config.tracing.sample_ratio,
+        exporter: overrides.spanExporter,
+      });
+    }
+    const tracer = tracing?.tracer;
     const kek = keyEncryptionKey(config, logger);
     const keyEncryption = createKeyEncryption(kek);
     const keyRing = await createLocalKeyRing({
@@ -163,6 +192,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
         refetchCooldownSeconds: p.jwks_refetch_cooldown_seconds,
         timeoutMs: p.http_timeout_ms,
         onBackgroundError: (e) => logger.warn("JWKS refresh failed", { provider: name, cause: String(e) }),
+        onFetch: (ok) => metrics.jwksFetch(name, ok),
       }),
     }));
 
@@ -192,16 +222,26 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       logger.warn("DEV MODE: the built-in dev OpenID issuer mints ID tokens for anyone; never expose this", { issuer: dev.issuer });
     }
 
-    const verifier = overrides.verifier ?? createIdTokenVerifier({ providers, clock, maxTokenBytes: config.id_token.max_bytes });
+    const verifier = instrumentMethods(
+      overrides.verifier ?? createIdTokenVerifier({ providers, clock, maxTokenBytes: config.id_token.max_bytes }),
+      { verify: "verify" },
+      { tracer, spanPrefix: "id_token" },
+    );
     const accounts = createAccountStore(database.client);
     const opaqueTokens = createOpaqueTokens();
     const mfaStore = createMfaStore(database.client);
     const auditLog = createAuditLog(database.client);
     const sessionStore = createSessionStore(database.client);
     // The hot path: prepared statements on the driver, or the same design on Prisma Client alone.
-    const hot = config.database.hot_path === "driver"
-      ? createHotStore(database)
-      : { ...accounts, ...auditLog, ...sessionStore, ...createPrismaSigninReader(database.client, database.dialect) };
+    // Timed (one histogram observation per statement batch) and, with tracing on, traced.
+    const hot = instrumentHotPath(
+      config.database.hot_path === "driver"
+        ? createHotStore(database)
+        : { ...accounts, ...auditLog, ...sessionStore, ...createPrismaSigninReader(database.client, database.dialect) },
+      metrics,
+      tracer,
+      database.dialect,
+    );
     const addressLimit = config.rate_limit.signin_failures_per_ip === 0
       ? undefined
       : createAddressLimit({
@@ -251,6 +291,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       }),
       challengeTtlSeconds: config.mfa.challenge_ttl_seconds,
       onAuditFailure: (e) => logger.error("audit write failed", { cause: String(e) }),
+      events: metrics.events,
     });
 
     const mfa = createMfaService({
@@ -271,6 +312,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       codeFailureWindowSeconds: config.mfa.code_failures_window_seconds,
       passwordExpiry: passwordExpiryOf(config),
       onAuditFailure: (e) => logger.error("audit write failed", { cause: String(e) }),
+      events: metrics.events,
     });
 
     const sessions = createSessionService({
@@ -334,12 +376,10 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       },
       pollIntervalMs: config.server.health_watch_interval_ms,
     });
-    const metrics = createMetrics();
-    plain.set("GET /metrics", async () => ({
-      status: 200,
-      text: metrics.render(),
-      headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
-    }));
+    // On the main port unless server.metrics_port gives it one of its own.
+    if (config.server.metrics_port === undefined) {
+      plain.set("GET /metrics", async () => ({ status: 200, text: await metrics.render(), headers: { "content-type": metrics.contentType } }));
+    }
     plain.set("GET /healthz", async () => ({ status: 200, json: { status: "ok" } }));
     if (config.server.web_app ?? config.dev) {
       for (const [route, handler] of webAppRoutes({ devIssuer: config.dev })) plain.set(route, handler);
@@ -384,7 +424,8 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       },
       services: api,
       interceptors: [
-        metrics.interceptor,
+        telemetryInterceptor(metrics),
+        ...(tracer === undefined ? [] : [tracingInterceptor(tracer)]),
         errorInterceptor(logger),
         // Admin keys only, and only for AdminService; the user auth below never covers it.
         adminInterceptor(adminKeys, { service: AdminApi.typeName }),
@@ -399,6 +440,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       corsMaxAgeSeconds: config.server.cors.max_age_seconds,
       trustedProxies: config.server.trusted_proxies,
       plain,
+      onMalformed: (protocol) => metrics.malformed(protocol),
     });
 
     return {
@@ -409,6 +451,12 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       url: () => {
         if (server === undefined) throw new Error("not listening");
         return server.url;
+      },
+      metricsUrl: () => {
+        if (server === undefined) throw new Error("not listening");
+        if (metricsServer === undefined) return server.url;
+        const { port } = metricsServer.address() as AddressInfo;
+        return `http://${config.server.host.includes(":") ? `[${config.server.host}]` : config.server.host}:${port}`;
       },
       async listen() {
         // Upkeep: pick up keys rotated by other replicas or by command; rotate on schedule.
@@ -452,6 +500,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
           },
           listener,
         });
+        if (config.server.metrics_port !== undefined) metricsServer = await startMetricsServer(config.server.host, config.server.metrics_port, metrics);
         return server;
       },
       drain() {
@@ -465,13 +514,64 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
         if (refusalFlush !== undefined) clearInterval(refusalFlush);
         await server?.close(config.server.shutdown_timeout_ms);
         await flushRefusals();
+        metricsServer?.closeAllConnections();
+        await new Promise((resolve) => (metricsServer === undefined ? resolve(undefined) : metricsServer.close(resolve)));
         await database.close();
+        await tracing?.shutdown();
       },
     };
   } catch (e) {
     await database.close();
+    await tracing?.shutdown();
     throw e;
   }
+}
+
+/** The hot path's store, each operation timed into the query histogram and, with a tracer, traced. */
+function instrumentHotPath<T extends HotStore>(store: T, metrics: ServiceMetrics, tracer: Tracer | undefined, dialect: string): T {
+  return instrumentMethods(
+    store,
+    {
+      readSignin: "read_signin",
+      commitSignin: "commit_signin",
+      failuresFromIp: "failures_from_ip",
+      refresh: "refresh",
+      findSession: "find_session",
+      findUser: "find_user",
+    } as Parameters<typeof instrumentMethods<T>>[1],
+    {
+      observe: (operation, seconds) => metrics.query("hot", operation, seconds),
+      tracer,
+      spanPrefix: "db",
+      spanKind: SpanKind.CLIENT,
+      attributes: { "db.system.name": dialect },
+    },
+  );
+}
+
+/** The first keyword of a Prisma statement, as a bounded metrics label. */
+function statementKind(sql: string): string {
+  const word = /^\s*(\w+)/.exec(sql)?.[1]?.toLowerCase();
+  return word !== undefined && ["select", "insert", "update", "delete", "begin", "commit", "rollback", "with"].includes(word) ? word : "other";
+}
+
+/** GET /metrics alone, on a port of its own (server.metrics_port), for scrapers on a private network. */
+async function startMetricsServer(host: string, port: number, metrics: ServiceMetrics): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    if (req.method !== "GET" || (req.url ?? "/").split("?")[0] !== "/metrics") {
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
+      return;
+    }
+    metrics.render().then(
+      (text) => res.writeHead(200, { "content-type": metrics.contentType }).end(text),
+      () => res.writeHead(500).end(),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve());
+  });
+  return server;
 }
 
 /** The risk and MFA-policy parts of the configuration, as the core takes them. */

@@ -72,7 +72,7 @@ async function main(): Promise<number> {
     process.once("SIGINT", resolve);
   });
   const server = await app.listen();
-  logger.info("listening", { url: server.url, dev: config.dev, database: app.database.dialect });
+  logger.info("listening", { url: server.url, metrics: `${app.metricsUrl()}/metrics`, dev: config.dev, database: app.database.dialect });
 
   const signal = await stopSignal;
   app.drain();

@@ -18,6 +18,10 @@ const ENV_OVERRIDES: Record<string, { path: string[]; type: "string" | "number" 
   TOKEN_ISSUER: { path: ["tokens", "issuer"], type: "string" },
   KEY_ENCRYPTION_KEY: { path: ["tokens", "key_encryption_key"], type: "string" },
   KEY_ENCRYPTION_KEY_FILE: { path: ["tokens", "key_encryption_key_file"], type: "string" },
+  METRICS_PORT: { path: ["server", "metrics_port"], type: "number" },
+  TRACING_ENABLED: { path: ["tracing", "enabled"], type: "boolean" },
+  OTEL_EXPORTER_OTLP_ENDPOINT: { path: ["tracing", "otlp_endpoint"], type: "string" },
+  OTEL_SERVICE_NAME: { path: ["tracing", "service_name"], type: "string" },
 };
 
 /**

@@ -257,6 +257,13 @@ export const configSchema = z
         request_timeout_ms: z.number().int().min(100).default(30_000).describe("A request's deadline to arrive whole (headers and body)"),
         trusted_proxies: z.array(z.string()).default([]),
         web_app: z.boolean().optional().describe("Serve the web app at /; default: in dev mode only"),
+        metrics_port: z
+          .number()
+          .int()
+          .min(0)
+          .max(65535)
+          .optional()
+          .describe("Serve GET /metrics on this port (same host) instead of the main one"),
         cors: z
           .object({
             allowed_origins: z.array(z.string()).default([]),
@@ -264,6 +271,15 @@ export const configSchema = z
           })
           .strict()
           .prefault({}),
+      })
+      .strict()
+      .prefault({}),
+    tracing: z
+      .object({
+        enabled: z.boolean().optional().describe("OpenTelemetry tracing; default: on when otlp_endpoint is set"),
+        otlp_endpoint: z.url().optional().describe("OTLP/HTTP base URL (OTEL_EXPORTER_OTLP_ENDPOINT); /v1/traces is appended"),
+        service_name: z.string().min(1).default("idtoken-signin"),
+        sample_ratio: z.number().min(0).max(1).default(1).describe("Fraction of new traces kept; a caller's traceparent decides for its own"),
       })
       .strict()
       .prefault({}),

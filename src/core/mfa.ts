@@ -13,6 +13,7 @@ import type {
 } from "./mfa-ports.ts";
 import type { AccessTokenIssuer, AuditLog, OpaqueTokens } from "./ports.ts";
 import { NO_PASSWORD_EXPIRY, type PasswordExpiryPolicy, passwordStatusOf } from "./password-policy.ts";
+import type { AuthEvents } from "./auth-events.ts";
 import type { MfaMethod } from "./risk.ts";
 import { assertActive } from "./user-status.ts";
 
@@ -44,6 +45,8 @@ export interface MfaServiceDeps {
   codeFailureWindowSeconds: number;
   passwordExpiry?: PasswordExpiryPolicy | undefined;
   onAuditFailure?: (error: unknown) => void;
+  /** Told how every challenge answer ended (metrics). */
+  events?: AuthEvents | undefined;
 }
 
 export interface VerifyMfaInput {
@@ -266,7 +269,7 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
     };
   }
 
-  return {
+  const service: MfaService = {
     async verify(input) {
       const attempt = await (deps.addressLimit?.admit(input.client.ip, "VerifyMfa") ?? { settle() {} });
       try {
@@ -342,6 +345,22 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
       });
       if (!done) throw new DomainError("mfa_code_invalid", "the code is not valid (wrong, expired or already used)");
       return codes;
+    },
+  };
+  const events = deps.events;
+  if (events === undefined) return service;
+  return {
+    ...service,
+    async verify(input) {
+      const method = (METHODS as readonly string[]).includes(input.method) ? input.method : "unknown";
+      try {
+        const result = await service.verify(input);
+        events.mfaVerification(method, "success");
+        return result;
+      } catch (e) {
+        events.mfaVerification(method, isDomainError(e) ? e.code : "internal");
+        throw e;
+      }
     },
   };
 }

@@ -4,7 +4,8 @@ import type { NonceService } from "./nonces.ts";
 import { DomainError, isDomainError } from "./errors.ts";
 import { newId } from "./ids.ts";
 import type { AdaptiveMfa, SigninGate } from "./adaptive-mfa.ts";
-import type { ClientInfo, ExternalIdentity, LoginResult, MfaChallengeResult, UserWithPassword } from "./model.ts";
+import type { AuthEvents } from "./auth-events.ts";
+import type { ClientInfo, ExternalIdentity, LoginResult, MfaChallengeResult, RiskSummary, UserWithPassword } from "./model.ts";
 import type { SigninHistory } from "./mfa-ports.ts";
 import {
   type AccessTokenIssuer,
@@ -52,6 +53,8 @@ export interface SigninDeps {
   /** Nonces issued by this service, for providers with `require_nonce: server`. */
   nonces?: Pick<NonceService, "check"> | undefined;
   onAuditFailure?: (error: unknown) => void;
+  /** Told how every sign-in ended (metrics). */
+  events?: AuthEvents | undefined;
 }
 
 export interface SigninInput {
@@ -101,6 +104,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
     let identity: ExternalIdentity | undefined;
     let userId: string | undefined;
     let riskDetail: Record<string, unknown> | undefined;
+    let riskLevel: RiskSummary["level"] | undefined;
     try {
       if (input.idToken === "") {
         throw new DomainError("id_token_required", "id_token is required");
@@ -135,15 +139,18 @@ export function createSigninService(deps: SigninDeps): SigninService {
                 ...(account.kind === "existing" && account.history !== null ? { history: account.history } : {}),
               });
           riskDetail = gate?.auditDetail;
+          riskLevel = gate?.summary.level;
           if (gate?.decision.kind === "deny") {
             throw new DomainError(
               "mfa_enrollment_required",
               "this sign-in needs a second factor and the account has none; sign in from a known device and enroll one",
             );
           }
-          return gate?.decision.kind === "challenge"
+          const result = gate?.decision.kind === "challenge"
             ? await challenge(verified, account.write, now, input.client, gate, gate.decision.methods, uses)
             : await open(verified, account.write, now, input.client, gate, uses);
+          deps.events?.signin(verified.provider.name, "kind" in result ? "mfa_required" : "success", riskLevel);
+          return result;
         } catch (e) {
           if (e instanceof SigninConflict && e.target === "replay") {
             throw new DomainError("id_token_replayed", "this ID token (or its nonce) was already used to sign in; get a fresh one from the provider");
@@ -157,7 +164,11 @@ export function createSigninService(deps: SigninDeps): SigninService {
     } catch (e) {
       const code = isDomainError(e) ? e.code : "internal";
       // Refusals by the address limit are tallied, not written one by one (address-limit.ts).
-      if (code === "rate_limited") throw e;
+      if (code === "rate_limited") {
+        deps.events?.signin(identity?.provider.name ?? input.provider, code, riskLevel);
+        throw e;
+      }
+      deps.events?.signin(identity?.provider.name ?? input.provider, code, riskLevel);
       await recordQuietly({
         type: "signin.failed",
         at: clock.now(),

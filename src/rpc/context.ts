@@ -14,3 +14,19 @@ export const kPrincipal = createContextKey<Principal | null>(null, { description
 
 /** The admin key an AdminService call was made with (set by the admin interceptor). */
 export const kAdminActor = createContextKey<{ name: string } | null>(null, { description: "admin actor" });
+
+/**
+ * The access-log record of one HTTP request: the handler sets protocol and route, the
+ * telemetry interceptor the RPC's outcome (left undefined when the call never reached the
+ * method: the request was malformed).
+ */
+export interface AccessRecord {
+  /** `rest`, `connect`, `grpc`, `grpc-web`, or `http` for plain endpoints and unmatched paths. */
+  protocol: string;
+  /** The RPC path, REST route template or plain path; null when nothing matched. */
+  route: string | null;
+  /** `ok` or the stable error code, once the RPC ran. */
+  code: string | undefined;
+}
+
+export const kAccess = createContextKey<AccessRecord | null>(null, { description: "access record" });

@@ -37,29 +37,29 @@ function retryAfterSeconds(e: DomainError): number | undefined {
 }
 
 /**
- * Outermost interceptor: every failure leaves as a ConnectError with a stable code; the log gets
- * the cause (connect-es does not log handler errors itself), the client only the public message.
+ * Every failure leaves as a ConnectError with a stable code; the client gets only the public
+ * message (connect-es does not log handler errors itself). The request's access-log line
+ * carries the code of every refusal; failures whose level is warn or error (unexpected ones,
+ * provider and database trouble) get a line of their own with the cause.
  */
 export function errorInterceptor(logger: Logger): Interceptor {
   return (next) => async (req) => {
-    const started = performance.now();
     try {
-      const res = await next(req);
-      logger.debug("rpc", { method: req.method.name, ms: Math.round(performance.now() - started), request_id: req.contextValues.get(kRequestId) });
-      return res;
+      return await next(req);
     } catch (e) {
       if (e instanceof ConnectError && !(e.cause instanceof DomainError) && e.code !== Code.Unknown && e.code !== Code.Internal) {
         throw e; // Protocol-level errors raised by connect itself (bad framing, size limits).
       }
       const domain = toDomainError(e instanceof ConnectError && e.cause !== undefined ? e.cause : e);
       const level = ERROR_TABLE[domain.code].log;
-      logger[level]("rpc failed", {
-        method: req.method.name,
-        code: domain.code,
-        ms: Math.round(performance.now() - started),
-        request_id: req.contextValues.get(kRequestId),
-        ...(level === "error" || level === "warn" ? { cause: describeCause(domain.cause) } : {}),
-      });
+      if (level === "error" || level === "warn") {
+        logger[level]("rpc failed", {
+          method: req.method.name,
+          code: domain.code,
+          request_id: req.contextValues.get(kRequestId),
+          cause: describeCause(domain.cause),
+        });
+      }
       throw toConnectError(domain);
     }
   };

@@ -25,7 +25,7 @@ import {
 import { ErrorInfoSchema } from "../../gen/pb/google/rpc/error_details_pb.ts";
 import type { ErrorCode } from "../core/errors.ts";
 import type { Logger } from "../logger.ts";
-import { kClient, kRequestId } from "./context.ts";
+import { type AccessRecord, kAccess, kClient, kRequestId } from "./context.ts";
 import { clipDeviceId } from "./auth-service.ts";
 import { ERROR_TABLE, httpStatusOf } from "./error-codes.ts";
 import { describeCause } from "./errors.ts";
@@ -54,11 +54,14 @@ export interface HttpHandlerOptions {
   trustedProxies: readonly string[];
   /** "GET /healthz" -> handler. */
   plain: ReadonlyMap<string, PlainHandler>;
+  /** Told of each request for an RPC or REST route that never reached the method (metrics). */
+  onMalformed?: ((protocol: string) => void) | undefined;
 }
 
 const CORS_ALLOW_HEADERS = [
   "authorization", "content-type", "connect-protocol-version", "connect-timeout-ms",
   "grpc-timeout", "x-grpc-web", "x-user-agent", "x-device-id", "x-request-id", "x-admin-key",
+  "traceparent", "tracestate",
 ].join(", ");
 const CORS_EXPOSE_HEADERS = ["retry-after", "grpc-status", "grpc-message", "grpc-status-details-bin", "x-request-id"].join(", ");
 
@@ -113,13 +116,14 @@ export function createHttpHandler(options: HttpHandlerOptions) {
   }
   const allowedOrigins = new Set(options.corsAllowedOrigins);
 
-  function clientOf(req: NodeRequest, requestId: string): ContextValues {
+  function clientOf(req: NodeRequest, requestId: string, access: AccessRecord): ContextValues {
     const header = (name: string) => {
       const v = req.headers[name];
       return Array.isArray(v) ? v[0] : v;
     };
     return createContextValues()
       .set(kRequestId, requestId)
+      .set(kAccess, access)
       .set(kClient, {
         ip: clientIp(req.socket.remoteAddress ?? null, header("x-forwarded-for"), proxies),
         userAgent: header("user-agent") ?? null,
@@ -138,8 +142,7 @@ export function createHttpHandler(options: HttpHandlerOptions) {
     return true;
   }
 
-  async function handle(req: NodeRequest, res: NodeResponse): Promise<void> {
-    const requestId = sanitizeRequestId(req.headers["x-request-id"]) ?? randomUUID();
+  async function handle(req: NodeRequest, res: NodeResponse, requestId: string, access: AccessRecord): Promise<void> {
     res.setHeader("x-request-id", requestId);
     const url = new URL(req.url ?? "/", "http://localhost");
     const corsAllowed = cors(req, res);
@@ -156,26 +159,33 @@ export function createHttpHandler(options: HttpHandlerOptions) {
 
     const rpc = rpcByPath.get(url.pathname);
     if (rpc !== undefined) {
+      access.route = rpc.requestPath;
       // RPC answers carry tokens, secrets or personal data: never stored by a cache or browser
       // (RFC 6749 §5.1 for token responses), whichever protocol carried them.
       res.setHeader("cache-control", "no-store");
       const spec = implByPath.get(url.pathname);
       const fast = { interceptors: options.interceptors, readMaxBytes: options.bodyLimitBytes, jsonOptions };
       if (req.httpVersionMajor === 2 && isPlainGrpcUnary(req as http2.Http2ServerRequest, spec)) {
-        await serveGrpcUnary(req as http2.Http2ServerRequest, res as http2.Http2ServerResponse, spec, { ...fast, contextValues: clientOf(req, requestId) });
+        access.protocol = "grpc";
+        await serveGrpcUnary(req as http2.Http2ServerRequest, res as http2.Http2ServerResponse, spec, { ...fast, contextValues: clientOf(req, requestId, access) });
         return;
       }
       if (isPlainConnectUnary(req, spec)) {
-        await serveConnectUnary(req, res, spec, { ...fast, contextValues: clientOf(req, requestId) });
+        access.protocol = "connect";
+        await serveConnectUnary(req, res, spec, { ...fast, contextValues: clientOf(req, requestId, access) });
         return;
       }
-      const uRes = await rpc(universalRequestFromNodeRequest(req, res, undefined, clientOf(req, requestId)));
-      await universalResponseToNodeResponse(uRes, res);
+      access.protocol = rpcProtocolOf(req);
+      const uRes = await rpc(universalRequestFromNodeRequest(req, res, undefined, clientOf(req, requestId, access)));
+      // Its promise waits for an "end" event that a Node response never emits, so it never
+      // resolves after success: the response's own "close" says the answer is out.
+      await Promise.race([universalResponseToNodeResponse(uRes, res), new Promise((resolve) => res.once("close", resolve))]);
       return;
     }
 
     const plain = options.plain.get(`${req.method} ${url.pathname}`);
     if (plain !== undefined) {
+      access.route = url.pathname;
       const out = await plain(req, () => readJsonBody(req, options.bodyLimitBytes));
       if ("text" in out) {
         head(res, out.status, { "content-type": "text/plain; charset=utf-8", ...out.headers });
@@ -191,8 +201,10 @@ export function createHttpHandler(options: HttpHandlerOptions) {
       const params = route.match(url.pathname);
       if (params === null) continue;
       pathMatched = true;
+      access.protocol = "rest";
+      access.route = route.template;
       if (route.httpMethod !== req.method) continue;
-      await handleRest(route, params, url, req, res, requestId);
+      await handleRest(route, params, url, req, res, requestId, access);
       return;
     }
     if (pathMatched) {
@@ -209,6 +221,7 @@ export function createHttpHandler(options: HttpHandlerOptions) {
     req: NodeRequest,
     res: NodeResponse,
     requestId: string,
+    access: AccessRecord,
   ): Promise<void> {
     let message: Record<string, JsonValue> = {};
     if (route.body !== "") {
@@ -232,7 +245,7 @@ export function createHttpHandler(options: HttpHandlerOptions) {
       if (route.body !== "*") message[key] = queryParamValue(route.method.input, key, value);
     }
     Object.assign(message, params);
-    sendRestResult(res, await invokeRest(route.method, message, req, requestId));
+    sendRestResult(res, await invokeRest(route.method, message, req, requestId, access));
   }
 
   /**
@@ -245,6 +258,7 @@ export function createHttpHandler(options: HttpHandlerOptions) {
     message: Record<string, JsonValue>,
     req: NodeRequest,
     requestId: string,
+    access: AccessRecord,
   ): Promise<{ status: number; json: string; headers?: Record<string, string> }> {
     const spec = implByMethod.get(`${method.parent.typeName}/${method.name}`);
     if (spec === undefined || spec.kind !== "unary") throw new Error(`no unary implementation for ${method.name}`);
@@ -266,7 +280,7 @@ export function createHttpHandler(options: HttpHandlerOptions) {
         url: `http://localhost/${method.parent.typeName}/${method.name}`,
         requestHeader: header,
         requestSignal: abort.signal,
-        contextValues: clientOf(req, requestId),
+        contextValues: clientOf(req, requestId, access),
       });
       let input;
       try {
@@ -296,17 +310,49 @@ export function createHttpHandler(options: HttpHandlerOptions) {
     }
   }
 
-  return function listener(req: NodeRequest, res: NodeResponse): void {
-    handle(req, res).catch((e: unknown) => {
+  /**
+   * Serves one request and writes its access-log line: one line per request, at info, for every
+   * protocol and path (REST, the Connect router, the unary fast path, plain endpoints).
+   */
+  async function serve(req: NodeRequest, res: NodeResponse): Promise<void> {
+    const started = performance.now();
+    const requestId = sanitizeRequestId(req.headers["x-request-id"]) ?? randomUUID();
+    const access: AccessRecord = { protocol: "http", route: null, code: undefined };
+    try {
+      await handle(req, res, requestId, access);
+    } catch (e) {
       if (e instanceof BodyError) {
         sendError(res, e.code, e.message);
-        return;
+      } else {
+        options.logger.error("request failed", { path: (req.url ?? "").split("?")[0], cause: describeCause(e) });
+        if (!res.headersSent) sendError(res, "internal", "internal error");
+        else res.destroy();
       }
-      options.logger.error("request failed", { path: (req.url ?? "").split("?")[0], cause: describeCause(e) });
-      if (!res.headersSent) sendError(res, "internal", "internal error");
-      else res.destroy();
+    }
+    // An RPC or REST route whose method never ran: the request could not be decoded or accepted.
+    if (access.code === undefined && access.protocol !== "http") options.onMalformed?.(access.protocol);
+    options.logger.info("request", {
+      method: req.method,
+      route: access.route,
+      status: res.statusCode,
+      duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
+      request_id: requestId,
+      protocol: access.protocol,
+      code: access.code, // absent from the line when undefined
     });
+  }
+
+  return function listener(req: NodeRequest, res: NodeResponse): void {
+    void serve(req, res);
   };
+}
+
+/** The protocol of an RPC request that connect-es serves, by its content type. */
+function rpcProtocolOf(req: NodeRequest): string {
+  const type = req.headers["content-type"] ?? "";
+  if (type.startsWith("application/grpc-web")) return "grpc-web";
+  if (type.startsWith("application/grpc")) return "grpc";
+  return "connect";
 }
 
 class BodyError extends Error {
@@ -337,7 +383,7 @@ async function readJsonBody(req: NodeRequest, limit: number): Promise<unknown> {
 }
 
 /** Headers a REST call passes on to the implementation and its interceptors. */
-const REST_FORWARDED_HEADERS = ["authorization", "x-admin-key", "user-agent", "x-device-id", "accept-language"];
+const REST_FORWARDED_HEADERS = ["authorization", "x-admin-key", "user-agent", "x-device-id", "accept-language", "traceparent", "tracestate"];
 
 function sendRestResult(res: NodeResponse, result: { status: number; json: string; headers?: Record<string, string> }): void {
   head(res, result.status, { "content-type": "application/json", "cache-control": "no-store", ...result.headers });

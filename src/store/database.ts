@@ -19,6 +19,8 @@ export interface DatabaseOptions {
   onQuery?: ((sql: string) => void) | undefined;
   /** Called for every message exchange with a PostgreSQL server (a query, BEGIN, COMMIT...). */
   onRoundTrip?: (() => void) | undefined;
+  /** Called with each Prisma Client statement's duration (metrics; the hot path's driver statements are timed by their caller). */
+  onPrismaQuery?: ((sql: string, seconds: number) => void) | undefined;
 }
 
 /**
@@ -83,9 +85,9 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     });
     const client = new PrismaClient({
       adapter: capturing,
-      ...(options.onQuery === undefined ? {} : { log: [{ emit: "event", level: "query" }] }),
+      ...queryLog(options),
     });
-    listenToQueries(client, options.onQuery);
+    listenToQueries(client, options);
     await client.$connect();
     if (connection === undefined) throw new Error("the SQLite adapter did not expose its connection");
     // WAL is set by the migrations. NORMAL (better-sqlite3's default for WAL, said here so it
@@ -139,9 +141,9 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   }
   const client = new PrismaClient({
     adapter: new PrismaPg(pool),
-    ...(options.onQuery === undefined ? {} : { log: [{ emit: "event", level: "query" }] }),
+    ...queryLog(options),
   });
-  listenToQueries(client as unknown as Db, options.onQuery);
+  listenToQueries(client as unknown as Db, options);
   // Same model, same delegates: the PostgreSQL client is used through the shared type.
   const database = wrap(dialect, client as unknown as Db, { dialect, pool }, options);
   return {
@@ -153,9 +155,17 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   };
 }
 
-function listenToQueries(client: Db, onQuery: ((sql: string) => void) | undefined): void {
-  if (onQuery === undefined) return;
-  (client as unknown as { $on(e: "query", cb: (ev: { query: string }) => void): void }).$on("query", (ev) => onQuery(ev.query));
+function queryLog(options: DatabaseOptions): { log?: { emit: "event"; level: "query" }[] } {
+  return options.onQuery === undefined && options.onPrismaQuery === undefined ? {} : { log: [{ emit: "event", level: "query" }] };
+}
+
+function listenToQueries(client: Db, options: DatabaseOptions): void {
+  const { onQuery, onPrismaQuery } = options;
+  if (onQuery === undefined && onPrismaQuery === undefined) return;
+  (client as unknown as { $on(e: "query", cb: (ev: { query: string; duration: number }) => void): void }).$on("query", (ev) => {
+    onQuery?.(ev.query);
+    onPrismaQuery?.(ev.query, ev.duration / 1000);
+  });
 }
 
 function wrap(dialect: Dialect, client: Db, driver: Driver, options: DatabaseOptions): Database {

@@ -5,6 +5,7 @@ import {
   type JWSHeaderParameters,
   type FlattenedJWSInput,
 } from "jose";
+import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { Clock } from "../core/clock.ts";
 import { DomainError } from "../core/errors.ts";
 
@@ -27,7 +28,10 @@ export interface RemoteKeySetOptions {
   /** One HTTP request to the provider may take at most this long. */
   timeoutMs: number;
   onBackgroundError?: (error: unknown) => void;
+  /** Told of every fetch of the keys (with discovery when it ran first), and whether it worked. */
+  onFetch?: ((ok: boolean) => void) | undefined;
 }
+
 
 const MAX_DOCUMENT_BYTES = 512 * 1024;
 
@@ -54,7 +58,9 @@ export function createRemoteKeySet(options: RemoteKeySetOptions): KeyResolver {
   const nowMs = () => options.clock.now().getTime();
 
   function refresh(): Promise<void> {
-    inflight ??= (async () => {
+    // Key fetches are rare (start, rotation, staleness), so they always go through the API's
+    // global tracer, looked up each time: a no-op unless tracing is on.
+    inflight ??= trace.getTracer("idtoken-signin").startActiveSpan("jwks fetch", { kind: SpanKind.CLIENT, attributes: { "identity.issuer": options.issuer } }, async (span) => {
       lastAttemptAt = nowMs();
       try {
         jwksUri ??= await discoverJwksUri();
@@ -62,10 +68,16 @@ export function createRemoteKeySet(options: RemoteKeySetOptions): KeyResolver {
         if (!isJwks(jwks)) throw new Error("JWKS document has no keys array");
         lookup = createLocalJWKSet(jwks);
         fetchedAt = nowMs();
+        options.onFetch?.(true);
+      } catch (e) {
+        options.onFetch?.(false);
+        span.setStatus({ code: SpanStatusCode.ERROR, message: e instanceof Error ? e.message : String(e) });
+        throw e;
       } finally {
         inflight = undefined;
+        span.end();
       }
-    })();
+    });
     return inflight;
   }
 

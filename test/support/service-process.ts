@@ -47,7 +47,7 @@ export async function startServiceProcess(options: {
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`service did not start:\n${output}`)), 30_000);
     const check = () => {
-      const m = /"msg":"listening","url":"([^"]+)"/.exec(output);
+      const m = /"url":"([^"]+)"[^\n]*"msg":"listening"/.exec(output);
       if (m !== null) {
         clearTimeout(timer);
         child.stdout!.off("data", check);
