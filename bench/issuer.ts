@@ -4,6 +4,7 @@
  * for it. Every server under test (floor, better-auth, this service) verifies the same tokens
  * against this issuer's JWKS with the same claim rules (see CLAIM_RULES).
  */
+import { randomUUID } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { parseArgs } from "node:util";
@@ -42,7 +43,7 @@ export interface BenchIssuer {
   /** The issuer URL (`iss`), e.g. http://127.0.0.1:41234 */
   issuer: string;
   jwksUri: string;
-  /** One ID token for `sub`: iss, aud, sub, email `<sub>@bench.test`, email_verified, iat, exp = now + 1 h. */
+  /** One ID token for `sub`: iss, aud, sub, email `<sub>@bench.test`, email_verified, iat, exp = now + 1 h, a random jti. */
   mint(sub: string): Promise<string>;
   /** Tokens for many subjects; signing runs on libuv's thread pool, `concurrency` at a time. */
   mintMany(subs: readonly string[], concurrency?: number): Promise<MintedToken[]>;
@@ -94,6 +95,8 @@ export async function startBenchIssuer(options: { host?: string; port?: number }
       .setSubject(sub)
       .setIssuedAt(now)
       .setExpirationTime(now + 3600)
+      // Every token its own (a sign-in accepts a token once), even two for one user in one second.
+      .setJti(randomUUID())
       .sign(privateKey);
   };
 

@@ -3,8 +3,8 @@
  * an IPC channel. Each message is one phase against one server; the answer is its result.
  *
  * HTTP phases use autocannon programmatically: 32 connections, keep-alive, HTTP/1.1, no
- * pipelining, every request built by `setupRequest` with its own body (the next ID token, the
- * next refresh token, the next access token). A phase ends at its request count or its time
+ * pipelining, every request built by `setupRequest` with its own body (the next ID token, never
+ * one used before on that server; the next refresh token; the next access token). A phase ends at its request count or its time
  * bound, whichever comes first. gRPC (h2c) and Connect (HTTP/1.1, JSON) phases run 32 concurrent
  * in-flight calls of the generated client, bounded the same way.
  *
@@ -155,10 +155,26 @@ function cannon(options: {
 
 const noMfa = (body: string) => !body.includes('"requires_mfa":true');
 
+/**
+ * Returning users' tokens: a pool of fresh tokens (a sign-in accepts a token once), each used at
+ * most once per server. The first `returningUsers` are one per user, for their first sign-in;
+ * the rest are taken in order by every returning phase; the cursor is reset per server.
+ */
+let returningCursor = 0;
+
+function takeReturning(): MintedToken | undefined {
+  return tokens.returning[returningCursor++];
+}
+
+function returningLeft(): number {
+  return Math.max(0, tokens.returning.length - returningCursor);
+}
+
 async function httpSignin(c: Extract<Command, { type: "http-signin" }>): Promise<PhaseResult> {
   const list = c.set === "new" ? tokens.fresh : tokens.returning;
   if (list.length === 0) throw new Error("no tokens loaded");
-  const amount = c.set === "returning" ? c.maxRequests : Math.min(c.maxRequests, list.length);
+  const amount = c.set === "new" ? Math.min(c.maxRequests, list.length) : Math.min(c.maxRequests, returningLeft());
+  if (amount === 0) throw new Error("the pool of returning tokens is used up: raise BENCH_RETURNING_TOKENS");
   let next = 0;
   return cannon({
     url: c.url,
@@ -166,7 +182,7 @@ async function httpSignin(c: Extract<Command, { type: "http-signin" }>): Promise
     path: c.path,
     seconds: c.seconds,
     amount,
-    next: () => ({ body: bodyOf(c.style, list[next++ % list.length]!) }),
+    next: () => ({ body: bodyOf(c.style, c.set === "new" ? list[next++]! : takeReturning()!) }),
     good: c.style === "rest" ? noMfa : undefined,
     seen:
       c.collect === true
@@ -224,15 +240,15 @@ async function rpcSignin(c: Extract<Command, { type: "rpc-signin" }>): Promise<P
       ? createGrpcTransport({ baseUrl: c.url })
       : createConnectTransport({ baseUrl: c.url, httpVersion: "1.1", useBinaryFormat: false, nodeOptions: { agent } });
   const client = createClient(AuthService, transport);
-  const list = tokens.returning;
   const rec = new Recorder();
   let next = 0;
   let stopped = false;
   const timer = setTimeout(() => (stopped = true), c.seconds * 1000);
   await Promise.all(
     Array.from({ length: CONNECTIONS }, async () => {
-      while (!stopped && next < c.maxRequests) {
-        const t = list[next++ % list.length]!;
+      while (!stopped && next < c.maxRequests && returningLeft() > 0) {
+        next++;
+        const t = takeReturning()!;
         const t0 = performance.now();
         try {
           const res = await client.signinWithIdToken({ idToken: t.token, provider: "bench", deviceId: deviceIdOf(t.sub) });
@@ -261,6 +277,7 @@ async function run(c: Command): Promise<PhaseResult | { done: true }> {
       tokens = JSON.parse(readFileSync(c.file, "utf8")) as Tokens;
       return { done: true };
     case "reset":
+      returningCursor = 0;
       refreshPool = [];
       accessTokens = [];
       return { done: true };

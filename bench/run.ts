@@ -73,6 +73,14 @@ const WARMUP = num("BENCH_WARMUP_SECONDS", 2);
 const RETURNING_USERS = Math.max(CONNECTIONS, Math.floor(num("BENCH_RETURNING_USERS", 1000)));
 const NEW_USERS = Math.max(CONNECTIONS, Math.min(Math.floor(num("BENCH_NEW_USERS", 20_000)), Math.ceil(SECONDS * 3000)));
 const MAX_REQUESTS = Math.floor(num("BENCH_MAX_REQUESTS", 500_000));
+const SOAK_SECONDS = Number(process.env["BENCH_SOAK_SECONDS"] ?? 0);
+/**
+ * Returning sign-ins need a token each (a token signs in once): enough for every returning phase
+ * of one server (warm-up, measured, gRPC and Connect, soak) at up to 2,500/s.
+ */
+const RETURNING_TOKENS = Math.floor(
+  num("BENCH_RETURNING_TOKENS", RETURNING_USERS + 2500 * (WARMUP + SECONDS + 2 * (Math.min(WARMUP, 1) + SECONDS) + SOAK_SECONDS)),
+);
 const SHORT_WARMUP = Math.min(WARMUP, 1);
 const adminUrl = process.env["BENCH_DATABASE_URL"];
 if (db === "postgresql" && (adminUrl === undefined || adminUrl === "")) {
@@ -370,9 +378,10 @@ cleanups.push(() => rmSync(work, { recursive: true, force: true }));
 
 async function main(): Promise<void> {
   log(`machine: ${nproc} CPUs, ${cpuModel}, node ${process.version}; ${pinningNote}`);
-  log(`minting ${RETURNING_USERS} returning + ${NEW_USERS} new-user ID tokens`);
+  log(`minting ${RETURNING_TOKENS} ID tokens of ${RETURNING_USERS} returning users + ${NEW_USERS} of new users`);
   const runId = randomBytes(3).toString("hex");
-  const returning = await issuer.mintMany(Array.from({ length: RETURNING_USERS }, (_, i) => `ret-${runId}-${i}`));
+  // The first RETURNING_USERS are one per user (their first sign-in), then round the users again.
+  const returning = await issuer.mintMany(Array.from({ length: RETURNING_TOKENS }, (_, i) => `ret-${runId}-${i % RETURNING_USERS}`));
   const fresh = await issuer.mintMany(Array.from({ length: NEW_USERS }, (_, i) => `new-${runId}-${i}`));
   const tokensFile = join(work, "tokens.json");
   writeFileSync(tokensFile, JSON.stringify({ returning, fresh }));

@@ -13,23 +13,27 @@ import { BENCH_CLIENT_ID } from "./issuer.ts";
 
 /** The provider name callers send as `provider`. */
 export const BENCH_PROVIDER = "bench";
+/** The same issuer, accepting a token more than once: for h2load's fixed request body only. */
+export const REUSABLE_PROVIDER = "bench-reusable";
 
 export function serviceConfig(options: { issuer: string; dataDir: string; databaseUrl?: string | undefined }): Record<string, unknown> {
+  const provider = {
+    issuer: options.issuer,
+    client_ids: [BENCH_CLIENT_ID],
+    jwks_uri: `${options.issuer}/jwks`,
+    algorithms: ["RS256"], // the default, spelled out
+    clock_skew_seconds: 60, // the default, spelled out
+  };
   return {
     dev: false,
     data_dir: options.dataDir,
-    log_level: "warn",
+    log_level: "info", // the default: one access-log line per request is part of the cost
     server: { host: "127.0.0.1" },
     ...(options.databaseUrl === undefined ? {} : { database: { url: options.databaseUrl } }),
     tokens: { key_encryption_key: randomBytes(32).toString("base64") },
     providers: {
-      [BENCH_PROVIDER]: {
-        issuer: options.issuer,
-        client_ids: [BENCH_CLIENT_ID],
-        jwks_uri: `${options.issuer}/jwks`,
-        algorithms: ["RS256"], // the default, spelled out
-        clock_skew_seconds: 60, // the default, spelled out
-      },
+      [BENCH_PROVIDER]: provider,
+      [REUSABLE_PROVIDER]: { ...provider, allow_token_reuse: true },
     },
   };
 }

@@ -132,6 +132,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     onQuery: overrides.onQuery,
     onRoundTrip: overrides.onRoundTrip,
     onPrismaQuery: (sql, seconds) => metrics.query("prisma", statementKind(sql), seconds),
+    onIdleConnectionError: (e) => logger.warn("an idle database connection was closed by the server; it will be replaced", { cause: String(e) }),
   });
   if (database.driver.dialect === "postgresql") {
     const pool = database.driver.pool;

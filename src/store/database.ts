@@ -19,6 +19,12 @@ export interface DatabaseOptions {
   onQuery?: ((sql: string) => void) | undefined;
   /** Called for every message exchange with a PostgreSQL server (a query, BEGIN, COMMIT...). */
   onRoundTrip?: (() => void) | undefined;
+  /**
+   * Called when an idle pooled PostgreSQL connection dies (a restart, a failover, an admin
+   * terminating it): the pool drops it and opens another when needed; without a listener the
+   * error would end the process.
+   */
+  onIdleConnectionError?: ((error: unknown) => void) | undefined;
   /** Called with each Prisma Client statement's duration (metrics; the hot path's driver statements are timed by their caller). */
   onPrismaQuery?: ((sql: string, seconds: number) => void) | undefined;
 }
@@ -129,6 +135,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     statement_timeout: options.statementTimeoutMs,
     query_timeout: options.statementTimeoutMs + 1000,
   });
+  pool.on("error", (e) => options.onIdleConnectionError?.(e));
   if (options.onRoundTrip !== undefined) {
     const onRoundTrip = options.onRoundTrip;
     pool.on("connect", (connection) => {

@@ -99,7 +99,7 @@ describe("gRPC health", () => {
       expect(await client.check("identity.v1.AuthService", 5000)).toEqual({ status: "NOT_SERVING" });
       const ready = await fetch(`${d.url}/readyz`);
       expect(ready.status).toBe(503);
-      expect(await ready.json()).toEqual({ status: "draining" });
+      expect(await ready.json()).toEqual({ status: "not_ready", reason: "draining" });
       // Still serving everything else: liveness, keys, RPCs.
       expect((await fetch(`${d.url}/healthz`)).status).toBe(200);
       expect((await fetch(`${d.url}/.well-known/jwks.json`)).status).toBe(200);

@@ -58,7 +58,10 @@ describe("what the service logs", () => {
   const linesOf = (requestId: string) => lines.filter((l) => l.includes(requestId)).map((l) => JSON.parse(l) as Record<string, unknown>);
 
   it("writes one access line per request, at info, on every protocol and path, and nothing else for a sign-in", async () => {
-    const idToken = ((await (await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: json, body: JSON.stringify({ sub: "access-log-1", email: "access.log@example.com" }) })).json()) as { id_token: string }).id_token;
+    // A token signs in once: one for each successful sign-in below.
+    const mintOne = async () =>
+      ((await (await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: json, body: JSON.stringify({ sub: "access-log-1", email: "access.log@example.com" }) })).json()) as { id_token: string }).id_token;
+    const [idToken, connectToken, grpcToken] = [await mintOne(), await mintOne(), await mintOne()];
     const ids = { rest: newRequestId(), connect: newRequestId(), grpcFast: newRequestId(), grpc: newRequestId(), grpcWeb: newRequestId(), plain: newRequestId(), bad: newRequestId(), none: newRequestId() };
     const m = "/identity.v1.AuthService/SigninWithIdToken";
 
@@ -70,7 +73,7 @@ describe("what the service logs", () => {
     expect(lines.length - before).toBe(1);
     // Connect JSON over HTTP/1.1 (the plain unary path) and gRPC-Web (connect-es's handler).
     await createClient(AuthService, createConnectTransport({ baseUrl: t.url, httpVersion: "1.1" }))
-      .signinWithIdToken({ idToken, provider: "dev" }, { headers: { "x-request-id": ids.connect } });
+      .signinWithIdToken({ idToken: connectToken, provider: "dev" }, { headers: { "x-request-id": ids.connect } });
     await expect(createClient(AuthService, createGrpcWebTransport({ baseUrl: t.url, httpVersion: "1.1" }))
       .signinWithIdToken({ idToken: "x.y.z", provider: "dev" }, { headers: { "x-request-id": ids.grpcWeb } })).rejects.toThrow();
     const client = new grpc.Client(grpcTarget(t.url), grpc.credentials.createInsecure());
@@ -80,7 +83,7 @@ describe("what the service logs", () => {
         metadata.set("x-request-id", id);
         return metadata;
       };
-      expect("response" in (await grpcSignin(client, { idToken, provider: "dev" }, md(ids.grpcFast), null))).toBe(true);
+      expect("response" in (await grpcSignin(client, { idToken: grpcToken, provider: "dev" }, md(ids.grpcFast), null))).toBe(true);
       expect("error" in (await grpcSignin(client, { idToken: "x.y.z", provider: "dev" }, md(ids.grpc)))).toBe(true);
     } finally {
       client.close();

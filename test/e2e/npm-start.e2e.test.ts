@@ -57,7 +57,9 @@ describe.runIf(process.platform === "linux")("npm start passes SIGTERM to the se
         const url = await new Promise<string>((resolve, reject) => {
           const timer = setTimeout(() => reject(new Error(`not listening:\n${output}`)), 30_000);
           const check = () => {
-            const m = /"msg":"listening","url":"([^"]+)"/.exec(output);
+            // pino writes the fields in its own order: find the line, then its url.
+            const line = output.split("\n").find((l) => l.includes('"msg":"listening"'));
+            const m = line === undefined ? null : /"url":"([^"]+)"/.exec(line);
             if (m !== null) {
               clearTimeout(timer);
               resolve(m[1]!);
@@ -76,7 +78,7 @@ describe.runIf(process.platform === "linux")("npm start passes SIGTERM to the se
         for (let i = 0; i < 50 && alive(server!); i++) await new Promise((r) => setTimeout(r, 100));
         expect(alive(server!), "the server outlived npm").toBe(false);
         await expect(fetch(`${url}/healthz`)).rejects.toThrow();
-        expect(output).toContain('"msg":"draining","signal":"SIGTERM"');
+        expect(output.split("\n").some((l) => l.includes('"msg":"draining"') && l.includes('"signal":"SIGTERM"'))).toBe(true);
         expect(output).toContain('"msg":"stopped"');
       } finally {
         if (server !== undefined && alive(server)) process.kill(server, "SIGKILL");
