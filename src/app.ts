@@ -15,6 +15,7 @@ import { registerAuthService } from "./rpc/auth-service.ts";
 import { registerUserService } from "./rpc/user-service.ts";
 import { createSessionStore } from "./store/session-store.ts";
 import { errorInterceptor } from "./rpc/errors.ts";
+import { requestChecksInterceptor } from "./rpc/request-checks.ts";
 import { createMetrics } from "./rpc/metrics.ts";
 import { createHttpHandler, type PlainHandler } from "./rpc/http-handler.ts";
 import { type RunningServer, startServer } from "./rpc/server.ts";
@@ -316,6 +317,8 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       interceptors: [
         metrics.interceptor,
         errorInterceptor(logger),
+        // Undecodable bodies and control characters, before any credential is looked at.
+        requestChecksInterceptor(),
         // Admin keys only, and only for AdminService; the user auth below never covers it.
         adminInterceptor(adminKeys, { service: AdminApi.typeName }),
         authInterceptor(sessions, {

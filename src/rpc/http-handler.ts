@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type * as http from "node:http";
 import type * as http2 from "node:http2";
 import { BlockList, isIP } from "node:net";
-import { type DescMethod, type DescService, fromJson, type JsonValue, toJsonString } from "@bufbuild/protobuf";
+import { type DescMethod, type DescService, fromJson, type JsonValue, type Message, toJsonString } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -19,7 +19,6 @@ import { invokeUnaryImplementation, type UniversalHandler } from "@connectrpc/co
 import {
   compressionBrotli,
   compressionGzip,
-  universalRequestFromNodeRequest,
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
 import { ErrorInfoSchema } from "../../gen/pb/google/rpc/error_details_pb.ts";
@@ -30,6 +29,8 @@ import { clipDeviceId } from "./auth-service.ts";
 import { ERROR_TABLE, httpStatusOf } from "./error-codes.ts";
 import { describeCause } from "./errors.ts";
 import { queryParamValue, type RestRoute, restRoutesFrom } from "./rest-routes.ts";
+import { screenedRequest } from "./body-screening.ts";
+import { decodeOrMark } from "./request-checks.ts";
 import { isPlainConnectUnary, isPlainGrpcUnary, serveConnectUnary, serveGrpcUnary } from "./unary-fast-path.ts";
 
 export type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
@@ -56,6 +57,9 @@ export interface HttpHandlerOptions {
   plain: ReadonlyMap<string, PlainHandler>;
 }
 
+/** Request compressions accepted (connect-es and the screening in front of it alike). */
+const COMPRESSIONS = [compressionGzip, compressionBrotli] as const;
+
 const CORS_ALLOW_HEADERS = [
   "authorization", "content-type", "connect-protocol-version", "connect-timeout-ms",
   "grpc-timeout", "x-grpc-web", "x-user-agent", "x-device-id", "x-request-id", "x-admin-key",
@@ -74,7 +78,7 @@ export function createHttpHandler(options: HttpHandlerOptions) {
   const router = createConnectRouter({
     interceptors: options.interceptors,
     readMaxBytes: options.bodyLimitBytes,
-    acceptCompression: [compressionGzip, compressionBrotli],
+    acceptCompression: [...COMPRESSIONS],
     // Answers are a few hundred bytes to a few KiB: compressing them costs more CPU than it
     // saves on the wire (requests are still decompressed when a client compresses them).
     compressMinBytes: 64 * 1024,
@@ -169,7 +173,8 @@ export function createHttpHandler(options: HttpHandlerOptions) {
         await serveConnectUnary(req, res, spec, { ...fast, contextValues: clientOf(req, requestId) });
         return;
       }
-      const uRes = await rpc(universalRequestFromNodeRequest(req, res, undefined, clientOf(req, requestId)));
+      const uReq = await screenedRequest(req, res, spec, clientOf(req, requestId), { ...fast, compressions: COMPRESSIONS });
+      const uRes = await rpc(uReq);
       await universalResponseToNodeResponse(uRes, res);
       return;
     }
@@ -211,19 +216,25 @@ export function createHttpHandler(options: HttpHandlerOptions) {
     requestId: string,
   ): Promise<void> {
     let message: Record<string, JsonValue> = {};
+    let malformed: Error | null = null;
     if (route.body !== "") {
       const type = String(req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
       if (type !== "application/json") {
         sendError(res, "unsupported_media_type", "send the request body as JSON with Content-Type: application/json");
         return;
       }
-      const body = await readJsonBody(req, options.bodyLimitBytes);
-      if (route.body === "*") {
-        if (typeof body !== "object" || body === null || Array.isArray(body)) {
-          sendError(res, "invalid_request", "the request body must be a JSON object");
-          return;
-        }
-        message = body as Record<string, JsonValue>;
+      let body: unknown;
+      try {
+        body = await readJsonBody(req, options.bodyLimitBytes);
+      } catch (e) {
+        if (!(e instanceof BodyError) || e.code !== "invalid_request") throw e;
+        malformed = e;
+      }
+      if (malformed !== null) {
+        // Refused by the interceptors, like a bad body on any other protocol.
+      } else if (route.body === "*") {
+        if (typeof body !== "object" || body === null || Array.isArray(body)) malformed = new Error("the body is not a JSON object");
+        else message = body as Record<string, JsonValue>;
       } else {
         message[route.body] = body as JsonValue;
       }
@@ -232,7 +243,10 @@ export function createHttpHandler(options: HttpHandlerOptions) {
       if (route.body !== "*") message[key] = queryParamValue(route.method.input, key, value);
     }
     Object.assign(message, params);
-    sendRestResult(res, await invokeRest(route.method, message, req, requestId));
+    sendRestResult(res, await invokeRest(route.method, () => {
+      if (malformed !== null) throw malformed;
+      return fromJson(route.method.input, message, jsonOptions);
+    }, req, requestId));
   }
 
   /**
@@ -242,7 +256,7 @@ export function createHttpHandler(options: HttpHandlerOptions) {
    */
   async function invokeRest(
     method: DescMethod,
-    message: Record<string, JsonValue>,
+    decode: () => Message,
     req: NodeRequest,
     requestId: string,
   ): Promise<{ status: number; json: string }> {
@@ -268,12 +282,7 @@ export function createHttpHandler(options: HttpHandlerOptions) {
         requestSignal: abort.signal,
         contextValues: clientOf(req, requestId),
       });
-      let input;
-      try {
-        input = fromJson(method.input, message, jsonOptions);
-      } catch (e) {
-        throw new ConnectError(`the request does not match ${method.input.typeName}: ${(e as Error).message}`, Code.InvalidArgument);
-      }
+      const input = decodeOrMark(method.input, context, decode);
       const output = await invokeUnaryImplementation(spec, context, input, options.interceptors);
       return { status: 200, json: toJsonString(method.output, output, jsonOptions) };
     } catch (e) {
