@@ -32,7 +32,13 @@ export function envelope(data: Uint8Array, flags = 0): Buffer {
 export class RawRpc {
   private session: ClientHttp2Session | null = null;
 
-  constructor(readonly url: string, readonly timeoutMs = 5000) {}
+  readonly url: string;
+  readonly timeoutMs: number;
+
+  constructor(url: string, timeoutMs = 5000) {
+    this.url = url;
+    this.timeoutMs = timeoutMs;
+  }
 
   private h2(): ClientHttp2Session {
     if (this.session === null || this.session.closed || this.session.destroyed) {

@@ -79,3 +79,37 @@ export async function execSql(url: string, sql: string): Promise<void> {
     await client.end();
   }
 }
+
+/**
+ * Rows in every table of the database (our bookkeeping left out), by table name: "nothing was
+ * written" checked over the whole schema, including tables added later.
+ */
+export async function countRows(url: string): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  if (url.startsWith("file:")) {
+    const db = new Sqlite(sqlitePath(url), { readonly: true });
+    try {
+      const tables = db
+        .prepare(`SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' AND name NOT IN ('_migrations','_prisma_migrations')`)
+        .all() as { name: string }[];
+      for (const { name } of tables) out[name] = (db.prepare(`SELECT count(*) AS n FROM "${name}"`).get() as { n: number }).n;
+    } finally {
+      db.close();
+    }
+    return out;
+  }
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const tables = await client.query<{ table_name: string }>(
+      `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'
+       AND table_name NOT IN ('_migrations','_prisma_migrations')`,
+    );
+    for (const { table_name: name } of tables.rows) {
+      out[name] = Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM "${name}"`)).rows[0]!.n);
+    }
+  } finally {
+    await client.end();
+  }
+  return out;
+}
