@@ -23,6 +23,7 @@ import {
 } from "@connectrpc/connect-node";
 import { ErrorInfoSchema } from "../../gen/pb/google/rpc/error_details_pb.ts";
 import type { ErrorCode } from "../core/errors.ts";
+import { withoutControlCharacters } from "../core/plain-text.ts";
 import type { Logger } from "../logger.ts";
 import { kClient, kRequestId } from "./context.ts";
 import { clipDeviceId } from "./auth-service.ts";
@@ -126,7 +127,7 @@ export function createHttpHandler(options: HttpHandlerOptions) {
       .set(kRequestId, requestId)
       .set(kClient, {
         ip: clientIp(req.socket.remoteAddress ?? null, header("x-forwarded-for"), proxies),
-        userAgent: header("user-agent") ?? null,
+        userAgent: userAgentOf(header("user-agent")),
         requestId,
         deviceId: clipDeviceId(header("x-device-id")),
       });
@@ -411,6 +412,10 @@ function parseHop(raw: string): string | null {
 function isTrusted(ip: string, proxies: BlockList): boolean {
   const type = isIP(ip) === 6 ? "ipv6" : "ipv4";
   return proxies.check(ip, type);
+}
+
+function userAgentOf(v: string | undefined): string | null {
+  return v === undefined ? null : withoutControlCharacters(v);
 }
 
 function sanitizeRequestId(v: string | string[] | undefined): string | null {
