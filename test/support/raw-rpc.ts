@@ -52,8 +52,14 @@ export class RawRpc {
     this.session?.close();
   }
 
-  /** One request over HTTP/2; resolves with status, headers, body and trailers. */
-  request(path: string, headers: Record<string, string>, body: Uint8Array): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer; trailers: Record<string, unknown> }> {
+  /** One request over HTTP/2 (or HTTP/1.1 with fetch); resolves with status, headers, body and trailers. */
+  async request(path: string, headers: Record<string, string>, body: Uint8Array, via: "h2" | "h1" = "h2"): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer; trailers: Record<string, unknown> }> {
+    if (via === "h2") return this.requestH2(path, headers, body);
+    const res = await fetch(`${this.url}${path}`, { method: "POST", headers, body, signal: AbortSignal.timeout(this.timeoutMs) });
+    return { status: res.status, headers: Object.fromEntries(res.headers), body: Buffer.from(await res.arrayBuffer()), trailers: {} };
+  }
+
+  private requestH2(path: string, headers: Record<string, string>, body: Uint8Array): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer; trailers: Record<string, unknown> }> {
     return new Promise((resolve, reject) => {
       const stream = this.h2().request({ [constants.HTTP2_HEADER_METHOD]: "POST", [constants.HTTP2_HEADER_PATH]: path, ...headers });
       const timer = setTimeout(() => {
@@ -91,9 +97,9 @@ export class RawRpc {
     return grpcOutcome(r.status, fields);
   }
 
-  /** gRPC-Web over HTTP/2: the status is in the trailer frame at the end of the body (or the headers). */
-  async grpcWeb(path: string, body: Uint8Array, headers: Record<string, string> = {}): Promise<RpcOutcome> {
-    const r = await this.request(path, { "content-type": "application/grpc-web+proto", "x-grpc-web": "1", ...headers }, body);
+  /** gRPC-Web: the status is in the trailer frame at the end of the body (or the headers). */
+  async grpcWeb(path: string, body: Uint8Array, headers: Record<string, string> = {}, via: "h2" | "h1" = "h2"): Promise<RpcOutcome> {
+    const r = await this.request(path, { "content-type": "application/grpc-web+proto", "x-grpc-web": "1", ...headers }, body, via);
     const fields = new Headers();
     for (const [k, v] of Object.entries(r.headers)) if (!k.startsWith(":") && typeof v === "string") fields.set(k, v);
     let at = 0;
@@ -106,9 +112,9 @@ export class RawRpc {
     return grpcOutcome(r.status, fields);
   }
 
-  /** Connect unary over HTTP/2 (`application/proto` unless headers say otherwise). */
-  async connect(path: string, body: Uint8Array, headers: Record<string, string> = {}): Promise<RpcOutcome> {
-    const r = await this.request(path, { "content-type": "application/proto", ...headers }, body);
+  /** Connect unary (`application/proto` unless headers say otherwise). */
+  async connect(path: string, body: Uint8Array, headers: Record<string, string> = {}, via: "h2" | "h1" = "h2"): Promise<RpcOutcome> {
+    const r = await this.request(path, { "content-type": "application/proto", ...headers }, body, via);
     if (r.status === 200) return { httpStatus: 200, code: 0, reason: undefined, message: "" };
     const error = errorFromJsonBytes(r.body, undefined, new ConnectError("not a Connect error body", Code.Unknown));
     return { httpStatus: r.status, code: error.code, reason: error.findDetails(ErrorInfoSchema)[0]?.reason, message: error.rawMessage };
