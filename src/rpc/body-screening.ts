@@ -63,7 +63,8 @@ export async function screenedRequest(
   if (Number(req.headers["content-length"] ?? "0") > limit) return uReq;
   const read = await readUpTo(req, limit);
   if (read.rest !== null) {
-    // Over the limit: connect-es reads on and refuses it (resource_exhausted).
+    // Over the limit, or the body broke off: connect-es reads on and answers as it always has
+    // (resource_exhausted, or the aborted call).
     uReq.body = concatenated(read.chunks, read.rest);
     return uReq;
   }
@@ -109,13 +110,21 @@ function headerOf(req: NodeRequest, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** Reads at most `limit` bytes; if there is more, the rest of the stream is left unread. */
+/**
+ * Reads at most `limit` bytes. If there is more, the rest of the stream is left unread in `rest`;
+ * if reading fails (the client went away), `rest` raises that failure.
+ */
 async function readUpTo(req: NodeRequest, limit: number): Promise<{ chunks: Buffer[]; rest: AsyncIterator<Buffer> | null }> {
   const it = (req as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   const chunks: Buffer[] = [];
   let size = 0;
   for (;;) {
-    const r = await it.next();
+    let r: IteratorResult<Buffer>;
+    try {
+      r = await it.next();
+    } catch (e) {
+      return { chunks, rest: { next: () => Promise.reject(e) } };
+    }
     if (r.done === true) return { chunks, rest: null };
     chunks.push(r.value);
     size += r.value.length;

@@ -231,12 +231,11 @@ export function createHttpHandler(options: HttpHandlerOptions) {
         if (!(e instanceof BodyError) || e.code !== "invalid_request") throw e;
         malformed = e;
       }
-      if (malformed !== null) {
-        // Refused by the interceptors, like a bad body on any other protocol.
-      } else if (route.body === "*") {
+      // A malformed body is refused by the interceptors, as on every other protocol.
+      if (malformed === null && route.body === "*") {
         if (typeof body !== "object" || body === null || Array.isArray(body)) malformed = new Error("the body is not a JSON object");
         else message = body as Record<string, JsonValue>;
-      } else {
+      } else if (malformed === null) {
         message[route.body] = body as JsonValue;
       }
     }
@@ -310,7 +309,11 @@ export function createHttpHandler(options: HttpHandlerOptions) {
         sendError(res, e.code, e.message);
         return;
       }
-      options.logger.error("request failed", { path: (req.url ?? "").split("?")[0], cause: describeCause(e) });
+      // A client that went away mid-request is no failure of ours (and anyone could fill the
+      // error log with them).
+      const gone = res.destroyed || (req.socket?.destroyed ?? false);
+      options.logger[gone ? "debug" : "error"](gone ? "client went away" : "request failed", { path: (req.url ?? "").split("?")[0], cause: describeCause(e) });
+      if (gone) return;
       if (!res.headersSent) sendError(res, "internal", "internal error");
       else res.destroy();
     });

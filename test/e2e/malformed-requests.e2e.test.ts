@@ -1,5 +1,8 @@
 import { gzipSync } from "node:zlib";
+import { connect, constants } from "node:http2";
+import { createConnection } from "node:net";
 import { Code } from "@connectrpc/connect";
+import { createLogger } from "../../src/logger.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { envelope, RawRpc, restCall, type RpcOutcome, rpcCount } from "../support/raw-rpc.ts";
@@ -14,6 +17,7 @@ import { rowCounts } from "../support/signin-e2e.ts";
 describe("a body that is not the request message", () => {
   let t: TestApp;
   let raw: RawRpc;
+  const logged: string[] = [];
   const signin = "/identity.v1.AuthService/SigninWithIdToken";
   const method = "identity.v1.AuthService/SigninWithIdToken";
   const ourMessage = "the request body is not a valid identity.v1.SigninWithIdTokenRequest message";
@@ -21,7 +25,7 @@ describe("a body that is not the request message", () => {
   const broken = Uint8Array.from([0x0a, 0x7f, 0x41]);
 
   beforeAll(async () => {
-    t = await startTestApp({ config: { dev: true } });
+    t = await startTestApp({ config: { dev: true }, logger: createLogger({ level: "warn", write: (line) => logged.push(line) }) });
     raw = new RawRpc(t.url);
   });
   afterAll(async () => {
@@ -77,5 +81,29 @@ describe("a body that is not the request message", () => {
       expect(o.message).not.toMatch(/premature|EOF|parse|binary|wire/i);
     }
     expect(await rpcCount(t.url, "identity.v1.UserService/RevokeSession", "invalid_request")).toBe(2);
+  });
+
+  it("a body that breaks off on the connect-es path (HTTP/1.1 and HTTP/2) is the client's loss: no error logged, the service answers", async () => {
+    const { hostname: host, port } = new URL(t.url);
+    const socket = createConnection({ host, port: Number(port) });
+    await new Promise((r) => socket.once("connect", r));
+    socket.write(`POST ${signin} HTTP/1.1\r\nhost: ${host}\r\ncontent-type: application/grpc-web+proto\r\ncontent-length: 100\r\n\r\n`);
+    socket.write(Buffer.from([0, 0, 0, 0, 95, 1, 2]));
+    await new Promise((r) => setTimeout(r, 100));
+    socket.destroy();
+
+    const session = connect(t.url);
+    try {
+      const stream = session.request({ [constants.HTTP2_HEADER_METHOD]: "POST", [constants.HTTP2_HEADER_PATH]: signin, "content-type": "application/grpc-web+proto" });
+      stream.on("error", () => undefined);
+      stream.write(Buffer.from([0, 0, 0, 0, 50, 1, 2]));
+      await new Promise((r) => setTimeout(r, 50));
+      stream.close(constants.NGHTTP2_CANCEL);
+      await new Promise((r) => setTimeout(r, 100));
+    } finally {
+      session.close();
+    }
+    expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
+    expect(logged.filter((l) => l.includes('"level":"error"'))).toEqual([]);
   });
 });
