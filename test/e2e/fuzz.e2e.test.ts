@@ -76,6 +76,10 @@ interface FuzzRequest {
   extraQuery: Array<[string, string]>;
   /** Connect and gRPC-Web: HTTP/2 or HTTP/1.1 (gRPC is HTTP/2 only; REST goes over HTTP/1.1). */
   via: "h2" | "h1";
+  /** Now and then a Content-Type that does not go with the protocol. */
+  contentType: string | null;
+  /** gRPC and gRPC-Web: now and then the message without its envelope. */
+  unframed: boolean;
 }
 
 /** Text that reaches handlers: anything at all, and values that look right. */
@@ -152,6 +156,11 @@ function requestArb(known: () => Known): fc.Arbitrary<FuzzRequest> {
     rawSegments: fc.option(fc.array(fc.oneof(headerText, fc.constantFrom("%", "%zz", "..", "%2F", "%00", "%C3%28")), { minLength: 3, maxLength: 3 }), { freq: 3 }),
     extraQuery: fc.option(fc.array(fc.tuple(fc.constantFrom("limit", "status", "force", "clear", "nope", "user_id"), headerText), { minLength: 1, maxLength: 2 }), { freq: 4, nil: [] }),
     via: fc.constantFrom<"h2" | "h1">("h2", "h1"),
+    contentType: fc.option(fc.oneof(headerText, fc.constantFrom(
+      "text/plain", "application/json; charset=utf-8", "application/json;charset=latin1", "application/proto; x=1", "application/grpc+proto",
+      "application/grpc+json", "application/grpc-web-text", "application/connect+proto", "application/x-protobuf", "multipart/form-data",
+    )), { freq: 10 }),
+    unframed: fc.nat({ max: 9 }).map((n) => n === 0),
   }));
 }
 
@@ -206,6 +215,7 @@ function credentialHeaders(r: FuzzRequest, known: Known): Record<string, string>
 }
 
 async function send(raw: RawRpc, url: string, r: FuzzRequest, known: Known): Promise<RpcOutcome> {
+  const odd: Record<string, string> = r.contentType === null ? {} : { "content-type": r.contentType };
   const headers = { ...r.headers, ...credentialHeaders(r, known) };
   const path = `/${r.method.parent.typeName}/${r.method.name}`;
   const gzip = r.variant === "gzip";
@@ -223,7 +233,7 @@ async function send(raw: RawRpc, url: string, r: FuzzRequest, known: Known): Pro
       const query = new URLSearchParams(r.extraQuery);
       if (route.body === "") for (const [k, v] of Object.entries(message)) if (!used.has(k) && typeof v !== "object") query.append(k, String(v));
       const q = query.toString();
-      return restCall(url, route.httpMethod, q === "" ? target : `${target}?${q}`, route.body === "" ? undefined : jsonTextOf(r.method, r.body), headers, REQUEST_TIMEOUT_MS);
+      return restCall(url, route.httpMethod, q === "" ? target : `${target}?${q}`, route.body === "" ? undefined : jsonTextOf(r.method, r.body), { ...headers, ...odd }, REQUEST_TIMEOUT_MS);
     }
     case "connect-proto":
     case "connect-json": {
@@ -234,6 +244,7 @@ async function send(raw: RawRpc, url: string, r: FuzzRequest, known: Known): Pro
         "content-type": json ? "application/json" : "application/proto",
         ...(gzip ? { "content-encoding": "gzip" } : {}),
         ...(r.variant === "deadline" ? { "connect-timeout-ms": r.deadline } : {}),
+        ...odd,
       }, r.via);
     }
     case "grpc":
@@ -242,13 +253,14 @@ async function send(raw: RawRpc, url: string, r: FuzzRequest, known: Known): Pro
     case "grpc-web-json": {
       const json = r.protocol.endsWith("json");
       const message = json ? Buffer.from(jsonTextOf(r.method, r.body)) : binaryOf(r.method, r.body);
-      const frame = gzip ? envelope(gzipSync(message), 1) : envelope(message);
+      const frame = r.unframed ? message : gzip ? envelope(gzipSync(message), 1) : envelope(message);
       const web = r.protocol.startsWith("grpc-web");
       const extra = {
         ...headers,
         ...(json ? { "content-type": web ? "application/grpc-web+json" : "application/grpc+json" } : {}),
         ...(gzip ? { "grpc-encoding": "gzip" } : {}),
         ...(r.variant === "deadline" ? { "grpc-timeout": `${r.deadline}m` } : {}),
+        ...odd,
       };
       return web ? raw.grpcWeb(path, frame, extra, r.via) : raw.grpc(path, frame, extra);
     }

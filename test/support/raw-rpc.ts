@@ -116,8 +116,13 @@ export class RawRpc {
   async connect(path: string, body: Uint8Array, headers: Record<string, string> = {}, via: "h2" | "h1" = "h2"): Promise<RpcOutcome> {
     const r = await this.request(path, { "content-type": "application/proto", ...headers }, body, via);
     if (r.status === 200) return { httpStatus: 200, code: 0, reason: undefined, message: "" };
-    const error = errorFromJsonBytes(r.body, undefined, new ConnectError("not a Connect error body", Code.Unknown));
-    return { httpStatus: r.status, code: error.code, reason: error.findDetails(ErrorInfoSchema)[0]?.reason, message: error.rawMessage };
+    try {
+      const error = errorFromJsonBytes(r.body, undefined, new ConnectError("not a Connect error body", Code.Unknown));
+      return { httpStatus: r.status, code: error.code, reason: error.findDetails(ErrorInfoSchema)[0]?.reason, message: error.rawMessage };
+    } catch {
+      // Not a Connect answer at all (415 for a content type nobody serves, a REST 404): the status says it.
+      return { httpStatus: r.status, code: codeOfStatus(r.status), reason: undefined, message: "" };
+    }
   }
 }
 
