@@ -10,7 +10,7 @@
  *
  * Not on the hot path: plain unary calls never come here (unary-fast-path.ts).
  */
-import { type DescMessage, fromBinary, fromJson, type JsonReadOptions } from "@bufbuild/protobuf";
+import { fromBinary, fromJson, type JsonReadOptions } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ContextValues, type MethodImplSpec } from "@connectrpc/connect";
 import type { Compression, UniversalServerRequest } from "@connectrpc/connect/protocol";
 import { parseContentType as parseConnectType } from "@connectrpc/connect/protocol-connect";
