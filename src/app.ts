@@ -28,6 +28,7 @@ import { telemetryInterceptor, tracingInterceptor } from "./rpc/telemetry-interc
 import { createMetrics, type ServiceMetrics } from "./telemetry/metrics.ts";
 import { instrumentMethods } from "./telemetry/instrument.ts";
 import { startTracing, type Tracing } from "./telemetry/tracing.ts";
+import { requestChecksInterceptor } from "./rpc/request-checks.ts";
 import { createHttpHandler, type PlainHandler } from "./rpc/http-handler.ts";
 import { type RunningServer, startServer } from "./rpc/server.ts";
 import { webAppRoutes } from "./rpc/web-app.ts";
@@ -428,6 +429,8 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
         telemetryInterceptor(metrics),
         ...(tracer === undefined ? [] : [tracingInterceptor(tracer)]),
         errorInterceptor(logger),
+        // Undecodable bodies and control characters, before any credential is looked at.
+        requestChecksInterceptor(),
         // Admin keys only, and only for AdminService; the user auth below never covers it.
         adminInterceptor(adminKeys, { service: AdminApi.typeName }),
         authInterceptor(sessions, {

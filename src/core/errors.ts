@@ -6,6 +6,7 @@
 export type ErrorCode =
   // The request itself is wrong.
   | "invalid_request"
+  | "invalid_characters"
   | "request_too_large"
   | "request_timeout"
   | "unsupported_media_type"

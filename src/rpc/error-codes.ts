@@ -8,6 +8,7 @@ import type { ErrorCode } from "../core/errors.ts";
  */
 export const ERROR_TABLE: Record<ErrorCode, { code: Code; log: "debug" | "info" | "warn" | "error"; http?: number }> = {
   invalid_request: { code: Code.InvalidArgument, log: "info" },
+  invalid_characters: { code: Code.InvalidArgument, log: "info" },
   // HTTP-layer refusals (REST only) keep their specific HTTP statuses.
   request_too_large: { code: Code.ResourceExhausted, log: "info", http: 413 },
   request_timeout: { code: Code.DeadlineExceeded, log: "info", http: 408 },

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type * as http from "node:http";
 import type * as http2 from "node:http2";
 import { BlockList, isIP } from "node:net";
-import { type DescMethod, type DescService, fromJson, type JsonValue, toJsonString } from "@bufbuild/protobuf";
+import { type DescMethod, type DescService, fromJson, type JsonValue, type Message, toJsonString } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -19,17 +19,19 @@ import { invokeUnaryImplementation, type UniversalHandler } from "@connectrpc/co
 import {
   compressionBrotli,
   compressionGzip,
-  universalRequestFromNodeRequest,
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
 import { ErrorInfoSchema } from "../../gen/pb/google/rpc/error_details_pb.ts";
 import type { ErrorCode } from "../core/errors.ts";
+import { withoutControlCharacters } from "../core/plain-text.ts";
 import type { Logger } from "../logger.ts";
 import { type AccessRecord, kAccess, kClient, kRequestId } from "./context.ts";
 import { clipDeviceId } from "./auth-service.ts";
 import { ERROR_TABLE, httpStatusOf } from "./error-codes.ts";
 import { describeCause } from "./errors.ts";
 import { queryParamValue, type RestRoute, restRoutesFrom } from "./rest-routes.ts";
+import { screenedRequest } from "./body-screening.ts";
+import { decodeOrMark } from "./request-checks.ts";
 import { isPlainConnectUnary, isPlainGrpcUnary, serveConnectUnary, serveGrpcUnary } from "./unary-fast-path.ts";
 
 export type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
@@ -58,6 +60,9 @@ export interface HttpHandlerOptions {
   onMalformed?: ((protocol: string) => void) | undefined;
 }
 
+/** Request compressions accepted (connect-es and the screening in front of it alike). */
+const COMPRESSIONS = [compressionGzip, compressionBrotli] as const;
+
 const CORS_ALLOW_HEADERS = [
   "authorization", "content-type", "connect-protocol-version", "connect-timeout-ms",
   "grpc-timeout", "x-grpc-web", "x-user-agent", "x-device-id", "x-request-id", "x-admin-key",
@@ -77,7 +82,7 @@ export function createHttpHandler(options: HttpHandlerOptions) {
   const router = createConnectRouter({
     interceptors: options.interceptors,
     readMaxBytes: options.bodyLimitBytes,
-    acceptCompression: [compressionGzip, compressionBrotli],
+    acceptCompression: [...COMPRESSIONS],
     // Answers are a few hundred bytes to a few KiB: compressing them costs more CPU than it
     // saves on the wire (requests are still decompressed when a client compresses them).
     compressMinBytes: 64 * 1024,
@@ -126,7 +131,7 @@ export function createHttpHandler(options: HttpHandlerOptions) {
       .set(kAccess, access)
       .set(kClient, {
         ip: clientIp(req.socket.remoteAddress ?? null, header("x-forwarded-for"), proxies),
-        userAgent: header("user-agent") ?? null,
+        userAgent: userAgentOf(header("user-agent")),
         requestId,
         deviceId: clipDeviceId(header("x-device-id")),
       });
@@ -176,7 +181,8 @@ export function createHttpHandler(options: HttpHandlerOptions) {
         return;
       }
       access.protocol = rpcProtocolOf(req);
-      const uRes = await rpc(universalRequestFromNodeRequest(req, res, undefined, clientOf(req, requestId, access)));
+      const uReq = await screenedRequest(req, res, spec, clientOf(req, requestId, access), { ...fast, compressions: COMPRESSIONS });
+      const uRes = await rpc(uReq);
       // Its promise waits for an "end" event that a Node response never emits, so it never
       // resolves after success: the response's own "close" says the answer is out.
       await Promise.race([universalResponseToNodeResponse(uRes, res), new Promise((resolve) => res.once("close", resolve))]);
@@ -224,20 +230,25 @@ export function createHttpHandler(options: HttpHandlerOptions) {
     access: AccessRecord,
   ): Promise<void> {
     let message: Record<string, JsonValue> = {};
+    let malformed: Error | null = null;
     if (route.body !== "") {
       const type = String(req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
       if (type !== "application/json") {
         sendError(res, "unsupported_media_type", "send the request body as JSON with Content-Type: application/json");
         return;
       }
-      const body = await readJsonBody(req, options.bodyLimitBytes);
-      if (route.body === "*") {
-        if (typeof body !== "object" || body === null || Array.isArray(body)) {
-          sendError(res, "invalid_request", "the request body must be a JSON object");
-          return;
-        }
-        message = body as Record<string, JsonValue>;
-      } else {
+      let body: unknown;
+      try {
+        body = await readJsonBody(req, options.bodyLimitBytes);
+      } catch (e) {
+        if (!(e instanceof BodyError) || e.code !== "invalid_request") throw e;
+        malformed = e;
+      }
+      // A malformed body is refused by the interceptors, as on every other protocol.
+      if (malformed === null && route.body === "*") {
+        if (typeof body !== "object" || body === null || Array.isArray(body)) malformed = new Error("the body is not a JSON object");
+        else message = body as Record<string, JsonValue>;
+      } else if (malformed === null) {
         message[route.body] = body as JsonValue;
       }
     }
@@ -245,7 +256,10 @@ export function createHttpHandler(options: HttpHandlerOptions) {
       if (route.body !== "*") message[key] = queryParamValue(route.method.input, key, value);
     }
     Object.assign(message, params);
-    sendRestResult(res, await invokeRest(route.method, message, req, requestId, access));
+    sendRestResult(res, await invokeRest(route.method, () => {
+      if (malformed !== null) throw malformed;
+      return fromJson(route.method.input, message, jsonOptions);
+    }, req, requestId, access));
   }
 
   /**
@@ -255,7 +269,7 @@ export function createHttpHandler(options: HttpHandlerOptions) {
    */
   async function invokeRest(
     method: DescMethod,
-    message: Record<string, JsonValue>,
+    decode: () => Message,
     req: NodeRequest,
     requestId: string,
     access: AccessRecord,
@@ -282,12 +296,7 @@ export function createHttpHandler(options: HttpHandlerOptions) {
         requestSignal: abort.signal,
         contextValues: clientOf(req, requestId, access),
       });
-      let input;
-      try {
-        input = fromJson(method.input, message, jsonOptions);
-      } catch (e) {
-        throw new ConnectError(`the request does not match ${method.input.typeName}: ${(e as Error).message}`, Code.InvalidArgument);
-      }
+      const input = decodeOrMark(method.input, context, decode);
       const output = await invokeUnaryImplementation(spec, context, input, options.interceptors);
       return { status: 200, json: toJsonString(method.output, output, jsonOptions) };
     } catch (e) {
@@ -324,9 +333,14 @@ export function createHttpHandler(options: HttpHandlerOptions) {
       if (e instanceof BodyError) {
         sendError(res, e.code, e.message);
       } else {
-        options.logger.error("request failed", { path: (req.url ?? "").split("?")[0], cause: describeCause(e) });
-        if (!res.headersSent) sendError(res, "internal", "internal error");
-        else res.destroy();
+        // A client that went away mid-request is no failure of ours (and anyone could fill the
+        // error log with them).
+        const gone = res.destroyed || (req.socket?.destroyed ?? false);
+        options.logger[gone ? "debug" : "error"](gone ? "client went away" : "request failed", { path: (req.url ?? "").split("?")[0], cause: describeCause(e) });
+        if (!gone) {
+          if (!res.headersSent) sendError(res, "internal", "internal error");
+          else res.destroy();
+        }
       }
     }
     // An RPC or REST route whose method never ran: the request could not be decoded or accepted.
@@ -450,6 +464,10 @@ function parseHop(raw: string): string | null {
 function isTrusted(ip: string, proxies: BlockList): boolean {
   const type = isIP(ip) === 6 ? "ipv6" : "ipv4";
   return proxies.check(ip, type);
+}
+
+function userAgentOf(v: string | undefined): string | null {
+  return v === undefined ? null : withoutControlCharacters(v);
 }
 
 function sanitizeRequestId(v: string | string[] | undefined): string | null {

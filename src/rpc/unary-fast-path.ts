@@ -21,6 +21,7 @@ import { Code, ConnectError, type ContextValues, createHandlerContext, type Inte
 import { invokeUnaryImplementation } from "@connectrpc/connect/protocol";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
+import { decodeOrMark } from "./request-checks.ts";
 
 type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
 type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
@@ -49,7 +50,8 @@ export async function serveGrpcUnary(
   let answer: Uint8Array | undefined;
   const call = startCall(req, res, method, "grpc", options.contextValues);
   try {
-    const input = fromBinary(method.input, await readOneMessage(req, options.readMaxBytes));
+    const body = await readBody(req, options.readMaxBytes + 5);
+    const input = decodeOrMark(method.input, call.context, () => fromBinary(method.input, unframe(body)));
     const output = await invokeUnaryImplementation(spec, call.context, input, options.interceptors);
     answer = toBinary(method.output, output);
     call.context.responseTrailer.forEach((value, name) => trailer.set(name, value));
@@ -77,16 +79,15 @@ export async function serveGrpcUnary(
   res.end(frame);
 }
 
-/** The one uncompressed message of a unary request body (gRPC length-prefixed framing). */
-async function readOneMessage(req: http2.Http2ServerRequest, readMaxBytes: number): Promise<Uint8Array> {
-  const body = await readBody(req, readMaxBytes + 5);
-  if (body.length < 5) throw new ConnectError("protocol error: missing message", Code.Unimplemented);
-  if (body[0] !== 0) throw new ConnectError("protocol error: received a compressed message without grpc-encoding", Code.Internal);
-  const length = body.readUInt32BE(1);
-  if (length > readMaxBytes) {
-    throw new ConnectError(`message size ${length} is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted);
-  }
-  if (body.length !== 5 + length) throw new ConnectError("protocol error: expected exactly one message of the promised length", Code.InvalidArgument);
+/**
+ * The one uncompressed message of a unary gRPC request body (length-prefixed framing); anything
+ * else is a malformed request. Size limits are checked as the body is read (resource_exhausted).
+ */
+export function unframe(body: Uint8Array, compressed = false): Uint8Array {
+  if (body.length < 5) throw new Error("missing message");
+  if (body[0] !== 0 && !(compressed && body[0] === 1)) throw new Error("unexpected envelope flags (compression without grpc-encoding?)");
+  const length = Buffer.from(body.buffer, body.byteOffset, body.byteLength).readUInt32BE(1);
+  if (body.length !== 5 + length) throw new Error("expected exactly one message of the promised length");
   return body.subarray(5);
 }
 
@@ -131,14 +132,9 @@ export async function serveConnectUnary(
   let body: Uint8Array | string;
   try {
     const bytes = await readBody(req, options.readMaxBytes);
-    let input;
-    try {
-      input = codec === "json"
-        ? fromJson(method.input, JSON.parse(bytes.toString("utf8")), options.jsonOptions)
-        : fromBinary(method.input, bytes);
-    } catch (e) {
-      throw new ConnectError(`cannot decode message ${method.input.typeName} from ${codec.toUpperCase()}: ${(e as Error).message}`, Code.InvalidArgument);
-    }
+    const input = decodeOrMark(method.input, call.context, () => codec === "json"
+      ? fromJson(method.input, JSON.parse(bytes.toString("utf8")), options.jsonOptions)
+      : fromBinary(method.input, bytes));
     const output = await invokeUnaryImplementation(spec, call.context, input, options.interceptors);
     body = codec === "json" ? toJsonString(method.output, output, options.jsonOptions) : toBinary(method.output, output);
   } catch (e) {

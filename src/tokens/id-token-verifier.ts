@@ -7,6 +7,7 @@ import {
   type ProtectedHeaderParameters,
 } from "jose";
 import type { Clock } from "../core/clock.ts";
+import { hasControlCharacters } from "../core/plain-text.ts";
 import { DomainError, type ErrorCode } from "../core/errors.ts";
 import type { ExternalIdentity, ProviderPolicy } from "../core/model.ts";
 import type { IdTokenVerifier } from "../core/ports.ts";
@@ -197,7 +198,7 @@ export function createIdTokenVerifier(options: IdTokenVerifierOptions): IdTokenV
       name: stringClaim(payload, "name"),
       preferredUsername: stringClaim(payload, "preferred_username"),
       phone: booleanClaim(payload["phone_number_verified"]) ? stringClaim(payload, "phone_number") : null,
-      amr: Array.isArray(payload["amr"]) ? payload["amr"].filter((m): m is string => typeof m === "string") : [],
+      amr: Array.isArray(payload["amr"]) ? payload["amr"].filter((m): m is string => typeof m === "string").map((m) => plainClaim("amr", m)) : [],
       acr: stringClaim(payload, "acr"),
       use: provider.allowReplay === true ? null : {
         key: typeof payload.jti === "string" && payload.jti !== ""
@@ -333,9 +334,23 @@ function booleanClaim(value: unknown): boolean {
   return value === true || value === "true";
 }
 
+/**
+ * A text claim we keep (e-mail, names, phone, acr, amr), or null when absent or over-long. A
+ * claim with control characters refuses the whole token rather than being cleaned: the local
+ * copy must be what the provider asserted, and no two distinct upstream values may collapse into
+ * one (core/plain-text.ts). A correct provider never issues one; a token that carries one is
+ * refused with the claim's name and never stored.
+ */
 function stringClaim(payload: JWTPayload, name: string): string | null {
   const v = payload[name];
-  return typeof v === "string" && v.length > 0 && v.length <= 512 ? v : null;
+  return typeof v === "string" && v.length > 0 && v.length <= 512 ? plainClaim(name, v) : null;
+}
+
+function plainClaim(name: string, value: string): string {
+  if (hasControlCharacters(value)) {
+    throw new DomainError("id_token_claim_invalid", `the token's ${name} claim contains control characters`, { detail: { claim: name } });
+  }
+  return value;
 }
 
 function equalStrings(a: string, b: string): boolean {

@@ -79,3 +79,70 @@ export async function execSql(url: string, sql: string): Promise<void> {
     await client.end();
   }
 }
+
+export interface RowCounter {
+  /** Rows in every table (our bookkeeping left out), by table name. */
+  count(): Promise<Record<string, number>>;
+  /** `table.column` of every stored text value that holds a control character. */
+  textWithControlCharacters(): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+/**
+ * Counts the rows of every table over one connection of its own, for "nothing was written"
+ * checked over the whole schema (tables added later included), cheap enough to run per request.
+ */
+export async function createRowCounter(url: string): Promise<RowCounter> {
+  if (url.startsWith("file:")) {
+    const db = new Sqlite(sqlitePath(url), { readonly: true });
+    const tables = (db
+      .prepare(`SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' AND name NOT IN ('_migrations','_prisma_migrations')`)
+      .all() as { name: string }[]).map((t) => t.name);
+    const statement = db.prepare(tables.map((name) => `SELECT '${name}' AS name, count(*) AS n FROM "${name}"`).join(" UNION ALL "));
+    return {
+      count: async () => Object.fromEntries((statement.all() as { name: string; n: number }[]).map((r) => [r.name, r.n])),
+      textWithControlCharacters: async () => controlled(tables.map((name) => [name, db.prepare(`SELECT * FROM "${name}"`).all() as Record<string, unknown>[]])),
+      close: async () => {
+        db.close();
+      },
+    };
+  }
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  const tables = (await client.query<{ table_name: string }>(
+    `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'
+     AND table_name NOT IN ('_migrations','_prisma_migrations')`,
+  )).rows.map((t) => t.table_name);
+  const sql = tables.map((name) => `SELECT '${name}' AS name, count(*) AS n FROM "${name}"`).join(" UNION ALL ");
+  return {
+    count: async () => Object.fromEntries((await client.query<{ name: string; n: string }>(sql)).rows.map((r) => [r.name, Number(r.n)])),
+    textWithControlCharacters: async () => {
+      const all: Array<[string, Record<string, unknown>[]]> = [];
+      for (const name of tables) all.push([name, (await client.query<Record<string, unknown>>(`SELECT * FROM "${name}"`)).rows]);
+      return controlled(all);
+    },
+    close: () => client.end(),
+  };
+}
+
+function controlled(tables: Array<[string, Record<string, unknown>[]]>): string[] {
+  const found = new Set<string>();
+  for (const [name, rows] of tables) {
+    for (const row of rows) {
+      for (const [column, value] of Object.entries(row)) {
+        if (typeof value === "string" && /[\u0000-\u001f\u007f-\u009f]/.test(value)) found.add(`${name}.${column}`);
+      }
+    }
+  }
+  return [...found].sort();
+}
+
+/** Rows in every table of the database, by table name (one reading; see createRowCounter). */
+export async function countRows(url: string): Promise<Record<string, number>> {
+  const counter = await createRowCounter(url);
+  try {
+    return await counter.count();
+  } finally {
+    await counter.close();
+  }
+}
