@@ -27,6 +27,8 @@ export interface AccessRecord {
   route: string | null;
   /** `ok` or the stable error code, once the RPC ran. */
   code: string | undefined;
+  /** The body could not be decoded (refused as `invalid_request`; counted as malformed too). */
+  malformed?: boolean;
 }
 
 export const kAccess = createContextKey<AccessRecord | null>(null, { description: "access record" });

@@ -343,8 +343,9 @@ export function createHttpHandler(options: HttpHandlerOptions) {
         }
       }
     }
-    // An RPC or REST route whose method never ran: the request could not be decoded or accepted.
-    if (access.code === undefined && access.protocol !== "http") options.onMalformed?.(access.protocol);
+    // An RPC or REST route whose body could not be decoded (its RPC refused it as invalid_request),
+    // or whose method never ran (wrong content type, too large, wrong HTTP method).
+    if (access.malformed === true || (access.code === undefined && access.protocol !== "http")) options.onMalformed?.(access.protocol);
     options.logger.info("request", {
       method: req.method,
       route: access.route,

@@ -9,6 +9,7 @@
  * Both are refusals inside the interceptor chain, so the metrics interceptor counts them by their
  * code and the error interceptor logs and shapes them like any other.
  */
+import { kAccess } from "./context.ts";
 import { create, type DescField, type DescMessage, type Message, ScalarType } from "@bufbuild/protobuf";
 import { type ContextValues, createContextKey, type Interceptor } from "@connectrpc/connect";
 import { DomainError } from "../core/errors.ts";
@@ -90,7 +91,11 @@ function fieldWithControlCharacters(message: Message, plan: readonly TextField[]
 export function requestChecksInterceptor(): Interceptor {
   return (next) => async (req) => {
     const malformed = req.contextValues.get(kMalformed);
-    if (malformed !== null) throw malformed;
+    if (malformed !== null) {
+      const access = req.contextValues.get(kAccess);
+      if (access !== null) access.malformed = true;
+      throw malformed;
+    }
     if (!req.stream) {
       const field = fieldWithControlCharacters(req.message, planOf(req.method.input));
       if (field !== null) {

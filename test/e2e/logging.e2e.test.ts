@@ -99,7 +99,7 @@ describe("what the service logs", () => {
       [ids.grpcFast, { method: "POST", route: m, status: 200, protocol: "grpc", code: "ok" }],
       [ids.grpc, { method: "POST", route: m, status: 200, protocol: "grpc", code: "id_token_malformed" }],
       [ids.plain, { method: "GET", route: "/healthz", status: 200, protocol: "http" }],
-      [ids.bad, { method: "POST", route: "/auth/id-token/signin", status: 400, protocol: "rest" }],
+      [ids.bad, { method: "POST", route: "/auth/id-token/signin", status: 400, protocol: "rest", code: "invalid_request" }],
       [ids.none, { method: "GET", route: null, status: 404, protocol: "http" }],
     ];
     for (const [id, fields] of expected) {
@@ -112,8 +112,8 @@ describe("what the service logs", () => {
       expect(mine[0]!["duration_ms"]).toBeTypeOf("number");
       expect(mine[0]!["time"]).toMatch(/^\d{4}-\d\d-\d\dT/);
     }
-    // A request that never reached a method has no code; an unmatched path is not logged as a route.
-    expect(linesOf(ids.bad)[0]).not.toHaveProperty("code");
+    // An unmatched path has no code and is not logged as a route.
+    expect(linesOf(ids.none)[0]).not.toHaveProperty("code");
     const all = lines.join("");
     for (const secret of [idToken, "access-log-1", "access.log@example.com", (await rest.json() as Record<string, string>)["access_token"]!]) {
       expect(all).not.toContain(secret);

@@ -156,7 +156,7 @@ describe("GET /metrics", () => {
     expect(delta("identity_mfa_verifications_total", { method: "unknown", outcome: "mfa_method_not_available" })).toBe(1);
   });
 
-  it("counts requests that never reached a method as malformed, by protocol, and not as RPCs", async () => {
+  it("counts undecodable requests as malformed by protocol, and those that reached an RPC as its invalid_request", async () => {
     const before = await scrape(t.url);
     expect((await post("/auth/id-token/signin", "{not json")).status).toBe(400);
     expect((await post("/auth/id-token/signin", "{}", { "content-type": "text/plain" })).status).toBe(415);
@@ -167,7 +167,9 @@ describe("GET /metrics", () => {
     const delta = (name: string, labels: Labels) => after.value(name, labels) - before.value(name, labels);
     expect(delta("identity_malformed_requests_total", { protocol: "rest" })).toBe(3);
     expect(delta("identity_malformed_requests_total", { protocol: "connect" })).toBe(2);
-    expect(delta("identity_rpc_requests_total", {})).toBe(0);
+    // The undecodable bodies reached their RPC, which refused them; 415 and 405 never did.
+    expect(delta("identity_rpc_requests_total", { code: "invalid_request" })).toBe(3);
+    expect(delta("identity_rpc_requests_total", {})).toBe(3);
   });
 });
 

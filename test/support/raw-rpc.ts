@@ -164,10 +164,11 @@ function codeOfStatus(status: number): Code {
 /** `identity_rpc_requests_total` for one method and outcome, read from /metrics. */
 export async function rpcCount(url: string, method: string, code: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
+  let sum = 0; // over the protocol label
   for (const line of text.split("\n")) {
     if (line.startsWith("identity_rpc_requests_total{") && line.includes(`method="${method}"`) && line.includes(`code="${code}"`)) {
-      return Number(line.slice(line.lastIndexOf(" ") + 1));
+      sum += Number(line.slice(line.lastIndexOf(" ") + 1));
     }
   }
-  return 0;
+  return sum;
 }
