@@ -1,7 +1,8 @@
-import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import { ConfigError } from "./config/load.ts";
+import { createPublicUrls } from "./config/public-url.ts";
 import type { Config } from "./config/schema.ts";
 import { type Clock, systemClock } from "./core/clock.ts";
 import type { IdTokenVerifier } from "./core/ports.ts";
@@ -28,6 +29,7 @@ import { createIdTokenVerifier, type ProviderVerification } from "./tokens/id-to
 import { createKeyEncryption } from "./tokens/key-encryption.ts";
 import { createOpaqueTokens } from "./tokens/opaque-tokens.ts";
 import { createRemoteKeySet } from "./tokens/remote-key-set.ts";
+import { writeSecretFile } from "./tokens/secret-file.ts";
 import { type AdminService, createAdminService } from "./core/admin.ts";
 import type { ClientInfo } from "./core/model.ts";
 import type { PasswordExpiryPolicy } from "./core/password-policy.ts";
@@ -101,13 +103,21 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
   });
   let server: RunningServer | undefined;
   let upkeep: NodeJS.Timeout | undefined;
-  const publicUrl = () => config.server.public_url ?? server?.url ?? `http://${config.server.host}:${config.server.port}`;
+  // The one value the issuer, discovery, the JWKS URL and the dev issuer's URL derive from.
+  const urls = createPublicUrls(config);
+  if (!urls.configured && !config.dev) {
+    logger.warn(
+      "SERVER.PUBLIC_URL IS NOT SET: the issuer of our tokens and the URLs in discovery are taken from the listening address, " +
+        "which other services and clients probably cannot reach; set server.public_url (PUBLIC_URL) to the public HTTPS URL",
+      { tokens_issuer: config.tokens.issuer ?? null },
+    );
+  }
 
   try {
     const kek = keyEncryptionKey(config, logger);
     const keyEncryption = createKeyEncryption(kek);
     const keyRing = await createLocalKeyRing({
-      issuer: config.tokens.issuer ?? config.server.public_url ?? `http://localhost:${config.server.port}`,
+      issuer: urls.issuer,
       audience: config.tokens.audience,
       ttlSeconds: config.tokens.access_token_ttl_seconds,
       store: createSigningKeyStore(database.client),
@@ -146,19 +156,16 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
 
     const plain = new Map<string, PlainHandler>();
     if (config.dev) {
-      const devIssuerUrl = `${config.server.public_url ?? `http://localhost:${config.server.port}`}/dev/oidc`;
-      const dev = await createDevIssuer({ issuer: devIssuerUrl, clock });
+      mkdirSync(resolve(config.data_dir), { recursive: true, mode: 0o700 });
+      const dev = await createDevIssuer({ issuer: urls.devIssuer, clock, keyFile: join(resolve(config.data_dir), "dev-issuer-key.json") });
       if (!("dev" in config.providers)) {
         providers.push({
-          name: "dev", issuer: dev.issuer, clientIds: [DEV_CLIENT_ID], trustedAudiences: [], algorithms: ["RS256"],
+          name: "dev", get issuer() { return dev.issuer; }, clientIds: [DEV_CLIENT_ID], trustedAudiences: [], algorithms: ["RS256"],
           clockSkewSeconds: 60, maxTokenAgeSeconds: null, requireNonce: false, claimAllowlist: {},
           signup: "allow", linkByEmail: "verified", keys: dev.keys,
         });
       }
-      plain.set("GET /dev/oidc/.well-known/openid-configuration", async (req) => ({
-        status: 200,
-        json: dev.discovery(config.server.public_url ?? `http://${req.headers.host ?? `localhost:${config.server.port}`}`),
-      }));
+      plain.set("GET /dev/oidc/.well-known/openid-configuration", async () => ({ status: 200, json: dev.discovery() }));
       plain.set("GET /dev/oidc/jwks", async () => ({ status: 200, json: dev.jwks() }));
       plain.set("POST /dev/oidc/token", async (_req, body) => {
         const r = (await body()) as Partial<DevMintRequest>;
@@ -167,7 +174,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
         }
         return { status: 200, json: { id_token: await dev.mint(r as DevMintRequest), provider: "dev" } };
       });
-      logger.warn("DEV MODE: the built-in dev OpenID issuer mints ID tokens for anyone; never expose this", { issuer: dev.issuer });
+      logger.warn("DEV MODE: the built-in dev OpenID issuer mints ID tokens for anyone; never expose this", { path: "/dev/oidc" });
     }
 
     const verifier = overrides.verifier ?? createIdTokenVerifier({ providers, clock, maxTokenBytes: config.id_token.max_bytes });
@@ -290,20 +297,13 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       json: keyRing.jwks(),
       headers: { "cache-control": "public, max-age=300" },
     }));
-    plain.set("GET /.well-known/openid-configuration", async () => {
-      const issuer = config.tokens.issuer ?? publicUrl();
-      return {
-        status: 200,
-        json: {
-          issuer,
-          jwks_uri: `${publicUrl()}/.well-known/jwks.json`,
-          id_token_signing_alg_values_supported: ["ES256"],
-          token_endpoint_auth_methods_supported: ["none"],
-          grant_types_supported: ["urn:ietf:params:oauth:grant-type:jwt-bearer", "refresh_token"],
-        },
-        headers: { "cache-control": "public, max-age=300" },
-      };
-    });
+    // Only what is served: we issue access tokens (no ID tokens, no OAuth endpoints), so the
+    // document names the issuer and where its keys are; nothing else in it would be true.
+    plain.set("GET /.well-known/openid-configuration", async () => ({
+      status: 200,
+      json: { issuer: urls.issuer(), jwks_uri: urls.jwksUri() },
+      headers: { "cache-control": "public, max-age=300" },
+    }));
 
     const listener = createHttpHandler({
       routes: (router) => {
@@ -370,6 +370,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
           },
           listener,
         });
+        urls.listening(server.url);
         return server;
       },
       async close() {
@@ -457,37 +458,6 @@ export async function createAdminTool(
 }
 
 /**
- * Writes a new secret file whole or not at all (mode 0600): into a temporary file, flushed to disk,
- * then linked into place, which fails rather than overwrite a file another process created first
- * (then that one is used). A full disk leaves no empty file behind to block the next start.
- */
-function writeFileAtomically(file: string, content: string): void {
-  const temp = `${file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
-  try {
-    const fd = openSync(temp, "wx", 0o600);
-    try {
-      writeSync(fd, content);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    try {
-      linkSync(temp, file);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-    }
-    const dir = openSync(dirname(file), "r");
-    try {
-      fsyncSync(dir);
-    } finally {
-      closeSync(dir);
-    }
-  } finally {
-    rmSync(temp, { force: true });
-  }
-}
-
-/**
  * The key-encryption key for signing keys at rest: from config, else from a file; for the
  * embedded default, a file created on first start in the data directory (mode 0600).
  */
@@ -499,7 +469,7 @@ function keyEncryptionKey(config: Config, logger: Logger): Buffer {
       throw new Error(`tokens.key_encryption_key_file: ${file} does not exist`);
     }
     mkdirSync(resolve(config.data_dir), { recursive: true, mode: 0o700 });
-    writeFileAtomically(file, `${randomBytes(32).toString("base64")}\n`);
+    writeSecretFile(file, `${randomBytes(32).toString("base64")}\n`);
     logger.warn("created a key-encryption key file; in production configure tokens.key_encryption_key(_file)", { file });
   }
   const kek = Buffer.from(readFileSync(file, "utf8").trim(), "base64");

@@ -10,7 +10,8 @@ import type { KeyEncryption } from "./key-encryption.ts";
 const ALG = "ES256"; // ~10x cheaper to sign than RS256, and tokens are smaller.
 
 export interface AccessTokenOptions {
-  issuer: string;
+  /** `iss` of our tokens; a function when it is known only once the server listens. */
+  issuer: string | (() => string);
   audience: readonly string[];
   ttlSeconds: number;
   store: SigningKeyStore;
@@ -54,6 +55,8 @@ export async function createLocalKeyRing(options: AccessTokenOptions): Promise<L
   let published: JWK[] = [];
   let verifyKeys = createLocalJWKSet({ keys: [] });
   let lastReloadForUnknownKid = 0;
+  const { issuer: issuerOption } = options;
+  const issuer = typeof issuerOption === "string" ? () => issuerOption : issuerOption;
 
   async function reload(): Promise<void> {
     let keys = await options.store.listUsable(options.clock.now());
@@ -94,7 +97,7 @@ export async function createLocalKeyRing(options: AccessTokenOptions): Promise<L
     const attempt = () =>
       jwtVerify(token, verifyKeys, {
         algorithms: [ALG],
-        issuer: options.issuer,
+        issuer: issuer(),
         audience: [...options.audience],
         typ: "at+jwt",
         currentDate: now,
@@ -164,7 +167,7 @@ export async function createLocalKeyRing(options: AccessTokenOptions): Promise<L
         ...(claims.provider === null ? {} : { idp: claims.provider }),
       })
         .setProtectedHeader({ alg: ALG, kid: active.kid, typ: "at+jwt" })
-        .setIssuer(options.issuer)
+        .setIssuer(issuer())
         .setSubject(claims.userId)
         .setAudience(options.audience.length === 1 ? options.audience[0]! : [...options.audience])
         .setIssuedAt(iat)
