@@ -69,6 +69,8 @@ export interface App {
   config: Config;
   database: Database;
   keyRing: LocalKeyRing;
+  /** Every "METHOD /path" the server answers outside RPC paths (REST routes, plain endpoints). */
+  routes: readonly string[];
   /** The base URL of the running server (after `listen`). */
   url(): string;
   listen(): Promise<RunningServer>;
@@ -305,6 +307,15 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       headers: { "cache-control": "public, max-age=300" },
     }));
 
+    // The REST API's OpenAPI document (generated from proto/), with our one public URL as server.
+    const openapi = JSON.parse(readFileSync(new URL("../gen/openapi/openapi.json", import.meta.url), "utf8")) as Record<string, unknown>;
+    let openapiServed: Record<string, unknown> | undefined;
+    plain.set("GET /openapi.json", async () => ({
+      status: 200,
+      json: (openapiServed ??= withPlainEndpoints({ ...openapi, servers: [{ url: urls.base() }] }, plain.keys())),
+      headers: { "cache-control": "public, max-age=300" },
+    }));
+
     const listener = createHttpHandler({
       routes: (router) => {
         registerAuthService({ signin, sessions, mfa })(router);
@@ -335,6 +346,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       config,
       database,
       keyRing,
+      routes: listener.routes,
       url: () => {
         if (server === undefined) throw new Error("not listening");
         return server.url;
@@ -384,6 +396,26 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     await database.close();
     throw e;
   }
+}
+
+/**
+ * The OpenAPI document with the plain endpoints beside the API (health, metrics, keys, discovery,
+ * the dev issuer) listed too, so it names every route the server answers.
+ */
+function withPlainEndpoints(doc: Record<string, unknown>, plain: Iterable<string>): Record<string, unknown> {
+  const paths = { ...(doc["paths"] as Record<string, Record<string, unknown>>) };
+  for (const key of plain) {
+    const [method, path] = key.split(" ") as [string, string];
+    paths[path] = {
+      ...paths[path],
+      [method.toLowerCase()]: {
+        tags: ["Operations"],
+        summary: `${path}: served beside the API (not an RPC)`,
+        responses: { "200": { description: "OK" } },
+      },
+    };
+  }
+  return { ...doc, paths };
 }
 
 /** The risk and MFA-policy parts of the configuration, as the core takes them. */

@@ -27,7 +27,7 @@ import type { ErrorCode } from "../core/errors.ts";
 import type { Logger } from "../logger.ts";
 import { kClient, kRequestId } from "./context.ts";
 import { clipDeviceId } from "./auth-service.ts";
-import { ERROR_TABLE, httpStatusOf } from "./error-codes.ts";
+import { ERROR_TABLE, httpStatusOf, statusName } from "./error-codes.ts";
 import { describeCause } from "./errors.ts";
 import { queryParamValue, type RestRoute, restRoutesFrom } from "./rest-routes.ts";
 import { isPlainConnectUnary, isPlainGrpcUnary, serveConnectUnary, serveGrpcUnary } from "./unary-fast-path.ts";
@@ -283,9 +283,9 @@ export function createHttpHandler(options: HttpHandlerOptions) {
       return {
         status: httpStatusOf(error.code),
         json: JSON.stringify({
-          code: info?.reason ?? (error.code === Code.InvalidArgument ? "invalid_request" : codeName(error.code)),
+          code: info?.reason ?? (error.code === Code.InvalidArgument ? "invalid_request" : statusName(error.code)),
           message: error.rawMessage,
-          status: codeName(error.code),
+          status: statusName(error.code),
           ...(info !== undefined && Object.keys(info.metadata).length > 0 ? { details: info.metadata } : {}),
         }),
       };
@@ -294,7 +294,7 @@ export function createHttpHandler(options: HttpHandlerOptions) {
     }
   }
 
-  return function listener(req: NodeRequest, res: NodeResponse): void {
+  const listener = function listener(req: NodeRequest, res: NodeResponse): void {
     handle(req, res).catch((e: unknown) => {
       if (e instanceof BodyError) {
         sendError(res, e.code, e.message);
@@ -305,6 +305,9 @@ export function createHttpHandler(options: HttpHandlerOptions) {
       else res.destroy();
     });
   };
+  /** What the server answers besides RPC paths: REST routes and plain endpoints, as "METHOD /path". */
+  const routes = [...restRoutes.map((r) => `${r.httpMethod} ${r.template}`), ...options.plain.keys()];
+  return Object.assign(listener, { routes });
 }
 
 class BodyError extends Error {
@@ -355,14 +358,7 @@ function head(res: NodeResponse, status: number, headers: Record<string, string>
 
 export function sendError(res: NodeResponse, code: ErrorCode, message: string): void {
   const entry = ERROR_TABLE[code];
-  sendJson(res, entry.http ?? httpStatusOf(entry.code), { code, message, status: codeName(entry.code) });
-}
-
-function codeName(code: number): string {
-  const names = ["ok", "canceled", "unknown", "invalid_argument", "deadline_exceeded", "not_found", "already_exists",
-    "permission_denied", "resource_exhausted", "failed_precondition", "aborted", "out_of_range", "unimplemented",
-    "internal", "unavailable", "data_loss", "unauthenticated"];
-  return names[code] ?? "unknown";
+  sendJson(res, entry.http ?? httpStatusOf(entry.code), { code, message, status: statusName(entry.code) });
 }
 
 /**
