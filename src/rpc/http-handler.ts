@@ -213,11 +213,14 @@ export function createHttpHandler(options: HttpHandlerOptions) {
     let message: Record<string, JsonValue> = {};
     if (route.body !== "") {
       const type = String(req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
-      if (type !== "application/json") {
+      // No body and no type is an empty message (every field is optional, `curl -X POST` sends
+      // neither); any body at all must say it is JSON.
+      const untyped = type === "" && (await isBodyEmpty(req));
+      if (type !== "application/json" && !untyped) {
         sendError(res, "unsupported_media_type", "send the request body as JSON with Content-Type: application/json");
         return;
       }
-      const body = await readJsonBody(req, options.bodyLimitBytes);
+      const body = untyped ? {} : await readJsonBody(req, options.bodyLimitBytes);
       if (route.body === "*") {
         if (typeof body !== "object" || body === null || Array.isArray(body)) {
           sendError(res, "invalid_request", "the request body must be a JSON object");
@@ -335,6 +338,34 @@ async function readJsonBody(req: NodeRequest, limit: number): Promise<unknown> {
   } catch {
     throw new BodyError("invalid_request", "the request body is not valid JSON");
   }
+}
+
+/**
+ * Whether a request without Content-Type has no body: HTTP/1.1 says so in its headers; over
+ * HTTP/2 the stream may already have ended. Otherwise it is treated as a body (refused untyped).
+ */
+async function isBodyEmpty(req: NodeRequest): Promise<boolean> {
+  const length = req.headers["content-length"];
+  if (length !== undefined) return length === "0";
+  if (req.httpVersionMajor === 1) return req.headers["transfer-encoding"] === undefined;
+  if (req.readableEnded) return true;
+  // HTTP/2 without content-length: wait for the first chunk or the end of the stream.
+  return new Promise<boolean>((resolve) => {
+    const done = (empty: boolean) => {
+      req.off("end", onEnd);
+      req.off("readable", onReadable);
+      resolve(empty);
+    };
+    const onEnd = () => done(true);
+    const onReadable = () => {
+      const chunk = req.read() as Buffer | null;
+      if (chunk === null) return; // end follows
+      req.unshift(chunk);
+      done(chunk.length === 0);
+    };
+    req.on("end", onEnd);
+    req.on("readable", onReadable);
+  });
 }
 
 /** Headers a REST call passes on to the implementation and its interceptors. */
