@@ -23,7 +23,7 @@ import { createAccountStore, createAuditLog } from "./store/account-store.ts";
 import { type Database, openDatabase, sqlitePath } from "./store/database.ts";
 import { migrate } from "./store/migrate.ts";
 import { createSigningKeyStore } from "./store/signing-key-store.ts";
-import { createLocalKeyRing, type LocalKeyRing } from "./tokens/access-tokens.ts";
+import { createLocalKeyRing, type LocalKeyRing, SigningKeyUnreadableError } from "./tokens/access-tokens.ts";
 import { createDevIssuer, DEV_CLIENT_ID, type DevMintRequest } from "./tokens/dev-issuer.ts";
 import { createIdTokenVerifier, type ProviderVerification } from "./tokens/id-token-verifier.ts";
 import { createKeyEncryption } from "./tokens/key-encryption.ts";
@@ -88,7 +88,12 @@ export function databaseUrl(config: Config): string {
  * from the config. Everything the process does is reachable from here; tests pass overrides
  * instead of patching modules.
  */
-export async function createApp(config: Config, logger: Logger, overrides: AppOverrides = {}): Promise<App> {
+export async function createApp(
+  config: Config,
+  logger: Logger,
+  overrides: AppOverrides = {},
+  options: { replaceUnreadableSigningKeys?: boolean } = {},
+): Promise<App> {
   const clock = overrides.clock ?? systemClock;
   const url = databaseUrl(config);
   if (config.database.migrate_on_start) {
@@ -119,6 +124,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     const kek = keyEncryptionKey(config, logger);
     const keyEncryption = createKeyEncryption(kek);
     const keyRing = await createLocalKeyRing({
+      onUnreadable: options.replaceUnreadableSigningKeys === true ? "replace" : "fail",
       issuer: urls.issuer,
       audience: config.tokens.audience,
       ttlSeconds: config.tokens.access_token_ttl_seconds,
@@ -126,6 +132,8 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       encryption: keyEncryption,
       clock,
       rotateAfterSeconds: config.tokens.signing_key_rotation_days === undefined ? null : config.tokens.signing_key_rotation_days * 86400,
+    }).catch((e: unknown) => {
+      throw e instanceof SigningKeyUnreadableError ? new ConfigError(kekMismatchMessage(e.kid, config)) : e;
     });
 
     const providers: ProviderVerification[] = Object.entries(config.providers).map(([name, p]) => ({
@@ -487,6 +495,23 @@ export async function createAdminTool(
     client,
   });
   return { admin, close: () => database.close() };
+}
+
+/** What to tell an operator whose KEK cannot open the stored signing key: which key, why, the ways out. */
+function kekMismatchMessage(kid: string, config: Config): string {
+  const source =
+    config.tokens.key_encryption_key !== undefined
+      ? "tokens.key_encryption_key (KEY_ENCRYPTION_KEY)"
+      : `the file ${config.tokens.key_encryption_key_file ?? join(resolve(config.data_dir), "key-encryption-key")}`;
+  return (
+    `the signing key ${kid} in the database cannot be opened: the key-encryption key (KEK) from ${source} ` +
+    "differs from the one that sealed the signing keys (every replica needs the same KEK).\n" +
+    "Two ways out:\n" +
+    "  1. start with the KEK that sealed them (the one the other replicas or the previous start used), or\n" +
+    "  2. if that KEK is lost: `npm run keys:rotate -- --replace-unreadable` with the new KEK seals a new signing key and\n" +
+    "     retires the unreadable ones (tokens they signed stay valid until they expire; TOTP secrets and recovery\n" +
+    "     codes made under the old KEK cannot be checked any more, so those users enroll again)."
+  );
 }
 
 /**
