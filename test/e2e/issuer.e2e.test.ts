@@ -4,12 +4,11 @@
  * tokens said `http://localhost:PORT` while discovery said `http://127.0.0.1:PORT`, so a verifier
  * fed the discovered issuer (the README's jose snippet) refused every token.
  */
-import { createServer } from "node:net";
 import { createRemoteJWKSet, decodeJwt, jwtVerify } from "jose";
 import { afterEach, describe, expect, it } from "vitest";
 import { createLogger } from "../../src/logger.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
-import { startServiceProcess, type ServiceProcess } from "../support/service-process.ts";
+import { freePort, startServiceProcess, type ServiceProcess } from "../support/service-process.ts";
 import { devIdToken, restSignin, uniqueSub } from "../support/signin-e2e.ts";
 
 /** What another service does: discover, then verify a fresh access token with the remote JWKS. */
@@ -38,14 +37,6 @@ async function verifyWithDiscovery(url: string): Promise<{ issuer: string; jwksU
   expect(dev["issuer"]).toBe(`${new URL(doc["jwks_uri"]!).origin}/dev/oidc`);
   await jwtVerify(idToken, createRemoteJWKSet(new URL(dev["jwks_uri"]!)), { issuer: dev["issuer"]!, audience: "dev-client" });
   return { issuer: doc["issuer"]!, jwksUri: doc["jwks_uri"]! };
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 describe("one issuer", () => {

@@ -6,14 +6,13 @@
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { decodeProtectedHeader } from "jose";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { mintAdminKey } from "../../src/tokens/admin-keys.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
-import { startServiceProcess, type ServiceProcess } from "../support/service-process.ts";
+import { freePort, startServiceProcess, type ServiceProcess } from "../support/service-process.ts";
 import { devIdToken, restSignin, uniqueSub } from "../support/signin-e2e.ts";
 
 const STACK_LINE = /^\s+at .+:\d+:\d+\)?$/m;
@@ -24,14 +23,6 @@ function runMain(args: string[], env: Record<string, string> = {}) {
     encoding: "utf8",
     timeout: 30_000,
   });
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 const dirs: string[] = [];
