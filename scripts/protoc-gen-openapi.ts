@@ -47,12 +47,14 @@ function description(text: string | undefined): JsonSchema {
 }
 
 /**
- * Component schemas for every message reached, by full name. `required` lists what the server
- * always writes (implicit-presence scalars, repeated and map fields); clients may omit any
- * field of a request.
+ * Component schemas for every message reached, by full name. In messages the server answers
+ * with, `required` lists what it always writes (implicit-presence scalars, repeated and map
+ * fields); a request's fields are all optional (proto3), so request messages list none.
  */
 function createSchemas() {
   const schemas: Record<string, JsonSchema> = {};
+  const alwaysWritten = new Map<string, string[]>();
+  const answered = new Set<string>();
   const ref = (typeName: string) => ({ $ref: `#/components/schemas/${typeName}` });
 
   function enumSchema(e: DescEnum): JsonSchema {
@@ -85,25 +87,47 @@ function createSchemas() {
       const required: string[] = [];
       for (const f of m.fields) {
         properties[f.name] = fieldSchema(f);
-        const alwaysWritten = f.fieldKind === "list" || f.fieldKind === "map" ||
+        const written = f.fieldKind === "list" || f.fieldKind === "map" ||
           ((f.fieldKind === "scalar" || f.fieldKind === "enum") && f.presence === 2 /* IMPLICIT */ && f.oneof === undefined);
-        if (alwaysWritten) required.push(f.name);
+        if (written) required.push(f.name);
       }
-      schemas[m.typeName] = {
-        type: "object",
-        ...description(getComments(m).leading),
-        properties,
-        ...(required.length > 0 ? { required } : {}),
-        additionalProperties: false,
-      };
+      alwaysWritten.set(m.typeName, required);
+      schemas[m.typeName] = { type: "object", ...description(getComments(m).leading), properties, additionalProperties: false };
     }
     return ref(m.typeName);
   }
 
-  return { schemas, messageRef };
+  /** `m` is an answer: it and every message inside it get their `required` lists. */
+  function answerRef(m: DescMessage): JsonSchema {
+    const mark = (msg: DescMessage) => {
+      if (answered.has(msg.typeName) || WELL_KNOWN[msg.typeName] !== undefined) return;
+      answered.add(msg.typeName);
+      for (const f of msg.fields) {
+        if (f.fieldKind === "message") mark(f.message);
+        if ((f.fieldKind === "list" && f.listKind === "message") || (f.fieldKind === "map" && f.mapKind === "message")) mark(f.message);
+      }
+    };
+    mark(m);
+    return messageRef(m);
+  }
+
+  /** The schemas, with `required` in the answered ones. */
+  function finish(): Record<string, JsonSchema> {
+    const out: Record<string, JsonSchema> = {};
+    for (const name of Object.keys(schemas).sort()) {
+      const required = answered.has(name) ? (alwaysWritten.get(name) ?? []) : [];
+      const { additionalProperties, ...rest } = schemas[name]!;
+      out[name] = { ...rest, ...(required.length > 0 ? { required } : {}), additionalProperties };
+    }
+    return out;
+  }
+
+  return { messageRef, answerRef, finish };
 }
 
-function operation(method: DescMethod, verb: string, template: string, body: string, messageRef: (m: DescMessage) => JsonSchema) {
+type Schemas = ReturnType<typeof createSchemas>;
+
+function operation(method: DescMethod, verb: string, template: string, body: string, { messageRef, answerRef }: Schemas) {
   const pathVars = [...template.matchAll(/\{([a-z_][a-z0-9_]*)(?:=\*)?\}/g)].map((m) => m[1]!);
   const parameters: JsonSchema[] = pathVars.map((name) => {
     const f = method.input.fields.find((x) => x.name === name)!;
@@ -124,7 +148,7 @@ function operation(method: DescMethod, verb: string, template: string, body: str
     ...(comments === "" ? {} : { description: comments }),
     ...(parameters.length > 0 ? { parameters } : {}),
     responses: {
-      "200": { description: "OK", content: { "application/json": { schema: messageRef(method.output) } } },
+      "200": { description: "OK", content: { "application/json": { schema: answerRef(method.output) } } },
       default: { $ref: "#/components/responses/Error" },
     },
     "x-rpc": `/${method.parent.typeName}/${method.name}`,
@@ -179,7 +203,7 @@ const protocGenOpenapi = createEcmaScriptPlugin({
   name: "protoc-gen-openapi",
   version: "v1",
   generateTs(schema) {
-    const { schemas, messageRef } = createSchemas();
+    const schemas = createSchemas();
     const paths: Record<string, Record<string, unknown>> = {};
     const tags: JsonSchema[] = [];
     for (const file of schema.files) {
@@ -192,7 +216,7 @@ const protocGenOpenapi = createEcmaScriptPlugin({
             const { case: verb, value } = r.pattern;
             if (verb === undefined || verb === "custom") throw new Error(`${method.name}: unsupported google.api.http pattern`);
             const path = value.replace(/\{([a-z_][a-z0-9_]*)=\*\}/g, "{$1}");
-            (paths[path] ??= {})[verb] = operation(method, verb, value, r.body, messageRef);
+            (paths[path] ??= {})[verb] = operation(method, verb, value, r.body, schemas);
           }
         }
       }
@@ -213,7 +237,7 @@ const protocGenOpenapi = createEcmaScriptPlugin({
       tags,
       paths: Object.fromEntries(Object.entries(paths).sort(([a], [b]) => a.localeCompare(b))),
       components: {
-        schemas: { ...Object.fromEntries(Object.entries(schemas).sort(([a], [b]) => a.localeCompare(b))), Error: errors.schema },
+        schemas: { ...schemas.finish(), Error: errors.schema },
         responses: {
           Error: { description: "A refusal with a stable code", content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } },
         },

@@ -61,6 +61,31 @@ describe("OpenAPI document", () => {
     }
   });
 
+  it("resolves every $ref, and takes any request field as optional (proto3), an empty body too", () => {
+    const refs: string[] = [];
+    const walk = (v: unknown): void => {
+      if (Array.isArray(v)) v.forEach(walk);
+      else if (typeof v === "object" && v !== null) {
+        for (const [k, x] of Object.entries(v)) {
+          if (k === "$ref" && typeof x === "string") refs.push(x);
+          else walk(x);
+        }
+      }
+    };
+    walk(doc);
+    expect(refs.length).toBeGreaterThan(20);
+    for (const ref of new Set(refs)) {
+      const target = ref.slice(2).split("/").map((p) => p.replace(/~1/g, "/").replace(/~0/g, "~"))
+        .reduce<unknown>((node, key) => (node as Record<string, unknown> | undefined)?.[key], doc);
+      expect(target, ref).toBeDefined();
+    }
+    const requestSchema = (method: string, path: string) =>
+      `#/paths/${path.replace(/\//g, "~1")}/${method}/requestBody/content/application~1json/schema`;
+    validate(requestSchema("post", "/auth/signout"), {});
+    validate(requestSchema("post", "/auth/id-token/signin"), { id_token: "x" });
+    expect(() => validate(requestSchema("post", "/auth/id-token/signin"), { id_token: "x", extra: 1 })).toThrow();
+  });
+
   it("describes a real sign-in answer and GET /auth/me exactly (snake_case, no undocumented field)", async () => {
     const signin = await restSignin(t.url, { id_token: await devIdToken(t.url, uniqueSub("openapi"), { email: "o@example.com" }), provider: "dev" });
     expect(signin.status).toBe(200);
