@@ -167,7 +167,10 @@ export async function createApp(
     const plain = new Map<string, PlainHandler>();
     if (config.dev) {
       mkdirSync(resolve(config.data_dir), { recursive: true, mode: 0o700 });
-      const dev = await createDevIssuer({ issuer: urls.devIssuer, clock, keyFile: join(resolve(config.data_dir), "dev-issuer-key.json") });
+      const keyFile = join(resolve(config.data_dir), "dev-issuer-key.json");
+      const dev = await createDevIssuer({ issuer: urls.devIssuer, clock, keyFile }).catch((e: unknown) => {
+        throw new ConfigError(`the dev issuer's key ${keyFile} cannot be used (delete it to start with a new one): ${(e as Error).message}`);
+      });
       if (!("dev" in config.providers)) {
         providers.push({
           name: "dev", get issuer() { return dev.issuer; }, clientIds: [DEV_CLIENT_ID], trustedAudiences: [], algorithms: ["RS256"],

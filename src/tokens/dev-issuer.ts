@@ -88,7 +88,7 @@ async function devKey(file: string | undefined): Promise<{ privateJwk: JWK; kid:
   if (file !== undefined && existsSync(file)) {
     const privateJwk = JSON.parse(readFileSync(file, "utf8")) as JWK;
     if (privateJwk.kty !== "RSA" || typeof privateJwk.d !== "string" || typeof privateJwk.kid !== "string") {
-      throw new Error(`${file}: not the dev issuer's key (delete it to start with a new one)`);
+      throw new Error("it holds no RSA private JWK with a kid");
     }
     return { privateJwk, kid: privateJwk.kid };
   }

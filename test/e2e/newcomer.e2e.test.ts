@@ -108,6 +108,19 @@ describe("the real process", () => {
     const signin = await restSignin(second.url, { id_token: idToken, provider: "dev" });
     expect(signin.status).toBe(200);
     expect(signin.body["access_token"]).toEqual(expect.any(String));
+    await stop(second);
+
+    // A damaged key file is named, with the way out, not a stack trace.
+    writeFileSync(keyFile, "{}");
+    const refused = await startServiceProcess({ config: {}, args: ["--dev"], dir, env: { PORT: port } }).then(
+      (p) => {
+        procs.push(p);
+        throw new Error("started with a damaged dev issuer key");
+      },
+      (e: Error) => e.message,
+    );
+    expect(refused).toContain(`the dev issuer's key ${keyFile} cannot be used (delete it to start with a new one)`);
+    expect(refused).not.toMatch(STACK_LINE);
   }, 90_000);
 
   it("a key-encryption key other than the one that sealed the signing keys: which key, why, the two ways out; the second way works", async () => {
