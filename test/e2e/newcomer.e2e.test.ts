@@ -67,6 +67,15 @@ describe("the real process", () => {
     procs.push(p);
     return p;
   };
+  /** Starting must fail: resolves with what the process said (a start that succeeds fails the test). */
+  const refusedStart = (options: Parameters<typeof startServiceProcess>[0]) =>
+    startServiceProcess(options).then(
+      (p) => {
+        procs.push(p);
+        throw new Error("the service started");
+      },
+      (e: Error) => e.message,
+    );
   const stop = async (p: ServiceProcess) => {
     procs = procs.filter((x) => x !== p);
     expect(await p.stop()).toBe(0);
@@ -112,13 +121,7 @@ describe("the real process", () => {
 
     // A damaged key file is named, with the way out, not a stack trace.
     writeFileSync(keyFile, "{}");
-    const refused = await startServiceProcess({ config: {}, args: ["--dev"], dir, env: { PORT: port } }).then(
-      (p) => {
-        procs.push(p);
-        throw new Error("started with a damaged dev issuer key");
-      },
-      (e: Error) => e.message,
-    );
+    const refused = await refusedStart({ config: {}, args: ["--dev"], dir, env: { PORT: port } });
     expect(refused).toContain(`the dev issuer's key ${keyFile} cannot be used (delete it to start with a new one)`);
     expect(refused).not.toMatch(STACK_LINE);
   }, 90_000);
@@ -135,13 +138,7 @@ describe("the real process", () => {
     const { kid } = decodeProtectedHeader(accessToken);
     await stop(first);
 
-    const refused = await startServiceProcess({ config: {}, args: ["--dev"], dir, env: { KEY_ENCRYPTION_KEY: kekB, PORT } }).then(
-      (p) => {
-        procs.push(p);
-        throw new Error("started with the wrong KEK");
-      },
-      (e: Error) => e.message,
-    );
+    const refused = await refusedStart({ config: {}, args: ["--dev"], dir, env: { KEY_ENCRYPTION_KEY: kekB, PORT } });
     expect(refused).toContain("service exited with 2");
     expect(refused).toContain(`the signing key ${kid} in the database cannot be opened`);
     expect(refused).toContain("tokens.key_encryption_key (KEY_ENCRYPTION_KEY) differs from the one that sealed the signing keys");
