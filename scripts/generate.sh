@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates everything under gen/ from its sources; CI fails if the result differs from git.
 #   gen/pb/              protobuf-es code from proto/ (buf + protoc-gen-es, both from npm)
+#   gen/openapi/         the REST API as OpenAPI 3.1, from proto/ (scripts/protoc-gen-openapi.ts)
 #   gen/prisma/sqlite/   Prisma client for SQLite, from prisma/schema.prisma
 #   gen/prisma/postgresql/  the same model for PostgreSQL (only the datasource provider differs)
 #   gen/web/             the web app served at / (web/, bundled by rolldown: scripts/build-web.ts)
@@ -23,4 +24,4 @@ sed -e 's#provider = "sqlite"#provider = "postgresql"#' \
     -e 's#"../gen/prisma/sqlite"#"../gen/prisma/postgresql"#' prisma/schema.prisma > "$pg_schema"
 grep -q 'provider = "postgresql"' "$pg_schema" || { echo "generate: could not derive the PostgreSQL schema" >&2; exit 1; }
 prisma generate --schema "$pg_schema" >/dev/null
-echo "generated gen/pb, gen/web and gen/prisma/{sqlite,postgresql}"
+echo "generated gen/pb, gen/openapi, gen/web and gen/prisma/{sqlite,postgresql}"

@@ -1,11 +1,12 @@
-import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import { dirname, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import { SpanKind, type Tracer } from "@opentelemetry/api";
 import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { ConfigError } from "./config/load.ts";
+import { createPublicUrls } from "./config/public-url.ts";
 import type { Config } from "./config/schema.ts";
 import { type Clock, systemClock } from "./core/clock.ts";
 import type { IdTokenVerifier } from "./core/ports.ts";
@@ -38,12 +39,13 @@ import { checkSqliteIntegrity } from "./store/integrity-check.ts";
 import { migrate } from "./store/migrate.ts";
 import { createReadinessProbe, type ReadinessProbe } from "./store/readiness.ts";
 import { createSigningKeyStore } from "./store/signing-key-store.ts";
-import { createLocalKeyRing, type LocalKeyRing } from "./tokens/access-tokens.ts";
+import { createLocalKeyRing, type LocalKeyRing, SigningKeyUnreadableError } from "./tokens/access-tokens.ts";
 import { createDevIssuer, DEV_CLIENT_ID, type DevMintRequest } from "./tokens/dev-issuer.ts";
 import { createIdTokenVerifier, type ProviderVerification } from "./tokens/id-token-verifier.ts";
 import { createKeyEncryption } from "./tokens/key-encryption.ts";
 import { createOpaqueTokens } from "./tokens/opaque-tokens.ts";
 import { createRemoteKeySet } from "./tokens/remote-key-set.ts";
+import { writeSecretFile } from "./tokens/secret-file.ts";
 import { type AdminService, createAdminService } from "./core/admin.ts";
 import type { ClientInfo } from "./core/model.ts";
 import type { PasswordExpiryPolicy } from "./core/password-policy.ts";
@@ -92,6 +94,8 @@ export interface App {
   keyRing: LocalKeyRing;
   /** Whether the database accepts writes (what /readyz and gRPC health answer, besides draining). */
   readiness: ReadinessProbe;
+  /** Every "METHOD /path" the server answers outside RPC paths (REST routes, plain endpoints). */
+  routes: readonly string[];
   /** The base URL of the running server (after `listen`). */
   url(): string;
   /** Where GET /metrics is served (after `listen`): `server.metrics_port`, else the main URL. */
@@ -116,7 +120,12 @@ export function databaseUrl(config: Config): string {
  * from the config. Everything the process does is reachable from here; tests pass overrides
  * instead of patching modules.
  */
-export async function createApp(config: Config, logger: Logger, overrides: AppOverrides = {}): Promise<App> {
+export async function createApp(
+  config: Config,
+  logger: Logger,
+  overrides: AppOverrides = {},
+  options: { replaceUnreadableSigningKeys?: boolean } = {},
+): Promise<App> {
   const clock = overrides.clock ?? systemClock;
   const url = databaseUrl(config);
   if (url.startsWith("file:") && config.database.quick_check_on_start) checkSqliteIntegrity(sqlitePath(url));
@@ -144,7 +153,15 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
   let tracing: Tracing | undefined;
   let upkeep: NodeJS.Timeout | undefined;
   let refusalFlush: NodeJS.Timeout | undefined;
-  const publicUrl = () => config.server.public_url ?? server?.url ?? `http://${config.server.host}:${config.server.port}`;
+  // The one value the issuer, discovery, the JWKS URL and the dev issuer's URL derive from.
+  const urls = createPublicUrls(config);
+  if (!urls.configured && !config.dev) {
+    logger.warn(
+      "SERVER.PUBLIC_URL IS NOT SET: the issuer of our tokens and the URLs in discovery are taken from the listening address, " +
+        "which other services and clients probably cannot reach; set server.public_url (PUBLIC_URL) to the public HTTPS URL",
+      { tokens_issuer: config.tokens.issuer ?? null },
+    );
+  }
 
   try {
     if (config.tracing.enabled ?? config.tracing.otlp_endpoint !== undefined) {
@@ -159,13 +176,16 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     const kek = keyEncryptionKey(config, logger);
     const keyEncryption = createKeyEncryption(kek);
     const keyRing = await createLocalKeyRing({
-      issuer: config.tokens.issuer ?? config.server.public_url ?? `http://localhost:${config.server.port}`,
+      onUnreadable: options.replaceUnreadableSigningKeys === true ? "replace" : "fail",
+      issuer: urls.issuer,
       audience: config.tokens.audience,
       ttlSeconds: config.tokens.access_token_ttl_seconds,
       store: createSigningKeyStore(database.client),
       encryption: keyEncryption,
       clock,
       rotateAfterSeconds: config.tokens.signing_key_rotation_days === undefined ? null : config.tokens.signing_key_rotation_days * 86400,
+    }).catch((e: unknown) => {
+      throw e instanceof SigningKeyUnreadableError ? new ConfigError(kekMismatchMessage(e.kid, config)) : e;
     });
 
     const providers: ProviderVerification[] = Object.entries(config.providers).map(([name, p]) => ({
@@ -200,19 +220,19 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
 
     const plain = new Map<string, PlainHandler>();
     if (config.dev) {
-      const devIssuerUrl = `${config.server.public_url ?? `http://localhost:${config.server.port}`}/dev/oidc`;
-      const dev = await createDevIssuer({ issuer: devIssuerUrl, clock });
+      mkdirSync(resolve(config.data_dir), { recursive: true, mode: 0o700 });
+      const keyFile = join(resolve(config.data_dir), "dev-issuer-key.json");
+      const dev = await createDevIssuer({ issuer: urls.devIssuer, clock, keyFile }).catch((e: unknown) => {
+        throw new ConfigError(`the dev issuer's key ${keyFile} cannot be used (delete it to start with a new one): ${(e as Error).message}`);
+      });
       if (!("dev" in config.providers)) {
         providers.push({
-          name: "dev", issuer: dev.issuer, clientIds: [DEV_CLIENT_ID], trustedAudiences: [], algorithms: ["RS256"],
+          name: "dev", get issuer() { return dev.issuer; }, clientIds: [DEV_CLIENT_ID], trustedAudiences: [], algorithms: ["RS256"],
           clockSkewSeconds: 60, maxTokenAgeSeconds: null, requireNonce: false, claimAllowlist: {},
           signup: "allow", linkByEmail: "verified", keys: dev.keys,
         });
       }
-      plain.set("GET /dev/oidc/.well-known/openid-configuration", async (req) => ({
-        status: 200,
-        json: dev.discovery(config.server.public_url ?? `http://${req.headers.host ?? `localhost:${config.server.port}`}`),
-      }));
+      plain.set("GET /dev/oidc/.well-known/openid-configuration", async () => ({ status: 200, json: dev.discovery() }));
       plain.set("GET /dev/oidc/jwks", async () => ({ status: 200, json: dev.jwks() }));
       plain.set("POST /dev/oidc/token", async (_req, body) => {
         const r = (await body()) as Partial<DevMintRequest>;
@@ -221,7 +241,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
         }
         return { status: 200, json: { id_token: await dev.mint(r as DevMintRequest), provider: "dev" } };
       });
-      logger.warn("DEV MODE: the built-in dev OpenID issuer mints ID tokens for anyone; never expose this", { issuer: dev.issuer });
+      logger.warn("DEV MODE: the built-in dev OpenID issuer mints ID tokens for anyone; never expose this", { path: "/dev/oidc" });
     }
 
     const verifier = instrumentMethods(
@@ -396,20 +416,22 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       json: keyRing.jwks(),
       headers: { "cache-control": "public, max-age=300" },
     }));
-    plain.set("GET /.well-known/openid-configuration", async () => {
-      const issuer = config.tokens.issuer ?? publicUrl();
-      return {
-        status: 200,
-        json: {
-          issuer,
-          jwks_uri: `${publicUrl()}/.well-known/jwks.json`,
-          id_token_signing_alg_values_supported: ["ES256"],
-          token_endpoint_auth_methods_supported: ["none"],
-          grant_types_supported: ["urn:ietf:params:oauth:grant-type:jwt-bearer", "refresh_token"],
-        },
-        headers: { "cache-control": "public, max-age=300" },
-      };
-    });
+    // Only what is served: we issue access tokens (no ID tokens, no OAuth endpoints), so the
+    // document names the issuer and where its keys are; nothing else in it would be true.
+    plain.set("GET /.well-known/openid-configuration", async () => ({
+      status: 200,
+      json: { issuer: urls.issuer(), jwks_uri: urls.jwksUri() },
+      headers: { "cache-control": "public, max-age=300" },
+    }));
+
+    // The REST API's OpenAPI document (generated from proto/), with our one public URL as server.
+    const openapi = JSON.parse(readFileSync(new URL("../gen/openapi/openapi.json", import.meta.url), "utf8")) as Record<string, unknown>;
+    let openapiServed: Record<string, unknown> | undefined;
+    plain.set("GET /openapi.json", async () => ({
+      status: 200,
+      json: (openapiServed ??= withPlainEndpoints({ ...openapi, servers: [{ url: urls.base() }] }, plain.keys())),
+      headers: { "cache-control": "public, max-age=300" },
+    }));
 
     const api = [AuthService, UserService, MfaService, AdminApi];
     // Reflection hands out the whole schema (AdminService included): on in dev mode, elsewhere
@@ -452,6 +474,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       database,
       keyRing,
       readiness: probe,
+      routes: listener.routes,
       url: () => {
         if (server === undefined) throw new Error("not listening");
         return server.url;
@@ -504,6 +527,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
           },
           listener,
         });
+        urls.listening(server.url);
         if (config.server.metrics_port !== undefined) metricsServer = await startMetricsServer(config.server.host, config.server.metrics_port, metrics);
         return server;
       },
@@ -578,6 +602,26 @@ async function startMetricsServer(host: string, port: number, metrics: ServiceMe
   return server;
 }
 
+/**
+ * The OpenAPI document with the plain endpoints beside the API (health, metrics, keys, discovery,
+ * the dev issuer) listed too, so it names every route the server answers.
+ */
+function withPlainEndpoints(doc: Record<string, unknown>, plain: Iterable<string>): Record<string, unknown> {
+  const paths = { ...(doc["paths"] as Record<string, Record<string, unknown>>) };
+  for (const key of plain) {
+    const [method, path] = key.split(" ") as [string, string];
+    paths[path] = {
+      ...paths[path],
+      [method.toLowerCase()]: {
+        tags: ["Operations"],
+        summary: `${path}: served beside the API (not an RPC)`,
+        responses: { "200": { description: "OK" } },
+      },
+    };
+  }
+  return { ...doc, paths };
+}
+
 /** The risk and MFA-policy parts of the configuration, as the core takes them. */
 function riskOf(config: Config): Omit<AdaptiveMfaDeps, "history" | "geo"> {
   const { risk, mfa } = config;
@@ -649,35 +693,21 @@ export async function createAdminTool(
   return { admin, close: () => database.close() };
 }
 
-/**
- * Writes a new secret file whole or not at all (mode 0600): into a temporary file, flushed to disk,
- * then linked into place, which fails rather than overwrite a file another process created first
- * (then that one is used). A full disk leaves no empty file behind to block the next start.
- */
-function writeFileAtomically(file: string, content: string): void {
-  const temp = `${file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
-  try {
-    const fd = openSync(temp, "wx", 0o600);
-    try {
-      writeSync(fd, content);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    try {
-      linkSync(temp, file);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-    }
-    const dir = openSync(dirname(file), "r");
-    try {
-      fsyncSync(dir);
-    } finally {
-      closeSync(dir);
-    }
-  } finally {
-    rmSync(temp, { force: true });
-  }
+/** What to tell an operator whose KEK cannot open the stored signing key: which key, why, the ways out. */
+function kekMismatchMessage(kid: string, config: Config): string {
+  const source =
+    config.tokens.key_encryption_key !== undefined
+      ? "tokens.key_encryption_key (KEY_ENCRYPTION_KEY)"
+      : `the file ${config.tokens.key_encryption_key_file ?? join(resolve(config.data_dir), "key-encryption-key")}`;
+  return (
+    `the signing key ${kid} in the database cannot be opened: the key-encryption key (KEK) from ${source} ` +
+    "differs from the one that sealed the signing keys (every replica needs the same KEK).\n" +
+    "Two ways out:\n" +
+    "  1. start with the KEK that sealed them (the one the other replicas or the previous start used), or\n" +
+    "  2. if that KEK is lost: `npm run keys:rotate -- --replace-unreadable` with the new KEK seals a new signing key and\n" +
+    "     retires the unreadable ones (tokens they signed stay valid until they expire; TOTP secrets and recovery\n" +
+    "     codes made under the old KEK cannot be checked any more, so those users enroll again)."
+  );
 }
 
 /**
@@ -692,7 +722,7 @@ function keyEncryptionKey(config: Config, logger: Logger): Buffer {
       throw new Error(`tokens.key_encryption_key_file: ${file} does not exist`);
     }
     mkdirSync(resolve(config.data_dir), { recursive: true, mode: 0o700 });
-    writeFileAtomically(file, `${randomBytes(32).toString("base64")}\n`);
+    writeSecretFile(file, `${randomBytes(32).toString("base64")}\n`);
     logger.warn("created a key-encryption key file; in production configure tokens.key_encryption_key(_file)", { file });
   }
   const kek = Buffer.from(readFileSync(file, "utf8").trim(), "base64");

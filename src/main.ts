@@ -2,10 +2,7 @@
  * The process: the only file that reads process.env and argv. Loads config, builds the app,
  * listens, and drains on SIGTERM/SIGINT.
  *
- *   node src/main.ts [--dev] [--config FILE]          serve
- *   node src/main.ts migrate [--config FILE]          apply migrations and exit
- *   node src/main.ts rotate-keys [--config FILE]      start signing with a new key and exit
- *   node src/main.ts admin <command> [--json] [--config FILE]   operators' tool (admin --help)
+ * Usage: USAGE below (`node src/main.ts --help`).
  */
 import { existsSync } from "node:fs";
 import { userInfo } from "node:os";
@@ -16,6 +13,22 @@ import { ConfigError, loadConfig } from "./config/load.ts";
 import { createLogger } from "./logger.ts";
 import { DatabaseIntegrityError } from "./store/integrity-check.ts";
 import { migrate, MigrationError } from "./store/migrate.ts";
+
+const USAGE = `Usage:
+  node src/main.ts [--dev] [--config FILE]          serve (npm start: --dev; npm run start:prod: without)
+  node src/main.ts migrate [--config FILE]          apply database migrations and exit (npm run db:migrate)
+  node src/main.ts rotate-keys [--config FILE] [--replace-unreadable]
+                                                    start signing with a new key and exit (npm run keys:rotate);
+                                                    --replace-unreadable: the stored keys were sealed under a
+                                                    key-encryption key that is lost; seal a new one under this one
+  node src/main.ts admin <command> [--json] [--config FILE]   operators' tool (admin --help)
+
+Options:
+  --dev            development mode: built-in dev OpenID issuer at /dev/oidc (refused when NODE_ENV=production)
+  --config FILE    YAML or JSON configuration (default: CONFIG_FILE, else ./config.yaml when present);
+                   config.example.yaml documents every key and the environment variables that override them
+  -h, --help       this text
+`;
 
 /** --config, else CONFIG_FILE, else ./config.yaml when present. */
 function configFile(flag: string | undefined): string | undefined {
@@ -36,11 +49,27 @@ async function main(): Promise<number> {
     await new Promise<void>((resolve) => process.stdout.write("", () => resolve()));
     return code;
   }
-  const { values, positionals } = parseArgs({
-    args: process.argv.slice(2),
-    options: { dev: { type: "boolean", default: false }, config: { type: "string" } },
-    allowPositionals: true,
-  });
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: process.argv.slice(2),
+      options: {
+        dev: { type: "boolean", default: false },
+        config: { type: "string" },
+        "replace-unreadable": { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+      allowPositionals: true,
+    });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (values["replace-unreadable"] && positionals[0] !== "rotate-keys") throw new UsageError("--replace-unreadable goes with rotate-keys");
   const config = loadConfig({ file: configFile(values.config), env: process.env, overrides: values.dev ? { dev: true } : {} });
   const logger = createLogger({ level: config.log_level });
   if (config.dev && process.env["NODE_ENV"] === "production") {
@@ -53,14 +82,20 @@ async function main(): Promise<number> {
     return 0;
   }
   if (positionals[0] === "rotate-keys") {
-    const app = await createApp(config, logger);
+    const app = await createApp(config, logger, {}, { replaceUnreadableSigningKeys: values["replace-unreadable"] });
+    const unreadable = app.keyRing.replacedUnreadable();
     const before = app.keyRing.activeKid();
-    const kid = await app.keyRing.rotate();
-    logger.info("signing key rotated", { retired: before, active: kid, published: app.keyRing.jwks().keys.length });
+    // A replaced unreadable key was the rotation already.
+    const kid = unreadable.length > 0 ? before : await app.keyRing.rotate();
+    logger.info("signing key rotated", {
+      retired: unreadable.length > 0 ? unreadable : before,
+      active: kid,
+      published: app.keyRing.jwks().keys.length,
+    });
     await app.close();
     return 0;
   }
-  if (positionals.length > 0) throw new ConfigError(`unknown command ${positionals[0]}`);
+  if (positionals.length > 0) throw new UsageError(`unknown command ${positionals[0]}`);
 
   const app = await createApp(config, logger);
   // Shutdown: not ready at once (load balancers and gRPC health watchers stop sending), still
@@ -95,6 +130,11 @@ async function main(): Promise<number> {
   return 0;
 }
 
+/** A command line that cannot be run: said in one line with the usage, never a stack trace. */
+class UsageError extends Error {
+  override readonly name = "UsageError";
+}
+
 function safeUserName(): string {
   try {
     return userInfo().username;
@@ -106,6 +146,10 @@ function safeUserName(): string {
 main().then(
   (code) => process.exit(code),
   (e: unknown) => {
+    if (e instanceof UsageError) {
+      process.stderr.write(`${e.message}\n\n${USAGE}`);
+      process.exit(2);
+    }
     if (e instanceof ConfigError || e instanceof MigrationError) {
       process.stderr.write(`${e.name}: ${e.message}\n`);
       process.exit(2);

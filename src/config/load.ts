@@ -7,7 +7,7 @@ export class ConfigError extends Error {
 }
 
 /** Environment variables that override the file, and the key each sets. */
-const ENV_OVERRIDES: Record<string, { path: string[]; type: "string" | "number" | "boolean" }> = {
+const ENV_OVERRIDES: Record<string, { path: string[]; type: "string" | "number" | "boolean" | "list" }> = {
   PORT: { path: ["server", "port"], type: "number" },
   HOST: { path: ["server", "host"], type: "string" },
   PUBLIC_URL: { path: ["server", "public_url"], type: "string" },
@@ -22,6 +22,9 @@ const ENV_OVERRIDES: Record<string, { path: string[]; type: "string" | "number" 
   TRACING_ENABLED: { path: ["tracing", "enabled"], type: "boolean" },
   OTEL_EXPORTER_OTLP_ENDPOINT: { path: ["tracing", "otlp_endpoint"], type: "string" },
   OTEL_SERVICE_NAME: { path: ["tracing", "service_name"], type: "string" },
+  /** Comma-separated, e.g. `https://app.example,https://admin.example`. */
+  CORS_ALLOWED_ORIGINS: { path: ["server", "cors", "allowed_origins"], type: "list" },
+  ADMIN_API_KEYS_FILE: { path: ["admin", "api_keys_file"], type: "string" },
 };
 
 /**
@@ -58,6 +61,8 @@ export function loadConfig(options: {
     if (type === "number") {
       typed = Number(value);
       if (!/^\d+$/.test(value) || !Number.isSafeInteger(typed)) throw new ConfigError(`environment ${name}: "${value}" is not an integer`);
+    } else if (type === "list") {
+      typed = value.split(",").map((v) => v.trim()).filter((v) => v !== "");
     } else if (type === "boolean") {
       if (!/^(true|false|1|0)$/.test(value)) throw new ConfigError(`environment ${name}: use true or false`);
       typed = value === "true" || value === "1";
@@ -65,6 +70,7 @@ export function loadConfig(options: {
     setPath(raw, path, typed);
   }
   for (const [key, value] of Object.entries(options.overrides ?? {})) setPath(raw, key.split("."), value);
+  addAdminKeysFromFile(raw);
 
   const result = configSchema.safeParse(raw);
   if (!result.success) {
@@ -77,6 +83,28 @@ export function loadConfig(options: {
     if (kek.length !== 32) throw new ConfigError("tokens.key_encryption_key: must be base64 of exactly 32 bytes");
   }
   return deepFreeze(config);
+}
+
+/**
+ * `admin.api_keys_file`: more admin keys, from a file a secret store mounts (YAML or JSON: a list
+ * of `{name, sha256}`, or what `admin keys new` prints), added to `admin.api_keys`.
+ */
+function addAdminKeysFromFile(raw: Record<string, unknown>): void {
+  const admin = raw["admin"] as Record<string, unknown> | undefined;
+  const file = admin?.["api_keys_file"];
+  if (typeof file !== "string") return;
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new ConfigError(`admin.api_keys_file: cannot read ${file}: ${(e as Error).message}`);
+  }
+  const mapping = (v: unknown) => (typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
+  const keys = Array.isArray(parsed) ? parsed : (mapping(mapping(parsed)?.["admin"])?.["api_keys"] ?? mapping(parsed)?.["api_keys"]);
+  if (!Array.isArray(keys)) {
+    throw new ConfigError(`admin.api_keys_file: ${file} must hold a list of {name, sha256} (or admin.api_keys as \`admin keys new\` prints it)`);
+  }
+  admin!["api_keys"] = [...(Array.isArray(admin!["api_keys"]) ? (admin!["api_keys"] as unknown[]) : []), ...keys];
 }
 
 function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {

@@ -207,6 +207,7 @@ const hashBytes = (v: string) => (v.length === 64 ? v.toLowerCase() : Buffer.fro
 /** The admin API (AdminService): off unless at least one key is configured. */
 const admin = z
   .object({
+    api_keys_file: z.string().optional().describe("More api_keys from a file (YAML/JSON list of {name, sha256}); env ADMIN_API_KEYS_FILE"),
     api_keys: z
       .array(
         z

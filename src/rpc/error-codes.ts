@@ -110,3 +110,12 @@ export function httpStatusOf(code: Code): number {
     default: return 500;
   }
 }
+
+const STATUS_NAMES = ["ok", "canceled", "unknown", "invalid_argument", "deadline_exceeded", "not_found", "already_exists",
+  "permission_denied", "resource_exhausted", "failed_precondition", "aborted", "out_of_range", "unimplemented",
+  "internal", "unavailable", "data_loss", "unauthenticated"];
+
+/** The snake_case name of a Connect/gRPC code: the `status` of a REST error body. */
+export function statusName(code: Code): string {
+  return STATUS_NAMES[code] ?? "unknown";
+}

@@ -27,7 +27,7 @@ import { withoutControlCharacters } from "../core/plain-text.ts";
 import type { Logger } from "../logger.ts";
 import { type AccessRecord, kAccess, kClient, kRequestId } from "./context.ts";
 import { clipDeviceId } from "./auth-service.ts";
-import { ERROR_TABLE, httpStatusOf } from "./error-codes.ts";
+import { ERROR_TABLE, httpStatusOf, statusName } from "./error-codes.ts";
 import { describeCause } from "./errors.ts";
 import { queryParamValue, type RestRoute, restRoutesFrom } from "./rest-routes.ts";
 import { screenedRequest } from "./body-screening.ts";
@@ -233,13 +233,16 @@ export function createHttpHandler(options: HttpHandlerOptions) {
     let malformed: Error | null = null;
     if (route.body !== "") {
       const type = String(req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
-      if (type !== "application/json") {
+      // No body and no type is an empty message (every field is optional, `curl -X POST` sends
+      // neither); any body at all must say it is JSON.
+      const untyped = type === "" && (await isBodyEmpty(req));
+      if (type !== "application/json" && !untyped) {
         sendError(res, "unsupported_media_type", "send the request body as JSON with Content-Type: application/json");
         return;
       }
-      let body: unknown;
+      let body: unknown = {};
       try {
-        body = await readJsonBody(req, options.bodyLimitBytes);
+        if (!untyped) body = await readJsonBody(req, options.bodyLimitBytes);
       } catch (e) {
         if (!(e instanceof BodyError) || e.code !== "invalid_request") throw e;
         malformed = e;
@@ -308,9 +311,9 @@ export function createHttpHandler(options: HttpHandlerOptions) {
         status: httpStatusOf(error.code),
         ...(retryAfter === null ? {} : { headers: { "retry-after": retryAfter } }),
         json: JSON.stringify({
-          code: info?.reason ?? (error.code === Code.InvalidArgument ? "invalid_request" : codeName(error.code)),
+          code: info?.reason ?? (error.code === Code.InvalidArgument ? "invalid_request" : statusName(error.code)),
           message: error.rawMessage,
-          status: codeName(error.code),
+          status: statusName(error.code),
           ...(info !== undefined && Object.keys(info.metadata).length > 0 ? { details: info.metadata } : {}),
         }),
       };
@@ -357,9 +360,12 @@ export function createHttpHandler(options: HttpHandlerOptions) {
     });
   }
 
-  return function listener(req: NodeRequest, res: NodeResponse): void {
+  const listener = function listener(req: NodeRequest, res: NodeResponse): void {
     void serve(req, res);
   };
+  /** What the server answers besides RPC paths: REST routes and plain endpoints, as "METHOD /path". */
+  const routes = [...restRoutes.map((r) => `${r.httpMethod} ${r.template}`), ...options.plain.keys()];
+  return Object.assign(listener, { routes });
 }
 
 /** The protocol of an RPC request that connect-es serves, by its content type. */
@@ -397,6 +403,34 @@ async function readJsonBody(req: NodeRequest, limit: number): Promise<unknown> {
   }
 }
 
+/**
+ * Whether a request without Content-Type has no body: HTTP/1.1 says so in its headers; over
+ * HTTP/2 the stream may already have ended. Otherwise it is treated as a body (refused untyped).
+ */
+async function isBodyEmpty(req: NodeRequest): Promise<boolean> {
+  const length = req.headers["content-length"];
+  if (length !== undefined) return length === "0";
+  if (req.httpVersionMajor === 1) return req.headers["transfer-encoding"] === undefined;
+  if (req.readableEnded) return true;
+  // HTTP/2 without content-length: wait for the first chunk or the end of the stream.
+  return new Promise<boolean>((resolve) => {
+    const done = (empty: boolean) => {
+      req.off("end", onEnd);
+      req.off("readable", onReadable);
+      resolve(empty);
+    };
+    const onEnd = () => done(true);
+    const onReadable = () => {
+      const chunk = req.read() as Buffer | null;
+      if (chunk === null) return; // end follows
+      req.unshift(chunk);
+      done(chunk.length === 0);
+    };
+    req.on("end", onEnd);
+    req.on("readable", onReadable);
+  });
+}
+
 /** Headers a REST call passes on to the implementation and its interceptors. */
 const REST_FORWARDED_HEADERS = ["authorization", "x-admin-key", "user-agent", "x-device-id", "accept-language", "traceparent", "tracestate"];
 
@@ -418,14 +452,7 @@ function head(res: NodeResponse, status: number, headers: Record<string, string>
 
 export function sendError(res: NodeResponse, code: ErrorCode, message: string): void {
   const entry = ERROR_TABLE[code];
-  sendJson(res, entry.http ?? httpStatusOf(entry.code), { code, message, status: codeName(entry.code) });
-}
-
-function codeName(code: number): string {
-  const names = ["ok", "canceled", "unknown", "invalid_argument", "deadline_exceeded", "not_found", "already_exists",
-    "permission_denied", "resource_exhausted", "failed_precondition", "aborted", "out_of_range", "unimplemented",
-    "internal", "unavailable", "data_loss", "unauthenticated"];
-  return names[code] ?? "unknown";
+  sendJson(res, entry.http ?? httpStatusOf(entry.code), { code, message, status: statusName(entry.code) });
 }
 
 /**

@@ -10,7 +10,8 @@ import type { KeyEncryption } from "./key-encryption.ts";
 const ALG = "ES256"; // ~10x cheaper to sign than RS256, and tokens are smaller.
 
 export interface AccessTokenOptions {
-  issuer: string;
+  /** `iss` of our tokens; a function when it is known only once the server listens. */
+  issuer: string | (() => string);
   audience: readonly string[];
   ttlSeconds: number;
   store: SigningKeyStore;
@@ -18,6 +19,25 @@ export interface AccessTokenOptions {
   clock: Clock;
   /** Rotate when the signing key is older than this (null: only by command). */
   rotateAfterSeconds?: number | null | undefined;
+  /**
+   * When the signing key cannot be opened with our KEK (sealed under another one): fail with
+   * SigningKeyUnreadableError (the default), or seal a new key under ours and retire the rest
+   * (the operator's way out when the old KEK is lost: `rotate-keys --replace-unreadable`).
+   */
+  onUnreadable?: "fail" | "replace" | undefined;
+}
+
+/**
+ * The active signing key in the store cannot be opened with the configured key-encryption key:
+ * the KEK differs from the one that sealed it (another replica's, a regenerated file, a typo).
+ */
+export class SigningKeyUnreadableError extends Error {
+  override readonly name = "SigningKeyUnreadableError";
+  readonly kid: string;
+  constructor(kid: string, options: { cause: unknown }) {
+    super(`signing key ${kid} in the database cannot be opened with the configured key-encryption key`, options);
+    this.kid = kid;
+  }
 }
 
 export interface LocalKeyRing extends AccessTokenIssuer, AccessTokenVerifier {
@@ -34,6 +54,8 @@ export interface LocalKeyRing extends AccessTokenIssuer, AccessTokenVerifier {
   rotate(): Promise<string>;
   /** Periodic upkeep: reload, and rotate when the schedule says so. */
   tick(): Promise<void>;
+  /** Kids of keys retired because they could not be opened (`onUnreadable: "replace"`). */
+  replacedUnreadable(): readonly string[];
 }
 
 /** Margin for clocks of verifiers when deciding that a retired key can leave the JWKS. */
@@ -54,6 +76,9 @@ export async function createLocalKeyRing(options: AccessTokenOptions): Promise<L
   let published: JWK[] = [];
   let verifyKeys = createLocalJWKSet({ keys: [] });
   let lastReloadForUnknownKid = 0;
+  const replaced: string[] = [];
+  const { issuer: issuerOption } = options;
+  const issuer = typeof issuerOption === "string" ? () => issuerOption : issuerOption;
 
   async function reload(): Promise<void> {
     let keys = await options.store.listUsable(options.clock.now());
@@ -64,27 +89,37 @@ export async function createLocalKeyRing(options: AccessTokenOptions): Promise<L
     }
     // Newest unretired key signs; two replicas racing to create the first key converge on it.
     const signer = keys.find((k) => k.retiredAt === null)!;
-    active = {
-      kid: signer.kid,
-      generation: newestGeneration(keys),
-      createdAt: signer.createdAt,
-      privateKey: createPrivateKey({
-        key: options.encryption.open(signer.privateKeyEnc, signer.kid),
-        format: "der",
-        type: "pkcs8",
-      }),
-    };
+    let privateKey: KeyObject;
+    try {
+      privateKey = createPrivateKey({ key: options.encryption.open(signer.privateKeyEnc, signer.kid), format: "der", type: "pkcs8" });
+    } catch (e) {
+      if (options.onUnreadable !== "replace" || replaced.includes(signer.kid)) throw new SigningKeyUnreadableError(signer.kid, { cause: e });
+      // A new key sealed under our KEK; the unreadable ones stay published (public halves) until
+      // the tokens they signed have expired, as after any rotation.
+      replaced.push(signer.kid);
+      const now = options.clock.now();
+      const fresh = await generate();
+      if (await options.store.insertNext(fresh, newestGeneration(keys))) {
+        await options.store.retireAllBut(fresh.kid, now, retiredKeyExpiry(now));
+      }
+      return reload();
+    }
+    active = { kid: signer.kid, generation: newestGeneration(keys), createdAt: signer.createdAt, privateKey };
     published = keys.map((k) => JSON.parse(k.publicJwk) as JWK);
     verifyKeys = createLocalJWKSet({ keys: published });
   }
 
+  /** A key retired `now` stays published until every token it signed has expired. */
+  function retiredKeyExpiry(now: Date): Date {
+    return new Date(now.getTime() + (options.ttlSeconds + RETIRED_KEY_MARGIN_SECONDS) * 1000);
+  }
+
   async function rotate(): Promise<string> {
     const now = options.clock.now();
-    const expiresAt = new Date(now.getTime() + (options.ttlSeconds + RETIRED_KEY_MARGIN_SECONDS) * 1000);
     const fresh = await generate();
     // A concurrent rotation by another replica may win; then its key is the new one.
     if (await options.store.insertNext(fresh, active.generation)) {
-      await options.store.retireAllBut(fresh.kid, now, expiresAt);
+      await options.store.retireAllBut(fresh.kid, now, retiredKeyExpiry(now));
     }
     await reload();
     return active.kid;
@@ -94,7 +129,7 @@ export async function createLocalKeyRing(options: AccessTokenOptions): Promise<L
     const attempt = () =>
       jwtVerify(token, verifyKeys, {
         algorithms: [ALG],
-        issuer: options.issuer,
+        issuer: issuer(),
         audience: [...options.audience],
         typ: "at+jwt",
         currentDate: now,
@@ -152,6 +187,7 @@ export async function createLocalKeyRing(options: AccessTokenOptions): Promise<L
     reload,
     rotate,
     verify,
+    replacedUnreadable: () => replaced,
     async tick() {
       await reload();
       await rotateIfDue();
@@ -164,7 +200,7 @@ export async function createLocalKeyRing(options: AccessTokenOptions): Promise<L
         ...(claims.provider === null ? {} : { idp: claims.provider }),
       })
         .setProtectedHeader({ alg: ALG, kid: active.kid, typ: "at+jwt" })
-        .setIssuer(options.issuer)
+        .setIssuer(issuer())
         .setSubject(claims.userId)
         .setAudience(options.audience.length === 1 ? options.audience[0]! : [...options.audience])
         .setIssuedAt(iat)

@@ -6,7 +6,7 @@ import { DomainError } from "../../src/core/errors.ts";
 import { type Database, openDatabase } from "../../src/store/database.ts";
 import { migrate } from "../../src/store/migrate.ts";
 import { createSigningKeyStore } from "../../src/store/signing-key-store.ts";
-import { createLocalKeyRing, type LocalKeyRing } from "../../src/tokens/access-tokens.ts";
+import { createLocalKeyRing, type LocalKeyRing, SigningKeyUnreadableError } from "../../src/tokens/access-tokens.ts";
 import { createKeyEncryption } from "../../src/tokens/key-encryption.ts";
 import { type TestDatabase, testDatabaseKinds } from "../support/databases.ts";
 
@@ -18,8 +18,9 @@ for (const kind of testDatabaseKinds()) {
     let db: Database;
     let now = new Date("2026-05-01T00:00:00Z");
     const clock: Clock = { now: () => now };
-    const ring = (kek = Buffer.alloc(32, 9), rotateAfterSeconds: number | null = null) =>
+    const ring = (kek = Buffer.alloc(32, 9), rotateAfterSeconds: number | null = null, onUnreadable: "fail" | "replace" = "fail") =>
       createLocalKeyRing({
+        onUnreadable,
         issuer: "https://identity.test",
         audience: ["identity"],
         ttlSeconds: 1800,
@@ -49,6 +50,23 @@ for (const kind of testDatabaseKinds()) {
       const token = await a.issue(claims, now);
       expect(decodeProtectedHeader(token)).toMatchObject({ alg: "ES256", typ: "at+jwt", kid: a.activeKid() });
       expect(await b.verify(token, now)).toMatchObject({ userId: "usr_1", sessionId: "ses_1" });
+    });
+
+    it("under another KEK: refuse naming the key, or (replace) seal a new one and keep the old one published", async () => {
+      const a = await ring();
+      const token = await a.issue(claims, now);
+      const otherKek = Buffer.alloc(32, 3);
+      const refused = await ring(otherKek).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(SigningKeyUnreadableError);
+      expect((refused as SigningKeyUnreadableError).kid).toBe(a.activeKid());
+      const replaced = await ring(otherKek, null, "replace");
+      expect(replaced.replacedUnreadable()).toEqual([a.activeKid()]);
+      expect(replaced.activeKid()).not.toBe(a.activeKid());
+      expect(replaced.jwks().keys.map((k) => k.kid)).toContain(a.activeKid());
+      expect(await replaced.verify(token, now)).toMatchObject({ userId: "usr_1" });
+      // Now the old KEK is the one that cannot open the active key.
+      expect(await ring().catch((e: unknown) => e)).toBeInstanceOf(SigningKeyUnreadableError);
+      await ring(Buffer.alloc(32, 9), null, "replace"); // back to the suite's KEK for the tests after this one
     });
 
     it("list usable keys by generation (not by clock), without expired ones", async () => {

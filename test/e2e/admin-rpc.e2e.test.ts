@@ -4,6 +4,8 @@
  * that each operation does what the admin tool does and the server honours it at once, and that
  * the audit trail names the key that acted.
  */
+import { request as httpRequest } from "node:http";
+import * as http2 from "node:http2";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -110,6 +112,52 @@ for (const kind of testDatabaseKinds()) {
       expect(await rest(t.url, "GET", "/auth/me", { headers: bearer(OPS.key) })).toMatchObject({ status: 401, body: { code: expect.stringMatching(/^access_token_/) } });
       expect((await t.app.database.client.user.findUniqueOrThrow({ where: { id: bob.id } })).status).toBe("active");
       expect(await t.app.database.client.auditEvent.count()).toBe(auditBefore);
+    });
+
+    it("a POST without a body (and without Content-Type) is an empty request, over HTTP/1.1 and HTTP/2; other bodies must be JSON", async () => {
+      const carol = await newUser("carol");
+      // fetch sends `content-length: 0`; curl -X POST sends no length at all.
+      const disabled = await fetch(`${t.url}/admin/users/${carol.id}/disable`, { method: "POST", headers: bearer(OPS.key) });
+      expect(disabled.status).toBe(200);
+      expect((await t.app.database.client.user.findUniqueOrThrow({ where: { id: carol.id } })).status).toBe("disabled");
+      const enabled = await new Promise<number>((resolve, reject) => {
+        const target = new URL(t.url);
+        const req = httpRequest({ host: target.hostname, port: target.port, method: "POST", path: `/admin/users/${carol.id}/enable`, headers: bearer(OPS.key) }, (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        });
+        req.on("error", reject);
+        req.end();
+      });
+      expect(enabled).toBe(200);
+      const session = http2.connect(t.url);
+      try {
+        const h2 = await new Promise<number>((resolve, reject) => {
+          const stream = session.request({ ":method": "POST", ":path": `/admin/users/${carol.id}/lock`, ...bearer(OPS.key) }, { endStream: true });
+          stream.on("response", (h) => resolve(Number(h[":status"])));
+          stream.on("error", reject);
+          stream.resume();
+        });
+        expect(h2).toBe(200);
+        // An untyped body over HTTP/2 is not taken for JSON.
+        const untyped = await new Promise<number>((resolve, reject) => {
+          const stream = session.request({ ":method": "POST", ":path": `/admin/users/${carol.id}/disable`, ...bearer(OPS.key) });
+          stream.on("response", (h) => resolve(Number(h[":status"])));
+          stream.on("error", reject);
+          stream.resume();
+          stream.end('{"reason":"x"}');
+        });
+        expect(untyped).toBe(415);
+      } finally {
+        session.close();
+      }
+      expect((await t.app.database.client.user.findUniqueOrThrow({ where: { id: carol.id } })).status).toBe("locked");
+      // A body with another type, or a body without one, is still refused.
+      const typed = await fetch(`${t.url}/admin/users/${carol.id}/disable`, { method: "POST", headers: { ...bearer(OPS.key), "content-type": "text/plain" }, body: "{}" });
+      expect(typed.status).toBe(415);
+      const untyped = await fetch(`${t.url}/admin/users/${carol.id}/disable`, { method: "POST", headers: bearer(OPS.key), body: new Blob(['{"reason":"x"}']) });
+      expect(untyped.status).toBe(415);
+      expect((await t.app.database.client.user.findUniqueOrThrow({ where: { id: carol.id } })).status).toBe("locked");
     });
 
     it("lists and shows users over REST (query parameters map to request fields)", async () => {

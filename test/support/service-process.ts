@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
@@ -79,4 +80,16 @@ export async function startServiceProcess(options: {
         child.kill("SIGTERM");
       }),
   };
+}
+
+/**
+ * A TCP port free right now on 127.0.0.1, for a process that must keep its address across a
+ * restart (our issuer URL carries the port when server.public_url is unset).
+ */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
 }

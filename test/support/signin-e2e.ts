@@ -235,3 +235,14 @@ export function metadataToHeaders(metadata: grpc.Metadata): Headers {
   }
   return headers;
 }
+
+/** An ID token from the service's built-in dev issuer (dev mode), for `sub`. */
+export async function devIdToken(url: string, sub: string, claims: Record<string, unknown> = {}): Promise<string> {
+  const res = await fetch(`${url}/dev/oidc/token`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ sub, ...claims }),
+  });
+  if (res.status !== 200) throw new Error(`dev issuer answered ${res.status}: ${await res.text()}`);
+  return ((await res.json()) as { id_token: string }).id_token;
+}

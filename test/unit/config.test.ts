@@ -187,6 +187,26 @@ providers:
     expect(configError({ file: configFile("just text\n"), env: {} }).message).toContain("mapping");
   });
 
+  it("takes CORS origins from CORS_ALLOWED_ORIGINS (comma-separated, blanks dropped)", () => {
+    const config = loadConfig({ env: { CORS_ALLOWED_ORIGINS: " https://app.example , https://admin.example,," } });
+    expect(config.server.cors.allowed_origins).toEqual(["https://app.example", "https://admin.example"]);
+  });
+
+  it("adds admin keys from admin.api_keys_file / ADMIN_API_KEYS_FILE: a list, or what `admin keys new` prints", () => {
+    const hexA = "a".repeat(64);
+    const hexB = "b".repeat(64);
+    const list = configFile(`- { name: ops, sha256: ${hexA} }\n`);
+    const printed = configFile(`admin:\n  api_keys:\n    - { name: "oncall", sha256: ${hexB} }\n`);
+    expect(loadConfig({ env: { ADMIN_API_KEYS_FILE: list } }).admin.api_keys).toEqual([{ name: "ops", sha256: hexA }]);
+    // Added to the keys of the config file.
+    const withFile = loadConfig({ file: configFile(`admin:\n  api_keys: [{ name: ops, sha256: ${hexA} }]\n  api_keys_file: ${printed}\n`), env: {} });
+    expect(withFile.admin.api_keys.map((k) => k.name)).toEqual(["ops", "oncall"]);
+    // Checked like configured keys (a key twice), and a missing or malformed file is named.
+    expect(configError({ file: configFile(`admin:\n  api_keys: [{ name: x, sha256: ${hexA} }]\n`), env: { ADMIN_API_KEYS_FILE: list } }).message).toContain("configured twice");
+    expect(configError({ env: { ADMIN_API_KEYS_FILE: join(dir, "missing.yaml") } }).message).toContain("admin.api_keys_file: cannot read");
+    expect(configError({ env: { ADMIN_API_KEYS_FILE: configFile("just text\n") } }).message).toContain("must hold a list of {name, sha256}");
+  });
+
   it("applies dotted overrides last", () => {
     const config = loadConfig({ env: { PORT: "9191" }, overrides: { "server.port": 0, "tokens.issuer": "https://id.test" } });
     expect(config.server.port).toBe(0);

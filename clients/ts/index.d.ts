@@ -1,0 +1,6 @@
+// Types of the package's entry (index.js).
+export * from "./dist/identity/v1/auth_service_pb.js";
+export * from "./dist/identity/v1/user_service_pb.js";
+export * from "./dist/identity/v1/mfa_service_pb.js";
+export * from "./dist/identity/v1/admin_service_pb.js";
+export * from "./dist/google/rpc/error_details_pb.js";
