@@ -328,6 +328,10 @@ type Results = Partial<Record<string, Measured>>;
 async function measureH2load(server: RunningServer, protocol: Protocol, token: { sub: string; token: string }): Promise<Measured> {
   const file = join(work, `body-${protocol}`);
   writeFileSync(file, bodyFor(protocol, token.token, `device-${token.sub}`));
+  // One sign-in first, while this process can still answer: it fetches the provider's keys from
+  // the bench issuer, which runs in this process and is frozen while h2load runs (spawnSync).
+  const first = await fetch(`${server.url}/auth/id-token/signin`, { method: "POST", headers: { "content-type": "application/json" }, body: bodyFor("rest", token.token, `device-${token.sub}`) });
+  if (first.status !== 200) throw new Error(`h2load ${protocol}: the first sign-in answered ${first.status} ${await first.text()}`);
   const before = await signinOutcomes(server.url);
   const t0 = cpuTicks(server.pid);
   const argv = pin(1, ["h2load", ...h2loadArgs(protocol, server.url, file, SECONDS, CONNECTIONS)]);

@@ -3,6 +3,7 @@ import type { Clock } from "./clock.ts";
 import { DomainError } from "./errors.ts";
 import type { ClientInfo } from "./model.ts";
 import type { NonceSealer, SingleUse } from "./ports.ts";
+import { singleUse } from "./single-use.ts";
 
 export interface IssuedNonce {
   nonce: string;
@@ -52,7 +53,7 @@ export function createNonceService(deps: {
           "the nonce was not issued by this service to this device, or it has expired; get a new nonce and sign in again",
         );
       }
-      return { key: `nonce:${deps.sha256(nonce)}`, expiresAt };
+      return singleUse(expiresAt, `nonce:${deps.sha256(nonce)}`);
     },
   };
 }

@@ -12,6 +12,7 @@ import type { Db } from "./database.ts";
 import { guarded, storeError, uniqueViolationFields } from "./prisma-errors.ts";
 import { newId } from "../core/ids.ts";
 import { challengeCreate, seenWrites } from "./mfa-store.ts";
+import { expiredUsesBefore } from "../core/single-use.ts";
 import { ADDRESS_FAILURE_TYPES, NOT_CALLER_FAULT_CODES } from "./hot/sql.ts";
 
 export interface UserRow {
@@ -201,7 +202,8 @@ function addressFailures(ip: string, since: Date) {
 export function createAuditLog(db: Db): AuditLog & SigninFailureCounter & SingleUsePurger & { purgeAuditBefore(before: Date): Promise<number> } {
   return {
     async purgeExpiredUses(before) {
-      const { count } = await guarded(() => db.usedIdToken.deleteMany({ where: { expiresAt: { lt: before } } }));
+      // The keys start with the expiry: a range of the primary key.
+      const { count } = await guarded(() => db.usedIdToken.deleteMany({ where: { key: { lt: expiredUsesBefore(before) } } }));
       return count;
     },
     /** Audit rows older than `before` (the retention), in batches so no lock is held for long. */

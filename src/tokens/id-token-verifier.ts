@@ -13,6 +13,7 @@ import type { ExternalIdentity, ProviderPolicy } from "../core/model.ts";
 import type { IdTokenVerifier } from "../core/ports.ts";
 import type { KeyResolver } from "./remote-key-set.ts";
 import { sha256Hex } from "./sha256.ts";
+import { singleUse } from "../core/single-use.ts";
 
 /** Everything needed to verify one provider's ID tokens. */
 export interface ProviderVerification extends ProviderPolicy {
@@ -200,13 +201,11 @@ export function createIdTokenVerifier(options: IdTokenVerifierOptions): IdTokenV
       phone: booleanClaim(payload["phone_number_verified"]) ? stringClaim(payload, "phone_number") : null,
       amr: Array.isArray(payload["amr"]) ? payload["amr"].filter((m): m is string => typeof m === "string").map((m) => plainClaim("amr", m)) : [],
       acr: stringClaim(payload, "acr"),
-      use: provider.allowReplay === true ? null : {
-        key: typeof payload.jti === "string" && payload.jti !== ""
-          ? `jti:${sha256Hex(`${issuer}\n${payload.jti}`)}`
-          : `tok:${sha256Hex(token)}`,
+      use: provider.allowReplay === true ? null : singleUse(
         // Past this instant the token is refused as expired anyway: no need to remember it.
-        expiresAt: new Date((payload.exp! + provider.clockSkewSeconds) * 1000),
-      },
+        new Date((payload.exp! + provider.clockSkewSeconds) * 1000),
+        typeof payload.jti === "string" && payload.jti !== "" ? `jti:${sha256Hex(`${issuer}\n${payload.jti}`)}` : `tok:${sha256Hex(token)}`,
+      ),
       // Matched against the token's nonce above; the core checks that we issued it.
       serverNonce: provider.requireNonce === "server" ? request.nonce! : null,
     };

@@ -160,7 +160,7 @@ describe("createIdTokenVerifier", () => {
         amr: ["pwd", "mfa"],
         acr: "urn:loa:2",
         // Without a jti the token itself is the key; remembered until exp plus the skew.
-        use: { key: `tok:${createHash("sha256").update(token).digest("hex")}`, expiresAt: expect.any(Date) },
+        use: { key: expect.stringMatching(new RegExp(`^\\d{11}\\.tok:${createHash("sha256").update(token).digest("hex")}$`)), expiresAt: expect.any(Date) },
         serverNonce: null,
       });
     });

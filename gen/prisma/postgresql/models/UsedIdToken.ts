@@ -15,9 +15,11 @@ import type * as Prisma from "../internal/prismaNamespace.ts"
 /**
  * Model UsedIdToken
  * ID tokens already used for a sign-in (or an MFA challenge), kept until they expire so that a
- * token is accepted once, across every replica: the key is `jti:` SHA-256(issuer, jti) when the
- * token has a `jti`, else `tok:` SHA-256(token); and server-issued nonces spent by a sign-in
- * (`nonce:` SHA-256(nonce)).
+ * token is accepted once, across every replica; and server-issued nonces spent by a sign-in.
+ * The key starts with the expiry (11-digit epoch seconds), so keys grow with time: inserts land
+ * at the end of the index and the purge deletes a key range (no second index). Then `jti:`
+ * SHA-256(issuer, jti) when the token has a `jti`, else `tok:` SHA-256(token), or `nonce:`
+ * SHA-256(nonce).
  */
 export type UsedIdTokenModel = runtime.Types.Result.DefaultSelection<Prisma.$UsedIdTokenPayload>
 

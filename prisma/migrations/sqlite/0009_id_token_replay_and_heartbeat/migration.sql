@@ -3,14 +3,15 @@ DROP INDEX "audit_events_ip_type_at_idx";
 
 -- CreateTable
 CREATE TABLE "used_id_tokens" (
-    "key" TEXT NOT NULL,
-    "expires_at" TIMESTAMP(3) NOT NULL,
-
-    CONSTRAINT "used_id_tokens_pkey" PRIMARY KEY ("key")
+    "key" TEXT NOT NULL PRIMARY KEY,
+    "expires_at" DATETIME NOT NULL
 );
 
--- CreateIndex
-CREATE INDEX "used_id_tokens_expires_at_idx" ON "used_id_tokens"("expires_at");
+-- CreateTable
+CREATE TABLE "heartbeats" (
+    "id" TEXT NOT NULL PRIMARY KEY,
+    "at" DATETIME NOT NULL
+);
 
 -- CreateIndex
 CREATE INDEX "audit_events_ip_type_at_code_idx" ON "audit_events"("ip", "type", "at", "code");

@@ -1,5 +1,0 @@
--- CreateTable
-CREATE TABLE "heartbeats" (
-    "id" TEXT NOT NULL PRIMARY KEY,
-    "at" DATETIME NOT NULL
-);
