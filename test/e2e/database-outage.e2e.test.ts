@@ -1,3 +1,4 @@
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { postgresKind } from "../support/databases.ts";
@@ -92,5 +93,46 @@ describe.runIf(kind !== null)("PostgreSQL outage", () => {
       watch.cancel();
       health.close();
     }
+  });
+});
+
+/**
+ * PostgreSQL ends the service's idle connections (a restart, a failover, an administrator's
+ * pg_terminate_backend: error 57P01 on an idle pooled connection). The process must survive —
+ * an unheard `error` event on the pool would end it — and the next requests open new ones.
+ */
+describe.runIf(kind !== null)("PostgreSQL ends idle connections", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ kind: kind!, config: { dev: true } });
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it("keeps serving: the pool replaces the dead connections", async () => {
+    const json = { "content-type": "application/json" };
+    const signin = async (sub: string) => {
+      const minted = (await (await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: json, body: JSON.stringify({ sub }) })).json()) as { id_token: string };
+      return fetch(`${t.url}/auth/id-token/signin`, { method: "POST", headers: json, body: JSON.stringify({ id_token: minted.id_token, provider: "dev" }) });
+    };
+    expect((await signin("before-terminate")).status).toBe(200);
+    const pool = t.app.database.driver.dialect === "postgresql" ? t.app.database.driver.pool : null;
+    expect(pool!.idleCount).toBeGreaterThan(0);
+    const admin = new pg.Client({ connectionString: t.database.url });
+    await admin.connect();
+    try {
+      const { rows } = await admin.query<{ n: number }>(
+        `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`,
+      );
+      expect(rows[0]!.n).toBeGreaterThan(0);
+    } finally {
+      await admin.end();
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
+    let after = await signin("after-terminate");
+    for (let i = 0; i < 10 && after.status !== 200; i++) after = await signin("after-terminate");
+    expect(after.status).toBe(200);
   });
 });
