@@ -9,7 +9,7 @@ import { ConfigError } from "./config/load.ts";
 import { createPublicUrls } from "./config/public-url.ts";
 import type { Config } from "./config/schema.ts";
 import { type Clock, systemClock } from "./core/clock.ts";
-import type { IdTokenVerifier } from "./core/ports.ts";
+import type { IdTokenVerifier } from "./core/ports/signin.ts";
 import { createSigninService } from "./core/signin.ts";
 import { type Logger } from "./logger.ts";
 import { AuthService } from "../gen/pb/identity/v1/auth_service_pb.ts";

@@ -1,6 +1,6 @@
 import { BlockList, isIP } from "node:net";
 import type { ClientInfo, ExternalIdentity, RiskSummary } from "./model.ts";
-import type { GeoLocator, SeenContext, SigninHistory, SigninHistoryReader } from "./mfa-ports.ts";
+import type { GeoLocator, SeenContext, SigninHistory, SigninHistoryReader } from "./ports/risk-history.ts";
 import {
   assessRisk,
   decideMfa,

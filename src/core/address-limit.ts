@@ -1,6 +1,6 @@
 import type { Clock } from "./clock.ts";
 import { DomainError, isCallerFault, isDomainError } from "./errors.ts";
-import type { SigninFailureCounter } from "./ports.ts";
+import type { SigninFailureCounter } from "./ports/audit.ts";
 
 /**
  * The per-address limit of the unauthenticated RPCs (sign-in, VerifyMfa, refresh, sign-out with a

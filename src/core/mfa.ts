@@ -3,15 +3,10 @@ import type { Clock } from "./clock.ts";
 import { DomainError, isDomainError } from "./errors.ts";
 import { newId } from "./ids.ts";
 import type { ClientInfo, LoginResult, Principal } from "./model.ts";
-import type {
-  ChallengeDecision,
-  ChallengeState,
-  MfaStore,
-  RecoveryCodes,
-  SecretBox,
-  TotpEngine,
-} from "./mfa-ports.ts";
-import type { AccessTokenIssuer, AuditLog, OpaqueTokens } from "./ports.ts";
+import type { ChallengeDecision, ChallengeState, MfaStore, RecoveryCodes, SecretBox, TotpEngine } from "./ports/mfa.ts";
+import type { AuditLog } from "./ports/audit.ts";
+import type { OpaqueTokens } from "./ports/sessions.ts";
+import type { AccessTokenIssuer } from "./ports/signing-keys.ts";
 import { NO_PASSWORD_EXPIRY, type PasswordExpiryPolicy, passwordStatusOf } from "./password-policy.ts";
 import type { AuthEvents } from "./auth-events.ts";
 import type { MfaMethod } from "./risk.ts";

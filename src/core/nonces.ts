@@ -2,7 +2,7 @@ import type { AddressLimit } from "./address-limit.ts";
 import type { Clock } from "./clock.ts";
 import { DomainError } from "./errors.ts";
 import type { ClientInfo } from "./model.ts";
-import type { NonceSealer, SingleUse } from "./ports.ts";
+import type { NonceSealer, SingleUse } from "./ports/single-use.ts";
 
 export interface IssuedNonce {
   nonce: string;

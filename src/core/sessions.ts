@@ -4,14 +4,8 @@ import { DomainError } from "./errors.ts";
 import { newId } from "./ids.ts";
 import type { ClientInfo, LoginResult, PasswordStatus, Principal, SessionInfo, UserRecord } from "./model.ts";
 import { NO_PASSWORD_EXPIRY, type PasswordExpiryPolicy, passwordStatusOf } from "./password-policy.ts";
-import type {
-  AccessTokenIssuer,
-  AccessTokenVerifier,
-  OpaqueTokens,
-  RefreshDecision,
-  RefreshState,
-  SessionStore,
-} from "./ports.ts";
+import type { OpaqueTokens, RefreshDecision, RefreshState, SessionStore } from "./ports/sessions.ts";
+import type { AccessTokenIssuer, AccessTokenVerifier } from "./ports/signing-keys.ts";
 import { assertActive } from "./user-status.ts";
 
 export interface SessionDeps {

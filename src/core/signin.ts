@@ -6,21 +6,12 @@ import { newId } from "./ids.ts";
 import type { AdaptiveMfa, SigninGate } from "./adaptive-mfa.ts";
 import type { AuthEvents } from "./auth-events.ts";
 import type { ClientInfo, ExternalIdentity, LoginResult, MfaChallengeResult, RiskSummary, UserWithPassword } from "./model.ts";
-import type { SigninHistory } from "./mfa-ports.ts";
-import {
-  type AccessTokenIssuer,
-  type AccountReader,
-  type AccountWrite,
-  type AuditLog,
-  type IdTokenVerifier,
-  type OpaqueTokens,
-  type SingleUse,
-  SigninConflict,
-  type SigninReader,
-  type SigninSnapshot,
-  type SigninSnapshotQuery,
-  type SigninWriter,
-} from "./ports.ts";
+import type { SigninHistory } from "./ports/risk-history.ts";
+import type { AuditLog } from "./ports/audit.ts";
+import type { OpaqueTokens } from "./ports/sessions.ts";
+import { SigninConflict, type AccountReader, type AccountWrite, type IdTokenVerifier, type SigninReader, type SigninSnapshot, type SigninSnapshotQuery, type SigninWriter } from "./ports/signin.ts";
+import type { AccessTokenIssuer } from "./ports/signing-keys.ts";
+import type { SingleUse } from "./ports/single-use.ts";
 import type { MfaMethod } from "./risk.ts";
 import { baseUsername, normalizeEmail, suffixedUsername } from "./username.ts";
 import { assertActive } from "./user-status.ts";

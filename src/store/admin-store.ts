@@ -1,6 +1,6 @@
 import type { UserStatus } from "../core/model.ts";
-import type { AdminStore, AdminUserRecord, AuditEntry } from "../core/ports.ts";
-import { auditRow, type UserRow, userFromRow, userSelect } from "./account-store.ts";
+import type { AdminStore, AdminUserRecord, AuditEntry } from "../core/ports/admin.ts";
+import { auditRow, type UserRow, userFromRow, userSelect } from "./prisma-rows.ts";
 import type { Db } from "./database.ts";
 import { guarded, storeError } from "./prisma-errors.ts";
 

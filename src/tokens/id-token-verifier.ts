@@ -10,7 +10,7 @@ import type { Clock } from "../core/clock.ts";
 import { hasControlCharacters } from "../core/plain-text.ts";
 import { DomainError, type ErrorCode } from "../core/errors.ts";
 import type { ExternalIdentity, ProviderPolicy } from "../core/model.ts";
-import type { IdTokenVerifier } from "../core/ports.ts";
+import type { IdTokenVerifier } from "../core/ports/signin.ts";
 import type { KeyResolver } from "./remote-key-set.ts";
 import { sha256Hex } from "./sha256.ts";
 

@@ -4,8 +4,9 @@
  * and 0/1; PostgreSQL: Date or timestamp text and booleans; JSON built in SQL arrives as text or
  * already parsed), so every value passes through one of the readers below.
  */
-import type { SigninHistory } from "../../core/mfa-ports.ts";
-import type { RefreshState, SigninSnapshot, SigninSnapshotQuery } from "../../core/ports.ts";
+import type { SigninHistory } from "../../core/ports/risk-history.ts";
+import type { RefreshState } from "../../core/ports/sessions.ts";
+import type { SigninSnapshot, SigninSnapshotQuery } from "../../core/ports/signin.ts";
 import type { SessionInfo, UserStatus, UserWithPassword } from "../../core/model.ts";
 import type { MfaMethod } from "../../core/risk.ts";
 import type { User } from "../../../gen/prisma/sqlite/client.ts";
