@@ -1,4 +1,4 @@
-import { type AddressLimit, budgetExhausted } from "./address-limit.ts";
+import { type AddressLimit, budgetExhausted, UNLIMITED } from "./address-limit.ts";
 import type { Clock } from "./clock.ts";
 import { DomainError, isDomainError } from "./errors.ts";
 import { newId } from "./ids.ts";
@@ -7,7 +7,9 @@ import type { ChallengeDecision, ChallengeState, MfaStore, RecoveryCodes, Secret
 import type { AuditLog } from "./ports/audit.ts";
 import type { OpaqueTokens } from "./ports/sessions.ts";
 import type { AccessTokenIssuer } from "./ports/signing-keys.ts";
-import { NO_PASSWORD_EXPIRY, type PasswordExpiryPolicy, passwordStatusOf } from "./password-policy.ts";
+import { loginResultFor } from "./login-result.ts";
+import type { PasswordExpiryPolicy } from "./password-policy.ts";
+import { quietRecorder } from "./quiet-audit.ts";
 import type { AuthEvents } from "./auth-events.ts";
 import type { MfaMethod } from "./risk.ts";
 import { assertActive } from "./user-status.ts";
@@ -90,13 +92,7 @@ const CHALLENGE_TOKEN = /^chg_[A-Za-z0-9_-]{43}$/;
 export function createMfaService(deps: MfaServiceDeps): MfaService {
   const { clock, store, totp, secrets, recoveryCodes } = deps;
 
-  async function recordQuietly(event: Parameters<AuditLog["record"]>[0]): Promise<void> {
-    try {
-      await deps.audit.record(event);
-    } catch (e) {
-      deps.onAuditFailure?.(e);
-    }
-  }
+  const recordQuietly = quietRecorder(deps.audit, deps.onAuditFailure);
 
   function newRecoveryCodes(userId: string) {
     const codes = recoveryCodes.generate(deps.recoveryCodeCount);
@@ -249,24 +245,14 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
       }
       throw refused ?? new DomainError("internal", "MFA verification failed");
     }
-    const accessToken = await deps.accessTokens.issue(
-      { userId: user.id, sessionId, amr: decision.session.amr, provider: state.challenge.provider },
-      now,
-    );
-    return {
-      user,
-      passwordStatus: passwordStatusOf(user, now, deps.passwordExpiry ?? NO_PASSWORD_EXPIRY),
-      accessToken,
-      refreshToken: refresh.token,
-      expiresIn: deps.accessTokens.ttlSeconds,
-      sessionId,
-      risk: state.challenge.risk,
-    };
+    const result = await loginResultFor(deps, user, { id: sessionId, amr: decision.session.amr, provider: state.challenge.provider }, refresh.token, now);
+    result.risk = state.challenge.risk;
+    return result;
   }
 
   const service: MfaService = {
     async verify(input) {
-      const attempt = await (deps.addressLimit?.admit(input.client.ip, "VerifyMfa") ?? { settle() {} });
+      const attempt = await (deps.addressLimit?.admit(input.client.ip, "VerifyMfa") ?? UNLIMITED);
       try {
         const result = await verifyOnce(input);
         attempt.settle();

@@ -70,6 +70,13 @@ export interface ExternalIdentity {
 }
 
 /** The part of a provider's configuration that decides accounts (verification is elsewhere). */
+/**
+ * The placeholder of a multi-tenant issuer (Microsoft Entra's common endpoint,
+ * `https://login.microsoftonline.com/{tenantid}/v2.0`): the config schema requires a tenant
+ * allowlist beside it, the verifier puts the token's own `tid` in its place (tokens/provider-quirks.ts).
+ */
+export const TENANT_ID_PLACEHOLDER = "{tenantid}";
+
 export interface ProviderPolicy {
   name: string;
   /** Whether a first sign-in may create a local user. */

@@ -7,10 +7,10 @@ import type { Logger } from "../logger.ts";
 import { ERROR_TABLE } from "./error-codes.ts";
 import { kRequestId } from "./context.ts";
 
-export const ERROR_DOMAIN = "identity.v1";
+const ERROR_DOMAIN = "identity.v1";
 
 /** Turns any error into the DomainError the client may see; unknown ones become `internal`. */
-export function toDomainError(e: unknown): DomainError {
+function toDomainError(e: unknown): DomainError {
   if (isDomainError(e)) return e;
   return new DomainError("internal", "internal error", { cause: e });
 }
@@ -20,7 +20,7 @@ export function toDomainError(e: unknown): DomainError {
  * refusal that says when to come back (`retry_after_seconds`) also carries google.rpc.RetryInfo
  * and the HTTP `Retry-After` header (Connect and REST answers; gRPC puts it in the trailers).
  */
-export function toConnectError(e: DomainError): ConnectError {
+function toConnectError(e: DomainError): ConnectError {
   const entry = ERROR_TABLE[e.code];
   const details: ConstructorParameters<typeof ConnectError>[3] = [
     { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason: e.code, domain: ERROR_DOMAIN, metadata: { ...e.detail } }) },

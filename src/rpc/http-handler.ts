@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type * as http from "node:http";
 import type * as http2 from "node:http2";
-import { BlockList, isIP } from "node:net";
+import { type BlockList, isIP } from "node:net";
 import { type DescMethod, type DescService, fromJson, type JsonValue, type Message, toJsonString } from "@bufbuild/protobuf";
 import {
   Code,
@@ -23,6 +23,7 @@ import {
 } from "@connectrpc/connect-node";
 import { ErrorInfoSchema } from "../../gen/pb/google/rpc/error_details_pb.ts";
 import type { ErrorCode } from "../core/errors.ts";
+import { addressListOf, isListed } from "../core/address-list.ts";
 import { withoutControlCharacters } from "../core/plain-text.ts";
 import type { Logger } from "../logger.ts";
 import { type AccessRecord, kAccess, kClient, kRequestId } from "./context.ts";
@@ -76,7 +77,7 @@ const CORS_EXPOSE_HEADERS = ["retry-after", "grpc-status", "grpc-message", "grpc
  * the same handlers, so interceptors, limits and errors are shared by all four protocols.
  */
 export function createHttpHandler(options: HttpHandlerOptions) {
-  // The seed's names (snake_case) in Connect JSON and REST, and implicit fields (booleans,
+  // The proto's field names (snake_case) in Connect JSON and REST, and implicit fields (booleans,
   // token_type, expires_in) always present; `optional` fields stay absent when unset.
   const jsonOptions = { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: false } as const;
   const router = createConnectRouter({
@@ -112,13 +113,7 @@ export function createHttpHandler(options: HttpHandlerOptions) {
     rpcByPath.set(h.requestPath, h);
   }
   const restRoutes = restRoutesFrom(options.services);
-  const proxies = new BlockList();
-  for (const p of options.trustedProxies) {
-    const [addr, bits] = p.split("/");
-    const type = isIP(addr!) === 6 ? "ipv6" : "ipv4";
-    if (bits === undefined) proxies.addAddress(addr!, type);
-    else proxies.addSubnet(addr!, Number(bits), type);
-  }
+  const proxies = addressListOf(options.trustedProxies);
   const allowedOrigins = new Set(options.corsAllowedOrigins);
 
   function clientOf(req: NodeRequest, requestId: string, access: AccessRecord): ContextValues {
@@ -467,7 +462,7 @@ export function clientIp(peer: string | null, forwardedFor: string | undefined, 
   let ip = normalizeAddress(peer);
   if (forwardedFor === undefined) return ip;
   const hops = forwardedFor.split(",");
-  while (isTrusted(ip, proxies) && hops.length > 0) {
+  while (isListed(proxies, ip) && hops.length > 0) {
     const hop = parseHop(hops.pop()!);
     if (hop === null) break;
     ip = hop;
@@ -487,11 +482,6 @@ function parseHop(raw: string): string | null {
   else if (/^\d{1,3}(\.\d{1,3}){3}:\d{1,5}$/.test(hop)) hop = hop.slice(0, hop.lastIndexOf(":"));
   hop = normalizeAddress(hop);
   return isIP(hop) === 0 ? null : hop;
-}
-
-function isTrusted(ip: string, proxies: BlockList): boolean {
-  const type = isIP(ip) === 6 ? "ipv6" : "ipv4";
-  return proxies.check(ip, type);
 }
 
 function userAgentOf(v: string | undefined): string | null {

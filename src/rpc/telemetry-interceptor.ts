@@ -85,7 +85,7 @@ export function tracingInterceptor(tracer: Tracer): Interceptor {
 }
 
 /** The stable code of a failure: the ErrorInfo reason the error interceptor attached, else the Connect code. */
-export function outcomeOf(e: unknown): string {
+function outcomeOf(e: unknown): string {
   if (isDomainError(e)) return e.code;
   if (e instanceof ConnectError) {
     const info = e.findDetails(ErrorInfoSchema)[0];
