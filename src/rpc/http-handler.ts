@@ -45,9 +45,11 @@ export type PlainHandler = (
 ) => Promise<{ status: number; headers?: Record<string, string> } & ({ json: unknown } | { text: string })>;
 
 export interface HttpHandlerOptions {
-  /** Registers every Connect service: the one registration function for all transports. */
+  /**
+   * Registers every Connect service: the one registration function for all transports
+   * (rpc/routes.ts). The REST routes come from the `google.api.http` options of what it registers.
+   */
   routes: (router: ConnectRouter) => void;
-  services: readonly DescService[];
   interceptors: Interceptor[];
   logger: Logger;
   bodyLimitBytes: number;
@@ -93,8 +95,10 @@ export function createHttpHandler(options: HttpHandlerOptions) {
   // between: the registrations are recorded as they are made.
   const implByMethod = new Map<string, MethodImplSpec>();
   const implByPath = new Map<string, MethodImplSpec>();
+  const services: DescService[] = [];
   options.routes({
     service(desc, impl, serviceOptions) {
+      services.push(desc);
       for (const spec of Object.values(createServiceImplSpec(desc, impl).methods)) {
         implByMethod.set(`${desc.typeName}/${spec.method.name}`, spec);
         implByPath.set(`/${desc.typeName}/${spec.method.name}`, spec);
@@ -112,7 +116,7 @@ export function createHttpHandler(options: HttpHandlerOptions) {
   for (const h of router.handlers) {
     rpcByPath.set(h.requestPath, h);
   }
-  const restRoutes = restRoutesFrom(options.services);
+  const restRoutes = restRoutesFrom(services);
   const proxies = addressListOf(options.trustedProxies);
   const allowedOrigins = new Set(options.corsAllowedOrigins);
 
