@@ -16,8 +16,9 @@ function toDomainError(e: unknown): DomainError {
 }
 
 /**
- * A ConnectError carrying the stable code as a google.rpc.ErrorInfo detail (reason = code). A
- * refusal that says when to come back (`retry_after_seconds`) also carries google.rpc.RetryInfo
+ * A ConnectError carrying the stable code as a google.rpc.ErrorInfo detail (reason = code), and
+ * the domain error itself as its cause (REST answers are made from it; no client sees the cause).
+ * A refusal that says when to come back (`retry_after_seconds`) also carries google.rpc.RetryInfo
  * and the HTTP `Retry-After` header (Connect and REST answers; gRPC puts it in the trailers).
  */
 function toConnectError(e: DomainError): ConnectError {
@@ -26,12 +27,13 @@ function toConnectError(e: DomainError): ConnectError {
     { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason: e.code, domain: ERROR_DOMAIN, metadata: { ...e.detail } }) },
   ];
   const retryAfter = retryAfterSeconds(e);
-  if (retryAfter === undefined) return new ConnectError(e.message, entry.code, undefined, details);
+  if (retryAfter === undefined) return new ConnectError(e.message, entry.code, undefined, details, e);
   details.push({ desc: RetryInfoSchema, value: create(RetryInfoSchema, { retryDelay: durationFromMs(retryAfter * 1000) }) });
-  return new ConnectError(e.message, entry.code, { "retry-after": String(retryAfter) }, details);
+  return new ConnectError(e.message, entry.code, { "retry-after": String(retryAfter) }, details, e);
 }
 
-function retryAfterSeconds(e: DomainError): number | undefined {
+/** When a refusal says to come back (its `retry_after_seconds` detail), in whole seconds. */
+export function retryAfterSeconds(e: DomainError): number | undefined {
   const n = Number(e.detail?.["retry_after_seconds"]);
   return Number.isInteger(n) && n > 0 ? n : undefined;
 }
