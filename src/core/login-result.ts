@@ -3,24 +3,26 @@ import { NO_PASSWORD_EXPIRY, type PasswordExpiryPolicy, passwordStatusOf } from 
 import type { AccessTokenIssuer } from "./ports/signing-keys.ts";
 
 /**
- * The answer of every path that hands out tokens (sign-in, MFA completion, refresh): an access
- * token for `session`, the refresh token already stored, and the user's password status, each
- * computed the same way on every path. Sign-in paths add `risk` and `mfaCheckReason` to it.
+ * The answer of every path that hands out tokens (sign-in, MFA completion, refresh): the access
+ * token just issued for session `sessionId`, the refresh token already stored, and the user's
+ * password status, made the same way on every path. Sign-in paths add `risk` and
+ * `mfaCheckReason`. Synchronous on purpose: the caller awaits the token, so the hot path costs
+ * no promise more than the signing itself.
  */
-export async function loginResultFor(
+export function loginResultOf(
   deps: { accessTokens: AccessTokenIssuer; passwordExpiry?: PasswordExpiryPolicy | undefined },
   user: UserWithPassword,
-  session: { id: string; amr: readonly string[]; provider: string | null },
+  sessionId: string,
+  accessToken: string,
   refreshToken: string,
   now: Date,
-): Promise<LoginResult> {
-  const accessToken = await deps.accessTokens.issue({ userId: user.id, sessionId: session.id, amr: session.amr, provider: session.provider }, now);
+): LoginResult {
   return {
     user,
     passwordStatus: passwordStatusOf(user, now, deps.passwordExpiry ?? NO_PASSWORD_EXPIRY),
     accessToken,
     refreshToken,
     expiresIn: deps.accessTokens.ttlSeconds,
-    sessionId: session.id,
+    sessionId,
   };
 }

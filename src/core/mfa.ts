@@ -7,7 +7,7 @@ import type { ChallengeDecision, ChallengeState, MfaStore, RecoveryCodes, Secret
 import type { AuditLog } from "./ports/audit.ts";
 import type { OpaqueTokens } from "./ports/sessions.ts";
 import type { AccessTokenIssuer } from "./ports/signing-keys.ts";
-import { loginResultFor } from "./login-result.ts";
+import { loginResultOf } from "./login-result.ts";
 import type { PasswordExpiryPolicy } from "./password-policy.ts";
 import { quietRecorder } from "./quiet-audit.ts";
 import type { AuthEvents } from "./auth-events.ts";
@@ -245,7 +245,11 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
       }
       throw refused ?? new DomainError("internal", "MFA verification failed");
     }
-    const result = await loginResultFor(deps, user, { id: sessionId, amr: decision.session.amr, provider: state.challenge.provider }, refresh.token, now);
+    const accessToken = await deps.accessTokens.issue(
+      { userId: user.id, sessionId, amr: decision.session.amr, provider: state.challenge.provider },
+      now,
+    );
+    const result = loginResultOf(deps, user, sessionId, accessToken, refresh.token, now);
     result.risk = state.challenge.risk;
     return result;
   }

@@ -2,7 +2,7 @@ import { type AddressLimit, UNLIMITED } from "./address-limit.ts";
 import type { Clock } from "./clock.ts";
 import { DomainError } from "./errors.ts";
 import { newId } from "./ids.ts";
-import { loginResultFor } from "./login-result.ts";
+import { loginResultOf } from "./login-result.ts";
 import type { ClientInfo, LoginResult, PasswordStatus, Principal, SessionInfo, UserRecord } from "./model.ts";
 import { NO_PASSWORD_EXPIRY, type PasswordExpiryPolicy, passwordStatusOf } from "./password-policy.ts";
 import type { OpaqueTokens, RefreshDecision, RefreshState, SessionStore } from "./ports/sessions.ts";
@@ -99,7 +99,11 @@ export function createSessionService(deps: SessionDeps): SessionService {
     });
     if (decision.kind === "reject" || state === null) throw failure ?? new DomainError("internal", "refresh failed");
     const s: RefreshState = state;
-    return loginResultFor(deps, s.user, s.session, next.token, now);
+    const accessToken = await deps.accessTokens.issue(
+      { userId: s.user.id, sessionId: s.session.id, amr: s.session.amr, provider: s.session.provider },
+      now,
+    );
+    return loginResultOf(deps, s.user, s.session.id, accessToken, next.token, now);
   }
 
   return {

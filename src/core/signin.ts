@@ -15,7 +15,7 @@ import type { SingleUse } from "./ports/single-use.ts";
 import type { MfaMethod } from "./risk.ts";
 import { baseUsername, normalizeEmail, suffixedUsername } from "./username.ts";
 import { assertActive } from "./user-status.ts";
-import { loginResultFor } from "./login-result.ts";
+import { loginResultOf } from "./login-result.ts";
 import type { PasswordExpiryPolicy } from "./password-policy.ts";
 import { quietRecorder } from "./quiet-audit.ts";
 
@@ -361,7 +361,8 @@ export function createSigninService(deps: SigninDeps): SigninService {
           ...(gate === null ? {} : { risk: gate.auditDetail }),
         }),
     });
-    const result = await loginResultFor(deps, user, { id: sessionId, amr, provider: identity.provider.name }, refresh.token, now);
+    const accessToken = await deps.accessTokens.issue({ userId, sessionId, amr, provider: identity.provider.name }, now);
+    const result = loginResultOf(deps, user, sessionId, accessToken, refresh.token, now);
     if (gate !== null) result.risk = gate.summary;
     if (gate?.decision.kind === "allow_unenrolled") result.mfaCheckReason = "mfa_enrollment_required";
     return result;
