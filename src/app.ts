@@ -24,7 +24,6 @@ import { authInterceptor } from "./rpc/auth-interceptor.ts";
 import { errorInterceptor } from "./rpc/errors.ts";
 import { createHttpHandler } from "./rpc/http-handler.ts";
 import { createPlainRoutes } from "./rpc/plain-routes.ts";
-import { createReadiness } from "./rpc/readiness.ts";
 import { requestChecksInterceptor } from "./rpc/request-checks.ts";
 import { createRoutes } from "./rpc/routes.ts";
 import { type RunningServer, startServer } from "./rpc/server.ts";
@@ -37,7 +36,7 @@ import { checkSqliteIntegrity } from "./store/integrity-check.ts";
 import { migrate } from "./store/migrate.ts";
 import { createMfaStore } from "./store/mfa-store.ts";
 import { createPasswordStore } from "./store/password-store.ts";
-import { createReadinessProbe, type ReadinessProbe } from "./store/readiness.ts";
+import type { ReadinessProbe } from "./store/readiness.ts";
 import { createSessionStore } from "./store/session-store.ts";
 import { createSigningKeyStore } from "./store/signing-key-store.ts";
 import { instrumentHotPath, instrumentMethods } from "./telemetry/instrument.ts";
@@ -56,6 +55,7 @@ import { sha256Hex } from "./tokens/sha256.ts";
 import { createTotpEngine } from "./tokens/totp.ts";
 import { createAdminApi } from "./app/admin.ts";
 import { configuredProviders, devProvider, openDevIssuer } from "./app/providers.ts";
+import { createAppReadiness } from "./app/readiness.ts";
 import { createRefusalFlusher, startUpkeep } from "./app/upkeep.ts";
 
 /** What tests (and only tests) may replace when building the app. */
@@ -286,23 +286,10 @@ export async function createApp(
     });
     const { adminFor, adminKeys } = createAdminApi(config, { database, clock, logger });
 
-    // Readiness: the database accepts writes (store/readiness.ts) and we are not draining
-    // (rpc/readiness.ts, which /readyz and gRPC health share).
-    const probe = createReadinessProbe({
+    const { probe, readiness, notReadyReason } = createAppReadiness({
       database,
-      isDraining: () => false,
-      sqliteFile: url.startsWith("file:") ? sqlitePath(url) : undefined,
-      onProbeFailure: (e) => logger.warn("readiness probe failed", { cause: String(e) }),
-    });
-    let notReadyReason = "database_error";
-    const readiness = createReadiness({
-      ping: async () => {
-        const r = await probe.check();
-        if (!r.ready) {
-          notReadyReason = r.reason;
-          throw new Error(r.reason);
-        }
-      },
+      databaseUrl: url,
+      logger,
       pollIntervalMs: config.server.health_watch_interval_ms,
     });
 
@@ -335,7 +322,7 @@ export async function createApp(
         urls,
         jwks: () => keyRing.jwks(),
         readiness,
-        notReadyReason: () => notReadyReason,
+        notReadyReason,
         // On the main port unless server.metrics_port gives it one of its own.
         metrics: config.server.metrics_port === undefined ? metrics : undefined,
         devIssuer,
