@@ -28,8 +28,8 @@ export interface RouteDeps extends AuthServiceDeps {
 export function createRoutes(deps: RouteDeps): (router: ConnectRouter) => void {
   return (router) => {
     registerAuthService(deps)(router);
-    registerMfaService(deps)(router);
     registerUserService(deps)(router);
+    registerMfaService(deps)(router);
     registerAdminService(deps)(router);
     const served = [...servicesOf(router), Health];
     registerHealthService({ readiness: deps.readiness, services: served.map((s) => s.typeName) })(router);
