@@ -6,8 +6,9 @@
 import { parseArgs } from "node:util";
 import type { AdminService, AdminUserDetail, AdminUserView, StatusChangeResult } from "../core/admin.ts";
 import { type ErrorCode, isDomainError } from "../core/errors.ts";
-import type { UserStatus } from "../core/model.ts";
-import type { AuditEntry } from "../core/ports.ts";
+import { USER_STATUSES, type UserStatus } from "../core/model.ts";
+import { parseLockEnd, parseUserStatus } from "../core/user-status.ts";
+import type { AuditEntry } from "../core/ports/admin.ts";
 import { ADMIN_KEY_NAME } from "../config/schema.ts";
 import { mintAdminKey } from "../tokens/admin-keys.ts";
 
@@ -51,8 +52,6 @@ export interface AdminCliIo {
 class UsageError extends Error {
   override readonly name = "UsageError";
 }
-
-const STATUSES: readonly UserStatus[] = ["active", "disabled", "locked", "pending"];
 
 const OPTIONS = {
   json: { type: "boolean" },
@@ -168,7 +167,7 @@ async function execute(admin: AdminService, command: string, args: string[], v: 
       return statusOut(await admin.enable(user), "enabled");
     case "users lock": {
       if (v.until !== undefined && v.for !== undefined) throw new UsageError("give --until or --for, not both");
-      const until = v.until !== undefined ? instantOf(v.until) : v.for !== undefined ? new Date(now.getTime() + durationMs(v.for)) : null;
+      const until = v.until !== undefined ? lockEndOf(v.until) : v.for !== undefined ? new Date(now.getTime() + durationMs(v.for)) : null;
       return statusOut(await admin.lock(user, { until, reason: v.reason, revokeSessions: v["revoke-sessions"] === true }), "locked");
     }
     case "users unlock":
@@ -213,8 +212,9 @@ function newKey(name: string | undefined): { text: string; json: unknown } {
 // ---- argument values ---------------------------------------------------------------------------
 
 function statusOf(s: string): UserStatus {
-  if (!(STATUSES as readonly string[]).includes(s)) throw new UsageError(`--status must be one of ${STATUSES.join(", ")}`);
-  return s as UserStatus;
+  const status = parseUserStatus(s);
+  if (status === null) throw new UsageError(`--status must be one of ${USER_STATUSES.join(", ")}`);
+  return status;
 }
 
 function limitOf(s: string | undefined, fallback: number): number {
@@ -223,12 +223,10 @@ function limitOf(s: string | undefined, fallback: number): number {
   return Number(s);
 }
 
-/** RFC 3339 with an explicit offset: a lock end must not depend on the operator's time zone. */
-function instantOf(s: string): Date {
-  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/i.test(s) || Number.isNaN(Date.parse(s))) {
-    throw new UsageError(`--until wants a time with its offset, like 2026-12-01T08:00:00Z (got "${s}")`);
-  }
-  return new Date(s);
+function lockEndOf(s: string): Date {
+  const until = parseLockEnd(s);
+  if (until === null) throw new UsageError(`--until wants a time with its offset, like 2026-12-01T08:00:00Z (got "${s}")`);
+  return until;
 }
 
 const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };

@@ -1,5 +1,6 @@
 import { isIP } from "node:net";
 import { z } from "zod";
+import { TENANT_ID_PLACEHOLDER } from "../core/model.ts";
 
 const seconds = z.number().int().nonnegative();
 const positiveSeconds = z.number().int().positive();
@@ -41,15 +42,15 @@ const provider = z
   .strict()
   .superRefine((p, ctx) => {
     // A multi-tenant issuer without a tenant allowlist would let every tenant in: fail closed.
-    if (p.issuer.includes("{tenantid}") && (p.claim_allowlist["tid"] ?? []).length === 0) {
+    if (p.issuer.includes(TENANT_ID_PLACEHOLDER) && (p.claim_allowlist["tid"] ?? []).length === 0) {
       ctx.addIssue({
         code: "custom",
         path: ["claim_allowlist", "tid"],
-        message: "an issuer with {tenantid} needs claim_allowlist.tid listing the tenants allowed to sign in",
+        message: `an issuer with ${TENANT_ID_PLACEHOLDER} needs claim_allowlist.tid listing the tenants allowed to sign in`,
       });
     }
-    if (p.issuer.includes("{tenantid}") && p.jwks_uri === undefined) {
-      ctx.addIssue({ code: "custom", path: ["jwks_uri"], message: "an issuer with {tenantid} needs jwks_uri" });
+    if (p.issuer.includes(TENANT_ID_PLACEHOLDER) && p.jwks_uri === undefined) {
+      ctx.addIssue({ code: "custom", path: ["jwks_uri"], message: `an issuer with ${TENANT_ID_PLACEHOLDER} needs jwks_uri` });
     }
   });
 
@@ -350,6 +351,4 @@ export const configSchema = z
   })
   .strict();
 
-export type ConfigInput = z.input<typeof configSchema>;
 export type Config = z.output<typeof configSchema>;
-export type ProviderConfig = Config["providers"][string];

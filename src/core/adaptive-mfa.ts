@@ -1,6 +1,7 @@
-import { BlockList, isIP } from "node:net";
+import type { BlockList } from "node:net";
+import { addressListOf, isListed } from "./address-list.ts";
 import type { ClientInfo, ExternalIdentity, RiskSummary } from "./model.ts";
-import type { GeoLocator, SeenContext, SigninHistory, SigninHistoryReader } from "./mfa-ports.ts";
+import type { GeoLocator, SeenContext, SigninHistory, SigninHistoryReader } from "./ports/risk-history.ts";
 import {
   assessRisk,
   decideMfa,
@@ -46,19 +47,22 @@ export interface SigninGate {
 export interface AdaptiveMfa {
   /** What to ask the store about a user's history for a sign-in from `client` at `now`. */
   historyQuery(client: ClientInfo, now: Date): { deviceKey: string | null; network: string | null; failuresSince: Date };
-  evaluate(input: {
-    identity: ExternalIdentity;
-    /** Null for a sign-in that creates the user. */
-    userId: string | null;
-    account: "create" | "link" | "existing";
-    client: ClientInfo;
-    now: Date;
-    /**
-     * The user's history for `historyQuery(client, now)`, when the caller already read it (the
-     * sign-in reads it with the account); otherwise it is read here.
-     */
-    history?: SigninHistory | undefined;
-  }): Promise<SigninGate>;
+  evaluate(input: SigninAttempt): Promise<SigninGate>;
+}
+
+/** One sign-in attempt, as risk assessment sees it. */
+export interface SigninAttempt {
+  identity: ExternalIdentity;
+  /** Null for a sign-in that creates the user. */
+  userId: string | null;
+  account: "create" | "link" | "existing";
+  client: ClientInfo;
+  now: Date;
+  /**
+   * The user's history for `historyQuery(client, now)`, when the caller already read it (the
+   * sign-in reads it with the account); otherwise it is read here.
+   */
+  history?: SigninHistory | undefined;
 }
 
 /**
@@ -66,8 +70,8 @@ export interface AdaptiveMfa {
  * token's upstream authentication) and decides whether this sign-in needs a second factor.
  */
 export function createAdaptiveMfa(deps: AdaptiveMfaDeps): AdaptiveMfa {
-  const allow = blockListOf(deps.ipAllowlist);
-  const deny = blockListOf(deps.ipDenylist);
+  const allow = addressListOf(deps.ipAllowlist);
+  const deny = addressListOf(deps.ipDenylist);
 
   // What a client is recognised by, worked out once per request (historyQuery, then evaluate).
   const seenOf = new WeakMap<ClientInfo, { device: DeviceKey | null; network: string | null }>();
@@ -107,7 +111,7 @@ export function createAdaptiveMfa(deps: AdaptiveMfaDeps): AdaptiveMfa {
         geo,
         knownCountries: history?.countries ?? [],
         lastLocation: history?.lastLocation ?? null,
-        ipList: listOf(client.ip, allow, deny),
+        ipList: allowOrDenyOf(client.ip, allow, deny),
         recentFailures: history?.recentFailures ?? 0,
         lastSigninAt: history?.lastSigninAt ?? null,
         upstreamMfa: (identity.provider.trustUpstreamMfa ?? false) && upstreamDidMfa(identity, identity.provider.mfaAcrValues ?? []),
@@ -165,21 +169,9 @@ export function upstreamDidMfa(identity: Pick<ExternalIdentity, "amr" | "acr">, 
   return categories.length >= 2;
 }
 
-function blockListOf(entries: readonly string[]): BlockList {
-  const list = new BlockList();
-  for (const entry of entries) {
-    const [address, bits] = entry.split("/");
-    const type = isIP(address!) === 6 ? "ipv6" : "ipv4";
-    if (bits === undefined) list.addAddress(address!, type);
-    else list.addSubnet(address!, Number(bits), type);
-  }
-  return list;
-}
-
-function listOf(ip: string | null, allow: BlockList, deny: BlockList): "allow" | "deny" | null {
+/** Whether the address is on the denylist (first) or the allowlist; null when on neither or unknown. */
+function allowOrDenyOf(ip: string | null, allow: BlockList, deny: BlockList): "allow" | "deny" | null {
   if (ip === null) return null;
-  const type = isIP(ip) === 6 ? "ipv6" : isIP(ip) === 4 ? "ipv4" : null;
-  if (type === null) return null;
-  if (deny.check(ip, type)) return "deny";
-  return allow.check(ip, type) ? "allow" : null;
+  if (isListed(deny, ip)) return "deny";
+  return isListed(allow, ip) ? "allow" : null;
 }

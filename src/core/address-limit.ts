@@ -1,6 +1,6 @@
 import type { Clock } from "./clock.ts";
 import { DomainError, isCallerFault, isDomainError } from "./errors.ts";
-import type { SigninFailureCounter } from "./ports.ts";
+import type { SigninFailureCounter } from "./ports/audit.ts";
 
 /**
  * The per-address limit of the unauthenticated RPCs (sign-in, VerifyMfa, refresh, sign-out with a
@@ -71,7 +71,8 @@ interface Entry {
   syncing: Promise<void> | null;
 }
 
-const NOOP: AddressAttempt = { settle() {} };
+/** The attempt of an address nobody counts (no address known, or no limit configured). */
+export const UNLIMITED: AddressAttempt = { settle() {} };
 
 export function createAddressLimit(options: AddressLimitOptions): AddressLimit {
   const { max, counter, clock } = options;
@@ -145,7 +146,7 @@ export function createAddressLimit(options: AddressLimitOptions): AddressLimit {
   }
 
   async function admit(ip: string | null, rpc: string): Promise<AddressAttempt> {
-    if (ip === null) return NOOP;
+    if (ip === null) return UNLIMITED;
     const e = entryOf(ip);
     const started = clock.now().getTime();
     for (;;) {
@@ -215,7 +216,7 @@ export function createAddressLimit(options: AddressLimitOptions): AddressLimit {
   };
 }
 
-export function rateLimited(retryAfterSeconds: number, what = "too many failed attempts from this address"): DomainError {
+function rateLimited(retryAfterSeconds: number, what = "too many failed attempts from this address"): DomainError {
   return new DomainError("rate_limited", `${what}; try again in ${retryAfterSeconds} s`, {
     detail: { retry_after_seconds: String(retryAfterSeconds) },
   });

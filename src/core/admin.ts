@@ -1,8 +1,8 @@
 import type { Clock } from "./clock.ts";
 import { DomainError } from "./errors.ts";
-import type { AuditRecord, ClientInfo, PasswordStatus, UserStatus } from "./model.ts";
+import type { AuditRecord, ClientInfo, FactorRecord, IdentityRecord, PasswordStatus, UserStatus } from "./model.ts";
 import { type PasswordExpiryPolicy, passwordStatusOf } from "./password-policy.ts";
-import type { AdminStore, AdminUserRecord, AuditEntry, FactorRecord, IdentityRecord } from "./ports.ts";
+import type { AdminStore, AdminUserRecord, AuditEntry } from "./ports/admin.ts";
 import { normalizeEmail } from "./username.ts";
 
 export interface AdminDeps {

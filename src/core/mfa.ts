@@ -1,18 +1,15 @@
-import { type AddressLimit, budgetExhausted } from "./address-limit.ts";
+import { type AddressLimit, budgetExhausted, UNLIMITED } from "./address-limit.ts";
 import type { Clock } from "./clock.ts";
 import { DomainError, isDomainError } from "./errors.ts";
 import { newId } from "./ids.ts";
 import type { ClientInfo, LoginResult, Principal } from "./model.ts";
-import type {
-  ChallengeDecision,
-  ChallengeState,
-  MfaStore,
-  RecoveryCodes,
-  SecretBox,
-  TotpEngine,
-} from "./mfa-ports.ts";
-import type { AccessTokenIssuer, AuditLog, OpaqueTokens } from "./ports.ts";
-import { NO_PASSWORD_EXPIRY, type PasswordExpiryPolicy, passwordStatusOf } from "./password-policy.ts";
+import type { ChallengeDecision, ChallengeState, MfaStore, RecoveryCodes, SecretBox, TotpEngine } from "./ports/mfa.ts";
+import type { AuditLog } from "./ports/audit.ts";
+import type { OpaqueTokens } from "./ports/sessions.ts";
+import type { AccessTokenIssuer } from "./ports/signing-keys.ts";
+import { loginResultOf } from "./login-result.ts";
+import type { PasswordExpiryPolicy } from "./password-policy.ts";
+import { quietRecorder } from "./quiet-audit.ts";
 import type { AuthEvents } from "./auth-events.ts";
 import type { MfaMethod } from "./risk.ts";
 import { assertActive } from "./user-status.ts";
@@ -95,13 +92,7 @@ const CHALLENGE_TOKEN = /^chg_[A-Za-z0-9_-]{43}$/;
 export function createMfaService(deps: MfaServiceDeps): MfaService {
   const { clock, store, totp, secrets, recoveryCodes } = deps;
 
-  async function recordQuietly(event: Parameters<AuditLog["record"]>[0]): Promise<void> {
-    try {
-      await deps.audit.record(event);
-    } catch (e) {
-      deps.onAuditFailure?.(e);
-    }
-  }
+  const recordQuietly = quietRecorder(deps.audit, deps.onAuditFailure);
 
   function newRecoveryCodes(userId: string) {
     const codes = recoveryCodes.generate(deps.recoveryCodeCount);
@@ -258,20 +249,14 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
       { userId: user.id, sessionId, amr: decision.session.amr, provider: state.challenge.provider },
       now,
     );
-    return {
-      user,
-      passwordStatus: passwordStatusOf(user, now, deps.passwordExpiry ?? NO_PASSWORD_EXPIRY),
-      accessToken,
-      refreshToken: refresh.token,
-      expiresIn: deps.accessTokens.ttlSeconds,
-      sessionId,
-      risk: state.challenge.risk,
-    };
+    const result = loginResultOf(deps, user, sessionId, accessToken, refresh.token, now);
+    result.risk = state.challenge.risk;
+    return result;
   }
 
   const service: MfaService = {
     async verify(input) {
-      const attempt = await (deps.addressLimit?.admit(input.client.ip, "VerifyMfa") ?? { settle() {} });
+      const attempt = await (deps.addressLimit?.admit(input.client.ip, "VerifyMfa") ?? UNLIMITED);
       try {
         const result = await verifyOnce(input);
         attempt.settle();

@@ -1,6 +1,8 @@
 /** Domain records shared by the core and its ports. No transport or storage types here. */
 
-export type UserStatus = "active" | "disabled" | "locked" | "pending";
+/** Every status a user can have; what the admin API and the admin tool accept. */
+export const USER_STATUSES = ["active", "disabled", "locked", "pending"] as const;
+export type UserStatus = (typeof USER_STATUSES)[number];
 
 export interface UserRecord {
   id: string;
@@ -68,6 +70,13 @@ export interface ExternalIdentity {
 }
 
 /** The part of a provider's configuration that decides accounts (verification is elsewhere). */
+/**
+ * The placeholder of a multi-tenant issuer (Microsoft Entra's common endpoint,
+ * `https://login.microsoftonline.com/{tenantid}/v2.0`): the config schema requires a tenant
+ * allowlist beside it, the verifier puts the token's own `tid` in its place (tokens/provider-quirks.ts).
+ */
+export const TENANT_ID_PLACEHOLDER = "{tenantid}";
+
 export interface ProviderPolicy {
   name: string;
   /** Whether a first sign-in may create a local user. */
@@ -193,4 +202,45 @@ export interface Principal {
   userId: string;
   sessionId: string;
   amr: readonly string[];
+}
+
+/** A user as a sign-in creates it. */
+export interface NewUser {
+  id: string;
+  username: string;
+  email: string | null;
+  emailNormalized: string | null;
+  emailVerified: boolean;
+  phone: string | null;
+  createdAt: Date;
+}
+
+/** An external identity (issuer, subject) as linked to a user. */
+export interface NewIdentity {
+  id: string;
+  issuer: string;
+  subject: string;
+  provider: string;
+  email: string | null;
+  emailVerified: boolean;
+}
+
+/** A stored link to an external identity. */
+export interface IdentityRecord extends NewIdentity {
+  createdAt: Date;
+  lastSigninAt: Date;
+}
+
+/** The user an external identity is linked to, with the link's id. */
+export interface LinkedAccount {
+  user: UserRecord;
+  identityId: string;
+}
+
+/** An MFA factor, without its secret. */
+export interface FactorRecord {
+  id: string;
+  type: string;
+  confirmedAt: Date | null;
+  createdAt: Date;
 }

@@ -1,8 +1,8 @@
-import type { AddressLimit } from "./address-limit.ts";
+import { type AddressLimit, UNLIMITED } from "./address-limit.ts";
 import type { Clock } from "./clock.ts";
 import { DomainError } from "./errors.ts";
 import type { ClientInfo } from "./model.ts";
-import type { NonceSealer, SingleUse } from "./ports.ts";
+import type { NonceSealer, SingleUse } from "./ports/single-use.ts";
 import { singleUse } from "./single-use.ts";
 
 export interface IssuedNonce {
@@ -34,7 +34,7 @@ export function createNonceService(deps: {
 }): NonceService {
   return {
     async issue(client) {
-      const attempt = await (deps.addressLimit?.admit(client.ip, "CreateNonce") ?? { settle() {} });
+      const attempt = await (deps.addressLimit?.admit(client.ip, "CreateNonce") ?? UNLIMITED);
       if (client.deviceId === null) {
         const e = new DomainError("invalid_request", "device_id is required: a nonce is bound to the device that will sign in");
         attempt.settle(e, { recorded: false });

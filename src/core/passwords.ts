@@ -4,7 +4,8 @@ import { DomainError, isDomainError } from "./errors.ts";
 import type { ClientInfo, PasswordStatus, Principal, UserRecord } from "./model.ts";
 import { type PasswordExpiryPolicy, passwordStatusOf } from "./password-policy.ts";
 import { normalizePassword, type PasswordStrengthPolicy, passwordWeakness, weaknessMessage } from "./password-strength.ts";
-import type { AuditLog, PasswordHasher, PasswordStore } from "./ports.ts";
+import type { AuditLog } from "./ports/audit.ts";
+import type { PasswordHasher, PasswordStore } from "./ports/passwords.ts";
 import { assertActive } from "./user-status.ts";
 
 export interface PasswordServiceDeps {

@@ -146,7 +146,7 @@ export function assessRisk(obs: RiskObservation, config: RiskConfig): RiskAssess
   };
 }
 
-export function levelOf(score: number, thresholds: { medium: number; high: number }): RiskLevel {
+function levelOf(score: number, thresholds: { medium: number; high: number }): RiskLevel {
   if (score >= thresholds.high) return "high";
   if (score >= thresholds.medium) return "medium";
   return "low";
@@ -155,7 +155,7 @@ export function levelOf(score: number, thresholds: { medium: number; high: numbe
 const RANK: Record<RiskLevel, number> = { low: 0, medium: 1, high: 2 };
 
 /** True when `level` is `floor` or above. */
-export function atLeast(level: RiskLevel, floor: RiskLevel): boolean {
+function atLeast(level: RiskLevel, floor: RiskLevel): boolean {
   return RANK[level] >= RANK[floor];
 }
 
@@ -175,7 +175,7 @@ export interface MfaPolicy {
    * only at high risk and allows (with the signal) below.
    */
   noFactor: "allow" | "deny" | "deny_high_risk";
-  /** MFA methods recommended at each level (the seed's `recommended_mfa_methods`). */
+  /** MFA methods recommended at each level (the login response's `recommended_mfa_methods`). */
   recommendedMethods: Readonly<Record<RiskLevel, readonly MfaMethod[]>>;
 }
 
@@ -220,7 +220,7 @@ export function decideMfa(
 }
 
 /** Great-circle distance and the speed needed to cover it since `from.at`; null without both places. */
-export function travelBetween(
+function travelBetween(
   from: { at: Date; latitude: number; longitude: number } | null,
   to: GeoPoint | null,
   now: Date,

@@ -1,17 +1,12 @@
-import type { AddressLimit } from "./address-limit.ts";
+import { type AddressLimit, UNLIMITED } from "./address-limit.ts";
 import type { Clock } from "./clock.ts";
 import { DomainError } from "./errors.ts";
 import { newId } from "./ids.ts";
+import { loginResultOf } from "./login-result.ts";
 import type { ClientInfo, LoginResult, PasswordStatus, Principal, SessionInfo, UserRecord } from "./model.ts";
 import { NO_PASSWORD_EXPIRY, type PasswordExpiryPolicy, passwordStatusOf } from "./password-policy.ts";
-import type {
-  AccessTokenIssuer,
-  AccessTokenVerifier,
-  OpaqueTokens,
-  RefreshDecision,
-  RefreshState,
-  SessionStore,
-} from "./ports.ts";
+import type { OpaqueTokens, RefreshDecision, RefreshState, SessionStore } from "./ports/sessions.ts";
+import type { AccessTokenIssuer, AccessTokenVerifier } from "./ports/signing-keys.ts";
 import { assertActive } from "./user-status.ts";
 
 export interface SessionDeps {
@@ -28,7 +23,6 @@ export interface SessionDeps {
   addressLimit?: AddressLimit | undefined;
 }
 
-const NO_LIMIT = { settle() {} };
 
 export interface SessionService {
   /** Rotates a refresh token; a spent token revokes its whole session (reuse detection). */
@@ -109,19 +103,12 @@ export function createSessionService(deps: SessionDeps): SessionService {
       { userId: s.user.id, sessionId: s.session.id, amr: s.session.amr, provider: s.session.provider },
       now,
     );
-    return {
-      user: s.user,
-      passwordStatus: passwordStatusOf(s.user, now, deps.passwordExpiry ?? NO_PASSWORD_EXPIRY),
-      accessToken,
-      refreshToken: next.token,
-      expiresIn: deps.accessTokens.ttlSeconds,
-      sessionId: s.session.id,
-    };
+    return loginResultOf(deps, s.user, s.session.id, accessToken, next.token, now);
   }
 
   return {
     async refresh(refreshToken, client) {
-      const attempt = await (deps.addressLimit?.admit(client.ip, "RefreshToken") ?? NO_LIMIT);
+      const attempt = await (deps.addressLimit?.admit(client.ip, "RefreshToken") ?? UNLIMITED);
       try {
         const result = await refreshOnce(refreshToken, client);
         attempt.settle();
@@ -155,7 +142,7 @@ export function createSessionService(deps: SessionDeps): SessionService {
         if (credential.refreshToken === "") throw new DomainError("access_token_required", "send an access token or the refresh_token");
         // Ending every session is for the holder of a live access token, not of a refresh token.
         if (allSessions) throw new DomainError("access_token_required", "all_sessions needs the access token (Authorization: Bearer)");
-        const attempt = await (deps.addressLimit?.admit(client.ip, "SignOut") ?? NO_LIMIT);
+        const attempt = await (deps.addressLimit?.admit(client.ip, "SignOut") ?? UNLIMITED);
         try {
           const session = await store.findSessionByRefreshToken(opaqueTokens.hash(credential.refreshToken));
           if (session === null) throw new DomainError("refresh_token_invalid", "the refresh token is not valid");

@@ -1,30 +1,23 @@
-import type { AddressLimit } from "./address-limit.ts";
+import { type AddressLimit, UNLIMITED } from "./address-limit.ts";
 import type { Clock } from "./clock.ts";
 import type { NonceService } from "./nonces.ts";
 import { DomainError, isDomainError } from "./errors.ts";
 import { newId } from "./ids.ts";
-import type { AdaptiveMfa, SigninGate } from "./adaptive-mfa.ts";
+import type { AdaptiveMfa, SigninAttempt, SigninGate } from "./adaptive-mfa.ts";
 import type { AuthEvents } from "./auth-events.ts";
-import type { ClientInfo, ExternalIdentity, LoginResult, MfaChallengeResult, RiskSummary, UserWithPassword } from "./model.ts";
-import type { SigninHistory } from "./mfa-ports.ts";
-import {
-  type AccessTokenIssuer,
-  type AccountReader,
-  type AccountWrite,
-  type AuditLog,
-  type IdTokenVerifier,
-  type OpaqueTokens,
-  type SingleUse,
-  SigninConflict,
-  type SigninReader,
-  type SigninSnapshot,
-  type SigninSnapshotQuery,
-  type SigninWriter,
-} from "./ports.ts";
+import type { AuditRecord, ClientInfo, ExternalIdentity, LoginResult, MfaChallengeResult, RiskSummary, UserWithPassword } from "./model.ts";
+import type { SigninHistory } from "./ports/risk-history.ts";
+import type { AuditLog } from "./ports/audit.ts";
+import type { OpaqueTokens } from "./ports/sessions.ts";
+import { SigninConflict, type AccountReader, type AccountWrite, type IdTokenVerifier, type SigninReader, type SigninSnapshot, type SigninSnapshotQuery, type SigninWriter } from "./ports/signin.ts";
+import type { AccessTokenIssuer } from "./ports/signing-keys.ts";
+import type { SingleUse } from "./ports/single-use.ts";
 import type { MfaMethod } from "./risk.ts";
 import { baseUsername, normalizeEmail, suffixedUsername } from "./username.ts";
 import { assertActive } from "./user-status.ts";
-import { NO_PASSWORD_EXPIRY, type PasswordExpiryPolicy, passwordStatusOf } from "./password-policy.ts";
+import { loginResultOf } from "./login-result.ts";
+import type { PasswordExpiryPolicy } from "./password-policy.ts";
+import { quietRecorder } from "./quiet-audit.ts";
 
 export interface SigninDeps {
   clock: Clock;
@@ -69,10 +62,31 @@ export interface SigninService {
   signinWithIdToken(input: SigninInput): Promise<LoginResult | MfaChallengeResult>;
 }
 
+/** The account a sign-in attaches to, with the write that does it. */
+type Resolved =
+  | { kind: "existing"; userId: string; user: UserWithPassword; history: SigninHistory | null; write: AccountWrite }
+  | { kind: "link"; userId: string; write: AccountWrite }
+  | { kind: "create"; write: AccountWrite & { kind: "create" } };
+
+/** Authentication methods of a federated sign-in: `fed`, then what the provider says it did. */
+function federatedAmr(identity: ExternalIdentity): string[] {
+  return identity.amr.length > 0 ? ["fed", ...identity.amr] : ["fed"];
+}
+
+/** The audit record of a sign-in that reached its write (completed, or stopped at MFA). */
+function signinAudit(
+  type: "signin.succeeded" | "signin.mfa_required",
+  identity: ExternalIdentity,
+  userId: string,
+  client: ClientInfo,
+  at: Date,
+  detail: Record<string, unknown>,
+): AuditRecord {
+  return { type, at, userId, provider: identity.provider.name, issuer: identity.issuer, subject: identity.subject, client, detail };
+}
+
 /** Attempts at a sign-in whose write lost a race (identity, username, or the user's status). */
 const MAX_WRITE_ATTEMPTS = 4;
-
-const NO_LIMIT = { settle() {} };
 
 /**
  * Sign-in with an external ID token: verify it, find or provision the local account under the
@@ -85,13 +99,15 @@ const NO_LIMIT = { settle() {} };
  * user's too; a link by e-mail adds the owner's history read.
  */
 export function createSigninService(deps: SigninDeps): SigninService {
-  const { clock, verifier, reader, accounts, writer, audit, accessTokens, opaqueTokens } = deps;
+  const { clock, verifier, reader, accounts, writer, opaqueTokens } = deps;
+  const recordQuietly = quietRecorder(deps.audit, deps.onAuditFailure);
 
+  /** Rate limiting around one sign-in: an attempt is reserved before anything is verified. */
   async function signinWithIdToken(input: SigninInput): Promise<LoginResult | MfaChallengeResult> {
-    // Reserved before anything is verified; a limited address learns nothing about its token.
-    const attempt = await (deps.addressLimit?.admit(input.client.ip, "SigninWithIdToken") ?? NO_LIMIT);
+    // A limited address learns nothing about its token.
+    const attempt = await (deps.addressLimit?.admit(input.client.ip, "SigninWithIdToken") ?? UNLIMITED);
     try {
-      const result = await attemptSignin(input);
+      const result = await signin(input);
       attempt.settle();
       return result;
     } catch (e) {
@@ -100,16 +116,19 @@ export function createSigninService(deps: SigninDeps): SigninService {
     }
   }
 
-  async function attemptSignin(input: SigninInput): Promise<LoginResult | MfaChallengeResult> {
+  /**
+   * The sign-in, top to bottom: verify the token, read everything at once, refuse an address over
+   * the limit, resolve the account, assess the risk, then open a session or create a challenge.
+   * A write that lost a race is tried again from the read; any refusal is audited once.
+   */
+  async function signin(input: SigninInput): Promise<LoginResult | MfaChallengeResult> {
+    // What a refusal's audit record names, as far as the sign-in got.
     let identity: ExternalIdentity | undefined;
     let userId: string | undefined;
     let riskDetail: Record<string, unknown> | undefined;
     let riskLevel: RiskSummary["level"] | undefined;
     try {
-      if (input.idToken === "") {
-        throw new DomainError("id_token_required", "id_token is required");
-      }
-      identity = await verifier.verify(input.idToken, { provider: input.provider, nonce: input.nonce });
+      identity = await verifyIdToken(input);
       const verified = identity;
       const uses = singleUses(verified, input.client);
       let usernameTaken = false;
@@ -117,74 +136,104 @@ export function createSigninService(deps: SigninDeps): SigninService {
         const now = clock.now();
         try {
           const snapshot = await reader.readSignin(snapshotQuery(verified, input.client, now));
-          const limit = deps.addressLimit;
-          if (limit !== undefined && input.client.ip !== null) {
-            limit.observe(input.client.ip, snapshot.ipFailures);
-            if (snapshot.ipFailures >= limit.max) throw await limit.refusal(input.client.ip, "SigninWithIdToken");
-          }
+          if (isOverAddressLimit(snapshot, input.client)) throw await deps.addressLimit!.refusal(input.client.ip!, "SigninWithIdToken");
           const account = await resolveAccount(verified, snapshot, now, usernameTaken);
           userId = account.kind === "create" ? account.write.user.id : account.userId;
           if (account.kind === "existing") assertActive(account.user, now);
           // Risk is assessed on every sign-in, before anything is written: the federated path is
           // never an MFA bypass.
-          const gate = deps.adaptiveMfa === undefined
-            ? null
-            : await deps.adaptiveMfa.evaluate({
-                identity: verified,
-                userId: account.kind === "create" ? null : account.userId,
-                account: account.kind,
-                client: input.client,
-                now,
-                // An existing user's history came with the read; a link reads the owner's.
-                ...(account.kind === "existing" && account.history !== null ? { history: account.history } : {}),
-              });
+          const gate = deps.adaptiveMfa === undefined ? null : await deps.adaptiveMfa.evaluate(riskQuery(verified, account, input.client, now));
           riskDetail = gate?.auditDetail;
           riskLevel = gate?.summary.level;
-          if (gate?.decision.kind === "deny") {
-            throw new DomainError(
-              "mfa_enrollment_required",
-              "this sign-in needs a second factor and the account has none; sign in from a known device and enroll one",
-            );
-          }
+          refuseWithoutFactor(gate);
           const result = gate?.decision.kind === "challenge"
-            ? await challenge(verified, account.write, now, input.client, gate, gate.decision.methods, uses)
-            : await open(verified, account.write, now, input.client, gate, uses);
+            ? await createChallenge(verified, account.write, now, input.client, gate, gate.decision.methods, uses)
+            : await openSession(verified, account.write, now, input.client, gate, uses);
           deps.events?.signin(verified.provider.name, "kind" in result ? "mfa_required" : "success", riskLevel);
           return result;
         } catch (e) {
-          if (e instanceof SigninConflict && e.target === "replay") {
-            throw new DomainError("id_token_replayed", "this ID token (or its nonce) was already used to sign in; get a fresh one from the provider");
-          }
-          if (!(e instanceof SigninConflict) || attempt >= MAX_WRITE_ATTEMPTS) throw e;
-          // Identity race: the next pass finds the winner's link. Username race: pick another.
-          // Status: the user was disabled or locked meanwhile; the next read refuses it.
-          if (e.target === "username") usernameTaken = true;
+          if (lostRace(e, attempt) === "username") usernameTaken = true;
         }
       }
     } catch (e) {
-      const code = isDomainError(e) ? e.code : "internal";
-      // Refusals by the address limit are tallied, not written one by one (address-limit.ts).
-      if (code === "rate_limited") {
-        deps.events?.signin(identity?.provider.name ?? input.provider, code, riskLevel);
-        throw e;
-      }
-      deps.events?.signin(identity?.provider.name ?? input.provider, code, riskLevel);
-      await recordQuietly({
-        type: "signin.failed",
-        at: clock.now(),
-        code,
-        userId,
-        provider: identity?.provider.name ?? input.provider?.slice(0, 64),
-        issuer: identity?.issuer,
-        subject: identity?.subject,
-        client: input.client,
-        detail: riskDetail === undefined ? undefined : { risk: riskDetail },
-      });
-      if (e instanceof SigninConflict) {
-        throw new DomainError("internal", "sign-in could not be completed", { cause: e });
-      }
-      throw e;
+      throw await refusal(e, input, identity, userId, riskDetail, riskLevel);
     }
+  }
+
+  function verifyIdToken(input: SigninInput): Promise<ExternalIdentity> {
+    if (input.idToken === "") throw new DomainError("id_token_required", "id_token is required");
+    return verifier.verify(input.idToken, { provider: input.provider, nonce: input.nonce });
+  }
+
+  /** Rate limiting, second half: the sign-in's read counted the address's failures; tell the limit. */
+  function isOverAddressLimit(snapshot: SigninSnapshot, client: ClientInfo): boolean {
+    const limit = deps.addressLimit;
+    if (limit === undefined || client.ip === null) return false;
+    limit.observe(client.ip, snapshot.ipFailures);
+    return snapshot.ipFailures >= limit.max;
+  }
+
+  function riskQuery(identity: ExternalIdentity, account: Resolved, client: ClientInfo, now: Date): SigninAttempt {
+    return {
+      identity,
+      userId: account.kind === "create" ? null : account.userId,
+      account: account.kind,
+      client,
+      now,
+      // An existing user's history came with the read; a link reads the owner's.
+      ...(account.kind === "existing" && account.history !== null ? { history: account.history } : {}),
+    };
+  }
+
+  /** Policy `deny`: a sign-in that needs a second factor the account does not have is refused. */
+  function refuseWithoutFactor(gate: SigninGate | null): void {
+    if (gate?.decision.kind !== "deny") return;
+    throw new DomainError(
+      "mfa_enrollment_required",
+      "this sign-in needs a second factor and the account has none; sign in from a known device and enroll one",
+    );
+  }
+
+  /**
+   * A write that lost a race is tried again (up to MAX_WRITE_ATTEMPTS): the identity's next read
+   * finds the winner's link, a taken username gets a suffix, a user disabled or locked meanwhile
+   * is refused by the next read. A replayed token is refused; anything else is rethrown.
+   */
+  function lostRace(e: unknown, attempt: number): SigninConflict["target"] {
+    if (e instanceof SigninConflict && e.target === "replay") {
+      throw new DomainError("id_token_replayed", "this ID token (or its nonce) was already used to sign in; get a fresh one from the provider");
+    }
+    if (!(e instanceof SigninConflict) || attempt >= MAX_WRITE_ATTEMPTS) throw e;
+    return e.target;
+  }
+
+  /**
+   * A refused sign-in: counted, and audited once with what it got to (the address limit's own
+   * refusals are tallied instead, address-limit.ts). Returns the error the caller gets.
+   */
+  async function refusal(
+    e: unknown,
+    input: SigninInput,
+    identity: ExternalIdentity | undefined,
+    userId: string | undefined,
+    riskDetail: Record<string, unknown> | undefined,
+    riskLevel: RiskSummary["level"] | undefined,
+  ): Promise<unknown> {
+    const code = isDomainError(e) ? e.code : "internal";
+    deps.events?.signin(identity?.provider.name ?? input.provider, code, riskLevel);
+    if (code === "rate_limited") return e;
+    await recordQuietly({
+      type: "signin.failed",
+      at: clock.now(),
+      code,
+      userId,
+      provider: identity?.provider.name ?? input.provider?.slice(0, 64),
+      issuer: identity?.issuer,
+      subject: identity?.subject,
+      client: input.client,
+      detail: riskDetail === undefined ? undefined : { risk: riskDetail },
+    });
+    return e instanceof SigninConflict ? new DomainError("internal", "sign-in could not be completed", { cause: e }) : e;
   }
 
   function snapshotQuery(identity: ExternalIdentity, client: ClientInfo, now: Date): SigninSnapshotQuery {
@@ -202,11 +251,10 @@ export function createSigninService(deps: SigninDeps): SigninService {
     };
   }
 
-  type Resolved =
-    | { kind: "existing"; userId: string; user: UserWithPassword; history: SigninHistory | null; write: AccountWrite }
-    | { kind: "link"; userId: string; write: AccountWrite }
-    | { kind: "create"; write: AccountWrite & { kind: "create" } };
-
+  /**
+   * Account resolution: the identity's linked user, or a link to the owner of its verified
+   * e-mail (under the provider's policy), or a new user (where the provider allows sign-up).
+   */
   async function resolveAccount(
     identity: ExternalIdentity,
     snapshot: SigninSnapshot,
@@ -273,7 +321,8 @@ export function createSigninService(deps: SigninDeps): SigninService {
     return { kind: "create", write: { kind: "create", user, identity: newIdentity } };
   }
 
-  async function open(
+  /** The sign-in completes: in one transaction the account, the session, its first refresh token and what was seen. */
+  async function openSession(
     identity: ExternalIdentity,
     account: AccountWrite,
     now: Date,
@@ -284,7 +333,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
     const sessionId = newId("ses");
     const refresh = opaqueTokens.issue("rt");
     const expiresAt = new Date(now.getTime() + deps.sessionTtlSeconds * 1000);
-    const amr = identity.amr.length > 0 ? ["fed", ...identity.amr] : ["fed"];
+    const amr = federatedAmr(identity);
     const userId = account.kind === "create" ? account.user.id : account.userId;
     const user = await writer.commitSignin({
         account,
@@ -307,31 +356,16 @@ export function createSigninService(deps: SigninDeps): SigninService {
           expiresAt,
         },
         seen: gate?.seen,
-        audit: {
-          type: "signin.succeeded",
-          at: now,
-          userId,
-          provider: identity.provider.name,
-          issuer: identity.issuer,
-          subject: identity.subject,
-          client,
-          detail: { account: account.kind, ...(gate === null ? {} : { risk: gate.auditDetail }) },
-        },
+        audit: signinAudit("signin.succeeded", identity, userId, client, now, {
+          account: account.kind,
+          ...(gate === null ? {} : { risk: gate.auditDetail }),
+        }),
     });
-    const accessToken = await accessTokens.issue(
-      { userId, sessionId, amr, provider: identity.provider.name },
-      now,
-    );
-    return {
-      user,
-      passwordStatus: passwordStatusOf(user, now, deps.passwordExpiry ?? NO_PASSWORD_EXPIRY),
-      accessToken,
-      refreshToken: refresh.token,
-      expiresIn: accessTokens.ttlSeconds,
-      sessionId,
-      ...(gate === null ? {} : { risk: gate.summary }),
-      ...(gate?.decision.kind === "allow_unenrolled" ? { mfaCheckReason: "mfa_enrollment_required" } : {}),
-    };
+    const accessToken = await deps.accessTokens.issue({ userId, sessionId, amr, provider: identity.provider.name }, now);
+    const result = loginResultOf(deps, user, sessionId, accessToken, refresh.token, now);
+    if (gate !== null) result.risk = gate.summary;
+    if (gate?.decision.kind === "allow_unenrolled") result.mfaCheckReason = "mfa_enrollment_required";
+    return result;
   }
 
   /**
@@ -339,7 +373,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
    * and the challenge is stored (hashed token, bound to user, identity, provider, device and the
    * risk); no session and no token exist until VerifyMfa completes it.
    */
-  async function challenge(
+  async function createChallenge(
     identity: ExternalIdentity,
     account: AccountWrite,
     now: Date,
@@ -368,7 +402,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
         deviceId: client.deviceId,
         ip: client.ip,
         userAgent: client.userAgent,
-        amr: identity.amr.length > 0 ? ["fed", ...identity.amr] : ["fed"],
+        amr: federatedAmr(identity),
         risk: gate.summary,
         context: gate.seen,
         methods,
@@ -376,16 +410,11 @@ export function createSigninService(deps: SigninDeps): SigninService {
         createdAt: now,
         expiresAt,
       },
-      audit: {
-        type: "signin.mfa_required",
-        at: now,
-        userId,
-        provider: identity.provider.name,
-        issuer: identity.issuer,
-        subject: identity.subject,
-        client,
-        detail: { account: account.kind, challenge_id: challengeId, risk: gate.auditDetail },
-      },
+      audit: signinAudit("signin.mfa_required", identity, userId, client, now, {
+        account: account.kind,
+        challenge_id: challengeId,
+        risk: gate.auditDetail,
+      }),
     });
     return { kind: "mfa_required", user, challengeToken: token.token, expiresAt, methods: [...methods], reason, risk: gate.summary };
   }
@@ -398,14 +427,6 @@ export function createSigninService(deps: SigninDeps): SigninService {
       uses.push(deps.nonces.check(identity.serverNonce, client, clock.now()));
     }
     return uses;
-  }
-
-  async function recordQuietly(event: Parameters<AuditLog["record"]>[0]): Promise<void> {
-    try {
-      await audit.record(event);
-    } catch (e) {
-      deps.onAuditFailure?.(e);
-    }
   }
 
   return { signinWithIdToken };

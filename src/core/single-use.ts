@@ -1,4 +1,4 @@
-import type { SingleUse } from "./ports.ts";
+import type { SingleUse } from "./ports/single-use.ts";
 
 /**
  * A single-use marker (used ID token, spent nonce) for the `used_id_tokens` table: its key starts

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { Reader, type Response } from "maxmind";
-import type { GeoLocator } from "../core/mfa-ports.ts";
+import type { GeoLocator } from "../core/ports/risk-history.ts";
 import type { GeoPoint } from "../core/risk.ts";
 
 /** The record shapes understood: MaxMind GeoIP2/GeoLite2 (Country or City), or flat ones. */

@@ -1,16 +1,7 @@
 import type { Interceptor } from "@connectrpc/connect";
 import { DomainError } from "../core/errors.ts";
+import type { AdminKeyVerifier } from "../core/ports/admin.ts";
 import { kAdminActor } from "./context.ts";
-
-/** What the interceptor needs of the configured admin keys (src/tokens/admin-keys.ts has it). */
-export interface AdminKeyVerifier {
-  /** Whether any key is configured at all (none: the admin API is off). */
-  readonly enabled: boolean;
-  /** Whether `text` has the shape of an admin key (`adm_…`), configured or not. */
-  isAdminKey(text: string): boolean;
-  /** The name of the configured key `presented` is, or null. */
-  verify(presented: string): string | null;
-}
 
 const HOW = "send an admin key as Authorization: Bearer adm_… or as x-admin-key: adm_…";
 

@@ -2,8 +2,9 @@ import { create, type JsonObject } from "@bufbuild/protobuf";
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import type { AdminService as AdminCore, AdminUserDetail, AdminUserView, StatusChangeResult } from "../core/admin.ts";
 import { DomainError } from "../core/errors.ts";
-import type { ClientInfo, UserStatus } from "../core/model.ts";
-import type { AuditEntry, FactorRecord, IdentityRecord } from "../core/ports.ts";
+import { type ClientInfo, type FactorRecord, type IdentityRecord, USER_STATUSES, type UserStatus } from "../core/model.ts";
+import { parseLockEnd, parseUserStatus } from "../core/user-status.ts";
+import type { AuditEntry } from "../core/ports/admin.ts";
 import {
   type AdminUser,
   AdminUserSchema,
@@ -32,8 +33,6 @@ import { kClient } from "./context.ts";
  */
 export type AdminFor = (actor: string, client: ClientInfo) => AdminCore;
 
-const STATUSES: readonly UserStatus[] = ["active", "disabled", "locked", "pending"];
-
 /**
  * Registers AdminService; every method runs behind the admin interceptor (admin keys only). The
  * handlers translate; the core's AdminService, the same one the admin tool uses, decides.
@@ -56,7 +55,7 @@ export function registerAdminService(deps: { adminFor: AdminFor }) {
         return statusChangeToPb(await adminOf(ctx).enable(req.userId));
       },
       async lockUser(req, ctx) {
-        const until = req.until === undefined || req.until === "" ? null : instantOf(req.until);
+        const until = req.until === undefined || req.until === "" ? null : lockEndOf(req.until);
         return statusChangeToPb(await adminOf(ctx).lock(req.userId, { until, reason: req.reason, revokeSessions: req.revokeSessions }));
       },
       async unlockUser(req, ctx) {
@@ -87,18 +86,15 @@ export function registerAdminService(deps: { adminFor: AdminFor }) {
 
 function statusOf(s: string | undefined): UserStatus | undefined {
   if (s === undefined || s === "") return undefined;
-  if (!(STATUSES as readonly string[]).includes(s)) {
-    throw new DomainError("invalid_request", `status must be one of ${STATUSES.join(", ")}`);
-  }
-  return s as UserStatus;
+  const status = parseUserStatus(s);
+  if (status === null) throw new DomainError("invalid_request", `status must be one of ${USER_STATUSES.join(", ")}`);
+  return status;
 }
 
-/** RFC 3339 with an explicit offset: a lock's end must not depend on anyone's time zone. */
-function instantOf(s: string): Date {
-  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/i.test(s) || Number.isNaN(Date.parse(s))) {
-    throw new DomainError("invalid_request", "until must be an RFC 3339 time with its offset, like 2026-12-01T08:00:00Z");
-  }
-  return new Date(s);
+function lockEndOf(s: string): Date {
+  const until = parseLockEnd(s);
+  if (until === null) throw new DomainError("invalid_request", "until must be an RFC 3339 time with its offset, like 2026-12-01T08:00:00Z");
+  return until;
 }
 
 // ---- domain -> proto -----------------------------------------------------------------------------

@@ -77,7 +77,7 @@ export function registerAuthService(deps: AuthServiceDeps) {
  * sign-in, refresh, MFA completion): the password fields come from `result.passwordStatus` and
  * are the same at the top level and inside `user`.
  */
-export function loginResultToPb(result: LoginResult): LoginResponse {
+function loginResultToPb(result: LoginResult): LoginResponse {
   const user = userToPb(result.user, result.passwordStatus);
   return create(LoginResponseSchema, {
     accessToken: result.accessToken,
@@ -97,7 +97,7 @@ export function loginResultToPb(result: LoginResult): LoginResponse {
  * A sign-in stopped for MFA: the challenge and why, and no token. Before the second factor the
  * caller learns no more about the account than it needs (no password expiry details).
  */
-export function challengeToPb(result: MfaChallengeResult): LoginResponse {
+function challengeToPb(result: MfaChallengeResult): LoginResponse {
   return create(LoginResponseSchema, {
     challengeToken: result.challengeToken,
     expiresIn: 0,
@@ -148,7 +148,7 @@ function passwordFieldsToPb(p: PasswordStatus) {
   };
 }
 
-/** RFC 3339 in UTC without fractional seconds, as in the seed ("2026-01-15T10:30:00Z"). */
+/** RFC 3339 in UTC without fractional seconds ("2026-01-15T10:30:00Z"), as the API documents its times. */
 export function rfc3339(d: Date): string {
   return d.toISOString().replace(/\.\d{3}Z$/, "Z");
 }

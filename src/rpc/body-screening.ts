@@ -17,7 +17,7 @@ import { parseContentType as parseConnectType } from "@connectrpc/connect/protoc
 import { parseContentType as parseGrpcType } from "@connectrpc/connect/protocol-grpc";
 import { parseContentType as parseGrpcWebType } from "@connectrpc/connect/protocol-grpc-web";
 import { universalRequestFromNodeRequest } from "@connectrpc/connect-node";
-import type { NodeRequest, NodeResponse } from "./http-handler.ts";
+import type { NodeRequest, NodeResponse } from "./http-io.ts";
 import { kMalformed, malformedRequest } from "./request-checks.ts";
 import { unframe } from "./unary-fast-path.ts";
 

@@ -91,31 +91,9 @@ export const ERROR_TABLE: Record<ErrorCode, { code: Code; log: "debug" | "info" 
   internal: { code: Code.Internal, log: "error" },
 };
 
-/** HTTP status implied by a Connect code (connectrpc.com/docs/protocol#error-codes). */
-export function httpStatusOf(code: Code): number {
-  switch (code) {
-    case Code.Canceled: return 499;
-    case Code.InvalidArgument: return 400;
-    case Code.DeadlineExceeded: return 504;
-    case Code.NotFound: return 404;
-    case Code.AlreadyExists: return 409;
-    case Code.PermissionDenied: return 403;
-    case Code.ResourceExhausted: return 429;
-    case Code.FailedPrecondition: return 400;
-    case Code.Aborted: return 409;
-    case Code.OutOfRange: return 400;
-    case Code.Unimplemented: return 501;
-    case Code.Unavailable: return 503;
-    case Code.Unauthenticated: return 401;
-    default: return 500;
-  }
-}
-
-const STATUS_NAMES = ["ok", "canceled", "unknown", "invalid_argument", "deadline_exceeded", "not_found", "already_exists",
-  "permission_denied", "resource_exhausted", "failed_precondition", "aborted", "out_of_range", "unimplemented",
-  "internal", "unavailable", "data_loss", "unauthenticated"];
-
-/** The snake_case name of a Connect/gRPC code: the `status` of a REST error body. */
-export function statusName(code: Code): string {
-  return STATUS_NAMES[code] ?? "unknown";
-}
+/**
+ * HTTP status implied by a Connect code (connectrpc.com/docs/protocol#error-codes), and the
+ * snake_case name of a code (the `status` of a REST error body, the outcome label of an RPC
+ * without a domain code): connect-es's own tables, so there is one of each.
+ */
+export { codeToHttpStatus as httpStatusOf, codeToString as statusName } from "@connectrpc/connect/protocol-connect";

@@ -7,31 +7,33 @@ import type { Logger } from "../logger.ts";
 import { ERROR_TABLE } from "./error-codes.ts";
 import { kRequestId } from "./context.ts";
 
-export const ERROR_DOMAIN = "identity.v1";
+const ERROR_DOMAIN = "identity.v1";
 
 /** Turns any error into the DomainError the client may see; unknown ones become `internal`. */
-export function toDomainError(e: unknown): DomainError {
+function toDomainError(e: unknown): DomainError {
   if (isDomainError(e)) return e;
   return new DomainError("internal", "internal error", { cause: e });
 }
 
 /**
- * A ConnectError carrying the stable code as a google.rpc.ErrorInfo detail (reason = code). A
- * refusal that says when to come back (`retry_after_seconds`) also carries google.rpc.RetryInfo
+ * A ConnectError carrying the stable code as a google.rpc.ErrorInfo detail (reason = code), and
+ * the domain error itself as its cause (REST answers are made from it; no client sees the cause).
+ * A refusal that says when to come back (`retry_after_seconds`) also carries google.rpc.RetryInfo
  * and the HTTP `Retry-After` header (Connect and REST answers; gRPC puts it in the trailers).
  */
-export function toConnectError(e: DomainError): ConnectError {
+function toConnectError(e: DomainError): ConnectError {
   const entry = ERROR_TABLE[e.code];
   const details: ConstructorParameters<typeof ConnectError>[3] = [
     { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason: e.code, domain: ERROR_DOMAIN, metadata: { ...e.detail } }) },
   ];
   const retryAfter = retryAfterSeconds(e);
-  if (retryAfter === undefined) return new ConnectError(e.message, entry.code, undefined, details);
+  if (retryAfter === undefined) return new ConnectError(e.message, entry.code, undefined, details, e);
   details.push({ desc: RetryInfoSchema, value: create(RetryInfoSchema, { retryDelay: durationFromMs(retryAfter * 1000) }) });
-  return new ConnectError(e.message, entry.code, { "retry-after": String(retryAfter) }, details);
+  return new ConnectError(e.message, entry.code, { "retry-after": String(retryAfter) }, details, e);
 }
 
-function retryAfterSeconds(e: DomainError): number | undefined {
+/** When a refusal says to come back (its `retry_after_seconds` detail), in whole seconds. */
+export function retryAfterSeconds(e: DomainError): number | undefined {
   const n = Number(e.detail?.["retry_after_seconds"]);
   return Number.isInteger(n) && n > 0 ? n : undefined;
 }

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
-import { type NodeRequest, type NodeResponse, sendError } from "./http-handler.ts";
+import { type NodeRequest, type NodeResponse, sendError } from "./http-io.ts";
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 

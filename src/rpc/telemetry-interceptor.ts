@@ -1,9 +1,8 @@
 import { propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, type TextMapGetter, type Tracer } from "@opentelemetry/api";
 import { ConnectError, type Interceptor } from "@connectrpc/connect";
-import { codeToString } from "@connectrpc/connect/protocol-connect";
 import type { DescMethod } from "@bufbuild/protobuf";
 import { isDomainError } from "../core/errors.ts";
-import { ErrorInfoSchema } from "../../gen/pb/google/rpc/error_details_pb.ts";
+import { statusName } from "./error-codes.ts";
 import { kAccess } from "./context.ts";
 
 /** Where the telemetry interceptor reports each finished RPC (the metrics adapter). */
@@ -84,13 +83,9 @@ export function tracingInterceptor(tracer: Tracer): Interceptor {
   };
 }
 
-/** The stable code of a failure: the ErrorInfo reason the error interceptor attached, else the Connect code. */
-export function outcomeOf(e: unknown): string {
+/** The stable code of a failure: the domain error's (the error interceptor keeps it as the cause), else the Connect code. */
+function outcomeOf(e: unknown): string {
   if (isDomainError(e)) return e.code;
-  if (e instanceof ConnectError) {
-    const info = e.findDetails(ErrorInfoSchema)[0];
-    if (info !== undefined) return info.reason;
-    return codeToString(e.code);
-  }
+  if (e instanceof ConnectError) return isDomainError(e.cause) ? e.cause.code : statusName(e.code);
   return "internal";
 }

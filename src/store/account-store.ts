@@ -1,90 +1,16 @@
-import type { AuditRecord, NewSession, UserRecord, UserStatus, UserWithPassword } from "../core/model.ts";
-import {
-  type AccountReader,
-  type AuditLog,
-  type SigninFailureCounter,
-  type SingleUsePurger,
-  type LinkedAccount,
-  SigninConflict,
-  type SigninWriter,
-} from "../core/ports.ts";
+import type { LinkedAccount } from "../core/model.ts";
+import type { AuditLog, SigninFailureCounter } from "../core/ports/audit.ts";
+import { SigninConflict, type AccountReader, type SigninWriter } from "../core/ports/signin.ts";
+import type { SingleUsePurger } from "../core/ports/single-use.ts";
 import type { Db } from "./database.ts";
 import { guarded, storeError, uniqueViolationFields } from "./prisma-errors.ts";
-import { newId } from "../core/ids.ts";
-import { challengeCreate, seenWrites } from "./mfa-store.ts";
+import { auditRow, challengeCreate, seenWrites, sessionRow, userFromRow, type UserRow, userSelect, withPassword } from "./prisma-rows.ts";
 import { expiredUsesBefore } from "../core/single-use.ts";
 import { ADDRESS_FAILURE_TYPES, NOT_CALLER_FAULT_CODES } from "./hot/sql.ts";
-
-export interface UserRow {
-  id: string;
-  username: string;
-  email: string | null;
-  emailVerified: boolean;
-  phone: string | null;
-  status: string;
-  lockedUntil: Date | null;
-  mustChangePassword: boolean;
-  createdAt: Date;
-}
-
-export const userSelect = {
-  id: true,
-  username: true,
-  email: true,
-  emailVerified: true,
-  phone: true,
-  status: true,
-  lockedUntil: true,
-  mustChangePassword: true,
-  createdAt: true,
-} as const;
-
-export function userFromRow(row: UserRow): UserRecord {
-  return { ...row, status: row.status as UserStatus };
-}
-
-/** The user with its local password's change time (null: no local password). */
-export function withPassword(user: UserRecord, credential: { changedAt: Date } | null): UserWithPassword {
-  return { ...user, passwordChangedAt: credential?.changedAt ?? null };
-}
 
 /** Reads when a user's local password was last set (the only column the policy needs). */
 export function readPasswordChangedAt(db: Db, userId: string): Promise<{ changedAt: Date } | null> {
   return guarded(() => db.passwordCredential.findUnique({ where: { userId }, select: { changedAt: true } }));
-}
-
-/** The row a new session is stored as. */
-export function sessionRow(session: NewSession, identityId: string) {
-  return {
-    id: session.id,
-    userId: session.userId,
-    identityId,
-    provider: session.provider,
-    amr: JSON.stringify(session.amr),
-    ip: session.client.ip,
-    userAgent: session.client.userAgent?.slice(0, 512) ?? null,
-    deviceId: session.client.deviceId,
-    createdAt: session.createdAt,
-    lastUsedAt: session.createdAt,
-    expiresAt: session.expiresAt,
-  };
-}
-
-export function auditRow(event: AuditRecord) {
-  return {
-    id: newId("evt"),
-    at: event.at,
-    type: event.type,
-    code: event.code ?? null,
-    userId: event.userId ?? null,
-    provider: event.provider ?? null,
-    issuer: event.issuer ?? null,
-    subject: event.subject ?? null,
-    ip: event.client.ip,
-    userAgent: event.client.userAgent?.slice(0, 512) ?? null,
-    requestId: event.client.requestId,
-    detail: event.detail === undefined ? null : JSON.stringify(event.detail),
-  };
 }
 
 /** Accounts and the sign-in transaction, on Prisma. */

@@ -1,6 +1,7 @@
+import type { PasswordCredential, User } from "../../gen/prisma/sqlite/client.ts";
 import type { UserStatus } from "../core/model.ts";
-import type { AdminStore, AdminUserRecord, AuditEntry } from "../core/ports.ts";
-import { auditRow, type UserRow, userFromRow, userSelect } from "./account-store.ts";
+import type { AdminStore, AdminUserRecord, AuditEntry } from "../core/ports/admin.ts";
+import { auditRow, type UserRow, userFromRow, userSelect } from "./prisma-rows.ts";
 import type { Db } from "./database.ts";
 import { guarded, storeError } from "./prisma-errors.ts";
 
@@ -11,11 +12,8 @@ const adminUserSelect = {
   password: { select: { changedAt: true } },
 } as const;
 
-interface AdminUserRow extends UserRow {
-  statusReason: string | null;
-  lastSigninAt: Date | null;
-  password: { changedAt: Date } | null;
-}
+/** A user row as `adminUserSelect` reads it (types from the generated client). */
+type AdminUserRow = UserRow & Pick<User, "statusReason" | "lastSigninAt"> & { password: Pick<PasswordCredential, "changedAt"> | null };
 
 function adminUserFromRow(row: AdminUserRow): AdminUserRecord {
   const { statusReason, lastSigninAt, password, ...user } = row;

@@ -1,22 +1,11 @@
-import type { Prisma } from "../../gen/prisma/sqlite/client.ts";
 import { DomainError } from "../core/errors.ts";
-import type {
-  ChallengeRecord,
-  ChallengeState,
-  MfaStore,
-  NewChallenge,
-  SeenContext,
-  SigninHistoryReader,
-} from "../core/mfa-ports.ts";
-import type { RiskSummary } from "../core/model.ts";
-import type { NewIdentity } from "../core/ports.ts";
+import type { ChallengeState, MfaStore } from "../core/ports/mfa.ts";
+import type { SigninHistoryReader } from "../core/ports/risk-history.ts";
 import type { MfaMethod } from "../core/risk.ts";
-import { auditRow, sessionRow, userFromRow, userSelect, withPassword } from "./account-store.ts";
+import { auditRow, challengeFromRow, seenWrites, sessionRow, userFromRow, userSelect, withPassword } from "./prisma-rows.ts";
 import type { Db } from "./database.ts";
 import { guarded, storeError, uniqueViolationFields } from "./prisma-errors.ts";
 import { FAILURE_TYPES } from "./hot/sql.ts";
-
-type Tx = Prisma.TransactionClient;
 
 /** The audit records of wrong second-factor codes (MfaStore.countCodeFailures). */
 function codeFailures(userId: string, since: Date) {
@@ -37,106 +26,6 @@ function codeFailures(userId: string, since: Date) {
  */
 const RECENT_NETWORKS = 200;
 const RECENT_DEVICES = 200;
-
-/** The row a challenge is stored as (JSON columns as text). */
-export function challengeRow(c: NewChallenge) {
-  return {
-    id: c.id,
-    tokenHash: c.tokenHash,
-    userId: c.userId,
-    identityId: c.identityId,
-    provider: c.provider,
-    deviceKey: c.deviceKey,
-    deviceId: c.deviceId,
-    ip: c.ip,
-    userAgent: c.userAgent?.slice(0, 512) ?? null,
-    amr: JSON.stringify(c.amr),
-    risk: JSON.stringify(c.risk),
-    context: JSON.stringify(c.context),
-    methods: JSON.stringify(c.methods),
-    pendingIdentity: c.pendingIdentity === null ? null : JSON.stringify(c.pendingIdentity),
-    attempts: 0,
-    createdAt: c.createdAt,
-    expiresAt: c.expiresAt,
-  };
-}
-
-interface ChallengeRow {
-  id: string;
-  userId: string;
-  identityId: string;
-  provider: string;
-  deviceKey: string | null;
-  deviceId: string | null;
-  amr: string;
-  risk: string;
-  context: string;
-  methods: string;
-  pendingIdentity: string | null;
-  attempts: number;
-  createdAt: Date;
-  expiresAt: Date;
-  consumedAt: Date | null;
-  consumedReason: string | null;
-}
-
-function challengeFromRow(row: ChallengeRow): ChallengeRecord {
-  return {
-    id: row.id,
-    userId: row.userId,
-    identityId: row.identityId,
-    provider: row.provider,
-    deviceKey: row.deviceKey,
-    deviceId: row.deviceId,
-    amr: JSON.parse(row.amr) as string[],
-    // Challenges stored before the summary carried signals have none.
-    risk: { signals: [], ...(JSON.parse(row.risk) as Omit<RiskSummary, "signals">) },
-    context: JSON.parse(row.context) as SeenContext,
-    methods: JSON.parse(row.methods) as MfaMethod[],
-    pendingIdentity: row.pendingIdentity === null ? null : (JSON.parse(row.pendingIdentity) as NewIdentity),
-    attempts: row.attempts,
-    createdAt: row.createdAt,
-    expiresAt: row.expiresAt,
-    consumedAt: row.consumedAt,
-    consumedReason: row.consumedReason as ChallengeRecord["consumedReason"],
-  };
-}
-
-/**
- * The writes that remember a completed sign-in's device and network (upserts on their keys), for
- * a batch or an interactive transaction. A device's trust is only ever extended here, never
- * cleared by a plain sign-in.
- */
-export function seenWrites(db: Db | Tx, userId: string, seen: SeenContext, at: Date) {
-  const ops = [];
-  if (seen.deviceKey !== null) {
-    const trustedUntil = seen.trustedUntil ?? null;
-    ops.push(
-      db.userDevice.upsert({
-        where: { userId_deviceKey: { userId, deviceKey: seen.deviceKey } },
-        create: { userId, deviceKey: seen.deviceKey, firstSeenAt: at, lastSeenAt: at, trustedUntil },
-        update: { lastSeenAt: at, ...(trustedUntil === null ? {} : { trustedUntil }) },
-        select: { userId: true },
-      }),
-    );
-  }
-  if (seen.network !== null) {
-    const place = {
-      country: seen.geo?.country ?? null,
-      latitude: seen.geo?.latitude ?? null,
-      longitude: seen.geo?.longitude ?? null,
-    };
-    ops.push(
-      db.userNetwork.upsert({
-        where: { userId_network: { userId, network: seen.network } },
-        create: { userId, network: seen.network, ...place, firstSeenAt: at, lastSeenAt: at },
-        update: { ...place, lastSeenAt: at },
-        select: { userId: true },
-      }),
-    );
-  }
-  return ops;
-}
 
 /** Challenges, factors and sign-in history, on Prisma. */
 export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
@@ -389,9 +278,4 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
       }
     },
   };
-}
-
-/** The create of a challenge row, for the sign-in transaction. */
-export function challengeCreate(db: Db, challenge: NewChallenge) {
-  return db.mfaChallenge.create({ data: challengeRow(challenge), select: { id: true } });
 }

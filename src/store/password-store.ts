@@ -1,5 +1,5 @@
-import type { PasswordChangeOutcome, PasswordStore } from "../core/ports.ts";
-import { auditRow, type UserRow, userFromRow, userSelect, withPassword } from "./account-store.ts";
+import type { PasswordChangeOutcome, PasswordStore } from "../core/ports/passwords.ts";
+import { auditRow, type UserRow, userFromRow, userSelect, withPassword } from "./prisma-rows.ts";
 import type { Db } from "./database.ts";
 import { guarded, storeError, uniqueViolationFields } from "./prisma-errors.ts";
 

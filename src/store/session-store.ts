@@ -1,26 +1,9 @@
-import type { SessionInfo, UserStatus } from "../core/model.ts";
-import type { RefreshDecision, RefreshState, SessionStore } from "../core/ports.ts";
-import { auditRow, readPasswordChangedAt, userFromRow, userSelect, withPassword } from "./account-store.ts";
+import type { UserStatus } from "../core/model.ts";
+import type { RefreshDecision, RefreshState, SessionStore } from "../core/ports/sessions.ts";
+import { readPasswordChangedAt } from "./account-store.ts";
+import { auditRow, sessionFromRow, userFromRow, userSelect, withPassword } from "./prisma-rows.ts";
 import type { Db } from "./database.ts";
 import { guarded, storeError } from "./prisma-errors.ts";
-
-interface SessionRow {
-  id: string;
-  userId: string;
-  provider: string | null;
-  amr: string;
-  ip: string | null;
-  userAgent: string | null;
-  deviceId: string | null;
-  createdAt: Date;
-  lastUsedAt: Date;
-  expiresAt: Date;
-  revokedAt: Date | null;
-}
-
-function sessionFromRow(row: SessionRow): SessionInfo {
-  return { ...row, amr: JSON.parse(row.amr) as string[] };
-}
 
 /** Sessions and refresh-token rotation, on Prisma. */
 export function createSessionStore(db: Db): SessionStore {

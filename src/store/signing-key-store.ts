@@ -1,4 +1,4 @@
-import type { SigningKeyStore } from "../core/ports.ts";
+import type { SigningKeyStore } from "../core/ports/signing-keys.ts";
 import type { Db } from "./database.ts";
 import { guarded, uniqueViolationFields } from "./prisma-errors.ts";
 

@@ -105,3 +105,9 @@ export function createMetrics(options: { providers: readonly string[] }): Servic
     render: () => registry.metrics(),
   };
 }
+
+/** The first keyword of a Prisma statement, as a bounded metrics label. */
+export function statementKind(sql: string): string {
+  const word = /^\s*(\w+)/.exec(sql)?.[1]?.toLowerCase();
+  return word !== undefined && ["select", "insert", "update", "delete", "begin", "commit", "rollback", "with"].includes(word) ? word : "other";
+}

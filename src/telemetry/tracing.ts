@@ -2,7 +2,7 @@ import { context, propagation, trace, type Tracer } from "@opentelemetry/api";
 import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
 
 /** The instrumentation scope of every span this service makes. */
-export const TRACER_NAME = "idtoken-signin";
+const TRACER_NAME = "idtoken-signin";
 
 const SHUTDOWN_TIMEOUT_MS = 2000;
 

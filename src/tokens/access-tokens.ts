@@ -3,7 +3,7 @@ import { createLocalJWKSet, errors as joseErrors, exportJWK, type JWK, jwtVerify
 import { DomainError } from "../core/errors.ts";
 import type { Clock } from "../core/clock.ts";
 import type { Principal } from "../core/model.ts";
-import type { AccessTokenClaims, AccessTokenIssuer, AccessTokenVerifier, SigningKeyStore } from "../core/ports.ts";
+import type { AccessTokenClaims, AccessTokenIssuer, AccessTokenVerifier, SigningKeyStore } from "../core/ports/signing-keys.ts";
 import { randomBase32 } from "../core/ids.ts";
 import type { KeyEncryption } from "./key-encryption.ts";
 

@@ -1,4 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import type { AdminKeyVerifier } from "../core/ports/admin.ts";
 
 /** Admin API keys look like this: `adm_` + 256 random bits in base64url (43 characters). */
 export const ADMIN_KEY_PATTERN = /^adm_[A-Za-z0-9_-]{43}$/;
@@ -36,15 +37,6 @@ export function hashAdminKey(key: string): Buffer {
 export function mintAdminKey(): { key: string; sha256Hex: string } {
   const key = `adm_${randomBytes(32).toString("base64url")}`;
   return { key, sha256Hex: hashAdminKey(key).toString("hex") };
-}
-
-export interface AdminKeyVerifier {
-  /** Whether any key is configured at all (none: the admin API is off). */
-  readonly enabled: boolean;
-  /** Whether `text` has the shape of an admin key (`adm_…`), configured or not. */
-  isAdminKey(text: string): boolean;
-  /** The name of the configured key `presented` is, or null. */
-  verify(presented: string): string | null;
 }
 
 /**

@@ -10,7 +10,8 @@ import type { Clock } from "../core/clock.ts";
 import { hasControlCharacters } from "../core/plain-text.ts";
 import { DomainError, type ErrorCode } from "../core/errors.ts";
 import type { ExternalIdentity, ProviderPolicy } from "../core/model.ts";
-import type { IdTokenVerifier } from "../core/ports.ts";
+import type { IdTokenVerifier } from "../core/ports/signin.ts";
+import { isTenantTemplated, issuerFitsConfigured, nonceInToken, tenantIssuer } from "./provider-quirks.ts";
 import type { KeyResolver } from "./remote-key-set.ts";
 import { sha256Hex } from "./sha256.ts";
 import { singleUse } from "../core/single-use.ts";
@@ -86,7 +87,7 @@ export function createIdTokenVerifier(options: IdTokenVerifierOptions): IdTokenV
     // provider's own keys and rules. The unverified value only selects configuration.
     const payload = decodeSegment(token.split(".")[1]!);
     const iss = typeof payload?.["iss"] === "string" ? payload["iss"] : undefined;
-    const candidates = options.providers.filter((p) => iss !== undefined && issuerMatches(p.issuer, iss));
+    const candidates = options.providers.filter((p) => iss !== undefined && issuerFitsConfigured(p.issuer, iss));
     if (candidates.length === 0) {
       throw new DomainError(
         "issuer_untrusted",
@@ -147,7 +148,7 @@ export function createIdTokenVerifier(options: IdTokenVerifierOptions): IdTokenV
     }
 
     // A templated issuer is checked here, against the tenant the signed token names.
-    const issuer = expectedIssuer(provider.issuer, payload);
+    const issuer = tenantIssuer(provider.issuer, payload);
     if (payload.iss !== issuer) {
       throw new DomainError("id_token_issuer_mismatch", `the token was not issued by provider "${provider.name}"`);
     }
@@ -169,7 +170,7 @@ export function createIdTokenVerifier(options: IdTokenVerifierOptions): IdTokenV
     }
     if (request.nonce !== undefined) {
       const nonce = payload["nonce"];
-      const expected = provider.nonceHashing === "sha256" ? sha256Hex(request.nonce) : request.nonce;
+      const expected = nonceInToken(provider.nonceHashing, request.nonce);
       if (typeof nonce !== "string" || !equalStrings(nonce, expected)) {
         throw new DomainError("id_token_nonce_mismatch", "the token's nonce does not match the request's nonce");
       }
@@ -237,7 +238,7 @@ function verifyOptions(provider: ProviderVerification, options: IdTokenVerifierO
   return {
     algorithms: [...provider.algorithms],
     // A templated issuer has no single value; it is checked after the signature (verify()).
-    ...(isTemplated(provider.issuer) ? {} : { issuer: provider.issuer }),
+    ...(isTenantTemplated(provider.issuer) ? {} : { issuer: provider.issuer }),
     audience: [...provider.clientIds],
     clockTolerance: provider.clockSkewSeconds,
     currentDate: options.clock.now(),
@@ -288,30 +289,6 @@ function fromJose(e: unknown, provider: ProviderVerification): DomainError {
     return reject("id_token_invalid", "the ID token was rejected");
   }
   return new DomainError("internal", "ID token verification failed unexpectedly", { cause: e });
-}
-
-const TENANT = "{tenantid}";
-const TENANT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
-function isTemplated(issuer: string): boolean {
-  return issuer.includes(TENANT);
-}
-
-/** Whether an (unverified) `iss` fits a configured issuer, templated or exact. */
-function issuerMatches(configured: string, iss: string): boolean {
-  if (!isTemplated(configured)) return configured === iss;
-  const [before, after] = configured.split(TENANT) as [string, string];
-  return iss.startsWith(before) && iss.endsWith(after) && TENANT_ID.test(iss.slice(before.length, iss.length - after.length));
-}
-
-/** The issuer a verified token must carry: the configured one, with its `tid` when templated. */
-function expectedIssuer(configured: string, payload: JWTPayload): string {
-  if (!isTemplated(configured)) return configured;
-  const tid = payload["tid"];
-  if (typeof tid !== "string" || !TENANT_ID.test(tid)) {
-    throw new DomainError("id_token_claim_invalid", "the token's tid claim is missing or malformed");
-  }
-  return configured.replace(TENANT, tid);
 }
 
 function decodeSegment(segment: string): Record<string, unknown> | null {

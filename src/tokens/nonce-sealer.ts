@@ -1,5 +1,5 @@
 import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from "node:crypto";
-import type { NonceSealer } from "../core/ports.ts";
+import type { NonceSealer } from "../core/ports/single-use.ts";
 
 const RANDOM = 16;
 const EXPIRY = 4;

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import type { OpaqueTokens } from "../core/ports.ts";
+import type { OpaqueTokens } from "../core/ports/sessions.ts";
 
 /**
  * Opaque bearer secrets: `<prefix>_` + 256 random bits, base64url. Only their SHA-256 is stored,

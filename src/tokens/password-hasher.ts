@@ -1,5 +1,5 @@
 import { hash, verify } from "@node-rs/argon2";
-import type { PasswordHasher } from "../core/ports.ts";
+import type { PasswordHasher } from "../core/ports/passwords.ts";
 
 export interface Argon2Parameters {
   /** Memory per hash, in KiB (OWASP: 19456 with time cost 2, or more memory with less time). */

@@ -1,5 +1,5 @@
 import { createHmac, hkdfSync, timingSafeEqual } from "node:crypto";
-import type { RecoveryCodes } from "../core/mfa-ports.ts";
+import type { RecoveryCodes } from "../core/ports/mfa.ts";
 import { randomBase32 } from "../core/ids.ts";
 
 /**

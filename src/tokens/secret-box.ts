@@ -1,4 +1,4 @@
-import type { SecretBox } from "../core/mfa-ports.ts";
+import type { SecretBox } from "../core/ports/mfa.ts";
 import type { KeyEncryption } from "./key-encryption.ts";
 
 /**

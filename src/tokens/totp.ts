@@ -1,6 +1,6 @@
 import { timingSafeEqual } from "node:crypto";
 import { Secret, TOTP } from "otpauth";
-import type { TotpEngine } from "../core/mfa-ports.ts";
+import type { TotpEngine } from "../core/ports/mfa.ts";
 
 export interface TotpOptions {
   /** Shown by authenticator apps above the account name (e.g. the product name). */

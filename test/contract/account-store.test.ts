@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SigninConflict } from "../../src/core/ports.ts";
-import type { AccountWrite } from "../../src/core/ports.ts";
+import { type AccountWrite, SigninConflict } from "../../src/core/ports/signin.ts";
 import { createAccountStore, createAuditLog } from "../../src/store/account-store.ts";
 import { createHotStore } from "../../src/store/hot/hot-store.ts";
 import { createPrismaSigninReader } from "../../src/store/hot/prisma.ts";

@@ -4,8 +4,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DomainError } from "../../src/core/errors.ts";
-import type { ChallengeDecision, ChallengeState, NewChallenge } from "../../src/core/mfa-ports.ts";
-import type { AccountWrite } from "../../src/core/ports.ts";
+import type { ChallengeDecision, ChallengeState, NewChallenge } from "../../src/core/ports/mfa.ts";
+import type { AccountWrite } from "../../src/core/ports/signin.ts";
 import { createAccountStore } from "../../src/store/account-store.ts";
 import { type Database, openDatabase } from "../../src/store/database.ts";
 import { createMfaStore } from "../../src/store/mfa-store.ts";

@@ -6,7 +6,7 @@ import { DomainError } from "../../src/core/errors.ts";
 import { type Database, openDatabase } from "../../src/store/database.ts";
 import { migrate } from "../../src/store/migrate.ts";
 import { createSigningKeyStore } from "../../src/store/signing-key-store.ts";
-import { createLocalKeyRing, type LocalKeyRing, SigningKeyUnreadableError } from "../../src/tokens/access-tokens.ts";
+import { createLocalKeyRing, SigningKeyUnreadableError } from "../../src/tokens/access-tokens.ts";
 import { createKeyEncryption } from "../../src/tokens/key-encryption.ts";
 import { type TestDatabase, testDatabaseKinds } from "../support/databases.ts";
 

@@ -5,7 +5,7 @@
  * token in the same transaction.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createAdminTool, type AdminTool } from "../../src/app.ts";
+import { createAdminTool, type AdminTool } from "../../src/app/admin.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { testDatabaseKinds } from "../support/databases.ts";
 import { auditRowsOf, newRequestId, restSignin, rowCounts, uniqueSub } from "../support/signin-e2e.ts";

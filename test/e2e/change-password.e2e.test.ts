@@ -9,7 +9,7 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { UserService } from "../../gen/pb/identity/v1/user_service_pb.ts";
-import { createAdminTool, type AdminTool } from "../../src/app.ts";
+import { createAdminTool, type AdminTool } from "../../src/app/admin.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { createMovableClock, restSignin, uniqueSub } from "../support/signin-e2e.ts";
 

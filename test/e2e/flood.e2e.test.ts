@@ -34,6 +34,9 @@ describe("a flood from one address", () => {
     });
   });
   afterAll(async () => {
+    // Stopped here too: a failed assertion skips the test's own stop, and a service left running
+    // keeps loading the machine (and the next timing-sensitive run).
+    await t?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
 

@@ -81,7 +81,10 @@ describe.runIf(process.platform === "linux")("npm start passes SIGTERM to the se
         expect(output.split("\n").some((l) => l.includes('"msg":"draining"') && l.includes('"signal":"SIGTERM"'))).toBe(true);
         expect(output).toContain('"msg":"stopped"');
       } finally {
-        if (server !== undefined && alive(server)) process.kill(server, "SIGKILL");
+        // Whatever happened, leave no server behind (an orphan keeps its port and its CPU).
+        for (const pid of [...(server === undefined ? [] : [server]), ...(npm.exitCode === null ? descendants(npm.pid!) : [])]) {
+          if (alive(pid)) process.kill(pid, "SIGKILL");
+        }
         if (npm.exitCode === null && npm.signalCode === null) npm.kill("SIGKILL");
         rmSync(dir, { recursive: true, force: true });
       }

@@ -1,7 +1,7 @@
 /** Gathering the risk observation (history, lists, GeoIP, upstream MFA) with fakes; no I/O. */
 import { describe, expect, it } from "vitest";
 import { createAdaptiveMfa, upstreamDidMfa } from "../../src/core/adaptive-mfa.ts";
-import type { SigninHistory, SigninHistoryReader } from "../../src/core/mfa-ports.ts";
+import type { SigninHistory, SigninHistoryReader } from "../../src/core/ports/risk-history.ts";
 import type { ClientInfo, ExternalIdentity } from "../../src/core/model.ts";
 import { deviceKeyOf } from "../../src/core/signin-context.ts";
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { createAddressLimit } from "../../src/core/address-limit.ts";
 import { DomainError } from "../../src/core/errors.ts";
-import type { SigninFailureCounter } from "../../src/core/ports.ts";
+import type { SigninFailureCounter } from "../../src/core/ports/audit.ts";
 
 const T0 = new Date("2026-06-01T12:00:00Z").getTime();
 const WINDOW = 300;

@@ -6,8 +6,8 @@
 import { describe, expect, it } from "vitest";
 import { createAdminService } from "../../src/core/admin.ts";
 import { DomainError } from "../../src/core/errors.ts";
-import type { AuditRecord } from "../../src/core/model.ts";
-import type { AdminStore, AdminUserRecord, IdentityRecord } from "../../src/core/ports.ts";
+import type { AuditRecord, IdentityRecord } from "../../src/core/model.ts";
+import type { AdminStore, AdminUserRecord } from "../../src/core/ports/admin.ts";
 
 const NOW = new Date("2026-06-01T12:00:00Z");
 const client = { ip: null, userAgent: "admin-cli", requestId: null, deviceId: null };

@@ -11,7 +11,7 @@ import {
 import { beforeAll, describe, expect, it } from "vitest";
 import { DomainError, type ErrorCode } from "../../src/core/errors.ts";
 import type { Clock } from "../../src/core/clock.ts";
-import type { IdTokenVerifier } from "../../src/core/ports.ts";
+import type { IdTokenVerifier } from "../../src/core/ports/signin.ts";
 import {
   createIdTokenVerifier,
   type ProviderVerification,

@@ -7,7 +7,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { DomainError } from "../../src/core/errors.ts";
 import type { AuditRecord, UserWithPassword } from "../../src/core/model.ts";
 import { createPasswordService, type PasswordServiceDeps } from "../../src/core/passwords.ts";
-import type { PasswordHasher, PasswordStore } from "../../src/core/ports.ts";
+import type { PasswordHasher, PasswordStore } from "../../src/core/ports/passwords.ts";
 
 const client = { ip: "192.0.2.1", userAgent: "vitest", requestId: null, deviceId: null };
 const principal = { userId: "usr_1", sessionId: "ses_1", amr: ["fed"] };

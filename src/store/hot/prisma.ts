@@ -4,7 +4,7 @@
  * the batched write of account-store.ts and the session store's transactions; `npm run bench`
  * compares it with the driver path.
  */
-import type { SigninReader } from "../../core/ports.ts";
+import type { SigninReader } from "../../core/ports/signin.ts";
 import type { Db, Dialect } from "../database.ts";
 import { guarded } from "../prisma-errors.ts";
 import { type Row, snapshotOf } from "./rows.ts";

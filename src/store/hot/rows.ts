@@ -4,8 +4,9 @@
  * and 0/1; PostgreSQL: Date or timestamp text and booleans; JSON built in SQL arrives as text or
  * already parsed), so every value passes through one of the readers below.
  */
-import type { SigninHistory } from "../../core/mfa-ports.ts";
-import type { RefreshState, SigninSnapshot, SigninSnapshotQuery } from "../../core/ports.ts";
+import type { SigninHistory } from "../../core/ports/risk-history.ts";
+import type { RefreshState } from "../../core/ports/sessions.ts";
+import type { SigninSnapshot, SigninSnapshotQuery } from "../../core/ports/signin.ts";
 import type { SessionInfo, UserStatus, UserWithPassword } from "../../core/model.ts";
 import type { MfaMethod } from "../../core/risk.ts";
 import type { User } from "../../../gen/prisma/sqlite/client.ts";
@@ -35,7 +36,7 @@ function stringOrNull(value: unknown): string | null {
 }
 
 /** JSON built in SQL: text from SQLite and raw queries, already parsed from pg. */
-export function jsonOf<T>(value: unknown): T | null {
+function jsonOf<T>(value: unknown): T | null {
   if (value === null || value === undefined) return null;
   return (typeof value === "string" ? JSON.parse(value) : value) as T;
 }
@@ -59,7 +60,7 @@ export function userOf(row: Row): UserWithPassword {
 }
 
 /** The same user from a JSON array in USER_COLUMNS order plus the password change time. */
-export function userOfArray(values: readonly unknown[]): UserWithPassword {
+function userOfArray(values: readonly unknown[]): UserWithPassword {
   const row: Row = {};
   USER_COLUMNS.forEach((column, i) => (row[column] = values[i]));
   row["password_changed_at"] = values[USER_COLUMNS.length];
@@ -67,7 +68,7 @@ export function userOfArray(values: readonly unknown[]): UserWithPassword {
 }
 
 /** A session row (`sessions.*`) as the core sees it. */
-export function sessionOf(row: Row, prefix = ""): SessionInfo {
+function sessionOf(row: Row, prefix = ""): SessionInfo {
   const at = (c: string) => row[`${prefix}${c}`];
   return {
     id: String(at("id")),
@@ -88,7 +89,7 @@ export function sessionOf(row: Row, prefix = ""): SessionInfo {
  * The risk history from the facts the sign-in read gathers (see sql.ts): the device's row (or
  * whether any device was seen), the recent networks newest first, failures and second factors.
  */
-export function historyOf(row: Row, network: string | null): SigninHistory {
+function historyOf(row: Row, network: string | null): SigninHistory {
   const device = jsonOf<[unknown, unknown?]>(row["device"]);
   const totp = jsonOf<[unknown, unknown]>(row["totp"]);
   const networks = jsonOf<[string, string | null, number | null, number | null, unknown][]>(row["networks"]) ?? [];

@@ -6,7 +6,7 @@
  * Table and column names are those of prisma/schema.prisma (`@@map` / `@map`).
  */
 import { NOT_CALLER_FAULTS } from "../../core/errors.ts";
-import type { SigninSnapshotQuery } from "../../core/ports.ts";
+import type { SigninSnapshotQuery } from "../../core/ports/signin.ts";
 import type { Dialect } from "../database.ts";
 import { USER_COLUMNS } from "./rows.ts";
 

@@ -13,15 +13,9 @@ import type BetterSqlite3 from "better-sqlite3";
 import { DomainError } from "../../core/errors.ts";
 import { newId } from "../../core/ids.ts";
 import type { AuditRecord, UserWithPassword } from "../../core/model.ts";
-import {
-  type RefreshDecision,
-  type SessionStore,
-  type SigninFailureCounter,
-  SigninConflict,
-  type SigninReader,
-  type SigninWrite,
-  type SigninWriter,
-} from "../../core/ports.ts";
+import type { SigninFailureCounter } from "../../core/ports/audit.ts";
+import type { RefreshDecision, SessionStore } from "../../core/ports/sessions.ts";
+import { SigninConflict, type SigninReader, type SigninWrite, type SigninWriter } from "../../core/ports/signin.ts";
 import { storeError } from "../prisma-errors.ts";
 import { dateOf, refreshStateOf, type Row, sessionWithStatusOf, snapshotOf, userOf } from "./rows.ts";
 import * as SQL from "./sql.ts";
