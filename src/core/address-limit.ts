@@ -126,7 +126,8 @@ export function createAddressLimit(options: AddressLimitOptions): AddressLimit {
     return e.syncing;
   }
 
-  async function refuse(ip: string, e: Entry, rpc: string, now: number): Promise<never> {
+  /** The refusal for `ip` (tallied for the aggregated audit row), saying when the limit lifts. */
+  async function refusalFor(ip: string, e: Entry, rpc: string, now: number): Promise<DomainError> {
     if (e.limitedUntil <= now) {
       // When the (max)-th most recent failure leaves the window, fewer than max remain.
       const nth = await counter.nthRecentFailureFromIp(ip, new Date(now - windowMs), max).catch(() => null);
@@ -142,7 +143,7 @@ export function createAddressLimit(options: AddressLimitOptions): AddressLimit {
       tally.last = at;
       if (!tally.rpcs.includes(rpc)) tally.rpcs.push(rpc);
     }
-    throw rateLimited(Math.max(1, Math.ceil((e.limitedUntil - now) / 1000)));
+    return rateLimited(Math.max(1, Math.ceil((e.limitedUntil - now) / 1000)));
   }
 
   async function admit(ip: string | null, rpc: string): Promise<AddressAttempt> {
@@ -153,10 +154,10 @@ export function createAddressLimit(options: AddressLimitOptions): AddressLimit {
       const now = clock.now().getTime();
       if (now - e.syncedAt > syncMs) await sync(ip, e);
       const n = failures(e, now);
-      if (n >= max) return refuse(ip, e, rpc, now);
+      if (n >= max) throw await refusalFor(ip, e, rpc, now);
       if (n + e.inFlight < max) break;
       // Every slot is taken by attempts still being evaluated: wait for one to finish.
-      if (now - started >= maxWaitMs) return refuse(ip, e, rpc, now);
+      if (now - started >= maxWaitMs) throw await refusalFor(ip, e, rpc, now);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           const i = e.waiters.indexOf(wake);
@@ -194,13 +195,7 @@ export function createAddressLimit(options: AddressLimitOptions): AddressLimit {
     max,
     windowSeconds: options.windowSeconds,
     admit,
-    async refusal(ip, rpc) {
-      try {
-        return await refuse(ip, entryOf(ip), rpc, clock.now().getTime());
-      } catch (e) {
-        return e as DomainError;
-      }
-    },
+    refusal: (ip, rpc) => refusalFor(ip, entryOf(ip), rpc, clock.now().getTime()),
     observe(ip, n) {
       const e = entries.get(ip);
       if (e === undefined) return;

@@ -262,7 +262,8 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
         attempt.settle();
         return result;
       } catch (e) {
-        // Refusals before the challenge is read leave no audit row; the others do.
+        // Counted as recorded: the refusals that write no row (empty fields) fall out at the next
+        // read of the trail, which is what decides across replicas.
         attempt.settle(e);
         throw e;
       }

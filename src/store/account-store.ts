@@ -6,7 +6,8 @@ import type { Db } from "./database.ts";
 import { guarded, storeError, uniqueViolationFields } from "./prisma-errors.ts";
 import { auditRow, challengeCreate, seenWrites, sessionRow, userFromRow, type UserRow, userSelect, withPassword } from "./prisma-rows.ts";
 import { expiredUsesBefore } from "../core/single-use.ts";
-import { ADDRESS_FAILURE_TYPES, NOT_CALLER_FAULT_CODES } from "./hot/sql.ts";
+import { ADDRESS_FAILURE_TYPES } from "./hot/sql.ts";
+import { NOT_CALLER_FAULTS } from "../core/errors.ts";
 
 /** Reads when a user's local password was last set (the only column the policy needs). */
 export function readPasswordChangedAt(db: Db, userId: string): Promise<{ changedAt: Date } | null> {
@@ -121,7 +122,7 @@ function addressFailures(ip: string, since: Date) {
     ip,
     type: { in: ADDRESS_FAILURE_TYPES },
     at: { gte: since },
-    OR: [{ code: null }, { code: { notIn: NOT_CALLER_FAULT_CODES } }],
+    OR: [{ code: null }, { code: { notIn: [...NOT_CALLER_FAULTS] } }],
   };
 }
 

@@ -1,7 +1,9 @@
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { openDatabase } from "../../src/store/database.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { postgresKind } from "../support/databases.ts";
+import { devIdToken } from "../support/signin-e2e.ts";
 import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.ts";
 import { createHealthClient } from "../support/health-client.ts";
 
@@ -112,10 +114,8 @@ describe.runIf(kind !== null)("PostgreSQL ends idle connections", () => {
 
   it("keeps serving: the pool replaces the dead connections", async () => {
     const json = { "content-type": "application/json" };
-    const signin = async (sub: string) => {
-      const minted = (await (await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: json, body: JSON.stringify({ sub }) })).json()) as { id_token: string };
-      return fetch(`${t.url}/auth/id-token/signin`, { method: "POST", headers: json, body: JSON.stringify({ id_token: minted.id_token, provider: "dev" }) });
-    };
+    const signin = async (sub: string) =>
+      fetch(`${t.url}/auth/id-token/signin`, { method: "POST", headers: json, body: JSON.stringify({ id_token: await devIdToken(t.url, sub), provider: "dev" }) });
     expect((await signin("before-terminate")).status).toBe(200);
     const pool = t.app.database.driver.dialect === "postgresql" ? t.app.database.driver.pool : null;
     expect(pool!.idleCount).toBeGreaterThan(0);
@@ -134,5 +134,30 @@ describe.runIf(kind !== null)("PostgreSQL ends idle connections", () => {
     let after = await signin("after-terminate");
     for (let i = 0; i < 10 && after.status !== 200; i++) after = await signin("after-terminate");
     expect(after.status).toBe(200);
+  });
+
+  it("reports a dead idle connection before Prisma ever connected (nobody else listens then)", async () => {
+    const td = await kind!.create();
+    const heard: unknown[] = [];
+    const db = await openDatabase({
+      url: td.url, poolSize: 2, connectTimeoutMs: 5000, statementTimeoutMs: 5000,
+      onIdleConnectionError: (e) => heard.push(e),
+    });
+    try {
+      const pool = db.driver.dialect === "postgresql" ? db.driver.pool : null;
+      // The hot path's own use of the pool; Prisma has run nothing, so its adapter is not listening.
+      await pool!.query("SELECT 1");
+      expect(pool!.idleCount).toBe(1);
+      const admin = new pg.Client({ connectionString: td.url });
+      await admin.connect();
+      await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`);
+      await admin.end();
+      await vi.waitFor(() => expect(heard).toHaveLength(1));
+      expect((heard[0] as { code?: string }).code).toBe("57P01");
+      expect((await pool!.query<{ one: number }>("SELECT 1 AS one")).rows[0]!.one).toBe(1);
+    } finally {
+      await db.close();
+      await td.drop();
+    }
   });
 });

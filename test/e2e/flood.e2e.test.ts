@@ -13,7 +13,7 @@ import { Worker } from "node:worker_threads";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ServiceProcess, startServiceProcess } from "../support/service-process.ts";
-import { uniqueSub } from "../support/signin-e2e.ts";
+import { devIdToken, uniqueSub } from "../support/signin-e2e.ts";
 
 const FLOOD_SECONDS = Number(process.env["FLOOD_SECONDS"] ?? 10);
 const FLOOD_RATE = Number(process.env["FLOOD_RATE"] ?? 600);
@@ -44,14 +44,12 @@ describe("a flood from one address", () => {
 
   const post = (path: string, body: unknown, ip: string) =>
     fetch(`${t.url}${path}`, { method: "POST", headers: { ...json, "x-forwarded-for": ip }, body: JSON.stringify(body) });
-  const mint = async (sub: string) =>
-    ((await (await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: json, body: JSON.stringify({ sub }) })).json()) as { id_token: string }).id_token;
 
   /** Sign-in latencies (ms) of fresh tokens from addresses other than the flood's. */
   async function latencies(n: number, label: string): Promise<number[]> {
     const out: number[] = [];
     for (let i = 0; i < n; i++) {
-      const token = await mint(uniqueSub(label));
+      const token = await devIdToken(t.url, uniqueSub(label));
       const started = performance.now();
       const res = await post("/auth/id-token/signin", { id_token: token, provider: "dev" }, `198.51.100.${(i % 200) + 1}`);
       await res.arrayBuffer();

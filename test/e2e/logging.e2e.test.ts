@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { AuthService } from "../../gen/pb/identity/v1/auth_service_pb.ts";
 import { createLogger, REDACTED_FIELDS } from "../../src/logger.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
-import { grpcSignin, grpcTarget, newRequestId } from "../support/signin-e2e.ts";
+import { grpcSignin, grpcTarget, newRequestId, devIdToken } from "../support/signin-e2e.ts";
 
 /**
  * Logs never carry tokens, secrets or personal data: whatever happens (success, refusal,
@@ -59,8 +59,7 @@ describe("what the service logs", () => {
 
   it("writes one access line per request, at info, on every protocol and path, and nothing else for a sign-in", async () => {
     // A token signs in once: one for each successful sign-in below.
-    const mintOne = async () =>
-      ((await (await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: json, body: JSON.stringify({ sub: "access-log-1", email: "access.log@example.com" }) })).json()) as { id_token: string }).id_token;
+    const mintOne = () => devIdToken(t.url, "access-log-1", { email: "access.log@example.com" });
     const [idToken, connectToken, grpcToken] = [await mintOne(), await mintOne(), await mintOne()];
     const ids = { rest: newRequestId(), connect: newRequestId(), grpcFast: newRequestId(), grpc: newRequestId(), grpcWeb: newRequestId(), plain: newRequestId(), bad: newRequestId(), none: newRequestId() };
     const m = "/identity.v1.AuthService/SigninWithIdToken";

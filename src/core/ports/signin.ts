@@ -26,7 +26,7 @@ export interface SigninSnapshotQuery {
   subject: string;
   /** A verified, normalized e-mail: its owners are read too, in case the identity is new. */
   verifiedEmail: string | null;
-  /** Failed sign-ins from `ip` since `since` (refusals for the limit itself excluded), at most `cap`. */
+  /** The caller's failures from `ip` since `since` (address-limit.ts says which count), at most `cap`. */
   ipFailures: { ip: string; since: Date; cap: number } | null;
   /** What risk assessment asks about the linked user's history (null: nothing). */
   history: { deviceKey: string | null; network: string | null; failuresSince: Date } | null;

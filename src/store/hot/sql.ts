@@ -10,20 +10,21 @@ import type { SigninSnapshotQuery } from "../../core/ports/signin.ts";
 import type { Dialect } from "../database.ts";
 import { USER_COLUMNS } from "./rows.ts";
 
+/** `('a', 'b')`'s inside: a list of constants (never of caller input) as SQL literals. */
+const sqlList = (values: readonly string[]) => values.map((t) => `'${t}'`).join(", ");
+
 /** Audit types that count as failures attributed to a user, for the `recent_failures` signal. */
 export const FAILURE_TYPES = ["signin.failed", "mfa.verify_failed", "mfa.challenge_exhausted", "mfa.code_failed"];
-const FAILURE_TYPES_SQL = FAILURE_TYPES.map((t) => `'${t}'`).join(", ");
+const FAILURE_TYPES_SQL = sqlList(FAILURE_TYPES);
 
 /**
  * Audit types that count against the caller's address (the per-address limit), when their code is
  * the caller's fault (not an outage, not a refusal by the limit itself).
  */
 export const ADDRESS_FAILURE_TYPES = ["signin.failed", "mfa.verify_failed", "mfa.challenge_exhausted"];
-export const NOT_CALLER_FAULT_CODES = [...NOT_CALLER_FAULTS];
-const sqlList = (values: readonly string[]) => values.map((t) => `'${t}'`).join(", ");
 /** Counted failures from address `ip` since `since` (index (ip, type, at, code): seeks only). */
 const addressFailuresWhere = (ip: string, since: string) =>
-  `ip = ${ip} AND type IN (${sqlList(ADDRESS_FAILURE_TYPES)}) AND at >= ${since} AND (code IS NULL OR code NOT IN (${sqlList(NOT_CALLER_FAULT_CODES)}))`;
+  `ip = ${ip} AND type IN (${sqlList(ADDRESS_FAILURE_TYPES)}) AND at >= ${since} AND (code IS NULL OR code NOT IN (${sqlList(NOT_CALLER_FAULTS)}))`;
 
 /**
  * How much network history one sign-in reads: the most recently seen networks. A network not
