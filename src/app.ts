@@ -89,8 +89,11 @@ export interface App {
    * while still serving every request: the first step of a shutdown, before `close`.
    */
   drain(): void;
-  /** Drains the server (if listening) and closes the database. */
-  close(): Promise<void>;
+  /**
+   * Drains the server (if listening) and closes the database. `hurry`, when aborted, ends the
+   * drain at once (open requests and connections are cut) instead of at `server.shutdown_timeout_ms`.
+   */
+  close(options?: { hurry?: AbortSignal }): Promise<void>;
 }
 
 /**
@@ -374,12 +377,12 @@ export async function createApp(
       drain() {
         readiness.drain();
       },
-      async close() {
+      async close(options) {
         readiness.drain();
         // Open health watches end now; the server would otherwise wait for them until its timeout.
         readiness.close();
         stopUpkeep?.();
-        await server?.close(config.server.shutdown_timeout_ms);
+        await server?.close(config.server.shutdown_timeout_ms, options?.hurry);
         await flushRefusals();
         if (metricsServer !== undefined) await closeMetricsServer(metricsServer);
         await database.close();

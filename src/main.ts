@@ -5,14 +5,15 @@
  * Usage: USAGE below (`node src/main.ts --help`).
  */
 import { existsSync } from "node:fs";
-import { userInfo } from "node:os";
+import { constants as osConstants, userInfo } from "node:os";
+import { setTimeout as delay } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { runAdminCli } from "./admin/cli.ts";
 import { createApp } from "./app.ts";
 import { createAdminTool } from "./app/admin.ts";
 import { ConfigError, loadConfig } from "./config/load.ts";
 import { databaseUrl } from "./config/to-deps.ts";
-import { createLogger } from "./logger.ts";
+import { createLogger, type Logger } from "./logger.ts";
 import { DatabaseIntegrityError } from "./store/integrity-check.ts";
 import { migrate, MigrationError } from "./store/migrate.ts";
 
@@ -102,34 +103,61 @@ async function main(): Promise<number> {
   const app = await createApp(config, logger);
   // Shutdown: not ready at once (load balancers and gRPC health watchers stop sending), still
   // serving for server.shutdown_delay_ms while they catch up, then drain. SIGINT (an operator at
-  // a terminal) skips the delay, and a second signal cuts it short. The handlers are in place
-  // before the port opens, so a signal sent as soon as the service is up finds them.
-  const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
-    process.once("SIGTERM", resolve);
-    process.once("SIGINT", resolve);
-  });
+  // a terminal) skips the delay. The handlers are in place before the port opens, so a signal
+  // sent as soon as the service is up finds them.
+  const stop = stopRequests(logger);
   const server = await app.listen();
   logger.info("listening", { url: server.url, metrics: `${app.metricsUrl()}/metrics`, dev: config.dev, database: app.database.dialect });
 
-  const signal = await stopSignal;
+  const signal = await stop.first;
   app.drain();
-  const delayMs = signal === "SIGTERM" ? config.server.shutdown_delay_ms : 0;
+  const delayMs = signal === "SIGTERM" && !stop.hurry.aborted ? config.server.shutdown_delay_ms : 0;
   logger.info("not ready; draining after the pre-stop delay", { signal, delay_ms: delayMs });
-  if (delayMs > 0) {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, delayMs);
-      const hurry = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-      process.once("SIGTERM", hurry);
-      process.once("SIGINT", hurry);
-    });
-  }
+  if (delayMs > 0) await delay(delayMs, undefined, { signal: stop.hurry }).catch(() => {});
   logger.info("draining", { signal });
-  await app.close();
+  await app.close({ hurry: stop.hurry });
   logger.info("stopped");
   return 0;
+}
+
+/**
+ * A stop signal this soon after the last one counted is the same request delivered twice: Ctrl-C
+ * in a terminal signals the whole foreground process group (npm and node) and npm forwards its
+ * copy to node; systemd and `timeout` signal the process group likewise.
+ */
+const REPEAT_WINDOW_MS = 1000;
+
+/**
+ * SIGTERM/SIGINT as stop requests, repeats within REPEAT_WINDOW_MS folded into one. The first
+ * request starts the shutdown (`first`); a second (a deliberate second Ctrl-C) aborts `hurry`,
+ * which cuts the pre-stop delay and the drain short; a third exits at once, undrained.
+ */
+function stopRequests(logger: Logger): { first: Promise<NodeJS.Signals>; hurry: AbortSignal } {
+  const hurry = new AbortController();
+  let resolveFirst!: (signal: NodeJS.Signals) => void;
+  const first = new Promise<NodeJS.Signals>((resolve) => (resolveFirst = resolve));
+  let requests = 0;
+  let lastCounted = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    const now = performance.now();
+    if (requests > 0 && now - lastCounted < REPEAT_WINDOW_MS) {
+      logger.debug("stop signal repeated: the same stop request", { signal });
+      return;
+    }
+    requests++;
+    lastCounted = now;
+    if (requests === 1) resolveFirst(signal);
+    else if (requests === 2) {
+      logger.info("stop requested again: cutting the pre-stop delay and the drain short", { signal });
+      hurry.abort();
+    } else {
+      logger.warn("stop requested a third time: exiting without finishing the drain", { signal });
+      process.exit(128 + (osConstants.signals[signal] ?? 0));
+    }
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  return { first, hurry: hurry.signal };
 }
 
 /** A command line that cannot be run: said in one line with the usage, never a stack trace. */

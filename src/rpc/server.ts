@@ -27,8 +27,11 @@ export interface RunningServer {
   /** The bound port (useful with port 0). */
   port: number;
   url: string;
-  /** Stops accepting, lets in-flight requests finish (up to `timeoutMs`), then closes the rest. */
-  close(timeoutMs: number): Promise<void>;
+  /**
+   * Stops accepting, lets in-flight requests finish (up to `timeoutMs`, or until `hurry` is
+   * aborted: an operator's deliberate second Ctrl-C), then closes the rest.
+   */
+  close(timeoutMs: number, hurry?: AbortSignal): Promise<void>;
 }
 
 /**
@@ -154,7 +157,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   return {
     port: address.port,
     url: `${options.tls === undefined ? "http" : "https"}://${hostForUrl}:${address.port}`,
-    async close(timeoutMs) {
+    async close(timeoutMs, hurry) {
       shuttingDown = true;
       // Resolves once every connection has ended.
       const closed = new Promise<void>((resolve) => outer.close(() => resolve()));
@@ -164,12 +167,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       for (const socket of sockets) {
         if (!h2Sockets.has(socket) && !inflight.has(socket)) socket.end();
       }
-      const deadline = setTimeout(() => {
+      const cutShort = () => {
         for (const s of sessions) s.destroy();
         for (const s of sockets) s.destroy();
-      }, timeoutMs);
+      };
+      const deadline = setTimeout(cutShort, timeoutMs);
+      if (hurry?.aborted) cutShort();
+      else hurry?.addEventListener("abort", cutShort, { once: true });
       await closed;
       clearTimeout(deadline);
+      hurry?.removeEventListener("abort", cutShort);
     },
   };
 }
