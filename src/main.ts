@@ -12,7 +12,7 @@ import { runAdminCli } from "./admin/cli.ts";
 import { createApp } from "./app.ts";
 import { createAdminTool } from "./app/admin.ts";
 import { ConfigError, loadConfig } from "./config/load.ts";
-import { databaseUrl } from "./config/to-deps.ts";
+import { databaseUrl, productionRefusals } from "./config/to-deps.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { DatabaseIntegrityError } from "./store/integrity-check.ts";
 import { migrate, MigrationError } from "./store/migrate.ts";
@@ -100,6 +100,8 @@ async function main(): Promise<number> {
   }
   if (positionals.length > 0) throw new UsageError(`unknown command ${positionals[0]}`);
 
+  const refusals = config.dev ? [] : productionRefusals(config);
+  if (refusals.length > 0) throw new ConfigError(`refusing to serve in production (without --dev):\n${refusals.map((r) => `  ${r}`).join("\n")}`);
   const app = await createApp(config, logger);
   // Shutdown: not ready at once (load balancers and gRPC health watchers stop sending), still
   // serving for server.shutdown_delay_ms while they catch up, then drain. SIGINT (an operator at

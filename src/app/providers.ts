@@ -1,7 +1,8 @@
 import { mkdirSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { ConfigError } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
+import { dataDir } from "../config/to-deps.ts";
 import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../logger.ts";
 import type { ServiceMetrics } from "../telemetry/metrics.ts";
@@ -50,8 +51,8 @@ export function configuredProviders(
  * tokens survive a restart. A damaged key file stops the start naming the file and the way out.
  */
 export async function openDevIssuer(config: Config, issuer: () => string, clock: Clock): Promise<DevIssuer> {
-  mkdirSync(resolve(config.data_dir), { recursive: true, mode: 0o700 });
-  const keyFile = join(resolve(config.data_dir), "dev-issuer-key.json");
+  mkdirSync(dataDir(config), { recursive: true, mode: 0o700 });
+  const keyFile = join(dataDir(config), "dev-issuer-key.json");
   return createDevIssuer({ issuer, clock, keyFile }).catch((e: unknown) => {
     throw new ConfigError(`the dev issuer's key ${keyFile} cannot be used (delete it to start with a new one): ${(e as Error).message}`);
   });

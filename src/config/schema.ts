@@ -237,7 +237,10 @@ const admin = z
 export const configSchema = z
   .object({
     dev: z.boolean().default(false).describe("Development mode: built-in dev OpenID issuer"),
-    data_dir: z.string().default("./data"),
+    data_dir: z
+      .string()
+      .optional()
+      .describe("SQLite database, generated KEK, dev issuer key; default ./data in dev mode and for the tools; serving in production needs it set (or database.url and a KEK)"),
     log_level: z.enum(["debug", "info", "warn", "error"]).default("info"),
     server: z
       .object({

@@ -9,9 +9,44 @@ import type { Config } from "./schema.ts";
  * setting changes one function (app.ts and the admin tool both use them).
  */
 
+/**
+ * The data directory when `data_dir` is unset: dev mode's, and the tools' (`migrate`, `admin`,
+ * `rotate-keys`), so they find what `npm start` made. Serving in production never falls back to
+ * it (see `productionRefusals`): dev data must not become production's by accident.
+ */
+export const DEV_DATA_DIR = "./data";
+
+/** The data directory in force, absolute. */
+export function dataDir(config: Config): string {
+  return resolve(config.data_dir ?? DEV_DATA_DIR);
+}
+
 /** The database URL in force: configured, or the embedded SQLite file in the data directory. */
 export function databaseUrl(config: Config): string {
-  return config.database.url ?? `file:${join(resolve(config.data_dir), "identity.db")}`;
+  return config.database.url ?? `file:${join(dataDir(config), "identity.db")}`;
+}
+
+/**
+ * Why serving this configuration in production (without dev mode) is refused, one line per
+ * reason naming the key; empty when it may start. A production service with no provider can
+ * sign nobody in, and one without its own data directory would take dev mode's.
+ */
+export function productionRefusals(config: Config): string[] {
+  const refusals: string[] = [];
+  if (Object.keys(config.providers).length === 0) {
+    refusals.push(
+      "providers: none configured, so nobody could sign in. Add one under `providers:` in the config file " +
+        "(issuer and client_ids; see the README's Configuration section and config.example.yaml), or run `npm start` for dev mode and its test issuer",
+    );
+  }
+  const kek = config.tokens.key_encryption_key !== undefined || config.tokens.key_encryption_key_file !== undefined;
+  if (config.data_dir === undefined && (config.database.url === undefined || !kek)) {
+    refusals.push(
+      `data_dir: not set. Production has no default data directory, so dev mode's ${DEV_DATA_DIR} (its users and key-encryption key) never becomes production's. ` +
+        "Set DATA_DIR (data_dir) to where the SQLite database and the key-encryption key are kept, or set DATABASE_URL (database.url) and KEY_ENCRYPTION_KEY or KEY_ENCRYPTION_KEY_FILE",
+    );
+  }
+  return refusals;
 }
 
 /** The risk and MFA-policy parts of the configuration, as adaptive MFA takes them. */
@@ -60,6 +95,6 @@ export function keyEncryptionKeySource(
   if (config.tokens.key_encryption_key !== undefined) {
     return { base64: config.tokens.key_encryption_key, describe: "tokens.key_encryption_key (KEY_ENCRYPTION_KEY)" };
   }
-  const file = config.tokens.key_encryption_key_file ?? join(resolve(config.data_dir), "key-encryption-key");
+  const file = config.tokens.key_encryption_key_file ?? join(dataDir(config), "key-encryption-key");
   return { file, createIfMissing: config.tokens.key_encryption_key_file === undefined, describe: `the file ${file}` };
 }

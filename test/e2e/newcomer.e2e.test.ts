@@ -4,7 +4,6 @@
  * dev tokens that survive a restart, a wrong key-encryption key explained with the ways out, and
  * the quick start's second sign-in at `medium` risk.
  */
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,18 +11,10 @@ import { decodeProtectedHeader } from "jose";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { mintAdminKey } from "../../src/tokens/admin-keys.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
-import { freePort, startServiceProcess, type ServiceProcess } from "../support/service-process.ts";
+import { freePort, runMain, startServiceProcess, type ServiceProcess } from "../support/service-process.ts";
 import { devIdToken, restSignin, uniqueSub } from "../support/signin-e2e.ts";
 
 const STACK_LINE = /^\s+at .+:\d+:\d+\)?$/m;
-
-function runMain(args: string[], env: Record<string, string> = {}) {
-  return spawnSync(process.execPath, ["src/main.ts", ...args], {
-    env: { PATH: process.env["PATH"] ?? "", ...env },
-    encoding: "utf8",
-    timeout: 30_000,
-  });
-}
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -86,7 +77,7 @@ describe("the real process", () => {
     const key = mintAdminKey();
     const keysFile = join(dir, "admin-keys.yaml");
     writeFileSync(keysFile, `- { name: ops, sha256: ${key.sha256Hex} }\n`, { mode: 0o600 });
-    const p = await start({ config: {}, env: { CORS_ALLOWED_ORIGINS: "https://app.example, https://admin.example", ADMIN_API_KEYS_FILE: keysFile } });
+    const p = await start({ config: { providers: { acme: { issuer: "https://issuer.example", client_ids: ["app"] } } }, env: { CORS_ALLOWED_ORIGINS: "https://app.example, https://admin.example", ADMIN_API_KEYS_FILE: keysFile } });
 
     const preflight = await fetch(`${p.url}/auth/id-token/signin`, {
       method: "OPTIONS",
@@ -148,7 +139,7 @@ describe("the real process", () => {
     expect(refused).not.toContain(kekB); // never the key itself
 
     // Way out 2: a new signing key under the new KEK; the old one stays published until its tokens expire.
-    const rotated = runMain(["rotate-keys", "--replace-unreadable", "--config", join(dir, "config.yaml")], { KEY_ENCRYPTION_KEY: kekB });
+    const rotated = runMain(["rotate-keys", "--replace-unreadable", "--config", join(dir, "config.yaml")], { env: { KEY_ENCRYPTION_KEY: kekB } });
     expect(rotated.stderr).toBe("");
     expect(rotated.status).toBe(0);
     const second = await start({ config: {}, args: ["--dev"], dir, env: { KEY_ENCRYPTION_KEY: kekB, PORT } });
@@ -159,7 +150,7 @@ describe("the real process", () => {
     expect(decodeProtectedHeader(String(fresh.body["access_token"])).kid).not.toBe(kid);
     await stop(second);
     // Way out 1 would now be the new KEK: the old one cannot open the new key.
-    const back = runMain(["rotate-keys", "--config", join(dir, "config.yaml")], { KEY_ENCRYPTION_KEY: kekA });
+    const back = runMain(["rotate-keys", "--config", join(dir, "config.yaml")], { env: { KEY_ENCRYPTION_KEY: kekA } });
     expect(back.status).toBe(2);
     expect(back.stderr).toContain("cannot be opened");
   }, 120_000);

@@ -56,7 +56,13 @@ async function startNpm(script: string, options: { server?: Record<string, unkno
   const file = join(dir, "config.yaml");
   writeFileSync(
     file,
-    stringify({ data_dir: join(dir, "data"), log_level: "debug", server: { host: "127.0.0.1", port: 0, shutdown_delay_ms: 0, ...options.server } }),
+    stringify({
+      data_dir: join(dir, "data"),
+      log_level: "debug",
+      // Production refuses to start without a provider (issue 17); none is called here.
+      providers: { acme: { issuer: "https://issuer.example", client_ids: ["app"] } },
+      server: { host: "127.0.0.1", port: 0, shutdown_delay_ms: 0, ...options.server },
+    }),
   );
   const npm = spawn("npm", ["run", "--silent", script], {
     env: { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? dir, CONFIG_FILE: file },
@@ -99,6 +105,28 @@ async function startNpm(script: string, options: { server?: Record<string, unkno
   }
 }
 
+/**
+ * An HTTP/1.1 request whose body has not arrived in full, which holds a drain open; `finish`
+ * sends the rest and resolves with the answer's status line.
+ */
+async function openRequest(url: string): Promise<{ finish(): Promise<string>; destroy(): void }> {
+  const socket = connect(Number(new URL(url).port), "127.0.0.1");
+  socket.on("error", () => {});
+  await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
+  const body = JSON.stringify({ id_token: "not-a-token", provider: "dev" });
+  socket.write(`POST /auth/id-token/signin HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body[0]}`);
+  let answer = "";
+  socket.on("data", (d: Buffer) => (answer += d.toString()));
+  return {
+    finish: async () => {
+      socket.write(body.slice(1));
+      for (let i = 0; i < 100 && !answer.includes("\r\n"); i++) await new Promise((r) => setTimeout(r, 50));
+      return answer.split("\r\n")[0]!;
+    },
+    destroy: () => socket.destroy(),
+  };
+}
+
 const logLines = (output: string, msg: string) => output.split("\n").filter((l) => l.includes(`"msg":"${msg}"`));
 
 /**
@@ -133,11 +161,16 @@ describe.runIf(process.platform === "linux")("npm start passes SIGTERM to the se
  * and killed node with 130 before it drained, and a second SIGTERM skipped the pre-stop delay.
  */
 describe.runIf(process.platform === "linux")("npm start: one stop request per signal to the process group", () => {
-  it("Ctrl-C (SIGINT to the group): drains, logs stopped, exits 0", async () => {
-    const service = await startNpm("start", { detached: true });
+  it("Ctrl-C (SIGINT to the group): counted once, drains (the open request is answered), logs stopped, exits 0", async () => {
+    const service = await startNpm("start", { detached: true, server: { shutdown_timeout_ms: 60_000 } });
+    // An open request keeps node draining while npm's copy of the signal arrives.
+    const request = await openRequest(service.url);
     try {
-      expect((await fetch(`${service.url}/healthz`)).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 200));
       process.kill(-service.npm.pid!, "SIGINT");
+      await new Promise((r) => setTimeout(r, 700));
+      expect(service.npm.exitCode, service.output()).toBeNull();
+      expect(await request.finish()).toBe("HTTP/1.1 400 Bad Request");
       expect(await service.exited, service.output()).toBe(0);
       const output = service.output();
       expect(output).toContain('"msg":"stopped"');
@@ -145,6 +178,7 @@ describe.runIf(process.platform === "linux")("npm start: one stop request per si
       expect(logLines(output, "stop signal repeated: the same stop request")).toHaveLength(1);
       expect(output).not.toContain("cutting the pre-stop delay");
     } finally {
+      request.destroy();
       service.cleanup();
     }
   });
@@ -176,13 +210,9 @@ describe.runIf(process.platform === "linux")("npm start: one stop request per si
 
   it("a deliberate second Ctrl-C, after a moment, cuts the drain short; still stopped and exit 0", async () => {
     const service = await startNpm("start", { detached: true, server: { shutdown_timeout_ms: 60_000 } });
-    const port = Number(new URL(service.url).port);
     // A request that never finishes arriving holds the drain open (up to shutdown_timeout_ms).
-    const socket = connect(port, "127.0.0.1");
-    socket.on("error", () => {});
+    const request = await openRequest(service.url);
     try {
-      await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
-      socket.write("POST /auth/id-token/signin HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{");
       await new Promise((r) => setTimeout(r, 200));
       process.kill(-service.npm.pid!, "SIGINT");
       for (let i = 0; i < 50 && logLines(service.output(), "draining").length === 0; i++) await new Promise((r) => setTimeout(r, 100));
@@ -197,7 +227,7 @@ describe.runIf(process.platform === "linux")("npm start: one stop request per si
       expect(logLines(output, "stop requested again: cutting the pre-stop delay and the drain short")).toHaveLength(1);
       expect(output).toContain('"msg":"stopped"');
     } finally {
-      socket.destroy();
+      request.destroy();
       service.cleanup();
     }
   });

@@ -1,8 +1,9 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync, type SpawnSyncReturns } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
 
 export interface ServiceProcess {
@@ -92,4 +93,20 @@ export async function freePort(): Promise<number> {
   const { port } = server.address() as { port: number };
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
+}
+
+/** The service's entry point, absolute, so a process can run it from another working directory. */
+export const MAIN = fileURLToPath(new URL("../../src/main.ts", import.meta.url));
+
+/**
+ * Runs `node src/main.ts ARGS` to the end (a command, or a start that is refused) with only PATH
+ * and `env` in its environment, in `cwd` (default: the repository); stdout and stderr as text.
+ */
+export function runMain(args: string[], options: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}): SpawnSyncReturns<string> {
+  return spawnSync(process.execPath, [MAIN, ...args], {
+    env: { PATH: process.env["PATH"] ?? "", ...options.env },
+    cwd: options.cwd,
+    encoding: "utf8",
+    timeout: options.timeoutMs ?? 30_000,
+  });
 }

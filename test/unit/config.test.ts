@@ -1,10 +1,11 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../../src/config/load.ts";
 import { configSchema } from "../../src/config/schema.ts";
+import { dataDir, databaseUrl, productionRefusals } from "../../src/config/to-deps.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "identity-config-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -226,6 +227,24 @@ providers:
       (config.providers["google"]!.client_ids as string[]).push("evil");
     }).toThrow(TypeError);
     expect(config.server.port).toBe(8080);
+  });
+
+  it("data_dir: ./data unless set; production needs it set, or database.url with a key-encryption key, and a provider", () => {
+    const dev = loadConfig({ env: {}, overrides: { dev: true } });
+    expect(dataDir(dev)).toBe(resolve("data"));
+    expect(databaseUrl(dev)).toBe(`file:${resolve("data", "identity.db")}`);
+    expect(productionRefusals(dev).map((r) => r.split(":")[0])).toEqual(["providers", "data_dir"]);
+    const providers = { google: { issuer: "https://accounts.google.com", client_ids: ["web"] } };
+    const kek = Buffer.alloc(32, 7).toString("base64");
+    const ok = [
+      { env: { DATA_DIR: "/srv/identity" } },
+      { env: { DATABASE_URL: "postgresql://db.internal/identity", KEY_ENCRYPTION_KEY: kek } },
+      { env: { DATABASE_URL: "postgresql://db.internal/identity", KEY_ENCRYPTION_KEY_FILE: "/run/secrets/kek" } },
+    ];
+    for (const { env } of ok) expect(productionRefusals(loadConfig({ env, overrides: { providers } }))).toEqual([]);
+    const noKek = loadConfig({ env: { DATABASE_URL: "postgresql://db.internal/identity" }, overrides: { providers } });
+    expect(productionRefusals(noKek).map((r) => r.split(":")[0])).toEqual(["data_dir"]);
+    expect(dataDir(loadConfig({ env: { DATA_DIR: "/srv/identity" } }))).toBe("/srv/identity");
   });
 
   it("parses config.example.yaml at the repository root", () => {
