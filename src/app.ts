@@ -3,7 +3,7 @@ import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { ConfigError } from "./config/load.ts";
 import { createPublicUrls } from "./config/public-url.ts";
 import type { Config } from "./config/schema.ts";
-import { adaptiveMfaSettings, databaseUrl, keyEncryptionKeySource, passwordExpiryPolicy } from "./config/to-deps.ts";
+import { adaptiveMfaSettings, databaseSetting, databaseUrl, keyEncryptionKeySource, passwordExpiryPolicy } from "./config/to-deps.ts";
 import { createAdaptiveMfa } from "./core/adaptive-mfa.ts";
 import { createAddressLimit } from "./core/address-limit.ts";
 import { type Clock, systemClock } from "./core/clock.ts";
@@ -29,7 +29,7 @@ import { createRoutes } from "./rpc/routes.ts";
 import { type RunningServer, startServer } from "./rpc/server.ts";
 import { telemetryInterceptor, tracingInterceptor } from "./rpc/telemetry-interceptor.ts";
 import { createAccountStore, createAuditLog } from "./store/account-store.ts";
-import { type Database, openDatabase, sqlitePath } from "./store/database.ts";
+import { type Database, openDatabase, reachDatabase, sqlitePath } from "./store/database.ts";
 import { createHotStore } from "./store/hot/hot-store.ts";
 import { createPrismaSigninReader } from "./store/hot/prisma.ts";
 import { checkSqliteIntegrity } from "./store/integrity-check.ts";
@@ -110,6 +110,7 @@ export async function createApp(
 ): Promise<App> {
   const clock = overrides.clock ?? systemClock;
   const url = databaseUrl(config);
+  await reachDatabase(url, { ...databaseSetting(config), connectTimeoutMs: config.database.connect_timeout_ms });
   if (url.startsWith("file:") && config.database.quick_check_on_start) checkSqliteIntegrity(sqlitePath(url));
   if (config.database.migrate_on_start) {
     const report = await migrate(url);

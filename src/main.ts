@@ -12,8 +12,9 @@ import { runAdminCli } from "./admin/cli.ts";
 import { createApp } from "./app.ts";
 import { createAdminTool } from "./app/admin.ts";
 import { ConfigError, loadConfig } from "./config/load.ts";
-import { databaseUrl, productionRefusals } from "./config/to-deps.ts";
+import { databaseSetting, databaseUrl, productionRefusals } from "./config/to-deps.ts";
 import { createLogger, type Logger } from "./logger.ts";
+import { DatabaseOpenError, reachDatabase } from "./store/database.ts";
 import { DatabaseIntegrityError } from "./store/integrity-check.ts";
 import { migrate, MigrationError } from "./store/migrate.ts";
 
@@ -80,6 +81,7 @@ async function main(): Promise<number> {
   }
 
   if (positionals[0] === "migrate") {
+    await reachDatabase(databaseUrl(config), { ...databaseSetting(config), connectTimeoutMs: config.database.connect_timeout_ms });
     const report = await migrate(databaseUrl(config));
     logger.info("migrations done", { applied: report.applied, already_applied: report.alreadyApplied });
     return 0;
@@ -185,6 +187,12 @@ main().then(
     if (e instanceof ConfigError || e instanceof MigrationError) {
       process.stderr.write(`${e.name}: ${e.message}\n`);
       process.exit(2);
+    }
+    // The database cannot be reached or opened: exit 3, so a supervisor can tell it from a
+    // configuration mistake (2) and a crash (1).
+    if (e instanceof DatabaseOpenError) {
+      process.stderr.write(`${e.name}: ${e.message}\n`);
+      process.exit(3);
     }
     if (e instanceof DatabaseIntegrityError) {
       process.stderr.write(`${e.name}: ${e.message}\n`);

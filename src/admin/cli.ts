@@ -255,6 +255,9 @@ function fail(io: AdminCliIo, json: boolean, e: unknown): number {
     [code, message, status] = ["usage", (e as Error).message, 2];
   } else if (e instanceof Error && e.name === "ConfigError") {
     [code, message, status] = ["configuration", e.message, 2];
+  } else if (e instanceof Error && e.name === "DatabaseError") {
+    // The database cannot be reached: its message names the setting and the database.
+    [code, message, status] = ["database", e.message, 1];
   } else if (isDomainError(e)) {
     code = e.code;
     message = e.message;
@@ -269,7 +272,7 @@ function fail(io: AdminCliIo, json: boolean, e: unknown): number {
   if (json) {
     io.stderr(`${JSON.stringify({ error: { code, message, ...(detail === undefined ? {} : { details: detail }) } })}\n`);
   } else {
-    io.stderr(`error: ${message}${code === "usage" || code === "configuration" || code === "internal" ? "" : ` [${code}]`}\n`);
+    io.stderr(`error: ${message}${code === "usage" || code === "configuration" || code === "database" || code === "internal" ? "" : ` [${code}]`}\n`);
     if (detail?.["candidates"] !== undefined) io.stderr(`candidates: ${detail["candidates"].split(",").join(" ")}\n`);
   }
   return status;

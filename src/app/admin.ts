@@ -1,13 +1,13 @@
 import { existsSync } from "node:fs";
 import { ConfigError } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
-import { databaseUrl, passwordExpiryPolicy } from "../config/to-deps.ts";
+import { databaseSetting, databaseUrl, passwordExpiryPolicy } from "../config/to-deps.ts";
 import { type AdminService, createAdminService } from "../core/admin.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
 import type { ClientInfo } from "../core/model.ts";
 import type { Logger } from "../logger.ts";
 import { createAdminStore } from "../store/admin-store.ts";
-import { type Database, openDatabase, sqlitePath } from "../store/database.ts";
+import { type Database, openDatabase, reachDatabase, sqlitePath } from "../store/database.ts";
 import type { AdminKeyVerifier } from "../core/ports/admin.ts";
 import { createAdminKeyVerifier, parseAdminKeyHash } from "../tokens/admin-keys.ts";
 
@@ -45,6 +45,7 @@ export interface AdminTool {
  */
 export async function createAdminTool(config: Config, options: { actor: string; clock?: Clock }): Promise<AdminTool> {
   const url = databaseUrl(config);
+  await reachDatabase(url, { ...databaseSetting(config), connectTimeoutMs: config.database.connect_timeout_ms });
   if (url.startsWith("file:") && !existsSync(sqlitePath(url))) {
     throw new ConfigError(`no database at ${sqlitePath(url)}; check database.url / DATABASE_URL, or run \`npm run db:migrate\` first`);
   }

@@ -2,6 +2,19 @@ import { isIP } from "node:net";
 import { z } from "zod";
 import { TENANT_ID_PLACEHOLDER } from "../core/model.ts";
 
+/**
+ * What is wrong with a database URL's scheme, or undefined when it is `file:` or
+ * `postgres(ql)://`. Never echoes more than the scheme (the rest may hold a password); a bare
+ * path (no scheme) is shown, with the `file:` it lacks.
+ */
+function databaseUrlProblem(url: string): string | undefined {
+  if (/^postgres(ql)?:\/\//.test(url) || url.startsWith("file:")) return undefined;
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1];
+  if (scheme === undefined || /^[a-z]$/i.test(scheme)) return `"${url}" is a path, not a URL: write file:${url} for SQLite`;
+  if (/^postgres(ql)?$/i.test(scheme)) return `${scheme}: needs // and a host: postgresql://user@host:5432/database`;
+  return `got ${scheme}:, which is not supported: use file:PATH (SQLite) or postgresql://user@host:5432/database`;
+}
+
 const seconds = z.number().int().nonnegative();
 const positiveSeconds = z.number().int().positive();
 
@@ -290,7 +303,14 @@ export const configSchema = z
       .prefault({}),
     database: z
       .object({
-        url: z.string().optional().describe("file:… (SQLite) or postgresql://…; default SQLite in data_dir"),
+        url: z
+          .string()
+          .superRefine((url, ctx) => {
+            const problem = databaseUrlProblem(url);
+            if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+          })
+          .optional()
+          .describe("file:… (SQLite) or postgresql://…; default SQLite in data_dir"),
         migrate_on_start: z.boolean().default(true),
         quick_check_on_start: z
           .boolean()

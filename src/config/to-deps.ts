@@ -27,6 +27,16 @@ export function databaseUrl(config: Config): string {
 }
 
 /**
+ * Where the database URL in force comes from, as a start-up error names it; and whether its
+ * SQLite directory may be created (only the default one, the data directory).
+ */
+export function databaseSetting(config: Config): { setting: string; createDirectory: boolean } {
+  return config.database.url === undefined
+    ? { setting: "the SQLite database in data_dir (DATA_DIR),", createDirectory: true }
+    : { setting: "DATABASE_URL (database.url)", createDirectory: false };
+}
+
+/**
  * Why serving this configuration in production (without dev mode) is refused, one line per
  * reason naming the key; empty when it may start. A production service with no provider can
  * sign nobody in, and one without its own data directory would take dev mode's.

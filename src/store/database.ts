@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync } from "node:fs";
+import { accessSync, closeSync, constants as fsConstants, existsSync, mkdirSync, openSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { Worker } from "node:worker_threads";
 import type BetterSqlite3 from "better-sqlite3";
@@ -52,7 +52,77 @@ export interface Database {
 export function dialectOf(url: string): Dialect {
   if (/^postgres(ql)?:\/\//.test(url)) return "postgresql";
   if (url.startsWith("file:")) return "sqlite";
-  throw new Error(`database.url must start with file: or postgresql:// (got ${url.split(":")[0]}:)`);
+  // The configuration refuses other schemes first (config/schema.ts), with the reason.
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1];
+  throw new Error(`a database URL must start with file: or postgresql:// (${scheme === undefined ? "it has no scheme" : `not ${scheme}:`})`);
+}
+
+/** The database cannot be used at start: one line saying which setting, what failed and what to check. */
+export class DatabaseOpenError extends Error {
+  override readonly name = "DatabaseError";
+}
+
+/** A database URL as it may be printed: the password, if any, replaced. */
+export function printableUrl(url: string): string {
+  if (!/^postgres(ql)?:\/\//.test(url)) return url;
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== "") parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return `${url.split(":")[0]}://…`;
+  }
+}
+
+/**
+ * Reaches the database once before anything uses it, so a server that is down, a missing
+ * database or role, or a SQLite file in a directory that does not exist stops the start with a
+ * DatabaseOpenError (`setting` names where the URL came from, e.g. "DATABASE_URL
+ * (database.url)"), not a driver's stack trace from the first query. SQLite's directory is
+ * created only when `createDirectory` (the default file in the data directory): a `file:` URL
+ * naming a directory that does not exist is a mistake, not a new empty database. PostgreSQL:
+ * one connection, opened and closed.
+ */
+export async function reachDatabase(url: string, options: { setting: string; connectTimeoutMs: number; createDirectory: boolean }): Promise<void> {
+  const fail = (what: string, check: string) => new DatabaseOpenError(`${options.setting} ${printableUrl(url)}: ${what}; ${check}`);
+  if (dialectOf(url) === "sqlite") {
+    const path = sqlitePath(url);
+    const dir = dirname(path);
+    if (!existsSync(dir)) {
+      if (options.createDirectory) return;
+      throw fail(`the directory ${dir} does not exist`, "create it, or correct the path (a relative file: path is relative to the working directory)");
+    }
+    if (!statSync(dir).isDirectory()) throw fail(`${dir} is not a directory`, "correct the path");
+    if (existsSync(path) && statSync(path).isDirectory()) throw fail(`${path} is a directory`, "name the database file inside it, e.g. file:" + `${path}/identity.db`);
+    try {
+      accessSync(existsSync(path) ? path : dir, fsConstants.R_OK | fsConstants.W_OK);
+    } catch {
+      throw fail(`${existsSync(path) ? path : dir} is not writable by this user`, "check its owner and mode");
+    }
+    return;
+  }
+  const { default: pgDriver } = await import("pg");
+  const client = new pgDriver.Client({ connectionString: url, connectionTimeoutMillis: options.connectTimeoutMs });
+  client.on("error", () => {});
+  try {
+    await client.connect();
+  } catch (e) {
+    const { host, port, database, user } = client as unknown as { host: string; port: number; database: string; user: string };
+    const at = `${host}:${port}`;
+    const code = String((e as { code?: unknown }).code ?? "");
+    const message = (e as Error).message;
+    if (code === "ECONNREFUSED") throw fail(`connection refused at ${at}`, "check that PostgreSQL is running and listens on that host and port");
+    if (code === "ENOTFOUND" || code === "EAI_AGAIN") throw fail(`the host ${host} is not found`, "check the host name");
+    if (code === "3D000") throw fail(`the database "${database}" does not exist on ${at}`, `create it (createdb ${database}) or correct the database name`);
+    if (code === "28000") throw fail(`${at} refused the connection as "${user}": ${message}`, "check the user name (and pg_hba.conf)");
+    if (code === "28P01") throw fail(`password authentication failed for "${user}" at ${at}`, "check the password");
+    if (/timeout/i.test(message)) {
+      throw fail(`no answer from ${at} within ${options.connectTimeoutMs} ms`, "check the host, the port and any firewall between (database.connect_timeout_ms)");
+    }
+    throw fail(`cannot connect to ${at}: ${message}`, "check the URL and the server");
+  } finally {
+    await client.end().catch(() => {});
+  }
 }
 
 /** The filesystem path of a `file:` URL (relative paths are relative to the working directory). */
