@@ -208,9 +208,10 @@ const protocGenOpenapi = createEcmaScriptPlugin({
     const tags: JsonSchema[] = [];
     for (const file of schema.files) {
       for (const service of file.services) {
-        tags.push({ name: service.name, ...description(getComments(service).leading) });
-        for (const method of service.methods) {
-          if (method.methodKind !== "unary" || !hasOption(method, http)) continue;
+        // A tag for each service with REST routes (health and reflection have none).
+        const routed = service.methods.filter((m) => m.methodKind === "unary" && hasOption(m, http));
+        if (routed.length > 0) tags.push({ name: service.name, ...description(getComments(service).leading) });
+        for (const method of routed) {
           const rule = getOption(method, http);
           for (const r of [rule, ...rule.additionalBindings]) {
             const { case: verb, value } = r.pattern;
@@ -221,7 +222,7 @@ const protocGenOpenapi = createEcmaScriptPlugin({
         }
       }
     }
-    // buf runs the plugin once per input; the one without services (google.rpc) writes nothing.
+    // buf runs the plugin once per input; the one without REST routes (google.rpc, grpc) writes nothing.
     if (tags.length === 0) return;
     const errors = errorComponents();
     const doc = {

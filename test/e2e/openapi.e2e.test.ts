@@ -12,7 +12,11 @@ import { devIdToken, restSignin, uniqueSub } from "../support/signin-e2e.ts";
 interface OpenApi {
   openapi: string;
   servers: { url: string }[];
-  paths: Record<string, Record<string, { responses: Record<string, unknown>; parameters?: { name: string; in: string }[] }>>;
+  tags: { name: string; description?: string }[];
+  paths: Record<
+    string,
+    Record<string, { responses: Record<string, unknown>; parameters?: { name: string; in: string }[]; summary?: string; description?: string; tags?: string[] }>
+  >;
   components: { schemas: Record<string, unknown> };
   "x-error-codes": Record<string, { http: number; status: string }>;
 }
@@ -45,19 +49,64 @@ describe("OpenAPI document", () => {
     expect(doc.servers).toEqual([{ url: t.url }]);
   });
 
-  it("names every route the server answers, with the path parameters of its template", () => {
+  it("names every API route the server answers, with the path parameters of its template; no web page or asset", () => {
     expect(t.app.routes.length).toBeGreaterThan(20);
-    for (const route of t.app.routes) {
+    const isWebApp = (route: string) => route === "GET /" || route.startsWith("GET /web/");
+    expect(t.app.routes.filter(isWebApp).length).toBeGreaterThan(1); // the web app is served…
+    for (const route of t.app.routes.filter((r) => !isWebApp(r))) {
       const [method, path] = route.split(" ") as [string, string];
       const op = doc.paths[path]?.[method.toLowerCase()];
       expect(op, route).toBeDefined();
       const vars = [...path.matchAll(/\{([^}=]+)/g)].map((m) => m[1]);
       expect(op!.parameters?.filter((p) => p.in === "path").map((p) => p.name) ?? [], route).toEqual(vars);
     }
+    // …but is not API: no page, no hashed asset (web/app-3f2a….js) in the document.
+    for (const path of Object.keys(doc.paths)) {
+      expect(path === "/" || path.startsWith("/web/"), path).toBe(false);
+      expect(path, path).not.toMatch(/[-.][0-9a-z_-]{8,}\.(js|css|map|svg|png|ico)$/i);
+    }
     // …and nothing the server does not answer.
     const served = new Set(t.app.routes);
     for (const [path, ops] of Object.entries(doc.paths)) {
       for (const method of Object.keys(ops)) expect(served.has(`${method.toUpperCase()} ${path}`), `${method} ${path}`).toBe(true);
+    }
+  });
+
+  it("describes every operation with a summary and a description of its own, and tags that name what serves it", () => {
+    const summaries = new Set<string>();
+    const tagNames = new Set(doc.tags.map((tag) => tag.name));
+    expect(doc.tags.length).toBe(tagNames.size); // each once
+    for (const [path, ops] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(ops)) {
+        const where = `${method} ${path}`;
+        expect(op.summary, where).toEqual(expect.any(String));
+        expect(op.summary!.length, where).toBeGreaterThan(8);
+        // The old placeholder named the path in its own summary ("/healthz: served beside the API").
+        expect(op.summary, where).not.toContain(path);
+        expect(op.summary, where).not.toMatch(/served beside the API|not an RPC/i);
+        expect(op.description ?? "", where).not.toBe("");
+        expect(summaries.has(op.summary!), `${where}: summary "${op.summary}" is not its own`).toBe(false);
+        summaries.add(op.summary!);
+        expect(Object.keys(op.responses).length, where).toBeGreaterThan(0);
+        for (const tag of op.tags ?? []) expect(tagNames.has(tag), `${where}: tag ${tag}`).toBe(true);
+      }
+    }
+    for (const tag of doc.tags) expect(tag.description, tag.name).toEqual(expect.any(String));
+    // Dev mode: the dev issuer's routes, described.
+    expect(doc.paths["/dev/oidc/token"]?.["post"]?.summary).toBe("Mint a test ID token (dev mode only)");
+    expect(tagNames.has("Development")).toBe(true);
+  });
+
+  it("outside dev mode: no dev issuer route and no Development tag", async () => {
+    const prod = await startTestApp({ config: {} });
+    try {
+      const served = (await (await fetch(`${prod.url}/openapi.json`)).json()) as OpenApi;
+      expect(Object.keys(served.paths).filter((p) => p.startsWith("/dev/"))).toEqual([]);
+      expect(served.tags.map((tag) => tag.name)).not.toContain("Development");
+      expect(served.paths["/healthz"]?.["get"]?.summary).toBe("Liveness: the process is up");
+      expect(Object.keys(served.paths).length).toBe(Object.keys(doc.paths).length - 3);
+    } finally {
+      await prod.close();
     }
   });
 
