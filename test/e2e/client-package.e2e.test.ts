@@ -1,8 +1,10 @@
 /**
- * The TypeScript client outside this repository (issue 11): `npm pack` of clients/ts (compiled
- * JavaScript + .d.ts of gen/pb, an exports map), installed from the tarball into a fresh project
- * without network, typechecked there with the repo's TypeScript, and the README's Node snippet
- * run as written (only its base URL pointed at this test's server) with a Connect gRPC client.
+ * The TypeScript client outside this repository (issues 11, 17): `npm pack` of clients/ts
+ * (compiled JavaScript + .d.ts of gen/pb, an exports map) into a project made as
+ * clients/ts/README.md says (`npm init -y`, `npm pkg set type=module`, its install line), without
+ * network (registry packages come from this repo's node_modules), typechecked with the README's
+ * tsconfig and `@types/node`, and the README's Connect and gRPC examples run as written against a
+ * dev-mode service (IDENTITY_URL points them at it).
  */
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -14,21 +16,27 @@ import { startServiceProcess, type ServiceProcess } from "../support/service-pro
 const repo = resolve(import.meta.dirname, "../..");
 
 /** A command run to completion; its output on failure. */
-function run(command: string, args: string[], cwd: string): string {
+function run(command: string, args: string[], cwd: string, env: Record<string, string> = {}): string {
   // npm without network: everything comes from the tarball and this repo's node_modules.
-  const env = { ...process.env, npm_config_offline: "true", npm_config_audit: "false", npm_config_fund: "false", npm_config_update_notifier: "false" };
-  const r = spawnSync(command, args, { cwd, env, encoding: "utf8", timeout: 120_000 });
+  const r = spawnSync(command, args, {
+    cwd,
+    env: { ...process.env, npm_config_offline: "true", npm_config_audit: "false", npm_config_fund: "false", npm_config_update_notifier: "false", ...env },
+    encoding: "utf8",
+    timeout: 120_000,
+  });
   if (r.status !== 0) throw new Error(`${command} ${args.join(" ")} failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
   return r.stdout;
 }
 
-/** The README's fenced block after `<!-- snippet: NAME … -->`. */
-function readmeSnippet(name: string): string {
-  const readme = readFileSync(join(repo, "README.md"), "utf8");
-  const m = new RegExp(`<!-- snippet: ${name}[^>]*-->\\n\`\`\`ts\\n([\\s\\S]*?)\\n\`\`\`\\n`).exec(readme);
-  if (m === null) throw new Error(`README has no snippet ${name}`);
+/** The fenced block after `<!-- snippet: NAME … -->` in a markdown file. */
+function snippet(file: string, name: string): string {
+  const text = readFileSync(join(repo, file), "utf8");
+  const m = new RegExp(`<!-- snippet: ${name}[^>]*-->\\n\`\`\`\\w+\\n([\\s\\S]*?)\\n\`\`\`\\n`).exec(text);
+  if (m === null) throw new Error(`${file} has no snippet ${name}`);
   return m[1]!;
 }
+
+const CLIENT_README = "clients/ts/README.md";
 
 describe("the TypeScript client package", () => {
   let dir: string;
@@ -42,19 +50,22 @@ describe("the TypeScript client package", () => {
     tarball = join(dir, packed[0]!.filename);
     project = join(dir, "consumer");
     mkdirSync(project);
-    const local = (name: string) => `file:${join(repo, "node_modules", name)}`;
-    writeFileSync(join(project, "package.json"), JSON.stringify({
-      name: "consumer",
-      private: true,
-      type: "module",
-      dependencies: {
-        "@idtoken-signin/client": `file:${tarball}`,
-        "@bufbuild/protobuf": local("@bufbuild/protobuf"),
-        "@connectrpc/connect": local("@connectrpc/connect"),
-        "@connectrpc/connect-node": local("@connectrpc/connect-node"),
-      },
-    }));
-    run("npm", ["install", "--offline"], project);
+    // The README's install steps, in order; a registry name is installed from this repo's copy.
+    const steps = snippet(CLIENT_README, "install").split("\n");
+    expect(steps).toEqual([
+      "npm init -y",
+      "npm pkg set type=module",
+      "npm install /path/to/idtoken-signin-client-0.1.0.tgz @bufbuild/protobuf @connectrpc/connect @connectrpc/connect-node",
+      "npm install --save-dev typescript @types/node",
+    ]);
+    for (const step of steps) {
+      const [npm, ...args] = step.split(" ");
+      const offline = args.map((a) =>
+        a.endsWith(".tgz") ? tarball : /^@?[a-z]/.test(a) && args[0] === "install" && a !== "install" ? `file:${join(repo, "node_modules", a)}` : a,
+      );
+      run(npm!, offline, project);
+    }
+    writeFileSync(join(project, "tsconfig.json"), snippet(CLIENT_README, "tsconfig"));
     service = await startServiceProcess({ config: {}, args: ["--dev"] });
   }, 180_000);
   afterAll(async () => {
@@ -76,10 +87,16 @@ describe("the TypeScript client package", () => {
     expect(Object.keys(installed.dependencies)).toEqual(["@bufbuild/protobuf"]);
   });
 
-  it("runs the README's Node snippet as written against a dev-mode service, typechecked with the exports map", () => {
-    const snippet = readmeSnippet("node-client");
-    expect(snippet).toContain('const baseUrl = "http://localhost:8080";');
-    writeFileSync(join(project, "snippet.ts"), snippet.replace('"http://localhost:8080"', JSON.stringify(service.url)));
+  it("the project is what `npm init -y` made, made ESM, with the client and its peers as dependencies", () => {
+    const pkg = JSON.parse(readFileSync(join(project, "package.json"), "utf8")) as { type: string; dependencies: Record<string, string>; devDependencies: Record<string, string> };
+    expect(pkg.type).toBe("module");
+    expect(Object.keys(pkg.dependencies).sort()).toEqual(["@bufbuild/protobuf", "@connectrpc/connect", "@connectrpc/connect-node", "@idtoken-signin/client"]);
+    expect(Object.keys(pkg.devDependencies).sort()).toEqual(["@types/node", "typescript"]);
+  });
+
+  it("typechecks the README's examples and a subpath import with the README's tsconfig and @types/node", () => {
+    writeFileSync(join(project, "connect.ts"), snippet(CLIENT_README, "connect-example"));
+    writeFileSync(join(project, "grpc.ts"), snippet(CLIENT_README, "grpc-example"));
     // A subpath of the exports map, and the entry's types, as another project's compiler sees them.
     writeFileSync(join(project, "subpath.ts"), [
       'import { create, toJsonString } from "@bufbuild/protobuf";',
@@ -88,20 +105,21 @@ describe("the TypeScript client package", () => {
       'const login: LoginResponse = create(LoginResponseSchema, { expiresIn: 5 });',
       'console.log(toJsonString(LoginResponseSchema, login), UserService.typeName, ErrorInfoSchema.typeName);',
     ].join("\n"));
-    writeFileSync(join(project, "tsconfig.json"), JSON.stringify({
-      compilerOptions: {
-        target: "es2022", module: "nodenext", moduleResolution: "nodenext", strict: true, noEmit: true,
-        // DOM for connect's HeadersInit; every declaration file checked, ours included.
-        lib: ["es2022", "dom"], skipLibCheck: false,
-        // Node's types (fetch, console; connect-node's declarations need them) from this repo.
-        typeRoots: [join(repo, "node_modules/@types")], types: ["node"],
-      },
-      files: ["snippet.ts", "subpath.ts"],
-    }));
-    run(process.execPath, [join(repo, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.json"], project);
-
+    // `npx tsc`, as the README says (the project's own TypeScript), every declaration file checked.
+    run("npx", ["tsc", "--skipLibCheck", "false"], project);
     expect(run(process.execPath, ["subpath.ts"], project).trim()).toBe('{"expiresIn":5} identity.v1.UserService google.rpc.ErrorInfo');
-    const out = run(process.execPath, ["snippet.ts"], project).trim();
-    expect(out).toMatch(/^usr_[a-z0-9]+ (low|medium) 1800$/);
+  });
+
+  it("runs the README's Connect example as written against a dev-mode service", () => {
+    const out = run(process.execPath, ["connect.ts"], project, { IDENTITY_URL: service.url }).trim().split("\n");
+    expect(out[0]).toMatch(/^signed in: usr_[a-z0-9]+ (low|medium)$/);
+    expect(out[1]).toBe(`me: ${out[0]!.split(" ")[2]} alice@example.com`);
+    expect(out[2]).toBe("refused: Unauthenticated id_token_replayed");
+  });
+
+  it("runs the README's gRPC example as written against a dev-mode service", () => {
+    const out = run(process.execPath, ["grpc.ts"], project, { IDENTITY_URL: service.url }).trim().split("\n");
+    expect(out[0]).toMatch(/^signed in: usr_[a-z0-9]+ access token for 1800 s$/);
+    expect(out[1]).toBe("second factor enrolled: false");
   });
 });
