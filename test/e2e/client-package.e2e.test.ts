@@ -11,6 +11,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { markdownSnippet } from "../support/docs.ts";
 import { startServiceProcess, type ServiceProcess } from "../support/service-process.ts";
 
 const repo = resolve(import.meta.dirname, "../..");
@@ -28,15 +29,8 @@ function run(command: string, args: string[], cwd: string, env: Record<string, s
   return r.stdout;
 }
 
-/** The fenced block after `<!-- snippet: NAME … -->` in a markdown file. */
-function snippet(file: string, name: string): string {
-  const text = readFileSync(join(repo, file), "utf8");
-  const m = new RegExp(`<!-- snippet: ${name}[^>]*-->\\n\`\`\`\\w+\\n([\\s\\S]*?)\\n\`\`\`\\n`).exec(text);
-  if (m === null) throw new Error(`${file} has no snippet ${name}`);
-  return m[1]!;
-}
-
 const CLIENT_README = "clients/ts/README.md";
+const snippet = (name: string) => markdownSnippet(CLIENT_README, name);
 
 describe("the TypeScript client package", () => {
   let dir: string;
@@ -51,7 +45,7 @@ describe("the TypeScript client package", () => {
     project = join(dir, "consumer");
     mkdirSync(project);
     // The README's install steps, in order; a registry name is installed from this repo's copy.
-    const steps = snippet(CLIENT_README, "install").split("\n");
+    const steps = snippet("install").split("\n");
     expect(steps).toEqual([
       "npm init -y",
       "npm pkg set type=module",
@@ -65,7 +59,7 @@ describe("the TypeScript client package", () => {
       );
       run(npm!, offline, project);
     }
-    writeFileSync(join(project, "tsconfig.json"), snippet(CLIENT_README, "tsconfig"));
+    writeFileSync(join(project, "tsconfig.json"), snippet("tsconfig"));
     service = await startServiceProcess({ config: {}, args: ["--dev"] });
   }, 180_000);
   afterAll(async () => {
@@ -95,8 +89,8 @@ describe("the TypeScript client package", () => {
   });
 
   it("typechecks the README's examples and a subpath import with the README's tsconfig and @types/node", () => {
-    writeFileSync(join(project, "connect.ts"), snippet(CLIENT_README, "connect-example"));
-    writeFileSync(join(project, "grpc.ts"), snippet(CLIENT_README, "grpc-example"));
+    writeFileSync(join(project, "connect.ts"), snippet("connect-example"));
+    writeFileSync(join(project, "grpc.ts"), snippet("grpc-example"));
     // A subpath of the exports map, and the entry's types, as another project's compiler sees them.
     writeFileSync(join(project, "subpath.ts"), [
       'import { create, toJsonString } from "@bufbuild/protobuf";',

@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { createFileRegistry, fromBinary, getOption } from "@bufbuild/protobuf";
 import { type FileDescriptorProto, FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
@@ -7,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { http } from "../../gen/pb/google/api/annotations_pb.ts";
 import { ErrorInfoSchema } from "../../gen/pb/google/rpc/error_details_pb.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
+import { markdownSnippet, shellCommands } from "../support/docs.ts";
 import { grpcTarget } from "../support/signin-e2e.ts";
 
 const SERVICES = [
@@ -125,6 +127,57 @@ describe("gRPC server reflection", () => {
     expect(error.code).toBe("invalid_argument");
     expect(error.details[0]!.type).toBe("google.rpc.ErrorInfo");
     expect(fromBinary(ErrorInfoSchema, Buffer.from(error.details[0]!.value, "base64")).reason).toBe("id_token_malformed");
+  });
+
+  it("runs the README's buf curl commands as written (schema, reflection, health), and its curl for snake_case JSON", async () => {
+    const shell = (command: string, env: Record<string, string>) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+        execFile("bash", ["-c", command], { timeout: 30_000, env: { ...process.env, ...env } }, (error, stdout, stderr) =>
+          resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr }));
+      });
+    const here = (command: string) => command.replaceAll("http://localhost:8080", t.url).replaceAll("localhost:8080", new URL(t.url).host);
+    const idToken = async () =>
+      ((await (await fetch(`${t.url}/dev/oidc/token`, {
+        method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ sub: "readme-buf-curl" }),
+      })).json()) as { id_token: string }).id_token;
+
+    const commands = ["buf-curl-schema", "buf-curl-reflection", "buf-curl-health"]
+      .flatMap((name) => shellCommands(markdownSnippet("README.md", name)))
+      .filter((c) => c.startsWith("npx buf curl"));
+    expect(commands.length).toBe(5);
+    const seen = new Set<string>();
+    for (const command of commands) {
+      const r = await shell(here(command), { ID_TOKEN: await idToken() });
+      expect(r.stderr, command).toBe("");
+      expect(r.code, command).toBe(0);
+      if (command.includes("--list-services")) {
+        expect(r.stdout.trim().split("\n"), command).toEqual(SERVICES);
+        seen.add("services");
+      } else if (command.includes("--list-methods")) {
+        expect(r.stdout, command).toContain("identity.v1.AuthService/SigninWithIdToken\n");
+        seen.add("methods");
+      } else if (command.includes("Health/Check")) {
+        expect(JSON.parse(r.stdout), command).toEqual({ status: "SERVING" });
+        seen.add("health");
+      } else {
+        // camelCase, with the zero values --emit-defaults adds, as the README says.
+        const login = JSON.parse(r.stdout) as Record<string, unknown>;
+        expect(login["accessToken"], command).toMatch(/^eyJ/);
+        expect(login["requiresMfa"], command).toBe(false);
+        expect(Object.keys(login).filter((k) => k.includes("_")), command).toEqual([]);
+        seen.add(command.includes("--schema .") ? "signin-schema" : "signin-reflection");
+      }
+    }
+    expect([...seen].sort()).toEqual(["health", "methods", "services", "signin-reflection", "signin-schema"]);
+
+    // The README's way to the snake_case names: the same RPC as Connect JSON with curl.
+    const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+    const curl = /`(curl -s localhost:8080\/identity\.v1\.AuthService\/SigninWithIdToken [^`]+)`/.exec(readme)?.[1];
+    expect(curl).toBeDefined();
+    const r = await shell(here(curl!), { ID_TOKEN: await idToken() });
+    const login = JSON.parse(r.stdout) as Record<string, unknown>;
+    expect(login["access_token"]).toMatch(/^eyJ/);
+    expect(login["requires_mfa"]).toBe(false);
   });
 
   it("describes identity.v1.AuthService with the google.api files it imports, each file once per stream", async () => {
