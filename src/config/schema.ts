@@ -257,7 +257,10 @@ export const configSchema = z
         handshake_timeout_ms: z.number().int().min(100).default(10_000).describe("A new connection's deadline to say its protocol (or finish TLS)"),
         idle_timeout_ms: z.number().int().min(100).default(60_000).describe("An HTTP/2 connection without traffic is closed after this"),
         request_timeout_ms: z.number().int().min(100).default(30_000).describe("A request's deadline to arrive whole (headers and body)"),
-        trusted_proxies: z.array(z.string()).default([]),
+        trusted_proxies: z
+          .array(cidr)
+          .default([])
+          .describe("Proxies (addresses or CIDRs) whose X-Forwarded-For is believed; checked at start-up"),
         web_app: z.boolean().optional().describe("Serve the web app at /; default: in dev mode only"),
         metrics_port: z
           .number()

@@ -256,7 +256,8 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
 
   const service: MfaService = {
     async verify(input) {
-      const attempt = await (deps.addressLimit?.admit(input.client.ip, "VerifyMfa") ?? UNLIMITED);
+      // Strict: a 6-digit code can be guessed, so an address over its limit is refused unheard.
+      const attempt = await (deps.addressLimit?.admit(input.client.ip, "VerifyMfa", { strict: true }) ?? UNLIMITED);
       try {
         const result = await verifyOnce(input);
         attempt.settle();

@@ -36,9 +36,7 @@ export function createNonceService(deps: {
     async issue(client) {
       const attempt = await (deps.addressLimit?.admit(client.ip, "CreateNonce") ?? UNLIMITED);
       if (client.deviceId === null) {
-        const e = new DomainError("invalid_request", "device_id is required: a nonce is bound to the device that will sign in");
-        attempt.settle(e, { recorded: false });
-        throw e;
+        throw await attempt.fail(new DomainError("invalid_request", "device_id is required: a nonce is bound to the device that will sign in"), { recorded: false });
       }
       attempt.settle();
       const expiresAt = new Date(deps.clock.now().getTime() + deps.ttlSeconds * 1000);

@@ -44,6 +44,9 @@ export interface SessionService {
   revokeSession(principal: Principal, sessionId: string, client: ClientInfo): Promise<void>;
 }
 
+/** The shape of the refresh tokens we issue (opaque-tokens.ts: `rt_` + 256 bits, base64url). */
+const REFRESH_TOKEN = /^rt_[A-Za-z0-9_-]{43}$/;
+
 export function createSessionService(deps: SessionDeps): SessionService {
   const { clock, store, opaqueTokens } = deps;
 
@@ -57,6 +60,9 @@ export function createSessionService(deps: SessionDeps): SessionService {
 
   async function refreshOnce(refreshToken: string, client: ClientInfo): Promise<LoginResult> {
     if (refreshToken === "") throw new DomainError("refresh_token_required", "refresh_token is required");
+    // What we never issued is refused without touching the store: junk from an address over its
+    // limit is still evaluated (address-limit.ts), and must not cost a write transaction each.
+    if (!REFRESH_TOKEN.test(refreshToken)) throw new DomainError("refresh_token_invalid", "the refresh token is not valid");
     const now = clock.now();
     const next = opaqueTokens.issue("rt");
     let failure: DomainError | undefined;
@@ -114,8 +120,7 @@ export function createSessionService(deps: SessionDeps): SessionService {
         attempt.settle();
         return result;
       } catch (e) {
-        attempt.settle(e, { recorded: false });
-        throw e;
+        throw await attempt.fail(e, { recorded: false });
       }
     },
 
@@ -159,8 +164,7 @@ export function createSessionService(deps: SessionDeps): SessionService {
           attempt.settle();
           ({ userId, id: sessionId } = session);
         } catch (e) {
-          attempt.settle(e, { recorded: false });
-          throw e;
+          throw await attempt.fail(e, { recorded: false });
         }
       }
       return store.revokeSessions(
