@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type * as http2 from "node:http2";
+import * as http2 from "node:http2";
 import { type BlockList, isIP } from "node:net";
 import type { DescService } from "@bufbuild/protobuf";
 import {
@@ -51,10 +51,16 @@ export interface HttpHandlerOptions {
   plain: ReadonlyMap<string, PlainHandler>;
   /** Told of each request for an RPC or REST route that never reached the method (metrics). */
   onMalformed?: ((protocol: string) => void) | undefined;
+  /**
+   * Requests in flight from one client address (behind trusted proxies: the forwarded one) at
+   * most; more are answered 429 at once, so one address cannot hold every handler.
+   */
+  maxRequestsPerAddress: number;
 }
 
 /** Request compressions accepted (connect-es and the screening in front of it alike). */
 const COMPRESSIONS = [compressionGzip, compressionBrotli] as const;
+const { NGHTTP2_REFUSED_STREAM } = http2.constants;
 
 const CORS_ALLOW_HEADERS = [
   "authorization", "content-type", "connect-protocol-version", "connect-timeout-ms",
@@ -116,6 +122,35 @@ export function createHttpHandler(options: HttpHandlerOptions) {
   });
   const proxies = addressListOf(options.trustedProxies);
   const allowedOrigins = new Set(options.corsAllowedOrigins);
+  /** Requests in flight per client address. */
+  const inFlight = new Map<string, number>();
+
+  /**
+   * Counts the request against its client's share; false (and a 429 written) when the client
+   * already has `maxRequestsPerAddress` in flight. The count is released when the answer is done.
+   */
+  function admitRequest(req: NodeRequest, res: NodeResponse): boolean {
+    const forwarded = req.headers["x-forwarded-for"];
+    const ip = clientIp(req.socket?.remoteAddress ?? null, Array.isArray(forwarded) ? forwarded[0] : forwarded, proxies);
+    if (ip === null) return true;
+    const held = inFlight.get(ip) ?? 0;
+    if (held >= options.maxRequestsPerAddress) {
+      res.setHeader("retry-after", "1");
+      // HTTP/1.1: the connection ends with the answer; HTTP/2: the stream is reset once answered,
+      // so the client stops sending the body we will not read.
+      if (req.httpVersionMajor === 1) res.setHeader("connection", "close");
+      else res.once("finish", () => (req as http2.Http2ServerRequest).stream.close(NGHTTP2_REFUSED_STREAM));
+      sendError(res, "rate_limited", "too many requests in flight from this address; try again in 1 s");
+      return false;
+    }
+    inFlight.set(ip, held + 1);
+    res.once("close", () => {
+      const left = (inFlight.get(ip) ?? 1) - 1;
+      if (left > 0) inFlight.set(ip, left);
+      else inFlight.delete(ip);
+    });
+    return true;
+  }
 
   function clientOf(req: NodeRequest, requestId: string, access: AccessRecord): ContextValues {
     const header = (name: string) => {
@@ -215,7 +250,8 @@ export function createHttpHandler(options: HttpHandlerOptions) {
     const requestId = sanitizeRequestId(req.headers["x-request-id"]) ?? randomUUID();
     const access: AccessRecord = { protocol: "http", route: null, code: undefined };
     try {
-      await handle(req, res, requestId, access);
+      if (admitRequest(req, res)) await handle(req, res, requestId, access);
+      else access.code = "rate_limited";
     } catch (e) {
       if (e instanceof BodyError) {
         sendError(res, e.code, e.message);
@@ -249,7 +285,12 @@ export function createHttpHandler(options: HttpHandlerOptions) {
   };
   /** What the server answers besides RPC paths: REST routes and plain endpoints, as "METHOD /path". */
   const routes = [...rest.routes, ...options.plain.keys()];
-  return Object.assign(listener, { routes });
+  /** What a connection's peer is counted under (server.ts): null for a trusted proxy, which carries many clients. */
+  const connectionKey = (peer: string): string | null => {
+    const ip = normalizeAddress(peer);
+    return isListed(proxies, ip) ? null : ip;
+  };
+  return Object.assign(listener, { routes, connectionKey });
 }
 
 /** The protocol of an RPC request that connect-es serves, by its content type. */

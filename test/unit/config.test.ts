@@ -138,6 +138,11 @@ providers:
     expect(loadConfig({ file, env: {} }).server.trusted_proxies).toEqual(["10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "::1"]);
   });
 
+  it("refuses a per-address connection share above max_connections", () => {
+    const file = configFile("server:\n  max_connections: 100\n  max_connections_per_address: 101\n");
+    expect(configError({ file, env: {} }).message).toContain("server.max_connections_per_address");
+  });
+
   it("refuses unknown keys in a provider", () => {
     const file = configFile(`${GOOGLE}    audience: web\n`);
     const message = configError({ file, env: {} }).message;
