@@ -319,6 +319,7 @@ export async function createApp(
       corsMaxAgeSeconds: config.server.cors.max_age_seconds,
       trustedProxies: config.server.trusted_proxies,
       maxRequestsPerAddress: config.server.max_requests_per_address,
+      addressPrefixes: { ipv4: config.rate_limit.ipv4_prefix, ipv6: config.rate_limit.ipv6_prefix },
       plain: createPlainRoutes({
         urls,
         jwks: () => keyRing.jwks(),

@@ -343,6 +343,20 @@ export const configSchema = z
         // Covers every unauthenticated RPC: sign-in, VerifyMfa, refresh, sign-out by refresh token, nonces.
         signin_failures_per_ip: z.number().int().min(0).default(30).describe("0 disables the limit"),
         signin_failure_window_seconds: positiveSeconds.default(300),
+        ipv4_prefix: z
+          .number()
+          .int()
+          .min(8)
+          .max(32)
+          .default(32)
+          .describe("Every per-address limit counts an IPv4 client by this prefix (32: the address)"),
+        ipv6_prefix: z
+          .number()
+          .int()
+          .min(16)
+          .max(128)
+          .default(64)
+          .describe("Every per-address limit counts an IPv6 client by this prefix (64: one subscriber's network, whose addresses it can rotate)"),
         refusal_audit_interval_seconds: positiveSeconds
           .default(60)
           .describe("Refusals by the limit are written as one audit row per address per interval, with a count"),

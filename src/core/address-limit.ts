@@ -1,5 +1,6 @@
 import type { Clock } from "./clock.ts";
 import { DomainError, isCallerFault, isDomainError } from "./errors.ts";
+import type { ClientInfo } from "./model.ts";
 import type { SigninFailureCounter } from "./ports/audit.ts";
 
 /**
@@ -30,7 +31,7 @@ export interface AddressLimit {
   readonly max: number;
   readonly windowSeconds: number;
   /**
-   * Reserves an attempt from `ip` (null: unknown address, never limited). `strict`: the
+   * Reserves an attempt from `ip`, an address's key (`limitKeyOf`; null: unknown address, never limited). `strict`: the
    * credential can be guessed, so an address over its limit is refused before any evaluation.
    */
   admit(ip: string | null, rpc: string, options?: { strict?: boolean }): Promise<AddressAttempt>;
@@ -85,6 +86,11 @@ interface Entry {
   /** Known: the limit lifts at this time (ms). */
   limitedUntil: number;
   syncing: Promise<void> | null;
+}
+
+/** The key `client` is limited under: its address's key (IPv6: its prefix), else its address. */
+export function limitKeyOf(client: ClientInfo): string | null {
+  return client.addressKey ?? client.ip;
 }
 
 /** The attempt of an address nobody counts (no address known, or no limit configured). */

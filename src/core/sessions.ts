@@ -1,4 +1,4 @@
-import { type AddressLimit, UNLIMITED } from "./address-limit.ts";
+import { type AddressLimit, limitKeyOf, UNLIMITED } from "./address-limit.ts";
 import type { Clock } from "./clock.ts";
 import { DomainError } from "./errors.ts";
 import { newId } from "./ids.ts";
@@ -114,7 +114,7 @@ export function createSessionService(deps: SessionDeps): SessionService {
 
   return {
     async refresh(refreshToken, client) {
-      const attempt = await (deps.addressLimit?.admit(client.ip, "RefreshToken") ?? UNLIMITED);
+      const attempt = await (deps.addressLimit?.admit(limitKeyOf(client), "RefreshToken") ?? UNLIMITED);
       try {
         const result = await refreshOnce(refreshToken, client);
         attempt.settle();
@@ -147,7 +147,7 @@ export function createSessionService(deps: SessionDeps): SessionService {
         if (credential.refreshToken === "") throw new DomainError("access_token_required", "send an access token or the refresh_token");
         // Ending every session is for the holder of a live access token, not of a refresh token.
         if (allSessions) throw new DomainError("access_token_required", "all_sessions needs the access token (Authorization: Bearer)");
-        const attempt = await (deps.addressLimit?.admit(client.ip, "SignOut") ?? UNLIMITED);
+        const attempt = await (deps.addressLimit?.admit(limitKeyOf(client), "SignOut") ?? UNLIMITED);
         try {
           const session = await store.findSessionByRefreshToken(opaqueTokens.hash(credential.refreshToken));
           if (session === null) throw new DomainError("refresh_token_invalid", "the refresh token is not valid");

@@ -1,4 +1,4 @@
-import { type AddressAttempt, type AddressLimit, UNLIMITED } from "./address-limit.ts";
+import { type AddressAttempt, type AddressLimit, limitKeyOf, UNLIMITED } from "./address-limit.ts";
 import type { Clock } from "./clock.ts";
 import type { NonceService } from "./nonces.ts";
 import { DomainError, isDomainError } from "./errors.ts";
@@ -105,7 +105,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
   /** Rate limiting around one sign-in: an attempt is reserved before anything is verified. */
   async function signinWithIdToken(input: SigninInput): Promise<LoginResult | MfaChallengeResult> {
     // A limited address learns nothing about its token.
-    const attempt = await (deps.addressLimit?.admit(input.client.ip, "SigninWithIdToken") ?? UNLIMITED);
+    const attempt = await (deps.addressLimit?.admit(limitKeyOf(input.client), "SigninWithIdToken") ?? UNLIMITED);
     try {
       const result = await signin(input, attempt);
       attempt.settle();
@@ -171,8 +171,9 @@ export function createSigninService(deps: SigninDeps): SigninService {
    * should this sign-in still fail, the limit answers for it (`refusal`).
    */
   function observeAddressFailures(snapshot: SigninSnapshot, client: ClientInfo): void {
-    if (deps.addressLimit === undefined || client.ip === null) return;
-    deps.addressLimit.observe(client.ip, snapshot.ipFailures);
+    const key = limitKeyOf(client);
+    if (deps.addressLimit === undefined || key === null) return;
+    deps.addressLimit.observe(key, snapshot.ipFailures);
   }
 
   function riskQuery(identity: ExternalIdentity, account: Resolved, client: ClientInfo, now: Date): SigninAttempt {
@@ -244,14 +245,15 @@ export function createSigninService(deps: SigninDeps): SigninService {
   function snapshotQuery(identity: ExternalIdentity, client: ClientInfo, now: Date): SigninSnapshotQuery {
     const email = normalizeEmail(identity.email);
     const limit = deps.addressLimit;
+    const key = limitKeyOf(client);
     return {
       issuer: identity.issuer,
       subject: identity.subject,
       verifiedEmail: identity.emailVerified ? email : null,
       ipFailures:
-        limit === undefined || client.ip === null
+        limit === undefined || key === null
           ? null
-          : { ip: client.ip, since: new Date(now.getTime() - limit.windowSeconds * 1000), cap: limit.max },
+          : { ip: key, since: new Date(now.getTime() - limit.windowSeconds * 1000), cap: limit.max },
       history: deps.adaptiveMfa?.historyQuery(client, now) ?? null,
     };
   }

@@ -17,7 +17,7 @@ import {
   compressionGzip,
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
-import { addressListOf, isListed } from "../core/address-list.ts";
+import { type AddressPrefixes, addressKeyOf, addressListOf, isListed } from "../core/address-list.ts";
 import { withoutControlCharacters } from "../core/plain-text.ts";
 import type { Logger } from "../logger.ts";
 import { type AccessRecord, kAccess, kClient, kRequestId } from "./context.ts";
@@ -56,6 +56,8 @@ export interface HttpHandlerOptions {
    * most; more are answered 429 at once, so one address cannot hold every handler.
    */
   maxRequestsPerAddress: number;
+  /** How client addresses are grouped for every per-address limit (IPv6: by prefix). */
+  addressPrefixes: AddressPrefixes;
 }
 
 /** Request compressions accepted (connect-es and the screening in front of it alike). */
@@ -133,7 +135,8 @@ export function createHttpHandler(options: HttpHandlerOptions) {
     const forwarded = req.headers["x-forwarded-for"];
     const ip = clientIp(req.socket?.remoteAddress ?? null, Array.isArray(forwarded) ? forwarded[0] : forwarded, proxies);
     if (ip === null) return true;
-    const held = inFlight.get(ip) ?? 0;
+    const key = addressKeyOf(ip, options.addressPrefixes);
+    const held = inFlight.get(key) ?? 0;
     if (held >= options.maxRequestsPerAddress) {
       res.setHeader("retry-after", "1");
       // HTTP/1.1: the connection ends with the answer; HTTP/2: the stream is reset once answered,
@@ -143,11 +146,11 @@ export function createHttpHandler(options: HttpHandlerOptions) {
       sendError(res, "rate_limited", "too many requests in flight from this address; try again in 1 s");
       return false;
     }
-    inFlight.set(ip, held + 1);
+    inFlight.set(key, held + 1);
     res.once("close", () => {
-      const left = (inFlight.get(ip) ?? 1) - 1;
-      if (left > 0) inFlight.set(ip, left);
-      else inFlight.delete(ip);
+      const left = (inFlight.get(key) ?? 1) - 1;
+      if (left > 0) inFlight.set(key, left);
+      else inFlight.delete(key);
     });
     return true;
   }
@@ -157,11 +160,13 @@ export function createHttpHandler(options: HttpHandlerOptions) {
       const v = req.headers[name];
       return Array.isArray(v) ? v[0] : v;
     };
+    const ip = clientIp(req.socket.remoteAddress ?? null, header("x-forwarded-for"), proxies);
     return createContextValues()
       .set(kRequestId, requestId)
       .set(kAccess, access)
       .set(kClient, {
-        ip: clientIp(req.socket.remoteAddress ?? null, header("x-forwarded-for"), proxies),
+        ip,
+        addressKey: ip === null ? null : addressKeyOf(ip, options.addressPrefixes),
         userAgent: userAgentOf(header("user-agent")),
         requestId,
         deviceId: clipDeviceId(header("x-device-id")),
@@ -288,7 +293,7 @@ export function createHttpHandler(options: HttpHandlerOptions) {
   /** What a connection's peer is counted under (server.ts): null for a trusted proxy, which carries many clients. */
   const connectionKey = (peer: string): string | null => {
     const ip = normalizeAddress(peer);
-    return isListed(proxies, ip) ? null : ip;
+    return isListed(proxies, ip) ? null : addressKeyOf(ip, options.addressPrefixes);
   };
   return Object.assign(listener, { routes, connectionKey });
 }

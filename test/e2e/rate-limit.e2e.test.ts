@@ -110,3 +110,59 @@ describe("others' failures behind the same address", () => {
     expect(await t.app.database.client.session.count({ where: { revokedAt: { not: null } } })).toBe(1);
   });
 });
+
+/**
+ * Issue 18 item 5: the per-address limit keys IPv6 by its prefix (rate_limit.ipv6_prefix,
+ * default /64; IPv4 by rate_limit.ipv4_prefix, default /32), so a client that rotates addresses
+ * inside its /64 — every IPv6 subscriber gets at least one — gets no fresh budget. The
+ * regression: each rotated address had a budget of its own. The service listens on ::1 behind
+ * a trusted proxy (::1) that forwards the rotating addresses.
+ */
+describe("the per-address limit over IPv6", () => {
+  let t: TestApp;
+  const LIMIT = 5;
+  beforeAll(async () => {
+    t = await startTestApp({
+      config: {
+        dev: true,
+        "server.host": "::1",
+        "rate_limit.signin_failures_per_ip": LIMIT,
+        "rate_limit.signin_failure_window_seconds": 300,
+        "server.trusted_proxies": ["::1"],
+      },
+    });
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+  const signin = async (idToken: string, clientIp: string) => {
+    const res = await fetch(`${t.url}/auth/id-token/signin`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-forwarded-for": clientIp },
+      body: JSON.stringify({ id_token: idToken, provider: "dev" }),
+    });
+    return { status: res.status, code: ((await res.json()) as { code?: string }).code };
+  };
+
+  it("counts every address of a /64 as one; another /64 keeps its own budget", async () => {
+    expect(new URL(t.url).hostname).toBe("[::1]");
+    for (let i = 1; i <= LIMIT; i++) expect(await signin("not.a.token", `2001:db8:1:2::${i.toString(16)}`)).toEqual({ status: 400, code: "id_token_malformed" });
+    // Rotating inside the /64 (any spelling of it) finds the budget spent.
+    for (const rotated of ["2001:db8:1:2:ffff:ffff:ffff:fffe", "2001:0DB8:0001:0002:0:0:0:abcd", "[2001:db8:1:2::99]:443"]) {
+      expect(await signin("not.a.token", rotated), rotated).toEqual({ status: 429, code: "rate_limited" });
+    }
+    // The neighbouring /64 is somebody else.
+    expect(await signin("not.a.token", "2001:db8:1:3::1")).toEqual({ status: 400, code: "id_token_malformed" });
+    // Rows remember the address they came from, and count under the /64.
+    const rows = await t.app.database.client.auditEvent.findMany({ where: { type: "signin.failed", ip: { startsWith: "2001:db8:1:2::" } } });
+    expect(rows).toHaveLength(LIMIT);
+  });
+
+  it("counts an IPv4-mapped IPv6 address as its IPv4 address, however it is written", async () => {
+    for (let i = 0; i < LIMIT; i++) expect((await signin("not.a.token", "192.0.2.44")).status).toBe(400);
+    expect(await signin("not.a.token", "::ffff:192.0.2.44")).toEqual({ status: 429, code: "rate_limited" });
+    expect(await signin("not.a.token", "::ffff:c000:22c")).toEqual({ status: 429, code: "rate_limited" });
+    // IPv4 is keyed by the whole address by default: the neighbour is somebody else.
+    expect((await signin("not.a.token", "192.0.2.45")).status).toBe(400);
+  });
+});
