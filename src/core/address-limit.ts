@@ -10,20 +10,19 @@ import type { SigninFailureCounter } from "./ports/audit.ts";
  * window, with the time actually left (`retry_after_seconds`).
  *
  * - Only failures are limited; successes never wait on them (issue 18): many users share one
- *   address (NAT, an office, a carrier), so an address over its limit still has each attempt
- *   evaluated, and one whose credential is valid succeeds. A failure from it answers the limit's
- *   refusal instead of its own error (`fail`), so the address learns nothing about what it sent
- *   and writes no audit row per attempt. What stays unguessable is then still unguessable:
- *   refresh tokens are 256 random bits, ID tokens are signed. Where the secret *can* be guessed
- *   (a 6-digit code: VerifyMfa), `admit(…, { strict: true })` refuses before evaluating, as a
- *   limit on guessing must.
+ *   address (NAT, an office, a carrier), so every attempt is evaluated at once, and one whose
+ *   credential is valid succeeds. A failure is counted when it happens (`fail`); once the address
+ *   has `max`, a failure answers the limit's refusal instead of its own error, so the address
+ *   learns nothing more about what it sends and writes no audit row per attempt: 50 concurrent
+ *   bad attempts against a limit of 30 are told at most 30 errors. Unguessable credentials stay
+ *   unguessable (refresh tokens are 256 random bits, ID tokens are signed). Where the secret
+ *   *can* be guessed (a 6-digit code: VerifyMfa), `admit(…, { strict: true })` reserves each
+ *   attempt before it is evaluated — with `failures + in flight >= max` a new one waits for one
+ *   in flight to finish (refused after `maxWaitMs`) — and refuses an address over its limit
+ *   unheard, so at most `max` guesses are ever checked per window.
  * - Counted from the shared audit trail (so every replica agrees), read at most once per
  *   `syncMs` (5 s) per address; the sign-in's own read refreshes it for free (`observe`). Failures that
  *   leave no audit row (an unknown refresh token) count on this replica only.
- * - An attempt is reserved before it is evaluated: with `failures + in flight >= max`, a new
- *   attempt waits for one in flight to finish, so 50 concurrent bad attempts against a limit of
- *   30 answer at most 30 of them with their own error. Over the limit, `max` attempts per address
- *   are evaluated at once; more wait (and are refused after `maxWaitMs`).
  * - Refusals by the limit write nothing per request: they are tallied per address and written
  *   as one audit row per address per flush (`drainRefusals`, called by the service's upkeep).
  */
@@ -31,8 +30,9 @@ export interface AddressLimit {
   readonly max: number;
   readonly windowSeconds: number;
   /**
-   * Reserves an attempt from `ip`, an address's key (`limitKeyOf`; null: unknown address, never limited). `strict`: the
-   * credential can be guessed, so an address over its limit is refused before any evaluation.
+   * Starts an attempt from `ip`, an address's key (`limitKeyOf`; null: unknown address, never
+   * limited). `strict`: the credential can be guessed, so the attempt is reserved first and an
+   * address over its limit is refused before any evaluation.
    */
   admit(ip: string | null, rpc: string, options?: { strict?: boolean }): Promise<AddressAttempt>;
   /** The sign-in's read counted the address's failures: refresh the cached count. */
@@ -175,11 +175,13 @@ export function createAddressLimit(options: AddressLimitOptions): AddressLimit {
     for (;;) {
       const now = clock.now().getTime();
       if (now - e.syncedAt > syncMs) await sync(ip, e);
+      // Not strict: admitted at once; whether a failure is told its error or the limit's refusal
+      // is decided when it fails (`fail`), so nothing here waits on anybody's failures.
+      if (admitOptions?.strict !== true) break;
       const n = failures(e, now);
-      if (n >= max && admitOptions?.strict === true) throw await refusalFor(ip, e, rpc, now);
-      // Under the limit, every attempt in flight may still fail: reserve room for it. Over it,
-      // failures are refused anyway; only the work at once is bounded.
-      if (n >= max ? e.inFlight < max : n + e.inFlight < max) break;
+      if (n >= max) throw await refusalFor(ip, e, rpc, now);
+      // Every attempt in flight may still be a wrong guess: reserve room for it.
+      if (n + e.inFlight < max) break;
       if (now - started >= maxWaitMs) throw await refusalFor(ip, e, rpc, now);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
