@@ -131,11 +131,9 @@ export function createHttpHandler(options: HttpHandlerOptions) {
    * Counts the request against its client's share; false (and a 429 written) when the client
    * already has `maxRequestsPerAddress` in flight. The count is released when the answer is done.
    */
-  function admitRequest(req: NodeRequest, res: NodeResponse): boolean {
-    const forwarded = req.headers["x-forwarded-for"];
-    const ip = clientIp(req.socket?.remoteAddress ?? null, Array.isArray(forwarded) ? forwarded[0] : forwarded, proxies);
-    if (ip === null) return true;
-    const key = addressKeyOf(ip, options.addressPrefixes);
+  function admitRequest(req: NodeRequest, res: NodeResponse, access: AccessRecord): boolean {
+    const key = addressOf(req, access).addressKey;
+    if (key === null) return true;
     const held = inFlight.get(key) ?? 0;
     if (held >= options.maxRequestsPerAddress) {
       res.setHeader("retry-after", "1");
@@ -155,18 +153,27 @@ export function createHttpHandler(options: HttpHandlerOptions) {
     return true;
   }
 
+  /** The client's address and its key (IPv6: its prefix), found once per request. */
+  function addressOf(req: NodeRequest, access: AccessRecord): { ip: string | null; addressKey: string | null } {
+    if (access.client !== undefined) return access.client;
+    const forwarded = req.headers["x-forwarded-for"];
+    const ip = clientIp(req.socket?.remoteAddress ?? null, Array.isArray(forwarded) ? forwarded[0] : forwarded, proxies);
+    access.client = { ip, addressKey: ip === null ? null : addressKeyOf(ip, options.addressPrefixes) };
+    return access.client;
+  }
+
   function clientOf(req: NodeRequest, requestId: string, access: AccessRecord): ContextValues {
     const header = (name: string) => {
       const v = req.headers[name];
       return Array.isArray(v) ? v[0] : v;
     };
-    const ip = clientIp(req.socket.remoteAddress ?? null, header("x-forwarded-for"), proxies);
+    const { ip, addressKey } = addressOf(req, access);
     return createContextValues()
       .set(kRequestId, requestId)
       .set(kAccess, access)
       .set(kClient, {
         ip,
-        addressKey: ip === null ? null : addressKeyOf(ip, options.addressPrefixes),
+        addressKey,
         userAgent: userAgentOf(header("user-agent")),
         requestId,
         deviceId: clipDeviceId(header("x-device-id")),
@@ -255,7 +262,7 @@ export function createHttpHandler(options: HttpHandlerOptions) {
     const requestId = sanitizeRequestId(req.headers["x-request-id"]) ?? randomUUID();
     const access: AccessRecord = { protocol: "http", route: null, code: undefined };
     try {
-      if (admitRequest(req, res)) await handle(req, res, requestId, access);
+      if (admitRequest(req, res, access)) await handle(req, res, requestId, access);
       else access.code = "rate_limited";
     } catch (e) {
       if (e instanceof BodyError) {

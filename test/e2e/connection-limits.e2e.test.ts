@@ -155,6 +155,7 @@ describe("one address against everybody else", () => {
   const CAP = { total: 60, perAddress: 20, requestsPerAddress: 10 };
   const ATTACKER = "127.0.0.2";
   const OTHER = "127.0.0.3";
+  const PROXY = "127.0.0.5";
   let t: TestApp;
   let port: number;
   beforeAll(async () => {
@@ -164,6 +165,7 @@ describe("one address against everybody else", () => {
         "server.max_connections": CAP.total,
         "server.max_connections_per_address": CAP.perAddress,
         "server.max_requests_per_address": CAP.requestsPerAddress,
+        "server.trusted_proxies": [PROXY],
         // The attacker's bodies must outlive the test: nothing here is ended by a timeout.
         "server.request_timeout_ms": 60_000,
         "server.idle_timeout_ms": 60_000,
@@ -187,8 +189,8 @@ describe("one address against everybody else", () => {
   }
 
   /** Starts a sign-in whose body never ends on `session`; resolves with the status if one comes within `ms`. */
-  function neverEndingSignin(session: http2.ClientHttp2Session, ms: number): Promise<number | null> {
-    const stream = session.request({ ":method": "POST", ":path": "/auth/id-token/signin", "content-type": "application/json", "content-length": "2000" });
+  function neverEndingSignin(session: http2.ClientHttp2Session, ms: number, headers: http2.OutgoingHttpHeaders = {}): Promise<number | null> {
+    const stream = session.request({ ":method": "POST", ":path": "/auth/id-token/signin", "content-type": "application/json", "content-length": "2000", ...headers });
     stream.on("error", () => {});
     stream.write('{"id_token": "');
     return new Promise((resolve) => {
@@ -247,5 +249,29 @@ describe("one address against everybody else", () => {
     // When the attacker's connections go, the address is served again.
     await new Promise((r) => setTimeout(r, 200));
     expect(await h1From(ATTACKER, "GET", "/healthz")).toBe(200);
+  });
+
+  it("behind a trusted proxy: the proxy's connections are not capped, the forwarded address's open requests are", async () => {
+    const sessions: http2.ClientHttp2Session[] = [];
+    try {
+      // A load balancer carries everybody: more connections than one address's share, all kept.
+      for (const s of await Promise.all(Array.from({ length: CAP.perAddress + 10 }, () => h2From(PROXY)))) if (s !== null) sessions.push(s);
+      expect(sessions).toHaveLength(CAP.perAddress + 10);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(sessions.every((s) => !s.closed && !s.destroyed)).toBe(true);
+      // One forwarded client holds its share of never-ending requests; its next one is refused at once.
+      const attacker = { "x-forwarded-for": "198.51.100.7" };
+      const held = await Promise.all(sessions.slice(0, CAP.requestsPerAddress).map((s) => neverEndingSignin(s, 300, attacker)));
+      expect(held.every((status) => status === null)).toBe(true);
+      expect(await neverEndingSignin(sessions.at(-1)!, 2000, attacker)).toBe(429);
+      // Another client behind the same proxy is served.
+      const stream = sessions.at(-1)!.request({ ":path": "/healthz", "x-forwarded-for": "198.51.100.8" });
+      stream.on("error", () => {});
+      const status = await new Promise<number>((resolve) => stream.once("response", (h) => resolve(Number(h[":status"]))));
+      stream.resume();
+      expect(status).toBe(200);
+    } finally {
+      for (const s of sessions) s.destroy();
+    }
   });
 });
