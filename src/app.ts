@@ -322,6 +322,8 @@ export async function createApp(
       corsAllowedOrigins: config.server.cors.allowed_origins,
       corsMaxAgeSeconds: config.server.cors.max_age_seconds,
       trustedProxies: config.server.trusted_proxies,
+      maxRequestsPerAddress: config.server.max_requests_per_address,
+      addressPrefixes: { ipv4: config.rate_limit.ipv4_prefix, ipv6: config.rate_limit.ipv6_prefix },
       plain: createPlainRoutes({
         urls,
         jwks: () => keyRing.jwks(),
@@ -365,11 +367,14 @@ export async function createApp(
           tls: config.server.tls === undefined ? undefined : { certFile: config.server.tls.cert_file, keyFile: config.server.tls.key_file },
           limits: {
             maxConnections: config.server.max_connections,
+            maxConnectionsPerAddress: config.server.max_connections_per_address ?? 64,
+            maxStreamsPerConnection: config.server.max_streams_per_connection,
             handshakeTimeoutMs: config.server.handshake_timeout_ms,
             idleTimeoutMs: config.server.idle_timeout_ms,
             requestTimeoutMs: config.server.request_timeout_ms,
           },
           listener,
+          connectionKey: listener.connectionKey,
         });
         urls.listening(server.url);
         if (config.server.metrics_port !== undefined) metricsServer = await startMetricsServer(config.server.host, config.server.metrics_port, metrics);

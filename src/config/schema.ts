@@ -270,10 +270,26 @@ export const configSchema = z
         health_watch_interval_ms: z.number().int().min(100).default(5000).describe("How often open Health.Watch calls re-check the database"),
         reflection: z.boolean().optional().describe("gRPC server reflection; default on in dev mode only"),
         max_connections: z.number().int().min(1).default(1024).describe("Open connections at most; more are closed at once"),
+        max_connections_per_address: z
+          .number()
+          .int()
+          .min(1)
+          .optional()
+          .describe("Open connections from one client address (IPv6: its prefix) at most; default min(64, ¾ of max_connections). Trusted proxies are exempt"),
+        max_requests_per_address: z
+          .number()
+          .int()
+          .min(1)
+          .default(128)
+          .describe("Requests in flight from one client address (behind trusted proxies: the forwarded one) at most; more answer 429 at once"),
+        max_streams_per_connection: z.number().int().min(1).max(1000).default(100).describe("HTTP/2 streams open at once on one connection"),
         handshake_timeout_ms: z.number().int().min(100).default(10_000).describe("A new connection's deadline to say its protocol (or finish TLS)"),
         idle_timeout_ms: z.number().int().min(100).default(60_000).describe("An HTTP/2 connection without traffic is closed after this"),
         request_timeout_ms: z.number().int().min(100).default(30_000).describe("A request's deadline to arrive whole (headers and body)"),
-        trusted_proxies: z.array(z.string()).default([]),
+        trusted_proxies: z
+          .array(cidr)
+          .default([])
+          .describe("Proxies (addresses or CIDRs) whose X-Forwarded-For is believed; checked at start-up"),
         web_app: z.boolean().optional().describe("Serve the web app at /; default: in dev mode only"),
         metrics_port: z
           .number()
@@ -291,6 +307,11 @@ export const configSchema = z
           .prefault({}),
       })
       .strict()
+      .superRefine((srv, ctx) => {
+        if (srv.max_connections_per_address !== undefined && srv.max_connections_per_address > srv.max_connections) {
+          ctx.addIssue({ code: "custom", path: ["max_connections_per_address"], message: "must not exceed server.max_connections" });
+        }
+      })
       .prefault({}),
     tracing: z
       .object({
@@ -345,6 +366,20 @@ export const configSchema = z
         // Covers every unauthenticated RPC: sign-in, VerifyMfa, refresh, sign-out by refresh token, nonces.
         signin_failures_per_ip: z.number().int().min(0).default(30).describe("0 disables the limit"),
         signin_failure_window_seconds: positiveSeconds.default(300),
+        ipv4_prefix: z
+          .number()
+          .int()
+          .min(8)
+          .max(32)
+          .default(32)
+          .describe("Every per-address limit counts an IPv4 client by this prefix (32: the address)"),
+        ipv6_prefix: z
+          .number()
+          .int()
+          .min(16)
+          .max(128)
+          .default(64)
+          .describe("Every per-address limit counts an IPv6 client by this prefix (64: one subscriber's network, whose addresses it can rotate)"),
         refusal_audit_interval_seconds: positiveSeconds
           .default(60)
           .describe("Refusals by the limit are written as one audit row per address per interval, with a count"),

@@ -1,31 +1,42 @@
 import type { Clock } from "./clock.ts";
 import { DomainError, isCallerFault, isDomainError } from "./errors.ts";
+import type { ClientInfo } from "./model.ts";
 import type { SigninFailureCounter } from "./ports/audit.ts";
 
 /**
  * The per-address limit of the unauthenticated RPCs (sign-in, VerifyMfa, refresh, sign-out with a
  * refresh token, nonces): after `max` failures that were the caller's fault within `windowSeconds`,
- * every one of them answers `rate_limited` (429) until the oldest counted failure leaves the
+ * the address's failures answer `rate_limited` (429) until the oldest counted failure leaves the
  * window, with the time actually left (`retry_after_seconds`).
  *
+ * - Only failures are limited; successes never wait on them (issue 18): many users share one
+ *   address (NAT, an office, a carrier), so every attempt is evaluated at once, and one whose
+ *   credential is valid succeeds. A failure is counted when it happens (`fail`); once the address
+ *   has `max`, a failure answers the limit's refusal instead of its own error, so the address
+ *   learns nothing more about what it sends and writes no audit row per attempt: 50 concurrent
+ *   bad attempts against a limit of 30 are told at most 30 errors. Unguessable credentials stay
+ *   unguessable (refresh tokens are 256 random bits, ID tokens are signed). Where the secret
+ *   *can* be guessed (a 6-digit code: VerifyMfa), `admit(…, { strict: true })` reserves each
+ *   attempt before it is evaluated — with `failures + in flight >= max` a new one waits for one
+ *   in flight to finish (refused after `maxWaitMs`) — and refuses an address over its limit
+ *   unheard, so at most `max` guesses are ever checked per window.
  * - Counted from the shared audit trail (so every replica agrees), read at most once per
  *   `syncMs` (5 s) per address; the sign-in's own read refreshes it for free (`observe`). Failures that
  *   leave no audit row (an unknown refresh token) count on this replica only.
- * - An attempt is reserved before it is evaluated: with `failures + in flight >= max`, a new
- *   attempt waits for one in flight to finish (or is refused once the failures reach the limit),
- *   so 50 concurrent bad attempts against a limit of 30 evaluate at most 30.
  * - Refusals by the limit write nothing per request: they are tallied per address and written
  *   as one audit row per address per flush (`drainRefusals`, called by the service's upkeep).
  */
 export interface AddressLimit {
   readonly max: number;
   readonly windowSeconds: number;
-  /** Reserves an attempt from `ip` (null: unknown address, never limited). */
-  admit(ip: string | null, rpc: string): Promise<AddressAttempt>;
+  /**
+   * Starts an attempt from `ip`, an address's key (`limitKeyOf`; null: unknown address, never
+   * limited). `strict`: the credential can be guessed, so the attempt is reserved first and an
+   * address over its limit is refused before any evaluation.
+   */
+  admit(ip: string | null, rpc: string, options?: { strict?: boolean }): Promise<AddressAttempt>;
   /** The sign-in's read counted the address's failures: refresh the cached count. */
   observe(ip: string, failures: number): void;
-  /** The refusal for an address found over the limit by another read (tallied like the others). */
-  refusal(ip: string, rpc: string): Promise<DomainError>;
   /** Refusals by the limit since the last drain, one entry per address. */
   drainRefusals(): RefusalTally[];
 }
@@ -33,6 +44,12 @@ export interface AddressLimit {
 export interface AddressAttempt {
   /** Ends the attempt with its outcome: the error it failed with, or nothing for a success. */
   settle(error?: unknown, options?: { recorded?: boolean }): void;
+  /**
+   * Ends a failed attempt and returns what the caller answers: `error` itself, or — when it was
+   * the caller's fault and the address is over its limit — the limit's refusal (tallied: the
+   * caller writes no audit row for it).
+   */
+  fail(error: unknown, options?: { recorded?: boolean }): Promise<unknown>;
 }
 
 export interface RefusalTally {
@@ -71,8 +88,13 @@ interface Entry {
   syncing: Promise<void> | null;
 }
 
+/** The key `client` is limited under: its address's key (IPv6: its prefix), else its address. */
+export function limitKeyOf(client: ClientInfo): string | null {
+  return client.addressKey ?? client.ip;
+}
+
 /** The attempt of an address nobody counts (no address known, or no limit configured). */
-export const UNLIMITED: AddressAttempt = { settle() {} };
+export const UNLIMITED: AddressAttempt = { settle() {}, fail: async (error) => error };
 
 export function createAddressLimit(options: AddressLimitOptions): AddressLimit {
   const { max, counter, clock } = options;
@@ -146,17 +168,20 @@ export function createAddressLimit(options: AddressLimitOptions): AddressLimit {
     return rateLimited(Math.max(1, Math.ceil((e.limitedUntil - now) / 1000)));
   }
 
-  async function admit(ip: string | null, rpc: string): Promise<AddressAttempt> {
+  async function admit(ip: string | null, rpc: string, admitOptions?: { strict?: boolean }): Promise<AddressAttempt> {
     if (ip === null) return UNLIMITED;
     const e = entryOf(ip);
     const started = clock.now().getTime();
     for (;;) {
       const now = clock.now().getTime();
       if (now - e.syncedAt > syncMs) await sync(ip, e);
+      // Not strict: admitted at once; whether a failure is told its error or the limit's refusal
+      // is decided when it fails (`fail`), so nothing here waits on anybody's failures.
+      if (admitOptions?.strict !== true) break;
       const n = failures(e, now);
       if (n >= max) throw await refusalFor(ip, e, rpc, now);
+      // Every attempt in flight may still be a wrong guess: reserve room for it.
       if (n + e.inFlight < max) break;
-      // Every slot is taken by attempts still being evaluated: wait for one to finish.
       if (now - started >= maxWaitMs) throw await refusalFor(ip, e, rpc, now);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
@@ -173,20 +198,33 @@ export function createAddressLimit(options: AddressLimitOptions): AddressLimit {
     }
     e.inFlight++;
     let settled = false;
-    return {
-      settle(error, settleOptions) {
-        if (settled) return;
-        settled = true;
-        e.inFlight--;
-        if (error !== undefined && isDomainError(error) && isCallerFault(error.code)) {
-          if (settleOptions?.recorded === false) {
-            e.unrecorded.push(clock.now().getTime());
-            if (e.unrecorded.length > max) e.unrecorded.shift();
-          } else {
-            e.recordedSince++;
-          }
+    const settle = (error?: unknown, settleOptions?: { recorded?: boolean }) => {
+      if (settled) return;
+      settled = true;
+      e.inFlight--;
+      if (error !== undefined && isDomainError(error) && isCallerFault(error.code)) {
+        if (settleOptions?.recorded === false) {
+          e.unrecorded.push(clock.now().getTime());
+          if (e.unrecorded.length > max) e.unrecorded.shift();
+        } else {
+          e.recordedSince++;
         }
-        e.waiters.shift()?.();
+      }
+      e.waiters.shift()?.();
+    };
+    return {
+      settle,
+      async fail(error, settleOptions) {
+        if (settled) return error;
+        const now = clock.now().getTime();
+        const callerFault = isDomainError(error) && isCallerFault(error.code);
+        if (!callerFault || failures(e, now) < max) {
+          settle(error, settleOptions);
+          return error;
+        }
+        // Over the limit: not counted again (the limit's refusals do not extend it), answered as the limit.
+        settle();
+        return refusalFor(ip, e, rpc, now);
       },
     };
   }
@@ -195,7 +233,6 @@ export function createAddressLimit(options: AddressLimitOptions): AddressLimit {
     max,
     windowSeconds: options.windowSeconds,
     admit,
-    refusal: (ip, rpc) => refusalFor(ip, entryOf(ip), rpc, clock.now().getTime()),
     observe(ip, n) {
       const e = entries.get(ip);
       if (e === undefined) return;

@@ -1,4 +1,4 @@
-import { type AddressLimit, budgetExhausted, UNLIMITED } from "./address-limit.ts";
+import { type AddressLimit, budgetExhausted, limitKeyOf, UNLIMITED } from "./address-limit.ts";
 import type { Clock } from "./clock.ts";
 import { DomainError, isDomainError } from "./errors.ts";
 import { newId } from "./ids.ts";
@@ -256,7 +256,8 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
 
   const service: MfaService = {
     async verify(input) {
-      const attempt = await (deps.addressLimit?.admit(input.client.ip, "VerifyMfa") ?? UNLIMITED);
+      // Strict: a 6-digit code can be guessed, so an address over its limit is refused unheard.
+      const attempt = await (deps.addressLimit?.admit(limitKeyOf(input.client), "VerifyMfa", { strict: true }) ?? UNLIMITED);
       try {
         const result = await verifyOnce(input);
         attempt.settle();

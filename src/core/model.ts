@@ -99,6 +99,11 @@ export interface ProviderPolicy {
 /** Where a request came from, for sessions and the audit trail. Never holds tokens. */
 export interface ClientInfo {
   ip: string | null;
+  /**
+   * What the per-address limits count this client under (address-list.ts `addressKeyOf`: IPv6
+   * by its prefix); absent: `ip` itself. Stored with each audit row (`address_key`).
+   */
+  addressKey?: string | null | undefined;
   userAgent: string | null;
   requestId: string | null;
   deviceId: string | null;

@@ -1,4 +1,4 @@
-import { type AddressLimit, UNLIMITED } from "./address-limit.ts";
+import { type AddressLimit, limitKeyOf, UNLIMITED } from "./address-limit.ts";
 import type { Clock } from "./clock.ts";
 import { DomainError } from "./errors.ts";
 import type { ClientInfo } from "./model.ts";
@@ -34,11 +34,9 @@ export function createNonceService(deps: {
 }): NonceService {
   return {
     async issue(client) {
-      const attempt = await (deps.addressLimit?.admit(client.ip, "CreateNonce") ?? UNLIMITED);
+      const attempt = await (deps.addressLimit?.admit(limitKeyOf(client), "CreateNonce") ?? UNLIMITED);
       if (client.deviceId === null) {
-        const e = new DomainError("invalid_request", "device_id is required: a nonce is bound to the device that will sign in");
-        attempt.settle(e, { recorded: false });
-        throw e;
+        throw await attempt.fail(new DomainError("invalid_request", "device_id is required: a nonce is bound to the device that will sign in"), { recorded: false });
       }
       attempt.settle();
       const expiresAt = new Date(deps.clock.now().getTime() + deps.ttlSeconds * 1000);

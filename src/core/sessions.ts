@@ -1,4 +1,4 @@
-import { type AddressLimit, UNLIMITED } from "./address-limit.ts";
+import { type AddressLimit, limitKeyOf, UNLIMITED } from "./address-limit.ts";
 import type { Clock } from "./clock.ts";
 import { DomainError } from "./errors.ts";
 import { newId } from "./ids.ts";
@@ -44,6 +44,9 @@ export interface SessionService {
   revokeSession(principal: Principal, sessionId: string, client: ClientInfo): Promise<void>;
 }
 
+/** The shape of the refresh tokens we issue (opaque-tokens.ts: `rt_` + 256 bits, base64url). */
+const REFRESH_TOKEN = /^rt_[A-Za-z0-9_-]{43}$/;
+
 export function createSessionService(deps: SessionDeps): SessionService {
   const { clock, store, opaqueTokens } = deps;
 
@@ -57,6 +60,9 @@ export function createSessionService(deps: SessionDeps): SessionService {
 
   async function refreshOnce(refreshToken: string, client: ClientInfo): Promise<LoginResult> {
     if (refreshToken === "") throw new DomainError("refresh_token_required", "refresh_token is required");
+    // What we never issued is refused without touching the store: junk from an address over its
+    // limit is still evaluated (address-limit.ts), and must not cost a write transaction each.
+    if (!REFRESH_TOKEN.test(refreshToken)) throw new DomainError("refresh_token_invalid", "the refresh token is not valid");
     const now = clock.now();
     const next = opaqueTokens.issue("rt");
     let failure: DomainError | undefined;
@@ -108,14 +114,13 @@ export function createSessionService(deps: SessionDeps): SessionService {
 
   return {
     async refresh(refreshToken, client) {
-      const attempt = await (deps.addressLimit?.admit(client.ip, "RefreshToken") ?? UNLIMITED);
+      const attempt = await (deps.addressLimit?.admit(limitKeyOf(client), "RefreshToken") ?? UNLIMITED);
       try {
         const result = await refreshOnce(refreshToken, client);
         attempt.settle();
         return result;
       } catch (e) {
-        attempt.settle(e, { recorded: false });
-        throw e;
+        throw await attempt.fail(e, { recorded: false });
       }
     },
 
@@ -142,7 +147,7 @@ export function createSessionService(deps: SessionDeps): SessionService {
         if (credential.refreshToken === "") throw new DomainError("access_token_required", "send an access token or the refresh_token");
         // Ending every session is for the holder of a live access token, not of a refresh token.
         if (allSessions) throw new DomainError("access_token_required", "all_sessions needs the access token (Authorization: Bearer)");
-        const attempt = await (deps.addressLimit?.admit(client.ip, "SignOut") ?? UNLIMITED);
+        const attempt = await (deps.addressLimit?.admit(limitKeyOf(client), "SignOut") ?? UNLIMITED);
         try {
           const session = await store.findSessionByRefreshToken(opaqueTokens.hash(credential.refreshToken));
           if (session === null) throw new DomainError("refresh_token_invalid", "the refresh token is not valid");
@@ -159,8 +164,7 @@ export function createSessionService(deps: SessionDeps): SessionService {
           attempt.settle();
           ({ userId, id: sessionId } = session);
         } catch (e) {
-          attempt.settle(e, { recorded: false });
-          throw e;
+          throw await attempt.fail(e, { recorded: false });
         }
       }
       return store.revokeSessions(

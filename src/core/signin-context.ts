@@ -91,7 +91,7 @@ export function networkOf(ip: string | null, prefix: { ipv4: number; ipv6: numbe
 }
 
 /** The eight 16-bit groups of an IPv6 address (with `::` and a trailing dotted IPv4 handled). */
-function expandIpv6(ip: string): number[] | null {
+export function expandIpv6(ip: string): number[] | null {
   let text = ip.split("%")[0]!.toLowerCase();
   const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
   if (v4 !== null) {

@@ -1,4 +1,4 @@
-import { type AddressLimit, UNLIMITED } from "./address-limit.ts";
+import { type AddressAttempt, type AddressLimit, limitKeyOf, UNLIMITED } from "./address-limit.ts";
 import type { Clock } from "./clock.ts";
 import type { NonceService } from "./nonces.ts";
 import { DomainError, isDomainError } from "./errors.ts";
@@ -105,9 +105,9 @@ export function createSigninService(deps: SigninDeps): SigninService {
   /** Rate limiting around one sign-in: an attempt is reserved before anything is verified. */
   async function signinWithIdToken(input: SigninInput): Promise<LoginResult | MfaChallengeResult> {
     // A limited address learns nothing about its token.
-    const attempt = await (deps.addressLimit?.admit(input.client.ip, "SigninWithIdToken") ?? UNLIMITED);
+    const attempt = await (deps.addressLimit?.admit(limitKeyOf(input.client), "SigninWithIdToken") ?? UNLIMITED);
     try {
-      const result = await signin(input);
+      const result = await signin(input, attempt);
       attempt.settle();
       return result;
     } catch (e) {
@@ -121,7 +121,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
    * the limit, resolve the account, assess the risk, then open a session or create a challenge.
    * A write that lost a race is tried again from the read; any refusal is audited once.
    */
-  async function signin(input: SigninInput): Promise<LoginResult | MfaChallengeResult> {
+  async function signin(input: SigninInput, attempt: AddressAttempt): Promise<LoginResult | MfaChallengeResult> {
     // What a refusal's audit record names, as far as the sign-in got.
     let identity: ExternalIdentity | undefined;
     let userId: string | undefined;
@@ -136,7 +136,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
         const now = clock.now();
         try {
           const snapshot = await reader.readSignin(snapshotQuery(verified, input.client, now));
-          if (isOverAddressLimit(snapshot, input.client)) throw await deps.addressLimit!.refusal(input.client.ip!, "SigninWithIdToken");
+          observeAddressFailures(snapshot, input.client);
           const account = await resolveAccount(verified, snapshot, now, usernameTaken);
           userId = account.kind === "create" ? account.write.user.id : account.userId;
           if (account.kind === "existing") assertActive(account.user, now);
@@ -156,7 +156,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
         }
       }
     } catch (e) {
-      throw await refusal(e, input, identity, userId, riskDetail, riskLevel);
+      throw await refusal(e, attempt, input, identity, userId, riskDetail, riskLevel);
     }
   }
 
@@ -165,12 +165,15 @@ export function createSigninService(deps: SigninDeps): SigninService {
     return verifier.verify(input.idToken, { provider: input.provider, nonce: input.nonce });
   }
 
-  /** Rate limiting, second half: the sign-in's read counted the address's failures; tell the limit. */
-  function isOverAddressLimit(snapshot: SigninSnapshot, client: ClientInfo): boolean {
-    const limit = deps.addressLimit;
-    if (limit === undefined || client.ip === null) return false;
-    limit.observe(client.ip, snapshot.ipFailures);
-    return snapshot.ipFailures >= limit.max;
+  /**
+   * Rate limiting, second half: the sign-in's read counted the address's failures; tell the limit.
+   * A verified token is not refused for them (others behind the address failed, not this caller);
+   * should this sign-in still fail, the limit answers for it (`refusal`).
+   */
+  function observeAddressFailures(snapshot: SigninSnapshot, client: ClientInfo): void {
+    const key = limitKeyOf(client);
+    if (deps.addressLimit === undefined || key === null) return;
+    deps.addressLimit.observe(key, snapshot.ipFailures);
   }
 
   function riskQuery(identity: ExternalIdentity, account: Resolved, client: ClientInfo, now: Date): SigninAttempt {
@@ -213,15 +216,18 @@ export function createSigninService(deps: SigninDeps): SigninService {
    */
   async function refusal(
     e: unknown,
+    attempt: AddressAttempt,
     input: SigninInput,
     identity: ExternalIdentity | undefined,
     userId: string | undefined,
     riskDetail: Record<string, unknown> | undefined,
     riskLevel: RiskSummary["level"] | undefined,
   ): Promise<unknown> {
-    const code = isDomainError(e) ? e.code : "internal";
+    // An address over its limit is answered by the limit, which tallies instead of a row each.
+    const answer = await attempt.fail(e);
+    const code = isDomainError(answer) ? answer.code : "internal";
     deps.events?.signin(identity?.provider.name ?? input.provider, code, riskLevel);
-    if (code === "rate_limited") return e;
+    if (code === "rate_limited") return answer;
     await recordQuietly({
       type: "signin.failed",
       at: clock.now(),
@@ -239,14 +245,15 @@ export function createSigninService(deps: SigninDeps): SigninService {
   function snapshotQuery(identity: ExternalIdentity, client: ClientInfo, now: Date): SigninSnapshotQuery {
     const email = normalizeEmail(identity.email);
     const limit = deps.addressLimit;
+    const key = limitKeyOf(client);
     return {
       issuer: identity.issuer,
       subject: identity.subject,
       verifiedEmail: identity.emailVerified ? email : null,
       ipFailures:
-        limit === undefined || client.ip === null
+        limit === undefined || key === null
           ? null
-          : { ip: client.ip, since: new Date(now.getTime() - limit.windowSeconds * 1000), cap: limit.max },
+          : { ip: key, since: new Date(now.getTime() - limit.windowSeconds * 1000), cap: limit.max },
       history: deps.adaptiveMfa?.historyQuery(client, now) ?? null,
     };
   }

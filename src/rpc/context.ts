@@ -29,6 +29,8 @@ export interface AccessRecord {
   code: string | undefined;
   /** The body could not be decoded (refused as `invalid_request`; counted as malformed too). */
   malformed?: boolean;
+  /** The client's address (X-Forwarded-For behind trusted proxies) and its key, found once per request. */
+  client?: { ip: string | null; addressKey: string | null };
 }
 
 export const kAccess = createContextKey<AccessRecord | null>(null, { description: "access record" });

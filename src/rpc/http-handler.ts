@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type * as http2 from "node:http2";
+import * as http2 from "node:http2";
 import { type BlockList, isIP } from "node:net";
 import type { DescService } from "@bufbuild/protobuf";
 import {
@@ -17,7 +17,7 @@ import {
   compressionGzip,
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
-import { addressListOf, isListed } from "../core/address-list.ts";
+import { type AddressPrefixes, addressKeyOf, addressListOf, isListed } from "../core/address-list.ts";
 import { withoutControlCharacters } from "../core/plain-text.ts";
 import type { Logger } from "../logger.ts";
 import { type AccessRecord, kAccess, kClient, kRequestId } from "./context.ts";
@@ -51,10 +51,18 @@ export interface HttpHandlerOptions {
   plain: ReadonlyMap<string, PlainHandler>;
   /** Told of each request for an RPC or REST route that never reached the method (metrics). */
   onMalformed?: ((protocol: string) => void) | undefined;
+  /**
+   * Requests in flight from one client address (behind trusted proxies: the forwarded one) at
+   * most; more are answered 429 at once, so one address cannot hold every handler.
+   */
+  maxRequestsPerAddress: number;
+  /** How client addresses are grouped for every per-address limit (IPv6: by prefix). */
+  addressPrefixes: AddressPrefixes;
 }
 
 /** Request compressions accepted (connect-es and the screening in front of it alike). */
 const COMPRESSIONS = [compressionGzip, compressionBrotli] as const;
+const { NGHTTP2_REFUSED_STREAM } = http2.constants;
 
 const CORS_ALLOW_HEADERS = [
   "authorization", "content-type", "connect-protocol-version", "connect-timeout-ms",
@@ -116,17 +124,56 @@ export function createHttpHandler(options: HttpHandlerOptions) {
   });
   const proxies = addressListOf(options.trustedProxies);
   const allowedOrigins = new Set(options.corsAllowedOrigins);
+  /** Requests in flight per client address. */
+  const inFlight = new Map<string, number>();
+
+  /**
+   * Counts the request against its client's share; false (and a 429 written) when the client
+   * already has `maxRequestsPerAddress` in flight. The count is released when the answer is done.
+   */
+  function admitRequest(req: NodeRequest, res: NodeResponse, access: AccessRecord): boolean {
+    const key = addressOf(req, access).addressKey;
+    if (key === null) return true;
+    const held = inFlight.get(key) ?? 0;
+    if (held >= options.maxRequestsPerAddress) {
+      res.setHeader("retry-after", "1");
+      // HTTP/1.1: the connection ends with the answer; HTTP/2: the stream is reset once answered,
+      // so the client stops sending the body we will not read.
+      if (req.httpVersionMajor === 1) res.setHeader("connection", "close");
+      else res.once("finish", () => (req as http2.Http2ServerRequest).stream.close(NGHTTP2_REFUSED_STREAM));
+      sendError(res, "rate_limited", "too many requests in flight from this address; try again in 1 s");
+      return false;
+    }
+    inFlight.set(key, held + 1);
+    res.once("close", () => {
+      const left = (inFlight.get(key) ?? 1) - 1;
+      if (left > 0) inFlight.set(key, left);
+      else inFlight.delete(key);
+    });
+    return true;
+  }
+
+  /** The client's address and its key (IPv6: its prefix), found once per request. */
+  function addressOf(req: NodeRequest, access: AccessRecord): { ip: string | null; addressKey: string | null } {
+    if (access.client !== undefined) return access.client;
+    const forwarded = req.headers["x-forwarded-for"];
+    const ip = clientIp(req.socket?.remoteAddress ?? null, Array.isArray(forwarded) ? forwarded[0] : forwarded, proxies);
+    access.client = { ip, addressKey: ip === null ? null : addressKeyOf(ip, options.addressPrefixes) };
+    return access.client;
+  }
 
   function clientOf(req: NodeRequest, requestId: string, access: AccessRecord): ContextValues {
     const header = (name: string) => {
       const v = req.headers[name];
       return Array.isArray(v) ? v[0] : v;
     };
+    const { ip, addressKey } = addressOf(req, access);
     return createContextValues()
       .set(kRequestId, requestId)
       .set(kAccess, access)
       .set(kClient, {
-        ip: clientIp(req.socket.remoteAddress ?? null, header("x-forwarded-for"), proxies),
+        ip,
+        addressKey,
         userAgent: userAgentOf(header("user-agent")),
         requestId,
         deviceId: clipDeviceId(header("x-device-id")),
@@ -215,7 +262,8 @@ export function createHttpHandler(options: HttpHandlerOptions) {
     const requestId = sanitizeRequestId(req.headers["x-request-id"]) ?? randomUUID();
     const access: AccessRecord = { protocol: "http", route: null, code: undefined };
     try {
-      await handle(req, res, requestId, access);
+      if (admitRequest(req, res, access)) await handle(req, res, requestId, access);
+      else access.code = "rate_limited";
     } catch (e) {
       if (e instanceof BodyError) {
         sendError(res, e.code, e.message);
@@ -249,7 +297,12 @@ export function createHttpHandler(options: HttpHandlerOptions) {
   };
   /** What the server answers besides RPC paths: REST routes and plain endpoints, as "METHOD /path". */
   const routes = [...rest.routes, ...options.plain.keys()];
-  return Object.assign(listener, { routes });
+  /** What a connection's peer is counted under (server.ts): null for a trusted proxy, which carries many clients. */
+  const connectionKey = (peer: string): string | null => {
+    const ip = normalizeAddress(peer);
+    return isListed(proxies, ip) ? null : addressKeyOf(ip, options.addressPrefixes);
+  };
+  return Object.assign(listener, { routes, connectionKey });
 }
 
 /** The protocol of an RPC request that connect-es serves, by its content type. */

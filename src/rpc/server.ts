@@ -13,6 +13,13 @@ export interface ServerOptions {
   /** What slow or idle clients may hold (see config `server.*_timeout_ms`, `max_connections`). */
   limits: {
     maxConnections: number;
+    /**
+     * Open connections from one client address at most (never more than ¾ of `maxConnections`,
+     * so one address always leaves a share to the others). Trusted proxies are exempt.
+     */
+    maxConnectionsPerAddress: number;
+    /** HTTP/2 streams open at once on one connection. */
+    maxStreamsPerConnection: number;
     /** Fixed deadline (never extended by trickled bytes) to send the protocol's first bytes / finish TLS. */
     handshakeTimeoutMs: number;
     /** An HTTP/2 session with no frames for this long is closed. */
@@ -21,6 +28,11 @@ export interface ServerOptions {
     requestTimeoutMs: number;
   };
   listener: (req: NodeRequest, res: NodeResponse) => void;
+  /**
+   * The key a peer address is counted under for `maxConnectionsPerAddress` (an IPv6 address: its
+   * prefix), or null for a peer that is not capped (a trusted proxy: it carries many clients).
+   */
+  connectionKey: (peer: string) => string | null;
 }
 
 export interface RunningServer {
@@ -75,6 +87,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         allowHTTP1: true,
         ALPNProtocols: ["h2", "http/1.1"],
         handshakeTimeout: limits.handshakeTimeoutMs,
+        settings: { maxConcurrentStreams: limits.maxStreamsPerConnection },
       },
       listener,
     );
@@ -91,7 +104,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       },
       listener,
     );
-    h2 = http2.createServer({}, listener);
+    h2 = http2.createServer({ settings: { maxConcurrentStreams: limits.maxStreamsPerConnection } }, listener);
     const plain1 = h1;
     const plain2 = h2;
     outer = net.createServer((socket) => {
@@ -124,6 +137,25 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       socket.once("close", () => clearTimeout(deadline));
     });
   }
+  // One address cannot take every connection (issue 18): past its share, a new connection is
+  // closed at once, before any handshake, leaving the rest of `maxConnections` to the others.
+  const perAddress = new Map<string, number>();
+  const perAddressCap = Math.max(1, Math.min(limits.maxConnectionsPerAddress, limits.maxConnections - Math.ceil(limits.maxConnections / 4)));
+  outer.on("connection", (socket: net.Socket) => {
+    const key = socket.remoteAddress === undefined ? null : options.connectionKey(socket.remoteAddress);
+    if (key === null) return;
+    const held = perAddress.get(key) ?? 0;
+    if (held >= perAddressCap) {
+      socket.destroy();
+      return;
+    }
+    perAddress.set(key, held + 1);
+    socket.once("close", () => {
+      const left = (perAddress.get(key) ?? 1) - 1;
+      if (left > 0) perAddress.set(key, left);
+      else perAddress.delete(key);
+    });
+  });
   // Track the sockets requests arrive on: plain TCP sockets, or TLS sockets once handshaken.
   outer.on(options.tls === undefined ? "connection" : "secureConnection", (socket: net.Socket) => {
     // No Nagle: an answer is several small writes (HTTP/2 HEADERS, DATA, trailers); waiting to

@@ -116,10 +116,10 @@ export function createAccountStore(db: Db): AccountReader & SigninWriter {
   };
 }
 
-/** The audit rows that count against an address (sql.ts says which). */
-function addressFailures(ip: string, since: Date) {
+/** The audit rows that count against an address key (sql.ts says which). */
+function addressFailures(key: string, since: Date) {
   return {
-    ip,
+    addressKey: key,
     type: { in: ADDRESS_FAILURE_TYPES },
     at: { gte: since },
     OR: [{ code: null }, { code: { notIn: [...NOT_CALLER_FAULTS] } }],
@@ -148,7 +148,7 @@ export function createAuditLog(db: Db): AuditLog & SigninFailureCounter & Single
       await guarded(() => db.auditEvent.create({ data: auditRow(event), select: { id: true } }));
     },
     failuresFromIp(ip, since, cap) {
-      // Index (ip, type, at, code); `take` bounds the work however long an attack goes on.
+      // Index (address_key, type, at, code); `take` bounds the work however long an attack goes on.
       return guarded(() => db.auditEvent.count({ where: addressFailures(ip, since), take: cap }));
     },
     async nthRecentFailureFromIp(ip, since, n) {

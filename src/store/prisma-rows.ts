@@ -1,4 +1,5 @@
 import type { MfaChallenge, Prisma, Session, User } from "../../gen/prisma/sqlite/client.ts";
+import { limitKeyOf } from "../core/address-limit.ts";
 import { newId } from "../core/ids.ts";
 import type { AuditRecord, NewIdentity, NewSession, RiskSummary, SessionInfo, UserRecord, UserStatus, UserWithPassword } from "../core/model.ts";
 import type { ChallengeRecord, NewChallenge } from "../core/ports/mfa.ts";
@@ -67,6 +68,7 @@ export function auditRow(event: AuditRecord) {
     issuer: event.issuer ?? null,
     subject: event.subject ?? null,
     ip: event.client.ip,
+    addressKey: limitKeyOf(event.client),
     userAgent: event.client.userAgent?.slice(0, 512) ?? null,
     requestId: event.client.requestId,
     detail: event.detail === undefined ? null : JSON.stringify(event.detail),

@@ -205,7 +205,7 @@ export function createIdTokenVerifier(options: IdTokenVerifierOptions): IdTokenV
       use: provider.allowReplay === true ? null : singleUse(
         // Past this instant the token is refused as expired anyway: no need to remember it.
         new Date((payload.exp! + provider.clockSkewSeconds) * 1000),
-        typeof payload.jti === "string" && payload.jti !== "" ? `jti:${sha256Hex(`${issuer}\n${payload.jti}`)}` : `tok:${sha256Hex(token)}`,
+        replayId(issuer, token, payload),
       ),
       // Matched against the token's nonce above; the core checks that we issued it.
       serverNonce: provider.requireNonce === "server" ? request.nonce! : null,
@@ -213,6 +213,18 @@ export function createIdTokenVerifier(options: IdTokenVerifierOptions): IdTokenV
   }
 
   return { verify };
+}
+
+/**
+ * What makes a verified token "the same token" for the replay check, whatever its spelling:
+ * (issuer, jti) when it has one, else issuer + the signing input (`header.payload`, the bytes the
+ * signature covers). Never the whole string: one signature has several spellings that verify —
+ * the last base64url character's unused low bits are ignored by decoders, and an ECDSA (r, s) is
+ * also valid as (r, n − s) — and each would otherwise be a fresh sign-in (issue 18). One SHA-256.
+ */
+function replayId(issuer: string, token: string, payload: JWTPayload): string {
+  if (typeof payload.jti === "string" && payload.jti !== "") return `jti:${sha256Hex(`${issuer}\n${payload.jti}`)}`;
+  return `sig:${sha256Hex(`${issuer}\n${token.slice(0, token.lastIndexOf("."))}`)}`;
 }
 
 async function verifyWithCandidates(

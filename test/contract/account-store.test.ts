@@ -186,6 +186,19 @@ for (const kind of testDatabaseKinds()) for (const [impl, storeOf] of Object.ent
       expect(await audit.failuresFromIp("203.0.113.1", at("00:00"), 10)).toBe(0);
     });
 
+    it("counts failures by the address's key (an IPv6 /64), keeping each row's own address", async () => {
+      const audit = storeOf(db);
+      const key = "2001:db8:77:1:0:0:0:0/64";
+      const at = new Date("2026-04-02T00:00:00Z");
+      for (const ip of ["2001:db8:77:1::1", "2001:db8:77:1::2", "2001:db8:77:1:ffff::3"]) {
+        await audit.record({ type: "signin.failed", at, code: "id_token_expired", client: { ...client, ip, addressKey: key } });
+      }
+      expect(await audit.failuresFromIp(key, new Date(at.getTime() - 1000), 10)).toBe(3);
+      expect(await audit.failuresFromIp("2001:db8:77:1::1", new Date(at.getTime() - 1000), 10)).toBe(0);
+      const rows = await db.client.auditEvent.findMany({ where: { addressKey: key }, select: { ip: true } });
+      expect(rows.map((r) => r.ip).sort()).toEqual(["2001:db8:77:1::1", "2001:db8:77:1::2", "2001:db8:77:1:ffff::3"].sort());
+    });
+
     const since = new Date("2026-01-01T00:00:00Z");
     const snapshotQuery = (w: ReturnType<typeof newUserWrite>, over: { deviceKey?: string; network?: string; subject?: string } = {}) => ({
       issuer: "https://op.example",

@@ -39,34 +39,66 @@ function setup(max = 3) {
 const bad = new DomainError("id_token_signature_invalid", "no");
 const codeOf = (p: Promise<unknown>) => p.then(() => "admitted", (e: DomainError) => e.code);
 
+/** Admits one attempt from `ip` and ends it: what the caller answers (its own error, the limit's, or "ok"). */
+async function answer(limit: ReturnType<typeof setup>["limit"], ip: string | null, rpc: string, error?: DomainError, options?: { recorded?: boolean }) {
+  const attempt = await limit.admit(ip, rpc);
+  if (error === undefined) {
+    attempt.settle();
+    return "ok";
+  }
+  return ((await attempt.fail(error, options)) as DomainError).code;
+}
+
 describe("the per-address limit", () => {
-  it("refuses once the audit trail holds max failures, saying when the oldest of them leaves the window", async () => {
+  it("once the trail holds max failures, answers failures with rate_limited and the time the oldest leaves the window", async () => {
     const s = setup();
     s.t.add("1.1.1.1", T0 - 200_000);
     s.t.add("1.1.1.1", T0 - 100_000);
     s.t.add("1.1.1.1", T0 - 50_000);
-    const refused = await s.limit.admit("1.1.1.1", "SigninWithIdToken").catch((e: DomainError) => e);
-    expect(refused).toMatchObject({ code: "rate_limited", detail: { retry_after_seconds: "100" } });
+    const attempt = await s.limit.admit("1.1.1.1", "SigninWithIdToken");
+    expect(await attempt.fail(bad)).toMatchObject({ code: "rate_limited", detail: { retry_after_seconds: "100" } });
     // Other addresses and unknown ones are not affected.
-    expect(await codeOf(s.limit.admit("2.2.2.2", "SigninWithIdToken"))).toBe("admitted");
-    expect(await codeOf(s.limit.admit(null, "SigninWithIdToken"))).toBe("admitted");
+    expect(await answer(s.limit, "2.2.2.2", "SigninWithIdToken", bad)).toBe("id_token_signature_invalid");
+    expect(await answer(s.limit, null, "SigninWithIdToken", bad)).toBe("id_token_signature_invalid");
   });
 
-  it("reserves attempts in flight: with max 3, a 4th concurrent attempt waits and is refused when the 3 fail", async () => {
+  it("never refuses a success for the address's failures (issue 18: users behind one NAT); strict admits refuse unheard", async () => {
     const s = setup();
-    const attempts = await Promise.all([1, 2, 3].map(() => s.limit.admit("1.1.1.1", "x")));
-    const fourth = codeOf(s.limit.admit("1.1.1.1", "x"));
+    for (let i = 0; i < 3; i++) s.t.add("1.1.1.1", T0 - 1000);
+    expect(await answer(s.limit, "1.1.1.1", "RefreshToken")).toBe("ok");
+    expect(await answer(s.limit, "1.1.1.1", "RefreshToken", new DomainError("refresh_token_invalid", "no"))).toBe("rate_limited");
+    expect(await answer(s.limit, "1.1.1.1", "SigninWithIdToken")).toBe("ok");
+    // A guessable credential (a 6-digit code) is not evaluated at all over the limit.
+    expect(await codeOf(s.limit.admit("1.1.1.1", "VerifyMfa", { strict: true }))).toBe("rate_limited");
+    // An outage is still reported as one, not hidden behind the limit.
+    expect(await answer(s.limit, "1.1.1.1", "SigninWithIdToken", new DomainError("provider_unavailable", "down"))).toBe("provider_unavailable");
+  });
+
+  it("admits every attempt at once; of 5 concurrent failures against max 3, 3 are told their error and 2 the limit's", async () => {
+    const s = setup();
+    const attempts = await Promise.all([1, 2, 3, 4, 5].map(() => s.limit.admit("1.1.1.1", "x")));
+    const answers = [];
+    for (const a of attempts) answers.push(((await a.fail(bad)) as DomainError).code);
+    expect(answers).toEqual(["id_token_signature_invalid", "id_token_signature_invalid", "id_token_signature_invalid", "rate_limited", "rate_limited"]);
+    // A success in the middle of it all is not held up.
+    expect(await answer(s.limit, "1.1.1.1", "x")).toBe("ok");
+  });
+
+  it("strict: reserves attempts in flight; with max 3, a 4th concurrent one waits and is refused when the 3 fail", async () => {
+    const s = setup();
+    const attempts = await Promise.all([1, 2, 3].map(() => s.limit.admit("1.1.1.1", "VerifyMfa", { strict: true })));
+    const fourth = codeOf(s.limit.admit("1.1.1.1", "VerifyMfa", { strict: true }));
     for (const a of attempts) {
-      s.t.add("1.1.1.1", s.now()); // the refusal's audit row
+      s.t.add("1.1.1.1", s.now()); // the failure's audit row
       a.settle(bad);
     }
     expect(await fourth).toBe("rate_limited");
   });
 
-  it("lets a waiting attempt in when one in flight succeeds (successes do not count)", async () => {
+  it("strict: lets a waiting attempt in when one in flight succeeds (successes do not count)", async () => {
     const s = setup();
-    const attempts = await Promise.all([1, 2, 3].map(() => s.limit.admit("1.1.1.1", "x")));
-    const fourth = codeOf(s.limit.admit("1.1.1.1", "x"));
+    const attempts = await Promise.all([1, 2, 3].map(() => s.limit.admit("1.1.1.1", "x", { strict: true })));
+    const fourth = codeOf(s.limit.admit("1.1.1.1", "x", { strict: true }));
     attempts[0]!.settle();
     expect(await fourth).toBe("admitted");
   });
@@ -76,24 +108,25 @@ describe("the per-address limit", () => {
     for (const code of ["provider_unavailable", "unavailable", "internal", "rate_limited"] as const) {
       (await s.limit.admit("1.1.1.1", "x")).settle(new DomainError(code, "down"));
     }
-    expect(await codeOf(s.limit.admit("1.1.1.1", "x"))).toBe("admitted");
+    expect(await answer(s.limit, "1.1.1.1", "x", bad)).toBe("id_token_signature_invalid");
   });
 
   it("counts failures with no audit row on this replica, until they leave the window", async () => {
     const s = setup(2);
-    (await s.limit.admit("1.1.1.1", "RefreshToken")).settle(new DomainError("refresh_token_invalid", "no"), { recorded: false });
+    const invalid = new DomainError("refresh_token_invalid", "no");
+    expect(await answer(s.limit, "1.1.1.1", "RefreshToken", invalid, { recorded: false })).toBe("refresh_token_invalid");
     s.advance(10_000);
-    (await s.limit.admit("1.1.1.1", "RefreshToken")).settle(new DomainError("refresh_token_invalid", "no"), { recorded: false });
-    const refused = await s.limit.admit("1.1.1.1", "RefreshToken").catch((e: DomainError) => e);
+    expect(await answer(s.limit, "1.1.1.1", "RefreshToken", invalid, { recorded: false })).toBe("refresh_token_invalid");
+    const refused = await (await s.limit.admit("1.1.1.1", "RefreshToken")).fail(invalid, { recorded: false });
     expect(refused).toMatchObject({ code: "rate_limited", detail: { retry_after_seconds: String(WINDOW - 10) } });
     s.advance((WINDOW - 9) * 1000);
-    expect(await codeOf(s.limit.admit("1.1.1.1", "RefreshToken"))).toBe("admitted");
+    expect(await answer(s.limit, "1.1.1.1", "RefreshToken", invalid, { recorded: false })).toBe("refresh_token_invalid");
   });
 
   it("reads the trail at most once per sync period per address, and tallies refusals for one audit row", async () => {
     const s = setup(1);
     s.t.add("1.1.1.1", T0);
-    for (let i = 0; i < 5; i++) await codeOf(s.limit.admit("1.1.1.1", i % 2 === 0 ? "SigninWithIdToken" : "VerifyMfa"));
+    for (let i = 0; i < 5; i++) await answer(s.limit, "1.1.1.1", i % 2 === 0 ? "SigninWithIdToken" : "VerifyMfa", bad);
     expect(s.t.reads()).toBe(1);
     const tallies = s.limit.drainRefusals();
     expect(tallies).toEqual([{ ip: "1.1.1.1", count: 5, first: new Date(T0), last: new Date(T0), rpcs: ["SigninWithIdToken", "VerifyMfa"] }]);

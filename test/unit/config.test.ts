@@ -128,6 +128,22 @@ providers:
     expect(message).toContain("prot");
   });
 
+  it("refuses a server.trusted_proxies entry that is no address or CIDR, naming the key and the entry (issue 18)", () => {
+    for (const bad of ["proxy.internal", "10.0.0.0/33", "2001:db8::/129", "10.0.0.0/8/1", "10.0.0.0/", "10.0.0.0/-1", "*"]) {
+      const file = configFile(`server:\n  trusted_proxies: ["10.0.0.0/8", ${JSON.stringify(bad)}]\n`);
+      const message = configError({ file, env: {} }).message;
+      expect(message, bad).toContain("server.trusted_proxies.1");
+      expect(message, bad).toContain("must be an IP address or a CIDR block");
+    }
+    const file = configFile(`server:\n  trusted_proxies: ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "::1"]\n`);
+    expect(loadConfig({ file, env: {} }).server.trusted_proxies).toEqual(["10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "::1"]);
+  });
+
+  it("refuses a per-address connection share above max_connections", () => {
+    const file = configFile("server:\n  max_connections: 100\n  max_connections_per_address: 101\n");
+    expect(configError({ file, env: {} }).message).toContain("server.max_connections_per_address");
+  });
+
   it("refuses unknown keys in a provider", () => {
     const file = configFile(`${GOOGLE}    audience: web\n`);
     const message = configError({ file, env: {} }).message;

@@ -159,8 +159,12 @@ describe("createIdTokenVerifier", () => {
         phone: "+15550100",
         amr: ["pwd", "mfa"],
         acr: "urn:loa:2",
-        // Without a jti the token itself is the key; remembered until exp plus the skew.
-        use: { key: expect.stringMatching(new RegExp(`^\\d{11}\\.tok:${createHash("sha256").update(token).digest("hex")}$`)), expiresAt: expect.any(Date) },
+        // Without a jti the key is issuer + what the signature covers (header.payload), never the
+        // token's spelling (issue 18); remembered until exp plus the skew.
+        use: {
+          key: expect.stringMatching(new RegExp(`^\\d{11}\\.sig:${createHash("sha256").update(`${ISSUER}\n${token.slice(0, token.lastIndexOf("."))}`).digest("hex")}$`)),
+          expiresAt: expect.any(Date),
+        },
         serverNonce: null,
       });
     });

@@ -6,6 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import pg from "pg";
+import { limitKeyOf } from "../../core/address-limit.ts";
 import { newId } from "../../core/ids.ts";
 import type { AuditRecord } from "../../core/model.ts";
 import type { RefreshDecision } from "../../core/ports/sessions.ts";
@@ -84,7 +85,7 @@ export function createPostgresHotStore(
   const auditValues = (event: AuditRecord) => [
     newId("evt"), event.at, event.type, event.code ?? null, event.userId ?? null, event.provider ?? null,
     event.issuer ?? null, event.subject ?? null, event.client.ip, event.client.userAgent?.slice(0, 512) ?? null,
-    event.client.requestId, event.detail === undefined ? null : JSON.stringify(event.detail),
+    event.client.requestId, event.detail === undefined ? null : JSON.stringify(event.detail), limitKeyOf(event.client),
   ];
 
   const readSql = SQL.signinReadSql("postgresql");
@@ -156,11 +157,11 @@ export function createPostgresHotStore(
   };
 }
 
-/** A refresh's rotation in one statement: $1–$5 the new token, $6 now, $7–$18 the audit record. */
+/** A refresh's rotation in one statement: $1–$5 the new token, $6 now, $7–$19 the audit record. */
 const ROTATE_SQL = `WITH t AS (INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)),
 s AS (UPDATE sessions SET last_used_at = $6 WHERE id = $2)
-INSERT INTO audit_events (id, at, type, code, user_id, provider, issuer, subject, ip, user_agent, request_id, detail)
-VALUES ($7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`;
+INSERT INTO audit_events (id, at, type, code, user_id, provider, issuer, subject, ip, user_agent, request_id, detail, address_key)
+VALUES ($7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`;
 
 /**
  * A sign-in's whole write as one statement: data-modifying CTEs, each fed by `u` (the user row,
@@ -236,10 +237,10 @@ function signinWriteStatement(write: SigninWrite): { text: string; values: unkno
     ctes.push(`t${i} AS (INSERT INTO used_id_tokens (key, expires_at) SELECT ${p(use.key)}, ${p(use.expiresAt, "::timestamp")} FROM u)`);
   });
   const a = write.audit;
-  ctes.push(`a AS (INSERT INTO audit_events (id, at, type, code, user_id, provider, issuer, subject, ip, user_agent, request_id, detail)
+  ctes.push(`a AS (INSERT INTO audit_events (id, at, type, code, user_id, provider, issuer, subject, ip, user_agent, request_id, detail, address_key)
     SELECT ${p(newId("evt"))}, ${p(a.at, "::timestamp")}, ${p(a.type)}, ${p(a.code ?? null)}, ${p(a.userId ?? null)}, ${p(a.provider ?? null)},
       ${p(a.issuer ?? null)}, ${p(a.subject ?? null)}, ${p(a.client.ip)}, ${p(a.client.userAgent?.slice(0, 512) ?? null)},
-      ${p(a.client.requestId)}, ${p(a.detail === undefined ? null : JSON.stringify(a.detail))} FROM u)`);
+      ${p(a.client.requestId)}, ${p(a.detail === undefined ? null : JSON.stringify(a.detail))}, ${p(limitKeyOf(a.client))} FROM u)`);
   const text = `WITH ${ctes.join(",\n")}
 SELECT u.*, (SELECT pc.changed_at FROM password_credentials pc WHERE pc.user_id = u.id) AS password_changed_at FROM u`;
   return { text, values };

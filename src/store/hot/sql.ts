@@ -22,9 +22,12 @@ const FAILURE_TYPES_SQL = sqlList(FAILURE_TYPES);
  * the caller's fault (not an outage, not a refusal by the limit itself).
  */
 export const ADDRESS_FAILURE_TYPES = ["signin.failed", "mfa.verify_failed", "mfa.challenge_exhausted"];
-/** Counted failures from address `ip` since `since` (index (ip, type, at, code): seeks only). */
-const addressFailuresWhere = (ip: string, since: string) =>
-  `ip = ${ip} AND type IN (${sqlList(ADDRESS_FAILURE_TYPES)}) AND at >= ${since} AND (code IS NULL OR code NOT IN (${sqlList(NOT_CALLER_FAULTS)}))`;
+/**
+ * Counted failures from address key `key` (the address, or its IPv6 network: core/address-list.ts)
+ * since `since` (index (address_key, type, at, code): seeks only).
+ */
+const addressFailuresWhere = (key: string, since: string) =>
+  `address_key = ${key} AND type IN (${sqlList(ADDRESS_FAILURE_TYPES)}) AND at >= ${since} AND (code IS NULL OR code NOT IN (${sqlList(NOT_CALLER_FAULTS)}))`;
 
 /**
  * How much network history one sign-in reads: the most recently seen networks. A network not
@@ -179,8 +182,8 @@ export const TOUCH_SESSION_SQL = `UPDATE sessions SET last_used_at = $1 WHERE id
 export const REVOKE_SESSION_SQL = `UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL`;
 export const UNSPEND_REFRESH_SQL = `UPDATE refresh_tokens SET used_at = NULL WHERE id = $1`;
 
-export const INSERT_AUDIT_SQL = `INSERT INTO audit_events (id, at, type, code, user_id, provider, issuer, subject, ip, user_agent, request_id, detail)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`;
+export const INSERT_AUDIT_SQL = `INSERT INTO audit_events (id, at, type, code, user_id, provider, issuer, subject, ip, user_agent, request_id, detail, address_key)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`;
 
 export const INSERT_USER_SQL = `INSERT INTO users (id, username, email, email_normalized, email_verified, phone, status, must_change_password,
   created_at, updated_at, last_signin_at) VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10)`;

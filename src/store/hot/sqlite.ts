@@ -11,6 +11,7 @@
  */
 import type BetterSqlite3 from "better-sqlite3";
 import { DomainError } from "../../core/errors.ts";
+import { limitKeyOf } from "../../core/address-limit.ts";
 import { newId } from "../../core/ids.ts";
 import type { AuditRecord, UserWithPassword } from "../../core/model.ts";
 import type { SigninFailureCounter } from "../../core/ports/audit.ts";
@@ -162,7 +163,7 @@ export function createSqliteHotStore(
       SQL.INSERT_AUDIT_SQL,
       newId("evt"), event.at, event.type, event.code ?? null, event.userId ?? null, event.provider ?? null,
       event.issuer ?? null, event.subject ?? null, event.client.ip, event.client.userAgent?.slice(0, 512) ?? null,
-      event.client.requestId, event.detail === undefined ? null : JSON.stringify(event.detail),
+      event.client.requestId, event.detail === undefined ? null : JSON.stringify(event.detail), limitKeyOf(event.client),
     );
   }
 

@@ -1604,6 +1604,7 @@ export const AuditEventScalarFieldEnum = {
   issuer: 'issuer',
   subject: 'subject',
   ip: 'ip',
+  addressKey: 'addressKey',
   userAgent: 'userAgent',
   requestId: 'requestId',
   detail: 'detail'

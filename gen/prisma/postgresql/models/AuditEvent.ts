@@ -34,6 +34,7 @@ export type AuditEventMinAggregateOutputType = {
   issuer: string | null
   subject: string | null
   ip: string | null
+  addressKey: string | null
   userAgent: string | null
   requestId: string | null
   detail: string | null
@@ -49,6 +50,7 @@ export type AuditEventMaxAggregateOutputType = {
   issuer: string | null
   subject: string | null
   ip: string | null
+  addressKey: string | null
   userAgent: string | null
   requestId: string | null
   detail: string | null
@@ -64,6 +66,7 @@ export type AuditEventCountAggregateOutputType = {
   issuer: number
   subject: number
   ip: number
+  addressKey: number
   userAgent: number
   requestId: number
   detail: number
@@ -81,6 +84,7 @@ export type AuditEventMinAggregateInputType = {
   issuer?: true
   subject?: true
   ip?: true
+  addressKey?: true
   userAgent?: true
   requestId?: true
   detail?: true
@@ -96,6 +100,7 @@ export type AuditEventMaxAggregateInputType = {
   issuer?: true
   subject?: true
   ip?: true
+  addressKey?: true
   userAgent?: true
   requestId?: true
   detail?: true
@@ -111,6 +116,7 @@ export type AuditEventCountAggregateInputType = {
   issuer?: true
   subject?: true
   ip?: true
+  addressKey?: true
   userAgent?: true
   requestId?: true
   detail?: true
@@ -199,6 +205,7 @@ export type AuditEventGroupByOutputType = {
   issuer: string | null
   subject: string | null
   ip: string | null
+  addressKey: string | null
   userAgent: string | null
   requestId: string | null
   detail: string | null
@@ -235,6 +242,7 @@ export type AuditEventWhereInput = {
   issuer?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
   subject?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
   ip?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
+  addressKey?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
   userAgent?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
   requestId?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
   detail?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
@@ -250,6 +258,7 @@ export type AuditEventOrderByWithRelationInput = {
   issuer?: Prisma.SortOrderInput | Prisma.SortOrder
   subject?: Prisma.SortOrderInput | Prisma.SortOrder
   ip?: Prisma.SortOrderInput | Prisma.SortOrder
+  addressKey?: Prisma.SortOrderInput | Prisma.SortOrder
   userAgent?: Prisma.SortOrderInput | Prisma.SortOrder
   requestId?: Prisma.SortOrderInput | Prisma.SortOrder
   detail?: Prisma.SortOrderInput | Prisma.SortOrder
@@ -268,6 +277,7 @@ export type AuditEventWhereUniqueInput = Prisma.AtLeast<{
   issuer?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
   subject?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
   ip?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
+  addressKey?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
   userAgent?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
   requestId?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
   detail?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
@@ -283,6 +293,7 @@ export type AuditEventOrderByWithAggregationInput = {
   issuer?: Prisma.SortOrderInput | Prisma.SortOrder
   subject?: Prisma.SortOrderInput | Prisma.SortOrder
   ip?: Prisma.SortOrderInput | Prisma.SortOrder
+  addressKey?: Prisma.SortOrderInput | Prisma.SortOrder
   userAgent?: Prisma.SortOrderInput | Prisma.SortOrder
   requestId?: Prisma.SortOrderInput | Prisma.SortOrder
   detail?: Prisma.SortOrderInput | Prisma.SortOrder
@@ -304,6 +315,7 @@ export type AuditEventScalarWhereWithAggregatesInput = {
   issuer?: Prisma.StringNullableWithAggregatesFilter<"AuditEvent"> | string | null
   subject?: Prisma.StringNullableWithAggregatesFilter<"AuditEvent"> | string | null
   ip?: Prisma.StringNullableWithAggregatesFilter<"AuditEvent"> | string | null
+  addressKey?: Prisma.StringNullableWithAggregatesFilter<"AuditEvent"> | string | null
   userAgent?: Prisma.StringNullableWithAggregatesFilter<"AuditEvent"> | string | null
   requestId?: Prisma.StringNullableWithAggregatesFilter<"AuditEvent"> | string | null
   detail?: Prisma.StringNullableWithAggregatesFilter<"AuditEvent"> | string | null
@@ -319,6 +331,7 @@ export type AuditEventCreateInput = {
   issuer?: string | null
   subject?: string | null
   ip?: string | null
+  addressKey?: string | null
   userAgent?: string | null
   requestId?: string | null
   detail?: string | null
@@ -334,6 +347,7 @@ export type AuditEventUncheckedCreateInput = {
   issuer?: string | null
   subject?: string | null
   ip?: string | null
+  addressKey?: string | null
   userAgent?: string | null
   requestId?: string | null
   detail?: string | null
@@ -349,6 +363,7 @@ export type AuditEventUpdateInput = {
   issuer?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   subject?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   ip?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  addressKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   userAgent?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   requestId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   detail?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
@@ -364,6 +379,7 @@ export type AuditEventUncheckedUpdateInput = {
   issuer?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   subject?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   ip?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  addressKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   userAgent?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   requestId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   detail?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
@@ -379,6 +395,7 @@ export type AuditEventCreateManyInput = {
   issuer?: string | null
   subject?: string | null
   ip?: string | null
+  addressKey?: string | null
   userAgent?: string | null
   requestId?: string | null
   detail?: string | null
@@ -394,6 +411,7 @@ export type AuditEventUpdateManyMutationInput = {
   issuer?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   subject?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   ip?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  addressKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   userAgent?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   requestId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   detail?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
@@ -409,6 +427,7 @@ export type AuditEventUncheckedUpdateManyInput = {
   issuer?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   subject?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   ip?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  addressKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   userAgent?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   requestId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   detail?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
@@ -424,6 +443,7 @@ export type AuditEventCountOrderByAggregateInput = {
   issuer?: Prisma.SortOrder
   subject?: Prisma.SortOrder
   ip?: Prisma.SortOrder
+  addressKey?: Prisma.SortOrder
   userAgent?: Prisma.SortOrder
   requestId?: Prisma.SortOrder
   detail?: Prisma.SortOrder
@@ -439,6 +459,7 @@ export type AuditEventMaxOrderByAggregateInput = {
   issuer?: Prisma.SortOrder
   subject?: Prisma.SortOrder
   ip?: Prisma.SortOrder
+  addressKey?: Prisma.SortOrder
   userAgent?: Prisma.SortOrder
   requestId?: Prisma.SortOrder
   detail?: Prisma.SortOrder
@@ -454,6 +475,7 @@ export type AuditEventMinOrderByAggregateInput = {
   issuer?: Prisma.SortOrder
   subject?: Prisma.SortOrder
   ip?: Prisma.SortOrder
+  addressKey?: Prisma.SortOrder
   userAgent?: Prisma.SortOrder
   requestId?: Prisma.SortOrder
   detail?: Prisma.SortOrder
@@ -471,6 +493,7 @@ export type AuditEventSelect<ExtArgs extends runtime.Types.Extensions.InternalAr
   issuer?: boolean
   subject?: boolean
   ip?: boolean
+  addressKey?: boolean
   userAgent?: boolean
   requestId?: boolean
   detail?: boolean
@@ -486,6 +509,7 @@ export type AuditEventSelectCreateManyAndReturn<ExtArgs extends runtime.Types.Ex
   issuer?: boolean
   subject?: boolean
   ip?: boolean
+  addressKey?: boolean
   userAgent?: boolean
   requestId?: boolean
   detail?: boolean
@@ -501,6 +525,7 @@ export type AuditEventSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Ex
   issuer?: boolean
   subject?: boolean
   ip?: boolean
+  addressKey?: boolean
   userAgent?: boolean
   requestId?: boolean
   detail?: boolean
@@ -516,12 +541,13 @@ export type AuditEventSelectScalar = {
   issuer?: boolean
   subject?: boolean
   ip?: boolean
+  addressKey?: boolean
   userAgent?: boolean
   requestId?: boolean
   detail?: boolean
 }
 
-export type AuditEventOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "at" | "type" | "code" | "userId" | "provider" | "issuer" | "subject" | "ip" | "userAgent" | "requestId" | "detail", ExtArgs["result"]["auditEvent"]>
+export type AuditEventOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "at" | "type" | "code" | "userId" | "provider" | "issuer" | "subject" | "ip" | "addressKey" | "userAgent" | "requestId" | "detail", ExtArgs["result"]["auditEvent"]>
 
 export type $AuditEventPayload<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   name: "AuditEvent"
@@ -542,6 +568,11 @@ export type $AuditEventPayload<ExtArgs extends runtime.Types.Extensions.Internal
     issuer: string | null
     subject: string | null
     ip: string | null
+    /**
+     * What the per-address limit counts the client under: the address, or its network for IPv6
+     * (`2001:db8:1:2:0:0:0:0/64`; rate_limit.ipv6_prefix / ipv4_prefix).
+     */
+    addressKey: string | null
     userAgent: string | null
     requestId: string | null
     /**
@@ -980,6 +1011,7 @@ export interface AuditEventFieldRefs {
   readonly issuer: Prisma.FieldRef<"AuditEvent", 'String'>
   readonly subject: Prisma.FieldRef<"AuditEvent", 'String'>
   readonly ip: Prisma.FieldRef<"AuditEvent", 'String'>
+  readonly addressKey: Prisma.FieldRef<"AuditEvent", 'String'>
   readonly userAgent: Prisma.FieldRef<"AuditEvent", 'String'>
   readonly requestId: Prisma.FieldRef<"AuditEvent", 'String'>
   readonly detail: Prisma.FieldRef<"AuditEvent", 'String'>

@@ -1601,6 +1601,7 @@ export const AuditEventScalarFieldEnum = {
   issuer: 'issuer',
   subject: 'subject',
   ip: 'ip',
+  addressKey: 'addressKey',
   userAgent: 'userAgent',
   requestId: 'requestId',
   detail: 'detail'

@@ -179,6 +179,7 @@ export const AuditEventScalarFieldEnum = {
   issuer: 'issuer',
   subject: 'subject',
   ip: 'ip',
+  addressKey: 'addressKey',
   userAgent: 'userAgent',
   requestId: 'requestId',
   detail: 'detail'
