@@ -205,6 +205,7 @@ describe("decideMfa", () => {
     alwaysForUsers: [],
     trustedDeviceMaxLevel: "medium",
     noFactor: "deny_high_risk",
+    highRiskMethods: [],
     recommendedMethods: { low: [], medium: ["totp"], high: ["totp"] },
   };
   const low = assessRisk(known(), CONFIG);
