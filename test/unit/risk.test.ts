@@ -222,6 +222,17 @@ describe("decideMfa", () => {
     expect(decideMfa(high, enrolled, POLICY)).toMatchObject({ kind: "challenge", reason: "ip_denylisted" });
   });
 
+  it("high_risk_methods: at high risk only those methods; a user with none of them has no factor there", () => {
+    const policy: MfaPolicy = { ...POLICY, highRiskMethods: ["webauthn"] };
+    const both = { ...enrolled, methods: ["totp", "recovery_code", "webauthn"] as const };
+    expect(decideMfa(high, both, policy)).toMatchObject({ kind: "challenge", methods: ["webauthn"] });
+    // Below high, every method the user has.
+    expect(decideMfa(medium, both, policy)).toMatchObject({ kind: "challenge", methods: ["totp", "recovery_code", "webauthn"] });
+    // TOTP only, at high risk: no phishing-resistant factor, so no_factor decides (deny_high_risk: deny).
+    expect(decideMfa(high, enrolled, policy)).toEqual({ kind: "deny", requireMfa: true, reason: "ip_denylisted" });
+    expect(decideMfa(high, enrolled, { ...policy, noFactor: "allow" })).toMatchObject({ kind: "allow_unenrolled" });
+  });
+
   it("require_at moves the bar; never turns MFA off", () => {
     expect(decideMfa(medium, enrolled, { ...POLICY, requireAt: "high" }).kind).toBe("allow");
     expect(decideMfa(low, enrolled, { ...POLICY, requireAt: "low" })).toMatchObject({ kind: "challenge", reason: "policy" });
