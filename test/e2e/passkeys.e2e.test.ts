@@ -436,6 +436,17 @@ describe.each(testDatabaseKinds())("passkeys on $dialect", (kind) => {
       }
     });
 
+    it("metrics count registrations and passkey answers by outcome; refused registrations are audited with their code", async () => {
+      const text = await (await fetch(`${testApp.url}/metrics`)).text();
+      const value = (series: string) => Number(new RegExp(`^${series.replace(/[{}]/g, "\\$&")} (\\d+)$`, "m").exec(text)?.[1] ?? 0);
+      expect(value('identity_passkey_registrations_total{outcome="success"}')).toBeGreaterThan(0);
+      expect(value('identity_passkey_registrations_total{outcome="webauthn_origin_mismatch"}')).toBeGreaterThan(0);
+      expect(value('identity_mfa_verifications_total{method="webauthn",outcome="success"}')).toBeGreaterThan(0);
+      expect(value('identity_mfa_verifications_total{method="webauthn",outcome="webauthn_counter_regressed"}')).toBeGreaterThan(0);
+      const refused = await db().auditEvent.findFirstOrThrow({ where: { type: "mfa.passkey_refused", code: "webauthn_rp_id_mismatch" } });
+      expect(JSON.parse(refused.detail!)).toEqual({ action: "register" });
+    });
+
     it("VerifyMfa without an assertion → mfa_code_required; BeginWebauthnMfa with a bad token or from another device → challenge_invalid", async () => {
       const api = apis.rest;
       const { sub } = await enrolled("pk-begin");
