@@ -55,6 +55,8 @@ function dialectSql(dialect: Dialect) {
  * two; the ones that rarely matter run only when needed: recovery codes only with a confirmed
  * authenticator, "any device" only for an unknown one). Recent networks come in one pass, newest
  * first. `device` and `since` name the parameters of the device key and the failures window.
+ * `passkeys` (issue 21) costs one more index seek on webauthn_credentials(user_id) in the same
+ * statement, no round trip: a challenge must offer `webauthn` to a user who has a passkey.
  */
 function userReadColumns(dialect: Dialect, device: string, since: string): string {
   const d = dialectSql(dialect);
