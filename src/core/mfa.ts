@@ -112,6 +112,8 @@ type AssertionCheck =
   | { ok: true; passkey: PasskeyRecord; ceremonyId: string; mfaChallengeId: string | null; signCount: number; backedUp: boolean }
   | { ok: false; error: DomainError };
 const CHALLENGE_TOKEN = /^chg_[A-Za-z0-9_-]{43}$/;
+/** Passkey ceremonies one MFA challenge may open (BeginWebauthnMfa calls). */
+export const MAX_CEREMONIES_PER_CHALLENGE = 10;
 
 /**
  * Second factors: completing challenged sign-ins, and the user's TOTP authenticator and recovery
@@ -379,6 +381,10 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
       if (c.expiresAt <= now) throw new DomainError("challenge_expired", "the challenge has expired; sign in again");
       if (c.deviceId !== null && client.deviceId !== c.deviceId) {
         throw new DomainError("challenge_invalid", "this challenge was issued to another device; sign in again");
+      }
+      // Each call stores a ceremony: bounded per challenge, so a challenge token cannot fill the table.
+      if ((await pk.store.countCeremonies(c.id)) >= MAX_CEREMONIES_PER_CHALLENGE) {
+        throw new DomainError("challenge_exhausted", "too many passkey attempts for this challenge; sign in again");
       }
       const passkeys = c.methods.includes("webauthn") ? (await pk.store.listPasskeys(c.userId)).filter((p) => p.flaggedAt === null) : [];
       if (passkeys.length === 0) {

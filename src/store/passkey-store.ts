@@ -33,6 +33,10 @@ export function createPasskeyStore(db: Db): PasskeyStore {
       await guarded(() => db.webauthnCeremony.create({ data: ceremony, select: { id: true } }));
     },
 
+    countCeremonies(mfaChallengeId) {
+      return guarded(() => db.webauthnCeremony.count({ where: { mfaChallengeId } }));
+    },
+
     async findCeremony(challengeHash) {
       const row = await guarded(() => db.webauthnCeremony.findUnique({ where: { challengeHash }, select: CEREMONY_SELECT }));
       return row === null ? null : { ...row, purpose: row.purpose as CeremonyRecord["purpose"] };

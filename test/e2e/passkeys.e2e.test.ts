@@ -436,6 +436,22 @@ describe.each(testDatabaseKinds())("passkeys on $dialect", (kind) => {
       }
     });
 
+    it("BeginWebauthnMfa opens at most 10 ceremonies per challenge (challenge_exhausted after), and the answer still counts", async () => {
+      const api = apis.rest;
+      const { sub, userId, authenticator } = await enrolled("pk-begin-cap");
+      const { chg, device } = await riskySignin(sub);
+      let last: Record<string, unknown> = {};
+      for (let i = 0; i < 10; i++) {
+        const begun = await api.beginMfa(chg, device);
+        expect(begun.code).toBeNull();
+        last = begun.body["options"] as Record<string, unknown>;
+      }
+      const ceremonies = await db().webauthnCeremony.count({ where: { userId, purpose: "authentication" } });
+      expect((await api.beginMfa(chg, device)).code).toBe("challenge_exhausted");
+      expect(await db().webauthnCeremony.count({ where: { userId, purpose: "authentication" } })).toBe(ceremonies);
+      expect((await api.verify(chg, authenticator.get(last), device)).code).toBeNull();
+    });
+
     it("metrics count registrations and passkey answers by outcome; refused registrations are audited with their code", async () => {
       const text = await (await fetch(`${testApp.url}/metrics`)).text();
       const value = (series: string) => Number(new RegExp(`^${series.replace(/[{}]/g, "\\$&")} (\\d+)$`, "m").exec(text)?.[1] ?? 0);

@@ -102,6 +102,8 @@ export interface PasskeyStore {
   listPasskeys(userId: string): Promise<PasskeyRecord[]>;
   findPasskeyByCredentialId(credentialId: string): Promise<PasskeyRecord | null>;
   saveCeremony(ceremony: NewCeremony): Promise<void>;
+  /** Ceremonies opened for the MFA challenge `mfaChallengeId`, spent or not. */
+  countCeremonies(mfaChallengeId: string): Promise<number>;
   findCeremony(challengeHash: string): Promise<CeremonyRecord | null>;
   /**
    * In one transaction: spends the live ceremony `ceremonyId` (false, nothing written, when it

@@ -42,4 +42,7 @@ CREATE UNIQUE INDEX "webauthn_ceremonies_challenge_hash_key" ON "webauthn_ceremo
 CREATE INDEX "webauthn_ceremonies_user_id_idx" ON "webauthn_ceremonies"("user_id");
 
 -- CreateIndex
+CREATE INDEX "webauthn_ceremonies_mfa_challenge_id_idx" ON "webauthn_ceremonies"("mfa_challenge_id");
+
+-- CreateIndex
 CREATE INDEX "webauthn_ceremonies_expires_at_idx" ON "webauthn_ceremonies"("expires_at");
