@@ -629,8 +629,8 @@ export const AuthService: GenService<{
    * bound to this challenge. Answer with VerifyMfa, method `webauthn`, and `webauthn_assertion`.
    *
    * Who may call it: the holder of the challenge token (from the same device it was issued to).
-   * Errors: `challenge_invalid`, `challenge_expired`, `challenge_exhausted`,
-   * `mfa_method_not_available` (the user has no passkey).
+   * Errors: `challenge_invalid`, `challenge_expired`, `challenge_exhausted` (also once a
+   * challenge has opened 10 ceremonies), `mfa_method_not_available` (the user has no passkey).
    *
    * @generated from rpc identity.v1.AuthService.BeginWebauthnMfa
    */
