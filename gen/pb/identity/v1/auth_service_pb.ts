@@ -83,11 +83,11 @@ export type VerifyMfaRequest = Message<"identity.v1.VerifyMfaRequest"> & {
 
   /**
    * For method `webauthn`: AuthenticationResponseJSON (what `startAuthentication()` resolves
-   * with) for the options of BeginWebauthnMfa. Refusals: `webauthn_response_malformed`,
-   * `webauthn_challenge_invalid`, `webauthn_origin_mismatch`, `webauthn_rp_id_mismatch`,
+   * with) for the options of BeginWebauthnMfa. Refusals: `webauthn_response_malformed` (refused
+   * before the challenge is read: no attempt counted), and, each counting as an attempt on the
+   * challenge: `webauthn_challenge_invalid`, `webauthn_origin_mismatch`, `webauthn_rp_id_mismatch`,
    * `webauthn_credential_unknown` (not a passkey of this user), `webauthn_counter_regressed`
-   * (the passkey is flagged from then on), `webauthn_verification_failed`; each counts as an
-   * attempt on the challenge.
+   * (the passkey is flagged from then on), `webauthn_verification_failed`.
    *
    * @generated from field: google.protobuf.Struct webauthn_assertion = 6;
    */
