@@ -3,7 +3,7 @@ import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { ConfigError } from "./config/load.ts";
 import { createPublicUrls } from "./config/public-url.ts";
 import type { Config } from "./config/schema.ts";
-import { adaptiveMfaSettings, databaseSetting, databaseUrl, keyEncryptionKeySource, passwordExpiryPolicy } from "./config/to-deps.ts";
+import { adaptiveMfaSettings, databaseSetting, databaseUrl, keyEncryptionKeySource, passwordExpiryPolicy, relyingParty } from "./config/to-deps.ts";
 import { createAdaptiveMfa } from "./core/adaptive-mfa.ts";
 import { createAddressLimit } from "./core/address-limit.ts";
 import { type Clock, systemClock } from "./core/clock.ts";
@@ -35,6 +35,9 @@ import { createPrismaSigninReader } from "./store/hot/prisma.ts";
 import { checkSqliteIntegrity } from "./store/integrity-check.ts";
 import { migrate } from "./store/migrate.ts";
 import { createMfaStore } from "./store/mfa-store.ts";
+import { createPasskeyStore } from "./store/passkey-store.ts";
+import { createWebauthnCeremonies } from "./webauthn/ceremonies.ts";
+import { createPasskeyService } from "./core/passkeys.ts";
 import { createPasswordStore } from "./store/password-store.ts";
 import type { ReadinessProbe } from "./store/readiness.ts";
 import { createSessionStore } from "./store/session-store.ts";
@@ -188,6 +191,13 @@ export async function createApp(
     const accounts = createAccountStore(database.client);
     const opaqueTokens = createOpaqueTokens();
     const mfaStore = createMfaStore(database.client);
+    const passkeyStore = createPasskeyStore(database.client);
+    const webauthn = {
+      store: passkeyStore,
+      ceremonies: createWebauthnCeremonies(),
+      rp: relyingParty(config, urls),
+      ceremonyTtlSeconds: config.webauthn.challenge_ttl_seconds,
+    };
     const auditLog = createAuditLog(database.client);
     const sessionStore = createSessionStore(database.client);
     // The hot path: prepared statements on the driver, or the same design on Prisma Client alone.
@@ -260,7 +270,9 @@ export async function createApp(
       passwordExpiry,
       onAuditFailure,
       events: metrics.events,
+      passkeys: webauthn,
     });
+    const passkeys = createPasskeyService({ clock, users: mfaStore, audit: auditLog, onAuditFailure, events: metrics.events, ...webauthn });
     const sessions = createSessionService({
       clock,
       addressLimit,
@@ -299,7 +311,7 @@ export async function createApp(
 
     const listener = createHttpHandler({
       routes: createRoutes({
-        signin, sessions, mfa, nonces, passwords, adminFor, readiness,
+        signin, sessions, mfa, passkeys, nonces, passwords, adminFor, readiness,
         // Reflection hands out the whole schema (AdminService included): on in dev mode,
         // elsewhere only where the operator says so.
         reflection: config.server.reflection ?? config.dev,
@@ -354,7 +366,15 @@ export async function createApp(
       async listen() {
         stopUpkeep = startUpkeep({
           keyRing,
-          purgers: { challenges: mfaStore, sessions: sessionStore, audit: auditLog },
+          purgers: {
+            challenges: {
+              // MFA challenges and the passkey ceremonies opened for them (or for registrations).
+              purgeExpiredChallenges: async (before) =>
+                (await mfaStore.purgeExpiredChallenges(before)) + (await passkeyStore.purgeExpiredCeremonies(before)),
+            },
+            sessions: sessionStore,
+            audit: auditLog,
+          },
           clock,
           logger,
           auditRetentionDays: config.audit.retention_days,

@@ -1,11 +1,15 @@
 /**
  * The web app served at `/`: sign in with an ID token (minted by the dev issuer in dev mode),
- * answer an MFA challenge, set up TOTP, see and end sessions, refresh tokens before they expire.
+ * answer an MFA challenge (a code or a passkey), set up TOTP, add and manage passkeys
+ * (@simplewebauthn/browser), see and end sessions, refresh tokens before they expire.
  * Every call goes through @connectrpc/connect-web over Connect or gRPC-Web (the switch at the
  * top); tokens live in this module's memory only.
  */
 import type { LoginResponse } from "../gen/pb/identity/v1/auth_service_pb.ts";
 import type { Session } from "../gen/pb/identity/v1/user_service_pb.ts";
+import type { Passkey } from "../gen/pb/identity/v1/mfa_service_pb.ts";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { startAuthentication, startRegistration } from "@simplewebauthn/browser";
 import {
   type Api,
   createApi,
@@ -118,20 +122,29 @@ function handleLogin(res: LoginResponse, rpc: string): void {
   if (res.requiresMfa) {
     challenge = { token: res.challengeToken ?? "" };
     const methods = byId<HTMLSelectElement>("challenge-method");
+    const codeMethods = res.requiredMfaMethods.filter((m) => m !== "webauthn");
     methods.replaceChildren(
-      ...res.requiredMfaMethods.map((m) => el("option", m === "totp" ? "Code from the authenticator app" : m === "recovery_code" ? "Recovery code" : m, { value: m })),
+      ...codeMethods.map((m) => el("option", m === "totp" ? "Code from the authenticator app" : m === "recovery_code" ? "Recovery code" : m, { value: m })),
     );
+    // A passkey answers with its own button; the code fields only when a code can.
+    for (const id of ["challenge-method-label", "challenge-method", "challenge-code-label", "challenge-code", "challenge-verify"]) {
+      show(id, codeMethods.length > 0);
+    }
+    byId<HTMLInputElement>("challenge-code").required = codeMethods.length > 0;
+    show("challenge-passkey", res.requiredMfaMethods.includes("webauthn"));
     const why = byId("challenge-why");
     why.replaceChildren(
       "This sign-in looks ",
       el("strong", `${res.riskLevel ?? "risky"} risk`),
       " (",
       code(res.mfaCheckReason ?? "policy"),
-      "). Enter a code from your authenticator app, or a recovery code.",
+      res.requiredMfaMethods.includes("webauthn")
+        ? "). Use a passkey, or enter a code from your authenticator app or a recovery code."
+        : "). Enter a code from your authenticator app, or a recovery code.",
     );
     show("signin", false);
     show("challenge", true);
-    byId("challenge-code").focus();
+    if (codeMethods.length > 0) byId("challenge-code").focus();
     return;
   }
   challenge = null;
@@ -234,10 +247,78 @@ window.setInterval(tick, 1000);
 
 async function loadAccount(): Promise<void> {
   try {
-    await Promise.all([loadMfaStatus(), loadSessions()]);
+    await Promise.all([loadMfaStatus(), loadSessions(), loadPasskeys()]);
   } catch (e) {
     showProblem(describeProblem(e));
   }
+}
+
+/** Answers the open challenge with a passkey: the service's options, the browser's ceremony, VerifyMfa. */
+async function answerWithPasskey(): Promise<void> {
+  if (challenge === null) return;
+  const begun = await api.auth.beginWebauthnMfa({ challengeToken: challenge.token, deviceId: deviceId() });
+  const assertion = await startAuthentication({ optionsJSON: begun.options as never });
+  const res = await api.auth.verifyMfa({
+    challengeToken: challenge.token,
+    method: "webauthn",
+    webauthnAssertion: assertion as never,
+    trustDevice: byId<HTMLInputElement>("challenge-trust").checked,
+    deviceId: deviceId(),
+  });
+  handleLogin(res, "VerifyMfa");
+}
+
+async function loadPasskeys(): Promise<void> {
+  const { passkeys } = await api.mfa.listPasskeys({});
+  byId("passkeys-status").replaceChildren(
+    passkeys.length > 0 ? el("span", "on", { class: "badge ok" }) : el("span", "off", { class: "badge" }),
+    passkeys.length > 0 ? ` ${passkeys.length} passkey(s).` : " No passkey yet.",
+  );
+  byId("passkeys").querySelector("tbody")!.replaceChildren(...passkeys.map(passkeyRow));
+}
+
+function passkeyRow(p: Passkey): HTMLTableRowElement {
+  const row = el("tr", null, { "data-passkey-id": p.id });
+  const name = el("td", p.name);
+  const added = el("td");
+  if (p.createdAt !== undefined) added.append(timeEl(timestampDate(p.createdAt), "short"));
+  const used = el("td", p.lastUsedAt === undefined ? "never" : null);
+  if (p.lastUsedAt !== undefined) used.append(timeEl(timestampDate(p.lastUsedAt), "short"));
+  const kind = el("td", `${p.authenticatorType === "multi_device" ? "synced" : "this device only"}${p.backedUp ? ", backed up" : ""}`);
+  if (p.flagged) kind.append(" ", el("span", "refused: counter went backwards", { class: "badge" }));
+  const actions = el("td");
+  const rename = el("button", "Rename", { type: "button", class: "secondary", "aria-label": `Rename ${p.name}` });
+  rename.addEventListener("click", () =>
+    action(rename, async () => {
+      const next = window.prompt("New name for this passkey", p.name);
+      if (next === null) return;
+      await api.mfa.renamePasskey({ id: p.id, name: next });
+      notice("The passkey is renamed.");
+      await loadPasskeys();
+    }),
+  );
+  const remove = el("button", "Remove", { type: "button", class: "danger", "aria-label": `Remove ${p.name}` });
+  remove.addEventListener("click", () =>
+    action(remove, async () => {
+      await api.mfa.removePasskey({ id: p.id });
+      notice("The passkey is removed.");
+      await loadPasskeys();
+    }),
+  );
+  actions.append(rename, " ", remove);
+  row.append(name, added, used, kind, actions);
+  return row;
+}
+
+/** Registers a passkey: the service's options, the browser's ceremony, the service's check. */
+async function addPasskey(form: HTMLFormElement): Promise<void> {
+  const name = field(form, "name");
+  const begun = await api.mfa.beginPasskeyRegistration({});
+  const credential = await startRegistration({ optionsJSON: begun.options as never });
+  const r = await api.mfa.finishPasskeyRegistration({ credential: credential as never, ...(name === "" ? {} : { name }) });
+  form.reset();
+  notice(`Passkey “${r.passkey?.name ?? name}” added.`);
+  await loadPasskeys();
 }
 
 async function loadMfaStatus(): Promise<void> {
@@ -364,6 +445,8 @@ function init(): void {
     form.reset();
     handleLogin(res, "VerifyMfa");
   });
+  onClick("challenge-passkey", answerWithPasskey);
+  onSubmit("passkey-add-form", addPasskey);
   byId("challenge-cancel").addEventListener("click", () => {
     clearFeedback();
     endSession();

@@ -107,7 +107,7 @@ const password = z
     }
   });
 
-const mfaMethod = z.enum(["totp", "recovery_code"]);
+const mfaMethod = z.enum(["totp", "recovery_code", "webauthn"]);
 const weight = z.number().int().min(-100).max(100);
 
 /** An address or a CIDR block, IPv4 or IPv6. */
@@ -165,6 +165,24 @@ const risk = z
   .strict()
   .prefault({});
 
+/** Passkeys (src/core/passkeys.ts; the relying party: src/config/to-deps.ts relyingParty). */
+const webauthn = z
+  .object({
+    rp_id: z
+      .string()
+      .regex(/^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/, "a host name (lower case), no scheme or port")
+      .optional()
+      .describe("The domain passkeys are scoped to; default: the public URL's host. A parent domain serves its subdomains"),
+    rp_name: z.string().min(1).max(64).default("Identity").describe("Shown by the browser when a passkey is created"),
+    origins: z
+      .array(z.url())
+      .default([])
+      .describe("Origins whose pages may run the ceremonies (scheme://host[:port]); default: the public URL's origin"),
+    challenge_ttl_seconds: z.number().int().min(30).max(600).default(300).describe("Life of a registration or sign-in ceremony"),
+  })
+  .strict()
+  .prefault({});
+
 /** Adaptive MFA policy, challenges and factors (src/core/risk.ts decideMfa, src/core/mfa.ts). */
 const mfa = z
   .object({
@@ -194,6 +212,10 @@ const mfa = z
       .strict()
       .prefault({}),
     recovery_codes: z.number().int().min(4).max(20).default(10),
+    high_risk_methods: z
+      .array(mfaMethod)
+      .default([])
+      .describe("At high risk only these methods complete a challenge (e.g. [webauthn]: phishing-resistant only); empty: any"),
     max_code_failures: z
       .number()
       .int()
@@ -402,6 +424,7 @@ export const configSchema = z
     password,
     risk,
     mfa,
+    webauthn,
     admin,
     providers: z
       .record(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, "provider names are lower-case [a-z0-9_-]"), provider)

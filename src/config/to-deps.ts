@@ -1,3 +1,5 @@
+import type { RelyingParty } from "../core/ports/webauthn.ts";
+import type { PublicUrls } from "./public-url.ts";
 import { join, resolve } from "node:path";
 import type { AdaptiveMfaDeps } from "../core/adaptive-mfa.ts";
 import type { PasswordExpiryPolicy } from "../core/password-policy.ts";
@@ -68,6 +70,7 @@ export function adaptiveMfaSettings(config: Config): Omit<AdaptiveMfaDeps, "hist
     trustedDeviceMaxLevel: mfa.trusted_device_max_level,
     noFactor: mfa.no_factor,
     recommendedMethods: mfa.recommended_methods,
+    highRiskMethods: mfa.high_risk_methods,
   };
   return {
     risk: {
@@ -107,4 +110,21 @@ export function keyEncryptionKeySource(
   }
   const file = config.tokens.key_encryption_key_file ?? join(dataDir(config), "key-encryption-key");
   return { file, createIfMissing: config.tokens.key_encryption_key_file === undefined, describe: `the file ${file}` };
+}
+
+/**
+ * The WebAuthn relying party: `webauthn.rp_id` / `rp_name` / `origins`, each defaulting to what
+ * the public URL says (its host name; its origin). Asked per ceremony, since without
+ * `server.public_url` the URL is known only once the server listens.
+ */
+export function relyingParty(config: Config, urls: PublicUrls): () => RelyingParty {
+  const { rp_id, rp_name, origins } = config.webauthn;
+  return () => {
+    const base = rp_id === undefined || origins.length === 0 ? new URL(urls.base()) : null;
+    return {
+      id: rp_id ?? base!.hostname,
+      name: rp_name,
+      origins: origins.length > 0 ? origins.map((o) => new URL(o).origin) : [base!.origin],
+    };
+  };
 }

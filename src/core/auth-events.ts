@@ -14,4 +14,6 @@ export interface AuthEvents {
   signin(provider: string | undefined, outcome: string, risk: RiskSummary["level"] | undefined): void;
   /** An MFA challenge was answered: `method` one of ours or `unknown`; `outcome` `success` or the refusal's code. */
   mfaVerification(method: string, outcome: string): void;
+  /** A passkey registration finished: `outcome` `success` or the refusal's code. */
+  passkeyRegistration(outcome: string): void;
 }

@@ -76,6 +76,16 @@ export type ErrorCode =
   | "mfa_code_invalid"
   | "totp_already_enrolled"
   | "totp_not_enrolled"
+  // Passkeys (WebAuthn).
+  | "webauthn_response_malformed"
+  | "webauthn_challenge_invalid"
+  | "webauthn_origin_mismatch"
+  | "webauthn_rp_id_mismatch"
+  | "webauthn_verification_failed"
+  | "webauthn_credential_unknown"
+  | "webauthn_credential_exists"
+  | "webauthn_credential_not_found"
+  | "webauthn_counter_regressed"
   // Which provider?
   | "provider_unknown"
   | "provider_ambiguous"

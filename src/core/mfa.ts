@@ -13,6 +13,17 @@ import { quietRecorder } from "./quiet-audit.ts";
 import type { AuthEvents } from "./auth-events.ts";
 import type { MfaMethod } from "./risk.ts";
 import { assertActive } from "./user-status.ts";
+import { boundedResponse, ceremonyHash } from "./passkeys.ts";
+import type { JsonObject, PasskeyRecord, PasskeyStore, RelyingParty, WebauthnCeremonies } from "./ports/webauthn.ts";
+
+/** What VerifyMfa needs to take passkeys (method `webauthn`). */
+export interface MfaPasskeyDeps {
+  store: PasskeyStore;
+  ceremonies: WebauthnCeremonies;
+  rp: () => RelyingParty;
+  /** Life of a ceremony challenge, in seconds (never beyond the MFA challenge's own). */
+  ceremonyTtlSeconds: number;
+}
 
 export interface MfaServiceDeps {
   /** The per-address limit of VerifyMfa (address-limit.ts). */
@@ -44,12 +55,16 @@ export interface MfaServiceDeps {
   onAuditFailure?: (error: unknown) => void;
   /** Told how every challenge answer ended (metrics). */
   events?: AuthEvents | undefined;
+  /** Passkeys; without them method `webauthn` is not available. */
+  passkeys?: MfaPasskeyDeps | undefined;
 }
 
 export interface VerifyMfaInput {
   challengeToken: string;
   method: string;
   code: string;
+  /** For method `webauthn`: the AuthenticationResponseJSON. */
+  assertion?: unknown;
   trustDevice: boolean;
   client: ClientInfo;
 }
@@ -58,6 +73,7 @@ export interface MfaStatus {
   totpEnabled: boolean;
   totpPending: boolean;
   recoveryCodesLeft: number;
+  passkeys: number;
 }
 
 export interface TotpEnrollment {
@@ -71,6 +87,11 @@ export interface TotpEnrollment {
 export interface MfaService {
   /** Completes a sign-in that required MFA; see AuthService.VerifyMfa for the contract. */
   verify(input: VerifyMfaInput): Promise<LoginResult>;
+  /**
+   * Opens a passkey ceremony for an MFA challenge: the request options for
+   * `navigator.credentials.get()`; see AuthService.BeginWebauthnMfa for the contract.
+   */
+  beginWebauthn(challengeToken: string, client: ClientInfo): Promise<JsonObject>;
   status(principal: Principal): Promise<MfaStatus>;
   enrollTotp(principal: Principal, client: ClientInfo): Promise<TotpEnrollment>;
   /** Activates the pending authenticator; resolves with the recovery codes (shown once). */
@@ -79,10 +100,20 @@ export interface MfaService {
   regenerateRecoveryCodes(principal: Principal, code: string, client: ClientInfo): Promise<string[]>;
 }
 
-const METHODS: readonly MfaMethod[] = ["totp", "recovery_code"];
-/** What each method adds to the session's `amr` (RFC 8176 `otp`; recovery codes have no value there). */
-const AMR_OF: Record<MfaMethod, string> = { totp: "otp", recovery_code: "recovery_code" };
+const METHODS: readonly MfaMethod[] = ["totp", "recovery_code", "webauthn"];
+/**
+ * What each method adds to the session's `amr` (RFC 8176: `otp`; `pop`, proof of possession of a
+ * key, for a passkey, synced or not; recovery codes have no value there).
+ */
+const AMR_OF: Record<MfaMethod, string> = { totp: "otp", recovery_code: "recovery_code", webauthn: "pop" };
+
+/** A passkey assertion checked before the challenge's transaction (its crypto is asynchronous). */
+type AssertionCheck =
+  | { ok: true; passkey: PasskeyRecord; ceremonyId: string; mfaChallengeId: string | null; signCount: number; backedUp: boolean }
+  | { ok: false; error: DomainError };
 const CHALLENGE_TOKEN = /^chg_[A-Za-z0-9_-]{43}$/;
+/** Passkey ceremonies one MFA challenge may open (BeginWebauthnMfa calls). */
+export const MAX_CEREMONIES_PER_CHALLENGE = 10;
 
 /**
  * Second factors: completing challenged sign-ins, and the user's TOTP authenticator and recovery
@@ -124,6 +155,52 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
     return { factor, step, now };
   }
 
+  /**
+   * Checks a passkey assertion as far as it can be without the challenge's transaction: its
+   * shape (malformed: thrown, nothing written), its ceremony, the credential it names, the
+   * signature and the counter. A counter that did not move forward on a credential that keeps
+   * one means a cloned authenticator may be at work: the credential is flagged (refused from then
+   * on) and that is audited, whatever becomes of this answer.
+   */
+  async function checkAssertion(response: unknown, now: Date, client: ClientInfo): Promise<AssertionCheck> {
+    const pk = deps.passkeys!;
+    const { challenge, credentialId } = pk.ceremonies.read(boundedResponse(response), "authentication");
+    const refuse = (code: ConstructorParameters<typeof DomainError>[0], message: string): AssertionCheck => ({
+      ok: false,
+      error: new DomainError(code, message),
+    });
+    const ceremony = await pk.store.findCeremony(ceremonyHash(challenge));
+    if (ceremony === null || ceremony.purpose !== "authentication" || ceremony.consumedAt !== null || ceremony.expiresAt <= now) {
+      return refuse("webauthn_challenge_invalid", "this passkey challenge is unknown, expired or already used; start again");
+    }
+    const passkey = await pk.store.findPasskeyByCredentialId(credentialId);
+    if (passkey === null || passkey.userId !== ceremony.userId) {
+      return refuse("webauthn_credential_unknown", "this passkey is not one of this account's");
+    }
+    if (passkey.flaggedAt !== null) {
+      return refuse("webauthn_counter_regressed", "this passkey was disabled after its signature counter went backwards; remove it and register it again");
+    }
+    let verified;
+    try {
+      verified = await pk.ceremonies.verifyAuthentication({ rp: pk.rp(), response, challenge, credential: passkey });
+    } catch (e) {
+      if (isDomainError(e)) return { ok: false, error: e };
+      throw e;
+    }
+    if ((verified.signCount > 0 || passkey.signCount > 0) && verified.signCount <= passkey.signCount) {
+      await pk.store.flagPasskey(passkey.id, now, {
+        type: "mfa.passkey_flagged",
+        at: now,
+        code: "webauthn_counter_regressed",
+        userId: passkey.userId,
+        client,
+        detail: { passkey_id: passkey.id, stored_count: passkey.signCount, presented_count: verified.signCount },
+      });
+      return refuse("webauthn_counter_regressed", "this passkey's signature counter went backwards; it is disabled: remove it and register it again");
+    }
+    return { ok: true, passkey, ceremonyId: ceremony.id, mfaChallengeId: ceremony.mfaChallengeId, signCount: verified.signCount, backedUp: verified.backedUp };
+  }
+
   async function verifyOnce(input: VerifyMfaInput): Promise<LoginResult> {
     const { client } = input;
     if (input.challengeToken === "") throw new DomainError("challenge_token_required", "challenge_token is required");
@@ -131,12 +208,20 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
       throw new DomainError("mfa_method_not_available", `method must be one of: ${METHODS.join(", ")}`);
     }
     const method = input.method as MfaMethod;
-    if (input.code.trim() === "") throw new DomainError("mfa_code_required", "code is required");
+    if (method === "webauthn") {
+      if (deps.passkeys === undefined) throw new DomainError("mfa_method_not_available", "passkeys are not enabled");
+      if (input.assertion === undefined || input.assertion === null) {
+        throw new DomainError("mfa_code_required", "webauthn_assertion is required");
+      }
+    } else if (input.code.trim() === "") throw new DomainError("mfa_code_required", "code is required");
     const now = clock.now();
     if (!CHALLENGE_TOKEN.test(input.challengeToken)) {
       await recordQuietly({ type: "mfa.verify_failed", at: now, code: "challenge_invalid", client, detail: { method } });
       throw new DomainError("challenge_invalid", "the challenge token is not valid; sign in again");
     }
+    // A malformed assertion is refused here, before anything is written; every other verdict on
+    // it is the challenge's (an attempt counted, audited), decided in the transaction below.
+    const assertion = method === "webauthn" ? await checkAssertion(input.assertion, now, client) : null;
     const refresh = deps.opaqueTokens.issue("rt");
     const sessionId = newId("ses");
     let failure: DomainError | undefined;
@@ -181,8 +266,18 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
       }
 
       let spend: Extract<ChallengeDecision, { kind: "complete" }>["spend"] | null = null;
+      let refusal: DomainError | null = null;
       if (c.methods.includes(method)) {
-        if (method === "totp" && state.totp !== null) {
+        if (method === "webauthn" && assertion !== null) {
+          if (!assertion.ok) refusal = assertion.error;
+          else if (assertion.passkey.userId !== c.userId) {
+            refusal = new DomainError("webauthn_credential_unknown", "this passkey is not one of this account's");
+          } else if (assertion.mfaChallengeId !== c.id) {
+            refusal = new DomainError("webauthn_challenge_invalid", "this passkey answer is for another sign-in; start again");
+          } else {
+            spend = { kind: "webauthn", passkeyId: assertion.passkey.id, ceremonyId: assertion.ceremonyId, signCount: assertion.signCount, backedUp: assertion.backedUp };
+          }
+        } else if (method === "totp" && state.totp !== null) {
           const f = state.totp;
           const step = totp.match(secrets.open(f.secretEnc, f.id), input.code, now, f.lastUsedStep);
           if (step !== null) spend = { kind: "totp", factorId: f.id, step };
@@ -196,6 +291,9 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
         const left = deps.maxAttempts - c.attempts;
         if (left <= 0) {
           return reject(new DomainError("challenge_exhausted", "too many wrong codes; sign in again"), true);
+        }
+        if (refusal !== null) {
+          return reject(new DomainError(refusal.code, refusal.message, { detail: { ...refusal.detail, attempts_left: String(left) } }));
         }
         return reject(
           c.methods.includes(method)
@@ -225,7 +323,7 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
         audit: {
           ...audit("signin.succeeded", undefined, {
             account: "existing",
-            mfa: { method, challenge_id: c.id },
+            mfa: { method, challenge_id: c.id, ...(spend.kind === "webauthn" ? { passkey_id: spend.passkeyId } : {}) },
             risk: { score: c.risk.score, level: c.risk.level, reason: c.risk.reason },
             ...(input.trustDevice ? { trust_device: trustedUntil === null ? "refused_unidentified_device" : "trusted" } : {}),
           }),
@@ -270,12 +368,57 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
       }
     },
 
+    async beginWebauthn(challengeToken, client) {
+      const pk = deps.passkeys;
+      if (pk === undefined) throw new DomainError("mfa_method_not_available", "passkeys are not enabled");
+      if (challengeToken === "") throw new DomainError("challenge_token_required", "challenge_token is required");
+      if (!CHALLENGE_TOKEN.test(challengeToken)) throw new DomainError("challenge_invalid", "the challenge token is not valid; sign in again");
+      const now = clock.now();
+      const c = await store.findChallenge(deps.opaqueTokens.hash(challengeToken));
+      if (c === null || c.consumedReason === "completed") {
+        throw new DomainError("challenge_invalid", "the challenge token is not valid; sign in again");
+      }
+      if (c.consumedReason === "exhausted") throw new DomainError("challenge_exhausted", "too many attempts for this challenge; sign in again");
+      if (c.expiresAt <= now) throw new DomainError("challenge_expired", "the challenge has expired; sign in again");
+      if (c.deviceId !== null && client.deviceId !== c.deviceId) {
+        throw new DomainError("challenge_invalid", "this challenge was issued to another device; sign in again");
+      }
+      // Each call stores a ceremony: bounded per challenge, so a challenge token cannot fill the table.
+      if ((await pk.store.countCeremonies(c.id)) >= MAX_CEREMONIES_PER_CHALLENGE) {
+        throw new DomainError("challenge_exhausted", "too many passkey attempts for this challenge; sign in again");
+      }
+      const passkeys = c.methods.includes("webauthn") ? (await pk.store.listPasskeys(c.userId)).filter((p) => p.flaggedAt === null) : [];
+      if (passkeys.length === 0) {
+        throw new DomainError("mfa_method_not_available", `this challenge can be completed with: ${c.methods.join(", ")}`);
+      }
+      const { options, challenge } = await pk.ceremonies.authenticationOptions({
+        rp: pk.rp(),
+        allow: passkeys.map((p) => ({ credentialId: p.credentialId, transports: p.transports })),
+      });
+      const expiresAt = new Date(Math.min(now.getTime() + pk.ceremonyTtlSeconds * 1000, c.expiresAt.getTime()));
+      await pk.store.saveCeremony({
+        id: newId("wac"),
+        challengeHash: ceremonyHash(challenge),
+        userId: c.userId,
+        purpose: "authentication",
+        mfaChallengeId: c.id,
+        createdAt: now,
+        expiresAt,
+      });
+      return options;
+    },
+
     async status(principal) {
-      const [factor, left] = await Promise.all([store.findTotp(principal.userId), store.countRecoveryCodes(principal.userId)]);
+      const [factor, left, passkeys] = await Promise.all([
+        store.findTotp(principal.userId),
+        store.countRecoveryCodes(principal.userId),
+        deps.passkeys?.store.listPasskeys(principal.userId) ?? [],
+      ]);
       return {
         totpEnabled: factor?.confirmedAt != null,
         totpPending: factor !== null && factor.confirmedAt === null,
         recoveryCodesLeft: left,
+        passkeys: passkeys.length,
       };
     },
 

@@ -160,7 +160,7 @@ function atLeast(level: RiskLevel, floor: RiskLevel): boolean {
 }
 
 /** The second factors a user can complete a challenge with. */
-export type MfaMethod = "totp" | "recovery_code";
+export type MfaMethod = "totp" | "recovery_code" | "webauthn";
 
 export interface MfaPolicy {
   /** The lowest level that requires MFA; `never` turns adaptive MFA off (risk is still assessed). */
@@ -177,6 +177,11 @@ export interface MfaPolicy {
   noFactor: "allow" | "deny" | "deny_high_risk";
   /** MFA methods recommended at each level (the login response's `recommended_mfa_methods`). */
   recommendedMethods: Readonly<Record<RiskLevel, readonly MfaMethod[]>>;
+  /**
+   * At high risk only these methods complete a challenge (say `webauthn`: phishing-resistant
+   * factors only); a user with none of them is treated as having no factor. Empty: any method.
+   */
+  highRiskMethods: readonly MfaMethod[];
 }
 
 export type MfaDecision =
@@ -214,7 +219,11 @@ export function decideMfa(
   ) {
     return { kind: "allow", requireMfa: false, skipped: "trusted_device" };
   }
-  if (subject.methods.length > 0) return { kind: "challenge", requireMfa: true, reason, methods: [...subject.methods] };
+  const methods =
+    assessment.level === "high" && policy.highRiskMethods.length > 0
+      ? subject.methods.filter((m) => policy.highRiskMethods.includes(m))
+      : [...subject.methods];
+  if (methods.length > 0) return { kind: "challenge", requireMfa: true, reason, methods };
   const deny = policy.noFactor === "deny" || (policy.noFactor === "deny_high_risk" && assessment.level === "high");
   return deny ? { kind: "deny", requireMfa: true, reason } : { kind: "allow_unenrolled", requireMfa: true, reason };
 }

@@ -7,6 +7,7 @@ import type { SigninService } from "../core/signin.ts";
 import type { NonceService } from "../core/nonces.ts";
 import {
   AuthService,
+  BeginWebauthnMfaResponseSchema,
   CreateNonceResponseSchema,
   LoginResponseSchema,
   type LoginResponse,
@@ -46,10 +47,16 @@ export function registerAuthService(deps: AuthServiceDeps) {
             challengeToken: req.challengeToken,
             method: req.method,
             code: req.code,
+            assertion: req.webauthnAssertion,
             trustDevice: req.trustDevice,
             client: { ...client, deviceId: clipDeviceId(req.deviceId) ?? client.deviceId },
           }),
         );
+      },
+      async beginWebauthnMfa(req, ctx) {
+        const client = ctx.values.get(kClient);
+        const options = await deps.mfa.beginWebauthn(req.challengeToken, { ...client, deviceId: clipDeviceId(req.deviceId) ?? client.deviceId });
+        return create(BeginWebauthnMfaResponseSchema, { options });
       },
       async createNonce(req, ctx) {
         const client = ctx.values.get(kClient);

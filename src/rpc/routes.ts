@@ -10,9 +10,11 @@ import type { Readiness } from "./readiness.ts";
 import { registerReflectionService } from "./reflection-service.ts";
 import { registerUserService } from "./user-service.ts";
 import type { PasswordService } from "../core/passwords.ts";
+import type { PasskeyService } from "../core/passkeys.ts";
 
 export interface RouteDeps extends AuthServiceDeps {
   passwords: PasswordService;
+  passkeys: PasskeyService;
   adminFor: AdminFor;
   readiness: Readiness;
   /** Whether to serve gRPC reflection (it hands out the whole schema, AdminService included). */

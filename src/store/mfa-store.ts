@@ -54,7 +54,7 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
             select: {
               lastSigninAt: true,
               mfaFactors: { where: { type: "totp" }, select: { confirmedAt: true } },
-              _count: { select: { recoveryCodes: { where: { usedAt: null } } } },
+              _count: { select: { recoveryCodes: { where: { usedAt: null } }, webauthnCredentials: { where: { flaggedAt: null } } } },
             },
           }),
           db.userDevice.findMany({
@@ -83,6 +83,7 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
         if (totp?.confirmedAt != null) methods.push("totp");
         // Recovery codes back up an authenticator; without one they complete nothing.
         if (methods.length > 0 && codes > 0) methods.push("recovery_code");
+        if ((user?._count.webauthnCredentials ?? 0) > 0) methods.push("webauthn");
         return {
           lastSigninAt: user?.lastSigninAt ?? null,
           device: device === null ? null : { trustedUntil: device.trustedUntil },
@@ -135,19 +136,39 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
           if (row === null) throw new Error("a decision to complete needs a challenge");
 
           // Spend the code: conditional updates, so a code is good once even across challenges.
-          const spent =
-            decision.spend.kind === "totp"
-              ? await tx.mfaFactor.updateMany({
-                  where: {
-                    id: decision.spend.factorId,
-                    confirmedAt: { not: null },
-                    OR: [{ lastUsedStep: null }, { lastUsedStep: { lt: decision.spend.step } }],
-                  },
-                  data: { lastUsedStep: decision.spend.step },
-                })
-              : await tx.recoveryCode.updateMany({ where: { id: decision.spend.codeId, usedAt: null }, data: { usedAt: now } });
-          if (spent.count !== 1) {
-            throw new DomainError("mfa_code_invalid", "the code is not valid (wrong, expired or already used)");
+          const spend = decision.spend;
+          if (spend.kind === "webauthn") {
+            // The ceremony once, and the counter forward only (both 0: the authenticator keeps none).
+            const ceremony = await tx.webauthnCeremony.updateMany({
+              where: { id: spend.ceremonyId, consumedAt: null, expiresAt: { gt: now } },
+              data: { consumedAt: now },
+            });
+            const moved = await tx.webauthnCredential.updateMany({
+              where: {
+                id: spend.passkeyId,
+                flaggedAt: null,
+                ...(spend.signCount === 0 ? { signCount: 0 } : { signCount: { lt: spend.signCount } }),
+              },
+              data: { signCount: spend.signCount, backedUp: spend.backedUp, lastUsedAt: now },
+            });
+            if (ceremony.count !== 1 || moved.count !== 1) {
+              throw new DomainError("webauthn_challenge_invalid", "this passkey answer was used already; start again");
+            }
+          } else {
+            const spent =
+              spend.kind === "totp"
+                ? await tx.mfaFactor.updateMany({
+                    where: {
+                      id: spend.factorId,
+                      confirmedAt: { not: null },
+                      OR: [{ lastUsedStep: null }, { lastUsedStep: { lt: spend.step } }],
+                    },
+                    data: { lastUsedStep: spend.step },
+                  })
+                : await tx.recoveryCode.updateMany({ where: { id: spend.codeId, usedAt: null }, data: { usedAt: now } });
+            if (spent.count !== 1) {
+              throw new DomainError("mfa_code_invalid", "the code is not valid (wrong, expired or already used)");
+            }
           }
           const done = await tx.mfaChallenge.updateMany({
             where: { id: row.id, consumedAt: null },
@@ -187,6 +208,11 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
       } catch (e) {
         throw storeError(e);
       }
+    },
+
+    async findChallenge(tokenHash) {
+      const row = await guarded(() => db.mfaChallenge.findUnique({ where: { tokenHash } }));
+      return row === null ? null : challengeFromRow(row);
     },
 
     async findUser(userId) {

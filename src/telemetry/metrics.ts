@@ -57,6 +57,7 @@ export function createMetrics(options: { providers: readonly string[] }): Servic
   const risk = counter("identity_signin_risk_total", "Assessed sign-ins by risk level.", ["level"]);
   const challenges = counter("identity_mfa_challenges_total", "MFA challenges issued by sign-ins, by provider.", ["provider"]);
   const verifications = counter("identity_mfa_verifications_total", "Answers to MFA challenges, by method and outcome (success or the refusal's code).", ["method", "outcome"]);
+  const passkeyRegistrations = counter("identity_passkey_registrations_total", "Passkey registrations finished, by outcome (success or the refusal's code).", ["outcome"]);
   const jwksFetches = counter("identity_jwks_fetches_total", "Fetches of a provider's signing keys (discovery and JWKS), by provider.", ["provider"]);
   const jwksFailures = counter("identity_jwks_fetch_failures_total", "Fetches of a provider's signing keys that failed (timeout, HTTP error, bad document).", ["provider"]);
   const queries = histogram("identity_db_query_duration_seconds", "Database statement batches: store `hot` (the driver's prepared statements, one per operation) or `prisma` (per statement).", ["store", "operation"], DB_BUCKETS);
@@ -77,6 +78,9 @@ export function createMetrics(options: { providers: readonly string[] }): Servic
       },
       mfaVerification(method, outcome) {
         verifications.inc({ method, outcome });
+      },
+      passkeyRegistration(outcome) {
+        passkeyRegistrations.inc({ outcome });
       },
     },
     jwksFetch(provider, ok) {

@@ -188,7 +188,8 @@ describe("gRPC server reflection", () => {
       const files = filesOf(first);
       expect(files[0]!.name).toBe("identity/v1/auth_service.proto");
       expect(files.map((f) => f.name).sort()).toEqual([
-        "google/api/annotations.proto", "google/api/http.proto", "google/protobuf/descriptor.proto", "identity/v1/auth_service.proto",
+        "google/api/annotations.proto", "google/api/http.proto", "google/protobuf/descriptor.proto", "google/protobuf/struct.proto",
+        "identity/v1/auth_service.proto",
       ]);
       // What was sent is a complete, self-contained schema: the annotations read back.
       const registry = createFileRegistry(files[0]!, (name) => files.find((f) => f.name === name));

@@ -134,14 +134,14 @@ describe("adaptive MFA", () => {
     expect(secret).toMatch(/^[A-Z2-7]{32}$/);
     expect(enroll.body["otpauth_uri"]).toMatch(/^otpauth:\/\/totp\/Identity:.+\?.*secret=/);
     expect(enroll.body).toMatchObject({ digits: 6, period: 30, algorithm: "SHA1" });
-    expect((await api.authed("GET", "/auth/mfa", access)).body).toEqual({ totp_enabled: false, totp_pending: true, recovery_codes_left: 0 });
+    expect((await api.authed("GET", "/auth/mfa", access)).body).toEqual({ totp_enabled: false, totp_pending: true, recovery_codes_left: 0, passkeys: 0 });
 
     nextStep();
     const confirm = await api.authed("POST", "/auth/mfa/totp/confirm", access, { code: code(secret) });
     expect(confirm.status).toBe(200);
     const recoveryCodes = confirm.body["recovery_codes"] as string[];
     expect(recoveryCodes).toHaveLength(10);
-    expect((await api.authed("GET", "/auth/mfa", access)).body).toEqual({ totp_enabled: true, totp_pending: false, recovery_codes_left: 10 });
+    expect((await api.authed("GET", "/auth/mfa", access)).body).toEqual({ totp_enabled: true, totp_pending: false, recovery_codes_left: 10, passkeys: 0 });
     const userId = first.body["user_id"] as string;
     return { sub, userId, access, secret, recoveryCodes };
   }
@@ -336,7 +336,7 @@ describe("adaptive MFA", () => {
       expect((await api.authed("POST", "/auth/mfa/totp/disable", u.access, { code: code(u.secret) })).body["code"]).toBe("mfa_code_invalid");
       nextStep();
       expect((await api.authed("POST", "/auth/mfa/totp/disable", u.access, { code: code(u.secret) })).status).toBe(200);
-      expect((await api.authed("GET", "/auth/mfa", u.access)).body).toEqual({ totp_enabled: false, totp_pending: false, recovery_codes_left: 0 });
+      expect((await api.authed("GET", "/auth/mfa", u.access)).body).toEqual({ totp_enabled: false, totp_pending: false, recovery_codes_left: 0, passkeys: 0 });
       // The secret is stored sealed, never in clear.
       expect(await db().mfaFactor.count({ where: { userId: u.userId } })).toBe(0);
     });

@@ -205,6 +205,7 @@ describe("decideMfa", () => {
     alwaysForUsers: [],
     trustedDeviceMaxLevel: "medium",
     noFactor: "deny_high_risk",
+    highRiskMethods: [],
     recommendedMethods: { low: [], medium: ["totp"], high: ["totp"] },
   };
   const low = assessRisk(known(), CONFIG);
@@ -219,6 +220,17 @@ describe("decideMfa", () => {
   it("medium and up challenge an enrolled user with their methods and the strongest reason", () => {
     expect(decideMfa(medium, enrolled, POLICY)).toEqual({ kind: "challenge", requireMfa: true, reason: "new_device", methods: ["totp", "recovery_code"] });
     expect(decideMfa(high, enrolled, POLICY)).toMatchObject({ kind: "challenge", reason: "ip_denylisted" });
+  });
+
+  it("high_risk_methods: at high risk only those methods; a user with none of them has no factor there", () => {
+    const policy: MfaPolicy = { ...POLICY, highRiskMethods: ["webauthn"] };
+    const both = { ...enrolled, methods: ["totp", "recovery_code", "webauthn"] as const };
+    expect(decideMfa(high, both, policy)).toMatchObject({ kind: "challenge", methods: ["webauthn"] });
+    // Below high, every method the user has.
+    expect(decideMfa(medium, both, policy)).toMatchObject({ kind: "challenge", methods: ["totp", "recovery_code", "webauthn"] });
+    // TOTP only, at high risk: no phishing-resistant factor, so no_factor decides (deny_high_risk: deny).
+    expect(decideMfa(high, enrolled, policy)).toEqual({ kind: "deny", requireMfa: true, reason: "ip_denylisted" });
+    expect(decideMfa(high, enrolled, { ...policy, noFactor: "allow" })).toMatchObject({ kind: "allow_unenrolled" });
   });
 
   it("require_at moves the bar; never turns MFA off", () => {

@@ -68,6 +68,16 @@ export type RecoveryCode = Prisma.RecoveryCodeModel
  */
 export type MfaChallenge = Prisma.MfaChallengeModel
 /**
+ * Model WebauthnCredential
+ * A passkey (WebAuthn credential) registered by the user; it completes MFA challenges.
+ */
+export type WebauthnCredential = Prisma.WebauthnCredentialModel
+/**
+ * Model WebauthnCeremony
+ * A WebAuthn ceremony's challenge: single use, short-lived. Only its SHA-256 is stored.
+ */
+export type WebauthnCeremony = Prisma.WebauthnCeremonyModel
+/**
  * Model UserDevice
  * Devices a user has completed a sign-in from, for risk assessment and trusted devices.
  */

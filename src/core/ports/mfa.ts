@@ -65,7 +65,11 @@ export type ChallengeDecision =
   | {
       kind: "complete";
       /** What the code spent: a TOTP time step (must be newer than the last) or a recovery code. */
-      spend: { kind: "totp"; factorId: string; step: number } | { kind: "recovery_code"; codeId: string };
+      spend:
+        | { kind: "totp"; factorId: string; step: number }
+        | { kind: "recovery_code"; codeId: string }
+        /** A passkey assertion: its ceremony is spent, its counter moves to `signCount` (forward only). */
+        | { kind: "webauthn"; passkeyId: string; ceremonyId: string; signCount: number; backedUp: boolean };
       session: NewSession;
       refreshToken: NewRefreshToken;
       seen: SeenContext;
@@ -95,6 +99,8 @@ export interface MfaStore {
     failuresSince?: Date,
   ): Promise<{ decision: ChallengeDecision; user: UserWithPassword | null }>;
 
+  /** The challenge with hash `tokenHash`, as it stands (nothing counted). */
+  findChallenge(tokenHash: string): Promise<ChallengeRecord | null>;
   findUser(userId: string): Promise<UserRecord | null>;
   /** The user's TOTP factor, pending or confirmed. */
   findTotp(userId: string): Promise<TotpFactorRecord | null>;

@@ -98,6 +98,7 @@ function historyOf(row: Row, network: string | null): SigninHistory {
   if (totp !== null) methods.push("totp");
   // Recovery codes back up an authenticator; without one they complete nothing.
   if (totp !== null && Number(totp[1]) > 0) methods.push("recovery_code");
+  if (Number(row["passkeys"] ?? 0) > 0) methods.push("webauthn");
   const located = networks.find((n) => n[2] !== null && n[3] !== null);
   return {
     lastSigninAt,

@@ -58,6 +58,8 @@ function dialectSql(dialect: Dialect) {
  * two; the ones that rarely matter run only when needed: recovery codes only with a confirmed
  * authenticator, "any device" only for an unknown one). Recent networks come in one pass, newest
  * first. `device` and `since` name the parameters of the device key and the failures window.
+ * `passkeys` (issue 21) costs one more index seek on webauthn_credentials(user_id) in the same
+ * statement, no round trip: a challenge must offer `webauthn` to a user who has a passkey.
  */
 function userReadColumns(dialect: Dialect, device: string, since: string): string {
   const d = dialectSql(dialect);
@@ -65,6 +67,7 @@ function userReadColumns(dialect: Dialect, device: string, since: string): strin
   (SELECT p.changed_at FROM password_credentials p WHERE p.user_id = u.id) AS password_changed_at,
   (SELECT ${d.jsonArray}(f.confirmed_at, (SELECT count(*) FROM recovery_codes r WHERE r.user_id = u.id AND r.used_at IS NULL))
      FROM mfa_factors f WHERE f.user_id = u.id AND f.type = 'totp' AND f.confirmed_at IS NOT NULL) AS totp,
+  (SELECT count(*) FROM webauthn_credentials w WHERE w.user_id = u.id AND w.flagged_at IS NULL)${d.int} AS passkeys,
   COALESCE((SELECT ${d.jsonArray}(1, d.trusted_until) FROM user_devices d WHERE d.user_id = u.id AND d.device_key = ${device}),
      (SELECT ${d.jsonArray}(0) FROM user_devices d WHERE d.user_id = u.id LIMIT 1)) AS device,
   (SELECT ${d.jsonAgg}(${d.jsonArray}(r.network, r.country, r.latitude, r.longitude, r.last_seen_at)) FROM (
@@ -116,9 +119,13 @@ export const SQLITE_READ = {
   /** $1 user id. */
   user: `SELECT ${userColumns("u")}, u.last_signin_at,
   (SELECT p.changed_at FROM password_credentials p WHERE p.user_id = u.id) AS password_changed_at FROM users u WHERE u.id = $1`,
-  /** $1 user id: [confirmed at, unused recovery codes] of a confirmed authenticator, or no row. */
-  totp: `SELECT json_array(f.confirmed_at, (SELECT count(*) FROM recovery_codes r WHERE r.user_id = f.user_id AND r.used_at IS NULL)) AS totp
-  FROM mfa_factors f WHERE f.user_id = $1 AND f.type = 'totp' AND f.confirmed_at IS NOT NULL`,
+  /**
+   * $1 user id: [confirmed at, unused recovery codes] of a confirmed authenticator (null without
+   * one), and the passkeys not flagged: the user's second factors in one statement.
+   */
+  factors: `SELECT (SELECT json_array(f.confirmed_at, (SELECT count(*) FROM recovery_codes r WHERE r.user_id = f.user_id AND r.used_at IS NULL))
+     FROM mfa_factors f WHERE f.user_id = $1 AND f.type = 'totp' AND f.confirmed_at IS NOT NULL) AS totp,
+  (SELECT count(*) FROM webauthn_credentials w WHERE w.user_id = $1 AND w.flagged_at IS NULL) AS passkeys`,
   /** $1 user id, $2 device key. */
   device: `SELECT json_array(1, trusted_until) AS device FROM user_devices WHERE user_id = $1 AND device_key = $2`,
   /** $1 user id: whether any device was seen (asked only for an unknown one). */

@@ -236,7 +236,9 @@ export function createSqliteHotStore(
         const row: Row = { ...user, identity_id: identity["identity_id"], ip_failures: ipFailures };
         const h = q.history;
         if (h !== null) {
-          row["totp"] = get(SQL.SQLITE_READ.totp, userId)?.["totp"] ?? null;
+          const factors = get(SQL.SQLITE_READ.factors, userId)!;
+          row["totp"] = factors["totp"] ?? null;
+          row["passkeys"] = factors["passkeys"];
           row["device"] = (h.deviceKey === null ? undefined : get(SQL.SQLITE_READ.device, userId, h.deviceKey))?.["device"]
             ?? get(SQL.SQLITE_READ.anyDevice, userId)?.["device"] ?? null;
           row["networks"] = all(SQL.SQLITE_READ.networks, userId);

@@ -5,13 +5,14 @@
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_annotations } from "../../google/api/annotations_pb.ts";
-import type { Message } from "@bufbuild/protobuf";
+import { file_google_protobuf_struct } from "@bufbuild/protobuf/wkt";
+import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file identity/v1/auth_service.proto.
  */
 export const file_identity_v1_auth_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5pZGVudGl0eS92MS9hdXRoX3NlcnZpY2UucHJvdG8SC2lkZW50aXR5LnYxIiwKE1JlZnJlc2hUb2tlblJlcXVlc3QSFQoNcmVmcmVzaF90b2tlbhgBIAEoCSKFAQoQVmVyaWZ5TWZhUmVxdWVzdBIXCg9jaGFsbGVuZ2VfdG9rZW4YASABKAkSDgoGbWV0aG9kGAIgASgJEgwKBGNvZGUYAyABKAkSFAoMdHJ1c3RfZGV2aWNlGAQgASgIEhYKCWRldmljZV9pZBgFIAEoCUgAiAEBQgwKCl9kZXZpY2VfaWQiOgoSQ3JlYXRlTm9uY2VSZXF1ZXN0EhYKCWRldmljZV9pZBgBIAEoCUgAiAEBQgwKCl9kZXZpY2VfaWQiTgoTQ3JlYXRlTm9uY2VSZXNwb25zZRINCgVub25jZRgBIAEoCRISCgpleHBpcmVzX2luGAIgASgFEhQKDG5vbmNlX3NoYTI1NhgDIAEoCSJUCg5TaWduT3V0UmVxdWVzdBIUCgxhbGxfc2Vzc2lvbnMYASABKAgSGgoNcmVmcmVzaF90b2tlbhgCIAEoCUgAiAEBQhAKDl9yZWZyZXNoX3Rva2VuIisKD1NpZ25PdXRSZXNwb25zZRIYChByZXZva2VkX3Nlc3Npb25zGAEgASgFIpQBChhTaWduaW5XaXRoSWRUb2tlblJlcXVlc3QSEAoIaWRfdG9rZW4YASABKAkSFQoIcHJvdmlkZXIYAiABKAlIAIgBARISCgVub25jZRgDIAEoCUgBiAEBEhYKCWRldmljZV9pZBgEIAEoCUgCiAEBQgsKCV9wcm92aWRlckIICgZfbm9uY2VCDAoKX2RldmljZV9pZCL/BAoNTG9naW5SZXNwb25zZRIZCgxhY2Nlc3NfdG9rZW4YASABKAlIAIgBARIcCg9jaGFsbGVuZ2VfdG9rZW4YAiABKAlIAYgBARISCgpleHBpcmVzX2luGAMgASgFEh0KEG1mYV9jaGVja19yZWFzb24YBCABKAlIAogBARIcChRtdXN0X2NoYW5nZV9wYXNzd29yZBgFIAEoCBIgChNwYXNzd29yZF9leHBpcmVzX2luGAYgASgFSAOIAQESHQoQcGFzc3dvcmRfd2FybmluZxgHIAEoCUgEiAEBEhoKDXJlZnJlc2hfdG9rZW4YCCABKAlIBYgBARIcChRyZXF1aXJlZF9tZmFfbWV0aG9kcxgJIAMoCRIUCgxyZXF1aXJlc19tZmEYCiABKAgSOQoPcmlza19hc3Nlc3NtZW50GAsgASgLMhsuaWRlbnRpdHkudjEuUmlza0Fzc2Vzc21lbnRIBogBARIXCgpyaXNrX2xldmVsGAwgASgJSAeIAQESEgoKdG9rZW5fdHlwZRgNIAEoCRIkCgR1c2VyGA4gASgLMhEuaWRlbnRpdHkudjEuVXNlckgIiAEBEhQKB3VzZXJfaWQYDyABKAlICYgBAUIPCg1fYWNjZXNzX3Rva2VuQhIKEF9jaGFsbGVuZ2VfdG9rZW5CEwoRX21mYV9jaGVja19yZWFzb25CFgoUX3Bhc3N3b3JkX2V4cGlyZXNfaW5CEwoRX3Bhc3N3b3JkX3dhcm5pbmdCEAoOX3JlZnJlc2hfdG9rZW5CEgoQX3Jpc2tfYXNzZXNzbWVudEINCgtfcmlza19sZXZlbEIHCgVfdXNlckIKCghfdXNlcl9pZCJ1Cg5SaXNrQXNzZXNzbWVudBINCgVsZXZlbBgBIAEoCRIfChdyZWNvbW1lbmRlZF9tZmFfbWV0aG9kcxgCIAMoCRITCgtyZXF1aXJlX21mYRgDIAEoCBINCgVzY29yZRgEIAEoBRIPCgdzaWduYWxzGAUgAygJIpACCgRVc2VyEhIKCmNyZWF0ZWRfYXQYASABKAkSEgoFZW1haWwYAiABKAlIAIgBARIKCgJpZBgDIAEoCRIcChRtdXN0X2NoYW5nZV9wYXNzd29yZBgEIAEoCBIgChNwYXNzd29yZF9leHBpcmVzX2luGAUgASgFSAGIAQESHQoQcGFzc3dvcmRfd2FybmluZxgGIAEoCUgCiAEBEhIKBXBob25lGAcgASgJSAOIAQESDgoGc3RhdHVzGAggASgJEhAKCHVzZXJuYW1lGAkgASgJQggKBl9lbWFpbEIWChRfcGFzc3dvcmRfZXhwaXJlc19pbkITChFfcGFzc3dvcmRfd2FybmluZ0IICgZfcGhvbmUyrQQKC0F1dGhTZXJ2aWNlEngKEVNpZ25pbldpdGhJZFRva2VuEiUuaWRlbnRpdHkudjEuU2lnbmluV2l0aElkVG9rZW5SZXF1ZXN0GhouaWRlbnRpdHkudjEuTG9naW5SZXNwb25zZSIggtPkkwIaOgEqIhUvYXV0aC9pZC10b2tlbi9zaWduaW4SbAoMUmVmcmVzaFRva2VuEiAuaWRlbnRpdHkudjEuUmVmcmVzaFRva2VuUmVxdWVzdBoaLmlkZW50aXR5LnYxLkxvZ2luUmVzcG9uc2UiHoLT5JMCGDoBKiITL2F1dGgvdG9rZW4vcmVmcmVzaBJjCglWZXJpZnlNZmESHS5pZGVudGl0eS52MS5WZXJpZnlNZmFSZXF1ZXN0GhouaWRlbnRpdHkudjEuTG9naW5SZXNwb25zZSIbgtPkkwIVOgEqIhAvYXV0aC9tZmEvdmVyaWZ5EnEKC0NyZWF0ZU5vbmNlEh8uaWRlbnRpdHkudjEuQ3JlYXRlTm9uY2VSZXF1ZXN0GiAuaWRlbnRpdHkudjEuQ3JlYXRlTm9uY2VSZXNwb25zZSIfgtPkkwIZOgEqIhQvYXV0aC9pZC10b2tlbi9ub25jZRJeCgdTaWduT3V0EhsuaWRlbnRpdHkudjEuU2lnbk91dFJlcXVlc3QaHC5pZGVudGl0eS52MS5TaWduT3V0UmVzcG9uc2UiGILT5JMCEjoBKiINL2F1dGgvc2lnbm91dGIGcHJvdG8z", [file_google_api_annotations]);
+  fileDesc("Ch5pZGVudGl0eS92MS9hdXRoX3NlcnZpY2UucHJvdG8SC2lkZW50aXR5LnYxIiwKE1JlZnJlc2hUb2tlblJlcXVlc3QSFQoNcmVmcmVzaF90b2tlbhgBIAEoCSK6AQoQVmVyaWZ5TWZhUmVxdWVzdBIXCg9jaGFsbGVuZ2VfdG9rZW4YASABKAkSDgoGbWV0aG9kGAIgASgJEgwKBGNvZGUYAyABKAkSFAoMdHJ1c3RfZGV2aWNlGAQgASgIEhYKCWRldmljZV9pZBgFIAEoCUgAiAEBEjMKEndlYmF1dGhuX2Fzc2VydGlvbhgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCDAoKX2RldmljZV9pZCJYChdCZWdpbldlYmF1dGhuTWZhUmVxdWVzdBIXCg9jaGFsbGVuZ2VfdG9rZW4YASABKAkSFgoJZGV2aWNlX2lkGAIgASgJSACIAQFCDAoKX2RldmljZV9pZCJEChhCZWdpbldlYmF1dGhuTWZhUmVzcG9uc2USKAoHb3B0aW9ucxgBIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiOgoSQ3JlYXRlTm9uY2VSZXF1ZXN0EhYKCWRldmljZV9pZBgBIAEoCUgAiAEBQgwKCl9kZXZpY2VfaWQiTgoTQ3JlYXRlTm9uY2VSZXNwb25zZRINCgVub25jZRgBIAEoCRISCgpleHBpcmVzX2luGAIgASgFEhQKDG5vbmNlX3NoYTI1NhgDIAEoCSJUCg5TaWduT3V0UmVxdWVzdBIUCgxhbGxfc2Vzc2lvbnMYASABKAgSGgoNcmVmcmVzaF90b2tlbhgCIAEoCUgAiAEBQhAKDl9yZWZyZXNoX3Rva2VuIisKD1NpZ25PdXRSZXNwb25zZRIYChByZXZva2VkX3Nlc3Npb25zGAEgASgFIpQBChhTaWduaW5XaXRoSWRUb2tlblJlcXVlc3QSEAoIaWRfdG9rZW4YASABKAkSFQoIcHJvdmlkZXIYAiABKAlIAIgBARISCgVub25jZRgDIAEoCUgBiAEBEhYKCWRldmljZV9pZBgEIAEoCUgCiAEBQgsKCV9wcm92aWRlckIICgZfbm9uY2VCDAoKX2RldmljZV9pZCL/BAoNTG9naW5SZXNwb25zZRIZCgxhY2Nlc3NfdG9rZW4YASABKAlIAIgBARIcCg9jaGFsbGVuZ2VfdG9rZW4YAiABKAlIAYgBARISCgpleHBpcmVzX2luGAMgASgFEh0KEG1mYV9jaGVja19yZWFzb24YBCABKAlIAogBARIcChRtdXN0X2NoYW5nZV9wYXNzd29yZBgFIAEoCBIgChNwYXNzd29yZF9leHBpcmVzX2luGAYgASgFSAOIAQESHQoQcGFzc3dvcmRfd2FybmluZxgHIAEoCUgEiAEBEhoKDXJlZnJlc2hfdG9rZW4YCCABKAlIBYgBARIcChRyZXF1aXJlZF9tZmFfbWV0aG9kcxgJIAMoCRIUCgxyZXF1aXJlc19tZmEYCiABKAgSOQoPcmlza19hc3Nlc3NtZW50GAsgASgLMhsuaWRlbnRpdHkudjEuUmlza0Fzc2Vzc21lbnRIBogBARIXCgpyaXNrX2xldmVsGAwgASgJSAeIAQESEgoKdG9rZW5fdHlwZRgNIAEoCRIkCgR1c2VyGA4gASgLMhEuaWRlbnRpdHkudjEuVXNlckgIiAEBEhQKB3VzZXJfaWQYDyABKAlICYgBAUIPCg1fYWNjZXNzX3Rva2VuQhIKEF9jaGFsbGVuZ2VfdG9rZW5CEwoRX21mYV9jaGVja19yZWFzb25CFgoUX3Bhc3N3b3JkX2V4cGlyZXNfaW5CEwoRX3Bhc3N3b3JkX3dhcm5pbmdCEAoOX3JlZnJlc2hfdG9rZW5CEgoQX3Jpc2tfYXNzZXNzbWVudEINCgtfcmlza19sZXZlbEIHCgVfdXNlckIKCghfdXNlcl9pZCJ1Cg5SaXNrQXNzZXNzbWVudBINCgVsZXZlbBgBIAEoCRIfChdyZWNvbW1lbmRlZF9tZmFfbWV0aG9kcxgCIAMoCRITCgtyZXF1aXJlX21mYRgDIAEoCBINCgVzY29yZRgEIAEoBRIPCgdzaWduYWxzGAUgAygJIpACCgRVc2VyEhIKCmNyZWF0ZWRfYXQYASABKAkSEgoFZW1haWwYAiABKAlIAIgBARIKCgJpZBgDIAEoCRIcChRtdXN0X2NoYW5nZV9wYXNzd29yZBgEIAEoCBIgChNwYXNzd29yZF9leHBpcmVzX2luGAUgASgFSAGIAQESHQoQcGFzc3dvcmRfd2FybmluZxgGIAEoCUgCiAEBEhIKBXBob25lGAcgASgJSAOIAQESDgoGc3RhdHVzGAggASgJEhAKCHVzZXJuYW1lGAkgASgJQggKBl9lbWFpbEIWChRfcGFzc3dvcmRfZXhwaXJlc19pbkITChFfcGFzc3dvcmRfd2FybmluZ0IICgZfcGhvbmUytAUKC0F1dGhTZXJ2aWNlEngKEVNpZ25pbldpdGhJZFRva2VuEiUuaWRlbnRpdHkudjEuU2lnbmluV2l0aElkVG9rZW5SZXF1ZXN0GhouaWRlbnRpdHkudjEuTG9naW5SZXNwb25zZSIggtPkkwIaOgEqIhUvYXV0aC9pZC10b2tlbi9zaWduaW4SbAoMUmVmcmVzaFRva2VuEiAuaWRlbnRpdHkudjEuUmVmcmVzaFRva2VuUmVxdWVzdBoaLmlkZW50aXR5LnYxLkxvZ2luUmVzcG9uc2UiHoLT5JMCGDoBKiITL2F1dGgvdG9rZW4vcmVmcmVzaBJjCglWZXJpZnlNZmESHS5pZGVudGl0eS52MS5WZXJpZnlNZmFSZXF1ZXN0GhouaWRlbnRpdHkudjEuTG9naW5SZXNwb25zZSIbgtPkkwIVOgEqIhAvYXV0aC9tZmEvdmVyaWZ5EoQBChBCZWdpbldlYmF1dGhuTWZhEiQuaWRlbnRpdHkudjEuQmVnaW5XZWJhdXRobk1mYVJlcXVlc3QaJS5pZGVudGl0eS52MS5CZWdpbldlYmF1dGhuTWZhUmVzcG9uc2UiI4LT5JMCHToBKiIYL2F1dGgvbWZhL3dlYmF1dGhuL2JlZ2luEnEKC0NyZWF0ZU5vbmNlEh8uaWRlbnRpdHkudjEuQ3JlYXRlTm9uY2VSZXF1ZXN0GiAuaWRlbnRpdHkudjEuQ3JlYXRlTm9uY2VSZXNwb25zZSIfgtPkkwIZOgEqIhQvYXV0aC9pZC10b2tlbi9ub25jZRJeCgdTaWduT3V0EhsuaWRlbnRpdHkudjEuU2lnbk91dFJlcXVlc3QaHC5pZGVudGl0eS52MS5TaWduT3V0UmVzcG9uc2UiGILT5JMCEjoBKiINL2F1dGgvc2lnbm91dGIGcHJvdG8z", [file_google_api_annotations, file_google_protobuf_struct]);
 
 /**
  * RefreshTokenRequest carries a refresh token from a previous LoginResponse.
@@ -35,7 +36,7 @@ export const RefreshTokenRequestSchema: GenMessage<RefreshTokenRequest> = /*@__P
   messageDesc(file_identity_v1_auth_service, 0);
 
 /**
- * VerifyMfaRequest answers an MFA challenge with one code.
+ * VerifyMfaRequest answers an MFA challenge with one code or one passkey assertion.
  *
  * @generated from message identity.v1.VerifyMfaRequest
  */
@@ -49,14 +50,15 @@ export type VerifyMfaRequest = Message<"identity.v1.VerifyMfaRequest"> & {
 
   /**
    * One of the challenge's `required_mfa_methods`: `totp` (a 6-digit code from the
-   * authenticator app) or `recovery_code` (one of the codes shown at TOTP enrollment). Required.
+   * authenticator app), `recovery_code` (one of the codes shown at TOTP enrollment) or
+   * `webauthn` (a passkey: `webauthn_assertion` instead of `code`). Required.
    *
    * @generated from field: string method = 2;
    */
   method: string;
 
   /**
-   * The code. Spaces and dashes are ignored. Required.
+   * The code. Spaces and dashes are ignored. Required for `totp` and `recovery_code`.
    *
    * @generated from field: string code = 3;
    */
@@ -78,6 +80,18 @@ export type VerifyMfaRequest = Message<"identity.v1.VerifyMfaRequest"> & {
    * @generated from field: optional string device_id = 5;
    */
   deviceId?: string | undefined;
+
+  /**
+   * For method `webauthn`: AuthenticationResponseJSON (what `startAuthentication()` resolves
+   * with) for the options of BeginWebauthnMfa. Refusals: `webauthn_response_malformed` (refused
+   * before the challenge is read: no attempt counted), and, each counting as an attempt on the
+   * challenge: `webauthn_challenge_invalid`, `webauthn_origin_mismatch`, `webauthn_rp_id_mismatch`,
+   * `webauthn_credential_unknown` (not a passkey of this user), `webauthn_counter_regressed`
+   * (the passkey is flagged from then on), `webauthn_verification_failed`.
+   *
+   * @generated from field: google.protobuf.Struct webauthn_assertion = 6;
+   */
+  webauthnAssertion?: JsonObject | undefined;
 };
 
 /**
@@ -86,6 +100,56 @@ export type VerifyMfaRequest = Message<"identity.v1.VerifyMfaRequest"> & {
  */
 export const VerifyMfaRequestSchema: GenMessage<VerifyMfaRequest> = /*@__PURE__*/
   messageDesc(file_identity_v1_auth_service, 1);
+
+/**
+ * BeginWebauthnMfaRequest names the MFA challenge to answer with a passkey.
+ *
+ * @generated from message identity.v1.BeginWebauthnMfaRequest
+ */
+export type BeginWebauthnMfaRequest = Message<"identity.v1.BeginWebauthnMfaRequest"> & {
+  /**
+   * The `challenge_token` of the LoginResponse that required MFA. Required.
+   *
+   * @generated from field: string challenge_token = 1;
+   */
+  challengeToken: string;
+
+  /**
+   * The device identifier sent at sign-in (or the `x-device-id` header).
+   *
+   * @generated from field: optional string device_id = 2;
+   */
+  deviceId?: string | undefined;
+};
+
+/**
+ * Describes the message identity.v1.BeginWebauthnMfaRequest.
+ * Use `create(BeginWebauthnMfaRequestSchema)` to create a new message.
+ */
+export const BeginWebauthnMfaRequestSchema: GenMessage<BeginWebauthnMfaRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_auth_service, 2);
+
+/**
+ * BeginWebauthnMfaResponse carries the request options.
+ *
+ * @generated from message identity.v1.BeginWebauthnMfaResponse
+ */
+export type BeginWebauthnMfaResponse = Message<"identity.v1.BeginWebauthnMfaResponse"> & {
+  /**
+   * PublicKeyCredentialRequestOptionsJSON: `challenge`, `rpId`, `allowCredentials` (the user's
+   * passkeys), `userVerification`, `timeout`.
+   *
+   * @generated from field: google.protobuf.Struct options = 1;
+   */
+  options?: JsonObject | undefined;
+};
+
+/**
+ * Describes the message identity.v1.BeginWebauthnMfaResponse.
+ * Use `create(BeginWebauthnMfaResponseSchema)` to create a new message.
+ */
+export const BeginWebauthnMfaResponseSchema: GenMessage<BeginWebauthnMfaResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_auth_service, 3);
 
 /**
  * CreateNonceRequest names the device the nonce is bound to.
@@ -107,7 +171,7 @@ export type CreateNonceRequest = Message<"identity.v1.CreateNonceRequest"> & {
  * Use `create(CreateNonceRequestSchema)` to create a new message.
  */
 export const CreateNonceRequestSchema: GenMessage<CreateNonceRequest> = /*@__PURE__*/
-  messageDesc(file_identity_v1_auth_service, 2);
+  messageDesc(file_identity_v1_auth_service, 4);
 
 /**
  * CreateNonceResponse carries a single-use nonce.
@@ -142,7 +206,7 @@ export type CreateNonceResponse = Message<"identity.v1.CreateNonceResponse"> & {
  * Use `create(CreateNonceResponseSchema)` to create a new message.
  */
 export const CreateNonceResponseSchema: GenMessage<CreateNonceResponse> = /*@__PURE__*/
-  messageDesc(file_identity_v1_auth_service, 3);
+  messageDesc(file_identity_v1_auth_service, 5);
 
 /**
  * SignOutRequest names what to end. Authenticate with the access token, or send the refresh token.
@@ -170,7 +234,7 @@ export type SignOutRequest = Message<"identity.v1.SignOutRequest"> & {
  * Use `create(SignOutRequestSchema)` to create a new message.
  */
 export const SignOutRequestSchema: GenMessage<SignOutRequest> = /*@__PURE__*/
-  messageDesc(file_identity_v1_auth_service, 4);
+  messageDesc(file_identity_v1_auth_service, 6);
 
 /**
  * SignOutResponse reports what was ended.
@@ -191,7 +255,7 @@ export type SignOutResponse = Message<"identity.v1.SignOutResponse"> & {
  * Use `create(SignOutResponseSchema)` to create a new message.
  */
 export const SignOutResponseSchema: GenMessage<SignOutResponse> = /*@__PURE__*/
-  messageDesc(file_identity_v1_auth_service, 5);
+  messageDesc(file_identity_v1_auth_service, 7);
 
 /**
  * SigninWithIdTokenRequest carries an ID token obtained by the caller from an external provider.
@@ -237,7 +301,7 @@ export type SigninWithIdTokenRequest = Message<"identity.v1.SigninWithIdTokenReq
  * Use `create(SigninWithIdTokenRequestSchema)` to create a new message.
  */
 export const SigninWithIdTokenRequestSchema: GenMessage<SigninWithIdTokenRequest> = /*@__PURE__*/
-  messageDesc(file_identity_v1_auth_service, 6);
+  messageDesc(file_identity_v1_auth_service, 8);
 
 /**
  * LoginResponse is the user login result.
@@ -369,7 +433,7 @@ export type LoginResponse = Message<"identity.v1.LoginResponse"> & {
  * Use `create(LoginResponseSchema)` to create a new message.
  */
 export const LoginResponseSchema: GenMessage<LoginResponse> = /*@__PURE__*/
-  messageDesc(file_identity_v1_auth_service, 7);
+  messageDesc(file_identity_v1_auth_service, 9);
 
 /**
  * RiskAssessment is the outcome of the adaptive risk evaluation of one sign-in.
@@ -420,7 +484,7 @@ export type RiskAssessment = Message<"identity.v1.RiskAssessment"> & {
  * Use `create(RiskAssessmentSchema)` to create a new message.
  */
 export const RiskAssessmentSchema: GenMessage<RiskAssessment> = /*@__PURE__*/
-  messageDesc(file_identity_v1_auth_service, 8);
+  messageDesc(file_identity_v1_auth_service, 10);
 
 /**
  * User is the user's basic information.
@@ -498,7 +562,7 @@ export type User = Message<"identity.v1.User"> & {
  * Use `create(UserSchema)` to create a new message.
  */
 export const UserSchema: GenMessage<User> = /*@__PURE__*/
-  messageDesc(file_identity_v1_auth_service, 9);
+  messageDesc(file_identity_v1_auth_service, 11);
 
 /**
  * AuthService signs users in with credentials issued elsewhere and answers with a local login
@@ -558,6 +622,22 @@ export const AuthService: GenService<{
     methodKind: "unary";
     input: typeof VerifyMfaRequestSchema;
     output: typeof LoginResponseSchema;
+  },
+  /**
+   * Starts answering an MFA challenge with a passkey: the options for
+   * `navigator.credentials.get()` (as `@simplewebauthn/browser` startAuthentication takes them),
+   * bound to this challenge. Answer with VerifyMfa, method `webauthn`, and `webauthn_assertion`.
+   *
+   * Who may call it: the holder of the challenge token (from the same device it was issued to).
+   * Errors: `challenge_invalid`, `challenge_expired`, `challenge_exhausted` (also once a
+   * challenge has opened 10 ceremonies), `mfa_method_not_available` (the user has no passkey).
+   *
+   * @generated from rpc identity.v1.AuthService.BeginWebauthnMfa
+   */
+  beginWebauthnMfa: {
+    methodKind: "unary";
+    input: typeof BeginWebauthnMfaRequestSchema;
+    output: typeof BeginWebauthnMfaResponseSchema;
   },
   /**
    * Hands out a nonce for a sign-in with a provider configured with `require_nonce: server`: the

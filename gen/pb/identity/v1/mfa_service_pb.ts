@@ -5,13 +5,15 @@
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_annotations } from "../../google/api/annotations_pb.ts";
-import type { Message } from "@bufbuild/protobuf";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file identity/v1/mfa_service.proto.
  */
 export const file_identity_v1_mfa_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch1pZGVudGl0eS92MS9tZmFfc2VydmljZS5wcm90bxILaWRlbnRpdHkudjEiFQoTR2V0TWZhU3RhdHVzUmVxdWVzdCJfChRHZXRNZmFTdGF0dXNSZXNwb25zZRIUCgx0b3RwX2VuYWJsZWQYASABKAgSFAoMdG90cF9wZW5kaW5nGAIgASgIEhsKE3JlY292ZXJ5X2NvZGVzX2xlZnQYAyABKAUiEwoRRW5yb2xsVG90cFJlcXVlc3QibAoSRW5yb2xsVG90cFJlc3BvbnNlEg4KBnNlY3JldBgBIAEoCRITCgtvdHBhdXRoX3VyaRgCIAEoCRIOCgZkaWdpdHMYAyABKAUSDgoGcGVyaW9kGAQgASgFEhEKCWFsZ29yaXRobRgFIAEoCSIiChJDb25maXJtVG90cFJlcXVlc3QSDAoEY29kZRgBIAEoCSItChNDb25maXJtVG90cFJlc3BvbnNlEhYKDnJlY292ZXJ5X2NvZGVzGAEgAygJIiIKEkRpc2FibGVUb3RwUmVxdWVzdBIMCgRjb2RlGAEgASgJIhUKE0Rpc2FibGVUb3RwUmVzcG9uc2UiLgoeUmVnZW5lcmF0ZVJlY292ZXJ5Q29kZXNSZXF1ZXN0EgwKBGNvZGUYASABKAkiOQofUmVnZW5lcmF0ZVJlY292ZXJ5Q29kZXNSZXNwb25zZRIWCg5yZWNvdmVyeV9jb2RlcxgBIAMoCTLrBAoKTWZhU2VydmljZRJmCgxHZXRNZmFTdGF0dXMSIC5pZGVudGl0eS52MS5HZXRNZmFTdGF0dXNSZXF1ZXN0GiEuaWRlbnRpdHkudjEuR2V0TWZhU3RhdHVzUmVzcG9uc2UiEYLT5JMCCxIJL2F1dGgvbWZhEm8KCkVucm9sbFRvdHASHi5pZGVudGl0eS52MS5FbnJvbGxUb3RwUmVxdWVzdBofLmlkZW50aXR5LnYxLkVucm9sbFRvdHBSZXNwb25zZSIggtPkkwIaOgEqIhUvYXV0aC9tZmEvdG90cC9lbnJvbGwScwoLQ29uZmlybVRvdHASHy5pZGVudGl0eS52MS5Db25maXJtVG90cFJlcXVlc3QaIC5pZGVudGl0eS52MS5Db25maXJtVG90cFJlc3BvbnNlIiGC0+STAhs6ASoiFi9hdXRoL21mYS90b3RwL2NvbmZpcm0ScwoLRGlzYWJsZVRvdHASHy5pZGVudGl0eS52MS5EaXNhYmxlVG90cFJlcXVlc3QaIC5pZGVudGl0eS52MS5EaXNhYmxlVG90cFJlc3BvbnNlIiGC0+STAhs6ASoiFi9hdXRoL21mYS90b3RwL2Rpc2FibGUSmQEKF1JlZ2VuZXJhdGVSZWNvdmVyeUNvZGVzEisuaWRlbnRpdHkudjEuUmVnZW5lcmF0ZVJlY292ZXJ5Q29kZXNSZXF1ZXN0GiwuaWRlbnRpdHkudjEuUmVnZW5lcmF0ZVJlY292ZXJ5Q29kZXNSZXNwb25zZSIjgtPkkwIdOgEqIhgvYXV0aC9tZmEvcmVjb3ZlcnktY29kZXNiBnByb3RvMw", [file_google_api_annotations]);
+  fileDesc("Ch1pZGVudGl0eS92MS9tZmFfc2VydmljZS5wcm90bxILaWRlbnRpdHkudjEiFQoTR2V0TWZhU3RhdHVzUmVxdWVzdCJxChRHZXRNZmFTdGF0dXNSZXNwb25zZRIUCgx0b3RwX2VuYWJsZWQYASABKAgSFAoMdG90cF9wZW5kaW5nGAIgASgIEhsKE3JlY292ZXJ5X2NvZGVzX2xlZnQYAyABKAUSEAoIcGFzc2tleXMYBCABKAUiEwoRRW5yb2xsVG90cFJlcXVlc3QibAoSRW5yb2xsVG90cFJlc3BvbnNlEg4KBnNlY3JldBgBIAEoCRITCgtvdHBhdXRoX3VyaRgCIAEoCRIOCgZkaWdpdHMYAyABKAUSDgoGcGVyaW9kGAQgASgFEhEKCWFsZ29yaXRobRgFIAEoCSIiChJDb25maXJtVG90cFJlcXVlc3QSDAoEY29kZRgBIAEoCSItChNDb25maXJtVG90cFJlc3BvbnNlEhYKDnJlY292ZXJ5X2NvZGVzGAEgAygJIiIKEkRpc2FibGVUb3RwUmVxdWVzdBIMCgRjb2RlGAEgASgJIhUKE0Rpc2FibGVUb3RwUmVzcG9uc2UiLgoeUmVnZW5lcmF0ZVJlY292ZXJ5Q29kZXNSZXF1ZXN0EgwKBGNvZGUYASABKAkiOQofUmVnZW5lcmF0ZVJlY292ZXJ5Q29kZXNSZXNwb25zZRIWCg5yZWNvdmVyeV9jb2RlcxgBIAMoCSIhCh9CZWdpblBhc3NrZXlSZWdpc3RyYXRpb25SZXF1ZXN0IkwKIEJlZ2luUGFzc2tleVJlZ2lzdHJhdGlvblJlc3BvbnNlEigKB29wdGlvbnMYASABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0ImsKIEZpbmlzaFBhc3NrZXlSZWdpc3RyYXRpb25SZXF1ZXN0EisKCmNyZWRlbnRpYWwYASABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhEKBG5hbWUYAiABKAlIAIgBAUIHCgVfbmFtZSJKCiFGaW5pc2hQYXNza2V5UmVnaXN0cmF0aW9uUmVzcG9uc2USJQoHcGFzc2tleRgBIAEoCzIULmlkZW50aXR5LnYxLlBhc3NrZXkiFQoTTGlzdFBhc3NrZXlzUmVxdWVzdCI+ChRMaXN0UGFzc2tleXNSZXNwb25zZRImCghwYXNza2V5cxgBIAMoCzIULmlkZW50aXR5LnYxLlBhc3NrZXki/wEKB1Bhc3NrZXkSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIuCgpjcmVhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1CgxsYXN0X3VzZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQESGgoSYXV0aGVudGljYXRvcl90eXBlGAUgASgJEhEKCWJhY2tlZF91cBgGIAEoCBISCgp0cmFuc3BvcnRzGAcgAygJEg4KBmFhZ3VpZBgIIAEoCRIPCgdmbGFnZ2VkGAkgASgIQg8KDV9sYXN0X3VzZWRfYXQiMAoUUmVuYW1lUGFzc2tleVJlcXVlc3QSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCSI+ChVSZW5hbWVQYXNza2V5UmVzcG9uc2USJQoHcGFzc2tleRgBIAEoCzIULmlkZW50aXR5LnYxLlBhc3NrZXkiIgoUUmVtb3ZlUGFzc2tleVJlcXVlc3QSCgoCaWQYASABKAkiFwoVUmVtb3ZlUGFzc2tleVJlc3BvbnNlMq0KCgpNZmFTZXJ2aWNlEmYKDEdldE1mYVN0YXR1cxIgLmlkZW50aXR5LnYxLkdldE1mYVN0YXR1c1JlcXVlc3QaIS5pZGVudGl0eS52MS5HZXRNZmFTdGF0dXNSZXNwb25zZSIRgtPkkwILEgkvYXV0aC9tZmESbwoKRW5yb2xsVG90cBIeLmlkZW50aXR5LnYxLkVucm9sbFRvdHBSZXF1ZXN0Gh8uaWRlbnRpdHkudjEuRW5yb2xsVG90cFJlc3BvbnNlIiCC0+STAho6ASoiFS9hdXRoL21mYS90b3RwL2Vucm9sbBJzCgtDb25maXJtVG90cBIfLmlkZW50aXR5LnYxLkNvbmZpcm1Ub3RwUmVxdWVzdBogLmlkZW50aXR5LnYxLkNvbmZpcm1Ub3RwUmVzcG9uc2UiIYLT5JMCGzoBKiIWL2F1dGgvbWZhL3RvdHAvY29uZmlybRJzCgtEaXNhYmxlVG90cBIfLmlkZW50aXR5LnYxLkRpc2FibGVUb3RwUmVxdWVzdBogLmlkZW50aXR5LnYxLkRpc2FibGVUb3RwUmVzcG9uc2UiIYLT5JMCGzoBKiIWL2F1dGgvbWZhL3RvdHAvZGlzYWJsZRKZAQoXUmVnZW5lcmF0ZVJlY292ZXJ5Q29kZXMSKy5pZGVudGl0eS52MS5SZWdlbmVyYXRlUmVjb3ZlcnlDb2Rlc1JlcXVlc3QaLC5pZGVudGl0eS52MS5SZWdlbmVyYXRlUmVjb3ZlcnlDb2Rlc1Jlc3BvbnNlIiOC0+STAh06ASoiGC9hdXRoL21mYS9yZWNvdmVyeS1jb2RlcxKpAQoYQmVnaW5QYXNza2V5UmVnaXN0cmF0aW9uEiwuaWRlbnRpdHkudjEuQmVnaW5QYXNza2V5UmVnaXN0cmF0aW9uUmVxdWVzdBotLmlkZW50aXR5LnYxLkJlZ2luUGFzc2tleVJlZ2lzdHJhdGlvblJlc3BvbnNlIjCC0+STAio6ASoiJS9hdXRoL21mYS9wYXNza2V5cy9yZWdpc3RyYXRpb24vYmVnaW4SrQEKGUZpbmlzaFBhc3NrZXlSZWdpc3RyYXRpb24SLS5pZGVudGl0eS52MS5GaW5pc2hQYXNza2V5UmVnaXN0cmF0aW9uUmVxdWVzdBouLmlkZW50aXR5LnYxLkZpbmlzaFBhc3NrZXlSZWdpc3RyYXRpb25SZXNwb25zZSIxgtPkkwIrOgEqIiYvYXV0aC9tZmEvcGFzc2tleXMvcmVnaXN0cmF0aW9uL2ZpbmlzaBJvCgxMaXN0UGFzc2tleXMSIC5pZGVudGl0eS52MS5MaXN0UGFzc2tleXNSZXF1ZXN0GiEuaWRlbnRpdHkudjEuTGlzdFBhc3NrZXlzUmVzcG9uc2UiGoLT5JMCFBISL2F1dGgvbWZhL3Bhc3NrZXlzEnoKDVJlbmFtZVBhc3NrZXkSIS5pZGVudGl0eS52MS5SZW5hbWVQYXNza2V5UmVxdWVzdBoiLmlkZW50aXR5LnYxLlJlbmFtZVBhc3NrZXlSZXNwb25zZSIigtPkkwIcOgEqMhcvYXV0aC9tZmEvcGFzc2tleXMve2lkfRJ3Cg1SZW1vdmVQYXNza2V5EiEuaWRlbnRpdHkudjEuUmVtb3ZlUGFzc2tleVJlcXVlc3QaIi5pZGVudGl0eS52MS5SZW1vdmVQYXNza2V5UmVzcG9uc2UiH4LT5JMCGSoXL2F1dGgvbWZhL3Bhc3NrZXlzL3tpZH1iBnByb3RvMw", [file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * GetMfaStatusRequest is empty: the user is the access token's subject.
@@ -54,6 +56,13 @@ export type GetMfaStatusResponse = Message<"identity.v1.GetMfaStatusResponse"> &
    * @generated from field: int32 recovery_codes_left = 3;
    */
   recoveryCodesLeft: number;
+
+  /**
+   * Registered passkeys (flagged ones included).
+   *
+   * @generated from field: int32 passkeys = 4;
+   */
+  passkeys: number;
 };
 
 /**
@@ -248,15 +257,297 @@ export const RegenerateRecoveryCodesResponseSchema: GenMessage<RegenerateRecover
   messageDesc(file_identity_v1_mfa_service, 9);
 
 /**
- * MfaService manages the signed-in user's second factors: a TOTP authenticator (RFC 6238) and
- * single-use recovery codes. Sign-ins that need a second factor are completed with
+ * BeginPasskeyRegistrationRequest is empty: the user is the access token's subject.
+ *
+ * @generated from message identity.v1.BeginPasskeyRegistrationRequest
+ */
+export type BeginPasskeyRegistrationRequest = Message<"identity.v1.BeginPasskeyRegistrationRequest"> & {
+};
+
+/**
+ * Describes the message identity.v1.BeginPasskeyRegistrationRequest.
+ * Use `create(BeginPasskeyRegistrationRequestSchema)` to create a new message.
+ */
+export const BeginPasskeyRegistrationRequestSchema: GenMessage<BeginPasskeyRegistrationRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_mfa_service, 10);
+
+/**
+ * BeginPasskeyRegistrationResponse carries the creation options.
+ *
+ * @generated from message identity.v1.BeginPasskeyRegistrationResponse
+ */
+export type BeginPasskeyRegistrationResponse = Message<"identity.v1.BeginPasskeyRegistrationResponse"> & {
+  /**
+   * PublicKeyCredentialCreationOptionsJSON (WebAuthn Level 3): `challenge`, `rp`, `user`,
+   * `pubKeyCredParams`, `excludeCredentials`, `authenticatorSelection`, `attestation`, `timeout`.
+   *
+   * @generated from field: google.protobuf.Struct options = 1;
+   */
+  options?: JsonObject | undefined;
+};
+
+/**
+ * Describes the message identity.v1.BeginPasskeyRegistrationResponse.
+ * Use `create(BeginPasskeyRegistrationResponseSchema)` to create a new message.
+ */
+export const BeginPasskeyRegistrationResponseSchema: GenMessage<BeginPasskeyRegistrationResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_mfa_service, 11);
+
+/**
+ * FinishPasskeyRegistrationRequest carries the browser's answer.
+ *
+ * @generated from message identity.v1.FinishPasskeyRegistrationRequest
+ */
+export type FinishPasskeyRegistrationRequest = Message<"identity.v1.FinishPasskeyRegistrationRequest"> & {
+  /**
+   * RegistrationResponseJSON (what `startRegistration()` resolves with): `id`, `rawId`, `type`,
+   * `response.clientDataJSON`, `response.attestationObject`, `response.transports`. Required.
+   *
+   * @generated from field: google.protobuf.Struct credential = 1;
+   */
+  credential?: JsonObject | undefined;
+
+  /**
+   * A label for the passkey, at most 64 characters; default "Passkey".
+   *
+   * @generated from field: optional string name = 2;
+   */
+  name?: string | undefined;
+};
+
+/**
+ * Describes the message identity.v1.FinishPasskeyRegistrationRequest.
+ * Use `create(FinishPasskeyRegistrationRequestSchema)` to create a new message.
+ */
+export const FinishPasskeyRegistrationRequestSchema: GenMessage<FinishPasskeyRegistrationRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_mfa_service, 12);
+
+/**
+ * FinishPasskeyRegistrationResponse describes the new passkey.
+ *
+ * @generated from message identity.v1.FinishPasskeyRegistrationResponse
+ */
+export type FinishPasskeyRegistrationResponse = Message<"identity.v1.FinishPasskeyRegistrationResponse"> & {
+  /**
+   * @generated from field: identity.v1.Passkey passkey = 1;
+   */
+  passkey?: Passkey | undefined;
+};
+
+/**
+ * Describes the message identity.v1.FinishPasskeyRegistrationResponse.
+ * Use `create(FinishPasskeyRegistrationResponseSchema)` to create a new message.
+ */
+export const FinishPasskeyRegistrationResponseSchema: GenMessage<FinishPasskeyRegistrationResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_mfa_service, 13);
+
+/**
+ * ListPasskeysRequest is empty: the user is the access token's subject.
+ *
+ * @generated from message identity.v1.ListPasskeysRequest
+ */
+export type ListPasskeysRequest = Message<"identity.v1.ListPasskeysRequest"> & {
+};
+
+/**
+ * Describes the message identity.v1.ListPasskeysRequest.
+ * Use `create(ListPasskeysRequestSchema)` to create a new message.
+ */
+export const ListPasskeysRequestSchema: GenMessage<ListPasskeysRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_mfa_service, 14);
+
+/**
+ * ListPasskeysResponse lists the user's passkeys.
+ *
+ * @generated from message identity.v1.ListPasskeysResponse
+ */
+export type ListPasskeysResponse = Message<"identity.v1.ListPasskeysResponse"> & {
+  /**
+   * @generated from field: repeated identity.v1.Passkey passkeys = 1;
+   */
+  passkeys: Passkey[];
+};
+
+/**
+ * Describes the message identity.v1.ListPasskeysResponse.
+ * Use `create(ListPasskeysResponseSchema)` to create a new message.
+ */
+export const ListPasskeysResponseSchema: GenMessage<ListPasskeysResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_mfa_service, 15);
+
+/**
+ * Passkey describes one registered WebAuthn credential (never its key).
+ *
+ * @generated from message identity.v1.Passkey
+ */
+export type Passkey = Message<"identity.v1.Passkey"> & {
+  /**
+   * Our id of it (`pk_...`), for RenamePasskey and RemovePasskey.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The user's label.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * When it was registered.
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 3;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * When it last completed a challenge; absent when never.
+   *
+   * @generated from field: optional google.protobuf.Timestamp last_used_at = 4;
+   */
+  lastUsedAt?: Timestamp | undefined;
+
+  /**
+   * `multi_device` (a synced passkey, BE flag) or `single_device` (bound to one authenticator).
+   *
+   * @generated from field: string authenticator_type = 5;
+   */
+  authenticatorType: string;
+
+  /**
+   * The key is backed up (synced) now (BS flag at the last ceremony).
+   *
+   * @generated from field: bool backed_up = 6;
+   */
+  backedUp: boolean;
+
+  /**
+   * Transports the browser reported (`internal`, `hybrid`, `usb`, `nfc`, `ble`).
+   *
+   * @generated from field: repeated string transports = 7;
+   */
+  transports: string[];
+
+  /**
+   * The authenticator model's AAGUID (all zeros with attestation `none`).
+   *
+   * @generated from field: string aaguid = 8;
+   */
+  aaguid: string;
+
+  /**
+   * Refused since an assertion's signature counter went backwards (a cloned authenticator?);
+   * remove it and register again.
+   *
+   * @generated from field: bool flagged = 9;
+   */
+  flagged: boolean;
+};
+
+/**
+ * Describes the message identity.v1.Passkey.
+ * Use `create(PasskeySchema)` to create a new message.
+ */
+export const PasskeySchema: GenMessage<Passkey> = /*@__PURE__*/
+  messageDesc(file_identity_v1_mfa_service, 16);
+
+/**
+ * RenamePasskeyRequest names the passkey and its new label.
+ *
+ * @generated from message identity.v1.RenamePasskeyRequest
+ */
+export type RenamePasskeyRequest = Message<"identity.v1.RenamePasskeyRequest"> & {
+  /**
+   * The passkey's id (`pk_...`). Required.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The new label, 1 to 64 characters. Required.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message identity.v1.RenamePasskeyRequest.
+ * Use `create(RenamePasskeyRequestSchema)` to create a new message.
+ */
+export const RenamePasskeyRequestSchema: GenMessage<RenamePasskeyRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_mfa_service, 17);
+
+/**
+ * RenamePasskeyResponse carries the renamed passkey.
+ *
+ * @generated from message identity.v1.RenamePasskeyResponse
+ */
+export type RenamePasskeyResponse = Message<"identity.v1.RenamePasskeyResponse"> & {
+  /**
+   * @generated from field: identity.v1.Passkey passkey = 1;
+   */
+  passkey?: Passkey | undefined;
+};
+
+/**
+ * Describes the message identity.v1.RenamePasskeyResponse.
+ * Use `create(RenamePasskeyResponseSchema)` to create a new message.
+ */
+export const RenamePasskeyResponseSchema: GenMessage<RenamePasskeyResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_mfa_service, 18);
+
+/**
+ * RemovePasskeyRequest names the passkey.
+ *
+ * @generated from message identity.v1.RemovePasskeyRequest
+ */
+export type RemovePasskeyRequest = Message<"identity.v1.RemovePasskeyRequest"> & {
+  /**
+   * The passkey's id (`pk_...`). Required.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message identity.v1.RemovePasskeyRequest.
+ * Use `create(RemovePasskeyRequestSchema)` to create a new message.
+ */
+export const RemovePasskeyRequestSchema: GenMessage<RemovePasskeyRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_mfa_service, 19);
+
+/**
+ * RemovePasskeyResponse is empty on success.
+ *
+ * @generated from message identity.v1.RemovePasskeyResponse
+ */
+export type RemovePasskeyResponse = Message<"identity.v1.RemovePasskeyResponse"> & {
+};
+
+/**
+ * Describes the message identity.v1.RemovePasskeyResponse.
+ * Use `create(RemovePasskeyResponseSchema)` to create a new message.
+ */
+export const RemovePasskeyResponseSchema: GenMessage<RemovePasskeyResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_mfa_service, 20);
+
+/**
+ * MfaService manages the signed-in user's second factors: a TOTP authenticator (RFC 6238),
+ * single-use recovery codes and passkeys (WebAuthn credentials). Sign-ins that need a second factor are completed with
  * AuthService.VerifyMfa.
  *
  * Who may call it: only with a valid access token of this service in `Authorization: Bearer`
  * (gRPC metadata `authorization`). The token's session must not be revoked or expired.
  *
  * Errors carry a google.rpc.ErrorInfo whose `reason` is a stable code: `totp_already_enrolled`,
- * `totp_not_enrolled`, `mfa_code_invalid`, `mfa_code_required`.
+ * `totp_not_enrolled`, `mfa_code_invalid`, `mfa_code_required`; for passkeys the `webauthn_*`
+ * codes listed on each RPC, and `reauthentication_required` when a factor change needs a more
+ * recent second factor.
  *
  * @generated from service identity.v1.MfaService
  */
@@ -315,6 +606,69 @@ export const MfaService: GenService<{
     methodKind: "unary";
     input: typeof RegenerateRecoveryCodesRequestSchema;
     output: typeof RegenerateRecoveryCodesResponseSchema;
+  },
+  /**
+   * Starts registering a passkey: the options for `navigator.credentials.create()` (as
+   * `@simplewebauthn/browser` startRegistration takes them). Discoverable credential, user
+   * verification preferred, attestation `none`; the user's passkeys are excluded. The challenge
+   * inside is single use and lives `webauthn.challenge_ttl_seconds` (5 minutes by default).
+   * A factor change: may answer `reauthentication_required`.
+   *
+   * @generated from rpc identity.v1.MfaService.BeginPasskeyRegistration
+   */
+  beginPasskeyRegistration: {
+    methodKind: "unary";
+    input: typeof BeginPasskeyRegistrationRequestSchema;
+    output: typeof BeginPasskeyRegistrationResponseSchema;
+  },
+  /**
+   * Finishes registering a passkey with the browser's answer. Errors (nothing is written):
+   * `webauthn_response_malformed` (not a registration response, bad base64url or CBOR, too
+   * large), `webauthn_challenge_invalid` (unknown, another user's, expired or already used),
+   * `webauthn_origin_mismatch`, `webauthn_rp_id_mismatch`, `webauthn_verification_failed`
+   * (anything else the checks refuse: flags, algorithm, attestation), `webauthn_credential_exists`
+   * (this authenticator is registered already). A factor change: may answer
+   * `reauthentication_required`.
+   *
+   * @generated from rpc identity.v1.MfaService.FinishPasskeyRegistration
+   */
+  finishPasskeyRegistration: {
+    methodKind: "unary";
+    input: typeof FinishPasskeyRegistrationRequestSchema;
+    output: typeof FinishPasskeyRegistrationResponseSchema;
+  },
+  /**
+   * The user's passkeys, oldest first.
+   *
+   * @generated from rpc identity.v1.MfaService.ListPasskeys
+   */
+  listPasskeys: {
+    methodKind: "unary";
+    input: typeof ListPasskeysRequestSchema;
+    output: typeof ListPasskeysResponseSchema;
+  },
+  /**
+   * Renames one of the user's passkeys. Errors: `webauthn_credential_not_found`,
+   * `invalid_request` (empty or longer than 64 characters).
+   *
+   * @generated from rpc identity.v1.MfaService.RenamePasskey
+   */
+  renamePasskey: {
+    methodKind: "unary";
+    input: typeof RenamePasskeyRequestSchema;
+    output: typeof RenamePasskeyResponseSchema;
+  },
+  /**
+   * Removes one of the user's passkeys. When it was the user's last second factor, device trust
+   * ends with it, as when TOTP is disabled. Errors: `webauthn_credential_not_found`. A factor
+   * change: may answer `reauthentication_required`.
+   *
+   * @generated from rpc identity.v1.MfaService.RemovePasskey
+   */
+  removePasskey: {
+    methodKind: "unary";
+    input: typeof RemovePasskeyRequestSchema;
+    output: typeof RemovePasskeyResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_identity_v1_mfa_service, 0);

@@ -407,6 +407,8 @@ export const ModelName = {
   MfaFactor: 'MfaFactor',
   RecoveryCode: 'RecoveryCode',
   MfaChallenge: 'MfaChallenge',
+  WebauthnCredential: 'WebauthnCredential',
+  WebauthnCeremony: 'WebauthnCeremony',
   UserDevice: 'UserDevice',
   UserNetwork: 'UserNetwork',
   UsedIdToken: 'UsedIdToken',
@@ -426,7 +428,7 @@ export type TypeMap<ExtArgs extends runtime.Types.Extensions.InternalArgs = runt
     omit: GlobalOmitOptions
   }
   meta: {
-    modelProps: "user" | "passwordCredential" | "identity" | "session" | "refreshToken" | "signingKey" | "auditEvent" | "mfaFactor" | "recoveryCode" | "mfaChallenge" | "userDevice" | "userNetwork" | "usedIdToken" | "heartbeat"
+    modelProps: "user" | "passwordCredential" | "identity" | "session" | "refreshToken" | "signingKey" | "auditEvent" | "mfaFactor" | "recoveryCode" | "mfaChallenge" | "webauthnCredential" | "webauthnCeremony" | "userDevice" | "userNetwork" | "usedIdToken" | "heartbeat"
     txIsolationLevel: TransactionIsolationLevel
   }
   model: {
@@ -1170,6 +1172,154 @@ export type TypeMap<ExtArgs extends runtime.Types.Extensions.InternalArgs = runt
         }
       }
     }
+    WebauthnCredential: {
+      payload: Prisma.$WebauthnCredentialPayload<ExtArgs>
+      fields: Prisma.WebauthnCredentialFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.WebauthnCredentialFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$WebauthnCredentialPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.WebauthnCredentialFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$WebauthnCredentialPayload>
+        }
+        findFirst: {
+          args: Prisma.WebauthnCredentialFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$WebauthnCredentialPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.WebauthnCredentialFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$WebauthnCredentialPayload>
+        }
+        findMany: {
+          args: Prisma.WebauthnCredentialFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$WebauthnCredentialPayload>[]
+        }
+        create: {
+          args: Prisma.WebauthnCredentialCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$WebauthnCredentialPayload>
+        }
+        createMany: {
+          args: Prisma.WebauthnCredentialCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.WebauthnCredentialCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$WebauthnCredentialPayload>[]
+        }
+        delete: {
+          args: Prisma.WebauthnCredentialDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$WebauthnCredentialPayload>
+        }
+        update: {
+          args: Prisma.WebauthnCredentialUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$WebauthnCredentialPayload>
+        }
+        deleteMany: {
+          args: Prisma.WebauthnCredentialDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.WebauthnCredentialUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.WebauthnCredentialUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$WebauthnCredentialPayload>[]
+        }
+        upsert: {
+          args: Prisma.WebauthnCredentialUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$WebauthnCredentialPayload>
+        }
+        aggregate: {
+          args: Prisma.WebauthnCredentialAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateWebauthnCredential>
+        }
+        groupBy: {
+          args: Prisma.WebauthnCredentialGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.WebauthnCredentialGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.WebauthnCredentialCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.WebauthnCredentialCountAggregateOutputType> | number
+        }
+      }
+    }
+    WebauthnCeremony: {
+      payload: Prisma.$WebauthnCeremonyPayload<ExtArgs>
+      fields: Prisma.WebauthnCeremonyFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.WebauthnCeremonyFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$WebauthnCeremonyPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.WebauthnCeremonyFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$WebauthnCeremonyPayload>
+        }
+        findFirst: {
+          args: Prisma.WebauthnCeremonyFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$WebauthnCeremonyPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.WebauthnCeremonyFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$WebauthnCeremonyPayload>
+        }
+        findMany: {
+          args: Prisma.WebauthnCeremonyFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$WebauthnCeremonyPayload>[]
+        }
+        create: {
+          args: Prisma.WebauthnCeremonyCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$WebauthnCeremonyPayload>
+        }
+        createMany: {
+          args: Prisma.WebauthnCeremonyCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.WebauthnCeremonyCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$WebauthnCeremonyPayload>[]
+        }
+        delete: {
+          args: Prisma.WebauthnCeremonyDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$WebauthnCeremonyPayload>
+        }
+        update: {
+          args: Prisma.WebauthnCeremonyUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$WebauthnCeremonyPayload>
+        }
+        deleteMany: {
+          args: Prisma.WebauthnCeremonyDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.WebauthnCeremonyUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.WebauthnCeremonyUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$WebauthnCeremonyPayload>[]
+        }
+        upsert: {
+          args: Prisma.WebauthnCeremonyUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$WebauthnCeremonyPayload>
+        }
+        aggregate: {
+          args: Prisma.WebauthnCeremonyAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateWebauthnCeremony>
+        }
+        groupBy: {
+          args: Prisma.WebauthnCeremonyGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.WebauthnCeremonyGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.WebauthnCeremonyCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.WebauthnCeremonyCountAggregateOutputType> | number
+        }
+      }
+    }
     UserDevice: {
       payload: Prisma.$UserDevicePayload<ExtArgs>
       fields: Prisma.UserDeviceFieldRefs
@@ -1659,6 +1809,39 @@ export const MfaChallengeScalarFieldEnum = {
 export type MfaChallengeScalarFieldEnum = (typeof MfaChallengeScalarFieldEnum)[keyof typeof MfaChallengeScalarFieldEnum]
 
 
+export const WebauthnCredentialScalarFieldEnum = {
+  id: 'id',
+  userId: 'userId',
+  credentialId: 'credentialId',
+  publicKey: 'publicKey',
+  signCount: 'signCount',
+  transports: 'transports',
+  deviceType: 'deviceType',
+  backedUp: 'backedUp',
+  aaguid: 'aaguid',
+  name: 'name',
+  createdAt: 'createdAt',
+  lastUsedAt: 'lastUsedAt',
+  flaggedAt: 'flaggedAt'
+} as const
+
+export type WebauthnCredentialScalarFieldEnum = (typeof WebauthnCredentialScalarFieldEnum)[keyof typeof WebauthnCredentialScalarFieldEnum]
+
+
+export const WebauthnCeremonyScalarFieldEnum = {
+  id: 'id',
+  challengeHash: 'challengeHash',
+  userId: 'userId',
+  purpose: 'purpose',
+  mfaChallengeId: 'mfaChallengeId',
+  createdAt: 'createdAt',
+  expiresAt: 'expiresAt',
+  consumedAt: 'consumedAt'
+} as const
+
+export type WebauthnCeremonyScalarFieldEnum = (typeof WebauthnCeremonyScalarFieldEnum)[keyof typeof WebauthnCeremonyScalarFieldEnum]
+
+
 export const UserDeviceScalarFieldEnum = {
   userId: 'userId',
   deviceKey: 'deviceKey',
@@ -1916,6 +2099,8 @@ export type GlobalOmitConfig = {
   mfaFactor?: Prisma.MfaFactorOmit
   recoveryCode?: Prisma.RecoveryCodeOmit
   mfaChallenge?: Prisma.MfaChallengeOmit
+  webauthnCredential?: Prisma.WebauthnCredentialOmit
+  webauthnCeremony?: Prisma.WebauthnCeremonyOmit
   userDevice?: Prisma.UserDeviceOmit
   userNetwork?: Prisma.UserNetworkOmit
   usedIdToken?: Prisma.UsedIdTokenOmit

@@ -61,6 +61,8 @@ export const ModelName = {
   MfaFactor: 'MfaFactor',
   RecoveryCode: 'RecoveryCode',
   MfaChallenge: 'MfaChallenge',
+  WebauthnCredential: 'WebauthnCredential',
+  WebauthnCeremony: 'WebauthnCeremony',
   UserDevice: 'UserDevice',
   UserNetwork: 'UserNetwork',
   UsedIdToken: 'UsedIdToken',
@@ -235,6 +237,39 @@ export const MfaChallengeScalarFieldEnum = {
 } as const
 
 export type MfaChallengeScalarFieldEnum = (typeof MfaChallengeScalarFieldEnum)[keyof typeof MfaChallengeScalarFieldEnum]
+
+
+export const WebauthnCredentialScalarFieldEnum = {
+  id: 'id',
+  userId: 'userId',
+  credentialId: 'credentialId',
+  publicKey: 'publicKey',
+  signCount: 'signCount',
+  transports: 'transports',
+  deviceType: 'deviceType',
+  backedUp: 'backedUp',
+  aaguid: 'aaguid',
+  name: 'name',
+  createdAt: 'createdAt',
+  lastUsedAt: 'lastUsedAt',
+  flaggedAt: 'flaggedAt'
+} as const
+
+export type WebauthnCredentialScalarFieldEnum = (typeof WebauthnCredentialScalarFieldEnum)[keyof typeof WebauthnCredentialScalarFieldEnum]
+
+
+export const WebauthnCeremonyScalarFieldEnum = {
+  id: 'id',
+  challengeHash: 'challengeHash',
+  userId: 'userId',
+  purpose: 'purpose',
+  mfaChallengeId: 'mfaChallengeId',
+  createdAt: 'createdAt',
+  expiresAt: 'expiresAt',
+  consumedAt: 'consumedAt'
+} as const
+
+export type WebauthnCeremonyScalarFieldEnum = (typeof WebauthnCeremonyScalarFieldEnum)[keyof typeof WebauthnCeremonyScalarFieldEnum]
 
 
 export const UserDeviceScalarFieldEnum = {

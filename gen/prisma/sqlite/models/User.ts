@@ -252,6 +252,8 @@ export type UserWhereInput = {
   mfaFactors?: Prisma.MfaFactorListRelationFilter
   recoveryCodes?: Prisma.RecoveryCodeListRelationFilter
   mfaChallenges?: Prisma.MfaChallengeListRelationFilter
+  webauthnCredentials?: Prisma.WebauthnCredentialListRelationFilter
+  webauthnCeremonies?: Prisma.WebauthnCeremonyListRelationFilter
   devices?: Prisma.UserDeviceListRelationFilter
   networks?: Prisma.UserNetworkListRelationFilter
 }
@@ -276,6 +278,8 @@ export type UserOrderByWithRelationInput = {
   mfaFactors?: Prisma.MfaFactorOrderByRelationAggregateInput
   recoveryCodes?: Prisma.RecoveryCodeOrderByRelationAggregateInput
   mfaChallenges?: Prisma.MfaChallengeOrderByRelationAggregateInput
+  webauthnCredentials?: Prisma.WebauthnCredentialOrderByRelationAggregateInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyOrderByRelationAggregateInput
   devices?: Prisma.UserDeviceOrderByRelationAggregateInput
   networks?: Prisma.UserNetworkOrderByRelationAggregateInput
 }
@@ -303,6 +307,8 @@ export type UserWhereUniqueInput = Prisma.AtLeast<{
   mfaFactors?: Prisma.MfaFactorListRelationFilter
   recoveryCodes?: Prisma.RecoveryCodeListRelationFilter
   mfaChallenges?: Prisma.MfaChallengeListRelationFilter
+  webauthnCredentials?: Prisma.WebauthnCredentialListRelationFilter
+  webauthnCeremonies?: Prisma.WebauthnCeremonyListRelationFilter
   devices?: Prisma.UserDeviceListRelationFilter
   networks?: Prisma.UserNetworkListRelationFilter
 }, "id" | "username">
@@ -365,6 +371,8 @@ export type UserCreateInput = {
   mfaFactors?: Prisma.MfaFactorCreateNestedManyWithoutUserInput
   recoveryCodes?: Prisma.RecoveryCodeCreateNestedManyWithoutUserInput
   mfaChallenges?: Prisma.MfaChallengeCreateNestedManyWithoutUserInput
+  webauthnCredentials?: Prisma.WebauthnCredentialCreateNestedManyWithoutUserInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkCreateNestedManyWithoutUserInput
 }
@@ -389,6 +397,8 @@ export type UserUncheckedCreateInput = {
   mfaFactors?: Prisma.MfaFactorUncheckedCreateNestedManyWithoutUserInput
   recoveryCodes?: Prisma.RecoveryCodeUncheckedCreateNestedManyWithoutUserInput
   mfaChallenges?: Prisma.MfaChallengeUncheckedCreateNestedManyWithoutUserInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUncheckedCreateNestedManyWithoutUserInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceUncheckedCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkUncheckedCreateNestedManyWithoutUserInput
 }
@@ -413,6 +423,8 @@ export type UserUpdateInput = {
   mfaFactors?: Prisma.MfaFactorUpdateManyWithoutUserNestedInput
   recoveryCodes?: Prisma.RecoveryCodeUpdateManyWithoutUserNestedInput
   mfaChallenges?: Prisma.MfaChallengeUpdateManyWithoutUserNestedInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUpdateManyWithoutUserNestedInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUpdateManyWithoutUserNestedInput
 }
@@ -437,6 +449,8 @@ export type UserUncheckedUpdateInput = {
   mfaFactors?: Prisma.MfaFactorUncheckedUpdateManyWithoutUserNestedInput
   recoveryCodes?: Prisma.RecoveryCodeUncheckedUpdateManyWithoutUserNestedInput
   mfaChallenges?: Prisma.MfaChallengeUncheckedUpdateManyWithoutUserNestedInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUncheckedUpdateManyWithoutUserNestedInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUncheckedUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUncheckedUpdateManyWithoutUserNestedInput
 }
@@ -646,6 +660,34 @@ export type UserUpdateOneRequiredWithoutMfaChallengesNestedInput = {
   update?: Prisma.XOR<Prisma.XOR<Prisma.UserUpdateToOneWithWhereWithoutMfaChallengesInput, Prisma.UserUpdateWithoutMfaChallengesInput>, Prisma.UserUncheckedUpdateWithoutMfaChallengesInput>
 }
 
+export type UserCreateNestedOneWithoutWebauthnCredentialsInput = {
+  create?: Prisma.XOR<Prisma.UserCreateWithoutWebauthnCredentialsInput, Prisma.UserUncheckedCreateWithoutWebauthnCredentialsInput>
+  connectOrCreate?: Prisma.UserCreateOrConnectWithoutWebauthnCredentialsInput
+  connect?: Prisma.UserWhereUniqueInput
+}
+
+export type UserUpdateOneRequiredWithoutWebauthnCredentialsNestedInput = {
+  create?: Prisma.XOR<Prisma.UserCreateWithoutWebauthnCredentialsInput, Prisma.UserUncheckedCreateWithoutWebauthnCredentialsInput>
+  connectOrCreate?: Prisma.UserCreateOrConnectWithoutWebauthnCredentialsInput
+  upsert?: Prisma.UserUpsertWithoutWebauthnCredentialsInput
+  connect?: Prisma.UserWhereUniqueInput
+  update?: Prisma.XOR<Prisma.XOR<Prisma.UserUpdateToOneWithWhereWithoutWebauthnCredentialsInput, Prisma.UserUpdateWithoutWebauthnCredentialsInput>, Prisma.UserUncheckedUpdateWithoutWebauthnCredentialsInput>
+}
+
+export type UserCreateNestedOneWithoutWebauthnCeremoniesInput = {
+  create?: Prisma.XOR<Prisma.UserCreateWithoutWebauthnCeremoniesInput, Prisma.UserUncheckedCreateWithoutWebauthnCeremoniesInput>
+  connectOrCreate?: Prisma.UserCreateOrConnectWithoutWebauthnCeremoniesInput
+  connect?: Prisma.UserWhereUniqueInput
+}
+
+export type UserUpdateOneRequiredWithoutWebauthnCeremoniesNestedInput = {
+  create?: Prisma.XOR<Prisma.UserCreateWithoutWebauthnCeremoniesInput, Prisma.UserUncheckedCreateWithoutWebauthnCeremoniesInput>
+  connectOrCreate?: Prisma.UserCreateOrConnectWithoutWebauthnCeremoniesInput
+  upsert?: Prisma.UserUpsertWithoutWebauthnCeremoniesInput
+  connect?: Prisma.UserWhereUniqueInput
+  update?: Prisma.XOR<Prisma.XOR<Prisma.UserUpdateToOneWithWhereWithoutWebauthnCeremoniesInput, Prisma.UserUpdateWithoutWebauthnCeremoniesInput>, Prisma.UserUncheckedUpdateWithoutWebauthnCeremoniesInput>
+}
+
 export type UserCreateNestedOneWithoutDevicesInput = {
   create?: Prisma.XOR<Prisma.UserCreateWithoutDevicesInput, Prisma.UserUncheckedCreateWithoutDevicesInput>
   connectOrCreate?: Prisma.UserCreateOrConnectWithoutDevicesInput
@@ -693,6 +735,8 @@ export type UserCreateWithoutPasswordInput = {
   mfaFactors?: Prisma.MfaFactorCreateNestedManyWithoutUserInput
   recoveryCodes?: Prisma.RecoveryCodeCreateNestedManyWithoutUserInput
   mfaChallenges?: Prisma.MfaChallengeCreateNestedManyWithoutUserInput
+  webauthnCredentials?: Prisma.WebauthnCredentialCreateNestedManyWithoutUserInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkCreateNestedManyWithoutUserInput
 }
@@ -716,6 +760,8 @@ export type UserUncheckedCreateWithoutPasswordInput = {
   mfaFactors?: Prisma.MfaFactorUncheckedCreateNestedManyWithoutUserInput
   recoveryCodes?: Prisma.RecoveryCodeUncheckedCreateNestedManyWithoutUserInput
   mfaChallenges?: Prisma.MfaChallengeUncheckedCreateNestedManyWithoutUserInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUncheckedCreateNestedManyWithoutUserInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceUncheckedCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkUncheckedCreateNestedManyWithoutUserInput
 }
@@ -755,6 +801,8 @@ export type UserUpdateWithoutPasswordInput = {
   mfaFactors?: Prisma.MfaFactorUpdateManyWithoutUserNestedInput
   recoveryCodes?: Prisma.RecoveryCodeUpdateManyWithoutUserNestedInput
   mfaChallenges?: Prisma.MfaChallengeUpdateManyWithoutUserNestedInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUpdateManyWithoutUserNestedInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUpdateManyWithoutUserNestedInput
 }
@@ -778,6 +826,8 @@ export type UserUncheckedUpdateWithoutPasswordInput = {
   mfaFactors?: Prisma.MfaFactorUncheckedUpdateManyWithoutUserNestedInput
   recoveryCodes?: Prisma.RecoveryCodeUncheckedUpdateManyWithoutUserNestedInput
   mfaChallenges?: Prisma.MfaChallengeUncheckedUpdateManyWithoutUserNestedInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUncheckedUpdateManyWithoutUserNestedInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUncheckedUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUncheckedUpdateManyWithoutUserNestedInput
 }
@@ -801,6 +851,8 @@ export type UserCreateWithoutIdentitiesInput = {
   mfaFactors?: Prisma.MfaFactorCreateNestedManyWithoutUserInput
   recoveryCodes?: Prisma.RecoveryCodeCreateNestedManyWithoutUserInput
   mfaChallenges?: Prisma.MfaChallengeCreateNestedManyWithoutUserInput
+  webauthnCredentials?: Prisma.WebauthnCredentialCreateNestedManyWithoutUserInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkCreateNestedManyWithoutUserInput
 }
@@ -824,6 +876,8 @@ export type UserUncheckedCreateWithoutIdentitiesInput = {
   mfaFactors?: Prisma.MfaFactorUncheckedCreateNestedManyWithoutUserInput
   recoveryCodes?: Prisma.RecoveryCodeUncheckedCreateNestedManyWithoutUserInput
   mfaChallenges?: Prisma.MfaChallengeUncheckedCreateNestedManyWithoutUserInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUncheckedCreateNestedManyWithoutUserInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceUncheckedCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkUncheckedCreateNestedManyWithoutUserInput
 }
@@ -863,6 +917,8 @@ export type UserUpdateWithoutIdentitiesInput = {
   mfaFactors?: Prisma.MfaFactorUpdateManyWithoutUserNestedInput
   recoveryCodes?: Prisma.RecoveryCodeUpdateManyWithoutUserNestedInput
   mfaChallenges?: Prisma.MfaChallengeUpdateManyWithoutUserNestedInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUpdateManyWithoutUserNestedInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUpdateManyWithoutUserNestedInput
 }
@@ -886,6 +942,8 @@ export type UserUncheckedUpdateWithoutIdentitiesInput = {
   mfaFactors?: Prisma.MfaFactorUncheckedUpdateManyWithoutUserNestedInput
   recoveryCodes?: Prisma.RecoveryCodeUncheckedUpdateManyWithoutUserNestedInput
   mfaChallenges?: Prisma.MfaChallengeUncheckedUpdateManyWithoutUserNestedInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUncheckedUpdateManyWithoutUserNestedInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUncheckedUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUncheckedUpdateManyWithoutUserNestedInput
 }
@@ -909,6 +967,8 @@ export type UserCreateWithoutSessionsInput = {
   mfaFactors?: Prisma.MfaFactorCreateNestedManyWithoutUserInput
   recoveryCodes?: Prisma.RecoveryCodeCreateNestedManyWithoutUserInput
   mfaChallenges?: Prisma.MfaChallengeCreateNestedManyWithoutUserInput
+  webauthnCredentials?: Prisma.WebauthnCredentialCreateNestedManyWithoutUserInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkCreateNestedManyWithoutUserInput
 }
@@ -932,6 +992,8 @@ export type UserUncheckedCreateWithoutSessionsInput = {
   mfaFactors?: Prisma.MfaFactorUncheckedCreateNestedManyWithoutUserInput
   recoveryCodes?: Prisma.RecoveryCodeUncheckedCreateNestedManyWithoutUserInput
   mfaChallenges?: Prisma.MfaChallengeUncheckedCreateNestedManyWithoutUserInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUncheckedCreateNestedManyWithoutUserInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceUncheckedCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkUncheckedCreateNestedManyWithoutUserInput
 }
@@ -971,6 +1033,8 @@ export type UserUpdateWithoutSessionsInput = {
   mfaFactors?: Prisma.MfaFactorUpdateManyWithoutUserNestedInput
   recoveryCodes?: Prisma.RecoveryCodeUpdateManyWithoutUserNestedInput
   mfaChallenges?: Prisma.MfaChallengeUpdateManyWithoutUserNestedInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUpdateManyWithoutUserNestedInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUpdateManyWithoutUserNestedInput
 }
@@ -994,6 +1058,8 @@ export type UserUncheckedUpdateWithoutSessionsInput = {
   mfaFactors?: Prisma.MfaFactorUncheckedUpdateManyWithoutUserNestedInput
   recoveryCodes?: Prisma.RecoveryCodeUncheckedUpdateManyWithoutUserNestedInput
   mfaChallenges?: Prisma.MfaChallengeUncheckedUpdateManyWithoutUserNestedInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUncheckedUpdateManyWithoutUserNestedInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUncheckedUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUncheckedUpdateManyWithoutUserNestedInput
 }
@@ -1017,6 +1083,8 @@ export type UserCreateWithoutMfaFactorsInput = {
   password?: Prisma.PasswordCredentialCreateNestedOneWithoutUserInput
   recoveryCodes?: Prisma.RecoveryCodeCreateNestedManyWithoutUserInput
   mfaChallenges?: Prisma.MfaChallengeCreateNestedManyWithoutUserInput
+  webauthnCredentials?: Prisma.WebauthnCredentialCreateNestedManyWithoutUserInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkCreateNestedManyWithoutUserInput
 }
@@ -1040,6 +1108,8 @@ export type UserUncheckedCreateWithoutMfaFactorsInput = {
   password?: Prisma.PasswordCredentialUncheckedCreateNestedOneWithoutUserInput
   recoveryCodes?: Prisma.RecoveryCodeUncheckedCreateNestedManyWithoutUserInput
   mfaChallenges?: Prisma.MfaChallengeUncheckedCreateNestedManyWithoutUserInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUncheckedCreateNestedManyWithoutUserInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceUncheckedCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkUncheckedCreateNestedManyWithoutUserInput
 }
@@ -1079,6 +1149,8 @@ export type UserUpdateWithoutMfaFactorsInput = {
   password?: Prisma.PasswordCredentialUpdateOneWithoutUserNestedInput
   recoveryCodes?: Prisma.RecoveryCodeUpdateManyWithoutUserNestedInput
   mfaChallenges?: Prisma.MfaChallengeUpdateManyWithoutUserNestedInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUpdateManyWithoutUserNestedInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUpdateManyWithoutUserNestedInput
 }
@@ -1102,6 +1174,8 @@ export type UserUncheckedUpdateWithoutMfaFactorsInput = {
   password?: Prisma.PasswordCredentialUncheckedUpdateOneWithoutUserNestedInput
   recoveryCodes?: Prisma.RecoveryCodeUncheckedUpdateManyWithoutUserNestedInput
   mfaChallenges?: Prisma.MfaChallengeUncheckedUpdateManyWithoutUserNestedInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUncheckedUpdateManyWithoutUserNestedInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUncheckedUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUncheckedUpdateManyWithoutUserNestedInput
 }
@@ -1125,6 +1199,8 @@ export type UserCreateWithoutRecoveryCodesInput = {
   password?: Prisma.PasswordCredentialCreateNestedOneWithoutUserInput
   mfaFactors?: Prisma.MfaFactorCreateNestedManyWithoutUserInput
   mfaChallenges?: Prisma.MfaChallengeCreateNestedManyWithoutUserInput
+  webauthnCredentials?: Prisma.WebauthnCredentialCreateNestedManyWithoutUserInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkCreateNestedManyWithoutUserInput
 }
@@ -1148,6 +1224,8 @@ export type UserUncheckedCreateWithoutRecoveryCodesInput = {
   password?: Prisma.PasswordCredentialUncheckedCreateNestedOneWithoutUserInput
   mfaFactors?: Prisma.MfaFactorUncheckedCreateNestedManyWithoutUserInput
   mfaChallenges?: Prisma.MfaChallengeUncheckedCreateNestedManyWithoutUserInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUncheckedCreateNestedManyWithoutUserInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceUncheckedCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkUncheckedCreateNestedManyWithoutUserInput
 }
@@ -1187,6 +1265,8 @@ export type UserUpdateWithoutRecoveryCodesInput = {
   password?: Prisma.PasswordCredentialUpdateOneWithoutUserNestedInput
   mfaFactors?: Prisma.MfaFactorUpdateManyWithoutUserNestedInput
   mfaChallenges?: Prisma.MfaChallengeUpdateManyWithoutUserNestedInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUpdateManyWithoutUserNestedInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUpdateManyWithoutUserNestedInput
 }
@@ -1210,6 +1290,8 @@ export type UserUncheckedUpdateWithoutRecoveryCodesInput = {
   password?: Prisma.PasswordCredentialUncheckedUpdateOneWithoutUserNestedInput
   mfaFactors?: Prisma.MfaFactorUncheckedUpdateManyWithoutUserNestedInput
   mfaChallenges?: Prisma.MfaChallengeUncheckedUpdateManyWithoutUserNestedInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUncheckedUpdateManyWithoutUserNestedInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUncheckedUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUncheckedUpdateManyWithoutUserNestedInput
 }
@@ -1233,6 +1315,8 @@ export type UserCreateWithoutMfaChallengesInput = {
   password?: Prisma.PasswordCredentialCreateNestedOneWithoutUserInput
   mfaFactors?: Prisma.MfaFactorCreateNestedManyWithoutUserInput
   recoveryCodes?: Prisma.RecoveryCodeCreateNestedManyWithoutUserInput
+  webauthnCredentials?: Prisma.WebauthnCredentialCreateNestedManyWithoutUserInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkCreateNestedManyWithoutUserInput
 }
@@ -1256,6 +1340,8 @@ export type UserUncheckedCreateWithoutMfaChallengesInput = {
   password?: Prisma.PasswordCredentialUncheckedCreateNestedOneWithoutUserInput
   mfaFactors?: Prisma.MfaFactorUncheckedCreateNestedManyWithoutUserInput
   recoveryCodes?: Prisma.RecoveryCodeUncheckedCreateNestedManyWithoutUserInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUncheckedCreateNestedManyWithoutUserInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceUncheckedCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkUncheckedCreateNestedManyWithoutUserInput
 }
@@ -1295,6 +1381,8 @@ export type UserUpdateWithoutMfaChallengesInput = {
   password?: Prisma.PasswordCredentialUpdateOneWithoutUserNestedInput
   mfaFactors?: Prisma.MfaFactorUpdateManyWithoutUserNestedInput
   recoveryCodes?: Prisma.RecoveryCodeUpdateManyWithoutUserNestedInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUpdateManyWithoutUserNestedInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUpdateManyWithoutUserNestedInput
 }
@@ -1318,6 +1406,240 @@ export type UserUncheckedUpdateWithoutMfaChallengesInput = {
   password?: Prisma.PasswordCredentialUncheckedUpdateOneWithoutUserNestedInput
   mfaFactors?: Prisma.MfaFactorUncheckedUpdateManyWithoutUserNestedInput
   recoveryCodes?: Prisma.RecoveryCodeUncheckedUpdateManyWithoutUserNestedInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUncheckedUpdateManyWithoutUserNestedInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedUpdateManyWithoutUserNestedInput
+  devices?: Prisma.UserDeviceUncheckedUpdateManyWithoutUserNestedInput
+  networks?: Prisma.UserNetworkUncheckedUpdateManyWithoutUserNestedInput
+}
+
+export type UserCreateWithoutWebauthnCredentialsInput = {
+  id: string
+  username: string
+  email?: string | null
+  emailNormalized?: string | null
+  emailVerified?: boolean
+  phone?: string | null
+  status?: string
+  lockedUntil?: Date | string | null
+  statusReason?: string | null
+  mustChangePassword?: boolean
+  createdAt?: Date | string
+  updatedAt?: Date | string
+  lastSigninAt?: Date | string | null
+  identities?: Prisma.IdentityCreateNestedManyWithoutUserInput
+  sessions?: Prisma.SessionCreateNestedManyWithoutUserInput
+  password?: Prisma.PasswordCredentialCreateNestedOneWithoutUserInput
+  mfaFactors?: Prisma.MfaFactorCreateNestedManyWithoutUserInput
+  recoveryCodes?: Prisma.RecoveryCodeCreateNestedManyWithoutUserInput
+  mfaChallenges?: Prisma.MfaChallengeCreateNestedManyWithoutUserInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyCreateNestedManyWithoutUserInput
+  devices?: Prisma.UserDeviceCreateNestedManyWithoutUserInput
+  networks?: Prisma.UserNetworkCreateNestedManyWithoutUserInput
+}
+
+export type UserUncheckedCreateWithoutWebauthnCredentialsInput = {
+  id: string
+  username: string
+  email?: string | null
+  emailNormalized?: string | null
+  emailVerified?: boolean
+  phone?: string | null
+  status?: string
+  lockedUntil?: Date | string | null
+  statusReason?: string | null
+  mustChangePassword?: boolean
+  createdAt?: Date | string
+  updatedAt?: Date | string
+  lastSigninAt?: Date | string | null
+  identities?: Prisma.IdentityUncheckedCreateNestedManyWithoutUserInput
+  sessions?: Prisma.SessionUncheckedCreateNestedManyWithoutUserInput
+  password?: Prisma.PasswordCredentialUncheckedCreateNestedOneWithoutUserInput
+  mfaFactors?: Prisma.MfaFactorUncheckedCreateNestedManyWithoutUserInput
+  recoveryCodes?: Prisma.RecoveryCodeUncheckedCreateNestedManyWithoutUserInput
+  mfaChallenges?: Prisma.MfaChallengeUncheckedCreateNestedManyWithoutUserInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedCreateNestedManyWithoutUserInput
+  devices?: Prisma.UserDeviceUncheckedCreateNestedManyWithoutUserInput
+  networks?: Prisma.UserNetworkUncheckedCreateNestedManyWithoutUserInput
+}
+
+export type UserCreateOrConnectWithoutWebauthnCredentialsInput = {
+  where: Prisma.UserWhereUniqueInput
+  create: Prisma.XOR<Prisma.UserCreateWithoutWebauthnCredentialsInput, Prisma.UserUncheckedCreateWithoutWebauthnCredentialsInput>
+}
+
+export type UserUpsertWithoutWebauthnCredentialsInput = {
+  update: Prisma.XOR<Prisma.UserUpdateWithoutWebauthnCredentialsInput, Prisma.UserUncheckedUpdateWithoutWebauthnCredentialsInput>
+  create: Prisma.XOR<Prisma.UserCreateWithoutWebauthnCredentialsInput, Prisma.UserUncheckedCreateWithoutWebauthnCredentialsInput>
+  where?: Prisma.UserWhereInput
+}
+
+export type UserUpdateToOneWithWhereWithoutWebauthnCredentialsInput = {
+  where?: Prisma.UserWhereInput
+  data: Prisma.XOR<Prisma.UserUpdateWithoutWebauthnCredentialsInput, Prisma.UserUncheckedUpdateWithoutWebauthnCredentialsInput>
+}
+
+export type UserUpdateWithoutWebauthnCredentialsInput = {
+  id?: Prisma.StringFieldUpdateOperationsInput | string
+  username?: Prisma.StringFieldUpdateOperationsInput | string
+  email?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  emailNormalized?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  emailVerified?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  phone?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  status?: Prisma.StringFieldUpdateOperationsInput | string
+  lockedUntil?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  statusReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  mustChangePassword?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  lastSigninAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  identities?: Prisma.IdentityUpdateManyWithoutUserNestedInput
+  sessions?: Prisma.SessionUpdateManyWithoutUserNestedInput
+  password?: Prisma.PasswordCredentialUpdateOneWithoutUserNestedInput
+  mfaFactors?: Prisma.MfaFactorUpdateManyWithoutUserNestedInput
+  recoveryCodes?: Prisma.RecoveryCodeUpdateManyWithoutUserNestedInput
+  mfaChallenges?: Prisma.MfaChallengeUpdateManyWithoutUserNestedInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUpdateManyWithoutUserNestedInput
+  devices?: Prisma.UserDeviceUpdateManyWithoutUserNestedInput
+  networks?: Prisma.UserNetworkUpdateManyWithoutUserNestedInput
+}
+
+export type UserUncheckedUpdateWithoutWebauthnCredentialsInput = {
+  id?: Prisma.StringFieldUpdateOperationsInput | string
+  username?: Prisma.StringFieldUpdateOperationsInput | string
+  email?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  emailNormalized?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  emailVerified?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  phone?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  status?: Prisma.StringFieldUpdateOperationsInput | string
+  lockedUntil?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  statusReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  mustChangePassword?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  lastSigninAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  identities?: Prisma.IdentityUncheckedUpdateManyWithoutUserNestedInput
+  sessions?: Prisma.SessionUncheckedUpdateManyWithoutUserNestedInput
+  password?: Prisma.PasswordCredentialUncheckedUpdateOneWithoutUserNestedInput
+  mfaFactors?: Prisma.MfaFactorUncheckedUpdateManyWithoutUserNestedInput
+  recoveryCodes?: Prisma.RecoveryCodeUncheckedUpdateManyWithoutUserNestedInput
+  mfaChallenges?: Prisma.MfaChallengeUncheckedUpdateManyWithoutUserNestedInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedUpdateManyWithoutUserNestedInput
+  devices?: Prisma.UserDeviceUncheckedUpdateManyWithoutUserNestedInput
+  networks?: Prisma.UserNetworkUncheckedUpdateManyWithoutUserNestedInput
+}
+
+export type UserCreateWithoutWebauthnCeremoniesInput = {
+  id: string
+  username: string
+  email?: string | null
+  emailNormalized?: string | null
+  emailVerified?: boolean
+  phone?: string | null
+  status?: string
+  lockedUntil?: Date | string | null
+  statusReason?: string | null
+  mustChangePassword?: boolean
+  createdAt?: Date | string
+  updatedAt?: Date | string
+  lastSigninAt?: Date | string | null
+  identities?: Prisma.IdentityCreateNestedManyWithoutUserInput
+  sessions?: Prisma.SessionCreateNestedManyWithoutUserInput
+  password?: Prisma.PasswordCredentialCreateNestedOneWithoutUserInput
+  mfaFactors?: Prisma.MfaFactorCreateNestedManyWithoutUserInput
+  recoveryCodes?: Prisma.RecoveryCodeCreateNestedManyWithoutUserInput
+  mfaChallenges?: Prisma.MfaChallengeCreateNestedManyWithoutUserInput
+  webauthnCredentials?: Prisma.WebauthnCredentialCreateNestedManyWithoutUserInput
+  devices?: Prisma.UserDeviceCreateNestedManyWithoutUserInput
+  networks?: Prisma.UserNetworkCreateNestedManyWithoutUserInput
+}
+
+export type UserUncheckedCreateWithoutWebauthnCeremoniesInput = {
+  id: string
+  username: string
+  email?: string | null
+  emailNormalized?: string | null
+  emailVerified?: boolean
+  phone?: string | null
+  status?: string
+  lockedUntil?: Date | string | null
+  statusReason?: string | null
+  mustChangePassword?: boolean
+  createdAt?: Date | string
+  updatedAt?: Date | string
+  lastSigninAt?: Date | string | null
+  identities?: Prisma.IdentityUncheckedCreateNestedManyWithoutUserInput
+  sessions?: Prisma.SessionUncheckedCreateNestedManyWithoutUserInput
+  password?: Prisma.PasswordCredentialUncheckedCreateNestedOneWithoutUserInput
+  mfaFactors?: Prisma.MfaFactorUncheckedCreateNestedManyWithoutUserInput
+  recoveryCodes?: Prisma.RecoveryCodeUncheckedCreateNestedManyWithoutUserInput
+  mfaChallenges?: Prisma.MfaChallengeUncheckedCreateNestedManyWithoutUserInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUncheckedCreateNestedManyWithoutUserInput
+  devices?: Prisma.UserDeviceUncheckedCreateNestedManyWithoutUserInput
+  networks?: Prisma.UserNetworkUncheckedCreateNestedManyWithoutUserInput
+}
+
+export type UserCreateOrConnectWithoutWebauthnCeremoniesInput = {
+  where: Prisma.UserWhereUniqueInput
+  create: Prisma.XOR<Prisma.UserCreateWithoutWebauthnCeremoniesInput, Prisma.UserUncheckedCreateWithoutWebauthnCeremoniesInput>
+}
+
+export type UserUpsertWithoutWebauthnCeremoniesInput = {
+  update: Prisma.XOR<Prisma.UserUpdateWithoutWebauthnCeremoniesInput, Prisma.UserUncheckedUpdateWithoutWebauthnCeremoniesInput>
+  create: Prisma.XOR<Prisma.UserCreateWithoutWebauthnCeremoniesInput, Prisma.UserUncheckedCreateWithoutWebauthnCeremoniesInput>
+  where?: Prisma.UserWhereInput
+}
+
+export type UserUpdateToOneWithWhereWithoutWebauthnCeremoniesInput = {
+  where?: Prisma.UserWhereInput
+  data: Prisma.XOR<Prisma.UserUpdateWithoutWebauthnCeremoniesInput, Prisma.UserUncheckedUpdateWithoutWebauthnCeremoniesInput>
+}
+
+export type UserUpdateWithoutWebauthnCeremoniesInput = {
+  id?: Prisma.StringFieldUpdateOperationsInput | string
+  username?: Prisma.StringFieldUpdateOperationsInput | string
+  email?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  emailNormalized?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  emailVerified?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  phone?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  status?: Prisma.StringFieldUpdateOperationsInput | string
+  lockedUntil?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  statusReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  mustChangePassword?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  lastSigninAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  identities?: Prisma.IdentityUpdateManyWithoutUserNestedInput
+  sessions?: Prisma.SessionUpdateManyWithoutUserNestedInput
+  password?: Prisma.PasswordCredentialUpdateOneWithoutUserNestedInput
+  mfaFactors?: Prisma.MfaFactorUpdateManyWithoutUserNestedInput
+  recoveryCodes?: Prisma.RecoveryCodeUpdateManyWithoutUserNestedInput
+  mfaChallenges?: Prisma.MfaChallengeUpdateManyWithoutUserNestedInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUpdateManyWithoutUserNestedInput
+  devices?: Prisma.UserDeviceUpdateManyWithoutUserNestedInput
+  networks?: Prisma.UserNetworkUpdateManyWithoutUserNestedInput
+}
+
+export type UserUncheckedUpdateWithoutWebauthnCeremoniesInput = {
+  id?: Prisma.StringFieldUpdateOperationsInput | string
+  username?: Prisma.StringFieldUpdateOperationsInput | string
+  email?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  emailNormalized?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  emailVerified?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  phone?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  status?: Prisma.StringFieldUpdateOperationsInput | string
+  lockedUntil?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  statusReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  mustChangePassword?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  lastSigninAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  identities?: Prisma.IdentityUncheckedUpdateManyWithoutUserNestedInput
+  sessions?: Prisma.SessionUncheckedUpdateManyWithoutUserNestedInput
+  password?: Prisma.PasswordCredentialUncheckedUpdateOneWithoutUserNestedInput
+  mfaFactors?: Prisma.MfaFactorUncheckedUpdateManyWithoutUserNestedInput
+  recoveryCodes?: Prisma.RecoveryCodeUncheckedUpdateManyWithoutUserNestedInput
+  mfaChallenges?: Prisma.MfaChallengeUncheckedUpdateManyWithoutUserNestedInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUncheckedUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUncheckedUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUncheckedUpdateManyWithoutUserNestedInput
 }
@@ -1342,6 +1664,8 @@ export type UserCreateWithoutDevicesInput = {
   mfaFactors?: Prisma.MfaFactorCreateNestedManyWithoutUserInput
   recoveryCodes?: Prisma.RecoveryCodeCreateNestedManyWithoutUserInput
   mfaChallenges?: Prisma.MfaChallengeCreateNestedManyWithoutUserInput
+  webauthnCredentials?: Prisma.WebauthnCredentialCreateNestedManyWithoutUserInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkCreateNestedManyWithoutUserInput
 }
 
@@ -1365,6 +1689,8 @@ export type UserUncheckedCreateWithoutDevicesInput = {
   mfaFactors?: Prisma.MfaFactorUncheckedCreateNestedManyWithoutUserInput
   recoveryCodes?: Prisma.RecoveryCodeUncheckedCreateNestedManyWithoutUserInput
   mfaChallenges?: Prisma.MfaChallengeUncheckedCreateNestedManyWithoutUserInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUncheckedCreateNestedManyWithoutUserInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkUncheckedCreateNestedManyWithoutUserInput
 }
 
@@ -1404,6 +1730,8 @@ export type UserUpdateWithoutDevicesInput = {
   mfaFactors?: Prisma.MfaFactorUpdateManyWithoutUserNestedInput
   recoveryCodes?: Prisma.RecoveryCodeUpdateManyWithoutUserNestedInput
   mfaChallenges?: Prisma.MfaChallengeUpdateManyWithoutUserNestedInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUpdateManyWithoutUserNestedInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUpdateManyWithoutUserNestedInput
 }
 
@@ -1427,6 +1755,8 @@ export type UserUncheckedUpdateWithoutDevicesInput = {
   mfaFactors?: Prisma.MfaFactorUncheckedUpdateManyWithoutUserNestedInput
   recoveryCodes?: Prisma.RecoveryCodeUncheckedUpdateManyWithoutUserNestedInput
   mfaChallenges?: Prisma.MfaChallengeUncheckedUpdateManyWithoutUserNestedInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUncheckedUpdateManyWithoutUserNestedInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUncheckedUpdateManyWithoutUserNestedInput
 }
 
@@ -1450,6 +1780,8 @@ export type UserCreateWithoutNetworksInput = {
   mfaFactors?: Prisma.MfaFactorCreateNestedManyWithoutUserInput
   recoveryCodes?: Prisma.RecoveryCodeCreateNestedManyWithoutUserInput
   mfaChallenges?: Prisma.MfaChallengeCreateNestedManyWithoutUserInput
+  webauthnCredentials?: Prisma.WebauthnCredentialCreateNestedManyWithoutUserInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceCreateNestedManyWithoutUserInput
 }
 
@@ -1473,6 +1805,8 @@ export type UserUncheckedCreateWithoutNetworksInput = {
   mfaFactors?: Prisma.MfaFactorUncheckedCreateNestedManyWithoutUserInput
   recoveryCodes?: Prisma.RecoveryCodeUncheckedCreateNestedManyWithoutUserInput
   mfaChallenges?: Prisma.MfaChallengeUncheckedCreateNestedManyWithoutUserInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUncheckedCreateNestedManyWithoutUserInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceUncheckedCreateNestedManyWithoutUserInput
 }
 
@@ -1512,6 +1846,8 @@ export type UserUpdateWithoutNetworksInput = {
   mfaFactors?: Prisma.MfaFactorUpdateManyWithoutUserNestedInput
   recoveryCodes?: Prisma.RecoveryCodeUpdateManyWithoutUserNestedInput
   mfaChallenges?: Prisma.MfaChallengeUpdateManyWithoutUserNestedInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUpdateManyWithoutUserNestedInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUpdateManyWithoutUserNestedInput
 }
 
@@ -1535,6 +1871,8 @@ export type UserUncheckedUpdateWithoutNetworksInput = {
   mfaFactors?: Prisma.MfaFactorUncheckedUpdateManyWithoutUserNestedInput
   recoveryCodes?: Prisma.RecoveryCodeUncheckedUpdateManyWithoutUserNestedInput
   mfaChallenges?: Prisma.MfaChallengeUncheckedUpdateManyWithoutUserNestedInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUncheckedUpdateManyWithoutUserNestedInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUncheckedUpdateManyWithoutUserNestedInput
 }
 
@@ -1549,6 +1887,8 @@ export type UserCountOutputType = {
   mfaFactors: number
   recoveryCodes: number
   mfaChallenges: number
+  webauthnCredentials: number
+  webauthnCeremonies: number
   devices: number
   networks: number
 }
@@ -1559,6 +1899,8 @@ export type UserCountOutputTypeSelect<ExtArgs extends runtime.Types.Extensions.I
   mfaFactors?: boolean | UserCountOutputTypeCountMfaFactorsArgs
   recoveryCodes?: boolean | UserCountOutputTypeCountRecoveryCodesArgs
   mfaChallenges?: boolean | UserCountOutputTypeCountMfaChallengesArgs
+  webauthnCredentials?: boolean | UserCountOutputTypeCountWebauthnCredentialsArgs
+  webauthnCeremonies?: boolean | UserCountOutputTypeCountWebauthnCeremoniesArgs
   devices?: boolean | UserCountOutputTypeCountDevicesArgs
   networks?: boolean | UserCountOutputTypeCountNetworksArgs
 }
@@ -1611,6 +1953,20 @@ export type UserCountOutputTypeCountMfaChallengesArgs<ExtArgs extends runtime.Ty
 /**
  * UserCountOutputType without action
  */
+export type UserCountOutputTypeCountWebauthnCredentialsArgs<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
+  where?: Prisma.WebauthnCredentialWhereInput
+}
+
+/**
+ * UserCountOutputType without action
+ */
+export type UserCountOutputTypeCountWebauthnCeremoniesArgs<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
+  where?: Prisma.WebauthnCeremonyWhereInput
+}
+
+/**
+ * UserCountOutputType without action
+ */
 export type UserCountOutputTypeCountDevicesArgs<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   where?: Prisma.UserDeviceWhereInput
 }
@@ -1643,6 +1999,8 @@ export type UserSelect<ExtArgs extends runtime.Types.Extensions.InternalArgs = r
   mfaFactors?: boolean | Prisma.User$mfaFactorsArgs<ExtArgs>
   recoveryCodes?: boolean | Prisma.User$recoveryCodesArgs<ExtArgs>
   mfaChallenges?: boolean | Prisma.User$mfaChallengesArgs<ExtArgs>
+  webauthnCredentials?: boolean | Prisma.User$webauthnCredentialsArgs<ExtArgs>
+  webauthnCeremonies?: boolean | Prisma.User$webauthnCeremoniesArgs<ExtArgs>
   devices?: boolean | Prisma.User$devicesArgs<ExtArgs>
   networks?: boolean | Prisma.User$networksArgs<ExtArgs>
   _count?: boolean | Prisma.UserCountOutputTypeDefaultArgs<ExtArgs>
@@ -1704,6 +2062,8 @@ export type UserInclude<ExtArgs extends runtime.Types.Extensions.InternalArgs = 
   mfaFactors?: boolean | Prisma.User$mfaFactorsArgs<ExtArgs>
   recoveryCodes?: boolean | Prisma.User$recoveryCodesArgs<ExtArgs>
   mfaChallenges?: boolean | Prisma.User$mfaChallengesArgs<ExtArgs>
+  webauthnCredentials?: boolean | Prisma.User$webauthnCredentialsArgs<ExtArgs>
+  webauthnCeremonies?: boolean | Prisma.User$webauthnCeremoniesArgs<ExtArgs>
   devices?: boolean | Prisma.User$devicesArgs<ExtArgs>
   networks?: boolean | Prisma.User$networksArgs<ExtArgs>
   _count?: boolean | Prisma.UserCountOutputTypeDefaultArgs<ExtArgs>
@@ -1720,6 +2080,8 @@ export type $UserPayload<ExtArgs extends runtime.Types.Extensions.InternalArgs =
     mfaFactors: Prisma.$MfaFactorPayload<ExtArgs>[]
     recoveryCodes: Prisma.$RecoveryCodePayload<ExtArgs>[]
     mfaChallenges: Prisma.$MfaChallengePayload<ExtArgs>[]
+    webauthnCredentials: Prisma.$WebauthnCredentialPayload<ExtArgs>[]
+    webauthnCeremonies: Prisma.$WebauthnCeremonyPayload<ExtArgs>[]
     devices: Prisma.$UserDevicePayload<ExtArgs>[]
     networks: Prisma.$UserNetworkPayload<ExtArgs>[]
   }
@@ -2152,6 +2514,8 @@ export interface Prisma__UserClient<T, Null = never, ExtArgs extends runtime.Typ
   mfaFactors<T extends Prisma.User$mfaFactorsArgs<ExtArgs> = {}>(args?: Prisma.Subset<T, Prisma.User$mfaFactorsArgs<ExtArgs>>): Prisma.PrismaPromise<runtime.Types.Result.GetResult<Prisma.$MfaFactorPayload<ExtArgs>, T, "findMany", GlobalOmitOptions> | Null>
   recoveryCodes<T extends Prisma.User$recoveryCodesArgs<ExtArgs> = {}>(args?: Prisma.Subset<T, Prisma.User$recoveryCodesArgs<ExtArgs>>): Prisma.PrismaPromise<runtime.Types.Result.GetResult<Prisma.$RecoveryCodePayload<ExtArgs>, T, "findMany", GlobalOmitOptions> | Null>
   mfaChallenges<T extends Prisma.User$mfaChallengesArgs<ExtArgs> = {}>(args?: Prisma.Subset<T, Prisma.User$mfaChallengesArgs<ExtArgs>>): Prisma.PrismaPromise<runtime.Types.Result.GetResult<Prisma.$MfaChallengePayload<ExtArgs>, T, "findMany", GlobalOmitOptions> | Null>
+  webauthnCredentials<T extends Prisma.User$webauthnCredentialsArgs<ExtArgs> = {}>(args?: Prisma.Subset<T, Prisma.User$webauthnCredentialsArgs<ExtArgs>>): Prisma.PrismaPromise<runtime.Types.Result.GetResult<Prisma.$WebauthnCredentialPayload<ExtArgs>, T, "findMany", GlobalOmitOptions> | Null>
+  webauthnCeremonies<T extends Prisma.User$webauthnCeremoniesArgs<ExtArgs> = {}>(args?: Prisma.Subset<T, Prisma.User$webauthnCeremoniesArgs<ExtArgs>>): Prisma.PrismaPromise<runtime.Types.Result.GetResult<Prisma.$WebauthnCeremonyPayload<ExtArgs>, T, "findMany", GlobalOmitOptions> | Null>
   devices<T extends Prisma.User$devicesArgs<ExtArgs> = {}>(args?: Prisma.Subset<T, Prisma.User$devicesArgs<ExtArgs>>): Prisma.PrismaPromise<runtime.Types.Result.GetResult<Prisma.$UserDevicePayload<ExtArgs>, T, "findMany", GlobalOmitOptions> | Null>
   networks<T extends Prisma.User$networksArgs<ExtArgs> = {}>(args?: Prisma.Subset<T, Prisma.User$networksArgs<ExtArgs>>): Prisma.PrismaPromise<runtime.Types.Result.GetResult<Prisma.$UserNetworkPayload<ExtArgs>, T, "findMany", GlobalOmitOptions> | Null>
   /**
@@ -2723,6 +3087,54 @@ export type User$mfaChallengesArgs<ExtArgs extends runtime.Types.Extensions.Inte
   take?: number
   skip?: number
   distinct?: Prisma.MfaChallengeScalarFieldEnum | Prisma.MfaChallengeScalarFieldEnum[]
+}
+
+/**
+ * User.webauthnCredentials
+ */
+export type User$webauthnCredentialsArgs<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
+  /**
+   * Select specific fields to fetch from the WebauthnCredential
+   */
+  select?: Prisma.WebauthnCredentialSelect<ExtArgs> | null
+  /**
+   * Omit specific fields from the WebauthnCredential
+   */
+  omit?: Prisma.WebauthnCredentialOmit<ExtArgs> | null
+  /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.WebauthnCredentialInclude<ExtArgs> | null
+  where?: Prisma.WebauthnCredentialWhereInput
+  orderBy?: Prisma.WebauthnCredentialOrderByWithRelationInput | Prisma.WebauthnCredentialOrderByWithRelationInput[]
+  cursor?: Prisma.WebauthnCredentialWhereUniqueInput
+  take?: number
+  skip?: number
+  distinct?: Prisma.WebauthnCredentialScalarFieldEnum | Prisma.WebauthnCredentialScalarFieldEnum[]
+}
+
+/**
+ * User.webauthnCeremonies
+ */
+export type User$webauthnCeremoniesArgs<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
+  /**
+   * Select specific fields to fetch from the WebauthnCeremony
+   */
+  select?: Prisma.WebauthnCeremonySelect<ExtArgs> | null
+  /**
+   * Omit specific fields from the WebauthnCeremony
+   */
+  omit?: Prisma.WebauthnCeremonyOmit<ExtArgs> | null
+  /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.WebauthnCeremonyInclude<ExtArgs> | null
+  where?: Prisma.WebauthnCeremonyWhereInput
+  orderBy?: Prisma.WebauthnCeremonyOrderByWithRelationInput | Prisma.WebauthnCeremonyOrderByWithRelationInput[]
+  cursor?: Prisma.WebauthnCeremonyWhereUniqueInput
+  take?: number
+  skip?: number
+  distinct?: Prisma.WebauthnCeremonyScalarFieldEnum | Prisma.WebauthnCeremonyScalarFieldEnum[]
 }
 
 /**
