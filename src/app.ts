@@ -38,6 +38,7 @@ import { createMfaStore } from "./store/mfa-store.ts";
 import { createPasswordStore } from "./store/password-store.ts";
 import type { ReadinessProbe } from "./store/readiness.ts";
 import { createSessionStore } from "./store/session-store.ts";
+import { createTrustedDeviceStore } from "./store/trusted-device-store.ts";
 import { createSigningKeyStore } from "./store/signing-key-store.ts";
 import { instrumentHotPath, instrumentMethods } from "./telemetry/instrument.ts";
 import { closeMetricsServer, metricsServerUrl, startMetricsServer } from "./telemetry/metrics-server.ts";
@@ -186,6 +187,7 @@ export async function createApp(
     const mfaStore = createMfaStore(database.client);
     const auditLog = createAuditLog(database.client);
     const sessionStore = createSessionStore(database.client);
+    const trustedDeviceStore = createTrustedDeviceStore(database.client);
     // The hot path: prepared statements on the driver, or the same design on Prisma Client alone.
     // Timed (one histogram observation per statement batch) and, with tracing on, traced.
     const hot = instrumentHotPath(
@@ -266,6 +268,7 @@ export async function createApp(
       opaqueTokens,
       idleTtlSeconds: config.tokens.session_idle_ttl_seconds,
       passwordExpiry,
+      trustedDevices: trustedDeviceStore,
     });
     const passwords = createPasswordService({
       clock,
@@ -348,7 +351,7 @@ export async function createApp(
       async listen() {
         stopUpkeep = startUpkeep({
           keyRing,
-          purgers: { challenges: mfaStore, sessions: sessionStore, audit: auditLog },
+          purgers: { challenges: mfaStore, sessions: sessionStore, trustedDevices: trustedDeviceStore, audit: auditLog },
           clock,
           logger,
           auditRetentionDays: config.audit.retention_days,

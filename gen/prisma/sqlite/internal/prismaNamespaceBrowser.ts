@@ -62,6 +62,7 @@ export const ModelName = {
   RecoveryCode: 'RecoveryCode',
   MfaChallenge: 'MfaChallenge',
   UserDevice: 'UserDevice',
+  TrustedDevice: 'TrustedDevice',
   UserNetwork: 'UserNetwork',
   UsedIdToken: 'UsedIdToken',
   Heartbeat: 'Heartbeat'
@@ -132,7 +133,6 @@ export const SessionScalarFieldEnum = {
   amr: 'amr',
   ip: 'ip',
   userAgent: 'userAgent',
-  deviceId: 'deviceId',
   createdAt: 'createdAt',
   lastUsedAt: 'lastUsedAt',
   expiresAt: 'expiresAt',
@@ -218,7 +218,6 @@ export const MfaChallengeScalarFieldEnum = {
   identityId: 'identityId',
   provider: 'provider',
   deviceKey: 'deviceKey',
-  deviceId: 'deviceId',
   ip: 'ip',
   userAgent: 'userAgent',
   amr: 'amr',
@@ -240,11 +239,23 @@ export const UserDeviceScalarFieldEnum = {
   userId: 'userId',
   deviceKey: 'deviceKey',
   firstSeenAt: 'firstSeenAt',
-  lastSeenAt: 'lastSeenAt',
-  trustedUntil: 'trustedUntil'
+  lastSeenAt: 'lastSeenAt'
 } as const
 
 export type UserDeviceScalarFieldEnum = (typeof UserDeviceScalarFieldEnum)[keyof typeof UserDeviceScalarFieldEnum]
+
+
+export const TrustedDeviceScalarFieldEnum = {
+  id: 'id',
+  userId: 'userId',
+  credentialHash: 'credentialHash',
+  label: 'label',
+  createdAt: 'createdAt',
+  lastUsedAt: 'lastUsedAt',
+  expiresAt: 'expiresAt'
+} as const
+
+export type TrustedDeviceScalarFieldEnum = (typeof TrustedDeviceScalarFieldEnum)[keyof typeof TrustedDeviceScalarFieldEnum]
 
 
 export const UserNetworkScalarFieldEnum = {
