@@ -295,7 +295,8 @@ export type LoginResponse = Message<"identity.v1.LoginResponse"> & {
   /**
    * The password must be changed before the account can be used normally: an operator forced
    * it, or the local password is `expired`. Always present (false for users without one, unless
-   * forced). Same value as `user.must_change_password`.
+   * forced). Same value as `user.must_change_password`. False on an answer that requires MFA: the
+   * account's state is told only after the second factor.
    *
    * @generated from field: bool must_change_password = 5;
    */
