@@ -41,6 +41,7 @@ import { createPasskeyService } from "./core/passkeys.ts";
 import { createPasswordStore } from "./store/password-store.ts";
 import type { ReadinessProbe } from "./store/readiness.ts";
 import { createSessionStore } from "./store/session-store.ts";
+import { createTrustedDeviceStore } from "./store/trusted-device-store.ts";
 import { createSigningKeyStore } from "./store/signing-key-store.ts";
 import { instrumentHotPath, instrumentMethods } from "./telemetry/instrument.ts";
 import { closeMetricsServer, metricsServerUrl, startMetricsServer } from "./telemetry/metrics-server.ts";
@@ -200,6 +201,7 @@ export async function createApp(
     };
     const auditLog = createAuditLog(database.client);
     const sessionStore = createSessionStore(database.client);
+    const trustedDeviceStore = createTrustedDeviceStore(database.client);
     // The hot path: prepared statements on the driver, or the same design on Prisma Client alone.
     // Timed (one histogram observation per statement batch) and, with tracing on, traced.
     const hot = instrumentHotPath(
@@ -282,6 +284,7 @@ export async function createApp(
       opaqueTokens,
       idleTtlSeconds: config.tokens.session_idle_ttl_seconds,
       passwordExpiry,
+      trustedDevices: trustedDeviceStore,
     });
     const passwords = createPasswordService({
       clock,
@@ -373,6 +376,7 @@ export async function createApp(
                 (await mfaStore.purgeExpiredChallenges(before)) + (await passkeyStore.purgeExpiredCeremonies(before)),
             },
             sessions: sessionStore,
+            trustedDevices: trustedDeviceStore,
             audit: auditLog,
           },
           clock,

@@ -11,6 +11,7 @@ import { parseArgs } from "node:util";
 import { runAdminCli } from "./admin/cli.ts";
 import { createApp } from "./app.ts";
 import { createAdminTool } from "./app/admin.ts";
+import { checkDevDatabase, checkDevListen, DevModeRefused } from "./app/dev-guard.ts";
 import { ConfigError, loadConfig } from "./config/load.ts";
 import { databaseSetting, databaseUrl, productionRefusals } from "./config/to-deps.ts";
 import { createLogger, type Logger } from "./logger.ts";
@@ -19,7 +20,8 @@ import { DatabaseIntegrityError } from "./store/integrity-check.ts";
 import { migrate, MigrationError } from "./store/migrate.ts";
 
 const USAGE = `Usage:
-  node src/main.ts [--dev] [--config FILE]          serve (npm start: --dev; npm run start:prod: without)
+  node src/main.ts [--dev [--force-dev]] [--config FILE]
+                                                    serve (npm start: --dev; npm run start:prod: without)
   node src/main.ts migrate [--config FILE]          apply database migrations and exit (npm run db:migrate)
   node src/main.ts rotate-keys [--config FILE] [--replace-unreadable]
                                                     start signing with a new key and exit (npm run keys:rotate);
@@ -28,7 +30,9 @@ const USAGE = `Usage:
   node src/main.ts admin <command> [--json] [--config FILE]   operators' tool (admin --help)
 
 Options:
-  --dev            development mode: built-in dev OpenID issuer at /dev/oidc (refused when NODE_ENV=production)
+  --dev            development mode: built-in dev OpenID issuer at /dev/oidc (refused when NODE_ENV=production,
+                   when listening beyond loopback, or on a database with identities of other providers)
+  --force-dev      start dev mode despite those last two refusals (also FORCE_DEV=1)
   --config FILE    YAML or JSON configuration (default: CONFIG_FILE, else ./config.yaml when present);
                    config.example.yaml documents every key and the environment variables that override them
   -h, --help       this text
@@ -59,6 +63,7 @@ async function main(): Promise<number> {
       args: process.argv.slice(2),
       options: {
         dev: { type: "boolean", default: false },
+        "force-dev": { type: "boolean", default: false },
         config: { type: "string" },
         "replace-unreadable": { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
@@ -104,7 +109,24 @@ async function main(): Promise<number> {
 
   const refusals = config.dev ? [] : productionRefusals(config);
   if (refusals.length > 0) throw new ConfigError(`refusing to serve in production (without --dev):\n${refusals.map((r) => `  ${r}`).join("\n")}`);
+  // Dev mode cannot meet real data: refused beyond loopback or over other providers' identities.
+  const forceDev = values["force-dev"] || ["1", "true"].includes(process.env["FORCE_DEV"] ?? "");
+  const devRefusal = async (check: () => void | Promise<void>) => {
+    try {
+      await check();
+    } catch (e) {
+      if (!(e instanceof DevModeRefused) || !forceDev) throw e;
+      logger.warn("dev mode forced", { refusal: e.message });
+    }
+  };
+  await devRefusal(() => checkDevListen(config));
   const app = await createApp(config, logger);
+  try {
+    await devRefusal(() => checkDevDatabase(config, app.database));
+  } catch (e) {
+    await app.close();
+    throw e;
+  }
   // Shutdown: not ready at once (load balancers and gRPC health watchers stop sending), still
   // serving for server.shutdown_delay_ms while they catch up, then drain. SIGINT (an operator at
   // a terminal) skips the delay. The handlers are in place before the port opens, so a signal
@@ -184,7 +206,7 @@ main().then(
       process.stderr.write(`${e.message}\n\n${USAGE}`);
       process.exit(2);
     }
-    if (e instanceof ConfigError || e instanceof MigrationError) {
+    if (e instanceof ConfigError || e instanceof MigrationError || e instanceof DevModeRefused) {
       process.stderr.write(`${e.name}: ${e.message}\n`);
       process.exit(2);
     }

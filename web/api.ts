@@ -106,10 +106,29 @@ function snake(name: string): string {
 }
 
 const DEVICE_KEY = "idtoken-signin.device_id";
+const CREDENTIAL_KEY = "idtoken-signin.device_credential";
+
+/**
+ * This browser's device credential (`tdc_...`), when an MFA with "trust this device" issued one:
+ * presented at sign-in, it skips the second factor for the user it was issued to. A secret, like
+ * a password: kept in localStorage and sent only in the sign-in request.
+ */
+export function deviceCredential(): string | null {
+  const known = localStorage.getItem(CREDENTIAL_KEY);
+  return known !== null && /^tdc_[A-Za-z0-9_-]{43}$/.test(known) ? known : null;
+}
+
+export function storeDeviceCredential(credential: string): void {
+  localStorage.setItem(CREDENTIAL_KEY, credential);
+}
+
+export function dropDeviceCredential(): void {
+  localStorage.removeItem(CREDENTIAL_KEY);
+}
 
 /**
  * This browser's device id: 256 random bits kept in localStorage, sent with every sign-in so the
- * service recognises (and, after MFA with "trust this device", trusts) this browser.
+ * service recognises this browser as seen before (a risk signal only: it never skips MFA).
  */
 export function deviceId(): string {
   const known = localStorage.getItem(DEVICE_KEY);

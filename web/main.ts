@@ -14,12 +14,15 @@ import {
   type Api,
   createApi,
   describeProblem,
+  deviceCredential,
   deviceId,
+  dropDeviceCredential,
   forgetDevice,
   mintDevIdToken,
   type Problem,
   type Protocol,
   PROTOCOL_NAMES,
+  storeDeviceCredential,
 } from "./api.ts";
 import { abbreviate, byId, clock, code, el, show, timeEl } from "./dom.ts";
 import { renderLogin } from "./login-view.ts";
@@ -112,11 +115,20 @@ function field(form: HTMLFormElement, name: string): string {
 // --- sign-in, MFA, tokens --------------------------------------------------------------------
 
 async function signin(idToken: string, provider: string | undefined): Promise<void> {
-  const res = await api.auth.signinWithIdToken({ idToken, ...(provider ? { provider } : {}), deviceId: deviceId() });
+  const credential = deviceCredential();
+  const res = await api.auth.signinWithIdToken({
+    idToken, ...(provider ? { provider } : {}), deviceId: deviceId(), ...(credential === null ? {} : { deviceCredential: credential }),
+  });
   handleLogin(res, "SigninWithIdToken");
 }
 
 function handleLogin(res: LoginResponse, rpc: string): void {
+  if (res.deviceCredential !== undefined) {
+    // Shown once by the service: kept in this browser only, and not displayed.
+    storeDeviceCredential(res.deviceCredential);
+    res.deviceCredential = "(kept in this browser)";
+  }
+  showTrust();
   if (rpc !== "RefreshToken") sessionStart = res;
   renderLogin(res, rpc, sessionStart ?? res);
   if (res.requiresMfa) {
@@ -358,27 +370,49 @@ async function confirmTotp(form: HTMLFormElement): Promise<void> {
   await loadMfaStatus();
 }
 
-function describeBrowser(ua: string | undefined): string {
-  if (ua === undefined) return "—";
-  const browser = /Edg\//.test(ua) ? "Edge" : /HeadlessChrome\//.test(ua) ? "Headless Chrome" : /Chrome\//.test(ua) ? "Chrome"
-    : /Firefox\//.test(ua) ? "Firefox" : /Safari\//.test(ua) ? "Safari" : ua.split(/[ /]/)[0] ?? "?";
-  const os = /Windows/.test(ua) ? "Windows" : /Android/.test(ua) ? "Android" : /iPhone|iPad/.test(ua) ? "iOS"
-    : /Mac OS X/.test(ua) ? "macOS" : /Linux/.test(ua) ? "Linux" : "";
-  return os === "" ? browser : `${browser} on ${os}`;
+const FAMILY_NAMES: Record<string, string> = {
+  chrome: "Chrome", firefox: "Firefox", safari: "Safari", edge: "Edge", opera: "Opera", samsung: "Samsung Internet",
+  windows: "Windows", macos: "macOS", linux: "Linux", android: "Android", ios: "iOS", chromeos: "ChromeOS",
+};
+
+/** The browser and OS family the service read from the session's User-Agent ("Firefox on Linux"). */
+function describeBrowser(s: Session): string {
+  const name = (family: string | undefined) => (family === undefined ? undefined : FAMILY_NAMES[family] ?? family);
+  const browser = name(s.browser) ?? s.userAgent?.split(/[ /]/)[0] ?? "—";
+  const os = name(s.os);
+  return os === undefined ? browser : `${browser} on ${os}`;
+}
+
+/** Whether this browser holds a device credential, and the button that forgets it. */
+function showTrust(): void {
+  const trusted = deviceCredential() !== null;
+  byId("trust-status").textContent = trusted
+    ? "This browser is trusted: signing in here skips the second factor (unless a sign-in looks high risk)."
+    : "This browser is not trusted: signing in from a new context asks for a second factor.";
+  show("trust-forget", trusted);
+}
+
+/** "Forget this device": the service stops trusting this browser's credential, and it is dropped here. */
+async function forgetTrust(): Promise<void> {
+  const credential = deviceCredential();
+  if (credential === null) return;
+  const r = await api.user.forgetDevice({ deviceCredential: credential });
+  dropDeviceCredential();
+  showTrust();
+  notice(r.forgottenDevices > 0 ? "This device is forgotten: the next sign-in here asks for a second factor." : "This device was no longer trusted.");
 }
 
 async function loadSessions(): Promise<void> {
   const { sessions } = await api.user.listSessions({});
-  const mine = deviceId();
-  byId("sessions").querySelector("tbody")!.replaceChildren(...sessions.map((s) => sessionRow(s, mine)));
+  byId("sessions").querySelector("tbody")!.replaceChildren(...sessions.map(sessionRow));
 }
 
-function sessionRow(s: Session, mine: string): HTMLTableRowElement {
+function sessionRow(s: Session): HTMLTableRowElement {
   const tr = el("tr");
   const device = el("td");
   if (s.current) device.append(el("span", "this session", { class: "badge ok" }));
-  else device.append(s.deviceId === undefined ? "no device id" : s.deviceId === mine ? "this browser" : code(abbreviate(s.deviceId, 4)));
-  if (s.ip !== undefined) device.append(el("br"), el("span", s.ip, { class: "hint" }));
+  else device.append(s.ip ?? "address unknown");
+  if (s.current && s.ip !== undefined) device.append(el("br"), el("span", s.ip, { class: "hint" }));
   const signedInAt = el("td");
   signedInAt.append(timeEl(s.createdAt, "short"));
   const lastUsed = el("td");
@@ -395,7 +429,7 @@ function sessionRow(s: Session, mine: string): HTMLTableRowElement {
     );
     act.append(revoke);
   }
-  tr.append(device, el("td", describeBrowser(s.userAgent)), signedInAt, lastUsed, act);
+  tr.append(device, el("td", describeBrowser(s)), signedInAt, lastUsed, act);
   tr.dataset["sessionId"] = s.id;
   return tr;
 }
@@ -461,6 +495,8 @@ function init(): void {
   onClick("sessions-reload", loadSessions);
   onClick("signout-this", () => signOut(false));
   onClick("signout-all", () => signOut(true));
+  onClick("trust-forget", forgetTrust);
+  showTrust();
   byId("device-forget").addEventListener("click", () => {
     byId("device-id").textContent = abbreviate(forgetDevice(), 6);
     notice("This browser now has a new device id: the service will see a device it does not know.");

@@ -11,6 +11,7 @@ const DAY_MS = 86_400_000;
 export interface Purgers {
   challenges: { purgeExpiredChallenges(before: Date): Promise<number> };
   sessions: { purgeExpiredSessions(before: Date): Promise<number> };
+  trustedDevices: { purgeExpired(before: Date): Promise<number> };
   audit: { purgeExpiredUses(before: Date): Promise<number>; purgeAuditBefore(before: Date): Promise<number> };
 }
 
@@ -37,7 +38,7 @@ export function createRefusalFlusher(deps: { addressLimit: AddressLimit | undefi
 /**
  * The background jobs of a listening replica; returns the function that stops them. Every
  * minute: pick up signing keys rotated by other replicas or by command, rotate on schedule.
- * Hourly: delete challenges and sessions past their life (a day late, so that a just-expired
+ * Hourly: delete challenges, sessions and trusted devices past their life (a day late, so that a just-expired
  * session still answers `session_expired`), spent single-use markers and audit rows older than
  * the retention (indexed deletes; any replica may run them). Every `refusalIntervalSeconds`:
  * write the address limit's refusals.
@@ -63,12 +64,13 @@ export function startUpkeep(deps: {
     Promise.all([
       purgers.challenges.purgeExpiredChallenges(before),
       purgers.sessions.purgeExpiredSessions(before),
+      purgers.trustedDevices.purgeExpired(clock.now()),
       purgers.audit.purgeExpiredUses(clock.now()),
       retentionDays === 0 ? 0 : purgers.audit.purgeAuditBefore(new Date(clock.now().getTime() - retentionDays * DAY_MS)),
     ]).then(
-      ([challenges, sessions, usedTokens, auditRows]) => {
-        if (challenges + sessions + usedTokens + auditRows > 0) {
-          logger.info("purged expired rows", { challenges, sessions, used_id_tokens: usedTokens, audit_events: auditRows });
+      ([challenges, sessions, trustedDevices, usedTokens, auditRows]) => {
+        if (challenges + sessions + trustedDevices + usedTokens + auditRows > 0) {
+          logger.info("purged expired rows", { challenges, sessions, trusted_devices: trustedDevices, used_id_tokens: usedTokens, audit_events: auditRows });
         }
       },
       (e: unknown) => logger.warn("purge failed", { cause: String(e) }),

@@ -194,7 +194,7 @@ const mfa = z
       .describe("MFA required but no factor enrolled: let in with mfa_enrollment_required, refuse, or refuse only at high risk"),
     challenge_ttl_seconds: z.number().int().min(30).max(3600).default(300),
     max_attempts: z.number().int().min(1).max(20).default(5),
-    trusted_device_days: z.number().int().min(0).max(365).default(30).describe("0: devices are never trusted"),
+    trusted_device_days: z.number().int().min(0).max(365).default(30).describe("Lifetime of a device credential (VerifyMfa trust_device); 0: none is issued"),
     trusted_device_max_level: z.enum(["none", "low", "medium", "high"]).default("medium").describe("A trusted device skips MFA up to this level"),
     recommended_methods: z
       .object({

@@ -1,7 +1,7 @@
 import type { BlockList } from "node:net";
 import { addressListOf, isListed } from "./address-list.ts";
 import type { ClientInfo, ExternalIdentity, RiskSummary } from "./model.ts";
-import type { GeoLocator, SeenContext, SigninHistory, SigninHistoryReader } from "./ports/risk-history.ts";
+import type { GeoLocator, SeenContext, SigninHistory, SigninHistoryQuery, SigninHistoryReader } from "./ports/risk-history.ts";
 import {
   assessRisk,
   decideMfa,
@@ -34,7 +34,7 @@ export interface SigninGate {
   decision: MfaDecision;
   /** How the device was recognised (null: it could not be). */
   device: DeviceKey | null;
-  /** Whether the device is trusted now. */
+  /** Whether the attempt presented this user's device credential, unexpired. */
   deviceTrusted: boolean;
   /** What to remember as seen when this sign-in completes. */
   seen: SeenContext;
@@ -45,8 +45,11 @@ export interface SigninGate {
 }
 
 export interface AdaptiveMfa {
-  /** What to ask the store about a user's history for a sign-in from `client` at `now`. */
-  historyQuery(client: ClientInfo, now: Date): { deviceKey: string | null; network: string | null; failuresSince: Date };
+  /**
+   * What to ask the store about a user's history for a sign-in from `client` at `now` that
+   * presented the device credential with hash `trustedDevice` (null: none).
+   */
+  historyQuery(client: ClientInfo, now: Date, trustedDevice: string | null): SigninHistoryQuery;
   evaluate(input: SigninAttempt): Promise<SigninGate>;
 }
 
@@ -58,8 +61,10 @@ export interface SigninAttempt {
   account: "create" | "link" | "existing";
   client: ClientInfo;
   now: Date;
+  /** The hash of the device credential the attempt presented (null: none). */
+  trustedDevice: string | null;
   /**
-   * The user's history for `historyQuery(client, now)`, when the caller already read it (the
+   * The user's history for `historyQuery(client, now, trustedDevice)`, when the caller already read it (the
    * sign-in reads it with the account); otherwise it is read here.
    */
   history?: SigninHistory | undefined;
@@ -83,30 +88,33 @@ export function createAdaptiveMfa(deps: AdaptiveMfaDeps): AdaptiveMfa {
     }
     return seen;
   };
-  const historyQuery = (client: ClientInfo, now: Date) => {
+  const historyQuery = (client: ClientInfo, now: Date, trustedDevice: string | null): SigninHistoryQuery => {
     const { device, network } = recognise(client);
     return {
       deviceKey: device?.key ?? null,
       network,
       failuresSince: new Date(now.getTime() - deps.recentFailuresWindowSeconds * 1000),
+      trustedDevice,
     };
   };
 
   return {
     historyQuery,
-    async evaluate({ identity, userId, account, client, now, history: known }) {
+    async evaluate({ identity, userId, account, client, now, trustedDevice, history: known }) {
       const { device, network } = recognise(client);
       const geo = client.ip === null || deps.geo === null ? null : deps.geo.locate(client.ip);
       const history =
-        userId === null ? null : known ?? (await deps.history.signinHistory(userId, historyQuery(client, now)));
-      const deviceTrusted =
-        device !== null && device.trustable && (history?.device?.trustedUntil ?? null) !== null && history!.device!.trustedUntil! > now;
+        userId === null ? null : known ?? (await deps.history.signinHistory(userId, historyQuery(client, now, trustedDevice)));
+      // Trust is the credential VerifyMfa issued, found for this user and unexpired; a device id
+      // or User-Agent (anything a client can copy or guess) only says "seen before".
+      const trusted = history?.trustedDevice ?? null;
+      const deviceTrusted = trusted !== null && trusted.expiresAt > now;
 
       const observation: RiskObservation = {
         now,
         account,
         hasHistory: history?.hasHistory ?? false,
-        device: { key: device?.key ?? null, known: history?.device != null },
+        device: { key: device?.key ?? null, known: history?.deviceKnown ?? false },
         network: { value: network, known: history?.networkKnown ?? false },
         geo,
         knownCountries: history?.countries ?? [],
@@ -125,7 +133,7 @@ export function createAdaptiveMfa(deps: AdaptiveMfaDeps): AdaptiveMfa {
         decision,
         device,
         deviceTrusted,
-        seen: { deviceKey: device?.key ?? null, network, geo },
+        seen: { deviceKey: device?.key ?? null, network, geo, trustedDeviceId: deviceTrusted ? trusted!.id : null },
         summary: {
           score: assessment.score,
           level: assessment.level,

@@ -25,6 +25,6 @@ export function randomBase32(bytes: number): string {
  * A new prefixed identifier such as `usr_0k3…` (128 random bits). Prefixes tell an id's kind at a
  * glance in logs and support tickets (`usr_…` a user, `ses_…` a session).
  */
-export function newId(prefix: "usr" | "idn" | "ses" | "rtk" | "evt" | "chl" | "mfa" | "rcv" | "pk" | "wac"): string {
+export function newId(prefix: "usr" | "idn" | "ses" | "rtk" | "evt" | "chl" | "mfa" | "rcv" | "pk" | "wac" | "tdv"): string {
   return `${prefix}_${randomBase32(16)}`;
 }

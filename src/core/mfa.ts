@@ -14,6 +14,7 @@ import type { AuthEvents } from "./auth-events.ts";
 import type { MfaMethod } from "./risk.ts";
 import { assertActive } from "./user-status.ts";
 import { boundedResponse, ceremonyHash } from "./passkeys.ts";
+import { coarseUserAgent, deviceKeyOf } from "./signin-context.ts";
 import type { JsonObject, PasskeyRecord, PasskeyStore, RelyingParty, WebauthnCeremonies } from "./ports/webauthn.ts";
 
 /** What VerifyMfa needs to take passkeys (method `webauthn`). */
@@ -40,7 +41,7 @@ export interface MfaServiceDeps {
   sessionTtlSeconds: number;
   /** Verification calls a challenge allows; the one that reaches it without success kills it. */
   maxAttempts: number;
-  /** How long `trust_device` trusts a device, in days (0: never). */
+  /** How long the device credential `trust_device` issues is valid, in days (0: never issued). */
   trustedDeviceDays: number;
   /** Recovery codes per set. */
   recoveryCodeCount: number;
@@ -226,6 +227,7 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
     const sessionId = newId("ses");
     let failure: DomainError | undefined;
     let found: ChallengeState | null = null;
+    let trusted: { token: string; hash: string } | null = null;
 
     const decide = (state: ChallengeState | null): ChallengeDecision => {
       found = state;
@@ -251,8 +253,9 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
         return reject(new DomainError("challenge_exhausted", "too many attempts for this challenge; sign in again"));
       }
       if (c.expiresAt <= now) return reject(new DomainError("challenge_expired", "the challenge has expired; sign in again"));
-      // Bound to the device it was issued to, when that device identified itself.
-      if (c.deviceId !== null && client.deviceId !== c.deviceId) {
+      // Bound to the device it was issued to, when that device identified itself (compared by
+      // the hashed key: the raw device id is stored nowhere).
+      if (c.deviceKey?.startsWith("id:") === true && deviceKeyOf(client)?.key !== c.deviceKey) {
         return reject(new DomainError("challenge_invalid", "this challenge was issued to another device; sign in again"));
       }
       try {
@@ -303,8 +306,9 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
       }
 
       const amr = [...new Set([...c.amr, AMR_OF[method], "mfa"])];
-      const trustable = c.deviceKey?.startsWith("id:") === true && deps.trustedDeviceDays > 0;
-      const trustedUntil = input.trustDevice && trustable ? new Date(now.getTime() + deps.trustedDeviceDays * 86_400_000) : null;
+      // Trust is a fresh credential (256 random bits) handed to this client once; only its hash
+      // is stored, bound to the user. Nothing the client sent before (device id, User-Agent) is it.
+      trusted = input.trustDevice && deps.trustedDeviceDays > 0 ? deps.opaqueTokens.issue("tdc") : null;
       const expiresAt = new Date(now.getTime() + deps.sessionTtlSeconds * 1000);
       return {
         kind: "complete",
@@ -314,18 +318,26 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
           userId: c.userId,
           provider: c.provider,
           amr,
-          client: { ...client, deviceId: c.deviceId ?? client.deviceId },
+          client,
           createdAt: now,
           expiresAt,
         },
         refreshToken: { id: newId("rtk"), sessionId, tokenHash: refresh.hash, createdAt: now, expiresAt },
-        seen: { ...c.context, trustedUntil },
+        seen: { ...c.context, trustedDeviceId: null },
+        trustDevice: trusted === null ? null : {
+          id: newId("tdv"),
+          userId: c.userId,
+          credentialHash: trusted.hash,
+          label: coarseUserAgent(client.userAgent),
+          createdAt: now,
+          expiresAt: new Date(now.getTime() + deps.trustedDeviceDays * 86_400_000),
+        },
         audit: {
           ...audit("signin.succeeded", undefined, {
             account: "existing",
             mfa: { method, challenge_id: c.id, ...(spend.kind === "webauthn" ? { passkey_id: spend.passkeyId } : {}) },
             risk: { score: c.risk.score, level: c.risk.level, reason: c.risk.reason },
-            ...(input.trustDevice ? { trust_device: trustedUntil === null ? "refused_unidentified_device" : "trusted" } : {}),
+            ...(input.trustDevice ? { trust_device: trusted === null ? "refused_disabled" : "trusted" } : {}),
           }),
         },
       };
@@ -349,6 +361,7 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
     );
     const result = loginResultOf(deps, user, sessionId, accessToken, refresh.token, now);
     result.risk = state.challenge.risk;
+    if (decision.trustDevice !== null && trusted !== null) result.deviceCredential = (trusted as { token: string }).token;
     return result;
   }
 
@@ -380,7 +393,7 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
       }
       if (c.consumedReason === "exhausted") throw new DomainError("challenge_exhausted", "too many attempts for this challenge; sign in again");
       if (c.expiresAt <= now) throw new DomainError("challenge_expired", "the challenge has expired; sign in again");
-      if (c.deviceId !== null && client.deviceId !== c.deviceId) {
+      if (c.deviceKey?.startsWith("id:") === true && deviceKeyOf(client)?.key !== c.deviceKey) {
         throw new DomainError("challenge_invalid", "this challenge was issued to another device; sign in again");
       }
       // Each call stores a ceremony: bounded per challenge, so a challenge token cannot fill the table.

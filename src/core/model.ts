@@ -156,6 +156,8 @@ export interface LoginResult {
    * second factor and policy let them in.
    */
   mfaCheckReason?: string | undefined;
+  /** MFA completion with `trust_device` only: the new device credential, shown this once. */
+  deviceCredential?: string | undefined;
 }
 
 /** The outcome of risk assessment, as a client is told it. */
@@ -195,7 +197,6 @@ export interface SessionInfo {
   amr: string[];
   ip: string | null;
   userAgent: string | null;
-  deviceId: string | null;
   createdAt: Date;
   lastUsedAt: Date;
   expiresAt: Date;

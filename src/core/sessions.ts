@@ -7,6 +7,8 @@ import type { ClientInfo, LoginResult, PasswordStatus, Principal, SessionInfo, U
 import { NO_PASSWORD_EXPIRY, type PasswordExpiryPolicy, passwordStatusOf } from "./password-policy.ts";
 import type { OpaqueTokens, RefreshDecision, RefreshState, SessionStore } from "./ports/sessions.ts";
 import type { AccessTokenIssuer, AccessTokenVerifier } from "./ports/signing-keys.ts";
+import type { TrustedDeviceStore } from "./ports/trusted-devices.ts";
+import { userAgentFamily } from "./signin-context.ts";
 import { assertActive } from "./user-status.ts";
 
 export interface SessionDeps {
@@ -21,7 +23,14 @@ export interface SessionDeps {
   passwordExpiry?: PasswordExpiryPolicy;
   /** The per-address limit of refresh and of sign-out by refresh token. */
   addressLimit?: AddressLimit | undefined;
+  /** "Forget this device" (ForgetDevice). */
+  trustedDevices: TrustedDeviceStore;
 }
+
+/** A session as its owner sees it listed: what a person recognises, no identifier of the device. */
+export type SessionListing = SessionInfo & { browser: string | null; os: string | null };
+
+const DEVICE_CREDENTIAL = /^tdc_[A-Za-z0-9_-]{43}$/;
 
 
 export interface SessionService {
@@ -40,7 +49,12 @@ export interface SessionService {
     client: ClientInfo,
   ): Promise<number>;
   currentUser(principal: Principal): Promise<{ user: UserRecord; passwordStatus: PasswordStatus }>;
-  listSessions(principal: Principal): Promise<SessionInfo[]>;
+  listSessions(principal: Principal): Promise<SessionListing[]>;
+  /**
+   * "Forget this device": the caller's trusted device with this credential, or all of them,
+   * stop skipping MFA; returns how many were forgotten (0 for a credential not the caller's).
+   */
+  forgetDevices(principal: Principal, which: { credential: string } | { all: true }, client: ClientInfo): Promise<number>;
   revokeSession(principal: Principal, sessionId: string, client: ClientInfo): Promise<void>;
 }
 
@@ -181,8 +195,23 @@ export function createSessionService(deps: SessionDeps): SessionService {
       return { user, passwordStatus: passwordStatusOf(user, clock.now(), deps.passwordExpiry ?? NO_PASSWORD_EXPIRY) };
     },
 
-    listSessions(principal) {
-      return store.listActiveSessions(principal.userId, clock.now());
+    async listSessions(principal) {
+      const sessions = await store.listActiveSessions(principal.userId, clock.now());
+      return sessions.map((s) => ({ ...s, ...userAgentFamily(s.userAgent) }));
+    },
+
+    async forgetDevices(principal, which, client) {
+      const now = clock.now();
+      let hash: string | null = null;
+      if ("credential" in which) {
+        if (which.credential === "") throw new DomainError("invalid_request", "send device_credential, or all_devices: true");
+        // Not a credential of ours: nothing to forget (and nothing to hash).
+        if (!DEVICE_CREDENTIAL.test(which.credential)) return 0;
+        hash = opaqueTokens.hash(which.credential);
+      }
+      return deps.trustedDevices.forget(principal.userId, hash, {
+        type: "device.forgotten", at: now, userId: principal.userId, client, detail: { all_devices: hash === null },
+      });
     },
 
     async revokeSession(principal, sessionId, client) {

@@ -6,15 +6,15 @@ import type { ClientInfo } from "./model.ts";
  * How a sign-in's device is recognised, in this order:
  *
  * 1. `id:` — the device identifier the client sends: `device_id` in SigninWithIdTokenRequest, or
- *    the `x-device-id` header (the field wins). Clients should create a random value (>= 128 bits)
- *    once per installation and keep it like a secret; it is what a trusted device is remembered by.
+ *    the `x-device-id` header (the field wins). A label: it only counts as "seen before" and
+ *    never skips MFA (that takes the device credential VerifyMfa issues, ports/trusted-devices.ts).
  * 2. `ua:` — otherwise a coarse fingerprint of the User-Agent: browser family and OS family
  *    (`chrome/windows`), or the product name of a non-browser client (`grpc-node-js`). Versions are
  *    left out so that browser updates do not make every device new. Anyone can send any
  *    User-Agent, so a fingerprint only counts as "seen before"; it can never be trusted.
  * 3. null — neither: the device cannot be recognised and is always new.
  *
- * Only a SHA-256 of the identifier or fingerprint is stored.
+ * Only a SHA-256 of the identifier or fingerprint is stored (user_devices, mfa_challenges).
  */
 export function deviceKeyOf(client: Pick<ClientInfo, "deviceId" | "userAgent">): DeviceKey | null {
   if (client.deviceId !== null && client.deviceId !== "") {
@@ -26,7 +26,7 @@ export function deviceKeyOf(client: Pick<ClientInfo, "deviceId" | "userAgent">):
 
 export interface DeviceKey {
   key: string;
-  /** Only client-sent identifiers can be marked trusted. */
+  /** A client-sent identifier (`id:`), not a User-Agent fingerprint. */
   trustable: boolean;
 }
 
@@ -49,13 +49,26 @@ const BROWSER_FAMILIES: readonly [string, RegExp][] = [
   ["safari", /safari|applewebkit/],
 ];
 
+/**
+ * The browser and OS family of a User-Agent (`firefox`, `linux`), what a person recognises a
+ * session or device by; each null when unknown. No versions, no identifiers.
+ */
+export function userAgentFamily(userAgent: string | null): { browser: string | null; os: string | null } {
+  if (userAgent === null) return { browser: null, os: null };
+  const ua = userAgent.toLowerCase().slice(0, 512);
+  if (!ua.startsWith("mozilla/")) return { browser: null, os: null };
+  return {
+    browser: BROWSER_FAMILIES.find(([, re]) => re.test(ua))?.[0] ?? null,
+    os: OS_FAMILIES.find(([, re]) => re.test(ua))?.[0] ?? null,
+  };
+}
+
 /** The coarse fingerprint of a User-Agent (see deviceKeyOf), or null when there is none. */
 export function coarseUserAgent(userAgent: string | null): string | null {
   if (userAgent === null) return null;
   const ua = userAgent.toLowerCase().slice(0, 512);
-  const browser = BROWSER_FAMILIES.find(([, re]) => re.test(ua))?.[0];
-  const os = OS_FAMILIES.find(([, re]) => re.test(ua))?.[0];
-  if (ua.startsWith("mozilla/") && (browser !== undefined || os !== undefined)) {
+  const { browser, os } = userAgentFamily(userAgent);
+  if (browser !== null || os !== null) {
     return `${browser ?? "browser"}/${os ?? "unknown"}`;
   }
   const product = /^[a-z0-9][a-z0-9._-]{0,63}/.exec(ua.trim())?.[0];

@@ -55,7 +55,11 @@ export interface SigninInput {
   provider?: string | undefined;
   nonce?: string | undefined;
   client: ClientInfo;
+  /** The device credential (`tdc_...`) a trusted device presents; anything else is ignored. */
+  deviceCredential?: string | undefined;
 }
+
+const DEVICE_CREDENTIAL = /^tdc_[A-Za-z0-9_-]{43}$/;
 
 export interface SigninService {
   /** Tokens, or, when risk calls for a second factor, a challenge to complete with VerifyMfa. */
@@ -131,18 +135,22 @@ export function createSigninService(deps: SigninDeps): SigninService {
       identity = await verifyIdToken(input);
       const verified = identity;
       const uses = singleUses(verified, input.client);
+      // One SHA-256, only when a credential is presented; the read finds it for this user only.
+      const trustedDevice = input.deviceCredential !== undefined && DEVICE_CREDENTIAL.test(input.deviceCredential)
+        ? opaqueTokens.hash(input.deviceCredential)
+        : null;
       let usernameTaken = false;
       for (let attempt = 1; ; attempt++) {
         const now = clock.now();
         try {
-          const snapshot = await reader.readSignin(snapshotQuery(verified, input.client, now));
+          const snapshot = await reader.readSignin(snapshotQuery(verified, input.client, now, trustedDevice));
           observeAddressFailures(snapshot, input.client);
           const account = await resolveAccount(verified, snapshot, now, usernameTaken);
           userId = account.kind === "create" ? account.write.user.id : account.userId;
           if (account.kind === "existing") assertActive(account.user, now);
           // Risk is assessed on every sign-in, before anything is written: the federated path is
           // never an MFA bypass.
-          const gate = deps.adaptiveMfa === undefined ? null : await deps.adaptiveMfa.evaluate(riskQuery(verified, account, input.client, now));
+          const gate = deps.adaptiveMfa === undefined ? null : await deps.adaptiveMfa.evaluate(riskQuery(verified, account, input.client, now, trustedDevice));
           riskDetail = gate?.auditDetail;
           riskLevel = gate?.summary.level;
           refuseWithoutFactor(gate);
@@ -176,13 +184,14 @@ export function createSigninService(deps: SigninDeps): SigninService {
     deps.addressLimit.observe(key, snapshot.ipFailures);
   }
 
-  function riskQuery(identity: ExternalIdentity, account: Resolved, client: ClientInfo, now: Date): SigninAttempt {
+  function riskQuery(identity: ExternalIdentity, account: Resolved, client: ClientInfo, now: Date, trustedDevice: string | null): SigninAttempt {
     return {
       identity,
       userId: account.kind === "create" ? null : account.userId,
       account: account.kind,
       client,
       now,
+      trustedDevice,
       // An existing user's history came with the read; a link reads the owner's.
       ...(account.kind === "existing" && account.history !== null ? { history: account.history } : {}),
     };
@@ -242,7 +251,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
     return e instanceof SigninConflict ? new DomainError("internal", "sign-in could not be completed", { cause: e }) : e;
   }
 
-  function snapshotQuery(identity: ExternalIdentity, client: ClientInfo, now: Date): SigninSnapshotQuery {
+  function snapshotQuery(identity: ExternalIdentity, client: ClientInfo, now: Date, trustedDevice: string | null): SigninSnapshotQuery {
     const email = normalizeEmail(identity.email);
     const limit = deps.addressLimit;
     const key = limitKeyOf(client);
@@ -254,7 +263,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
         limit === undefined || key === null
           ? null
           : { ip: key, since: new Date(now.getTime() - limit.windowSeconds * 1000), cap: limit.max },
-      history: deps.adaptiveMfa?.historyQuery(client, now) ?? null,
+      history: deps.adaptiveMfa?.historyQuery(client, now, trustedDevice) ?? null,
     };
   }
 
@@ -406,7 +415,6 @@ export function createSigninService(deps: SigninDeps): SigninService {
         identityId: account.kind === "existing" ? account.identityId : account.identity.id,
         provider: identity.provider.name,
         deviceKey: gate.device?.key ?? null,
-        deviceId: client.deviceId,
         ip: client.ip,
         userAgent: client.userAgent,
         amr: federatedAmr(identity),

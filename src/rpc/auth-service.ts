@@ -37,6 +37,7 @@ export function registerAuthService(deps: AuthServiceDeps) {
           provider: emptyToUndefined(req.provider),
           nonce: req.nonce,
           client: { ...client, deviceId: clipDeviceId(req.deviceId) ?? client.deviceId },
+          deviceCredential: req.deviceCredential,
         });
         return "challengeToken" in result ? challengeToPb(result) : loginResultToPb(result);
       },
@@ -95,6 +96,7 @@ function loginResultToPb(result: LoginResult): LoginResponse {
     ...passwordFieldsToPb(result.passwordStatus),
     ...riskToPb(result.risk),
     ...(result.mfaCheckReason === undefined ? {} : { mfaCheckReason: result.mfaCheckReason }),
+    ...(result.deviceCredential === undefined ? {} : { deviceCredential: result.deviceCredential }),
     user,
     userId: result.user.id,
   });
@@ -102,7 +104,9 @@ function loginResultToPb(result: LoginResult): LoginResponse {
 
 /**
  * A sign-in stopped for MFA: the challenge and why, and no token. Before the second factor the
- * caller learns no more about the account than it needs (no password expiry details).
+ * caller learns only what it needs to continue: nothing about the account (no user, no user ID,
+ * no e-mail, phone or username, no password state). Whoever holds a stolen or phished ID token
+ * learns nothing personal from it.
  */
 function challengeToPb(result: MfaChallengeResult): LoginResponse {
   return create(LoginResponseSchema, {
@@ -112,10 +116,7 @@ function challengeToPb(result: MfaChallengeResult): LoginResponse {
     requiresMfa: true,
     requiredMfaMethods: result.methods,
     mfaCheckReason: result.reason,
-    mustChangePassword: result.user.mustChangePassword,
     ...riskToPb(result.risk),
-    user: userToPb(result.user, { mustChangePassword: result.user.mustChangePassword }),
-    userId: result.user.id,
   });
 }
 

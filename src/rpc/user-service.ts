@@ -1,10 +1,10 @@
 import { create } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
-import type { SessionInfo } from "../core/model.ts";
 import type { PasswordService } from "../core/passwords.ts";
-import type { SessionService } from "../core/sessions.ts";
+import type { SessionListing, SessionService } from "../core/sessions.ts";
 import {
   ChangePasswordResponseSchema,
+  ForgetDeviceResponseSchema,
   ListSessionsResponseSchema,
   RevokeSessionResponseSchema,
   type Session,
@@ -32,6 +32,14 @@ export function registerUserService(deps: { sessions: SessionService; passwords:
         await deps.sessions.revokeSession(principalOf(ctx.values), req.sessionId, ctx.values.get(kClient));
         return create(RevokeSessionResponseSchema, {});
       },
+      async forgetDevice(req, ctx) {
+        const forgotten = await deps.sessions.forgetDevices(
+          principalOf(ctx.values),
+          req.allDevices ? { all: true } : { credential: req.deviceCredential ?? "" },
+          ctx.values.get(kClient),
+        );
+        return create(ForgetDeviceResponseSchema, { forgottenDevices: forgotten });
+      },
       async changePassword(req, ctx) {
         const result = await deps.passwords.changePassword({
           principal: principalOf(ctx.values),
@@ -48,7 +56,8 @@ export function registerUserService(deps: { sessions: SessionService; passwords:
   };
 }
 
-function sessionToPb(s: SessionInfo, currentId: string): Session {
+/** A session as a person recognises it: browser and OS family, first and last seen, address. */
+function sessionToPb(s: SessionListing, currentId: string): Session {
   return create(SessionSchema, {
     id: s.id,
     createdAt: rfc3339(s.createdAt),
@@ -56,7 +65,8 @@ function sessionToPb(s: SessionInfo, currentId: string): Session {
     expiresAt: rfc3339(s.expiresAt),
     current: s.id === currentId,
     ...(s.provider === null ? {} : { provider: s.provider }),
-    ...(s.deviceId === null ? {} : { deviceId: s.deviceId }),
+    ...(s.browser === null ? {} : { browser: s.browser }),
+    ...(s.os === null ? {} : { os: s.os }),
     ...(s.ip === null ? {} : { ip: s.ip }),
     ...(s.userAgent === null ? {} : { userAgent: s.userAgent }),
   });

@@ -100,6 +100,8 @@ export function createAdminStore(db: Db): AdminStore {
             data: { status: change.status satisfies UserStatus, lockedUntil: change.lockedUntil, statusReason: change.reason },
             select: { id: true },
           });
+          // Disabled or locked: no device keeps skipping MFA (trust does not come back on enable).
+          if (change.status !== "active") await tx.trustedDevice.deleteMany({ where: { userId: change.userId } });
           const revoked = change.revokeSessions === null
             ? { count: 0 }
             : await tx.session.updateMany({

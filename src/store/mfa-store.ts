@@ -53,6 +53,8 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
             where: { id: userId },
             select: {
               lastSigninAt: true,
+              // The presented device credential, bound to this user (folded into this read).
+              trustedDevices: { where: { credentialHash: query.trustedDevice ?? "" }, select: { id: true, expiresAt: true }, take: 1 },
               mfaFactors: { where: { type: "totp" }, select: { confirmedAt: true } },
               _count: { select: { recoveryCodes: { where: { usedAt: null } }, webauthnCredentials: { where: { flaggedAt: null } } } },
             },
@@ -61,7 +63,7 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
             where: { userId },
             orderBy: { lastSeenAt: "desc" },
             take: RECENT_DEVICES,
-            select: { deviceKey: true, trustedUntil: true },
+            select: { deviceKey: true },
           }),
           db.userNetwork.findMany({
             where: { userId },
@@ -86,7 +88,8 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
         if ((user?._count.webauthnCredentials ?? 0) > 0) methods.push("webauthn");
         return {
           lastSigninAt: user?.lastSigninAt ?? null,
-          device: device === null ? null : { trustedUntil: device.trustedUntil },
+          deviceKnown: device !== null,
+          trustedDevice: query.trustedDevice === null ? null : (user?.trustedDevices[0] ?? null),
           hasHistory: (user?.lastSigninAt ?? null) !== null || anyDevice !== null,
           networkKnown: network !== null,
           countries,
@@ -194,6 +197,9 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
           await tx.session.create({ data: sessionRow(session, row.identityId), select: { id: true } });
           await tx.refreshToken.create({ data: refreshToken, select: { id: true } });
           for (const op of seenWrites(tx, row.userId, decision.seen, now)) await op;
+          if (decision.trustDevice !== null) {
+            await tx.trustedDevice.create({ data: { ...decision.trustDevice, lastUsedAt: now }, select: { id: true } });
+          }
           // The identity may have been unlinked meanwhile: touching it is best effort.
           await tx.identity.updateMany({ where: { id: row.identityId, userId: row.userId }, data: { lastSigninAt: now } });
           const user = await tx.user.update({
@@ -292,7 +298,7 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
           if (change.kind === "disable") {
             await tx.mfaFactor.delete({ where: { id: factorId }, select: { id: true } });
             // Trust earned with the factor ends with it: no device skips MFA on its strength.
-            await tx.userDevice.updateMany({ where: { userId, trustedUntil: { not: null } }, data: { trustedUntil: null } });
+            await tx.trustedDevice.deleteMany({ where: { userId } });
           } else {
             await tx.recoveryCode.createMany({ data: change.codes.map((c) => ({ ...c, userId, createdAt: now })) });
           }

@@ -76,12 +76,8 @@ export function createPasskeyStore(db: Db): PasskeyStore {
         return await db.$transaction(async (tx) => {
           const { count } = await tx.webauthnCredential.deleteMany({ where: { id, userId } });
           if (count !== 1) return false;
-          const totp = await tx.mfaFactor.count({ where: { userId, type: "totp", confirmedAt: { not: null } } });
-          const passkeys = await tx.webauthnCredential.count({ where: { userId } });
-          if (totp + passkeys === 0) {
-            // The last second factor: trust earned with it ends with it, as when TOTP is disabled.
-            await tx.userDevice.updateMany({ where: { userId, trustedUntil: { not: null } }, data: { trustedUntil: null } });
-          }
+          // Removing a factor ends the device trust earned with the user's factors, as disabling TOTP does.
+          await tx.trustedDevice.deleteMany({ where: { userId } });
           await tx.auditEvent.create({ data: auditRow(audit), select: { id: true } });
           return true;
         });

@@ -60,6 +60,8 @@ export function createPasswordStore(db: Db): PasswordStore {
             data: { mustChangePassword: false },
             select: userSelect,
           });
+          // A new password ends the trust of every device: whoever knew the old one may hold one.
+          await tx.trustedDevice.deleteMany({ where: { userId: write.userId } });
           let revokedSessions = 0;
           if (write.revokeOtherSessions !== null) {
             const revoked = await tx.session.updateMany({

@@ -50,7 +50,6 @@ export function sessionRow(session: NewSession, identityId: string) {
     amr: JSON.stringify(session.amr),
     ip: session.client.ip,
     userAgent: session.client.userAgent?.slice(0, 512) ?? null,
-    deviceId: session.client.deviceId,
     createdAt: session.createdAt,
     lastUsedAt: session.createdAt,
     expiresAt: session.expiresAt,
@@ -92,7 +91,6 @@ function challengeRow(c: NewChallenge) {
     identityId: c.identityId,
     provider: c.provider,
     deviceKey: c.deviceKey,
-    deviceId: c.deviceId,
     ip: c.ip,
     userAgent: c.userAgent?.slice(0, 512) ?? null,
     amr: JSON.stringify(c.amr),
@@ -116,7 +114,6 @@ export function challengeFromRow(row: ChallengeRow): ChallengeRecord {
     identityId: row.identityId,
     provider: row.provider,
     deviceKey: row.deviceKey,
-    deviceId: row.deviceId,
     amr: JSON.parse(row.amr) as string[],
     // Challenges stored before the summary carried signals have none.
     risk: { signals: [], ...(JSON.parse(row.risk) as Omit<RiskSummary, "signals">) },
@@ -132,22 +129,24 @@ export function challengeFromRow(row: ChallengeRow): ChallengeRecord {
 }
 
 /**
- * The writes that remember a completed sign-in's device and network (upserts on their keys), for
- * a batch or an interactive transaction. A device's trust is only ever extended here, never
- * cleared by a plain sign-in.
+ * The writes that remember a completed sign-in's device and network (upserts on their keys), and
+ * the last use of the trusted device that let it skip MFA, for a batch or an interactive
+ * transaction.
  */
 export function seenWrites(db: Db | Tx, userId: string, seen: SeenContext, at: Date) {
   const ops = [];
   if (seen.deviceKey !== null) {
-    const trustedUntil = seen.trustedUntil ?? null;
     ops.push(
       db.userDevice.upsert({
         where: { userId_deviceKey: { userId, deviceKey: seen.deviceKey } },
-        create: { userId, deviceKey: seen.deviceKey, firstSeenAt: at, lastSeenAt: at, trustedUntil },
-        update: { lastSeenAt: at, ...(trustedUntil === null ? {} : { trustedUntil }) },
+        create: { userId, deviceKey: seen.deviceKey, firstSeenAt: at, lastSeenAt: at },
+        update: { lastSeenAt: at },
         select: { userId: true },
       }),
     );
+  }
+  if (seen.trustedDeviceId != null) {
+    ops.push(db.trustedDevice.updateMany({ where: { id: seen.trustedDeviceId, userId }, data: { lastUsedAt: at } }));
   }
   if (seen.network !== null) {
     const place = {

@@ -92,6 +92,8 @@ export function createSessionStore(db: Db): SessionStore {
             where: { userId: filter.userId, revokedAt: null, ...(filter.sessionId === undefined ? {} : { id: filter.sessionId }) },
             data: { revokedAt: now, revokedReason: reason },
           }),
+          // Signing out everywhere ends the trust of every device too.
+          ...(filter.sessionId === undefined ? [db.trustedDevice.deleteMany({ where: { userId: filter.userId } })] : []),
           db.auditEvent.create({ data: auditRow(audit), select: { id: true } }),
         ]);
         return result.count;

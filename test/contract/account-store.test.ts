@@ -36,10 +36,9 @@ function newUserWrite(opts: { subject?: string; username?: string; email?: strin
   };
 }
 
-function signinWrite(account: AccountWrite) {
+function signinWrite(account: AccountWrite, at = new Date("2026-02-01T00:00:00Z")) {
   const userId = account.kind === "create" ? account.user.id : account.userId;
   const sessionId = `ses_${unique()}`;
-  const at = new Date("2026-02-01T00:00:00Z");
   return {
     account,
     at,
@@ -200,12 +199,40 @@ for (const kind of testDatabaseKinds()) for (const [impl, storeOf] of Object.ent
     });
 
     const since = new Date("2026-01-01T00:00:00Z");
-    const snapshotQuery = (w: ReturnType<typeof newUserWrite>, over: { deviceKey?: string; network?: string; subject?: string } = {}) => ({
+    const snapshotQuery = (w: ReturnType<typeof newUserWrite>, over: { deviceKey?: string; network?: string; subject?: string; trustedDevice?: string } = {}) => ({
       issuer: "https://op.example",
       subject: over.subject ?? w.identity.subject,
       verifiedEmail: w.user.emailNormalized,
       ipFailures: { ip: "203.0.113.250", since, cap: 30 },
-      history: { deviceKey: over.deviceKey ?? "id:dev-a", network: over.network ?? "192.0.2.0/24", failuresSince: since },
+      history: { deviceKey: over.deviceKey ?? "id:dev-a", network: over.network ?? "192.0.2.0/24", failuresSince: since, trustedDevice: over.trustedDevice ?? null },
+    });
+
+    it("finds a presented device credential in the same read, for its own user only, and records its use in the write", async () => {
+      const store = storeOf(db);
+      const owner = newUserWrite();
+      const other = newUserWrite();
+      await store.commitSignin(signinWrite(owner));
+      await store.commitSignin(signinWrite(other));
+      const hash = `tdc-hash-${unique()}`;
+      const expiresAt = new Date("2026-03-01T00:00:00Z");
+      const created = new Date("2026-01-20T00:00:00Z");
+      await db.client.trustedDevice.create({
+        data: { id: `tdv_${unique()}`, userId: owner.user.id, credentialHash: hash, label: "firefox/linux", createdAt: created, lastUsedAt: created, expiresAt },
+      });
+      const mine = await store.readSignin(snapshotQuery(owner, { trustedDevice: hash }));
+      expect(mine.linked?.history?.trustedDevice).toEqual({ id: expect.stringMatching(/^tdv_/), expiresAt });
+      // Another user presenting the same credential finds nothing; nor does a read without one.
+      expect((await store.readSignin(snapshotQuery(other, { trustedDevice: hash }))).linked?.history?.trustedDevice).toBeNull();
+      expect((await store.readSignin(snapshotQuery(owner))).linked?.history?.trustedDevice).toBeNull();
+      expect((await store.readSignin(snapshotQuery(owner, { trustedDevice: "unknown" }))).linked?.history?.trustedDevice).toBeNull();
+
+      const id = mine.linked!.history!.trustedDevice!.id;
+      const at = new Date("2026-02-10T00:00:00Z");
+      await store.commitSignin({
+        ...signinWrite({ kind: "existing", userId: owner.user.id, identityId: owner.identity.id }, at),
+        seen: { deviceKey: null, network: null, geo: null, trustedDeviceId: id },
+      });
+      expect(await db.client.trustedDevice.findUniqueOrThrow({ where: { id } })).toMatchObject({ lastUsedAt: at, createdAt: created });
     });
 
     it("reads a returning sign-in at once: link, user with password time, risk history, address failures", async () => {
@@ -221,7 +248,8 @@ for (const kind of testDatabaseKinds()) for (const [impl, storeOf] of Object.ent
       expect(snap.linked?.user.createdAt.toISOString()).toBe("2026-01-15T10:30:00.000Z");
       expect(snap.linked?.history).toEqual({
         lastSigninAt: new Date("2026-02-01T00:00:00Z"),
-        device: { trustedUntil: null },
+        deviceKnown: true,
+        trustedDevice: null,
         hasHistory: true,
         networkKnown: true,
         countries: ["DE"],
@@ -232,7 +260,7 @@ for (const kind of testDatabaseKinds()) for (const [impl, storeOf] of Object.ent
       expect(snap.emailOwners).toEqual([]);
       expect(snap.ipFailures).toBe(0);
       const elsewhere = await store.readSignin(snapshotQuery(w, { deviceKey: "id:other", network: "198.51.100.0/24" }));
-      expect(elsewhere.linked?.history).toMatchObject({ device: null, hasHistory: true, networkKnown: false, countries: ["DE"] });
+      expect(elsewhere.linked?.history).toMatchObject({ deviceKnown: false, hasHistory: true, networkKnown: false, countries: ["DE"] });
       const noHistory = await store.readSignin({ ...snapshotQuery(w), history: null });
       expect(noHistory.linked?.history).toBeNull();
     });

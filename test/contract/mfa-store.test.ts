@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DomainError } from "../../src/core/errors.ts";
 import type { ChallengeDecision, ChallengeState, NewChallenge } from "../../src/core/ports/mfa.ts";
 import type { AccountWrite } from "../../src/core/ports/signin.ts";
+import type { NewTrustedDevice } from "../../src/core/ports/trusted-devices.ts";
 import { createAccountStore } from "../../src/store/account-store.ts";
 import { type Database, openDatabase } from "../../src/store/database.ts";
 import { createMfaStore } from "../../src/store/mfa-store.ts";
@@ -49,7 +50,6 @@ function newChallenge(userId: string, identityId: string, over: Partial<NewChall
     identityId,
     provider: "op",
     deviceKey: "id:device",
-    deviceId: "dev-1",
     ip: client.ip,
     userAgent: client.userAgent,
     amr: ["fed"],
@@ -63,7 +63,7 @@ function newChallenge(userId: string, identityId: string, over: Partial<NewChall
   };
 }
 
-function complete(state: ChallengeState, spend: Extract<ChallengeDecision, { kind: "complete" }>["spend"], trustedUntil: Date | null = null): ChallengeDecision {
+function complete(state: ChallengeState, spend: Extract<ChallengeDecision, { kind: "complete" }>["spend"], trustDevice: NewTrustedDevice | null = null): ChallengeDecision {
   const sessionId = `ses_${unique()}`;
   const at = later(10);
   return {
@@ -71,7 +71,8 @@ function complete(state: ChallengeState, spend: Extract<ChallengeDecision, { kin
     spend,
     session: { id: sessionId, userId: state.challenge.userId, provider: "op", amr: ["fed", "otp", "mfa"], client, createdAt: at, expiresAt: later(3600) },
     refreshToken: { id: `rtk_${unique()}`, sessionId, tokenHash: `h-${unique()}`, createdAt: at, expiresAt: later(3600) },
-    seen: { ...state.challenge.context, trustedUntil },
+    seen: { ...state.challenge.context, trustedDeviceId: null },
+    trustDevice,
     audit: { type: "signin.succeeded", at, userId: state.challenge.userId, client, detail: { mfa: true } },
   };
 }
@@ -129,7 +130,10 @@ for (const kind of testDatabaseKinds()) {
       const user = await db.client.user.findUniqueOrThrow({ where: { id: u.userId } });
       expect(user.lastSigninAt).toEqual(before.user.lastSigninAt);
       const row = await db.client.mfaChallenge.findUniqueOrThrow({ where: { id: challenge.id } });
-      expect(row).toMatchObject({ tokenHash: challenge.tokenHash, attempts: 0, consumedAt: null, deviceId: "dev-1" });
+      expect(row).toMatchObject({ tokenHash: challenge.tokenHash, attempts: 0, consumedAt: null, deviceKey: "id:device" });
+      // The raw device id is stored nowhere (issue 18).
+      expect(row).not.toHaveProperty("deviceId");
+      expect(JSON.stringify(row)).not.toContain("dev-1");
       expect(JSON.parse(row.methods)).toEqual(["totp", "recovery_code"]);
       expect(await db.client.auditEvent.count({ where: { userId: u.userId, type: "signin.mfa_required" } })).toBe(1);
     });
@@ -150,19 +154,20 @@ for (const kind of testDatabaseKinds()) {
       const mfa = createMfaStore(db.client);
       const w = newUser();
       const userId = w.user.id;
-      const empty = await mfa.signinHistory(userId, { deviceKey: "id:a", network: "n1", failuresSince: T });
-      expect(empty).toMatchObject({ lastSigninAt: null, hasHistory: false, device: null, networkKnown: false, methods: [] });
+      const empty = await mfa.signinHistory(userId, { deviceKey: "id:a", network: "n1", failuresSince: T, trustedDevice: null });
+      expect(empty).toMatchObject({ lastSigninAt: null, hasHistory: false, deviceKnown: false, trustedDevice: null, networkKnown: false, methods: [] });
 
       await accounts.commitSignin(sessionWrite(w, T, { deviceKey: "id:a", network: "n1", geo: { country: "DE", latitude: 52.5, longitude: 13.4 } }));
       await accounts.commitSignin(sessionWrite({ kind: "existing", userId, identityId: w.identity.id }, later(60), { deviceKey: "ua:b", network: "n2", geo: { country: "FR", latitude: null, longitude: null } }));
       await db.client.auditEvent.create({ data: { id: `evt_${unique()}`, at: later(70), type: "mfa.verify_failed", userId } });
       await db.client.auditEvent.create({ data: { id: `evt_${unique()}`, at: T, type: "signin.failed", userId } });
 
-      const h = await mfa.signinHistory(userId, { deviceKey: "id:a", network: "n1", failuresSince: later(30) });
+      const h = await mfa.signinHistory(userId, { deviceKey: "id:a", network: "n1", failuresSince: later(30), trustedDevice: null });
       expect(h).toMatchObject({
         lastSigninAt: later(60),
         hasHistory: true,
-        device: { trustedUntil: null },
+        deviceKnown: true,
+        trustedDevice: null,
         networkKnown: true,
         recentFailures: 1,
         methods: [],
@@ -170,13 +175,22 @@ for (const kind of testDatabaseKinds()) {
         lastLocation: { at: T, latitude: 52.5, longitude: 13.4 },
       });
       expect(h.countries.sort()).toEqual(["DE", "FR"]);
-      const other = await mfa.signinHistory(userId, { deviceKey: "id:zzz", network: "n9", failuresSince: T });
-      expect(other).toMatchObject({ device: null, networkKnown: false, recentFailures: 2 });
+      const other = await mfa.signinHistory(userId, { deviceKey: "id:zzz", network: "n9", failuresSince: T, trustedDevice: null });
+      expect(other).toMatchObject({ deviceKnown: false, networkKnown: false, recentFailures: 2 });
+
+      // A device credential is found for its own user only (by hash; the Prisma read folds it into the user's).
+      const expiresAt = later(86400);
+      await db.client.trustedDevice.create({ data: { id: `tdv_${unique()}`, userId, credentialHash: "tdc-h1", label: null, createdAt: T, lastUsedAt: T, expiresAt } });
+      expect((await mfa.signinHistory(userId, { deviceKey: null, network: null, failuresSince: T, trustedDevice: "tdc-h1" })).trustedDevice)
+        .toEqual({ id: expect.stringMatching(/^tdv_/), expiresAt });
+      const stranger = newUser();
+      await accounts.commitSignin(sessionWrite(stranger, T, { deviceKey: null, network: null, geo: null }));
+      expect((await mfa.signinHistory(stranger.user.id, { deviceKey: null, network: null, failuresSince: T, trustedDevice: "tdc-h1" })).trustedDevice).toBeNull();
     });
 
     it("methods: a confirmed TOTP, then recovery codes beside it", async () => {
       const u = await enrolledUser();
-      expect((await u.mfa.signinHistory(u.userId, { deviceKey: null, network: null, failuresSince: T })).methods).toEqual(["totp", "recovery_code"]);
+      expect((await u.mfa.signinHistory(u.userId, { deviceKey: null, network: null, failuresSince: T, trustedDevice: null })).methods).toEqual(["totp", "recovery_code"]);
       expect(await u.mfa.countRecoveryCodes(u.userId)).toBe(2);
     });
 
@@ -191,7 +205,7 @@ for (const kind of testDatabaseKinds()) {
       }
       expect(seen.map((s) => s.challenge.attempts)).toEqual([1, 2, 3]);
       expect(seen[0]).toMatchObject({
-        challenge: { id: challenge.id, userId: u.userId, deviceId: "dev-1", methods: ["totp", "recovery_code"], risk, consumedReason: null },
+        challenge: { id: challenge.id, userId: u.userId, deviceKey: "id:device", methods: ["totp", "recovery_code"], risk, consumedReason: null },
         user: { id: u.userId },
         totp: { id: u.factorId, lastUsedStep: 100 },
       });
@@ -228,17 +242,18 @@ for (const kind of testDatabaseKinds()) {
     it("complete: spends the TOTP step, opens the session, remembers and trusts the device, once", async () => {
       const u = await enrolledUser();
       const challenge = await openChallenge(u);
-      const trustedUntil = later(30 * 86400);
+      const trust = { id: `tdv_${unique()}`, userId: u.userId, credentialHash: `tdc-${unique()}`, label: "firefox/linux", createdAt: later(10), expiresAt: later(30 * 86400) };
       let decision: ChallengeDecision | undefined;
-      const result = await u.mfa.verifyChallenge(challenge.tokenHash, later(10), (s) => (decision = complete(s!, { kind: "totp", factorId: u.factorId, step: 101 }, trustedUntil)));
+      const result = await u.mfa.verifyChallenge(challenge.tokenHash, later(10), (s) => (decision = complete(s!, { kind: "totp", factorId: u.factorId, step: 101 }, trust)));
       expect(result.user).toMatchObject({ id: u.userId, passwordChangedAt: null });
       const d = decision as Extract<ChallengeDecision, { kind: "complete" }>;
       const session = await db.client.session.findUniqueOrThrow({ where: { id: d.session.id }, include: { refreshTokens: true } });
-      expect(session).toMatchObject({ userId: u.userId, identityId: u.identityId, amr: '["fed","otp","mfa"]', deviceId: "dev-1" });
+      expect(session).toMatchObject({ userId: u.userId, identityId: u.identityId, amr: '["fed","otp","mfa"]' });
       expect(session.refreshTokens).toHaveLength(1);
       expect(await db.client.mfaFactor.findUniqueOrThrow({ where: { id: u.factorId } })).toMatchObject({ lastUsedStep: 101 });
       expect(await db.client.mfaChallenge.findUniqueOrThrow({ where: { id: challenge.id } })).toMatchObject({ consumedReason: "completed", consumedAt: later(10) });
-      expect(await db.client.userDevice.findUniqueOrThrow({ where: { userId_deviceKey: { userId: u.userId, deviceKey: "id:device" } } })).toMatchObject({ trustedUntil });
+      expect(await db.client.userDevice.findUniqueOrThrow({ where: { userId_deviceKey: { userId: u.userId, deviceKey: "id:device" } } })).toMatchObject({ lastSeenAt: later(10) });
+      expect(await db.client.trustedDevice.findUniqueOrThrow({ where: { id: trust.id } })).toEqual({ ...trust, lastUsedAt: later(10) });
       expect((await db.client.user.findUniqueOrThrow({ where: { id: u.userId } })).lastSigninAt).toEqual(later(10));
 
       // Replayed: the state says completed; nothing more is written.
@@ -247,9 +262,9 @@ for (const kind of testDatabaseKinds()) {
       expect(replay!.challenge.consumedReason).toBe("completed");
       expect(await db.client.session.count({ where: { userId: u.userId } })).toBe(2);
 
-      // A plain sign-in later does not clear the trust.
+      // A plain sign-in later does not end the trust.
       await u.accounts.commitSignin(sessionWrite({ kind: "existing", userId: u.userId, identityId: u.identityId }, later(20), { deviceKey: "id:device", network: null, geo: null }));
-      expect(await db.client.userDevice.findUniqueOrThrow({ where: { userId_deviceKey: { userId: u.userId, deviceKey: "id:device" } } })).toMatchObject({ trustedUntil });
+      expect(await db.client.trustedDevice.count({ where: { userId: u.userId } })).toBe(1);
     });
 
     it("a link by e-mail waiting for MFA is written only when the challenge completes", async () => {
@@ -367,13 +382,16 @@ for (const kind of testDatabaseKinds()) {
         expect(await u.mfa.withTotpStep(u.factorId, 101, { kind: "replace_recovery_codes", codes: [{ id: `rcv_${unique()}`, codeHash: "new" }] }, T, audit)).toBe(true);
         expect((await db.client.recoveryCode.findMany({ where: { userId: u.userId } })).map((r) => r.codeHash)).toEqual(["new"]);
         expect(await u.mfa.withTotpStep(u.factorId, 101, { kind: "disable" }, T, audit)).toBe(false);
-        const trusted = { userId: u.userId, deviceKey: "id:trusted", firstSeenAt: T, lastSeenAt: T, trustedUntil: later(3600) };
-        await db.client.userDevice.create({ data: trusted });
+        await db.client.userDevice.create({ data: { userId: u.userId, deviceKey: "id:trusted", firstSeenAt: T, lastSeenAt: T } });
+        await db.client.trustedDevice.create({
+          data: { id: `tdv_${unique()}`, userId: u.userId, credentialHash: `tdc-${unique()}`, label: null, createdAt: T, lastUsedAt: T, expiresAt: later(3600) },
+        });
         expect(await u.mfa.withTotpStep(u.factorId, 102, { kind: "disable" }, T, audit)).toBe(true);
         expect(await u.mfa.findTotp(u.userId)).toBeNull();
         expect(await u.mfa.countRecoveryCodes(u.userId)).toBe(0);
         // Trust earned with the factor ends with it; the device itself stays known.
-        expect(await db.client.userDevice.findUniqueOrThrow({ where: { userId_deviceKey: { userId: u.userId, deviceKey: "id:trusted" } } })).toMatchObject({ trustedUntil: null });
+        expect(await db.client.trustedDevice.count({ where: { userId: u.userId } })).toBe(0);
+        expect(await db.client.userDevice.count({ where: { userId: u.userId, deviceKey: "id:trusted" } })).toBe(1);
       });
 
       it("counts wrong second-factor codes in a window, wherever they were tried", async () => {

@@ -129,23 +129,27 @@ for (const kind of testDatabaseKinds()) {
       expect((await store.listPasskeys(owner.id)).map((x) => x.name)).toEqual(["Laptop"]);
     });
 
-    it("removing the last second factor ends device trust; while another remains, trust stays", async () => {
+    it("removing a passkey ends every device trust of its user", async () => {
       const store = createPasskeyStore(db.client);
       const u = await newUser();
       const a = await registered(u.id);
-      const b = await registered(u.id);
-      const trust = async () => (await db.client.userDevice.findFirstOrThrow({ where: { userId: u.id } })).trustedUntil;
+      await registered(u.id);
+      const trusted = () => db.client.trustedDevice.count({ where: { userId: u.id } });
+      const trust = () =>
+        db.client.trustedDevice.create({
+          data: { id: `tdv_${Math.random().toString(36).slice(2)}`, userId: u.id, credentialHash: `h-${Math.random()}`, createdAt: T, lastUsedAt: T, expiresAt: new Date(T.getTime() + 86_400_000) },
+        });
+      await trust();
+      expect(await trusted()).toBe(1);
       expect(await store.removePasskey(u.id, a.id, { type: "mfa.passkey_removed", at: T, userId: u.id, client })).toBe(true);
-      expect(await trust()).not.toBeNull();
-      expect(await store.removePasskey(u.id, b.id, { type: "mfa.passkey_removed", at: T, userId: u.id, client })).toBe(true);
-      expect(await trust()).toBeNull();
-      expect(await db.client.auditEvent.count({ where: { userId: u.id, type: "mfa.passkey_removed" } })).toBe(2);
+      expect(await trusted()).toBe(0);
+      expect(await db.client.auditEvent.count({ where: { userId: u.id, type: "mfa.passkey_removed" } })).toBe(1);
     });
 
     it("the sign-in reads offer webauthn for an unflagged passkey only (hot path driver and Prisma, signinHistory)", async () => {
       const store = createPasskeyStore(db.client);
       const u = await newUser();
-      const history = { deviceKey: "id:dev-a", network: null, failuresSince: T };
+      const history = { deviceKey: "id:dev-a", network: null, failuresSince: T, trustedDevice: null };
       const methodsNow = async () => {
         const query = { issuer: "https://op.example", subject: u.subject, verifiedEmail: null, ipFailures: null, history };
         const driver = await createHotStore(db).readSignin(query);

@@ -6,6 +6,7 @@ import { createAccountStore } from "../../src/store/account-store.ts";
 import { type Database, openDatabase } from "../../src/store/database.ts";
 import { migrate } from "../../src/store/migrate.ts";
 import { createSessionStore } from "../../src/store/session-store.ts";
+import { createTrustedDeviceStore } from "../../src/store/trusted-device-store.ts";
 import { createHotStore } from "../../src/store/hot/hot-store.ts";
 import { createSigningKeyStore } from "../../src/store/signing-key-store.ts";
 import { createLocalKeyRing } from "../../src/tokens/access-tokens.ts";
@@ -64,6 +65,7 @@ for (const kind of testDatabaseKinds()) for (const [impl, sessionStoreOf] of Obj
         accessTokenVerifier: keyRing,
         opaqueTokens: opaque,
         idleTtlSeconds: 3600,
+        trustedDevices: createTrustedDeviceStore(db.client),
       });
     });
     afterAll(async () => {
@@ -160,6 +162,60 @@ for (const kind of testDatabaseKinds()) for (const [impl, sessionStoreOf] of Obj
       expect(await codeOf(sessions.refresh(la.refreshToken, client))).toBe("session_revoked");
       expect(await codeOf(sessions.authenticate(la.accessToken))).toBe("session_revoked");
       expect(await sessions.signOut({ principal }, false, client)).toBe(0);
+    });
+
+    /** A trusted device of `userId` as VerifyMfa stores it; resolves with its credential. */
+    async function trustedDevice(userId: string, expiresAt = new Date(now.getTime() + 86_400_000)) {
+      const credential = opaque.issue("tdc");
+      await db.client.trustedDevice.create({
+        data: { id: `tdv_${uid()}`, userId, credentialHash: credential.hash, label: null, createdAt: now, lastUsedAt: now, expiresAt },
+      });
+      return credential.token;
+    }
+    const trustedCount = (userId: string) => db.client.trustedDevice.count({ where: { userId } });
+
+    it("signing out one session keeps the user's trusted devices; signing out everywhere forgets them (issue 18)", async () => {
+      const a = await signedIn();
+      await trustedDevice(a.userId);
+      await trustedDevice(a.userId);
+      const principal = await sessions.authenticate((await sessions.refresh(a.token, client)).accessToken);
+      expect(await sessions.signOut({ principal }, false, client)).toBe(1);
+      expect(await trustedCount(a.userId)).toBe(2);
+      const b = await signedIn();
+      await trustedDevice(b.userId);
+      const pb = await sessions.authenticate((await sessions.refresh(b.token, client)).accessToken);
+      expect(await sessions.signOut({ principal: pb }, true, client)).toBe(1);
+      expect(await trustedCount(b.userId)).toBe(0);
+    });
+
+    it("forgets one trusted device by its credential, only the caller's, or all of them; audited", async () => {
+      const a = await signedIn();
+      const b = await signedIn();
+      const pa = await sessions.authenticate((await sessions.refresh(a.token, client)).accessToken);
+      const pb = await sessions.authenticate((await sessions.refresh(b.token, client)).accessToken);
+      const mine = await trustedDevice(a.userId);
+      await trustedDevice(a.userId);
+      const theirs = await trustedDevice(b.userId);
+      // Another user's credential, a malformed one, or one already forgotten forgets nothing.
+      expect(await sessions.forgetDevices(pa, { credential: theirs }, client)).toBe(0);
+      expect(await sessions.forgetDevices(pa, { credential: "tdc_not-a-credential" }, client)).toBe(0);
+      expect(await trustedCount(b.userId)).toBe(1);
+      expect(await sessions.forgetDevices(pa, { credential: mine }, client)).toBe(1);
+      expect(await sessions.forgetDevices(pa, { credential: mine }, client)).toBe(0);
+      expect(await trustedCount(a.userId)).toBe(1);
+      expect(await sessions.forgetDevices(pa, { all: true }, client)).toBe(1);
+      expect(await trustedCount(a.userId)).toBe(0);
+      expect(await trustedCount(b.userId)).toBe(1);
+      expect(await codeOf(sessions.forgetDevices(pb, { credential: "" }, client))).toBe("invalid_request");
+      expect(await db.client.auditEvent.count({ where: { userId: a.userId, type: "device.forgotten" } })).toBe(4);
+    });
+
+    it("purges trusted devices that expired before a time, and keeps the rest", async () => {
+      const a = await signedIn();
+      await trustedDevice(a.userId, new Date(now.getTime() - 1000));
+      await trustedDevice(a.userId, new Date(now.getTime() + 1000));
+      expect(await createTrustedDeviceStore(db.client).purgeExpired(now)).toBeGreaterThanOrEqual(1);
+      expect(await trustedCount(a.userId)).toBe(1);
     });
 
     it("purges sessions that ended before a time, with their refresh tokens, and keeps the rest", async () => {

@@ -4,20 +4,30 @@
  * trusted devices, GeoIP (a .mmdb this test builds) and upstream MFA from a trusted provider.
  * ID tokens come from the built-in dev issuer (dev mode) and from hand-signed providers.
  */
+import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRemoteJWKSet, decodeJwt, jwtVerify } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { UserService } from "../../gen/pb/identity/v1/user_service_pb.ts";
+import { mintAdminKey } from "../../src/tokens/admin-keys.ts";
 import { totpCode } from "../../src/tokens/totp.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { buildMmdb, cityRecord } from "../support/mmdb-writer.ts";
-import { createMovableClock, createTokenSigner, LOCAL_ISSUER, uniqueSub } from "../support/signin-e2e.ts";
+import * as grpc from "@grpc/grpc-js";
+import { toBinary } from "@bufbuild/protobuf";
+import { LoginResponseSchema } from "../../gen/pb/identity/v1/auth_service_pb.ts";
+import { createMovableClock, createTokenSigner, grpcSignin, grpcTarget, LOCAL_ISSUER, uniqueSub } from "../support/signin-e2e.ts";
 
 const BERLIN_IP = "203.0.113.10";
+const FIREFOX_LINUX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
 const PARIS_IP = "192.0.2.20";
 const SYDNEY_IP = "198.51.100.30";
 const LISBON_IP = "100.64.0.40";
+const ADMIN = mintAdminKey();
 
 const geoDir = mkdtempSync(join(tmpdir(), "mfa-geo-"));
 const GEOIP_DB = join(geoDir, "city.mmdb");
@@ -60,10 +70,11 @@ function restClient(url: string) {
       expect(res.status).toBe(200);
       return res.body["id_token"] as string;
     },
-    signin(idToken: string, o: { device?: string; ip?: string; provider?: string; userAgent?: string } = {}) {
-      return call("POST", "/auth/id-token/signin", { id_token: idToken, provider: o.provider ?? "dev" }, deviceHeaders(o));
+    signin(idToken: string, o: { device?: string; ip?: string; provider?: string; userAgent?: string; credential?: string } = {}) {
+      const body = { id_token: idToken, provider: o.provider ?? "dev", ...(o.credential === undefined ? {} : { device_credential: o.credential }) };
+      return call("POST", "/auth/id-token/signin", body, deviceHeaders(o));
     },
-    verify(body: { challenge_token: unknown; method: string; code: string; trust_device?: boolean }, o: { device?: string; ip?: string } = {}) {
+    verify(body: { challenge_token: unknown; method: string; code: string; trust_device?: boolean }, o: { device?: string; ip?: string; userAgent?: string } = {}) {
       return call("POST", "/auth/mfa/verify", body, deviceHeaders(o));
     },
     authed(method: string, path: string, accessToken: string, body?: unknown) {
@@ -87,7 +98,14 @@ function expectChallenge(res: Res, reason: string) {
   expect(b["risk_assessment"]).toMatchObject({ level: b["risk_level"], require_mfa: true, recommended_mfa_methods: ["totp"] });
   // The signals that fired, strongest first: a signal given as the reason leads them.
   if (reason !== "policy") expect((b["risk_assessment"] as { signals: string[] }).signals[0]).toBe(reason);
-  expect((b["user"] as Record<string, unknown>)["id"]).toMatch(/^usr_/);
+  // Nothing personal before the second factor (issue 18, item 8): what the client needs to
+  // continue, and no user, user ID, e-mail, phone, username or password state.
+  expect(Object.keys(b).sort()).toEqual(
+    ["challenge_token", "expires_in", "mfa_check_reason", "must_change_password", "required_mfa_methods", "requires_mfa", "risk_assessment", "risk_level", "token_type"],
+  );
+  // Always present on the wire, and false here: the account's password state comes after the second factor.
+  expect(b["must_change_password"]).toBe(false);
+  expect(JSON.stringify(b)).not.toMatch(/@example\.com|usr_/);
   return b["challenge_token"] as string;
 }
 
@@ -104,6 +122,7 @@ describe("adaptive MFA", () => {
         // The test client is the "proxy": X-Forwarded-For then says where the user is.
         "server.trusted_proxies": ["127.0.0.1"],
         "risk.geoip_db": GEOIP_DB,
+        admin: { api_keys: [{ name: "ops", sha256: ADMIN.sha256Hex }] },
       },
       overrides: { clock },
     });
@@ -191,6 +210,28 @@ describe("adaptive MFA", () => {
     expect(decodeJwt(refreshed.body["access_token"] as string)["amr"]).toEqual(["fed", "otp", "mfa"]);
   });
 
+  it("a challenge answer over gRPC carries nothing personal either (issue 18, item 8)", async () => {
+    const u = await enrolledUser("grpc-private");
+    const client = new grpc.Client(grpcTarget(testApp.url), grpc.credentials.createInsecure());
+    try {
+      const md = new grpc.Metadata();
+      md.set("x-device-id", `${u.sub}-grpc`);
+      const out = await grpcSignin(client, { idToken: await api.mint({ sub: u.sub, email: `${u.sub}@example.com` }), provider: "dev" }, md);
+      if (!("response" in out)) throw out.error;
+      const r = out.response;
+      expect(r).toMatchObject({ requiresMfa: true, mfaCheckReason: "new_device", requiredMfaMethods: ["totp", "recovery_code"], riskLevel: "medium" });
+      expect(r.challengeToken).toMatch(/^chg_/);
+      expect(r.user).toBeUndefined();
+      expect(r.userId).toBeUndefined();
+      const wire = Buffer.from(toBinary(LoginResponseSchema, r)).toString("latin1");
+      expect(wire).not.toContain(u.sub);
+      expect(wire).not.toContain("example.com");
+      expect(wire).not.toContain(u.userId);
+    } finally {
+      client.close();
+    }
+  });
+
   it("the same TOTP code twice is a replay, on another challenge too", async () => {
     const u = await enrolledUser("totp-replay");
     nextStep();
@@ -265,20 +306,157 @@ describe("adaptive MFA", () => {
     expect((await api.authed("GET", "/auth/mfa", u.access)).body["recovery_codes_left"]).toBe(9);
   });
 
-  it("a trusted device skips MFA at medium risk; an untrusted known device does not", async () => {
-    const u = await enrolledUser("trusted");
-    const trusted = `${u.sub}-B`;
-    const token = expectChallenge(await api.signin(await api.mint({ sub: u.sub }), { device: trusted, ip: BERLIN_IP }), "new_device");
+  /**
+   * A challenge from a new device completed with `trust_device`: resolves with the device
+   * credential the answer carried (shown this once) and the answer itself.
+   */
+  async function trust(u: { sub: string; secret: string }, device = `${u.sub}-T${Math.random().toString(36).slice(2, 8)}`) {
+    const token = expectChallenge(await api.signin(await api.mint({ sub: u.sub }), { device, ip: BERLIN_IP, userAgent: FIREFOX_LINUX }), "new_device");
     nextStep();
-    const ok = await api.verify({ challenge_token: token, method: "totp", code: code(u.secret), trust_device: true }, { device: trusted });
+    const ok = await api.verify({ challenge_token: token, method: "totp", code: code(u.secret), trust_device: true }, { device, userAgent: FIREFOX_LINUX });
     expect(ok.status).toBe(200);
-    const device = await db().userDevice.findMany({ where: { userId: u.userId, trustedUntil: { not: null } } });
-    expect(device).toHaveLength(1);
-    expect(device[0]!.trustedUntil!.getTime() - clock.now().getTime()).toBeGreaterThan(29 * 86_400_000);
+    const credential = ok.body["device_credential"] as string;
+    expect(credential).toMatch(/^tdc_[A-Za-z0-9_-]{43}$/);
+    return { credential, device, answer: ok.body };
+  }
+
+  /** A medium-risk sign-in (a device never seen: `new_device`) presenting `credential`. */
+  const fromNewDevice = async (sub: string, credential?: string) =>
+    api.signin(await api.mint({ sub }), { device: `fresh-${Math.random().toString(36).slice(2)}`, ip: BERLIN_IP, ...(credential === undefined ? {} : { credential }) });
+  const expectSkips = async (sub: string, credential: string) => {
+    const res = await fromNewDevice(sub, credential);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ requires_mfa: false, risk_level: "medium" });
+    return res.body;
+  };
+  const expectChallenged = async (sub: string, credential: string) => expectChallenge(await fromNewDevice(sub, credential), "new_device");
+
+  it("trust is a credential issued once, stored only as its hash, that skips MFA for its own user only (issue 18)", async () => {
+    const u = await enrolledUser("trusted");
+    const { credential, device, answer } = await trust(u);
+    // Shown once: the row holds its SHA-256, bound to the user, with what a person recognises.
+    const rows = await db().trustedDevice.findMany({ where: { userId: u.userId } });
+    expect(rows).toHaveLength(1);
+    const row = rows[0]!;
+    expect(row.credentialHash).toBe(createHash("sha256").update(credential).digest("base64url"));
+    expect(JSON.stringify(rows)).not.toContain(credential.slice(4));
+    expect(row.label).toBe("firefox/linux");
+    expect(row.lastUsedAt).toEqual(row.createdAt);
+    expect(Math.abs(row.createdAt.getTime() - clock.now().getTime())).toBeLessThan(5000);
+    expect(row.expiresAt.getTime() - row.createdAt.getTime()).toBe(30 * 86_400_000);
+    // No other answer carries it: not the sessions list, not /auth/me, not a later sign-in.
+    const access = answer["access_token"] as string;
+    for (const path of ["/auth/sessions", "/auth/me", "/auth/mfa"]) {
+      expect(JSON.stringify((await api.authed("GET", path, access)).body)).not.toContain(credential);
+    }
+
+    // From a medium-risk context the credential goes straight in, and its use is recorded.
+    clock.advance(3_600_000);
+    const skipped = await expectSkips(u.sub, credential);
+    expect(skipped).not.toHaveProperty("device_credential");
+    const audit = await db().auditEvent.findFirstOrThrow({ where: { userId: u.userId, type: "signin.succeeded" }, orderBy: { at: "desc" } });
+    expect(JSON.parse(audit.detail!)).toMatchObject({ risk: { level: "medium", decision: "allow", skipped_by: "trusted_device", trusted_device: true } });
+    expect((await db().trustedDevice.findUniqueOrThrow({ where: { id: row.id } })).lastUsedAt.getTime() - row.createdAt.getTime()).toBeGreaterThanOrEqual(3_600_000);
+
+    // The device id the trusted device sent is only a label: sent alone (read from anywhere, or
+    // guessed), from a medium-risk context, it is challenged.
+    clock.advance(6 * 3_600_000);
+    const byDeviceId = await api.signin(await api.mint({ sub: u.sub }), { device, ip: PARIS_IP });
+    expectChallenge(byDeviceId, "new_country");
+    // Another user presenting it is challenged as if none was sent; so is a made-up one.
+    const other = await enrolledUser("trusted-other");
+    await expectChallenged(other.sub, credential);
+    await expectChallenged(u.sub, `tdc_${"A".repeat(43)}`);
+    // Without trust_device, no credential is issued.
+    const token = expectChallenge(await api.signin(await api.mint({ sub: u.sub }), { device: `${u.sub}-plain`, ip: BERLIN_IP }), "new_device");
+    nextStep();
+    const plain = await api.verify({ challenge_token: token, method: "totp", code: code(u.secret) }, { device: `${u.sub}-plain` });
+    expect(plain.status).toBe(200);
+    expect(plain.body).not.toHaveProperty("device_credential");
+    expect(await db().trustedDevice.count({ where: { userId: u.userId } })).toBe(1);
+  });
+
+  describe("trust ends (issue 18)", () => {
+    const adminCall = (path: string, body: unknown = {}) => api.call("POST", path, body, { authorization: `Bearer ${ADMIN.key}` });
+
+    it("on sign-out everywhere (not on signing out one session)", async () => {
+      const u = await enrolledUser("end-signout");
+      const { credential, answer } = await trust(u);
+      expect((await api.authed("POST", "/auth/signout", answer["access_token"] as string)).status).toBe(200);
+      const again = await expectSkips(u.sub, credential);
+      expect((await api.authed("POST", "/auth/signout", again["access_token"] as string, { all_sessions: true })).status).toBe(200);
+      await expectChallenged(u.sub, credential);
+    });
+
+    it("on a password change", async () => {
+      const u = await enrolledUser("end-password");
+      const { credential, answer } = await trust(u);
+      const changed = await api.authed("POST", "/auth/password/change", answer["access_token"] as string, { new_password: "correct horse battery staple 7" });
+      expect(changed.status).toBe(200);
+      await expectChallenged(u.sub, credential);
+    });
+
+    it("on an operator's disable and lock (and does not come back with enable or unlock)", async () => {
+      const u = await enrolledUser("end-admin");
+      const first = await trust(u);
+      expect((await adminCall(`/admin/users/${u.userId}/disable`, { reason: "test" })).status).toBe(200);
+      expect((await adminCall(`/admin/users/${u.userId}/enable`)).status).toBe(200);
+      await expectChallenged(u.sub, first.credential);
+      const second = await trust(u);
+      expect((await adminCall(`/admin/users/${u.userId}/lock`, {})).status).toBe(200);
+      expect((await adminCall(`/admin/users/${u.userId}/unlock`)).status).toBe(200);
+      await expectChallenged(u.sub, second.credential);
+    });
+
+    it("on removal of the second factor", async () => {
+      const u = await enrolledUser("end-factor");
+      const { credential } = await trust(u);
+      nextStep();
+      expect((await api.authed("POST", "/auth/mfa/totp/disable", u.access, { code: code(u.secret) })).status).toBe(200);
+      expect(await db().trustedDevice.count({ where: { userId: u.userId } })).toBe(0);
+      // With a new authenticator, the old credential skips nothing.
+      const enroll = await api.authed("POST", "/auth/mfa/totp/enroll", u.access);
+      const secret = enroll.body["secret"] as string;
+      nextStep();
+      expect((await api.authed("POST", "/auth/mfa/totp/confirm", u.access, { code: totpCode(secret, clock.now()) })).status).toBe(200);
+      await expectChallenged(u.sub, credential);
+    });
+
+    it("on \"forget this device\" over REST and Connect, for the caller's own devices only", async () => {
+      const u = await enrolledUser("end-forget");
+      const a = await trust(u);
+      const b = await trust(u);
+      const access = a.answer["access_token"] as string;
+      // Someone else's access token cannot forget this user's device.
+      const other = await enrolledUser("end-forget-other");
+      expect((await api.authed("POST", "/auth/devices/forget", other.access, { device_credential: a.credential })).body).toEqual({ forgotten_devices: 0 });
+      expect((await api.authed("POST", "/auth/devices/forget", access, {})).body["code"]).toBe("invalid_request");
+      expect((await api.authed("POST", "/auth/devices/forget", access, { device_credential: a.credential })).body).toEqual({ forgotten_devices: 1 });
+      await expectChallenged(u.sub, a.credential);
+      await expectSkips(u.sub, b.credential);
+      const users = createClient(UserService, createConnectTransport({ baseUrl: testApp.url, httpVersion: "1.1" }));
+      expect((await users.forgetDevice({ allDevices: true }, { headers: { authorization: `Bearer ${access}` } })).forgottenDevices).toBe(1);
+      await expectChallenged(u.sub, b.credential);
+    });
+
+    it("after mfa.trusted_device_days", async () => {
+      const u = await enrolledUser("end-expiry");
+      const { credential } = await trust(u);
+      clock.advance(30 * 86_400_000 - 60_000);
+      await expectSkips(u.sub, credential);
+      clock.advance(120_000);
+      await expectChallenged(u.sub, credential);
+    });
+  });
+
+  it("a trusted device skips MFA at medium risk; an untrusted known device does not", async () => {
+    const u = await enrolledUser("trusted-paris");
+    const trusted = `${u.sub}-B`;
+    const { credential } = await trust(u, trusted);
 
     // From Paris: a new network and a new country, medium. The trusted device goes straight in.
     clock.advance(6 * 3_600_000);
-    const fromParis = await api.signin(await api.mint({ sub: u.sub }), { device: trusted, ip: PARIS_IP });
+    const fromParis = await api.signin(await api.mint({ sub: u.sub }), { device: trusted, ip: PARIS_IP, credential });
     expect(fromParis.status).toBe(200);
     expect(fromParis.body).toMatchObject({ requires_mfa: false, risk_level: "medium" });
     expect(fromParis.body["access_token"]).toBeDefined();

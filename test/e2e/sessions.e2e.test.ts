@@ -18,11 +18,14 @@ describe("token lifecycle end to end", () => {
     await t?.close();
   });
 
-  async function signin(sub: string, deviceId?: string) {
+  const FIREFOX_LINUX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+  const SAFARI_IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
+
+  async function signin(sub: string, deviceId?: string, userAgent = "e2e-agent/1.0") {
     const minted = (await (await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: json, body: JSON.stringify({ sub, email: `${sub}@example.com` }) })).json()) as { id_token: string };
     const res = await fetch(`${t.url}/auth/id-token/signin`, {
       method: "POST",
-      headers: { ...json, "user-agent": "e2e-agent/1.0", ...(deviceId === undefined ? {} : { "x-device-id": deviceId }) },
+      headers: { ...json, "user-agent": userAgent, ...(deviceId === undefined ? {} : { "x-device-id": deviceId }) },
       body: JSON.stringify({ id_token: minted.id_token, provider: "dev" }),
     });
     expect(res.status).toBe(200);
@@ -67,22 +70,34 @@ describe("token lifecycle end to end", () => {
     expect(((await me.json()) as { code: string }).code).toBe("session_revoked");
   });
 
-  it("lists sessions with device detail, revokes one by id over REST, and signs out over Connect", async () => {
-    const a = await signin("multi", "laptop-1");
-    const b = await signin("multi", "phone-1");
+  it("lists sessions as a person recognises them, revokes one by id over REST, and signs out over Connect", async () => {
+    const a = await signin("multi", "laptop-1-secret-device-id", FIREFOX_LINUX);
+    const b = await signin("multi", "phone-1-secret-device-id", SAFARI_IPHONE);
     const list = await fetch(`${t.url}/auth/sessions`, { headers: bearer(b.access_token) });
-    const { sessions } = (await list.json()) as { sessions: { id: string; device_id?: string; current: boolean; user_agent?: string; ip?: string }[] };
+    const text = await list.text();
+    const { sessions } = JSON.parse(text) as { sessions: Record<string, unknown>[] };
     expect(sessions).toHaveLength(2);
-    expect(sessions.find((s) => s.current)?.device_id).toBe("phone-1");
-    expect(sessions.map((s) => s.device_id).sort()).toEqual(["laptop-1", "phone-1"]);
-    expect(sessions[0]).toMatchObject({ user_agent: "e2e-agent/1.0", ip: "127.0.0.1" });
+    // Browser and OS family, first and last seen, address; no device identifier (issue 18): the
+    // device ids the clients sent appear nowhere in the answer.
+    expect(sessions.find((s) => s["current"] === true)).toMatchObject({ browser: "safari", os: "ios", ip: "127.0.0.1" });
+    const laptop = sessions.find((s) => s["current"] !== true)!;
+    expect(laptop).toMatchObject({ browser: "firefox", os: "linux", ip: "127.0.0.1", user_agent: FIREFOX_LINUX });
+    expect(Object.keys(laptop).sort()).toEqual(["browser", "created_at", "current", "expires_at", "id", "ip", "last_used_at", "os", "provider", "user_agent"]);
+    expect(text).not.toMatch(/secret-device-id|device_id/);
+    const connectList = await createClient(UserService, createConnectTransport({ baseUrl: t.url, httpVersion: "1.1" }))
+      .listSessions({}, { headers: bearer(b.access_token) });
+    expect(connectList.sessions.map((s) => [s.browser, s.os]).sort()).toEqual([["firefox", "linux"], ["safari", "ios"]]);
+    expect(JSON.stringify(connectList.sessions.map((s) => Object.values(s)))).not.toContain("secret-device-id");
+    // Nor is it stored: the session rows hold no device id.
+    const rows = await t.app.database.client.session.findMany({ where: { userId: a.user_id } });
+    expect(rows).toHaveLength(2);
+    expect(JSON.stringify(rows)).not.toContain("secret-device-id");
 
-    const laptop = sessions.find((s) => s.device_id === "laptop-1")!;
-    const del = await fetch(`${t.url}/auth/sessions/${laptop.id}`, { method: "DELETE", headers: bearer(b.access_token) });
+    const del = await fetch(`${t.url}/auth/sessions/${laptop["id"] as string}`, { method: "DELETE", headers: bearer(b.access_token) });
     expect(del.status).toBe(200);
     const gone = await fetch(`${t.url}/auth/token/refresh`, { method: "POST", headers: json, body: JSON.stringify({ refresh_token: a.refresh_token }) });
     expect(((await gone.json()) as { code: string }).code).toBe("session_revoked");
-    const again = await fetch(`${t.url}/auth/sessions/${laptop.id}`, { method: "DELETE", headers: bearer(b.access_token) });
+    const again = await fetch(`${t.url}/auth/sessions/${laptop["id"] as string}`, { method: "DELETE", headers: bearer(b.access_token) });
     expect(again.status).toBe(404);
 
     const transport = createConnectTransport({ baseUrl: t.url, httpVersion: "1.1" });

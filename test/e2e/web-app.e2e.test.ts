@@ -8,6 +8,7 @@
  *
  * Screenshots of every step go to test-output/web/ (git-ignored), to look at.
  */
+import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Secret, TOTP, URI } from "otpauth";
@@ -197,6 +198,13 @@ describe.skipIf(SKIP_BROWSER_TESTS)("a person's path through the web app (headle
     expect(await second.locator("#raw-rpc").textContent()).toBe("(VerifyMfa)");
     expect(await second.locator("#token-fields").textContent()).toMatch(/Methods \(amr\).*otp.*mfa/);
     expect(await second.locator("#tokens-some").isVisible()).toBe(true);
+    // Trusted: the device credential is kept in this browser, not shown, and stored hashed.
+    await second.locator("#trust-status").getByText("This browser is trusted").waitFor();
+    const credential = await second.evaluate(() => localStorage.getItem("idtoken-signin.device_credential"));
+    expect(credential).toMatch(/^tdc_[A-Za-z0-9_-]{43}$/);
+    expect(await second.locator("body").textContent()).not.toContain(credential!);
+    const trustedRows = await testApp.app.database.client.trustedDevice.findMany({ where: { userId } });
+    expect(trustedRows.map((r) => r.credentialHash)).toEqual([createHash("sha256").update(credential!).digest("base64url")]);
 
     // 5. Two sessions; this one is marked; revoke the other.
     await second.locator("#sessions tbody tr").nth(1).waitFor();
@@ -231,12 +239,20 @@ describe.skipIf(SKIP_BROWSER_TESTS)("a person's path through the web app (headle
     expect(await second.locator("#raw-rpc").textContent()).toBe("(RefreshToken)");
     await shot(second, "09-refreshed-rotation");
 
-    // 8. Sign out: this session ends, the page is back at sign-in.
+    // 8. "Forget this device": the service stops trusting the credential, the page drops it.
+    await second.getByRole("button", { name: "Forget this device" }).click();
+    await second.locator("#notice").getByText("This device is forgotten").waitFor();
+    expect(await second.evaluate(() => localStorage.getItem("idtoken-signin.device_credential"))).toBeNull();
+    expect(await second.locator("#trust-forget").isVisible()).toBe(false);
+    expect(await testApp.app.database.client.trustedDevice.count({ where: { userId } })).toBe(0);
+    await shot(second, "10-device-forgotten");
+
+    // 9. Sign out: this session ends, the page is back at sign-in.
     await second.getByRole("button", { name: "Sign out", exact: true }).click();
     await second.locator("#notice").getByText("Signed out: 1 session(s) ended.").waitFor();
     expect(await second.locator("#signin").isVisible()).toBe(true);
     expect(await second.locator("#account").isVisible()).toBe(false);
-    await shot(second, "10-signed-out");
+    await shot(second, "11-signed-out");
     const open = await testApp.app.database.client.session.count({ where: { userId, revokedAt: null } });
     expect(open).toBe(0);
 

@@ -30,7 +30,8 @@ function identity(over: Partial<ExternalIdentity> & { trust?: boolean } = {}): E
 function history(over: Partial<SigninHistory> = {}): SigninHistory {
   return {
     lastSigninAt: new Date(NOW.getTime() - 86_400_000),
-    device: { trustedUntil: null },
+    deviceKnown: true,
+    trustedDevice: null,
     hasHistory: true,
     networkKnown: true,
     countries: [],
@@ -68,18 +69,20 @@ function subject(h: SigninHistory, over: { allow?: string[]; deny?: string[] } =
 }
 
 const evaluate = (h: SigninHistory, over: { allow?: string[]; deny?: string[]; identity?: ExternalIdentity; client?: typeof client } = {}) =>
-  subject(h, over).mfa.evaluate({ identity: over.identity ?? identity(), userId: "usr_a", account: "existing", client: over.client ?? client, now: NOW });
+  subject(h, over).mfa.evaluate({ identity: over.identity ?? identity(), userId: "usr_a", account: "existing", client: over.client ?? client, now: NOW, trustedDevice: "hash-of-credential" });
 
 describe("createAdaptiveMfa", () => {
   it("asks the store about this device, this network and the failure window", async () => {
     const { mfa, asked } = subject(history());
-    await mfa.evaluate({ identity: identity(), userId: "usr_a", account: "existing", client, now: NOW });
-    expect(asked).toEqual([["usr_a", { deviceKey: deviceKeyOf(client)!.key, network: "203.0.113.0/24", failuresSince: new Date(NOW.getTime() - 3_600_000) }]]);
+    await mfa.evaluate({ identity: identity(), userId: "usr_a", account: "existing", client, now: NOW, trustedDevice: "hash-of-credential" });
+    expect(asked).toEqual([["usr_a", {
+      deviceKey: deviceKeyOf(client)!.key, network: "203.0.113.0/24", failuresSince: new Date(NOW.getTime() - 3_600_000), trustedDevice: "hash-of-credential",
+    }]]);
   });
 
   it("does not read history for a sign-in that creates the user", async () => {
-    const { mfa, asked } = subject(history({ device: null }));
-    const gate = await mfa.evaluate({ identity: identity(), userId: null, account: "create", client, now: NOW });
+    const { mfa, asked } = subject(history({ deviceKnown: false }));
+    const gate = await mfa.evaluate({ identity: identity(), userId: null, account: "create", client, now: NOW, trustedDevice: null });
     expect(asked).toEqual([]);
     expect(gate.decision.kind).toBe("allow");
   });
@@ -89,11 +92,11 @@ describe("createAdaptiveMfa", () => {
     expect(gate.summary).toEqual({ score: 0, level: "low", requireMfa: false, recommendedMethods: [], signals: [], reason: null });
     expect(gate.auditDetail).toEqual({ score: 0, level: "low", signals: [], decision: "allow", require_mfa: false, device: "id", trusted_device: false, country: "DE" });
     expect(JSON.stringify(gate.auditDetail)).not.toContain("203.0.113");
-    expect(gate.seen).toEqual({ deviceKey: deviceKeyOf(client)!.key, network: "203.0.113.0/24", geo: { country: "DE", latitude: 52.5, longitude: 13.4 } });
+    expect(gate.seen).toEqual({ deviceKey: deviceKeyOf(client)!.key, network: "203.0.113.0/24", geo: { country: "DE", latitude: 52.5, longitude: 13.4 }, trustedDeviceId: null });
   });
 
   it("a new device challenges an enrolled user", async () => {
-    const gate = await evaluate(history({ device: null }));
+    const gate = await evaluate(history({ deviceKnown: false }));
     expect(gate.decision).toEqual({ kind: "challenge", requireMfa: true, reason: "new_device", methods: ["totp"] });
     expect(gate.summary).toMatchObject({ level: "medium", requireMfa: true, recommendedMethods: ["totp"], signals: ["new_device"], reason: "new_device" });
     expect(gate.auditDetail).toMatchObject({ decision: "challenge", reason: "new_device", methods: ["totp"], signals: [{ code: "new_device", weight: 30 }] });
@@ -107,25 +110,30 @@ describe("createAdaptiveMfa", () => {
     expect((await evaluate(history(), { allow: ["203.0.0.0/16"], deny: ["203.0.113.0/24"] })).assessment.reason).toBe("ip_denylisted");
   });
 
-  it("a trusted device skips MFA; trust expires; a fingerprint-only device is never trusted", async () => {
-    const trusted = history({ device: { trustedUntil: new Date(NOW.getTime() + 1000) }, networkKnown: false, lastSigninAt: new Date(NOW.getTime() - 100 * 86_400_000) });
+  it("a device credential found for the user skips MFA and is recorded as used; an expired one does not", async () => {
+    const risky = { networkKnown: false, lastSigninAt: new Date(NOW.getTime() - 100 * 86_400_000) };
+    const trusted = history({ ...risky, trustedDevice: { id: "tdv_1", expiresAt: new Date(NOW.getTime() + 1000) } });
     const gate = await evaluate(trusted);
     expect(gate.assessment.level).toBe("medium");
     expect(gate.decision).toEqual({ kind: "allow", requireMfa: false, skipped: "trusted_device" });
     expect(gate.auditDetail).toMatchObject({ trusted_device: true, skipped_by: "trusted_device" });
+    expect(gate.seen.trustedDeviceId).toBe("tdv_1");
 
-    const expired = history({ device: { trustedUntil: NOW }, networkKnown: false, lastSigninAt: new Date(NOW.getTime() - 100 * 86_400_000) });
+    const expired = history({ ...risky, trustedDevice: { id: "tdv_1", expiresAt: NOW } });
     expect((await evaluate(expired)).decision.kind).toBe("challenge");
+  });
 
-    const fingerprintOnly = await evaluate(trusted, { client: { ...client, deviceId: null } });
-    expect(fingerprintOnly.deviceTrusted).toBe(false);
-    expect(fingerprintOnly.decision.kind).toBe("challenge");
+  it("a known device id is only \"seen before\": without a credential it never skips MFA (issue 18)", async () => {
+    const known = history({ deviceKnown: true, networkKnown: false, lastSigninAt: new Date(NOW.getTime() - 100 * 86_400_000) });
+    const gate = await evaluate(known);
+    expect(gate.deviceTrusted).toBe(false);
+    expect(gate.decision.kind).toBe("challenge");
   });
 
   it("upstream MFA lowers the risk only for a provider configured to trust it", async () => {
     const mfaToken = { amr: ["pwd", "mfa"] };
-    expect((await evaluate(history({ device: null }), { identity: identity({ ...mfaToken, trust: true }) })).decision.kind).toBe("allow");
-    expect((await evaluate(history({ device: null }), { identity: identity({ ...mfaToken, trust: false }) })).decision.kind).toBe("challenge");
+    expect((await evaluate(history({ deviceKnown: false }), { identity: identity({ ...mfaToken, trust: true }) })).decision.kind).toBe("allow");
+    expect((await evaluate(history({ deviceKnown: false }), { identity: identity({ ...mfaToken, trust: false }) })).decision.kind).toBe("challenge");
   });
 });
 

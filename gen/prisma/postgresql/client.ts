@@ -103,9 +103,18 @@ export type WebauthnCredential = Prisma.WebauthnCredentialModel
 export type WebauthnCeremony = Prisma.WebauthnCeremonyModel
 /**
  * Model UserDevice
- * Devices a user has completed a sign-in from, for risk assessment and trusted devices.
+ * Devices a user has completed a sign-in from, for risk assessment (`new_device`). Being known
+ * here never skips MFA: that takes a TrustedDevice credential.
  */
 export type UserDevice = Prisma.UserDeviceModel
+/**
+ * Model TrustedDevice
+ * A device trusted to skip MFA (up to the configured risk level): the holder of a credential
+ * (`tdc_...`, 256 random bits) issued once by VerifyMfa with `trust_device`. Only its SHA-256 is
+ * stored, bound to the user. Deleted on sign-out everywhere, password change, admin disable or
+ * lock, factor removal and "forget this device"; useless after `expiresAt`.
+ */
+export type TrustedDevice = Prisma.TrustedDeviceModel
 /**
  * Model UserNetwork
  * IP networks (IPv4 /24, IPv6 /48 by default) a user has completed a sign-in from, with where

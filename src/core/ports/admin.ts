@@ -43,7 +43,8 @@ export interface AdminStore {
   userDetail(userId: string, now: Date): Promise<UserDetailRecord | null>;
   /**
    * Sets the status (and lock end, and the operator's reason) and, when `revokeSessions` gives a
-   * reason, revokes every session of the user in the same transaction; returns how many.
+   * reason, revokes every session of the user in the same transaction; returns how many. Any
+   * status but `active` also forgets every trusted device of the user, in the same transaction.
    */
   setStatus(change: {
     userId: string;

@@ -1,6 +1,7 @@
 import type { AuditRecord, NewIdentity, NewRefreshToken, NewSession, RiskSummary, UserRecord, UserWithPassword } from "../model.ts";
 import type { MfaMethod } from "../risk.ts";
 import type { SeenContext } from "./risk-history.ts";
+import type { NewTrustedDevice } from "./trusted-devices.ts";
 
 /** Ports of second factors: challenges, TOTP, recovery codes and sealed secrets. */
 
@@ -11,8 +12,8 @@ export interface NewChallenge {
   userId: string;
   identityId: string;
   provider: string;
+  /** The device key of the sign-in (a hash, see signin-context.ts); never the client's raw device id. */
   deviceKey: string | null;
-  deviceId: string | null;
   ip: string | null;
   userAgent: string | null;
   /** Authentication methods so far; completion adds the factor's. */
@@ -73,6 +74,8 @@ export type ChallengeDecision =
       session: NewSession;
       refreshToken: NewRefreshToken;
       seen: SeenContext;
+      /** `trust_device`: the device to trust from now on (its credential goes to the client once). */
+      trustDevice: NewTrustedDevice | null;
       audit: AuditRecord;
     }
   | { kind: "reject"; /** The challenge dies (attempts used up). */ kill: boolean; audit: AuditRecord | null };
@@ -87,7 +90,8 @@ export interface MfaStore {
    * user's factors, asks `decide`, then applies the decision: for `complete`, spends the code
    * (refusing a TOTP step that is not newer than the last, or a recovery code already used, with
    * DomainError `mfa_code_invalid` and nothing written), marks the challenge completed, opens the
-   * session with its refresh token, records the device and network as seen, touches the user
+   * session with its refresh token, records the device and network as seen, stores the trusted
+   * device when asked, touches the user
    * and identity, and writes the audit record; for `reject`, kills the challenge when asked and
    * writes the audit record, keeping the counted attempt. `decide` gets null for an unknown hash.
    * Resolves with the decision and, for `complete`, the user as updated.
@@ -125,8 +129,8 @@ export interface MfaStore {
    */
   confirmTotp(factorId: string, step: number, codes: NewRecoveryCode[], now: Date, audit: AuditRecord): Promise<boolean>;
   /**
-   * Spends time step `step` on the confirmed factor and then removes it, or replaces the
-   * recovery codes (`codes`), in one transaction. False (nothing written) when the step is not
+   * Spends time step `step` on the confirmed factor and then removes it (and with it the trust
+   * of every device of the user), or replaces the recovery codes (`codes`), in one transaction. False (nothing written) when the step is not
    * newer than the last one used (a replay) or the factor is gone.
    */
   withTotpStep(

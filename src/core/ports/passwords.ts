@@ -33,7 +33,8 @@ export interface PasswordStore {
   /**
    * In one transaction: sets the hash only if the stored one is still `expectedHash` (null: only
    * if the user has none), stamps `changed_at`, clears `must_change_password`, revokes the user's
-   * other sessions when `revokeOtherSessions` names the session to keep, and records `audit`
+   * other sessions when `revokeOtherSessions` names the session to keep, forgets every trusted
+   * device of the user, and records `audit`
    * (its detail gains `revoked_sessions`).
    */
   commitPasswordChange(write: {

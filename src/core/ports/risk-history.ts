@@ -5,8 +5,13 @@ import type { GeoPoint, MfaMethod } from "../risk.ts";
 /** What the store knows about a user's earlier completed sign-ins, for one new attempt. */
 export interface SigninHistory {
   lastSigninAt: Date | null;
-  /** The user's row for the attempt's device key, when they completed a sign-in from it. */
-  device: { trustedUntil: Date | null } | null;
+  /** Whether the user completed a sign-in from the attempt's device key (`new_device`). */
+  deviceKnown: boolean;
+  /**
+   * The user's trusted device whose credential the attempt presented (looked up by hash and user:
+   * another user's credential finds nothing); null without one. Expiry is checked by the caller.
+   */
+  trustedDevice: { id: string; expiresAt: Date } | null;
   /** Whether any device, network or sign-in was ever recorded for the user. */
   hasHistory: boolean;
   /** Whether the attempt's network was seen before. */
@@ -24,8 +29,17 @@ export interface SigninHistory {
 export interface SigninHistoryReader {
   signinHistory(
     userId: string,
-    query: { deviceKey: string | null; network: string | null; failuresSince: Date },
+    query: SigninHistoryQuery,
   ): Promise<SigninHistory>;
+}
+
+/** What one sign-in attempt asks about the user's history. */
+export interface SigninHistoryQuery {
+  deviceKey: string | null;
+  network: string | null;
+  failuresSince: Date;
+  /** The hash of the device credential the attempt presented (OpaqueTokens.hash); null: none. */
+  trustedDevice: string | null;
 }
 
 /** Where a completed sign-in came from, remembered for the next risk assessment. */
@@ -33,8 +47,8 @@ export interface SeenContext {
   deviceKey: string | null;
   network: string | null;
   geo: GeoPoint | null;
-  /** Set when a completed MFA asked to trust this (identifiable) device until then. */
-  trustedUntil?: Date | null | undefined;
+  /** The trusted device whose credential let this sign-in skip MFA: its last use is recorded. */
+  trustedDeviceId?: string | null | undefined;
 }
 
 /** Where GeoIP places an address; null when it does not know it. */

@@ -35,7 +35,10 @@ export interface SessionStore {
   /** The session a refresh token belongs to, with the token's own state. */
   findSessionByRefreshToken(tokenHash: string): Promise<(SessionInfo & { tokenUsedAt: Date | null; tokenExpiresAt: Date }) | null>;
   listActiveSessions(userId: string, now: Date): Promise<SessionInfo[]>;
-  /** Revokes the user's session(s) not yet revoked; returns how many. Audited in the same transaction. */
+  /**
+   * Revokes the user's session(s) not yet revoked; returns how many. Audited in the same
+   * transaction. Revoking all of them (no `sessionId`) also forgets every trusted device of the user.
+   */
   revokeSessions(
     filter: { userId: string; sessionId?: string | undefined },
     reason: string,

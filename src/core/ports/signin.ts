@@ -1,6 +1,6 @@
 import type { AuditRecord, ExternalIdentity, LinkedAccount, NewIdentity, NewRefreshToken, NewSession, NewUser, UserRecord, UserWithPassword } from "../model.ts";
 import type { NewChallenge } from "./mfa.ts";
-import type { SeenContext, SigninHistory } from "./risk-history.ts";
+import type { SeenContext, SigninHistory, SigninHistoryQuery } from "./risk-history.ts";
 import type { SingleUse } from "./single-use.ts";
 
 /** Ports of the sign-in: verifying the ID token, reading the account and its context at once, writing the outcome at once. */
@@ -29,7 +29,7 @@ export interface SigninSnapshotQuery {
   /** The caller's failures from `ip` since `since` (address-limit.ts says which count), at most `cap`. */
   ipFailures: { ip: string; since: Date; cap: number } | null;
   /** What risk assessment asks about the linked user's history (null: nothing). */
-  history: { deviceKey: string | null; network: string | null; failuresSince: Date } | null;
+  history: SigninHistoryQuery | null;
 }
 
 /** Everything a sign-in decides on, read together. */

@@ -204,26 +204,29 @@ function signinWriteStatement(write: SigninWrite): { text: string; values: unkno
   }
   if (challenge !== null) {
     const c = challenge;
-    ctes.push(`c AS (INSERT INTO mfa_challenges (id, token_hash, user_id, identity_id, provider, device_key, device_id, ip, user_agent, amr, risk,
+    ctes.push(`c AS (INSERT INTO mfa_challenges (id, token_hash, user_id, identity_id, provider, device_key, ip, user_agent, amr, risk,
         context, methods, pending_identity, attempts, created_at, expires_at)
-      SELECT ${p(c.id)}, ${p(c.tokenHash)}, u.id, ${p(c.identityId)}, ${p(c.provider)}, ${p(c.deviceKey)}, ${p(c.deviceId)}, ${p(c.ip)},
+      SELECT ${p(c.id)}, ${p(c.tokenHash)}, u.id, ${p(c.identityId)}, ${p(c.provider)}, ${p(c.deviceKey)}, ${p(c.ip)},
         ${p(c.userAgent?.slice(0, 512))}, ${p(JSON.stringify(c.amr))}, ${p(JSON.stringify(c.risk))}, ${p(JSON.stringify(c.context))},
         ${p(JSON.stringify(c.methods))}, ${p(c.pendingIdentity === null ? null : JSON.stringify(c.pendingIdentity))}, 0,
         ${p(c.createdAt, "::timestamp")}, ${p(c.expiresAt, "::timestamp")} FROM u)`);
   } else if ("session" in write) {
     const { session: s, refreshToken: t, seen } = write;
     const identityId = account.kind === "existing" ? account.identityId : account.identity.id;
-    ctes.push(`s AS (INSERT INTO sessions (id, user_id, identity_id, provider, amr, ip, user_agent, device_id, created_at, last_used_at, expires_at)
+    ctes.push(`s AS (INSERT INTO sessions (id, user_id, identity_id, provider, amr, ip, user_agent, created_at, last_used_at, expires_at)
       SELECT ${p(s.id)}, u.id, ${p(identityId)}, ${p(s.provider)}, ${p(JSON.stringify(s.amr))}, ${p(s.client.ip)},
-        ${p(s.client.userAgent?.slice(0, 512))}, ${p(s.client.deviceId)}, ${p(s.createdAt, "::timestamp")}, ${p(s.createdAt, "::timestamp")},
+        ${p(s.client.userAgent?.slice(0, 512))}, ${p(s.createdAt, "::timestamp")}, ${p(s.createdAt, "::timestamp")},
         ${p(s.expiresAt, "::timestamp")} FROM u RETURNING id)`);
     ctes.push(`r AS (INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at)
       SELECT ${p(t.id)}, s.id, ${p(t.tokenHash)}, ${p(t.createdAt, "::timestamp")}, ${p(t.expiresAt, "::timestamp")} FROM s)`);
     if (seen?.deviceKey != null) {
-      ctes.push(`d AS (INSERT INTO user_devices (user_id, device_key, first_seen_at, last_seen_at, trusted_until)
-        SELECT u.id, ${p(seen.deviceKey)}, ${at}, ${at}, ${p(seen.trustedUntil ?? null, "::timestamp")} FROM u
-        ON CONFLICT (user_id, device_key) DO UPDATE SET last_seen_at = excluded.last_seen_at,
-          trusted_until = COALESCE(excluded.trusted_until, user_devices.trusted_until))`);
+      ctes.push(`d AS (INSERT INTO user_devices (user_id, device_key, first_seen_at, last_seen_at)
+        SELECT u.id, ${p(seen.deviceKey)}, ${at}, ${at} FROM u
+        ON CONFLICT (user_id, device_key) DO UPDATE SET last_seen_at = excluded.last_seen_at)`);
+    }
+    if (seen?.trustedDeviceId != null) {
+      // A trusted device's credential skipped MFA: its last use, in the same statement.
+      ctes.push(`td AS (UPDATE trusted_devices SET last_used_at = ${at} WHERE id = ${p(seen.trustedDeviceId)} AND EXISTS (SELECT 1 FROM u))`);
     }
     if (seen?.network != null) {
       ctes.push(`n AS (INSERT INTO user_networks (user_id, network, country, latitude, longitude, first_seen_at, last_seen_at)

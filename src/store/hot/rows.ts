@@ -77,7 +77,6 @@ function sessionOf(row: Row, prefix = ""): SessionInfo {
     amr: JSON.parse(String(at("amr"))) as string[],
     ip: stringOrNull(at("ip")),
     userAgent: stringOrNull(at("user_agent")),
-    deviceId: stringOrNull(at("device_id")),
     createdAt: dateOf(at("created_at"))!,
     lastUsedAt: dateOf(at("last_used_at"))!,
     expiresAt: dateOf(at("expires_at"))!,
@@ -87,10 +86,12 @@ function sessionOf(row: Row, prefix = ""): SessionInfo {
 
 /**
  * The risk history from the facts the sign-in read gathers (see sql.ts): the device's row (or
- * whether any device was seen), the recent networks newest first, failures and second factors.
+ * whether any device was seen), the presented credential's trusted device, the recent networks
+ * newest first, failures and second factors.
  */
 function historyOf(row: Row, network: string | null): SigninHistory {
-  const device = jsonOf<[unknown, unknown?]>(row["device"]);
+  const device = jsonOf<[unknown]>(row["device"]);
+  const trusted = jsonOf<[unknown, unknown]>(row["trusted_device"]);
   const totp = jsonOf<[unknown, unknown]>(row["totp"]);
   const networks = jsonOf<[string, string | null, number | null, number | null, unknown][]>(row["networks"]) ?? [];
   const lastSigninAt = dateOf(row["last_signin_at"]);
@@ -102,7 +103,8 @@ function historyOf(row: Row, network: string | null): SigninHistory {
   const located = networks.find((n) => n[2] !== null && n[3] !== null);
   return {
     lastSigninAt,
-    device: device !== null && boolOf(device[0]) ? { trustedUntil: dateOf(device[1]) } : null,
+    deviceKnown: device !== null && boolOf(device[0]),
+    trustedDevice: trusted === null ? null : { id: String(trusted[0]), expiresAt: dateOf(trusted[1])! },
     hasHistory: lastSigninAt !== null || device !== null,
     networkKnown: network !== null && networks.some((n) => n[0] === network),
     countries: [...new Set(networks.flatMap((n) => (n[1] === null ? [] : [n[1]])))],

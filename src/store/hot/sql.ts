@@ -57,19 +57,22 @@ function dialectSql(dialect: Dialect) {
  * The columns of the sign-in read about user `u` (correlated subqueries: each an index seek or
  * two; the ones that rarely matter run only when needed: recovery codes only with a confirmed
  * authenticator, "any device" only for an unknown one). Recent networks come in one pass, newest
- * first. `device` and `since` name the parameters of the device key and the failures window.
- * `passkeys` (issue 21) costs one more index seek on webauthn_credentials(user_id) in the same
- * statement, no round trip: a challenge must offer `webauthn` to a user who has a passkey.
+ * first. `device`, `since` and `trusted` name the parameters of the device key, the failures
+ * window and the presented device credential's hash (a unique-index seek, bound to the user; a
+ * null hash finds nothing).
+ * `passkeys` costs one more index seek on webauthn_credentials(user_id) in the same statement,
+ * no round trip: a challenge must offer `webauthn` to a user who has a passkey.
  */
-function userReadColumns(dialect: Dialect, device: string, since: string): string {
+function userReadColumns(dialect: Dialect, device: string, since: string, trusted: string): string {
   const d = dialectSql(dialect);
   return `${userColumns("u")}, u.last_signin_at,
   (SELECT p.changed_at FROM password_credentials p WHERE p.user_id = u.id) AS password_changed_at,
   (SELECT ${d.jsonArray}(f.confirmed_at, (SELECT count(*) FROM recovery_codes r WHERE r.user_id = u.id AND r.used_at IS NULL))
      FROM mfa_factors f WHERE f.user_id = u.id AND f.type = 'totp' AND f.confirmed_at IS NOT NULL) AS totp,
   (SELECT count(*) FROM webauthn_credentials w WHERE w.user_id = u.id AND w.flagged_at IS NULL)${d.int} AS passkeys,
-  COALESCE((SELECT ${d.jsonArray}(1, d.trusted_until) FROM user_devices d WHERE d.user_id = u.id AND d.device_key = ${device}),
+  COALESCE((SELECT ${d.jsonArray}(1) FROM user_devices d WHERE d.user_id = u.id AND d.device_key = ${device}),
      (SELECT ${d.jsonArray}(0) FROM user_devices d WHERE d.user_id = u.id LIMIT 1)) AS device,
+  (SELECT ${d.jsonArray}(t.id, t.expires_at) FROM trusted_devices t WHERE t.credential_hash = ${trusted} AND t.user_id = u.id) AS trusted_device,
   (SELECT ${d.jsonAgg}(${d.jsonArray}(r.network, r.country, r.latitude, r.longitude, r.last_seen_at)) FROM (
      SELECT n.network, n.country, n.latitude, n.longitude, n.last_seen_at FROM user_networks n
      WHERE n.user_id = u.id ORDER BY n.last_seen_at DESC LIMIT ${RECENT_NETWORKS}) r) AS networks,
@@ -94,13 +97,14 @@ function emailOwnersExpression(dialect: Dialect, email: string): string {
 /**
  * The sign-in's one read as one statement (PostgreSQL: one round trip; also what Prisma's raw
  * query runs). Parameters: $1 issuer, $2 subject, $3 device key, $4 failures since (null: none),
- * $5 client address, $6 address failures since, $7 cap, $8 verified e-mail. One row: the
+ * $5 client address, $6 address failures since, $7 cap, $8 verified e-mail, $9 device credential
+ * hash. One row: the
  * identity's user (columns null without a link) with its history, the address's failure count,
  * and the e-mail's owners when there is no link.
  */
 export function signinReadSql(dialect: Dialect): string {
   const d = dialectSql(dialect);
-  return `SELECT i.id AS identity_id, ${userReadColumns(dialect, "$3", "$4")},
+  return `SELECT i.id AS identity_id, ${userReadColumns(dialect, "$3", "$4", "$9")},
   ${ipFailuresColumn(dialect, "$5", "$6", "$7")},
   CASE WHEN i.id IS NULL AND $8${d.text} IS NOT NULL THEN ${emailOwnersExpression(dialect, "$8")} END AS email_owners
 FROM (SELECT 1 AS one) one
@@ -127,7 +131,9 @@ export const SQLITE_READ = {
      FROM mfa_factors f WHERE f.user_id = $1 AND f.type = 'totp' AND f.confirmed_at IS NOT NULL) AS totp,
   (SELECT count(*) FROM webauthn_credentials w WHERE w.user_id = $1 AND w.flagged_at IS NULL) AS passkeys`,
   /** $1 user id, $2 device key. */
-  device: `SELECT json_array(1, trusted_until) AS device FROM user_devices WHERE user_id = $1 AND device_key = $2`,
+  device: `SELECT json_array(1) AS device FROM user_devices WHERE user_id = $1 AND device_key = $2`,
+  /** $1 user id, $2 device credential hash (asked only when one was presented). */
+  trustedDevice: `SELECT json_array(id, expires_at) AS trusted_device FROM trusted_devices WHERE credential_hash = $2 AND user_id = $1`,
   /** $1 user id: whether any device was seen (asked only for an unknown one). */
   anyDevice: `SELECT json_array(0) AS device FROM user_devices WHERE user_id = $1 LIMIT 1`,
   /** $1 user id: rows, newest first. */
@@ -147,6 +153,7 @@ export function signinReadParams(q: SigninSnapshotQuery): unknown[] {
   return [
     q.issuer, q.subject, q.history?.deviceKey ?? null, q.history?.failuresSince ?? null,
     q.ipFailures?.ip ?? null, q.ipFailures?.since ?? null, q.ipFailures?.cap ?? 0, q.verifiedEmail,
+    q.history?.trustedDevice ?? null,
   ];
 }
 
@@ -174,7 +181,7 @@ FROM users u LEFT JOIN password_credentials p ON p.user_id = u.id WHERE u.id = $
 /** A refresh token with its session, user and password change time: $1 token hash. */
 export const REFRESH_STATE_SQL = `SELECT t.id AS token_id, t.expires_at AS token_expires_at, t.used_at AS token_used_at,
   s.id AS s_id, s.user_id AS s_user_id, s.provider AS s_provider, s.amr AS s_amr, s.ip AS s_ip, s.user_agent AS s_user_agent,
-  s.device_id AS s_device_id, s.created_at AS s_created_at, s.last_used_at AS s_last_used_at, s.expires_at AS s_expires_at,
+  s.created_at AS s_created_at, s.last_used_at AS s_last_used_at, s.expires_at AS s_expires_at,
   s.revoked_at AS s_revoked_at,
   ${userColumns("u")}, p.changed_at AS password_changed_at
 FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
@@ -209,13 +216,15 @@ export const ACTIVE_USER_SQL = `SELECT ${userColumns("u")} FROM users u WHERE u.
 
 export const PASSWORD_CHANGED_AT_SQL = `SELECT changed_at AS password_changed_at FROM password_credentials WHERE user_id = $1`;
 
-export const INSERT_SESSION_SQL = `INSERT INTO sessions (id, user_id, identity_id, provider, amr, ip, user_agent, device_id, created_at, last_used_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`;
+export const INSERT_SESSION_SQL = `INSERT INTO sessions (id, user_id, identity_id, provider, amr, ip, user_agent, created_at, last_used_at, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`;
 
-/** Remembers a device; trust is only ever extended here: $1 user, $2 key, $3 at, $4 trusted until. */
-export const UPSERT_DEVICE_SQL = `INSERT INTO user_devices (user_id, device_key, first_seen_at, last_seen_at, trusted_until) VALUES ($1, $2, $3, $3, $4)
-ON CONFLICT (user_id, device_key) DO UPDATE SET last_seen_at = excluded.last_seen_at,
-  trusted_until = COALESCE(excluded.trusted_until, user_devices.trusted_until)`;
+/** Remembers a device as seen: $1 user, $2 key, $3 at. */
+export const UPSERT_DEVICE_SQL = `INSERT INTO user_devices (user_id, device_key, first_seen_at, last_seen_at) VALUES ($1, $2, $3, $3)
+ON CONFLICT (user_id, device_key) DO UPDATE SET last_seen_at = excluded.last_seen_at`;
+
+/** Records the use of a trusted device's credential: $1 at, $2 trusted device id. */
+export const TOUCH_TRUSTED_DEVICE_SQL = `UPDATE trusted_devices SET last_used_at = $1 WHERE id = $2`;
 
 /** Remembers a network with where GeoIP placed it: $1 user, $2 network, $3 country, $4 lat, $5 lon, $6 at. */
 export const UPSERT_NETWORK_SQL = `INSERT INTO user_networks (user_id, network, country, latitude, longitude, first_seen_at, last_seen_at)
@@ -223,9 +232,9 @@ VALUES ($1, $2, $3, $4, $5, $6, $6)
 ON CONFLICT (user_id, network) DO UPDATE SET country = excluded.country, latitude = excluded.latitude,
   longitude = excluded.longitude, last_seen_at = excluded.last_seen_at`;
 
-export const INSERT_CHALLENGE_SQL = `INSERT INTO mfa_challenges (id, token_hash, user_id, identity_id, provider, device_key, device_id, ip, user_agent,
+export const INSERT_CHALLENGE_SQL = `INSERT INTO mfa_challenges (id, token_hash, user_id, identity_id, provider, device_key, ip, user_agent,
   amr, risk, context, methods, pending_identity, attempts, created_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 0, $15, $16)`;
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, $15)`;
 
 /**
  * `$n` placeholders as `?` for SQLite, with the order in which to pass the values (a `$n` used

@@ -197,17 +197,19 @@ export function createSqliteHotStore(
     }
     if ("challenge" in write) {
       const c = write.challenge;
-      run(SQL.INSERT_CHALLENGE_SQL, c.id, c.tokenHash, c.userId, c.identityId, c.provider, c.deviceKey, c.deviceId, c.ip,
+      run(SQL.INSERT_CHALLENGE_SQL, c.id, c.tokenHash, c.userId, c.identityId, c.provider, c.deviceKey, c.ip,
         c.userAgent?.slice(0, 512) ?? null, JSON.stringify(c.amr), JSON.stringify(c.risk), JSON.stringify(c.context),
         JSON.stringify(c.methods), c.pendingIdentity === null ? null : JSON.stringify(c.pendingIdentity), c.createdAt, c.expiresAt);
     } else {
       const { session: s, refreshToken: t, seen } = write;
       const identityId = account.kind === "existing" ? account.identityId : account.identity.id;
       run(SQL.INSERT_SESSION_SQL, s.id, s.userId, identityId, s.provider, JSON.stringify(s.amr), s.client.ip,
-        s.client.userAgent?.slice(0, 512) ?? null, s.client.deviceId, s.createdAt, s.createdAt, s.expiresAt);
+        s.client.userAgent?.slice(0, 512) ?? null, s.createdAt, s.createdAt, s.expiresAt);
       run(SQL.INSERT_REFRESH_SQL, t.id, t.sessionId, t.tokenHash, t.createdAt, t.expiresAt);
       if (seen !== undefined) {
-        if (seen.deviceKey !== null) run(SQL.UPSERT_DEVICE_SQL, s.userId, seen.deviceKey, at, seen.trustedUntil ?? null);
+        if (seen.deviceKey !== null) run(SQL.UPSERT_DEVICE_SQL, s.userId, seen.deviceKey, at);
+        // A trusted device's credential skipped MFA: one more statement in the same transaction.
+        if (seen.trustedDeviceId != null) run(SQL.TOUCH_TRUSTED_DEVICE_SQL, at, seen.trustedDeviceId);
         if (seen.network !== null) {
           run(SQL.UPSERT_NETWORK_SQL, s.userId, seen.network, seen.geo?.country ?? null, seen.geo?.latitude ?? null,
             seen.geo?.longitude ?? null, at);
@@ -241,6 +243,8 @@ export function createSqliteHotStore(
           row["passkeys"] = factors["passkeys"];
           row["device"] = (h.deviceKey === null ? undefined : get(SQL.SQLITE_READ.device, userId, h.deviceKey))?.["device"]
             ?? get(SQL.SQLITE_READ.anyDevice, userId)?.["device"] ?? null;
+          // Only when a credential was presented (one unique-index seek, bound to the user).
+          row["trusted_device"] = h.trustedDevice === null ? null : get(SQL.SQLITE_READ.trustedDevice, userId, h.trustedDevice)?.["trusted_device"] ?? null;
           row["networks"] = all(SQL.SQLITE_READ.networks, userId);
           row["recent_failures"] = get(SQL.SQLITE_READ.recentFailures, userId, h.failuresSince)!["recent_failures"];
         }

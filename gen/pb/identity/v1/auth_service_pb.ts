@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file identity/v1/auth_service.proto.
  */
 export const file_identity_v1_auth_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5pZGVudGl0eS92MS9hdXRoX3NlcnZpY2UucHJvdG8SC2lkZW50aXR5LnYxIiwKE1JlZnJlc2hUb2tlblJlcXVlc3QSFQoNcmVmcmVzaF90b2tlbhgBIAEoCSK6AQoQVmVyaWZ5TWZhUmVxdWVzdBIXCg9jaGFsbGVuZ2VfdG9rZW4YASABKAkSDgoGbWV0aG9kGAIgASgJEgwKBGNvZGUYAyABKAkSFAoMdHJ1c3RfZGV2aWNlGAQgASgIEhYKCWRldmljZV9pZBgFIAEoCUgAiAEBEjMKEndlYmF1dGhuX2Fzc2VydGlvbhgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCDAoKX2RldmljZV9pZCJYChdCZWdpbldlYmF1dGhuTWZhUmVxdWVzdBIXCg9jaGFsbGVuZ2VfdG9rZW4YASABKAkSFgoJZGV2aWNlX2lkGAIgASgJSACIAQFCDAoKX2RldmljZV9pZCJEChhCZWdpbldlYmF1dGhuTWZhUmVzcG9uc2USKAoHb3B0aW9ucxgBIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiOgoSQ3JlYXRlTm9uY2VSZXF1ZXN0EhYKCWRldmljZV9pZBgBIAEoCUgAiAEBQgwKCl9kZXZpY2VfaWQiTgoTQ3JlYXRlTm9uY2VSZXNwb25zZRINCgVub25jZRgBIAEoCRISCgpleHBpcmVzX2luGAIgASgFEhQKDG5vbmNlX3NoYTI1NhgDIAEoCSJUCg5TaWduT3V0UmVxdWVzdBIUCgxhbGxfc2Vzc2lvbnMYASABKAgSGgoNcmVmcmVzaF90b2tlbhgCIAEoCUgAiAEBQhAKDl9yZWZyZXNoX3Rva2VuIisKD1NpZ25PdXRSZXNwb25zZRIYChByZXZva2VkX3Nlc3Npb25zGAEgASgFIpQBChhTaWduaW5XaXRoSWRUb2tlblJlcXVlc3QSEAoIaWRfdG9rZW4YASABKAkSFQoIcHJvdmlkZXIYAiABKAlIAIgBARISCgVub25jZRgDIAEoCUgBiAEBEhYKCWRldmljZV9pZBgEIAEoCUgCiAEBQgsKCV9wcm92aWRlckIICgZfbm9uY2VCDAoKX2RldmljZV9pZCL/BAoNTG9naW5SZXNwb25zZRIZCgxhY2Nlc3NfdG9rZW4YASABKAlIAIgBARIcCg9jaGFsbGVuZ2VfdG9rZW4YAiABKAlIAYgBARISCgpleHBpcmVzX2luGAMgASgFEh0KEG1mYV9jaGVja19yZWFzb24YBCABKAlIAogBARIcChRtdXN0X2NoYW5nZV9wYXNzd29yZBgFIAEoCBIgChNwYXNzd29yZF9leHBpcmVzX2luGAYgASgFSAOIAQESHQoQcGFzc3dvcmRfd2FybmluZxgHIAEoCUgEiAEBEhoKDXJlZnJlc2hfdG9rZW4YCCABKAlIBYgBARIcChRyZXF1aXJlZF9tZmFfbWV0aG9kcxgJIAMoCRIUCgxyZXF1aXJlc19tZmEYCiABKAgSOQoPcmlza19hc3Nlc3NtZW50GAsgASgLMhsuaWRlbnRpdHkudjEuUmlza0Fzc2Vzc21lbnRIBogBARIXCgpyaXNrX2xldmVsGAwgASgJSAeIAQESEgoKdG9rZW5fdHlwZRgNIAEoCRIkCgR1c2VyGA4gASgLMhEuaWRlbnRpdHkudjEuVXNlckgIiAEBEhQKB3VzZXJfaWQYDyABKAlICYgBAUIPCg1fYWNjZXNzX3Rva2VuQhIKEF9jaGFsbGVuZ2VfdG9rZW5CEwoRX21mYV9jaGVja19yZWFzb25CFgoUX3Bhc3N3b3JkX2V4cGlyZXNfaW5CEwoRX3Bhc3N3b3JkX3dhcm5pbmdCEAoOX3JlZnJlc2hfdG9rZW5CEgoQX3Jpc2tfYXNzZXNzbWVudEINCgtfcmlza19sZXZlbEIHCgVfdXNlckIKCghfdXNlcl9pZCJ1Cg5SaXNrQXNzZXNzbWVudBINCgVsZXZlbBgBIAEoCRIfChdyZWNvbW1lbmRlZF9tZmFfbWV0aG9kcxgCIAMoCRITCgtyZXF1aXJlX21mYRgDIAEoCBINCgVzY29yZRgEIAEoBRIPCgdzaWduYWxzGAUgAygJIpACCgRVc2VyEhIKCmNyZWF0ZWRfYXQYASABKAkSEgoFZW1haWwYAiABKAlIAIgBARIKCgJpZBgDIAEoCRIcChRtdXN0X2NoYW5nZV9wYXNzd29yZBgEIAEoCBIgChNwYXNzd29yZF9leHBpcmVzX2luGAUgASgFSAGIAQESHQoQcGFzc3dvcmRfd2FybmluZxgGIAEoCUgCiAEBEhIKBXBob25lGAcgASgJSAOIAQESDgoGc3RhdHVzGAggASgJEhAKCHVzZXJuYW1lGAkgASgJQggKBl9lbWFpbEIWChRfcGFzc3dvcmRfZXhwaXJlc19pbkITChFfcGFzc3dvcmRfd2FybmluZ0IICgZfcGhvbmUytAUKC0F1dGhTZXJ2aWNlEngKEVNpZ25pbldpdGhJZFRva2VuEiUuaWRlbnRpdHkudjEuU2lnbmluV2l0aElkVG9rZW5SZXF1ZXN0GhouaWRlbnRpdHkudjEuTG9naW5SZXNwb25zZSIggtPkkwIaOgEqIhUvYXV0aC9pZC10b2tlbi9zaWduaW4SbAoMUmVmcmVzaFRva2VuEiAuaWRlbnRpdHkudjEuUmVmcmVzaFRva2VuUmVxdWVzdBoaLmlkZW50aXR5LnYxLkxvZ2luUmVzcG9uc2UiHoLT5JMCGDoBKiITL2F1dGgvdG9rZW4vcmVmcmVzaBJjCglWZXJpZnlNZmESHS5pZGVudGl0eS52MS5WZXJpZnlNZmFSZXF1ZXN0GhouaWRlbnRpdHkudjEuTG9naW5SZXNwb25zZSIbgtPkkwIVOgEqIhAvYXV0aC9tZmEvdmVyaWZ5EoQBChBCZWdpbldlYmF1dGhuTWZhEiQuaWRlbnRpdHkudjEuQmVnaW5XZWJhdXRobk1mYVJlcXVlc3QaJS5pZGVudGl0eS52MS5CZWdpbldlYmF1dGhuTWZhUmVzcG9uc2UiI4LT5JMCHToBKiIYL2F1dGgvbWZhL3dlYmF1dGhuL2JlZ2luEnEKC0NyZWF0ZU5vbmNlEh8uaWRlbnRpdHkudjEuQ3JlYXRlTm9uY2VSZXF1ZXN0GiAuaWRlbnRpdHkudjEuQ3JlYXRlTm9uY2VSZXNwb25zZSIfgtPkkwIZOgEqIhQvYXV0aC9pZC10b2tlbi9ub25jZRJeCgdTaWduT3V0EhsuaWRlbnRpdHkudjEuU2lnbk91dFJlcXVlc3QaHC5pZGVudGl0eS52MS5TaWduT3V0UmVzcG9uc2UiGILT5JMCEjoBKiINL2F1dGgvc2lnbm91dGIGcHJvdG8z", [file_google_api_annotations, file_google_protobuf_struct]);
+  fileDesc("Ch5pZGVudGl0eS92MS9hdXRoX3NlcnZpY2UucHJvdG8SC2lkZW50aXR5LnYxIiwKE1JlZnJlc2hUb2tlblJlcXVlc3QSFQoNcmVmcmVzaF90b2tlbhgBIAEoCSK6AQoQVmVyaWZ5TWZhUmVxdWVzdBIXCg9jaGFsbGVuZ2VfdG9rZW4YASABKAkSDgoGbWV0aG9kGAIgASgJEgwKBGNvZGUYAyABKAkSFAoMdHJ1c3RfZGV2aWNlGAQgASgIEhYKCWRldmljZV9pZBgFIAEoCUgAiAEBEjMKEndlYmF1dGhuX2Fzc2VydGlvbhgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCDAoKX2RldmljZV9pZCJYChdCZWdpbldlYmF1dGhuTWZhUmVxdWVzdBIXCg9jaGFsbGVuZ2VfdG9rZW4YASABKAkSFgoJZGV2aWNlX2lkGAIgASgJSACIAQFCDAoKX2RldmljZV9pZCJEChhCZWdpbldlYmF1dGhuTWZhUmVzcG9uc2USKAoHb3B0aW9ucxgBIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiOgoSQ3JlYXRlTm9uY2VSZXF1ZXN0EhYKCWRldmljZV9pZBgBIAEoCUgAiAEBQgwKCl9kZXZpY2VfaWQiTgoTQ3JlYXRlTm9uY2VSZXNwb25zZRINCgVub25jZRgBIAEoCRISCgpleHBpcmVzX2luGAIgASgFEhQKDG5vbmNlX3NoYTI1NhgDIAEoCSJUCg5TaWduT3V0UmVxdWVzdBIUCgxhbGxfc2Vzc2lvbnMYASABKAgSGgoNcmVmcmVzaF90b2tlbhgCIAEoCUgAiAEBQhAKDl9yZWZyZXNoX3Rva2VuIisKD1NpZ25PdXRSZXNwb25zZRIYChByZXZva2VkX3Nlc3Npb25zGAEgASgFIs8BChhTaWduaW5XaXRoSWRUb2tlblJlcXVlc3QSEAoIaWRfdG9rZW4YASABKAkSFQoIcHJvdmlkZXIYAiABKAlIAIgBARISCgVub25jZRgDIAEoCUgBiAEBEhYKCWRldmljZV9pZBgEIAEoCUgCiAEBEiMKEWRldmljZV9jcmVkZW50aWFsGAUgASgJQgOAAQFIA4gBAUILCglfcHJvdmlkZXJCCAoGX25vbmNlQgwKCl9kZXZpY2VfaWRCFAoSX2RldmljZV9jcmVkZW50aWFsIroFCg1Mb2dpblJlc3BvbnNlEhkKDGFjY2Vzc190b2tlbhgBIAEoCUgAiAEBEhwKD2NoYWxsZW5nZV90b2tlbhgCIAEoCUgBiAEBEhIKCmV4cGlyZXNfaW4YAyABKAUSHQoQbWZhX2NoZWNrX3JlYXNvbhgEIAEoCUgCiAEBEhwKFG11c3RfY2hhbmdlX3Bhc3N3b3JkGAUgASgIEiAKE3Bhc3N3b3JkX2V4cGlyZXNfaW4YBiABKAVIA4gBARIdChBwYXNzd29yZF93YXJuaW5nGAcgASgJSASIAQESGgoNcmVmcmVzaF90b2tlbhgIIAEoCUgFiAEBEhwKFHJlcXVpcmVkX21mYV9tZXRob2RzGAkgAygJEhQKDHJlcXVpcmVzX21mYRgKIAEoCBI5Cg9yaXNrX2Fzc2Vzc21lbnQYCyABKAsyGy5pZGVudGl0eS52MS5SaXNrQXNzZXNzbWVudEgGiAEBEhcKCnJpc2tfbGV2ZWwYDCABKAlIB4gBARISCgp0b2tlbl90eXBlGA0gASgJEiQKBHVzZXIYDiABKAsyES5pZGVudGl0eS52MS5Vc2VySAiIAQESFAoHdXNlcl9pZBgPIAEoCUgJiAEBEiMKEWRldmljZV9jcmVkZW50aWFsGBAgASgJQgOAAQFICogBAUIPCg1fYWNjZXNzX3Rva2VuQhIKEF9jaGFsbGVuZ2VfdG9rZW5CEwoRX21mYV9jaGVja19yZWFzb25CFgoUX3Bhc3N3b3JkX2V4cGlyZXNfaW5CEwoRX3Bhc3N3b3JkX3dhcm5pbmdCEAoOX3JlZnJlc2hfdG9rZW5CEgoQX3Jpc2tfYXNzZXNzbWVudEINCgtfcmlza19sZXZlbEIHCgVfdXNlckIKCghfdXNlcl9pZEIUChJfZGV2aWNlX2NyZWRlbnRpYWwidQoOUmlza0Fzc2Vzc21lbnQSDQoFbGV2ZWwYASABKAkSHwoXcmVjb21tZW5kZWRfbWZhX21ldGhvZHMYAiADKAkSEwoLcmVxdWlyZV9tZmEYAyABKAgSDQoFc2NvcmUYBCABKAUSDwoHc2lnbmFscxgFIAMoCSKQAgoEVXNlchISCgpjcmVhdGVkX2F0GAEgASgJEhIKBWVtYWlsGAIgASgJSACIAQESCgoCaWQYAyABKAkSHAoUbXVzdF9jaGFuZ2VfcGFzc3dvcmQYBCABKAgSIAoTcGFzc3dvcmRfZXhwaXJlc19pbhgFIAEoBUgBiAEBEh0KEHBhc3N3b3JkX3dhcm5pbmcYBiABKAlIAogBARISCgVwaG9uZRgHIAEoCUgDiAEBEg4KBnN0YXR1cxgIIAEoCRIQCgh1c2VybmFtZRgJIAEoCUIICgZfZW1haWxCFgoUX3Bhc3N3b3JkX2V4cGlyZXNfaW5CEwoRX3Bhc3N3b3JkX3dhcm5pbmdCCAoGX3Bob25lMrQFCgtBdXRoU2VydmljZRJ4ChFTaWduaW5XaXRoSWRUb2tlbhIlLmlkZW50aXR5LnYxLlNpZ25pbldpdGhJZFRva2VuUmVxdWVzdBoaLmlkZW50aXR5LnYxLkxvZ2luUmVzcG9uc2UiIILT5JMCGjoBKiIVL2F1dGgvaWQtdG9rZW4vc2lnbmluEmwKDFJlZnJlc2hUb2tlbhIgLmlkZW50aXR5LnYxLlJlZnJlc2hUb2tlblJlcXVlc3QaGi5pZGVudGl0eS52MS5Mb2dpblJlc3BvbnNlIh6C0+STAhg6ASoiEy9hdXRoL3Rva2VuL3JlZnJlc2gSYwoJVmVyaWZ5TWZhEh0uaWRlbnRpdHkudjEuVmVyaWZ5TWZhUmVxdWVzdBoaLmlkZW50aXR5LnYxLkxvZ2luUmVzcG9uc2UiG4LT5JMCFToBKiIQL2F1dGgvbWZhL3ZlcmlmeRKEAQoQQmVnaW5XZWJhdXRobk1mYRIkLmlkZW50aXR5LnYxLkJlZ2luV2ViYXV0aG5NZmFSZXF1ZXN0GiUuaWRlbnRpdHkudjEuQmVnaW5XZWJhdXRobk1mYVJlc3BvbnNlIiOC0+STAh06ASoiGC9hdXRoL21mYS93ZWJhdXRobi9iZWdpbhJxCgtDcmVhdGVOb25jZRIfLmlkZW50aXR5LnYxLkNyZWF0ZU5vbmNlUmVxdWVzdBogLmlkZW50aXR5LnYxLkNyZWF0ZU5vbmNlUmVzcG9uc2UiH4LT5JMCGToBKiIUL2F1dGgvaWQtdG9rZW4vbm9uY2USXgoHU2lnbk91dBIbLmlkZW50aXR5LnYxLlNpZ25PdXRSZXF1ZXN0GhwuaWRlbnRpdHkudjEuU2lnbk91dFJlc3BvbnNlIhiC0+STAhI6ASoiDS9hdXRoL3NpZ25vdXRiBnByb3RvMw", [file_google_api_annotations, file_google_protobuf_struct]);
 
 /**
  * RefreshTokenRequest carries a refresh token from a previous LoginResponse.
@@ -65,9 +65,9 @@ export type VerifyMfaRequest = Message<"identity.v1.VerifyMfaRequest"> & {
   code: string;
 
   /**
-   * Trust this device for the configured period (30 days by default): sign-ins from it skip MFA
-   * unless their risk is high. Only devices that send a device identifier (`device_id` at
-   * sign-in or the `x-device-id` header) can be trusted.
+   * Trust this device for the configured period (`mfa.trusted_device_days`, 30 by default): the
+   * answer then carries a `device_credential`, shown once; sign-ins of this user that present it
+   * skip MFA up to the configured risk level (`mfa.trusted_device_max_level`, medium).
    *
    * @generated from field: bool trust_device = 4;
    */
@@ -76,6 +76,7 @@ export type VerifyMfaRequest = Message<"identity.v1.VerifyMfaRequest"> & {
   /**
    * The device identifier sent at sign-in, when it was sent in the body; a challenge issued to
    * a device is completed only by that device. May instead be sent in the `x-device-id` header.
+   * A label for risk assessment only: it never skips MFA.
    *
    * @generated from field: optional string device_id = 5;
    */
@@ -288,12 +289,21 @@ export type SigninWithIdTokenRequest = Message<"identity.v1.SigninWithIdTokenReq
   nonce?: string | undefined;
 
   /**
-   * A stable identifier of the caller's device, used by risk assessment. May instead be sent in
-   * the `x-device-id` header.
+   * A stable identifier of the caller's device, used by risk assessment (`new_device`) only: it
+   * never skips MFA. May instead be sent in the `x-device-id` header.
    *
    * @generated from field: optional string device_id = 4;
    */
   deviceId?: string | undefined;
+
+  /**
+   * The `device_credential` a VerifyMfa with `trust_device` answered for this user on this device
+   * (`tdc_...`). Keep it like a password. When it is valid for the signing-in user, MFA is skipped
+   * up to the configured risk level; for anyone else, or once forgotten or expired, it is ignored.
+   *
+   * @generated from field: optional string device_credential = 5;
+   */
+  deviceCredential?: string | undefined;
 };
 
 /**
@@ -307,7 +317,8 @@ export const SigninWithIdTokenRequestSchema: GenMessage<SigninWithIdTokenRequest
  * LoginResponse is the user login result.
  *
  * When `requires_mfa` is true the response carries a `challenge_token` and no access or refresh
- * token. Fields that do not apply to a response are absent.
+ * token, and nothing about the user (no `user`, no `user_id`): only what the client needs to
+ * continue. Fields that do not apply to a response are absent.
  *
  * @generated from message identity.v1.LoginResponse
  */
@@ -348,7 +359,8 @@ export type LoginResponse = Message<"identity.v1.LoginResponse"> & {
   /**
    * The password must be changed before the account can be used normally: an operator forced
    * it, or the local password is `expired`. Always present (false for users without one, unless
-   * forced). Same value as `user.must_change_password`.
+   * forced). Same value as `user.must_change_password`. False on an answer that requires MFA: the
+   * account's state is told only after the second factor.
    *
    * @generated from field: bool must_change_password = 5;
    */
@@ -426,6 +438,16 @@ export type LoginResponse = Message<"identity.v1.LoginResponse"> & {
    * @generated from field: optional string user_id = 15;
    */
   userId?: string | undefined;
+
+  /**
+   * Only on VerifyMfa with `trust_device`: this device's credential (`tdc_...`, 256 random bits),
+   * shown this once and stored by the service only as a hash. Send it as `device_credential` on
+   * later sign-ins. It ends after `mfa.trusted_device_days`, on sign-out everywhere, password
+   * change, removal of a second factor, an operator's disable or lock, and UserService.ForgetDevice.
+   *
+   * @generated from field: optional string device_credential = 16;
+   */
+  deviceCredential?: string | undefined;
 };
 
 /**

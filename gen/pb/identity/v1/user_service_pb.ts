@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file identity/v1/user_service.proto.
  */
 export const file_identity_v1_user_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5pZGVudGl0eS92MS91c2VyX3NlcnZpY2UucHJvdG8SC2lkZW50aXR5LnYxImsKFUNoYW5nZVBhc3N3b3JkUmVxdWVzdBIiChBjdXJyZW50X3Bhc3N3b3JkGAEgASgJQgOAAQFIAIgBARIZCgxuZXdfcGFzc3dvcmQYAiABKAlCA4ABAUITChFfY3VycmVudF9wYXNzd29yZCJTChZDaGFuZ2VQYXNzd29yZFJlc3BvbnNlEh8KBHVzZXIYASABKAsyES5pZGVudGl0eS52MS5Vc2VyEhgKEHJldm9rZWRfc2Vzc2lvbnMYAiABKAUiFwoVR2V0Q3VycmVudFVzZXJSZXF1ZXN0IhUKE0xpc3RTZXNzaW9uc1JlcXVlc3QiPgoUTGlzdFNlc3Npb25zUmVzcG9uc2USJgoIc2Vzc2lvbnMYASADKAsyFC5pZGVudGl0eS52MS5TZXNzaW9uIu4BCgdTZXNzaW9uEgoKAmlkGAEgASgJEhUKCHByb3ZpZGVyGAIgASgJSACIAQESFgoJZGV2aWNlX2lkGAMgASgJSAGIAQESDwoCaXAYBCABKAlIAogBARIXCgp1c2VyX2FnZW50GAUgASgJSAOIAQESEgoKY3JlYXRlZF9hdBgGIAEoCRIUCgxsYXN0X3VzZWRfYXQYByABKAkSEgoKZXhwaXJlc19hdBgIIAEoCRIPCgdjdXJyZW50GAkgASgIQgsKCV9wcm92aWRlckIMCgpfZGV2aWNlX2lkQgUKA19pcEINCgtfdXNlcl9hZ2VudCIqChRSZXZva2VTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIhcKFVJldm9rZVNlc3Npb25SZXNwb25zZTLPAwoLVXNlclNlcnZpY2USWQoOR2V0Q3VycmVudFVzZXISIi5pZGVudGl0eS52MS5HZXRDdXJyZW50VXNlclJlcXVlc3QaES5pZGVudGl0eS52MS5Vc2VyIhCC0+STAgoSCC9hdXRoL21lEmsKDExpc3RTZXNzaW9ucxIgLmlkZW50aXR5LnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaIS5pZGVudGl0eS52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZSIWgtPkkwIQEg4vYXV0aC9zZXNzaW9ucxJ7Cg1SZXZva2VTZXNzaW9uEiEuaWRlbnRpdHkudjEuUmV2b2tlU2Vzc2lvblJlcXVlc3QaIi5pZGVudGl0eS52MS5SZXZva2VTZXNzaW9uUmVzcG9uc2UiI4LT5JMCHSobL2F1dGgvc2Vzc2lvbnMve3Nlc3Npb25faWR9EnsKDkNoYW5nZVBhc3N3b3JkEiIuaWRlbnRpdHkudjEuQ2hhbmdlUGFzc3dvcmRSZXF1ZXN0GiMuaWRlbnRpdHkudjEuQ2hhbmdlUGFzc3dvcmRSZXNwb25zZSIggtPkkwIaOgEqIhUvYXV0aC9wYXNzd29yZC9jaGFuZ2ViBnByb3RvMw", [file_google_api_annotations, file_identity_v1_auth_service]);
+  fileDesc("Ch5pZGVudGl0eS92MS91c2VyX3NlcnZpY2UucHJvdG8SC2lkZW50aXR5LnYxImsKFUNoYW5nZVBhc3N3b3JkUmVxdWVzdBIiChBjdXJyZW50X3Bhc3N3b3JkGAEgASgJQgOAAQFIAIgBARIZCgxuZXdfcGFzc3dvcmQYAiABKAlCA4ABAUITChFfY3VycmVudF9wYXNzd29yZCJTChZDaGFuZ2VQYXNzd29yZFJlc3BvbnNlEh8KBHVzZXIYASABKAsyES5pZGVudGl0eS52MS5Vc2VyEhgKEHJldm9rZWRfc2Vzc2lvbnMYAiABKAUiFwoVR2V0Q3VycmVudFVzZXJSZXF1ZXN0IhUKE0xpc3RTZXNzaW9uc1JlcXVlc3QiPgoUTGlzdFNlc3Npb25zUmVzcG9uc2USJgoIc2Vzc2lvbnMYASADKAsyFC5pZGVudGl0eS52MS5TZXNzaW9uIpMCCgdTZXNzaW9uEgoKAmlkGAEgASgJEhUKCHByb3ZpZGVyGAIgASgJSACIAQESDwoCaXAYBCABKAlIAYgBARIXCgp1c2VyX2FnZW50GAUgASgJSAKIAQESEgoKY3JlYXRlZF9hdBgGIAEoCRIUCgxsYXN0X3VzZWRfYXQYByABKAkSEgoKZXhwaXJlc19hdBgIIAEoCRIPCgdjdXJyZW50GAkgASgIEhQKB2Jyb3dzZXIYCiABKAlIA4gBARIPCgJvcxgLIAEoCUgEiAEBQgsKCV9wcm92aWRlckIFCgNfaXBCDQoLX3VzZXJfYWdlbnRCCgoIX2Jyb3dzZXJCBQoDX29zSgQIAxAEUglkZXZpY2VfaWQiZQoTRm9yZ2V0RGV2aWNlUmVxdWVzdBIjChFkZXZpY2VfY3JlZGVudGlhbBgBIAEoCUIDgAEBSACIAQESEwoLYWxsX2RldmljZXMYAiABKAhCFAoSX2RldmljZV9jcmVkZW50aWFsIjEKFEZvcmdldERldmljZVJlc3BvbnNlEhkKEWZvcmdvdHRlbl9kZXZpY2VzGAEgASgFIioKFFJldm9rZVNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiFwoVUmV2b2tlU2Vzc2lvblJlc3BvbnNlMsUECgtVc2VyU2VydmljZRJZCg5HZXRDdXJyZW50VXNlchIiLmlkZW50aXR5LnYxLkdldEN1cnJlbnRVc2VyUmVxdWVzdBoRLmlkZW50aXR5LnYxLlVzZXIiEILT5JMCChIIL2F1dGgvbWUSawoMTGlzdFNlc3Npb25zEiAuaWRlbnRpdHkudjEuTGlzdFNlc3Npb25zUmVxdWVzdBohLmlkZW50aXR5LnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlIhaC0+STAhASDi9hdXRoL3Nlc3Npb25zEnsKDVJldm9rZVNlc3Npb24SIS5pZGVudGl0eS52MS5SZXZva2VTZXNzaW9uUmVxdWVzdBoiLmlkZW50aXR5LnYxLlJldm9rZVNlc3Npb25SZXNwb25zZSIjgtPkkwIdKhsvYXV0aC9zZXNzaW9ucy97c2Vzc2lvbl9pZH0SdAoMRm9yZ2V0RGV2aWNlEiAuaWRlbnRpdHkudjEuRm9yZ2V0RGV2aWNlUmVxdWVzdBohLmlkZW50aXR5LnYxLkZvcmdldERldmljZVJlc3BvbnNlIh+C0+STAhk6ASoiFC9hdXRoL2RldmljZXMvZm9yZ2V0EnsKDkNoYW5nZVBhc3N3b3JkEiIuaWRlbnRpdHkudjEuQ2hhbmdlUGFzc3dvcmRSZXF1ZXN0GiMuaWRlbnRpdHkudjEuQ2hhbmdlUGFzc3dvcmRSZXNwb25zZSIggtPkkwIaOgEqIhUvYXV0aC9wYXNzd29yZC9jaGFuZ2ViBnByb3RvMw", [file_google_api_annotations, file_identity_v1_auth_service]);
 
 /**
  * ChangePasswordRequest carries the current and the new password. Never logged.
@@ -143,13 +143,6 @@ export type Session = Message<"identity.v1.Session"> & {
   provider?: string | undefined;
 
   /**
-   * The device identifier the client sent, when any.
-   *
-   * @generated from field: optional string device_id = 3;
-   */
-  deviceId?: string | undefined;
-
-  /**
    * The client's IP address at sign-in.
    *
    * @generated from field: optional string ip = 4;
@@ -164,14 +157,14 @@ export type Session = Message<"identity.v1.Session"> & {
   userAgent?: string | undefined;
 
   /**
-   * Creation time, RFC 3339 UTC.
+   * First seen: creation time, RFC 3339 UTC.
    *
    * @generated from field: string created_at = 6;
    */
   createdAt: string;
 
   /**
-   * Last refresh, RFC 3339 UTC.
+   * Last seen: last refresh, RFC 3339 UTC.
    *
    * @generated from field: string last_used_at = 7;
    */
@@ -190,6 +183,20 @@ export type Session = Message<"identity.v1.Session"> & {
    * @generated from field: bool current = 9;
    */
   current: boolean;
+
+  /**
+   * Browser family from the User-Agent (`firefox`, `chrome`, `safari`, `edge`, ...), when known.
+   *
+   * @generated from field: optional string browser = 10;
+   */
+  browser?: string | undefined;
+
+  /**
+   * Operating-system family from the User-Agent (`windows`, `macos`, `linux`, `android`, ...), when known.
+   *
+   * @generated from field: optional string os = 11;
+   */
+  os?: string | undefined;
 };
 
 /**
@@ -198,6 +205,55 @@ export type Session = Message<"identity.v1.Session"> & {
  */
 export const SessionSchema: GenMessage<Session> = /*@__PURE__*/
   messageDesc(file_identity_v1_user_service, 5);
+
+/**
+ * ForgetDeviceRequest names the trusted device(s) to forget.
+ *
+ * @generated from message identity.v1.ForgetDeviceRequest
+ */
+export type ForgetDeviceRequest = Message<"identity.v1.ForgetDeviceRequest"> & {
+  /**
+   * The device credential (`tdc_...`) of the device to forget, usually the caller's own.
+   *
+   * @generated from field: optional string device_credential = 1;
+   */
+  deviceCredential?: string | undefined;
+
+  /**
+   * Forget every trusted device of the user instead.
+   *
+   * @generated from field: bool all_devices = 2;
+   */
+  allDevices: boolean;
+};
+
+/**
+ * Describes the message identity.v1.ForgetDeviceRequest.
+ * Use `create(ForgetDeviceRequestSchema)` to create a new message.
+ */
+export const ForgetDeviceRequestSchema: GenMessage<ForgetDeviceRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_user_service, 6);
+
+/**
+ * ForgetDeviceResponse reports how many trusted devices were forgotten.
+ *
+ * @generated from message identity.v1.ForgetDeviceResponse
+ */
+export type ForgetDeviceResponse = Message<"identity.v1.ForgetDeviceResponse"> & {
+  /**
+   * Trusted devices forgotten by this call (0: the credential was unknown, expired or another user's).
+   *
+   * @generated from field: int32 forgotten_devices = 1;
+   */
+  forgottenDevices: number;
+};
+
+/**
+ * Describes the message identity.v1.ForgetDeviceResponse.
+ * Use `create(ForgetDeviceResponseSchema)` to create a new message.
+ */
+export const ForgetDeviceResponseSchema: GenMessage<ForgetDeviceResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_user_service, 7);
 
 /**
  * RevokeSessionRequest names a session of the caller.
@@ -218,7 +274,7 @@ export type RevokeSessionRequest = Message<"identity.v1.RevokeSessionRequest"> &
  * Use `create(RevokeSessionRequestSchema)` to create a new message.
  */
 export const RevokeSessionRequestSchema: GenMessage<RevokeSessionRequest> = /*@__PURE__*/
-  messageDesc(file_identity_v1_user_service, 6);
+  messageDesc(file_identity_v1_user_service, 8);
 
 /**
  * RevokeSessionResponse is empty on success.
@@ -233,7 +289,7 @@ export type RevokeSessionResponse = Message<"identity.v1.RevokeSessionResponse">
  * Use `create(RevokeSessionResponseSchema)` to create a new message.
  */
 export const RevokeSessionResponseSchema: GenMessage<RevokeSessionResponse> = /*@__PURE__*/
-  messageDesc(file_identity_v1_user_service, 7);
+  messageDesc(file_identity_v1_user_service, 9);
 
 /**
  * UserService serves the signed-in user.
@@ -274,6 +330,18 @@ export const UserService: GenService<{
     methodKind: "unary";
     input: typeof RevokeSessionRequestSchema;
     output: typeof RevokeSessionResponseSchema;
+  },
+  /**
+   * "Forget this device": the given device credential (or, with `all_devices`, every one of the
+   * user's) stops skipping MFA at once. A credential that is not the caller's forgets nothing.
+   * Errors: `invalid_request` with neither a credential nor `all_devices`.
+   *
+   * @generated from rpc identity.v1.UserService.ForgetDevice
+   */
+  forgetDevice: {
+    methodKind: "unary";
+    input: typeof ForgetDeviceRequestSchema;
+    output: typeof ForgetDeviceResponseSchema;
   },
   /**
    * Sets the user's local password. With a password already set, `current_password` must prove

@@ -410,6 +410,7 @@ export const ModelName = {
   WebauthnCredential: 'WebauthnCredential',
   WebauthnCeremony: 'WebauthnCeremony',
   UserDevice: 'UserDevice',
+  TrustedDevice: 'TrustedDevice',
   UserNetwork: 'UserNetwork',
   UsedIdToken: 'UsedIdToken',
   Heartbeat: 'Heartbeat'
@@ -428,7 +429,7 @@ export type TypeMap<ExtArgs extends runtime.Types.Extensions.InternalArgs = runt
     omit: GlobalOmitOptions
   }
   meta: {
-    modelProps: "user" | "passwordCredential" | "identity" | "session" | "refreshToken" | "signingKey" | "auditEvent" | "mfaFactor" | "recoveryCode" | "mfaChallenge" | "webauthnCredential" | "webauthnCeremony" | "userDevice" | "userNetwork" | "usedIdToken" | "heartbeat"
+    modelProps: "user" | "passwordCredential" | "identity" | "session" | "refreshToken" | "signingKey" | "auditEvent" | "mfaFactor" | "recoveryCode" | "mfaChallenge" | "webauthnCredential" | "webauthnCeremony" | "userDevice" | "trustedDevice" | "userNetwork" | "usedIdToken" | "heartbeat"
     txIsolationLevel: TransactionIsolationLevel
   }
   model: {
@@ -1394,6 +1395,80 @@ export type TypeMap<ExtArgs extends runtime.Types.Extensions.InternalArgs = runt
         }
       }
     }
+    TrustedDevice: {
+      payload: Prisma.$TrustedDevicePayload<ExtArgs>
+      fields: Prisma.TrustedDeviceFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.TrustedDeviceFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$TrustedDevicePayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.TrustedDeviceFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$TrustedDevicePayload>
+        }
+        findFirst: {
+          args: Prisma.TrustedDeviceFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$TrustedDevicePayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.TrustedDeviceFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$TrustedDevicePayload>
+        }
+        findMany: {
+          args: Prisma.TrustedDeviceFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$TrustedDevicePayload>[]
+        }
+        create: {
+          args: Prisma.TrustedDeviceCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$TrustedDevicePayload>
+        }
+        createMany: {
+          args: Prisma.TrustedDeviceCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.TrustedDeviceCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$TrustedDevicePayload>[]
+        }
+        delete: {
+          args: Prisma.TrustedDeviceDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$TrustedDevicePayload>
+        }
+        update: {
+          args: Prisma.TrustedDeviceUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$TrustedDevicePayload>
+        }
+        deleteMany: {
+          args: Prisma.TrustedDeviceDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.TrustedDeviceUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.TrustedDeviceUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$TrustedDevicePayload>[]
+        }
+        upsert: {
+          args: Prisma.TrustedDeviceUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$TrustedDevicePayload>
+        }
+        aggregate: {
+          args: Prisma.TrustedDeviceAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateTrustedDevice>
+        }
+        groupBy: {
+          args: Prisma.TrustedDeviceGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.TrustedDeviceGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.TrustedDeviceCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.TrustedDeviceCountAggregateOutputType> | number
+        }
+      }
+    }
     UserNetwork: {
       payload: Prisma.$UserNetworkPayload<ExtArgs>
       fields: Prisma.UserNetworkFieldRefs
@@ -1707,7 +1782,6 @@ export const SessionScalarFieldEnum = {
   amr: 'amr',
   ip: 'ip',
   userAgent: 'userAgent',
-  deviceId: 'deviceId',
   createdAt: 'createdAt',
   lastUsedAt: 'lastUsedAt',
   expiresAt: 'expiresAt',
@@ -1794,7 +1868,6 @@ export const MfaChallengeScalarFieldEnum = {
   identityId: 'identityId',
   provider: 'provider',
   deviceKey: 'deviceKey',
-  deviceId: 'deviceId',
   ip: 'ip',
   userAgent: 'userAgent',
   amr: 'amr',
@@ -1849,11 +1922,23 @@ export const UserDeviceScalarFieldEnum = {
   userId: 'userId',
   deviceKey: 'deviceKey',
   firstSeenAt: 'firstSeenAt',
-  lastSeenAt: 'lastSeenAt',
-  trustedUntil: 'trustedUntil'
+  lastSeenAt: 'lastSeenAt'
 } as const
 
 export type UserDeviceScalarFieldEnum = (typeof UserDeviceScalarFieldEnum)[keyof typeof UserDeviceScalarFieldEnum]
+
+
+export const TrustedDeviceScalarFieldEnum = {
+  id: 'id',
+  userId: 'userId',
+  credentialHash: 'credentialHash',
+  label: 'label',
+  createdAt: 'createdAt',
+  lastUsedAt: 'lastUsedAt',
+  expiresAt: 'expiresAt'
+} as const
+
+export type TrustedDeviceScalarFieldEnum = (typeof TrustedDeviceScalarFieldEnum)[keyof typeof TrustedDeviceScalarFieldEnum]
 
 
 export const UserNetworkScalarFieldEnum = {
@@ -2141,6 +2226,7 @@ export type GlobalOmitConfig = {
   webauthnCredential?: Prisma.WebauthnCredentialOmit
   webauthnCeremony?: Prisma.WebauthnCeremonyOmit
   userDevice?: Prisma.UserDeviceOmit
+  trustedDevice?: Prisma.TrustedDeviceOmit
   userNetwork?: Prisma.UserNetworkOmit
   usedIdToken?: Prisma.UsedIdTokenOmit
   heartbeat?: Prisma.HeartbeatOmit

@@ -64,6 +64,7 @@ export const ModelName = {
   WebauthnCredential: 'WebauthnCredential',
   WebauthnCeremony: 'WebauthnCeremony',
   UserDevice: 'UserDevice',
+  TrustedDevice: 'TrustedDevice',
   UserNetwork: 'UserNetwork',
   UsedIdToken: 'UsedIdToken',
   Heartbeat: 'Heartbeat'
@@ -137,7 +138,6 @@ export const SessionScalarFieldEnum = {
   amr: 'amr',
   ip: 'ip',
   userAgent: 'userAgent',
-  deviceId: 'deviceId',
   createdAt: 'createdAt',
   lastUsedAt: 'lastUsedAt',
   expiresAt: 'expiresAt',
@@ -224,7 +224,6 @@ export const MfaChallengeScalarFieldEnum = {
   identityId: 'identityId',
   provider: 'provider',
   deviceKey: 'deviceKey',
-  deviceId: 'deviceId',
   ip: 'ip',
   userAgent: 'userAgent',
   amr: 'amr',
@@ -279,11 +278,23 @@ export const UserDeviceScalarFieldEnum = {
   userId: 'userId',
   deviceKey: 'deviceKey',
   firstSeenAt: 'firstSeenAt',
-  lastSeenAt: 'lastSeenAt',
-  trustedUntil: 'trustedUntil'
+  lastSeenAt: 'lastSeenAt'
 } as const
 
 export type UserDeviceScalarFieldEnum = (typeof UserDeviceScalarFieldEnum)[keyof typeof UserDeviceScalarFieldEnum]
+
+
+export const TrustedDeviceScalarFieldEnum = {
+  id: 'id',
+  userId: 'userId',
+  credentialHash: 'credentialHash',
+  label: 'label',
+  createdAt: 'createdAt',
+  lastUsedAt: 'lastUsedAt',
+  expiresAt: 'expiresAt'
+} as const
+
+export type TrustedDeviceScalarFieldEnum = (typeof TrustedDeviceScalarFieldEnum)[keyof typeof TrustedDeviceScalarFieldEnum]
 
 
 export const UserNetworkScalarFieldEnum = {

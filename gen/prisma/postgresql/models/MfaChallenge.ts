@@ -41,7 +41,6 @@ export type MfaChallengeMinAggregateOutputType = {
   identityId: string | null
   provider: string | null
   deviceKey: string | null
-  deviceId: string | null
   ip: string | null
   userAgent: string | null
   amr: string | null
@@ -63,7 +62,6 @@ export type MfaChallengeMaxAggregateOutputType = {
   identityId: string | null
   provider: string | null
   deviceKey: string | null
-  deviceId: string | null
   ip: string | null
   userAgent: string | null
   amr: string | null
@@ -85,7 +83,6 @@ export type MfaChallengeCountAggregateOutputType = {
   identityId: number
   provider: number
   deviceKey: number
-  deviceId: number
   ip: number
   userAgent: number
   amr: number
@@ -117,7 +114,6 @@ export type MfaChallengeMinAggregateInputType = {
   identityId?: true
   provider?: true
   deviceKey?: true
-  deviceId?: true
   ip?: true
   userAgent?: true
   amr?: true
@@ -139,7 +135,6 @@ export type MfaChallengeMaxAggregateInputType = {
   identityId?: true
   provider?: true
   deviceKey?: true
-  deviceId?: true
   ip?: true
   userAgent?: true
   amr?: true
@@ -161,7 +156,6 @@ export type MfaChallengeCountAggregateInputType = {
   identityId?: true
   provider?: true
   deviceKey?: true
-  deviceId?: true
   ip?: true
   userAgent?: true
   amr?: true
@@ -270,7 +264,6 @@ export type MfaChallengeGroupByOutputType = {
   identityId: string
   provider: string
   deviceKey: string | null
-  deviceId: string | null
   ip: string | null
   userAgent: string | null
   amr: string
@@ -315,7 +308,6 @@ export type MfaChallengeWhereInput = {
   identityId?: Prisma.StringFilter<"MfaChallenge"> | string
   provider?: Prisma.StringFilter<"MfaChallenge"> | string
   deviceKey?: Prisma.StringNullableFilter<"MfaChallenge"> | string | null
-  deviceId?: Prisma.StringNullableFilter<"MfaChallenge"> | string | null
   ip?: Prisma.StringNullableFilter<"MfaChallenge"> | string | null
   userAgent?: Prisma.StringNullableFilter<"MfaChallenge"> | string | null
   amr?: Prisma.StringFilter<"MfaChallenge"> | string
@@ -338,7 +330,6 @@ export type MfaChallengeOrderByWithRelationInput = {
   identityId?: Prisma.SortOrder
   provider?: Prisma.SortOrder
   deviceKey?: Prisma.SortOrderInput | Prisma.SortOrder
-  deviceId?: Prisma.SortOrderInput | Prisma.SortOrder
   ip?: Prisma.SortOrderInput | Prisma.SortOrder
   userAgent?: Prisma.SortOrderInput | Prisma.SortOrder
   amr?: Prisma.SortOrder
@@ -364,7 +355,6 @@ export type MfaChallengeWhereUniqueInput = Prisma.AtLeast<{
   identityId?: Prisma.StringFilter<"MfaChallenge"> | string
   provider?: Prisma.StringFilter<"MfaChallenge"> | string
   deviceKey?: Prisma.StringNullableFilter<"MfaChallenge"> | string | null
-  deviceId?: Prisma.StringNullableFilter<"MfaChallenge"> | string | null
   ip?: Prisma.StringNullableFilter<"MfaChallenge"> | string | null
   userAgent?: Prisma.StringNullableFilter<"MfaChallenge"> | string | null
   amr?: Prisma.StringFilter<"MfaChallenge"> | string
@@ -387,7 +377,6 @@ export type MfaChallengeOrderByWithAggregationInput = {
   identityId?: Prisma.SortOrder
   provider?: Prisma.SortOrder
   deviceKey?: Prisma.SortOrderInput | Prisma.SortOrder
-  deviceId?: Prisma.SortOrderInput | Prisma.SortOrder
   ip?: Prisma.SortOrderInput | Prisma.SortOrder
   userAgent?: Prisma.SortOrderInput | Prisma.SortOrder
   amr?: Prisma.SortOrder
@@ -417,7 +406,6 @@ export type MfaChallengeScalarWhereWithAggregatesInput = {
   identityId?: Prisma.StringWithAggregatesFilter<"MfaChallenge"> | string
   provider?: Prisma.StringWithAggregatesFilter<"MfaChallenge"> | string
   deviceKey?: Prisma.StringNullableWithAggregatesFilter<"MfaChallenge"> | string | null
-  deviceId?: Prisma.StringNullableWithAggregatesFilter<"MfaChallenge"> | string | null
   ip?: Prisma.StringNullableWithAggregatesFilter<"MfaChallenge"> | string | null
   userAgent?: Prisma.StringNullableWithAggregatesFilter<"MfaChallenge"> | string | null
   amr?: Prisma.StringWithAggregatesFilter<"MfaChallenge"> | string
@@ -438,7 +426,6 @@ export type MfaChallengeCreateInput = {
   identityId: string
   provider: string
   deviceKey?: string | null
-  deviceId?: string | null
   ip?: string | null
   userAgent?: string | null
   amr: string
@@ -461,7 +448,6 @@ export type MfaChallengeUncheckedCreateInput = {
   identityId: string
   provider: string
   deviceKey?: string | null
-  deviceId?: string | null
   ip?: string | null
   userAgent?: string | null
   amr: string
@@ -482,7 +468,6 @@ export type MfaChallengeUpdateInput = {
   identityId?: Prisma.StringFieldUpdateOperationsInput | string
   provider?: Prisma.StringFieldUpdateOperationsInput | string
   deviceKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
-  deviceId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   ip?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   userAgent?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   amr?: Prisma.StringFieldUpdateOperationsInput | string
@@ -505,7 +490,6 @@ export type MfaChallengeUncheckedUpdateInput = {
   identityId?: Prisma.StringFieldUpdateOperationsInput | string
   provider?: Prisma.StringFieldUpdateOperationsInput | string
   deviceKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
-  deviceId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   ip?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   userAgent?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   amr?: Prisma.StringFieldUpdateOperationsInput | string
@@ -527,7 +511,6 @@ export type MfaChallengeCreateManyInput = {
   identityId: string
   provider: string
   deviceKey?: string | null
-  deviceId?: string | null
   ip?: string | null
   userAgent?: string | null
   amr: string
@@ -548,7 +531,6 @@ export type MfaChallengeUpdateManyMutationInput = {
   identityId?: Prisma.StringFieldUpdateOperationsInput | string
   provider?: Prisma.StringFieldUpdateOperationsInput | string
   deviceKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
-  deviceId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   ip?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   userAgent?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   amr?: Prisma.StringFieldUpdateOperationsInput | string
@@ -570,7 +552,6 @@ export type MfaChallengeUncheckedUpdateManyInput = {
   identityId?: Prisma.StringFieldUpdateOperationsInput | string
   provider?: Prisma.StringFieldUpdateOperationsInput | string
   deviceKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
-  deviceId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   ip?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   userAgent?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   amr?: Prisma.StringFieldUpdateOperationsInput | string
@@ -602,7 +583,6 @@ export type MfaChallengeCountOrderByAggregateInput = {
   identityId?: Prisma.SortOrder
   provider?: Prisma.SortOrder
   deviceKey?: Prisma.SortOrder
-  deviceId?: Prisma.SortOrder
   ip?: Prisma.SortOrder
   userAgent?: Prisma.SortOrder
   amr?: Prisma.SortOrder
@@ -628,7 +608,6 @@ export type MfaChallengeMaxOrderByAggregateInput = {
   identityId?: Prisma.SortOrder
   provider?: Prisma.SortOrder
   deviceKey?: Prisma.SortOrder
-  deviceId?: Prisma.SortOrder
   ip?: Prisma.SortOrder
   userAgent?: Prisma.SortOrder
   amr?: Prisma.SortOrder
@@ -650,7 +629,6 @@ export type MfaChallengeMinOrderByAggregateInput = {
   identityId?: Prisma.SortOrder
   provider?: Prisma.SortOrder
   deviceKey?: Prisma.SortOrder
-  deviceId?: Prisma.SortOrder
   ip?: Prisma.SortOrder
   userAgent?: Prisma.SortOrder
   amr?: Prisma.SortOrder
@@ -725,7 +703,6 @@ export type MfaChallengeCreateWithoutUserInput = {
   identityId: string
   provider: string
   deviceKey?: string | null
-  deviceId?: string | null
   ip?: string | null
   userAgent?: string | null
   amr: string
@@ -746,7 +723,6 @@ export type MfaChallengeUncheckedCreateWithoutUserInput = {
   identityId: string
   provider: string
   deviceKey?: string | null
-  deviceId?: string | null
   ip?: string | null
   userAgent?: string | null
   amr: string
@@ -797,7 +773,6 @@ export type MfaChallengeScalarWhereInput = {
   identityId?: Prisma.StringFilter<"MfaChallenge"> | string
   provider?: Prisma.StringFilter<"MfaChallenge"> | string
   deviceKey?: Prisma.StringNullableFilter<"MfaChallenge"> | string | null
-  deviceId?: Prisma.StringNullableFilter<"MfaChallenge"> | string | null
   ip?: Prisma.StringNullableFilter<"MfaChallenge"> | string | null
   userAgent?: Prisma.StringNullableFilter<"MfaChallenge"> | string | null
   amr?: Prisma.StringFilter<"MfaChallenge"> | string
@@ -818,7 +793,6 @@ export type MfaChallengeCreateManyUserInput = {
   identityId: string
   provider: string
   deviceKey?: string | null
-  deviceId?: string | null
   ip?: string | null
   userAgent?: string | null
   amr: string
@@ -839,7 +813,6 @@ export type MfaChallengeUpdateWithoutUserInput = {
   identityId?: Prisma.StringFieldUpdateOperationsInput | string
   provider?: Prisma.StringFieldUpdateOperationsInput | string
   deviceKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
-  deviceId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   ip?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   userAgent?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   amr?: Prisma.StringFieldUpdateOperationsInput | string
@@ -860,7 +833,6 @@ export type MfaChallengeUncheckedUpdateWithoutUserInput = {
   identityId?: Prisma.StringFieldUpdateOperationsInput | string
   provider?: Prisma.StringFieldUpdateOperationsInput | string
   deviceKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
-  deviceId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   ip?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   userAgent?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   amr?: Prisma.StringFieldUpdateOperationsInput | string
@@ -881,7 +853,6 @@ export type MfaChallengeUncheckedUpdateManyWithoutUserInput = {
   identityId?: Prisma.StringFieldUpdateOperationsInput | string
   provider?: Prisma.StringFieldUpdateOperationsInput | string
   deviceKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
-  deviceId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   ip?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   userAgent?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   amr?: Prisma.StringFieldUpdateOperationsInput | string
@@ -905,7 +876,6 @@ export type MfaChallengeSelect<ExtArgs extends runtime.Types.Extensions.Internal
   identityId?: boolean
   provider?: boolean
   deviceKey?: boolean
-  deviceId?: boolean
   ip?: boolean
   userAgent?: boolean
   amr?: boolean
@@ -928,7 +898,6 @@ export type MfaChallengeSelectCreateManyAndReturn<ExtArgs extends runtime.Types.
   identityId?: boolean
   provider?: boolean
   deviceKey?: boolean
-  deviceId?: boolean
   ip?: boolean
   userAgent?: boolean
   amr?: boolean
@@ -951,7 +920,6 @@ export type MfaChallengeSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.
   identityId?: boolean
   provider?: boolean
   deviceKey?: boolean
-  deviceId?: boolean
   ip?: boolean
   userAgent?: boolean
   amr?: boolean
@@ -974,7 +942,6 @@ export type MfaChallengeSelectScalar = {
   identityId?: boolean
   provider?: boolean
   deviceKey?: boolean
-  deviceId?: boolean
   ip?: boolean
   userAgent?: boolean
   amr?: boolean
@@ -989,7 +956,7 @@ export type MfaChallengeSelectScalar = {
   consumedReason?: boolean
 }
 
-export type MfaChallengeOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "tokenHash" | "userId" | "identityId" | "provider" | "deviceKey" | "deviceId" | "ip" | "userAgent" | "amr" | "risk" | "context" | "methods" | "pendingIdentity" | "attempts" | "createdAt" | "expiresAt" | "consumedAt" | "consumedReason", ExtArgs["result"]["mfaChallenge"]>
+export type MfaChallengeOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "tokenHash" | "userId" | "identityId" | "provider" | "deviceKey" | "ip" | "userAgent" | "amr" | "risk" | "context" | "methods" | "pendingIdentity" | "attempts" | "createdAt" | "expiresAt" | "consumedAt" | "consumedReason", ExtArgs["result"]["mfaChallenge"]>
 export type MfaChallengeInclude<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   user?: boolean | Prisma.UserDefaultArgs<ExtArgs>
 }
@@ -1012,10 +979,10 @@ export type $MfaChallengePayload<ExtArgs extends runtime.Types.Extensions.Intern
     identityId: string
     provider: string
     /**
-     * The device key risk assessment used (`id:...` or `ua:...`), and the client's own device id.
+     * The device key risk assessment used (`id:...` or `ua:...`, hashes only); a challenge issued
+     * with an `id:` key is completed only by a client sending the same device id.
      */
     deviceKey: string | null
-    deviceId: string | null
     ip: string | null
     userAgent: string | null
     /**
@@ -1482,7 +1449,6 @@ export interface MfaChallengeFieldRefs {
   readonly identityId: Prisma.FieldRef<"MfaChallenge", 'String'>
   readonly provider: Prisma.FieldRef<"MfaChallenge", 'String'>
   readonly deviceKey: Prisma.FieldRef<"MfaChallenge", 'String'>
-  readonly deviceId: Prisma.FieldRef<"MfaChallenge", 'String'>
   readonly ip: Prisma.FieldRef<"MfaChallenge", 'String'>
   readonly userAgent: Prisma.FieldRef<"MfaChallenge", 'String'>
   readonly amr: Prisma.FieldRef<"MfaChallenge", 'String'>

@@ -32,7 +32,6 @@ export type SessionMinAggregateOutputType = {
   amr: string | null
   ip: string | null
   userAgent: string | null
-  deviceId: string | null
   createdAt: Date | null
   lastUsedAt: Date | null
   expiresAt: Date | null
@@ -48,7 +47,6 @@ export type SessionMaxAggregateOutputType = {
   amr: string | null
   ip: string | null
   userAgent: string | null
-  deviceId: string | null
   createdAt: Date | null
   lastUsedAt: Date | null
   expiresAt: Date | null
@@ -64,7 +62,6 @@ export type SessionCountAggregateOutputType = {
   amr: number
   ip: number
   userAgent: number
-  deviceId: number
   createdAt: number
   lastUsedAt: number
   expiresAt: number
@@ -82,7 +79,6 @@ export type SessionMinAggregateInputType = {
   amr?: true
   ip?: true
   userAgent?: true
-  deviceId?: true
   createdAt?: true
   lastUsedAt?: true
   expiresAt?: true
@@ -98,7 +94,6 @@ export type SessionMaxAggregateInputType = {
   amr?: true
   ip?: true
   userAgent?: true
-  deviceId?: true
   createdAt?: true
   lastUsedAt?: true
   expiresAt?: true
@@ -114,7 +109,6 @@ export type SessionCountAggregateInputType = {
   amr?: true
   ip?: true
   userAgent?: true
-  deviceId?: true
   createdAt?: true
   lastUsedAt?: true
   expiresAt?: true
@@ -203,7 +197,6 @@ export type SessionGroupByOutputType = {
   amr: string
   ip: string | null
   userAgent: string | null
-  deviceId: string | null
   createdAt: Date
   lastUsedAt: Date
   expiresAt: Date
@@ -240,7 +233,6 @@ export type SessionWhereInput = {
   amr?: Prisma.StringFilter<"Session"> | string
   ip?: Prisma.StringNullableFilter<"Session"> | string | null
   userAgent?: Prisma.StringNullableFilter<"Session"> | string | null
-  deviceId?: Prisma.StringNullableFilter<"Session"> | string | null
   createdAt?: Prisma.DateTimeFilter<"Session"> | Date | string
   lastUsedAt?: Prisma.DateTimeFilter<"Session"> | Date | string
   expiresAt?: Prisma.DateTimeFilter<"Session"> | Date | string
@@ -258,7 +250,6 @@ export type SessionOrderByWithRelationInput = {
   amr?: Prisma.SortOrder
   ip?: Prisma.SortOrderInput | Prisma.SortOrder
   userAgent?: Prisma.SortOrderInput | Prisma.SortOrder
-  deviceId?: Prisma.SortOrderInput | Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   lastUsedAt?: Prisma.SortOrder
   expiresAt?: Prisma.SortOrder
@@ -279,7 +270,6 @@ export type SessionWhereUniqueInput = Prisma.AtLeast<{
   amr?: Prisma.StringFilter<"Session"> | string
   ip?: Prisma.StringNullableFilter<"Session"> | string | null
   userAgent?: Prisma.StringNullableFilter<"Session"> | string | null
-  deviceId?: Prisma.StringNullableFilter<"Session"> | string | null
   createdAt?: Prisma.DateTimeFilter<"Session"> | Date | string
   lastUsedAt?: Prisma.DateTimeFilter<"Session"> | Date | string
   expiresAt?: Prisma.DateTimeFilter<"Session"> | Date | string
@@ -297,7 +287,6 @@ export type SessionOrderByWithAggregationInput = {
   amr?: Prisma.SortOrder
   ip?: Prisma.SortOrderInput | Prisma.SortOrder
   userAgent?: Prisma.SortOrderInput | Prisma.SortOrder
-  deviceId?: Prisma.SortOrderInput | Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   lastUsedAt?: Prisma.SortOrder
   expiresAt?: Prisma.SortOrder
@@ -319,7 +308,6 @@ export type SessionScalarWhereWithAggregatesInput = {
   amr?: Prisma.StringWithAggregatesFilter<"Session"> | string
   ip?: Prisma.StringNullableWithAggregatesFilter<"Session"> | string | null
   userAgent?: Prisma.StringNullableWithAggregatesFilter<"Session"> | string | null
-  deviceId?: Prisma.StringNullableWithAggregatesFilter<"Session"> | string | null
   createdAt?: Prisma.DateTimeWithAggregatesFilter<"Session"> | Date | string
   lastUsedAt?: Prisma.DateTimeWithAggregatesFilter<"Session"> | Date | string
   expiresAt?: Prisma.DateTimeWithAggregatesFilter<"Session"> | Date | string
@@ -334,7 +322,6 @@ export type SessionCreateInput = {
   amr?: string
   ip?: string | null
   userAgent?: string | null
-  deviceId?: string | null
   createdAt?: Date | string
   lastUsedAt?: Date | string
   expiresAt: Date | string
@@ -352,7 +339,6 @@ export type SessionUncheckedCreateInput = {
   amr?: string
   ip?: string | null
   userAgent?: string | null
-  deviceId?: string | null
   createdAt?: Date | string
   lastUsedAt?: Date | string
   expiresAt: Date | string
@@ -368,7 +354,6 @@ export type SessionUpdateInput = {
   amr?: Prisma.StringFieldUpdateOperationsInput | string
   ip?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   userAgent?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
-  deviceId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   lastUsedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
@@ -386,7 +371,6 @@ export type SessionUncheckedUpdateInput = {
   amr?: Prisma.StringFieldUpdateOperationsInput | string
   ip?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   userAgent?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
-  deviceId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   lastUsedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
@@ -403,7 +387,6 @@ export type SessionCreateManyInput = {
   amr?: string
   ip?: string | null
   userAgent?: string | null
-  deviceId?: string | null
   createdAt?: Date | string
   lastUsedAt?: Date | string
   expiresAt: Date | string
@@ -418,7 +401,6 @@ export type SessionUpdateManyMutationInput = {
   amr?: Prisma.StringFieldUpdateOperationsInput | string
   ip?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   userAgent?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
-  deviceId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   lastUsedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
@@ -434,7 +416,6 @@ export type SessionUncheckedUpdateManyInput = {
   amr?: Prisma.StringFieldUpdateOperationsInput | string
   ip?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   userAgent?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
-  deviceId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   lastUsedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
@@ -460,7 +441,6 @@ export type SessionCountOrderByAggregateInput = {
   amr?: Prisma.SortOrder
   ip?: Prisma.SortOrder
   userAgent?: Prisma.SortOrder
-  deviceId?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   lastUsedAt?: Prisma.SortOrder
   expiresAt?: Prisma.SortOrder
@@ -476,7 +456,6 @@ export type SessionMaxOrderByAggregateInput = {
   amr?: Prisma.SortOrder
   ip?: Prisma.SortOrder
   userAgent?: Prisma.SortOrder
-  deviceId?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   lastUsedAt?: Prisma.SortOrder
   expiresAt?: Prisma.SortOrder
@@ -492,7 +471,6 @@ export type SessionMinOrderByAggregateInput = {
   amr?: Prisma.SortOrder
   ip?: Prisma.SortOrder
   userAgent?: Prisma.SortOrder
-  deviceId?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   lastUsedAt?: Prisma.SortOrder
   expiresAt?: Prisma.SortOrder
@@ -568,7 +546,6 @@ export type SessionCreateWithoutUserInput = {
   amr?: string
   ip?: string | null
   userAgent?: string | null
-  deviceId?: string | null
   createdAt?: Date | string
   lastUsedAt?: Date | string
   expiresAt: Date | string
@@ -584,7 +561,6 @@ export type SessionUncheckedCreateWithoutUserInput = {
   amr?: string
   ip?: string | null
   userAgent?: string | null
-  deviceId?: string | null
   createdAt?: Date | string
   lastUsedAt?: Date | string
   expiresAt: Date | string
@@ -630,7 +606,6 @@ export type SessionScalarWhereInput = {
   amr?: Prisma.StringFilter<"Session"> | string
   ip?: Prisma.StringNullableFilter<"Session"> | string | null
   userAgent?: Prisma.StringNullableFilter<"Session"> | string | null
-  deviceId?: Prisma.StringNullableFilter<"Session"> | string | null
   createdAt?: Prisma.DateTimeFilter<"Session"> | Date | string
   lastUsedAt?: Prisma.DateTimeFilter<"Session"> | Date | string
   expiresAt?: Prisma.DateTimeFilter<"Session"> | Date | string
@@ -645,7 +620,6 @@ export type SessionCreateWithoutRefreshTokensInput = {
   amr?: string
   ip?: string | null
   userAgent?: string | null
-  deviceId?: string | null
   createdAt?: Date | string
   lastUsedAt?: Date | string
   expiresAt: Date | string
@@ -662,7 +636,6 @@ export type SessionUncheckedCreateWithoutRefreshTokensInput = {
   amr?: string
   ip?: string | null
   userAgent?: string | null
-  deviceId?: string | null
   createdAt?: Date | string
   lastUsedAt?: Date | string
   expiresAt: Date | string
@@ -693,7 +666,6 @@ export type SessionUpdateWithoutRefreshTokensInput = {
   amr?: Prisma.StringFieldUpdateOperationsInput | string
   ip?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   userAgent?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
-  deviceId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   lastUsedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
@@ -710,7 +682,6 @@ export type SessionUncheckedUpdateWithoutRefreshTokensInput = {
   amr?: Prisma.StringFieldUpdateOperationsInput | string
   ip?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   userAgent?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
-  deviceId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   lastUsedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
@@ -725,7 +696,6 @@ export type SessionCreateManyUserInput = {
   amr?: string
   ip?: string | null
   userAgent?: string | null
-  deviceId?: string | null
   createdAt?: Date | string
   lastUsedAt?: Date | string
   expiresAt: Date | string
@@ -740,7 +710,6 @@ export type SessionUpdateWithoutUserInput = {
   amr?: Prisma.StringFieldUpdateOperationsInput | string
   ip?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   userAgent?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
-  deviceId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   lastUsedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
@@ -756,7 +725,6 @@ export type SessionUncheckedUpdateWithoutUserInput = {
   amr?: Prisma.StringFieldUpdateOperationsInput | string
   ip?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   userAgent?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
-  deviceId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   lastUsedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
@@ -772,7 +740,6 @@ export type SessionUncheckedUpdateManyWithoutUserInput = {
   amr?: Prisma.StringFieldUpdateOperationsInput | string
   ip?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   userAgent?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
-  deviceId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   lastUsedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
@@ -819,7 +786,6 @@ export type SessionSelect<ExtArgs extends runtime.Types.Extensions.InternalArgs 
   amr?: boolean
   ip?: boolean
   userAgent?: boolean
-  deviceId?: boolean
   createdAt?: boolean
   lastUsedAt?: boolean
   expiresAt?: boolean
@@ -838,7 +804,6 @@ export type SessionSelectCreateManyAndReturn<ExtArgs extends runtime.Types.Exten
   amr?: boolean
   ip?: boolean
   userAgent?: boolean
-  deviceId?: boolean
   createdAt?: boolean
   lastUsedAt?: boolean
   expiresAt?: boolean
@@ -855,7 +820,6 @@ export type SessionSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Exten
   amr?: boolean
   ip?: boolean
   userAgent?: boolean
-  deviceId?: boolean
   createdAt?: boolean
   lastUsedAt?: boolean
   expiresAt?: boolean
@@ -872,7 +836,6 @@ export type SessionSelectScalar = {
   amr?: boolean
   ip?: boolean
   userAgent?: boolean
-  deviceId?: boolean
   createdAt?: boolean
   lastUsedAt?: boolean
   expiresAt?: boolean
@@ -880,7 +843,7 @@ export type SessionSelectScalar = {
   revokedReason?: boolean
 }
 
-export type SessionOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "userId" | "identityId" | "provider" | "amr" | "ip" | "userAgent" | "deviceId" | "createdAt" | "lastUsedAt" | "expiresAt" | "revokedAt" | "revokedReason", ExtArgs["result"]["session"]>
+export type SessionOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "userId" | "identityId" | "provider" | "amr" | "ip" | "userAgent" | "createdAt" | "lastUsedAt" | "expiresAt" | "revokedAt" | "revokedReason", ExtArgs["result"]["session"]>
 export type SessionInclude<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   user?: boolean | Prisma.UserDefaultArgs<ExtArgs>
   refreshTokens?: boolean | Prisma.Session$refreshTokensArgs<ExtArgs>
@@ -910,7 +873,6 @@ export type $SessionPayload<ExtArgs extends runtime.Types.Extensions.InternalArg
     amr: string
     ip: string | null
     userAgent: string | null
-    deviceId: string | null
     createdAt: Date
     lastUsedAt: Date
     /**
@@ -1351,7 +1313,6 @@ export interface SessionFieldRefs {
   readonly amr: Prisma.FieldRef<"Session", 'String'>
   readonly ip: Prisma.FieldRef<"Session", 'String'>
   readonly userAgent: Prisma.FieldRef<"Session", 'String'>
-  readonly deviceId: Prisma.FieldRef<"Session", 'String'>
   readonly createdAt: Prisma.FieldRef<"Session", 'DateTime'>
   readonly lastUsedAt: Prisma.FieldRef<"Session", 'DateTime'>
   readonly expiresAt: Prisma.FieldRef<"Session", 'DateTime'>

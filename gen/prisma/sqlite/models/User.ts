@@ -255,6 +255,7 @@ export type UserWhereInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialListRelationFilter
   webauthnCeremonies?: Prisma.WebauthnCeremonyListRelationFilter
   devices?: Prisma.UserDeviceListRelationFilter
+  trustedDevices?: Prisma.TrustedDeviceListRelationFilter
   networks?: Prisma.UserNetworkListRelationFilter
 }
 
@@ -281,6 +282,7 @@ export type UserOrderByWithRelationInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialOrderByRelationAggregateInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyOrderByRelationAggregateInput
   devices?: Prisma.UserDeviceOrderByRelationAggregateInput
+  trustedDevices?: Prisma.TrustedDeviceOrderByRelationAggregateInput
   networks?: Prisma.UserNetworkOrderByRelationAggregateInput
 }
 
@@ -310,6 +312,7 @@ export type UserWhereUniqueInput = Prisma.AtLeast<{
   webauthnCredentials?: Prisma.WebauthnCredentialListRelationFilter
   webauthnCeremonies?: Prisma.WebauthnCeremonyListRelationFilter
   devices?: Prisma.UserDeviceListRelationFilter
+  trustedDevices?: Prisma.TrustedDeviceListRelationFilter
   networks?: Prisma.UserNetworkListRelationFilter
 }, "id" | "username">
 
@@ -374,6 +377,7 @@ export type UserCreateInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialCreateNestedManyWithoutUserInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceCreateNestedManyWithoutUserInput
+  trustedDevices?: Prisma.TrustedDeviceCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkCreateNestedManyWithoutUserInput
 }
 
@@ -400,6 +404,7 @@ export type UserUncheckedCreateInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialUncheckedCreateNestedManyWithoutUserInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceUncheckedCreateNestedManyWithoutUserInput
+  trustedDevices?: Prisma.TrustedDeviceUncheckedCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkUncheckedCreateNestedManyWithoutUserInput
 }
 
@@ -426,6 +431,7 @@ export type UserUpdateInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialUpdateManyWithoutUserNestedInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUpdateManyWithoutUserNestedInput
+  trustedDevices?: Prisma.TrustedDeviceUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUpdateManyWithoutUserNestedInput
 }
 
@@ -452,6 +458,7 @@ export type UserUncheckedUpdateInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialUncheckedUpdateManyWithoutUserNestedInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUncheckedUpdateManyWithoutUserNestedInput
+  trustedDevices?: Prisma.TrustedDeviceUncheckedUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUncheckedUpdateManyWithoutUserNestedInput
 }
 
@@ -702,6 +709,20 @@ export type UserUpdateOneRequiredWithoutDevicesNestedInput = {
   update?: Prisma.XOR<Prisma.XOR<Prisma.UserUpdateToOneWithWhereWithoutDevicesInput, Prisma.UserUpdateWithoutDevicesInput>, Prisma.UserUncheckedUpdateWithoutDevicesInput>
 }
 
+export type UserCreateNestedOneWithoutTrustedDevicesInput = {
+  create?: Prisma.XOR<Prisma.UserCreateWithoutTrustedDevicesInput, Prisma.UserUncheckedCreateWithoutTrustedDevicesInput>
+  connectOrCreate?: Prisma.UserCreateOrConnectWithoutTrustedDevicesInput
+  connect?: Prisma.UserWhereUniqueInput
+}
+
+export type UserUpdateOneRequiredWithoutTrustedDevicesNestedInput = {
+  create?: Prisma.XOR<Prisma.UserCreateWithoutTrustedDevicesInput, Prisma.UserUncheckedCreateWithoutTrustedDevicesInput>
+  connectOrCreate?: Prisma.UserCreateOrConnectWithoutTrustedDevicesInput
+  upsert?: Prisma.UserUpsertWithoutTrustedDevicesInput
+  connect?: Prisma.UserWhereUniqueInput
+  update?: Prisma.XOR<Prisma.XOR<Prisma.UserUpdateToOneWithWhereWithoutTrustedDevicesInput, Prisma.UserUpdateWithoutTrustedDevicesInput>, Prisma.UserUncheckedUpdateWithoutTrustedDevicesInput>
+}
+
 export type UserCreateNestedOneWithoutNetworksInput = {
   create?: Prisma.XOR<Prisma.UserCreateWithoutNetworksInput, Prisma.UserUncheckedCreateWithoutNetworksInput>
   connectOrCreate?: Prisma.UserCreateOrConnectWithoutNetworksInput
@@ -738,6 +759,7 @@ export type UserCreateWithoutPasswordInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialCreateNestedManyWithoutUserInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceCreateNestedManyWithoutUserInput
+  trustedDevices?: Prisma.TrustedDeviceCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkCreateNestedManyWithoutUserInput
 }
 
@@ -763,6 +785,7 @@ export type UserUncheckedCreateWithoutPasswordInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialUncheckedCreateNestedManyWithoutUserInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceUncheckedCreateNestedManyWithoutUserInput
+  trustedDevices?: Prisma.TrustedDeviceUncheckedCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkUncheckedCreateNestedManyWithoutUserInput
 }
 
@@ -804,6 +827,7 @@ export type UserUpdateWithoutPasswordInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialUpdateManyWithoutUserNestedInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUpdateManyWithoutUserNestedInput
+  trustedDevices?: Prisma.TrustedDeviceUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUpdateManyWithoutUserNestedInput
 }
 
@@ -829,6 +853,7 @@ export type UserUncheckedUpdateWithoutPasswordInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialUncheckedUpdateManyWithoutUserNestedInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUncheckedUpdateManyWithoutUserNestedInput
+  trustedDevices?: Prisma.TrustedDeviceUncheckedUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUncheckedUpdateManyWithoutUserNestedInput
 }
 
@@ -854,6 +879,7 @@ export type UserCreateWithoutIdentitiesInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialCreateNestedManyWithoutUserInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceCreateNestedManyWithoutUserInput
+  trustedDevices?: Prisma.TrustedDeviceCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkCreateNestedManyWithoutUserInput
 }
 
@@ -879,6 +905,7 @@ export type UserUncheckedCreateWithoutIdentitiesInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialUncheckedCreateNestedManyWithoutUserInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceUncheckedCreateNestedManyWithoutUserInput
+  trustedDevices?: Prisma.TrustedDeviceUncheckedCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkUncheckedCreateNestedManyWithoutUserInput
 }
 
@@ -920,6 +947,7 @@ export type UserUpdateWithoutIdentitiesInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialUpdateManyWithoutUserNestedInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUpdateManyWithoutUserNestedInput
+  trustedDevices?: Prisma.TrustedDeviceUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUpdateManyWithoutUserNestedInput
 }
 
@@ -945,6 +973,7 @@ export type UserUncheckedUpdateWithoutIdentitiesInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialUncheckedUpdateManyWithoutUserNestedInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUncheckedUpdateManyWithoutUserNestedInput
+  trustedDevices?: Prisma.TrustedDeviceUncheckedUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUncheckedUpdateManyWithoutUserNestedInput
 }
 
@@ -970,6 +999,7 @@ export type UserCreateWithoutSessionsInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialCreateNestedManyWithoutUserInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceCreateNestedManyWithoutUserInput
+  trustedDevices?: Prisma.TrustedDeviceCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkCreateNestedManyWithoutUserInput
 }
 
@@ -995,6 +1025,7 @@ export type UserUncheckedCreateWithoutSessionsInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialUncheckedCreateNestedManyWithoutUserInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceUncheckedCreateNestedManyWithoutUserInput
+  trustedDevices?: Prisma.TrustedDeviceUncheckedCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkUncheckedCreateNestedManyWithoutUserInput
 }
 
@@ -1036,6 +1067,7 @@ export type UserUpdateWithoutSessionsInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialUpdateManyWithoutUserNestedInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUpdateManyWithoutUserNestedInput
+  trustedDevices?: Prisma.TrustedDeviceUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUpdateManyWithoutUserNestedInput
 }
 
@@ -1061,6 +1093,7 @@ export type UserUncheckedUpdateWithoutSessionsInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialUncheckedUpdateManyWithoutUserNestedInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUncheckedUpdateManyWithoutUserNestedInput
+  trustedDevices?: Prisma.TrustedDeviceUncheckedUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUncheckedUpdateManyWithoutUserNestedInput
 }
 
@@ -1086,6 +1119,7 @@ export type UserCreateWithoutMfaFactorsInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialCreateNestedManyWithoutUserInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceCreateNestedManyWithoutUserInput
+  trustedDevices?: Prisma.TrustedDeviceCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkCreateNestedManyWithoutUserInput
 }
 
@@ -1111,6 +1145,7 @@ export type UserUncheckedCreateWithoutMfaFactorsInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialUncheckedCreateNestedManyWithoutUserInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceUncheckedCreateNestedManyWithoutUserInput
+  trustedDevices?: Prisma.TrustedDeviceUncheckedCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkUncheckedCreateNestedManyWithoutUserInput
 }
 
@@ -1152,6 +1187,7 @@ export type UserUpdateWithoutMfaFactorsInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialUpdateManyWithoutUserNestedInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUpdateManyWithoutUserNestedInput
+  trustedDevices?: Prisma.TrustedDeviceUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUpdateManyWithoutUserNestedInput
 }
 
@@ -1177,6 +1213,7 @@ export type UserUncheckedUpdateWithoutMfaFactorsInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialUncheckedUpdateManyWithoutUserNestedInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUncheckedUpdateManyWithoutUserNestedInput
+  trustedDevices?: Prisma.TrustedDeviceUncheckedUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUncheckedUpdateManyWithoutUserNestedInput
 }
 
@@ -1202,6 +1239,7 @@ export type UserCreateWithoutRecoveryCodesInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialCreateNestedManyWithoutUserInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceCreateNestedManyWithoutUserInput
+  trustedDevices?: Prisma.TrustedDeviceCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkCreateNestedManyWithoutUserInput
 }
 
@@ -1227,6 +1265,7 @@ export type UserUncheckedCreateWithoutRecoveryCodesInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialUncheckedCreateNestedManyWithoutUserInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceUncheckedCreateNestedManyWithoutUserInput
+  trustedDevices?: Prisma.TrustedDeviceUncheckedCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkUncheckedCreateNestedManyWithoutUserInput
 }
 
@@ -1268,6 +1307,7 @@ export type UserUpdateWithoutRecoveryCodesInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialUpdateManyWithoutUserNestedInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUpdateManyWithoutUserNestedInput
+  trustedDevices?: Prisma.TrustedDeviceUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUpdateManyWithoutUserNestedInput
 }
 
@@ -1293,6 +1333,7 @@ export type UserUncheckedUpdateWithoutRecoveryCodesInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialUncheckedUpdateManyWithoutUserNestedInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUncheckedUpdateManyWithoutUserNestedInput
+  trustedDevices?: Prisma.TrustedDeviceUncheckedUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUncheckedUpdateManyWithoutUserNestedInput
 }
 
@@ -1318,6 +1359,7 @@ export type UserCreateWithoutMfaChallengesInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialCreateNestedManyWithoutUserInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceCreateNestedManyWithoutUserInput
+  trustedDevices?: Prisma.TrustedDeviceCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkCreateNestedManyWithoutUserInput
 }
 
@@ -1343,6 +1385,7 @@ export type UserUncheckedCreateWithoutMfaChallengesInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialUncheckedCreateNestedManyWithoutUserInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceUncheckedCreateNestedManyWithoutUserInput
+  trustedDevices?: Prisma.TrustedDeviceUncheckedCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkUncheckedCreateNestedManyWithoutUserInput
 }
 
@@ -1384,6 +1427,7 @@ export type UserUpdateWithoutMfaChallengesInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialUpdateManyWithoutUserNestedInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUpdateManyWithoutUserNestedInput
+  trustedDevices?: Prisma.TrustedDeviceUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUpdateManyWithoutUserNestedInput
 }
 
@@ -1409,6 +1453,7 @@ export type UserUncheckedUpdateWithoutMfaChallengesInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialUncheckedUpdateManyWithoutUserNestedInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUncheckedUpdateManyWithoutUserNestedInput
+  trustedDevices?: Prisma.TrustedDeviceUncheckedUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUncheckedUpdateManyWithoutUserNestedInput
 }
 
@@ -1434,6 +1479,7 @@ export type UserCreateWithoutWebauthnCredentialsInput = {
   mfaChallenges?: Prisma.MfaChallengeCreateNestedManyWithoutUserInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceCreateNestedManyWithoutUserInput
+  trustedDevices?: Prisma.TrustedDeviceCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkCreateNestedManyWithoutUserInput
 }
 
@@ -1459,6 +1505,7 @@ export type UserUncheckedCreateWithoutWebauthnCredentialsInput = {
   mfaChallenges?: Prisma.MfaChallengeUncheckedCreateNestedManyWithoutUserInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceUncheckedCreateNestedManyWithoutUserInput
+  trustedDevices?: Prisma.TrustedDeviceUncheckedCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkUncheckedCreateNestedManyWithoutUserInput
 }
 
@@ -1500,6 +1547,7 @@ export type UserUpdateWithoutWebauthnCredentialsInput = {
   mfaChallenges?: Prisma.MfaChallengeUpdateManyWithoutUserNestedInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUpdateManyWithoutUserNestedInput
+  trustedDevices?: Prisma.TrustedDeviceUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUpdateManyWithoutUserNestedInput
 }
 
@@ -1525,6 +1573,7 @@ export type UserUncheckedUpdateWithoutWebauthnCredentialsInput = {
   mfaChallenges?: Prisma.MfaChallengeUncheckedUpdateManyWithoutUserNestedInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUncheckedUpdateManyWithoutUserNestedInput
+  trustedDevices?: Prisma.TrustedDeviceUncheckedUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUncheckedUpdateManyWithoutUserNestedInput
 }
 
@@ -1550,6 +1599,7 @@ export type UserCreateWithoutWebauthnCeremoniesInput = {
   mfaChallenges?: Prisma.MfaChallengeCreateNestedManyWithoutUserInput
   webauthnCredentials?: Prisma.WebauthnCredentialCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceCreateNestedManyWithoutUserInput
+  trustedDevices?: Prisma.TrustedDeviceCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkCreateNestedManyWithoutUserInput
 }
 
@@ -1575,6 +1625,7 @@ export type UserUncheckedCreateWithoutWebauthnCeremoniesInput = {
   mfaChallenges?: Prisma.MfaChallengeUncheckedCreateNestedManyWithoutUserInput
   webauthnCredentials?: Prisma.WebauthnCredentialUncheckedCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceUncheckedCreateNestedManyWithoutUserInput
+  trustedDevices?: Prisma.TrustedDeviceUncheckedCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkUncheckedCreateNestedManyWithoutUserInput
 }
 
@@ -1616,6 +1667,7 @@ export type UserUpdateWithoutWebauthnCeremoniesInput = {
   mfaChallenges?: Prisma.MfaChallengeUpdateManyWithoutUserNestedInput
   webauthnCredentials?: Prisma.WebauthnCredentialUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUpdateManyWithoutUserNestedInput
+  trustedDevices?: Prisma.TrustedDeviceUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUpdateManyWithoutUserNestedInput
 }
 
@@ -1641,6 +1693,7 @@ export type UserUncheckedUpdateWithoutWebauthnCeremoniesInput = {
   mfaChallenges?: Prisma.MfaChallengeUncheckedUpdateManyWithoutUserNestedInput
   webauthnCredentials?: Prisma.WebauthnCredentialUncheckedUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUncheckedUpdateManyWithoutUserNestedInput
+  trustedDevices?: Prisma.TrustedDeviceUncheckedUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUncheckedUpdateManyWithoutUserNestedInput
 }
 
@@ -1666,6 +1719,7 @@ export type UserCreateWithoutDevicesInput = {
   mfaChallenges?: Prisma.MfaChallengeCreateNestedManyWithoutUserInput
   webauthnCredentials?: Prisma.WebauthnCredentialCreateNestedManyWithoutUserInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyCreateNestedManyWithoutUserInput
+  trustedDevices?: Prisma.TrustedDeviceCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkCreateNestedManyWithoutUserInput
 }
 
@@ -1691,6 +1745,7 @@ export type UserUncheckedCreateWithoutDevicesInput = {
   mfaChallenges?: Prisma.MfaChallengeUncheckedCreateNestedManyWithoutUserInput
   webauthnCredentials?: Prisma.WebauthnCredentialUncheckedCreateNestedManyWithoutUserInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedCreateNestedManyWithoutUserInput
+  trustedDevices?: Prisma.TrustedDeviceUncheckedCreateNestedManyWithoutUserInput
   networks?: Prisma.UserNetworkUncheckedCreateNestedManyWithoutUserInput
 }
 
@@ -1732,6 +1787,7 @@ export type UserUpdateWithoutDevicesInput = {
   mfaChallenges?: Prisma.MfaChallengeUpdateManyWithoutUserNestedInput
   webauthnCredentials?: Prisma.WebauthnCredentialUpdateManyWithoutUserNestedInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUpdateManyWithoutUserNestedInput
+  trustedDevices?: Prisma.TrustedDeviceUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUpdateManyWithoutUserNestedInput
 }
 
@@ -1757,6 +1813,127 @@ export type UserUncheckedUpdateWithoutDevicesInput = {
   mfaChallenges?: Prisma.MfaChallengeUncheckedUpdateManyWithoutUserNestedInput
   webauthnCredentials?: Prisma.WebauthnCredentialUncheckedUpdateManyWithoutUserNestedInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedUpdateManyWithoutUserNestedInput
+  trustedDevices?: Prisma.TrustedDeviceUncheckedUpdateManyWithoutUserNestedInput
+  networks?: Prisma.UserNetworkUncheckedUpdateManyWithoutUserNestedInput
+}
+
+export type UserCreateWithoutTrustedDevicesInput = {
+  id: string
+  username: string
+  email?: string | null
+  emailNormalized?: string | null
+  emailVerified?: boolean
+  phone?: string | null
+  status?: string
+  lockedUntil?: Date | string | null
+  statusReason?: string | null
+  mustChangePassword?: boolean
+  createdAt?: Date | string
+  updatedAt?: Date | string
+  lastSigninAt?: Date | string | null
+  identities?: Prisma.IdentityCreateNestedManyWithoutUserInput
+  sessions?: Prisma.SessionCreateNestedManyWithoutUserInput
+  password?: Prisma.PasswordCredentialCreateNestedOneWithoutUserInput
+  mfaFactors?: Prisma.MfaFactorCreateNestedManyWithoutUserInput
+  recoveryCodes?: Prisma.RecoveryCodeCreateNestedManyWithoutUserInput
+  mfaChallenges?: Prisma.MfaChallengeCreateNestedManyWithoutUserInput
+  webauthnCredentials?: Prisma.WebauthnCredentialCreateNestedManyWithoutUserInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyCreateNestedManyWithoutUserInput
+  devices?: Prisma.UserDeviceCreateNestedManyWithoutUserInput
+  networks?: Prisma.UserNetworkCreateNestedManyWithoutUserInput
+}
+
+export type UserUncheckedCreateWithoutTrustedDevicesInput = {
+  id: string
+  username: string
+  email?: string | null
+  emailNormalized?: string | null
+  emailVerified?: boolean
+  phone?: string | null
+  status?: string
+  lockedUntil?: Date | string | null
+  statusReason?: string | null
+  mustChangePassword?: boolean
+  createdAt?: Date | string
+  updatedAt?: Date | string
+  lastSigninAt?: Date | string | null
+  identities?: Prisma.IdentityUncheckedCreateNestedManyWithoutUserInput
+  sessions?: Prisma.SessionUncheckedCreateNestedManyWithoutUserInput
+  password?: Prisma.PasswordCredentialUncheckedCreateNestedOneWithoutUserInput
+  mfaFactors?: Prisma.MfaFactorUncheckedCreateNestedManyWithoutUserInput
+  recoveryCodes?: Prisma.RecoveryCodeUncheckedCreateNestedManyWithoutUserInput
+  mfaChallenges?: Prisma.MfaChallengeUncheckedCreateNestedManyWithoutUserInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUncheckedCreateNestedManyWithoutUserInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedCreateNestedManyWithoutUserInput
+  devices?: Prisma.UserDeviceUncheckedCreateNestedManyWithoutUserInput
+  networks?: Prisma.UserNetworkUncheckedCreateNestedManyWithoutUserInput
+}
+
+export type UserCreateOrConnectWithoutTrustedDevicesInput = {
+  where: Prisma.UserWhereUniqueInput
+  create: Prisma.XOR<Prisma.UserCreateWithoutTrustedDevicesInput, Prisma.UserUncheckedCreateWithoutTrustedDevicesInput>
+}
+
+export type UserUpsertWithoutTrustedDevicesInput = {
+  update: Prisma.XOR<Prisma.UserUpdateWithoutTrustedDevicesInput, Prisma.UserUncheckedUpdateWithoutTrustedDevicesInput>
+  create: Prisma.XOR<Prisma.UserCreateWithoutTrustedDevicesInput, Prisma.UserUncheckedCreateWithoutTrustedDevicesInput>
+  where?: Prisma.UserWhereInput
+}
+
+export type UserUpdateToOneWithWhereWithoutTrustedDevicesInput = {
+  where?: Prisma.UserWhereInput
+  data: Prisma.XOR<Prisma.UserUpdateWithoutTrustedDevicesInput, Prisma.UserUncheckedUpdateWithoutTrustedDevicesInput>
+}
+
+export type UserUpdateWithoutTrustedDevicesInput = {
+  id?: Prisma.StringFieldUpdateOperationsInput | string
+  username?: Prisma.StringFieldUpdateOperationsInput | string
+  email?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  emailNormalized?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  emailVerified?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  phone?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  status?: Prisma.StringFieldUpdateOperationsInput | string
+  lockedUntil?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  statusReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  mustChangePassword?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  lastSigninAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  identities?: Prisma.IdentityUpdateManyWithoutUserNestedInput
+  sessions?: Prisma.SessionUpdateManyWithoutUserNestedInput
+  password?: Prisma.PasswordCredentialUpdateOneWithoutUserNestedInput
+  mfaFactors?: Prisma.MfaFactorUpdateManyWithoutUserNestedInput
+  recoveryCodes?: Prisma.RecoveryCodeUpdateManyWithoutUserNestedInput
+  mfaChallenges?: Prisma.MfaChallengeUpdateManyWithoutUserNestedInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUpdateManyWithoutUserNestedInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUpdateManyWithoutUserNestedInput
+  devices?: Prisma.UserDeviceUpdateManyWithoutUserNestedInput
+  networks?: Prisma.UserNetworkUpdateManyWithoutUserNestedInput
+}
+
+export type UserUncheckedUpdateWithoutTrustedDevicesInput = {
+  id?: Prisma.StringFieldUpdateOperationsInput | string
+  username?: Prisma.StringFieldUpdateOperationsInput | string
+  email?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  emailNormalized?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  emailVerified?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  phone?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  status?: Prisma.StringFieldUpdateOperationsInput | string
+  lockedUntil?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  statusReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  mustChangePassword?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  lastSigninAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  identities?: Prisma.IdentityUncheckedUpdateManyWithoutUserNestedInput
+  sessions?: Prisma.SessionUncheckedUpdateManyWithoutUserNestedInput
+  password?: Prisma.PasswordCredentialUncheckedUpdateOneWithoutUserNestedInput
+  mfaFactors?: Prisma.MfaFactorUncheckedUpdateManyWithoutUserNestedInput
+  recoveryCodes?: Prisma.RecoveryCodeUncheckedUpdateManyWithoutUserNestedInput
+  mfaChallenges?: Prisma.MfaChallengeUncheckedUpdateManyWithoutUserNestedInput
+  webauthnCredentials?: Prisma.WebauthnCredentialUncheckedUpdateManyWithoutUserNestedInput
+  webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedUpdateManyWithoutUserNestedInput
+  devices?: Prisma.UserDeviceUncheckedUpdateManyWithoutUserNestedInput
   networks?: Prisma.UserNetworkUncheckedUpdateManyWithoutUserNestedInput
 }
 
@@ -1783,6 +1960,7 @@ export type UserCreateWithoutNetworksInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialCreateNestedManyWithoutUserInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceCreateNestedManyWithoutUserInput
+  trustedDevices?: Prisma.TrustedDeviceCreateNestedManyWithoutUserInput
 }
 
 export type UserUncheckedCreateWithoutNetworksInput = {
@@ -1808,6 +1986,7 @@ export type UserUncheckedCreateWithoutNetworksInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialUncheckedCreateNestedManyWithoutUserInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedCreateNestedManyWithoutUserInput
   devices?: Prisma.UserDeviceUncheckedCreateNestedManyWithoutUserInput
+  trustedDevices?: Prisma.TrustedDeviceUncheckedCreateNestedManyWithoutUserInput
 }
 
 export type UserCreateOrConnectWithoutNetworksInput = {
@@ -1849,6 +2028,7 @@ export type UserUpdateWithoutNetworksInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialUpdateManyWithoutUserNestedInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUpdateManyWithoutUserNestedInput
+  trustedDevices?: Prisma.TrustedDeviceUpdateManyWithoutUserNestedInput
 }
 
 export type UserUncheckedUpdateWithoutNetworksInput = {
@@ -1874,6 +2054,7 @@ export type UserUncheckedUpdateWithoutNetworksInput = {
   webauthnCredentials?: Prisma.WebauthnCredentialUncheckedUpdateManyWithoutUserNestedInput
   webauthnCeremonies?: Prisma.WebauthnCeremonyUncheckedUpdateManyWithoutUserNestedInput
   devices?: Prisma.UserDeviceUncheckedUpdateManyWithoutUserNestedInput
+  trustedDevices?: Prisma.TrustedDeviceUncheckedUpdateManyWithoutUserNestedInput
 }
 
 
@@ -1890,6 +2071,7 @@ export type UserCountOutputType = {
   webauthnCredentials: number
   webauthnCeremonies: number
   devices: number
+  trustedDevices: number
   networks: number
 }
 
@@ -1902,6 +2084,7 @@ export type UserCountOutputTypeSelect<ExtArgs extends runtime.Types.Extensions.I
   webauthnCredentials?: boolean | UserCountOutputTypeCountWebauthnCredentialsArgs
   webauthnCeremonies?: boolean | UserCountOutputTypeCountWebauthnCeremoniesArgs
   devices?: boolean | UserCountOutputTypeCountDevicesArgs
+  trustedDevices?: boolean | UserCountOutputTypeCountTrustedDevicesArgs
   networks?: boolean | UserCountOutputTypeCountNetworksArgs
 }
 
@@ -1974,6 +2157,13 @@ export type UserCountOutputTypeCountDevicesArgs<ExtArgs extends runtime.Types.Ex
 /**
  * UserCountOutputType without action
  */
+export type UserCountOutputTypeCountTrustedDevicesArgs<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
+  where?: Prisma.TrustedDeviceWhereInput
+}
+
+/**
+ * UserCountOutputType without action
+ */
 export type UserCountOutputTypeCountNetworksArgs<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   where?: Prisma.UserNetworkWhereInput
 }
@@ -2002,6 +2192,7 @@ export type UserSelect<ExtArgs extends runtime.Types.Extensions.InternalArgs = r
   webauthnCredentials?: boolean | Prisma.User$webauthnCredentialsArgs<ExtArgs>
   webauthnCeremonies?: boolean | Prisma.User$webauthnCeremoniesArgs<ExtArgs>
   devices?: boolean | Prisma.User$devicesArgs<ExtArgs>
+  trustedDevices?: boolean | Prisma.User$trustedDevicesArgs<ExtArgs>
   networks?: boolean | Prisma.User$networksArgs<ExtArgs>
   _count?: boolean | Prisma.UserCountOutputTypeDefaultArgs<ExtArgs>
 }, ExtArgs["result"]["user"]>
@@ -2065,6 +2256,7 @@ export type UserInclude<ExtArgs extends runtime.Types.Extensions.InternalArgs = 
   webauthnCredentials?: boolean | Prisma.User$webauthnCredentialsArgs<ExtArgs>
   webauthnCeremonies?: boolean | Prisma.User$webauthnCeremoniesArgs<ExtArgs>
   devices?: boolean | Prisma.User$devicesArgs<ExtArgs>
+  trustedDevices?: boolean | Prisma.User$trustedDevicesArgs<ExtArgs>
   networks?: boolean | Prisma.User$networksArgs<ExtArgs>
   _count?: boolean | Prisma.UserCountOutputTypeDefaultArgs<ExtArgs>
 }
@@ -2083,6 +2275,7 @@ export type $UserPayload<ExtArgs extends runtime.Types.Extensions.InternalArgs =
     webauthnCredentials: Prisma.$WebauthnCredentialPayload<ExtArgs>[]
     webauthnCeremonies: Prisma.$WebauthnCeremonyPayload<ExtArgs>[]
     devices: Prisma.$UserDevicePayload<ExtArgs>[]
+    trustedDevices: Prisma.$TrustedDevicePayload<ExtArgs>[]
     networks: Prisma.$UserNetworkPayload<ExtArgs>[]
   }
   scalars: runtime.Types.Extensions.GetPayloadResult<{
@@ -2517,6 +2710,7 @@ export interface Prisma__UserClient<T, Null = never, ExtArgs extends runtime.Typ
   webauthnCredentials<T extends Prisma.User$webauthnCredentialsArgs<ExtArgs> = {}>(args?: Prisma.Subset<T, Prisma.User$webauthnCredentialsArgs<ExtArgs>>): Prisma.PrismaPromise<runtime.Types.Result.GetResult<Prisma.$WebauthnCredentialPayload<ExtArgs>, T, "findMany", GlobalOmitOptions> | Null>
   webauthnCeremonies<T extends Prisma.User$webauthnCeremoniesArgs<ExtArgs> = {}>(args?: Prisma.Subset<T, Prisma.User$webauthnCeremoniesArgs<ExtArgs>>): Prisma.PrismaPromise<runtime.Types.Result.GetResult<Prisma.$WebauthnCeremonyPayload<ExtArgs>, T, "findMany", GlobalOmitOptions> | Null>
   devices<T extends Prisma.User$devicesArgs<ExtArgs> = {}>(args?: Prisma.Subset<T, Prisma.User$devicesArgs<ExtArgs>>): Prisma.PrismaPromise<runtime.Types.Result.GetResult<Prisma.$UserDevicePayload<ExtArgs>, T, "findMany", GlobalOmitOptions> | Null>
+  trustedDevices<T extends Prisma.User$trustedDevicesArgs<ExtArgs> = {}>(args?: Prisma.Subset<T, Prisma.User$trustedDevicesArgs<ExtArgs>>): Prisma.PrismaPromise<runtime.Types.Result.GetResult<Prisma.$TrustedDevicePayload<ExtArgs>, T, "findMany", GlobalOmitOptions> | Null>
   networks<T extends Prisma.User$networksArgs<ExtArgs> = {}>(args?: Prisma.Subset<T, Prisma.User$networksArgs<ExtArgs>>): Prisma.PrismaPromise<runtime.Types.Result.GetResult<Prisma.$UserNetworkPayload<ExtArgs>, T, "findMany", GlobalOmitOptions> | Null>
   /**
    * Attaches callbacks for the resolution and/or rejection of the Promise.
@@ -3159,6 +3353,30 @@ export type User$devicesArgs<ExtArgs extends runtime.Types.Extensions.InternalAr
   take?: number
   skip?: number
   distinct?: Prisma.UserDeviceScalarFieldEnum | Prisma.UserDeviceScalarFieldEnum[]
+}
+
+/**
+ * User.trustedDevices
+ */
+export type User$trustedDevicesArgs<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
+  /**
+   * Select specific fields to fetch from the TrustedDevice
+   */
+  select?: Prisma.TrustedDeviceSelect<ExtArgs> | null
+  /**
+   * Omit specific fields from the TrustedDevice
+   */
+  omit?: Prisma.TrustedDeviceOmit<ExtArgs> | null
+  /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.TrustedDeviceInclude<ExtArgs> | null
+  where?: Prisma.TrustedDeviceWhereInput
+  orderBy?: Prisma.TrustedDeviceOrderByWithRelationInput | Prisma.TrustedDeviceOrderByWithRelationInput[]
+  cursor?: Prisma.TrustedDeviceWhereUniqueInput
+  take?: number
+  skip?: number
+  distinct?: Prisma.TrustedDeviceScalarFieldEnum | Prisma.TrustedDeviceScalarFieldEnum[]
 }
 
 /**

@@ -14,7 +14,8 @@ import type * as Prisma from "../internal/prismaNamespace.ts"
 
 /**
  * Model UserDevice
- * Devices a user has completed a sign-in from, for risk assessment and trusted devices.
+ * Devices a user has completed a sign-in from, for risk assessment (`new_device`). Being known
+ * here never skips MFA: that takes a TrustedDevice credential.
  */
 export type UserDeviceModel = runtime.Types.Result.DefaultSelection<Prisma.$UserDevicePayload>
 
@@ -29,7 +30,6 @@ export type UserDeviceMinAggregateOutputType = {
   deviceKey: string | null
   firstSeenAt: Date | null
   lastSeenAt: Date | null
-  trustedUntil: Date | null
 }
 
 export type UserDeviceMaxAggregateOutputType = {
@@ -37,7 +37,6 @@ export type UserDeviceMaxAggregateOutputType = {
   deviceKey: string | null
   firstSeenAt: Date | null
   lastSeenAt: Date | null
-  trustedUntil: Date | null
 }
 
 export type UserDeviceCountAggregateOutputType = {
@@ -45,7 +44,6 @@ export type UserDeviceCountAggregateOutputType = {
   deviceKey: number
   firstSeenAt: number
   lastSeenAt: number
-  trustedUntil: number
   _all: number
 }
 
@@ -55,7 +53,6 @@ export type UserDeviceMinAggregateInputType = {
   deviceKey?: true
   firstSeenAt?: true
   lastSeenAt?: true
-  trustedUntil?: true
 }
 
 export type UserDeviceMaxAggregateInputType = {
@@ -63,7 +60,6 @@ export type UserDeviceMaxAggregateInputType = {
   deviceKey?: true
   firstSeenAt?: true
   lastSeenAt?: true
-  trustedUntil?: true
 }
 
 export type UserDeviceCountAggregateInputType = {
@@ -71,7 +67,6 @@ export type UserDeviceCountAggregateInputType = {
   deviceKey?: true
   firstSeenAt?: true
   lastSeenAt?: true
-  trustedUntil?: true
   _all?: true
 }
 
@@ -152,7 +147,6 @@ export type UserDeviceGroupByOutputType = {
   deviceKey: string
   firstSeenAt: Date
   lastSeenAt: Date
-  trustedUntil: Date | null
   _count: UserDeviceCountAggregateOutputType | null
   _min: UserDeviceMinAggregateOutputType | null
   _max: UserDeviceMaxAggregateOutputType | null
@@ -181,7 +175,6 @@ export type UserDeviceWhereInput = {
   deviceKey?: Prisma.StringFilter<"UserDevice"> | string
   firstSeenAt?: Prisma.DateTimeFilter<"UserDevice"> | Date | string
   lastSeenAt?: Prisma.DateTimeFilter<"UserDevice"> | Date | string
-  trustedUntil?: Prisma.DateTimeNullableFilter<"UserDevice"> | Date | string | null
   user?: Prisma.XOR<Prisma.UserScalarRelationFilter, Prisma.UserWhereInput>
 }
 
@@ -190,7 +183,6 @@ export type UserDeviceOrderByWithRelationInput = {
   deviceKey?: Prisma.SortOrder
   firstSeenAt?: Prisma.SortOrder
   lastSeenAt?: Prisma.SortOrder
-  trustedUntil?: Prisma.SortOrderInput | Prisma.SortOrder
   user?: Prisma.UserOrderByWithRelationInput
 }
 
@@ -203,7 +195,6 @@ export type UserDeviceWhereUniqueInput = Prisma.AtLeast<{
   deviceKey?: Prisma.StringFilter<"UserDevice"> | string
   firstSeenAt?: Prisma.DateTimeFilter<"UserDevice"> | Date | string
   lastSeenAt?: Prisma.DateTimeFilter<"UserDevice"> | Date | string
-  trustedUntil?: Prisma.DateTimeNullableFilter<"UserDevice"> | Date | string | null
   user?: Prisma.XOR<Prisma.UserScalarRelationFilter, Prisma.UserWhereInput>
 }, "userId_deviceKey">
 
@@ -212,7 +203,6 @@ export type UserDeviceOrderByWithAggregationInput = {
   deviceKey?: Prisma.SortOrder
   firstSeenAt?: Prisma.SortOrder
   lastSeenAt?: Prisma.SortOrder
-  trustedUntil?: Prisma.SortOrderInput | Prisma.SortOrder
   _count?: Prisma.UserDeviceCountOrderByAggregateInput
   _max?: Prisma.UserDeviceMaxOrderByAggregateInput
   _min?: Prisma.UserDeviceMinOrderByAggregateInput
@@ -226,14 +216,12 @@ export type UserDeviceScalarWhereWithAggregatesInput = {
   deviceKey?: Prisma.StringWithAggregatesFilter<"UserDevice"> | string
   firstSeenAt?: Prisma.DateTimeWithAggregatesFilter<"UserDevice"> | Date | string
   lastSeenAt?: Prisma.DateTimeWithAggregatesFilter<"UserDevice"> | Date | string
-  trustedUntil?: Prisma.DateTimeNullableWithAggregatesFilter<"UserDevice"> | Date | string | null
 }
 
 export type UserDeviceCreateInput = {
   deviceKey: string
   firstSeenAt: Date | string
   lastSeenAt: Date | string
-  trustedUntil?: Date | string | null
   user: Prisma.UserCreateNestedOneWithoutDevicesInput
 }
 
@@ -242,14 +230,12 @@ export type UserDeviceUncheckedCreateInput = {
   deviceKey: string
   firstSeenAt: Date | string
   lastSeenAt: Date | string
-  trustedUntil?: Date | string | null
 }
 
 export type UserDeviceUpdateInput = {
   deviceKey?: Prisma.StringFieldUpdateOperationsInput | string
   firstSeenAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   lastSeenAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
-  trustedUntil?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   user?: Prisma.UserUpdateOneRequiredWithoutDevicesNestedInput
 }
 
@@ -258,7 +244,6 @@ export type UserDeviceUncheckedUpdateInput = {
   deviceKey?: Prisma.StringFieldUpdateOperationsInput | string
   firstSeenAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   lastSeenAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
-  trustedUntil?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
 }
 
 export type UserDeviceCreateManyInput = {
@@ -266,14 +251,12 @@ export type UserDeviceCreateManyInput = {
   deviceKey: string
   firstSeenAt: Date | string
   lastSeenAt: Date | string
-  trustedUntil?: Date | string | null
 }
 
 export type UserDeviceUpdateManyMutationInput = {
   deviceKey?: Prisma.StringFieldUpdateOperationsInput | string
   firstSeenAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   lastSeenAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
-  trustedUntil?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
 }
 
 export type UserDeviceUncheckedUpdateManyInput = {
@@ -281,7 +264,6 @@ export type UserDeviceUncheckedUpdateManyInput = {
   deviceKey?: Prisma.StringFieldUpdateOperationsInput | string
   firstSeenAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   lastSeenAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
-  trustedUntil?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
 }
 
 export type UserDeviceListRelationFilter = {
@@ -304,7 +286,6 @@ export type UserDeviceCountOrderByAggregateInput = {
   deviceKey?: Prisma.SortOrder
   firstSeenAt?: Prisma.SortOrder
   lastSeenAt?: Prisma.SortOrder
-  trustedUntil?: Prisma.SortOrder
 }
 
 export type UserDeviceMaxOrderByAggregateInput = {
@@ -312,7 +293,6 @@ export type UserDeviceMaxOrderByAggregateInput = {
   deviceKey?: Prisma.SortOrder
   firstSeenAt?: Prisma.SortOrder
   lastSeenAt?: Prisma.SortOrder
-  trustedUntil?: Prisma.SortOrder
 }
 
 export type UserDeviceMinOrderByAggregateInput = {
@@ -320,7 +300,6 @@ export type UserDeviceMinOrderByAggregateInput = {
   deviceKey?: Prisma.SortOrder
   firstSeenAt?: Prisma.SortOrder
   lastSeenAt?: Prisma.SortOrder
-  trustedUntil?: Prisma.SortOrder
 }
 
 export type UserDeviceCreateNestedManyWithoutUserInput = {
@@ -369,14 +348,12 @@ export type UserDeviceCreateWithoutUserInput = {
   deviceKey: string
   firstSeenAt: Date | string
   lastSeenAt: Date | string
-  trustedUntil?: Date | string | null
 }
 
 export type UserDeviceUncheckedCreateWithoutUserInput = {
   deviceKey: string
   firstSeenAt: Date | string
   lastSeenAt: Date | string
-  trustedUntil?: Date | string | null
 }
 
 export type UserDeviceCreateOrConnectWithoutUserInput = {
@@ -412,35 +389,30 @@ export type UserDeviceScalarWhereInput = {
   deviceKey?: Prisma.StringFilter<"UserDevice"> | string
   firstSeenAt?: Prisma.DateTimeFilter<"UserDevice"> | Date | string
   lastSeenAt?: Prisma.DateTimeFilter<"UserDevice"> | Date | string
-  trustedUntil?: Prisma.DateTimeNullableFilter<"UserDevice"> | Date | string | null
 }
 
 export type UserDeviceCreateManyUserInput = {
   deviceKey: string
   firstSeenAt: Date | string
   lastSeenAt: Date | string
-  trustedUntil?: Date | string | null
 }
 
 export type UserDeviceUpdateWithoutUserInput = {
   deviceKey?: Prisma.StringFieldUpdateOperationsInput | string
   firstSeenAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   lastSeenAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
-  trustedUntil?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
 }
 
 export type UserDeviceUncheckedUpdateWithoutUserInput = {
   deviceKey?: Prisma.StringFieldUpdateOperationsInput | string
   firstSeenAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   lastSeenAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
-  trustedUntil?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
 }
 
 export type UserDeviceUncheckedUpdateManyWithoutUserInput = {
   deviceKey?: Prisma.StringFieldUpdateOperationsInput | string
   firstSeenAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   lastSeenAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
-  trustedUntil?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
 }
 
 
@@ -450,7 +422,6 @@ export type UserDeviceSelect<ExtArgs extends runtime.Types.Extensions.InternalAr
   deviceKey?: boolean
   firstSeenAt?: boolean
   lastSeenAt?: boolean
-  trustedUntil?: boolean
   user?: boolean | Prisma.UserDefaultArgs<ExtArgs>
 }, ExtArgs["result"]["userDevice"]>
 
@@ -459,7 +430,6 @@ export type UserDeviceSelectCreateManyAndReturn<ExtArgs extends runtime.Types.Ex
   deviceKey?: boolean
   firstSeenAt?: boolean
   lastSeenAt?: boolean
-  trustedUntil?: boolean
   user?: boolean | Prisma.UserDefaultArgs<ExtArgs>
 }, ExtArgs["result"]["userDevice"]>
 
@@ -468,7 +438,6 @@ export type UserDeviceSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Ex
   deviceKey?: boolean
   firstSeenAt?: boolean
   lastSeenAt?: boolean
-  trustedUntil?: boolean
   user?: boolean | Prisma.UserDefaultArgs<ExtArgs>
 }, ExtArgs["result"]["userDevice"]>
 
@@ -477,10 +446,9 @@ export type UserDeviceSelectScalar = {
   deviceKey?: boolean
   firstSeenAt?: boolean
   lastSeenAt?: boolean
-  trustedUntil?: boolean
 }
 
-export type UserDeviceOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"userId" | "deviceKey" | "firstSeenAt" | "lastSeenAt" | "trustedUntil", ExtArgs["result"]["userDevice"]>
+export type UserDeviceOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"userId" | "deviceKey" | "firstSeenAt" | "lastSeenAt", ExtArgs["result"]["userDevice"]>
 export type UserDeviceInclude<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   user?: boolean | Prisma.UserDefaultArgs<ExtArgs>
 }
@@ -504,10 +472,6 @@ export type $UserDevicePayload<ExtArgs extends runtime.Types.Extensions.Internal
     deviceKey: string
     firstSeenAt: Date
     lastSeenAt: Date
-    /**
-     * Until then MFA is skipped on this device (up to the configured risk level).
-     */
-    trustedUntil: Date | null
   }, ExtArgs["result"]["userDevice"]>
   composites: {}
 }
@@ -936,7 +900,6 @@ export interface UserDeviceFieldRefs {
   readonly deviceKey: Prisma.FieldRef<"UserDevice", 'String'>
   readonly firstSeenAt: Prisma.FieldRef<"UserDevice", 'DateTime'>
   readonly lastSeenAt: Prisma.FieldRef<"UserDevice", 'DateTime'>
-  readonly trustedUntil: Prisma.FieldRef<"UserDevice", 'DateTime'>
 }
     
 
