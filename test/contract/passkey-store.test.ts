@@ -36,13 +36,13 @@ for (const kind of testDatabaseKinds()) {
       await td?.drop();
     });
 
-    /** A user with an identity (for the sign-in read) and a trusted device. */
+    /** A user with an identity (for the sign-in read) and a known device. */
     async function newUser() {
       const id = `usr_${unique()}`;
       const subject = `sub-${unique()}`;
       await db.client.user.create({ data: { id, username: `u-${unique()}` } });
       await db.client.identity.create({ data: { id: `idn_${unique()}`, userId: id, issuer: "https://op.example", subject, provider: "op" } });
-      await db.client.userDevice.create({ data: { userId: id, deviceKey: "id:dev-a", firstSeenAt: T, lastSeenAt: T, trustedUntil: later(86_400) } });
+      await db.client.userDevice.create({ data: { userId: id, deviceKey: "id:dev-a", firstSeenAt: T, lastSeenAt: T } });
       return { id, subject };
     }
 
