@@ -36,6 +36,7 @@ import { checkSqliteIntegrity } from "./store/integrity-check.ts";
 import { migrate } from "./store/migrate.ts";
 import { createMfaStore } from "./store/mfa-store.ts";
 import { createPasswordStore } from "./store/password-store.ts";
+import { createAttemptBudgetStore } from "./store/attempt-budget-store.ts";
 import type { ReadinessProbe } from "./store/readiness.ts";
 import { createSessionStore } from "./store/session-store.ts";
 import { createSigningKeyStore } from "./store/signing-key-store.ts";
@@ -237,6 +238,8 @@ export async function createApp(
       onAuditFailure,
       events: metrics.events,
     });
+    // Wrong codes and wrong current passwords: reserved in the database before they are checked.
+    const attemptBudget = createAttemptBudgetStore(database.client);
     const mfa = createMfaService({
       clock,
       addressLimit,
@@ -253,6 +256,8 @@ export async function createApp(
       recoveryCodeCount: config.mfa.recovery_codes,
       maxCodeFailures: config.mfa.max_code_failures,
       codeFailureWindowSeconds: config.mfa.code_failures_window_seconds,
+      budget: attemptBudget,
+      stepUpMaxAgeSeconds: config.mfa.step_up_max_age_seconds,
       passwordExpiry,
       onAuditFailure,
       events: metrics.events,
@@ -282,6 +287,7 @@ export async function createApp(
       firstPasswordMaxSigninAgeSeconds: config.password.first_password_max_signin_age_seconds,
       maxFailures: config.password.max_failed_changes,
       failureWindowSeconds: config.password.failed_changes_window_seconds,
+      budget: attemptBudget,
       onAuditFailure,
     });
     const { adminFor, adminKeys } = createAdminApi(config, { database, clock, logger });

@@ -8,6 +8,7 @@ import {
   GetMfaStatusResponseSchema,
   MfaService,
   RegenerateRecoveryCodesResponseSchema,
+  StepUpResponseSchema,
 } from "../../gen/pb/identity/v1/mfa_service_pb.ts";
 import { principalOf } from "./auth-interceptor.ts";
 import { kClient } from "./context.ts";
@@ -41,6 +42,10 @@ export function registerMfaService(deps: { mfa: MfaCore }) {
       async regenerateRecoveryCodes(req, ctx) {
         const codes = await deps.mfa.regenerateRecoveryCodes(principalOf(ctx.values), req.code, ctx.values.get(kClient));
         return create(RegenerateRecoveryCodesResponseSchema, { recoveryCodes: codes });
+      },
+      async stepUp(req, ctx) {
+        const r = await deps.mfa.stepUp(principalOf(ctx.values), req.method, req.code, ctx.values.get(kClient));
+        return create(StepUpResponseSchema, { accessToken: r.accessToken, expiresIn: r.expiresIn, maxAge: r.maxAgeSeconds });
       },
     });
   };

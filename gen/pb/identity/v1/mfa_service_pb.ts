@@ -11,7 +11,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file identity/v1/mfa_service.proto.
  */
 export const file_identity_v1_mfa_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch1pZGVudGl0eS92MS9tZmFfc2VydmljZS5wcm90bxILaWRlbnRpdHkudjEiFQoTR2V0TWZhU3RhdHVzUmVxdWVzdCJfChRHZXRNZmFTdGF0dXNSZXNwb25zZRIUCgx0b3RwX2VuYWJsZWQYASABKAgSFAoMdG90cF9wZW5kaW5nGAIgASgIEhsKE3JlY292ZXJ5X2NvZGVzX2xlZnQYAyABKAUiEwoRRW5yb2xsVG90cFJlcXVlc3QibAoSRW5yb2xsVG90cFJlc3BvbnNlEg4KBnNlY3JldBgBIAEoCRITCgtvdHBhdXRoX3VyaRgCIAEoCRIOCgZkaWdpdHMYAyABKAUSDgoGcGVyaW9kGAQgASgFEhEKCWFsZ29yaXRobRgFIAEoCSIiChJDb25maXJtVG90cFJlcXVlc3QSDAoEY29kZRgBIAEoCSItChNDb25maXJtVG90cFJlc3BvbnNlEhYKDnJlY292ZXJ5X2NvZGVzGAEgAygJIiIKEkRpc2FibGVUb3RwUmVxdWVzdBIMCgRjb2RlGAEgASgJIhUKE0Rpc2FibGVUb3RwUmVzcG9uc2UiLgoeUmVnZW5lcmF0ZVJlY292ZXJ5Q29kZXNSZXF1ZXN0EgwKBGNvZGUYASABKAkiOQofUmVnZW5lcmF0ZVJlY292ZXJ5Q29kZXNSZXNwb25zZRIWCg5yZWNvdmVyeV9jb2RlcxgBIAMoCTLrBAoKTWZhU2VydmljZRJmCgxHZXRNZmFTdGF0dXMSIC5pZGVudGl0eS52MS5HZXRNZmFTdGF0dXNSZXF1ZXN0GiEuaWRlbnRpdHkudjEuR2V0TWZhU3RhdHVzUmVzcG9uc2UiEYLT5JMCCxIJL2F1dGgvbWZhEm8KCkVucm9sbFRvdHASHi5pZGVudGl0eS52MS5FbnJvbGxUb3RwUmVxdWVzdBofLmlkZW50aXR5LnYxLkVucm9sbFRvdHBSZXNwb25zZSIggtPkkwIaOgEqIhUvYXV0aC9tZmEvdG90cC9lbnJvbGwScwoLQ29uZmlybVRvdHASHy5pZGVudGl0eS52MS5Db25maXJtVG90cFJlcXVlc3QaIC5pZGVudGl0eS52MS5Db25maXJtVG90cFJlc3BvbnNlIiGC0+STAhs6ASoiFi9hdXRoL21mYS90b3RwL2NvbmZpcm0ScwoLRGlzYWJsZVRvdHASHy5pZGVudGl0eS52MS5EaXNhYmxlVG90cFJlcXVlc3QaIC5pZGVudGl0eS52MS5EaXNhYmxlVG90cFJlc3BvbnNlIiGC0+STAhs6ASoiFi9hdXRoL21mYS90b3RwL2Rpc2FibGUSmQEKF1JlZ2VuZXJhdGVSZWNvdmVyeUNvZGVzEisuaWRlbnRpdHkudjEuUmVnZW5lcmF0ZVJlY292ZXJ5Q29kZXNSZXF1ZXN0GiwuaWRlbnRpdHkudjEuUmVnZW5lcmF0ZVJlY292ZXJ5Q29kZXNSZXNwb25zZSIjgtPkkwIdOgEqIhgvYXV0aC9tZmEvcmVjb3ZlcnktY29kZXNiBnByb3RvMw", [file_google_api_annotations]);
+  fileDesc("Ch1pZGVudGl0eS92MS9tZmFfc2VydmljZS5wcm90bxILaWRlbnRpdHkudjEiFQoTR2V0TWZhU3RhdHVzUmVxdWVzdCJfChRHZXRNZmFTdGF0dXNSZXNwb25zZRIUCgx0b3RwX2VuYWJsZWQYASABKAgSFAoMdG90cF9wZW5kaW5nGAIgASgIEhsKE3JlY292ZXJ5X2NvZGVzX2xlZnQYAyABKAUiEwoRRW5yb2xsVG90cFJlcXVlc3QibAoSRW5yb2xsVG90cFJlc3BvbnNlEg4KBnNlY3JldBgBIAEoCRITCgtvdHBhdXRoX3VyaRgCIAEoCRIOCgZkaWdpdHMYAyABKAUSDgoGcGVyaW9kGAQgASgFEhEKCWFsZ29yaXRobRgFIAEoCSIiChJDb25maXJtVG90cFJlcXVlc3QSDAoEY29kZRgBIAEoCSItChNDb25maXJtVG90cFJlc3BvbnNlEhYKDnJlY292ZXJ5X2NvZGVzGAEgAygJIiIKEkRpc2FibGVUb3RwUmVxdWVzdBIMCgRjb2RlGAEgASgJIhUKE0Rpc2FibGVUb3RwUmVzcG9uc2UiLgoeUmVnZW5lcmF0ZVJlY292ZXJ5Q29kZXNSZXF1ZXN0EgwKBGNvZGUYASABKAkiOQofUmVnZW5lcmF0ZVJlY292ZXJ5Q29kZXNSZXNwb25zZRIWCg5yZWNvdmVyeV9jb2RlcxgBIAMoCSItCg1TdGVwVXBSZXF1ZXN0Eg4KBm1ldGhvZBgBIAEoCRIMCgRjb2RlGAIgASgJIksKDlN0ZXBVcFJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRISCgpleHBpcmVzX2luGAIgASgFEg8KB21heF9hZ2UYAyABKAUyzAUKCk1mYVNlcnZpY2USZgoMR2V0TWZhU3RhdHVzEiAuaWRlbnRpdHkudjEuR2V0TWZhU3RhdHVzUmVxdWVzdBohLmlkZW50aXR5LnYxLkdldE1mYVN0YXR1c1Jlc3BvbnNlIhGC0+STAgsSCS9hdXRoL21mYRJvCgpFbnJvbGxUb3RwEh4uaWRlbnRpdHkudjEuRW5yb2xsVG90cFJlcXVlc3QaHy5pZGVudGl0eS52MS5FbnJvbGxUb3RwUmVzcG9uc2UiIILT5JMCGjoBKiIVL2F1dGgvbWZhL3RvdHAvZW5yb2xsEnMKC0NvbmZpcm1Ub3RwEh8uaWRlbnRpdHkudjEuQ29uZmlybVRvdHBSZXF1ZXN0GiAuaWRlbnRpdHkudjEuQ29uZmlybVRvdHBSZXNwb25zZSIhgtPkkwIbOgEqIhYvYXV0aC9tZmEvdG90cC9jb25maXJtEnMKC0Rpc2FibGVUb3RwEh8uaWRlbnRpdHkudjEuRGlzYWJsZVRvdHBSZXF1ZXN0GiAuaWRlbnRpdHkudjEuRGlzYWJsZVRvdHBSZXNwb25zZSIhgtPkkwIbOgEqIhYvYXV0aC9tZmEvdG90cC9kaXNhYmxlEl8KBlN0ZXBVcBIaLmlkZW50aXR5LnYxLlN0ZXBVcFJlcXVlc3QaGy5pZGVudGl0eS52MS5TdGVwVXBSZXNwb25zZSIcgtPkkwIWOgEqIhEvYXV0aC9tZmEvc3RlcC11cBKZAQoXUmVnZW5lcmF0ZVJlY292ZXJ5Q29kZXMSKy5pZGVudGl0eS52MS5SZWdlbmVyYXRlUmVjb3ZlcnlDb2Rlc1JlcXVlc3QaLC5pZGVudGl0eS52MS5SZWdlbmVyYXRlUmVjb3ZlcnlDb2Rlc1Jlc3BvbnNlIiOC0+STAh06ASoiGC9hdXRoL21mYS9yZWNvdmVyeS1jb2Rlc2IGcHJvdG8z", [file_google_api_annotations]);
 
 /**
  * GetMfaStatusRequest is empty: the user is the access token's subject.
@@ -248,6 +248,69 @@ export const RegenerateRecoveryCodesResponseSchema: GenMessage<RegenerateRecover
   messageDesc(file_identity_v1_mfa_service, 9);
 
 /**
+ * StepUpRequest proves a second factor on the signed-in session.
+ *
+ * @generated from message identity.v1.StepUpRequest
+ */
+export type StepUpRequest = Message<"identity.v1.StepUpRequest"> & {
+  /**
+   * `totp` or `recovery_code`. Required.
+   *
+   * @generated from field: string method = 1;
+   */
+  method: string;
+
+  /**
+   * A current code of the authenticator, or an unused recovery code. Required.
+   *
+   * @generated from field: string code = 2;
+   */
+  code: string;
+};
+
+/**
+ * Describes the message identity.v1.StepUpRequest.
+ * Use `create(StepUpRequestSchema)` to create a new message.
+ */
+export const StepUpRequestSchema: GenMessage<StepUpRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_mfa_service, 10);
+
+/**
+ * StepUpResponse carries a fresh access token of the same session.
+ *
+ * @generated from message identity.v1.StepUpResponse
+ */
+export type StepUpResponse = Message<"identity.v1.StepUpResponse"> & {
+  /**
+   * An access token (JWT) of this session, with the factor in `amr`.
+   *
+   * @generated from field: string access_token = 1;
+   */
+  accessToken: string;
+
+  /**
+   * Lifetime of the access token, in seconds.
+   *
+   * @generated from field: int32 expires_in = 2;
+   */
+  expiresIn: number;
+
+  /**
+   * Seconds from now during which factor changes are allowed.
+   *
+   * @generated from field: int32 max_age = 3;
+   */
+  maxAge: number;
+};
+
+/**
+ * Describes the message identity.v1.StepUpResponse.
+ * Use `create(StepUpResponseSchema)` to create a new message.
+ */
+export const StepUpResponseSchema: GenMessage<StepUpResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_mfa_service, 11);
+
+/**
  * MfaService manages the signed-in user's second factors: a TOTP authenticator (RFC 6238) and
  * single-use recovery codes. Sign-ins that need a second factor are completed with
  * AuthService.VerifyMfa.
@@ -256,7 +319,15 @@ export const RegenerateRecoveryCodesResponseSchema: GenMessage<RegenerateRecover
  * (gRPC metadata `authorization`). The token's session must not be revoked or expired.
  *
  * Errors carry a google.rpc.ErrorInfo whose `reason` is a stable code: `totp_already_enrolled`,
- * `totp_not_enrolled`, `mfa_code_invalid`, `mfa_code_required`.
+ * `totp_not_enrolled`, `mfa_code_invalid`, `mfa_code_required`, `rate_limited`,
+ * `reauthentication_required`.
+ *
+ * Step-up: changing factors (EnrollTotp, ConfirmTotp, DisableTotp, RegenerateRecoveryCodes) needs
+ * a session that completed a second factor at most `mfa.step_up_max_age_seconds` (600) ago — by
+ * VerifyMfa, StepUp or ConfirmTotp — or, for an account with no factor yet, a sign-in that recent.
+ * Otherwise PERMISSION_DENIED `reauthentication_required`, whose ErrorInfo metadata says how:
+ * `step_up` (`MfaService.StepUp`, or `AuthService.SigninWithIdToken` without a factor),
+ * `step_up_route` (its REST route) and `max_age_seconds`.
  *
  * @generated from service identity.v1.MfaService
  */
@@ -304,6 +375,20 @@ export const MfaService: GenService<{
     methodKind: "unary";
     input: typeof DisableTotpRequestSchema;
     output: typeof DisableTotpResponseSchema;
+  },
+  /**
+   * Completes a second factor on this session (a current TOTP code or an unused recovery code,
+   * which it spends): factor changes are then allowed for `max_age` seconds. Answers a new access
+   * token whose `amr` adds the factor's methods (`otp` or `recovery_code`, and `mfa`); `auth_time`
+   * stays the sign-in's. Wrong codes count against the user's budget (`rate_limited`, 429, with
+   * `retry_after_seconds`).
+   *
+   * @generated from rpc identity.v1.MfaService.StepUp
+   */
+  stepUp: {
+    methodKind: "unary";
+    input: typeof StepUpRequestSchema;
+    output: typeof StepUpResponseSchema;
   },
   /**
    * Replaces every recovery code with new ones (shown this once); needs a current code of the

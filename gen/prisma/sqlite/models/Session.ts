@@ -38,6 +38,8 @@ export type SessionMinAggregateOutputType = {
   expiresAt: Date | null
   revokedAt: Date | null
   revokedReason: string | null
+  authTime: Date | null
+  mfaAt: Date | null
 }
 
 export type SessionMaxAggregateOutputType = {
@@ -54,6 +56,8 @@ export type SessionMaxAggregateOutputType = {
   expiresAt: Date | null
   revokedAt: Date | null
   revokedReason: string | null
+  authTime: Date | null
+  mfaAt: Date | null
 }
 
 export type SessionCountAggregateOutputType = {
@@ -70,6 +74,8 @@ export type SessionCountAggregateOutputType = {
   expiresAt: number
   revokedAt: number
   revokedReason: number
+  authTime: number
+  mfaAt: number
   _all: number
 }
 
@@ -88,6 +94,8 @@ export type SessionMinAggregateInputType = {
   expiresAt?: true
   revokedAt?: true
   revokedReason?: true
+  authTime?: true
+  mfaAt?: true
 }
 
 export type SessionMaxAggregateInputType = {
@@ -104,6 +112,8 @@ export type SessionMaxAggregateInputType = {
   expiresAt?: true
   revokedAt?: true
   revokedReason?: true
+  authTime?: true
+  mfaAt?: true
 }
 
 export type SessionCountAggregateInputType = {
@@ -120,6 +130,8 @@ export type SessionCountAggregateInputType = {
   expiresAt?: true
   revokedAt?: true
   revokedReason?: true
+  authTime?: true
+  mfaAt?: true
   _all?: true
 }
 
@@ -209,6 +221,8 @@ export type SessionGroupByOutputType = {
   expiresAt: Date
   revokedAt: Date | null
   revokedReason: string | null
+  authTime: Date | null
+  mfaAt: Date | null
   _count: SessionCountAggregateOutputType | null
   _min: SessionMinAggregateOutputType | null
   _max: SessionMaxAggregateOutputType | null
@@ -246,6 +260,8 @@ export type SessionWhereInput = {
   expiresAt?: Prisma.DateTimeFilter<"Session"> | Date | string
   revokedAt?: Prisma.DateTimeNullableFilter<"Session"> | Date | string | null
   revokedReason?: Prisma.StringNullableFilter<"Session"> | string | null
+  authTime?: Prisma.DateTimeNullableFilter<"Session"> | Date | string | null
+  mfaAt?: Prisma.DateTimeNullableFilter<"Session"> | Date | string | null
   user?: Prisma.XOR<Prisma.UserScalarRelationFilter, Prisma.UserWhereInput>
   refreshTokens?: Prisma.RefreshTokenListRelationFilter
 }
@@ -264,6 +280,8 @@ export type SessionOrderByWithRelationInput = {
   expiresAt?: Prisma.SortOrder
   revokedAt?: Prisma.SortOrderInput | Prisma.SortOrder
   revokedReason?: Prisma.SortOrderInput | Prisma.SortOrder
+  authTime?: Prisma.SortOrderInput | Prisma.SortOrder
+  mfaAt?: Prisma.SortOrderInput | Prisma.SortOrder
   user?: Prisma.UserOrderByWithRelationInput
   refreshTokens?: Prisma.RefreshTokenOrderByRelationAggregateInput
 }
@@ -285,6 +303,8 @@ export type SessionWhereUniqueInput = Prisma.AtLeast<{
   expiresAt?: Prisma.DateTimeFilter<"Session"> | Date | string
   revokedAt?: Prisma.DateTimeNullableFilter<"Session"> | Date | string | null
   revokedReason?: Prisma.StringNullableFilter<"Session"> | string | null
+  authTime?: Prisma.DateTimeNullableFilter<"Session"> | Date | string | null
+  mfaAt?: Prisma.DateTimeNullableFilter<"Session"> | Date | string | null
   user?: Prisma.XOR<Prisma.UserScalarRelationFilter, Prisma.UserWhereInput>
   refreshTokens?: Prisma.RefreshTokenListRelationFilter
 }, "id">
@@ -303,6 +323,8 @@ export type SessionOrderByWithAggregationInput = {
   expiresAt?: Prisma.SortOrder
   revokedAt?: Prisma.SortOrderInput | Prisma.SortOrder
   revokedReason?: Prisma.SortOrderInput | Prisma.SortOrder
+  authTime?: Prisma.SortOrderInput | Prisma.SortOrder
+  mfaAt?: Prisma.SortOrderInput | Prisma.SortOrder
   _count?: Prisma.SessionCountOrderByAggregateInput
   _max?: Prisma.SessionMaxOrderByAggregateInput
   _min?: Prisma.SessionMinOrderByAggregateInput
@@ -325,6 +347,8 @@ export type SessionScalarWhereWithAggregatesInput = {
   expiresAt?: Prisma.DateTimeWithAggregatesFilter<"Session"> | Date | string
   revokedAt?: Prisma.DateTimeNullableWithAggregatesFilter<"Session"> | Date | string | null
   revokedReason?: Prisma.StringNullableWithAggregatesFilter<"Session"> | string | null
+  authTime?: Prisma.DateTimeNullableWithAggregatesFilter<"Session"> | Date | string | null
+  mfaAt?: Prisma.DateTimeNullableWithAggregatesFilter<"Session"> | Date | string | null
 }
 
 export type SessionCreateInput = {
@@ -340,6 +364,8 @@ export type SessionCreateInput = {
   expiresAt: Date | string
   revokedAt?: Date | string | null
   revokedReason?: string | null
+  authTime?: Date | string | null
+  mfaAt?: Date | string | null
   user: Prisma.UserCreateNestedOneWithoutSessionsInput
   refreshTokens?: Prisma.RefreshTokenCreateNestedManyWithoutSessionInput
 }
@@ -358,6 +384,8 @@ export type SessionUncheckedCreateInput = {
   expiresAt: Date | string
   revokedAt?: Date | string | null
   revokedReason?: string | null
+  authTime?: Date | string | null
+  mfaAt?: Date | string | null
   refreshTokens?: Prisma.RefreshTokenUncheckedCreateNestedManyWithoutSessionInput
 }
 
@@ -374,6 +402,8 @@ export type SessionUpdateInput = {
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   revokedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   user?: Prisma.UserUpdateOneRequiredWithoutSessionsNestedInput
   refreshTokens?: Prisma.RefreshTokenUpdateManyWithoutSessionNestedInput
 }
@@ -392,6 +422,8 @@ export type SessionUncheckedUpdateInput = {
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   revokedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   refreshTokens?: Prisma.RefreshTokenUncheckedUpdateManyWithoutSessionNestedInput
 }
 
@@ -409,6 +441,8 @@ export type SessionCreateManyInput = {
   expiresAt: Date | string
   revokedAt?: Date | string | null
   revokedReason?: string | null
+  authTime?: Date | string | null
+  mfaAt?: Date | string | null
 }
 
 export type SessionUpdateManyMutationInput = {
@@ -424,6 +458,8 @@ export type SessionUpdateManyMutationInput = {
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   revokedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
 }
 
 export type SessionUncheckedUpdateManyInput = {
@@ -440,6 +476,8 @@ export type SessionUncheckedUpdateManyInput = {
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   revokedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
 }
 
 export type SessionListRelationFilter = {
@@ -466,6 +504,8 @@ export type SessionCountOrderByAggregateInput = {
   expiresAt?: Prisma.SortOrder
   revokedAt?: Prisma.SortOrder
   revokedReason?: Prisma.SortOrder
+  authTime?: Prisma.SortOrder
+  mfaAt?: Prisma.SortOrder
 }
 
 export type SessionMaxOrderByAggregateInput = {
@@ -482,6 +522,8 @@ export type SessionMaxOrderByAggregateInput = {
   expiresAt?: Prisma.SortOrder
   revokedAt?: Prisma.SortOrder
   revokedReason?: Prisma.SortOrder
+  authTime?: Prisma.SortOrder
+  mfaAt?: Prisma.SortOrder
 }
 
 export type SessionMinOrderByAggregateInput = {
@@ -498,6 +540,8 @@ export type SessionMinOrderByAggregateInput = {
   expiresAt?: Prisma.SortOrder
   revokedAt?: Prisma.SortOrder
   revokedReason?: Prisma.SortOrder
+  authTime?: Prisma.SortOrder
+  mfaAt?: Prisma.SortOrder
 }
 
 export type SessionScalarRelationFilter = {
@@ -574,6 +618,8 @@ export type SessionCreateWithoutUserInput = {
   expiresAt: Date | string
   revokedAt?: Date | string | null
   revokedReason?: string | null
+  authTime?: Date | string | null
+  mfaAt?: Date | string | null
   refreshTokens?: Prisma.RefreshTokenCreateNestedManyWithoutSessionInput
 }
 
@@ -590,6 +636,8 @@ export type SessionUncheckedCreateWithoutUserInput = {
   expiresAt: Date | string
   revokedAt?: Date | string | null
   revokedReason?: string | null
+  authTime?: Date | string | null
+  mfaAt?: Date | string | null
   refreshTokens?: Prisma.RefreshTokenUncheckedCreateNestedManyWithoutSessionInput
 }
 
@@ -635,6 +683,8 @@ export type SessionScalarWhereInput = {
   expiresAt?: Prisma.DateTimeFilter<"Session"> | Date | string
   revokedAt?: Prisma.DateTimeNullableFilter<"Session"> | Date | string | null
   revokedReason?: Prisma.StringNullableFilter<"Session"> | string | null
+  authTime?: Prisma.DateTimeNullableFilter<"Session"> | Date | string | null
+  mfaAt?: Prisma.DateTimeNullableFilter<"Session"> | Date | string | null
 }
 
 export type SessionCreateWithoutRefreshTokensInput = {
@@ -650,6 +700,8 @@ export type SessionCreateWithoutRefreshTokensInput = {
   expiresAt: Date | string
   revokedAt?: Date | string | null
   revokedReason?: string | null
+  authTime?: Date | string | null
+  mfaAt?: Date | string | null
   user: Prisma.UserCreateNestedOneWithoutSessionsInput
 }
 
@@ -667,6 +719,8 @@ export type SessionUncheckedCreateWithoutRefreshTokensInput = {
   expiresAt: Date | string
   revokedAt?: Date | string | null
   revokedReason?: string | null
+  authTime?: Date | string | null
+  mfaAt?: Date | string | null
 }
 
 export type SessionCreateOrConnectWithoutRefreshTokensInput = {
@@ -698,6 +752,8 @@ export type SessionUpdateWithoutRefreshTokensInput = {
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   revokedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   user?: Prisma.UserUpdateOneRequiredWithoutSessionsNestedInput
 }
 
@@ -715,6 +771,8 @@ export type SessionUncheckedUpdateWithoutRefreshTokensInput = {
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   revokedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
 }
 
 export type SessionCreateManyUserInput = {
@@ -730,6 +788,8 @@ export type SessionCreateManyUserInput = {
   expiresAt: Date | string
   revokedAt?: Date | string | null
   revokedReason?: string | null
+  authTime?: Date | string | null
+  mfaAt?: Date | string | null
 }
 
 export type SessionUpdateWithoutUserInput = {
@@ -745,6 +805,8 @@ export type SessionUpdateWithoutUserInput = {
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   revokedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   refreshTokens?: Prisma.RefreshTokenUpdateManyWithoutSessionNestedInput
 }
 
@@ -761,6 +823,8 @@ export type SessionUncheckedUpdateWithoutUserInput = {
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   revokedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   refreshTokens?: Prisma.RefreshTokenUncheckedUpdateManyWithoutSessionNestedInput
 }
 
@@ -777,6 +841,8 @@ export type SessionUncheckedUpdateManyWithoutUserInput = {
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   revokedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
 }
 
 
@@ -824,6 +890,8 @@ export type SessionSelect<ExtArgs extends runtime.Types.Extensions.InternalArgs 
   expiresAt?: boolean
   revokedAt?: boolean
   revokedReason?: boolean
+  authTime?: boolean
+  mfaAt?: boolean
   user?: boolean | Prisma.UserDefaultArgs<ExtArgs>
   refreshTokens?: boolean | Prisma.Session$refreshTokensArgs<ExtArgs>
   _count?: boolean | Prisma.SessionCountOutputTypeDefaultArgs<ExtArgs>
@@ -843,6 +911,8 @@ export type SessionSelectCreateManyAndReturn<ExtArgs extends runtime.Types.Exten
   expiresAt?: boolean
   revokedAt?: boolean
   revokedReason?: boolean
+  authTime?: boolean
+  mfaAt?: boolean
   user?: boolean | Prisma.UserDefaultArgs<ExtArgs>
 }, ExtArgs["result"]["session"]>
 
@@ -860,6 +930,8 @@ export type SessionSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Exten
   expiresAt?: boolean
   revokedAt?: boolean
   revokedReason?: boolean
+  authTime?: boolean
+  mfaAt?: boolean
   user?: boolean | Prisma.UserDefaultArgs<ExtArgs>
 }, ExtArgs["result"]["session"]>
 
@@ -877,9 +949,11 @@ export type SessionSelectScalar = {
   expiresAt?: boolean
   revokedAt?: boolean
   revokedReason?: boolean
+  authTime?: boolean
+  mfaAt?: boolean
 }
 
-export type SessionOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "userId" | "identityId" | "provider" | "amr" | "ip" | "userAgent" | "deviceId" | "createdAt" | "lastUsedAt" | "expiresAt" | "revokedAt" | "revokedReason", ExtArgs["result"]["session"]>
+export type SessionOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "userId" | "identityId" | "provider" | "amr" | "ip" | "userAgent" | "deviceId" | "createdAt" | "lastUsedAt" | "expiresAt" | "revokedAt" | "revokedReason" | "authTime" | "mfaAt", ExtArgs["result"]["session"]>
 export type SessionInclude<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   user?: boolean | Prisma.UserDefaultArgs<ExtArgs>
   refreshTokens?: boolean | Prisma.Session$refreshTokensArgs<ExtArgs>
@@ -918,6 +992,16 @@ export type $SessionPayload<ExtArgs extends runtime.Types.Extensions.InternalArg
     expiresAt: Date
     revokedAt: Date | null
     revokedReason: string | null
+    /**
+     * When the user authenticated (OIDC `auth_time`): the sign-in, or the completed challenge.
+     * Null for sessions opened before the column existed: their `created_at` stands in.
+     */
+    authTime: Date | null
+    /**
+     * When the session last completed a second factor (a challenge, StepUp, or ConfirmTotp);
+     * changing factors needs this within `mfa.step_up_max_age`.
+     */
+    mfaAt: Date | null
   }, ExtArgs["result"]["session"]>
   composites: {}
 }
@@ -1356,6 +1440,8 @@ export interface SessionFieldRefs {
   readonly expiresAt: Prisma.FieldRef<"Session", 'DateTime'>
   readonly revokedAt: Prisma.FieldRef<"Session", 'DateTime'>
   readonly revokedReason: Prisma.FieldRef<"Session", 'String'>
+  readonly authTime: Prisma.FieldRef<"Session", 'DateTime'>
+  readonly mfaAt: Prisma.FieldRef<"Session", 'DateTime'>
 }
     
 
