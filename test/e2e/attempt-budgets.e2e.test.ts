@@ -11,6 +11,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorInfoSchema } from "../../gen/pb/google/rpc/error_details_pb.ts";
+import { AuthService } from "../../gen/pb/identity/v1/auth_service_pb.ts";
 import { MfaService } from "../../gen/pb/identity/v1/mfa_service_pb.ts";
 import { UserService } from "../../gen/pb/identity/v1/user_service_pb.ts";
 import { totpCode } from "../../src/tokens/totp.ts";
@@ -74,7 +75,8 @@ function expectBudgetHeld(tally: Record<string, number>, settled: { reason: stri
 for (const kind of testDatabaseKinds()) describe(`budgets of wrong guesses on ${kind.dialect}: 200 at once over one HTTP/2 connection`, () => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await startTestApp({ kind, config: { dev: true } });
+    // The per-address limit off: every guess here comes from 127.0.0.1, and the user's budget is under test.
+    t = await startTestApp({ kind, config: { dev: true, rate_limit: { signin_failures_per_ip: 0 } } });
   });
   afterAll(async () => {
     await t?.close();
@@ -101,6 +103,32 @@ for (const kind of testDatabaseKinds()) describe(`budgets of wrong guesses on ${
     // The right code is refused too while the budget is spent.
     const right = await client.stepUp({ method: "totp", code: totpCode(secret, new Date(Date.now() + 30_000)) }).catch((e: unknown) => ConnectError.from(e));
     expect((right as ConnectError).findDetails(ErrorInfoSchema)[0]?.reason).toBe("rate_limited");
+  });
+
+  it("wrong codes to six challenges at once (AuthService.VerifyMfa): the user's budget holds across challenges", async () => {
+    const sub = uniqueSub("h2-challenges");
+    const first = await restSignin(t.url, { id_token: await devIdToken(t.url, sub, { email: `${sub}@example.com` }), provider: "dev", device_id: `${sub}-A` });
+    const secret = await enrollTotp(t.url, first.body["access_token"] as string);
+    const userId = first.body["user_id"] as string;
+    // Six new devices, six challenges: 30 attempts allowed by the challenges, 10 by the budget.
+    const challenges: { token: string; device: string }[] = [];
+    for (let i = 0; i < 6; i++) {
+      const device = `${sub}-new-${i}`;
+      const res = await restSignin(t.url, { id_token: await devIdToken(t.url, sub, { email: `${sub}@example.com` }), provider: "dev", device_id: device });
+      expect(res.body["requires_mfa"]).toBe(true);
+      challenges.push({ token: res.body["challenge_token"] as string, device });
+    }
+    const client = createClient(AuthService, createConnectTransport({ baseUrl: t.url, httpVersion: "2" }));
+    const code = wrongCodeFor(secret);
+    const { tally } = await outcomes(
+      challenges.flatMap((c) => Array.from({ length: 5 }, () => client.verifyMfa({ challengeToken: c.token, method: "totp", code, deviceId: c.device }))),
+    );
+    expect((tally["mfa_code_invalid"] ?? 0) + (tally["challenge_exhausted"] ?? 0)).toBe(CODE_BUDGET);
+    expect(tally["rate_limited"]).toBe(30 - CODE_BUDGET);
+    const counted = await t.app.database.client.auditEvent.count({
+      where: { userId, OR: [{ type: "mfa.challenge_exhausted" }, { type: "mfa.verify_failed", code: "mfa_code_invalid" }] },
+    });
+    expect(counted).toBe(CODE_BUDGET);
   });
 
   it("wrong current passwords (UserService.ChangePassword): 5 evaluated, 195 rate_limited", async () => {
