@@ -305,7 +305,7 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
         seen: { ...c.context, trustedUntil },
         audit: {
           ...audit("signin.succeeded", undefined, {
-            account: "existing",
+            account: c.pendingIdentity === null ? "existing" : "link",
             mfa: { method, challenge_id: c.id },
             risk: { score: c.risk.score, level: c.risk.level, reason: c.risk.reason },
             ...(input.trustDevice ? { trust_device: trustedUntil === null ? "refused_unidentified_device" : "trusted" } : {}),

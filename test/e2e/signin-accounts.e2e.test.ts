@@ -149,6 +149,11 @@ describe("sign-in account mapping", () => {
     const event = await testApp.app.database.client.auditEvent.findFirstOrThrow({ where: { type: "identity.linked_by_email", subject: sub } });
     expect(event.userId).toBe(owner.userId);
     expect(JSON.parse(event.detail!)).toMatchObject({ by: "verified_email", second_factor: "recovery_code" });
+    const completed = await testApp.app.database.client.auditEvent.findFirstOrThrow({
+      where: { type: "signin.succeeded", userId: owner.userId },
+      orderBy: { at: "desc" },
+    });
+    expect(JSON.parse(completed.detail!)).toMatchObject({ account: "link", mfa: { method: "recovery_code" } });
   });
 
   it("an unverified e-mail never links: it gets its own user", async () => {
