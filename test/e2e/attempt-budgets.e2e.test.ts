@@ -93,6 +93,11 @@ for (const kind of testDatabaseKinds()) describe(`budgets of wrong guesses on ${
   it("wrong second-factor codes (MfaService.StepUp): 10 evaluated, 190 rate_limited", async () => {
     const u = await signin(uniqueSub("h2-codes"));
     const secret = await enrollTotp(t.url, u.token);
+    // The sign-in's write (the hot path, on this dialect) stored auth_time; ConfirmTotp stamped mfa_at.
+    const session = await t.app.database.client.session.findFirstOrThrow({ where: { userId: u.userId } });
+    expect(session.authTime?.getTime()).toBe(session.createdAt.getTime());
+    expect(session.mfaAt).not.toBeNull();
+    expect(JSON.parse(session.amr)).toEqual(["fed", "otp", "mfa"]);
     const client: Client<typeof MfaService> = createClient(MfaService, h2(u.token));
     const code = wrongCodeFor(secret);
     const { tally, settled } = await outcomes(Array.from({ length: GUESSES }, () => client.stepUp({ method: "totp", code })));
