@@ -168,14 +168,14 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
       result = await check();
     } catch (e) {
       // Not a wrong code (an outage, a race lost): not a failure of the user's.
-      await deps.budget.release(reservation.id).catch(deps.onAuditFailure);
+      await deps.budget.release(reservation.id).catch((e: unknown) => deps.onAuditFailure?.(e));
       throw e;
     }
     if (result === null) {
-      await deps.budget.fail(reservation.id, "mfa_code_invalid").catch(deps.onAuditFailure);
+      await deps.budget.fail(reservation.id, "mfa_code_invalid").catch((e: unknown) => deps.onAuditFailure?.(e));
       throw new DomainError("mfa_code_invalid", "the code is not valid (wrong, expired or already used)");
     }
-    await deps.budget.release(reservation.id).catch(deps.onAuditFailure);
+    await deps.budget.release(reservation.id).catch((e: unknown) => deps.onAuditFailure?.(e));
     return result;
   }
 

@@ -90,16 +90,16 @@ export function createPasswordService(deps: PasswordServiceDeps): PasswordServic
         try {
           ok = current.length <= MAX_CURRENT_PASSWORD_CHARS && (await hasher.verify(state.hash, current));
         } catch (e) {
-          await deps.budget.release(reservation.id).catch(deps.onAuditFailure);
+          await deps.budget.release(reservation.id).catch((e: unknown) => deps.onAuditFailure?.(e));
           throw e;
         }
         if (!ok) {
           recorded = true;
-          await deps.budget.fail(reservation.id, "password_incorrect").catch(deps.onAuditFailure);
+          await deps.budget.fail(reservation.id, "password_incorrect").catch((e: unknown) => deps.onAuditFailure?.(e));
           throw new DomainError("password_incorrect", "the current password is not correct");
         }
         // The right password is no failure: the rest of the change is judged on its own.
-        await deps.budget.release(reservation.id).catch(deps.onAuditFailure);
+        await deps.budget.release(reservation.id).catch((e: unknown) => deps.onAuditFailure?.(e));
       } else {
         if (current !== null) {
           throw new DomainError("invalid_request", "this account has no password yet; leave current_password out to set one");
