@@ -39,6 +39,7 @@ import { createPasskeyStore } from "./store/passkey-store.ts";
 import { createWebauthnCeremonies } from "./webauthn/ceremonies.ts";
 import { createPasskeyService } from "./core/passkeys.ts";
 import { createPasswordStore } from "./store/password-store.ts";
+import { createAttemptBudgetStore } from "./store/attempt-budget-store.ts";
 import type { ReadinessProbe } from "./store/readiness.ts";
 import { createSessionStore } from "./store/session-store.ts";
 import { createTrustedDeviceStore } from "./store/trusted-device-store.ts";
@@ -253,6 +254,8 @@ export async function createApp(
       onAuditFailure,
       events: metrics.events,
     });
+    // Wrong codes and wrong current passwords: reserved in the database before they are checked.
+    const attemptBudget = createAttemptBudgetStore(database.client);
     const mfa = createMfaService({
       clock,
       addressLimit,
@@ -269,6 +272,8 @@ export async function createApp(
       recoveryCodeCount: config.mfa.recovery_codes,
       maxCodeFailures: config.mfa.max_code_failures,
       codeFailureWindowSeconds: config.mfa.code_failures_window_seconds,
+      budget: attemptBudget,
+      stepUpMaxAgeSeconds: config.mfa.step_up_max_age_seconds,
       passwordExpiry,
       onAuditFailure,
       events: metrics.events,
@@ -301,6 +306,7 @@ export async function createApp(
       firstPasswordMaxSigninAgeSeconds: config.password.first_password_max_signin_age_seconds,
       maxFailures: config.password.max_failed_changes,
       failureWindowSeconds: config.password.failed_changes_window_seconds,
+      budget: attemptBudget,
       onAuditFailure,
     });
     const { adminFor, adminKeys } = createAdminApi(config, { database, clock, logger });

@@ -89,12 +89,26 @@ export class PageError extends Error {
   }
 }
 
+/**
+ * What to do when the service wants a fresher authentication before changing second factors
+ * (ErrorInfo metadata `step_up`, `max_age_seconds`): said in words, with the service's own text.
+ */
+function stepUpAdvice(metadata: Record<string, string>, serviceMessage: string): string {
+  const minutes = Math.max(1, Math.round(Number(metadata["max_age_seconds"] ?? "600") / 60));
+  const what = metadata["step_up"] === "AuthService.SigninWithIdToken"
+    ? `For your safety, setting up a second factor needs a recent sign-in. Sign out, sign in again, then set it up within ${minutes} minutes.`
+    : `For your safety, changing your second factor needs a code from it first (within the last ${minutes} minutes).`;
+  return `${what} (${serviceMessage})`;
+}
+
 /** Any failure as code + status + message: the ErrorInfo reason the service attached, when it did. */
 export function describeProblem(e: unknown): Problem {
   if (e instanceof PageError) return e.problem;
   if (e instanceof ConnectError) {
-    const reason = e.findDetails(ErrorInfoSchema)[0]?.reason;
+    const info = e.findDetails(ErrorInfoSchema)[0];
+    const reason = info?.reason;
     const status = Code[e.code];
+    if (reason === "reauthentication_required") return { code: reason, status, message: stepUpAdvice(info!.metadata, e.rawMessage) };
     // Without a reason the browser never got the service's answer (network, CORS, a proxy).
     return { code: reason ?? (e.code === Code.Unknown || e.code === Code.Unavailable ? "network_error" : snake(status)), status, message: e.rawMessage };
   }

@@ -161,6 +161,10 @@ const risk = z
       .object({ ipv4: z.number().int().min(8).max(32).default(24), ipv6: z.number().int().min(16).max(128).default(48) })
       .strict()
       .prefault({}),
+    email_link_min_level: z
+      .enum(["low", "medium", "high"])
+      .default("medium")
+      .describe("A sign-in that links a new identity to an account by verified e-mail is at least this risky"),
   })
   .strict()
   .prefault({});
@@ -224,6 +228,13 @@ const mfa = z
       .default(10)
       .describe("Wrong second-factor codes per user per window (challenges and MfaService together)"),
     code_failures_window_seconds: positiveSeconds.default(900),
+    step_up_max_age_seconds: z
+      .number()
+      .int()
+      .min(30)
+      .max(86_400)
+      .default(600)
+      .describe("Changing factors needs a second factor (or, without one, a sign-in) on the session at most this long ago"),
   })
   .strict()
   .prefault({});

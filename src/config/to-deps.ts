@@ -80,6 +80,7 @@ export function adaptiveMfaSettings(config: Config): Omit<AdaptiveMfaDeps, "hist
       longInactivityDays: risk.long_inactivity_days,
       maxTravelSpeedKmh: risk.impossible_travel.max_speed_kmh,
       minTravelDistanceKm: risk.impossible_travel.min_distance_km,
+      emailLinkMinLevel: risk.email_link_min_level,
     },
     policy,
     ipAllowlist: risk.ip_allowlist,

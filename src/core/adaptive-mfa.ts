@@ -125,7 +125,7 @@ export function createAdaptiveMfa(deps: AdaptiveMfaDeps): AdaptiveMfa {
         upstreamMfa: (identity.provider.trustUpstreamMfa ?? false) && upstreamDidMfa(identity, identity.provider.mfaAcrValues ?? []),
       };
       const assessment = assessRisk(observation, deps.risk);
-      const decision = decideMfa(assessment, { userId, deviceTrusted, methods: history?.methods ?? [] }, deps.policy);
+      const decision = decideMfa(assessment, { userId, deviceTrusted, methods: history?.methods ?? [], account }, deps.policy);
       const recommended = [...deps.policy.recommendedMethods[assessment.level]];
       const reason = decision.kind === "allow" ? null : decision.reason;
       return {

@@ -260,5 +260,6 @@ function rateLimited(retryAfterSeconds: number, what = "too many failed attempts
  */
 export function budgetExhausted(nth: Date | null, windowSeconds: number, now: Date, what: string): DomainError {
   const until = (nth?.getTime() ?? now.getTime()) + windowSeconds * 1000;
-  return rateLimited(Math.max(1, Math.ceil((until - now.getTime()) / 1000)), what);
+  // Never more than the window: a concurrent request may have recorded its failure after `now`.
+  return rateLimited(Math.min(windowSeconds, Math.max(1, Math.ceil((until - now.getTime()) / 1000))), what);
 }

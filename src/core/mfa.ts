@@ -4,6 +4,7 @@ import { DomainError, isDomainError } from "./errors.ts";
 import { newId } from "./ids.ts";
 import type { ClientInfo, LoginResult, Principal } from "./model.ts";
 import type { ChallengeDecision, ChallengeState, MfaStore, RecoveryCodes, SecretBox, TotpEngine } from "./ports/mfa.ts";
+import type { AttemptBudgetStore } from "./ports/attempt-budget.ts";
 import type { AuditLog } from "./ports/audit.ts";
 import type { OpaqueTokens } from "./ports/sessions.ts";
 import type { AccessTokenIssuer } from "./ports/signing-keys.ts";
@@ -52,6 +53,14 @@ export interface MfaServiceDeps {
    */
   maxCodeFailures: number;
   codeFailureWindowSeconds: number;
+  /** Where a guess at a code is reserved before it is checked (the budget above, atomically). */
+  budget: AttemptBudgetStore;
+  /**
+   * Changing factors (enroll, confirm, disable, new recovery codes) needs a second factor
+   * completed on this session at most this long ago, in seconds; for an account without a factor
+   * yet, a sign-in that recent (`mfa.step_up_max_age_seconds`).
+   */
+  stepUpMaxAgeSeconds: number;
   passwordExpiry?: PasswordExpiryPolicy | undefined;
   onAuditFailure?: (error: unknown) => void;
   /** Told how every challenge answer ended (metrics). */
@@ -85,6 +94,14 @@ export interface TotpEnrollment {
   algorithm: string;
 }
 
+export interface StepUpResult {
+  /** A new access token of the session, its `amr` with the factor's methods. */
+  accessToken: string;
+  expiresIn: number;
+  /** Factor changes are allowed for this many seconds from now. */
+  maxAgeSeconds: number;
+}
+
 export interface MfaService {
   /** Completes a sign-in that required MFA; see AuthService.VerifyMfa for the contract. */
   verify(input: VerifyMfaInput): Promise<LoginResult>;
@@ -99,6 +116,11 @@ export interface MfaService {
   confirmTotp(principal: Principal, code: string, client: ClientInfo): Promise<string[]>;
   disableTotp(principal: Principal, code: string, client: ClientInfo): Promise<void>;
   regenerateRecoveryCodes(principal: Principal, code: string, client: ClientInfo): Promise<string[]>;
+  /**
+   * Completes a second factor on the signed-in session (a TOTP or recovery code): the session's
+   * `mfa_at` becomes now, so factor changes are allowed for `stepUpMaxAgeSeconds`.
+   */
+  stepUp(principal: Principal, method: string, code: string, client: ClientInfo): Promise<StepUpResult>;
 }
 
 const METHODS: readonly MfaMethod[] = ["totp", "recovery_code", "webauthn"];
@@ -132,28 +154,86 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
   }
 
   /**
-   * The time step of a current code of the user's confirmed authenticator, newer than the last
-   * one used. Throttled per user, because MfaService callers hold only an access token: without a
-   * limit, a stolen one could guess codes for DisableTotp.
+   * Applies a change with a current code of the user's confirmed authenticator (a time step newer
+   * than the last one used), after the step-up check. Throttled per user, because MfaService
+   * callers hold only an access token: without a limit, a stolen one could guess codes.
    */
-  async function currentStep(userId: string, code: string, client: ClientInfo, action: string) {
+  async function withCurrentCode(
+    principal: Principal,
+    code: string,
+    client: ClientInfo,
+    action: string,
+    apply: (factorId: string, step: number, now: Date) => Promise<boolean>,
+  ): Promise<void> {
+    const { userId } = principal;
     if (code.trim() === "") throw new DomainError("mfa_code_required", "code is required");
     const factor = await store.findTotp(userId);
     if (factor === null || factor.confirmedAt === null) {
       throw new DomainError("totp_not_enrolled", "no authenticator is enrolled");
     }
     const now = clock.now();
+    requireStepUp(principal, true, now);
+    await guess(userId, client, action, now, async () => {
+      const step = totp.match(secrets.open(factor.secretEnc, factor.id), code, now, factor.lastUsedStep);
+      // Spent in the write itself: a step used meanwhile (a replay) is a wrong code too.
+      return step !== null && (await apply(factor.id, step, now)) ? true : null;
+    });
+  }
+
+  /**
+   * One guess at a code against the user's budget: reserved in the database first (so concurrent
+   * guesses, here or on another replica, are counted before any is checked), then checked by
+   * `check` (null: wrong), then settled: a wrong code stays recorded as `mfa.code_failed`, a
+   * right one is released. Throws `rate_limited` when the budget is spent, `mfa_code_invalid`
+   * when the code is wrong.
+   */
+  async function guess<T>(userId: string, client: ClientInfo, action: string, now: Date, check: () => Promise<T | null>): Promise<T> {
     const since = new Date(now.getTime() - deps.codeFailureWindowSeconds * 1000);
-    if ((await store.countCodeFailures(userId, since)) >= deps.maxCodeFailures) {
-      const nth = await store.nthRecentCodeFailure(userId, since, deps.maxCodeFailures);
-      throw budgetExhausted(nth, deps.codeFailureWindowSeconds, now, "too many wrong codes");
+    const reservation = await deps.budget.reserve("second_factor_code", {
+      userId, since, max: deps.maxCodeFailures, now, client, detail: { action },
+    });
+    if (reservation.kind === "exhausted") {
+      throw budgetExhausted(reservation.nth, deps.codeFailureWindowSeconds, now, "too many wrong codes");
     }
-    const step = totp.match(secrets.open(factor.secretEnc, factor.id), code, now, factor.lastUsedStep);
-    if (step === null) {
-      await recordQuietly({ type: "mfa.code_failed", at: now, code: "mfa_code_invalid", userId, client, detail: { action } });
+    let result: T | null;
+    try {
+      result = await check();
+    } catch (e) {
+      // Not a wrong code (an outage, a race lost): not a failure of the user's.
+      await deps.budget.release(reservation.id).catch((e: unknown) => deps.onAuditFailure?.(e));
+      throw e;
+    }
+    if (result === null) {
+      await deps.budget.fail(reservation.id, "mfa_code_invalid").catch((e: unknown) => deps.onAuditFailure?.(e));
       throw new DomainError("mfa_code_invalid", "the code is not valid (wrong, expired or already used)");
     }
-    return { factor, step, now };
+    await deps.budget.release(reservation.id).catch((e: unknown) => deps.onAuditFailure?.(e));
+    return result;
+  }
+
+  /**
+   * Changing factors needs a recent second factor on this session (`mfa_at`), or, for an account
+   * without one yet, a recent sign-in: a stolen access token alone cannot plant a lasting factor
+   * or take the recovery codes. The refusal says how to step up.
+   */
+  function requireStepUp(principal: Principal, hasFactor: boolean, now: Date): void {
+    const maxAgeMs = deps.stepUpMaxAgeSeconds * 1000;
+    const recent = (at: Date | null | undefined) => at != null && now.getTime() - at.getTime() <= maxAgeMs;
+    const s = principal.session;
+    if (recent(s?.mfaAt) || (!hasFactor && recent(s?.authTime))) return;
+    const maxAge = String(deps.stepUpMaxAgeSeconds);
+    if (hasFactor) {
+      throw new DomainError(
+        "reauthentication_required",
+        `confirm your second factor first: MfaService.StepUp (POST /auth/mfa/step-up) with a current code; it allows factor changes for ${maxAge} s`,
+        { detail: { step_up: "MfaService.StepUp", step_up_route: "POST /auth/mfa/step-up", max_age_seconds: maxAge } },
+      );
+    }
+    throw new DomainError(
+      "reauthentication_required",
+      `sign in again, then add your second factor within ${maxAge} s of signing in`,
+      { detail: { step_up: "AuthService.SigninWithIdToken", step_up_route: "POST /auth/id-token/signin", max_age_seconds: maxAge } },
+    );
   }
 
   /**
@@ -321,6 +401,7 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
           client,
           createdAt: now,
           expiresAt,
+          mfaAt: now,
         },
         refreshToken: { id: newId("rtk"), sessionId, tokenHash: refresh.hash, createdAt: now, expiresAt },
         seen: { ...c.context, trustedDeviceId: null },
@@ -334,7 +415,7 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
         },
         audit: {
           ...audit("signin.succeeded", undefined, {
-            account: "existing",
+            account: c.pendingIdentity === null ? "existing" : "link",
             mfa: { method, challenge_id: c.id, ...(spend.kind === "webauthn" ? { passkey_id: spend.passkeyId } : {}) },
             risk: { score: c.risk.score, level: c.risk.level, reason: c.risk.reason },
             ...(input.trustDevice ? { trust_device: trusted === null ? "refused_disabled" : "trusted" } : {}),
@@ -355,8 +436,16 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
       }
       throw refused ?? new DomainError("internal", "MFA verification failed");
     }
+    const pending = state.challenge.pendingIdentity;
+    if (pending !== null) {
+      // The e-mail link this challenge held back is written now, after the second factor.
+      await recordQuietly({
+        type: "identity.linked_by_email", at: now, userId: user.id, provider: pending.provider, issuer: pending.issuer,
+        subject: pending.subject, client, detail: { by: "verified_email", second_factor: input.method, challenge_id: state.challenge.id },
+      });
+    }
     const accessToken = await deps.accessTokens.issue(
-      { userId: user.id, sessionId, amr: decision.session.amr, provider: state.challenge.provider },
+      { userId: user.id, sessionId, amr: decision.session.amr, provider: state.challenge.provider, authTime: now },
       now,
     );
     const result = loginResultOf(deps, user, sessionId, accessToken, refresh.token, now);
@@ -443,6 +532,7 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
       if (existing?.confirmedAt != null) {
         throw new DomainError("totp_already_enrolled", "an authenticator is already enrolled; disable it first");
       }
+      requireStepUp(principal, false, now);
       const secret = totp.newSecret();
       const id = newId("mfa");
       await store.savePendingTotp(
@@ -459,13 +549,15 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
       if (factor === null) throw new DomainError("totp_not_enrolled", "start enrollment first (EnrollTotp)");
       if (factor.confirmedAt !== null) throw new DomainError("totp_already_enrolled", "this authenticator is already active");
       const now = clock.now();
+      requireStepUp(principal, false, now);
       const step = totp.match(secrets.open(factor.secretEnc, factor.id), code, now, factor.lastUsedStep);
       if (step === null) {
         await recordQuietly({ type: "mfa.code_failed", at: now, code: "mfa_code_invalid", userId, client, detail: { action: "confirm_totp" } });
         throw new DomainError("mfa_code_invalid", "the code is not valid; check the authenticator's clock and try the current code");
       }
       const { codes, rows } = newRecoveryCodes(userId);
-      const confirmed = await store.confirmTotp(factor.id, step, rows, now, {
+      // The first code of the new authenticator is a second factor completed on this session.
+      const confirmed = await store.confirmTotp(factor.id, step, rows, now, principal.sessionId, {
         type: "mfa.totp_enrolled", at: now, userId, client, detail: { factor_id: factor.id, recovery_codes: rows.length },
       });
       if (!confirmed) throw new DomainError("totp_already_enrolled", "this enrollment was completed or replaced meanwhile");
@@ -473,21 +565,60 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
     },
 
     async disableTotp(principal, code, client) {
-      const { factor, step, now } = await currentStep(principal.userId, code, client, "disable_totp");
-      const done = await store.withTotpStep(factor.id, step, { kind: "disable" }, now, {
-        type: "mfa.totp_disabled", at: now, userId: principal.userId, client, detail: { factor_id: factor.id },
-      });
-      if (!done) throw new DomainError("mfa_code_invalid", "the code is not valid (wrong, expired or already used)");
+      await withCurrentCode(principal, code, client, "disable_totp", (factorId, step, now) =>
+        store.withTotpStep(factorId, step, { kind: "disable" }, now, {
+          type: "mfa.totp_disabled", at: now, userId: principal.userId, client, detail: { factor_id: factorId },
+        }),
+      );
     },
 
     async regenerateRecoveryCodes(principal, code, client) {
-      const { factor, step, now } = await currentStep(principal.userId, code, client, "regenerate_recovery_codes");
       const { codes, rows } = newRecoveryCodes(principal.userId);
-      const done = await store.withTotpStep(factor.id, step, { kind: "replace_recovery_codes", codes: rows }, now, {
-        type: "mfa.recovery_codes_regenerated", at: now, userId: principal.userId, client, detail: { recovery_codes: rows.length },
-      });
-      if (!done) throw new DomainError("mfa_code_invalid", "the code is not valid (wrong, expired or already used)");
+      await withCurrentCode(principal, code, client, "regenerate_recovery_codes", (factorId, step, now) =>
+        store.withTotpStep(factorId, step, { kind: "replace_recovery_codes", codes: rows }, now, {
+          type: "mfa.recovery_codes_regenerated", at: now, userId: principal.userId, client, detail: { recovery_codes: rows.length },
+        }),
+      );
       return codes;
+    },
+
+    async stepUp(principal, method, code, client) {
+      const { userId, sessionId } = principal;
+      if (!(METHODS as readonly string[]).includes(method)) {
+        throw new DomainError("mfa_method_not_available", `method must be one of: ${METHODS.join(", ")}`);
+      }
+      if (code.trim() === "") throw new DomainError("mfa_code_required", "code is required");
+      const factor = await store.findTotp(userId);
+      if (factor === null || factor.confirmedAt === null) {
+        throw new DomainError("totp_not_enrolled", "no second factor is enrolled: a recent sign-in is the step-up (sign in again)");
+      }
+      const now = clock.now();
+      const m = method as MfaMethod;
+      const session = await guess(userId, client, "step_up", now, async () => {
+        const spend =
+          m === "totp"
+            ? (() => {
+                const step = totp.match(secrets.open(factor.secretEnc, factor.id), code, now, factor.lastUsedStep);
+                return step === null ? null : { kind: "totp" as const, factorId: factor.id, step };
+              })()
+            : { kind: "recovery_code" as const, codeHash: recoveryCodes.hash(userId, code) };
+        if (spend === null) return null;
+        const done = await store.stepUp(sessionId, userId, spend, [AMR_OF[m], "mfa"], now, {
+          type: "mfa.step_up", at: now, userId, client, detail: { method: m, session_id: sessionId },
+        });
+        if (done === "session_gone") throw new DomainError("session_revoked", "this session no longer exists");
+        // A replayed TOTP step or a used recovery code: wrong.
+        return done === "not_spent" ? null : done;
+      });
+      const accessToken = await deps.accessTokens.issue(
+        { userId, sessionId, amr: session.amr, provider: session.provider, authTime: session.authTime },
+        now,
+      );
+      return {
+        accessToken,
+        expiresIn: deps.accessTokens.ttlSeconds,
+        maxAgeSeconds: deps.stepUpMaxAgeSeconds,
+      };
     },
   };
   const events = deps.events;

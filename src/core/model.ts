@@ -117,6 +117,8 @@ export interface NewSession {
   client: ClientInfo;
   createdAt: Date;
   expiresAt: Date;
+  /** Set when the session opens with a completed second factor (a challenge); else null. */
+  mfaAt?: Date | null | undefined;
 }
 
 export interface NewRefreshToken {
@@ -201,6 +203,10 @@ export interface SessionInfo {
   lastUsedAt: Date;
   expiresAt: Date;
   revokedAt: Date | null;
+  /** When the user authenticated (OIDC `auth_time`); sessions older than the column: `createdAt`. */
+  authTime: Date;
+  /** When the session last completed a second factor (null: never). */
+  mfaAt: Date | null;
 }
 
 /** Who an access token says is calling, once verified. */
@@ -208,6 +214,12 @@ export interface Principal {
   userId: string;
   sessionId: string;
   amr: readonly string[];
+  /**
+   * What the session's row says about its authentication, filled in by SessionService.authenticate
+   * (which reads that row anyway): when the user signed in, and when the session last completed a
+   * second factor. Absent when only the token was verified: step-up then counts as not done.
+   */
+  session?: { authTime: Date; mfaAt: Date | null } | undefined;
 }
 
 /** A user as a sign-in creates it. */

@@ -4,6 +4,7 @@ import { DomainError, isDomainError } from "./errors.ts";
 import type { ClientInfo, PasswordStatus, Principal, UserRecord } from "./model.ts";
 import { type PasswordExpiryPolicy, passwordStatusOf } from "./password-policy.ts";
 import { normalizePassword, type PasswordStrengthPolicy, passwordWeakness, weaknessMessage } from "./password-strength.ts";
+import type { AttemptBudgetStore } from "./ports/attempt-budget.ts";
 import type { AuditLog } from "./ports/audit.ts";
 import type { PasswordHasher, PasswordStore } from "./ports/passwords.ts";
 import { assertActive } from "./user-status.ts";
@@ -22,6 +23,8 @@ export interface PasswordServiceDeps {
   /** Wrong current passwords accepted per user within `failureWindowSeconds` before `rate_limited`. */
   maxFailures: number;
   failureWindowSeconds: number;
+  /** Where a guess at the current password is reserved before it is hashed (the budget above, atomically). */
+  budget: AttemptBudgetStore;
   onAuditFailure?: (error: unknown) => void;
 }
 
@@ -60,6 +63,8 @@ export function createPasswordService(deps: PasswordServiceDeps): PasswordServic
   async function changePassword(input: ChangePasswordInput): Promise<ChangePasswordResult> {
     const now = clock.now();
     const { userId, sessionId } = input.principal;
+    /** Set once a wrong current password is recorded (its reservation became the failure record). */
+    let recorded = false;
     try {
       const state = await store.loadForChange(userId, sessionId);
       if (state === null || state.sessionCreatedAt === null) {
@@ -71,14 +76,30 @@ export function createPasswordService(deps: PasswordServiceDeps): PasswordServic
         if (current === null) {
           throw new DomainError("current_password_required", "send current_password to change your password");
         }
-        // Throttle before hashing: a stolen access token must not become a password oracle.
+        // Throttle before hashing: a stolen access token must not become a password oracle. The
+        // guess is reserved in the database before the (slow) hash is checked, so concurrent
+        // guesses, on any replica, count against the budget before any of them is evaluated.
         const since = new Date(now.getTime() - deps.failureWindowSeconds * 1000);
-        if ((await store.countRecentEvents(userId, FAILED, "password_incorrect", since)) >= deps.maxFailures) {
-          const nth = await store.nthRecentEvent(userId, FAILED, "password_incorrect", since, deps.maxFailures);
-          throw budgetExhausted(nth, deps.failureWindowSeconds, now, "too many wrong passwords");
+        const reservation = await deps.budget.reserve("current_password", {
+          userId, since, max: deps.maxFailures, now, client: input.client, detail: { session_id: sessionId },
+        });
+        if (reservation.kind === "exhausted") {
+          throw budgetExhausted(reservation.nth, deps.failureWindowSeconds, now, "too many wrong passwords");
         }
-        const ok = current.length <= MAX_CURRENT_PASSWORD_CHARS && (await hasher.verify(state.hash, current));
-        if (!ok) throw new DomainError("password_incorrect", "the current password is not correct");
+        let ok: boolean;
+        try {
+          ok = current.length <= MAX_CURRENT_PASSWORD_CHARS && (await hasher.verify(state.hash, current));
+        } catch (e) {
+          await deps.budget.release(reservation.id).catch((e: unknown) => deps.onAuditFailure?.(e));
+          throw e;
+        }
+        if (!ok) {
+          recorded = true;
+          await deps.budget.fail(reservation.id, "password_incorrect").catch((e: unknown) => deps.onAuditFailure?.(e));
+          throw new DomainError("password_incorrect", "the current password is not correct");
+        }
+        // The right password is no failure: the rest of the change is judged on its own.
+        await deps.budget.release(reservation.id).catch((e: unknown) => deps.onAuditFailure?.(e));
       } else {
         if (current !== null) {
           throw new DomainError("invalid_request", "this account has no password yet; leave current_password out to set one");
@@ -125,6 +146,7 @@ export function createPasswordService(deps: PasswordServiceDeps): PasswordServic
         revokedSessions: outcome.revokedSessions,
       };
     } catch (e) {
+      if (recorded) throw e;
       const code = isDomainError(e) ? e.code : "internal";
       try {
         await deps.audit.record({ type: FAILED, at: now, code, userId, client: input.client, detail: { session_id: sessionId } });

@@ -58,6 +58,11 @@ export interface RiskConfig {
   maxTravelSpeedKmh: number;
   /** ...unless the places are closer than this (GeoIP is coarse; nearby cities jitter). */
   minTravelDistanceKm: number;
+  /**
+   * A sign-in that links a new identity to an existing account by verified e-mail is at least
+   * this level, whatever its score (default `medium`: with the default policy, MFA is asked for).
+   */
+  emailLinkMinLevel?: RiskLevel | undefined;
 }
 
 export interface GeoPoint {
@@ -138,11 +143,13 @@ export function assessRisk(obs: RiskObservation, config: RiskConfig): RiskAssess
   const sum = signals.reduce((total, s) => total + s.weight, 0);
   const score = Math.max(0, Math.min(100, Math.round(sum)));
   const strongest = signals[0];
+  const scored = levelOf(score, config.thresholds);
+  const floor = obs.account === "link" ? (config.emailLinkMinLevel ?? "medium") : "low";
   return {
     score,
-    level: levelOf(score, config.thresholds),
+    level: atLeast(scored, floor) ? scored : floor,
     signals,
-    reason: strongest !== undefined && strongest.weight > 0 ? strongest.code : null,
+    reason: strongest !== undefined && strongest.weight > 0 ? strongest.code : obs.account === "link" ? "new_identity_link" : null,
   };
 }
 
@@ -200,9 +207,15 @@ export type MfaDecision =
  */
 export function decideMfa(
   assessment: RiskAssessment,
-  subject: { userId: string | null; deviceTrusted: boolean; methods: readonly MfaMethod[] },
+  subject: { userId: string | null; deviceTrusted: boolean; methods: readonly MfaMethod[]; account?: RiskObservation["account"] },
   policy: MfaPolicy,
 ): MfaDecision {
+  // Linking a new identity by e-mail to an account that has a second factor asks for that factor,
+  // whatever the score, policy level or trusted device: the link is what the factor protects
+  // (it is written only when the challenge completes).
+  if (subject.account === "link" && subject.methods.length > 0) {
+    return { kind: "challenge", requireMfa: true, reason: "new_identity_link", methods: [...subject.methods] };
+  }
   const always = subject.userId !== null && policy.alwaysForUsers.includes(subject.userId);
   let reason: string | null = null;
   if (always) reason = "policy";

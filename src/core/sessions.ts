@@ -120,7 +120,8 @@ export function createSessionService(deps: SessionDeps): SessionService {
     if (decision.kind === "reject" || state === null) throw failure ?? new DomainError("internal", "refresh failed");
     const s: RefreshState = state;
     const accessToken = await deps.accessTokens.issue(
-      { userId: s.user.id, sessionId: s.session.id, amr: s.session.amr, provider: s.session.provider },
+      // The session's authentication, not the refresh's: auth_time and amr stay what they were.
+      { userId: s.user.id, sessionId: s.session.id, amr: s.session.amr, provider: s.session.provider, authTime: s.session.authTime },
       now,
     );
     return loginResultOf(deps, s.user, s.session.id, accessToken, next.token, now);
@@ -148,7 +149,8 @@ export function createSessionService(deps: SessionDeps): SessionService {
       liveOrThrow(session, now);
       // A disabled or locked user loses access here at once, not when the access token expires.
       assertActive(session.user, now);
-      return principal;
+      // The row read anyway says how recently the session authenticated (step-up, mfa.ts).
+      return { ...principal, session: { authTime: session.authTime, mfaAt: session.mfaAt } };
     },
 
     async signOut(credential, allSessions, client) {

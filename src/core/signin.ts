@@ -89,6 +89,29 @@ function signinAudit(
   return { type, at, userId, provider: identity.provider.name, issuer: identity.issuer, subject: identity.subject, client, detail };
 }
 
+/**
+ * The record of a new identity attached to an existing account by verified e-mail
+ * (`identity.linked_by_email`): who, through which provider, and what proved it beyond the e-mail.
+ */
+function linkAudit(
+  identity: Pick<ExternalIdentity, "issuer" | "subject"> & { provider: { name: string } },
+  userId: string,
+  client: ClientInfo,
+  at: Date,
+  detail: Record<string, unknown>,
+): AuditRecord {
+  return {
+    type: "identity.linked_by_email",
+    at,
+    userId,
+    provider: identity.provider.name,
+    issuer: identity.issuer,
+    subject: identity.subject,
+    client,
+    detail: { by: "verified_email", ...detail },
+  };
+}
+
 /** Attempts at a sign-in whose write lost a race (identity, username, or the user's status). */
 const MAX_WRITE_ATTEMPTS = 4;
 
@@ -377,7 +400,12 @@ export function createSigninService(deps: SigninDeps): SigninService {
           ...(gate === null ? {} : { risk: gate.auditDetail }),
         }),
     });
-    const accessToken = await deps.accessTokens.issue({ userId, sessionId, amr, provider: identity.provider.name }, now);
+    if (account.kind === "link") {
+      // Linked by e-mail without a second factor (the account has none, or a challenge would
+      // have been asked for): the weaker case of account linking, so it gets an event of its own.
+      await recordQuietly(linkAudit(identity, userId, client, now, { second_factor: "none", risk_level: gate?.summary.level ?? null }));
+    }
+    const accessToken = await deps.accessTokens.issue({ userId, sessionId, amr, provider: identity.provider.name, authTime: now }, now);
     const result = loginResultOf(deps, user, sessionId, accessToken, refresh.token, now);
     if (gate !== null) result.risk = gate.summary;
     if (gate?.decision.kind === "allow_unenrolled") result.mfaCheckReason = "mfa_enrollment_required";

@@ -17,6 +17,7 @@ import {
   GetMfaStatusResponseSchema,
   MfaService,
   RegenerateRecoveryCodesResponseSchema,
+  StepUpResponseSchema,
 } from "../../gen/pb/identity/v1/mfa_service_pb.ts";
 import { principalOf } from "./auth-interceptor.ts";
 import { kClient } from "./context.ts";
@@ -83,6 +84,10 @@ export function registerMfaService(deps: { mfa: MfaCore; passkeys: PasskeyServic
       async removePasskey(req, ctx) {
         await deps.passkeys.remove(principalOf(ctx.values), req.id, ctx.values.get(kClient));
         return create(RemovePasskeyResponseSchema, {});
+      },
+      async stepUp(req, ctx) {
+        const r = await deps.mfa.stepUp(principalOf(ctx.values), req.method, req.code, ctx.values.get(kClient));
+        return create(StepUpResponseSchema, { accessToken: r.accessToken, expiresIn: r.expiresIn, maxAge: r.maxAgeSeconds });
       },
     });
   };

@@ -6,19 +6,30 @@ import { auditRow, challengeFromRow, seenWrites, sessionRow, userFromRow, userSe
 import type { Db } from "./database.ts";
 import { guarded, storeError, uniqueViolationFields } from "./prisma-errors.ts";
 import { FAILURE_TYPES } from "./hot/sql.ts";
+import { budgetFailures, lockUser } from "./attempt-budget-store.ts";
 
-/** The audit records of wrong second-factor codes (MfaStore.countCodeFailures). */
-function codeFailures(userId: string, since: Date) {
-  return {
-    userId,
-    at: { gte: since },
-    OR: [
-      { type: "mfa.code_failed" },
-      { type: "mfa.challenge_exhausted" },
-      { type: "mfa.verify_failed", code: { in: ["mfa_code_invalid", "mfa_method_not_available"] } },
-    ],
-  };
+/** The audit records of wrong second-factor codes (MfaStore.countCodeFailures), reservations included. */
+const codeFailures = (userId: string, since: Date) => budgetFailures("second_factor_code", userId, since);
+
+/**
+ * Marks a session as having completed a second factor now: `mfa_at`, and `amr` gains `methods`.
+ * Only a live session of `userId`; null when there is none.
+ */
+async function markSecondFactor(tx: Tx, sessionId: string, userId: string, methods: readonly string[], now: Date) {
+  const row = await tx.session.findFirst({
+    where: { id: sessionId, userId, revokedAt: null, expiresAt: { gt: now } },
+    select: { amr: true, provider: true, authTime: true, createdAt: true },
+  });
+  if (row === null) return null;
+  const amr = [...new Set([...(JSON.parse(row.amr) as string[]), ...methods])];
+  await tx.session.update({ where: { id: sessionId }, data: { mfaAt: now, amr: JSON.stringify(amr) }, select: { id: true } });
+  return { amr, provider: row.provider, authTime: row.authTime ?? row.createdAt };
 }
+
+/** Thrown inside a transaction to roll it back: the session to mark is gone. */
+class SessionGone extends Error {}
+
+type Tx = Parameters<Parameters<Db["$transaction"]>[0]>[0];
 
 /**
  * How much history one sign-in reads: the most recently seen networks and devices. A network or
@@ -112,6 +123,10 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
           });
           let state: ChallengeState | null = null;
           if (row !== null) {
+            // The user's budget of wrong codes is counted under the user's lock, and this
+            // transaction's failure record is written under it too: concurrent answers to
+            // different challenges of one user cannot all see the same count.
+            await lockUser(tx, row.userId);
             const { user, ...challenge } = row;
             const totp = await tx.mfaFactor.findFirst({
               where: { userId: row.userId, type: "totp", confirmedAt: { not: null } },
@@ -266,7 +281,7 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
       }
     },
 
-    async confirmTotp(factorId, step, codes, now, audit) {
+    async confirmTotp(factorId, step, codes, now, sessionId, audit) {
       try {
         return await db.$transaction(async (tx) => {
           const confirmed = await tx.mfaFactor.updateMany({
@@ -277,10 +292,34 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
           const { userId } = await tx.mfaFactor.findUniqueOrThrow({ where: { id: factorId }, select: { userId: true } });
           await tx.recoveryCode.deleteMany({ where: { userId } });
           await tx.recoveryCode.createMany({ data: codes.map((c) => ({ ...c, userId, createdAt: now })) });
+          await markSecondFactor(tx, sessionId, userId, ["otp", "mfa"], now);
           await tx.auditEvent.create({ data: auditRow(audit), select: { id: true } });
           return true;
         });
       } catch (e) {
+        throw storeError(e);
+      }
+    },
+
+    async stepUp(sessionId, userId, spend, methods, now, audit) {
+      try {
+        return await db.$transaction(async (tx) => {
+          const spent =
+            spend.kind === "totp"
+              ? await tx.mfaFactor.updateMany({
+                  where: { id: spend.factorId, userId, confirmedAt: { not: null }, OR: [{ lastUsedStep: null }, { lastUsedStep: { lt: spend.step } }] },
+                  data: { lastUsedStep: spend.step },
+                })
+              : await tx.recoveryCode.updateMany({ where: { userId, codeHash: spend.codeHash, usedAt: null }, data: { usedAt: now } });
+          if (spent.count < 1) return "not_spent" as const;
+          const session = await markSecondFactor(tx, sessionId, userId, methods, now);
+          // Rolls the spend back: a code is not used up on a session that is gone.
+          if (session === null) throw new SessionGone();
+          await tx.auditEvent.create({ data: auditRow(audit), select: { id: true } });
+          return session;
+        });
+      } catch (e) {
+        if (e instanceof SessionGone) return "session_gone";
         throw storeError(e);
       }
     },

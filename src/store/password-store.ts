@@ -29,17 +29,6 @@ export function createPasswordStore(db: Db): PasswordStore {
       };
     },
 
-    async countRecentEvents(userId, type, code, since) {
-      return guarded(() => db.auditEvent.count({ where: { userId, type, code, at: { gte: since } } }));
-    },
-
-    async nthRecentEvent(userId, type, code, since, n) {
-      const row = await guarded(() =>
-        db.auditEvent.findFirst({ where: { userId, type, code, at: { gte: since } }, orderBy: { at: "desc" }, skip: n - 1, select: { at: true } }),
-      );
-      return row?.at ?? null;
-    },
-
     async commitPasswordChange(write): Promise<PasswordChangeOutcome> {
       try {
         return await db.$transaction(async (tx) => {

@@ -53,6 +53,8 @@ export function sessionRow(session: NewSession, identityId: string) {
     createdAt: session.createdAt,
     lastUsedAt: session.createdAt,
     expiresAt: session.expiresAt,
+    authTime: session.createdAt,
+    mfaAt: session.mfaAt ?? null,
   };
 }
 
@@ -77,9 +79,9 @@ export function auditRow(event: AuditRecord) {
 /** A session row with (at least) the columns SessionInfo is made of. */
 type SessionRow = Pick<Session, keyof SessionInfo>;
 
-/** A session as the core sees it (amr stored as a JSON array). */
+/** A session as the core sees it (amr stored as a JSON array; no auth_time before 0010: created_at). */
 export function sessionFromRow(row: SessionRow): SessionInfo {
-  return { ...row, amr: JSON.parse(row.amr) as string[] };
+  return { ...row, amr: JSON.parse(row.amr) as string[], authTime: row.authTime ?? row.createdAt };
 }
 
 /** The row a challenge is stored as (JSON columns as text). */

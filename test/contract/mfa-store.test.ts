@@ -102,7 +102,7 @@ for (const kind of testDatabaseKinds()) {
       await accounts.commitSignin(sessionWrite(w));
       const factorId = `mfa_${unique()}`;
       await mfa.savePendingTotp({ id: factorId, userId: w.user.id, secretEnc: "sealed", createdAt: T }, { type: "mfa.totp_enrollment_started", at: T, userId: w.user.id, client });
-      expect(await mfa.confirmTotp(factorId, 100, [{ id: `rcv_${unique()}`, codeHash: "rc-1" }, { id: `rcv_${unique()}`, codeHash: "rc-2" }], T, { type: "mfa.totp_enrolled", at: T, userId: w.user.id, client })).toBe(true);
+      expect(await mfa.confirmTotp(factorId, 100, [{ id: `rcv_${unique()}`, codeHash: "rc-1" }, { id: `rcv_${unique()}`, codeHash: "rc-2" }], T, "ses_none", { type: "mfa.totp_enrolled", at: T, userId: w.user.id, client })).toBe(true);
       return { w, userId: w.user.id, identityId: w.identity.id, factorId, accounts, mfa };
     }
 
@@ -367,9 +367,9 @@ for (const kind of testDatabaseKinds()) {
         await mfa.savePendingTotp({ id: "mfa_p1", userId: w.user.id, secretEnc: "s1", createdAt: T }, audit);
         await mfa.savePendingTotp({ id: "mfa_p2", userId: w.user.id, secretEnc: "s2", createdAt: T }, audit);
         expect(await mfa.findTotp(w.user.id)).toMatchObject({ id: "mfa_p2", confirmedAt: null, secretEnc: "s2" });
-        expect(await mfa.confirmTotp("mfa_p1", 5, [], T, audit)).toBe(false);
-        expect(await mfa.confirmTotp("mfa_p2", 5, [{ id: `rcv_${unique()}`, codeHash: "x" }], later(1), audit)).toBe(true);
-        expect(await mfa.confirmTotp("mfa_p2", 6, [], later(1), audit)).toBe(false);
+        expect(await mfa.confirmTotp("mfa_p1", 5, [], T, "ses_none", audit)).toBe(false);
+        expect(await mfa.confirmTotp("mfa_p2", 5, [{ id: `rcv_${unique()}`, codeHash: "x" }], later(1), "ses_none", audit)).toBe(true);
+        expect(await mfa.confirmTotp("mfa_p2", 6, [], later(1), "ses_none", audit)).toBe(false);
         const err = await mfa.savePendingTotp({ id: "mfa_p3", userId: w.user.id, secretEnc: "s3", createdAt: T }, audit).catch((e: unknown) => e);
         expect((err as DomainError).code).toBe("totp_already_enrolled");
         expect(await mfa.findTotp(w.user.id)).toMatchObject({ id: "mfa_p2", confirmedAt: later(1), lastUsedStep: 5 });

@@ -103,16 +103,5 @@ for (const kind of testDatabaseKinds()) {
       ]);
       expect(outcomes.map((o) => o.kind).sort()).toEqual(["changed", "conflict"]);
     });
-
-    it("counts recent audit events for throttling", async () => {
-      const store = createPasswordStore(db.client);
-      const { userId } = await userWithSessions(1);
-      for (const minutes of [1, 5, 20]) {
-        await db.client.auditEvent.create({
-          data: { id: `evt_${uid()}`, at: new Date(at.getTime() - minutes * 60_000), type: "password.change_failed", code: "password_incorrect", userId },
-        });
-      }
-      expect(await store.countRecentEvents(userId, "password.change_failed", "password_incorrect", new Date(at.getTime() - 15 * 60_000))).toBe(2);
-    });
   });
 }

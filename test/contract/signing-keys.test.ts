@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
+import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from "jose";
 import * as http from "node:http";
 import type { Clock } from "../../src/core/clock.ts";
 import { DomainError } from "../../src/core/errors.ts";
@@ -10,7 +10,7 @@ import { createLocalKeyRing, SigningKeyUnreadableError } from "../../src/tokens/
 import { createKeyEncryption } from "../../src/tokens/key-encryption.ts";
 import { type TestDatabase, testDatabaseKinds } from "../support/databases.ts";
 
-const claims = { userId: "usr_1", sessionId: "ses_1", amr: ["fed"], provider: "op" };
+const claims = { userId: "usr_1", sessionId: "ses_1", amr: ["fed"], provider: "op", authTime: new Date("2026-01-01T00:00:00Z") };
 
 for (const kind of testDatabaseKinds()) {
   describe(`signing keys on ${kind.dialect}`, () => {
@@ -49,6 +49,8 @@ for (const kind of testDatabaseKinds()) {
       expect(row.privateKeyEnc).not.toContain("PRIVATE");
       const token = await a.issue(claims, now);
       expect(decodeProtectedHeader(token)).toMatchObject({ alg: "ES256", typ: "at+jwt", kid: a.activeKid() });
+      // OIDC auth_time (seconds) and RFC 8176 amr travel in the token.
+      expect(decodeJwt(token)).toMatchObject({ auth_time: 1_767_225_600, amr: ["fed"] });
       expect(await b.verify(token, now)).toMatchObject({ userId: "usr_1", sessionId: "ses_1" });
     });
 

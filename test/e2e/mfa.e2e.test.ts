@@ -138,6 +138,15 @@ describe("adaptive MFA", () => {
   const code = (secret: string) => totpCode(secret, clock.now());
   const db = () => testApp.app.database.client;
 
+  /** Enrolls and confirms a new authenticator on the session of `access`; returns the recovery codes. */
+  async function enrolledUserOn(access: string): Promise<string[]> {
+    const secret = (await api.authed("POST", "/auth/mfa/totp/enroll", access)).body["secret"] as string;
+    nextStep();
+    const confirm = await api.authed("POST", "/auth/mfa/totp/confirm", access, { code: code(secret) });
+    expect(confirm.status).toBe(200);
+    return confirm.body["recovery_codes"] as string[];
+  }
+
   /** First sign-in (device A, Berlin), then TOTP enrollment and confirmation with a first code. */
   async function enrolledUser(label: string, o: { device?: string; ip?: string } = {}) {
     const sub = uniqueSub(label);
@@ -162,7 +171,7 @@ describe("adaptive MFA", () => {
     expect(recoveryCodes).toHaveLength(10);
     expect((await api.authed("GET", "/auth/mfa", access)).body).toEqual({ totp_enabled: true, totp_pending: false, recovery_codes_left: 10, passkeys: 0 });
     const userId = first.body["user_id"] as string;
-    return { sub, userId, access, secret, recoveryCodes };
+    return { sub, userId, access, secret, recoveryCodes, refresh: first.body["refresh_token"] as string, signedInAt: decodeJwt(access)["iat"]! };
   }
 
   it("enroll on a first sign-in; a new device is challenged; a wrong code is counted; the right TOTP code completes", async () => {
@@ -548,6 +557,99 @@ describe("adaptive MFA", () => {
       const fresh = expectChallenge(await api.signin(await api.mint({ sub: u.sub }), { device, ip: BERLIN_IP }), "new_device");
       nextStep();
       expect((await api.verify({ challenge_token: fresh, method: "totp", code: code(u.secret) }, { device })).status).toBe(200);
+    });
+
+    it("changing factors needs a recent second factor; StepUp completes one on the session and says so in the token", async () => {
+      const u = await enrolledUser("stepup");
+      // The sign-in's token carries auth_time (seconds) and the federated amr.
+      expect(decodeJwt(u.access)).toMatchObject({ auth_time: u.signedInAt, amr: ["fed"] });
+      // ConfirmTotp was a second factor on this session: changes are allowed right after it.
+      nextStep();
+      expect((await api.authed("POST", "/auth/mfa/recovery-codes", u.access, { code: code(u.secret) })).status).toBe(200);
+
+      // Eleven minutes later the same token (a stolen one, say) can change nothing, and is told how to step up.
+      clock.advance(11 * 60_000);
+      nextStep();
+      const refused = await api.authed("POST", "/auth/mfa/totp/disable", u.access, { code: code(u.secret) });
+      expect(refused).toMatchObject({
+        status: 403,
+        body: {
+          code: "reauthentication_required",
+          details: { step_up: "MfaService.StepUp", step_up_route: "POST /auth/mfa/step-up", max_age_seconds: "600" },
+        },
+      });
+      expect(refused.body["message"]).toContain("/auth/mfa/step-up");
+      expect((await api.authed("POST", "/auth/mfa/recovery-codes", u.access, { code: code(u.secret) })).body["code"]).toBe("reauthentication_required");
+      // The refusals spent nothing: the factor and its codes are as they were.
+      expect((await api.authed("GET", "/auth/mfa", u.access)).body).toMatchObject({ totp_enabled: true, recovery_codes_left: 10 });
+
+      // StepUp: a wrong code is refused (and counted), an unknown method too; the right code steps up.
+      expect((await api.authed("POST", "/auth/mfa/step-up", u.access, { method: "totp", code: "000000" })).body["code"]).toMatch(/^mfa_code_invalid$/);
+      expect((await api.authed("POST", "/auth/mfa/step-up", u.access, { method: "sms", code: "123456" })).body["code"]).toBe("mfa_method_not_available");
+      const stepped = await api.authed("POST", "/auth/mfa/step-up", u.access, { method: "totp", code: code(u.secret) });
+      expect(stepped).toMatchObject({ status: 200, body: { expires_in: 1800, max_age: 600 } });
+      const claims = decodeJwt(stepped.body["access_token"] as string);
+      // Same session and sign-in time; the factor joins the methods.
+      expect(claims).toMatchObject({ sid: decodeJwt(u.access)["sid"], auth_time: u.signedInAt, amr: ["fed", "otp", "mfa"] });
+      expect(await db().auditEvent.count({ where: { userId: u.userId, type: "mfa.step_up" } })).toBe(1);
+
+      // A refresh keeps the session's auth_time and amr.
+      const refreshed = await api.call("POST", "/auth/token/refresh", { refresh_token: u.refresh });
+      expect(decodeJwt(refreshed.body["access_token"] as string)).toMatchObject({ auth_time: u.signedInAt, amr: ["fed", "otp", "mfa"] });
+
+      // Now (either token of the session) the change goes through.
+      nextStep();
+      expect((await api.authed("POST", "/auth/mfa/totp/disable", u.access, { code: code(u.secret) })).status).toBe(200);
+
+      // A recovery code steps up too (spent once): enroll again within the window, then later.
+      const again = await enrolledUserOn(u.access);
+      clock.advance(11 * 60_000);
+      const byRecovery = await api.authed("POST", "/auth/mfa/step-up", u.access, { method: "recovery_code", code: again[0] });
+      expect(byRecovery.status).toBe(200);
+      expect(decodeJwt(byRecovery.body["access_token"] as string)["amr"]).toEqual(["fed", "otp", "mfa", "recovery_code"]);
+      expect((await api.authed("POST", "/auth/mfa/step-up", u.access, { method: "recovery_code", code: again[0] })).body["code"]).toBe("mfa_code_invalid");
+    });
+
+    it("without a factor, adding one needs a recent sign-in: a stolen token cannot plant a factor later", async () => {
+      const sub = uniqueSub("plant");
+      const first = await api.signin(await api.mint({ sub }), { device: `${sub}-A`, ip: BERLIN_IP });
+      const stale = first.body["access_token"] as string;
+      clock.advance(11 * 60_000);
+      const refused = await api.authed("POST", "/auth/mfa/totp/enroll", stale);
+      expect(refused).toMatchObject({
+        status: 403,
+        body: {
+          code: "reauthentication_required",
+          details: { step_up: "AuthService.SigninWithIdToken", step_up_route: "POST /auth/id-token/signin", max_age_seconds: "600" },
+        },
+      });
+      // A refresh is no new sign-in: its token is refused as well.
+      const refreshed = await api.call("POST", "/auth/token/refresh", { refresh_token: first.body["refresh_token"] });
+      expect((await api.authed("POST", "/auth/mfa/totp/enroll", refreshed.body["access_token"] as string)).body["code"]).toBe("reauthentication_required");
+      expect((await api.authed("GET", "/auth/mfa", stale)).body).toEqual({ totp_enabled: false, totp_pending: false, recovery_codes_left: 0 });
+      // StepUp has nothing to step up with: it says so.
+      expect((await api.authed("POST", "/auth/mfa/step-up", stale, { method: "totp", code: "123456" })).body["code"]).toBe("totp_not_enrolled");
+
+      // Enrolled right after a fresh sign-in, but confirmed too late: refused as well.
+      const fresh = await api.signin(await api.mint({ sub }), { device: `${sub}-A`, ip: BERLIN_IP });
+      const access = fresh.body["access_token"] as string;
+      const secret = (await api.authed("POST", "/auth/mfa/totp/enroll", access)).body["secret"] as string;
+      clock.advance(11 * 60_000);
+      nextStep();
+      expect((await api.authed("POST", "/auth/mfa/totp/confirm", access, { code: code(secret) })).body["code"]).toBe("reauthentication_required");
+    });
+
+    it("a session opened by a completed challenge may change factors at once", async () => {
+      const u = await enrolledUser("challenged");
+      clock.advance(11 * 60_000);
+      const device = `${u.sub}-B`;
+      const token = expectChallenge(await api.signin(await api.mint({ sub: u.sub }), { device, ip: BERLIN_IP }), "new_device");
+      nextStep();
+      const done = await api.verify({ challenge_token: token, method: "totp", code: code(u.secret) }, { device });
+      expect(done.status).toBe(200);
+      expect(decodeJwt(done.body["access_token"] as string)).toMatchObject({ amr: ["fed", "otp", "mfa"] });
+      nextStep();
+      expect((await api.authed("POST", "/auth/mfa/recovery-codes", done.body["access_token"] as string, { code: code(u.secret) })).status).toBe(200);
     });
 
     it("stores the TOTP secret sealed", async () => {

@@ -8,6 +8,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuthService } from "../../gen/pb/identity/v1/auth_service_pb.ts";
 import { ErrorInfoSchema } from "../../gen/pb/google/rpc/error_details_pb.ts";
+import { totpCode } from "../../src/tokens/totp.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { startTestOidcProvider, type TestOidcProvider } from "../support/oidc-provider.ts";
 import {
@@ -89,15 +90,70 @@ describe("sign-in account mapping", () => {
     const sub = uniqueSub("link-b");
     const linked = await signin(acmeOp, "acme", { sub, email: email.toUpperCase() });
     expect(linked.status).toBe(200);
-    expect(expectSnakeCaseLogin(linked.body).userId).toBe(owner);
+    // Issue 18: a link by e-mail to an account without a second factor is at least medium risk
+    // (risk.email_link_min_level), so the user is told to enroll one (no_factor: deny_high_risk).
+    const { mfa_check_reason: reason, ...login } = linked.body;
+    expect(reason).toBe("mfa_enrollment_required");
+    expect(linked.body["risk_level"]).toBe("medium");
+    expect(linked.body["risk_assessment"]).toMatchObject({ level: "medium", signals: ["new_identity_link"], require_mfa: true });
+    expect(expectSnakeCaseLogin(login).userId).toBe(owner);
     const after = await rowCounts(testApp.app);
     expect(after.users).toBe(before.users);
     expect(after.identities).toBe(before.identities + 1);
     const identities = await testApp.app.database.client.identity.findMany({ where: { userId: owner } });
     expect(identities.map((i) => i.subject)).toContain(sub);
-    const [audit] = await auditRowsOf(testApp.app, linked.requestId);
+    const rows = await auditRowsOf(testApp.app, linked.requestId);
+    const audit = rows.find((r) => r.type === "signin.succeeded");
     // The risk assessment rides along (issue 3; its content is tested in mfa.e2e.test.ts).
-    expect(JSON.parse(audit!.detail!)).toMatchObject({ account: "link", risk: { decision: "allow" } });
+    expect(JSON.parse(audit!.detail!)).toMatchObject({ account: "link", risk: { level: "medium", decision: "allow_unenrolled" } });
+    // And the link has an event of its own, for whoever watches the trail.
+    const link = rows.find((r) => r.type === "identity.linked_by_email");
+    expect(link).toMatchObject({ userId: owner, provider: "acme", issuer: acmeOp.issuer, subject: sub });
+    expect(JSON.parse(link!.detail!)).toEqual({ by: "verified_email", second_factor: "none", risk_level: "medium" });
+  });
+
+  it("a link by e-mail to an account with a second factor asks for that factor first; the link is written only after it", async () => {
+    const email = `${uniqueSub("link-mfa")}@example.com`;
+    const first = await signin(acmeOp, "acme", { sub: uniqueSub("link-mfa-a"), email });
+    const owner = expectSnakeCaseLogin(first.body);
+    const authed = (path: string, body: unknown) =>
+      fetch(`${url}${path}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${owner.accessToken}` },
+        body: JSON.stringify(body),
+      }).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }));
+    // The owner enrolls an authenticator right after signing in.
+    const secret = (await authed("/auth/mfa/totp/enroll", {})).body["secret"] as string;
+    const confirmed = await authed("/auth/mfa/totp/confirm", { code: totpCode(secret, new Date()) });
+    expect(confirmed.status).toBe(200);
+    const recovery = (confirmed.body["recovery_codes"] as string[])[0]!;
+
+    const before = await rowCounts(testApp.app);
+    const sub = uniqueSub("link-mfa-b");
+    const linked = await signin(acmeOp, "acme", { sub, email });
+    // Low risk otherwise, yet challenged: the link is what the factor protects.
+    expect(linked.status).toBe(200);
+    expect(linked.body).toMatchObject({ requires_mfa: true, mfa_check_reason: "new_identity_link" });
+    expect(linked.body).not.toHaveProperty("access_token");
+    expect(await rowCounts(testApp.app)).toMatchObject({ identities: before.identities, sessions: before.sessions });
+    expect(await testApp.app.database.client.identity.count({ where: { subject: sub } })).toBe(0);
+
+    const verified = await fetch(`${url}/auth/mfa/verify`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ challenge_token: linked.body["challenge_token"], method: "recovery_code", code: recovery }),
+    });
+    expect(verified.status).toBe(200);
+    const identity = await testApp.app.database.client.identity.findFirstOrThrow({ where: { subject: sub } });
+    expect(identity.userId).toBe(owner.userId);
+    const event = await testApp.app.database.client.auditEvent.findFirstOrThrow({ where: { type: "identity.linked_by_email", subject: sub } });
+    expect(event.userId).toBe(owner.userId);
+    expect(JSON.parse(event.detail!)).toMatchObject({ by: "verified_email", second_factor: "recovery_code" });
+    const completed = await testApp.app.database.client.auditEvent.findFirstOrThrow({
+      where: { type: "signin.succeeded", userId: owner.userId },
+      orderBy: { at: "desc" },
+    });
+    expect(JSON.parse(completed.detail!)).toMatchObject({ account: "link", mfa: { method: "recovery_code" } });
   });
 
   it("an unverified e-mail never links: it gets its own user", async () => {

@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WEB_APP_CSP } from "../../src/rpc/web-app.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { launchChromium, noteSkippedBrowserTests, SKIP_BROWSER_TESTS } from "../support/chromium.ts";
-import { uniqueSub } from "../support/signin-e2e.ts";
+import { createMovableClock, uniqueSub } from "../support/signin-e2e.ts";
 
 const GEN_WEB = fileURLToPath(new URL("../../gen/web/", import.meta.url));
 const SHOTS = fileURLToPath(new URL("../../test-output/web/", import.meta.url));
@@ -304,6 +304,37 @@ describe.skipIf(SKIP_BROWSER_TESTS)("a person's path through the web app (headle
     await shot(page, "14-narrow-screen");
 
     expect(cspViolations).toEqual([]);
+  }, 60_000);
+
+  it("a sign-in too old to add a second factor: the page says to sign in again, and setting up works after that", async () => {
+    const clock = createMovableClock();
+    const app = await startTestApp({ config: { dev: true }, overrides: { clock } });
+    try {
+      const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+      context.setDefaultTimeout(10_000);
+      const page = await context.newPage();
+      await page.goto(`${app.url}/`);
+      const sub = uniqueSub("web-stepup");
+      await signIn(page, sub);
+      await page.locator("#mfa-status").getByText("No authenticator app yet").waitFor();
+      // Eleven minutes on the service's clock: more than mfa.step_up_max_age_seconds (600).
+      clock.advance(11 * 60_000);
+      await page.getByRole("button", { name: "Set up an authenticator app" }).click();
+      await page.locator("#error").waitFor();
+      expect(await page.locator("#error-code").textContent()).toBe("reauthentication_required");
+      expect(await page.locator("#error-message").textContent()).toMatch(/needs a recent sign-in\. Sign out, sign in again, then set it up within 10 minutes/);
+      expect(await page.locator("#totp-setup").isHidden()).toBe(true);
+      await shot(page, "15-step-up-needed");
+
+      // Signed in again: set-up starts.
+      await page.getByRole("button", { name: "Sign out", exact: true }).click();
+      await signIn(page, sub);
+      await page.getByRole("button", { name: "Set up an authenticator app" }).click();
+      await page.locator("#totp-setup").waitFor();
+      await context.close();
+    } finally {
+      await app.close();
+    }
   }, 60_000);
 
   it("outside dev mode (server.web_app: true): no dev-issuer panel, a pasted ID token, the service's refusal shown", async () => {

@@ -8,6 +8,7 @@ import { DomainError } from "../../src/core/errors.ts";
 import type { AuditRecord, UserWithPassword } from "../../src/core/model.ts";
 import { createPasswordService, type PasswordServiceDeps } from "../../src/core/passwords.ts";
 import type { PasswordHasher, PasswordStore } from "../../src/core/ports/passwords.ts";
+import type { AttemptBudgetStore } from "../../src/core/ports/attempt-budget.ts";
 
 const client = { ip: "192.0.2.1", userAgent: "vitest", requestId: null, deviceId: null };
 const principal = { userId: "usr_1", sessionId: "ses_1", amr: ["fed"] };
@@ -36,13 +37,6 @@ function setup(initial: { hash: string | null; sessionAgeMs?: number; status?: U
     async loadForChange() {
       return { user: state.user, hash: state.hash, sessionCreatedAt: state.sessionCreatedAt };
     },
-    async countRecentEvents(_u, type, code, since) {
-      return audit.filter((e) => e.type === type && e.code === code && e.at >= since).length;
-    },
-    async nthRecentEvent(_u, type, code, since, n) {
-      const ats = audit.filter((e) => e.type === type && e.code === code && e.at >= since).map((e) => e.at.getTime()).sort((a, b) => b - a);
-      return ats.length >= n ? new Date(ats[n - 1]!) : null;
-    },
     async commitPasswordChange(w) {
       if (state.hash !== w.expectedHash) return { kind: "conflict" };
       state.hash = w.hash;
@@ -52,7 +46,29 @@ function setup(initial: { hash: string | null; sessionAgeMs?: number; status?: U
       return { kind: "changed", user: state.user, revokedSessions: w.revokeOtherSessions === null ? 0 : 2 };
     },
   };
+  // Reservations are failure records written ahead (as the Prisma store does), here in `audit`.
+  const counted = (e: AuditRecord, since: Date) =>
+    e.type === "password.change_failed" && (e.code === "password_incorrect" || e.code === "attempt_reserved") && e.at >= since;
+  const reservations = new Map<string, AuditRecord>();
+  const budget: AttemptBudgetStore = {
+    async reserve(_b, r) {
+      const ats = audit.filter((e) => counted(e, r.since)).map((e) => e.at.getTime()).sort((a, b) => b - a);
+      if (ats.length >= r.max) return { kind: "exhausted", nth: new Date(ats[r.max - 1]!) };
+      const id = `evt_${reservations.size + 1}`;
+      const row: AuditRecord = { type: "password.change_failed", at: r.now, code: "attempt_reserved", userId: r.userId, client: r.client, detail: r.detail };
+      reservations.set(id, row);
+      audit.push(row);
+      return { kind: "reserved", id };
+    },
+    async fail(id, code) {
+      reservations.get(id)!.code = code;
+    },
+    async release(id) {
+      audit.splice(audit.indexOf(reservations.get(id)!), 1);
+    },
+  };
   const deps: PasswordServiceDeps = {
+    budget,
     clock: { now: () => now },
     store,
     hasher,

@@ -141,8 +141,15 @@ describe("assessRisk", () => {
       ]);
     });
 
-    it("new_identity_link: a new identity attached to an existing user", () => {
-      expect(assessRisk(known({ account: "link" }), CONFIG)).toMatchObject({ score: 25, reason: "new_identity_link" });
+    it("new_identity_link: a new identity attached to an existing user, at least medium whatever the score (issue 18)", () => {
+      expect(assessRisk(known({ account: "link" }), CONFIG)).toMatchObject({ score: 25, level: "medium", reason: "new_identity_link" });
+      // The floor is configurable (risk.email_link_min_level), and holds with the signal weighed 0.
+      expect(assessRisk(known({ account: "link" }), { ...CONFIG, emailLinkMinLevel: "high" })).toMatchObject({ level: "high" });
+      expect(assessRisk(known({ account: "link" }), { ...CONFIG, emailLinkMinLevel: "low" })).toMatchObject({ level: "low" });
+      const unweighed = { ...CONFIG, weights: { ...CONFIG.weights, new_identity_link: 0 } };
+      expect(assessRisk(known({ account: "link" }), unweighed)).toMatchObject({ score: 0, level: "medium", reason: "new_identity_link" });
+      // Nothing else is lifted.
+      expect(assessRisk(known(), CONFIG)).toMatchObject({ level: "low" });
     });
 
     it("upstream_mfa lowers the score, never below 0", () => {
@@ -251,6 +258,17 @@ describe("decideMfa", () => {
     expect(decideMfa(high, trusted, POLICY).kind).toBe("challenge");
     expect(decideMfa(high, trusted, { ...POLICY, trustedDeviceMaxLevel: "high" }).kind).toBe("allow");
     expect(decideMfa(medium, trusted, { ...POLICY, trustedDeviceMaxLevel: "none" }).kind).toBe("challenge");
+  });
+
+  it("a link by e-mail to an account with a factor is always challenged: any level, any policy, trusted device or not", () => {
+    const link = { ...enrolled, account: "link" as const };
+    const challenge = { kind: "challenge", requireMfa: true, reason: "new_identity_link", methods: ["totp", "recovery_code"] };
+    expect(decideMfa(low, link, POLICY)).toEqual(challenge);
+    expect(decideMfa(low, link, { ...POLICY, requireAt: "never" })).toEqual(challenge);
+    expect(decideMfa(medium, { ...link, deviceTrusted: true }, POLICY)).toEqual(challenge);
+    // Without a factor the level decides, as for any sign-in.
+    expect(decideMfa(low, { ...link, methods: [] }, POLICY).kind).toBe("allow");
+    expect(decideMfa(low, { ...enrolled, account: "existing" as const }, POLICY).kind).toBe("allow");
   });
 
   describe("no factor enrolled", () => {

@@ -125,9 +125,25 @@ export interface MfaStore {
   savePendingTotp(factor: { id: string; userId: string; secretEnc: string; createdAt: Date }, audit: AuditRecord): Promise<void>;
   /**
    * Confirms the pending factor at time step `step` and replaces the user's recovery codes, in
-   * one transaction. False (nothing written) when the factor is no longer pending.
+   * one transaction; the session `sessionId` counts as having completed a second factor now
+   * (`mfa_at`, `amr` gains `otp` and `mfa`). False (nothing written) when the factor is no longer pending.
    */
-  confirmTotp(factorId: string, step: number, codes: NewRecoveryCode[], now: Date, audit: AuditRecord): Promise<boolean>;
+  confirmTotp(factorId: string, step: number, codes: NewRecoveryCode[], now: Date, sessionId: string, audit: AuditRecord): Promise<boolean>;
+  /**
+   * Step-up: in one transaction spends the code (a TOTP step newer than the last, or the unused
+   * recovery code with hash `codeHash`) and marks the live session `sessionId` of `userId` as
+   * having completed a second factor now (`mfa_at`, `amr` gains `methods`), with the audit
+   * record. `not_spent` (nothing written): the step was not newer or the code is used or unknown;
+   * `session_gone`: the session is revoked or not the user's. Otherwise the session as updated.
+   */
+  stepUp(
+    sessionId: string,
+    userId: string,
+    spend: { kind: "totp"; factorId: string; step: number } | { kind: "recovery_code"; codeHash: string },
+    methods: readonly string[],
+    now: Date,
+    audit: AuditRecord,
+  ): Promise<"not_spent" | "session_gone" | { amr: string[]; provider: string | null; authTime: Date }>;
   /**
    * Spends time step `step` on the confirmed factor and then removes it (and with it the trust
    * of every device of the user), or replaces the recovery codes (`codes`), in one transaction. False (nothing written) when the step is not

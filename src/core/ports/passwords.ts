@@ -26,10 +26,6 @@ export type PasswordChangeOutcome =
 
 export interface PasswordStore {
   loadForChange(userId: string, sessionId: string): Promise<PasswordChangeState | null>;
-  /** How many audit events of `type` with `code` the user has since `since` (throttling). */
-  countRecentEvents(userId: string, type: string, code: string, since: Date): Promise<number>;
-  /** The time of the `n`-th most recent such event since `since` (null: fewer). */
-  nthRecentEvent(userId: string, type: string, code: string, since: Date, n: number): Promise<Date | null>;
   /**
    * In one transaction: sets the hash only if the stored one is still `expectedHash` (null: only
    * if the user has none), stamps `changed_at`, clears `must_change_password`, revokes the user's

@@ -5,8 +5,11 @@ import type { Principal } from "../model.ts";
 export interface AccessTokenClaims {
   userId: string;
   sessionId: string;
+  /** RFC 8176 methods of the session (`fed` + upstream, then `otp`/`recovery_code` and `mfa`). */
   amr: readonly string[];
   provider: string | null;
+  /** When the user authenticated (the session's `auth_time`), as the token's `auth_time` in seconds. */
+  authTime: Date;
 }
 
 export interface AccessTokenIssuer {

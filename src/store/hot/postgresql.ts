@@ -213,10 +213,13 @@ function signinWriteStatement(write: SigninWrite): { text: string; values: unkno
   } else if ("session" in write) {
     const { session: s, refreshToken: t, seen } = write;
     const identityId = account.kind === "existing" ? account.identityId : account.identity.id;
-    ctes.push(`s AS (INSERT INTO sessions (id, user_id, identity_id, provider, amr, ip, user_agent, created_at, last_used_at, expires_at)
+    // auth_time is the sign-in itself: the same parameter as created_at, in the same statement.
+    const created = p(s.createdAt, "::timestamp");
+    ctes.push(`s AS (INSERT INTO sessions (id, user_id, identity_id, provider, amr, ip, user_agent, created_at, last_used_at, expires_at,
+        auth_time)
       SELECT ${p(s.id)}, u.id, ${p(identityId)}, ${p(s.provider)}, ${p(JSON.stringify(s.amr))}, ${p(s.client.ip)},
-        ${p(s.client.userAgent?.slice(0, 512))}, ${p(s.createdAt, "::timestamp")}, ${p(s.createdAt, "::timestamp")},
-        ${p(s.expiresAt, "::timestamp")} FROM u RETURNING id)`);
+        ${p(s.client.userAgent?.slice(0, 512))}, ${created}, ${created},
+        ${p(s.expiresAt, "::timestamp")}, ${created} FROM u RETURNING id)`);
     ctes.push(`r AS (INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at)
       SELECT ${p(t.id)}, s.id, ${p(t.tokenHash)}, ${p(t.createdAt, "::timestamp")}, ${p(t.expiresAt, "::timestamp")} FROM s)`);
     if (seen?.deviceKey != null) {

@@ -81,6 +81,9 @@ function sessionOf(row: Row, prefix = ""): SessionInfo {
     lastUsedAt: dateOf(at("last_used_at"))!,
     expiresAt: dateOf(at("expires_at"))!,
     revokedAt: dateOf(at("revoked_at")),
+    // Sessions from before the column have none: they signed in when they were created.
+    authTime: dateOf(at("auth_time")) ?? dateOf(at("created_at"))!,
+    mfaAt: dateOf(at("mfa_at")),
   };
 }
 

@@ -37,6 +37,8 @@ export type SessionMinAggregateOutputType = {
   expiresAt: Date | null
   revokedAt: Date | null
   revokedReason: string | null
+  authTime: Date | null
+  mfaAt: Date | null
 }
 
 export type SessionMaxAggregateOutputType = {
@@ -52,6 +54,8 @@ export type SessionMaxAggregateOutputType = {
   expiresAt: Date | null
   revokedAt: Date | null
   revokedReason: string | null
+  authTime: Date | null
+  mfaAt: Date | null
 }
 
 export type SessionCountAggregateOutputType = {
@@ -67,6 +71,8 @@ export type SessionCountAggregateOutputType = {
   expiresAt: number
   revokedAt: number
   revokedReason: number
+  authTime: number
+  mfaAt: number
   _all: number
 }
 
@@ -84,6 +90,8 @@ export type SessionMinAggregateInputType = {
   expiresAt?: true
   revokedAt?: true
   revokedReason?: true
+  authTime?: true
+  mfaAt?: true
 }
 
 export type SessionMaxAggregateInputType = {
@@ -99,6 +107,8 @@ export type SessionMaxAggregateInputType = {
   expiresAt?: true
   revokedAt?: true
   revokedReason?: true
+  authTime?: true
+  mfaAt?: true
 }
 
 export type SessionCountAggregateInputType = {
@@ -114,6 +124,8 @@ export type SessionCountAggregateInputType = {
   expiresAt?: true
   revokedAt?: true
   revokedReason?: true
+  authTime?: true
+  mfaAt?: true
   _all?: true
 }
 
@@ -202,6 +214,8 @@ export type SessionGroupByOutputType = {
   expiresAt: Date
   revokedAt: Date | null
   revokedReason: string | null
+  authTime: Date | null
+  mfaAt: Date | null
   _count: SessionCountAggregateOutputType | null
   _min: SessionMinAggregateOutputType | null
   _max: SessionMaxAggregateOutputType | null
@@ -238,6 +252,8 @@ export type SessionWhereInput = {
   expiresAt?: Prisma.DateTimeFilter<"Session"> | Date | string
   revokedAt?: Prisma.DateTimeNullableFilter<"Session"> | Date | string | null
   revokedReason?: Prisma.StringNullableFilter<"Session"> | string | null
+  authTime?: Prisma.DateTimeNullableFilter<"Session"> | Date | string | null
+  mfaAt?: Prisma.DateTimeNullableFilter<"Session"> | Date | string | null
   user?: Prisma.XOR<Prisma.UserScalarRelationFilter, Prisma.UserWhereInput>
   refreshTokens?: Prisma.RefreshTokenListRelationFilter
 }
@@ -255,6 +271,8 @@ export type SessionOrderByWithRelationInput = {
   expiresAt?: Prisma.SortOrder
   revokedAt?: Prisma.SortOrderInput | Prisma.SortOrder
   revokedReason?: Prisma.SortOrderInput | Prisma.SortOrder
+  authTime?: Prisma.SortOrderInput | Prisma.SortOrder
+  mfaAt?: Prisma.SortOrderInput | Prisma.SortOrder
   user?: Prisma.UserOrderByWithRelationInput
   refreshTokens?: Prisma.RefreshTokenOrderByRelationAggregateInput
 }
@@ -275,6 +293,8 @@ export type SessionWhereUniqueInput = Prisma.AtLeast<{
   expiresAt?: Prisma.DateTimeFilter<"Session"> | Date | string
   revokedAt?: Prisma.DateTimeNullableFilter<"Session"> | Date | string | null
   revokedReason?: Prisma.StringNullableFilter<"Session"> | string | null
+  authTime?: Prisma.DateTimeNullableFilter<"Session"> | Date | string | null
+  mfaAt?: Prisma.DateTimeNullableFilter<"Session"> | Date | string | null
   user?: Prisma.XOR<Prisma.UserScalarRelationFilter, Prisma.UserWhereInput>
   refreshTokens?: Prisma.RefreshTokenListRelationFilter
 }, "id">
@@ -292,6 +312,8 @@ export type SessionOrderByWithAggregationInput = {
   expiresAt?: Prisma.SortOrder
   revokedAt?: Prisma.SortOrderInput | Prisma.SortOrder
   revokedReason?: Prisma.SortOrderInput | Prisma.SortOrder
+  authTime?: Prisma.SortOrderInput | Prisma.SortOrder
+  mfaAt?: Prisma.SortOrderInput | Prisma.SortOrder
   _count?: Prisma.SessionCountOrderByAggregateInput
   _max?: Prisma.SessionMaxOrderByAggregateInput
   _min?: Prisma.SessionMinOrderByAggregateInput
@@ -313,6 +335,8 @@ export type SessionScalarWhereWithAggregatesInput = {
   expiresAt?: Prisma.DateTimeWithAggregatesFilter<"Session"> | Date | string
   revokedAt?: Prisma.DateTimeNullableWithAggregatesFilter<"Session"> | Date | string | null
   revokedReason?: Prisma.StringNullableWithAggregatesFilter<"Session"> | string | null
+  authTime?: Prisma.DateTimeNullableWithAggregatesFilter<"Session"> | Date | string | null
+  mfaAt?: Prisma.DateTimeNullableWithAggregatesFilter<"Session"> | Date | string | null
 }
 
 export type SessionCreateInput = {
@@ -327,6 +351,8 @@ export type SessionCreateInput = {
   expiresAt: Date | string
   revokedAt?: Date | string | null
   revokedReason?: string | null
+  authTime?: Date | string | null
+  mfaAt?: Date | string | null
   user: Prisma.UserCreateNestedOneWithoutSessionsInput
   refreshTokens?: Prisma.RefreshTokenCreateNestedManyWithoutSessionInput
 }
@@ -344,6 +370,8 @@ export type SessionUncheckedCreateInput = {
   expiresAt: Date | string
   revokedAt?: Date | string | null
   revokedReason?: string | null
+  authTime?: Date | string | null
+  mfaAt?: Date | string | null
   refreshTokens?: Prisma.RefreshTokenUncheckedCreateNestedManyWithoutSessionInput
 }
 
@@ -359,6 +387,8 @@ export type SessionUpdateInput = {
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   revokedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   user?: Prisma.UserUpdateOneRequiredWithoutSessionsNestedInput
   refreshTokens?: Prisma.RefreshTokenUpdateManyWithoutSessionNestedInput
 }
@@ -376,6 +406,8 @@ export type SessionUncheckedUpdateInput = {
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   revokedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   refreshTokens?: Prisma.RefreshTokenUncheckedUpdateManyWithoutSessionNestedInput
 }
 
@@ -392,6 +424,8 @@ export type SessionCreateManyInput = {
   expiresAt: Date | string
   revokedAt?: Date | string | null
   revokedReason?: string | null
+  authTime?: Date | string | null
+  mfaAt?: Date | string | null
 }
 
 export type SessionUpdateManyMutationInput = {
@@ -406,6 +440,8 @@ export type SessionUpdateManyMutationInput = {
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   revokedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
 }
 
 export type SessionUncheckedUpdateManyInput = {
@@ -421,6 +457,8 @@ export type SessionUncheckedUpdateManyInput = {
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   revokedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
 }
 
 export type SessionListRelationFilter = {
@@ -446,6 +484,8 @@ export type SessionCountOrderByAggregateInput = {
   expiresAt?: Prisma.SortOrder
   revokedAt?: Prisma.SortOrder
   revokedReason?: Prisma.SortOrder
+  authTime?: Prisma.SortOrder
+  mfaAt?: Prisma.SortOrder
 }
 
 export type SessionMaxOrderByAggregateInput = {
@@ -461,6 +501,8 @@ export type SessionMaxOrderByAggregateInput = {
   expiresAt?: Prisma.SortOrder
   revokedAt?: Prisma.SortOrder
   revokedReason?: Prisma.SortOrder
+  authTime?: Prisma.SortOrder
+  mfaAt?: Prisma.SortOrder
 }
 
 export type SessionMinOrderByAggregateInput = {
@@ -476,6 +518,8 @@ export type SessionMinOrderByAggregateInput = {
   expiresAt?: Prisma.SortOrder
   revokedAt?: Prisma.SortOrder
   revokedReason?: Prisma.SortOrder
+  authTime?: Prisma.SortOrder
+  mfaAt?: Prisma.SortOrder
 }
 
 export type SessionScalarRelationFilter = {
@@ -551,6 +595,8 @@ export type SessionCreateWithoutUserInput = {
   expiresAt: Date | string
   revokedAt?: Date | string | null
   revokedReason?: string | null
+  authTime?: Date | string | null
+  mfaAt?: Date | string | null
   refreshTokens?: Prisma.RefreshTokenCreateNestedManyWithoutSessionInput
 }
 
@@ -566,6 +612,8 @@ export type SessionUncheckedCreateWithoutUserInput = {
   expiresAt: Date | string
   revokedAt?: Date | string | null
   revokedReason?: string | null
+  authTime?: Date | string | null
+  mfaAt?: Date | string | null
   refreshTokens?: Prisma.RefreshTokenUncheckedCreateNestedManyWithoutSessionInput
 }
 
@@ -610,6 +658,8 @@ export type SessionScalarWhereInput = {
   expiresAt?: Prisma.DateTimeFilter<"Session"> | Date | string
   revokedAt?: Prisma.DateTimeNullableFilter<"Session"> | Date | string | null
   revokedReason?: Prisma.StringNullableFilter<"Session"> | string | null
+  authTime?: Prisma.DateTimeNullableFilter<"Session"> | Date | string | null
+  mfaAt?: Prisma.DateTimeNullableFilter<"Session"> | Date | string | null
 }
 
 export type SessionCreateWithoutRefreshTokensInput = {
@@ -624,6 +674,8 @@ export type SessionCreateWithoutRefreshTokensInput = {
   expiresAt: Date | string
   revokedAt?: Date | string | null
   revokedReason?: string | null
+  authTime?: Date | string | null
+  mfaAt?: Date | string | null
   user: Prisma.UserCreateNestedOneWithoutSessionsInput
 }
 
@@ -640,6 +692,8 @@ export type SessionUncheckedCreateWithoutRefreshTokensInput = {
   expiresAt: Date | string
   revokedAt?: Date | string | null
   revokedReason?: string | null
+  authTime?: Date | string | null
+  mfaAt?: Date | string | null
 }
 
 export type SessionCreateOrConnectWithoutRefreshTokensInput = {
@@ -670,6 +724,8 @@ export type SessionUpdateWithoutRefreshTokensInput = {
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   revokedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   user?: Prisma.UserUpdateOneRequiredWithoutSessionsNestedInput
 }
 
@@ -686,6 +742,8 @@ export type SessionUncheckedUpdateWithoutRefreshTokensInput = {
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   revokedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
 }
 
 export type SessionCreateManyUserInput = {
@@ -700,6 +758,8 @@ export type SessionCreateManyUserInput = {
   expiresAt: Date | string
   revokedAt?: Date | string | null
   revokedReason?: string | null
+  authTime?: Date | string | null
+  mfaAt?: Date | string | null
 }
 
 export type SessionUpdateWithoutUserInput = {
@@ -714,6 +774,8 @@ export type SessionUpdateWithoutUserInput = {
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   revokedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   refreshTokens?: Prisma.RefreshTokenUpdateManyWithoutSessionNestedInput
 }
 
@@ -729,6 +791,8 @@ export type SessionUncheckedUpdateWithoutUserInput = {
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   revokedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   refreshTokens?: Prisma.RefreshTokenUncheckedUpdateManyWithoutSessionNestedInput
 }
 
@@ -744,6 +808,8 @@ export type SessionUncheckedUpdateManyWithoutUserInput = {
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   revokedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
 }
 
 
@@ -790,6 +856,8 @@ export type SessionSelect<ExtArgs extends runtime.Types.Extensions.InternalArgs 
   expiresAt?: boolean
   revokedAt?: boolean
   revokedReason?: boolean
+  authTime?: boolean
+  mfaAt?: boolean
   user?: boolean | Prisma.UserDefaultArgs<ExtArgs>
   refreshTokens?: boolean | Prisma.Session$refreshTokensArgs<ExtArgs>
   _count?: boolean | Prisma.SessionCountOutputTypeDefaultArgs<ExtArgs>
@@ -808,6 +876,8 @@ export type SessionSelectCreateManyAndReturn<ExtArgs extends runtime.Types.Exten
   expiresAt?: boolean
   revokedAt?: boolean
   revokedReason?: boolean
+  authTime?: boolean
+  mfaAt?: boolean
   user?: boolean | Prisma.UserDefaultArgs<ExtArgs>
 }, ExtArgs["result"]["session"]>
 
@@ -824,6 +894,8 @@ export type SessionSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Exten
   expiresAt?: boolean
   revokedAt?: boolean
   revokedReason?: boolean
+  authTime?: boolean
+  mfaAt?: boolean
   user?: boolean | Prisma.UserDefaultArgs<ExtArgs>
 }, ExtArgs["result"]["session"]>
 
@@ -840,9 +912,11 @@ export type SessionSelectScalar = {
   expiresAt?: boolean
   revokedAt?: boolean
   revokedReason?: boolean
+  authTime?: boolean
+  mfaAt?: boolean
 }
 
-export type SessionOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "userId" | "identityId" | "provider" | "amr" | "ip" | "userAgent" | "createdAt" | "lastUsedAt" | "expiresAt" | "revokedAt" | "revokedReason", ExtArgs["result"]["session"]>
+export type SessionOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "userId" | "identityId" | "provider" | "amr" | "ip" | "userAgent" | "createdAt" | "lastUsedAt" | "expiresAt" | "revokedAt" | "revokedReason" | "authTime" | "mfaAt", ExtArgs["result"]["session"]>
 export type SessionInclude<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   user?: boolean | Prisma.UserDefaultArgs<ExtArgs>
   refreshTokens?: boolean | Prisma.Session$refreshTokensArgs<ExtArgs>
@@ -880,6 +954,16 @@ export type $SessionPayload<ExtArgs extends runtime.Types.Extensions.InternalArg
     expiresAt: Date
     revokedAt: Date | null
     revokedReason: string | null
+    /**
+     * When the user authenticated (OIDC `auth_time`): the sign-in, or the completed challenge.
+     * Null for sessions opened before the column existed: their `created_at` stands in.
+     */
+    authTime: Date | null
+    /**
+     * When the session last completed a second factor (a challenge, StepUp, or ConfirmTotp);
+     * changing factors needs this within `mfa.step_up_max_age`.
+     */
+    mfaAt: Date | null
   }, ExtArgs["result"]["session"]>
   composites: {}
 }
@@ -1317,6 +1401,8 @@ export interface SessionFieldRefs {
   readonly expiresAt: Prisma.FieldRef<"Session", 'DateTime'>
   readonly revokedAt: Prisma.FieldRef<"Session", 'DateTime'>
   readonly revokedReason: Prisma.FieldRef<"Session", 'String'>
+  readonly authTime: Prisma.FieldRef<"Session", 'DateTime'>
+  readonly mfaAt: Prisma.FieldRef<"Session", 'DateTime'>
 }
     
 
