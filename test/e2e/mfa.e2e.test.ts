@@ -626,7 +626,7 @@ describe("adaptive MFA", () => {
       // A refresh is no new sign-in: its token is refused as well.
       const refreshed = await api.call("POST", "/auth/token/refresh", { refresh_token: first.body["refresh_token"] });
       expect((await api.authed("POST", "/auth/mfa/totp/enroll", refreshed.body["access_token"] as string)).body["code"]).toBe("reauthentication_required");
-      expect((await api.authed("GET", "/auth/mfa", stale)).body).toEqual({ totp_enabled: false, totp_pending: false, recovery_codes_left: 0 });
+      expect((await api.authed("GET", "/auth/mfa", stale)).body).toEqual({ totp_enabled: false, totp_pending: false, recovery_codes_left: 0, passkeys: 0 });
       // StepUp has nothing to step up with: it says so.
       expect((await api.authed("POST", "/auth/mfa/step-up", stale, { method: "totp", code: "123456" })).body["code"]).toBe("totp_not_enrolled");
 
