@@ -27,7 +27,7 @@ describe("migrations", () => {
   });
 
   for (const kind of testDatabaseKinds()) {
-    describe(kind.dialect, () => {
+    describe(kind.dialect, kind.suiteOptions, () => {
       it("applied in order to an empty database, give exactly the schema that prisma/schema.prisma describes", { timeout: 600_000 }, async () => {
         const migrated = await kind.create();
         const expected = await kind.create();
