@@ -1,4 +1,5 @@
 import { defineConfig } from "vitest/config";
+import { SkipReport } from "./test/support/skips.ts";
 
 export default defineConfig({
   test: {
@@ -7,6 +8,7 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: "forks",
-    reporters: ["default"],
+    // SkipReport: the last line names what was skipped and how to run it (test/support/skips.ts).
+    reporters: ["default", new SkipReport()],
   },
 });

@@ -5,8 +5,9 @@
 #   source .ci/postgres.sh [start]   start a cluster (or reuse the one this
 #                                    checkout already started) and export
 #                                    TEST_DATABASE_URL into the current shell
-#   bash .ci/postgres.sh start       start it and print TEST_DATABASE_URL=...
-#                                    (eval "$(bash .ci/postgres.sh start)" works)
+#   bash .ci/postgres.sh start       start it (or reuse it) and print
+#                                    `export TEST_DATABASE_URL=...` for eval:
+#                                    eval "$(bash .ci/postgres.sh start)" && npm test
 #   bash .ci/postgres.sh stop        stop it and delete its data directory
 #   bash .ci/postgres.sh status      tell whether it is running
 #   bash .ci/postgres.sh url         print the URL of the running cluster
@@ -341,7 +342,9 @@ else
   case "${1:-start}" in
     start)
       pg_test_start || exit 1
-      printf 'TEST_DATABASE_URL=%s\n' "$TEST_DATABASE_URL"
+      # stdout is for eval; the hint goes to stderr, so it shows either way.
+      printf 'export TEST_DATABASE_URL=%q\n' "$TEST_DATABASE_URL"
+      _pgt_log "for the PostgreSQL suites, in your shell: eval \"\$(bash .ci/postgres.sh start)\" && npm test"
       ;;
     stop) pg_test_stop ;;
     status) pg_test_status ;;

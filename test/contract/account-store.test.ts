@@ -66,7 +66,7 @@ const IMPLEMENTATIONS = {
 };
 
 for (const kind of testDatabaseKinds()) for (const [impl, storeOf] of Object.entries(IMPLEMENTATIONS)) {
-  describe(`account store on ${kind.dialect} (${impl})`, () => {
+  describe(`account store on ${kind.dialect} (${impl})`, kind.suiteOptions, () => {
     let td: TestDatabase;
     let db: Database;
 

@@ -17,7 +17,7 @@ const at = new Date("2026-04-01T08:00:00Z");
 const since = new Date(at.getTime() - 15 * 60_000);
 
 for (const kind of testDatabaseKinds()) {
-  describe(`attempt budget store on ${kind.dialect}`, () => {
+  describe(`attempt budget store on ${kind.dialect}`, kind.suiteOptions, () => {
     let td: TestDatabase;
     let db: Database;
 

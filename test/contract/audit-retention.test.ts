@@ -9,7 +9,7 @@ const now = new Date("2026-09-01T12:00:00Z");
 
 /** `audit.retention_days`: the hourly purge deletes audit rows older than the retention, all of them, in batches. */
 for (const kind of testDatabaseKinds()) {
-  describe(`audit retention on ${kind.dialect}`, () => {
+  describe(`audit retention on ${kind.dialect}`, kind.suiteOptions, () => {
     let td: TestDatabase;
     let db: Database;
 

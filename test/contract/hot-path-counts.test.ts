@@ -37,7 +37,7 @@ const EXPECTED = {
 } as const;
 
 for (const kind of testDatabaseKinds()) {
-  describe(`hot path statement and round-trip counts on ${kind.dialect}`, () => {
+  describe(`hot path statement and round-trip counts on ${kind.dialect}`, kind.suiteOptions, () => {
     let t: TestApp;
     let statements = 0;
     let roundTrips = 0;

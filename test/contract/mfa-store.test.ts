@@ -80,7 +80,7 @@ function complete(state: ChallengeState, spend: Extract<ChallengeDecision, { kin
 const reject = (kill = false): ChallengeDecision => ({ kind: "reject", kill, audit: { type: "mfa.verify_failed", at: later(5), client } });
 
 for (const kind of testDatabaseKinds()) {
-  describe(`MFA store on ${kind.dialect}`, () => {
+  describe(`MFA store on ${kind.dialect}`, kind.suiteOptions, () => {
     let td: TestDatabase;
     let db: Database;
 

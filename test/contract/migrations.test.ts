@@ -1,32 +1,12 @@
-import { execFile, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
-import { homedir } from "node:os";
-import { join, resolve } from "node:path";
-import { promisify } from "node:util";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadMigrations, migrate, MigrationError } from "../../src/store/migrate.ts";
+import { prismaDiff } from "../../tools/prisma-diff/prisma-diff.ts";
 import { type TestDatabase, testDatabaseKinds } from "../support/databases.ts";
 import { describeSchema, execSql } from "../support/schema-introspection.ts";
-
-const run = promisify(execFile);
-const PRISMA_DIFF = resolve("../shared/tools/prisma-diff/prisma-diff");
-
-/**
- * The SQL Prisma's own engine derives from prisma/schema.prisma for an empty database, via the
- * offline prisma-diff tool. Its cache is kept per Node major version, because it builds a native
- * module for the Node that runs it.
- */
-async function sqlFromModel(dialect: "sqlite" | "postgresql", scratchPgUrl?: string): Promise<string> {
-  const { stdout } = await run(PRISMA_DIFF, ["--provider", dialect, "--to", "prisma/schema.prisma"], {
-    env: {
-      ...process.env,
-      XDG_CACHE_HOME: join(homedir(), ".cache", `node${process.versions.node.split(".")[0]}`),
-      ...(scratchPgUrl === undefined ? {} : { PRISMA_DIFF_PG_URL: scratchPgUrl }),
-    },
-    maxBuffer: 16 * 1024 * 1024,
-  });
-  return stdout;
-}
 
 const dropLater: TestDatabase[] = [];
 afterAll(async () => {
@@ -34,12 +14,20 @@ afterAll(async () => {
 });
 
 describe("migrations", () => {
-  it("the prisma-diff tool is available beside the repository", () => {
-    expect(existsSync(PRISMA_DIFF)).toBe(true);
+  it("tools/prisma-diff, installed by npm ci, writes the SQL for a change to the model", { timeout: 120_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "prisma-diff-test-"));
+    try {
+      const changed = join(dir, "schema.prisma");
+      writeFileSync(changed, `${readFileSync("prisma/schema.prisma", "utf8")}\nmodel Probe {\n  id String @id\n}\n`);
+      const sql = await prismaDiff({ dialect: "sqlite", from: "prisma/schema.prisma", to: changed });
+      expect(sql).toBe('-- CreateTable\nCREATE TABLE "Probe" (\n    "id" TEXT NOT NULL PRIMARY KEY\n);\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   for (const kind of testDatabaseKinds()) {
-    describe(kind.dialect, () => {
+    describe(kind.dialect, kind.suiteOptions, () => {
       it("applied in order to an empty database, give exactly the schema that prisma/schema.prisma describes", { timeout: 600_000 }, async () => {
         const migrated = await kind.create();
         const expected = await kind.create();
@@ -47,7 +35,8 @@ describe("migrations", () => {
         dropLater.push(migrated, expected, ...(scratch === undefined ? [] : [scratch]));
         const report = await migrate(migrated.url);
         expect(report.applied).toEqual(loadMigrations(kind.dialect).map((m) => m.name));
-        await execSql(expected.url, await sqlFromModel(kind.dialect, scratch?.url));
+        const sql = await prismaDiff({ dialect: kind.dialect, to: "prisma/schema.prisma", ...(scratch === undefined ? {} : { postgresUrl: scratch.url }) });
+        await execSql(expected.url, sql);
         const [actual, wanted] = await Promise.all([describeSchema(migrated.url), describeSchema(expected.url)]);
         expect(actual.length).toBeGreaterThan(20);
         expect(actual).toEqual(wanted);

@@ -22,7 +22,7 @@ const client = { ip: "192.0.2.1", userAgent: "contract", deviceId: null, request
 const unique = () => randomUUID().slice(0, 8);
 
 for (const kind of testDatabaseKinds()) {
-  describe(`passkey store on ${kind.dialect}`, () => {
+  describe(`passkey store on ${kind.dialect}`, kind.suiteOptions, () => {
     let td: TestDatabase;
     let db: Database;
 

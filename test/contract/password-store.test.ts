@@ -12,7 +12,7 @@ const uid = () => `${Date.now().toString(36)}${(n++).toString(36)}`;
 const at = new Date("2026-04-01T08:00:00Z");
 
 for (const kind of testDatabaseKinds()) {
-  describe(`password store on ${kind.dialect}`, () => {
+  describe(`password store on ${kind.dialect}`, kind.suiteOptions, () => {
     let td: TestDatabase;
     let db: Database;
 

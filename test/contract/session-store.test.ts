@@ -38,7 +38,7 @@ const IMPLEMENTATIONS = {
 };
 
 for (const kind of testDatabaseKinds()) for (const [impl, sessionStoreOf] of Object.entries(IMPLEMENTATIONS)) {
-  describe(`sessions and refresh rotation on ${kind.dialect} (${impl})`, () => {
+  describe(`sessions and refresh rotation on ${kind.dialect} (${impl})`, kind.suiteOptions, () => {
     let td: TestDatabase;
     let db: Database;
     let now = new Date("2026-03-01T12:00:00Z");

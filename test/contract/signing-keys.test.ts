@@ -13,7 +13,7 @@ import { type TestDatabase, testDatabaseKinds } from "../support/databases.ts";
 const claims = { userId: "usr_1", sessionId: "ses_1", amr: ["fed"], provider: "op", authTime: new Date("2026-01-01T00:00:00Z") };
 
 for (const kind of testDatabaseKinds()) {
-  describe(`signing keys on ${kind.dialect}`, () => {
+  describe(`signing keys on ${kind.dialect}`, kind.suiteOptions, () => {
     let td: TestDatabase;
     let db: Database;
     let now = new Date("2026-05-01T00:00:00Z");

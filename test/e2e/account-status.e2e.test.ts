@@ -16,7 +16,7 @@ async function post(url: string, path: string, body: unknown, headers: Record<st
 }
 
 for (const kind of testDatabaseKinds()) {
-  describe(`account status on ${kind.dialect}`, () => {
+  describe(`account status on ${kind.dialect}`, kind.suiteOptions, () => {
     let t: TestApp;
     let tool: AdminTool;
 

@@ -24,7 +24,7 @@ interface CliResult {
 }
 
 for (const kind of testDatabaseKinds()) {
-  describe(`admin CLI on ${kind.dialect}`, () => {
+  describe(`admin CLI on ${kind.dialect}`, kind.suiteOptions, () => {
     let t: TestApp;
     let cwd: string;
     let alice: { id: string; sub: string; email: string };

@@ -60,7 +60,7 @@ async function mintIdToken(url: string, sub: string, email: string): Promise<str
 }
 
 for (const kind of testDatabaseKinds()) {
-  describe(`admin API on ${kind.dialect}`, () => {
+  describe(`admin API on ${kind.dialect}`, kind.suiteOptions, () => {
     let t: TestApp;
     let admin: ReturnType<typeof createClient<typeof AdminService>>;
     type Person = { id: string; sub: string; email: string; accessToken: string; refreshToken: string };

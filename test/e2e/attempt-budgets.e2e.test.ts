@@ -72,7 +72,7 @@ function expectBudgetHeld(tally: Record<string, number>, settled: { reason: stri
   }
 }
 
-for (const kind of testDatabaseKinds()) describe(`budgets of wrong guesses on ${kind.dialect}: 200 at once over one HTTP/2 connection`, () => {
+for (const kind of testDatabaseKinds()) describe(`budgets of wrong guesses on ${kind.dialect}: 200 at once over one HTTP/2 connection`, kind.suiteOptions, () => {
   let t: TestApp;
   beforeAll(async () => {
     // The per-address limit off: every guess here comes from 127.0.0.1, and the user's budget is under test.
@@ -150,14 +150,14 @@ for (const kind of testDatabaseKinds()) describe(`budgets of wrong guesses on ${
 
 const kind = postgresKind();
 
-describe.runIf(kind !== null)("budgets of wrong guesses: 200 at once spread over two replicas on one PostgreSQL", () => {
+describe("budgets of wrong guesses: 200 at once spread over two replicas on one PostgreSQL", kind.suiteOptions, () => {
   let op: TestOidcProvider;
   let db: TestDatabase;
   let replicas: ServiceProcess[] = [];
 
   beforeAll(async () => {
     op = await startTestOidcProvider();
-    db = await kind!.create();
+    db = await kind.create();
     const config = {
       tokens: { issuer: "https://identity.test" },
       providers: { acme: { issuer: op.issuer, client_ids: [op.clientId] } },

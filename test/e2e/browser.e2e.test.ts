@@ -18,13 +18,12 @@ import type { Browser, Page } from "playwright-core";
 import { rolldown } from "rolldown";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestApp, type TestApp } from "../support/app.ts";
-import { launchChromium, noteSkippedBrowserTests, SKIP_BROWSER_TESTS } from "../support/chromium.ts";
+import { BROWSER_SUITE, launchChromium } from "../support/chromium.ts";
 import { rowCounts, uniqueSub } from "../support/signin-e2e.ts";
 import type { BrowserClient, Outcome } from "./browser/client.ts";
 
 const ENTRY = fileURLToPath(new URL("./browser/client.ts", import.meta.url));
 
-noteSkippedBrowserTests("browser.e2e");
 
 /** The test bundle of client.ts, built in memory. */
 async function bundleClient(): Promise<string> {
@@ -82,7 +81,7 @@ function valueOf<T>(outcome: Outcome<T>, what: string): T {
   return outcome.value;
 }
 
-describe.skipIf(SKIP_BROWSER_TESTS)("browser callers (headless Chromium, cross-origin)", () => {
+describe("browser callers (headless Chromium, cross-origin)", BROWSER_SUITE, () => {
   let browser: Browser | undefined;
   let testApp: TestApp | undefined;
   let allowed: Awaited<ReturnType<typeof startStaticOrigin>> | undefined;

@@ -21,7 +21,7 @@ const ADMIN = mintAdminKey();
 const ISSUER = "https://idp.example";
 
 for (const kind of testDatabaseKinds()) {
-  describe(`control characters on ${kind.dialect}`, () => {
+  describe(`control characters on ${kind.dialect}`, kind.suiteOptions, () => {
     let t: TestApp;
     let signer: Awaited<ReturnType<typeof createTokenSigner>>;
     let access: string;

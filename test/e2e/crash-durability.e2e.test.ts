@@ -112,7 +112,7 @@ const postJson = (url: string, body: unknown, headers: Record<string, string> = 
   fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
 
 for (const kind of testDatabaseKinds()) {
-  describe(`crash durability (${kind.dialect})`, () => {
+  describe(`crash durability (${kind.dialect})`, kind.suiteOptions, () => {
     let db: TestDatabase;
     let dir: string;
     let restarted: ServiceProcess | undefined;

@@ -14,7 +14,7 @@ const kind = postgresKind();
  * readiness says not ready, nothing hangs; when the database returns the service recovers by
  * itself, without a restart.
  */
-describe.runIf(kind !== null)("PostgreSQL outage", () => {
+describe("PostgreSQL outage", kind.suiteOptions, () => {
   let proxy: TcpProxy;
   let t: TestApp;
 
@@ -23,9 +23,9 @@ describe.runIf(kind !== null)("PostgreSQL outage", () => {
     proxy = await startTcpProxy({ host: real.hostname, port: Number(real.port) });
     t = await startTestApp({
       kind: {
-        dialect: "postgresql",
+        ...kind,
         async create() {
-          const db = await kind!.create();
+          const db = await kind.create();
           const viaProxy = new URL(db.url);
           viaProxy.port = String(proxy.port);
           return { url: viaProxy.toString(), drop: db.drop };
@@ -103,10 +103,10 @@ describe.runIf(kind !== null)("PostgreSQL outage", () => {
  * pg_terminate_backend: error 57P01 on an idle pooled connection). The process must survive —
  * an unheard `error` event on the pool would end it — and the next requests open new ones.
  */
-describe.runIf(kind !== null)("PostgreSQL ends idle connections", () => {
+describe("PostgreSQL ends idle connections", kind.suiteOptions, () => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await startTestApp({ kind: kind!, config: { dev: true } });
+    t = await startTestApp({ kind, config: { dev: true } });
   });
   afterAll(async () => {
     await t?.close();
@@ -137,7 +137,7 @@ describe.runIf(kind !== null)("PostgreSQL ends idle connections", () => {
   });
 
   it("reports a dead idle connection before Prisma ever connected (nobody else listens then)", async () => {
-    const td = await kind!.create();
+    const td = await kind.create();
     const heard: unknown[] = [];
     const db = await openDatabase({
       url: td.url, poolSize: 2, connectTimeoutMs: 5000, statementTimeoutMs: 5000,

@@ -280,7 +280,7 @@ function withoutAudit(rows: Record<string, number>): Record<string, number> {
 }
 
 for (const kind of testDatabaseKinds()) {
-  describe(`fuzzing every RPC on ${kind.dialect}`, () => {
+  describe(`fuzzing every RPC on ${kind.dialect}`, kind.suiteOptions, () => {
     let t: TestApp;
     let raw: RawRpc;
     let rows: RowCounter;

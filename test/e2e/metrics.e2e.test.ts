@@ -189,9 +189,9 @@ describe("server.metrics_port", () => {
 });
 
 const pg = postgresKind();
-describe.runIf(pg !== null)("metrics on PostgreSQL", () => {
+describe("metrics on PostgreSQL", pg.suiteOptions, () => {
   it("expose the connection pool", async () => {
-    const t = await startTestApp({ kind: pg!, config: { "database.pool_size": 4 } });
+    const t = await startTestApp({ kind: pg, config: { "database.pool_size": 4 } });
     try {
       const s = await scrape(t.url);
       expect(s.value("identity_db_pool_connections", { state: "max" })).toBe(4);

@@ -111,7 +111,7 @@ function snake(value: unknown, keep = false): unknown {
   return out;
 }
 
-describe.each(testDatabaseKinds())("passkeys on $dialect", (kind) => {
+for (const kind of testDatabaseKinds()) describe(`passkeys on ${kind.dialect}`, kind.suiteOptions, () => {
   let testApp: TestApp;
   const clock = createMovableClock();
   const h2: Http2SessionManager[] = [];

@@ -11,7 +11,7 @@ const kind = postgresKind();
  * Requests alternate between them; state (users, sessions, refresh tokens, signing keys) must
  * behave as one service.
  */
-describe.runIf(kind !== null)("two replicas on one PostgreSQL", () => {
+describe("two replicas on one PostgreSQL", kind.suiteOptions, () => {
   let op: TestOidcProvider;
   let db: TestDatabase;
   let replicas: ServiceProcess[] = [];
@@ -19,7 +19,7 @@ describe.runIf(kind !== null)("two replicas on one PostgreSQL", () => {
 
   beforeAll(async () => {
     op = await startTestOidcProvider();
-    db = await kind!.create();
+    db = await kind.create();
     const config = {
       tokens: { issuer: "https://identity.test" },
       providers: { acme: { issuer: op.issuer, client_ids: [op.clientId] } },

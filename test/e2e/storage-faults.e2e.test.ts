@@ -206,7 +206,7 @@ describe("a damaged SQLite database refuses to start", () => {
   });
 });
 
-describe.runIf(pgKind !== null)("PostgreSQL read-only (default_transaction_read_only)", () => {
+describe("PostgreSQL read-only (default_transaction_read_only)", pgKind.suiteOptions, () => {
   for (const hotPath of ["driver", "prisma"] as const) {
     describe(`hot path: ${hotPath}`, () => {
       let t: TestApp;
@@ -214,7 +214,7 @@ describe.runIf(pgKind !== null)("PostgreSQL read-only (default_transaction_read_
       let admin: pg.Client;
       let name: string;
       beforeAll(async () => {
-        t = await startTestApp({ kind: pgKind!, config: { dev: true, "database.hot_path": hotPath } });
+        t = await startTestApp({ kind: pgKind, config: { dev: true, "database.hot_path": hotPath } });
         name = new URL(t.database.url).pathname.slice(1);
         admin = new pg.Client({ connectionString: process.env["TEST_DATABASE_URL"] });
         await admin.connect();

@@ -16,13 +16,12 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WEB_APP_CSP } from "../../src/rpc/web-app.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
-import { launchChromium, noteSkippedBrowserTests, SKIP_BROWSER_TESTS } from "../support/chromium.ts";
+import { BROWSER_SUITE, launchChromium } from "../support/chromium.ts";
 import { createMovableClock, uniqueSub } from "../support/signin-e2e.ts";
 
 const GEN_WEB = fileURLToPath(new URL("../../gen/web/", import.meta.url));
 const SHOTS = fileURLToPath(new URL("../../test-output/web/", import.meta.url));
 
-noteSkippedBrowserTests("web-app.e2e");
 
 /** The asset paths index.html names (hashed file names). */
 function assetPaths(html: string): { script: string; style: string } {
@@ -97,7 +96,7 @@ describe("the web app is served by the service", () => {
   });
 });
 
-describe.skipIf(SKIP_BROWSER_TESTS)("a person's path through the web app (headless Chromium)", () => {
+describe("a person's path through the web app (headless Chromium)", BROWSER_SUITE, () => {
   let browser: Browser;
   let testApp: TestApp;
   /** Content-Security-Policy violations any page reported: there must be none. */

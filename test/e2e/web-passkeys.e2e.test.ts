@@ -15,12 +15,11 @@ import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestApp, type TestApp } from "../support/app.ts";
-import { launchChromium, noteSkippedBrowserTests, SKIP_BROWSER_TESTS } from "../support/chromium.ts";
+import { BROWSER_SUITE, launchChromium } from "../support/chromium.ts";
 import { uniqueSub } from "../support/signin-e2e.ts";
 
 const SHOTS = fileURLToPath(new URL("../../test-output/web/", import.meta.url));
 
-noteSkippedBrowserTests("web-passkeys.e2e");
 
 /** A port free right now (the public URL must name it before the server listens). */
 function freePort(): Promise<number> {
@@ -34,7 +33,7 @@ function freePort(): Promise<number> {
   });
 }
 
-describe.skipIf(SKIP_BROWSER_TESTS)("passkeys in the web app (headless Chromium, virtual authenticator)", () => {
+describe("passkeys in the web app (headless Chromium, virtual authenticator)", BROWSER_SUITE, () => {
   let browser: Browser;
   let testApp: TestApp;
   let base: string;

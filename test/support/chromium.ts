@@ -1,23 +1,21 @@
 /**
  * Debian's Chromium driven by playwright-core (which never downloads a browser of its own), for
- * the browser e2e tests. `/usr/bin/chromium` or CHROMIUM_PATH; .ci/run installs it. In CI a
- * missing browser fails the suites that need it; locally they skip with a note.
+ * the browser e2e tests. `/usr/bin/chromium` or CHROMIUM_PATH; .ci/run installs it. Without it
+ * the suites that need it skip here (`describe(name, BROWSER_SUITE, …)`, see skips.ts) and fail
+ * in CI.
  */
 import { existsSync } from "node:fs";
 import { type Browser, chromium } from "playwright-core";
+import { needs } from "./skips.ts";
 
-export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-export const HAVE_CHROMIUM = existsSync(CHROMIUM);
-export const IN_CI = !["", "0", "false"].includes((process.env.CI ?? "").toLowerCase());
-/** Whether a suite needing Chromium is skipped here (no browser, not CI). */
-export const SKIP_BROWSER_TESTS = !HAVE_CHROMIUM && !IN_CI;
+export const CHROMIUM = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
+const HAVE_CHROMIUM = existsSync(CHROMIUM);
 
-/** Warns once per file that its browser suite is skipped, saying how to get Chromium. */
-export function noteSkippedBrowserTests(file: string): void {
-  if (SKIP_BROWSER_TESTS) {
-    console.warn(`${file}: skipped, no Chromium at ${CHROMIUM} (apt-get install -y chromium, or set CHROMIUM_PATH)`);
-  }
-}
+/** Options for a suite that drives Chromium. */
+export const BROWSER_SUITE = needs(
+  "Chromium",
+  HAVE_CHROMIUM ? undefined : `no browser at ${CHROMIUM}; apt-get install -y chromium, or set CHROMIUM_PATH`,
+);
 
 /** A headless Chromium; throws (in CI) when there is none. */
 export async function launchChromium(): Promise<Browser> {
