@@ -41,7 +41,7 @@ import { createSessionStore } from "./store/session-store.ts";
 import { createSigningKeyStore } from "./store/signing-key-store.ts";
 import { instrumentHotPath, instrumentMethods } from "./telemetry/instrument.ts";
 import { closeMetricsServer, metricsServerUrl, startMetricsServer } from "./telemetry/metrics-server.ts";
-import { createMetrics, statementKind } from "./telemetry/metrics.ts";
+import { createMetrics, type MetricsJson, statementKind } from "./telemetry/metrics.ts";
 import { startTracing, type Tracing } from "./telemetry/tracing.ts";
 import { createLocalKeyRing, type LocalKeyRing, SigningKeyUnreadableError } from "./tokens/access-tokens.ts";
 import { createIdTokenVerifier } from "./tokens/id-token-verifier.ts";
@@ -55,6 +55,7 @@ import { sha256Hex } from "./tokens/sha256.ts";
 import { createTotpEngine } from "./tokens/totp.ts";
 import { createAdminApi } from "./app/admin.ts";
 import { configuredProviders, devProvider, openDevIssuer } from "./app/providers.ts";
+import type { ClusterPeer } from "./app/cluster.ts";
 import { createAppReadiness } from "./app/readiness.ts";
 import { createRefusalFlusher, startUpkeep } from "./app/upkeep.ts";
 
@@ -84,6 +85,8 @@ export interface App {
   /** Where GET /metrics is served (after `listen`): `server.metrics_port`, else the main URL. */
   metricsUrl(): string;
   listen(): Promise<RunningServer>;
+  /** This process's own metrics as data (a cluster's supervisor adds up every worker's). */
+  localMetrics(): Promise<MetricsJson>;
   /**
    * Stops being ready (`/readyz` 503, gRPC health NOT_SERVING, open health watches told at once)
    * while still serving every request: the first step of a shutdown, before `close`.
@@ -103,7 +106,11 @@ export async function createApp(
   config: Config,
   logger: Logger,
   overrides: AppOverrides = {},
-  options: { replaceUnreadableSigningKeys?: boolean } = {},
+  options: {
+    replaceUnreadableSigningKeys?: boolean;
+    /** A worker of several (app/cluster.ts): /metrics and readiness answer for all of them. */
+    cluster?: ClusterPeer | undefined;
+  } = {},
 ): Promise<App> {
   const clock = overrides.clock ?? systemClock;
   const url = databaseUrl(config);
@@ -291,7 +298,11 @@ export async function createApp(
       databaseUrl: url,
       logger,
       pollIntervalMs: config.server.health_watch_interval_ms,
+      cluster: options.cluster,
     });
+    // What GET /metrics serves: this process's metrics, or in a cluster every worker's.
+    const cluster = options.cluster;
+    const servedMetrics = cluster === undefined ? metrics : { contentType: metrics.contentType, render: () => cluster.metrics() };
 
     const listener = createHttpHandler({
       routes: createRoutes({
@@ -324,7 +335,7 @@ export async function createApp(
         readiness,
         notReadyReason,
         // On the main port unless server.metrics_port gives it one of its own.
-        metrics: config.server.metrics_port === undefined ? metrics : undefined,
+        metrics: config.server.metrics_port === undefined ? servedMetrics : undefined,
         devIssuer,
         webApp: config.server.web_app ?? config.dev,
       }),
@@ -368,9 +379,10 @@ export async function createApp(
           listener,
         });
         urls.listening(server.url);
-        if (config.server.metrics_port !== undefined) metricsServer = await startMetricsServer(config.server.host, config.server.metrics_port, metrics);
+        if (config.server.metrics_port !== undefined) metricsServer = await startMetricsServer(config.server.host, config.server.metrics_port, servedMetrics);
         return server;
       },
+      localMetrics: () => metrics.json(),
       drain() {
         readiness.drain();
       },

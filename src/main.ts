@@ -10,9 +10,12 @@ import { parseArgs } from "node:util";
 import { runAdminCli } from "./admin/cli.ts";
 import { createApp } from "./app.ts";
 import { createAdminTool } from "./app/admin.ts";
+import { createSupervisor, createWorkerLink, isClusterWorker, workerCount } from "./app/cluster.ts";
 import { ConfigError, loadConfig } from "./config/load.ts";
+import type { Config } from "./config/schema.ts";
 import { databaseUrl } from "./config/to-deps.ts";
-import { createLogger } from "./logger.ts";
+import { createLogger, type Logger } from "./logger.ts";
+import { dialectOf } from "./store/database.ts";
 import { DatabaseIntegrityError } from "./store/integrity-check.ts";
 import { migrate, MigrationError } from "./store/migrate.ts";
 
@@ -38,6 +41,7 @@ function configFile(flag: string | undefined): string | undefined {
 }
 
 async function main(): Promise<number> {
+  const worker = isClusterWorker();
   if (process.argv[2] === "admin") {
     // The admin tool parses its own arguments; the process hands it config, identity and output.
     const actor = process.env["SUDO_USER"] ?? safeUserName();
@@ -73,7 +77,9 @@ async function main(): Promise<number> {
   }
   if (values["replace-unreadable"] && positionals[0] !== "rotate-keys") throw new UsageError("--replace-unreadable goes with rotate-keys");
   const config = loadConfig({ file: configFile(values.config), env: process.env, overrides: values.dev ? { dev: true } : {} });
-  const logger = createLogger({ level: config.log_level });
+  // A worker of several (server.workers > 1) says which on every log line.
+  const slot = worker ? Number(process.env[WORKER_SLOT]) : undefined;
+  const logger = createLogger({ level: config.log_level, ...(slot === undefined ? {} : { fields: { worker: slot } }) });
   if (config.dev && process.env["NODE_ENV"] === "production") {
     throw new ConfigError("dev mode is refused when NODE_ENV=production");
   }
@@ -99,7 +105,18 @@ async function main(): Promise<number> {
   }
   if (positionals.length > 0) throw new UsageError(`unknown command ${positionals[0]}`);
 
-  const app = await createApp(config, logger);
+  if (slot !== undefined) return serveWorker(config, logger, slot);
+  const workers = workerCount(config.server.workers);
+  const app = workers === 1
+    ? await createApp(config, logger)
+    : createSupervisor({
+        workers,
+        logger,
+        // Once, before any worker starts: migrations, checks, the key files and the first signing key.
+        prepare: async () => (await createApp(config, logger)).close(),
+        workerEnv: (n) => ({ [WORKER_SLOT]: String(n) }),
+        shutdownTimeoutMs: config.server.shutdown_timeout_ms,
+      });
   // Shutdown: not ready at once (load balancers and gRPC health watchers stop sending), still
   // serving for server.shutdown_delay_ms while they catch up, then drain. SIGINT (an operator at
   // a terminal) skips the delay, and a second signal cuts it short. The handlers are in place
@@ -109,7 +126,7 @@ async function main(): Promise<number> {
     process.once("SIGINT", resolve);
   });
   const server = await app.listen();
-  logger.info("listening", { url: server.url, metrics: `${app.metricsUrl()}/metrics`, dev: config.dev, database: app.database.dialect });
+  logger.info("listening", { url: server.url, metrics: `${app.metricsUrl()}/metrics`, dev: config.dev, database: dialectOf(databaseUrl(config)), workers });
 
   const signal = await stopSignal;
   app.drain();
@@ -128,6 +145,38 @@ async function main(): Promise<number> {
   }
   logger.info("draining", { signal });
   await app.close();
+  logger.info("stopped");
+  return 0;
+}
+
+/** The environment variable that tells a worker process its slot (set by the supervisor). */
+const WORKER_SLOT = "IDENTITY_WORKER_SLOT";
+
+/**
+ * One worker of several (app/cluster.ts): a full replica without the once-only start-up work
+ * (the supervisor did it), answering the supervisor until it says close.
+ */
+async function serveWorker(config: Config, logger: Logger, slot: number): Promise<number> {
+  const link = createWorkerLink(slot);
+  const app = await createApp(
+    { ...config, database: { ...config.database, migrate_on_start: false, quick_check_on_start: false } },
+    logger,
+    {},
+    { cluster: link.peer },
+  );
+  const server = await app.listen();
+  logger.info("worker serving", { url: server.url });
+  await link.serve({
+    url: app.url,
+    metricsUrl: app.metricsUrl,
+    localMetrics: app.localMetrics,
+    localReadiness: async () => {
+      const r = await app.readiness.check();
+      return r.ready ? null : r.reason;
+    },
+    drain: app.drain,
+    close: app.close,
+  });
   logger.info("stopped");
   return 0;
 }

@@ -249,6 +249,10 @@ export const configSchema = z
           .strict()
           .optional(),
         body_limit_bytes: z.number().int().min(1024).max(10 * 1024 * 1024).default(64 * 1024),
+        workers: z
+          .union([z.number().int().min(1).max(256), z.literal("auto")])
+          .default(1)
+          .describe("Processes serving the port (node:cluster); auto: one per available core"),
         shutdown_timeout_ms: z.number().int().min(0).default(10_000),
         shutdown_delay_ms: z.number().int().min(0).default(5000).describe("SIGTERM: not ready at once, still serving this long, then drain"),
         health_watch_interval_ms: z.number().int().min(100).default(5000).describe("How often open Health.Watch calls re-check the database"),
