@@ -45,6 +45,8 @@ export interface PgSnapshot {
 export interface PgObserver {
   /** Why statement rows are missing, or null when pg_stat_statements answers. */
   statementsUnavailable: string | null;
+  /** The server's settings that change WAL volume (a throwaway test cluster turns full-page writes off). */
+  walSettings: string;
   snapshot(): Promise<PgSnapshot>;
   /** CPU ms, WAL bytes between two snapshots. */
   between(a: PgSnapshot, b: PgSnapshot): Promise<{ cpuMs: number; walBytes: number }>;
@@ -74,9 +76,14 @@ export async function observePostgres(adminUrl: string, clkTck: number): Promise
   } catch (e) {
     statementsUnavailable = `pg_stat_statements unavailable (${(e as Error).message}); start PostgreSQL with shared_preload_libraries = 'pg_stat_statements' (.ci/postgres.sh does)`;
   }
+  const settings = await client.query<{ name: string; setting: string }>(
+    "SELECT name, setting FROM pg_settings WHERE name IN ('full_page_writes', 'fsync', 'synchronous_commit', 'wal_level', 'wal_compression') ORDER BY name",
+  );
+  const walSettings = settings.rows.map((r) => `${r.name}=${r.setting}`).join(", ");
   const hasStatements = statementsUnavailable === null || statementsUnavailable.startsWith("pg_stat_statements.track_planning");
   return {
     statementsUnavailable,
+    walSettings,
     async snapshot() {
       const lsn = (await client.query<{ lsn: string }>("SELECT pg_current_wal_lsn()::text AS lsn")).rows[0]!.lsn;
       return { ticks: postmaster === undefined ? Number.NaN : treeTicks(postmaster), lsn };

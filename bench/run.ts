@@ -588,9 +588,12 @@ async function main(): Promise<void> {
     if (!ensureH2load()) {
       failures.push("--workers needs h2load (Debian's nghttp2-client): not installed, and not root to install it");
     } else {
+      // Several workers: both ways of spreading connections, so the choice is measured.
       for (const n of workerCounts) {
-        log(`whole machine: ${n} worker${n === 1 ? "" : "s"}`);
-        wholeMachine.push(await measureWholeMachine(n));
+        for (const balancing of n === 1 ? (["round_robin"] as const) : (["round_robin", "kernel"] as const)) {
+          log(`whole machine: ${n} worker${n === 1 ? "" : `s, ${balancing}`}`);
+          wholeMachine.push(await measureWholeMachine(n, balancing));
+        }
       }
     }
   }
@@ -603,6 +606,8 @@ const LOADERS = 4;
 
 interface WholeMachine {
   workers: number;
+  /** server.worker_balancing: the supervisor's round-robin, or SO_REUSEPORT sockets (kernel). */
+  balancing: "round_robin" | "kernel";
   rate: number;
   ok: number;
   failed: number;
@@ -647,19 +652,20 @@ function runH2load(args: string[]): Promise<{ out: string; ticks: number; status
   });
 }
 
-async function measureWholeMachine(n: number): Promise<WholeMachine> {
-  const dataDir = join(work, `workers-${n}`);
+async function measureWholeMachine(n: number, balancing: WholeMachine["balancing"]): Promise<WholeMachine> {
+  const dataDir = join(work, `workers-${n}-${balancing}`);
   mkdirSync(dataDir, { recursive: true });
-  const dbEnv: Record<string, string> = db === "postgresql" ? { BENCH_DATABASE_URL: await freshDatabase(`workers${n}`) } : {};
+  const dbEnv: Record<string, string> = db === "postgresql" ? { BENCH_DATABASE_URL: await freshDatabase(`workers${n}${balancing}`) } : {};
   const file = writeServiceConfig(dataDir, serviceConfig({ issuer: issuer.issuer, dataDir: join(dataDir, "data"), databaseUrl: dbEnv["BENCH_DATABASE_URL"] }));
-  const server = await startServer(`service, ${n} worker${n === 1 ? "" : "s"}`, ["src/main.ts", "--config", file], { WORKERS: String(n) }, "/readyz", {
+  const label = `service, ${n} worker${n === 1 ? "" : `s (${balancing})`}`;
+  const server = await startServer(label, ["src/main.ts", "--config", file], { WORKERS: String(n), WORKER_BALANCING: balancing }, "/readyz", {
     unpinned: true, database: serviceDbRef(dbEnv, dataDir),
   });
   try {
     const bodies: string[] = [];
     for (let i = 0; i < LOADERS; i++) {
-      const sub = `wm-${runId}-${n}-${i}`;
-      const body = join(work, `wm-${n}-${i}`);
+      const sub = `wm-${runId}-${n}-${balancing}-${i}`;
+      const body = join(work, `wm-${n}-${balancing}-${i}`);
       writeFileSync(body, bodyFor("rest", await issuer.mint(sub), `device-${sub}`));
       bodies.push(body);
     }
@@ -684,7 +690,7 @@ async function measureWholeMachine(n: number): Promise<WholeMachine> {
     const rate = Math.round(parsed.reduce((x, p) => x + p.rate, 0));
     const total = m1.total - m0.total;
     const w: WholeMachine = {
-      workers: n, rate, ok, failed: failed + parsed.reduce((x, p) => x + p.done - p.status2xx, 0),
+      workers: n, balancing, rate, ok, failed: failed + parsed.reduce((x, p) => x + p.done - p.status2xx, 0),
       server_share: +((s1 - s0) / total).toFixed(3),
       load_share: +(runs.reduce((x, r) => x + r.ticks, 0) / total).toFixed(3),
       machine_busy: +((m1.busy - m0.busy) / total).toFixed(3),
@@ -706,10 +712,10 @@ function wholeMachineReport(): string[] {
     "",
     `#### Whole machine: the service with WORKERS=n, unpinned, load from h2load (${LOADERS} processes × ${Math.ceil(CONNECTIONS / LOADERS)} connections, HTTP/1.1 REST, ${SECONDS} s)`,
     "",
-    "| workers | sign-ins ok/s | ÷ 1 worker | server CPU share | h2load CPU share | machine busy | server CPU ms/op | DB CPU ms/op | failed |",
-    "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    "| workers | balancing | sign-ins ok/s | ÷ 1 worker | server CPU share | h2load CPU share | machine busy | server CPU ms/op | DB CPU ms/op | failed |",
+    "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ...wholeMachine.map((w) =>
-      `| ${w.workers} | ${fmt(w.rate, 0)} | ${one === undefined || one.rate === 0 ? "" : times(w.rate / one.rate)} | ${fmt(w.server_share * 100, 0)} % | ${fmt(w.load_share * 100, 0)} % | ${fmt(w.machine_busy * 100, 0)} % | ${fmt(w.server_cpu_ms_per_op, 2)} | ${fmt(w.db?.db_cpu_ms_per_op, 2)} | ${w.failed} |`),
+      `| ${w.workers} | ${w.workers === 1 ? "" : w.balancing === "kernel" ? "kernel (SO_REUSEPORT)" : "round-robin (node:cluster)"} | ${fmt(w.rate, 0)} | ${one === undefined || one.rate === 0 ? "" : times(w.rate / one.rate)} | ${fmt(w.server_share * 100, 0)} % | ${fmt(w.load_share * 100, 0)} % | ${fmt(w.machine_busy * 100, 0)} % | ${fmt(w.server_cpu_ms_per_op, 2)} | ${fmt(w.db?.db_cpu_ms_per_op, 2)} | ${w.failed} |`),
     "",
     `- shares are of the whole machine's CPU time (${nproc} cores × the run, /proc/stat); h2load's from its processes' cutime+cstime, the server's from its processes (supervisor and workers)${db === "postgresql" ? ", PostgreSQL's not in the server's" : ""}`,
     `- each h2load process sends one user's returning sign-in again and again (provider bench-reusable: the ID token is accepted more than once, so no replay marker is written); rate is h2load's, success counted from the service's /metrics (one answer for every worker)`,
@@ -769,6 +775,7 @@ const times = (v: number | null | undefined) => (v === null || v === undefined ?
 
 function report(): string {
   const rows = buildRows();
+  if (rows.length === 0) return [...wholeMachineReport(), ...failureLines()].join("\n");
   const lines = [
     `### ID-token sign-in: floor vs better-auth vs this service (${db === "postgresql" ? "PostgreSQL" : "SQLite"})`,
     "",
@@ -789,15 +796,19 @@ function report(): string {
     `- round trips/op: ${counts !== null && (counts as StatementCounts).round_trips !== null ? "from the app's onRoundTrip hook" : "n/a on SQLite (in-process: no round trips)"}`,
     `- server CPU: /proc/<pid>/stat utime+stime of the server's processes (all threads, a supervisor's workers included) over each measured phase ÷ requests answered${db === "postgresql" ? "; PostgreSQL's CPU is the DB CPU column" : ""}`,
     db === "postgresql"
-      ? `- DB CPU: utime+stime of every PostgreSQL process (the postmaster's children, from /proc) ÷ requests; WAL B/op: pg_current_wal_lsn() difference (the whole cluster's) ÷ requests; disk writes: /proc/<pid>/io write_bytes of the server's and PostgreSQL's processes ÷ requests`
+      ? `- DB CPU: utime+stime of every PostgreSQL process (the postmaster's children, from /proc) ÷ requests; WAL B/op: pg_current_wal_lsn() difference (the whole cluster's) ÷ requests, with ${pgObserver?.walSettings ?? "?"} (full_page_writes=off understates production WAL); disk writes: /proc/<pid>/io write_bytes of the server's and PostgreSQL's processes ÷ requests`
       : `- disk writes B/op: /proc/<pid>/io write_bytes of the server's processes (SQLite's WAL frames and the checkpoints' copies into the database file) ÷ requests; DB CPU is the server's own (SQLite runs in it); WAL B/op is PostgreSQL's only`,
   ];
   lines.push(...statementsReport(), ...soakReport(), ...wholeMachineReport());
   if (process.env["BENCH_SEED_DB"]) lines.push(`- the service ran on a copy of ${process.env["BENCH_SEED_DB"]} (bench/seed.ts)`);
   const ended = rows.filter((r) => r.m!.ended_by === "count").map((r) => r.label);
   if (ended.length > 0) lines.push(`- ended by request count before ${SECONDS} s: ${ended.join("; ")}`);
-  if (failures.length > 0) lines.push("", "**FAILURES** (results are not valid):", ...failures.map((f) => `- ${f}`));
+  lines.push(...failureLines());
   return lines.join("\n");
+}
+
+function failureLines(): string[] {
+  return failures.length === 0 ? [] : ["", "**FAILURES** (results are not valid):", ...failures.map((f) => `- ${f}`)];
 }
 
 /** pg_stat_statements of the service's returning and new-user sign-in phases. */

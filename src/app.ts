@@ -370,6 +370,7 @@ export async function createApp(
           host: config.server.host,
           port: config.server.port,
           tls: config.server.tls === undefined ? undefined : { certFile: config.server.tls.cert_file, keyFile: config.server.tls.key_file },
+          reusePort: options.cluster !== undefined && config.server.worker_balancing === "kernel",
           limits: {
             maxConnections: config.server.max_connections,
             handshakeTimeoutMs: config.server.handshake_timeout_ms,

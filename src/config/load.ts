@@ -21,6 +21,7 @@ const ENV_OVERRIDES: Record<string, { path: string[]; type: "string" | "number" 
   METRICS_PORT: { path: ["server", "metrics_port"], type: "number" },
   /** A number of processes, or `auto` (one per available core). */
   WORKERS: { path: ["server", "workers"], type: "count" },
+  WORKER_BALANCING: { path: ["server", "worker_balancing"], type: "string" },
   TRACING_ENABLED: { path: ["tracing", "enabled"], type: "boolean" },
   OTEL_EXPORTER_OTLP_ENDPOINT: { path: ["tracing", "otlp_endpoint"], type: "string" },
   OTEL_SERVICE_NAME: { path: ["tracing", "service_name"], type: "string" },

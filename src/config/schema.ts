@@ -253,6 +253,10 @@ export const configSchema = z
           .union([z.number().int().min(1).max(256), z.literal("auto")])
           .default(1)
           .describe("Processes serving the port (node:cluster); auto: one per available core"),
+        worker_balancing: z
+          .enum(["round_robin", "kernel"])
+          .default("round_robin")
+          .describe("workers > 1: the supervisor hands out connections in turn, or each worker has its own SO_REUSEPORT socket (needs a fixed port)"),
         shutdown_timeout_ms: z.number().int().min(0).default(10_000),
         shutdown_delay_ms: z.number().int().min(0).default(5000).describe("SIGTERM: not ready at once, still serving this long, then drain"),
         health_watch_interval_ms: z.number().int().min(100).default(5000).describe("How often open Health.Watch calls re-check the database"),
@@ -279,6 +283,10 @@ export const configSchema = z
           .prefault({}),
       })
       .strict()
+      .refine((s) => s.worker_balancing !== "kernel" || s.workers === 1 || s.port !== 0, {
+        message: "kernel balancing needs a fixed server.port: each worker binds a socket of its own, and port 0 would give each a port of its own",
+        path: ["worker_balancing"],
+      })
       .prefault({}),
     tracing: z
       .object({

@@ -4,13 +4,15 @@
  * succeed (no SQLITE_BUSY reaches a client with two writers on one file) and are served by both
  * workers; /metrics on any worker counts every worker's requests; readiness answers for all; a
  * worker killed with SIGKILL is restarted (logged, counted); SIGTERM stops every worker and the
- * supervisor exits 0.
+ * supervisor exits 0. The same with kernel balancing (each worker its own SO_REUSEPORT socket).
  */
+import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type TestDatabase, testDatabaseKinds } from "../support/databases.ts";
 import { createHealthClient } from "../support/health-client.ts";
 import { rpcCount } from "../support/raw-rpc.ts";
-import { type ServiceProcess, startServiceProcess } from "../support/service-process.ts";
+import { freePort, type ServiceProcess, startServiceProcess } from "../support/service-process.ts";
+import { sqliteKind } from "../support/databases.ts";
 import { devIdToken, uniqueSub } from "../support/signin-e2e.ts";
 
 const SIGNIN = "identity.v1.AuthService/SigninWithIdToken";
@@ -150,3 +152,46 @@ for (const kind of testDatabaseKinds()) {
     });
   });
 }
+
+describe("WORKERS=2 with kernel balancing (SO_REUSEPORT), on sqlite", () => {
+  let db: TestDatabase;
+  let t: ServiceProcess;
+
+  beforeAll(async () => {
+    db = await sqliteKind.create();
+    t = await startServiceProcess({
+      env: { WORKERS: "2", WORKER_BALANCING: "kernel", PORT: String(await freePort()) },
+      config: { dev: true, database: { url: db.url } },
+    });
+  }, 90_000);
+  afterAll(async () => {
+    await t?.stop();
+    await db?.drop();
+  });
+
+  it("spreads new connections over both workers' sockets; /metrics still counts both; SIGTERM stops all", { timeout: 120_000 }, async () => {
+    // Two listening sockets on the port (one per worker), where round-robin has the supervisor's one.
+    const port = Number(new URL(t.url).port).toString(16).toUpperCase().padStart(4, "0");
+    const listening = readFileSync("/proc/net/tcp", "utf8").split("\n").filter((l) => {
+      const f = l.trim().split(/\s+/);
+      return f[1]?.endsWith(`:${port}`) && f[3] === "0A";
+    });
+    expect(listening).toHaveLength(2);
+    const n = 40;
+    const tokens = await pool(n, 8, (i) => devIdToken(t.url, uniqueSub(`k${i}`)));
+    // A connection each: the kernel picks a socket per connection.
+    const statuses = await pool(n, 8, async (i) => {
+      const res = await fetch(`${t.url}/auth/id-token/signin`, {
+        method: "POST", headers: { ...json, connection: "close" }, body: JSON.stringify({ id_token: tokens[i], provider: "dev" }),
+      });
+      await res.arrayBuffer();
+      return res.status;
+    });
+    expect(statuses).toEqual(Array(n).fill(200));
+    await waitFor("access lines", () => (lines(t).filter((l) => l.route === "/auth/id-token/signin").length >= n ? true : undefined));
+    const workers = new Set(lines(t).filter((l) => l.route === "/auth/id-token/signin").map((l) => l.worker));
+    expect([...workers].sort()).toEqual([1, 2]);
+    expect(await rpcCount(t.url, SIGNIN, "ok")).toBe(n);
+    expect(await t.stop()).toBe(0);
+  });
+});
