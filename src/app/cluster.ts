@@ -160,8 +160,9 @@ export function createSupervisor(options: {
     }
     if (draining) return "draining";
     const answers = await gather("ready", asker);
-    const bad = answers.find((a) => a !== null);
-    return bad === undefined ? null : `worker_not_ready: ${typeof bad === "string" ? bad : "no answer"}`;
+    // A worker that did not answer in time (undefined) is not ready either.
+    const bad = answers.filter((a) => a !== null);
+    return bad.length === 0 ? null : `worker_not_ready: ${typeof bad[0] === "string" ? bad[0] : "no answer"}`;
   }
 
   function fork(slot: Slot): void {

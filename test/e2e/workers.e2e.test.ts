@@ -124,6 +124,23 @@ for (const kind of testDatabaseKinds()) {
       expect(await health.check("")).toEqual({ status: "SERVING" });
     });
 
+    it("is not ready while one worker cannot answer (stopped), and ready again once it can", { timeout: 60_000 }, async () => {
+      const stuck = lines(t).find((l) => l.msg === "worker listening" && l.worker === 1)!;
+      process.kill(stuck.pid!, "SIGSTOP");
+      try {
+        // Connections handed to the stopped worker hang: short deadlines, until the live one answers.
+        const answer = await waitFor("a not-ready answer from the live worker", async () => {
+          const res = await fetch(`${t.url}/readyz`, { headers: { connection: "close" }, signal: AbortSignal.timeout(4000) }).catch(() => undefined);
+          return res === undefined ? undefined : { status: res.status, body: (await res.json()) as { reason?: string } };
+        });
+        expect(answer.status).toBe(503);
+        expect(answer.body.reason).toMatch(/^worker_not_ready/);
+      } finally {
+        process.kill(stuck.pid!, "SIGCONT");
+      }
+      await waitFor("ready again", async () => ((await fetch(`${t.url}/readyz`)).status === 200 ? true : undefined));
+    });
+
     it("restarts a worker killed with SIGKILL, logs it, and keeps serving", { timeout: 90_000 }, async () => {
       const victim = lines(t).filter((l) => l.msg === "worker listening" || l.msg === "worker restarted and listening").find((l) => l.worker === 2)!;
       process.kill(victim.pid!, "SIGKILL");
