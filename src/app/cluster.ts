@@ -179,8 +179,9 @@ export function createSupervisor(options: {
         report();
         if (!up) logger.info("worker listening", { worker: slot.n, pid: worker.process.pid });
         else logger.info("worker restarted and listening", { worker: slot.n, pid: worker.process.pid });
+        // Asked while it was starting (before it listened to the supervisor): ask again now.
         if (draining) send(worker, { identity: "drain" });
-        if (closing) stop(slot);
+        if (closing) send(worker, { identity: "close" });
         if (slots.every((s) => s.listening)) onAllListening?.();
       } else if (m.identity === "gathered") {
         const p = pending.get(m.id);
