@@ -8,9 +8,11 @@
  *   bytes), which needs `shared_preload_libraries = 'pg_stat_statements'` (and
  *   `pg_stat_statements.track_planning = on` for planning time): `.ci/postgres.sh` starts its
  *   cluster so; elsewhere the statement rows are left out and the report says why.
- * - SQLite (and PostgreSQL too): bytes the server's processes caused to be written to storage
- *   (`/proc/<pid>/io` write_bytes: WAL frames and checkpoint copies into the database file).
+ * - SQLite: WAL frames written (`sampleSqliteWal`, from the WAL index), and on both databases the
+ *   bytes the processes caused to be written to storage (`/proc/<pid>/io` write_bytes: a page
+ *   counts when it turns dirty in the page cache; on SQLite WAL frames and checkpoint copies).
  */
+import { closeSync, openSync, readSync } from "node:fs";
 import pg from "pg";
 import { safeRead, treeTicks, treeWriteBytes } from "./proc.ts";
 
@@ -18,7 +20,7 @@ import { safeRead, treeTicks, treeWriteBytes } from "./proc.ts";
 export interface DbCost {
   /** PostgreSQL processes' CPU (user + system) per operation, ms. */
   db_cpu_ms_per_op: number | null;
-  /** WAL bytes per operation (PostgreSQL: pg_current_wal_lsn difference). */
+  /** WAL bytes per operation (PostgreSQL: pg_current_wal_lsn difference; SQLite: frames × (page + 24), a lower bound). */
   wal_bytes_per_op: number | null;
   /** Bytes written to storage per operation by the server's processes (SQLite: WAL + checkpoints) or PostgreSQL's. */
   disk_write_bytes_per_op: number | null;
@@ -121,5 +123,49 @@ export async function observePostgres(adminUrl: string, clkTck: number): Promise
       return Number((await client.query<{ size: string }>("SELECT pg_database_size($1)::text AS size", [database])).rows[0]!.size);
     },
     close: () => client.end(),
+  };
+}
+
+/**
+ * SQLite's WAL frames written while it runs, read from the WAL index (`<db>-shm`): its header's
+ * `mxFrame` (frames in the WAL) sampled every `intervalMs`; when the WAL restarts from the top
+ * (after a checkpoint; its salt changes) the count goes on from the new generation's frames.
+ * Frames written in the few ms between the last sample and a restart are missed: a lower bound.
+ * Bytes = frames × (page size + 24).
+ */
+export function sampleSqliteWal(dbFile: string, intervalMs = 5): { stop(): { frames: number; bytes: number } } {
+  const shm = `${dbFile}-shm`;
+  const header = Buffer.alloc(48);
+  const read = (): { mxFrame: number; salt: number; pageSize: number } | undefined => {
+    let fd: number | undefined;
+    try {
+      fd = openSync(shm, "r");
+      if (readSync(fd, header, 0, 48, 0) < 48) return undefined;
+      const sz = header.readUInt16LE(14);
+      return { mxFrame: header.readUInt32LE(16), salt: header.readUInt32LE(32), pageSize: sz === 1 ? 65536 : sz };
+    } catch {
+      return undefined;
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
+  };
+  let last = read();
+  let frames = 0;
+  let pageSize = last?.pageSize ?? 4096;
+  const sample = () => {
+    const now = read();
+    if (now === undefined) return;
+    pageSize = now.pageSize || pageSize;
+    if (last !== undefined && now.salt === last.salt) frames += Math.max(0, now.mxFrame - last.mxFrame);
+    else frames += now.mxFrame;
+    last = now;
+  };
+  const timer = setInterval(sample, intervalMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      sample();
+      return { frames, bytes: frames * (pageSize + 24) };
+    },
   };
 }

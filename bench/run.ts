@@ -45,7 +45,7 @@ import { parseArgs } from "node:util";
 import pg from "pg";
 import { startBenchIssuer } from "./issuer.ts";
 import { cpuTicks, machineTicks, safeCall, safeRead, treeRssMiB, treeTicks, treeWriteBytes } from "./proc.ts";
-import { type DbCost, observePostgres, type PgObserver, type PgSnapshot } from "./db-cost.ts";
+import { type DbCost, observePostgres, type PgObserver, type PgSnapshot, sampleSqliteWal } from "./db-cost.ts";
 import { CONNECTIONS, type Command, type PhaseResult } from "./protocol.ts";
 import type { StatementCounts } from "./count-statements.ts";
 import { serviceConfig, writeServiceConfig } from "./service-config.ts";
@@ -328,18 +328,25 @@ async function measure(
 }
 
 /** The database's counters before a phase (and pg_stat_statements emptied). */
-async function dbBefore(server: RunningServer): Promise<{ pg?: PgSnapshot; writes: number }> {
+async function dbBefore(server: RunningServer): Promise<{ pg?: PgSnapshot; writes: number; wal?: ReturnType<typeof sampleSqliteWal> }> {
   const writes = treeWriteBytes(server.pid);
+  const d = server.database;
+  if (d !== undefined && "sqliteFile" in d) return { writes, wal: sampleSqliteWal(d.sqliteFile) };
   if (pgObserver === undefined) return { writes };
   await pgObserver.resetStatements();
   return { pg: await pgObserver.snapshot(), writes: writes + pgObserver.writeBytes() };
 }
 
 /** What the phase cost the database per operation. */
-async function dbAfter(server: RunningServer, before: { pg?: PgSnapshot; writes: number }, ops: number): Promise<DbCost> {
+async function dbAfter(
+  server: RunningServer,
+  before: { pg?: PgSnapshot; writes: number; wal?: ReturnType<typeof sampleSqliteWal> },
+  ops: number,
+): Promise<DbCost> {
   const per = (v: number, digits = 0) => (ops === 0 || !Number.isFinite(v) ? null : +(v / ops).toFixed(digits));
   if (pgObserver === undefined || before.pg === undefined) {
-    return { db_cpu_ms_per_op: null, wal_bytes_per_op: null, disk_write_bytes_per_op: per(treeWriteBytes(server.pid) - before.writes) };
+    const wal = before.wal?.stop();
+    return { db_cpu_ms_per_op: null, wal_bytes_per_op: wal === undefined ? null : per(wal.bytes), disk_write_bytes_per_op: per(treeWriteBytes(server.pid) - before.writes) };
   }
   const after = await pgObserver.snapshot();
   const writes = treeWriteBytes(server.pid) + pgObserver.writeBytes();
@@ -712,10 +719,10 @@ function wholeMachineReport(): string[] {
     "",
     `#### Whole machine: the service with WORKERS=n, unpinned, load from h2load (${LOADERS} processes × ${Math.ceil(CONNECTIONS / LOADERS)} connections, HTTP/1.1 REST, ${SECONDS} s)`,
     "",
-    "| workers | balancing | sign-ins ok/s | ÷ 1 worker | server CPU share | h2load CPU share | machine busy | server CPU ms/op | DB CPU ms/op | failed |",
-    "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    "| workers | balancing | sign-ins ok/s | ÷ 1 worker | server CPU share | h2load CPU share | machine busy | server CPU ms/op | DB CPU ms/op | WAL B/op | failed |",
+    "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ...wholeMachine.map((w) =>
-      `| ${w.workers} | ${w.workers === 1 ? "" : w.balancing === "kernel" ? "kernel (SO_REUSEPORT)" : "round-robin (node:cluster)"} | ${fmt(w.rate, 0)} | ${one === undefined || one.rate === 0 ? "" : times(w.rate / one.rate)} | ${fmt(w.server_share * 100, 0)} % | ${fmt(w.load_share * 100, 0)} % | ${fmt(w.machine_busy * 100, 0)} % | ${fmt(w.server_cpu_ms_per_op, 2)} | ${fmt(w.db?.db_cpu_ms_per_op, 2)} | ${w.failed} |`),
+      `| ${w.workers} | ${w.workers === 1 ? "" : w.balancing === "kernel" ? "kernel (SO_REUSEPORT)" : "round-robin (node:cluster)"} | ${fmt(w.rate, 0)} | ${one === undefined || one.rate === 0 ? "" : times(w.rate / one.rate)} | ${fmt(w.server_share * 100, 0)} % | ${fmt(w.load_share * 100, 0)} % | ${fmt(w.machine_busy * 100, 0)} % | ${fmt(w.server_cpu_ms_per_op, 2)} | ${fmt(w.db?.db_cpu_ms_per_op, 2)} | ${fmt(w.db?.wal_bytes_per_op, 0)} | ${w.failed} |`),
     "",
     `- shares are of the whole machine's CPU time (${nproc} cores × the run, /proc/stat); h2load's from its processes' cutime+cstime, the server's from its processes (supervisor and workers)${db === "postgresql" ? ", PostgreSQL's not in the server's" : ""}`,
     `- each h2load process sends one user's returning sign-in again and again (provider bench-reusable: the ID token is accepted more than once, so no replay marker is written); rate is h2load's, success counted from the service's /metrics (one answer for every worker)`,
@@ -797,7 +804,7 @@ function report(): string {
     `- server CPU: /proc/<pid>/stat utime+stime of the server's processes (all threads, a supervisor's workers included) over each measured phase ÷ requests answered${db === "postgresql" ? "; PostgreSQL's CPU is the DB CPU column" : ""}`,
     db === "postgresql"
       ? `- DB CPU: utime+stime of every PostgreSQL process (the postmaster's children, from /proc) ÷ requests; WAL B/op: pg_current_wal_lsn() difference (the whole cluster's) ÷ requests, with ${pgObserver?.walSettings ?? "?"} (full_page_writes=off understates production WAL); disk writes: /proc/<pid>/io write_bytes of the server's and PostgreSQL's processes ÷ requests`
-      : `- disk writes B/op: /proc/<pid>/io write_bytes of the server's processes (SQLite's WAL frames and the checkpoints' copies into the database file) ÷ requests; DB CPU is the server's own (SQLite runs in it); WAL B/op is PostgreSQL's only`,
+      : `- WAL B/op: SQLite WAL frames × (page size + 24) ÷ requests, frames counted from the WAL index (-shm header's mxFrame, sampled every 5 ms across restarts: a lower bound); disk writes B/op: /proc/<pid>/io write_bytes of the server's processes (pages turning dirty: WAL frames and the checkpoints' copies into the database file) ÷ requests; DB CPU is the server's own (SQLite runs in it)`,
   ];
   lines.push(...statementsReport(), ...soakReport(), ...wholeMachineReport());
   if (process.env["BENCH_SEED_DB"]) lines.push(`- the service ran on a copy of ${process.env["BENCH_SEED_DB"]} (bench/seed.ts)`);
