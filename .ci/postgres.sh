@@ -243,6 +243,14 @@ EOF
     rm -rf -- "$dir"
     return 1
   fi
+  # pg_stat_statements (it ships with the server package) for npm run bench's cost per
+  # statement, planning time included; the tests never read it.
+  if [ -f "$bindir/../lib/pg_stat_statements.so" ]; then
+    _pgt_as_owner /bin/sh -c 'cat >>"$1/postgresql.conf"' sh "$dir" <<EOF
+shared_preload_libraries = 'pg_stat_statements'
+pg_stat_statements.track_planning = on
+EOF
+  fi
 
   first="${PG_TEST_PORT:-54329}"
   port="$first"

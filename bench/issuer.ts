@@ -1,10 +1,11 @@
 /**
  * The bench OpenID issuer: one RS256 key (jose), served on a loopback port as
  * `/.well-known/openid-configuration` (issuer, jwks_uri) and `/jwks`, and a minter of ID tokens
- * for it. Every server under test (floor, better-auth, this service) verifies the same tokens
+ * for it. A second key, ES256, is published beside it for tokens minted on the fly by the load
+ * driver (`soakMinter`: an ECDSA signature costs the load core ~0.05 ms, an RSA-2048 one ~1 ms). Every server under test (floor, better-auth, this service) verifies the same tokens
  * against this issuer's JWKS with the same claim rules (see CLAIM_RULES).
  */
-import { randomUUID } from "node:crypto";
+import { createPrivateKey, createSign, generateKeyPairSync, randomUUID } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { parseArgs } from "node:util";
@@ -47,14 +48,49 @@ export interface BenchIssuer {
   mint(sub: string): Promise<string>;
   /** Tokens for many subjects; signing runs on libuv's thread pool, `concurrency` at a time. */
   mintMany(subs: readonly string[], concurrency?: number): Promise<MintedToken[]>;
+  /** What the load driver needs to mint ES256 tokens itself (`createSoakMinter`). */
+  soakMinter: SoakMinterSpec;
   close(): Promise<void>;
+}
+
+/** The ES256 key (PKCS#8 PEM) and claims for minting on the fly, sent to the load driver. */
+export interface SoakMinterSpec {
+  issuer: string;
+  kid: string;
+  privateKeyPem: string;
+}
+
+/** `kid` of the ES256 key, for the soak's tokens. */
+export const SOAK_KID = "bench-es256";
+
+/**
+ * A synchronous ES256 ID-token minter (node:crypto, no jose): one token per request, built in
+ * autocannon's synchronous request hook, so a soak of any length holds no token list in memory.
+ * Same claims as `mint`.
+ */
+export function createSoakMinter(spec: SoakMinterSpec): (sub: string) => string {
+  const header = Buffer.from(JSON.stringify({ alg: "ES256", kid: spec.kid, typ: "JWT" })).toString("base64url");
+  const key = createPrivateKey(spec.privateKeyPem);
+  return (sub) => {
+    const now = Math.floor(Date.now() / 1000);
+    const payload = Buffer.from(
+      JSON.stringify({
+        email: `${sub}@bench.test`, email_verified: true, iss: spec.issuer, aud: BENCH_CLIENT_ID, sub, iat: now, exp: now + 3600, jti: randomUUID(),
+      }),
+    ).toString("base64url");
+    const input = `${header}.${payload}`;
+    const signature = createSign("sha256").update(input).sign({ key, dsaEncoding: "ieee-p1363" });
+    return `${input}.${signature.toString("base64url")}`;
+  };
 }
 
 export async function startBenchIssuer(options: { host?: string; port?: number } = {}): Promise<BenchIssuer> {
   const { privateKey, publicKey } = await generateKeyPair("RS256", { modulusLength: 2048 });
   const kid = "bench-1";
   const jwk: JWK = { ...(await exportJWK(publicKey)), kid, alg: "RS256", use: "sig" };
-  const jwks = JSON.stringify({ keys: [jwk] });
+  const soak = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const soakJwk: JWK = { ...(await exportJWK(soak.publicKey)), kid: SOAK_KID, alg: "ES256", use: "sig" };
+  const jwks = JSON.stringify({ keys: [jwk, soakJwk] });
   let issuer = "";
 
   const server: Server = createServer((req, res) => {
@@ -65,7 +101,7 @@ export async function startBenchIssuer(options: { host?: string; port?: number }
         JSON.stringify({
           issuer,
           jwks_uri: `${issuer}/jwks`,
-          id_token_signing_alg_values_supported: ["RS256"],
+          id_token_signing_alg_values_supported: ["RS256", "ES256"],
           subject_types_supported: ["public"],
           response_types_supported: ["id_token"],
         }),
@@ -104,6 +140,7 @@ export async function startBenchIssuer(options: { host?: string; port?: number }
     issuer,
     jwksUri: `${issuer}/jwks`,
     mint,
+    soakMinter: { issuer, kid: SOAK_KID, privateKeyPem: soak.privateKey.export({ type: "pkcs8", format: "pem" }) as string },
     async mintMany(subs, concurrency = 32) {
       const out: MintedToken[] = new Array(subs.length);
       let next = 0;

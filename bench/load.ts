@@ -17,7 +17,8 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import autocannon from "autocannon";
 import { AuthService } from "../gen/pb/identity/v1/auth_service_pb.ts";
-import type { MintedToken } from "./issuer.ts";
+import { createSoakMinter, type MintedToken } from "./issuer.ts";
+import { SOAK_PROVIDER } from "./service-config.ts";
 import { type Command, CONNECTIONS, type PhaseResult, type SigninStyle } from "./protocol.ts";
 
 interface Tokens {
@@ -31,6 +32,15 @@ let refreshPool: string[] = [];
 let accessTokens: string[] = [];
 
 const deviceIdOf = (sub: string) => `device-${sub}`;
+
+/** Tokens minted per request (`set: "minted"`): the minter and the subjects it cycles through. */
+let minter: { mint: (sub: string) => string; prefix: string; count: number; next: number } | undefined;
+
+function mintedBody(): string {
+  if (minter === undefined) throw new Error("no minter: send a minter command first");
+  const sub = `${minter.prefix}${minter.next++ % minter.count}`;
+  return JSON.stringify({ id_token: minter.mint(sub), provider: SOAK_PROVIDER, device_id: deviceIdOf(sub) });
+}
 
 function bodyOf(style: SigninStyle, t: MintedToken): string {
   return style === "better-auth"
@@ -171,6 +181,13 @@ function returningLeft(): number {
 }
 
 async function httpSignin(c: Extract<Command, { type: "http-signin" }>): Promise<PhaseResult> {
+  if (c.set === "minted") {
+    return cannon({
+      url: c.url, method: "POST", path: c.path, seconds: c.seconds, amount: c.maxRequests,
+      next: () => ({ body: mintedBody() }),
+      good: noMfa,
+    });
+  }
   const list = c.set === "new" ? tokens.fresh : tokens.returning;
   if (list.length === 0) throw new Error("no tokens loaded");
   const amount = c.set === "new" ? Math.min(c.maxRequests, list.length) : Math.min(c.maxRequests, returningLeft());
@@ -276,6 +293,11 @@ async function run(c: Command): Promise<PhaseResult | { done: true }> {
     case "tokens":
       tokens = JSON.parse(readFileSync(c.file, "utf8")) as Tokens;
       return { done: true };
+    case "minter": {
+      const mint = createSoakMinter(c.spec);
+      minter = { mint, prefix: c.subjects.prefix, count: c.subjects.count, next: 0 };
+      return { done: true };
+    }
     case "reset":
       returningCursor = 0;
       refreshPool = [];

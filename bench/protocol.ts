@@ -9,13 +9,19 @@ export type SigninStyle = "rest" | "better-auth";
 export type Command =
   | { type: "tokens"; file: string }
   | { type: "reset" }
+  /** Mint returning users' tokens on the fly (ES256, bench/issuer.ts), for `set: "minted"`. */
+  | { type: "minter"; spec: { issuer: string; kid: string; privateKeyPem: string }; subjects: { prefix: string; count: number } }
   | {
       type: "http-signin";
       url: string;
       path: string;
       style: SigninStyle;
-      /** `returning-once`: every returning user once, in order (creates them; collects tokens). */
-      set: "returning" | "returning-once" | "new";
+      /**
+       * `returning-once`: every returning user once, in order (creates them; collects tokens).
+       * `minted`: returning users round robin, each request a token minted for it on the fly
+       * (provider bench-soak): no token list, for phases of any length (the soak).
+       */
+      set: "returning" | "returning-once" | "new" | "minted";
       seconds: number;
       maxRequests: number;
       /** Keep the refresh and access tokens of the answers, for the refresh and /me phases. */

@@ -10,6 +10,11 @@
  *   BENCH_RETURNING_USERS  returning users, signed in once during warm-up (default 1000)
  *   BENCH_NEW_USERS        cap on new users per "new" phase (default 20000; also <= 3000/s)
  *   BENCH_MAX_REQUESTS     cap on requests per phase (default 500000)
+ *   BENCH_SOAK_SECONDS     after the other phases of the service: returning sign-ins for this long
+ *                          (tokens minted on the fly by the load driver, ES256), reported per
+ *                          BENCH_SOAK_SLICE_SECONDS (default 60): rate, p99, RSS, JS heap, database size
+ *   --workers 1,2          the whole-machine phase: the service with WORKERS=n for each n, unpinned,
+ *                          load from h2load (also unpinned), with the load generator's CPU share
  *
  * One after the other on the same machine, each server runs alone, pinned to core 0
  * (`taskset -c 0`), while the load comes from a child pinned to core 1 (bench/load.ts):
@@ -31,7 +36,7 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { cpus, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -39,6 +44,8 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import pg from "pg";
 import { startBenchIssuer } from "./issuer.ts";
+import { cpuTicks, machineTicks, safeCall, safeRead, treeRssMiB, treeTicks, treeWriteBytes } from "./proc.ts";
+import { type DbCost, observePostgres, type PgObserver, type PgSnapshot, sampleSqliteWal } from "./db-cost.ts";
 import { CONNECTIONS, type Command, type PhaseResult } from "./protocol.ts";
 import type { StatementCounts } from "./count-statements.ts";
 import { serviceConfig, writeServiceConfig } from "./service-config.ts";
@@ -53,11 +60,15 @@ const { values: flags } = parseArgs({
     db: { type: "string", default: "sqlite" },
     only: { type: "string" },
     out: { type: "string" },
+    workers: { type: "string" },
   },
 });
+const workerCounts = (flags.workers ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "").map(Number);
+for (const n of workerCounts) if (!Number.isInteger(n) || n < 1) throw new Error(`--workers: ${flags.workers} is not a list of worker counts`);
 const db = flags.db as "sqlite" | "postgresql";
 if (db !== "sqlite" && db !== "postgresql") throw new Error(`--db must be sqlite or postgresql, not ${flags.db}`);
-const only = (flags.only ?? TARGETS.join(",")).split(",").map((s) => s.trim()).filter((s) => s !== "");
+// `--only none --workers 1,2`: the whole-machine phase alone.
+const only = (flags.only ?? TARGETS.join(",")).split(",").map((s) => s.trim()).filter((s) => s !== "" && s !== "none");
 for (const t of only) if (!(TARGETS as readonly string[]).includes(t)) throw new Error(`--only: unknown ${t} (use ${TARGETS.join(",")})`);
 const targets = TARGETS.filter((t) => only.includes(t));
 
@@ -74,12 +85,13 @@ const RETURNING_USERS = Math.max(CONNECTIONS, Math.floor(num("BENCH_RETURNING_US
 const NEW_USERS = Math.max(CONNECTIONS, Math.min(Math.floor(num("BENCH_NEW_USERS", 20_000)), Math.ceil(SECONDS * 3000)));
 const MAX_REQUESTS = Math.floor(num("BENCH_MAX_REQUESTS", 500_000));
 const SOAK_SECONDS = Number(process.env["BENCH_SOAK_SECONDS"] ?? 0);
+const SOAK_SLICE_SECONDS = num("BENCH_SOAK_SLICE_SECONDS", 60);
 /**
  * Returning sign-ins need a token each (a token signs in once): enough for every returning phase
- * of one server (warm-up, measured, gRPC and Connect, soak) at up to 2,500/s.
+ * of one server (warm-up, measured, gRPC and Connect) at up to 2,500/s. The soak mints its own.
  */
 const RETURNING_TOKENS = Math.floor(
-  num("BENCH_RETURNING_TOKENS", RETURNING_USERS + 2500 * (WARMUP + SECONDS + 2 * (Math.min(WARMUP, 1) + SECONDS) + SOAK_SECONDS)),
+  num("BENCH_RETURNING_TOKENS", RETURNING_USERS + 2500 * (WARMUP + SECONDS + 2 * (Math.min(WARMUP, 1) + SECONDS))),
 );
 const SHORT_WARMUP = Math.min(WARMUP, 1);
 const adminUrl = process.env["BENCH_DATABASE_URL"];
@@ -105,27 +117,6 @@ if (!pinned) {
 }
 const pin = (core: number, argv: string[]) => (pinned ? ["taskset", "-c", String(core), ...argv] : argv);
 
-function safeRead(file: string): string {
-  try {
-    return readFileSync(file, "utf8");
-  } catch {
-    return "";
-  }
-}
-
-/** utime + stime of a process (all its threads), in clock ticks. */
-/** Resident memory of a process, MiB. */
-function rssMiB(pid: number): number {
-  const kb = /VmRSS:\s+(\d+) kB/.exec(safeRead(`/proc/${pid}/status`))?.[1];
-  return kb === undefined ? 0 : Math.round(Number(kb) / 1024);
-}
-
-function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // fields[0] is field 3 (state)
-  return Number(fields[11]) + Number(fields[12]); // fields 14 (utime) and 15 (stime)
-}
-
 // --- children ---------------------------------------------------------------------------------
 
 const children = new Set<ChildProcess>();
@@ -144,6 +135,8 @@ function freePort(): Promise<number> {
 
 interface RunningServer {
   name: string;
+  /** Its database: the PostgreSQL database's name, or the SQLite file (with -wal and -shm beside it). */
+  database?: { postgresql: string } | { sqliteFile: string } | undefined;
   url: string;
   pid: number;
   output(): string;
@@ -157,9 +150,15 @@ function childEnv(extra: Record<string, string>): Record<string, string> {
 }
 
 /** Starts a server pinned to core 0 on a free port and waits until `readyPath` answers 200. */
-async function startServer(name: string, args: string[], env: Record<string, string>, readyPath: string): Promise<RunningServer> {
+async function startServer(
+  name: string,
+  args: string[],
+  env: Record<string, string>,
+  readyPath: string,
+  options: { unpinned?: boolean; database?: RunningServer["database"] } = {},
+): Promise<RunningServer> {
   const port = await freePort();
-  const argv = pin(0, [process.execPath, ...args]);
+  const argv = options.unpinned === true ? [process.execPath, ...args] : pin(0, [process.execPath, ...args]);
   const child = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, env: childEnv({ ...env, PORT: String(port) }), stdio: ["ignore", "pipe", "pipe"] });
   children.add(child);
   let output = "";
@@ -192,6 +191,7 @@ async function startServer(name: string, args: string[], env: Record<string, str
     name,
     url,
     pid: child.pid!,
+    database: options.database,
     output: () => output,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
@@ -266,8 +266,10 @@ interface Measured extends PhaseResult {
   statements_per_op: number | null;
   /** Whether the phase ended at its request count (before its time bound). */
   ended_by: "count" | "time";
-  /** The server's resident memory at the end of the phase, MiB. */
+  /** The server's resident memory at the end of the phase (every process of it), MiB. */
   rss_mib?: number;
+  /** What the phase cost the database per operation. */
+  db?: DbCost;
 }
 
 /** The server's own counters: SQL statements run and sign-in requests handled so far. */
@@ -305,9 +307,11 @@ async function measure(
   countStatements: boolean,
 ): Promise<Measured> {
   const s0 = countStatements ? await statementCount(server) : null;
-  const t0 = cpuTicks(server.pid);
+  const d0 = await dbBefore(server);
+  const t0 = treeTicks(server.pid);
   const r = (await load.send(command)) as PhaseResult;
-  const t1 = cpuTicks(server.pid);
+  const t1 = treeTicks(server.pid);
+  const cost = await dbAfter(server, d0, r.requests);
   const s1 = countStatements ? await statementCount(server) : null;
   const done = r.requests;
   const m: Measured = {
@@ -315,11 +319,65 @@ async function measure(
     cpu_ms_per_op: done === 0 ? null : +((((t1 - t0) / clkTck) * 1000) / done).toFixed(3),
     statements_per_op: s0 === null || s1 === null || s1.signins === s0.signins ? null : +((s1.statements - s0.statements) / (s1.signins - s0.signins)).toFixed(2),
     ended_by: r.requests >= command.maxRequests ? "count" : "time",
-    rss_mib: rssMiB(server.pid),
+    rss_mib: treeRssMiB(server.pid),
+    db: cost,
   };
-  log(`  ${server.name} ${label}: ${m.rate}/s, p50 ${m.p50_ms} ms, p99 ${m.p99_ms} ms, ${m.ok} ok, non-2xx ${m.non2xx}, cpu ${m.cpu_ms_per_op} ms/op, rss ${m.rss_mib} MiB`);
+  log(`  ${server.name} ${label}: ${m.rate}/s, p50 ${m.p50_ms} ms, p99 ${m.p99_ms} ms, ${m.ok} ok, non-2xx ${m.non2xx}, cpu ${m.cpu_ms_per_op} ms/op, rss ${m.rss_mib} MiB, db ${JSON.stringify({ ...cost, statements: undefined })}`);
   checkPhase(`${server.name} ${label}`, r);
   return m;
+}
+
+/** The database's counters before a phase (and pg_stat_statements emptied). */
+async function dbBefore(server: RunningServer): Promise<{ pg?: PgSnapshot; writes: number; wal?: ReturnType<typeof sampleSqliteWal> }> {
+  const writes = treeWriteBytes(server.pid);
+  const d = server.database;
+  if (d !== undefined && "sqliteFile" in d) return { writes, wal: sampleSqliteWal(d.sqliteFile) };
+  if (pgObserver === undefined) return { writes };
+  await pgObserver.resetStatements();
+  return { pg: await pgObserver.snapshot(), writes: writes + pgObserver.writeBytes() };
+}
+
+/** What the phase cost the database per operation. */
+async function dbAfter(
+  server: RunningServer,
+  before: { pg?: PgSnapshot; writes: number; wal?: ReturnType<typeof sampleSqliteWal> },
+  ops: number,
+): Promise<DbCost> {
+  const per = (v: number, digits = 0) => (ops === 0 || !Number.isFinite(v) ? null : +(v / ops).toFixed(digits));
+  if (pgObserver === undefined || before.pg === undefined) {
+    const wal = before.wal?.stop();
+    return { db_cpu_ms_per_op: null, wal_bytes_per_op: wal === undefined ? null : per(wal.bytes), disk_write_bytes_per_op: per(treeWriteBytes(server.pid) - before.writes) };
+  }
+  const after = await pgObserver.snapshot();
+  const writes = treeWriteBytes(server.pid) + pgObserver.writeBytes();
+  const { cpuMs, walBytes } = await pgObserver.between(before.pg, after);
+  const database = server.database !== undefined && "postgresql" in server.database ? server.database.postgresql : undefined;
+  const statements = database === undefined ? undefined : await pgObserver.statements(database, ops);
+  return {
+    db_cpu_ms_per_op: per(cpuMs, 3),
+    wal_bytes_per_op: per(walBytes),
+    disk_write_bytes_per_op: per(writes - before.writes),
+    ...(statements === undefined ? {} : { statements }),
+  };
+}
+
+/** The database's size on disk now, bytes (SQLite: the file, its -wal and its -shm). */
+async function databaseBytes(server: RunningServer): Promise<number | null> {
+  const d = server.database;
+  if (d === undefined) return null;
+  if ("postgresql" in d) return pgObserver === undefined ? null : pgObserver.databaseSize(d.postgresql);
+  return ["", "-wal", "-shm"].reduce((n, suffix) => n + (safeCall(() => statSync(`${d.sqliteFile}${suffix}`).size) ?? 0), 0);
+}
+
+/** The server's JS heap in use (nodejs_heap_size_used_bytes from its /metrics; a supervisor's: every worker's), MiB. */
+async function heapMiB(server: RunningServer): Promise<number | null> {
+  try {
+    const text = await (await fetch(`${server.url}/metrics`, { headers: { connection: "close" } })).text();
+    const v = /^nodejs_heap_size_used_bytes (\S+)$/m.exec(text)?.[1];
+    return v === undefined ? null : Math.round(Number(v) / 1048576);
+  } catch {
+    return null;
+  }
 }
 
 type Results = Partial<Record<string, Measured>>;
@@ -333,10 +391,10 @@ async function measureH2load(server: RunningServer, protocol: Protocol, token: {
   const first = await fetch(`${server.url}/auth/id-token/signin`, { method: "POST", headers: { "content-type": "application/json" }, body: bodyFor("rest", token.token, `device-${token.sub}`) });
   if (first.status !== 200) throw new Error(`h2load ${protocol}: the first sign-in answered ${first.status} ${await first.text()}`);
   const before = await signinOutcomes(server.url);
-  const t0 = cpuTicks(server.pid);
+  const t0 = treeTicks(server.pid);
   const argv = pin(1, ["h2load", ...h2loadArgs(protocol, server.url, file, SECONDS, CONNECTIONS)]);
   const out = spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8", timeout: (SECONDS + 60) * 1000 });
-  const t1 = cpuTicks(server.pid);
+  const t1 = treeTicks(server.pid);
   const after = await signinOutcomes(server.url);
   const parsed = parseH2load(out.stdout ?? "");
   const ok = (after["ok"] ?? 0) - (before["ok"] ?? 0);
@@ -371,7 +429,57 @@ async function benchSigninServer(
 
 // --- main -------------------------------------------------------------------------------------
 
-let soakReport: string[] = [];
+const runId = randomBytes(3).toString("hex");
+let pgObserver: PgObserver | undefined;
+
+/** One slice of the soak: the service's rate and p99 over it, and its memory and database size at its end. */
+interface SoakSlice {
+  at_s: number;
+  rate: number;
+  p99_ms: number | null;
+  rss_mib: number;
+  heap_mib: number | null;
+  database_mib: number | null;
+  bad: number;
+}
+const soakSlices: SoakSlice[] = [];
+
+/** The PostgreSQL database a server's BENCH_DATABASE_URL names. */
+function pgRef(env: Record<string, string>): RunningServer["database"] {
+  const url = env["BENCH_DATABASE_URL"];
+  return url === undefined ? undefined : { postgresql: new URL(url).pathname.slice(1) };
+}
+
+/** The service's database: PostgreSQL's, or its SQLite file in its data dir. */
+function serviceDbRef(env: Record<string, string>, dataDir: string): RunningServer["database"] {
+  return pgRef(env) ?? { sqliteFile: join(dataDir, "data", "identity.db") };
+}
+
+/**
+ * BENCH_SOAK_SECONDS of returning sign-ins, each token minted on the fly by the load driver
+ * (ES256, provider bench-soak: bounded memory for any length), reported per slice
+ * (BENCH_SOAK_SLICE_SECONDS, a minute by default): enough slices to tell a plateau from a leak.
+ */
+async function soak(load: ReturnType<typeof startLoad>, server: RunningServer, run: string): Promise<Measured> {
+  await load.send({ type: "minter", spec: issuer.soakMinter, subjects: { prefix: `ret-${run}-`, count: RETURNING_USERS } });
+  const base = { type: "http-signin" as const, url: server.url, path: "/auth/id-token/signin", style: "rest" as const, set: "minted" as const };
+  await warm(load, server, "soak warm-up", { ...base, seconds: SHORT_WARMUP, maxRequests: MAX_REQUESTS });
+  let all: Measured | undefined;
+  for (let at = 0; at < SOAK_SECONDS; ) {
+    const seconds = Math.min(SOAK_SLICE_SECONDS, SOAK_SECONDS - at);
+    const m = await measure(load, server, `soak ${at + seconds} s`, { ...base, seconds, maxRequests: MAX_REQUESTS }, false);
+    at += seconds;
+    const bytes = await databaseBytes(server);
+    const slice: SoakSlice = {
+      at_s: at, rate: m.rate, p99_ms: m.p99_ms, rss_mib: m.rss_mib ?? 0, heap_mib: await heapMiB(server),
+      database_mib: bytes === null ? null : +(bytes / 1048576).toFixed(1), bad: m.non2xx + m.errors + m.mfa_challenges,
+    };
+    soakSlices.push(slice);
+    log(`  soak ${at} s: ${slice.rate}/s, p99 ${slice.p99_ms} ms, RSS ${slice.rss_mib} MiB, heap ${slice.heap_mib} MiB, database ${slice.database_mib} MiB`);
+    all ??= m;
+  }
+  return all!;
+}
 const results: Record<Target, Results> = { floor: {}, "better-auth": {}, service: {}, "service-prisma": {} };
 let counts: StatementCounts | null = null;
 const started = new Date();
@@ -382,11 +490,11 @@ cleanups.push(() => rmSync(work, { recursive: true, force: true }));
 
 async function main(): Promise<void> {
   log(`machine: ${nproc} CPUs, ${cpuModel}, node ${process.version}; ${pinningNote}`);
-  log(`minting ${RETURNING_TOKENS} ID tokens of ${RETURNING_USERS} returning users + ${NEW_USERS} of new users`);
-  const runId = randomBytes(3).toString("hex");
+  const anyTarget = targets.length > 0;
+  if (anyTarget) log(`minting ${RETURNING_TOKENS} ID tokens of ${RETURNING_USERS} returning users + ${NEW_USERS} of new users`);
   // The first RETURNING_USERS are one per user (their first sign-in), then round the users again.
-  const returning = await issuer.mintMany(Array.from({ length: RETURNING_TOKENS }, (_, i) => `ret-${runId}-${i % RETURNING_USERS}`));
-  const fresh = await issuer.mintMany(Array.from({ length: NEW_USERS }, (_, i) => `new-${runId}-${i}`));
+  const returning = anyTarget ? await issuer.mintMany(Array.from({ length: RETURNING_TOKENS }, (_, i) => `ret-${runId}-${i % RETURNING_USERS}`)) : [];
+  const fresh = anyTarget ? await issuer.mintMany(Array.from({ length: NEW_USERS }, (_, i) => `new-${runId}-${i}`)) : [];
   const tokensFile = join(work, "tokens.json");
   writeFileSync(tokensFile, JSON.stringify({ returning, fresh }));
 
@@ -400,6 +508,12 @@ async function main(): Promise<void> {
     counts = JSON.parse(r.stdout.trim().split("\n").pop()!) as StatementCounts;
   }
 
+  if (db === "postgresql") {
+    pgObserver = await observePostgres(adminUrl!, clkTck);
+    const observer = pgObserver;
+    cleanups.push(() => observer.close());
+    if (observer.statementsUnavailable !== null) log(observer.statementsUnavailable);
+  }
   const load = startLoad();
   cleanups.push(() => load.close());
   await load.send({ type: "tokens", file: tokensFile });
@@ -410,14 +524,14 @@ async function main(): Promise<void> {
     const dbEnv: Record<string, string> = db === "postgresql" ? { BENCH_DATABASE_URL: await freshDatabase(target) } : {};
     log(`${target}: starting`);
     if (target === "floor") {
-      const server = await startServer("floor", ["bench/floor.ts", "--issuer", issuer.issuer, "--db", db, "--data-dir", dataDir], dbEnv, "/healthz");
+      const server = await startServer("floor", ["bench/floor.ts", "--issuer", issuer.issuer, "--db", db, "--data-dir", dataDir], dbEnv, "/healthz", { database: pgRef(dbEnv) });
       try {
         results.floor = await benchSigninServer(load, server, { path: "/auth/id-token/signin", style: "rest", collect: false, countStatements: true });
       } finally {
         await server.stop();
       }
     } else if (target === "better-auth") {
-      const server = await startServer("better-auth", ["bench/better-auth-server.ts", "--issuer", issuer.issuer, "--db", db, "--data-dir", dataDir], dbEnv, "/healthz");
+      const server = await startServer("better-auth", ["bench/better-auth-server.ts", "--issuer", issuer.issuer, "--db", db, "--data-dir", dataDir], dbEnv, "/healthz", { database: pgRef(dbEnv) });
       try {
         results["better-auth"] = await benchSigninServer(load, server, { path: "/api/auth/sign-in/social", style: "better-auth", collect: false, countStatements: true });
       } finally {
@@ -428,7 +542,7 @@ async function main(): Promise<void> {
       // driver path buys.
       const config = serviceConfig({ issuer: issuer.issuer, dataDir: join(dataDir, "data"), databaseUrl: dbEnv["BENCH_DATABASE_URL"] });
       const file = writeServiceConfig(dataDir, { ...config, database: { ...(config["database"] as object | undefined), hot_path: "prisma" } });
-      const server = await startServer("service-prisma", ["src/main.ts", "--config", file], {}, "/readyz");
+      const server = await startServer("service-prisma", ["src/main.ts", "--config", file], {}, "/readyz", { database: serviceDbRef(dbEnv, dataDir) });
       try {
         results["service-prisma"] = await benchSigninServer(load, server, { path: "/auth/id-token/signin", style: "rest", collect: false, countStatements: false });
       } finally {
@@ -447,7 +561,7 @@ async function main(): Promise<void> {
       }
       // BENCH_SERVICE_NODE_ARGS: e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the service.
       const nodeArgs = (process.env["BENCH_SERVICE_NODE_ARGS"] ?? "").split(" ").filter((a) => a !== "");
-      const server = await startServer("service", [...nodeArgs, "src/main.ts", "--config", file], {}, "/readyz");
+      const server = await startServer("service", [...nodeArgs, "src/main.ts", "--config", file], {}, "/readyz", { database: serviceDbRef(dbEnv, dataDir) });
       try {
         const r = await benchSigninServer(load, server, { path: "/auth/id-token/signin", style: "rest", collect: true, countStatements: false });
         for (const protocol of ["grpc", "connect"] as const) {
@@ -468,18 +582,7 @@ async function main(): Promise<void> {
         r["refresh"] = await measure(load, server, "refresh", { type: "http-refresh", url: server.url, seconds: SECONDS, maxRequests: MAX_REQUESTS }, false);
         await warm(load, server, "me warm-up", { type: "http-me", url: server.url, seconds: SHORT_WARMUP, maxRequests: MAX_REQUESTS });
         r["me"] = await measure(load, server, "GET /auth/me", { type: "http-me", url: server.url, seconds: SECONDS, maxRequests: MAX_REQUESTS }, false);
-        // BENCH_SOAK_SECONDS: returning sign-ins for that long in 10 s slices, memory after each.
-        const soak = Number(process.env["BENCH_SOAK_SECONDS"] ?? 0);
-        if (soak > 0) {
-          const base = { type: "http-signin" as const, url: server.url, path: "/auth/id-token/signin", style: "rest" as const, set: "returning" as const };
-          const slices: Measured[] = [];
-          for (let left = soak; left > 0; left -= 10) {
-            slices.push(await measure(load, server, `soak ${soak - left + Math.min(10, left)} s`, { ...base, seconds: Math.min(10, left), maxRequests: MAX_REQUESTS }, false));
-          }
-          soakReport = slices.map((m) => `${m.rate}/s ${m.rss_mib} MiB`);
-          r["soak-first"] = slices[0];
-          r["soak-last"] = slices.at(-1);
-        }
+        if (SOAK_SECONDS > 0) r["soak"] = await soak(load, server, runId);
         results.service = r;
         const warnings = server.output().split("\n").filter((l) => l.includes('"level":"error"'));
         if (warnings.length > 0) log(`service logged ${warnings.length} error lines, e.g. ${warnings[0]}`);
@@ -488,6 +591,142 @@ async function main(): Promise<void> {
       }
     }
   }
+  if (workerCounts.length > 0) {
+    if (!ensureH2load()) {
+      failures.push("--workers needs h2load (Debian's nghttp2-client): not installed, and not root to install it");
+    } else {
+      // Several workers: both ways of spreading connections, so the choice is measured.
+      for (const n of workerCounts) {
+        for (const balancing of n === 1 ? (["round_robin"] as const) : (["round_robin", "kernel"] as const)) {
+          log(`whole machine: ${n} worker${n === 1 ? "" : `s, ${balancing}`}`);
+          wholeMachine.push(await measureWholeMachine(n, balancing));
+        }
+      }
+    }
+  }
+}
+
+// --- whole machine: the service with WORKERS=n, unpinned, load from h2load ----------------
+
+/** h2load processes of the whole-machine phase, each with its own user (one user's sign-ins serialize on its row on PostgreSQL). */
+const LOADERS = 4;
+
+interface WholeMachine {
+  workers: number;
+  /** server.worker_balancing: the supervisor's round-robin, or SO_REUSEPORT sockets (kernel). */
+  balancing: "round_robin" | "kernel";
+  rate: number;
+  ok: number;
+  failed: number;
+  /** Shares of the machine's CPU time (all cores × the phase) over the phase, 0..1. */
+  server_share: number;
+  load_share: number;
+  machine_busy: number;
+  server_cpu_ms_per_op: number | null;
+  db?: DbCost;
+}
+const wholeMachine: WholeMachine[] = [];
+
+/** h2load present, or installed from Debian's nghttp2-client when this runs as root. */
+function ensureH2load(): boolean {
+  if (h2loadAvailable()) return true;
+  if (process.getuid?.() !== 0) return false;
+  log("installing h2load (apt-get install -y nghttp2-client)");
+  const install = () => spawnSync("apt-get", ["install", "-y", "nghttp2-client"], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } }).status === 0;
+  if (!install()) {
+    spawnSync("apt-get", ["update"], { stdio: ["ignore", "ignore", "inherit"] });
+    install();
+  }
+  return h2loadAvailable();
+}
+
+/** One h2load run, asynchronous (the bench issuer in this process keeps answering); its CPU from its shell's cutime/cstime. */
+function runH2load(args: string[]): Promise<{ out: string; ticks: number; status: number | null }> {
+  // `read < /proc/$$/stat` runs in the shell itself: its cutime + cstime are then h2load's CPU.
+  const script = 'h2load "$@"; s=$?; read -r line < /proc/$$/stat; echo "@@stat ${line##*) }"; exit $s';
+  const child = spawn("sh", ["-c", script, "sh", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  children.add(child);
+  let out = "";
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+  return new Promise((resolve) => {
+    child.once("exit", (status) => {
+      children.delete(child);
+      const fields = (/^@@stat (.+)$/m.exec(out)?.[1] ?? "").split(" ");
+      // Fields from 3 (state) on: cutime and cstime are fields 16 and 17.
+      resolve({ out, ticks: Number(fields[13] ?? 0) + Number(fields[14] ?? 0), status });
+    });
+  });
+}
+
+async function measureWholeMachine(n: number, balancing: WholeMachine["balancing"]): Promise<WholeMachine> {
+  const dataDir = join(work, `workers-${n}-${balancing}`);
+  mkdirSync(dataDir, { recursive: true });
+  const dbEnv: Record<string, string> = db === "postgresql" ? { BENCH_DATABASE_URL: await freshDatabase(`workers${n}${balancing}`) } : {};
+  const file = writeServiceConfig(dataDir, serviceConfig({ issuer: issuer.issuer, dataDir: join(dataDir, "data"), databaseUrl: dbEnv["BENCH_DATABASE_URL"] }));
+  const label = `service, ${n} worker${n === 1 ? "" : `s (${balancing})`}`;
+  const server = await startServer(label, ["src/main.ts", "--config", file], { WORKERS: String(n), WORKER_BALANCING: balancing }, "/readyz", {
+    unpinned: true, database: serviceDbRef(dbEnv, dataDir),
+  });
+  try {
+    const bodies: string[] = [];
+    for (let i = 0; i < LOADERS; i++) {
+      const sub = `wm-${runId}-${n}-${balancing}-${i}`;
+      const body = join(work, `wm-${n}-${balancing}-${i}`);
+      writeFileSync(body, bodyFor("rest", await issuer.mint(sub), `device-${sub}`));
+      bodies.push(body);
+    }
+    // First sign-ins while this process can answer the provider's key fetches: they create the
+    // users, and every worker fetches the keys once (connections go round-robin).
+    for (let i = 0; i < LOADERS * n * 2; i++) {
+      const r = await fetch(`${server.url}/auth/id-token/signin`, { method: "POST", headers: { "content-type": "application/json", connection: "close" }, body: readFileSync(bodies[i % LOADERS]!) });
+      if (r.status !== 200) throw new Error(`whole-machine warm-up sign-in answered ${r.status} ${await r.text()}`);
+    }
+    const before = await signinOutcomes(server.url);
+    const d0 = await dbBefore(server);
+    const m0 = machineTicks();
+    const s0 = treeTicks(server.pid);
+    const runs = await Promise.all(bodies.map((b) => runH2load(h2loadArgs("rest", server.url, b, SECONDS, Math.ceil(CONNECTIONS / LOADERS)))));
+    const m1 = machineTicks();
+    const s1 = treeTicks(server.pid);
+    const after = await signinOutcomes(server.url);
+    const ok = (after["ok"] ?? 0) - (before["ok"] ?? 0);
+    const cost = await dbAfter(server, d0, ok);
+    const failed = Object.keys(after).filter((k) => k !== "ok").reduce((x, k) => x + (after[k] ?? 0) - (before[k] ?? 0), 0);
+    const parsed = runs.map((r) => parseH2load(r.out));
+    const rate = Math.round(parsed.reduce((x, p) => x + p.rate, 0));
+    const total = m1.total - m0.total;
+    const w: WholeMachine = {
+      workers: n, balancing, rate, ok, failed: failed + parsed.reduce((x, p) => x + p.done - p.status2xx, 0),
+      server_share: +((s1 - s0) / total).toFixed(3),
+      load_share: +(runs.reduce((x, r) => x + r.ticks, 0) / total).toFixed(3),
+      machine_busy: +((m1.busy - m0.busy) / total).toFixed(3),
+      server_cpu_ms_per_op: ok === 0 ? null : +((((s1 - s0) / clkTck) * 1000) / ok).toFixed(3),
+      db: cost,
+    };
+    log(`  ${server.name}: ${w.rate}/s, ${w.ok} ok, ${w.failed} failed; CPU shares: server ${w.server_share}, h2load ${w.load_share}, machine busy ${w.machine_busy}`);
+    if (w.failed > 0 || runs.some((r) => r.status !== 0)) failures.push(`${server.name} whole machine: ${w.failed} failed, h2load exits ${runs.map((r) => r.status).join(",")}\n${runs[0]!.out.slice(-400)}`);
+    return w;
+  } finally {
+    await server.stop();
+  }
+}
+
+function wholeMachineReport(): string[] {
+  if (wholeMachine.length === 0) return [];
+  const one = wholeMachine.find((w) => w.workers === 1);
+  return [
+    "",
+    `#### Whole machine: the service with WORKERS=n, unpinned, load from h2load (${LOADERS} processes × ${Math.ceil(CONNECTIONS / LOADERS)} connections, HTTP/1.1 REST, ${SECONDS} s)`,
+    "",
+    "| workers | balancing | sign-ins ok/s | ÷ 1 worker | server CPU share | h2load CPU share | machine busy | server CPU ms/op | DB CPU ms/op | WAL B/op | failed |",
+    "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ...wholeMachine.map((w) =>
+      `| ${w.workers} | ${w.workers === 1 ? "" : w.balancing === "kernel" ? "kernel (SO_REUSEPORT)" : "round-robin (node:cluster)"} | ${fmt(w.rate, 0)} | ${one === undefined || one.rate === 0 ? "" : times(w.rate / one.rate)} | ${fmt(w.server_share * 100, 0)} % | ${fmt(w.load_share * 100, 0)} % | ${fmt(w.machine_busy * 100, 0)} % | ${fmt(w.server_cpu_ms_per_op, 2)} | ${fmt(w.db?.db_cpu_ms_per_op, 2)} | ${fmt(w.db?.wal_bytes_per_op, 0)} | ${w.failed} |`),
+    "",
+    `- shares are of the whole machine's CPU time (${nproc} cores × the run, /proc/stat); h2load's from its processes' cutime+cstime, the server's from its processes (supervisor and workers)${db === "postgresql" ? ", PostgreSQL's not in the server's" : ""}`,
+    `- each h2load process sends one user's returning sign-in again and again (provider bench-reusable: the ID token is accepted more than once, so no replay marker is written); rate is h2load's, success counted from the service's /metrics (one answer for every worker)`,
+  ];
 }
 
 // --- report -----------------------------------------------------------------------------------
@@ -531,8 +770,7 @@ function buildRows(): Row[] {
   add({ label: "h2load, one user: REST (HTTP/1.1)", m: s["h2load-rest"], statements: null, roundTrips: null });
   add({ label: "h2load, one user: Connect (HTTP/1.1 JSON)", m: s["h2load-connect"], statements: null, roundTrips: null, vsFloor: ratio(s["h2load-connect"], s["h2load-rest"]) });
   add({ label: "h2load, one user: gRPC (h2c, 4 connections × 8 streams)", m: s["h2load-grpc"], statements: null, roundTrips: null, vsFloor: ratio(s["h2load-grpc"], s["h2load-rest"]) });
-  add({ label: "service soak, first 10 s (REST returning)", m: s["soak-first"], statements: null, roundTrips: null });
-  add({ label: "service soak, last 10 s (REST returning)", m: s["soak-last"], statements: null, roundTrips: null });
+  add({ label: `service soak, first ${SOAK_SLICE_SECONDS} s (REST returning, ES256 tokens minted on the fly)`, m: s["soak"], statements: null, roundTrips: null });
   add({ label: "service: refresh", m: s["refresh"], statements: st("refresh"), roundTrips: rt("refresh") });
   add({ label: "service: GET /auth/me", m: s["me"], statements: st("me"), roundTrips: rt("me") });
   return rows;
@@ -544,15 +782,17 @@ const times = (v: number | null | undefined) => (v === null || v === undefined ?
 
 function report(): string {
   const rows = buildRows();
+  if (rows.length === 0) return [...wholeMachineReport(), ...failureLines()].join("\n");
   const lines = [
     `### ID-token sign-in: floor vs better-auth vs this service (${db === "postgresql" ? "PostgreSQL" : "SQLite"})`,
     "",
-    "| operation | rate (ok/s) | p50 ms | p99 ms | non-2xx | server CPU ms/op | RSS MiB | statements/op | round trips/op | service ÷ floor | service ÷ better-auth |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    "| operation | rate (ok/s) | p50 ms | p99 ms | non-2xx | server CPU ms/op | DB CPU ms/op | WAL B/op | disk writes B/op | RSS MiB | statements/op | round trips/op | service ÷ floor | service ÷ better-auth |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ...rows.map((r) => {
       const m = r.m!;
       const bad = m.non2xx + m.errors + m.mfa_challenges;
-      return `| ${r.label} | ${fmt(m.rate, 0)} | ${fmt(m.p50_ms, 2)} | ${fmt(m.p99_ms, 2)} | ${bad} | ${fmt(m.cpu_ms_per_op, 2)} | ${fmt(m.rss_mib ?? null, 0)} | ${fmt(r.statements, typeof r.statements === "number" && Number.isInteger(r.statements) ? 0 : 2)} | ${fmt(r.roundTrips, 0)} | ${times(r.vsFloor)} | ${times(r.vsBetterAuth)} |`;
+      const d = m.db;
+      return `| ${r.label} | ${fmt(m.rate, 0)} | ${fmt(m.p50_ms, 2)} | ${fmt(m.p99_ms, 2)} | ${bad} | ${fmt(m.cpu_ms_per_op, 2)} | ${fmt(d?.db_cpu_ms_per_op, 2)} | ${fmt(d?.wal_bytes_per_op, 0)} | ${fmt(d?.disk_write_bytes_per_op, 0)} | ${fmt(m.rss_mib ?? null, 0)} | ${fmt(r.statements, typeof r.statements === "number" && Number.isInteger(r.statements) ? 0 : 2)} | ${fmt(r.roundTrips, 0)} | ${times(r.vsFloor)} | ${times(r.vsBetterAuth)} |`;
     }),
     "",
     `- machine: ${nproc} CPUs (nproc), ${cpuModel}; node ${process.version}; ${pinningNote}`,
@@ -561,14 +801,53 @@ function report(): string {
     `- non-2xx counts non-2xx answers, transport errors and MFA challenges (all must be 0); rate counts 2xx answers with tokens`,
     `- statements/op: service from the in-process counting phase (onQuery hook, one request at a time, BEGIN and COMMIT included; gRPC/Connect run the same sign-in); floor and better-auth from their own statement counters under load (BEGIN/COMMIT included)`,
     `- round trips/op: ${counts !== null && (counts as StatementCounts).round_trips !== null ? "from the app's onRoundTrip hook" : "n/a on SQLite (in-process: no round trips)"}`,
-    `- server CPU: /proc/<pid>/stat utime+stime of the server process (all threads) over each measured phase ÷ requests answered${db === "postgresql" ? "; PostgreSQL's own CPU is not included" : ""}`,
+    `- server CPU: /proc/<pid>/stat utime+stime of the server's processes (all threads, a supervisor's workers included) over each measured phase ÷ requests answered${db === "postgresql" ? "; PostgreSQL's CPU is the DB CPU column" : ""}`,
+    db === "postgresql"
+      ? `- DB CPU: utime+stime of every PostgreSQL process (the postmaster's children, from /proc) ÷ requests; WAL B/op: pg_current_wal_lsn() difference (the whole cluster's) ÷ requests, with ${pgObserver?.walSettings ?? "?"} (full_page_writes=off understates production WAL); disk writes: /proc/<pid>/io write_bytes of the server's and PostgreSQL's processes ÷ requests`
+      : `- WAL B/op: SQLite WAL frames × (page size + 24) ÷ requests, frames counted from the WAL index (-shm header's mxFrame, sampled every 5 ms across restarts: a lower bound); disk writes B/op: /proc/<pid>/io write_bytes of the server's processes (pages turning dirty: WAL frames and the checkpoints' copies into the database file) ÷ requests; DB CPU is the server's own (SQLite runs in it)`,
   ];
-  if (soakReport.length > 0) lines.push(`- soak (10 s slices, rate and RSS at the end of each): ${soakReport.join(" → ")}`);
+  lines.push(...statementsReport(), ...soakReport(), ...wholeMachineReport());
   if (process.env["BENCH_SEED_DB"]) lines.push(`- the service ran on a copy of ${process.env["BENCH_SEED_DB"]} (bench/seed.ts)`);
   const ended = rows.filter((r) => r.m!.ended_by === "count").map((r) => r.label);
   if (ended.length > 0) lines.push(`- ended by request count before ${SECONDS} s: ${ended.join("; ")}`);
-  if (failures.length > 0) lines.push("", "**FAILURES** (results are not valid):", ...failures.map((f) => `- ${f}`));
+  lines.push(...failureLines());
   return lines.join("\n");
+}
+
+function failureLines(): string[] {
+  return failures.length === 0 ? [] : ["", "**FAILURES** (results are not valid):", ...failures.map((f) => `- ${f}`)];
+}
+
+/** pg_stat_statements of the service's returning and new-user sign-in phases. */
+function statementsReport(): string[] {
+  if (pgObserver === undefined) return [];
+  const out = ["", "#### What a sign-in costs PostgreSQL, per statement (pg_stat_statements, the service's REST phases)", ""];
+  if (pgObserver.statementsUnavailable !== null) out.push(`- ${pgObserver.statementsUnavailable}`, "");
+  for (const [label, m] of [["returning sign-in", results.service["returning"]], ["new-user sign-in", results.service["new"]], ["refresh", results.service["refresh"]]] as const) {
+    const st = m?.db?.statements;
+    if (st === undefined || st.length === 0) continue;
+    out.push(`${label}:`, "", "| statement | calls/op | exec ms/call | plan ms/call | rows/call | WAL B/call |", "|---|---:|---:|---:|---:|---:|");
+    for (const x of st) out.push(`| \`${x.query.replace(/\|/g, "\\|")}\` | ${fmt(x.calls_per_op, 2)} | ${fmt(x.exec_ms, 3)} | ${fmt(x.plan_ms, 3)} | ${fmt(x.rows_per_call, 1)} | ${fmt(x.wal_bytes_per_call, 0)} |`);
+    out.push("");
+  }
+  return out;
+}
+
+function soakReport(): string[] {
+  if (soakSlices.length === 0) return [];
+  const first = soakSlices[0]!;
+  const last = soakSlices.at(-1)!;
+  return [
+    "",
+    `#### Soak: ${SOAK_SECONDS} s of returning sign-ins (tokens minted on the fly, ES256), per ${SOAK_SLICE_SECONDS} s`,
+    "",
+    "| at s | rate ok/s | p99 ms | RSS MiB | JS heap MiB | database MiB | non-2xx |",
+    "|---:|---:|---:|---:|---:|---:|---:|",
+    ...soakSlices.map((x) => `| ${x.at_s} | ${fmt(x.rate, 0)} | ${fmt(x.p99_ms, 2)} | ${x.rss_mib} | ${fmt(x.heap_mib, 0)} | ${fmt(x.database_mib, 1)} | ${x.bad} |`),
+    "",
+    `- first → last slice: rate ${fmt(first.rate, 0)} → ${fmt(last.rate, 0)}/s, RSS ${first.rss_mib} → ${last.rss_mib} MiB, JS heap ${fmt(first.heap_mib, 0)} → ${fmt(last.heap_mib, 0)} MiB, database ${fmt(first.database_mib, 1)} → ${fmt(last.database_mib, 1)} MiB (${db === "sqlite" ? "file + -wal + -shm" : "pg_database_size"}; sessions and used-token markers grow until their purge, by design)`,
+    "- JS heap: nodejs_heap_size_used_bytes from the service's /metrics at the end of each slice; RSS from /proc",
+  ];
 }
 
 async function cleanUp(): Promise<void> {
@@ -614,6 +893,8 @@ writeFileSync(
       settings: { seconds: SECONDS, warmup_seconds: WARMUP, connections: CONNECTIONS, returning_users: RETURNING_USERS, new_users: NEW_USERS, max_requests: MAX_REQUESTS },
       statement_counts: counts,
       results,
+      soak: soakSlices,
+      whole_machine: wholeMachine,
       rows: buildRows().map((r) => ({ label: r.label, statements_per_op: r.statements, round_trips_per_op: r.roundTrips, service_vs_floor: r.vsFloor ?? null, service_vs_better_auth: r.vsBetterAuth ?? null, ...r.m })),
       failures,
       table,

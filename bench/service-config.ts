@@ -15,6 +15,8 @@ import { BENCH_CLIENT_ID } from "./issuer.ts";
 export const BENCH_PROVIDER = "bench";
 /** The same issuer, accepting a token more than once: for h2load's fixed request body only. */
 export const REUSABLE_PROVIDER = "bench-reusable";
+/** The same issuer's ES256 key, for the soak's tokens minted on the fly (bench/issuer.ts). */
+export const SOAK_PROVIDER = "bench-soak";
 
 export function serviceConfig(options: { issuer: string; dataDir: string; databaseUrl?: string | undefined }): Record<string, unknown> {
   const provider = {
@@ -34,6 +36,7 @@ export function serviceConfig(options: { issuer: string; dataDir: string; databa
     providers: {
       [BENCH_PROVIDER]: provider,
       [REUSABLE_PROVIDER]: { ...provider, allow_token_reuse: true },
+      [SOAK_PROVIDER]: { ...provider, algorithms: ["ES256"] },
     },
   };
 }

@@ -46,7 +46,7 @@ import { createTrustedDeviceStore } from "./store/trusted-device-store.ts";
 import { createSigningKeyStore } from "./store/signing-key-store.ts";
 import { instrumentHotPath, instrumentMethods } from "./telemetry/instrument.ts";
 import { closeMetricsServer, metricsServerUrl, startMetricsServer } from "./telemetry/metrics-server.ts";
-import { createMetrics, statementKind } from "./telemetry/metrics.ts";
+import { createMetrics, type MetricsJson, statementKind } from "./telemetry/metrics.ts";
 import { startTracing, type Tracing } from "./telemetry/tracing.ts";
 import { createLocalKeyRing, type LocalKeyRing, SigningKeyUnreadableError } from "./tokens/access-tokens.ts";
 import { createIdTokenVerifier } from "./tokens/id-token-verifier.ts";
@@ -60,6 +60,7 @@ import { sha256Hex } from "./tokens/sha256.ts";
 import { createTotpEngine } from "./tokens/totp.ts";
 import { createAdminApi } from "./app/admin.ts";
 import { configuredProviders, devProvider, openDevIssuer } from "./app/providers.ts";
+import type { ClusterPeer } from "./app/cluster.ts";
 import { createAppReadiness } from "./app/readiness.ts";
 import { createRefusalFlusher, startUpkeep } from "./app/upkeep.ts";
 
@@ -89,6 +90,8 @@ export interface App {
   /** Where GET /metrics is served (after `listen`): `server.metrics_port`, else the main URL. */
   metricsUrl(): string;
   listen(): Promise<RunningServer>;
+  /** This process's own metrics as data (a cluster's supervisor adds up every worker's). */
+  localMetrics(): Promise<MetricsJson>;
   /**
    * Stops being ready (`/readyz` 503, gRPC health NOT_SERVING, open health watches told at once)
    * while still serving every request: the first step of a shutdown, before `close`.
@@ -111,7 +114,11 @@ export async function createApp(
   config: Config,
   logger: Logger,
   overrides: AppOverrides = {},
-  options: { replaceUnreadableSigningKeys?: boolean } = {},
+  options: {
+    replaceUnreadableSigningKeys?: boolean;
+    /** A worker of several (app/cluster.ts): /metrics and readiness answer for all of them. */
+    cluster?: ClusterPeer | undefined;
+  } = {},
 ): Promise<App> {
   const clock = overrides.clock ?? systemClock;
   const url = databaseUrl(config);
@@ -316,7 +323,11 @@ export async function createApp(
       databaseUrl: url,
       logger,
       pollIntervalMs: config.server.health_watch_interval_ms,
+      cluster: options.cluster,
     });
+    // What GET /metrics serves: this process's metrics, or in a cluster every worker's.
+    const cluster = options.cluster;
+    const servedMetrics = cluster === undefined ? metrics : { contentType: metrics.contentType, render: () => cluster.metrics() };
 
     const listener = createHttpHandler({
       routes: createRoutes({
@@ -351,7 +362,7 @@ export async function createApp(
         readiness,
         notReadyReason,
         // On the main port unless server.metrics_port gives it one of its own.
-        metrics: config.server.metrics_port === undefined ? metrics : undefined,
+        metrics: config.server.metrics_port === undefined ? servedMetrics : undefined,
         devIssuer,
         webApp: config.server.web_app ?? config.dev,
       }),
@@ -395,6 +406,7 @@ export async function createApp(
           host: config.server.host,
           port: config.server.port,
           tls: config.server.tls === undefined ? undefined : { certFile: config.server.tls.cert_file, keyFile: config.server.tls.key_file },
+          reusePort: options.cluster !== undefined && config.server.worker_balancing === "kernel",
           limits: {
             maxConnections: config.server.max_connections,
             maxConnectionsPerAddress: config.server.max_connections_per_address ?? 64,
@@ -407,9 +419,10 @@ export async function createApp(
           connectionKey: listener.connectionKey,
         });
         urls.listening(server.url);
-        if (config.server.metrics_port !== undefined) metricsServer = await startMetricsServer(config.server.host, config.server.metrics_port, metrics);
+        if (config.server.metrics_port !== undefined) metricsServer = await startMetricsServer(config.server.host, config.server.metrics_port, servedMetrics);
         return server;
       },
+      localMetrics: () => metrics.json(),
       drain() {
         readiness.drain();
       },

@@ -40,14 +40,15 @@ const REDACT_PATHS = REDACTED_FIELDS.flatMap((f) => {
  * so a line costs the request path only its serialization (~3 µs). `write` (tests) receives
  * each line instead of stdout.
  */
-export function createLogger(options: { level: Level; write?: (line: string) => void }): Logger {
+export function createLogger(options: { level: Level; write?: (line: string) => void; fields?: Record<string, string | number> }): Logger {
   const destination = options.write === undefined
     ? pino.destination({ dest: 1, sync: false })
     : { write: options.write };
   const p = pino(
     {
       level: options.level,
-      base: null,
+      // Fields on every line: none, or a worker's slot (`"worker":2`), serialized once.
+      base: options.fields ?? null,
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       redact: { paths: REDACT_PATHS, censor: "[redacted]" },

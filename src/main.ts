@@ -12,10 +12,12 @@ import { runAdminCli } from "./admin/cli.ts";
 import { createApp } from "./app.ts";
 import { createAdminTool } from "./app/admin.ts";
 import { checkDevDatabase, checkDevListen, DevModeRefused } from "./app/dev-guard.ts";
+import { createSupervisor, createWorkerLink, isClusterWorker, workerCount, type Supervisor } from "./app/cluster.ts";
 import { ConfigError, loadConfig } from "./config/load.ts";
+import type { Config } from "./config/schema.ts";
 import { databaseSetting, databaseUrl, productionRefusals } from "./config/to-deps.ts";
 import { createLogger, type Logger } from "./logger.ts";
-import { DatabaseOpenError, reachDatabase } from "./store/database.ts";
+import { DatabaseOpenError, dialectOf, reachDatabase } from "./store/database.ts";
 import { DatabaseIntegrityError } from "./store/integrity-check.ts";
 import { migrate, MigrationError } from "./store/migrate.ts";
 
@@ -44,6 +46,7 @@ function configFile(flag: string | undefined): string | undefined {
 }
 
 async function main(): Promise<number> {
+  const worker = isClusterWorker();
   if (process.argv[2] === "admin") {
     // The admin tool parses its own arguments; the process hands it config, identity and output.
     const actor = process.env["SUDO_USER"] ?? safeUserName();
@@ -80,7 +83,9 @@ async function main(): Promise<number> {
   }
   if (values["replace-unreadable"] && positionals[0] !== "rotate-keys") throw new UsageError("--replace-unreadable goes with rotate-keys");
   const config = loadConfig({ file: configFile(values.config), env: process.env, overrides: values.dev ? { dev: true } : {} });
-  const logger = createLogger({ level: config.log_level });
+  // A worker of several (server.workers > 1) says which on every log line.
+  const slot = worker ? Number(process.env[WORKER_SLOT]) : undefined;
+  const logger = createLogger({ level: config.log_level, ...(slot === undefined ? {} : { fields: { worker: slot } }) });
   if (config.dev && process.env["NODE_ENV"] === "production") {
     throw new ConfigError("dev mode is refused when NODE_ENV=production");
   }
@@ -107,6 +112,7 @@ async function main(): Promise<number> {
   }
   if (positionals.length > 0) throw new UsageError(`unknown command ${positionals[0]}`);
 
+  if (slot !== undefined) return serveWorker(config, logger, slot);
   const refusals = config.dev ? [] : productionRefusals(config);
   if (refusals.length > 0) throw new ConfigError(`refusing to serve in production (without --dev):\n${refusals.map((r) => `  ${r}`).join("\n")}`);
   // Dev mode cannot meet real data: refused beyond loopback or over other providers' identities.
@@ -120,20 +126,35 @@ async function main(): Promise<number> {
     }
   };
   await devRefusal(() => checkDevListen(config));
-  const app = await createApp(config, logger);
-  try {
-    await devRefusal(() => checkDevDatabase(config, app.database));
-  } catch (e) {
-    await app.close();
-    throw e;
-  }
+  /** The app with the dev-mode database check done (closed again when it refuses). */
+  const checkedApp = async () => {
+    const app = await createApp(config, logger);
+    try {
+      await devRefusal(() => checkDevDatabase(config, app.database));
+    } catch (e) {
+      await app.close();
+      throw e;
+    }
+    return app;
+  };
+  const workers = workerCount(config.server.workers);
+  const app: Supervisor = workers === 1
+    ? await checkedApp()
+    : createSupervisor({
+        workers,
+        logger,
+        // Once, before any worker starts: migrations, checks, the key files and the first signing key.
+        prepare: async () => (await checkedApp()).close(),
+        workerEnv: (n) => ({ [WORKER_SLOT]: String(n) }),
+        shutdownTimeoutMs: config.server.shutdown_timeout_ms,
+      });
   // Shutdown: not ready at once (load balancers and gRPC health watchers stop sending), still
   // serving for server.shutdown_delay_ms while they catch up, then drain. SIGINT (an operator at
   // a terminal) skips the delay. The handlers are in place before the port opens, so a signal
   // sent as soon as the service is up finds them.
   const stop = stopRequests(logger);
   const server = await app.listen();
-  logger.info("listening", { url: server.url, metrics: `${app.metricsUrl()}/metrics`, dev: config.dev, database: app.database.dialect });
+  logger.info("listening", { url: server.url, metrics: `${app.metricsUrl()}/metrics`, dev: config.dev, database: dialectOf(databaseUrl(config)), workers });
 
   const signal = await stop.first;
   app.drain();
@@ -184,6 +205,38 @@ function stopRequests(logger: Logger): { first: Promise<NodeJS.Signals>; hurry: 
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
   return { first, hurry: hurry.signal };
+}
+
+/** The environment variable that tells a worker process its slot (set by the supervisor). */
+const WORKER_SLOT = "IDENTITY_WORKER_SLOT";
+
+/**
+ * One worker of several (app/cluster.ts): a full replica without the once-only start-up work
+ * (the supervisor did it), answering the supervisor until it says close.
+ */
+async function serveWorker(config: Config, logger: Logger, slot: number): Promise<number> {
+  const link = createWorkerLink(slot);
+  const app = await createApp(
+    { ...config, database: { ...config.database, migrate_on_start: false, quick_check_on_start: false } },
+    logger,
+    {},
+    { cluster: link.peer },
+  );
+  const server = await app.listen();
+  logger.info("worker serving", { url: server.url });
+  await link.serve({
+    url: app.url,
+    metricsUrl: app.metricsUrl,
+    localMetrics: app.localMetrics,
+    localReadiness: async () => {
+      const r = await app.readiness.check();
+      return r.ready ? null : r.reason;
+    },
+    drain: app.drain,
+    close: app.close,
+  });
+  logger.info("stopped");
+  return 0;
 }
 
 /** A command line that cannot be run: said in one line with the usage, never a stack trace. */

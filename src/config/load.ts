@@ -7,7 +7,7 @@ export class ConfigError extends Error {
 }
 
 /** Environment variables that override the file, and the key each sets. */
-const ENV_OVERRIDES: Record<string, { path: string[]; type: "string" | "number" | "boolean" | "list" }> = {
+const ENV_OVERRIDES: Record<string, { path: string[]; type: "string" | "number" | "boolean" | "list" | "count" }> = {
   PORT: { path: ["server", "port"], type: "number" },
   HOST: { path: ["server", "host"], type: "string" },
   PUBLIC_URL: { path: ["server", "public_url"], type: "string" },
@@ -19,6 +19,9 @@ const ENV_OVERRIDES: Record<string, { path: string[]; type: "string" | "number" 
   KEY_ENCRYPTION_KEY: { path: ["tokens", "key_encryption_key"], type: "string" },
   KEY_ENCRYPTION_KEY_FILE: { path: ["tokens", "key_encryption_key_file"], type: "string" },
   METRICS_PORT: { path: ["server", "metrics_port"], type: "number" },
+  /** A number of processes, or `auto` (one per available core). */
+  WORKERS: { path: ["server", "workers"], type: "count" },
+  WORKER_BALANCING: { path: ["server", "worker_balancing"], type: "string" },
   TRACING_ENABLED: { path: ["tracing", "enabled"], type: "boolean" },
   OTEL_EXPORTER_OTLP_ENDPOINT: { path: ["tracing", "otlp_endpoint"], type: "string" },
   OTEL_SERVICE_NAME: { path: ["tracing", "service_name"], type: "string" },
@@ -61,6 +64,9 @@ export function loadConfig(options: {
     if (type === "number") {
       typed = Number(value);
       if (!/^\d+$/.test(value) || !Number.isSafeInteger(typed)) throw new ConfigError(`environment ${name}: "${value}" is not an integer`);
+    } else if (type === "count") {
+      if (value !== "auto" && !/^\d+$/.test(value)) throw new ConfigError(`environment ${name}: "${value}" is neither a number nor auto`);
+      typed = value === "auto" ? value : Number(value);
     } else if (type === "list") {
       typed = value.split(",").map((v) => v.trim()).filter((v) => v !== "");
     } else if (type === "boolean") {

@@ -298,6 +298,14 @@ export const configSchema = z
           .strict()
           .optional(),
         body_limit_bytes: z.number().int().min(1024).max(10 * 1024 * 1024).default(64 * 1024),
+        workers: z
+          .union([z.number().int().min(1).max(256), z.literal("auto")])
+          .default(1)
+          .describe("Processes serving the port (node:cluster); auto: one per available core"),
+        worker_balancing: z
+          .enum(["round_robin", "kernel"])
+          .default("round_robin")
+          .describe("workers > 1: the supervisor hands out connections in turn, or each worker has its own SO_REUSEPORT socket (needs a fixed port)"),
         shutdown_timeout_ms: z.number().int().min(0).default(10_000),
         shutdown_delay_ms: z.number().int().min(0).default(5000).describe("SIGTERM: not ready at once, still serving this long, then drain"),
         health_watch_interval_ms: z.number().int().min(100).default(5000).describe("How often open Health.Watch calls re-check the database"),
@@ -343,6 +351,13 @@ export const configSchema = z
       .superRefine((srv, ctx) => {
         if (srv.max_connections_per_address !== undefined && srv.max_connections_per_address > srv.max_connections) {
           ctx.addIssue({ code: "custom", path: ["max_connections_per_address"], message: "must not exceed server.max_connections" });
+        }
+        if (srv.worker_balancing === "kernel" && srv.workers !== 1 && srv.port === 0) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["worker_balancing"],
+            message: "kernel balancing needs a fixed server.port: each worker binds a socket of its own, and port 0 would give each a port of its own",
+          });
         }
       })
       .prefault({}),

@@ -10,6 +10,11 @@ export interface ServerOptions {
   host: string;
   port: number;
   tls?: { certFile: string; keyFile: string } | undefined;
+  /**
+   * A socket of this process's own with SO_REUSEPORT (Linux spreads connections over every
+   * socket on the port), instead of a cluster worker's socket shared through its supervisor.
+   */
+  reusePort?: boolean | undefined;
   /** What slow or idle clients may hold (see config `server.*_timeout_ms`, `max_connections`). */
   limits: {
     maxConnections: number;
@@ -175,7 +180,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   outer.maxConnections = limits.maxConnections;
   await new Promise<void>((resolve, reject) => {
     outer.once("error", reject);
-    outer.listen(options.port, options.host, () => {
+    const own = options.reusePort === true ? { exclusive: true, reusePort: true } : {};
+    outer.listen({ port: options.port, host: options.host, ...own }, () => {
       outer.off("error", reject);
       resolve();
     });

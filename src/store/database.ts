@@ -166,6 +166,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     listenToQueries(client, options);
     await client.$connect();
     if (connection === undefined) throw new Error("the SQLite adapter did not expose its connection");
+    beginImmediate(connection);
     // WAL is set by the migrations. NORMAL (better-sqlite3's default for WAL, said here so it
     // stays so): a commit is in the WAL before it returns, so a crash of the process loses
     // nothing acknowledged; the fsync happens at checkpoints, not on every commit.
@@ -230,6 +231,20 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       await pool.end();
     },
   };
+}
+
+/**
+ * Prisma's transactions on SQLite start with a deferred `BEGIN`: the write lock is taken at the
+ * first write. With several processes on one file (server.workers, the admin tool beside the
+ * service), a transaction that read first and then writes fails at once with SQLITE_BUSY when
+ * another process committed in between: no busy timeout can help it, its snapshot is stale. With
+ * `BEGIN IMMEDIATE` the write lock is taken first, waited for under the busy timeout
+ * (`statement_timeout_ms`), and the transaction then runs on current data. (The hot path's own
+ * transactions already begin so.)
+ */
+function beginImmediate(connection: BetterSqlite3.Database): void {
+  const prepare = connection.prepare.bind(connection);
+  connection.prepare = ((sql: string) => prepare(sql === "BEGIN" ? "BEGIN IMMEDIATE" : sql)) as typeof connection.prepare;
 }
 
 function queryLog(options: DatabaseOptions): { log?: { emit: "event"; level: "query" }[] } {

@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, type MetricObjectWithValues, type MetricValue, Registry } from "prom-client";
 import type { AuthEvents } from "../core/auth-events.ts";
 
 /**
@@ -33,7 +33,12 @@ export interface ServiceMetrics {
   contentType: string;
   /** Prometheus text exposition. */
   render(): Promise<string>;
+  /** This process's metrics as data, for a cluster's primary to add up (`aggregateMetrics`). */
+  json(): Promise<MetricsJson>;
 }
+
+/** One process's metrics as prom-client hands them between processes. */
+export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
 
 /**
  * The service's Prometheus metrics, on a registry of its own (so two apps in one process, as in
@@ -107,6 +112,32 @@ export function createMetrics(options: { providers: readonly string[] }): Servic
     },
     contentType: registry.contentType,
     render: () => registry.metrics(),
+    json: () => registry.getMetricsAsJSON(),
+  };
+}
+
+/**
+ * Every worker's metrics as one Prometheus text (prom-client's cluster aggregation: counters and
+ * histograms summed, gauges by their declared aggregator), so a scrape of any worker sees the
+ * whole service.
+ */
+export async function aggregateMetrics(parts: readonly MetricsJson[]): Promise<string> {
+  return AggregatorRegistry.aggregate(parts as MetricsJson[]).metrics();
+}
+
+/** The supervisor's own metrics: worker processes by state and restarts. */
+export function createClusterMetrics(): { restarted(): void; workers(live: number, wanted: number): void; json(): Promise<MetricsJson> } {
+  const registry = new Registry();
+  const restarts = new Counter({ name: "identity_worker_restarts_total", help: "Worker processes started again after one exited unasked.", registers: [registry] });
+  const workers = new Gauge({ name: "identity_workers", help: "Worker processes: wanted (server.workers) and serving (listening).", labelNames: ["state"] as const, registers: [registry] });
+  restarts.inc(0);
+  return {
+    restarted: () => restarts.inc(),
+    workers(live, wanted) {
+      workers.set({ state: "serving" }, live);
+      workers.set({ state: "wanted" }, wanted);
+    },
+    json: () => registry.getMetricsAsJSON(),
   };
 }
 

@@ -224,6 +224,20 @@ providers:
     expect(configError({ env: { ADMIN_API_KEYS_FILE: configFile("just text\n") } }).message).toContain("must hold a list of {name, sha256}");
   });
 
+  it("takes server.workers from WORKERS: a number or auto; anything else is refused by name", () => {
+    expect(loadConfig({ env: {} }).server.workers).toBe(1);
+    expect(loadConfig({ env: { WORKERS: "3" } }).server.workers).toBe(3);
+    expect(loadConfig({ env: { WORKERS: "auto" } }).server.workers).toBe("auto");
+    expect(configError({ env: { WORKERS: "two" } }).message).toMatch(/WORKERS: "two" is neither a number nor auto/);
+    expect(configError({ env: { WORKERS: "0" } }).message).toMatch(/server\.workers/);
+  });
+
+  it("refuses kernel balancing of several workers on port 0 (each worker would get a port of its own)", () => {
+    expect(configError({ env: { WORKERS: "2", WORKER_BALANCING: "kernel", PORT: "0" } }).message).toMatch(/server\.worker_balancing: kernel balancing needs a fixed server\.port/);
+    expect(loadConfig({ env: { WORKERS: "2", WORKER_BALANCING: "kernel", PORT: "8081" } }).server.worker_balancing).toBe("kernel");
+    expect(loadConfig({ env: { WORKERS: "1", WORKER_BALANCING: "kernel", PORT: "0" } }).server.port).toBe(0);
+  });
+
   it("applies dotted overrides last", () => {
     const config = loadConfig({ env: { PORT: "9191" }, overrides: { "server.port": 0, "tokens.issuer": "https://id.test" } });
     expect(config.server.port).toBe(0);

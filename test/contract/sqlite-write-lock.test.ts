@@ -1,0 +1,57 @@
+/**
+ * Two processes on one SQLite file (server.workers > 1): a Prisma transaction that reads and
+ * then writes must not fail with SQLITE_BUSY because another process committed in between.
+ * Regression: Prisma's SQLite adapter began its transactions with a deferred `BEGIN`, so the
+ * write found its read snapshot stale and failed at once (no busy timeout applies), which reached
+ * clients as `unavailable`. The other process is played by a thread with a connection of its own.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Worker } from "node:worker_threads";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { type Database, openDatabase } from "../../src/store/database.ts";
+
+let dir: string;
+let db: Database;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "identity-lock-"));
+  db = await openDatabase({ url: `file:${join(dir, "t.db")}`, poolSize: 1, connectTimeoutMs: 1000, statementTimeoutMs: 5000 });
+  await db.client.$executeRawUnsafe("PRAGMA journal_mode = WAL");
+  await db.client.$executeRawUnsafe("CREATE TABLE counter (n INTEGER NOT NULL)");
+  await db.client.$executeRawUnsafe("INSERT INTO counter (n) VALUES (0)");
+});
+afterAll(async () => {
+  await db?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Another connection (a thread) adds 100 to the counter, waiting up to 5 s for the write lock. */
+function otherWriter(file: string): { done: Promise<string> } {
+  const worker = new Worker(
+    `const { workerData } = require("node:worker_threads");
+     const Sqlite = require(workerData.module);
+     const db = new Sqlite(workerData.file, { timeout: 5000 });
+     try { db.prepare("UPDATE counter SET n = n + 100").run(); require("node:worker_threads").parentPort.postMessage("ok"); }
+     catch (e) { require("node:worker_threads").parentPort.postMessage(String(e.code ?? e)); }
+     finally { db.close(); }`,
+    { eval: true, workerData: { file, module: require.resolve("better-sqlite3") } },
+  );
+  return { done: new Promise((resolve) => worker.once("message", (m: string) => resolve(m))) };
+}
+
+it("a read-then-write transaction holds the write lock from its start: another process's write waits, neither fails", async () => {
+  let other: { done: Promise<string> } | undefined;
+  await db.client.$transaction(async (tx) => {
+    await tx.$queryRawUnsafe("SELECT n FROM counter");
+    other = otherWriter(join(dir, "t.db"));
+    // Give the other writer time to commit if it can (with a deferred BEGIN it can, and then
+    // this transaction's write below fails with SQLITE_BUSY).
+    await Promise.race([other.done, new Promise((r) => setTimeout(r, 300))]);
+    await tx.$executeRawUnsafe("UPDATE counter SET n = n + 1");
+  });
+  expect(await other!.done).toBe("ok");
+  const [row] = await db.client.$queryRawUnsafe<{ n: number | bigint }[]>("SELECT n FROM counter");
+  expect(Number(row!.n)).toBe(101);
+});
