@@ -83,7 +83,7 @@ describe("dev mode refuses to meet real data", () => {
       }
     }
     // Without dev mode the same database is served as usual.
-    const prod = await startServiceProcess({ config, dir });
+    const prod = await startServiceProcess({ config: { ...config, providers: { corp: { issuer: "https://accounts.example", client_ids: ["app"] } } }, dir });
     expect(prod.logs()).not.toMatch(/dev mode forced/);
     await prod.stop();
   });
