@@ -31,7 +31,7 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { cpus, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -120,6 +120,21 @@ function rssMiB(pid: number): number {
   return kb === undefined ? 0 : Math.round(Number(kb) / 1024);
 }
 
+/** Bytes of a file, 0 when it does not exist. */
+function fileBytes(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** The SQLite database, its WAL and wal-index (-shm), MiB (issue 17: a WAL that never restarted). */
+function sqliteFilesMiB(dbFile: string): { db_mib: number; wal_mib: number; shm_mib: number } {
+  const mib = (file: string) => +(fileBytes(file) / 1024 / 1024).toFixed(1);
+  return { db_mib: mib(dbFile), wal_mib: mib(`${dbFile}-wal`), shm_mib: mib(`${dbFile}-shm`) };
+}
+
 function cpuTicks(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // fields[0] is field 3 (state)
@@ -146,6 +161,8 @@ interface RunningServer {
   name: string;
   url: string;
   pid: number;
+  /** SQLite: the server's database file (its -wal and -shm are reported after each phase). */
+  sqliteFile?: string;
   output(): string;
   stop(): Promise<void>;
 }
@@ -157,7 +174,7 @@ function childEnv(extra: Record<string, string>): Record<string, string> {
 }
 
 /** Starts a server pinned to core 0 on a free port and waits until `readyPath` answers 200. */
-async function startServer(name: string, args: string[], env: Record<string, string>, readyPath: string): Promise<RunningServer> {
+async function startServer(name: string, args: string[], env: Record<string, string>, readyPath: string, sqliteFile?: string): Promise<RunningServer> {
   const port = await freePort();
   const argv = pin(0, [process.execPath, ...args]);
   const child = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, env: childEnv({ ...env, PORT: String(port) }), stdio: ["ignore", "pipe", "pipe"] });
@@ -192,6 +209,7 @@ async function startServer(name: string, args: string[], env: Record<string, str
     name,
     url,
     pid: child.pid!,
+    ...(sqliteFile === undefined || db !== "sqlite" ? {} : { sqliteFile }),
     output: () => output,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
@@ -268,6 +286,10 @@ interface Measured extends PhaseResult {
   ended_by: "count" | "time";
   /** The server's resident memory at the end of the phase, MiB. */
   rss_mib?: number;
+  /** SQLite: the database, -wal and -shm files at the end of the phase, MiB. */
+  db_mib?: number;
+  wal_mib?: number;
+  shm_mib?: number;
 }
 
 /** The server's own counters: SQL statements run and sign-in requests handled so far. */
@@ -316,8 +338,10 @@ async function measure(
     statements_per_op: s0 === null || s1 === null || s1.signins === s0.signins ? null : +((s1.statements - s0.statements) / (s1.signins - s0.signins)).toFixed(2),
     ended_by: r.requests >= command.maxRequests ? "count" : "time",
     rss_mib: rssMiB(server.pid),
+    ...(server.sqliteFile === undefined ? {} : sqliteFilesMiB(server.sqliteFile)),
   };
-  log(`  ${server.name} ${label}: ${m.rate}/s, p50 ${m.p50_ms} ms, p99 ${m.p99_ms} ms, ${m.ok} ok, non-2xx ${m.non2xx}, cpu ${m.cpu_ms_per_op} ms/op, rss ${m.rss_mib} MiB`);
+  const files = m.wal_mib === undefined ? "" : `, db ${m.db_mib} MiB, wal ${m.wal_mib} MiB, shm ${m.shm_mib} MiB`;
+  log(`  ${server.name} ${label}: ${m.rate}/s, p50 ${m.p50_ms} ms, p99 ${m.p99_ms} ms, ${m.ok} ok, non-2xx ${m.non2xx}, cpu ${m.cpu_ms_per_op} ms/op, rss ${m.rss_mib} MiB${files}`);
   checkPhase(`${server.name} ${label}`, r);
   return m;
 }
@@ -346,6 +370,7 @@ async function measureH2load(server: RunningServer, protocol: Protocol, token: {
     requests: parsed.done, ok: Math.min(ok, parsed.done), non2xx: failed + (protocol === "grpc" ? 0 : parsed.done - parsed.status2xx), errors: 0,
     mfa_challenges: 0, elapsed_s: SECONDS, rate: Math.round(parsed.rate), p50_ms: parsed.meanMs, p99_ms: null, status_counts: {},
     cpu_ms_per_op: ok === 0 ? null : +((((t1 - t0) / clkTck) * 1000) / ok).toFixed(3), statements_per_op: null, ended_by: "time",
+    ...(server.sqliteFile === undefined ? {} : sqliteFilesMiB(server.sqliteFile)),
   };
   log(`  ${server.name} h2load ${protocol}: ${m.rate}/s, mean ${m.p50_ms} ms, ${ok} ok, failed ${failed}, cpu ${m.cpu_ms_per_op} ms/op`);
   if (m.non2xx > 0 || out.status !== 0) failures.push(`${server.name} h2load ${protocol}: ${m.non2xx} failed, exit ${out.status}\n${(out.stdout ?? "").slice(-400)}${out.stderr ?? ""}`);
@@ -410,14 +435,14 @@ async function main(): Promise<void> {
     const dbEnv: Record<string, string> = db === "postgresql" ? { BENCH_DATABASE_URL: await freshDatabase(target) } : {};
     log(`${target}: starting`);
     if (target === "floor") {
-      const server = await startServer("floor", ["bench/floor.ts", "--issuer", issuer.issuer, "--db", db, "--data-dir", dataDir], dbEnv, "/healthz");
+      const server = await startServer("floor", ["bench/floor.ts", "--issuer", issuer.issuer, "--db", db, "--data-dir", dataDir], dbEnv, "/healthz", join(dataDir, "floor.db"));
       try {
         results.floor = await benchSigninServer(load, server, { path: "/auth/id-token/signin", style: "rest", collect: false, countStatements: true });
       } finally {
         await server.stop();
       }
     } else if (target === "better-auth") {
-      const server = await startServer("better-auth", ["bench/better-auth-server.ts", "--issuer", issuer.issuer, "--db", db, "--data-dir", dataDir], dbEnv, "/healthz");
+      const server = await startServer("better-auth", ["bench/better-auth-server.ts", "--issuer", issuer.issuer, "--db", db, "--data-dir", dataDir], dbEnv, "/healthz", join(dataDir, "better-auth.db"));
       try {
         results["better-auth"] = await benchSigninServer(load, server, { path: "/api/auth/sign-in/social", style: "better-auth", collect: false, countStatements: true });
       } finally {
@@ -428,7 +453,7 @@ async function main(): Promise<void> {
       // driver path buys.
       const config = serviceConfig({ issuer: issuer.issuer, dataDir: join(dataDir, "data"), databaseUrl: dbEnv["BENCH_DATABASE_URL"] });
       const file = writeServiceConfig(dataDir, { ...config, database: { ...(config["database"] as object | undefined), hot_path: "prisma" } });
-      const server = await startServer("service-prisma", ["src/main.ts", "--config", file], {}, "/readyz");
+      const server = await startServer("service-prisma", ["src/main.ts", "--config", file], {}, "/readyz", join(dataDir, "data", "identity.db"));
       try {
         results["service-prisma"] = await benchSigninServer(load, server, { path: "/auth/id-token/signin", style: "rest", collect: false, countStatements: false });
       } finally {
@@ -447,7 +472,7 @@ async function main(): Promise<void> {
       }
       // BENCH_SERVICE_NODE_ARGS: e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the service.
       const nodeArgs = (process.env["BENCH_SERVICE_NODE_ARGS"] ?? "").split(" ").filter((a) => a !== "");
-      const server = await startServer("service", [...nodeArgs, "src/main.ts", "--config", file], {}, "/readyz");
+      const server = await startServer("service", [...nodeArgs, "src/main.ts", "--config", file], {}, "/readyz", join(dataDir, "data", "identity.db"));
       try {
         const r = await benchSigninServer(load, server, { path: "/auth/id-token/signin", style: "rest", collect: true, countStatements: false });
         for (const protocol of ["grpc", "connect"] as const) {
@@ -547,12 +572,12 @@ function report(): string {
   const lines = [
     `### ID-token sign-in: floor vs better-auth vs this service (${db === "postgresql" ? "PostgreSQL" : "SQLite"})`,
     "",
-    "| operation | rate (ok/s) | p50 ms | p99 ms | non-2xx | server CPU ms/op | RSS MiB | statements/op | round trips/op | service ÷ floor | service ÷ better-auth |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    "| operation | rate (ok/s) | p50 ms | p99 ms | non-2xx | server CPU ms/op | RSS MiB | WAL MiB at end | statements/op | round trips/op | service ÷ floor | service ÷ better-auth |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ...rows.map((r) => {
       const m = r.m!;
       const bad = m.non2xx + m.errors + m.mfa_challenges;
-      return `| ${r.label} | ${fmt(m.rate, 0)} | ${fmt(m.p50_ms, 2)} | ${fmt(m.p99_ms, 2)} | ${bad} | ${fmt(m.cpu_ms_per_op, 2)} | ${fmt(m.rss_mib ?? null, 0)} | ${fmt(r.statements, typeof r.statements === "number" && Number.isInteger(r.statements) ? 0 : 2)} | ${fmt(r.roundTrips, 0)} | ${times(r.vsFloor)} | ${times(r.vsBetterAuth)} |`;
+      return `| ${r.label} | ${fmt(m.rate, 0)} | ${fmt(m.p50_ms, 2)} | ${fmt(m.p99_ms, 2)} | ${bad} | ${fmt(m.cpu_ms_per_op, 2)} | ${fmt(m.rss_mib ?? null, 0)} | ${fmt(m.wal_mib ?? null, 1)} | ${fmt(r.statements, typeof r.statements === "number" && Number.isInteger(r.statements) ? 0 : 2)} | ${fmt(r.roundTrips, 0)} | ${times(r.vsFloor)} | ${times(r.vsBetterAuth)} |`;
     }),
     "",
     `- machine: ${nproc} CPUs (nproc), ${cpuModel}; node ${process.version}; ${pinningNote}`,
@@ -561,6 +586,7 @@ function report(): string {
     `- non-2xx counts non-2xx answers, transport errors and MFA challenges (all must be 0); rate counts 2xx answers with tokens`,
     `- statements/op: service from the in-process counting phase (onQuery hook, one request at a time, BEGIN and COMMIT included; gRPC/Connect run the same sign-in); floor and better-auth from their own statement counters under load (BEGIN/COMMIT included)`,
     `- round trips/op: ${counts !== null && (counts as StatementCounts).round_trips !== null ? "from the app's onRoundTrip hook" : "n/a on SQLite (in-process: no round trips)"}`,
+    ...(db === "sqlite" ? ["- WAL MiB at end: the size of the server's SQLite -wal file when the phase ended (the JSON also has the database and -shm sizes)"] : []),
     `- server CPU: /proc/<pid>/stat utime+stime of the server process (all threads) over each measured phase ÷ requests answered${db === "postgresql" ? "; PostgreSQL's own CPU is not included" : ""}`,
   ];
   if (soakReport.length > 0) lines.push(`- soak (10 s slices, rate and RSS at the end of each): ${soakReport.join(" → ")}`);
