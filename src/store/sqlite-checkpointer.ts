@@ -8,8 +8,8 @@
  * checkpoint, which never waits for or blocks a writer. Under sustained writes that alone never
  * lets the WAL start again from its top (see sqlite-wal-gate.ts), so once the WAL holds half of
  * `walMaxBytes` it copies the remainder with the hot path's writes held (milliseconds: only what
- * was committed since the pass before); the next write then restarts the WAL, and the writer's
- * `journal_size_limit` truncates the file. Should that not happen (writes that do not pass the
+ * was committed since the pass before) and restarts the WAL with a write of its own, which also
+ * truncates the file (`journal_size_limit`). Should that not happen (writes that do not pass the
  * gate: the `prisma` hot path, another process), a blocking RESTART checkpoint at three quarters
  * of the bound makes writers wait for it in their busy handlers instead.
  */
@@ -28,6 +28,8 @@ const RESTART_BUSY_MS = 1000;
 
 const db = new Sqlite(path, { timeout: 0 });
 db.pragma("synchronous = NORMAL");
+// The connection that restarts the WAL truncates it to this at that commit (see restart()).
+db.pragma(`journal_size_limit = ${Math.floor(walMaxBytes / 4)}`);
 const frameBytes = (db.pragma("page_size", { simple: true }) as number) + 24;
 const restartAt = Math.floor(walMaxBytes / 2);
 const forceAt = Math.floor((walMaxBytes * 3) / 4);
@@ -41,6 +43,28 @@ function checkpoint(mode: "PASSIVE" | "RESTART"): { log: number; checkpointed: n
   } catch {
     // SQLITE_BUSY and the like: the next tick tries again.
     return null;
+  }
+}
+
+/**
+ * Restarts the WAL now, with the hot path's writes held, rather than at the hot path's next
+ * commit: the first write of a restarted WAL writes its header and fsyncs it (SQLite's rule under
+ * synchronous = NORMAL), which on the event loop would stall every request. The write is the
+ * smallest there is: user_version set to its own value (page 1, one frame).
+ */
+function restart(): boolean {
+  try {
+    db.exec("BEGIN IMMEDIATE");
+  } catch {
+    return false; // a transaction of the event loop's connection is open: its next write restarts it
+  }
+  try {
+    db.pragma(`user_version = ${db.pragma("user_version", { simple: true }) as number}`);
+    db.exec("COMMIT");
+    return true;
+  } catch {
+    if (db.inTransaction) db.exec("ROLLBACK");
+    return false;
   }
 }
 
@@ -66,7 +90,10 @@ function tick(): void {
   // catch up. Nothing written since the last held pass (idle): nothing to do either.
   if (state === null || state.log * frameBytes < restartAt) return;
   if (state.log === heldLog && state.checkpointed >= state.log) return;
-  state = withWritesHeld(gate, ACK_WAIT_MS, () => checkpoint("PASSIVE"));
+  state = withWritesHeld(gate, ACK_WAIT_MS, () => {
+    const held = checkpoint("PASSIVE");
+    return held !== null && held.checkpointed >= held.log && restart() ? { log: 0, checkpointed: 0 } : held;
+  });
   heldLog = state?.log ?? -1;
   // Still this large: writes went on without passing the gate (or the gate's wait ran out).
   if (state === null || state.log * frameBytes < forceAt) return;

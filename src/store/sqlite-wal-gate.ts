@@ -35,12 +35,13 @@ export function createWalGate(): WalGate {
 export function whenWritesOpen(gate: WalGate, maxWaitMs: number): Promise<void> | null {
   if (Atomics.load(gate, 0) === OPEN) return null;
   return (async () => {
-    Atomics.compareExchange(gate, 0, REQUESTED, HELD);
-    Atomics.notify(gate, 0);
     const deadline = Date.now() + maxWaitMs;
     for (;;) {
       const left = deadline - Date.now();
       if (Atomics.load(gate, 0) === OPEN || left <= 0) return;
+      // Acknowledged on every turn: the gate may have opened and been asked for again meanwhile
+      // (without it, waiting for HELD would return at once, again and again).
+      if (Atomics.compareExchange(gate, 0, REQUESTED, HELD) === REQUESTED) Atomics.notify(gate, 0);
       const waiting = Atomics.waitAsync(gate, 0, HELD, left);
       if (waiting.async) await waiting.value;
     }

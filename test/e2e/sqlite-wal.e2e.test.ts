@@ -121,7 +121,7 @@ describe("the SQLite WAL under sustained sign-ins", () => {
 
     // Every sign-in succeeded: holding writes for a checkpoint never reaches a client as an error.
     expect([...statuses.keys()], JSON.stringify(report)).toEqual([200]);
-    expect(ok, JSON.stringify(report)).toBeGreaterThan(500);
+    expect(ok, JSON.stringify(report)).toBeGreaterThan(200);
     expect(restarts, JSON.stringify(report)).toBeGreaterThanOrEqual(3);
     expect(maxWal, JSON.stringify(report)).toBeLessThanOrEqual(WAL_MAX_BYTES);
     // The wal-index: 32 KiB per 4,096 frames; a 4 MiB WAL of 4 KiB pages fits in the first.
