@@ -307,7 +307,7 @@ export const configSchema = z
               .int()
               .min(1024 * 1024)
               .default(64 * 1024 * 1024)
-              .describe("SQLite: the WAL file's bound; past half of it the checkpointer restarts the WAL, a restarted WAL is truncated to a quarter"),
+              .describe("SQLite: the WAL file's bound; restarted past half of it, writes wait past three quarters, a restarted WAL is truncated to a quarter"),
           })
           .strict()
           .prefault({}),

@@ -1,10 +1,10 @@
-import { closeSync, mkdirSync, openSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { Worker } from "node:worker_threads";
 import type BetterSqlite3 from "better-sqlite3";
 import type pg from "pg";
 import type { PrismaClient } from "../../gen/prisma/sqlite/client.ts";
-import { createWalGate, type WalGate } from "./sqlite-wal-gate.ts";
+import { createWalGate, requestHold, type WalGate } from "./sqlite-wal-gate.ts";
 
 /** The Prisma client type the stores are written against (both dialects share the model). */
 export type Db = PrismaClient;
@@ -30,7 +30,8 @@ export interface DatabaseOptions {
   onPrismaQuery?: ((sql: string, seconds: number) => void) | undefined;
   /**
    * SQLite: the WAL's bound (default 64 MiB). Past half of it the checkpointer makes the WAL start
-   * again from its top (sqlite-checkpointer.ts); a restarted WAL file is truncated to a quarter.
+   * again from its top (sqlite-checkpointer.ts); past three quarters the hot path's writes wait
+   * for that; a restarted WAL file is truncated to a quarter.
    */
   sqliteWalMaxBytes?: number | undefined;
 }
@@ -120,10 +121,24 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       workerData: { path, intervalMs: 200, walMaxBytes, gate: walGate },
     });
     checkpointer.unref();
+    // The hard stop: a checkpoint can stall on fsync for a quarter of a second while writes go
+    // on. Should the WAL file pass three quarters of its bound meanwhile, the hot path's writes
+    // wait until the checkpointer has restarted it (one stat every 10 ms, off the request path).
+    const walFile = `${path}-wal`;
+    const hardBytes = Math.floor((walMaxBytes * 3) / 4);
+    const guard = setInterval(() => {
+      try {
+        if (statSync(walFile).size >= hardBytes) requestHold(walGate);
+      } catch {
+        // no WAL file (yet): nothing to bound
+      }
+    }, 10);
+    guard.unref();
     const database = wrap(dialect, client, { dialect, db: connection, walGate }, options);
     return {
       ...database,
       async close() {
+        clearInterval(guard);
         // Held (ref) while closing: an unref'd worker alone would let the process end mid-close.
         checkpointer.ref();
         const exited = new Promise<void>((resolve) => checkpointer.once("exit", () => resolve()));

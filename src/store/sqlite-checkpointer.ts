@@ -16,7 +16,7 @@
 import { statSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
 import Sqlite from "better-sqlite3";
-import { type WalGate, withWritesHeld } from "./sqlite-wal-gate.ts";
+import { holdRequested, type WalGate, withWritesHeld } from "./sqlite-wal-gate.ts";
 
 const { path, intervalMs, walMaxBytes, gate } = workerData as { path: string; intervalMs: number; walMaxBytes: number; gate: WalGate };
 /** How often the WAL file's size is looked at (one stat). */
@@ -87,9 +87,10 @@ function tick(): void {
   let state = checkpoint("PASSIVE");
   // A checkpoint that copied all it saw still says little: it copies what was committed when it
   // began, and the writes meanwhile are in the WAL after that. Only with writes held does a pass
-  // catch up. Nothing written since the last held pass (idle): nothing to do either.
+  // catch up. Nothing written since the last held pass (idle): nothing to do either, unless the
+  // event loop's guard asks for a hold (the WAL file near its bound: see database.ts).
   if (state === null || state.log * frameBytes < restartAt) return;
-  if (state.log === heldLog && state.checkpointed >= state.log) return;
+  if (state.log === heldLog && state.checkpointed >= state.log && !holdRequested(gate)) return;
   state = withWritesHeld(gate, ACK_WAIT_MS, () => {
     const held = checkpoint("PASSIVE");
     return held !== null && held.checkpointed >= held.log && restart() ? { log: 0, checkpointed: 0 } : held;

@@ -49,6 +49,20 @@ export function whenWritesOpen(gate: WalGate, maxWaitMs: number): Promise<void> 
 }
 
 /**
+ * The event loop's own guard (see database.ts), for when the checkpointer is slow to come (a
+ * checkpoint stalled on fsync while writes pour in): asks for the hold itself, so writes wait
+ * until the checkpointer has restarted the WAL and opens the gate.
+ */
+export function requestHold(gate: WalGate): void {
+  Atomics.compareExchange(gate, 0, OPEN, REQUESTED);
+}
+
+/** Whether writes are asked to hold (by the guard, or by the checkpointer). */
+export function holdRequested(gate: WalGate): boolean {
+  return Atomics.load(gate, 0) !== OPEN;
+}
+
+/**
  * The checkpointer's side: asks the hot path to hold its writes, waits up to `ackWaitMs` for it
  * to say it does (it says so at its next write; no write within that time means none is under
  * way: the hot path's transactions run synchronously from BEGIN to COMMIT), runs `body`, and

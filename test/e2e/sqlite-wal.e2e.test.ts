@@ -12,14 +12,19 @@ import { uniqueSub } from "../support/signin-e2e.ts";
  * the WAL never started again from its top: 15.8 GB beside a 425 MB database after 5 minutes of
  * returning sign-ins, a 109 MB -shm mapped into the process, then a full disk).
  *
- * The real service (its own process) takes returning sign-ins back to back for LOAD_MS with a
- * 4 MiB bound; the -wal and -shm files are sampled throughout and after. The WAL header's
+ * The real service (its own process) takes returning sign-ins back to back for LOAD_MS with an
+ * 8 MiB bound; the -wal and -shm files are sampled throughout and after. The WAL header's
  * checkpoint sequence number (bytes 12..15) goes up by one each time the WAL restarts: it must
  * have restarted several times, so the load wrote several bounds' worth and the bound is what
  * held it.
  */
 
-const WAL_MAX_BYTES = 4 * 1024 * 1024;
+/**
+ * Small, so that the load writes it many times over; not smaller, because past three quarters the
+ * event loop's guard holds writes only at its next look (every 10 ms, later on a busy machine):
+ * at 4 MiB the largest WAL seen came within 2% of the bound, at 8 MiB within 20%.
+ */
+const WAL_MAX_BYTES = 8 * 1024 * 1024;
 const LOAD_MS = Number(process.env["WAL_TEST_SECONDS"] ?? 12) * 1000;
 const CONCURRENCY = 32;
 const SAMPLE_MS = 20;
@@ -118,13 +123,14 @@ describe("the SQLite WAL under sustained sign-ins", () => {
     const ok = statuses.get(200) ?? 0;
     const report = { ok, statuses: Object.fromEntries(statuses), restarts, maxWal, maxShm, dbBytes: fileBytes(db) };
     if (process.env["WAL_TEST_REPORT"] === "1") console.log(JSON.stringify(report));
+    console.log(service!.logs().split("\n").filter((l) => l.startsWith("WALDBG")).join("\n"));
 
     // Every sign-in succeeded: holding writes for a checkpoint never reaches a client as an error.
     expect([...statuses.keys()], JSON.stringify(report)).toEqual([200]);
     expect(ok, JSON.stringify(report)).toBeGreaterThan(200);
     expect(restarts, JSON.stringify(report)).toBeGreaterThanOrEqual(3);
     expect(maxWal, JSON.stringify(report)).toBeLessThanOrEqual(WAL_MAX_BYTES);
-    // The wal-index: 32 KiB per 4,096 frames; a 4 MiB WAL of 4 KiB pages fits in the first.
+    // The wal-index: 32 KiB per 4,096 frames; an 8 MiB WAL of 4 KiB pages fits in the first.
     expect(maxShm, JSON.stringify(report)).toBeLessThanOrEqual(64 * 1024);
   });
 });
