@@ -268,6 +268,8 @@ interface Measured extends PhaseResult {
   ended_by: "count" | "time";
   /** The server's resident memory at the end of the phase (every process of it), MiB. */
   rss_mib?: number;
+  /** SQLite: the -wal file's size when the phase ended, MiB (a WAL that never restarts grows here). */
+  wal_mib?: number;
   /** What the phase cost the database per operation. */
   db?: DbCost;
 }
@@ -321,6 +323,7 @@ async function measure(
     ended_by: r.requests >= command.maxRequests ? "count" : "time",
     rss_mib: treeRssMiB(server.pid),
     db: cost,
+    ...walAtEnd(server.database),
   };
   log(`  ${server.name} ${label}: ${m.rate}/s, p50 ${m.p50_ms} ms, p99 ${m.p99_ms} ms, ${m.ok} ok, non-2xx ${m.non2xx}, cpu ${m.cpu_ms_per_op} ms/op, rss ${m.rss_mib} MiB, db ${JSON.stringify({ ...cost, statements: undefined })}`);
   checkPhase(`${server.name} ${label}`, r);
@@ -367,6 +370,12 @@ async function databaseBytes(server: RunningServer): Promise<number | null> {
   if (d === undefined) return null;
   if ("postgresql" in d) return pgObserver === undefined ? null : pgObserver.databaseSize(d.postgresql);
   return ["", "-wal", "-shm"].reduce((n, suffix) => n + (safeCall(() => statSync(`${d.sqliteFile}${suffix}`).size) ?? 0), 0);
+}
+
+/** SQLite: the -wal file's size now, MiB (a bounded WAL restarts; one that never does grows here). */
+function walAtEnd(d: RunningServer["database"]): { wal_mib?: number } {
+  if (d === undefined || !("sqliteFile" in d)) return {};
+  return { wal_mib: +((safeCall(() => statSync(`${d.sqliteFile}-wal`).size) ?? 0) / 1048576).toFixed(1) };
 }
 
 /** The server's JS heap in use (nodejs_heap_size_used_bytes from its /metrics; a supervisor's: every worker's), MiB. */
@@ -786,13 +795,13 @@ function report(): string {
   const lines = [
     `### ID-token sign-in: floor vs better-auth vs this service (${db === "postgresql" ? "PostgreSQL" : "SQLite"})`,
     "",
-    "| operation | rate (ok/s) | p50 ms | p99 ms | non-2xx | server CPU ms/op | DB CPU ms/op | WAL B/op | disk writes B/op | RSS MiB | statements/op | round trips/op | service ÷ floor | service ÷ better-auth |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    "| operation | rate (ok/s) | p50 ms | p99 ms | non-2xx | server CPU ms/op | DB CPU ms/op | WAL B/op | disk writes B/op | RSS MiB | WAL MiB at end | statements/op | round trips/op | service ÷ floor | service ÷ better-auth |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ...rows.map((r) => {
       const m = r.m!;
       const bad = m.non2xx + m.errors + m.mfa_challenges;
       const d = m.db;
-      return `| ${r.label} | ${fmt(m.rate, 0)} | ${fmt(m.p50_ms, 2)} | ${fmt(m.p99_ms, 2)} | ${bad} | ${fmt(m.cpu_ms_per_op, 2)} | ${fmt(d?.db_cpu_ms_per_op, 2)} | ${fmt(d?.wal_bytes_per_op, 0)} | ${fmt(d?.disk_write_bytes_per_op, 0)} | ${fmt(m.rss_mib ?? null, 0)} | ${fmt(r.statements, typeof r.statements === "number" && Number.isInteger(r.statements) ? 0 : 2)} | ${fmt(r.roundTrips, 0)} | ${times(r.vsFloor)} | ${times(r.vsBetterAuth)} |`;
+      return `| ${r.label} | ${fmt(m.rate, 0)} | ${fmt(m.p50_ms, 2)} | ${fmt(m.p99_ms, 2)} | ${bad} | ${fmt(m.cpu_ms_per_op, 2)} | ${fmt(d?.db_cpu_ms_per_op, 2)} | ${fmt(d?.wal_bytes_per_op, 0)} | ${fmt(d?.disk_write_bytes_per_op, 0)} | ${fmt(m.rss_mib ?? null, 0)} | ${fmt(m.wal_mib ?? null, 1)} | ${fmt(r.statements, typeof r.statements === "number" && Number.isInteger(r.statements) ? 0 : 2)} | ${fmt(r.roundTrips, 0)} | ${times(r.vsFloor)} | ${times(r.vsBetterAuth)} |`;
     }),
     "",
     `- machine: ${nproc} CPUs (nproc), ${cpuModel}; node ${process.version}; ${pinningNote}`,

@@ -134,6 +134,7 @@ export async function createApp(
     poolSize: config.database.pool_size,
     connectTimeoutMs: config.database.connect_timeout_ms,
     statementTimeoutMs: config.database.statement_timeout_ms,
+    sqliteWalMaxBytes: config.database.sqlite.wal_max_bytes,
     onQuery: overrides.onQuery,
     onRoundTrip: overrides.onRoundTrip,
     onPrismaQuery: (sql, seconds) => metrics.query("prisma", statementKind(sql), seconds),

@@ -54,6 +54,7 @@ export async function createAdminTool(config: Config, options: { actor: string; 
     poolSize: 2,
     connectTimeoutMs: config.database.connect_timeout_ms,
     statementTimeoutMs: config.database.statement_timeout_ms,
+    sqliteWalMaxBytes: config.database.sqlite.wal_max_bytes,
   });
   const client: ClientInfo = { ip: null, userAgent: "admin-cli", requestId: null, deviceId: null };
   const admin = createAdminService({

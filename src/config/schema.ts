@@ -392,6 +392,17 @@ export const configSchema = z
           .enum(["driver", "prisma"])
           .default("driver")
           .describe("sign-in, refresh and session checks on prepared driver statements, or on Prisma Client alone"),
+        sqlite: z
+          .object({
+            wal_max_bytes: z
+              .number()
+              .int()
+              .min(1024 * 1024)
+              .default(64 * 1024 * 1024)
+              .describe("SQLite: the WAL file's bound; restarted past half of it, writes wait past three quarters, a restarted WAL is truncated to a quarter"),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),

@@ -4,6 +4,7 @@ import { Worker } from "node:worker_threads";
 import type BetterSqlite3 from "better-sqlite3";
 import type pg from "pg";
 import type { PrismaClient } from "../../gen/prisma/sqlite/client.ts";
+import { createWalGate, requestHold, type WalGate } from "./sqlite-wal-gate.ts";
 
 /** The Prisma client type the stores are written against (both dialects share the model). */
 export type Db = PrismaClient;
@@ -27,14 +28,23 @@ export interface DatabaseOptions {
   onIdleConnectionError?: ((error: unknown) => void) | undefined;
   /** Called with each Prisma Client statement's duration (metrics; the hot path's driver statements are timed by their caller). */
   onPrismaQuery?: ((sql: string, seconds: number) => void) | undefined;
+  /**
+   * SQLite: the WAL's bound (default 64 MiB). Past half of it the checkpointer makes the WAL start
+   * again from its top (sqlite-checkpointer.ts); past three quarters the hot path's writes wait
+   * for that; a restarted WAL file is truncated to a quarter.
+   */
+  sqliteWalMaxBytes?: number | undefined;
 }
+
+/** SQLite's WAL bound when none is configured. */
+export const DEFAULT_SQLITE_WAL_MAX_BYTES = 64 * 1024 * 1024;
 
 /**
  * The driver connection under the Prisma adapter, for the hot path's prepared statements
  * (store/hot/): SQLite's one better-sqlite3 connection itself, or the very pg pool Prisma uses.
  */
 export type Driver =
-  | { dialect: "sqlite"; db: BetterSqlite3.Database }
+  | { dialect: "sqlite"; db: BetterSqlite3.Database; walGate: WalGate }
   | { dialect: "postgresql"; pool: pg.Pool };
 
 export interface Database {
@@ -171,16 +181,35 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     // stays so): a commit is in the WAL before it returns, so a crash of the process loses
     // nothing acknowledged; the fsync happens at checkpoints, not on every commit.
     connection.pragma("synchronous = NORMAL");
-    // Checkpoints happen off the event loop, in a worker thread of their own.
+    // Checkpoints happen off the event loop, in a worker thread of their own; the hot path holds
+    // its writes for a moment when the checkpointer asks (sqlite-wal-gate.ts), so the WAL restarts.
     connection.pragma("wal_autocheckpoint = 0");
+    const walMaxBytes = options.sqliteWalMaxBytes ?? DEFAULT_SQLITE_WAL_MAX_BYTES;
+    // The writer truncates a WAL it restarts to this (SQLite keeps the file otherwise, at its largest).
+    connection.pragma(`journal_size_limit = ${Math.floor(walMaxBytes / 4)}`);
+    const walGate = createWalGate();
     const checkpointer = new Worker(new URL("./sqlite-checkpointer.ts", import.meta.url), {
-      workerData: { path, intervalMs: 200 },
+      workerData: { path, intervalMs: 200, walMaxBytes, gate: walGate },
     });
     checkpointer.unref();
-    const database = wrap(dialect, client, { dialect, db: connection }, options);
+    // The hard stop: a checkpoint can stall on fsync for a quarter of a second while writes go
+    // on. Should the WAL file pass three quarters of its bound meanwhile, the hot path's writes
+    // wait until the checkpointer has restarted it (one stat every 10 ms, off the request path).
+    const walFile = `${path}-wal`;
+    const hardBytes = Math.floor((walMaxBytes * 3) / 4);
+    const guard = setInterval(() => {
+      try {
+        if (statSync(walFile).size >= hardBytes) requestHold(walGate);
+      } catch {
+        // no WAL file (yet): nothing to bound
+      }
+    }, 10);
+    guard.unref();
+    const database = wrap(dialect, client, { dialect, db: connection, walGate }, options);
     return {
       ...database,
       async close() {
+        clearInterval(guard);
         // Held (ref) while closing: an unref'd worker alone would let the process end mid-close.
         checkpointer.ref();
         const exited = new Promise<void>((resolve) => checkpointer.once("exit", () => resolve()));

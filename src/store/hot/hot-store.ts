@@ -6,6 +6,6 @@ import { createSqliteHotStore, type HotStore } from "./sqlite.ts";
 export function createHotStore(database: Database): HotStore {
   const options = { statementTimeoutMs: database.statementTimeoutMs, onQuery: database.onQuery };
   return database.driver.dialect === "sqlite"
-    ? createSqliteHotStore(database.driver.db, options)
+    ? createSqliteHotStore(database.driver.db, { ...options, walGate: database.driver.walGate })
     : createPostgresHotStore(database.driver.pool, options);
 }

@@ -18,6 +18,7 @@ import type { SigninFailureCounter } from "../../core/ports/audit.ts";
 import type { RefreshDecision, SessionStore } from "../../core/ports/sessions.ts";
 import { SigninConflict, type SigninReader, type SigninWrite, type SigninWriter } from "../../core/ports/signin.ts";
 import { storeError } from "../prisma-errors.ts";
+import { type WalGate, whenWritesOpen } from "../sqlite-wal-gate.ts";
 import { dateOf, refreshStateOf, type Row, sessionWithStatusOf, snapshotOf, userOf } from "./rows.ts";
 import * as SQL from "./sql.ts";
 
@@ -37,8 +38,9 @@ function sqliteValue(v: unknown): Value {
 
 export function createSqliteHotStore(
   db: BetterSqlite3.Database,
-  options: { statementTimeoutMs: number; onQuery?: ((sql: string) => void) | undefined },
+  options: { statementTimeoutMs: number; onQuery?: ((sql: string) => void) | undefined; walGate?: WalGate | undefined },
 ): HotStore {
+  const { walGate } = options;
   const prepared = new Map<string, { statement: BetterSqlite3.Statement; order: number[] }>();
 
   function statement(sql: string) {
@@ -103,6 +105,10 @@ export function createSqliteHotStore(
 
   async function flush(): Promise<void> {
     try {
+      // Per write transaction: one shared-memory read. When the checkpointer asks, the writes
+      // wait (asynchronously) while it copies the last frames back, so the WAL can restart.
+      const held = walGate === undefined ? null : whenWritesOpen(walGate, Math.min(1000, options.statementTimeoutMs));
+      if (held !== null) await held;
       await idle();
     } catch (e) {
       const batch = queue;
