@@ -3,7 +3,7 @@ import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { ConfigError } from "./config/load.ts";
 import { createPublicUrls } from "./config/public-url.ts";
 import type { Config } from "./config/schema.ts";
-import { adaptiveMfaSettings, databaseSetting, databaseUrl, keyEncryptionKeySource, passwordExpiryPolicy } from "./config/to-deps.ts";
+import { adaptiveMfaSettings, databaseSetting, databaseUrl, keyEncryptionKeySource, oauthClients, passwordExpiryPolicy } from "./config/to-deps.ts";
 import { createAdaptiveMfa } from "./core/adaptive-mfa.ts";
 import { createAddressLimit } from "./core/address-limit.ts";
 import { type Clock, systemClock } from "./core/clock.ts";
@@ -24,6 +24,9 @@ import { authInterceptor } from "./rpc/auth-interceptor.ts";
 import { errorInterceptor } from "./rpc/errors.ts";
 import { createHttpHandler } from "./rpc/http-handler.ts";
 import { createPlainRoutes } from "./rpc/plain-routes.ts";
+import { createOAuthRoutes } from "./rpc/oauth-routes.ts";
+import { createOAuthService } from "./core/oauth.ts";
+import { createClientSecretCheck } from "./tokens/client-secrets.ts";
 import { requestChecksInterceptor } from "./rpc/request-checks.ts";
 import { createRoutes } from "./rpc/routes.ts";
 import { type RunningServer, startServer } from "./rpc/server.ts";
@@ -331,6 +334,12 @@ export async function createApp(
         metrics: config.server.metrics_port === undefined ? metrics : undefined,
         devIssuer,
         webApp: config.server.web_app ?? config.dev,
+        // The OAuth door: the same sign-in, refresh and VerifyMfa services as the RPCs.
+        oauth: createOAuthRoutes({
+          oauth: createOAuthService({ clock, clients: oauthClients(config), secrets: createClientSecretCheck(), signin, sessions, mfa }),
+          urls,
+          logger,
+        }),
       }),
       onMalformed: (protocol) => metrics.malformed(protocol),
     });

@@ -247,6 +247,51 @@ const admin = z
   .strict()
   .prefault({});
 
+const OAUTH_GRANT_TYPES = [
+  "urn:ietf:params:oauth:grant-type:token-exchange",
+  "urn:ietf:params:oauth:grant-type:jwt-bearer",
+  "refresh_token",
+  "urn:identity:params:oauth:grant-type:mfa",
+] as const;
+
+/** One OAuth client (`oauth.clients.<id>`): public, or confidential with a hashed secret. */
+const oauthClient = z
+  .object({
+    token_endpoint_auth_method: z
+      .enum(["none", "client_secret_basic", "client_secret_post"])
+      .default("none")
+      .describe("none: a public client (no secret); else how the confidential client sends its secret"),
+    client_secret_sha256: adminKeyHash
+      .optional()
+      .describe("SHA-256 of the client secret (64 hex or 43 base64url); the secret itself is never configured"),
+    grant_types: z.array(z.enum(OAUTH_GRANT_TYPES)).min(1).default([...OAUTH_GRANT_TYPES]).describe("Grants this client may use"),
+    audiences: z
+      .array(z.string().min(1))
+      .optional()
+      .describe("Values it may send as audience/resource; default: every tokens.audience"),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const confidential = c.token_endpoint_auth_method !== "none";
+    if (confidential && c.client_secret_sha256 === undefined) {
+      ctx.addIssue({ code: "custom", path: ["client_secret_sha256"], message: `${c.token_endpoint_auth_method} needs client_secret_sha256` });
+    }
+    if (!confidential && c.client_secret_sha256 !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["client_secret_sha256"], message: "a public client (token_endpoint_auth_method: none) has no secret" });
+    }
+  });
+
+/** The OAuth 2.0 endpoints (/oauth2/token, /oauth2/revoke, /oauth2/introspect) and their clients. */
+const oauth = z
+  .object({
+    clients: z
+      .record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "client ids are letters, digits and . _ -, at most 64"), oauthClient)
+      .default({})
+      .describe("Registered clients by client_id; dev mode adds a public client `dev`"),
+  })
+  .strict()
+  .prefault({});
+
 export const configSchema = z
   .object({
     dev: z.boolean().default(false).describe("Development mode: built-in dev OpenID issuer"),
@@ -368,6 +413,7 @@ export const configSchema = z
     risk,
     mfa,
     admin,
+    oauth,
     providers: z
       .record(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, "provider names are lower-case [a-z0-9_-]"), provider)
       .default({}),
