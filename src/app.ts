@@ -189,7 +189,7 @@ export async function createApp(
     );
 
     const accounts = createAccountStore(database.client);
-    const opaqueTokens = createOpaqueTokens();
+    const opaqueTokens = createOpaqueTokens(kek);
     const mfaStore = createMfaStore(database.client);
     const auditLog = createAuditLog(database.client);
     const sessionStore = createSessionStore(database.client);
@@ -272,6 +272,7 @@ export async function createApp(
       accessTokenVerifier: keyRing,
       opaqueTokens,
       idleTtlSeconds: config.tokens.session_idle_ttl_seconds,
+      refreshReuseGraceSeconds: config.tokens.refresh_reuse_grace_seconds,
       passwordExpiry,
     });
     const passwords = createPasswordService({

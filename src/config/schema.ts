@@ -378,6 +378,10 @@ export const configSchema = z
         access_token_ttl_seconds: positiveSeconds.max(24 * 3600).default(1800),
         session_ttl_seconds: positiveSeconds.default(30 * 24 * 3600).describe("Absolute session lifetime"),
         session_idle_ttl_seconds: positiveSeconds.default(7 * 24 * 3600).describe("Session ends unless refreshed within this"),
+        refresh_reuse_grace_seconds: seconds
+          .max(60)
+          .default(0)
+          .describe("A spent refresh token repeated this soon by the same client gets the same successor (two tabs); 0: any reuse revokes the session"),
         signing_key_rotation_days: z.number().positive().optional().describe("Rotate the signing key after this many days"),
         key_encryption_key: z.string().optional().describe("base64 of 32 bytes"),
         key_encryption_key_file: z.string().optional(),

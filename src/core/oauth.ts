@@ -251,10 +251,11 @@ export function createOAuthService(deps: OAuthDeps): OAuthService {
     return answerOf(await deps.signin.signinWithIdToken({ idToken: assertion, nonce: one(request, "nonce"), client: request.client }));
   }
 
-  async function refresh(request: OAuthRequest): Promise<TokenAnswer> {
+  async function refresh(request: OAuthRequest, client: OAuthClient): Promise<TokenAnswer> {
     const token = required(request, "refresh_token");
     checkScope(request);
-    return answerOf(await deps.sessions.refresh(token, request.client));
+    // The client's own key: a repeat within the grace window gets the same successor only from it.
+    return answerOf(await deps.sessions.refresh(token, request.client, `oauth:${client.id}`));
   }
 
   async function mfa(request: OAuthRequest): Promise<TokenAnswer> {
@@ -279,7 +280,7 @@ export function createOAuthService(deps: OAuthDeps): OAuthService {
     switch (grant as OAuthGrant) {
       case GRANT_TOKEN_EXCHANGE: return tokenExchange(request, client);
       case GRANT_JWT_BEARER: return jwtBearer(request);
-      case GRANT_REFRESH_TOKEN: return refresh(request);
+      case GRANT_REFRESH_TOKEN: return refresh(request, client);
       case GRANT_MFA: return mfa(request);
     }
   }

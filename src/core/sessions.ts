@@ -21,12 +21,21 @@ export interface SessionDeps {
   passwordExpiry?: PasswordExpiryPolicy;
   /** The per-address limit of refresh and of sign-out by refresh token. */
   addressLimit?: AddressLimit | undefined;
+  /**
+   * A spent refresh token presented again within this many seconds by the same client gets the
+   * same successor back instead of revoking the session (two tabs refreshing at once); 0: never.
+   */
+  refreshReuseGraceSeconds?: number | undefined;
 }
 
 
 export interface SessionService {
-  /** Rotates a refresh token; a spent token revokes its whole session (reuse detection). */
-  refresh(refreshToken: string, client: ClientInfo): Promise<LoginResult>;
+  /**
+   * Rotates a refresh token; a spent token revokes its whole session (reuse detection), unless
+   * the same client (`clientKey`: the door and client id, default the RPC door) spent it within
+   * the grace window: then it gets the same successor refresh token again.
+   */
+  refresh(refreshToken: string, client: ClientInfo, clientKey?: string): Promise<LoginResult>;
   /**
    * Who the access token says is calling, after checking that its session is still live. This
    * service checks revocation on every authenticated request (one primary-key read), so sign-out
@@ -55,12 +64,17 @@ export function createSessionService(deps: SessionDeps): SessionService {
     }
   }
 
-  async function refreshOnce(refreshToken: string, client: ClientInfo): Promise<LoginResult> {
+  const graceMs = (deps.refreshReuseGraceSeconds ?? 0) * 1000;
+
+  async function refreshOnce(refreshToken: string, client: ClientInfo, clientKey: string): Promise<LoginResult> {
     if (refreshToken === "") throw new DomainError("refresh_token_required", "refresh_token is required");
     const now = clock.now();
-    const next = opaqueTokens.issue("rt");
+    const spentHash = opaqueTokens.hash(refreshToken);
+    // Derived from the spent token and the client: a repeat within the grace window finds it again.
+    const next = opaqueTokens.successor(spentHash, clientKey);
     let failure: DomainError | undefined;
     let state: RefreshState | null = null;
+    let withinGrace = false;
     const audit = (type: string, code?: string) => ({
       type,
       at: now,
@@ -70,10 +84,16 @@ export function createSessionService(deps: SessionDeps): SessionService {
       client,
       detail: state === null ? undefined : { session_id: state.session.id },
     });
-    const decision: RefreshDecision = await store.refresh(opaqueTokens.hash(refreshToken), now, (found) => {
+    const decision: RefreshDecision = await store.refresh(spentHash, now, (found) => {
       state = found;
       if (found === null) {
         failure = new DomainError("refresh_token_invalid", "the refresh token is not valid");
+        return { kind: "reject", revokeSession: null, audit: null };
+      }
+      if (found.previouslyUsedAt !== null && graceMs > 0 && now.getTime() - found.previouslyUsedAt.getTime() <= graceMs) {
+        // Spent a moment ago: the other tab's refresh, or a thief's. Decided after this
+        // transaction, by whether the successor this client would have got exists.
+        withinGrace = true;
         return { kind: "reject", revokeSession: null, audit: null };
       }
       if (found.previouslyUsedAt !== null) {
@@ -97,6 +117,7 @@ export function createSessionService(deps: SessionDeps): SessionService {
         audit: audit("token.refreshed"),
       };
     });
+    if (withinGrace && state !== null) return repeatWithinGrace(state, next, client, now);
     if (decision.kind === "reject" || state === null) throw failure ?? new DomainError("internal", "refresh failed");
     const s: RefreshState = state;
     const accessToken = await deps.accessTokens.issue(
@@ -106,11 +127,35 @@ export function createSessionService(deps: SessionDeps): SessionService {
     return loginResultOf(deps, s.user, s.session.id, accessToken, next.token, now);
   }
 
+  /**
+   * A spent token presented again within the grace window: if this client's successor is the one
+   * that was issued (same door, same client), the same refresh token again with an access token
+   * for the same session; anything else (another client, a successor never issued) is reuse.
+   * Costs one read more than a refresh, on this path only.
+   */
+  async function repeatWithinGrace(s: RefreshState, next: { token: string; hash: string }, client: ClientInfo, now: Date): Promise<LoginResult> {
+    const successor = await store.findSessionByRefreshToken(next.hash);
+    if (successor === null || successor.id !== s.session.id) {
+      await store.revokeSessions({ userId: s.user.id, sessionId: s.session.id }, "refresh_token_reuse", now, {
+        type: "session.reuse_detected", at: now, code: "refresh_token_reused", userId: s.user.id, client,
+        detail: { session_id: s.session.id, within_grace: true },
+      });
+      throw new DomainError("refresh_token_reused", "this refresh token was already used; the session has been revoked for safety");
+    }
+    assertActive(s.user, now);
+    liveOrThrow(successor, now);
+    const accessToken = await deps.accessTokens.issue(
+      { userId: s.user.id, sessionId: s.session.id, amr: s.session.amr, provider: s.session.provider },
+      now,
+    );
+    return loginResultOf(deps, s.user, s.session.id, accessToken, next.token, now);
+  }
+
   return {
-    async refresh(refreshToken, client) {
+    async refresh(refreshToken, client, clientKey = "rpc") {
       const attempt = await (deps.addressLimit?.admit(client.ip, "RefreshToken") ?? UNLIMITED);
       try {
-        const result = await refreshOnce(refreshToken, client);
+        const result = await refreshOnce(refreshToken, client, clientKey);
         attempt.settle();
         return result;
       } catch (e) {

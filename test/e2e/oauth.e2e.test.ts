@@ -72,6 +72,7 @@ for (const kind of testDatabaseKinds()) {
         config: {
           dev: true,
           "tokens.audience": ["identity", "orders"],
+          "tokens.refresh_reuse_grace_seconds": 10,
           "oauth.clients": {
             backend: { token_endpoint_auth_method: "client_secret_basic", client_secret_sha256: sha256(BACKEND_SECRET) },
             poster: { token_endpoint_auth_method: "client_secret_post", client_secret_sha256: sha256(POSTER_SECRET), grant_types: [TOKEN_EXCHANGE] },
@@ -148,16 +149,48 @@ for (const kind of testDatabaseKinds()) {
       await jwtVerify(tokens.access_token, jwks, { issuer: LOCAL_ISSUER, audience: "identity" });
     });
 
-    it("refresh rotates; the spent token then revokes the family (invalid_grant)", async () => {
+    it("refresh rotates; the spent token, after the grace window, then revokes the family (invalid_grant)", async () => {
       const first = await exchange(dev, uniqueSub("refresh"));
       const second = await oidc.refreshTokenGrant(dev, first.refresh_token!);
       expect(second.refresh_token).not.toBe(first.refresh_token);
+      clock.advance(11_000);
       const reuse = await rejection(oidc.refreshTokenGrant(dev, first.refresh_token!));
       expect(reuse).toMatchObject({ error: "invalid_grant", status: 400 });
       expect(reuse.body["error_code"]).toBe("refresh_token_reused");
       // The whole session ended: its newest token is refused too.
       const after = await rejection(oidc.refreshTokenGrant(dev, second.refresh_token!));
       expect(after.error).toBe("invalid_grant");
+    });
+
+    it("two refreshes with one token at once (two tabs) get the same refresh token back, on both doors; the session lives", async () => {
+      const first = await exchange(dev, uniqueSub("tabs"));
+      const [a, b] = await Promise.all([oidc.refreshTokenGrant(dev, first.refresh_token!), oidc.refreshTokenGrant(dev, first.refresh_token!)]);
+      expect(a.refresh_token).toMatch(/^rt_[A-Za-z0-9_-]{43}$/);
+      expect(b.refresh_token).toBe(a.refresh_token);
+      for (const access of [a.access_token, b.access_token]) {
+        expect((await fetch(`${t.url}/auth/me`, { headers: { authorization: `Bearer ${access}` } })).status).toBe(200);
+      }
+      // The successor works once, as any refresh token.
+      const next = await oidc.refreshTokenGrant(dev, a.refresh_token!);
+      expect(next.refresh_token).not.toBe(a.refresh_token);
+
+      // The RPC door (REST here) alike.
+      const viaRest = (token: string) =>
+        fetch(`${t.url}/auth/token/refresh`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ refresh_token: token }) })
+          .then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }));
+      const [r1, r2] = await Promise.all([viaRest(next.refresh_token!), viaRest(next.refresh_token!)]);
+      expect([r1.status, r2.status]).toEqual([200, 200]);
+      expect(r2.body["refresh_token"]).toBe(r1.body["refresh_token"]);
+    });
+
+    it("within the grace window, the spent token from another client is reuse: the family is revoked", async () => {
+      const first = await exchange(dev, uniqueSub("other-client"));
+      const second = await oidc.refreshTokenGrant(dev, first.refresh_token!);
+      const thief = await rejection(oidc.refreshTokenGrant(backend, first.refresh_token!));
+      expect(thief).toMatchObject({ error: "invalid_grant", status: 400 });
+      expect(thief.body["error_code"]).toBe("refresh_token_reused");
+      expect((await rejection(oidc.refreshTokenGrant(dev, second.refresh_token!))).body["error_code"]).toBe("session_revoked");
+      expect((await fetch(`${t.url}/auth/me`, { headers: { authorization: `Bearer ${second.access_token}` } })).status).toBe(401);
     });
 
     it("a confidential client authenticates with Basic or client_secret_post", async () => {
