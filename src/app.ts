@@ -27,6 +27,8 @@ import { createPlainRoutes } from "./rpc/plain-routes.ts";
 import { createOAuthRoutes } from "./rpc/oauth-routes.ts";
 import { createOAuthService } from "./core/oauth.ts";
 import { createClientSecretCheck } from "./tokens/client-secrets.ts";
+import { type ClientKeys, createClientAssertionCheck } from "./tokens/client-assertions.ts";
+import { createSingleUseStore } from "./store/single-use-store.ts";
 import { requestChecksInterceptor } from "./rpc/request-checks.ts";
 import { createRoutes } from "./rpc/routes.ts";
 import { type RunningServer, startServer } from "./rpc/server.ts";
@@ -337,7 +339,20 @@ export async function createApp(
         webApp: config.server.web_app ?? config.dev,
         // The OAuth door: the same sign-in, refresh and VerifyMfa services as the RPCs.
         oauth: createOAuthRoutes({
-          oauth: createOAuthService({ clock, clients: oauthClients(config), secrets: createClientSecretCheck(), signin, sessions, mfa }),
+          oauth: createOAuthService({
+            clock,
+            clients: oauthClients(config),
+            secrets: createClientSecretCheck(),
+            assertions: createClientAssertionCheck({
+              keys: new Map(Object.entries(config.oauth.clients).flatMap(([id, c]): [string, ClientKeys][] =>
+                c.jwks !== undefined ? [[id, { jwks: c.jwks }]] : c.jwks_uri !== undefined ? [[id, { jwksUri: c.jwks_uri }]] : [])),
+              audiences: () => [`${urls.base()}/oauth2/token`, urls.issuer()],
+            }),
+            marks: createSingleUseStore(database.client),
+            signin,
+            sessions,
+            mfa,
+          }),
           urls,
           logger,
         }),

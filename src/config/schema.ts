@@ -258,12 +258,17 @@ const OAUTH_GRANT_TYPES = [
 const oauthClient = z
   .object({
     token_endpoint_auth_method: z
-      .enum(["none", "client_secret_basic", "client_secret_post"])
+      .enum(["none", "client_secret_basic", "client_secret_post", "private_key_jwt"])
       .default("none")
       .describe("none: a public client (no secret); else how the confidential client sends its secret"),
     client_secret_sha256: adminKeyHash
       .optional()
       .describe("SHA-256 of the client secret (64 hex or 43 base64url); the secret itself is never configured"),
+    jwks: z
+      .object({ keys: z.array(z.record(z.string(), z.unknown())).min(1) })
+      .optional()
+      .describe("private_key_jwt: the client's public keys, inline"),
+    jwks_uri: z.url().optional().describe("private_key_jwt: where the client publishes its public keys"),
     grant_types: z.array(z.enum(OAUTH_GRANT_TYPES)).min(1).default([...OAUTH_GRANT_TYPES]).describe("Grants this client may use"),
     audiences: z
       .array(z.string().min(1))
@@ -272,11 +277,18 @@ const oauthClient = z
   })
   .strict()
   .superRefine((c, ctx) => {
-    const confidential = c.token_endpoint_auth_method !== "none";
+    const keyed = c.token_endpoint_auth_method === "private_key_jwt";
+    if (keyed !== (c.jwks !== undefined || c.jwks_uri !== undefined) || (c.jwks !== undefined && c.jwks_uri !== undefined)) {
+      ctx.addIssue({ code: "custom", path: ["jwks"], message: "private_key_jwt needs one of jwks or jwks_uri; other methods have neither" });
+    }
+    if (keyed && c.client_secret_sha256 !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["client_secret_sha256"], message: "a private_key_jwt client has no secret" });
+    }
+    const confidential = c.token_endpoint_auth_method === "client_secret_basic" || c.token_endpoint_auth_method === "client_secret_post";
     if (confidential && c.client_secret_sha256 === undefined) {
       ctx.addIssue({ code: "custom", path: ["client_secret_sha256"], message: `${c.token_endpoint_auth_method} needs client_secret_sha256` });
     }
-    if (!confidential && c.client_secret_sha256 !== undefined) {
+    if (c.token_endpoint_auth_method === "none" && c.client_secret_sha256 !== undefined) {
       ctx.addIssue({ code: "custom", path: ["client_secret_sha256"], message: "a public client (token_endpoint_auth_method: none) has no secret" });
     }
   });

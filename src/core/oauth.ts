@@ -1,6 +1,9 @@
 import type { Clock } from "./clock.ts";
 import { isDomainError, type ErrorCode } from "./errors.ts";
+import { createHash } from "node:crypto";
 import type { ClientInfo, LoginResult, MfaChallengeResult } from "./model.ts";
+import type { SingleUseMarks } from "./ports/single-use.ts";
+import { singleUse } from "./single-use.ts";
 import type { MfaService } from "./mfa.ts";
 import type { SessionService } from "./sessions.ts";
 import type { SigninService } from "./signin.ts";
@@ -25,8 +28,14 @@ export const TOKEN_TYPE_ID_TOKEN = "urn:ietf:params:oauth:token-type:id_token";
 export const TOKEN_TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt";
 export const TOKEN_TYPE_ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token";
 
-export type ClientAuthMethod = "none" | "client_secret_basic" | "client_secret_post";
-export const CLIENT_AUTH_METHODS: readonly ClientAuthMethod[] = ["none", "client_secret_basic", "client_secret_post"];
+export type ClientAuthMethod = "none" | "client_secret_basic" | "client_secret_post" | "private_key_jwt";
+export const CLIENT_AUTH_METHODS: readonly ClientAuthMethod[] = ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"];
+export const CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/**
+ * Algorithms of client assertions: pinned, never taken from the token's header; asymmetric only
+ * (no `none`, no HS*, which would make a public key a shared secret).
+ */
+export const CLIENT_ASSERTION_ALGORITHMS: readonly string[] = ["RS256", "PS256", "ES256", "ES384", "EdDSA"];
 
 /** A registered client (`oauth.clients.<id>`). */
 export interface OAuthClient {
@@ -43,6 +52,11 @@ export interface OAuthClient {
 /** Compares a presented client secret with the configured hash (tokens/client-secrets.ts). */
 export interface ClientSecretCheck {
   matches(secret: string, sha256: Uint8Array): boolean;
+}
+
+/** Verifies a `private_key_jwt` client assertion (tokens/client-assertions.ts); throws a DomainError. */
+export interface ClientAssertionCheck {
+  verify(clientId: string, assertion: string, now: Date): Promise<{ jti: string; expiresAt: Date }>;
 }
 
 /** RFC 6749 §5.2 error codes, RFC 8693 `invalid_target`, and `mfa_required` (the Auth0/Okta shape). */
@@ -109,6 +123,9 @@ export interface OAuthDeps {
   clock: Clock;
   clients: ReadonlyMap<string, OAuthClient>;
   secrets: ClientSecretCheck;
+  /** private_key_jwt: the assertion's signature and claims, and its `jti` recorded once. */
+  assertions?: ClientAssertionCheck | undefined;
+  marks?: SingleUseMarks | undefined;
   signin: Pick<SigninService, "signinWithIdToken">;
   sessions: Pick<SessionService, "refresh" | "authenticate" | "signOut">;
   mfa: Pick<MfaService, "verify">;
@@ -146,6 +163,16 @@ export function oauthErrorOf(e: unknown): OAuthError {
   return new OAuthError("invalid_grant", e.message, 400, { error_code: e.code }, { cause: e });
 }
 
+/** The `sub` of a JWT, unverified: only to find whose keys verify it. */
+function unverifiedSubject(jwt: string): string | undefined {
+  try {
+    const payload = JSON.parse(Buffer.from(jwt.split(".")[1] ?? "", "base64url").toString("utf8")) as { sub?: unknown };
+    return typeof payload.sub === "string" ? payload.sub : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function invalidClient(description: string): OAuthError {
   return new OAuthError("invalid_client", description, 401);
 }
@@ -169,12 +196,21 @@ export function createOAuthService(deps: OAuthDeps): OAuthService {
    * RFC 6749 §2.3: exactly one way of authenticating, and the one the client is registered
    * with. A public client names itself with `client_id` and proves nothing.
    */
-  function authenticateClient(request: OAuthRequest): OAuthClient {
+  async function authenticateClient(request: OAuthRequest): Promise<OAuthClient> {
     const bodyId = one(request, "client_id");
     const bodySecret = one(request, "client_secret");
+    const assertion = one(request, "client_assertion");
+    const assertionType = one(request, "client_assertion_type");
     const basic = request.basic;
     if (basic === "malformed") throw invalidClient("the Authorization header is not valid HTTP Basic client authentication");
-    if (basic !== null && bodySecret !== undefined) throw new OAuthError("invalid_request", "use one client authentication method, not Basic and client_secret both");
+    const ways = [basic !== null, bodySecret !== undefined, assertion !== undefined].filter(Boolean).length;
+    if (ways > 1) throw new OAuthError("invalid_request", "use one client authentication method (Basic, client_secret or client_assertion)");
+    if (assertion !== undefined || assertionType !== undefined) {
+      if (assertion === undefined || assertionType !== CLIENT_ASSERTION_TYPE) {
+        throw new OAuthError("invalid_request", `client_assertion needs client_assertion_type ${CLIENT_ASSERTION_TYPE}`);
+      }
+      return authenticateByAssertion(bodyId, assertion);
+    }
     if (basic !== null && bodyId !== undefined && bodyId !== basic.id) throw new OAuthError("invalid_request", "client_id differs from the Basic credentials");
     const id = basic?.id ?? bodyId;
     if (id === undefined) throw invalidClient("client authentication is required (client_id, and a secret for a confidential client)");
@@ -189,6 +225,26 @@ export function createOAuthService(deps: OAuthDeps): OAuthService {
       // The same answer as an unknown client: a caller learns nothing about which ids exist.
       if (client.secretSha256 === null || !deps.secrets.matches(secret, client.secretSha256)) throw invalidClient("unknown client or wrong credentials");
     }
+    return client;
+  }
+
+  /** RFC 7523 §3: the client is the assertion's `sub` (and `client_id`, when sent, must agree). */
+  async function authenticateByAssertion(bodyId: string | undefined, assertion: string): Promise<OAuthClient> {
+    const id = bodyId ?? unverifiedSubject(assertion);
+    const client = id === undefined ? undefined : deps.clients.get(id);
+    if (client === undefined || client.authMethod !== "private_key_jwt" || deps.assertions === undefined || deps.marks === undefined) {
+      throw invalidClient("unknown client, or it does not authenticate with private_key_jwt");
+    }
+    const now = deps.clock.now();
+    let checked: { jti: string; expiresAt: Date };
+    try {
+      checked = await deps.assertions.verify(client.id, assertion, now);
+    } catch (e) {
+      if (isDomainError(e) && e.code === "invalid_request") throw invalidClient(e.message);
+      throw e;
+    }
+    const key = `client_assertion:${createHash("sha256").update(`${client.id}\0${checked.jti}`).digest("base64url")}`;
+    if (!(await deps.marks.markUsed(singleUse(checked.expiresAt, key)))) throw invalidClient("this client assertion was already used (jti)");
     return client;
   }
 
@@ -273,7 +329,7 @@ export function createOAuthService(deps: OAuthDeps): OAuthService {
   }
 
   async function token(request: OAuthRequest): Promise<TokenAnswer> {
-    const client = authenticateClient(request);
+    const client = await authenticateClient(request);
     const grant = required(request, "grant_type");
     if (!(OAUTH_GRANTS as readonly string[]).includes(grant)) throw new OAuthError("unsupported_grant_type", `grant_type ${JSON.stringify(grant)} is not supported`);
     if (!client.grants.has(grant)) throw new OAuthError("unauthorized_client", `this client may not use grant_type ${grant}`);
@@ -302,7 +358,7 @@ export function createOAuthService(deps: OAuthDeps): OAuthService {
 
     async revoke(request) {
       try {
-        authenticateClient(request);
+        await authenticateClient(request);
         const token = required(request, "token");
         const hint = one(request, "token_type_hint");
         // RFC 7009 §2.2.1: unsupported_token_type is for a type the server cannot revoke at all.
@@ -327,7 +383,7 @@ export function createOAuthService(deps: OAuthDeps): OAuthService {
 
     async introspect(request) {
       try {
-        const client = authenticateClient(request);
+        const client = await authenticateClient(request);
         if (client.authMethod === "none") throw invalidClient("introspection is for confidential clients");
         const token = required(request, "token");
         let principal;

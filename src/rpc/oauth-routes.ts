@@ -1,4 +1,5 @@
 import {
+  CLIENT_ASSERTION_ALGORITHMS,
   CLIENT_AUTH_METHODS,
   OAUTH_GRANTS,
   OAuthError,
@@ -43,6 +44,7 @@ export function oauthMetadata(urls: { base(): string }) {
     token_endpoint_auth_methods_supported: methods,
     revocation_endpoint_auth_methods_supported: methods,
     introspection_endpoint_auth_methods_supported: confidential,
+    token_endpoint_auth_signing_alg_values_supported: [...CLIENT_ASSERTION_ALGORITHMS],
     // No authorization endpoint: tokens come from exchanging a provider's ID token.
     response_types_supported: [],
   };

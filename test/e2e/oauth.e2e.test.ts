@@ -5,7 +5,7 @@
  * Runs on SQLite, and on PostgreSQL when TEST_DATABASE_URL is set.
  */
 import { createHash } from "node:crypto";
-import { createRemoteJWKSet, jwtVerify } from "jose";
+import { createRemoteJWKSet, exportJWK, generateKeyPair, jwtVerify, SignJWT } from "jose";
 import * as oidc from "openid-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { totpCode } from "../../src/tokens/totp.ts";
@@ -62,10 +62,14 @@ for (const kind of testDatabaseKinds()) {
     }
 
     let jwks: ReturnType<typeof createRemoteJWKSet>;
+    let signingKey: Awaited<ReturnType<typeof generateKeyPair>>["privateKey"];
     let dev: oidc.Configuration;
     let backend: oidc.Configuration;
 
     beforeAll(async () => {
+      const pair = await generateKeyPair("ES256");
+      signingKey = pair.privateKey;
+      const publicJwk = { ...(await exportJWK(pair.publicKey)), alg: "ES256", kid: "signed-1" };
       t = await startTestApp({
         kind,
         overrides: { clock },
@@ -78,6 +82,7 @@ for (const kind of testDatabaseKinds()) {
             poster: { token_endpoint_auth_method: "client_secret_post", client_secret_sha256: sha256(POSTER_SECRET), grant_types: [TOKEN_EXCHANGE] },
             narrow: { grant_types: [JWT_BEARER], audiences: ["identity"] },
             exchanger: { grant_types: [TOKEN_EXCHANGE], audiences: ["identity"] },
+            signed: { token_endpoint_auth_method: "private_key_jwt", jwks: { keys: [publicJwk] } },
           },
         },
       });
@@ -102,7 +107,8 @@ for (const kind of testDatabaseKinds()) {
         expect(m.revocation_endpoint).toBe(`${t.url}/oauth2/revoke`);
         expect(m.introspection_endpoint).toBe(`${t.url}/oauth2/introspect`);
         expect(m.grant_types_supported).toEqual([TOKEN_EXCHANGE, JWT_BEARER, "refresh_token", MFA_GRANT]);
-        expect(m.token_endpoint_auth_methods_supported).toEqual(["none", "client_secret_basic", "client_secret_post"]);
+        expect(m.token_endpoint_auth_methods_supported).toEqual(["none", "client_secret_basic", "client_secret_post", "private_key_jwt"]);
+        expect(m.token_endpoint_auth_signing_alg_values_supported).toContain("ES256");
       }
     });
 
@@ -198,6 +204,35 @@ for (const kind of testDatabaseKinds()) {
       expect(tokens.access_token).toEqual(expect.any(String));
       const poster = await discover("poster", oidc.ClientSecretPost(POSTER_SECRET));
       expect((await exchange(poster, uniqueSub("post"))).refresh_token).toMatch(/^rt_/);
+    });
+
+    it("private_key_jwt: a signed client assertion authenticates; a replayed jti, another key or audience is invalid_client", async () => {
+      const signed = await discover("signed", oidc.PrivateKeyJwt(signingKey, { [oidc.modifyAssertion]: (header) => { header.kid = "signed-1"; } }));
+      expect((await exchange(signed, uniqueSub("signed"))).refresh_token).toMatch(/^rt_/);
+      expect(await oidc.tokenIntrospection(signed, "not-a-token")).toEqual({ active: false });
+
+      const assertion = (key: typeof signingKey, aud: string, jti = crypto.randomUUID()) =>
+        new SignJWT({ jti }).setProtectedHeader({ alg: "ES256", kid: "signed-1" }).setIssuer("signed").setSubject("signed")
+          .setAudience(aud).setIssuedAt().setExpirationTime("1m").sign(key);
+      const post = async (clientAssertion: string) => {
+        const res = await fetch(`${t.url}/oauth2/token`, {
+          method: "POST",
+          headers: { "content-type": "application/x-www-form-urlencoded" },
+          body: new URLSearchParams({
+            grant_type: JWT_BEARER, assertion: await mint(uniqueSub("signed-raw")),
+            client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", client_assertion: clientAssertion,
+          }),
+        });
+        return { status: res.status, body: (await res.json()) as Record<string, unknown>, wwwAuthenticate: res.headers.get("www-authenticate") };
+      };
+      const once = await assertion(signingKey, `${t.url}/oauth2/token`);
+      expect((await post(once)).status).toBe(200);
+      const replayed = await post(once);
+      expect(replayed).toMatchObject({ status: 401, body: { error: "invalid_client", error_description: "this client assertion was already used (jti)" } });
+      expect(replayed.wwwAuthenticate).toMatch(/^Basic/);
+      const otherKey = (await generateKeyPair("ES256")).privateKey;
+      expect((await post(await assertion(otherKey, LOCAL_ISSUER))).body["error"]).toBe("invalid_client");
+      expect((await post(await assertion(signingKey, "https://elsewhere.example"))).body["error"]).toBe("invalid_client");
     });
 
     it("invalid_client: 401 with WWW-Authenticate, for a wrong secret, an unknown client, the wrong method, a public client's secret", async () => {
