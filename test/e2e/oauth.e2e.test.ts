@@ -10,7 +10,7 @@ import * as oidc from "openid-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { totpCode } from "../../src/tokens/totp.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
-import { testDatabaseKinds } from "../support/databases.ts";
+import { postgresKind, testDatabaseKinds } from "../support/databases.ts";
 import { createMovableClock, LOCAL_ISSUER, uniqueSub } from "../support/signin-e2e.ts";
 
 const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -339,3 +339,41 @@ for (const kind of testDatabaseKinds()) {
     });
   });
 }
+
+/**
+ * Two app instances on one PostgreSQL database (replicas: their own pools, caches and key rings,
+ * the same KEK): the same refresh token refreshed on both at once gets the same successor.
+ */
+describe.runIf(postgresKind() !== null)("refresh grace across two replicas on PostgreSQL", () => {
+  let a: TestApp;
+  let b: TestApp;
+  const config = { dev: true, "tokens.refresh_reuse_grace_seconds": 10 };
+  beforeAll(async () => {
+    a = await startTestApp({ kind: postgresKind()!, config });
+    b = await startTestApp({ kind: postgresKind()!, config: { ...config, "database.url": a.database.url } });
+  });
+  afterAll(async () => {
+    await b?.close();
+    await a?.close();
+  });
+
+  const form = async (url: string, params: Record<string, string>) => {
+    const res = await fetch(`${url}/oauth2/token`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ client_id: "dev", ...params }) });
+    return { status: res.status, body: (await res.json()) as Record<string, string> };
+  };
+
+  it("both replicas answer 200 with the same refresh token, and the session stays live", async () => {
+    const minted = (await (await fetch(`${a.url}/dev/oidc/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ sub: uniqueSub("replicas") }) })).json()) as { id_token: string };
+    // The dev issuer's key lives in each data directory: sign in where the token was minted.
+    const first = await form(a.url, { grant_type: TOKEN_EXCHANGE, subject_token: minted.id_token, subject_token_type: ID_TOKEN_TYPE });
+    expect(first.status).toBe(200);
+    const [ra, rb] = await Promise.all([
+      form(a.url, { grant_type: "refresh_token", refresh_token: first.body["refresh_token"]! }),
+      form(b.url, { grant_type: "refresh_token", refresh_token: first.body["refresh_token"]! }),
+    ]);
+    expect([ra.status, rb.status]).toEqual([200, 200]);
+    expect(rb.body["refresh_token"]).toBe(ra.body["refresh_token"]);
+    // The access token minted by b is accepted by a (one session, live).
+    expect((await fetch(`${a.url}/auth/me`, { headers: { authorization: `Bearer ${rb.body["access_token"]}` } })).status).toBe(200);
+  });
+});
