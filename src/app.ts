@@ -349,6 +349,7 @@ export async function createApp(
               audiences: () => [`${urls.base()}/oauth2/token`, urls.issuer()],
             }),
             marks: createSingleUseStore(database.client),
+            addressLimit,
             signin,
             sessions,
             mfa,

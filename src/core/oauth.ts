@@ -1,5 +1,6 @@
 import type { Clock } from "./clock.ts";
-import { isDomainError, type ErrorCode } from "./errors.ts";
+import { type AddressLimit, UNLIMITED } from "./address-limit.ts";
+import { DomainError, isDomainError, type ErrorCode } from "./errors.ts";
 import { createHash } from "node:crypto";
 import type { ClientInfo, LoginResult, MfaChallengeResult } from "./model.ts";
 import type { SingleUseMarks } from "./ports/single-use.ts";
@@ -126,6 +127,11 @@ export interface OAuthDeps {
   /** private_key_jwt: the assertion's signature and claims, and its `jti` recorded once. */
   assertions?: ClientAssertionCheck | undefined;
   marks?: SingleUseMarks | undefined;
+  /**
+   * The per-address limit, for client authentication (wrong secrets, bad assertions count as
+   * failures of this replica); the grants themselves are limited by the services they call.
+   */
+  addressLimit?: AddressLimit | undefined;
   signin: Pick<SigninService, "signinWithIdToken">;
   sessions: Pick<SessionService, "refresh" | "authenticate" | "signOut">;
   mfa: Pick<MfaService, "verify">;
@@ -196,7 +202,21 @@ export function createOAuthService(deps: OAuthDeps): OAuthService {
    * RFC 6749 §2.3: exactly one way of authenticating, and the one the client is registered
    * with. A public client names itself with `client_id` and proves nothing.
    */
+  /** Client authentication under the per-address limit: guessing secrets is limited as sign-ins are. */
   async function authenticateClient(request: OAuthRequest): Promise<OAuthClient> {
+    const attempt = await (deps.addressLimit?.admit(request.client.ip, "OAuthClientAuthentication") ?? UNLIMITED);
+    try {
+      const client = await authenticateClientOnce(request);
+      attempt.settle();
+      return client;
+    } catch (e) {
+      // invalid_client leaves no audit row: counted on this replica, as an unknown refresh token is.
+      attempt.settle(e instanceof OAuthError ? new DomainError("invalid_request", e.description) : e, { recorded: false });
+      throw e;
+    }
+  }
+
+  async function authenticateClientOnce(request: OAuthRequest): Promise<OAuthClient> {
     const bodyId = one(request, "client_id");
     const bodySecret = one(request, "client_secret");
     const assertion = one(request, "client_assertion");

@@ -377,3 +377,33 @@ describe.runIf(postgresKind() !== null)("refresh grace across two replicas on Po
     expect((await fetch(`${a.url}/auth/me`, { headers: { authorization: `Bearer ${rb.body["access_token"]}` } })).status).toBe(200);
   });
 });
+
+describe("the per-address limit on the OAuth door", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({
+      config: {
+        dev: true,
+        "rate_limit.signin_failures_per_ip": 3,
+        "oauth.clients": { backend: { token_endpoint_auth_method: "client_secret_basic", client_secret_sha256: sha256(BACKEND_SECRET) } },
+      },
+    });
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it("wrong client secrets count as failures: then 429 rate_limited with Retry-After, the right secret too", async () => {
+    const post = (secret: string) =>
+      fetch(`${t.url}/oauth2/token`, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded", authorization: `Basic ${Buffer.from(`backend:${secret}`).toString("base64")}` },
+        body: "grant_type=refresh_token&refresh_token=rt_x",
+      });
+    for (let i = 0; i < 3; i++) expect((await post(`wrong-${i}`)).status).toBe(401);
+    const limited = await post(BACKEND_SECRET);
+    expect(limited.status).toBe(429);
+    expect(Number(limited.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect(await limited.json()).toMatchObject({ error: "rate_limited" });
+  });
+});
