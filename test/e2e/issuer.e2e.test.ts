@@ -20,7 +20,7 @@ async function verifyWithDiscovery(url: string): Promise<{ issuer: string; jwksU
   expect(Object.keys(doc).sort()).toEqual([
     "grant_types_supported", "introspection_endpoint", "introspection_endpoint_auth_methods_supported", "issuer", "jwks_uri",
     "response_types_supported", "revocation_endpoint", "revocation_endpoint_auth_methods_supported", "token_endpoint",
-    "token_endpoint_auth_methods_supported",
+    "token_endpoint_auth_methods_supported", "token_endpoint_auth_signing_alg_values_supported",
   ]);
   expect(doc["token_endpoint"]).toBe(`${new URL(doc["jwks_uri"]!).origin}/oauth2/token`);
 
