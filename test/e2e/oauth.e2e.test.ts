@@ -8,7 +8,10 @@ import { createHash } from "node:crypto";
 import { createRemoteJWKSet, exportJWK, generateKeyPair, jwtVerify, SignJWT } from "jose";
 import * as oidc from "openid-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { totpCode } from "../../src/tokens/totp.ts";
+import { markdownSnippet, shellCommands } from "../support/docs.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { postgresKind, testDatabaseKinds } from "../support/databases.ts";
 import { createMovableClock, LOCAL_ISSUER, uniqueSub } from "../support/signin-e2e.ts";
@@ -391,6 +394,16 @@ describe("the per-address limit on the OAuth door", () => {
   });
   afterAll(async () => {
     await t?.close();
+  });
+
+  it("the README's curl token exchange works as written (against this server)", async () => {
+    const [mint, exchange] = shellCommands(markdownSnippet("README.md", "oauth-curl"));
+    const script = [mint, exchange].join("\n").replaceAll("localhost:8080", t.url.replace(/^http:\/\//, ""));
+    // Asynchronously: the server answering curl runs in this process.
+    const { stdout } = await promisify(execFile)("bash", ["-c", script], { encoding: "utf8", timeout: 20_000 });
+    const answer = JSON.parse(stdout) as Record<string, unknown>;
+    expect(answer).toMatchObject({ token_type: "Bearer", issued_token_type: "urn:ietf:params:oauth:token-type:access_token" });
+    expect(answer["refresh_token"]).toMatch(/^rt_/);
   });
 
   it("wrong client secrets count as failures: then 429 rate_limited with Retry-After, the right secret too", async () => {
