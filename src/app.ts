@@ -3,7 +3,7 @@ import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { ConfigError } from "./config/load.ts";
 import { createPublicUrls } from "./config/public-url.ts";
 import type { Config } from "./config/schema.ts";
-import { adaptiveMfaSettings, databaseSetting, databaseUrl, keyEncryptionKeySource, passwordExpiryPolicy, relyingParty } from "./config/to-deps.ts";
+import { adaptiveMfaSettings, databaseSetting, databaseUrl, keyEncryptionKeySource, oauthClients, passwordExpiryPolicy, relyingParty } from "./config/to-deps.ts";
 import { createAdaptiveMfa } from "./core/adaptive-mfa.ts";
 import { createAddressLimit } from "./core/address-limit.ts";
 import { type Clock, systemClock } from "./core/clock.ts";
@@ -24,6 +24,11 @@ import { authInterceptor } from "./rpc/auth-interceptor.ts";
 import { errorInterceptor } from "./rpc/errors.ts";
 import { createHttpHandler } from "./rpc/http-handler.ts";
 import { createPlainRoutes } from "./rpc/plain-routes.ts";
+import { createOAuthRoutes } from "./rpc/oauth-routes.ts";
+import { createOAuthService } from "./core/oauth.ts";
+import { createClientSecretCheck } from "./tokens/client-secrets.ts";
+import { type ClientKeys, createClientAssertionCheck } from "./tokens/client-assertions.ts";
+import { createSingleUseStore } from "./store/single-use-store.ts";
 import { requestChecksInterceptor } from "./rpc/request-checks.ts";
 import { createRoutes } from "./rpc/routes.ts";
 import { type RunningServer, startServer } from "./rpc/server.ts";
@@ -199,7 +204,7 @@ export async function createApp(
     );
 
     const accounts = createAccountStore(database.client);
-    const opaqueTokens = createOpaqueTokens();
+    const opaqueTokens = createOpaqueTokens(kek);
     const mfaStore = createMfaStore(database.client);
     const passkeyStore = createPasskeyStore(database.client);
     const webauthn = {
@@ -296,6 +301,7 @@ export async function createApp(
       accessTokenVerifier: keyRing,
       opaqueTokens,
       idleTtlSeconds: config.tokens.session_idle_ttl_seconds,
+      refreshReuseGraceSeconds: config.tokens.refresh_reuse_grace_seconds,
       passwordExpiry,
       trustedDevices: trustedDeviceStore,
     });
@@ -366,6 +372,26 @@ export async function createApp(
         metrics: config.server.metrics_port === undefined ? servedMetrics : undefined,
         devIssuer,
         webApp: config.server.web_app ?? config.dev,
+        // The OAuth door: the same sign-in, refresh and VerifyMfa services as the RPCs.
+        oauth: createOAuthRoutes({
+          oauth: createOAuthService({
+            clock,
+            clients: oauthClients(config),
+            secrets: createClientSecretCheck(),
+            assertions: createClientAssertionCheck({
+              keys: new Map(Object.entries(config.oauth.clients).flatMap(([id, c]): [string, ClientKeys][] =>
+                c.jwks !== undefined ? [[id, { jwks: c.jwks }]] : c.jwks_uri !== undefined ? [[id, { jwksUri: c.jwks_uri }]] : [])),
+              audiences: () => [`${urls.base()}/oauth2/token`, urls.issuer()],
+            }),
+            marks: createSingleUseStore(database.client),
+            addressLimit,
+            signin,
+            sessions,
+            mfa,
+          }),
+          urls,
+          logger,
+        }),
       }),
       onMalformed: (protocol) => metrics.malformed(protocol),
     });

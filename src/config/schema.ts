@@ -280,6 +280,63 @@ const admin = z
   .strict()
   .prefault({});
 
+const OAUTH_GRANT_TYPES = [
+  "urn:ietf:params:oauth:grant-type:token-exchange",
+  "urn:ietf:params:oauth:grant-type:jwt-bearer",
+  "refresh_token",
+  "urn:identity:params:oauth:grant-type:mfa",
+] as const;
+
+/** One OAuth client (`oauth.clients.<id>`): public, or confidential with a hashed secret. */
+const oauthClient = z
+  .object({
+    token_endpoint_auth_method: z
+      .enum(["none", "client_secret_basic", "client_secret_post", "private_key_jwt"])
+      .default("none")
+      .describe("none: a public client (no secret); else how the confidential client sends its secret"),
+    client_secret_sha256: adminKeyHash
+      .optional()
+      .describe("SHA-256 of the client secret (64 hex or 43 base64url); the secret itself is never configured"),
+    jwks: z
+      .object({ keys: z.array(z.record(z.string(), z.unknown())).min(1) })
+      .optional()
+      .describe("private_key_jwt: the client's public keys, inline"),
+    jwks_uri: z.url().optional().describe("private_key_jwt: where the client publishes its public keys"),
+    grant_types: z.array(z.enum(OAUTH_GRANT_TYPES)).min(1).default([...OAUTH_GRANT_TYPES]).describe("Grants this client may use"),
+    audiences: z
+      .array(z.string().min(1))
+      .optional()
+      .describe("Values it may send as audience/resource; default: every tokens.audience"),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const keyed = c.token_endpoint_auth_method === "private_key_jwt";
+    if (keyed !== (c.jwks !== undefined || c.jwks_uri !== undefined) || (c.jwks !== undefined && c.jwks_uri !== undefined)) {
+      ctx.addIssue({ code: "custom", path: ["jwks"], message: "private_key_jwt needs one of jwks or jwks_uri; other methods have neither" });
+    }
+    if (keyed && c.client_secret_sha256 !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["client_secret_sha256"], message: "a private_key_jwt client has no secret" });
+    }
+    const confidential = c.token_endpoint_auth_method === "client_secret_basic" || c.token_endpoint_auth_method === "client_secret_post";
+    if (confidential && c.client_secret_sha256 === undefined) {
+      ctx.addIssue({ code: "custom", path: ["client_secret_sha256"], message: `${c.token_endpoint_auth_method} needs client_secret_sha256` });
+    }
+    if (c.token_endpoint_auth_method === "none" && c.client_secret_sha256 !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["client_secret_sha256"], message: "a public client (token_endpoint_auth_method: none) has no secret" });
+    }
+  });
+
+/** The OAuth 2.0 endpoints (/oauth2/token, /oauth2/revoke, /oauth2/introspect) and their clients. */
+const oauth = z
+  .object({
+    clients: z
+      .record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "client ids are letters, digits and . _ -, at most 64"), oauthClient)
+      .default({})
+      .describe("Registered clients by client_id; dev mode adds a public client `dev`"),
+  })
+  .strict()
+  .prefault({});
+
 export const configSchema = z
   .object({
     dev: z.boolean().default(false).describe("Development mode: built-in dev OpenID issuer"),
@@ -413,6 +470,10 @@ export const configSchema = z
         access_token_ttl_seconds: positiveSeconds.max(24 * 3600).default(1800),
         session_ttl_seconds: positiveSeconds.default(30 * 24 * 3600).describe("Absolute session lifetime"),
         session_idle_ttl_seconds: positiveSeconds.default(7 * 24 * 3600).describe("Session ends unless refreshed within this"),
+        refresh_reuse_grace_seconds: seconds
+          .max(60)
+          .default(0)
+          .describe("A spent refresh token repeated this soon by the same client gets the same successor (two tabs); 0: any reuse revokes the session"),
         signing_key_rotation_days: z.number().positive().optional().describe("Rotate the signing key after this many days"),
         key_encryption_key: z.string().optional().describe("base64 of 32 bytes"),
         key_encryption_key_file: z.string().optional(),
@@ -463,6 +524,7 @@ export const configSchema = z
     mfa,
     webauthn,
     admin,
+    oauth,
     providers: z
       .record(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, "provider names are lower-case [a-z0-9_-]"), provider)
       .default({}),

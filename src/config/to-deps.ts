@@ -2,6 +2,7 @@ import type { RelyingParty } from "../core/ports/webauthn.ts";
 import type { PublicUrls } from "./public-url.ts";
 import { join, resolve } from "node:path";
 import type { AdaptiveMfaDeps } from "../core/adaptive-mfa.ts";
+import { OAUTH_GRANTS, type OAuthClient } from "../core/oauth.ts";
 import type { PasswordExpiryPolicy } from "../core/password-policy.ts";
 import type { MfaPolicy } from "../core/risk.ts";
 import type { Config } from "./schema.ts";
@@ -128,4 +129,30 @@ export function relyingParty(config: Config, urls: PublicUrls): () => RelyingPar
       origins: origins.length > 0 ? origins.map((o) => new URL(o).origin) : [base!.origin],
     };
   };
+}
+
+/**
+ * The OAuth clients (`oauth.clients`), with dev mode's public client `dev` unless one is
+ * configured. An audience a client may ask for must be one we issue tokens for (tokens.audience):
+ * anything else is a configuration error, named here rather than found by a refused request.
+ */
+export function oauthClients(config: Config): Map<string, OAuthClient> {
+  const clients = new Map<string, OAuthClient>();
+  for (const [id, c] of Object.entries(config.oauth.clients)) {
+    const audiences = c.audiences ?? config.tokens.audience;
+    const unknown = audiences.filter((a) => !config.tokens.audience.includes(a));
+    if (unknown.length > 0) throw new Error(`oauth.clients.${id}.audiences: ${unknown.join(", ")} not in tokens.audience`);
+    const hash = c.client_secret_sha256;
+    clients.set(id, {
+      id,
+      authMethod: c.token_endpoint_auth_method,
+      secretSha256: hash === undefined ? null : Buffer.from(hash, hash.length === 64 ? "hex" : "base64url"),
+      grants: new Set(c.grant_types),
+      audiences: [...audiences],
+    });
+  }
+  if (config.dev && !clients.has("dev")) {
+    clients.set("dev", { id: "dev", authMethod: "none", secretSha256: null, grants: new Set(OAUTH_GRANTS), audiences: [...config.tokens.audience] });
+  }
+  return clients;
 }

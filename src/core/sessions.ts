@@ -25,6 +25,11 @@ export interface SessionDeps {
   addressLimit?: AddressLimit | undefined;
   /** "Forget this device" (ForgetDevice). */
   trustedDevices: TrustedDeviceStore;
+  /**
+   * A spent refresh token presented again within this many seconds by the same client gets the
+   * same successor back instead of revoking the session (two tabs refreshing at once); 0: never.
+   */
+  refreshReuseGraceSeconds?: number | undefined;
 }
 
 /** A session as its owner sees it listed: what a person recognises, no identifier of the device. */
@@ -34,8 +39,12 @@ const DEVICE_CREDENTIAL = /^tdc_[A-Za-z0-9_-]{43}$/;
 
 
 export interface SessionService {
-  /** Rotates a refresh token; a spent token revokes its whole session (reuse detection). */
-  refresh(refreshToken: string, client: ClientInfo): Promise<LoginResult>;
+  /**
+   * Rotates a refresh token; a spent token revokes its whole session (reuse detection), unless
+   * the same client (`clientKey`: the door and client id, default the RPC door) spent it within
+   * the grace window: then it gets the same successor refresh token again.
+   */
+  refresh(refreshToken: string, client: ClientInfo, clientKey?: string): Promise<LoginResult>;
   /**
    * Who the access token says is calling, after checking that its session is still live. This
    * service checks revocation on every authenticated request (one primary-key read), so sign-out
@@ -72,15 +81,20 @@ export function createSessionService(deps: SessionDeps): SessionService {
     }
   }
 
-  async function refreshOnce(refreshToken: string, client: ClientInfo): Promise<LoginResult> {
+  const graceMs = (deps.refreshReuseGraceSeconds ?? 0) * 1000;
+
+  async function refreshOnce(refreshToken: string, client: ClientInfo, clientKey: string): Promise<LoginResult> {
     if (refreshToken === "") throw new DomainError("refresh_token_required", "refresh_token is required");
     // What we never issued is refused without touching the store: junk from an address over its
     // limit is still evaluated (address-limit.ts), and must not cost a write transaction each.
     if (!REFRESH_TOKEN.test(refreshToken)) throw new DomainError("refresh_token_invalid", "the refresh token is not valid");
     const now = clock.now();
-    const next = opaqueTokens.issue("rt");
+    const spentHash = opaqueTokens.hash(refreshToken);
+    // Derived from the spent token and the client: a repeat within the grace window finds it again.
+    const next = opaqueTokens.successor(spentHash, clientKey);
     let failure: DomainError | undefined;
     let state: RefreshState | null = null;
+    let withinGrace = false;
     const audit = (type: string, code?: string) => ({
       type,
       at: now,
@@ -90,10 +104,16 @@ export function createSessionService(deps: SessionDeps): SessionService {
       client,
       detail: state === null ? undefined : { session_id: state.session.id },
     });
-    const decision: RefreshDecision = await store.refresh(opaqueTokens.hash(refreshToken), now, (found) => {
+    const decision: RefreshDecision = await store.refresh(spentHash, now, (found) => {
       state = found;
       if (found === null) {
         failure = new DomainError("refresh_token_invalid", "the refresh token is not valid");
+        return { kind: "reject", revokeSession: null, audit: null };
+      }
+      if (found.previouslyUsedAt !== null && graceMs > 0 && now.getTime() - found.previouslyUsedAt.getTime() <= graceMs) {
+        // Spent a moment ago: the other tab's refresh, or a thief's. Decided after this
+        // transaction, by whether the successor this client would have got exists.
+        withinGrace = true;
         return { kind: "reject", revokeSession: null, audit: null };
       }
       if (found.previouslyUsedAt !== null) {
@@ -117,6 +137,7 @@ export function createSessionService(deps: SessionDeps): SessionService {
         audit: audit("token.refreshed"),
       };
     });
+    if (withinGrace && state !== null) return repeatWithinGrace(state, next, client, now);
     if (decision.kind === "reject" || state === null) throw failure ?? new DomainError("internal", "refresh failed");
     const s: RefreshState = state;
     const accessToken = await deps.accessTokens.issue(
@@ -127,11 +148,35 @@ export function createSessionService(deps: SessionDeps): SessionService {
     return loginResultOf(deps, s.user, s.session.id, accessToken, next.token, now);
   }
 
+  /**
+   * A spent token presented again within the grace window: if this client's successor is the one
+   * that was issued (same door, same client), the same refresh token again with an access token
+   * for the same session; anything else (another client, a successor never issued) is reuse.
+   * Costs one read more than a refresh, on this path only.
+   */
+  async function repeatWithinGrace(s: RefreshState, next: { token: string; hash: string }, client: ClientInfo, now: Date): Promise<LoginResult> {
+    const successor = await store.findSessionByRefreshToken(next.hash);
+    if (successor === null || successor.id !== s.session.id) {
+      await store.revokeSessions({ userId: s.user.id, sessionId: s.session.id }, "refresh_token_reuse", now, {
+        type: "session.reuse_detected", at: now, code: "refresh_token_reused", userId: s.user.id, client,
+        detail: { session_id: s.session.id, within_grace: true },
+      });
+      throw new DomainError("refresh_token_reused", "this refresh token was already used; the session has been revoked for safety");
+    }
+    assertActive(s.user, now);
+    liveOrThrow(successor, now);
+    const accessToken = await deps.accessTokens.issue(
+      { userId: s.user.id, sessionId: s.session.id, amr: s.session.amr, provider: s.session.provider, authTime: s.session.authTime },
+      now,
+    );
+    return loginResultOf(deps, s.user, s.session.id, accessToken, next.token, now);
+  }
+
   return {
-    async refresh(refreshToken, client) {
+    async refresh(refreshToken, client, clientKey = "rpc") {
       const attempt = await (deps.addressLimit?.admit(limitKeyOf(client), "RefreshToken") ?? UNLIMITED);
       try {
-        const result = await refreshOnce(refreshToken, client);
+        const result = await refreshOnce(refreshToken, client, clientKey);
         attempt.settle();
         return result;
       } catch (e) {

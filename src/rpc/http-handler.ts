@@ -18,12 +18,13 @@ import {
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
 import { type AddressPrefixes, addressKeyOf, addressListOf, isListed } from "../core/address-list.ts";
+import type { ClientInfo } from "../core/model.ts";
 import { withoutControlCharacters } from "../core/plain-text.ts";
 import type { Logger } from "../logger.ts";
 import { type AccessRecord, kAccess, kClient, kRequestId } from "./context.ts";
 import { clipDeviceId } from "./auth-service.ts";
 import { describeCause } from "./errors.ts";
-import { BodyError, type NodeRequest, type NodeResponse, readJsonBody, sendError, sendJson, writeHead } from "./http-io.ts";
+import { BodyError, type NodeRequest, type NodeResponse, readJsonBody, readTextBody, sendError, sendJson, writeHead } from "./http-io.ts";
 import { createRestTranscoder } from "./rest-transcoder.ts";
 import { screenedRequest } from "./body-screening.ts";
 import { isPlainConnectUnary, isPlainGrpcUnary, serveConnectUnary, serveGrpcUnary } from "./unary-fast-path.ts";
@@ -32,7 +33,14 @@ import { isPlainConnectUnary, isPlainGrpcUnary, serveConnectUnary, serveGrpcUnar
 export type PlainHandler = (
   req: NodeRequest,
   body: () => Promise<unknown>,
+  request: PlainRequest,
 ) => Promise<{ status: number; headers?: Record<string, string> } & ({ json: unknown } | { text: string })>;
+
+/** What a plain endpoint may need beyond the JSON body: the raw body (forms), and who is calling. */
+export interface PlainRequest {
+  text(): Promise<string>;
+  client: ClientInfo;
+}
 
 export interface HttpHandlerOptions {
   /**
@@ -235,7 +243,10 @@ export function createHttpHandler(options: HttpHandlerOptions) {
     const plain = options.plain.get(`${req.method} ${url.pathname}`);
     if (plain !== undefined) {
       access.route = url.pathname;
-      const out = await plain(req, () => readJsonBody(req, options.bodyLimitBytes));
+      const out = await plain(req, () => readJsonBody(req, options.bodyLimitBytes), {
+        text: () => readTextBody(req, options.bodyLimitBytes),
+        client: clientOf(req, requestId, access).get(kClient),
+      });
       if ("text" in out) {
         writeHead(res, out.status, { "content-type": "text/plain; charset=utf-8", ...out.headers });
         res.end(out.text);

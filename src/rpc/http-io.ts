@@ -17,8 +17,8 @@ export class BodyError extends Error {
   }
 }
 
-/** The request body as JSON (an empty body is `{}`), at most `limit` bytes. */
-export async function readJsonBody(req: NodeRequest, limit: number): Promise<unknown> {
+/** The request body as text, at most `limit` bytes. */
+export async function readTextBody(req: NodeRequest, limit: number): Promise<string> {
   const declared = Number(req.headers["content-length"] ?? "0");
   if (declared > limit) throw new BodyError("request_too_large", `the request body exceeds ${limit} bytes`);
   const chunks: Buffer[] = [];
@@ -28,7 +28,12 @@ export async function readJsonBody(req: NodeRequest, limit: number): Promise<unk
     if (size > limit) throw new BodyError("request_too_large", `the request body exceeds ${limit} bytes`);
     chunks.push(chunk);
   }
-  const text = Buffer.concat(chunks).toString("utf8");
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/** The request body as JSON (an empty body is `{}`), at most `limit` bytes. */
+export async function readJsonBody(req: NodeRequest, limit: number): Promise<unknown> {
+  const text = await readTextBody(req, limit);
   if (text.trim() === "") return {};
   try {
     return JSON.parse(text) as unknown;

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import type { PlainHandler } from "./http-handler.ts";
+import { oauthMetadata } from "./oauth-routes.ts";
 import type { Readiness } from "./readiness.ts";
 import { webAppRoutes } from "./web-app.ts";
 
@@ -18,6 +19,8 @@ export interface PlainRouteDeps {
   devIssuer?: { discovery(): unknown; jwks(): unknown; mint(request: { sub: string }): Promise<string> } | undefined;
   /** Whether to serve the web app at `/`. */
   webApp: boolean;
+  /** The OAuth endpoints and RFC 8414 metadata (rpc/oauth-routes.ts). */
+  oauth: ReadonlyMap<string, PlainHandler>;
 }
 
 /** Discovery, keys and the OpenAPI document may be cached a little; nothing in them is personal. */
@@ -60,11 +63,12 @@ export function createPlainRoutes(deps: PlainRouteDeps): Map<string, PlainHandle
     return { status: 503, json: { status: "not_ready", reason: state === "draining" ? "draining" : deps.notReadyReason() } };
   });
   plain.set("GET /.well-known/jwks.json", async () => ({ status: 200, json: deps.jwks(), headers: CACHEABLE }));
-  // Only what is served: we issue access tokens (no ID tokens, no OAuth endpoints), so the
-  // document names the issuer and where its keys are; nothing else in it would be true.
+  for (const [route, handler] of deps.oauth) plain.set(route, handler);
+  // Only what is served: we issue access tokens (no ID tokens, no authorization endpoint), so
+  // the document names the issuer, its keys and the OAuth endpoints (the same as RFC 8414's).
   plain.set("GET /.well-known/openid-configuration", async () => ({
     status: 200,
-    json: { issuer: deps.urls.issuer(), jwks_uri: deps.urls.jwksUri() },
+    json: { issuer: deps.urls.issuer(), jwks_uri: deps.urls.jwksUri(), ...oauthMetadata(deps.urls) },
     headers: CACHEABLE,
   }));
 
@@ -90,6 +94,39 @@ const statusBody = (values: string[], extra: Record<string, unknown> = {}) => ({
   properties: { status: { enum: values }, ...extra },
   required: ["status"],
 });
+const oauthErrorBody = {
+  type: "object",
+  properties: { error: { type: "string" }, error_description: { type: "string" } },
+  required: ["error"],
+};
+const tokenBody = {
+  type: "object",
+  properties: {
+    access_token: { type: "string" },
+    token_type: { const: "Bearer" },
+    expires_in: { type: "integer" },
+    refresh_token: { type: "string" },
+    issued_token_type: { type: "string", description: "Token exchange only" },
+  },
+  required: ["access_token", "token_type", "expires_in", "refresh_token"],
+};
+const metadataBody = {
+  type: "object",
+  properties: {
+    issuer: { type: "string", format: "uri" },
+    jwks_uri: { type: "string", format: "uri" },
+    token_endpoint: { type: "string", format: "uri" },
+    revocation_endpoint: { type: "string", format: "uri" },
+    introspection_endpoint: { type: "string", format: "uri" },
+    grant_types_supported: { type: "array", items: { type: "string" } },
+    token_endpoint_auth_methods_supported: { type: "array", items: { type: "string" } },
+  },
+  required: ["issuer", "jwks_uri", "token_endpoint", "grant_types_supported"],
+};
+const formProperties = Object.fromEntries(
+  ["grant_type", "client_id", "client_secret", "subject_token", "subject_token_type", "requested_token_type", "audience", "resource", "scope", "assertion", "refresh_token", "mfa_token", "code", "method", "trust_device"]
+    .map((name) => [name, { type: "string" }]),
+);
 const jwksBody = { type: "object", properties: { keys: { type: "array", items: { type: "object" } } }, required: ["keys"] };
 
 /**
@@ -129,14 +166,64 @@ const PLAIN_OPERATIONS: Record<string, Operation> = {
   },
   "GET /.well-known/openid-configuration": {
     tags: ["Operations"],
-    summary: "Discovery: our token issuer and where its keys are",
-    description: "Only `issuer` and `jwks_uri`: this service issues access tokens, not ID tokens, and serves no OAuth endpoints.",
+    summary: "Discovery: our token issuer, its keys and the OAuth endpoints",
+    description:
+      "`issuer`, `jwks_uri` and the same OAuth endpoints and `grant_types_supported` as `/.well-known/oauth-authorization-server`. " +
+      "This service issues access tokens, not ID tokens, and has no authorization endpoint. Cacheable for 5 minutes.",
+    responses: { "200": jsonAnswer("The discovery document", metadataBody) },
+  },
+  "GET /.well-known/oauth-authorization-server": {
+    tags: ["OAuth"],
+    summary: "OAuth 2.0 authorization server metadata (RFC 8414)",
+    description: "The token, revocation and introspection endpoints, the grants and client authentication methods supported. Cacheable for 5 minutes.",
+    responses: { "200": jsonAnswer("The metadata", metadataBody) },
+  },
+  "POST /oauth2/token": {
+    tags: ["OAuth"],
+    summary: "Token endpoint (RFC 6749): token exchange, JWT bearer, refresh, MFA completion",
+    description:
+      "Form-encoded (`application/x-www-form-urlencoded`). `grant_type` is one of `urn:ietf:params:oauth:grant-type:token-exchange` " +
+      "(RFC 8693: `subject_token` = a provider's ID token, `subject_token_type` = `urn:ietf:params:oauth:token-type:id_token` or `…:jwt`, " +
+      "optional `requested_token_type` = `urn:ietf:params:oauth:token-type:access_token`, `audience`/`resource`), " +
+      "`urn:ietf:params:oauth:grant-type:jwt-bearer` (RFC 7523: `assertion` = the ID token), `refresh_token`, or " +
+      "`urn:identity:params:oauth:grant-type:mfa` (`mfa_token`, `code`, optional `method`, `trust_device`) after an `mfa_required` answer. " +
+      "The client authenticates with HTTP Basic, `client_secret` in the form, or (public clients) `client_id` alone. " +
+      "The same sign-in, risk assessment, limits and audit as `POST /auth/id-token/signin`.",
+    requestBody: { required: true, content: { "application/x-www-form-urlencoded": { schema: { type: "object", required: ["grant_type"], properties: formProperties } } } },
     responses: {
-      "200": jsonAnswer("The discovery document", {
-        type: "object",
-        properties: { issuer: { type: "string", format: "uri" }, jwks_uri: { type: "string", format: "uri" } },
-        required: ["issuer", "jwks_uri"],
+      "200": jsonAnswer("The tokens (`Cache-Control: no-store`)", tokenBody),
+      "400": jsonAnswer("An RFC 6749 §5.2 error: invalid_request, invalid_grant, unauthorized_client, unsupported_grant_type, invalid_scope, invalid_target", oauthErrorBody),
+      "401": jsonAnswer("invalid_client (with `WWW-Authenticate: Basic`)", oauthErrorBody),
+      "403": jsonAnswer("mfa_required: complete with the MFA grant (or VerifyMfa) using `mfa_token`", {
+        ...oauthErrorBody,
+        properties: { ...oauthErrorBody.properties, mfa_token: { type: "string" }, required_mfa_methods: { type: "array", items: { type: "string" } }, mfa_expires_in: { type: "integer" } },
       }),
+      "429": jsonAnswer("rate_limited: too many failures from this address (`Retry-After`)", oauthErrorBody),
+    },
+  },
+  "POST /oauth2/revoke": {
+    tags: ["OAuth"],
+    summary: "Token revocation (RFC 7009): ends the session behind a refresh (or access) token",
+    description: "Form-encoded `token` (and optional `token_type_hint`), with the client's authentication. 200 also for an unknown or already ended token.",
+    requestBody: { required: true, content: { "application/x-www-form-urlencoded": { schema: { type: "object", required: ["token"], properties: { token: { type: "string" }, token_type_hint: { enum: ["refresh_token", "access_token"] }, client_id: { type: "string" }, client_secret: { type: "string" } } } } } },
+    responses: {
+      "200": jsonAnswer("Revoked (or nothing to revoke)", { type: "object" }),
+      "400": jsonAnswer("invalid_request or unsupported_token_type", oauthErrorBody),
+      "401": jsonAnswer("invalid_client", oauthErrorBody),
+    },
+  },
+  "POST /oauth2/introspect": {
+    tags: ["OAuth"],
+    summary: "Token introspection (RFC 7662), for confidential clients",
+    description: "Whether an access token is valid and its session still live (not signed out, expired or idle, user active): `active` and the token's claims.",
+    requestBody: { required: true, content: { "application/x-www-form-urlencoded": { schema: { type: "object", required: ["token"], properties: { token: { type: "string" }, token_type_hint: { type: "string" }, client_id: { type: "string" }, client_secret: { type: "string" } } } } } },
+    responses: {
+      "200": jsonAnswer("The token's state", {
+        type: "object",
+        required: ["active"],
+        properties: { active: { type: "boolean" }, sub: { type: "string" }, sid: { type: "string" }, exp: { type: "integer" }, iat: { type: "integer" }, iss: { type: "string" }, aud: {}, amr: { type: "array", items: { type: "string" } } },
+      }),
+      "401": jsonAnswer("invalid_client (public clients may not introspect)", oauthErrorBody),
     },
   },
   "GET /openapi.json": {
@@ -197,6 +284,7 @@ const PLAIN_OPERATIONS: Record<string, Operation> = {
 
 const PLAIN_TAGS = [
   { name: "Operations", description: "Health, readiness, metrics, our keys and discovery, and this document: served beside the API, not RPCs." },
+  { name: "OAuth", description: "The OAuth 2.0 door onto the same sign-in: token endpoint (token exchange, JWT bearer, refresh), revocation, introspection, metadata." },
   { name: "Development", description: "The built-in development OpenID issuer: served in dev mode (`npm start`) only." },
 ];
 

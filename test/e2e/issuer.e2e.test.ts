@@ -16,8 +16,13 @@ async function verifyWithDiscovery(url: string): Promise<{ issuer: string; jwksU
   const res = await fetch(`${url}/.well-known/openid-configuration`);
   expect(res.status).toBe(200);
   const doc = (await res.json()) as Record<string, string>;
-  // Only what is served: no grant types, token endpoint or ID-token claims for endpoints we lack.
-  expect(Object.keys(doc).sort()).toEqual(["issuer", "jwks_uri"]);
+  // Only what is served: the OAuth endpoints (issue 20), no ID-token claims or authorization endpoint.
+  expect(Object.keys(doc).sort()).toEqual([
+    "grant_types_supported", "introspection_endpoint", "introspection_endpoint_auth_methods_supported", "issuer", "jwks_uri",
+    "response_types_supported", "revocation_endpoint", "revocation_endpoint_auth_methods_supported", "token_endpoint",
+    "token_endpoint_auth_methods_supported", "token_endpoint_auth_signing_alg_values_supported",
+  ]);
+  expect(doc["token_endpoint"]).toBe(`${new URL(doc["jwks_uri"]!).origin}/oauth2/token`);
 
   const idToken = await devIdToken(url, uniqueSub("issuer"));
   const signin = await restSignin(url, { id_token: idToken, provider: "dev" });
@@ -77,6 +82,6 @@ describe("one issuer", () => {
     expect(warning?.level).toBe("warn");
     // Still one value: discovery names the listening address as issuer and JWKS base alike.
     const doc = (await (await fetch(`${t.url}/.well-known/openid-configuration`)).json()) as Record<string, string>;
-    expect(doc).toEqual({ issuer: t.url, jwks_uri: `${t.url}/.well-known/jwks.json` });
+    expect(doc).toMatchObject({ issuer: t.url, jwks_uri: `${t.url}/.well-known/jwks.json`, token_endpoint: `${t.url}/oauth2/token` });
   });
 });

@@ -5,6 +5,12 @@ import type { AuditRecord, NewRefreshToken, SessionInfo, UserRecord, UserWithPas
 /** Opaque bearer secrets (refresh tokens, challenges): random, stored only as a hash. */
 export interface OpaqueTokens {
   issue(prefix: string): { token: string; hash: string };
+  /**
+   * The refresh token that succeeds the one hashed `spentHash` when `clientKey` (the door and
+   * client) rotates it: the same on every replica, so a refresh repeated within the grace window
+   * gets the same successor back.
+   */
+  successor(spentHash: string, clientKey: string): { token: string; hash: string };
   hash(token: string): string;
 }
 

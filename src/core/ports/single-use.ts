@@ -19,3 +19,9 @@ export interface NonceSealer {
   /** The expiry of a nonce sealed by us for `deviceId`; null for anything else. */
   open(nonce: string, deviceId: string): Date | null;
 }
+
+/** Records single-use markers outside a sign-in's write (client assertions' `jti`). */
+export interface SingleUseMarks {
+  /** Records `use`; false when its key was recorded before (a replay). */
+  markUsed(use: SingleUse): Promise<boolean>;
+}
