@@ -149,7 +149,16 @@ export function createHttpHandler(options: HttpHandlerOptions) {
       // so the client stops sending the body we will not read.
       if (req.httpVersionMajor === 1) res.setHeader("connection", "close");
       else res.once("finish", () => (req as http2.Http2ServerRequest).stream.close(NGHTTP2_REFUSED_STREAM));
-      sendError(res, "rate_limited", "too many requests in flight from this address; try again in 1 s");
+      const message = "too many requests in flight from this address; try again in 1 s";
+      const contentType = String(req.headers["content-type"] ?? "");
+      if (/^application\/grpc(-web)?(\+|;|$)/.test(contentType)) {
+        // gRPC and gRPC-Web clients read the status from grpc-status, not HTTP: a trailers-only
+        // answer, RESOURCE_EXHAUSTED (what an HTTP 429 maps to), so they see the refusal as such.
+        res.writeHead(200, { "content-type": contentType.split(";")[0]!, "grpc-status": "8", "grpc-message": encodeURIComponent(message) });
+        res.end();
+        return false;
+      }
+      sendError(res, "rate_limited", message);
       return false;
     }
     inFlight.set(key, held + 1);
