@@ -1,6 +1,7 @@
 import { accessSync, closeSync, constants as fsConstants, existsSync, mkdirSync, openSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { Worker } from "node:worker_threads";
+import type { PrismaBetterSqlite3 } from "@prisma/adapter-better-sqlite3";
 import type BetterSqlite3 from "better-sqlite3";
 import type pg from "pg";
 import type { PrismaClient } from "../../gen/prisma/sqlite/client.ts";
@@ -165,6 +166,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       connect: async () => {
         const adapter = await factory.connect();
         connection = (adapter as unknown as { client: BetterSqlite3.Database }).client;
+        beginImmediate(adapter, connection);
         return adapter;
       },
       connectToShadowDb: () => factory.connectToShadowDb(),
@@ -176,7 +178,6 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     listenToQueries(client, options);
     await client.$connect();
     if (connection === undefined) throw new Error("the SQLite adapter did not expose its connection");
-    beginImmediate(connection);
     // WAL is set by the migrations. NORMAL (better-sqlite3's default for WAL, said here so it
     // stays so): a commit is in the WAL before it returns, so a crash of the process loses
     // nothing acknowledged; the fsync happens at checkpoints, not on every commit.
@@ -270,10 +271,41 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
  * `BEGIN IMMEDIATE` the write lock is taken first, waited for under the busy timeout
  * (`statement_timeout_ms`), and the transaction then runs on current data. (The hot path's own
  * transactions already begin so.)
+ *
+ * Unlike a deferred `BEGIN`, `BEGIN IMMEDIATE` can fail: SQLITE_READONLY (a read-only file or
+ * `query_only`), SQLITE_BUSY (the lock not had within the busy timeout), SQLITE_FULL, an I/O
+ * error. The adapter (7.10) takes its transaction lock before its `BEGIN` and does not give it
+ * back when `BEGIN` throws, so one refused `BEGIN` left every later Prisma transaction waiting
+ * for that lock until Prisma gave up ("Unable to start a transaction in the given time", P2028,
+ * `internal`) even after the fault was gone. So a refused `BEGIN IMMEDIATE` does not throw inside
+ * the adapter: the error is kept, the transaction the adapter hands back (nothing began on the
+ * connection) is released at once, and the error is thrown as the adapter throws a failed
+ * statement's, so it reaches the stores with its SQLite code (prisma-errors.ts: `unavailable`).
  */
-function beginImmediate(connection: BetterSqlite3.Database): void {
+function beginImmediate(adapter: Awaited<ReturnType<PrismaBetterSqlite3["connect"]>>, connection: BetterSqlite3.Database): void {
+  let refused = undefined as { error: unknown } | undefined;
   const prepare = connection.prepare.bind(connection);
-  connection.prepare = ((sql: string) => prepare(sql === "BEGIN" ? "BEGIN IMMEDIATE" : sql)) as typeof connection.prepare;
+  const begin = {
+    run: () => {
+      try {
+        return prepare("BEGIN IMMEDIATE").run();
+      } catch (error) {
+        refused = { error };
+        return { changes: 0, lastInsertRowid: 0 };
+      }
+    },
+  };
+  connection.prepare = ((sql: string) => (sql === "BEGIN" ? begin : prepare(sql))) as typeof connection.prepare;
+  const startTransaction = adapter.startTransaction.bind(adapter);
+  const failedStatement = (adapter as unknown as { onError(error: unknown): never }).onError.bind(adapter);
+  adapter.startTransaction = async (isolationLevel) => {
+    const transaction = await startTransaction(isolationLevel);
+    const failure = refused;
+    refused = undefined; // the adapter's lock is held from BEGIN to here: no other BEGIN ran between
+    if (failure === undefined) return transaction;
+    await transaction.rollback(); // gives the adapter's lock back; there is no transaction to end
+    return failedStatement(failure.error);
+  };
 }
 
 function queryLog(options: DatabaseOptions): { log?: { emit: "event"; level: "query" }[] } {

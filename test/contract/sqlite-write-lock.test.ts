@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { type Database, openDatabase } from "../../src/store/database.ts";
+import { storageFault } from "../../src/store/prisma-errors.ts";
 
 let dir: string;
 let db: Database;
@@ -54,4 +55,30 @@ it("a read-then-write transaction holds the write lock from its start: another p
   expect(await other!.done).toBe("ok");
   const [row] = await db.client.$queryRawUnsafe<{ n: number | bigint }[]>("SELECT n FROM counter");
   expect(Number(row!.n)).toBe(101);
+});
+
+it("a refused BEGIN IMMEDIATE fails that transaction with SQLite's code and leaves the next one free to start", async () => {
+  // Regression: the adapter took its transaction lock before BEGIN and kept it when BEGIN threw,
+  // so after one SQLITE_READONLY (or SQLITE_BUSY, SQLITE_FULL) at BEGIN every later transaction
+  // waited for that lock until Prisma gave up: P2028, `internal`, until a restart.
+  if (db.driver.dialect !== "sqlite") throw new Error("a SQLite database was expected");
+  const connection = db.driver.db;
+  connection.pragma("query_only = 1"); // SQLITE_READONLY at BEGIN IMMEDIATE
+  try {
+    for (let i = 0; i < 2; i++) {
+      const refused = await db.client.$transaction(async (tx) => {
+        await tx.$executeRawUnsafe("UPDATE counter SET n = n + 1");
+      }).catch((e: unknown) => e);
+      expect(storageFault(refused)).toBe("database_read_only");
+    }
+  } finally {
+    connection.pragma("query_only = 0");
+  }
+  const started = Date.now();
+  await db.client.$transaction(async (tx) => {
+    await tx.$executeRawUnsafe("UPDATE counter SET n = n + 1000");
+  });
+  expect(Date.now() - started).toBeLessThan(1000); // not after Prisma's 2 s wait for a lock
+  const [row] = await db.client.$queryRawUnsafe<{ n: number | bigint }[]>("SELECT n FROM counter");
+  expect(Number(row!.n)).toBe(1101);
 });
