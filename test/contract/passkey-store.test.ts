@@ -52,6 +52,7 @@ for (const kind of testDatabaseKinds()) {
       userId,
       purpose: "registration",
       mfaChallengeId: null,
+      sessionId: null,
       createdAt: T,
       expiresAt: later(300),
       ...over,
