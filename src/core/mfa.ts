@@ -57,9 +57,9 @@ export interface MfaServiceDeps {
   /** Where a guess at a code is reserved before it is checked (the budget above, atomically). */
   budget: AttemptBudgetStore;
   /**
-   * Changing factors (enroll, confirm, disable, new recovery codes) needs a second factor
-   * completed on this session at most this long ago, in seconds; for an account without a factor
-   * yet, a sign-in that recent (`mfa.step_up_max_age_seconds`).
+   * Changing factors (enroll, confirm, disable, new recovery codes; passkeys.ts too) needs a
+   * second factor completed on this session at most this long ago, in seconds; for an account
+   * without a factor yet, a sign-in that recent (`mfa.step_up_max_age_seconds`; step-up.ts).
    */
   stepUpMaxAgeSeconds: number;
   passwordExpiry?: PasswordExpiryPolicy | undefined;

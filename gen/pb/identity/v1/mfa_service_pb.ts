@@ -661,12 +661,16 @@ export const StepUpResponseSchema: GenMessage<StepUpResponse> = /*@__PURE__*/
  * `totp_not_enrolled`, `mfa_code_invalid`, `mfa_code_required`, `rate_limited`; for passkeys the
  * `webauthn_*` codes listed on each RPC; and `reauthentication_required`.
  *
- * Step-up: changing factors (EnrollTotp, ConfirmTotp, DisableTotp, RegenerateRecoveryCodes) needs
+ * Step-up: one rule for every factor change (EnrollTotp, ConfirmTotp, DisableTotp,
+ * RegenerateRecoveryCodes, Begin/FinishPasskeyRegistration, RemovePasskey; not RenamePasskey):
  * a session that completed a second factor at most `mfa.step_up_max_age_seconds` (600) ago — by
- * VerifyMfa, StepUp or ConfirmTotp — or, for an account with no factor yet, a sign-in that recent.
+ * VerifyMfa (a code or a passkey), StepUp (a code or a passkey) or ConfirmTotp — or, for an
+ * account with no factor yet (no active TOTP, no usable passkey), a sign-in that recent.
  * Otherwise PERMISSION_DENIED `reauthentication_required`, whose ErrorInfo metadata says how:
  * `step_up` (`MfaService.StepUp`, or `AuthService.SigninWithIdToken` without a factor),
- * `step_up_route` (its REST route) and `max_age_seconds`.
+ * `step_up_route` (its REST route), `step_up_methods` (the StepUp methods this user has:
+ * `totp,recovery_code`, `webauthn` or all three), for passkey users `step_up_begin` and
+ * `step_up_begin_route` (BeginStepUp), and `max_age_seconds`.
  *
  * @generated from service identity.v1.MfaService
  */
