@@ -292,7 +292,7 @@ export async function createApp(
       events: metrics.events,
       passkeys: webauthn,
     });
-    const passkeys = createPasskeyService({ clock, users: mfaStore, audit: auditLog, onAuditFailure, events: metrics.events, ...webauthn });
+    const passkeys = createPasskeyService({ clock, users: mfaStore, stepUpMaxAgeSeconds: config.mfa.step_up_max_age_seconds, audit: auditLog, onAuditFailure, events: metrics.events, ...webauthn });
     const sessions = createSessionService({
       clock,
       addressLimit,

@@ -28,6 +28,11 @@ export interface Problem {
   /** The gRPC status name (`Unauthenticated`), when the service answered. */
   status: string | null;
   message: string;
+  /**
+   * For `reauthentication_required` from a user with a factor: the StepUp methods that user can
+   * confirm with (`totp`, `recovery_code`, `webauthn`), so the page can offer them.
+   */
+  stepUpMethods?: string[];
 }
 
 /** Called after each RPC with its name, protocol and duration. */
@@ -97,7 +102,7 @@ function stepUpAdvice(metadata: Record<string, string>, serviceMessage: string):
   const minutes = Math.max(1, Math.round(Number(metadata["max_age_seconds"] ?? "600") / 60));
   const what = metadata["step_up"] === "AuthService.SigninWithIdToken"
     ? `For your safety, setting up a second factor needs a recent sign-in. Sign out, sign in again, then set it up within ${minutes} minutes.`
-    : `For your safety, changing your second factor needs a code from it first (within the last ${minutes} minutes).`;
+    : `For your safety, changing your second factors needs confirming one of them first (within the last ${minutes} minutes).`;
   return `${what} (${serviceMessage})`;
 }
 
@@ -108,7 +113,10 @@ export function describeProblem(e: unknown): Problem {
     const info = e.findDetails(ErrorInfoSchema)[0];
     const reason = info?.reason;
     const status = Code[e.code];
-    if (reason === "reauthentication_required") return { code: reason, status, message: stepUpAdvice(info!.metadata, e.rawMessage) };
+    if (reason === "reauthentication_required") {
+      const methods = (info!.metadata["step_up_methods"] ?? "").split(",").filter((m) => m !== "");
+      return { code: reason, status, message: stepUpAdvice(info!.metadata, e.rawMessage), stepUpMethods: methods };
+    }
     // Without a reason the browser never got the service's answer (network, CORS, a proxy).
     return { code: reason ?? (e.code === Code.Unknown || e.code === Code.Unavailable ? "network_error" : snake(status)), status, message: e.rawMessage };
   }

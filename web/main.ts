@@ -64,6 +64,11 @@ function showProblem(p: Problem): void {
   byId("error-code").textContent = p.code;
   byId("error-status").textContent = p.status === null ? "" : `(${p.status})`;
   byId("error-message").textContent = p.message;
+  // A factor change refused for want of a recent second factor: offer the ways this user has.
+  const methods = signedIn === null ? [] : (p.stepUpMethods ?? []);
+  show("step-up", methods.length > 0);
+  show("step-up-passkey", methods.includes("webauthn"));
+  show("step-up-code-form", methods.includes("totp"));
   show("error", true);
   byId("error").focus();
 }
@@ -280,6 +285,23 @@ async function answerWithPasskey(): Promise<void> {
   handleLogin(res, "VerifyMfa");
 }
 
+/**
+ * StepUp on this session (a code, or a passkey: BeginStepUp, the browser's ceremony, StepUp): the
+ * new access token (same session, `amr` with the factor) replaces the old one.
+ */
+async function stepUp(method: "totp" | "webauthn", code = ""): Promise<void> {
+  if (signedIn === null) return;
+  let assertion: unknown;
+  if (method === "webauthn") {
+    const begun = await api.mfa.beginStepUp({});
+    assertion = await startAuthentication({ optionsJSON: begun.options as never });
+  }
+  const r = await api.mfa.stepUp({ method, code, ...(assertion === undefined ? {} : { webauthnAssertion: assertion as never }) });
+  signedIn = { ...signedIn, accessToken: r.accessToken, expiresAt: Date.now() + r.expiresIn * 1000 };
+  tick();
+  notice(`Confirmed: you can change your second factors for the next ${Math.max(1, Math.round(r.maxAge / 60))} minutes. Try again now.`);
+}
+
 async function loadPasskeys(): Promise<void> {
   const { passkeys } = await api.mfa.listPasskeys({});
   byId("passkeys-status").replaceChildren(
@@ -480,6 +502,12 @@ function init(): void {
     handleLogin(res, "VerifyMfa");
   });
   onClick("challenge-passkey", answerWithPasskey);
+  onClick("step-up-passkey", () => stepUp("webauthn"));
+  onSubmit("step-up-code-form", async (form) => {
+    const code = field(form, "code").replace(/\s+/g, "");
+    form.reset();
+    await stepUp("totp", code);
+  });
   onSubmit("passkey-add-form", addPasskey);
   byId("challenge-cancel").addEventListener("click", () => {
     clearFeedback();

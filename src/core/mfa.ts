@@ -16,6 +16,7 @@ import type { MfaMethod } from "./risk.ts";
 import { assertActive } from "./user-status.ts";
 import { boundedResponse, ceremonyHash } from "./passkeys.ts";
 import { coarseUserAgent, deviceKeyOf } from "./signin-context.ts";
+import { requireStepUp } from "./step-up.ts";
 import type { JsonObject, PasskeyRecord, PasskeyStore, RelyingParty, WebauthnCeremonies } from "./ports/webauthn.ts";
 
 /** What VerifyMfa needs to take passkeys (method `webauthn`). */
@@ -56,9 +57,9 @@ export interface MfaServiceDeps {
   /** Where a guess at a code is reserved before it is checked (the budget above, atomically). */
   budget: AttemptBudgetStore;
   /**
-   * Changing factors (enroll, confirm, disable, new recovery codes) needs a second factor
-   * completed on this session at most this long ago, in seconds; for an account without a factor
-   * yet, a sign-in that recent (`mfa.step_up_max_age_seconds`).
+   * Changing factors (enroll, confirm, disable, new recovery codes; passkeys.ts too) needs a
+   * second factor completed on this session at most this long ago, in seconds; for an account
+   * without a factor yet, a sign-in that recent (`mfa.step_up_max_age_seconds`; step-up.ts).
    */
   stepUpMaxAgeSeconds: number;
   passwordExpiry?: PasswordExpiryPolicy | undefined;
@@ -117,10 +118,16 @@ export interface MfaService {
   disableTotp(principal: Principal, code: string, client: ClientInfo): Promise<void>;
   regenerateRecoveryCodes(principal: Principal, code: string, client: ClientInfo): Promise<string[]>;
   /**
-   * Completes a second factor on the signed-in session (a TOTP or recovery code): the session's
+   * Completes a second factor on the signed-in session (a TOTP or recovery code, or a passkey
+   * answering beginStepUp): the session's
    * `mfa_at` becomes now, so factor changes are allowed for `stepUpMaxAgeSeconds`.
    */
-  stepUp(principal: Principal, method: string, code: string, client: ClientInfo): Promise<StepUpResult>;
+  stepUp(principal: Principal, method: string, code: string, client: ClientInfo, assertion?: unknown): Promise<StepUpResult>;
+  /**
+   * Opens a passkey ceremony for a step-up of this session: the request options for
+   * `navigator.credentials.get()`, answered with stepUp method `webauthn`.
+   */
+  beginStepUp(principal: Principal): Promise<JsonObject>;
 }
 
 const METHODS: readonly MfaMethod[] = ["totp", "recovery_code", "webauthn"];
@@ -134,9 +141,18 @@ const AMR_OF: Record<MfaMethod, string> = { totp: "otp", recovery_code: "recover
 type AssertionCheck =
   | { ok: true; passkey: PasskeyRecord; ceremonyId: string; mfaChallengeId: string | null; signCount: number; backedUp: boolean }
   | { ok: false; error: DomainError };
+/** A verdict of `guess` that counts against the budget with its own error (a refused passkey answer). */
+class Refused {
+  readonly error: DomainError;
+  constructor(error: DomainError) {
+    this.error = error;
+  }
+}
 const CHALLENGE_TOKEN = /^chg_[A-Za-z0-9_-]{43}$/;
 /** Passkey ceremonies one MFA challenge may open (BeginWebauthnMfa calls). */
 export const MAX_CEREMONIES_PER_CHALLENGE = 10;
+/** Live step-up ceremonies one session may hold (BeginStepUp calls within the ceremony TTL). */
+export const MAX_STEP_UPS_PER_SESSION = 10;
 
 /**
  * Second factors: completing challenged sign-ins, and the user's TOTP authenticator and recovery
@@ -172,7 +188,7 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
       throw new DomainError("totp_not_enrolled", "no authenticator is enrolled");
     }
     const now = clock.now();
-    requireStepUp(principal, true, now);
+    await stepUpRule(principal, true, now);
     await guess(userId, client, action, now, async () => {
       const step = totp.match(secrets.open(factor.secretEnc, factor.id), code, now, factor.lastUsedStep);
       // Spent in the write itself: a step used meanwhile (a replay) is a wrong code too.
@@ -187,7 +203,13 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
    * right one is released. Throws `rate_limited` when the budget is spent, `mfa_code_invalid`
    * when the code is wrong.
    */
-  async function guess<T>(userId: string, client: ClientInfo, action: string, now: Date, check: () => Promise<T | null>): Promise<T> {
+  async function guess<T>(
+    userId: string,
+    client: ClientInfo,
+    action: string,
+    now: Date,
+    check: () => Promise<T | null | Refused>,
+  ): Promise<T> {
     const since = new Date(now.getTime() - deps.codeFailureWindowSeconds * 1000);
     const reservation = await deps.budget.reserve("second_factor_code", {
       userId, since, max: deps.maxCodeFailures, now, client, detail: { action },
@@ -195,7 +217,7 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
     if (reservation.kind === "exhausted") {
       throw budgetExhausted(reservation.nth, deps.codeFailureWindowSeconds, now, "too many wrong codes");
     }
-    let result: T | null;
+    let result: T | null | Refused;
     try {
       result = await check();
     } catch (e) {
@@ -207,32 +229,28 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
       await deps.budget.fail(reservation.id, "mfa_code_invalid").catch((e: unknown) => deps.onAuditFailure?.(e));
       throw new DomainError("mfa_code_invalid", "the code is not valid (wrong, expired or already used)");
     }
+    if (result instanceof Refused) {
+      // A refused passkey answer counts like a wrong code, under its own code.
+      await deps.budget.fail(reservation.id, result.error.code).catch((e: unknown) => deps.onAuditFailure?.(e));
+      throw result.error;
+    }
     await deps.budget.release(reservation.id).catch((e: unknown) => deps.onAuditFailure?.(e));
     return result;
   }
 
-  /**
-   * Changing factors needs a recent second factor on this session (`mfa_at`), or, for an account
-   * without one yet, a recent sign-in: a stolen access token alone cannot plant a lasting factor
-   * or take the recovery codes. The refusal says how to step up.
-   */
-  function requireStepUp(principal: Principal, hasFactor: boolean, now: Date): void {
-    const maxAgeMs = deps.stepUpMaxAgeSeconds * 1000;
-    const recent = (at: Date | null | undefined) => at != null && now.getTime() - at.getTime() <= maxAgeMs;
-    const s = principal.session;
-    if (recent(s?.mfaAt) || (!hasFactor && recent(s?.authTime))) return;
-    const maxAge = String(deps.stepUpMaxAgeSeconds);
-    if (hasFactor) {
-      throw new DomainError(
-        "reauthentication_required",
-        `confirm your second factor first: MfaService.StepUp (POST /auth/mfa/step-up) with a current code; it allows factor changes for ${maxAge} s`,
-        { detail: { step_up: "MfaService.StepUp", step_up_route: "POST /auth/mfa/step-up", max_age_seconds: maxAge } },
-      );
-    }
-    throw new DomainError(
-      "reauthentication_required",
-      `sign in again, then add your second factor within ${maxAge} s of signing in`,
-      { detail: { step_up: "AuthService.SigninWithIdToken", step_up_route: "POST /auth/id-token/signin", max_age_seconds: maxAge } },
+  /** Usable (unflagged) passkeys of the user; 0 when passkeys are not enabled. */
+  async function usablePasskeys(userId: string): Promise<number> {
+    const listed = (await deps.passkeys?.store.listPasskeys(userId)) ?? [];
+    return listed.filter((p) => p.flaggedAt === null).length;
+  }
+
+  /** The one step-up rule (step-up.ts), with the user's TOTP state already read. */
+  function stepUpRule(principal: Principal, totpConfirmed: boolean, now: Date): Promise<void> {
+    return requireStepUp(
+      principal,
+      async () => ({ totp: totpConfirmed, passkeys: await usablePasskeys(principal.userId) }),
+      deps.stepUpMaxAgeSeconds,
+      now,
     );
   }
 
@@ -243,7 +261,12 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
    * one means a cloned authenticator may be at work: the credential is flagged (refused from then
    * on) and that is audited, whatever becomes of this answer.
    */
-  async function checkAssertion(response: unknown, now: Date, client: ClientInfo): Promise<AssertionCheck> {
+  async function checkAssertion(
+    response: unknown,
+    now: Date,
+    client: ClientInfo,
+    stepUpOf: Principal | null = null,
+  ): Promise<AssertionCheck> {
     const pk = deps.passkeys!;
     const { challenge, credentialId } = pk.ceremonies.read(boundedResponse(response), "authentication");
     const refuse = (code: ConstructorParameters<typeof DomainError>[0], message: string): AssertionCheck => ({
@@ -251,8 +274,17 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
       error: new DomainError(code, message),
     });
     const ceremony = await pk.store.findCeremony(ceremonyHash(challenge));
-    if (ceremony === null || ceremony.purpose !== "authentication" || ceremony.consumedAt !== null || ceremony.expiresAt <= now) {
+    if (
+      ceremony === null ||
+      ceremony.purpose !== (stepUpOf === null ? "authentication" : "step_up") ||
+      ceremony.consumedAt !== null ||
+      ceremony.expiresAt <= now
+    ) {
       return refuse("webauthn_challenge_invalid", "this passkey challenge is unknown, expired or already used; start again");
+    }
+    // A step-up ceremony marks only the session that opened it.
+    if (stepUpOf !== null && (ceremony.userId !== stepUpOf.userId || ceremony.sessionId !== stepUpOf.sessionId)) {
+      return refuse("webauthn_challenge_invalid", "this passkey challenge was opened by another session; start again");
     }
     const passkey = await pk.store.findPasskeyByCredentialId(credentialId);
     if (passkey === null || passkey.userId !== ceremony.userId) {
@@ -504,8 +536,40 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
         userId: c.userId,
         purpose: "authentication",
         mfaChallengeId: c.id,
+        sessionId: null,
         createdAt: now,
         expiresAt,
+      });
+      return options;
+    },
+
+    async beginStepUp(principal) {
+      const pk = deps.passkeys;
+      if (pk === undefined) throw new DomainError("mfa_method_not_available", "passkeys are not enabled");
+      const now = clock.now();
+      const passkeys = (await pk.store.listPasskeys(principal.userId)).filter((p) => p.flaggedAt === null);
+      if (passkeys.length === 0) {
+        throw new DomainError("mfa_method_not_available", "this account has no usable passkey; step up with a code (method totp or recovery_code)");
+      }
+      // Each call stores a ceremony: bounded per session, so an access token cannot fill the table.
+      if ((await pk.store.countLiveStepUps(principal.sessionId, now)) >= MAX_STEP_UPS_PER_SESSION) {
+        throw new DomainError("rate_limited", "too many passkey step-ups started on this session; wait a few minutes", {
+          detail: { retry_after_seconds: String(pk.ceremonyTtlSeconds) },
+        });
+      }
+      const { options, challenge } = await pk.ceremonies.authenticationOptions({
+        rp: pk.rp(),
+        allow: passkeys.map((p) => ({ credentialId: p.credentialId, transports: p.transports })),
+      });
+      await pk.store.saveCeremony({
+        id: newId("wac"),
+        challengeHash: ceremonyHash(challenge),
+        userId: principal.userId,
+        purpose: "step_up",
+        mfaChallengeId: null,
+        sessionId: principal.sessionId,
+        createdAt: now,
+        expiresAt: new Date(now.getTime() + pk.ceremonyTtlSeconds * 1000),
       });
       return options;
     },
@@ -532,7 +596,7 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
       if (existing?.confirmedAt != null) {
         throw new DomainError("totp_already_enrolled", "an authenticator is already enrolled; disable it first");
       }
-      requireStepUp(principal, false, now);
+      await stepUpRule(principal, false, now);
       const secret = totp.newSecret();
       const id = newId("mfa");
       await store.savePendingTotp(
@@ -549,7 +613,7 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
       if (factor === null) throw new DomainError("totp_not_enrolled", "start enrollment first (EnrollTotp)");
       if (factor.confirmedAt !== null) throw new DomainError("totp_already_enrolled", "this authenticator is already active");
       const now = clock.now();
-      requireStepUp(principal, false, now);
+      await stepUpRule(principal, false, now);
       const step = totp.match(secrets.open(factor.secretEnc, factor.id), code, now, factor.lastUsedStep);
       if (step === null) {
         await recordQuietly({ type: "mfa.code_failed", at: now, code: "mfa_code_invalid", userId, client, detail: { action: "confirm_totp" } });
@@ -582,34 +646,58 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
       return codes;
     },
 
-    async stepUp(principal, method, code, client) {
+    async stepUp(principal, method, code, client, assertion) {
       const { userId, sessionId } = principal;
       if (!(METHODS as readonly string[]).includes(method)) {
         throw new DomainError("mfa_method_not_available", `method must be one of: ${METHODS.join(", ")}`);
       }
-      if (code.trim() === "") throw new DomainError("mfa_code_required", "code is required");
-      const factor = await store.findTotp(userId);
-      if (factor === null || factor.confirmedAt === null) {
-        throw new DomainError("totp_not_enrolled", "no second factor is enrolled: a recent sign-in is the step-up (sign in again)");
-      }
-      const now = clock.now();
       const m = method as MfaMethod;
-      const session = await guess(userId, client, "step_up", now, async () => {
-        const spend =
-          m === "totp"
-            ? (() => {
-                const step = totp.match(secrets.open(factor.secretEnc, factor.id), code, now, factor.lastUsedStep);
-                return step === null ? null : { kind: "totp" as const, factorId: factor.id, step };
-              })()
-            : { kind: "recovery_code" as const, codeHash: recoveryCodes.hash(userId, code) };
-        if (spend === null) return null;
-        const done = await store.stepUp(sessionId, userId, spend, [AMR_OF[m], "mfa"], now, {
-          type: "mfa.step_up", at: now, userId, client, detail: { method: m, session_id: sessionId },
+      const now = clock.now();
+      let session;
+      if (m === "webauthn") {
+        const pk = deps.passkeys;
+        if (pk === undefined) throw new DomainError("mfa_method_not_available", "passkeys are not enabled");
+        if (assertion === undefined || assertion === null) throw new DomainError("mfa_code_required", "webauthn_assertion is required");
+        // Malformed: refused before anything is written or counted.
+        pk.ceremonies.read(boundedResponse(assertion), "authentication");
+        session = await guess(userId, client, "step_up", now, async () => {
+          const checked = await checkAssertion(assertion, now, client, principal);
+          if (!checked.ok) return new Refused(checked.error);
+          const spend = { kind: "webauthn" as const, passkeyId: checked.passkey.id, ceremonyId: checked.ceremonyId, signCount: checked.signCount, backedUp: checked.backedUp };
+          const done = await store.stepUp(sessionId, userId, spend, [AMR_OF.webauthn, "mfa"], now, {
+            type: "mfa.step_up", at: now, userId, client, detail: { method: m, session_id: sessionId, passkey_id: checked.passkey.id },
+          });
+          if (done === "session_gone") throw new DomainError("session_revoked", "this session no longer exists");
+          // Spent meanwhile (a replay racing this one) or the counter moved meanwhile.
+          return done === "not_spent"
+            ? new Refused(new DomainError("webauthn_challenge_invalid", "this passkey answer was used already; start again"))
+            : done;
         });
-        if (done === "session_gone") throw new DomainError("session_revoked", "this session no longer exists");
-        // A replayed TOTP step or a used recovery code: wrong.
-        return done === "not_spent" ? null : done;
-      });
+      } else {
+        if (code.trim() === "") throw new DomainError("mfa_code_required", "code is required");
+        const factor = await store.findTotp(userId);
+        if (factor === null || factor.confirmedAt === null) {
+          throw (await usablePasskeys(userId)) > 0
+            ? new DomainError("totp_not_enrolled", "no authenticator is enrolled: step up with a passkey (BeginStepUp, then method webauthn)")
+            : new DomainError("totp_not_enrolled", "no second factor is enrolled: a recent sign-in is the step-up (sign in again)");
+        }
+        session = await guess(userId, client, "step_up", now, async () => {
+          const spend =
+            m === "totp"
+              ? (() => {
+                  const step = totp.match(secrets.open(factor.secretEnc, factor.id), code, now, factor.lastUsedStep);
+                  return step === null ? null : { kind: "totp" as const, factorId: factor.id, step };
+                })()
+              : { kind: "recovery_code" as const, codeHash: recoveryCodes.hash(userId, code) };
+          if (spend === null) return null;
+          const done = await store.stepUp(sessionId, userId, spend, [AMR_OF[m], "mfa"], now, {
+            type: "mfa.step_up", at: now, userId, client, detail: { method: m, session_id: sessionId },
+          });
+          if (done === "session_gone") throw new DomainError("session_revoked", "this session no longer exists");
+          // A replayed TOTP step or a used recovery code: wrong.
+          return done === "not_spent" ? null : done;
+        });
+      }
       const accessToken = await deps.accessTokens.issue(
         { userId, sessionId, amr: session.amr, provider: session.provider, authTime: session.authTime },
         now,

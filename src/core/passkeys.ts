@@ -8,12 +8,15 @@ import type { AuditLog } from "./ports/audit.ts";
 import type { MfaStore } from "./ports/mfa.ts";
 import type { JsonObject, PasskeyRecord, PasskeyStore, RelyingParty, WebauthnCeremonies } from "./ports/webauthn.ts";
 import { quietRecorder } from "./quiet-audit.ts";
+import { requireStepUp } from "./step-up.ts";
 
 export interface PasskeyDeps {
   clock: Clock;
   store: PasskeyStore;
-  /** For the user (name shown by the authenticator). */
-  users: Pick<MfaStore, "findUser">;
+  /** For the user (name shown by the authenticator) and the TOTP state the step-up rule reads. */
+  users: Pick<MfaStore, "findUser" | "findTotp">;
+  /** `mfa.step_up_max_age_seconds`: how recent the second factor of a passkey change must be (step-up.ts). */
+  stepUpMaxAgeSeconds: number;
   ceremonies: WebauthnCeremonies;
   /** The relying party, asked per ceremony (config/to-deps.ts relyingParty). */
   rp: () => RelyingParty;
@@ -79,13 +82,21 @@ export function createPasskeyService(deps: PasskeyDeps): PasskeyService {
   const recordQuietly = quietRecorder(deps.audit, deps.onAuditFailure);
 
   /**
-   * STEP-UP HOOK — today a no-op. Every passkey change of the user's factors (begin/finish
-   * registration, removal) goes through here, and nothing else does. The step-up rule (issue 18
-   * item 3) plugs in here: refuse with `reauthentication_required` unless the session completed
-   * a second factor within `mfa.step_up_max_age` (or, for an account with no factor yet, signed
-   * in that recently). A passkey assertion in VerifyMfa is such a second factor, like a TOTP code.
+   * Every passkey change of the user's factors (begin/finish registration, removal) goes through
+   * here: the one step-up rule of factor changes (step-up.ts), the same as TOTP's. Renaming
+   * changes no factor and is free. A passkey assertion (VerifyMfa or StepUp) is such a second factor.
    */
-  async function requireRecentSecondFactor(_principal: Principal): Promise<void> {}
+  async function requireRecentSecondFactor(principal: Principal): Promise<void> {
+    await requireStepUp(
+      principal,
+      async () => {
+        const [totp, passkeys] = await Promise.all([deps.users.findTotp(principal.userId), store.listPasskeys(principal.userId)]);
+        return { totp: totp?.confirmedAt != null, passkeys: passkeys.filter((p) => p.flaggedAt === null).length };
+      },
+      deps.stepUpMaxAgeSeconds,
+      clock.now(),
+    );
+  }
 
   async function finish(principal: Principal, response: unknown, name: string | undefined, client: ClientInfo) {
     await requireRecentSecondFactor(principal);
@@ -141,6 +152,7 @@ export function createPasskeyService(deps: PasskeyDeps): PasskeyService {
         userId: user.id,
         purpose: "registration",
         mfaChallengeId: null,
+        sessionId: null,
         createdAt: now,
         expiresAt: new Date(now.getTime() + deps.ceremonyTtlSeconds * 1000),
       });

@@ -5,6 +5,7 @@ import type { MfaService as MfaCore } from "../core/mfa.ts";
 import type { PasskeyInfo, PasskeyService } from "../core/passkeys.ts";
 import {
   BeginPasskeyRegistrationResponseSchema,
+  BeginStepUpResponseSchema,
   FinishPasskeyRegistrationResponseSchema,
   ListPasskeysResponseSchema,
   type Passkey,
@@ -85,8 +86,11 @@ export function registerMfaService(deps: { mfa: MfaCore; passkeys: PasskeyServic
         await deps.passkeys.remove(principalOf(ctx.values), req.id, ctx.values.get(kClient));
         return create(RemovePasskeyResponseSchema, {});
       },
+      async beginStepUp(_req, ctx) {
+        return create(BeginStepUpResponseSchema, { options: await deps.mfa.beginStepUp(principalOf(ctx.values)) });
+      },
       async stepUp(req, ctx) {
-        const r = await deps.mfa.stepUp(principalOf(ctx.values), req.method, req.code, ctx.values.get(kClient));
+        const r = await deps.mfa.stepUp(principalOf(ctx.values), req.method, req.code, ctx.values.get(kClient), req.webauthnAssertion);
         return create(StepUpResponseSchema, { accessToken: r.accessToken, expiresIn: r.expiresIn, maxAge: r.maxAgeSeconds });
       },
     });

@@ -28,6 +28,8 @@ async function markSecondFactor(tx: Tx, sessionId: string, userId: string, metho
 
 /** Thrown inside a transaction to roll it back: the session to mark is gone. */
 class SessionGone extends Error {}
+/** Thrown inside a transaction to roll it back: a part of the spend failed. */
+class NotSpent extends Error {}
 
 type Tx = Parameters<Parameters<Db["$transaction"]>[0]>[0];
 
@@ -304,14 +306,34 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
     async stepUp(sessionId, userId, spend, methods, now, audit) {
       try {
         return await db.$transaction(async (tx) => {
-          const spent =
-            spend.kind === "totp"
-              ? await tx.mfaFactor.updateMany({
-                  where: { id: spend.factorId, userId, confirmedAt: { not: null }, OR: [{ lastUsedStep: null }, { lastUsedStep: { lt: spend.step } }] },
-                  data: { lastUsedStep: spend.step },
-                })
-              : await tx.recoveryCode.updateMany({ where: { userId, codeHash: spend.codeHash, usedAt: null }, data: { usedAt: now } });
-          if (spent.count < 1) return "not_spent" as const;
+          if (spend.kind === "webauthn") {
+            // The ceremony once, only by the session that opened it; the counter forward only.
+            const ceremony = await tx.webauthnCeremony.updateMany({
+              where: { id: spend.ceremonyId, userId, sessionId, purpose: "step_up", consumedAt: null, expiresAt: { gt: now } },
+              data: { consumedAt: now },
+            });
+            if (ceremony.count !== 1) return "not_spent" as const;
+            const moved = await tx.webauthnCredential.updateMany({
+              where: {
+                id: spend.passkeyId,
+                userId,
+                flaggedAt: null,
+                ...(spend.signCount === 0 ? { signCount: 0 } : { signCount: { lt: spend.signCount } }),
+              },
+              data: { signCount: spend.signCount, backedUp: spend.backedUp, lastUsedAt: now },
+            });
+            // Rolls the ceremony back too: nothing is written for an answer that does not count.
+            if (moved.count !== 1) throw new NotSpent();
+          } else {
+            const spent =
+              spend.kind === "totp"
+                ? await tx.mfaFactor.updateMany({
+                    where: { id: spend.factorId, userId, confirmedAt: { not: null }, OR: [{ lastUsedStep: null }, { lastUsedStep: { lt: spend.step } }] },
+                    data: { lastUsedStep: spend.step },
+                  })
+                : await tx.recoveryCode.updateMany({ where: { userId, codeHash: spend.codeHash, usedAt: null }, data: { usedAt: now } });
+            if (spent.count < 1) return "not_spent" as const;
+          }
           const session = await markSecondFactor(tx, sessionId, userId, methods, now);
           // Rolls the spend back: a code is not used up on a session that is gone.
           if (session === null) throw new SessionGone();
@@ -320,6 +342,7 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
         });
       } catch (e) {
         if (e instanceof SessionGone) return "session_gone";
+        if (e instanceof NotSpent) return "not_spent";
         throw storeError(e);
       }
     },

@@ -14,7 +14,7 @@ function passkeyOf(row: PasskeyRow): PasskeyRecord {
   };
 }
 
-const CEREMONY_SELECT = { id: true, userId: true, purpose: true, mfaChallengeId: true, expiresAt: true, consumedAt: true } as const;
+const CEREMONY_SELECT = { id: true, userId: true, purpose: true, mfaChallengeId: true, sessionId: true, expiresAt: true, consumedAt: true } as const;
 
 /** Passkeys (WebAuthn credentials) and their ceremonies, on Prisma. */
 export function createPasskeyStore(db: Db): PasskeyStore {
@@ -35,6 +35,10 @@ export function createPasskeyStore(db: Db): PasskeyStore {
 
     countCeremonies(mfaChallengeId) {
       return guarded(() => db.webauthnCeremony.count({ where: { mfaChallengeId } }));
+    },
+
+    countLiveStepUps(sessionId, now) {
+      return guarded(() => db.webauthnCeremony.count({ where: { sessionId, expiresAt: { gt: now } } }));
     },
 
     async findCeremony(challengeHash) {

@@ -52,6 +52,7 @@ for (const kind of testDatabaseKinds()) {
       userId,
       purpose: "registration",
       mfaChallengeId: null,
+      sessionId: null,
       createdAt: T,
       expiresAt: later(300),
       ...over,
@@ -116,6 +117,19 @@ for (const kind of testDatabaseKinds()) {
       expect((await store.findCeremony(c.challengeHash))?.consumedAt).toBeNull();
       expect(await store.listPasskeys(other.id)).toEqual([]);
       expect(await db.client.auditEvent.count({ where: { userId: other.id } })).toBe(0);
+    });
+
+    it("step-up ceremonies: read back with their session, counted per session while live", async () => {
+      const store = createPasskeyStore(db.client);
+      const u = await newUser();
+      const live = ceremony(u.id, { purpose: "step_up", sessionId: "ses_a" });
+      await store.saveCeremony(live);
+      await store.saveCeremony(ceremony(u.id, { purpose: "step_up", sessionId: "ses_a", expiresAt: later(10) }));
+      await store.saveCeremony(ceremony(u.id, { purpose: "step_up", sessionId: "ses_b" }));
+      expect(await store.findCeremony(live.challengeHash)).toMatchObject({ id: live.id, purpose: "step_up", sessionId: "ses_a", mfaChallengeId: null });
+      expect(await store.countLiveStepUps("ses_a", T)).toBe(2);
+      expect(await store.countLiveStepUps("ses_a", later(11))).toBe(1);
+      expect(await store.countLiveStepUps("ses_c", T)).toBe(0);
     });
 
     it("rename and remove touch only the user's own passkey", async () => {

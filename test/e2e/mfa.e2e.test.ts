@@ -575,9 +575,11 @@ describe("adaptive MFA", () => {
         status: 403,
         body: {
           code: "reauthentication_required",
-          details: { step_up: "MfaService.StepUp", step_up_route: "POST /auth/mfa/step-up", max_age_seconds: "600" },
+          details: { step_up: "MfaService.StepUp", step_up_route: "POST /auth/mfa/step-up", step_up_methods: "totp,recovery_code", max_age_seconds: "600" },
         },
       });
+      // No passkey: the passkey way is not offered.
+      expect((refused.body["details"] as Record<string, unknown>)["step_up_begin"]).toBeUndefined();
       expect(refused.body["message"]).toContain("/auth/mfa/step-up");
       expect((await api.authed("POST", "/auth/mfa/recovery-codes", u.access, { code: code(u.secret) })).body["code"]).toBe("reauthentication_required");
       // The refusals spent nothing: the factor and its codes are as they were.

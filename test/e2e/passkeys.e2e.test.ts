@@ -38,6 +38,9 @@ interface PasskeyApi {
   remove(access: string, id: string): Promise<Outcome>;
   beginMfa(challengeToken: string, device: string): Promise<Outcome>;
   verify(challengeToken: string, assertion: unknown, device: string): Promise<Outcome>;
+  beginStepUp(access: string): Promise<Outcome>;
+  stepUp(access: string, assertion: unknown): Promise<Outcome>;
+  enrollTotp(access: string): Promise<Outcome>;
 }
 
 function restApi(url: string): PasskeyApi {
@@ -62,6 +65,9 @@ function restApi(url: string): PasskeyApi {
     beginMfa: (chg, device) => call("POST", "/auth/mfa/webauthn/begin", { challenge_token: chg }, { "x-device-id": device }),
     verify: (chg, assertion, device) =>
       call("POST", "/auth/mfa/verify", { challenge_token: chg, method: "webauthn", webauthn_assertion: assertion }, { "x-device-id": device }),
+    beginStepUp: (a) => call("POST", "/auth/mfa/step-up/webauthn/begin", {}, bearer(a)),
+    stepUp: (a, assertion) => call("POST", "/auth/mfa/step-up", { method: "webauthn", webauthn_assertion: assertion }, bearer(a)),
+    enrollTotp: (a) => call("POST", "/auth/mfa/totp/enroll", {}, bearer(a)),
   };
 }
 
@@ -76,7 +82,8 @@ function clientApi(transport: ReturnType<typeof createConnectTransport>): Passke
       return { code: null, status: "ok", body: snake(message) as Record<string, unknown> };
     } catch (e) {
       const err = ConnectError.from(e);
-      return { code: err.findDetails(ErrorInfoSchema)[0]?.reason ?? `connect:${Code[err.code]}`, status: Code[err.code]!, body: {} };
+      const info = err.findDetails(ErrorInfoSchema)[0];
+      return { code: info?.reason ?? `connect:${Code[err.code]}`, status: Code[err.code]!, body: { details: { ...info?.metadata } } };
     }
   }
   return {
@@ -94,6 +101,9 @@ function clientApi(transport: ReturnType<typeof createConnectTransport>): Passke
           { headers: { "x-device-id": device } },
         ),
       ),
+    beginStepUp: (a) => run(() => mfa.beginStepUp({}, bearer(a))),
+    stepUp: (a, assertion) => run(() => mfa.stepUp({ method: "webauthn", webauthnAssertion: assertion as JsonObject }, bearer(a))),
+    enrollTotp: (a) => run(() => mfa.enrollTotp({}, bearer(a))),
   };
 }
 
@@ -166,6 +176,15 @@ for (const kind of testDatabaseKinds()) describe(`passkeys on ${kind.dialect}`, 
     return (finished.body["passkey"] as Record<string, unknown>)["id"] as string;
   }
 
+  /** StepUp with a passkey on the session of `access`: its new access token. */
+  async function stepUp(api: PasskeyApi, access: string, authenticator: SoftAuthenticator) {
+    const begun = await api.beginStepUp(access);
+    expect(begun.code).toBeNull();
+    const done = await api.stepUp(access, authenticator.get(begun.body["options"] as Record<string, unknown>));
+    expect(done.code).toBeNull();
+    return done.body["access_token"] as string;
+  }
+
   /** A sign-in from a new device: a challenge the passkey can answer. */
   async function riskySignin(sub: string, device = `${sub}-B-${Math.random()}`) {
     const res = await signin(sub, device);
@@ -208,15 +227,32 @@ for (const kind of testDatabaseKinds()) describe(`passkeys on ${kind.dialect}`, 
         const id = passkey["id"] as string;
         expect(id).toMatch(/^pk_/);
 
+        // A factor now: another change needs the passkey on this session (issue 21: one step-up
+        // rule for every factor change); the refusal names the passkey way. Renaming is free.
+        for (const refused of [await api.beginRegistration(access), await api.remove(access, id), await api.enrollTotp(access)]) {
+          expect(refused.code).toBe("reauthentication_required");
+          expect(refused.body["details"]).toMatchObject({
+            step_up: "MfaService.StepUp",
+            step_up_methods: "webauthn",
+            step_up_begin: "MfaService.BeginStepUp",
+            step_up_begin_route: "POST /auth/mfa/step-up/webauthn/begin",
+          });
+        }
+        expect((await api.rename(access, id, "Work laptop")).code).toBeNull();
+        const stepped = await stepUp(api, access, authenticator);
+        expect(decodeJwt(stepped)).toMatchObject({ sid: decodeJwt(access)["sid"], auth_time: decodeJwt(access)["auth_time"] });
+        expect(decodeJwt(stepped)["amr"]).toEqual(expect.arrayContaining(["pop", "mfa"]));
+        expect(await db().auditEvent.count({ where: { userId, type: "mfa.step_up" } })).toBe(1);
+
         // A second registration excludes the first credential.
-        const again = await api.beginRegistration(access);
+        const again = await api.beginRegistration(stepped);
         expect((again.body["options"] as { excludeCredentials: { id: string }[] }).excludeCredentials.map((c) => c.id)).toEqual([
           authenticator.credentials[0]!.id.toString("base64url"),
         ]);
 
-        expect((await api.rename(access, id, "Work laptop")).code).toBeNull();
         const listed = await api.list(access);
-        expect((listed.body["passkeys"] as Record<string, unknown>[]).map((p) => [p["id"], p["name"], p["last_used_at"] ?? null])).toEqual([[id, "Work laptop", null]]);
+        // The step-up used it.
+        expect((listed.body["passkeys"] as Record<string, unknown>[]).map((p) => [p["id"], p["name"], p["last_used_at"] !== undefined])).toEqual([[id, "Work laptop", true]]);
 
         // A risky sign-in (new device), answered with the passkey: the same success as a TOTP code.
         const { chg, device } = await riskySignin(sub);
@@ -232,20 +268,100 @@ for (const kind of testDatabaseKinds()) describe(`passkeys on ${kind.dialect}`, 
         expect(decodeJwt(login.body["access_token"] as string)["amr"]).toEqual(expect.arrayContaining(["pop", "mfa"]));
         const used = (await api.list(access)).body["passkeys"] as Record<string, unknown>[];
         expect(used[0]!["last_used_at"]).toBeDefined();
-        expect((await db().webauthnCredential.findUniqueOrThrow({ where: { id } })).signCount).toBe(1);
+        expect((await db().webauthnCredential.findUniqueOrThrow({ where: { id } })).signCount).toBe(2);
         const audit = await db().auditEvent.findFirstOrThrow({ where: { userId, type: "signin.succeeded" }, orderBy: { at: "desc" } });
         expect(JSON.parse(audit.detail!)).toMatchObject({ mfa: { method: "webauthn", passkey_id: id } });
 
-        // Removal: the last factor, so the next risky sign-in has nothing to challenge with.
-        expect((await api.remove(access, id)).code).toBeNull();
+        // Removal of the last factor: allowed on the session the passkey just opened (VerifyMfa
+        // stamps its second factor), so the next risky sign-in has nothing to challenge with.
+        const fresh = login.body["access_token"] as string;
+        expect((await api.remove(fresh, id)).code).toBeNull();
         expect((await api.list(access)).body["passkeys"] ?? []).toEqual([]);
-        expect((await api.remove(access, id)).code).toBe("webauthn_credential_not_found");
+        expect((await api.remove(fresh, id)).code).toBe("webauthn_credential_not_found");
         const after = await signin(sub, `${sub}-C`);
         expect(after["required_mfa_methods"] ?? []).toEqual([]);
         expect(after["mfa_check_reason"]).toBe("mfa_enrollment_required");
       });
     }
   }
+
+  describe("step-up with a passkey (issues 18/21: one rule for every factor change)", () => {
+    for (const protocol of ["rest", "connect"] as const) {
+      it(`${protocol}: a passkey answer in VerifyMfa allows factor changes at once, for mfa.step_up_max_age only`, async () => {
+        const api = apis[protocol];
+        const { sub, access, userId } = await newUser(`pk-su-verify-${protocol}`);
+        const a = createSoftAuthenticator({ origin: ORIGIN });
+        await register(api, access, a);
+        const { chg, device } = await riskySignin(sub);
+        const begun = await api.beginMfa(chg, device);
+        const login = await api.verify(chg, a.get(begun.body["options"] as Record<string, unknown>), device);
+        expect(login.code).toBeNull();
+        const fresh = login.body["access_token"] as string;
+        expect((await api.enrollTotp(fresh)).code).toBeNull();
+        await register(api, fresh, createSoftAuthenticator({ origin: ORIGIN }));
+        expect(await db().webauthnCredential.count({ where: { userId } })).toBe(2);
+
+        // Later than the max age (600 s): refused, naming both ways this user now has.
+        clock.advance(601_000);
+        const ids = ((await api.list(fresh)).body["passkeys"] as { id: string }[]).map((p) => p.id);
+        for (const refused of [await api.beginRegistration(fresh), await api.remove(fresh, ids[0]!), await api.enrollTotp(fresh)]) {
+          expect(refused.code).toBe("reauthentication_required");
+          expect(refused.body["details"]).toMatchObject({ step_up_begin: "MfaService.BeginStepUp", max_age_seconds: "600" });
+        }
+        expect(await db().webauthnCredential.count({ where: { userId } })).toBe(2);
+      });
+    }
+
+    it("a step-up ceremony is single-use, bound to its session, and refused answers count against the code budget", async () => {
+      const api = apis.rest;
+      const { sub, access, userId } = await newUser("pk-su-bound");
+      const a = createSoftAuthenticator({ origin: ORIGIN });
+      await register(api, access, a);
+      // A second session of the same user (same device: no challenge).
+      const other = (await signin(sub, `${sub}-A`))["access_token"] as string;
+      expect(decodeJwt(other)["sid"]).not.toBe(decodeJwt(access)["sid"]);
+
+      const options = (await api.beginStepUp(access)).body["options"] as Record<string, unknown>;
+      expect(options).toMatchObject({ rpId: RP_ID });
+      const answer = a.get(options);
+      // Answered on another session: refused, that session not stepped up, the ceremony unspent.
+      const stolen = await api.stepUp(other, answer);
+      expect([stolen.code, stolen.status]).toEqual(["webauthn_challenge_invalid", "400"]);
+      expect((await db().session.findUniqueOrThrow({ where: { id: decodeJwt(other)["sid"] as string } })).mfaAt).toBeNull();
+      // Counted like a wrong code, under its own code.
+      expect(await db().auditEvent.count({ where: { userId, type: "mfa.code_failed", code: "webauthn_challenge_invalid" } })).toBe(1);
+      // On its own session: accepted once; the replay is refused.
+      const ok = await api.stepUp(access, answer);
+      expect(ok.code).toBeNull();
+      const replay = await api.stepUp(access, answer);
+      expect(replay.code).toBe("webauthn_challenge_invalid");
+      // A registration ceremony is no step-up ceremony.
+      const reg = (await api.beginRegistration(ok.body["access_token"] as string)).body["options"] as Record<string, unknown>;
+      expect((await api.stepUp(access, a.get({ ...reg, rpId: RP_ID, allowCredentials: [] }))).code).toBe("webauthn_challenge_invalid");
+      expect(await db().auditEvent.count({ where: { userId, type: "mfa.step_up" } })).toBe(1);
+
+      // Malformed: refused before anything is counted.
+      expect((await api.stepUp(access, { id: 42 })).code).toBe("webauthn_response_malformed");
+      expect((await api.stepUp(access, undefined)).code).toBe("mfa_code_required");
+    });
+
+    it("BeginStepUp needs a usable passkey; StepUp with a code on a passkey-only account names the passkey way", async () => {
+      const api = apis.connect;
+      const { access } = await newUser("pk-su-none");
+      const none = await api.beginStepUp(access);
+      expect(none.code).toBe("mfa_method_not_available");
+      const a = createSoftAuthenticator({ origin: ORIGIN });
+      await register(api, access, a);
+      const res = await fetch(`${testApp.url}/auth/mfa/step-up`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${access}` },
+        body: JSON.stringify({ method: "totp", code: "123456" }),
+      });
+      const body = (await res.json()) as { code: string; message: string };
+      expect(body.code).toBe("totp_not_enrolled");
+      expect(body.message).toContain("BeginStepUp");
+    });
+  });
 
   describe("bad registration input: a stable code, nothing written", () => {
     const cases: [string, string, (options: Record<string, unknown>, a: SoftAuthenticator) => unknown][] = [
@@ -288,17 +404,18 @@ for (const kind of testDatabaseKinds()) describe(`passkeys on ${kind.dialect}`, 
       const options = (await api.beginRegistration(access)).body["options"] as Record<string, unknown>;
       const response = a.create(options);
       expect((await api.finishRegistration(access, response)).code).toBeNull();
+      const stepped = await stepUp(api, access, a);
       const before = await counts(userId);
-      expect((await api.finishRegistration(access, a.create(options))).code).toBe("webauthn_challenge_invalid");
+      expect((await api.finishRegistration(stepped, a.create(options))).code).toBe("webauthn_challenge_invalid");
 
-      const expiring = (await api.beginRegistration(access)).body["options"] as Record<string, unknown>;
+      const expiring = (await api.beginRegistration(stepped)).body["options"] as Record<string, unknown>;
       clock.advance(301_000);
-      const late = await api.finishRegistration(access, a.create(expiring));
+      const late = await api.finishRegistration(stepped, a.create(expiring));
       expect([late.code, late.status]).toEqual(["webauthn_challenge_invalid", "400"]);
 
       const other = await newUser("pk-reg-other");
       const theirs = (await api.beginRegistration(other.access)).body["options"] as Record<string, unknown>;
-      expect((await api.finishRegistration(access, a.create(theirs))).code).toBe("webauthn_challenge_invalid");
+      expect((await api.finishRegistration(stepped, a.create(theirs))).code).toBe("webauthn_challenge_invalid");
       expect(await counts(userId)).toEqual(before);
       expect(await db().webauthnCredential.count({ where: { userId: other.userId } })).toBe(0);
     });
@@ -308,11 +425,12 @@ for (const kind of testDatabaseKinds()) describe(`passkeys on ${kind.dialect}`, 
       const { access, userId } = await newUser("pk-reg-twice");
       const a = createSoftAuthenticator({ origin: ORIGIN });
       await register(api, access, a);
-      const options = (await api.beginRegistration(access)).body["options"] as Record<string, unknown>;
+      const stepped = await stepUp(api, access, a);
+      const options = (await api.beginRegistration(stepped)).body["options"] as Record<string, unknown>;
       const before = await counts(userId);
-      expect((await api.finishRegistration(access, a.create(options, {}, a.credentials[0]))).code).toBe("webauthn_credential_exists");
+      expect((await api.finishRegistration(stepped, a.create(options, {}, a.credentials[0]))).code).toBe("webauthn_credential_exists");
       expect(await counts(userId)).toEqual(before);
-      expect((await api.finishRegistration(access, a.create(options))).code).toBeNull();
+      expect((await api.finishRegistration(stepped, a.create(options))).code).toBeNull();
     });
   });
 

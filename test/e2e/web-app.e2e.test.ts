@@ -336,6 +336,42 @@ describe("a person's path through the web app (headless Chromium)", BROWSER_SUIT
     }
   }, 60_000);
 
+  it("a factor change on a stale session (a TOTP user adding a passkey): the page offers the code step-up, which allows it", async () => {
+    const clock = createMovableClock();
+    const app = await startTestApp({ config: { dev: true }, overrides: { clock } });
+    try {
+      const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+      context.setDefaultTimeout(10_000);
+      const page = await context.newPage();
+      await page.goto(`${app.url}/`);
+      await signIn(page, uniqueSub("web-stepup-code"));
+      await page.getByRole("button", { name: "Set up an authenticator app" }).click();
+      await page.locator("#totp-setup").waitFor();
+      const totp = new TOTP({ secret: Secret.fromBase32((await page.locator("#totp-secret").textContent())!), algorithm: "SHA1", digits: 6, period: 30 });
+      await page.getByLabel("Code from the app").fill(totp.generate({ timestamp: clock.now().getTime() }));
+      await page.getByRole("button", { name: "Confirm" }).click();
+      await page.locator("#recovery").waitFor();
+      await page.getByRole("button", { name: "I have stored them" }).click();
+
+      // Eleven minutes on the service's clock: adding a passkey needs the second factor again.
+      clock.advance(11 * 60_000);
+      await page.getByRole("button", { name: "Add a passkey" }).click();
+      await page.locator("#error-code").getByText("reauthentication_required").waitFor();
+      expect(await page.locator("#step-up-code-form").isVisible()).toBe(true);
+      expect(await page.locator("#step-up-passkey").isVisible()).toBe(false);
+      await shot(page, "16-step-up-offered");
+      // Two steps on: the step the confirmation used is spent.
+      await page.getByLabel("Code from your authenticator app").fill(totp.generate({ timestamp: clock.now().getTime() + 30_000 }));
+      await page.getByRole("button", { name: "Confirm with a code" }).click();
+      await page.locator("#notice").getByText(/^Confirmed: you can change your second factors for the next 10 minutes/).waitFor();
+      const userId = (await app.app.database.client.user.findFirstOrThrow({ where: { username: { startsWith: "web-stepup-code" } }, select: { id: true } })).id;
+      expect(await app.app.database.client.auditEvent.count({ where: { userId, type: "mfa.step_up" } })).toBe(1);
+      await context.close();
+    } finally {
+      await app.close();
+    }
+  }, 60_000);
+
   it("outside dev mode (server.web_app: true): no dev-issuer panel, a pasted ID token, the service's refusal shown", async () => {
     const prod = await startTestApp({ config: { "server.web_app": true } });
     try {

@@ -131,7 +131,8 @@ export interface MfaStore {
   confirmTotp(factorId: string, step: number, codes: NewRecoveryCode[], now: Date, sessionId: string, audit: AuditRecord): Promise<boolean>;
   /**
    * Step-up: in one transaction spends the code (a TOTP step newer than the last, or the unused
-   * recovery code with hash `codeHash`) and marks the live session `sessionId` of `userId` as
+   * recovery code with hash `codeHash`, or a passkey answer: its live `step_up` ceremony opened by
+   * this session, and the passkey's counter moved forward) and marks the live session `sessionId` of `userId` as
    * having completed a second factor now (`mfa_at`, `amr` gains `methods`), with the audit
    * record. `not_spent` (nothing written): the step was not newer or the code is used or unknown;
    * `session_gone`: the session is revoked or not the user's. Otherwise the session as updated.
@@ -139,7 +140,10 @@ export interface MfaStore {
   stepUp(
     sessionId: string,
     userId: string,
-    spend: { kind: "totp"; factorId: string; step: number } | { kind: "recovery_code"; codeHash: string },
+    spend:
+      | { kind: "totp"; factorId: string; step: number }
+      | { kind: "recovery_code"; codeHash: string }
+      | { kind: "webauthn"; passkeyId: string; ceremonyId: string; signCount: number; backedUp: boolean },
     methods: readonly string[],
     now: Date,
     audit: AuditRecord,

@@ -85,8 +85,10 @@ export interface PasskeyRecord {
 export interface CeremonyRecord {
   id: string;
   userId: string;
-  purpose: "registration" | "authentication";
+  purpose: "registration" | "authentication" | "step_up";
   mfaChallengeId: string | null;
+  /** For `step_up`: the signed-in session it was opened by, the only one it can mark. */
+  sessionId: string | null;
   expiresAt: Date;
   consumedAt: Date | null;
 }
@@ -104,6 +106,8 @@ export interface PasskeyStore {
   saveCeremony(ceremony: NewCeremony): Promise<void>;
   /** Ceremonies opened for the MFA challenge `mfaChallengeId`, spent or not. */
   countCeremonies(mfaChallengeId: string): Promise<number>;
+  /** Step-up ceremonies of the session `sessionId` still live at `now`, spent or not. */
+  countLiveStepUps(sessionId: string, now: Date): Promise<number>;
   findCeremony(challengeHash: string): Promise<CeremonyRecord | null>;
   /**
    * In one transaction: spends the live ceremony `ceremonyId` (false, nothing written, when it

@@ -13,7 +13,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file identity/v1/mfa_service.proto.
  */
 export const file_identity_v1_mfa_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch1pZGVudGl0eS92MS9tZmFfc2VydmljZS5wcm90bxILaWRlbnRpdHkudjEiFQoTR2V0TWZhU3RhdHVzUmVxdWVzdCJxChRHZXRNZmFTdGF0dXNSZXNwb25zZRIUCgx0b3RwX2VuYWJsZWQYASABKAgSFAoMdG90cF9wZW5kaW5nGAIgASgIEhsKE3JlY292ZXJ5X2NvZGVzX2xlZnQYAyABKAUSEAoIcGFzc2tleXMYBCABKAUiEwoRRW5yb2xsVG90cFJlcXVlc3QibAoSRW5yb2xsVG90cFJlc3BvbnNlEg4KBnNlY3JldBgBIAEoCRITCgtvdHBhdXRoX3VyaRgCIAEoCRIOCgZkaWdpdHMYAyABKAUSDgoGcGVyaW9kGAQgASgFEhEKCWFsZ29yaXRobRgFIAEoCSIiChJDb25maXJtVG90cFJlcXVlc3QSDAoEY29kZRgBIAEoCSItChNDb25maXJtVG90cFJlc3BvbnNlEhYKDnJlY292ZXJ5X2NvZGVzGAEgAygJIiIKEkRpc2FibGVUb3RwUmVxdWVzdBIMCgRjb2RlGAEgASgJIhUKE0Rpc2FibGVUb3RwUmVzcG9uc2UiLgoeUmVnZW5lcmF0ZVJlY292ZXJ5Q29kZXNSZXF1ZXN0EgwKBGNvZGUYASABKAkiOQofUmVnZW5lcmF0ZVJlY292ZXJ5Q29kZXNSZXNwb25zZRIWCg5yZWNvdmVyeV9jb2RlcxgBIAMoCSIhCh9CZWdpblBhc3NrZXlSZWdpc3RyYXRpb25SZXF1ZXN0IkwKIEJlZ2luUGFzc2tleVJlZ2lzdHJhdGlvblJlc3BvbnNlEigKB29wdGlvbnMYASABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0ImsKIEZpbmlzaFBhc3NrZXlSZWdpc3RyYXRpb25SZXF1ZXN0EisKCmNyZWRlbnRpYWwYASABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhEKBG5hbWUYAiABKAlIAIgBAUIHCgVfbmFtZSJKCiFGaW5pc2hQYXNza2V5UmVnaXN0cmF0aW9uUmVzcG9uc2USJQoHcGFzc2tleRgBIAEoCzIULmlkZW50aXR5LnYxLlBhc3NrZXkiFQoTTGlzdFBhc3NrZXlzUmVxdWVzdCI+ChRMaXN0UGFzc2tleXNSZXNwb25zZRImCghwYXNza2V5cxgBIAMoCzIULmlkZW50aXR5LnYxLlBhc3NrZXki/wEKB1Bhc3NrZXkSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIuCgpjcmVhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1CgxsYXN0X3VzZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQESGgoSYXV0aGVudGljYXRvcl90eXBlGAUgASgJEhEKCWJhY2tlZF91cBgGIAEoCBISCgp0cmFuc3BvcnRzGAcgAygJEg4KBmFhZ3VpZBgIIAEoCRIPCgdmbGFnZ2VkGAkgASgIQg8KDV9sYXN0X3VzZWRfYXQiMAoUUmVuYW1lUGFzc2tleVJlcXVlc3QSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCSI+ChVSZW5hbWVQYXNza2V5UmVzcG9uc2USJQoHcGFzc2tleRgBIAEoCzIULmlkZW50aXR5LnYxLlBhc3NrZXkiIgoUUmVtb3ZlUGFzc2tleVJlcXVlc3QSCgoCaWQYASABKAkiFwoVUmVtb3ZlUGFzc2tleVJlc3BvbnNlIi0KDVN0ZXBVcFJlcXVlc3QSDgoGbWV0aG9kGAEgASgJEgwKBGNvZGUYAiABKAkiSwoOU3RlcFVwUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCmV4cGlyZXNfaW4YAiABKAUSDwoHbWF4X2FnZRgDIAEoBTKOCwoKTWZhU2VydmljZRJmCgxHZXRNZmFTdGF0dXMSIC5pZGVudGl0eS52MS5HZXRNZmFTdGF0dXNSZXF1ZXN0GiEuaWRlbnRpdHkudjEuR2V0TWZhU3RhdHVzUmVzcG9uc2UiEYLT5JMCCxIJL2F1dGgvbWZhEm8KCkVucm9sbFRvdHASHi5pZGVudGl0eS52MS5FbnJvbGxUb3RwUmVxdWVzdBofLmlkZW50aXR5LnYxLkVucm9sbFRvdHBSZXNwb25zZSIggtPkkwIaOgEqIhUvYXV0aC9tZmEvdG90cC9lbnJvbGwScwoLQ29uZmlybVRvdHASHy5pZGVudGl0eS52MS5Db25maXJtVG90cFJlcXVlc3QaIC5pZGVudGl0eS52MS5Db25maXJtVG90cFJlc3BvbnNlIiGC0+STAhs6ASoiFi9hdXRoL21mYS90b3RwL2NvbmZpcm0ScwoLRGlzYWJsZVRvdHASHy5pZGVudGl0eS52MS5EaXNhYmxlVG90cFJlcXVlc3QaIC5pZGVudGl0eS52MS5EaXNhYmxlVG90cFJlc3BvbnNlIiGC0+STAhs6ASoiFi9hdXRoL21mYS90b3RwL2Rpc2FibGUSXwoGU3RlcFVwEhouaWRlbnRpdHkudjEuU3RlcFVwUmVxdWVzdBobLmlkZW50aXR5LnYxLlN0ZXBVcFJlc3BvbnNlIhyC0+STAhY6ASoiES9hdXRoL21mYS9zdGVwLXVwEpkBChdSZWdlbmVyYXRlUmVjb3ZlcnlDb2RlcxIrLmlkZW50aXR5LnYxLlJlZ2VuZXJhdGVSZWNvdmVyeUNvZGVzUmVxdWVzdBosLmlkZW50aXR5LnYxLlJlZ2VuZXJhdGVSZWNvdmVyeUNvZGVzUmVzcG9uc2UiI4LT5JMCHToBKiIYL2F1dGgvbWZhL3JlY292ZXJ5LWNvZGVzEqkBChhCZWdpblBhc3NrZXlSZWdpc3RyYXRpb24SLC5pZGVudGl0eS52MS5CZWdpblBhc3NrZXlSZWdpc3RyYXRpb25SZXF1ZXN0Gi0uaWRlbnRpdHkudjEuQmVnaW5QYXNza2V5UmVnaXN0cmF0aW9uUmVzcG9uc2UiMILT5JMCKjoBKiIlL2F1dGgvbWZhL3Bhc3NrZXlzL3JlZ2lzdHJhdGlvbi9iZWdpbhKtAQoZRmluaXNoUGFzc2tleVJlZ2lzdHJhdGlvbhItLmlkZW50aXR5LnYxLkZpbmlzaFBhc3NrZXlSZWdpc3RyYXRpb25SZXF1ZXN0Gi4uaWRlbnRpdHkudjEuRmluaXNoUGFzc2tleVJlZ2lzdHJhdGlvblJlc3BvbnNlIjGC0+STAis6ASoiJi9hdXRoL21mYS9wYXNza2V5cy9yZWdpc3RyYXRpb24vZmluaXNoEm8KDExpc3RQYXNza2V5cxIgLmlkZW50aXR5LnYxLkxpc3RQYXNza2V5c1JlcXVlc3QaIS5pZGVudGl0eS52MS5MaXN0UGFzc2tleXNSZXNwb25zZSIagtPkkwIUEhIvYXV0aC9tZmEvcGFzc2tleXMSegoNUmVuYW1lUGFzc2tleRIhLmlkZW50aXR5LnYxLlJlbmFtZVBhc3NrZXlSZXF1ZXN0GiIuaWRlbnRpdHkudjEuUmVuYW1lUGFzc2tleVJlc3BvbnNlIiKC0+STAhw6ASoyFy9hdXRoL21mYS9wYXNza2V5cy97aWR9EncKDVJlbW92ZVBhc3NrZXkSIS5pZGVudGl0eS52MS5SZW1vdmVQYXNza2V5UmVxdWVzdBoiLmlkZW50aXR5LnYxLlJlbW92ZVBhc3NrZXlSZXNwb25zZSIfgtPkkwIZKhcvYXV0aC9tZmEvcGFzc2tleXMve2lkfWIGcHJvdG8z", [file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Ch1pZGVudGl0eS92MS9tZmFfc2VydmljZS5wcm90bxILaWRlbnRpdHkudjEiFQoTR2V0TWZhU3RhdHVzUmVxdWVzdCJxChRHZXRNZmFTdGF0dXNSZXNwb25zZRIUCgx0b3RwX2VuYWJsZWQYASABKAgSFAoMdG90cF9wZW5kaW5nGAIgASgIEhsKE3JlY292ZXJ5X2NvZGVzX2xlZnQYAyABKAUSEAoIcGFzc2tleXMYBCABKAUiEwoRRW5yb2xsVG90cFJlcXVlc3QibAoSRW5yb2xsVG90cFJlc3BvbnNlEg4KBnNlY3JldBgBIAEoCRITCgtvdHBhdXRoX3VyaRgCIAEoCRIOCgZkaWdpdHMYAyABKAUSDgoGcGVyaW9kGAQgASgFEhEKCWFsZ29yaXRobRgFIAEoCSIiChJDb25maXJtVG90cFJlcXVlc3QSDAoEY29kZRgBIAEoCSItChNDb25maXJtVG90cFJlc3BvbnNlEhYKDnJlY292ZXJ5X2NvZGVzGAEgAygJIiIKEkRpc2FibGVUb3RwUmVxdWVzdBIMCgRjb2RlGAEgASgJIhUKE0Rpc2FibGVUb3RwUmVzcG9uc2UiLgoeUmVnZW5lcmF0ZVJlY292ZXJ5Q29kZXNSZXF1ZXN0EgwKBGNvZGUYASABKAkiOQofUmVnZW5lcmF0ZVJlY292ZXJ5Q29kZXNSZXNwb25zZRIWCg5yZWNvdmVyeV9jb2RlcxgBIAMoCSIhCh9CZWdpblBhc3NrZXlSZWdpc3RyYXRpb25SZXF1ZXN0IkwKIEJlZ2luUGFzc2tleVJlZ2lzdHJhdGlvblJlc3BvbnNlEigKB29wdGlvbnMYASABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0ImsKIEZpbmlzaFBhc3NrZXlSZWdpc3RyYXRpb25SZXF1ZXN0EisKCmNyZWRlbnRpYWwYASABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhEKBG5hbWUYAiABKAlIAIgBAUIHCgVfbmFtZSJKCiFGaW5pc2hQYXNza2V5UmVnaXN0cmF0aW9uUmVzcG9uc2USJQoHcGFzc2tleRgBIAEoCzIULmlkZW50aXR5LnYxLlBhc3NrZXkiFQoTTGlzdFBhc3NrZXlzUmVxdWVzdCI+ChRMaXN0UGFzc2tleXNSZXNwb25zZRImCghwYXNza2V5cxgBIAMoCzIULmlkZW50aXR5LnYxLlBhc3NrZXki/wEKB1Bhc3NrZXkSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIuCgpjcmVhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1CgxsYXN0X3VzZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQESGgoSYXV0aGVudGljYXRvcl90eXBlGAUgASgJEhEKCWJhY2tlZF91cBgGIAEoCBISCgp0cmFuc3BvcnRzGAcgAygJEg4KBmFhZ3VpZBgIIAEoCRIPCgdmbGFnZ2VkGAkgASgIQg8KDV9sYXN0X3VzZWRfYXQiMAoUUmVuYW1lUGFzc2tleVJlcXVlc3QSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCSI+ChVSZW5hbWVQYXNza2V5UmVzcG9uc2USJQoHcGFzc2tleRgBIAEoCzIULmlkZW50aXR5LnYxLlBhc3NrZXkiIgoUUmVtb3ZlUGFzc2tleVJlcXVlc3QSCgoCaWQYASABKAkiFwoVUmVtb3ZlUGFzc2tleVJlc3BvbnNlImIKDVN0ZXBVcFJlcXVlc3QSDgoGbWV0aG9kGAEgASgJEgwKBGNvZGUYAiABKAkSMwoSd2ViYXV0aG5fYXNzZXJ0aW9uGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCIUChJCZWdpblN0ZXBVcFJlcXVlc3QiPwoTQmVnaW5TdGVwVXBSZXNwb25zZRIoCgdvcHRpb25zGAEgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJLCg5TdGVwVXBSZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSEgoKZXhwaXJlc19pbhgCIAEoBRIPCgdtYXhfYWdlGAMgASgFMo0MCgpNZmFTZXJ2aWNlEmYKDEdldE1mYVN0YXR1cxIgLmlkZW50aXR5LnYxLkdldE1mYVN0YXR1c1JlcXVlc3QaIS5pZGVudGl0eS52MS5HZXRNZmFTdGF0dXNSZXNwb25zZSIRgtPkkwILEgkvYXV0aC9tZmESbwoKRW5yb2xsVG90cBIeLmlkZW50aXR5LnYxLkVucm9sbFRvdHBSZXF1ZXN0Gh8uaWRlbnRpdHkudjEuRW5yb2xsVG90cFJlc3BvbnNlIiCC0+STAho6ASoiFS9hdXRoL21mYS90b3RwL2Vucm9sbBJzCgtDb25maXJtVG90cBIfLmlkZW50aXR5LnYxLkNvbmZpcm1Ub3RwUmVxdWVzdBogLmlkZW50aXR5LnYxLkNvbmZpcm1Ub3RwUmVzcG9uc2UiIYLT5JMCGzoBKiIWL2F1dGgvbWZhL3RvdHAvY29uZmlybRJzCgtEaXNhYmxlVG90cBIfLmlkZW50aXR5LnYxLkRpc2FibGVUb3RwUmVxdWVzdBogLmlkZW50aXR5LnYxLkRpc2FibGVUb3RwUmVzcG9uc2UiIYLT5JMCGzoBKiIWL2F1dGgvbWZhL3RvdHAvZGlzYWJsZRJfCgZTdGVwVXASGi5pZGVudGl0eS52MS5TdGVwVXBSZXF1ZXN0GhsuaWRlbnRpdHkudjEuU3RlcFVwUmVzcG9uc2UiHILT5JMCFjoBKiIRL2F1dGgvbWZhL3N0ZXAtdXASfQoLQmVnaW5TdGVwVXASHy5pZGVudGl0eS52MS5CZWdpblN0ZXBVcFJlcXVlc3QaIC5pZGVudGl0eS52MS5CZWdpblN0ZXBVcFJlc3BvbnNlIiuC0+STAiU6ASoiIC9hdXRoL21mYS9zdGVwLXVwL3dlYmF1dGhuL2JlZ2luEpkBChdSZWdlbmVyYXRlUmVjb3ZlcnlDb2RlcxIrLmlkZW50aXR5LnYxLlJlZ2VuZXJhdGVSZWNvdmVyeUNvZGVzUmVxdWVzdBosLmlkZW50aXR5LnYxLlJlZ2VuZXJhdGVSZWNvdmVyeUNvZGVzUmVzcG9uc2UiI4LT5JMCHToBKiIYL2F1dGgvbWZhL3JlY292ZXJ5LWNvZGVzEqkBChhCZWdpblBhc3NrZXlSZWdpc3RyYXRpb24SLC5pZGVudGl0eS52MS5CZWdpblBhc3NrZXlSZWdpc3RyYXRpb25SZXF1ZXN0Gi0uaWRlbnRpdHkudjEuQmVnaW5QYXNza2V5UmVnaXN0cmF0aW9uUmVzcG9uc2UiMILT5JMCKjoBKiIlL2F1dGgvbWZhL3Bhc3NrZXlzL3JlZ2lzdHJhdGlvbi9iZWdpbhKtAQoZRmluaXNoUGFzc2tleVJlZ2lzdHJhdGlvbhItLmlkZW50aXR5LnYxLkZpbmlzaFBhc3NrZXlSZWdpc3RyYXRpb25SZXF1ZXN0Gi4uaWRlbnRpdHkudjEuRmluaXNoUGFzc2tleVJlZ2lzdHJhdGlvblJlc3BvbnNlIjGC0+STAis6ASoiJi9hdXRoL21mYS9wYXNza2V5cy9yZWdpc3RyYXRpb24vZmluaXNoEm8KDExpc3RQYXNza2V5cxIgLmlkZW50aXR5LnYxLkxpc3RQYXNza2V5c1JlcXVlc3QaIS5pZGVudGl0eS52MS5MaXN0UGFzc2tleXNSZXNwb25zZSIagtPkkwIUEhIvYXV0aC9tZmEvcGFzc2tleXMSegoNUmVuYW1lUGFzc2tleRIhLmlkZW50aXR5LnYxLlJlbmFtZVBhc3NrZXlSZXF1ZXN0GiIuaWRlbnRpdHkudjEuUmVuYW1lUGFzc2tleVJlc3BvbnNlIiKC0+STAhw6ASoyFy9hdXRoL21mYS9wYXNza2V5cy97aWR9EncKDVJlbW92ZVBhc3NrZXkSIS5pZGVudGl0eS52MS5SZW1vdmVQYXNza2V5UmVxdWVzdBoiLmlkZW50aXR5LnYxLlJlbW92ZVBhc3NrZXlSZXNwb25zZSIfgtPkkwIZKhcvYXV0aC9tZmEvcGFzc2tleXMve2lkfWIGcHJvdG8z", [file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * GetMfaStatusRequest is empty: the user is the access token's subject.
@@ -543,18 +543,31 @@ export const RemovePasskeyResponseSchema: GenMessage<RemovePasskeyResponse> = /*
  */
 export type StepUpRequest = Message<"identity.v1.StepUpRequest"> & {
   /**
-   * `totp` or `recovery_code`. Required.
+   * `totp`, `recovery_code` or `webauthn` (a passkey: `webauthn_assertion` instead of `code`).
+   * Required.
    *
    * @generated from field: string method = 1;
    */
   method: string;
 
   /**
-   * A current code of the authenticator, or an unused recovery code. Required.
+   * A current code of the authenticator, or an unused recovery code. Required unless the
+   * method is `webauthn`.
    *
    * @generated from field: string code = 2;
    */
   code: string;
+
+  /**
+   * For method `webauthn`: AuthenticationResponseJSON (what `startAuthentication()` resolves
+   * with) for the options of BeginStepUp on this same session. Refusals:
+   * `webauthn_response_malformed`, `webauthn_challenge_invalid` (unknown, expired, used, or
+   * opened by another session), `webauthn_credential_unknown`, `webauthn_counter_regressed`,
+   * `webauthn_verification_failed`, `webauthn_origin_mismatch`, `webauthn_rp_id_mismatch`.
+   *
+   * @generated from field: google.protobuf.Struct webauthn_assertion = 3;
+   */
+  webauthnAssertion?: JsonObject | undefined;
 };
 
 /**
@@ -563,6 +576,43 @@ export type StepUpRequest = Message<"identity.v1.StepUpRequest"> & {
  */
 export const StepUpRequestSchema: GenMessage<StepUpRequest> = /*@__PURE__*/
   messageDesc(file_identity_v1_mfa_service, 21);
+
+/**
+ * BeginStepUpRequest is empty: the session is the caller's.
+ *
+ * @generated from message identity.v1.BeginStepUpRequest
+ */
+export type BeginStepUpRequest = Message<"identity.v1.BeginStepUpRequest"> & {
+};
+
+/**
+ * Describes the message identity.v1.BeginStepUpRequest.
+ * Use `create(BeginStepUpRequestSchema)` to create a new message.
+ */
+export const BeginStepUpRequestSchema: GenMessage<BeginStepUpRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_mfa_service, 22);
+
+/**
+ * BeginStepUpResponse carries the request options.
+ *
+ * @generated from message identity.v1.BeginStepUpResponse
+ */
+export type BeginStepUpResponse = Message<"identity.v1.BeginStepUpResponse"> & {
+  /**
+   * PublicKeyCredentialRequestOptionsJSON: `challenge`, `rpId`, `allowCredentials` (the user's
+   * passkeys), `userVerification`, `timeout`.
+   *
+   * @generated from field: google.protobuf.Struct options = 1;
+   */
+  options?: JsonObject | undefined;
+};
+
+/**
+ * Describes the message identity.v1.BeginStepUpResponse.
+ * Use `create(BeginStepUpResponseSchema)` to create a new message.
+ */
+export const BeginStepUpResponseSchema: GenMessage<BeginStepUpResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_mfa_service, 23);
 
 /**
  * StepUpResponse carries a fresh access token of the same session.
@@ -597,7 +647,7 @@ export type StepUpResponse = Message<"identity.v1.StepUpResponse"> & {
  * Use `create(StepUpResponseSchema)` to create a new message.
  */
 export const StepUpResponseSchema: GenMessage<StepUpResponse> = /*@__PURE__*/
-  messageDesc(file_identity_v1_mfa_service, 22);
+  messageDesc(file_identity_v1_mfa_service, 24);
 
 /**
  * MfaService manages the signed-in user's second factors: a TOTP authenticator (RFC 6238),
@@ -611,12 +661,16 @@ export const StepUpResponseSchema: GenMessage<StepUpResponse> = /*@__PURE__*/
  * `totp_not_enrolled`, `mfa_code_invalid`, `mfa_code_required`, `rate_limited`; for passkeys the
  * `webauthn_*` codes listed on each RPC; and `reauthentication_required`.
  *
- * Step-up: changing factors (EnrollTotp, ConfirmTotp, DisableTotp, RegenerateRecoveryCodes) needs
+ * Step-up: one rule for every factor change (EnrollTotp, ConfirmTotp, DisableTotp,
+ * RegenerateRecoveryCodes, Begin/FinishPasskeyRegistration, RemovePasskey; not RenamePasskey):
  * a session that completed a second factor at most `mfa.step_up_max_age_seconds` (600) ago — by
- * VerifyMfa, StepUp or ConfirmTotp — or, for an account with no factor yet, a sign-in that recent.
+ * VerifyMfa (a code or a passkey), StepUp (a code or a passkey) or ConfirmTotp — or, for an
+ * account with no factor yet (no active TOTP, no usable passkey), a sign-in that recent.
  * Otherwise PERMISSION_DENIED `reauthentication_required`, whose ErrorInfo metadata says how:
  * `step_up` (`MfaService.StepUp`, or `AuthService.SigninWithIdToken` without a factor),
- * `step_up_route` (its REST route) and `max_age_seconds`.
+ * `step_up_route` (its REST route), `step_up_methods` (the StepUp methods this user has:
+ * `totp,recovery_code`, `webauthn` or all three), for passkey users `step_up_begin` and
+ * `step_up_begin_route` (BeginStepUp), and `max_age_seconds`.
  *
  * @generated from service identity.v1.MfaService
  */
@@ -667,10 +721,11 @@ export const MfaService: GenService<{
   },
   /**
    * Completes a second factor on this session (a current TOTP code or an unused recovery code,
-   * which it spends): factor changes are then allowed for `max_age` seconds. Answers a new access
-   * token whose `amr` adds the factor's methods (`otp` or `recovery_code`, and `mfa`); `auth_time`
-   * stays the sign-in's. Wrong codes count against the user's budget (`rate_limited`, 429, with
-   * `retry_after_seconds`).
+   * which it spends, or a passkey: method `webauthn` answering BeginStepUp): factor changes
+   * (TOTP, recovery codes, passkeys) are then allowed for `max_age` seconds. Answers a new access
+   * token whose `amr` adds the factor's methods (`otp`, `recovery_code` or `pop`, and `mfa`);
+   * `auth_time` stays the sign-in's. Wrong codes and refused passkey answers count against the
+   * user's budget (`rate_limited`, 429, with `retry_after_seconds`).
    *
    * @generated from rpc identity.v1.MfaService.StepUp
    */
@@ -678,6 +733,20 @@ export const MfaService: GenService<{
     methodKind: "unary";
     input: typeof StepUpRequestSchema;
     output: typeof StepUpResponseSchema;
+  },
+  /**
+   * Starts a step-up with a passkey: the options for `navigator.credentials.get()` (as
+   * `@simplewebauthn/browser` startAuthentication takes them), bound to this session and
+   * single-use, valid for `webauthn.ceremony_ttl`. Answer with StepUp, method `webauthn`, and
+   * `webauthn_assertion`. Who may call it: the signed-in user (Bearer access token).
+   * Errors: `mfa_method_not_available` (no usable passkey, or passkeys are not enabled).
+   *
+   * @generated from rpc identity.v1.MfaService.BeginStepUp
+   */
+  beginStepUp: {
+    methodKind: "unary";
+    input: typeof BeginStepUpRequestSchema;
+    output: typeof BeginStepUpResponseSchema;
   },
   /**
    * Replaces every recovery code with new ones (shown this once); needs a current code of the

@@ -268,6 +268,7 @@ export const WebauthnCeremonyScalarFieldEnum = {
   userId: 'userId',
   purpose: 'purpose',
   mfaChallengeId: 'mfaChallengeId',
+  sessionId: 'sessionId',
   createdAt: 'createdAt',
   expiresAt: 'expiresAt',
   consumedAt: 'consumedAt'

@@ -30,6 +30,7 @@ export type WebauthnCeremonyMinAggregateOutputType = {
   userId: string | null
   purpose: string | null
   mfaChallengeId: string | null
+  sessionId: string | null
   createdAt: Date | null
   expiresAt: Date | null
   consumedAt: Date | null
@@ -41,6 +42,7 @@ export type WebauthnCeremonyMaxAggregateOutputType = {
   userId: string | null
   purpose: string | null
   mfaChallengeId: string | null
+  sessionId: string | null
   createdAt: Date | null
   expiresAt: Date | null
   consumedAt: Date | null
@@ -52,6 +54,7 @@ export type WebauthnCeremonyCountAggregateOutputType = {
   userId: number
   purpose: number
   mfaChallengeId: number
+  sessionId: number
   createdAt: number
   expiresAt: number
   consumedAt: number
@@ -65,6 +68,7 @@ export type WebauthnCeremonyMinAggregateInputType = {
   userId?: true
   purpose?: true
   mfaChallengeId?: true
+  sessionId?: true
   createdAt?: true
   expiresAt?: true
   consumedAt?: true
@@ -76,6 +80,7 @@ export type WebauthnCeremonyMaxAggregateInputType = {
   userId?: true
   purpose?: true
   mfaChallengeId?: true
+  sessionId?: true
   createdAt?: true
   expiresAt?: true
   consumedAt?: true
@@ -87,6 +92,7 @@ export type WebauthnCeremonyCountAggregateInputType = {
   userId?: true
   purpose?: true
   mfaChallengeId?: true
+  sessionId?: true
   createdAt?: true
   expiresAt?: true
   consumedAt?: true
@@ -171,6 +177,7 @@ export type WebauthnCeremonyGroupByOutputType = {
   userId: string
   purpose: string
   mfaChallengeId: string | null
+  sessionId: string | null
   createdAt: Date
   expiresAt: Date
   consumedAt: Date | null
@@ -203,6 +210,7 @@ export type WebauthnCeremonyWhereInput = {
   userId?: Prisma.StringFilter<"WebauthnCeremony"> | string
   purpose?: Prisma.StringFilter<"WebauthnCeremony"> | string
   mfaChallengeId?: Prisma.StringNullableFilter<"WebauthnCeremony"> | string | null
+  sessionId?: Prisma.StringNullableFilter<"WebauthnCeremony"> | string | null
   createdAt?: Prisma.DateTimeFilter<"WebauthnCeremony"> | Date | string
   expiresAt?: Prisma.DateTimeFilter<"WebauthnCeremony"> | Date | string
   consumedAt?: Prisma.DateTimeNullableFilter<"WebauthnCeremony"> | Date | string | null
@@ -215,6 +223,7 @@ export type WebauthnCeremonyOrderByWithRelationInput = {
   userId?: Prisma.SortOrder
   purpose?: Prisma.SortOrder
   mfaChallengeId?: Prisma.SortOrderInput | Prisma.SortOrder
+  sessionId?: Prisma.SortOrderInput | Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   expiresAt?: Prisma.SortOrder
   consumedAt?: Prisma.SortOrderInput | Prisma.SortOrder
@@ -230,6 +239,7 @@ export type WebauthnCeremonyWhereUniqueInput = Prisma.AtLeast<{
   userId?: Prisma.StringFilter<"WebauthnCeremony"> | string
   purpose?: Prisma.StringFilter<"WebauthnCeremony"> | string
   mfaChallengeId?: Prisma.StringNullableFilter<"WebauthnCeremony"> | string | null
+  sessionId?: Prisma.StringNullableFilter<"WebauthnCeremony"> | string | null
   createdAt?: Prisma.DateTimeFilter<"WebauthnCeremony"> | Date | string
   expiresAt?: Prisma.DateTimeFilter<"WebauthnCeremony"> | Date | string
   consumedAt?: Prisma.DateTimeNullableFilter<"WebauthnCeremony"> | Date | string | null
@@ -242,6 +252,7 @@ export type WebauthnCeremonyOrderByWithAggregationInput = {
   userId?: Prisma.SortOrder
   purpose?: Prisma.SortOrder
   mfaChallengeId?: Prisma.SortOrderInput | Prisma.SortOrder
+  sessionId?: Prisma.SortOrderInput | Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   expiresAt?: Prisma.SortOrder
   consumedAt?: Prisma.SortOrderInput | Prisma.SortOrder
@@ -259,6 +270,7 @@ export type WebauthnCeremonyScalarWhereWithAggregatesInput = {
   userId?: Prisma.StringWithAggregatesFilter<"WebauthnCeremony"> | string
   purpose?: Prisma.StringWithAggregatesFilter<"WebauthnCeremony"> | string
   mfaChallengeId?: Prisma.StringNullableWithAggregatesFilter<"WebauthnCeremony"> | string | null
+  sessionId?: Prisma.StringNullableWithAggregatesFilter<"WebauthnCeremony"> | string | null
   createdAt?: Prisma.DateTimeWithAggregatesFilter<"WebauthnCeremony"> | Date | string
   expiresAt?: Prisma.DateTimeWithAggregatesFilter<"WebauthnCeremony"> | Date | string
   consumedAt?: Prisma.DateTimeNullableWithAggregatesFilter<"WebauthnCeremony"> | Date | string | null
@@ -269,6 +281,7 @@ export type WebauthnCeremonyCreateInput = {
   challengeHash: string
   purpose: string
   mfaChallengeId?: string | null
+  sessionId?: string | null
   createdAt: Date | string
   expiresAt: Date | string
   consumedAt?: Date | string | null
@@ -281,6 +294,7 @@ export type WebauthnCeremonyUncheckedCreateInput = {
   userId: string
   purpose: string
   mfaChallengeId?: string | null
+  sessionId?: string | null
   createdAt: Date | string
   expiresAt: Date | string
   consumedAt?: Date | string | null
@@ -291,6 +305,7 @@ export type WebauthnCeremonyUpdateInput = {
   challengeHash?: Prisma.StringFieldUpdateOperationsInput | string
   purpose?: Prisma.StringFieldUpdateOperationsInput | string
   mfaChallengeId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  sessionId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   consumedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
@@ -303,6 +318,7 @@ export type WebauthnCeremonyUncheckedUpdateInput = {
   userId?: Prisma.StringFieldUpdateOperationsInput | string
   purpose?: Prisma.StringFieldUpdateOperationsInput | string
   mfaChallengeId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  sessionId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   consumedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
@@ -314,6 +330,7 @@ export type WebauthnCeremonyCreateManyInput = {
   userId: string
   purpose: string
   mfaChallengeId?: string | null
+  sessionId?: string | null
   createdAt: Date | string
   expiresAt: Date | string
   consumedAt?: Date | string | null
@@ -324,6 +341,7 @@ export type WebauthnCeremonyUpdateManyMutationInput = {
   challengeHash?: Prisma.StringFieldUpdateOperationsInput | string
   purpose?: Prisma.StringFieldUpdateOperationsInput | string
   mfaChallengeId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  sessionId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   consumedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
@@ -335,6 +353,7 @@ export type WebauthnCeremonyUncheckedUpdateManyInput = {
   userId?: Prisma.StringFieldUpdateOperationsInput | string
   purpose?: Prisma.StringFieldUpdateOperationsInput | string
   mfaChallengeId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  sessionId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   consumedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
@@ -356,6 +375,7 @@ export type WebauthnCeremonyCountOrderByAggregateInput = {
   userId?: Prisma.SortOrder
   purpose?: Prisma.SortOrder
   mfaChallengeId?: Prisma.SortOrder
+  sessionId?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   expiresAt?: Prisma.SortOrder
   consumedAt?: Prisma.SortOrder
@@ -367,6 +387,7 @@ export type WebauthnCeremonyMaxOrderByAggregateInput = {
   userId?: Prisma.SortOrder
   purpose?: Prisma.SortOrder
   mfaChallengeId?: Prisma.SortOrder
+  sessionId?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   expiresAt?: Prisma.SortOrder
   consumedAt?: Prisma.SortOrder
@@ -378,6 +399,7 @@ export type WebauthnCeremonyMinOrderByAggregateInput = {
   userId?: Prisma.SortOrder
   purpose?: Prisma.SortOrder
   mfaChallengeId?: Prisma.SortOrder
+  sessionId?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   expiresAt?: Prisma.SortOrder
   consumedAt?: Prisma.SortOrder
@@ -430,6 +452,7 @@ export type WebauthnCeremonyCreateWithoutUserInput = {
   challengeHash: string
   purpose: string
   mfaChallengeId?: string | null
+  sessionId?: string | null
   createdAt: Date | string
   expiresAt: Date | string
   consumedAt?: Date | string | null
@@ -440,6 +463,7 @@ export type WebauthnCeremonyUncheckedCreateWithoutUserInput = {
   challengeHash: string
   purpose: string
   mfaChallengeId?: string | null
+  sessionId?: string | null
   createdAt: Date | string
   expiresAt: Date | string
   consumedAt?: Date | string | null
@@ -479,6 +503,7 @@ export type WebauthnCeremonyScalarWhereInput = {
   userId?: Prisma.StringFilter<"WebauthnCeremony"> | string
   purpose?: Prisma.StringFilter<"WebauthnCeremony"> | string
   mfaChallengeId?: Prisma.StringNullableFilter<"WebauthnCeremony"> | string | null
+  sessionId?: Prisma.StringNullableFilter<"WebauthnCeremony"> | string | null
   createdAt?: Prisma.DateTimeFilter<"WebauthnCeremony"> | Date | string
   expiresAt?: Prisma.DateTimeFilter<"WebauthnCeremony"> | Date | string
   consumedAt?: Prisma.DateTimeNullableFilter<"WebauthnCeremony"> | Date | string | null
@@ -489,6 +514,7 @@ export type WebauthnCeremonyCreateManyUserInput = {
   challengeHash: string
   purpose: string
   mfaChallengeId?: string | null
+  sessionId?: string | null
   createdAt: Date | string
   expiresAt: Date | string
   consumedAt?: Date | string | null
@@ -499,6 +525,7 @@ export type WebauthnCeremonyUpdateWithoutUserInput = {
   challengeHash?: Prisma.StringFieldUpdateOperationsInput | string
   purpose?: Prisma.StringFieldUpdateOperationsInput | string
   mfaChallengeId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  sessionId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   consumedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
@@ -509,6 +536,7 @@ export type WebauthnCeremonyUncheckedUpdateWithoutUserInput = {
   challengeHash?: Prisma.StringFieldUpdateOperationsInput | string
   purpose?: Prisma.StringFieldUpdateOperationsInput | string
   mfaChallengeId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  sessionId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   consumedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
@@ -519,6 +547,7 @@ export type WebauthnCeremonyUncheckedUpdateManyWithoutUserInput = {
   challengeHash?: Prisma.StringFieldUpdateOperationsInput | string
   purpose?: Prisma.StringFieldUpdateOperationsInput | string
   mfaChallengeId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  sessionId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   consumedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
@@ -532,6 +561,7 @@ export type WebauthnCeremonySelect<ExtArgs extends runtime.Types.Extensions.Inte
   userId?: boolean
   purpose?: boolean
   mfaChallengeId?: boolean
+  sessionId?: boolean
   createdAt?: boolean
   expiresAt?: boolean
   consumedAt?: boolean
@@ -544,6 +574,7 @@ export type WebauthnCeremonySelectCreateManyAndReturn<ExtArgs extends runtime.Ty
   userId?: boolean
   purpose?: boolean
   mfaChallengeId?: boolean
+  sessionId?: boolean
   createdAt?: boolean
   expiresAt?: boolean
   consumedAt?: boolean
@@ -556,6 +587,7 @@ export type WebauthnCeremonySelectUpdateManyAndReturn<ExtArgs extends runtime.Ty
   userId?: boolean
   purpose?: boolean
   mfaChallengeId?: boolean
+  sessionId?: boolean
   createdAt?: boolean
   expiresAt?: boolean
   consumedAt?: boolean
@@ -568,12 +600,13 @@ export type WebauthnCeremonySelectScalar = {
   userId?: boolean
   purpose?: boolean
   mfaChallengeId?: boolean
+  sessionId?: boolean
   createdAt?: boolean
   expiresAt?: boolean
   consumedAt?: boolean
 }
 
-export type WebauthnCeremonyOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "challengeHash" | "userId" | "purpose" | "mfaChallengeId" | "createdAt" | "expiresAt" | "consumedAt", ExtArgs["result"]["webauthnCeremony"]>
+export type WebauthnCeremonyOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "challengeHash" | "userId" | "purpose" | "mfaChallengeId" | "sessionId" | "createdAt" | "expiresAt" | "consumedAt", ExtArgs["result"]["webauthnCeremony"]>
 export type WebauthnCeremonyInclude<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   user?: boolean | Prisma.UserDefaultArgs<ExtArgs>
 }
@@ -597,13 +630,17 @@ export type $WebauthnCeremonyPayload<ExtArgs extends runtime.Types.Extensions.In
     challengeHash: string
     userId: string
     /**
-     * `registration` | `authentication`
+     * `registration` | `authentication` | `step_up`
      */
     purpose: string
     /**
      * For `authentication`: the MFA challenge (mfa_challenges.id) it answers.
      */
     mfaChallengeId: string | null
+    /**
+     * For `step_up`: the signed-in session (sessions.id) it may mark as having completed a second factor.
+     */
+    sessionId: string | null
     createdAt: Date
     expiresAt: Date
     /**
@@ -1039,6 +1076,7 @@ export interface WebauthnCeremonyFieldRefs {
   readonly userId: Prisma.FieldRef<"WebauthnCeremony", 'String'>
   readonly purpose: Prisma.FieldRef<"WebauthnCeremony", 'String'>
   readonly mfaChallengeId: Prisma.FieldRef<"WebauthnCeremony", 'String'>
+  readonly sessionId: Prisma.FieldRef<"WebauthnCeremony", 'String'>
   readonly createdAt: Prisma.FieldRef<"WebauthnCeremony", 'DateTime'>
   readonly expiresAt: Prisma.FieldRef<"WebauthnCeremony", 'DateTime'>
   readonly consumedAt: Prisma.FieldRef<"WebauthnCeremony", 'DateTime'>
