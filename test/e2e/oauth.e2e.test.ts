@@ -9,6 +9,8 @@ import { createRemoteJWKSet, exportJWK, generateKeyPair, jwtVerify, SignJWT } fr
 import * as oidc from "openid-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFile } from "node:child_process";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import { totpCode } from "../../src/tokens/totp.ts";
 import { markdownSnippet, shellCommands } from "../support/docs.ts";
@@ -481,6 +483,55 @@ describe.runIf(postgresKind() !== null)("refresh grace across two replicas on Po
     expect(rb.body["refresh_token"]).toBe(ra.body["refresh_token"]);
     // The access token minted by b is accepted by a (one session, live).
     expect((await fetch(`${a.url}/auth/me`, { headers: { authorization: `Bearer ${rb.body["access_token"]}` } })).status).toBe(200);
+  });
+});
+
+/**
+ * The README's openid-client snippet, run as written: our public URL and issuer are the snippet's
+ * `https://identity.example.com` (fetch goes to this server while it runs), its client `web` is
+ * registered as a public client, and `idTokenFromGoogle` is an ID token of the dev issuer.
+ */
+describe("the README's openid-client snippet", () => {
+  const PUBLIC = "https://identity.example.com";
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ config: { dev: true, "server.public_url": PUBLIC, "tokens.issuer": PUBLIC, "oauth.clients": { web: {} } } });
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it("discovers, exchanges, refreshes and revokes, each session bound to the client web", async () => {
+    const snippet = markdownSnippet("README.md", "oauth-openid-client");
+    expect(snippet).toContain(`new URL("${PUBLIC}")`);
+    const minted = await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ sub: uniqueSub("snippet") }) });
+    const idToken = ((await minted.json()) as { id_token: string }).id_token;
+    // A module of its own (vitest compiles it as any test file), exporting what the snippet made.
+    const dir = join(import.meta.dirname, "../../test-output");
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, `oauth-openid-client-${process.pid}-${Date.now()}.ts`);
+    writeFileSync(file, `${snippet}\nexport { tokens, refreshed };\n`);
+    const realFetch = globalThis.fetch;
+    const g = globalThis as unknown as Record<string, unknown>;
+    g["idTokenFromGoogle"] = idToken;
+    globalThis.fetch = ((input: string | URL | Request, init?: RequestInit) => {
+      const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
+      return realFetch(url.startsWith(PUBLIC) ? `${t.url}${url.slice(PUBLIC.length)}` : input, init);
+    }) as typeof fetch;
+    let made: { tokens: { access_token: string; refresh_token?: string }; refreshed: { access_token: string; refresh_token?: string } };
+    try {
+      made = (await import(file)) as typeof made;
+    } finally {
+      globalThis.fetch = realFetch;
+      delete g["idTokenFromGoogle"];
+      rmSync(file, { force: true });
+    }
+    const sid = JSON.parse(Buffer.from(made.refreshed.access_token.split(".")[1]!, "base64url").toString("utf8")).sid as string;
+    const session = await t.app.database.client.session.findUniqueOrThrow({ where: { id: sid } });
+    // The snippet's revocation ended the session it opened (as client web, whose session it is).
+    expect(session.clientId).toBe("web");
+    expect(session.revokedAt).not.toBeNull();
+    expect((await fetch(`${t.url}/auth/me`, { headers: { authorization: `Bearer ${made.refreshed.access_token}` } })).status).toBe(401);
   });
 });
 
