@@ -43,6 +43,8 @@ export type ErrorCode =
   | "access_token_expired"
   | "refresh_token_required"
   | "refresh_token_invalid"
+  /** The refresh token is bound to another door or OAuth client (sessions.client_id). */
+  | "refresh_token_client_mismatch"
   | "refresh_token_expired"
   | "refresh_token_reused"
   | "session_revoked"

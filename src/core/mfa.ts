@@ -370,6 +370,10 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
       if (c.deviceKey?.startsWith("id:") === true && deviceKeyOf(client)?.key !== c.deviceKey) {
         return reject(new DomainError("challenge_invalid", "this challenge was issued to another device; sign in again"));
       }
+      // Bound to the door and client whose sign-in asked for it: the session it opens is theirs.
+      if ((c.clientId ?? null) !== (client.oauthClientId ?? null)) {
+        return reject(new DomainError("challenge_invalid", "this challenge was issued to another client; sign in again"));
+      }
       try {
         assertActive(state.user, now);
       } catch (e) {
@@ -430,7 +434,8 @@ export function createMfaService(deps: MfaServiceDeps): MfaService {
           userId: c.userId,
           provider: c.provider,
           amr,
-          client,
+          // Bound to the challenge's client (the same as the caller's, checked above).
+          client: { ...client, oauthClientId: c.clientId ?? null },
           createdAt: now,
           expiresAt,
           mfaAt: now,

@@ -107,6 +107,12 @@ export interface ClientInfo {
   userAgent: string | null;
   requestId: string | null;
   deviceId: string | null;
+  /**
+   * The OAuth client (`oauth.clients.<id>`) the request came through the OAuth door as, once
+   * authenticated; absent or null: the service's own API (RPC/REST). A session is bound to it
+   * (`sessions.client_id`), and audit rows carry it in their detail as `client_id`.
+   */
+  oauthClientId?: string | null | undefined;
 }
 
 export interface NewSession {
@@ -207,6 +213,11 @@ export interface SessionInfo {
   authTime: Date;
   /** When the session last completed a second factor (null: never). */
   mfaAt: Date | null;
+  /**
+   * The OAuth client that opened the session through the OAuth door (null: the service's own
+   * API). Only that door and client may refresh it or revoke it by token.
+   */
+  clientId: string | null;
 }
 
 /** Who an access token says is calling, once verified. */
@@ -219,7 +230,7 @@ export interface Principal {
    * (which reads that row anyway): when the user signed in, and when the session last completed a
    * second factor. Absent when only the token was verified: step-up then counts as not done.
    */
-  session?: { authTime: Date; mfaAt: Date | null } | undefined;
+  session?: { authTime: Date; mfaAt: Date | null; clientId: string | null } | undefined;
 }
 
 /** A user as a sign-in creates it. */

@@ -133,7 +133,7 @@ export interface OAuthDeps {
    */
   addressLimit?: AddressLimit | undefined;
   signin: Pick<SigninService, "signinWithIdToken">;
-  sessions: Pick<SessionService, "refresh" | "authenticate" | "signOut">;
+  sessions: Pick<SessionService, "refresh" | "authenticate" | "signOut" | "liveRefreshToken">;
   mfa: Pick<MfaService, "verify">;
 }
 
@@ -141,7 +141,10 @@ export interface OAuthService {
   token(request: OAuthRequest): Promise<TokenAnswer>;
   /** RFC 7009: ends the session behind a refresh (or access) token; an unknown token is no error. */
   revoke(request: OAuthRequest): Promise<void>;
-  /** RFC 7662, confidential clients only: whether an access token's session is still live. */
+  /**
+   * RFC 7662, confidential clients only: whether an access token's session is still live (any
+   * client's), or whether a refresh token of the caller's own is (another client's: inactive).
+   */
   introspect(request: OAuthRequest): Promise<IntrospectionAnswer>;
 }
 
@@ -177,6 +180,11 @@ function unverifiedSubject(jwt: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** RFC 7009 §2.1: the token presented for revocation was not issued to the client asking. */
+function notThisClients(): OAuthError {
+  return new OAuthError("unauthorized_client", "this token was not issued to this client; it was not revoked");
 }
 
 function invalidClient(description: string): OAuthError {
@@ -348,8 +356,14 @@ export function createOAuthService(deps: OAuthDeps): OAuthService {
     }));
   }
 
-  async function token(request: OAuthRequest): Promise<TokenAnswer> {
-    const client = await authenticateClient(request);
+  /** The request as the authenticated client's: sessions, challenges and audit rows carry its id. */
+  function asClient(request: OAuthRequest, client: OAuthClient): OAuthRequest {
+    return { ...request, client: { ...request.client, oauthClientId: client.id } };
+  }
+
+  async function token(unbound: OAuthRequest): Promise<TokenAnswer> {
+    const client = await authenticateClient(unbound);
+    const request = asClient(unbound, client);
     const grant = required(request, "grant_type");
     if (!(OAUTH_GRANTS as readonly string[]).includes(grant)) throw new OAuthError("unsupported_grant_type", `grant_type ${JSON.stringify(grant)} is not supported`);
     if (!client.grants.has(grant)) throw new OAuthError("unauthorized_client", `this client may not use grant_type ${grant}`);
@@ -376,9 +390,10 @@ export function createOAuthService(deps: OAuthDeps): OAuthService {
       }
     },
 
-    async revoke(request) {
+    async revoke(unbound) {
       try {
-        await authenticateClient(request);
+        const client = await authenticateClient(unbound);
+        const request = asClient(unbound, client);
         const token = required(request, "token");
         const hint = one(request, "token_type_hint");
         // RFC 7009 §2.2.1: unsupported_token_type is for a type the server cannot revoke at all.
@@ -390,9 +405,13 @@ export function createOAuthService(deps: OAuthDeps): OAuthService {
             await deps.sessions.signOut({ refreshToken: token }, false, request.client);
           } else {
             const principal = await deps.sessions.authenticate(token);
+            if (principal.session?.clientId !== client.id) throw notThisClients();
             await deps.sessions.signOut({ principal }, false, request.client);
           }
         } catch (e) {
+          // RFC 7009 §2.1: a token issued to another client (or to the service's own API) is
+          // refused, not revoked, and the client is told.
+          if (isDomainError(e) && e.code === "refresh_token_client_mismatch") throw notThisClients();
           // RFC 7009 §2.2: an invalid token (or one already ended) answers 200 all the same.
           if (!(isDomainError(e) && NOTHING_TO_REVOKE.has(e.code))) throw e;
         }
@@ -406,6 +425,21 @@ export function createOAuthService(deps: OAuthDeps): OAuthService {
         const client = await authenticateClient(request);
         if (client.authMethod === "none") throw invalidClient("introspection is for confidential clients");
         const token = required(request, "token");
+        // RFC 7662 §2.1: `token_type_hint` is only a hint; our tokens say what they are by their shape.
+        if (token.startsWith("rt_")) {
+          // Only the caller's own: another client's refresh token reads as inactive (§2.2 lets the
+          // server say no more than that to a caller not entitled to know).
+          const live = await deps.sessions.liveRefreshToken(token, client.id);
+          if (live === null) return { active: false };
+          return {
+            active: true,
+            token_type: "refresh_token",
+            client_id: client.id,
+            sub: live.session.userId,
+            sid: live.session.id,
+            exp: Math.floor(live.tokenExpiresAt.getTime() / 1000),
+          };
+        }
         let principal;
         try {
           principal = await deps.sessions.authenticate(token);
@@ -420,6 +454,8 @@ export function createOAuthService(deps: OAuthDeps): OAuthService {
           token_type: "Bearer",
           sub: principal.userId,
           sid: principal.sessionId,
+          // The OAuth client the session is bound to; absent: a token of the service's own API.
+          ...(principal.session?.clientId == null ? {} : { client_id: principal.session.clientId }),
           amr: [...principal.amr],
           iss: claims["iss"],
           aud: claims["aud"],

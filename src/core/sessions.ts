@@ -52,6 +52,13 @@ export interface SessionService {
    * its `exp` (30 minutes by default).
    */
   authenticate(accessToken: string): Promise<Principal>;
+  /**
+   * RFC 7662 for a refresh token: its session and expiry when it is live (unspent, unexpired, its
+   * session neither ended nor idle) and bound to `clientId` (null: the service's own API); null
+   * otherwise, whoever's it is. One indexed read (refresh_tokens.token_hash), nothing written;
+   * the user's status is checked when the token is used, not here.
+   */
+  liveRefreshToken(refreshToken: string, clientId: string | null): Promise<{ session: SessionInfo; tokenExpiresAt: Date } | null>;
   signOut(
     credential: { principal: Principal } | { refreshToken: string },
     allSessions: boolean,
@@ -120,6 +127,15 @@ export function createSessionService(deps: SessionDeps): SessionService {
         // Reuse of a spent token: whoever holds the family may be an attacker. End it all.
         failure = new DomainError("refresh_token_reused", "this refresh token was already used; the session has been revoked for safety");
         return { kind: "reject", revokeSession: found.session.id, audit: audit("session.reuse_detected", "refresh_token_reused") };
+      }
+      if (found.session.clientId !== (client.oauthClientId ?? null)) {
+        // Bound to the door and client that opened the session (RFC 6749 §6, §10.4). A spent token
+        // is theft wherever it shows up (above); an unspent one at the wrong door is refused and
+        // audited but not treated as theft: the binding alone makes it useless here, and revoking
+        // would let any client (or any RPC caller) that sees a token end the session. Nothing
+        // changes: the token stays unspent for its own client.
+        failure = new DomainError("refresh_token_client_mismatch", "this refresh token was issued to another client");
+        return { kind: "reject", revokeSession: null, audit: audit("token.refresh_failed", failure.code) };
       }
       try {
         // Status first: a disabled user's sessions are revoked too, and the client should
@@ -195,7 +211,21 @@ export function createSessionService(deps: SessionDeps): SessionService {
       // A disabled or locked user loses access here at once, not when the access token expires.
       assertActive(session.user, now);
       // The row read anyway says how recently the session authenticated (step-up, mfa.ts).
-      return { ...principal, session: { authTime: session.authTime, mfaAt: session.mfaAt } };
+      return { ...principal, session: { authTime: session.authTime, mfaAt: session.mfaAt, clientId: session.clientId } };
+    },
+
+    async liveRefreshToken(refreshToken, clientId) {
+      if (!REFRESH_TOKEN.test(refreshToken)) return null;
+      const now = clock.now();
+      const found = await store.findSessionByRefreshToken(opaqueTokens.hash(refreshToken));
+      if (found === null || found.clientId !== clientId || found.tokenUsedAt !== null || found.tokenExpiresAt <= now) return null;
+      try {
+        liveOrThrow(found, now);
+      } catch {
+        return null;
+      }
+      const { tokenUsedAt: _used, tokenExpiresAt, ...session } = found;
+      return { session, tokenExpiresAt };
     },
 
     async signOut(credential, allSessions, client) {
@@ -219,6 +249,12 @@ export function createSessionService(deps: SessionDeps): SessionService {
               detail: { session_id: session.id, via: "signout" },
             });
             throw new DomainError("refresh_token_reused", "this refresh token was already used; the session has been revoked for safety");
+          }
+          // Only the door and client the session is bound to may end it by its refresh token
+          // (RFC 7009 §2.1); as at refresh, an unspent token at the wrong door changes nothing
+          // (a spent one is theft wherever it shows up, above).
+          if (session.clientId !== (client.oauthClientId ?? null)) {
+            throw new DomainError("refresh_token_client_mismatch", "this refresh token was issued to another client");
           }
           liveOrThrow(session, now);
           if (session.tokenExpiresAt <= now) throw new DomainError("refresh_token_expired", "the refresh token has expired");

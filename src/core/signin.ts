@@ -450,6 +450,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
         context: gate.seen,
         methods,
         pendingIdentity: account.kind === "link" ? account.identity : null,
+        clientId: client.oauthClientId ?? null,
         createdAt: now,
         expiresAt,
       },

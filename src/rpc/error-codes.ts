@@ -45,6 +45,7 @@ export const ERROR_TABLE: Record<ErrorCode, { code: Code; log: "debug" | "info" 
   access_token_expired: { code: Code.Unauthenticated, log: "info" },
   refresh_token_required: { code: Code.InvalidArgument, log: "info" },
   refresh_token_invalid: { code: Code.Unauthenticated, log: "info" },
+  refresh_token_client_mismatch: { code: Code.Unauthenticated, log: "warn" },
   refresh_token_expired: { code: Code.Unauthenticated, log: "info" },
   refresh_token_reused: { code: Code.Unauthenticated, log: "warn" },
   session_revoked: { code: Code.Unauthenticated, log: "info" },

@@ -154,7 +154,10 @@ export function createHttpHandler(options: HttpHandlerOptions) {
       if (/^application\/grpc(-web)?(\+|;|$)/.test(contentType)) {
         // gRPC and gRPC-Web clients read the status from grpc-status, not HTTP: a trailers-only
         // answer, RESOURCE_EXHAUSTED (what an HTTP 429 maps to), so they see the refusal as such.
-        res.writeHead(200, { "content-type": contentType.split(";")[0]!, "grpc-status": "8", "grpc-message": encodeURIComponent(message) });
+        res.statusCode = 200;
+        res.setHeader("content-type", contentType.split(";")[0]!);
+        res.setHeader("grpc-status", "8");
+        res.setHeader("grpc-message", encodeURIComponent(message));
         res.end();
         return false;
       }

@@ -55,7 +55,18 @@ export function sessionRow(session: NewSession, identityId: string) {
     expiresAt: session.expiresAt,
     authTime: session.createdAt,
     mfaAt: session.mfaAt ?? null,
+    clientId: session.client.oauthClientId ?? null,
   };
+}
+
+/**
+ * An audit row's detail as stored (JSON text): the record's own detail, plus `client_id` when the
+ * request came through the OAuth door, so every row says which client it was (null: the service's own API).
+ */
+export function auditDetailJson(event: AuditRecord): string | null {
+  const clientId = event.client.oauthClientId;
+  const detail = clientId == null ? event.detail : { ...event.detail, client_id: clientId };
+  return detail === undefined ? null : JSON.stringify(detail);
 }
 
 export function auditRow(event: AuditRecord) {
@@ -72,7 +83,7 @@ export function auditRow(event: AuditRecord) {
     addressKey: limitKeyOf(event.client),
     userAgent: event.client.userAgent?.slice(0, 512) ?? null,
     requestId: event.client.requestId,
-    detail: event.detail === undefined ? null : JSON.stringify(event.detail),
+    detail: auditDetailJson(event),
   };
 }
 
@@ -103,6 +114,7 @@ function challengeRow(c: NewChallenge) {
     attempts: 0,
     createdAt: c.createdAt,
     expiresAt: c.expiresAt,
+    clientId: c.clientId ?? null,
   };
 }
 
@@ -127,6 +139,7 @@ export function challengeFromRow(row: ChallengeRow): ChallengeRecord {
     expiresAt: row.expiresAt,
     consumedAt: row.consumedAt,
     consumedReason: row.consumedReason as ChallengeRecord["consumedReason"],
+    clientId: row.clientId,
   };
 }
 

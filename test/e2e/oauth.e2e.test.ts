@@ -9,6 +9,8 @@ import { createRemoteJWKSet, exportJWK, generateKeyPair, jwtVerify, SignJWT } fr
 import * as oidc from "openid-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFile } from "node:child_process";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import { totpCode } from "../../src/tokens/totp.ts";
 import { markdownSnippet, shellCommands } from "../support/docs.ts";
@@ -183,11 +185,13 @@ for (const kind of testDatabaseKinds()) {
       const next = await oidc.refreshTokenGrant(dev, a.refresh_token!);
       expect(next.refresh_token).not.toBe(a.refresh_token);
 
-      // The RPC door (REST here) alike.
+      // The RPC door (REST here) alike, for a session it opened (each door refreshes its own).
       const viaRest = (token: string) =>
         fetch(`${t.url}/auth/token/refresh`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ refresh_token: token }) })
           .then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }));
-      const [r1, r2] = await Promise.all([viaRest(next.refresh_token!), viaRest(next.refresh_token!)]);
+      const signin = await fetch(`${t.url}/auth/id-token/signin`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id_token: await mint(uniqueSub("tabs-rest")) }) });
+      const own = ((await signin.json()) as { refresh_token: string }).refresh_token;
+      const [r1, r2] = await Promise.all([viaRest(own), viaRest(own)]);
       expect([r1.status, r2.status]).toEqual([200, 200]);
       expect(r2.body["refresh_token"]).toBe(r1.body["refresh_token"]);
     });
@@ -200,6 +204,97 @@ for (const kind of testDatabaseKinds()) {
       expect(thief.body["error_code"]).toBe("refresh_token_reused");
       expect((await rejection(oidc.refreshTokenGrant(dev, second.refresh_token!))).body["error_code"]).toBe("session_revoked");
       expect((await fetch(`${t.url}/auth/me`, { headers: { authorization: `Bearer ${second.access_token}` } })).status).toBe(401);
+    });
+
+    /** POST a JSON body to a REST route of the service's own API (the RPC door). */
+    async function rest(path: string, body: unknown, bearer?: string): Promise<{ status: number; body: Record<string, unknown> }> {
+      const res = await fetch(`${t.url}${path}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...(bearer === undefined ? {} : { authorization: `Bearer ${bearer}` }) },
+        body: JSON.stringify(body),
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    }
+    const sidOf = (accessToken: string) => JSON.parse(Buffer.from(accessToken.split(".")[1]!, "base64url").toString("utf8")).sid as string;
+    const sessionRow = (accessToken: string) => t.app.database.client.session.findUniqueOrThrow({ where: { id: sidOf(accessToken) } });
+    const meStatus = async (accessToken: string) => (await fetch(`${t.url}/auth/me`, { headers: { authorization: `Bearer ${accessToken}` } })).status;
+
+    it("a session is bound to the client that opened it: another client's refresh is invalid_grant, the RPC door's refresh_token_client_mismatch; nothing is spent or revoked", async () => {
+      const first = await exchange(dev, uniqueSub("bound"));
+      expect((await sessionRow(first.access_token)).clientId).toBe("dev");
+      const other = await rejection(oidc.refreshTokenGrant(backend, first.refresh_token!));
+      expect(other).toMatchObject({ error: "invalid_grant", status: 400 });
+      expect(other.body["error_code"]).toBe("refresh_token_client_mismatch");
+      const viaRpc = await rest("/auth/token/refresh", { refresh_token: first.refresh_token });
+      expect(viaRpc.status).toBe(401);
+      expect(viaRpc.body["code"]).toBe("refresh_token_client_mismatch");
+      // Not theft: the session lives, and its own client refreshes the same (unspent) token.
+      expect(await meStatus(first.access_token)).toBe(200);
+      const second = await oidc.refreshTokenGrant(dev, first.refresh_token!);
+      // The binding is the session's: the rotated token is the same client's.
+      expect((await rejection(oidc.refreshTokenGrant(backend, second.refresh_token!))).body["error_code"]).toBe("refresh_token_client_mismatch");
+      expect((await sessionRow(second.access_token)).clientId).toBe("dev");
+      // Audited, with the client that asked.
+      const refused = await t.app.database.client.auditEvent.findMany({ where: { type: "token.refresh_failed", code: "refresh_token_client_mismatch", detail: { contains: sidOf(first.access_token) } } });
+      expect(refused.map((e) => JSON.parse(e.detail!).client_id).sort()).toEqual(["backend", "backend", undefined].sort());
+    });
+
+    it("a session opened through the RPC door is not refreshed or revoked through the OAuth door", async () => {
+      const signin = await rest("/auth/id-token/signin", { id_token: await mint(uniqueSub("rpc-door")) });
+      expect(signin.status).toBe(200);
+      const access = signin.body["access_token"] as string;
+      const refresh = signin.body["refresh_token"] as string;
+      expect((await sessionRow(access)).clientId).toBeNull();
+      expect((await rejection(oidc.refreshTokenGrant(dev, refresh))).body["error_code"]).toBe("refresh_token_client_mismatch");
+      expect(await rejection(oidc.tokenRevocation(dev, refresh))).toMatchObject({ error: "unauthorized_client", status: 400 });
+      expect(await meStatus(access)).toBe(200);
+      // Its own door still refreshes it; the OAuth door's introspection reads it as inactive.
+      expect(await oidc.tokenIntrospection(backend, refresh)).toEqual({ active: false });
+      expect((await rest("/auth/token/refresh", { refresh_token: refresh })).status).toBe(200);
+      // Audit rows of the RPC door carry no client_id; the OAuth door's do.
+      const rpcRow = await t.app.database.client.auditEvent.findFirstOrThrow({ where: { type: "signin.succeeded", userId: (await sessionRow(access)).userId } });
+      expect(JSON.parse(rpcRow.detail!)).not.toHaveProperty("client_id");
+    });
+
+    it("sign-in and refresh audit rows through the OAuth door carry client_id", async () => {
+      const first = await exchange(backend, uniqueSub("audit-client"));
+      const second = await oidc.refreshTokenGrant(backend, first.refresh_token!);
+      const rows = await t.app.database.client.auditEvent.findMany({ where: { type: { in: ["signin.succeeded", "token.refreshed"] }, userId: (await sessionRow(second.access_token)).userId } });
+      expect(rows.map((r) => [r.type, JSON.parse(r.detail!).client_id]).sort()).toEqual([["signin.succeeded", "backend"], ["token.refreshed", "backend"]]);
+    });
+
+    it("revocation of another client's token is refused with unauthorized_client (RFC 7009 §2.1), and revokes nothing", async () => {
+      const tokens = await exchange(dev, uniqueSub("revoke-other"));
+      for (const token of [tokens.refresh_token!, tokens.access_token]) {
+        expect(await rejection(oidc.tokenRevocation(backend, token))).toMatchObject({ error: "unauthorized_client", status: 400 });
+      }
+      expect(await meStatus(tokens.access_token)).toBe(200);
+      expect((await sessionRow(tokens.access_token)).revokedAt).toBeNull();
+      // Its own client revokes it (by the access token here).
+      await oidc.tokenRevocation(dev, tokens.access_token, { token_type_hint: "access_token" });
+      expect(await meStatus(tokens.access_token)).toBe(401);
+    });
+
+    it("introspection of a refresh token (token_type_hint=refresh_token): active for the caller's own, with client_id, sub, sid, exp; inactive for another's or a spent one", async () => {
+      const first = await exchange(backend, uniqueSub("introspect-rt"));
+      const own = await oidc.tokenIntrospection(backend, first.refresh_token!, { token_type_hint: "refresh_token" });
+      const session = await sessionRow(first.access_token);
+      expect(own).toEqual({
+        active: true,
+        token_type: "refresh_token",
+        client_id: "backend",
+        sub: session.userId,
+        sid: session.id,
+        exp: Math.floor(session.expiresAt.getTime() / 1000),
+      });
+      // Without the hint too; the access token's answer names the client as well.
+      expect((await oidc.tokenIntrospection(backend, first.refresh_token!)).active).toBe(true);
+      expect(await oidc.tokenIntrospection(backend, first.access_token)).toMatchObject({ active: true, client_id: "backend", sid: session.id });
+      const signed = await discover("signed", oidc.PrivateKeyJwt(signingKey, { [oidc.modifyAssertion]: (header) => { header.kid = "signed-1"; } }));
+      expect(await oidc.tokenIntrospection(signed, first.refresh_token!, { token_type_hint: "refresh_token" })).toEqual({ active: false });
+      await oidc.refreshTokenGrant(backend, first.refresh_token!);
+      expect(await oidc.tokenIntrospection(backend, first.refresh_token!, { token_type_hint: "refresh_token" })).toEqual({ active: false });
+      expect(await oidc.tokenIntrospection(backend, "rt_never-issued", { token_type_hint: "refresh_token" })).toEqual({ active: false });
     });
 
     it("a confidential client authenticates with Basic or client_secret_post", async () => {
@@ -335,9 +430,19 @@ for (const kind of testDatabaseKinds()) {
       const wrong = await rejection(oidc.genericGrantRequest(dev, MFA_GRANT, { mfa_token: challenged.body["mfa_token"] as string, code: "000000" }));
       expect(wrong).toMatchObject({ error: "invalid_grant", status: 400 });
       clock.advance(30_000);
-      const done = await oidc.genericGrantRequest(dev, MFA_GRANT, { mfa_token: challenged.body["mfa_token"] as string, code: totpCode(secret, clock.now()) });
+      // The challenge is the client's that asked for it: another client, or the RPC door, cannot complete it.
+      const mfaToken = challenged.body["mfa_token"] as string;
+      expect((await t.app.database.client.mfaChallenge.findFirstOrThrow({ where: { tokenHash: createHash("sha256").update(mfaToken).digest("base64url") } })).clientId).toBe("dev");
+      const otherClient = await rejection(oidc.genericGrantRequest(backend, MFA_GRANT, { mfa_token: mfaToken, code: totpCode(secret, clock.now()) }));
+      expect(otherClient.body).toMatchObject({ error: "invalid_grant", error_code: "challenge_invalid", error_description: "this challenge was issued to another client; sign in again" });
+      const viaRpc = await rest("/auth/mfa/verify", { challenge_token: mfaToken, method: "totp", code: totpCode(secret, clock.now()) });
+      expect([viaRpc.status, viaRpc.body["code"]]).toEqual([401, "challenge_invalid"]);
+      const done = await oidc.genericGrantRequest(dev, MFA_GRANT, { mfa_token: mfaToken, code: totpCode(secret, clock.now()) });
       const { payload } = await jwtVerify(done.access_token, jwks, { issuer: LOCAL_ISSUER });
       expect(payload["amr"]).toEqual(["fed", "otp", "mfa"]);
+      // The session it opened is bound to the same client.
+      expect((await sessionRow(done.access_token)).clientId).toBe("dev");
+      expect((await rejection(oidc.refreshTokenGrant(backend, done.refresh_token!))).body["error_code"]).toBe("refresh_token_client_mismatch");
       device = "oauth-device";
     });
   });
@@ -378,6 +483,55 @@ describe.runIf(postgresKind() !== null)("refresh grace across two replicas on Po
     expect(rb.body["refresh_token"]).toBe(ra.body["refresh_token"]);
     // The access token minted by b is accepted by a (one session, live).
     expect((await fetch(`${a.url}/auth/me`, { headers: { authorization: `Bearer ${rb.body["access_token"]}` } })).status).toBe(200);
+  });
+});
+
+/**
+ * The README's openid-client snippet, run as written: our public URL and issuer are the snippet's
+ * `https://identity.example.com` (fetch goes to this server while it runs), its client `web` is
+ * registered as a public client, and `idTokenFromGoogle` is an ID token of the dev issuer.
+ */
+describe("the README's openid-client snippet", () => {
+  const PUBLIC = "https://identity.example.com";
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ config: { dev: true, "server.public_url": PUBLIC, "tokens.issuer": PUBLIC, "oauth.clients": { web: {} } } });
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it("discovers, exchanges, refreshes and revokes, each session bound to the client web", async () => {
+    const snippet = markdownSnippet("README.md", "oauth-openid-client");
+    expect(snippet).toContain(`new URL("${PUBLIC}")`);
+    const minted = await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ sub: uniqueSub("snippet") }) });
+    const idToken = ((await minted.json()) as { id_token: string }).id_token;
+    // A module of its own (vitest compiles it as any test file), exporting what the snippet made.
+    const dir = join(import.meta.dirname, "../../test-output");
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, `oauth-openid-client-${process.pid}-${Date.now()}.ts`);
+    writeFileSync(file, `${snippet}\nexport { tokens, refreshed };\n`);
+    const realFetch = globalThis.fetch;
+    const g = globalThis as unknown as Record<string, unknown>;
+    g["idTokenFromGoogle"] = idToken;
+    globalThis.fetch = ((input: string | URL | Request, init?: RequestInit) => {
+      const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
+      return realFetch(url.startsWith(PUBLIC) ? `${t.url}${url.slice(PUBLIC.length)}` : input, init);
+    }) as typeof fetch;
+    let made: { tokens: { access_token: string; refresh_token?: string }; refreshed: { access_token: string; refresh_token?: string } };
+    try {
+      made = (await import(file)) as typeof made;
+    } finally {
+      globalThis.fetch = realFetch;
+      delete g["idTokenFromGoogle"];
+      rmSync(file, { force: true });
+    }
+    const sid = JSON.parse(Buffer.from(made.refreshed.access_token.split(".")[1]!, "base64url").toString("utf8")).sid as string;
+    const session = await t.app.database.client.session.findUniqueOrThrow({ where: { id: sid } });
+    // The snippet's revocation ended the session it opened (as client web, whose session it is).
+    expect(session.clientId).toBe("web");
+    expect(session.revokedAt).not.toBeNull();
+    expect((await fetch(`${t.url}/auth/me`, { headers: { authorization: `Bearer ${made.refreshed.access_token}` } })).status).toBe(401);
   });
 });
 

@@ -17,19 +17,27 @@ const clients = new Map<string, OAuthClient>([
 
 const login = { accessToken: "at", refreshToken: "rt_next", expiresIn: 1800 } as LoginResult;
 const refreshed: string[] = [];
+const refreshedAs: (string | null)[] = [];
 const oauth = createOAuthService({
   clock: { now: () => new Date("2026-03-01T12:00:00Z") },
   clients,
   secrets: createClientSecretCheck(),
   signin: { signinWithIdToken: async () => login },
   sessions: {
-    refresh: async (token, _client, clientKey) => {
+    refresh: async (token, by, clientKey) => {
       if (token === "rt_reused") throw new DomainError("refresh_token_reused", "reused");
       refreshed.push(`${token}@${clientKey}`);
+      refreshedAs.push(by.oauthClientId ?? null);
       return login;
     },
     authenticate: async () => { throw new DomainError("access_token_invalid", "no"); },
-    signOut: async () => 1,
+    signOut: async (credential) => {
+      if ("refreshToken" in credential && credential.refreshToken === "rt_theirs") {
+        throw new DomainError("refresh_token_client_mismatch", "another client's");
+      }
+      return 1;
+    },
+    liveRefreshToken: async () => null,
   },
   mfa: { verify: async () => login },
 });
@@ -50,6 +58,14 @@ describe("OAuth client authentication", () => {
     await expect(oauth.token(request({ grant_type: "refresh_token", refresh_token: "rt_b" }, { id: "conf", secret: SECRET }))).resolves.toMatchObject({ token_type: "Bearer" });
     // The refresh is keyed by the client, for the grace window.
     expect(refreshed).toEqual(["rt_a@oauth:pub", "rt_b@oauth:conf"]);
+    // And the core is told which client is asking: the session's binding is checked against it.
+    expect(refreshedAs).toEqual(["pub", "conf"]);
+  });
+
+  it("revoking another client's refresh token is refused with unauthorized_client (RFC 7009 §2.1)", async () => {
+    const e = await refusal(oauth.revoke(request({ client_id: "pub", token: "rt_theirs" })));
+    expect([e.error, e.status]).toEqual(["unauthorized_client", 400]);
+    await expect(oauth.revoke(request({ client_id: "pub", token: "rt_mine" }))).resolves.toBeUndefined();
   });
 
   it.each([

@@ -5,7 +5,7 @@ import { requireStepUp, type UserFactors } from "../../src/core/step-up.ts";
 
 const NOW = new Date("2026-01-01T12:00:00Z");
 const ago = (s: number) => new Date(NOW.getTime() - s * 1000);
-const principal = (authTime: Date, mfaAt: Date | null): Principal => ({ userId: "usr_1", sessionId: "ses_1", amr: ["fed"], session: { authTime, mfaAt } });
+const principal = (authTime: Date, mfaAt: Date | null): Principal => ({ userId: "usr_1", sessionId: "ses_1", amr: ["fed"], session: { authTime, mfaAt, clientId: null } });
 
 /** The refusal (its detail), or null when allowed; counts the reads of the user's factors. */
 async function judge(p: Principal, factors: UserFactors) {

@@ -28,6 +28,11 @@ export interface NewChallenge {
   pendingIdentity: NewIdentity | null;
   createdAt: Date;
   expiresAt: Date;
+  /**
+   * The OAuth client whose sign-in asked for the second factor (null or absent: the service's own
+   * API): only the same door and client may complete it, and the session it opens is bound to it.
+   */
+  clientId?: string | null | undefined;
 }
 
 export interface ChallengeRecord extends Omit<NewChallenge, "tokenHash" | "ip" | "userAgent"> {

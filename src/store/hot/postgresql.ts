@@ -12,6 +12,7 @@ import type { AuditRecord } from "../../core/model.ts";
 import type { RefreshDecision } from "../../core/ports/sessions.ts";
 import { SigninConflict, type SigninWrite } from "../../core/ports/signin.ts";
 import { storeError } from "../prisma-errors.ts";
+import { auditDetailJson } from "../prisma-rows.ts";
 import { dateOf, refreshStateOf, type Row, sessionWithStatusOf, snapshotOf, userOf } from "./rows.ts";
 import * as SQL from "./sql.ts";
 import type { HotStore } from "./sqlite.ts";
@@ -85,7 +86,7 @@ export function createPostgresHotStore(
   const auditValues = (event: AuditRecord) => [
     newId("evt"), event.at, event.type, event.code ?? null, event.userId ?? null, event.provider ?? null,
     event.issuer ?? null, event.subject ?? null, event.client.ip, event.client.userAgent?.slice(0, 512) ?? null,
-    event.client.requestId, event.detail === undefined ? null : JSON.stringify(event.detail), limitKeyOf(event.client),
+    event.client.requestId, auditDetailJson(event), limitKeyOf(event.client),
   ];
 
   const readSql = SQL.signinReadSql("postgresql");
@@ -205,21 +206,21 @@ function signinWriteStatement(write: SigninWrite): { text: string; values: unkno
   if (challenge !== null) {
     const c = challenge;
     ctes.push(`c AS (INSERT INTO mfa_challenges (id, token_hash, user_id, identity_id, provider, device_key, ip, user_agent, amr, risk,
-        context, methods, pending_identity, attempts, created_at, expires_at)
+        context, methods, pending_identity, attempts, created_at, expires_at, client_id)
       SELECT ${p(c.id)}, ${p(c.tokenHash)}, u.id, ${p(c.identityId)}, ${p(c.provider)}, ${p(c.deviceKey)}, ${p(c.ip)},
         ${p(c.userAgent?.slice(0, 512))}, ${p(JSON.stringify(c.amr))}, ${p(JSON.stringify(c.risk))}, ${p(JSON.stringify(c.context))},
         ${p(JSON.stringify(c.methods))}, ${p(c.pendingIdentity === null ? null : JSON.stringify(c.pendingIdentity))}, 0,
-        ${p(c.createdAt, "::timestamp")}, ${p(c.expiresAt, "::timestamp")} FROM u)`);
+        ${p(c.createdAt, "::timestamp")}, ${p(c.expiresAt, "::timestamp")}, ${p(c.clientId ?? null)} FROM u)`);
   } else if ("session" in write) {
     const { session: s, refreshToken: t, seen } = write;
     const identityId = account.kind === "existing" ? account.identityId : account.identity.id;
     // auth_time is the sign-in itself: the same parameter as created_at, in the same statement.
     const created = p(s.createdAt, "::timestamp");
     ctes.push(`s AS (INSERT INTO sessions (id, user_id, identity_id, provider, amr, ip, user_agent, created_at, last_used_at, expires_at,
-        auth_time)
+        auth_time, client_id)
       SELECT ${p(s.id)}, u.id, ${p(identityId)}, ${p(s.provider)}, ${p(JSON.stringify(s.amr))}, ${p(s.client.ip)},
         ${p(s.client.userAgent?.slice(0, 512))}, ${created}, ${created},
-        ${p(s.expiresAt, "::timestamp")}, ${created} FROM u RETURNING id)`);
+        ${p(s.expiresAt, "::timestamp")}, ${created}, ${p(s.client.oauthClientId ?? null)} FROM u RETURNING id)`);
     ctes.push(`r AS (INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at)
       SELECT ${p(t.id)}, s.id, ${p(t.tokenHash)}, ${p(t.createdAt, "::timestamp")}, ${p(t.expiresAt, "::timestamp")} FROM s)`);
     if (seen?.deviceKey != null) {
@@ -246,7 +247,7 @@ function signinWriteStatement(write: SigninWrite): { text: string; values: unkno
   ctes.push(`a AS (INSERT INTO audit_events (id, at, type, code, user_id, provider, issuer, subject, ip, user_agent, request_id, detail, address_key)
     SELECT ${p(newId("evt"))}, ${p(a.at, "::timestamp")}, ${p(a.type)}, ${p(a.code ?? null)}, ${p(a.userId ?? null)}, ${p(a.provider ?? null)},
       ${p(a.issuer ?? null)}, ${p(a.subject ?? null)}, ${p(a.client.ip)}, ${p(a.client.userAgent?.slice(0, 512) ?? null)},
-      ${p(a.client.requestId)}, ${p(a.detail === undefined ? null : JSON.stringify(a.detail))}, ${p(limitKeyOf(a.client))} FROM u)`);
+      ${p(a.client.requestId)}, ${p(auditDetailJson(a))}, ${p(limitKeyOf(a.client))} FROM u)`);
   const text = `WITH ${ctes.join(",\n")}
 SELECT u.*, (SELECT pc.changed_at FROM password_credentials pc WHERE pc.user_id = u.id) AS password_changed_at FROM u`;
   return { text, values };

@@ -84,6 +84,7 @@ function sessionOf(row: Row, prefix = ""): SessionInfo {
     // Sessions from before the column have none: they signed in when they were created.
     authTime: dateOf(at("auth_time")) ?? dateOf(at("created_at"))!,
     mfaAt: dateOf(at("mfa_at")),
+    clientId: stringOrNull(at("client_id")),
   };
 }
 

@@ -182,7 +182,7 @@ FROM users u LEFT JOIN password_credentials p ON p.user_id = u.id WHERE u.id = $
 export const REFRESH_STATE_SQL = `SELECT t.id AS token_id, t.expires_at AS token_expires_at, t.used_at AS token_used_at,
   s.id AS s_id, s.user_id AS s_user_id, s.provider AS s_provider, s.amr AS s_amr, s.ip AS s_ip, s.user_agent AS s_user_agent,
   s.created_at AS s_created_at, s.last_used_at AS s_last_used_at, s.expires_at AS s_expires_at,
-  s.revoked_at AS s_revoked_at, s.auth_time AS s_auth_time, s.mfa_at AS s_mfa_at,
+  s.revoked_at AS s_revoked_at, s.auth_time AS s_auth_time, s.mfa_at AS s_mfa_at, s.client_id AS s_client_id,
   ${userColumns("u")}, p.changed_at AS password_changed_at
 FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
 LEFT JOIN password_credentials p ON p.user_id = u.id
@@ -216,9 +216,13 @@ export const ACTIVE_USER_SQL = `SELECT ${userColumns("u")} FROM users u WHERE u.
 
 export const PASSWORD_CHANGED_AT_SQL = `SELECT changed_at AS password_changed_at FROM password_credentials WHERE user_id = $1`;
 
-/** A new session; it signed in when it was created ($8 is `auth_time` too). */
-export const INSERT_SESSION_SQL = `INSERT INTO sessions (id, user_id, identity_id, provider, amr, ip, user_agent, created_at, last_used_at, expires_at, auth_time)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $8)`;
+/**
+ * A new session; it signed in when it was created ($8 is `auth_time` too); $11 the OAuth client
+ * it is bound to (null: the service's own API). A column of the same statement, not a write more.
+ */
+export const INSERT_SESSION_SQL = `INSERT INTO sessions (id, user_id, identity_id, provider, amr, ip, user_agent, created_at, last_used_at, expires_at, auth_time,
+  client_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $8, $11)`;
 
 /** Remembers a device as seen: $1 user, $2 key, $3 at. */
 export const UPSERT_DEVICE_SQL = `INSERT INTO user_devices (user_id, device_key, first_seen_at, last_seen_at) VALUES ($1, $2, $3, $3)
@@ -234,8 +238,8 @@ ON CONFLICT (user_id, network) DO UPDATE SET country = excluded.country, latitud
   longitude = excluded.longitude, last_seen_at = excluded.last_seen_at`;
 
 export const INSERT_CHALLENGE_SQL = `INSERT INTO mfa_challenges (id, token_hash, user_id, identity_id, provider, device_key, ip, user_agent,
-  amr, risk, context, methods, pending_identity, attempts, created_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, $15)`;
+  amr, risk, context, methods, pending_identity, attempts, created_at, expires_at, client_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, $15, $16)`;
 
 /**
  * `$n` placeholders as `?` for SQLite, with the order in which to pass the values (a `$n` used

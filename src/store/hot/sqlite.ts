@@ -18,6 +18,7 @@ import type { SigninFailureCounter } from "../../core/ports/audit.ts";
 import type { RefreshDecision, SessionStore } from "../../core/ports/sessions.ts";
 import { SigninConflict, type SigninReader, type SigninWrite, type SigninWriter } from "../../core/ports/signin.ts";
 import { storeError } from "../prisma-errors.ts";
+import { auditDetailJson } from "../prisma-rows.ts";
 import { type WalGate, whenWritesOpen } from "../sqlite-wal-gate.ts";
 import { dateOf, refreshStateOf, type Row, sessionWithStatusOf, snapshotOf, userOf } from "./rows.ts";
 import * as SQL from "./sql.ts";
@@ -169,7 +170,7 @@ export function createSqliteHotStore(
       SQL.INSERT_AUDIT_SQL,
       newId("evt"), event.at, event.type, event.code ?? null, event.userId ?? null, event.provider ?? null,
       event.issuer ?? null, event.subject ?? null, event.client.ip, event.client.userAgent?.slice(0, 512) ?? null,
-      event.client.requestId, event.detail === undefined ? null : JSON.stringify(event.detail), limitKeyOf(event.client),
+      event.client.requestId, auditDetailJson(event), limitKeyOf(event.client),
     );
   }
 
@@ -205,12 +206,13 @@ export function createSqliteHotStore(
       const c = write.challenge;
       run(SQL.INSERT_CHALLENGE_SQL, c.id, c.tokenHash, c.userId, c.identityId, c.provider, c.deviceKey, c.ip,
         c.userAgent?.slice(0, 512) ?? null, JSON.stringify(c.amr), JSON.stringify(c.risk), JSON.stringify(c.context),
-        JSON.stringify(c.methods), c.pendingIdentity === null ? null : JSON.stringify(c.pendingIdentity), c.createdAt, c.expiresAt);
+        JSON.stringify(c.methods), c.pendingIdentity === null ? null : JSON.stringify(c.pendingIdentity), c.createdAt, c.expiresAt,
+        c.clientId ?? null);
     } else {
       const { session: s, refreshToken: t, seen } = write;
       const identityId = account.kind === "existing" ? account.identityId : account.identity.id;
       run(SQL.INSERT_SESSION_SQL, s.id, s.userId, identityId, s.provider, JSON.stringify(s.amr), s.client.ip,
-        s.client.userAgent?.slice(0, 512) ?? null, s.createdAt, s.createdAt, s.expiresAt);
+        s.client.userAgent?.slice(0, 512) ?? null, s.createdAt, s.createdAt, s.expiresAt, s.client.oauthClientId ?? null);
       run(SQL.INSERT_REFRESH_SQL, t.id, t.sessionId, t.tokenHash, t.createdAt, t.expiresAt);
       if (seen !== undefined) {
         if (seen.deviceKey !== null) run(SQL.UPSERT_DEVICE_SQL, s.userId, seen.deviceKey, at);

@@ -616,7 +616,9 @@ export const AuthService: GenService<{
   /**
    * Exchanges a refresh token for a new access token and a new refresh token (rotation). The
    * presented token is spent; presenting a spent token again is treated as theft: the whole
-   * session (token family) is revoked. Sign-in-only fields (risk, MFA) are absent.
+   * session (token family) is revoked. Sign-in-only fields (risk, MFA) are absent. Only sessions
+   * this API opened: the refresh token of a session opened through the OAuth door (/oauth2/token)
+   * is refused with `refresh_token_client_mismatch`, and nothing is spent or revoked.
    *
    * @generated from rpc identity.v1.AuthService.RefreshToken
    */
@@ -634,8 +636,8 @@ export const AuthService: GenService<{
    * Who may call it: whoever holds the challenge token (`chg_...`); it is the credential. A
    * challenge is single-use, lives 5 minutes by default and allows 5 calls by default: every
    * call counts, and the call that uses up the last one kills the challenge
-   * (`challenge_exhausted`). Errors: `challenge_invalid` (unknown, already used, or another
-   * device), `challenge_expired`, `challenge_exhausted`, `mfa_method_not_available`,
+   * (`challenge_exhausted`). Errors: `challenge_invalid` (unknown, already used, another
+   * device, or a challenge of a sign-in through the OAuth door), `challenge_expired`, `challenge_exhausted`, `mfa_method_not_available`,
    * `mfa_code_invalid` (details: `attempts_left`).
    *
    * @generated from rpc identity.v1.AuthService.VerifyMfa
@@ -679,7 +681,8 @@ export const AuthService: GenService<{
   },
   /**
    * Ends the caller's session: the one of the access token in `Authorization: Bearer`, or the
-   * one the given refresh token belongs to (only an unspent refresh token of a live session).
+   * one the given refresh token belongs to (only an unspent refresh token of a live session this
+   * API opened: one of the OAuth door's is `refresh_token_client_mismatch`, and ends nothing).
    * With `all_sessions`, every session of the user: that needs the access token.
    *
    * @generated from rpc identity.v1.AuthService.SignOut

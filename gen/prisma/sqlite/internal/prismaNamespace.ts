@@ -1785,7 +1785,8 @@ export const SessionScalarFieldEnum = {
   revokedAt: 'revokedAt',
   revokedReason: 'revokedReason',
   authTime: 'authTime',
-  mfaAt: 'mfaAt'
+  mfaAt: 'mfaAt',
+  clientId: 'clientId'
 } as const
 
 export type SessionScalarFieldEnum = (typeof SessionScalarFieldEnum)[keyof typeof SessionScalarFieldEnum]
@@ -1874,6 +1875,7 @@ export const MfaChallengeScalarFieldEnum = {
   context: 'context',
   methods: 'methods',
   pendingIdentity: 'pendingIdentity',
+  clientId: 'clientId',
   attempts: 'attempts',
   createdAt: 'createdAt',
   expiresAt: 'expiresAt',

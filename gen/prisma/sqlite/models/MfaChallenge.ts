@@ -48,6 +48,7 @@ export type MfaChallengeMinAggregateOutputType = {
   context: string | null
   methods: string | null
   pendingIdentity: string | null
+  clientId: string | null
   attempts: number | null
   createdAt: Date | null
   expiresAt: Date | null
@@ -69,6 +70,7 @@ export type MfaChallengeMaxAggregateOutputType = {
   context: string | null
   methods: string | null
   pendingIdentity: string | null
+  clientId: string | null
   attempts: number | null
   createdAt: Date | null
   expiresAt: Date | null
@@ -90,6 +92,7 @@ export type MfaChallengeCountAggregateOutputType = {
   context: number
   methods: number
   pendingIdentity: number
+  clientId: number
   attempts: number
   createdAt: number
   expiresAt: number
@@ -121,6 +124,7 @@ export type MfaChallengeMinAggregateInputType = {
   context?: true
   methods?: true
   pendingIdentity?: true
+  clientId?: true
   attempts?: true
   createdAt?: true
   expiresAt?: true
@@ -142,6 +146,7 @@ export type MfaChallengeMaxAggregateInputType = {
   context?: true
   methods?: true
   pendingIdentity?: true
+  clientId?: true
   attempts?: true
   createdAt?: true
   expiresAt?: true
@@ -163,6 +168,7 @@ export type MfaChallengeCountAggregateInputType = {
   context?: true
   methods?: true
   pendingIdentity?: true
+  clientId?: true
   attempts?: true
   createdAt?: true
   expiresAt?: true
@@ -271,6 +277,7 @@ export type MfaChallengeGroupByOutputType = {
   context: string
   methods: string
   pendingIdentity: string | null
+  clientId: string | null
   attempts: number
   createdAt: Date
   expiresAt: Date
@@ -315,6 +322,7 @@ export type MfaChallengeWhereInput = {
   context?: Prisma.StringFilter<"MfaChallenge"> | string
   methods?: Prisma.StringFilter<"MfaChallenge"> | string
   pendingIdentity?: Prisma.StringNullableFilter<"MfaChallenge"> | string | null
+  clientId?: Prisma.StringNullableFilter<"MfaChallenge"> | string | null
   attempts?: Prisma.IntFilter<"MfaChallenge"> | number
   createdAt?: Prisma.DateTimeFilter<"MfaChallenge"> | Date | string
   expiresAt?: Prisma.DateTimeFilter<"MfaChallenge"> | Date | string
@@ -337,6 +345,7 @@ export type MfaChallengeOrderByWithRelationInput = {
   context?: Prisma.SortOrder
   methods?: Prisma.SortOrder
   pendingIdentity?: Prisma.SortOrderInput | Prisma.SortOrder
+  clientId?: Prisma.SortOrderInput | Prisma.SortOrder
   attempts?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   expiresAt?: Prisma.SortOrder
@@ -362,6 +371,7 @@ export type MfaChallengeWhereUniqueInput = Prisma.AtLeast<{
   context?: Prisma.StringFilter<"MfaChallenge"> | string
   methods?: Prisma.StringFilter<"MfaChallenge"> | string
   pendingIdentity?: Prisma.StringNullableFilter<"MfaChallenge"> | string | null
+  clientId?: Prisma.StringNullableFilter<"MfaChallenge"> | string | null
   attempts?: Prisma.IntFilter<"MfaChallenge"> | number
   createdAt?: Prisma.DateTimeFilter<"MfaChallenge"> | Date | string
   expiresAt?: Prisma.DateTimeFilter<"MfaChallenge"> | Date | string
@@ -384,6 +394,7 @@ export type MfaChallengeOrderByWithAggregationInput = {
   context?: Prisma.SortOrder
   methods?: Prisma.SortOrder
   pendingIdentity?: Prisma.SortOrderInput | Prisma.SortOrder
+  clientId?: Prisma.SortOrderInput | Prisma.SortOrder
   attempts?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   expiresAt?: Prisma.SortOrder
@@ -413,6 +424,7 @@ export type MfaChallengeScalarWhereWithAggregatesInput = {
   context?: Prisma.StringWithAggregatesFilter<"MfaChallenge"> | string
   methods?: Prisma.StringWithAggregatesFilter<"MfaChallenge"> | string
   pendingIdentity?: Prisma.StringNullableWithAggregatesFilter<"MfaChallenge"> | string | null
+  clientId?: Prisma.StringNullableWithAggregatesFilter<"MfaChallenge"> | string | null
   attempts?: Prisma.IntWithAggregatesFilter<"MfaChallenge"> | number
   createdAt?: Prisma.DateTimeWithAggregatesFilter<"MfaChallenge"> | Date | string
   expiresAt?: Prisma.DateTimeWithAggregatesFilter<"MfaChallenge"> | Date | string
@@ -433,6 +445,7 @@ export type MfaChallengeCreateInput = {
   context: string
   methods: string
   pendingIdentity?: string | null
+  clientId?: string | null
   attempts?: number
   createdAt?: Date | string
   expiresAt: Date | string
@@ -455,6 +468,7 @@ export type MfaChallengeUncheckedCreateInput = {
   context: string
   methods: string
   pendingIdentity?: string | null
+  clientId?: string | null
   attempts?: number
   createdAt?: Date | string
   expiresAt: Date | string
@@ -475,6 +489,7 @@ export type MfaChallengeUpdateInput = {
   context?: Prisma.StringFieldUpdateOperationsInput | string
   methods?: Prisma.StringFieldUpdateOperationsInput | string
   pendingIdentity?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  clientId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   attempts?: Prisma.IntFieldUpdateOperationsInput | number
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
@@ -497,6 +512,7 @@ export type MfaChallengeUncheckedUpdateInput = {
   context?: Prisma.StringFieldUpdateOperationsInput | string
   methods?: Prisma.StringFieldUpdateOperationsInput | string
   pendingIdentity?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  clientId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   attempts?: Prisma.IntFieldUpdateOperationsInput | number
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
@@ -518,6 +534,7 @@ export type MfaChallengeCreateManyInput = {
   context: string
   methods: string
   pendingIdentity?: string | null
+  clientId?: string | null
   attempts?: number
   createdAt?: Date | string
   expiresAt: Date | string
@@ -538,6 +555,7 @@ export type MfaChallengeUpdateManyMutationInput = {
   context?: Prisma.StringFieldUpdateOperationsInput | string
   methods?: Prisma.StringFieldUpdateOperationsInput | string
   pendingIdentity?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  clientId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   attempts?: Prisma.IntFieldUpdateOperationsInput | number
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
@@ -559,6 +577,7 @@ export type MfaChallengeUncheckedUpdateManyInput = {
   context?: Prisma.StringFieldUpdateOperationsInput | string
   methods?: Prisma.StringFieldUpdateOperationsInput | string
   pendingIdentity?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  clientId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   attempts?: Prisma.IntFieldUpdateOperationsInput | number
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
@@ -590,6 +609,7 @@ export type MfaChallengeCountOrderByAggregateInput = {
   context?: Prisma.SortOrder
   methods?: Prisma.SortOrder
   pendingIdentity?: Prisma.SortOrder
+  clientId?: Prisma.SortOrder
   attempts?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   expiresAt?: Prisma.SortOrder
@@ -615,6 +635,7 @@ export type MfaChallengeMaxOrderByAggregateInput = {
   context?: Prisma.SortOrder
   methods?: Prisma.SortOrder
   pendingIdentity?: Prisma.SortOrder
+  clientId?: Prisma.SortOrder
   attempts?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   expiresAt?: Prisma.SortOrder
@@ -636,6 +657,7 @@ export type MfaChallengeMinOrderByAggregateInput = {
   context?: Prisma.SortOrder
   methods?: Prisma.SortOrder
   pendingIdentity?: Prisma.SortOrder
+  clientId?: Prisma.SortOrder
   attempts?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   expiresAt?: Prisma.SortOrder
@@ -710,6 +732,7 @@ export type MfaChallengeCreateWithoutUserInput = {
   context: string
   methods: string
   pendingIdentity?: string | null
+  clientId?: string | null
   attempts?: number
   createdAt?: Date | string
   expiresAt: Date | string
@@ -730,6 +753,7 @@ export type MfaChallengeUncheckedCreateWithoutUserInput = {
   context: string
   methods: string
   pendingIdentity?: string | null
+  clientId?: string | null
   attempts?: number
   createdAt?: Date | string
   expiresAt: Date | string
@@ -779,6 +803,7 @@ export type MfaChallengeScalarWhereInput = {
   context?: Prisma.StringFilter<"MfaChallenge"> | string
   methods?: Prisma.StringFilter<"MfaChallenge"> | string
   pendingIdentity?: Prisma.StringNullableFilter<"MfaChallenge"> | string | null
+  clientId?: Prisma.StringNullableFilter<"MfaChallenge"> | string | null
   attempts?: Prisma.IntFilter<"MfaChallenge"> | number
   createdAt?: Prisma.DateTimeFilter<"MfaChallenge"> | Date | string
   expiresAt?: Prisma.DateTimeFilter<"MfaChallenge"> | Date | string
@@ -799,6 +824,7 @@ export type MfaChallengeCreateManyUserInput = {
   context: string
   methods: string
   pendingIdentity?: string | null
+  clientId?: string | null
   attempts?: number
   createdAt?: Date | string
   expiresAt: Date | string
@@ -819,6 +845,7 @@ export type MfaChallengeUpdateWithoutUserInput = {
   context?: Prisma.StringFieldUpdateOperationsInput | string
   methods?: Prisma.StringFieldUpdateOperationsInput | string
   pendingIdentity?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  clientId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   attempts?: Prisma.IntFieldUpdateOperationsInput | number
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
@@ -839,6 +866,7 @@ export type MfaChallengeUncheckedUpdateWithoutUserInput = {
   context?: Prisma.StringFieldUpdateOperationsInput | string
   methods?: Prisma.StringFieldUpdateOperationsInput | string
   pendingIdentity?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  clientId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   attempts?: Prisma.IntFieldUpdateOperationsInput | number
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
@@ -859,6 +887,7 @@ export type MfaChallengeUncheckedUpdateManyWithoutUserInput = {
   context?: Prisma.StringFieldUpdateOperationsInput | string
   methods?: Prisma.StringFieldUpdateOperationsInput | string
   pendingIdentity?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  clientId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   attempts?: Prisma.IntFieldUpdateOperationsInput | number
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   expiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
@@ -882,6 +911,7 @@ export type MfaChallengeSelect<ExtArgs extends runtime.Types.Extensions.Internal
   context?: boolean
   methods?: boolean
   pendingIdentity?: boolean
+  clientId?: boolean
   attempts?: boolean
   createdAt?: boolean
   expiresAt?: boolean
@@ -904,6 +934,7 @@ export type MfaChallengeSelectCreateManyAndReturn<ExtArgs extends runtime.Types.
   context?: boolean
   methods?: boolean
   pendingIdentity?: boolean
+  clientId?: boolean
   attempts?: boolean
   createdAt?: boolean
   expiresAt?: boolean
@@ -926,6 +957,7 @@ export type MfaChallengeSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.
   context?: boolean
   methods?: boolean
   pendingIdentity?: boolean
+  clientId?: boolean
   attempts?: boolean
   createdAt?: boolean
   expiresAt?: boolean
@@ -948,6 +980,7 @@ export type MfaChallengeSelectScalar = {
   context?: boolean
   methods?: boolean
   pendingIdentity?: boolean
+  clientId?: boolean
   attempts?: boolean
   createdAt?: boolean
   expiresAt?: boolean
@@ -955,7 +988,7 @@ export type MfaChallengeSelectScalar = {
   consumedReason?: boolean
 }
 
-export type MfaChallengeOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "tokenHash" | "userId" | "identityId" | "provider" | "deviceKey" | "ip" | "userAgent" | "amr" | "risk" | "context" | "methods" | "pendingIdentity" | "attempts" | "createdAt" | "expiresAt" | "consumedAt" | "consumedReason", ExtArgs["result"]["mfaChallenge"]>
+export type MfaChallengeOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "tokenHash" | "userId" | "identityId" | "provider" | "deviceKey" | "ip" | "userAgent" | "amr" | "risk" | "context" | "methods" | "pendingIdentity" | "clientId" | "attempts" | "createdAt" | "expiresAt" | "consumedAt" | "consumedReason", ExtArgs["result"]["mfaChallenge"]>
 export type MfaChallengeInclude<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   user?: boolean | Prisma.UserDefaultArgs<ExtArgs>
 }
@@ -1004,6 +1037,11 @@ export type $MfaChallengePayload<ExtArgs extends runtime.Types.Extensions.Intern
      * A new identity link by e-mail waiting for this MFA (JSON); it is created only on completion.
      */
     pendingIdentity: string | null
+    /**
+     * The OAuth client whose sign-in asked for this MFA (null: the service's own API); the session
+     * the challenge opens is bound to it, and only it may complete the challenge.
+     */
+    clientId: string | null
     /**
      * Verification calls made; the challenge dies when they reach the configured maximum.
      */
@@ -1455,6 +1493,7 @@ export interface MfaChallengeFieldRefs {
   readonly context: Prisma.FieldRef<"MfaChallenge", 'String'>
   readonly methods: Prisma.FieldRef<"MfaChallenge", 'String'>
   readonly pendingIdentity: Prisma.FieldRef<"MfaChallenge", 'String'>
+  readonly clientId: Prisma.FieldRef<"MfaChallenge", 'String'>
   readonly attempts: Prisma.FieldRef<"MfaChallenge", 'Int'>
   readonly createdAt: Prisma.FieldRef<"MfaChallenge", 'DateTime'>
   readonly expiresAt: Prisma.FieldRef<"MfaChallenge", 'DateTime'>

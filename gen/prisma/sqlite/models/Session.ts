@@ -39,6 +39,7 @@ export type SessionMinAggregateOutputType = {
   revokedReason: string | null
   authTime: Date | null
   mfaAt: Date | null
+  clientId: string | null
 }
 
 export type SessionMaxAggregateOutputType = {
@@ -56,6 +57,7 @@ export type SessionMaxAggregateOutputType = {
   revokedReason: string | null
   authTime: Date | null
   mfaAt: Date | null
+  clientId: string | null
 }
 
 export type SessionCountAggregateOutputType = {
@@ -73,6 +75,7 @@ export type SessionCountAggregateOutputType = {
   revokedReason: number
   authTime: number
   mfaAt: number
+  clientId: number
   _all: number
 }
 
@@ -92,6 +95,7 @@ export type SessionMinAggregateInputType = {
   revokedReason?: true
   authTime?: true
   mfaAt?: true
+  clientId?: true
 }
 
 export type SessionMaxAggregateInputType = {
@@ -109,6 +113,7 @@ export type SessionMaxAggregateInputType = {
   revokedReason?: true
   authTime?: true
   mfaAt?: true
+  clientId?: true
 }
 
 export type SessionCountAggregateInputType = {
@@ -126,6 +131,7 @@ export type SessionCountAggregateInputType = {
   revokedReason?: true
   authTime?: true
   mfaAt?: true
+  clientId?: true
   _all?: true
 }
 
@@ -216,6 +222,7 @@ export type SessionGroupByOutputType = {
   revokedReason: string | null
   authTime: Date | null
   mfaAt: Date | null
+  clientId: string | null
   _count: SessionCountAggregateOutputType | null
   _min: SessionMinAggregateOutputType | null
   _max: SessionMaxAggregateOutputType | null
@@ -254,6 +261,7 @@ export type SessionWhereInput = {
   revokedReason?: Prisma.StringNullableFilter<"Session"> | string | null
   authTime?: Prisma.DateTimeNullableFilter<"Session"> | Date | string | null
   mfaAt?: Prisma.DateTimeNullableFilter<"Session"> | Date | string | null
+  clientId?: Prisma.StringNullableFilter<"Session"> | string | null
   user?: Prisma.XOR<Prisma.UserScalarRelationFilter, Prisma.UserWhereInput>
   refreshTokens?: Prisma.RefreshTokenListRelationFilter
 }
@@ -273,6 +281,7 @@ export type SessionOrderByWithRelationInput = {
   revokedReason?: Prisma.SortOrderInput | Prisma.SortOrder
   authTime?: Prisma.SortOrderInput | Prisma.SortOrder
   mfaAt?: Prisma.SortOrderInput | Prisma.SortOrder
+  clientId?: Prisma.SortOrderInput | Prisma.SortOrder
   user?: Prisma.UserOrderByWithRelationInput
   refreshTokens?: Prisma.RefreshTokenOrderByRelationAggregateInput
 }
@@ -295,6 +304,7 @@ export type SessionWhereUniqueInput = Prisma.AtLeast<{
   revokedReason?: Prisma.StringNullableFilter<"Session"> | string | null
   authTime?: Prisma.DateTimeNullableFilter<"Session"> | Date | string | null
   mfaAt?: Prisma.DateTimeNullableFilter<"Session"> | Date | string | null
+  clientId?: Prisma.StringNullableFilter<"Session"> | string | null
   user?: Prisma.XOR<Prisma.UserScalarRelationFilter, Prisma.UserWhereInput>
   refreshTokens?: Prisma.RefreshTokenListRelationFilter
 }, "id">
@@ -314,6 +324,7 @@ export type SessionOrderByWithAggregationInput = {
   revokedReason?: Prisma.SortOrderInput | Prisma.SortOrder
   authTime?: Prisma.SortOrderInput | Prisma.SortOrder
   mfaAt?: Prisma.SortOrderInput | Prisma.SortOrder
+  clientId?: Prisma.SortOrderInput | Prisma.SortOrder
   _count?: Prisma.SessionCountOrderByAggregateInput
   _max?: Prisma.SessionMaxOrderByAggregateInput
   _min?: Prisma.SessionMinOrderByAggregateInput
@@ -337,6 +348,7 @@ export type SessionScalarWhereWithAggregatesInput = {
   revokedReason?: Prisma.StringNullableWithAggregatesFilter<"Session"> | string | null
   authTime?: Prisma.DateTimeNullableWithAggregatesFilter<"Session"> | Date | string | null
   mfaAt?: Prisma.DateTimeNullableWithAggregatesFilter<"Session"> | Date | string | null
+  clientId?: Prisma.StringNullableWithAggregatesFilter<"Session"> | string | null
 }
 
 export type SessionCreateInput = {
@@ -353,6 +365,7 @@ export type SessionCreateInput = {
   revokedReason?: string | null
   authTime?: Date | string | null
   mfaAt?: Date | string | null
+  clientId?: string | null
   user: Prisma.UserCreateNestedOneWithoutSessionsInput
   refreshTokens?: Prisma.RefreshTokenCreateNestedManyWithoutSessionInput
 }
@@ -372,6 +385,7 @@ export type SessionUncheckedCreateInput = {
   revokedReason?: string | null
   authTime?: Date | string | null
   mfaAt?: Date | string | null
+  clientId?: string | null
   refreshTokens?: Prisma.RefreshTokenUncheckedCreateNestedManyWithoutSessionInput
 }
 
@@ -389,6 +403,7 @@ export type SessionUpdateInput = {
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  clientId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   user?: Prisma.UserUpdateOneRequiredWithoutSessionsNestedInput
   refreshTokens?: Prisma.RefreshTokenUpdateManyWithoutSessionNestedInput
 }
@@ -408,6 +423,7 @@ export type SessionUncheckedUpdateInput = {
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  clientId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   refreshTokens?: Prisma.RefreshTokenUncheckedUpdateManyWithoutSessionNestedInput
 }
 
@@ -426,6 +442,7 @@ export type SessionCreateManyInput = {
   revokedReason?: string | null
   authTime?: Date | string | null
   mfaAt?: Date | string | null
+  clientId?: string | null
 }
 
 export type SessionUpdateManyMutationInput = {
@@ -442,6 +459,7 @@ export type SessionUpdateManyMutationInput = {
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  clientId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
 }
 
 export type SessionUncheckedUpdateManyInput = {
@@ -459,6 +477,7 @@ export type SessionUncheckedUpdateManyInput = {
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  clientId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
 }
 
 export type SessionListRelationFilter = {
@@ -486,6 +505,7 @@ export type SessionCountOrderByAggregateInput = {
   revokedReason?: Prisma.SortOrder
   authTime?: Prisma.SortOrder
   mfaAt?: Prisma.SortOrder
+  clientId?: Prisma.SortOrder
 }
 
 export type SessionMaxOrderByAggregateInput = {
@@ -503,6 +523,7 @@ export type SessionMaxOrderByAggregateInput = {
   revokedReason?: Prisma.SortOrder
   authTime?: Prisma.SortOrder
   mfaAt?: Prisma.SortOrder
+  clientId?: Prisma.SortOrder
 }
 
 export type SessionMinOrderByAggregateInput = {
@@ -520,6 +541,7 @@ export type SessionMinOrderByAggregateInput = {
   revokedReason?: Prisma.SortOrder
   authTime?: Prisma.SortOrder
   mfaAt?: Prisma.SortOrder
+  clientId?: Prisma.SortOrder
 }
 
 export type SessionScalarRelationFilter = {
@@ -597,6 +619,7 @@ export type SessionCreateWithoutUserInput = {
   revokedReason?: string | null
   authTime?: Date | string | null
   mfaAt?: Date | string | null
+  clientId?: string | null
   refreshTokens?: Prisma.RefreshTokenCreateNestedManyWithoutSessionInput
 }
 
@@ -614,6 +637,7 @@ export type SessionUncheckedCreateWithoutUserInput = {
   revokedReason?: string | null
   authTime?: Date | string | null
   mfaAt?: Date | string | null
+  clientId?: string | null
   refreshTokens?: Prisma.RefreshTokenUncheckedCreateNestedManyWithoutSessionInput
 }
 
@@ -660,6 +684,7 @@ export type SessionScalarWhereInput = {
   revokedReason?: Prisma.StringNullableFilter<"Session"> | string | null
   authTime?: Prisma.DateTimeNullableFilter<"Session"> | Date | string | null
   mfaAt?: Prisma.DateTimeNullableFilter<"Session"> | Date | string | null
+  clientId?: Prisma.StringNullableFilter<"Session"> | string | null
 }
 
 export type SessionCreateWithoutRefreshTokensInput = {
@@ -676,6 +701,7 @@ export type SessionCreateWithoutRefreshTokensInput = {
   revokedReason?: string | null
   authTime?: Date | string | null
   mfaAt?: Date | string | null
+  clientId?: string | null
   user: Prisma.UserCreateNestedOneWithoutSessionsInput
 }
 
@@ -694,6 +720,7 @@ export type SessionUncheckedCreateWithoutRefreshTokensInput = {
   revokedReason?: string | null
   authTime?: Date | string | null
   mfaAt?: Date | string | null
+  clientId?: string | null
 }
 
 export type SessionCreateOrConnectWithoutRefreshTokensInput = {
@@ -726,6 +753,7 @@ export type SessionUpdateWithoutRefreshTokensInput = {
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  clientId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   user?: Prisma.UserUpdateOneRequiredWithoutSessionsNestedInput
 }
 
@@ -744,6 +772,7 @@ export type SessionUncheckedUpdateWithoutRefreshTokensInput = {
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  clientId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
 }
 
 export type SessionCreateManyUserInput = {
@@ -760,6 +789,7 @@ export type SessionCreateManyUserInput = {
   revokedReason?: string | null
   authTime?: Date | string | null
   mfaAt?: Date | string | null
+  clientId?: string | null
 }
 
 export type SessionUpdateWithoutUserInput = {
@@ -776,6 +806,7 @@ export type SessionUpdateWithoutUserInput = {
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  clientId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   refreshTokens?: Prisma.RefreshTokenUpdateManyWithoutSessionNestedInput
 }
 
@@ -793,6 +824,7 @@ export type SessionUncheckedUpdateWithoutUserInput = {
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  clientId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   refreshTokens?: Prisma.RefreshTokenUncheckedUpdateManyWithoutSessionNestedInput
 }
 
@@ -810,6 +842,7 @@ export type SessionUncheckedUpdateManyWithoutUserInput = {
   revokedReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   authTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   mfaAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  clientId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
 }
 
 
@@ -858,6 +891,7 @@ export type SessionSelect<ExtArgs extends runtime.Types.Extensions.InternalArgs 
   revokedReason?: boolean
   authTime?: boolean
   mfaAt?: boolean
+  clientId?: boolean
   user?: boolean | Prisma.UserDefaultArgs<ExtArgs>
   refreshTokens?: boolean | Prisma.Session$refreshTokensArgs<ExtArgs>
   _count?: boolean | Prisma.SessionCountOutputTypeDefaultArgs<ExtArgs>
@@ -878,6 +912,7 @@ export type SessionSelectCreateManyAndReturn<ExtArgs extends runtime.Types.Exten
   revokedReason?: boolean
   authTime?: boolean
   mfaAt?: boolean
+  clientId?: boolean
   user?: boolean | Prisma.UserDefaultArgs<ExtArgs>
 }, ExtArgs["result"]["session"]>
 
@@ -896,6 +931,7 @@ export type SessionSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Exten
   revokedReason?: boolean
   authTime?: boolean
   mfaAt?: boolean
+  clientId?: boolean
   user?: boolean | Prisma.UserDefaultArgs<ExtArgs>
 }, ExtArgs["result"]["session"]>
 
@@ -914,9 +950,10 @@ export type SessionSelectScalar = {
   revokedReason?: boolean
   authTime?: boolean
   mfaAt?: boolean
+  clientId?: boolean
 }
 
-export type SessionOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "userId" | "identityId" | "provider" | "amr" | "ip" | "userAgent" | "createdAt" | "lastUsedAt" | "expiresAt" | "revokedAt" | "revokedReason" | "authTime" | "mfaAt", ExtArgs["result"]["session"]>
+export type SessionOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "userId" | "identityId" | "provider" | "amr" | "ip" | "userAgent" | "createdAt" | "lastUsedAt" | "expiresAt" | "revokedAt" | "revokedReason" | "authTime" | "mfaAt" | "clientId", ExtArgs["result"]["session"]>
 export type SessionInclude<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   user?: boolean | Prisma.UserDefaultArgs<ExtArgs>
   refreshTokens?: boolean | Prisma.Session$refreshTokensArgs<ExtArgs>
@@ -964,6 +1001,11 @@ export type $SessionPayload<ExtArgs extends runtime.Types.Extensions.InternalArg
      * changing factors needs this within `mfa.step_up_max_age`.
      */
     mfaAt: Date | null
+    /**
+     * The OAuth client (`oauth.clients.<id>`) that opened the session through the OAuth door;
+     * null: the service's own API (RPC/REST). Only that door and client may refresh or revoke it.
+     */
+    clientId: string | null
   }, ExtArgs["result"]["session"]>
   composites: {}
 }
@@ -1403,6 +1445,7 @@ export interface SessionFieldRefs {
   readonly revokedReason: Prisma.FieldRef<"Session", 'String'>
   readonly authTime: Prisma.FieldRef<"Session", 'DateTime'>
   readonly mfaAt: Prisma.FieldRef<"Session", 'DateTime'>
+  readonly clientId: Prisma.FieldRef<"Session", 'String'>
 }
     
 
