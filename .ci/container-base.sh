@@ -7,7 +7,7 @@
 #
 # Cached: the image itself (podman's storage), and the root filesystem tarball under
 # $CONTAINER_CACHE_DIR (default /var/cache/idtoken-signin-container). The key changes with the
-# ISO week (security updates), the Node and npm versions, and this script.
+# ISO week (security updates), the Node and npm versions, and RECIPE below.
 #
 # Needs root, podman, mmdebstrap (apt-get install podman runc mmdebstrap).
 set -euo pipefail
@@ -24,8 +24,10 @@ node_version="$("$NODE_BIN" -v)"
 npm_version="$(node -p "require('$NPM_DIR/package.json').version")"
 case "$node_version" in v24.*) ;; *) echo "container-base: need Node 24 on PATH, found $node_version" >&2; exit 1 ;; esac
 
+# Raise RECIPE when what goes into the root filesystem changes.
+RECIPE=2
 week="$(date -u +%G-W%V)"
-key="$(printf '%s\n' "$week" "$node_version" "$npm_version" "$(sha256sum "${BASH_SOURCE[0]}")" | sha256sum | cut -c1-12)"
+key="$(printf '%s\n' "$week" "$node_version" "$npm_version" "recipe $RECIPE" | sha256sum | cut -c1-12)"
 image="localhost/idtoken-signin-base:$key"
 
 if "${PODMAN[@]}" image exists "$image"; then
@@ -40,6 +42,7 @@ if [ ! -s "$rootfs" ]; then
   stage="$(mktemp -d "$CACHE/stage.XXXXXX")"
   partial="$CACHE/partial-$key.tar" # mmdebstrap picks the format by the name's ending
   trap 'rm -rf "$stage" "$partial"' EXIT
+  chmod 0755 "$stage" # it becomes /usr/local: everyone must traverse it
   mkdir -p "$stage/bin" "$stage/include" "$stage/lib/node_modules"
   cp "$NODE_PREFIX/bin/node" "$stage/bin/node"
   cp -a "$NODE_PREFIX/include/node" "$stage/include/node"
@@ -62,4 +65,7 @@ fi
   --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change 'CMD ["node"]' \
   "$rootfs" "$image" >&2
+# Superseded base images (each a full copy on vfs storage) go.
+"${PODMAN[@]}" images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/idtoken-signin-base:' | grep -vx "$image" \
+  | xargs -r "${PODMAN[@]}" rmi --force >&2 || true
 echo "$image"

@@ -42,7 +42,6 @@ if [ "${1:-}" = "--install-only" ]; then
   exit 0
 fi
 [ "$(id -u)" = 0 ] || cannot_run "the base image is made with mmdebstrap and podman as root; this is $(id -un)"
-[ -n "${TEST_DATABASE_URL:-}" ] || cannot_run "TEST_DATABASE_URL is not set (eval \"\$(bash .ci/postgres.sh start)\")"
 
 echo "==> base image (Debian bookworm minbase + node $(node -v))"
 BASE="$(bash .ci/container-base.sh)" || cannot_run "could not make the base image (.ci/container-base.sh failed)"
@@ -50,24 +49,58 @@ BASE="$(bash .ci/container-base.sh)" || cannot_run "could not make the base imag
   || cannot_run "podman cannot run a container on this machine (podman run $BASE failed)"
 echo "    ($((SECONDS - STARTED))s)"
 
-# The npm registry may be reached through a TLS-inspecting proxy whose CA only the host's npm
-# knows (npm config cafile): lend that bundle to the build's npm ci.
+# .ci/run starts this script early, so the base image is made while it checks gen/ (which the
+# build copies) and starts PostgreSQL; it then writes CONTAINER_GO_FILE: `export
+# TEST_DATABASE_URL=…`, or `exit 1` when it gave up.
+if [ -n "${CONTAINER_GO_FILE:-}" ]; then
+  echo "==> waiting for .ci/run to check gen/ and start PostgreSQL"
+  for _ in $(seq 1800); do [ -s "$CONTAINER_GO_FILE" ] && break; sleep 1; done
+  [ -s "$CONTAINER_GO_FILE" ] || { echo "no go from .ci/run within 30 minutes" >&2; exit 1; }
+  # shellcheck disable=SC1090
+  source "$CONTAINER_GO_FILE"
+fi
+[ -n "${TEST_DATABASE_URL:-}" ] || cannot_run "TEST_DATABASE_URL is not set (eval \"\$(bash .ci/postgres.sh start)\")"
+
+# The npm registry may be reached through a TLS-inspecting proxy whose CA only the host knows
+# (NODE_EXTRA_CA_CERTS, or npm's cafile): lend that bundle to the build's npm ci.
 CA_ARGS=()
-NPM_CAFILE_HOST="$(npm config get cafile 2>/dev/null || true)"
-if [ -n "$NPM_CAFILE_HOST" ] && [ "$NPM_CAFILE_HOST" != null ] && [ -f "$NPM_CAFILE_HOST" ]; then
-  CA_ARGS=(-v "$NPM_CAFILE_HOST:/run/host-ca.crt:ro" --build-arg NPM_CAFILE=/run/host-ca.crt)
+HOST_CA="${NODE_EXTRA_CA_CERTS:-$(npm config get cafile 2>/dev/null || true)}"
+if [ -n "$HOST_CA" ] && [ "$HOST_CA" != null ] && [ -f "$HOST_CA" ]; then
+  echo "lending $HOST_CA to the build's npm (NODE_EXTRA_CA_CERTS)"
+  CA_ARGS=(-v "$HOST_CA:/run/host-ca.crt:ro")
 fi
 
-echo "==> podman build -t $IMAGE --build-arg BASE=$BASE"
-nice -n 10 "${PODMAN[@]}" build --isolation chroot --network host --format docker --layers \
-  "${CA_ARGS[@]}" \
-  --build-arg "BASE=$BASE" \
-  --build-arg "VERSION=$(node -p 'require("./package.json").version')" \
-  --build-arg "REVISION=$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
-  -f Containerfile -t "$IMAGE" .
-"${PODMAN[@]}" image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' "$IMAGE"
-# Superseded builds of this image (untagged by the new tag) would pile up on a shared disk.
-"${PODMAN[@]}" image prune --force >/dev/null || true
+# Built once per content: the tag is a hash of everything the build reads (the Containerfile, its
+# context, the base), so a rerun on the same tree reuses the image and a change rebuilds it.
+# --layers=false: on vfs storage every cached step is a full copy of the filesystem (minutes of
+# disk I/O on a shared machine); one working container per stage is far cheaper than the cache.
+BUILD_KEY="$(
+  {
+    echo "$BASE"
+    git ls-files -z --cached --others --exclude-standard -- Containerfile .dockerignore package.json package-lock.json \
+      config.example.yaml prisma/migrations gen src | sort -z | xargs -0 sha256sum
+  } | sha256sum | cut -c1-16
+)"
+BUILT="localhost/idtoken-signin:build-$BUILD_KEY"
+if "${PODMAN[@]}" image exists "$BUILT"; then
+  echo "==> image $BUILT is built from this very tree: reusing it"
+else
+  echo "==> podman build -t $BUILT --build-arg BASE=$BASE"
+  nice -n 10 "${PODMAN[@]}" build --isolation chroot --network host --format docker --layers=false \
+    "${CA_ARGS[@]}" \
+    --build-arg "BASE=$BASE" \
+    --label "org.opencontainers.image.version=$(node -p 'require("./package.json").version')" \
+    --label "org.opencontainers.image.revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+    --label "org.opencontainers.image.created=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    --label "org.opencontainers.image.base.name=$BASE" \
+    -f Containerfile -t "$BUILT" .
+  # Earlier builds of this image would pile up on a shared disk (each a full copy on vfs).
+  "${PODMAN[@]}" images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/idtoken-signin:build-' | grep -vx "$BUILT" \
+    | xargs -r "${PODMAN[@]}" rmi --force >/dev/null || true
+  "${PODMAN[@]}" image prune --force >/dev/null || true
+fi
+"${PODMAN[@]}" tag "$BUILT" "$IMAGE"
+"${PODMAN[@]}" image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' "$BUILT"
 echo "    ($((SECONDS - STARTED))s)"
 
 echo "==> test/container (vitest.container.config.ts)"
