@@ -94,12 +94,12 @@ else
     --label "org.opencontainers.image.created=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     --label "org.opencontainers.image.base.name=$BASE" \
     -f Containerfile -t "$BUILT" .
-  # Earlier builds of this image would pile up on a shared disk (each a full copy on vfs).
-  "${PODMAN[@]}" images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/idtoken-signin:build-' | grep -vx "$BUILT" \
-    | xargs -r "${PODMAN[@]}" rmi --force >/dev/null || true
-  "${PODMAN[@]}" image prune --force >/dev/null || true
 fi
 "${PODMAN[@]}" tag "$BUILT" "$IMAGE"
+# Earlier builds of this image would pile up on a shared disk (each a full copy on vfs).
+"${PODMAN[@]}" images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/idtoken-signin:build-' | grep -vx "$BUILT" \
+  | xargs -r "${PODMAN[@]}" rmi --force >/dev/null || true
+"${PODMAN[@]}" image prune --force >/dev/null || true
 "${PODMAN[@]}" image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' "$BUILT"
 echo "    ($((SECONDS - STARTED))s)"
 
