@@ -54,8 +54,8 @@ echo "    ($((SECONDS - STARTED))s)"
 # TEST_DATABASE_URL=…`, or `exit 1` when it gave up.
 if [ -n "${CONTAINER_GO_FILE:-}" ]; then
   echo "==> waiting for .ci/run to check gen/ and start PostgreSQL"
-  for _ in $(seq 1800); do [ -s "$CONTAINER_GO_FILE" ] && break; sleep 1; done
-  [ -s "$CONTAINER_GO_FILE" ] || { echo "no go from .ci/run within 30 minutes" >&2; exit 1; }
+  for _ in $(seq 3600); do [ -s "$CONTAINER_GO_FILE" ] && break; sleep 1; done
+  [ -s "$CONTAINER_GO_FILE" ] || { echo "no go from .ci/run within 60 minutes" >&2; exit 1; }
   # shellcheck disable=SC1090
   source "$CONTAINER_GO_FILE"
 fi
