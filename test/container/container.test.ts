@@ -229,12 +229,16 @@ describe("one container on a SQLite data volume", () => {
     expect(await sigterm(second)).toBe(0);
   });
 
-  it("starts the dev issuer only when asked for (--dev, with NODE_ENV unset)", async () => {
+  it("starts the dev issuer only when asked for (--dev, with NODE_ENV unset, on loopback)", async () => {
     const refused = podman([...RUN, IMAGE, "--dev"]);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain("dev mode is refused when NODE_ENV=production");
+    // The image listens on 0.0.0.0: dev mode's issuer mints ID tokens for anyone, so it refuses that.
+    const exposed = podman([...RUN, "-e", "NODE_ENV=", IMAGE, "--dev"]);
+    expect(exposed.code).toBe(2);
+    expect(exposed.stderr).toContain("DevModeRefused: dev mode refuses to listen on 0.0.0.0");
     // Its data (the dev issuer's key) goes to the anonymous volume the image's VOLUME /data makes.
-    const dev = await startContainer({ env: { NODE_ENV: "" }, cmd: ["--dev"] });
+    const dev = await startContainer({ env: { NODE_ENV: "", HOST: "127.0.0.1" }, cmd: ["--dev"] });
     expect((await fetch(`${dev.url}/dev/oidc/.well-known/openid-configuration`)).status).toBe(200);
     expect(await sigterm(dev)).toBe(0);
   });
