@@ -174,8 +174,9 @@ describe.runIf(process.platform === "linux")("npm start: one stop request per si
       expect(await service.exited, service.output()).toBe(0);
       const output = service.output();
       expect(output).toContain('"msg":"stopped"');
-      // Node saw the signal twice (its own and npm's copy) and counted it once.
-      expect(logLines(output, "stop signal repeated: the same stop request")).toHaveLength(1);
+      // Node saw the signal once or twice (its own, and npm's copy unless node had finished by
+      // the time npm forwarded it) and counted it once: no hurry, no kill.
+      expect(logLines(output, "stop signal repeated: the same stop request").length).toBeLessThanOrEqual(1);
       expect(output).not.toContain("cutting the pre-stop delay");
     } finally {
       request.destroy();
