@@ -1,8 +1,8 @@
 /**
  * The hot path on PostgreSQL: named prepared statements (parsed once per connection) on the pg
  * pool Prisma uses (database.ts). A returning sign-in is two round trips: one read statement and
- * one write statement whose data-modifying CTEs do the whole write atomically (user touched only
- * while active, identity, session, refresh token, device, network, audit).
+ * one write statement whose data-modifying CTEs do the whole write atomically (user share-locked
+ * while active, session, refresh token, replay marker, audit; last-seen times only when stale).
  */
 import { createHash } from "node:crypto";
 import pg from "pg";
@@ -179,6 +179,12 @@ function signinWriteStatement(write: SigninWrite): { text: string; values: unkno
   const { account } = write;
   const challenge = "challenge" in write ? write.challenge : null;
   const at = p(write.at, "::timestamp");
+  // Last-seen times are written again only when stale (sql.ts LAST_SEEN_RESOLUTION_MS).
+  let stale: string | undefined;
+  const staleAt = (column: string) => {
+    stale ??= p(SQL.staleBefore(write.at), "::timestamp");
+    return `(${column} IS NULL OR ${column} < ${stale})`;
+  };
   const ctes: string[] = [];
   const userColumns = ["id", "username", "email", "email_verified", "phone", "status", "locked_until", "must_change_password", "created_at"].join(", ");
 
@@ -187,13 +193,16 @@ function signinWriteStatement(write: SigninWrite): { text: string; values: unkno
     ctes.push(`u AS (INSERT INTO users (id, username, email, email_normalized, email_verified, phone, status, must_change_password, created_at, updated_at, last_signin_at)
       VALUES (${p(u.id)}, ${p(u.username)}, ${p(u.email)}, ${p(u.emailNormalized)}, ${p(u.emailVerified, "::boolean")}, ${p(u.phone)}, 'active', false,
         ${p(u.createdAt, "::timestamp")}, ${at}, ${challenge === null ? at : "NULL"}) RETURNING ${userColumns})`);
-  } else if (challenge === null) {
-    ctes.push(`u AS (UPDATE users SET last_signin_at = ${at}, updated_at = ${at} WHERE id = ${p(account.userId)} AND ${SQL.activeAt("users", at)}
-      RETURNING ${userColumns})`);
   } else {
-    // Waiting for MFA touches nothing of an existing user; the share lock makes a concurrent
-    // disable wait for this commit (and the challenge's completion checks the status again).
-    ctes.push(`u AS (SELECT ${userColumns} FROM users WHERE id = ${p(account.userId)} AND ${SQL.activeAt("users", at)} FOR SHARE)`);
+    // The share lock makes a concurrent disable wait for this commit (and a disable that
+    // committed first leaves `u` empty, so nothing is written). Waiting for MFA touches nothing
+    // of an existing user; a completed sign-in writes its last sign-in only when stale.
+    const userId = p(account.userId);
+    ctes.push(`u AS (SELECT ${userColumns} FROM users WHERE id = ${userId} AND ${SQL.activeAt("users", at)} FOR SHARE)`);
+    if (challenge === null) {
+      ctes.push(`ut AS (UPDATE users SET last_signin_at = ${at}, updated_at = ${at}
+        WHERE id = ${userId} AND ${staleAt("last_signin_at")} AND EXISTS (SELECT 1 FROM u))`);
+    }
   }
   const identity = account.kind === "existing" ? null : account.identity;
   if (identity !== null && (account.kind === "create" || challenge === null)) {
@@ -201,7 +210,8 @@ function signinWriteStatement(write: SigninWrite): { text: string; values: unkno
       SELECT ${p(identity.id)}, u.id, ${p(identity.issuer)}, ${p(identity.subject)}, ${p(identity.provider)}, ${p(identity.email)},
         ${p(identity.emailVerified, "::boolean")}, ${at}, ${at} FROM u)`);
   } else if (account.kind === "existing" && challenge === null) {
-    ctes.push(`i AS (UPDATE identities SET last_signin_at = ${at} WHERE id = ${p(account.identityId)} AND EXISTS (SELECT 1 FROM u))`);
+    ctes.push(`i AS (UPDATE identities SET last_signin_at = ${at}
+      WHERE id = ${p(account.identityId)} AND ${staleAt("last_signin_at")} AND EXISTS (SELECT 1 FROM u))`);
   }
   if (challenge !== null) {
     const c = challenge;
@@ -223,21 +233,29 @@ function signinWriteStatement(write: SigninWrite): { text: string; values: unkno
         ${p(s.expiresAt, "::timestamp")}, ${created}, ${p(s.client.oauthClientId ?? null)} FROM u RETURNING id)`);
     ctes.push(`r AS (INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at)
       SELECT ${p(t.id)}, s.id, ${p(t.tokenHash)}, ${p(t.createdAt, "::timestamp")}, ${p(t.expiresAt, "::timestamp")} FROM s)`);
+    // A known device or network: inserting does nothing, and the update (the statement's snapshot
+    // sees the row) writes only a stale sighting. Not ON CONFLICT DO UPDATE … WHERE, which locks
+    // (writes) the row even when it updates nothing.
+    const userId = "(SELECT id FROM u)";
     if (seen?.deviceKey != null) {
+      const key = p(seen.deviceKey);
       ctes.push(`d AS (INSERT INTO user_devices (user_id, device_key, first_seen_at, last_seen_at)
-        SELECT u.id, ${p(seen.deviceKey)}, ${at}, ${at} FROM u
-        ON CONFLICT (user_id, device_key) DO UPDATE SET last_seen_at = excluded.last_seen_at)`);
+        SELECT u.id, ${key}, ${at}, ${at} FROM u ON CONFLICT (user_id, device_key) DO NOTHING)`);
+      ctes.push(`dt AS (UPDATE user_devices SET last_seen_at = ${at}
+        WHERE user_id = ${userId} AND device_key = ${key} AND ${staleAt("last_seen_at")})`);
     }
     if (seen?.trustedDeviceId != null) {
       // A trusted device's credential skipped MFA: its last use, in the same statement.
       ctes.push(`td AS (UPDATE trusted_devices SET last_used_at = ${at} WHERE id = ${p(seen.trustedDeviceId)} AND EXISTS (SELECT 1 FROM u))`);
     }
     if (seen?.network != null) {
+      const [network, country] = [p(seen.network), p(seen.geo?.country ?? null)];
+      const [latitude, longitude] = [p(seen.geo?.latitude ?? null, "::double precision"), p(seen.geo?.longitude ?? null, "::double precision")];
       ctes.push(`n AS (INSERT INTO user_networks (user_id, network, country, latitude, longitude, first_seen_at, last_seen_at)
-        SELECT u.id, ${p(seen.network)}, ${p(seen.geo?.country ?? null)}, ${p(seen.geo?.latitude ?? null, "::double precision")},
-          ${p(seen.geo?.longitude ?? null, "::double precision")}, ${at}, ${at} FROM u
-        ON CONFLICT (user_id, network) DO UPDATE SET country = excluded.country, latitude = excluded.latitude,
-          longitude = excluded.longitude, last_seen_at = excluded.last_seen_at)`);
+        SELECT u.id, ${network}, ${country}, ${latitude}, ${longitude}, ${at}, ${at} FROM u ON CONFLICT (user_id, network) DO NOTHING)`);
+      ctes.push(`nt AS (UPDATE user_networks SET country = ${country}, latitude = ${latitude}, longitude = ${longitude}, last_seen_at = ${at}
+        WHERE user_id = ${userId} AND network = ${network} AND (${staleAt("last_seen_at")} OR country IS DISTINCT FROM ${country}
+          OR latitude IS DISTINCT FROM ${latitude} OR longitude IS DISTINCT FROM ${longitude}))`);
     }
   }
   (write.uses ?? []).forEach((use, i) => {

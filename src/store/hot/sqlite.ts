@@ -190,15 +190,19 @@ export function createSqliteHotStore(
     } else {
       // The status is checked again here, under the write lock: a disable since the read wins.
       // A sign-in waiting for MFA touches nothing of an existing user until the challenge completes.
-      const row = get(challenge === null ? SQL.TOUCH_ACTIVE_USER_SQL : SQL.ACTIVE_USER_SQL, at, account.userId);
+      const row = get(SQL.ACTIVE_USER_SQL, at, account.userId);
       if (row === undefined) throw new SigninConflict("status");
+      // Its last sign-in is written only when stale (sql.ts LAST_SEEN_RESOLUTION_MS): the write
+      // lock held since BEGIN IMMEDIATE is the race guard, not a write to the row.
+      const last = dateOf(row["last_signin_at"]);
+      if (challenge === null && (last === null || last < SQL.staleBefore(at))) run(SQL.TOUCH_USER_SQL, at, account.userId);
       user = userOf({ ...row, password_changed_at: get(SQL.PASSWORD_CHANGED_AT_SQL, account.userId)?.["password_changed_at"] ?? null });
       if (challenge === null) {
         if (account.kind === "link") {
           const i = account.identity;
           run(SQL.INSERT_IDENTITY_SQL, i.id, account.userId, i.issuer, i.subject, i.provider, i.email, i.emailVerified, at, at);
         } else {
-          run(SQL.TOUCH_IDENTITY_SQL, at, account.identityId);
+          run(SQL.TOUCH_IDENTITY_SQL, at, account.identityId, SQL.staleBefore(at));
         }
       }
     }
@@ -215,12 +219,12 @@ export function createSqliteHotStore(
         s.client.userAgent?.slice(0, 512) ?? null, s.createdAt, s.createdAt, s.expiresAt, s.client.oauthClientId ?? null);
       run(SQL.INSERT_REFRESH_SQL, t.id, t.sessionId, t.tokenHash, t.createdAt, t.expiresAt);
       if (seen !== undefined) {
-        if (seen.deviceKey !== null) run(SQL.UPSERT_DEVICE_SQL, s.userId, seen.deviceKey, at);
+        if (seen.deviceKey !== null) run(SQL.UPSERT_DEVICE_SQL, s.userId, seen.deviceKey, at, SQL.staleBefore(at));
         // A trusted device's credential skipped MFA: one more statement in the same transaction.
         if (seen.trustedDeviceId != null) run(SQL.TOUCH_TRUSTED_DEVICE_SQL, at, seen.trustedDeviceId);
         if (seen.network !== null) {
           run(SQL.UPSERT_NETWORK_SQL, s.userId, seen.network, seen.geo?.country ?? null, seen.geo?.latitude ?? null,
-            seen.geo?.longitude ?? null, at);
+            seen.geo?.longitude ?? null, at, SQL.staleBefore(at));
         }
       }
     }
@@ -234,7 +238,7 @@ export function createSqliteHotStore(
       return read(() => {
         const identity = get(SQL.SQLITE_READ.identity, q.issuer, q.subject);
         const ip = q.ipFailures;
-        const ipFailures = ip === null ? 0 : Math.min(ip.cap, Number(get(SQL.SQLITE_READ.ipFailures, ip.ip, ip.since)!["n"]));
+        const ipFailures = ip === null ? 0 : Number(get(SQL.SQLITE_READ.ipFailures, ip.ip, ip.since, ip.cap)!["n"]);
         if (identity === undefined) {
           const owners = q.verifiedEmail === null ? undefined : get(SQL.SQLITE_READ.emailOwners, q.verifiedEmail);
           return snapshotOf({ ip_failures: ipFailures, email_owners: owners?.["email_owners"] ?? null }, q);
@@ -261,7 +265,7 @@ export function createSqliteHotStore(
     },
 
     failuresFromIp(ip, since, cap) {
-      return read(() => Math.min(cap, Number(get(SQL.SQLITE_READ.ipFailures, ip, since)!["n"])));
+      return read(() => Number(get(SQL.SQLITE_READ.ipFailures, ip, since, cap)!["n"]));
     },
 
     nthRecentFailureFromIp(ip, since, n) {
