@@ -22,9 +22,32 @@ export function randomBase32(bytes: number): string {
 }
 
 /**
- * A new prefixed identifier such as `usr_0k3…` (128 random bits). Prefixes tell an id's kind at a
- * glance in logs and support tickets (`usr_…` a user, `ses_…` a session).
+ * Kinds written at every sign-in or refresh and never updated in place: their ids start with the
+ * time, so each insert lands at the right edge of the primary-key index (and of indexes that
+ * carry the id, like refresh_tokens.session_id) instead of on a random page: a commit dirties one
+ * hot page there, not a cold one read in first (SQLite writes every dirtied page to the WAL; on
+ * PostgreSQL a random page is a full-page image after each checkpoint). What the time reveals is
+ * already in the row and in the tokens (`iat`, `auth_time`). Users and the rest stay random.
+ */
+const TIME_ORDERED = new Set(["ses", "rtk", "evt"]);
+
+/** Milliseconds since the epoch as 10 base32 characters (50 bits), which sort as the times do. */
+function timeBase32(ms: number): string {
+  let out = "";
+  for (let i = 0; i < 10; i++) {
+    out = ALPHABET[ms % 32]! + out;
+    ms = Math.floor(ms / 32);
+  }
+  return out;
+}
+
+/**
+ * A new prefixed identifier such as `usr_0k3…`: 26 base32 characters, 128 random bits, or for
+ * the time-ordered kinds (sessions, refresh tokens, audit events) the millisecond time and 80
+ * random bits. Prefixes tell an id's kind at a glance in logs and support tickets (`usr_…` a
+ * user, `ses_…` a session).
  */
 export function newId(prefix: "usr" | "idn" | "ses" | "rtk" | "evt" | "chl" | "mfa" | "rcv" | "pk" | "wac" | "tdv"): string {
+  if (TIME_ORDERED.has(prefix)) return `${prefix}_${timeBase32(Date.now())}${randomBase32(10)}`;
   return `${prefix}_${randomBase32(16)}`;
 }

@@ -1,0 +1,35 @@
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { newId } from "../../src/core/ids.ts";
+
+describe("identifiers", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("sessions, refresh tokens and audit events sort by the time they were made (right-edge index inserts)", () => {
+    vi.useFakeTimers();
+    for (const kind of ["ses", "rtk", "evt"] as const) {
+      const made: string[] = [];
+      for (const at of [Date.UTC(2026, 0, 1), Date.UTC(2026, 0, 1) + 1, Date.UTC(2026, 11, 2, 10), Date.UTC(2099, 5, 1)]) {
+        vi.setSystemTime(at);
+        made.push(newId(kind), newId(kind));
+      }
+      for (const id of made) expect(id).toMatch(new RegExp(`^${kind}_[0-9a-hjkmnp-tv-z]{26}$`));
+      // Pairs made in the same millisecond share the time prefix and differ in their random part.
+      for (let i = 0; i < made.length; i += 2) {
+        expect(made[i]!.slice(0, 14)).toBe(made[i + 1]!.slice(0, 14));
+        expect(made[i]).not.toBe(made[i + 1]);
+      }
+      const byTime = made.filter((_, i) => i % 2 === 0);
+      expect([...byTime].sort()).toEqual(byTime);
+    }
+  });
+
+  it("users and the other kinds are 128 random bits: no time order", () => {
+    vi.useFakeTimers();
+    vi.setSystemTime(Date.UTC(2026, 0, 1));
+    const ids = Array.from({ length: 64 }, () => newId("usr"));
+    for (const id of ids) expect(id).toMatch(/^usr_[0-9a-hjkmnp-tv-z]{26}$/);
+    expect(new Set(ids.map((id) => id.slice(0, 9))).size).toBeGreaterThan(32);
+  });
+});
