@@ -7,6 +7,7 @@
  * have one body and the stable codes of src/rpc/error-codes.ts.
  */
 import { type DescEnum, type DescField, type DescMessage, type DescMethod, getOption, hasOption, ScalarType } from "@bufbuild/protobuf";
+import { FeatureSet_FieldPresence } from "@bufbuild/protobuf/wkt";
 import { createEcmaScriptPlugin, getComments, runNodeJs } from "@bufbuild/protoplugin";
 import { http } from "../gen/pb/google/api/annotations_pb.ts";
 import { ERROR_TABLE, httpStatusOf, statusName } from "../src/rpc/error-codes.ts";
@@ -88,7 +89,8 @@ function createSchemas() {
       for (const f of m.fields) {
         properties[f.name] = fieldSchema(f);
         const written = f.fieldKind === "list" || f.fieldKind === "map" ||
-          ((f.fieldKind === "scalar" || f.fieldKind === "enum") && f.presence === 2 /* IMPLICIT */ && f.oneof === undefined);
+          ((f.fieldKind === "scalar" || f.fieldKind === "enum") && f.presence === FeatureSet_FieldPresence.IMPLICIT &&
+            f.oneof === undefined);
         if (written) required.push(f.name);
       }
       alwaysWritten.set(m.typeName, required);

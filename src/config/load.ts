@@ -110,7 +110,8 @@ function addAdminKeysFromFile(raw: Record<string, unknown>): void {
   if (!Array.isArray(keys)) {
     throw new ConfigError(`admin.api_keys_file: ${file} must hold a list of {name, sha256} (or admin.api_keys as \`admin keys new\` prints it)`);
   }
-  admin!["api_keys"] = [...(Array.isArray(admin!["api_keys"]) ? (admin!["api_keys"] as unknown[]) : []), ...keys];
+  const listed: unknown[] = keys; // Array.isArray left it `any[]`
+  admin!["api_keys"] = [...(Array.isArray(admin!["api_keys"]) ? (admin!["api_keys"] as unknown[]) : []), ...listed];
 }
 
 function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {

@@ -7,7 +7,9 @@
  * exactly what was asserted, and two different inputs must never collapse into one stored value.
  * Only descriptive headers nobody is refused over are neutralised (withoutControlCharacters).
  */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+// eslint-disable-next-line no-control-regex -- as above
 const CONTROLS = /[\u0000-\u001f\u007f-\u009f]/g;
 
 /** Whether `text` holds a control character (Unicode category Cc: C0, DEL, C1). */

@@ -10,7 +10,7 @@
  *
  * Not on the hot path: plain unary calls never come here (unary-fast-path.ts).
  */
-import { fromBinary, fromJson, type JsonReadOptions } from "@bufbuild/protobuf";
+import { fromBinary, fromJson, type JsonReadOptions, type JsonValue } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ContextValues, type MethodImplSpec } from "@connectrpc/connect";
 import type { Compression, UniversalServerRequest } from "@connectrpc/connect/protocol";
 import { parseContentType as parseConnectType } from "@connectrpc/connect/protocol-connect";
@@ -72,7 +72,7 @@ export async function screenedRequest(
   const type = spec.method.input;
   try {
     const payload = await messageBytes(body, shape, compression, options.readMaxBytes);
-    if (shape.json) fromJson(type, JSON.parse(Buffer.from(payload).toString("utf8")), options.jsonOptions);
+    if (shape.json) fromJson(type, JSON.parse(Buffer.from(payload).toString("utf8")) as JsonValue, options.jsonOptions);
     else fromBinary(type, payload);
     uReq.body = once(body);
     return uReq;

@@ -58,7 +58,8 @@ export function createReadiness(options: { ping: () => Promise<void>; pollInterv
     poller = setInterval(() => {
       if (polling || draining) return;
       polling = true;
-      check().finally(() => (polling = false));
+      // check() never rejects (a failed ping is its "database_unavailable" answer).
+      void check().finally(() => (polling = false));
     }, options.pollIntervalMs);
     poller.unref();
   }

@@ -16,7 +16,7 @@
  */
 import type * as http from "node:http";
 import type * as http2 from "node:http2";
-import { type DescMethod, fromBinary, fromJson, type JsonReadOptions, type JsonWriteOptions, toBinary, toJsonString } from "@bufbuild/protobuf";
+import { type DescMethod, fromBinary, fromJson, type JsonReadOptions, type JsonValue, type JsonWriteOptions, toBinary, toJsonString } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ContextValues, createHandlerContext, type Interceptor, type MethodImplSpec } from "@connectrpc/connect";
 import { invokeUnaryImplementation } from "@connectrpc/connect/protocol";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
@@ -133,7 +133,7 @@ export async function serveConnectUnary(
   try {
     const bytes = await readBody(req, options.readMaxBytes);
     const input = decodeOrMark(method.input, call.context, () => codec === "json"
-      ? fromJson(method.input, JSON.parse(bytes.toString("utf8")), options.jsonOptions)
+      ? fromJson(method.input, JSON.parse(bytes.toString("utf8")) as JsonValue, options.jsonOptions)
       : fromBinary(method.input, bytes));
     const output = await invokeUnaryImplementation(spec, call.context, input, options.interceptors);
     body = codec === "json" ? toJsonString(method.output, output, options.jsonOptions) : toBinary(method.output, output);

@@ -109,7 +109,8 @@ export function createRemoteKeySet(options: RemoteKeySetOptions): KeyResolver {
     // grow memory until the timeout.
     const chunks: Uint8Array[] = [];
     let size = 0;
-    for await (const chunk of response.body ?? []) {
+    const body: AsyncIterable<Uint8Array> | Uint8Array[] = response.body ?? []; // fetch's types: chunks of `any`
+    for await (const chunk of body) {
       size += chunk.byteLength;
       if (size > MAX_DOCUMENT_BYTES) throw new Error(`${what} is too large`);
       chunks.push(chunk);

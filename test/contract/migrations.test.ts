@@ -98,8 +98,8 @@ describe("migrations", () => {
             const child = spawn(process.execPath, ["--input-type=module", "-e", script, db.url], { stdio: ["ignore", "pipe", "pipe"] });
             let out = "";
             let err = "";
-            child.stdout.on("data", (d: Buffer) => (out += d));
-            child.stderr.on("data", (d: Buffer) => (err += d));
+            child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+            child.stderr.on("data", (d: Buffer) => (err += d.toString()));
             child.on("close", (code) => (code === 0 ? resolvePromise(JSON.parse(out) as { applied: string[] }) : reject(new Error(err))));
           });
         const [a, b] = await Promise.all([runOne(), runOne()]);

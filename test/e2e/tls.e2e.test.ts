@@ -46,7 +46,7 @@ describe("TLS on the same port: ALPN h2 and http/1.1", () => {
     const body = await new Promise<string>((resolve, reject) => {
       const req = https.request(`${t.url}/dev/oidc/token`, { method: "POST", ca, headers: { "content-type": "application/json" } }, (res) => {
         let data = "";
-        res.on("data", (d: Buffer) => (data += d));
+        res.on("data", (d: Buffer) => (data += d.toString()));
         res.on("end", () => resolve(data));
       });
       req.on("error", reject);
