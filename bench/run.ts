@@ -44,7 +44,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import pg from "pg";
 import { startBenchIssuer } from "./issuer.ts";
-import { cpuTicks, machineTicks, safeCall, safeRead, treeRssMiB, treeTicks, treeWriteBytes } from "./proc.ts";
+import { machineTicks, safeCall, safeRead, treeRssMiB, treeTicks, treeWriteBytes } from "./proc.ts";
 import { type DbCost, observePostgres, type PgObserver, type PgSnapshot, sampleSqliteWal } from "./db-cost.ts";
 import { CONNECTIONS, type Command, type PhaseResult } from "./protocol.ts";
 import type { StatementCounts } from "./count-statements.ts";

@@ -21,7 +21,7 @@ const TIMESTAMP_OIDS = new Set([1114, 1184]);
 /** Timestamps as their text (UTC, read by rows.ts dateOf), everything else as pg parses it. */
 const types = {
   getTypeParser: ((oid: number, format?: string) =>
-    TIMESTAMP_OIDS.has(oid) ? (text: string) => text : pg.types.getTypeParser(oid, format as "text")) as typeof pg.types.getTypeParser,
+    TIMESTAMP_OIDS.has(oid) ? (text: string) => text : (pg.types.getTypeParser(oid, format as "text") as (text: string) => unknown)) as typeof pg.types.getTypeParser,
 };
 
 /** A value for a `timestamp(3)` (UTC wall clock, as Prisma writes it), boolean or text column. */
