@@ -353,6 +353,12 @@ function rpcProtocolOf(req: NodeRequest): string {
  * or brackets (`203.0.113.7:5150`, `[2001:db8::1]:443`); an unparsable hop (`unknown`, an
  * obfuscated name) stops the walk at the last trusted proxy, never skipping to an earlier hop the
  * client may have written itself.
+ *
+ * Not `proxy-addr` (Express's): it splits hops without removing ports or brackets, returns the first
+ * hop its trust test refuses (so `unknown` or `203.0.113.7:5150` would become the client's address, where
+ * we stop at the last trusted proxy), and leaves `::ffff:` on IPv4; bending it to these rules would need
+ * more code around it than this walk. The trust list stays the one `BlockList` that
+ * `connectionKey` and the address keys use (test/unit/client-ip.test.ts pins the rules).
  */
 export function clientIp(peer: string | null, forwardedFor: string | undefined, proxies: BlockList): string | null {
   if (peer === null) return null;
