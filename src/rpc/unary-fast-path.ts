@@ -85,9 +85,9 @@ export async function serveGrpcUnary(
 /**
  * The one message of a unary gRPC request body (length-prefixed framing), still compressed when its
  * flags say so and `compressed` allows it; anything else is a malformed request. Size limits are
- * checked as the body is read (resource_exhausted). By hand: connect-es decodes envelopes only from
- * streams (`createEnvelopeReadableStream`, async iterables): a pipeline per call, which the fast
- * path exists to avoid.
+ * checked as the body is read (resource_exhausted). By hand: connect-es's public API decodes
+ * envelopes only from streams (`createEnvelopeReadableStream`, async iterables): a pipeline per
+ * call, which the fast path exists to avoid.
  */
 export function unframe(body: Uint8Array, compressed = false): Uint8Array {
   if (body.length < 5) throw new Error("missing message");
