@@ -12,7 +12,12 @@
  */
 import { fromBinary, fromJson, type JsonReadOptions, type JsonValue } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ContextValues, type MethodImplSpec } from "@connectrpc/connect";
-import type { Compression, UniversalServerRequest } from "@connectrpc/connect/protocol";
+import {
+  type Compression,
+  encodeEnvelope,
+  envelopeDecompress,
+  type UniversalServerRequest,
+} from "@connectrpc/connect/protocol";
 import { parseContentType as parseConnectType } from "@connectrpc/connect/protocol-connect";
 import { parseContentType as parseGrpcType } from "@connectrpc/connect/protocol-grpc";
 import { parseContentType as parseGrpcWebType } from "@connectrpc/connect/protocol-grpc-web";
@@ -86,7 +91,7 @@ export async function screenedRequest(
   // An empty message in the same shape, uncompressed: connect-es decodes it, and the
   // interceptors refuse the call.
   const empty = Buffer.from(shape.json ? "{}" : "");
-  uReq.body = once(shape.enveloped ? envelope(empty) : empty);
+  uReq.body = once(shape.enveloped ? encodeEnvelope(0, empty) : empty);
   uReq.header.delete("content-encoding");
   return uReq;
 }
@@ -94,15 +99,8 @@ export async function screenedRequest(
 /** The message bytes of a body: its one envelope (gRPC, gRPC-Web) or all of it, decompressed. */
 async function messageBytes(body: Buffer, shape: BodyShape, compression: Compression | null, readMaxBytes: number): Promise<Uint8Array> {
   if (!shape.enveloped) return compression === null ? body : compression.decompress(body, readMaxBytes);
-  const payload = unframe(body, compression !== null);
-  return body[0] === 1 ? compression!.decompress(payload, readMaxBytes) : payload;
-}
-
-function envelope(data: Uint8Array): Uint8Array {
-  const out = Buffer.alloc(5 + data.length);
-  out.writeUInt32BE(data.length, 1);
-  out.set(data, 5);
-  return out;
+  const envelope = { flags: body[0]!, data: unframe(body, compression !== null) };
+  return (await envelopeDecompress(envelope, compression, readMaxBytes)).data;
 }
 
 function headerOf(req: NodeRequest, name: string): string | undefined {

@@ -5,6 +5,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import {
   type ConnectRouter,
   type ContextValues,
+  cors as connectCors,
   createConnectRouter,
   createContextValues,
   createServiceImplSpec,
@@ -72,12 +73,22 @@ export interface HttpHandlerOptions {
 const COMPRESSIONS = [compressionGzip, compressionBrotli] as const;
 const { NGHTTP2_REFUSED_STREAM } = http2.constants;
 
-const CORS_ALLOW_HEADERS = [
-  "authorization", "content-type", "connect-protocol-version", "connect-timeout-ms",
-  "grpc-timeout", "x-grpc-web", "x-user-agent", "x-device-id", "x-request-id", "x-admin-key",
-  "traceparent", "tracestate",
-].join(", ");
-const CORS_EXPOSE_HEADERS = ["retry-after", "grpc-status", "grpc-message", "grpc-status-details-bin", "x-request-id"].join(", ");
+/**
+ * CORS lists: what Connect, gRPC-Web and their browser clients need (connect-es's `cors`), plus our own
+ * headers: credentials, device and request ids, the admin key, W3C trace context; REST's other methods;
+ * the wait of a 429 and the request id back.
+ */
+const CORS_ALLOW_METHODS = [...connectCors.allowedMethods, "PUT", "PATCH", "DELETE"].join(", ");
+const CORS_ALLOW_HEADERS = headerList([
+  ...connectCors.allowedHeaders,
+  "authorization", "x-device-id", "x-request-id", "x-admin-key", "traceparent", "tracestate",
+]);
+const CORS_EXPOSE_HEADERS = headerList([...connectCors.exposedHeaders, "retry-after", "x-request-id"]);
+
+/** Header names as one header value, lower-cased (connect-es spells them `Content-Type`), each once. */
+function headerList(names: readonly string[]): string {
+  return [...new Set(names.map((name) => name.toLowerCase()))].join(", ");
+}
 
 /**
  * One request listener for HTTP/1.1 and HTTP/2 alike, serving Connect, gRPC and gRPC-Web (through
@@ -216,7 +227,7 @@ export function createHttpHandler(options: HttpHandlerOptions) {
     const corsAllowed = cors(req, res);
     if (req.method === "OPTIONS") {
       if (corsAllowed) {
-        res.setHeader("access-control-allow-methods", "GET, POST, PUT, PATCH, DELETE");
+        res.setHeader("access-control-allow-methods", CORS_ALLOW_METHODS);
         res.setHeader("access-control-allow-headers", CORS_ALLOW_HEADERS);
         res.setHeader("access-control-max-age", String(options.corsMaxAgeSeconds));
       }
@@ -342,6 +353,12 @@ function rpcProtocolOf(req: NodeRequest): string {
  * or brackets (`203.0.113.7:5150`, `[2001:db8::1]:443`); an unparsable hop (`unknown`, an
  * obfuscated name) stops the walk at the last trusted proxy, never skipping to an earlier hop the
  * client may have written itself.
+ *
+ * Not `proxy-addr` (Express's): it splits hops without removing ports or brackets, returns the first
+ * hop its trust test refuses (so `unknown` or `203.0.113.7:5150` would become the client's address, where
+ * we stop at the last trusted proxy), and leaves `::ffff:` on IPv4; bending it to these rules would need
+ * more code around it than this walk. The trust list stays the one `BlockList` that
+ * `connectionKey` and the address keys use (test/unit/client-ip.test.ts pins the rules).
  */
 export function clientIp(peer: string | null, forwardedFor: string | undefined, proxies: BlockList): string | null {
   if (peer === null) return null;

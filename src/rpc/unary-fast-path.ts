@@ -18,7 +18,7 @@ import type * as http from "node:http";
 import type * as http2 from "node:http2";
 import { type DescMethod, fromBinary, fromJson, type JsonReadOptions, type JsonValue, type JsonWriteOptions, toBinary, toJsonString } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ContextValues, createHandlerContext, type Interceptor, type MethodImplSpec } from "@connectrpc/connect";
-import { invokeUnaryImplementation } from "@connectrpc/connect/protocol";
+import { compressedFlag, invokeUnaryImplementation } from "@connectrpc/connect/protocol";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import { decodeOrMark } from "./request-checks.ts";
@@ -72,6 +72,9 @@ export async function serveGrpcUnary(
     res.end();
     return;
   }
+  // Framed by hand, not with connect-es's `encodeEnvelope`: that allocates a zero-filled array and a
+  // DataView per call, and Node's stream wraps its Uint8Array in one more Buffer on `end`; this is
+  // one Buffer from Node's pool, written as is (the sign-in hot path, ARCHITECTURE.md).
   const frame = Buffer.allocUnsafe(5 + answer.byteLength);
   frame[0] = 0;
   frame.writeUInt32BE(answer.byteLength, 1);
@@ -80,12 +83,17 @@ export async function serveGrpcUnary(
 }
 
 /**
- * The one uncompressed message of a unary gRPC request body (length-prefixed framing); anything
- * else is a malformed request. Size limits are checked as the body is read (resource_exhausted).
+ * The one message of a unary gRPC request body (length-prefixed framing), still compressed when its
+ * flags say so and `compressed` allows it; anything else is a malformed request. Size limits are
+ * checked as the body is read (resource_exhausted). By hand: connect-es's public API decodes
+ * envelopes only from streams (`createEnvelopeReadableStream`, async iterables): a pipeline per
+ * call, which the fast path exists to avoid.
  */
 export function unframe(body: Uint8Array, compressed = false): Uint8Array {
   if (body.length < 5) throw new Error("missing message");
-  if (body[0] !== 0 && !(compressed && body[0] === 1)) throw new Error("unexpected envelope flags (compression without grpc-encoding?)");
+  if (body[0] !== 0 && !(compressed && body[0] === compressedFlag)) {
+    throw new Error("unexpected envelope flags (compression without grpc-encoding?)");
+  }
   const length = Buffer.from(body.buffer, body.byteOffset, body.byteLength).readUInt32BE(1);
   if (body.length !== 5 + length) throw new Error("expected exactly one message of the promised length");
   return body.subarray(5);

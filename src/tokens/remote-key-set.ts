@@ -1,3 +1,4 @@
+// Not jose's createRemoteJWKSet: it refetches inline once stale, fails in an outage, knows no discovery or our clock.
 import {
   createLocalJWKSet,
   errors as joseErrors,

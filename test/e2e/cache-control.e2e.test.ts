@@ -6,6 +6,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SigninWithIdTokenRequestSchema } from "../../gen/pb/identity/v1/auth_service_pb.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
+import { envelope } from "../support/raw-rpc.ts";
 
 describe("Cache-Control on answers", () => {
   let t: TestApp;
@@ -29,9 +30,7 @@ describe("Cache-Control on answers", () => {
     const [t1, t2, t3, t4] = await Promise.all([1, 2, 3, 4].map(() => mint("cache-control")));
     const bodyOf = (token: string) => JSON.stringify({ id_token: token, provider: "dev" });
     const message = toBinary(SigninWithIdTokenRequestSchema, create(SigninWithIdTokenRequestSchema, { idToken: t4!, provider: "dev" }));
-    const frame = Buffer.alloc(5 + message.length);
-    frame.writeUInt32BE(message.length, 1);
-    frame.set(message, 5);
+    const frame = envelope(message);
     const answers = await Promise.all([
       fetch(`${t.url}/auth/id-token/signin`, { method: "POST", headers: json, body: bodyOf(t1!) }),
       fetch(`${t.url}${rpc}`, { method: "POST", headers: { ...json, "connect-protocol-version": "1" }, body: bodyOf(t2!) }),

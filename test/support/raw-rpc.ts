@@ -5,9 +5,10 @@
  */
 import { connect, constants, type ClientHttp2Session } from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { createEnvelopeReadableStream, encodeEnvelope } from "@connectrpc/connect/protocol";
 import { errorFromJsonBytes } from "@connectrpc/connect/protocol-connect";
 import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
-import { trailerParse } from "@connectrpc/connect/protocol-grpc-web";
+import { trailerFlag, trailerParse } from "@connectrpc/connect/protocol-grpc-web";
 import { ErrorInfoSchema } from "../../gen/pb/google/rpc/error_details_pb.ts";
 
 /** An RPC's outcome in one shape for every protocol: HTTP status, Connect code, our stable code. */
@@ -20,13 +21,9 @@ export interface RpcOutcome {
   message: string;
 }
 
-/** A length-prefixed envelope (gRPC, gRPC-Web). */
-export function envelope(data: Uint8Array, flags = 0): Buffer {
-  const out = Buffer.alloc(5 + data.length);
-  out[0] = flags;
-  out.writeUInt32BE(data.length, 1);
-  out.set(data, 5);
-  return out;
+/** A length-prefixed envelope (gRPC, gRPC-Web); flags 1 (`compressedFlag`) for a compressed message. */
+export function envelope(data: Uint8Array, flags = 0): Uint8Array {
+  return encodeEnvelope(flags, data);
 }
 
 export class RawRpc {
@@ -102,12 +99,12 @@ export class RawRpc {
     const r = await this.request(path, { "content-type": "application/grpc-web+proto", "x-grpc-web": "1", ...headers }, body, via);
     const fields = new Headers();
     for (const [k, v] of Object.entries(r.headers)) if (!k.startsWith(":") && typeof v === "string") fields.set(k, v);
-    let at = 0;
-    while (at + 5 <= r.body.length) {
-      const flags = r.body[at]!;
-      const length = r.body.readUInt32BE(at + 1);
-      if (flags & 0x80) trailerParse(r.body.subarray(at + 5, at + 5 + length)).forEach((v, k) => fields.set(k, v));
-      at += 5 + length;
+    try {
+      for await (const { flags, data } of createEnvelopeReadableStream(new Blob([r.body]).stream())) {
+        if ((flags & trailerFlag) === trailerFlag) trailerParse(data).forEach((v, k) => fields.set(k, v));
+      }
+    } catch {
+      // A body that is not envelopes to its end (an HTTP error page): the headers read so far say it.
     }
     return grpcOutcome(r.status, fields);
   }
