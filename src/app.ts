@@ -87,7 +87,9 @@ export async function createApp(
   let tracing: Tracing | undefined;
   try {
     const tracingSettings = tracingOptions(config);
-    if (tracingSettings !== null) tracing = await startTracing({ ...tracingSettings, exporter: overrides.spanExporter });
+    if (tracingSettings !== null) {
+      tracing = await startTracing({ ...tracingSettings, exporter: overrides.spanExporter });
+    }
     const tracer = tracing?.tracer;
     const replaceUnreadable = options.replaceUnreadableSigningKeys === true;
     const keys = await openKeys(config, { database, clock, logger, urls, replaceUnreadable });
@@ -114,10 +116,23 @@ export async function createApp(
     });
     // What GET /metrics serves: this process's metrics, or in a cluster every worker's.
     const cluster = options.cluster;
-    const servedMetrics = cluster === undefined ? metrics : { contentType: metrics.contentType, render: () => cluster.metrics() };
-    const listener = createListener({ parts, cores, served, metrics, servedMetrics, tracer, readiness, notReadyReason, devIssuer });
-    const lifecycle = createLifecycle({ parts, listener, readiness, servedMetrics, tracing, worker: cluster !== undefined });
-    return { config, database, keyRing: keys.keyRing, readiness: probe, routes: listener.routes, localMetrics: () => metrics.json(), ...lifecycle };
+    const servedMetrics = cluster === undefined
+      ? metrics
+      : { contentType: metrics.contentType, render: () => cluster.metrics() };
+    const listener = createListener({
+      parts, cores, served, metrics, servedMetrics, tracer, readiness, notReadyReason, devIssuer,
+    });
+    const worker = cluster !== undefined;
+    const lifecycle = createLifecycle({ parts, listener, readiness, servedMetrics, tracing, worker });
+    return {
+      config,
+      database,
+      keyRing: keys.keyRing,
+      readiness: probe,
+      routes: listener.routes,
+      localMetrics: () => metrics.json(),
+      ...lifecycle,
+    };
   } catch (e) {
     await database.close();
     await tracing?.shutdown();
@@ -137,17 +152,24 @@ async function prepareDatabase(config: Config, logger: Logger): Promise<void> {
 }
 
 /** The database, its statements counted (tests, benchmarks) and timed, its pool watched (PostgreSQL). */
-async function openAppDatabase(config: Config, logger: Logger, metrics: ServiceMetrics, overrides: AppOverrides): Promise<Database> {
+async function openAppDatabase(
+  config: Config,
+  logger: Logger,
+  metrics: ServiceMetrics,
+  overrides: AppOverrides,
+): Promise<Database> {
   const database = await openDatabase({
     ...databaseOptions(config),
     onQuery: overrides.onQuery,
     onRoundTrip: overrides.onRoundTrip,
     onPrismaQuery: (sql, seconds) => metrics.query("prisma", statementKind(sql), seconds),
-    onIdleConnectionError: (e) => logger.warn("an idle database connection was closed by the server; it will be replaced", { cause: String(e) }),
+    onIdleConnectionError: (e) =>
+      logger.warn("an idle database connection was closed by the server; it will be replaced", { cause: String(e) }),
   });
   if (database.driver.dialect === "postgresql") {
     const pool = database.driver.pool;
-    metrics.watchPool(() => ({ max: config.database.pool_size, open: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }));
+    const max = config.database.pool_size;
+    metrics.watchPool(() => ({ max, open: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }));
   }
   return database;
 }
@@ -157,8 +179,9 @@ function publicUrls(config: Config, logger: Logger): PublicUrls {
   const urls = createPublicUrls(config);
   if (!urls.configured && !config.dev) {
     logger.warn(
-      "SERVER.PUBLIC_URL IS NOT SET: the issuer of our tokens and the URLs in discovery are taken from the listening address, " +
-        "which other services and clients probably cannot reach; set server.public_url (PUBLIC_URL) to the public HTTPS URL",
+      "SERVER.PUBLIC_URL IS NOT SET: the issuer of our tokens and the URLs in discovery are taken from the " +
+        "listening address, which other services and clients probably cannot reach; " +
+        "set server.public_url (PUBLIC_URL) to the public HTTPS URL",
       { tokens_issuer: config.tokens.issuer ?? null },
     );
   }

@@ -26,7 +26,8 @@ export interface LifecycleDeps {
 export function createLifecycle(deps: LifecycleDeps) {
   const { parts, readiness } = deps;
   const { config, stores } = parts;
-  const flushRefusals = createRefusalFlusher({ addressLimit: parts.addressLimit, audit: stores.audit, logger: parts.logger });
+  const { addressLimit, logger } = parts;
+  const flushRefusals = createRefusalFlusher({ addressLimit, audit: stores.audit, logger });
   let server: RunningServer | undefined;
   let metricsServer: http.Server | undefined;
   let stopUpkeep: (() => void) | undefined;
@@ -36,7 +37,8 @@ export function createLifecycle(deps: LifecycleDeps) {
   };
   return {
     url: () => running().url,
-    metricsUrl: () => (metricsServer === undefined ? running().url : metricsServerUrl(metricsServer, config.server.host)),
+    metricsUrl: () =>
+      metricsServer === undefined ? running().url : metricsServerUrl(metricsServer, config.server.host),
     async listen(): Promise<RunningServer> {
       stopUpkeep = startUpkeep({
         ...upkeepSettings(config),
@@ -45,17 +47,20 @@ export function createLifecycle(deps: LifecycleDeps) {
           challenges: {
             // MFA challenges and the passkey ceremonies opened for them (or for registrations).
             purgeExpiredChallenges: async (before) =>
-              (await stores.mfa.purgeExpiredChallenges(before)) + (await stores.passkeys.purgeExpiredCeremonies(before)),
+              (await stores.mfa.purgeExpiredChallenges(before)) +
+              (await stores.passkeys.purgeExpiredCeremonies(before)),
           },
           sessions: stores.sessions,
           trustedDevices: stores.trustedDevices,
           audit: stores.audit,
         },
         clock: parts.clock,
-        logger: parts.logger,
+        logger,
         flushRefusals,
       });
-      server = await startServer({ ...listenOptions(config, deps.worker), listener: deps.listener, connectionKey: deps.listener.connectionKey });
+      const { listener } = deps;
+      const { connectionKey } = listener;
+      server = await startServer({ ...listenOptions(config, deps.worker), listener, connectionKey });
       parts.urls.listening(server.url);
       if (config.server.metrics_port !== undefined) {
         metricsServer = await startMetricsServer(config.server.host, config.server.metrics_port, deps.servedMetrics);

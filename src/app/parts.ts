@@ -24,7 +24,12 @@ import type { ServiceMetrics } from "../telemetry/metrics.ts";
 import { createLocalKeyRing, type LocalKeyRing, SigningKeyUnreadableError } from "../tokens/access-tokens.ts";
 import type { DevIssuer } from "../tokens/dev-issuer.ts";
 import { createIdTokenVerifier } from "../tokens/id-token-verifier.ts";
-import { createKeyEncryption, type KeyEncryption, loadKeyEncryptionKey, unreadableSigningKeyMessage } from "../tokens/key-encryption.ts";
+import {
+  createKeyEncryption,
+  type KeyEncryption,
+  loadKeyEncryptionKey,
+  unreadableSigningKeyMessage,
+} from "../tokens/key-encryption.ts";
 import { configuredProviders, devProvider, openDevIssuer } from "./providers.ts";
 
 /**
@@ -60,7 +65,10 @@ export async function openKeys(
 ): Promise<{ kek: Buffer; keyEncryption: KeyEncryption; keyRing: LocalKeyRing }> {
   const source = keyEncryptionKeySource(config);
   const kek = loadKeyEncryptionKey(source, (file) =>
-    deps.logger.warn("created a key-encryption key file; in production configure tokens.key_encryption_key(_file)", { file }),
+    deps.logger.warn(
+      "created a key-encryption key file; in production configure tokens.key_encryption_key(_file)",
+      { file },
+    ),
   );
   const keyEncryption = createKeyEncryption(kek);
   const keyRing = await createLocalKeyRing({
@@ -97,7 +105,10 @@ export async function createVerifier(
   const devIssuer = config.dev ? await openDevIssuer(config, deps.urls.devIssuer, clock) : undefined;
   if (devIssuer !== undefined) {
     if (!("dev" in config.providers)) providers.push(devProvider(devIssuer));
-    logger.warn("DEV MODE: the built-in dev OpenID issuer mints ID tokens for anyone; never expose this", { path: "/dev/oidc" });
+    logger.warn(
+      "DEV MODE: the built-in dev OpenID issuer mints ID tokens for anyone; never expose this",
+      { path: "/dev/oidc" },
+    );
   }
   const verifier = instrumentMethods(
     deps.override ?? createIdTokenVerifier({ providers, clock, maxTokenBytes: config.id_token.max_bytes }),

@@ -43,7 +43,9 @@ export function buildServices(parts: ServiceParts): { cores: CoreServices; serve
   const cores: Record<string, unknown> = {};
   for (const module of SERVICE_MODULES) {
     for (const [name, core] of Object.entries(module.build(parts))) {
-      if (name in cores) throw new Error(`${module.service.typeName} builds ${name}, which another service module built already`);
+      if (name in cores) {
+        throw new Error(`${module.service.typeName} builds ${name}, which another service module built already`);
+      }
       cores[name] = core;
     }
   }

@@ -161,13 +161,19 @@ export function oauthClients(config: Config): Map<string, OAuthClient> {
  * The private_key_jwt clients' public keys (`oauth.clients.*.jwks` inline, or `jwks_uri`), by
  * client ID, as the client-assertion check takes them.
  */
-export function oauthClientKeys(config: Config): Map<string, { jwks: { keys: Record<string, unknown>[] } } | { jwksUri: string }> {
-  return new Map(
-    Object.entries(config.oauth.clients).flatMap(([id, c]): [string, { jwks: { keys: Record<string, unknown>[] } } | { jwksUri: string }][] =>
-      c.jwks !== undefined ? [[id, { jwks: c.jwks }]] : c.jwks_uri !== undefined ? [[id, { jwksUri: c.jwks_uri }]] : [],
-    ),
-  );
+export function oauthClientKeys(config: Config): Map<string, OAuthClientKeys> {
+  const keys = new Map<string, OAuthClientKeys>();
+  for (const [id, c] of Object.entries(config.oauth.clients)) {
+    if (c.jwks !== undefined) keys.set(id, { jwks: c.jwks });
+    else if (c.jwks_uri !== undefined) keys.set(id, { jwksUri: c.jwks_uri });
+  }
+  return keys;
 }
+
+/** A private_key_jwt client's public keys: inline, or where it publishes them. */
+export type OAuthClientKeys = { jwks: { keys: Record<string, unknown>[] } } | { jwksUri: string };
+
+const DAY_SECONDS = 86400;
 
 /** Our signing key ring: whom its access tokens are for, how long they live, when a key retires. */
 export function keyRingSettings(config: Config) {
@@ -175,7 +181,9 @@ export function keyRingSettings(config: Config) {
   return {
     audience: tokens.audience,
     ttlSeconds: tokens.access_token_ttl_seconds,
-    rotateAfterSeconds: tokens.signing_key_rotation_days === undefined ? null : tokens.signing_key_rotation_days * 86400,
+    rotateAfterSeconds: tokens.signing_key_rotation_days === undefined
+      ? null
+      : tokens.signing_key_rotation_days * DAY_SECONDS,
   };
 }
 

@@ -19,7 +19,9 @@ export function databaseOptions(config: Config) {
 }
 
 /** Tracing (`tracing.*`): on when enabled, or by default when an OTLP endpoint is set; null when off. */
-export function tracingOptions(config: Config): { serviceName: string; otlpEndpoint: string | undefined; sampleRatio: number } | null {
+export function tracingOptions(
+  config: Config,
+): { serviceName: string; otlpEndpoint: string | undefined; sampleRatio: number } | null {
   const { tracing } = config;
   if (!(tracing.enabled ?? tracing.otlp_endpoint !== undefined)) return null;
   return { serviceName: tracing.service_name, otlpEndpoint: tracing.otlp_endpoint, sampleRatio: tracing.sample_ratio };
@@ -77,5 +79,8 @@ export function publishedExtras(config: Config): { reflection: boolean; webApp: 
 
 /** The background jobs' settings: audit retention, how often refusals are written to the audit log. */
 export function upkeepSettings(config: Config): { auditRetentionDays: number; refusalIntervalSeconds: number } {
-  return { auditRetentionDays: config.audit.retention_days, refusalIntervalSeconds: config.rate_limit.refusal_audit_interval_seconds };
+  return {
+    auditRetentionDays: config.audit.retention_days,
+    refusalIntervalSeconds: config.rate_limit.refusal_audit_interval_seconds,
+  };
 }

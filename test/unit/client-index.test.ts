@@ -7,7 +7,7 @@ import { SERVICE_MODULES } from "../../src/app/services.ts";
 const dir = resolve(import.meta.dirname, "../../clients/ts");
 
 describe("the client package's entry (clients/ts/index.js, index.d.ts)", () => {
-  it("is what scripts/generate-client-index.ts writes from the service list (run `npm run generate` when this fails)", () => {
+  it("is what scripts/generate-client-index.ts writes from the service list (else: npm run generate)", () => {
     for (const [name, text] of Object.entries(clientIndex())) {
       expect(readFileSync(resolve(dir, name), "utf8"), `clients/ts/${name}`).toBe(text);
     }

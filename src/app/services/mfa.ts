@@ -14,7 +14,10 @@ import type { ServiceModule } from "../services.ts";
  * method needs the user's access token. Its MFA service also completes the challenges sign-in
  * opens (AuthService's VerifyMfa, the OAuth door's MFA grant).
  */
-export const mfaService: ServiceModule<{ mfa: MfaCore; passkeys: PasskeyService }, { mfa: MfaCore; passkeys: PasskeyService }> = {
+export const mfaService: ServiceModule<
+  { mfa: MfaCore; passkeys: PasskeyService },
+  { mfa: MfaCore; passkeys: PasskeyService }
+> = {
   service: MfaService,
   access: { kind: "session" },
   build(parts) {

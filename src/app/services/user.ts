@@ -30,7 +30,12 @@ function createSessions(parts: ServiceParts): SessionService {
     ...sessionSettings(parts.config),
     clock: parts.clock,
     addressLimit: parts.addressLimit,
-    store: { ...stores.sessions, refresh: stores.hot.refresh, findSession: stores.hot.findSession, findUser: stores.hot.findUser },
+    store: {
+      ...stores.sessions,
+      refresh: stores.hot.refresh,
+      findSession: stores.hot.findSession,
+      findUser: stores.hot.findUser,
+    },
     accessTokens: parts.keyRing,
     accessTokenVerifier: parts.keyRing,
     opaqueTokens: parts.opaqueTokens,
