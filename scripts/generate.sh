@@ -5,6 +5,7 @@
 #   gen/prisma/sqlite/   Prisma client for SQLite, from prisma/schema.prisma
 #   gen/prisma/postgresql/  the same model for PostgreSQL (only the datasource provider differs)
 #   gen/web/             the web app served at / (web/, bundled by rolldown: scripts/build-web.ts)
+#   clients/ts/index.{js,d.ts}  the client package's entry, from the service list (scripts/generate-client-index.ts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$PATH"
@@ -24,4 +25,6 @@ sed -e 's#provider = "sqlite"#provider = "postgresql"#' \
     -e 's#"../gen/prisma/sqlite"#"../gen/prisma/postgresql"#' prisma/schema.prisma > "$pg_schema"
 grep -q 'provider = "postgresql"' "$pg_schema" || { echo "generate: could not derive the PostgreSQL schema" >&2; exit 1; }
 prisma generate --schema "$pg_schema" >/dev/null
-echo "generated gen/pb, gen/openapi, gen/web and gen/prisma/{sqlite,postgresql}"
+# Last: it loads the service list, and with it the code generated above.
+node scripts/generate-client-index.ts
+echo "generated gen/pb, gen/openapi, gen/web, gen/prisma/{sqlite,postgresql} and clients/ts/index.{js,d.ts}"

@@ -47,22 +47,49 @@ function configFile(flag: string | undefined): string | undefined {
 
 async function main(): Promise<number> {
   const worker = isClusterWorker();
-  if (process.argv[2] === "admin") {
-    // The admin tool parses its own arguments; the process hands it config, identity and output.
-    const actor = process.env["SUDO_USER"] ?? safeUserName();
-    const code = await runAdminCli(process.argv.slice(3), {
-      stdout: (text) => process.stdout.write(text),
-      stderr: (text) => process.stderr.write(text),
-      now: () => new Date(),
-      open: async (flag) => createAdminTool(loadConfig({ file: configFile(flag), env: process.env }), { actor }),
-    });
-    // Let piped output drain before process.exit.
-    await new Promise<void>((resolve) => process.stdout.write("", () => resolve()));
-    return code;
+  if (process.argv[2] === "admin") return runAdminTool();
+  const { values, positionals } = parseCommandLine();
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
   }
-  let parsed;
+  if (values["replace-unreadable"] && positionals[0] !== "rotate-keys") {
+    throw new UsageError("--replace-unreadable goes with rotate-keys");
+  }
+  const overrides = values.dev ? { dev: true } : {};
+  const config = loadConfig({ file: configFile(values.config), env: process.env, overrides });
+  // A worker of several (server.workers > 1) says which on every log line.
+  const slot = worker ? Number(process.env[WORKER_SLOT]) : undefined;
+  const logger = createLogger({ level: config.log_level, ...(slot === undefined ? {} : { fields: { worker: slot } }) });
+  if (config.dev && process.env["NODE_ENV"] === "production") {
+    throw new ConfigError("dev mode is refused when NODE_ENV=production");
+  }
+  if (positionals[0] === "migrate") return runMigrate(config, logger);
+  if (positionals[0] === "rotate-keys") return runRotateKeys(config, logger, values["replace-unreadable"]);
+  if (positionals.length > 0) throw new UsageError(`unknown command ${positionals[0]}`);
+  if (slot !== undefined) return serveWorker(config, logger, slot);
+  const forceDev = values["force-dev"] || ["1", "true"].includes(process.env["FORCE_DEV"] ?? "");
+  return serve(config, logger, forceDev);
+}
+
+/** `admin`: the admin tool parses its own arguments; the process hands it config, identity and output. */
+async function runAdminTool(): Promise<number> {
+  const actor = process.env["SUDO_USER"] ?? safeUserName();
+  const code = await runAdminCli(process.argv.slice(3), {
+    stdout: (text) => process.stdout.write(text),
+    stderr: (text) => process.stderr.write(text),
+    now: () => new Date(),
+    open: async (flag) => createAdminTool(loadConfig({ file: configFile(flag), env: process.env }), { actor }),
+  });
+  // Let piped output drain before process.exit.
+  await new Promise<void>((resolve) => process.stdout.write("", () => resolve()));
+  return code;
+}
+
+/** The options and the command; an unknown option is a UsageError. */
+function parseCommandLine() {
   try {
-    parsed = parseArgs({
+    return parseArgs({
       args: process.argv.slice(2),
       options: {
         dev: { type: "boolean", default: false },
@@ -76,47 +103,43 @@ async function main(): Promise<number> {
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  const { values, positionals } = parsed;
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  if (values["replace-unreadable"] && positionals[0] !== "rotate-keys") throw new UsageError("--replace-unreadable goes with rotate-keys");
-  const config = loadConfig({ file: configFile(values.config), env: process.env, overrides: values.dev ? { dev: true } : {} });
-  // A worker of several (server.workers > 1) says which on every log line.
-  const slot = worker ? Number(process.env[WORKER_SLOT]) : undefined;
-  const logger = createLogger({ level: config.log_level, ...(slot === undefined ? {} : { fields: { worker: slot } }) });
-  if (config.dev && process.env["NODE_ENV"] === "production") {
-    throw new ConfigError("dev mode is refused when NODE_ENV=production");
-  }
+}
 
-  if (positionals[0] === "migrate") {
-    await reachDatabase(databaseUrl(config), { ...databaseSetting(config), connectTimeoutMs: config.database.connect_timeout_ms });
-    const report = await migrate(databaseUrl(config));
-    logger.info("migrations done", { applied: report.applied, already_applied: report.alreadyApplied });
-    return 0;
-  }
-  if (positionals[0] === "rotate-keys") {
-    const app = await createApp(config, logger, {}, { replaceUnreadableSigningKeys: values["replace-unreadable"] });
-    const unreadable = app.keyRing.replacedUnreadable();
-    const before = app.keyRing.activeKid();
-    // A replaced unreadable key was the rotation already.
-    const kid = unreadable.length > 0 ? before : await app.keyRing.rotate();
-    logger.info("signing key rotated", {
-      retired: unreadable.length > 0 ? unreadable : before,
-      active: kid,
-      published: app.keyRing.jwks().keys.length,
-    });
-    await app.close();
-    return 0;
-  }
-  if (positionals.length > 0) throw new UsageError(`unknown command ${positionals[0]}`);
+/** `migrate`: apply the migrations and exit. */
+async function runMigrate(config: Config, logger: Logger): Promise<number> {
+  const url = databaseUrl(config);
+  await reachDatabase(url, { ...databaseSetting(config), connectTimeoutMs: config.database.connect_timeout_ms });
+  const report = await migrate(url);
+  logger.info("migrations done", { applied: report.applied, already_applied: report.alreadyApplied });
+  return 0;
+}
 
-  if (slot !== undefined) return serveWorker(config, logger, slot);
+/** `rotate-keys`: start signing with a new key (or replace the unreadable ones) and exit. */
+async function runRotateKeys(config: Config, logger: Logger, replaceUnreadable: boolean): Promise<number> {
+  const app = await createApp(config, logger, {}, { replaceUnreadableSigningKeys: replaceUnreadable });
+  const unreadable = app.keyRing.replacedUnreadable();
+  const before = app.keyRing.activeKid();
+  // A replaced unreadable key was the rotation already.
+  const kid = unreadable.length > 0 ? before : await app.keyRing.rotate();
+  logger.info("signing key rotated", {
+    retired: unreadable.length > 0 ? unreadable : before,
+    active: kid,
+    published: app.keyRing.jwks().keys.length,
+  });
+  await app.close();
+  return 0;
+}
+
+/**
+ * Serving: the production refusals and dev mode's guards, the app (or with `server.workers` > 1
+ * the supervisor of its workers), listening, and the shutdown when a stop signal comes.
+ */
+async function serve(config: Config, logger: Logger, forceDev: boolean): Promise<number> {
   const refusals = config.dev ? [] : productionRefusals(config);
-  if (refusals.length > 0) throw new ConfigError(`refusing to serve in production (without --dev):\n${refusals.map((r) => `  ${r}`).join("\n")}`);
+  if (refusals.length > 0) {
+    throw new ConfigError(`refusing to serve in production (without --dev):\n${refusals.map((r) => `  ${r}`).join("\n")}`);
+  }
   // Dev mode cannot meet real data: refused beyond loopback or over other providers' identities.
-  const forceDev = values["force-dev"] || ["1", "true"].includes(process.env["FORCE_DEV"] ?? "");
   const devRefusal = async (check: () => void | Promise<void>) => {
     try {
       await check();
@@ -154,7 +177,9 @@ async function main(): Promise<number> {
   // sent as soon as the service is up finds them.
   const stop = stopRequests(logger);
   const server = await app.listen();
-  logger.info("listening", { url: server.url, metrics: `${app.metricsUrl()}/metrics`, dev: config.dev, database: dialectOf(databaseUrl(config)), workers });
+  const database = dialectOf(databaseUrl(config));
+  const metrics = `${app.metricsUrl()}/metrics`;
+  logger.info("listening", { url: server.url, metrics, dev: config.dev, database, workers });
 
   const signal = await stop.first;
   app.drain();

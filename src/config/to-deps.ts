@@ -156,3 +156,102 @@ export function oauthClients(config: Config): Map<string, OAuthClient> {
   }
   return clients;
 }
+
+/**
+ * The private_key_jwt clients' public keys (`oauth.clients.*.jwks` inline, or `jwks_uri`), by
+ * client ID, as the client-assertion check takes them.
+ */
+export function oauthClientKeys(config: Config): Map<string, OAuthClientKeys> {
+  const keys = new Map<string, OAuthClientKeys>();
+  for (const [id, c] of Object.entries(config.oauth.clients)) {
+    if (c.jwks !== undefined) keys.set(id, { jwks: c.jwks });
+    else if (c.jwks_uri !== undefined) keys.set(id, { jwksUri: c.jwks_uri });
+  }
+  return keys;
+}
+
+/** A private_key_jwt client's public keys: inline, or where it publishes them. */
+export type OAuthClientKeys = { jwks: { keys: Record<string, unknown>[] } } | { jwksUri: string };
+
+const DAY_SECONDS = 86400;
+
+/** Our signing key ring: whom its access tokens are for, how long they live, when a key retires. */
+export function keyRingSettings(config: Config) {
+  const { tokens } = config;
+  return {
+    audience: tokens.audience,
+    ttlSeconds: tokens.access_token_ttl_seconds,
+    rotateAfterSeconds: tokens.signing_key_rotation_days === undefined
+      ? null
+      : tokens.signing_key_rotation_days * DAY_SECONDS,
+  };
+}
+
+/** The per-address budget of failed sign-ins (`rate_limit.signin_failure*`); null when it is off (0). */
+export function addressLimitSettings(config: Config): { max: number; windowSeconds: number } | null {
+  const { rate_limit } = config;
+  if (rate_limit.signin_failures_per_ip === 0) return null;
+  return { max: rate_limit.signin_failures_per_ip, windowSeconds: rate_limit.signin_failure_window_seconds };
+}
+
+/** Sign-in's settings (the nonces', adaptive MFA's and the key ring's come apart). */
+export function signinSettings(config: Config) {
+  return {
+    sessionTtlSeconds: config.tokens.session_ttl_seconds,
+    passwordExpiry: passwordExpiryPolicy(config),
+    challengeTtlSeconds: config.mfa.challenge_ttl_seconds,
+  };
+}
+
+/** The sign-in nonces' lifetime. */
+export function nonceSettings(config: Config): { ttlSeconds: number } {
+  return { ttlSeconds: config.id_token.nonce_ttl_seconds };
+}
+
+/** The MFA service's settings (`mfa.*`, and the session lifetime a completed challenge starts). */
+export function mfaSettings(config: Config) {
+  const { mfa } = config;
+  return {
+    sessionTtlSeconds: config.tokens.session_ttl_seconds,
+    maxAttempts: mfa.max_attempts,
+    trustedDeviceDays: mfa.trusted_device_days,
+    recoveryCodeCount: mfa.recovery_codes,
+    maxCodeFailures: mfa.max_code_failures,
+    codeFailureWindowSeconds: mfa.code_failures_window_seconds,
+    stepUpMaxAgeSeconds: mfa.step_up_max_age_seconds,
+    passwordExpiry: passwordExpiryPolicy(config),
+  };
+}
+
+/** TOTP as the authenticator apps see it: the issuer they show, the steps of clock skew allowed. */
+export function totpSettings(config: Config): { issuer: string; window: number } {
+  return { issuer: config.mfa.totp.issuer, window: config.mfa.totp.window };
+}
+
+/** Sessions: idle expiry, the refresh-reuse grace, password expiry at refresh. */
+export function sessionSettings(config: Config) {
+  return {
+    idleTtlSeconds: config.tokens.session_idle_ttl_seconds,
+    refreshReuseGraceSeconds: config.tokens.refresh_reuse_grace_seconds,
+    passwordExpiry: passwordExpiryPolicy(config),
+  };
+}
+
+/** Argon2id's cost (`password.argon2.*`). */
+export function argon2Settings(config: Config): { memoryKib: number; timeCost: number; parallelism: number } {
+  const { argon2 } = config.password;
+  return { memoryKib: argon2.memory_kib, timeCost: argon2.time_cost, parallelism: argon2.parallelism };
+}
+
+/** The password service's settings (`password.*`): strength, expiry, and the budget of wrong current passwords. */
+export function passwordSettings(config: Config) {
+  const { password } = config;
+  return {
+    expiry: passwordExpiryPolicy(config),
+    strength: { minLength: password.min_length, maxLength: password.max_length },
+    revokeOtherSessions: password.revoke_other_sessions,
+    firstPasswordMaxSigninAgeSeconds: password.first_password_max_signin_age_seconds,
+    maxFailures: password.max_failed_changes,
+    failureWindowSeconds: password.failed_changes_window_seconds,
+  };
+}

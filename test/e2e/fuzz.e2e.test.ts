@@ -18,10 +18,7 @@ import { create, type DescField, type DescMessage, type DescMethod, ScalarType, 
 import { Code } from "@connectrpc/connect";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AdminService } from "../../gen/pb/identity/v1/admin_service_pb.ts";
-import { AuthService } from "../../gen/pb/identity/v1/auth_service_pb.ts";
-import { MfaService } from "../../gen/pb/identity/v1/mfa_service_pb.ts";
-import { UserService } from "../../gen/pb/identity/v1/user_service_pb.ts";
+import { SERVICE_MODULES } from "../../src/app/services.ts";
 import { restRoutesFrom } from "../../src/rpc/rest-routes.ts";
 import { mintAdminKey } from "../../src/tokens/admin-keys.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
@@ -36,7 +33,8 @@ const SEED = process.env["FUZZ_SEED"] === undefined ? undefined : Number(process
 /** Per request: longer than any honest answer on a loaded CI box, far shorter than a hang. */
 const REQUEST_TIMEOUT_MS = 5000;
 
-const SERVICES = [AuthService, UserService, MfaService, AdminService];
+/** Every API service the server registers (app/services.ts), so a new one is fuzzed without a change here. */
+const SERVICES = SERVICE_MODULES.map((m) => m.service);
 const METHODS: DescMethod[] = SERVICES.flatMap((s) => s.methods);
 const ROUTES = restRoutesFrom(SERVICES);
 const ADMIN = mintAdminKey();
