@@ -7,6 +7,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type TestDatabase, type TestDatabaseKind, testDatabaseKinds } from "../support/databases.ts";
 import { type ServiceProcess, startServiceProcess } from "../support/service-process.ts";
+import { devIdToken } from "../support/signin-e2e.ts";
 
 /**
  * Nothing acknowledged is lost: every sign-in answered 200 has its session, refresh token and
@@ -184,9 +185,7 @@ for (const kind of testDatabaseKinds()) {
         while (!killed) {
           const p = plan();
           try {
-            const minted = await postJson(`${service.url}/dev/oidc/token`, { sub: p.sub, email: p.email });
-            if (minted.status !== 200) throw new Error(`mint answered ${minted.status}`);
-            const { id_token } = (await minted.json()) as { id_token: string };
+            const id_token = await devIdToken(service.url, p.sub, { email: p.email });
             if (killed) break;
             const requestId = `crash-${randomUUID()}`;
             inFlight++;

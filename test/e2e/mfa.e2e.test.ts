@@ -20,7 +20,7 @@ import { buildMmdb, cityRecord } from "../support/mmdb-writer.ts";
 import * as grpc from "@grpc/grpc-js";
 import { toBinary } from "@bufbuild/protobuf";
 import { LoginResponseSchema } from "../../gen/pb/identity/v1/auth_service_pb.ts";
-import { createMovableClock, createTokenSigner, grpcSignin, grpcTarget, LOCAL_ISSUER, uniqueSub } from "../support/signin-e2e.ts";
+import { createMovableClock, createTokenSigner, devIdToken, grpcSignin, grpcTarget, LOCAL_ISSUER, uniqueSub } from "../support/signin-e2e.ts";
 
 const BERLIN_IP = "203.0.113.10";
 const FIREFOX_LINUX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
@@ -65,10 +65,8 @@ function restClient(url: string) {
   });
   return {
     call,
-    async mint(claims: { sub: string; email?: string; amr?: string[] }): Promise<string> {
-      const res = await call("POST", "/dev/oidc/token", claims);
-      expect(res.status).toBe(200);
-      return res.body["id_token"] as string;
+    mint({ sub, ...claims }: { sub: string; email?: string; amr?: string[] }): Promise<string> {
+      return devIdToken(url, sub, claims);
     },
     signin(idToken: string, o: { device?: string; ip?: string; provider?: string; userAgent?: string; credential?: string } = {}) {
       const body = { id_token: idToken, provider: o.provider ?? "dev", ...(o.credential === undefined ? {} : { device_credential: o.credential }) };

@@ -16,7 +16,7 @@ import { totpCode } from "../../src/tokens/totp.ts";
 import { markdownSnippet, shellCommands } from "../support/docs.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { postgresKind, testDatabaseKinds } from "../support/databases.ts";
-import { createMovableClock, LOCAL_ISSUER, uniqueSub } from "../support/signin-e2e.ts";
+import { createMovableClock, devIdToken, LOCAL_ISSUER, uniqueSub } from "../support/signin-e2e.ts";
 
 const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -49,11 +49,7 @@ for (const kind of testDatabaseKinds()) {
       return config;
     }
 
-    async function mint(sub: string): Promise<string> {
-      const res = await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ sub, email: `${sub}@example.com` }) });
-      expect(res.status).toBe(200);
-      return ((await res.json()) as { id_token: string }).id_token;
-    }
+    const mint = (sub: string) => devIdToken(t.url, sub, { email: `${sub}@example.com` });
 
     /** The RFC error openid-client surfaced: its `error`, HTTP status and whole JSON body. */
     async function rejection(p: Promise<unknown>): Promise<{ error: string; status: number; body: Record<string, unknown>; wwwAuthenticate?: string }> {
@@ -471,9 +467,9 @@ describe.runIf(postgresKind() !== null)("refresh grace across two replicas on Po
   };
 
   it("both replicas answer 200 with the same refresh token, and the session stays live", async () => {
-    const minted = (await (await fetch(`${a.url}/dev/oidc/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ sub: uniqueSub("replicas") }) })).json()) as { id_token: string };
+    const idToken = await devIdToken(a.url, uniqueSub("replicas"));
     // The dev issuer's key lives in each data directory: sign in where the token was minted.
-    const first = await form(a.url, { grant_type: TOKEN_EXCHANGE, subject_token: minted.id_token, subject_token_type: ID_TOKEN_TYPE });
+    const first = await form(a.url, { grant_type: TOKEN_EXCHANGE, subject_token: idToken, subject_token_type: ID_TOKEN_TYPE });
     expect(first.status).toBe(200);
     const [ra, rb] = await Promise.all([
       form(a.url, { grant_type: "refresh_token", refresh_token: first.body["refresh_token"]! }),
@@ -504,8 +500,7 @@ describe("the README's openid-client snippet", () => {
   it("discovers, exchanges, refreshes and revokes, each session bound to the client web", async () => {
     const snippet = markdownSnippet("README.md", "oauth-openid-client");
     expect(snippet).toContain(`new URL("${PUBLIC}")`);
-    const minted = await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ sub: uniqueSub("snippet") }) });
-    const idToken = ((await minted.json()) as { id_token: string }).id_token;
+    const idToken = await devIdToken(t.url, uniqueSub("snippet"));
     // A module of its own (vitest compiles it as any test file), exporting what the snippet made.
     const dir = join(import.meta.dirname, "../../test-output");
     mkdirSync(dir, { recursive: true });

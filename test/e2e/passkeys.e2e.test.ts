@@ -15,7 +15,7 @@ import { AuthService } from "../../gen/pb/identity/v1/auth_service_pb.ts";
 import { MfaService } from "../../gen/pb/identity/v1/mfa_service_pb.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { testDatabaseKinds } from "../support/databases.ts";
-import { createMovableClock, uniqueSub } from "../support/signin-e2e.ts";
+import { createMovableClock, devIdToken, uniqueSub } from "../support/signin-e2e.ts";
 import { type CoseAlg, createSoftAuthenticator, type SoftAuthenticator } from "../support/soft-authenticator.ts";
 
 const RP_ID = "identity.test";
@@ -149,8 +149,7 @@ for (const kind of testDatabaseKinds()) describe(`passkeys on ${kind.dialect}`, 
   const db = () => testApp.app.database.client;
 
   async function signin(sub: string, device: string) {
-    const mint = await fetch(`${testApp.url}/dev/oidc/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ sub, email: `${sub}@example.com` }) });
-    const idToken = ((await mint.json()) as { id_token: string }).id_token;
+    const idToken = await devIdToken(testApp.url, sub, { email: `${sub}@example.com` });
     const res = await fetch(`${testApp.url}/auth/id-token/signin`, {
       method: "POST",
       headers: { "content-type": "application/json", "x-device-id": device, "user-agent": "passkeys-e2e/1.0" },

@@ -33,8 +33,7 @@ describe("sign-in failure limit per address", () => {
     });
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   };
-  const mint = async (sub: string) =>
-    ((await (await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: json, body: JSON.stringify({ sub }) })).json()) as { id_token: string }).id_token;
+  const mint = (sub: string) => devIdToken(t.url, sub);
 
   it("answers an address's failures with 429 rate_limited once it has too many, until the window has passed; a valid token still signs in", async () => {
     const attacker = "203.0.113.9";

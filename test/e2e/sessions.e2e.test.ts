@@ -5,6 +5,7 @@ import { ErrorInfoSchema } from "../../gen/pb/google/rpc/error_details_pb.ts";
 import { AuthService } from "../../gen/pb/identity/v1/auth_service_pb.ts";
 import { UserService } from "../../gen/pb/identity/v1/user_service_pb.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
+import { devIdToken } from "../support/signin-e2e.ts";
 
 /** Token lifecycle over REST and Connect: refresh, current user, sessions, sign-out. */
 describe("token lifecycle end to end", () => {
@@ -22,11 +23,11 @@ describe("token lifecycle end to end", () => {
   const SAFARI_IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
 
   async function signin(sub: string, deviceId?: string, userAgent = "e2e-agent/1.0") {
-    const minted = (await (await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: json, body: JSON.stringify({ sub, email: `${sub}@example.com` }) })).json()) as { id_token: string };
+    const idToken = await devIdToken(t.url, sub, { email: `${sub}@example.com` });
     const res = await fetch(`${t.url}/auth/id-token/signin`, {
       method: "POST",
       headers: { ...json, "user-agent": userAgent, ...(deviceId === undefined ? {} : { "x-device-id": deviceId }) },
-      body: JSON.stringify({ id_token: minted.id_token, provider: "dev" }),
+      body: JSON.stringify({ id_token: idToken, provider: "dev" }),
     });
     expect(res.status).toBe(200);
     return (await res.json()) as { access_token: string; refresh_token: string; user_id: string };
