@@ -1,6 +1,5 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Clock } from "../../src/core/clock.ts";
-import { DomainError } from "../../src/core/errors.ts";
 import { createSessionService, type SessionService } from "../../src/core/sessions.ts";
 import { createAccountStore } from "../../src/store/account-store.ts";
 import type { Database } from "../../src/store/database.ts";
@@ -12,20 +11,11 @@ import { createLocalKeyRing } from "../../src/tokens/access-tokens.ts";
 import { createKeyEncryption } from "../../src/tokens/key-encryption.ts";
 import { createOpaqueTokens } from "../../src/tokens/opaque-tokens.ts";
 import { testDatabaseKinds, useMigratedDatabase } from "../support/databases.ts";
+import { codeOf } from "../support/error-code.ts";
 
 const client = { ip: "192.0.2.9", userAgent: "vitest", requestId: null, deviceId: null };
 let n = 0;
 const uid = () => `${Date.now().toString(36)}${(n++).toString(36)}`;
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return "ok";
-  } catch (e) {
-    if (e instanceof DomainError) return e.code;
-    throw e;
-  }
-}
 
 /** The session store as each implementation provides it: Prisma alone, or the driver's hot path. */
 const IMPLEMENTATIONS = {

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { createAddressLimit } from "../../src/core/address-limit.ts";
 import { DomainError } from "../../src/core/errors.ts";
 import type { SigninFailureCounter } from "../../src/core/ports/audit.ts";
+import { codeOf } from "../support/error-code.ts";
 
 const T0 = new Date("2026-06-01T12:00:00Z").getTime();
 const WINDOW = 300;
@@ -37,7 +38,6 @@ function setup(max = 3) {
 }
 
 const bad = new DomainError("id_token_signature_invalid", "no");
-const codeOf = (p: Promise<unknown>) => p.then(() => "admitted", (e: DomainError) => e.code);
 
 /** Admits one attempt from `ip` and ends it: what the caller answers (its own error, the limit's, or "ok"). */
 async function answer(limit: ReturnType<typeof setup>["limit"], ip: string | null, rpc: string, error?: DomainError, options?: { recorded?: boolean }) {
@@ -100,7 +100,7 @@ describe("the per-address limit", () => {
     const attempts = await Promise.all([1, 2, 3].map(() => s.limit.admit("1.1.1.1", "x", { strict: true })));
     const fourth = codeOf(s.limit.admit("1.1.1.1", "x", { strict: true }));
     attempts[0]!.settle();
-    expect(await fourth).toBe("admitted");
+    expect(await fourth).toBe("ok");
   });
 
   it("does not count upstream outages or its own refusals as the caller's failures", async () => {
