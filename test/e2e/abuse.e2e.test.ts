@@ -16,6 +16,7 @@ import { AuthService } from "../../gen/pb/identity/v1/auth_service_pb.ts";
 import { createAuditLog } from "../../src/store/account-store.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { createTokenSigner, devIdToken, grpcSignin, grpcTarget, metadataToHeaders, uniqueSub } from "../support/signin-e2e.ts";
+import { statusAndCode } from "../support/error-code.ts";
 
 const json = { "content-type": "application/json" };
 
@@ -127,15 +128,14 @@ describe("server-issued nonces (require_nonce: server)", () => {
         ...(nonce === undefined ? {} : { nonce }),
         device_id: deviceId,
       });
-    const codeOf = async (res: Response) => ({ status: res.status, code: ((await res.json()) as { code?: string }).code });
 
-    expect(await codeOf(await signin(undefined, "device-a"))).toEqual({ status: 400, code: "nonce_required" });
-    expect(await codeOf(await signin(issued.nonce, "device-b"))).toEqual({ status: 401, code: "nonce_invalid" });
+    expect(await statusAndCode(await signin(undefined, "device-a"))).toEqual({ status: 400, code: "nonce_required" });
+    expect(await statusAndCode(await signin(issued.nonce, "device-b"))).toEqual({ status: 401, code: "nonce_invalid" });
     const forged = `${issued.nonce.slice(0, -4)}AAAA`;
-    expect(await codeOf(await signin(forged, "device-a"))).toEqual({ status: 401, code: "nonce_invalid" });
+    expect(await statusAndCode(await signin(forged, "device-a"))).toEqual({ status: 401, code: "nonce_invalid" });
     expect((await signin(issued.nonce, "device-a")).status).toBe(200);
     // Spent: a fresh token carrying the same nonce is refused.
-    expect(await codeOf(await signin(issued.nonce, "device-a"))).toEqual({ status: 401, code: "id_token_replayed" });
+    expect(await statusAndCode(await signin(issued.nonce, "device-a"))).toEqual({ status: 401, code: "id_token_replayed" });
     expect(await t.app.database.client.usedIdToken.count({ where: { key: { endsWith: `.nonce:${issued.nonce_sha256}` } } })).toBe(1);
   });
 

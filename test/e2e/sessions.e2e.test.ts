@@ -6,6 +6,7 @@ import { AuthService } from "../../gen/pb/identity/v1/auth_service_pb.ts";
 import { UserService } from "../../gen/pb/identity/v1/user_service_pb.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { devIdToken } from "../support/signin-e2e.ts";
+import { statusAndCode } from "../support/error-code.ts";
 
 /** Token lifecycle over REST and Connect: refresh, current user, sessions, sign-out. */
 describe("token lifecycle end to end", () => {
@@ -119,22 +120,21 @@ describe("token lifecycle end to end", () => {
     const live = () => t.app.database.client.session.count({ where: { userId: a.user_id, revokedAt: null } });
     const signout = (body: unknown, headers: Record<string, string> = {}) =>
       fetch(`${t.url}/auth/signout`, { method: "POST", headers: { ...json, ...headers }, body: JSON.stringify(body) });
-    const codeOf = async (res: Response) => ({ status: res.status, code: ((await res.json()) as { code: string }).code });
 
     // all_sessions needs the access token: a refresh token alone ends nothing.
-    expect(await codeOf(await signout({ refresh_token: a.refresh_token, all_sessions: true }))).toEqual({ status: 401, code: "access_token_required" });
+    expect(await statusAndCode(await signout({ refresh_token: a.refresh_token, all_sessions: true }))).toEqual({ status: 401, code: "access_token_required" });
     expect(await live()).toBe(2);
 
     // A spent (rotated) token: reuse detection ends that session, never the others.
     const rotated = await fetch(`${t.url}/auth/token/refresh`, { method: "POST", headers: json, body: JSON.stringify({ refresh_token: a.refresh_token }) });
     expect(rotated.status).toBe(200);
-    expect(await codeOf(await signout({ refresh_token: a.refresh_token }))).toEqual({ status: 401, code: "refresh_token_reused" });
+    expect(await statusAndCode(await signout({ refresh_token: a.refresh_token }))).toEqual({ status: 401, code: "refresh_token_reused" });
     expect(await live()).toBe(1);
 
     // The token of a signed-out session: refused, nothing else happens.
     const c = await signin("everywhere");
     expect((await signout({ refresh_token: c.refresh_token })).status).toBe(200);
-    expect(await codeOf(await signout({ refresh_token: c.refresh_token }))).toEqual({ status: 401, code: "session_revoked" });
+    expect(await statusAndCode(await signout({ refresh_token: c.refresh_token }))).toEqual({ status: 401, code: "session_revoked" });
     expect(await live()).toBe(1);
 
     // The access token may end them all.

@@ -13,3 +13,8 @@ export async function codeOf(p: Promise<unknown>): Promise<string> {
     throw e;
   }
 }
+
+/** An HTTP answer's status and the stable `code` of its JSON body (undefined when it has none). */
+export async function statusAndCode(res: Response): Promise<{ status: number; code: string | undefined }> {
+  return { status: res.status, code: ((await res.json()) as { code?: string }).code };
+}
