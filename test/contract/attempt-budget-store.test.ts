@@ -1,6 +1,6 @@
 /**
  * AttemptBudgetStore on both databases: a guess is reserved before it is checked, under a
- * per-user lock, so concurrent reservations never exceed the budget (issue 18, item 4: the old
+ * per-user lock, so concurrent reservations never exceed the budget (the regression: the old
  * count-then-check-then-record let every concurrent guess through).
  */
 import { describe, expect, it } from "vitest";

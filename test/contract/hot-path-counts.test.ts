@@ -5,7 +5,7 @@ import { devIdToken } from "../support/signin-e2e.ts";
 
 /**
  * The hot path's cost in statements and (PostgreSQL) round trips, pinned so it cannot creep back
- * (issue: sign-in at the speed of the hardware). Every statement is counted, Prisma's and the
+ * (sign-in at the speed of the hardware). Every statement is counted, Prisma's and the
  * driver's alike, through the app's onQuery/onRoundTrip hooks, one request at a time.
  *
  * SQLite runs the read as small statements in one synchronous turn (no round trips exist there);

@@ -118,7 +118,7 @@ for (const kind of testDatabaseKinds()) {
       expect(user.lastSigninAt).toEqual(before.user.lastSigninAt);
       const row = await db().client.mfaChallenge.findUniqueOrThrow({ where: { id: challenge.id } });
       expect(row).toMatchObject({ tokenHash: challenge.tokenHash, attempts: 0, consumedAt: null, deviceKey: "id:device" });
-      // The raw device id is stored nowhere (issue 18).
+      // The raw device id is stored nowhere.
       expect(row).not.toHaveProperty("deviceId");
       expect(JSON.stringify(row)).not.toContain("dev-1");
       expect(JSON.parse(row.methods)).toEqual(["totp", "recovery_code"]);

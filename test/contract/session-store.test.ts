@@ -155,7 +155,7 @@ for (const kind of testDatabaseKinds()) for (const [impl, sessionStoreOf] of Obj
     }
     const trustedCount = (userId: string) => db().client.trustedDevice.count({ where: { userId } });
 
-    it("signing out one session keeps the user's trusted devices; signing out everywhere forgets them (issue 18)", async () => {
+    it("signing out one session keeps the user's trusted devices; signing out everywhere forgets them", async () => {
       const a = await signedIn();
       await trustedDevice(a.userId);
       await trustedDevice(a.userId);

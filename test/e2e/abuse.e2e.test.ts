@@ -215,7 +215,7 @@ describe("the per-address limit under attack", () => {
     ] as const) {
       expect((await post(t, path, body, from(ip))).status).toBe(429);
     }
-    // What succeeds is not refused for the address's failures (issue 18): a nonce, a valid token.
+    // What succeeds is not refused for the address's failures: a nonce, a valid token.
     expect((await post(t, "/auth/id-token/nonce", { device_id: "d" }, from(ip))).status).toBe(200);
     expect((await post(t, "/auth/id-token/signin", { id_token: await mint(t, uniqueSub("nat")), provider: "dev" }, from(ip))).status).toBe(200);
     // Another address is not affected.

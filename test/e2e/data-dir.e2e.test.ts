@@ -1,6 +1,6 @@
 /**
  * The embedded setup's files hold e-mail addresses, subjects, client addresses, the audit trail
- * and the key-encryption key: only the service's user may read them (issue: hold under attack).
+ * and the key-encryption key: only the service's user may read them.
  * The key-encryption key file is written whole or not at all.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";

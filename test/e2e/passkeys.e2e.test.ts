@@ -1,7 +1,7 @@
 /**
  * Passkeys end to end against a real server on port 0, driven by a software authenticator in
  * Node (ES256 and EdDSA): registration, list, rename, a risky sign-in answered with the passkey
- * and removal, over REST, Connect and gRPC; then every bad input of issue 21, each with its
+ * and removal, over REST, Connect and gRPC; then every bad input, each with its
  * stable code and nothing written. On SQLite and, with TEST_DATABASE_URL, PostgreSQL. ID tokens
  * come from the built-in dev issuer (dev mode).
  */
@@ -226,7 +226,7 @@ for (const kind of testDatabaseKinds()) describe(`passkeys on ${kind.dialect}`, 
         const id = passkey["id"] as string;
         expect(id).toMatch(/^pk_/);
 
-        // A factor now: another change needs the passkey on this session (issue 21: one step-up
+        // A factor now: another change needs the passkey on this session (one step-up
         // rule for every factor change); the refusal names the passkey way. Renaming is free.
         for (const refused of [await api.beginRegistration(access), await api.remove(access, id), await api.enrollTotp(access)]) {
           expect(refused.code).toBe("reauthentication_required");
@@ -284,7 +284,7 @@ for (const kind of testDatabaseKinds()) describe(`passkeys on ${kind.dialect}`, 
     }
   }
 
-  describe("step-up with a passkey (issues 18/21: one rule for every factor change)", () => {
+  describe("step-up with a passkey (one rule for every factor change)", () => {
     for (const protocol of ["rest", "connect"] as const) {
       it(`${protocol}: a passkey answer in VerifyMfa allows factor changes at once, for mfa.step_up_max_age only`, async () => {
         const api = apis[protocol];

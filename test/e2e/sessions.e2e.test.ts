@@ -79,7 +79,7 @@ describe("token lifecycle end to end", () => {
     const text = await list.text();
     const { sessions } = JSON.parse(text) as { sessions: Record<string, unknown>[] };
     expect(sessions).toHaveLength(2);
-    // Browser and OS family, first and last seen, address; no device identifier (issue 18): the
+    // Browser and OS family, first and last seen, address; no device identifier: the
     // device ids the clients sent appear nowhere in the answer.
     expect(sessions.find((s) => s["current"] === true)).toMatchObject({ browser: "safari", os: "ios", ip: "127.0.0.1" });
     const laptop = sessions.find((s) => s["current"] !== true)!;

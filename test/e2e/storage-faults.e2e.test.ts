@@ -1,5 +1,5 @@
 /**
- * Readiness lies (issue 10): a read-only or full database gave 500 `internal` on every sign-in
+ * Regression: a read-only or full database gave 500 `internal` on every sign-in
  * while /readyz said ready, and a damaged SQLite file started and reported ready. Each fault here
  * comes from the real engine: SQLite's own SQLITE_READONLY (`PRAGMA query_only` on the service's
  * one connection; file modes mean nothing to root) and SQLITE_FULL (`PRAGMA max_page_count`),

@@ -62,7 +62,7 @@ describe("the per-address limit", () => {
     expect(await answer(s.limit, null, "SigninWithIdToken", bad)).toBe("id_token_signature_invalid");
   });
 
-  it("never refuses a success for the address's failures (issue 18: users behind one NAT); strict admits refuse unheard", async () => {
+  it("never refuses a success for the address's failures (users behind one NAT); strict admits refuse unheard", async () => {
     const s = setup();
     for (let i = 0; i < 3; i++) s.t.add("1.1.1.1", T0 - 1000);
     expect(await answer(s.limit, "1.1.1.1", "RefreshToken")).toBe("ok");

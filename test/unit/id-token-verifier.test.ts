@@ -160,7 +160,7 @@ describe("createIdTokenVerifier", () => {
         amr: ["pwd", "mfa"],
         acr: "urn:loa:2",
         // Without a jti the key is issuer + what the signature covers (header.payload), never the
-        // token's spelling (issue 18); remembered until exp plus the skew.
+        // token's spelling; remembered until exp plus the skew.
         use: {
           key: expect.stringMatching(new RegExp(`^\\d{11}\\.sig:${createHash("sha256").update(`${ISSUER}\n${token.slice(0, token.lastIndexOf("."))}`).digest("hex")}$`)),
           expiresAt: expect.any(Date),
