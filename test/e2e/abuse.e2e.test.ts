@@ -10,6 +10,7 @@ import Database from "better-sqlite3";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/pb/google/rpc/error_details_pb.ts";
 import { AuthService } from "../../gen/pb/identity/v1/auth_service_pb.ts";
@@ -23,7 +24,7 @@ const json = { "content-type": "application/json" };
 const mint = (t: TestApp, sub: string, claims: Record<string, unknown> = {}) => devIdToken(t.url, sub, claims);
 
 /** The (unverified) claims of a compact JWT. */
-const claimsOf = (token: string) => JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString()) as { iss: string; jti: string; exp: number };
+const claimsOf = (token: string) => decodeJwt(token) as { iss: string; jti: string; exp: number };
 
 function post(t: TestApp, path: string, body: unknown, headers: Record<string, string> = {}) {
   return fetch(`${t.url}${path}`, { method: "POST", headers: { ...json, ...headers }, body: JSON.stringify(body) });

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Sqlite from "better-sqlite3";
 import pg from "pg";
+import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type TestDatabase, type TestDatabaseKind, testDatabaseKinds } from "../support/databases.ts";
 import { type ServiceProcess, startServiceProcess } from "../support/service-process.ts";
@@ -93,11 +94,6 @@ async function readSnapshot(dialect: TestDatabaseKind["dialect"], url: string): 
 /** As the service stores refresh tokens: SHA-256 of the token, base64url. */
 function tokenHash(token: string): string {
   return createHash("sha256").update(token).digest("base64url");
-}
-
-/** The payload of a compact JWT, unverified (the service that signed it is the one under test). */
-function jwtPayload(jwt: string): Record<string, unknown> {
-  return JSON.parse(Buffer.from(jwt.split(".")[1]!, "base64url").toString()) as Record<string, unknown>;
 }
 
 function countBy<T>(items: readonly T[], key: (item: T) => string | null): Map<string, number> {
@@ -208,7 +204,7 @@ for (const kind of testDatabaseKinds()) {
               ...p,
               requestId,
               userId: body.user_id,
-              sessionId: String(jwtPayload(body.access_token)["sid"]),
+              sessionId: String(decodeJwt(body.access_token)["sid"]),
               refreshToken: body.refresh_token,
             };
             acks.push(ack);
@@ -292,7 +288,7 @@ for (const kind of testDatabaseKinds()) {
         sample.map(async (a) => {
           const res = await postJson(`${restarted!.url}/auth/token/refresh`, { refresh_token: a.refreshToken });
           const body = (await res.json()) as { user_id?: string; access_token?: string; code?: string };
-          const sid = body.access_token === undefined ? null : jwtPayload(body.access_token)["sid"];
+          const sid = body.access_token === undefined ? null : decodeJwt(body.access_token)["sid"];
           return { sub: a.sub, status: res.status, code: body.code, userOk: body.user_id === a.userId, sidOk: sid === a.sessionId };
         }),
       );

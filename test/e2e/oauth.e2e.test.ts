@@ -5,7 +5,7 @@
  * Runs on SQLite, and on PostgreSQL when TEST_DATABASE_URL is set.
  */
 import { createHash } from "node:crypto";
-import { createRemoteJWKSet, exportJWK, generateKeyPair, jwtVerify, SignJWT } from "jose";
+import { createRemoteJWKSet, decodeJwt, exportJWK, generateKeyPair, jwtVerify, SignJWT } from "jose";
 import * as oidc from "openid-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFile } from "node:child_process";
@@ -211,7 +211,7 @@ for (const kind of testDatabaseKinds()) {
       });
       return { status: res.status, body: (await res.json()) as Record<string, unknown> };
     }
-    const sidOf = (accessToken: string) => JSON.parse(Buffer.from(accessToken.split(".")[1]!, "base64url").toString("utf8")).sid as string;
+    const sidOf = (accessToken: string) => decodeJwt(accessToken)["sid"] as string;
     const sessionRow = (accessToken: string) => t.app.database.client.session.findUniqueOrThrow({ where: { id: sidOf(accessToken) } });
     const meStatus = async (accessToken: string) => (await fetch(`${t.url}/auth/me`, { headers: { authorization: `Bearer ${accessToken}` } })).status;
 
@@ -521,7 +521,7 @@ describe("the README's openid-client snippet", () => {
       delete g["idTokenFromGoogle"];
       rmSync(file, { force: true });
     }
-    const sid = JSON.parse(Buffer.from(made.refreshed.access_token.split(".")[1]!, "base64url").toString("utf8")).sid as string;
+    const sid = decodeJwt(made.refreshed.access_token)["sid"] as string;
     const session = await t.app.database.client.session.findUniqueOrThrow({ where: { id: sid } });
     // The snippet's revocation ended the session it opened (as client web, whose session it is).
     expect(session.clientId).toBe("web");
