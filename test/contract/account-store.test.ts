@@ -1,11 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { type AccountWrite, SigninConflict } from "../../src/core/ports/signin.ts";
 import { createAccountStore, createAuditLog } from "../../src/store/account-store.ts";
 import { createHotStore } from "../../src/store/hot/hot-store.ts";
 import { createPrismaSigninReader } from "../../src/store/hot/prisma.ts";
-import { type Database, openDatabase } from "../../src/store/database.ts";
-import { migrate } from "../../src/store/migrate.ts";
-import { type TestDatabase, testDatabaseKinds } from "../support/databases.ts";
+import type { Database } from "../../src/store/database.ts";
+import { testDatabaseKinds, useMigratedDatabase } from "../support/databases.ts";
 
 const client = { ip: "192.0.2.1", userAgent: "vitest", requestId: "req-1", deviceId: null };
 let seq = 0;
@@ -67,29 +66,18 @@ const IMPLEMENTATIONS = {
 
 for (const kind of testDatabaseKinds()) for (const [impl, storeOf] of Object.entries(IMPLEMENTATIONS)) {
   describe(`account store on ${kind.dialect} (${impl})`, kind.suiteOptions, () => {
-    let td: TestDatabase;
-    let db: Database;
-
-    beforeAll(async () => {
-      td = await kind.create();
-      await migrate(td.url);
-      db = await openDatabase({ url: td.url, poolSize: 5, connectTimeoutMs: 5000, statementTimeoutMs: 5000 });
-    });
-    afterAll(async () => {
-      await db?.close();
-      await td?.drop();
-    });
+    const db = useMigratedDatabase(kind);
 
     const counts = async () => ({
-      users: await db.client.user.count(),
-      identities: await db.client.identity.count(),
-      sessions: await db.client.session.count(),
-      refreshTokens: await db.client.refreshToken.count(),
-      audit: await db.client.auditEvent.count(),
+      users: await db().client.user.count(),
+      identities: await db().client.identity.count(),
+      sessions: await db().client.session.count(),
+      refreshTokens: await db().client.refreshToken.count(),
+      audit: await db().client.auditEvent.count(),
     });
 
     it("creates a user with its identity, session, refresh token and audit in one commit", async () => {
-      const store = storeOf(db);
+      const store = storeOf(db());
       const write = newUserWrite();
       const user = await store.commitSignin(signinWrite(write));
       expect(user).toMatchObject({ id: write.user.id, username: write.user.username, status: "active", emailVerified: true });
@@ -101,7 +89,7 @@ for (const kind of testDatabaseKinds()) for (const [impl, storeOf] of Object.ent
     });
 
     it("reports a lost identity race as SigninConflict(identity) and writes nothing of the loser", async () => {
-      const store = storeOf(db);
+      const store = storeOf(db());
       const first = newUserWrite();
       await store.commitSignin(signinWrite(first));
       const before = await counts();
@@ -113,7 +101,7 @@ for (const kind of testDatabaseKinds()) for (const [impl, storeOf] of Object.ent
     });
 
     it("reports a taken username as SigninConflict(username) and rolls everything back", async () => {
-      const store = storeOf(db);
+      const store = storeOf(db());
       const first = newUserWrite();
       await store.commitSignin(signinWrite(first));
       const before = await counts();
@@ -124,7 +112,7 @@ for (const kind of testDatabaseKinds()) for (const [impl, storeOf] of Object.ent
     });
 
     it("links a new identity to an existing user and finds users by verified e-mail", async () => {
-      const store = storeOf(db);
+      const store = storeOf(db());
       const first = newUserWrite();
       await store.commitSignin(signinWrite(first));
       const owners = await store.findByVerifiedEmail(first.user.emailNormalized!);
@@ -137,11 +125,11 @@ for (const kind of testDatabaseKinds()) for (const [impl, storeOf] of Object.ent
       const user = await store.commitSignin(signinWrite(link));
       expect(user.id).toBe(first.user.id);
       expect((await store.findByIdentity("https://second.example", "s2"))?.user.id).toBe(first.user.id);
-      expect(await db.client.identity.count({ where: { userId: first.user.id } })).toBe(2);
+      expect(await db().client.identity.count({ where: { userId: first.user.id } })).toBe(2);
     });
 
     it("does not find unverified e-mail addresses", async () => {
-      const store = storeOf(db);
+      const store = storeOf(db());
       const w = newUserWrite();
       w.user.emailVerified = false;
       await store.commitSignin(signinWrite(w));
@@ -149,26 +137,26 @@ for (const kind of testDatabaseKinds()) for (const [impl, storeOf] of Object.ent
     });
 
     it("touches an existing link on a returning sign-in", async () => {
-      const store = storeOf(db);
+      const store = storeOf(db());
       const w = newUserWrite();
       await store.commitSignin(signinWrite(w));
       const later = signinWrite({ kind: "existing", userId: w.user.id, identityId: w.identity.id });
       later.at = new Date("2026-03-01T00:00:00Z");
       await store.commitSignin(later);
-      const identity = await db.client.identity.findUniqueOrThrow({ where: { id: w.identity.id } });
+      const identity = await db().client.identity.findUniqueOrThrow({ where: { id: w.identity.id } });
       expect(identity.lastSigninAt.toISOString()).toBe("2026-03-01T00:00:00.000Z");
-      expect(await db.client.session.count({ where: { userId: w.user.id } })).toBe(2);
+      expect(await db().client.session.count({ where: { userId: w.user.id } })).toBe(2);
     });
 
     it("records audit events with their client detail", async () => {
-      const audit = storeOf(db);
+      const audit = storeOf(db());
       await audit.record({ type: "signin.failed", at: new Date(), code: "id_token_expired", client, detail: { n: 1 } });
-      const row = await db.client.auditEvent.findFirstOrThrow({ where: { code: "id_token_expired" } });
+      const row = await db().client.auditEvent.findFirstOrThrow({ where: { code: "id_token_expired" } });
       expect(row).toMatchObject({ type: "signin.failed", ip: "192.0.2.1", userAgent: "vitest", requestId: "req-1", detail: '{"n":1}' });
     });
 
     it("counts recent failed sign-ins per address, without the limit's own refusals, up to a cap", async () => {
-      const audit = storeOf(db);
+      const audit = storeOf(db());
       const ip = "198.51.100.77";
       const at = (s: string) => new Date(`2026-04-01T00:${s}Z`);
       const failed = (t: string, code: string, from = ip) =>
@@ -186,7 +174,7 @@ for (const kind of testDatabaseKinds()) for (const [impl, storeOf] of Object.ent
     });
 
     it("counts failures by the address's key (an IPv6 /64), keeping each row's own address", async () => {
-      const audit = storeOf(db);
+      const audit = storeOf(db());
       const key = "2001:db8:77:1:0:0:0:0/64";
       const at = new Date("2026-04-02T00:00:00Z");
       for (const ip of ["2001:db8:77:1::1", "2001:db8:77:1::2", "2001:db8:77:1:ffff::3"]) {
@@ -194,7 +182,7 @@ for (const kind of testDatabaseKinds()) for (const [impl, storeOf] of Object.ent
       }
       expect(await audit.failuresFromIp(key, new Date(at.getTime() - 1000), 10)).toBe(3);
       expect(await audit.failuresFromIp("2001:db8:77:1::1", new Date(at.getTime() - 1000), 10)).toBe(0);
-      const rows = await db.client.auditEvent.findMany({ where: { addressKey: key }, select: { ip: true } });
+      const rows = await db().client.auditEvent.findMany({ where: { addressKey: key }, select: { ip: true } });
       expect(rows.map((r) => r.ip).sort()).toEqual(["2001:db8:77:1::1", "2001:db8:77:1::2", "2001:db8:77:1:ffff::3"].sort());
     });
 
@@ -208,7 +196,7 @@ for (const kind of testDatabaseKinds()) for (const [impl, storeOf] of Object.ent
     });
 
     it("finds a presented device credential in the same read, for its own user only, and records its use in the write", async () => {
-      const store = storeOf(db);
+      const store = storeOf(db());
       const owner = newUserWrite();
       const other = newUserWrite();
       await store.commitSignin(signinWrite(owner));
@@ -216,7 +204,7 @@ for (const kind of testDatabaseKinds()) for (const [impl, storeOf] of Object.ent
       const hash = `tdc-hash-${unique()}`;
       const expiresAt = new Date("2026-03-01T00:00:00Z");
       const created = new Date("2026-01-20T00:00:00Z");
-      await db.client.trustedDevice.create({
+      await db().client.trustedDevice.create({
         data: { id: `tdv_${unique()}`, userId: owner.user.id, credentialHash: hash, label: "firefox/linux", createdAt: created, lastUsedAt: created, expiresAt },
       });
       const mine = await store.readSignin(snapshotQuery(owner, { trustedDevice: hash }));
@@ -232,11 +220,11 @@ for (const kind of testDatabaseKinds()) for (const [impl, storeOf] of Object.ent
         ...signinWrite({ kind: "existing", userId: owner.user.id, identityId: owner.identity.id }, at),
         seen: { deviceKey: null, network: null, geo: null, trustedDeviceId: id },
       });
-      expect(await db.client.trustedDevice.findUniqueOrThrow({ where: { id } })).toMatchObject({ lastUsedAt: at, createdAt: created });
+      expect(await db().client.trustedDevice.findUniqueOrThrow({ where: { id } })).toMatchObject({ lastUsedAt: at, createdAt: created });
     });
 
     it("reads a returning sign-in at once: link, user with password time, risk history, address failures", async () => {
-      const store = storeOf(db);
+      const store = storeOf(db());
       const w = newUserWrite();
       await store.commitSignin({
         ...signinWrite(w),
@@ -266,7 +254,7 @@ for (const kind of testDatabaseKinds()) for (const [impl, storeOf] of Object.ent
     });
 
     it("reads a new identity's verified e-mail owners and the address's failures, up to the cap", async () => {
-      const store = storeOf(db);
+      const store = storeOf(db());
       const w = newUserWrite();
       await store.commitSignin(signinWrite(w));
       const ip = `192.0.2.${100 + (seq++ % 100)}`;
@@ -283,22 +271,22 @@ for (const kind of testDatabaseKinds()) for (const [impl, storeOf] of Object.ent
     });
 
     it("re-checks the user's status inside the write: disabled or locked since the read, nothing is written", async () => {
-      const store = storeOf(db);
+      const store = storeOf(db());
       const w = newUserWrite();
       await store.commitSignin(signinWrite(w));
       const again = () => signinWrite({ kind: "existing", userId: w.user.id, identityId: w.identity.id });
-      await db.client.user.update({ where: { id: w.user.id }, data: { status: "disabled" } });
+      await db().client.user.update({ where: { id: w.user.id }, data: { status: "disabled" } });
       let before = await counts();
       let err = await store.commitSignin(again()).catch((e: unknown) => e);
       expect((err as SigninConflict).target).toBe("status");
       expect(await counts()).toEqual(before);
       // A lock still running refuses; one that ended (before the sign-in's time) does not.
-      await db.client.user.update({ where: { id: w.user.id }, data: { status: "locked", lockedUntil: new Date("2026-02-01T00:00:01Z") } });
+      await db().client.user.update({ where: { id: w.user.id }, data: { status: "locked", lockedUntil: new Date("2026-02-01T00:00:01Z") } });
       before = await counts();
       err = await store.commitSignin(again()).catch((e: unknown) => e);
       expect((err as SigninConflict).target).toBe("status");
       expect(await counts()).toEqual(before);
-      await db.client.user.update({ where: { id: w.user.id }, data: { lockedUntil: new Date("2026-01-31T23:59:59Z") } });
+      await db().client.user.update({ where: { id: w.user.id }, data: { lockedUntil: new Date("2026-01-31T23:59:59Z") } });
       const user = await store.commitSignin(again());
       expect(user).toMatchObject({ id: w.user.id, status: "locked" });
       expect((await counts()).sessions).toBe(before.sessions + 1);

@@ -1,14 +1,12 @@
 /**
  * AttemptBudgetStore on both databases: a guess is reserved before it is checked, under a
- * per-user lock, so concurrent reservations never exceed the budget (issue 18, item 4: the old
+ * per-user lock, so concurrent reservations never exceed the budget (the regression: the old
  * count-then-check-then-record let every concurrent guess through).
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createAccountStore } from "../../src/store/account-store.ts";
 import { createAttemptBudgetStore } from "../../src/store/attempt-budget-store.ts";
-import { type Database, openDatabase } from "../../src/store/database.ts";
-import { migrate } from "../../src/store/migrate.ts";
-import { type TestDatabase, testDatabaseKinds } from "../support/databases.ts";
+import { testDatabaseKinds, useMigratedDatabase } from "../support/databases.ts";
 
 const client = { ip: null, userAgent: "vitest", requestId: null, deviceId: null };
 let n = 0;
@@ -18,23 +16,12 @@ const since = new Date(at.getTime() - 15 * 60_000);
 
 for (const kind of testDatabaseKinds()) {
   describe(`attempt budget store on ${kind.dialect}`, kind.suiteOptions, () => {
-    let td: TestDatabase;
-    let db: Database;
-
-    beforeAll(async () => {
-      td = await kind.create();
-      await migrate(td.url);
-      db = await openDatabase({ url: td.url, poolSize: 10, connectTimeoutMs: 5000, statementTimeoutMs: 10_000 });
-    });
-    afterAll(async () => {
-      await db?.close();
-      await td?.drop();
-    });
+    const db = useMigratedDatabase(kind, { poolSize: 10, statementTimeoutMs: 10_000 });
 
     async function newUser(): Promise<string> {
       const userId = `usr_${uid()}`;
       const sessionId = `ses_${uid()}`;
-      await createAccountStore(db.client).commitSignin({
+      await createAccountStore(db().client).commitSignin({
         account: {
           kind: "create",
           user: { id: userId, username: `u${uid()}`, email: null, emailNormalized: null, emailVerified: false, phone: null, createdAt: at },
@@ -49,7 +36,7 @@ for (const kind of testDatabaseKinds()) {
     }
 
     it("40 concurrent reservations against a budget of 10: exactly 10 are reserved", async () => {
-      const budget = createAttemptBudgetStore(db.client);
+      const budget = createAttemptBudgetStore(db().client);
       const userId = await newUser();
       const results = await Promise.all(
         Array.from({ length: 40 }, () => budget.reserve("current_password", { userId, since, max: 10, now: at, client })),
@@ -60,9 +47,9 @@ for (const kind of testDatabaseKinds()) {
     });
 
     it("a failure keeps its record with the real code; a release frees the slot; older failures fall out", async () => {
-      const budget = createAttemptBudgetStore(db.client);
+      const budget = createAttemptBudgetStore(db().client);
       const userId = await newUser();
-      const old = await db.client.auditEvent.create({
+      const old = await db().client.auditEvent.create({
         data: { id: `evt_${uid()}`, at: new Date(since.getTime() - 1000), type: "mfa.code_failed", code: "mfa_code_invalid", userId },
       });
       expect(old.id).toMatch(/^evt_/);
@@ -72,7 +59,7 @@ for (const kind of testDatabaseKinds()) {
       expect((await budget.reserve("second_factor_code", { userId, since, max: 2, now: at, client })).kind).toBe("exhausted");
       await budget.fail((a as { id: string }).id, "mfa_code_invalid");
       await budget.release((b as { id: string }).id);
-      const rows = await db.client.auditEvent.findMany({ where: { userId, type: "mfa.code_failed", at: { gte: since } } });
+      const rows = await db().client.auditEvent.findMany({ where: { userId, type: "mfa.code_failed", at: { gte: since } } });
       expect(rows.map((r) => [r.code, r.detail])).toEqual([["mfa_code_invalid", JSON.stringify({ action: "step_up" })]]);
       // One slot free again; the password budget is another budget.
       expect((await budget.reserve("second_factor_code", { userId, since, max: 2, now: at, client })).kind).toBe("reserved");

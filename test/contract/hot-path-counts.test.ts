@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { testDatabaseKinds } from "../support/databases.ts";
+import { devIdToken } from "../support/signin-e2e.ts";
 
 /**
  * The hot path's cost in statements and (PostgreSQL) round trips, pinned so it cannot creep back
- * (issue: sign-in at the speed of the hardware). Every statement is counted, Prisma's and the
+ * (sign-in at the speed of the hardware). Every statement is counted, Prisma's and the
  * driver's alike, through the app's onQuery/onRoundTrip hooks, one request at a time.
  *
  * SQLite runs the read as small statements in one synchronous turn (no round trips exist there);
@@ -69,10 +70,7 @@ for (const kind of testDatabaseKinds()) {
       const result = await run();
       return { result, statements, roundTrips, seen: [...seen] };
     }
-    async function mint(sub: string): Promise<string> {
-      const r = await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: json, body: JSON.stringify({ sub, email: `${sub}@example.com` }) });
-      return ((await r.json()) as { id_token: string }).id_token;
-    }
+    const mint = (sub: string) => devIdToken(t.url, sub, { email: `${sub}@example.com` });
     async function call(path: string, init: RequestInit): Promise<Record<string, unknown>> {
       const r = await fetch(`${t.url}${path}`, init);
       const body = (await r.json()) as Record<string, unknown>;

@@ -2,16 +2,14 @@
  * The MFA store's contract (challenges, factors, sign-in history) and the challenge branch of
  * the sign-in transaction, on every database.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { DomainError } from "../../src/core/errors.ts";
 import type { ChallengeDecision, ChallengeState, NewChallenge } from "../../src/core/ports/mfa.ts";
 import type { AccountWrite } from "../../src/core/ports/signin.ts";
 import type { NewTrustedDevice } from "../../src/core/ports/trusted-devices.ts";
 import { createAccountStore } from "../../src/store/account-store.ts";
-import { type Database, openDatabase } from "../../src/store/database.ts";
 import { createMfaStore } from "../../src/store/mfa-store.ts";
-import { migrate } from "../../src/store/migrate.ts";
-import { type TestDatabase, testDatabaseKinds } from "../support/databases.ts";
+import { testDatabaseKinds, useMigratedDatabase } from "../support/databases.ts";
 
 const client = { ip: "192.0.2.1", userAgent: "vitest", requestId: "req-mfa", deviceId: "dev-1" };
 const T = new Date("2026-02-01T00:00:00Z");
@@ -81,23 +79,12 @@ const reject = (kill = false): ChallengeDecision => ({ kind: "reject", kill, aud
 
 for (const kind of testDatabaseKinds()) {
   describe(`MFA store on ${kind.dialect}`, kind.suiteOptions, () => {
-    let td: TestDatabase;
-    let db: Database;
-
-    beforeAll(async () => {
-      td = await kind.create();
-      await migrate(td.url);
-      db = await openDatabase({ url: td.url, poolSize: 5, connectTimeoutMs: 5000, statementTimeoutMs: 5000 });
-    });
-    afterAll(async () => {
-      await db?.close();
-      await td?.drop();
-    });
+    const db = useMigratedDatabase(kind);
 
     /** A user who signed in once (session) and has a confirmed TOTP factor and two recovery codes. */
     async function enrolledUser() {
-      const accounts = createAccountStore(db.client);
-      const mfa = createMfaStore(db.client);
+      const accounts = createAccountStore(db().client);
+      const mfa = createMfaStore(db().client);
       const w = newUser();
       await accounts.commitSignin(sessionWrite(w));
       const factorId = `mfa_${unique()}`;
@@ -120,38 +107,38 @@ for (const kind of testDatabaseKinds()) {
     it("a challenged sign-in stores the challenge and the audit record, but no session, no token, no touch", async () => {
       const u = await enrolledUser();
       const before = {
-        sessions: await db.client.session.count({ where: { userId: u.userId } }),
-        tokens: await db.client.refreshToken.count(),
-        user: await db.client.user.findUniqueOrThrow({ where: { id: u.userId } }),
+        sessions: await db().client.session.count({ where: { userId: u.userId } }),
+        tokens: await db().client.refreshToken.count(),
+        user: await db().client.user.findUniqueOrThrow({ where: { id: u.userId } }),
       };
       const challenge = await openChallenge(u);
-      expect(await db.client.session.count({ where: { userId: u.userId } })).toBe(before.sessions);
-      expect(await db.client.refreshToken.count()).toBe(before.tokens);
-      const user = await db.client.user.findUniqueOrThrow({ where: { id: u.userId } });
+      expect(await db().client.session.count({ where: { userId: u.userId } })).toBe(before.sessions);
+      expect(await db().client.refreshToken.count()).toBe(before.tokens);
+      const user = await db().client.user.findUniqueOrThrow({ where: { id: u.userId } });
       expect(user.lastSigninAt).toEqual(before.user.lastSigninAt);
-      const row = await db.client.mfaChallenge.findUniqueOrThrow({ where: { id: challenge.id } });
+      const row = await db().client.mfaChallenge.findUniqueOrThrow({ where: { id: challenge.id } });
       expect(row).toMatchObject({ tokenHash: challenge.tokenHash, attempts: 0, consumedAt: null, deviceKey: "id:device" });
-      // The raw device id is stored nowhere (issue 18).
+      // The raw device id is stored nowhere.
       expect(row).not.toHaveProperty("deviceId");
       expect(JSON.stringify(row)).not.toContain("dev-1");
       expect(JSON.parse(row.methods)).toEqual(["totp", "recovery_code"]);
-      expect(await db.client.auditEvent.count({ where: { userId: u.userId, type: "signin.mfa_required" } })).toBe(1);
+      expect(await db().client.auditEvent.count({ where: { userId: u.userId, type: "signin.mfa_required" } })).toBe(1);
     });
 
     it("a challenged first sign-in creates the user and identity with the challenge, atomically", async () => {
-      const accounts = createAccountStore(db.client);
+      const accounts = createAccountStore(db().client);
       const w = newUser();
       const challenge = newChallenge(w.user.id, w.identity.id);
       const user = await accounts.commitSignin({ account: w, at: T, challenge, audit: { type: "signin.mfa_required", at: T, userId: w.user.id, client } });
       expect(user.id).toBe(w.user.id);
-      expect((await db.client.user.findUniqueOrThrow({ where: { id: w.user.id } })).lastSigninAt).toBeNull();
-      expect(await db.client.identity.count({ where: { id: w.identity.id } })).toBe(1);
-      expect(await db.client.session.count({ where: { userId: w.user.id } })).toBe(0);
+      expect((await db().client.user.findUniqueOrThrow({ where: { id: w.user.id } })).lastSigninAt).toBeNull();
+      expect(await db().client.identity.count({ where: { id: w.identity.id } })).toBe(1);
+      expect(await db().client.session.count({ where: { userId: w.user.id } })).toBe(0);
     });
 
     it("signinHistory: devices, networks, countries, last location, failures and methods", async () => {
-      const accounts = createAccountStore(db.client);
-      const mfa = createMfaStore(db.client);
+      const accounts = createAccountStore(db().client);
+      const mfa = createMfaStore(db().client);
       const w = newUser();
       const userId = w.user.id;
       const empty = await mfa.signinHistory(userId, { deviceKey: "id:a", network: "n1", failuresSince: T, trustedDevice: null });
@@ -159,8 +146,8 @@ for (const kind of testDatabaseKinds()) {
 
       await accounts.commitSignin(sessionWrite(w, T, { deviceKey: "id:a", network: "n1", geo: { country: "DE", latitude: 52.5, longitude: 13.4 } }));
       await accounts.commitSignin(sessionWrite({ kind: "existing", userId, identityId: w.identity.id }, later(60), { deviceKey: "ua:b", network: "n2", geo: { country: "FR", latitude: null, longitude: null } }));
-      await db.client.auditEvent.create({ data: { id: `evt_${unique()}`, at: later(70), type: "mfa.verify_failed", userId } });
-      await db.client.auditEvent.create({ data: { id: `evt_${unique()}`, at: T, type: "signin.failed", userId } });
+      await db().client.auditEvent.create({ data: { id: `evt_${unique()}`, at: later(70), type: "mfa.verify_failed", userId } });
+      await db().client.auditEvent.create({ data: { id: `evt_${unique()}`, at: T, type: "signin.failed", userId } });
 
       const h = await mfa.signinHistory(userId, { deviceKey: "id:a", network: "n1", failuresSince: later(30), trustedDevice: null });
       expect(h).toMatchObject({
@@ -180,7 +167,7 @@ for (const kind of testDatabaseKinds()) {
 
       // A device credential is found for its own user only (by hash; the Prisma read folds it into the user's).
       const expiresAt = later(86400);
-      await db.client.trustedDevice.create({ data: { id: `tdv_${unique()}`, userId, credentialHash: "tdc-h1", label: null, createdAt: T, lastUsedAt: T, expiresAt } });
+      await db().client.trustedDevice.create({ data: { id: `tdv_${unique()}`, userId, credentialHash: "tdc-h1", label: null, createdAt: T, lastUsedAt: T, expiresAt } });
       expect((await mfa.signinHistory(userId, { deviceKey: null, network: null, failuresSince: T, trustedDevice: "tdc-h1" })).trustedDevice)
         .toEqual({ id: expect.stringMatching(/^tdv_/), expiresAt });
       const stranger = newUser();
@@ -210,21 +197,21 @@ for (const kind of testDatabaseKinds()) {
         totp: { id: u.factorId, lastUsedStep: 100 },
       });
       expect(seen[0]!.recoveryCodes.map((r) => r.codeHash).sort()).toEqual(["rc-1", "rc-2"]);
-      expect(await db.client.auditEvent.count({ where: { type: "mfa.verify_failed", requestId: "req-mfa", at: later(5) } })).toBeGreaterThanOrEqual(3);
+      expect(await db().client.auditEvent.count({ where: { type: "mfa.verify_failed", requestId: "req-mfa", at: later(5) } })).toBeGreaterThanOrEqual(3);
     });
 
     it("purges challenges that expired before the given time, and only those", async () => {
-      const store = createMfaStore(db.client);
-      const total = await db.client.mfaChallenge.count();
+      const store = createMfaStore(db().client);
+      const total = await db().client.mfaChallenge.count();
       expect(total).toBeGreaterThan(0); // the tests above left some
       expect(await store.purgeExpiredChallenges(new Date("1970-01-02T00:00:00Z"))).toBe(0);
-      expect(await db.client.mfaChallenge.count()).toBe(total);
+      expect(await db().client.mfaChallenge.count()).toBe(total);
       expect(await store.purgeExpiredChallenges(new Date("2100-01-01T00:00:00Z"))).toBe(total);
-      expect(await db.client.mfaChallenge.count()).toBe(0);
+      expect(await db().client.mfaChallenge.count()).toBe(0);
     });
 
     it("an unknown token gets null", async () => {
-      const mfa = createMfaStore(db.client);
+      const mfa = createMfaStore(db().client);
       let got: ChallengeState | null | undefined;
       await mfa.verifyChallenge("no-such-hash", T, (s) => ((got = s), reject()));
       expect(got).toBeNull();
@@ -247,24 +234,24 @@ for (const kind of testDatabaseKinds()) {
       const result = await u.mfa.verifyChallenge(challenge.tokenHash, later(10), (s) => (decision = complete(s!, { kind: "totp", factorId: u.factorId, step: 101 }, trust)));
       expect(result.user).toMatchObject({ id: u.userId, passwordChangedAt: null });
       const d = decision as Extract<ChallengeDecision, { kind: "complete" }>;
-      const session = await db.client.session.findUniqueOrThrow({ where: { id: d.session.id }, include: { refreshTokens: true } });
+      const session = await db().client.session.findUniqueOrThrow({ where: { id: d.session.id }, include: { refreshTokens: true } });
       expect(session).toMatchObject({ userId: u.userId, identityId: u.identityId, amr: '["fed","otp","mfa"]' });
       expect(session.refreshTokens).toHaveLength(1);
-      expect(await db.client.mfaFactor.findUniqueOrThrow({ where: { id: u.factorId } })).toMatchObject({ lastUsedStep: 101 });
-      expect(await db.client.mfaChallenge.findUniqueOrThrow({ where: { id: challenge.id } })).toMatchObject({ consumedReason: "completed", consumedAt: later(10) });
-      expect(await db.client.userDevice.findUniqueOrThrow({ where: { userId_deviceKey: { userId: u.userId, deviceKey: "id:device" } } })).toMatchObject({ lastSeenAt: later(10) });
-      expect(await db.client.trustedDevice.findUniqueOrThrow({ where: { id: trust.id } })).toEqual({ ...trust, lastUsedAt: later(10) });
-      expect((await db.client.user.findUniqueOrThrow({ where: { id: u.userId } })).lastSigninAt).toEqual(later(10));
+      expect(await db().client.mfaFactor.findUniqueOrThrow({ where: { id: u.factorId } })).toMatchObject({ lastUsedStep: 101 });
+      expect(await db().client.mfaChallenge.findUniqueOrThrow({ where: { id: challenge.id } })).toMatchObject({ consumedReason: "completed", consumedAt: later(10) });
+      expect(await db().client.userDevice.findUniqueOrThrow({ where: { userId_deviceKey: { userId: u.userId, deviceKey: "id:device" } } })).toMatchObject({ lastSeenAt: later(10) });
+      expect(await db().client.trustedDevice.findUniqueOrThrow({ where: { id: trust.id } })).toEqual({ ...trust, lastUsedAt: later(10) });
+      expect((await db().client.user.findUniqueOrThrow({ where: { id: u.userId } })).lastSigninAt).toEqual(later(10));
 
       // Replayed: the state says completed; nothing more is written.
       let replay: ChallengeState | null = null;
       await u.mfa.verifyChallenge(challenge.tokenHash, later(11), (s) => ((replay = s), reject()));
       expect(replay!.challenge.consumedReason).toBe("completed");
-      expect(await db.client.session.count({ where: { userId: u.userId } })).toBe(2);
+      expect(await db().client.session.count({ where: { userId: u.userId } })).toBe(2);
 
       // A plain sign-in later does not end the trust.
       await u.accounts.commitSignin(sessionWrite({ kind: "existing", userId: u.userId, identityId: u.identityId }, later(20), { deviceKey: "id:device", network: null, geo: null }));
-      expect(await db.client.trustedDevice.count({ where: { userId: u.userId } })).toBe(1);
+      expect(await db().client.trustedDevice.count({ where: { userId: u.userId } })).toBe(1);
     });
 
     it("a link by e-mail waiting for MFA is written only when the challenge completes", async () => {
@@ -278,14 +265,14 @@ for (const kind of testDatabaseKinds()) {
         audit: { type: "signin.mfa_required", at: later(1), userId: u.userId, client },
       });
       // Not linked while the second factor is outstanding (a failed MFA leaves no link).
-      expect(await db.client.identity.count({ where: { subject: pending.subject } })).toBe(0);
+      expect(await db().client.identity.count({ where: { subject: pending.subject } })).toBe(0);
       expect(await u.accounts.findByIdentity(pending.issuer, pending.subject)).toBeNull();
 
       let decision: ChallengeDecision | undefined;
       await u.mfa.verifyChallenge(challenge.tokenHash, later(10), (st) => (decision = complete(st!, { kind: "totp", factorId: u.factorId, step: 101 })));
       expect((await u.accounts.findByIdentity(pending.issuer, pending.subject))?.user.id).toBe(u.userId);
       const d = decision as Extract<ChallengeDecision, { kind: "complete" }>;
-      expect(await db.client.session.findUniqueOrThrow({ where: { id: d.session.id } })).toMatchObject({ identityId: pending.id });
+      expect(await db().client.session.findUniqueOrThrow({ where: { id: d.session.id } })).toMatchObject({ identityId: pending.id });
     });
 
     it("a pending link completes as a conflict when the identity went to another user meanwhile", async () => {
@@ -300,26 +287,26 @@ for (const kind of testDatabaseKinds()) {
         audit: { type: "signin.mfa_required", at: later(1), userId: u.userId, client },
       });
       await other.accounts.commitSignin(sessionWrite({ kind: "link", userId: other.userId, identity: { ...pending, id: `idn_${unique()}` } }));
-      const sessions = await db.client.session.count({ where: { userId: u.userId } });
+      const sessions = await db().client.session.count({ where: { userId: u.userId } });
       const err = await u.mfa
         .verifyChallenge(challenge.tokenHash, later(10), (st) => complete(st!, { kind: "totp", factorId: u.factorId, step: 101 }))
         .catch((e: unknown) => e);
       expect((err as DomainError).code).toBe("account_exists");
-      expect(await db.client.session.count({ where: { userId: u.userId } })).toBe(sessions);
+      expect(await db().client.session.count({ where: { userId: u.userId } })).toBe(sessions);
       expect((await u.accounts.findByIdentity(pending.issuer, pending.subject))?.user.id).toBe(other.userId);
     });
 
     it("a TOTP step that is not newer than the last is refused, and the whole completion rolls back", async () => {
       const u = await enrolledUser();
       const challenge = await openChallenge(u);
-      const sessions = await db.client.session.count();
+      const sessions = await db().client.session.count();
       const err = await u.mfa
         .verifyChallenge(challenge.tokenHash, later(10), (s) => complete(s!, { kind: "totp", factorId: u.factorId, step: 100 }))
         .catch((e: unknown) => e);
       expect(err).toBeInstanceOf(DomainError);
       expect((err as DomainError).code).toBe("mfa_code_invalid");
-      expect(await db.client.session.count()).toBe(sessions);
-      expect(await db.client.mfaChallenge.findUniqueOrThrow({ where: { id: challenge.id } })).toMatchObject({ consumedAt: null });
+      expect(await db().client.session.count()).toBe(sessions);
+      expect(await db().client.mfaChallenge.findUniqueOrThrow({ where: { id: challenge.id } })).toMatchObject({ consumedAt: null });
     });
 
     it("a recovery code completes once", async () => {
@@ -332,7 +319,7 @@ for (const kind of testDatabaseKinds()) {
           return complete(s!, { kind: "recovery_code", codeId: codeId || "missing" });
         });
       };
-      const codeRow = await db.client.recoveryCode.findFirstOrThrow({ where: { userId: u.userId, codeHash: "rc-1" } });
+      const codeRow = await db().client.recoveryCode.findFirstOrThrow({ where: { userId: u.userId, codeHash: "rc-1" } });
       expect((await spend(first)).user?.id).toBe(u.userId);
       expect(await u.mfa.countRecoveryCodes(u.userId)).toBe(1);
       // The code is gone from the state; forcing its id anyway is refused by the store.
@@ -354,13 +341,13 @@ for (const kind of testDatabaseKinds()) {
           .then((r) => r.decision.kind, (e: unknown) => (e as DomainError).code);
       const outcomes = await Promise.all([attempt(), attempt(), attempt(), attempt()]);
       expect(outcomes.filter((o) => o === "complete")).toHaveLength(1);
-      expect(await db.client.session.count({ where: { userId: u.userId } })).toBe(2);
+      expect(await db().client.session.count({ where: { userId: u.userId } })).toBe(2);
     });
 
     describe("factors", () => {
       it("a pending TOTP is replaced by a new enrollment; a confirmed one refuses it", async () => {
-        const accounts = createAccountStore(db.client);
-        const mfa = createMfaStore(db.client);
+        const accounts = createAccountStore(db().client);
+        const mfa = createMfaStore(db().client);
         const w = newUser();
         await accounts.commitSignin(sessionWrite(w));
         const audit = { type: "mfa.totp_enrollment_started", at: T, userId: w.user.id, client };
@@ -380,24 +367,24 @@ for (const kind of testDatabaseKinds()) {
         const audit = { type: "mfa.x", at: T, userId: u.userId, client };
         expect(await u.mfa.withTotpStep(u.factorId, 100, { kind: "disable" }, T, audit)).toBe(false);
         expect(await u.mfa.withTotpStep(u.factorId, 101, { kind: "replace_recovery_codes", codes: [{ id: `rcv_${unique()}`, codeHash: "new" }] }, T, audit)).toBe(true);
-        expect((await db.client.recoveryCode.findMany({ where: { userId: u.userId } })).map((r) => r.codeHash)).toEqual(["new"]);
+        expect((await db().client.recoveryCode.findMany({ where: { userId: u.userId } })).map((r) => r.codeHash)).toEqual(["new"]);
         expect(await u.mfa.withTotpStep(u.factorId, 101, { kind: "disable" }, T, audit)).toBe(false);
-        await db.client.userDevice.create({ data: { userId: u.userId, deviceKey: "id:trusted", firstSeenAt: T, lastSeenAt: T } });
-        await db.client.trustedDevice.create({
+        await db().client.userDevice.create({ data: { userId: u.userId, deviceKey: "id:trusted", firstSeenAt: T, lastSeenAt: T } });
+        await db().client.trustedDevice.create({
           data: { id: `tdv_${unique()}`, userId: u.userId, credentialHash: `tdc-${unique()}`, label: null, createdAt: T, lastUsedAt: T, expiresAt: later(3600) },
         });
         expect(await u.mfa.withTotpStep(u.factorId, 102, { kind: "disable" }, T, audit)).toBe(true);
         expect(await u.mfa.findTotp(u.userId)).toBeNull();
         expect(await u.mfa.countRecoveryCodes(u.userId)).toBe(0);
         // Trust earned with the factor ends with it; the device itself stays known.
-        expect(await db.client.trustedDevice.count({ where: { userId: u.userId } })).toBe(0);
-        expect(await db.client.userDevice.count({ where: { userId: u.userId, deviceKey: "id:trusted" } })).toBe(1);
+        expect(await db().client.trustedDevice.count({ where: { userId: u.userId } })).toBe(0);
+        expect(await db().client.userDevice.count({ where: { userId: u.userId, deviceKey: "id:trusted" } })).toBe(1);
       });
 
       it("counts wrong second-factor codes in a window, wherever they were tried", async () => {
         const u = await enrolledUser();
         const event = (at: Date, type: string, code: string | null = null) =>
-          db.client.auditEvent.create({ data: { id: `evt_${unique()}`, at, type, code, userId: u.userId } });
+          db().client.auditEvent.create({ data: { id: `evt_${unique()}`, at, type, code, userId: u.userId } });
         await event(T, "mfa.code_failed");
         await event(later(100), "mfa.code_failed");
         await event(later(110), "mfa.verify_failed", "mfa_code_invalid");

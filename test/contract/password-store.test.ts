@@ -1,10 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createAccountStore } from "../../src/store/account-store.ts";
-import { type Database, openDatabase } from "../../src/store/database.ts";
-import { migrate } from "../../src/store/migrate.ts";
 import { createPasswordStore } from "../../src/store/password-store.ts";
 import { createSessionStore } from "../../src/store/session-store.ts";
-import { type TestDatabase, testDatabaseKinds } from "../support/databases.ts";
+import { testDatabaseKinds, useMigratedDatabase } from "../support/databases.ts";
 
 const client = { ip: null, userAgent: "vitest", requestId: null, deviceId: null };
 let n = 0;
@@ -13,18 +11,7 @@ const at = new Date("2026-04-01T08:00:00Z");
 
 for (const kind of testDatabaseKinds()) {
   describe(`password store on ${kind.dialect}`, kind.suiteOptions, () => {
-    let td: TestDatabase;
-    let db: Database;
-
-    beforeAll(async () => {
-      td = await kind.create();
-      await migrate(td.url);
-      db = await openDatabase({ url: td.url, poolSize: 10, connectTimeoutMs: 5000, statementTimeoutMs: 5000 });
-    });
-    afterAll(async () => {
-      await db?.close();
-      await td?.drop();
-    });
+    const db = useMigratedDatabase(kind, { poolSize: 10 });
 
     /** A user with `sessions` sessions, as sign-ins leave them. */
     async function userWithSessions(sessions: number) {
@@ -34,7 +21,7 @@ for (const kind of testDatabaseKinds()) {
         const sessionId = `ses_${uid()}`;
         ids.push(sessionId);
         const identityId = `idn_${uid()}`;
-        await createAccountStore(db.client).commitSignin({
+        await createAccountStore(db().client).commitSignin({
           account: i === 0
             ? {
                 kind: "create",
@@ -61,27 +48,27 @@ for (const kind of testDatabaseKinds()) {
     });
 
     it("loads the user, its hash and the session; sets a first password; ends the other sessions; audits", async () => {
-      const store = createPasswordStore(db.client);
+      const store = createPasswordStore(db().client);
       const { userId, sessionIds } = await userWithSessions(3);
-      await db.client.user.update({ where: { id: userId }, data: { mustChangePassword: true } });
+      await db().client.user.update({ where: { id: userId }, data: { mustChangePassword: true } });
       const before = await store.loadForChange(userId, sessionIds[0]!);
       expect(before).toMatchObject({ hash: null, sessionCreatedAt: at, user: { id: userId, passwordChangedAt: null, mustChangePassword: true } });
 
       const outcome = await store.commitPasswordChange(write(userId, sessionIds[0]!, "$argon2id$first", null));
       expect(outcome).toMatchObject({ kind: "changed", revokedSessions: 2, user: { mustChangePassword: false, passwordChangedAt: at } });
-      const sessions = await db.client.session.findMany({ where: { userId }, orderBy: { id: "asc" } });
+      const sessions = await db().client.session.findMany({ where: { userId }, orderBy: { id: "asc" } });
       expect(sessions.filter((s) => s.revokedAt === null).map((s) => s.id)).toEqual([sessionIds[0]]);
       expect(sessions.filter((s) => s.revokedAt !== null).every((s) => s.revokedReason === "password_changed")).toBe(true);
-      const audit = await db.client.auditEvent.findFirstOrThrow({ where: { userId, type: "password.changed" } });
+      const audit = await db().client.auditEvent.findFirstOrThrow({ where: { userId, type: "password.changed" } });
       expect(JSON.parse(audit.detail!)).toEqual({ first_password: true, revoked_sessions: 2 });
 
       // The other stores see the credential's time in the same reads as the user.
-      expect((await createSessionStore(db.client).findUser(userId))?.passwordChangedAt).toEqual(at);
+      expect((await createSessionStore(db().client).findUser(userId))?.passwordChangedAt).toEqual(at);
       expect(await store.loadForChange(userId, sessionIds[1]!)).toMatchObject({ hash: "$argon2id$first", sessionCreatedAt: null });
     });
 
     it("lets exactly one of two concurrent changes from the same old hash win", async () => {
-      const store = createPasswordStore(db.client);
+      const store = createPasswordStore(db().client);
       const { userId, sessionIds } = await userWithSessions(1);
       await store.commitPasswordChange(write(userId, sessionIds[0]!, "$argon2id$v1", null));
       const outcomes = await Promise.all([
@@ -89,13 +76,13 @@ for (const kind of testDatabaseKinds()) {
         store.commitPasswordChange(write(userId, sessionIds[0]!, "$argon2id$b", "$argon2id$v1", false)),
       ]);
       expect(outcomes.map((o) => o.kind).sort()).toEqual(["changed", "conflict"]);
-      const stored = await db.client.passwordCredential.findUniqueOrThrow({ where: { userId } });
+      const stored = await db().client.passwordCredential.findUniqueOrThrow({ where: { userId } });
       expect(["$argon2id$a", "$argon2id$b"]).toContain(stored.hash);
-      expect(await db.client.auditEvent.count({ where: { userId, type: "password.changed" } })).toBe(2);
+      expect(await db().client.auditEvent.count({ where: { userId, type: "password.changed" } })).toBe(2);
     });
 
     it("refuses a second first password", async () => {
-      const store = createPasswordStore(db.client);
+      const store = createPasswordStore(db().client);
       const { userId, sessionIds } = await userWithSessions(1);
       const outcomes = await Promise.all([
         store.commitPasswordChange(write(userId, sessionIds[0]!, "$argon2id$x", null)),

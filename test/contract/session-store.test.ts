@@ -1,10 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import type { Clock } from "../../src/core/clock.ts";
-import { DomainError } from "../../src/core/errors.ts";
 import { createSessionService, type SessionService } from "../../src/core/sessions.ts";
 import { createAccountStore } from "../../src/store/account-store.ts";
-import { type Database, openDatabase } from "../../src/store/database.ts";
-import { migrate } from "../../src/store/migrate.ts";
+import type { Database } from "../../src/store/database.ts";
 import { createSessionStore } from "../../src/store/session-store.ts";
 import { createTrustedDeviceStore } from "../../src/store/trusted-device-store.ts";
 import { createHotStore } from "../../src/store/hot/hot-store.ts";
@@ -12,21 +10,12 @@ import { createSigningKeyStore } from "../../src/store/signing-key-store.ts";
 import { createLocalKeyRing } from "../../src/tokens/access-tokens.ts";
 import { createKeyEncryption } from "../../src/tokens/key-encryption.ts";
 import { createOpaqueTokens } from "../../src/tokens/opaque-tokens.ts";
-import { type TestDatabase, testDatabaseKinds } from "../support/databases.ts";
+import { testDatabaseKinds, useMigratedDatabase } from "../support/databases.ts";
+import { codeOf } from "../support/error-code.ts";
 
 const client = { ip: "192.0.2.9", userAgent: "vitest", requestId: null, deviceId: null };
 let n = 0;
 const uid = () => `${Date.now().toString(36)}${(n++).toString(36)}`;
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return "ok";
-  } catch (e) {
-    if (e instanceof DomainError) return e.code;
-    throw e;
-  }
-}
 
 /** The session store as each implementation provides it: Prisma alone, or the driver's hot path. */
 const IMPLEMENTATIONS = {
@@ -39,38 +28,30 @@ const IMPLEMENTATIONS = {
 
 for (const kind of testDatabaseKinds()) for (const [impl, sessionStoreOf] of Object.entries(IMPLEMENTATIONS)) {
   describe(`sessions and refresh rotation on ${kind.dialect} (${impl})`, kind.suiteOptions, () => {
-    let td: TestDatabase;
-    let db: Database;
+    const db = useMigratedDatabase(kind, { poolSize: 10 });
     let now = new Date("2026-03-01T12:00:00Z");
     const clock: Clock = { now: () => now };
     let sessions: SessionService;
     const opaque = createOpaqueTokens();
 
     beforeAll(async () => {
-      td = await kind.create();
-      await migrate(td.url);
-      db = await openDatabase({ url: td.url, poolSize: 10, connectTimeoutMs: 5000, statementTimeoutMs: 5000 });
       const keyRing = await createLocalKeyRing({
         issuer: "https://identity.test",
         audience: ["identity"],
         ttlSeconds: 1800,
-        store: createSigningKeyStore(db.client),
+        store: createSigningKeyStore(db().client),
         encryption: createKeyEncryption(Buffer.alloc(32, 1)),
         clock,
       });
       sessions = createSessionService({
         clock,
-        store: sessionStoreOf(db),
+        store: sessionStoreOf(db()),
         accessTokens: keyRing,
         accessTokenVerifier: keyRing,
         opaqueTokens: opaque,
         idleTtlSeconds: 3600,
-        trustedDevices: createTrustedDeviceStore(db.client),
+        trustedDevices: createTrustedDeviceStore(db().client),
       });
-    });
-    afterAll(async () => {
-      await db?.close();
-      await td?.drop();
     });
 
     /** A user with one session, as a sign-in leaves it; returns its refresh token. */
@@ -79,7 +60,7 @@ for (const kind of testDatabaseKinds()) for (const [impl, sessionStoreOf] of Obj
       const sessionId = `ses_${uid()}`;
       const refresh = opaque.issue("rt");
       const expiresAt = new Date(now.getTime() + (opts.ttlSeconds ?? 86400) * 1000);
-      await createAccountStore(db.client).commitSignin({
+      await createAccountStore(db().client).commitSignin({
         account: {
           kind: "create",
           user: { id: userId, username: `u${uid()}`, email: null, emailNormalized: null, emailVerified: false, phone: null, createdAt: now },
@@ -100,7 +81,7 @@ for (const kind of testDatabaseKinds()) for (const [impl, sessionStoreOf] of Obj
       expect(first.refreshToken).not.toBe(s.token);
       expect(first.user.id).toBe(s.userId);
       expect(first.sessionId).toBe(s.sessionId);
-      const row = await db.client.session.findUniqueOrThrow({ where: { id: s.sessionId } });
+      const row = await db().client.session.findUniqueOrThrow({ where: { id: s.sessionId } });
       expect(row.lastUsedAt.getTime()).toBe(now.getTime());
       const second = await sessions.refresh(first.refreshToken, client);
       expect(second.sessionId).toBe(s.sessionId);
@@ -111,9 +92,9 @@ for (const kind of testDatabaseKinds()) for (const [impl, sessionStoreOf] of Obj
       const next = await sessions.refresh(s.token, client);
       expect(await codeOf(sessions.refresh(s.token, client))).toBe("refresh_token_reused");
       expect(await codeOf(sessions.refresh(next.refreshToken, client))).toBe("session_revoked");
-      const row = await db.client.session.findUniqueOrThrow({ where: { id: s.sessionId } });
+      const row = await db().client.session.findUniqueOrThrow({ where: { id: s.sessionId } });
       expect(row.revokedReason).toBe("refresh_token_reuse");
-      expect(await db.client.auditEvent.count({ where: { type: "session.reuse_detected", userId: s.userId } })).toBe(1);
+      expect(await db().client.auditEvent.count({ where: { type: "session.reuse_detected", userId: s.userId } })).toBe(1);
     });
 
     it("lets exactly one of many concurrent refreshes of one token win", async () => {
@@ -121,7 +102,7 @@ for (const kind of testDatabaseKinds()) for (const [impl, sessionStoreOf] of Obj
       const results = await Promise.all(Array.from({ length: 8 }, () => codeOf(sessions.refresh(s.token, client))));
       expect(results.filter((r) => r === "ok")).toHaveLength(1);
       expect(results.filter((r) => r === "refresh_token_reused")).toHaveLength(7);
-      expect(await db.client.refreshToken.count({ where: { sessionId: s.sessionId } })).toBe(2);
+      expect(await db().client.refreshToken.count({ where: { sessionId: s.sessionId } })).toBe(2);
     });
 
     it("refuses unknown, expired and idle tokens with distinct codes", async () => {
@@ -139,17 +120,17 @@ for (const kind of testDatabaseKinds()) for (const [impl, sessionStoreOf] of Obj
       const s = await signedIn();
       const login = await sessions.refresh(s.token, client);
       expect((await sessions.authenticate(login.accessToken)).userId).toBe(s.userId);
-      await db.client.user.update({ where: { id: s.userId }, data: { status: "locked", lockedUntil: new Date(now.getTime() + 60_000) } });
+      await db().client.user.update({ where: { id: s.userId }, data: { status: "locked", lockedUntil: new Date(now.getTime() + 60_000) } });
       expect(await codeOf(sessions.authenticate(login.accessToken))).toBe("user_locked");
       now = new Date(now.getTime() + 61_000);
       expect((await sessions.authenticate(login.accessToken)).userId).toBe(s.userId);
-      await db.client.user.update({ where: { id: s.userId }, data: { status: "disabled", lockedUntil: null } });
+      await db().client.user.update({ where: { id: s.userId }, data: { status: "disabled", lockedUntil: null } });
       expect(await codeOf(sessions.authenticate(login.accessToken))).toBe("user_disabled");
     });
 
     it("refuses a user who is no longer active", async () => {
       const s = await signedIn();
-      await db.client.user.update({ where: { id: s.userId }, data: { status: "disabled" } });
+      await db().client.user.update({ where: { id: s.userId }, data: { status: "disabled" } });
       expect(await codeOf(sessions.refresh(s.token, client))).toBe("user_disabled");
     });
 
@@ -167,14 +148,14 @@ for (const kind of testDatabaseKinds()) for (const [impl, sessionStoreOf] of Obj
     /** A trusted device of `userId` as VerifyMfa stores it; resolves with its credential. */
     async function trustedDevice(userId: string, expiresAt = new Date(now.getTime() + 86_400_000)) {
       const credential = opaque.issue("tdc");
-      await db.client.trustedDevice.create({
+      await db().client.trustedDevice.create({
         data: { id: `tdv_${uid()}`, userId, credentialHash: credential.hash, label: null, createdAt: now, lastUsedAt: now, expiresAt },
       });
       return credential.token;
     }
-    const trustedCount = (userId: string) => db.client.trustedDevice.count({ where: { userId } });
+    const trustedCount = (userId: string) => db().client.trustedDevice.count({ where: { userId } });
 
-    it("signing out one session keeps the user's trusted devices; signing out everywhere forgets them (issue 18)", async () => {
+    it("signing out one session keeps the user's trusted devices; signing out everywhere forgets them", async () => {
       const a = await signedIn();
       await trustedDevice(a.userId);
       await trustedDevice(a.userId);
@@ -207,27 +188,27 @@ for (const kind of testDatabaseKinds()) for (const [impl, sessionStoreOf] of Obj
       expect(await trustedCount(a.userId)).toBe(0);
       expect(await trustedCount(b.userId)).toBe(1);
       expect(await codeOf(sessions.forgetDevices(pb, { credential: "" }, client))).toBe("invalid_request");
-      expect(await db.client.auditEvent.count({ where: { userId: a.userId, type: "device.forgotten" } })).toBe(4);
+      expect(await db().client.auditEvent.count({ where: { userId: a.userId, type: "device.forgotten" } })).toBe(4);
     });
 
     it("purges trusted devices that expired before a time, and keeps the rest", async () => {
       const a = await signedIn();
       await trustedDevice(a.userId, new Date(now.getTime() - 1000));
       await trustedDevice(a.userId, new Date(now.getTime() + 1000));
-      expect(await createTrustedDeviceStore(db.client).purgeExpired(now)).toBeGreaterThanOrEqual(1);
+      expect(await createTrustedDeviceStore(db().client).purgeExpired(now)).toBeGreaterThanOrEqual(1);
       expect(await trustedCount(a.userId)).toBe(1);
     });
 
     it("purges sessions that ended before a time, with their refresh tokens, and keeps the rest", async () => {
-      const store = createSessionStore(db.client);
+      const store = createSessionStore(db().client);
       const old = await signedIn({ ttlSeconds: 60 });
       const live = await signedIn({ ttlSeconds: 86400 });
       const cutoff = new Date(now.getTime() + 120_000);
       expect(await store.purgeExpiredSessions(cutoff)).toBeGreaterThanOrEqual(1);
-      expect(await db.client.session.count({ where: { id: old.sessionId } })).toBe(0);
-      expect(await db.client.refreshToken.count({ where: { sessionId: old.sessionId } })).toBe(0);
-      expect(await db.client.session.count({ where: { id: live.sessionId } })).toBe(1);
-      expect(await db.client.session.count({ where: { expiresAt: { lt: cutoff } } })).toBe(0);
+      expect(await db().client.session.count({ where: { id: old.sessionId } })).toBe(0);
+      expect(await db().client.refreshToken.count({ where: { sessionId: old.sessionId } })).toBe(0);
+      expect(await db().client.session.count({ where: { id: live.sessionId } })).toBe(1);
+      expect(await db().client.session.count({ where: { expiresAt: { lt: cutoff } } })).toBe(0);
     });
 
     it("signs out by refresh token and lists only live sessions", async () => {
@@ -244,7 +225,7 @@ for (const kind of testDatabaseKinds()) for (const [impl, sessionStoreOf] of Obj
       const b = await signedIn();
       await sessions.refresh(b.token, client);
       expect(await codeOf(sessions.signOut({ refreshToken: b.token }, false, client))).toBe("refresh_token_reused");
-      expect((await db.client.session.findUniqueOrThrow({ where: { id: b.sessionId } })).revokedReason).toBe("refresh_token_reuse");
+      expect((await db().client.session.findUniqueOrThrow({ where: { id: b.sessionId } })).revokedReason).toBe("refresh_token_reuse");
     });
   });
 }

@@ -1,21 +1,19 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from "jose";
 import * as http from "node:http";
 import type { Clock } from "../../src/core/clock.ts";
 import { DomainError } from "../../src/core/errors.ts";
 import { type Database, openDatabase } from "../../src/store/database.ts";
-import { migrate } from "../../src/store/migrate.ts";
 import { createSigningKeyStore } from "../../src/store/signing-key-store.ts";
 import { createLocalKeyRing, SigningKeyUnreadableError } from "../../src/tokens/access-tokens.ts";
 import { createKeyEncryption } from "../../src/tokens/key-encryption.ts";
-import { type TestDatabase, testDatabaseKinds } from "../support/databases.ts";
+import { openMigratedDatabase, testDatabaseKinds, useMigratedDatabase } from "../support/databases.ts";
 
 const claims = { userId: "usr_1", sessionId: "ses_1", amr: ["fed"], provider: "op", authTime: new Date("2026-01-01T00:00:00Z") };
 
 for (const kind of testDatabaseKinds()) {
   describe(`signing keys on ${kind.dialect}`, kind.suiteOptions, () => {
-    let td: TestDatabase;
-    let db: Database;
+    const db = useMigratedDatabase(kind);
     let now = new Date("2026-05-01T00:00:00Z");
     const clock: Clock = { now: () => now };
     const ring = (kek = Buffer.alloc(32, 9), rotateAfterSeconds: number | null = null, onUnreadable: "fail" | "replace" = "fail") =>
@@ -24,27 +22,17 @@ for (const kind of testDatabaseKinds()) {
         issuer: "https://identity.test",
         audience: ["identity"],
         ttlSeconds: 1800,
-        store: createSigningKeyStore(db.client),
+        store: createSigningKeyStore(db().client),
         encryption: createKeyEncryption(kek),
         clock,
         rotateAfterSeconds,
       });
 
-    beforeAll(async () => {
-      td = await kind.create();
-      await migrate(td.url);
-      db = await openDatabase({ url: td.url, poolSize: 5, connectTimeoutMs: 5000, statementTimeoutMs: 5000 });
-    });
-    afterAll(async () => {
-      await db?.close();
-      await td?.drop();
-    });
-
     it("persist across restarts, stored encrypted, and sign ES256 at+jwt tokens with kid", async () => {
       const a = await ring();
       const b = await ring(); // a restart or another replica: same key
       expect(b.activeKid()).toBe(a.activeKid());
-      const row = await db.client.signingKey.findUniqueOrThrow({ where: { kid: a.activeKid() } });
+      const row = await db().client.signingKey.findUniqueOrThrow({ where: { kid: a.activeKid() } });
       expect(row.privateKeyEnc).toMatch(/^v1\./);
       expect(row.privateKeyEnc).not.toContain("PRIVATE");
       const token = await a.issue(claims, now);
@@ -72,11 +60,9 @@ for (const kind of testDatabaseKinds()) {
     });
 
     it("list usable keys by generation (not by clock), without expired ones", async () => {
-      const fresh = await kind.create();
-      await migrate(fresh.url);
-      const other = await openDatabase({ url: fresh.url, poolSize: 2, connectTimeoutMs: 5000, statementTimeoutMs: 5000 });
+      const fresh = await openMigratedDatabase(kind, { poolSize: 2 });
       try {
-        const keys = createSigningKeyStore(other.client);
+        const keys = createSigningKeyStore(fresh.db.client);
         const base = { alg: "ES256", publicJwk: "{}", privateKeyEnc: "x", retiredAt: null };
         expect(await keys.insertNext({ ...base, kid: "k-old", createdAt: new Date("2026-01-01T00:00:00Z"), expiresAt: new Date("2026-01-02T00:00:00Z") }, 0)).toBe(true);
         expect(await keys.insertNext({ ...base, kid: "k-1", createdAt: new Date("2026-01-05T00:00:00Z"), expiresAt: null }, 1)).toBe(true);
@@ -86,17 +72,16 @@ for (const kind of testDatabaseKinds()) {
         expect(await keys.insertNext({ ...base, kid: "k-2", createdAt: new Date("2026-01-04T00:00:00Z"), expiresAt: null }, 2)).toBe(true);
         expect((await keys.listUsable(new Date("2026-01-06T00:00:00Z"))).map((k) => k.kid)).toEqual(["k-2", "k-1"]);
       } finally {
-        await other.close();
-        await fresh.drop();
+        await fresh.close();
       }
     });
 
     it("replicas starting together on an empty database, or rotating together, agree on one signing key", async () => {
-      const fresh = await kind.create();
-      await migrate(fresh.url);
-      const dbs = await Promise.all(
-        [0, 1, 2].map(() => openDatabase({ url: fresh.url, poolSize: 2, connectTimeoutMs: 5000, statementTimeoutMs: 5000 })),
+      const fresh = await openMigratedDatabase(kind, { poolSize: 2 });
+      const others = await Promise.all(
+        [1, 2].map(() => openDatabase({ url: fresh.url, poolSize: 2, connectTimeoutMs: 5000, statementTimeoutMs: 5000 })),
       );
+      const dbs = [fresh.db, ...others];
       try {
         const ringOn = (d: Database) =>
           createLocalKeyRing({
@@ -115,8 +100,8 @@ for (const kind of testDatabaseKinds()) {
         const unretired = await dbs[0]!.client.signingKey.count({ where: { retiredAt: null } });
         expect(unretired).toBe(1);
       } finally {
-        await Promise.all(dbs.map((d) => d.close()));
-        await fresh.drop();
+        await Promise.all(others.map((d) => d.close()));
+        await fresh.close();
       }
     });
 
@@ -175,7 +160,7 @@ for (const kind of testDatabaseKinds()) {
       expect(((await a.verify(tampered, now).catch((e: unknown) => e)) as DomainError).code).toBe("access_token_invalid");
       const foreign = createLocalKeyRing({
         issuer: "https://identity.test", audience: ["someone-else"], ttlSeconds: 1800,
-        store: createSigningKeyStore(db.client), encryption: createKeyEncryption(Buffer.alloc(32, 9)), clock,
+        store: createSigningKeyStore(db().client), encryption: createKeyEncryption(Buffer.alloc(32, 9)), clock,
       });
       const otherAudience = await (await foreign).issue(claims, now);
       expect(((await a.verify(otherAudience, now).catch((e: unknown) => e)) as DomainError).code).toBe("access_token_invalid");

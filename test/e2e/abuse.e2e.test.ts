@@ -10,19 +10,21 @@ import Database from "better-sqlite3";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/pb/google/rpc/error_details_pb.ts";
 import { AuthService } from "../../gen/pb/identity/v1/auth_service_pb.ts";
 import { createAuditLog } from "../../src/store/account-store.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { createTokenSigner, devIdToken, grpcSignin, grpcTarget, metadataToHeaders, uniqueSub } from "../support/signin-e2e.ts";
+import { statusAndCode } from "../support/error-code.ts";
 
 const json = { "content-type": "application/json" };
 
 const mint = (t: TestApp, sub: string, claims: Record<string, unknown> = {}) => devIdToken(t.url, sub, claims);
 
 /** The (unverified) claims of a compact JWT. */
-const claimsOf = (token: string) => JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString()) as { iss: string; jti: string; exp: number };
+const claimsOf = (token: string) => decodeJwt(token) as { iss: string; jti: string; exp: number };
 
 function post(t: TestApp, path: string, body: unknown, headers: Record<string, string> = {}) {
   return fetch(`${t.url}${path}`, { method: "POST", headers: { ...json, ...headers }, body: JSON.stringify(body) });
@@ -127,15 +129,14 @@ describe("server-issued nonces (require_nonce: server)", () => {
         ...(nonce === undefined ? {} : { nonce }),
         device_id: deviceId,
       });
-    const codeOf = async (res: Response) => ({ status: res.status, code: ((await res.json()) as { code?: string }).code });
 
-    expect(await codeOf(await signin(undefined, "device-a"))).toEqual({ status: 400, code: "nonce_required" });
-    expect(await codeOf(await signin(issued.nonce, "device-b"))).toEqual({ status: 401, code: "nonce_invalid" });
+    expect(await statusAndCode(await signin(undefined, "device-a"))).toEqual({ status: 400, code: "nonce_required" });
+    expect(await statusAndCode(await signin(issued.nonce, "device-b"))).toEqual({ status: 401, code: "nonce_invalid" });
     const forged = `${issued.nonce.slice(0, -4)}AAAA`;
-    expect(await codeOf(await signin(forged, "device-a"))).toEqual({ status: 401, code: "nonce_invalid" });
+    expect(await statusAndCode(await signin(forged, "device-a"))).toEqual({ status: 401, code: "nonce_invalid" });
     expect((await signin(issued.nonce, "device-a")).status).toBe(200);
     // Spent: a fresh token carrying the same nonce is refused.
-    expect(await codeOf(await signin(issued.nonce, "device-a"))).toEqual({ status: 401, code: "id_token_replayed" });
+    expect(await statusAndCode(await signin(issued.nonce, "device-a"))).toEqual({ status: 401, code: "id_token_replayed" });
     expect(await t.app.database.client.usedIdToken.count({ where: { key: { endsWith: `.nonce:${issued.nonce_sha256}` } } })).toBe(1);
   });
 
@@ -215,7 +216,7 @@ describe("the per-address limit under attack", () => {
     ] as const) {
       expect((await post(t, path, body, from(ip))).status).toBe(429);
     }
-    // What succeeds is not refused for the address's failures (issue 18): a nonce, a valid token.
+    // What succeeds is not refused for the address's failures: a nonce, a valid token.
     expect((await post(t, "/auth/id-token/nonce", { device_id: "d" }, from(ip))).status).toBe(200);
     expect((await post(t, "/auth/id-token/signin", { id_token: await mint(t, uniqueSub("nat")), provider: "dev" }, from(ip))).status).toBe(200);
     // Another address is not affected.

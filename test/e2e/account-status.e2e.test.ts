@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createAdminTool, type AdminTool } from "../../src/app/admin.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { testDatabaseKinds } from "../support/databases.ts";
-import { auditRowsOf, newRequestId, restSignin, rowCounts, uniqueSub } from "../support/signin-e2e.ts";
+import { auditRowsOf, devIdToken, newRequestId, restSignin, rowCounts, uniqueSub } from "../support/signin-e2e.ts";
 
 async function post(url: string, path: string, body: unknown, headers: Record<string, string> = {}) {
   const res = await fetch(`${url}${path}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
@@ -29,10 +29,7 @@ for (const kind of testDatabaseKinds()) {
       await t?.close();
     });
 
-    const idToken = async (sub: string) => {
-      const res = await post(t.url, "/dev/oidc/token", { sub, email: `${sub}@example.com`, email_verified: true });
-      return res.body["id_token"] as string;
-    };
+    const idToken = (sub: string) => devIdToken(t.url, sub, { email: `${sub}@example.com`, email_verified: true });
     /** A user signed in once; returns its id and the login's tokens. */
     const signedIn = async (label: string) => {
       const sub = uniqueSub(label);

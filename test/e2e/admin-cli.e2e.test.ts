@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { testDatabaseKinds } from "../support/databases.ts";
-import { restSignin, uniqueSub } from "../support/signin-e2e.ts";
+import { devIdToken, restSignin, uniqueSub } from "../support/signin-e2e.ts";
 
 const MAIN = fileURLToPath(new URL("../../src/main.ts", import.meta.url));
 
@@ -48,12 +48,7 @@ for (const kind of testDatabaseKinds()) {
       return JSON.parse(r.stdout) as Record<string, unknown> & { user: Record<string, unknown> };
     }
     async function signin(sub: string, email: string) {
-      const minted = await fetch(`${t.url}/dev/oidc/token`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ sub, email, email_verified: true }),
-      });
-      return restSignin(t.url, { id_token: ((await minted.json()) as { id_token: string }).id_token, provider: "dev" });
+      return restSignin(t.url, { id_token: await devIdToken(t.url, sub, { email, email_verified: true }), provider: "dev" });
     }
     async function newUser(label: string) {
       const sub = uniqueSub(label);

@@ -14,7 +14,7 @@ import { AdminService } from "../../gen/pb/identity/v1/admin_service_pb.ts";
 import { mintAdminKey } from "../../src/tokens/admin-keys.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { testDatabaseKinds } from "../support/databases.ts";
-import { newRequestId, restSignin, uniqueSub } from "../support/signin-e2e.ts";
+import { devIdToken, newRequestId, restSignin, uniqueSub } from "../support/signin-e2e.ts";
 
 const OPS = mintAdminKey();
 const ONCALL = mintAdminKey();
@@ -54,10 +54,7 @@ async function connectRefusal(call: Promise<unknown>) {
   return { code: e!.code, reason: e!.findDetails(ErrorInfoSchema)[0]?.reason };
 }
 
-async function mintIdToken(url: string, sub: string, email: string): Promise<string> {
-  const minted = await rest(url, "POST", "/dev/oidc/token", { body: { sub, email, email_verified: true } });
-  return minted.body["id_token"] as string;
-}
+const mintIdToken = (url: string, sub: string, email: string) => devIdToken(url, sub, { email, email_verified: true });
 
 for (const kind of testDatabaseKinds()) {
   describe(`admin API on ${kind.dialect}`, kind.suiteOptions, () => {

@@ -1,5 +1,5 @@
 /**
- * Issue 18, item 4: per-user budgets of wrong guesses (second-factor codes, current passwords: 10
+ * Per-user budgets of wrong guesses (second-factor codes, current passwords: 10
  * per 15 minutes) hold under concurrency. The old code counted, then checked, then recorded: 200
  * guesses sent at once all read the same count and all were evaluated. Now each guess is reserved
  * in the database (under a per-user lock) before it is checked, so of 200 at once — over one

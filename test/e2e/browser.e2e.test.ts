@@ -19,7 +19,7 @@ import { rolldown } from "rolldown";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { BROWSER_SUITE, launchChromium } from "../support/chromium.ts";
-import { rowCounts, uniqueSub } from "../support/signin-e2e.ts";
+import { devIdToken, rowCounts, uniqueSub } from "../support/signin-e2e.ts";
 import type { BrowserClient, Outcome } from "./browser/client.ts";
 
 const ENTRY = fileURLToPath(new URL("./browser/client.ts", import.meta.url));
@@ -173,12 +173,7 @@ describe("browser callers (headless Chromium, cross-origin)", BROWSER_SUITE, () 
   it("refuses a page from an origin that is not in server.cors.allowed_origins", async () => {
     // The page cannot mint here (CORS), so Node mints a valid token and hands it over.
     const sub = uniqueSub("browser-refused");
-    const minted = await fetch(`${api}/dev/oidc/token`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ sub, email: `${sub}@example.com`, email_verified: true }),
-    });
-    const { id_token: idToken } = (await minted.json()) as { id_token: string };
+    const idToken = await devIdToken(api, sub, { email: `${sub}@example.com`, email_verified: true });
     const before = await rowCounts(testApp!.app);
 
     const { page, consoleErrors } = await openPage(browser!, refused!.origin);

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SigninWithIdTokenRequestSchema } from "../../gen/pb/identity/v1/auth_service_pb.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { envelope } from "../support/raw-rpc.ts";
+import { devIdToken } from "../support/signin-e2e.ts";
 
 describe("Cache-Control on answers", () => {
   let t: TestApp;
@@ -19,10 +20,7 @@ describe("Cache-Control on answers", () => {
     await t?.close();
   });
 
-  async function mint(sub: string): Promise<string> {
-    const r = await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: json, body: JSON.stringify({ sub, email: `${sub}@example.com` }) });
-    return ((await r.json()) as { id_token: string }).id_token;
-  }
+  const mint = (sub: string) => devIdToken(t.url, sub, { email: `${sub}@example.com` });
   const rpc = `/identity.v1.AuthService/SigninWithIdToken`;
 
   it("sign-in answers are no-store over REST, Connect (both paths) and gRPC-Web, refusals too", async () => {

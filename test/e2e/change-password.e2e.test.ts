@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { UserService } from "../../gen/pb/identity/v1/user_service_pb.ts";
 import { createAdminTool, type AdminTool } from "../../src/app/admin.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
-import { createMovableClock, restSignin, uniqueSub } from "../support/signin-e2e.ts";
+import { createMovableClock, devIdToken, restSignin, uniqueSub } from "../support/signin-e2e.ts";
 
 const DAY = 86_400_000;
 
@@ -41,8 +41,8 @@ describe("ChangePassword and the password fields", () => {
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   }
   async function signin(sub: string) {
-    const minted = await call("POST", "/dev/oidc/token", { sub, email: `${sub}@example.com`, email_verified: true });
-    const res = await restSignin(t.url, { id_token: minted.body["id_token"], provider: "dev" });
+    const idToken = await devIdToken(t.url, sub, { email: `${sub}@example.com`, email_verified: true });
+    const res = await restSignin(t.url, { id_token: idToken, provider: "dev" });
     expect(res.status).toBe(200);
     return res.body;
   }

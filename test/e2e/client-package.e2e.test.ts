@@ -1,5 +1,5 @@
 /**
- * The TypeScript client outside this repository (issues 11, 17): `npm pack` of clients/ts
+ * The TypeScript client outside this repository: `npm pack` of clients/ts
  * (compiled JavaScript + .d.ts of gen/pb, an exports map) into a project made as
  * clients/ts/README.md says (`npm init -y`, `npm pkg set type=module`, its install line), without
  * network (registry packages come from this repo's node_modules), typechecked with the README's

@@ -1,5 +1,5 @@
 /**
- * What slow, idle or numerous clients can hold (issue: hold under attack, availability). With
+ * What slow, idle or numerous clients can hold, so the service stays available under attack. With
  * short limits configured: an idle HTTP/2 connection is closed; a request body that never
  * finishes gets 408 over HTTP/2 (REST and Connect) and HTTP/1.1; a connection preface trickled a
  * byte at a time is dropped at a fixed deadline; connections past `max_connections` are closed
@@ -145,7 +145,7 @@ describe("connection limits", () => {
 });
 
 /**
- * Issue 18 item 10: one address cannot take every connection. The regression: `max_connections`
+ * One address cannot take every connection. The regression: `max_connections`
  * was only global, so one address holding that many h2c connections (each with a sign-in body
  * that never ends) kept every other client out. Here, with max_connections 60 and 20 per
  * address, 127.0.0.2 tries 70 connections and, on those it keeps, more never-ending streams

@@ -12,7 +12,7 @@ import { auditRowsOf, createTokenSigner, grpcSignin, grpcTarget, metadataToHeade
 import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
 
 /**
- * Regression (issue 10): NUL and other control characters in e-mail, phone, names, reasons and
+ * Regression: NUL and other control characters in e-mail, phone, names, reasons and
  * path parameters gave 500 on PostgreSQL and lost the audit row. Request fields are refused
  * before any handler (400 `invalid_characters`, nothing written); ID-token claims refuse the
  * token (401 `id_token_claim_invalid`, the sign-in's audit row written, nothing else).

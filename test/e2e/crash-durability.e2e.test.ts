@@ -4,9 +4,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Sqlite from "better-sqlite3";
 import pg from "pg";
+import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type TestDatabase, type TestDatabaseKind, testDatabaseKinds } from "../support/databases.ts";
 import { type ServiceProcess, startServiceProcess } from "../support/service-process.ts";
+import { devIdToken } from "../support/signin-e2e.ts";
 
 /**
  * Nothing acknowledged is lost: every sign-in answered 200 has its session, refresh token and
@@ -94,11 +96,6 @@ function tokenHash(token: string): string {
   return createHash("sha256").update(token).digest("base64url");
 }
 
-/** The payload of a compact JWT, unverified (the service that signed it is the one under test). */
-function jwtPayload(jwt: string): Record<string, unknown> {
-  return JSON.parse(Buffer.from(jwt.split(".")[1]!, "base64url").toString()) as Record<string, unknown>;
-}
-
 function countBy<T>(items: readonly T[], key: (item: T) => string | null): Map<string, number> {
   const m = new Map<string, number>();
   for (const item of items) {
@@ -184,9 +181,7 @@ for (const kind of testDatabaseKinds()) {
         while (!killed) {
           const p = plan();
           try {
-            const minted = await postJson(`${service.url}/dev/oidc/token`, { sub: p.sub, email: p.email });
-            if (minted.status !== 200) throw new Error(`mint answered ${minted.status}`);
-            const { id_token } = (await minted.json()) as { id_token: string };
+            const id_token = await devIdToken(service.url, p.sub, { email: p.email });
             if (killed) break;
             const requestId = `crash-${randomUUID()}`;
             inFlight++;
@@ -209,7 +204,7 @@ for (const kind of testDatabaseKinds()) {
               ...p,
               requestId,
               userId: body.user_id,
-              sessionId: String(jwtPayload(body.access_token)["sid"]),
+              sessionId: String(decodeJwt(body.access_token)["sid"]),
               refreshToken: body.refresh_token,
             };
             acks.push(ack);
@@ -293,7 +288,7 @@ for (const kind of testDatabaseKinds()) {
         sample.map(async (a) => {
           const res = await postJson(`${restarted!.url}/auth/token/refresh`, { refresh_token: a.refreshToken });
           const body = (await res.json()) as { user_id?: string; access_token?: string; code?: string };
-          const sid = body.access_token === undefined ? null : jwtPayload(body.access_token)["sid"];
+          const sid = body.access_token === undefined ? null : decodeJwt(body.access_token)["sid"];
           return { sub: a.sub, status: res.status, code: body.code, userOk: body.user_id === a.userId, sidOk: sid === a.sessionId };
         }),
       );

@@ -1,6 +1,6 @@
 /**
  * The embedded setup's files hold e-mail addresses, subjects, client addresses, the audit trail
- * and the key-encryption key: only the service's user may read them (issue: hold under attack).
+ * and the key-encryption key: only the service's user may read them.
  * The key-encryption key file is written whole or not at all.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type App, createApp } from "../../src/app.ts";
 import { loadConfig } from "../../src/config/load.ts";
 import { silentLogger } from "../../src/logger.ts";
+import { devIdToken } from "../support/signin-e2e.ts";
 
 describe("the data directory on first start", () => {
   const parent = mkdtempSync(join(tmpdir(), "identity-datadir-"));
@@ -21,8 +22,8 @@ describe("the data directory on first start", () => {
     app = await createApp(config, silentLogger);
     await app.listen();
     // A sign-in writes the WAL.
-    const minted = await (await fetch(`${app.url()}/dev/oidc/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ sub: "perm" }) })).json() as { id_token: string };
-    const r = await fetch(`${app.url()}/auth/id-token/signin`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id_token: minted.id_token, provider: "dev" }) });
+    const idToken = await devIdToken(app.url(), "perm");
+    const r = await fetch(`${app.url()}/auth/id-token/signin`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id_token: idToken, provider: "dev" }) });
     expect(r.status).toBe(200);
   });
   afterAll(async () => {

@@ -46,13 +46,11 @@ describe("PostgreSQL outage", kind.suiteOptions, () => {
   });
 
   async function signin(sub: string): Promise<Response> {
-    const minted = (await (
-      await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ sub }) })
-    ).json()) as { id_token: string };
+    const idToken = await devIdToken(t.url, sub);
     return fetch(`${t.url}/auth/id-token/signin`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ id_token: minted.id_token, provider: "dev" }),
+      body: JSON.stringify({ id_token: idToken, provider: "dev" }),
     });
   }
 

@@ -1,5 +1,5 @@
 /**
- * Dev mode cannot meet real data (issue 18, item 9): the real process (`node src/main.ts --dev`)
+ * Dev mode cannot meet real data: the real process (`node src/main.ts --dev`)
  * refuses to start when it would listen beyond loopback, or over a database that holds identities
  * of providers other than the dev issuer, with a message that says why and how to force it; with
  * `--force-dev` (or FORCE_DEV=1) it starts and says so in its log.

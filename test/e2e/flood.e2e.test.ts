@@ -1,7 +1,7 @@
 /**
  * A flood from one address (FLOOD_SECONDS, 10 by default, of bad sign-ins, VerifyMfa and refresh
- * calls at FLOOD_RATE, 600/s by default — the issue's probe sent 3,000 refusals in 5 s — several
- * in flight) does not slow down everybody else: the other addresses' sign-in latency
+ * calls at FLOOD_RATE, 600/s by default, the rate of the probe that found the problem (3,000
+ * refusals in 5 s), several in flight) does not slow down everybody else: the other addresses' sign-in latency
  * stays within 2× of what it was before, the flood writes at most the limit's worth of audit rows
  * plus one aggregated row, and health stays fast. The service runs as a process of its own, so
  * the flood's client does not share its event loop. FLOOD_REPORT=1 prints the figures.

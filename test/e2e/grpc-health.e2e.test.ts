@@ -5,6 +5,7 @@ import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/p
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { createHealthClient } from "../support/health-client.ts";
 import { type ServiceProcess, startServiceProcess } from "../support/service-process.ts";
+import { devIdToken } from "../support/signin-e2e.ts";
 
 const SERVED = [
   "identity.v1.AuthService",
@@ -149,11 +150,9 @@ describe("shutdown sequence of the service process", () => {
       expect((await fetch(`${url}/readyz`)).status).toBe(503);
       expect(await client.check("")).toEqual({ status: "NOT_SERVING" });
       expect((await fetch(`${url}/healthz`)).status).toBe(200);
-      const minted = (await (await fetch(`${url}/dev/oidc/token`, {
-        method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ sub: "late-caller" }),
-      })).json()) as { id_token: string };
+      const idToken = await devIdToken(url, "late-caller");
       const signin = await fetch(`${url}/auth/id-token/signin`, {
-        method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id_token: minted.id_token, provider: "dev" }),
+        method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id_token: idToken, provider: "dev" }),
       });
       expect(signin.status).toBe(200);
       expect(Date.now() - signalled).toBeLessThan(delayMs);

@@ -9,7 +9,7 @@ import { http } from "../../gen/pb/google/api/annotations_pb.ts";
 import { ErrorInfoSchema } from "../../gen/pb/google/rpc/error_details_pb.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { markdownSnippet, shellCommands } from "../support/docs.ts";
-import { grpcTarget } from "../support/signin-e2e.ts";
+import { devIdToken, grpcTarget } from "../support/signin-e2e.ts";
 
 const SERVICES = [
   "grpc.health.v1.Health",
@@ -110,10 +110,8 @@ describe("gRPC server reflection", () => {
   });
 
   it("buf curl calls RPCs with the schema from reflection alone", async () => {
-    const minted = (await (await fetch(`${t.url}/dev/oidc/token`, {
-      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ sub: "reflected" }),
-    })).json()) as { id_token: string };
-    const ok = await bufCurl(["--protocol", "grpc", "--http2-prior-knowledge", "-d", JSON.stringify({ id_token: minted.id_token, provider: "dev" }),
+    const idToken = await devIdToken(t.url, "reflected");
+    const ok = await bufCurl(["--protocol", "grpc", "--http2-prior-knowledge", "-d", JSON.stringify({ id_token: idToken, provider: "dev" }),
       `${t.url}/identity.v1.AuthService/SigninWithIdToken`]);
     expect(ok.stderr).toBe("");
     const login = JSON.parse(ok.stdout) as { accessToken?: string; tokenType?: string };
@@ -136,10 +134,7 @@ describe("gRPC server reflection", () => {
           resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr }));
       });
     const here = (command: string) => command.replaceAll("http://localhost:8080", t.url).replaceAll("localhost:8080", new URL(t.url).host);
-    const idToken = async () =>
-      ((await (await fetch(`${t.url}/dev/oidc/token`, {
-        method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ sub: "readme-buf-curl" }),
-      })).json()) as { id_token: string }).id_token;
+    const idToken = () => devIdToken(t.url, "readme-buf-curl");
 
     const commands = ["buf-curl-schema", "buf-curl-reflection", "buf-curl-health"]
       .flatMap((name) => shellCommands(markdownSnippet("README.md", name)))

@@ -1,5 +1,5 @@
 /**
- * One issuer (issue 11): our tokens' `iss`, the discovery document, the JWKS URL and the dev
+ * One issuer: our tokens' `iss`, the discovery document, the JWKS URL and the dev
  * issuer's URL come from one value. Regression: without tokens.issuer and server.public_url,
  * tokens said `http://localhost:PORT` while discovery said `http://127.0.0.1:PORT`, so a verifier
  * fed the discovered issuer (the README's jose snippet) refused every token.
@@ -16,7 +16,7 @@ async function verifyWithDiscovery(url: string): Promise<{ issuer: string; jwksU
   const res = await fetch(`${url}/.well-known/openid-configuration`);
   expect(res.status).toBe(200);
   const doc = (await res.json()) as Record<string, string>;
-  // Only what is served: the OAuth endpoints (issue 20), no ID-token claims or authorization endpoint.
+  // Only what is served: the OAuth endpoints, no ID-token claims or authorization endpoint.
   expect(Object.keys(doc).sort()).toEqual([
     "grant_types_supported", "introspection_endpoint", "introspection_endpoint_auth_methods_supported", "issuer", "jwks_uri",
     "response_types_supported", "revocation_endpoint", "revocation_endpoint_auth_methods_supported", "token_endpoint",

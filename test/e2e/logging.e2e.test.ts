@@ -27,14 +27,14 @@ describe("what the service logs", () => {
     const secrets: string[] = [];
     const sub = "log-subject-4711";
     const email = "private.person@example.com";
-    const minted = (await (await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: json, body: JSON.stringify({ sub, email }) })).json()) as { id_token: string };
-    secrets.push(minted.id_token, sub, email);
+    const idToken = await devIdToken(t.url, sub, { email });
+    secrets.push(idToken, sub, email);
     const call = (path: string, body: unknown, headers: Record<string, string> = {}) =>
       fetch(`${t.url}${path}`, { method: "POST", headers: { ...json, ...headers }, body: JSON.stringify(body) });
 
-    const ok = (await (await call("/auth/id-token/signin", { id_token: minted.id_token, provider: "dev" })).json()) as Record<string, string>;
+    const ok = (await (await call("/auth/id-token/signin", { id_token: idToken, provider: "dev" })).json()) as Record<string, string>;
     secrets.push(ok["access_token"]!, ok["refresh_token"]!);
-    const tampered = `${minted.id_token.slice(0, -8)}AAAAAAAA`;
+    const tampered = `${idToken.slice(0, -8)}AAAAAAAA`;
     secrets.push(tampered);
     expect((await call("/auth/id-token/signin", { id_token: tampered, provider: "dev" })).status).toBe(401);
     expect((await call("/auth/id-token/signin", { id_token: "not-a-jwt", provider: "dev" })).status).toBe(400);
@@ -47,7 +47,7 @@ describe("what the service logs", () => {
     expect(lines.length).toBeGreaterThan(3);
     for (const secret of secrets) expect(all).not.toContain(secret);
     // Tokens in part (e.g. a signature or payload segment) do not leak either.
-    for (const token of [minted.id_token, ok["access_token"]!]) {
+    for (const token of [idToken, ok["access_token"]!]) {
       for (const segment of token.split(".")) expect(all).not.toContain(segment);
     }
     expect(all).toContain('"code":"id_token_signature_invalid"');

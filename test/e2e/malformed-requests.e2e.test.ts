@@ -9,7 +9,7 @@ import { envelope, RawRpc, restCall, type RpcOutcome, rpcCount } from "../suppor
 import { rowCounts } from "../support/signin-e2e.ts";
 
 /**
- * Regression (issue 10): a request body that is not protobuf answered 500 `internal` with the
+ * Regression: a request body that is not protobuf answered 500 `internal` with the
  * parser's words ("parse binary: premature EOF") over Connect binary, gRPC and gRPC-Web, and was
  * counted nowhere. Every protocol and both server paths now answer 400 / INVALID_ARGUMENT
  * `invalid_request` with our own message, counted in metrics under that code.

@@ -6,7 +6,7 @@ import { AuthService } from "../../gen/pb/identity/v1/auth_service_pb.ts";
 import { totpCode } from "../../src/tokens/totp.ts";
 import { postgresKind } from "../support/databases.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
-import { createMovableClock, grpcSignin, grpcTarget, uniqueSub } from "../support/signin-e2e.ts";
+import { createMovableClock, devIdToken, grpcSignin, grpcTarget, uniqueSub } from "../support/signin-e2e.ts";
 
 type Labels = Record<string, string>;
 interface Scrape {
@@ -47,8 +47,7 @@ describe("GET /metrics", () => {
   const m = "identity.v1.AuthService/SigninWithIdToken";
   const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
     fetch(`${t.url}${path}`, { method: "POST", headers: { ...json, ...headers }, body: typeof body === "string" ? body : JSON.stringify(body) });
-  const mint = async (claims: Record<string, unknown>) =>
-    ((await (await post("/dev/oidc/token", claims)).json()) as { id_token: string }).id_token;
+  const mint = (sub: string) => devIdToken(t.url, sub);
 
   beforeAll(async () => {
     t = await startTestApp({
@@ -67,7 +66,7 @@ describe("GET /metrics", () => {
   });
 
   it("counts RPCs of every protocol by method, protocol and stable code, times them from 0.5 ms up, and exposes the process", async () => {
-    const idToken = await mint({ sub: uniqueSub("metered") });
+    const idToken = await mint(uniqueSub("metered"));
     expect((await post("/auth/id-token/signin", { id_token: idToken, provider: "dev" })).status).toBe(200);
     expect((await post("/auth/id-token/signin", { id_token: "x.y.z", provider: "dev" })).status).toBe(400);
     const connect = createClient(AuthService, createConnectTransport({ baseUrl: t.url, httpVersion: "2" }));
@@ -114,7 +113,7 @@ describe("GET /metrics", () => {
 
   it("counts key fetches and their failures per provider", async () => {
     const before = await scrape(t.url);
-    const res = await post("/auth/id-token/signin", { id_token: await mint({ sub: uniqueSub("down") }), provider: "down" });
+    const res = await post("/auth/id-token/signin", { id_token: await mint(uniqueSub("down")), provider: "down" });
     expect(res.status).toBe(503);
     expect(((await res.json()) as { code: string }).code).toBe("provider_unavailable");
     const after = await scrape(t.url);
@@ -127,7 +126,7 @@ describe("GET /metrics", () => {
   it("counts MFA challenges, verifications by method and outcome, and risk levels", async () => {
     const sub = uniqueSub("mfa-metered");
     const device = (d: string) => ({ "x-device-id": `${sub}-${d}`, "user-agent": "metrics-e2e/1.0" });
-    const first = (await (await post("/auth/id-token/signin", { id_token: await mint({ sub }), provider: "dev" }, device("A"))).json()) as Record<string, string>;
+    const first = (await (await post("/auth/id-token/signin", { id_token: await mint(sub), provider: "dev" }, device("A"))).json()) as Record<string, string>;
     const bearer = { authorization: `Bearer ${first["access_token"]}` };
     const secret = ((await (await post("/auth/mfa/totp/enroll", {}, bearer)).json()) as { secret: string }).secret;
     const nextStep = () => clock.advance(30_000 - (clock.now().getTime() % 30_000) + 1000);
@@ -135,7 +134,7 @@ describe("GET /metrics", () => {
     expect((await post("/auth/mfa/totp/confirm", { code: totpCode(secret, clock.now()) }, bearer)).status).toBe(200);
 
     const before = await scrape(t.url);
-    const challenged = (await (await post("/auth/id-token/signin", { id_token: await mint({ sub }), provider: "dev" }, device("B"))).json()) as Record<string, unknown>;
+    const challenged = (await (await post("/auth/id-token/signin", { id_token: await mint(sub), provider: "dev" }, device("B"))).json()) as Record<string, unknown>;
     expect(challenged["requires_mfa"]).toBe(true);
     nextStep();
     const right = totpCode(secret, clock.now());

@@ -20,7 +20,7 @@ import { buildMmdb, cityRecord } from "../support/mmdb-writer.ts";
 import * as grpc from "@grpc/grpc-js";
 import { toBinary } from "@bufbuild/protobuf";
 import { LoginResponseSchema } from "../../gen/pb/identity/v1/auth_service_pb.ts";
-import { createMovableClock, createTokenSigner, grpcSignin, grpcTarget, LOCAL_ISSUER, uniqueSub } from "../support/signin-e2e.ts";
+import { createMovableClock, createTokenSigner, devIdToken, grpcSignin, grpcTarget, LOCAL_ISSUER, uniqueSub } from "../support/signin-e2e.ts";
 
 const BERLIN_IP = "203.0.113.10";
 const FIREFOX_LINUX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
@@ -65,10 +65,8 @@ function restClient(url: string) {
   });
   return {
     call,
-    async mint(claims: { sub: string; email?: string; amr?: string[] }): Promise<string> {
-      const res = await call("POST", "/dev/oidc/token", claims);
-      expect(res.status).toBe(200);
-      return res.body["id_token"] as string;
+    mint({ sub, ...claims }: { sub: string; email?: string; amr?: string[] }): Promise<string> {
+      return devIdToken(url, sub, claims);
     },
     signin(idToken: string, o: { device?: string; ip?: string; provider?: string; userAgent?: string; credential?: string } = {}) {
       const body = { id_token: idToken, provider: o.provider ?? "dev", ...(o.credential === undefined ? {} : { device_credential: o.credential }) };
@@ -98,7 +96,7 @@ function expectChallenge(res: Res, reason: string) {
   expect(b["risk_assessment"]).toMatchObject({ level: b["risk_level"], require_mfa: true, recommended_mfa_methods: ["totp"] });
   // The signals that fired, strongest first: a signal given as the reason leads them.
   if (reason !== "policy") expect((b["risk_assessment"] as { signals: string[] }).signals[0]).toBe(reason);
-  // Nothing personal before the second factor (issue 18, item 8): what the client needs to
+  // Nothing personal before the second factor: what the client needs to
   // continue, and no user, user ID, e-mail, phone, username or password state.
   expect(Object.keys(b).sort()).toEqual(
     ["challenge_token", "expires_in", "mfa_check_reason", "must_change_password", "required_mfa_methods", "requires_mfa", "risk_assessment", "risk_level", "token_type"],
@@ -219,7 +217,7 @@ describe("adaptive MFA", () => {
     expect(decodeJwt(refreshed.body["access_token"] as string)["amr"]).toEqual(["fed", "otp", "mfa"]);
   });
 
-  it("a challenge answer over gRPC carries nothing personal either (issue 18, item 8)", async () => {
+  it("a challenge answer over gRPC carries nothing personal either", async () => {
     const u = await enrolledUser("grpc-private");
     const client = new grpc.Client(grpcTarget(testApp.url), grpc.credentials.createInsecure());
     try {
@@ -340,7 +338,7 @@ describe("adaptive MFA", () => {
   };
   const expectChallenged = async (sub: string, credential: string) => expectChallenge(await fromNewDevice(sub, credential), "new_device");
 
-  it("trust is a credential issued once, stored only as its hash, that skips MFA for its own user only (issue 18)", async () => {
+  it("trust is a credential issued once, stored only as its hash, that skips MFA for its own user only", async () => {
     const u = await enrolledUser("trusted");
     const { credential, device, answer } = await trust(u);
     // Shown once: the row holds its SHA-256, bound to the user, with what a person recognises.
@@ -385,7 +383,7 @@ describe("adaptive MFA", () => {
     expect(await db().trustedDevice.count({ where: { userId: u.userId } })).toBe(1);
   });
 
-  describe("trust ends (issue 18)", () => {
+  describe("trust ends", () => {
     const adminCall = (path: string, body: unknown = {}) => api.call("POST", path, body, { authorization: `Bearer ${ADMIN.key}` });
 
     it("on sign-out everywhere (not on signing out one session)", async () => {

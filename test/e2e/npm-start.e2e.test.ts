@@ -59,7 +59,7 @@ async function startNpm(script: string, options: { server?: Record<string, unkno
     stringify({
       data_dir: join(dir, "data"),
       log_level: "debug",
-      // Production refuses to start without a provider (issue 17); none is called here.
+      // Production refuses to start without a provider; none is called here.
       providers: { acme: { issuer: "https://issuer.example", client_ids: ["app"] } },
       server: { host: "127.0.0.1", port: 0, shutdown_delay_ms: 0, ...options.server },
     }),

@@ -5,7 +5,7 @@
  * Runs on SQLite, and on PostgreSQL when TEST_DATABASE_URL is set.
  */
 import { createHash } from "node:crypto";
-import { createRemoteJWKSet, exportJWK, generateKeyPair, jwtVerify, SignJWT } from "jose";
+import { createRemoteJWKSet, decodeJwt, exportJWK, generateKeyPair, jwtVerify, SignJWT } from "jose";
 import * as oidc from "openid-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFile } from "node:child_process";
@@ -16,7 +16,7 @@ import { totpCode } from "../../src/tokens/totp.ts";
 import { markdownSnippet, shellCommands } from "../support/docs.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { postgresKind, testDatabaseKinds } from "../support/databases.ts";
-import { createMovableClock, LOCAL_ISSUER, uniqueSub } from "../support/signin-e2e.ts";
+import { createMovableClock, devIdToken, LOCAL_ISSUER, uniqueSub } from "../support/signin-e2e.ts";
 
 const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -49,11 +49,7 @@ for (const kind of testDatabaseKinds()) {
       return config;
     }
 
-    async function mint(sub: string): Promise<string> {
-      const res = await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ sub, email: `${sub}@example.com` }) });
-      expect(res.status).toBe(200);
-      return ((await res.json()) as { id_token: string }).id_token;
-    }
+    const mint = (sub: string) => devIdToken(t.url, sub, { email: `${sub}@example.com` });
 
     /** The RFC error openid-client surfaced: its `error`, HTTP status and whole JSON body. */
     async function rejection(p: Promise<unknown>): Promise<{ error: string; status: number; body: Record<string, unknown>; wwwAuthenticate?: string }> {
@@ -215,7 +211,7 @@ for (const kind of testDatabaseKinds()) {
       });
       return { status: res.status, body: (await res.json()) as Record<string, unknown> };
     }
-    const sidOf = (accessToken: string) => JSON.parse(Buffer.from(accessToken.split(".")[1]!, "base64url").toString("utf8")).sid as string;
+    const sidOf = (accessToken: string) => decodeJwt(accessToken)["sid"] as string;
     const sessionRow = (accessToken: string) => t.app.database.client.session.findUniqueOrThrow({ where: { id: sidOf(accessToken) } });
     const meStatus = async (accessToken: string) => (await fetch(`${t.url}/auth/me`, { headers: { authorization: `Bearer ${accessToken}` } })).status;
 
@@ -471,9 +467,9 @@ describe.runIf(postgresKind() !== null)("refresh grace across two replicas on Po
   };
 
   it("both replicas answer 200 with the same refresh token, and the session stays live", async () => {
-    const minted = (await (await fetch(`${a.url}/dev/oidc/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ sub: uniqueSub("replicas") }) })).json()) as { id_token: string };
+    const idToken = await devIdToken(a.url, uniqueSub("replicas"));
     // The dev issuer's key lives in each data directory: sign in where the token was minted.
-    const first = await form(a.url, { grant_type: TOKEN_EXCHANGE, subject_token: minted.id_token, subject_token_type: ID_TOKEN_TYPE });
+    const first = await form(a.url, { grant_type: TOKEN_EXCHANGE, subject_token: idToken, subject_token_type: ID_TOKEN_TYPE });
     expect(first.status).toBe(200);
     const [ra, rb] = await Promise.all([
       form(a.url, { grant_type: "refresh_token", refresh_token: first.body["refresh_token"]! }),
@@ -504,8 +500,7 @@ describe("the README's openid-client snippet", () => {
   it("discovers, exchanges, refreshes and revokes, each session bound to the client web", async () => {
     const snippet = markdownSnippet("README.md", "oauth-openid-client");
     expect(snippet).toContain(`new URL("${PUBLIC}")`);
-    const minted = await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ sub: uniqueSub("snippet") }) });
-    const idToken = ((await minted.json()) as { id_token: string }).id_token;
+    const idToken = await devIdToken(t.url, uniqueSub("snippet"));
     // A module of its own (vitest compiles it as any test file), exporting what the snippet made.
     const dir = join(import.meta.dirname, "../../test-output");
     mkdirSync(dir, { recursive: true });
@@ -526,7 +521,7 @@ describe("the README's openid-client snippet", () => {
       delete g["idTokenFromGoogle"];
       rmSync(file, { force: true });
     }
-    const sid = JSON.parse(Buffer.from(made.refreshed.access_token.split(".")[1]!, "base64url").toString("utf8")).sid as string;
+    const sid = decodeJwt(made.refreshed.access_token)["sid"] as string;
     const session = await t.app.database.client.session.findUniqueOrThrow({ where: { id: sid } });
     // The snippet's revocation ended the session it opened (as client web, whose session it is).
     expect(session.clientId).toBe("web");

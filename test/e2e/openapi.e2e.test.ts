@@ -1,5 +1,5 @@
 /**
- * The OpenAPI document (issue 11): generated from proto/ at `npm run generate`, served at
+ * The OpenAPI document: generated from proto/ at `npm run generate`, served at
  * GET /openapi.json, naming every route the server answers, and describing real answers exactly:
  * a sign-in response and an error body validate against its schemas (ajv, JSON Schema 2020-12,
  * the dialect OpenAPI 3.1 uses), with no field left undocumented.

@@ -1,7 +1,7 @@
 /**
  * Passkeys end to end against a real server on port 0, driven by a software authenticator in
  * Node (ES256 and EdDSA): registration, list, rename, a risky sign-in answered with the passkey
- * and removal, over REST, Connect and gRPC; then every bad input of issue 21, each with its
+ * and removal, over REST, Connect and gRPC; then every bad input, each with its
  * stable code and nothing written. On SQLite and, with TEST_DATABASE_URL, PostgreSQL. ID tokens
  * come from the built-in dev issuer (dev mode).
  */
@@ -15,7 +15,7 @@ import { AuthService } from "../../gen/pb/identity/v1/auth_service_pb.ts";
 import { MfaService } from "../../gen/pb/identity/v1/mfa_service_pb.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { testDatabaseKinds } from "../support/databases.ts";
-import { createMovableClock, uniqueSub } from "../support/signin-e2e.ts";
+import { createMovableClock, devIdToken, uniqueSub } from "../support/signin-e2e.ts";
 import { type CoseAlg, createSoftAuthenticator, type SoftAuthenticator } from "../support/soft-authenticator.ts";
 
 const RP_ID = "identity.test";
@@ -149,8 +149,7 @@ for (const kind of testDatabaseKinds()) describe(`passkeys on ${kind.dialect}`, 
   const db = () => testApp.app.database.client;
 
   async function signin(sub: string, device: string) {
-    const mint = await fetch(`${testApp.url}/dev/oidc/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ sub, email: `${sub}@example.com` }) });
-    const idToken = ((await mint.json()) as { id_token: string }).id_token;
+    const idToken = await devIdToken(testApp.url, sub, { email: `${sub}@example.com` });
     const res = await fetch(`${testApp.url}/auth/id-token/signin`, {
       method: "POST",
       headers: { "content-type": "application/json", "x-device-id": device, "user-agent": "passkeys-e2e/1.0" },
@@ -227,7 +226,7 @@ for (const kind of testDatabaseKinds()) describe(`passkeys on ${kind.dialect}`, 
         const id = passkey["id"] as string;
         expect(id).toMatch(/^pk_/);
 
-        // A factor now: another change needs the passkey on this session (issue 21: one step-up
+        // A factor now: another change needs the passkey on this session (one step-up
         // rule for every factor change); the refusal names the passkey way. Renaming is free.
         for (const refused of [await api.beginRegistration(access), await api.remove(access, id), await api.enrollTotp(access)]) {
           expect(refused.code).toBe("reauthentication_required");
@@ -285,7 +284,7 @@ for (const kind of testDatabaseKinds()) describe(`passkeys on ${kind.dialect}`, 
     }
   }
 
-  describe("step-up with a passkey (issues 18/21: one rule for every factor change)", () => {
+  describe("step-up with a passkey (one rule for every factor change)", () => {
     for (const protocol of ["rest", "connect"] as const) {
       it(`${protocol}: a passkey answer in VerifyMfa allows factor changes at once, for mfa.step_up_max_age only`, async () => {
         const api = apis[protocol];

@@ -33,8 +33,7 @@ describe("sign-in failure limit per address", () => {
     });
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   };
-  const mint = async (sub: string) =>
-    ((await (await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: json, body: JSON.stringify({ sub }) })).json()) as { id_token: string }).id_token;
+  const mint = (sub: string) => devIdToken(t.url, sub);
 
   it("answers an address's failures with 429 rate_limited once it has too many, until the window has passed; a valid token still signs in", async () => {
     const attacker = "203.0.113.9";
@@ -46,7 +45,7 @@ describe("sign-in failure limit per address", () => {
     // While limited, every bad token gets the same answer: the limit is no verification oracle.
     expect((await signin("not.a.token", attacker)).body["code"]).toBe("rate_limited");
 
-    // Others' failures do not lock out a user behind the same address (issue 18.6): a valid
+    // Others' failures do not lock out a user behind the same address: a valid
     // token is not refused for them.
     expect((await signin(await mint("victim-of-nat"), attacker)).status).toBe(200);
     // Another address is not affected.
@@ -59,7 +58,7 @@ describe("sign-in failure limit per address", () => {
 });
 
 /**
- * Issue 18 item 6: 30 junk refresh attempts from one address (a NAT, a carrier-grade NAT, an
+ * 30 junk refresh attempts from one address (a NAT, a carrier-grade NAT, an
  * office) must not stop a legitimate user behind it from refreshing a valid token or signing in
  * with a valid ID token. The regression: the address limit refused every request from the
  * address before looking at its credential.
@@ -112,7 +111,7 @@ describe("others' failures behind the same address", () => {
 });
 
 /**
- * Issue 18 item 5: the per-address limit keys IPv6 by its prefix (rate_limit.ipv6_prefix,
+ * The per-address limit keys IPv6 by its prefix (rate_limit.ipv6_prefix,
  * default /64; IPv4 by rate_limit.ipv4_prefix, default /32), so a client that rotates addresses
  * inside its /64 — every IPv6 subscriber gets at least one — gets no fresh budget. The
  * regression: each rotated address had a budget of its own. The service listens on ::1 behind

@@ -1,5 +1,5 @@
 /**
- * Issue 18 item 1: an ID token without `jti` (Entra puts `uti`, Apple none) must not sign in a
+ * An ID token without `jti` (Entra puts `uti`, Apple none) must not sign in a
  * second time under another spelling. Two spellings of one signature verify: the last base64url
  * character's unused low bits are ignored by decoders, and an ECDSA signature (r, s) is also valid
  * as (r, n − s). The regression: the replay marker hashed the whole token string, so either

@@ -5,6 +5,8 @@ import { ErrorInfoSchema } from "../../gen/pb/google/rpc/error_details_pb.ts";
 import { AuthService } from "../../gen/pb/identity/v1/auth_service_pb.ts";
 import { UserService } from "../../gen/pb/identity/v1/user_service_pb.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
+import { devIdToken } from "../support/signin-e2e.ts";
+import { statusAndCode } from "../support/error-code.ts";
 
 /** Token lifecycle over REST and Connect: refresh, current user, sessions, sign-out. */
 describe("token lifecycle end to end", () => {
@@ -22,11 +24,11 @@ describe("token lifecycle end to end", () => {
   const SAFARI_IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
 
   async function signin(sub: string, deviceId?: string, userAgent = "e2e-agent/1.0") {
-    const minted = (await (await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: json, body: JSON.stringify({ sub, email: `${sub}@example.com` }) })).json()) as { id_token: string };
+    const idToken = await devIdToken(t.url, sub, { email: `${sub}@example.com` });
     const res = await fetch(`${t.url}/auth/id-token/signin`, {
       method: "POST",
       headers: { ...json, "user-agent": userAgent, ...(deviceId === undefined ? {} : { "x-device-id": deviceId }) },
-      body: JSON.stringify({ id_token: minted.id_token, provider: "dev" }),
+      body: JSON.stringify({ id_token: idToken, provider: "dev" }),
     });
     expect(res.status).toBe(200);
     return (await res.json()) as { access_token: string; refresh_token: string; user_id: string };
@@ -77,7 +79,7 @@ describe("token lifecycle end to end", () => {
     const text = await list.text();
     const { sessions } = JSON.parse(text) as { sessions: Record<string, unknown>[] };
     expect(sessions).toHaveLength(2);
-    // Browser and OS family, first and last seen, address; no device identifier (issue 18): the
+    // Browser and OS family, first and last seen, address; no device identifier: the
     // device ids the clients sent appear nowhere in the answer.
     expect(sessions.find((s) => s["current"] === true)).toMatchObject({ browser: "safari", os: "ios", ip: "127.0.0.1" });
     const laptop = sessions.find((s) => s["current"] !== true)!;
@@ -118,22 +120,21 @@ describe("token lifecycle end to end", () => {
     const live = () => t.app.database.client.session.count({ where: { userId: a.user_id, revokedAt: null } });
     const signout = (body: unknown, headers: Record<string, string> = {}) =>
       fetch(`${t.url}/auth/signout`, { method: "POST", headers: { ...json, ...headers }, body: JSON.stringify(body) });
-    const codeOf = async (res: Response) => ({ status: res.status, code: ((await res.json()) as { code: string }).code });
 
     // all_sessions needs the access token: a refresh token alone ends nothing.
-    expect(await codeOf(await signout({ refresh_token: a.refresh_token, all_sessions: true }))).toEqual({ status: 401, code: "access_token_required" });
+    expect(await statusAndCode(await signout({ refresh_token: a.refresh_token, all_sessions: true }))).toEqual({ status: 401, code: "access_token_required" });
     expect(await live()).toBe(2);
 
     // A spent (rotated) token: reuse detection ends that session, never the others.
     const rotated = await fetch(`${t.url}/auth/token/refresh`, { method: "POST", headers: json, body: JSON.stringify({ refresh_token: a.refresh_token }) });
     expect(rotated.status).toBe(200);
-    expect(await codeOf(await signout({ refresh_token: a.refresh_token }))).toEqual({ status: 401, code: "refresh_token_reused" });
+    expect(await statusAndCode(await signout({ refresh_token: a.refresh_token }))).toEqual({ status: 401, code: "refresh_token_reused" });
     expect(await live()).toBe(1);
 
     // The token of a signed-out session: refused, nothing else happens.
     const c = await signin("everywhere");
     expect((await signout({ refresh_token: c.refresh_token })).status).toBe(200);
-    expect(await codeOf(await signout({ refresh_token: c.refresh_token }))).toEqual({ status: 401, code: "session_revoked" });
+    expect(await statusAndCode(await signout({ refresh_token: c.refresh_token }))).toEqual({ status: 401, code: "session_revoked" });
     expect(await live()).toBe(1);
 
     // The access token may end them all.

@@ -76,7 +76,7 @@ describe("sign-in account mapping", () => {
     });
     const [audit] = await auditRowsOf(testApp.app, second.requestId);
     expect(audit).toMatchObject({ type: "signin.succeeded", userId: a.userId, provider: "acme", issuer: acmeOp.issuer, subject: sub });
-    // The risk assessment rides along (issue 3; its content is tested in mfa.e2e.test.ts).
+    // The risk assessment rides along (its content is tested in mfa.e2e.test.ts).
     expect(JSON.parse(audit!.detail!)).toMatchObject({ account: "existing", risk: { decision: "allow" } });
   });
 
@@ -90,7 +90,7 @@ describe("sign-in account mapping", () => {
     const sub = uniqueSub("link-b");
     const linked = await signin(acmeOp, "acme", { sub, email: email.toUpperCase() });
     expect(linked.status).toBe(200);
-    // Issue 18: a link by e-mail to an account without a second factor is at least medium risk
+    // A link by e-mail to an account without a second factor is at least medium risk
     // (risk.email_link_min_level), so the user is told to enroll one (no_factor: deny_high_risk).
     const { mfa_check_reason: reason, ...login } = linked.body;
     expect(reason).toBe("mfa_enrollment_required");
@@ -104,7 +104,7 @@ describe("sign-in account mapping", () => {
     expect(identities.map((i) => i.subject)).toContain(sub);
     const rows = await auditRowsOf(testApp.app, linked.requestId);
     const audit = rows.find((r) => r.type === "signin.succeeded");
-    // The risk assessment rides along (issue 3; its content is tested in mfa.e2e.test.ts).
+    // The risk assessment rides along (its content is tested in mfa.e2e.test.ts).
     expect(JSON.parse(audit!.detail!)).toMatchObject({ account: "link", risk: { level: "medium", decision: "allow_unenrolled" } });
     // And the link has an event of its own, for whoever watches the trail.
     const link = rows.find((r) => r.type === "identity.linked_by_email");

@@ -65,7 +65,7 @@ describe("sign-in with a genuine ID token, every protocol on one port", () => {
     await op?.close();
   });
 
-  it("REST: POST /auth/id-token/signin answers the seed's snake_case LoginResponse", async () => {
+  it("REST: POST /auth/id-token/signin answers the LoginResponse in snake_case JSON", async () => {
     const { sub, idToken } = await tokenFor("rest");
     const res = await restSignin(url, { id_token: idToken, provider: "acme" });
     expect(res.status).toBe(200);

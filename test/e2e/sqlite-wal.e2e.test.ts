@@ -7,8 +7,8 @@ import { type ServiceProcess, startServiceProcess } from "../support/service-pro
 import { uniqueSub } from "../support/signin-e2e.ts";
 
 /**
- * The SQLite WAL stays within `database.sqlite.wal_max_bytes` under sustained writes (issue 17:
- * the checkpointer ran PASSIVE checkpoints only, which never catch a writer that keeps writing, so
+ * The SQLite WAL stays within `database.sqlite.wal_max_bytes` under sustained writes (the
+ * regression: the checkpointer ran PASSIVE checkpoints only, which never catch a writer that keeps writing, so
  * the WAL never started again from its top: 15.8 GB beside a 425 MB database after 5 minutes of
  * returning sign-ins, a 109 MB -shm mapped into the process, then a full disk).
  *

@@ -1,6 +1,6 @@
 /**
  * Starts that must not happen, on the real process: each is refused with one line per reason
- * naming the setting, what failed and what to check; no stack trace, nothing created (issue 17).
+ * naming the setting, what failed and what to check; no stack trace, nothing created.
  * Exit 2: the configuration is wrong. Exit 3: the database cannot be reached or opened.
  */
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";

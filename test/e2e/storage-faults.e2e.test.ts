@@ -1,5 +1,5 @@
 /**
- * Readiness lies (issue 10): a read-only or full database gave 500 `internal` on every sign-in
+ * Regression: a read-only or full database gave 500 `internal` on every sign-in
  * while /readyz said ready, and a damaged SQLite file started and reported ready. Each fault here
  * comes from the real engine: SQLite's own SQLITE_READONLY (`PRAGMA query_only` on the service's
  * one connection; file modes mean nothing to root) and SQLITE_FULL (`PRAGMA max_page_count`),
@@ -21,18 +21,9 @@ import { ErrorInfoSchema } from "../../gen/pb/google/rpc/error_details_pb.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { postgresKind } from "../support/databases.ts";
 import { startServiceProcess } from "../support/service-process.ts";
-import { grpcSignin, grpcTarget, metadataToHeaders, restSignin, uniqueSub } from "../support/signin-e2e.ts";
+import { devIdToken, grpcSignin, grpcTarget, metadataToHeaders, restSignin, uniqueSub } from "../support/signin-e2e.ts";
 
 const pgKind = postgresKind();
-
-async function devToken(url: string, sub: string): Promise<string> {
-  const res = await fetch(`${url}/dev/oidc/token`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ sub }),
-  });
-  return ((await res.json()) as { id_token: string }).id_token;
-}
 
 async function readyz(url: string): Promise<{ status: number; body: { status: string; reason?: string } }> {
   const res = await fetch(`${url}/readyz`);
@@ -51,14 +42,14 @@ async function readyzUntil(url: string, status: number) {
 
 /** A sign-in over REST and one over gRPC (grpc-js, h2c) must both be refused with `unavailable`. */
 async function expectSigninUnavailable(t: TestApp, client: grpc.Client): Promise<void> {
-  const rest = await restSignin(t.url, { id_token: await devToken(t.url, uniqueSub("rest")), provider: "dev" });
+  const rest = await restSignin(t.url, { id_token: await devIdToken(t.url, uniqueSub("rest")), provider: "dev" });
   expect(rest.status).toBe(503);
   expect(rest.body["code"]).toBe("unavailable");
   expect(rest.body["status"]).toBe("unavailable");
   // Public text says what to do, nothing about files, engines or servers.
   expect(String(rest.body["message"])).not.toMatch(/SQLITE|sqlite|\.db|\/tmp|postgres|25006|read-only transaction/i);
 
-  const result = await grpcSignin(client, { idToken: await devToken(t.url, uniqueSub("grpc")), provider: "dev" });
+  const result = await grpcSignin(client, { idToken: await devIdToken(t.url, uniqueSub("grpc")), provider: "dev" });
   if (!("error" in result)) throw new Error("expected gRPC to refuse the sign-in");
   expect(result.error.code).toBe(grpc.status.UNAVAILABLE);
   const trailers = metadataToHeaders(result.error.metadata);
@@ -69,9 +60,9 @@ async function expectSigninUnavailable(t: TestApp, client: grpc.Client): Promise
 }
 
 async function expectSigninWorks(t: TestApp, client: grpc.Client): Promise<void> {
-  const rest = await restSignin(t.url, { id_token: await devToken(t.url, uniqueSub("rest-ok")), provider: "dev" });
+  const rest = await restSignin(t.url, { id_token: await devIdToken(t.url, uniqueSub("rest-ok")), provider: "dev" });
   expect(rest.status).toBe(200);
-  const result = await grpcSignin(client, { idToken: await devToken(t.url, uniqueSub("grpc-ok")), provider: "dev" });
+  const result = await grpcSignin(client, { idToken: await devIdToken(t.url, uniqueSub("grpc-ok")), provider: "dev" });
   if ("error" in result) throw result.error;
 }
 
@@ -118,9 +109,9 @@ for (const hotPath of ["driver", "prisma"] as const) {
       db.pragma(`max_page_count = ${pages}`); // the database cannot grow by a page
       try {
         // Free pages inside the file are used up first; then the engine answers SQLITE_FULL.
-        let rest = await restSignin(t.url, { id_token: await devToken(t.url, uniqueSub("fill")), provider: "dev" });
+        let rest = await restSignin(t.url, { id_token: await devIdToken(t.url, uniqueSub("fill")), provider: "dev" });
         for (let i = 0; i < 300 && rest.status === 200; i++) {
-          rest = await restSignin(t.url, { id_token: await devToken(t.url, uniqueSub("fill")), provider: "dev" });
+          rest = await restSignin(t.url, { id_token: await devIdToken(t.url, uniqueSub("fill")), provider: "dev" });
         }
         expect(rest.status).toBe(503);
         expect(rest.body["code"]).toBe("unavailable");
@@ -173,7 +164,7 @@ describe("a damaged SQLite database refuses to start", () => {
     const config = { database: { url: `file:${join(dir, "identity.db")}` } };
     const first = await startServiceProcess({ config, dir, env: { NODE_ENV: "development" }, args: ["--dev"] });
     for (let i = 0; i < 5; i++) {
-      const rest = await restSignin(first.url, { id_token: await devToken(first.url, uniqueSub("before")), provider: "dev" });
+      const rest = await restSignin(first.url, { id_token: await devIdToken(first.url, uniqueSub("before")), provider: "dev" });
       expect(rest.status).toBe(200);
     }
     expect(await first.stop()).toBe(0);

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { loadConfig } from "../../src/config/load.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { startTestOidcProvider, type TestOidcProvider } from "../support/oidc-provider.ts";
-import { grpcSignin, grpcTarget, restSignin, uniqueSub } from "../support/signin-e2e.ts";
+import { devIdToken, grpcSignin, grpcTarget, restSignin, uniqueSub } from "../support/signin-e2e.ts";
 
 const RPC = "identity.v1.AuthService/SigninWithIdToken";
 
@@ -46,8 +46,8 @@ describe("tracing", () => {
     provider.register();
     const t = await startTestApp({ config: { dev: true } });
     try {
-      const minted = (await (await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ sub: uniqueSub("untraced") }) })).json()) as { id_token: string };
-      const res = await restSignin(t.url, { id_token: minted.id_token, provider: "dev" }, { headers: { traceparent: traceparent().header } });
+      const idToken = await devIdToken(t.url, uniqueSub("untraced"));
+      const res = await restSignin(t.url, { id_token: idToken, provider: "dev" }, { headers: { traceparent: traceparent().header } });
       expect(res.status).toBe(200);
       expect(exporter.getFinishedSpans()).toEqual([]);
     } finally {

@@ -7,7 +7,7 @@ import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorInfoSchema } from "../../gen/pb/google/rpc/error_details_pb.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
-import { expectLogin, grpcSignin, grpcTarget, metadataToHeaders, rowCounts } from "../support/signin-e2e.ts";
+import { devIdToken, expectLogin, grpcSignin, grpcTarget, metadataToHeaders, rowCounts } from "../support/signin-e2e.ts";
 
 /**
  * Unary gRPC and Connect calls have two server paths (src/rpc/unary-fast-path.ts): plain calls are
@@ -17,7 +17,6 @@ import { expectLogin, grpcSignin, grpcTarget, metadataToHeaders, rowCounts } fro
 describe("unary calls: the plain path and connect-es agree", () => {
   let t: TestApp;
   let client: grpc.Client;
-  const json = { "content-type": "application/json" };
 
   beforeAll(async () => {
     t = await startTestApp({ config: { dev: true } });
@@ -28,10 +27,7 @@ describe("unary calls: the plain path and connect-es agree", () => {
     await t?.close();
   });
 
-  async function mint(sub: string): Promise<string> {
-    const r = await fetch(`${t.url}/dev/oidc/token`, { method: "POST", headers: json, body: JSON.stringify({ sub, email: `${sub}@example.com` }) });
-    return ((await r.json()) as { id_token: string }).id_token;
-  }
+  const mint = (sub: string) => devIdToken(t.url, sub, { email: `${sub}@example.com` });
 
   it("signs in with and without a deadline, with the same login result", async () => {
     // A token signs in once: one of its own per path.

@@ -3,7 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import pg from "pg";
-import type { SuiteOptions } from "vitest";
+import { afterAll, beforeAll, type SuiteOptions } from "vitest";
+import { type Database, openDatabase } from "../../src/store/database.ts";
+import { migrate } from "../../src/store/migrate.ts";
 import { IN_CI, needs } from "./skips.ts";
 
 export interface TestDatabase {
@@ -83,3 +85,60 @@ export function postgresKind(): TestDatabaseKind {
 }
 
 export const sqliteKind = sqlite;
+
+/** How a test opens its database; connections time out after 5 s. */
+export interface MigratedDatabaseOptions {
+  /** Default 5. */
+  poolSize?: number;
+  /** Default 5000. */
+  statementTimeoutMs?: number;
+}
+
+export interface MigratedDatabase {
+  url: string;
+  db: Database;
+  /** Closes the connections, then drops the database. */
+  close(): Promise<void>;
+}
+
+/** A fresh database of `kind`, migrated and opened the service's way (`openDatabase`). */
+export async function openMigratedDatabase(
+  kind: TestDatabaseKind,
+  { poolSize = 5, statementTimeoutMs = 5000 }: MigratedDatabaseOptions = {},
+): Promise<MigratedDatabase> {
+  const td = await kind.create();
+  try {
+    await migrate(td.url);
+    const db = await openDatabase({ url: td.url, poolSize, connectTimeoutMs: 5000, statementTimeoutMs });
+    return {
+      url: td.url,
+      db,
+      async close() {
+        await db.close();
+        await td.drop();
+      },
+    };
+  } catch (e) {
+    await td.drop();
+    throw e;
+  }
+}
+
+/**
+ * A contract suite's database: called inside the suite's `describe`, it opens a fresh migrated
+ * database of `kind` before the suite's tests (and before the hooks registered after this call,
+ * which may build stores on it) and drops it after them. The returned function gives the open database.
+ */
+export function useMigratedDatabase(kind: TestDatabaseKind, options: MigratedDatabaseOptions = {}): () => Database {
+  let opened: MigratedDatabase | undefined;
+  beforeAll(async () => {
+    opened = await openMigratedDatabase(kind, options);
+  });
+  afterAll(async () => {
+    await opened?.close();
+  });
+  return () => {
+    if (opened === undefined) throw new Error("the suite's database is open only in its tests and in later hooks");
+    return opened.db;
+  };
+}

@@ -110,7 +110,11 @@ describe("test OIDC provider harness", () => {
     // The previous key is still published, so the pre-rotation token keeps verifying.
     const jwksAfter = await fetchJwks(op.jwksUri);
     expect(jwksAfter.keys.map((k) => k.kid)).toEqual(expect.arrayContaining([newKid, firstKid]));
-    await expect(jwtVerify(firstToken, freshJwks, { issuer: op.issuer, audience: op.clientId })).resolves.toBeDefined();
+    const previous = jwtVerify(firstToken, freshJwks, { issuer: op.issuer, audience: op.clientId });
+    await expect(previous).resolves.toMatchObject({
+      protectedHeader: { kid: firstKid },
+      payload: { sub: "alice", nonce: "nonce-alice-1" },
+    });
   });
 
   it("close() stops the server (idempotently)", async () => {

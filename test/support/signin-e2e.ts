@@ -94,7 +94,7 @@ export async function expectLogin(url: string, login: LoginResponse) {
   expect(login.challengeToken).toBeUndefined();
   expect(login.passwordExpiresIn).toBeUndefined();
   expect(login.passwordWarning).toBeUndefined();
-  // Every sign-in is risk-assessed (issue 3); these tests' sign-ins need no second factor.
+  // Every sign-in is risk-assessed; these tests' sign-ins need no second factor.
   expect(login.riskLevel).toMatch(/^(low|medium|high)$/);
   expect(login.riskAssessment?.level).toBe(login.riskLevel);
   expect(login.mfaCheckReason).toBeUndefined();
@@ -127,7 +127,7 @@ export async function expectLogin(url: string, login: LoginResponse) {
 }
 
 /**
- * Asserts the raw JSON of a LoginResponse uses the seed's snake_case names, with the
+ * Asserts the raw JSON of a LoginResponse uses the API's snake_case names, with the
  * always-present fields present and the not-applicable optional ones absent, then parses it.
  */
 export function expectSnakeCaseLogin(json: Record<string, unknown>): LoginResponse {

@@ -123,7 +123,7 @@ describe("createAdaptiveMfa", () => {
     expect((await evaluate(expired)).decision.kind).toBe("challenge");
   });
 
-  it("a known device id is only \"seen before\": without a credential it never skips MFA (issue 18)", async () => {
+  it("a known device id is only \"seen before\": without a credential it never skips MFA", async () => {
     const known = history({ deviceKnown: true, networkKnown: false, lastSigninAt: new Date(NOW.getTime() - 100 * 86_400_000) });
     const gate = await evaluate(known);
     expect(gate.deviceTrusted).toBe(false);

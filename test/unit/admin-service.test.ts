@@ -8,6 +8,7 @@ import { createAdminService } from "../../src/core/admin.ts";
 import { DomainError } from "../../src/core/errors.ts";
 import type { AuditRecord, IdentityRecord } from "../../src/core/model.ts";
 import type { AdminStore, AdminUserRecord } from "../../src/core/ports/admin.ts";
+import { codeOf } from "../support/error-code.ts";
 
 const NOW = new Date("2026-06-01T12:00:00Z");
 const client = { ip: null, userAgent: "admin-cli", requestId: null, deviceId: null };
@@ -56,16 +57,6 @@ function setup(users: AdminUserRecord[], identities: Record<string, IdentityReco
   };
   const admin = createAdminService({ clock: { now: () => NOW }, store, expiry: { maxAgeDays: null, warningDays: 0, graceDays: 0 }, actor: "ops", client });
   return { admin, writes, audits };
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return "ok";
-  } catch (e) {
-    if (e instanceof DomainError) return e.code;
-    throw e;
-  }
 }
 
 describe("admin service", () => {

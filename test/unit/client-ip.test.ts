@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { addressKeyOf } from "../../src/core/address-list.ts";
 import { clientIp } from "../../src/rpc/http-handler.ts";
 
-/** X-Forwarded-For behind trusted proxies (issue: hold under attack, input). */
+/** X-Forwarded-For behind trusted proxies: only their entries are believed, whatever a client sends. */
 describe("clientIp", () => {
   const proxies = new BlockList();
   proxies.addSubnet("10.0.0.0", 8, "ipv4");
@@ -34,7 +34,7 @@ describe("clientIp", () => {
   });
 });
 
-/** What every per-address limit counts a client under (issue 18: IPv6 by its prefix). */
+/** What every per-address limit counts a client under (IPv6 by its prefix). */
 describe("addressKeyOf", () => {
   const defaults = { ipv4: 32, ipv6: 64 };
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { createNonceSealer } from "../../src/tokens/nonce-sealer.ts";
 
 /**
- * Issue 18 item 1 asks every single-use marker not to depend on how its token is spelled. A
+ * No single-use marker may depend on how its token is spelled. A
  * server nonce's marker hashes the nonce string, which is safe only because a nonce has exactly
  * one spelling that opens: 48 base64url characters carry 36 bytes with no unused bits, and the
  * other alphabet's characters (which Node's decoder would accept) are refused.

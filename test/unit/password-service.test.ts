@@ -9,6 +9,7 @@ import type { AuditRecord, UserWithPassword } from "../../src/core/model.ts";
 import { createPasswordService, type PasswordServiceDeps } from "../../src/core/passwords.ts";
 import type { PasswordHasher, PasswordStore } from "../../src/core/ports/passwords.ts";
 import type { AttemptBudgetStore } from "../../src/core/ports/attempt-budget.ts";
+import { codeOf } from "../support/error-code.ts";
 
 const client = { ip: "192.0.2.1", userAgent: "vitest", requestId: null, deviceId: null };
 const principal = { userId: "usr_1", sessionId: "ses_1", amr: ["fed"] };
@@ -81,16 +82,6 @@ function setup(initial: { hash: string | null; sessionAgeMs?: number; status?: U
     failureWindowSeconds: 900,
   };
   return { service: createPasswordService(deps), state, audit, advance: (ms: number) => (now = new Date(now.getTime() + ms)) };
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return "ok";
-  } catch (e) {
-    if (e instanceof DomainError) return e.code;
-    throw e;
-  }
 }
 
 const change = (currentPassword: string | undefined, newPassword: string) => ({ principal, currentPassword, newPassword, client });

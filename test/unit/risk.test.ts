@@ -141,7 +141,7 @@ describe("assessRisk", () => {
       ]);
     });
 
-    it("new_identity_link: a new identity attached to an existing user, at least medium whatever the score (issue 18)", () => {
+    it("new_identity_link: a new identity attached to an existing user, at least medium whatever the score", () => {
       expect(assessRisk(known({ account: "link" }), CONFIG)).toMatchObject({ score: 25, level: "medium", reason: "new_identity_link" });
       // The floor is configurable (risk.email_link_min_level), and holds with the signal weighed 0.
       expect(assessRisk(known({ account: "link" }), { ...CONFIG, emailLinkMinLevel: "high" })).toMatchObject({ level: "high" });

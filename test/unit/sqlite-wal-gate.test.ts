@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { createWalGate, whenWritesOpen } from "../../src/store/sqlite-wal-gate.ts";
 
 /**
- * The gate between the hot path and the WAL checkpointer (issue 17), with the checkpointer's side
+ * The gate between the hot path and the WAL checkpointer, with the checkpointer's side
  * in a real worker thread. Values: 0 open, 1 requested, 2 held.
  */
 

@@ -20,7 +20,7 @@ async function judge(p: Principal, factors: UserFactors) {
   }
 }
 
-describe("the step-up rule of factor changes (issues 18 item 3, 21)", () => {
+describe("the step-up rule of factor changes (TOTP and passkeys alike)", () => {
   it("a recent second factor allows any change without reading the factors", async () => {
     expect(await judge(principal(ago(5000), ago(600)), { totp: true, passkeys: 2 })).toEqual({ refusal: null, reads: 0 });
   });

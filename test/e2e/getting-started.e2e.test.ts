@@ -1,8 +1,8 @@
 /**
- * Small things a newcomer hit (issue 11), each on the real process or a real server: usage
- * instead of a stack trace, configuration from the environment (CORS origins, an admin-key file),
- * dev tokens that survive a restart, a wrong key-encryption key explained with the ways out, and
- * the quick start's second sign-in at `medium` risk.
+ * What someone starting the service for the first time meets, each on the real process or a real
+ * server: usage instead of a stack trace, configuration from the environment (CORS origins, an
+ * admin-key file), dev tokens that survive a restart, a wrong key-encryption key explained with the
+ * ways out, and the quick start's second sign-in at `medium` risk.
  */
 import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,7 +18,7 @@ const STACK_LINE = /^\s+at .+:\d+:\d+\)?$/m;
 
 const dirs: string[] = [];
 function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), "identity-newcomer-"));
+  const dir = mkdtempSync(join(tmpdir(), "identity-getting-started-"));
   dirs.push(dir);
   return dir;
 }
