@@ -13,7 +13,7 @@ import { LAST_SEEN_RESOLUTION_MS } from "../../src/store/hot/sql.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { testDatabaseKinds } from "../support/databases.ts";
 import { buildMmdb, cityRecord } from "../support/mmdb-writer.ts";
-import { createMovableClock, uniqueSub } from "../support/signin-e2e.ts";
+import { createMovableClock, devIdToken, uniqueSub } from "../support/signin-e2e.ts";
 
 const geoDir = mkdtempSync(join(tmpdir(), "last-seen-geo-"));
 const GEOIP_DB = join(geoDir, "city.mmdb");
@@ -44,12 +44,7 @@ for (const kind of testDatabaseKinds()) {
     });
 
     async function signin(sub: string, ip: string, device: string): Promise<string> {
-      const minted = await fetch(`${t.url}/dev/oidc/token`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ sub }),
-      });
-      const { id_token } = (await minted.json()) as { id_token: string };
+      const id_token = await devIdToken(t.url, sub);
       const res = await fetch(`${t.url}/auth/id-token/signin`, {
         method: "POST",
         headers: { "content-type": "application/json", "x-forwarded-for": ip, "x-device-id": device },
