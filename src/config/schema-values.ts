@@ -25,4 +25,5 @@ export const sha256Hash = z.string().refine(
 );
 
 /** The same hash in either spelling, as one string (to find duplicates). */
-export const hashBytes = (v: string) => (v.length === 64 ? v.toLowerCase() : Buffer.from(v, "base64url").toString("hex"));
+export const hashBytes = (v: string) =>
+  v.length === 64 ? v.toLowerCase() : Buffer.from(v, "base64url").toString("hex");

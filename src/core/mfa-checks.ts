@@ -45,7 +45,13 @@ export interface MfaChecks {
    * right one is released. Throws `rate_limited` when the budget is spent, `mfa_code_invalid`
    * when the code is wrong.
    */
-  guess<T>(userId: string, client: ClientInfo, action: string, now: Date, check: () => Promise<T | null | Refused>): Promise<T>;
+  guess<T>(
+    userId: string,
+    client: ClientInfo,
+    action: string,
+    now: Date,
+    check: () => Promise<T | null | Refused>,
+  ): Promise<T>;
   /** Usable (unflagged) passkeys of the user; 0 when passkeys are not enabled. */
   usablePasskeys(userId: string): Promise<number>;
   /** The one step-up rule (step-up.ts), with the user's TOTP state already read. */
@@ -57,7 +63,12 @@ export interface MfaChecks {
    * one means a cloned authenticator may be at work: the credential is flagged (refused from then
    * on) and that is audited, whatever becomes of this answer.
    */
-  checkAssertion(response: unknown, now: Date, client: ClientInfo, stepUpOf?: Principal | null): Promise<AssertionCheck>;
+  checkAssertion(
+    response: unknown,
+    now: Date,
+    client: ClientInfo,
+    stepUpOf?: Principal | null,
+  ): Promise<AssertionCheck>;
 }
 
 export function createMfaChecks(deps: MfaServiceDeps): MfaChecks {

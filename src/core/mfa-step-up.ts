@@ -19,7 +19,12 @@ export function createSessionStepUp(deps: MfaServiceDeps, checks: MfaChecks): Se
   const { clock, store, totp, secrets, recoveryCodes } = deps;
 
   /** Step-up with a passkey answering beginStepUp: a refused answer counts like a wrong code. */
-  async function withPasskey(principal: Principal, client: ClientInfo, assertion: unknown, now: Date): Promise<SteppedUp> {
+  async function withPasskey(
+    principal: Principal,
+    client: ClientInfo,
+    assertion: unknown,
+    now: Date,
+  ): Promise<SteppedUp> {
     const { userId, sessionId } = principal;
     const pk = deps.passkeys;
     if (pk === undefined) throw new DomainError("mfa_method_not_available", "passkeys are not enabled");
@@ -31,7 +36,11 @@ export function createSessionStepUp(deps: MfaServiceDeps, checks: MfaChecks): Se
       if (!checked.ok) return new Refused(checked.error);
       const spend = { kind: "webauthn" as const, passkeyId: checked.passkey.id, ceremonyId: checked.ceremonyId, signCount: checked.signCount, backedUp: checked.backedUp };
       const done = await store.stepUp(sessionId, userId, spend, [AMR_OF.webauthn, "mfa"], now, {
-        type: "mfa.step_up", at: now, userId, client, detail: { method: "webauthn", session_id: sessionId, passkey_id: checked.passkey.id },
+        type: "mfa.step_up",
+        at: now,
+        userId,
+        client,
+        detail: { method: "webauthn", session_id: sessionId, passkey_id: checked.passkey.id },
       });
       if (done === "session_gone") throw new DomainError("session_revoked", "this session no longer exists");
       // Spent meanwhile (a replay racing this one) or the counter moved meanwhile.

@@ -6,7 +6,10 @@ import type { MfaService, MfaServiceDeps } from "./mfa.ts";
 import { quietRecorder } from "./quiet-audit.ts";
 
 /** The user's TOTP authenticator and its recovery codes: status, enrolment, disabling, new codes. */
-export type TotpFactors = Pick<MfaService, "status" | "enrollTotp" | "confirmTotp" | "disableTotp" | "regenerateRecoveryCodes">;
+export type TotpFactors = Pick<
+  MfaService,
+  "status" | "enrollTotp" | "confirmTotp" | "disableTotp" | "regenerateRecoveryCodes"
+>;
 
 export function createTotpFactors(deps: MfaServiceDeps, checks: MfaChecks): TotpFactors {
   const { clock, store, totp, secrets, recoveryCodes } = deps;

@@ -50,7 +50,12 @@ function methodOfInput(input: VerifyMfaInput, passkeysEnabled: boolean): MfaMeth
 }
 
 /** Why this challenge cannot be completed at all, whatever the answer: null when it can. */
-function challengeRefusal(state: ChallengeState, client: ClientInfo, now: Date, maxCodeFailures: number): DomainError | null {
+function challengeRefusal(
+  state: ChallengeState,
+  client: ClientInfo,
+  now: Date,
+  maxCodeFailures: number,
+): DomainError | null {
   const c = state.challenge;
   if (c.consumedReason === "completed") {
     return new DomainError("challenge_invalid", "this challenge was already used; sign in again");
@@ -82,12 +87,17 @@ function challengeRefusal(state: ChallengeState, client: ClientInfo, now: Date, 
 
 /** Why a wrong answer is refused: the passkey's own refusal, a wrong code, or a method this challenge does not take. */
 function wrongAnswer(c: ChallengeRecord, method: MfaMethod, refusal: DomainError | null, left: number): DomainError {
+  const attemptsLeft = { attempts_left: String(left) };
   if (refusal !== null) {
-    return new DomainError(refusal.code, refusal.message, { detail: { ...refusal.detail, attempts_left: String(left) } });
+    return new DomainError(refusal.code, refusal.message, { detail: { ...refusal.detail, ...attemptsLeft } });
   }
   return c.methods.includes(method)
-    ? new DomainError("mfa_code_invalid", "the code is not valid (wrong, expired or already used)", { detail: { attempts_left: String(left) } })
-    : new DomainError("mfa_method_not_available", `this challenge can be completed with: ${c.methods.join(", ")}`, { detail: { attempts_left: String(left) } });
+    ? new DomainError("mfa_code_invalid", "the code is not valid (wrong, expired or already used)", {
+        detail: attemptsLeft,
+      })
+    : new DomainError("mfa_method_not_available", `this challenge can be completed with: ${c.methods.join(", ")}`, {
+        detail: attemptsLeft,
+      });
 }
 
 export function createChallengeCompletion(deps: MfaServiceDeps, checks: MfaChecks): ChallengeCompletion {
@@ -102,18 +112,15 @@ export function createChallengeCompletion(deps: MfaServiceDeps, checks: MfaCheck
     if (method === "webauthn" && assertion !== null) {
       if (!assertion.ok) return { spend: null, refusal: assertion.error };
       if (assertion.passkey.userId !== c.userId) {
-        return { spend: null, refusal: new DomainError("webauthn_credential_unknown", "this passkey is not one of this account's") };
+        const refusal = new DomainError("webauthn_credential_unknown", "this passkey is not one of this account's");
+        return { spend: null, refusal };
       }
       if (assertion.mfaChallengeId !== c.id) {
-        return {
-          spend: null,
-          refusal: new DomainError("webauthn_challenge_invalid", "this passkey answer is for another sign-in; start again"),
-        };
+        const message = "this passkey answer is for another sign-in; start again";
+        return { spend: null, refusal: new DomainError("webauthn_challenge_invalid", message) };
       }
-      return {
-        spend: { kind: "webauthn", passkeyId: assertion.passkey.id, ceremonyId: assertion.ceremonyId, signCount: assertion.signCount, backedUp: assertion.backedUp },
-        refusal: null,
-      };
+      const { passkey, ceremonyId, signCount, backedUp } = assertion;
+      return { spend: { kind: "webauthn", passkeyId: passkey.id, ceremonyId, signCount, backedUp }, refusal: null };
     }
     if (method === "totp" && state.totp !== null) {
       const f = state.totp;
@@ -129,7 +136,13 @@ export function createChallengeCompletion(deps: MfaServiceDeps, checks: MfaCheck
   }
 
   /** The audit record of this attempt on `state`'s challenge. */
-  function auditOf(a: Attempt, state: ChallengeState | null, type: string, code: string | undefined, extra: Record<string, unknown> = {}) {
+  function auditOf(
+    a: Attempt,
+    state: ChallengeState | null,
+    type: string,
+    code: string | undefined,
+    extra: Record<string, unknown> = {},
+  ) {
     return {
       type,
       at: a.now,
@@ -194,7 +207,8 @@ export function createChallengeCompletion(deps: MfaServiceDeps, checks: MfaCheck
     a.found = state;
     const reject = (error: DomainError, kill = false): ChallengeDecision => {
       a.failure = error;
-      return { kind: "reject", kill, audit: auditOf(a, state, kill ? "mfa.challenge_exhausted" : "mfa.verify_failed", error.code) };
+      const type = kill ? "mfa.challenge_exhausted" : "mfa.verify_failed";
+      return { kind: "reject", kill, audit: auditOf(a, state, type, error.code) };
     };
     if (state === null) return reject(new DomainError("challenge_invalid", "the challenge token is not valid; sign in again"));
     const refusal = challengeRefusal(state, a.input.client, a.now, deps.maxCodeFailures);
@@ -217,7 +231,12 @@ export function createChallengeCompletion(deps: MfaServiceDeps, checks: MfaCheck
   }
 
   /** The sign-in's answer once the challenge is completed: the e-mail link it held back audited, the tokens. */
-  async function signedIn(a: Attempt, state: ChallengeState, user: UserWithPassword, decision: Completed): Promise<LoginResult> {
+  async function signedIn(
+    a: Attempt,
+    state: ChallengeState,
+    user: UserWithPassword,
+    decision: Completed,
+  ): Promise<LoginResult> {
     const { now, sessionId, input } = a;
     const pending = state.challenge.pendingIdentity;
     if (pending !== null) {

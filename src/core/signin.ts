@@ -7,7 +7,15 @@ import type { AuthEvents } from "./auth-events.ts";
 import type { ClientInfo, ExternalIdentity, LoginResult, MfaChallengeResult, RiskSummary } from "./model.ts";
 import type { AuditLog } from "./ports/audit.ts";
 import type { OpaqueTokens } from "./ports/sessions.ts";
-import { SigninConflict, type AccountReader, type IdTokenVerifier, type SigninReader, type SigninSnapshot, type SigninSnapshotQuery, type SigninWriter } from "./ports/signin.ts";
+import {
+  type AccountReader,
+  type IdTokenVerifier,
+  SigninConflict,
+  type SigninReader,
+  type SigninSnapshot,
+  type SigninSnapshotQuery,
+  type SigninWriter,
+} from "./ports/signin.ts";
 import type { AccessTokenIssuer } from "./ports/signing-keys.ts";
 import type { SingleUse } from "./ports/single-use.ts";
 import { normalizeEmail } from "./username.ts";
@@ -131,9 +139,10 @@ export function createSigninService(deps: SigninDeps): SigninService {
           riskDetail = gate?.auditDetail;
           riskLevel = gate?.summary.level;
           refuseWithoutFactor(gate);
+          const { write } = account;
           const result = gate?.decision.kind === "challenge"
-            ? await commit.createChallenge(verified, account.write, now, input.client, gate, gate.decision.methods, uses)
-            : await commit.openSession(verified, account.write, now, input.client, gate, uses);
+            ? await commit.createChallenge(verified, write, now, input.client, gate, gate.decision.methods, uses)
+            : await commit.openSession(verified, write, now, input.client, gate, uses);
           deps.events?.signin(verified.provider.name, "kind" in result ? "mfa_required" : "success", riskLevel);
           return result;
         } catch (e) {

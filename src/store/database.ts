@@ -63,7 +63,7 @@ export interface Database {
 export function dialectOf(url: string): Dialect {
   if (/^postgres(ql)?:\/\//.test(url)) return "postgresql";
   if (url.startsWith("file:")) return "sqlite";
-  // The configuration refuses other schemes first (config/schema.ts), with the reason.
+  // The configuration refuses other schemes first (config/schema-server.ts), with the reason.
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1];
   throw new Error(`a database URL must start with file: or postgresql:// (${scheme === undefined ? "it has no scheme" : `not ${scheme}:`})`);
 }
@@ -159,7 +159,8 @@ async function openSqlite(options: DatabaseOptions): Promise<Database> {
   const walMaxBytes = options.sqliteWalMaxBytes ?? DEFAULT_SQLITE_WAL_MAX_BYTES;
   setWalPragmas(connection, walMaxBytes);
   const checkpointer = startCheckpointer(path, walMaxBytes);
-  const database = wrap("sqlite", client, { dialect: "sqlite", db: connection, walGate: checkpointer.walGate }, options);
+  const driver: Driver = { dialect: "sqlite", db: connection, walGate: checkpointer.walGate };
+  const database = wrap("sqlite", client, driver, options);
   return {
     ...database,
     async close() {
@@ -174,7 +175,10 @@ async function openSqlite(options: DatabaseOptions): Promise<Database> {
  * runs its prepared statements on that same connection (one writer, no lock waits between two
  * connections of ours); its `BEGIN` becomes `BEGIN IMMEDIATE` (beginImmediate).
  */
-async function connectSqlite(path: string, options: DatabaseOptions): Promise<{ client: Db; connection: BetterSqlite3.Database }> {
+async function connectSqlite(
+  path: string,
+  options: DatabaseOptions,
+): Promise<{ client: Db; connection: BetterSqlite3.Database }> {
   const [{ PrismaClient }, { PrismaBetterSqlite3 }] = await Promise.all([
     import("../../gen/prisma/sqlite/client.ts"),
     import("@prisma/adapter-better-sqlite3"),

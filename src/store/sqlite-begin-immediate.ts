@@ -20,7 +20,10 @@ import type BetterSqlite3 from "better-sqlite3";
  * connection) is released at once, and the error is thrown as the adapter throws a failed
  * statement's, so it reaches the stores with its SQLite code (prisma-errors.ts: `unavailable`).
  */
-export function beginImmediate(adapter: Awaited<ReturnType<PrismaBetterSqlite3["connect"]>>, connection: BetterSqlite3.Database): void {
+export function beginImmediate(
+  adapter: Awaited<ReturnType<PrismaBetterSqlite3["connect"]>>,
+  connection: BetterSqlite3.Database,
+): void {
   let refused = undefined as { error: unknown } | undefined;
   const prepare = connection.prepare.bind(connection);
   const begin = {

@@ -8,9 +8,10 @@ import {
 } from "jose";
 import type { Clock } from "../core/clock.ts";
 import { hasControlCharacters } from "../core/plain-text.ts";
-import { DomainError, type ErrorCode } from "../core/errors.ts";
+import { DomainError } from "../core/errors.ts";
 import type { ExternalIdentity, ProviderPolicy } from "../core/model.ts";
 import type { IdTokenVerifier } from "../core/ports/signin.ts";
+import { fromJose } from "./id-token-errors.ts";
 import { isTenantTemplated, issuerFitsConfigured, nonceInToken, tenantIssuer } from "./provider-quirks.ts";
 import type { KeyResolver } from "./remote-key-set.ts";
 import { sha256Hex } from "./sha256.ts";
@@ -138,7 +139,11 @@ function compactHeaderOf(token: string, maxTokenBytes: number): ProtectedHeaderP
 }
 
 /** What the provider demands before any key is used: the request's nonce, a pinned algorithm, an ID token's `typ`. */
-function checkHeader(provider: ProviderVerification, header: ProtectedHeaderParameters, nonce: string | undefined): void {
+function checkHeader(
+  provider: ProviderVerification,
+  header: ProtectedHeaderParameters,
+  nonce: string | undefined,
+): void {
   if (provider.requireNonce !== false && nonce === undefined) {
     throw new DomainError("nonce_required", `provider "${provider.name}" requires the nonce`);
   }
@@ -154,7 +159,11 @@ function checkHeader(provider: ProviderVerification, header: ProtectedHeaderPara
 }
 
 /** The signature (jose: with the provider's keys) and the registered claims jose checks. */
-async function verifySignature(token: string, provider: ProviderVerification, options: IdTokenVerifierOptions): Promise<JWTPayload> {
+async function verifySignature(
+  token: string,
+  provider: ProviderVerification,
+  options: IdTokenVerifierOptions,
+): Promise<JWTPayload> {
   try {
     return (await jwtVerify(token, provider.keys, verifyOptions(provider, options))).payload;
   } catch (e) {
@@ -290,48 +299,6 @@ function verifyOptions(provider: ProviderVerification, options: IdTokenVerifierO
     // in the future (beyond the skew).
     maxTokenAge: provider.maxTokenAgeSeconds ?? 10 * 365 * 24 * 3600,
   };
-}
-
-function fromJose(e: unknown, provider: ProviderVerification): DomainError {
-  if (e instanceof DomainError) return e;
-  const reject = (code: ErrorCode, message: string) => new DomainError(code, message, { cause: e });
-  if (e instanceof joseErrors.JWTExpired) {
-    return e.claim === "iat"
-      ? reject("id_token_too_old", "the ID token was issued too long ago; get a fresh one")
-      : reject("id_token_expired", "the ID token has expired");
-  }
-  if (e instanceof joseErrors.JWTClaimValidationFailed) {
-    switch (e.claim) {
-      case "iss":
-        return reject("id_token_issuer_mismatch", `the token was not issued by provider "${provider.name}"`);
-      case "aud":
-        return reject("id_token_audience_mismatch", "the token is not addressed to any of our client IDs");
-      case "nbf":
-        return reject("id_token_not_yet_valid", "the ID token is not valid yet; check clocks");
-      case "iat":
-        return e.reason === "check_failed"
-          ? reject("id_token_not_yet_valid", "the ID token is issued in the future; check clocks")
-          : reject("id_token_claim_invalid", "the token's iat claim is missing or invalid");
-      default:
-        return reject("id_token_claim_invalid", `the token's ${e.claim} claim is missing or invalid`);
-    }
-  }
-  if (e instanceof joseErrors.JWSSignatureVerificationFailed) {
-    return reject("id_token_signature_invalid", "the ID token's signature is invalid");
-  }
-  if (e instanceof joseErrors.JOSEAlgNotAllowed) {
-    return reject("id_token_algorithm_not_allowed", "the token's algorithm is not allowed");
-  }
-  if (e instanceof joseErrors.JWKSNoMatchingKey || e instanceof joseErrors.JWKSMultipleMatchingKeys) {
-    return reject("id_token_key_not_found", "no signing key of the provider matches the token's kid");
-  }
-  if (e instanceof joseErrors.JWTInvalid || e instanceof joseErrors.JWSInvalid) {
-    return reject("id_token_malformed", "the ID token is malformed");
-  }
-  if (e instanceof joseErrors.JOSEError) {
-    return reject("id_token_invalid", "the ID token was rejected");
-  }
-  return new DomainError("internal", "ID token verification failed unexpectedly", { cause: e });
 }
 
 function decodeSegment(segment: string): Record<string, unknown> | null {
