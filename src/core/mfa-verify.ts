@@ -257,6 +257,11 @@ export function createChallengeCompletion(deps: MfaServiceDeps, checks: MfaCheck
     return result;
   }
 
+  /**
+   * One VerifyMfa answer: the fields checked, the challenge token's shape, a passkey answer
+   * checked as far as it can be outside the transaction, then the store's transaction around
+   * `decide`, and the refusal or the signed-in answer after it.
+   */
   async function verifyOnce(input: VerifyMfaInput): Promise<LoginResult> {
     const { client } = input;
     const method = methodOfInput(input, deps.passkeys !== undefined);
