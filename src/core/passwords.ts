@@ -64,7 +64,7 @@ export function createPasswordService(deps: PasswordServiceDeps): PasswordServic
     const now = clock.now();
     const { userId, sessionId } = input.principal;
     /** Set once a wrong current password is recorded (its reservation became the failure record). */
-    let recorded = false;
+    const attempt = { recorded: false };
     try {
       const state = await store.loadForChange(userId, sessionId);
       if (state === null || state.sessionCreatedAt === null) {
@@ -72,88 +72,126 @@ export function createPasswordService(deps: PasswordServiceDeps): PasswordServic
       }
       assertActive(state.user, now);
       const current = input.currentPassword === undefined || input.currentPassword === "" ? null : normalizePassword(input.currentPassword);
-      if (state.hash !== null) {
-        if (current === null) {
-          throw new DomainError("current_password_required", "send current_password to change your password");
-        }
-        // Throttle before hashing: a stolen access token must not become a password oracle. The
-        // guess is reserved in the database before the (slow) hash is checked, so concurrent
-        // guesses, on any replica, count against the budget before any of them is evaluated.
-        const since = new Date(now.getTime() - deps.failureWindowSeconds * 1000);
-        const reservation = await deps.budget.reserve("current_password", {
-          userId, since, max: deps.maxFailures, now, client: input.client, detail: { session_id: sessionId },
-        });
-        if (reservation.kind === "exhausted") {
-          throw budgetExhausted(reservation.nth, deps.failureWindowSeconds, now, "too many wrong passwords");
-        }
-        let ok: boolean;
-        try {
-          ok = current.length <= MAX_CURRENT_PASSWORD_CHARS && (await hasher.verify(state.hash, current));
-        } catch (e) {
-          await deps.budget.release(reservation.id).catch((e: unknown) => deps.onAuditFailure?.(e));
-          throw e;
-        }
-        if (!ok) {
-          recorded = true;
-          await deps.budget.fail(reservation.id, "password_incorrect").catch((e: unknown) => deps.onAuditFailure?.(e));
-          throw new DomainError("password_incorrect", "the current password is not correct");
-        }
-        // The right password is no failure: the rest of the change is judged on its own.
-        await deps.budget.release(reservation.id).catch((e: unknown) => deps.onAuditFailure?.(e));
-      } else {
-        if (current !== null) {
-          throw new DomainError("invalid_request", "this account has no password yet; leave current_password out to set one");
-        }
-        // Without a password to prove, a fresh sign-in stands in for it: an access token stolen
-        // later in a session cannot plant a password on an SSO-only account.
-        if (now.getTime() - state.sessionCreatedAt.getTime() > deps.firstPasswordMaxSigninAgeSeconds * 1000) {
-          throw new DomainError("reauthentication_required", "sign in again, then set your password within a few minutes", {
-            detail: { max_signin_age_seconds: String(deps.firstPasswordMaxSigninAgeSeconds) },
-          });
-        }
-      }
+      if (state.hash !== null) await proveCurrentPassword(input, state.hash, current, now, attempt);
+      else proveRecentSignin(current, state.sessionCreatedAt, now);
       const next = normalizePassword(input.newPassword);
-      const weakness = passwordWeakness(next, state.user, deps.strength);
-      if (weakness !== null) {
-        throw new DomainError("password_too_weak", weaknessMessage(weakness, deps.strength), {
-          detail: { reason: weakness, min_length: String(deps.strength.minLength), max_length: String(deps.strength.maxLength) },
-        });
-      }
-      if (current !== null && current === next) {
-        throw new DomainError("password_reused", "the new password must differ from the current one");
-      }
-      const hash = await hasher.hash(next);
-      const outcome = await store.commitPasswordChange({
-        userId,
-        hash,
-        expectedHash: state.hash,
-        at: now,
-        revokeOtherSessions: deps.revokeOtherSessions ? { keepSessionId: sessionId, reason: "password_changed" } : null,
-        audit: {
-          type: "password.changed",
-          at: now,
-          userId,
-          client: input.client,
-          detail: { first_password: state.hash === null, session_id: sessionId },
-        },
-      });
-      if (outcome.kind === "conflict") {
-        throw new DomainError("password_incorrect", "the password was changed by another request meanwhile; try again");
-      }
-      return {
-        user: outcome.user,
-        passwordStatus: passwordStatusOf(outcome.user, now, deps.expiry),
-        revokedSessions: outcome.revokedSessions,
-      };
+      checkNewPassword(next, current, state.user);
+      return await commit(input, state.hash, next, now);
     } catch (e) {
-      if (recorded) throw e;
-      const code = isDomainError(e) ? e.code : "internal";
-      try {
-        await deps.audit.record({ type: FAILED, at: now, code, userId, client: input.client, detail: { session_id: sessionId } });
-      } catch (auditError) {
-        deps.onAuditFailure?.(auditError);
-      }
+      if (!attempt.recorded) await auditFailure(input, e, now);
       throw e;
+    }
+  }
+
+  /**
+   * The current password, checked against the user's budget of wrong ones. Throttled before
+   * hashing: a stolen access token must not become a password oracle. The guess is reserved in
+   * the database before the (slow) hash is checked, so concurrent guesses, on any replica, count
+   * against the budget before any of them is evaluated.
+   */
+  async function proveCurrentPassword(
+    input: ChangePasswordInput,
+    hash: string,
+    current: string | null,
+    now: Date,
+    attempt: { recorded: boolean },
+  ): Promise<void> {
+    const { userId, sessionId } = input.principal;
+    if (current === null) {
+      throw new DomainError("current_password_required", "send current_password to change your password");
+    }
+    const since = new Date(now.getTime() - deps.failureWindowSeconds * 1000);
+    const reservation = await deps.budget.reserve("current_password", {
+      userId, since, max: deps.maxFailures, now, client: input.client, detail: { session_id: sessionId },
+    });
+    if (reservation.kind === "exhausted") {
+      throw budgetExhausted(reservation.nth, deps.failureWindowSeconds, now, "too many wrong passwords");
+    }
+    let ok: boolean;
+    try {
+      ok = current.length <= MAX_CURRENT_PASSWORD_CHARS && (await hasher.verify(hash, current));
+    } catch (e) {
+      await deps.budget.release(reservation.id).catch((e: unknown) => deps.onAuditFailure?.(e));
+      throw e;
+    }
+    if (!ok) {
+      attempt.recorded = true;
+      await deps.budget.fail(reservation.id, "password_incorrect").catch((e: unknown) => deps.onAuditFailure?.(e));
+      throw new DomainError("password_incorrect", "the current password is not correct");
+    }
+    // The right password is no failure: the rest of the change is judged on its own.
+    await deps.budget.release(reservation.id).catch((e: unknown) => deps.onAuditFailure?.(e));
+  }
+
+  /**
+   * A first password: without a password to prove, a fresh sign-in stands in for it: an access
+   * token stolen later in a session cannot plant a password on an SSO-only account.
+   */
+  function proveRecentSignin(current: string | null, sessionCreatedAt: Date, now: Date): void {
+    if (current !== null) {
+      throw new DomainError("invalid_request", "this account has no password yet; leave current_password out to set one");
+    }
+    if (now.getTime() - sessionCreatedAt.getTime() > deps.firstPasswordMaxSigninAgeSeconds * 1000) {
+      throw new DomainError("reauthentication_required", "sign in again, then set your password within a few minutes", {
+        detail: { max_signin_age_seconds: String(deps.firstPasswordMaxSigninAgeSeconds) },
+      });
+    }
+  }
+
+  /** The new password passes the strength rules and differs from the current one. */
+  function checkNewPassword(next: string, current: string | null, user: UserRecord): void {
+    const weakness = passwordWeakness(next, user, deps.strength);
+    if (weakness !== null) {
+      throw new DomainError("password_too_weak", weaknessMessage(weakness, deps.strength), {
+        detail: { reason: weakness, min_length: String(deps.strength.minLength), max_length: String(deps.strength.maxLength) },
+      });
+    }
+    if (current !== null && current === next) {
+      throw new DomainError("password_reused", "the new password must differ from the current one");
+    }
+  }
+
+  /** The change, in one write that expects the hash it read (a change meanwhile is a conflict). */
+  async function commit(
+    input: ChangePasswordInput,
+    expectedHash: string | null,
+    next: string,
+    now: Date,
+  ): Promise<ChangePasswordResult> {
+    const { userId, sessionId } = input.principal;
+    const hash = await hasher.hash(next);
+    const outcome = await store.commitPasswordChange({
+      userId,
+      hash,
+      expectedHash,
+      at: now,
+      revokeOtherSessions: deps.revokeOtherSessions ? { keepSessionId: sessionId, reason: "password_changed" } : null,
+      audit: {
+        type: "password.changed",
+        at: now,
+        userId,
+        client: input.client,
+        detail: { first_password: expectedHash === null, session_id: sessionId },
+      },
+    });
+    if (outcome.kind === "conflict") {
+      throw new DomainError("password_incorrect", "the password was changed by another request meanwhile; try again");
+    }
+    return {
+      user: outcome.user,
+      passwordStatus: passwordStatusOf(outcome.user, now, deps.expiry),
+      revokedSessions: outcome.revokedSessions,
+    };
+  }
+
+  /** A refused change, audited (a wrong current password is already recorded by its reservation). */
+  async function auditFailure(input: ChangePasswordInput, e: unknown, now: Date): Promise<void> {
+    const { userId, sessionId } = input.principal;
+    const code = isDomainError(e) ? e.code : "internal";
+    try {
+      await deps.audit.record({ type: FAILED, at: now, code, userId, client: input.client, detail: { session_id: sessionId } });
+    } catch (auditError) {
+      deps.onAuditFailure?.(auditError);
     }
   }
 

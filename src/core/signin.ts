@@ -2,22 +2,28 @@ import { type AddressAttempt, type AddressLimit, limitKeyOf, UNLIMITED } from ".
 import type { Clock } from "./clock.ts";
 import type { NonceService } from "./nonces.ts";
 import { DomainError, isDomainError } from "./errors.ts";
-import { newId } from "./ids.ts";
 import type { AdaptiveMfa, SigninAttempt, SigninGate } from "./adaptive-mfa.ts";
 import type { AuthEvents } from "./auth-events.ts";
-import type { AuditRecord, ClientInfo, ExternalIdentity, LoginResult, MfaChallengeResult, RiskSummary, UserWithPassword } from "./model.ts";
-import type { SigninHistory } from "./ports/risk-history.ts";
+import type { ClientInfo, ExternalIdentity, LoginResult, MfaChallengeResult, RiskSummary } from "./model.ts";
 import type { AuditLog } from "./ports/audit.ts";
 import type { OpaqueTokens } from "./ports/sessions.ts";
-import { SigninConflict, type AccountReader, type AccountWrite, type IdTokenVerifier, type SigninReader, type SigninSnapshot, type SigninSnapshotQuery, type SigninWriter } from "./ports/signin.ts";
+import {
+  type AccountReader,
+  type IdTokenVerifier,
+  SigninConflict,
+  type SigninReader,
+  type SigninSnapshot,
+  type SigninSnapshotQuery,
+  type SigninWriter,
+} from "./ports/signin.ts";
 import type { AccessTokenIssuer } from "./ports/signing-keys.ts";
 import type { SingleUse } from "./ports/single-use.ts";
-import type { MfaMethod } from "./risk.ts";
-import { baseUsername, normalizeEmail, suffixedUsername } from "./username.ts";
+import { normalizeEmail } from "./username.ts";
 import { assertActive } from "./user-status.ts";
-import { loginResultOf } from "./login-result.ts";
 import type { PasswordExpiryPolicy } from "./password-policy.ts";
 import { quietRecorder } from "./quiet-audit.ts";
+import { type Resolved, resolveAccount } from "./signin-account.ts";
+import { createSigninCommit } from "./signin-commit.ts";
 
 export interface SigninDeps {
   clock: Clock;
@@ -66,52 +72,6 @@ export interface SigninService {
   signinWithIdToken(input: SigninInput): Promise<LoginResult | MfaChallengeResult>;
 }
 
-/** The account a sign-in attaches to, with the write that does it. */
-type Resolved =
-  | { kind: "existing"; userId: string; user: UserWithPassword; history: SigninHistory | null; write: AccountWrite }
-  | { kind: "link"; userId: string; write: AccountWrite }
-  | { kind: "create"; write: AccountWrite & { kind: "create" } };
-
-/** Authentication methods of a federated sign-in: `fed`, then what the provider says it did. */
-function federatedAmr(identity: ExternalIdentity): string[] {
-  return identity.amr.length > 0 ? ["fed", ...identity.amr] : ["fed"];
-}
-
-/** The audit record of a sign-in that reached its write (completed, or stopped at MFA). */
-function signinAudit(
-  type: "signin.succeeded" | "signin.mfa_required",
-  identity: ExternalIdentity,
-  userId: string,
-  client: ClientInfo,
-  at: Date,
-  detail: Record<string, unknown>,
-): AuditRecord {
-  return { type, at, userId, provider: identity.provider.name, issuer: identity.issuer, subject: identity.subject, client, detail };
-}
-
-/**
- * The record of a new identity attached to an existing account by verified e-mail
- * (`identity.linked_by_email`): who, through which provider, and what proved it beyond the e-mail.
- */
-function linkAudit(
-  identity: Pick<ExternalIdentity, "issuer" | "subject"> & { provider: { name: string } },
-  userId: string,
-  client: ClientInfo,
-  at: Date,
-  detail: Record<string, unknown>,
-): AuditRecord {
-  return {
-    type: "identity.linked_by_email",
-    at,
-    userId,
-    provider: identity.provider.name,
-    issuer: identity.issuer,
-    subject: identity.subject,
-    client,
-    detail: { by: "verified_email", ...detail },
-  };
-}
-
 /** Attempts at a sign-in whose write lost a race (identity, username, or the user's status). */
 const MAX_WRITE_ATTEMPTS = 4;
 
@@ -123,11 +83,13 @@ const MAX_WRITE_ATTEMPTS = 4;
  * nothing else.
  *
  * A returning user's sign-in is one read (SigninReader) and one write (SigninWriter); a new
- * user's too; a link by e-mail adds the owner's history read.
+ * user's too; a link by e-mail adds the owner's history read. Beside this file: which account it
+ * attaches to (`signin-account.ts`) and its one write (`signin-commit.ts`).
  */
 export function createSigninService(deps: SigninDeps): SigninService {
-  const { clock, verifier, reader, accounts, writer, opaqueTokens } = deps;
+  const { clock, verifier, reader, accounts, opaqueTokens } = deps;
   const recordQuietly = quietRecorder(deps.audit, deps.onAuditFailure);
+  const commit = createSigninCommit(deps);
 
   /** Rate limiting around one sign-in: an attempt is reserved before anything is verified. */
   async function signinWithIdToken(input: SigninInput): Promise<LoginResult | MfaChallengeResult> {
@@ -168,7 +130,7 @@ export function createSigninService(deps: SigninDeps): SigninService {
         try {
           const snapshot = await reader.readSignin(snapshotQuery(verified, input.client, now, trustedDevice));
           observeAddressFailures(snapshot, input.client);
-          const account = await resolveAccount(verified, snapshot, now, usernameTaken);
+          const account = await resolveAccount(accounts, verified, snapshot, now, usernameTaken);
           userId = account.kind === "create" ? account.write.user.id : account.userId;
           if (account.kind === "existing") assertActive(account.user, now);
           // Risk is assessed on every sign-in, before anything is written: the federated path is
@@ -177,9 +139,10 @@ export function createSigninService(deps: SigninDeps): SigninService {
           riskDetail = gate?.auditDetail;
           riskLevel = gate?.summary.level;
           refuseWithoutFactor(gate);
+          const { write } = account;
           const result = gate?.decision.kind === "challenge"
-            ? await createChallenge(verified, account.write, now, input.client, gate, gate.decision.methods, uses)
-            : await openSession(verified, account.write, now, input.client, gate, uses);
+            ? await commit.createChallenge(verified, write, now, input.client, gate, gate.decision.methods, uses)
+            : await commit.openSession(verified, write, now, input.client, gate, uses);
           deps.events?.signin(verified.provider.name, "kind" in result ? "mfa_required" : "success", riskLevel);
           return result;
         } catch (e) {
@@ -288,179 +251,6 @@ export function createSigninService(deps: SigninDeps): SigninService {
           : { ip: key, since: new Date(now.getTime() - limit.windowSeconds * 1000), cap: limit.max },
       history: deps.adaptiveMfa?.historyQuery(client, now, trustedDevice) ?? null,
     };
-  }
-
-  /**
-   * Account resolution: the identity's linked user, or a link to the owner of its verified
-   * e-mail (under the provider's policy), or a new user (where the provider allows sign-up).
-   */
-  async function resolveAccount(
-    identity: ExternalIdentity,
-    snapshot: SigninSnapshot,
-    now: Date,
-    usernameTaken: boolean,
-  ): Promise<Resolved> {
-    const linked = snapshot.linked;
-    if (linked !== null) {
-      return {
-        kind: "existing",
-        userId: linked.user.id,
-        user: linked.user,
-        history: linked.history,
-        write: { kind: "existing", userId: linked.user.id, identityId: linked.identityId },
-      };
-    }
-    const email = normalizeEmail(identity.email);
-    const newIdentity = {
-      id: newId("idn"),
-      issuer: identity.issuer,
-      subject: identity.subject,
-      provider: identity.provider.name,
-      email,
-      emailVerified: identity.emailVerified && email !== null,
-    };
-    // Only a verified e-mail says anything about who owns an existing account. An unverified one
-    // is stored as unverified and never matched, so nobody can claim or block another's address.
-    if (newIdentity.emailVerified && email !== null) {
-      const owners = snapshot.emailOwners;
-      const owner = owners[0];
-      if (owner !== undefined) {
-        if (identity.provider.linkByEmail !== "verified" || owners.length > 1) {
-          // A concurrent first sign-in of this same identity may have created the owner since
-          // our read: then this is that user, not a conflict (read again).
-          if ((await accounts.findByIdentity(identity.issuer, identity.subject)) !== null) throw new SigninConflict("identity");
-          throw new DomainError(
-            "account_exists",
-            "an account with this e-mail address already exists; sign in with the method used before",
-            { detail: { provider: identity.provider.name } },
-          );
-        }
-        assertActive(owner, now);
-        return { kind: "link", userId: owner.id, write: { kind: "link", userId: owner.id, identity: newIdentity } };
-      }
-    }
-    if (identity.provider.signup !== "allow") {
-      throw new DomainError(
-        "signup_disabled",
-        `provider "${identity.provider.name}" does not allow new accounts; ask an administrator to create yours`,
-        { detail: { provider: identity.provider.name } },
-      );
-    }
-    const user = {
-      id: newId("usr"),
-      username: usernameTaken
-        ? suffixedUsername(baseUsername(identity))
-        : baseUsername(identity),
-      email,
-      emailNormalized: email,
-      emailVerified: newIdentity.emailVerified,
-      phone: identity.phone,
-      createdAt: now,
-    };
-    return { kind: "create", write: { kind: "create", user, identity: newIdentity } };
-  }
-
-  /** The sign-in completes: in one transaction the account, the session, its first refresh token and what was seen. */
-  async function openSession(
-    identity: ExternalIdentity,
-    account: AccountWrite,
-    now: Date,
-    client: ClientInfo,
-    gate: SigninGate | null,
-    uses: readonly SingleUse[],
-  ): Promise<LoginResult> {
-    const sessionId = newId("ses");
-    const refresh = opaqueTokens.issue("rt");
-    const expiresAt = new Date(now.getTime() + deps.sessionTtlSeconds * 1000);
-    const amr = federatedAmr(identity);
-    const userId = account.kind === "create" ? account.user.id : account.userId;
-    const user = await writer.commitSignin({
-        account,
-        at: now,
-        uses,
-        session: {
-          id: sessionId,
-          userId,
-          provider: identity.provider.name,
-          amr,
-          client,
-          createdAt: now,
-          expiresAt,
-        },
-        refreshToken: {
-          id: newId("rtk"),
-          sessionId,
-          tokenHash: refresh.hash,
-          createdAt: now,
-          expiresAt,
-        },
-        seen: gate?.seen,
-        audit: signinAudit("signin.succeeded", identity, userId, client, now, {
-          account: account.kind,
-          ...(gate === null ? {} : { risk: gate.auditDetail }),
-        }),
-    });
-    if (account.kind === "link") {
-      // Linked by e-mail without a second factor (the account has none, or a challenge would
-      // have been asked for): the weaker case of account linking, so it gets an event of its own.
-      await recordQuietly(linkAudit(identity, userId, client, now, { second_factor: "none", risk_level: gate?.summary.level ?? null }));
-    }
-    const accessToken = await deps.accessTokens.issue({ userId, sessionId, amr, provider: identity.provider.name, authTime: now }, now);
-    const result = loginResultOf(deps, user, sessionId, accessToken, refresh.token, now);
-    if (gate !== null) result.risk = gate.summary;
-    if (gate?.decision.kind === "allow_unenrolled") result.mfaCheckReason = "mfa_enrollment_required";
-    return result;
-  }
-
-  /**
-   * The sign-in stops at MFA: in one transaction the account is created or linked if it is new,
-   * and the challenge is stored (hashed token, bound to user, identity, provider, device and the
-   * risk); no session and no token exist until VerifyMfa completes it.
-   */
-  async function createChallenge(
-    identity: ExternalIdentity,
-    account: AccountWrite,
-    now: Date,
-    client: ClientInfo,
-    gate: SigninGate,
-    methods: readonly MfaMethod[],
-    uses: readonly SingleUse[],
-  ): Promise<MfaChallengeResult> {
-    const token = opaqueTokens.issue("chg");
-    const userId = account.kind === "create" ? account.user.id : account.userId;
-    const expiresAt = new Date(now.getTime() + (deps.challengeTtlSeconds ?? 300) * 1000);
-    const challengeId = newId("chl");
-    const reason = gate.summary.reason ?? "policy";
-    const user = await writer.commitSignin({
-      account,
-      at: now,
-      // The challenge is this token's use: completing it needs the challenge, not the token.
-      uses,
-      challenge: {
-        id: challengeId,
-        tokenHash: token.hash,
-        userId,
-        identityId: account.kind === "existing" ? account.identityId : account.identity.id,
-        provider: identity.provider.name,
-        deviceKey: gate.device?.key ?? null,
-        ip: client.ip,
-        userAgent: client.userAgent,
-        amr: federatedAmr(identity),
-        risk: gate.summary,
-        context: gate.seen,
-        methods,
-        pendingIdentity: account.kind === "link" ? account.identity : null,
-        clientId: client.oauthClientId ?? null,
-        createdAt: now,
-        expiresAt,
-      },
-      audit: signinAudit("signin.mfa_required", identity, userId, client, now, {
-        account: account.kind,
-        challenge_id: challengeId,
-        risk: gate.auditDetail,
-      }),
-    });
-    return { kind: "mfa_required", user, challengeToken: token.token, expiresAt, methods: [...methods], reason, risk: gate.summary };
   }
 
   /** What this sign-in spends: the token itself, and a server-issued nonce. */

@@ -1,6 +1,7 @@
 import type { LinkedAccount } from "../core/model.ts";
 import type { AuditLog, SigninFailureCounter } from "../core/ports/audit.ts";
-import { SigninConflict, type AccountReader, type SigninWriter } from "../core/ports/signin.ts";
+import { SigninConflict, type AccountReader, type SigninWrite, type SigninWriter } from "../core/ports/signin.ts";
+import type { Prisma } from "../../gen/prisma/sqlite/client.ts";
 import type { SingleUsePurger } from "../core/ports/single-use.ts";
 import type { Db } from "./database.ts";
 import { guarded, storeError, uniqueViolationFields } from "./prisma-errors.ts";
@@ -35,66 +36,16 @@ export function createAccountStore(db: Db): AccountReader & SigninWriter {
     },
 
     async commitSignin(write) {
-      const { account, at, audit } = write;
-      // A sign-in waiting for MFA creates or links the account, but touches nothing else of it
-      // until the challenge completes (mfa-store.ts): a failed MFA leaves no trace of a sign-in.
-      const challenge = "challenge" in write ? write.challenge : null;
+      const { account, audit } = write;
       // Flat single-row writes: each is one statement (INSERT/UPDATE … RETURNING). Nested writes
       // would make Prisma add read-backs; a returning user's sign-in is 7 statements in one
       // transaction (5, plus the device and network upserts, native ON CONFLICT) plus the 2
       // account reads before it and the risk-history reads, run in parallel (measured with
       // `npm run bench`).
-      const ops = [];
-      if (account.kind === "create") {
-        ops.push(
-          db.user.create({ data: { ...account.user, updatedAt: at, lastSigninAt: challenge === null ? at : null }, select: userSelect }),
-          db.identity.create({
-            data: { ...account.identity, userId: account.user.id, createdAt: at, lastSigninAt: at },
-            select: { id: true },
-          }),
-        );
-      } else {
-        // The status is checked again inside the write: a user disabled or locked since the read
-        // matches nothing (P2025), the batch rolls back, and the core reads again.
-        const active = { id: account.userId, OR: [{ status: "active" }, { status: "locked", lockedUntil: { lte: at } }] };
-        ops.push(
-          challenge === null
-            ? db.user.update({ where: active, data: { lastSigninAt: at }, select: userSelect })
-            : db.user.findUniqueOrThrow({ where: active, select: userSelect }),
-        );
-        // A link waiting for MFA is written when the challenge completes, not now.
-        if (account.kind === "link" && challenge === null) {
-          ops.push(
-            db.identity.create({
-              data: { ...account.identity, userId: account.userId, createdAt: at, lastSigninAt: at },
-              select: { id: true },
-            }),
-          );
-        } else if (account.kind === "existing" && challenge === null) {
-          ops.push(db.identity.update({ where: { id: account.identityId }, data: { lastSigninAt: at }, select: { id: true } }));
-        }
-      }
-      if ("challenge" in write) {
-        ops.push(challengeCreate(db, write.challenge));
-      } else {
-        const { session, refreshToken } = write;
-        const identityId = account.kind === "existing" ? account.identityId : account.identity.id;
-        ops.push(
-          db.session.create({ data: sessionRow(session, identityId), select: { id: true } }),
-          db.refreshToken.create({
-            data: {
-              id: refreshToken.id,
-              sessionId: refreshToken.sessionId,
-              tokenHash: refreshToken.tokenHash,
-              createdAt: refreshToken.createdAt,
-              expiresAt: refreshToken.expiresAt,
-            },
-            select: { id: true },
-          }),
-          // The device and network this sign-in came from, for the next risk assessment.
-          ...(write.seen === undefined ? [] : seenWrites(db, session.userId, write.seen, at)),
-        );
-      }
+      const ops: Prisma.PrismaPromise<unknown>[] = [
+        ...accountWrites(db, write),
+        ...sessionOrChallengeWrites(db, write),
+      ];
       ops.push(db.auditEvent.create({ data: auditRow(audit), select: { id: true } }));
       for (const use of write.uses ?? []) ops.push(db.usedIdToken.create({ data: use, select: { key: true } }));
       // The password policy needs the credential's change time. A new user has none; for an
@@ -105,15 +56,83 @@ export function createAccountStore(db: Db): AccountReader & SigninWriter {
         const [[user], changed] = await Promise.all([db.$transaction(ops), credential]);
         return withPassword(userFromRow(user as UserRow), changed);
       } catch (e) {
-        if ((e as { code?: unknown })?.code === "P2025") throw new SigninConflict("status", { cause: e });
-        const fields = uniqueViolationFields(e);
-        if (fields?.includes("username")) throw new SigninConflict("username", { cause: e });
-        if (fields?.includes("key")) throw new SigninConflict("replay", { cause: e });
-        if (fields?.includes("subject") || fields?.includes("issuer")) throw new SigninConflict("identity", { cause: e });
-        throw storeError(e);
+        throw signinConflictOf(e);
       }
     },
   };
+}
+
+/**
+ * The account's writes, first in the sign-in's batch: the user (its row is the batch's first
+ * answer) and the identity. A sign-in waiting for MFA creates or links the account, but touches
+ * nothing else of it until the challenge completes (mfa-challenge-verification.ts): a failed MFA
+ * leaves no trace of a sign-in.
+ */
+function accountWrites(db: Db, write: SigninWrite): Prisma.PrismaPromise<unknown>[] {
+  const { account, at } = write;
+  const challenge = "challenge" in write ? write.challenge : null;
+  if (account.kind === "create") {
+    return [
+      db.user.create({ data: { ...account.user, updatedAt: at, lastSigninAt: challenge === null ? at : null }, select: userSelect }),
+      db.identity.create({
+        data: { ...account.identity, userId: account.user.id, createdAt: at, lastSigninAt: at },
+        select: { id: true },
+      }),
+    ];
+  }
+  const ops: Prisma.PrismaPromise<unknown>[] = [];
+  // The status is checked again inside the write: a user disabled or locked since the read
+  // matches nothing (P2025), the batch rolls back, and the core reads again.
+  const active = { id: account.userId, OR: [{ status: "active" }, { status: "locked", lockedUntil: { lte: at } }] };
+  ops.push(
+    challenge === null
+      ? db.user.update({ where: active, data: { lastSigninAt: at }, select: userSelect })
+      : db.user.findUniqueOrThrow({ where: active, select: userSelect }),
+  );
+  // A link waiting for MFA is written when the challenge completes, not now.
+  if (account.kind === "link" && challenge === null) {
+    ops.push(
+      db.identity.create({
+        data: { ...account.identity, userId: account.userId, createdAt: at, lastSigninAt: at },
+        select: { id: true },
+      }),
+    );
+  } else if (account.kind === "existing" && challenge === null) {
+    ops.push(db.identity.update({ where: { id: account.identityId }, data: { lastSigninAt: at }, select: { id: true } }));
+  }
+  return ops;
+}
+
+/** The challenge, or the session with its first refresh token and what was seen. */
+function sessionOrChallengeWrites(db: Db, write: SigninWrite): Prisma.PrismaPromise<unknown>[] {
+  if ("challenge" in write) return [challengeCreate(db, write.challenge)];
+  const { account, session, refreshToken, at } = write;
+  const identityId = account.kind === "existing" ? account.identityId : account.identity.id;
+  return [
+    db.session.create({ data: sessionRow(session, identityId), select: { id: true } }),
+    db.refreshToken.create({
+      data: {
+        id: refreshToken.id,
+        sessionId: refreshToken.sessionId,
+        tokenHash: refreshToken.tokenHash,
+        createdAt: refreshToken.createdAt,
+        expiresAt: refreshToken.expiresAt,
+      },
+      select: { id: true },
+    }),
+    // The device and network this sign-in came from, for the next risk assessment.
+    ...(write.seen === undefined ? [] : seenWrites(db, session.userId, write.seen, at)),
+  ];
+}
+
+/** A lost race as the conflict the core retries on (status, username, replay, identity); else a store error. */
+function signinConflictOf(e: unknown): unknown {
+  if ((e as { code?: unknown })?.code === "P2025") return new SigninConflict("status", { cause: e });
+  const fields = uniqueViolationFields(e);
+  if (fields?.includes("username")) return new SigninConflict("username", { cause: e });
+  if (fields?.includes("key")) return new SigninConflict("replay", { cause: e });
+  if (fields?.includes("subject") || fields?.includes("issuer")) return new SigninConflict("identity", { cause: e });
+  return storeError(e);
 }
 
 /** The audit rows that count against an address key (sql.ts says which). */

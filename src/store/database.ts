@@ -1,10 +1,10 @@
 import { accessSync, closeSync, constants as fsConstants, existsSync, mkdirSync, openSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { Worker } from "node:worker_threads";
-import type { PrismaBetterSqlite3 } from "@prisma/adapter-better-sqlite3";
 import type BetterSqlite3 from "better-sqlite3";
 import type pg from "pg";
 import type { PrismaClient } from "../../gen/prisma/sqlite/client.ts";
+import { beginImmediate } from "./sqlite-begin-immediate.ts";
 import { createWalGate, requestHold, type WalGate } from "./sqlite-wal-gate.ts";
 
 /** The Prisma client type the stores are written against (both dialects share the model). */
@@ -63,7 +63,7 @@ export interface Database {
 export function dialectOf(url: string): Dialect {
   if (/^postgres(ql)?:\/\//.test(url)) return "postgresql";
   if (url.startsWith("file:")) return "sqlite";
-  // The configuration refuses other schemes first (config/schema.ts), with the reason.
+  // The configuration refuses other schemes first (config/schema-server.ts), with the reason.
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1];
   throw new Error(`a database URL must start with file: or postgresql:// (${scheme === undefined ? "it has no scheme" : `not ${scheme}:`})`);
 }
@@ -147,88 +147,138 @@ export function sqlitePath(url: string): string {
  * its own generated client (gen/prisma/<dialect>) from the one schema.
  */
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
-  const dialect = dialectOf(options.url);
-  if (dialect === "sqlite") {
-    const path = sqlitePath(options.url);
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    closeSync(openSync(path, "a", 0o600)); // a new database file is the service user's only
-    const [{ PrismaClient }, { PrismaBetterSqlite3 }] = await Promise.all([
-      import("../../gen/prisma/sqlite/client.ts"),
-      import("@prisma/adapter-better-sqlite3"),
-    ]);
-    // The adapter opens one better-sqlite3 connection; the hot path runs its prepared statements
-    // on that same connection (one writer, no lock waits between two connections of ours).
-    const factory = new PrismaBetterSqlite3({ url: path, timeout: options.statementTimeoutMs });
-    let connection: BetterSqlite3.Database | undefined;
-    const capturing = Object.assign(Object.create(Object.getPrototypeOf(factory) as object) as typeof factory, factory, {
-      provider: factory.provider,
-      adapterName: factory.adapterName,
-      connect: async () => {
-        const adapter = await factory.connect();
-        connection = (adapter as unknown as { client: BetterSqlite3.Database }).client;
-        beginImmediate(adapter, connection);
-        return adapter;
-      },
-      connectToShadowDb: () => factory.connectToShadowDb(),
-    });
-    const client = new PrismaClient({
-      adapter: capturing,
-      ...queryLog(options),
-    });
-    listenToQueries(client, options);
-    await client.$connect();
-    if (connection === undefined) throw new Error("the SQLite adapter did not expose its connection");
-    // WAL is set by the migrations. NORMAL (better-sqlite3's default for WAL, said here so it
-    // stays so): a commit is in the WAL before it returns, so a crash of the process loses
-    // nothing acknowledged; the fsync happens at checkpoints, not on every commit.
-    connection.pragma("synchronous = NORMAL");
-    // Checkpoints happen off the event loop, in a worker thread of their own; the hot path holds
-    // its writes for a moment when the checkpointer asks (sqlite-wal-gate.ts), so the WAL restarts.
-    connection.pragma("wal_autocheckpoint = 0");
-    const walMaxBytes = options.sqliteWalMaxBytes ?? DEFAULT_SQLITE_WAL_MAX_BYTES;
-    // The writer truncates a WAL it restarts to this (SQLite keeps the file otherwise, at its largest).
-    connection.pragma(`journal_size_limit = ${Math.floor(walMaxBytes / 4)}`);
-    const walGate = createWalGate();
-    const checkpointer = new Worker(new URL("./sqlite-checkpointer.ts", import.meta.url), {
-      workerData: { path, intervalMs: 200, walMaxBytes, gate: walGate },
-    });
-    checkpointer.unref();
-    // The hard stop: a checkpoint can stall on fsync for a quarter of a second while writes go
-    // on. Should the WAL file pass three quarters of its bound meanwhile, the hot path's writes
-    // wait until the checkpointer has restarted it (one stat every 10 ms, off the request path).
-    const walFile = `${path}-wal`;
-    const hardBytes = Math.floor((walMaxBytes * 3) / 4);
-    const guard = setInterval(() => {
-      try {
-        if (statSync(walFile).size >= hardBytes) requestHold(walGate);
-      } catch {
-        // no WAL file (yet): nothing to bound
-      }
-    }, 10);
-    guard.unref();
-    const database = wrap(dialect, client, { dialect, db: connection, walGate }, options);
-    return {
-      ...database,
-      async close() {
-        clearInterval(guard);
-        // Held (ref) while closing: an unref'd worker alone would let the process end mid-close.
-        checkpointer.ref();
-        const exited = new Promise<void>((resolve) => checkpointer.once("exit", () => resolve()));
-        checkpointer.postMessage("close");
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([exited, new Promise<void>((resolve) => (timer = setTimeout(resolve, 2000)))]);
-        clearTimeout(timer);
-        await checkpointer.terminate();
-        await database.close();
-      },
-    };
-  }
+  return dialectOf(options.url) === "sqlite" ? await openSqlite(options) : await openPostgresql(options);
+}
+
+/** SQLite: the file (the service user's only), the client on one connection, the WAL's pragmas and its checkpointer. */
+async function openSqlite(options: DatabaseOptions): Promise<Database> {
+  const path = sqlitePath(options.url);
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  closeSync(openSync(path, "a", 0o600)); // a new database file is the service user's only
+  const { client, connection } = await connectSqlite(path, options);
+  const walMaxBytes = options.sqliteWalMaxBytes ?? DEFAULT_SQLITE_WAL_MAX_BYTES;
+  setWalPragmas(connection, walMaxBytes);
+  const checkpointer = startCheckpointer(path, walMaxBytes);
+  const driver: Driver = { dialect: "sqlite", db: connection, walGate: checkpointer.walGate };
+  const database = wrap("sqlite", client, driver, options);
+  return {
+    ...database,
+    async close() {
+      await checkpointer.stop();
+      await database.close();
+    },
+  };
+}
+
+/**
+ * The Prisma client over better-sqlite3, and the one connection the adapter opens: the hot path
+ * runs its prepared statements on that same connection (one writer, no lock waits between two
+ * connections of ours); its `BEGIN` becomes `BEGIN IMMEDIATE` (beginImmediate).
+ */
+async function connectSqlite(
+  path: string,
+  options: DatabaseOptions,
+): Promise<{ client: Db; connection: BetterSqlite3.Database }> {
+  const [{ PrismaClient }, { PrismaBetterSqlite3 }] = await Promise.all([
+    import("../../gen/prisma/sqlite/client.ts"),
+    import("@prisma/adapter-better-sqlite3"),
+  ]);
+  const factory = new PrismaBetterSqlite3({ url: path, timeout: options.statementTimeoutMs });
+  let connection: BetterSqlite3.Database | undefined;
+  const capturing = Object.assign(Object.create(Object.getPrototypeOf(factory) as object) as typeof factory, factory, {
+    provider: factory.provider,
+    adapterName: factory.adapterName,
+    connect: async () => {
+      const adapter = await factory.connect();
+      connection = (adapter as unknown as { client: BetterSqlite3.Database }).client;
+      beginImmediate(adapter, connection);
+      return adapter;
+    },
+    connectToShadowDb: () => factory.connectToShadowDb(),
+  });
+  const client = new PrismaClient({
+    adapter: capturing,
+    ...queryLog(options),
+  });
+  listenToQueries(client, options);
+  await client.$connect();
+  if (connection === undefined) throw new Error("the SQLite adapter did not expose its connection");
+  return { client, connection };
+}
+
+function setWalPragmas(connection: BetterSqlite3.Database, walMaxBytes: number): void {
+  // WAL is set by the migrations. NORMAL (better-sqlite3's default for WAL, said here so it
+  // stays so): a commit is in the WAL before it returns, so a crash of the process loses
+  // nothing acknowledged; the fsync happens at checkpoints, not on every commit.
+  connection.pragma("synchronous = NORMAL");
+  // Checkpoints happen off the event loop, in a worker thread of their own; the hot path holds
+  // its writes for a moment when the checkpointer asks (sqlite-wal-gate.ts), so the WAL restarts.
+  connection.pragma("wal_autocheckpoint = 0");
+  // The writer truncates a WAL it restarts to this (SQLite keeps the file otherwise, at its largest).
+  connection.pragma(`journal_size_limit = ${Math.floor(walMaxBytes / 4)}`);
+}
+
+/** The WAL's checkpointer thread (sqlite-checkpointer.ts), its gate, and the hard stop beside it. */
+function startCheckpointer(path: string, walMaxBytes: number): { walGate: WalGate; stop(): Promise<void> } {
+  const walGate = createWalGate();
+  const checkpointer = new Worker(new URL("./sqlite-checkpointer.ts", import.meta.url), {
+    workerData: { path, intervalMs: 200, walMaxBytes, gate: walGate },
+  });
+  checkpointer.unref();
+  // The hard stop: a checkpoint can stall on fsync for a quarter of a second while writes go
+  // on. Should the WAL file pass three quarters of its bound meanwhile, the hot path's writes
+  // wait until the checkpointer has restarted it (one stat every 10 ms, off the request path).
+  const walFile = `${path}-wal`;
+  const hardBytes = Math.floor((walMaxBytes * 3) / 4);
+  const guard = setInterval(() => {
+    try {
+      if (statSync(walFile).size >= hardBytes) requestHold(walGate);
+    } catch {
+      // no WAL file (yet): nothing to bound
+    }
+  }, 10);
+  guard.unref();
+  return {
+    walGate,
+    async stop() {
+      clearInterval(guard);
+      // Held (ref) while closing: an unref'd worker alone would let the process end mid-close.
+      checkpointer.ref();
+      const exited = new Promise<void>((resolve) => checkpointer.once("exit", () => resolve()));
+      checkpointer.postMessage("close");
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([exited, new Promise<void>((resolve) => (timer = setTimeout(resolve, 2000)))]);
+      clearTimeout(timer);
+      await checkpointer.terminate();
+    },
+  };
+}
+
+/** PostgreSQL: one pg pool for Prisma and the hot path's named prepared statements. */
+async function openPostgresql(options: DatabaseOptions): Promise<Database> {
   const [{ PrismaClient }, { PrismaPg }] = await Promise.all([
     import("../../gen/prisma/postgresql/client.ts"),
     import("@prisma/adapter-pg"),
   ]);
+  const pool = await createPool(options);
+  const client = new PrismaClient({
+    adapter: new PrismaPg(pool),
+    ...queryLog(options),
+  });
+  listenToQueries(client as unknown as Db, options);
+  // Same model, same delegates: the PostgreSQL client is used through the shared type.
+  const database = wrap("postgresql", client as unknown as Db, { dialect: "postgresql", pool }, options);
+  return {
+    ...database,
+    async close() {
+      await database.close();
+      await pool.end();
+    },
+  };
+}
+
+async function createPool(options: DatabaseOptions): Promise<pg.Pool> {
   const { default: pgDriver } = await import("pg");
-  // One pool for Prisma and the hot path's named prepared statements.
   const pool = new pgDriver.Pool({
     connectionString: options.url,
     max: options.poolSize,
@@ -247,65 +297,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       };
     });
   }
-  const client = new PrismaClient({
-    adapter: new PrismaPg(pool),
-    ...queryLog(options),
-  });
-  listenToQueries(client as unknown as Db, options);
-  // Same model, same delegates: the PostgreSQL client is used through the shared type.
-  const database = wrap(dialect, client as unknown as Db, { dialect, pool }, options);
-  return {
-    ...database,
-    async close() {
-      await database.close();
-      await pool.end();
-    },
-  };
-}
-
-/**
- * Prisma's transactions on SQLite start with a deferred `BEGIN`: the write lock is taken at the
- * first write. With several processes on one file (server.workers, the admin tool beside the
- * service), a transaction that read first and then writes fails at once with SQLITE_BUSY when
- * another process committed in between: no busy timeout can help it, its snapshot is stale. With
- * `BEGIN IMMEDIATE` the write lock is taken first, waited for under the busy timeout
- * (`statement_timeout_ms`), and the transaction then runs on current data. (The hot path's own
- * transactions already begin so.)
- *
- * Unlike a deferred `BEGIN`, `BEGIN IMMEDIATE` can fail: SQLITE_READONLY (a read-only file or
- * `query_only`), SQLITE_BUSY (the lock not had within the busy timeout), SQLITE_FULL, an I/O
- * error. The adapter (7.10) takes its transaction lock before its `BEGIN` and does not give it
- * back when `BEGIN` throws, so one refused `BEGIN` left every later Prisma transaction waiting
- * for that lock until Prisma gave up ("Unable to start a transaction in the given time", P2028,
- * `internal`) even after the fault was gone. So a refused `BEGIN IMMEDIATE` does not throw inside
- * the adapter: the error is kept, the transaction the adapter hands back (nothing began on the
- * connection) is released at once, and the error is thrown as the adapter throws a failed
- * statement's, so it reaches the stores with its SQLite code (prisma-errors.ts: `unavailable`).
- */
-function beginImmediate(adapter: Awaited<ReturnType<PrismaBetterSqlite3["connect"]>>, connection: BetterSqlite3.Database): void {
-  let refused = undefined as { error: unknown } | undefined;
-  const prepare = connection.prepare.bind(connection);
-  const begin = {
-    run: () => {
-      try {
-        return prepare("BEGIN IMMEDIATE").run();
-      } catch (error) {
-        refused = { error };
-        return { changes: 0, lastInsertRowid: 0 };
-      }
-    },
-  };
-  connection.prepare = ((sql: string) => (sql === "BEGIN" ? begin : prepare(sql))) as typeof connection.prepare;
-  const startTransaction = adapter.startTransaction.bind(adapter);
-  const failedStatement = (adapter as unknown as { onError(error: unknown): never }).onError.bind(adapter);
-  adapter.startTransaction = async (isolationLevel) => {
-    const transaction = await startTransaction(isolationLevel);
-    const failure = refused;
-    refused = undefined; // the adapter's lock is held from BEGIN to here: no other BEGIN ran between
-    if (failure === undefined) return transaction;
-    await transaction.rollback(); // gives the adapter's lock back; there is no transaction to end
-    return failedStatement(failure.error);
-  };
+  return pool;
 }
 
 function queryLog(options: DatabaseOptions): { log?: { emit: "event"; level: "query" }[] } {

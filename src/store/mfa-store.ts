@@ -1,12 +1,13 @@
 import { DomainError } from "../core/errors.ts";
-import type { ChallengeState, MfaStore } from "../core/ports/mfa.ts";
+import type { MfaStore } from "../core/ports/mfa.ts";
 import type { SigninHistoryReader } from "../core/ports/risk-history.ts";
 import type { MfaMethod } from "../core/risk.ts";
-import { auditRow, challengeFromRow, seenWrites, sessionRow, userFromRow, userSelect, withPassword } from "./prisma-rows.ts";
+import { auditRow, challengeFromRow, userFromRow, userSelect } from "./prisma-rows.ts";
 import type { Db } from "./database.ts";
 import { guarded, storeError, uniqueViolationFields } from "./prisma-errors.ts";
 import { FAILURE_TYPES } from "./hot/sql.ts";
-import { budgetFailures, lockUser } from "./attempt-budget-store.ts";
+import { budgetFailures } from "./attempt-budget-store.ts";
+import { verifyChallenge } from "./mfa-challenge-verification.ts";
 
 /** The audit records of wrong second-factor codes (MfaStore.countCodeFailures), reservations included. */
 const codeFailures = (userId: string, since: Date) => budgetFailures("second_factor_code", userId, since);
@@ -113,124 +114,8 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
       });
     },
 
-    async verifyChallenge(tokenHash, now, decide, failuresSince) {
-      try {
-        return await db.$transaction(async (tx) => {
-          // Counting the attempt is also the lock: concurrent verifications of one challenge
-          // queue here (PostgreSQL row lock; SQLite writer lock) and each sees the last one's result.
-          await tx.mfaChallenge.updateMany({ where: { tokenHash, consumedAt: null }, data: { attempts: { increment: 1 } } });
-          const row = await tx.mfaChallenge.findUnique({
-            where: { tokenHash },
-            include: { user: { select: userSelect } },
-          });
-          let state: ChallengeState | null = null;
-          if (row !== null) {
-            // The user's budget of wrong codes is counted under the user's lock, and this
-            // transaction's failure record is written under it too: concurrent answers to
-            // different challenges of one user cannot all see the same count.
-            await lockUser(tx, row.userId);
-            const { user, ...challenge } = row;
-            const totp = await tx.mfaFactor.findFirst({
-              where: { userId: row.userId, type: "totp", confirmedAt: { not: null } },
-              select: { id: true, userId: true, secretEnc: true, confirmedAt: true, lastUsedStep: true },
-            });
-            const recoveryCodes = await tx.recoveryCode.findMany({
-              where: { userId: row.userId, usedAt: null },
-              select: { id: true, codeHash: true },
-            });
-            const recentCodeFailures =
-              failuresSince === undefined ? 0 : await tx.auditEvent.count({ where: codeFailures(row.userId, failuresSince) });
-            state = { challenge: challengeFromRow(challenge), user: userFromRow(user), totp, recoveryCodes, recentCodeFailures };
-          }
-          const decision = decide(state);
-          if (decision.kind === "reject") {
-            if (decision.kill && row !== null) {
-              await tx.mfaChallenge.updateMany({
-                where: { id: row.id, consumedAt: null },
-                data: { consumedAt: now, consumedReason: "exhausted" },
-              });
-            }
-            if (decision.audit !== null) await tx.auditEvent.create({ data: auditRow(decision.audit), select: { id: true } });
-            return { decision, user: null };
-          }
-          if (row === null) throw new Error("a decision to complete needs a challenge");
-
-          // Spend the code: conditional updates, so a code is good once even across challenges.
-          const spend = decision.spend;
-          if (spend.kind === "webauthn") {
-            // The ceremony once, and the counter forward only (both 0: the authenticator keeps none).
-            const ceremony = await tx.webauthnCeremony.updateMany({
-              where: { id: spend.ceremonyId, consumedAt: null, expiresAt: { gt: now } },
-              data: { consumedAt: now },
-            });
-            const moved = await tx.webauthnCredential.updateMany({
-              where: {
-                id: spend.passkeyId,
-                flaggedAt: null,
-                ...(spend.signCount === 0 ? { signCount: 0 } : { signCount: { lt: spend.signCount } }),
-              },
-              data: { signCount: spend.signCount, backedUp: spend.backedUp, lastUsedAt: now },
-            });
-            if (ceremony.count !== 1 || moved.count !== 1) {
-              throw new DomainError("webauthn_challenge_invalid", "this passkey answer was used already; start again");
-            }
-          } else {
-            const spent =
-              spend.kind === "totp"
-                ? await tx.mfaFactor.updateMany({
-                    where: {
-                      id: spend.factorId,
-                      confirmedAt: { not: null },
-                      OR: [{ lastUsedStep: null }, { lastUsedStep: { lt: spend.step } }],
-                    },
-                    data: { lastUsedStep: spend.step },
-                  })
-                : await tx.recoveryCode.updateMany({ where: { id: spend.codeId, usedAt: null }, data: { usedAt: now } });
-            if (spent.count !== 1) {
-              throw new DomainError("mfa_code_invalid", "the code is not valid (wrong, expired or already used)");
-            }
-          }
-          const done = await tx.mfaChallenge.updateMany({
-            where: { id: row.id, consumedAt: null },
-            data: { consumedAt: now, consumedReason: "completed" },
-          });
-          if (done.count !== 1) throw new DomainError("challenge_invalid", "this challenge was already used; sign in again");
-
-          const pending = challengeFromRow(row).pendingIdentity;
-          if (pending !== null) {
-            // The e-mail link this sign-in asked for, now that the second factor is done. Another
-            // completion may have made it already: fine for this user, a conflict for anyone else.
-            const linked = await tx.identity.upsert({
-              where: { issuer_subject: { issuer: pending.issuer, subject: pending.subject } },
-              create: { ...pending, userId: row.userId, createdAt: now, lastSigninAt: now },
-              update: {},
-              select: { userId: true },
-            });
-            if (linked.userId !== row.userId) {
-              throw new DomainError("account_exists", "this identity was linked to another account meanwhile; sign in again");
-            }
-          }
-          const { session, refreshToken } = decision;
-          await tx.session.create({ data: sessionRow(session, row.identityId), select: { id: true } });
-          await tx.refreshToken.create({ data: refreshToken, select: { id: true } });
-          for (const op of seenWrites(tx, row.userId, decision.seen, now)) await op;
-          if (decision.trustDevice !== null) {
-            await tx.trustedDevice.create({ data: { ...decision.trustDevice, lastUsedAt: now }, select: { id: true } });
-          }
-          // The identity may have been unlinked meanwhile: touching it is best effort.
-          await tx.identity.updateMany({ where: { id: row.identityId, userId: row.userId }, data: { lastSigninAt: now } });
-          const user = await tx.user.update({
-            where: { id: row.userId },
-            data: { lastSigninAt: now },
-            select: { ...userSelect, password: { select: { changedAt: true } } },
-          });
-          await tx.auditEvent.create({ data: auditRow(decision.audit), select: { id: true } });
-          const { password, ...plain } = user;
-          return { decision, user: withPassword(userFromRow(plain), password) };
-        });
-      } catch (e) {
-        throw storeError(e);
-      }
+    verifyChallenge(tokenHash, now, decide, failuresSince) {
+      return verifyChallenge(db, tokenHash, now, decide, failuresSince);
     },
 
     async findChallenge(tokenHash) {

@@ -8,9 +8,10 @@ import {
 } from "jose";
 import type { Clock } from "../core/clock.ts";
 import { hasControlCharacters } from "../core/plain-text.ts";
-import { DomainError, type ErrorCode } from "../core/errors.ts";
+import { DomainError } from "../core/errors.ts";
 import type { ExternalIdentity, ProviderPolicy } from "../core/model.ts";
 import type { IdTokenVerifier } from "../core/ports/signin.ts";
+import { fromJose } from "./id-token-errors.ts";
 import { isTenantTemplated, issuerFitsConfigured, nonceInToken, tenantIssuer } from "./provider-quirks.ts";
 import type { KeyResolver } from "./remote-key-set.ts";
 import { sha256Hex } from "./sha256.ts";
@@ -108,111 +109,150 @@ export function createIdTokenVerifier(options: IdTokenVerifierOptions): IdTokenV
     token: string,
     request: { provider?: string | undefined; nonce?: string | undefined },
   ): Promise<ExternalIdentity> {
-    if (Buffer.byteLength(token) > options.maxTokenBytes) {
-      throw new DomainError(
-        "id_token_too_large",
-        `id_token is longer than ${options.maxTokenBytes} bytes`,
-      );
-    }
-    if (!COMPACT_JWS.test(token)) {
-      throw new DomainError("id_token_malformed", "id_token is not a compact JWS (header.payload.signature)");
-    }
-    let header: ProtectedHeaderParameters;
-    try {
-      header = decodeProtectedHeader(token);
-    } catch (e) {
-      throw new DomainError("id_token_malformed", "id_token header is not valid JSON", { cause: e });
-    }
+    const header = compactHeaderOf(token, options.maxTokenBytes);
     const provider = pickProvider(token, request.provider);
-    if (provider.requireNonce !== false && request.nonce === undefined) {
-      throw new DomainError("nonce_required", `provider "${provider.name}" requires the nonce`);
-    }
-    if (typeof header.alg !== "string" || !provider.algorithms.includes(header.alg)) {
-      throw new DomainError(
-        "id_token_algorithm_not_allowed",
-        `algorithm ${clip(String(header.alg))} is not allowed for provider "${provider.name}"`,
-      );
-    }
-    if (header.typ !== undefined && !/^(application\/)?jwt$/i.test(header.typ)) {
-      throw new DomainError("id_token_type_not_allowed", `token type ${clip(String(header.typ))} is not an ID token`);
-    }
-
-    let payload: JWTPayload;
-    try {
-      ({ payload } = await jwtVerify(token, provider.keys, verifyOptions(provider, options)));
-    } catch (e) {
-      // Several keys match (a provider publishing keys without kid): try each, keep the first
-      // whose signature verifies. All other checks are those of the first attempt.
-      if (!(e instanceof joseErrors.JWKSMultipleMatchingKeys)) throw fromJose(e, provider);
-      payload = await verifyWithCandidates(token, e, options, provider);
-    }
-
-    // A templated issuer is checked here, against the tenant the signed token names.
-    const issuer = tenantIssuer(provider.issuer, payload);
-    if (payload.iss !== issuer) {
-      throw new DomainError("id_token_issuer_mismatch", `the token was not issued by provider "${provider.name}"`);
-    }
-
-    const aud = audiences(payload.aud);
-    const trusted = new Set([...provider.clientIds, ...provider.trustedAudiences]);
-    const untrusted = aud.find((a) => !trusted.has(a));
-    if (untrusted !== undefined) {
-      throw new DomainError("id_token_audience_mismatch", "the token is also addressed to an untrusted audience");
-    }
-    const azp = payload["azp"];
-    if (azp !== undefined || aud.length > 1) {
-      if (typeof azp !== "string" || !provider.clientIds.includes(azp)) {
-        throw new DomainError("id_token_audience_mismatch", "the token's authorized party (azp) is not one of our clients");
-      }
-    }
-    if (typeof payload.sub !== "string" || !SANE_SUB.test(payload.sub)) {
-      throw new DomainError("id_token_claim_invalid", "the token's sub claim is missing or malformed");
-    }
-    if (request.nonce !== undefined) {
-      const nonce = payload["nonce"];
-      const expected = nonceInToken(provider.nonceHashing, request.nonce);
-      if (typeof nonce !== "string" || !equalStrings(nonce, expected)) {
-        throw new DomainError("id_token_nonce_mismatch", "the token's nonce does not match the request's nonce");
-      }
-    }
-    for (const [claim, allowed] of Object.entries(provider.claimAllowlist)) {
-      const value = payload[claim];
-      if (typeof value !== "string" || !allowed.includes(value)) {
-        throw new DomainError(
-          "id_token_claim_not_allowed",
-          `the token's ${claim} claim is not allowed for provider "${provider.name}"`,
-        );
-      }
-    }
-
-    return {
-      provider: {
-        name: provider.name,
-        signup: provider.signup,
-        linkByEmail: provider.linkByEmail,
-        trustUpstreamMfa: provider.trustUpstreamMfa,
-        mfaAcrValues: provider.mfaAcrValues,
-      },
-      issuer,
-      subject: payload.sub,
-      email: stringClaim(payload, "email"),
-      emailVerified: booleanClaim(payload["email_verified"]),
-      name: stringClaim(payload, "name"),
-      preferredUsername: stringClaim(payload, "preferred_username"),
-      phone: booleanClaim(payload["phone_number_verified"]) ? stringClaim(payload, "phone_number") : null,
-      amr: Array.isArray(payload["amr"]) ? payload["amr"].filter((m): m is string => typeof m === "string").map((m) => plainClaim("amr", m)) : [],
-      acr: stringClaim(payload, "acr"),
-      use: provider.allowReplay === true ? null : singleUse(
-        // Past this instant the token is refused as expired anyway: no need to remember it.
-        new Date((payload.exp! + provider.clockSkewSeconds) * 1000),
-        replayId(issuer, token, payload),
-      ),
-      // Matched against the token's nonce above; the core checks that we issued it.
-      serverNonce: provider.requireNonce === "server" ? request.nonce! : null,
-    };
+    checkHeader(provider, header, request.nonce);
+    const payload = await verifySignature(token, provider, options);
+    const issuer = checkClaims(provider, payload, request.nonce);
+    return identityOf(provider, issuer, token, payload, request.nonce);
   }
 
   return { verify };
+}
+
+/** The token's protected header, once its size and compact-JWS shape are checked (nothing verified yet). */
+function compactHeaderOf(token: string, maxTokenBytes: number): ProtectedHeaderParameters {
+  if (Buffer.byteLength(token) > maxTokenBytes) {
+    throw new DomainError(
+      "id_token_too_large",
+      `id_token is longer than ${maxTokenBytes} bytes`,
+    );
+  }
+  if (!COMPACT_JWS.test(token)) {
+    throw new DomainError("id_token_malformed", "id_token is not a compact JWS (header.payload.signature)");
+  }
+  try {
+    return decodeProtectedHeader(token);
+  } catch (e) {
+    throw new DomainError("id_token_malformed", "id_token header is not valid JSON", { cause: e });
+  }
+}
+
+/** What the provider demands before any key is used: the request's nonce, a pinned algorithm, an ID token's `typ`. */
+function checkHeader(
+  provider: ProviderVerification,
+  header: ProtectedHeaderParameters,
+  nonce: string | undefined,
+): void {
+  if (provider.requireNonce !== false && nonce === undefined) {
+    throw new DomainError("nonce_required", `provider "${provider.name}" requires the nonce`);
+  }
+  if (typeof header.alg !== "string" || !provider.algorithms.includes(header.alg)) {
+    throw new DomainError(
+      "id_token_algorithm_not_allowed",
+      `algorithm ${clip(String(header.alg))} is not allowed for provider "${provider.name}"`,
+    );
+  }
+  if (header.typ !== undefined && !/^(application\/)?jwt$/i.test(header.typ)) {
+    throw new DomainError("id_token_type_not_allowed", `token type ${clip(String(header.typ))} is not an ID token`);
+  }
+}
+
+/** The signature (jose: with the provider's keys) and the registered claims jose checks. */
+async function verifySignature(
+  token: string,
+  provider: ProviderVerification,
+  options: IdTokenVerifierOptions,
+): Promise<JWTPayload> {
+  try {
+    return (await jwtVerify(token, provider.keys, verifyOptions(provider, options))).payload;
+  } catch (e) {
+    // Several keys match (a provider publishing keys without kid): try each, keep the first
+    // whose signature verifies. All other checks are those of the first attempt.
+    if (!(e instanceof joseErrors.JWKSMultipleMatchingKeys)) throw fromJose(e, provider);
+    return await verifyWithCandidates(token, e, options, provider);
+  }
+}
+
+/**
+ * The claims checked beyond jose's: the issuer (a templated one against the tenant the signed
+ * token names), every audience trusted, `azp`, a sane `sub`, the nonce, the claim allowlist.
+ * Returns the issuer.
+ */
+function checkClaims(provider: ProviderVerification, payload: JWTPayload, nonce: string | undefined): string {
+  // A templated issuer is checked here, against the tenant the signed token names.
+  const issuer = tenantIssuer(provider.issuer, payload);
+  if (payload.iss !== issuer) {
+    throw new DomainError("id_token_issuer_mismatch", `the token was not issued by provider "${provider.name}"`);
+  }
+
+  const aud = audiences(payload.aud);
+  const trusted = new Set([...provider.clientIds, ...provider.trustedAudiences]);
+  const untrusted = aud.find((a) => !trusted.has(a));
+  if (untrusted !== undefined) {
+    throw new DomainError("id_token_audience_mismatch", "the token is also addressed to an untrusted audience");
+  }
+  const azp = payload["azp"];
+  if (azp !== undefined || aud.length > 1) {
+    if (typeof azp !== "string" || !provider.clientIds.includes(azp)) {
+      throw new DomainError("id_token_audience_mismatch", "the token's authorized party (azp) is not one of our clients");
+    }
+  }
+  if (typeof payload.sub !== "string" || !SANE_SUB.test(payload.sub)) {
+    throw new DomainError("id_token_claim_invalid", "the token's sub claim is missing or malformed");
+  }
+  if (nonce !== undefined) {
+    const inToken = payload["nonce"];
+    const expected = nonceInToken(provider.nonceHashing, nonce);
+    if (typeof inToken !== "string" || !equalStrings(inToken, expected)) {
+      throw new DomainError("id_token_nonce_mismatch", "the token's nonce does not match the request's nonce");
+    }
+  }
+  for (const [claim, allowed] of Object.entries(provider.claimAllowlist)) {
+    const value = payload[claim];
+    if (typeof value !== "string" || !allowed.includes(value)) {
+      throw new DomainError(
+        "id_token_claim_not_allowed",
+        `the token's ${claim} claim is not allowed for provider "${provider.name}"`,
+      );
+    }
+  }
+  return issuer;
+}
+
+/** The verified identity the core takes: the provider's policies, the claims we keep, what the sign-in spends. */
+function identityOf(
+  provider: ProviderVerification,
+  issuer: string,
+  token: string,
+  payload: JWTPayload,
+  nonce: string | undefined,
+): ExternalIdentity {
+  return {
+    provider: {
+      name: provider.name,
+      signup: provider.signup,
+      linkByEmail: provider.linkByEmail,
+      trustUpstreamMfa: provider.trustUpstreamMfa,
+      mfaAcrValues: provider.mfaAcrValues,
+    },
+    issuer,
+    subject: payload.sub!,
+    email: stringClaim(payload, "email"),
+    emailVerified: booleanClaim(payload["email_verified"]),
+    name: stringClaim(payload, "name"),
+    preferredUsername: stringClaim(payload, "preferred_username"),
+    phone: booleanClaim(payload["phone_number_verified"]) ? stringClaim(payload, "phone_number") : null,
+    amr: Array.isArray(payload["amr"]) ? payload["amr"].filter((m): m is string => typeof m === "string").map((m) => plainClaim("amr", m)) : [],
+    acr: stringClaim(payload, "acr"),
+    use: provider.allowReplay === true ? null : singleUse(
+      // Past this instant the token is refused as expired anyway: no need to remember it.
+      new Date((payload.exp! + provider.clockSkewSeconds) * 1000),
+      replayId(issuer, token, payload),
+    ),
+    // Matched against the token's nonce (checkClaims); the core checks that we issued it.
+    serverNonce: provider.requireNonce === "server" ? nonce! : null,
+  };
 }
 
 /**
@@ -249,7 +289,7 @@ async function verifyWithCandidates(
 function verifyOptions(provider: ProviderVerification, options: IdTokenVerifierOptions) {
   return {
     algorithms: [...provider.algorithms],
-    // A templated issuer has no single value; it is checked after the signature (verify()).
+    // A templated issuer has no single value; it is checked after the signature (checkClaims).
     ...(isTenantTemplated(provider.issuer) ? {} : { issuer: provider.issuer }),
     audience: [...provider.clientIds],
     clockTolerance: provider.clockSkewSeconds,
@@ -259,48 +299,6 @@ function verifyOptions(provider: ProviderVerification, options: IdTokenVerifierO
     // in the future (beyond the skew).
     maxTokenAge: provider.maxTokenAgeSeconds ?? 10 * 365 * 24 * 3600,
   };
-}
-
-function fromJose(e: unknown, provider: ProviderVerification): DomainError {
-  if (e instanceof DomainError) return e;
-  const reject = (code: ErrorCode, message: string) => new DomainError(code, message, { cause: e });
-  if (e instanceof joseErrors.JWTExpired) {
-    return e.claim === "iat"
-      ? reject("id_token_too_old", "the ID token was issued too long ago; get a fresh one")
-      : reject("id_token_expired", "the ID token has expired");
-  }
-  if (e instanceof joseErrors.JWTClaimValidationFailed) {
-    switch (e.claim) {
-      case "iss":
-        return reject("id_token_issuer_mismatch", `the token was not issued by provider "${provider.name}"`);
-      case "aud":
-        return reject("id_token_audience_mismatch", "the token is not addressed to any of our client IDs");
-      case "nbf":
-        return reject("id_token_not_yet_valid", "the ID token is not valid yet; check clocks");
-      case "iat":
-        return e.reason === "check_failed"
-          ? reject("id_token_not_yet_valid", "the ID token is issued in the future; check clocks")
-          : reject("id_token_claim_invalid", "the token's iat claim is missing or invalid");
-      default:
-        return reject("id_token_claim_invalid", `the token's ${e.claim} claim is missing or invalid`);
-    }
-  }
-  if (e instanceof joseErrors.JWSSignatureVerificationFailed) {
-    return reject("id_token_signature_invalid", "the ID token's signature is invalid");
-  }
-  if (e instanceof joseErrors.JOSEAlgNotAllowed) {
-    return reject("id_token_algorithm_not_allowed", "the token's algorithm is not allowed");
-  }
-  if (e instanceof joseErrors.JWKSNoMatchingKey || e instanceof joseErrors.JWKSMultipleMatchingKeys) {
-    return reject("id_token_key_not_found", "no signing key of the provider matches the token's kid");
-  }
-  if (e instanceof joseErrors.JWTInvalid || e instanceof joseErrors.JWSInvalid) {
-    return reject("id_token_malformed", "the ID token is malformed");
-  }
-  if (e instanceof joseErrors.JOSEError) {
-    return reject("id_token_invalid", "the ID token was rejected");
-  }
-  return new DomainError("internal", "ID token verification failed unexpectedly", { cause: e });
 }
 
 function decodeSegment(segment: string): Record<string, unknown> | null {
