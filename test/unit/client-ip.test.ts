@@ -1,7 +1,7 @@
 import { BlockList } from "node:net";
 import { describe, expect, it } from "vitest";
 import { addressKeyOf } from "../../src/core/address-list.ts";
-import { clientIp } from "../../src/rpc/http-handler.ts";
+import { clientIp } from "../../src/rpc/client-info.ts";
 
 /** X-Forwarded-For behind trusted proxies: only their entries are believed, whatever a client sends. */
 describe("clientIp", () => {

@@ -3,24 +3,23 @@
  * adapter opened (database.ts). A sign-in is one read (small single-table statements run back
  * to back in one synchronous turn) and one write transaction; a refresh one transaction; the
  * per-request session check one read. Writes that arrive in the same turn of the event loop share
- * one transaction (group commit, below).
+ * one transaction (group commit, sqlite-group-commit.ts).
  *
  * Every transaction here runs synchronously from BEGIN to COMMIT, so nothing else in the process
  * can interleave with it. Prisma's own interactive transactions span awaits on the same
  * connection; while one is open (`inTransaction`), these wait their turn instead of joining it.
  */
 import type BetterSqlite3 from "better-sqlite3";
-import { DomainError } from "../../core/errors.ts";
 import { limitKeyOf } from "../../core/address-limit.ts";
 import { newId } from "../../core/ids.ts";
 import type { AuditRecord, UserWithPassword } from "../../core/model.ts";
 import type { SigninFailureCounter } from "../../core/ports/audit.ts";
 import type { RefreshDecision, SessionStore } from "../../core/ports/sessions.ts";
 import { SigninConflict, type SigninReader, type SigninWrite, type SigninWriter } from "../../core/ports/signin.ts";
-import { storeError } from "../prisma-errors.ts";
 import { auditDetailJson } from "../prisma-rows.ts";
-import { type WalGate, whenWritesOpen } from "../sqlite-wal-gate.ts";
+import type { WalGate } from "../sqlite-wal-gate.ts";
 import { dateOf, refreshStateOf, type Row, sessionWithStatusOf, snapshotOf, userOf } from "./rows.ts";
+import { createGroupCommit } from "./sqlite-group-commit.ts";
 import * as SQL from "./sql.ts";
 
 export type HotSessionStore = Pick<SessionStore, "refresh" | "findSession" | "findUser">;
@@ -41,7 +40,6 @@ export function createSqliteHotStore(
   db: BetterSqlite3.Database,
   options: { statementTimeoutMs: number; onQuery?: ((sql: string) => void) | undefined; walGate?: WalGate | undefined },
 ): HotStore {
-  const { walGate } = options;
   const prepared = new Map<string, { statement: BetterSqlite3.Statement; order: number[] }>();
 
   function statement(sql: string) {
@@ -69,101 +67,8 @@ export function createSqliteHotStore(
     const { statement: s, order } = statement(sql);
     return s.run(args(order, params)).changes;
   };
+  const { transaction, read } = createGroupCommit(db, (sql) => void run(sql), options);
 
-  /** Waits (without blocking the event loop) while a Prisma transaction holds the connection. */
-  async function idle(): Promise<void> {
-    if (!db.inTransaction) return;
-    const deadline = Date.now() + options.statementTimeoutMs;
-    while (db.inTransaction) {
-      if (Date.now() > deadline) {
-        throw new DomainError("unavailable", "the service is temporarily unavailable; try again shortly", {
-          cause: new Error("SQLite connection busy with another transaction"),
-        });
-      }
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    }
-  }
-
-  /**
-   * Group commit: writes that arrive in the same turn of the event loop share one transaction
-   * (one WAL append and one commit for all), each inside its own savepoint so that one write's
-   * failure (a lost unique race, a refused refresh) rolls back only its own part. Every caller's
-   * promise settles after the COMMIT: nothing is acknowledged before it is durable.
-   */
-  interface Pending {
-    body: () => unknown;
-    resolve: (value: unknown) => void;
-    reject: (error: unknown) => void;
-  }
-  let queue: Pending[] = [];
-
-  function transaction<T>(body: () => T): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      queue.push({ body, resolve: resolve as (value: unknown) => void, reject });
-      if (queue.length === 1) setImmediate(() => void flush());
-    });
-  }
-
-  async function flush(): Promise<void> {
-    try {
-      // Per write transaction: one shared-memory read. When the checkpointer asks, the writes
-      // wait (asynchronously) while it copies the last frames back, so the WAL can restart.
-      const held = walGate === undefined ? null : whenWritesOpen(walGate, Math.min(1000, options.statementTimeoutMs));
-      if (held !== null) await held;
-      await idle();
-    } catch (e) {
-      const batch = queue;
-      queue = [];
-      for (const p of batch) p.reject(e);
-      return;
-    }
-    const batch = queue;
-    queue = [];
-    const single = batch.length === 1;
-    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
-    try {
-      run("BEGIN IMMEDIATE");
-      for (const p of batch) {
-        if (!single) run("SAVEPOINT w");
-        try {
-          const value = p.body();
-          if (!single) run("RELEASE w");
-          outcomes.push({ ok: true, value });
-        } catch (e) {
-          if (single) throw e;
-          run("ROLLBACK TO w");
-          run("RELEASE w");
-          outcomes.push({ ok: false, error: storeError(e) });
-        }
-      }
-      run("COMMIT");
-    } catch (e) {
-      if (db.inTransaction) {
-        try {
-          run("ROLLBACK");
-        } catch {
-          // The connection rolled back by itself (e.g. SQLITE_FULL): nothing left to undo.
-        }
-      }
-      const error = storeError(e);
-      for (const p of batch) p.reject(error);
-      return;
-    }
-    batch.forEach((p, i) => {
-      const outcome = outcomes[i]!;
-      if (outcome.ok) p.resolve(outcome.value);
-      else p.reject(outcome.error);
-    });
-  }
-
-  async function read<T>(body: () => T): Promise<T> {
-    await idle();
-    try {
-      return body();
-    } catch (e) {
-      throw storeError(e);
-    }
-  }
 
   function audit(event: AuditRecord): void {
     run(

@@ -1,0 +1,121 @@
+/**
+ * How the SQLite hot path takes its turn on the one connection it shares with Prisma: reads wait
+ * (without blocking the event loop) while a Prisma interactive transaction holds the connection;
+ * writes are grouped into one transaction per turn of the event loop (group commit), held while the
+ * WAL checkpointer asks (sqlite-wal-gate.ts).
+ */
+import type BetterSqlite3 from "better-sqlite3";
+import { DomainError } from "../../core/errors.ts";
+import { storeError } from "../prisma-errors.ts";
+import { type WalGate, whenWritesOpen } from "../sqlite-wal-gate.ts";
+
+export interface GroupCommit {
+  /** `body` (synchronous) inside a write transaction shared with the turn's other writes. */
+  transaction<T>(body: () => T): Promise<T>;
+  /** `body` (synchronous) once no Prisma transaction holds the connection. */
+  read<T>(body: () => T): Promise<T>;
+}
+
+export function createGroupCommit(
+  db: BetterSqlite3.Database,
+  run: (sql: string) => void,
+  options: { statementTimeoutMs: number; walGate?: WalGate | undefined },
+): GroupCommit {
+  const { walGate } = options;
+  /** Waits (without blocking the event loop) while a Prisma transaction holds the connection. */
+  async function idle(): Promise<void> {
+    if (!db.inTransaction) return;
+    const deadline = Date.now() + options.statementTimeoutMs;
+    while (db.inTransaction) {
+      if (Date.now() > deadline) {
+        throw new DomainError("unavailable", "the service is temporarily unavailable; try again shortly", {
+          cause: new Error("SQLite connection busy with another transaction"),
+        });
+      }
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /**
+   * Group commit: writes that arrive in the same turn of the event loop share one transaction
+   * (one WAL append and one commit for all), each inside its own savepoint so that one write's
+   * failure (a lost unique race, a refused refresh) rolls back only its own part. Every caller's
+   * promise settles after the COMMIT: nothing is acknowledged before it is durable.
+   */
+  interface Pending {
+    body: () => unknown;
+    resolve: (value: unknown) => void;
+    reject: (error: unknown) => void;
+  }
+  let queue: Pending[] = [];
+
+  function transaction<T>(body: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      queue.push({ body, resolve: resolve as (value: unknown) => void, reject });
+      if (queue.length === 1) setImmediate(() => void flush());
+    });
+  }
+
+  async function flush(): Promise<void> {
+    try {
+      // Per write transaction: one shared-memory read. When the checkpointer asks, the writes
+      // wait (asynchronously) while it copies the last frames back, so the WAL can restart.
+      const held = walGate === undefined ? null : whenWritesOpen(walGate, Math.min(1000, options.statementTimeoutMs));
+      if (held !== null) await held;
+      await idle();
+    } catch (e) {
+      const batch = queue;
+      queue = [];
+      for (const p of batch) p.reject(e);
+      return;
+    }
+    const batch = queue;
+    queue = [];
+    const single = batch.length === 1;
+    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    try {
+      run("BEGIN IMMEDIATE");
+      for (const p of batch) {
+        if (!single) run("SAVEPOINT w");
+        try {
+          const value = p.body();
+          if (!single) run("RELEASE w");
+          outcomes.push({ ok: true, value });
+        } catch (e) {
+          if (single) throw e;
+          run("ROLLBACK TO w");
+          run("RELEASE w");
+          outcomes.push({ ok: false, error: storeError(e) });
+        }
+      }
+      run("COMMIT");
+    } catch (e) {
+      if (db.inTransaction) {
+        try {
+          run("ROLLBACK");
+        } catch {
+          // The connection rolled back by itself (e.g. SQLITE_FULL): nothing left to undo.
+        }
+      }
+      const error = storeError(e);
+      for (const p of batch) p.reject(error);
+      return;
+    }
+    batch.forEach((p, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome.ok) p.resolve(outcome.value);
+      else p.reject(outcome.error);
+    });
+  }
+
+  async function read<T>(body: () => T): Promise<T> {
+    await idle();
+    try {
+      return body();
+    } catch (e) {
+      throw storeError(e);
+    }
+  }
+
+  return { transaction, read };
+}
