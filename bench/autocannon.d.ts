@@ -11,9 +11,17 @@ declare module "autocannon" {
     }
     interface Request extends RequestSpec {
       /** Called before every request; its result is sent. `context` is reset between requests when there is one entry. */
-      setupRequest?: (req: RequestSpec & Record<string, unknown>, context: Record<string, unknown>) => RequestSpec & Record<string, unknown>;
+      setupRequest?: (
+        req: RequestSpec & Record<string, unknown>,
+        context: Record<string, unknown>,
+      ) => RequestSpec & Record<string, unknown>;
       /** Called with every response (the body is buffered only when this is given). */
-      onResponse?: (status: number, body: string, context: Record<string, unknown>, headers: Record<string, string | string[]>) => void;
+      onResponse?: (
+        status: number,
+        body: string,
+        context: Record<string, unknown>,
+        headers: Record<string, string | string[]>,
+      ) => void;
     }
     interface Options {
       url: string;
@@ -44,13 +52,19 @@ declare module "autocannon" {
     }
     interface Instance extends EventEmitter {
       stop(): void;
-      on(event: "response", listener: (client: unknown, statusCode: number, resBytes: number, responseTime: number) => void): this;
+      on(
+        event: "response",
+        listener: (client: unknown, statusCode: number, resBytes: number, responseTime: number) => void,
+      ): this;
       on(event: "reqError", listener: (error: Error) => void): this;
       on(event: "done", listener: (result: Result) => void): this;
       on(event: string, listener: (...args: unknown[]) => void): this;
     }
   }
 
-  function autocannon(options: autocannon.Options, callback: (error: Error | null, result: autocannon.Result) => void): autocannon.Instance;
+  function autocannon(
+    options: autocannon.Options,
+    callback: (error: Error | null, result: autocannon.Result) => void,
+  ): autocannon.Instance;
   export = autocannon;
 }

@@ -141,7 +141,9 @@ const server = createServer((req, res) => {
 });
 server.keepAliveTimeout = 65_000;
 await new Promise<void>((resolve) => server.listen(port, host, resolve));
-process.stdout.write(`${JSON.stringify({ msg: "listening", url: `http://${host}:${(server.address() as AddressInfo).port}`, database: args.db })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ msg: "listening", url: `http://${host}:${(server.address() as AddressInfo).port}`, database: args.db })}\n`,
+);
 
 const stop = () => {
   server.close(() => {

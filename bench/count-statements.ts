@@ -70,7 +70,11 @@ async function call(path: string, init: RequestInit): Promise<Record<string, unk
   return body;
 }
 const signin = (token: string, deviceId: string) =>
-  call("/auth/id-token/signin", { method: "POST", headers: json, body: JSON.stringify({ id_token: token, provider: BENCH_PROVIDER, device_id: deviceId }) });
+  call("/auth/id-token/signin", {
+    method: "POST",
+    headers: json,
+    body: JSON.stringify({ id_token: token, provider: BENCH_PROVIDER, device_id: deviceId }),
+  });
 
 const counts = {} as Record<Operation, number>;
 const trips = {} as Record<Operation, number>;
@@ -98,9 +102,15 @@ try {
     throw new Error(`returning sign-in gave no tokens: ${JSON.stringify(again)}`);
   }
   await measure("refresh", () =>
-    call("/auth/token/refresh", { method: "POST", headers: json, body: JSON.stringify({ refresh_token: again["refresh_token"] }) }),
+    call("/auth/token/refresh", {
+      method: "POST",
+      headers: json,
+      body: JSON.stringify({ refresh_token: again["refresh_token"] }),
+    }),
   );
-  await measure("me", () => call("/auth/me", { headers: { authorization: `Bearer ${String(again["access_token"])}` } }));
+  await measure("me", () =>
+    call("/auth/me", { headers: { authorization: `Bearer ${String(again["access_token"])}` } }),
+  );
 
   const out: StatementCounts = {
     database: app.database.dialect,

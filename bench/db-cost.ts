@@ -73,8 +73,11 @@ export async function observePostgres(adminUrl: string, clkTck: number): Promise
   try {
     await client.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
     await client.query("SELECT 1 FROM pg_stat_statements LIMIT 1");
-    const planning = await client.query<{ setting: string }>("SELECT setting FROM pg_settings WHERE name = 'pg_stat_statements.track_planning'");
-    if (planning.rows[0]?.setting !== "on") statementsUnavailable = "pg_stat_statements.track_planning is off: planning times read 0";
+    const planning = await client.query<{ setting: string }>(
+      "SELECT setting FROM pg_settings WHERE name = 'pg_stat_statements.track_planning'",
+    );
+    if (planning.rows[0]?.setting !== "on")
+      statementsUnavailable = "pg_stat_statements.track_planning is off: planning times read 0";
   } catch (e) {
     statementsUnavailable = `pg_stat_statements unavailable (${(e as Error).message}); start PostgreSQL with shared_preload_libraries = 'pg_stat_statements' (.ci/postgres.sh does)`;
   }
@@ -82,7 +85,8 @@ export async function observePostgres(adminUrl: string, clkTck: number): Promise
     "SELECT name, setting FROM pg_settings WHERE name IN ('full_page_writes', 'fsync', 'synchronous_commit', 'wal_level', 'wal_compression') ORDER BY name",
   );
   const walSettings = settings.rows.map((r) => `${r.name}=${r.setting}`).join(", ");
-  const hasStatements = statementsUnavailable === null || statementsUnavailable.startsWith("pg_stat_statements.track_planning");
+  const hasStatements =
+    statementsUnavailable === null || statementsUnavailable.startsWith("pg_stat_statements.track_planning");
   return {
     statementsUnavailable,
     walSettings,
@@ -92,7 +96,10 @@ export async function observePostgres(adminUrl: string, clkTck: number): Promise
     },
     /** cpuMs is NaN when the server's processes are not visible here. */
     async between(a, b) {
-      const wal = await client.query<{ bytes: string }>("SELECT pg_wal_lsn_diff($1::pg_lsn, $2::pg_lsn)::bigint::text AS bytes", [b.lsn, a.lsn]);
+      const wal = await client.query<{ bytes: string }>(
+        "SELECT pg_wal_lsn_diff($1::pg_lsn, $2::pg_lsn)::bigint::text AS bytes",
+        [b.lsn, a.lsn],
+      );
       return { cpuMs: ((b.ticks - a.ticks) / clkTck) * 1000, walBytes: Number(wal.rows[0]!.bytes) };
     },
     async resetStatements() {
@@ -100,7 +107,14 @@ export async function observePostgres(adminUrl: string, clkTck: number): Promise
     },
     async statements(database, ops) {
       if (!hasStatements || ops === 0) return undefined;
-      const r = await client.query<{ query: string; calls: string; exec: number; plan: number; rows: string; wal: string }>(
+      const r = await client.query<{
+        query: string;
+        calls: string;
+        exec: number;
+        plan: number;
+        rows: string;
+        wal: string;
+      }>(
         `SELECT query, calls::text, total_exec_time AS exec, total_plan_time AS plan, rows::text, wal_bytes::text AS wal
            FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1)
           ORDER BY total_exec_time + total_plan_time DESC LIMIT 15`,
@@ -120,7 +134,9 @@ export async function observePostgres(adminUrl: string, clkTck: number): Promise
     },
     writeBytes: () => (postmaster === undefined ? Number.NaN : treeWriteBytes(postmaster)),
     async databaseSize(database) {
-      return Number((await client.query<{ size: string }>("SELECT pg_database_size($1)::text AS size", [database])).rows[0]!.size);
+      return Number(
+        (await client.query<{ size: string }>("SELECT pg_database_size($1)::text AS size", [database])).rows[0]!.size,
+      );
     },
     close: () => client.end(),
   };

@@ -99,9 +99,15 @@ function openSqlite(dir: string): Store {
   const insertUser = db.prepare(
     `INSERT INTO users (id, username, email, email_verified, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
   );
-  const insertIdentity = db.prepare(`INSERT INTO identities (issuer, subject, user_id, email, created_at) VALUES (?, ?, ?, ?, ?)`);
-  const insertSession = db.prepare(`INSERT INTO sessions (id, user_id, device_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`);
-  const insertRefresh = db.prepare(`INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES (?, ?, ?, ?)`);
+  const insertIdentity = db.prepare(
+    `INSERT INTO identities (issuer, subject, user_id, email, created_at) VALUES (?, ?, ?, ?, ?)`,
+  );
+  const insertSession = db.prepare(
+    `INSERT INTO sessions (id, user_id, device_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
+  );
+  const insertRefresh = db.prepare(
+    `INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES (?, ?, ?, ?)`,
+  );
   const insertAudit = db.prepare(`INSERT INTO audit (at, type, user_id, ip, detail) VALUES (?, ?, ?, ?, ?)`);
 
   const signin = db.transaction((input: SigninInput) => {
@@ -121,7 +127,13 @@ function openSqlite(dir: string): Store {
     const sessionId = newId("ses");
     insertSession.run(sessionId, user.id, input.deviceId, now, expires);
     insertRefresh.run(input.refreshHash, sessionId, now, expires);
-    insertAudit.run(now, created ? "user.created+signin.succeeded" : "signin.succeeded", user.id, input.ip, JSON.stringify({ provider: "bench" }));
+    insertAudit.run(
+      now,
+      created ? "user.created+signin.succeeded" : "signin.succeeded",
+      user.id,
+      input.ip,
+      JSON.stringify({ provider: "bench" }),
+    );
     statements += 3;
     return { user, sessionId, created };
   });
@@ -173,7 +185,12 @@ async function openPostgres(url: string): Promise<Store> {
       let created = false;
       const row = found.rows[0];
       if (row === undefined) {
-        user = { id: newId("usr"), username: usernameOf(input.email, input.sub), email: input.email, created_at: input.now.toISOString() };
+        user = {
+          id: newId("usr"),
+          username: usernameOf(input.email, input.sub),
+          email: input.email,
+          created_at: input.now.toISOString(),
+        };
         await q(
           "floor_insert_user",
           `INSERT INTO users (id, username, email, email_verified, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)`,
@@ -199,11 +216,13 @@ async function openPostgres(url: string): Promise<Store> {
         `INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)`,
         [input.refreshHash, sessionId, input.now, expires],
       );
-      await q(
-        "floor_insert_audit",
-        `INSERT INTO audit (at, type, user_id, ip, detail) VALUES ($1, $2, $3, $4, $5)`,
-        [input.now, created ? "user.created+signin.succeeded" : "signin.succeeded", user.id, input.ip, JSON.stringify({ provider: "bench" })],
-      );
+      await q("floor_insert_audit", `INSERT INTO audit (at, type, user_id, ip, detail) VALUES ($1, $2, $3, $4, $5)`, [
+        input.now,
+        created ? "user.created+signin.succeeded" : "signin.succeeded",
+        user.id,
+        input.ip,
+        JSON.stringify({ provider: "bench" }),
+      ]);
       statements++;
       await client.query("COMMIT");
       return { user, sessionId, created };
@@ -303,7 +322,8 @@ async function signin(req: IncomingMessage, res: ServerResponse): Promise<void> 
     sub: claims.sub!,
     email: typeof claims["email"] === "string" ? claims["email"] : null,
     emailVerified: claims["email_verified"] === true,
-    deviceId: typeof body.device_id === "string" ? createHash("sha256").update(body.device_id).digest("base64url") : null,
+    deviceId:
+      typeof body.device_id === "string" ? createHash("sha256").update(body.device_id).digest("base64url") : null,
     ip: req.socket.remoteAddress ?? null,
     refreshHash: createHash("sha256").update(refreshToken).digest("base64url"),
     now,
@@ -324,7 +344,14 @@ async function signin(req: IncomingMessage, res: ServerResponse): Promise<void> 
     expires_in: ACCESS_TTL,
     refresh_token: refreshToken,
     user_id: user.id,
-    user: { id: user.id, username: user.username, email: user.email ?? undefined, status: "active", created_at: user.created_at, must_change_password: false },
+    user: {
+      id: user.id,
+      username: user.username,
+      email: user.email ?? undefined,
+      status: "active",
+      created_at: user.created_at,
+      must_change_password: false,
+    },
     requires_mfa: false,
     must_change_password: false,
     risk_level: "low",

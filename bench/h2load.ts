@@ -25,25 +25,61 @@ export function h2loadAvailable(): boolean {
 export function bodyFor(protocol: Protocol, token: string, deviceId: string): Buffer {
   const provider = REUSABLE_PROVIDER;
   if (protocol !== "grpc") return Buffer.from(JSON.stringify({ id_token: token, provider, device_id: deviceId }));
-  const message = toBinary(SigninWithIdTokenRequestSchema, create(SigninWithIdTokenRequestSchema, { idToken: token, provider, deviceId }));
+  const message = toBinary(
+    SigninWithIdTokenRequestSchema,
+    create(SigninWithIdTokenRequestSchema, { idToken: token, provider, deviceId }),
+  );
   const frame = Buffer.alloc(5 + message.length);
   frame.writeUInt32BE(message.length, 1);
   Buffer.from(message).copy(frame, 5);
   return frame;
 }
 
-export function h2loadArgs(protocol: Protocol, url: string, bodyFile: string, seconds: number, connections: number): string[] {
+export function h2loadArgs(
+  protocol: Protocol,
+  url: string,
+  bodyFile: string,
+  seconds: number,
+  connections: number,
+): string[] {
   const common = ["-d", bodyFile, "-D", String(seconds), "--warm-up-time=1"];
   switch (protocol) {
     case "rest":
-      return [...common, "--h1", "-c", String(connections), "-H", "content-type: application/json", `${url}/auth/id-token/signin`];
+      return [
+        ...common,
+        "--h1",
+        "-c",
+        String(connections),
+        "-H",
+        "content-type: application/json",
+        `${url}/auth/id-token/signin`,
+      ];
     case "connect":
-      return [...common, "--h1", "-c", String(connections), "-H", "content-type: application/json", "-H", "connect-protocol-version: 1",
-        `${url}/identity.v1.AuthService/SigninWithIdToken`];
+      return [
+        ...common,
+        "--h1",
+        "-c",
+        String(connections),
+        "-H",
+        "content-type: application/json",
+        "-H",
+        "connect-protocol-version: 1",
+        `${url}/identity.v1.AuthService/SigninWithIdToken`,
+      ];
     case "grpc":
       // Four connections with eight streams each: how gRPC clients multiplex.
-      return [...common, "-c", "4", "-m", String(Math.ceil(connections / 4)), "-H", "content-type: application/grpc", "-H", "te: trailers",
-        `${url}/identity.v1.AuthService/SigninWithIdToken`];
+      return [
+        ...common,
+        "-c",
+        "4",
+        "-m",
+        String(Math.ceil(connections / 4)),
+        "-H",
+        "content-type: application/grpc",
+        "-H",
+        "te: trailers",
+        `${url}/identity.v1.AuthService/SigninWithIdToken`,
+      ];
   }
 }
 
@@ -53,14 +89,25 @@ export function parseH2load(out: string): { done: number; rate: number; meanMs: 
   const rate = Number(/finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(out)?.[1] ?? 0);
   const mean = /time for request:\s+\S+\s+\S+\s+(\S+)/.exec(out)?.[1];
   const status2xx = Number(/status codes: (\d+) 2xx/.exec(out)?.[1] ?? 0);
-  const meanMs = mean === undefined ? null : mean.endsWith("ms") ? Number(mean.slice(0, -2)) : mean.endsWith("us") ? Number(mean.slice(0, -2)) / 1000 : Number(mean.slice(0, -1)) * 1000;
+  const meanMs =
+    mean === undefined
+      ? null
+      : mean.endsWith("ms")
+        ? Number(mean.slice(0, -2))
+        : mean.endsWith("us")
+          ? Number(mean.slice(0, -2)) / 1000
+          : Number(mean.slice(0, -1)) * 1000;
   return { done, rate, meanMs, status2xx };
 }
 
 /** `identity_rpc_requests_total` for SigninWithIdToken from /metrics, by outcome code. */
 export async function signinOutcomes(url: string): Promise<Record<string, number>> {
   // A fresh connection each time: a kept-alive one may have timed out during the phase.
-  const text = await (await fetch(`${url}/metrics`, { keepalive: false, headers: { connection: "close" } }).catch(() => fetch(`${url}/metrics`))).text();
+  const text = await (
+    await fetch(`${url}/metrics`, { keepalive: false, headers: { connection: "close" } }).catch(() =>
+      fetch(`${url}/metrics`),
+    )
+  ).text();
   const out: Record<string, number> = {};
   // Summed over protocols: identity_rpc_requests_total{method="…",protocol="…",code="…"} n
   const line = /identity_rpc_requests_total\{([^}]*)\} (\d+)/g;

@@ -75,7 +75,14 @@ export function createSoakMinter(spec: SoakMinterSpec): (sub: string) => string 
     const now = Math.floor(Date.now() / 1000);
     const payload = Buffer.from(
       JSON.stringify({
-        email: `${sub}@bench.test`, email_verified: true, iss: spec.issuer, aud: BENCH_CLIENT_ID, sub, iat: now, exp: now + 3600, jti: randomUUID(),
+        email: `${sub}@bench.test`,
+        email_verified: true,
+        iss: spec.issuer,
+        aud: BENCH_CLIENT_ID,
+        sub,
+        iat: now,
+        exp: now + 3600,
+        jti: randomUUID(),
       }),
     ).toString("base64url");
     const input = `${header}.${payload}`;
@@ -124,23 +131,29 @@ export async function startBenchIssuer(options: { host?: string; port?: number }
 
   const mint = async (sub: string): Promise<string> => {
     const now = Math.floor(Date.now() / 1000);
-    return new SignJWT({ email: `${sub}@bench.test`, email_verified: true })
-      .setProtectedHeader({ alg: "RS256", kid, typ: "JWT" })
-      .setIssuer(issuer)
-      .setAudience(BENCH_CLIENT_ID)
-      .setSubject(sub)
-      .setIssuedAt(now)
-      .setExpirationTime(now + 3600)
-      // Every token its own (a sign-in accepts a token once), even two for one user in one second.
-      .setJti(randomUUID())
-      .sign(privateKey);
+    return (
+      new SignJWT({ email: `${sub}@bench.test`, email_verified: true })
+        .setProtectedHeader({ alg: "RS256", kid, typ: "JWT" })
+        .setIssuer(issuer)
+        .setAudience(BENCH_CLIENT_ID)
+        .setSubject(sub)
+        .setIssuedAt(now)
+        .setExpirationTime(now + 3600)
+        // Every token its own (a sign-in accepts a token once), even two for one user in one second.
+        .setJti(randomUUID())
+        .sign(privateKey)
+    );
   };
 
   return {
     issuer,
     jwksUri: `${issuer}/jwks`,
     mint,
-    soakMinter: { issuer, kid: SOAK_KID, privateKeyPem: soak.privateKey.export({ type: "pkcs8", format: "pem" }) as string },
+    soakMinter: {
+      issuer,
+      kid: SOAK_KID,
+      privateKeyPem: soak.privateKey.export({ type: "pkcs8", format: "pem" }) as string,
+    },
     async mintMany(subs, concurrency = 32) {
       const out: MintedToken[] = new Array(subs.length);
       let next = 0;

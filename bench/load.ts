@@ -134,7 +134,11 @@ function cannon(options: {
             path: options.path,
             setupRequest: (req) => {
               const n = options.next();
-              return { ...req, ...(n.body === undefined ? {} : { body: n.body }), headers: { ...req.headers, ...n.headers } };
+              return {
+                ...req,
+                ...(n.body === undefined ? {} : { body: n.body }),
+                headers: { ...req.headers, ...n.headers },
+              };
             },
             onResponse: (status, body) => {
               lastBodyGood = status >= 200 && status < 300 && (options.good?.(body) ?? true);
@@ -157,7 +161,9 @@ function cannon(options: {
         resolve(rec.result());
       },
     );
-    instance.on("response", (_client, statusCode, _bytes, responseTime) => rec.answer(statusCode, responseTime, lastBodyGood));
+    instance.on("response", (_client, statusCode, _bytes, responseTime) =>
+      rec.answer(statusCode, responseTime, lastBodyGood),
+    );
     instance.on("reqError", (e) => rec.failure(`transport: ${String(e)}`));
     const timer = setTimeout(() => instance.stop(), options.seconds * 1000);
   });
@@ -183,7 +189,11 @@ function returningLeft(): number {
 async function httpSignin(c: Extract<Command, { type: "http-signin" }>): Promise<PhaseResult> {
   if (c.set === "minted") {
     return cannon({
-      url: c.url, method: "POST", path: c.path, seconds: c.seconds, amount: c.maxRequests,
+      url: c.url,
+      method: "POST",
+      path: c.path,
+      seconds: c.seconds,
+      amount: c.maxRequests,
       next: () => ({ body: mintedBody() }),
       good: noMfa,
     });
@@ -268,7 +278,11 @@ async function rpcSignin(c: Extract<Command, { type: "rpc-signin" }>): Promise<P
         const t = takeReturning()!;
         const t0 = performance.now();
         try {
-          const res = await client.signinWithIdToken({ idToken: t.token, provider: "bench", deviceId: deviceIdOf(t.sub) });
+          const res = await client.signinWithIdToken({
+            idToken: t.token,
+            provider: "bench",
+            deviceId: deviceIdOf(t.sub),
+          });
           if (res.requiresMfa) {
             rec.mfa++;
             rec.failure(`requires_mfa: ${res.mfaCheckReason ?? ""}`);
@@ -321,7 +335,8 @@ if (process.send === undefined) {
 process.on("message", (message: { id: number; command: Command }) => {
   run(message.command).then(
     (result) => process.send!({ id: message.id, ok: true, result }),
-    (e: unknown) => process.send!({ id: message.id, ok: false, error: e instanceof Error ? (e.stack ?? e.message) : String(e) }),
+    (e: unknown) =>
+      process.send!({ id: message.id, ok: false, error: e instanceof Error ? (e.stack ?? e.message) : String(e) }),
   );
 });
 process.on("disconnect", () => process.exit(0));

@@ -61,7 +61,10 @@ export function treeRssMiB(pid: number): number {
 
 /** Bytes a process tree caused to be written to storage (/proc/<pid>/io write_bytes: the page cache dirtied). */
 export function treeWriteBytes(pid: number): number {
-  return processTree(pid).reduce((n, p) => n + Number(/^write_bytes: (\d+)$/m.exec(safeRead(`/proc/${p}/io`))?.[1] ?? 0), 0);
+  return processTree(pid).reduce(
+    (n, p) => n + Number(/^write_bytes: (\d+)$/m.exec(safeRead(`/proc/${p}/io`))?.[1] ?? 0),
+    0,
+  );
 }
 
 export function safeCall<T>(f: () => T): T | undefined {
@@ -79,4 +82,3 @@ export function machineTicks(): { busy: number; total: number } {
   const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
   return { busy: total - idle, total };
 }
-

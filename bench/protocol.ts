@@ -10,7 +10,11 @@ export type Command =
   | { type: "tokens"; file: string }
   | { type: "reset" }
   /** Mint returning users' tokens on the fly (ES256, bench/issuer.ts), for `set: "minted"`. */
-  | { type: "minter"; spec: { issuer: string; kid: string; privateKeyPem: string }; subjects: { prefix: string; count: number } }
+  | {
+      type: "minter";
+      spec: { issuer: string; kid: string; privateKeyPem: string };
+      subjects: { prefix: string; count: number };
+    }
   | {
       type: "http-signin";
       url: string;

@@ -63,13 +63,22 @@ const { values: flags } = parseArgs({
     workers: { type: "string" },
   },
 });
-const workerCounts = (flags.workers ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "").map(Number);
-for (const n of workerCounts) if (!Number.isInteger(n) || n < 1) throw new Error(`--workers: ${flags.workers} is not a list of worker counts`);
+const workerCounts = (flags.workers ?? "")
+  .split(",")
+  .map((s) => s.trim())
+  .filter((s) => s !== "")
+  .map(Number);
+for (const n of workerCounts)
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--workers: ${flags.workers} is not a list of worker counts`);
 const db = flags.db as "sqlite" | "postgresql";
 if (db !== "sqlite" && db !== "postgresql") throw new Error(`--db must be sqlite or postgresql, not ${flags.db}`);
 // `--only none --workers 1,2`: the whole-machine phase alone.
-const only = (flags.only ?? TARGETS.join(",")).split(",").map((s) => s.trim()).filter((s) => s !== "" && s !== "none");
-for (const t of only) if (!(TARGETS as readonly string[]).includes(t)) throw new Error(`--only: unknown ${t} (use ${TARGETS.join(",")})`);
+const only = (flags.only ?? TARGETS.join(","))
+  .split(",")
+  .map((s) => s.trim())
+  .filter((s) => s !== "" && s !== "none");
+for (const t of only)
+  if (!(TARGETS as readonly string[]).includes(t)) throw new Error(`--only: unknown ${t} (use ${TARGETS.join(",")})`);
 const targets = TARGETS.filter((t) => only.includes(t));
 
 const num = (name: string, fallback: number) => {
@@ -82,7 +91,10 @@ const num = (name: string, fallback: number) => {
 const SECONDS = num("BENCH_SECONDS", 10);
 const WARMUP = num("BENCH_WARMUP_SECONDS", 2);
 const RETURNING_USERS = Math.max(CONNECTIONS, Math.floor(num("BENCH_RETURNING_USERS", 1000)));
-const NEW_USERS = Math.max(CONNECTIONS, Math.min(Math.floor(num("BENCH_NEW_USERS", 20_000)), Math.ceil(SECONDS * 3000)));
+const NEW_USERS = Math.max(
+  CONNECTIONS,
+  Math.min(Math.floor(num("BENCH_NEW_USERS", 20_000)), Math.ceil(SECONDS * 3000)),
+);
 const MAX_REQUESTS = Math.floor(num("BENCH_MAX_REQUESTS", 500_000));
 const SOAK_SECONDS = Number(process.env["BENCH_SOAK_SECONDS"] ?? 0);
 const SOAK_SLICE_SECONDS = num("BENCH_SOAK_SLICE_SECONDS", 60);
@@ -96,14 +108,17 @@ const RETURNING_TOKENS = Math.floor(
 const SHORT_WARMUP = Math.min(WARMUP, 1);
 const adminUrl = process.env["BENCH_DATABASE_URL"];
 if (db === "postgresql" && (adminUrl === undefined || adminUrl === "")) {
-  throw new Error("--db postgresql needs BENCH_DATABASE_URL=postgresql://user@host:port/db (a server where we may CREATE DATABASE)");
+  throw new Error(
+    "--db postgresql needs BENCH_DATABASE_URL=postgresql://user@host:port/db (a server where we may CREATE DATABASE)",
+  );
 }
 
 // --- machine, pinning ------------------------------------------------------------------------
 
 const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
 const nproc = Number(spawnSync("nproc", { encoding: "utf8" }).stdout?.trim() || cpus().length);
-const cpuModel = /^model name\s*:\s*(.+)$/m.exec(safeRead("/proc/cpuinfo"))?.[1]?.trim() ?? cpus()[0]?.model ?? "unknown";
+const cpuModel =
+  /^model name\s*:\s*(.+)$/m.exec(safeRead("/proc/cpuinfo"))?.[1]?.trim() ?? cpus()[0]?.model ?? "unknown";
 const clkTck = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout?.trim() || 100);
 let pinned = spawnSync("taskset", ["-c", "0", "true"]).status === 0;
 let pinningNote = "servers on core 0 (taskset -c 0), load on core 1 (taskset -c 1)";
@@ -159,7 +174,11 @@ async function startServer(
 ): Promise<RunningServer> {
   const port = await freePort();
   const argv = options.unpinned === true ? [process.execPath, ...args] : pin(0, [process.execPath, ...args]);
-  const child = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, env: childEnv({ ...env, PORT: String(port) }), stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(argv[0]!, argv.slice(1), {
+    cwd: ROOT,
+    env: childEnv({ ...env, PORT: String(port) }),
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   children.add(child);
   let output = "";
   const keep = (d: Buffer) => {
@@ -171,7 +190,8 @@ async function startServer(
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 90_000;
   for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${name} exited (${child.exitCode ?? child.signalCode}) before it was ready:\n${output}`);
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`${name} exited (${child.exitCode ?? child.signalCode}) before it was ready:\n${output}`);
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
       throw new Error(`${name} was not ready within 90 s:\n${output}`);
@@ -186,7 +206,8 @@ async function startServer(
   }
   // taskset execs node in place: the pid we spawned is the server's.
   const exe = safeRead(`/proc/${child.pid}/cmdline`).split("\0")[0] ?? "";
-  if (exe !== process.execPath) log(`warning: pid ${child.pid} of ${name} runs "${exe}", not node: CPU figures may be wrong`);
+  if (exe !== process.execPath)
+    log(`warning: pid ${child.pid} of ${name} runs "${exe}", not node: CPU figures may be wrong`);
   return {
     name,
     url,
@@ -208,7 +229,11 @@ async function startServer(
 /** The load child, pinned to core 1, answering one phase per message. */
 function startLoad(): { send(command: Command): Promise<unknown>; close(): void } {
   const argv = pin(1, [process.execPath, join(ROOT, "bench/load.ts")]);
-  const child = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, env: childEnv({}), stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const child = spawn(argv[0]!, argv.slice(1), {
+    cwd: ROOT,
+    env: childEnv({}),
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
   children.add(child);
   let id = 0;
   const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
@@ -295,7 +320,12 @@ function checkPhase(where: string, r: PhaseResult): void {
   }
 }
 
-async function warm(load: ReturnType<typeof startLoad>, server: RunningServer, label: string, command: Command): Promise<void> {
+async function warm(
+  load: ReturnType<typeof startLoad>,
+  server: RunningServer,
+  label: string,
+  command: Command,
+): Promise<void> {
   const r = (await load.send(command)) as PhaseResult;
   log(`  ${server.name} ${label}: ${r.ok} ok in ${r.elapsed_s} s`);
   checkPhase(`${server.name} ${label} (warm-up)`, r);
@@ -319,19 +349,26 @@ async function measure(
   const m: Measured = {
     ...r,
     cpu_ms_per_op: done === 0 ? null : +((((t1 - t0) / clkTck) * 1000) / done).toFixed(3),
-    statements_per_op: s0 === null || s1 === null || s1.signins === s0.signins ? null : +((s1.statements - s0.statements) / (s1.signins - s0.signins)).toFixed(2),
+    statements_per_op:
+      s0 === null || s1 === null || s1.signins === s0.signins
+        ? null
+        : +((s1.statements - s0.statements) / (s1.signins - s0.signins)).toFixed(2),
     ended_by: r.requests >= command.maxRequests ? "count" : "time",
     rss_mib: treeRssMiB(server.pid),
     db: cost,
     ...walAtEnd(server.database),
   };
-  log(`  ${server.name} ${label}: ${m.rate}/s, p50 ${m.p50_ms} ms, p99 ${m.p99_ms} ms, ${m.ok} ok, non-2xx ${m.non2xx}, cpu ${m.cpu_ms_per_op} ms/op, rss ${m.rss_mib} MiB, db ${JSON.stringify({ ...cost, statements: undefined })}`);
+  log(
+    `  ${server.name} ${label}: ${m.rate}/s, p50 ${m.p50_ms} ms, p99 ${m.p99_ms} ms, ${m.ok} ok, non-2xx ${m.non2xx}, cpu ${m.cpu_ms_per_op} ms/op, rss ${m.rss_mib} MiB, db ${JSON.stringify({ ...cost, statements: undefined })}`,
+  );
   checkPhase(`${server.name} ${label}`, r);
   return m;
 }
 
 /** The database's counters before a phase (and pg_stat_statements emptied). */
-async function dbBefore(server: RunningServer): Promise<{ pg?: PgSnapshot; writes: number; wal?: ReturnType<typeof sampleSqliteWal> }> {
+async function dbBefore(
+  server: RunningServer,
+): Promise<{ pg?: PgSnapshot; writes: number; wal?: ReturnType<typeof sampleSqliteWal> }> {
   const writes = treeWriteBytes(server.pid);
   const d = server.database;
   if (d !== undefined && "sqliteFile" in d) return { writes, wal: sampleSqliteWal(d.sqliteFile) };
@@ -349,12 +386,17 @@ async function dbAfter(
   const per = (v: number, digits = 0) => (ops === 0 || !Number.isFinite(v) ? null : +(v / ops).toFixed(digits));
   if (pgObserver === undefined || before.pg === undefined) {
     const wal = before.wal?.stop();
-    return { db_cpu_ms_per_op: null, wal_bytes_per_op: wal === undefined ? null : per(wal.bytes), disk_write_bytes_per_op: per(treeWriteBytes(server.pid) - before.writes) };
+    return {
+      db_cpu_ms_per_op: null,
+      wal_bytes_per_op: wal === undefined ? null : per(wal.bytes),
+      disk_write_bytes_per_op: per(treeWriteBytes(server.pid) - before.writes),
+    };
   }
   const after = await pgObserver.snapshot();
   const writes = treeWriteBytes(server.pid) + pgObserver.writeBytes();
   const { cpuMs, walBytes } = await pgObserver.between(before.pg, after);
-  const database = server.database !== undefined && "postgresql" in server.database ? server.database.postgresql : undefined;
+  const database =
+    server.database !== undefined && "postgresql" in server.database ? server.database.postgresql : undefined;
   const statements = database === undefined ? undefined : await pgObserver.statements(database, ops);
   return {
     db_cpu_ms_per_op: per(cpuMs, 3),
@@ -369,7 +411,10 @@ async function databaseBytes(server: RunningServer): Promise<number | null> {
   const d = server.database;
   if (d === undefined) return null;
   if ("postgresql" in d) return pgObserver === undefined ? null : pgObserver.databaseSize(d.postgresql);
-  return ["", "-wal", "-shm"].reduce((n, suffix) => n + (safeCall(() => statSync(`${d.sqliteFile}${suffix}`).size) ?? 0), 0);
+  return ["", "-wal", "-shm"].reduce(
+    (n, suffix) => n + (safeCall(() => statSync(`${d.sqliteFile}${suffix}`).size) ?? 0),
+    0,
+  );
 }
 
 /** SQLite: the -wal file's size now, MiB (a bounded WAL restarts; one that never does grows here). */
@@ -392,13 +437,22 @@ async function heapMiB(server: RunningServer): Promise<number | null> {
 type Results = Partial<Record<string, Measured>>;
 
 /** One protocol of the h2load comparison (bench/h2load.ts), on core 1, the server on core 0. */
-async function measureH2load(server: RunningServer, protocol: Protocol, token: { sub: string; token: string }): Promise<Measured> {
+async function measureH2load(
+  server: RunningServer,
+  protocol: Protocol,
+  token: { sub: string; token: string },
+): Promise<Measured> {
   const file = join(work, `body-${protocol}`);
   writeFileSync(file, bodyFor(protocol, token.token, `device-${token.sub}`));
   // One sign-in first, while this process can still answer: it fetches the provider's keys from
   // the bench issuer, which runs in this process and is frozen while h2load runs (spawnSync).
-  const first = await fetch(`${server.url}/auth/id-token/signin`, { method: "POST", headers: { "content-type": "application/json" }, body: bodyFor("rest", token.token, `device-${token.sub}`) });
-  if (first.status !== 200) throw new Error(`h2load ${protocol}: the first sign-in answered ${first.status} ${await first.text()}`);
+  const first = await fetch(`${server.url}/auth/id-token/signin`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: bodyFor("rest", token.token, `device-${token.sub}`),
+  });
+  if (first.status !== 200)
+    throw new Error(`h2load ${protocol}: the first sign-in answered ${first.status} ${await first.text()}`);
   const before = await signinOutcomes(server.url);
   const t0 = treeTicks(server.pid);
   const argv = pin(1, ["h2load", ...h2loadArgs(protocol, server.url, file, SECONDS, CONNECTIONS)]);
@@ -407,15 +461,32 @@ async function measureH2load(server: RunningServer, protocol: Protocol, token: {
   const after = await signinOutcomes(server.url);
   const parsed = parseH2load(out.stdout ?? "");
   const ok = (after["ok"] ?? 0) - (before["ok"] ?? 0);
-  const failed = Object.keys(after).filter((k) => k !== "ok").reduce((n, k) => n + (after[k] ?? 0) - (before[k] ?? 0), 0);
+  const failed = Object.keys(after)
+    .filter((k) => k !== "ok")
+    .reduce((n, k) => n + (after[k] ?? 0) - (before[k] ?? 0), 0);
   // The measured window excludes h2load's warm-up second; the server's CPU covers both.
   const m: Measured = {
-    requests: parsed.done, ok: Math.min(ok, parsed.done), non2xx: failed + (protocol === "grpc" ? 0 : parsed.done - parsed.status2xx), errors: 0,
-    mfa_challenges: 0, elapsed_s: SECONDS, rate: Math.round(parsed.rate), p50_ms: parsed.meanMs, p99_ms: null, status_counts: {},
-    cpu_ms_per_op: ok === 0 ? null : +((((t1 - t0) / clkTck) * 1000) / ok).toFixed(3), statements_per_op: null, ended_by: "time",
+    requests: parsed.done,
+    ok: Math.min(ok, parsed.done),
+    non2xx: failed + (protocol === "grpc" ? 0 : parsed.done - parsed.status2xx),
+    errors: 0,
+    mfa_challenges: 0,
+    elapsed_s: SECONDS,
+    rate: Math.round(parsed.rate),
+    p50_ms: parsed.meanMs,
+    p99_ms: null,
+    status_counts: {},
+    cpu_ms_per_op: ok === 0 ? null : +((((t1 - t0) / clkTck) * 1000) / ok).toFixed(3),
+    statements_per_op: null,
+    ended_by: "time",
   };
-  log(`  ${server.name} h2load ${protocol}: ${m.rate}/s, mean ${m.p50_ms} ms, ${ok} ok, failed ${failed}, cpu ${m.cpu_ms_per_op} ms/op`);
-  if (m.non2xx > 0 || out.status !== 0) failures.push(`${server.name} h2load ${protocol}: ${m.non2xx} failed, exit ${out.status}\n${(out.stdout ?? "").slice(-400)}${out.stderr ?? ""}`);
+  log(
+    `  ${server.name} h2load ${protocol}: ${m.rate}/s, mean ${m.p50_ms} ms, ${ok} ok, failed ${failed}, cpu ${m.cpu_ms_per_op} ms/op`,
+  );
+  if (m.non2xx > 0 || out.status !== 0)
+    failures.push(
+      `${server.name} h2load ${protocol}: ${m.non2xx} failed, exit ${out.status}\n${(out.stdout ?? "").slice(-400)}${out.stderr ?? ""}`,
+    );
   return m;
 }
 
@@ -428,11 +499,32 @@ async function benchSigninServer(
   await load.send({ type: "reset" });
   // Warm-up: each returning user signs in once (a first sign-in that creates them), then load.
   await warm(load, server, `first sign-in of ${RETURNING_USERS} returning users`, {
-    ...base, set: "returning-once", seconds: 300, maxRequests: RETURNING_USERS, collect: opts.collect,
+    ...base,
+    set: "returning-once",
+    seconds: 300,
+    maxRequests: RETURNING_USERS,
+    collect: opts.collect,
   });
-  await warm(load, server, `warm-up ${WARMUP} s`, { ...base, set: "returning", seconds: WARMUP, maxRequests: MAX_REQUESTS });
-  const returning = await measure(load, server, "returning sign-in", { ...base, set: "returning", seconds: SECONDS, maxRequests: MAX_REQUESTS }, opts.countStatements);
-  const fresh = await measure(load, server, "new-user sign-in", { ...base, set: "new", seconds: SECONDS, maxRequests: NEW_USERS }, opts.countStatements);
+  await warm(load, server, `warm-up ${WARMUP} s`, {
+    ...base,
+    set: "returning",
+    seconds: WARMUP,
+    maxRequests: MAX_REQUESTS,
+  });
+  const returning = await measure(
+    load,
+    server,
+    "returning sign-in",
+    { ...base, set: "returning", seconds: SECONDS, maxRequests: MAX_REQUESTS },
+    opts.countStatements,
+  );
+  const fresh = await measure(
+    load,
+    server,
+    "new-user sign-in",
+    { ...base, set: "new", seconds: SECONDS, maxRequests: NEW_USERS },
+    opts.countStatements,
+  );
   return { returning, new: fresh };
 }
 
@@ -470,21 +562,44 @@ function serviceDbRef(env: Record<string, string>, dataDir: string): RunningServ
  * (BENCH_SOAK_SLICE_SECONDS, a minute by default): enough slices to tell a plateau from a leak.
  */
 async function soak(load: ReturnType<typeof startLoad>, server: RunningServer, run: string): Promise<Measured> {
-  await load.send({ type: "minter", spec: issuer.soakMinter, subjects: { prefix: `ret-${run}-`, count: RETURNING_USERS } });
-  const base = { type: "http-signin" as const, url: server.url, path: "/auth/id-token/signin", style: "rest" as const, set: "minted" as const };
+  await load.send({
+    type: "minter",
+    spec: issuer.soakMinter,
+    subjects: { prefix: `ret-${run}-`, count: RETURNING_USERS },
+  });
+  const base = {
+    type: "http-signin" as const,
+    url: server.url,
+    path: "/auth/id-token/signin",
+    style: "rest" as const,
+    set: "minted" as const,
+  };
   await warm(load, server, "soak warm-up", { ...base, seconds: SHORT_WARMUP, maxRequests: MAX_REQUESTS });
   let all: Measured | undefined;
-  for (let at = 0; at < SOAK_SECONDS; ) {
+  for (let at = 0; at < SOAK_SECONDS;) {
     const seconds = Math.min(SOAK_SLICE_SECONDS, SOAK_SECONDS - at);
-    const m = await measure(load, server, `soak ${at + seconds} s`, { ...base, seconds, maxRequests: MAX_REQUESTS }, false);
+    const m = await measure(
+      load,
+      server,
+      `soak ${at + seconds} s`,
+      { ...base, seconds, maxRequests: MAX_REQUESTS },
+      false,
+    );
     at += seconds;
     const bytes = await databaseBytes(server);
     const slice: SoakSlice = {
-      at_s: at, rate: m.rate, p99_ms: m.p99_ms, rss_mib: m.rss_mib ?? 0, heap_mib: await heapMiB(server),
-      database_mib: bytes === null ? null : +(bytes / 1048576).toFixed(1), bad: m.non2xx + m.errors + m.mfa_challenges,
+      at_s: at,
+      rate: m.rate,
+      p99_ms: m.p99_ms,
+      rss_mib: m.rss_mib ?? 0,
+      heap_mib: await heapMiB(server),
+      database_mib: bytes === null ? null : +(bytes / 1048576).toFixed(1),
+      bad: m.non2xx + m.errors + m.mfa_challenges,
     };
     soakSlices.push(slice);
-    log(`  soak ${at} s: ${slice.rate}/s, p99 ${slice.p99_ms} ms, RSS ${slice.rss_mib} MiB, heap ${slice.heap_mib} MiB, database ${slice.database_mib} MiB`);
+    log(
+      `  soak ${at} s: ${slice.rate}/s, p99 ${slice.p99_ms} ms, RSS ${slice.rss_mib} MiB, heap ${slice.heap_mib} MiB, database ${slice.database_mib} MiB`,
+    );
     all ??= m;
   }
   return all!;
@@ -500,10 +615,15 @@ cleanups.push(() => rmSync(work, { recursive: true, force: true }));
 async function main(): Promise<void> {
   log(`machine: ${nproc} CPUs, ${cpuModel}, node ${process.version}; ${pinningNote}`);
   const anyTarget = targets.length > 0;
-  if (anyTarget) log(`minting ${RETURNING_TOKENS} ID tokens of ${RETURNING_USERS} returning users + ${NEW_USERS} of new users`);
+  if (anyTarget)
+    log(`minting ${RETURNING_TOKENS} ID tokens of ${RETURNING_USERS} returning users + ${NEW_USERS} of new users`);
   // The first RETURNING_USERS are one per user (their first sign-in), then round the users again.
-  const returning = anyTarget ? await issuer.mintMany(Array.from({ length: RETURNING_TOKENS }, (_, i) => `ret-${runId}-${i % RETURNING_USERS}`)) : [];
-  const fresh = anyTarget ? await issuer.mintMany(Array.from({ length: NEW_USERS }, (_, i) => `new-${runId}-${i}`)) : [];
+  const returning = anyTarget
+    ? await issuer.mintMany(Array.from({ length: RETURNING_TOKENS }, (_, i) => `ret-${runId}-${i % RETURNING_USERS}`))
+    : [];
+  const fresh = anyTarget
+    ? await issuer.mintMany(Array.from({ length: NEW_USERS }, (_, i) => `new-${runId}-${i}`))
+    : [];
   const tokensFile = join(work, "tokens.json");
   writeFileSync(tokensFile, JSON.stringify({ returning, fresh }));
 
@@ -511,7 +631,10 @@ async function main(): Promise<void> {
     log("counting statements per operation (in-process, no load)");
     const env: Record<string, string> = db === "postgresql" ? { BENCH_DATABASE_URL: await freshDatabase("count") } : {};
     const r = spawnSync(process.execPath, [join(ROOT, "bench/count-statements.ts"), "--db", db], {
-      cwd: ROOT, env: childEnv(env), encoding: "utf8", timeout: 120_000,
+      cwd: ROOT,
+      env: childEnv(env),
+      encoding: "utf8",
+      timeout: 120_000,
     });
     if (r.status !== 0) throw new Error(`counting phase failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
     counts = JSON.parse(r.stdout.trim().split("\n").pop()!) as StatementCounts;
@@ -530,35 +653,76 @@ async function main(): Promise<void> {
   for (const target of targets) {
     const dataDir = join(work, target);
     mkdirSync(dataDir, { recursive: true });
-    const dbEnv: Record<string, string> = db === "postgresql" ? { BENCH_DATABASE_URL: await freshDatabase(target) } : {};
+    const dbEnv: Record<string, string> =
+      db === "postgresql" ? { BENCH_DATABASE_URL: await freshDatabase(target) } : {};
     log(`${target}: starting`);
     if (target === "floor") {
-      const server = await startServer("floor", ["bench/floor.ts", "--issuer", issuer.issuer, "--db", db, "--data-dir", dataDir], dbEnv, "/healthz", { database: pgRef(dbEnv) });
+      const server = await startServer(
+        "floor",
+        ["bench/floor.ts", "--issuer", issuer.issuer, "--db", db, "--data-dir", dataDir],
+        dbEnv,
+        "/healthz",
+        { database: pgRef(dbEnv) },
+      );
       try {
-        results.floor = await benchSigninServer(load, server, { path: "/auth/id-token/signin", style: "rest", collect: false, countStatements: true });
+        results.floor = await benchSigninServer(load, server, {
+          path: "/auth/id-token/signin",
+          style: "rest",
+          collect: false,
+          countStatements: true,
+        });
       } finally {
         await server.stop();
       }
     } else if (target === "better-auth") {
-      const server = await startServer("better-auth", ["bench/better-auth-server.ts", "--issuer", issuer.issuer, "--db", db, "--data-dir", dataDir], dbEnv, "/healthz", { database: pgRef(dbEnv) });
+      const server = await startServer(
+        "better-auth",
+        ["bench/better-auth-server.ts", "--issuer", issuer.issuer, "--db", db, "--data-dir", dataDir],
+        dbEnv,
+        "/healthz",
+        { database: pgRef(dbEnv) },
+      );
       try {
-        results["better-auth"] = await benchSigninServer(load, server, { path: "/api/auth/sign-in/social", style: "better-auth", collect: false, countStatements: true });
+        results["better-auth"] = await benchSigninServer(load, server, {
+          path: "/api/auth/sign-in/social",
+          style: "better-auth",
+          collect: false,
+          countStatements: true,
+        });
       } finally {
         await server.stop();
       }
     } else if (target === "service-prisma") {
       // The same design (one read, one write per sign-in) through Prisma Client alone: what the
       // driver path buys.
-      const config = serviceConfig({ issuer: issuer.issuer, dataDir: join(dataDir, "data"), databaseUrl: dbEnv["BENCH_DATABASE_URL"] });
-      const file = writeServiceConfig(dataDir, { ...config, database: { ...(config["database"] as object | undefined), hot_path: "prisma" } });
-      const server = await startServer("service-prisma", ["src/main.ts", "--config", file], {}, "/readyz", { database: serviceDbRef(dbEnv, dataDir) });
+      const config = serviceConfig({
+        issuer: issuer.issuer,
+        dataDir: join(dataDir, "data"),
+        databaseUrl: dbEnv["BENCH_DATABASE_URL"],
+      });
+      const file = writeServiceConfig(dataDir, {
+        ...config,
+        database: { ...(config["database"] as object | undefined), hot_path: "prisma" },
+      });
+      const server = await startServer("service-prisma", ["src/main.ts", "--config", file], {}, "/readyz", {
+        database: serviceDbRef(dbEnv, dataDir),
+      });
       try {
-        results["service-prisma"] = await benchSigninServer(load, server, { path: "/auth/id-token/signin", style: "rest", collect: false, countStatements: false });
+        results["service-prisma"] = await benchSigninServer(load, server, {
+          path: "/auth/id-token/signin",
+          style: "rest",
+          collect: false,
+          countStatements: false,
+        });
       } finally {
         await server.stop();
       }
     } else {
-      const config = serviceConfig({ issuer: issuer.issuer, dataDir: join(dataDir, "data"), databaseUrl: dbEnv["BENCH_DATABASE_URL"] });
+      const config = serviceConfig({
+        issuer: issuer.issuer,
+        dataDir: join(dataDir, "data"),
+        databaseUrl: dbEnv["BENCH_DATABASE_URL"],
+      });
       const file = writeServiceConfig(dataDir, config);
       // BENCH_SEED_DB: a SQLite file made by bench/seed.ts (e.g. 1,000,000 users, 5,000,000 audit
       // rows): the service starts on a copy of it, to show the figures do not depend on size.
@@ -570,29 +734,72 @@ async function main(): Promise<void> {
       }
       // BENCH_SERVICE_NODE_ARGS: e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the service.
       const nodeArgs = (process.env["BENCH_SERVICE_NODE_ARGS"] ?? "").split(" ").filter((a) => a !== "");
-      const server = await startServer("service", [...nodeArgs, "src/main.ts", "--config", file], {}, "/readyz", { database: serviceDbRef(dbEnv, dataDir) });
+      const server = await startServer("service", [...nodeArgs, "src/main.ts", "--config", file], {}, "/readyz", {
+        database: serviceDbRef(dbEnv, dataDir),
+      });
       try {
-        const r = await benchSigninServer(load, server, { path: "/auth/id-token/signin", style: "rest", collect: true, countStatements: false });
+        const r = await benchSigninServer(load, server, {
+          path: "/auth/id-token/signin",
+          style: "rest",
+          collect: true,
+          countStatements: false,
+        });
         for (const protocol of ["grpc", "connect"] as const) {
           const base = { type: "rpc-signin" as const, url: server.url, protocol };
-          await warm(load, server, `${protocol} warm-up`, { ...base, seconds: SHORT_WARMUP, maxRequests: MAX_REQUESTS });
-          r[protocol] = await measure(load, server, `${protocol} returning sign-in`, { ...base, seconds: SECONDS, maxRequests: MAX_REQUESTS }, false);
+          await warm(load, server, `${protocol} warm-up`, {
+            ...base,
+            seconds: SHORT_WARMUP,
+            maxRequests: MAX_REQUESTS,
+          });
+          r[protocol] = await measure(
+            load,
+            server,
+            `${protocol} returning sign-in`,
+            { ...base, seconds: SECONDS, maxRequests: MAX_REQUESTS },
+            false,
+          );
         }
         // One user signs in again and again: its user row is share-locked (no writer waits on
         // another) and written at most once a minute (last-seen resolution), so on PostgreSQL too
         // the rows compare protocols, and say whether the Node client rows are client-bound.
         if (ensureH2load()) {
-          for (const protocol of ["rest", "connect", "grpc"] as const) r[`h2load-${protocol}`] = await measureH2load(server, protocol, returning[0]!);
+          for (const protocol of ["rest", "connect", "grpc"] as const)
+            r[`h2load-${protocol}`] = await measureH2load(server, protocol, returning[0]!);
         } else {
           log("h2load (Debian package nghttp2-client) is missing: no protocol comparison");
         }
-        await warm(load, server, "refresh warm-up", { type: "http-refresh", url: server.url, seconds: SHORT_WARMUP, maxRequests: MAX_REQUESTS });
-        r["refresh"] = await measure(load, server, "refresh", { type: "http-refresh", url: server.url, seconds: SECONDS, maxRequests: MAX_REQUESTS }, false);
-        await warm(load, server, "me warm-up", { type: "http-me", url: server.url, seconds: SHORT_WARMUP, maxRequests: MAX_REQUESTS });
-        r["me"] = await measure(load, server, "GET /auth/me", { type: "http-me", url: server.url, seconds: SECONDS, maxRequests: MAX_REQUESTS }, false);
+        await warm(load, server, "refresh warm-up", {
+          type: "http-refresh",
+          url: server.url,
+          seconds: SHORT_WARMUP,
+          maxRequests: MAX_REQUESTS,
+        });
+        r["refresh"] = await measure(
+          load,
+          server,
+          "refresh",
+          { type: "http-refresh", url: server.url, seconds: SECONDS, maxRequests: MAX_REQUESTS },
+          false,
+        );
+        await warm(load, server, "me warm-up", {
+          type: "http-me",
+          url: server.url,
+          seconds: SHORT_WARMUP,
+          maxRequests: MAX_REQUESTS,
+        });
+        r["me"] = await measure(
+          load,
+          server,
+          "GET /auth/me",
+          { type: "http-me", url: server.url, seconds: SECONDS, maxRequests: MAX_REQUESTS },
+          false,
+        );
         if (SOAK_SECONDS > 0) r["soak"] = await soak(load, server, runId);
         results.service = r;
-        const warnings = server.output().split("\n").filter((l) => l.includes('"level":"error"'));
+        const warnings = server
+          .output()
+          .split("\n")
+          .filter((l) => l.includes('"level":"error"'));
         if (warnings.length > 0) log(`service logged ${warnings.length} error lines, e.g. ${warnings[0]}`);
       } finally {
         await server.stop();
@@ -640,7 +847,11 @@ function ensureH2load(): boolean {
   if (h2loadAvailable()) return true;
   if (process.getuid?.() !== 0) return false;
   log("installing h2load (apt-get install -y nghttp2-client)");
-  const install = () => spawnSync("apt-get", ["install", "-y", "nghttp2-client"], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } }).status === 0;
+  const install = () =>
+    spawnSync("apt-get", ["install", "-y", "nghttp2-client"], {
+      stdio: ["ignore", "ignore", "inherit"],
+      env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+    }).status === 0;
   if (!install()) {
     spawnSync("apt-get", ["update"], { stdio: ["ignore", "ignore", "inherit"] });
     install();
@@ -670,12 +881,23 @@ function runH2load(args: string[]): Promise<{ out: string; ticks: number; status
 async function measureWholeMachine(n: number, balancing: WholeMachine["balancing"]): Promise<WholeMachine> {
   const dataDir = join(work, `workers-${n}-${balancing}`);
   mkdirSync(dataDir, { recursive: true });
-  const dbEnv: Record<string, string> = db === "postgresql" ? { BENCH_DATABASE_URL: await freshDatabase(`workers${n}${balancing}`) } : {};
-  const file = writeServiceConfig(dataDir, serviceConfig({ issuer: issuer.issuer, dataDir: join(dataDir, "data"), databaseUrl: dbEnv["BENCH_DATABASE_URL"] }));
+  const dbEnv: Record<string, string> =
+    db === "postgresql" ? { BENCH_DATABASE_URL: await freshDatabase(`workers${n}${balancing}`) } : {};
+  const file = writeServiceConfig(
+    dataDir,
+    serviceConfig({ issuer: issuer.issuer, dataDir: join(dataDir, "data"), databaseUrl: dbEnv["BENCH_DATABASE_URL"] }),
+  );
   const label = `service, ${n} worker${n === 1 ? "" : `s (${balancing})`}`;
-  const server = await startServer(label, ["src/main.ts", "--config", file], { WORKERS: String(n), WORKER_BALANCING: balancing }, "/readyz", {
-    unpinned: true, database: serviceDbRef(dbEnv, dataDir),
-  });
+  const server = await startServer(
+    label,
+    ["src/main.ts", "--config", file],
+    { WORKERS: String(n), WORKER_BALANCING: balancing },
+    "/readyz",
+    {
+      unpinned: true,
+      database: serviceDbRef(dbEnv, dataDir),
+    },
+  );
   try {
     const bodies: string[] = [];
     for (let i = 0; i < LOADERS; i++) {
@@ -687,33 +909,50 @@ async function measureWholeMachine(n: number, balancing: WholeMachine["balancing
     // First sign-ins while this process can answer the provider's key fetches: they create the
     // users, and every worker fetches the keys once (connections go round-robin).
     for (let i = 0; i < LOADERS * n * 2; i++) {
-      const r = await fetch(`${server.url}/auth/id-token/signin`, { method: "POST", headers: { "content-type": "application/json", connection: "close" }, body: readFileSync(bodies[i % LOADERS]!) });
+      const r = await fetch(`${server.url}/auth/id-token/signin`, {
+        method: "POST",
+        headers: { "content-type": "application/json", connection: "close" },
+        body: readFileSync(bodies[i % LOADERS]!),
+      });
       if (r.status !== 200) throw new Error(`whole-machine warm-up sign-in answered ${r.status} ${await r.text()}`);
     }
     const before = await signinOutcomes(server.url);
     const d0 = await dbBefore(server);
     const m0 = machineTicks();
     const s0 = treeTicks(server.pid);
-    const runs = await Promise.all(bodies.map((b) => runH2load(h2loadArgs("rest", server.url, b, SECONDS, Math.ceil(CONNECTIONS / LOADERS)))));
+    const runs = await Promise.all(
+      bodies.map((b) => runH2load(h2loadArgs("rest", server.url, b, SECONDS, Math.ceil(CONNECTIONS / LOADERS)))),
+    );
     const m1 = machineTicks();
     const s1 = treeTicks(server.pid);
     const after = await signinOutcomes(server.url);
     const ok = (after["ok"] ?? 0) - (before["ok"] ?? 0);
     const cost = await dbAfter(server, d0, ok);
-    const failed = Object.keys(after).filter((k) => k !== "ok").reduce((x, k) => x + (after[k] ?? 0) - (before[k] ?? 0), 0);
+    const failed = Object.keys(after)
+      .filter((k) => k !== "ok")
+      .reduce((x, k) => x + (after[k] ?? 0) - (before[k] ?? 0), 0);
     const parsed = runs.map((r) => parseH2load(r.out));
     const rate = Math.round(parsed.reduce((x, p) => x + p.rate, 0));
     const total = m1.total - m0.total;
     const w: WholeMachine = {
-      workers: n, balancing, rate, ok, failed: failed + parsed.reduce((x, p) => x + p.done - p.status2xx, 0),
+      workers: n,
+      balancing,
+      rate,
+      ok,
+      failed: failed + parsed.reduce((x, p) => x + p.done - p.status2xx, 0),
       server_share: +((s1 - s0) / total).toFixed(3),
       load_share: +(runs.reduce((x, r) => x + r.ticks, 0) / total).toFixed(3),
       machine_busy: +((m1.busy - m0.busy) / total).toFixed(3),
       server_cpu_ms_per_op: ok === 0 ? null : +((((s1 - s0) / clkTck) * 1000) / ok).toFixed(3),
       db: cost,
     };
-    log(`  ${server.name}: ${w.rate}/s, ${w.ok} ok, ${w.failed} failed; CPU shares: server ${w.server_share}, h2load ${w.load_share}, machine busy ${w.machine_busy}`);
-    if (w.failed > 0 || runs.some((r) => r.status !== 0)) failures.push(`${server.name} whole machine: ${w.failed} failed, h2load exits ${runs.map((r) => r.status).join(",")}\n${runs[0]!.out.slice(-400)}`);
+    log(
+      `  ${server.name}: ${w.rate}/s, ${w.ok} ok, ${w.failed} failed; CPU shares: server ${w.server_share}, h2load ${w.load_share}, machine busy ${w.machine_busy}`,
+    );
+    if (w.failed > 0 || runs.some((r) => r.status !== 0))
+      failures.push(
+        `${server.name} whole machine: ${w.failed} failed, h2load exits ${runs.map((r) => r.status).join(",")}\n${runs[0]!.out.slice(-400)}`,
+      );
     return w;
   } finally {
     await server.stop();
@@ -729,8 +968,10 @@ function wholeMachineReport(): string[] {
     "",
     "| workers | balancing | sign-ins ok/s | ÷ 1 worker | server CPU share | h2load CPU share | machine busy | server CPU ms/op | DB CPU ms/op | WAL B/op | failed |",
     "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ...wholeMachine.map((w) =>
-      `| ${w.workers} | ${w.workers === 1 ? "" : w.balancing === "kernel" ? "kernel (SO_REUSEPORT)" : "round-robin (node:cluster)"} | ${fmt(w.rate, 0)} | ${one === undefined || one.rate === 0 ? "" : times(w.rate / one.rate)} | ${fmt(w.server_share * 100, 0)} % | ${fmt(w.load_share * 100, 0)} % | ${fmt(w.machine_busy * 100, 0)} % | ${fmt(w.server_cpu_ms_per_op, 2)} | ${fmt(w.db?.db_cpu_ms_per_op, 2)} | ${fmt(w.db?.wal_bytes_per_op, 0)} | ${w.failed} |`),
+    ...wholeMachine.map(
+      (w) =>
+        `| ${w.workers} | ${w.workers === 1 ? "" : w.balancing === "kernel" ? "kernel (SO_REUSEPORT)" : "round-robin (node:cluster)"} | ${fmt(w.rate, 0)} | ${one === undefined || one.rate === 0 ? "" : times(w.rate / one.rate)} | ${fmt(w.server_share * 100, 0)} % | ${fmt(w.load_share * 100, 0)} % | ${fmt(w.machine_busy * 100, 0)} % | ${fmt(w.server_cpu_ms_per_op, 2)} | ${fmt(w.db?.db_cpu_ms_per_op, 2)} | ${fmt(w.db?.wal_bytes_per_op, 0)} | ${w.failed} |`,
+    ),
     "",
     `- shares are of the whole machine's CPU time (${nproc} cores × the run, /proc/stat); h2load's from its processes' cutime+cstime, the server's from its processes (supervisor and workers)${db === "postgresql" ? ", PostgreSQL's not in the server's" : ""}`,
     `- each h2load process sends one user's returning sign-in again and again (provider bench-reusable: the ID token is accepted more than once, so no replay marker is written); rate is h2load's, success counted from the service's /metrics (one answer for every worker)`,
@@ -758,34 +999,115 @@ function buildRows(): Row[] {
   const s = results.service;
   const c = counts as StatementCounts | null;
   const st = (op: keyof StatementCounts["statements"]) => (c === null ? null : c.statements[op]);
-  const rt = (op: keyof StatementCounts["statements"]) => (c === null ? null : c.round_trips === null ? "n/a" : c.round_trips[op]);
+  const rt = (op: keyof StatementCounts["statements"]) =>
+    c === null ? null : c.round_trips === null ? "n/a" : c.round_trips[op];
   const rows: Row[] = [];
   const add = (row: Row) => {
     if (row.m !== undefined) rows.push(row);
   };
-  add({ label: "floor: returning sign-in", m: f["returning"], statements: f["returning"]?.statements_per_op ?? null, roundTrips: null });
-  add({ label: "floor: new-user sign-in", m: f["new"], statements: f["new"]?.statements_per_op ?? null, roundTrips: null });
-  add({ label: "better-auth: returning sign-in", m: b["returning"], statements: b["returning"]?.statements_per_op ?? null, roundTrips: null });
-  add({ label: "better-auth: new-user sign-in", m: b["new"], statements: b["new"]?.statements_per_op ?? null, roundTrips: null });
-  const vs = (m: Measured | undefined, kind: "returning" | "new") => ({ vsFloor: ratio(m, f[kind]), vsBetterAuth: ratio(m, b[kind]) });
-  add({ label: "service (REST): returning sign-in", m: s["returning"], statements: st("returning_signin"), roundTrips: rt("returning_signin"), ...vs(s["returning"], "returning") });
-  add({ label: "service (REST): new-user sign-in", m: s["new"], statements: st("new_signin"), roundTrips: rt("new_signin"), ...vs(s["new"], "new") });
+  add({
+    label: "floor: returning sign-in",
+    m: f["returning"],
+    statements: f["returning"]?.statements_per_op ?? null,
+    roundTrips: null,
+  });
+  add({
+    label: "floor: new-user sign-in",
+    m: f["new"],
+    statements: f["new"]?.statements_per_op ?? null,
+    roundTrips: null,
+  });
+  add({
+    label: "better-auth: returning sign-in",
+    m: b["returning"],
+    statements: b["returning"]?.statements_per_op ?? null,
+    roundTrips: null,
+  });
+  add({
+    label: "better-auth: new-user sign-in",
+    m: b["new"],
+    statements: b["new"]?.statements_per_op ?? null,
+    roundTrips: null,
+  });
+  const vs = (m: Measured | undefined, kind: "returning" | "new") => ({
+    vsFloor: ratio(m, f[kind]),
+    vsBetterAuth: ratio(m, b[kind]),
+  });
+  add({
+    label: "service (REST): returning sign-in",
+    m: s["returning"],
+    statements: st("returning_signin"),
+    roundTrips: rt("returning_signin"),
+    ...vs(s["returning"], "returning"),
+  });
+  add({
+    label: "service (REST): new-user sign-in",
+    m: s["new"],
+    statements: st("new_signin"),
+    roundTrips: rt("new_signin"),
+    ...vs(s["new"], "new"),
+  });
   const p = results["service-prisma"];
-  add({ label: "service, hot path on Prisma Client alone (REST): returning", m: p["returning"], statements: null, roundTrips: null, ...vs(p["returning"], "returning") });
-  add({ label: "service, hot path on Prisma Client alone (REST): new user", m: p["new"], statements: null, roundTrips: null, ...vs(p["new"], "new") });
-  add({ label: "service gRPC (h2c, Node client: client-bound): returning", m: s["grpc"], statements: st("returning_signin"), roundTrips: rt("returning_signin"), ...vs(s["grpc"], "returning") });
-  add({ label: "service Connect (HTTP/1.1 JSON, Node client: client-bound): returning", m: s["connect"], statements: st("returning_signin"), roundTrips: rt("returning_signin"), ...vs(s["connect"], "returning") });
+  add({
+    label: "service, hot path on Prisma Client alone (REST): returning",
+    m: p["returning"],
+    statements: null,
+    roundTrips: null,
+    ...vs(p["returning"], "returning"),
+  });
+  add({
+    label: "service, hot path on Prisma Client alone (REST): new user",
+    m: p["new"],
+    statements: null,
+    roundTrips: null,
+    ...vs(p["new"], "new"),
+  });
+  add({
+    label: "service gRPC (h2c, Node client: client-bound): returning",
+    m: s["grpc"],
+    statements: st("returning_signin"),
+    roundTrips: rt("returning_signin"),
+    ...vs(s["grpc"], "returning"),
+  });
+  add({
+    label: "service Connect (HTTP/1.1 JSON, Node client: client-bound): returning",
+    m: s["connect"],
+    statements: st("returning_signin"),
+    roundTrips: rt("returning_signin"),
+    ...vs(s["connect"], "returning"),
+  });
   add({ label: "h2load, one user: REST (HTTP/1.1)", m: s["h2load-rest"], statements: null, roundTrips: null });
-  add({ label: "h2load, one user: Connect (HTTP/1.1 JSON)", m: s["h2load-connect"], statements: null, roundTrips: null, vsFloor: ratio(s["h2load-connect"], s["h2load-rest"]) });
-  add({ label: "h2load, one user: gRPC (h2c, 4 connections × 8 streams)", m: s["h2load-grpc"], statements: null, roundTrips: null, vsFloor: ratio(s["h2load-grpc"], s["h2load-rest"]) });
-  add({ label: `service soak, first ${SOAK_SLICE_SECONDS} s (REST returning, ES256 tokens minted on the fly)`, m: s["soak"], statements: null, roundTrips: null });
+  add({
+    label: "h2load, one user: Connect (HTTP/1.1 JSON)",
+    m: s["h2load-connect"],
+    statements: null,
+    roundTrips: null,
+    vsFloor: ratio(s["h2load-connect"], s["h2load-rest"]),
+  });
+  add({
+    label: "h2load, one user: gRPC (h2c, 4 connections × 8 streams)",
+    m: s["h2load-grpc"],
+    statements: null,
+    roundTrips: null,
+    vsFloor: ratio(s["h2load-grpc"], s["h2load-rest"]),
+  });
+  add({
+    label: `service soak, first ${SOAK_SLICE_SECONDS} s (REST returning, ES256 tokens minted on the fly)`,
+    m: s["soak"],
+    statements: null,
+    roundTrips: null,
+  });
   add({ label: "service: refresh", m: s["refresh"], statements: st("refresh"), roundTrips: rt("refresh") });
   add({ label: "service: GET /auth/me", m: s["me"], statements: st("me"), roundTrips: rt("me") });
   return rows;
 }
 
 const fmt = (v: number | string | null | undefined, digits = 1) =>
-  v === null || v === undefined ? "" : typeof v === "string" ? v : v.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+  v === null || v === undefined
+    ? ""
+    : typeof v === "string"
+      ? v
+      : v.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const times = (v: number | null | undefined) => (v === null || v === undefined ? "" : `${v.toFixed(2)}×`);
 
 function report(): string {
@@ -815,7 +1137,8 @@ function report(): string {
       : `- WAL B/op: SQLite WAL frames × (page size + 24) ÷ requests, frames counted from the WAL index (-shm header's mxFrame, sampled every 5 ms across restarts: a lower bound); disk writes B/op: /proc/<pid>/io write_bytes of the server's processes (pages turning dirty: WAL frames and the checkpoints' copies into the database file) ÷ requests; DB CPU is the server's own (SQLite runs in it)`,
   ];
   lines.push(...statementsReport(), ...soakReport(), ...wholeMachineReport());
-  if (process.env["BENCH_SEED_DB"]) lines.push(`- the service ran on a copy of ${process.env["BENCH_SEED_DB"]} (bench/seed.ts)`);
+  if (process.env["BENCH_SEED_DB"])
+    lines.push(`- the service ran on a copy of ${process.env["BENCH_SEED_DB"]} (bench/seed.ts)`);
   const ended = rows.filter((r) => r.m!.ended_by === "count").map((r) => r.label);
   if (ended.length > 0) lines.push(`- ended by request count before ${SECONDS} s: ${ended.join("; ")}`);
   lines.push(...failureLines());
@@ -829,13 +1152,29 @@ function failureLines(): string[] {
 /** pg_stat_statements of the service's returning and new-user sign-in phases. */
 function statementsReport(): string[] {
   if (pgObserver === undefined) return [];
-  const out = ["", "#### What a sign-in costs PostgreSQL, per statement (pg_stat_statements, the service's REST phases)", ""];
+  const out = [
+    "",
+    "#### What a sign-in costs PostgreSQL, per statement (pg_stat_statements, the service's REST phases)",
+    "",
+  ];
   if (pgObserver.statementsUnavailable !== null) out.push(`- ${pgObserver.statementsUnavailable}`, "");
-  for (const [label, m] of [["returning sign-in", results.service["returning"]], ["new-user sign-in", results.service["new"]], ["refresh", results.service["refresh"]]] as const) {
+  for (const [label, m] of [
+    ["returning sign-in", results.service["returning"]],
+    ["new-user sign-in", results.service["new"]],
+    ["refresh", results.service["refresh"]],
+  ] as const) {
     const st = m?.db?.statements;
     if (st === undefined || st.length === 0) continue;
-    out.push(`${label}:`, "", "| statement | calls/op | exec ms/call | plan ms/call | rows/call | WAL B/call |", "|---|---:|---:|---:|---:|---:|");
-    for (const x of st) out.push(`| \`${x.query.replace(/\|/g, "\\|")}\` | ${fmt(x.calls_per_op, 2)} | ${fmt(x.exec_ms, 3)} | ${fmt(x.plan_ms, 3)} | ${fmt(x.rows_per_call, 1)} | ${fmt(x.wal_bytes_per_call, 0)} |`);
+    out.push(
+      `${label}:`,
+      "",
+      "| statement | calls/op | exec ms/call | plan ms/call | rows/call | WAL B/call |",
+      "|---|---:|---:|---:|---:|---:|",
+    );
+    for (const x of st)
+      out.push(
+        `| \`${x.query.replace(/\|/g, "\\|")}\` | ${fmt(x.calls_per_op, 2)} | ${fmt(x.exec_ms, 3)} | ${fmt(x.plan_ms, 3)} | ${fmt(x.rows_per_call, 1)} | ${fmt(x.wal_bytes_per_call, 0)} |`,
+      );
     out.push("");
   }
   return out;
@@ -851,7 +1190,10 @@ function soakReport(): string[] {
     "",
     "| at s | rate ok/s | p99 ms | RSS MiB | JS heap MiB | database MiB | non-2xx |",
     "|---:|---:|---:|---:|---:|---:|---:|",
-    ...soakSlices.map((x) => `| ${x.at_s} | ${fmt(x.rate, 0)} | ${fmt(x.p99_ms, 2)} | ${x.rss_mib} | ${fmt(x.heap_mib, 0)} | ${fmt(x.database_mib, 1)} | ${x.bad} |`),
+    ...soakSlices.map(
+      (x) =>
+        `| ${x.at_s} | ${fmt(x.rate, 0)} | ${fmt(x.p99_ms, 2)} | ${x.rss_mib} | ${fmt(x.heap_mib, 0)} | ${fmt(x.database_mib, 1)} | ${x.bad} |`,
+    ),
     "",
     `- first → last slice: rate ${fmt(first.rate, 0)} → ${fmt(last.rate, 0)}/s, RSS ${first.rss_mib} → ${last.rss_mib} MiB, JS heap ${fmt(first.heap_mib, 0)} → ${fmt(last.heap_mib, 0)} MiB, database ${fmt(first.database_mib, 1)} → ${fmt(last.database_mib, 1)} MiB (${db === "sqlite" ? "file + -wal + -shm" : "pg_database_size"}; sessions and used-token markers grow until their purge, by design)`,
     "- JS heap: nodejs_heap_size_used_bytes from the service's /metrics at the end of each slice; RSS from /proc",
@@ -888,7 +1230,12 @@ try {
 const table = report();
 process.stdout.write(`${table}\n`);
 const outFile =
-  flags.out ?? join(ROOT, "bench/results", `${started.toISOString().replace(/[:.]/g, "-")}-${db}${flags.only === undefined ? "" : `-${targets.join("+")}`}.json`);
+  flags.out ??
+  join(
+    ROOT,
+    "bench/results",
+    `${started.toISOString().replace(/[:.]/g, "-")}-${db}${flags.only === undefined ? "" : `-${targets.join("+")}`}.json`,
+  );
 mkdirSync(dirname(outFile), { recursive: true });
 writeFileSync(
   outFile,
@@ -898,12 +1245,26 @@ writeFileSync(
       database: db,
       targets,
       machine: { nproc, cpu_model: cpuModel, node: process.version, clk_tck: clkTck, pinned, pinning: pinningNote },
-      settings: { seconds: SECONDS, warmup_seconds: WARMUP, connections: CONNECTIONS, returning_users: RETURNING_USERS, new_users: NEW_USERS, max_requests: MAX_REQUESTS },
+      settings: {
+        seconds: SECONDS,
+        warmup_seconds: WARMUP,
+        connections: CONNECTIONS,
+        returning_users: RETURNING_USERS,
+        new_users: NEW_USERS,
+        max_requests: MAX_REQUESTS,
+      },
       statement_counts: counts,
       results,
       soak: soakSlices,
       whole_machine: wholeMachine,
-      rows: buildRows().map((r) => ({ label: r.label, statements_per_op: r.statements, round_trips_per_op: r.roundTrips, service_vs_floor: r.vsFloor ?? null, service_vs_better_auth: r.vsBetterAuth ?? null, ...r.m })),
+      rows: buildRows().map((r) => ({
+        label: r.label,
+        statements_per_op: r.statements,
+        round_trips_per_op: r.roundTrips,
+        service_vs_floor: r.vsFloor ?? null,
+        service_vs_better_auth: r.vsBetterAuth ?? null,
+        ...r.m,
+      })),
       failures,
       table,
     },

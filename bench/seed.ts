@@ -22,11 +22,14 @@ db.pragma("journal_mode = WAL");
 db.pragma("synchronous = OFF");
 const iso = (ms: number) => new Date(ms).toISOString().replace("Z", "+00:00");
 const now = Date.now();
-const insertUser = db.prepare(`INSERT INTO users (id, username, email, email_normalized, email_verified, phone, status, must_change_password,
+const insertUser =
+  db.prepare(`INSERT INTO users (id, username, email, email_normalized, email_verified, phone, status, must_change_password,
   created_at, updated_at, last_signin_at) VALUES (?, ?, ?, ?, 1, NULL, 'active', 0, ?, ?, ?)`);
-const insertIdentity = db.prepare(`INSERT INTO identities (id, user_id, issuer, subject, provider, email, email_verified, created_at, last_signin_at)
+const insertIdentity =
+  db.prepare(`INSERT INTO identities (id, user_id, issuer, subject, provider, email, email_verified, created_at, last_signin_at)
   VALUES (?, ?, 'https://seed.invalid', ?, 'seed', ?, 1, ?, ?)`);
-const insertAudit = db.prepare(`INSERT INTO audit_events (id, at, type, code, user_id, provider, issuer, subject, ip, user_agent, request_id, detail)
+const insertAudit =
+  db.prepare(`INSERT INTO audit_events (id, at, type, code, user_id, provider, issuer, subject, ip, user_agent, request_id, detail)
   VALUES (?, ?, ?, ?, ?, 'seed', 'https://seed.invalid', ?, ?, 'seed', NULL, NULL)`);
 const started = performance.now();
 const batch = 10_000;
@@ -46,11 +49,20 @@ for (let from = 0; from < audits; from += batch) {
     for (let i = from; i < Math.min(audits, from + batch); i++) {
       const user = next() % Math.max(1, users);
       const failed = next() % 20 === 0;
-      insertAudit.run(`evt_seed_${i}`, iso(now - (next() % (90 * 86_400)) * 1000), failed ? "signin.failed" : "signin.succeeded",
-        failed ? "id_token_expired" : null, `usr_seed_${user}`, `seed-${user}`, `198.${18 + (next() % 2)}.${next() % 256}.${next() % 256}`);
+      insertAudit.run(
+        `evt_seed_${i}`,
+        iso(now - (next() % (90 * 86_400)) * 1000),
+        failed ? "signin.failed" : "signin.succeeded",
+        failed ? "id_token_expired" : null,
+        `usr_seed_${user}`,
+        `seed-${user}`,
+        `198.${18 + (next() % 2)}.${next() % 256}.${next() % 256}`,
+      );
     }
   })();
 }
 db.pragma("wal_checkpoint(TRUNCATE)");
 db.close();
-process.stdout.write(`seeded ${users} users and ${audits} audit rows in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+process.stdout.write(
+  `seeded ${users} users and ${audits} audit rows in ${((performance.now() - started) / 1000).toFixed(1)} s\n`,
+);

@@ -18,7 +18,11 @@ export const REUSABLE_PROVIDER = "bench-reusable";
 /** The same issuer's ES256 key, for the soak's tokens minted on the fly (bench/issuer.ts). */
 export const SOAK_PROVIDER = "bench-soak";
 
-export function serviceConfig(options: { issuer: string; dataDir: string; databaseUrl?: string | undefined }): Record<string, unknown> {
+export function serviceConfig(options: {
+  issuer: string;
+  dataDir: string;
+  databaseUrl?: string | undefined;
+}): Record<string, unknown> {
   const provider = {
     issuer: options.issuer,
     client_ids: [BENCH_CLIENT_ID],

@@ -6,7 +6,15 @@
  * integers as strings — the REST layer's protobuf JSON options (src/rpc/http-handler.ts). Errors
  * have one body and the stable codes of src/rpc/error-codes.ts.
  */
-import { type DescEnum, type DescField, type DescMessage, type DescMethod, getOption, hasOption, ScalarType } from "@bufbuild/protobuf";
+import {
+  type DescEnum,
+  type DescField,
+  type DescMessage,
+  type DescMethod,
+  getOption,
+  hasOption,
+  ScalarType,
+} from "@bufbuild/protobuf";
 import { FeatureSet_FieldPresence } from "@bufbuild/protobuf/wkt";
 import { createEcmaScriptPlugin, getComments, runNodeJs } from "@bufbuild/protoplugin";
 import { http } from "../gen/pb/google/api/annotations_pb.ts";
@@ -16,14 +24,25 @@ type JsonSchema = Record<string, unknown>;
 
 function scalarSchema(scalar: ScalarType): JsonSchema {
   switch (scalar) {
-    case ScalarType.STRING: return { type: "string" };
-    case ScalarType.BOOL: return { type: "boolean" };
-    case ScalarType.BYTES: return { type: "string", contentEncoding: "base64" };
-    case ScalarType.DOUBLE: case ScalarType.FLOAT: return { type: "number" };
-    case ScalarType.INT32: case ScalarType.SINT32: case ScalarType.SFIXED32: return { type: "integer", format: "int32" };
-    case ScalarType.UINT32: case ScalarType.FIXED32: return { type: "integer", format: "int32", minimum: 0 };
+    case ScalarType.STRING:
+      return { type: "string" };
+    case ScalarType.BOOL:
+      return { type: "boolean" };
+    case ScalarType.BYTES:
+      return { type: "string", contentEncoding: "base64" };
+    case ScalarType.DOUBLE:
+    case ScalarType.FLOAT:
+      return { type: "number" };
+    case ScalarType.INT32:
+    case ScalarType.SINT32:
+    case ScalarType.SFIXED32:
+      return { type: "integer", format: "int32" };
+    case ScalarType.UINT32:
+    case ScalarType.FIXED32:
+      return { type: "integer", format: "int32", minimum: 0 };
     // Protobuf JSON writes 64-bit integers as strings (they do not fit a double).
-    default: return { type: "string", format: "int64", pattern: "^-?[0-9]+$" };
+    default:
+      return { type: "string", format: "int64", pattern: "^-?[0-9]+$" };
   }
 }
 
@@ -39,7 +58,11 @@ const WELL_KNOWN: Record<string, JsonSchema> = {
 
 /** A proto comment as plain text (protoc keeps the space after `//` on every line). */
 function clean(text: string | undefined): string {
-  return (text ?? "").split("\n").map((l) => l.replace(/^ /, "")).join("\n").trim();
+  return (text ?? "")
+    .split("\n")
+    .map((l) => l.replace(/^ /, ""))
+    .join("\n")
+    .trim();
 }
 
 function description(text: string | undefined): JsonSchema {
@@ -65,15 +88,28 @@ function createSchemas() {
   function fieldSchema(f: DescField): JsonSchema {
     const comments = description(getComments(f).leading);
     switch (f.fieldKind) {
-      case "scalar": return { ...scalarSchema(f.scalar), ...comments };
-      case "enum": return { ...enumSchema(f.enum), ...comments };
-      case "message": return { ...messageRef(f.message), ...comments };
+      case "scalar":
+        return { ...scalarSchema(f.scalar), ...comments };
+      case "enum":
+        return { ...enumSchema(f.enum), ...comments };
+      case "message":
+        return { ...messageRef(f.message), ...comments };
       case "list": {
-        const items = f.listKind === "scalar" ? scalarSchema(f.scalar) : f.listKind === "enum" ? enumSchema(f.enum) : messageRef(f.message);
+        const items =
+          f.listKind === "scalar"
+            ? scalarSchema(f.scalar)
+            : f.listKind === "enum"
+              ? enumSchema(f.enum)
+              : messageRef(f.message);
         return { type: "array", items, ...comments };
       }
       case "map": {
-        const values = f.mapKind === "scalar" ? scalarSchema(f.scalar) : f.mapKind === "enum" ? enumSchema(f.enum) : messageRef(f.message);
+        const values =
+          f.mapKind === "scalar"
+            ? scalarSchema(f.scalar)
+            : f.mapKind === "enum"
+              ? enumSchema(f.enum)
+              : messageRef(f.message);
         return { type: "object", additionalProperties: values, ...comments };
       }
     }
@@ -88,13 +124,21 @@ function createSchemas() {
       const required: string[] = [];
       for (const f of m.fields) {
         properties[f.name] = fieldSchema(f);
-        const written = f.fieldKind === "list" || f.fieldKind === "map" ||
-          ((f.fieldKind === "scalar" || f.fieldKind === "enum") && f.presence === FeatureSet_FieldPresence.IMPLICIT &&
+        const written =
+          f.fieldKind === "list" ||
+          f.fieldKind === "map" ||
+          ((f.fieldKind === "scalar" || f.fieldKind === "enum") &&
+            f.presence === FeatureSet_FieldPresence.IMPLICIT &&
             f.oneof === undefined);
         if (written) required.push(f.name);
       }
       alwaysWritten.set(m.typeName, required);
-      schemas[m.typeName] = { type: "object", ...description(getComments(m).leading), properties, additionalProperties: false };
+      schemas[m.typeName] = {
+        type: "object",
+        ...description(getComments(m).leading),
+        properties,
+        additionalProperties: false,
+      };
     }
     return ref(m.typeName);
   }
@@ -106,7 +150,8 @@ function createSchemas() {
       answered.add(msg.typeName);
       for (const f of msg.fields) {
         if (f.fieldKind === "message") mark(f.message);
-        if ((f.fieldKind === "list" && f.listKind === "message") || (f.fieldKind === "map" && f.mapKind === "message")) mark(f.message);
+        if ((f.fieldKind === "list" && f.listKind === "message") || (f.fieldKind === "map" && f.mapKind === "message"))
+          mark(f.message);
       }
     };
     mark(m);
@@ -129,7 +174,13 @@ function createSchemas() {
 
 type Schemas = ReturnType<typeof createSchemas>;
 
-function operation(method: DescMethod, verb: string, template: string, body: string, { messageRef, answerRef }: Schemas) {
+function operation(
+  method: DescMethod,
+  verb: string,
+  template: string,
+  body: string,
+  { messageRef, answerRef }: Schemas,
+) {
   const pathVars = [...template.matchAll(/\{([a-z_][a-z0-9_]*)(?:=\*)?\}/g)].map((m) => m[1]!);
   const parameters: JsonSchema[] = pathVars.map((name) => {
     const f = method.input.fields.find((x) => x.name === name)!;
@@ -139,14 +190,23 @@ function operation(method: DescMethod, verb: string, template: string, body: str
     for (const f of method.input.fields) {
       if (pathVars.includes(f.name) || f.name === body) continue;
       if (f.fieldKind !== "scalar" && f.fieldKind !== "enum") continue;
-      parameters.push({ name: f.name, in: "query", required: false, schema: fieldSchema1(f), ...description(getComments(f).leading) });
+      parameters.push({
+        name: f.name,
+        in: "query",
+        required: false,
+        schema: fieldSchema1(f),
+        ...description(getComments(f).leading),
+      });
     }
   }
   const comments = clean(getComments(method).leading);
   const op: JsonSchema = {
     operationId: `${method.parent.name}_${method.name}`,
     tags: [method.parent.name],
-    summary: comments.split(/\.\s|\n\n/)[0]?.replace(/\n/g, " ").slice(0, 200),
+    summary: comments
+      .split(/\.\s|\n\n/)[0]
+      ?.replace(/\n/g, " ")
+      .slice(0, 200),
     ...(comments === "" ? {} : { description: comments }),
     ...(parameters.length > 0 ? { parameters } : {}),
     responses: {
@@ -184,20 +244,28 @@ function errorComponents() {
       description:
         "Every refusal: a stable `code`, a human-readable `message` (not for parsing) and the gRPC status name. " +
         "The HTTP status follows from the code; gRPC and Connect carry the same code as `google.rpc.ErrorInfo.reason`.\n\n" +
-        "| code | HTTP | status |\n|---|---|---|\n" + rows.join("\n"),
+        "| code | HTTP | status |\n|---|---|---|\n" +
+        rows.join("\n"),
       properties: {
         code: { type: "string", enum: codes },
         message: { type: "string" },
         status: { type: "string", enum: statuses },
-        details: { type: "object", additionalProperties: { type: "string" }, description: "Machine-readable detail of some codes (`retry_after_seconds`, `attempts_left`, `locked_until`, `reason`)" },
+        details: {
+          type: "object",
+          additionalProperties: { type: "string" },
+          description:
+            "Machine-readable detail of some codes (`retry_after_seconds`, `attempts_left`, `locked_until`, `reason`)",
+        },
       },
       required: ["code", "message", "status"],
       additionalProperties: false,
     },
-    "x-error-codes": Object.fromEntries(codes.map((c) => {
-      const entry = ERROR_TABLE[c as keyof typeof ERROR_TABLE];
-      return [c, { http: entry.http ?? httpStatusOf(entry.code), status: statusName(entry.code) }];
-    })),
+    "x-error-codes": Object.fromEntries(
+      codes.map((c) => {
+        const entry = ERROR_TABLE[c as keyof typeof ERROR_TABLE];
+        return [c, { http: entry.http ?? httpStatusOf(entry.code), status: statusName(entry.code) }];
+      }),
+    ),
   };
 }
 
@@ -217,7 +285,8 @@ const protocGenOpenapi = createEcmaScriptPlugin({
           const rule = getOption(method, http);
           for (const r of [rule, ...rule.additionalBindings]) {
             const { case: verb, value } = r.pattern;
-            if (verb === undefined || verb === "custom") throw new Error(`${method.name}: unsupported google.api.http pattern`);
+            if (verb === undefined || verb === "custom")
+              throw new Error(`${method.name}: unsupported google.api.http pattern`);
             const path = value.replace(/\{([a-z_][a-z0-9_]*)=\*\}/g, "{$1}");
             (paths[path] ??= {})[verb] = operation(method, verb, value, r.body, schemas);
           }
@@ -242,7 +311,10 @@ const protocGenOpenapi = createEcmaScriptPlugin({
       components: {
         schemas: { ...schemas.finish(), Error: errors.schema },
         responses: {
-          Error: { description: "A refusal with a stable code", content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } },
+          Error: {
+            description: "A refusal with a stable code",
+            content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } },
+          },
         },
       },
       "x-error-codes": errors["x-error-codes"],

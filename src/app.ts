@@ -94,11 +94,24 @@ export async function createApp(
     const replaceUnreadable = options.replaceUnreadableSigningKeys === true;
     const keys = await openKeys(config, { database, clock, logger, urls, replaceUnreadable });
     const { verifier, devIssuer } = await createVerifier(config, {
-      clock, fetch: overrides.fetch, logger, metrics, urls, tracer, override: overrides.verifier,
+      clock,
+      fetch: overrides.fetch,
+      logger,
+      metrics,
+      urls,
+      tracer,
+      override: overrides.verifier,
     });
     const stores = createStores(config, database, metrics, tracer);
     const parts: ServiceParts = {
-      ...keys, config, clock, logger, database, urls, verifier, stores,
+      ...keys,
+      config,
+      clock,
+      logger,
+      database,
+      urls,
+      verifier,
+      stores,
       opaqueTokens: createOpaqueTokens(keys.kek),
       addressLimit: createSigninAddressLimit(config, stores, clock),
       events: metrics.events,
@@ -116,11 +129,18 @@ export async function createApp(
     });
     // What GET /metrics serves: this process's metrics, or in a cluster every worker's.
     const cluster = options.cluster;
-    const servedMetrics = cluster === undefined
-      ? metrics
-      : { contentType: metrics.contentType, render: () => cluster.metrics() };
+    const servedMetrics =
+      cluster === undefined ? metrics : { contentType: metrics.contentType, render: () => cluster.metrics() };
     const listener = createListener({
-      parts, cores, served, metrics, servedMetrics, tracer, readiness, notReadyReason, devIssuer,
+      parts,
+      cores,
+      served,
+      metrics,
+      servedMetrics,
+      tracer,
+      readiness,
+      notReadyReason,
+      devIssuer,
     });
     const worker = cluster !== undefined;
     const lifecycle = createLifecycle({ parts, listener, readiness, servedMetrics, tracing, worker });

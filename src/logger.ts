@@ -18,11 +18,34 @@ export interface Logger {
  * `code` is not among them: it is our stable error code; second-factor codes go by other names.
  */
 export const REDACTED_FIELDS = [
-  "id_token", "idToken", "access_token", "accessToken", "refresh_token", "refreshToken",
-  "challenge_token", "challengeToken", "token", "authorization", "cookie", "x-admin-key", "admin_key",
-  "password", "new_password", "current_password", "secret",
-  "mfa_code", "totp_code", "recovery_code", "recovery_codes", "otp",
-  "email", "email_normalized", "emailNormalized", "subject", "sub", "phone",
+  "id_token",
+  "idToken",
+  "access_token",
+  "accessToken",
+  "refresh_token",
+  "refreshToken",
+  "challenge_token",
+  "challengeToken",
+  "token",
+  "authorization",
+  "cookie",
+  "x-admin-key",
+  "admin_key",
+  "password",
+  "new_password",
+  "current_password",
+  "secret",
+  "mfa_code",
+  "totp_code",
+  "recovery_code",
+  "recovery_codes",
+  "otp",
+  "email",
+  "email_normalized",
+  "emailNormalized",
+  "subject",
+  "sub",
+  "phone",
 ] as const;
 
 /** Objects that log lines nest (audit-like detail, headers): their fields are redacted too. */
@@ -40,10 +63,13 @@ const REDACT_PATHS = REDACTED_FIELDS.flatMap((f) => {
  * so a line costs the request path only its serialization (~3 µs). `write` (tests) receives
  * each line instead of stdout.
  */
-export function createLogger(options: { level: Level; write?: (line: string) => void; fields?: Record<string, string | number> }): Logger {
-  const destination = options.write === undefined
-    ? pino.destination({ dest: 1, sync: false })
-    : { write: options.write };
+export function createLogger(options: {
+  level: Level;
+  write?: (line: string) => void;
+  fields?: Record<string, string | number>;
+}): Logger {
+  const destination =
+    options.write === undefined ? pino.destination({ dest: 1, sync: false }) : { write: options.write };
   const p = pino(
     {
       level: options.level,

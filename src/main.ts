@@ -137,7 +137,9 @@ async function runRotateKeys(config: Config, logger: Logger, replaceUnreadable: 
 async function serve(config: Config, logger: Logger, forceDev: boolean): Promise<number> {
   const refusals = config.dev ? [] : productionRefusals(config);
   if (refusals.length > 0) {
-    throw new ConfigError(`refusing to serve in production (without --dev):\n${refusals.map((r) => `  ${r}`).join("\n")}`);
+    throw new ConfigError(
+      `refusing to serve in production (without --dev):\n${refusals.map((r) => `  ${r}`).join("\n")}`,
+    );
   }
   // Dev mode cannot meet real data: refused beyond loopback or over other providers' identities.
   const devRefusal = async (check: () => void | Promise<void>) => {
@@ -161,16 +163,17 @@ async function serve(config: Config, logger: Logger, forceDev: boolean): Promise
     return app;
   };
   const workers = workerCount(config.server.workers);
-  const app: Supervisor = workers === 1
-    ? await checkedApp()
-    : createSupervisor({
-        workers,
-        logger,
-        // Once, before any worker starts: migrations, checks, the key files and the first signing key.
-        prepare: async () => (await checkedApp()).close(),
-        workerEnv: (n) => ({ [WORKER_SLOT]: String(n) }),
-        shutdownTimeoutMs: config.server.shutdown_timeout_ms,
-      });
+  const app: Supervisor =
+    workers === 1
+      ? await checkedApp()
+      : createSupervisor({
+          workers,
+          logger,
+          // Once, before any worker starts: migrations, checks, the key files and the first signing key.
+          prepare: async () => (await checkedApp()).close(),
+          workerEnv: (n) => ({ [WORKER_SLOT]: String(n) }),
+          shutdownTimeoutMs: config.server.shutdown_timeout_ms,
+        });
   // Shutdown: not ready at once (load balancers and gRPC health watchers stop sending), still
   // serving for server.shutdown_delay_ms while they catch up, then drain. SIGINT (an operator at
   // a terminal) skips the delay. The handlers are in place before the port opens, so a signal

@@ -57,7 +57,8 @@ export function createApi(protocol: Protocol, accessToken: () => string | null, 
     }
   };
   const options = { baseUrl: location.origin, interceptors: [bearer] };
-  const transport: Transport = protocol === "grpc-web" ? createGrpcWebTransport(options) : createConnectTransport(options);
+  const transport: Transport =
+    protocol === "grpc-web" ? createGrpcWebTransport(options) : createConnectTransport(options);
   return {
     auth: createClient(AuthService, transport),
     mfa: createClient(MfaService, transport),
@@ -76,11 +77,19 @@ export async function mintDevIdToken(claims: { sub: string; email: string; amr?:
       body: JSON.stringify({ ...claims, email_verified: true }),
     });
   } catch (e) {
-    throw new PageError({ code: "network_error", status: null, message: `the dev issuer could not be reached: ${String(e)}` });
+    throw new PageError({
+      code: "network_error",
+      status: null,
+      message: `the dev issuer could not be reached: ${String(e)}`,
+    });
   }
   const body = (await res.json().catch(() => ({}))) as { id_token?: string; code?: string; message?: string };
   if (!res.ok || typeof body.id_token !== "string") {
-    throw new PageError({ code: body.code ?? `http_${res.status}`, status: null, message: body.message ?? "the dev issuer refused" });
+    throw new PageError({
+      code: body.code ?? `http_${res.status}`,
+      status: null,
+      message: body.message ?? "the dev issuer refused",
+    });
   }
   return body.id_token;
 }
@@ -100,9 +109,10 @@ export class PageError extends Error {
  */
 function stepUpAdvice(metadata: Record<string, string>, serviceMessage: string): string {
   const minutes = Math.max(1, Math.round(Number(metadata["max_age_seconds"] ?? "600") / 60));
-  const what = metadata["step_up"] === "AuthService.SigninWithIdToken"
-    ? `For your safety, setting up a second factor needs a recent sign-in. Sign out, sign in again, then set it up within ${minutes} minutes.`
-    : `For your safety, changing your second factors needs confirming one of them first (within the last ${minutes} minutes).`;
+  const what =
+    metadata["step_up"] === "AuthService.SigninWithIdToken"
+      ? `For your safety, setting up a second factor needs a recent sign-in. Sign out, sign in again, then set it up within ${minutes} minutes.`
+      : `For your safety, changing your second factors needs confirming one of them first (within the last ${minutes} minutes).`;
   return `${what} (${serviceMessage})`;
 }
 
@@ -118,7 +128,11 @@ export function describeProblem(e: unknown): Problem {
       return { code: reason, status, message: stepUpAdvice(info!.metadata, e.rawMessage), stepUpMethods: methods };
     }
     // Without a reason the browser never got the service's answer (network, CORS, a proxy).
-    return { code: reason ?? (e.code === Code.Unknown || e.code === Code.Unavailable ? "network_error" : snake(status)), status, message: e.rawMessage };
+    return {
+      code: reason ?? (e.code === Code.Unknown || e.code === Code.Unavailable ? "network_error" : snake(status)),
+      status,
+      message: e.rawMessage,
+    };
   }
   return { code: "page_error", status: null, message: e instanceof Error ? e.message : String(e) };
 }
@@ -161,7 +175,10 @@ export function deviceId(): string {
 /** A new device id: from now on this browser is a device the service has never seen. */
 export function forgetDevice(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(32));
-  const id = btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  const id = btoa(String.fromCharCode(...bytes))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
   localStorage.setItem(DEVICE_KEY, id);
   return id;
 }

@@ -68,11 +68,16 @@ export function renderLogin(res: LoginResponse, rpc: string, signin: LoginRespon
   byId("user-avatar").textContent = (u?.username ?? "?").slice(0, 1).toUpperCase();
   byId("user-name").textContent = u?.username ?? "—";
   byId("user-email").textContent = u?.email ?? "no e-mail address";
-  fillPairs(byId("user-fields"), u === undefined ? [] : [
-    ["User id", code(u.id)],
-    ["Status", badge(u.status, u.status === "active" ? "ok" : "bad")],
-    ["Created", timeEl(u.createdAt)],
-  ]);
+  fillPairs(
+    byId("user-fields"),
+    u === undefined
+      ? []
+      : [
+          ["User id", code(u.id)],
+          ["Status", badge(u.status, u.status === "active" ? "ok" : "bad")],
+          ["Created", timeEl(u.createdAt)],
+        ],
+  );
 
   // Risk.
   const assessed = res.riskAssessment === undefined ? signin : res;
@@ -97,7 +102,10 @@ export function renderLogin(res: LoginResponse, rpc: string, signin: LoginRespon
   const reason = assessed.mfaCheckReason;
   fillPairs(byId("risk-fields"), [
     ["MFA required", yesNo(risk?.requireMfa ?? assessed.requiresMfa)],
-    ["Recommended", risk === undefined || risk.recommendedMfaMethods.length === 0 ? "—" : risk.recommendedMfaMethods.join(", ")],
+    [
+      "Recommended",
+      risk === undefined || risk.recommendedMfaMethods.length === 0 ? "—" : risk.recommendedMfaMethods.join(", "),
+    ],
     ...(reason === undefined ? [] : [["MFA reason", reasonEl(reason)] as const]),
   ]);
 
@@ -108,7 +116,12 @@ export function renderLogin(res: LoginResponse, rpc: string, signin: LoginRespon
     ...(res.requiresMfa
       ? [["Expiry", "told after the second factor"] as const]
       : [
-          ["Password expires in", res.passwordExpiresIn === undefined ? "never (no local password, or no expiry configured)" : `${res.passwordExpiresIn} day(s)`] as const,
+          [
+            "Password expires in",
+            res.passwordExpiresIn === undefined
+              ? "never (no local password, or no expiry configured)"
+              : `${res.passwordExpiresIn} day(s)`,
+          ] as const,
           ["Warning", warning === undefined ? "none" : reasonEl(warning)] as const,
         ]),
   ]);

@@ -53,9 +53,14 @@ function storedProtocol(): Protocol {
 }
 
 function connect(protocol: Protocol): Api {
-  return createApi(protocol, () => signedIn?.accessToken ?? null, ({ rpc, protocol, ms, ok }) => {
-    byId("last-call").textContent = `Last call: ${rpc} over ${PROTOCOL_NAMES[protocol]}, ${Math.round(ms)} ms${ok ? "" : " (failed)"}`;
-  });
+  return createApi(
+    protocol,
+    () => signedIn?.accessToken ?? null,
+    ({ rpc, protocol, ms, ok }) => {
+      byId("last-call").textContent =
+        `Last call: ${rpc} over ${PROTOCOL_NAMES[protocol]}, ${Math.round(ms)} ms${ok ? "" : " (failed)"}`;
+    },
+  );
 }
 
 // --- feedback --------------------------------------------------------------------------------
@@ -122,7 +127,10 @@ function field(form: HTMLFormElement, name: string): string {
 async function signin(idToken: string, provider: string | undefined): Promise<void> {
   const credential = deviceCredential();
   const res = await api.auth.signinWithIdToken({
-    idToken, ...(provider ? { provider } : {}), deviceId: deviceId(), ...(credential === null ? {} : { deviceCredential: credential }),
+    idToken,
+    ...(provider ? { provider } : {}),
+    deviceId: deviceId(),
+    ...(credential === null ? {} : { deviceCredential: credential }),
   });
   handleLogin(res, "SigninWithIdToken");
 }
@@ -141,10 +149,20 @@ function handleLogin(res: LoginResponse, rpc: string): void {
     const methods = byId<HTMLSelectElement>("challenge-method");
     const codeMethods = res.requiredMfaMethods.filter((m) => m !== "webauthn");
     methods.replaceChildren(
-      ...codeMethods.map((m) => el("option", m === "totp" ? "Code from the authenticator app" : m === "recovery_code" ? "Recovery code" : m, { value: m })),
+      ...codeMethods.map((m) =>
+        el("option", m === "totp" ? "Code from the authenticator app" : m === "recovery_code" ? "Recovery code" : m, {
+          value: m,
+        }),
+      ),
     );
     // A passkey answers with its own button; the code fields only when a code can.
-    for (const id of ["challenge-method-label", "challenge-method", "challenge-code-label", "challenge-code", "challenge-verify"]) {
+    for (const id of [
+      "challenge-method-label",
+      "challenge-method",
+      "challenge-code-label",
+      "challenge-code",
+      "challenge-verify",
+    ]) {
       show(id, codeMethods.length > 0);
     }
     byId<HTMLInputElement>("challenge-code").required = codeMethods.length > 0;
@@ -200,12 +218,15 @@ function endSession(): void {
 function scheduleRefresh(expiresIn: number): void {
   window.clearTimeout(refreshTimer);
   const ahead = Math.min(REFRESH_AHEAD_SECONDS, expiresIn / 2);
-  refreshTimer = window.setTimeout(() => {
-    if (signedIn !== null && byId<HTMLInputElement>("refresh-auto").checked) {
-      clearFeedback();
-      refresh("automatic").catch((e: unknown) => showProblem(describeProblem(e)));
-    }
-  }, (expiresIn - ahead) * 1000);
+  refreshTimer = window.setTimeout(
+    () => {
+      if (signedIn !== null && byId<HTMLInputElement>("refresh-auto").checked) {
+        clearFeedback();
+        refresh("automatic").catch((e: unknown) => showProblem(describeProblem(e)));
+      }
+    },
+    (expiresIn - ahead) * 1000,
+  );
 }
 
 /**
@@ -237,7 +258,11 @@ async function rotate(kind: "manual" | "automatic"): Promise<void> {
   rotations += 1;
   const li = el("li");
   li.append(
-    timeEl(new Date(), "time"), ` ${kind}: refresh token `, code(abbreviate(before, 8)), " → ", code(abbreviate(res.refreshToken ?? "", 8)),
+    timeEl(new Date(), "time"),
+    ` ${kind}: refresh token `,
+    code(abbreviate(before, 8)),
+    " → ",
+    code(abbreviate(res.refreshToken ?? "", 8)),
     `, new access token for ${clock(res.expiresIn)}`,
   );
   const list = byId("rotations");
@@ -296,10 +321,16 @@ async function stepUp(method: "totp" | "webauthn", code = ""): Promise<void> {
     const begun = await api.mfa.beginStepUp({});
     assertion = await startAuthentication({ optionsJSON: begun.options as never });
   }
-  const r = await api.mfa.stepUp({ method, code, ...(assertion === undefined ? {} : { webauthnAssertion: assertion as never }) });
+  const r = await api.mfa.stepUp({
+    method,
+    code,
+    ...(assertion === undefined ? {} : { webauthnAssertion: assertion as never }),
+  });
   signedIn = { ...signedIn, accessToken: r.accessToken, expiresAt: Date.now() + r.expiresIn * 1000 };
   tick();
-  notice(`Confirmed: you can change your second factors for the next ${Math.max(1, Math.round(r.maxAge / 60))} minutes. Try again now.`);
+  notice(
+    `Confirmed: you can change your second factors for the next ${Math.max(1, Math.round(r.maxAge / 60))} minutes. Try again now.`,
+  );
 }
 
 async function loadPasskeys(): Promise<void> {
@@ -308,7 +339,9 @@ async function loadPasskeys(): Promise<void> {
     passkeys.length > 0 ? el("span", "on", { class: "badge ok" }) : el("span", "off", { class: "badge" }),
     passkeys.length > 0 ? ` ${passkeys.length} passkey(s).` : " No passkey yet.",
   );
-  byId("passkeys").querySelector("tbody")!.replaceChildren(...passkeys.map(passkeyRow));
+  byId("passkeys")
+    .querySelector("tbody")!
+    .replaceChildren(...passkeys.map(passkeyRow));
 }
 
 function passkeyRow(p: Passkey): HTMLTableRowElement {
@@ -318,7 +351,10 @@ function passkeyRow(p: Passkey): HTMLTableRowElement {
   if (p.createdAt !== undefined) added.append(timeEl(timestampDate(p.createdAt), "short"));
   const used = el("td", p.lastUsedAt === undefined ? "never" : null);
   if (p.lastUsedAt !== undefined) used.append(timeEl(timestampDate(p.lastUsedAt), "short"));
-  const kind = el("td", `${p.authenticatorType === "multi_device" ? "synced" : "this device only"}${p.backedUp ? ", backed up" : ""}`);
+  const kind = el(
+    "td",
+    `${p.authenticatorType === "multi_device" ? "synced" : "this device only"}${p.backedUp ? ", backed up" : ""}`,
+  );
   if (p.flagged) kind.append(" ", el("span", "refused: counter went backwards", { class: "badge" }));
   const actions = el("td");
   const rename = el("button", "Rename", { type: "button", class: "secondary", "aria-label": `Rename ${p.name}` });
@@ -349,7 +385,10 @@ async function addPasskey(form: HTMLFormElement): Promise<void> {
   const name = field(form, "name");
   const begun = await api.mfa.beginPasskeyRegistration({});
   const credential = await startRegistration({ optionsJSON: begun.options as never });
-  const r = await api.mfa.finishPasskeyRegistration({ credential: credential as never, ...(name === "" ? {} : { name }) });
+  const r = await api.mfa.finishPasskeyRegistration({
+    credential: credential as never,
+    ...(name === "" ? {} : { name }),
+  });
   form.reset();
   notice(`Passkey “${r.passkey?.name ?? name}” added.`);
   await loadPasskeys();
@@ -359,9 +398,15 @@ async function loadMfaStatus(): Promise<void> {
   const s = await api.mfa.getMfaStatus({});
   const status = byId("mfa-status");
   if (s.totpEnabled) {
-    status.replaceChildren(el("span", "on", { class: "badge ok" }), ` TOTP is set up; ${s.recoveryCodesLeft} recovery code(s) left.`);
+    status.replaceChildren(
+      el("span", "on", { class: "badge ok" }),
+      ` TOTP is set up; ${s.recoveryCodesLeft} recovery code(s) left.`,
+    );
   } else {
-    status.replaceChildren(el("span", "off", { class: "badge" }), s.totpPending ? " Set-up started but not confirmed." : " No authenticator app yet.");
+    status.replaceChildren(
+      el("span", "off", { class: "badge" }),
+      s.totpPending ? " Set-up started but not confirmed." : " No authenticator app yet.",
+    );
   }
   show("totp-enroll", !s.totpEnabled);
 }
@@ -393,13 +438,23 @@ async function confirmTotp(form: HTMLFormElement): Promise<void> {
 }
 
 const FAMILY_NAMES: Record<string, string> = {
-  chrome: "Chrome", firefox: "Firefox", safari: "Safari", edge: "Edge", opera: "Opera", samsung: "Samsung Internet",
-  windows: "Windows", macos: "macOS", linux: "Linux", android: "Android", ios: "iOS", chromeos: "ChromeOS",
+  chrome: "Chrome",
+  firefox: "Firefox",
+  safari: "Safari",
+  edge: "Edge",
+  opera: "Opera",
+  samsung: "Samsung Internet",
+  windows: "Windows",
+  macos: "macOS",
+  linux: "Linux",
+  android: "Android",
+  ios: "iOS",
+  chromeos: "ChromeOS",
 };
 
 /** The browser and OS family the service read from the session's User-Agent ("Firefox on Linux"). */
 function describeBrowser(s: Session): string {
-  const name = (family: string | undefined) => (family === undefined ? undefined : FAMILY_NAMES[family] ?? family);
+  const name = (family: string | undefined) => (family === undefined ? undefined : (FAMILY_NAMES[family] ?? family));
   const browser = name(s.browser) ?? s.userAgent?.split(/[ /]/)[0] ?? "—";
   const os = name(s.os);
   return os === undefined ? browser : `${browser} on ${os}`;
@@ -421,12 +476,18 @@ async function forgetTrust(): Promise<void> {
   const r = await api.user.forgetDevice({ deviceCredential: credential });
   dropDeviceCredential();
   showTrust();
-  notice(r.forgottenDevices > 0 ? "This device is forgotten: the next sign-in here asks for a second factor." : "This device was no longer trusted.");
+  notice(
+    r.forgottenDevices > 0
+      ? "This device is forgotten: the next sign-in here asks for a second factor."
+      : "This device was no longer trusted.",
+  );
 }
 
 async function loadSessions(): Promise<void> {
   const { sessions } = await api.user.listSessions({});
-  byId("sessions").querySelector("tbody")!.replaceChildren(...sessions.map(sessionRow));
+  byId("sessions")
+    .querySelector("tbody")!
+    .replaceChildren(...sessions.map(sessionRow));
 }
 
 function sessionRow(s: Session): HTMLTableRowElement {
@@ -441,7 +502,11 @@ function sessionRow(s: Session): HTMLTableRowElement {
   lastUsed.append(timeEl(s.lastUsedAt, "short"));
   const act = el("td");
   if (!s.current) {
-    const revoke = el("button", "Revoke", { type: "button", class: "secondary", "aria-label": `Revoke the session signed in ${new Date(s.createdAt).toLocaleString()}` });
+    const revoke = el("button", "Revoke", {
+      type: "button",
+      class: "secondary",
+      "aria-label": `Revoke the session signed in ${new Date(s.createdAt).toLocaleString()}`,
+    });
     revoke.addEventListener("click", () =>
       action(revoke, async () => {
         await api.user.revokeSession({ sessionId: s.id });
@@ -484,8 +549,15 @@ function init(): void {
 
   onSubmit("dev-form", async (form) => {
     const sub = field(form, "sub");
-    const amr = field(form, "amr").split(",").map((m) => m.trim()).filter((m) => m !== "");
-    const idToken = await mintDevIdToken({ sub, email: field(form, "email") || `${sub}@example.com`, ...(amr.length > 0 ? { amr } : {}) });
+    const amr = field(form, "amr")
+      .split(",")
+      .map((m) => m.trim())
+      .filter((m) => m !== "");
+    const idToken = await mintDevIdToken({
+      sub,
+      email: field(form, "email") || `${sub}@example.com`,
+      ...(amr.length > 0 ? { amr } : {}),
+    });
     await signin(idToken, "dev");
   });
   onSubmit("token-form", (form) => signin(field(form, "id_token"), field(form, "provider") || undefined));

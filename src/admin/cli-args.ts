@@ -58,7 +58,8 @@ export function parse(argv: string[]) {
     throw new UsageError(`${command} takes ${spec.args.map((a) => `<${a}>`).join(" ") || "no arguments"}; see --help`);
   }
   for (const name of Object.keys(values) as OptionName[]) {
-    if (!COMMON.includes(name) && !spec.options.includes(name)) throw new UsageError(`${command} does not take --${name}`);
+    if (!COMMON.includes(name) && !spec.options.includes(name))
+      throw new UsageError(`${command} does not take --${name}`);
   }
   return { command, args, values, help };
 }
@@ -73,13 +74,15 @@ export function statusOf(s: string): UserStatus {
 
 export function limitOf(s: string | undefined, fallback: number): number {
   if (s === undefined) return fallback;
-  if (!/^\d{1,4}$/.test(s) || Number(s) < 1 || Number(s) > 1000) throw new UsageError("--limit must be a number from 1 to 1000");
+  if (!/^\d{1,4}$/.test(s) || Number(s) < 1 || Number(s) > 1000)
+    throw new UsageError("--limit must be a number from 1 to 1000");
   return Number(s);
 }
 
 export function lockEndOf(s: string): Date {
   const until = parseLockEnd(s);
-  if (until === null) throw new UsageError(`--until wants a time with its offset, like 2026-12-01T08:00:00Z (got "${s}")`);
+  if (until === null)
+    throw new UsageError(`--until wants a time with its offset, like 2026-12-01T08:00:00Z (got "${s}")`);
   return until;
 }
 
@@ -87,7 +90,8 @@ const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 8
 
 /** `30m`, `12h`, `7d`, `1h30m`. */
 export function durationMs(s: string): number {
-  if (!/^(\d+[smhdw])+$/.test(s)) throw new UsageError(`--for wants a duration like 30m, 12h, 7d or 1h30m (got "${s}")`);
+  if (!/^(\d+[smhdw])+$/.test(s))
+    throw new UsageError(`--for wants a duration like 30m, 12h, 7d or 1h30m (got "${s}")`);
   let ms = 0;
   for (const [, n, unit] of s.matchAll(/(\d+)([smhdw])/g)) ms += Number(n) * UNIT_MS[unit!]!;
   if (ms <= 0 || ms > 3650 * UNIT_MS["d"]!) throw new UsageError("--for must be between 1s and 10 years");

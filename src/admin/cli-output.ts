@@ -26,12 +26,15 @@ export function userJson(v: AdminUserView) {
     locked_until: iso(u.lockedUntil),
     status_reason: u.statusReason,
     must_change_password: v.passwordStatus.mustChangePassword,
-    password: u.passwordChangedAt === null ? null : {
-      changed_at: iso(u.passwordChangedAt),
-      expires_in_days: v.passwordStatus.passwordExpiresIn ?? null,
-      warning: v.passwordStatus.passwordWarning ?? null,
-      forced_change: u.mustChangePassword,
-    },
+    password:
+      u.passwordChangedAt === null
+        ? null
+        : {
+            changed_at: iso(u.passwordChangedAt),
+            expires_in_days: v.passwordStatus.passwordExpiresIn ?? null,
+            warning: v.passwordStatus.passwordWarning ?? null,
+            forced_change: u.mustChangePassword,
+          },
     created_at: iso(u.createdAt),
     last_signin_at: iso(u.lastSigninAt),
   };
@@ -39,8 +42,14 @@ export function userJson(v: AdminUserView) {
 
 export function identityJson(i: AdminUserDetail["identities"][number]) {
   return {
-    id: i.id, provider: i.provider, issuer: i.issuer, subject: i.subject, email: i.email, email_verified: i.emailVerified,
-    created_at: iso(i.createdAt), last_signin_at: iso(i.lastSigninAt),
+    id: i.id,
+    provider: i.provider,
+    issuer: i.issuer,
+    subject: i.subject,
+    email: i.email,
+    email_verified: i.emailVerified,
+    created_at: iso(i.createdAt),
+    last_signin_at: iso(i.lastSigninAt),
   };
 }
 
@@ -50,7 +59,12 @@ export function detailJson(d: AdminUserDetail) {
     identities: d.identities.map(identityJson),
     active_sessions: d.activeSessions,
     mfa: {
-      factors: d.factors.map((f) => ({ id: f.id, type: f.type, confirmed_at: iso(f.confirmedAt), created_at: iso(f.createdAt) })),
+      factors: d.factors.map((f) => ({
+        id: f.id,
+        type: f.type,
+        confirmed_at: iso(f.confirmedAt),
+        created_at: iso(f.createdAt),
+      })),
       unused_recovery_codes: d.unusedRecoveryCodes,
     },
   };
@@ -58,16 +72,36 @@ export function detailJson(d: AdminUserDetail) {
 
 export function eventJson(e: AuditEntry) {
   return {
-    id: e.id, at: iso(e.at), type: e.type, code: e.code, provider: e.provider, issuer: e.issuer, subject: e.subject,
-    ip: e.ip, user_agent: e.userAgent, request_id: e.requestId, detail: e.detail,
+    id: e.id,
+    at: iso(e.at),
+    type: e.type,
+    code: e.code,
+    provider: e.provider,
+    issuer: e.issuer,
+    subject: e.subject,
+    ip: e.ip,
+    user_agent: e.userAgent,
+    request_id: e.requestId,
+    detail: e.detail,
   };
 }
 
 export function statusOut(r: StatusChangeResult, verb: string): CliOutput {
-  const json = { user: userJson(r.user), previous_status: r.previousStatus, changed: r.changed, revoked_sessions: r.revokedSessions };
+  const json = {
+    user: userJson(r.user),
+    previous_status: r.previousStatus,
+    changed: r.changed,
+    revoked_sessions: r.revokedSessions,
+  };
   if (!r.changed) return { json, text: `${label(r.user)} is already ${r.user.user.status}; nothing changed\n` };
-  const until = r.user.user.status === "locked" ? (r.user.user.lockedUntil === null ? " until unlocked" : ` until ${iso(r.user.user.lockedUntil)}`) : "";
-  const sessions = r.revokedSessions > 0 ? `; ${r.revokedSessions} session${r.revokedSessions === 1 ? "" : "s"} ended` : "";
+  const until =
+    r.user.user.status === "locked"
+      ? r.user.user.lockedUntil === null
+        ? " until unlocked"
+        : ` until ${iso(r.user.user.lockedUntil)}`
+      : "";
+  const sessions =
+    r.revokedSessions > 0 ? `; ${r.revokedSessions} session${r.revokedSessions === 1 ? "" : "s"} ended` : "";
   return { json, text: `${verb} ${label(r.user)}${until} (was ${r.previousStatus})${sessions}\n` };
 }
 
@@ -79,7 +113,9 @@ function statusText(v: AdminUserView): string {
   const u = v.user;
   if (u.status !== "locked") return u.status;
   if (u.lockedUntil === null) return "locked";
-  return v.effectiveStatus === "active" ? `active (lock ended ${iso(u.lockedUntil)})` : `locked until ${iso(u.lockedUntil)}`;
+  return v.effectiveStatus === "active"
+    ? `active (lock ended ${iso(u.lockedUntil)})`
+    : `locked until ${iso(u.lockedUntil)}`;
 }
 
 function passwordText(v: AdminUserView): string {
@@ -94,19 +130,32 @@ function passwordText(v: AdminUserView): string {
 
 function table(head: string[], rows: string[][]): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join("  ")
+      .trimEnd();
   return `${[line(head), ...rows.map(line)].join("\n")}\n`;
 }
 
 /** Control characters from stored data never reach the operator's terminal. */
-const clean = (s: string | null | undefined): string => (s === null || s === undefined || s === "" ? "-" : s.replace(/[\p{Cc}]/gu, "?"));
+const clean = (s: string | null | undefined): string =>
+  s === null || s === undefined || s === "" ? "-" : s.replace(/[\p{Cc}]/gu, "?");
 const time = (d: Date | null): string => (d === null ? "-" : iso(d)!.replace(/\.\d{3}Z$/, "Z"));
 
 export function usersTable(users: AdminUserView[]): string {
   if (users.length === 0) return "no users\n";
   return table(
     ["ID", "USERNAME", "EMAIL", "STATUS", "PASSWORD", "CREATED", "LAST SIGN-IN"],
-    users.map((v) => [v.user.id, clean(v.user.username), clean(v.user.email), statusText(v), passwordText(v), time(v.user.createdAt), time(v.user.lastSigninAt)]),
+    users.map((v) => [
+      v.user.id,
+      clean(v.user.username),
+      clean(v.user.email),
+      statusText(v),
+      passwordText(v),
+      time(v.user.createdAt),
+      time(v.user.lastSigninAt),
+    ]),
   );
 }
 
@@ -125,13 +174,25 @@ export function detailText(d: AdminUserDetail): string {
   out += kv("created", time(u.createdAt));
   out += kv("last sign-in", time(u.lastSigninAt));
   out += kv("active sessions", String(d.activeSessions));
-  out += kv("mfa factors", d.factors.length === 0 ? "none" : d.factors.map((f) => `${f.type}${f.confirmedAt === null ? " (unconfirmed)" : ""}`).join(", "));
+  out += kv(
+    "mfa factors",
+    d.factors.length === 0
+      ? "none"
+      : d.factors.map((f) => `${f.type}${f.confirmedAt === null ? " (unconfirmed)" : ""}`).join(", "),
+  );
   out += kv("recovery codes", `${d.unusedRecoveryCodes} unused`);
   out += `\nidentities (${d.identities.length}):\n`;
   if (d.identities.length > 0) {
     out += table(
       ["  ID", "PROVIDER", "SUBJECT", "EMAIL", "LAST SIGN-IN", "ISSUER"],
-      d.identities.map((i) => [`  ${i.id}`, clean(i.provider), clean(i.subject), clean(i.email), time(i.lastSigninAt), clean(i.issuer)]),
+      d.identities.map((i) => [
+        `  ${i.id}`,
+        clean(i.provider),
+        clean(i.subject),
+        clean(i.email),
+        time(i.lastSigninAt),
+        clean(i.issuer),
+      ]),
     );
   }
   return out;
@@ -141,6 +202,13 @@ export function auditTable(events: AuditEntry[]): string {
   if (events.length === 0) return "no audit events\n";
   return table(
     ["AT", "TYPE", "CODE", "PROVIDER", "IP", "DETAIL"],
-    events.map((e) => [time(e.at), e.type, clean(e.code), clean(e.provider), clean(e.ip), e.detail === null ? "-" : clean(JSON.stringify(e.detail))]),
+    events.map((e) => [
+      time(e.at),
+      e.type,
+      clean(e.code),
+      clean(e.provider),
+      clean(e.ip),
+      e.detail === null ? "-" : clean(JSON.stringify(e.detail)),
+    ]),
   );
 }

@@ -9,7 +9,16 @@ import { ADMIN_KEY_NAME } from "../config/schema.ts";
 import { mintAdminKey } from "../tokens/admin-keys.ts";
 import { durationMs, limitOf, lockEndOf, parse, statusOf, UsageError, type Values } from "./cli-args.ts";
 import {
-  auditTable, type CliOutput, detailJson, detailText, eventJson, identityJson, label, statusOut, userJson, usersTable,
+  auditTable,
+  type CliOutput,
+  detailJson,
+  detailText,
+  eventJson,
+  identityJson,
+  label,
+  statusOut,
+  userJson,
+  usersTable,
 } from "./cli-output.ts";
 
 export const USAGE = `Usage: npm run admin -- <command> [options]      (node src/main.ts admin <command> …)
@@ -108,8 +117,16 @@ async function execute(admin: AdminService, command: string, args: string[], v: 
       return statusOut(await admin.enable(user), "enabled");
     case "users lock": {
       if (v.until !== undefined && v.for !== undefined) throw new UsageError("give --until or --for, not both");
-      const until = v.until !== undefined ? lockEndOf(v.until) : v.for !== undefined ? new Date(now.getTime() + durationMs(v.for)) : null;
-      return statusOut(await admin.lock(user, { until, reason: v.reason, revokeSessions: v["revoke-sessions"] === true }), "locked");
+      const until =
+        v.until !== undefined
+          ? lockEndOf(v.until)
+          : v.for !== undefined
+            ? new Date(now.getTime() + durationMs(v.for))
+            : null;
+      return statusOut(
+        await admin.lock(user, { until, reason: v.reason, revokeSessions: v["revoke-sessions"] === true }),
+        "locked",
+      );
     }
     case "users unlock":
       return statusOut(await admin.unlock(user), "unlocked");
@@ -121,7 +138,12 @@ async function execute(admin: AdminService, command: string, args: string[], v: 
     case "users unlink": {
       const r = await admin.unlink(user, second, { force: v.force === true });
       return {
-        json: { user: userJson(r.user), identity: identityJson(r.identity), remaining_identities: r.remainingIdentities, revoked_sessions: r.revokedSessions },
+        json: {
+          user: userJson(r.user),
+          identity: identityJson(r.identity),
+          remaining_identities: r.remainingIdentities,
+          revoked_sessions: r.revokedSessions,
+        },
         text: `unlinked ${r.identity.id} (${r.identity.provider}) from ${label(r.user)}; ${r.remainingIdentities} identities left, ${r.revokedSessions} sessions of ${r.identity.provider} ended\n`,
       };
     }
@@ -134,7 +156,8 @@ async function execute(admin: AdminService, command: string, args: string[], v: 
 }
 
 function newKey(name: string | undefined): CliOutput {
-  if (name === undefined) throw new UsageError("keys new needs --name NAME (recorded as the actor of the key's actions)");
+  if (name === undefined)
+    throw new UsageError("keys new needs --name NAME (recorded as the actor of the key's actions)");
   if (!ADMIN_KEY_NAME.test(name)) throw new UsageError("--name: letters, digits and . _ @ -, at most 64 characters");
   const { key, sha256Hex } = mintAdminKey();
   // Quoted: a name like 2026 or true must stay a string in YAML.
@@ -180,9 +203,13 @@ function fail(io: AdminCliIo, json: boolean, e: unknown): number {
     status = 1;
   }
   if (json) {
-    io.stderr(`${JSON.stringify({ error: { code, message, ...(detail === undefined ? {} : { details: detail }) } })}\n`);
+    io.stderr(
+      `${JSON.stringify({ error: { code, message, ...(detail === undefined ? {} : { details: detail }) } })}\n`,
+    );
   } else {
-    io.stderr(`error: ${message}${code === "usage" || code === "configuration" || code === "database" || code === "internal" ? "" : ` [${code}]`}\n`);
+    io.stderr(
+      `error: ${message}${code === "usage" || code === "configuration" || code === "database" || code === "internal" ? "" : ` [${code}]`}\n`,
+    );
     if (detail?.["candidates"] !== undefined) io.stderr(`candidates: ${detail["candidates"].split(",").join(" ")}\n`);
   }
   return status;

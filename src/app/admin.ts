@@ -21,7 +21,8 @@ export function createAdminApi(
 ): { adminFor: (actor: string, client: ClientInfo) => AdminService; adminKeys: AdminKeyVerifier } {
   const store = createAdminStore(deps.database.client);
   const expiry = passwordExpiryPolicy(config);
-  const adminFor = (actor: string, client: ClientInfo) => createAdminService({ clock: deps.clock, store, expiry, actor, client });
+  const adminFor = (actor: string, client: ClientInfo) =>
+    createAdminService({ clock: deps.clock, store, expiry, actor, client });
   const adminKeys = createAdminKeyVerifier(
     config.admin.api_keys.map((k) => {
       const sha256 = parseAdminKeyHash(k.sha256);
@@ -47,7 +48,9 @@ export async function createAdminTool(config: Config, options: { actor: string; 
   const url = databaseUrl(config);
   await reachDatabase(url, { ...databaseSetting(config), connectTimeoutMs: config.database.connect_timeout_ms });
   if (url.startsWith("file:") && !existsSync(sqlitePath(url))) {
-    throw new ConfigError(`no database at ${sqlitePath(url)}; check database.url / DATABASE_URL, or run \`npm run db:migrate\` first`);
+    throw new ConfigError(
+      `no database at ${sqlitePath(url)}; check database.url / DATABASE_URL, or run \`npm run db:migrate\` first`,
+    );
   }
   const database = await openDatabase({
     url,

@@ -120,7 +120,12 @@ export function createSupervisor(options: {
   const restartMaxMs = options.restartMaxMs ?? 30_000;
   const metrics = createClusterMetrics();
   const slots: Slot[] = Array.from({ length: options.workers }, (_, i) => ({
-    n: i + 1, worker: undefined, listening: false, startedAt: 0, failures: 0, stopping: false,
+    n: i + 1,
+    worker: undefined,
+    listening: false,
+    startedAt: 0,
+    failures: 0,
+    stopping: false,
   }));
   let url: string | undefined;
   let metricsUrl: string | undefined;
@@ -209,19 +214,27 @@ export function createSupervisor(options: {
       report();
       const asked = slot.stopping || closing;
       if (asked) {
-        if (code !== 0) logger.warn("worker stopped with an error", { worker: slot.n, pid: worker.process.pid, code, signal });
+        if (code !== 0)
+          logger.warn("worker stopped with an error", { worker: slot.n, pid: worker.process.pid, code, signal });
         if (slots.every((s) => s.worker === undefined)) onAllExited?.();
         return;
       }
       if (!up) {
-        onStartFailure?.(new Error(`worker ${slot.n} exited (${signal ?? code}) before the service was up; its output above says why`));
+        onStartFailure?.(
+          new Error(`worker ${slot.n} exited (${signal ?? code}) before the service was up; its output above says why`),
+        );
         return;
       }
       const lived = Date.now() - slot.startedAt;
       slot.failures = lived > 60_000 ? 1 : slot.failures + 1;
       const delayMs = Math.min(restartMaxMs, restartInitialMs * 2 ** (slot.failures - 1));
       logger.error("worker exited unexpectedly; restarting it", {
-        worker: slot.n, pid: worker.process.pid, code, signal, lived_ms: lived, restart_in_ms: delayMs,
+        worker: slot.n,
+        pid: worker.process.pid,
+        code,
+        signal,
+        lived_ms: lived,
+        restart_in_ms: delayMs,
       });
       setTimeout(() => {
         if (closing) return;
@@ -363,7 +376,8 @@ export function createWorkerLink(slot: number): {
             const work = m.what === "metrics" ? app.localMetrics() : app.localReadiness();
             work.then(
               (value) => toPrimary({ identity: "gathered", id: m.id, value }),
-              (e: unknown) => toPrimary({ identity: "gathered", id: m.id, value: m.what === "metrics" ? [] : String(e) }),
+              (e: unknown) =>
+                toPrimary({ identity: "gathered", id: m.id, value: m.what === "metrics" ? [] : String(e) }),
             );
           } else if (m.identity === "drain") {
             app.drain();

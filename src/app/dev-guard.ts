@@ -22,7 +22,10 @@ LOOPBACK.addSubnet("::ffff:127.0.0.0", 104, "ipv6");
 
 /** Whether `host` can only be reached from this machine: 127.0.0.0/8, ::1, or `localhost`. */
 export function isLoopbackHost(host: string): boolean {
-  const h = host.trim().toLowerCase().replace(/^\[|\]$/g, "");
+  const h = host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[|\]$/g, "");
   if (h === "localhost" || h.endsWith(".localhost")) return true;
   const version = isIP(h);
   return version !== 0 && LOOPBACK.check(h, version === 4 ? "ipv4" : "ipv6");

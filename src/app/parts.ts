@@ -65,10 +65,9 @@ export async function openKeys(
 ): Promise<{ kek: Buffer; keyEncryption: KeyEncryption; keyRing: LocalKeyRing }> {
   const source = keyEncryptionKeySource(config);
   const kek = loadKeyEncryptionKey(source, (file) =>
-    deps.logger.warn(
-      "created a key-encryption key file; in production configure tokens.key_encryption_key(_file)",
-      { file },
-    ),
+    deps.logger.warn("created a key-encryption key file; in production configure tokens.key_encryption_key(_file)", {
+      file,
+    }),
   );
   const keyEncryption = createKeyEncryption(kek);
   const keyRing = await createLocalKeyRing({
@@ -105,10 +104,9 @@ export async function createVerifier(
   const devIssuer = config.dev ? await openDevIssuer(config, deps.urls.devIssuer, clock) : undefined;
   if (devIssuer !== undefined) {
     if (!("dev" in config.providers)) providers.push(devProvider(devIssuer));
-    logger.warn(
-      "DEV MODE: the built-in dev OpenID issuer mints ID tokens for anyone; never expose this",
-      { path: "/dev/oidc" },
-    );
+    logger.warn("DEV MODE: the built-in dev OpenID issuer mints ID tokens for anyone; never expose this", {
+      path: "/dev/oidc",
+    });
   }
   const verifier = instrumentMethods(
     deps.override ?? createIdTokenVerifier({ providers, clock, maxTokenBytes: config.id_token.max_bytes }),
@@ -156,4 +154,3 @@ export function createSigninAddressLimit(config: Config, stores: AppStores, cloc
   const settings = addressLimitSettings(config);
   return settings === null ? undefined : createAddressLimit({ ...settings, counter: stores.hot, clock });
 }
-

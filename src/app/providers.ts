@@ -54,15 +54,28 @@ export async function openDevIssuer(config: Config, issuer: () => string, clock:
   mkdirSync(dataDir(config), { recursive: true, mode: 0o700 });
   const keyFile = join(dataDir(config), "dev-issuer-key.json");
   return createDevIssuer({ issuer, clock, keyFile }).catch((e: unknown) => {
-    throw new ConfigError(`the dev issuer's key ${keyFile} cannot be used (delete it to start with a new one): ${(e as Error).message}`);
+    throw new ConfigError(
+      `the dev issuer's key ${keyFile} cannot be used (delete it to start with a new one): ${(e as Error).message}`,
+    );
   });
 }
 
 /** Provider `dev`: the dev issuer's tokens, for any test user, sign-up allowed. */
 export function devProvider(dev: DevIssuer): ProviderVerification {
   return {
-    name: "dev", get issuer() { return dev.issuer; }, clientIds: [DEV_CLIENT_ID], trustedAudiences: [], algorithms: ["RS256"],
-    clockSkewSeconds: 60, maxTokenAgeSeconds: null, requireNonce: false, claimAllowlist: {},
-    signup: "allow", linkByEmail: "verified", keys: dev.keys,
+    name: "dev",
+    get issuer() {
+      return dev.issuer;
+    },
+    clientIds: [DEV_CLIENT_ID],
+    trustedAudiences: [],
+    algorithms: ["RS256"],
+    clockSkewSeconds: 60,
+    maxTokenAgeSeconds: null,
+    requireNonce: false,
+    claimAllowlist: {},
+    signup: "allow",
+    linkByEmail: "verified",
+    keys: dev.keys,
   };
 }

@@ -19,7 +19,11 @@ export interface Purgers {
  * The address limit's tallied refusals, written as one audit row per address (with a count)
  * rather than a row per refused request: a flood costs a row per interval, not per request.
  */
-export function createRefusalFlusher(deps: { addressLimit: AddressLimit | undefined; audit: AuditLog; logger: Logger }): () => Promise<void> {
+export function createRefusalFlusher(deps: {
+  addressLimit: AddressLimit | undefined;
+  audit: AuditLog;
+  logger: Logger;
+}): () => Promise<void> {
   return async () => {
     for (const t of deps.addressLimit?.drainRefusals() ?? []) {
       await deps.audit
@@ -66,11 +70,19 @@ export function startUpkeep(deps: {
       purgers.sessions.purgeExpiredSessions(before),
       purgers.trustedDevices.purgeExpired(clock.now()),
       purgers.audit.purgeExpiredUses(clock.now()),
-      retentionDays === 0 ? 0 : purgers.audit.purgeAuditBefore(new Date(clock.now().getTime() - retentionDays * DAY_MS)),
+      retentionDays === 0
+        ? 0
+        : purgers.audit.purgeAuditBefore(new Date(clock.now().getTime() - retentionDays * DAY_MS)),
     ]).then(
       ([challenges, sessions, trustedDevices, usedTokens, auditRows]) => {
         if (challenges + sessions + trustedDevices + usedTokens + auditRows > 0) {
-          logger.info("purged expired rows", { challenges, sessions, trusted_devices: trustedDevices, used_id_tokens: usedTokens, audit_events: auditRows });
+          logger.info("purged expired rows", {
+            challenges,
+            sessions,
+            trusted_devices: trustedDevices,
+            used_id_tokens: usedTokens,
+            audit_events: auditRows,
+          });
         }
       },
       (e: unknown) => logger.warn("purge failed", { cause: String(e) }),

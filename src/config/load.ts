@@ -63,12 +63,17 @@ export function loadConfig(options: {
     let typed: unknown = value;
     if (type === "number") {
       typed = Number(value);
-      if (!/^\d+$/.test(value) || !Number.isSafeInteger(typed)) throw new ConfigError(`environment ${name}: "${value}" is not an integer`);
+      if (!/^\d+$/.test(value) || !Number.isSafeInteger(typed))
+        throw new ConfigError(`environment ${name}: "${value}" is not an integer`);
     } else if (type === "count") {
-      if (value !== "auto" && !/^\d+$/.test(value)) throw new ConfigError(`environment ${name}: "${value}" is neither a number nor auto`);
+      if (value !== "auto" && !/^\d+$/.test(value))
+        throw new ConfigError(`environment ${name}: "${value}" is neither a number nor auto`);
       typed = value === "auto" ? value : Number(value);
     } else if (type === "list") {
-      typed = value.split(",").map((v) => v.trim()).filter((v) => v !== "");
+      typed = value
+        .split(",")
+        .map((v) => v.trim())
+        .filter((v) => v !== "");
     } else if (type === "boolean") {
       if (!/^(true|false|1|0)$/.test(value)) throw new ConfigError(`environment ${name}: use true or false`);
       typed = value === "true" || value === "1";
@@ -105,10 +110,15 @@ function addAdminKeysFromFile(raw: Record<string, unknown>): void {
   } catch (e) {
     throw new ConfigError(`admin.api_keys_file: cannot read ${file}: ${(e as Error).message}`);
   }
-  const mapping = (v: unknown) => (typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
-  const keys = Array.isArray(parsed) ? parsed : (mapping(mapping(parsed)?.["admin"])?.["api_keys"] ?? mapping(parsed)?.["api_keys"]);
+  const mapping = (v: unknown) =>
+    typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  const keys = Array.isArray(parsed)
+    ? parsed
+    : (mapping(mapping(parsed)?.["admin"])?.["api_keys"] ?? mapping(parsed)?.["api_keys"]);
   if (!Array.isArray(keys)) {
-    throw new ConfigError(`admin.api_keys_file: ${file} must hold a list of {name, sha256} (or admin.api_keys as \`admin keys new\` prints it)`);
+    throw new ConfigError(
+      `admin.api_keys_file: ${file} must hold a list of {name, sha256} (or admin.api_keys as \`admin keys new\` prints it)`,
+    );
   }
   const listed: unknown[] = keys; // Array.isArray left it `any[]`
   admin!["api_keys"] = [...(Array.isArray(admin!["api_keys"]) ? (admin!["api_keys"] as unknown[]) : []), ...listed];

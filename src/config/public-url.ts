@@ -26,7 +26,8 @@ export function createPublicUrls(config: Pick<Config, "server" | "tokens">): Pub
   const configured = config.server.public_url?.replace(/\/+$/, "");
   let base = configured;
   const need = (): string => {
-    if (base === undefined) throw new Error("the public URL is known once the server listens (or set server.public_url)");
+    if (base === undefined)
+      throw new Error("the public URL is known once the server listens (or set server.public_url)");
     return base;
   };
   return {

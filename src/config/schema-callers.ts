@@ -9,12 +9,18 @@ export const ADMIN_KEY_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
 /** The admin API (AdminService): off unless at least one key is configured. */
 export const admin = z
   .object({
-    api_keys_file: z.string().optional().describe("More api_keys from a file (YAML/JSON list of {name, sha256}); env ADMIN_API_KEYS_FILE"),
+    api_keys_file: z
+      .string()
+      .optional()
+      .describe("More api_keys from a file (YAML/JSON list of {name, sha256}); env ADMIN_API_KEYS_FILE"),
     api_keys: z
       .array(
         z
           .object({
-            name: z.string().regex(ADMIN_KEY_NAME, "letters, digits and . _ @ -, at most 64").describe("Recorded as the actor"),
+            name: z
+              .string()
+              .regex(ADMIN_KEY_NAME, "letters, digits and . _ @ -, at most 64")
+              .describe("Recorded as the actor"),
             sha256: sha256Hash,
           })
           .strict(),
@@ -24,10 +30,12 @@ export const admin = z
         const names = new Set<string>();
         const hashes = new Set<string>();
         keys.forEach((k, i) => {
-          if (names.has(k.name)) ctx.addIssue({ code: "custom", path: [i, "name"], message: `two keys are named ${k.name}` });
+          if (names.has(k.name))
+            ctx.addIssue({ code: "custom", path: [i, "name"], message: `two keys are named ${k.name}` });
           names.add(k.name);
           const h = hashBytes(k.sha256);
-          if (hashes.has(h)) ctx.addIssue({ code: "custom", path: [i, "sha256"], message: "this key is configured twice" });
+          if (hashes.has(h))
+            ctx.addIssue({ code: "custom", path: [i, "sha256"], message: "this key is configured twice" });
           hashes.add(h);
         });
       }),
@@ -57,7 +65,11 @@ const oauthClient = z
       .optional()
       .describe("private_key_jwt: the client's public keys, inline"),
     jwks_uri: z.url().optional().describe("private_key_jwt: where the client publishes its public keys"),
-    grant_types: z.array(z.enum(OAUTH_GRANT_TYPES)).min(1).default([...OAUTH_GRANT_TYPES]).describe("Grants this client may use"),
+    grant_types: z
+      .array(z.enum(OAUTH_GRANT_TYPES))
+      .min(1)
+      .default([...OAUTH_GRANT_TYPES])
+      .describe("Grants this client may use"),
     audiences: z
       .array(z.string().min(1))
       .optional()
@@ -66,18 +78,38 @@ const oauthClient = z
   .strict()
   .superRefine((c, ctx) => {
     const keyed = c.token_endpoint_auth_method === "private_key_jwt";
-    if (keyed !== (c.jwks !== undefined || c.jwks_uri !== undefined) || (c.jwks !== undefined && c.jwks_uri !== undefined)) {
-      ctx.addIssue({ code: "custom", path: ["jwks"], message: "private_key_jwt needs one of jwks or jwks_uri; other methods have neither" });
+    if (
+      keyed !== (c.jwks !== undefined || c.jwks_uri !== undefined) ||
+      (c.jwks !== undefined && c.jwks_uri !== undefined)
+    ) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["jwks"],
+        message: "private_key_jwt needs one of jwks or jwks_uri; other methods have neither",
+      });
     }
     if (keyed && c.client_secret_sha256 !== undefined) {
-      ctx.addIssue({ code: "custom", path: ["client_secret_sha256"], message: "a private_key_jwt client has no secret" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["client_secret_sha256"],
+        message: "a private_key_jwt client has no secret",
+      });
     }
-    const confidential = c.token_endpoint_auth_method === "client_secret_basic" || c.token_endpoint_auth_method === "client_secret_post";
+    const confidential =
+      c.token_endpoint_auth_method === "client_secret_basic" || c.token_endpoint_auth_method === "client_secret_post";
     if (confidential && c.client_secret_sha256 === undefined) {
-      ctx.addIssue({ code: "custom", path: ["client_secret_sha256"], message: `${c.token_endpoint_auth_method} needs client_secret_sha256` });
+      ctx.addIssue({
+        code: "custom",
+        path: ["client_secret_sha256"],
+        message: `${c.token_endpoint_auth_method} needs client_secret_sha256`,
+      });
     }
     if (c.token_endpoint_auth_method === "none" && c.client_secret_sha256 !== undefined) {
-      ctx.addIssue({ code: "custom", path: ["client_secret_sha256"], message: "a public client (token_endpoint_auth_method: none) has no secret" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["client_secret_sha256"],
+        message: "a public client (token_endpoint_auth_method: none) has no secret",
+      });
     }
   });
 
@@ -85,7 +117,10 @@ const oauthClient = z
 export const oauth = z
   .object({
     clients: z
-      .record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "client ids are letters, digits and . _ -, at most 64"), oauthClient)
+      .record(
+        z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "client ids are letters, digits and . _ -, at most 64"),
+        oauthClient,
+      )
       .default({})
       .describe("Registered clients by client_id; dev mode adds a public client `dev`"),
   })

@@ -10,7 +10,12 @@ export const password = z
   .object({
     argon2: z
       .object({
-        memory_kib: z.number().int().min(7168).max(4 * 1024 * 1024).default(19_456),
+        memory_kib: z
+          .number()
+          .int()
+          .min(7168)
+          .max(4 * 1024 * 1024)
+          .default(19_456),
         time_cost: z.number().int().min(1).max(50).default(2),
         parallelism: z.number().int().min(1).max(16).default(1),
       })
@@ -19,9 +24,20 @@ export const password = z
       .refine((a) => a.memory_kib * a.time_cost >= ARGON2_MIN_MEMORY_TIME_KIB, {
         message: `memory_kib × time_cost must be at least ${ARGON2_MIN_MEMORY_TIME_KIB} (OWASP's Argon2id minimum)`,
       }),
-    max_age_days: z.number().int().positive().max(3650).optional().describe("Local passwords expire after this; unset: never"),
+    max_age_days: z
+      .number()
+      .int()
+      .positive()
+      .max(3650)
+      .optional()
+      .describe("Local passwords expire after this; unset: never"),
     warning_days: z.number().int().nonnegative().default(14).describe("Warn (`expiring`) this many days before expiry"),
-    grace_days: z.number().int().nonnegative().default(0).describe("After expiry, `expired_grace` this long, then `expired`"),
+    grace_days: z
+      .number()
+      .int()
+      .nonnegative()
+      .default(0)
+      .describe("After expiry, `expired_grace` this long, then `expired`"),
     min_length: z.number().int().min(8).max(128).default(12),
     max_length: z.number().int().min(16).max(1024).default(128),
     revoke_other_sessions: z.boolean().default(true).describe("A password change ends the user's other sessions"),
@@ -49,9 +65,16 @@ const weight = z.number().int().min(-100).max(100);
 /** Risk assessment of every sign-in (src/core/risk.ts): signals, weights, levels. */
 export const risk = z
   .object({
-    geoip_db: z.string().min(1).optional().describe("MaxMind .mmdb (Country: countries; City: also travel); unset: no geo signals"),
+    geoip_db: z
+      .string()
+      .min(1)
+      .optional()
+      .describe("MaxMind .mmdb (Country: countries; City: also travel); unset: no geo signals"),
     thresholds: z
-      .object({ medium: z.number().int().min(1).max(100).default(30), high: z.number().int().min(1).max(100).default(60) })
+      .object({
+        medium: z.number().int().min(1).max(100).default(30),
+        high: z.number().int().min(1).max(100).default(60),
+      })
       .strict()
       .prefault({})
       .refine((t) => t.medium < t.high, { message: "medium must be below high" }),
@@ -78,11 +101,17 @@ export const risk = z
       .prefault({}),
     long_inactivity_days: z.number().int().positive().default(90),
     impossible_travel: z
-      .object({ max_speed_kmh: z.number().positive().default(1000), min_distance_km: z.number().nonnegative().default(300) })
+      .object({
+        max_speed_kmh: z.number().positive().default(1000),
+        min_distance_km: z.number().nonnegative().default(300),
+      })
       .strict()
       .prefault({}),
     network_prefix: z
-      .object({ ipv4: z.number().int().min(8).max(32).default(24), ipv6: z.number().int().min(16).max(128).default(48) })
+      .object({
+        ipv4: z.number().int().min(8).max(32).default(24),
+        ipv6: z.number().int().min(16).max(128).default(48),
+      })
       .strict()
       .prefault({}),
     email_link_min_level: z
@@ -98,15 +127,26 @@ export const webauthn = z
   .object({
     rp_id: z
       .string()
-      .regex(/^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/, "a host name (lower case), no scheme or port")
+      .regex(
+        /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/,
+        "a host name (lower case), no scheme or port",
+      )
       .optional()
-      .describe("The domain passkeys are scoped to; default: the public URL's host. A parent domain serves its subdomains"),
+      .describe(
+        "The domain passkeys are scoped to; default: the public URL's host. A parent domain serves its subdomains",
+      ),
     rp_name: z.string().min(1).max(64).default("Identity").describe("Shown by the browser when a passkey is created"),
     origins: z
       .array(z.url())
       .default([])
       .describe("Origins whose pages may run the ceremonies (scheme://host[:port]); default: the public URL's origin"),
-    challenge_ttl_seconds: z.number().int().min(30).max(600).default(300).describe("Life of a registration or sign-in ceremony"),
+    challenge_ttl_seconds: z
+      .number()
+      .int()
+      .min(30)
+      .max(600)
+      .default(300)
+      .describe("Life of a registration or sign-in ceremony"),
   })
   .strict()
   .prefault({});
@@ -114,16 +154,30 @@ export const webauthn = z
 /** Adaptive MFA policy, challenges and factors (src/core/risk.ts decideMfa, src/core/mfa.ts). */
 export const mfa = z
   .object({
-    require_at: z.enum(["low", "medium", "high", "never"]).default("medium").describe("Lowest risk level that requires MFA"),
+    require_at: z
+      .enum(["low", "medium", "high", "never"])
+      .default("medium")
+      .describe("Lowest risk level that requires MFA"),
     always_for_users: z.array(z.string().regex(/^usr_[0-9a-z]+$/, "user ids look like usr_…")).default([]),
     no_factor: z
       .enum(["allow", "deny", "deny_high_risk"])
       .default("deny_high_risk")
-      .describe("MFA required but no factor enrolled: let in with mfa_enrollment_required, refuse, or refuse only at high risk"),
+      .describe(
+        "MFA required but no factor enrolled: let in with mfa_enrollment_required, refuse, or refuse only at high risk",
+      ),
     challenge_ttl_seconds: z.number().int().min(30).max(3600).default(300),
     max_attempts: z.number().int().min(1).max(20).default(5),
-    trusted_device_days: z.number().int().min(0).max(365).default(30).describe("Lifetime of a device credential (VerifyMfa trust_device); 0: none is issued"),
-    trusted_device_max_level: z.enum(["none", "low", "medium", "high"]).default("medium").describe("A trusted device skips MFA up to this level"),
+    trusted_device_days: z
+      .number()
+      .int()
+      .min(0)
+      .max(365)
+      .default(30)
+      .describe("Lifetime of a device credential (VerifyMfa trust_device); 0: none is issued"),
+    trusted_device_max_level: z
+      .enum(["none", "low", "medium", "high"])
+      .default("medium")
+      .describe("A trusted device skips MFA up to this level"),
     recommended_methods: z
       .object({
         low: z.array(mfaMethod).default([]),
@@ -143,7 +197,9 @@ export const mfa = z
     high_risk_methods: z
       .array(mfaMethod)
       .default([])
-      .describe("At high risk only these methods complete a challenge (e.g. [webauthn]: phishing-resistant only); empty: any"),
+      .describe(
+        "At high risk only these methods complete a challenge (e.g. [webauthn]: phishing-resistant only); empty: any",
+      ),
     max_code_failures: z
       .number()
       .int()
@@ -158,7 +214,9 @@ export const mfa = z
       .min(30)
       .max(86_400)
       .default(600)
-      .describe("Changing factors needs a second factor (or, without one, a sign-in) on the session at most this long ago"),
+      .describe(
+        "Changing factors needs a second factor (or, without one, a sign-in) on the session at most this long ago",
+      ),
   })
   .strict()
   .prefault({});

@@ -11,7 +11,8 @@ import { cidr, seconds } from "./schema-values.ts";
 function databaseUrlProblem(url: string): string | undefined {
   if (/^postgres(ql)?:\/\//.test(url) || url.startsWith("file:")) return undefined;
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1];
-  if (scheme === undefined || /^[a-z]$/i.test(scheme)) return `"${url}" is a path, not a URL: write file:${url} for SQLite`;
+  if (scheme === undefined || /^[a-z]$/i.test(scheme))
+    return `"${url}" is a path, not a URL: write file:${url} for SQLite`;
   if (/^postgres(ql)?$/i.test(scheme)) return `${scheme}: needs // and a host: postgresql://user@host:5432/database`;
   return `got ${scheme}:, which is not supported: use file:PATH (SQLite) or postgresql://user@host:5432/database`;
 }
@@ -22,11 +23,13 @@ export const server = z
     host: z.string().default("127.0.0.1"),
     port: z.number().int().min(0).max(65535).default(8080),
     public_url: z.url().optional().describe("Base URL clients reach us at"),
-    tls: z
-      .object({ cert_file: z.string(), key_file: z.string() })
-      .strict()
-      .optional(),
-    body_limit_bytes: z.number().int().min(1024).max(10 * 1024 * 1024).default(64 * 1024),
+    tls: z.object({ cert_file: z.string(), key_file: z.string() }).strict().optional(),
+    body_limit_bytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(10 * 1024 * 1024)
+      .default(64 * 1024),
     workers: z
       .union([z.number().int().min(1).max(256), z.literal("auto")])
       .default(1)
@@ -34,28 +37,70 @@ export const server = z
     worker_balancing: z
       .enum(["round_robin", "kernel"])
       .default("round_robin")
-      .describe("workers > 1: the supervisor hands out connections in turn, or each worker has its own SO_REUSEPORT socket (needs a fixed port)"),
+      .describe(
+        "workers > 1: the supervisor hands out connections in turn, or each worker has its own SO_REUSEPORT socket (needs a fixed port)",
+      ),
     shutdown_timeout_ms: z.number().int().min(0).default(10_000),
-    shutdown_delay_ms: z.number().int().min(0).default(5000).describe("SIGTERM: not ready at once, still serving this long, then drain"),
-    health_watch_interval_ms: z.number().int().min(100).default(5000).describe("How often open Health.Watch calls re-check the database"),
+    shutdown_delay_ms: z
+      .number()
+      .int()
+      .min(0)
+      .default(5000)
+      .describe("SIGTERM: not ready at once, still serving this long, then drain"),
+    health_watch_interval_ms: z
+      .number()
+      .int()
+      .min(100)
+      .default(5000)
+      .describe("How often open Health.Watch calls re-check the database"),
     reflection: z.boolean().optional().describe("gRPC server reflection; default on in dev mode only"),
-    max_connections: z.number().int().min(1).default(1024).describe("Open connections at most; more are closed at once"),
+    max_connections: z
+      .number()
+      .int()
+      .min(1)
+      .default(1024)
+      .describe("Open connections at most; more are closed at once"),
     max_connections_per_address: z
       .number()
       .int()
       .min(1)
       .optional()
-      .describe("Open connections from one client address (IPv6: its prefix) at most; default min(64, ¾ of max_connections). Trusted proxies are exempt"),
+      .describe(
+        "Open connections from one client address (IPv6: its prefix) at most; default min(64, ¾ of max_connections). Trusted proxies are exempt",
+      ),
     max_requests_per_address: z
       .number()
       .int()
       .min(1)
       .default(128)
-      .describe("Requests in flight from one client address (behind trusted proxies: the forwarded one) at most; more answer 429 at once"),
-    max_streams_per_connection: z.number().int().min(1).max(1000).default(100).describe("HTTP/2 streams open at once on one connection"),
-    handshake_timeout_ms: z.number().int().min(100).default(10_000).describe("A new connection's deadline to say its protocol (or finish TLS)"),
-    idle_timeout_ms: z.number().int().min(100).default(60_000).describe("An HTTP/2 connection without traffic is closed after this"),
-    request_timeout_ms: z.number().int().min(100).default(30_000).describe("A request's deadline to arrive whole (headers and body)"),
+      .describe(
+        "Requests in flight from one client address (behind trusted proxies: the forwarded one) at most; more answer 429 at once",
+      ),
+    max_streams_per_connection: z
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .default(100)
+      .describe("HTTP/2 streams open at once on one connection"),
+    handshake_timeout_ms: z
+      .number()
+      .int()
+      .min(100)
+      .default(10_000)
+      .describe("A new connection's deadline to say its protocol (or finish TLS)"),
+    idle_timeout_ms: z
+      .number()
+      .int()
+      .min(100)
+      .default(60_000)
+      .describe("An HTTP/2 connection without traffic is closed after this"),
+    request_timeout_ms: z
+      .number()
+      .int()
+      .min(100)
+      .default(30_000)
+      .describe("A request's deadline to arrive whole (headers and body)"),
     trusted_proxies: z
       .array(cidr)
       .default([])
@@ -79,13 +124,18 @@ export const server = z
   .strict()
   .superRefine((srv, ctx) => {
     if (srv.max_connections_per_address !== undefined && srv.max_connections_per_address > srv.max_connections) {
-      ctx.addIssue({ code: "custom", path: ["max_connections_per_address"], message: "must not exceed server.max_connections" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["max_connections_per_address"],
+        message: "must not exceed server.max_connections",
+      });
     }
     if (srv.worker_balancing === "kernel" && srv.workers !== 1 && srv.port === 0) {
       ctx.addIssue({
         code: "custom",
         path: ["worker_balancing"],
-        message: "kernel balancing needs a fixed server.port: each worker binds a socket of its own, and port 0 would give each a port of its own",
+        message:
+          "kernel balancing needs a fixed server.port: each worker binds a socket of its own, and port 0 would give each a port of its own",
       });
     }
   })
@@ -95,9 +145,17 @@ export const server = z
 export const tracing = z
   .object({
     enabled: z.boolean().optional().describe("OpenTelemetry tracing; default: on when otlp_endpoint is set"),
-    otlp_endpoint: z.url().optional().describe("OTLP/HTTP base URL (OTEL_EXPORTER_OTLP_ENDPOINT); /v1/traces is appended"),
+    otlp_endpoint: z
+      .url()
+      .optional()
+      .describe("OTLP/HTTP base URL (OTEL_EXPORTER_OTLP_ENDPOINT); /v1/traces is appended"),
     service_name: z.string().min(1).default("idtoken-signin"),
-    sample_ratio: z.number().min(0).max(1).default(1).describe("Fraction of new traces kept; a caller's traceparent decides for its own"),
+    sample_ratio: z
+      .number()
+      .min(0)
+      .max(1)
+      .default(1)
+      .describe("Fraction of new traces kept; a caller's traceparent decides for its own"),
   })
   .strict()
   .prefault({});
@@ -132,7 +190,9 @@ export const database = z
           .int()
           .min(1024 * 1024)
           .default(64 * 1024 * 1024)
-          .describe("SQLite: the WAL file's bound; restarted past half of it, writes wait past three quarters, a restarted WAL is truncated to a quarter"),
+          .describe(
+            "SQLite: the WAL file's bound; restarted past half of it, writes wait past three quarters, a restarted WAL is truncated to a quarter",
+          ),
       })
       .strict()
       .prefault({}),

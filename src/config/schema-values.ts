@@ -19,10 +19,17 @@ export const cidr = z.string().refine(
 );
 
 /** A key's or secret's SHA-256 as written: 64 hex digits or 43 base64url characters (canonical). */
-export const sha256Hash = z.string().refine(
-  (v) => /^[0-9a-fA-F]{64}$/.test(v) || (/^[A-Za-z0-9_-]{43}$/.test(v) && Buffer.from(v, "base64url").toString("base64url") === v),
-  { message: "must be the key's SHA-256: 64 hex digits or 43 base64url characters (`npm run admin -- keys new` prints it)" },
-);
+export const sha256Hash = z
+  .string()
+  .refine(
+    (v) =>
+      /^[0-9a-fA-F]{64}$/.test(v) ||
+      (/^[A-Za-z0-9_-]{43}$/.test(v) && Buffer.from(v, "base64url").toString("base64url") === v),
+    {
+      message:
+        "must be the key's SHA-256: 64 hex digits or 43 base64url characters (`npm run admin -- keys new` prints it)",
+    },
+  );
 
 /** The same hash in either spelling, as one string (to find duplicates). */
 export const hashBytes = (v: string) =>

@@ -18,7 +18,9 @@ export const configSchema = z
     data_dir: z
       .string()
       .optional()
-      .describe("SQLite database, generated KEK, dev issuer key; default ./data in dev mode and for the tools; serving in production needs it set (or database.url and a KEK)"),
+      .describe(
+        "SQLite database, generated KEK, dev issuer key; default ./data in dev mode and for the tools; serving in production needs it set (or database.url and a KEK)",
+      ),
     log_level: z.enum(["debug", "info", "warn", "error"]).default("info"),
     server,
     tracing,
@@ -29,12 +31,20 @@ export const configSchema = z
         audience: z.array(z.string().min(1)).min(1).default(["identity"]),
         access_token_ttl_seconds: positiveSeconds.max(24 * 3600).default(1800),
         session_ttl_seconds: positiveSeconds.default(30 * 24 * 3600).describe("Absolute session lifetime"),
-        session_idle_ttl_seconds: positiveSeconds.default(7 * 24 * 3600).describe("Session ends unless refreshed within this"),
+        session_idle_ttl_seconds: positiveSeconds
+          .default(7 * 24 * 3600)
+          .describe("Session ends unless refreshed within this"),
         refresh_reuse_grace_seconds: seconds
           .max(60)
           .default(0)
-          .describe("A spent refresh token repeated this soon by the same client gets the same successor (two tabs); 0: any reuse revokes the session"),
-        signing_key_rotation_days: z.number().positive().optional().describe("Rotate the signing key after this many days"),
+          .describe(
+            "A spent refresh token repeated this soon by the same client gets the same successor (two tabs); 0: any reuse revokes the session",
+          ),
+        signing_key_rotation_days: z
+          .number()
+          .positive()
+          .optional()
+          .describe("Rotate the signing key after this many days"),
         key_encryption_key: z.string().optional().describe("base64 of 32 bytes"),
         key_encryption_key_file: z.string().optional(),
       })
@@ -59,7 +69,9 @@ export const configSchema = z
           .min(16)
           .max(128)
           .default(64)
-          .describe("Every per-address limit counts an IPv6 client by this prefix (64: one subscriber's network, whose addresses it can rotate)"),
+          .describe(
+            "Every per-address limit counts an IPv6 client by this prefix (64: one subscriber's network, whose addresses it can rotate)",
+          ),
         refusal_audit_interval_seconds: positiveSeconds
           .default(60)
           .describe("Refusals by the limit are written as one audit row per address per interval, with a count"),
@@ -68,14 +80,27 @@ export const configSchema = z
       .prefault({}),
     id_token: z
       .object({
-        max_bytes: z.number().int().min(512).max(64 * 1024).default(16 * 1024),
-        nonce_ttl_seconds: positiveSeconds.max(3600).default(600).describe("Life of a nonce from POST /auth/id-token/nonce"),
+        max_bytes: z
+          .number()
+          .int()
+          .min(512)
+          .max(64 * 1024)
+          .default(16 * 1024),
+        nonce_ttl_seconds: positiveSeconds
+          .max(3600)
+          .default(600)
+          .describe("Life of a nonce from POST /auth/id-token/nonce"),
       })
       .strict()
       .prefault({}),
     audit: z
       .object({
-        retention_days: z.number().int().min(0).default(90).describe("Audit rows older than this are purged hourly; 0 keeps them forever"),
+        retention_days: z
+          .number()
+          .int()
+          .min(0)
+          .default(90)
+          .describe("Audit rows older than this are purged hourly; 0 keeps them forever"),
       })
       .strict()
       .prefault({}),

@@ -141,7 +141,8 @@ export function oauthClients(config: Config): Map<string, OAuthClient> {
   for (const [id, c] of Object.entries(config.oauth.clients)) {
     const audiences = c.audiences ?? config.tokens.audience;
     const unknown = audiences.filter((a) => !config.tokens.audience.includes(a));
-    if (unknown.length > 0) throw new Error(`oauth.clients.${id}.audiences: ${unknown.join(", ")} not in tokens.audience`);
+    if (unknown.length > 0)
+      throw new Error(`oauth.clients.${id}.audiences: ${unknown.join(", ")} not in tokens.audience`);
     const hash = c.client_secret_sha256;
     clients.set(id, {
       id,
@@ -152,7 +153,13 @@ export function oauthClients(config: Config): Map<string, OAuthClient> {
     });
   }
   if (config.dev && !clients.has("dev")) {
-    clients.set("dev", { id: "dev", authMethod: "none", secretSha256: null, grants: new Set(OAUTH_GRANTS), audiences: [...config.tokens.audience] });
+    clients.set("dev", {
+      id: "dev",
+      authMethod: "none",
+      secretSha256: null,
+      grants: new Set(OAUTH_GRANTS),
+      audiences: [...config.tokens.audience],
+    });
   }
   return clients;
 }
@@ -181,9 +188,8 @@ export function keyRingSettings(config: Config) {
   return {
     audience: tokens.audience,
     ttlSeconds: tokens.access_token_ttl_seconds,
-    rotateAfterSeconds: tokens.signing_key_rotation_days === undefined
-      ? null
-      : tokens.signing_key_rotation_days * DAY_SECONDS,
+    rotateAfterSeconds:
+      tokens.signing_key_rotation_days === undefined ? null : tokens.signing_key_rotation_days * DAY_SECONDS,
   };
 }
 

@@ -1,7 +1,13 @@
 import type { BlockList } from "node:net";
 import { addressListOf, isListed } from "./address-list.ts";
 import type { ClientInfo, ExternalIdentity, RiskSummary } from "./model.ts";
-import type { GeoLocator, SeenContext, SigninHistory, SigninHistoryQuery, SigninHistoryReader } from "./ports/risk-history.ts";
+import type {
+  GeoLocator,
+  SeenContext,
+  SigninHistory,
+  SigninHistoryQuery,
+  SigninHistoryReader,
+} from "./ports/risk-history.ts";
 import {
   assessRisk,
   decideMfa,
@@ -104,7 +110,9 @@ export function createAdaptiveMfa(deps: AdaptiveMfaDeps): AdaptiveMfa {
       const { device, network } = recognise(client);
       const geo = client.ip === null || deps.geo === null ? null : deps.geo.locate(client.ip);
       const history =
-        userId === null ? null : known ?? (await deps.history.signinHistory(userId, historyQuery(client, now, trustedDevice)));
+        userId === null
+          ? null
+          : (known ?? (await deps.history.signinHistory(userId, historyQuery(client, now, trustedDevice))));
       // Trust is the credential VerifyMfa issued, found for this user and unexpired; a device id
       // or User-Agent (anything a client can copy or guess) only says "seen before".
       const trusted = history?.trustedDevice ?? null;
@@ -122,10 +130,16 @@ export function createAdaptiveMfa(deps: AdaptiveMfaDeps): AdaptiveMfa {
         ipList: allowOrDenyOf(client.ip, allow, deny),
         recentFailures: history?.recentFailures ?? 0,
         lastSigninAt: history?.lastSigninAt ?? null,
-        upstreamMfa: (identity.provider.trustUpstreamMfa ?? false) && upstreamDidMfa(identity, identity.provider.mfaAcrValues ?? []),
+        upstreamMfa:
+          (identity.provider.trustUpstreamMfa ?? false) &&
+          upstreamDidMfa(identity, identity.provider.mfaAcrValues ?? []),
       };
       const assessment = assessRisk(observation, deps.risk);
-      const decision = decideMfa(assessment, { userId, deviceTrusted, methods: history?.methods ?? [], account }, deps.policy);
+      const decision = decideMfa(
+        assessment,
+        { userId, deviceTrusted, methods: history?.methods ?? [], account },
+        deps.policy,
+      );
       const recommended = [...deps.policy.recommendedMethods[assessment.level]];
       const reason = decision.kind === "allow" ? null : decision.reason;
       return {
@@ -170,7 +184,10 @@ const INHERENCE = new Set(["fpt", "face", "iris", "retina", "vbm"]);
  * `mfa`, or methods of two factor categories (e.g. `pwd` + `otp`), or `acr` is one the provider
  * is configured to use for MFA. Only believed for providers configured with trust_upstream_mfa.
  */
-export function upstreamDidMfa(identity: Pick<ExternalIdentity, "amr" | "acr">, mfaAcrValues: readonly string[]): boolean {
+export function upstreamDidMfa(
+  identity: Pick<ExternalIdentity, "amr" | "acr">,
+  mfaAcrValues: readonly string[],
+): boolean {
   if (identity.amr.includes("mfa")) return true;
   if (identity.acr !== null && mfaAcrValues.includes(identity.acr)) return true;
   const categories = [KNOWLEDGE, POSSESSION, INHERENCE].filter((set) => identity.amr.some((m) => set.has(m)));

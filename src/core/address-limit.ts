@@ -109,7 +109,16 @@ export function createAddressLimit(options: AddressLimitOptions): AddressLimit {
     let e = entries.get(ip);
     if (e === undefined) {
       if (entries.size >= maxAddresses) forgetIdle();
-      e = { synced: 0, syncedAt: -Infinity, recordedSince: 0, unrecorded: [], inFlight: 0, waiters: [], limitedUntil: 0, syncing: null };
+      e = {
+        synced: 0,
+        syncedAt: -Infinity,
+        recordedSince: 0,
+        unrecorded: [],
+        inFlight: 0,
+        waiters: [],
+        limitedUntil: 0,
+        syncing: null,
+      };
       entries.set(ip, e);
     }
     return e;
@@ -184,11 +193,14 @@ export function createAddressLimit(options: AddressLimitOptions): AddressLimit {
       if (n + e.inFlight < max) break;
       if (now - started >= maxWaitMs) throw await refusalFor(ip, e, rpc, now);
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          const i = e.waiters.indexOf(wake);
-          if (i >= 0) e.waiters.splice(i, 1);
-          resolve();
-        }, Math.max(1, maxWaitMs - (now - started)));
+        const timer = setTimeout(
+          () => {
+            const i = e.waiters.indexOf(wake);
+            if (i >= 0) e.waiters.splice(i, 1);
+            resolve();
+          },
+          Math.max(1, maxWaitMs - (now - started)),
+        );
         const wake = () => {
           clearTimeout(timer);
           resolve();

@@ -57,7 +57,10 @@ export interface AdminService {
    * Refuses sign-in and refresh with `user_locked` until `until` (null: until unlocked). Sessions
    * stay unless `revokeSessions`: their refresh is refused while locked and works again after.
    */
-  lock(ref: string, options: { until: Date | null; reason?: string | undefined; revokeSessions?: boolean }): Promise<StatusChangeResult>;
+  lock(
+    ref: string,
+    options: { until: Date | null; reason?: string | undefined; revokeSessions?: boolean },
+  ): Promise<StatusChangeResult>;
   unlock(ref: string): Promise<StatusChangeResult>;
   /** Sets (or with `clear`, clears) the operator's must-change-password flag. */
   forcePasswordChange(ref: string, options?: { clear?: boolean }): Promise<AdminUserView>;
@@ -78,7 +81,11 @@ export function createAdminService(deps: AdminDeps): AdminService {
 
   function view(user: AdminUserRecord, now: Date): AdminUserView {
     const lockOver = user.status === "locked" && user.lockedUntil !== null && user.lockedUntil <= now;
-    return { user, effectiveStatus: lockOver ? "active" : user.status, passwordStatus: passwordStatusOf(user, now, deps.expiry) };
+    return {
+      user,
+      effectiveStatus: lockOver ? "active" : user.status,
+      passwordStatus: passwordStatusOf(user, now, deps.expiry),
+    };
   }
 
   async function resolve(ref: string): Promise<AdminUserRecord> {
@@ -128,7 +135,12 @@ export function createAdminService(deps: AdminDeps): AdminService {
         ...(next.lockedUntil === null ? {} : { locked_until: next.lockedUntil.toISOString() }),
       }),
     });
-    const after: AdminUserRecord = { ...user, status: next.status, lockedUntil: next.lockedUntil, statusReason: next.reason };
+    const after: AdminUserRecord = {
+      ...user,
+      status: next.status,
+      lockedUntil: next.lockedUntil,
+      statusReason: next.reason,
+    };
     return { user: view(after, now), previousStatus: user.status, changed: true, revokedSessions };
   }
 
@@ -158,16 +170,30 @@ export function createAdminService(deps: AdminDeps): AdminService {
     async disable(ref, options = {}) {
       const user = await resolve(ref);
       // Always written, even when already disabled: it also ends any session left behind.
-      return changeStatus(user, "admin.user_disabled", {
-        status: "disabled", lockedUntil: null, reason: reasonOf(options.reason), revokeSessions: "user_disabled",
-      }, clock.now());
+      return changeStatus(
+        user,
+        "admin.user_disabled",
+        {
+          status: "disabled",
+          lockedUntil: null,
+          reason: reasonOf(options.reason),
+          revokeSessions: "user_disabled",
+        },
+        clock.now(),
+      );
     },
 
     async enable(ref) {
       const user = await resolve(ref);
       const now = clock.now();
-      if (user.status === "active") return { user: view(user, now), previousStatus: user.status, changed: false, revokedSessions: 0 };
-      return changeStatus(user, "admin.user_enabled", { status: "active", lockedUntil: null, reason: null, revokeSessions: null }, now);
+      if (user.status === "active")
+        return { user: view(user, now), previousStatus: user.status, changed: false, revokedSessions: 0 };
+      return changeStatus(
+        user,
+        "admin.user_enabled",
+        { status: "active", lockedUntil: null, reason: null, revokeSessions: null },
+        now,
+      );
     },
 
     async lock(ref, options) {
@@ -178,14 +204,22 @@ export function createAdminService(deps: AdminDeps): AdminService {
       }
       if (user.status === "disabled" || user.status === "pending") {
         // A lock can end by itself; turning a disabled or pending account into one would open it.
-        throw new DomainError("user_status_conflict", `user ${user.username} is ${user.status}; a lock would weaken that`);
+        throw new DomainError(
+          "user_status_conflict",
+          `user ${user.username} is ${user.status}; a lock would weaken that`,
+        );
       }
-      return changeStatus(user, "admin.user_locked", {
-        status: "locked",
-        lockedUntil: options.until,
-        reason: reasonOf(options.reason),
-        revokeSessions: options.revokeSessions === true ? "user_locked" : null,
-      }, now);
+      return changeStatus(
+        user,
+        "admin.user_locked",
+        {
+          status: "locked",
+          lockedUntil: options.until,
+          reason: reasonOf(options.reason),
+          revokeSessions: options.revokeSessions === true ? "user_locked" : null,
+        },
+        now,
+      );
     },
 
     async unlock(ref) {
@@ -193,7 +227,12 @@ export function createAdminService(deps: AdminDeps): AdminService {
       if (user.status !== "locked") {
         throw new DomainError("user_status_conflict", `user ${user.username} is ${user.status}, not locked`);
       }
-      return changeStatus(user, "admin.user_unlocked", { status: "active", lockedUntil: null, reason: null, revokeSessions: null }, clock.now());
+      return changeStatus(
+        user,
+        "admin.user_unlocked",
+        { status: "active", lockedUntil: null, reason: null, revokeSessions: null },
+        clock.now(),
+      );
     },
 
     async forcePasswordChange(ref, options = {}) {
@@ -203,7 +242,12 @@ export function createAdminService(deps: AdminDeps): AdminService {
       if (value && user.passwordChangedAt === null) {
         throw new DomainError("password_not_set", `user ${user.username} has no local password to change`);
       }
-      await store.setMustChangePassword(user.id, value, now, auditOf(value ? "admin.password_change_forced" : "admin.password_change_unforced", now, user.id, {}));
+      await store.setMustChangePassword(
+        user.id,
+        value,
+        now,
+        auditOf(value ? "admin.password_change_forced" : "admin.password_change_unforced", now, user.id, {}),
+      );
       return view({ ...user, mustChangePassword: value }, now);
     },
 
@@ -215,9 +259,13 @@ export function createAdminService(deps: AdminDeps): AdminService {
       const byId = detail.identities.find((i) => i.id === identityRef);
       const byProvider = detail.identities.filter((i) => i.provider === identityRef);
       if (byId === undefined && byProvider.length > 1) {
-        throw new DomainError("user_ambiguous", `user ${user.username} has ${byProvider.length} identities of provider ${identityRef}; name one by id`, {
-          detail: { candidates: byProvider.map((i) => i.id).join(",") },
-        });
+        throw new DomainError(
+          "user_ambiguous",
+          `user ${user.username} has ${byProvider.length} identities of provider ${identityRef}; name one by id`,
+          {
+            detail: { candidates: byProvider.map((i) => i.id).join(",") },
+          },
+        );
       }
       const identity = byId ?? byProvider[0];
       if (identity === undefined) {
@@ -239,7 +287,10 @@ export function createAdminService(deps: AdminDeps): AdminService {
         throw new DomainError("identity_not_found", `user ${user.username} has no identity ${identityRef} (any more)`);
       }
       if (outcome.kind === "last_identity") {
-        throw new DomainError("last_identity", `${identity.id} is the last identity of user ${user.username}; without it they cannot sign in (unlink with force, --force in the admin tool, to remove it anyway)`);
+        throw new DomainError(
+          "last_identity",
+          `${identity.id} is the last identity of user ${user.username}; without it they cannot sign in (unlink with force, --force in the admin tool, to remove it anyway)`,
+        );
       }
       return {
         user: view(user, now),

@@ -107,11 +107,7 @@ export class DomainError extends Error {
   /** Public, non-secret detail the caller may use (e.g. `{ provider: "google" }`). */
   readonly detail: Readonly<Record<string, string>> | undefined;
 
-  constructor(
-    code: ErrorCode,
-    message: string,
-    options?: { cause?: unknown; detail?: Record<string, string> },
-  ) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; detail?: Record<string, string> }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.detail = options?.detail;
@@ -126,7 +122,12 @@ export function isDomainError(e: unknown, code?: ErrorCode): e is DomainError {
  * Failures that are not the caller's doing (an upstream or our own outage, and refusals by the
  * limit itself): they never count against an address or a user.
  */
-export const NOT_CALLER_FAULTS: readonly ErrorCode[] = ["provider_unavailable", "unavailable", "internal", "rate_limited"];
+export const NOT_CALLER_FAULTS: readonly ErrorCode[] = [
+  "provider_unavailable",
+  "unavailable",
+  "internal",
+  "rate_limited",
+];
 
 /** Whether a refusal with `code` counts as the caller's failure (for the per-address limit). */
 export function isCallerFault(code: string): boolean {

@@ -47,7 +47,9 @@ function timeBase32(ms: number): string {
  * random bits. Prefixes tell an id's kind at a glance in logs and support tickets (`usr_…` a
  * user, `ses_…` a session).
  */
-export function newId(prefix: "usr" | "idn" | "ses" | "rtk" | "evt" | "chl" | "mfa" | "rcv" | "pk" | "wac" | "tdv"): string {
+export function newId(
+  prefix: "usr" | "idn" | "ses" | "rtk" | "evt" | "chl" | "mfa" | "rcv" | "pk" | "wac" | "tdv",
+): string {
   if (TIME_ORDERED.has(prefix)) return `${prefix}_${timeBase32(Date.now())}${randomBase32(10)}`;
   return `${prefix}_${randomBase32(16)}`;
 }

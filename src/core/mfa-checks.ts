@@ -26,7 +26,14 @@ export function methodOf(method: string): MfaMethod {
 
 /** A passkey assertion checked before the challenge's transaction (its crypto is asynchronous). */
 export type AssertionCheck =
-  | { ok: true; passkey: PasskeyRecord; ceremonyId: string; mfaChallengeId: string | null; signCount: number; backedUp: boolean }
+  | {
+      ok: true;
+      passkey: PasskeyRecord;
+      ceremonyId: string;
+      mfaChallengeId: string | null;
+      signCount: number;
+      backedUp: boolean;
+    }
   | { ok: false; error: DomainError };
 
 /** A verdict of `guess` that counts against the budget with its own error (a refused passkey answer). */
@@ -81,7 +88,12 @@ export function createMfaChecks(deps: MfaServiceDeps): MfaChecks {
   ): Promise<T> {
     const since = new Date(now.getTime() - deps.codeFailureWindowSeconds * 1000);
     const reservation = await deps.budget.reserve("second_factor_code", {
-      userId, since, max: deps.maxCodeFailures, now, client, detail: { action },
+      userId,
+      since,
+      max: deps.maxCodeFailures,
+      now,
+      client,
+      detail: { action },
     });
     if (reservation.kind === "exhausted") {
       throw budgetExhausted(reservation.nth, deps.codeFailureWindowSeconds, now, "too many wrong codes");
@@ -140,7 +152,10 @@ export function createMfaChecks(deps: MfaServiceDeps): MfaChecks {
       ceremony.consumedAt !== null ||
       ceremony.expiresAt <= now
     ) {
-      return refuse("webauthn_challenge_invalid", "this passkey challenge is unknown, expired or already used; start again");
+      return refuse(
+        "webauthn_challenge_invalid",
+        "this passkey challenge is unknown, expired or already used; start again",
+      );
     }
     // A step-up ceremony marks only the session that opened it.
     if (stepUpOf !== null && (ceremony.userId !== stepUpOf.userId || ceremony.sessionId !== stepUpOf.sessionId)) {
@@ -151,7 +166,10 @@ export function createMfaChecks(deps: MfaServiceDeps): MfaChecks {
       return refuse("webauthn_credential_unknown", "this passkey is not one of this account's");
     }
     if (passkey.flaggedAt !== null) {
-      return refuse("webauthn_counter_regressed", "this passkey was disabled after its signature counter went backwards; remove it and register it again");
+      return refuse(
+        "webauthn_counter_regressed",
+        "this passkey was disabled after its signature counter went backwards; remove it and register it again",
+      );
     }
     let verified;
     try {
@@ -169,9 +187,19 @@ export function createMfaChecks(deps: MfaServiceDeps): MfaChecks {
         client,
         detail: { passkey_id: passkey.id, stored_count: passkey.signCount, presented_count: verified.signCount },
       });
-      return refuse("webauthn_counter_regressed", "this passkey's signature counter went backwards; it is disabled: remove it and register it again");
+      return refuse(
+        "webauthn_counter_regressed",
+        "this passkey's signature counter went backwards; it is disabled: remove it and register it again",
+      );
     }
-    return { ok: true, passkey, ceremonyId: ceremony.id, mfaChallengeId: ceremony.mfaChallengeId, signCount: verified.signCount, backedUp: verified.backedUp };
+    return {
+      ok: true,
+      passkey,
+      ceremonyId: ceremony.id,
+      mfaChallengeId: ceremony.mfaChallengeId,
+      signCount: verified.signCount,
+      backedUp: verified.backedUp,
+    };
   }
 
   return { guess, usablePasskeys, stepUpRule, checkAssertion };

@@ -28,13 +28,20 @@ export function createSessionStepUp(deps: MfaServiceDeps, checks: MfaChecks): Se
     const { userId, sessionId } = principal;
     const pk = deps.passkeys;
     if (pk === undefined) throw new DomainError("mfa_method_not_available", "passkeys are not enabled");
-    if (assertion === undefined || assertion === null) throw new DomainError("mfa_code_required", "webauthn_assertion is required");
+    if (assertion === undefined || assertion === null)
+      throw new DomainError("mfa_code_required", "webauthn_assertion is required");
     // Malformed: refused before anything is written or counted.
     pk.ceremonies.read(boundedResponse(assertion), "authentication");
     return await checks.guess(userId, client, "step_up", now, async () => {
       const checked = await checks.checkAssertion(assertion, now, client, principal);
       if (!checked.ok) return new Refused(checked.error);
-      const spend = { kind: "webauthn" as const, passkeyId: checked.passkey.id, ceremonyId: checked.ceremonyId, signCount: checked.signCount, backedUp: checked.backedUp };
+      const spend = {
+        kind: "webauthn" as const,
+        passkeyId: checked.passkey.id,
+        ceremonyId: checked.ceremonyId,
+        signCount: checked.signCount,
+        backedUp: checked.backedUp,
+      };
       const done = await store.stepUp(sessionId, userId, spend, [AMR_OF.webauthn, "mfa"], now, {
         type: "mfa.step_up",
         at: now,
@@ -45,7 +52,9 @@ export function createSessionStepUp(deps: MfaServiceDeps, checks: MfaChecks): Se
       if (done === "session_gone") throw new DomainError("session_revoked", "this session no longer exists");
       // Spent meanwhile (a replay racing this one) or the counter moved meanwhile.
       return done === "not_spent"
-        ? new Refused(new DomainError("webauthn_challenge_invalid", "this passkey answer was used already; start again"))
+        ? new Refused(
+            new DomainError("webauthn_challenge_invalid", "this passkey answer was used already; start again"),
+          )
         : done;
     });
   }
@@ -63,8 +72,14 @@ export function createSessionStepUp(deps: MfaServiceDeps, checks: MfaChecks): Se
     const factor = await store.findTotp(userId);
     if (factor === null || factor.confirmedAt === null) {
       throw (await checks.usablePasskeys(userId)) > 0
-        ? new DomainError("totp_not_enrolled", "no authenticator is enrolled: step up with a passkey (BeginStepUp, then method webauthn)")
-        : new DomainError("totp_not_enrolled", "no second factor is enrolled: a recent sign-in is the step-up (sign in again)");
+        ? new DomainError(
+            "totp_not_enrolled",
+            "no authenticator is enrolled: step up with a passkey (BeginStepUp, then method webauthn)",
+          )
+        : new DomainError(
+            "totp_not_enrolled",
+            "no second factor is enrolled: a recent sign-in is the step-up (sign in again)",
+          );
     }
     return await checks.guess(userId, client, "step_up", now, async () => {
       const spend =
@@ -76,7 +91,11 @@ export function createSessionStepUp(deps: MfaServiceDeps, checks: MfaChecks): Se
           : { kind: "recovery_code" as const, codeHash: recoveryCodes.hash(userId, code) };
       if (spend === null) return null;
       const done = await store.stepUp(sessionId, userId, spend, [AMR_OF[m], "mfa"], now, {
-        type: "mfa.step_up", at: now, userId, client, detail: { method: m, session_id: sessionId },
+        type: "mfa.step_up",
+        at: now,
+        userId,
+        client,
+        detail: { method: m, session_id: sessionId },
       });
       if (done === "session_gone") throw new DomainError("session_revoked", "this session no longer exists");
       // A replayed TOTP step or a used recovery code: wrong.
@@ -89,9 +108,10 @@ export function createSessionStepUp(deps: MfaServiceDeps, checks: MfaChecks): Se
       const { userId, sessionId } = principal;
       const m = methodOf(method);
       const now = clock.now();
-      const session = m === "webauthn"
-        ? await withPasskey(principal, client, assertion, now)
-        : await withCode(principal, m, code, client, now);
+      const session =
+        m === "webauthn"
+          ? await withPasskey(principal, client, assertion, now)
+          : await withCode(principal, m, code, client, now);
       const accessToken = await deps.accessTokens.issue(
         { userId, sessionId, amr: session.amr, provider: session.provider, authTime: session.authTime },
         now,
@@ -109,7 +129,10 @@ export function createSessionStepUp(deps: MfaServiceDeps, checks: MfaChecks): Se
       const now = clock.now();
       const passkeys = (await pk.store.listPasskeys(principal.userId)).filter((p) => p.flaggedAt === null);
       if (passkeys.length === 0) {
-        throw new DomainError("mfa_method_not_available", "this account has no usable passkey; step up with a code (method totp or recovery_code)");
+        throw new DomainError(
+          "mfa_method_not_available",
+          "this account has no usable passkey; step up with a code (method totp or recovery_code)",
+        );
       }
       // Each call stores a ceremony: bounded per session, so an access token cannot fill the table.
       if ((await pk.store.countLiveStepUps(principal.sessionId, now)) >= MAX_STEP_UPS_PER_SESSION) {

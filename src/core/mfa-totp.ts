@@ -77,7 +77,13 @@ export function createTotpFactors(deps: MfaServiceDeps, checks: MfaChecks): Totp
         { id, userId: user.id, secretEnc: secrets.seal(secret, id), createdAt: now },
         { type: "mfa.totp_enrollment_started", at: now, userId: user.id, client, detail: { factor_id: id } },
       );
-      return { secret, uri: totp.keyUri(secret, user.username), digits: totp.digits, period: totp.period, algorithm: totp.algorithm };
+      return {
+        secret,
+        uri: totp.keyUri(secret, user.username),
+        digits: totp.digits,
+        period: totp.period,
+        algorithm: totp.algorithm,
+      };
     },
 
     async confirmTotp(principal, code, client) {
@@ -85,27 +91,47 @@ export function createTotpFactors(deps: MfaServiceDeps, checks: MfaChecks): Totp
       if (code.trim() === "") throw new DomainError("mfa_code_required", "code is required");
       const factor = await store.findTotp(userId);
       if (factor === null) throw new DomainError("totp_not_enrolled", "start enrollment first (EnrollTotp)");
-      if (factor.confirmedAt !== null) throw new DomainError("totp_already_enrolled", "this authenticator is already active");
+      if (factor.confirmedAt !== null)
+        throw new DomainError("totp_already_enrolled", "this authenticator is already active");
       const now = clock.now();
       await checks.stepUpRule(principal, false, now);
       const step = totp.match(secrets.open(factor.secretEnc, factor.id), code, now, factor.lastUsedStep);
       if (step === null) {
-        await recordQuietly({ type: "mfa.code_failed", at: now, code: "mfa_code_invalid", userId, client, detail: { action: "confirm_totp" } });
-        throw new DomainError("mfa_code_invalid", "the code is not valid; check the authenticator's clock and try the current code");
+        await recordQuietly({
+          type: "mfa.code_failed",
+          at: now,
+          code: "mfa_code_invalid",
+          userId,
+          client,
+          detail: { action: "confirm_totp" },
+        });
+        throw new DomainError(
+          "mfa_code_invalid",
+          "the code is not valid; check the authenticator's clock and try the current code",
+        );
       }
       const { codes, rows } = newRecoveryCodes(userId);
       // The first code of the new authenticator is a second factor completed on this session.
       const confirmed = await store.confirmTotp(factor.id, step, rows, now, principal.sessionId, {
-        type: "mfa.totp_enrolled", at: now, userId, client, detail: { factor_id: factor.id, recovery_codes: rows.length },
+        type: "mfa.totp_enrolled",
+        at: now,
+        userId,
+        client,
+        detail: { factor_id: factor.id, recovery_codes: rows.length },
       });
-      if (!confirmed) throw new DomainError("totp_already_enrolled", "this enrollment was completed or replaced meanwhile");
+      if (!confirmed)
+        throw new DomainError("totp_already_enrolled", "this enrollment was completed or replaced meanwhile");
       return codes;
     },
 
     async disableTotp(principal, code, client) {
       await withCurrentCode(principal, code, client, "disable_totp", (factorId, step, now) =>
         store.withTotpStep(factorId, step, { kind: "disable" }, now, {
-          type: "mfa.totp_disabled", at: now, userId: principal.userId, client, detail: { factor_id: factorId },
+          type: "mfa.totp_disabled",
+          at: now,
+          userId: principal.userId,
+          client,
+          detail: { factor_id: factorId },
         }),
       );
     },
@@ -114,7 +140,11 @@ export function createTotpFactors(deps: MfaServiceDeps, checks: MfaChecks): Totp
       const { codes, rows } = newRecoveryCodes(principal.userId);
       await withCurrentCode(principal, code, client, "regenerate_recovery_codes", (factorId, step, now) =>
         store.withTotpStep(factorId, step, { kind: "replace_recovery_codes", codes: rows }, now, {
-          type: "mfa.recovery_codes_regenerated", at: now, userId: principal.userId, client, detail: { recovery_codes: rows.length },
+          type: "mfa.recovery_codes_regenerated",
+          at: now,
+          userId: principal.userId,
+          client,
+          detail: { recovery_codes: rows.length },
         }),
       );
       return codes;

@@ -150,9 +150,10 @@ export function createChallengeCompletion(deps: MfaServiceDeps, checks: MfaCheck
       userId: state?.challenge.userId,
       provider: state?.challenge.provider,
       client: a.input.client,
-      detail: state === null
-        ? { method: a.method }
-        : { challenge_id: state.challenge.id, method: a.method, attempts: state.challenge.attempts, ...extra },
+      detail:
+        state === null
+          ? { method: a.method }
+          : { challenge_id: state.challenge.id, method: a.method, attempts: state.challenge.attempts, ...extra },
     };
   }
 
@@ -183,14 +184,17 @@ export function createChallengeCompletion(deps: MfaServiceDeps, checks: MfaCheck
       },
       refreshToken: { id: newId("rtk"), sessionId, tokenHash: a.refresh.hash, createdAt: now, expiresAt },
       seen: { ...c.context, trustedDeviceId: null },
-      trustDevice: trusted === null ? null : {
-        id: newId("tdv"),
-        userId: c.userId,
-        credentialHash: trusted.hash,
-        label: coarseUserAgent(client.userAgent),
-        createdAt: now,
-        expiresAt: new Date(now.getTime() + deps.trustedDeviceDays * 86_400_000),
-      },
+      trustDevice:
+        trusted === null
+          ? null
+          : {
+              id: newId("tdv"),
+              userId: c.userId,
+              credentialHash: trusted.hash,
+              label: coarseUserAgent(client.userAgent),
+              createdAt: now,
+              expiresAt: new Date(now.getTime() + deps.trustedDeviceDays * 86_400_000),
+            },
       audit: {
         ...auditOf(a, state, "signin.succeeded", undefined, {
           account: c.pendingIdentity === null ? "existing" : "link",
@@ -210,7 +214,8 @@ export function createChallengeCompletion(deps: MfaServiceDeps, checks: MfaCheck
       const type = kill ? "mfa.challenge_exhausted" : "mfa.verify_failed";
       return { kind: "reject", kill, audit: auditOf(a, state, type, error.code) };
     };
-    if (state === null) return reject(new DomainError("challenge_invalid", "the challenge token is not valid; sign in again"));
+    if (state === null)
+      return reject(new DomainError("challenge_invalid", "the challenge token is not valid; sign in again"));
     const refusal = challengeRefusal(state, a.input.client, a.now, deps.maxCodeFailures);
     if (refusal !== null) return reject(refusal);
     const { spend, refusal: answerRefusal } = spendOf(a, state);
@@ -242,8 +247,13 @@ export function createChallengeCompletion(deps: MfaServiceDeps, checks: MfaCheck
     if (pending !== null) {
       // The e-mail link this challenge held back is written now, after the second factor.
       await recordQuietly({
-        type: "identity.linked_by_email", at: now, userId: user.id, provider: pending.provider, issuer: pending.issuer,
-        subject: pending.subject, client: input.client,
+        type: "identity.linked_by_email",
+        at: now,
+        userId: user.id,
+        provider: pending.provider,
+        issuer: pending.issuer,
+        subject: pending.subject,
+        client: input.client,
         detail: { by: "verified_email", second_factor: input.method, challenge_id: state.challenge.id },
       });
     }
@@ -267,19 +277,35 @@ export function createChallengeCompletion(deps: MfaServiceDeps, checks: MfaCheck
     const method = methodOfInput(input, deps.passkeys !== undefined);
     const now = clock.now();
     if (!CHALLENGE_TOKEN.test(input.challengeToken)) {
-      await recordQuietly({ type: "mfa.verify_failed", at: now, code: "challenge_invalid", client, detail: { method } });
+      await recordQuietly({
+        type: "mfa.verify_failed",
+        at: now,
+        code: "challenge_invalid",
+        client,
+        detail: { method },
+      });
       throw new DomainError("challenge_invalid", "the challenge token is not valid; sign in again");
     }
     // A malformed assertion is refused here, before anything is written; every other verdict on
     // it is the challenge's (an attempt counted, audited), decided in the transaction below.
     const assertion = method === "webauthn" ? await checks.checkAssertion(input.assertion, now, client) : null;
     const a: Attempt = {
-      input, method, now, assertion, refresh: deps.opaqueTokens.issue("rt"), sessionId: newId("ses"),
-      found: null, failure: undefined, trusted: null,
+      input,
+      method,
+      now,
+      assertion,
+      refresh: deps.opaqueTokens.issue("rt"),
+      sessionId: newId("ses"),
+      found: null,
+      failure: undefined,
+      trusted: null,
     };
     const failuresSince = new Date(now.getTime() - deps.codeFailureWindowSeconds * 1000);
     const { decision, user } = await store.verifyChallenge(
-      deps.opaqueTokens.hash(input.challengeToken), now, (state) => decide(a, state), failuresSince,
+      deps.opaqueTokens.hash(input.challengeToken),
+      now,
+      (state) => decide(a, state),
+      failuresSince,
     );
     const state = a.found;
     if (decision.kind === "reject" || state === null || user === null) throw await refusalOf(a, failuresSince);
@@ -289,7 +315,8 @@ export function createChallengeCompletion(deps: MfaServiceDeps, checks: MfaCheck
   return {
     async verify(input) {
       // Strict: a 6-digit code can be guessed, so an address over its limit is refused unheard.
-      const attempt = await (deps.addressLimit?.admit(limitKeyOf(input.client), "VerifyMfa", { strict: true }) ?? UNLIMITED);
+      const attempt = await (deps.addressLimit?.admit(limitKeyOf(input.client), "VerifyMfa", { strict: true }) ??
+        UNLIMITED);
       try {
         const result = await verifyOnce(input);
         attempt.settle();
@@ -306,13 +333,15 @@ export function createChallengeCompletion(deps: MfaServiceDeps, checks: MfaCheck
       const pk = deps.passkeys;
       if (pk === undefined) throw new DomainError("mfa_method_not_available", "passkeys are not enabled");
       if (challengeToken === "") throw new DomainError("challenge_token_required", "challenge_token is required");
-      if (!CHALLENGE_TOKEN.test(challengeToken)) throw new DomainError("challenge_invalid", "the challenge token is not valid; sign in again");
+      if (!CHALLENGE_TOKEN.test(challengeToken))
+        throw new DomainError("challenge_invalid", "the challenge token is not valid; sign in again");
       const now = clock.now();
       const c = await store.findChallenge(deps.opaqueTokens.hash(challengeToken));
       if (c === null || c.consumedReason === "completed") {
         throw new DomainError("challenge_invalid", "the challenge token is not valid; sign in again");
       }
-      if (c.consumedReason === "exhausted") throw new DomainError("challenge_exhausted", "too many attempts for this challenge; sign in again");
+      if (c.consumedReason === "exhausted")
+        throw new DomainError("challenge_exhausted", "too many attempts for this challenge; sign in again");
       if (c.expiresAt <= now) throw new DomainError("challenge_expired", "the challenge has expired; sign in again");
       if (c.deviceKey?.startsWith("id:") === true && deviceKeyOf(client)?.key !== c.deviceKey) {
         throw new DomainError("challenge_invalid", "this challenge was issued to another device; sign in again");
@@ -321,9 +350,14 @@ export function createChallengeCompletion(deps: MfaServiceDeps, checks: MfaCheck
       if ((await pk.store.countCeremonies(c.id)) >= MAX_CEREMONIES_PER_CHALLENGE) {
         throw new DomainError("challenge_exhausted", "too many passkey attempts for this challenge; sign in again");
       }
-      const passkeys = c.methods.includes("webauthn") ? (await pk.store.listPasskeys(c.userId)).filter((p) => p.flaggedAt === null) : [];
+      const passkeys = c.methods.includes("webauthn")
+        ? (await pk.store.listPasskeys(c.userId)).filter((p) => p.flaggedAt === null)
+        : [];
       if (passkeys.length === 0) {
-        throw new DomainError("mfa_method_not_available", `this challenge can be completed with: ${c.methods.join(", ")}`);
+        throw new DomainError(
+          "mfa_method_not_available",
+          `this challenge can be completed with: ${c.methods.join(", ")}`,
+        );
       }
       const { options, challenge } = await pk.ceremonies.authenticationOptions({
         rp: pk.rp(),

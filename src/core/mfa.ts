@@ -121,7 +121,13 @@ export interface MfaService {
    * answering beginStepUp): the session's
    * `mfa_at` becomes now, so factor changes are allowed for `stepUpMaxAgeSeconds`.
    */
-  stepUp(principal: Principal, method: string, code: string, client: ClientInfo, assertion?: unknown): Promise<StepUpResult>;
+  stepUp(
+    principal: Principal,
+    method: string,
+    code: string,
+    client: ClientInfo,
+    assertion?: unknown,
+  ): Promise<StepUpResult>;
   /**
    * Opens a passkey ceremony for a step-up of this session: the request options for
    * `navigator.credentials.get()`, answered with stepUp method `webauthn`.

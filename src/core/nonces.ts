@@ -36,7 +36,10 @@ export function createNonceService(deps: {
     async issue(client) {
       const attempt = await (deps.addressLimit?.admit(limitKeyOf(client), "CreateNonce") ?? UNLIMITED);
       if (client.deviceId === null) {
-        throw await attempt.fail(new DomainError("invalid_request", "device_id is required: a nonce is bound to the device that will sign in"), { recorded: false });
+        throw await attempt.fail(
+          new DomainError("invalid_request", "device_id is required: a nonce is bound to the device that will sign in"),
+          { recorded: false },
+        );
       }
       attempt.settle();
       const expiresAt = new Date(deps.clock.now().getTime() + deps.ttlSeconds * 1000);

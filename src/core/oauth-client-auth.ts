@@ -9,7 +9,12 @@ import { singleUse } from "./single-use.ts";
 /** Client authentication at the OAuth door (RFC 6749 §2.3, RFC 7523 §3 `private_key_jwt`). */
 
 export type ClientAuthMethod = "none" | "client_secret_basic" | "client_secret_post" | "private_key_jwt";
-export const CLIENT_AUTH_METHODS: readonly ClientAuthMethod[] = ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"];
+export const CLIENT_AUTH_METHODS: readonly ClientAuthMethod[] = [
+  "none",
+  "client_secret_basic",
+  "client_secret_post",
+  "private_key_jwt",
+];
 export const CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /**
  * Algorithms of client assertions: pinned, never taken from the token's header; asymmetric only
@@ -37,7 +42,9 @@ export function createClientAuthentication(deps: OAuthDeps): (request: OAuthRequ
       return client;
     } catch (e) {
       // invalid_client leaves no audit row: counted on this replica, as an unknown refresh token is.
-      attempt.settle(e instanceof OAuthError ? new DomainError("invalid_request", e.description) : e, { recorded: false });
+      attempt.settle(e instanceof OAuthError ? new DomainError("invalid_request", e.description) : e, {
+        recorded: false,
+      });
       throw e;
     }
   }
@@ -52,28 +59,44 @@ export function createClientAuthentication(deps: OAuthDeps): (request: OAuthRequ
     const assertion = one(request, "client_assertion");
     const assertionType = one(request, "client_assertion_type");
     const basic = request.basic;
-    if (basic === "malformed") throw invalidClient("the Authorization header is not valid HTTP Basic client authentication");
+    if (basic === "malformed")
+      throw invalidClient("the Authorization header is not valid HTTP Basic client authentication");
     const ways = [basic !== null, bodySecret !== undefined, assertion !== undefined].filter(Boolean).length;
-    if (ways > 1) throw new OAuthError("invalid_request", "use one client authentication method (Basic, client_secret or client_assertion)");
+    if (ways > 1)
+      throw new OAuthError(
+        "invalid_request",
+        "use one client authentication method (Basic, client_secret or client_assertion)",
+      );
     if (assertion !== undefined || assertionType !== undefined) {
       if (assertion === undefined || assertionType !== CLIENT_ASSERTION_TYPE) {
-        throw new OAuthError("invalid_request", `client_assertion needs client_assertion_type ${CLIENT_ASSERTION_TYPE}`);
+        throw new OAuthError(
+          "invalid_request",
+          `client_assertion needs client_assertion_type ${CLIENT_ASSERTION_TYPE}`,
+        );
       }
       return authenticateByAssertion(bodyId, assertion);
     }
-    if (basic !== null && bodyId !== undefined && bodyId !== basic.id) throw new OAuthError("invalid_request", "client_id differs from the Basic credentials");
+    if (basic !== null && bodyId !== undefined && bodyId !== basic.id)
+      throw new OAuthError("invalid_request", "client_id differs from the Basic credentials");
     const id = basic?.id ?? bodyId;
-    if (id === undefined) throw invalidClient("client authentication is required (client_id, and a secret for a confidential client)");
+    if (id === undefined)
+      throw invalidClient("client authentication is required (client_id, and a secret for a confidential client)");
     const client = deps.clients.get(id);
     if (client === undefined) throw invalidClient("unknown client or wrong credentials");
-    const used: ClientAuthMethod = basic !== null ? "client_secret_basic" : bodySecret !== undefined ? "client_secret_post" : "none";
+    const used: ClientAuthMethod =
+      basic !== null ? "client_secret_basic" : bodySecret !== undefined ? "client_secret_post" : "none";
     if (used !== client.authMethod) {
-      throw invalidClient(client.authMethod === "none" ? "a public client sends no secret" : `this client authenticates with ${client.authMethod}`);
+      throw invalidClient(
+        client.authMethod === "none"
+          ? "a public client sends no secret"
+          : `this client authenticates with ${client.authMethod}`,
+      );
     }
     if (used !== "none") {
       const secret = basic !== null ? basic.secret : bodySecret!;
       // The same answer as an unknown client: a caller learns nothing about which ids exist.
-      if (client.secretSha256 === null || !deps.secrets.matches(secret, client.secretSha256)) throw invalidClient("unknown client or wrong credentials");
+      if (client.secretSha256 === null || !deps.secrets.matches(secret, client.secretSha256))
+        throw invalidClient("unknown client or wrong credentials");
     }
     return client;
   }
@@ -82,7 +105,12 @@ export function createClientAuthentication(deps: OAuthDeps): (request: OAuthRequ
   async function authenticateByAssertion(bodyId: string | undefined, assertion: string): Promise<OAuthClient> {
     const id = bodyId ?? unverifiedSubject(assertion);
     const client = id === undefined ? undefined : deps.clients.get(id);
-    if (client === undefined || client.authMethod !== "private_key_jwt" || deps.assertions === undefined || deps.marks === undefined) {
+    if (
+      client === undefined ||
+      client.authMethod !== "private_key_jwt" ||
+      deps.assertions === undefined ||
+      deps.marks === undefined
+    ) {
       throw invalidClient("unknown client, or it does not authenticate with private_key_jwt");
     }
     const now = deps.clock.now();
@@ -94,7 +122,8 @@ export function createClientAuthentication(deps: OAuthDeps): (request: OAuthRequ
       throw e;
     }
     const key = `client_assertion:${createHash("sha256").update(`${client.id}\0${checked.jti}`).digest("base64url")}`;
-    if (!(await deps.marks.markUsed(singleUse(checked.expiresAt, key)))) throw invalidClient("this client assertion was already used (jti)");
+    if (!(await deps.marks.markUsed(singleUse(checked.expiresAt, key))))
+      throw invalidClient("this client assertion was already used (jti)");
     return client;
   }
 

@@ -41,8 +41,14 @@ export class OAuthError extends Error {
 
 /** Domain codes a client sends as a request problem rather than a bad grant. */
 const REQUEST_PROBLEMS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
-  "invalid_request", "invalid_characters", "request_too_large", "id_token_required", "refresh_token_required",
-  "challenge_token_required", "mfa_code_required", "nonce_required",
+  "invalid_request",
+  "invalid_characters",
+  "request_too_large",
+  "id_token_required",
+  "refresh_token_required",
+  "challenge_token_required",
+  "mfa_code_required",
+  "nonce_required",
 ]);
 
 /**
@@ -55,9 +61,16 @@ export function oauthErrorOf(e: unknown): OAuthError {
   if (!isDomainError(e)) return new OAuthError("server_error", "internal error", 500, {}, { cause: e });
   if (e.code === "rate_limited") {
     const retry = e.detail?.["retry_after_seconds"];
-    return new OAuthError("rate_limited", e.message, 429, retry === undefined ? {} : { retry_after_seconds: Number(retry) }, { cause: e });
+    return new OAuthError(
+      "rate_limited",
+      e.message,
+      429,
+      retry === undefined ? {} : { retry_after_seconds: Number(retry) },
+      { cause: e },
+    );
   }
-  if (e.code === "provider_unavailable" || e.code === "unavailable") return new OAuthError("temporarily_unavailable", e.message, 503, {}, { cause: e });
+  if (e.code === "provider_unavailable" || e.code === "unavailable")
+    return new OAuthError("temporarily_unavailable", e.message, 503, {}, { cause: e });
   if (e.code === "internal") return new OAuthError("server_error", "internal error", 500, {}, { cause: e });
   if (REQUEST_PROBLEMS.has(e.code)) return new OAuthError("invalid_request", e.message, 400, {}, { cause: e });
   return new OAuthError("invalid_grant", e.message, 400, { error_code: e.code }, { cause: e });

@@ -19,14 +19,19 @@ export const TOKEN_TYPE_ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_
 
 /** Our access tokens carry no scopes: asking for any is refused rather than silently ignored. */
 function checkScope(request: OAuthRequest): void {
-  if (one(request, "scope") !== undefined) throw new OAuthError("invalid_scope", "this server issues access tokens without scopes; send no scope");
+  if (one(request, "scope") !== undefined)
+    throw new OAuthError("invalid_scope", "this server issues access tokens without scopes; send no scope");
 }
 
 /** RFC 8693 §2.1 / RFC 8707: every `audience` and `resource` must be one this client may have tokens for. */
 function checkTargets(request: OAuthRequest, client: OAuthClient): void {
   for (const name of ["audience", "resource"]) {
     for (const target of request.params.get(name) ?? []) {
-      if (!client.audiences.includes(target)) throw new OAuthError("invalid_target", `${name} ${JSON.stringify(target)} is not one this client may obtain tokens for`);
+      if (!client.audiences.includes(target))
+        throw new OAuthError(
+          "invalid_target",
+          `${name} ${JSON.stringify(target)} is not one this client may obtain tokens for`,
+        );
     }
   }
 }
@@ -59,7 +64,10 @@ export function createGrants(deps: OAuthDeps): (request: OAuthRequest, client: O
     const subjectToken = required(request, "subject_token");
     const subjectType = required(request, "subject_token_type");
     if (subjectType !== TOKEN_TYPE_ID_TOKEN && subjectType !== TOKEN_TYPE_JWT) {
-      throw new OAuthError("invalid_request", `subject_token_type must be ${TOKEN_TYPE_ID_TOKEN} (or ${TOKEN_TYPE_JWT})`);
+      throw new OAuthError(
+        "invalid_request",
+        `subject_token_type must be ${TOKEN_TYPE_ID_TOKEN} (or ${TOKEN_TYPE_JWT})`,
+      );
     }
     // No delegation or impersonation (RFC 8693 §1.1): an actor token is refused, not ignored.
     if (one(request, "actor_token") !== undefined || one(request, "actor_token_type") !== undefined) {
@@ -71,14 +79,20 @@ export function createGrants(deps: OAuthDeps): (request: OAuthRequest, client: O
     }
     checkTargets(request, client);
     checkScope(request);
-    const result = await deps.signin.signinWithIdToken({ idToken: subjectToken, nonce: one(request, "nonce"), client: request.client });
+    const result = await deps.signin.signinWithIdToken({
+      idToken: subjectToken,
+      nonce: one(request, "nonce"),
+      client: request.client,
+    });
     return answerOf(result, TOKEN_TYPE_ACCESS_TOKEN);
   }
 
   async function jwtBearer(request: OAuthRequest): Promise<TokenAnswer> {
     const assertion = required(request, "assertion");
     checkScope(request);
-    return answerOf(await deps.signin.signinWithIdToken({ idToken: assertion, nonce: one(request, "nonce"), client: request.client }));
+    return answerOf(
+      await deps.signin.signinWithIdToken({ idToken: assertion, nonce: one(request, "nonce"), client: request.client }),
+    );
   }
 
   async function refresh(request: OAuthRequest, client: OAuthClient): Promise<TokenAnswer> {
@@ -92,25 +106,34 @@ export function createGrants(deps: OAuthDeps): (request: OAuthRequest, client: O
     const challengeToken = required(request, "mfa_token");
     const code = required(request, "code");
     const trust = one(request, "trust_device");
-    if (trust !== undefined && trust !== "true" && trust !== "false") throw new OAuthError("invalid_request", "trust_device is true or false");
-    return answerOf(await deps.mfa.verify({
-      challengeToken,
-      method: one(request, "method") ?? "totp",
-      code,
-      trustDevice: trust === "true",
-      client: request.client,
-    }));
+    if (trust !== undefined && trust !== "true" && trust !== "false")
+      throw new OAuthError("invalid_request", "trust_device is true or false");
+    return answerOf(
+      await deps.mfa.verify({
+        challengeToken,
+        method: one(request, "method") ?? "totp",
+        code,
+        trustDevice: trust === "true",
+        client: request.client,
+      }),
+    );
   }
 
   return async function byGrantType(request, client) {
     const grant = required(request, "grant_type");
-    if (!(OAUTH_GRANTS as readonly string[]).includes(grant)) throw new OAuthError("unsupported_grant_type", `grant_type ${JSON.stringify(grant)} is not supported`);
-    if (!client.grants.has(grant)) throw new OAuthError("unauthorized_client", `this client may not use grant_type ${grant}`);
+    if (!(OAUTH_GRANTS as readonly string[]).includes(grant))
+      throw new OAuthError("unsupported_grant_type", `grant_type ${JSON.stringify(grant)} is not supported`);
+    if (!client.grants.has(grant))
+      throw new OAuthError("unauthorized_client", `this client may not use grant_type ${grant}`);
     switch (grant as OAuthGrant) {
-      case GRANT_TOKEN_EXCHANGE: return tokenExchange(request, client);
-      case GRANT_JWT_BEARER: return jwtBearer(request);
-      case GRANT_REFRESH_TOKEN: return refresh(request, client);
-      case GRANT_MFA: return mfa(request);
+      case GRANT_TOKEN_EXCHANGE:
+        return tokenExchange(request, client);
+      case GRANT_JWT_BEARER:
+        return jwtBearer(request);
+      case GRANT_REFRESH_TOKEN:
+        return refresh(request, client);
+      case GRANT_MFA:
+        return mfa(request);
     }
   };
 }

@@ -113,8 +113,16 @@ export interface OAuthService {
 
 /** Codes that mean "this token is no (longer a) live credential": revocation has nothing to do. */
 const NOTHING_TO_REVOKE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
-  "refresh_token_invalid", "refresh_token_expired", "refresh_token_reused", "session_revoked", "session_expired",
-  "access_token_invalid", "access_token_expired", "user_disabled", "user_locked", "user_pending",
+  "refresh_token_invalid",
+  "refresh_token_expired",
+  "refresh_token_reused",
+  "session_revoked",
+  "session_expired",
+  "access_token_invalid",
+  "access_token_expired",
+  "user_disabled",
+  "user_locked",
+  "user_pending",
 ]);
 
 /**
@@ -148,7 +156,10 @@ export function createOAuthService(deps: OAuthDeps): OAuthService {
         const hint = one(request, "token_type_hint");
         // RFC 7009 §2.2.1: unsupported_token_type is for a type the server cannot revoke at all.
         if (hint !== undefined && hint !== "refresh_token" && hint !== "access_token") {
-          throw new OAuthError("unsupported_token_type", `token_type_hint ${JSON.stringify(hint)} is not a token type this server revokes`);
+          throw new OAuthError(
+            "unsupported_token_type",
+            `token_type_hint ${JSON.stringify(hint)} is not a token type this server revokes`,
+          );
         }
         try {
           if (token.startsWith("rt_")) {
@@ -198,7 +209,10 @@ export function createOAuthService(deps: OAuthDeps): OAuthService {
           throw e;
         }
         // The signature, expiry and the session were just checked: the claims can be read as they are.
-        const claims = JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString("utf8")) as Record<string, unknown>;
+        const claims = JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString("utf8")) as Record<
+          string,
+          unknown
+        >;
         return {
           active: true,
           token_type: "Bearer",

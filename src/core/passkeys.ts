@@ -33,7 +33,12 @@ export type PasskeyInfo = Omit<PasskeyRecord, "userId" | "credentialId" | "publi
 export interface PasskeyService {
   /** Creation options for `navigator.credentials.create()`; the challenge is stored as a ceremony. */
   beginRegistration(principal: Principal): Promise<JsonObject>;
-  finishRegistration(principal: Principal, response: unknown, name: string | undefined, client: ClientInfo): Promise<PasskeyInfo>;
+  finishRegistration(
+    principal: Principal,
+    response: unknown,
+    name: string | undefined,
+    client: ClientInfo,
+  ): Promise<PasskeyInfo>;
   list(principal: Principal): Promise<PasskeyInfo[]>;
   rename(principal: Principal, id: string, name: string): Promise<PasskeyInfo>;
   remove(principal: Principal, id: string, client: ClientInfo): Promise<void>;
@@ -54,7 +59,10 @@ export function boundedResponse(response: unknown): unknown {
     throw new DomainError("webauthn_response_malformed", "the WebAuthn response is required");
   }
   if (JSON.stringify(response).length > MAX_RESPONSE_BYTES) {
-    throw new DomainError("webauthn_response_malformed", `the WebAuthn response is larger than ${MAX_RESPONSE_BYTES} bytes`);
+    throw new DomainError(
+      "webauthn_response_malformed",
+      `the WebAuthn response is larger than ${MAX_RESPONSE_BYTES} bytes`,
+    );
   }
   return response;
 }
@@ -90,7 +98,10 @@ export function createPasskeyService(deps: PasskeyDeps): PasskeyService {
     await requireStepUp(
       principal,
       async () => {
-        const [totp, passkeys] = await Promise.all([deps.users.findTotp(principal.userId), store.listPasskeys(principal.userId)]);
+        const [totp, passkeys] = await Promise.all([
+          deps.users.findTotp(principal.userId),
+          store.listPasskeys(principal.userId),
+        ]);
         return { totp: totp?.confirmedAt != null, passkeys: passkeys.filter((p) => p.flaggedAt === null).length };
       },
       deps.stepUpMaxAgeSeconds,
@@ -111,7 +122,10 @@ export function createPasskeyService(deps: PasskeyDeps): PasskeyService {
       ceremony.consumedAt !== null ||
       ceremony.expiresAt <= now
     ) {
-      throw new DomainError("webauthn_challenge_invalid", "this registration is unknown, expired or already finished; start again");
+      throw new DomainError(
+        "webauthn_challenge_invalid",
+        "this registration is unknown, expired or already finished; start again",
+      );
     }
     const verified = await ceremonies.verifyRegistration({ rp: deps.rp(), response, challenge });
     const passkey: PasskeyRecord = {
@@ -128,9 +142,15 @@ export function createPasskeyService(deps: PasskeyDeps): PasskeyService {
       at: now,
       userId: principal.userId,
       client,
-      detail: { passkey_id: passkey.id, device_type: passkey.deviceType, backed_up: passkey.backedUp, aaguid: passkey.aaguid },
+      detail: {
+        passkey_id: passkey.id,
+        device_type: passkey.deviceType,
+        backed_up: passkey.backedUp,
+        aaguid: passkey.aaguid,
+      },
     });
-    if (!saved) throw new DomainError("webauthn_challenge_invalid", "this registration was finished meanwhile; start again");
+    if (!saved)
+      throw new DomainError("webauthn_challenge_invalid", "this registration was finished meanwhile; start again");
     return passkeyInfo(passkey);
   }
 
@@ -168,7 +188,14 @@ export function createPasskeyService(deps: PasskeyDeps): PasskeyService {
         const code = isDomainError(e) ? e.code : "internal";
         deps.events?.passkeyRegistration(code);
         if (code.startsWith("webauthn_")) {
-          await recordQuietly({ type: "mfa.passkey_refused", at: clock.now(), code, userId: principal.userId, client, detail: { action: "register" } });
+          await recordQuietly({
+            type: "mfa.passkey_refused",
+            at: clock.now(),
+            code,
+            userId: principal.userId,
+            client,
+            detail: { action: "register" },
+          });
         }
         throw e;
       }
@@ -188,7 +215,11 @@ export function createPasskeyService(deps: PasskeyDeps): PasskeyService {
       await requireRecentSecondFactor(principal);
       const now = clock.now();
       const removed = await store.removePasskey(principal.userId, id, {
-        type: "mfa.passkey_removed", at: now, userId: principal.userId, client, detail: { passkey_id: id },
+        type: "mfa.passkey_removed",
+        at: now,
+        userId: principal.userId,
+        client,
+        detail: { passkey_id: id },
       });
       if (!removed) throw new DomainError("webauthn_credential_not_found", "no such passkey");
     },

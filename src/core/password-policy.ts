@@ -15,7 +15,11 @@ export interface PasswordExpiryPolicy {
 }
 
 /** Passwords never expire; only an operator's flag forces a change. */
-export const NO_PASSWORD_EXPIRY: PasswordExpiryPolicy = Object.freeze({ maxAgeDays: null, warningDays: 0, graceDays: 0 });
+export const NO_PASSWORD_EXPIRY: PasswordExpiryPolicy = Object.freeze({
+  maxAgeDays: null,
+  warningDays: 0,
+  graceDays: 0,
+});
 
 /**
  * The password status of a user at `now`, a pure function of its inputs.
@@ -53,12 +57,20 @@ export function passwordStatus(
     return { mustChangePassword: input.mustChangePassword, passwordExpiresIn: daysLeft, passwordWarning: "expiring" };
   }
   if (daysLeft > -policy.graceDays) {
-    return { mustChangePassword: input.mustChangePassword, passwordExpiresIn: daysLeft, passwordWarning: "expired_grace" };
+    return {
+      mustChangePassword: input.mustChangePassword,
+      passwordExpiresIn: daysLeft,
+      passwordWarning: "expired_grace",
+    };
   }
   return { mustChangePassword: true, passwordExpiresIn: daysLeft, passwordWarning: "expired" };
 }
 
 /** {@link passwordStatus} of a loaded user. */
 export function passwordStatusOf(user: UserWithPassword, now: Date, policy: PasswordExpiryPolicy): PasswordStatus {
-  return passwordStatus({ changedAt: user.passwordChangedAt, mustChangePassword: user.mustChangePassword }, now, policy);
+  return passwordStatus(
+    { changedAt: user.passwordChangedAt, mustChangePassword: user.mustChangePassword },
+    now,
+    policy,
+  );
 }

@@ -19,10 +19,34 @@ export type PasswordWeakness =
 
 const WORDS_LONGEST_FIRST = [...COMMON_PASSWORD_WORDS].sort((a, b) => b.length - a.length);
 
-const KEYBOARD_ROWS = ["1234567890-=", "qwertyuiop[]", "asdfghjkl;'", "zxcvbnm,./", "!@#$%^&*()_+", "qwertzuiopü", "azertyuiop", "qsdfghjklm", "wxcvbn"];
+const KEYBOARD_ROWS = [
+  "1234567890-=",
+  "qwertyuiop[]",
+  "asdfghjkl;'",
+  "zxcvbnm,./",
+  "!@#$%^&*()_+",
+  "qwertzuiopü",
+  "azertyuiop",
+  "qsdfghjklm",
+  "wxcvbn",
+];
 
 /** Common look-alike substitutions, undone before comparing with the word list. */
-const UNLEET: Record<string, string> = { "0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g", "@": "a", "$": "s", "!": "i", "|": "l", "+": "t" };
+const UNLEET: Record<string, string> = {
+  "0": "o",
+  "1": "i",
+  "3": "e",
+  "4": "a",
+  "5": "s",
+  "7": "t",
+  "8": "b",
+  "9": "g",
+  "@": "a",
+  $: "s",
+  "!": "i",
+  "|": "l",
+  "+": "t",
+};
 
 /**
  * Passwords are compared and hashed in NFKC form, so the same password typed on two keyboards
@@ -59,14 +83,22 @@ export function passwordWeakness(
 /** Public text for each reason (no part of the password is ever echoed). */
 export function weaknessMessage(reason: PasswordWeakness, policy: PasswordStrengthPolicy): string {
   switch (reason) {
-    case "too_short": return `the new password must be at least ${policy.minLength} characters long`;
-    case "too_long": return `the new password must be at most ${policy.maxLength} characters long`;
-    case "invalid_characters": return "the new password contains control characters";
-    case "repetitive": return "the new password repeats too few characters";
-    case "sequential": return "the new password is a simple sequence (like 123456 or qwerty)";
-    case "digits_only": return "a password made only of digits must be at least 16 characters long";
-    case "contains_user_info": return "the new password must not contain your username or e-mail address";
-    case "common": return "the new password is too common; it appears in lists of breached passwords";
+    case "too_short":
+      return `the new password must be at least ${policy.minLength} characters long`;
+    case "too_long":
+      return `the new password must be at most ${policy.maxLength} characters long`;
+    case "invalid_characters":
+      return "the new password contains control characters";
+    case "repetitive":
+      return "the new password repeats too few characters";
+    case "sequential":
+      return "the new password is a simple sequence (like 123456 or qwerty)";
+    case "digits_only":
+      return "a password made only of digits must be at least 16 characters long";
+    case "contains_user_info":
+      return "the new password must not contain your username or e-mail address";
+    case "common":
+      return "the new password is too common; it appears in lists of breached passwords";
   }
 }
 

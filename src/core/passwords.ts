@@ -3,7 +3,12 @@ import type { Clock } from "./clock.ts";
 import { DomainError, isDomainError } from "./errors.ts";
 import type { ClientInfo, PasswordStatus, Principal, UserRecord } from "./model.ts";
 import { type PasswordExpiryPolicy, passwordStatusOf } from "./password-policy.ts";
-import { normalizePassword, type PasswordStrengthPolicy, passwordWeakness, weaknessMessage } from "./password-strength.ts";
+import {
+  normalizePassword,
+  type PasswordStrengthPolicy,
+  passwordWeakness,
+  weaknessMessage,
+} from "./password-strength.ts";
 import type { AttemptBudgetStore } from "./ports/attempt-budget.ts";
 import type { AuditLog } from "./ports/audit.ts";
 import type { PasswordHasher, PasswordStore } from "./ports/passwords.ts";
@@ -71,7 +76,10 @@ export function createPasswordService(deps: PasswordServiceDeps): PasswordServic
         throw new DomainError("session_revoked", "this session no longer exists");
       }
       assertActive(state.user, now);
-      const current = input.currentPassword === undefined || input.currentPassword === "" ? null : normalizePassword(input.currentPassword);
+      const current =
+        input.currentPassword === undefined || input.currentPassword === ""
+          ? null
+          : normalizePassword(input.currentPassword);
       if (state.hash !== null) await proveCurrentPassword(input, state.hash, current, now, attempt);
       else proveRecentSignin(current, state.sessionCreatedAt, now);
       const next = normalizePassword(input.newPassword);
@@ -102,7 +110,12 @@ export function createPasswordService(deps: PasswordServiceDeps): PasswordServic
     }
     const since = new Date(now.getTime() - deps.failureWindowSeconds * 1000);
     const reservation = await deps.budget.reserve("current_password", {
-      userId, since, max: deps.maxFailures, now, client: input.client, detail: { session_id: sessionId },
+      userId,
+      since,
+      max: deps.maxFailures,
+      now,
+      client: input.client,
+      detail: { session_id: sessionId },
     });
     if (reservation.kind === "exhausted") {
       throw budgetExhausted(reservation.nth, deps.failureWindowSeconds, now, "too many wrong passwords");
@@ -129,7 +142,10 @@ export function createPasswordService(deps: PasswordServiceDeps): PasswordServic
    */
   function proveRecentSignin(current: string | null, sessionCreatedAt: Date, now: Date): void {
     if (current !== null) {
-      throw new DomainError("invalid_request", "this account has no password yet; leave current_password out to set one");
+      throw new DomainError(
+        "invalid_request",
+        "this account has no password yet; leave current_password out to set one",
+      );
     }
     if (now.getTime() - sessionCreatedAt.getTime() > deps.firstPasswordMaxSigninAgeSeconds * 1000) {
       throw new DomainError("reauthentication_required", "sign in again, then set your password within a few minutes", {
@@ -143,7 +159,11 @@ export function createPasswordService(deps: PasswordServiceDeps): PasswordServic
     const weakness = passwordWeakness(next, user, deps.strength);
     if (weakness !== null) {
       throw new DomainError("password_too_weak", weaknessMessage(weakness, deps.strength), {
-        detail: { reason: weakness, min_length: String(deps.strength.minLength), max_length: String(deps.strength.maxLength) },
+        detail: {
+          reason: weakness,
+          min_length: String(deps.strength.minLength),
+          max_length: String(deps.strength.maxLength),
+        },
       });
     }
     if (current !== null && current === next) {
@@ -189,7 +209,14 @@ export function createPasswordService(deps: PasswordServiceDeps): PasswordServic
     const { userId, sessionId } = input.principal;
     const code = isDomainError(e) ? e.code : "internal";
     try {
-      await deps.audit.record({ type: FAILED, at: now, code, userId, client: input.client, detail: { session_id: sessionId } });
+      await deps.audit.record({
+        type: FAILED,
+        at: now,
+        code,
+        userId,
+        client: input.client,
+        detail: { session_id: sessionId },
+      });
     } catch (auditError) {
       deps.onAuditFailure?.(auditError);
     }

@@ -119,7 +119,11 @@ export function assessRisk(obs: RiskObservation, config: RiskConfig): RiskAssess
       add("new_country", { country });
     }
     const travel = travelBetween(obs.lastLocation, obs.geo, obs.now);
-    if (travel !== null && travel.distanceKm >= config.minTravelDistanceKm && travel.speedKmh > config.maxTravelSpeedKmh) {
+    if (
+      travel !== null &&
+      travel.distanceKm >= config.minTravelDistanceKm &&
+      travel.speedKmh > config.maxTravelSpeedKmh
+    ) {
       add("impossible_travel", {
         distance_km: Math.round(travel.distanceKm),
         minutes: Math.round(travel.hours * 60),
@@ -149,7 +153,12 @@ export function assessRisk(obs: RiskObservation, config: RiskConfig): RiskAssess
     score,
     level: atLeast(scored, floor) ? scored : floor,
     signals,
-    reason: strongest !== undefined && strongest.weight > 0 ? strongest.code : obs.account === "link" ? "new_identity_link" : null,
+    reason:
+      strongest !== undefined && strongest.weight > 0
+        ? strongest.code
+        : obs.account === "link"
+          ? "new_identity_link"
+          : null,
   };
 }
 
@@ -207,7 +216,12 @@ export type MfaDecision =
  */
 export function decideMfa(
   assessment: RiskAssessment,
-  subject: { userId: string | null; deviceTrusted: boolean; methods: readonly MfaMethod[]; account?: RiskObservation["account"] },
+  subject: {
+    userId: string | null;
+    deviceTrusted: boolean;
+    methods: readonly MfaMethod[];
+    account?: RiskObservation["account"];
+  },
   policy: MfaPolicy,
 ): MfaDecision {
   // Linking a new identity by e-mail to an account that has a second factor asks for that factor,

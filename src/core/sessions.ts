@@ -37,7 +37,6 @@ export type SessionListing = SessionInfo & { browser: string | null; os: string 
 
 const DEVICE_CREDENTIAL = /^tdc_[A-Za-z0-9_-]{43}$/;
 
-
 export interface SessionService {
   /**
    * Rotates a refresh token; a spent token revokes its whole session (reuse detection), unless
@@ -58,7 +57,10 @@ export interface SessionService {
    * otherwise, whoever's it is. One indexed read (refresh_tokens.token_hash), nothing written;
    * the user's status is checked when the token is used, not here.
    */
-  liveRefreshToken(refreshToken: string, clientId: string | null): Promise<{ session: SessionInfo; tokenExpiresAt: Date } | null>;
+  liveRefreshToken(
+    refreshToken: string,
+    clientId: string | null,
+  ): Promise<{ session: SessionInfo; tokenExpiresAt: Date } | null>;
   signOut(
     credential: { principal: Principal } | { refreshToken: string },
     allSessions: boolean,
@@ -70,7 +72,11 @@ export interface SessionService {
    * "Forget this device": the caller's trusted device with this credential, or all of them,
    * stop skipping MFA; returns how many were forgotten (0 for a credential not the caller's).
    */
-  forgetDevices(principal: Principal, which: { credential: string } | { all: true }, client: ClientInfo): Promise<number>;
+  forgetDevices(
+    principal: Principal,
+    which: { credential: string } | { all: true },
+    client: ClientInfo,
+  ): Promise<number>;
   revokeSession(principal: Principal, sessionId: string, client: ClientInfo): Promise<void>;
 }
 
@@ -94,7 +100,8 @@ export function createSessionService(deps: SessionDeps): SessionService {
     if (refreshToken === "") throw new DomainError("refresh_token_required", "refresh_token is required");
     // What we never issued is refused without touching the store: junk from an address over its
     // limit is still evaluated (address-limit.ts), and must not cost a write transaction each.
-    if (!REFRESH_TOKEN.test(refreshToken)) throw new DomainError("refresh_token_invalid", "the refresh token is not valid");
+    if (!REFRESH_TOKEN.test(refreshToken))
+      throw new DomainError("refresh_token_invalid", "the refresh token is not valid");
     const now = clock.now();
     const spentHash = opaqueTokens.hash(refreshToken);
     // Derived from the spent token and the client: a repeat within the grace window finds it again.
@@ -117,7 +124,11 @@ export function createSessionService(deps: SessionDeps): SessionService {
         failure = new DomainError("refresh_token_invalid", "the refresh token is not valid");
         return { kind: "reject", revokeSession: null, audit: null };
       }
-      if (found.previouslyUsedAt !== null && graceMs > 0 && now.getTime() - found.previouslyUsedAt.getTime() <= graceMs) {
+      if (
+        found.previouslyUsedAt !== null &&
+        graceMs > 0 &&
+        now.getTime() - found.previouslyUsedAt.getTime() <= graceMs
+      ) {
         // Spent a moment ago: the other tab's refresh, or a thief's. Decided after this
         // transaction, by whether the successor this client would have got exists.
         withinGrace = true;
@@ -125,8 +136,15 @@ export function createSessionService(deps: SessionDeps): SessionService {
       }
       if (found.previouslyUsedAt !== null) {
         // Reuse of a spent token: whoever holds the family may be an attacker. End it all.
-        failure = new DomainError("refresh_token_reused", "this refresh token was already used; the session has been revoked for safety");
-        return { kind: "reject", revokeSession: found.session.id, audit: audit("session.reuse_detected", "refresh_token_reused") };
+        failure = new DomainError(
+          "refresh_token_reused",
+          "this refresh token was already used; the session has been revoked for safety",
+        );
+        return {
+          kind: "reject",
+          revokeSession: found.session.id,
+          audit: audit("session.reuse_detected", "refresh_token_reused"),
+        };
       }
       if (found.session.clientId !== (client.oauthClientId ?? null)) {
         // Bound to the door and client that opened the session (RFC 6749 §6, §10.4). A spent token
@@ -142,14 +160,21 @@ export function createSessionService(deps: SessionDeps): SessionService {
         // learn `user_disabled` (tell the user) rather than `session_revoked` (sign in again).
         assertActive(found.user, now);
         liveOrThrow(found.session, now);
-        if (found.tokenExpiresAt <= now) throw new DomainError("refresh_token_expired", "the refresh token has expired; sign in again");
+        if (found.tokenExpiresAt <= now)
+          throw new DomainError("refresh_token_expired", "the refresh token has expired; sign in again");
       } catch (e) {
         failure = e as DomainError;
         return { kind: "reject", revokeSession: null, audit: audit("token.refresh_failed", failure.code) };
       }
       return {
         kind: "rotate",
-        next: { id: newId("rtk"), sessionId: found.session.id, tokenHash: next.hash, createdAt: now, expiresAt: found.session.expiresAt },
+        next: {
+          id: newId("rtk"),
+          sessionId: found.session.id,
+          tokenHash: next.hash,
+          createdAt: now,
+          expiresAt: found.session.expiresAt,
+        },
         audit: audit("token.refreshed"),
       };
     });
@@ -158,7 +183,13 @@ export function createSessionService(deps: SessionDeps): SessionService {
     const s: RefreshState = state;
     const accessToken = await deps.accessTokens.issue(
       // The session's authentication, not the refresh's: auth_time and amr stay what they were.
-      { userId: s.user.id, sessionId: s.session.id, amr: s.session.amr, provider: s.session.provider, authTime: s.session.authTime },
+      {
+        userId: s.user.id,
+        sessionId: s.session.id,
+        amr: s.session.amr,
+        provider: s.session.provider,
+        authTime: s.session.authTime,
+      },
       now,
     );
     return loginResultOf(deps, s.user, s.session.id, accessToken, next.token, now);
@@ -170,19 +201,37 @@ export function createSessionService(deps: SessionDeps): SessionService {
    * for the same session; anything else (another client, a successor never issued) is reuse.
    * Costs one read more than a refresh, on this path only.
    */
-  async function repeatWithinGrace(s: RefreshState, next: { token: string; hash: string }, client: ClientInfo, now: Date): Promise<LoginResult> {
+  async function repeatWithinGrace(
+    s: RefreshState,
+    next: { token: string; hash: string },
+    client: ClientInfo,
+    now: Date,
+  ): Promise<LoginResult> {
     const successor = await store.findSessionByRefreshToken(next.hash);
     if (successor === null || successor.id !== s.session.id) {
       await store.revokeSessions({ userId: s.user.id, sessionId: s.session.id }, "refresh_token_reuse", now, {
-        type: "session.reuse_detected", at: now, code: "refresh_token_reused", userId: s.user.id, client,
+        type: "session.reuse_detected",
+        at: now,
+        code: "refresh_token_reused",
+        userId: s.user.id,
+        client,
         detail: { session_id: s.session.id, within_grace: true },
       });
-      throw new DomainError("refresh_token_reused", "this refresh token was already used; the session has been revoked for safety");
+      throw new DomainError(
+        "refresh_token_reused",
+        "this refresh token was already used; the session has been revoked for safety",
+      );
     }
     assertActive(s.user, now);
     liveOrThrow(successor, now);
     const accessToken = await deps.accessTokens.issue(
-      { userId: s.user.id, sessionId: s.session.id, amr: s.session.amr, provider: s.session.provider, authTime: s.session.authTime },
+      {
+        userId: s.user.id,
+        sessionId: s.session.id,
+        amr: s.session.amr,
+        provider: s.session.provider,
+        authTime: s.session.authTime,
+      },
       now,
     );
     return loginResultOf(deps, s.user, s.session.id, accessToken, next.token, now);
@@ -211,14 +260,18 @@ export function createSessionService(deps: SessionDeps): SessionService {
       // A disabled or locked user loses access here at once, not when the access token expires.
       assertActive(session.user, now);
       // The row read anyway says how recently the session authenticated (step-up, mfa.ts).
-      return { ...principal, session: { authTime: session.authTime, mfaAt: session.mfaAt, clientId: session.clientId } };
+      return {
+        ...principal,
+        session: { authTime: session.authTime, mfaAt: session.mfaAt, clientId: session.clientId },
+      };
     },
 
     async liveRefreshToken(refreshToken, clientId) {
       if (!REFRESH_TOKEN.test(refreshToken)) return null;
       const now = clock.now();
       const found = await store.findSessionByRefreshToken(opaqueTokens.hash(refreshToken));
-      if (found === null || found.clientId !== clientId || found.tokenUsedAt !== null || found.tokenExpiresAt <= now) return null;
+      if (found === null || found.clientId !== clientId || found.tokenUsedAt !== null || found.tokenExpiresAt <= now)
+        return null;
       try {
         liveOrThrow(found, now);
       } catch {
@@ -235,9 +288,11 @@ export function createSessionService(deps: SessionDeps): SessionService {
       if ("principal" in credential) {
         ({ userId, sessionId } = credential.principal);
       } else {
-        if (credential.refreshToken === "") throw new DomainError("access_token_required", "send an access token or the refresh_token");
+        if (credential.refreshToken === "")
+          throw new DomainError("access_token_required", "send an access token or the refresh_token");
         // Ending every session is for the holder of a live access token, not of a refresh token.
-        if (allSessions) throw new DomainError("access_token_required", "all_sessions needs the access token (Authorization: Bearer)");
+        if (allSessions)
+          throw new DomainError("access_token_required", "all_sessions needs the access token (Authorization: Bearer)");
         const attempt = await (deps.addressLimit?.admit(limitKeyOf(client), "SignOut") ?? UNLIMITED);
         try {
           const session = await store.findSessionByRefreshToken(opaqueTokens.hash(credential.refreshToken));
@@ -245,10 +300,17 @@ export function createSessionService(deps: SessionDeps): SessionService {
           if (session.tokenUsedAt !== null) {
             // A spent token is theft as it is at refresh: the session ends, and the caller is told.
             await store.revokeSessions({ userId: session.userId, sessionId: session.id }, "refresh_token_reuse", now, {
-              type: "session.reuse_detected", at: now, code: "refresh_token_reused", userId: session.userId, client,
+              type: "session.reuse_detected",
+              at: now,
+              code: "refresh_token_reused",
+              userId: session.userId,
+              client,
               detail: { session_id: session.id, via: "signout" },
             });
-            throw new DomainError("refresh_token_reused", "this refresh token was already used; the session has been revoked for safety");
+            throw new DomainError(
+              "refresh_token_reused",
+              "this refresh token was already used; the session has been revoked for safety",
+            );
           }
           // Only the door and client the session is bound to may end it by its refresh token
           // (RFC 7009 §2.1); as at refresh, an unspent token at the wrong door changes nothing
@@ -257,7 +319,8 @@ export function createSessionService(deps: SessionDeps): SessionService {
             throw new DomainError("refresh_token_client_mismatch", "this refresh token was issued to another client");
           }
           liveOrThrow(session, now);
-          if (session.tokenExpiresAt <= now) throw new DomainError("refresh_token_expired", "the refresh token has expired");
+          if (session.tokenExpiresAt <= now)
+            throw new DomainError("refresh_token_expired", "the refresh token has expired");
           attempt.settle();
           ({ userId, id: sessionId } = session);
         } catch (e) {
@@ -268,7 +331,13 @@ export function createSessionService(deps: SessionDeps): SessionService {
         { userId, sessionId: allSessions ? undefined : sessionId },
         allSessions ? "signout_all" : "signout",
         now,
-        { type: allSessions ? "session.signed_out_all" : "session.signed_out", at: now, userId, client, detail: { session_id: sessionId } },
+        {
+          type: allSessions ? "session.signed_out_all" : "session.signed_out",
+          at: now,
+          userId,
+          client,
+          detail: { session_id: sessionId },
+        },
       );
     },
 
@@ -287,20 +356,29 @@ export function createSessionService(deps: SessionDeps): SessionService {
       const now = clock.now();
       let hash: string | null = null;
       if ("credential" in which) {
-        if (which.credential === "") throw new DomainError("invalid_request", "send device_credential, or all_devices: true");
+        if (which.credential === "")
+          throw new DomainError("invalid_request", "send device_credential, or all_devices: true");
         // Not a credential of ours: nothing to forget (and nothing to hash).
         if (!DEVICE_CREDENTIAL.test(which.credential)) return 0;
         hash = opaqueTokens.hash(which.credential);
       }
       return deps.trustedDevices.forget(principal.userId, hash, {
-        type: "device.forgotten", at: now, userId: principal.userId, client, detail: { all_devices: hash === null },
+        type: "device.forgotten",
+        at: now,
+        userId: principal.userId,
+        client,
+        detail: { all_devices: hash === null },
       });
     },
 
     async revokeSession(principal, sessionId, client) {
       const now = clock.now();
       const count = await store.revokeSessions({ userId: principal.userId, sessionId }, "revoked_by_user", now, {
-        type: "session.revoked", at: now, userId: principal.userId, client, detail: { session_id: sessionId },
+        type: "session.revoked",
+        at: now,
+        userId: principal.userId,
+        client,
+        detail: { session_id: sessionId },
       });
       if (count === 0) throw new DomainError("session_not_found", "no active session of yours has that id");
     },

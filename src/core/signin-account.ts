@@ -53,7 +53,8 @@ export async function resolveAccount(
       if (identity.provider.linkByEmail !== "verified" || owners.length > 1) {
         // A concurrent first sign-in of this same identity may have created the owner since
         // our read: then this is that user, not a conflict (read again).
-        if ((await accounts.findByIdentity(identity.issuer, identity.subject)) !== null) throw new SigninConflict("identity");
+        if ((await accounts.findByIdentity(identity.issuer, identity.subject)) !== null)
+          throw new SigninConflict("identity");
         throw new DomainError(
           "account_exists",
           "an account with this e-mail address already exists; sign in with the method used before",
@@ -73,9 +74,7 @@ export async function resolveAccount(
   }
   const user = {
     id: newId("usr"),
-    username: usernameTaken
-      ? suffixedUsername(baseUsername(identity))
-      : baseUsername(identity),
+    username: usernameTaken ? suffixedUsername(baseUsername(identity)) : baseUsername(identity),
     email,
     emailNormalized: email,
     emailVerified: newIdentity.emailVerified,

@@ -24,7 +24,16 @@ function signinAudit(
   at: Date,
   detail: Record<string, unknown>,
 ): AuditRecord {
-  return { type, at, userId, provider: identity.provider.name, issuer: identity.issuer, subject: identity.subject, client, detail };
+  return {
+    type,
+    at,
+    userId,
+    provider: identity.provider.name,
+    issuer: identity.issuer,
+    subject: identity.subject,
+    client,
+    detail,
+  };
 }
 
 /**
@@ -94,37 +103,42 @@ export function createSigninCommit(deps: SigninDeps): SigninCommit {
     const amr = federatedAmr(identity);
     const userId = account.kind === "create" ? account.user.id : account.userId;
     const user = await writer.commitSignin({
-        account,
-        at: now,
-        uses,
-        session: {
-          id: sessionId,
-          userId,
-          provider: identity.provider.name,
-          amr,
-          client,
-          createdAt: now,
-          expiresAt,
-        },
-        refreshToken: {
-          id: newId("rtk"),
-          sessionId,
-          tokenHash: refresh.hash,
-          createdAt: now,
-          expiresAt,
-        },
-        seen: gate?.seen,
-        audit: signinAudit("signin.succeeded", identity, userId, client, now, {
-          account: account.kind,
-          ...(gate === null ? {} : { risk: gate.auditDetail }),
-        }),
+      account,
+      at: now,
+      uses,
+      session: {
+        id: sessionId,
+        userId,
+        provider: identity.provider.name,
+        amr,
+        client,
+        createdAt: now,
+        expiresAt,
+      },
+      refreshToken: {
+        id: newId("rtk"),
+        sessionId,
+        tokenHash: refresh.hash,
+        createdAt: now,
+        expiresAt,
+      },
+      seen: gate?.seen,
+      audit: signinAudit("signin.succeeded", identity, userId, client, now, {
+        account: account.kind,
+        ...(gate === null ? {} : { risk: gate.auditDetail }),
+      }),
     });
     if (account.kind === "link") {
       // Linked by e-mail without a second factor (the account has none, or a challenge would
       // have been asked for): the weaker case of account linking, so it gets an event of its own.
-      await recordQuietly(linkAudit(identity, userId, client, now, { second_factor: "none", risk_level: gate?.summary.level ?? null }));
+      await recordQuietly(
+        linkAudit(identity, userId, client, now, { second_factor: "none", risk_level: gate?.summary.level ?? null }),
+      );
     }
-    const accessToken = await deps.accessTokens.issue({ userId, sessionId, amr, provider: identity.provider.name, authTime: now }, now);
+    const accessToken = await deps.accessTokens.issue(
+      { userId, sessionId, amr, provider: identity.provider.name, authTime: now },
+      now,
+    );
     const result = loginResultOf(deps, user, sessionId, accessToken, refresh.token, now);
     if (gate !== null) result.risk = gate.summary;
     if (gate?.decision.kind === "allow_unenrolled") result.mfaCheckReason = "mfa_enrollment_required";
@@ -174,7 +188,15 @@ export function createSigninCommit(deps: SigninDeps): SigninCommit {
         risk: gate.auditDetail,
       }),
     });
-    return { kind: "mfa_required", user, challengeToken: token.token, expiresAt, methods: [...methods], reason, risk: gate.summary };
+    return {
+      kind: "mfa_required",
+      user,
+      challengeToken: token.token,
+      expiresAt,
+      methods: [...methods],
+      reason,
+      risk: gate.summary,
+    };
   }
 
   return { openSession, createChallenge };

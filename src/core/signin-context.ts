@@ -83,7 +83,10 @@ export function networkOf(ip: string | null, prefix: { ipv4: number; ipv6: numbe
   if (ip === null) return null;
   const version = isIP(ip);
   if (version === 4) {
-    const bits = ip.split(".").map(Number).reduce((acc, octet) => acc * 256 + octet, 0);
+    const bits = ip
+      .split(".")
+      .map(Number)
+      .reduce((acc, octet) => acc * 256 + octet, 0);
     const size = 2 ** (32 - prefix.ipv4);
     const base = Math.floor(bits / size) * size;
     const octets = [24, 16, 8, 0].map((shift) => Math.floor(base / 2 ** shift) % 256);

@@ -121,9 +121,10 @@ export function createSigninService(deps: SigninDeps): SigninService {
       const verified = identity;
       const uses = singleUses(verified, input.client);
       // One SHA-256, only when a credential is presented; the read finds it for this user only.
-      const trustedDevice = input.deviceCredential !== undefined && DEVICE_CREDENTIAL.test(input.deviceCredential)
-        ? opaqueTokens.hash(input.deviceCredential)
-        : null;
+      const trustedDevice =
+        input.deviceCredential !== undefined && DEVICE_CREDENTIAL.test(input.deviceCredential)
+          ? opaqueTokens.hash(input.deviceCredential)
+          : null;
       let usernameTaken = false;
       for (let attempt = 1; ; attempt++) {
         const now = clock.now();
@@ -135,14 +136,18 @@ export function createSigninService(deps: SigninDeps): SigninService {
           if (account.kind === "existing") assertActive(account.user, now);
           // Risk is assessed on every sign-in, before anything is written: the federated path is
           // never an MFA bypass.
-          const gate = deps.adaptiveMfa === undefined ? null : await deps.adaptiveMfa.evaluate(riskQuery(verified, account, input.client, now, trustedDevice));
+          const gate =
+            deps.adaptiveMfa === undefined
+              ? null
+              : await deps.adaptiveMfa.evaluate(riskQuery(verified, account, input.client, now, trustedDevice));
           riskDetail = gate?.auditDetail;
           riskLevel = gate?.summary.level;
           refuseWithoutFactor(gate);
           const { write } = account;
-          const result = gate?.decision.kind === "challenge"
-            ? await commit.createChallenge(verified, write, now, input.client, gate, gate.decision.methods, uses)
-            : await commit.openSession(verified, write, now, input.client, gate, uses);
+          const result =
+            gate?.decision.kind === "challenge"
+              ? await commit.createChallenge(verified, write, now, input.client, gate, gate.decision.methods, uses)
+              : await commit.openSession(verified, write, now, input.client, gate, uses);
           deps.events?.signin(verified.provider.name, "kind" in result ? "mfa_required" : "success", riskLevel);
           return result;
         } catch (e) {
@@ -170,7 +175,13 @@ export function createSigninService(deps: SigninDeps): SigninService {
     deps.addressLimit.observe(key, snapshot.ipFailures);
   }
 
-  function riskQuery(identity: ExternalIdentity, account: Resolved, client: ClientInfo, now: Date, trustedDevice: string | null): SigninAttempt {
+  function riskQuery(
+    identity: ExternalIdentity,
+    account: Resolved,
+    client: ClientInfo,
+    now: Date,
+    trustedDevice: string | null,
+  ): SigninAttempt {
     return {
       identity,
       userId: account.kind === "create" ? null : account.userId,
@@ -199,7 +210,10 @@ export function createSigninService(deps: SigninDeps): SigninService {
    */
   function lostRace(e: unknown, attempt: number): SigninConflict["target"] {
     if (e instanceof SigninConflict && e.target === "replay") {
-      throw new DomainError("id_token_replayed", "this ID token (or its nonce) was already used to sign in; get a fresh one from the provider");
+      throw new DomainError(
+        "id_token_replayed",
+        "this ID token (or its nonce) was already used to sign in; get a fresh one from the provider",
+      );
     }
     if (!(e instanceof SigninConflict) || attempt >= MAX_WRITE_ATTEMPTS) throw e;
     return e.target;
@@ -234,10 +248,17 @@ export function createSigninService(deps: SigninDeps): SigninService {
       client: input.client,
       detail: riskDetail === undefined ? undefined : { risk: riskDetail },
     });
-    return e instanceof SigninConflict ? new DomainError("internal", "sign-in could not be completed", { cause: e }) : e;
+    return e instanceof SigninConflict
+      ? new DomainError("internal", "sign-in could not be completed", { cause: e })
+      : e;
   }
 
-  function snapshotQuery(identity: ExternalIdentity, client: ClientInfo, now: Date, trustedDevice: string | null): SigninSnapshotQuery {
+  function snapshotQuery(
+    identity: ExternalIdentity,
+    client: ClientInfo,
+    now: Date,
+    trustedDevice: string | null,
+  ): SigninSnapshotQuery {
     const email = normalizeEmail(identity.email);
     const limit = deps.addressLimit;
     const key = limitKeyOf(client);

@@ -21,7 +21,12 @@ export type FactorReader = () => Promise<UserFactors>;
  * lasting factor, take the recovery codes, or strip the account of its factors. The refusal,
  * `reauthentication_required`, names the way to step up that this user actually has.
  */
-export async function requireStepUp(principal: Principal, readFactors: FactorReader, maxAgeSeconds: number, now: Date): Promise<void> {
+export async function requireStepUp(
+  principal: Principal,
+  readFactors: FactorReader,
+  maxAgeSeconds: number,
+  now: Date,
+): Promise<void> {
   const maxAgeMs = maxAgeSeconds * 1000;
   const recent = (at: Date | null | undefined) => at != null && now.getTime() - at.getTime() <= maxAgeMs;
   const s = principal.session;
@@ -34,7 +39,9 @@ export async function requireStepUp(principal: Principal, readFactors: FactorRea
   if (hasFactor) {
     const ways = [
       ...(factors.totp ? ["a current code (method totp or recovery_code)"] : []),
-      ...(factors.passkeys > 0 ? ["a passkey (MfaService.BeginStepUp, POST /auth/mfa/step-up/webauthn/begin, then method webauthn)"] : []),
+      ...(factors.passkeys > 0
+        ? ["a passkey (MfaService.BeginStepUp, POST /auth/mfa/step-up/webauthn/begin, then method webauthn)"]
+        : []),
     ];
     const methods = [...(factors.totp ? ["totp", "recovery_code"] : []), ...(factors.passkeys > 0 ? ["webauthn"] : [])];
     throw new DomainError(
@@ -56,6 +63,12 @@ export async function requireStepUp(principal: Principal, readFactors: FactorRea
   throw new DomainError(
     "reauthentication_required",
     `sign in again, then add your second factor within ${maxAge} s of signing in`,
-    { detail: { step_up: "AuthService.SigninWithIdToken", step_up_route: "POST /auth/id-token/signin", max_age_seconds: maxAge } },
+    {
+      detail: {
+        step_up: "AuthService.SigninWithIdToken",
+        step_up_route: "POST /auth/id-token/signin",
+        max_age_seconds: maxAge,
+      },
+    },
   );
 }

@@ -31,6 +31,10 @@ export function parseUserStatus(text: string): UserStatus | null {
  * not depend on anyone's time zone, so a time without an offset is refused.
  */
 export function parseLockEnd(text: string): Date | null {
-  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/i.test(text) || Number.isNaN(Date.parse(text))) return null;
+  if (
+    !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/i.test(text) ||
+    Number.isNaN(Date.parse(text))
+  )
+    return null;
   return new Date(text);
 }

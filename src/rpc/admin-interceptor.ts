@@ -33,7 +33,8 @@ function presentedKey(header: Headers, isKey: (text: string) => boolean): string
   let bearer: string | null = null;
   if (authorization !== null) {
     const match = /^Bearer +(\S+)$/i.exec(authorization.trim());
-    if (match === null) throw new DomainError("admin_credential_required", `the Authorization header is not an admin key; ${HOW}`);
+    if (match === null)
+      throw new DomainError("admin_credential_required", `the Authorization header is not an admin key; ${HOW}`);
     bearer = match[1]!;
   }
   // Two credentials are a doubt, even when one of them is the right key: refuse rather than pick.
@@ -41,13 +42,17 @@ function presentedKey(header: Headers, isKey: (text: string) => boolean): string
     throw new DomainError("admin_credential_invalid", `send one admin credential, not both headers; ${HOW}`);
   }
   if (dedicated !== null) {
-    if (!isKey(dedicated.trim())) throw new DomainError("admin_credential_invalid", "x-admin-key does not hold an admin key (adm_…)");
+    if (!isKey(dedicated.trim()))
+      throw new DomainError("admin_credential_invalid", "x-admin-key does not hold an admin key (adm_…)");
     return dedicated.trim();
   }
   if (bearer === null) throw new DomainError("admin_credential_required", `this call needs an admin key; ${HOW}`);
   // Typically a user's access token: whoever the user is, it never opens the admin API.
   if (!isKey(bearer)) {
-    throw new DomainError("admin_credential_required", `the bearer credential is not an admin key (access tokens are never accepted here); ${HOW}`);
+    throw new DomainError(
+      "admin_credential_required",
+      `the bearer credential is not an admin key (access tokens are never accepted here); ${HOW}`,
+    );
   }
   return bearer;
 }

@@ -2,7 +2,13 @@ import { create, type JsonObject } from "@bufbuild/protobuf";
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import type { AdminService as AdminCore, AdminUserDetail, AdminUserView, StatusChangeResult } from "../core/admin.ts";
 import { DomainError } from "../core/errors.ts";
-import { type ClientInfo, type FactorRecord, type IdentityRecord, USER_STATUSES, type UserStatus } from "../core/model.ts";
+import {
+  type ClientInfo,
+  type FactorRecord,
+  type IdentityRecord,
+  USER_STATUSES,
+  type UserStatus,
+} from "../core/model.ts";
 import { parseLockEnd, parseUserStatus } from "../core/user-status.ts";
 import type { AuditEntry } from "../core/ports/admin.ts";
 import {
@@ -56,7 +62,9 @@ export function registerAdminService(deps: { adminFor: AdminFor }) {
       },
       async lockUser(req, ctx) {
         const until = req.until === undefined || req.until === "" ? null : lockEndOf(req.until);
-        return statusChangeToPb(await adminOf(ctx).lock(req.userId, { until, reason: req.reason, revokeSessions: req.revokeSessions }));
+        return statusChangeToPb(
+          await adminOf(ctx).lock(req.userId, { until, reason: req.reason, revokeSessions: req.revokeSessions }),
+        );
       },
       async unlockUser(req, ctx) {
         return statusChangeToPb(await adminOf(ctx).unlock(req.userId));
@@ -93,7 +101,11 @@ function statusOf(s: string | undefined): UserStatus | undefined {
 
 function lockEndOf(s: string): Date {
   const until = parseLockEnd(s);
-  if (until === null) throw new DomainError("invalid_request", "until must be an RFC 3339 time with its offset, like 2026-12-01T08:00:00Z");
+  if (until === null)
+    throw new DomainError(
+      "invalid_request",
+      "until must be an RFC 3339 time with its offset, like 2026-12-01T08:00:00Z",
+    );
   return until;
 }
 

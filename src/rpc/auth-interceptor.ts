@@ -22,11 +22,13 @@ export function authInterceptor(sessions: SessionService, policy: AuthPolicy): I
     if (!required && !policy.optional.has(method)) return next(req);
     const header = req.header.get("authorization");
     if (header === null) {
-      if (required) throw new DomainError("access_token_required", "send the access token as Authorization: Bearer <token>");
+      if (required)
+        throw new DomainError("access_token_required", "send the access token as Authorization: Bearer <token>");
       return next(req);
     }
     const match = /^Bearer +([A-Za-z0-9._~+/-]+=*)$/i.exec(header.trim());
-    if (match === null) throw new DomainError("access_token_invalid", "the Authorization header must be: Bearer <access token>");
+    if (match === null)
+      throw new DomainError("access_token_invalid", "the Authorization header must be: Bearer <access token>");
     req.contextValues.set(kPrincipal, await sessions.authenticate(match[1]!));
     return next(req);
   };

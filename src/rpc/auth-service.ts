@@ -56,13 +56,20 @@ export function registerAuthService(deps: AuthServiceDeps) {
       },
       async beginWebauthnMfa(req, ctx) {
         const client = ctx.values.get(kClient);
-        const options = await deps.mfa.beginWebauthn(req.challengeToken, { ...client, deviceId: clipDeviceId(req.deviceId) ?? client.deviceId });
+        const options = await deps.mfa.beginWebauthn(req.challengeToken, {
+          ...client,
+          deviceId: clipDeviceId(req.deviceId) ?? client.deviceId,
+        });
         return create(BeginWebauthnMfaResponseSchema, { options });
       },
       async createNonce(req, ctx) {
         const client = ctx.values.get(kClient);
         const issued = await deps.nonces.issue({ ...client, deviceId: clipDeviceId(req.deviceId) ?? client.deviceId });
-        return create(CreateNonceResponseSchema, { nonce: issued.nonce, expiresIn: issued.expiresIn, nonceSha256: issued.sha256 });
+        return create(CreateNonceResponseSchema, {
+          nonce: issued.nonce,
+          expiresIn: issued.expiresIn,
+          nonceSha256: issued.sha256,
+        });
       },
       async refreshToken(req, ctx) {
         return loginResultToPb(await deps.sessions.refresh(req.refreshToken, ctx.values.get(kClient)));

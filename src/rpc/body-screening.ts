@@ -40,9 +40,11 @@ function shapeOf(req: NodeRequest): BodyShape | null {
   const grpc = parseGrpcType(type);
   if (grpc !== undefined) return { enveloped: true, json: !grpc.binary, encodingHeader: "grpc-encoding" };
   const web = parseGrpcWebType(type);
-  if (web !== undefined) return web.text ? null : { enveloped: true, json: !web.binary, encodingHeader: "grpc-encoding" };
+  if (web !== undefined)
+    return web.text ? null : { enveloped: true, json: !web.binary, encodingHeader: "grpc-encoding" };
   const connect = parseConnectType(type);
-  if (connect !== undefined && !connect.stream) return { enveloped: false, json: !connect.binary, encodingHeader: "content-encoding" };
+  if (connect !== undefined && !connect.stream)
+    return { enveloped: false, json: !connect.binary, encodingHeader: "content-encoding" };
   return null; // connect-es answers what it does not serve (415, 405).
 }
 
@@ -97,7 +99,12 @@ export async function screenedRequest(
 }
 
 /** The message bytes of a body: its one envelope (gRPC, gRPC-Web) or all of it, decompressed. */
-async function messageBytes(body: Buffer, shape: BodyShape, compression: Compression | null, readMaxBytes: number): Promise<Uint8Array> {
+async function messageBytes(
+  body: Buffer,
+  shape: BodyShape,
+  compression: Compression | null,
+  readMaxBytes: number,
+): Promise<Uint8Array> {
   if (!shape.enveloped) return compression === null ? body : compression.decompress(body, readMaxBytes);
   const envelope = { flags: body[0]!, data: unframe(body, compression !== null) };
   return (await envelopeDecompress(envelope, compression, readMaxBytes)).data;
@@ -112,7 +119,10 @@ function headerOf(req: NodeRequest, name: string): string | undefined {
  * Reads at most `limit` bytes. If there is more, the rest of the stream is left unread in `rest`;
  * if reading fails (the client went away), `rest` raises that failure.
  */
-async function readUpTo(req: NodeRequest, limit: number): Promise<{ chunks: Buffer[]; rest: AsyncIterator<Buffer> | null }> {
+async function readUpTo(
+  req: NodeRequest,
+  limit: number,
+): Promise<{ chunks: Buffer[]; rest: AsyncIterator<Buffer> | null }> {
   const it = (req as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   const chunks: Buffer[] = [];
   let size = 0;

@@ -24,11 +24,17 @@ function toDomainError(e: unknown): DomainError {
 function toConnectError(e: DomainError): ConnectError {
   const entry = ERROR_TABLE[e.code];
   const details: ConstructorParameters<typeof ConnectError>[3] = [
-    { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason: e.code, domain: ERROR_DOMAIN, metadata: { ...e.detail } }) },
+    {
+      desc: ErrorInfoSchema,
+      value: create(ErrorInfoSchema, { reason: e.code, domain: ERROR_DOMAIN, metadata: { ...e.detail } }),
+    },
   ];
   const retryAfter = retryAfterSeconds(e);
   if (retryAfter === undefined) return new ConnectError(e.message, entry.code, undefined, details, e);
-  details.push({ desc: RetryInfoSchema, value: create(RetryInfoSchema, { retryDelay: durationFromMs(retryAfter * 1000) }) });
+  details.push({
+    desc: RetryInfoSchema,
+    value: create(RetryInfoSchema, { retryDelay: durationFromMs(retryAfter * 1000) }),
+  });
   return new ConnectError(e.message, entry.code, { "retry-after": String(retryAfter) }, details, e);
 }
 
@@ -49,7 +55,12 @@ export function errorInterceptor(logger: Logger): Interceptor {
     try {
       return await next(req);
     } catch (e) {
-      if (e instanceof ConnectError && !(e.cause instanceof DomainError) && e.code !== Code.Unknown && e.code !== Code.Internal) {
+      if (
+        e instanceof ConnectError &&
+        !(e.cause instanceof DomainError) &&
+        e.code !== Code.Unknown &&
+        e.code !== Code.Internal
+      ) {
         throw e; // Protocol-level errors raised by connect itself (bad framing, size limits).
       }
       const domain = toDomainError(e instanceof ConnectError && e.cause !== undefined ? e.cause : e);

@@ -14,7 +14,8 @@ export function registerHealthService(deps: { readiness: Readiness; services: re
   return (router: ConnectRouter) => {
     router.service(Health, {
       async check(req) {
-        if (!known.has(req.service)) throw new DomainError("not_found", `no service named ${JSON.stringify(req.service)} is served here`);
+        if (!known.has(req.service))
+          throw new DomainError("not_found", `no service named ${JSON.stringify(req.service)} is served here`);
         return { status: statusOf(await deps.readiness.check()) };
       },
       async list() {

@@ -12,11 +12,7 @@ import {
   type MethodImplSpec,
 } from "@connectrpc/connect";
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
-import {
-  compressionBrotli,
-  compressionGzip,
-  universalResponseToNodeResponse,
-} from "@connectrpc/connect-node";
+import { compressionBrotli, compressionGzip, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import { type AddressPrefixes, addressKeyOf, addressListOf, isListed } from "../core/address-list.ts";
 import type { ClientInfo } from "../core/model.ts";
 import type { Logger } from "../logger.ts";
@@ -24,7 +20,16 @@ import { type AccessRecord, kAccess, kClient, kRequestId } from "./context.ts";
 import { clipDeviceId } from "./auth-service.ts";
 import { clientIp, normalizeAddress, sanitizeRequestId, userAgentOf } from "./client-info.ts";
 import { describeCause } from "./errors.ts";
-import { BodyError, type NodeRequest, type NodeResponse, readJsonBody, readTextBody, sendError, sendJson, writeHead } from "./http-io.ts";
+import {
+  BodyError,
+  type NodeRequest,
+  type NodeResponse,
+  readJsonBody,
+  readTextBody,
+  sendError,
+  sendJson,
+  writeHead,
+} from "./http-io.ts";
 import { createRestTranscoder } from "./rest-transcoder.ts";
 import { screenedRequest } from "./body-screening.ts";
 import { isPlainConnectUnary, isPlainGrpcUnary, serveConnectUnary, serveGrpcUnary } from "./unary-fast-path.ts";
@@ -80,7 +85,12 @@ const { NGHTTP2_REFUSED_STREAM } = http2.constants;
 const CORS_ALLOW_METHODS = [...connectCors.allowedMethods, "PUT", "PATCH", "DELETE"].join(", ");
 const CORS_ALLOW_HEADERS = headerList([
   ...connectCors.allowedHeaders,
-  "authorization", "x-device-id", "x-request-id", "x-admin-key", "traceparent", "tracestate",
+  "authorization",
+  "x-device-id",
+  "x-request-id",
+  "x-admin-key",
+  "traceparent",
+  "tracestate",
 ]);
 const CORS_EXPOSE_HEADERS = headerList([...connectCors.exposedHeaders, "retry-after", "x-request-id"]);
 
@@ -187,7 +197,11 @@ export function createHttpHandler(options: HttpHandlerOptions) {
   function addressOf(req: NodeRequest, access: AccessRecord): { ip: string | null; addressKey: string | null } {
     if (access.client !== undefined) return access.client;
     const forwarded = req.headers["x-forwarded-for"];
-    const ip = clientIp(req.socket?.remoteAddress ?? null, Array.isArray(forwarded) ? forwarded[0] : forwarded, proxies);
+    const ip = clientIp(
+      req.socket?.remoteAddress ?? null,
+      Array.isArray(forwarded) ? forwarded[0] : forwarded,
+      proxies,
+    );
     access.client = { ip, addressKey: ip === null ? null : addressKeyOf(ip, options.addressPrefixes) };
     return access.client;
   }
@@ -245,7 +259,10 @@ export function createHttpHandler(options: HttpHandlerOptions) {
       const fast = { interceptors: options.interceptors, readMaxBytes: options.bodyLimitBytes, jsonOptions };
       if (req.httpVersionMajor === 2 && isPlainGrpcUnary(req as http2.Http2ServerRequest, spec)) {
         access.protocol = "grpc";
-        await serveGrpcUnary(req as http2.Http2ServerRequest, res as http2.Http2ServerResponse, spec, { ...fast, contextValues: clientOf(req, requestId, access) });
+        await serveGrpcUnary(req as http2.Http2ServerRequest, res as http2.Http2ServerResponse, spec, {
+          ...fast,
+          contextValues: clientOf(req, requestId, access),
+        });
         return;
       }
       if (isPlainConnectUnary(req, spec)) {
@@ -254,11 +271,17 @@ export function createHttpHandler(options: HttpHandlerOptions) {
         return;
       }
       access.protocol = rpcProtocolOf(req);
-      const uReq = await screenedRequest(req, res, spec, clientOf(req, requestId, access), { ...fast, compressions: COMPRESSIONS });
+      const uReq = await screenedRequest(req, res, spec, clientOf(req, requestId, access), {
+        ...fast,
+        compressions: COMPRESSIONS,
+      });
       const uRes = await rpc(uReq);
       // Its promise waits for an "end" event that a Node response never emits, so it never
       // resolves after success: the response's own "close" says the answer is out.
-      await Promise.race([universalResponseToNodeResponse(uRes, res), new Promise((resolve) => res.once("close", resolve))]);
+      await Promise.race([
+        universalResponseToNodeResponse(uRes, res),
+        new Promise((resolve) => res.once("close", resolve)),
+      ]);
       return;
     }
 
@@ -304,7 +327,10 @@ export function createHttpHandler(options: HttpHandlerOptions) {
         // A client that went away mid-request is no failure of ours (and anyone could fill the
         // error log with them).
         const gone = res.destroyed || (req.socket?.destroyed ?? false);
-        options.logger[gone ? "debug" : "error"](gone ? "client went away" : "request failed", { path: (req.url ?? "").split("?")[0], cause: describeCause(e) });
+        options.logger[gone ? "debug" : "error"](gone ? "client went away" : "request failed", {
+          path: (req.url ?? "").split("?")[0],
+          cause: describeCause(e),
+        });
         if (!gone) {
           if (!res.headersSent) sendError(res, "internal", "internal error");
           else res.destroy();
@@ -313,7 +339,8 @@ export function createHttpHandler(options: HttpHandlerOptions) {
     }
     // An RPC or REST route whose body could not be decoded (its RPC refused it as invalid_request),
     // or whose method never ran (wrong content type, too large, wrong HTTP method).
-    if (access.malformed === true || (access.code === undefined && access.protocol !== "http")) options.onMalformed?.(access.protocol);
+    if (access.malformed === true || (access.code === undefined && access.protocol !== "http"))
+      options.onMalformed?.(access.protocol);
     options.logger.info("request", {
       method: req.method,
       route: access.route,

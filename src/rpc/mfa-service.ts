@@ -64,14 +64,25 @@ export function registerMfaService(deps: { mfa: MfaCore; passkeys: PasskeyServic
         return create(DisableTotpResponseSchema, {});
       },
       async regenerateRecoveryCodes(req, ctx) {
-        const codes = await deps.mfa.regenerateRecoveryCodes(principalOf(ctx.values), req.code, ctx.values.get(kClient));
+        const codes = await deps.mfa.regenerateRecoveryCodes(
+          principalOf(ctx.values),
+          req.code,
+          ctx.values.get(kClient),
+        );
         return create(RegenerateRecoveryCodesResponseSchema, { recoveryCodes: codes });
       },
       async beginPasskeyRegistration(_req, ctx) {
-        return create(BeginPasskeyRegistrationResponseSchema, { options: await deps.passkeys.beginRegistration(principalOf(ctx.values)) });
+        return create(BeginPasskeyRegistrationResponseSchema, {
+          options: await deps.passkeys.beginRegistration(principalOf(ctx.values)),
+        });
       },
       async finishPasskeyRegistration(req, ctx) {
-        const passkey = await deps.passkeys.finishRegistration(principalOf(ctx.values), req.credential, req.name, ctx.values.get(kClient));
+        const passkey = await deps.passkeys.finishRegistration(
+          principalOf(ctx.values),
+          req.credential,
+          req.name,
+          ctx.values.get(kClient),
+        );
         return create(FinishPasskeyRegistrationResponseSchema, { passkey: passkeyToPb(passkey) });
       },
       async listPasskeys(_req, ctx) {
@@ -90,8 +101,18 @@ export function registerMfaService(deps: { mfa: MfaCore; passkeys: PasskeyServic
         return create(BeginStepUpResponseSchema, { options: await deps.mfa.beginStepUp(principalOf(ctx.values)) });
       },
       async stepUp(req, ctx) {
-        const r = await deps.mfa.stepUp(principalOf(ctx.values), req.method, req.code, ctx.values.get(kClient), req.webauthnAssertion);
-        return create(StepUpResponseSchema, { accessToken: r.accessToken, expiresIn: r.expiresIn, maxAge: r.maxAgeSeconds });
+        const r = await deps.mfa.stepUp(
+          principalOf(ctx.values),
+          req.method,
+          req.code,
+          ctx.values.get(kClient),
+          req.webauthnAssertion,
+        );
+        return create(StepUpResponseSchema, {
+          accessToken: r.accessToken,
+          expiresIn: r.expiresIn,
+          maxAge: r.maxAgeSeconds,
+        });
       },
     });
   };

@@ -105,7 +105,8 @@ function endpoint(logger: Logger, run: (request: OAuthRequest) => Promise<PlainA
     } catch (e) {
       if (e instanceof OAuthError) {
         // The client learns only "server_error"; the log gets the cause.
-        if (e.error === "server_error") logger.error("oauth request failed", { path: (req.url ?? "").split("?")[0], cause: describeCause(e.cause) });
+        if (e.error === "server_error")
+          logger.error("oauth request failed", { path: (req.url ?? "").split("?")[0], cause: describeCause(e.cause) });
         return errorAnswer(e);
       }
       throw e;
@@ -116,12 +117,29 @@ function endpoint(logger: Logger, run: (request: OAuthRequest) => Promise<PlainA
 /** "METHOD /path" -> handler for the OAuth endpoints and the RFC 8414 metadata. */
 export function createOAuthRoutes(deps: OAuthRouteDeps): Map<string, PlainHandler> {
   const routes = new Map<string, PlainHandler>();
-  routes.set("POST /oauth2/token", endpoint(deps.logger, async (request) => ({ status: 200, json: await deps.oauth.token(request), headers: NO_STORE })));
-  routes.set("POST /oauth2/revoke", endpoint(deps.logger, async (request) => {
-    await deps.oauth.revoke(request);
-    return { status: 200, json: {}, headers: NO_STORE };
-  }));
-  routes.set("POST /oauth2/introspect", endpoint(deps.logger, async (request) => ({ status: 200, json: await deps.oauth.introspect(request), headers: NO_STORE })));
+  routes.set(
+    "POST /oauth2/token",
+    endpoint(deps.logger, async (request) => ({
+      status: 200,
+      json: await deps.oauth.token(request),
+      headers: NO_STORE,
+    })),
+  );
+  routes.set(
+    "POST /oauth2/revoke",
+    endpoint(deps.logger, async (request) => {
+      await deps.oauth.revoke(request);
+      return { status: 200, json: {}, headers: NO_STORE };
+    }),
+  );
+  routes.set(
+    "POST /oauth2/introspect",
+    endpoint(deps.logger, async (request) => ({
+      status: 200,
+      json: await deps.oauth.introspect(request),
+      headers: NO_STORE,
+    })),
+  );
   routes.set("GET /.well-known/oauth-authorization-server", async () => ({
     status: 200,
     json: { issuer: deps.urls.issuer(), jwks_uri: deps.urls.jwksUri(), ...oauthMetadata(deps.urls) },

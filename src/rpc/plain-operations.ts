@@ -5,7 +5,10 @@
  */
 type Operation = Record<string, unknown>;
 
-const jsonAnswer = (description: string, schema: Record<string, unknown>) => ({ description, content: { "application/json": { schema } } });
+const jsonAnswer = (description: string, schema: Record<string, unknown>) => ({
+  description,
+  content: { "application/json": { schema } },
+});
 const statusBody = (values: string[], extra: Record<string, unknown> = {}) => ({
   type: "object",
   properties: { status: { enum: values }, ...extra },
@@ -41,10 +44,29 @@ const metadataBody = {
   required: ["issuer", "jwks_uri", "token_endpoint", "grant_types_supported"],
 };
 const formProperties = Object.fromEntries(
-  ["grant_type", "client_id", "client_secret", "subject_token", "subject_token_type", "requested_token_type", "audience", "resource", "scope", "assertion", "refresh_token", "mfa_token", "code", "method", "trust_device"]
-    .map((name) => [name, { type: "string" }]),
+  [
+    "grant_type",
+    "client_id",
+    "client_secret",
+    "subject_token",
+    "subject_token_type",
+    "requested_token_type",
+    "audience",
+    "resource",
+    "scope",
+    "assertion",
+    "refresh_token",
+    "mfa_token",
+    "code",
+    "method",
+    "trust_device",
+  ].map((name) => [name, { type: "string" }]),
 );
-const jwksBody = { type: "object", properties: { keys: { type: "array", items: { type: "object" } } }, required: ["keys"] };
+const jwksBody = {
+  type: "object",
+  properties: { keys: { type: "array", items: { type: "object" } } },
+  required: ["keys"],
+};
 
 /**
  * How the OpenAPI document describes each plain endpoint. The web app's routes (`/`, its hashed
@@ -55,30 +77,36 @@ export const PLAIN_OPERATIONS: Record<string, Operation> = {
   "GET /healthz": {
     tags: ["Operations"],
     summary: "Liveness: the process is up",
-    description: "200 whenever the process answers, whatever the database does: use it for liveness probes, so a database outage does not restart every replica.",
+    description:
+      "200 whenever the process answers, whatever the database does: use it for liveness probes, so a database outage does not restart every replica.",
     responses: { "200": jsonAnswer("The process is up", statusBody(["ok"])) },
   },
   "GET /readyz": {
     tags: ["Operations"],
     summary: "Readiness: not draining, and the database accepts writes",
     description:
-      "The same answer as gRPC health (`grpc.health.v1.Health`, service \"\"). 503 from the first stop signal on (draining), " +
+      'The same answer as gRPC health (`grpc.health.v1.Health`, service ""). 503 from the first stop signal on (draining), ' +
       "and while the database is down, full, read-only or damaged; `reason` says which.",
     responses: {
       "200": jsonAnswer("Ready for traffic", statusBody(["ready"])),
-      "503": jsonAnswer("Not ready", statusBody(["not_ready"], { reason: { type: "string", examples: ["draining", "database unavailable"] } })),
+      "503": jsonAnswer(
+        "Not ready",
+        statusBody(["not_ready"], { reason: { type: "string", examples: ["draining", "database unavailable"] } }),
+      ),
     },
   },
   "GET /metrics": {
     tags: ["Operations"],
     summary: "Prometheus metrics",
-    description: "The Prometheus text exposition format. Served on this port unless `server.metrics_port` gives the metrics a port of their own.",
+    description:
+      "The Prometheus text exposition format. Served on this port unless `server.metrics_port` gives the metrics a port of their own.",
     responses: { "200": { description: "The metrics", content: { "text/plain": { schema: { type: "string" } } } } },
   },
   "GET /.well-known/jwks.json": {
     tags: ["Operations"],
     summary: "The public keys of our access tokens (JWKS)",
-    description: "Verify our access tokens with these. A retired key stays listed until the tokens it signed have expired. Cacheable for 5 minutes.",
+    description:
+      "Verify our access tokens with these. A retired key stays listed until the tokens it signed have expired. Cacheable for 5 minutes.",
     responses: { "200": jsonAnswer("A JSON Web Key Set", jwksBody) },
   },
   "GET /.well-known/openid-configuration": {
@@ -92,7 +120,8 @@ export const PLAIN_OPERATIONS: Record<string, Operation> = {
   "GET /.well-known/oauth-authorization-server": {
     tags: ["OAuth"],
     summary: "OAuth 2.0 authorization server metadata (RFC 8414)",
-    description: "The token, revocation and introspection endpoints, the grants and client authentication methods supported. Cacheable for 5 minutes.",
+    description:
+      "The token, revocation and introspection endpoints, the grants and client authentication methods supported. Cacheable for 5 minutes.",
     responses: { "200": jsonAnswer("The metadata", metadataBody) },
   },
   "POST /oauth2/token": {
@@ -106,14 +135,29 @@ export const PLAIN_OPERATIONS: Record<string, Operation> = {
       "`urn:identity:params:oauth:grant-type:mfa` (`mfa_token`, `code`, optional `method`, `trust_device`) after an `mfa_required` answer. " +
       "The client authenticates with HTTP Basic, `client_secret` in the form, or (public clients) `client_id` alone. " +
       "The same sign-in, risk assessment, limits and audit as `POST /auth/id-token/signin`.",
-    requestBody: { required: true, content: { "application/x-www-form-urlencoded": { schema: { type: "object", required: ["grant_type"], properties: formProperties } } } },
+    requestBody: {
+      required: true,
+      content: {
+        "application/x-www-form-urlencoded": {
+          schema: { type: "object", required: ["grant_type"], properties: formProperties },
+        },
+      },
+    },
     responses: {
       "200": jsonAnswer("The tokens (`Cache-Control: no-store`)", tokenBody),
-      "400": jsonAnswer("An RFC 6749 §5.2 error: invalid_request, invalid_grant, unauthorized_client, unsupported_grant_type, invalid_scope, invalid_target", oauthErrorBody),
+      "400": jsonAnswer(
+        "An RFC 6749 §5.2 error: invalid_request, invalid_grant, unauthorized_client, unsupported_grant_type, invalid_scope, invalid_target",
+        oauthErrorBody,
+      ),
       "401": jsonAnswer("invalid_client (with `WWW-Authenticate: Basic`)", oauthErrorBody),
       "403": jsonAnswer("mfa_required: complete with the MFA grant (or VerifyMfa) using `mfa_token`", {
         ...oauthErrorBody,
-        properties: { ...oauthErrorBody.properties, mfa_token: { type: "string" }, required_mfa_methods: { type: "array", items: { type: "string" } }, mfa_expires_in: { type: "integer" } },
+        properties: {
+          ...oauthErrorBody.properties,
+          mfa_token: { type: "string" },
+          required_mfa_methods: { type: "array", items: { type: "string" } },
+          mfa_expires_in: { type: "integer" },
+        },
       }),
       "429": jsonAnswer("rate_limited: too many failures from this address (`Retry-After`)", oauthErrorBody),
     },
@@ -121,8 +165,25 @@ export const PLAIN_OPERATIONS: Record<string, Operation> = {
   "POST /oauth2/revoke": {
     tags: ["OAuth"],
     summary: "Token revocation (RFC 7009): ends the session behind a refresh (or access) token",
-    description: "Form-encoded `token` (and optional `token_type_hint`), with the client's authentication. 200 also for an unknown or already ended token.",
-    requestBody: { required: true, content: { "application/x-www-form-urlencoded": { schema: { type: "object", required: ["token"], properties: { token: { type: "string" }, token_type_hint: { enum: ["refresh_token", "access_token"] }, client_id: { type: "string" }, client_secret: { type: "string" } } } } } },
+    description:
+      "Form-encoded `token` (and optional `token_type_hint`), with the client's authentication. 200 also for an unknown or already ended token.",
+    requestBody: {
+      required: true,
+      content: {
+        "application/x-www-form-urlencoded": {
+          schema: {
+            type: "object",
+            required: ["token"],
+            properties: {
+              token: { type: "string" },
+              token_type_hint: { enum: ["refresh_token", "access_token"] },
+              client_id: { type: "string" },
+              client_secret: { type: "string" },
+            },
+          },
+        },
+      },
+    },
     responses: {
       "200": jsonAnswer("Revoked (or nothing to revoke)", { type: "object" }),
       "400": jsonAnswer("invalid_request or unsupported_token_type", oauthErrorBody),
@@ -132,13 +193,39 @@ export const PLAIN_OPERATIONS: Record<string, Operation> = {
   "POST /oauth2/introspect": {
     tags: ["OAuth"],
     summary: "Token introspection (RFC 7662), for confidential clients",
-    description: "Whether an access token is valid and its session still live (not signed out, expired or idle, user active): `active` and the token's claims.",
-    requestBody: { required: true, content: { "application/x-www-form-urlencoded": { schema: { type: "object", required: ["token"], properties: { token: { type: "string" }, token_type_hint: { type: "string" }, client_id: { type: "string" }, client_secret: { type: "string" } } } } } },
+    description:
+      "Whether an access token is valid and its session still live (not signed out, expired or idle, user active): `active` and the token's claims.",
+    requestBody: {
+      required: true,
+      content: {
+        "application/x-www-form-urlencoded": {
+          schema: {
+            type: "object",
+            required: ["token"],
+            properties: {
+              token: { type: "string" },
+              token_type_hint: { type: "string" },
+              client_id: { type: "string" },
+              client_secret: { type: "string" },
+            },
+          },
+        },
+      },
+    },
     responses: {
       "200": jsonAnswer("The token's state", {
         type: "object",
         required: ["active"],
-        properties: { active: { type: "boolean" }, sub: { type: "string" }, sid: { type: "string" }, exp: { type: "integer" }, iat: { type: "integer" }, iss: { type: "string" }, aud: {}, amr: { type: "array", items: { type: "string" } } },
+        properties: {
+          active: { type: "boolean" },
+          sub: { type: "string" },
+          sid: { type: "string" },
+          exp: { type: "integer" },
+          iat: { type: "integer" },
+          iss: { type: "string" },
+          aud: {},
+          amr: { type: "array", items: { type: "string" } },
+        },
       }),
       "401": jsonAnswer("invalid_client (public clients may not introspect)", oauthErrorBody),
     },
@@ -146,14 +233,21 @@ export const PLAIN_OPERATIONS: Record<string, Operation> = {
   "GET /openapi.json": {
     tags: ["Operations"],
     summary: "This document",
-    description: "OpenAPI 3.1, generated from proto/ by `npm run generate`; `servers` is the service's public URL. Cacheable for 5 minutes.",
+    description:
+      "OpenAPI 3.1, generated from proto/ by `npm run generate`; `servers` is the service's public URL. Cacheable for 5 minutes.",
     responses: { "200": jsonAnswer("The OpenAPI document", { type: "object" }) },
   },
   "GET /dev/oidc/.well-known/openid-configuration": {
     tags: ["Development"],
     summary: "The dev issuer's discovery document (dev mode only)",
     description: "The built-in development OpenID issuer (provider `dev`), as a real provider publishes it.",
-    responses: { "200": jsonAnswer("The dev issuer's discovery document", { type: "object", properties: { issuer: { type: "string" }, jwks_uri: { type: "string" } }, required: ["issuer", "jwks_uri"] }) },
+    responses: {
+      "200": jsonAnswer("The dev issuer's discovery document", {
+        type: "object",
+        properties: { issuer: { type: "string" }, jwks_uri: { type: "string" } },
+        required: ["issuer", "jwks_uri"],
+      }),
+    },
   },
   "GET /dev/oidc/jwks": {
     tags: ["Development"],
@@ -165,7 +259,7 @@ export const PLAIN_OPERATIONS: Record<string, Operation> = {
     tags: ["Development"],
     summary: "Mint a test ID token (dev mode only)",
     description:
-      "An ID token from the built-in dev issuer for any test user, to sign in with at `POST /auth/id-token/signin` with `provider: \"dev\"`. " +
+      'An ID token from the built-in dev issuer for any test user, to sign in with at `POST /auth/id-token/signin` with `provider: "dev"`. ' +
       "Only `sub` is required; `email` is taken as verified unless `email_verified: false`.",
     requestBody: {
       required: true,
@@ -181,7 +275,11 @@ export const PLAIN_OPERATIONS: Record<string, Operation> = {
               name: { type: "string" },
               preferred_username: { type: "string" },
               nonce: { type: "string" },
-              amr: { type: "array", items: { type: "string" }, description: "e.g. [\"pwd\", \"otp\"] (an upstream second factor)" },
+              amr: {
+                type: "array",
+                items: { type: "string" },
+                description: 'e.g. ["pwd", "otp"] (an upstream second factor)',
+              },
               aud: { type: "string", description: "Default: the dev client ID" },
             },
           },
@@ -194,22 +292,41 @@ export const PLAIN_OPERATIONS: Record<string, Operation> = {
         properties: { id_token: { type: "string" }, provider: { const: "dev" } },
         required: ["id_token", "provider"],
       }),
-      "400": jsonAnswer("No `sub`", { type: "object", properties: { code: { const: "invalid_request" }, message: { type: "string" } }, required: ["code", "message"] }),
+      "400": jsonAnswer("No `sub`", {
+        type: "object",
+        properties: { code: { const: "invalid_request" }, message: { type: "string" } },
+        required: ["code", "message"],
+      }),
     },
   },
 };
 
 const PLAIN_TAGS = [
-  { name: "Operations", description: "Health, readiness, metrics, our keys and discovery, and this document: served beside the API, not RPCs." },
-  { name: "OAuth", description: "The OAuth 2.0 door onto the same sign-in: token endpoint (token exchange, JWT bearer, refresh), revocation, introspection, metadata." },
-  { name: "Development", description: "The built-in development OpenID issuer: served in dev mode (`npm start`) only." },
+  {
+    name: "Operations",
+    description:
+      "Health, readiness, metrics, our keys and discovery, and this document: served beside the API, not RPCs.",
+  },
+  {
+    name: "OAuth",
+    description:
+      "The OAuth 2.0 door onto the same sign-in: token endpoint (token exchange, JWT bearer, refresh), revocation, introspection, metadata.",
+  },
+  {
+    name: "Development",
+    description: "The built-in development OpenID issuer: served in dev mode (`npm start`) only.",
+  },
 ];
 
 /**
  * The OpenAPI document with the plain API endpoints (health, metrics, keys, discovery, the dev
  * issuer in dev mode) beside the REST routes; the web app's pages and assets are not API.
  */
-export function withPlainEndpoints(doc: Record<string, unknown>, plain: Iterable<string>, webApp: ReadonlySet<string>): Record<string, unknown> {
+export function withPlainEndpoints(
+  doc: Record<string, unknown>,
+  plain: Iterable<string>,
+  webApp: ReadonlySet<string>,
+): Record<string, unknown> {
   const paths = { ...(doc["paths"] as Record<string, Record<string, unknown>>) };
   const tags = new Set<string>();
   for (const key of plain) {

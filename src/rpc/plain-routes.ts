@@ -41,14 +41,18 @@ export function createPlainRoutes(deps: PlainRouteDeps): Map<string, PlainHandle
     plain.set("POST /dev/oidc/token", async (_req, body) => {
       const r = (await body()) as { sub?: unknown };
       if (typeof r.sub !== "string" || r.sub === "") {
-        return { status: 400, json: { code: "invalid_request", message: "give at least {\"sub\": \"alice\"}" } };
+        return { status: 400, json: { code: "invalid_request", message: 'give at least {"sub": "alice"}' } };
       }
       return { status: 200, json: { id_token: await dev.mint(r as { sub: string }), provider: "dev" } };
     });
   }
   const metrics = deps.metrics;
   if (metrics !== undefined) {
-    plain.set("GET /metrics", async () => ({ status: 200, text: await metrics.render(), headers: { "content-type": metrics.contentType } }));
+    plain.set("GET /metrics", async () => ({
+      status: 200,
+      text: await metrics.render(),
+      headers: { "content-type": metrics.contentType },
+    }));
   }
   plain.set("GET /healthz", async () => ({ status: 200, json: { status: "ok" } }));
   const webApp = new Set<string>();
@@ -61,7 +65,10 @@ export function createPlainRoutes(deps: PlainRouteDeps): Map<string, PlainHandle
   plain.set("GET /readyz", async () => {
     const state = await deps.readiness.check();
     if (state === "ready") return { status: 200, json: { status: "ready" } };
-    return { status: 503, json: { status: "not_ready", reason: state === "draining" ? "draining" : deps.notReadyReason() } };
+    return {
+      status: 503,
+      json: { status: "not_ready", reason: state === "draining" ? "draining" : deps.notReadyReason() },
+    };
   });
   plain.set("GET /.well-known/jwks.json", async () => ({ status: 200, json: deps.jwks(), headers: CACHEABLE }));
   for (const [route, handler] of deps.oauth) plain.set(route, handler);
@@ -74,7 +81,9 @@ export function createPlainRoutes(deps: PlainRouteDeps): Map<string, PlainHandle
   }));
 
   // The REST API's OpenAPI document (generated from proto/), with our one public URL as server.
-  const openapi = JSON.parse(readFileSync(new URL("../../gen/openapi/openapi.json", import.meta.url), "utf8")) as Record<string, unknown>;
+  const openapi = JSON.parse(
+    readFileSync(new URL("../../gen/openapi/openapi.json", import.meta.url), "utf8"),
+  ) as Record<string, unknown>;
   let served: Record<string, unknown> | undefined;
   plain.set("GET /openapi.json", async () => ({
     status: 200,
@@ -82,7 +91,8 @@ export function createPlainRoutes(deps: PlainRouteDeps): Map<string, PlainHandle
     headers: CACHEABLE,
   }));
   for (const key of plain.keys()) {
-    if (!webApp.has(key) && PLAIN_OPERATIONS[key] === undefined) throw new Error(`${key}: a plain endpoint needs its OpenAPI entry in PLAIN_OPERATIONS`);
+    if (!webApp.has(key) && PLAIN_OPERATIONS[key] === undefined)
+      throw new Error(`${key}: a plain endpoint needs its OpenAPI entry in PLAIN_OPERATIONS`);
   }
   return plain;
 }

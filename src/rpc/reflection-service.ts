@@ -1,4 +1,12 @@
-import { create, createRegistry, type DescFile, type DescService, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import {
+  create,
+  createRegistry,
+  type DescFile,
+  type DescService,
+  fromBinary,
+  type MessageInitShape,
+  toBinary,
+} from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { Code, type ConnectRouter } from "@connectrpc/connect";
 import {
@@ -73,7 +81,9 @@ export function registerReflectionService(deps: { services: readonly DescService
       case "service":
         return parent.methods.some((m) => m.name === member) ? parent.file : undefined;
       case "message":
-        return parent.fields.some((f) => f.name === member) || parent.oneofs.some((o) => o.name === member) ? parent.file : undefined;
+        return parent.fields.some((f) => f.name === member) || parent.oneofs.some((o) => o.name === member)
+          ? parent.file
+          : undefined;
       case "enum":
         return parent.values.some((v) => v.name === member) ? parent.file : undefined;
       default:
@@ -82,7 +92,10 @@ export function registerReflectionService(deps: { services: readonly DescService
   }
 
   function answer(request: ServerReflectionRequest, sent: Set<string>): Answer {
-    const notFound = (what: string): Answer => ({ case: "errorResponse", value: { errorCode: Code.NotFound, errorMessage: `${what} not found` } });
+    const notFound = (what: string): Answer => ({
+      case: "errorResponse",
+      value: { errorCode: Code.NotFound, errorMessage: `${what} not found` },
+    });
     const r = request.messageRequest;
     switch (r.case) {
       case "listServices":
@@ -97,7 +110,8 @@ export function registerReflectionService(deps: { services: readonly DescService
       }
       case "fileContainingExtension": {
         const message = registry.getMessage(r.value.containingType);
-        const extension = message === undefined ? undefined : registry.getExtensionFor(message, r.value.extensionNumber);
+        const extension =
+          message === undefined ? undefined : registry.getExtensionFor(message, r.value.extensionNumber);
         return extension === undefined
           ? notFound(`extension ${r.value.extensionNumber} of ${r.value.containingType}`)
           : withImports(extension.file, sent);
@@ -108,10 +122,16 @@ export function registerReflectionService(deps: { services: readonly DescService
         for (const desc of registry) {
           if (desc.kind === "extension" && desc.extendee.typeName === r.value) numbers.push(desc.number);
         }
-        return { case: "allExtensionNumbersResponse", value: { baseTypeName: r.value, extensionNumber: numbers.sort((a, b) => a - b) } };
+        return {
+          case: "allExtensionNumbersResponse",
+          value: { baseTypeName: r.value, extensionNumber: numbers.sort((a, b) => a - b) },
+        };
       }
       default:
-        return { case: "errorResponse", value: { errorCode: Code.InvalidArgument, errorMessage: "the request asks for nothing" } };
+        return {
+          case: "errorResponse",
+          value: { errorCode: Code.InvalidArgument, errorMessage: "the request asks for nothing" },
+        };
     }
   }
 
@@ -132,9 +152,11 @@ export function registerReflectionService(deps: { services: readonly DescService
     router.service(ServerReflectionV1alpha, {
       async *serverReflectionInfo(requests) {
         async function* asV1() {
-          for await (const request of requests) yield fromBinary(ServerReflectionRequestSchema, toBinary(RequestV1alphaSchema, request));
+          for await (const request of requests)
+            yield fromBinary(ServerReflectionRequestSchema, toBinary(RequestV1alphaSchema, request));
         }
-        for await (const response of serve(asV1())) yield fromBinary(ResponseV1alphaSchema, toBinary(ServerReflectionResponseSchema, response));
+        for await (const response of serve(asV1()))
+          yield fromBinary(ResponseV1alphaSchema, toBinary(ServerReflectionResponseSchema, response));
       },
     });
   };

@@ -49,9 +49,17 @@ export function decodeOrMark<T extends Message>(
  * own verifier and refusal code (`id_token_malformed`, `mfa_code_invalid`, …), audited where the
  * flow audits; a control character in one is just a wrong credential.
  */
-const CREDENTIAL_FIELDS = new Set(["id_token", "refresh_token", "challenge_token", "code", "current_password", "new_password"]);
+const CREDENTIAL_FIELDS = new Set([
+  "id_token",
+  "refresh_token",
+  "challenge_token",
+  "code",
+  "current_password",
+  "new_password",
+]);
 
-type TextField = { field: DescField; kind: "text" | "list" } | { field: DescField; kind: "message"; fields: TextField[] };
+type TextField =
+  { field: DescField; kind: "text" | "list" } | { field: DescField; kind: "message"; fields: TextField[] };
 
 const plans = new WeakMap<DescMessage, TextField[]>();
 
@@ -63,8 +71,10 @@ function planOf(desc: DescMessage, depth = 0): TextField[] {
   for (const field of desc.fields) {
     if (CREDENTIAL_FIELDS.has(field.name)) continue;
     if (field.fieldKind === "scalar" && field.scalar === ScalarType.STRING) plan.push({ field, kind: "text" });
-    else if (field.fieldKind === "list" && field.listKind === "scalar" && field.scalar === ScalarType.STRING) plan.push({ field, kind: "list" });
-    else if (field.fieldKind === "message" && depth < 8) plan.push({ field, kind: "message", fields: planOf(field.message, depth + 1) });
+    else if (field.fieldKind === "list" && field.listKind === "scalar" && field.scalar === ScalarType.STRING)
+      plan.push({ field, kind: "list" });
+    else if (field.fieldKind === "message" && depth < 8)
+      plan.push({ field, kind: "message", fields: planOf(field.message, depth + 1) });
   }
   plans.set(desc, plan);
   return plan;
@@ -78,7 +88,8 @@ function fieldWithControlCharacters(message: Message, plan: readonly TextField[]
     if (entry.kind === "text") {
       if (typeof value === "string" && hasControlCharacters(value)) return entry.field.name;
     } else if (entry.kind === "list") {
-      if (Array.isArray(value) && value.some((v) => typeof v === "string" && hasControlCharacters(v))) return entry.field.name;
+      if (Array.isArray(value) && value.some((v) => typeof v === "string" && hasControlCharacters(v)))
+        return entry.field.name;
     } else if (entry.kind === "message" && value !== undefined && value !== null && entry.fields.length > 0) {
       const inner = fieldWithControlCharacters(value as Message, entry.fields);
       if (inner !== null) return `${entry.field.name}.${inner}`;
@@ -99,7 +110,9 @@ export function requestChecksInterceptor(): Interceptor {
     if (!req.stream) {
       const field = fieldWithControlCharacters(req.message, planOf(req.method.input));
       if (field !== null) {
-        throw new DomainError("invalid_characters", `${field} must not contain control characters`, { detail: { field } });
+        throw new DomainError("invalid_characters", `${field} must not contain control characters`, {
+          detail: { field },
+        });
       }
     }
     return next(req);

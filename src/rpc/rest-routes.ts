@@ -1,4 +1,12 @@
-import { type DescMessage, type DescMethod, type DescService, getOption, hasOption, type JsonValue, ScalarType } from "@bufbuild/protobuf";
+import {
+  type DescMessage,
+  type DescMethod,
+  type DescService,
+  getOption,
+  hasOption,
+  type JsonValue,
+  ScalarType,
+} from "@bufbuild/protobuf";
 import { http } from "../../gen/pb/google/api/annotations_pb.ts";
 import type { HttpRule } from "../../gen/pb/google/api/http_pb.ts";
 
@@ -95,6 +103,7 @@ function routeOf(method: DescMethod, rule: HttpRule): RestRoute {
  */
 export function queryParamValue(input: DescMessage, name: string, text: string): JsonValue {
   const field = input.fields.find((f) => f.name === name || f.jsonName === name);
-  if (field?.fieldKind === "scalar" && field.scalar === ScalarType.BOOL && (text === "true" || text === "false")) return text === "true";
+  if (field?.fieldKind === "scalar" && field.scalar === ScalarType.BOOL && (text === "true" || text === "false"))
+    return text === "true";
   return text;
 }

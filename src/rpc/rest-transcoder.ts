@@ -1,5 +1,19 @@
-import { type DescMethod, type DescService, fromJson, type JsonValue, type Message, toJsonString } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ContextValues, createHandlerContext, type Interceptor, type MethodImplSpec } from "@connectrpc/connect";
+import {
+  type DescMethod,
+  type DescService,
+  fromJson,
+  type JsonValue,
+  type Message,
+  toJsonString,
+} from "@bufbuild/protobuf";
+import {
+  Code,
+  ConnectError,
+  type ContextValues,
+  createHandlerContext,
+  type Interceptor,
+  type MethodImplSpec,
+} from "@connectrpc/connect";
 import { invokeUnaryImplementation } from "@connectrpc/connect/protocol";
 import { DomainError } from "../core/errors.ts";
 import type { AccessRecord } from "./context.ts";
@@ -28,7 +42,15 @@ export interface RestTranscoderOptions {
 const ANSWERED: Promise<void> = Promise.resolve();
 
 /** Headers a REST call passes on to the implementation and its interceptors. */
-const REST_FORWARDED_HEADERS = ["authorization", "x-admin-key", "user-agent", "x-device-id", "accept-language", "traceparent", "tracestate"];
+const REST_FORWARDED_HEADERS = [
+  "authorization",
+  "x-admin-key",
+  "user-agent",
+  "x-device-id",
+  "accept-language",
+  "traceparent",
+  "tracestate",
+];
 
 /**
  * REST JSON transcoded from the `google.api.http` options onto the same implementations, through
@@ -45,7 +67,13 @@ export function createRestTranscoder(options: RestTranscoderOptions) {
    * `method_not_allowed`); undefined when no route has the path. Not async itself, so a REST call
    * costs no promise beyond its route's.
    */
-  function serve(req: NodeRequest, res: NodeResponse, url: URL, requestId: string, access: AccessRecord): Promise<void> | undefined {
+  function serve(
+    req: NodeRequest,
+    res: NodeResponse,
+    url: URL,
+    requestId: string,
+    access: AccessRecord,
+  ): Promise<void> | undefined {
     let pathMatched = false;
     for (const route of restRoutes) {
       const params = route.match(url.pathname);
@@ -73,7 +101,10 @@ export function createRestTranscoder(options: RestTranscoderOptions) {
     let message: Record<string, JsonValue> = {};
     let malformed: Error | null = null;
     if (route.body !== "") {
-      const type = String(req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
+      const type = String(req.headers["content-type"] ?? "")
+        .split(";")[0]!
+        .trim()
+        .toLowerCase();
       // No body and no type is an empty message (every field is optional, `curl -X POST` sends
       // neither); any body at all must say it is JSON.
       const untyped = type === "" && (await isBodyEmpty(req));
@@ -90,7 +121,8 @@ export function createRestTranscoder(options: RestTranscoderOptions) {
       }
       // A malformed body is refused by the interceptors, as on every other protocol.
       if (malformed === null && route.body === "*") {
-        if (typeof body !== "object" || body === null || Array.isArray(body)) malformed = new Error("the body is not a JSON object");
+        if (typeof body !== "object" || body === null || Array.isArray(body))
+          malformed = new Error("the body is not a JSON object");
         else message = body as Record<string, JsonValue>;
       } else if (malformed === null) {
         message[route.body] = body as JsonValue;
@@ -100,11 +132,21 @@ export function createRestTranscoder(options: RestTranscoderOptions) {
       if (route.body !== "*") message[key] = queryParamValue(route.method.input, key, value);
     }
     Object.assign(message, params);
-    const result = await invoke(route.method, () => {
-      if (malformed !== null) throw malformed;
-      return fromJson(route.method.input, message, jsonOptions);
-    }, req, requestId, access);
-    writeHead(res, result.status, { "content-type": "application/json", "cache-control": "no-store", ...result.headers });
+    const result = await invoke(
+      route.method,
+      () => {
+        if (malformed !== null) throw malformed;
+        return fromJson(route.method.input, message, jsonOptions);
+      },
+      req,
+      requestId,
+      access,
+    );
+    writeHead(res, result.status, {
+      "content-type": "application/json",
+      "cache-control": "no-store",
+      ...result.headers,
+    });
     res.end(result.json);
   }
 
@@ -168,7 +210,10 @@ function restErrorOf(e: unknown): { status: number; json: string; headers?: Reco
   const domain = error.cause instanceof DomainError ? error.cause : undefined;
   if (domain === undefined) {
     const code = error.code === Code.InvalidArgument ? "invalid_request" : statusName(error.code);
-    return { status: httpStatusOf(error.code), json: JSON.stringify({ code, message: error.rawMessage, status: statusName(error.code) }) };
+    return {
+      status: httpStatusOf(error.code),
+      json: JSON.stringify({ code, message: error.rawMessage, status: statusName(error.code) }),
+    };
   }
   const connectCode = ERROR_TABLE[domain.code].code;
   const retryAfter = retryAfterSeconds(domain);
@@ -212,4 +257,3 @@ async function isBodyEmpty(req: NodeRequest): Promise<boolean> {
     req.on("readable", onReadable);
   });
 }
-

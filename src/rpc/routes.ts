@@ -61,7 +61,8 @@ export function sessionPolicyOf(services: readonly ServedService[]): AuthPolicy 
     required: new Set(services.filter((s) => s.access.kind === "session").map((s) => s.service.typeName)),
     optional: new Set(
       services.flatMap(({ service, access }) =>
-        access.kind === "public" ? (access.sessionOptional ?? []).map((m) => `${service.typeName}/${m.name}`) : []),
+        access.kind === "public" ? (access.sessionOptional ?? []).map((m) => `${service.typeName}/${m.name}`) : [],
+      ),
     ),
   };
 }

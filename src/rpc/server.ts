@@ -59,9 +59,10 @@ export interface RunningServer {
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const open = openConnections();
   const listener = trackedListener(options, open);
-  const { outer, h1, h2 } = options.tls === undefined
-    ? cleartextServers(options, listener, open)
-    : secureServers(options, options.tls, listener);
+  const { outer, h1, h2 } =
+    options.tls === undefined
+      ? cleartextServers(options, listener, open)
+      : secureServers(options, options.tls, listener);
   capConnectionsPerAddress(outer, options);
   trackConnections(outer, h2, options, open);
   outer.maxConnections = options.limits.maxConnections;
@@ -102,7 +103,8 @@ function openConnections(): OpenConnections {
 function trackedListener(options: ServerOptions, open: OpenConnections) {
   const { limits } = options;
   return (req: NodeRequest, res: NodeResponse) => {
-    if (req.httpVersionMajor === 2) bodyDeadline(req as http2.Http2ServerRequest, res as http2.Http2ServerResponse, limits.requestTimeoutMs);
+    if (req.httpVersionMajor === 2)
+      bodyDeadline(req as http2.Http2ServerRequest, res as http2.Http2ServerResponse, limits.requestTimeoutMs);
     if (req.httpVersionMajor === 1) {
       const socket = req.socket;
       open.inflight.set(socket, (open.inflight.get(socket) ?? 0) + 1);
@@ -212,7 +214,10 @@ function sniffProtocol(
 function capConnectionsPerAddress(outer: net.Server, options: ServerOptions): void {
   const { limits } = options;
   const perAddress = new Map<string, number>();
-  const perAddressCap = Math.max(1, Math.min(limits.maxConnectionsPerAddress, limits.maxConnections - Math.ceil(limits.maxConnections / 4)));
+  const perAddressCap = Math.max(
+    1,
+    Math.min(limits.maxConnectionsPerAddress, limits.maxConnections - Math.ceil(limits.maxConnections / 4)),
+  );
   outer.on("connection", (socket: net.Socket) => {
     const key = socket.remoteAddress === undefined ? null : options.connectionKey(socket.remoteAddress);
     if (key === null) return;

@@ -16,8 +16,24 @@
  */
 import type * as http from "node:http";
 import type * as http2 from "node:http2";
-import { type DescMethod, fromBinary, fromJson, type JsonReadOptions, type JsonValue, type JsonWriteOptions, toBinary, toJsonString } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ContextValues, createHandlerContext, type Interceptor, type MethodImplSpec } from "@connectrpc/connect";
+import {
+  type DescMethod,
+  fromBinary,
+  fromJson,
+  type JsonReadOptions,
+  type JsonValue,
+  type JsonWriteOptions,
+  toBinary,
+  toJsonString,
+} from "@bufbuild/protobuf";
+import {
+  Code,
+  ConnectError,
+  type ContextValues,
+  createHandlerContext,
+  type Interceptor,
+  type MethodImplSpec,
+} from "@connectrpc/connect";
 import { compressedFlag, invokeUnaryImplementation } from "@connectrpc/connect/protocol";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
@@ -27,7 +43,10 @@ type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
 type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
 
 /** Whether `req` is a call this module serves (the rest goes to connect-es). */
-export function isPlainGrpcUnary(req: http2.Http2ServerRequest, spec: MethodImplSpec | undefined): spec is MethodImplSpec & { kind: "unary" } {
+export function isPlainGrpcUnary(
+  req: http2.Http2ServerRequest,
+  spec: MethodImplSpec | undefined,
+): spec is MethodImplSpec & { kind: "unary" } {
   const type = req.headers["content-type"];
   const encoding = req.headers["grpc-encoding"];
   return (
@@ -64,7 +83,11 @@ export async function serveGrpcUnary(
     call.done();
   }
   if (res.destroyed) return;
-  res.writeHead(200, { ...headersOf(call.context.responseHeader), "content-type": "application/grpc+proto", "grpc-accept-encoding": "identity" });
+  res.writeHead(200, {
+    ...headersOf(call.context.responseHeader),
+    "content-type": "application/grpc+proto",
+    "grpc-accept-encoding": "identity",
+  });
   const trailers: Record<string, string> = {};
   trailer.forEach((value, name) => (trailers[name] = value));
   res.addTrailers(trailers);
@@ -100,7 +123,10 @@ export function unframe(body: Uint8Array, compressed = false): Uint8Array {
 }
 
 /** Whether `req` is a Connect unary call this module serves (the rest goes to connect-es). */
-export function isPlainConnectUnary(req: NodeRequest, spec: MethodImplSpec | undefined): spec is MethodImplSpec & { kind: "unary" } {
+export function isPlainConnectUnary(
+  req: NodeRequest,
+  spec: MethodImplSpec | undefined,
+): spec is MethodImplSpec & { kind: "unary" } {
   const type = connectCodecOf(req);
   const encoding = req.headers["content-encoding"];
   const version = req.headers["connect-protocol-version"];
@@ -140,11 +166,14 @@ export async function serveConnectUnary(
   let body: Uint8Array | string;
   try {
     const bytes = await readBody(req, options.readMaxBytes);
-    const input = decodeOrMark(method.input, call.context, () => codec === "json"
-      ? fromJson(method.input, JSON.parse(bytes.toString("utf8")) as JsonValue, options.jsonOptions)
-      : fromBinary(method.input, bytes));
+    const input = decodeOrMark(method.input, call.context, () =>
+      codec === "json"
+        ? fromJson(method.input, JSON.parse(bytes.toString("utf8")) as JsonValue, options.jsonOptions)
+        : fromBinary(method.input, bytes),
+    );
     const output = await invokeUnaryImplementation(spec, call.context, input, options.interceptors);
-    body = codec === "json" ? toJsonString(method.output, output, options.jsonOptions) : toBinary(method.output, output);
+    body =
+      codec === "json" ? toJsonString(method.output, output, options.jsonOptions) : toBinary(method.output, output);
   } catch (e) {
     const error = ConnectError.from(e);
     status = codeToHttpStatus(error.code);
@@ -163,7 +192,13 @@ export async function serveConnectUnary(
 }
 
 /** The handler context of one call, with an abort signal that fires only if the client goes away. */
-function startCall(req: NodeRequest, res: NodeResponse, method: DescMethod, protocolName: string, contextValues: ContextValues) {
+function startCall(
+  req: NodeRequest,
+  res: NodeResponse,
+  method: DescMethod,
+  protocolName: string,
+  contextValues: ContextValues,
+) {
   const abort = new AbortController();
   // Aborted only if the client goes away before the answer (an abort per call costs a DOMException).
   const onClose = () => {
@@ -197,14 +232,20 @@ function headersOf(headers: Headers): Record<string, string> {
 async function readBody(req: NodeRequest, readMaxBytes: number): Promise<Buffer> {
   const declared = Number(req.headers["content-length"] ?? "0");
   if (declared > readMaxBytes) {
-    throw new ConnectError(`message size ${declared} is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted);
+    throw new ConnectError(
+      `message size ${declared} is larger than configured readMaxBytes ${readMaxBytes}`,
+      Code.ResourceExhausted,
+    );
   }
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
     if (size > readMaxBytes) {
-      throw new ConnectError(`message size is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted);
+      throw new ConnectError(
+        `message size is larger than configured readMaxBytes ${readMaxBytes}`,
+        Code.ResourceExhausted,
+      );
     }
     chunks.push(chunk);
   }

@@ -26,7 +26,9 @@ export function registerUserService(deps: { sessions: SessionService; passwords:
       async listSessions(_req, ctx) {
         const principal = principalOf(ctx.values);
         const sessions = await deps.sessions.listSessions(principal);
-        return create(ListSessionsResponseSchema, { sessions: sessions.map((s) => sessionToPb(s, principal.sessionId)) });
+        return create(ListSessionsResponseSchema, {
+          sessions: sessions.map((s) => sessionToPb(s, principal.sessionId)),
+        });
       },
       async revokeSession(req, ctx) {
         await deps.sessions.revokeSession(principalOf(ctx.values), req.sessionId, ctx.values.get(kClient));

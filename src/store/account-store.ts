@@ -5,7 +5,16 @@ import type { Prisma } from "../../gen/prisma/sqlite/client.ts";
 import type { SingleUsePurger } from "../core/ports/single-use.ts";
 import type { Db } from "./database.ts";
 import { guarded, storeError, uniqueViolationFields } from "./prisma-errors.ts";
-import { auditRow, challengeCreate, seenWrites, sessionRow, userFromRow, type UserRow, userSelect, withPassword } from "./prisma-rows.ts";
+import {
+  auditRow,
+  challengeCreate,
+  seenWrites,
+  sessionRow,
+  userFromRow,
+  type UserRow,
+  userSelect,
+  withPassword,
+} from "./prisma-rows.ts";
 import { expiredUsesBefore } from "../core/single-use.ts";
 import { ADDRESS_FAILURE_TYPES } from "./hot/sql.ts";
 import { NOT_CALLER_FAULTS } from "../core/errors.ts";
@@ -73,7 +82,10 @@ function accountWrites(db: Db, write: SigninWrite): Prisma.PrismaPromise<unknown
   const challenge = "challenge" in write ? write.challenge : null;
   if (account.kind === "create") {
     return [
-      db.user.create({ data: { ...account.user, updatedAt: at, lastSigninAt: challenge === null ? at : null }, select: userSelect }),
+      db.user.create({
+        data: { ...account.user, updatedAt: at, lastSigninAt: challenge === null ? at : null },
+        select: userSelect,
+      }),
       db.identity.create({
         data: { ...account.identity, userId: account.user.id, createdAt: at, lastSigninAt: at },
         select: { id: true },
@@ -98,7 +110,9 @@ function accountWrites(db: Db, write: SigninWrite): Prisma.PrismaPromise<unknown
       }),
     );
   } else if (account.kind === "existing" && challenge === null) {
-    ops.push(db.identity.update({ where: { id: account.identityId }, data: { lastSigninAt: at }, select: { id: true } }));
+    ops.push(
+      db.identity.update({ where: { id: account.identityId }, data: { lastSigninAt: at }, select: { id: true } }),
+    );
   }
   return ops;
 }
@@ -145,20 +159,28 @@ function addressFailures(key: string, since: Date) {
   };
 }
 
-export function createAuditLog(db: Db): AuditLog & SigninFailureCounter & SingleUsePurger & { purgeAuditBefore(before: Date): Promise<number> } {
+export function createAuditLog(
+  db: Db,
+): AuditLog & SigninFailureCounter & SingleUsePurger & { purgeAuditBefore(before: Date): Promise<number> } {
   return {
     async purgeExpiredUses(before) {
       // The keys start with the expiry: a range of the primary key.
-      const { count } = await guarded(() => db.usedIdToken.deleteMany({ where: { key: { lt: expiredUsesBefore(before) } } }));
+      const { count } = await guarded(() =>
+        db.usedIdToken.deleteMany({ where: { key: { lt: expiredUsesBefore(before) } } }),
+      );
       return count;
     },
     /** Audit rows older than `before` (the retention), in batches so no lock is held for long. */
     async purgeAuditBefore(before) {
       let total = 0;
       for (;;) {
-        const batch = await guarded(() => db.auditEvent.findMany({ where: { at: { lt: before } }, select: { id: true }, take: 5000 }));
+        const batch = await guarded(() =>
+          db.auditEvent.findMany({ where: { at: { lt: before } }, select: { id: true }, take: 5000 }),
+        );
         if (batch.length === 0) return total;
-        const { count } = await guarded(() => db.auditEvent.deleteMany({ where: { id: { in: batch.map((r) => r.id) } } }));
+        const { count } = await guarded(() =>
+          db.auditEvent.deleteMany({ where: { id: { in: batch.map((r) => r.id) } } }),
+        );
         total += count;
         if (batch.length < 5000) return total;
       }
@@ -172,7 +194,12 @@ export function createAuditLog(db: Db): AuditLog & SigninFailureCounter & Single
     },
     async nthRecentFailureFromIp(ip, since, n) {
       const row = await guarded(() =>
-        db.auditEvent.findFirst({ where: addressFailures(ip, since), orderBy: { at: "desc" }, skip: n - 1, select: { at: true } }),
+        db.auditEvent.findFirst({
+          where: addressFailures(ip, since),
+          orderBy: { at: "desc" },
+          skip: n - 1,
+          select: { at: true },
+        }),
       );
       return row?.at ?? null;
     },

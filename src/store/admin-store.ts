@@ -13,7 +13,8 @@ const adminUserSelect = {
 } as const;
 
 /** A user row as `adminUserSelect` reads it (types from the generated client). */
-type AdminUserRow = UserRow & Pick<User, "statusReason" | "lastSigninAt"> & { password: Pick<PasswordCredential, "changedAt"> | null };
+type AdminUserRow = UserRow &
+  Pick<User, "statusReason" | "lastSigninAt"> & { password: Pick<PasswordCredential, "changedAt"> | null };
 
 function adminUserFromRow(row: AdminUserRow): AdminUserRecord {
   const { statusReason, lastSigninAt, password, ...user } = row;
@@ -56,7 +57,12 @@ export function createAdminStore(db: Db): AdminStore {
 
     async findUsersByEmail(emailNormalized) {
       const rows = await guarded(() =>
-        db.user.findMany({ where: { emailNormalized }, select: adminUserSelect, orderBy: { createdAt: "asc" }, take: 20 }),
+        db.user.findMany({
+          where: { emailNormalized },
+          select: adminUserSelect,
+          orderBy: { createdAt: "asc" },
+          take: 20,
+        }),
       );
       return rows.map(adminUserFromRow);
     },
@@ -69,9 +75,21 @@ export function createAdminStore(db: Db): AdminStore {
             ...adminUserSelect,
             identities: {
               orderBy: { createdAt: "asc" },
-              select: { id: true, issuer: true, subject: true, provider: true, email: true, emailVerified: true, createdAt: true, lastSigninAt: true },
+              select: {
+                id: true,
+                issuer: true,
+                subject: true,
+                provider: true,
+                email: true,
+                emailVerified: true,
+                createdAt: true,
+                lastSigninAt: true,
+              },
             },
-            mfaFactors: { orderBy: { createdAt: "asc" }, select: { id: true, type: true, confirmedAt: true, createdAt: true } },
+            mfaFactors: {
+              orderBy: { createdAt: "asc" },
+              select: { id: true, type: true, confirmedAt: true, createdAt: true },
+            },
             _count: {
               select: {
                 sessions: { where: { revokedAt: null, expiresAt: { gt: now } } },
@@ -97,17 +115,22 @@ export function createAdminStore(db: Db): AdminStore {
         return await db.$transaction(async (tx) => {
           await tx.user.update({
             where: { id: change.userId },
-            data: { status: change.status satisfies UserStatus, lockedUntil: change.lockedUntil, statusReason: change.reason },
+            data: {
+              status: change.status satisfies UserStatus,
+              lockedUntil: change.lockedUntil,
+              statusReason: change.reason,
+            },
             select: { id: true },
           });
           // Disabled or locked: no device keeps skipping MFA (trust does not come back on enable).
           if (change.status !== "active") await tx.trustedDevice.deleteMany({ where: { userId: change.userId } });
-          const revoked = change.revokeSessions === null
-            ? { count: 0 }
-            : await tx.session.updateMany({
-                where: { userId: change.userId, revokedAt: null },
-                data: { revokedAt: change.at, revokedReason: change.revokeSessions },
-              });
+          const revoked =
+            change.revokeSessions === null
+              ? { count: 0 }
+              : await tx.session.updateMany({
+                  where: { userId: change.userId, revokedAt: null },
+                  data: { revokedAt: change.at, revokedReason: change.revokeSessions },
+                });
           await tx.auditEvent.create({
             data: auditRow({ ...change.audit, detail: { ...change.audit.detail, revoked_sessions: revoked.count } }),
             select: { id: true },
@@ -137,12 +160,13 @@ export function createAdminStore(db: Db): AdminStore {
           if (deleted.count !== 1) throw new Refused("identity_not_found");
           const remaining = await tx.identity.count({ where: { userId: unlink.userId } });
           if (remaining === 0 && !unlink.allowLast) throw new Refused("last_identity");
-          const revoked = unlink.revokeSessionsOfProvider === null
-            ? { count: 0 }
-            : await tx.session.updateMany({
-                where: { userId: unlink.userId, provider: unlink.revokeSessionsOfProvider, revokedAt: null },
-                data: { revokedAt: unlink.at, revokedReason: "identity_unlinked" },
-              });
+          const revoked =
+            unlink.revokeSessionsOfProvider === null
+              ? { count: 0 }
+              : await tx.session.updateMany({
+                  where: { userId: unlink.userId, provider: unlink.revokeSessionsOfProvider, revokedAt: null },
+                  data: { revokedAt: unlink.at, revokedReason: "identity_unlinked" },
+                });
           await tx.auditEvent.create({
             data: auditRow({ ...unlink.audit, detail: { ...unlink.audit.detail, revoked_sessions: revoked.count } }),
             select: { id: true },
@@ -168,7 +192,9 @@ function parseDetail(detail: string | null): Record<string, unknown> | null {
   if (detail === null) return null;
   try {
     const parsed: unknown = JSON.parse(detail);
-    return typeof parsed === "object" && parsed !== null && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : { value: parsed };
+    return typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)
+      ? (parsed as Record<string, unknown>)
+      : { value: parsed };
   } catch {
     return { raw: detail };
   }

@@ -66,7 +66,12 @@ export function createAttemptBudgetStore(db: Db): AttemptBudgetStore {
     reserve(budget, { userId, since, max, now, client, detail }) {
       const where = budgetFailures(budget, userId, since);
       const exhausted = async () => {
-        const nth = await db.auditEvent.findFirst({ where, orderBy: { at: "desc" }, skip: max - 1, select: { at: true } });
+        const nth = await db.auditEvent.findFirst({
+          where,
+          orderBy: { at: "desc" },
+          skip: max - 1,
+          select: { at: true },
+        });
         return { kind: "exhausted" as const, nth: nth?.at ?? null };
       };
       return oneAtATime(`${budget}:${userId}`, async () => {

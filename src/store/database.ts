@@ -45,8 +45,7 @@ export const DEFAULT_SQLITE_WAL_MAX_BYTES = 64 * 1024 * 1024;
  * (store/hot/): SQLite's one better-sqlite3 connection itself, or the very pg pool Prisma uses.
  */
 export type Driver =
-  | { dialect: "sqlite"; db: BetterSqlite3.Database; walGate: WalGate }
-  | { dialect: "postgresql"; pool: pg.Pool };
+  { dialect: "sqlite"; db: BetterSqlite3.Database; walGate: WalGate } | { dialect: "postgresql"; pool: pg.Pool };
 
 export interface Database {
   dialect: Dialect;
@@ -65,7 +64,9 @@ export function dialectOf(url: string): Dialect {
   if (url.startsWith("file:")) return "sqlite";
   // The configuration refuses other schemes first (config/schema-server.ts), with the reason.
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1];
-  throw new Error(`a database URL must start with file: or postgresql:// (${scheme === undefined ? "it has no scheme" : `not ${scheme}:`})`);
+  throw new Error(
+    `a database URL must start with file: or postgresql:// (${scheme === undefined ? "it has no scheme" : `not ${scheme}:`})`,
+  );
 }
 
 /** The database cannot be used at start: one line saying which setting, what failed and what to check. */
@@ -94,17 +95,25 @@ export function printableUrl(url: string): string {
  * naming a directory that does not exist is a mistake, not a new empty database. PostgreSQL:
  * one connection, opened and closed.
  */
-export async function reachDatabase(url: string, options: { setting: string; connectTimeoutMs: number; createDirectory: boolean }): Promise<void> {
-  const fail = (what: string, check: string) => new DatabaseOpenError(`${options.setting} ${printableUrl(url)}: ${what}; ${check}`);
+export async function reachDatabase(
+  url: string,
+  options: { setting: string; connectTimeoutMs: number; createDirectory: boolean },
+): Promise<void> {
+  const fail = (what: string, check: string) =>
+    new DatabaseOpenError(`${options.setting} ${printableUrl(url)}: ${what}; ${check}`);
   if (dialectOf(url) === "sqlite") {
     const path = sqlitePath(url);
     const dir = dirname(path);
     if (!existsSync(dir)) {
       if (options.createDirectory) return;
-      throw fail(`the directory ${dir} does not exist`, "create it, or correct the path (a relative file: path is relative to the working directory)");
+      throw fail(
+        `the directory ${dir} does not exist`,
+        "create it, or correct the path (a relative file: path is relative to the working directory)",
+      );
     }
     if (!statSync(dir).isDirectory()) throw fail(`${dir} is not a directory`, "correct the path");
-    if (existsSync(path) && statSync(path).isDirectory()) throw fail(`${path} is a directory`, "name the database file inside it, e.g. file:" + `${path}/identity.db`);
+    if (existsSync(path) && statSync(path).isDirectory())
+      throw fail(`${path} is a directory`, "name the database file inside it, e.g. file:" + `${path}/identity.db`);
     try {
       accessSync(existsSync(path) ? path : dir, fsConstants.R_OK | fsConstants.W_OK);
     } catch {
@@ -118,17 +127,32 @@ export async function reachDatabase(url: string, options: { setting: string; con
   try {
     await client.connect();
   } catch (e) {
-    const { host, port, database, user } = client as unknown as { host: string; port: number; database: string; user: string };
+    const { host, port, database, user } = client as unknown as {
+      host: string;
+      port: number;
+      database: string;
+      user: string;
+    };
     const at = `${host}:${port}`;
     const code = String((e as { code?: unknown }).code ?? "");
     const message = (e as Error).message;
-    if (code === "ECONNREFUSED") throw fail(`connection refused at ${at}`, "check that PostgreSQL is running and listens on that host and port");
-    if (code === "ENOTFOUND" || code === "EAI_AGAIN") throw fail(`the host ${host} is not found`, "check the host name");
-    if (code === "3D000") throw fail(`the database "${database}" does not exist on ${at}`, `create it (createdb ${database}) or correct the database name`);
-    if (code === "28000") throw fail(`${at} refused the connection as "${user}": ${message}`, "check the user name (and pg_hba.conf)");
+    if (code === "ECONNREFUSED")
+      throw fail(`connection refused at ${at}`, "check that PostgreSQL is running and listens on that host and port");
+    if (code === "ENOTFOUND" || code === "EAI_AGAIN")
+      throw fail(`the host ${host} is not found`, "check the host name");
+    if (code === "3D000")
+      throw fail(
+        `the database "${database}" does not exist on ${at}`,
+        `create it (createdb ${database}) or correct the database name`,
+      );
+    if (code === "28000")
+      throw fail(`${at} refused the connection as "${user}": ${message}`, "check the user name (and pg_hba.conf)");
     if (code === "28P01") throw fail(`password authentication failed for "${user}" at ${at}`, "check the password");
     if (/timeout/i.test(message)) {
-      throw fail(`no answer from ${at} within ${options.connectTimeoutMs} ms`, "check the host, the port and any firewall between (database.connect_timeout_ms)");
+      throw fail(
+        `no answer from ${at} within ${options.connectTimeoutMs} ms`,
+        "check the host, the port and any firewall between (database.connect_timeout_ms)",
+      );
     }
     throw fail(`cannot connect to ${at}: ${message}`, "check the URL and the server");
   } finally {
@@ -301,16 +325,21 @@ async function createPool(options: DatabaseOptions): Promise<pg.Pool> {
 }
 
 function queryLog(options: DatabaseOptions): { log?: { emit: "event"; level: "query" }[] } {
-  return options.onQuery === undefined && options.onPrismaQuery === undefined ? {} : { log: [{ emit: "event", level: "query" }] };
+  return options.onQuery === undefined && options.onPrismaQuery === undefined
+    ? {}
+    : { log: [{ emit: "event", level: "query" }] };
 }
 
 function listenToQueries(client: Db, options: DatabaseOptions): void {
   const { onQuery, onPrismaQuery } = options;
   if (onQuery === undefined && onPrismaQuery === undefined) return;
-  (client as unknown as { $on(e: "query", cb: (ev: { query: string; duration: number }) => void): void }).$on("query", (ev) => {
-    onQuery?.(ev.query);
-    onPrismaQuery?.(ev.query, ev.duration / 1000);
-  });
+  (client as unknown as { $on(e: "query", cb: (ev: { query: string; duration: number }) => void): void }).$on(
+    "query",
+    (ev) => {
+      onQuery?.(ev.query);
+      onPrismaQuery?.(ev.query, ev.duration / 1000);
+    },
+  );
 }
 
 function wrap(dialect: Dialect, client: Db, driver: Driver, options: DatabaseOptions): Database {

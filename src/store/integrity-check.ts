@@ -18,7 +18,9 @@ export function checkSqliteIntegrity(file: string): void {
   try {
     const db = new Sqlite(file, { fileMustExist: true, timeout: 5000 });
     try {
-      problems = (db.pragma("quick_check(5)") as { quick_check: string }[]).map((r) => r.quick_check).filter((r) => r !== "ok");
+      problems = (db.pragma("quick_check(5)") as { quick_check: string }[])
+        .map((r) => r.quick_check)
+        .filter((r) => r !== "ok");
     } finally {
       db.close();
     }

@@ -4,7 +4,15 @@ import type { ChallengeDecision, ChallengeState } from "../core/ports/mfa.ts";
 import { budgetFailures, lockUser } from "./attempt-budget-store.ts";
 import type { Db } from "./database.ts";
 import { storeError } from "./prisma-errors.ts";
-import { auditRow, challengeFromRow, seenWrites, sessionRow, userFromRow, userSelect, withPassword } from "./prisma-rows.ts";
+import {
+  auditRow,
+  challengeFromRow,
+  seenWrites,
+  sessionRow,
+  userFromRow,
+  userSelect,
+  withPassword,
+} from "./prisma-rows.ts";
 
 type Tx = Parameters<Parameters<Db["$transaction"]>[0]>[0];
 
@@ -24,7 +32,10 @@ export async function verifyChallenge(
     return await db.$transaction(async (tx) => {
       // Counting the attempt is also the lock: concurrent verifications of one challenge
       // queue here (PostgreSQL row lock; SQLite writer lock) and each sees the last one's result.
-      await tx.mfaChallenge.updateMany({ where: { tokenHash, consumedAt: null }, data: { attempts: { increment: 1 } } });
+      await tx.mfaChallenge.updateMany({
+        where: { tokenHash, consumedAt: null },
+        data: { attempts: { increment: 1 } },
+      });
       const row = await findChallengeRow(tx, tokenHash);
       const decision = decide(row === null ? null : await challengeState(tx, row, failuresSince));
       if (decision.kind === "reject") {
@@ -37,7 +48,8 @@ export async function verifyChallenge(
         where: { id: row.id, consumedAt: null },
         data: { consumedAt: now, consumedReason: "completed" },
       });
-      if (done.count !== 1) throw new DomainError("challenge_invalid", "this challenge was already used; sign in again");
+      if (done.count !== 1)
+        throw new DomainError("challenge_invalid", "this challenge was already used; sign in again");
       await linkPendingIdentity(tx, row, now);
       return { decision, user: await openCompletedSession(tx, row, decision, now) };
     });
@@ -73,7 +85,9 @@ async function challengeState(tx: Tx, row: ChallengeRow, failuresSince: Date | u
     select: { id: true, codeHash: true },
   });
   const recentCodeFailures =
-    failuresSince === undefined ? 0 : await tx.auditEvent.count({ where: budgetFailures("second_factor_code", row.userId, failuresSince) });
+    failuresSince === undefined
+      ? 0
+      : await tx.auditEvent.count({ where: budgetFailures("second_factor_code", row.userId, failuresSince) });
   return { challenge: challengeFromRow(challenge), user: userFromRow(user), totp, recoveryCodes, recentCodeFailures };
 }
 

@@ -23,7 +23,11 @@ async function markSecondFactor(tx: Tx, sessionId: string, userId: string, metho
   });
   if (row === null) return null;
   const amr = [...new Set([...(JSON.parse(row.amr) as string[]), ...methods])];
-  await tx.session.update({ where: { id: sessionId }, data: { mfaAt: now, amr: JSON.stringify(amr) }, select: { id: true } });
+  await tx.session.update({
+    where: { id: sessionId },
+    data: { mfaAt: now, amr: JSON.stringify(amr) },
+    select: { id: true },
+  });
   return { amr, provider: row.provider, authTime: row.authTime ?? row.createdAt };
 }
 
@@ -68,9 +72,18 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
             select: {
               lastSigninAt: true,
               // The presented device credential, bound to this user (folded into this read).
-              trustedDevices: { where: { credentialHash: query.trustedDevice ?? "" }, select: { id: true, expiresAt: true }, take: 1 },
+              trustedDevices: {
+                where: { credentialHash: query.trustedDevice ?? "" },
+                select: { id: true, expiresAt: true },
+                take: 1,
+              },
               mfaFactors: { where: { type: "totp" }, select: { confirmedAt: true } },
-              _count: { select: { recoveryCodes: { where: { usedAt: null } }, webauthnCredentials: { where: { flaggedAt: null } } } },
+              _count: {
+                select: {
+                  recoveryCodes: { where: { usedAt: null } },
+                  webauthnCredentials: { where: { flaggedAt: null } },
+                },
+              },
             },
           }),
           db.userDevice.findMany({
@@ -91,7 +104,10 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
         const network = query.network === null ? null : (networks.find((n) => n.network === query.network) ?? null);
         const countries = [...new Set(networks.flatMap((n) => (n.country === null ? [] : [n.country])))];
         const located = networks.find((n) => n.latitude !== null && n.longitude !== null);
-        const last = located === undefined ? undefined : { latitude: located.latitude, longitude: located.longitude, lastSeenAt: located.lastSeenAt };
+        const last =
+          located === undefined
+            ? undefined
+            : { latitude: located.latitude, longitude: located.longitude, lastSeenAt: located.lastSeenAt };
         const totp = user?.mfaFactors[0] ?? null;
         const codes = user?._count.recoveryCodes ?? 0;
         const anyDevice = devices.length > 0 ? devices[0] : null;
@@ -107,7 +123,8 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
           hasHistory: (user?.lastSigninAt ?? null) !== null || anyDevice !== null,
           networkKnown: network !== null,
           countries,
-          lastLocation: last === undefined ? null : { at: last.lastSeenAt, latitude: last.latitude!, longitude: last.longitude! },
+          lastLocation:
+            last === undefined ? null : { at: last.lastSeenAt, latitude: last.latitude!, longitude: last.longitude! },
           recentFailures: failures,
           methods,
         };
@@ -140,7 +157,12 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
 
     async nthRecentCodeFailure(userId, since, n) {
       const row = await guarded(() =>
-        db.auditEvent.findFirst({ where: codeFailures(userId, since), orderBy: { at: "desc" }, skip: n - 1, select: { at: true } }),
+        db.auditEvent.findFirst({
+          where: codeFailures(userId, since),
+          orderBy: { at: "desc" },
+          skip: n - 1,
+          select: { at: true },
+        }),
       );
       return row?.at ?? null;
     },
@@ -176,7 +198,10 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
             data: { confirmedAt: now, lastUsedStep: step },
           });
           if (confirmed.count !== 1) return false;
-          const { userId } = await tx.mfaFactor.findUniqueOrThrow({ where: { id: factorId }, select: { userId: true } });
+          const { userId } = await tx.mfaFactor.findUniqueOrThrow({
+            where: { id: factorId },
+            select: { userId: true },
+          });
           await tx.recoveryCode.deleteMany({ where: { userId } });
           await tx.recoveryCode.createMany({ data: codes.map((c) => ({ ...c, userId, createdAt: now })) });
           await markSecondFactor(tx, sessionId, userId, ["otp", "mfa"], now);
@@ -194,7 +219,14 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
           if (spend.kind === "webauthn") {
             // The ceremony once, only by the session that opened it; the counter forward only.
             const ceremony = await tx.webauthnCeremony.updateMany({
-              where: { id: spend.ceremonyId, userId, sessionId, purpose: "step_up", consumedAt: null, expiresAt: { gt: now } },
+              where: {
+                id: spend.ceremonyId,
+                userId,
+                sessionId,
+                purpose: "step_up",
+                consumedAt: null,
+                expiresAt: { gt: now },
+              },
               data: { consumedAt: now },
             });
             if (ceremony.count !== 1) return "not_spent" as const;
@@ -213,10 +245,18 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
             const spent =
               spend.kind === "totp"
                 ? await tx.mfaFactor.updateMany({
-                    where: { id: spend.factorId, userId, confirmedAt: { not: null }, OR: [{ lastUsedStep: null }, { lastUsedStep: { lt: spend.step } }] },
+                    where: {
+                      id: spend.factorId,
+                      userId,
+                      confirmedAt: { not: null },
+                      OR: [{ lastUsedStep: null }, { lastUsedStep: { lt: spend.step } }],
+                    },
                     data: { lastUsedStep: spend.step },
                   })
-                : await tx.recoveryCode.updateMany({ where: { userId, codeHash: spend.codeHash, usedAt: null }, data: { usedAt: now } });
+                : await tx.recoveryCode.updateMany({
+                    where: { userId, codeHash: spend.codeHash, usedAt: null },
+                    data: { usedAt: now },
+                  });
             if (spent.count < 1) return "not_spent" as const;
           }
           const session = await markSecondFactor(tx, sessionId, userId, methods, now);
@@ -236,11 +276,18 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
       try {
         return await db.$transaction(async (tx) => {
           const spent = await tx.mfaFactor.updateMany({
-            where: { id: factorId, confirmedAt: { not: null }, OR: [{ lastUsedStep: null }, { lastUsedStep: { lt: step } }] },
+            where: {
+              id: factorId,
+              confirmedAt: { not: null },
+              OR: [{ lastUsedStep: null }, { lastUsedStep: { lt: step } }],
+            },
             data: { lastUsedStep: step },
           });
           if (spent.count !== 1) return false;
-          const { userId } = await tx.mfaFactor.findUniqueOrThrow({ where: { id: factorId }, select: { userId: true } });
+          const { userId } = await tx.mfaFactor.findUniqueOrThrow({
+            where: { id: factorId },
+            select: { userId: true },
+          });
           await tx.recoveryCode.deleteMany({ where: { userId } });
           if (change.kind === "disable") {
             await tx.mfaFactor.delete({ where: { id: factorId }, select: { id: true } });

@@ -49,7 +49,9 @@ function plan(migrations: Migration[], recorded: Map<string, string>): Migration
   for (const [name, checksum] of recorded) {
     const m = migrations.find((x) => x.name === name);
     if (m === undefined) {
-      throw new MigrationError(`the database has migration ${name}, which this version does not know; is it older than the database?`);
+      throw new MigrationError(
+        `the database has migration ${name}, which this version does not know; is it older than the database?`,
+      );
     }
     if (m.checksum !== checksum) {
       throw new MigrationError(`migration ${name} was changed after it was applied; migrations are append-only`);
@@ -74,22 +76,33 @@ async function migrateSqlite(url: string, migrations: Migration[]): Promise<Migr
     // rebuild tables (create new, copy, DROP old, rename); with enforcement on, the DROP would
     // cascade-delete dependent rows. So: off for the run, then an explicit check before COMMIT.
     db.pragma("foreign_keys = OFF");
-    db.exec(`CREATE TABLE IF NOT EXISTS "_migrations" ("name" TEXT PRIMARY KEY, "checksum" TEXT NOT NULL, "applied_at" TEXT NOT NULL)`);
+    db.exec(
+      `CREATE TABLE IF NOT EXISTS "_migrations" ("name" TEXT PRIMARY KEY, "checksum" TEXT NOT NULL, "applied_at" TEXT NOT NULL)`,
+    );
     // BEGIN IMMEDIATE takes the write lock: a second process waits here, then sees the work done.
     db.exec("BEGIN IMMEDIATE");
     const applied: string[] = [];
     try {
-      const rows = db.prepare(`SELECT "name", "checksum" FROM "_migrations"`).all() as { name: string; checksum: string }[];
+      const rows = db.prepare(`SELECT "name", "checksum" FROM "_migrations"`).all() as {
+        name: string;
+        checksum: string;
+      }[];
       const pending = plan(migrations, new Map(rows.map((r) => [r.name, r.checksum])));
       for (const m of pending) {
         db.exec(`SAVEPOINT m`);
         try {
           db.exec(m.sql);
-          db.prepare(`INSERT INTO "_migrations" ("name", "checksum", "applied_at") VALUES (?, ?, ?)`).run(m.name, m.checksum, new Date().toISOString());
+          db.prepare(`INSERT INTO "_migrations" ("name", "checksum", "applied_at") VALUES (?, ?, ?)`).run(
+            m.name,
+            m.checksum,
+            new Date().toISOString(),
+          );
           db.exec(`RELEASE m`);
         } catch (e) {
           db.exec(`ROLLBACK TO m`);
-          throw new MigrationError(`migration ${m.name} failed and was rolled back: ${(e as Error).message}`, { cause: e });
+          throw new MigrationError(`migration ${m.name} failed and was rolled back: ${(e as Error).message}`, {
+            cause: e,
+          });
         }
         applied.push(m.name);
       }
@@ -127,8 +140,12 @@ async function migratePostgres(url: string, migrations: Migration[]): Promise<Mi
   try {
     await client.query("SELECT pg_advisory_lock($1)", [PG_LOCK_KEY]);
     try {
-      await client.query(`CREATE TABLE IF NOT EXISTS "_migrations" ("name" TEXT PRIMARY KEY, "checksum" TEXT NOT NULL, "applied_at" TIMESTAMPTZ NOT NULL DEFAULT now())`);
-      const { rows } = await client.query<{ name: string; checksum: string }>(`SELECT "name", "checksum" FROM "_migrations"`);
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS "_migrations" ("name" TEXT PRIMARY KEY, "checksum" TEXT NOT NULL, "applied_at" TIMESTAMPTZ NOT NULL DEFAULT now())`,
+      );
+      const { rows } = await client.query<{ name: string; checksum: string }>(
+        `SELECT "name", "checksum" FROM "_migrations"`,
+      );
       const pending = plan(migrations, new Map(rows.map((r) => [r.name, r.checksum])));
       const applied: string[] = [];
       for (const m of pending) {
@@ -139,7 +156,9 @@ async function migratePostgres(url: string, migrations: Migration[]): Promise<Mi
           await client.query("COMMIT");
         } catch (e) {
           await client.query("ROLLBACK");
-          throw new MigrationError(`migration ${m.name} failed and was rolled back: ${(e as Error).message}`, { cause: e });
+          throw new MigrationError(`migration ${m.name} failed and was rolled back: ${(e as Error).message}`, {
+            cause: e,
+          });
         }
         applied.push(m.name);
       }

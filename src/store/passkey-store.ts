@@ -14,13 +14,23 @@ function passkeyOf(row: PasskeyRow): PasskeyRecord {
   };
 }
 
-const CEREMONY_SELECT = { id: true, userId: true, purpose: true, mfaChallengeId: true, sessionId: true, expiresAt: true, consumedAt: true } as const;
+const CEREMONY_SELECT = {
+  id: true,
+  userId: true,
+  purpose: true,
+  mfaChallengeId: true,
+  sessionId: true,
+  expiresAt: true,
+  consumedAt: true,
+} as const;
 
 /** Passkeys (WebAuthn credentials) and their ceremonies, on Prisma. */
 export function createPasskeyStore(db: Db): PasskeyStore {
   return {
     async listPasskeys(userId) {
-      const rows = await guarded(() => db.webauthnCredential.findMany({ where: { userId }, orderBy: [{ createdAt: "asc" }, { id: "asc" }] }));
+      const rows = await guarded(() =>
+        db.webauthnCredential.findMany({ where: { userId }, orderBy: [{ createdAt: "asc" }, { id: "asc" }] }),
+      );
       return rows.map(passkeyOf);
     },
 
@@ -42,7 +52,9 @@ export function createPasskeyStore(db: Db): PasskeyStore {
     },
 
     async findCeremony(challengeHash) {
-      const row = await guarded(() => db.webauthnCeremony.findUnique({ where: { challengeHash }, select: CEREMONY_SELECT }));
+      const row = await guarded(() =>
+        db.webauthnCeremony.findUnique({ where: { challengeHash }, select: CEREMONY_SELECT }),
+      );
       return row === null ? null : { ...row, purpose: row.purpose as CeremonyRecord["purpose"] };
     },
 
@@ -54,7 +66,10 @@ export function createPasskeyStore(db: Db): PasskeyStore {
             data: { consumedAt: now },
           });
           if (spent.count !== 1) return false;
-          await tx.webauthnCredential.create({ data: { ...passkey, transports: JSON.stringify(passkey.transports) }, select: { id: true } });
+          await tx.webauthnCredential.create({
+            data: { ...passkey, transports: JSON.stringify(passkey.transports) },
+            select: { id: true },
+          });
           await tx.auditEvent.create({ data: auditRow(audit), select: { id: true } });
           return true;
         });

@@ -17,7 +17,12 @@ export function createPasswordStore(db: Db): PasswordStore {
             select: { ...userSelect, password: { select: { hash: true, changedAt: true } } },
           }),
         ),
-        guarded(() => db.session.findUnique({ where: { id: sessionId }, select: { userId: true, createdAt: true, revokedAt: true } })),
+        guarded(() =>
+          db.session.findUnique({
+            where: { id: sessionId },
+            select: { userId: true, createdAt: true, revokedAt: true },
+          }),
+        ),
       ]);
       if (user === null) return null;
       const { password, ...row } = user;
@@ -34,7 +39,9 @@ export function createPasswordStore(db: Db): PasswordStore {
         return await db.$transaction(async (tx) => {
           if (write.expectedHash === null) {
             // The first password: the primary key on user_id makes a concurrent first set fail.
-            await tx.passwordCredential.create({ data: { userId: write.userId, hash: write.hash, changedAt: write.at, createdAt: write.at } });
+            await tx.passwordCredential.create({
+              data: { userId: write.userId, hash: write.hash, changedAt: write.at, createdAt: write.at },
+            });
           } else {
             // Compare-and-set on the old hash: of two concurrent changes that both proved the
             // same current password, one wins and the other is refused.

@@ -7,7 +7,12 @@ interface PrismaKnownError {
 }
 
 function isKnown(e: unknown): e is PrismaKnownError {
-  return typeof e === "object" && e !== null && typeof (e as { code?: unknown }).code === "string" && /^P\d{4}$/.test((e as { code: string }).code);
+  return (
+    typeof e === "object" &&
+    e !== null &&
+    typeof (e as { code?: unknown }).code === "string" &&
+    /^P\d{4}$/.test((e as { code: string }).code)
+  );
 }
 
 /**
@@ -28,7 +33,9 @@ export function isUnavailable(e: unknown): boolean {
   if (isKnown(e) && ["P1001", "P1002", "P1008", "P1017", "P2024"].includes(e.code)) return true;
   if (storageFault(e) !== null) return true;
   const text = `${(e as { message?: unknown })?.message ?? ""} ${(e as { code?: unknown })?.code ?? ""}`;
-  return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|57P01|57P03|53300|08006|08001|Connection terminated|timeout exceeded when trying to connect|SQLITE_BUSY|database is locked|Can't reach database/i.test(text);
+  return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|57P01|57P03|53300|08006|08001|Connection terminated|timeout exceeded when trying to connect|SQLITE_BUSY|database is locked|Can't reach database/i.test(
+    text,
+  );
 }
 
 /**
@@ -36,7 +43,12 @@ export function isUnavailable(e: unknown): boolean {
  * null when the error is not such a fault. These are the operator's to fix (free space, a
  * writable file or primary, a restore), so requests meanwhile are `unavailable`, not `internal`.
  */
-export type StorageFault = "database_full" | "database_read_only" | "database_corrupt" | "database_io_error" | "database_overloaded"
+export type StorageFault =
+  | "database_full"
+  | "database_read_only"
+  | "database_corrupt"
+  | "database_io_error"
+  | "database_overloaded"
   | "database_shutting_down";
 
 /** SQLite's primary result codes (extended ones, SQLITE_READONLY_DBMOVED…, share the prefix). */

@@ -1,7 +1,16 @@
 import type { MfaChallenge, Prisma, Session, User } from "../../gen/prisma/sqlite/client.ts";
 import { limitKeyOf } from "../core/address-limit.ts";
 import { newId } from "../core/ids.ts";
-import type { AuditRecord, NewIdentity, NewSession, RiskSummary, SessionInfo, UserRecord, UserStatus, UserWithPassword } from "../core/model.ts";
+import type {
+  AuditRecord,
+  NewIdentity,
+  NewSession,
+  RiskSummary,
+  SessionInfo,
+  UserRecord,
+  UserStatus,
+  UserWithPassword,
+} from "../core/model.ts";
 import type { ChallengeRecord, NewChallenge } from "../core/ports/mfa.ts";
 import type { SeenContext } from "../core/ports/risk-history.ts";
 import type { MfaMethod } from "../core/risk.ts";

@@ -99,7 +99,10 @@ export function createReadinessProbe(deps: ReadinessDeps): ReadinessProbe {
 }
 
 /** Room for more pages under `max_page_count`, and free space on the file's filesystem. */
-async function sqliteCanGrow(db: Extract<Database["driver"], { dialect: "sqlite" }>["db"], file: string | undefined): Promise<boolean> {
+async function sqliteCanGrow(
+  db: Extract<Database["driver"], { dialect: "sqlite" }>["db"],
+  file: string | undefined,
+): Promise<boolean> {
   const pragma = (name: string) => Number(db.pragma(name, { simple: true }));
   const free = pragma("max_page_count") - pragma("page_count") + pragma("freelist_count");
   if (free < MIN_FREE_PAGES) return false;

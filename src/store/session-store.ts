@@ -26,7 +26,10 @@ export function createSessionStore(db: Db): SessionStore {
           });
           let state: RefreshState | null = null;
           if (row !== null) {
-            const { user: { password, ...user }, ...session } = row.session;
+            const {
+              user: { password, ...user },
+              ...session
+            } = row.session;
             state = {
               tokenId: row.id,
               tokenExpiresAt: row.expiresAt,
@@ -48,9 +51,14 @@ export function createSessionStore(db: Db): SessionStore {
             // Refused without a rotation (user locked, session ended, ...): the token stays
             // unspent, so it works again once the refusal ends (a lock with an end time) instead
             // of counting as reuse then. The row lock taken above is still held.
-            await tx.refreshToken.update({ where: { id: state.tokenId }, data: { usedAt: null }, select: { id: true } });
+            await tx.refreshToken.update({
+              where: { id: state.tokenId },
+              data: { usedAt: null },
+              select: { id: true },
+            });
           }
-          if (decision.audit !== null) await tx.auditEvent.create({ data: auditRow(decision.audit), select: { id: true } });
+          if (decision.audit !== null)
+            await tx.auditEvent.create({ data: auditRow(decision.audit), select: { id: true } });
           return decision;
         });
       } catch (e) {
@@ -60,7 +68,10 @@ export function createSessionStore(db: Db): SessionStore {
 
     async findSession(sessionId) {
       const row = await guarded(() =>
-        db.session.findUnique({ where: { id: sessionId }, include: { user: { select: { status: true, lockedUntil: true } } } }),
+        db.session.findUnique({
+          where: { id: sessionId },
+          include: { user: { select: { status: true, lockedUntil: true } } },
+        }),
       );
       if (row === null) return null;
       const { user, ...session } = row;
@@ -71,7 +82,9 @@ export function createSessionStore(db: Db): SessionStore {
       const row = await guarded(() =>
         db.refreshToken.findUnique({ where: { tokenHash }, select: { session: true, usedAt: true, expiresAt: true } }),
       );
-      return row === null ? null : { ...sessionFromRow(row.session), tokenUsedAt: row.usedAt, tokenExpiresAt: row.expiresAt };
+      return row === null
+        ? null
+        : { ...sessionFromRow(row.session), tokenUsedAt: row.usedAt, tokenExpiresAt: row.expiresAt };
     },
 
     async listActiveSessions(userId, now) {
@@ -89,11 +102,17 @@ export function createSessionStore(db: Db): SessionStore {
       try {
         const [result] = await db.$transaction([
           db.session.updateMany({
-            where: { userId: filter.userId, revokedAt: null, ...(filter.sessionId === undefined ? {} : { id: filter.sessionId }) },
+            where: {
+              userId: filter.userId,
+              revokedAt: null,
+              ...(filter.sessionId === undefined ? {} : { id: filter.sessionId }),
+            },
             data: { revokedAt: now, revokedReason: reason },
           }),
           // Signing out everywhere ends the trust of every device too.
-          ...(filter.sessionId === undefined ? [db.trustedDevice.deleteMany({ where: { userId: filter.userId } })] : []),
+          ...(filter.sessionId === undefined
+            ? [db.trustedDevice.deleteMany({ where: { userId: filter.userId } })]
+            : []),
           db.auditEvent.create({ data: auditRow(audit), select: { id: true } }),
         ]);
         return result.count;

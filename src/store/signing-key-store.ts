@@ -26,7 +26,10 @@ export function createSigningKeyStore(db: Db): SigningKeyStore {
     },
     async retireAllBut(keepKid, at, expiresAt) {
       await guarded(() =>
-        db.signingKey.updateMany({ where: { retiredAt: null, NOT: { kid: keepKid } }, data: { retiredAt: at, expiresAt } }),
+        db.signingKey.updateMany({
+          where: { retiredAt: null, NOT: { kid: keepKid } },
+          data: { retiredAt: at, expiresAt },
+        }),
       );
     },
   };

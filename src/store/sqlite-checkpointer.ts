@@ -18,7 +18,12 @@ import { parentPort, workerData } from "node:worker_threads";
 import Sqlite from "better-sqlite3";
 import { holdRequested, type WalGate, withWritesHeld } from "./sqlite-wal-gate.ts";
 
-const { path, intervalMs, walMaxBytes, gate } = workerData as { path: string; intervalMs: number; walMaxBytes: number; gate: WalGate };
+const { path, intervalMs, walMaxBytes, gate } = workerData as {
+  path: string;
+  intervalMs: number;
+  walMaxBytes: number;
+  gate: WalGate;
+};
 /** How often the WAL file's size is looked at (one stat). */
 const POLL_MS = Math.min(intervalMs, 10);
 /** How long to wait for the hot path to say it holds its writes (it does at its next write). */

@@ -50,7 +50,10 @@ export function instrumentMethods<T extends object>(
         try {
           return await fn(...args);
         } catch (e) {
-          span.setStatus({ code: SpanStatusCode.ERROR, message: isDomainError(e) ? e.code : e instanceof Error ? e.name : "error" });
+          span.setStatus({
+            code: SpanStatusCode.ERROR,
+            message: isDomainError(e) ? e.code : e instanceof Error ? e.name : "error",
+          });
           throw e;
         } finally {
           observe?.(operation, (performance.now() - started) / 1000);

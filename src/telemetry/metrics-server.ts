@@ -3,7 +3,11 @@ import type { AddressInfo } from "node:net";
 import type { ServiceMetrics } from "./metrics.ts";
 
 /** GET /metrics alone, on a port of its own (server.metrics_port), for scrapers on a private network. */
-export async function startMetricsServer(host: string, port: number, metrics: Pick<ServiceMetrics, "render" | "contentType">): Promise<http.Server> {
+export async function startMetricsServer(
+  host: string,
+  port: number,
+  metrics: Pick<ServiceMetrics, "render" | "contentType">,
+): Promise<http.Server> {
   const server = http.createServer((req, res) => {
     if (req.method !== "GET" || (req.url ?? "/").split("?")[0] !== "/metrics") {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");

@@ -1,4 +1,13 @@
-import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, type MetricObjectWithValues, type MetricValue, Registry } from "prom-client";
+import {
+  AggregatorRegistry,
+  collectDefaultMetrics,
+  Counter,
+  Gauge,
+  Histogram,
+  type MetricObjectWithValues,
+  type MetricValue,
+  Registry,
+} from "prom-client";
 import type { AuthEvents } from "../core/auth-events.ts";
 
 /**
@@ -55,17 +64,57 @@ export function createMetrics(options: { providers: readonly string[] }): Servic
     new Counter({ name, help, labelNames, registers: [registry] });
   const histogram = <L extends string>(name: string, help: string, labelNames: readonly L[], buckets: number[]) =>
     new Histogram({ name, help, labelNames, buckets, registers: [registry] });
-  const rpcRequests = counter("identity_rpc_requests_total", "RPCs handled, by method, protocol (rest, connect, grpc, grpc-web) and outcome (ok or stable error code).", ["method", "protocol", "code"]);
-  const rpcDuration = histogram("identity_rpc_duration_seconds", "RPC handling time, from the first interceptor to the answer message.", ["method", "protocol"], RPC_BUCKETS);
-  const malformed = counter("identity_malformed_requests_total", "Requests for an RPC or REST route refused before reaching the method (undecodable body, wrong content type, too large, wrong HTTP method).", ["protocol"]);
-  const signins = counter("identity_signins_total", "Sign-ins with an ID token, by provider and outcome (success, mfa_required or the refusal's code).", ["provider", "outcome"]);
+  const rpcRequests = counter(
+    "identity_rpc_requests_total",
+    "RPCs handled, by method, protocol (rest, connect, grpc, grpc-web) and outcome (ok or stable error code).",
+    ["method", "protocol", "code"],
+  );
+  const rpcDuration = histogram(
+    "identity_rpc_duration_seconds",
+    "RPC handling time, from the first interceptor to the answer message.",
+    ["method", "protocol"],
+    RPC_BUCKETS,
+  );
+  const malformed = counter(
+    "identity_malformed_requests_total",
+    "Requests for an RPC or REST route refused before reaching the method (undecodable body, wrong content type, too large, wrong HTTP method).",
+    ["protocol"],
+  );
+  const signins = counter(
+    "identity_signins_total",
+    "Sign-ins with an ID token, by provider and outcome (success, mfa_required or the refusal's code).",
+    ["provider", "outcome"],
+  );
   const risk = counter("identity_signin_risk_total", "Assessed sign-ins by risk level.", ["level"]);
-  const challenges = counter("identity_mfa_challenges_total", "MFA challenges issued by sign-ins, by provider.", ["provider"]);
-  const verifications = counter("identity_mfa_verifications_total", "Answers to MFA challenges, by method and outcome (success or the refusal's code).", ["method", "outcome"]);
-  const passkeyRegistrations = counter("identity_passkey_registrations_total", "Passkey registrations finished, by outcome (success or the refusal's code).", ["outcome"]);
-  const jwksFetches = counter("identity_jwks_fetches_total", "Fetches of a provider's signing keys (discovery and JWKS), by provider.", ["provider"]);
-  const jwksFailures = counter("identity_jwks_fetch_failures_total", "Fetches of a provider's signing keys that failed (timeout, HTTP error, bad document).", ["provider"]);
-  const queries = histogram("identity_db_query_duration_seconds", "Database statement batches: store `hot` (the driver's prepared statements, one per operation) or `prisma` (per statement).", ["store", "operation"], DB_BUCKETS);
+  const challenges = counter("identity_mfa_challenges_total", "MFA challenges issued by sign-ins, by provider.", [
+    "provider",
+  ]);
+  const verifications = counter(
+    "identity_mfa_verifications_total",
+    "Answers to MFA challenges, by method and outcome (success or the refusal's code).",
+    ["method", "outcome"],
+  );
+  const passkeyRegistrations = counter(
+    "identity_passkey_registrations_total",
+    "Passkey registrations finished, by outcome (success or the refusal's code).",
+    ["outcome"],
+  );
+  const jwksFetches = counter(
+    "identity_jwks_fetches_total",
+    "Fetches of a provider's signing keys (discovery and JWKS), by provider.",
+    ["provider"],
+  );
+  const jwksFailures = counter(
+    "identity_jwks_fetch_failures_total",
+    "Fetches of a provider's signing keys that failed (timeout, HTTP error, bad document).",
+    ["provider"],
+  );
+  const queries = histogram(
+    "identity_db_query_duration_seconds",
+    "Database statement batches: store `hot` (the driver's prepared statements, one per operation) or `prisma` (per statement).",
+    ["store", "operation"],
+    DB_BUCKETS,
+  );
   return {
     rpc(method, protocol, code, seconds) {
       rpcRequests.inc({ method, protocol, code });
@@ -126,10 +175,23 @@ export async function aggregateMetrics(parts: readonly MetricsJson[]): Promise<s
 }
 
 /** The supervisor's own metrics: worker processes by state and restarts. */
-export function createClusterMetrics(): { restarted(): void; workers(live: number, wanted: number): void; json(): Promise<MetricsJson> } {
+export function createClusterMetrics(): {
+  restarted(): void;
+  workers(live: number, wanted: number): void;
+  json(): Promise<MetricsJson>;
+} {
   const registry = new Registry();
-  const restarts = new Counter({ name: "identity_worker_restarts_total", help: "Worker processes started again after one exited unasked.", registers: [registry] });
-  const workers = new Gauge({ name: "identity_workers", help: "Worker processes: wanted (server.workers) and serving (listening).", labelNames: ["state"] as const, registers: [registry] });
+  const restarts = new Counter({
+    name: "identity_worker_restarts_total",
+    help: "Worker processes started again after one exited unasked.",
+    registers: [registry],
+  });
+  const workers = new Gauge({
+    name: "identity_workers",
+    help: "Worker processes: wanted (server.workers) and serving (listening).",
+    labelNames: ["state"] as const,
+    registers: [registry],
+  });
   restarts.inc(0);
   return {
     restarted: () => restarts.inc(),
@@ -144,5 +206,8 @@ export function createClusterMetrics(): { restarted(): void; workers(live: numbe
 /** The first keyword of a Prisma statement, as a bounded metrics label. */
 export function statementKind(sql: string): string {
   const word = /^\s*(\w+)/.exec(sql)?.[1]?.toLowerCase();
-  return word !== undefined && ["select", "insert", "update", "delete", "begin", "commit", "rollback", "with"].includes(word) ? word : "other";
+  return word !== undefined &&
+    ["select", "insert", "update", "delete", "begin", "commit", "rollback", "with"].includes(word)
+    ? word
+    : "other";
 }

@@ -29,8 +29,10 @@ export interface Tracing {
  * service with tracing off never loads it and the API stays its no-op self.
  */
 export async function startTracing(options: TracingOptions): Promise<Tracing> {
-  const [{ NodeTracerProvider, BatchSpanProcessor, SimpleSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler }, { resourceFromAttributes }] =
-    await Promise.all([import("@opentelemetry/sdk-trace-node"), import("@opentelemetry/resources")]);
+  const [
+    { NodeTracerProvider, BatchSpanProcessor, SimpleSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler },
+    { resourceFromAttributes },
+  ] = await Promise.all([import("@opentelemetry/sdk-trace-node"), import("@opentelemetry/resources")]);
   let processor;
   if (options.exporter !== undefined) {
     processor = new SimpleSpanProcessor(options.exporter);

@@ -3,7 +3,12 @@ import { createLocalJWKSet, errors as joseErrors, exportJWK, type JWK, jwtVerify
 import { DomainError } from "../core/errors.ts";
 import type { Clock } from "../core/clock.ts";
 import type { Principal } from "../core/model.ts";
-import type { AccessTokenClaims, AccessTokenIssuer, AccessTokenVerifier, SigningKeyStore } from "../core/ports/signing-keys.ts";
+import type {
+  AccessTokenClaims,
+  AccessTokenIssuer,
+  AccessTokenVerifier,
+  SigningKeyStore,
+} from "../core/ports/signing-keys.ts";
 import { randomBase32 } from "../core/ids.ts";
 import type { KeyEncryption } from "./key-encryption.ts";
 
@@ -91,9 +96,14 @@ export async function createLocalKeyRing(options: AccessTokenOptions): Promise<L
     const signer = keys.find((k) => k.retiredAt === null)!;
     let privateKey: KeyObject;
     try {
-      privateKey = createPrivateKey({ key: options.encryption.open(signer.privateKeyEnc, signer.kid), format: "der", type: "pkcs8" });
+      privateKey = createPrivateKey({
+        key: options.encryption.open(signer.privateKeyEnc, signer.kid),
+        format: "der",
+        type: "pkcs8",
+      });
     } catch (e) {
-      if (options.onUnreadable !== "replace" || replaced.includes(signer.kid)) throw new SigningKeyUnreadableError(signer.kid, { cause: e });
+      if (options.onUnreadable !== "replace" || replaced.includes(signer.kid))
+        throw new SigningKeyUnreadableError(signer.kid, { cause: e });
       // A new key sealed under our KEK; the unreadable ones stay published (public halves) until
       // the tokens they signed have expired, as after any rotation.
       replaced.push(signer.kid);
@@ -148,8 +158,10 @@ export async function createLocalKeyRing(options: AccessTokenOptions): Promise<L
         ({ payload } = await attempt());
       }
     } catch (e) {
-      if (e instanceof joseErrors.JWTExpired) throw new DomainError("access_token_expired", "the access token has expired; refresh it", { cause: e });
-      if (e instanceof joseErrors.JOSEError) throw new DomainError("access_token_invalid", "the access token is not valid", { cause: e });
+      if (e instanceof joseErrors.JWTExpired)
+        throw new DomainError("access_token_expired", "the access token has expired; refresh it", { cause: e });
+      if (e instanceof joseErrors.JOSEError)
+        throw new DomainError("access_token_invalid", "the access token is not valid", { cause: e });
       throw e;
     }
     const amr = Array.isArray(payload["amr"]) ? payload["amr"].filter((m): m is string => typeof m === "string") : [];

@@ -1,4 +1,11 @@
-import { createLocalJWKSet, createRemoteJWKSet, errors, type JSONWebKeySet, type JWTVerifyGetKey, jwtVerify } from "jose";
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  errors,
+  type JSONWebKeySet,
+  type JWTVerifyGetKey,
+  jwtVerify,
+} from "jose";
 import { DomainError } from "../core/errors.ts";
 import { CLIENT_ASSERTION_ALGORITHMS, type ClientAssertionCheck } from "../core/oauth.ts";
 
@@ -21,7 +28,12 @@ export function createClientAssertionCheck(options: {
 }): ClientAssertionCheck {
   const resolvers = new Map<string, JWTVerifyGetKey>();
   for (const [id, keys] of options.keys) {
-    resolvers.set(id, "jwks" in keys ? createLocalJWKSet(keys.jwks as unknown as JSONWebKeySet) : createRemoteJWKSet(new URL(keys.jwksUri)));
+    resolvers.set(
+      id,
+      "jwks" in keys
+        ? createLocalJWKSet(keys.jwks as unknown as JSONWebKeySet)
+        : createRemoteJWKSet(new URL(keys.jwksUri)),
+    );
   }
   return {
     async verify(clientId, assertion, now) {
@@ -37,7 +49,8 @@ export function createClientAssertionCheck(options: {
           clockTolerance: CLOCK_TOLERANCE_SECONDS,
           currentDate: now,
         });
-        if (typeof payload.jti !== "string" || payload.jti === "") throw new DomainError("invalid_request", "the client assertion has no jti");
+        if (typeof payload.jti !== "string" || payload.jti === "")
+          throw new DomainError("invalid_request", "the client assertion has no jti");
         if (payload.exp! - now.getTime() / 1000 > MAX_LIFETIME_SECONDS) {
           throw new DomainError("invalid_request", `the client assertion must expire within ${MAX_LIFETIME_SECONDS} s`);
         }
@@ -45,7 +58,8 @@ export function createClientAssertionCheck(options: {
       } catch (e) {
         if (e instanceof DomainError) throw e;
         // A remote JWKS we cannot reach is our outage, not the client's fault.
-        if (e instanceof errors.JWKSTimeout) throw new DomainError("provider_unavailable", "the client's keys could not be fetched", { cause: e });
+        if (e instanceof errors.JWKSTimeout)
+          throw new DomainError("provider_unavailable", "the client's keys could not be fetched", { cause: e });
         throw new DomainError("invalid_request", "the client assertion is not valid", { cause: e });
       }
     },

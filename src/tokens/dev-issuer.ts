@@ -71,16 +71,18 @@ export async function createDevIssuer(options: {
         amr: r.amr,
       };
       for (const k of Object.keys(claims)) if (claims[k] === undefined) delete claims[k];
-      return new SignJWT(claims)
-        .setProtectedHeader({ alg: "RS256", kid, typ: "JWT" })
-        .setIssuer(options.issuer())
-        .setSubject(r.sub)
-        .setAudience(r.aud ?? DEV_CLIENT_ID)
-        .setIssuedAt(now)
-        .setExpirationTime(now + 600)
-        // Each token is its own (a sign-in accepts a token once), even two minted in one second.
-        .setJti(randomUUID())
-        .sign(privateKey);
+      return (
+        new SignJWT(claims)
+          .setProtectedHeader({ alg: "RS256", kid, typ: "JWT" })
+          .setIssuer(options.issuer())
+          .setSubject(r.sub)
+          .setAudience(r.aud ?? DEV_CLIENT_ID)
+          .setIssuedAt(now)
+          .setExpirationTime(now + 600)
+          // Each token is its own (a sign-in accepts a token once), even two minted in one second.
+          .setJti(randomUUID())
+          .sign(privateKey)
+      );
     },
   };
 }

@@ -123,10 +123,7 @@ export function createIdTokenVerifier(options: IdTokenVerifierOptions): IdTokenV
 /** The token's protected header, once its size and compact-JWS shape are checked (nothing verified yet). */
 function compactHeaderOf(token: string, maxTokenBytes: number): ProtectedHeaderParameters {
   if (Buffer.byteLength(token) > maxTokenBytes) {
-    throw new DomainError(
-      "id_token_too_large",
-      `id_token is longer than ${maxTokenBytes} bytes`,
-    );
+    throw new DomainError("id_token_too_large", `id_token is longer than ${maxTokenBytes} bytes`);
   }
   if (!COMPACT_JWS.test(token)) {
     throw new DomainError("id_token_malformed", "id_token is not a compact JWS (header.payload.signature)");
@@ -195,7 +192,10 @@ function checkClaims(provider: ProviderVerification, payload: JWTPayload, nonce:
   const azp = payload["azp"];
   if (azp !== undefined || aud.length > 1) {
     if (typeof azp !== "string" || !provider.clientIds.includes(azp)) {
-      throw new DomainError("id_token_audience_mismatch", "the token's authorized party (azp) is not one of our clients");
+      throw new DomainError(
+        "id_token_audience_mismatch",
+        "the token's authorized party (azp) is not one of our clients",
+      );
     }
   }
   if (typeof payload.sub !== "string" || !SANE_SUB.test(payload.sub)) {
@@ -243,13 +243,18 @@ function identityOf(
     name: stringClaim(payload, "name"),
     preferredUsername: stringClaim(payload, "preferred_username"),
     phone: booleanClaim(payload["phone_number_verified"]) ? stringClaim(payload, "phone_number") : null,
-    amr: Array.isArray(payload["amr"]) ? payload["amr"].filter((m): m is string => typeof m === "string").map((m) => plainClaim("amr", m)) : [],
+    amr: Array.isArray(payload["amr"])
+      ? payload["amr"].filter((m): m is string => typeof m === "string").map((m) => plainClaim("amr", m))
+      : [],
     acr: stringClaim(payload, "acr"),
-    use: provider.allowReplay === true ? null : singleUse(
-      // Past this instant the token is refused as expired anyway: no need to remember it.
-      new Date((payload.exp! + provider.clockSkewSeconds) * 1000),
-      replayId(issuer, token, payload),
-    ),
+    use:
+      provider.allowReplay === true
+        ? null
+        : singleUse(
+            // Past this instant the token is refused as expired anyway: no need to remember it.
+            new Date((payload.exp! + provider.clockSkewSeconds) * 1000),
+            replayId(issuer, token, payload),
+          ),
     // Matched against the token's nonce (checkClaims); the core checks that we issued it.
     serverNonce: provider.requireNonce === "server" ? nonce! : null,
   };
@@ -334,7 +339,9 @@ function stringClaim(payload: JWTPayload, name: string): string | null {
 
 function plainClaim(name: string, value: string): string {
   if (hasControlCharacters(value)) {
-    throw new DomainError("id_token_claim_invalid", `the token's ${name} claim contains control characters`, { detail: { claim: name } });
+    throw new DomainError("id_token_claim_invalid", `the token's ${name} claim contains control characters`, {
+      detail: { claim: name },
+    });
   }
   return value;
 }

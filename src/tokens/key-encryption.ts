@@ -21,7 +21,9 @@ export function createKeyEncryption(kek: Buffer): KeyEncryption {
       const cipher = createCipheriv("aes-256-gcm", kek, iv);
       cipher.setAAD(Buffer.from(aad));
       const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
-      return ["v1", iv, cipher.getAuthTag(), ciphertext].map((p) => (typeof p === "string" ? p : p.toString("base64url"))).join(".");
+      return ["v1", iv, cipher.getAuthTag(), ciphertext]
+        .map((p) => (typeof p === "string" ? p : p.toString("base64url")))
+        .join(".");
     },
     open(sealed, aad) {
       const [version, iv, tag, ciphertext] = sealed.split(".");
@@ -38,8 +40,7 @@ export function createKeyEncryption(kek: Buffer): KeyEncryption {
 
 /** Where the key-encryption key comes from (config/to-deps.ts builds it); `describe` names it for operators. */
 export type KeyEncryptionKeySource =
-  | { base64: string; describe: string }
-  | { file: string; createIfMissing: boolean; describe: string };
+  { base64: string; describe: string } | { file: string; createIfMissing: boolean; describe: string };
 
 /**
  * The key-encryption key for secrets at rest: the configured value, else the file's content; a

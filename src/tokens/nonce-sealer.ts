@@ -13,7 +13,8 @@ const LENGTH = RANDOM + EXPIRY + MAC;
  */
 export function createNonceSealer(kek: Buffer): NonceSealer {
   const key = Buffer.from(hkdfSync("sha256", kek, Buffer.alloc(0), "identity signin nonces v1", 32));
-  const mac = (head: Buffer, deviceId: string) => createHmac("sha256", key).update(head).update(deviceId).digest().subarray(0, MAC);
+  const mac = (head: Buffer, deviceId: string) =>
+    createHmac("sha256", key).update(head).update(deviceId).digest().subarray(0, MAC);
   return {
     seal(deviceId, expiresAt) {
       const head = Buffer.alloc(RANDOM + EXPIRY);

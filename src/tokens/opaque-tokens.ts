@@ -8,7 +8,10 @@ import type { OpaqueTokens } from "../core/ports/sessions.ts";
  */
 export function createOpaqueTokens(kek?: Buffer): OpaqueTokens {
   // Without a KEK (tools, tests of other parts) successors are random: no grace window can work.
-  const key = kek === undefined ? randomBytes(32) : Buffer.from(hkdfSync("sha256", kek, Buffer.alloc(0), "identity refresh successors v1", 32));
+  const key =
+    kek === undefined
+      ? randomBytes(32)
+      : Buffer.from(hkdfSync("sha256", kek, Buffer.alloc(0), "identity refresh successors v1", 32));
   return {
     issue(prefix) {
       const token = `${prefix}_${randomBytes(32).toString("base64url")}`;

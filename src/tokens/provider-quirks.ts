@@ -22,7 +22,9 @@ export function isTenantTemplated(issuer: string): boolean {
 export function issuerFitsConfigured(configured: string, iss: string): boolean {
   if (!isTenantTemplated(configured)) return configured === iss;
   const [before, after] = configured.split(TENANT_ID_PLACEHOLDER) as [string, string];
-  return iss.startsWith(before) && iss.endsWith(after) && TENANT_ID.test(iss.slice(before.length, iss.length - after.length));
+  return (
+    iss.startsWith(before) && iss.endsWith(after) && TENANT_ID.test(iss.slice(before.length, iss.length - after.length))
+  );
 }
 
 /**

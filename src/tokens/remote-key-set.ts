@@ -33,7 +33,6 @@ export interface RemoteKeySetOptions {
   onFetch?: ((ok: boolean) => void) | undefined;
 }
 
-
 const MAX_DOCUMENT_BYTES = 512 * 1024;
 
 /**
@@ -61,24 +60,30 @@ export function createRemoteKeySet(options: RemoteKeySetOptions): KeyResolver {
   function refresh(): Promise<void> {
     // Key fetches are rare (start, rotation, staleness), so they always go through the API's
     // global tracer, looked up each time: a no-op unless tracing is on.
-    inflight ??= trace.getTracer("idtoken-signin").startActiveSpan("jwks fetch", { kind: SpanKind.CLIENT, attributes: { "identity.issuer": options.issuer } }, async (span) => {
-      lastAttemptAt = nowMs();
-      try {
-        jwksUri ??= await discoverJwksUri();
-        const jwks = await getJson(jwksUri, "JWKS");
-        if (!isJwks(jwks)) throw new Error("JWKS document has no keys array");
-        lookup = createLocalJWKSet(jwks);
-        fetchedAt = nowMs();
-        options.onFetch?.(true);
-      } catch (e) {
-        options.onFetch?.(false);
-        span.setStatus({ code: SpanStatusCode.ERROR, message: e instanceof Error ? e.message : String(e) });
-        throw e;
-      } finally {
-        inflight = undefined;
-        span.end();
-      }
-    });
+    inflight ??= trace
+      .getTracer("idtoken-signin")
+      .startActiveSpan(
+        "jwks fetch",
+        { kind: SpanKind.CLIENT, attributes: { "identity.issuer": options.issuer } },
+        async (span) => {
+          lastAttemptAt = nowMs();
+          try {
+            jwksUri ??= await discoverJwksUri();
+            const jwks = await getJson(jwksUri, "JWKS");
+            if (!isJwks(jwks)) throw new Error("JWKS document has no keys array");
+            lookup = createLocalJWKSet(jwks);
+            fetchedAt = nowMs();
+            options.onFetch?.(true);
+          } catch (e) {
+            options.onFetch?.(false);
+            span.setStatus({ code: SpanStatusCode.ERROR, message: e instanceof Error ? e.message : String(e) });
+            throw e;
+          } finally {
+            inflight = undefined;
+            span.end();
+          }
+        },
+      );
     return inflight;
   }
 
@@ -161,9 +166,5 @@ export function createRemoteKeySet(options: RemoteKeySetOptions): KeyResolver {
 }
 
 function isJwks(value: unknown): value is JSONWebKeySet {
-  return (
-    typeof value === "object" &&
-    value !== null &&
-    Array.isArray((value as { keys?: unknown }).keys)
-  );
+  return typeof value === "object" && value !== null && Array.isArray((value as { keys?: unknown }).keys);
 }

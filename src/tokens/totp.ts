@@ -49,8 +49,15 @@ export function createTotpEngine(options: TotpOptions): TotpEngine {
       // Check every step in the window (no early exit, so timing says nothing about which).
       for (let delta = -options.window; delta <= options.window; delta++) {
         const step = current + delta;
-        const expected = TOTP.generate({ secret: key, algorithm: ALGORITHM, digits: DIGITS, period: PERIOD, timestamp: step * PERIOD * 1000 });
-        if (timingSafeEqual(Buffer.from(expected), Buffer.from(clean)) && (after === null || step > after)) found = step;
+        const expected = TOTP.generate({
+          secret: key,
+          algorithm: ALGORITHM,
+          digits: DIGITS,
+          period: PERIOD,
+          timestamp: step * PERIOD * 1000,
+        });
+        if (timingSafeEqual(Buffer.from(expected), Buffer.from(clean)) && (after === null || step > after))
+          found = step;
       }
       return found;
     },
@@ -59,5 +66,11 @@ export function createTotpEngine(options: TotpOptions): TotpEngine {
 
 /** The code of `secret` at `at` (for tests and tooling; the service never needs to make codes). */
 export function totpCode(secret: string, at: Date): string {
-  return TOTP.generate({ secret: Secret.fromBase32(secret), algorithm: ALGORITHM, digits: DIGITS, period: PERIOD, timestamp: at.getTime() });
+  return TOTP.generate({
+    secret: Secret.fromBase32(secret),
+    algorithm: ALGORITHM,
+    digits: DIGITS,
+    period: PERIOD,
+    timestamp: at.getTime(),
+  });
 }

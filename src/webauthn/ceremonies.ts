@@ -28,7 +28,8 @@ function b64url(value: unknown, field: string): Buffer {
 }
 
 function objectOf(value: unknown, field: string): Record<string, unknown> {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) throw malformed(`${field} must be an object`);
+  if (typeof value !== "object" || value === null || Array.isArray(value))
+    throw malformed(`${field} must be an object`);
   return value as Record<string, unknown>;
 }
 
@@ -53,10 +54,16 @@ function shapeOf(response: unknown, kind: "registration" | "authentication") {
   } catch (e) {
     throw malformed("response.clientDataJSON is not JSON", e);
   }
-  if (typeof clientData !== "object" || clientData === null || typeof clientData.challenge !== "string" || !B64URL.test(clientData.challenge)) {
+  if (
+    typeof clientData !== "object" ||
+    clientData === null ||
+    typeof clientData.challenge !== "string" ||
+    !B64URL.test(clientData.challenge)
+  ) {
     throw malformed("response.clientDataJSON has no challenge");
   }
-  if (typeof clientData.origin !== "string" || typeof clientData.type !== "string") throw malformed("response.clientDataJSON has no origin or type");
+  if (typeof clientData.origin !== "string" || typeof clientData.type !== "string")
+    throw malformed("response.clientDataJSON has no origin or type");
   const authData =
     kind === "registration"
       ? attestedAuthData(b64url(inner["attestationObject"], "response.attestationObject"))
@@ -88,9 +95,13 @@ function attestedAuthData(attestationObject: Buffer): Buffer {
  * the first; a credential made for another site fails the second.
  */
 function checkScope(rp: RelyingParty, clientData: ClientData, rpIdHash: Uint8Array, type: string) {
-  if (clientData.type !== type) throw new DomainError("webauthn_verification_failed", `clientDataJSON.type must be ${type}`);
+  if (clientData.type !== type)
+    throw new DomainError("webauthn_verification_failed", `clientDataJSON.type must be ${type}`);
   if (!rp.origins.includes(clientData.origin)) {
-    throw new DomainError("webauthn_origin_mismatch", "this passkey ceremony ran on a page this service does not accept");
+    throw new DomainError(
+      "webauthn_origin_mismatch",
+      "this passkey ceremony ran on a page this service does not accept",
+    );
   }
   const expected = createHash("sha256").update(rp.id).digest();
   if (rpIdHash.length !== 32 || !timingSafeEqual(expected, rpIdHash)) {
@@ -122,7 +133,10 @@ export function createWebauthnCeremonies(): WebauthnCeremonies {
         userName: user.name,
         userID: new TextEncoder().encode(user.id),
         attestationType: "none",
-        excludeCredentials: exclude.map((c) => ({ id: c.credentialId, transports: c.transports as AuthenticatorTransport[] })),
+        excludeCredentials: exclude.map((c) => ({
+          id: c.credentialId,
+          transports: c.transports as AuthenticatorTransport[],
+        })),
         authenticatorSelection: { residentKey: "required", userVerification: "preferred" },
         supportedAlgorithmIDs: ALGORITHMS,
       });
@@ -162,7 +176,10 @@ export function createWebauthnCeremonies(): WebauthnCeremonies {
     async authenticationOptions({ rp, allow }) {
       const options = await generateAuthenticationOptions({
         rpID: rp.id,
-        allowCredentials: allow.map((c) => ({ id: c.credentialId, transports: c.transports as AuthenticatorTransport[] })),
+        allowCredentials: allow.map((c) => ({
+          id: c.credentialId,
+          transports: c.transports as AuthenticatorTransport[],
+        })),
         userVerification: "preferred",
       });
       return { options: jsonOf(options), challenge: options.challenge };
@@ -181,13 +198,20 @@ export function createWebauthnCeremonies(): WebauthnCeremonies {
           requireUserVerification: false,
           // The counter is the core's to judge (a regression flags the credential): 0 here
           // makes the library accept any counter.
-          credential: { id: credential.credentialId, publicKey: new Uint8Array(Buffer.from(credential.publicKey, "base64url")), counter: 0 },
+          credential: {
+            id: credential.credentialId,
+            publicKey: new Uint8Array(Buffer.from(credential.publicKey, "base64url")),
+            counter: 0,
+          },
         });
       } catch (e) {
         throw refused(e);
       }
       if (!result.verified) throw refused(undefined);
-      return { signCount: result.authenticationInfo.newCounter, backedUp: result.authenticationInfo.credentialBackedUp };
+      return {
+        signCount: result.authenticationInfo.newCounter,
+        backedUp: result.authenticationInfo.credentialBackedUp,
+      };
     },
   };
 }

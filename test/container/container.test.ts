@@ -23,7 +23,19 @@ const IMAGE = process.env["CONTAINER_IMAGE"] ?? "";
 const PODMAN = ["--storage-driver", "vfs", "--runtime", "runc"];
 // crun fails on this kernel's hybrid cgroups (runc it is), and the limits must be explicit.
 // The HEALTHCHECK's timer needs systemd, which is not here: the test runs the check itself.
-const RUN = ["run", "--rm", "--network", "host", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=1000:1000", "--read-only", "--health-interval", "disable"];
+const RUN = [
+  "run",
+  "--rm",
+  "--network",
+  "host",
+  "--ulimit",
+  "nofile=20000:20000",
+  "--ulimit",
+  "nproc=1000:1000",
+  "--read-only",
+  "--health-interval",
+  "disable",
+];
 const ISSUER = "https://identity.test";
 
 function podman(args: string[], timeoutMs = 60_000) {
@@ -66,17 +78,28 @@ function configFile(server: Record<string, unknown> = {}): string {
 }
 
 /** `podman run` in the foreground (its output is the container's); resolves once it listens. */
-async function startContainer(options: { args?: string[]; env?: Record<string, string>; mounts?: string[]; config?: string; cmd?: string[] }): Promise<Container> {
+async function startContainer(options: {
+  args?: string[];
+  env?: Record<string, string>;
+  mounts?: string[];
+  config?: string;
+  cmd?: string[];
+}): Promise<Container> {
   const name = `idtoken-test-${randomBytes(4).toString("hex")}`;
   const port = await freePort();
   const env = { PORT: String(port), CONFIG_FILE: "/etc/idtoken-signin/config.yaml", ...options.env };
   const args = [
-    ...PODMAN, ...RUN, "--name", name,
+    ...PODMAN,
+    ...RUN,
+    "--name",
+    name,
     ...Object.entries(env).flatMap(([k, v]) => ["-e", `${k}=${v}`]),
-    "-v", `${options.config ?? configFile()}:/etc/idtoken-signin/config.yaml:ro`,
+    "-v",
+    `${options.config ?? configFile()}:/etc/idtoken-signin/config.yaml:ro`,
     ...(options.mounts ?? []).flatMap((m) => ["-v", m]),
     ...(options.args ?? []),
-    IMAGE, ...(options.cmd ?? []),
+    IMAGE,
+    ...(options.cmd ?? []),
   ];
   const child = spawn("podman", args, { stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
@@ -121,7 +144,11 @@ async function sigterm(c: Container): Promise<number | null> {
 }
 
 const post = async (url: string, path: string, body: unknown, headers: Record<string, string> = {}) => {
-  const res = await fetch(`${url}${path}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
+  const res = await fetch(`${url}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify(body),
+  });
   return { status: res.status, body: (await res.json()) as Record<string, string> };
 };
 async function signin(url: string, sub: string) {
@@ -131,7 +158,9 @@ async function signin(url: string, sub: string) {
   return r.body as { user_id: string; access_token: string; refresh_token: string };
 }
 const kids = async (url: string) =>
-  ((await (await fetch(`${url}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] }).keys.map((k) => k.kid).sort();
+  ((await (await fetch(`${url}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] }).keys
+    .map((k) => k.kid)
+    .sort();
 const me = async (url: string, accessToken: string) => {
   const res = await fetch(`${url}/auth/me`, { headers: { authorization: `Bearer ${accessToken}` } });
   return { status: res.status, body: (await res.json()) as { id?: string } };
@@ -151,13 +180,17 @@ afterAll(async () => {
 
 describe("the image", () => {
   it("is named by CONTAINER_IMAGE (npm run test:container builds it)", () => {
-    expect(IMAGE, "CONTAINER_IMAGE is not set: run `npm run test:container`, which builds the image first").not.toBe("");
+    expect(IMAGE, "CONTAINER_IMAGE is not set: run `npm run test:container`, which builds the image first").not.toBe(
+      "",
+    );
     expect(podman(["image", "exists", IMAGE]).code, `no image ${IMAGE}`).toBe(0);
   });
 
   it("carries OCI labels, a HEALTHCHECK, a non-root user and node src/main.ts as its entry point", () => {
     const inspect = JSON.parse(podman(["image", "inspect", IMAGE]).stdout)[0] as {
-      Labels: Record<string, string>; Config: { User: string; Entrypoint: string[]; Env: string[] }; Healthcheck?: { Test: string[] };
+      Labels: Record<string, string>;
+      Config: { User: string; Entrypoint: string[]; Env: string[] };
+      Healthcheck?: { Test: string[] };
     };
     expect(inspect.Labels["org.opencontainers.image.title"]).toBe("idtoken-signin");
     expect(inspect.Labels["org.opencontainers.image.version"]).toMatch(/^\d+\.\d+\.\d+/);
@@ -206,7 +239,15 @@ describe("one container on a SQLite data volume", () => {
           dataFiles: fs.readdirSync("/data").sort(),
         }));`),
     ) as Record<string, unknown>;
-    expect(facts).toMatchObject({ uid: 10001, gid: 10001, pid1: ["node", "src/main.ts"], pid1Uid: "10001", app: "EROFS", etc: "EROFS", data: "written" });
+    expect(facts).toMatchObject({
+      uid: 10001,
+      gid: 10001,
+      pid1: ["node", "src/main.ts"],
+      pid1Uid: "10001",
+      app: "EROFS",
+      etc: "EROFS",
+      data: "written",
+    });
     expect(facts["dataFiles"]).toEqual(expect.arrayContaining(["key-encryption-key"]));
     expect(podman(["inspect", "--format", "{{.HostConfig.ReadonlyRootfs}}", first.name]).stdout.trim()).toBe("true");
   });
@@ -252,10 +293,15 @@ describe("two containers on one PostgreSQL", () => {
   const delayMs = 1500;
 
   beforeAll(async () => {
-    if (pgKind === null) throw new Error("TEST_DATABASE_URL is not set: eval \"$(bash .ci/postgres.sh start)\" first");
+    if (pgKind === null) throw new Error('TEST_DATABASE_URL is not set: eval "$(bash .ci/postgres.sh start)" first');
     db = await pgKind.create();
     const kek = file("kek", Buffer.alloc(32, 9).toString("base64"));
-    const env = { DATABASE_URL: db.url, KEY_ENCRYPTION_KEY_FILE: "/run/secrets/kek", MIGRATE_ON_START: "false", DATA_DIR: "" };
+    const env = {
+      DATABASE_URL: db.url,
+      KEY_ENCRYPTION_KEY_FILE: "/run/secrets/kek",
+      MIGRATE_ON_START: "false",
+      DATA_DIR: "",
+    };
     // Migrations once, as the compose file's and the Kubernetes Job do.
     const migrate = podman([...RUN, "-e", `DATABASE_URL=${db.url}`, IMAGE, "migrate"], 120_000);
     expect(migrate.code, migrate.stdout + migrate.stderr).toBe(0);
@@ -290,11 +336,15 @@ describe("two containers on one PostgreSQL", () => {
     // A request whose body is still arriving when the signal comes and when the drain begins.
     let inflight!: ReturnType<typeof request>;
     const response = new Promise<{ status: number; text: string }>((resolve, reject) => {
-      const req = request(`${c.url}/auth/id-token/signin`, { method: "POST", headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } }, (res) => {
-        let text = "";
-        res.on("data", (d: Buffer) => (text += d.toString()));
-        res.on("end", () => resolve({ status: res.statusCode!, text }));
-      });
+      const req = request(
+        `${c.url}/auth/id-token/signin`,
+        { method: "POST", headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } },
+        (res) => {
+          let text = "";
+          res.on("data", (d: Buffer) => (text += d.toString()));
+          res.on("end", () => resolve({ status: res.statusCode!, text }));
+        },
+      );
       req.on("error", reject);
       req.write(body.slice(0, 20));
       inflight = req;

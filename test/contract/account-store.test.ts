@@ -10,7 +10,9 @@ const client = { ip: "192.0.2.1", userAgent: "vitest", requestId: "req-1", devic
 let seq = 0;
 const unique = () => `${Date.now().toString(36)}${(seq++).toString(36)}`;
 
-function newUserWrite(opts: { subject?: string; username?: string; email?: string | null } = {}): AccountWrite & { kind: "create" } {
+function newUserWrite(
+  opts: { subject?: string; username?: string; email?: string | null } = {},
+): AccountWrite & { kind: "create" } {
   const id = `usr_${unique()}`;
   const email = opts.email === undefined ? `${id}@example.com` : opts.email;
   return {
@@ -41,8 +43,22 @@ function signinWrite(account: AccountWrite, at = new Date("2026-02-01T00:00:00Z"
   return {
     account,
     at,
-    session: { id: sessionId, userId, provider: "op", amr: ["fed"], client, createdAt: at, expiresAt: new Date(at.getTime() + 3600_000) },
-    refreshToken: { id: `rtk_${unique()}`, sessionId, tokenHash: `hash-${unique()}`, createdAt: at, expiresAt: new Date(at.getTime() + 3600_000) },
+    session: {
+      id: sessionId,
+      userId,
+      provider: "op",
+      amr: ["fed"],
+      client,
+      createdAt: at,
+      expiresAt: new Date(at.getTime() + 3600_000),
+    },
+    refreshToken: {
+      id: `rtk_${unique()}`,
+      sessionId,
+      tokenHash: `hash-${unique()}`,
+      createdAt: at,
+      expiresAt: new Date(at.getTime() + 3600_000),
+    },
     audit: { type: "signin.succeeded", at, userId, provider: "op", client },
   };
 }
@@ -64,232 +80,317 @@ const IMPLEMENTATIONS = {
   },
 };
 
-for (const kind of testDatabaseKinds()) for (const [impl, storeOf] of Object.entries(IMPLEMENTATIONS)) {
-  describe(`account store on ${kind.dialect} (${impl})`, kind.suiteOptions, () => {
-    const db = useMigratedDatabase(kind);
+for (const kind of testDatabaseKinds())
+  for (const [impl, storeOf] of Object.entries(IMPLEMENTATIONS)) {
+    describe(`account store on ${kind.dialect} (${impl})`, kind.suiteOptions, () => {
+      const db = useMigratedDatabase(kind);
 
-    const counts = async () => ({
-      users: await db().client.user.count(),
-      identities: await db().client.identity.count(),
-      sessions: await db().client.session.count(),
-      refreshTokens: await db().client.refreshToken.count(),
-      audit: await db().client.auditEvent.count(),
-    });
-
-    it("creates a user with its identity, session, refresh token and audit in one commit", async () => {
-      const store = storeOf(db());
-      const write = newUserWrite();
-      const user = await store.commitSignin(signinWrite(write));
-      expect(user).toMatchObject({ id: write.user.id, username: write.user.username, status: "active", emailVerified: true });
-      expect(user.createdAt.toISOString()).toBe("2026-01-15T10:30:00.000Z");
-      const found = await store.findByIdentity("https://op.example", write.identity.subject);
-      expect(found?.user.id).toBe(write.user.id);
-      expect(found?.identityId).toBe(write.identity.id);
-      expect(await store.findByIdentity("https://other.example", write.identity.subject)).toBeNull();
-    });
-
-    it("reports a lost identity race as SigninConflict(identity) and writes nothing of the loser", async () => {
-      const store = storeOf(db());
-      const first = newUserWrite();
-      await store.commitSignin(signinWrite(first));
-      const before = await counts();
-      const second = newUserWrite({ subject: first.identity.subject });
-      const err = await store.commitSignin(signinWrite(second)).catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(SigninConflict);
-      expect((err as SigninConflict).target).toBe("identity");
-      expect(await counts()).toEqual(before);
-    });
-
-    it("reports a taken username as SigninConflict(username) and rolls everything back", async () => {
-      const store = storeOf(db());
-      const first = newUserWrite();
-      await store.commitSignin(signinWrite(first));
-      const before = await counts();
-      const err = await store.commitSignin(signinWrite(newUserWrite({ username: first.user.username }))).catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(SigninConflict);
-      expect((err as SigninConflict).target).toBe("username");
-      expect(await counts()).toEqual(before);
-    });
-
-    it("links a new identity to an existing user and finds users by verified e-mail", async () => {
-      const store = storeOf(db());
-      const first = newUserWrite();
-      await store.commitSignin(signinWrite(first));
-      const owners = await store.findByVerifiedEmail(first.user.emailNormalized!);
-      expect(owners.map((u) => u.id)).toEqual([first.user.id]);
-      const link: AccountWrite = {
-        kind: "link",
-        userId: first.user.id,
-        identity: { id: `idn_${unique()}`, issuer: "https://second.example", subject: "s2", provider: "second", email: null, emailVerified: false },
-      };
-      const user = await store.commitSignin(signinWrite(link));
-      expect(user.id).toBe(first.user.id);
-      expect((await store.findByIdentity("https://second.example", "s2"))?.user.id).toBe(first.user.id);
-      expect(await db().client.identity.count({ where: { userId: first.user.id } })).toBe(2);
-    });
-
-    it("does not find unverified e-mail addresses", async () => {
-      const store = storeOf(db());
-      const w = newUserWrite();
-      w.user.emailVerified = false;
-      await store.commitSignin(signinWrite(w));
-      expect(await store.findByVerifiedEmail(w.user.emailNormalized!)).toEqual([]);
-    });
-
-    it("touches an existing link on a returning sign-in", async () => {
-      const store = storeOf(db());
-      const w = newUserWrite();
-      await store.commitSignin(signinWrite(w));
-      const later = signinWrite({ kind: "existing", userId: w.user.id, identityId: w.identity.id });
-      later.at = new Date("2026-03-01T00:00:00Z");
-      await store.commitSignin(later);
-      const identity = await db().client.identity.findUniqueOrThrow({ where: { id: w.identity.id } });
-      expect(identity.lastSigninAt.toISOString()).toBe("2026-03-01T00:00:00.000Z");
-      expect(await db().client.session.count({ where: { userId: w.user.id } })).toBe(2);
-    });
-
-    it("records audit events with their client detail", async () => {
-      const audit = storeOf(db());
-      await audit.record({ type: "signin.failed", at: new Date(), code: "id_token_expired", client, detail: { n: 1 } });
-      const row = await db().client.auditEvent.findFirstOrThrow({ where: { code: "id_token_expired" } });
-      expect(row).toMatchObject({ type: "signin.failed", ip: "192.0.2.1", userAgent: "vitest", requestId: "req-1", detail: '{"n":1}' });
-    });
-
-    it("counts recent failed sign-ins per address, without the limit's own refusals, up to a cap", async () => {
-      const audit = storeOf(db());
-      const ip = "198.51.100.77";
-      const at = (s: string) => new Date(`2026-04-01T00:${s}Z`);
-      const failed = (t: string, code: string, from = ip) =>
-        audit.record({ type: "signin.failed", at: at(t), code, client: { ...client, ip: from } });
-      await failed("00:00", "id_token_expired");
-      await failed("05:00", "id_token_expired");
-      await failed("06:00", "rate_limited");
-      await failed("07:00", "id_token_signature_invalid");
-      await failed("07:30", "id_token_expired", "198.51.100.78");
-      await audit.record({ type: "signin.succeeded", at: at("08:00"), client: { ...client, ip } });
-      expect(await audit.failuresFromIp(ip, at("01:00"), 10)).toBe(2);
-      expect(await audit.failuresFromIp(ip, at("00:00"), 10)).toBe(3);
-      expect(await audit.failuresFromIp(ip, at("00:00"), 2)).toBe(2);
-      expect(await audit.failuresFromIp("203.0.113.1", at("00:00"), 10)).toBe(0);
-    });
-
-    it("counts failures by the address's key (an IPv6 /64), keeping each row's own address", async () => {
-      const audit = storeOf(db());
-      const key = "2001:db8:77:1:0:0:0:0/64";
-      const at = new Date("2026-04-02T00:00:00Z");
-      for (const ip of ["2001:db8:77:1::1", "2001:db8:77:1::2", "2001:db8:77:1:ffff::3"]) {
-        await audit.record({ type: "signin.failed", at, code: "id_token_expired", client: { ...client, ip, addressKey: key } });
-      }
-      expect(await audit.failuresFromIp(key, new Date(at.getTime() - 1000), 10)).toBe(3);
-      expect(await audit.failuresFromIp("2001:db8:77:1::1", new Date(at.getTime() - 1000), 10)).toBe(0);
-      const rows = await db().client.auditEvent.findMany({ where: { addressKey: key }, select: { ip: true } });
-      expect(rows.map((r) => r.ip).sort()).toEqual(["2001:db8:77:1::1", "2001:db8:77:1::2", "2001:db8:77:1:ffff::3"].sort());
-    });
-
-    const since = new Date("2026-01-01T00:00:00Z");
-    const snapshotQuery = (w: ReturnType<typeof newUserWrite>, over: { deviceKey?: string; network?: string; subject?: string; trustedDevice?: string } = {}) => ({
-      issuer: "https://op.example",
-      subject: over.subject ?? w.identity.subject,
-      verifiedEmail: w.user.emailNormalized,
-      ipFailures: { ip: "203.0.113.250", since, cap: 30 },
-      history: { deviceKey: over.deviceKey ?? "id:dev-a", network: over.network ?? "192.0.2.0/24", failuresSince: since, trustedDevice: over.trustedDevice ?? null },
-    });
-
-    it("finds a presented device credential in the same read, for its own user only, and records its use in the write", async () => {
-      const store = storeOf(db());
-      const owner = newUserWrite();
-      const other = newUserWrite();
-      await store.commitSignin(signinWrite(owner));
-      await store.commitSignin(signinWrite(other));
-      const hash = `tdc-hash-${unique()}`;
-      const expiresAt = new Date("2026-03-01T00:00:00Z");
-      const created = new Date("2026-01-20T00:00:00Z");
-      await db().client.trustedDevice.create({
-        data: { id: `tdv_${unique()}`, userId: owner.user.id, credentialHash: hash, label: "firefox/linux", createdAt: created, lastUsedAt: created, expiresAt },
+      const counts = async () => ({
+        users: await db().client.user.count(),
+        identities: await db().client.identity.count(),
+        sessions: await db().client.session.count(),
+        refreshTokens: await db().client.refreshToken.count(),
+        audit: await db().client.auditEvent.count(),
       });
-      const mine = await store.readSignin(snapshotQuery(owner, { trustedDevice: hash }));
-      expect(mine.linked?.history?.trustedDevice).toEqual({ id: expect.stringMatching(/^tdv_/), expiresAt });
-      // Another user presenting the same credential finds nothing; nor does a read without one.
-      expect((await store.readSignin(snapshotQuery(other, { trustedDevice: hash }))).linked?.history?.trustedDevice).toBeNull();
-      expect((await store.readSignin(snapshotQuery(owner))).linked?.history?.trustedDevice).toBeNull();
-      expect((await store.readSignin(snapshotQuery(owner, { trustedDevice: "unknown" }))).linked?.history?.trustedDevice).toBeNull();
 
-      const id = mine.linked!.history!.trustedDevice!.id;
-      const at = new Date("2026-02-10T00:00:00Z");
-      await store.commitSignin({
-        ...signinWrite({ kind: "existing", userId: owner.user.id, identityId: owner.identity.id }, at),
-        seen: { deviceKey: null, network: null, geo: null, trustedDeviceId: id },
+      it("creates a user with its identity, session, refresh token and audit in one commit", async () => {
+        const store = storeOf(db());
+        const write = newUserWrite();
+        const user = await store.commitSignin(signinWrite(write));
+        expect(user).toMatchObject({
+          id: write.user.id,
+          username: write.user.username,
+          status: "active",
+          emailVerified: true,
+        });
+        expect(user.createdAt.toISOString()).toBe("2026-01-15T10:30:00.000Z");
+        const found = await store.findByIdentity("https://op.example", write.identity.subject);
+        expect(found?.user.id).toBe(write.user.id);
+        expect(found?.identityId).toBe(write.identity.id);
+        expect(await store.findByIdentity("https://other.example", write.identity.subject)).toBeNull();
       });
-      expect(await db().client.trustedDevice.findUniqueOrThrow({ where: { id } })).toMatchObject({ lastUsedAt: at, createdAt: created });
-    });
 
-    it("reads a returning sign-in at once: link, user with password time, risk history, address failures", async () => {
-      const store = storeOf(db());
-      const w = newUserWrite();
-      await store.commitSignin({
-        ...signinWrite(w),
-        seen: { deviceKey: "id:dev-a", network: "192.0.2.0/24", geo: { country: "DE", latitude: 52.5, longitude: 13.4 } },
+      it("reports a lost identity race as SigninConflict(identity) and writes nothing of the loser", async () => {
+        const store = storeOf(db());
+        const first = newUserWrite();
+        await store.commitSignin(signinWrite(first));
+        const before = await counts();
+        const second = newUserWrite({ subject: first.identity.subject });
+        const err = await store.commitSignin(signinWrite(second)).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(SigninConflict);
+        expect((err as SigninConflict).target).toBe("identity");
+        expect(await counts()).toEqual(before);
       });
-      const snap = await store.readSignin(snapshotQuery(w));
-      expect(snap.linked?.identityId).toBe(w.identity.id);
-      expect(snap.linked?.user).toMatchObject({ id: w.user.id, username: w.user.username, status: "active", lockedUntil: null, passwordChangedAt: null });
-      expect(snap.linked?.user.createdAt.toISOString()).toBe("2026-01-15T10:30:00.000Z");
-      expect(snap.linked?.history).toEqual({
-        lastSigninAt: new Date("2026-02-01T00:00:00Z"),
-        deviceKnown: true,
-        trustedDevice: null,
-        hasHistory: true,
-        networkKnown: true,
-        countries: ["DE"],
-        lastLocation: { latitude: 52.5, longitude: 13.4, at: new Date("2026-02-01T00:00:00Z") },
-        recentFailures: 0,
-        methods: [],
+
+      it("reports a taken username as SigninConflict(username) and rolls everything back", async () => {
+        const store = storeOf(db());
+        const first = newUserWrite();
+        await store.commitSignin(signinWrite(first));
+        const before = await counts();
+        const err = await store
+          .commitSignin(signinWrite(newUserWrite({ username: first.user.username })))
+          .catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(SigninConflict);
+        expect((err as SigninConflict).target).toBe("username");
+        expect(await counts()).toEqual(before);
       });
-      expect(snap.emailOwners).toEqual([]);
-      expect(snap.ipFailures).toBe(0);
-      const elsewhere = await store.readSignin(snapshotQuery(w, { deviceKey: "id:other", network: "198.51.100.0/24" }));
-      expect(elsewhere.linked?.history).toMatchObject({ deviceKnown: false, hasHistory: true, networkKnown: false, countries: ["DE"] });
-      const noHistory = await store.readSignin({ ...snapshotQuery(w), history: null });
-      expect(noHistory.linked?.history).toBeNull();
-    });
 
-    it("reads a new identity's verified e-mail owners and the address's failures, up to the cap", async () => {
-      const store = storeOf(db());
-      const w = newUserWrite();
-      await store.commitSignin(signinWrite(w));
-      const ip = `192.0.2.${100 + (seq++ % 100)}`;
-      for (const code of ["id_token_expired", "id_token_expired", "rate_limited", "id_token_signature_invalid"]) {
-        await store.record({ type: "signin.failed", at: new Date("2026-02-02T00:00:00Z"), code, client: { ...client, ip } });
-      }
-      const q = { ...snapshotQuery(w, { subject: `new-${unique()}` }), ipFailures: { ip, since, cap: 30 } };
-      const snap = await store.readSignin(q);
-      expect(snap.linked).toBeNull();
-      expect(snap.emailOwners.map((u) => [u.id, u.passwordChangedAt])).toEqual([[w.user.id, null]]);
-      expect(snap.ipFailures).toBe(3);
-      expect((await store.readSignin({ ...q, ipFailures: { ip, since, cap: 2 } })).ipFailures).toBe(2);
-      expect((await store.readSignin({ ...q, verifiedEmail: null })).emailOwners).toEqual([]);
-    });
+      it("links a new identity to an existing user and finds users by verified e-mail", async () => {
+        const store = storeOf(db());
+        const first = newUserWrite();
+        await store.commitSignin(signinWrite(first));
+        const owners = await store.findByVerifiedEmail(first.user.emailNormalized!);
+        expect(owners.map((u) => u.id)).toEqual([first.user.id]);
+        const link: AccountWrite = {
+          kind: "link",
+          userId: first.user.id,
+          identity: {
+            id: `idn_${unique()}`,
+            issuer: "https://second.example",
+            subject: "s2",
+            provider: "second",
+            email: null,
+            emailVerified: false,
+          },
+        };
+        const user = await store.commitSignin(signinWrite(link));
+        expect(user.id).toBe(first.user.id);
+        expect((await store.findByIdentity("https://second.example", "s2"))?.user.id).toBe(first.user.id);
+        expect(await db().client.identity.count({ where: { userId: first.user.id } })).toBe(2);
+      });
 
-    it("re-checks the user's status inside the write: disabled or locked since the read, nothing is written", async () => {
-      const store = storeOf(db());
-      const w = newUserWrite();
-      await store.commitSignin(signinWrite(w));
-      const again = () => signinWrite({ kind: "existing", userId: w.user.id, identityId: w.identity.id });
-      await db().client.user.update({ where: { id: w.user.id }, data: { status: "disabled" } });
-      let before = await counts();
-      let err = await store.commitSignin(again()).catch((e: unknown) => e);
-      expect((err as SigninConflict).target).toBe("status");
-      expect(await counts()).toEqual(before);
-      // A lock still running refuses; one that ended (before the sign-in's time) does not.
-      await db().client.user.update({ where: { id: w.user.id }, data: { status: "locked", lockedUntil: new Date("2026-02-01T00:00:01Z") } });
-      before = await counts();
-      err = await store.commitSignin(again()).catch((e: unknown) => e);
-      expect((err as SigninConflict).target).toBe("status");
-      expect(await counts()).toEqual(before);
-      await db().client.user.update({ where: { id: w.user.id }, data: { lockedUntil: new Date("2026-01-31T23:59:59Z") } });
-      const user = await store.commitSignin(again());
-      expect(user).toMatchObject({ id: w.user.id, status: "locked" });
-      expect((await counts()).sessions).toBe(before.sessions + 1);
+      it("does not find unverified e-mail addresses", async () => {
+        const store = storeOf(db());
+        const w = newUserWrite();
+        w.user.emailVerified = false;
+        await store.commitSignin(signinWrite(w));
+        expect(await store.findByVerifiedEmail(w.user.emailNormalized!)).toEqual([]);
+      });
+
+      it("touches an existing link on a returning sign-in", async () => {
+        const store = storeOf(db());
+        const w = newUserWrite();
+        await store.commitSignin(signinWrite(w));
+        const later = signinWrite({ kind: "existing", userId: w.user.id, identityId: w.identity.id });
+        later.at = new Date("2026-03-01T00:00:00Z");
+        await store.commitSignin(later);
+        const identity = await db().client.identity.findUniqueOrThrow({ where: { id: w.identity.id } });
+        expect(identity.lastSigninAt.toISOString()).toBe("2026-03-01T00:00:00.000Z");
+        expect(await db().client.session.count({ where: { userId: w.user.id } })).toBe(2);
+      });
+
+      it("records audit events with their client detail", async () => {
+        const audit = storeOf(db());
+        await audit.record({
+          type: "signin.failed",
+          at: new Date(),
+          code: "id_token_expired",
+          client,
+          detail: { n: 1 },
+        });
+        const row = await db().client.auditEvent.findFirstOrThrow({ where: { code: "id_token_expired" } });
+        expect(row).toMatchObject({
+          type: "signin.failed",
+          ip: "192.0.2.1",
+          userAgent: "vitest",
+          requestId: "req-1",
+          detail: '{"n":1}',
+        });
+      });
+
+      it("counts recent failed sign-ins per address, without the limit's own refusals, up to a cap", async () => {
+        const audit = storeOf(db());
+        const ip = "198.51.100.77";
+        const at = (s: string) => new Date(`2026-04-01T00:${s}Z`);
+        const failed = (t: string, code: string, from = ip) =>
+          audit.record({ type: "signin.failed", at: at(t), code, client: { ...client, ip: from } });
+        await failed("00:00", "id_token_expired");
+        await failed("05:00", "id_token_expired");
+        await failed("06:00", "rate_limited");
+        await failed("07:00", "id_token_signature_invalid");
+        await failed("07:30", "id_token_expired", "198.51.100.78");
+        await audit.record({ type: "signin.succeeded", at: at("08:00"), client: { ...client, ip } });
+        expect(await audit.failuresFromIp(ip, at("01:00"), 10)).toBe(2);
+        expect(await audit.failuresFromIp(ip, at("00:00"), 10)).toBe(3);
+        expect(await audit.failuresFromIp(ip, at("00:00"), 2)).toBe(2);
+        expect(await audit.failuresFromIp("203.0.113.1", at("00:00"), 10)).toBe(0);
+      });
+
+      it("counts failures by the address's key (an IPv6 /64), keeping each row's own address", async () => {
+        const audit = storeOf(db());
+        const key = "2001:db8:77:1:0:0:0:0/64";
+        const at = new Date("2026-04-02T00:00:00Z");
+        for (const ip of ["2001:db8:77:1::1", "2001:db8:77:1::2", "2001:db8:77:1:ffff::3"]) {
+          await audit.record({
+            type: "signin.failed",
+            at,
+            code: "id_token_expired",
+            client: { ...client, ip, addressKey: key },
+          });
+        }
+        expect(await audit.failuresFromIp(key, new Date(at.getTime() - 1000), 10)).toBe(3);
+        expect(await audit.failuresFromIp("2001:db8:77:1::1", new Date(at.getTime() - 1000), 10)).toBe(0);
+        const rows = await db().client.auditEvent.findMany({ where: { addressKey: key }, select: { ip: true } });
+        expect(rows.map((r) => r.ip).sort()).toEqual(
+          ["2001:db8:77:1::1", "2001:db8:77:1::2", "2001:db8:77:1:ffff::3"].sort(),
+        );
+      });
+
+      const since = new Date("2026-01-01T00:00:00Z");
+      const snapshotQuery = (
+        w: ReturnType<typeof newUserWrite>,
+        over: { deviceKey?: string; network?: string; subject?: string; trustedDevice?: string } = {},
+      ) => ({
+        issuer: "https://op.example",
+        subject: over.subject ?? w.identity.subject,
+        verifiedEmail: w.user.emailNormalized,
+        ipFailures: { ip: "203.0.113.250", since, cap: 30 },
+        history: {
+          deviceKey: over.deviceKey ?? "id:dev-a",
+          network: over.network ?? "192.0.2.0/24",
+          failuresSince: since,
+          trustedDevice: over.trustedDevice ?? null,
+        },
+      });
+
+      it("finds a presented device credential in the same read, for its own user only, and records its use in the write", async () => {
+        const store = storeOf(db());
+        const owner = newUserWrite();
+        const other = newUserWrite();
+        await store.commitSignin(signinWrite(owner));
+        await store.commitSignin(signinWrite(other));
+        const hash = `tdc-hash-${unique()}`;
+        const expiresAt = new Date("2026-03-01T00:00:00Z");
+        const created = new Date("2026-01-20T00:00:00Z");
+        await db().client.trustedDevice.create({
+          data: {
+            id: `tdv_${unique()}`,
+            userId: owner.user.id,
+            credentialHash: hash,
+            label: "firefox/linux",
+            createdAt: created,
+            lastUsedAt: created,
+            expiresAt,
+          },
+        });
+        const mine = await store.readSignin(snapshotQuery(owner, { trustedDevice: hash }));
+        expect(mine.linked?.history?.trustedDevice).toEqual({ id: expect.stringMatching(/^tdv_/), expiresAt });
+        // Another user presenting the same credential finds nothing; nor does a read without one.
+        expect(
+          (await store.readSignin(snapshotQuery(other, { trustedDevice: hash }))).linked?.history?.trustedDevice,
+        ).toBeNull();
+        expect((await store.readSignin(snapshotQuery(owner))).linked?.history?.trustedDevice).toBeNull();
+        expect(
+          (await store.readSignin(snapshotQuery(owner, { trustedDevice: "unknown" }))).linked?.history?.trustedDevice,
+        ).toBeNull();
+
+        const id = mine.linked!.history!.trustedDevice!.id;
+        const at = new Date("2026-02-10T00:00:00Z");
+        await store.commitSignin({
+          ...signinWrite({ kind: "existing", userId: owner.user.id, identityId: owner.identity.id }, at),
+          seen: { deviceKey: null, network: null, geo: null, trustedDeviceId: id },
+        });
+        expect(await db().client.trustedDevice.findUniqueOrThrow({ where: { id } })).toMatchObject({
+          lastUsedAt: at,
+          createdAt: created,
+        });
+      });
+
+      it("reads a returning sign-in at once: link, user with password time, risk history, address failures", async () => {
+        const store = storeOf(db());
+        const w = newUserWrite();
+        await store.commitSignin({
+          ...signinWrite(w),
+          seen: {
+            deviceKey: "id:dev-a",
+            network: "192.0.2.0/24",
+            geo: { country: "DE", latitude: 52.5, longitude: 13.4 },
+          },
+        });
+        const snap = await store.readSignin(snapshotQuery(w));
+        expect(snap.linked?.identityId).toBe(w.identity.id);
+        expect(snap.linked?.user).toMatchObject({
+          id: w.user.id,
+          username: w.user.username,
+          status: "active",
+          lockedUntil: null,
+          passwordChangedAt: null,
+        });
+        expect(snap.linked?.user.createdAt.toISOString()).toBe("2026-01-15T10:30:00.000Z");
+        expect(snap.linked?.history).toEqual({
+          lastSigninAt: new Date("2026-02-01T00:00:00Z"),
+          deviceKnown: true,
+          trustedDevice: null,
+          hasHistory: true,
+          networkKnown: true,
+          countries: ["DE"],
+          lastLocation: { latitude: 52.5, longitude: 13.4, at: new Date("2026-02-01T00:00:00Z") },
+          recentFailures: 0,
+          methods: [],
+        });
+        expect(snap.emailOwners).toEqual([]);
+        expect(snap.ipFailures).toBe(0);
+        const elsewhere = await store.readSignin(
+          snapshotQuery(w, { deviceKey: "id:other", network: "198.51.100.0/24" }),
+        );
+        expect(elsewhere.linked?.history).toMatchObject({
+          deviceKnown: false,
+          hasHistory: true,
+          networkKnown: false,
+          countries: ["DE"],
+        });
+        const noHistory = await store.readSignin({ ...snapshotQuery(w), history: null });
+        expect(noHistory.linked?.history).toBeNull();
+      });
+
+      it("reads a new identity's verified e-mail owners and the address's failures, up to the cap", async () => {
+        const store = storeOf(db());
+        const w = newUserWrite();
+        await store.commitSignin(signinWrite(w));
+        const ip = `192.0.2.${100 + (seq++ % 100)}`;
+        for (const code of ["id_token_expired", "id_token_expired", "rate_limited", "id_token_signature_invalid"]) {
+          await store.record({
+            type: "signin.failed",
+            at: new Date("2026-02-02T00:00:00Z"),
+            code,
+            client: { ...client, ip },
+          });
+        }
+        const q = { ...snapshotQuery(w, { subject: `new-${unique()}` }), ipFailures: { ip, since, cap: 30 } };
+        const snap = await store.readSignin(q);
+        expect(snap.linked).toBeNull();
+        expect(snap.emailOwners.map((u) => [u.id, u.passwordChangedAt])).toEqual([[w.user.id, null]]);
+        expect(snap.ipFailures).toBe(3);
+        expect((await store.readSignin({ ...q, ipFailures: { ip, since, cap: 2 } })).ipFailures).toBe(2);
+        expect((await store.readSignin({ ...q, verifiedEmail: null })).emailOwners).toEqual([]);
+      });
+
+      it("re-checks the user's status inside the write: disabled or locked since the read, nothing is written", async () => {
+        const store = storeOf(db());
+        const w = newUserWrite();
+        await store.commitSignin(signinWrite(w));
+        const again = () => signinWrite({ kind: "existing", userId: w.user.id, identityId: w.identity.id });
+        await db().client.user.update({ where: { id: w.user.id }, data: { status: "disabled" } });
+        let before = await counts();
+        let err = await store.commitSignin(again()).catch((e: unknown) => e);
+        expect((err as SigninConflict).target).toBe("status");
+        expect(await counts()).toEqual(before);
+        // A lock still running refuses; one that ended (before the sign-in's time) does not.
+        await db().client.user.update({
+          where: { id: w.user.id },
+          data: { status: "locked", lockedUntil: new Date("2026-02-01T00:00:01Z") },
+        });
+        before = await counts();
+        err = await store.commitSignin(again()).catch((e: unknown) => e);
+        expect((err as SigninConflict).target).toBe("status");
+        expect(await counts()).toEqual(before);
+        await db().client.user.update({
+          where: { id: w.user.id },
+          data: { lockedUntil: new Date("2026-01-31T23:59:59Z") },
+        });
+        const user = await store.commitSignin(again());
+        expect(user).toMatchObject({ id: w.user.id, status: "locked" });
+        expect((await counts()).sessions).toBe(before.sessions + 1);
+      });
     });
-  });
-}
+  }

@@ -25,14 +25,16 @@ for (const kind of testDatabaseKinds()) {
     const store = () => createAdminStore(db().client);
 
     /** A user row with one identity per provider given; returns its id and its identities' ids. */
-    async function storedUser(o: {
-      createdAt?: Date;
-      email?: string | null;
-      emailVerified?: boolean;
-      status?: UserStatus;
-      providers?: string[];
-      password?: Date;
-    } = {}) {
+    async function storedUser(
+      o: {
+        createdAt?: Date;
+        email?: string | null;
+        emailVerified?: boolean;
+        status?: UserStatus;
+        providers?: string[];
+        password?: Date;
+      } = {},
+    ) {
       const id = `usr_${uid()}`;
       const email = o.email === undefined ? `${id}@example.com` : o.email;
       const identities = (o.providers ?? ["op"]).map((provider, i) => ({
@@ -83,8 +85,12 @@ for (const kind of testDatabaseKinds()) {
     async function trustedDevice(userId: string) {
       await db().client.trustedDevice.create({
         data: {
-          id: `tdv_${uid()}`, userId, credentialHash: `h-${uid()}`,
-          createdAt: at, lastUsedAt: at, expiresAt: hours(24 * 30),
+          id: `tdv_${uid()}`,
+          userId,
+          credentialHash: `h-${uid()}`,
+          createdAt: at,
+          lastUsedAt: at,
+          expiresAt: hours(24 * 30),
         },
       });
     }
@@ -104,8 +110,11 @@ for (const kind of testDatabaseKinds()) {
       await db().client.user.update({
         where: { id },
         data: {
-          status: "locked", lockedUntil: hours(2), statusReason: "fraud review",
-          mustChangePassword: true, lastSigninAt: hours(1),
+          status: "locked",
+          lockedUntil: hours(2),
+          statusReason: "fraud review",
+          mustChangePassword: true,
+          lastSigninAt: hours(1),
         },
       });
       const row = await db().client.user.findUniqueOrThrow({ where: { id } });
@@ -130,8 +139,11 @@ for (const kind of testDatabaseKinds()) {
 
       // No local password, never signed in: both null.
       const plain = await storedUser();
-      expect(await store().findUserById(plain.id))
-        .toMatchObject({ passwordChangedAt: null, lastSigninAt: null, statusReason: null });
+      expect(await store().findUserById(plain.id)).toMatchObject({
+        passwordChangedAt: null,
+        lastSigninAt: null,
+        statusReason: null,
+      });
     });
 
     it("finds every user with a normalized e-mail, verified or not, oldest first, at most 20", async () => {
@@ -139,8 +151,10 @@ for (const kind of testDatabaseKinds()) {
       const older = await storedUser({ email, emailVerified: false, createdAt: hours(-2) });
       const newer = await storedUser({ email, createdAt: hours(-1) });
       await storedUser({ email: `other-${uid()}@example.com` });
-      expect((await store().findUsersByEmail(email)).map((u) => [u.id, u.emailVerified]))
-        .toEqual([[older.id, false], [newer.id, true]]);
+      expect((await store().findUsersByEmail(email)).map((u) => [u.id, u.emailVerified])).toEqual([
+        [older.id, false],
+        [newer.id, true],
+      ]);
       expect(await store().findUsersByEmail(`nobody-${uid()}@example.com`)).toEqual([]);
 
       const many = `many-${uid()}@example.com`;
@@ -185,12 +199,24 @@ for (const kind of testDatabaseKinds()) {
       expect(detail?.user).toEqual(await store().findUserById(id));
       expect(detail?.identities).toEqual([
         {
-          id: identityIds[0], issuer: "https://acme.example", subject: expect.any(String), provider: "acme",
-          email: `${id}@example.com`, emailVerified: true, createdAt: hours(0), lastSigninAt: hours(1),
+          id: identityIds[0],
+          issuer: "https://acme.example",
+          subject: expect.any(String),
+          provider: "acme",
+          email: `${id}@example.com`,
+          emailVerified: true,
+          createdAt: hours(0),
+          lastSigninAt: hours(1),
         },
         {
-          id: identityIds[1], issuer: "https://other.example", subject: expect.any(String), provider: "other",
-          email: `${id}@example.com`, emailVerified: true, createdAt: hours(1), lastSigninAt: hours(2),
+          id: identityIds[1],
+          issuer: "https://other.example",
+          subject: expect.any(String),
+          provider: "other",
+          email: `${id}@example.com`,
+          emailVerified: true,
+          createdAt: hours(1),
+          lastSigninAt: hours(2),
         },
       ]);
       expect(detail?.activeSessions).toBe(2);
@@ -215,12 +241,20 @@ for (const kind of testDatabaseKinds()) {
       const requestId = `req-${uid()}`;
 
       const result = await store().setStatus({
-        userId: id, status: "locked", lockedUntil: hours(4), reason: "fraud review", at: hours(1),
-        revokeSessions: "user_locked", audit: auditOf("admin.user_locked", id, requestId),
+        userId: id,
+        status: "locked",
+        lockedUntil: hours(4),
+        reason: "fraud review",
+        at: hours(1),
+        revokeSessions: "user_locked",
+        audit: auditOf("admin.user_locked", id, requestId),
       });
       expect(result).toEqual({ revokedSessions: 2 });
-      expect(await store().findUserById(id))
-        .toMatchObject({ status: "locked", lockedUntil: hours(4), statusReason: "fraud review" });
+      expect(await store().findUserById(id)).toMatchObject({
+        status: "locked",
+        lockedUntil: hours(4),
+        statusReason: "fraud review",
+      });
       expect(await sessionsOf(id)).toEqual(
         [
           ...live.map((s) => ({ id: s, revokedAt: hours(1), revokedReason: "user_locked" })),
@@ -242,17 +276,29 @@ for (const kind of testDatabaseKinds()) {
       const s = await session(id);
       await trustedDevice(id);
       const disable = `req-${uid()}`;
-      expect(await store().setStatus({
-        userId: id, status: "disabled", lockedUntil: null, reason: null, at, revokeSessions: null,
-        audit: auditOf("admin.user_disabled", id, disable),
-      })).toEqual({ revokedSessions: 0 });
+      expect(
+        await store().setStatus({
+          userId: id,
+          status: "disabled",
+          lockedUntil: null,
+          reason: null,
+          at,
+          revokeSessions: null,
+          audit: auditOf("admin.user_disabled", id, disable),
+        }),
+      ).toEqual({ revokedSessions: 0 });
       expect(await sessionsOf(id)).toEqual([{ id: s, revokedAt: null, revokedReason: null }]);
       expect(await db().client.trustedDevice.count({ where: { userId: id } })).toBe(0);
       expect(JSON.parse((await auditRows(disable))[0]!.detail!)).toEqual({ actor: "ops", revoked_sessions: 0 });
 
       await trustedDevice(id);
       await store().setStatus({
-        userId: id, status: "active", lockedUntil: null, reason: null, at, revokeSessions: null,
+        userId: id,
+        status: "active",
+        lockedUntil: null,
+        reason: null,
+        at,
+        revokeSessions: null,
         audit: auditOf("admin.user_enabled", id, `req-${uid()}`),
       });
       expect(await store().findUserById(id)).toMatchObject({ status: "active", lockedUntil: null, statusReason: null });
@@ -263,8 +309,13 @@ for (const kind of testDatabaseKinds()) {
       const requestId = `req-${uid()}`;
       const error = await store()
         .setStatus({
-          userId: "usr_nobody", status: "disabled", lockedUntil: null, reason: null, at,
-          revokeSessions: "user_disabled", audit: auditOf("admin.user_disabled", "usr_nobody", requestId),
+          userId: "usr_nobody",
+          status: "disabled",
+          lockedUntil: null,
+          reason: null,
+          at,
+          revokeSessions: "user_disabled",
+          audit: auditOf("admin.user_disabled", "usr_nobody", requestId),
         })
         .catch((e: unknown) => e);
       expect(error).toMatchObject({ code: "P2025" }); // Prisma's "record to update not found"
@@ -276,8 +327,9 @@ for (const kind of testDatabaseKinds()) {
       const set = `req-${uid()}`;
       await store().setMustChangePassword(id, true, at, auditOf("admin.password_change_required", id, set));
       expect(await store().findUserById(id)).toMatchObject({ mustChangePassword: true });
-      expect(await auditRows(set))
-        .toEqual([expect.objectContaining({ type: "admin.password_change_required", userId: id })]);
+      expect(await auditRows(set)).toEqual([
+        expect.objectContaining({ type: "admin.password_change_required", userId: id }),
+      ]);
       await store().setMustChangePassword(id, false, at, auditOf("admin.password_change_cleared", id, `req-${uid()}`));
       expect(await store().findUserById(id)).toMatchObject({ mustChangePassword: false });
 
@@ -297,7 +349,11 @@ for (const kind of testDatabaseKinds()) {
       const requestId = `req-${uid()}`;
 
       const result = await store().unlinkIdentity({
-        userId: id, identityId: identityIds[0]!, allowLast: false, revokeSessionsOfProvider: "acme", at: hours(1),
+        userId: id,
+        identityId: identityIds[0]!,
+        allowLast: false,
+        revokeSessionsOfProvider: "acme",
+        at: hours(1),
         audit: auditOf("admin.identity_unlinked", id, requestId),
       });
       expect(result).toEqual({ kind: "unlinked", revokedSessions: 1 });
@@ -312,10 +368,16 @@ for (const kind of testDatabaseKinds()) {
     it("unlinks without revoking when no provider is named", async () => {
       const { id, identityIds } = await storedUser({ providers: ["acme", "other"] });
       const s = await session(id, { provider: "acme" });
-      expect(await store().unlinkIdentity({
-        userId: id, identityId: identityIds[0]!, allowLast: false, revokeSessionsOfProvider: null, at,
-        audit: auditOf("admin.identity_unlinked", id, `req-${uid()}`),
-      })).toEqual({ kind: "unlinked", revokedSessions: 0 });
+      expect(
+        await store().unlinkIdentity({
+          userId: id,
+          identityId: identityIds[0]!,
+          allowLast: false,
+          revokeSessionsOfProvider: null,
+          at,
+          audit: auditOf("admin.identity_unlinked", id, `req-${uid()}`),
+        }),
+      ).toEqual({ kind: "unlinked", revokedSessions: 0 });
       expect(await sessionsOf(id)).toEqual([{ id: s, revokedAt: null, revokedReason: null }]);
     });
 
@@ -325,7 +387,11 @@ for (const kind of testDatabaseKinds()) {
       const other = await storedUser({ providers: ["acme", "other"] });
       const unlink = (userId: string, identityId: string, allowLast: boolean, requestId: string) =>
         store().unlinkIdentity({
-          userId, identityId, allowLast, revokeSessionsOfProvider: "acme", at,
+          userId,
+          identityId,
+          allowLast,
+          revokeSessionsOfProvider: "acme",
+          at,
           audit: auditOf("admin.identity_unlinked", userId, requestId),
         });
       const refusals = [`req-${uid()}`, `req-${uid()}`, `req-${uid()}`];
@@ -346,7 +412,11 @@ for (const kind of testDatabaseKinds()) {
     it("lists a user's audit trail newest first (ties by id), up to the limit, with its detail parsed", async () => {
       const { id } = await storedUser();
       const row = (suffix: string, when: Date, detail: string | null) => ({
-        id: `evt_${uid()}_${suffix}`, at: when, type: `t.${suffix}`, userId: id, detail,
+        id: `evt_${uid()}_${suffix}`,
+        at: when,
+        type: `t.${suffix}`,
+        userId: id,
+        detail,
       });
       const rows = [
         row("object", hours(1), JSON.stringify({ revoked_sessions: 2 })),
@@ -356,12 +426,20 @@ for (const kind of testDatabaseKinds()) {
         row("oldest", hours(0), null),
       ];
       await db().client.auditEvent.createMany({
-        data: rows.map((r, i) => (i === 0
-          ? {
-              ...r, code: "c", provider: "acme", issuer: "https://acme.example", subject: "s", ip: "192.0.2.9",
-              userAgent: "ua", requestId: "r1",
-            }
-          : r)),
+        data: rows.map((r, i) =>
+          i === 0
+            ? {
+                ...r,
+                code: "c",
+                provider: "acme",
+                issuer: "https://acme.example",
+                subject: "s",
+                ip: "192.0.2.9",
+                userAgent: "ua",
+                requestId: "r1",
+              }
+            : r,
+        ),
       });
       await db().client.auditEvent.create({
         data: { id: `evt_${uid()}`, at: hours(9), type: "someone.else", userId: `usr_${uid()}` },
@@ -369,13 +447,25 @@ for (const kind of testDatabaseKinds()) {
 
       const [sameTimeFirst, sameTimeSecond] = [rows[2]!, rows[3]!].sort((x, y) => (x.id < y.id ? 1 : -1));
       const entries = await store().listAudit(id, 10);
-      expect(entries.map((e) => e.id))
-        .toEqual([sameTimeFirst!.id, sameTimeSecond!.id, rows[1]!.id, rows[0]!.id, rows[4]!.id]);
+      expect(entries.map((e) => e.id)).toEqual([
+        sameTimeFirst!.id,
+        sameTimeSecond!.id,
+        rows[1]!.id,
+        rows[0]!.id,
+        rows[4]!.id,
+      ]);
       for (const e of entries) expect(e).not.toHaveProperty("userId");
       const byType = new Map(entries.map((e) => [e.type, e]));
       expect(byType.get("t.object")).toMatchObject({
-        at: hours(1), code: "c", provider: "acme", issuer: "https://acme.example", subject: "s", ip: "192.0.2.9",
-        userAgent: "ua", requestId: "r1", detail: { revoked_sessions: 2 },
+        at: hours(1),
+        code: "c",
+        provider: "acme",
+        issuer: "https://acme.example",
+        subject: "s",
+        ip: "192.0.2.9",
+        userAgent: "ua",
+        requestId: "r1",
+        detail: { revoked_sessions: 2 },
       });
       expect(byType.get("t.array")).toMatchObject({ code: null, provider: null, ip: null, detail: { value: [1, 2] } });
       expect(byType.get("t.garbled")?.detail).toEqual({ raw: "{not json" });

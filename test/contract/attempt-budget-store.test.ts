@@ -24,12 +24,41 @@ for (const kind of testDatabaseKinds()) {
       await createAccountStore(db().client).commitSignin({
         account: {
           kind: "create",
-          user: { id: userId, username: `u${uid()}`, email: null, emailNormalized: null, emailVerified: false, phone: null, createdAt: at },
-          identity: { id: `idn_${uid()}`, issuer: "https://op", subject: uid(), provider: "op", email: null, emailVerified: false },
+          user: {
+            id: userId,
+            username: `u${uid()}`,
+            email: null,
+            emailNormalized: null,
+            emailVerified: false,
+            phone: null,
+            createdAt: at,
+          },
+          identity: {
+            id: `idn_${uid()}`,
+            issuer: "https://op",
+            subject: uid(),
+            provider: "op",
+            email: null,
+            emailVerified: false,
+          },
         },
         at,
-        session: { id: sessionId, userId, provider: "op", amr: ["fed"], client, createdAt: at, expiresAt: new Date(at.getTime() + 86_400_000) },
-        refreshToken: { id: `rtk_${uid()}`, sessionId, tokenHash: `h-${uid()}`, createdAt: at, expiresAt: new Date(at.getTime() + 86_400_000) },
+        session: {
+          id: sessionId,
+          userId,
+          provider: "op",
+          amr: ["fed"],
+          client,
+          createdAt: at,
+          expiresAt: new Date(at.getTime() + 86_400_000),
+        },
+        refreshToken: {
+          id: `rtk_${uid()}`,
+          sessionId,
+          tokenHash: `h-${uid()}`,
+          createdAt: at,
+          expiresAt: new Date(at.getTime() + 86_400_000),
+        },
         audit: { type: "signin.succeeded", at, userId, client },
       });
       return userId;
@@ -39,7 +68,9 @@ for (const kind of testDatabaseKinds()) {
       const budget = createAttemptBudgetStore(db().client);
       const userId = await newUser();
       const results = await Promise.all(
-        Array.from({ length: 40 }, () => budget.reserve("current_password", { userId, since, max: 10, now: at, client })),
+        Array.from({ length: 40 }, () =>
+          budget.reserve("current_password", { userId, since, max: 10, now: at, client }),
+        ),
       );
       expect(results.filter((r) => r.kind === "reserved")).toHaveLength(10);
       expect(results.filter((r) => r.kind === "exhausted")).toHaveLength(30);
@@ -50,21 +81,46 @@ for (const kind of testDatabaseKinds()) {
       const budget = createAttemptBudgetStore(db().client);
       const userId = await newUser();
       const old = await db().client.auditEvent.create({
-        data: { id: `evt_${uid()}`, at: new Date(since.getTime() - 1000), type: "mfa.code_failed", code: "mfa_code_invalid", userId },
+        data: {
+          id: `evt_${uid()}`,
+          at: new Date(since.getTime() - 1000),
+          type: "mfa.code_failed",
+          code: "mfa_code_invalid",
+          userId,
+        },
       });
       expect(old.id).toMatch(/^evt_/);
-      const a = await budget.reserve("second_factor_code", { userId, since, max: 2, now: at, client, detail: { action: "step_up" } });
+      const a = await budget.reserve("second_factor_code", {
+        userId,
+        since,
+        max: 2,
+        now: at,
+        client,
+        detail: { action: "step_up" },
+      });
       const b = await budget.reserve("second_factor_code", { userId, since, max: 2, now: at, client });
       expect([a.kind, b.kind]).toEqual(["reserved", "reserved"]);
-      expect((await budget.reserve("second_factor_code", { userId, since, max: 2, now: at, client })).kind).toBe("exhausted");
+      expect((await budget.reserve("second_factor_code", { userId, since, max: 2, now: at, client })).kind).toBe(
+        "exhausted",
+      );
       await budget.fail((a as { id: string }).id, "mfa_code_invalid");
       await budget.release((b as { id: string }).id);
-      const rows = await db().client.auditEvent.findMany({ where: { userId, type: "mfa.code_failed", at: { gte: since } } });
-      expect(rows.map((r) => [r.code, r.detail])).toEqual([["mfa_code_invalid", JSON.stringify({ action: "step_up" })]]);
+      const rows = await db().client.auditEvent.findMany({
+        where: { userId, type: "mfa.code_failed", at: { gte: since } },
+      });
+      expect(rows.map((r) => [r.code, r.detail])).toEqual([
+        ["mfa_code_invalid", JSON.stringify({ action: "step_up" })],
+      ]);
       // One slot free again; the password budget is another budget.
-      expect((await budget.reserve("second_factor_code", { userId, since, max: 2, now: at, client })).kind).toBe("reserved");
-      expect((await budget.reserve("second_factor_code", { userId, since, max: 2, now: at, client })).kind).toBe("exhausted");
-      expect((await budget.reserve("current_password", { userId, since, max: 2, now: at, client })).kind).toBe("reserved");
+      expect((await budget.reserve("second_factor_code", { userId, since, max: 2, now: at, client })).kind).toBe(
+        "reserved",
+      );
+      expect((await budget.reserve("second_factor_code", { userId, since, max: 2, now: at, client })).kind).toBe(
+        "exhausted",
+      );
+      expect((await budget.reserve("current_password", { userId, since, max: 2, now: at, client })).kind).toBe(
+        "reserved",
+      );
     });
   });
 }

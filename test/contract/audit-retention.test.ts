@@ -11,9 +11,17 @@ for (const kind of testDatabaseKinds()) {
     const db = useMigratedDatabase(kind, { poolSize: 4, statementTimeoutMs: 10_000 });
 
     it("purges every row older than the cut-off (more than one batch) and keeps the rest", async () => {
-      const row = (i: number, at: Date) => ({ id: `evt_${kind.dialect}_${i}`, at, type: "signin.failed", code: "id_token_expired", ip: "203.0.113.1" });
+      const row = (i: number, at: Date) => ({
+        id: `evt_${kind.dialect}_${i}`,
+        at,
+        type: "signin.failed",
+        code: "id_token_expired",
+        ip: "203.0.113.1",
+      });
       const old = Array.from({ length: 5_300 }, (_, i) => row(i, new Date(now.getTime() - 91 * DAY - i * 1000)));
-      const recent = Array.from({ length: 40 }, (_, i) => row(10_000 + i, new Date(now.getTime() - 89 * DAY + i * 1000)));
+      const recent = Array.from({ length: 40 }, (_, i) =>
+        row(10_000 + i, new Date(now.getTime() - 89 * DAY + i * 1000)),
+      );
       await db().client.auditEvent.createMany({ data: [...old, ...recent] });
 
       const purged = await createAuditLog(db().client).purgeAuditBefore(new Date(now.getTime() - 90 * DAY));

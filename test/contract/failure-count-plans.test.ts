@@ -26,8 +26,14 @@ describe("failure counts on postgresql read a few pages, whatever the successes"
     client = new pg.Client({ connectionString: t.database.url });
     await client.connect();
     userId = "usr_plan";
-    await client.query(`INSERT INTO users (id, username, status, must_change_password, created_at, updated_at) VALUES ($1, 'plan', 'active', false, now(), now())`, [userId]);
-    await client.query(`INSERT INTO identities (id, user_id, issuer, subject, provider, created_at) VALUES ('idn_plan', $1, 'https://op.test', 'plan', 'dev', now())`, [userId]);
+    await client.query(
+      `INSERT INTO users (id, username, status, must_change_password, created_at, updated_at) VALUES ($1, 'plan', 'active', false, now(), now())`,
+      [userId],
+    );
+    await client.query(
+      `INSERT INTO identities (id, user_id, issuer, subject, provider, created_at) VALUES ('idn_plan', $1, 'https://op.test', 'plan', 'dev', now())`,
+      [userId],
+    );
     // A busy address and a busy user: many successful sign-ins in the window, no failure.
     await client.query(
       `INSERT INTO audit_events (id, at, type, user_id, ip, address_key, request_id)
@@ -42,13 +48,24 @@ describe("failure counts on postgresql read a few pages, whatever the successes"
   });
 
   /** Shared buffers (hit + read) the statement's generic plan touches, and its result row. */
-  async function pagesOf(name: string, sql: string, params: unknown[]): Promise<{ pages: number; row: Record<string, unknown> }> {
+  async function pagesOf(
+    name: string,
+    sql: string,
+    params: unknown[],
+  ): Promise<{ pages: number; row: Record<string, unknown> }> {
     await client.query(`PREPARE ${name} AS ${sql}`);
-    const literals = params.map((p) => (p === null ? "NULL" : typeof p === "number" ? String(p) : `'${String(p)}'`)).join(", ");
+    const literals = params
+      .map((p) => (p === null ? "NULL" : typeof p === "number" ? String(p) : `'${String(p)}'`))
+      .join(", ");
     const explain = await client.query(`EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE ${name}(${literals})`);
-    const plan = (explain.rows[0] as { "QUERY PLAN": [{ Plan: { "Shared Hit Blocks": number; "Shared Read Blocks": number } }] })["QUERY PLAN"][0].Plan;
+    const plan = (
+      explain.rows[0] as { "QUERY PLAN": [{ Plan: { "Shared Hit Blocks": number; "Shared Read Blocks": number } }] }
+    )["QUERY PLAN"][0].Plan;
     const result = await client.query(`EXECUTE ${name}(${literals})`);
-    return { pages: plan["Shared Hit Blocks"] + plan["Shared Read Blocks"], row: result.rows[0] as Record<string, unknown> };
+    return {
+      pages: plan["Shared Hit Blocks"] + plan["Shared Read Blocks"],
+      row: result.rows[0] as Record<string, unknown>,
+    };
   }
 
   it("the address's failures: none found, in a few pages", async () => {
@@ -61,7 +78,15 @@ describe("failure counts on postgresql read a few pages, whatever the successes"
   it("the sign-in read (the user's recent failures and the address's): none found, in a few pages", async () => {
     const since = new Date(Date.now() - 3_600_000).toISOString();
     const { pages, row } = await pagesOf("signin_read", signinReadSql("postgresql"), [
-      "https://op.test", "plan", null, since, ADDRESS, since, 30, null, null,
+      "https://op.test",
+      "plan",
+      null,
+      since,
+      ADDRESS,
+      since,
+      30,
+      null,
+      null,
     ]);
     expect(row["identity_id"]).toBe("idn_plan");
     expect(row["recent_failures"]).toBe(0);

@@ -63,7 +63,9 @@ for (const kind of testDatabaseKinds()) {
       await t?.close();
     });
 
-    async function counted<T>(run: () => Promise<T>): Promise<{ result: T; statements: number; roundTrips: number; seen: string[] }> {
+    async function counted<T>(
+      run: () => Promise<T>,
+    ): Promise<{ result: T; statements: number; roundTrips: number; seen: string[] }> {
       statements = 0;
       roundTrips = 0;
       seen.length = 0;
@@ -78,7 +80,11 @@ for (const kind of testDatabaseKinds()) {
       return body;
     }
     const signin = (token: string) =>
-      call("/auth/id-token/signin", { method: "POST", headers: json, body: JSON.stringify({ id_token: token, provider: "dev", device_id: "device-1" }) });
+      call("/auth/id-token/signin", {
+        method: "POST",
+        headers: json,
+        body: JSON.stringify({ id_token: token, provider: "dev", device_id: "device-1" }),
+      });
 
     it("pins statements and round trips of a new user's sign-in, a returning one, a refresh and GET /auth/me", async () => {
       const expected = EXPECTED[kind.dialect];
@@ -91,12 +97,20 @@ for (const kind of testDatabaseKinds()) {
       const again = await counted(() => signin(token));
       expect(again.result["requires_mfa"]).toBe(false);
       const refresh = await counted(() =>
-        call("/auth/token/refresh", { method: "POST", headers: json, body: JSON.stringify({ refresh_token: again.result["refresh_token"] }) }),
+        call("/auth/token/refresh", {
+          method: "POST",
+          headers: json,
+          body: JSON.stringify({ refresh_token: again.result["refresh_token"] }),
+        }),
       );
-      const me = await counted(() => call("/auth/me", { headers: { authorization: `Bearer ${String(again.result["access_token"])}` } }));
+      const me = await counted(() =>
+        call("/auth/me", { headers: { authorization: `Bearer ${String(again.result["access_token"])}` } }),
+      );
 
       const actual = (c: { statements: number; roundTrips: number }, e: { statements: number; roundTrips?: number }) =>
-        e.roundTrips === undefined ? { statements: c.statements } : { statements: c.statements, roundTrips: c.roundTrips };
+        e.roundTrips === undefined
+          ? { statements: c.statements }
+          : { statements: c.statements, roundTrips: c.roundTrips };
       expect(actual(first, expected.new), first.seen.join("\n")).toEqual(expected.new);
       expect(actual(again, expected.returning), again.seen.join("\n")).toEqual(expected.returning);
       expect(actual(refresh, expected.refresh), refresh.seen.join("\n")).toEqual(expected.refresh);

@@ -16,25 +16,61 @@ const T = new Date("2026-02-01T00:00:00Z");
 const later = (s: number) => new Date(T.getTime() + s * 1000);
 let seq = 0;
 const unique = () => `${Date.now().toString(36)}${(seq++).toString(36)}`;
-const risk = { score: 30, level: "medium" as const, requireMfa: true, recommendedMethods: ["totp"], signals: ["new_device"], reason: "new_device" };
+const risk = {
+  score: 30,
+  level: "medium" as const,
+  requireMfa: true,
+  recommendedMethods: ["totp"],
+  signals: ["new_device"],
+  reason: "new_device",
+};
 
 function newUser(): AccountWrite & { kind: "create" } {
   const id = `usr_${unique()}`;
   return {
     kind: "create",
-    user: { id, username: `u${unique()}`, email: null, emailNormalized: null, emailVerified: false, phone: null, createdAt: T },
-    identity: { id: `idn_${unique()}`, issuer: "https://op.example", subject: `s-${unique()}`, provider: "op", email: null, emailVerified: false },
+    user: {
+      id,
+      username: `u${unique()}`,
+      email: null,
+      emailNormalized: null,
+      emailVerified: false,
+      phone: null,
+      createdAt: T,
+    },
+    identity: {
+      id: `idn_${unique()}`,
+      issuer: "https://op.example",
+      subject: `s-${unique()}`,
+      provider: "op",
+      email: null,
+      emailVerified: false,
+    },
   };
 }
 
-function sessionWrite(account: AccountWrite, at = T, seen?: { deviceKey: string | null; network: string | null; geo: null | { country: string | null; latitude: number | null; longitude: number | null } }) {
+function sessionWrite(
+  account: AccountWrite,
+  at = T,
+  seen?: {
+    deviceKey: string | null;
+    network: string | null;
+    geo: null | { country: string | null; latitude: number | null; longitude: number | null };
+  },
+) {
   const userId = account.kind === "create" ? account.user.id : account.userId;
   const sessionId = `ses_${unique()}`;
   return {
     account,
     at,
     session: { id: sessionId, userId, provider: "op", amr: ["fed"], client, createdAt: at, expiresAt: later(3600) },
-    refreshToken: { id: `rtk_${unique()}`, sessionId, tokenHash: `h-${unique()}`, createdAt: at, expiresAt: later(3600) },
+    refreshToken: {
+      id: `rtk_${unique()}`,
+      sessionId,
+      tokenHash: `h-${unique()}`,
+      createdAt: at,
+      expiresAt: later(3600),
+    },
     audit: { type: "signin.succeeded", at, userId, provider: "op", client },
     ...(seen === undefined ? {} : { seen }),
   };
@@ -52,7 +88,11 @@ function newChallenge(userId: string, identityId: string, over: Partial<NewChall
     userAgent: client.userAgent,
     amr: ["fed"],
     risk,
-    context: { deviceKey: "id:device", network: "192.0.2.0/24", geo: { country: "DE", latitude: 52.5, longitude: 13.4 } },
+    context: {
+      deviceKey: "id:device",
+      network: "192.0.2.0/24",
+      geo: { country: "DE", latitude: 52.5, longitude: 13.4 },
+    },
     methods: ["totp", "recovery_code"],
     pendingIdentity: null,
     createdAt: T,
@@ -61,21 +101,43 @@ function newChallenge(userId: string, identityId: string, over: Partial<NewChall
   };
 }
 
-function complete(state: ChallengeState, spend: Extract<ChallengeDecision, { kind: "complete" }>["spend"], trustDevice: NewTrustedDevice | null = null): ChallengeDecision {
+function complete(
+  state: ChallengeState,
+  spend: Extract<ChallengeDecision, { kind: "complete" }>["spend"],
+  trustDevice: NewTrustedDevice | null = null,
+): ChallengeDecision {
   const sessionId = `ses_${unique()}`;
   const at = later(10);
   return {
     kind: "complete",
     spend,
-    session: { id: sessionId, userId: state.challenge.userId, provider: "op", amr: ["fed", "otp", "mfa"], client, createdAt: at, expiresAt: later(3600) },
-    refreshToken: { id: `rtk_${unique()}`, sessionId, tokenHash: `h-${unique()}`, createdAt: at, expiresAt: later(3600) },
+    session: {
+      id: sessionId,
+      userId: state.challenge.userId,
+      provider: "op",
+      amr: ["fed", "otp", "mfa"],
+      client,
+      createdAt: at,
+      expiresAt: later(3600),
+    },
+    refreshToken: {
+      id: `rtk_${unique()}`,
+      sessionId,
+      tokenHash: `h-${unique()}`,
+      createdAt: at,
+      expiresAt: later(3600),
+    },
     seen: { ...state.challenge.context, trustedDeviceId: null },
     trustDevice,
     audit: { type: "signin.succeeded", at, userId: state.challenge.userId, client, detail: { mfa: true } },
   };
 }
 
-const reject = (kill = false): ChallengeDecision => ({ kind: "reject", kill, audit: { type: "mfa.verify_failed", at: later(5), client } });
+const reject = (kill = false): ChallengeDecision => ({
+  kind: "reject",
+  kill,
+  audit: { type: "mfa.verify_failed", at: later(5), client },
+});
 
 for (const kind of testDatabaseKinds()) {
   describe(`MFA store on ${kind.dialect}`, kind.suiteOptions, () => {
@@ -88,8 +150,23 @@ for (const kind of testDatabaseKinds()) {
       const w = newUser();
       await accounts.commitSignin(sessionWrite(w));
       const factorId = `mfa_${unique()}`;
-      await mfa.savePendingTotp({ id: factorId, userId: w.user.id, secretEnc: "sealed", createdAt: T }, { type: "mfa.totp_enrollment_started", at: T, userId: w.user.id, client });
-      expect(await mfa.confirmTotp(factorId, 100, [{ id: `rcv_${unique()}`, codeHash: "rc-1" }, { id: `rcv_${unique()}`, codeHash: "rc-2" }], T, "ses_none", { type: "mfa.totp_enrolled", at: T, userId: w.user.id, client })).toBe(true);
+      await mfa.savePendingTotp(
+        { id: factorId, userId: w.user.id, secretEnc: "sealed", createdAt: T },
+        { type: "mfa.totp_enrollment_started", at: T, userId: w.user.id, client },
+      );
+      expect(
+        await mfa.confirmTotp(
+          factorId,
+          100,
+          [
+            { id: `rcv_${unique()}`, codeHash: "rc-1" },
+            { id: `rcv_${unique()}`, codeHash: "rc-2" },
+          ],
+          T,
+          "ses_none",
+          { type: "mfa.totp_enrolled", at: T, userId: w.user.id, client },
+        ),
+      ).toBe(true);
       return { w, userId: w.user.id, identityId: w.identity.id, factorId, accounts, mfa };
     }
 
@@ -117,7 +194,12 @@ for (const kind of testDatabaseKinds()) {
       const user = await db().client.user.findUniqueOrThrow({ where: { id: u.userId } });
       expect(user.lastSigninAt).toEqual(before.user.lastSigninAt);
       const row = await db().client.mfaChallenge.findUniqueOrThrow({ where: { id: challenge.id } });
-      expect(row).toMatchObject({ tokenHash: challenge.tokenHash, attempts: 0, consumedAt: null, deviceKey: "id:device" });
+      expect(row).toMatchObject({
+        tokenHash: challenge.tokenHash,
+        attempts: 0,
+        consumedAt: null,
+        deviceKey: "id:device",
+      });
       // The raw device id is stored nowhere.
       expect(row).not.toHaveProperty("deviceId");
       expect(JSON.stringify(row)).not.toContain("dev-1");
@@ -129,7 +211,12 @@ for (const kind of testDatabaseKinds()) {
       const accounts = createAccountStore(db().client);
       const w = newUser();
       const challenge = newChallenge(w.user.id, w.identity.id);
-      const user = await accounts.commitSignin({ account: w, at: T, challenge, audit: { type: "signin.mfa_required", at: T, userId: w.user.id, client } });
+      const user = await accounts.commitSignin({
+        account: w,
+        at: T,
+        challenge,
+        audit: { type: "signin.mfa_required", at: T, userId: w.user.id, client },
+      });
       expect(user.id).toBe(w.user.id);
       expect((await db().client.user.findUniqueOrThrow({ where: { id: w.user.id } })).lastSigninAt).toBeNull();
       expect(await db().client.identity.count({ where: { id: w.identity.id } })).toBe(1);
@@ -141,15 +228,46 @@ for (const kind of testDatabaseKinds()) {
       const mfa = createMfaStore(db().client);
       const w = newUser();
       const userId = w.user.id;
-      const empty = await mfa.signinHistory(userId, { deviceKey: "id:a", network: "n1", failuresSince: T, trustedDevice: null });
-      expect(empty).toMatchObject({ lastSigninAt: null, hasHistory: false, deviceKnown: false, trustedDevice: null, networkKnown: false, methods: [] });
+      const empty = await mfa.signinHistory(userId, {
+        deviceKey: "id:a",
+        network: "n1",
+        failuresSince: T,
+        trustedDevice: null,
+      });
+      expect(empty).toMatchObject({
+        lastSigninAt: null,
+        hasHistory: false,
+        deviceKnown: false,
+        trustedDevice: null,
+        networkKnown: false,
+        methods: [],
+      });
 
-      await accounts.commitSignin(sessionWrite(w, T, { deviceKey: "id:a", network: "n1", geo: { country: "DE", latitude: 52.5, longitude: 13.4 } }));
-      await accounts.commitSignin(sessionWrite({ kind: "existing", userId, identityId: w.identity.id }, later(60), { deviceKey: "ua:b", network: "n2", geo: { country: "FR", latitude: null, longitude: null } }));
-      await db().client.auditEvent.create({ data: { id: `evt_${unique()}`, at: later(70), type: "mfa.verify_failed", userId } });
+      await accounts.commitSignin(
+        sessionWrite(w, T, {
+          deviceKey: "id:a",
+          network: "n1",
+          geo: { country: "DE", latitude: 52.5, longitude: 13.4 },
+        }),
+      );
+      await accounts.commitSignin(
+        sessionWrite({ kind: "existing", userId, identityId: w.identity.id }, later(60), {
+          deviceKey: "ua:b",
+          network: "n2",
+          geo: { country: "FR", latitude: null, longitude: null },
+        }),
+      );
+      await db().client.auditEvent.create({
+        data: { id: `evt_${unique()}`, at: later(70), type: "mfa.verify_failed", userId },
+      });
       await db().client.auditEvent.create({ data: { id: `evt_${unique()}`, at: T, type: "signin.failed", userId } });
 
-      const h = await mfa.signinHistory(userId, { deviceKey: "id:a", network: "n1", failuresSince: later(30), trustedDevice: null });
+      const h = await mfa.signinHistory(userId, {
+        deviceKey: "id:a",
+        network: "n1",
+        failuresSince: later(30),
+        trustedDevice: null,
+      });
       expect(h).toMatchObject({
         lastSigninAt: later(60),
         hasHistory: true,
@@ -162,22 +280,51 @@ for (const kind of testDatabaseKinds()) {
         lastLocation: { at: T, latitude: 52.5, longitude: 13.4 },
       });
       expect(h.countries.sort()).toEqual(["DE", "FR"]);
-      const other = await mfa.signinHistory(userId, { deviceKey: "id:zzz", network: "n9", failuresSince: T, trustedDevice: null });
+      const other = await mfa.signinHistory(userId, {
+        deviceKey: "id:zzz",
+        network: "n9",
+        failuresSince: T,
+        trustedDevice: null,
+      });
       expect(other).toMatchObject({ deviceKnown: false, networkKnown: false, recentFailures: 2 });
 
       // A device credential is found for its own user only (by hash; the Prisma read folds it into the user's).
       const expiresAt = later(86400);
-      await db().client.trustedDevice.create({ data: { id: `tdv_${unique()}`, userId, credentialHash: "tdc-h1", label: null, createdAt: T, lastUsedAt: T, expiresAt } });
-      expect((await mfa.signinHistory(userId, { deviceKey: null, network: null, failuresSince: T, trustedDevice: "tdc-h1" })).trustedDevice)
-        .toEqual({ id: expect.stringMatching(/^tdv_/), expiresAt });
+      await db().client.trustedDevice.create({
+        data: {
+          id: `tdv_${unique()}`,
+          userId,
+          credentialHash: "tdc-h1",
+          label: null,
+          createdAt: T,
+          lastUsedAt: T,
+          expiresAt,
+        },
+      });
+      expect(
+        (await mfa.signinHistory(userId, { deviceKey: null, network: null, failuresSince: T, trustedDevice: "tdc-h1" }))
+          .trustedDevice,
+      ).toEqual({ id: expect.stringMatching(/^tdv_/), expiresAt });
       const stranger = newUser();
       await accounts.commitSignin(sessionWrite(stranger, T, { deviceKey: null, network: null, geo: null }));
-      expect((await mfa.signinHistory(stranger.user.id, { deviceKey: null, network: null, failuresSince: T, trustedDevice: "tdc-h1" })).trustedDevice).toBeNull();
+      expect(
+        (
+          await mfa.signinHistory(stranger.user.id, {
+            deviceKey: null,
+            network: null,
+            failuresSince: T,
+            trustedDevice: "tdc-h1",
+          })
+        ).trustedDevice,
+      ).toBeNull();
     });
 
     it("methods: a confirmed TOTP, then recovery codes beside it", async () => {
       const u = await enrolledUser();
-      expect((await u.mfa.signinHistory(u.userId, { deviceKey: null, network: null, failuresSince: T, trustedDevice: null })).methods).toEqual(["totp", "recovery_code"]);
+      expect(
+        (await u.mfa.signinHistory(u.userId, { deviceKey: null, network: null, failuresSince: T, trustedDevice: null }))
+          .methods,
+      ).toEqual(["totp", "recovery_code"]);
       expect(await u.mfa.countRecoveryCodes(u.userId)).toBe(2);
     });
 
@@ -186,18 +333,33 @@ for (const kind of testDatabaseKinds()) {
       const challenge = await openChallenge(u);
       const seen: ChallengeState[] = [];
       for (let i = 0; i < 3; i++) {
-        const { decision, user } = await u.mfa.verifyChallenge(challenge.tokenHash, later(5), (s) => (seen.push(s!), reject()));
+        const { decision, user } = await u.mfa.verifyChallenge(
+          challenge.tokenHash,
+          later(5),
+          (s) => (seen.push(s!), reject()),
+        );
         expect(decision.kind).toBe("reject");
         expect(user).toBeNull();
       }
       expect(seen.map((s) => s.challenge.attempts)).toEqual([1, 2, 3]);
       expect(seen[0]).toMatchObject({
-        challenge: { id: challenge.id, userId: u.userId, deviceKey: "id:device", methods: ["totp", "recovery_code"], risk, consumedReason: null },
+        challenge: {
+          id: challenge.id,
+          userId: u.userId,
+          deviceKey: "id:device",
+          methods: ["totp", "recovery_code"],
+          risk,
+          consumedReason: null,
+        },
         user: { id: u.userId },
         totp: { id: u.factorId, lastUsedStep: 100 },
       });
       expect(seen[0]!.recoveryCodes.map((r) => r.codeHash).sort()).toEqual(["rc-1", "rc-2"]);
-      expect(await db().client.auditEvent.count({ where: { type: "mfa.verify_failed", requestId: "req-mfa", at: later(5) } })).toBeGreaterThanOrEqual(3);
+      expect(
+        await db().client.auditEvent.count({
+          where: { type: "mfa.verify_failed", requestId: "req-mfa", at: later(5) },
+        }),
+      ).toBeGreaterThanOrEqual(3);
     });
 
     it("purges challenges that expired before the given time, and only those", async () => {
@@ -229,18 +391,44 @@ for (const kind of testDatabaseKinds()) {
     it("complete: spends the TOTP step, opens the session, remembers and trusts the device, once", async () => {
       const u = await enrolledUser();
       const challenge = await openChallenge(u);
-      const trust = { id: `tdv_${unique()}`, userId: u.userId, credentialHash: `tdc-${unique()}`, label: "firefox/linux", createdAt: later(10), expiresAt: later(30 * 86400) };
+      const trust = {
+        id: `tdv_${unique()}`,
+        userId: u.userId,
+        credentialHash: `tdc-${unique()}`,
+        label: "firefox/linux",
+        createdAt: later(10),
+        expiresAt: later(30 * 86400),
+      };
       let decision: ChallengeDecision | undefined;
-      const result = await u.mfa.verifyChallenge(challenge.tokenHash, later(10), (s) => (decision = complete(s!, { kind: "totp", factorId: u.factorId, step: 101 }, trust)));
+      const result = await u.mfa.verifyChallenge(
+        challenge.tokenHash,
+        later(10),
+        (s) => (decision = complete(s!, { kind: "totp", factorId: u.factorId, step: 101 }, trust)),
+      );
       expect(result.user).toMatchObject({ id: u.userId, passwordChangedAt: null });
       const d = decision as Extract<ChallengeDecision, { kind: "complete" }>;
-      const session = await db().client.session.findUniqueOrThrow({ where: { id: d.session.id }, include: { refreshTokens: true } });
+      const session = await db().client.session.findUniqueOrThrow({
+        where: { id: d.session.id },
+        include: { refreshTokens: true },
+      });
       expect(session).toMatchObject({ userId: u.userId, identityId: u.identityId, amr: '["fed","otp","mfa"]' });
       expect(session.refreshTokens).toHaveLength(1);
-      expect(await db().client.mfaFactor.findUniqueOrThrow({ where: { id: u.factorId } })).toMatchObject({ lastUsedStep: 101 });
-      expect(await db().client.mfaChallenge.findUniqueOrThrow({ where: { id: challenge.id } })).toMatchObject({ consumedReason: "completed", consumedAt: later(10) });
-      expect(await db().client.userDevice.findUniqueOrThrow({ where: { userId_deviceKey: { userId: u.userId, deviceKey: "id:device" } } })).toMatchObject({ lastSeenAt: later(10) });
-      expect(await db().client.trustedDevice.findUniqueOrThrow({ where: { id: trust.id } })).toEqual({ ...trust, lastUsedAt: later(10) });
+      expect(await db().client.mfaFactor.findUniqueOrThrow({ where: { id: u.factorId } })).toMatchObject({
+        lastUsedStep: 101,
+      });
+      expect(await db().client.mfaChallenge.findUniqueOrThrow({ where: { id: challenge.id } })).toMatchObject({
+        consumedReason: "completed",
+        consumedAt: later(10),
+      });
+      expect(
+        await db().client.userDevice.findUniqueOrThrow({
+          where: { userId_deviceKey: { userId: u.userId, deviceKey: "id:device" } },
+        }),
+      ).toMatchObject({ lastSeenAt: later(10) });
+      expect(await db().client.trustedDevice.findUniqueOrThrow({ where: { id: trust.id } })).toEqual({
+        ...trust,
+        lastUsedAt: later(10),
+      });
       expect((await db().client.user.findUniqueOrThrow({ where: { id: u.userId } })).lastSigninAt).toEqual(later(10));
 
       // Replayed: the state says completed; nothing more is written.
@@ -250,13 +438,26 @@ for (const kind of testDatabaseKinds()) {
       expect(await db().client.session.count({ where: { userId: u.userId } })).toBe(2);
 
       // A plain sign-in later does not end the trust.
-      await u.accounts.commitSignin(sessionWrite({ kind: "existing", userId: u.userId, identityId: u.identityId }, later(20), { deviceKey: "id:device", network: null, geo: null }));
+      await u.accounts.commitSignin(
+        sessionWrite({ kind: "existing", userId: u.userId, identityId: u.identityId }, later(20), {
+          deviceKey: "id:device",
+          network: null,
+          geo: null,
+        }),
+      );
       expect(await db().client.trustedDevice.count({ where: { userId: u.userId } })).toBe(1);
     });
 
     it("a link by e-mail waiting for MFA is written only when the challenge completes", async () => {
       const u = await enrolledUser();
-      const pending = { id: `idn_${unique()}`, issuer: "https://second.example", subject: `s2-${unique()}`, provider: "second", email: null, emailVerified: false };
+      const pending = {
+        id: `idn_${unique()}`,
+        issuer: "https://second.example",
+        subject: `s2-${unique()}`,
+        provider: "second",
+        email: null,
+        emailVerified: false,
+      };
       const challenge = newChallenge(u.userId, pending.id, { pendingIdentity: pending });
       await u.accounts.commitSignin({
         account: { kind: "link", userId: u.userId, identity: pending },
@@ -269,16 +470,29 @@ for (const kind of testDatabaseKinds()) {
       expect(await u.accounts.findByIdentity(pending.issuer, pending.subject)).toBeNull();
 
       let decision: ChallengeDecision | undefined;
-      await u.mfa.verifyChallenge(challenge.tokenHash, later(10), (st) => (decision = complete(st!, { kind: "totp", factorId: u.factorId, step: 101 })));
+      await u.mfa.verifyChallenge(
+        challenge.tokenHash,
+        later(10),
+        (st) => (decision = complete(st!, { kind: "totp", factorId: u.factorId, step: 101 })),
+      );
       expect((await u.accounts.findByIdentity(pending.issuer, pending.subject))?.user.id).toBe(u.userId);
       const d = decision as Extract<ChallengeDecision, { kind: "complete" }>;
-      expect(await db().client.session.findUniqueOrThrow({ where: { id: d.session.id } })).toMatchObject({ identityId: pending.id });
+      expect(await db().client.session.findUniqueOrThrow({ where: { id: d.session.id } })).toMatchObject({
+        identityId: pending.id,
+      });
     });
 
     it("a pending link completes as a conflict when the identity went to another user meanwhile", async () => {
       const u = await enrolledUser();
       const other = await enrolledUser();
-      const pending = { id: `idn_${unique()}`, issuer: "https://second.example", subject: `s3-${unique()}`, provider: "second", email: null, emailVerified: false };
+      const pending = {
+        id: `idn_${unique()}`,
+        issuer: "https://second.example",
+        subject: `s3-${unique()}`,
+        provider: "second",
+        email: null,
+        emailVerified: false,
+      };
       const challenge = newChallenge(u.userId, pending.id, { pendingIdentity: pending });
       await u.accounts.commitSignin({
         account: { kind: "link", userId: u.userId, identity: pending },
@@ -286,10 +500,14 @@ for (const kind of testDatabaseKinds()) {
         challenge,
         audit: { type: "signin.mfa_required", at: later(1), userId: u.userId, client },
       });
-      await other.accounts.commitSignin(sessionWrite({ kind: "link", userId: other.userId, identity: { ...pending, id: `idn_${unique()}` } }));
+      await other.accounts.commitSignin(
+        sessionWrite({ kind: "link", userId: other.userId, identity: { ...pending, id: `idn_${unique()}` } }),
+      );
       const sessions = await db().client.session.count({ where: { userId: u.userId } });
       const err = await u.mfa
-        .verifyChallenge(challenge.tokenHash, later(10), (st) => complete(st!, { kind: "totp", factorId: u.factorId, step: 101 }))
+        .verifyChallenge(challenge.tokenHash, later(10), (st) =>
+          complete(st!, { kind: "totp", factorId: u.factorId, step: 101 }),
+        )
         .catch((e: unknown) => e);
       expect((err as DomainError).code).toBe("account_exists");
       expect(await db().client.session.count({ where: { userId: u.userId } })).toBe(sessions);
@@ -301,12 +519,16 @@ for (const kind of testDatabaseKinds()) {
       const challenge = await openChallenge(u);
       const sessions = await db().client.session.count();
       const err = await u.mfa
-        .verifyChallenge(challenge.tokenHash, later(10), (s) => complete(s!, { kind: "totp", factorId: u.factorId, step: 100 }))
+        .verifyChallenge(challenge.tokenHash, later(10), (s) =>
+          complete(s!, { kind: "totp", factorId: u.factorId, step: 100 }),
+        )
         .catch((e: unknown) => e);
       expect(err).toBeInstanceOf(DomainError);
       expect((err as DomainError).code).toBe("mfa_code_invalid");
       expect(await db().client.session.count()).toBe(sessions);
-      expect(await db().client.mfaChallenge.findUniqueOrThrow({ where: { id: challenge.id } })).toMatchObject({ consumedAt: null });
+      expect(await db().client.mfaChallenge.findUniqueOrThrow({ where: { id: challenge.id } })).toMatchObject({
+        consumedAt: null,
+      });
     });
 
     it("a recovery code completes once", async () => {
@@ -319,12 +541,16 @@ for (const kind of testDatabaseKinds()) {
           return complete(s!, { kind: "recovery_code", codeId: codeId || "missing" });
         });
       };
-      const codeRow = await db().client.recoveryCode.findFirstOrThrow({ where: { userId: u.userId, codeHash: "rc-1" } });
+      const codeRow = await db().client.recoveryCode.findFirstOrThrow({
+        where: { userId: u.userId, codeHash: "rc-1" },
+      });
       expect((await spend(first)).user?.id).toBe(u.userId);
       expect(await u.mfa.countRecoveryCodes(u.userId)).toBe(1);
       // The code is gone from the state; forcing its id anyway is refused by the store.
       const err = await u.mfa
-        .verifyChallenge(second.tokenHash, later(11), (s) => complete(s!, { kind: "recovery_code", codeId: codeRow.id }))
+        .verifyChallenge(second.tokenHash, later(11), (s) =>
+          complete(s!, { kind: "recovery_code", codeId: codeRow.id }),
+        )
         .catch((e: unknown) => e);
       expect((err as DomainError).code).toBe("mfa_code_invalid");
     });
@@ -336,9 +562,14 @@ for (const kind of testDatabaseKinds()) {
       const attempt = () =>
         u.mfa
           .verifyChallenge(challenge.tokenHash, later(10), (s) =>
-            s!.challenge.consumedReason === null ? complete(s!, { kind: "totp", factorId: u.factorId, step: step++ }) : reject(),
+            s!.challenge.consumedReason === null
+              ? complete(s!, { kind: "totp", factorId: u.factorId, step: step++ })
+              : reject(),
           )
-          .then((r) => r.decision.kind, (e: unknown) => (e as DomainError).code);
+          .then(
+            (r) => r.decision.kind,
+            (e: unknown) => (e as DomainError).code,
+          );
       const outcomes = await Promise.all([attempt(), attempt(), attempt(), attempt()]);
       expect(outcomes.filter((o) => o === "complete")).toHaveLength(1);
       expect(await db().client.session.count({ where: { userId: u.userId } })).toBe(2);
@@ -355,9 +586,13 @@ for (const kind of testDatabaseKinds()) {
         await mfa.savePendingTotp({ id: "mfa_p2", userId: w.user.id, secretEnc: "s2", createdAt: T }, audit);
         expect(await mfa.findTotp(w.user.id)).toMatchObject({ id: "mfa_p2", confirmedAt: null, secretEnc: "s2" });
         expect(await mfa.confirmTotp("mfa_p1", 5, [], T, "ses_none", audit)).toBe(false);
-        expect(await mfa.confirmTotp("mfa_p2", 5, [{ id: `rcv_${unique()}`, codeHash: "x" }], later(1), "ses_none", audit)).toBe(true);
+        expect(
+          await mfa.confirmTotp("mfa_p2", 5, [{ id: `rcv_${unique()}`, codeHash: "x" }], later(1), "ses_none", audit),
+        ).toBe(true);
         expect(await mfa.confirmTotp("mfa_p2", 6, [], later(1), "ses_none", audit)).toBe(false);
-        const err = await mfa.savePendingTotp({ id: "mfa_p3", userId: w.user.id, secretEnc: "s3", createdAt: T }, audit).catch((e: unknown) => e);
+        const err = await mfa
+          .savePendingTotp({ id: "mfa_p3", userId: w.user.id, secretEnc: "s3", createdAt: T }, audit)
+          .catch((e: unknown) => e);
         expect((err as DomainError).code).toBe("totp_already_enrolled");
         expect(await mfa.findTotp(w.user.id)).toMatchObject({ id: "mfa_p2", confirmedAt: later(1), lastUsedStep: 5 });
       });
@@ -366,12 +601,32 @@ for (const kind of testDatabaseKinds()) {
         const u = await enrolledUser();
         const audit = { type: "mfa.x", at: T, userId: u.userId, client };
         expect(await u.mfa.withTotpStep(u.factorId, 100, { kind: "disable" }, T, audit)).toBe(false);
-        expect(await u.mfa.withTotpStep(u.factorId, 101, { kind: "replace_recovery_codes", codes: [{ id: `rcv_${unique()}`, codeHash: "new" }] }, T, audit)).toBe(true);
-        expect((await db().client.recoveryCode.findMany({ where: { userId: u.userId } })).map((r) => r.codeHash)).toEqual(["new"]);
+        expect(
+          await u.mfa.withTotpStep(
+            u.factorId,
+            101,
+            { kind: "replace_recovery_codes", codes: [{ id: `rcv_${unique()}`, codeHash: "new" }] },
+            T,
+            audit,
+          ),
+        ).toBe(true);
+        expect(
+          (await db().client.recoveryCode.findMany({ where: { userId: u.userId } })).map((r) => r.codeHash),
+        ).toEqual(["new"]);
         expect(await u.mfa.withTotpStep(u.factorId, 101, { kind: "disable" }, T, audit)).toBe(false);
-        await db().client.userDevice.create({ data: { userId: u.userId, deviceKey: "id:trusted", firstSeenAt: T, lastSeenAt: T } });
+        await db().client.userDevice.create({
+          data: { userId: u.userId, deviceKey: "id:trusted", firstSeenAt: T, lastSeenAt: T },
+        });
         await db().client.trustedDevice.create({
-          data: { id: `tdv_${unique()}`, userId: u.userId, credentialHash: `tdc-${unique()}`, label: null, createdAt: T, lastUsedAt: T, expiresAt: later(3600) },
+          data: {
+            id: `tdv_${unique()}`,
+            userId: u.userId,
+            credentialHash: `tdc-${unique()}`,
+            label: null,
+            createdAt: T,
+            lastUsedAt: T,
+            expiresAt: later(3600),
+          },
         });
         expect(await u.mfa.withTotpStep(u.factorId, 102, { kind: "disable" }, T, audit)).toBe(true);
         expect(await u.mfa.findTotp(u.userId)).toBeNull();

@@ -14,33 +14,45 @@ afterAll(async () => {
 });
 
 describe("migrations", () => {
-  it("tools/prisma-diff, installed by npm ci, writes the SQL for a change to the model", { timeout: 120_000 }, async () => {
-    const dir = mkdtempSync(join(tmpdir(), "prisma-diff-test-"));
-    try {
-      const changed = join(dir, "schema.prisma");
-      writeFileSync(changed, `${readFileSync("prisma/schema.prisma", "utf8")}\nmodel Probe {\n  id String @id\n}\n`);
-      const sql = await prismaDiff({ dialect: "sqlite", from: "prisma/schema.prisma", to: changed });
-      expect(sql).toBe('-- CreateTable\nCREATE TABLE "Probe" (\n    "id" TEXT NOT NULL PRIMARY KEY\n);\n');
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+  it(
+    "tools/prisma-diff, installed by npm ci, writes the SQL for a change to the model",
+    { timeout: 120_000 },
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), "prisma-diff-test-"));
+      try {
+        const changed = join(dir, "schema.prisma");
+        writeFileSync(changed, `${readFileSync("prisma/schema.prisma", "utf8")}\nmodel Probe {\n  id String @id\n}\n`);
+        const sql = await prismaDiff({ dialect: "sqlite", from: "prisma/schema.prisma", to: changed });
+        expect(sql).toBe('-- CreateTable\nCREATE TABLE "Probe" (\n    "id" TEXT NOT NULL PRIMARY KEY\n);\n');
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
 
   for (const kind of testDatabaseKinds()) {
     describe(kind.dialect, kind.suiteOptions, () => {
-      it("applied in order to an empty database, give exactly the schema that prisma/schema.prisma describes", { timeout: 600_000 }, async () => {
-        const migrated = await kind.create();
-        const expected = await kind.create();
-        const scratch = kind.dialect === "postgresql" ? await kind.create() : undefined;
-        dropLater.push(migrated, expected, ...(scratch === undefined ? [] : [scratch]));
-        const report = await migrate(migrated.url);
-        expect(report.applied).toEqual(loadMigrations(kind.dialect).map((m) => m.name));
-        const sql = await prismaDiff({ dialect: kind.dialect, to: "prisma/schema.prisma", ...(scratch === undefined ? {} : { postgresUrl: scratch.url }) });
-        await execSql(expected.url, sql);
-        const [actual, wanted] = await Promise.all([describeSchema(migrated.url), describeSchema(expected.url)]);
-        expect(actual.length).toBeGreaterThan(20);
-        expect(actual).toEqual(wanted);
-      });
+      it(
+        "applied in order to an empty database, give exactly the schema that prisma/schema.prisma describes",
+        { timeout: 600_000 },
+        async () => {
+          const migrated = await kind.create();
+          const expected = await kind.create();
+          const scratch = kind.dialect === "postgresql" ? await kind.create() : undefined;
+          dropLater.push(migrated, expected, ...(scratch === undefined ? [] : [scratch]));
+          const report = await migrate(migrated.url);
+          expect(report.applied).toEqual(loadMigrations(kind.dialect).map((m) => m.name));
+          const sql = await prismaDiff({
+            dialect: kind.dialect,
+            to: "prisma/schema.prisma",
+            ...(scratch === undefined ? {} : { postgresUrl: scratch.url }),
+          });
+          await execSql(expected.url, sql);
+          const [actual, wanted] = await Promise.all([describeSchema(migrated.url), describeSchema(expected.url)]);
+          expect(actual.length).toBeGreaterThan(20);
+          expect(actual).toEqual(wanted);
+        },
+      );
 
       it("run once: a second run applies nothing", async () => {
         const db = await kind.create();
@@ -72,7 +84,11 @@ describe("migrations", () => {
         const all = loadMigrations(kind.dialect);
         await migrate(db.url, all);
         const before = await describeSchema(db.url);
-        const broken = { name: "9999_broken", sql: `CREATE TABLE "half_done" ("id" TEXT);\nSELECT * FROM "no_such_table";`, checksum: "x" };
+        const broken = {
+          name: "9999_broken",
+          sql: `CREATE TABLE "half_done" ("id" TEXT);\nSELECT * FROM "no_such_table";`,
+          checksum: "x",
+        };
         const error = await migrate(db.url, [...all, broken]).catch((e: unknown) => e);
         expect(error).toBeInstanceOf(MigrationError);
         expect((error as Error).message).toContain("9999_broken");
@@ -95,12 +111,16 @@ describe("migrations", () => {
         const script = `import { migrate } from "./src/store/migrate.ts"; const r = await migrate(process.argv[1]); console.log(JSON.stringify(r));`;
         const runOne = () =>
           new Promise<{ applied: string[] }>((resolvePromise, reject) => {
-            const child = spawn(process.execPath, ["--input-type=module", "-e", script, db.url], { stdio: ["ignore", "pipe", "pipe"] });
+            const child = spawn(process.execPath, ["--input-type=module", "-e", script, db.url], {
+              stdio: ["ignore", "pipe", "pipe"],
+            });
             let out = "";
             let err = "";
             child.stdout.on("data", (d: Buffer) => (out += d.toString()));
             child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-            child.on("close", (code) => (code === 0 ? resolvePromise(JSON.parse(out) as { applied: string[] }) : reject(new Error(err))));
+            child.on("close", (code) =>
+              code === 0 ? resolvePromise(JSON.parse(out) as { applied: string[] }) : reject(new Error(err)),
+            );
           });
         const [a, b] = await Promise.all([runOne(), runOne()]);
         const names = loadMigrations(kind.dialect).map((m) => m.name);

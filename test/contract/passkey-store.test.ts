@@ -28,8 +28,12 @@ for (const kind of testDatabaseKinds()) {
       const id = `usr_${unique()}`;
       const subject = `sub-${unique()}`;
       await db().client.user.create({ data: { id, username: `u-${unique()}` } });
-      await db().client.identity.create({ data: { id: `idn_${unique()}`, userId: id, issuer: "https://op.example", subject, provider: "op" } });
-      await db().client.userDevice.create({ data: { userId: id, deviceKey: "id:dev-a", firstSeenAt: T, lastSeenAt: T } });
+      await db().client.identity.create({
+        data: { id: `idn_${unique()}`, userId: id, issuer: "https://op.example", subject, provider: "op" },
+      });
+      await db().client.userDevice.create({
+        data: { userId: id, deviceKey: "id:dev-a", firstSeenAt: T, lastSeenAt: T },
+      });
       return { id, subject };
     }
 
@@ -76,7 +80,12 @@ for (const kind of testDatabaseKinds()) {
       const u = await newUser();
       const c = ceremony(u.id);
       await store.saveCeremony(c);
-      expect(await store.findCeremony(c.challengeHash)).toMatchObject({ id: c.id, userId: u.id, purpose: "registration", consumedAt: null });
+      expect(await store.findCeremony(c.challengeHash)).toMatchObject({
+        id: c.id,
+        userId: u.id,
+        purpose: "registration",
+        consumedAt: null,
+      });
       const p = passkey(u.id);
       expect(await store.registerPasskey(c.id, p, T, audit(u.id))).toBe(true);
       expect((await store.findCeremony(c.challengeHash))?.consumedAt).toEqual(T);
@@ -99,7 +108,9 @@ for (const kind of testDatabaseKinds()) {
       const other = await newUser();
       const c = ceremony(other.id);
       await store.saveCeremony(c);
-      const err = await store.registerPasskey(c.id, passkey(other.id, { credentialId: p.credentialId }), T, audit(other.id)).catch((e: unknown) => e);
+      const err = await store
+        .registerPasskey(c.id, passkey(other.id, { credentialId: p.credentialId }), T, audit(other.id))
+        .catch((e: unknown) => e);
       expect(isDomainError(err, "webauthn_credential_exists")).toBe(true);
       expect((await store.findCeremony(c.challengeHash))?.consumedAt).toBeNull();
       expect(await store.listPasskeys(other.id)).toEqual([]);
@@ -113,7 +124,12 @@ for (const kind of testDatabaseKinds()) {
       await store.saveCeremony(live);
       await store.saveCeremony(ceremony(u.id, { purpose: "step_up", sessionId: "ses_a", expiresAt: later(10) }));
       await store.saveCeremony(ceremony(u.id, { purpose: "step_up", sessionId: "ses_b" }));
-      expect(await store.findCeremony(live.challengeHash)).toMatchObject({ id: live.id, purpose: "step_up", sessionId: "ses_a", mfaChallengeId: null });
+      expect(await store.findCeremony(live.challengeHash)).toMatchObject({
+        id: live.id,
+        purpose: "step_up",
+        sessionId: "ses_a",
+        mfaChallengeId: null,
+      });
       expect(await store.countLiveStepUps("ses_a", T)).toBe(2);
       expect(await store.countLiveStepUps("ses_a", later(11))).toBe(1);
       expect(await store.countLiveStepUps("ses_c", T)).toBe(0);
@@ -138,11 +154,20 @@ for (const kind of testDatabaseKinds()) {
       const trusted = () => db().client.trustedDevice.count({ where: { userId: u.id } });
       const trust = () =>
         db().client.trustedDevice.create({
-          data: { id: `tdv_${Math.random().toString(36).slice(2)}`, userId: u.id, credentialHash: `h-${Math.random()}`, createdAt: T, lastUsedAt: T, expiresAt: new Date(T.getTime() + 86_400_000) },
+          data: {
+            id: `tdv_${Math.random().toString(36).slice(2)}`,
+            userId: u.id,
+            credentialHash: `h-${Math.random()}`,
+            createdAt: T,
+            lastUsedAt: T,
+            expiresAt: new Date(T.getTime() + 86_400_000),
+          },
         });
       await trust();
       expect(await trusted()).toBe(1);
-      expect(await store.removePasskey(u.id, a.id, { type: "mfa.passkey_removed", at: T, userId: u.id, client })).toBe(true);
+      expect(await store.removePasskey(u.id, a.id, { type: "mfa.passkey_removed", at: T, userId: u.id, client })).toBe(
+        true,
+      );
       expect(await trusted()).toBe(0);
       expect(await db().client.auditEvent.count({ where: { userId: u.id, type: "mfa.passkey_removed" } })).toBe(1);
     });
@@ -152,7 +177,13 @@ for (const kind of testDatabaseKinds()) {
       const u = await newUser();
       const history = { deviceKey: "id:dev-a", network: null, failuresSince: T, trustedDevice: null };
       const methodsNow = async () => {
-        const query = { issuer: "https://op.example", subject: u.subject, verifiedEmail: null, ipFailures: null, history };
+        const query = {
+          issuer: "https://op.example",
+          subject: u.subject,
+          verifiedEmail: null,
+          ipFailures: null,
+          history,
+        };
         const driver = await createHotStore(db()).readSignin(query);
         const prisma = await createPrismaSigninReader(db().client, db().dialect).readSignin(query);
         const reader = (await createMfaStore(db().client).signinHistory(u.id, history)).methods;
@@ -161,7 +192,13 @@ for (const kind of testDatabaseKinds()) {
       expect(await methodsNow()).toEqual([[], [], []]);
       const p = await registered(u.id);
       expect(await methodsNow()).toEqual([["webauthn"], ["webauthn"], ["webauthn"]]);
-      await store.flagPasskey(p.id, later(5), { type: "mfa.passkey_flagged", at: later(5), code: "webauthn_counter_regressed", userId: u.id, client });
+      await store.flagPasskey(p.id, later(5), {
+        type: "mfa.passkey_flagged",
+        at: later(5),
+        code: "webauthn_counter_regressed",
+        userId: u.id,
+        client,
+      });
       expect((await store.listPasskeys(u.id))[0]?.flaggedAt).toEqual(later(5));
       expect(await methodsNow()).toEqual([[], [], []]);
       expect(await db().client.auditEvent.count({ where: { userId: u.id, type: "mfa.passkey_flagged" } })).toBe(1);

@@ -22,16 +22,57 @@ for (const kind of testDatabaseKinds()) {
         ids.push(sessionId);
         const identityId = `idn_${uid()}`;
         await createAccountStore(db().client).commitSignin({
-          account: i === 0
-            ? {
-                kind: "create",
-                user: { id: userId, username: `u${uid()}`, email: null, emailNormalized: null, emailVerified: false, phone: null, createdAt: at },
-                identity: { id: identityId, issuer: "https://op", subject: uid(), provider: "op", email: null, emailVerified: false },
-              }
-            : { kind: "link", userId, identity: { id: identityId, issuer: "https://op", subject: uid(), provider: "op", email: null, emailVerified: false } },
+          account:
+            i === 0
+              ? {
+                  kind: "create",
+                  user: {
+                    id: userId,
+                    username: `u${uid()}`,
+                    email: null,
+                    emailNormalized: null,
+                    emailVerified: false,
+                    phone: null,
+                    createdAt: at,
+                  },
+                  identity: {
+                    id: identityId,
+                    issuer: "https://op",
+                    subject: uid(),
+                    provider: "op",
+                    email: null,
+                    emailVerified: false,
+                  },
+                }
+              : {
+                  kind: "link",
+                  userId,
+                  identity: {
+                    id: identityId,
+                    issuer: "https://op",
+                    subject: uid(),
+                    provider: "op",
+                    email: null,
+                    emailVerified: false,
+                  },
+                },
           at,
-          session: { id: sessionId, userId, provider: "op", amr: ["fed"], client, createdAt: at, expiresAt: new Date(at.getTime() + 86_400_000) },
-          refreshToken: { id: `rtk_${uid()}`, sessionId, tokenHash: `h-${uid()}`, createdAt: at, expiresAt: new Date(at.getTime() + 86_400_000) },
+          session: {
+            id: sessionId,
+            userId,
+            provider: "op",
+            amr: ["fed"],
+            client,
+            createdAt: at,
+            expiresAt: new Date(at.getTime() + 86_400_000),
+          },
+          refreshToken: {
+            id: `rtk_${uid()}`,
+            sessionId,
+            tokenHash: `h-${uid()}`,
+            createdAt: at,
+            expiresAt: new Date(at.getTime() + 86_400_000),
+          },
           audit: { type: "signin.succeeded", at, userId, client },
         });
       }
@@ -52,19 +93,32 @@ for (const kind of testDatabaseKinds()) {
       const { userId, sessionIds } = await userWithSessions(3);
       await db().client.user.update({ where: { id: userId }, data: { mustChangePassword: true } });
       const before = await store.loadForChange(userId, sessionIds[0]!);
-      expect(before).toMatchObject({ hash: null, sessionCreatedAt: at, user: { id: userId, passwordChangedAt: null, mustChangePassword: true } });
+      expect(before).toMatchObject({
+        hash: null,
+        sessionCreatedAt: at,
+        user: { id: userId, passwordChangedAt: null, mustChangePassword: true },
+      });
 
       const outcome = await store.commitPasswordChange(write(userId, sessionIds[0]!, "$argon2id$first", null));
-      expect(outcome).toMatchObject({ kind: "changed", revokedSessions: 2, user: { mustChangePassword: false, passwordChangedAt: at } });
+      expect(outcome).toMatchObject({
+        kind: "changed",
+        revokedSessions: 2,
+        user: { mustChangePassword: false, passwordChangedAt: at },
+      });
       const sessions = await db().client.session.findMany({ where: { userId }, orderBy: { id: "asc" } });
       expect(sessions.filter((s) => s.revokedAt === null).map((s) => s.id)).toEqual([sessionIds[0]]);
-      expect(sessions.filter((s) => s.revokedAt !== null).every((s) => s.revokedReason === "password_changed")).toBe(true);
+      expect(sessions.filter((s) => s.revokedAt !== null).every((s) => s.revokedReason === "password_changed")).toBe(
+        true,
+      );
       const audit = await db().client.auditEvent.findFirstOrThrow({ where: { userId, type: "password.changed" } });
       expect(JSON.parse(audit.detail!)).toEqual({ first_password: true, revoked_sessions: 2 });
 
       // The other stores see the credential's time in the same reads as the user.
       expect((await createSessionStore(db().client).findUser(userId))?.passwordChangedAt).toEqual(at);
-      expect(await store.loadForChange(userId, sessionIds[1]!)).toMatchObject({ hash: "$argon2id$first", sessionCreatedAt: null });
+      expect(await store.loadForChange(userId, sessionIds[1]!)).toMatchObject({
+        hash: "$argon2id$first",
+        sessionCreatedAt: null,
+      });
     });
 
     it("lets exactly one of two concurrent changes from the same old hash win", async () => {

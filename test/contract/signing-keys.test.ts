@@ -9,14 +9,24 @@ import { createLocalKeyRing, SigningKeyUnreadableError } from "../../src/tokens/
 import { createKeyEncryption } from "../../src/tokens/key-encryption.ts";
 import { openMigratedDatabase, testDatabaseKinds, useMigratedDatabase } from "../support/databases.ts";
 
-const claims = { userId: "usr_1", sessionId: "ses_1", amr: ["fed"], provider: "op", authTime: new Date("2026-01-01T00:00:00Z") };
+const claims = {
+  userId: "usr_1",
+  sessionId: "ses_1",
+  amr: ["fed"],
+  provider: "op",
+  authTime: new Date("2026-01-01T00:00:00Z"),
+};
 
 for (const kind of testDatabaseKinds()) {
   describe(`signing keys on ${kind.dialect}`, kind.suiteOptions, () => {
     const db = useMigratedDatabase(kind);
     let now = new Date("2026-05-01T00:00:00Z");
     const clock: Clock = { now: () => now };
-    const ring = (kek = Buffer.alloc(32, 9), rotateAfterSeconds: number | null = null, onUnreadable: "fail" | "replace" = "fail") =>
+    const ring = (
+      kek = Buffer.alloc(32, 9),
+      rotateAfterSeconds: number | null = null,
+      onUnreadable: "fail" | "replace" = "fail",
+    ) =>
       createLocalKeyRing({
         onUnreadable,
         issuer: "https://identity.test",
@@ -64,12 +74,37 @@ for (const kind of testDatabaseKinds()) {
       try {
         const keys = createSigningKeyStore(fresh.db.client);
         const base = { alg: "ES256", publicJwk: "{}", privateKeyEnc: "x", retiredAt: null };
-        expect(await keys.insertNext({ ...base, kid: "k-old", createdAt: new Date("2026-01-01T00:00:00Z"), expiresAt: new Date("2026-01-02T00:00:00Z") }, 0)).toBe(true);
-        expect(await keys.insertNext({ ...base, kid: "k-1", createdAt: new Date("2026-01-05T00:00:00Z"), expiresAt: null }, 1)).toBe(true);
+        expect(
+          await keys.insertNext(
+            {
+              ...base,
+              kid: "k-old",
+              createdAt: new Date("2026-01-01T00:00:00Z"),
+              expiresAt: new Date("2026-01-02T00:00:00Z"),
+            },
+            0,
+          ),
+        ).toBe(true);
+        expect(
+          await keys.insertNext(
+            { ...base, kid: "k-1", createdAt: new Date("2026-01-05T00:00:00Z"), expiresAt: null },
+            1,
+          ),
+        ).toBe(true);
         // Two writers from the same view: the second loses.
-        expect(await keys.insertNext({ ...base, kid: "k-1b", createdAt: new Date("2026-01-05T00:00:00Z"), expiresAt: null }, 1)).toBe(false);
+        expect(
+          await keys.insertNext(
+            { ...base, kid: "k-1b", createdAt: new Date("2026-01-05T00:00:00Z"), expiresAt: null },
+            1,
+          ),
+        ).toBe(false);
         // A replica whose clock is behind creates the next key: it is still the newest.
-        expect(await keys.insertNext({ ...base, kid: "k-2", createdAt: new Date("2026-01-04T00:00:00Z"), expiresAt: null }, 2)).toBe(true);
+        expect(
+          await keys.insertNext(
+            { ...base, kid: "k-2", createdAt: new Date("2026-01-04T00:00:00Z"), expiresAt: null },
+            2,
+          ),
+        ).toBe(true);
         expect((await keys.listUsable(new Date("2026-01-06T00:00:00Z"))).map((k) => k.kid)).toEqual(["k-2", "k-1"]);
       } finally {
         await fresh.close();
@@ -79,14 +114,20 @@ for (const kind of testDatabaseKinds()) {
     it("replicas starting together on an empty database, or rotating together, agree on one signing key", async () => {
       const fresh = await openMigratedDatabase(kind, { poolSize: 2 });
       const others = await Promise.all(
-        [1, 2].map(() => openDatabase({ url: fresh.url, poolSize: 2, connectTimeoutMs: 5000, statementTimeoutMs: 5000 })),
+        [1, 2].map(() =>
+          openDatabase({ url: fresh.url, poolSize: 2, connectTimeoutMs: 5000, statementTimeoutMs: 5000 }),
+        ),
       );
       const dbs = [fresh.db, ...others];
       try {
         const ringOn = (d: Database) =>
           createLocalKeyRing({
-            issuer: "https://identity.test", audience: ["identity"], ttlSeconds: 1800,
-            store: createSigningKeyStore(d.client), encryption: createKeyEncryption(Buffer.alloc(32, 9)), clock,
+            issuer: "https://identity.test",
+            audience: ["identity"],
+            ttlSeconds: 1800,
+            store: createSigningKeyStore(d.client),
+            encryption: createKeyEncryption(Buffer.alloc(32, 9)),
+            clock,
           });
         const rings = await Promise.all(dbs.map(ringOn));
         await Promise.all(rings.map((r) => r.reload()));
@@ -128,7 +169,11 @@ for (const kind of testDatabaseKinds()) {
       await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
       const jwks = createRemoteJWKSet(new URL(`http://127.0.0.1:${(server.address() as { port: number }).port}/`));
       for (const t of [oldToken, newToken]) {
-        const { payload } = await jwtVerify(t, jwks, { issuer: "https://identity.test", audience: "identity", currentDate: now });
+        const { payload } = await jwtVerify(t, jwks, {
+          issuer: "https://identity.test",
+          audience: "identity",
+          currentDate: now,
+        });
         expect(payload.sub).toBe("usr_1");
       }
       server.close();
@@ -155,15 +200,25 @@ for (const kind of testDatabaseKinds()) {
       const a = await ring();
       const token = await a.issue(claims, now);
       const later = new Date(now.getTime() + 1900 * 1000);
-      expect(((await a.verify(token, later).catch((e: unknown) => e)) as DomainError).code).toBe("access_token_expired");
+      expect(((await a.verify(token, later).catch((e: unknown) => e)) as DomainError).code).toBe(
+        "access_token_expired",
+      );
       const tampered = `${token.slice(0, -4)}AAAA`;
-      expect(((await a.verify(tampered, now).catch((e: unknown) => e)) as DomainError).code).toBe("access_token_invalid");
+      expect(((await a.verify(tampered, now).catch((e: unknown) => e)) as DomainError).code).toBe(
+        "access_token_invalid",
+      );
       const foreign = createLocalKeyRing({
-        issuer: "https://identity.test", audience: ["someone-else"], ttlSeconds: 1800,
-        store: createSigningKeyStore(db().client), encryption: createKeyEncryption(Buffer.alloc(32, 9)), clock,
+        issuer: "https://identity.test",
+        audience: ["someone-else"],
+        ttlSeconds: 1800,
+        store: createSigningKeyStore(db().client),
+        encryption: createKeyEncryption(Buffer.alloc(32, 9)),
+        clock,
       });
       const otherAudience = await (await foreign).issue(claims, now);
-      expect(((await a.verify(otherAudience, now).catch((e: unknown) => e)) as DomainError).code).toBe("access_token_invalid");
+      expect(((await a.verify(otherAudience, now).catch((e: unknown) => e)) as DomainError).code).toBe(
+        "access_token_invalid",
+      );
     });
   });
 }

@@ -18,7 +18,12 @@ let db: Database;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "identity-lock-"));
-  db = await openDatabase({ url: `file:${join(dir, "t.db")}`, poolSize: 1, connectTimeoutMs: 1000, statementTimeoutMs: 5000 });
+  db = await openDatabase({
+    url: `file:${join(dir, "t.db")}`,
+    poolSize: 1,
+    connectTimeoutMs: 1000,
+    statementTimeoutMs: 5000,
+  });
   await db.client.$executeRawUnsafe("PRAGMA journal_mode = WAL");
   await db.client.$executeRawUnsafe("CREATE TABLE counter (n INTEGER NOT NULL)");
   await db.client.$executeRawUnsafe("INSERT INTO counter (n) VALUES (0)");
@@ -66,9 +71,11 @@ it("a refused BEGIN IMMEDIATE fails that transaction with SQLite's code and leav
   connection.pragma("query_only = 1"); // SQLITE_READONLY at BEGIN IMMEDIATE
   try {
     for (let i = 0; i < 2; i++) {
-      const refused = await db.client.$transaction(async (tx) => {
-        await tx.$executeRawUnsafe("UPDATE counter SET n = n + 1");
-      }).catch((e: unknown) => e);
+      const refused = await db.client
+        .$transaction(async (tx) => {
+          await tx.$executeRawUnsafe("UPDATE counter SET n = n + 1");
+        })
+        .catch((e: unknown) => e);
       expect(storageFault(refused)).toBe("database_read_only");
     }
   } finally {

@@ -16,7 +16,14 @@ import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/pb/google/rpc/error_
 import { AuthService } from "../../gen/pb/identity/v1/auth_service_pb.ts";
 import { createAuditLog } from "../../src/store/account-store.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
-import { createTokenSigner, devIdToken, grpcSignin, grpcTarget, metadataToHeaders, uniqueSub } from "../support/signin-e2e.ts";
+import {
+  createTokenSigner,
+  devIdToken,
+  grpcSignin,
+  grpcTarget,
+  metadataToHeaders,
+  uniqueSub,
+} from "../support/signin-e2e.ts";
 import { statusAndCode } from "../support/error-code.ts";
 
 const json = { "content-type": "application/json" };
@@ -49,7 +56,9 @@ describe("ID-token replay", () => {
     expect(await rest.json()).toMatchObject({ code: "id_token_replayed", status: "unauthenticated" });
 
     const connect = createClient(AuthService, createConnectTransport({ baseUrl: t.url, httpVersion: "2" }));
-    const err = await connect.signinWithIdToken({ idToken: token, provider: "dev" }).catch((e: unknown) => ConnectError.from(e));
+    const err = await connect
+      .signinWithIdToken({ idToken: token, provider: "dev" })
+      .catch((e: unknown) => ConnectError.from(e));
     expect(err).toBeInstanceOf(ConnectError);
     expect((err as ConnectError).code).toBe(Code.Unauthenticated);
     expect((err as ConnectError).findDetails(ErrorInfoSchema)[0]?.reason).toBe("id_token_replayed");
@@ -58,7 +67,10 @@ describe("ID-token replay", () => {
     try {
       const out = await grpcSignin(client, { idToken: token, provider: "dev" });
       expect("error" in out && out.error.code).toBe(grpc.status.UNAUTHENTICATED);
-      if ("error" in out) expect(findTrailerError(metadataToHeaders(out.error.metadata))?.findDetails(ErrorInfoSchema)[0]?.reason).toBe("id_token_replayed");
+      if ("error" in out)
+        expect(findTrailerError(metadataToHeaders(out.error.metadata))?.findDetails(ErrorInfoSchema)[0]?.reason).toBe(
+          "id_token_replayed",
+        );
     } finally {
       client.close();
     }
@@ -66,7 +78,9 @@ describe("ID-token replay", () => {
     const db = t.app.database.client;
     const user = await db.identity.findFirstOrThrow({ where: { subject: sub } });
     expect(await db.session.count({ where: { userId: user.userId } })).toBe(1);
-    expect(await db.auditEvent.count({ where: { subject: sub, type: "signin.failed", code: "id_token_replayed" } })).toBe(3);
+    expect(
+      await db.auditEvent.count({ where: { subject: sub, type: "signin.failed", code: "id_token_replayed" } }),
+    ).toBe(3);
     // Remembered by a hash (of issuer and jti: the dev issuer sets one), never the token itself.
     const { iss, jti, exp } = claimsOf(token);
     const key = `${String(exp + 60).padStart(11, "0")}.jti:${createHash("sha256").update(`${iss}\n${jti}`).digest("hex")}`;
@@ -79,7 +93,9 @@ describe("ID-token replay", () => {
     expect((await post(t, "/auth/id-token/signin", { id_token: token, provider: "dev" })).status).toBe(200);
     const { iss, jti, exp } = claimsOf(token);
     const db = t.app.database.client;
-    const marker = (await db.usedIdToken.findMany()).find((m) => m.key.includes(createHash("sha256").update(`${iss}\n${jti}`).digest("hex")))!;
+    const marker = (await db.usedIdToken.findMany()).find((m) =>
+      m.key.includes(createHash("sha256").update(`${iss}\n${jti}`).digest("hex")),
+    )!;
     expect(marker.expiresAt.getTime()).toBe((exp + 60) * 1000);
     const purger = createAuditLog(db);
     expect(await purger.purgeExpiredUses(new Date(marker.expiresAt.getTime() - 1000))).toBe(0);
@@ -99,10 +115,15 @@ describe("server-issued nonces (require_nonce: server)", () => {
       config: {
         dev: true,
         "rate_limit.signin_failures_per_ip": 0,
-        providers: { strict: { issuer: ISSUER, client_ids: ["app"], jwks_uri: `${ISSUER}/jwks`, require_nonce: "server" } },
+        providers: {
+          strict: { issuer: ISSUER, client_ids: ["app"], jwks_uri: `${ISSUER}/jwks`, require_nonce: "server" },
+        },
       },
       overrides: {
-        fetch: (async () => new Response(JSON.stringify({ keys: [signer.publicJwk] }), { headers: { "content-type": "application/json" } })) as typeof fetch,
+        fetch: (async () =>
+          new Response(JSON.stringify({ keys: [signer.publicJwk] }), {
+            headers: { "content-type": "application/json" },
+          })) as typeof fetch,
       },
     });
   });
@@ -124,7 +145,13 @@ describe("server-issued nonces (require_nonce: server)", () => {
     const sub = uniqueSub("nonce");
     const signin = async (nonce: string | undefined, deviceId: string) =>
       post(t, "/auth/id-token/signin", {
-        id_token: await signer.sign({ iss: ISSUER, aud: "app", sub, jti: crypto.randomUUID(), ...(nonce === undefined ? {} : { nonce }) }),
+        id_token: await signer.sign({
+          iss: ISSUER,
+          aud: "app",
+          sub,
+          jti: crypto.randomUUID(),
+          ...(nonce === undefined ? {} : { nonce }),
+        }),
         provider: "strict",
         ...(nonce === undefined ? {} : { nonce }),
         device_id: deviceId,
@@ -136,8 +163,13 @@ describe("server-issued nonces (require_nonce: server)", () => {
     expect(await statusAndCode(await signin(forged, "device-a"))).toEqual({ status: 401, code: "nonce_invalid" });
     expect((await signin(issued.nonce, "device-a")).status).toBe(200);
     // Spent: a fresh token carrying the same nonce is refused.
-    expect(await statusAndCode(await signin(issued.nonce, "device-a"))).toEqual({ status: 401, code: "id_token_replayed" });
-    expect(await t.app.database.client.usedIdToken.count({ where: { key: { endsWith: `.nonce:${issued.nonce_sha256}` } } })).toBe(1);
+    expect(await statusAndCode(await signin(issued.nonce, "device-a"))).toEqual({
+      status: 401,
+      code: "id_token_replayed",
+    });
+    expect(
+      await t.app.database.client.usedIdToken.count({ where: { key: { endsWith: `.nonce:${issued.nonce_sha256}` } } }),
+    ).toBe(1);
   });
 
   it("refuses to issue a nonce without a device id", async () => {
@@ -171,7 +203,9 @@ describe("the per-address limit under attack", () => {
     const bad = await mint(t, uniqueSub("forged"));
     const forged = `${bad.slice(0, -8)}AAAAAAAA`;
     const responses = await Promise.all(
-      Array.from({ length: 50 }, () => post(t, "/auth/id-token/signin", { id_token: forged, provider: "dev" }, from(ip))),
+      Array.from({ length: 50 }, () =>
+        post(t, "/auth/id-token/signin", { id_token: forged, provider: "dev" }, from(ip)),
+      ),
     );
     const statuses = responses.map((r) => r.status);
     const limited = responses.filter((r) => r.status === 429);
@@ -190,7 +224,11 @@ describe("the per-address limit under attack", () => {
 
     // Connect and gRPC say when to come back too (google.rpc.RetryInfo).
     const connect = createClient(AuthService, createConnectTransport({ baseUrl: t.url, httpVersion: "1.1" }));
-    const err = ConnectError.from(await connect.signinWithIdToken({ idToken: forged, provider: "dev" }, { headers: from(ip) }).catch((e: unknown) => e));
+    const err = ConnectError.from(
+      await connect
+        .signinWithIdToken({ idToken: forged, provider: "dev" }, { headers: from(ip) })
+        .catch((e: unknown) => e),
+    );
     expect(err.code).toBe(Code.ResourceExhausted);
     expect(Number(err.findDetails(RetryInfoSchema)[0]?.retryDelay?.seconds)).toBeGreaterThan(290);
     const client = new grpc.Client(grpcTarget(t.url), grpc.credentials.createInsecure());
@@ -218,19 +256,36 @@ describe("the per-address limit under attack", () => {
     }
     // What succeeds is not refused for the address's failures: a nonce, a valid token.
     expect((await post(t, "/auth/id-token/nonce", { device_id: "d" }, from(ip))).status).toBe(200);
-    expect((await post(t, "/auth/id-token/signin", { id_token: await mint(t, uniqueSub("nat")), provider: "dev" }, from(ip))).status).toBe(200);
+    expect(
+      (await post(t, "/auth/id-token/signin", { id_token: await mint(t, uniqueSub("nat")), provider: "dev" }, from(ip)))
+        .status,
+    ).toBe(200);
     // Another address is not affected.
-    expect((await post(t, "/auth/id-token/signin", { id_token: await mint(t, uniqueSub("ok")), provider: "dev" }, from("198.51.100.50"))).status).toBe(200);
+    expect(
+      (
+        await post(
+          t,
+          "/auth/id-token/signin",
+          { id_token: await mint(t, uniqueSub("ok")), provider: "dev" },
+          from("198.51.100.50"),
+        )
+      ).status,
+    ).toBe(200);
 
     // Each interval (here: at shutdown) the refusals become one row per address, with their count.
     const refusals = limited.length + 5;
     await t.app.close();
     const file = new Database(t.database.url.replace(/^file:/, ""), { readonly: true });
     try {
-      const rows = file.prepare(`SELECT code, detail FROM audit_events WHERE ip = ? AND type = 'address.rate_limited'`).all(ip) as { code: string; detail: string }[];
+      const rows = file
+        .prepare(`SELECT code, detail FROM audit_events WHERE ip = ? AND type = 'address.rate_limited'`)
+        .all(ip) as { code: string; detail: string }[];
       expect(rows).toHaveLength(1);
       expect(rows[0]!.code).toBe("rate_limited");
-      expect(JSON.parse(rows[0]!.detail)).toMatchObject({ count: refusals, rpcs: expect.arrayContaining(["SigninWithIdToken", "VerifyMfa", "RefreshToken", "CreateNonce"]) });
+      expect(JSON.parse(rows[0]!.detail)).toMatchObject({
+        count: refusals,
+        rpcs: expect.arrayContaining(["SigninWithIdToken", "VerifyMfa", "RefreshToken", "CreateNonce"]),
+      });
     } finally {
       file.close();
     }

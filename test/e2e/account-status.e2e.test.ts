@@ -11,7 +11,11 @@ import { testDatabaseKinds } from "../support/databases.ts";
 import { auditRowsOf, devIdToken, newRequestId, restSignin, rowCounts, uniqueSub } from "../support/signin-e2e.ts";
 
 async function post(url: string, path: string, body: unknown, headers: Record<string, string> = {}) {
-  const res = await fetch(`${url}${path}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
+  const res = await fetch(`${url}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify(body),
+  });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
@@ -35,7 +39,12 @@ for (const kind of testDatabaseKinds()) {
       const sub = uniqueSub(label);
       const res = await restSignin(t.url, { id_token: await idToken(sub), provider: "dev" });
       expect(res.status).toBe(200);
-      return { sub, userId: res.body["user_id"] as string, refreshToken: res.body["refresh_token"] as string, accessToken: res.body["access_token"] as string };
+      return {
+        sub,
+        userId: res.body["user_id"] as string,
+        refreshToken: res.body["refresh_token"] as string,
+        accessToken: res.body["access_token"] as string,
+      };
     };
     const setStatus = (userId: string, status: string, lockedUntil: Date | null = null) =>
       t.app.database.client.user.update({ where: { id: userId }, data: { status, lockedUntil } });
@@ -65,7 +74,12 @@ for (const kind of testDatabaseKinds()) {
         expect(audit).toMatchObject({ type: "signin.failed", code: c.code, userId: u.userId });
 
         const refreshId = newRequestId();
-        const refreshed = await post(t.url, "/auth/token/refresh", { refresh_token: u.refreshToken }, { "x-request-id": refreshId });
+        const refreshed = await post(
+          t.url,
+          "/auth/token/refresh",
+          { refresh_token: u.refreshToken },
+          { "x-request-id": refreshId },
+        );
         expect(refreshed.status).toBe(403);
         expect(refreshed.body["code"]).toBe(c.code);
         expect(await rowCounts(t.app)).toEqual({ ...before, auditEvents: before.auditEvents + 2 });
@@ -73,7 +87,9 @@ for (const kind of testDatabaseKinds()) {
         const db = t.app.database.client;
         expect((await db.session.findFirstOrThrow({ where: { userId: u.userId } })).revokedAt).toBeNull();
         // The refused token was not spent: it is not "reused" when presented again.
-        expect((await db.refreshToken.findFirstOrThrow({ where: { session: { userId: u.userId } } })).usedAt).toBeNull();
+        expect(
+          (await db.refreshToken.findFirstOrThrow({ where: { session: { userId: u.userId } } })).usedAt,
+        ).toBeNull();
         expect((await post(t.url, "/auth/token/refresh", { refresh_token: u.refreshToken })).body["code"]).toBe(c.code);
 
         if (c.lockedUntil !== null) {
@@ -100,7 +116,9 @@ for (const kind of testDatabaseKinds()) {
       const u = await signedIn("disable");
       const second = await restSignin(t.url, { id_token: await idToken(u.sub), provider: "dev" });
       expect(second.status).toBe(200);
-      expect((await fetch(`${t.url}/auth/me`, { headers: { authorization: `Bearer ${u.accessToken}` } })).status).toBe(200);
+      expect((await fetch(`${t.url}/auth/me`, { headers: { authorization: `Bearer ${u.accessToken}` } })).status).toBe(
+        200,
+      );
 
       const result = await tool.admin.disable(u.userId, { reason: "left the company" });
       expect(result).toMatchObject({ previousStatus: "active", changed: true, revokedSessions: 2 });
@@ -110,7 +128,11 @@ for (const kind of testDatabaseKinds()) {
       // One instant for all: the status change and the revocations were one transaction.
       expect(new Set(sessions.map((s) => s.revokedAt?.getTime())).size).toBe(1);
       const audit = await db.auditEvent.findFirstOrThrow({ where: { userId: u.userId, type: "admin.user_disabled" } });
-      expect(JSON.parse(audit.detail!)).toEqual({ actor: "e2e-operator", previous_status: "active", revoked_sessions: 2 });
+      expect(JSON.parse(audit.detail!)).toEqual({
+        actor: "e2e-operator",
+        previous_status: "active",
+        revoked_sessions: 2,
+      });
       expect((await db.user.findUniqueOrThrow({ where: { id: u.userId } })).statusReason).toBe("left the company");
 
       // The refresh token tells the client why (not just "signed out"); the access token is dead here.
@@ -120,7 +142,11 @@ for (const kind of testDatabaseKinds()) {
       expect(me.status).toBe(401);
       expect(((await me.json()) as Record<string, unknown>)["code"]).toBe("session_revoked");
 
-      expect(await tool.admin.enable(u.userId)).toMatchObject({ previousStatus: "disabled", changed: true, revokedSessions: 0 });
+      expect(await tool.admin.enable(u.userId)).toMatchObject({
+        previousStatus: "disabled",
+        changed: true,
+        revokedSessions: 0,
+      });
       expect((await restSignin(t.url, { id_token: await idToken(u.sub), provider: "dev" })).status).toBe(200);
     });
   });

@@ -48,7 +48,10 @@ for (const kind of testDatabaseKinds()) {
       return JSON.parse(r.stdout) as Record<string, unknown> & { user: Record<string, unknown> };
     }
     async function signin(sub: string, email: string) {
-      return restSignin(t.url, { id_token: await devIdToken(t.url, sub, { email, email_verified: true }), provider: "dev" });
+      return restSignin(t.url, {
+        id_token: await devIdToken(t.url, sub, { email, email_verified: true }),
+        provider: "dev",
+      });
     }
     async function newUser(label: string) {
       const sub = uniqueSub(label);
@@ -67,14 +70,43 @@ for (const kind of testDatabaseKinds()) {
       const db = t.app.database.client;
       // Alice is a hybrid account: a second provider's identity, a local password, an MFA factor.
       await db.identity.create({
-        data: { id: `idn_acme${alice.id.slice(4, 12)}`, userId: alice.id, issuer: "https://acme.example", subject: "alice-at-acme", provider: "acme", email: alice.email, emailVerified: true },
+        data: {
+          id: `idn_acme${alice.id.slice(4, 12)}`,
+          userId: alice.id,
+          issuer: "https://acme.example",
+          subject: "alice-at-acme",
+          provider: "acme",
+          email: alice.email,
+          emailVerified: true,
+        },
       });
-      await db.passwordCredential.create({ data: { userId: alice.id, hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA", changedAt: new Date() } });
-      await db.mfaFactor.create({ data: { id: `mfa_${alice.id.slice(4)}`, userId: alice.id, type: "totp", secretEnc: "ciphertext", confirmedAt: new Date() } });
-      for (let i = 0; i < 3; i++) await db.recoveryCode.create({ data: { id: `rcv_${alice.id.slice(4)}${i}`, userId: alice.id, codeHash: `h${i}${alice.id}` } });
+      await db.passwordCredential.create({
+        data: { userId: alice.id, hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA", changedAt: new Date() },
+      });
+      await db.mfaFactor.create({
+        data: {
+          id: `mfa_${alice.id.slice(4)}`,
+          userId: alice.id,
+          type: "totp",
+          secretEnc: "ciphertext",
+          confirmedAt: new Date(),
+        },
+      });
+      for (let i = 0; i < 3; i++)
+        await db.recoveryCode.create({
+          data: { id: `rcv_${alice.id.slice(4)}${i}`, userId: alice.id, codeHash: `h${i}${alice.id}` },
+        });
       // Two accounts sharing an (unverified) e-mail address.
       for (const n of [1, 2]) {
-        await db.user.create({ data: { id: `usr_twin${n}${alice.id.slice(4, 10)}`, username: `twin${n}${alice.id.slice(4, 10)}`, email: `twins-${alice.id}@example.com`, emailNormalized: `twins-${alice.id}@example.com`, updatedAt: new Date() } });
+        await db.user.create({
+          data: {
+            id: `usr_twin${n}${alice.id.slice(4, 10)}`,
+            username: `twin${n}${alice.id.slice(4, 10)}`,
+            email: `twins-${alice.id}@example.com`,
+            emailNormalized: `twins-${alice.id}@example.com`,
+            updatedAt: new Date(),
+          },
+        });
       }
     });
     afterAll(async () => {
@@ -88,19 +120,28 @@ for (const kind of testDatabaseKinds()) {
       const ids = users.map((u) => u["id"]);
       expect(ids.indexOf(alice.id)).toBeLessThan(ids.indexOf(bob.id));
       expect(users.find((u) => u["id"] === alice.id)).toMatchObject({
-        username: expect.any(String), email: alice.email, status: "active", effective_status: "active",
-        must_change_password: false, password: { changed_at: expect.any(String), expires_in_days: null, warning: null, forced_change: false },
+        username: expect.any(String),
+        email: alice.email,
+        status: "active",
+        effective_status: "active",
+        must_change_password: false,
+        password: { changed_at: expect.any(String), expires_in_days: null, warning: null, forced_change: false },
         last_signin_at: expect.stringMatching(/Z$/),
       });
       expect(users.find((u) => u["id"] === bob.id)).toMatchObject({ password: null });
 
       const text = await cli("users", "list");
       expect(text.code).toBe(0);
-      expect(text.stdout.split("\n")[0]).toMatch(/^ID\s+USERNAME\s+EMAIL\s+STATUS\s+PASSWORD\s+CREATED\s+LAST SIGN-IN$/);
+      expect(text.stdout.split("\n")[0]).toMatch(
+        /^ID\s+USERNAME\s+EMAIL\s+STATUS\s+PASSWORD\s+CREATED\s+LAST SIGN-IN$/,
+      );
       expect(text.stdout).toContain(alice.id);
 
       expect(await cliJson("users", "list", "--status", "disabled")).toEqual({ users: [] });
-      expect(await cli("users", "list", "--status", "gone")).toMatchObject({ code: 2, stderr: expect.stringContaining("--status must be one of") });
+      expect(await cli("users", "list", "--status", "gone")).toMatchObject({
+        code: 2,
+        stderr: expect.stringContaining("--status must be one of"),
+      });
     });
 
     it("users show: identities, sessions, password and MFA factors; found by id, username or e-mail", async () => {
@@ -121,12 +162,21 @@ for (const kind of testDatabaseKinds()) {
 
     it("disable ends every session at once and the server refuses the user; enable lets them back", async () => {
       const out = await cliJson("users", "disable", alice.id, "--reason", "offboarding");
-      expect(out).toMatchObject({ previous_status: "active", changed: true, revoked_sessions: 2, user: { status: "disabled", status_reason: "offboarding" } });
+      expect(out).toMatchObject({
+        previous_status: "active",
+        changed: true,
+        revoked_sessions: 2,
+        user: { status: "disabled", status_reason: "offboarding" },
+      });
       const db = t.app.database.client;
       expect(await db.session.count({ where: { userId: alice.id, revokedAt: null } })).toBe(0);
       const audit = await db.auditEvent.findFirstOrThrow({ where: { userId: alice.id, type: "admin.user_disabled" } });
       expect(audit.userAgent).toBe("admin-cli");
-      expect(JSON.parse(audit.detail!)).toMatchObject({ actor: expect.any(String), previous_status: "active", revoked_sessions: 2 });
+      expect(JSON.parse(audit.detail!)).toMatchObject({
+        actor: expect.any(String),
+        previous_status: "active",
+        revoked_sessions: 2,
+      });
       expect((await signin(alice.sub, alice.email)).body).toMatchObject({ code: "user_disabled" });
 
       const text = await cli("users", "enable", alice.email);
@@ -142,16 +192,34 @@ for (const kind of testDatabaseKinds()) {
       expect(until - before).toBeGreaterThanOrEqual(90 * 60_000 - 1000);
       expect(until - before).toBeLessThan(90 * 60_000 + 20_000);
       const refused = await signin(bob.sub, bob.email);
-      expect(refused).toMatchObject({ status: 403, body: { code: "user_locked", details: { locked_until: new Date(until).toISOString() } } });
+      expect(refused).toMatchObject({
+        status: 403,
+        body: { code: "user_locked", details: { locked_until: new Date(until).toISOString() } },
+      });
 
       const text = await cli("users", "lock", bob.id, "--until", "2099-01-01T00:00:00+01:00");
-      expect(text).toMatchObject({ code: 0, stdout: expect.stringContaining("until 2098-12-31T23:00:00.000Z (was locked)") });
-      expect(await cli("users", "lock", bob.id, "--until", "2020-01-01T00:00:00Z")).toMatchObject({ code: 2, stderr: expect.stringContaining("must end in the future") });
-      expect(await cli("users", "lock", bob.id, "--until", "2099-01-01T00:00")).toMatchObject({ code: 2, stderr: expect.stringContaining("with its offset") });
+      expect(text).toMatchObject({
+        code: 0,
+        stdout: expect.stringContaining("until 2098-12-31T23:00:00.000Z (was locked)"),
+      });
+      expect(await cli("users", "lock", bob.id, "--until", "2020-01-01T00:00:00Z")).toMatchObject({
+        code: 2,
+        stderr: expect.stringContaining("must end in the future"),
+      });
+      expect(await cli("users", "lock", bob.id, "--until", "2099-01-01T00:00")).toMatchObject({
+        code: 2,
+        stderr: expect.stringContaining("with its offset"),
+      });
       expect(await cli("users", "lock", bob.id, "--for", "soon")).toMatchObject({ code: 2 });
 
-      expect(await cliJson("users", "unlock", bob.id)).toMatchObject({ previous_status: "locked", user: { status: "active", locked_until: null, status_reason: null } });
-      expect(await cli("users", "unlock", bob.id)).toMatchObject({ code: 4, stderr: expect.stringContaining("[user_status_conflict]") });
+      expect(await cliJson("users", "unlock", bob.id)).toMatchObject({
+        previous_status: "locked",
+        user: { status: "active", locked_until: null, status_reason: null },
+      });
+      expect(await cli("users", "unlock", bob.id)).toMatchObject({
+        code: 4,
+        stderr: expect.stringContaining("[user_status_conflict]"),
+      });
       expect((await signin(bob.sub, bob.email)).status).toBe(200);
     });
 
@@ -160,8 +228,13 @@ for (const kind of testDatabaseKinds()) {
       expect(out.user).toMatchObject({ must_change_password: true, password: { forced_change: true } });
       const login = await signin(alice.sub, alice.email);
       expect(login.body).toMatchObject({ must_change_password: true, user: { must_change_password: true } });
-      expect((await cliJson("users", "force-password-change", alice.id, "--clear")).user).toMatchObject({ must_change_password: false });
-      expect(await cli("users", "force-password-change", bob.id)).toMatchObject({ code: 4, stderr: expect.stringContaining("[password_not_set]") });
+      expect((await cliJson("users", "force-password-change", alice.id, "--clear")).user).toMatchObject({
+        must_change_password: false,
+      });
+      expect(await cli("users", "force-password-change", bob.id)).toMatchObject({
+        code: 4,
+        stderr: expect.stringContaining("[password_not_set]"),
+      });
     });
 
     it("unlink removes one identity and its provider's sessions; the last one only with --force", async () => {
@@ -173,9 +246,16 @@ for (const kind of testDatabaseKinds()) {
 
       const liveBefore = await db.session.count({ where: { userId: alice.id, revokedAt: null } });
       const acme = await cliJson("users", "unlink", alice.id, "acme");
-      expect(acme).toMatchObject({ identity: { provider: "acme", subject: "alice-at-acme" }, remaining_identities: 1, revoked_sessions: 0 });
+      expect(acme).toMatchObject({
+        identity: { provider: "acme", subject: "alice-at-acme" },
+        remaining_identities: 1,
+        revoked_sessions: 0,
+      });
       expect(await db.session.count({ where: { userId: alice.id, revokedAt: null } })).toBe(liveBefore);
-      expect(await cli("users", "unlink", alice.id, "acme")).toMatchObject({ code: 3, stderr: expect.stringContaining("[identity_not_found]") });
+      expect(await cli("users", "unlink", alice.id, "acme")).toMatchObject({
+        code: 3,
+        stderr: expect.stringContaining("[identity_not_found]"),
+      });
 
       const forced = await cliJson("users", "unlink", bob.id, "dev", "--force");
       expect(forced).toMatchObject({ remaining_identities: 0, revoked_sessions: 2 });
@@ -188,7 +268,10 @@ for (const kind of testDatabaseKinds()) {
       const events = out["events"] as { type: string; at: string; detail: Record<string, unknown> | null }[];
       expect(events).toHaveLength(4);
       expect(events.map((e) => e.at)).toEqual([...events.map((e) => e.at)].sort().reverse());
-      expect(events[0]).toMatchObject({ type: "admin.identity_unlinked", detail: { provider: "acme", forced: false, actor: expect.any(String) } });
+      expect(events[0]).toMatchObject({
+        type: "admin.identity_unlinked",
+        detail: { provider: "acme", forced: false, actor: expect.any(String) },
+      });
       const text = await cli("audit", alice.email);
       expect(text.stdout.split("\n")[0]).toMatch(/^AT\s+TYPE\s+CODE\s+PROVIDER\s+IP\s+DETAIL$/);
       expect(text.stdout).toContain("signin.succeeded");
@@ -196,13 +279,28 @@ for (const kind of testDatabaseKinds()) {
     });
 
     it("says clearly what went wrong, with distinct exit statuses", async () => {
-      expect(await cli("users", "show", "nobody-here")).toEqual({ code: 3, stdout: "", stderr: "error: no user nobody-here [user_not_found]\n" });
+      expect(await cli("users", "show", "nobody-here")).toEqual({
+        code: 3,
+        stdout: "",
+        stderr: "error: no user nobody-here [user_not_found]\n",
+      });
       const twins = await cli("users", "show", `twins-${alice.id}@example.com`);
       expect(twins.code).toBe(4);
-      expect(twins.stderr).toMatch(/2 users have the e-mail address .* \[user_ambiguous\]\ncandidates: usr_twin1\S+ usr_twin2\S+\n/);
-      expect(await cli("users", "frobnicate", "x")).toMatchObject({ code: 2, stderr: expect.stringContaining('unknown command "users frobnicate"') });
-      expect(await cli("users", "show")).toMatchObject({ code: 2, stderr: expect.stringContaining("users show takes <user>") });
-      expect(await cli("users", "disable", bob.id, "--force")).toMatchObject({ code: 2, stderr: expect.stringContaining("does not take --force") });
+      expect(twins.stderr).toMatch(
+        /2 users have the e-mail address .* \[user_ambiguous\]\ncandidates: usr_twin1\S+ usr_twin2\S+\n/,
+      );
+      expect(await cli("users", "frobnicate", "x")).toMatchObject({
+        code: 2,
+        stderr: expect.stringContaining('unknown command "users frobnicate"'),
+      });
+      expect(await cli("users", "show")).toMatchObject({
+        code: 2,
+        stderr: expect.stringContaining("users show takes <user>"),
+      });
+      expect(await cli("users", "disable", bob.id, "--force")).toMatchObject({
+        code: 2,
+        stderr: expect.stringContaining("does not take --force"),
+      });
       expect(await cli()).toMatchObject({ code: 2, stderr: expect.stringContaining("Usage:") });
       expect(await cli("--help")).toMatchObject({ code: 0, stdout: expect.stringContaining("Exit status:") });
     });
@@ -214,8 +312,12 @@ describe("admin CLI without a database", () => {
     const dir = mkdtempSync(join(tmpdir(), "admin-cli-none-"));
     try {
       const r = await new Promise<CliResult>((resolve) => {
-        execFile(process.execPath, [MAIN, "admin", "users", "list"], { cwd: dir, env: { PATH: process.env["PATH"] ?? "", DATABASE_URL: `file:${dir}/missing.db` } },
-          (error, stdout, stderr) => resolve({ code: error === null ? 0 : Number(error.code ?? 1), stdout, stderr }));
+        execFile(
+          process.execPath,
+          [MAIN, "admin", "users", "list"],
+          { cwd: dir, env: { PATH: process.env["PATH"] ?? "", DATABASE_URL: `file:${dir}/missing.db` } },
+          (error, stdout, stderr) => resolve({ code: error === null ? 0 : Number(error.code ?? 1), stdout, stderr }),
+        );
       });
       expect(r.code).toBe(2);
       expect(r.stderr).toContain(`no database at ${dir}/missing.db`);
@@ -229,8 +331,12 @@ describe("admin CLI keys new", () => {
   function run(args: string[], cwd: string): Promise<CliResult> {
     return new Promise((resolve) => {
       // No DATABASE_URL and no config: minting a key needs neither.
-      execFile(process.execPath, [MAIN, "admin", "keys", "new", ...args], { cwd, env: { PATH: process.env["PATH"] ?? "" } },
-        (error, stdout, stderr) => resolve({ code: error === null ? 0 : Number(error.code ?? 1), stdout, stderr }));
+      execFile(
+        process.execPath,
+        [MAIN, "admin", "keys", "new", ...args],
+        { cwd, env: { PATH: process.env["PATH"] ?? "" } },
+        (error, stdout, stderr) => resolve({ code: error === null ? 0 : Number(error.code ?? 1), stdout, stderr }),
+      );
     });
   }
 
@@ -249,7 +355,9 @@ describe("admin CLI keys new", () => {
       const key = /^ {2}(adm_\S+)$/m.exec(text.stdout)?.[1];
       expect(key).toBeDefined();
       expect(key).not.toBe(out.key);
-      expect(text.stdout).toContain(`admin:\n  api_keys:\n    - { name: "ops", sha256: ${createHash("sha256").update(key!).digest("hex")} }\n`);
+      expect(text.stdout).toContain(
+        `admin:\n  api_keys:\n    - { name: "ops", sha256: ${createHash("sha256").update(key!).digest("hex")} }\n`,
+      );
       expect(readdirSync(dir)).toEqual([]);
 
       expect(await run([], dir)).toMatchObject({ code: 2, stderr: expect.stringContaining("keys new needs --name") });

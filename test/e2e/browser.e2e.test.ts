@@ -24,7 +24,6 @@ import type { BrowserClient, Outcome } from "./browser/client.ts";
 
 const ENTRY = fileURLToPath(new URL("./browser/client.ts", import.meta.url));
 
-
 /** The test bundle of client.ts, built in memory. */
 async function bundleClient(): Promise<string> {
   const bundle = await rolldown({ input: ENTRY, platform: "browser", logLevel: "warn" });
@@ -54,10 +53,11 @@ async function startStaticOrigin(script: string): Promise<{ origin: string; clos
   const { port } = server.address() as AddressInfo;
   return {
     origin: `http://127.0.0.1:${port}`,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 
@@ -154,7 +154,13 @@ describe("browser callers (headless Chromium, cross-origin)", BROWSER_SUITE, () 
     );
     await page.close();
 
-    const malformed = { name: "ConnectError", code: 3, codeName: "InvalidArgument", reason: "id_token_malformed", domain: "identity.v1" };
+    const malformed = {
+      name: "ConnectError",
+      code: 3,
+      codeName: "InvalidArgument",
+      reason: "id_token_malformed",
+      domain: "identity.v1",
+    };
     expect(r.connectRejected).toEqual({ ok: false, error: { ...malformed, message: expect.any(String) } });
     // gRPC-Web: the status and details come in grpc-status* headers or body trailers; either way
     // the browser must be allowed to read them.
@@ -167,7 +173,10 @@ describe("browser callers (headless Chromium, cross-origin)", BROWSER_SUITE, () 
         body: expect.objectContaining({ code: "id_token_malformed", status: "invalid_argument" }),
       },
     });
-    expect(r.connectUnauthenticated).toMatchObject({ ok: false, error: { name: "ConnectError", codeName: "Unauthenticated" } });
+    expect(r.connectUnauthenticated).toMatchObject({
+      ok: false,
+      error: { name: "ConnectError", codeName: "Unauthenticated" },
+    });
   });
 
   it("refuses a page from an origin that is not in server.cors.allowed_origins", async () => {
@@ -185,7 +194,10 @@ describe("browser callers (headless Chromium, cross-origin)", BROWSER_SUITE, () 
 
     // The browser blocks each call (failed preflight): connect-web reports a ConnectError that
     // carries no server code or reason, and fetch rejects with a TypeError.
-    for (const [what, outcome] of [["Connect", r.connect], ["gRPC-Web", r.grpcWeb]] as const) {
+    for (const [what, outcome] of [
+      ["Connect", r.connect],
+      ["gRPC-Web", r.grpcWeb],
+    ] as const) {
       expect(outcome.ok, `${what} from a refused origin`).toBe(false);
       if (!outcome.ok) {
         expect(outcome.error.name).toBe("ConnectError");
@@ -194,7 +206,9 @@ describe("browser callers (headless Chromium, cross-origin)", BROWSER_SUITE, () 
     }
     expect(r.rest).toMatchObject({ ok: false, error: { name: "TypeError" } });
     // …and says why.
-    const corsErrors = consoleErrors.filter((m) => m.includes(`from origin '${refused!.origin}' has been blocked by CORS policy`));
+    const corsErrors = consoleErrors.filter((m) =>
+      m.includes(`from origin '${refused!.origin}' has been blocked by CORS policy`),
+    );
     expect(corsErrors, consoleErrors.join("\n")).toHaveLength(3);
     // The preflight stopped everything: no request reached a handler.
     expect(await rowCounts(testApp!.app)).toEqual(before);

@@ -27,14 +27,33 @@ describe("Cache-Control on answers", () => {
     // A token signs in once: four of them.
     const [t1, t2, t3, t4] = await Promise.all([1, 2, 3, 4].map(() => mint("cache-control")));
     const bodyOf = (token: string) => JSON.stringify({ id_token: token, provider: "dev" });
-    const message = toBinary(SigninWithIdTokenRequestSchema, create(SigninWithIdTokenRequestSchema, { idToken: t4!, provider: "dev" }));
+    const message = toBinary(
+      SigninWithIdTokenRequestSchema,
+      create(SigninWithIdTokenRequestSchema, { idToken: t4!, provider: "dev" }),
+    );
     const frame = envelope(message);
     const answers = await Promise.all([
       fetch(`${t.url}/auth/id-token/signin`, { method: "POST", headers: json, body: bodyOf(t1!) }),
-      fetch(`${t.url}${rpc}`, { method: "POST", headers: { ...json, "connect-protocol-version": "1" }, body: bodyOf(t2!) }),
-      fetch(`${t.url}${rpc}`, { method: "POST", headers: { ...json, "connect-protocol-version": "1", "connect-timeout-ms": "10000" }, body: bodyOf(t3!) }),
-      fetch(`${t.url}${rpc}`, { method: "POST", headers: { "content-type": "application/grpc-web+proto", "x-grpc-web": "1" }, body: frame }),
-      fetch(`${t.url}/auth/id-token/signin`, { method: "POST", headers: json, body: JSON.stringify({ id_token: "not-a-jwt" }) }),
+      fetch(`${t.url}${rpc}`, {
+        method: "POST",
+        headers: { ...json, "connect-protocol-version": "1" },
+        body: bodyOf(t2!),
+      }),
+      fetch(`${t.url}${rpc}`, {
+        method: "POST",
+        headers: { ...json, "connect-protocol-version": "1", "connect-timeout-ms": "10000" },
+        body: bodyOf(t3!),
+      }),
+      fetch(`${t.url}${rpc}`, {
+        method: "POST",
+        headers: { "content-type": "application/grpc-web+proto", "x-grpc-web": "1" },
+        body: frame,
+      }),
+      fetch(`${t.url}/auth/id-token/signin`, {
+        method: "POST",
+        headers: json,
+        body: JSON.stringify({ id_token: "not-a-jwt" }),
+      }),
       fetch(`${t.url}${rpc}`, { method: "POST", headers: json, body: JSON.stringify({ id_token: "not-a-jwt" }) }),
     ]);
     expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200, 400, 400]);

@@ -35,7 +35,10 @@ describe("ChangePassword and the password fields", () => {
   async function call(method: "GET" | "POST", path: string, body?: unknown, token?: string) {
     const res = await fetch(`${t.url}${path}`, {
       method,
-      headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), ...(token === undefined ? {} : { authorization: `Bearer ${token}` }) },
+      headers: {
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+        ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+      },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
@@ -81,13 +84,22 @@ describe("ChangePassword and the password fields", () => {
     const userId = login["user_id"] as string;
 
     const weak = await change(token, { new_password: `${sub}-secret` });
-    expect(weak).toMatchObject({ status: 400, body: { code: "password_too_weak", details: { reason: "contains_user_info" } } });
-    expect(await change(token, { new_password: "short" })).toMatchObject({
-      status: 400, body: { code: "password_too_weak", details: { reason: "too_short", min_length: "12", max_length: "128" } },
+    expect(weak).toMatchObject({
+      status: 400,
+      body: { code: "password_too_weak", details: { reason: "contains_user_info" } },
     });
-    expect((await change(token, { new_password: "Password2024!" })).body["details"]).toMatchObject({ reason: "common" });
-    expect(await change(token, { current_password: "I have none", new_password: "violet lanterns drift" })).toMatchObject({
-      status: 400, body: { code: "invalid_request" },
+    expect(await change(token, { new_password: "short" })).toMatchObject({
+      status: 400,
+      body: { code: "password_too_weak", details: { reason: "too_short", min_length: "12", max_length: "128" } },
+    });
+    expect((await change(token, { new_password: "Password2024!" })).body["details"]).toMatchObject({
+      reason: "common",
+    });
+    expect(
+      await change(token, { current_password: "I have none", new_password: "violet lanterns drift" }),
+    ).toMatchObject({
+      status: 400,
+      body: { code: "invalid_request" },
     });
 
     const first = await change(token, { new_password: "violet lanterns drift" });
@@ -103,7 +115,10 @@ describe("ChangePassword and the password fields", () => {
     expect(credential.changedAt.getTime()).toBe(credential.createdAt.getTime());
     const refreshOther = await call("POST", "/auth/token/refresh", { refresh_token: other["refresh_token"] });
     expect(refreshOther).toMatchObject({ status: 401, body: { code: "session_revoked" } });
-    const events = await db.auditEvent.findMany({ where: { userId, type: { startsWith: "password." } }, orderBy: { at: "asc" } });
+    const events = await db.auditEvent.findMany({
+      where: { userId, type: { startsWith: "password." } },
+      orderBy: { at: "asc" },
+    });
     expect(events.map((e) => [e.type, e.code])).toEqual([
       ["password.change_failed", "password_too_weak"],
       ["password.change_failed", "password_too_weak"],
@@ -114,14 +129,26 @@ describe("ChangePassword and the password fields", () => {
     expect(JSON.parse(events.at(-1)!.detail!)).toMatchObject({ first_password: true, revoked_sessions: 1 });
     expect(JSON.stringify(events)).not.toMatch(/violet|lanterns/);
 
-    expect(await change(token, { new_password: "another fine passphrase" })).toMatchObject({ status: 400, body: { code: "current_password_required" } });
-    expect(await change(token, { current_password: "violet lanterns drif", new_password: "another fine passphrase" })).toMatchObject({
-      status: 403, body: { code: "password_incorrect", status: "permission_denied" },
+    expect(await change(token, { new_password: "another fine passphrase" })).toMatchObject({
+      status: 400,
+      body: { code: "current_password_required" },
     });
-    expect(await change(token, { current_password: "violet lanterns drift", new_password: "violet lanterns drift" })).toMatchObject({
-      status: 400, body: { code: "password_reused" },
+    expect(
+      await change(token, { current_password: "violet lanterns drif", new_password: "another fine passphrase" }),
+    ).toMatchObject({
+      status: 403,
+      body: { code: "password_incorrect", status: "permission_denied" },
     });
-    const second = await change(token, { current_password: "violet lanterns drift", new_password: "another fine passphrase" });
+    expect(
+      await change(token, { current_password: "violet lanterns drift", new_password: "violet lanterns drift" }),
+    ).toMatchObject({
+      status: 400,
+      body: { code: "password_reused" },
+    });
+    const second = await change(token, {
+      current_password: "violet lanterns drift",
+      new_password: "another fine passphrase",
+    });
     expect(second).toMatchObject({ status: 200, body: { revoked_sessions: 0 } });
     expect((await db.passwordCredential.findUniqueOrThrow({ where: { userId } })).hash).not.toBe(credential.hash);
   });
@@ -131,7 +158,10 @@ describe("ChangePassword and the password fields", () => {
     clock.advance(11 * 60_000);
     try {
       const res = await change(login["access_token"] as string, { new_password: "violet lanterns drift" });
-      expect(res).toMatchObject({ status: 403, body: { code: "reauthentication_required", details: { max_signin_age_seconds: "600" } } });
+      expect(res).toMatchObject({
+        status: 403,
+        body: { code: "reauthentication_required", details: { max_signin_age_seconds: "600" } },
+      });
     } finally {
       clock.reset();
     }
@@ -142,9 +172,14 @@ describe("ChangePassword and the password fields", () => {
     const token = (await signin(sub))["access_token"] as string;
     expect((await change(token, { new_password: "violet lanterns drift" })).status).toBe(200);
     for (let i = 0; i < 5; i++) {
-      expect((await change(token, { current_password: `wrong ${i}`, new_password: "another fine passphrase" })).body["code"]).toBe("password_incorrect");
+      expect(
+        (await change(token, { current_password: `wrong ${i}`, new_password: "another fine passphrase" })).body["code"],
+      ).toBe("password_incorrect");
     }
-    const limited = await change(token, { current_password: "violet lanterns drift", new_password: "another fine passphrase" });
+    const limited = await change(token, {
+      current_password: "violet lanterns drift",
+      new_password: "another fine passphrase",
+    });
     expect(limited).toMatchObject({ status: 429, body: { code: "rate_limited" } });
     const retry = Number((limited.body["details"] as Record<string, string>)["retry_after_seconds"]);
     expect(retry).toBeGreaterThan(800); // the failures just happened: nearly the whole 900 s window
@@ -173,7 +208,10 @@ describe("ChangePassword and the password fields", () => {
     expect(passwordFields(forced)).toEqual({ must_change_password: true, password_expires_in: 30 });
     const refreshed = await call("POST", "/auth/token/refresh", { refresh_token: forced["refresh_token"] });
     expect(passwordFields(refreshed.body)).toEqual({ must_change_password: true, password_expires_in: 30 });
-    const done = await change(forced["access_token"] as string, { current_password: "violet lanterns drift", new_password: "another fine passphrase" });
+    const done = await change(forced["access_token"] as string, {
+      current_password: "violet lanterns drift",
+      new_password: "another fine passphrase",
+    });
     expect(done.body["user"]).toMatchObject({ must_change_password: false, password_expires_in: 30 });
     expect(passwordFields(await signin(sub))).toEqual({ must_change_password: false, password_expires_in: 30 });
 
@@ -192,11 +230,18 @@ describe("ChangePassword and the password fields", () => {
       await expect_at(23.5, { must_change_password: false, password_expires_in: 7, password_warning: "expiring" });
       await expect_at(29.5, { must_change_password: false, password_expires_in: 1, password_warning: "expiring" });
       await expect_at(30.5, { must_change_password: false, password_expires_in: 0, password_warning: "expired_grace" });
-      await expect_at(32.5, { must_change_password: false, password_expires_in: -2, password_warning: "expired_grace" });
+      await expect_at(32.5, {
+        must_change_password: false,
+        password_expires_in: -2,
+        password_warning: "expired_grace",
+      });
       await expect_at(33.5, { must_change_password: true, password_expires_in: -3, password_warning: "expired" });
       // Changing the expired password restarts the clock.
       const login = await signin(sub);
-      const renewed = await change(login["access_token"] as string, { current_password: "another fine passphrase", new_password: "a third passphrase, finally" });
+      const renewed = await change(login["access_token"] as string, {
+        current_password: "another fine passphrase",
+        new_password: "a third passphrase, finally",
+      });
       expect(renewed.body["user"]).toMatchObject({ must_change_password: false, password_expires_in: 30 });
       expect(renewed.body["user"]).not.toHaveProperty("password_warning");
     } finally {

@@ -21,7 +21,14 @@ function run(command: string, args: string[], cwd: string, env: Record<string, s
   // npm without network: everything comes from the tarball and this repo's node_modules.
   const r = spawnSync(command, args, {
     cwd,
-    env: { ...process.env, npm_config_offline: "true", npm_config_audit: "false", npm_config_fund: "false", npm_config_update_notifier: "false", ...env },
+    env: {
+      ...process.env,
+      npm_config_offline: "true",
+      npm_config_audit: "false",
+      npm_config_fund: "false",
+      npm_config_update_notifier: "false",
+      ...env,
+    },
     encoding: "utf8",
     timeout: 120_000,
   });
@@ -40,7 +47,10 @@ describe("the TypeScript client package", () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "identity-client-"));
-    const packed = JSON.parse(run("npm", ["pack", "--json", "--pack-destination", dir], join(repo, "clients/ts"))) as { filename: string; files: { path: string }[] }[];
+    const packed = JSON.parse(run("npm", ["pack", "--json", "--pack-destination", dir], join(repo, "clients/ts"))) as {
+      filename: string;
+      files: { path: string }[];
+    }[];
     tarball = join(dir, packed[0]!.filename);
     project = join(dir, "consumer");
     mkdirSync(project);
@@ -55,7 +65,11 @@ describe("the TypeScript client package", () => {
     for (const step of steps) {
       const [npm, ...args] = step.split(" ");
       const offline = args.map((a) =>
-        a.endsWith(".tgz") ? tarball : /^@?[a-z]/.test(a) && args[0] === "install" && a !== "install" ? `file:${join(repo, "node_modules", a)}` : a,
+        a.endsWith(".tgz")
+          ? tarball
+          : /^@?[a-z]/.test(a) && args[0] === "install" && a !== "install"
+            ? `file:${join(repo, "node_modules", a)}`
+            : a,
       );
       run(npm!, offline, project);
     }
@@ -68,23 +82,44 @@ describe("the TypeScript client package", () => {
   });
 
   it("packs compiled JavaScript and declarations of every generated file, and no TypeScript sources", () => {
-    const files = run("tar", ["tzf", tarball], dir).trim().split("\n").map((f) => f.replace(/^package\//, "")).sort();
+    const files = run("tar", ["tzf", tarball], dir)
+      .trim()
+      .split("\n")
+      .map((f) => f.replace(/^package\//, ""))
+      .sort();
     expect(files).toContain("package.json");
     expect(files).toContain("index.js");
     expect(files).toContain("index.d.ts");
-    for (const base of ["identity/v1/auth_service_pb", "identity/v1/user_service_pb", "identity/v1/mfa_service_pb", "identity/v1/admin_service_pb", "google/rpc/error_details_pb"]) {
+    for (const base of [
+      "identity/v1/auth_service_pb",
+      "identity/v1/user_service_pb",
+      "identity/v1/mfa_service_pb",
+      "identity/v1/admin_service_pb",
+      "google/rpc/error_details_pb",
+    ]) {
       expect(files).toContain(`dist/${base}.js`);
       expect(files).toContain(`dist/${base}.d.ts`);
     }
     expect(files.filter((f) => f.endsWith(".ts") && !f.endsWith(".d.ts"))).toEqual([]);
-    const installed = JSON.parse(readFileSync(join(project, "node_modules/@idtoken-signin/client/package.json"), "utf8")) as { dependencies: Record<string, string> };
+    const installed = JSON.parse(
+      readFileSync(join(project, "node_modules/@idtoken-signin/client/package.json"), "utf8"),
+    ) as { dependencies: Record<string, string> };
     expect(Object.keys(installed.dependencies)).toEqual(["@bufbuild/protobuf"]);
   });
 
   it("the project is what `npm init -y` made, made ESM, with the client and its peers as dependencies", () => {
-    const pkg = JSON.parse(readFileSync(join(project, "package.json"), "utf8")) as { type: string; dependencies: Record<string, string>; devDependencies: Record<string, string> };
+    const pkg = JSON.parse(readFileSync(join(project, "package.json"), "utf8")) as {
+      type: string;
+      dependencies: Record<string, string>;
+      devDependencies: Record<string, string>;
+    };
     expect(pkg.type).toBe("module");
-    expect(Object.keys(pkg.dependencies).sort()).toEqual(["@bufbuild/protobuf", "@connectrpc/connect", "@connectrpc/connect-node", "@idtoken-signin/client"]);
+    expect(Object.keys(pkg.dependencies).sort()).toEqual([
+      "@bufbuild/protobuf",
+      "@connectrpc/connect",
+      "@connectrpc/connect-node",
+      "@idtoken-signin/client",
+    ]);
     expect(Object.keys(pkg.devDependencies).sort()).toEqual(["@types/node", "typescript"]);
   });
 
@@ -92,16 +127,21 @@ describe("the TypeScript client package", () => {
     writeFileSync(join(project, "connect.ts"), snippet("connect-example"));
     writeFileSync(join(project, "grpc.ts"), snippet("grpc-example"));
     // A subpath of the exports map, and the entry's types, as another project's compiler sees them.
-    writeFileSync(join(project, "subpath.ts"), [
-      'import { create, toJsonString } from "@bufbuild/protobuf";',
-      'import { LoginResponseSchema } from "@idtoken-signin/client/identity/v1/auth_service_pb";',
-      'import { ErrorInfoSchema, UserService, type LoginResponse } from "@idtoken-signin/client";',
-      'const login: LoginResponse = create(LoginResponseSchema, { expiresIn: 5 });',
-      'console.log(toJsonString(LoginResponseSchema, login), UserService.typeName, ErrorInfoSchema.typeName);',
-    ].join("\n"));
+    writeFileSync(
+      join(project, "subpath.ts"),
+      [
+        'import { create, toJsonString } from "@bufbuild/protobuf";',
+        'import { LoginResponseSchema } from "@idtoken-signin/client/identity/v1/auth_service_pb";',
+        'import { ErrorInfoSchema, UserService, type LoginResponse } from "@idtoken-signin/client";',
+        "const login: LoginResponse = create(LoginResponseSchema, { expiresIn: 5 });",
+        "console.log(toJsonString(LoginResponseSchema, login), UserService.typeName, ErrorInfoSchema.typeName);",
+      ].join("\n"),
+    );
     // `npx tsc`, as the README says (the project's own TypeScript), every declaration file checked.
     run("npx", ["tsc", "--skipLibCheck", "false"], project);
-    expect(run(process.execPath, ["subpath.ts"], project).trim()).toBe('{"expiresIn":5} identity.v1.UserService google.rpc.ErrorInfo');
+    expect(run(process.execPath, ["subpath.ts"], project).trim()).toBe(
+      '{"expiresIn":5} identity.v1.UserService google.rpc.ErrorInfo',
+    );
   });
 
   it("runs the README's Connect example as written against a dev-mode service", () => {

@@ -62,7 +62,12 @@ describe("connection limits", () => {
       const session = http2.connect(t.url);
       session.on("error", () => {});
       try {
-        const stream = session.request({ ":method": "POST", ":path": path, "content-type": type, "content-length": "200" });
+        const stream = session.request({
+          ":method": "POST",
+          ":path": path,
+          "content-type": type,
+          "content-length": "200",
+        });
         stream.on("error", () => {});
         stream.write('{"id_token": "');
         const started = Date.now();
@@ -89,11 +94,20 @@ describe("connection limits", () => {
 
   it("answers 408 to an HTTP/1.1 body that never finishes", async () => {
     const status = await new Promise<number>((resolve, reject) => {
-      const req = http.request({ host: "127.0.0.1", port, method: "POST", path: "/auth/id-token/signin", agent: false,
-        headers: { "content-type": "application/json", "content-length": "200" } }, (res) => {
-        res.resume();
-        resolve(res.statusCode!);
-      });
+      const req = http.request(
+        {
+          host: "127.0.0.1",
+          port,
+          method: "POST",
+          path: "/auth/id-token/signin",
+          agent: false,
+          headers: { "content-type": "application/json", "content-length": "200" },
+        },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        },
+      );
       req.on("error", reject);
       req.write('{"id_token": "');
       setTimeout(() => reject(new Error("no answer within 5 s")), 5000).unref();
@@ -179,7 +193,9 @@ describe("one address against everybody else", () => {
 
   /** An h2c session from `localAddress`; resolves once it is up, or with null when it is closed first. */
   function h2From(localAddress: string): Promise<http2.ClientHttp2Session | null> {
-    const session = http2.connect(t.url, { createConnection: () => net.connect({ host: "127.0.0.1", port, localAddress }) });
+    const session = http2.connect(t.url, {
+      createConnection: () => net.connect({ host: "127.0.0.1", port, localAddress }),
+    });
     session.on("error", () => {});
     return new Promise((resolve) => {
       // A connection the server takes answers its SETTINGS; one it refuses is closed first.
@@ -189,8 +205,18 @@ describe("one address against everybody else", () => {
   }
 
   /** Starts a sign-in whose body never ends on `session`; resolves with the status if one comes within `ms`. */
-  function neverEndingSignin(session: http2.ClientHttp2Session, ms: number, headers: http2.OutgoingHttpHeaders = {}): Promise<number | null> {
-    const stream = session.request({ ":method": "POST", ":path": "/auth/id-token/signin", "content-type": "application/json", "content-length": "2000", ...headers });
+  function neverEndingSignin(
+    session: http2.ClientHttp2Session,
+    ms: number,
+    headers: http2.OutgoingHttpHeaders = {},
+  ): Promise<number | null> {
+    const stream = session.request({
+      ":method": "POST",
+      ":path": "/auth/id-token/signin",
+      "content-type": "application/json",
+      "content-length": "2000",
+      ...headers,
+    });
     stream.on("error", () => {});
     stream.write('{"id_token": "');
     return new Promise((resolve) => {
@@ -209,10 +235,21 @@ describe("one address against everybody else", () => {
   /** GET or POST from `localAddress` over HTTP/1.1: the status, or an error's code. */
   function h1From(localAddress: string, method: string, path: string, body?: unknown): Promise<number | string> {
     return new Promise((resolve) => {
-      const req = http.request({ host: "127.0.0.1", port, localAddress, method, path, headers: { "content-type": "application/json", connection: "close" }, timeout: 3000 }, (res) => {
-        res.resume();
-        res.once("end", () => resolve(res.statusCode!));
-      });
+      const req = http.request(
+        {
+          host: "127.0.0.1",
+          port,
+          localAddress,
+          method,
+          path,
+          headers: { "content-type": "application/json", connection: "close" },
+          timeout: 3000,
+        },
+        (res) => {
+          res.resume();
+          res.once("end", () => resolve(res.statusCode!));
+        },
+      );
       req.once("timeout", () => req.destroy(new Error("timeout")));
       req.once("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
       req.end(body === undefined ? undefined : JSON.stringify(body));
@@ -237,7 +274,12 @@ describe("one address against everybody else", () => {
       expect(await neverEndingSignin(open[0]!, 2000)).toBe(429);
       // A gRPC client learns it from grpc-status: RESOURCE_EXHAUSTED, in a trailers-only answer.
       const grpcRefusal = await new Promise<http2.IncomingHttpHeaders>((resolve) => {
-        const stream = open[0]!.request({ ":method": "POST", ":path": "/identity.v1.AuthService/SigninWithIdToken", "content-type": "application/grpc", te: "trailers" });
+        const stream = open[0]!.request({
+          ":method": "POST",
+          ":path": "/identity.v1.AuthService/SigninWithIdToken",
+          "content-type": "application/grpc",
+          te: "trailers",
+        });
         stream.on("error", () => {});
         stream.once("response", resolve);
         stream.write(Buffer.from([0, 0, 0, 0, 10]));
@@ -258,7 +300,7 @@ describe("one address against everybody else", () => {
     // When the attacker's connections go, the address is served again (as soon as the server has
     // seen them close: polled, since a loaded machine takes a moment).
     let status: number | string = 0;
-    for (const until = Date.now() + 10_000; status !== 200 && Date.now() < until; ) {
+    for (const until = Date.now() + 10_000; status !== 200 && Date.now() < until;) {
       await new Promise((r) => setTimeout(r, 100));
       status = await h1From(ATTACKER, "GET", "/healthz");
     }
@@ -269,19 +311,24 @@ describe("one address against everybody else", () => {
     const sessions: http2.ClientHttp2Session[] = [];
     try {
       // A load balancer carries everybody: more connections than one address's share, all kept.
-      for (const s of await Promise.all(Array.from({ length: CAP.perAddress + 10 }, () => h2From(PROXY)))) if (s !== null) sessions.push(s);
+      for (const s of await Promise.all(Array.from({ length: CAP.perAddress + 10 }, () => h2From(PROXY))))
+        if (s !== null) sessions.push(s);
       expect(sessions).toHaveLength(CAP.perAddress + 10);
       await new Promise((r) => setTimeout(r, 100));
       expect(sessions.every((s) => !s.closed && !s.destroyed)).toBe(true);
       // One forwarded client holds its share of never-ending requests; its next one is refused at once.
       const attacker = { "x-forwarded-for": "198.51.100.7" };
-      const held = await Promise.all(sessions.slice(0, CAP.requestsPerAddress).map((s) => neverEndingSignin(s, 300, attacker)));
+      const held = await Promise.all(
+        sessions.slice(0, CAP.requestsPerAddress).map((s) => neverEndingSignin(s, 300, attacker)),
+      );
       expect(held.every((status) => status === null)).toBe(true);
       expect(await neverEndingSignin(sessions.at(-1)!, 2000, attacker)).toBe(429);
       // Another client behind the same proxy is served.
       const stream = sessions.at(-1)!.request({ ":path": "/healthz", "x-forwarded-for": "198.51.100.8" });
       stream.on("error", () => {});
-      const status = await new Promise<number>((resolve) => stream.once("response", (h) => resolve(Number(h[":status"]))));
+      const status = await new Promise<number>((resolve) =>
+        stream.once("response", (h) => resolve(Number(h[":status"]))),
+      );
       stream.resume();
       expect(status).toBe(200);
     } finally {

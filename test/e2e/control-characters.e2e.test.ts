@@ -8,7 +8,15 @@ import { mintAdminKey } from "../../src/tokens/admin-keys.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { testDatabaseKinds } from "../support/databases.ts";
 import { countRows } from "../support/schema-introspection.ts";
-import { auditRowsOf, createTokenSigner, grpcSignin, grpcTarget, metadataToHeaders, newRequestId, uniqueSub } from "../support/signin-e2e.ts";
+import {
+  auditRowsOf,
+  createTokenSigner,
+  grpcSignin,
+  grpcTarget,
+  metadataToHeaders,
+  newRequestId,
+  uniqueSub,
+} from "../support/signin-e2e.ts";
 import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
 
 /**
@@ -37,10 +45,16 @@ for (const kind of testDatabaseKinds()) {
           providers: { idp: { issuer: ISSUER, client_ids: ["app"], jwks_uri: `${ISSUER}/jwks` } },
         },
         overrides: {
-          fetch: (async () => new Response(JSON.stringify({ keys: [signer.publicJwk] }), { headers: { "content-type": "application/json" } })) as typeof fetch,
+          fetch: (async () =>
+            new Response(JSON.stringify({ keys: [signer.publicJwk] }), {
+              headers: { "content-type": "application/json" },
+            })) as typeof fetch,
         },
       });
-      const first = await call("POST", "/auth/id-token/signin", { id_token: await signer.sign({ iss: ISSUER, aud: "app", sub: uniqueSub("ok") }), provider: "idp" });
+      const first = await call("POST", "/auth/id-token/signin", {
+        id_token: await signer.sign({ iss: ISSUER, aud: "app", sub: uniqueSub("ok") }),
+        provider: "idp",
+      });
       expect(first.status).toBe(200);
       access = first.body["access_token"] as string;
       userId = first.body["user_id"] as string;
@@ -67,7 +81,10 @@ for (const kind of testDatabaseKinds()) {
       const before = await countRows(t.database.url);
       const requestId = newRequestId();
       const res = await send(requestId);
-      expect(res).toEqual({ status: expected.status, body: expect.objectContaining({ code: expected.code, details: expected.details }) });
+      expect(res).toEqual({
+        status: expected.status,
+        body: expect.objectContaining({ code: expected.code, details: expected.details }),
+      });
       const after = await countRows(t.database.url);
       expect(after).toEqual({ ...before, audit_events: before["audit_events"]! + expected.audited });
       const audits = await auditRowsOf(t.app, requestId);
@@ -86,7 +103,8 @@ for (const kind of testDatabaseKinds()) {
       it(`an ID token whose ${claim} claim holds a control character: 401 id_token_claim_invalid, audited, nothing stored`, async () => {
         const token = await signer.sign({ iss: ISSUER, aud: "app", sub: uniqueSub(claim), ...extra });
         await expectRefused(
-          (requestId) => call("POST", "/auth/id-token/signin", { id_token: token, provider: "idp" }, { "x-request-id": requestId }),
+          (requestId) =>
+            call("POST", "/auth/id-token/signin", { id_token: token, provider: "idp" }, { "x-request-id": requestId }),
           { status: 401, code: "id_token_claim_invalid", details: { claim }, audited: 1 },
         );
       });
@@ -94,9 +112,19 @@ for (const kind of testDatabaseKinds()) {
 
     it("sign-in request fields (provider, device_id, nonce): 400 invalid_characters, nothing written", async () => {
       const token = await signer.sign({ iss: ISSUER, aud: "app", sub: uniqueSub("fields") });
-      for (const [field, value] of [["provider", "idp\u0000"], ["device_id", "d\u0000"], ["nonce", "n\u0007"]] as const) {
+      for (const [field, value] of [
+        ["provider", "idp\u0000"],
+        ["device_id", "d\u0000"],
+        ["nonce", "n\u0007"],
+      ] as const) {
         await expectRefused(
-          (requestId) => call("POST", "/auth/id-token/signin", { id_token: token, provider: "idp", [field]: value }, { "x-request-id": requestId }),
+          (requestId) =>
+            call(
+              "POST",
+              "/auth/id-token/signin",
+              { id_token: token, provider: "idp", [field]: value },
+              { "x-request-id": requestId },
+            ),
           { status: 400, code: "invalid_characters", details: { field }, audited: 0 },
         );
       }
@@ -104,34 +132,72 @@ for (const kind of testDatabaseKinds()) {
 
     it("path and query parameters and admin reasons: 400 invalid_characters, nothing changed", async () => {
       const admin = { "x-admin-key": ADMIN.key };
-      await expectRefused(() => call("DELETE", "/auth/sessions/ses_%00", undefined, { authorization: `Bearer ${access}` }),
-        { status: 400, code: "invalid_characters", details: { field: "session_id" }, audited: 0 });
-      await expectRefused(() => call("GET", "/admin/users/usr_%01", undefined, admin),
-        { status: 400, code: "invalid_characters", details: { field: "user_id" }, audited: 0 });
-      await expectRefused(() => call("GET", "/admin/users?status=%00", undefined, admin),
-        { status: 400, code: "invalid_characters", details: { field: "status" }, audited: 0 });
-      await expectRefused(() => call("POST", `/admin/users/${userId}/disable`, { reason: "fraud\u0000" }, admin),
-        { status: 400, code: "invalid_characters", details: { field: "reason" }, audited: 0 });
-      await expectRefused(() => call("POST", `/admin/users/${userId}/lock`, { reason: "x\r\ny" }, admin),
-        { status: 400, code: "invalid_characters", details: { field: "reason" }, audited: 0 });
-      expect((await call("GET", `/admin/users/${userId}`, undefined, admin)).body).toMatchObject({ user: { status: "active" } });
+      await expectRefused(
+        () => call("DELETE", "/auth/sessions/ses_%00", undefined, { authorization: `Bearer ${access}` }),
+        { status: 400, code: "invalid_characters", details: { field: "session_id" }, audited: 0 },
+      );
+      await expectRefused(() => call("GET", "/admin/users/usr_%01", undefined, admin), {
+        status: 400,
+        code: "invalid_characters",
+        details: { field: "user_id" },
+        audited: 0,
+      });
+      await expectRefused(() => call("GET", "/admin/users?status=%00", undefined, admin), {
+        status: 400,
+        code: "invalid_characters",
+        details: { field: "status" },
+        audited: 0,
+      });
+      await expectRefused(() => call("POST", `/admin/users/${userId}/disable`, { reason: "fraud\u0000" }, admin), {
+        status: 400,
+        code: "invalid_characters",
+        details: { field: "reason" },
+        audited: 0,
+      });
+      await expectRefused(() => call("POST", `/admin/users/${userId}/lock`, { reason: "x\r\ny" }, admin), {
+        status: 400,
+        code: "invalid_characters",
+        details: { field: "reason" },
+        audited: 0,
+      });
+      expect((await call("GET", `/admin/users/${userId}`, undefined, admin)).body).toMatchObject({
+        user: { status: "active" },
+      });
     });
 
     it("the same over Connect and gRPC", async () => {
       const token = await signer.sign({ iss: ISSUER, aud: "app", sub: uniqueSub("rpc") });
-      const connect = createClient(AuthService, createConnectTransport({ baseUrl: t.url, httpVersion: "2", useBinaryFormat: true }));
-      const e = await connect.signinWithIdToken({ idToken: token, provider: "idp", deviceId: "a\u0000b" }).then(() => null, (x: unknown) => ConnectError.from(x));
+      const connect = createClient(
+        AuthService,
+        createConnectTransport({ baseUrl: t.url, httpVersion: "2", useBinaryFormat: true }),
+      );
+      const e = await connect.signinWithIdToken({ idToken: token, provider: "idp", deviceId: "a\u0000b" }).then(
+        () => null,
+        (x: unknown) => ConnectError.from(x),
+      );
       expect(e?.code).toBe(Code.InvalidArgument);
-      expect(e?.findDetails(ErrorInfoSchema)[0]).toMatchObject({ reason: "invalid_characters", metadata: { field: "device_id" } });
+      expect(e?.findDetails(ErrorInfoSchema)[0]).toMatchObject({
+        reason: "invalid_characters",
+        metadata: { field: "device_id" },
+      });
 
       const client = new grpc.Client(grpcTarget(t.url), grpc.credentials.createInsecure());
       try {
-        const bad = await signer.sign({ iss: ISSUER, aud: "app", sub: uniqueSub("grpc"), email: "a\u0000@example.com", email_verified: true });
+        const bad = await signer.sign({
+          iss: ISSUER,
+          aud: "app",
+          sub: uniqueSub("grpc"),
+          email: "a\u0000@example.com",
+          email_verified: true,
+        });
         const r = await grpcSignin(client, { idToken: bad, provider: "idp" }, new grpc.Metadata(), null);
         if (!("error" in r)) throw new Error("expected a refusal");
         const trailers = metadataToHeaders(r.error.metadata);
         trailers.set("grpc-status", String(r.error.code));
-        expect(findTrailerError(trailers)?.findDetails(ErrorInfoSchema)[0]).toMatchObject({ reason: "id_token_claim_invalid", metadata: { claim: "email" } });
+        expect(findTrailerError(trailers)?.findDetails(ErrorInfoSchema)[0]).toMatchObject({
+          reason: "id_token_claim_invalid",
+          metadata: { claim: "email" },
+        });
         expect(r.error.code).toBe(grpc.status.UNAUTHENTICATED);
       } finally {
         client.close();

@@ -83,7 +83,8 @@ async function readSnapshot(dialect: TestDatabaseKind["dialect"], url: string): 
     const client = new pg.Client({ connectionString: url });
     await client.connect();
     try {
-      for (const [key, sql] of Object.entries(SNAPSHOT_QUERIES)) out[key as keyof Snapshot] = (await client.query(sql)).rows;
+      for (const [key, sql] of Object.entries(SNAPSHOT_QUERIES))
+        out[key as keyof Snapshot] = (await client.query(sql)).rows;
     } finally {
       await client.end();
     }
@@ -106,7 +107,11 @@ function countBy<T>(items: readonly T[], key: (item: T) => string | null): Map<s
 }
 
 const postJson = (url: string, body: unknown, headers: Record<string, string> = {}) =>
-  fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
+  fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify(body),
+  });
 
 for (const kind of testDatabaseKinds()) {
   describe(`crash durability (${kind.dialect})`, kind.suiteOptions, () => {
@@ -131,7 +136,11 @@ for (const kind of testDatabaseKinds()) {
 
     afterAll(async () => {
       await restarted?.stop();
-      if (killedService !== undefined && killedService.child.exitCode === null && killedService.child.signalCode === null) {
+      if (
+        killedService !== undefined &&
+        killedService.child.exitCode === null &&
+        killedService.child.signalCode === null
+      ) {
         killedService.child.kill("SIGKILL");
       }
       if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
@@ -142,7 +151,9 @@ for (const kind of testDatabaseKinds()) {
       const started = Date.now();
       const service = await startServiceProcess({ config, env: env(), args: ["--dev"], dir });
       killedService = service;
-      const exited = new Promise<NodeJS.Signals | null>((resolve) => service.child.once("exit", (_code, signal) => resolve(signal)));
+      const exited = new Promise<NodeJS.Signals | null>((resolve) =>
+        service.child.once("exit", (_code, signal) => resolve(signal)),
+      );
 
       // ---- Load, then SIGKILL mid-flight -------------------------------------------------------
       const acks: Ack[] = [];
@@ -188,7 +199,11 @@ for (const kind of testDatabaseKinds()) {
             let status: number;
             let text: string;
             try {
-              const res = await postJson(`${service.url}/auth/id-token/signin`, { id_token, provider: "dev" }, { "x-request-id": requestId });
+              const res = await postJson(
+                `${service.url}/auth/id-token/signin`,
+                { id_token, provider: "dev" },
+                { "x-request-id": requestId },
+              );
               status = res.status;
               text = await res.text();
             } finally {
@@ -236,24 +251,46 @@ for (const kind of testDatabaseKinds()) {
       // Every acknowledged sign-in is there, whole.
       const sessions = new Map(snap.sessions.map((s) => [s.id, s]));
       const tokensByHash = new Map(snap.refreshTokens.map((t) => [t.token_hash, t]));
-      const auditsByRequest = new Map(snap.succeededAudits.filter((a) => a.request_id !== null).map((a) => [a.request_id!, a]));
+      const auditsByRequest = new Map(
+        snap.succeededAudits.filter((a) => a.request_id !== null).map((a) => [a.request_id!, a]),
+      );
       const identitiesBySubject = new Map(snap.identities.map((i) => [i.subject, i]));
       const userIds = new Set(snap.users.map((u) => u.id));
-      const lost = (check: (a: Ack) => boolean) => acks.filter((a) => !check(a)).map((a) => `${a.kind} ${a.sub} ${a.sessionId}`);
-      expect.soft(lost((a) => userIds.has(a.userId)), "acknowledged users missing").toEqual([]);
-      expect.soft(lost((a) => identitiesBySubject.get(a.sub)?.user_id === a.userId), "acknowledged identities missing").toEqual([]);
-      expect.soft(
-        lost((a) => sessions.get(a.sessionId)?.user_id === a.userId && sessions.get(a.sessionId)?.revoked_at == null),
-        "acknowledged sessions missing",
-      ).toEqual([]);
-      expect.soft(
-        lost((a) => {
-          const t = tokensByHash.get(tokenHash(a.refreshToken));
-          return t !== undefined && t.session_id === a.sessionId && t.used_at == null;
-        }),
-        "acknowledged refresh tokens missing",
-      ).toEqual([]);
-      expect.soft(lost((a) => auditsByRequest.get(a.requestId)?.user_id === a.userId), "signin.succeeded audit rows missing").toEqual([]);
+      const lost = (check: (a: Ack) => boolean) =>
+        acks.filter((a) => !check(a)).map((a) => `${a.kind} ${a.sub} ${a.sessionId}`);
+      expect
+        .soft(
+          lost((a) => userIds.has(a.userId)),
+          "acknowledged users missing",
+        )
+        .toEqual([]);
+      expect
+        .soft(
+          lost((a) => identitiesBySubject.get(a.sub)?.user_id === a.userId),
+          "acknowledged identities missing",
+        )
+        .toEqual([]);
+      expect
+        .soft(
+          lost((a) => sessions.get(a.sessionId)?.user_id === a.userId && sessions.get(a.sessionId)?.revoked_at == null),
+          "acknowledged sessions missing",
+        )
+        .toEqual([]);
+      expect
+        .soft(
+          lost((a) => {
+            const t = tokensByHash.get(tokenHash(a.refreshToken));
+            return t !== undefined && t.session_id === a.sessionId && t.used_at == null;
+          }),
+          "acknowledged refresh tokens missing",
+        )
+        .toEqual([]);
+      expect
+        .soft(
+          lost((a) => auditsByRequest.get(a.requestId)?.user_id === a.userId),
+          "signin.succeeded audit rows missing",
+        )
+        .toEqual([]);
 
       // Nothing half-written, acknowledged or not. Every user, identity and session in this
       // database comes from a sign-in of this test, and each such sign-in (MFA off) writes user
@@ -262,13 +299,48 @@ for (const kind of testDatabaseKinds()) {
       const identityUsers = new Set(snap.identities.map((i) => i.user_id));
       const sessionUsers = new Set(snap.sessions.map((s) => s.user_id));
       const sessionIdentities = new Set(snap.sessions.map((s) => s.identity_id));
-      expect.soft(snap.sessions.filter((s) => !sessionsWithToken.has(s.id)).map((s) => s.id), "sessions without a refresh token").toEqual([]);
-      expect.soft(snap.refreshTokens.filter((t) => !sessions.has(t.session_id)).map((t) => t.id), "refresh tokens without a session").toEqual([]);
-      expect.soft(snap.sessions.filter((s) => !userIds.has(s.user_id)).map((s) => s.id), "sessions without a user").toEqual([]);
-      expect.soft(snap.identities.filter((i) => !userIds.has(i.user_id)).map((i) => i.id), "identities without a user").toEqual([]);
-      expect.soft(snap.users.filter((u) => !identityUsers.has(u.id)).map((u) => u.id), "users without an identity").toEqual([]);
-      expect.soft(snap.users.filter((u) => !sessionUsers.has(u.id)).map((u) => u.id), "users without a session").toEqual([]);
-      expect.soft(snap.identities.filter((i) => !sessionIdentities.has(i.id)).map((i) => i.id), "identities without a session").toEqual([]);
+      expect
+        .soft(
+          snap.sessions.filter((s) => !sessionsWithToken.has(s.id)).map((s) => s.id),
+          "sessions without a refresh token",
+        )
+        .toEqual([]);
+      expect
+        .soft(
+          snap.refreshTokens.filter((t) => !sessions.has(t.session_id)).map((t) => t.id),
+          "refresh tokens without a session",
+        )
+        .toEqual([]);
+      expect
+        .soft(
+          snap.sessions.filter((s) => !userIds.has(s.user_id)).map((s) => s.id),
+          "sessions without a user",
+        )
+        .toEqual([]);
+      expect
+        .soft(
+          snap.identities.filter((i) => !userIds.has(i.user_id)).map((i) => i.id),
+          "identities without a user",
+        )
+        .toEqual([]);
+      expect
+        .soft(
+          snap.users.filter((u) => !identityUsers.has(u.id)).map((u) => u.id),
+          "users without an identity",
+        )
+        .toEqual([]);
+      expect
+        .soft(
+          snap.users.filter((u) => !sessionUsers.has(u.id)).map((u) => u.id),
+          "users without a session",
+        )
+        .toEqual([]);
+      expect
+        .soft(
+          snap.identities.filter((i) => !sessionIdentities.has(i.id)).map((i) => i.id),
+          "identities without a session",
+        )
+        .toEqual([]);
       // One signin.succeeded row per session, per user: neither an audit row whose session is
       // missing nor a session whose audit row is. (The row's detail does not name the session.)
       const auditsPerUser = countBy(snap.succeededAudits, (a) => a.user_id);
@@ -277,22 +349,39 @@ for (const kind of testDatabaseKinds()) {
         .filter((u) => auditsPerUser.get(u) !== sessionsPerUser.get(u))
         .map((u) => `${u}: ${auditsPerUser.get(u) ?? 0} signin.succeeded, ${sessionsPerUser.get(u) ?? 0} sessions`);
       expect.soft(mismatched, "signin.succeeded audit rows vs sessions per user").toEqual([]);
-      expect.soft(snap.succeededAudits.filter((a) => a.user_id === null || !userIds.has(a.user_id)).map((a) => a.id), "signin.succeeded audit rows without a user").toEqual([]);
+      expect
+        .soft(
+          snap.succeededAudits.filter((a) => a.user_id === null || !userIds.has(a.user_id)).map((a) => a.id),
+          "signin.succeeded audit rows without a user",
+        )
+        .toEqual([]);
 
       // (Soft assertions above: a failure reports every kind of loss at once.)
       // ---- Acknowledged refresh tokens still work --------------------------------------------
       // The last ones answered before the kill (closest to it), and a spread over the rest.
       const stride = Math.max(1, Math.floor(acks.length / (REFRESH_SAMPLE - 6)));
-      const sample = [...new Set([...acks.slice(-6), ...acks.filter((_, i) => i % stride === 0)])].slice(0, REFRESH_SAMPLE + 6);
+      const sample = [...new Set([...acks.slice(-6), ...acks.filter((_, i) => i % stride === 0)])].slice(
+        0,
+        REFRESH_SAMPLE + 6,
+      );
       const refreshed = await Promise.all(
         sample.map(async (a) => {
           const res = await postJson(`${restarted!.url}/auth/token/refresh`, { refresh_token: a.refreshToken });
           const body = (await res.json()) as { user_id?: string; access_token?: string; code?: string };
           const sid = body.access_token === undefined ? null : decodeJwt(body.access_token)["sid"];
-          return { sub: a.sub, status: res.status, code: body.code, userOk: body.user_id === a.userId, sidOk: sid === a.sessionId };
+          return {
+            sub: a.sub,
+            status: res.status,
+            code: body.code,
+            userOk: body.user_id === a.userId,
+            sidOk: sid === a.sessionId,
+          };
         }),
       );
-      expect(refreshed.filter((r) => r.status !== 200 || !r.userOk || !r.sidOk), "acknowledged refresh tokens refused after the restart").toEqual([]);
+      expect(
+        refreshed.filter((r) => r.status !== 200 || !r.userOk || !r.sidOk),
+        "acknowledged refresh tokens refused after the restart",
+      ).toEqual([]);
 
       console.info(
         `[crash-durability ${kind.dialect}] ${acks.length} acknowledged (` +

@@ -23,7 +23,11 @@ describe("the data directory on first start", () => {
     await app.listen();
     // A sign-in writes the WAL.
     const idToken = await devIdToken(app.url(), "perm");
-    const r = await fetch(`${app.url()}/auth/id-token/signin`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id_token: idToken, provider: "dev" }) });
+    const r = await fetch(`${app.url()}/auth/id-token/signin`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ id_token: idToken, provider: "dev" }),
+    });
     expect(r.status).toBe(200);
   });
   afterAll(async () => {

@@ -113,7 +113,11 @@ describe("PostgreSQL ends idle connections", kind.suiteOptions, () => {
   it("keeps serving: the pool replaces the dead connections", async () => {
     const json = { "content-type": "application/json" };
     const signin = async (sub: string) =>
-      fetch(`${t.url}/auth/id-token/signin`, { method: "POST", headers: json, body: JSON.stringify({ id_token: await devIdToken(t.url, sub), provider: "dev" }) });
+      fetch(`${t.url}/auth/id-token/signin`, {
+        method: "POST",
+        headers: json,
+        body: JSON.stringify({ id_token: await devIdToken(t.url, sub), provider: "dev" }),
+      });
     expect((await signin("before-terminate")).status).toBe(200);
     const pool = t.app.database.driver.dialect === "postgresql" ? t.app.database.driver.pool : null;
     expect(pool!.idleCount).toBeGreaterThan(0);
@@ -138,7 +142,10 @@ describe("PostgreSQL ends idle connections", kind.suiteOptions, () => {
     const td = await kind.create();
     const heard: unknown[] = [];
     const db = await openDatabase({
-      url: td.url, poolSize: 2, connectTimeoutMs: 5000, statementTimeoutMs: 5000,
+      url: td.url,
+      poolSize: 2,
+      connectTimeoutMs: 5000,
+      statementTimeoutMs: 5000,
       onIdleConnectionError: (e) => heard.push(e),
     });
     try {
@@ -148,7 +155,9 @@ describe("PostgreSQL ends idle connections", kind.suiteOptions, () => {
       expect(pool!.idleCount).toBe(1);
       const admin = new pg.Client({ connectionString: td.url });
       await admin.connect();
-      await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`);
+      await admin.query(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`,
+      );
       await admin.end();
       await vi.waitFor(() => expect(heard).toHaveLength(1));
       expect((heard[0] as { code?: string }).code).toBe("57P01");

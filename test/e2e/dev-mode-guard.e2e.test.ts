@@ -38,7 +38,16 @@ describe("dev mode refuses to meet real data", () => {
   });
 
   it("knows loopback: 127.0.0.0/8, ::1 (any spelling), localhost; nothing else", () => {
-    for (const h of ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "0:0:0:0:0:0:0:1", "::ffff:127.0.0.1", "localhost", "LOCALHOST"]) {
+    for (const h of [
+      "127.0.0.1",
+      "127.1.2.3",
+      "::1",
+      "[::1]",
+      "0:0:0:0:0:0:0:1",
+      "::ffff:127.0.0.1",
+      "localhost",
+      "LOCALHOST",
+    ]) {
       expect(isLoopbackHost(h), h).toBe(true);
     }
     for (const h of ["0.0.0.0", "::", "192.168.1.10", "10.0.0.1", "::ffff:10.0.0.1", "example.com", "128.0.0.1", ""]) {
@@ -62,14 +71,34 @@ describe("dev mode refuses to meet real data", () => {
     await migrate(url);
     const db = await openDatabase({ url, poolSize: 1, connectTimeoutMs: 5000, statementTimeoutMs: 5000 });
     const at = new Date();
-    await db.client.user.create({ data: { id: "usr_real", username: "real.person", email: "real@example.com", emailNormalized: "real@example.com", emailVerified: true, createdAt: at } });
-    await db.client.identity.create({ data: { id: "idn_real", userId: "usr_real", issuer: "https://accounts.example", subject: "real-1", provider: "corp", createdAt: at } });
+    await db.client.user.create({
+      data: {
+        id: "usr_real",
+        username: "real.person",
+        email: "real@example.com",
+        emailNormalized: "real@example.com",
+        emailVerified: true,
+        createdAt: at,
+      },
+    });
+    await db.client.identity.create({
+      data: {
+        id: "idn_real",
+        userId: "usr_real",
+        issuer: "https://accounts.example",
+        subject: "real-1",
+        provider: "corp",
+        createdAt: at,
+      },
+    });
     await db.close();
     const config = { database: { url } };
 
     const message = await refusal(startServiceProcess({ config, args: ["--dev"], dir }));
     expect(message).toMatch(/exited with 2/);
-    expect(message).toMatch(/DevModeRefused: dev mode refuses to start on a database with identities of other providers \(corp: 1\)/);
+    expect(message).toMatch(
+      /DevModeRefused: dev mode refuses to start on a database with identities of other providers \(corp: 1\)/,
+    );
     expect(message).toMatch(/--force-dev/);
     expect(message).not.toContain("real@example.com");
 
@@ -83,7 +112,10 @@ describe("dev mode refuses to meet real data", () => {
       }
     }
     // Without dev mode the same database is served as usual.
-    const prod = await startServiceProcess({ config: { ...config, providers: { corp: { issuer: "https://accounts.example", client_ids: ["app"] } } }, dir });
+    const prod = await startServiceProcess({
+      config: { ...config, providers: { corp: { issuer: "https://accounts.example", client_ids: ["app"] } } },
+      dir,
+    });
     expect(prod.logs()).not.toMatch(/dev mode forced/);
     await prod.stop();
   });
@@ -94,7 +126,15 @@ describe("dev mode refuses to meet real data", () => {
     await migrate(url);
     const db = await openDatabase({ url, poolSize: 1, connectTimeoutMs: 5000, statementTimeoutMs: 5000 });
     await db.client.user.create({ data: { id: "usr_dev", username: "dev.person", createdAt: new Date() } });
-    await db.client.identity.create({ data: { id: "idn_dev", userId: "usr_dev", issuer: "http://127.0.0.1/dev/oidc", subject: "dev-1", provider: "dev" } });
+    await db.client.identity.create({
+      data: {
+        id: "idn_dev",
+        userId: "usr_dev",
+        issuer: "http://127.0.0.1/dev/oidc",
+        subject: "dev-1",
+        provider: "dev",
+      },
+    });
     await db.close();
     const service = await startServiceProcess({ config: { database: { url } }, args: ["--dev"], dir });
     expect(service.logs()).not.toMatch(/dev mode forced/);

@@ -77,7 +77,10 @@ describe("the real process", () => {
     const key = mintAdminKey();
     const keysFile = join(dir, "admin-keys.yaml");
     writeFileSync(keysFile, `- { name: ops, sha256: ${key.sha256Hex} }\n`, { mode: 0o600 });
-    const p = await start({ config: { providers: { acme: { issuer: "https://issuer.example", client_ids: ["app"] } } }, env: { CORS_ALLOWED_ORIGINS: "https://app.example, https://admin.example", ADMIN_API_KEYS_FILE: keysFile } });
+    const p = await start({
+      config: { providers: { acme: { issuer: "https://issuer.example", client_ids: ["app"] } } },
+      env: { CORS_ALLOWED_ORIGINS: "https://app.example, https://admin.example", ADMIN_API_KEYS_FILE: keysFile },
+    });
 
     const preflight = await fetch(`${p.url}/auth/id-token/signin`, {
       method: "OPTIONS",
@@ -85,7 +88,10 @@ describe("the real process", () => {
     });
     expect(preflight.status).toBe(204);
     expect(preflight.headers.get("access-control-allow-origin")).toBe("https://admin.example");
-    const other = await fetch(`${p.url}/auth/id-token/signin`, { method: "OPTIONS", headers: { origin: "https://evil.example" } });
+    const other = await fetch(`${p.url}/auth/id-token/signin`, {
+      method: "OPTIONS",
+      headers: { origin: "https://evil.example" },
+    });
     expect(other.status).toBe(403);
 
     const users = await fetch(`${p.url}/admin/users`, { headers: { authorization: `Bearer ${key.key}` } });
@@ -123,7 +129,10 @@ describe("the real process", () => {
     const kekB = Buffer.alloc(32, 2).toString("base64");
     const PORT = String(await freePort()); // the same issuer (it carries the port) after the restart
     const first = await start({ config: {}, args: ["--dev"], dir, env: { KEY_ENCRYPTION_KEY: kekA, PORT } });
-    const login = await restSignin(first.url, { id_token: await devIdToken(first.url, uniqueSub("kek")), provider: "dev" });
+    const login = await restSignin(first.url, {
+      id_token: await devIdToken(first.url, uniqueSub("kek")),
+      provider: "dev",
+    });
     expect(login.status).toBe(200);
     const accessToken = String(login.body["access_token"]);
     const { kid } = decodeProtectedHeader(accessToken);
@@ -132,20 +141,27 @@ describe("the real process", () => {
     const refused = await refusedStart({ config: {}, args: ["--dev"], dir, env: { KEY_ENCRYPTION_KEY: kekB, PORT } });
     expect(refused).toContain("service exited with 2");
     expect(refused).toContain(`the signing key ${kid} in the database cannot be opened`);
-    expect(refused).toContain("tokens.key_encryption_key (KEY_ENCRYPTION_KEY) differs from the one that sealed the signing keys");
+    expect(refused).toContain(
+      "tokens.key_encryption_key (KEY_ENCRYPTION_KEY) differs from the one that sealed the signing keys",
+    );
     expect(refused).toContain("1. start with the KEK that sealed them");
     expect(refused).toContain("2. if that KEK is lost: `npm run keys:rotate -- --replace-unreadable`");
     expect(refused).not.toMatch(STACK_LINE);
     expect(refused).not.toContain(kekB); // never the key itself
 
     // Way out 2: a new signing key under the new KEK; the old one stays published until its tokens expire.
-    const rotated = runMain(["rotate-keys", "--replace-unreadable", "--config", join(dir, "config.yaml")], { env: { KEY_ENCRYPTION_KEY: kekB } });
+    const rotated = runMain(["rotate-keys", "--replace-unreadable", "--config", join(dir, "config.yaml")], {
+      env: { KEY_ENCRYPTION_KEY: kekB },
+    });
     expect(rotated.stderr).toBe("");
     expect(rotated.status).toBe(0);
     const second = await start({ config: {}, args: ["--dev"], dir, env: { KEY_ENCRYPTION_KEY: kekB, PORT } });
     const me = await fetch(`${second.url}/auth/me`, { headers: { authorization: `Bearer ${accessToken}` } });
     expect(me.status).toBe(200);
-    const fresh = await restSignin(second.url, { id_token: await devIdToken(second.url, uniqueSub("kek2")), provider: "dev" });
+    const fresh = await restSignin(second.url, {
+      id_token: await devIdToken(second.url, uniqueSub("kek2")),
+      provider: "dev",
+    });
     expect(fresh.status).toBe(200);
     expect(decodeProtectedHeader(String(fresh.body["access_token"])).kid).not.toBe(kid);
     await stop(second);
@@ -164,11 +180,17 @@ describe("the quick start's risk levels (README)", () => {
     t = await startTestApp({ config: { dev: true } });
     const sub = uniqueSub("quickstart");
     const signin = async (userAgent: string) =>
-      restSignin(t.url, { id_token: await devIdToken(t.url, sub, { email: `${sub}@example.com` }), provider: "dev" }, { headers: { "user-agent": userAgent } });
+      restSignin(
+        t.url,
+        { id_token: await devIdToken(t.url, sub, { email: `${sub}@example.com` }), provider: "dev" },
+        { headers: { "user-agent": userAgent } },
+      );
     const first = await signin("curl/8.5.0");
     expect(first.body).toMatchObject({ risk_level: "low", requires_mfa: false }); // a new account has no history
     expect((await signin("curl/8.11.1")).body).toMatchObject({ risk_level: "low" }); // the same client (versions ignored)
-    const other = await signin("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36");
+    const other = await signin(
+      "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36",
+    );
     expect(other.status).toBe(200);
     expect(other.body).toMatchObject({
       risk_level: "medium",

@@ -17,7 +17,10 @@ const SERVED = [
 
 /** Resolves with `promise`, or rejects after `ms` (so a missing message fails fast, not at the test timeout). */
 function within<T>(ms: number, promise: Promise<T>, what: string): Promise<T> {
-  return Promise.race([promise, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms))]);
+  return Promise.race([
+    promise,
+    new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms)),
+  ]);
 }
 
 /**
@@ -54,7 +57,10 @@ describe("gRPC health", () => {
     }
     const watch = health.watch("identity.v1.NoSuchService");
     expect(await within(5000, watch.next(), "watch")).toBe("SERVICE_UNKNOWN");
-    const endedEarly = await Promise.race([watch.ended.then(() => true), new Promise((r) => setTimeout(() => r(false), 300))]);
+    const endedEarly = await Promise.race([
+      watch.ended.then(() => true),
+      new Promise((r) => setTimeout(() => r(false), 300)),
+    ]);
     expect(endedEarly).toBe(false);
     watch.cancel();
   });
@@ -78,7 +84,11 @@ describe("gRPC health", () => {
       abort.abort();
     }
     // What a curl user sends: Connect unary JSON.
-    const r = await fetch(`${t.url}/grpc.health.v1.Health/Check`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    const r = await fetch(`${t.url}/grpc.health.v1.Health/Check`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{}",
+    });
     expect(r.status).toBe(200);
     expect(await r.json()).toEqual({ status: "SERVING" });
   });
@@ -86,7 +96,9 @@ describe("gRPC health", () => {
   it("drain: /readyz 503, Check NOT_SERVING, open watches hear NOT_SERVING at once while requests are still served; close ends the watches", async () => {
     const d = await startTestApp({ config: { "server.shutdown_timeout_ms": 20_000 } });
     const client = createHealthClient(d.url);
-    const connectWatch = createClient(Health, createGrpcTransport({ baseUrl: d.url })).watch({ service: "identity.v1.AuthService" });
+    const connectWatch = createClient(Health, createGrpcTransport({ baseUrl: d.url })).watch({
+      service: "identity.v1.AuthService",
+    });
     try {
       const watches = [client.watch(""), client.watch("identity.v1.AuthService")];
       const connectIt = connectWatch[Symbol.asyncIterator]();
@@ -95,7 +107,9 @@ describe("gRPC health", () => {
 
       d.app.drain();
       for (const w of watches) expect(await within(1000, w.next(), "watch after drain")).toBe("NOT_SERVING");
-      expect((await within(1000, connectIt.next(), "connect watch after drain")).value?.status).toBe(Status.NOT_SERVING);
+      expect((await within(1000, connectIt.next(), "connect watch after drain")).value?.status).toBe(
+        Status.NOT_SERVING,
+      );
       expect(await client.check("")).toEqual({ status: "NOT_SERVING" });
       expect(await client.check("identity.v1.AuthService", 5000)).toEqual({ status: "NOT_SERVING" });
       const ready = await fetch(`${d.url}/readyz`);
@@ -152,7 +166,9 @@ describe("shutdown sequence of the service process", () => {
       expect((await fetch(`${url}/healthz`)).status).toBe(200);
       const idToken = await devIdToken(url, "late-caller");
       const signin = await fetch(`${url}/auth/id-token/signin`, {
-        method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id_token: idToken, provider: "dev" }),
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ id_token: idToken, provider: "dev" }),
       });
       expect(signin.status).toBe(200);
       expect(Date.now() - signalled).toBeLessThan(delayMs);
@@ -162,7 +178,9 @@ describe("shutdown sequence of the service process", () => {
       expect((await within(2000, watch.ended, "watch end")).code).toBe(0);
       const logs = service.logs();
       expect(logs.indexOf('"msg":"not ready; draining after the pre-stop delay"')).toBeGreaterThan(-1);
-      expect(logs.indexOf('"msg":"draining"')).toBeGreaterThan(logs.indexOf('"msg":"not ready; draining after the pre-stop delay"'));
+      expect(logs.indexOf('"msg":"draining"')).toBeGreaterThan(
+        logs.indexOf('"msg":"not ready; draining after the pre-stop delay"'),
+      );
       expect(logs).toContain('"msg":"stopped"');
       await expect(fetch(`${url}/healthz`)).rejects.toThrow();
     } finally {
@@ -174,7 +192,9 @@ describe("shutdown sequence of the service process", () => {
     // A second signal within 1 s is the same request (see npm-start.e2e.test.ts); this one is deliberate.
     for (const signals of [["SIGINT"], ["SIGTERM", "SIGTERM"]] as const) {
       service = await startServiceProcess({ config: { server: { shutdown_delay_ms: 60_000 } }, args: ["--dev"] });
-      const exited = new Promise<string>((resolve) => service!.child.once("exit", (code, signal) => resolve(`${code} ${signal}`)));
+      const exited = new Promise<string>((resolve) =>
+        service!.child.once("exit", (code, signal) => resolve(`${code} ${signal}`)),
+      );
       const started = Date.now();
       for (const signal of signals) {
         service.child.kill(signal);

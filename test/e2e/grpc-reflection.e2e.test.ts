@@ -26,7 +26,8 @@ const HTTP_EXTENSION = 72295728; // google.api.http on google.protobuf.MethodOpt
 function bufCurl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile("node_modules/.bin/buf", ["curl", ...args], { timeout: 20_000 }, (error, stdout, stderr) =>
-      resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr }));
+      resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr }),
+    );
   });
 }
 
@@ -45,7 +46,8 @@ const loaded = grpc.loadPackageDefinition(
 
 interface ReflectionResponse {
   valid_host: string;
-  message_response: "file_descriptor_response" | "all_extension_numbers_response" | "list_services_response" | "error_response";
+  message_response:
+    "file_descriptor_response" | "all_extension_numbers_response" | "list_services_response" | "error_response";
   file_descriptor_response?: { file_descriptor_proto: Buffer[] };
   all_extension_numbers_response?: { base_type_name: string; extension_number: number[] };
   list_services_response?: { service: { name: string }[] };
@@ -54,8 +56,13 @@ interface ReflectionResponse {
 
 /** One reflection stream; `ask` sends a request and resolves with its answer. */
 function openReflection(url: string, version: "v1" | "v1alpha") {
-  const client = new loaded.grpc.reflection[version].ServerReflection(grpcTarget(url), grpc.credentials.createInsecure());
-  const call = (client as unknown as { ServerReflectionInfo(): grpc.ClientDuplexStream<object, ReflectionResponse> }).ServerReflectionInfo();
+  const client = new loaded.grpc.reflection[version].ServerReflection(
+    grpcTarget(url),
+    grpc.credentials.createInsecure(),
+  );
+  const call = (
+    client as unknown as { ServerReflectionInfo(): grpc.ClientDuplexStream<object, ReflectionResponse> }
+  ).ServerReflectionInfo();
   const waiting: { resolve: (r: ReflectionResponse) => void; reject: (e: Error) => void }[] = [];
   call.on("data", (r: ReflectionResponse) => waiting.shift()?.resolve(r));
   call.on("error", (e: Error) => waiting.splice(0).forEach((w) => w.reject(e)));
@@ -96,44 +103,76 @@ describe("gRPC server reflection", () => {
 
   it("buf curl --list-services and --list-methods, over v1 and v1alpha", async () => {
     for (const protocol of ["grpc-v1", "grpc-v1alpha"]) {
-      const services = await bufCurl(["--protocol", "grpc", "--http2-prior-knowledge", "--reflect-protocol", protocol, "--list-services", t.url]);
+      const services = await bufCurl([
+        "--protocol",
+        "grpc",
+        "--http2-prior-knowledge",
+        "--reflect-protocol",
+        protocol,
+        "--list-services",
+        t.url,
+      ]);
       expect(services.stderr).toBe("");
       expect(services.stdout.trim().split("\n")).toEqual(SERVICES);
     }
     const methods = await bufCurl(["--protocol", "grpc", "--http2-prior-knowledge", "--list-methods", t.url]);
     expect(methods.code).toBe(0);
     const listed = methods.stdout.trim().split("\n");
-    for (const m of ["identity.v1.AuthService/SigninWithIdToken", "identity.v1.AuthService/RefreshToken", "identity.v1.AdminService/ListUsers",
-      "grpc.health.v1.Health/Watch"]) {
+    for (const m of [
+      "identity.v1.AuthService/SigninWithIdToken",
+      "identity.v1.AuthService/RefreshToken",
+      "identity.v1.AdminService/ListUsers",
+      "grpc.health.v1.Health/Watch",
+    ]) {
       expect(listed).toContain(m);
     }
   });
 
   it("buf curl calls RPCs with the schema from reflection alone", async () => {
     const idToken = await devIdToken(t.url, "reflected");
-    const ok = await bufCurl(["--protocol", "grpc", "--http2-prior-knowledge", "-d", JSON.stringify({ id_token: idToken, provider: "dev" }),
-      `${t.url}/identity.v1.AuthService/SigninWithIdToken`]);
+    const ok = await bufCurl([
+      "--protocol",
+      "grpc",
+      "--http2-prior-knowledge",
+      "-d",
+      JSON.stringify({ id_token: idToken, provider: "dev" }),
+      `${t.url}/identity.v1.AuthService/SigninWithIdToken`,
+    ]);
     expect(ok.stderr).toBe("");
     const login = JSON.parse(ok.stdout) as { accessToken?: string; tokenType?: string };
     expect(login.tokenType).toBe("Bearer");
     expect(login.accessToken).toMatch(/^eyJ/);
 
-    const refused = await bufCurl(["--protocol", "grpc", "--http2-prior-knowledge", "-d", JSON.stringify({ id_token: "not-a-jwt", provider: "dev" }),
-      `${t.url}/identity.v1.AuthService/SigninWithIdToken`]);
+    const refused = await bufCurl([
+      "--protocol",
+      "grpc",
+      "--http2-prior-knowledge",
+      "-d",
+      JSON.stringify({ id_token: "not-a-jwt", provider: "dev" }),
+      `${t.url}/identity.v1.AuthService/SigninWithIdToken`,
+    ]);
     expect(refused.code).not.toBe(0);
     const error = JSON.parse(refused.stderr) as { code: string; details: { type: string; value: string }[] };
     expect(error.code).toBe("invalid_argument");
     expect(error.details[0]!.type).toBe("google.rpc.ErrorInfo");
-    expect(fromBinary(ErrorInfoSchema, Buffer.from(error.details[0]!.value, "base64")).reason).toBe("id_token_malformed");
+    expect(fromBinary(ErrorInfoSchema, Buffer.from(error.details[0]!.value, "base64")).reason).toBe(
+      "id_token_malformed",
+    );
   });
 
   it("runs the README's buf curl commands as written (schema, reflection, health), and its curl for snake_case JSON", async () => {
     const shell = (command: string, env: Record<string, string>) =>
       new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-        execFile("bash", ["-c", command], { timeout: 30_000, env: { ...process.env, ...env } }, (error, stdout, stderr) =>
-          resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr }));
+        execFile(
+          "bash",
+          ["-c", command],
+          { timeout: 30_000, env: { ...process.env, ...env } },
+          (error, stdout, stderr) =>
+            resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr }),
+        );
       });
-    const here = (command: string) => command.replaceAll("http://localhost:8080", t.url).replaceAll("localhost:8080", new URL(t.url).host);
+    const here = (command: string) =>
+      command.replaceAll("http://localhost:8080", t.url).replaceAll("localhost:8080", new URL(t.url).host);
     const idToken = () => devIdToken(t.url, "readme-buf-curl");
 
     const commands = ["buf-curl-schema", "buf-curl-reflection", "buf-curl-health"]
@@ -159,7 +198,10 @@ describe("gRPC server reflection", () => {
         const login = JSON.parse(r.stdout) as Record<string, unknown>;
         expect(login["accessToken"], command).toMatch(/^eyJ/);
         expect(login["requiresMfa"], command).toBe(false);
-        expect(Object.keys(login).filter((k) => k.includes("_")), command).toEqual([]);
+        expect(
+          Object.keys(login).filter((k) => k.includes("_")),
+          command,
+        ).toEqual([]);
         seen.add(command.includes("--schema .") ? "signin-schema" : "signin-reflection");
       }
     }
@@ -183,7 +225,10 @@ describe("gRPC server reflection", () => {
       const files = filesOf(first);
       expect(files[0]!.name).toBe("identity/v1/auth_service.proto");
       expect(files.map((f) => f.name).sort()).toEqual([
-        "google/api/annotations.proto", "google/api/http.proto", "google/protobuf/descriptor.proto", "google/protobuf/struct.proto",
+        "google/api/annotations.proto",
+        "google/api/http.proto",
+        "google/protobuf/descriptor.proto",
+        "google/protobuf/struct.proto",
         "identity/v1/auth_service.proto",
       ]);
       // What was sent is a complete, self-contained schema: the annotations read back.
@@ -194,24 +239,47 @@ describe("gRPC server reflection", () => {
       expect(registry.getMessage("google.api.HttpRule")).toBeDefined();
 
       // Files this stream already has are not sent again; the one asked for always is.
-      expect(filesOf(await stream.ask({ file_by_filename: "google/api/http.proto" })).map((f) => f.name)).toEqual(["google/api/http.proto"]);
-      expect(filesOf(await stream.ask({ file_containing_symbol: "identity.v1.AuthService.SigninWithIdToken" })).map((f) => f.name))
-        .toEqual(["identity/v1/auth_service.proto"]);
-      expect(filesOf(await stream.ask({ file_containing_symbol: "google.api.HttpRule" }))[0]!.name).toBe("google/api/http.proto");
-      expect(filesOf(await stream.ask({ file_containing_symbol: "identity.v1.LoginResponse.access_token" }))[0]!.name)
-        .toBe("identity/v1/auth_service.proto");
-      expect(filesOf(await stream.ask({ file_containing_symbol: "google.rpc.ErrorInfo" }))[0]!.name).toBe("google/rpc/error_details.proto");
-      expect(filesOf(await stream.ask({
-        file_containing_extension: { containing_type: "google.protobuf.MethodOptions", extension_number: HTTP_EXTENSION },
-      }))[0]!.name).toBe("google/api/annotations.proto");
+      expect(filesOf(await stream.ask({ file_by_filename: "google/api/http.proto" })).map((f) => f.name)).toEqual([
+        "google/api/http.proto",
+      ]);
+      expect(
+        filesOf(await stream.ask({ file_containing_symbol: "identity.v1.AuthService.SigninWithIdToken" })).map(
+          (f) => f.name,
+        ),
+      ).toEqual(["identity/v1/auth_service.proto"]);
+      expect(filesOf(await stream.ask({ file_containing_symbol: "google.api.HttpRule" }))[0]!.name).toBe(
+        "google/api/http.proto",
+      );
+      expect(
+        filesOf(await stream.ask({ file_containing_symbol: "identity.v1.LoginResponse.access_token" }))[0]!.name,
+      ).toBe("identity/v1/auth_service.proto");
+      expect(filesOf(await stream.ask({ file_containing_symbol: "google.rpc.ErrorInfo" }))[0]!.name).toBe(
+        "google/rpc/error_details.proto",
+      );
+      expect(
+        filesOf(
+          await stream.ask({
+            file_containing_extension: {
+              containing_type: "google.protobuf.MethodOptions",
+              extension_number: HTTP_EXTENSION,
+            },
+          }),
+        )[0]!.name,
+      ).toBe("google/api/annotations.proto");
 
       const numbers = await stream.ask({ all_extension_numbers_of_type: "google.protobuf.MethodOptions" });
-      expect(numbers.all_extension_numbers_response).toEqual({ base_type_name: "google.protobuf.MethodOptions", extension_number: [HTTP_EXTENSION] });
+      expect(numbers.all_extension_numbers_response).toEqual({
+        base_type_name: "google.protobuf.MethodOptions",
+        extension_number: [HTTP_EXTENSION],
+      });
       const listed = await stream.ask({ list_services: "" });
       expect(listed.list_services_response!.service.map((s) => s.name).sort()).toEqual(SERVICES);
 
-      for (const missing of [{ file_containing_symbol: "identity.v1.NoSuchService" }, { file_by_filename: "identity/v1/none.proto" },
-        { file_containing_extension: { containing_type: "google.protobuf.MethodOptions", extension_number: 1 } }]) {
+      for (const missing of [
+        { file_containing_symbol: "identity.v1.NoSuchService" },
+        { file_by_filename: "identity/v1/none.proto" },
+        { file_containing_extension: { containing_type: "google.protobuf.MethodOptions", extension_number: 1 } },
+      ]) {
         const r = await stream.ask(missing);
         expect(r.message_response).toBe("error_response");
         expect(r.error_response!.error_code).toBe(grpc.status.NOT_FOUND);
@@ -223,7 +291,9 @@ describe("gRPC server reflection", () => {
     // A new stream starts from nothing: the imports come again.
     const fresh = openReflection(t.url, "v1alpha");
     try {
-      const names = filesOf(await fresh.ask({ file_by_filename: "identity/v1/admin_service.proto" })).map((f) => f.name);
+      const names = filesOf(await fresh.ask({ file_by_filename: "identity/v1/admin_service.proto" })).map(
+        (f) => f.name,
+      );
       expect(names[0]).toBe("identity/v1/admin_service.proto");
       expect(names).toContain("google/api/annotations.proto");
       expect(names).toContain("google/protobuf/descriptor.proto");

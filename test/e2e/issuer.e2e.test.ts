@@ -18,9 +18,17 @@ async function verifyWithDiscovery(url: string): Promise<{ issuer: string; jwksU
   const doc = (await res.json()) as Record<string, string>;
   // Only what is served: the OAuth endpoints, no ID-token claims or authorization endpoint.
   expect(Object.keys(doc).sort()).toEqual([
-    "grant_types_supported", "introspection_endpoint", "introspection_endpoint_auth_methods_supported", "issuer", "jwks_uri",
-    "response_types_supported", "revocation_endpoint", "revocation_endpoint_auth_methods_supported", "token_endpoint",
-    "token_endpoint_auth_methods_supported", "token_endpoint_auth_signing_alg_values_supported",
+    "grant_types_supported",
+    "introspection_endpoint",
+    "introspection_endpoint_auth_methods_supported",
+    "issuer",
+    "jwks_uri",
+    "response_types_supported",
+    "revocation_endpoint",
+    "revocation_endpoint_auth_methods_supported",
+    "token_endpoint",
+    "token_endpoint_auth_methods_supported",
+    "token_endpoint_auth_signing_alg_values_supported",
   ]);
   expect(doc["token_endpoint"]).toBe(`${new URL(doc["jwks_uri"]!).origin}/oauth2/token`);
 
@@ -37,10 +45,16 @@ async function verifyWithDiscovery(url: string): Promise<{ issuer: string; jwksU
   expect(payload.sub).toBe(signin.body["user_id"]);
 
   // The dev issuer lives under the same base URL and says so in its own discovery.
-  const dev = (await (await fetch(`${url}/dev/oidc/.well-known/openid-configuration`)).json()) as Record<string, string>;
+  const dev = (await (await fetch(`${url}/dev/oidc/.well-known/openid-configuration`)).json()) as Record<
+    string,
+    string
+  >;
   expect(decodeJwt(idToken).iss).toBe(dev["issuer"]);
   expect(dev["issuer"]).toBe(`${new URL(doc["jwks_uri"]!).origin}/dev/oidc`);
-  await jwtVerify(idToken, createRemoteJWKSet(new URL(dev["jwks_uri"]!)), { issuer: dev["issuer"]!, audience: "dev-client" });
+  await jwtVerify(idToken, createRemoteJWKSet(new URL(dev["jwks_uri"]!)), {
+    issuer: dev["issuer"]!,
+    audience: "dev-client",
+  });
   return { issuer: doc["issuer"]!, jwksUri: doc["jwks_uri"]! };
 }
 
@@ -77,11 +91,20 @@ describe("one issuer", () => {
 
   it("production mode without server.public_url warns loudly at start", async () => {
     const lines: string[] = [];
-    t = await startTestApp({ config: { "tokens.issuer": undefined }, logger: createLogger({ level: "info", write: (l) => lines.push(l) }) });
-    const warning = lines.map((l) => JSON.parse(l) as { level: string; msg: string }).find((l) => l.msg.includes("PUBLIC_URL IS NOT SET"));
+    t = await startTestApp({
+      config: { "tokens.issuer": undefined },
+      logger: createLogger({ level: "info", write: (l) => lines.push(l) }),
+    });
+    const warning = lines
+      .map((l) => JSON.parse(l) as { level: string; msg: string })
+      .find((l) => l.msg.includes("PUBLIC_URL IS NOT SET"));
     expect(warning?.level).toBe("warn");
     // Still one value: discovery names the listening address as issuer and JWKS base alike.
     const doc = (await (await fetch(`${t.url}/.well-known/openid-configuration`)).json()) as Record<string, string>;
-    expect(doc).toMatchObject({ issuer: t.url, jwks_uri: `${t.url}/.well-known/jwks.json`, token_endpoint: `${t.url}/oauth2/token` });
+    expect(doc).toMatchObject({
+      issuer: t.url,
+      jwks_uri: `${t.url}/.well-known/jwks.json`,
+      token_endpoint: `${t.url}/oauth2/token`,
+    });
   });
 });

@@ -17,7 +17,10 @@ describe("what the service logs", () => {
   const json = { "content-type": "application/json" };
 
   beforeAll(async () => {
-    t = await startTestApp({ config: { dev: true }, logger: createLogger({ level: "debug", write: (l) => lines.push(l) }) });
+    t = await startTestApp({
+      config: { dev: true },
+      logger: createLogger({ level: "debug", write: (l) => lines.push(l) }),
+    });
   });
   afterAll(async () => {
     await t?.close();
@@ -32,16 +35,23 @@ describe("what the service logs", () => {
     const call = (path: string, body: unknown, headers: Record<string, string> = {}) =>
       fetch(`${t.url}${path}`, { method: "POST", headers: { ...json, ...headers }, body: JSON.stringify(body) });
 
-    const ok = (await (await call("/auth/id-token/signin", { id_token: idToken, provider: "dev" })).json()) as Record<string, string>;
+    const ok = (await (await call("/auth/id-token/signin", { id_token: idToken, provider: "dev" })).json()) as Record<
+      string,
+      string
+    >;
     secrets.push(ok["access_token"]!, ok["refresh_token"]!);
     const tampered = `${idToken.slice(0, -8)}AAAAAAAA`;
     secrets.push(tampered);
     expect((await call("/auth/id-token/signin", { id_token: tampered, provider: "dev" })).status).toBe(401);
     expect((await call("/auth/id-token/signin", { id_token: "not-a-jwt", provider: "dev" })).status).toBe(400);
-    const rotated = (await (await call("/auth/token/refresh", { refresh_token: ok["refresh_token"] })).json()) as Record<string, string>;
+    const rotated = (await (
+      await call("/auth/token/refresh", { refresh_token: ok["refresh_token"] })
+    ).json()) as Record<string, string>;
     secrets.push(rotated["access_token"]!, rotated["refresh_token"]!);
     expect((await call("/auth/token/refresh", { refresh_token: ok["refresh_token"] })).status).toBe(401);
-    expect((await fetch(`${t.url}/auth/me`, { headers: { authorization: `Bearer ${rotated["access_token"]}` } })).status).toBe(401);
+    expect(
+      (await fetch(`${t.url}/auth/me`, { headers: { authorization: `Bearer ${rotated["access_token"]}` } })).status,
+    ).toBe(401);
 
     const all = lines.join("");
     expect(lines.length).toBeGreaterThan(3);
@@ -55,26 +65,46 @@ describe("what the service logs", () => {
   });
 
   /** The parsed lines that mention `requestId`. */
-  const linesOf = (requestId: string) => lines.filter((l) => l.includes(requestId)).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const linesOf = (requestId: string) =>
+    lines.filter((l) => l.includes(requestId)).map((l) => JSON.parse(l) as Record<string, unknown>);
 
   it("writes one access line per request, at info, on every protocol and path, and nothing else for a sign-in", async () => {
     // A token signs in once: one for each successful sign-in below.
     const mintOne = () => devIdToken(t.url, "access-log-1", { email: "access.log@example.com" });
     const [idToken, connectToken, grpcToken] = [await mintOne(), await mintOne(), await mintOne()];
-    const ids = { rest: newRequestId(), connect: newRequestId(), grpcFast: newRequestId(), grpc: newRequestId(), grpcWeb: newRequestId(), plain: newRequestId(), bad: newRequestId(), none: newRequestId() };
+    const ids = {
+      rest: newRequestId(),
+      connect: newRequestId(),
+      grpcFast: newRequestId(),
+      grpc: newRequestId(),
+      grpcWeb: newRequestId(),
+      plain: newRequestId(),
+      bad: newRequestId(),
+      none: newRequestId(),
+    };
     const m = "/identity.v1.AuthService/SigninWithIdToken";
 
     const before = lines.length;
-    const rest = await fetch(`${t.url}/auth/id-token/signin`, { method: "POST", headers: { ...json, "x-request-id": ids.rest }, body: JSON.stringify({ id_token: idToken, provider: "dev" }) });
+    const rest = await fetch(`${t.url}/auth/id-token/signin`, {
+      method: "POST",
+      headers: { ...json, "x-request-id": ids.rest },
+      body: JSON.stringify({ id_token: idToken, provider: "dev" }),
+    });
     expect(rest.status).toBe(200);
     await vi.waitFor(() => expect(linesOf(ids.rest)).toHaveLength(1));
     // The budget of the sign-in path: one line, whoever writes it.
     expect(lines.length - before).toBe(1);
     // Connect JSON over HTTP/1.1 (the plain unary path) and gRPC-Web (connect-es's handler).
-    await createClient(AuthService, createConnectTransport({ baseUrl: t.url, httpVersion: "1.1" }))
-      .signinWithIdToken({ idToken: connectToken, provider: "dev" }, { headers: { "x-request-id": ids.connect } });
-    await expect(createClient(AuthService, createGrpcWebTransport({ baseUrl: t.url, httpVersion: "1.1" }))
-      .signinWithIdToken({ idToken: "x.y.z", provider: "dev" }, { headers: { "x-request-id": ids.grpcWeb } })).rejects.toThrow();
+    await createClient(AuthService, createConnectTransport({ baseUrl: t.url, httpVersion: "1.1" })).signinWithIdToken(
+      { idToken: connectToken, provider: "dev" },
+      { headers: { "x-request-id": ids.connect } },
+    );
+    await expect(
+      createClient(AuthService, createGrpcWebTransport({ baseUrl: t.url, httpVersion: "1.1" })).signinWithIdToken(
+        { idToken: "x.y.z", provider: "dev" },
+        { headers: { "x-request-id": ids.grpcWeb } },
+      ),
+    ).rejects.toThrow();
     const client = new grpc.Client(grpcTarget(t.url), grpc.credentials.createInsecure());
     try {
       const md = (id: string) => {
@@ -82,13 +112,23 @@ describe("what the service logs", () => {
         metadata.set("x-request-id", id);
         return metadata;
       };
-      expect("response" in (await grpcSignin(client, { idToken: grpcToken, provider: "dev" }, md(ids.grpcFast), null))).toBe(true);
+      expect(
+        "response" in (await grpcSignin(client, { idToken: grpcToken, provider: "dev" }, md(ids.grpcFast), null)),
+      ).toBe(true);
       expect("error" in (await grpcSignin(client, { idToken: "x.y.z", provider: "dev" }, md(ids.grpc)))).toBe(true);
     } finally {
       client.close();
     }
     expect((await fetch(`${t.url}/healthz`, { headers: { "x-request-id": ids.plain } })).status).toBe(200);
-    expect((await fetch(`${t.url}/auth/id-token/signin`, { method: "POST", headers: { ...json, "x-request-id": ids.bad }, body: "{" })).status).toBe(400);
+    expect(
+      (
+        await fetch(`${t.url}/auth/id-token/signin`, {
+          method: "POST",
+          headers: { ...json, "x-request-id": ids.bad },
+          body: "{",
+        })
+      ).status,
+    ).toBe(400);
     expect((await fetch(`${t.url}/nowhere/${ids.none}`, { headers: { "x-request-id": ids.none } })).status).toBe(404);
 
     const expected: [string, Record<string, unknown>][] = [
@@ -98,12 +138,20 @@ describe("what the service logs", () => {
       [ids.grpcFast, { method: "POST", route: m, status: 200, protocol: "grpc", code: "ok" }],
       [ids.grpc, { method: "POST", route: m, status: 200, protocol: "grpc", code: "id_token_malformed" }],
       [ids.plain, { method: "GET", route: "/healthz", status: 200, protocol: "http" }],
-      [ids.bad, { method: "POST", route: "/auth/id-token/signin", status: 400, protocol: "rest", code: "invalid_request" }],
+      [
+        ids.bad,
+        { method: "POST", route: "/auth/id-token/signin", status: 400, protocol: "rest", code: "invalid_request" },
+      ],
       [ids.none, { method: "GET", route: null, status: 404, protocol: "http" }],
     ];
     for (const [id, fields] of expected) {
       // Written once the answer is out, so a client may see the answer a moment before.
-      await vi.waitFor(() => expect(linesOf(id), `${id} ${JSON.stringify(fields)} ${lines.filter((l) => l.includes("grpc-web") || l.includes("SigninWithIdToken")).join("")}`).not.toHaveLength(0));
+      await vi.waitFor(() =>
+        expect(
+          linesOf(id),
+          `${id} ${JSON.stringify(fields)} ${lines.filter((l) => l.includes("grpc-web") || l.includes("SigninWithIdToken")).join("")}`,
+        ).not.toHaveLength(0),
+      );
       const mine = linesOf(id);
       // One line per request (a sign-in, accepted or refused, writes nothing else).
       expect(mine, id).toHaveLength(1);
@@ -114,7 +162,12 @@ describe("what the service logs", () => {
     // An unmatched path has no code and is not logged as a route.
     expect(linesOf(ids.none)[0]).not.toHaveProperty("code");
     const all = lines.join("");
-    for (const secret of [idToken, "access-log-1", "access.log@example.com", (await rest.json() as Record<string, string>)["access_token"]!]) {
+    for (const secret of [
+      idToken,
+      "access-log-1",
+      "access.log@example.com",
+      ((await rest.json()) as Record<string, string>)["access_token"]!,
+    ]) {
       expect(all).not.toContain(secret);
     }
   });
@@ -123,7 +176,12 @@ describe("what the service logs", () => {
     const out: string[] = [];
     const logger = createLogger({ level: "debug", write: (l) => out.push(l) });
     const fields = Object.fromEntries(REDACTED_FIELDS.map((f) => [f, `secret-${f}`]));
-    logger.info("careless", { ...fields, detail: { email: "secret-nested-email", sub: "secret-nested-sub", mfa_code: "secret-nested-code" }, headers: { authorization: "Bearer secret-h" }, code: "id_token_expired" });
+    logger.info("careless", {
+      ...fields,
+      detail: { email: "secret-nested-email", sub: "secret-nested-sub", mfa_code: "secret-nested-code" },
+      headers: { authorization: "Bearer secret-h" },
+      code: "id_token_expired",
+    });
     logger.error("careless too", { fields: { id_token: "secret-f", subject: "secret-g" } });
     const text = out.join("");
     expect(text).not.toContain("secret-");

@@ -25,7 +25,10 @@ describe("a body that is not the request message", () => {
   const broken = Uint8Array.from([0x0a, 0x7f, 0x41]);
 
   beforeAll(async () => {
-    t = await startTestApp({ config: { dev: true }, logger: createLogger({ level: "warn", write: (line) => logged.push(line) }) });
+    t = await startTestApp({
+      config: { dev: true },
+      logger: createLogger({ level: "warn", write: (line) => logged.push(line) }),
+    });
     raw = new RawRpc(t.url);
   });
   afterAll(async () => {
@@ -34,23 +37,43 @@ describe("a body that is not the request message", () => {
   });
 
   function expectRefused(outcome: RpcOutcome): void {
-    expect(outcome).toEqual({ httpStatus: outcome.httpStatus, code: Code.InvalidArgument, reason: "invalid_request", message: ourMessage });
+    expect(outcome).toEqual({
+      httpStatus: outcome.httpStatus,
+      code: Code.InvalidArgument,
+      reason: "invalid_request",
+      message: ourMessage,
+    });
   }
 
   const cases: Array<[string, () => Promise<RpcOutcome>]> = [
     ["Connect binary (plain path)", () => raw.connect(signin, broken)],
     ["Connect binary, gzip (connect-es)", () => raw.connect(signin, gzipSync(broken), { "content-encoding": "gzip" })],
     ["Connect binary with a timeout (connect-es)", () => raw.connect(signin, broken, { "connect-timeout-ms": "5000" })],
-    ["Connect JSON of the wrong type (plain path)", () => raw.connect(signin, Buffer.from('{"id_token": 5}'), { "content-type": "application/json" })],
-    ["Connect JSON, not JSON (connect-es)", () => raw.connect(signin, Buffer.from("{"), { "content-type": "application/json", "connect-timeout-ms": "5000" })],
+    [
+      "Connect JSON of the wrong type (plain path)",
+      () => raw.connect(signin, Buffer.from('{"id_token": 5}'), { "content-type": "application/json" }),
+    ],
+    [
+      "Connect JSON, not JSON (connect-es)",
+      () => raw.connect(signin, Buffer.from("{"), { "content-type": "application/json", "connect-timeout-ms": "5000" }),
+    ],
     ["gRPC (plain path)", () => raw.grpc(signin, envelope(broken))],
     ["gRPC with a deadline (connect-es)", () => raw.grpc(signin, envelope(broken), { "grpc-timeout": "5S" })],
-    ["gRPC, gzip-compressed message (connect-es)", () => raw.grpc(signin, envelope(gzipSync(broken), 1), { "grpc-encoding": "gzip" })],
-    ["gRPC, a frame shorter than it promises (plain path)", () => raw.grpc(signin, Buffer.from([0, 0, 0, 0, 100, 1, 2, 3]))],
+    [
+      "gRPC, gzip-compressed message (connect-es)",
+      () => raw.grpc(signin, envelope(gzipSync(broken), 1), { "grpc-encoding": "gzip" }),
+    ],
+    [
+      "gRPC, a frame shorter than it promises (plain path)",
+      () => raw.grpc(signin, Buffer.from([0, 0, 0, 0, 100, 1, 2, 3])),
+    ],
     ["gRPC, compressed flag without grpc-encoding (plain path)", () => raw.grpc(signin, envelope(Buffer.alloc(0), 1))],
     ["gRPC, no frame at all (plain path)", () => raw.grpc(signin, Buffer.alloc(0))],
     ["gRPC-Web (connect-es)", () => raw.grpcWeb(signin, envelope(broken))],
-    ["gRPC-Web, two frames (connect-es)", () => raw.grpcWeb(signin, Buffer.concat([envelope(new Uint8Array(0)), envelope(new Uint8Array(0))]))],
+    [
+      "gRPC-Web, two frames (connect-es)",
+      () => raw.grpcWeb(signin, Buffer.concat([envelope(new Uint8Array(0)), envelope(new Uint8Array(0))])),
+    ],
     ["REST, not JSON", () => restCall(t.url, "POST", "/auth/id-token/signin", "{")],
     ["REST, JSON of the wrong type", () => restCall(t.url, "POST", "/auth/id-token/signin", '{"id_token": 5}')],
     ["REST, not a JSON object", () => restCall(t.url, "POST", "/auth/id-token/signin", "[1]")],
@@ -87,14 +110,20 @@ describe("a body that is not the request message", () => {
     const { hostname: host, port } = new URL(t.url);
     const socket = createConnection({ host, port: Number(port) });
     await new Promise((r) => socket.once("connect", r));
-    socket.write(`POST ${signin} HTTP/1.1\r\nhost: ${host}\r\ncontent-type: application/grpc-web+proto\r\ncontent-length: 100\r\n\r\n`);
+    socket.write(
+      `POST ${signin} HTTP/1.1\r\nhost: ${host}\r\ncontent-type: application/grpc-web+proto\r\ncontent-length: 100\r\n\r\n`,
+    );
     socket.write(Buffer.from([0, 0, 0, 0, 95, 1, 2]));
     await new Promise((r) => setTimeout(r, 100));
     socket.destroy();
 
     const session = connect(t.url);
     try {
-      const stream = session.request({ [constants.HTTP2_HEADER_METHOD]: "POST", [constants.HTTP2_HEADER_PATH]: signin, "content-type": "application/grpc-web+proto" });
+      const stream = session.request({
+        [constants.HTTP2_HEADER_METHOD]: "POST",
+        [constants.HTTP2_HEADER_PATH]: signin,
+        "content-type": "application/grpc-web+proto",
+      });
       stream.on("error", () => undefined);
       stream.write(Buffer.from([0, 0, 0, 0, 50, 1, 2]));
       await new Promise((r) => setTimeout(r, 50));

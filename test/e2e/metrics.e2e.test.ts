@@ -46,7 +46,11 @@ describe("GET /metrics", () => {
   const json = { "content-type": "application/json" };
   const m = "identity.v1.AuthService/SigninWithIdToken";
   const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
-    fetch(`${t.url}${path}`, { method: "POST", headers: { ...json, ...headers }, body: typeof body === "string" ? body : JSON.stringify(body) });
+    fetch(`${t.url}${path}`, {
+      method: "POST",
+      headers: { ...json, ...headers },
+      body: typeof body === "string" ? body : JSON.stringify(body),
+    });
   const mint = (sub: string) => devIdToken(t.url, sub);
 
   beforeAll(async () => {
@@ -55,7 +59,12 @@ describe("GET /metrics", () => {
         dev: true,
         providers: {
           // Its keys cannot be fetched: nothing listens on port 9 of loopback.
-          down: { issuer: "http://127.0.0.1:9/down", client_ids: ["c"], jwks_uri: "http://127.0.0.1:9/jwks", http_timeout_ms: 500 },
+          down: {
+            issuer: "http://127.0.0.1:9/down",
+            client_ids: ["c"],
+            jwks_uri: "http://127.0.0.1:9/jwks",
+            http_timeout_ms: 500,
+          },
         },
       },
       overrides: { clock },
@@ -83,12 +92,17 @@ describe("GET /metrics", () => {
     const s = await scrape(t.url);
     expect(s.value("identity_rpc_requests_total", { method: m, protocol: "rest", code: "ok" })).toBe(1);
     expect(s.value("identity_rpc_requests_total", { method: m, protocol: "rest", code: "id_token_malformed" })).toBe(1);
-    expect(s.value("identity_rpc_requests_total", { method: m, protocol: "connect", code: "id_token_malformed" })).toBe(1);
+    expect(s.value("identity_rpc_requests_total", { method: m, protocol: "connect", code: "id_token_malformed" })).toBe(
+      1,
+    );
     expect(s.value("identity_rpc_requests_total", { method: m, protocol: "grpc", code: "id_token_malformed" })).toBe(2);
     expect(s.value("identity_rpc_duration_seconds_count", { method: m, protocol: "rest" })).toBe(2);
     expect(s.value("identity_rpc_duration_seconds_count", { method: m })).toBe(5);
     // The first bucket is below one millisecond.
-    const buckets = s.series("identity_rpc_duration_seconds_bucket").filter((l) => l["method"] === m && l["protocol"] === "rest").map((l) => l["le"]);
+    const buckets = s
+      .series("identity_rpc_duration_seconds_bucket")
+      .filter((l) => l["method"] === m && l["protocol"] === "rest")
+      .map((l) => l["le"]);
     expect(buckets[0]).toBe("0.0005");
     expect(buckets).toContain("+Inf");
 
@@ -102,7 +116,9 @@ describe("GET /metrics", () => {
     // The hot path's two statement batches, and Prisma's statements (the signing keys at start).
     expect(s.value("identity_db_query_duration_seconds_count", { store: "hot", operation: "read_signin" })).toBe(1);
     expect(s.value("identity_db_query_duration_seconds_count", { store: "hot", operation: "commit_signin" })).toBe(1);
-    expect(s.value("identity_db_query_duration_seconds_count", { store: "prisma", operation: "select" })).toBeGreaterThan(0);
+    expect(
+      s.value("identity_db_query_duration_seconds_count", { store: "prisma", operation: "select" }),
+    ).toBeGreaterThan(0);
 
     // prom-client's process and event-loop defaults.
     expect(s.value("process_cpu_user_seconds_total")).toBeGreaterThan(0);
@@ -126,7 +142,9 @@ describe("GET /metrics", () => {
   it("counts MFA challenges, verifications by method and outcome, and risk levels", async () => {
     const sub = uniqueSub("mfa-metered");
     const device = (d: string) => ({ "x-device-id": `${sub}-${d}`, "user-agent": "metrics-e2e/1.0" });
-    const first = (await (await post("/auth/id-token/signin", { id_token: await mint(sub), provider: "dev" }, device("A"))).json()) as Record<string, string>;
+    const first = (await (
+      await post("/auth/id-token/signin", { id_token: await mint(sub), provider: "dev" }, device("A"))
+    ).json()) as Record<string, string>;
     const bearer = { authorization: `Bearer ${first["access_token"]}` };
     const secret = ((await (await post("/auth/mfa/totp/enroll", {}, bearer)).json()) as { secret: string }).secret;
     const nextStep = () => clock.advance(30_000 - (clock.now().getTime() % 30_000) + 1000);
@@ -134,15 +152,20 @@ describe("GET /metrics", () => {
     expect((await post("/auth/mfa/totp/confirm", { code: totpCode(secret, clock.now()) }, bearer)).status).toBe(200);
 
     const before = await scrape(t.url);
-    const challenged = (await (await post("/auth/id-token/signin", { id_token: await mint(sub), provider: "dev" }, device("B"))).json()) as Record<string, unknown>;
+    const challenged = (await (
+      await post("/auth/id-token/signin", { id_token: await mint(sub), provider: "dev" }, device("B"))
+    ).json()) as Record<string, unknown>;
     expect(challenged["requires_mfa"]).toBe(true);
     nextStep();
     const right = totpCode(secret, clock.now());
     const wrong = String((Number(right) + 1) % 1_000_000).padStart(6, "0");
-    const verify = (code: string) => post("/auth/mfa/verify", { challenge_token: challenged["challenge_token"], method: "totp", code }, device("B"));
+    const verify = (code: string) =>
+      post("/auth/mfa/verify", { challenge_token: challenged["challenge_token"], method: "totp", code }, device("B"));
     expect((await verify(wrong)).status).toBe(403);
     expect((await verify(right)).status).toBe(200);
-    expect((await post("/auth/mfa/verify", { challenge_token: "chg_nope", method: "sms", code: "123456" })).status).toBe(400);
+    expect(
+      (await post("/auth/mfa/verify", { challenge_token: "chg_nope", method: "sms", code: "123456" })).status,
+    ).toBe(400);
 
     const after = await scrape(t.url);
     const delta = (name: string, labels: Labels) => after.value(name, labels) - before.value(name, labels);
@@ -152,7 +175,9 @@ describe("GET /metrics", () => {
     expect(delta("identity_mfa_verifications_total", { method: "totp", outcome: "mfa_code_invalid" })).toBe(1);
     expect(delta("identity_mfa_verifications_total", { method: "totp", outcome: "success" })).toBe(1);
     // A method we do not have is labelled `unknown`, never with what the request said.
-    expect(delta("identity_mfa_verifications_total", { method: "unknown", outcome: "mfa_method_not_available" })).toBe(1);
+    expect(delta("identity_mfa_verifications_total", { method: "unknown", outcome: "mfa_method_not_available" })).toBe(
+      1,
+    );
   });
 
   it("counts undecodable requests as malformed by protocol, and those that reached an RPC as its invalid_request", async () => {
@@ -195,7 +220,12 @@ describe("metrics on PostgreSQL", pg.suiteOptions, () => {
       const s = await scrape(t.url);
       expect(s.value("identity_db_pool_connections", { state: "max" })).toBe(4);
       expect(s.value("identity_db_pool_connections", { state: "open" })).toBeGreaterThanOrEqual(1);
-      expect(s.series("identity_db_pool_connections").map((l) => l["state"]).sort()).toEqual(["idle", "max", "open", "waiting"]);
+      expect(
+        s
+          .series("identity_db_pool_connections")
+          .map((l) => l["state"])
+          .sort(),
+      ).toEqual(["idle", "max", "open", "waiting"]);
     } finally {
       await t.close();
     }

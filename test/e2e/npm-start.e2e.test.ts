@@ -10,7 +10,11 @@ import { stringify } from "yaml";
 function descendants(pid: number): number[] {
   let children: number[];
   try {
-    children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
   } catch {
     return [];
   }
@@ -51,7 +55,10 @@ interface NpmService {
  * that it listens. `detached`: npm leads a process group of its own, as a shell's foreground job
  * or a systemd unit does, so a test can signal the whole group (`process.kill(-pid)`).
  */
-async function startNpm(script: string, options: { server?: Record<string, unknown>; detached?: boolean } = {}): Promise<NpmService> {
+async function startNpm(
+  script: string,
+  options: { server?: Record<string, unknown>; detached?: boolean } = {},
+): Promise<NpmService> {
   const dir = mkdtempSync(join(tmpdir(), "identity-npm-"));
   const file = join(dir, "config.yaml");
   writeFileSync(
@@ -75,7 +82,10 @@ async function startNpm(script: string, options: { server?: Record<string, unkno
   const exited = new Promise<number | null>((resolve) => npm.once("exit", (code) => resolve(code)));
   let server: number | undefined;
   const cleanup = () => {
-    for (const pid of [...(server === undefined ? [] : [server]), ...(npm.exitCode === null ? descendants(npm.pid!) : [])]) {
+    for (const pid of [
+      ...(server === undefined ? [] : [server]),
+      ...(npm.exitCode === null ? descendants(npm.pid!) : []),
+    ]) {
       if (alive(pid)) process.kill(pid, "SIGKILL");
     }
     if (npm.exitCode === null && npm.signalCode === null) npm.kill("SIGKILL");
@@ -114,7 +124,9 @@ async function openRequest(url: string): Promise<{ finish(): Promise<string>; de
   socket.on("error", () => {});
   await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
   const body = JSON.stringify({ id_token: "not-a-token", provider: "dev" });
-  socket.write(`POST /auth/id-token/signin HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body[0]}`);
+  socket.write(
+    `POST /auth/id-token/signin HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body[0]}`,
+  );
   let answer = "";
   socket.on("data", (d: Buffer) => (answer += d.toString()));
   return {
@@ -216,7 +228,8 @@ describe.runIf(process.platform === "linux")("npm start: one stop request per si
     try {
       await new Promise((r) => setTimeout(r, 200));
       process.kill(-service.npm.pid!, "SIGINT");
-      for (let i = 0; i < 50 && logLines(service.output(), "draining").length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+      for (let i = 0; i < 50 && logLines(service.output(), "draining").length === 0; i++)
+        await new Promise((r) => setTimeout(r, 100));
       expect(logLines(service.output(), "draining")).toHaveLength(1);
       await new Promise((r) => setTimeout(r, 1500));
       expect(service.npm.exitCode, "the open request should hold the drain").toBeNull();

@@ -37,10 +37,17 @@ for (const kind of testDatabaseKinds()) {
     /** openid-client's fetch: the issuer (https://identity.test) is served by the test server. */
     const fetchVia: oidc.CustomFetch = (url, options) => {
       const target = url.startsWith(LOCAL_ISSUER) ? `${t.url}${url.slice(LOCAL_ISSUER.length)}` : url;
-      return fetch(target, { ...options, headers: { ...(options.headers as Record<string, string>), "x-device-id": device } } as RequestInit);
+      return fetch(target, {
+        ...options,
+        headers: { ...(options.headers as Record<string, string>), "x-device-id": device },
+      } as RequestInit);
     };
 
-    async function discover(clientId: string, auth: oidc.ClientAuth, algorithm: "oidc" | "oauth2" = "oidc"): Promise<oidc.Configuration> {
+    async function discover(
+      clientId: string,
+      auth: oidc.ClientAuth,
+      algorithm: "oidc" | "oauth2" = "oidc",
+    ): Promise<oidc.Configuration> {
       const config = await oidc.discovery(new URL(LOCAL_ISSUER), clientId, undefined, auth, {
         algorithm,
         execute: [oidc.allowInsecureRequests],
@@ -52,12 +59,24 @@ for (const kind of testDatabaseKinds()) {
     const mint = (sub: string) => devIdToken(t.url, sub, { email: `${sub}@example.com` });
 
     /** The RFC error openid-client surfaced: its `error`, HTTP status and whole JSON body. */
-    async function rejection(p: Promise<unknown>): Promise<{ error: string; status: number; body: Record<string, unknown>; wwwAuthenticate?: string }> {
-      const e = await p.then(() => { throw new Error("expected a refusal"); }, (e: unknown) => e);
+    async function rejection(
+      p: Promise<unknown>,
+    ): Promise<{ error: string; status: number; body: Record<string, unknown>; wwwAuthenticate?: string }> {
+      const e = await p.then(
+        () => {
+          throw new Error("expected a refusal");
+        },
+        (e: unknown) => e,
+      );
       if (e instanceof oidc.ResponseBodyError) return { error: e.error, status: e.status, body: e.cause };
       if (e instanceof oidc.WWWAuthenticateChallengeError) {
         const body = (await e.response.json()) as Record<string, unknown>;
-        return { error: body["error"] as string, status: e.status, body, wwwAuthenticate: e.response.headers.get("www-authenticate") ?? undefined };
+        return {
+          error: body["error"] as string,
+          status: e.status,
+          body,
+          wwwAuthenticate: e.response.headers.get("www-authenticate") ?? undefined,
+        };
       }
       throw e;
     }
@@ -79,8 +98,15 @@ for (const kind of testDatabaseKinds()) {
           "tokens.audience": ["identity", "orders"],
           "tokens.refresh_reuse_grace_seconds": 10,
           "oauth.clients": {
-            backend: { token_endpoint_auth_method: "client_secret_basic", client_secret_sha256: sha256(BACKEND_SECRET) },
-            poster: { token_endpoint_auth_method: "client_secret_post", client_secret_sha256: sha256(POSTER_SECRET), grant_types: [TOKEN_EXCHANGE] },
+            backend: {
+              token_endpoint_auth_method: "client_secret_basic",
+              client_secret_sha256: sha256(BACKEND_SECRET),
+            },
+            poster: {
+              token_endpoint_auth_method: "client_secret_post",
+              client_secret_sha256: sha256(POSTER_SECRET),
+              grant_types: [TOKEN_EXCHANGE],
+            },
             narrow: { grant_types: [JWT_BEARER], audiences: ["identity"] },
             exchanger: { grant_types: [TOKEN_EXCHANGE], audiences: ["identity"] },
             signed: { token_endpoint_auth_method: "private_key_jwt", jwks: { keys: [publicJwk] } },
@@ -96,7 +122,11 @@ for (const kind of testDatabaseKinds()) {
     });
 
     async function exchange(config: oidc.Configuration, sub: string, extra: Record<string, string> = {}) {
-      return oidc.genericGrantRequest(config, TOKEN_EXCHANGE, { subject_token: await mint(sub), subject_token_type: ID_TOKEN_TYPE, ...extra });
+      return oidc.genericGrantRequest(config, TOKEN_EXCHANGE, {
+        subject_token: await mint(sub),
+        subject_token_type: ID_TOKEN_TYPE,
+        ...extra,
+      });
     }
 
     it("publishes the same endpoints in RFC 8414 metadata and the OpenID discovery document", async () => {
@@ -108,7 +138,12 @@ for (const kind of testDatabaseKinds()) {
         expect(m.revocation_endpoint).toBe(`${t.url}/oauth2/revoke`);
         expect(m.introspection_endpoint).toBe(`${t.url}/oauth2/introspect`);
         expect(m.grant_types_supported).toEqual([TOKEN_EXCHANGE, JWT_BEARER, "refresh_token", MFA_GRANT]);
-        expect(m.token_endpoint_auth_methods_supported).toEqual(["none", "client_secret_basic", "client_secret_post", "private_key_jwt"]);
+        expect(m.token_endpoint_auth_methods_supported).toEqual([
+          "none",
+          "client_secret_basic",
+          "client_secret_post",
+          "private_key_jwt",
+        ]);
         expect(m.token_endpoint_auth_signing_alg_values_supported).toContain("ES256");
       }
     });
@@ -118,19 +153,38 @@ for (const kind of testDatabaseKinds()) {
       const res = await fetch(`${t.url}/oauth2/token`, {
         method: "POST",
         headers: { "content-type": "application/x-www-form-urlencoded" },
-        body: new URLSearchParams({ grant_type: TOKEN_EXCHANGE, client_id: "dev", subject_token: await mint(sub), subject_token_type: ID_TOKEN_TYPE, requested_token_type: ACCESS_TOKEN_TYPE, audience: "orders" }),
+        body: new URLSearchParams({
+          grant_type: TOKEN_EXCHANGE,
+          client_id: "dev",
+          subject_token: await mint(sub),
+          subject_token_type: ID_TOKEN_TYPE,
+          requested_token_type: ACCESS_TOKEN_TYPE,
+          audience: "orders",
+        }),
       });
       expect(res.status).toBe(200);
       expect(res.headers.get("cache-control")).toBe("no-store");
       expect(res.headers.get("content-type")).toMatch(/^application\/json/);
       const body = (await res.json()) as Record<string, unknown>;
-      expect(Object.keys(body).sort()).toEqual(["access_token", "expires_in", "issued_token_type", "refresh_token", "token_type"]);
+      expect(Object.keys(body).sort()).toEqual([
+        "access_token",
+        "expires_in",
+        "issued_token_type",
+        "refresh_token",
+        "token_type",
+      ]);
       expect(body).toMatchObject({ token_type: "Bearer", expires_in: 1800, issued_token_type: ACCESS_TOKEN_TYPE });
       expect(body["refresh_token"]).toMatch(/^rt_[A-Za-z0-9_-]{43}$/);
-      const { payload } = await jwtVerify(body["access_token"] as string, jwks, { issuer: LOCAL_ISSUER, audience: "orders", algorithms: ["ES256"] });
+      const { payload } = await jwtVerify(body["access_token"] as string, jwks, {
+        issuer: LOCAL_ISSUER,
+        audience: "orders",
+        algorithms: ["ES256"],
+      });
       expect(payload.sub).toMatch(/^usr_/);
       // One audit trail: the sign-in is recorded as any other.
-      const audit = await t.app.database.client.auditEvent.findFirstOrThrow({ where: { type: "signin.succeeded", userId: payload.sub! } });
+      const audit = await t.app.database.client.auditEvent.findFirstOrThrow({
+        where: { type: "signin.succeeded", userId: payload.sub! },
+      });
       expect(audit.provider).toBe("dev");
 
       const viaClient = await exchange(dev, uniqueSub("exchange-client"));
@@ -140,9 +194,14 @@ for (const kind of testDatabaseKinds()) {
 
     it("a replayed subject token is invalid_grant, and nothing new is issued", async () => {
       const idToken = await mint(uniqueSub("replay"));
-      await oidc.genericGrantRequest(dev, TOKEN_EXCHANGE, { subject_token: idToken, subject_token_type: ID_TOKEN_TYPE });
+      await oidc.genericGrantRequest(dev, TOKEN_EXCHANGE, {
+        subject_token: idToken,
+        subject_token_type: ID_TOKEN_TYPE,
+      });
       const sessions = await t.app.database.client.session.count();
-      const r = await rejection(oidc.genericGrantRequest(dev, TOKEN_EXCHANGE, { subject_token: idToken, subject_token_type: ID_TOKEN_TYPE }));
+      const r = await rejection(
+        oidc.genericGrantRequest(dev, TOKEN_EXCHANGE, { subject_token: idToken, subject_token_type: ID_TOKEN_TYPE }),
+      );
       expect(r).toMatchObject({ error: "invalid_grant", status: 400 });
       expect(r.body["error_code"]).toBe("id_token_replayed");
       expect(await t.app.database.client.session.count()).toBe(sessions);
@@ -171,7 +230,10 @@ for (const kind of testDatabaseKinds()) {
 
     it("two refreshes with one token at once (two tabs) get the same refresh token back, on both doors; the session lives", async () => {
       const first = await exchange(dev, uniqueSub("tabs"));
-      const [a, b] = await Promise.all([oidc.refreshTokenGrant(dev, first.refresh_token!), oidc.refreshTokenGrant(dev, first.refresh_token!)]);
+      const [a, b] = await Promise.all([
+        oidc.refreshTokenGrant(dev, first.refresh_token!),
+        oidc.refreshTokenGrant(dev, first.refresh_token!),
+      ]);
       expect(a.refresh_token).toMatch(/^rt_[A-Za-z0-9_-]{43}$/);
       expect(b.refresh_token).toBe(a.refresh_token);
       for (const access of [a.access_token, b.access_token]) {
@@ -183,9 +245,16 @@ for (const kind of testDatabaseKinds()) {
 
       // The RPC door (REST here) alike, for a session it opened (each door refreshes its own).
       const viaRest = (token: string) =>
-        fetch(`${t.url}/auth/token/refresh`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ refresh_token: token }) })
-          .then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }));
-      const signin = await fetch(`${t.url}/auth/id-token/signin`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id_token: await mint(uniqueSub("tabs-rest")) }) });
+        fetch(`${t.url}/auth/token/refresh`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ refresh_token: token }),
+        }).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }));
+      const signin = await fetch(`${t.url}/auth/id-token/signin`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ id_token: await mint(uniqueSub("tabs-rest")) }),
+      });
       const own = ((await signin.json()) as { refresh_token: string }).refresh_token;
       const [r1, r2] = await Promise.all([viaRest(own), viaRest(own)]);
       expect([r1.status, r2.status]).toEqual([200, 200]);
@@ -198,22 +267,35 @@ for (const kind of testDatabaseKinds()) {
       const thief = await rejection(oidc.refreshTokenGrant(backend, first.refresh_token!));
       expect(thief).toMatchObject({ error: "invalid_grant", status: 400 });
       expect(thief.body["error_code"]).toBe("refresh_token_reused");
-      expect((await rejection(oidc.refreshTokenGrant(dev, second.refresh_token!))).body["error_code"]).toBe("session_revoked");
-      expect((await fetch(`${t.url}/auth/me`, { headers: { authorization: `Bearer ${second.access_token}` } })).status).toBe(401);
+      expect((await rejection(oidc.refreshTokenGrant(dev, second.refresh_token!))).body["error_code"]).toBe(
+        "session_revoked",
+      );
+      expect(
+        (await fetch(`${t.url}/auth/me`, { headers: { authorization: `Bearer ${second.access_token}` } })).status,
+      ).toBe(401);
     });
 
     /** POST a JSON body to a REST route of the service's own API (the RPC door). */
-    async function rest(path: string, body: unknown, bearer?: string): Promise<{ status: number; body: Record<string, unknown> }> {
+    async function rest(
+      path: string,
+      body: unknown,
+      bearer?: string,
+    ): Promise<{ status: number; body: Record<string, unknown> }> {
       const res = await fetch(`${t.url}${path}`, {
         method: "POST",
-        headers: { "content-type": "application/json", ...(bearer === undefined ? {} : { authorization: `Bearer ${bearer}` }) },
+        headers: {
+          "content-type": "application/json",
+          ...(bearer === undefined ? {} : { authorization: `Bearer ${bearer}` }),
+        },
         body: JSON.stringify(body),
       });
       return { status: res.status, body: (await res.json()) as Record<string, unknown> };
     }
     const sidOf = (accessToken: string) => decodeJwt(accessToken)["sid"] as string;
-    const sessionRow = (accessToken: string) => t.app.database.client.session.findUniqueOrThrow({ where: { id: sidOf(accessToken) } });
-    const meStatus = async (accessToken: string) => (await fetch(`${t.url}/auth/me`, { headers: { authorization: `Bearer ${accessToken}` } })).status;
+    const sessionRow = (accessToken: string) =>
+      t.app.database.client.session.findUniqueOrThrow({ where: { id: sidOf(accessToken) } });
+    const meStatus = async (accessToken: string) =>
+      (await fetch(`${t.url}/auth/me`, { headers: { authorization: `Bearer ${accessToken}` } })).status;
 
     it("a session is bound to the client that opened it: another client's refresh is invalid_grant, the RPC door's refresh_token_client_mismatch; nothing is spent or revoked", async () => {
       const first = await exchange(dev, uniqueSub("bound"));
@@ -228,11 +310,21 @@ for (const kind of testDatabaseKinds()) {
       expect(await meStatus(first.access_token)).toBe(200);
       const second = await oidc.refreshTokenGrant(dev, first.refresh_token!);
       // The binding is the session's: the rotated token is the same client's.
-      expect((await rejection(oidc.refreshTokenGrant(backend, second.refresh_token!))).body["error_code"]).toBe("refresh_token_client_mismatch");
+      expect((await rejection(oidc.refreshTokenGrant(backend, second.refresh_token!))).body["error_code"]).toBe(
+        "refresh_token_client_mismatch",
+      );
       expect((await sessionRow(second.access_token)).clientId).toBe("dev");
       // Audited, with the client that asked.
-      const refused = await t.app.database.client.auditEvent.findMany({ where: { type: "token.refresh_failed", code: "refresh_token_client_mismatch", detail: { contains: sidOf(first.access_token) } } });
-      expect(refused.map((e) => JSON.parse(e.detail!).client_id).sort()).toEqual(["backend", "backend", undefined].sort());
+      const refused = await t.app.database.client.auditEvent.findMany({
+        where: {
+          type: "token.refresh_failed",
+          code: "refresh_token_client_mismatch",
+          detail: { contains: sidOf(first.access_token) },
+        },
+      });
+      expect(refused.map((e) => JSON.parse(e.detail!).client_id).sort()).toEqual(
+        ["backend", "backend", undefined].sort(),
+      );
     });
 
     it("a session opened through the RPC door is not refreshed or revoked through the OAuth door", async () => {
@@ -241,28 +333,46 @@ for (const kind of testDatabaseKinds()) {
       const access = signin.body["access_token"] as string;
       const refresh = signin.body["refresh_token"] as string;
       expect((await sessionRow(access)).clientId).toBeNull();
-      expect((await rejection(oidc.refreshTokenGrant(dev, refresh))).body["error_code"]).toBe("refresh_token_client_mismatch");
-      expect(await rejection(oidc.tokenRevocation(dev, refresh))).toMatchObject({ error: "unauthorized_client", status: 400 });
+      expect((await rejection(oidc.refreshTokenGrant(dev, refresh))).body["error_code"]).toBe(
+        "refresh_token_client_mismatch",
+      );
+      expect(await rejection(oidc.tokenRevocation(dev, refresh))).toMatchObject({
+        error: "unauthorized_client",
+        status: 400,
+      });
       expect(await meStatus(access)).toBe(200);
       // Its own door still refreshes it; the OAuth door's introspection reads it as inactive.
       expect(await oidc.tokenIntrospection(backend, refresh)).toEqual({ active: false });
       expect((await rest("/auth/token/refresh", { refresh_token: refresh })).status).toBe(200);
       // Audit rows of the RPC door carry no client_id; the OAuth door's do.
-      const rpcRow = await t.app.database.client.auditEvent.findFirstOrThrow({ where: { type: "signin.succeeded", userId: (await sessionRow(access)).userId } });
+      const rpcRow = await t.app.database.client.auditEvent.findFirstOrThrow({
+        where: { type: "signin.succeeded", userId: (await sessionRow(access)).userId },
+      });
       expect(JSON.parse(rpcRow.detail!)).not.toHaveProperty("client_id");
     });
 
     it("sign-in and refresh audit rows through the OAuth door carry client_id", async () => {
       const first = await exchange(backend, uniqueSub("audit-client"));
       const second = await oidc.refreshTokenGrant(backend, first.refresh_token!);
-      const rows = await t.app.database.client.auditEvent.findMany({ where: { type: { in: ["signin.succeeded", "token.refreshed"] }, userId: (await sessionRow(second.access_token)).userId } });
-      expect(rows.map((r) => [r.type, JSON.parse(r.detail!).client_id]).sort()).toEqual([["signin.succeeded", "backend"], ["token.refreshed", "backend"]]);
+      const rows = await t.app.database.client.auditEvent.findMany({
+        where: {
+          type: { in: ["signin.succeeded", "token.refreshed"] },
+          userId: (await sessionRow(second.access_token)).userId,
+        },
+      });
+      expect(rows.map((r) => [r.type, JSON.parse(r.detail!).client_id]).sort()).toEqual([
+        ["signin.succeeded", "backend"],
+        ["token.refreshed", "backend"],
+      ]);
     });
 
     it("revocation of another client's token is refused with unauthorized_client (RFC 7009 §2.1), and revokes nothing", async () => {
       const tokens = await exchange(dev, uniqueSub("revoke-other"));
       for (const token of [tokens.refresh_token!, tokens.access_token]) {
-        expect(await rejection(oidc.tokenRevocation(backend, token))).toMatchObject({ error: "unauthorized_client", status: 400 });
+        expect(await rejection(oidc.tokenRevocation(backend, token))).toMatchObject({
+          error: "unauthorized_client",
+          status: 400,
+        });
       }
       expect(await meStatus(tokens.access_token)).toBe(200);
       expect((await sessionRow(tokens.access_token)).revokedAt).toBeNull();
@@ -285,12 +395,29 @@ for (const kind of testDatabaseKinds()) {
       });
       // Without the hint too; the access token's answer names the client as well.
       expect((await oidc.tokenIntrospection(backend, first.refresh_token!)).active).toBe(true);
-      expect(await oidc.tokenIntrospection(backend, first.access_token)).toMatchObject({ active: true, client_id: "backend", sid: session.id });
-      const signed = await discover("signed", oidc.PrivateKeyJwt(signingKey, { [oidc.modifyAssertion]: (header) => { header.kid = "signed-1"; } }));
-      expect(await oidc.tokenIntrospection(signed, first.refresh_token!, { token_type_hint: "refresh_token" })).toEqual({ active: false });
+      expect(await oidc.tokenIntrospection(backend, first.access_token)).toMatchObject({
+        active: true,
+        client_id: "backend",
+        sid: session.id,
+      });
+      const signed = await discover(
+        "signed",
+        oidc.PrivateKeyJwt(signingKey, {
+          [oidc.modifyAssertion]: (header) => {
+            header.kid = "signed-1";
+          },
+        }),
+      );
+      expect(await oidc.tokenIntrospection(signed, first.refresh_token!, { token_type_hint: "refresh_token" })).toEqual(
+        { active: false },
+      );
       await oidc.refreshTokenGrant(backend, first.refresh_token!);
-      expect(await oidc.tokenIntrospection(backend, first.refresh_token!, { token_type_hint: "refresh_token" })).toEqual({ active: false });
-      expect(await oidc.tokenIntrospection(backend, "rt_never-issued", { token_type_hint: "refresh_token" })).toEqual({ active: false });
+      expect(
+        await oidc.tokenIntrospection(backend, first.refresh_token!, { token_type_hint: "refresh_token" }),
+      ).toEqual({ active: false });
+      expect(await oidc.tokenIntrospection(backend, "rt_never-issued", { token_type_hint: "refresh_token" })).toEqual({
+        active: false,
+      });
     });
 
     it("a confidential client authenticates with Basic or client_secret_post", async () => {
@@ -301,32 +428,56 @@ for (const kind of testDatabaseKinds()) {
     });
 
     it("private_key_jwt: a signed client assertion authenticates; a replayed jti, another key or audience is invalid_client", async () => {
-      const signed = await discover("signed", oidc.PrivateKeyJwt(signingKey, { [oidc.modifyAssertion]: (header) => { header.kid = "signed-1"; } }));
+      const signed = await discover(
+        "signed",
+        oidc.PrivateKeyJwt(signingKey, {
+          [oidc.modifyAssertion]: (header) => {
+            header.kid = "signed-1";
+          },
+        }),
+      );
       expect((await exchange(signed, uniqueSub("signed"))).refresh_token).toMatch(/^rt_/);
       expect(await oidc.tokenIntrospection(signed, "not-a-token")).toEqual({ active: false });
 
       const assertion = (key: typeof signingKey, aud: string, jti = crypto.randomUUID()) =>
-        new SignJWT({ jti }).setProtectedHeader({ alg: "ES256", kid: "signed-1" }).setIssuer("signed").setSubject("signed")
-          .setAudience(aud).setIssuedAt().setExpirationTime("1m").sign(key);
+        new SignJWT({ jti })
+          .setProtectedHeader({ alg: "ES256", kid: "signed-1" })
+          .setIssuer("signed")
+          .setSubject("signed")
+          .setAudience(aud)
+          .setIssuedAt()
+          .setExpirationTime("1m")
+          .sign(key);
       const post = async (clientAssertion: string) => {
         const res = await fetch(`${t.url}/oauth2/token`, {
           method: "POST",
           headers: { "content-type": "application/x-www-form-urlencoded" },
           body: new URLSearchParams({
-            grant_type: JWT_BEARER, assertion: await mint(uniqueSub("signed-raw")),
-            client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", client_assertion: clientAssertion,
+            grant_type: JWT_BEARER,
+            assertion: await mint(uniqueSub("signed-raw")),
+            client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            client_assertion: clientAssertion,
           }),
         });
-        return { status: res.status, body: (await res.json()) as Record<string, unknown>, wwwAuthenticate: res.headers.get("www-authenticate") };
+        return {
+          status: res.status,
+          body: (await res.json()) as Record<string, unknown>,
+          wwwAuthenticate: res.headers.get("www-authenticate"),
+        };
       };
       const once = await assertion(signingKey, `${t.url}/oauth2/token`);
       expect((await post(once)).status).toBe(200);
       const replayed = await post(once);
-      expect(replayed).toMatchObject({ status: 401, body: { error: "invalid_client", error_description: "this client assertion was already used (jti)" } });
+      expect(replayed).toMatchObject({
+        status: 401,
+        body: { error: "invalid_client", error_description: "this client assertion was already used (jti)" },
+      });
       expect(replayed.wwwAuthenticate).toMatch(/^Basic/);
       const otherKey = (await generateKeyPair("ES256")).privateKey;
       expect((await post(await assertion(otherKey, LOCAL_ISSUER))).body["error"]).toBe("invalid_client");
-      expect((await post(await assertion(signingKey, "https://elsewhere.example"))).body["error"]).toBe("invalid_client");
+      expect((await post(await assertion(signingKey, "https://elsewhere.example"))).body["error"]).toBe(
+        "invalid_client",
+      );
     });
 
     it("invalid_client: 401 with WWW-Authenticate, for a wrong secret, an unknown client, the wrong method, a public client's secret", async () => {
@@ -351,14 +502,66 @@ for (const kind of testDatabaseKinds()) {
       const exchanger = await discover("exchanger", oidc.None());
       const idToken = () => mint(uniqueSub("errors"));
       const cases: [() => Promise<unknown>, string][] = [
-        [async () => oidc.genericGrantRequest(dev, "password", { username: "a", password: "b" }), "unsupported_grant_type"],
-        [async () => oidc.genericGrantRequest(narrow, TOKEN_EXCHANGE, { subject_token: await idToken(), subject_token_type: ID_TOKEN_TYPE }), "unauthorized_client"],
-        [async () => oidc.genericGrantRequest(dev, TOKEN_EXCHANGE, { subject_token: await idToken() }), "invalid_request"],
-        [async () => oidc.genericGrantRequest(dev, TOKEN_EXCHANGE, { subject_token: await idToken(), subject_token_type: "urn:ietf:params:oauth:token-type:saml2" }), "invalid_request"],
-        [async () => oidc.genericGrantRequest(dev, TOKEN_EXCHANGE, { subject_token: await idToken(), subject_token_type: ID_TOKEN_TYPE, requested_token_type: "urn:ietf:params:oauth:token-type:refresh_token" }), "invalid_request"],
-        [async () => oidc.genericGrantRequest(exchanger, TOKEN_EXCHANGE, { subject_token: await idToken(), subject_token_type: ID_TOKEN_TYPE, audience: "orders" }), "invalid_target"],
-        [async () => oidc.genericGrantRequest(dev, TOKEN_EXCHANGE, { subject_token: await idToken(), subject_token_type: ID_TOKEN_TYPE, resource: "https://elsewhere.example/api" }), "invalid_target"],
-        [async () => oidc.genericGrantRequest(dev, TOKEN_EXCHANGE, { subject_token: await idToken(), subject_token_type: ID_TOKEN_TYPE, scope: "admin" }), "invalid_scope"],
+        [
+          async () => oidc.genericGrantRequest(dev, "password", { username: "a", password: "b" }),
+          "unsupported_grant_type",
+        ],
+        [
+          async () =>
+            oidc.genericGrantRequest(narrow, TOKEN_EXCHANGE, {
+              subject_token: await idToken(),
+              subject_token_type: ID_TOKEN_TYPE,
+            }),
+          "unauthorized_client",
+        ],
+        [
+          async () => oidc.genericGrantRequest(dev, TOKEN_EXCHANGE, { subject_token: await idToken() }),
+          "invalid_request",
+        ],
+        [
+          async () =>
+            oidc.genericGrantRequest(dev, TOKEN_EXCHANGE, {
+              subject_token: await idToken(),
+              subject_token_type: "urn:ietf:params:oauth:token-type:saml2",
+            }),
+          "invalid_request",
+        ],
+        [
+          async () =>
+            oidc.genericGrantRequest(dev, TOKEN_EXCHANGE, {
+              subject_token: await idToken(),
+              subject_token_type: ID_TOKEN_TYPE,
+              requested_token_type: "urn:ietf:params:oauth:token-type:refresh_token",
+            }),
+          "invalid_request",
+        ],
+        [
+          async () =>
+            oidc.genericGrantRequest(exchanger, TOKEN_EXCHANGE, {
+              subject_token: await idToken(),
+              subject_token_type: ID_TOKEN_TYPE,
+              audience: "orders",
+            }),
+          "invalid_target",
+        ],
+        [
+          async () =>
+            oidc.genericGrantRequest(dev, TOKEN_EXCHANGE, {
+              subject_token: await idToken(),
+              subject_token_type: ID_TOKEN_TYPE,
+              resource: "https://elsewhere.example/api",
+            }),
+          "invalid_target",
+        ],
+        [
+          async () =>
+            oidc.genericGrantRequest(dev, TOKEN_EXCHANGE, {
+              subject_token: await idToken(),
+              subject_token_type: ID_TOKEN_TYPE,
+              scope: "admin",
+            }),
+          "invalid_scope",
+        ],
         [async () => oidc.genericGrantRequest(dev, JWT_BEARER, { assertion: "not.a.jwt" }), "invalid_grant"],
         [async () => oidc.refreshTokenGrant(dev, "rt_unknown"), "invalid_grant"],
       ];
@@ -370,7 +573,11 @@ for (const kind of testDatabaseKinds()) {
     });
 
     it("a form-less request and a repeated parameter are invalid_request", async () => {
-      const asJson = await fetch(`${t.url}/oauth2/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ grant_type: "refresh_token" }) });
+      const asJson = await fetch(`${t.url}/oauth2/token`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ grant_type: "refresh_token" }),
+      });
       expect(asJson.status).toBe(400);
       expect(await asJson.json()).toMatchObject({ error: "invalid_request" });
       const twice = await fetch(`${t.url}/oauth2/token`, {
@@ -380,7 +587,10 @@ for (const kind of testDatabaseKinds()) {
       });
       expect(twice.status).toBe(400);
       expect(twice.headers.get("cache-control")).toBe("no-store");
-      expect(await twice.json()).toMatchObject({ error: "invalid_request", error_description: "refresh_token was sent more than once" });
+      expect(await twice.json()).toMatchObject({
+        error: "invalid_request",
+        error_description: "refresh_token was sent more than once",
+      });
     });
 
     it("revocation ends the session behind a refresh token; an unknown token is 200 too", async () => {
@@ -399,7 +609,13 @@ for (const kind of testDatabaseKinds()) {
     it("introspection (confidential clients) says whether an access token's session is live", async () => {
       const tokens = await exchange(dev, uniqueSub("introspect"));
       const live = await oidc.tokenIntrospection(backend, tokens.access_token);
-      expect(live).toMatchObject({ active: true, token_type: "Bearer", iss: LOCAL_ISSUER, sid: expect.stringMatching(/^ses_/), sub: expect.stringMatching(/^usr_/) });
+      expect(live).toMatchObject({
+        active: true,
+        token_type: "Bearer",
+        iss: LOCAL_ISSUER,
+        sid: expect.stringMatching(/^ses_/),
+        sub: expect.stringMatching(/^usr_/),
+      });
       expect(live.exp).toEqual(expect.any(Number));
       await oidc.tokenRevocation(dev, tokens.refresh_token!);
       expect(await oidc.tokenIntrospection(backend, tokens.access_token)).toEqual({ active: false });
@@ -413,7 +629,11 @@ for (const kind of testDatabaseKinds()) {
       device = `${sub}-A`;
       const first = await exchange(dev, sub);
       const authed = (path: string, body: unknown) =>
-        fetch(`${t.url}${path}`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${first.access_token}` }, body: JSON.stringify(body) });
+        fetch(`${t.url}${path}`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${first.access_token}` },
+          body: JSON.stringify(body),
+        });
       const secret = ((await (await authed("/auth/mfa/totp/enroll", {})).json()) as { secret: string }).secret;
       clock.advance(30_000);
       expect((await authed("/auth/mfa/totp/confirm", { code: totpCode(secret, clock.now()) })).status).toBe(200);
@@ -423,22 +643,45 @@ for (const kind of testDatabaseKinds()) {
       expect(challenged).toMatchObject({ error: "mfa_required", status: 403 });
       expect(challenged.body["mfa_token"]).toMatch(/^chg_[A-Za-z0-9_-]{43}$/);
       expect(challenged.body["required_mfa_methods"]).toEqual(expect.arrayContaining(["totp"]));
-      const wrong = await rejection(oidc.genericGrantRequest(dev, MFA_GRANT, { mfa_token: challenged.body["mfa_token"] as string, code: "000000" }));
+      const wrong = await rejection(
+        oidc.genericGrantRequest(dev, MFA_GRANT, { mfa_token: challenged.body["mfa_token"] as string, code: "000000" }),
+      );
       expect(wrong).toMatchObject({ error: "invalid_grant", status: 400 });
       clock.advance(30_000);
       // The challenge is the client's that asked for it: another client, or the RPC door, cannot complete it.
       const mfaToken = challenged.body["mfa_token"] as string;
-      expect((await t.app.database.client.mfaChallenge.findFirstOrThrow({ where: { tokenHash: createHash("sha256").update(mfaToken).digest("base64url") } })).clientId).toBe("dev");
-      const otherClient = await rejection(oidc.genericGrantRequest(backend, MFA_GRANT, { mfa_token: mfaToken, code: totpCode(secret, clock.now()) }));
-      expect(otherClient.body).toMatchObject({ error: "invalid_grant", error_code: "challenge_invalid", error_description: "this challenge was issued to another client; sign in again" });
-      const viaRpc = await rest("/auth/mfa/verify", { challenge_token: mfaToken, method: "totp", code: totpCode(secret, clock.now()) });
+      expect(
+        (
+          await t.app.database.client.mfaChallenge.findFirstOrThrow({
+            where: { tokenHash: createHash("sha256").update(mfaToken).digest("base64url") },
+          })
+        ).clientId,
+      ).toBe("dev");
+      const otherClient = await rejection(
+        oidc.genericGrantRequest(backend, MFA_GRANT, { mfa_token: mfaToken, code: totpCode(secret, clock.now()) }),
+      );
+      expect(otherClient.body).toMatchObject({
+        error: "invalid_grant",
+        error_code: "challenge_invalid",
+        error_description: "this challenge was issued to another client; sign in again",
+      });
+      const viaRpc = await rest("/auth/mfa/verify", {
+        challenge_token: mfaToken,
+        method: "totp",
+        code: totpCode(secret, clock.now()),
+      });
       expect([viaRpc.status, viaRpc.body["code"]]).toEqual([401, "challenge_invalid"]);
-      const done = await oidc.genericGrantRequest(dev, MFA_GRANT, { mfa_token: mfaToken, code: totpCode(secret, clock.now()) });
+      const done = await oidc.genericGrantRequest(dev, MFA_GRANT, {
+        mfa_token: mfaToken,
+        code: totpCode(secret, clock.now()),
+      });
       const { payload } = await jwtVerify(done.access_token, jwks, { issuer: LOCAL_ISSUER });
       expect(payload["amr"]).toEqual(["fed", "otp", "mfa"]);
       // The session it opened is bound to the same client.
       expect((await sessionRow(done.access_token)).clientId).toBe("dev");
-      expect((await rejection(oidc.refreshTokenGrant(backend, done.refresh_token!))).body["error_code"]).toBe("refresh_token_client_mismatch");
+      expect((await rejection(oidc.refreshTokenGrant(backend, done.refresh_token!))).body["error_code"]).toBe(
+        "refresh_token_client_mismatch",
+      );
       device = "oauth-device";
     });
   });
@@ -462,14 +705,22 @@ describe.runIf(postgresKind() !== null)("refresh grace across two replicas on Po
   });
 
   const form = async (url: string, params: Record<string, string>) => {
-    const res = await fetch(`${url}/oauth2/token`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ client_id: "dev", ...params }) });
+    const res = await fetch(`${url}/oauth2/token`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ client_id: "dev", ...params }),
+    });
     return { status: res.status, body: (await res.json()) as Record<string, string> };
   };
 
   it("both replicas answer 200 with the same refresh token, and the session stays live", async () => {
     const idToken = await devIdToken(a.url, uniqueSub("replicas"));
     // The dev issuer's key lives in each data directory: sign in where the token was minted.
-    const first = await form(a.url, { grant_type: TOKEN_EXCHANGE, subject_token: idToken, subject_token_type: ID_TOKEN_TYPE });
+    const first = await form(a.url, {
+      grant_type: TOKEN_EXCHANGE,
+      subject_token: idToken,
+      subject_token_type: ID_TOKEN_TYPE,
+    });
     expect(first.status).toBe(200);
     const [ra, rb] = await Promise.all([
       form(a.url, { grant_type: "refresh_token", refresh_token: first.body["refresh_token"]! }),
@@ -478,7 +729,9 @@ describe.runIf(postgresKind() !== null)("refresh grace across two replicas on Po
     expect([ra.status, rb.status]).toEqual([200, 200]);
     expect(rb.body["refresh_token"]).toBe(ra.body["refresh_token"]);
     // The access token minted by b is accepted by a (one session, live).
-    expect((await fetch(`${a.url}/auth/me`, { headers: { authorization: `Bearer ${rb.body["access_token"]}` } })).status).toBe(200);
+    expect(
+      (await fetch(`${a.url}/auth/me`, { headers: { authorization: `Bearer ${rb.body["access_token"]}` } })).status,
+    ).toBe(200);
   });
 });
 
@@ -491,7 +744,9 @@ describe("the README's openid-client snippet", () => {
   const PUBLIC = "https://identity.example.com";
   let t: TestApp;
   beforeAll(async () => {
-    t = await startTestApp({ config: { dev: true, "server.public_url": PUBLIC, "tokens.issuer": PUBLIC, "oauth.clients": { web: {} } } });
+    t = await startTestApp({
+      config: { dev: true, "server.public_url": PUBLIC, "tokens.issuer": PUBLIC, "oauth.clients": { web: {} } },
+    });
   });
   afterAll(async () => {
     await t?.close();
@@ -513,7 +768,10 @@ describe("the README's openid-client snippet", () => {
       const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
       return realFetch(url.startsWith(PUBLIC) ? `${t.url}${url.slice(PUBLIC.length)}` : input, init);
     }) as typeof fetch;
-    let made: { tokens: { access_token: string; refresh_token?: string }; refreshed: { access_token: string; refresh_token?: string } };
+    let made: {
+      tokens: { access_token: string; refresh_token?: string };
+      refreshed: { access_token: string; refresh_token?: string };
+    };
     try {
       made = (await import(file)) as typeof made;
     } finally {
@@ -526,7 +784,9 @@ describe("the README's openid-client snippet", () => {
     // The snippet's revocation ended the session it opened (as client web, whose session it is).
     expect(session.clientId).toBe("web");
     expect(session.revokedAt).not.toBeNull();
-    expect((await fetch(`${t.url}/auth/me`, { headers: { authorization: `Bearer ${made.refreshed.access_token}` } })).status).toBe(401);
+    expect(
+      (await fetch(`${t.url}/auth/me`, { headers: { authorization: `Bearer ${made.refreshed.access_token}` } })).status,
+    ).toBe(401);
   });
 });
 
@@ -537,7 +797,9 @@ describe("the per-address limit on the OAuth door", () => {
       config: {
         dev: true,
         "rate_limit.signin_failures_per_ip": 3,
-        "oauth.clients": { backend: { token_endpoint_auth_method: "client_secret_basic", client_secret_sha256: sha256(BACKEND_SECRET) } },
+        "oauth.clients": {
+          backend: { token_endpoint_auth_method: "client_secret_basic", client_secret_sha256: sha256(BACKEND_SECRET) },
+        },
       },
     });
   });
@@ -551,7 +813,10 @@ describe("the per-address limit on the OAuth door", () => {
     // Asynchronously: the server answering curl runs in this process.
     const { stdout } = await promisify(execFile)("bash", ["-c", script], { encoding: "utf8", timeout: 20_000 });
     const answer = JSON.parse(stdout) as Record<string, unknown>;
-    expect(answer).toMatchObject({ token_type: "Bearer", issued_token_type: "urn:ietf:params:oauth:token-type:access_token" });
+    expect(answer).toMatchObject({
+      token_type: "Bearer",
+      issued_token_type: "urn:ietf:params:oauth:token-type:access_token",
+    });
     expect(answer["refresh_token"]).toMatch(/^rt_/);
   });
 
@@ -559,7 +824,10 @@ describe("the per-address limit on the OAuth door", () => {
     const post = (secret: string) =>
       fetch(`${t.url}/oauth2/token`, {
         method: "POST",
-        headers: { "content-type": "application/x-www-form-urlencoded", authorization: `Basic ${Buffer.from(`backend:${secret}`).toString("base64")}` },
+        headers: {
+          "content-type": "application/x-www-form-urlencoded",
+          authorization: `Basic ${Buffer.from(`backend:${secret}`).toString("base64")}`,
+        },
         body: "grant_type=refresh_token&refresh_token=rt_x",
       });
     for (let i = 0; i < 3; i++) expect((await post(`wrong-${i}`)).status).toBe(401);

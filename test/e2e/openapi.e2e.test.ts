@@ -15,7 +15,16 @@ interface OpenApi {
   tags: { name: string; description?: string }[];
   paths: Record<
     string,
-    Record<string, { responses: Record<string, unknown>; parameters?: { name: string; in: string }[]; summary?: string; description?: string; tags?: string[] }>
+    Record<
+      string,
+      {
+        responses: Record<string, unknown>;
+        parameters?: { name: string; in: string }[];
+        summary?: string;
+        description?: string;
+        tags?: string[];
+      }
+    >
   >;
   components: { schemas: Record<string, unknown> };
   "x-error-codes": Record<string, { http: number; status: string }>;
@@ -68,7 +77,8 @@ describe("OpenAPI document", () => {
     // …and nothing the server does not answer.
     const served = new Set(t.app.routes);
     for (const [path, ops] of Object.entries(doc.paths)) {
-      for (const method of Object.keys(ops)) expect(served.has(`${method.toUpperCase()} ${path}`), `${method} ${path}`).toBe(true);
+      for (const method of Object.keys(ops))
+        expect(served.has(`${method.toUpperCase()} ${path}`), `${method} ${path}`).toBe(true);
     }
   });
 
@@ -124,7 +134,10 @@ describe("OpenAPI document", () => {
     walk(doc);
     expect(refs.length).toBeGreaterThan(20);
     for (const ref of new Set(refs)) {
-      const target = ref.slice(2).split("/").map((p) => p.replace(/~1/g, "/").replace(/~0/g, "~"))
+      const target = ref
+        .slice(2)
+        .split("/")
+        .map((p) => p.replace(/~1/g, "/").replace(/~0/g, "~"))
         .reduce<unknown>((node, key) => (node as Record<string, unknown> | undefined)?.[key], doc);
       expect(target, ref).toBeDefined();
     }
@@ -136,14 +149,23 @@ describe("OpenAPI document", () => {
   });
 
   it("describes a real sign-in answer and GET /auth/me exactly (snake_case, no undocumented field)", async () => {
-    const signin = await restSignin(t.url, { id_token: await devIdToken(t.url, uniqueSub("openapi"), { email: "o@example.com" }), provider: "dev" });
+    const signin = await restSignin(t.url, {
+      id_token: await devIdToken(t.url, uniqueSub("openapi"), { email: "o@example.com" }),
+      provider: "dev",
+    });
     expect(signin.status).toBe(200);
     validate(responseSchemaRef("post", "/auth/id-token/signin"), signin.body);
     // A field the document does not know fails validation: the schemas are closed.
-    expect(() => validate(responseSchemaRef("post", "/auth/id-token/signin"), { ...signin.body, accessToken: "x" })).toThrow();
-    expect(() => validate(responseSchemaRef("post", "/auth/id-token/signin"), { ...signin.body, requires_mfa: undefined })).toThrow();
+    expect(() =>
+      validate(responseSchemaRef("post", "/auth/id-token/signin"), { ...signin.body, accessToken: "x" }),
+    ).toThrow();
+    expect(() =>
+      validate(responseSchemaRef("post", "/auth/id-token/signin"), { ...signin.body, requires_mfa: undefined }),
+    ).toThrow();
 
-    const me = await fetch(`${t.url}/auth/me`, { headers: { authorization: `Bearer ${String(signin.body["access_token"])}` } });
+    const me = await fetch(`${t.url}/auth/me`, {
+      headers: { authorization: `Bearer ${String(signin.body["access_token"])}` },
+    });
     expect(me.status).toBe(200);
     validate(responseSchemaRef("get", "/auth/me"), await me.json());
   });

@@ -27,7 +27,9 @@ describe("provider signing keys", () => {
           return fetch(input, init);
         },
       },
-      config: { providers: { acme: { issuer: op.issuer, client_ids: [op.clientId], jwks_refetch_cooldown_seconds: 30 } } },
+      config: {
+        providers: { acme: { issuer: op.issuer, client_ids: [op.clientId], jwks_refetch_cooldown_seconds: 30 } },
+      },
     });
     url = testApp.url;
   });

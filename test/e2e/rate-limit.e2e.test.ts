@@ -40,7 +40,11 @@ describe("sign-in failure limit per address", () => {
     for (let i = 0; i < 3; i++) expect((await signin("not.a.token", attacker)).status).toBe(400);
     const limited = await signin(`${(await mint("forged")).slice(0, -8)}AAAAAAAA`, attacker);
     expect(limited.status).toBe(429);
-    expect(limited.body).toMatchObject({ code: "rate_limited", status: "resource_exhausted", details: { retry_after_seconds: "300" } });
+    expect(limited.body).toMatchObject({
+      code: "rate_limited",
+      status: "resource_exhausted",
+      details: { retry_after_seconds: "300" },
+    });
     expect(await t.app.database.client.session.count()).toBe(0);
     // While limited, every bad token gets the same answer: the limit is no verification oracle.
     expect((await signin("not.a.token", attacker)).body["code"]).toBe("rate_limited");
@@ -82,30 +86,55 @@ describe("others' failures behind the same address", () => {
     await t?.close();
   });
   const post = async (path: string, body: unknown, ip: string) => {
-    const res = await fetch(`${t.url}${path}`, { method: "POST", headers: { ...json, "x-forwarded-for": ip }, body: JSON.stringify(body) });
+    const res = await fetch(`${t.url}${path}`, {
+      method: "POST",
+      headers: { ...json, "x-forwarded-for": ip },
+      body: JSON.stringify(body),
+    });
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   };
 
   it("after 30 junk refresh attempts from the NAT, its legitimate user still refreshes and signs in; the junk is refused", async () => {
-    const first = await post("/auth/id-token/signin", { id_token: await devIdToken(t.url, uniqueSub("nat")), provider: "dev" }, NAT);
+    const first = await post(
+      "/auth/id-token/signin",
+      { id_token: await devIdToken(t.url, uniqueSub("nat")), provider: "dev" },
+      NAT,
+    );
     expect(first.status).toBe(200);
     for (let i = 0; i < LIMIT; i++) {
       const junk = await post("/auth/token/refresh", { refresh_token: `rt_${"x".repeat(42)}${i % 10}` }, NAT);
       expect(junk).toMatchObject({ status: 401, body: { code: "refresh_token_invalid" } });
     }
     // The address is over its limit: more junk is refused, and learns nothing.
-    expect(await post("/auth/token/refresh", { refresh_token: "rt_junk" }, NAT)).toMatchObject({ status: 429, body: { code: "rate_limited" } });
-    expect(await post("/auth/id-token/signin", { id_token: "not.a.token", provider: "dev" }, NAT)).toMatchObject({ status: 429, body: { code: "rate_limited" } });
+    expect(await post("/auth/token/refresh", { refresh_token: "rt_junk" }, NAT)).toMatchObject({
+      status: 429,
+      body: { code: "rate_limited" },
+    });
+    expect(await post("/auth/id-token/signin", { id_token: "not.a.token", provider: "dev" }, NAT)).toMatchObject({
+      status: 429,
+      body: { code: "rate_limited" },
+    });
 
     // The legitimate user's valid credentials are served.
     const refreshed = await post("/auth/token/refresh", { refresh_token: first.body["refresh_token"] }, NAT);
     expect(refreshed.status).toBe(200);
     expect(refreshed.body["refresh_token"]).toMatch(/^rt_/);
-    expect((await post("/auth/id-token/signin", { id_token: await devIdToken(t.url, uniqueSub("nat2")), provider: "dev" }, NAT)).status).toBe(200);
+    expect(
+      (
+        await post(
+          "/auth/id-token/signin",
+          { id_token: await devIdToken(t.url, uniqueSub("nat2")), provider: "dev" },
+          NAT,
+        )
+      ).status,
+    ).toBe(200);
     // A nonce needs no credential: issuing one is not refused for the address's failures.
     expect((await post("/auth/id-token/nonce", { device_id: "nat-device" }, NAT)).status).toBe(200);
     // The spent refresh token is still theft (reuse detection), but answered as the limit.
-    expect(await post("/auth/token/refresh", { refresh_token: first.body["refresh_token"] }, NAT)).toMatchObject({ status: 429, body: { code: "rate_limited" } });
+    expect(await post("/auth/token/refresh", { refresh_token: first.body["refresh_token"] }, NAT)).toMatchObject({
+      status: 429,
+      body: { code: "rate_limited" },
+    });
     expect(await t.app.database.client.session.count({ where: { revokedAt: { not: null } } })).toBe(1);
   });
 });
@@ -145,15 +174,25 @@ describe("the per-address limit over IPv6", () => {
 
   it("counts every address of a /64 as one; another /64 keeps its own budget", async () => {
     expect(new URL(t.url).hostname).toBe("[::1]");
-    for (let i = 1; i <= LIMIT; i++) expect(await signin("not.a.token", `2001:db8:1:2::${i.toString(16)}`)).toEqual({ status: 400, code: "id_token_malformed" });
+    for (let i = 1; i <= LIMIT; i++)
+      expect(await signin("not.a.token", `2001:db8:1:2::${i.toString(16)}`)).toEqual({
+        status: 400,
+        code: "id_token_malformed",
+      });
     // Rotating inside the /64 (any spelling of it) finds the budget spent.
-    for (const rotated of ["2001:db8:1:2:ffff:ffff:ffff:fffe", "2001:0DB8:0001:0002:0:0:0:abcd", "[2001:db8:1:2::99]:443"]) {
+    for (const rotated of [
+      "2001:db8:1:2:ffff:ffff:ffff:fffe",
+      "2001:0DB8:0001:0002:0:0:0:abcd",
+      "[2001:db8:1:2::99]:443",
+    ]) {
       expect(await signin("not.a.token", rotated), rotated).toEqual({ status: 429, code: "rate_limited" });
     }
     // The neighbouring /64 is somebody else.
     expect(await signin("not.a.token", "2001:db8:1:3::1")).toEqual({ status: 400, code: "id_token_malformed" });
     // Rows remember the address they came from, and count under the /64.
-    const rows = await t.app.database.client.auditEvent.findMany({ where: { type: "signin.failed", ip: { startsWith: "2001:db8:1:2::" } } });
+    const rows = await t.app.database.client.auditEvent.findMany({
+      where: { type: "signin.failed", ip: { startsWith: "2001:db8:1:2::" } },
+    });
     expect(rows).toHaveLength(LIMIT);
   });
 

@@ -11,7 +11,14 @@ import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorInfoSchema } from "../../gen/pb/google/rpc/error_details_pb.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
-import { createTokenSigner, grpcSignin, grpcTarget, metadataToHeaders, restSignin, uniqueSub } from "../support/signin-e2e.ts";
+import {
+  createTokenSigner,
+  grpcSignin,
+  grpcTarget,
+  metadataToHeaders,
+  restSignin,
+  uniqueSub,
+} from "../support/signin-e2e.ts";
 
 const ISSUER = "https://nojti.example";
 const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -62,7 +69,8 @@ describe("replay of a jti-less ID token under another spelling", () => {
         },
       },
       overrides: {
-        fetch: (async () => new Response(JSON.stringify(keys), { headers: { "content-type": "application/json" } })) as typeof fetch,
+        fetch: (async () =>
+          new Response(JSON.stringify(keys), { headers: { "content-type": "application/json" } })) as typeof fetch,
       },
     });
     grpcClient = new grpc.Client(grpcTarget(t.url), grpc.credentials.createInsecure());
@@ -84,15 +92,28 @@ describe("replay of a jti-less ID token under another spelling", () => {
     const reason = findTrailerError(metadataToHeaders(out.error.metadata))?.findDetails(ErrorInfoSchema)[0]?.reason;
     return `${out.error.code} ${reason}`;
   }
-  const replayed: Record<Protocol, string> = { rest: "401 id_token_replayed", grpc: `${grpc.status.UNAUTHENTICATED} id_token_replayed` };
+  const replayed: Record<Protocol, string> = {
+    rest: "401 id_token_replayed",
+    grpc: `${grpc.status.UNAUTHENTICATED} id_token_replayed`,
+  };
 
   const cases = [
     { alg: "RS256", provider: "rs", respell: flipUnusedBits, how: "unused bits of the last character" },
     { alg: "ES256", provider: "es", respell: flipUnusedBits, how: "unused bits of the last character" },
     { alg: "ES256", provider: "es", respell: negateS, how: "s → n − s" },
-    { alg: "ES256", provider: "es", respell: (tok: string) => flipUnusedBits(negateS(tok)), how: "s → n − s, then the unused bits" },
+    {
+      alg: "ES256",
+      provider: "es",
+      respell: (tok: string) => flipUnusedBits(negateS(tok)),
+      how: "s → n − s, then the unused bits",
+    },
   ] as const;
-  const orders: [Protocol, Protocol][] = [["rest", "grpc"], ["grpc", "rest"], ["rest", "rest"], ["grpc", "grpc"]];
+  const orders: [Protocol, Protocol][] = [
+    ["rest", "grpc"],
+    ["grpc", "rest"],
+    ["rest", "rest"],
+    ["grpc", "grpc"],
+  ];
 
   for (const c of cases) {
     for (const [first, second] of orders) {

@@ -21,7 +21,14 @@ function rawRequest(
   return new Promise((resolve, reject) => {
     const target = new URL(url);
     const req = http.request(
-      { host: target.hostname, port: target.port, method: options.method, path: options.path, headers: options.headers, agent: false },
+      {
+        host: target.hostname,
+        port: target.port,
+        method: options.method,
+        path: options.path,
+        headers: options.headers,
+        agent: false,
+      },
       (res) => {
         res.resume();
         res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers }));
@@ -166,7 +173,10 @@ describe("graceful shutdown", () => {
     let closing: Promise<void> | undefined;
     try {
       const { idToken } = await op.obtainIdToken({ sub: uniqueSub("drain-h2") });
-      const client = createClient(AuthService, createConnectTransport({ baseUrl: testApp.url, httpVersion: "2", sessionManager }));
+      const client = createClient(
+        AuthService,
+        createConnectTransport({ baseUrl: testApp.url, httpVersion: "2", sessionManager }),
+      );
       const inFlight = client.signinWithIdToken({ idToken, provider: "acme" });
       await Promise.race([stalled, inFlight]);
       closing = testApp.close();
@@ -186,10 +196,12 @@ describe("graceful shutdown", () => {
     const agent = new http.Agent({ keepAlive: true });
     try {
       await new Promise<void>((resolve, reject) => {
-        http.get(`${testApp.url}/healthz`, { agent }, (res) => {
-          res.resume();
-          res.on("end", resolve);
-        }).on("error", reject);
+        http
+          .get(`${testApp.url}/healthz`, { agent }, (res) => {
+            res.resume();
+            res.on("end", resolve);
+          })
+          .on("error", reject);
       });
       const started = performance.now();
       await testApp.close();
@@ -202,7 +214,7 @@ describe("graceful shutdown", () => {
 });
 
 describe("development OpenID issuer", () => {
-  it("mints an ID token that signs in with provider \"dev\", only in dev mode", async () => {
+  it('mints an ID token that signs in with provider "dev", only in dev mode', async () => {
     const dev = await startTestApp({ config: { dev: true } });
     try {
       const mint = await fetch(`${dev.url}/dev/oidc/token`, {

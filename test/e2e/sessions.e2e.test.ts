@@ -21,7 +21,8 @@ describe("token lifecycle end to end", () => {
   });
 
   const FIREFOX_LINUX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
-  const SAFARI_IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
+  const SAFARI_IPHONE =
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
 
   async function signin(sub: string, deviceId?: string, userAgent = "e2e-agent/1.0") {
     const idToken = await devIdToken(t.url, sub, { email: `${sub}@example.com` });
@@ -40,7 +41,12 @@ describe("token lifecycle end to end", () => {
     const res = await fetch(`${t.url}/auth/me`, { headers: bearer(login.access_token) });
     expect(res.status).toBe(200);
     const user = (await res.json()) as Record<string, unknown>;
-    expect(user).toMatchObject({ id: login.user_id, email: "me-user@example.com", status: "active", must_change_password: false });
+    expect(user).toMatchObject({
+      id: login.user_id,
+      email: "me-user@example.com",
+      status: "active",
+      must_change_password: false,
+    });
     expect(user["created_at"]).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/);
   });
 
@@ -60,12 +66,25 @@ describe("token lifecycle end to end", () => {
 
   it("POST /auth/token/refresh rotates; the spent token then revokes the session", async () => {
     const login = await signin("refresher");
-    const r1 = await fetch(`${t.url}/auth/token/refresh`, { method: "POST", headers: json, body: JSON.stringify({ refresh_token: login.refresh_token }) });
+    const r1 = await fetch(`${t.url}/auth/token/refresh`, {
+      method: "POST",
+      headers: json,
+      body: JSON.stringify({ refresh_token: login.refresh_token }),
+    });
     expect(r1.status).toBe(200);
     const rotated = (await r1.json()) as Record<string, unknown>;
     expect(rotated["refresh_token"]).not.toBe(login.refresh_token);
-    expect(rotated).toMatchObject({ token_type: "Bearer", expires_in: 1800, requires_mfa: false, user_id: login.user_id });
-    const reuse = await fetch(`${t.url}/auth/token/refresh`, { method: "POST", headers: json, body: JSON.stringify({ refresh_token: login.refresh_token }) });
+    expect(rotated).toMatchObject({
+      token_type: "Bearer",
+      expires_in: 1800,
+      requires_mfa: false,
+      user_id: login.user_id,
+    });
+    const reuse = await fetch(`${t.url}/auth/token/refresh`, {
+      method: "POST",
+      headers: json,
+      body: JSON.stringify({ refresh_token: login.refresh_token }),
+    });
     expect(reuse.status).toBe(401);
     expect(((await reuse.json()) as { code: string }).code).toBe("refresh_token_reused");
     const me = await fetch(`${t.url}/auth/me`, { headers: bearer(rotated["access_token"] as string) });
@@ -81,25 +100,55 @@ describe("token lifecycle end to end", () => {
     expect(sessions).toHaveLength(2);
     // Browser and OS family, first and last seen, address; no device identifier: the
     // device ids the clients sent appear nowhere in the answer.
-    expect(sessions.find((s) => s["current"] === true)).toMatchObject({ browser: "safari", os: "ios", ip: "127.0.0.1" });
+    expect(sessions.find((s) => s["current"] === true)).toMatchObject({
+      browser: "safari",
+      os: "ios",
+      ip: "127.0.0.1",
+    });
     const laptop = sessions.find((s) => s["current"] !== true)!;
     expect(laptop).toMatchObject({ browser: "firefox", os: "linux", ip: "127.0.0.1", user_agent: FIREFOX_LINUX });
-    expect(Object.keys(laptop).sort()).toEqual(["browser", "created_at", "current", "expires_at", "id", "ip", "last_used_at", "os", "provider", "user_agent"]);
+    expect(Object.keys(laptop).sort()).toEqual([
+      "browser",
+      "created_at",
+      "current",
+      "expires_at",
+      "id",
+      "ip",
+      "last_used_at",
+      "os",
+      "provider",
+      "user_agent",
+    ]);
     expect(text).not.toMatch(/secret-device-id|device_id/);
-    const connectList = await createClient(UserService, createConnectTransport({ baseUrl: t.url, httpVersion: "1.1" }))
-      .listSessions({}, { headers: bearer(b.access_token) });
-    expect(connectList.sessions.map((s) => [s.browser, s.os]).sort()).toEqual([["firefox", "linux"], ["safari", "ios"]]);
+    const connectList = await createClient(
+      UserService,
+      createConnectTransport({ baseUrl: t.url, httpVersion: "1.1" }),
+    ).listSessions({}, { headers: bearer(b.access_token) });
+    expect(connectList.sessions.map((s) => [s.browser, s.os]).sort()).toEqual([
+      ["firefox", "linux"],
+      ["safari", "ios"],
+    ]);
     expect(JSON.stringify(connectList.sessions.map((s) => Object.values(s)))).not.toContain("secret-device-id");
     // Nor is it stored: the session rows hold no device id.
     const rows = await t.app.database.client.session.findMany({ where: { userId: a.user_id } });
     expect(rows).toHaveLength(2);
     expect(JSON.stringify(rows)).not.toContain("secret-device-id");
 
-    const del = await fetch(`${t.url}/auth/sessions/${laptop["id"] as string}`, { method: "DELETE", headers: bearer(b.access_token) });
+    const del = await fetch(`${t.url}/auth/sessions/${laptop["id"] as string}`, {
+      method: "DELETE",
+      headers: bearer(b.access_token),
+    });
     expect(del.status).toBe(200);
-    const gone = await fetch(`${t.url}/auth/token/refresh`, { method: "POST", headers: json, body: JSON.stringify({ refresh_token: a.refresh_token }) });
+    const gone = await fetch(`${t.url}/auth/token/refresh`, {
+      method: "POST",
+      headers: json,
+      body: JSON.stringify({ refresh_token: a.refresh_token }),
+    });
     expect(((await gone.json()) as { code: string }).code).toBe("session_revoked");
-    const again = await fetch(`${t.url}/auth/sessions/${laptop["id"] as string}`, { method: "DELETE", headers: bearer(b.access_token) });
+    const again = await fetch(`${t.url}/auth/sessions/${laptop["id"] as string}`, {
+      method: "DELETE",
+      headers: bearer(b.access_token),
+    });
     expect(again.status).toBe(404);
 
     const transport = createConnectTransport({ baseUrl: t.url, httpVersion: "1.1" });
@@ -122,19 +171,32 @@ describe("token lifecycle end to end", () => {
       fetch(`${t.url}/auth/signout`, { method: "POST", headers: { ...json, ...headers }, body: JSON.stringify(body) });
 
     // all_sessions needs the access token: a refresh token alone ends nothing.
-    expect(await statusAndCode(await signout({ refresh_token: a.refresh_token, all_sessions: true }))).toEqual({ status: 401, code: "access_token_required" });
+    expect(await statusAndCode(await signout({ refresh_token: a.refresh_token, all_sessions: true }))).toEqual({
+      status: 401,
+      code: "access_token_required",
+    });
     expect(await live()).toBe(2);
 
     // A spent (rotated) token: reuse detection ends that session, never the others.
-    const rotated = await fetch(`${t.url}/auth/token/refresh`, { method: "POST", headers: json, body: JSON.stringify({ refresh_token: a.refresh_token }) });
+    const rotated = await fetch(`${t.url}/auth/token/refresh`, {
+      method: "POST",
+      headers: json,
+      body: JSON.stringify({ refresh_token: a.refresh_token }),
+    });
     expect(rotated.status).toBe(200);
-    expect(await statusAndCode(await signout({ refresh_token: a.refresh_token }))).toEqual({ status: 401, code: "refresh_token_reused" });
+    expect(await statusAndCode(await signout({ refresh_token: a.refresh_token }))).toEqual({
+      status: 401,
+      code: "refresh_token_reused",
+    });
     expect(await live()).toBe(1);
 
     // The token of a signed-out session: refused, nothing else happens.
     const c = await signin("everywhere");
     expect((await signout({ refresh_token: c.refresh_token })).status).toBe(200);
-    expect(await statusAndCode(await signout({ refresh_token: c.refresh_token }))).toEqual({ status: 401, code: "session_revoked" });
+    expect(await statusAndCode(await signout({ refresh_token: c.refresh_token }))).toEqual({
+      status: 401,
+      code: "session_revoked",
+    });
     expect(await live()).toBe(1);
 
     // The access token may end them all.

@@ -28,7 +28,10 @@ describe("sign-in account mapping", () => {
   let url: string;
 
   beforeAll(async () => {
-    [acmeOp, otherOp] = await Promise.all([startTestOidcProvider(), startTestOidcProvider({ clientId: "other-client" })]);
+    [acmeOp, otherOp] = await Promise.all([
+      startTestOidcProvider(),
+      startTestOidcProvider({ clientId: "other-client" }),
+    ]);
     testApp = await startTestApp({
       config: {
         providers: {
@@ -47,7 +50,11 @@ describe("sign-in account mapping", () => {
     await Promise.all([acmeOp?.close(), otherOp?.close()]);
   });
 
-  const signin = async (op: TestOidcProvider, provider: string, claims: { sub: string; email?: string; emailVerified?: boolean }) => {
+  const signin = async (
+    op: TestOidcProvider,
+    provider: string,
+    claims: { sub: string; email?: string; emailVerified?: boolean },
+  ) => {
     const { idToken } = await op.obtainIdToken(claims);
     const requestId = newRequestId();
     const res = await restSignin(url, { id_token: idToken, provider }, { requestId });
@@ -75,7 +82,13 @@ describe("sign-in account mapping", () => {
       auditEvents: before.auditEvents + 1,
     });
     const [audit] = await auditRowsOf(testApp.app, second.requestId);
-    expect(audit).toMatchObject({ type: "signin.succeeded", userId: a.userId, provider: "acme", issuer: acmeOp.issuer, subject: sub });
+    expect(audit).toMatchObject({
+      type: "signin.succeeded",
+      userId: a.userId,
+      provider: "acme",
+      issuer: acmeOp.issuer,
+      subject: sub,
+    });
     // The risk assessment rides along (its content is tested in mfa.e2e.test.ts).
     expect(JSON.parse(audit!.detail!)).toMatchObject({ account: "existing", risk: { decision: "allow" } });
   });
@@ -95,7 +108,11 @@ describe("sign-in account mapping", () => {
     const { mfa_check_reason: reason, ...login } = linked.body;
     expect(reason).toBe("mfa_enrollment_required");
     expect(linked.body["risk_level"]).toBe("medium");
-    expect(linked.body["risk_assessment"]).toMatchObject({ level: "medium", signals: ["new_identity_link"], require_mfa: true });
+    expect(linked.body["risk_assessment"]).toMatchObject({
+      level: "medium",
+      signals: ["new_identity_link"],
+      require_mfa: true,
+    });
     expect(expectSnakeCaseLogin(login).userId).toBe(owner);
     const after = await rowCounts(testApp.app);
     expect(after.users).toBe(before.users);
@@ -105,7 +122,10 @@ describe("sign-in account mapping", () => {
     const rows = await auditRowsOf(testApp.app, linked.requestId);
     const audit = rows.find((r) => r.type === "signin.succeeded");
     // The risk assessment rides along (its content is tested in mfa.e2e.test.ts).
-    expect(JSON.parse(audit!.detail!)).toMatchObject({ account: "link", risk: { level: "medium", decision: "allow_unenrolled" } });
+    expect(JSON.parse(audit!.detail!)).toMatchObject({
+      account: "link",
+      risk: { level: "medium", decision: "allow_unenrolled" },
+    });
     // And the link has an event of its own, for whoever watches the trail.
     const link = rows.find((r) => r.type === "identity.linked_by_email");
     expect(link).toMatchObject({ userId: owner, provider: "acme", issuer: acmeOp.issuer, subject: sub });
@@ -141,12 +161,18 @@ describe("sign-in account mapping", () => {
     const verified = await fetch(`${url}/auth/mfa/verify`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ challenge_token: linked.body["challenge_token"], method: "recovery_code", code: recovery }),
+      body: JSON.stringify({
+        challenge_token: linked.body["challenge_token"],
+        method: "recovery_code",
+        code: recovery,
+      }),
     });
     expect(verified.status).toBe(200);
     const identity = await testApp.app.database.client.identity.findFirstOrThrow({ where: { subject: sub } });
     expect(identity.userId).toBe(owner.userId);
-    const event = await testApp.app.database.client.auditEvent.findFirstOrThrow({ where: { type: "identity.linked_by_email", subject: sub } });
+    const event = await testApp.app.database.client.auditEvent.findFirstOrThrow({
+      where: { type: "identity.linked_by_email", subject: sub },
+    });
     expect(event.userId).toBe(owner.userId);
     expect(JSON.parse(event.detail!)).toMatchObject({ by: "verified_email", second_factor: "recovery_code" });
     const completed = await testApp.app.database.client.auditEvent.findFirstOrThrow({
@@ -176,15 +202,27 @@ describe("sign-in account mapping", () => {
     const sub = uniqueSub("exists-b");
     const refused = await signin(otherOp, "strict", { sub, email });
     expect(refused.status).toBe(409);
-    expect(refused.body).toMatchObject({ code: "account_exists", status: "already_exists", details: { provider: "strict" } });
+    expect(refused.body).toMatchObject({
+      code: "account_exists",
+      status: "already_exists",
+      details: { provider: "strict" },
+    });
     expect(await rowCounts(testApp.app)).toEqual({ ...before, auditEvents: before.auditEvents + 1 });
     const [audit] = await auditRowsOf(testApp.app, refused.requestId);
-    expect(audit).toMatchObject({ type: "signin.failed", code: "account_exists", provider: "strict", issuer: otherOp.issuer, subject: sub });
+    expect(audit).toMatchObject({
+      type: "signin.failed",
+      code: "account_exists",
+      provider: "strict",
+      issuer: otherOp.issuer,
+      subject: sub,
+    });
 
     // The same rejection over Connect carries the code as ErrorInfo.reason.
     const { idToken } = await otherOp.obtainIdToken({ sub, email });
     const client = createClient(AuthService, createConnectTransport({ baseUrl: url, httpVersion: "1.1" }));
-    const error = await client.signinWithIdToken({ idToken, provider: "strict" }).catch((e: unknown) => ConnectError.from(e));
+    const error = await client
+      .signinWithIdToken({ idToken, provider: "strict" })
+      .catch((e: unknown) => ConnectError.from(e));
     expect(error).toBeInstanceOf(ConnectError);
     expect((error as ConnectError).code).toBe(Code.AlreadyExists);
     expect((error as ConnectError).findDetails(ErrorInfoSchema)[0]).toMatchObject({

@@ -94,29 +94,49 @@ describe("sign-in rejections write nothing", () => {
     restSignin(url, body, { requestId, ...(headers === undefined ? {} : { headers }) });
 
   it("missing id_token: 400 id_token_required", async () => {
-    await expectRefused(rest({ provider: "acme" }), { status: 400, code: "id_token_required", audited: true, provider: "acme" });
+    await expectRefused(rest({ provider: "acme" }), {
+      status: 400,
+      code: "id_token_required",
+      audited: true,
+      provider: "acme",
+    });
   });
 
   it("garbage id_token: 400 id_token_malformed", async () => {
     await expectRefused(rest({ id_token: "definitely-not-a-jwt", provider: "acme" }), {
-      status: 400, code: "id_token_malformed", audited: true, token: "definitely-not-a-jwt",
+      status: 400,
+      code: "id_token_malformed",
+      audited: true,
+      token: "definitely-not-a-jwt",
     });
   });
 
   it("a JWS whose header is not JSON: 400 id_token_malformed", async () => {
     const token = `${Buffer.from("not json").toString("base64url")}.e30.c2ln`;
-    await expectRefused(rest({ id_token: token, provider: "acme" }), { status: 400, code: "id_token_malformed", audited: true });
+    await expectRefused(rest({ id_token: token, provider: "acme" }), {
+      status: 400,
+      code: "id_token_malformed",
+      audited: true,
+    });
   });
 
   it("an id_token over the size cap: 400 id_token_too_large", async () => {
     const token = `${"a".repeat(17 * 1024)}.b.c`;
-    await expectRefused(rest({ id_token: token, provider: "acme" }), { status: 400, code: "id_token_too_large", audited: true });
+    await expectRefused(rest({ id_token: token, provider: "acme" }), {
+      status: 400,
+      code: "id_token_too_large",
+      audited: true,
+    });
   });
 
   it("unknown provider: 404 provider_unknown (a genuine token, before any network I/O)", async () => {
     const token = await genuineToken();
     await expectRefused(rest({ id_token: token, provider: "nope" }), {
-      status: 404, code: "provider_unknown", audited: true, token, provider: "nope",
+      status: 404,
+      code: "provider_unknown",
+      audited: true,
+      token,
+      provider: "nope",
     });
   });
 
@@ -129,7 +149,11 @@ describe("sign-in rejections write nothing", () => {
   it("a token for another audience: 401 id_token_audience_mismatch", async () => {
     const token = await genuineToken("audience");
     const res = await expectRefused(rest({ id_token: token, provider: "acme-ios" }), {
-      status: 401, code: "id_token_audience_mismatch", audited: true, token, provider: "acme-ios",
+      status: 401,
+      code: "id_token_audience_mismatch",
+      audited: true,
+      token,
+      provider: "acme-ios",
     });
     expect(res.body["status"]).toBe("unauthenticated");
   });
@@ -137,7 +161,10 @@ describe("sign-in rejections write nothing", () => {
   it("a tampered signature: 401 id_token_signature_invalid", async () => {
     const tampered = tamperSignature(await genuineToken("tamper"));
     await expectRefused(rest({ id_token: tampered, provider: "acme" }), {
-      status: 401, code: "id_token_signature_invalid", audited: true, token: tampered,
+      status: 401,
+      code: "id_token_signature_invalid",
+      audited: true,
+      token: tampered,
     });
   });
 
@@ -145,25 +172,39 @@ describe("sign-in rejections write nothing", () => {
     const token = await genuineToken("swap");
     const [h, , s] = token.split(".");
     const forged = `${h}.${Buffer.from(JSON.stringify({ ...decodeJwt(token), sub: "admin" })).toString("base64url")}.${s}`;
-    await expectRefused(rest({ id_token: forged, provider: "acme" }), { status: 401, code: "id_token_signature_invalid", audited: true });
+    await expectRefused(rest({ id_token: forged, provider: "acme" }), {
+      status: 401,
+      code: "id_token_signature_invalid",
+      audited: true,
+    });
   });
 
   it("an algorithm the provider is not pinned to: 401 id_token_algorithm_not_allowed", async () => {
     const signer = await createTokenSigner("ES256");
     const token = await signer.sign({ iss: op.issuer, aud: op.clientId, sub: "es256" });
-    await expectRefused(rest({ id_token: token, provider: "acme" }), { status: 401, code: "id_token_algorithm_not_allowed", audited: true });
+    await expectRefused(rest({ id_token: token, provider: "acme" }), {
+      status: 401,
+      code: "id_token_algorithm_not_allowed",
+      audited: true,
+    });
   });
 
   it("a signing key the provider never published: 401 id_token_key_not_found", async () => {
     const signer = await createTokenSigner("RS256");
     const token = await signer.sign({ iss: op.issuer, aud: op.clientId, sub: "forger" });
-    await expectRefused(rest({ id_token: token, provider: "acme" }), { status: 401, code: "id_token_key_not_found", audited: true });
+    await expectRefused(rest({ id_token: token, provider: "acme" }), {
+      status: 401,
+      code: "id_token_key_not_found",
+      audited: true,
+    });
   });
 
   it("a nonce that does not match: 401 id_token_nonce_mismatch", async () => {
     const token = await genuineToken("nonce");
     await expectRefused(rest({ id_token: token, provider: "acme", nonce: "not-the-nonce" }), {
-      status: 401, code: "id_token_nonce_mismatch", audited: true,
+      status: 401,
+      code: "id_token_nonce_mismatch",
+      audited: true,
     });
   });
 
@@ -171,10 +212,17 @@ describe("sign-in rejections write nothing", () => {
     const token = await genuineToken("expired");
     clock.advance(2 * 3600 * 1000);
     try {
-      await expectRefused(rest({ id_token: token, provider: "acme" }), { status: 401, code: "id_token_expired", audited: true, token });
+      await expectRefused(rest({ id_token: token, provider: "acme" }), {
+        status: 401,
+        code: "id_token_expired",
+        audited: true,
+        token,
+      });
       // Connect says the same with Unauthenticated + ErrorInfo.
       const client = createClient(AuthService, createConnectTransport({ baseUrl: url, httpVersion: "1.1" }));
-      const error = await client.signinWithIdToken({ idToken: token, provider: "acme" }).catch((e: unknown) => ConnectError.from(e));
+      const error = await client
+        .signinWithIdToken({ idToken: token, provider: "acme" })
+        .catch((e: unknown) => ConnectError.from(e));
       expect(error).toBeInstanceOf(ConnectError);
       expect((error as ConnectError).code).toBe(Code.Unauthenticated);
       expect((error as ConnectError).findDetails(ErrorInfoSchema)[0]?.reason).toBe("id_token_expired");
@@ -188,12 +236,18 @@ describe("sign-in rejections write nothing", () => {
     const token = await signer.sign({ iss: DEAD_ISSUER, aud: "down-client", sub: "someone" });
     const started = performance.now();
     await expectRefused(rest({ id_token: token, provider: "down" }), {
-      status: 503, code: "provider_unavailable", audited: true, token, provider: "down",
+      status: 503,
+      code: "provider_unavailable",
+      audited: true,
+      token,
+      provider: "down",
     });
     expect(performance.now() - started).toBeLessThan(5000);
 
     const client = createClient(AuthService, createConnectTransport({ baseUrl: url, httpVersion: "1.1" }));
-    const error = await client.signinWithIdToken({ idToken: token, provider: "down" }).catch((e: unknown) => ConnectError.from(e));
+    const error = await client
+      .signinWithIdToken({ idToken: token, provider: "down" })
+      .catch((e: unknown) => ConnectError.from(e));
     expect((error as ConnectError).code).toBe(Code.Unavailable);
     expect((error as ConnectError).findDetails(ErrorInfoSchema)[0]?.reason).toBe("provider_unavailable");
   });
@@ -203,15 +257,24 @@ describe("sign-in rejections write nothing", () => {
     const { idToken } = await op.obtainIdToken({ sub });
     const ok = await restSignin(url, { id_token: idToken, provider: "acme" });
     expect(ok.status).toBe(200);
-    await testApp.app.database.client.user.update({ where: { id: ok.body["user_id"] as string }, data: { status: "disabled" } });
+    await testApp.app.database.client.user.update({
+      where: { id: ok.body["user_id"] as string },
+      data: { status: "disabled" },
+    });
     const again = (await op.obtainIdToken({ sub })).idToken;
     const res = await expectRefused(rest({ id_token: again, provider: "acme" }), {
-      status: 403, code: "user_disabled", audited: true, token: again, provider: "acme",
+      status: 403,
+      code: "user_disabled",
+      audited: true,
+      token: again,
+      provider: "acme",
     });
     expect(res.body["status"]).toBe("permission_denied");
 
     const client = createClient(AuthService, createConnectTransport({ baseUrl: url, httpVersion: "1.1" }));
-    const error = await client.signinWithIdToken({ idToken: again, provider: "acme" }).catch((e: unknown) => ConnectError.from(e));
+    const error = await client
+      .signinWithIdToken({ idToken: again, provider: "acme" })
+      .catch((e: unknown) => ConnectError.from(e));
     expect((error as ConnectError).code).toBe(Code.PermissionDenied);
     expect((error as ConnectError).findDetails(ErrorInfoSchema)[0]?.reason).toBe("user_disabled");
   });
@@ -219,14 +282,21 @@ describe("sign-in rejections write nothing", () => {
   describe("refused by the HTTP layer, before the sign-in core", () => {
     it("a content type other than JSON: 415 unsupported_media_type", async () => {
       const token = await genuineToken("ctype");
-      await expectRefused(rest(JSON.stringify({ id_token: token, provider: "acme" }), { "content-type": "text/plain" }), {
-        status: 415, code: "unsupported_media_type", audited: false,
-      });
+      await expectRefused(
+        rest(JSON.stringify({ id_token: token, provider: "acme" }), { "content-type": "text/plain" }),
+        {
+          status: 415,
+          code: "unsupported_media_type",
+          audited: false,
+        },
+      );
     });
 
     it("a body over server.body_limit_bytes: 413 request_too_large", async () => {
       await expectRefused(rest({ id_token: "x".repeat(70 * 1024), provider: "acme" }), {
-        status: 413, code: "request_too_large", audited: false,
+        status: 413,
+        code: "request_too_large",
+        audited: false,
       });
     });
 
@@ -241,7 +311,9 @@ describe("sign-in rejections write nothing", () => {
     it("an unknown JSON field: 400 invalid_request", async () => {
       const token = await genuineToken("unknown-field");
       const res = await expectRefused(rest({ id_token: token, provider: "acme", surprise: true }), {
-        status: 400, code: "invalid_request", audited: false,
+        status: 400,
+        code: "invalid_request",
+        audited: false,
       });
       expect(res.body["status"]).toBe("invalid_argument");
     });

@@ -76,7 +76,10 @@ describe("sign-in with a genuine ID token, every protocol on one port", () => {
 
     // The session the token names exists, with exactly one refresh token, stored only as a hash.
     const db = testApp.app.database.client;
-    const session = await db.session.findUnique({ where: { id: payload["sid"] as string }, include: { refreshTokens: true } });
+    const session = await db.session.findUnique({
+      where: { id: payload["sid"] as string },
+      include: { refreshTokens: true },
+    });
     expect(session?.userId).toBe(login.userId);
     expect(session?.refreshTokens).toHaveLength(1);
     expect(JSON.stringify(session)).not.toContain(login.refreshToken!);
@@ -108,9 +111,10 @@ describe("sign-in with a genuine ID token, every protocol on one port", () => {
     for (const useBinaryFormat of [false, true]) {
       it(`Connect client, HTTP/${httpVersion}, ${useBinaryFormat ? "binary" : "JSON"}`, async () => {
         const { idToken } = await tokenFor(`connect-${httpVersion}-${useBinaryFormat ? "bin" : "json"}`);
-        const transport = httpVersion === "2"
-          ? createConnectTransport({ baseUrl: url, httpVersion, useBinaryFormat, sessionManager: h2Session() })
-          : createConnectTransport({ baseUrl: url, httpVersion, useBinaryFormat });
+        const transport =
+          httpVersion === "2"
+            ? createConnectTransport({ baseUrl: url, httpVersion, useBinaryFormat, sessionManager: h2Session() })
+            : createConnectTransport({ baseUrl: url, httpVersion, useBinaryFormat });
         const client = createClient(AuthService, transport);
         await expectLogin(url, await client.signinWithIdToken({ idToken, provider: "acme" }));
       });
@@ -224,7 +228,10 @@ describe("sign-in with a genuine ID token, every protocol on one port", () => {
     // And the RPC itself, both ways, in parallel on the same port.
     const [a, b] = await Promise.all([tokenFor("same-port-h1"), tokenFor("same-port-h2")]);
     const h1 = createClient(AuthService, createConnectTransport({ baseUrl: url, httpVersion: "1.1" }));
-    const h2 = createClient(AuthService, createConnectTransport({ baseUrl: url, httpVersion: "2", sessionManager: h2Session() }));
+    const h2 = createClient(
+      AuthService,
+      createConnectTransport({ baseUrl: url, httpVersion: "2", sessionManager: h2Session() }),
+    );
     const [r1, r2] = await Promise.all([
       h1.signinWithIdToken({ idToken: a.idToken, provider: "acme" }),
       h2.signinWithIdToken({ idToken: b.idToken, provider: "acme" }),

@@ -79,58 +79,68 @@ describe("the SQLite WAL under sustained sign-ins", () => {
     if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
   });
 
-  it(`keeps the -wal and -shm files within ${WAL_MAX_BYTES / MiB} MiB while writes never stop`, { timeout: LOAD_MS + 60_000 }, async () => {
-    const url = service!.url;
-    const db = join(dir, "data", "identity.db");
-    const { idToken } = await op.obtainIdToken({ sub: uniqueSub("wal") });
-    const signin = () =>
-      fetch(`${url}/auth/id-token/signin`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ id_token: idToken, provider: "op" }),
-      });
-    const first = await signin();
-    expect(first.status, await first.text()).toBe(200);
+  it(
+    `keeps the -wal and -shm files within ${WAL_MAX_BYTES / MiB} MiB while writes never stop`,
+    { timeout: LOAD_MS + 60_000 },
+    async () => {
+      const url = service!.url;
+      const db = join(dir, "data", "identity.db");
+      const { idToken } = await op.obtainIdToken({ sub: uniqueSub("wal") });
+      const signin = () =>
+        fetch(`${url}/auth/id-token/signin`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ id_token: idToken, provider: "op" }),
+        });
+      const first = await signin();
+      expect(first.status, await first.text()).toBe(200);
 
-    let maxWal = 0;
-    let maxShm = 0;
-    const sample = () => {
-      maxWal = Math.max(maxWal, fileBytes(`${db}-wal`));
-      maxShm = Math.max(maxShm, fileBytes(`${db}-shm`));
-    };
-    const restartsBefore = walRestarts(`${db}-wal`) ?? 0;
-    const sampler = setInterval(sample, SAMPLE_MS);
-    const statuses = new Map<number, number>();
-    const deadline = Date.now() + LOAD_MS;
-    try {
-      await Promise.all(
-        Array.from({ length: CONCURRENCY }, async () => {
-          while (Date.now() < deadline) {
-            const res = await signin();
-            await res.arrayBuffer();
-            statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
-          }
-        }),
+      let maxWal = 0;
+      let maxShm = 0;
+      const sample = () => {
+        maxWal = Math.max(maxWal, fileBytes(`${db}-wal`));
+        maxShm = Math.max(maxShm, fileBytes(`${db}-shm`));
+      };
+      const restartsBefore = walRestarts(`${db}-wal`) ?? 0;
+      const sampler = setInterval(sample, SAMPLE_MS);
+      const statuses = new Map<number, number>();
+      const deadline = Date.now() + LOAD_MS;
+      try {
+        await Promise.all(
+          Array.from({ length: CONCURRENCY }, async () => {
+            while (Date.now() < deadline) {
+              const res = await signin();
+              await res.arrayBuffer();
+              statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
+            }
+          }),
+        );
+      } finally {
+        clearInterval(sampler);
+      }
+      sample();
+      const restarts = (walRestarts(`${db}-wal`) ?? 0) - restartsBefore;
+      // After the load: the last checkpoints and the truncation of a restarted WAL have run.
+      await new Promise((r) => setTimeout(r, 1000));
+      sample();
+      const ok = statuses.get(200) ?? 0;
+      const report = { ok, statuses: Object.fromEntries(statuses), restarts, maxWal, maxShm, dbBytes: fileBytes(db) };
+      if (process.env["WAL_TEST_REPORT"] === "1") console.log(JSON.stringify(report));
+      console.log(
+        service!
+          .logs()
+          .split("\n")
+          .filter((l) => l.startsWith("WALDBG"))
+          .join("\n"),
       );
-    } finally {
-      clearInterval(sampler);
-    }
-    sample();
-    const restarts = (walRestarts(`${db}-wal`) ?? 0) - restartsBefore;
-    // After the load: the last checkpoints and the truncation of a restarted WAL have run.
-    await new Promise((r) => setTimeout(r, 1000));
-    sample();
-    const ok = statuses.get(200) ?? 0;
-    const report = { ok, statuses: Object.fromEntries(statuses), restarts, maxWal, maxShm, dbBytes: fileBytes(db) };
-    if (process.env["WAL_TEST_REPORT"] === "1") console.log(JSON.stringify(report));
-    console.log(service!.logs().split("\n").filter((l) => l.startsWith("WALDBG")).join("\n"));
 
-    // Every sign-in succeeded: holding writes for a checkpoint never reaches a client as an error.
-    expect([...statuses.keys()], JSON.stringify(report)).toEqual([200]);
-    expect(ok, JSON.stringify(report)).toBeGreaterThan(200);
-    expect(restarts, JSON.stringify(report)).toBeGreaterThanOrEqual(3);
-    expect(maxWal, JSON.stringify(report)).toBeLessThanOrEqual(WAL_MAX_BYTES);
-    // The wal-index: 32 KiB per 4,096 frames; an 8 MiB WAL of 4 KiB pages fits in the first.
-    expect(maxShm, JSON.stringify(report)).toBeLessThanOrEqual(64 * 1024);
-  });
+      // Every sign-in succeeded: holding writes for a checkpoint never reaches a client as an error.
+      expect([...statuses.keys()], JSON.stringify(report)).toEqual([200]);
+      expect(ok, JSON.stringify(report)).toBeGreaterThan(200);
+      expect(restarts, JSON.stringify(report)).toBeGreaterThanOrEqual(3);
+      expect(maxWal, JSON.stringify(report)).toBeLessThanOrEqual(WAL_MAX_BYTES);
+      // The wal-index: 32 KiB per 4,096 frames; an 8 MiB WAL of 4 KiB pages fits in the first.
+      expect(maxShm, JSON.stringify(report)).toBeLessThanOrEqual(64 * 1024);
+    },
+  );
 });

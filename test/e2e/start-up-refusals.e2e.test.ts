@@ -85,11 +85,15 @@ describe("database start-up errors: one line naming DATABASE_URL, what failed an
   it("a scheme other than file: or postgresql:// is refused at config validation (exit 2), the rest of the URL never printed", () => {
     const mysql = runInEmptyDir(["--dev"], { DATABASE_URL: "mysql://app:hunter2@db.internal/identity" });
     expect(mysql.status, mysql.stderr).toBe(2);
-    expect(mysql.stderr).toContain("database.url: got mysql:, which is not supported: use file:PATH (SQLite) or postgresql://user@host:5432/database");
+    expect(mysql.stderr).toContain(
+      "database.url: got mysql:, which is not supported: use file:PATH (SQLite) or postgresql://user@host:5432/database",
+    );
     expect(mysql.stderr).not.toContain("hunter2");
     const path = runInEmptyDir(["--dev"], { DATABASE_URL: "/var/lib/identity/identity.db" });
     expect(path.status, path.stderr).toBe(2);
-    expect(path.stderr).toContain('database.url: "/var/lib/identity/identity.db" is a path, not a URL: write file:/var/lib/identity/identity.db for SQLite');
+    expect(path.stderr).toContain(
+      'database.url: "/var/lib/identity/identity.db" is a path, not a URL: write file:/var/lib/identity/identity.db for SQLite',
+    );
     expect(path.stderr).not.toContain("identity.db:)");
     // migrate and the admin tool validate the same way.
     expect(runInEmptyDir(["migrate"], { DATABASE_URL: "mysql://db/identity" }).status).toBe(2);
@@ -100,7 +104,9 @@ describe("database start-up errors: one line naming DATABASE_URL, what failed an
     for (const args of [["--dev"], ["migrate"]]) {
       const run = runInEmptyDir(args, { DATABASE_URL: "file:./no/such/dir/identity.db" });
       const line = expectOneLine(run, 3);
-      expect(line).toMatch(/^DatabaseError: DATABASE_URL \(database\.url\) file:\.\/no\/such\/dir\/identity\.db: the directory \/\S+\/no\/such\/dir does not exist; create it/);
+      expect(line).toMatch(
+        /^DatabaseError: DATABASE_URL \(database\.url\) file:\.\/no\/such\/dir\/identity\.db: the directory \/\S+\/no\/such\/dir does not exist; create it/,
+      );
       expect(run.created).toEqual([]);
       expect(existsSync(join(run.cwd, "no"))).toBe(false);
     }
@@ -118,9 +124,11 @@ describe("database start-up errors: one line naming DATABASE_URL, what failed an
     }
   });
 
-  it("the admin tool names the database it cannot reach (not \"the service is temporarily unavailable\"), exit 1", async () => {
+  it('the admin tool names the database it cannot reach (not "the service is temporarily unavailable"), exit 1', async () => {
     const port = await freePort();
-    const run = runInEmptyDir(["admin", "users", "list"], { DATABASE_URL: `postgresql://identity@127.0.0.1:${port}/identity` });
+    const run = runInEmptyDir(["admin", "users", "list"], {
+      DATABASE_URL: `postgresql://identity@127.0.0.1:${port}/identity`,
+    });
     expect(run.status, run.stderr).toBe(1);
     expect(run.stderr).toBe(
       `error: DATABASE_URL (database.url) postgresql://identity@127.0.0.1:${port}/identity: connection refused at 127.0.0.1:${port}; ` +
@@ -139,14 +147,18 @@ describe("database start-up errors: one line naming DATABASE_URL, what failed an
     it("a database that does not exist: exit 3, named, with the way to create it", () => {
       const url = withPath((u) => (u.pathname = "/no_such_database"));
       const line = expectOneLine(runInEmptyDir(["--dev"], { DATABASE_URL: url }), 3);
-      expect(line).toContain(`DatabaseError: DATABASE_URL (database.url) ${url}: the database "no_such_database" does not exist on `);
+      expect(line).toContain(
+        `DatabaseError: DATABASE_URL (database.url) ${url}: the database "no_such_database" does not exist on `,
+      );
       expect(line).toContain("create it (createdb no_such_database) or correct the database name");
     });
 
     it("a role that does not exist: exit 3, the server's reason and what to check", () => {
       const url = withPath((u) => (u.username = "no_such_role"));
       const line = expectOneLine(runInEmptyDir(["migrate"], { DATABASE_URL: url }), 3);
-      expect(line).toContain(`refused the connection as "no_such_role": role "no_such_role" does not exist; check the user name (and pg_hba.conf)`);
+      expect(line).toContain(
+        `refused the connection as "no_such_role": role "no_such_role" does not exist; check the user name (and pg_hba.conf)`,
+      );
     });
   });
 });

@@ -164,7 +164,10 @@ describe("a damaged SQLite database refuses to start", () => {
     const config = { database: { url: `file:${join(dir, "identity.db")}` } };
     const first = await startServiceProcess({ config, dir, env: { NODE_ENV: "development" }, args: ["--dev"] });
     for (let i = 0; i < 5; i++) {
-      const rest = await restSignin(first.url, { id_token: await devIdToken(first.url, uniqueSub("before")), provider: "dev" });
+      const rest = await restSignin(first.url, {
+        id_token: await devIdToken(first.url, uniqueSub("before")),
+        provider: "dev",
+      });
       expect(rest.status).toBe(200);
     }
     expect(await first.stop()).toBe(0);
@@ -191,7 +194,9 @@ describe("a damaged SQLite database refuses to start", () => {
     );
     expect(refused).not.toBeNull();
     expect(refused).toMatch(/service exited with 1:/);
-    expect(refused).toMatch(/DatabaseIntegrityError: the SQLite database .*identity\.db is damaged \(PRAGMA quick_check: /);
+    expect(refused).toMatch(
+      /DatabaseIntegrityError: the SQLite database .*identity\.db is damaged \(PRAGMA quick_check: /,
+    );
     expect(refused).toMatch(/Restore it from a backup/);
     expect(refused).not.toMatch(/\n\s+at /); // no stack trace
   });
@@ -221,7 +226,10 @@ describe("PostgreSQL read-only (default_transaction_read_only)", pgKind.suiteOpt
       /** New sessions get the database's setting: end the service's current ones (as a failover would). */
       async function setReadOnly(on: boolean): Promise<void> {
         await admin.query(`ALTER DATABASE ${name} SET default_transaction_read_only = ${on ? "on" : "off"}`);
-        await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", [name]);
+        await admin.query(
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+          [name],
+        );
       }
 
       it("sign-in is 503 unavailable, /readyz not ready, both recover", async () => {

@@ -19,10 +19,29 @@ import { startTestApp, type TestApp } from "../support/app.ts";
 function selfSigned(dir: string): { cert: string; key: string } {
   const cert = join(dir, "tls.crt");
   const key = join(dir, "tls.key");
-  execFileSync("openssl", [
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
-    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert,
-  ], { stdio: "ignore" });
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=127.0.0.1",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1",
+      "-keyout",
+      key,
+      "-out",
+      cert,
+    ],
+    { stdio: "ignore" },
+  );
   return { cert, key };
 }
 
@@ -44,11 +63,15 @@ describe("TLS on the same port: ALPN h2 and http/1.1", () => {
 
   async function mint(sub: string): Promise<string> {
     const body = await new Promise<string>((resolve, reject) => {
-      const req = https.request(`${t.url}/dev/oidc/token`, { method: "POST", ca, headers: { "content-type": "application/json" } }, (res) => {
-        let data = "";
-        res.on("data", (d: Buffer) => (data += d.toString()));
-        res.on("end", () => resolve(data));
-      });
+      const req = https.request(
+        `${t.url}/dev/oidc/token`,
+        { method: "POST", ca, headers: { "content-type": "application/json" } },
+        (res) => {
+          let data = "";
+          res.on("data", (d: Buffer) => (data += d.toString()));
+          res.on("end", () => resolve(data));
+        },
+      );
       req.on("error", reject);
       req.end(JSON.stringify({ sub }));
     });
@@ -61,7 +84,10 @@ describe("TLS on the same port: ALPN h2 and http/1.1", () => {
       const options = { ca, ALPNProtocols: ["http/1.1"] } as https.RequestOptions;
       const req = https.get(`${t.url}/healthz`, options, (res) => {
         res.resume();
-        resolve({ status: res.statusCode ?? 0, alpn: (res.socket as unknown as { alpnProtocol: string | false }).alpnProtocol });
+        resolve({
+          status: res.statusCode ?? 0,
+          alpn: (res.socket as unknown as { alpnProtocol: string | false }).alpnProtocol,
+        });
       });
       req.on("error", reject);
     });
@@ -71,7 +97,10 @@ describe("TLS on the same port: ALPN h2 and http/1.1", () => {
 
   it("serves Connect over HTTP/2 (ALPN h2)", async () => {
     const idToken = await mint("tls-connect");
-    const client = createClient(AuthService, createConnectTransport({ baseUrl: t.url, httpVersion: "2", nodeOptions: { ca } }));
+    const client = createClient(
+      AuthService,
+      createConnectTransport({ baseUrl: t.url, httpVersion: "2", nodeOptions: { ca } }),
+    );
     const res = await client.signinWithIdToken({ idToken, provider: "dev" });
     expect(res.userId).toMatch(/^usr_/);
     expect(res.tokenType).toBe("Bearer");
@@ -86,7 +115,10 @@ describe("TLS on the same port: ALPN h2 and http/1.1", () => {
           "/identity.v1.AuthService/SigninWithIdToken",
           (m: Uint8Array) => Buffer.from(m),
           (b: Buffer) => new Uint8Array(b),
-          toBinary(SigninWithIdTokenRequestSchema, create(SigninWithIdTokenRequestSchema, { idToken, provider: "dev" })),
+          toBinary(
+            SigninWithIdTokenRequestSchema,
+            create(SigninWithIdTokenRequestSchema, { idToken, provider: "dev" }),
+          ),
           (err, value) => (err ? reject(err) : resolve(value!)),
         );
       });

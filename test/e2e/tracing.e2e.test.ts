@@ -39,7 +39,9 @@ describe("tracing", () => {
     expect(defaults.enabled).toBeUndefined();
     expect(defaults.otlp_endpoint).toBeUndefined();
     // The standard variable turns it on.
-    expect(loadConfig({ env: { OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318" } }).tracing.otlp_endpoint).toBe("http://collector:4318");
+    expect(loadConfig({ env: { OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318" } }).tracing.otlp_endpoint).toBe(
+      "http://collector:4318",
+    );
     // Someone else's provider in the process: if the sign-in path called the API, it would record.
     const exporter = new InMemorySpanExporter();
     const provider = new NodeTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
@@ -47,7 +49,11 @@ describe("tracing", () => {
     const t = await startTestApp({ config: { dev: true } });
     try {
       const idToken = await devIdToken(t.url, uniqueSub("untraced"));
-      const res = await restSignin(t.url, { id_token: idToken, provider: "dev" }, { headers: { traceparent: traceparent().header } });
+      const res = await restSignin(
+        t.url,
+        { id_token: idToken, provider: "dev" },
+        { headers: { traceparent: traceparent().header } },
+      );
       expect(res.status).toBe(200);
       expect(exporter.getFinishedSpans()).toEqual([]);
     } finally {
@@ -80,18 +86,28 @@ describe("tracing", () => {
       const { idToken, nonce } = await op.obtainIdToken({ sub: uniqueSub("traced") });
       const parent = traceparent();
       exporter.reset();
-      const res = await restSignin(t.url, { id_token: idToken, provider: "acme", nonce }, { headers: { traceparent: parent.header } });
+      const res = await restSignin(
+        t.url,
+        { id_token: idToken, provider: "acme", nonce },
+        { headers: { traceparent: parent.header } },
+      );
       expect(res.status).toBe(200);
       await vi.waitFor(() => expect(exporter.getFinishedSpans().map((s) => s.name)).toContain(RPC));
       const spans = exporter.getFinishedSpans();
-      expect(spans.map((s) => s.name).sort()).toEqual([RPC, "db commit_signin", "db read_signin", "id_token verify", "jwks fetch"].sort());
+      expect(spans.map((s) => s.name).sort()).toEqual(
+        [RPC, "db commit_signin", "db read_signin", "id_token verify", "jwks fetch"].sort(),
+      );
       const byName = new Map(spans.map((s) => [s.name, s]));
       const rpc = byName.get(RPC)!;
       // Continued from the caller: same trace, the caller's span as parent.
       for (const s of spans) expect(s.spanContext().traceId).toBe(parent.traceId);
       expect(parentOf(rpc)).toBe(parent.spanId);
       expect(rpc.kind).toBe(SpanKind.SERVER);
-      expect(rpc.attributes).toMatchObject({ "rpc.service": "identity.v1.AuthService", "rpc.method": "SigninWithIdToken", "identity.protocol": "rest" });
+      expect(rpc.attributes).toMatchObject({
+        "rpc.service": "identity.v1.AuthService",
+        "rpc.method": "SigninWithIdToken",
+        "identity.protocol": "rest",
+      });
       expect(parentOf(byName.get("id_token verify")!)).toBe(idOf(rpc));
       expect(parentOf(byName.get("jwks fetch")!)).toBe(idOf(byName.get("id_token verify")!));
       expect(parentOf(byName.get("db read_signin")!)).toBe(idOf(rpc));
@@ -110,7 +126,10 @@ describe("tracing", () => {
       const rpc = exporter.getFinishedSpans().find((s) => s.name === RPC)!;
       expect(rpc.parentSpanContext).toBeUndefined();
       expect(rpc.status).toEqual({ code: SpanStatusCode.ERROR, message: "id_token_malformed" });
-      expect(exporter.getFinishedSpans().find((s) => s.name === "id_token verify")!.status).toEqual({ code: SpanStatusCode.ERROR, message: "id_token_malformed" });
+      expect(exporter.getFinishedSpans().find((s) => s.name === "id_token verify")!.status).toEqual({
+        code: SpanStatusCode.ERROR,
+        message: "id_token_malformed",
+      });
 
       exporter.reset();
       const parent = traceparent();
@@ -119,7 +138,9 @@ describe("tracing", () => {
         const metadata = new grpc.Metadata();
         metadata.set("traceparent", parent.header);
         const { idToken, nonce } = await op.obtainIdToken({ sub: uniqueSub("traced-grpc") });
-        expect("response" in (await grpcSignin(client, { idToken, provider: "acme", nonce }, metadata, null))).toBe(true);
+        expect("response" in (await grpcSignin(client, { idToken, provider: "acme", nonce }, metadata, null))).toBe(
+          true,
+        );
       } finally {
         client.close();
       }
@@ -134,7 +155,11 @@ describe("tracing", () => {
     it("lets browsers send traceparent (CORS preflight)", async () => {
       const res = await fetch(`${t.url}/auth/id-token/signin`, {
         method: "OPTIONS",
-        headers: { origin: "https://app.example", "access-control-request-method": "POST", "access-control-request-headers": "content-type, traceparent, tracestate" },
+        headers: {
+          origin: "https://app.example",
+          "access-control-request-method": "POST",
+          "access-control-request-headers": "content-type, traceparent, tracestate",
+        },
       });
       expect(res.status).toBe(204);
       const allowed = (res.headers.get("access-control-allow-headers") ?? "").split(/,\s*/);

@@ -7,7 +7,14 @@ import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorInfoSchema } from "../../gen/pb/google/rpc/error_details_pb.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
-import { devIdToken, expectLogin, grpcSignin, grpcTarget, metadataToHeaders, rowCounts } from "../support/signin-e2e.ts";
+import {
+  devIdToken,
+  expectLogin,
+  grpcSignin,
+  grpcTarget,
+  metadataToHeaders,
+  rowCounts,
+} from "../support/signin-e2e.ts";
 
 /**
  * Unary gRPC and Connect calls have two server paths (src/rpc/unary-fast-path.ts): plain calls are
@@ -31,9 +38,20 @@ describe("unary calls: the plain path and connect-es agree", () => {
 
   it("signs in with and without a deadline, with the same login result", async () => {
     // A token signs in once: one of its own per path.
-    const plain = await grpcSignin(client, { idToken: await mint("grpc-plain"), provider: "dev", deviceId: "d1" }, new grpc.Metadata(), null);
-    const viaConnect = await grpcSignin(client, { idToken: await mint("grpc-plain"), provider: "dev", deviceId: "d1" }, new grpc.Metadata(), 10_000);
-    if (!("response" in plain) || !("response" in viaConnect)) throw new Error(`gRPC failed: ${JSON.stringify([plain, viaConnect])}`);
+    const plain = await grpcSignin(
+      client,
+      { idToken: await mint("grpc-plain"), provider: "dev", deviceId: "d1" },
+      new grpc.Metadata(),
+      null,
+    );
+    const viaConnect = await grpcSignin(
+      client,
+      { idToken: await mint("grpc-plain"), provider: "dev", deviceId: "d1" },
+      new grpc.Metadata(),
+      10_000,
+    );
+    if (!("response" in plain) || !("response" in viaConnect))
+      throw new Error(`gRPC failed: ${JSON.stringify([plain, viaConnect])}`);
     await expectLogin(t.url, plain.response);
     await expectLogin(t.url, viaConnect.response);
     expect(plain.response.userId).toBe(viaConnect.response.userId);
@@ -42,8 +60,11 @@ describe("unary calls: the plain path and connect-es agree", () => {
 
   it("refuses a bad token with the same status, message and ErrorInfo on both paths, writing only the audit row", async () => {
     const before = await rowCounts(t.app);
-    const results = await Promise.all([null, 10_000].map((deadline) =>
-      grpcSignin(client, { idToken: "not-a-jwt", provider: "dev" }, new grpc.Metadata(), deadline)));
+    const results = await Promise.all(
+      [null, 10_000].map((deadline) =>
+        grpcSignin(client, { idToken: "not-a-jwt", provider: "dev" }, new grpc.Metadata(), deadline),
+      ),
+    );
     const errors = results.map((r) => ("error" in r ? r.error : null));
     for (const error of errors) {
       expect(error?.code).toBe(grpc.status.INVALID_ARGUMENT);
@@ -66,7 +87,12 @@ describe("unary calls: the plain path and connect-es agree", () => {
       "grpc.default_compression_algorithm": grpc.compressionAlgorithms.gzip,
     });
     try {
-      const r = await grpcSignin(compressed, { idToken: await mint("grpc-gzip"), provider: "dev" }, new grpc.Metadata(), null);
+      const r = await grpcSignin(
+        compressed,
+        { idToken: await mint("grpc-gzip"), provider: "dev" },
+        new grpc.Metadata(),
+        null,
+      );
       if (!("response" in r)) throw new Error(`gRPC failed: ${r.error.message}`);
       await expectLogin(t.url, r.response);
     } finally {
@@ -111,16 +137,28 @@ describe("unary calls: the plain path and connect-es agree", () => {
   describe("Connect", () => {
     for (const useBinaryFormat of [false, true]) {
       it(`signs in and refuses alike with and without a timeout (${useBinaryFormat ? "binary" : "JSON"})`, async () => {
-        const auth = createClient(AuthService, createConnectTransport({ baseUrl: t.url, httpVersion: "1.1", useBinaryFormat }));
+        const auth = createClient(
+          AuthService,
+          createConnectTransport({ baseUrl: t.url, httpVersion: "1.1", useBinaryFormat }),
+        );
         const sub = `connect-${String(useBinaryFormat)}`;
         const plain = await auth.signinWithIdToken({ idToken: await mint(sub), provider: "dev", deviceId: "d1" });
-        const viaConnect = await auth.signinWithIdToken({ idToken: await mint(sub), provider: "dev", deviceId: "d1" }, { timeoutMs: 10_000 });
+        const viaConnect = await auth.signinWithIdToken(
+          { idToken: await mint(sub), provider: "dev", deviceId: "d1" },
+          { timeoutMs: 10_000 },
+        );
         await expectLogin(t.url, plain);
         await expectLogin(t.url, viaConnect);
         expect(plain.user).toEqual(viaConnect.user);
 
-        const errors = await Promise.all([undefined, 10_000].map((timeoutMs) =>
-          auth.signinWithIdToken({ idToken: "not-a-jwt", provider: "dev" }, { timeoutMs }).then(() => null, (e: unknown) => ConnectError.from(e))));
+        const errors = await Promise.all(
+          [undefined, 10_000].map((timeoutMs) =>
+            auth.signinWithIdToken({ idToken: "not-a-jwt", provider: "dev" }, { timeoutMs }).then(
+              () => null,
+              (e: unknown) => ConnectError.from(e),
+            ),
+          ),
+        );
         for (const error of errors) {
           expect(error?.code).toBe(Code.InvalidArgument);
           expect(error?.findDetails(ErrorInfoSchema)[0]?.reason).toBe("id_token_malformed");

@@ -22,7 +22,6 @@ import { createMovableClock, uniqueSub } from "../support/signin-e2e.ts";
 const GEN_WEB = fileURLToPath(new URL("../../gen/web/", import.meta.url));
 const SHOTS = fileURLToPath(new URL("../../test-output/web/", import.meta.url));
 
-
 /** The asset paths index.html names (hashed file names). */
 function assetPaths(html: string): { script: string; style: string } {
   const script = /<script defer src="(\/web\/app-[0-9a-f]{12}\.js)"><\/script>/.exec(html)?.[1];
@@ -54,7 +53,10 @@ describe("the web app is served by the service", () => {
     expect(html).toContain('data-dev-issuer="on"');
 
     const { script, style } = assetPaths(html);
-    for (const [path, type] of [[script, "text/javascript; charset=utf-8"], [style, "text/css; charset=utf-8"]] as const) {
+    for (const [path, type] of [
+      [script, "text/javascript; charset=utf-8"],
+      [style, "text/css; charset=utf-8"],
+    ] as const) {
       const res = await fetch(`${url}${path}`);
       expect(res.status, path).toBe(200);
       expect(res.headers.get("content-type")).toBe(type);
@@ -166,7 +168,12 @@ describe("a person's path through the web app (headless Chromium)", BROWSER_SUIT
     expect(secret).toMatch(/^[A-Z2-7]{32,}$/);
     const uri = (await first.locator("#totp-uri").textContent())!;
     expect((URI.parse(uri) as TOTP).secret.base32).toBe(secret);
-    expect(await first.getByRole("img", { name: /QR code/ }).locator("path").getAttribute("d")).toMatch(/^M\d+ \d+h1v1h-1z/);
+    expect(
+      await first
+        .getByRole("img", { name: /QR code/ })
+        .locator("path")
+        .getAttribute("d"),
+    ).toMatch(/^M\d+ \d+h1v1h-1z/);
     await shot(first, "03-totp-qr");
     const totp = new TOTP({ secret: Secret.fromBase32(secret), algorithm: "SHA1", digits: 6, period: 30 });
     await first.getByLabel("Code from the app").fill(totp.generate());
@@ -203,7 +210,9 @@ describe("a person's path through the web app (headless Chromium)", BROWSER_SUIT
     expect(credential).toMatch(/^tdc_[A-Za-z0-9_-]{43}$/);
     expect(await second.locator("body").textContent()).not.toContain(credential!);
     const trustedRows = await testApp.app.database.client.trustedDevice.findMany({ where: { userId } });
-    expect(trustedRows.map((r) => r.credentialHash)).toEqual([createHash("sha256").update(credential!).digest("base64url")]);
+    expect(trustedRows.map((r) => r.credentialHash)).toEqual([
+      createHash("sha256").update(credential!).digest("base64url"),
+    ]);
 
     // 5. Two sessions; this one is marked; revoke the other.
     await second.locator("#sessions tbody tr").nth(1).waitFor();
@@ -230,7 +239,10 @@ describe("a person's path through the web app (headless Chromium)", BROWSER_SUIT
     // 7. Refresh on the second device: the refresh token rotates, and the page shows it.
     const before = JSON.parse((await second.locator("#raw-json").textContent())!) as Record<string, string>;
     await second.getByRole("button", { name: "Refresh now" }).click();
-    await second.locator("#rotations li").getByText(/manual/).waitFor();
+    await second
+      .locator("#rotations li")
+      .getByText(/manual/)
+      .waitFor();
     const after = JSON.parse((await second.locator("#raw-json").textContent())!) as Record<string, string>;
     expect(after["refresh_token"]).not.toBe(before["refresh_token"]);
     expect(after["access_token"]).not.toBe(before["access_token"]);
@@ -262,7 +274,8 @@ describe("a person's path through the web app (headless Chromium)", BROWSER_SUIT
     const page = await newDevice({ clock: true });
     const calls: { path: string; contentType: string | undefined }[] = [];
     page.on("request", (r) => {
-      if (r.url().includes("/identity.v1.")) calls.push({ path: new URL(r.url()).pathname, contentType: r.headers()["content-type"] });
+      if (r.url().includes("/identity.v1."))
+        calls.push({ path: new URL(r.url()).pathname, contentType: r.headers()["content-type"] });
     });
     await page.getByLabel("gRPC-Web").check();
     await page.locator("#notice").getByText("Calls now use gRPC-Web.").waitFor();
@@ -271,7 +284,10 @@ describe("a person's path through the web app (headless Chromium)", BROWSER_SUIT
     await page.locator("#account").waitFor();
     expect(await page.locator("#risk-level").textContent()).toBe("low risk");
     await page.locator("#sessions tbody tr").first().waitFor();
-    expect(calls[0]).toEqual({ path: "/identity.v1.AuthService/SigninWithIdToken", contentType: "application/grpc-web+proto" });
+    expect(calls[0]).toEqual({
+      path: "/identity.v1.AuthService/SigninWithIdToken",
+      contentType: "application/grpc-web+proto",
+    });
     expect(calls.every((c) => c.contentType === "application/grpc-web+proto")).toBe(true);
     expect(await page.locator("#last-call").textContent()).toMatch(/over gRPC-Web/);
     await shot(page, "11-grpc-web-signed-in");
@@ -280,10 +296,16 @@ describe("a person's path through the web app (headless Chromium)", BROWSER_SUIT
     // refreshes on its own over gRPC-Web.
     const before = JSON.parse((await page.locator("#raw-json").textContent())!) as Record<string, string>;
     await page.clock.fastForward("29:01");
-    await page.locator("#rotations li").getByText(/automatic/).waitFor();
+    await page
+      .locator("#rotations li")
+      .getByText(/automatic/)
+      .waitFor();
     const after = JSON.parse((await page.locator("#raw-json").textContent())!) as Record<string, string>;
     expect(after["refresh_token"]).not.toBe(before["refresh_token"]);
-    expect(calls.at(-1)).toEqual({ path: "/identity.v1.AuthService/RefreshToken", contentType: "application/grpc-web+proto" });
+    expect(calls.at(-1)).toEqual({
+      path: "/identity.v1.AuthService/RefreshToken",
+      contentType: "application/grpc-web+proto",
+    });
     expect(await page.locator("#token-countdown").textContent()).toMatch(/^(30:00|29:[0-5]\d)$/);
     await shot(page, "12-grpc-web-auto-refresh");
 
@@ -321,7 +343,9 @@ describe("a person's path through the web app (headless Chromium)", BROWSER_SUIT
       await page.getByRole("button", { name: "Set up an authenticator app" }).click();
       await page.locator("#error").waitFor();
       expect(await page.locator("#error-code").textContent()).toBe("reauthentication_required");
-      expect(await page.locator("#error-message").textContent()).toMatch(/needs a recent sign-in\. Sign out, sign in again, then set it up within 10 minutes/);
+      expect(await page.locator("#error-message").textContent()).toMatch(
+        /needs a recent sign-in\. Sign out, sign in again, then set it up within 10 minutes/,
+      );
       expect(await page.locator("#totp-setup").isHidden()).toBe(true);
       await shot(page, "15-step-up-needed");
 
@@ -347,7 +371,12 @@ describe("a person's path through the web app (headless Chromium)", BROWSER_SUIT
       await signIn(page, uniqueSub("web-stepup-code"));
       await page.getByRole("button", { name: "Set up an authenticator app" }).click();
       await page.locator("#totp-setup").waitFor();
-      const totp = new TOTP({ secret: Secret.fromBase32((await page.locator("#totp-secret").textContent())!), algorithm: "SHA1", digits: 6, period: 30 });
+      const totp = new TOTP({
+        secret: Secret.fromBase32((await page.locator("#totp-secret").textContent())!),
+        algorithm: "SHA1",
+        digits: 6,
+        period: 30,
+      });
       await page.getByLabel("Code from the app").fill(totp.generate({ timestamp: clock.now().getTime() }));
       await page.getByRole("button", { name: "Confirm" }).click();
       await page.locator("#recovery").waitFor();
@@ -361,10 +390,20 @@ describe("a person's path through the web app (headless Chromium)", BROWSER_SUIT
       expect(await page.locator("#step-up-passkey").isVisible()).toBe(false);
       await shot(page, "16-step-up-offered");
       // Two steps on: the step the confirmation used is spent.
-      await page.getByLabel("Code from your authenticator app").fill(totp.generate({ timestamp: clock.now().getTime() + 30_000 }));
+      await page
+        .getByLabel("Code from your authenticator app")
+        .fill(totp.generate({ timestamp: clock.now().getTime() + 30_000 }));
       await page.getByRole("button", { name: "Confirm with a code" }).click();
-      await page.locator("#notice").getByText(/^Confirmed: you can change your second factors for the next 10 minutes/).waitFor();
-      const userId = (await app.app.database.client.user.findFirstOrThrow({ where: { username: { startsWith: "web-stepup-code" } }, select: { id: true } })).id;
+      await page
+        .locator("#notice")
+        .getByText(/^Confirmed: you can change your second factors for the next 10 minutes/)
+        .waitFor();
+      const userId = (
+        await app.app.database.client.user.findFirstOrThrow({
+          where: { username: { startsWith: "web-stepup-code" } },
+          select: { id: true },
+        })
+      ).id;
       expect(await app.app.database.client.auditEvent.count({ where: { userId, type: "mfa.step_up" } })).toBe(1);
       await context.close();
     } finally {

@@ -20,7 +20,6 @@ import { uniqueSub } from "../support/signin-e2e.ts";
 
 const SHOTS = fileURLToPath(new URL("../../test-output/web/", import.meta.url));
 
-
 /** A port free right now (the public URL must name it before the server listens). */
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -83,12 +82,16 @@ describe("passkeys in the web app (headless Chromium, virtual authenticator)", B
     await page.locator("#dev-form").getByRole("button", { name: "Sign in" }).click();
   }
 
-  for (const [protocol, label] of [["connect", "Connect"], ["grpc-web", "gRPC-Web"]] as const) {
+  for (const [protocol, label] of [
+    ["connect", "Connect"],
+    ["grpc-web", "gRPC-Web"],
+  ] as const) {
     it(`registers a passkey, answers a risky sign-in with it and removes it, over ${label}`, async () => {
       const page = await pageWithAuthenticator();
       const calls: string[] = [];
       page.on("request", (r) => {
-        if (r.url().includes("/identity.v1.")) calls.push(`${new URL(r.url()).pathname} ${r.headers()["content-type"]}`);
+        if (r.url().includes("/identity.v1."))
+          calls.push(`${new URL(r.url()).pathname} ${r.headers()["content-type"]}`);
       });
       await page.getByLabel(label, { exact: true }).check();
       const sub = uniqueSub(`web-pk-${protocol}`);
@@ -112,19 +115,28 @@ describe("passkeys in the web app (headless Chromium, virtual authenticator)", B
 
       // 2. Rename it.
       page.once("dialog", (d) => void d.accept("Laptop key"));
-      await row.first().getByRole("button", { name: /^Rename/ }).click();
+      await row
+        .first()
+        .getByRole("button", { name: /^Rename/ })
+        .click();
       await page.locator("#notice").getByText("The passkey is renamed.").waitFor();
       await page.locator("#passkeys tbody tr td").getByText("Laptop key").waitFor();
 
       // 2b. Removing it now is a factor change without a recent second factor (the sign-in had
       // none): refused, and the page offers the passkey step-up (no code: there is no TOTP).
-      await row.first().getByRole("button", { name: /^Remove/ }).click();
+      await row
+        .first()
+        .getByRole("button", { name: /^Remove/ })
+        .click();
       await page.locator("#error-code").getByText("reauthentication_required").waitFor();
       expect(await page.locator("#step-up-passkey").isVisible()).toBe(true);
       expect(await page.locator("#step-up-code-form").isVisible()).toBe(false);
       await shot(page, `pk-${protocol}-02b-step-up-offered`);
       await page.getByRole("button", { name: "Confirm with a passkey" }).click();
-      await page.locator("#notice").getByText(/^Confirmed: you can change your second factors/).waitFor();
+      await page
+        .locator("#notice")
+        .getByText(/^Confirmed: you can change your second factors/)
+        .waitFor();
       const stepped = await testApp.app.database.client.session.findMany({ where: { userId, mfaAt: { not: null } } });
       expect(stepped).toHaveLength(1);
       expect(JSON.parse(stepped[0]!.amr)).toEqual(expect.arrayContaining(["pop", "mfa"]));
@@ -149,14 +161,26 @@ describe("passkeys in the web app (headless Chromium, virtual authenticator)", B
       await shot(page, `pk-${protocol}-03-signed-in-with-passkey`);
 
       // 4. Remove it.
-      await page.locator("#passkeys tbody tr").first().getByRole("button", { name: /^Remove/ }).click();
+      await page
+        .locator("#passkeys tbody tr")
+        .first()
+        .getByRole("button", { name: /^Remove/ })
+        .click();
       await page.locator("#notice").getByText("The passkey is removed.").waitFor();
       await page.locator("#passkeys-status").getByText("No passkey yet.").waitFor();
       expect(await testApp.app.database.client.webauthnCredential.count({ where: { userId } })).toBe(0);
       await shot(page, `pk-${protocol}-04-removed`);
 
       const contentType = protocol === "connect" ? "application/json" : "application/grpc-web+proto";
-      for (const rpc of ["MfaService/BeginStepUp", "MfaService/StepUp", "MfaService/BeginPasskeyRegistration", "MfaService/FinishPasskeyRegistration", "AuthService/BeginWebauthnMfa", "AuthService/VerifyMfa", "MfaService/RemovePasskey"]) {
+      for (const rpc of [
+        "MfaService/BeginStepUp",
+        "MfaService/StepUp",
+        "MfaService/BeginPasskeyRegistration",
+        "MfaService/FinishPasskeyRegistration",
+        "AuthService/BeginWebauthnMfa",
+        "AuthService/VerifyMfa",
+        "MfaService/RemovePasskey",
+      ]) {
         expect(calls).toContain(`/identity.v1.${rpc} ${contentType}`);
       }
       expect(cspViolations).toEqual([]);

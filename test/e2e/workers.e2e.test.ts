@@ -32,9 +32,17 @@ interface Line {
 }
 
 const lines = (t: ServiceProcess): Line[] =>
-  t.logs().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Line);
+  t
+    .logs()
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as Line);
 
-async function waitFor<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+async function waitFor<T>(
+  what: string,
+  probe: () => T | undefined | Promise<T | undefined>,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await probe();
@@ -48,12 +56,14 @@ async function waitFor<T>(what: string, probe: () => T | undefined | Promise<T |
 async function pool<T>(n: number, width: number, job: (i: number) => Promise<T>): Promise<T[]> {
   const out: T[] = new Array(n);
   let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < n) {
-      const i = next++;
-      out[i] = await job(i);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < n) {
+        const i = next++;
+        out[i] = await job(i);
+      }
+    }),
+  );
   return out;
 }
 
@@ -81,39 +91,50 @@ for (const kind of testDatabaseKinds()) {
       expect(lines(t).find((l) => l.msg === "listening")).toMatchObject({ workers: 2 });
     });
 
-    it("serves concurrent sign-ins and refreshes on both workers, all 200, every one counted in one /metrics", { timeout: 120_000 }, async () => {
-      const signinsBefore = await rpcCount(t.url, SIGNIN, "ok");
-      // Half the sign-ins are a second one of the same user, racing the first (same rows).
-      const subs = Array.from({ length: SIGNINS / 2 }, () => uniqueSub("w"));
-      const tokens = await pool(SIGNINS, IN_FLIGHT, (i) => devIdToken(t.url, subs[i % subs.length]!));
-      const answers = await pool(SIGNINS, IN_FLIGHT, async (i) => {
-        const res = await fetch(`${t.url}/auth/id-token/signin`, {
-          method: "POST", headers: json, body: JSON.stringify({ id_token: tokens[i], provider: "dev", device_id: `d-${i}` }),
+    it(
+      "serves concurrent sign-ins and refreshes on both workers, all 200, every one counted in one /metrics",
+      { timeout: 120_000 },
+      async () => {
+        const signinsBefore = await rpcCount(t.url, SIGNIN, "ok");
+        // Half the sign-ins are a second one of the same user, racing the first (same rows).
+        const subs = Array.from({ length: SIGNINS / 2 }, () => uniqueSub("w"));
+        const tokens = await pool(SIGNINS, IN_FLIGHT, (i) => devIdToken(t.url, subs[i % subs.length]!));
+        const answers = await pool(SIGNINS, IN_FLIGHT, async (i) => {
+          const res = await fetch(`${t.url}/auth/id-token/signin`, {
+            method: "POST",
+            headers: json,
+            body: JSON.stringify({ id_token: tokens[i], provider: "dev", device_id: `d-${i}` }),
+          });
+          return { status: res.status, body: (await res.json()) as { refresh_token?: string; code?: string } };
         });
-        return { status: res.status, body: (await res.json()) as { refresh_token?: string; code?: string } };
-      });
-      expect(answers.filter((a) => a.status !== 200)).toEqual([]);
-      const refreshed = await pool(SIGNINS, IN_FLIGHT, async (i) => {
-        const res = await fetch(`${t.url}/auth/token/refresh`, {
-          method: "POST", headers: json, body: JSON.stringify({ refresh_token: answers[i]!.body.refresh_token }),
+        expect(answers.filter((a) => a.status !== 200)).toEqual([]);
+        const refreshed = await pool(SIGNINS, IN_FLIGHT, async (i) => {
+          const res = await fetch(`${t.url}/auth/token/refresh`, {
+            method: "POST",
+            headers: json,
+            body: JSON.stringify({ refresh_token: answers[i]!.body.refresh_token }),
+          });
+          return { status: res.status, body: await res.text() };
         });
-        return { status: res.status, body: await res.text() };
-      });
-      expect(refreshed.filter((r) => r.status !== 200)).toEqual([]);
+        expect(refreshed.filter((r) => r.status !== 200)).toEqual([]);
 
-      // Both workers answered sign-ins (the supervisor hands connections round-robin).
-      await waitFor("access lines", () => (lines(t).filter((l) => l.route === "/auth/id-token/signin").length >= SIGNINS ? true : undefined));
-      const byWorker = new Map<number, number>();
-      for (const l of lines(t).filter((l) => l.route === "/auth/id-token/signin")) byWorker.set(l.worker!, (byWorker.get(l.worker!) ?? 0) + 1);
-      expect([...byWorker.keys()].sort()).toEqual([1, 2]);
-      // Whichever worker answers /metrics, it counts both workers' sign-ins.
-      for (let i = 0; i < 4; i++) expect(await rpcCount(t.url, SIGNIN, "ok")).toBe(signinsBefore + SIGNINS);
-      expect(await rpcCount(t.url, REFRESH, "ok")).toBe(SIGNINS);
-      const metrics = await (await fetch(`${t.url}/metrics`)).text();
-      expect(metrics).toContain('identity_workers{state="serving"} 2');
-      // Never a busy database reaching a client, nor in the logs.
-      expect(t.logs()).not.toMatch(/SQLITE_BUSY|database is locked|"code":"unavailable"/);
-    });
+        // Both workers answered sign-ins (the supervisor hands connections round-robin).
+        await waitFor("access lines", () =>
+          lines(t).filter((l) => l.route === "/auth/id-token/signin").length >= SIGNINS ? true : undefined,
+        );
+        const byWorker = new Map<number, number>();
+        for (const l of lines(t).filter((l) => l.route === "/auth/id-token/signin"))
+          byWorker.set(l.worker!, (byWorker.get(l.worker!) ?? 0) + 1);
+        expect([...byWorker.keys()].sort()).toEqual([1, 2]);
+        // Whichever worker answers /metrics, it counts both workers' sign-ins.
+        for (let i = 0; i < 4; i++) expect(await rpcCount(t.url, SIGNIN, "ok")).toBe(signinsBefore + SIGNINS);
+        expect(await rpcCount(t.url, REFRESH, "ok")).toBe(SIGNINS);
+        const metrics = await (await fetch(`${t.url}/metrics`)).text();
+        expect(metrics).toContain('identity_workers{state="serving"} 2');
+        // Never a busy database reaching a client, nor in the logs.
+        expect(t.logs()).not.toMatch(/SQLITE_BUSY|database is locked|"code":"unavailable"/);
+      },
+    );
 
     it("answers readiness and gRPC health for the whole service", async () => {
       for (let i = 0; i < 4; i++) {
@@ -124,30 +145,47 @@ for (const kind of testDatabaseKinds()) {
       expect(await health.check("")).toEqual({ status: "SERVING" });
     });
 
-    it("is not ready while one worker cannot answer (stopped), and ready again once it can", { timeout: 60_000 }, async () => {
-      const stuck = lines(t).find((l) => l.msg === "worker listening" && l.worker === 1)!;
-      process.kill(stuck.pid!, "SIGSTOP");
-      try {
-        // Connections handed to the stopped worker hang: short deadlines, until the live one answers.
-        const answer = await waitFor("a not-ready answer from the live worker", async () => {
-          const res = await fetch(`${t.url}/readyz`, { headers: { connection: "close" }, signal: AbortSignal.timeout(4000) }).catch(() => undefined);
-          return res === undefined ? undefined : { status: res.status, body: (await res.json()) as { reason?: string } };
-        });
-        expect(answer.status).toBe(503);
-        expect(answer.body.reason).toMatch(/^worker_not_ready/);
-      } finally {
-        process.kill(stuck.pid!, "SIGCONT");
-      }
-      await waitFor("ready again", async () => ((await fetch(`${t.url}/readyz`)).status === 200 ? true : undefined));
-    });
+    it(
+      "is not ready while one worker cannot answer (stopped), and ready again once it can",
+      { timeout: 60_000 },
+      async () => {
+        const stuck = lines(t).find((l) => l.msg === "worker listening" && l.worker === 1)!;
+        process.kill(stuck.pid!, "SIGSTOP");
+        try {
+          // Connections handed to the stopped worker hang: short deadlines, until the live one answers.
+          const answer = await waitFor("a not-ready answer from the live worker", async () => {
+            const res = await fetch(`${t.url}/readyz`, {
+              headers: { connection: "close" },
+              signal: AbortSignal.timeout(4000),
+            }).catch(() => undefined);
+            return res === undefined
+              ? undefined
+              : { status: res.status, body: (await res.json()) as { reason?: string } };
+          });
+          expect(answer.status).toBe(503);
+          expect(answer.body.reason).toMatch(/^worker_not_ready/);
+        } finally {
+          process.kill(stuck.pid!, "SIGCONT");
+        }
+        await waitFor("ready again", async () => ((await fetch(`${t.url}/readyz`)).status === 200 ? true : undefined));
+      },
+    );
 
     it("restarts a worker killed with SIGKILL, logs it, and keeps serving", { timeout: 90_000 }, async () => {
-      const victim = lines(t).filter((l) => l.msg === "worker listening" || l.msg === "worker restarted and listening").find((l) => l.worker === 2)!;
+      const victim = lines(t)
+        .filter((l) => l.msg === "worker listening" || l.msg === "worker restarted and listening")
+        .find((l) => l.worker === 2)!;
       process.kill(victim.pid!, "SIGKILL");
-      const exited = await waitFor("the exit to be logged", () => lines(t).find((l) => l.msg === "worker exited unexpectedly; restarting it"));
+      const exited = await waitFor("the exit to be logged", () =>
+        lines(t).find((l) => l.msg === "worker exited unexpectedly; restarting it"),
+      );
       expect(exited).toMatchObject({ worker: 2, pid: victim.pid, signal: "SIGKILL" });
       expect(exited["restart_in_ms"]).toBeGreaterThan(0);
-      const back = await waitFor("the restart", () => lines(t).find((l) => l.msg === "worker restarted and listening"), 60_000);
+      const back = await waitFor(
+        "the restart",
+        () => lines(t).find((l) => l.msg === "worker restarted and listening"),
+        60_000,
+      );
       expect(back.worker).toBe(2);
       expect(back.pid).not.toBe(victim.pid);
       const metrics = await (await fetch(`${t.url}/metrics`)).text();
@@ -155,7 +193,11 @@ for (const kind of testDatabaseKinds()) {
       expect(metrics).toContain('identity_workers{state="serving"} 2');
       const statuses = await pool(8, 4, async (i) => {
         const token = await devIdToken(t.url, uniqueSub(`after-${i}`));
-        const res = await fetch(`${t.url}/auth/id-token/signin`, { method: "POST", headers: json, body: JSON.stringify({ id_token: token, provider: "dev" }) });
+        const res = await fetch(`${t.url}/auth/id-token/signin`, {
+          method: "POST",
+          headers: json,
+          body: JSON.stringify({ id_token: token, provider: "dev" }),
+        });
         return res.status;
       });
       expect(statuses).toEqual(Array(8).fill(200));
@@ -186,29 +228,43 @@ describe("WORKERS=2 with kernel balancing (SO_REUSEPORT), on sqlite", () => {
     await db?.drop();
   });
 
-  it("spreads new connections over both workers' sockets; /metrics still counts both; SIGTERM stops all", { timeout: 120_000 }, async () => {
-    // Two listening sockets on the port (one per worker), where round-robin has the supervisor's one.
-    const port = Number(new URL(t.url).port).toString(16).toUpperCase().padStart(4, "0");
-    const listening = readFileSync("/proc/net/tcp", "utf8").split("\n").filter((l) => {
-      const f = l.trim().split(/\s+/);
-      return f[1]?.endsWith(`:${port}`) && f[3] === "0A";
-    });
-    expect(listening).toHaveLength(2);
-    const n = 40;
-    const tokens = await pool(n, 8, (i) => devIdToken(t.url, uniqueSub(`k${i}`)));
-    // A connection each: the kernel picks a socket per connection.
-    const statuses = await pool(n, 8, async (i) => {
-      const res = await fetch(`${t.url}/auth/id-token/signin`, {
-        method: "POST", headers: { ...json, connection: "close" }, body: JSON.stringify({ id_token: tokens[i], provider: "dev" }),
+  it(
+    "spreads new connections over both workers' sockets; /metrics still counts both; SIGTERM stops all",
+    { timeout: 120_000 },
+    async () => {
+      // Two listening sockets on the port (one per worker), where round-robin has the supervisor's one.
+      const port = Number(new URL(t.url).port).toString(16).toUpperCase().padStart(4, "0");
+      const listening = readFileSync("/proc/net/tcp", "utf8")
+        .split("\n")
+        .filter((l) => {
+          const f = l.trim().split(/\s+/);
+          return f[1]?.endsWith(`:${port}`) && f[3] === "0A";
+        });
+      expect(listening).toHaveLength(2);
+      const n = 40;
+      const tokens = await pool(n, 8, (i) => devIdToken(t.url, uniqueSub(`k${i}`)));
+      // A connection each: the kernel picks a socket per connection.
+      const statuses = await pool(n, 8, async (i) => {
+        const res = await fetch(`${t.url}/auth/id-token/signin`, {
+          method: "POST",
+          headers: { ...json, connection: "close" },
+          body: JSON.stringify({ id_token: tokens[i], provider: "dev" }),
+        });
+        await res.arrayBuffer();
+        return res.status;
       });
-      await res.arrayBuffer();
-      return res.status;
-    });
-    expect(statuses).toEqual(Array(n).fill(200));
-    await waitFor("access lines", () => (lines(t).filter((l) => l.route === "/auth/id-token/signin").length >= n ? true : undefined));
-    const workers = new Set(lines(t).filter((l) => l.route === "/auth/id-token/signin").map((l) => l.worker));
-    expect([...workers].sort()).toEqual([1, 2]);
-    expect(await rpcCount(t.url, SIGNIN, "ok")).toBe(n);
-    expect(await t.stop()).toBe(0);
-  });
+      expect(statuses).toEqual(Array(n).fill(200));
+      await waitFor("access lines", () =>
+        lines(t).filter((l) => l.route === "/auth/id-token/signin").length >= n ? true : undefined,
+      );
+      const workers = new Set(
+        lines(t)
+          .filter((l) => l.route === "/auth/id-token/signin")
+          .map((l) => l.worker),
+      );
+      expect([...workers].sort()).toEqual([1, 2]);
+      expect(await rpcCount(t.url, SIGNIN, "ok")).toBe(n);
+      expect(await t.stop()).toBe(0);
+    },
+  );
 });

@@ -62,7 +62,13 @@ describe("AuthService translation", () => {
       passwordWarning: "expired",
       userId: "usr_1",
     });
-    expect(res.user).toMatchObject({ id: "usr_1", createdAt: "2026-01-15T10:30:00Z", mustChangePassword: true, passwordExpiresIn: -2, passwordWarning: "expired" });
+    expect(res.user).toMatchObject({
+      id: "usr_1",
+      createdAt: "2026-01-15T10:30:00Z",
+      mustChangePassword: true,
+      passwordExpiresIn: -2,
+      passwordWarning: "expired",
+    });
     expect(res.challengeToken).toBeUndefined();
   });
 

@@ -17,12 +17,14 @@ export interface TestApp {
  * A real server on 127.0.0.1 port 0 over a fresh database (SQLite unless `kind` says otherwise),
  * built by the same createApp as production, with `config` merged over test defaults.
  */
-export async function startTestApp(options: {
-  config?: Record<string, unknown>;
-  kind?: TestDatabaseKind;
-  overrides?: AppOverrides;
-  logger?: Logger;
-} = {}): Promise<TestApp> {
+export async function startTestApp(
+  options: {
+    config?: Record<string, unknown>;
+    kind?: TestDatabaseKind;
+    overrides?: AppOverrides;
+    logger?: Logger;
+  } = {},
+): Promise<TestApp> {
   const database = await (options.kind ?? sqliteKind).create();
   const dataDir = mkdtempSync(join(tmpdir(), "identity-data-"));
   const config = loadConfig({

@@ -7,7 +7,12 @@ export type ServingStatus = "UNKNOWN" | "SERVING" | "NOT_SERVING" | "SERVICE_UNK
 
 type CheckCallback = (error: grpc.ServiceError | null, response?: { status: ServingStatus }) => void;
 interface HealthClient extends grpc.Client {
-  check(request: { service: string }, metadata: grpc.Metadata, options: grpc.CallOptions, callback: CheckCallback): grpc.ClientUnaryCall;
+  check(
+    request: { service: string },
+    metadata: grpc.Metadata,
+    options: grpc.CallOptions,
+    callback: CheckCallback,
+  ): grpc.ClientUnaryCall;
   watch(request: { service: string }): grpc.ClientReadableStream<{ status: ServingStatus }>;
 }
 
@@ -28,7 +33,8 @@ export function createHealthClient(url: string) {
       const options: grpc.CallOptions = deadlineMs === undefined ? {} : { deadline: Date.now() + deadlineMs };
       return new Promise((resolve) => {
         client.check({ service }, new grpc.Metadata(), options, (error, response) =>
-          resolve(error !== null ? { error } : { status: response!.status }));
+          resolve(error !== null ? { error } : { status: response!.status }),
+        );
       });
     },
     /** Opens a Watch; `next()` resolves with the next status sent, `ended` with the call's final status. */

@@ -64,8 +64,7 @@ export function buildMmdb(
   const tree = Buffer.alloc(nodeCount * 6);
   order.forEach((node, i) => {
     node.children.forEach((child, side) => {
-      const record =
-        child === null ? nodeCount : "data" in child ? nodeCount + 16 + child.data : index.get(child)!;
+      const record = child === null ? nodeCount : "data" in child ? nodeCount + 16 + child.data : index.get(child)!;
       tree.writeUIntBE(record, i * 6 + side * 3, 3);
     });
   });
@@ -95,7 +94,8 @@ function prefixBits(network: string): number[] {
   const [address, lengthText] = network.split("/");
   const version = isIP(address ?? "");
   if (version === 0) throw new Error(`not an address: ${network}`);
-  const bytes = version === 4 ? [...Array<number>(12).fill(0), ...address!.split(".").map(Number)] : ipv6Bytes(address!);
+  const bytes =
+    version === 4 ? [...Array<number>(12).fill(0), ...address!.split(".").map(Number)] : ipv6Bytes(address!);
   const length = (version === 4 ? 96 : 0) + Number(lengthText ?? (version === 4 ? 32 : 128));
   const bits: number[] = [];
   for (let i = 0; i < length; i++) bits.push((bytes[i >> 3]! >> (7 - (i & 7))) & 1);

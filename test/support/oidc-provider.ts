@@ -99,9 +99,7 @@ interface AccountProfile {
  * (`client_secret_basic`, PKCE required, redirect URI `http://127.0.0.1:1/cb`) and a fresh RS256
  * signing key.
  */
-export async function startTestOidcProvider(
-  opts: StartTestOidcProviderOptions = {},
-): Promise<TestOidcProvider> {
+export async function startTestOidcProvider(opts: StartTestOidcProviderOptions = {}): Promise<TestOidcProvider> {
   const clientId = opts.clientId ?? "test-client";
   const clientSecret = randomBytes(32).toString("base64url");
   const cookieKeys = [randomBytes(32).toString("base64url")];
@@ -243,7 +241,12 @@ export async function startTestOidcProvider(
     throw new Error(`unsupported interaction prompt: ${prompt.name}`);
   }
 
-  async function grantAll(provider: Provider, details: Interaction, accountId: string, client: string): Promise<string> {
+  async function grantAll(
+    provider: Provider,
+    details: Interaction,
+    accountId: string,
+    client: string,
+  ): Promise<string> {
     const existing = details.grantId === undefined ? undefined : await provider.Grant.find(details.grantId);
     const grant = existing ?? new provider.Grant({ accountId, clientId: client });
     const scope = details.params["scope"];

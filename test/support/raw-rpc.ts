@@ -50,15 +50,38 @@ export class RawRpc {
   }
 
   /** One request over HTTP/2 (or HTTP/1.1 with fetch); resolves with status, headers, body and trailers. */
-  async request(path: string, headers: Record<string, string>, body: Uint8Array, via: "h2" | "h1" = "h2"): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer; trailers: Record<string, unknown> }> {
+  async request(
+    path: string,
+    headers: Record<string, string>,
+    body: Uint8Array,
+    via: "h2" | "h1" = "h2",
+  ): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer; trailers: Record<string, unknown> }> {
     if (via === "h2") return this.requestH2(path, headers, body);
-    const res = await fetch(`${this.url}${path}`, { method: "POST", headers, body, signal: AbortSignal.timeout(this.timeoutMs) });
-    return { status: res.status, headers: Object.fromEntries(res.headers), body: Buffer.from(await res.arrayBuffer()), trailers: {} };
+    const res = await fetch(`${this.url}${path}`, {
+      method: "POST",
+      headers,
+      body,
+      signal: AbortSignal.timeout(this.timeoutMs),
+    });
+    return {
+      status: res.status,
+      headers: Object.fromEntries(res.headers),
+      body: Buffer.from(await res.arrayBuffer()),
+      trailers: {},
+    };
   }
 
-  private requestH2(path: string, headers: Record<string, string>, body: Uint8Array): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer; trailers: Record<string, unknown> }> {
+  private requestH2(
+    path: string,
+    headers: Record<string, string>,
+    body: Uint8Array,
+  ): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer; trailers: Record<string, unknown> }> {
     return new Promise((resolve, reject) => {
-      const stream = this.h2().request({ [constants.HTTP2_HEADER_METHOD]: "POST", [constants.HTTP2_HEADER_PATH]: path, ...headers });
+      const stream = this.h2().request({
+        [constants.HTTP2_HEADER_METHOD]: "POST",
+        [constants.HTTP2_HEADER_PATH]: path,
+        ...headers,
+      });
       const timer = setTimeout(() => {
         stream.close(constants.NGHTTP2_CANCEL);
         reject(new Error(`no answer to ${path} within ${this.timeoutMs} ms`));
@@ -90,13 +113,24 @@ export class RawRpc {
     const r = await this.request(path, { "content-type": "application/grpc", te: "trailers", ...headers }, body);
     // Trailers-only answers carry the status in the headers.
     const fields = new Headers();
-    for (const [k, v] of Object.entries({ ...r.headers, ...r.trailers })) if (!k.startsWith(":") && typeof v === "string") fields.set(k, v);
+    for (const [k, v] of Object.entries({ ...r.headers, ...r.trailers }))
+      if (!k.startsWith(":") && typeof v === "string") fields.set(k, v);
     return grpcOutcome(r.status, fields);
   }
 
   /** gRPC-Web: the status is in the trailer frame at the end of the body (or the headers). */
-  async grpcWeb(path: string, body: Uint8Array, headers: Record<string, string> = {}, via: "h2" | "h1" = "h2"): Promise<RpcOutcome> {
-    const r = await this.request(path, { "content-type": "application/grpc-web+proto", "x-grpc-web": "1", ...headers }, body, via);
+  async grpcWeb(
+    path: string,
+    body: Uint8Array,
+    headers: Record<string, string> = {},
+    via: "h2" | "h1" = "h2",
+  ): Promise<RpcOutcome> {
+    const r = await this.request(
+      path,
+      { "content-type": "application/grpc-web+proto", "x-grpc-web": "1", ...headers },
+      body,
+      via,
+    );
     const fields = new Headers();
     for (const [k, v] of Object.entries(r.headers)) if (!k.startsWith(":") && typeof v === "string") fields.set(k, v);
     try {
@@ -110,12 +144,22 @@ export class RawRpc {
   }
 
   /** Connect unary (`application/proto` unless headers say otherwise). */
-  async connect(path: string, body: Uint8Array, headers: Record<string, string> = {}, via: "h2" | "h1" = "h2"): Promise<RpcOutcome> {
+  async connect(
+    path: string,
+    body: Uint8Array,
+    headers: Record<string, string> = {},
+    via: "h2" | "h1" = "h2",
+  ): Promise<RpcOutcome> {
     const r = await this.request(path, { "content-type": "application/proto", ...headers }, body, via);
     if (r.status === 200) return { httpStatus: 200, code: 0, reason: undefined, message: "" };
     try {
       const error = errorFromJsonBytes(r.body, undefined, new ConnectError("not a Connect error body", Code.Unknown));
-      return { httpStatus: r.status, code: error.code, reason: error.findDetails(ErrorInfoSchema)[0]?.reason, message: error.rawMessage };
+      return {
+        httpStatus: r.status,
+        code: error.code,
+        reason: error.findDetails(ErrorInfoSchema)[0]?.reason,
+        message: error.rawMessage,
+      };
     } catch {
       // Not a Connect answer at all (415 for a content type nobody serves, a REST 404): the status says it.
       return { httpStatus: r.status, code: codeOfStatus(r.status), reason: undefined, message: "" };
@@ -126,11 +170,23 @@ export class RawRpc {
 function grpcOutcome(httpStatus: number, fields: Headers): RpcOutcome {
   const error = findTrailerError(fields);
   if (error === undefined) return { httpStatus, code: 0, reason: undefined, message: "" };
-  return { httpStatus, code: error.code, reason: error.findDetails(ErrorInfoSchema)[0]?.reason, message: error.rawMessage };
+  return {
+    httpStatus,
+    code: error.code,
+    reason: error.findDetails(ErrorInfoSchema)[0]?.reason,
+    message: error.rawMessage,
+  };
 }
 
 /** REST over fetch (HTTP/1.1). */
-export async function restCall(url: string, method: string, path: string, body: string | undefined, headers: Record<string, string> = {}, timeoutMs = 5000): Promise<RpcOutcome> {
+export async function restCall(
+  url: string,
+  method: string,
+  path: string,
+  body: string | undefined,
+  headers: Record<string, string> = {},
+  timeoutMs = 5000,
+): Promise<RpcOutcome> {
   const res = await fetch(`${url}${path}`, {
     method,
     headers: body === undefined ? headers : { "content-type": "application/json", ...headers },
@@ -145,16 +201,28 @@ export async function restCall(url: string, method: string, path: string, body: 
 
 function codeOfStatus(status: number): Code {
   switch (status) {
-    case 400: case 413: case 415: return Code.InvalidArgument;
-    case 401: return Code.Unauthenticated;
-    case 403: return Code.PermissionDenied;
-    case 404: return Code.NotFound;
-    case 405: return Code.Unimplemented;
-    case 408: return Code.DeadlineExceeded;
-    case 409: return Code.AlreadyExists;
-    case 429: return Code.ResourceExhausted;
-    case 503: return Code.Unavailable;
-    default: return status >= 500 ? Code.Internal : Code.Unknown;
+    case 400:
+    case 413:
+    case 415:
+      return Code.InvalidArgument;
+    case 401:
+      return Code.Unauthenticated;
+    case 403:
+      return Code.PermissionDenied;
+    case 404:
+      return Code.NotFound;
+    case 405:
+      return Code.Unimplemented;
+    case 408:
+      return Code.DeadlineExceeded;
+    case 409:
+      return Code.AlreadyExists;
+    case 429:
+      return Code.ResourceExhausted;
+    case 503:
+      return Code.Unavailable;
+    default:
+      return status >= 500 ? Code.Internal : Code.Unknown;
   }
 }
 
@@ -163,7 +231,11 @@ export async function rpcCount(url: string, method: string, code: string): Promi
   const text = await (await fetch(`${url}/metrics`)).text();
   let sum = 0; // over the protocol label
   for (const line of text.split("\n")) {
-    if (line.startsWith("identity_rpc_requests_total{") && line.includes(`method="${method}"`) && line.includes(`code="${code}"`)) {
+    if (
+      line.startsWith("identity_rpc_requests_total{") &&
+      line.includes(`method="${method}"`) &&
+      line.includes(`code="${code}"`)
+    ) {
       sum += Number(line.slice(line.lastIndexOf(" ") + 1));
     }
   }

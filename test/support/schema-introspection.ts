@@ -16,17 +16,30 @@ function describeSqlite(url: string): string[] {
   try {
     const out: string[] = [];
     const tables = db
-      .prepare(`SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' AND name NOT IN ('_migrations','_prisma_migrations')`)
+      .prepare(
+        `SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' AND name NOT IN ('_migrations','_prisma_migrations')`,
+      )
       .all() as { name: string }[];
     for (const { name } of tables) {
-      for (const c of db.pragma(`table_info("${name}")`) as { name: string; type: string; notnull: number; dflt_value: string | null; pk: number }[]) {
+      for (const c of db.pragma(`table_info("${name}")`) as {
+        name: string;
+        type: string;
+        notnull: number;
+        dflt_value: string | null;
+        pk: number;
+      }[]) {
         out.push(`column ${name}.${c.name} ${c.type} notnull=${c.notnull} default=${c.dflt_value} pk=${c.pk}`);
       }
       for (const i of db.pragma(`index_list("${name}")`) as { name: string; unique: number; origin: string }[]) {
         const cols = (db.pragma(`index_info("${i.name}")`) as { name: string }[]).map((x) => x.name).join(",");
         out.push(`index ${name}(${cols}) unique=${i.unique} origin=${i.origin}`);
       }
-      for (const f of db.pragma(`foreign_key_list("${name}")`) as { table: string; from: string; to: string; on_delete: string }[]) {
+      for (const f of db.pragma(`foreign_key_list("${name}")`) as {
+        table: string;
+        from: string;
+        to: string;
+        on_delete: string;
+      }[]) {
         out.push(`fk ${name}.${f.from} -> ${f.table}.${f.to} on_delete=${f.on_delete}`);
       }
     }
@@ -41,11 +54,20 @@ async function describePostgres(url: string): Promise<string[]> {
   await client.connect();
   try {
     const out: string[] = [];
-    const columns = await client.query<{ table_name: string; column_name: string; data_type: string; is_nullable: string; column_default: string | null }>(
+    const columns = await client.query<{
+      table_name: string;
+      column_name: string;
+      data_type: string;
+      is_nullable: string;
+      column_default: string | null;
+    }>(
       `SELECT table_name, column_name, data_type, is_nullable, column_default FROM information_schema.columns
        WHERE table_schema = 'public' AND table_name NOT IN ('_migrations','_prisma_migrations')`,
     );
-    for (const c of columns.rows) out.push(`column ${c.table_name}.${c.column_name} ${c.data_type} nullable=${c.is_nullable} default=${c.column_default}`);
+    for (const c of columns.rows)
+      out.push(
+        `column ${c.table_name}.${c.column_name} ${c.data_type} nullable=${c.is_nullable} default=${c.column_default}`,
+      );
     const indexes = await client.query<{ tablename: string; indexdef: string }>(
       `SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename NOT IN ('_migrations','_prisma_migrations')`,
     );
@@ -95,13 +117,23 @@ export interface RowCounter {
 export async function createRowCounter(url: string): Promise<RowCounter> {
   if (url.startsWith("file:")) {
     const db = new Sqlite(sqlitePath(url), { readonly: true });
-    const tables = (db
-      .prepare(`SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' AND name NOT IN ('_migrations','_prisma_migrations')`)
-      .all() as { name: string }[]).map((t) => t.name);
-    const statement = db.prepare(tables.map((name) => `SELECT '${name}' AS name, count(*) AS n FROM "${name}"`).join(" UNION ALL "));
+    const tables = (
+      db
+        .prepare(
+          `SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' AND name NOT IN ('_migrations','_prisma_migrations')`,
+        )
+        .all() as { name: string }[]
+    ).map((t) => t.name);
+    const statement = db.prepare(
+      tables.map((name) => `SELECT '${name}' AS name, count(*) AS n FROM "${name}"`).join(" UNION ALL "),
+    );
     return {
-      count: async () => Object.fromEntries((statement.all() as { name: string; n: number }[]).map((r) => [r.name, r.n])),
-      textWithControlCharacters: async () => controlled(tables.map((name) => [name, db.prepare(`SELECT * FROM "${name}"`).all() as Record<string, unknown>[]])),
+      count: async () =>
+        Object.fromEntries((statement.all() as { name: string; n: number }[]).map((r) => [r.name, r.n])),
+      textWithControlCharacters: async () =>
+        controlled(
+          tables.map((name) => [name, db.prepare(`SELECT * FROM "${name}"`).all() as Record<string, unknown>[]]),
+        ),
       close: async () => {
         db.close();
       },
@@ -109,16 +141,20 @@ export async function createRowCounter(url: string): Promise<RowCounter> {
   }
   const client = new pg.Client({ connectionString: url });
   await client.connect();
-  const tables = (await client.query<{ table_name: string }>(
-    `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'
+  const tables = (
+    await client.query<{ table_name: string }>(
+      `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'
      AND table_name NOT IN ('_migrations','_prisma_migrations')`,
-  )).rows.map((t) => t.table_name);
+    )
+  ).rows.map((t) => t.table_name);
   const sql = tables.map((name) => `SELECT '${name}' AS name, count(*) AS n FROM "${name}"`).join(" UNION ALL ");
   return {
-    count: async () => Object.fromEntries((await client.query<{ name: string; n: string }>(sql)).rows.map((r) => [r.name, Number(r.n)])),
+    count: async () =>
+      Object.fromEntries((await client.query<{ name: string; n: string }>(sql)).rows.map((r) => [r.name, Number(r.n)])),
     textWithControlCharacters: async () => {
       const all: Array<[string, Record<string, unknown>[]]> = [];
-      for (const name of tables) all.push([name, (await client.query<Record<string, unknown>>(`SELECT * FROM "${name}"`)).rows]);
+      for (const name of tables)
+        all.push([name, (await client.query<Record<string, unknown>>(`SELECT * FROM "${name}"`)).rows]);
       return controlled(all);
     },
     close: () => client.end(),

@@ -102,7 +102,10 @@ export const MAIN = fileURLToPath(new URL("../../src/main.ts", import.meta.url))
  * Runs `node src/main.ts ARGS` to the end (a command, or a start that is refused) with only PATH
  * and `env` in its environment, in `cwd` (default: the repository); stdout and stderr as text.
  */
-export function runMain(args: string[], options: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}): SpawnSyncReturns<string> {
+export function runMain(
+  args: string[],
+  options: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {},
+): SpawnSyncReturns<string> {
   return spawnSync(process.execPath, [MAIN, ...args], {
     env: { PATH: process.env["PATH"] ?? "", ...options.env },
     cwd: options.cwd,

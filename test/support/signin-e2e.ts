@@ -51,7 +51,11 @@ export async function restSignin(
     body: typeof body === "string" ? body : JSON.stringify(body),
   });
   const text = await res.text();
-  return { status: res.status, headers: res.headers, body: text === "" ? {} : (JSON.parse(text) as Record<string, unknown>) };
+  return {
+    status: res.status,
+    headers: res.headers,
+    body: text === "" ? {} : (JSON.parse(text) as Record<string, unknown>),
+  };
 }
 
 export interface RowCounts {
@@ -134,9 +138,18 @@ export function expectSnakeCaseLogin(json: Record<string, unknown>): LoginRespon
   // An empty repeated field may be emitted as [] or left out; either way it holds nothing.
   const { required_mfa_methods: mfaMethods, ...fields } = json;
   if (mfaMethods !== undefined) expect(mfaMethods).toEqual([]);
-  expect(Object.keys(fields).sort()).toEqual(
-    ["access_token", "expires_in", "must_change_password", "refresh_token", "requires_mfa", "risk_assessment", "risk_level", "token_type", "user", "user_id"],
-  );
+  expect(Object.keys(fields).sort()).toEqual([
+    "access_token",
+    "expires_in",
+    "must_change_password",
+    "refresh_token",
+    "requires_mfa",
+    "risk_assessment",
+    "risk_level",
+    "token_type",
+    "user",
+    "user_id",
+  ]);
   expect(json["requires_mfa"]).toBe(false);
   expect(json["must_change_password"]).toBe(false);
   expect(json["token_type"]).toBe("Bearer");
@@ -146,7 +159,9 @@ export function expectSnakeCaseLogin(json: Record<string, unknown>): LoginRespon
     expect(json).not.toHaveProperty(absent);
   }
   const user = json["user"] as Record<string, unknown>;
-  const userKeys = Object.keys(user).filter((k) => k !== "email" && k !== "phone").sort();
+  const userKeys = Object.keys(user)
+    .filter((k) => k !== "email" && k !== "phone")
+    .sort();
   expect(userKeys).toEqual(["created_at", "id", "must_change_password", "status", "username"]);
   expect(user["must_change_password"]).toBe(false);
   return fromJson(LoginResponseSchema, json as JsonValue);
@@ -183,7 +198,10 @@ export async function createTokenSigner(alg: "RS256" | "ES256" = "RS256") {
   const publicJwk: JWK = { ...(await exportJWK(publicKey)), kid, alg, use: "sig" };
   return {
     publicJwk,
-    sign(claims: { iss: string; aud: string | string[]; sub: string; [claim: string]: unknown }, lifetimeSeconds = 600) {
+    sign(
+      claims: { iss: string; aud: string | string[]; sub: string; [claim: string]: unknown },
+      lifetimeSeconds = 600,
+    ) {
       const now = Math.floor(Date.now() / 1000);
       return new SignJWT(claims)
         .setProtectedHeader({ alg, kid, typ: "JWT" })

@@ -49,17 +49,23 @@ export default defineConfig({ test: { include: ["fixture.test.ts"], reporters: [
     return { status: result.status, lastLine: result.stdout.trim().split("\n").at(-1) ?? "" };
   }
 
-  it("locally: PostgreSQL suites are counted as skipped, and the last line says why and how to run them", { timeout: 60_000 }, () => {
-    const { status, lastLine } = runFixture({});
-    expect(status).toBe(0);
-    expect(lastLine).toBe(
-      'Skipped 3: 2 need PostgreSQL (TEST_DATABASE_URL is unset; eval "$(bash .ci/postgres.sh start)" first); 1 by it.skip, a -t filter or the platform.',
-    );
-  });
+  it(
+    "locally: PostgreSQL suites are counted as skipped, and the last line says why and how to run them",
+    { timeout: 60_000 },
+    () => {
+      const { status, lastLine } = runFixture({});
+      expect(status).toBe(0);
+      expect(lastLine).toBe(
+        'Skipped 3: 2 need PostgreSQL (TEST_DATABASE_URL is unset; eval "$(bash .ci/postgres.sh start)" first); 1 by it.skip, a -t filter or the platform.',
+      );
+    },
+  );
 
   it("in CI: a missing PostgreSQL fails the run instead of skipping", { timeout: 60_000 }, () => {
     const { status, lastLine } = runFixture({ CI: "true" });
     expect(status).toBe(1);
-    expect(lastLine).toBe("Skipped 3: 2 not run because their suite's setup failed; 1 by it.skip, a -t filter or the platform.");
+    expect(lastLine).toBe(
+      "Skipped 3: 2 not run because their suite's setup failed; 1 by it.skip, a -t filter or the platform.",
+    );
   });
 });

@@ -50,7 +50,11 @@ export class SkipReport implements Reporter {
       }
     }
     const parts = [...byReason].map(([reason, n]) =>
-      reason === "" ? `${n} by it.skip, a -t filter or the platform` : reason === SETUP_FAILED ? `${n} not run because their suite's setup failed` : `${n} need ${reason}`,
+      reason === ""
+        ? `${n} by it.skip, a -t filter or the platform`
+        : reason === SETUP_FAILED
+          ? `${n} not run because their suite's setup failed`
+          : `${n} need ${reason}`,
     );
     process.stdout.write(total === 0 ? "\nSkipped: none.\n" : `\nSkipped ${total}: ${parts.join("; ")}.\n`);
   }

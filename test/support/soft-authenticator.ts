@@ -59,9 +59,25 @@ export interface CeremonyOverrides {
 function coseKey(alg: CoseAlg, publicKey: KeyObject): Buffer {
   const jwk = publicKey.export({ format: "jwk" });
   const x = Buffer.from(jwk.x!, "base64url");
-  if (alg === "EdDSA") return cborEncode(new Map<Cbor, Cbor>([[1, 1], [3, -8], [-1, 6], [-2, x]]));
+  if (alg === "EdDSA")
+    return cborEncode(
+      new Map<Cbor, Cbor>([
+        [1, 1],
+        [3, -8],
+        [-1, 6],
+        [-2, x],
+      ]),
+    );
   const y = Buffer.from(jwk.y!, "base64url");
-  return cborEncode(new Map<Cbor, Cbor>([[1, 2], [3, -7], [-1, 1], [-2, x], [-3, y]]));
+  return cborEncode(
+    new Map<Cbor, Cbor>([
+      [1, 2],
+      [3, -7],
+      [-1, 1],
+      [-2, x],
+      [-3, y],
+    ]),
+  );
 }
 
 const sha256 = (data: Buffer | string) => createHash("sha256").update(data).digest();
@@ -76,14 +92,26 @@ function counterBytes(n: number): Buffer {
  * One authenticator holding any number of credentials. `origin` is the page the ceremonies run
  * on; `keepsCounter` false makes it report 0 always (as synced passkeys do).
  */
-export function createSoftAuthenticator(options: { origin: string; alg?: CoseAlg; keepsCounter?: boolean; backupEligible?: boolean }) {
+export function createSoftAuthenticator(options: {
+  origin: string;
+  alg?: CoseAlg;
+  keepsCounter?: boolean;
+  backupEligible?: boolean;
+}) {
   const credentials: SoftCredential[] = [];
   const keepsCounter = options.keepsCounter ?? true;
   const backup = options.backupEligible ?? true;
   const flags = (extra: number) => FLAG.UP | FLAG.UV | (backup ? FLAG.BE | FLAG.BS : 0) | extra;
 
   const clientData = (type: string, challenge: string, o: CeremonyOverrides) =>
-    Buffer.from(JSON.stringify({ type: o.type ?? type, challenge: o.challenge ?? challenge, origin: o.origin ?? options.origin, crossOrigin: false }));
+    Buffer.from(
+      JSON.stringify({
+        type: o.type ?? type,
+        challenge: o.challenge ?? challenge,
+        origin: o.origin ?? options.origin,
+        crossOrigin: false,
+      }),
+    );
 
   return {
     credentials,
@@ -97,9 +125,18 @@ export function createSoftAuthenticator(options: { origin: string; alg?: CoseAlg
       const user = creation["user"] as { id: string };
       const alg = reuse?.alg ?? options.alg ?? "ES256";
       const { privateKey, publicKey } =
-        reuse ?? (alg === "ES256" ? generateKeyPairSync("ec", { namedCurve: "P-256" }) : generateKeyPairSync("ed25519"));
+        reuse ??
+        (alg === "ES256" ? generateKeyPairSync("ec", { namedCurve: "P-256" }) : generateKeyPairSync("ed25519"));
       const id = reuse?.id ?? randomBytes(32);
-      const credential: SoftCredential = reuse ?? { id, alg, privateKey, publicKey, rpId: rp.id, userHandle: user.id, signCount: 0 };
+      const credential: SoftCredential = reuse ?? {
+        id,
+        alg,
+        privateKey,
+        publicKey,
+        rpId: rp.id,
+        userHandle: user.id,
+        signCount: 0,
+      };
       const idLength = Buffer.alloc(2);
       idLength.writeUInt16BE(id.length);
       const authData = Buffer.concat([
@@ -128,14 +165,21 @@ export function createSoftAuthenticator(options: { origin: string; alg?: CoseAlg
     },
 
     /** Answers PublicKeyCredentialRequestOptionsJSON with an AuthenticationResponseJSON (by `credential`, default the first). */
-    get(request: Record<string, unknown>, o: CeremonyOverrides = {}, credential: SoftCredential | undefined = credentials[0]) {
+    get(
+      request: Record<string, unknown>,
+      o: CeremonyOverrides = {},
+      credential: SoftCredential | undefined = credentials[0],
+    ) {
       if (credential === undefined) throw new Error("the soft authenticator holds no credential");
       const next = o.signCount ?? (keepsCounter ? credential.signCount + 1 : 0);
       credential.signCount = Math.max(credential.signCount, next);
       const authData = Buffer.concat([sha256(o.rpId ?? credential.rpId), Buffer.from([flags(0)]), counterBytes(next)]);
       const data = clientData("webauthn.get", request["challenge"] as string, o);
       const signed = Buffer.concat([authData, sha256(data)]);
-      const signature = credential.alg === "ES256" ? sign("sha256", signed, credential.privateKey) : sign(null, signed, credential.privateKey);
+      const signature =
+        credential.alg === "ES256"
+          ? sign("sha256", signed, credential.privateKey)
+          : sign(null, signed, credential.privateKey);
       return {
         id: credential.id.toString("base64url"),
         rawId: credential.id.toString("base64url"),
@@ -152,6 +196,5 @@ export function createSoftAuthenticator(options: { origin: string; alg?: CoseAlg
     },
   };
 }
-
 
 export type SoftAuthenticator = ReturnType<typeof createSoftAuthenticator>;

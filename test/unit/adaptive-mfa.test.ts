@@ -11,7 +11,13 @@ const client: ClientInfo = { ip: "203.0.113.7", userAgent: "vitest/1", requestId
 function identity(over: Partial<ExternalIdentity> & { trust?: boolean } = {}): ExternalIdentity {
   const { trust, ...rest } = over;
   return {
-    provider: { name: "acme", signup: "allow", linkByEmail: "never", trustUpstreamMfa: trust ?? false, mfaAcrValues: ["urn:acme:mfa"] },
+    provider: {
+      name: "acme",
+      signup: "allow",
+      linkByEmail: "never",
+      trustUpstreamMfa: trust ?? false,
+      mfaAcrValues: ["urn:acme:mfa"],
+    },
     issuer: "https://acme.example",
     subject: "s",
     email: null,
@@ -49,8 +55,16 @@ function subject(h: SigninHistory, over: { allow?: string[]; deny?: string[] } =
     geo: { locate: (ip) => (ip === "203.0.113.7" ? { country: "DE", latitude: 52.5, longitude: 13.4 } : null) },
     risk: {
       weights: {
-        new_device: 30, new_network: 15, new_country: 25, impossible_travel: 60, ip_denylisted: 60,
-        ip_allowlisted: -25, recent_failures: 20, long_inactivity: 15, new_identity_link: 25, upstream_mfa: -40,
+        new_device: 30,
+        new_network: 15,
+        new_country: 25,
+        impossible_travel: 60,
+        ip_denylisted: 60,
+        ip_allowlisted: -25,
+        recent_failures: 20,
+        long_inactivity: 15,
+        new_identity_link: 25,
+        upstream_mfa: -40,
       },
       thresholds: { medium: 30, high: 60 },
       recentFailuresThreshold: 3,
@@ -58,8 +72,14 @@ function subject(h: SigninHistory, over: { allow?: string[]; deny?: string[] } =
       maxTravelSpeedKmh: 1000,
       minTravelDistanceKm: 300,
     },
-    policy: { requireAt: "medium", alwaysForUsers: [], trustedDeviceMaxLevel: "medium", noFactor: "deny_high_risk",
-    highRiskMethods: [], recommendedMethods: { low: [], medium: ["totp"], high: ["totp"] } },
+    policy: {
+      requireAt: "medium",
+      alwaysForUsers: [],
+      trustedDeviceMaxLevel: "medium",
+      noFactor: "deny_high_risk",
+      highRiskMethods: [],
+      recommendedMethods: { low: [], medium: ["totp"], high: ["totp"] },
+    },
     ipAllowlist: over.allow ?? [],
     ipDenylist: over.deny ?? [],
     networkPrefix: { ipv4: 24, ipv6: 48 },
@@ -68,46 +88,114 @@ function subject(h: SigninHistory, over: { allow?: string[]; deny?: string[] } =
   return { mfa, asked };
 }
 
-const evaluate = (h: SigninHistory, over: { allow?: string[]; deny?: string[]; identity?: ExternalIdentity; client?: typeof client } = {}) =>
-  subject(h, over).mfa.evaluate({ identity: over.identity ?? identity(), userId: "usr_a", account: "existing", client: over.client ?? client, now: NOW, trustedDevice: "hash-of-credential" });
+const evaluate = (
+  h: SigninHistory,
+  over: { allow?: string[]; deny?: string[]; identity?: ExternalIdentity; client?: typeof client } = {},
+) =>
+  subject(h, over).mfa.evaluate({
+    identity: over.identity ?? identity(),
+    userId: "usr_a",
+    account: "existing",
+    client: over.client ?? client,
+    now: NOW,
+    trustedDevice: "hash-of-credential",
+  });
 
 describe("createAdaptiveMfa", () => {
   it("asks the store about this device, this network and the failure window", async () => {
     const { mfa, asked } = subject(history());
-    await mfa.evaluate({ identity: identity(), userId: "usr_a", account: "existing", client, now: NOW, trustedDevice: "hash-of-credential" });
-    expect(asked).toEqual([["usr_a", {
-      deviceKey: deviceKeyOf(client)!.key, network: "203.0.113.0/24", failuresSince: new Date(NOW.getTime() - 3_600_000), trustedDevice: "hash-of-credential",
-    }]]);
+    await mfa.evaluate({
+      identity: identity(),
+      userId: "usr_a",
+      account: "existing",
+      client,
+      now: NOW,
+      trustedDevice: "hash-of-credential",
+    });
+    expect(asked).toEqual([
+      [
+        "usr_a",
+        {
+          deviceKey: deviceKeyOf(client)!.key,
+          network: "203.0.113.0/24",
+          failuresSince: new Date(NOW.getTime() - 3_600_000),
+          trustedDevice: "hash-of-credential",
+        },
+      ],
+    ]);
   });
 
   it("does not read history for a sign-in that creates the user", async () => {
     const { mfa, asked } = subject(history({ deviceKnown: false }));
-    const gate = await mfa.evaluate({ identity: identity(), userId: null, account: "create", client, now: NOW, trustedDevice: null });
+    const gate = await mfa.evaluate({
+      identity: identity(),
+      userId: null,
+      account: "create",
+      client,
+      now: NOW,
+      trustedDevice: null,
+    });
     expect(asked).toEqual([]);
     expect(gate.decision.kind).toBe("allow");
   });
 
   it("a known context is low; the audit detail holds signals, score and decision, no addresses", async () => {
     const gate = await evaluate(history());
-    expect(gate.summary).toEqual({ score: 0, level: "low", requireMfa: false, recommendedMethods: [], signals: [], reason: null });
-    expect(gate.auditDetail).toEqual({ score: 0, level: "low", signals: [], decision: "allow", require_mfa: false, device: "id", trusted_device: false, country: "DE" });
+    expect(gate.summary).toEqual({
+      score: 0,
+      level: "low",
+      requireMfa: false,
+      recommendedMethods: [],
+      signals: [],
+      reason: null,
+    });
+    expect(gate.auditDetail).toEqual({
+      score: 0,
+      level: "low",
+      signals: [],
+      decision: "allow",
+      require_mfa: false,
+      device: "id",
+      trusted_device: false,
+      country: "DE",
+    });
     expect(JSON.stringify(gate.auditDetail)).not.toContain("203.0.113");
-    expect(gate.seen).toEqual({ deviceKey: deviceKeyOf(client)!.key, network: "203.0.113.0/24", geo: { country: "DE", latitude: 52.5, longitude: 13.4 }, trustedDeviceId: null });
+    expect(gate.seen).toEqual({
+      deviceKey: deviceKeyOf(client)!.key,
+      network: "203.0.113.0/24",
+      geo: { country: "DE", latitude: 52.5, longitude: 13.4 },
+      trustedDeviceId: null,
+    });
   });
 
   it("a new device challenges an enrolled user", async () => {
     const gate = await evaluate(history({ deviceKnown: false }));
     expect(gate.decision).toEqual({ kind: "challenge", requireMfa: true, reason: "new_device", methods: ["totp"] });
-    expect(gate.summary).toMatchObject({ level: "medium", requireMfa: true, recommendedMethods: ["totp"], signals: ["new_device"], reason: "new_device" });
-    expect(gate.auditDetail).toMatchObject({ decision: "challenge", reason: "new_device", methods: ["totp"], signals: [{ code: "new_device", weight: 30 }] });
+    expect(gate.summary).toMatchObject({
+      level: "medium",
+      requireMfa: true,
+      recommendedMethods: ["totp"],
+      signals: ["new_device"],
+      reason: "new_device",
+    });
+    expect(gate.auditDetail).toMatchObject({
+      decision: "challenge",
+      reason: "new_device",
+      methods: ["totp"],
+      signals: [{ code: "new_device", weight: 30 }],
+    });
   });
 
   it("deny and allow lists match CIDRs and single addresses; deny wins", async () => {
     expect((await evaluate(history(), { deny: ["203.0.113.0/24"] })).assessment.reason).toBe("ip_denylisted");
     expect((await evaluate(history(), { deny: ["203.0.113.7"] })).assessment.reason).toBe("ip_denylisted");
     expect((await evaluate(history(), { deny: ["198.51.100.0/24"] })).assessment.signals).toEqual([]);
-    expect((await evaluate(history(), { allow: ["203.0.0.0/16"] })).assessment.signals.map((s) => s.code)).toEqual(["ip_allowlisted"]);
-    expect((await evaluate(history(), { allow: ["203.0.0.0/16"], deny: ["203.0.113.0/24"] })).assessment.reason).toBe("ip_denylisted");
+    expect((await evaluate(history(), { allow: ["203.0.0.0/16"] })).assessment.signals.map((s) => s.code)).toEqual([
+      "ip_allowlisted",
+    ]);
+    expect((await evaluate(history(), { allow: ["203.0.0.0/16"], deny: ["203.0.113.0/24"] })).assessment.reason).toBe(
+      "ip_denylisted",
+    );
   });
 
   it("a device credential found for the user skips MFA and is recorded as used; an expired one does not", async () => {
@@ -123,8 +211,12 @@ describe("createAdaptiveMfa", () => {
     expect((await evaluate(expired)).decision.kind).toBe("challenge");
   });
 
-  it("a known device id is only \"seen before\": without a credential it never skips MFA", async () => {
-    const known = history({ deviceKnown: true, networkKnown: false, lastSigninAt: new Date(NOW.getTime() - 100 * 86_400_000) });
+  it('a known device id is only "seen before": without a credential it never skips MFA', async () => {
+    const known = history({
+      deviceKnown: true,
+      networkKnown: false,
+      lastSigninAt: new Date(NOW.getTime() - 100 * 86_400_000),
+    });
     const gate = await evaluate(known);
     expect(gate.deviceTrusted).toBe(false);
     expect(gate.decision.kind).toBe("challenge");
@@ -132,8 +224,14 @@ describe("createAdaptiveMfa", () => {
 
   it("upstream MFA lowers the risk only for a provider configured to trust it", async () => {
     const mfaToken = { amr: ["pwd", "mfa"] };
-    expect((await evaluate(history({ deviceKnown: false }), { identity: identity({ ...mfaToken, trust: true }) })).decision.kind).toBe("allow");
-    expect((await evaluate(history({ deviceKnown: false }), { identity: identity({ ...mfaToken, trust: false }) })).decision.kind).toBe("challenge");
+    expect(
+      (await evaluate(history({ deviceKnown: false }), { identity: identity({ ...mfaToken, trust: true }) })).decision
+        .kind,
+    ).toBe("allow");
+    expect(
+      (await evaluate(history({ deviceKnown: false }), { identity: identity({ ...mfaToken, trust: false }) })).decision
+        .kind,
+    ).toBe("challenge");
   });
 });
 

@@ -33,14 +33,26 @@ function trail() {
 function setup(max = 3) {
   let now = T0;
   const t = trail();
-  const limit = createAddressLimit({ max, windowSeconds: WINDOW, counter: t.counter, clock: { now: () => new Date(now) }, maxWaitMs: 200 });
+  const limit = createAddressLimit({
+    max,
+    windowSeconds: WINDOW,
+    counter: t.counter,
+    clock: { now: () => new Date(now) },
+    maxWaitMs: 200,
+  });
   return { limit, t, advance: (ms: number) => (now += ms), now: () => now };
 }
 
 const bad = new DomainError("id_token_signature_invalid", "no");
 
 /** Admits one attempt from `ip` and ends it: what the caller answers (its own error, the limit's, or "ok"). */
-async function answer(limit: ReturnType<typeof setup>["limit"], ip: string | null, rpc: string, error?: DomainError, options?: { recorded?: boolean }) {
+async function answer(
+  limit: ReturnType<typeof setup>["limit"],
+  ip: string | null,
+  rpc: string,
+  error?: DomainError,
+  options?: { recorded?: boolean },
+) {
   const attempt = await limit.admit(ip, rpc);
   if (error === undefined) {
     attempt.settle();
@@ -66,12 +78,16 @@ describe("the per-address limit", () => {
     const s = setup();
     for (let i = 0; i < 3; i++) s.t.add("1.1.1.1", T0 - 1000);
     expect(await answer(s.limit, "1.1.1.1", "RefreshToken")).toBe("ok");
-    expect(await answer(s.limit, "1.1.1.1", "RefreshToken", new DomainError("refresh_token_invalid", "no"))).toBe("rate_limited");
+    expect(await answer(s.limit, "1.1.1.1", "RefreshToken", new DomainError("refresh_token_invalid", "no"))).toBe(
+      "rate_limited",
+    );
     expect(await answer(s.limit, "1.1.1.1", "SigninWithIdToken")).toBe("ok");
     // A guessable credential (a 6-digit code) is not evaluated at all over the limit.
     expect(await codeOf(s.limit.admit("1.1.1.1", "VerifyMfa", { strict: true }))).toBe("rate_limited");
     // An outage is still reported as one, not hidden behind the limit.
-    expect(await answer(s.limit, "1.1.1.1", "SigninWithIdToken", new DomainError("provider_unavailable", "down"))).toBe("provider_unavailable");
+    expect(await answer(s.limit, "1.1.1.1", "SigninWithIdToken", new DomainError("provider_unavailable", "down"))).toBe(
+      "provider_unavailable",
+    );
   });
 
   it("admits every attempt at once; of 5 concurrent failures against max 3, 3 are told their error and 2 the limit's", async () => {
@@ -79,7 +95,13 @@ describe("the per-address limit", () => {
     const attempts = await Promise.all([1, 2, 3, 4, 5].map(() => s.limit.admit("1.1.1.1", "x")));
     const answers = [];
     for (const a of attempts) answers.push(((await a.fail(bad)) as DomainError).code);
-    expect(answers).toEqual(["id_token_signature_invalid", "id_token_signature_invalid", "id_token_signature_invalid", "rate_limited", "rate_limited"]);
+    expect(answers).toEqual([
+      "id_token_signature_invalid",
+      "id_token_signature_invalid",
+      "id_token_signature_invalid",
+      "rate_limited",
+      "rate_limited",
+    ]);
     // A success in the middle of it all is not held up.
     expect(await answer(s.limit, "1.1.1.1", "x")).toBe("ok");
   });
@@ -114,13 +136,19 @@ describe("the per-address limit", () => {
   it("counts failures with no audit row on this replica, until they leave the window", async () => {
     const s = setup(2);
     const invalid = new DomainError("refresh_token_invalid", "no");
-    expect(await answer(s.limit, "1.1.1.1", "RefreshToken", invalid, { recorded: false })).toBe("refresh_token_invalid");
+    expect(await answer(s.limit, "1.1.1.1", "RefreshToken", invalid, { recorded: false })).toBe(
+      "refresh_token_invalid",
+    );
     s.advance(10_000);
-    expect(await answer(s.limit, "1.1.1.1", "RefreshToken", invalid, { recorded: false })).toBe("refresh_token_invalid");
+    expect(await answer(s.limit, "1.1.1.1", "RefreshToken", invalid, { recorded: false })).toBe(
+      "refresh_token_invalid",
+    );
     const refused = await (await s.limit.admit("1.1.1.1", "RefreshToken")).fail(invalid, { recorded: false });
     expect(refused).toMatchObject({ code: "rate_limited", detail: { retry_after_seconds: String(WINDOW - 10) } });
     s.advance((WINDOW - 9) * 1000);
-    expect(await answer(s.limit, "1.1.1.1", "RefreshToken", invalid, { recorded: false })).toBe("refresh_token_invalid");
+    expect(await answer(s.limit, "1.1.1.1", "RefreshToken", invalid, { recorded: false })).toBe(
+      "refresh_token_invalid",
+    );
   });
 
   it("reads the trail at most once per sync period per address, and tallies refusals for one audit row", async () => {
@@ -129,7 +157,9 @@ describe("the per-address limit", () => {
     for (let i = 0; i < 5; i++) await answer(s.limit, "1.1.1.1", i % 2 === 0 ? "SigninWithIdToken" : "VerifyMfa", bad);
     expect(s.t.reads()).toBe(1);
     const tallies = s.limit.drainRefusals();
-    expect(tallies).toEqual([{ ip: "1.1.1.1", count: 5, first: new Date(T0), last: new Date(T0), rpcs: ["SigninWithIdToken", "VerifyMfa"] }]);
+    expect(tallies).toEqual([
+      { ip: "1.1.1.1", count: 5, first: new Date(T0), last: new Date(T0), rpcs: ["SigninWithIdToken", "VerifyMfa"] },
+    ]);
     expect(s.limit.drainRefusals()).toEqual([]);
   });
 });

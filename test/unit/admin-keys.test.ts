@@ -88,7 +88,11 @@ describe("createAdminKeyVerifier", () => {
       });
       verifier.verify(presented);
       // No early exit on a match, no shortcut on length: the same work for every input.
-      expect(calls, presented).toEqual([[32, 32], [32, 32], [32, 32]]);
+      expect(calls, presented).toEqual([
+        [32, 32],
+        [32, 32],
+        [32, 32],
+      ]);
     }
   });
 
@@ -126,8 +130,18 @@ describe("admin.api_keys configuration", () => {
     };
     expect(bad([{ name: "ops", sha256: "adm_a" }])).toMatch(/admin\.api_keys\.0\.sha256: must be the key's SHA-256/);
     expect(bad([{ name: "has space", sha256: hex }])).toMatch(/admin\.api_keys\.0\.name/);
-    expect(bad([{ name: "ops", sha256: hex }, { name: "ops", sha256: sha256("adm_b").toString("hex") }])).toMatch(/admin\.api_keys\.1\.name: two keys are named ops/);
-    expect(bad([{ name: "a", sha256: hex }, { name: "b", sha256: sha256("adm_a").toString("base64url") }])).toMatch(/admin\.api_keys\.1\.sha256: this key is configured twice/);
+    expect(
+      bad([
+        { name: "ops", sha256: hex },
+        { name: "ops", sha256: sha256("adm_b").toString("hex") },
+      ]),
+    ).toMatch(/admin\.api_keys\.1\.name: two keys are named ops/);
+    expect(
+      bad([
+        { name: "a", sha256: hex },
+        { name: "b", sha256: sha256("adm_a").toString("base64url") },
+      ]),
+    ).toMatch(/admin\.api_keys\.1\.sha256: this key is configured twice/);
     expect(bad([{ name: "ops", sha256: hex, key: "adm_a" }])).toMatch(/admin\.api_keys\.0/);
   });
 });
@@ -145,19 +159,32 @@ describe("adminInterceptor", () => {
         });
         router.service(UserService, { getCurrentUser: () => ({ id: "usr_me" }) });
       },
-      { router: { interceptors: [errorInterceptor(silentLogger), adminInterceptor(v, { service: AdminService.typeName })] } },
+      {
+        router: {
+          interceptors: [errorInterceptor(silentLogger), adminInterceptor(v, { service: AdminService.typeName })],
+        },
+      },
     );
     return { admin: createClient(AdminService, transport), users: createClient(UserService, transport) };
   }
 
   async function refusal(headers: Record<string, string>, v = verifier) {
-    const e = await client(v).admin.listUsers({}, { headers }).then(() => null, (err: unknown) => ConnectError.from(err));
+    const e = await client(v)
+      .admin.listUsers({}, { headers })
+      .then(
+        () => null,
+        (err: unknown) => ConnectError.from(err),
+      );
     expect(e, "expected a refusal").not.toBeNull();
     return { code: e!.code, reason: e!.findDetails(ErrorInfoSchema)[0]?.reason, message: e!.rawMessage };
   }
 
   it("puts the key's name in the context, from either header", async () => {
-    for (const headers of [{ authorization: `Bearer ${key}` }, { authorization: `bearer  ${key}` }, { "x-admin-key": key }]) {
+    for (const headers of [
+      { authorization: `Bearer ${key}` },
+      { authorization: `bearer  ${key}` },
+      { "x-admin-key": key },
+    ]) {
       const res = await client().admin.listUsers({}, { headers });
       expect(res.users[0]?.username).toBe("ops");
     }
@@ -166,20 +193,34 @@ describe("adminInterceptor", () => {
   it("refuses a missing credential, a user's access token and other schemes with admin_credential_required", async () => {
     const jwt = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1c3JfeCJ9.c2ln";
     expect(await refusal({})).toMatchObject({ code: Code.Unauthenticated, reason: "admin_credential_required" });
-    expect(await refusal({ authorization: `Bearer ${jwt}` })).toMatchObject({ code: Code.Unauthenticated, reason: "admin_credential_required", message: expect.stringContaining("access tokens are never accepted") });
-    expect(await refusal({ authorization: `Basic ${Buffer.from(`ops:${key}`).toString("base64")}` })).toMatchObject({ reason: "admin_credential_required" });
+    expect(await refusal({ authorization: `Bearer ${jwt}` })).toMatchObject({
+      code: Code.Unauthenticated,
+      reason: "admin_credential_required",
+      message: expect.stringContaining("access tokens are never accepted"),
+    });
+    expect(await refusal({ authorization: `Basic ${Buffer.from(`ops:${key}`).toString("base64")}` })).toMatchObject({
+      reason: "admin_credential_required",
+    });
   });
 
   it("refuses a wrong key, a malformed x-admin-key and two credentials with admin_credential_invalid", async () => {
-    expect(await refusal({ authorization: `Bearer adm_${"w".repeat(43)}` })).toMatchObject({ code: Code.Unauthenticated, reason: "admin_credential_invalid" });
+    expect(await refusal({ authorization: `Bearer adm_${"w".repeat(43)}` })).toMatchObject({
+      code: Code.Unauthenticated,
+      reason: "admin_credential_invalid",
+    });
     expect(await refusal({ "x-admin-key": "not-a-key" })).toMatchObject({ reason: "admin_credential_invalid" });
     // Even when one of the two is right: a doubt is a refusal.
-    expect(await refusal({ "x-admin-key": key, authorization: "Bearer eyJ.e.s" })).toMatchObject({ reason: "admin_credential_invalid" });
+    expect(await refusal({ "x-admin-key": key, authorization: "Bearer eyJ.e.s" })).toMatchObject({
+      reason: "admin_credential_invalid",
+    });
   });
 
   it("refuses every call with admin_disabled when no key is configured, the right-looking key too", async () => {
     const off = createAdminKeyVerifier([]);
-    expect(await refusal({ authorization: `Bearer ${key}` }, off)).toMatchObject({ code: Code.PermissionDenied, reason: "admin_disabled" });
+    expect(await refusal({ authorization: `Bearer ${key}` }, off)).toMatchObject({
+      code: Code.PermissionDenied,
+      reason: "admin_disabled",
+    });
     expect(await refusal({}, off)).toMatchObject({ reason: "admin_disabled" });
   });
 
@@ -188,10 +229,20 @@ describe("adminInterceptor", () => {
   });
 
   it("a handler outside the interceptor refuses rather than act without an actor", async () => {
-    const transport = createRouterTransport((router) => {
-      router.service(AdminService, { listUsers: (_req, ctx) => ({ users: [{ id: "usr_x", username: adminActorOf(ctx.values) }] }) });
-    }, { router: { interceptors: [errorInterceptor(silentLogger)] } });
-    const e = await createClient(AdminService, transport).listUsers({}).then(() => null, (err: unknown) => ConnectError.from(err));
+    const transport = createRouterTransport(
+      (router) => {
+        router.service(AdminService, {
+          listUsers: (_req, ctx) => ({ users: [{ id: "usr_x", username: adminActorOf(ctx.values) }] }),
+        });
+      },
+      { router: { interceptors: [errorInterceptor(silentLogger)] } },
+    );
+    const e = await createClient(AdminService, transport)
+      .listUsers({})
+      .then(
+        () => null,
+        (err: unknown) => ConnectError.from(err),
+      );
     expect(e?.findDetails(ErrorInfoSchema)[0]?.reason).toBe("admin_credential_required");
   });
 });

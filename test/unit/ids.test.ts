@@ -10,7 +10,12 @@ describe("identifiers", () => {
     vi.useFakeTimers();
     for (const kind of ["ses", "rtk", "evt"] as const) {
       const made: string[] = [];
-      for (const at of [Date.UTC(2026, 0, 1), Date.UTC(2026, 0, 1) + 1, Date.UTC(2026, 11, 2, 10), Date.UTC(2099, 5, 1)]) {
+      for (const at of [
+        Date.UTC(2026, 0, 1),
+        Date.UTC(2026, 0, 1) + 1,
+        Date.UTC(2026, 11, 2, 10),
+        Date.UTC(2099, 5, 1),
+      ]) {
         vi.setSystemTime(at);
         made.push(newId(kind), newId(kind));
       }

@@ -20,7 +20,11 @@ describe("instrumentMethods", () => {
 
   it("times each call of the named methods, passing results, `this` and errors through", async () => {
     const seen: [string, number][] = [];
-    const timed = instrumentMethods(store, { read: "read_op", fail: "fail_op" }, { spanPrefix: "db", observe: (op, s) => seen.push([op, s]) });
+    const timed = instrumentMethods(
+      store,
+      { read: "read_op", fail: "fail_op" },
+      { spanPrefix: "db", observe: (op, s) => seen.push([op, s]) },
+    );
     expect(timed).not.toBe(store);
     expect(await timed.read(21)).toBe(42);
     expect(store.calls).toBe(1);

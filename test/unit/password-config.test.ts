@@ -27,12 +27,16 @@ describe("password configuration", () => {
 
   it("refuses Argon2id parameters below OWASP's floor, naming the key", () => {
     expect(() => load({ "password.argon2.memory_kib": 4096 })).toThrow(/password\.argon2\.memory_kib/);
-    expect(() => load({ password: { argon2: { memory_kib: 7168, time_cost: 1 } } })).toThrow(/password\.argon2: memory_kib × time_cost/);
+    expect(() => load({ password: { argon2: { memory_kib: 7168, time_cost: 1 } } })).toThrow(
+      /password\.argon2: memory_kib × time_cost/,
+    );
     expect(load({ password: { argon2: { memory_kib: 7168, time_cost: 5 } } }).password.argon2.time_cost).toBe(5);
   });
 
   it("refuses inconsistent policies", () => {
-    expect(() => load({ password: { min_length: 64, max_length: 32 } })).toThrow(/password\.min_length: must not exceed/);
+    expect(() => load({ password: { min_length: 64, max_length: 32 } })).toThrow(
+      /password\.min_length: must not exceed/,
+    );
     expect(() => load({ password: { max_age_days: 10, warning_days: 10 } })).toThrow(/password\.warning_days/);
     expect(() => load({ password: { min_length: 6 } })).toThrow(ConfigError);
     expect(() => load({ password: { unknown_rule: true } })).toThrow(/unknown_rule|Unrecognized/);

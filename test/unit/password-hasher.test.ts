@@ -19,7 +19,9 @@ describe("Argon2id password hasher", () => {
   });
 
   it("keeps verifying hashes made with other parameters (parameters can change in config)", async () => {
-    const old = await createArgon2PasswordHasher({ memoryKib: 8192, timeCost: 5, parallelism: 2 }).hash("pw with old params");
+    const old = await createArgon2PasswordHasher({ memoryKib: 8192, timeCost: 5, parallelism: 2 }).hash(
+      "pw with old params",
+    );
     expect(old).toContain("$m=8192,t=5,p=2$");
     expect(await hasher.verify(old, "pw with old params")).toBe(true);
   });

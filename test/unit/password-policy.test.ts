@@ -3,7 +3,12 @@
  * warning-free period, the warning window, the day of expiry, the grace period and its end.
  */
 import { describe, expect, it } from "vitest";
-import { NO_PASSWORD_EXPIRY, type PasswordExpiryPolicy, passwordStatus, passwordStatusOf } from "../../src/core/password-policy.ts";
+import {
+  NO_PASSWORD_EXPIRY,
+  type PasswordExpiryPolicy,
+  passwordStatus,
+  passwordStatusOf,
+} from "../../src/core/password-policy.ts";
 import type { UserWithPassword } from "../../src/core/model.ts";
 
 const DAY = 86_400_000;
@@ -12,7 +17,8 @@ const changedAt = new Date("2026-01-01T12:00:00Z");
 const policy: PasswordExpiryPolicy = { maxAgeDays: 90, warningDays: 14, graceDays: 7 };
 const expiry = changedAt.getTime() + 90 * DAY;
 const at = (offsetMs: number) => new Date(expiry + offsetMs);
-const status = (now: Date, mustChangePassword = false, p = policy) => passwordStatus({ changedAt, mustChangePassword }, now, p);
+const status = (now: Date, mustChangePassword = false, p = policy) =>
+  passwordStatus({ changedAt, mustChangePassword }, now, p);
 
 describe("passwordStatus", () => {
   it("right after a change: 90 days left, no warning", () => {
@@ -24,7 +30,11 @@ describe("passwordStatus", () => {
   });
 
   it("first instant of the warning window (exactly 14 days left): expiring", () => {
-    expect(status(at(-14 * DAY))).toEqual({ mustChangePassword: false, passwordExpiresIn: 14, passwordWarning: "expiring" });
+    expect(status(at(-14 * DAY))).toEqual({
+      mustChangePassword: false,
+      passwordExpiresIn: 14,
+      passwordWarning: "expiring",
+    });
   });
 
   it("day of expiry (under 24 hours left): 1 day, expiring", () => {
@@ -33,25 +43,49 @@ describe("passwordStatus", () => {
   });
 
   it("the instant of expiry starts the grace period: 0 days, expired_grace, no forced change yet", () => {
-    expect(status(at(0))).toEqual({ mustChangePassword: false, passwordExpiresIn: 0, passwordWarning: "expired_grace" });
+    expect(status(at(0))).toEqual({
+      mustChangePassword: false,
+      passwordExpiresIn: 0,
+      passwordWarning: "expired_grace",
+    });
     // Never -0: it would serialize as 0 but compare oddly.
     expect(Object.is(status(at(1)).passwordExpiresIn, 0)).toBe(true);
   });
 
   it("keeps counting down through the grace period", () => {
-    expect(status(at(DAY))).toEqual({ mustChangePassword: false, passwordExpiresIn: -1, passwordWarning: "expired_grace" });
-    expect(status(at(7 * DAY - 1))).toEqual({ mustChangePassword: false, passwordExpiresIn: -6, passwordWarning: "expired_grace" });
+    expect(status(at(DAY))).toEqual({
+      mustChangePassword: false,
+      passwordExpiresIn: -1,
+      passwordWarning: "expired_grace",
+    });
+    expect(status(at(7 * DAY - 1))).toEqual({
+      mustChangePassword: false,
+      passwordExpiresIn: -6,
+      passwordWarning: "expired_grace",
+    });
   });
 
   it("end of grace: expired, and the password must be changed", () => {
-    expect(status(at(7 * DAY))).toEqual({ mustChangePassword: true, passwordExpiresIn: -7, passwordWarning: "expired" });
-    expect(status(at(400 * DAY))).toEqual({ mustChangePassword: true, passwordExpiresIn: -400, passwordWarning: "expired" });
+    expect(status(at(7 * DAY))).toEqual({
+      mustChangePassword: true,
+      passwordExpiresIn: -7,
+      passwordWarning: "expired",
+    });
+    expect(status(at(400 * DAY))).toEqual({
+      mustChangePassword: true,
+      passwordExpiresIn: -400,
+      passwordWarning: "expired",
+    });
   });
 
   it("without grace, expiry is expired at once", () => {
     const noGrace = { ...policy, graceDays: 0 };
     expect(status(at(-1), false, noGrace)).toMatchObject({ passwordExpiresIn: 1, passwordWarning: "expiring" });
-    expect(status(at(0), false, noGrace)).toEqual({ mustChangePassword: true, passwordExpiresIn: 0, passwordWarning: "expired" });
+    expect(status(at(0), false, noGrace)).toEqual({
+      mustChangePassword: true,
+      passwordExpiresIn: 0,
+      passwordWarning: "expired",
+    });
   });
 
   it("without a warning window, no expiring state", () => {
@@ -61,12 +95,20 @@ describe("passwordStatus", () => {
 
   it("an operator's flag forces a change in every state, and keeps the expiry fields", () => {
     expect(status(changedAt, true)).toEqual({ mustChangePassword: true, passwordExpiresIn: 90 });
-    expect(status(at(-DAY), true)).toEqual({ mustChangePassword: true, passwordExpiresIn: 1, passwordWarning: "expiring" });
+    expect(status(at(-DAY), true)).toEqual({
+      mustChangePassword: true,
+      passwordExpiresIn: 1,
+      passwordWarning: "expiring",
+    });
   });
 
   it("users without a local password get only the flag", () => {
-    expect(passwordStatus({ changedAt: null, mustChangePassword: false }, at(0), policy)).toEqual({ mustChangePassword: false });
-    expect(passwordStatus({ changedAt: null, mustChangePassword: true }, at(0), policy)).toEqual({ mustChangePassword: true });
+    expect(passwordStatus({ changedAt: null, mustChangePassword: false }, at(0), policy)).toEqual({
+      mustChangePassword: false,
+    });
+    expect(passwordStatus({ changedAt: null, mustChangePassword: true }, at(0), policy)).toEqual({
+      mustChangePassword: true,
+    });
   });
 
   it("passwords that never expire get only the flag", () => {
@@ -75,10 +117,23 @@ describe("passwordStatus", () => {
 
   it("passwordStatusOf reads the user's credential time and flag", () => {
     const user: UserWithPassword = {
-      id: "usr_1", username: "ann", email: null, emailVerified: false, phone: null, status: "active",
-      lockedUntil: null, mustChangePassword: false, createdAt: changedAt, passwordChangedAt: changedAt,
+      id: "usr_1",
+      username: "ann",
+      email: null,
+      emailVerified: false,
+      phone: null,
+      status: "active",
+      lockedUntil: null,
+      mustChangePassword: false,
+      createdAt: changedAt,
+      passwordChangedAt: changedAt,
     };
-    expect(passwordStatusOf(user, at(7 * DAY), policy)).toMatchObject({ mustChangePassword: true, passwordWarning: "expired" });
-    expect(passwordStatusOf({ ...user, passwordChangedAt: null }, at(7 * DAY), policy)).toEqual({ mustChangePassword: false });
+    expect(passwordStatusOf(user, at(7 * DAY), policy)).toMatchObject({
+      mustChangePassword: true,
+      passwordWarning: "expired",
+    });
+    expect(passwordStatusOf({ ...user, passwordChangedAt: null }, at(7 * DAY), policy)).toEqual({
+      mustChangePassword: false,
+    });
   });
 });

@@ -27,8 +27,15 @@ function setup(initial: { hash: string | null; sessionAgeMs?: number; status?: U
   const state = {
     hash: initial.hash,
     user: {
-      id: "usr_1", username: "jane.doe", email: "jane@example.com", emailVerified: true, phone: null,
-      status: initial.status ?? "active", lockedUntil: null, mustChangePassword: true, createdAt: T0,
+      id: "usr_1",
+      username: "jane.doe",
+      email: "jane@example.com",
+      emailVerified: true,
+      phone: null,
+      status: initial.status ?? "active",
+      lockedUntil: null,
+      mustChangePassword: true,
+      createdAt: T0,
       passwordChangedAt: initial.hash === null ? null : new Date(T0.getTime() - 86_400_000),
     } as UserWithPassword,
     sessionCreatedAt: new Date(T0.getTime() - (initial.sessionAgeMs ?? 60_000)) as Date | null,
@@ -49,14 +56,26 @@ function setup(initial: { hash: string | null; sessionAgeMs?: number; status?: U
   };
   // Reservations are failure records written ahead (as the Prisma store does), here in `audit`.
   const counted = (e: AuditRecord, since: Date) =>
-    e.type === "password.change_failed" && (e.code === "password_incorrect" || e.code === "attempt_reserved") && e.at >= since;
+    e.type === "password.change_failed" &&
+    (e.code === "password_incorrect" || e.code === "attempt_reserved") &&
+    e.at >= since;
   const reservations = new Map<string, AuditRecord>();
   const budget: AttemptBudgetStore = {
     async reserve(_b, r) {
-      const ats = audit.filter((e) => counted(e, r.since)).map((e) => e.at.getTime()).sort((a, b) => b - a);
+      const ats = audit
+        .filter((e) => counted(e, r.since))
+        .map((e) => e.at.getTime())
+        .sort((a, b) => b - a);
       if (ats.length >= r.max) return { kind: "exhausted", nth: new Date(ats[r.max - 1]!) };
       const id = `evt_${reservations.size + 1}`;
-      const row: AuditRecord = { type: "password.change_failed", at: r.now, code: "attempt_reserved", userId: r.userId, client: r.client, detail: r.detail };
+      const row: AuditRecord = {
+        type: "password.change_failed",
+        at: r.now,
+        code: "attempt_reserved",
+        userId: r.userId,
+        client: r.client,
+        detail: r.detail,
+      };
       reservations.set(id, row);
       audit.push(row);
       return { kind: "reserved", id };
@@ -81,10 +100,20 @@ function setup(initial: { hash: string | null; sessionAgeMs?: number; status?: U
     maxFailures: 3,
     failureWindowSeconds: 900,
   };
-  return { service: createPasswordService(deps), state, audit, advance: (ms: number) => (now = new Date(now.getTime() + ms)) };
+  return {
+    service: createPasswordService(deps),
+    state,
+    audit,
+    advance: (ms: number) => (now = new Date(now.getTime() + ms)),
+  };
 }
 
-const change = (currentPassword: string | undefined, newPassword: string) => ({ principal, currentPassword, newPassword, client });
+const change = (currentPassword: string | undefined, newPassword: string) => ({
+  principal,
+  currentPassword,
+  newPassword,
+  client,
+});
 
 describe("changePassword", () => {
   let s: ReturnType<typeof setup>;
@@ -99,13 +128,23 @@ describe("changePassword", () => {
       expect(s.state.hash).toBe("h:a brand new passphrase");
       expect(r.passwordStatus).toEqual({ mustChangePassword: false, passwordExpiresIn: 90 });
       expect(r.revokedSessions).toBe(2);
-      expect(s.audit).toEqual([expect.objectContaining({ type: "password.changed", userId: "usr_1", detail: { first_password: false, session_id: "ses_1" } })]);
+      expect(s.audit).toEqual([
+        expect.objectContaining({
+          type: "password.changed",
+          userId: "usr_1",
+          detail: { first_password: false, session_id: "ses_1" },
+        }),
+      ]);
       expect(JSON.stringify(s.audit)).not.toContain("passphrase");
     });
 
     it("needs the current password", async () => {
-      expect(await codeOf(s.service.changePassword(change(undefined, "a brand new passphrase")))).toBe("current_password_required");
-      expect(await codeOf(s.service.changePassword(change("", "a brand new passphrase")))).toBe("current_password_required");
+      expect(await codeOf(s.service.changePassword(change(undefined, "a brand new passphrase")))).toBe(
+        "current_password_required",
+      );
+      expect(await codeOf(s.service.changePassword(change("", "a brand new passphrase")))).toBe(
+        "current_password_required",
+      );
     });
 
     it("refuses a wrong current password before judging the new one, and audits it", async () => {
@@ -116,7 +155,9 @@ describe("changePassword", () => {
 
     it("matches the current password in NFKC form", async () => {
       s.state.hash = "h:café 2025 password";
-      expect(await codeOf(s.service.changePassword(change("cafe\u0301 2025 password", "a brand new passphrase")))).toBe("ok");
+      expect(await codeOf(s.service.changePassword(change("cafe\u0301 2025 password", "a brand new passphrase")))).toBe(
+        "ok",
+      );
     });
 
     it("throttles wrong current passwords per user, then forgets them after the window", async () => {
@@ -126,19 +167,32 @@ describe("changePassword", () => {
       }
       // Even the right password is not checked while throttled; the refusal says when it lifts:
       // when the oldest of the 3 failures (300 s ago) leaves the 900 s window.
-      const limited = await s.service.changePassword(change("old password 2025", "a brand new passphrase")).catch((e: DomainError) => e);
+      const limited = await s.service
+        .changePassword(change("old password 2025", "a brand new passphrase"))
+        .catch((e: DomainError) => e);
       expect(limited).toMatchObject({ code: "rate_limited", detail: { retry_after_seconds: "600" } });
       s.advance(599_000);
-      expect(await codeOf(s.service.changePassword(change("old password 2025", "a brand new passphrase")))).toBe("rate_limited");
+      expect(await codeOf(s.service.changePassword(change("old password 2025", "a brand new passphrase")))).toBe(
+        "rate_limited",
+      );
       s.advance(2_000);
       expect(await codeOf(s.service.changePassword(change("old password 2025", "a brand new passphrase")))).toBe("ok");
     });
 
     it("refuses weak and reused new passwords with their reasons", async () => {
-      const weak = await s.service.changePassword(change("old password 2025", "Password123!")).catch((e: DomainError) => e);
-      expect(weak).toMatchObject({ code: "password_too_weak", detail: { reason: "common", min_length: "12", max_length: "128" } });
-      expect(await codeOf(s.service.changePassword(change("old password 2025", "old password 2025")))).toBe("password_reused");
-      expect(await codeOf(s.service.changePassword(change("old password 2025", "Jane.Doe 2026 rocks")))).toBe("password_too_weak");
+      const weak = await s.service
+        .changePassword(change("old password 2025", "Password123!"))
+        .catch((e: DomainError) => e);
+      expect(weak).toMatchObject({
+        code: "password_too_weak",
+        detail: { reason: "common", min_length: "12", max_length: "128" },
+      });
+      expect(await codeOf(s.service.changePassword(change("old password 2025", "old password 2025")))).toBe(
+        "password_reused",
+      );
+      expect(await codeOf(s.service.changePassword(change("old password 2025", "Jane.Doe 2026 rocks")))).toBe(
+        "password_too_weak",
+      );
     });
 
     it("reports a lost race as password_incorrect and writes nothing", async () => {
@@ -150,12 +204,16 @@ describe("changePassword", () => {
 
     it("refuses users who are not active", async () => {
       s.state.user = { ...s.state.user, status: "locked", lockedUntil: null };
-      expect(await codeOf(s.service.changePassword(change("old password 2025", "a brand new passphrase")))).toBe("user_locked");
+      expect(await codeOf(s.service.changePassword(change("old password 2025", "a brand new passphrase")))).toBe(
+        "user_locked",
+      );
     });
 
     it("refuses a session that is gone", async () => {
       s.state.sessionCreatedAt = null;
-      expect(await codeOf(s.service.changePassword(change("old password 2025", "a brand new passphrase")))).toBe("session_revoked");
+      expect(await codeOf(s.service.changePassword(change("old password 2025", "a brand new passphrase")))).toBe(
+        "session_revoked",
+      );
     });
   });
 
@@ -170,7 +228,9 @@ describe("changePassword", () => {
 
     it("needs a recent sign-in", async () => {
       s = setup({ hash: null, sessionAgeMs: 601_000 });
-      expect(await codeOf(s.service.changePassword(change(undefined, "my first passphrase")))).toBe("reauthentication_required");
+      expect(await codeOf(s.service.changePassword(change(undefined, "my first passphrase")))).toBe(
+        "reauthentication_required",
+      );
       expect(s.state.hash).toBeNull();
     });
 

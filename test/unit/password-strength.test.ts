@@ -7,7 +7,13 @@ const weakness = (pw: string) => passwordWeakness(normalizePassword(pw), user, p
 
 describe("passwordWeakness", () => {
   it("accepts long, unremarkable passwords and passphrases", () => {
-    for (const ok of ["correct horse battery staple", "v7#Lq2!pZr9w", "Tr0ub4dor&3xylophone", "ein Hund läuft über die Straße", "8365 2947 1093 5520"]) {
+    for (const ok of [
+      "correct horse battery staple",
+      "v7#Lq2!pZr9w",
+      "Tr0ub4dor&3xylophone",
+      "ein Hund läuft über die Straße",
+      "8365 2947 1093 5520",
+    ]) {
       expect(weakness(ok), ok).toBeNull();
     }
   });
@@ -57,7 +63,17 @@ describe("passwordWeakness", () => {
   });
 
   it("refuses common breached base words with decorations", () => {
-    for (const common of ["Password123!", "P@ssw0rd2024", "password1234", "Welcome2024!!", "iloveyou1234", "summer2024summer!", "Qwerty123456!", "letmein!letmein", "mypassword123"]) {
+    for (const common of [
+      "Password123!",
+      "P@ssw0rd2024",
+      "password1234",
+      "Welcome2024!!",
+      "iloveyou1234",
+      "summer2024summer!",
+      "Qwerty123456!",
+      "letmein!letmein",
+      "mypassword123",
+    ]) {
       expect(weakness(common), common).not.toBeNull();
     }
     expect(weakness("Password123!")).toBe("common");

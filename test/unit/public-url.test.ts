@@ -10,10 +10,19 @@ describe("the public base URL", () => {
     expect(urls.configured).toBe(true);
     urls.listening("http://127.0.0.1:8080"); // the listening address does not change a configured URL
     expect([urls.base(), urls.issuer(), urls.jwksUri(), urls.devIssuer()]).toEqual([
-      "https://id.example.com", "https://id.example.com", "https://id.example.com/.well-known/jwks.json", "https://id.example.com/dev/oidc",
+      "https://id.example.com",
+      "https://id.example.com",
+      "https://id.example.com/.well-known/jwks.json",
+      "https://id.example.com/dev/oidc",
     ]);
-    const withIssuer = urlsOf({ "server.public_url": "https://id.example.com", "tokens.issuer": "https://issuer.example.com" });
-    expect([withIssuer.issuer(), withIssuer.jwksUri()]).toEqual(["https://issuer.example.com", "https://id.example.com/.well-known/jwks.json"]);
+    const withIssuer = urlsOf({
+      "server.public_url": "https://id.example.com",
+      "tokens.issuer": "https://issuer.example.com",
+    });
+    expect([withIssuer.issuer(), withIssuer.jwksUri()]).toEqual([
+      "https://issuer.example.com",
+      "https://id.example.com/.well-known/jwks.json",
+    ]);
   });
 
   it("is otherwise the listening address, known once the server listens, and never guessed before", () => {
@@ -22,7 +31,10 @@ describe("the public base URL", () => {
     expect(() => urls.issuer()).toThrow(/known once the server listens/);
     urls.listening("http://127.0.0.1:41234");
     urls.listening("http://127.0.0.1:9"); // computed once
-    expect([urls.issuer(), urls.jwksUri()]).toEqual(["http://127.0.0.1:41234", "http://127.0.0.1:41234/.well-known/jwks.json"]);
+    expect([urls.issuer(), urls.jwksUri()]).toEqual([
+      "http://127.0.0.1:41234",
+      "http://127.0.0.1:41234/.well-known/jwks.json",
+    ]);
   });
 
   it("names an unspecified listening address (0.0.0.0, ::) localhost", () => {

@@ -1,21 +1,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import {
-  type CryptoKey,
-  errors as joseErrors,
-  exportJWK,
-  generateKeyPair,
-  type JWK,
-  jwtVerify,
-  SignJWT,
-} from "jose";
+import { type CryptoKey, errors as joseErrors, exportJWK, generateKeyPair, type JWK, jwtVerify, SignJWT } from "jose";
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { DomainError } from "../../src/core/errors.ts";
-import {
-  createRemoteKeySet,
-  type KeyResolver,
-  type RemoteKeySetOptions,
-} from "../../src/tokens/remote-key-set.ts";
+import { createRemoteKeySet, type KeyResolver, type RemoteKeySetOptions } from "../../src/tokens/remote-key-set.ts";
 
 const START = new Date("2030-03-01T12:00:00Z");
 
@@ -304,12 +292,16 @@ describe("createRemoteKeySet", () => {
     await expectUnavailable(verify(keySet({ jwksUri: provider.jwksUri }), await token(key1)));
   });
 
-  it("gives up on a provider that never answers after timeoutMs, with provider_unavailable", { timeout: 5000 }, async () => {
-    provider.mode = "hang";
-    const keys = keySet({ timeoutMs: 200 });
-    await expectUnavailable(verify(keys, await token(key1)));
-    expect(provider.requested.discovery).toBe(1);
-  });
+  it(
+    "gives up on a provider that never answers after timeoutMs, with provider_unavailable",
+    { timeout: 5000 },
+    async () => {
+      provider.mode = "hang";
+      const keys = keySet({ timeoutMs: 200 });
+      await expectUnavailable(verify(keys, await token(key1)));
+      expect(provider.requested.discovery).toBe(1);
+    },
+  );
 
   it("shares one fetch between concurrent first requests", async () => {
     provider.delayMs = 50;

@@ -40,7 +40,14 @@ function service(methods: MethodSpec[]): DescService {
         field: [
           { name: "thing_id", jsonName: "thingId", number: 1, label: OPTIONAL, type: STRING },
           { name: "count", jsonName: "count", number: 2, label: OPTIONAL, type: INT32 },
-          { name: "parent", jsonName: "parent", number: 3, label: OPTIONAL, type: MESSAGE, typeName: ".test.v1.Parent" },
+          {
+            name: "parent",
+            jsonName: "parent",
+            number: 3,
+            label: OPTIONAL,
+            type: MESSAGE,
+            typeName: ".test.v1.Parent",
+          },
           { name: "tags", jsonName: "tags", number: 4, label: REPEATED, type: STRING },
         ],
       },

@@ -95,7 +95,11 @@ describe("assessRisk", () => {
 
     it("no country signal without GeoIP, or before any country was known", () => {
       expect(codes(assessRisk(known({ geo: null }), CONFIG))).toEqual([]);
-      expect(codes(assessRisk(known({ geo: { country: "FR", latitude: null, longitude: null }, knownCountries: [] }), CONFIG))).toEqual([]);
+      expect(
+        codes(
+          assessRisk(known({ geo: { country: "FR", latitude: null, longitude: null }, knownCountries: [] }), CONFIG),
+        ),
+      ).toEqual([]);
     });
 
     it("impossible_travel: Berlin to Sydney in two hours", () => {
@@ -115,14 +119,24 @@ describe("assessRisk", () => {
     });
 
     it("no travel signal when the trip was possible, or too short to tell", () => {
-      const slow = known({ geo: { country: "DE", ...SYDNEY }, lastLocation: { at: new Date(NOW.getTime() - 30 * HOUR), ...BERLIN } });
+      const slow = known({
+        geo: { country: "DE", ...SYDNEY },
+        lastLocation: { at: new Date(NOW.getTime() - 30 * HOUR), ...BERLIN },
+      });
       expect(codes(assessRisk(slow, CONFIG))).toEqual([]);
-      const near = known({ geo: { country: "DE", ...POTSDAM }, lastLocation: { at: new Date(NOW.getTime() - 60_000), ...BERLIN } });
+      const near = known({
+        geo: { country: "DE", ...POTSDAM },
+        lastLocation: { at: new Date(NOW.getTime() - 60_000), ...BERLIN },
+      });
       expect(codes(assessRisk(near, CONFIG))).toEqual([]);
     });
 
     it("ip_denylisted and ip_allowlisted", () => {
-      expect(assessRisk(known({ ipList: "deny" }), CONFIG)).toMatchObject({ score: 60, level: "high", reason: "ip_denylisted" });
+      expect(assessRisk(known({ ipList: "deny" }), CONFIG)).toMatchObject({
+        score: 60,
+        level: "high",
+        reason: "ip_denylisted",
+      });
       const allowed = assessRisk(known({ ipList: "allow", device: { key: "id:x", known: false } }), CONFIG);
       expect(allowed).toMatchObject({ score: 5, level: "low", reason: "new_device" });
     });
@@ -142,18 +156,33 @@ describe("assessRisk", () => {
     });
 
     it("new_identity_link: a new identity attached to an existing user, at least medium whatever the score", () => {
-      expect(assessRisk(known({ account: "link" }), CONFIG)).toMatchObject({ score: 25, level: "medium", reason: "new_identity_link" });
+      expect(assessRisk(known({ account: "link" }), CONFIG)).toMatchObject({
+        score: 25,
+        level: "medium",
+        reason: "new_identity_link",
+      });
       // The floor is configurable (risk.email_link_min_level), and holds with the signal weighed 0.
-      expect(assessRisk(known({ account: "link" }), { ...CONFIG, emailLinkMinLevel: "high" })).toMatchObject({ level: "high" });
-      expect(assessRisk(known({ account: "link" }), { ...CONFIG, emailLinkMinLevel: "low" })).toMatchObject({ level: "low" });
+      expect(assessRisk(known({ account: "link" }), { ...CONFIG, emailLinkMinLevel: "high" })).toMatchObject({
+        level: "high",
+      });
+      expect(assessRisk(known({ account: "link" }), { ...CONFIG, emailLinkMinLevel: "low" })).toMatchObject({
+        level: "low",
+      });
       const unweighed = { ...CONFIG, weights: { ...CONFIG.weights, new_identity_link: 0 } };
-      expect(assessRisk(known({ account: "link" }), unweighed)).toMatchObject({ score: 0, level: "medium", reason: "new_identity_link" });
+      expect(assessRisk(known({ account: "link" }), unweighed)).toMatchObject({
+        score: 0,
+        level: "medium",
+        reason: "new_identity_link",
+      });
       // Nothing else is lifted.
       expect(assessRisk(known(), CONFIG)).toMatchObject({ level: "low" });
     });
 
     it("upstream_mfa lowers the score, never below 0", () => {
-      const a = assessRisk(known({ device: { key: "id:x", known: false }, network: { value: "n", known: false }, upstreamMfa: true }), CONFIG);
+      const a = assessRisk(
+        known({ device: { key: "id:x", known: false }, network: { value: "n", known: false }, upstreamMfa: true }),
+        CONFIG,
+      );
       expect(a).toMatchObject({ score: 5, level: "low", reason: "new_device" });
       expect(assessRisk(known({ upstreamMfa: true }), CONFIG)).toMatchObject({ score: 0, reason: null });
     });
@@ -202,7 +231,10 @@ describe("assessRisk", () => {
 
   it("a signal weighted 0 is left out", () => {
     const config = { ...CONFIG, weights: { ...CONFIG.weights, new_device: 0 } };
-    expect(assessRisk(known({ device: { key: "x", known: false } }), config)).toMatchObject({ signals: [], reason: null });
+    expect(assessRisk(known({ device: { key: "x", known: false } }), config)).toMatchObject({
+      signals: [],
+      reason: null,
+    });
   });
 });
 
@@ -225,7 +257,12 @@ describe("decideMfa", () => {
   });
 
   it("medium and up challenge an enrolled user with their methods and the strongest reason", () => {
-    expect(decideMfa(medium, enrolled, POLICY)).toEqual({ kind: "challenge", requireMfa: true, reason: "new_device", methods: ["totp", "recovery_code"] });
+    expect(decideMfa(medium, enrolled, POLICY)).toEqual({
+      kind: "challenge",
+      requireMfa: true,
+      reason: "new_device",
+      methods: ["totp", "recovery_code"],
+    });
     expect(decideMfa(high, enrolled, POLICY)).toMatchObject({ kind: "challenge", reason: "ip_denylisted" });
   });
 
@@ -234,7 +271,10 @@ describe("decideMfa", () => {
     const both = { ...enrolled, methods: ["totp", "recovery_code", "webauthn"] as const };
     expect(decideMfa(high, both, policy)).toMatchObject({ kind: "challenge", methods: ["webauthn"] });
     // Below high, every method the user has.
-    expect(decideMfa(medium, both, policy)).toMatchObject({ kind: "challenge", methods: ["totp", "recovery_code", "webauthn"] });
+    expect(decideMfa(medium, both, policy)).toMatchObject({
+      kind: "challenge",
+      methods: ["totp", "recovery_code", "webauthn"],
+    });
     // TOTP only, at high risk: no phishing-resistant factor, so no_factor decides (deny_high_risk: deny).
     expect(decideMfa(high, enrolled, policy)).toEqual({ kind: "deny", requireMfa: true, reason: "ip_denylisted" });
     expect(decideMfa(high, enrolled, { ...policy, noFactor: "allow" })).toMatchObject({ kind: "allow_unenrolled" });
@@ -242,13 +282,19 @@ describe("decideMfa", () => {
 
   it("require_at moves the bar; never turns MFA off", () => {
     expect(decideMfa(medium, enrolled, { ...POLICY, requireAt: "high" }).kind).toBe("allow");
-    expect(decideMfa(low, enrolled, { ...POLICY, requireAt: "low" })).toMatchObject({ kind: "challenge", reason: "policy" });
+    expect(decideMfa(low, enrolled, { ...POLICY, requireAt: "low" })).toMatchObject({
+      kind: "challenge",
+      reason: "policy",
+    });
     expect(decideMfa(high, enrolled, { ...POLICY, requireAt: "never" }).kind).toBe("allow");
   });
 
   it("always_for_users: MFA on every sign-in, even low risk on a trusted device", () => {
     const policy = { ...POLICY, alwaysForUsers: ["usr_a"] };
-    expect(decideMfa(low, { ...enrolled, deviceTrusted: true }, policy)).toMatchObject({ kind: "challenge", reason: "policy" });
+    expect(decideMfa(low, { ...enrolled, deviceTrusted: true }, policy)).toMatchObject({
+      kind: "challenge",
+      reason: "policy",
+    });
     expect(decideMfa(low, { ...enrolled, userId: "usr_b" }, policy).kind).toBe("allow");
   });
 
@@ -262,7 +308,12 @@ describe("decideMfa", () => {
 
   it("a link by e-mail to an account with a factor is always challenged: any level, any policy, trusted device or not", () => {
     const link = { ...enrolled, account: "link" as const };
-    const challenge = { kind: "challenge", requireMfa: true, reason: "new_identity_link", methods: ["totp", "recovery_code"] };
+    const challenge = {
+      kind: "challenge",
+      requireMfa: true,
+      reason: "new_identity_link",
+      methods: ["totp", "recovery_code"],
+    };
     expect(decideMfa(low, link, POLICY)).toEqual(challenge);
     expect(decideMfa(low, link, { ...POLICY, requireAt: "never" })).toEqual(challenge);
     expect(decideMfa(medium, { ...link, deviceTrusted: true }, POLICY)).toEqual(challenge);
@@ -274,10 +325,18 @@ describe("decideMfa", () => {
   describe("no factor enrolled", () => {
     const none = { userId: "usr_a", deviceTrusted: false, methods: [] };
     it("allow: let in with the enrollment signal", () => {
-      expect(decideMfa(high, none, { ...POLICY, noFactor: "allow" })).toEqual({ kind: "allow_unenrolled", requireMfa: true, reason: "ip_denylisted" });
+      expect(decideMfa(high, none, { ...POLICY, noFactor: "allow" })).toEqual({
+        kind: "allow_unenrolled",
+        requireMfa: true,
+        reason: "ip_denylisted",
+      });
     });
     it("deny: refused at any level that requires MFA", () => {
-      expect(decideMfa(medium, none, { ...POLICY, noFactor: "deny" })).toEqual({ kind: "deny", requireMfa: true, reason: "new_device" });
+      expect(decideMfa(medium, none, { ...POLICY, noFactor: "deny" })).toEqual({
+        kind: "deny",
+        requireMfa: true,
+        reason: "new_device",
+      });
     });
     it("deny_high_risk (default): refused at high, let in with the signal below", () => {
       expect(decideMfa(high, none, POLICY).kind).toBe("deny");
@@ -291,6 +350,8 @@ describe("haversineKm", () => {
   it("measures great-circle distances", () => {
     expect(haversineKm(BERLIN.latitude, BERLIN.longitude, BERLIN.latitude, BERLIN.longitude)).toBe(0);
     // Berlin–Sydney is about 16,100 km.
-    expect(Math.round(haversineKm(BERLIN.latitude, BERLIN.longitude, SYDNEY.latitude, SYDNEY.longitude) / 100)).toBe(161);
+    expect(Math.round(haversineKm(BERLIN.latitude, BERLIN.longitude, SYDNEY.latitude, SYDNEY.longitude) / 100)).toBe(
+      161,
+    );
   });
 });

@@ -10,7 +10,11 @@ import { createWalGate, whenWritesOpen } from "../../src/store/sqlite-wal-gate.t
 const GATE_MODULE = new URL("../../src/store/sqlite-wal-gate.ts", import.meta.url).href;
 
 /** Runs `holds` passes of the checkpointer's side back to back; resolves with whether each body saw the hot path holding. */
-function checkpointerHolds(gate: Int32Array, holds: number, ackWaitMs: number): { done: Promise<boolean[]>; worker: Worker } {
+function checkpointerHolds(
+  gate: Int32Array,
+  holds: number,
+  ackWaitMs: number,
+): { done: Promise<boolean[]>; worker: Worker } {
   const worker = new Worker(
     `const { parentPort, workerData } = require("node:worker_threads");
     import(workerData.module).then(({ withWritesHeld }) => {

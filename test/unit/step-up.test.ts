@@ -5,7 +5,12 @@ import { requireStepUp, type UserFactors } from "../../src/core/step-up.ts";
 
 const NOW = new Date("2026-01-01T12:00:00Z");
 const ago = (s: number) => new Date(NOW.getTime() - s * 1000);
-const principal = (authTime: Date, mfaAt: Date | null): Principal => ({ userId: "usr_1", sessionId: "ses_1", amr: ["fed"], session: { authTime, mfaAt, clientId: null } });
+const principal = (authTime: Date, mfaAt: Date | null): Principal => ({
+  userId: "usr_1",
+  sessionId: "ses_1",
+  amr: ["fed"],
+  session: { authTime, mfaAt, clientId: null },
+});
 
 /** The refusal (its detail), or null when allowed; counts the reads of the user's factors. */
 async function judge(p: Principal, factors: UserFactors) {
@@ -22,7 +27,10 @@ async function judge(p: Principal, factors: UserFactors) {
 
 describe("the step-up rule of factor changes (TOTP and passkeys alike)", () => {
   it("a recent second factor allows any change without reading the factors", async () => {
-    expect(await judge(principal(ago(5000), ago(600)), { totp: true, passkeys: 2 })).toEqual({ refusal: null, reads: 0 });
+    expect(await judge(principal(ago(5000), ago(600)), { totp: true, passkeys: 2 })).toEqual({
+      refusal: null,
+      reads: 0,
+    });
   });
 
   it("a recent sign-in is enough only for an account without a factor; a passkey is a factor", async () => {
@@ -43,12 +51,20 @@ describe("the step-up rule of factor changes (TOTP and passkeys alike)", () => {
       step_up_methods: "totp,recovery_code",
       max_age_seconds: "600",
     });
-    expect((await judge(principal(ago(10), null), { totp: true, passkeys: 1 })).refusal).toMatchObject({ step_up_methods: "totp,recovery_code,webauthn" });
+    expect((await judge(principal(ago(10), null), { totp: true, passkeys: 1 })).refusal).toMatchObject({
+      step_up_methods: "totp,recovery_code,webauthn",
+    });
   });
 
   it("too old, or unknown (a token without its session row), is refused", async () => {
-    expect((await judge(principal(ago(601), null), { totp: false, passkeys: 0 })).refusal).toMatchObject({ step_up: "AuthService.SigninWithIdToken" });
-    expect((await judge(principal(ago(10), ago(601)), { totp: false, passkeys: 1 })).refusal).toMatchObject({ step_up_methods: "webauthn" });
-    expect((await judge({ userId: "usr_1", sessionId: "ses_1", amr: [] }, { totp: false, passkeys: 0 })).refusal).toMatchObject({ max_age_seconds: "600" });
+    expect((await judge(principal(ago(601), null), { totp: false, passkeys: 0 })).refusal).toMatchObject({
+      step_up: "AuthService.SigninWithIdToken",
+    });
+    expect((await judge(principal(ago(10), ago(601)), { totp: false, passkeys: 1 })).refusal).toMatchObject({
+      step_up_methods: "webauthn",
+    });
+    expect(
+      (await judge({ userId: "usr_1", sessionId: "ses_1", amr: [] }, { totp: false, passkeys: 0 })).refusal,
+    ).toMatchObject({ max_age_seconds: "600" });
   });
 });

@@ -16,8 +16,21 @@ function driverError(code: string): Error {
 /** PrismaClientKnownRequestError (P2039/P2010) carrying the adapter's error, as Prisma 6 throws it. */
 function prismaError(code: string): Error {
   const cause = code.startsWith("SQLITE_")
-    ? { originalCode: code, originalMessage: "engine says no", kind: "sqlite", extendedCode: 1, message: "engine says no" }
-    : { originalCode: code, originalMessage: "engine says no", kind: "postgres", code, severity: "ERROR", message: "engine says no" };
+    ? {
+        originalCode: code,
+        originalMessage: "engine says no",
+        kind: "sqlite",
+        extendedCode: 1,
+        message: "engine says no",
+      }
+    : {
+        originalCode: code,
+        originalMessage: "engine says no",
+        kind: "postgres",
+        code,
+        severity: "ERROR",
+        message: "engine says no",
+      };
   return Object.assign(new Error("Database error"), {
     code: "P2039",
     meta: { modelName: "AuditEvent", driverAdapterError: { name: "DriverAdapterError", cause } },
@@ -58,8 +71,12 @@ describe("storage faults", () => {
   }
 
   it("other errors pass on unchanged: constraint violations, syntax errors, Prisma's own codes", () => {
-    for (const e of [driverError("SQLITE_CONSTRAINT_UNIQUE"), driverError("23505"), prismaError("42601"),
-      Object.assign(new Error("unique"), { code: "P2002", meta: { target: ["username"] } })]) {
+    for (const e of [
+      driverError("SQLITE_CONSTRAINT_UNIQUE"),
+      driverError("23505"),
+      prismaError("42601"),
+      Object.assign(new Error("unique"), { code: "P2002", meta: { target: ["username"] } }),
+    ]) {
       expect(storageFault(e)).toBeNull();
       expect(storeError(e)).toBe(e);
     }

@@ -35,7 +35,11 @@ describe("webauthn config: the relying party", () => {
         "webauthn.rp_name": "Example",
         "webauthn.origins": ["https://app.example.com/", "https://login.example.com:8443/x"],
       })(),
-    ).toEqual({ id: "example.com", name: "Example", origins: ["https://app.example.com", "https://login.example.com:8443"] });
+    ).toEqual({
+      id: "example.com",
+      name: "Example",
+      origins: ["https://app.example.com", "https://login.example.com:8443"],
+    });
   });
 
   it("refuses an RP ID with a scheme, a port or upper case, naming the key", () => {
@@ -47,7 +51,9 @@ describe("webauthn config: the relying party", () => {
 
   it("mfa.high_risk_methods reaches the MFA policy; empty by default", () => {
     expect(adaptiveMfaSettings(load({})).policy.highRiskMethods).toEqual([]);
-    expect(adaptiveMfaSettings(load({ "mfa.high_risk_methods": ["webauthn"] })).policy.highRiskMethods).toEqual(["webauthn"]);
+    expect(adaptiveMfaSettings(load({ "mfa.high_risk_methods": ["webauthn"] })).policy.highRiskMethods).toEqual([
+      "webauthn",
+    ]);
     expect(() => load({ "mfa.high_risk_methods": ["sms"] })).toThrow(/mfa\.high_risk_methods/);
   });
 });

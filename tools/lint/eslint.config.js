@@ -57,7 +57,10 @@ export default defineConfig(
       ],
       // Passing on a caught value as the rejection (`Promise.reject(e)`, `reject(e)`) is a rethrow, not a
       // string thrown by mistake.
-      "@typescript-eslint/prefer-promise-reject-errors": ["error", { allowThrowingAny: true, allowThrowingUnknown: true }],
+      "@typescript-eslint/prefer-promise-reject-errors": [
+        "error",
+        { allowThrowingAny: true, allowThrowingUnknown: true },
+      ],
 
       // Off, each because it forces churn without finding bugs here:
       // - require-await: an `async` function without `await` implements a port that returns a promise;

@@ -45,10 +45,13 @@ function prismaCli(): string {
   try {
     pkg = fromHere.resolve("prisma/package.json");
   } catch {
-    throw new Error("prisma-diff: Prisma 6.19 is not installed in tools/prisma-diff/node_modules; run `npm ci` at the repository root");
+    throw new Error(
+      "prisma-diff: Prisma 6.19 is not installed in tools/prisma-diff/node_modules; run `npm ci` at the repository root",
+    );
   }
   const version = (JSON.parse(readFileSync(pkg, "utf8")) as { version: string }).version;
-  if (!PRISMA_VERSION.test(version)) throw new Error(`prisma-diff: needs Prisma 6.19 (its WebAssembly schema engine), found ${version} at ${pkg}`);
+  if (!PRISMA_VERSION.test(version))
+    throw new Error(`prisma-diff: needs Prisma 6.19 (its WebAssembly schema engine), found ${version} at ${pkg}`);
   return join(dirname(pkg), "build", "index.js");
 }
 
@@ -88,8 +91,10 @@ export async function prismaDiff(request: PrismaDiffRequest): Promise<string> {
     }
     const to = join(work, "to.prisma");
     writeFileSync(to, engineSchema(request.to, request.dialect, url));
-    const fromArgs = request.from === undefined ? ["--from-empty"] : ["--from-schema-datamodel", join(work, "from.prisma")];
-    if (request.from !== undefined) writeFileSync(join(work, "from.prisma"), engineSchema(request.from, request.dialect, url));
+    const fromArgs =
+      request.from === undefined ? ["--from-empty"] : ["--from-schema-datamodel", join(work, "from.prisma")];
+    if (request.from !== undefined)
+      writeFileSync(join(work, "from.prisma"), engineSchema(request.from, request.dialect, url));
     const config = join(work, "prisma.config.ts");
     writeFileSync(
       config,
@@ -102,10 +107,18 @@ export async function prismaDiff(request: PrismaDiffRequest): Promise<string> {
         {
           cwd: work,
           // No update check, no telemetry: nothing leaves the machine.
-          env: { ...process.env, CHECKPOINT_DISABLE: "1", PRISMA_HIDE_UPDATE_MESSAGE: "1", PRISMA_SKIP_POSTINSTALL_GENERATE: "1" },
+          env: {
+            ...process.env,
+            CHECKPOINT_DISABLE: "1",
+            PRISMA_HIDE_UPDATE_MESSAGE: "1",
+            PRISMA_SKIP_POSTINSTALL_GENERATE: "1",
+          },
           maxBuffer: 16 * 1024 * 1024,
         },
-        (error, out, err) => (error === null ? resolvePromise(out) : reject(new Error(`prisma-diff: prisma migrate diff failed: ${err || out || error.message}`))),
+        (error, out, err) =>
+          error === null
+            ? resolvePromise(out)
+            : reject(new Error(`prisma-diff: prisma migrate diff failed: ${err || out || error.message}`)),
       );
     });
     return stdout
@@ -120,7 +133,9 @@ export async function prismaDiff(request: PrismaDiffRequest): Promise<string> {
 }
 
 function usage(message: string): never {
-  process.stderr.write(`prisma-diff: ${message}\nusage: node tools/prisma-diff/prisma-diff.ts --provider sqlite|postgresql --to NEW.prisma [--from OLD.prisma] [--postgres-url URL]\n`);
+  process.stderr.write(
+    `prisma-diff: ${message}\nusage: node tools/prisma-diff/prisma-diff.ts --provider sqlite|postgresql --to NEW.prisma [--from OLD.prisma] [--postgres-url URL]\n`,
+  );
   process.exit(2);
 }
 
@@ -138,7 +153,12 @@ async function main(args: string[]): Promise<void> {
   const from = options.get("--from");
   const postgresUrl = options.get("--postgres-url") ?? process.env["PRISMA_DIFF_PG_URL"];
   try {
-    const sql = await prismaDiff({ dialect, to, ...(from === undefined ? {} : { from }), ...(postgresUrl === undefined ? {} : { postgresUrl }) });
+    const sql = await prismaDiff({
+      dialect,
+      to,
+      ...(from === undefined ? {} : { from }),
+      ...(postgresUrl === undefined ? {} : { postgresUrl }),
+    });
     process.stdout.write(sql);
   } catch (error) {
     process.stderr.write(`${(error as Error).message}\n`);

@@ -9,12 +9,10 @@ import type { ServiceModule } from "../services.ts";
  * uses). Admin keys only (`admin.api_keys`; none configured: every call refused); a user's access
  * token never opens it. `adminKeys` is the verifier the admin interceptor checks them with.
  */
-export const adminService: ServiceModule<
-  { adminFor: AdminFor; adminKeys: AdminKeyVerifier },
-  { adminFor: AdminFor }
-> = {
-  service: AdminService,
-  access: { kind: "admin-key" },
-  build: (parts) => createAdminApi(parts.config, parts),
-  register: registerAdminService,
-};
+export const adminService: ServiceModule<{ adminFor: AdminFor; adminKeys: AdminKeyVerifier }, { adminFor: AdminFor }> =
+  {
+    service: AdminService,
+    access: { kind: "admin-key" },
+    build: (parts) => createAdminApi(parts.config, parts),
+    register: registerAdminService,
+  };

@@ -68,7 +68,9 @@ export interface AdminStore {
     revokeSessionsOfProvider: string | null;
     at: Date;
     audit: AuditRecord;
-  }): Promise<{ kind: "unlinked"; revokedSessions: number } | { kind: "last_identity" } | { kind: "identity_not_found" }>;
+  }): Promise<
+    { kind: "unlinked"; revokedSessions: number } | { kind: "last_identity" } | { kind: "identity_not_found" }
+  >;
   /** Newest first. */
   listAudit(userId: string, limit: number): Promise<AuditEntry[]>;
 }

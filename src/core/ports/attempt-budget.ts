@@ -26,7 +26,14 @@ export interface AttemptBudgetStore {
    */
   reserve(
     budget: BudgetName,
-    request: { userId: string; since: Date; max: number; now: Date; client: ClientInfo; detail?: Record<string, unknown> | undefined },
+    request: {
+      userId: string;
+      since: Date;
+      max: number;
+      now: Date;
+      client: ClientInfo;
+      detail?: Record<string, unknown> | undefined;
+    },
   ): Promise<Reservation>;
   /** The guess was wrong: the reservation becomes the failure record with `code`. */
   fail(id: string, code: string): Promise<void>;

@@ -1,4 +1,12 @@
-import type { AuditRecord, NewIdentity, NewRefreshToken, NewSession, RiskSummary, UserRecord, UserWithPassword } from "../model.ts";
+import type {
+  AuditRecord,
+  NewIdentity,
+  NewRefreshToken,
+  NewSession,
+  RiskSummary,
+  UserRecord,
+  UserWithPassword,
+} from "../model.ts";
 import type { MfaMethod } from "../risk.ts";
 import type { SeenContext } from "./risk-history.ts";
 import type { NewTrustedDevice } from "./trusted-devices.ts";
@@ -127,13 +135,23 @@ export interface MfaStore {
    * Stores a pending TOTP factor, replacing an earlier pending one. Rejects with DomainError
    * `totp_already_enrolled` when the user has a confirmed one.
    */
-  savePendingTotp(factor: { id: string; userId: string; secretEnc: string; createdAt: Date }, audit: AuditRecord): Promise<void>;
+  savePendingTotp(
+    factor: { id: string; userId: string; secretEnc: string; createdAt: Date },
+    audit: AuditRecord,
+  ): Promise<void>;
   /**
    * Confirms the pending factor at time step `step` and replaces the user's recovery codes, in
    * one transaction; the session `sessionId` counts as having completed a second factor now
    * (`mfa_at`, `amr` gains `otp` and `mfa`). False (nothing written) when the factor is no longer pending.
    */
-  confirmTotp(factorId: string, step: number, codes: NewRecoveryCode[], now: Date, sessionId: string, audit: AuditRecord): Promise<boolean>;
+  confirmTotp(
+    factorId: string,
+    step: number,
+    codes: NewRecoveryCode[],
+    now: Date,
+    sessionId: string,
+    audit: AuditRecord,
+  ): Promise<boolean>;
   /**
    * Step-up: in one transaction spends the code (a TOTP step newer than the last, or the unused
    * recovery code with hash `codeHash`, or a passkey answer: its live `step_up` ceremony opened by

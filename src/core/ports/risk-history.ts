@@ -27,10 +27,7 @@ export interface SigninHistory {
 }
 
 export interface SigninHistoryReader {
-  signinHistory(
-    userId: string,
-    query: SigninHistoryQuery,
-  ): Promise<SigninHistory>;
+  signinHistory(userId: string, query: SigninHistoryQuery): Promise<SigninHistory>;
 }
 
 /** What one sign-in attempt asks about the user's history. */

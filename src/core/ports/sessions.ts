@@ -35,11 +35,17 @@ export interface SessionStore {
    * applies the decision (new token + session touch, or revocation) and its audit record.
    * `decide` receives null when no token has that hash.
    */
-  refresh(tokenHash: string, now: Date, decide: (state: RefreshState | null) => RefreshDecision): Promise<RefreshDecision>;
+  refresh(
+    tokenHash: string,
+    now: Date,
+    decide: (state: RefreshState | null) => RefreshDecision,
+  ): Promise<RefreshDecision>;
   /** A session with its user's status, for authenticating requests (one read). */
   findSession(sessionId: string): Promise<(SessionInfo & { user: Pick<UserRecord, "status" | "lockedUntil"> }) | null>;
   /** The session a refresh token belongs to, with the token's own state. */
-  findSessionByRefreshToken(tokenHash: string): Promise<(SessionInfo & { tokenUsedAt: Date | null; tokenExpiresAt: Date }) | null>;
+  findSessionByRefreshToken(
+    tokenHash: string,
+  ): Promise<(SessionInfo & { tokenUsedAt: Date | null; tokenExpiresAt: Date }) | null>;
   listActiveSessions(userId: string, now: Date): Promise<SessionInfo[]>;
   /**
    * Revokes the user's session(s) not yet revoked; returns how many. Audited in the same

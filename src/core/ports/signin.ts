@@ -1,4 +1,14 @@
-import type { AuditRecord, ExternalIdentity, LinkedAccount, NewIdentity, NewRefreshToken, NewSession, NewUser, UserRecord, UserWithPassword } from "../model.ts";
+import type {
+  AuditRecord,
+  ExternalIdentity,
+  LinkedAccount,
+  NewIdentity,
+  NewRefreshToken,
+  NewSession,
+  NewUser,
+  UserRecord,
+  UserWithPassword,
+} from "../model.ts";
 import type { NewChallenge } from "./mfa.ts";
 import type { SeenContext, SigninHistory, SigninHistoryQuery } from "./risk-history.ts";
 import type { SingleUse } from "./single-use.ts";
@@ -86,8 +96,7 @@ export type SigninWrite = {
    */
   uses?: readonly SingleUse[] | undefined;
 } & (
-  | { session: NewSession; refreshToken: NewRefreshToken; seen?: SeenContext | undefined }
-  | { challenge: NewChallenge }
+  { session: NewSession; refreshToken: NewRefreshToken; seen?: SeenContext | undefined } | { challenge: NewChallenge }
 );
 
 /**
@@ -98,7 +107,14 @@ export class SigninConflict extends Error {
   override readonly name = "SigninConflict";
   readonly target: "identity" | "username" | "status" | "replay";
   constructor(target: "identity" | "username" | "status" | "replay", options?: { cause?: unknown }) {
-    super(target === "status" ? "the user is no longer active" : target === "replay" ? "the ID token was already used" : `unique constraint on ${target}`, options);
+    super(
+      target === "status"
+        ? "the user is no longer active"
+        : target === "replay"
+          ? "the ID token was already used"
+          : `unique constraint on ${target}`,
+      options,
+    );
     this.target = target;
   }
 }

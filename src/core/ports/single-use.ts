@@ -1,5 +1,3 @@
-
-
 /** Ports of things accepted once: ID tokens and server-issued nonces. */
 
 /** Something accepted once (an ID token, a nonce): its key, remembered until `expiresAt`. */

@@ -21,7 +21,9 @@ const TIMESTAMP_OIDS = new Set([1114, 1184]);
 /** Timestamps as their text (UTC, read by rows.ts dateOf), everything else as pg parses it. */
 const types = {
   getTypeParser: ((oid: number, format?: string) =>
-    TIMESTAMP_OIDS.has(oid) ? (text: string) => text : (pg.types.getTypeParser(oid, format as "text") as (text: string) => unknown)) as typeof pg.types.getTypeParser,
+    TIMESTAMP_OIDS.has(oid)
+      ? (text: string) => text
+      : (pg.types.getTypeParser(oid, format as "text") as (text: string) => unknown)) as typeof pg.types.getTypeParser,
 };
 
 /** A value for a `timestamp(3)` (UTC wall clock, as Prisma writes it), boolean or text column. */
@@ -84,9 +86,19 @@ export function createPostgresHotStore(
   }
 
   const auditValues = (event: AuditRecord) => [
-    newId("evt"), event.at, event.type, event.code ?? null, event.userId ?? null, event.provider ?? null,
-    event.issuer ?? null, event.subject ?? null, event.client.ip, event.client.userAgent?.slice(0, 512) ?? null,
-    event.client.requestId, auditDetailJson(event), limitKeyOf(event.client),
+    newId("evt"),
+    event.at,
+    event.type,
+    event.code ?? null,
+    event.userId ?? null,
+    event.provider ?? null,
+    event.issuer ?? null,
+    event.subject ?? null,
+    event.client.ip,
+    event.client.userAgent?.slice(0, 512) ?? null,
+    event.client.requestId,
+    auditDetailJson(event),
+    limitKeyOf(event.client),
   ];
 
   const readSql = SQL.signinReadSql("postgresql");
@@ -131,7 +143,15 @@ export function createPostgresHotStore(
         if (decision.kind === "rotate") {
           // The new token, the session's touch and the audit record: one statement.
           const t = decision.next;
-          await query(client, ROTATE_SQL, [t.id, t.sessionId, t.tokenHash, t.createdAt, t.expiresAt, now, ...auditValues(decision.audit)]);
+          await query(client, ROTATE_SQL, [
+            t.id,
+            t.sessionId,
+            t.tokenHash,
+            t.createdAt,
+            t.expiresAt,
+            now,
+            ...auditValues(decision.audit),
+          ]);
           return decision;
         } else if (decision.revokeSession !== null) {
           await query(client, SQL.REVOKE_SESSION_SQL, [now, "refresh_token_reuse", decision.revokeSession]);
@@ -186,7 +206,17 @@ function signinWriteStatement(write: SigninWrite): { text: string; values: unkno
     return `(${column} IS NULL OR ${column} < ${stale})`;
   };
   const ctes: string[] = [];
-  const userColumns = ["id", "username", "email", "email_verified", "phone", "status", "locked_until", "must_change_password", "created_at"].join(", ");
+  const userColumns = [
+    "id",
+    "username",
+    "email",
+    "email_verified",
+    "phone",
+    "status",
+    "locked_until",
+    "must_change_password",
+    "created_at",
+  ].join(", ");
 
   if (account.kind === "create") {
     const u = account.user;
@@ -198,7 +228,9 @@ function signinWriteStatement(write: SigninWrite): { text: string; values: unkno
     // committed first leaves `u` empty, so nothing is written). Waiting for MFA touches nothing
     // of an existing user; a completed sign-in writes its last sign-in only when stale.
     const userId = p(account.userId);
-    ctes.push(`u AS (SELECT ${userColumns} FROM users WHERE id = ${userId} AND ${SQL.activeAt("users", at)} FOR SHARE)`);
+    ctes.push(
+      `u AS (SELECT ${userColumns} FROM users WHERE id = ${userId} AND ${SQL.activeAt("users", at)} FOR SHARE)`,
+    );
     if (challenge === null) {
       ctes.push(`ut AS (UPDATE users SET last_signin_at = ${at}, updated_at = ${at}
         WHERE id = ${userId} AND ${staleAt("last_signin_at")} AND EXISTS (SELECT 1 FROM u))`);
@@ -246,11 +278,16 @@ function signinWriteStatement(write: SigninWrite): { text: string; values: unkno
     }
     if (seen?.trustedDeviceId != null) {
       // A trusted device's credential skipped MFA: its last use, in the same statement.
-      ctes.push(`td AS (UPDATE trusted_devices SET last_used_at = ${at} WHERE id = ${p(seen.trustedDeviceId)} AND EXISTS (SELECT 1 FROM u))`);
+      ctes.push(
+        `td AS (UPDATE trusted_devices SET last_used_at = ${at} WHERE id = ${p(seen.trustedDeviceId)} AND EXISTS (SELECT 1 FROM u))`,
+      );
     }
     if (seen?.network != null) {
       const [network, country] = [p(seen.network), p(seen.geo?.country ?? null)];
-      const [latitude, longitude] = [p(seen.geo?.latitude ?? null, "::double precision"), p(seen.geo?.longitude ?? null, "::double precision")];
+      const [latitude, longitude] = [
+        p(seen.geo?.latitude ?? null, "::double precision"),
+        p(seen.geo?.longitude ?? null, "::double precision"),
+      ];
       ctes.push(`n AS (INSERT INTO user_networks (user_id, network, country, latitude, longitude, first_seen_at, last_seen_at)
         SELECT u.id, ${network}, ${country}, ${latitude}, ${longitude}, ${at}, ${at} FROM u ON CONFLICT (user_id, network) DO NOTHING)`);
       ctes.push(`nt AS (UPDATE user_networks SET country = ${country}, latitude = ${latitude}, longitude = ${longitude}, last_seen_at = ${at}
@@ -259,7 +296,9 @@ function signinWriteStatement(write: SigninWrite): { text: string; values: unkno
     }
   }
   (write.uses ?? []).forEach((use, i) => {
-    ctes.push(`t${i} AS (INSERT INTO used_id_tokens (key, expires_at) SELECT ${p(use.key)}, ${p(use.expiresAt, "::timestamp")} FROM u)`);
+    ctes.push(
+      `t${i} AS (INSERT INTO used_id_tokens (key, expires_at) SELECT ${p(use.key)}, ${p(use.expiresAt, "::timestamp")} FROM u)`,
+    );
   });
   const a = write.audit;
   ctes.push(`a AS (INSERT INTO audit_events (id, at, type, code, user_id, provider, issuer, subject, ip, user_agent, request_id, detail, address_key)
@@ -277,6 +316,7 @@ function conflictOf(e: unknown): SigninConflict | null {
   const constraint = String((e as { constraint?: unknown }).constraint ?? "");
   if (constraint.includes("username")) return new SigninConflict("username", { cause: e });
   if (constraint.includes("used_id_tokens")) return new SigninConflict("replay", { cause: e });
-  if (constraint.includes("issuer") || constraint.includes("subject")) return new SigninConflict("identity", { cause: e });
+  if (constraint.includes("issuer") || constraint.includes("subject"))
+    return new SigninConflict("identity", { cause: e });
   return null;
 }

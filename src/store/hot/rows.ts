@@ -12,7 +12,17 @@ import type { MfaMethod } from "../../core/risk.ts";
 import type { User } from "../../../gen/prisma/sqlite/client.ts";
 
 /** The columns of `users` a login result needs, in the order `userOf` reads them. */
-export const USER_COLUMNS = ["id", "username", "email", "email_verified", "phone", "status", "locked_until", "must_change_password", "created_at"] as const;
+export const USER_COLUMNS = [
+  "id",
+  "username",
+  "email",
+  "email_verified",
+  "phone",
+  "status",
+  "locked_until",
+  "must_change_password",
+  "created_at",
+] as const;
 
 /** A row as the drivers return it: column name -> value. */
 export type Row = Record<string, unknown>;
@@ -41,7 +51,18 @@ function jsonOf<T>(value: unknown): T | null {
   return (typeof value === "string" ? JSON.parse(value) : value) as T;
 }
 
-type UserFields = Pick<User, "id" | "username" | "email" | "emailVerified" | "phone" | "status" | "lockedUntil" | "mustChangePassword" | "createdAt">;
+type UserFields = Pick<
+  User,
+  | "id"
+  | "username"
+  | "email"
+  | "emailVerified"
+  | "phone"
+  | "status"
+  | "lockedUntil"
+  | "mustChangePassword"
+  | "createdAt"
+>;
 
 /** A user with its password change time, from a row carrying USER_COLUMNS and `password_changed_at`. */
 export function userOf(row: Row): UserWithPassword {
@@ -112,7 +133,10 @@ function historyOf(row: Row, network: string | null): SigninHistory {
     hasHistory: lastSigninAt !== null || device !== null,
     networkKnown: network !== null && networks.some((n) => n[0] === network),
     countries: [...new Set(networks.flatMap((n) => (n[1] === null ? [] : [n[1]])))],
-    lastLocation: located === undefined ? null : { latitude: Number(located[2]), longitude: Number(located[3]), at: dateOf(located[4])! },
+    lastLocation:
+      located === undefined
+        ? null
+        : { latitude: Number(located[2]), longitude: Number(located[3]), at: dateOf(located[4])! },
     recentFailures: Number(row["recent_failures"] ?? 0),
     methods,
   };
@@ -121,9 +145,14 @@ function historyOf(row: Row, network: string | null): SigninHistory {
 /** The sign-in's snapshot from the one row of sql.ts `signinReadSql`. */
 export function snapshotOf(row: Row, query: SigninSnapshotQuery): SigninSnapshot {
   return {
-    linked: row["identity_id"] === null || row["identity_id"] === undefined
-      ? null
-      : { identityId: String(row["identity_id"]), user: userOf(row), history: query.history === null ? null : historyOf(row, query.history.network) },
+    linked:
+      row["identity_id"] === null || row["identity_id"] === undefined
+        ? null
+        : {
+            identityId: String(row["identity_id"]),
+            user: userOf(row),
+            history: query.history === null ? null : historyOf(row, query.history.network),
+          },
     emailOwners: (jsonOf<unknown[][]>(row["email_owners"]) ?? []).map(userOfArray),
     ipFailures: Number(row["ip_failures"] ?? 0),
   };
@@ -141,6 +170,11 @@ export function refreshStateOf(row: Row, spentNow: boolean): RefreshState {
 }
 
 /** A session with its user's status (sql.ts FIND_SESSION_SQL). */
-export function sessionWithStatusOf(row: Row): SessionInfo & { user: { status: UserStatus; lockedUntil: Date | null } } {
-  return { ...sessionOf(row), user: { status: String(row["user_status"]) as UserStatus, lockedUntil: dateOf(row["user_locked_until"]) } };
+export function sessionWithStatusOf(
+  row: Row,
+): SessionInfo & { user: { status: UserStatus; lockedUntil: Date | null } } {
+  return {
+    ...sessionOf(row),
+    user: { status: String(row["user_status"]) as UserStatus, lockedUntil: dateOf(row["user_locked_until"]) },
+  };
 }

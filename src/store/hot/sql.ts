@@ -42,7 +42,8 @@ const addressFailuresUnion = (columns: string, key: string, since: string) =>
  */
 const userFailuresSum = (user: string, since: string) =>
   FAILURE_TYPES.map(
-    (type) => `(SELECT count(*) FROM audit_events a WHERE a.user_id = ${user} AND a.type = '${type}' AND a.at >= ${since})`,
+    (type) =>
+      `(SELECT count(*) FROM audit_events a WHERE a.user_id = ${user} AND a.type = '${type}' AND a.at >= ${since})`,
   ).join(" + ");
 
 /**
@@ -164,8 +165,14 @@ export const SQLITE_READ = {
 /** The parameters of `signinReadSql` for a query. */
 export function signinReadParams(q: SigninSnapshotQuery): unknown[] {
   return [
-    q.issuer, q.subject, q.history?.deviceKey ?? null, q.history?.failuresSince ?? null,
-    q.ipFailures?.ip ?? null, q.ipFailures?.since ?? null, q.ipFailures?.cap ?? 0, q.verifiedEmail,
+    q.issuer,
+    q.subject,
+    q.history?.deviceKey ?? null,
+    q.history?.failuresSince ?? null,
+    q.ipFailures?.ip ?? null,
+    q.ipFailures?.since ?? null,
+    q.ipFailures?.cap ?? 0,
+    q.verifiedEmail,
     q.history?.trustedDevice ?? null,
   ];
 }

@@ -69,13 +69,22 @@ export function createSqliteHotStore(
   };
   const { transaction, read } = createGroupCommit(db, (sql) => void run(sql), options);
 
-
   function audit(event: AuditRecord): void {
     run(
       SQL.INSERT_AUDIT_SQL,
-      newId("evt"), event.at, event.type, event.code ?? null, event.userId ?? null, event.provider ?? null,
-      event.issuer ?? null, event.subject ?? null, event.client.ip, event.client.userAgent?.slice(0, 512) ?? null,
-      event.client.requestId, auditDetailJson(event), limitKeyOf(event.client),
+      newId("evt"),
+      event.at,
+      event.type,
+      event.code ?? null,
+      event.userId ?? null,
+      event.provider ?? null,
+      event.issuer ?? null,
+      event.subject ?? null,
+      event.client.ip,
+      event.client.userAgent?.slice(0, 512) ?? null,
+      event.client.requestId,
+      auditDetailJson(event),
+      limitKeyOf(event.client),
     );
   }
 
@@ -87,8 +96,19 @@ export function createSqliteHotStore(
     let user: UserWithPassword;
     if (account.kind === "create") {
       const u = account.user;
-      run(SQL.INSERT_USER_SQL, u.id, u.username, u.email, u.emailNormalized, u.emailVerified, u.phone, false, u.createdAt, at,
-        challenge === null ? at : null);
+      run(
+        SQL.INSERT_USER_SQL,
+        u.id,
+        u.username,
+        u.email,
+        u.emailNormalized,
+        u.emailVerified,
+        u.phone,
+        false,
+        u.createdAt,
+        at,
+        challenge === null ? at : null,
+      );
       const i = account.identity;
       run(SQL.INSERT_IDENTITY_SQL, i.id, u.id, i.issuer, i.subject, i.provider, i.email, i.emailVerified, at, at);
       user = { ...u, status: "active", lockedUntil: null, mustChangePassword: false, passwordChangedAt: null };
@@ -100,12 +120,27 @@ export function createSqliteHotStore(
       // Its last sign-in is written only when stale (sql.ts LAST_SEEN_RESOLUTION_MS): the write
       // lock held since BEGIN IMMEDIATE is the race guard, not a write to the row.
       const last = dateOf(row["last_signin_at"]);
-      if (challenge === null && (last === null || last < SQL.staleBefore(at))) run(SQL.TOUCH_USER_SQL, at, account.userId);
-      user = userOf({ ...row, password_changed_at: get(SQL.PASSWORD_CHANGED_AT_SQL, account.userId)?.["password_changed_at"] ?? null });
+      if (challenge === null && (last === null || last < SQL.staleBefore(at)))
+        run(SQL.TOUCH_USER_SQL, at, account.userId);
+      user = userOf({
+        ...row,
+        password_changed_at: get(SQL.PASSWORD_CHANGED_AT_SQL, account.userId)?.["password_changed_at"] ?? null,
+      });
       if (challenge === null) {
         if (account.kind === "link") {
           const i = account.identity;
-          run(SQL.INSERT_IDENTITY_SQL, i.id, account.userId, i.issuer, i.subject, i.provider, i.email, i.emailVerified, at, at);
+          run(
+            SQL.INSERT_IDENTITY_SQL,
+            i.id,
+            account.userId,
+            i.issuer,
+            i.subject,
+            i.provider,
+            i.email,
+            i.emailVerified,
+            at,
+            at,
+          );
         } else {
           run(SQL.TOUCH_IDENTITY_SQL, at, account.identityId, SQL.staleBefore(at));
         }
@@ -113,30 +148,64 @@ export function createSqliteHotStore(
     }
     if ("challenge" in write) {
       const c = write.challenge;
-      run(SQL.INSERT_CHALLENGE_SQL, c.id, c.tokenHash, c.userId, c.identityId, c.provider, c.deviceKey, c.ip,
-        c.userAgent?.slice(0, 512) ?? null, JSON.stringify(c.amr), JSON.stringify(c.risk), JSON.stringify(c.context),
-        JSON.stringify(c.methods), c.pendingIdentity === null ? null : JSON.stringify(c.pendingIdentity), c.createdAt, c.expiresAt,
-        c.clientId ?? null);
+      run(
+        SQL.INSERT_CHALLENGE_SQL,
+        c.id,
+        c.tokenHash,
+        c.userId,
+        c.identityId,
+        c.provider,
+        c.deviceKey,
+        c.ip,
+        c.userAgent?.slice(0, 512) ?? null,
+        JSON.stringify(c.amr),
+        JSON.stringify(c.risk),
+        JSON.stringify(c.context),
+        JSON.stringify(c.methods),
+        c.pendingIdentity === null ? null : JSON.stringify(c.pendingIdentity),
+        c.createdAt,
+        c.expiresAt,
+        c.clientId ?? null,
+      );
     } else {
       const { session: s, refreshToken: t, seen } = write;
       const identityId = account.kind === "existing" ? account.identityId : account.identity.id;
-      run(SQL.INSERT_SESSION_SQL, s.id, s.userId, identityId, s.provider, JSON.stringify(s.amr), s.client.ip,
-        s.client.userAgent?.slice(0, 512) ?? null, s.createdAt, s.createdAt, s.expiresAt, s.client.oauthClientId ?? null);
+      run(
+        SQL.INSERT_SESSION_SQL,
+        s.id,
+        s.userId,
+        identityId,
+        s.provider,
+        JSON.stringify(s.amr),
+        s.client.ip,
+        s.client.userAgent?.slice(0, 512) ?? null,
+        s.createdAt,
+        s.createdAt,
+        s.expiresAt,
+        s.client.oauthClientId ?? null,
+      );
       run(SQL.INSERT_REFRESH_SQL, t.id, t.sessionId, t.tokenHash, t.createdAt, t.expiresAt);
       if (seen !== undefined) {
         if (seen.deviceKey !== null) run(SQL.UPSERT_DEVICE_SQL, s.userId, seen.deviceKey, at, SQL.staleBefore(at));
         // A trusted device's credential skipped MFA: one more statement in the same transaction.
         if (seen.trustedDeviceId != null) run(SQL.TOUCH_TRUSTED_DEVICE_SQL, at, seen.trustedDeviceId);
         if (seen.network !== null) {
-          run(SQL.UPSERT_NETWORK_SQL, s.userId, seen.network, seen.geo?.country ?? null, seen.geo?.latitude ?? null,
-            seen.geo?.longitude ?? null, at, SQL.staleBefore(at));
+          run(
+            SQL.UPSERT_NETWORK_SQL,
+            s.userId,
+            seen.network,
+            seen.geo?.country ?? null,
+            seen.geo?.latitude ?? null,
+            seen.geo?.longitude ?? null,
+            at,
+            SQL.staleBefore(at),
+          );
         }
       }
     }
     audit(write.audit);
     return user;
   }
-
 
   return {
     readSignin(q) {
@@ -158,10 +227,15 @@ export function createSqliteHotStore(
           const factors = get(SQL.SQLITE_READ.factors, userId)!;
           row["totp"] = factors["totp"] ?? null;
           row["passkeys"] = factors["passkeys"];
-          row["device"] = (h.deviceKey === null ? undefined : get(SQL.SQLITE_READ.device, userId, h.deviceKey))?.["device"]
-            ?? get(SQL.SQLITE_READ.anyDevice, userId)?.["device"] ?? null;
+          row["device"] =
+            (h.deviceKey === null ? undefined : get(SQL.SQLITE_READ.device, userId, h.deviceKey))?.["device"] ??
+            get(SQL.SQLITE_READ.anyDevice, userId)?.["device"] ??
+            null;
           // Only when a credential was presented (one unique-index seek, bound to the user).
-          row["trusted_device"] = h.trustedDevice === null ? null : get(SQL.SQLITE_READ.trustedDevice, userId, h.trustedDevice)?.["trusted_device"] ?? null;
+          row["trusted_device"] =
+            h.trustedDevice === null
+              ? null
+              : (get(SQL.SQLITE_READ.trustedDevice, userId, h.trustedDevice)?.["trusted_device"] ?? null);
           row["networks"] = all(SQL.SQLITE_READ.networks, userId);
           row["recent_failures"] = get(SQL.SQLITE_READ.recentFailures, userId, h.failuresSince)!["recent_failures"];
         }
@@ -234,6 +308,7 @@ function conflictOf(e: unknown): SigninConflict | null {
   const message = String((e as Error).message);
   if (message.includes("users.username")) return new SigninConflict("username", { cause: e });
   if (message.includes("used_id_tokens.key")) return new SigninConflict("replay", { cause: e });
-  if (message.includes("identities.issuer") || message.includes("identities.subject")) return new SigninConflict("identity", { cause: e });
+  if (message.includes("identities.issuer") || message.includes("identities.subject"))
+    return new SigninConflict("identity", { cause: e });
   return null;
 }

@@ -76,7 +76,10 @@ export interface BrowserClient {
   /** Calls the service refuses: a garbage ID token over each protocol, GetCurrentUser without a token. */
   rejections(api: string): Promise<RejectionResult>;
   /** One Connect sign-in and one REST call with a token minted elsewhere (for refused origins). */
-  probe(api: string, idToken: string): Promise<{ connect: Outcome<LoginSummary>; grpcWeb: Outcome<LoginSummary>; rest: Outcome<HttpSummary> }>;
+  probe(
+    api: string,
+    idToken: string,
+  ): Promise<{ connect: Outcome<LoginSummary>; grpcWeb: Outcome<LoginSummary>; rest: Outcome<HttpSummary> }>;
 }
 
 const GARBAGE_TOKEN = "not-a-jwt";
@@ -113,7 +116,10 @@ function transports(api: string): { connect: Transport; grpcWeb: Transport } {
 }
 
 /** A sign-in summarised for Node; the access token is kept in the page. */
-async function signinWithToken(transport: Transport, idToken: string): Promise<{ summary: LoginSummary; accessToken: string | null }> {
+async function signinWithToken(
+  transport: Transport,
+  idToken: string,
+): Promise<{ summary: LoginSummary; accessToken: string | null }> {
   const res = await createClient(AuthService, transport).signinWithIdToken({ idToken, provider: "dev" });
   return {
     accessToken: res.accessToken ?? null,
