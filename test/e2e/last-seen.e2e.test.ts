@@ -43,8 +43,8 @@ for (const kind of testDatabaseKinds()) {
       await t?.close();
     });
 
-    async function signin(sub: string, ip: string, device: string): Promise<string> {
-      const id_token = await devIdToken(t.url, sub);
+    async function signin(sub: string, ip: string, device: string, token?: string): Promise<string> {
+      const id_token = token ?? (await devIdToken(t.url, sub));
       const res = await fetch(`${t.url}/auth/id-token/signin`, {
         method: "POST",
         headers: { "content-type": "application/json", "x-forwarded-for": ip, "x-device-id": device },
@@ -103,6 +103,26 @@ for (const kind of testDatabaseKinds()) {
       expect(after.identitySignin).toEqual([after.lastSignin]);
       expect(after.devices).toEqual([{ first: first.devices[0]!.first, last: after.lastSignin }]);
       expect(after.networks).toEqual([{ ...first.networks[0]!, last: after.lastSignin }]);
+    });
+
+    it("many sign-ins of one user at once, its marks stale, all succeed and one of them writes them", async () => {
+      const sub = uniqueSub("last-seen-burst");
+      const userId = await signin(sub, "203.0.113.10", "laptop");
+      let sessions = 1;
+      // Every sign-in of a burst reads the marks as stale; on PostgreSQL a share lock taken first
+      // and upgraded to write the mark deadlocked such bursts (one aborted, answered 503).
+      for (let burst = 0; burst < 5; burst++) {
+        clock.advance(LAST_SEEN_RESOLUTION_MS + 1_000);
+        const stale = clock.now().getTime();
+        const tokens = await Promise.all(Array.from({ length: 32 }, () => devIdToken(t.url, sub)));
+        const ids = await Promise.all(tokens.map((token) => signin(sub, "203.0.113.10", "laptop", token)));
+        expect(new Set(ids)).toEqual(new Set([userId]));
+        sessions += tokens.length;
+        const after = await rowsOf(userId);
+        expect(after.sessions).toBe(sessions);
+        expect(after.lastSignin).toBeGreaterThanOrEqual(stale);
+        expect(after.devices[0]!.last).toBeGreaterThanOrEqual(stale);
+      }
     });
 
     it("writes a new device at once, and a known network GeoIP now places elsewhere, within the resolution", async () => {

@@ -224,13 +224,15 @@ function signinWriteStatement(write: SigninWrite): { text: string; values: unkno
       VALUES (${p(u.id)}, ${p(u.username)}, ${p(u.email)}, ${p(u.emailNormalized)}, ${p(u.emailVerified, "::boolean")}, ${p(u.phone)}, 'active', false,
         ${p(u.createdAt, "::timestamp")}, ${at}, ${challenge === null ? at : "NULL"}) RETURNING ${userColumns})`);
   } else {
-    // The share lock makes a concurrent disable wait for this commit (and a disable that
-    // committed first leaves `u` empty, so nothing is written). Waiting for MFA touches nothing
-    // of an existing user; a completed sign-in writes its last sign-in only when stale.
+    // The row lock makes a concurrent disable wait for this commit (and a disable that committed
+    // first leaves `u` empty, so nothing is written). Waiting for MFA touches nothing of an
+    // existing user (a share lock); a completed sign-in writes its last sign-in only when stale,
+    // so it locks the row for update from the start: share-locking first and then updating would
+    // deadlock two sign-ins of one user that both found it stale (each waiting for the other's
+    // share lock). A lock is not a row version: a fresh sign-in still writes nothing to the row.
     const userId = p(account.userId);
-    ctes.push(
-      `u AS (SELECT ${userColumns} FROM users WHERE id = ${userId} AND ${SQL.activeAt("users", at)} FOR SHARE)`,
-    );
+    const lock = challenge === null ? "FOR NO KEY UPDATE" : "FOR SHARE";
+    ctes.push(`u AS (SELECT ${userColumns} FROM users WHERE id = ${userId} AND ${SQL.activeAt("users", at)} ${lock})`);
     if (challenge === null) {
       ctes.push(`ut AS (UPDATE users SET last_signin_at = ${at}, updated_at = ${at}
         WHERE id = ${userId} AND ${staleAt("last_signin_at")} AND EXISTS (SELECT 1 FROM u))`);
