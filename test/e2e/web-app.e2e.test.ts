@@ -25,7 +25,7 @@ const SHOTS = fileURLToPath(new URL("../../test-output/web/", import.meta.url));
 /** The asset paths index.html names (hashed file names). */
 function assetPaths(html: string): { script: string; style: string } {
   const script = /<script defer src="(\/web\/app-[0-9a-f]{12}\.js)"><\/script>/.exec(html)?.[1];
-  const style = /<link rel="stylesheet" href="(\/web\/style-[0-9a-f]{12}\.css)">/.exec(html)?.[1];
+  const style = /<link rel="stylesheet" href="(\/web\/style-[0-9a-f]{12}\.css)"\s*\/?>/.exec(html)?.[1];
   if (script === undefined || style === undefined) throw new Error(`index.html names no hashed assets:\n${html}`);
   return { script, style };
 }
