@@ -6,14 +6,10 @@
  */
 import { createHash } from "node:crypto";
 import pg from "pg";
-import { limitKeyOf } from "../../core/address-limit.ts";
-import { newId } from "../../core/ids.ts";
-import type { AuditRecord } from "../../core/model.ts";
 import type { RefreshDecision } from "../../core/ports/sessions.ts";
 import { SigninConflict, type SigninWrite } from "../../core/ports/signin.ts";
 import { storeError } from "../prisma-errors.ts";
-import { auditDetailJson } from "../prisma-rows.ts";
-import { dateOf, refreshStateOf, type Row, sessionWithStatusOf, snapshotOf, userOf } from "./rows.ts";
+import { auditRowValues, dateOf, refreshStateOf, type Row, sessionWithStatusOf, snapshotOf, userOf } from "./rows.ts";
 import * as SQL from "./sql.ts";
 import type { HotStore } from "./sqlite.ts";
 
@@ -85,22 +81,6 @@ export function createPostgresHotStore(
     });
   }
 
-  const auditValues = (event: AuditRecord) => [
-    newId("evt"),
-    event.at,
-    event.type,
-    event.code ?? null,
-    event.userId ?? null,
-    event.provider ?? null,
-    event.issuer ?? null,
-    event.subject ?? null,
-    event.client.ip,
-    event.client.userAgent?.slice(0, 512) ?? null,
-    event.client.requestId,
-    auditDetailJson(event),
-    limitKeyOf(event.client),
-  ];
-
   const readSql = SQL.signinReadSql("postgresql");
   const ipFailuresSql = SQL.ipFailuresSql("postgresql");
 
@@ -150,7 +130,7 @@ export function createPostgresHotStore(
             t.createdAt,
             t.expiresAt,
             now,
-            ...auditValues(decision.audit),
+            ...auditRowValues(decision.audit),
           ]);
           return decision;
         } else if (decision.revokeSession !== null) {
@@ -159,7 +139,7 @@ export function createPostgresHotStore(
           // Refused without a rotation: the token stays unspent (see the SQLite store).
           await query(client, SQL.UNSPEND_REFRESH_SQL, [state.tokenId]);
         }
-        if (decision.audit !== null) await query(client, SQL.INSERT_AUDIT_SQL, auditValues(decision.audit));
+        if (decision.audit !== null) await query(client, SQL.INSERT_AUDIT_SQL, auditRowValues(decision.audit));
         return decision;
       });
     },
@@ -302,11 +282,10 @@ function signinWriteStatement(write: SigninWrite): { text: string; values: unkno
       `t${i} AS (INSERT INTO used_id_tokens (key, expires_at) SELECT ${p(use.key)}, ${p(use.expiresAt, "::timestamp")} FROM u)`,
     );
   });
-  const a = write.audit;
   ctes.push(`a AS (INSERT INTO audit_events (id, at, type, code, user_id, provider, issuer, subject, ip, user_agent, request_id, detail, address_key)
-    SELECT ${p(newId("evt"))}, ${p(a.at, "::timestamp")}, ${p(a.type)}, ${p(a.code ?? null)}, ${p(a.userId ?? null)}, ${p(a.provider ?? null)},
-      ${p(a.issuer ?? null)}, ${p(a.subject ?? null)}, ${p(a.client.ip)}, ${p(a.client.userAgent?.slice(0, 512) ?? null)},
-      ${p(a.client.requestId)}, ${p(auditDetailJson(a))}, ${p(limitKeyOf(a.client))} FROM u)`);
+    SELECT ${auditRowValues(write.audit)
+      .map((v, i) => p(v, i === 1 ? "::timestamp" : ""))
+      .join(", ")} FROM u)`);
   const text = `WITH ${ctes.join(",\n")}
 SELECT u.*, (SELECT pc.changed_at FROM password_credentials pc WHERE pc.user_id = u.id) AS password_changed_at FROM u`;
   return { text, values };

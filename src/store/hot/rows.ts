@@ -4,12 +4,16 @@
  * and 0/1; PostgreSQL: Date or timestamp text and booleans; JSON built in SQL arrives as text or
  * already parsed), so every value passes through one of the readers below.
  */
+import { limitKeyOf } from "../../core/address-limit.ts";
+import { newId } from "../../core/ids.ts";
+import type { AuditRecord } from "../../core/model.ts";
 import type { SigninHistory } from "../../core/ports/risk-history.ts";
 import type { RefreshState } from "../../core/ports/sessions.ts";
 import type { SigninSnapshot, SigninSnapshotQuery } from "../../core/ports/signin.ts";
 import type { SessionInfo, UserStatus, UserWithPassword } from "../../core/model.ts";
 import type { MfaMethod } from "../../core/risk.ts";
 import type { User } from "../../../gen/prisma/sqlite/client.ts";
+import { auditDetailJson } from "../prisma-rows.ts";
 
 /** The columns of `users` a login result needs, in the order `userOf` reads them. */
 export const USER_COLUMNS = [
@@ -177,4 +181,26 @@ export function sessionWithStatusOf(
     ...sessionOf(row),
     user: { status: String(row["user_status"]) as UserStatus, lockedUntil: dateOf(row["user_locked_until"]) },
   };
+}
+
+/**
+ * An audit record as the values of an audit_events row, in the column order of sql.ts
+ * INSERT_AUDIT_SQL (a new time-ordered id first, then `at`): both dialects' writes use it.
+ */
+export function auditRowValues(event: AuditRecord): unknown[] {
+  return [
+    newId("evt"),
+    event.at,
+    event.type,
+    event.code ?? null,
+    event.userId ?? null,
+    event.provider ?? null,
+    event.issuer ?? null,
+    event.subject ?? null,
+    event.client.ip,
+    event.client.userAgent?.slice(0, 512) ?? null,
+    event.client.requestId,
+    auditDetailJson(event),
+    limitKeyOf(event.client),
+  ];
 }

@@ -10,15 +10,12 @@
  * connection; while one is open (`inTransaction`), these wait their turn instead of joining it.
  */
 import type BetterSqlite3 from "better-sqlite3";
-import { limitKeyOf } from "../../core/address-limit.ts";
-import { newId } from "../../core/ids.ts";
 import type { AuditRecord, UserWithPassword } from "../../core/model.ts";
 import type { SigninFailureCounter } from "../../core/ports/audit.ts";
 import type { RefreshDecision, SessionStore } from "../../core/ports/sessions.ts";
 import { SigninConflict, type SigninReader, type SigninWrite, type SigninWriter } from "../../core/ports/signin.ts";
-import { auditDetailJson } from "../prisma-rows.ts";
 import type { WalGate } from "../sqlite-wal-gate.ts";
-import { dateOf, refreshStateOf, type Row, sessionWithStatusOf, snapshotOf, userOf } from "./rows.ts";
+import { auditRowValues, dateOf, refreshStateOf, type Row, sessionWithStatusOf, snapshotOf, userOf } from "./rows.ts";
 import { createGroupCommit } from "./sqlite-group-commit.ts";
 import * as SQL from "./sql.ts";
 
@@ -70,22 +67,7 @@ export function createSqliteHotStore(
   const { transaction, read } = createGroupCommit(db, (sql) => void run(sql), options);
 
   function audit(event: AuditRecord): void {
-    run(
-      SQL.INSERT_AUDIT_SQL,
-      newId("evt"),
-      event.at,
-      event.type,
-      event.code ?? null,
-      event.userId ?? null,
-      event.provider ?? null,
-      event.issuer ?? null,
-      event.subject ?? null,
-      event.client.ip,
-      event.client.userAgent?.slice(0, 512) ?? null,
-      event.client.requestId,
-      auditDetailJson(event),
-      limitKeyOf(event.client),
-    );
+    run(SQL.INSERT_AUDIT_SQL, ...auditRowValues(event));
   }
 
   function commit(write: SigninWrite): UserWithPassword {
