@@ -1,6 +1,6 @@
 import type { Clock } from "./clock.ts";
 import { DomainError, isCallerFault, isDomainError } from "./errors.ts";
-import type { ClientInfo } from "./model.ts";
+import type { AuditRecord, ClientInfo } from "./model.ts";
 import type { SigninFailureCounter } from "./ports/audit.ts";
 
 /**
@@ -91,6 +91,28 @@ interface Entry {
 /** The key `client` is limited under: its address's key (IPv6: its prefix), else its address. */
 export function limitKeyOf(client: ClientInfo): string | null {
   return client.addressKey ?? client.ip;
+}
+
+/**
+ * Audit types that count against the caller's address (the per-address limit), when their code is
+ * the caller's fault (not an outage, not a refusal by the limit itself).
+ */
+export const ADDRESS_FAILURE_TYPES: readonly string[] = [
+  "signin.failed",
+  "mfa.verify_failed",
+  "mfa.challenge_exhausted",
+];
+
+/**
+ * The key an audit record counts under for the per-address limit, or null when it does not count
+ * (a success, an outage, anything but ADDRESS_FAILURE_TYPES). Decided once, when the row is
+ * written: the stored `address_key` is set on counted failures only, so counting an address's
+ * failures is one index seek on (address_key, at) that never walks its successes.
+ */
+export function countedAddressKey(event: Pick<AuditRecord, "type" | "code" | "client">): string | null {
+  if (!ADDRESS_FAILURE_TYPES.includes(event.type)) return null;
+  if (event.code != null && !isCallerFault(event.code)) return null;
+  return limitKeyOf(event.client);
 }
 
 /** The attempt of an address nobody counts (no address known, or no limit configured). */

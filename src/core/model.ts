@@ -101,7 +101,8 @@ export interface ClientInfo {
   ip: string | null;
   /**
    * What the per-address limits count this client under (address-list.ts `addressKeyOf`: IPv6
-   * by its prefix); absent: `ip` itself. Stored with each audit row (`address_key`).
+   * by its prefix); absent: `ip` itself. Stored with each audit row that counts against it
+   * (`address_key`, address-limit.ts countedAddressKey).
    */
   addressKey?: string | null | undefined;
   userAgent: string | null;

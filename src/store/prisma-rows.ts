@@ -1,5 +1,5 @@
 import type { MfaChallenge, Prisma, Session, User } from "../../gen/prisma/sqlite/client.ts";
-import { limitKeyOf } from "../core/address-limit.ts";
+import { countedAddressKey } from "../core/address-limit.ts";
 import { newId } from "../core/ids.ts";
 import type {
   AuditRecord,
@@ -89,7 +89,7 @@ export function auditRow(event: AuditRecord) {
     issuer: event.issuer ?? null,
     subject: event.subject ?? null,
     ip: event.client.ip,
-    addressKey: limitKeyOf(event.client),
+    addressKey: countedAddressKey(event),
     userAgent: event.client.userAgent?.slice(0, 512) ?? null,
     requestId: event.client.requestId,
     detail: auditDetailJson(event),

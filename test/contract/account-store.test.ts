@@ -122,6 +122,37 @@ for (const kind of testDatabaseKinds())
         expect(await counts()).toEqual(before);
       });
 
+      it("sign-ins written at once (one group commit on SQLite): the ones that lose a race fail alone, nothing of theirs is kept", async () => {
+        const store = storeOf(db());
+        const existing = newUserWrite();
+        await store.commitSignin(signinWrite(existing));
+        const before = await counts();
+        // Issued in the same turn: a winner, a loser to an existing identity, a winner, and a loser
+        // to the first winner of this very batch.
+        const first = newUserWrite();
+        const writes = [
+          first,
+          newUserWrite({ subject: existing.identity.subject }),
+          newUserWrite(),
+          newUserWrite({ subject: first.identity.subject }),
+        ];
+        const outcomes = await Promise.allSettled(writes.map((w) => store.commitSignin(signinWrite(w))));
+        expect(outcomes.map((o) => o.status)).toEqual(["fulfilled", "rejected", "fulfilled", "rejected"]);
+        for (const i of [1, 3]) {
+          const reason = (outcomes[i] as PromiseRejectedResult).reason as unknown;
+          expect(reason).toBeInstanceOf(SigninConflict);
+          expect((reason as SigninConflict).target).toBe("identity");
+        }
+        expect(await counts()).toEqual({
+          users: before.users + 2,
+          identities: before.identities + 2,
+          sessions: before.sessions + 2,
+          refreshTokens: before.refreshTokens + 2,
+          audit: before.audit + 2,
+        });
+        for (const i of [0, 2]) expect(await db().client.user.count({ where: { id: writes[i]!.user.id } })).toBe(1);
+      });
+
       it("reports a taken username as SigninConflict(username) and rolls everything back", async () => {
         const store = storeOf(db());
         const first = newUserWrite();

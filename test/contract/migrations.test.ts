@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { loadMigrations, migrate, MigrationError } from "../../src/store/migrate.ts";
 import { prismaDiff } from "../../tools/prisma-diff/prisma-diff.ts";
 import { type TestDatabase, testDatabaseKinds } from "../support/databases.ts";
-import { describeSchema, execSql } from "../support/schema-introspection.ts";
+import { describeSchema, execSql, queryRows } from "../support/schema-introspection.ts";
 
 const dropLater: TestDatabase[] = [];
 afterAll(async () => {
@@ -76,6 +76,38 @@ describe("migrations", () => {
         await migrate(db.url, all);
         const rows = await describeRows(db.url);
         expect(rows).toEqual({ users: 1, identities: 1 });
+      });
+
+      it("an upgraded audit trail keeps the address key on failures counted against an address only", async () => {
+        const db = await kind.create();
+        dropLater.push(db);
+        const all = loadMigrations(kind.dialect);
+        const at = all.findIndex((m) => m.name === "0016_audit_counted_address_key");
+        expect(at).toBeGreaterThan(0);
+        await migrate(db.url, all.slice(0, at));
+        // Before 0016 every row carried its client's address key.
+        const rows: [id: string, type: string, code: string | null][] = [
+          ["evt_success", "signin.succeeded", null],
+          ["evt_bad_token", "signin.failed", "id_token_expired"],
+          ["evt_outage", "signin.failed", "provider_unavailable"],
+          ["evt_internal", "signin.failed", "internal"],
+          ["evt_mfa_wrong", "mfa.verify_failed", null],
+          ["evt_exhausted", "mfa.challenge_exhausted", "mfa_challenge_exhausted"],
+          ["evt_code_failed", "mfa.code_failed", "mfa_code_invalid"],
+          ["evt_admin", "admin.user_locked", null],
+        ];
+        const values = rows
+          .map(
+            ([id, type, code]) =>
+              `('${id}', CURRENT_TIMESTAMP, '${type}', ${code === null ? "NULL" : `'${code}'`}, '192.0.2.7', '192.0.2.7')`,
+          )
+          .join(", ");
+        await execSql(db.url, `INSERT INTO audit_events (id, at, type, code, ip, address_key) VALUES ${values}`);
+        await migrate(db.url, all);
+        const after = await queryRows(db.url, "SELECT id, ip, address_key FROM audit_events ORDER BY id");
+        const keyed = after.filter((r) => r["address_key"] !== null).map((r) => r["id"]);
+        expect(keyed.sort()).toEqual(["evt_bad_token", "evt_exhausted", "evt_mfa_wrong"]);
+        expect(after.map((r) => r["ip"])).toEqual(rows.map(() => "192.0.2.7"));
       });
 
       it("a failing migration rolls back, names itself, and leaves the database as it was", async () => {

@@ -102,6 +102,25 @@ export async function execSql(url: string, sql: string): Promise<void> {
   }
 }
 
+/** The rows `sql` selects, over a connection of its own (either dialect). */
+export async function queryRows(url: string, sql: string): Promise<Record<string, unknown>[]> {
+  if (url.startsWith("file:")) {
+    const db = new Sqlite(sqlitePath(url), { readonly: true });
+    try {
+      return db.prepare(sql).all() as Record<string, unknown>[];
+    } finally {
+      db.close();
+    }
+  }
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query(sql)).rows as Record<string, unknown>[];
+  } finally {
+    await client.end();
+  }
+}
+
 export interface RowCounter {
   /** Rows in every table (our bookkeeping left out), by table name. */
   count(): Promise<Record<string, number>>;

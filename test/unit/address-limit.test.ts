@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createAddressLimit } from "../../src/core/address-limit.ts";
+import { countedAddressKey, createAddressLimit } from "../../src/core/address-limit.ts";
 import { DomainError } from "../../src/core/errors.ts";
 import type { SigninFailureCounter } from "../../src/core/ports/audit.ts";
 import { codeOf } from "../support/error-code.ts";
@@ -161,5 +161,33 @@ describe("the per-address limit", () => {
       { ip: "1.1.1.1", count: 5, first: new Date(T0), last: new Date(T0), rpcs: ["SigninWithIdToken", "VerifyMfa"] },
     ]);
     expect(s.limit.drainRefusals()).toEqual([]);
+  });
+});
+
+describe("which audit rows count against an address (their stored address key)", () => {
+  const client = {
+    ip: "2001:db8:1:2::9",
+    addressKey: "2001:db8:1:2:0:0:0:0/64",
+    userAgent: null,
+    requestId: "r",
+    deviceId: null,
+  };
+  const key = (type: string, code?: string) => countedAddressKey({ type, code, client });
+
+  it("a caller's failed sign-in or second factor counts, under the address's key", () => {
+    expect(key("signin.failed", "id_token_expired")).toBe("2001:db8:1:2:0:0:0:0/64");
+    expect(key("mfa.verify_failed")).toBe("2001:db8:1:2:0:0:0:0/64");
+    expect(key("mfa.challenge_exhausted", "mfa_challenge_exhausted")).toBe("2001:db8:1:2:0:0:0:0/64");
+    expect(
+      countedAddressKey({ type: "signin.failed", code: "id_token_expired", client: { ...client, addressKey: null } }),
+    ).toBe("2001:db8:1:2::9");
+  });
+
+  it("successes, outages, the limit's own refusals and other events carry none", () => {
+    expect(key("signin.succeeded")).toBeNull();
+    for (const code of ["provider_unavailable", "unavailable", "internal", "rate_limited"])
+      expect(key("signin.failed", code)).toBeNull();
+    expect(key("mfa.code_failed", "mfa_code_invalid")).toBeNull();
+    expect(key("admin.user_locked")).toBeNull();
   });
 });

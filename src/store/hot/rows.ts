@@ -4,7 +4,7 @@
  * and 0/1; PostgreSQL: Date or timestamp text and booleans; JSON built in SQL arrives as text or
  * already parsed), so every value passes through one of the readers below.
  */
-import { limitKeyOf } from "../../core/address-limit.ts";
+import { countedAddressKey } from "../../core/address-limit.ts";
 import { newId } from "../../core/ids.ts";
 import type { AuditRecord } from "../../core/model.ts";
 import type { SigninHistory } from "../../core/ports/risk-history.ts";
@@ -201,6 +201,6 @@ export function auditRowValues(event: AuditRecord): unknown[] {
     event.client.userAgent?.slice(0, 512) ?? null,
     event.client.requestId,
     auditDetailJson(event),
-    limitKeyOf(event.client),
+    countedAddressKey(event),
   ];
 }

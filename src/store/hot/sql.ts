@@ -5,40 +5,27 @@
  *
  * Table and column names are those of prisma/schema.prisma (`@@map` / `@map`).
  */
-import { NOT_CALLER_FAULTS } from "../../core/errors.ts";
 import type { SigninSnapshotQuery } from "../../core/ports/signin.ts";
 import type { Dialect } from "../database.ts";
 import { USER_COLUMNS } from "./rows.ts";
-
-/** `('a', 'b')`'s inside: a list of constants (never of caller input) as SQL literals. */
-const sqlList = (values: readonly string[]) => values.map((t) => `'${t}'`).join(", ");
 
 /** Audit types that count as failures attributed to a user, for the `recent_failures` signal. */
 export const FAILURE_TYPES = ["signin.failed", "mfa.verify_failed", "mfa.challenge_exhausted", "mfa.code_failed"];
 
 /**
- * Audit types that count against the caller's address (the per-address limit), when their code is
- * the caller's fault (not an outage, not a refusal by the limit itself).
- */
-export const ADDRESS_FAILURE_TYPES = ["signin.failed", "mfa.verify_failed", "mfa.challenge_exhausted"];
-/**
  * Counted failures from address key `key` (the address, or its IPv6 network: core/address-list.ts)
- * since `since`, one `SELECT` per failure type joined by UNION ALL: each is a seek on
- * (address_key, type, at) with the code read from the index itself. Written out per type rather
- * than as `type IN (…)`: a generic plan made on small statistics kept only address_key and at as
- * index conditions and filtered the type, walking every row of the address in the window (all of
- * a busy address's successful sign-ins too; measured 5–80 ms per read on PostgreSQL under load).
- * `columns` is what each branch selects.
+ * since `since`: one seek on (address_key, at). Only failures counted against an address carry the
+ * key (core/address-limit.ts countedAddressKey, decided when the row is written), so this never
+ * walks a busy address's successful sign-ins and needs no type or code filter that a generic plan
+ * might apply after the seek. `columns` is what it selects.
  */
-const addressFailuresUnion = (columns: string, key: string, since: string) =>
-  ADDRESS_FAILURE_TYPES.map(
-    (type) => `SELECT ${columns} FROM audit_events WHERE address_key = ${key} AND type = '${type}' AND at >= ${since}
-    AND (code IS NULL OR code NOT IN (${sqlList(NOT_CALLER_FAULTS)}))`,
-  ).join("\n  UNION ALL ");
+const addressFailures = (columns: string, key: string, since: string) =>
+  `SELECT ${columns} FROM audit_events WHERE address_key = ${key} AND at >= ${since}`;
 
 /**
  * A user's failures (FAILURE_TYPES) since `since`: a sum of one count per type, each a seek on
- * (user_id, type, at), for the reason given at addressFailuresUnion.
+ * (user_id, type, at), so that a generic plan cannot keep only (user_id, at) and filter the type, walking every
+ * success of a busy user in the window (measured 5–80 ms per read on PostgreSQL under load).
  */
 const userFailuresSum = (user: string, since: string) =>
   FAILURE_TYPES.map(
@@ -98,7 +85,7 @@ function userReadColumns(dialect: Dialect, device: string, since: string, truste
 
 /** Failed sign-ins from address `ip` since `since`, at most `cap`, as column `ip_failures`. */
 function ipFailuresColumn(dialect: Dialect, ip: string, since: string, cap: string): string {
-  return `(SELECT count(*) FROM (${addressFailuresUnion("1", ip, since)} LIMIT ${cap}) f)${dialectSql(dialect).int} AS ip_failures`;
+  return `(SELECT count(*) FROM (${addressFailures("1", ip, since)} LIMIT ${cap}) f)${dialectSql(dialect).int} AS ip_failures`;
 }
 
 /** The (at most two) users whose verified e-mail is `email`, as JSON column `email_owners`. */
@@ -155,7 +142,7 @@ export const SQLITE_READ = {
   networks: `SELECT network, country, latitude, longitude, last_seen_at FROM user_networks WHERE user_id = $1
   ORDER BY last_seen_at DESC LIMIT ${RECENT_NETWORKS}`,
   /** $1 address, $2 since, $3 cap: failed sign-ins, at most the cap. */
-  ipFailures: `SELECT count(*) AS n FROM (${addressFailuresUnion("1", "$1", "$2")} LIMIT $3)`,
+  ipFailures: `SELECT count(*) AS n FROM (${addressFailures("1", "$1", "$2")} LIMIT $3)`,
   /** $1 user id, $2 since. */
   recentFailures: `SELECT ${userFailuresSum("$1", "$2")} AS recent_failures`,
   /** $1 verified e-mail. */
@@ -179,11 +166,11 @@ export function signinReadParams(q: SigninSnapshotQuery): unknown[] {
 
 /** Failed sign-ins from an address (for refused tokens): $1 address, $2 since, $3 cap. */
 export function ipFailuresSql(dialect: Dialect): string {
-  return `SELECT count(*)${dialect === "postgresql" ? "::int" : ""} AS n FROM (${addressFailuresUnion("1", "$1", "$2")} LIMIT $3) f`;
+  return `SELECT count(*)${dialect === "postgresql" ? "::int" : ""} AS n FROM (${addressFailures("1", "$1", "$2")} LIMIT $3) f`;
 }
 
 /** The time of the `$3`-th most recent counted failure from address `$1` since `$2`. */
-export const NTH_RECENT_ADDRESS_FAILURE_SQL = `SELECT at FROM (${addressFailuresUnion("at", "$1", "$2")}) f
+export const NTH_RECENT_ADDRESS_FAILURE_SQL = `${addressFailures("at", "$1", "$2")}
   ORDER BY at DESC LIMIT 1 OFFSET $3`;
 
 /** Marks an ID token used: $1 key, $2 expires at (a second use violates the primary key). */

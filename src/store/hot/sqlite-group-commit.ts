@@ -38,9 +38,9 @@ export function createGroupCommit(
 
   /**
    * Group commit: writes that arrive in the same turn of the event loop share one transaction
-   * (one WAL append and one commit for all), each inside its own savepoint so that one write's
-   * failure (a lost unique race, a refused refresh) rolls back only its own part. Every caller's
-   * promise settles after the COMMIT: nothing is acknowledged before it is durable.
+   * (one WAL append and one commit for all); one write's failure (a lost unique race, a replayed
+   * token) fails only that write (`together`, then `apart`). Every caller's promise settles after
+   * the COMMIT: nothing is acknowledged before it is durable.
    */
   interface Pending {
     body: () => unknown;
@@ -71,32 +71,11 @@ export function createGroupCommit(
     }
     const batch = queue;
     queue = [];
-    const single = batch.length === 1;
-    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    let outcomes: Outcome[];
     try {
-      run("BEGIN IMMEDIATE");
-      for (const p of batch) {
-        if (!single) run("SAVEPOINT w");
-        try {
-          const value = p.body();
-          if (!single) run("RELEASE w");
-          outcomes.push({ ok: true, value });
-        } catch (e) {
-          if (single) throw e;
-          run("ROLLBACK TO w");
-          run("RELEASE w");
-          outcomes.push({ ok: false, error: storeError(e) });
-        }
-      }
-      run("COMMIT");
+      outcomes = together(batch) ?? apart(batch);
     } catch (e) {
-      if (db.inTransaction) {
-        try {
-          run("ROLLBACK");
-        } catch {
-          // The connection rolled back by itself (e.g. SQLITE_FULL): nothing left to undo.
-        }
-      }
+      rollback();
       const error = storeError(e);
       for (const p of batch) p.reject(error);
       return;
@@ -106,6 +85,61 @@ export function createGroupCommit(
       if (outcome.ok) p.resolve(outcome.value);
       else p.reject(outcome.error);
     });
+  }
+
+  type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+  function rollback(): void {
+    if (!db.inTransaction) return;
+    try {
+      run("ROLLBACK");
+    } catch {
+      // The connection rolled back by itself (e.g. SQLITE_FULL): nothing left to undo.
+    }
+  }
+
+  /**
+   * The common case: every write of the turn in one transaction, no savepoints. A savepoint costs
+   * more than its two statements: each page a write first touches inside one is copied to the
+   * statement journal, so the batch runs bare and only a failure pays for isolation. When one write
+   * throws, the whole transaction is rolled back and null says "run them apart". Each body is
+   * synchronous and writes only through this connection, so running it again from the same state
+   * decides the same (the rolled-back run left nothing behind). A lone write's failure is its own.
+   */
+  function together(batch: Pending[]): Outcome[] | null {
+    run("BEGIN IMMEDIATE");
+    const values: unknown[] = [];
+    for (const p of batch) {
+      try {
+        values.push(p.body());
+      } catch (e) {
+        rollback();
+        if (batch.length === 1) return [{ ok: false, error: storeError(e) }];
+        return null;
+      }
+    }
+    run("COMMIT");
+    return values.map((value) => ({ ok: true, value }));
+  }
+
+  /** A batch in which a write failed, again: each write in its own savepoint, so a failure rolls back only itself. */
+  function apart(batch: Pending[]): Outcome[] {
+    const outcomes: Outcome[] = [];
+    run("BEGIN IMMEDIATE");
+    for (const p of batch) {
+      run("SAVEPOINT w");
+      try {
+        const value = p.body();
+        run("RELEASE w");
+        outcomes.push({ ok: true, value });
+      } catch (e) {
+        run("ROLLBACK TO w");
+        run("RELEASE w");
+        outcomes.push({ ok: false, error: storeError(e) });
+      }
+    }
+    run("COMMIT");
+    return outcomes;
   }
 
   async function read<T>(body: () => T): Promise<T> {

@@ -569,8 +569,11 @@ export type $AuditEventPayload<ExtArgs extends runtime.Types.Extensions.Internal
     subject: string | null
     ip: string | null
     /**
-     * What the per-address limit counts the client under: the address, or its network for IPv6
-     * (`2001:db8:1:2:0:0:0:0/64`; rate_limit.ipv6_prefix / ipv4_prefix).
+     * On a failure counted against the caller's address only (null otherwise): what the
+     * per-address limit counts the client under, the address or its network for IPv6
+     * (`2001:db8:1:2:0:0:0:0/64`; rate_limit.ipv6_prefix / ipv4_prefix). Which failures count is
+     * decided when the row is written (src/core/address-limit.ts countedAddressKey); `ip` keeps
+     * every row's own address.
      */
     addressKey: string | null
     userAgent: string | null
