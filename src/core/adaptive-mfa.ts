@@ -1,5 +1,6 @@
 import type { BlockList } from "node:net";
 import { addressListOf, isListed } from "./address-list.ts";
+import { isFresh, samePlace } from "./last-seen.ts";
 import type { ClientInfo, ExternalIdentity, RiskSummary } from "./model.ts";
 import type {
   GeoLocator,
@@ -147,7 +148,20 @@ export function createAdaptiveMfa(deps: AdaptiveMfaDeps): AdaptiveMfa {
         decision,
         device,
         deviceTrusted,
-        seen: { deviceKey: device?.key ?? null, network, geo, trustedDeviceId: deviceTrusted ? trusted!.id : null },
+        seen: {
+          deviceKey: device?.key ?? null,
+          network,
+          geo,
+          trustedDeviceId: deviceTrusted ? trusted!.id : null,
+          fresh: {
+            device: history?.deviceKnown === true && isFresh(history.deviceSeenAt, now),
+            network:
+              history?.networkKnown === true &&
+              history.networkSeen != null &&
+              isFresh(history.networkSeen.at, now) &&
+              samePlace(history.networkSeen, geo),
+          },
+        },
         summary: {
           score: assessment.score,
           level: assessment.level,

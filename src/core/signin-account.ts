@@ -1,5 +1,6 @@
 import { DomainError } from "./errors.ts";
 import { newId } from "./ids.ts";
+import { isFresh } from "./last-seen.ts";
 import type { ExternalIdentity, UserWithPassword } from "./model.ts";
 import type { SigninHistory } from "./ports/risk-history.ts";
 import { type AccountReader, type AccountWrite, SigninConflict, type SigninSnapshot } from "./ports/signin.ts";
@@ -32,7 +33,12 @@ export async function resolveAccount(
       userId: linked.user.id,
       user: linked.user,
       history: linked.history,
-      write: { kind: "existing", userId: linked.user.id, identityId: linked.identityId },
+      write: {
+        kind: "existing",
+        userId: linked.user.id,
+        identityId: linked.identityId,
+        identityFresh: isFresh(linked.identityLastSigninAt, now),
+      },
     };
   }
   const email = normalizeEmail(identity.email);

@@ -340,6 +340,7 @@ for (const kind of testDatabaseKinds())
         });
         const snap = await store.readSignin(snapshotQuery(w));
         expect(snap.linked?.identityId).toBe(w.identity.id);
+        expect(snap.linked?.identityLastSigninAt).toEqual(new Date("2026-02-01T00:00:00Z"));
         expect(snap.linked?.user).toMatchObject({
           id: w.user.id,
           username: w.user.username,
@@ -351,9 +352,11 @@ for (const kind of testDatabaseKinds())
         expect(snap.linked?.history).toEqual({
           lastSigninAt: new Date("2026-02-01T00:00:00Z"),
           deviceKnown: true,
+          deviceSeenAt: new Date("2026-02-01T00:00:00Z"),
           trustedDevice: null,
           hasHistory: true,
           networkKnown: true,
+          networkSeen: { at: new Date("2026-02-01T00:00:00Z"), country: "DE", latitude: 52.5, longitude: 13.4 },
           countries: ["DE"],
           lastLocation: { latitude: 52.5, longitude: 13.4, at: new Date("2026-02-01T00:00:00Z") },
           recentFailures: 0,
@@ -366,8 +369,10 @@ for (const kind of testDatabaseKinds())
         );
         expect(elsewhere.linked?.history).toMatchObject({
           deviceKnown: false,
+          deviceSeenAt: null,
           hasHistory: true,
           networkKnown: false,
+          networkSeen: null,
           countries: ["DE"],
         });
         const noHistory = await store.readSignin({ ...snapshotQuery(w), history: null });

@@ -1,5 +1,5 @@
 /**
- * Last-seen times are written only when stale (src/store/hot/sql.ts LAST_SEEN_RESOLUTION_MS): a
+ * Last-seen times are written only when stale (src/core/last-seen.ts): a
  * user signing in again within a minute gets a new session, refresh token and audit row, and no
  * write to the user, identity, device or network rows; after a minute each is written again; a
  * new device or network, or a network GeoIP now places elsewhere, is written at once. Both
@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LAST_SEEN_RESOLUTION_MS } from "../../src/store/hot/sql.ts";
+import { LAST_SEEN_RESOLUTION_MS } from "../../src/core/last-seen.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { testDatabaseKinds } from "../support/databases.ts";
 import { buildMmdb, cityRecord } from "../support/mmdb-writer.ts";

@@ -165,7 +165,40 @@ describe("createAdaptiveMfa", () => {
       network: "203.0.113.0/24",
       geo: { country: "DE", latitude: 52.5, longitude: 13.4 },
       trustedDeviceId: null,
+      // Sightings were not read (no times in this history): the write records them.
+      fresh: { device: false, network: false },
     });
+  });
+
+  it("leaves out of the write only a device and network seen within the last minute, the network at the same place", async () => {
+    const place = { country: "DE", latitude: 52.5, longitude: 13.4 };
+    const ago = (ms: number) => new Date(NOW.getTime() - ms);
+    const fresh = async (over: Partial<SigninHistory>) => (await evaluate(history(over))).seen.fresh;
+    expect(await fresh({ deviceSeenAt: ago(59_000), networkSeen: { at: ago(59_000), ...place } })).toEqual({
+      device: true,
+      network: true,
+    });
+    // Stale: written again.
+    expect(await fresh({ deviceSeenAt: ago(61_000), networkSeen: { at: ago(61_000), ...place } })).toEqual({
+      device: false,
+      network: false,
+    });
+    // Moved (GeoIP places the network elsewhere now, or did not place it before): written at once.
+    for (const moved of [
+      { ...place, latitude: 48.1 },
+      { ...place, country: "FR" },
+      { country: null, latitude: null, longitude: null },
+    ])
+      expect((await fresh({ networkSeen: { at: ago(1_000), ...moved } }))?.network).toBe(false);
+    // Not known (a new device or network): always written, whatever a stray time says.
+    expect(
+      await fresh({
+        deviceKnown: false,
+        deviceSeenAt: ago(1_000),
+        networkKnown: false,
+        networkSeen: { at: ago(1_000), ...place },
+      }),
+    ).toEqual({ device: false, network: false });
   });
 
   it("a new device challenges an enrolled user", async () => {

@@ -8,6 +8,11 @@ export interface SigninHistory {
   /** Whether the user completed a sign-in from the attempt's device key (`new_device`). */
   deviceKnown: boolean;
   /**
+   * When the attempt's device was last seen, where the store read it (absent: not read; the
+   * sign-in then writes the sighting, core/last-seen.ts).
+   */
+  deviceSeenAt?: Date | null | undefined;
+  /**
    * The user's trusted device whose credential the attempt presented (looked up by hash and user:
    * another user's credential finds nothing); null without one. Expiry is checked by the caller.
    */
@@ -16,6 +21,8 @@ export interface SigninHistory {
   hasHistory: boolean;
   /** Whether the attempt's network was seen before. */
   networkKnown: boolean;
+  /** The attempt's network's last sighting and recorded place, where the store read it (as deviceSeenAt). */
+  networkSeen?: ({ at: Date } & GeoPoint) | null | undefined;
   /** Countries of earlier completed sign-ins (distinct). */
   countries: string[];
   /** Place and time of the latest completed sign-in GeoIP could place. */
@@ -46,6 +53,12 @@ export interface SeenContext {
   geo: GeoPoint | null;
   /** The trusted device whose credential let this sign-in skip MFA: its last use is recorded. */
   trustedDeviceId?: string | null | undefined;
+  /**
+   * What the write may leave out, decided from the sign-in's read (core/last-seen.ts): the device's
+   * and the network's rows when each was seen within the resolution (the network at the same
+   * place). Absent or false: written (as far as it is stale by then).
+   */
+  fresh?: { device: boolean; network: boolean } | undefined;
 }
 
 /** Where GeoIP places an address; null when it does not know it. */

@@ -45,7 +45,13 @@ export interface SigninSnapshotQuery {
 /** Everything a sign-in decides on, read together. */
 export interface SigninSnapshot {
   /** The identity's link, its user, and that user's sign-in history (null when not asked for). */
-  linked: { identityId: string; user: UserWithPassword; history: SigninHistory | null } | null;
+  linked: {
+    identityId: string;
+    /** The identity's last sign-in, where the store reads it (absent: not read). */
+    identityLastSigninAt?: Date | null | undefined;
+    user: UserWithPassword;
+    history: SigninHistory | null;
+  } | null;
   /** Users whose verified e-mail is `verifiedEmail` (at most two), read when `linked` is null. */
   emailOwners: UserWithPassword[];
   /** Failed sign-ins from the address, up to the cap (0 when not asked for). */
@@ -63,7 +69,13 @@ export interface SigninReader {
 
 /** How the sign-in attaches to a user: an existing link, a new link, or a new user. */
 export type AccountWrite =
-  | { kind: "existing"; userId: string; identityId: string }
+  | {
+      kind: "existing";
+      userId: string;
+      identityId: string;
+      /** The identity's last sign-in was read fresh (core/last-seen.ts): the write may leave it. */
+      identityFresh?: boolean | undefined;
+    }
   | { kind: "link"; userId: string; identity: NewIdentity }
   | { kind: "create"; user: NewUser; identity: NewIdentity };
 

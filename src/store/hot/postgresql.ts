@@ -179,7 +179,7 @@ function signinWriteStatement(write: SigninWrite): { text: string; values: unkno
   const { account } = write;
   const challenge = "challenge" in write ? write.challenge : null;
   const at = p(write.at, "::timestamp");
-  // Last-seen times are written again only when stale (sql.ts LAST_SEEN_RESOLUTION_MS).
+  // Last-seen times are written again only when stale (core/last-seen.ts).
   let stale: string | undefined;
   const staleAt = (column: string) => {
     stale ??= p(SQL.staleBefore(write.at), "::timestamp");

@@ -119,7 +119,8 @@ function sessionOf(row: Row, prefix = ""): SessionInfo {
  * newest first, failures and second factors.
  */
 function historyOf(row: Row, network: string | null): SigninHistory {
-  const device = jsonOf<[unknown]>(row["device"]);
+  // [1, last seen] for the attempt's device, [0] when only some other device was seen.
+  const device = jsonOf<[unknown, unknown?]>(row["device"]);
   const trusted = jsonOf<[unknown, unknown]>(row["trusted_device"]);
   const totp = jsonOf<[unknown, unknown]>(row["totp"]);
   const networks = jsonOf<[string, string | null, number | null, number | null, unknown][]>(row["networks"]) ?? [];
@@ -130,12 +131,24 @@ function historyOf(row: Row, network: string | null): SigninHistory {
   if (totp !== null && Number(totp[1]) > 0) methods.push("recovery_code");
   if (Number(row["passkeys"] ?? 0) > 0) methods.push("webauthn");
   const located = networks.find((n) => n[2] !== null && n[3] !== null);
+  const deviceKnown = device !== null && boolOf(device[0]);
+  const own = network === null ? undefined : networks.find((n) => n[0] === network);
   return {
     lastSigninAt,
-    deviceKnown: device !== null && boolOf(device[0]),
+    deviceKnown,
+    deviceSeenAt: deviceKnown ? dateOf(device[1]) : null,
+    networkSeen:
+      own === undefined
+        ? null
+        : {
+            at: dateOf(own[4])!,
+            country: own[1],
+            latitude: own[2] === null ? null : Number(own[2]),
+            longitude: own[3] === null ? null : Number(own[3]),
+          },
     trustedDevice: trusted === null ? null : { id: String(trusted[0]), expiresAt: dateOf(trusted[1])! },
     hasHistory: lastSigninAt !== null || device !== null,
-    networkKnown: network !== null && networks.some((n) => n[0] === network),
+    networkKnown: own !== undefined,
     countries: [...new Set(networks.flatMap((n) => (n[1] === null ? [] : [n[1]])))],
     lastLocation:
       located === undefined
@@ -154,6 +167,7 @@ export function snapshotOf(row: Row, query: SigninSnapshotQuery): SigninSnapshot
         ? null
         : {
             identityId: String(row["identity_id"]),
+            identityLastSigninAt: dateOf(row["identity_last_signin_at"]),
             user: userOf(row),
             history: query.history === null ? null : historyOf(row, query.history.network),
           },

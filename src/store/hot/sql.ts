@@ -74,7 +74,7 @@ function userReadColumns(dialect: Dialect, device: string, since: string, truste
   (SELECT ${d.jsonArray}(f.confirmed_at, (SELECT count(*) FROM recovery_codes r WHERE r.user_id = u.id AND r.used_at IS NULL))
      FROM mfa_factors f WHERE f.user_id = u.id AND f.type = 'totp' AND f.confirmed_at IS NOT NULL) AS totp,
   (SELECT count(*) FROM webauthn_credentials w WHERE w.user_id = u.id AND w.flagged_at IS NULL)${d.int} AS passkeys,
-  COALESCE((SELECT ${d.jsonArray}(1) FROM user_devices d WHERE d.user_id = u.id AND d.device_key = ${device}),
+  COALESCE((SELECT ${d.jsonArray}(1, d.last_seen_at) FROM user_devices d WHERE d.user_id = u.id AND d.device_key = ${device}),
      (SELECT ${d.jsonArray}(0) FROM user_devices d WHERE d.user_id = u.id LIMIT 1)) AS device,
   (SELECT ${d.jsonArray}(t.id, t.expires_at) FROM trusted_devices t WHERE t.credential_hash = ${trusted} AND t.user_id = u.id) AS trusted_device,
   (SELECT ${d.jsonAgg}(${d.jsonArray}(r.network, r.country, r.latitude, r.longitude, r.last_seen_at)) FROM (
@@ -106,7 +106,7 @@ function emailOwnersExpression(dialect: Dialect, email: string): string {
  */
 export function signinReadSql(dialect: Dialect): string {
   const d = dialectSql(dialect);
-  return `SELECT i.id AS identity_id, ${userReadColumns(dialect, "$3", "$4", "$9")},
+  return `SELECT i.id AS identity_id, i.last_signin_at AS identity_last_signin_at, ${userReadColumns(dialect, "$3", "$4", "$9")},
   ${ipFailuresColumn(dialect, "$5", "$6", "$7")},
   CASE WHEN i.id IS NULL AND $8${d.text} IS NOT NULL THEN ${emailOwnersExpression(dialect, "$8")} END AS email_owners
 FROM (SELECT 1 AS one) one
@@ -121,7 +121,7 @@ LEFT JOIN users u ON u.id = i.user_id`;
  */
 export const SQLITE_READ = {
   /** $1 issuer, $2 subject. */
-  identity: `SELECT id AS identity_id, user_id FROM identities WHERE issuer = $1 AND subject = $2`,
+  identity: `SELECT id AS identity_id, user_id, last_signin_at AS identity_last_signin_at FROM identities WHERE issuer = $1 AND subject = $2`,
   /** $1 user id. */
   user: `SELECT ${userColumns("u")}, u.last_signin_at,
   (SELECT p.changed_at FROM password_credentials p WHERE p.user_id = u.id) AS password_changed_at FROM users u WHERE u.id = $1`,
@@ -133,7 +133,7 @@ export const SQLITE_READ = {
      FROM mfa_factors f WHERE f.user_id = $1 AND f.type = 'totp' AND f.confirmed_at IS NOT NULL) AS totp,
   (SELECT count(*) FROM webauthn_credentials w WHERE w.user_id = $1 AND w.flagged_at IS NULL) AS passkeys`,
   /** $1 user id, $2 device key. */
-  device: `SELECT json_array(1) AS device FROM user_devices WHERE user_id = $1 AND device_key = $2`,
+  device: `SELECT json_array(1, last_seen_at) AS device FROM user_devices WHERE user_id = $1 AND device_key = $2`,
   /** $1 user id, $2 device credential hash (asked only when one was presented). */
   trustedDevice: `SELECT json_array(id, expires_at) AS trusted_device FROM trusted_devices WHERE credential_hash = $2 AND user_id = $1`,
   /** $1 user id: whether any device was seen (asked only for an unknown one). */
@@ -141,8 +141,11 @@ export const SQLITE_READ = {
   /** $1 user id: rows, newest first. */
   networks: `SELECT network, country, latitude, longitude, last_seen_at FROM user_networks WHERE user_id = $1
   ORDER BY last_seen_at DESC LIMIT ${RECENT_NETWORKS}`,
-  /** $1 address, $2 since, $3 cap: failed sign-ins, at most the cap. */
-  ipFailures: `SELECT count(*) AS n FROM (${addressFailures("1", "$1", "$2")} LIMIT $3)`,
+  /**
+   * $1 address, $2 since, $3 cap: a row per counted failure, at most the cap (counted by the
+   * caller: measured, a count over a LIMIT subquery costs SQLite a co-routine, about twice this).
+   */
+  ipFailures: `${addressFailures("1", "$1", "$2")} LIMIT $3`,
   /** $1 user id, $2 since. */
   recentFailures: `SELECT ${userFailuresSum("$1", "$2")} AS recent_failures`,
   /** $1 verified e-mail. */
@@ -211,20 +214,7 @@ export const INSERT_USER_SQL = `INSERT INTO users (id, username, email, email_no
 export const INSERT_IDENTITY_SQL = `INSERT INTO identities (id, user_id, issuer, subject, provider, email, email_verified, created_at, last_signin_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`;
 
-/**
- * How stale a last-seen time (a user's or identity's last sign-in, a device's or network's last
- * sighting) may get before a sign-in writes it again. Within it a sign-in writes none of those
- * rows (on PostgreSQL a user row is only share-locked, as the race guard against a disable), so a
- * user signing in again and again costs a session, a refresh token, a replay marker and an audit
- * row, nothing more. The risk signals read these times: impossible travel can see the previous
- * sighting up to this much older than it was (a speed underestimated by at most that), new-device
- * and new-network are unaffected (they ask whether a row exists). A changed GeoIP place is
- * written at once.
- */
-export const LAST_SEEN_RESOLUTION_MS = 60_000;
-
-/** The time before which a last-seen time is stale, for a write at `at`. */
-export const staleBefore = (at: Date): Date => new Date(at.getTime() - LAST_SEEN_RESOLUTION_MS);
+export { LAST_SEEN_RESOLUTION_MS, staleBefore } from "../../core/last-seen.ts";
 
 /** Whether a last-seen value `$n` (a column) is stale: null or before `$stale`. */
 const staleAt = (column: string, stale: string) => `(${column} IS NULL OR ${column} < ${stale})`;
@@ -235,10 +225,10 @@ export const TOUCH_IDENTITY_SQL = `UPDATE identities SET last_signin_at = $1 WHE
 /** Marks a user signed in: $1 at, $2 user id (asked only when its mark is stale, under the write lock). */
 export const TOUCH_USER_SQL = `UPDATE users SET last_signin_at = $1, updated_at = $1 WHERE id = $2`;
 
-/** An existing user, only while active, and its last sign-in: $1 at, $2 user id. */
-export const ACTIVE_USER_SQL = `SELECT ${userColumns("u")}, u.last_signin_at FROM users u WHERE u.id = $2 AND ${activeAt("u", "$1")}`;
-
-export const PASSWORD_CHANGED_AT_SQL = `SELECT changed_at AS password_changed_at FROM password_credentials WHERE user_id = $1`;
+/** An existing user, only while active, with its last sign-in and password change time: $1 at, $2 user id. */
+export const ACTIVE_USER_SQL = `SELECT ${userColumns("u")}, u.last_signin_at,
+  (SELECT p.changed_at FROM password_credentials p WHERE p.user_id = u.id) AS password_changed_at
+FROM users u WHERE u.id = $2 AND ${activeAt("u", "$1")}`;
 
 /**
  * A new session; it signed in when it was created ($8 is `auth_time` too); $11 the OAuth client

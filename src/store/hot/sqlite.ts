@@ -99,15 +99,12 @@ export function createSqliteHotStore(
       // A sign-in waiting for MFA touches nothing of an existing user until the challenge completes.
       const row = get(SQL.ACTIVE_USER_SQL, at, account.userId);
       if (row === undefined) throw new SigninConflict("status");
-      // Its last sign-in is written only when stale (sql.ts LAST_SEEN_RESOLUTION_MS): the write
+      // Its last sign-in is written only when stale (core/last-seen.ts): the write
       // lock held since BEGIN IMMEDIATE is the race guard, not a write to the row.
       const last = dateOf(row["last_signin_at"]);
       if (challenge === null && (last === null || last < SQL.staleBefore(at)))
         run(SQL.TOUCH_USER_SQL, at, account.userId);
-      user = userOf({
-        ...row,
-        password_changed_at: get(SQL.PASSWORD_CHANGED_AT_SQL, account.userId)?.["password_changed_at"] ?? null,
-      });
+      user = userOf(row);
       if (challenge === null) {
         if (account.kind === "link") {
           const i = account.identity;
@@ -123,7 +120,8 @@ export function createSqliteHotStore(
             at,
             at,
           );
-        } else {
+        } else if (account.identityFresh !== true) {
+          // Read fresh: nothing to write (core/last-seen.ts), not even a statement.
           run(SQL.TOUCH_IDENTITY_SQL, at, account.identityId, SQL.staleBefore(at));
         }
       }
@@ -168,10 +166,12 @@ export function createSqliteHotStore(
       );
       run(SQL.INSERT_REFRESH_SQL, t.id, t.sessionId, t.tokenHash, t.createdAt, t.expiresAt);
       if (seen !== undefined) {
-        if (seen.deviceKey !== null) run(SQL.UPSERT_DEVICE_SQL, s.userId, seen.deviceKey, at, SQL.staleBefore(at));
+        // A device or network read fresh (seen.fresh) is left as it is: no statement for it.
+        if (seen.deviceKey !== null && seen.fresh?.device !== true)
+          run(SQL.UPSERT_DEVICE_SQL, s.userId, seen.deviceKey, at, SQL.staleBefore(at));
         // A trusted device's credential skipped MFA: one more statement in the same transaction.
         if (seen.trustedDeviceId != null) run(SQL.TOUCH_TRUSTED_DEVICE_SQL, at, seen.trustedDeviceId);
-        if (seen.network !== null) {
+        if (seen.network !== null && seen.fresh?.network !== true) {
           run(
             SQL.UPSERT_NETWORK_SQL,
             s.userId,
@@ -194,7 +194,7 @@ export function createSqliteHotStore(
       return read(() => {
         const identity = get(SQL.SQLITE_READ.identity, q.issuer, q.subject);
         const ip = q.ipFailures;
-        const ipFailures = ip === null ? 0 : Number(get(SQL.SQLITE_READ.ipFailures, ip.ip, ip.since, ip.cap)!["n"]);
+        const ipFailures = ip === null ? 0 : all(SQL.SQLITE_READ.ipFailures, ip.ip, ip.since, ip.cap).length;
         if (identity === undefined) {
           const owners = q.verifiedEmail === null ? undefined : get(SQL.SQLITE_READ.emailOwners, q.verifiedEmail);
           return snapshotOf({ ip_failures: ipFailures, email_owners: owners?.["email_owners"] ?? null }, q);
@@ -203,7 +203,12 @@ export function createSqliteHotStore(
         const user = get(SQL.SQLITE_READ.user, userId);
         // An identity whose user is gone (deleted meanwhile) reads as no link.
         if (user === undefined) return snapshotOf({ ip_failures: ipFailures }, q);
-        const row: Row = { ...user, identity_id: identity["identity_id"], ip_failures: ipFailures };
+        const row: Row = {
+          ...user,
+          identity_id: identity["identity_id"],
+          identity_last_signin_at: identity["identity_last_signin_at"],
+          ip_failures: ipFailures,
+        };
         const h = q.history;
         if (h !== null) {
           const factors = get(SQL.SQLITE_READ.factors, userId)!;
@@ -226,7 +231,7 @@ export function createSqliteHotStore(
     },
 
     failuresFromIp(ip, since, cap) {
-      return read(() => Number(get(SQL.SQLITE_READ.ipFailures, ip, since, cap)!["n"]));
+      return read(() => all(SQL.SQLITE_READ.ipFailures, ip, since, cap).length);
     },
 
     nthRecentFailureFromIp(ip, since, n) {
