@@ -732,11 +732,15 @@ async function main(): Promise<void> {
         cpSync(seed, join(dataDir, "data", "identity.db"));
         log(`service: on a copy of ${seed}`);
       }
-      // BENCH_SERVICE_NODE_ARGS: e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the service.
-      const nodeArgs = (process.env["BENCH_SERVICE_NODE_ARGS"] ?? "").split(" ").filter((a) => a !== "");
-      const server = await startServer("service", [...nodeArgs, "src/main.ts", "--config", file], {}, "/readyz", {
-        database: serviceDbRef(dbEnv, dataDir),
-      });
+      const server = await startServer(
+        "service",
+        [...serviceNodeArgs(), "src/main.ts", "--config", file],
+        {},
+        "/readyz",
+        {
+          database: serviceDbRef(dbEnv, dataDir),
+        },
+      );
       try {
         const r = await benchSigninServer(load, server, {
           path: "/auth/id-token/signin",
@@ -821,6 +825,14 @@ async function main(): Promise<void> {
   }
 }
 
+/**
+ * BENCH_SERVICE_NODE_ARGS: node flags for the service, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+ * to profile it (workers inherit them: a profile per process).
+ */
+function serviceNodeArgs(): string[] {
+  return (process.env["BENCH_SERVICE_NODE_ARGS"] ?? "").split(" ").filter((a) => a !== "");
+}
+
 // --- whole machine: the service with WORKERS=n, unpinned, load from h2load ----------------
 
 /** h2load processes of the whole-machine phase, each with its own user (one user's sign-ins serialize on its row on PostgreSQL). */
@@ -890,7 +902,7 @@ async function measureWholeMachine(n: number, balancing: WholeMachine["balancing
   const label = `service, ${n} worker${n === 1 ? "" : `s (${balancing})`}`;
   const server = await startServer(
     label,
-    ["src/main.ts", "--config", file],
+    [...serviceNodeArgs(), "src/main.ts", "--config", file],
     { WORKERS: String(n), WORKER_BALANCING: balancing },
     "/readyz",
     {

@@ -10,7 +10,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { DomainError } from "../../src/core/errors.ts";
 import { type Database, openDatabase } from "../../src/store/database.ts";
+import { createGroupCommit } from "../../src/store/hot/sqlite-group-commit.ts";
 import { storageFault } from "../../src/store/prisma-errors.ts";
 
 let dir: string;
@@ -88,4 +90,75 @@ it("a refused BEGIN IMMEDIATE fails that transaction with SQLite's code and leav
   expect(Date.now() - started).toBeLessThan(1000); // not after Prisma's 2 s wait for a lock
   const [row] = await db.client.$queryRawUnsafe<{ n: number | bigint }[]>("SELECT n FROM counter");
   expect(Number(row!.n)).toBe(1101);
+});
+
+/** Another connection (a thread) takes the write lock, says so, holds it `holdMs`, then commits. */
+function lockHolder(file: string, holdMs: number): { locked: Promise<void>; released: Promise<void> } {
+  const worker = new Worker(
+    `const { workerData, parentPort } = require("node:worker_threads");
+     const Sqlite = require(workerData.module);
+     const db = new Sqlite(workerData.file, { timeout: 5000 });
+     db.exec("BEGIN IMMEDIATE");
+     db.prepare("UPDATE counter SET n = n + 10000").run();
+     parentPort.postMessage("locked");
+     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, workerData.holdMs);
+     db.exec("COMMIT");
+     db.close();
+     parentPort.postMessage("released");`,
+    { eval: true, workerData: { file, holdMs, module: require.resolve("better-sqlite3") } },
+  );
+  const said = (what: string) =>
+    new Promise<void>((resolve) => worker.on("message", (m: string) => m === what && resolve()));
+  return { locked: said("locked"), released: said("released") };
+}
+
+it("the hot path waits for another process's write lock without stopping the event loop, then writes", async () => {
+  if (db.driver.dialect !== "sqlite") throw new Error("a SQLite database was expected");
+  const connection = db.driver.db;
+  const commits = createGroupCommit(connection, (sql) => void connection.prepare(sql).run(), {
+    statementTimeoutMs: 5000,
+  });
+  const [before] = await db.client.$queryRawUnsafe<{ n: number | bigint }[]>("SELECT n FROM counter");
+  const holder = lockHolder(join(dir, "t.db"), 400);
+  await holder.locked;
+  // While the lock is held, the event loop keeps turning (a busy timeout would sleep it).
+  let ticks = 0;
+  const ticker = setInterval(() => ticks++, 10);
+  const started = Date.now();
+  try {
+    const wrote = commits.transaction(() => connection.prepare("UPDATE counter SET n = n + 1").run().changes);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(ticks).toBeGreaterThanOrEqual(10);
+    expect(await wrote).toBe(1);
+    await holder.released;
+    expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+  } finally {
+    clearInterval(ticker);
+  }
+  const [after] = await db.client.$queryRawUnsafe<{ n: number | bigint }[]>("SELECT n FROM counter");
+  expect(Number(after!.n)).toBe(Number(before!.n) + 10001);
+});
+
+it("a write lock held past the statement timeout: the waiting writes fail as unavailable, none is half-done", async () => {
+  if (db.driver.dialect !== "sqlite") throw new Error("a SQLite database was expected");
+  const connection = db.driver.db;
+  const commits = createGroupCommit(connection, (sql) => void connection.prepare(sql).run(), {
+    statementTimeoutMs: 150,
+  });
+  const [before] = await db.client.$queryRawUnsafe<{ n: number | bigint }[]>("SELECT n FROM counter");
+  const holder = lockHolder(join(dir, "t.db"), 600);
+  await holder.locked;
+  const refused = await Promise.allSettled([
+    commits.transaction(() => connection.prepare("UPDATE counter SET n = n + 1").run()),
+    commits.transaction(() => connection.prepare("UPDATE counter SET n = n + 2").run()),
+  ]);
+  for (const r of refused) {
+    expect(r.status).toBe("rejected");
+    const reason = (r as PromiseRejectedResult).reason as unknown;
+    expect(reason).toBeInstanceOf(DomainError);
+    expect((reason as DomainError).code).toBe("unavailable");
+  }
+  await holder.released;
+  const [after] = await db.client.$queryRawUnsafe<{ n: number | bigint }[]>("SELECT n FROM counter");
+  expect(Number(after!.n)).toBe(Number(before!.n) + 10000);
 });

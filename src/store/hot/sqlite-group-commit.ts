@@ -62,11 +62,13 @@ export function createGroupCommit(
       // wait (asynchronously) while it copies the last frames back, so the WAL can restart.
       const held = walGate === undefined ? null : whenWritesOpen(walGate, Math.min(1000, options.statementTimeoutMs));
       if (held !== null) await held;
-      await idle();
+      await writeLock();
     } catch (e) {
+      // A refused BEGIN IMMEDIATE (read-only file, I/O error) is a storage fault like any other.
+      const error = storeError(e);
       const batch = queue;
       queue = [];
-      for (const p of batch) p.reject(e);
+      for (const p of batch) p.reject(error);
       return;
     }
     const batch = queue;
@@ -107,7 +109,6 @@ export function createGroupCommit(
    * decides the same (the rolled-back run left nothing behind). A lone write's failure is its own.
    */
   function together(batch: Pending[]): Outcome[] | null {
-    run("BEGIN IMMEDIATE");
     const values: unknown[] = [];
     for (const p of batch) {
       try {
@@ -125,6 +126,7 @@ export function createGroupCommit(
   /** A batch in which a write failed, again: each write in its own savepoint, so a failure rolls back only itself. */
   function apart(batch: Pending[]): Outcome[] {
     const outcomes: Outcome[] = [];
+    // The rare path: the lock was given back with the rollback; this waits for it under the busy timeout.
     run("BEGIN IMMEDIATE");
     for (const p of batch) {
       run("SAVEPOINT w");
@@ -140,6 +142,47 @@ export function createGroupCommit(
     }
     run("COMMIT");
     return outcomes;
+  }
+
+  // The connection's busy timeout waits by sleeping on the event loop: fine for Prisma's rare
+  // transactions, not for the hot path's. Its BEGIN IMMEDIATE asks with none and waits here.
+  // (SQLite applies `PRAGMA busy_timeout` when the statement is prepared: one prepared statement
+  // run again would not set it again, so each is prepared anew, twice per write transaction.)
+  const usualWait = `busy_timeout = ${Math.max(0, Math.floor(options.statementTimeoutMs))}`;
+
+  /**
+   * Takes the write lock (`BEGIN IMMEDIATE`) without blocking the event loop while another
+   * process holds it (server.workers on one file, the admin tool): it asks without a busy
+   * timeout and, refused, tries again on a later turn, while requests go on being served and the
+   * writes arriving meanwhile join this batch. Gives up as `unavailable` after the statement timeout.
+   */
+  async function writeLock(): Promise<void> {
+    const deadline = Date.now() + options.statementTimeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      await idle();
+      if (tryBegin()) return;
+      if (Date.now() > deadline) {
+        throw new DomainError("unavailable", "the service is temporarily unavailable; try again shortly", {
+          cause: new Error("SQLite write lock held by another process past the statement timeout"),
+        });
+      }
+      // The first retries on the next turn (a lock is typically held for a transaction's
+      // milliseconds), then every millisecond.
+      await new Promise<void>((resolve) => (attempt < 2 ? setImmediate(resolve) : setTimeout(resolve, 1)));
+    }
+  }
+
+  function tryBegin(): boolean {
+    db.pragma("busy_timeout = 0");
+    try {
+      run("BEGIN IMMEDIATE");
+      return true;
+    } catch (e) {
+      if ((e as { code?: unknown })?.code === "SQLITE_BUSY") return false;
+      throw e;
+    } finally {
+      db.pragma(usualWait);
+    }
   }
 
   async function read<T>(body: () => T): Promise<T> {
