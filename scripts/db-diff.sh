@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Authors the next migration for both dialects from the change to prisma/schema.prisma, with
 # Prisma's own engine, offline (tools/prisma-diff, installed by `npm ci`). Never hand-write
-# migration SQL.
+# schema SQL; a data change the diff cannot write (an UPDATE, as in 0016) goes below its statements.
 #
 #   npm run db:diff -- add_widgets            # diff against the schema in HEAD
 #   BASE=main~3 npm run db:diff -- add_widgets

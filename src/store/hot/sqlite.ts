@@ -196,8 +196,9 @@ export function createSqliteHotStore(
         const ip = q.ipFailures;
         const ipFailures = ip === null ? 0 : all(SQL.SQLITE_READ.ipFailures, ip.ip, ip.since, ip.cap).length;
         if (identity === undefined) {
-          const owners = q.verifiedEmail === null ? undefined : get(SQL.SQLITE_READ.emailOwners, q.verifiedEmail);
-          return snapshotOf({ ip_failures: ipFailures, email_owners: owners?.["email_owners"] ?? null }, q);
+          // Rows in USER_COLUMNS order + the password change time: the shape snapshotOf reads.
+          const owners = q.verifiedEmail === null ? null : all(SQL.SQLITE_READ.emailOwners, q.verifiedEmail);
+          return snapshotOf({ ip_failures: ipFailures, email_owners: owners }, q);
         }
         const userId = identity["user_id"];
         const user = get(SQL.SQLITE_READ.user, userId);
