@@ -5,63 +5,9 @@ import { createHotStore } from "../../src/store/hot/hot-store.ts";
 import { createPrismaSigninReader } from "../../src/store/hot/prisma.ts";
 import type { Database } from "../../src/store/database.ts";
 import { testDatabaseKinds, useMigratedDatabase } from "../support/databases.ts";
+import { newUserWrite, signinClient, signinWrite, unique } from "../support/signin-writes.ts";
 
-const client = { ip: "192.0.2.1", userAgent: "vitest", requestId: "req-1", deviceId: null };
-let seq = 0;
-const unique = () => `${Date.now().toString(36)}${(seq++).toString(36)}`;
-
-function newUserWrite(
-  opts: { subject?: string; username?: string; email?: string | null } = {},
-): AccountWrite & { kind: "create" } {
-  const id = `usr_${unique()}`;
-  const email = opts.email === undefined ? `${id}@example.com` : opts.email;
-  return {
-    kind: "create",
-    user: {
-      id,
-      username: opts.username ?? `u${unique()}`,
-      email,
-      emailNormalized: email,
-      emailVerified: email !== null,
-      phone: null,
-      createdAt: new Date("2026-01-15T10:30:00Z"),
-    },
-    identity: {
-      id: `idn_${unique()}`,
-      issuer: "https://op.example",
-      subject: opts.subject ?? `sub-${unique()}`,
-      provider: "op",
-      email,
-      emailVerified: email !== null,
-    },
-  };
-}
-
-function signinWrite(account: AccountWrite, at = new Date("2026-02-01T00:00:00Z")) {
-  const userId = account.kind === "create" ? account.user.id : account.userId;
-  const sessionId = `ses_${unique()}`;
-  return {
-    account,
-    at,
-    session: {
-      id: sessionId,
-      userId,
-      provider: "op",
-      amr: ["fed"],
-      client,
-      createdAt: at,
-      expiresAt: new Date(at.getTime() + 3600_000),
-    },
-    refreshToken: {
-      id: `rtk_${unique()}`,
-      sessionId,
-      tokenHash: `hash-${unique()}`,
-      createdAt: at,
-      expiresAt: new Date(at.getTime() + 3600_000),
-    },
-    audit: { type: "signin.succeeded", at, userId, provider: "op", client },
-  };
-}
+const client = signinClient;
 
 /**
  * The sign-in's store ports, as each implementation provides them: Prisma Client throughout
@@ -284,6 +230,44 @@ for (const kind of testDatabaseKinds())
         },
       });
 
+      it("reads the user's most recent networks: the newest placed one is the last location; past the 200 most recent an older one counts as new", async () => {
+        const store = storeOf(db());
+        const minute = (i: number) => new Date(Date.UTC(2026, 1, 1) + i * 60_000);
+        const net = (i: number) => `10.${i >> 8}.${i & 255}.0/24`;
+        /** `count` networks of a new user, network i last seen at minute i; the newest two placed. */
+        async function userWithNetworks(count: number) {
+          const w = newUserWrite();
+          await store.commitSignin(signinWrite(w));
+          const rows = Array.from({ length: count }, (_, i) => ({
+            userId: w.user.id,
+            network: net(i),
+            country: i === count - 1 ? "FR" : i === count - 2 ? "DE" : null,
+            latitude: i >= count - 2 ? 40 + i : null,
+            longitude: i >= count - 2 ? 2 : null,
+            firstSeenAt: minute(i),
+            lastSeenAt: minute(i),
+          }));
+          // Stored in neither time order: the order read comes from the times.
+          await db().client.userNetwork.createMany({
+            data: [...rows.filter((_, i) => i % 2), ...rows.filter((_, i) => !(i % 2))],
+          });
+          return w;
+        }
+        for (const count of [3, 201]) {
+          const w = await userWithNetworks(count);
+          const newest = await store.readSignin(snapshotQuery(w, { network: net(count - 1) }));
+          expect(newest.linked?.history).toMatchObject({
+            networkKnown: true,
+            countries: ["FR", "DE"],
+            lastLocation: { latitude: 40 + count - 1, longitude: 2, at: minute(count - 1) },
+          });
+          const second = await store.readSignin(snapshotQuery(w, { network: net(1) }));
+          expect(second.linked?.history?.networkKnown).toBe(true);
+          const oldest = await store.readSignin(snapshotQuery(w, { network: net(0) }));
+          expect(oldest.linked?.history?.networkKnown).toBe(count <= 200);
+        }
+      });
+
       it("finds a presented device credential in the same read, for its own user only, and records its use in the write", async () => {
         const store = storeOf(db());
         const owner = newUserWrite();
@@ -383,7 +367,7 @@ for (const kind of testDatabaseKinds())
         const store = storeOf(db());
         const w = newUserWrite();
         await store.commitSignin(signinWrite(w));
-        const ip = `192.0.2.${100 + (seq++ % 100)}`;
+        const ip = "192.0.2.100"; // each suite has a database of its own
         for (const code of ["id_token_expired", "id_token_expired", "rate_limited", "id_token_signature_invalid"]) {
           await store.record({
             type: "signin.failed",

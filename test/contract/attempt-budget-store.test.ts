@@ -7,10 +7,10 @@ import { describe, expect, it } from "vitest";
 import { createAccountStore } from "../../src/store/account-store.ts";
 import { createAttemptBudgetStore } from "../../src/store/attempt-budget-store.ts";
 import { testDatabaseKinds, useMigratedDatabase } from "../support/databases.ts";
+import { newUserWrite, signinWrite, unique } from "../support/signin-writes.ts";
 
 const client = { ip: null, userAgent: "vitest", requestId: null, deviceId: null };
-let n = 0;
-const uid = () => `${Date.now().toString(36)}${(n++).toString(36)}`;
+
 const at = new Date("2026-04-01T08:00:00Z");
 const since = new Date(at.getTime() - 15 * 60_000);
 
@@ -19,49 +19,9 @@ for (const kind of testDatabaseKinds()) {
     const db = useMigratedDatabase(kind, { poolSize: 10, statementTimeoutMs: 10_000 });
 
     async function newUser(): Promise<string> {
-      const userId = `usr_${uid()}`;
-      const sessionId = `ses_${uid()}`;
-      await createAccountStore(db().client).commitSignin({
-        account: {
-          kind: "create",
-          user: {
-            id: userId,
-            username: `u${uid()}`,
-            email: null,
-            emailNormalized: null,
-            emailVerified: false,
-            phone: null,
-            createdAt: at,
-          },
-          identity: {
-            id: `idn_${uid()}`,
-            issuer: "https://op",
-            subject: uid(),
-            provider: "op",
-            email: null,
-            emailVerified: false,
-          },
-        },
-        at,
-        session: {
-          id: sessionId,
-          userId,
-          provider: "op",
-          amr: ["fed"],
-          client,
-          createdAt: at,
-          expiresAt: new Date(at.getTime() + 86_400_000),
-        },
-        refreshToken: {
-          id: `rtk_${uid()}`,
-          sessionId,
-          tokenHash: `h-${uid()}`,
-          createdAt: at,
-          expiresAt: new Date(at.getTime() + 86_400_000),
-        },
-        audit: { type: "signin.succeeded", at, userId, client },
-      });
-      return userId;
+      const account = newUserWrite({ email: null });
+      await createAccountStore(db().client).commitSignin(signinWrite(account, at));
+      return account.user.id;
     }
 
     it("40 concurrent reservations against a budget of 10: exactly 10 are reserved", async () => {
@@ -82,7 +42,7 @@ for (const kind of testDatabaseKinds()) {
       const userId = await newUser();
       const old = await db().client.auditEvent.create({
         data: {
-          id: `evt_${uid()}`,
+          id: `evt_${unique()}`,
           at: new Date(since.getTime() - 1000),
           type: "mfa.code_failed",
           code: "mfa_code_invalid",

@@ -2,11 +2,11 @@ import { describe, expect, it } from "vitest";
 import { createAccountStore } from "../../src/store/account-store.ts";
 import { createPasswordStore } from "../../src/store/password-store.ts";
 import { createSessionStore } from "../../src/store/session-store.ts";
+import type { AccountWrite } from "../../src/core/ports/signin.ts";
 import { testDatabaseKinds, useMigratedDatabase } from "../support/databases.ts";
+import { newUserWrite, signinWrite } from "../support/signin-writes.ts";
 
 const client = { ip: null, userAgent: "vitest", requestId: null, deviceId: null };
-let n = 0;
-const uid = () => `${Date.now().toString(36)}${(n++).toString(36)}`;
 const at = new Date("2026-04-01T08:00:00Z");
 
 for (const kind of testDatabaseKinds()) {
@@ -15,66 +15,16 @@ for (const kind of testDatabaseKinds()) {
 
     /** A user with `sessions` sessions, as sign-ins leave them. */
     async function userWithSessions(sessions: number) {
-      const userId = `usr_${uid()}`;
+      const created = newUserWrite({ email: null });
+      const userId = created.user.id;
       const ids: string[] = [];
       for (let i = 0; i < sessions; i++) {
-        const sessionId = `ses_${uid()}`;
-        ids.push(sessionId);
-        const identityId = `idn_${uid()}`;
-        await createAccountStore(db().client).commitSignin({
-          account:
-            i === 0
-              ? {
-                  kind: "create",
-                  user: {
-                    id: userId,
-                    username: `u${uid()}`,
-                    email: null,
-                    emailNormalized: null,
-                    emailVerified: false,
-                    phone: null,
-                    createdAt: at,
-                  },
-                  identity: {
-                    id: identityId,
-                    issuer: "https://op",
-                    subject: uid(),
-                    provider: "op",
-                    email: null,
-                    emailVerified: false,
-                  },
-                }
-              : {
-                  kind: "link",
-                  userId,
-                  identity: {
-                    id: identityId,
-                    issuer: "https://op",
-                    subject: uid(),
-                    provider: "op",
-                    email: null,
-                    emailVerified: false,
-                  },
-                },
-          at,
-          session: {
-            id: sessionId,
-            userId,
-            provider: "op",
-            amr: ["fed"],
-            client,
-            createdAt: at,
-            expiresAt: new Date(at.getTime() + 86_400_000),
-          },
-          refreshToken: {
-            id: `rtk_${uid()}`,
-            sessionId,
-            tokenHash: `h-${uid()}`,
-            createdAt: at,
-            expiresAt: new Date(at.getTime() + 86_400_000),
-          },
-          audit: { type: "signin.succeeded", at, userId, client },
-        });
+        // The first sign-in creates the user, each later one links another identity to it.
+        const account: AccountWrite =
+          i === 0 ? created : { kind: "link", userId, identity: newUserWrite({ email: null }).identity };
+        const write = signinWrite(account, at);
+        ids.push(write.session.id);
+        await createAccountStore(db().client).commitSignin(write);
       }
       return { userId, sessionIds: ids };
     }

@@ -142,6 +142,13 @@ export const SQLITE_READ = {
   networks: `SELECT network, country, latitude, longitude, last_seen_at FROM user_networks WHERE user_id = $1
   ORDER BY last_seen_at DESC LIMIT ${RECENT_NETWORKS}`,
   /**
+   * $1 user id: the user's networks in no order, one more than RECENT_NETWORKS at most. When no
+   * more than RECENT_NETWORKS come back they are all of them, sorted by the caller; only a user
+   * with more needs `networks` (measured: SQLite's sorter costs about as much as the lookup).
+   */
+  someNetworks: `SELECT network, country, latitude, longitude, last_seen_at FROM user_networks WHERE user_id = $1
+  LIMIT ${RECENT_NETWORKS + 1}`,
+  /**
    * $1 address, $2 since, $3 cap: a row per counted failure, at most the cap (counted by the
    * caller: measured, a count over a LIMIT subquery costs SQLite a co-routine, about twice this).
    */

@@ -13,7 +13,14 @@ import type BetterSqlite3 from "better-sqlite3";
 import type { AuditRecord, UserWithPassword } from "../../core/model.ts";
 import type { SigninFailureCounter } from "../../core/ports/audit.ts";
 import type { RefreshDecision, SessionStore } from "../../core/ports/sessions.ts";
-import { SigninConflict, type SigninReader, type SigninWrite, type SigninWriter } from "../../core/ports/signin.ts";
+import {
+  SigninConflict,
+  type SigninReader,
+  type SigninSnapshot,
+  type SigninSnapshotQuery,
+  type SigninWrite,
+  type SigninWriter,
+} from "../../core/ports/signin.ts";
 import type { WalGate } from "../sqlite-wal-gate.ts";
 import { auditRowValues, dateOf, refreshStateOf, type Row, sessionWithStatusOf, snapshotOf, userOf } from "./rows.ts";
 import { createGroupCommit } from "./sqlite-group-commit.ts";
@@ -65,6 +72,14 @@ export function createSqliteHotStore(
     return s.run(args(order, params)).changes;
   };
   const { transaction, read } = createGroupCommit(db, (sql) => void run(sql), options);
+
+  /** The user's most recent networks, newest first (sql.ts `networks`), sorted here when there are few. */
+  function recentNetworks(userId: unknown): unknown[][] {
+    const some = all(SQL.SQLITE_READ.someNetworks, userId);
+    if (some.length > SQL.RECENT_NETWORKS) return all(SQL.SQLITE_READ.networks, userId);
+    // last_seen_at (index 4) compared as SQLite's ORDER BY compares the stored text.
+    return some.sort((a, b) => (String(a[4]) < String(b[4]) ? 1 : String(a[4]) > String(b[4]) ? -1 : 0));
+  }
 
   function audit(event: AuditRecord): void {
     run(SQL.INSERT_AUDIT_SQL, ...auditRowValues(event));
@@ -189,46 +204,63 @@ export function createSqliteHotStore(
     return user;
   }
 
+  /** The sign-in's read (sql.ts SQLITE_READ), statement by statement. */
+  function readSnapshot(q: SigninSnapshotQuery): SigninSnapshot {
+    const identity = get(SQL.SQLITE_READ.identity, q.issuer, q.subject);
+    const ip = q.ipFailures;
+    const ipFailures = ip === null ? 0 : all(SQL.SQLITE_READ.ipFailures, ip.ip, ip.since, ip.cap).length;
+    if (identity === undefined) {
+      // Rows in USER_COLUMNS order + the password change time: the shape snapshotOf reads.
+      const owners = q.verifiedEmail === null ? null : all(SQL.SQLITE_READ.emailOwners, q.verifiedEmail);
+      return snapshotOf({ ip_failures: ipFailures, email_owners: owners }, q);
+    }
+    const userId = identity["user_id"];
+    const user = get(SQL.SQLITE_READ.user, userId);
+    // An identity whose user is gone (deleted meanwhile) reads as no link.
+    if (user === undefined) return snapshotOf({ ip_failures: ipFailures }, q);
+    const row: Row = {
+      ...user,
+      identity_id: identity["identity_id"],
+      identity_last_signin_at: identity["identity_last_signin_at"],
+      ip_failures: ipFailures,
+    };
+    const h = q.history;
+    if (h !== null) {
+      const factors = get(SQL.SQLITE_READ.factors, userId)!;
+      row["totp"] = factors["totp"] ?? null;
+      row["passkeys"] = factors["passkeys"];
+      row["device"] =
+        (h.deviceKey === null ? undefined : get(SQL.SQLITE_READ.device, userId, h.deviceKey))?.["device"] ??
+        get(SQL.SQLITE_READ.anyDevice, userId)?.["device"] ??
+        null;
+      // Only when a credential was presented (one unique-index seek, bound to the user).
+      row["trusted_device"] =
+        h.trustedDevice === null
+          ? null
+          : (get(SQL.SQLITE_READ.trustedDevice, userId, h.trustedDevice)?.["trusted_device"] ?? null);
+      row["networks"] = recentNetworks(userId);
+      row["recent_failures"] = get(SQL.SQLITE_READ.recentFailures, userId, h.failuresSince)!["recent_failures"];
+    }
+    return snapshotOf(row, q);
+  }
+
+  /**
+   * `body`'s statements as one read transaction: one snapshot for all of them, and the WAL read
+   * lock (two fcntl calls on the -shm file) taken once instead of once per statement (measured:
+   * the sign-in's seven reads ~26 → ~12 µs).
+   */
+  function oneSnapshot<T>(body: () => T): T {
+    run("BEGIN");
+    try {
+      return body();
+    } finally {
+      run("COMMIT");
+    }
+  }
+
   return {
     readSignin(q) {
-      return read(() => {
-        const identity = get(SQL.SQLITE_READ.identity, q.issuer, q.subject);
-        const ip = q.ipFailures;
-        const ipFailures = ip === null ? 0 : all(SQL.SQLITE_READ.ipFailures, ip.ip, ip.since, ip.cap).length;
-        if (identity === undefined) {
-          // Rows in USER_COLUMNS order + the password change time: the shape snapshotOf reads.
-          const owners = q.verifiedEmail === null ? null : all(SQL.SQLITE_READ.emailOwners, q.verifiedEmail);
-          return snapshotOf({ ip_failures: ipFailures, email_owners: owners }, q);
-        }
-        const userId = identity["user_id"];
-        const user = get(SQL.SQLITE_READ.user, userId);
-        // An identity whose user is gone (deleted meanwhile) reads as no link.
-        if (user === undefined) return snapshotOf({ ip_failures: ipFailures }, q);
-        const row: Row = {
-          ...user,
-          identity_id: identity["identity_id"],
-          identity_last_signin_at: identity["identity_last_signin_at"],
-          ip_failures: ipFailures,
-        };
-        const h = q.history;
-        if (h !== null) {
-          const factors = get(SQL.SQLITE_READ.factors, userId)!;
-          row["totp"] = factors["totp"] ?? null;
-          row["passkeys"] = factors["passkeys"];
-          row["device"] =
-            (h.deviceKey === null ? undefined : get(SQL.SQLITE_READ.device, userId, h.deviceKey))?.["device"] ??
-            get(SQL.SQLITE_READ.anyDevice, userId)?.["device"] ??
-            null;
-          // Only when a credential was presented (one unique-index seek, bound to the user).
-          row["trusted_device"] =
-            h.trustedDevice === null
-              ? null
-              : (get(SQL.SQLITE_READ.trustedDevice, userId, h.trustedDevice)?.["trusted_device"] ?? null);
-          row["networks"] = all(SQL.SQLITE_READ.networks, userId);
-          row["recent_failures"] = get(SQL.SQLITE_READ.recentFailures, userId, h.failuresSince)!["recent_failures"];
-        }
-        return snapshotOf(row, q);
-      });
+      return read(() => oneSnapshot(() => readSnapshot(q)));
     },
 
     failuresFromIp(ip, since, cap) {
