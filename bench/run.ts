@@ -605,6 +605,33 @@ async function soak(load: ReturnType<typeof startLoad>, server: RunningServer, r
   return all!;
 }
 const results: Record<Target, Results> = { floor: {}, "better-auth": {}, service: {}, "service-prisma": {} };
+
+/**
+ * The machine's speed on the servers' core, taken before and after each server's phases: SHA-256
+ * of 1 KiB, hashes per second over 0.5 s, in a child pinned like the servers. The phases of one
+ * run are minutes apart, and a shared VM's speed can move between them (seen: the same GET
+ * /auth/me costing 0.23 and 0.51 ms of CPU in two runs); when the probes of the servers compared
+ * differ, so does the ground their ratio stands on, and the report says so.
+ */
+const probes: Partial<Record<Target, { before: number; after: number }>> = {};
+const PROBE = `const { createHash } = require("node:crypto"); const b = Buffer.alloc(1024, 7); let n = 0;
+const end = performance.now() + 500; while (performance.now() < end) { for (let i = 0; i < 64; i++) createHash("sha256").update(b).digest(); n += 64; }
+console.log(Math.round(n / 0.5));`;
+function speedProbe(): number {
+  const argv = pin(0, [process.execPath, "-e", PROBE]);
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8", timeout: 10_000 });
+  return Number(r.stdout.trim()) || 0;
+}
+
+function probeLines(): string[] {
+  const entries = Object.entries(probes) as [Target, { before: number; after: number }][];
+  if (entries.length === 0) return [];
+  const all = entries.flatMap(([, p]) => [p.before, p.after]);
+  const spread = Math.max(...all) / Math.min(...all);
+  return [
+    `- machine speed on core 0 (SHA-256 of 1 KiB per second, before → after each server's phases): ${entries.map(([t, p]) => `${t} ${p.before.toLocaleString("en-US")} → ${p.after.toLocaleString("en-US")}`).join("; ")}; spread ${spread.toFixed(2)}×${spread > 1.1 ? ": the machine's speed moved during this run by more than 10 %, so its ratios between servers are off by as much; compare runs whose probes agree" : ""}`,
+  ];
+}
 let counts: StatementCounts | null = null;
 const started = new Date();
 const issuer = await startBenchIssuer();
@@ -656,6 +683,7 @@ async function main(): Promise<void> {
     const dbEnv: Record<string, string> =
       db === "postgresql" ? { BENCH_DATABASE_URL: await freshDatabase(target) } : {};
     log(`${target}: starting`);
+    const before = speedProbe();
     if (target === "floor") {
       const server = await startServer(
         "floor",
@@ -809,6 +837,8 @@ async function main(): Promise<void> {
         await server.stop();
       }
     }
+    probes[target] = { before, after: speedProbe() };
+    log(`  machine speed probe (SHA-256/s on core 0): ${before} before, ${probes[target]!.after} after`);
   }
   if (workerCounts.length > 0) {
     if (!ensureH2load()) {
@@ -1148,7 +1178,7 @@ function report(): string {
       ? `- DB CPU: utime+stime of every PostgreSQL process (the postmaster's children, from /proc) ÷ requests; WAL B/op: pg_current_wal_lsn() difference (the whole cluster's) ÷ requests, with ${pgObserver?.walSettings ?? "?"} (full_page_writes=off understates production WAL); disk writes: /proc/<pid>/io write_bytes of the server's and PostgreSQL's processes ÷ requests`
       : `- WAL B/op: SQLite WAL frames × (page size + 24) ÷ requests, frames counted from the WAL index (-shm header's mxFrame, sampled every 5 ms across restarts: a lower bound); disk writes B/op: /proc/<pid>/io write_bytes of the server's processes (pages turning dirty: WAL frames and the checkpoints' copies into the database file) ÷ requests; DB CPU is the server's own (SQLite runs in it)`,
   ];
-  lines.push(...statementsReport(), ...soakReport(), ...wholeMachineReport());
+  lines.push(...probeLines(), ...statementsReport(), ...soakReport(), ...wholeMachineReport());
   if (process.env["BENCH_SEED_DB"])
     lines.push(`- the service ran on a copy of ${process.env["BENCH_SEED_DB"]} (bench/seed.ts)`);
   const ended = rows.filter((r) => r.m!.ended_by === "count").map((r) => r.label);
@@ -1269,6 +1299,7 @@ writeFileSync(
       results,
       soak: soakSlices,
       whole_machine: wholeMachine,
+      speed_probes: probes,
       rows: buildRows().map((r) => ({
         label: r.label,
         statements_per_op: r.statements,
