@@ -13,16 +13,15 @@ import { devIdToken } from "../support/signin-e2e.ts";
  */
 const EXPECTED = {
   sqlite: {
-    // BEGIN, identity, address failures, user, totp, device, networks, recent failures, COMMIT
-    // (the read is one read transaction: one WAL read lock, not one per statement)
+    // identity, address failures, user, totp, device, networks, recent failures
     // + BEGIN, ID token used, user (status re-checked, with its password time), session, refresh
     //   token, audit, COMMIT: the identity, device and network were seen within the minute
     //   (core/last-seen.ts), so no statement touches them
-    returning: { statements: 16 },
+    returning: { statements: 14 },
     // the address's failure count (first contact: the limit reserves the attempt before the
-    // token is verified) + BEGIN, identity, address failures, e-mail owners, COMMIT + BEGIN, ID
-    // token used, user, identity, session, refresh token, device, network, audit, COMMIT
-    new: { statements: 16 },
+    // token is verified) + identity, address failures, e-mail owners + BEGIN, ID token used,
+    // user, identity, session, refresh token, device, network, audit, COMMIT
+    new: { statements: 14 },
     // BEGIN, spend, read, new token, session touch, audit, COMMIT
     refresh: { statements: 7 },
     // session with user status, user with password
