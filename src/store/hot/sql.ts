@@ -226,7 +226,7 @@ export const INSERT_USER_SQL = `INSERT INTO users (id, username, email, email_no
 export const INSERT_IDENTITY_SQL = `INSERT INTO identities (id, user_id, issuer, subject, provider, email, email_verified, created_at, last_signin_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`;
 
-export { LAST_SEEN_RESOLUTION_MS, staleBefore } from "../../core/last-seen.ts";
+export { staleBefore } from "../../core/last-seen.ts";
 
 /** Whether a last-seen value `$n` (a column) is stale: null or before `$stale`. */
 const staleAt = (column: string, stale: string) => `(${column} IS NULL OR ${column} < ${stale})`;

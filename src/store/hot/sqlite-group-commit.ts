@@ -148,7 +148,9 @@ export function createGroupCommit(
   // transactions, not for the hot path's. Its BEGIN IMMEDIATE asks with none and waits here.
   // (SQLite applies `PRAGMA busy_timeout` when the statement is prepared: one prepared statement
   // run again would not set it again, so each is prepared anew, twice per write transaction.)
-  const usualWait = `busy_timeout = ${Math.max(0, Math.floor(options.statementTimeoutMs))}`;
+  // What it is restored to is the connection's own setting (database.ts opens it with the
+  // statement timeout), read once here rather than written a second time.
+  const usualWait = `busy_timeout = ${Number(db.pragma("busy_timeout", { simple: true }))}`;
 
   /**
    * Takes the write lock (`BEGIN IMMEDIATE`) without blocking the event loop while another
