@@ -6,9 +6,9 @@ describe("identifiers", () => {
     vi.useRealTimers();
   });
 
-  it("sessions, refresh tokens and audit events sort by the time they were made (right-edge index inserts)", () => {
+  it("users, identities, sessions, refresh tokens and audit events sort by the time they were made (right-edge index inserts)", () => {
     vi.useFakeTimers();
-    for (const kind of ["ses", "rtk", "evt"] as const) {
+    for (const kind of ["usr", "idn", "ses", "rtk", "evt"] as const) {
       const made: string[] = [];
       for (const at of [
         Date.UTC(2026, 0, 1),
@@ -30,11 +30,13 @@ describe("identifiers", () => {
     }
   });
 
-  it("users and the other kinds are 128 random bits: no time order", () => {
+  it("the other kinds are 128 random bits: no time order", () => {
     vi.useFakeTimers();
     vi.setSystemTime(Date.UTC(2026, 0, 1));
-    const ids = Array.from({ length: 64 }, () => newId("usr"));
-    for (const id of ids) expect(id).toMatch(/^usr_[0-9a-hjkmnp-tv-z]{26}$/);
-    expect(new Set(ids.map((id) => id.slice(0, 9))).size).toBeGreaterThan(32);
+    for (const kind of ["chl", "mfa", "rcv", "pk", "wac", "tdv"] as const) {
+      const ids = Array.from({ length: 64 }, () => newId(kind));
+      for (const id of ids) expect(id).toMatch(new RegExp(`^${kind}_[0-9a-hjkmnp-tv-z]{26}$`));
+      expect(new Set(ids.map((id) => id.slice(0, kind.length + 5))).size).toBeGreaterThan(32);
+    }
   });
 });
