@@ -47,9 +47,9 @@ function timeBase32(ms: number): string {
 
 /**
  * A new prefixed identifier such as `usr_0k3…`: 26 base32 characters, 128 random bits, or for
- * the time-ordered kinds (users, identities, sessions, refresh tokens, audit events) the millisecond time and 80
- * random bits. Prefixes tell an id's kind at a glance in logs and support tickets (`usr_…` a
- * user, `ses_…` a session).
+ * the time-ordered kinds (users, identities, sessions, refresh tokens, audit events) the
+ * millisecond time and 80 random bits. Prefixes tell an id's kind at a glance in logs and support
+ * tickets (`usr_…` a user, `ses_…` a session).
  */
 export function newId(
   prefix: "usr" | "idn" | "ses" | "rtk" | "evt" | "chl" | "mfa" | "rcv" | "pk" | "wac" | "tdv",
