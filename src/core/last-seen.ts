@@ -11,8 +11,9 @@ import type { GeoPoint } from "./risk.ts";
  * written at once.
  *
  * The one rule, used twice: the core decides from the sign-in's read what a write may leave out
- * (`isFresh`; SQLite then runs no statement for it), and the stores' SQL writes only stale rows
- * (`staleBefore`), which also covers a row that changed between the read and the write.
+ * (`isFresh`; SQLite then runs no statement for it, PostgreSQL's one write statement has no part
+ * for it), and the stores' SQL writes only stale rows (`staleBefore`), which also covers a row
+ * that changed between the read and the write.
  */
 export const LAST_SEEN_RESOLUTION_MS = 60_000;
 

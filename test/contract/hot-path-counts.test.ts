@@ -44,6 +44,7 @@ for (const kind of testDatabaseKinds()) {
     let statements = 0;
     let roundTrips = 0;
     const seen: string[] = [];
+    const texts: string[] = [];
     const json = { "content-type": "application/json" };
 
     beforeAll(async () => {
@@ -55,6 +56,7 @@ for (const kind of testDatabaseKinds()) {
           onQuery: (sql) => {
             statements++;
             seen.push(sql.replace(/\s+/g, " ").slice(0, 80));
+            texts.push(sql);
           },
           onRoundTrip: () => void roundTrips++,
         },
@@ -66,12 +68,13 @@ for (const kind of testDatabaseKinds()) {
 
     async function counted<T>(
       run: () => Promise<T>,
-    ): Promise<{ result: T; statements: number; roundTrips: number; seen: string[] }> {
+    ): Promise<{ result: T; statements: number; roundTrips: number; seen: string[]; texts: string[] }> {
       statements = 0;
       roundTrips = 0;
       seen.length = 0;
+      texts.length = 0;
       const result = await run();
-      return { result, statements, roundTrips, seen: [...seen] };
+      return { result, statements, roundTrips, seen: [...seen], texts: [...texts] };
     }
     const mint = (sub: string) => devIdToken(t.url, sub, { email: `${sub}@example.com` });
     async function call(path: string, init: RequestInit): Promise<Record<string, unknown>> {
@@ -116,6 +119,12 @@ for (const kind of testDatabaseKinds()) {
       expect(actual(again, expected.returning), again.seen.join("\n")).toEqual(expected.returning);
       expect(actual(refresh, expected.refresh), refresh.seen.join("\n")).toEqual(expected.refresh);
       expect(actual(me, expected.me), me.seen.join("\n")).toEqual(expected.me);
+      // What the read found fresh (core/last-seen.ts) the write leaves out: no statement on
+      // SQLite, no part of the one write statement on PostgreSQL. A new user's write has them all.
+      const lastSeen = /(INSERT INTO|UPDATE) (user_devices|user_networks)|UPDATE identities/;
+      expect(again.texts.filter((sql) => lastSeen.test(sql))).toEqual([]);
+      expect(first.texts.join("\n")).toMatch(/INSERT INTO user_devices/);
+      expect(first.texts.join("\n")).toMatch(/INSERT INTO user_networks/);
     });
   });
 }

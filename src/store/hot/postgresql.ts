@@ -167,8 +167,8 @@ VALUES ($7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`;
 /**
  * A sign-in's whole write as one statement: data-modifying CTEs, each fed by `u` (the user row,
  * created, or touched only while active), so a user disabled since the read makes every part
- * write nothing and the statement return no row. Its shape depends on the write's kind; each
- * shape is its own named statement.
+ * write nothing and the statement return no row. Its shape depends on the write's kind and on what
+ * the read found fresh (core/last-seen.ts: no part for those); each shape is its own named statement.
  */
 function signinWriteStatement(write: SigninWrite): { text: string; values: unknown[] } {
   const values: unknown[] = [];
@@ -223,7 +223,8 @@ function signinWriteStatement(write: SigninWrite): { text: string; values: unkno
     ctes.push(`i AS (INSERT INTO identities (id, user_id, issuer, subject, provider, email, email_verified, created_at, last_signin_at)
       SELECT ${p(identity.id)}, u.id, ${p(identity.issuer)}, ${p(identity.subject)}, ${p(identity.provider)}, ${p(identity.email)},
         ${p(identity.emailVerified, "::boolean")}, ${at}, ${at} FROM u)`);
-  } else if (account.kind === "existing" && challenge === null) {
+  } else if (account.kind === "existing" && challenge === null && account.identityFresh !== true) {
+    // Written only when stale; read fresh (core/last-seen.ts), it has no part here at all.
     ctes.push(`i AS (UPDATE identities SET last_signin_at = ${at}
       WHERE id = ${p(account.identityId)} AND ${staleAt("last_signin_at")} AND EXISTS (SELECT 1 FROM u))`);
   }
@@ -250,8 +251,10 @@ function signinWriteStatement(write: SigninWrite): { text: string; values: unkno
     // A known device or network: inserting does nothing, and the update (the statement's snapshot
     // sees the row) writes only a stale sighting. Not ON CONFLICT DO UPDATE … WHERE, which locks
     // (writes) the row even when it updates nothing.
+    // A device or network read fresh (seen.fresh) gets no part at all: each part, even one that
+    // writes nothing, is an index probe and a node of the plan to run.
     const userId = "(SELECT id FROM u)";
-    if (seen?.deviceKey != null) {
+    if (seen?.deviceKey != null && seen.fresh?.device !== true) {
       const key = p(seen.deviceKey);
       ctes.push(`d AS (INSERT INTO user_devices (user_id, device_key, first_seen_at, last_seen_at)
         SELECT u.id, ${key}, ${at}, ${at} FROM u ON CONFLICT (user_id, device_key) DO NOTHING)`);
@@ -264,7 +267,7 @@ function signinWriteStatement(write: SigninWrite): { text: string; values: unkno
         `td AS (UPDATE trusted_devices SET last_used_at = ${at} WHERE id = ${p(seen.trustedDeviceId)} AND EXISTS (SELECT 1 FROM u))`,
       );
     }
-    if (seen?.network != null) {
+    if (seen?.network != null && seen.fresh?.network !== true) {
       const [network, country] = [p(seen.network), p(seen.geo?.country ?? null)];
       const [latitude, longitude] = [
         p(seen.geo?.latitude ?? null, "::double precision"),
