@@ -309,12 +309,12 @@ async function createPool(options: DatabaseOptions): Promise<pg.Pool> {
     connectionTimeoutMillis: options.connectTimeoutMs,
     statement_timeout: options.statementTimeoutMs,
     query_timeout: options.statementTimeoutMs + 1000,
-    // The service's statements find their rows by an index (the hot path's named statements above all).
-    // A named statement keeps the generic plan it made after five runs; made while a table was
-    // small (a new database, before autovacuum's next ANALYZE), that plan walked the whole table for
-    // each lookup, and went on doing so as the table grew (measured: a new user's read 0.04 →
-    // 1.1–1.4 ms of PostgreSQL time with 20,000 users). Off, the planner takes a sequential scan
-    // only where no index serves. Set before the connection is handed out.
+    // The service's statements find their rows by an index (the hot path's named statements above
+    // all). A named statement keeps the generic plan it made after five runs; made while a table
+    // was small (a new database, before autovacuum's next ANALYZE), that plan walked the whole
+    // table for each lookup, and went on doing so as the table grew (measured: a new user's read
+    // 0.04 → 1.1–1.4 ms of PostgreSQL time with 20,000 users). Off, the planner takes a sequential
+    // scan only where no index serves. Set before the connection is handed out.
     // eslint-disable-next-line @typescript-eslint/no-misused-promises -- pg-pool awaits it (a failure ends the connection); its types say void
     onConnect: async (connection: pg.ClientBase) => {
       await connection.query("SET enable_seqscan = off");

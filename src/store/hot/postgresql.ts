@@ -248,11 +248,11 @@ function signinWriteStatement(write: SigninWrite): { text: string; values: unkno
         ${p(s.expiresAt, "::timestamp")}, ${created}, ${p(s.client.oauthClientId ?? null)} FROM u RETURNING id)`);
     ctes.push(`r AS (INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at)
       SELECT ${p(t.id)}, s.id, ${p(t.tokenHash)}, ${p(t.createdAt, "::timestamp")}, ${p(t.expiresAt, "::timestamp")} FROM s)`);
-    // A known device or network: inserting does nothing, and the update (the statement's snapshot
-    // sees the row) writes only a stale sighting. Not ON CONFLICT DO UPDATE … WHERE, which locks
-    // (writes) the row even when it updates nothing.
     // A device or network read fresh (seen.fresh) gets no part at all: each part, even one that
-    // writes nothing, is an index probe and a node of the plan to run.
+    // writes nothing, is an index probe and a node of the plan to run. Otherwise, a known one:
+    // inserting does nothing, and the update (the statement's snapshot sees the row) writes only a
+    // stale sighting. Not ON CONFLICT DO UPDATE … WHERE, which locks (writes) the row even when it
+    // updates nothing.
     const userId = "(SELECT id FROM u)";
     if (seen?.deviceKey != null && seen.fresh?.device !== true) {
       const key = p(seen.deviceKey);
