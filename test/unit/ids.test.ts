@@ -39,4 +39,14 @@ describe("identifiers", () => {
       expect(new Set(ids.map((id) => id.slice(0, kind.length + 5))).size).toBeGreaterThan(32);
     }
   });
+
+  it("ids drawn across many refills of the random buffer never repeat a random part", () => {
+    vi.useFakeTimers();
+    vi.setSystemTime(Date.UTC(2026, 0, 1));
+    // 5,000 time-ordered ids of one millisecond use 50,000 random bytes: twelve refills of 4 KiB.
+    const random = Array.from({ length: 5000 }, (_, i) => newId(i % 2 === 0 ? "ses" : "chl").slice(-16));
+    expect(new Set(random).size).toBe(random.length);
+    // Every character of the alphabet turns up in every position: the bytes are not stuck.
+    for (let pos = 0; pos < 16; pos++) expect(new Set(random.map((r) => r[pos])).size).toBe(32);
+  });
 });
