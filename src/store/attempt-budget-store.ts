@@ -16,12 +16,13 @@ const RESERVATION_TYPE: Record<BudgetName, string> = {
  * The audit records that count against a budget: for second-factor codes, wrong codes wherever
  * they were tried (challenges: `mfa.verify_failed` with `mfa_code_invalid` /
  * `mfa_method_not_available`, `mfa.challenge_exhausted`; MfaService calls and reservations:
- * `mfa.code_failed`); for passwords, wrong current passwords and reservations.
+ * `mfa.code_failed`); for passwords, wrong current passwords and reservations. Every type is one
+ * of user-failures.ts USER_COUNTED_TYPES, whose rows carry the user as `counted_user_id`.
  */
 export function budgetFailures(budget: BudgetName, userId: string, since: Date) {
   if (budget === "second_factor_code") {
     return {
-      userId,
+      countedUserId: userId,
       at: { gte: since },
       OR: [
         { type: "mfa.code_failed" },
@@ -30,7 +31,12 @@ export function budgetFailures(budget: BudgetName, userId: string, since: Date) 
       ],
     };
   }
-  return { userId, type: "password.change_failed", code: { in: ["password_incorrect", RESERVED] }, at: { gte: since } };
+  return {
+    countedUserId: userId,
+    type: "password.change_failed",
+    code: { in: ["password_incorrect", RESERVED] },
+    at: { gte: since },
+  };
 }
 
 /**

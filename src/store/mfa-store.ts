@@ -5,7 +5,7 @@ import type { MfaMethod } from "../core/risk.ts";
 import { auditRow, challengeFromRow, userFromRow, userSelect } from "./prisma-rows.ts";
 import type { Db } from "./database.ts";
 import { guarded, storeError, uniqueViolationFields } from "./prisma-errors.ts";
-import { FAILURE_TYPES } from "./hot/sql.ts";
+import { FAILURE_TYPES } from "./user-failures.ts";
 import { budgetFailures } from "./attempt-budget-store.ts";
 import { verifyChallenge } from "./mfa-challenge-verification.ts";
 
@@ -98,7 +98,9 @@ export function createMfaStore(db: Db): MfaStore & SigninHistoryReader {
             take: RECENT_NETWORKS,
             select: { network: true, country: true, latitude: true, longitude: true, lastSeenAt: true },
           }),
-          db.auditEvent.count({ where: { userId, type: { in: FAILURE_TYPES }, at: { gte: query.failuresSince } } }),
+          db.auditEvent.count({
+            where: { countedUserId: userId, type: { in: [...FAILURE_TYPES] }, at: { gte: query.failuresSince } },
+          }),
         ]);
         const device = query.deviceKey === null ? null : (devices.find((d) => d.deviceKey === query.deviceKey) ?? null);
         const network = query.network === null ? null : (networks.find((n) => n.network === query.network) ?? null);

@@ -1,6 +1,7 @@
 import type { MfaChallenge, Prisma, Session, User } from "../../gen/prisma/sqlite/client.ts";
 import { countedAddressKey } from "../core/address-limit.ts";
 import { newId } from "../core/ids.ts";
+import { countedUserId } from "./user-failures.ts";
 import type {
   AuditRecord,
   NewIdentity,
@@ -90,6 +91,7 @@ export function auditRow(event: AuditRecord) {
     subject: event.subject ?? null,
     ip: event.client.ip,
     addressKey: countedAddressKey(event),
+    countedUserId: countedUserId(event),
     userAgent: event.client.userAgent?.slice(0, 512) ?? null,
     requestId: event.client.requestId,
     detail: auditDetailJson(event),

@@ -363,6 +363,56 @@ for (const kind of testDatabaseKinds())
         expect(noHistory.linked?.history).toBeNull();
       });
 
+      it("counts the user's recent failures of every kind and nothing else: only failures carry the counted user", async () => {
+        const store = storeOf(db());
+        const w = newUserWrite();
+        const other = newUserWrite();
+        await store.commitSignin(signinWrite(w));
+        await store.commitSignin(signinWrite(other));
+        const at = (m: number) => new Date(since.getTime() + m * 60_000);
+        const record = (type: string, userId: string, minute: number, code?: string) =>
+          store.record({ type, at: at(minute), userId, client, ...(code === undefined ? {} : { code }) });
+        for (const [i, type] of [
+          "signin.failed",
+          "mfa.verify_failed",
+          "mfa.challenge_exhausted",
+          "mfa.code_failed",
+        ].entries())
+          await record(type, w.user.id, 10 + i, "mfa_code_invalid");
+        await record("signin.failed", w.user.id, -5); // before the window
+        await record("signin.failed", other.user.id, 20); // someone else's
+        await record("password.change_failed", w.user.id, 21, "password_incorrect"); // a budget's, not risk's
+        await record("signin.succeeded", w.user.id, 22);
+        await record("mfa.step_up", w.user.id, 23);
+        const snap = await store.readSignin(snapshotQuery(w));
+        expect(snap.linked?.history?.recentFailures).toBe(4);
+
+        // Failures a per-user count reads carry the user; every other row (the sign-in's own
+        // write included) leaves the counted index alone.
+        const rows = await db().client.auditEvent.findMany({
+          where: { userId: w.user.id },
+          select: { type: true, countedUserId: true },
+        });
+        const counted = rows.filter((r) => r.countedUserId !== null);
+        expect(counted.every((r) => r.countedUserId === w.user.id)).toBe(true);
+        expect(counted.map((r) => r.type).sort()).toEqual(
+          [
+            "mfa.challenge_exhausted",
+            "mfa.code_failed",
+            "mfa.verify_failed",
+            "password.change_failed",
+            "signin.failed",
+            "signin.failed",
+          ].sort(),
+        );
+        expect(
+          rows
+            .filter((r) => r.countedUserId === null)
+            .map((r) => r.type)
+            .sort(),
+        ).toEqual(["mfa.step_up", "signin.succeeded", "signin.succeeded"].sort());
+      });
+
       it("reads a new identity's verified e-mail owners and the address's failures, up to the cap", async () => {
         const store = storeOf(db());
         const w = newUserWrite();

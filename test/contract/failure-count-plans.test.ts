@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
 import { countedAddressKey } from "../../src/core/address-limit.ts";
 import { ipFailuresSql, signinReadSql } from "../../src/store/hot/sql.ts";
+import { countedUserId } from "../../src/store/user-failures.ts";
 import { startTestApp, type TestApp } from "../support/app.ts";
 import { postgresKind } from "../support/databases.ts";
 
@@ -40,13 +41,13 @@ describe("failure counts on postgresql read a few pages, whatever the successes"
     );
     // A busy address and a busy user: many successful sign-ins in the window, and a few failures:
     // counted ones, and upstream outages (the user's count has them, the address's does not). Each
-    // row carries the address key the writer gives it.
+    // row carries the address key and the counted user the writer gives it.
     const rows = (type: string, code: string | null, n: number, from: number) =>
       client.query(
-        `INSERT INTO audit_events (id, at, type, code, user_id, ip, address_key, request_id)
-         SELECT 'evt_' || g, now() - (g || ' milliseconds')::interval, $3, $4, $1, $2, $5, 'r' || g
+        `INSERT INTO audit_events (id, at, type, code, user_id, ip, address_key, counted_user_id, request_id)
+         SELECT 'evt_' || g, now() - (g || ' milliseconds')::interval, $3, $4, $1, $2, $5, $6, 'r' || g
          FROM generate_series(${from}, ${from + n - 1}) g`,
-        [userId, ADDRESS, type, code, keyOf(type, code)],
+        [userId, ADDRESS, type, code, keyOf(type, code), countedUserId({ type, userId })],
       );
     const keyOf = (type: string, code: string | null) =>
       countedAddressKey({

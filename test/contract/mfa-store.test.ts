@@ -9,6 +9,7 @@ import type { AccountWrite } from "../../src/core/ports/signin.ts";
 import type { NewTrustedDevice } from "../../src/core/ports/trusted-devices.ts";
 import { createAccountStore } from "../../src/store/account-store.ts";
 import { createMfaStore } from "../../src/store/mfa-store.ts";
+import { auditRow } from "../../src/store/prisma-rows.ts";
 import { testDatabaseKinds, useMigratedDatabase } from "../support/databases.ts";
 
 const client = { ip: "192.0.2.1", userAgent: "vitest", requestId: "req-mfa", deviceId: "dev-1" };
@@ -257,10 +258,11 @@ for (const kind of testDatabaseKinds()) {
           geo: { country: "FR", latitude: null, longitude: null },
         }),
       );
-      await db().client.auditEvent.create({
-        data: { id: `evt_${unique()}`, at: later(70), type: "mfa.verify_failed", userId },
-      });
-      await db().client.auditEvent.create({ data: { id: `evt_${unique()}`, at: T, type: "signin.failed", userId } });
+      // As the audit log writes them (prisma-rows.ts auditRow: a failure carries its counted user).
+      const failure = (type: string, at: Date) =>
+        db().client.auditEvent.create({ data: auditRow({ type, at, userId, client }) });
+      await failure("mfa.verify_failed", later(70));
+      await failure("signin.failed", T);
 
       const h = await mfa.signinHistory(userId, {
         deviceKey: "id:a",
@@ -638,8 +640,11 @@ for (const kind of testDatabaseKinds()) {
 
       it("counts wrong second-factor codes in a window, wherever they were tried", async () => {
         const u = await enrolledUser();
-        const event = (at: Date, type: string, code: string | null = null) =>
-          db().client.auditEvent.create({ data: { id: `evt_${unique()}`, at, type, code, userId: u.userId } });
+        // Rows as the audit log writes them (prisma-rows.ts auditRow, which gives a failure its counted user).
+        const event = (at: Date, type: string, code?: string) =>
+          db().client.auditEvent.create({
+            data: auditRow({ type, at, userId: u.userId, client, ...(code === undefined ? {} : { code }) }),
+          });
         await event(T, "mfa.code_failed");
         await event(later(100), "mfa.code_failed");
         await event(later(110), "mfa.verify_failed", "mfa_code_invalid");

@@ -110,6 +110,45 @@ describe("migrations", () => {
         expect(after.map((r) => r["ip"])).toEqual(rows.map(() => "192.0.2.7"));
       });
 
+      it("an upgraded audit trail carries the counted user on the failures per-user counts read only", async () => {
+        const db = await kind.create();
+        dropLater.push(db);
+        const all = loadMigrations(kind.dialect);
+        const at = all.findIndex((m) => m.name === "0017_audit_counted_user_id");
+        expect(at).toBeGreaterThan(0);
+        await migrate(db.url, all.slice(0, at));
+        const rows: [id: string, type: string, userId: string | null][] = [
+          ["evt_success", "signin.succeeded", "usr_a"],
+          ["evt_failed", "signin.failed", "usr_a"],
+          ["evt_failed_anonymous", "signin.failed", null],
+          ["evt_mfa_wrong", "mfa.verify_failed", "usr_a"],
+          ["evt_exhausted", "mfa.challenge_exhausted", "usr_b"],
+          ["evt_code_failed", "mfa.code_failed", "usr_a"],
+          ["evt_password_wrong", "password.change_failed", "usr_b"],
+          ["evt_step_up", "mfa.step_up", "usr_a"],
+          ["evt_admin", "admin.user_locked", "usr_b"],
+        ];
+        const values = rows
+          .map(([id, type, user]) => `('${id}', CURRENT_TIMESTAMP, '${type}', ${user === null ? "NULL" : `'${user}'`})`)
+          .join(", ");
+        await execSql(db.url, `INSERT INTO audit_events (id, at, type, user_id) VALUES ${values}`);
+        await migrate(db.url, all);
+        const after = await queryRows(db.url, "SELECT id, user_id, counted_user_id FROM audit_events ORDER BY id");
+        const counted = Object.fromEntries(
+          after.filter((r) => r["counted_user_id"] !== null).map((r) => [r["id"], r["counted_user_id"]]),
+        );
+        expect(counted).toEqual({
+          evt_code_failed: "usr_a",
+          evt_exhausted: "usr_b",
+          evt_failed: "usr_a",
+          evt_mfa_wrong: "usr_a",
+          evt_password_wrong: "usr_b",
+        });
+        expect(after.map((r) => r["user_id"])).toEqual(
+          [...rows].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map((r) => r[2]),
+        );
+      });
+
       it("a failing migration rolls back, names itself, and leaves the database as it was", async () => {
         const db = await kind.create();
         dropLater.push(db);

@@ -158,11 +158,11 @@ export function createPostgresHotStore(
   };
 }
 
-/** A refresh's rotation in one statement: $1–$5 the new token, $6 now, $7–$19 the audit record. */
+/** A refresh's rotation in one statement: $1–$5 the new token, $6 now, $7–$20 the audit record. */
 const ROTATE_SQL = `WITH t AS (INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)),
 s AS (UPDATE sessions SET last_used_at = $6 WHERE id = $2)
-INSERT INTO audit_events (id, at, type, code, user_id, provider, issuer, subject, ip, user_agent, request_id, detail, address_key)
-VALUES ($7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`;
+INSERT INTO audit_events (${SQL.AUDIT_COLUMNS})
+VALUES ($7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`;
 
 /**
  * A sign-in's whole write as one statement: data-modifying CTEs, each fed by `u` (the user row,
@@ -285,7 +285,7 @@ function signinWriteStatement(write: SigninWrite): { text: string; values: unkno
       `t${i} AS (INSERT INTO used_id_tokens (key, expires_at) SELECT ${p(use.key)}, ${p(use.expiresAt, "::timestamp")} FROM u)`,
     );
   });
-  ctes.push(`a AS (INSERT INTO audit_events (id, at, type, code, user_id, provider, issuer, subject, ip, user_agent, request_id, detail, address_key)
+  ctes.push(`a AS (INSERT INTO audit_events (${SQL.AUDIT_COLUMNS})
     SELECT ${auditRowValues(write.audit)
       .map((v, i) => p(v, i === 1 ? "::timestamp" : ""))
       .join(", ")} FROM u)`);

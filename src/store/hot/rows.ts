@@ -5,6 +5,7 @@
  * already parsed), so every value passes through one of the readers below.
  */
 import { countedAddressKey } from "../../core/address-limit.ts";
+import { countedUserId } from "../user-failures.ts";
 import { newId } from "../../core/ids.ts";
 import type { AuditRecord } from "../../core/model.ts";
 import type { SigninHistory } from "../../core/ports/risk-history.ts";
@@ -216,5 +217,6 @@ export function auditRowValues(event: AuditRecord): unknown[] {
     event.client.requestId,
     auditDetailJson(event),
     countedAddressKey(event),
+    countedUserId(event),
   ];
 }

@@ -7,10 +7,8 @@
  */
 import type { SigninSnapshotQuery } from "../../core/ports/signin.ts";
 import type { Dialect } from "../database.ts";
+import { FAILURE_TYPES } from "../user-failures.ts";
 import { USER_COLUMNS } from "./rows.ts";
-
-/** Audit types that count as failures attributed to a user, for the `recent_failures` signal. */
-export const FAILURE_TYPES = ["signin.failed", "mfa.verify_failed", "mfa.challenge_exhausted", "mfa.code_failed"];
 
 /**
  * Counted failures from address key `key` (the address, or its IPv6 network: core/address-list.ts)
@@ -24,13 +22,14 @@ const addressFailures = (columns: string, key: string, since: string) =>
 
 /**
  * A user's failures (FAILURE_TYPES) since `since`: a sum of one count per type, each a seek on
- * (user_id, type, at), so that a generic plan cannot keep only (user_id, at) and filter the type, walking every
- * success of a busy user in the window (measured 5–80 ms per read on PostgreSQL under load).
+ * (counted_user_id, type, at), which only failures carry (user-failures.ts countedUserId), so that
+ * a generic plan cannot filter the type after the seek and walk every success of a busy user in
+ * the window (measured 5–80 ms per read on PostgreSQL under load).
  */
 const userFailuresSum = (user: string, since: string) =>
   FAILURE_TYPES.map(
     (type) =>
-      `(SELECT count(*) FROM audit_events a WHERE a.user_id = ${user} AND a.type = '${type}' AND a.at >= ${since})`,
+      `(SELECT count(*) FROM audit_events a WHERE a.counted_user_id = ${user} AND a.type = '${type}' AND a.at >= ${since})`,
   ).join(" + ");
 
 /**
@@ -217,8 +216,12 @@ export const TOUCH_SESSION_SQL = `UPDATE sessions SET last_used_at = $1 WHERE id
 export const REVOKE_SESSION_SQL = `UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL`;
 export const UNSPEND_REFRESH_SQL = `UPDATE refresh_tokens SET used_at = NULL WHERE id = $1`;
 
-export const INSERT_AUDIT_SQL = `INSERT INTO audit_events (id, at, type, code, user_id, provider, issuer, subject, ip, user_agent, request_id, detail, address_key)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`;
+/** An audit row's columns, in the order of rows.ts auditRowValues. */
+export const AUDIT_COLUMNS = `id, at, type, code, user_id, provider, issuer, subject, ip, user_agent, request_id, detail, address_key,
+  counted_user_id`;
+
+export const INSERT_AUDIT_SQL = `INSERT INTO audit_events (${AUDIT_COLUMNS})
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`;
 
 export const INSERT_USER_SQL = `INSERT INTO users (id, username, email, email_normalized, email_verified, phone, status, must_change_password,
   created_at, updated_at, last_signin_at) VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10)`;

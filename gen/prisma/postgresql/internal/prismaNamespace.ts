@@ -1832,6 +1832,7 @@ export const AuditEventScalarFieldEnum = {
   subject: 'subject',
   ip: 'ip',
   addressKey: 'addressKey',
+  countedUserId: 'countedUserId',
   userAgent: 'userAgent',
   requestId: 'requestId',
   detail: 'detail'

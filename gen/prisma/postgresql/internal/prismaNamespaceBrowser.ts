@@ -188,6 +188,7 @@ export const AuditEventScalarFieldEnum = {
   subject: 'subject',
   ip: 'ip',
   addressKey: 'addressKey',
+  countedUserId: 'countedUserId',
   userAgent: 'userAgent',
   requestId: 'requestId',
   detail: 'detail'

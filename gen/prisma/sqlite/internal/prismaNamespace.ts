@@ -1829,6 +1829,7 @@ export const AuditEventScalarFieldEnum = {
   subject: 'subject',
   ip: 'ip',
   addressKey: 'addressKey',
+  countedUserId: 'countedUserId',
   userAgent: 'userAgent',
   requestId: 'requestId',
   detail: 'detail'

@@ -185,6 +185,7 @@ export const AuditEventScalarFieldEnum = {
   subject: 'subject',
   ip: 'ip',
   addressKey: 'addressKey',
+  countedUserId: 'countedUserId',
   userAgent: 'userAgent',
   requestId: 'requestId',
   detail: 'detail'

@@ -35,6 +35,7 @@ export type AuditEventMinAggregateOutputType = {
   subject: string | null
   ip: string | null
   addressKey: string | null
+  countedUserId: string | null
   userAgent: string | null
   requestId: string | null
   detail: string | null
@@ -51,6 +52,7 @@ export type AuditEventMaxAggregateOutputType = {
   subject: string | null
   ip: string | null
   addressKey: string | null
+  countedUserId: string | null
   userAgent: string | null
   requestId: string | null
   detail: string | null
@@ -67,6 +69,7 @@ export type AuditEventCountAggregateOutputType = {
   subject: number
   ip: number
   addressKey: number
+  countedUserId: number
   userAgent: number
   requestId: number
   detail: number
@@ -85,6 +88,7 @@ export type AuditEventMinAggregateInputType = {
   subject?: true
   ip?: true
   addressKey?: true
+  countedUserId?: true
   userAgent?: true
   requestId?: true
   detail?: true
@@ -101,6 +105,7 @@ export type AuditEventMaxAggregateInputType = {
   subject?: true
   ip?: true
   addressKey?: true
+  countedUserId?: true
   userAgent?: true
   requestId?: true
   detail?: true
@@ -117,6 +122,7 @@ export type AuditEventCountAggregateInputType = {
   subject?: true
   ip?: true
   addressKey?: true
+  countedUserId?: true
   userAgent?: true
   requestId?: true
   detail?: true
@@ -206,6 +212,7 @@ export type AuditEventGroupByOutputType = {
   subject: string | null
   ip: string | null
   addressKey: string | null
+  countedUserId: string | null
   userAgent: string | null
   requestId: string | null
   detail: string | null
@@ -243,6 +250,7 @@ export type AuditEventWhereInput = {
   subject?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
   ip?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
   addressKey?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
+  countedUserId?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
   userAgent?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
   requestId?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
   detail?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
@@ -259,6 +267,7 @@ export type AuditEventOrderByWithRelationInput = {
   subject?: Prisma.SortOrderInput | Prisma.SortOrder
   ip?: Prisma.SortOrderInput | Prisma.SortOrder
   addressKey?: Prisma.SortOrderInput | Prisma.SortOrder
+  countedUserId?: Prisma.SortOrderInput | Prisma.SortOrder
   userAgent?: Prisma.SortOrderInput | Prisma.SortOrder
   requestId?: Prisma.SortOrderInput | Prisma.SortOrder
   detail?: Prisma.SortOrderInput | Prisma.SortOrder
@@ -278,6 +287,7 @@ export type AuditEventWhereUniqueInput = Prisma.AtLeast<{
   subject?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
   ip?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
   addressKey?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
+  countedUserId?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
   userAgent?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
   requestId?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
   detail?: Prisma.StringNullableFilter<"AuditEvent"> | string | null
@@ -294,6 +304,7 @@ export type AuditEventOrderByWithAggregationInput = {
   subject?: Prisma.SortOrderInput | Prisma.SortOrder
   ip?: Prisma.SortOrderInput | Prisma.SortOrder
   addressKey?: Prisma.SortOrderInput | Prisma.SortOrder
+  countedUserId?: Prisma.SortOrderInput | Prisma.SortOrder
   userAgent?: Prisma.SortOrderInput | Prisma.SortOrder
   requestId?: Prisma.SortOrderInput | Prisma.SortOrder
   detail?: Prisma.SortOrderInput | Prisma.SortOrder
@@ -316,6 +327,7 @@ export type AuditEventScalarWhereWithAggregatesInput = {
   subject?: Prisma.StringNullableWithAggregatesFilter<"AuditEvent"> | string | null
   ip?: Prisma.StringNullableWithAggregatesFilter<"AuditEvent"> | string | null
   addressKey?: Prisma.StringNullableWithAggregatesFilter<"AuditEvent"> | string | null
+  countedUserId?: Prisma.StringNullableWithAggregatesFilter<"AuditEvent"> | string | null
   userAgent?: Prisma.StringNullableWithAggregatesFilter<"AuditEvent"> | string | null
   requestId?: Prisma.StringNullableWithAggregatesFilter<"AuditEvent"> | string | null
   detail?: Prisma.StringNullableWithAggregatesFilter<"AuditEvent"> | string | null
@@ -332,6 +344,7 @@ export type AuditEventCreateInput = {
   subject?: string | null
   ip?: string | null
   addressKey?: string | null
+  countedUserId?: string | null
   userAgent?: string | null
   requestId?: string | null
   detail?: string | null
@@ -348,6 +361,7 @@ export type AuditEventUncheckedCreateInput = {
   subject?: string | null
   ip?: string | null
   addressKey?: string | null
+  countedUserId?: string | null
   userAgent?: string | null
   requestId?: string | null
   detail?: string | null
@@ -364,6 +378,7 @@ export type AuditEventUpdateInput = {
   subject?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   ip?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   addressKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  countedUserId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   userAgent?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   requestId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   detail?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
@@ -380,6 +395,7 @@ export type AuditEventUncheckedUpdateInput = {
   subject?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   ip?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   addressKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  countedUserId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   userAgent?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   requestId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   detail?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
@@ -396,6 +412,7 @@ export type AuditEventCreateManyInput = {
   subject?: string | null
   ip?: string | null
   addressKey?: string | null
+  countedUserId?: string | null
   userAgent?: string | null
   requestId?: string | null
   detail?: string | null
@@ -412,6 +429,7 @@ export type AuditEventUpdateManyMutationInput = {
   subject?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   ip?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   addressKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  countedUserId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   userAgent?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   requestId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   detail?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
@@ -428,6 +446,7 @@ export type AuditEventUncheckedUpdateManyInput = {
   subject?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   ip?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   addressKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  countedUserId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   userAgent?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   requestId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   detail?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
@@ -444,6 +463,7 @@ export type AuditEventCountOrderByAggregateInput = {
   subject?: Prisma.SortOrder
   ip?: Prisma.SortOrder
   addressKey?: Prisma.SortOrder
+  countedUserId?: Prisma.SortOrder
   userAgent?: Prisma.SortOrder
   requestId?: Prisma.SortOrder
   detail?: Prisma.SortOrder
@@ -460,6 +480,7 @@ export type AuditEventMaxOrderByAggregateInput = {
   subject?: Prisma.SortOrder
   ip?: Prisma.SortOrder
   addressKey?: Prisma.SortOrder
+  countedUserId?: Prisma.SortOrder
   userAgent?: Prisma.SortOrder
   requestId?: Prisma.SortOrder
   detail?: Prisma.SortOrder
@@ -476,6 +497,7 @@ export type AuditEventMinOrderByAggregateInput = {
   subject?: Prisma.SortOrder
   ip?: Prisma.SortOrder
   addressKey?: Prisma.SortOrder
+  countedUserId?: Prisma.SortOrder
   userAgent?: Prisma.SortOrder
   requestId?: Prisma.SortOrder
   detail?: Prisma.SortOrder
@@ -494,6 +516,7 @@ export type AuditEventSelect<ExtArgs extends runtime.Types.Extensions.InternalAr
   subject?: boolean
   ip?: boolean
   addressKey?: boolean
+  countedUserId?: boolean
   userAgent?: boolean
   requestId?: boolean
   detail?: boolean
@@ -510,6 +533,7 @@ export type AuditEventSelectCreateManyAndReturn<ExtArgs extends runtime.Types.Ex
   subject?: boolean
   ip?: boolean
   addressKey?: boolean
+  countedUserId?: boolean
   userAgent?: boolean
   requestId?: boolean
   detail?: boolean
@@ -526,6 +550,7 @@ export type AuditEventSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Ex
   subject?: boolean
   ip?: boolean
   addressKey?: boolean
+  countedUserId?: boolean
   userAgent?: boolean
   requestId?: boolean
   detail?: boolean
@@ -542,12 +567,13 @@ export type AuditEventSelectScalar = {
   subject?: boolean
   ip?: boolean
   addressKey?: boolean
+  countedUserId?: boolean
   userAgent?: boolean
   requestId?: boolean
   detail?: boolean
 }
 
-export type AuditEventOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "at" | "type" | "code" | "userId" | "provider" | "issuer" | "subject" | "ip" | "addressKey" | "userAgent" | "requestId" | "detail", ExtArgs["result"]["auditEvent"]>
+export type AuditEventOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "at" | "type" | "code" | "userId" | "provider" | "issuer" | "subject" | "ip" | "addressKey" | "countedUserId" | "userAgent" | "requestId" | "detail", ExtArgs["result"]["auditEvent"]>
 
 export type $AuditEventPayload<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   name: "AuditEvent"
@@ -576,6 +602,12 @@ export type $AuditEventPayload<ExtArgs extends runtime.Types.Extensions.Internal
      * every row's own address.
      */
     addressKey: string | null
+    /**
+     * On a failure a per-user count reads only (null otherwise): the user it counts against, the
+     * same as `user_id`. Which rows count is decided when the row is written
+     * (src/store/user-failures.ts countedUserId), so successes add nothing to its index.
+     */
+    countedUserId: string | null
     userAgent: string | null
     requestId: string | null
     /**
@@ -1015,6 +1047,7 @@ export interface AuditEventFieldRefs {
   readonly subject: Prisma.FieldRef<"AuditEvent", 'String'>
   readonly ip: Prisma.FieldRef<"AuditEvent", 'String'>
   readonly addressKey: Prisma.FieldRef<"AuditEvent", 'String'>
+  readonly countedUserId: Prisma.FieldRef<"AuditEvent", 'String'>
   readonly userAgent: Prisma.FieldRef<"AuditEvent", 'String'>
   readonly requestId: Prisma.FieldRef<"AuditEvent", 'String'>
   readonly detail: Prisma.FieldRef<"AuditEvent", 'String'>
