@@ -5,7 +5,7 @@ import type BetterSqlite3 from "better-sqlite3";
 import type pg from "pg";
 import type { PrismaClient } from "../../gen/prisma/sqlite/client.ts";
 import { beginImmediate } from "./sqlite-begin-immediate.ts";
-import { createWalGate, requestHold, type WalGate } from "./sqlite-wal-gate.ts";
+import { createWalGate, noteWrite, requestHold, type WalGate } from "./sqlite-wal-gate.ts";
 
 /** The Prisma client type the stores are written against (both dialects share the model). */
 export type Db = PrismaClient;
@@ -45,7 +45,14 @@ export const DEFAULT_SQLITE_WAL_MAX_BYTES = 64 * 1024 * 1024;
  * (store/hot/): SQLite's one better-sqlite3 connection itself, or the very pg pool Prisma uses.
  */
 export type Driver =
-  { dialect: "sqlite"; db: BetterSqlite3.Database; walGate: WalGate } | { dialect: "postgresql"; pool: pg.Pool };
+  | {
+      dialect: "sqlite";
+      db: BetterSqlite3.Database;
+      walGate: WalGate;
+      /** The hot path calls it before each write transaction: counts it for the checkpointer, and the hard stop. */
+      beforeWrite: () => void;
+    }
+  | { dialect: "postgresql"; pool: pg.Pool };
 
 export interface Database {
   dialect: Dialect;
@@ -183,7 +190,12 @@ async function openSqlite(options: DatabaseOptions): Promise<Database> {
   const walMaxBytes = options.sqliteWalMaxBytes ?? DEFAULT_SQLITE_WAL_MAX_BYTES;
   setWalPragmas(connection, walMaxBytes);
   const checkpointer = startCheckpointer(path, walMaxBytes);
-  const driver: Driver = { dialect: "sqlite", db: connection, walGate: checkpointer.walGate };
+  const driver: Driver = {
+    dialect: "sqlite",
+    db: connection,
+    walGate: checkpointer.walGate,
+    beforeWrite: checkpointer.beforeWrite,
+  };
   const database = wrap("sqlite", client, driver, options);
   return {
     ...database,
@@ -243,7 +255,10 @@ function setWalPragmas(connection: BetterSqlite3.Database, walMaxBytes: number):
 }
 
 /** The WAL's checkpointer thread (sqlite-checkpointer.ts), its gate, and the hard stop beside it. */
-function startCheckpointer(path: string, walMaxBytes: number): { walGate: WalGate; stop(): Promise<void> } {
+function startCheckpointer(
+  path: string,
+  walMaxBytes: number,
+): { walGate: WalGate; beforeWrite: () => void; stop(): Promise<void> } {
   const walGate = createWalGate();
   const checkpointer = new Worker(new URL("./sqlite-checkpointer.ts", import.meta.url), {
     workerData: { path, intervalMs: 200, walMaxBytes, gate: walGate },
@@ -251,21 +266,26 @@ function startCheckpointer(path: string, walMaxBytes: number): { walGate: WalGat
   checkpointer.unref();
   // The hard stop: a checkpoint can stall on fsync for a quarter of a second while writes go
   // on. Should the WAL file pass three quarters of its bound meanwhile, the hot path's writes
-  // wait until the checkpointer has restarted it (one stat every 10 ms, off the request path).
+  // wait until the checkpointer has restarted it. Looked at before a write transaction (one
+  // stat, at most every 10 ms), so a service without writes does not poll.
   const walFile = `${path}-wal`;
   const hardBytes = Math.floor((walMaxBytes * 3) / 4);
-  const guard = setInterval(() => {
+  let lookedAt = 0;
+  const beforeWrite = () => {
+    noteWrite(walGate);
+    const now = Date.now();
+    if (now - lookedAt < 10) return;
+    lookedAt = now;
     try {
       if (statSync(walFile).size >= hardBytes) requestHold(walGate);
     } catch {
       // no WAL file (yet): nothing to bound
     }
-  }, 10);
-  guard.unref();
+  };
   return {
     walGate,
+    beforeWrite,
     async stop() {
-      clearInterval(guard);
       // Held (ref) while closing: an unref'd worker alone would let the process end mid-close.
       checkpointer.ref();
       const exited = new Promise<void>((resolve) => checkpointer.once("exit", () => resolve()));

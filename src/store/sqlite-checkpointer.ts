@@ -12,11 +12,22 @@
  * truncates the file (`journal_size_limit`). Should that not happen (writes that do not pass the
  * gate: the `prisma` hot path, another process), a blocking RESTART checkpoint at three quarters
  * of the bound makes writers wait for it in their busy handlers instead.
+ *
+ * It looks every 10 ms while the hot path writes; after a second without a write transaction it
+ * sleeps until the next one (the gate counts them), looking once a second meanwhile for writes
+ * that do not pass the hot path.
  */
 import { statSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
 import Sqlite from "better-sqlite3";
-import { holdRequested, type WalGate, withWritesHeld } from "./sqlite-wal-gate.ts";
+import {
+  holdRequested,
+  sleepUntilWrite,
+  wakeCheckpointer,
+  type WalGate,
+  withWritesHeld,
+  writesSoFar,
+} from "./sqlite-wal-gate.ts";
 
 const { path, intervalMs, walMaxBytes, gate } = workerData as {
   path: string;
@@ -24,8 +35,12 @@ const { path, intervalMs, walMaxBytes, gate } = workerData as {
   walMaxBytes: number;
   gate: WalGate;
 };
-/** How often the WAL file's size is looked at (one stat). */
+/** How often the WAL file's size is looked at (one stat) while the hot path writes. */
 const POLL_MS = Math.min(intervalMs, 10);
+/** After this long without a write transaction of the hot path, sleep until the next one ... */
+const QUIET_MS = 1000;
+/** ... or this long (writes that do not pass the hot path: Prisma's, the admin tool's). */
+const QUIET_LOOK_MS = 1000;
 /** How long to wait for the hot path to say it holds its writes (it does at its next write). */
 const ACK_WAIT_MS = 20;
 /** How long the blocking RESTART fallback waits for the writer and readers. */
@@ -108,11 +123,28 @@ function tick(): void {
   db.pragma("busy_timeout = 0");
 }
 
-const timer = setInterval(tick, POLL_MS);
+let closing = false;
+
+async function run(): Promise<void> {
+  let seen = writesSoFar(gate);
+  let lastWrite = Date.now();
+  while (!closing) {
+    tick();
+    const writes = writesSoFar(gate);
+    if (writes !== seen) {
+      seen = writes;
+      lastWrite = Date.now();
+    }
+    if (Date.now() - lastWrite >= QUIET_MS) await sleepUntilWrite(gate, seen, QUIET_LOOK_MS);
+    else await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+  }
+}
+void run();
 
 parentPort?.on("message", (message: unknown) => {
   if (message !== "close") return;
-  clearInterval(timer);
+  closing = true;
+  wakeCheckpointer(gate);
   try {
     db.pragma("wal_checkpoint(PASSIVE)");
   } finally {

@@ -21,7 +21,8 @@ import { uniqueSub } from "../support/signin-e2e.ts";
 
 /**
  * Small, so that the load writes it many times over; not smaller, because past three quarters the
- * event loop's guard holds writes only at its next look (every 10 ms, later on a busy machine):
+ * event loop's guard holds writes only at its next look (at a write transaction, at most every
+ * 10 ms):
  * at 4 MiB the largest WAL seen came within 2% of the bound, at 8 MiB within 20%.
  */
 const WAL_MAX_BYTES = 8 * 1024 * 1024;

@@ -1,6 +1,12 @@
 import { Worker } from "node:worker_threads";
 import { describe, expect, it } from "vitest";
-import { createWalGate, whenWritesOpen } from "../../src/store/sqlite-wal-gate.ts";
+import {
+  checkpointerSleeps,
+  createWalGate,
+  noteWrite,
+  whenWritesOpen,
+  writesSoFar,
+} from "../../src/store/sqlite-wal-gate.ts";
 
 /**
  * The gate between the hot path and the WAL checkpointer, with the checkpointer's side
@@ -29,6 +35,28 @@ function checkpointerHolds(
     worker.once("error", reject);
   });
   return { done, worker };
+}
+
+/** The checkpointer's quiet-time sleep in a real worker thread; resolves with how long it slept, ms. */
+function checkpointerSleep(gate: Int32Array, seen: number, maxMs: number): Promise<number> {
+  const worker = new Worker(
+    // The port's listener keeps the thread alive while it waits (as the checkpointer's does).
+    `const { parentPort, workerData } = require("node:worker_threads");
+    parentPort.on("message", () => process.exit(0));
+    import(workerData.module).then(async ({ sleepUntilWrite }) => {
+      const started = Date.now();
+      await sleepUntilWrite(workerData.gate, workerData.seen, workerData.maxMs);
+      parentPort.postMessage(Date.now() - started);
+    });`,
+    { eval: true, workerData: { gate, seen, maxMs, module: GATE_MODULE } },
+  );
+  return new Promise<number>((resolve, reject) => {
+    worker.once("message", (ms: number) => {
+      worker.postMessage("exit");
+      resolve(ms);
+    });
+    worker.once("error", reject);
+  });
 }
 
 async function until(check: () => boolean): Promise<void> {
@@ -80,5 +108,24 @@ describe("the WAL write gate", () => {
     await whenWritesOpen(gate, 50);
     expect(Date.now() - started).toBeGreaterThanOrEqual(45);
     expect(Atomics.load(gate, 0)).toBe(2);
+  });
+
+  it("wakes the sleeping checkpointer at the hot path's next write, long before its own time is up", async () => {
+    const gate = createWalGate();
+    const slept = checkpointerSleep(gate, writesSoFar(gate), 60_000);
+    await until(() => checkpointerSleeps(gate));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(checkpointerSleeps(gate)).toBe(true); // asleep until a write
+    noteWrite(gate);
+    expect(await slept).toBeLessThan(10_000);
+    expect(checkpointerSleeps(gate)).toBe(false);
+  });
+
+  it("does not let the checkpointer sleep past a write it has not seen yet", async () => {
+    const gate = createWalGate();
+    const seen = writesSoFar(gate);
+    noteWrite(gate); // lands between the checkpointer's look and its sleep
+    expect(await checkpointerSleep(gate, seen, 60_000)).toBeLessThan(10_000);
+    expect(checkpointerSleeps(gate)).toBe(false);
   });
 });

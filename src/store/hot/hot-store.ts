@@ -6,6 +6,10 @@ import { createSqliteHotStore, type HotStore } from "./sqlite.ts";
 export function createHotStore(database: Database): HotStore {
   const options = { statementTimeoutMs: database.statementTimeoutMs, onQuery: database.onQuery };
   return database.driver.dialect === "sqlite"
-    ? createSqliteHotStore(database.driver.db, { ...options, walGate: database.driver.walGate })
+    ? createSqliteHotStore(database.driver.db, {
+        ...options,
+        walGate: database.driver.walGate,
+        beforeWrite: database.driver.beforeWrite,
+      })
     : createPostgresHotStore(database.driver.pool, options);
 }

@@ -19,7 +19,12 @@ export interface GroupCommit {
 export function createGroupCommit(
   db: BetterSqlite3.Database,
   run: (sql: string) => void,
-  options: { statementTimeoutMs: number; walGate?: WalGate | undefined },
+  options: {
+    statementTimeoutMs: number;
+    walGate?: WalGate | undefined;
+    /** Before each write transaction (database.ts: counts it for the checkpointer; the WAL's hard stop). */
+    beforeWrite?: (() => void) | undefined;
+  },
 ): GroupCommit {
   const { walGate } = options;
   /** Waits (without blocking the event loop) while a Prisma transaction holds the connection. */
@@ -57,6 +62,7 @@ export function createGroupCommit(
   }
 
   async function flush(): Promise<void> {
+    options.beforeWrite?.();
     try {
       // Per write transaction: one shared-memory read. When the checkpointer asks, the writes
       // wait (asynchronously) while it copies the last frames back, so the WAL can restart.

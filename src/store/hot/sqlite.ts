@@ -42,7 +42,12 @@ function sqliteValue(v: unknown): Value {
 
 export function createSqliteHotStore(
   db: BetterSqlite3.Database,
-  options: { statementTimeoutMs: number; onQuery?: ((sql: string) => void) | undefined; walGate?: WalGate | undefined },
+  options: {
+    statementTimeoutMs: number;
+    onQuery?: ((sql: string) => void) | undefined;
+    walGate?: WalGate | undefined;
+    beforeWrite?: (() => void) | undefined;
+  },
 ): HotStore {
   const prepared = new Map<string, { statement: BetterSqlite3.Statement; order: number[] }>();
 
