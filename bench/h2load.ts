@@ -42,7 +42,7 @@ export function h2loadArgs(
   seconds: number,
   connections: number,
 ): string[] {
-  const common = ["-d", bodyFile, "-D", String(seconds), "--warm-up-time=1"];
+  const common = ["-d", bodyFile, "-D", `${Math.round(seconds * 1000)}ms`, "--warm-up-time=1"];
   switch (protocol) {
     case "rest":
       return [

@@ -174,16 +174,31 @@ const noMfa = (body: string) => !body.includes('"requires_mfa":true');
 /**
  * Returning users' tokens: a pool of fresh tokens (a sign-in accepts a token once), each used at
  * most once per server. The first `returningUsers` are one per user, for their first sign-in;
- * the rest are taken in order by every returning phase; the cursor is reset per server.
+ * the rest are taken in order by every returning phase. New users' tokens likewise, each once
+ * per server. The cursors are the server's (its URL), so servers measured in turns (bench/run.ts
+ * interleaves their phases) each go on where their last phase stopped; `reset` clears them.
  */
-let returningCursor = 0;
+const returningCursors = new Map<string, number>();
+const newCursors = new Map<string, number>();
 
-function takeReturning(): MintedToken | undefined {
-  return tokens.returning[returningCursor++];
+function takeReturning(server: string): MintedToken | undefined {
+  const at = returningCursors.get(server) ?? 0;
+  returningCursors.set(server, at + 1);
+  return tokens.returning[at];
 }
 
-function returningLeft(): number {
-  return Math.max(0, tokens.returning.length - returningCursor);
+function returningLeft(server: string): number {
+  return Math.max(0, tokens.returning.length - (returningCursors.get(server) ?? 0));
+}
+
+function takeNew(server: string): MintedToken | undefined {
+  const at = newCursors.get(server) ?? 0;
+  newCursors.set(server, at + 1);
+  return tokens.fresh[at];
+}
+
+function newLeft(server: string): number {
+  return Math.max(0, tokens.fresh.length - (newCursors.get(server) ?? 0));
 }
 
 async function httpSignin(c: Extract<Command, { type: "http-signin" }>): Promise<PhaseResult> {
@@ -198,18 +213,20 @@ async function httpSignin(c: Extract<Command, { type: "http-signin" }>): Promise
       good: noMfa,
     });
   }
-  const list = c.set === "new" ? tokens.fresh : tokens.returning;
-  if (list.length === 0) throw new Error("no tokens loaded");
-  const amount = c.set === "new" ? Math.min(c.maxRequests, list.length) : Math.min(c.maxRequests, returningLeft());
-  if (amount === 0) throw new Error("the pool of returning tokens is used up: raise BENCH_RETURNING_TOKENS");
-  let next = 0;
+  const fresh = c.set === "new";
+  if ((fresh ? tokens.fresh : tokens.returning).length === 0) throw new Error("no tokens loaded");
+  const amount = Math.min(c.maxRequests, fresh ? newLeft(c.url) : returningLeft(c.url));
+  if (amount === 0)
+    throw new Error(
+      `the pool of ${fresh ? "new" : "returning"} tokens is used up: raise BENCH_${fresh ? "NEW_USERS" : "RETURNING_TOKENS"}`,
+    );
   return cannon({
     url: c.url,
     method: "POST",
     path: c.path,
     seconds: c.seconds,
     amount,
-    next: () => ({ body: bodyOf(c.style, c.set === "new" ? list[next++]! : takeReturning()!) }),
+    next: () => ({ body: bodyOf(c.style, fresh ? takeNew(c.url)! : takeReturning(c.url)!) }),
     good: c.style === "rest" ? noMfa : undefined,
     seen:
       c.collect === true
@@ -273,9 +290,9 @@ async function rpcSignin(c: Extract<Command, { type: "rpc-signin" }>): Promise<P
   const timer = setTimeout(() => (stopped = true), c.seconds * 1000);
   await Promise.all(
     Array.from({ length: CONNECTIONS }, async () => {
-      while (!stopped && next < c.maxRequests && returningLeft() > 0) {
+      while (!stopped && next < c.maxRequests && returningLeft(c.url) > 0) {
         next++;
-        const t = takeReturning()!;
+        const t = takeReturning(c.url)!;
         const t0 = performance.now();
         try {
           const res = await client.signinWithIdToken({
@@ -313,7 +330,8 @@ async function run(c: Command): Promise<PhaseResult | { done: true }> {
       return { done: true };
     }
     case "reset":
-      returningCursor = 0;
+      returningCursors.clear();
+      newCursors.clear();
       refreshPool = [];
       accessTokens = [];
       return { done: true };

@@ -5,6 +5,7 @@
  *
  *   BENCH_SECONDS          seconds per measured phase (default 10)
  *   BENCH_WARMUP_SECONDS   unmeasured load before the measured phases of each server (default 2)
+ *   BENCH_TURNS            turns per server of the interleaved phases (default 4; see below)
  *   BENCH_DATABASE_URL     with --db postgresql: a server where we may CREATE DATABASE (a fresh
  *                          database per server and run, dropped at the end)
  *   BENCH_RETURNING_USERS  returning users, signed in once during warm-up (default 1000)
@@ -16,18 +17,21 @@
  *   --workers 1,2          the whole-machine phase: the service with WORKERS=n for each n, unpinned,
  *                          load from h2load (also unpinned), with the load generator's CPU share
  *
- * One after the other on the same machine, each server runs alone, pinned to core 0
- * (`taskset -c 0`), while the load comes from a child pinned to core 1 (bench/load.ts):
+ * On the same machine, each server pinned to core 0 (`taskset -c 0`), the load from a child
+ * pinned to core 1 (bench/load.ts):
  *
  *   floor        bench/floor.ts: node:http + jose + better-sqlite3/pg, the same essential work
  *   better-auth  bench/better-auth-server.ts: its ID-token social sign-in
  *   service      `node src/main.ts --config FILE`, production mode (NODE_ENV=production)
  *
  * All verify the same pre-minted RS256 ID tokens of one bench issuer (bench/issuer.ts, in this
- * process). Per server: sign each returning user in once, warm up, then measure returning
- * sign-ins and new users' first sign-ins (each new token used once); for the service also
- * gRPC (h2c) and Connect (HTTP/1.1 JSON) sign-ins, refresh (rotating single-use tokens) and
- * GET /auth/me. Server CPU per operation comes from /proc/<pid>/stat (utime + stime) around
+ * process). Every server is started, signs each returning user in once and is warmed up; then
+ * returning sign-ins, and after them new users' first sign-ins (each new token used once), are
+ * measured on the servers in turns: BENCH_TURNS rounds over every server, every other round in
+ * reverse, BENCH_SECONDS ÷ BENCH_TURNS a turn (only the server whose turn it is gets load; the
+ * others are stopped with SIGSTOP meanwhile), so that a drift of the machine's speed weighs on every server alike. Then,
+ * the service alone: gRPC (h2c) and Connect (HTTP/1.1 JSON) sign-ins, h2load's protocol rows,
+ * refresh (rotating single-use tokens) and GET /auth/me. Server CPU per operation comes from /proc/<pid>/stat (utime + stime) around
  * each measured phase. Statements per operation of the service come from a separate in-process
  * counting phase (bench/count-statements.ts, the `onQuery` hook); those of the floor and
  * better-auth from their own statement counters under load.
@@ -44,8 +48,15 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import pg from "pg";
 import { startBenchIssuer } from "./issuer.ts";
-import { machineTicks, safeCall, safeRead, treeRssMiB, treeTicks, treeWriteBytes } from "./proc.ts";
-import { type DbCost, observePostgres, type PgObserver, type PgSnapshot, sampleSqliteWal } from "./db-cost.ts";
+import { machineTicks, processTree, safeCall, safeRead, treeRssMiB, treeTicks, treeWriteBytes } from "./proc.ts";
+import {
+  type DbCost,
+  observePostgres,
+  type PgObserver,
+  type PgSnapshot,
+  sampleSqliteWal,
+  type StatementCost,
+} from "./db-cost.ts";
 import { CONNECTIONS, type Command, type PhaseResult } from "./protocol.ts";
 import type { StatementCounts } from "./count-statements.ts";
 import { serviceConfig, writeServiceConfig } from "./service-config.ts";
@@ -106,6 +117,8 @@ const RETURNING_TOKENS = Math.floor(
   num("BENCH_RETURNING_TOKENS", RETURNING_USERS + 2500 * (WARMUP + SECONDS + 2 * (Math.min(WARMUP, 1) + SECONDS))),
 );
 const SHORT_WARMUP = Math.min(WARMUP, 1);
+/** Turns per server in the interleaved phases (the sign-in comparison, the whole machine). */
+const TURNS = Math.max(1, Math.floor(num("BENCH_TURNS", 4)));
 const adminUrl = process.env["BENCH_DATABASE_URL"];
 if (db === "postgresql" && (adminUrl === undefined || adminUrl === "")) {
   throw new Error(
@@ -155,7 +168,20 @@ interface RunningServer {
   url: string;
   pid: number;
   output(): string;
+  /** Every process of it stopped (SIGSTOP) while others take their turn under load, then continued. */
+  pause(): void;
+  resume(): void;
   stop(): Promise<void>;
+}
+
+/**
+ * SIGSTOP or SIGCONT to every process of a server. In the interleaved phases the servers waiting
+ * for their turn are stopped: an idle server is not quite idle (the service's WAL checkpointer and
+ * guard wake every 10 ms, ~5 % of a core per process on this VM), and that would be taken from
+ * the server under load beside it.
+ */
+function signalTree(pid: number, signal: "SIGSTOP" | "SIGCONT"): void {
+  for (const p of processTree(pid)) safeCall(() => process.kill(p, signal));
 }
 
 function childEnv(extra: Record<string, string>): Record<string, string> {
@@ -214,8 +240,11 @@ async function startServer(
     pid: child.pid!,
     database: options.database,
     output: () => output,
+    pause: () => signalTree(child.pid!, "SIGSTOP"),
+    resume: () => signalTree(child.pid!, "SIGCONT"),
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
+        signalTree(child.pid!, "SIGCONT"); // a paused server would not see the SIGTERM
         child.kill("SIGTERM");
         const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
         await exited;
@@ -490,42 +519,292 @@ async function measureH2load(
   return m;
 }
 
-async function benchSigninServer(
-  load: ReturnType<typeof startLoad>,
-  server: RunningServer,
-  opts: { path: string; style: "rest" | "better-auth"; collect: boolean; countStatements: boolean },
-): Promise<Results> {
-  const base = { type: "http-signin" as const, url: server.url, path: opts.path, style: opts.style };
-  await load.send({ type: "reset" });
-  // Warm-up: each returning user signs in once (a first sign-in that creates them), then load.
-  await warm(load, server, `first sign-in of ${RETURNING_USERS} returning users`, {
+/** A server of the comparison, started and waiting for its phases. */
+interface Running {
+  target: Target;
+  server: RunningServer;
+  path: string;
+  style: "rest" | "better-auth";
+  /** Keep the answers' tokens (the service's: its refresh and /me phases use them). */
+  collect: boolean;
+  /** Its own statement counters (floor, better-auth); the service's come from count-statements.ts. */
+  countStatements: boolean;
+}
+
+/** Starts one server of the comparison, pinned to core 0, on its own fresh database. */
+async function startTarget(target: Target): Promise<Running> {
+  const dataDir = join(work, target);
+  mkdirSync(dataDir, { recursive: true });
+  const dbEnv: Record<string, string> = db === "postgresql" ? { BENCH_DATABASE_URL: await freshDatabase(target) } : {};
+  const serverArgs = ["--issuer", issuer.issuer, "--db", db, "--data-dir", dataDir];
+  if (target === "floor") {
+    const server = await startServer("floor", ["bench/floor.ts", ...serverArgs], dbEnv, "/healthz", {
+      database: pgRef(dbEnv),
+    });
+    return { target, server, path: "/auth/id-token/signin", style: "rest", collect: false, countStatements: true };
+  }
+  if (target === "better-auth") {
+    const server = await startServer("better-auth", ["bench/better-auth-server.ts", ...serverArgs], dbEnv, "/healthz", {
+      database: pgRef(dbEnv),
+    });
+    return {
+      target,
+      server,
+      path: "/api/auth/sign-in/social",
+      style: "better-auth",
+      collect: false,
+      countStatements: true,
+    };
+  }
+  const config = serviceConfig({
+    issuer: issuer.issuer,
+    dataDir: join(dataDir, "data"),
+    databaseUrl: dbEnv["BENCH_DATABASE_URL"],
+  });
+  if (target === "service-prisma") {
+    // The same design (one read, one write per sign-in) through Prisma Client alone: what the
+    // driver path buys.
+    const file = writeServiceConfig(dataDir, {
+      ...config,
+      database: { ...(config["database"] as object | undefined), hot_path: "prisma" },
+    });
+    const server = await startServer("service-prisma", ["src/main.ts", "--config", file], {}, "/readyz", {
+      database: serviceDbRef(dbEnv, dataDir),
+    });
+    return { target, server, path: "/auth/id-token/signin", style: "rest", collect: false, countStatements: false };
+  }
+  const file = writeServiceConfig(dataDir, config);
+  // BENCH_SEED_DB: a SQLite file made by bench/seed.ts (e.g. 1,000,000 users, 5,000,000 audit
+  // rows): the service starts on a copy of it, to show the figures do not depend on size.
+  const seed = process.env["BENCH_SEED_DB"];
+  if (seed !== undefined && seed !== "" && db === "sqlite") {
+    mkdirSync(join(dataDir, "data"), { recursive: true });
+    cpSync(seed, join(dataDir, "data", "identity.db"));
+    log(`service: on a copy of ${seed}`);
+  }
+  const server = await startServer("service", [...serviceNodeArgs(), "src/main.ts", "--config", file], {}, "/readyz", {
+    database: serviceDbRef(dbEnv, dataDir),
+  });
+  return { target, server, path: "/auth/id-token/signin", style: "rest", collect: true, countStatements: false };
+}
+
+/** Each returning user signs in once (a first sign-in that creates them), then unmeasured load. */
+async function warmSignin(load: ReturnType<typeof startLoad>, r: Running): Promise<void> {
+  const base = { type: "http-signin" as const, url: r.server.url, path: r.path, style: r.style };
+  await warm(load, r.server, `first sign-in of ${RETURNING_USERS} returning users`, {
     ...base,
     set: "returning-once",
     seconds: 300,
     maxRequests: RETURNING_USERS,
-    collect: opts.collect,
+    collect: r.collect,
   });
-  await warm(load, server, `warm-up ${WARMUP} s`, {
+  await warm(load, r.server, `warm-up ${WARMUP} s`, {
     ...base,
     set: "returning",
     seconds: WARMUP,
     maxRequests: MAX_REQUESTS,
   });
-  const returning = await measure(
+}
+
+/**
+ * The order of BENCH_TURNS rounds over `items`: each round all of them, every other round in
+ * reverse (A B C, C B A, A B C, ...), so each item's turns sit around the same centre in time.
+ */
+function turnOrder<T>(items: T[], rounds: number): { item: T; round: number }[] {
+  return Array.from({ length: rounds }, (_, round) =>
+    (round % 2 === 0 ? items : [...items].reverse()).map((item) => ({ item, round })),
+  ).flat();
+}
+
+/**
+ * One kind of sign-in (returning users, or new users' first) measured on every server in turns:
+ * TURNS rounds, each over every server, every other round in reverse (A B C C B A A B C C B A),
+ * a turn BENCH_SECONDS ÷ TURNS long, each server's turns summed into its figures. A shared VM's
+ * speed moves over minutes and sometimes halves for tens of seconds (the speed probe saw it);
+ * measured one server after the other, that went straight into the ratios between servers. In
+ * short mirrored turns every server gets its share of the slow and the fast moments. Every
+ * server but the one under load is stopped (SIGSTOP) meanwhile: see signalTree.
+ */
+async function interleaved(
+  load: ReturnType<typeof startLoad>,
+  running: Running[],
+  kind: "returning" | "new",
+): Promise<Map<Target, Measured>> {
+  const parts = new Map<Target, Measured[]>();
+  for (const r of running) r.server.pause();
+  for (const { item: r, round } of turnOrder(running, TURNS)) {
+    r.server.resume();
+    const m = await measure(
+      load,
+      r.server,
+      `${kind === "new" ? "new-user" : "returning"} sign-in, turn ${round + 1} of ${TURNS}`,
+      {
+        type: "http-signin",
+        url: r.server.url,
+        path: r.path,
+        style: r.style,
+        set: kind,
+        seconds: SECONDS / TURNS,
+        maxRequests: kind === "new" ? Math.ceil(NEW_USERS / TURNS) : MAX_REQUESTS,
+      },
+      r.countStatements,
+    );
+    r.server.pause();
+    parts.set(r.target, [...(parts.get(r.target) ?? []), m]);
+  }
+  for (const r of running) r.server.resume();
+  const out = new Map<Target, Measured>();
+  for (const [target, turns] of parts) {
+    const m = combine(turns);
+    log(
+      `  ${target} ${kind === "new" ? "new-user" : "returning"} sign-in, all turns: ${m.rate}/s, cpu ${m.cpu_ms_per_op} ms/op`,
+    );
+    out.set(target, m);
+  }
+  return out;
+}
+
+/**
+ * A phase measured in parts, as one: counts and time summed, the rate over the summed time, per
+ * operation figures weighted by each part's requests; p50 and p99 the parts' request-weighted
+ * mean (parts of equal length and load: close to the whole's), memory and WAL size the last part's.
+ */
+function combine(parts: Measured[]): Measured {
+  if (parts.length === 1) return parts[0]!;
+  const sum = (f: (m: Measured) => number) => parts.reduce((x, m) => x + f(m), 0);
+  const requests = sum((m) => m.requests);
+  const elapsed = sum((m) => m.elapsed_s);
+  const ok = sum((m) => m.ok);
+  const weighted = (f: (m: Measured) => number | null | undefined, digits: number): number | null => {
+    let total = 0;
+    let weight = 0;
+    for (const m of parts) {
+      const v = f(m);
+      if (v === null || v === undefined) continue;
+      total += v * m.requests;
+      weight += m.requests;
+    }
+    return weight === 0 ? null : +(total / weight).toFixed(digits);
+  };
+  const status_counts: Record<string, number> = {};
+  for (const m of parts)
+    for (const [k, v] of Object.entries(m.status_counts)) status_counts[k] = (status_counts[k] ?? 0) + v;
+  const last = parts[parts.length - 1]!;
+  const first_failure = parts.find((m) => m.first_failure !== undefined)?.first_failure;
+  const db: DbCost | undefined = parts.every((m) => m.db === undefined)
+    ? undefined
+    : {
+        db_cpu_ms_per_op: weighted((m) => m.db?.db_cpu_ms_per_op, 3),
+        wal_bytes_per_op: weighted((m) => m.db?.wal_bytes_per_op, 0),
+        disk_write_bytes_per_op: weighted((m) => m.db?.disk_write_bytes_per_op, 0),
+        ...combineStatements(parts),
+      };
+  return {
+    requests,
+    ok,
+    non2xx: sum((m) => m.non2xx),
+    errors: sum((m) => m.errors),
+    mfa_challenges: sum((m) => m.mfa_challenges),
+    elapsed_s: +elapsed.toFixed(3),
+    rate: elapsed === 0 ? 0 : +(ok / elapsed).toFixed(1),
+    p50_ms: weighted((m) => m.p50_ms, 2),
+    p99_ms: weighted((m) => m.p99_ms, 2),
+    status_counts,
+    ...(first_failure === undefined ? {} : { first_failure }),
+    cpu_ms_per_op: weighted((m) => m.cpu_ms_per_op, 3),
+    statements_per_op: weighted((m) => m.statements_per_op, 2),
+    ended_by: parts.some((m) => m.ended_by === "count") ? "count" : "time",
+    ...(last.rss_mib === undefined ? {} : { rss_mib: last.rss_mib }),
+    ...(last.wal_mib === undefined ? {} : { wal_mib: last.wal_mib }),
+    ...(db === undefined ? {} : { db }),
+  };
+}
+
+/** pg_stat_statements rows of a phase's parts, as one phase's: calls and times summed per statement. */
+function combineStatements(parts: Measured[]): { statements?: StatementCost[] } {
+  if (parts.every((m) => m.db?.statements === undefined)) return {};
+  const ops = parts.reduce((x, m) => x + m.requests, 0);
+  const by = new Map<string, { calls: number; exec: number; plan: number; rows: number; wal: number }>();
+  for (const m of parts) {
+    for (const st of m.db?.statements ?? []) {
+      const calls = st.calls_per_op * m.requests;
+      const a = by.get(st.query) ?? { calls: 0, exec: 0, plan: 0, rows: 0, wal: 0 };
+      a.calls += calls;
+      a.exec += st.exec_ms * calls;
+      a.plan += st.plan_ms * calls;
+      a.rows += st.rows_per_call * calls;
+      a.wal += st.wal_bytes_per_call * calls;
+      by.set(st.query, a);
+    }
+  }
+  const statements = [...by]
+    .filter(([, a]) => a.calls > 0)
+    .sort(([, a], [, b]) => b.exec + b.plan - (a.exec + a.plan))
+    .map(([query, a]) => ({
+      query,
+      calls_per_op: +(a.calls / ops).toFixed(3),
+      exec_ms: +(a.exec / a.calls).toFixed(4),
+      plan_ms: +(a.plan / a.calls).toFixed(4),
+      rows_per_call: +(a.rows / a.calls).toFixed(2),
+      wal_bytes_per_call: Math.round(a.wal / a.calls),
+    }));
+  return { statements };
+}
+
+/** The service's phases after the comparison, alone on core 0: gRPC, Connect, h2load, refresh, /me, the soak. */
+async function serviceOtherPhases(
+  load: ReturnType<typeof startLoad>,
+  server: RunningServer,
+  oneToken: { sub: string; token: string },
+  r: Results,
+): Promise<void> {
+  for (const protocol of ["grpc", "connect"] as const) {
+    const base = { type: "rpc-signin" as const, url: server.url, protocol };
+    await warm(load, server, `${protocol} warm-up`, { ...base, seconds: SHORT_WARMUP, maxRequests: MAX_REQUESTS });
+    r[protocol] = await measure(
+      load,
+      server,
+      `${protocol} returning sign-in`,
+      { ...base, seconds: SECONDS, maxRequests: MAX_REQUESTS },
+      false,
+    );
+  }
+  // One user signs in again and again: its user row is share-locked (no writer waits on
+  // another) and written at most once a minute (last-seen resolution), so on PostgreSQL too
+  // the rows compare protocols, and say whether the Node client rows are client-bound.
+  if (ensureH2load()) {
+    for (const protocol of ["rest", "connect", "grpc"] as const)
+      r[`h2load-${protocol}`] = await measureH2load(server, protocol, oneToken);
+  } else {
+    log("h2load (Debian package nghttp2-client) is missing: no protocol comparison");
+  }
+  await warm(load, server, "refresh warm-up", {
+    type: "http-refresh",
+    url: server.url,
+    seconds: SHORT_WARMUP,
+    maxRequests: MAX_REQUESTS,
+  });
+  r["refresh"] = await measure(
     load,
     server,
-    "returning sign-in",
-    { ...base, set: "returning", seconds: SECONDS, maxRequests: MAX_REQUESTS },
-    opts.countStatements,
+    "refresh",
+    { type: "http-refresh", url: server.url, seconds: SECONDS, maxRequests: MAX_REQUESTS },
+    false,
   );
-  const fresh = await measure(
+  await warm(load, server, "me warm-up", {
+    type: "http-me",
+    url: server.url,
+    seconds: SHORT_WARMUP,
+    maxRequests: MAX_REQUESTS,
+  });
+  r["me"] = await measure(
     load,
     server,
-    "new-user sign-in",
-    { ...base, set: "new", seconds: SECONDS, maxRequests: NEW_USERS },
-    opts.countStatements,
+    "GET /auth/me",
+    { type: "http-me", url: server.url, seconds: SECONDS, maxRequests: MAX_REQUESTS },
+    false,
   );
-  return { returning, new: fresh };
+  if (SOAK_SECONDS > 0) r["soak"] = await soak(load, server, runId);
 }
 
 // --- main -------------------------------------------------------------------------------------
@@ -607,11 +886,11 @@ async function soak(load: ReturnType<typeof startLoad>, server: RunningServer, r
 const results: Record<Target, Results> = { floor: {}, "better-auth": {}, service: {}, "service-prisma": {} };
 
 /**
- * The machine's speed on the servers' core, taken before and after each server's phases: SHA-256
- * of 1 KiB, hashes per second over 0.5 s, in a child pinned like the servers. The phases of one
- * run are minutes apart, and a shared VM's speed can move between them (seen: the same GET
- * /auth/me costing 0.23 and 0.51 ms of CPU in two runs); when the probes of the servers compared
- * differ, so does the ground their ratio stands on, and the report says so.
+ * The machine's speed on the servers' core, taken before and after the sign-in turns (and after
+ * the service's other phases): SHA-256 of 1 KiB, hashes per second over 0.5 s, in a child pinned
+ * like the servers. A shared VM's speed can move over minutes (seen: the same GET /auth/me
+ * costing 0.23 and 0.51 ms of CPU in two runs); the turns spread a steady drift over every server
+ * alike, and a spread here says the ground moved during the run, so the report says so.
  */
 const probes: Partial<Record<Target, { before: number; after: number }>> = {};
 const PROBE = `const { createHash } = require("node:crypto"); const b = Buffer.alloc(1024, 7); let n = 0;
@@ -629,7 +908,7 @@ function probeLines(): string[] {
   const all = entries.flatMap(([, p]) => [p.before, p.after]);
   const spread = Math.max(...all) / Math.min(...all);
   return [
-    `- machine speed on core 0 (SHA-256 of 1 KiB per second, before → after each server's phases): ${entries.map(([t, p]) => `${t} ${p.before.toLocaleString("en-US")} → ${p.after.toLocaleString("en-US")}`).join("; ")}; spread ${spread.toFixed(2)}×${spread > 1.1 ? ": the machine's speed moved during this run by more than 10 %, so its ratios between servers are off by as much; compare runs whose probes agree" : ""}`,
+    `- machine speed on core 0 (SHA-256 of 1 KiB per second, before → after the sign-in turns; the service's "after" also after its other phases): ${entries.map(([t, p]) => `${t} ${p.before.toLocaleString("en-US")} → ${p.after.toLocaleString("en-US")}`).join("; ")}; spread ${spread.toFixed(2)}×${spread > 1.1 ? ": the machine's speed moved during this run by more than 10 %; the turns spread a drift over every server alike, but a sudden change inside one turn still lands on one server: compare runs whose probes agree" : ""}`,
   ];
 }
 let counts: StatementCounts | null = null;
@@ -677,180 +956,42 @@ async function main(): Promise<void> {
   cleanups.push(() => load.close());
   await load.send({ type: "tokens", file: tokensFile });
 
-  for (const target of targets) {
-    const dataDir = join(work, target);
-    mkdirSync(dataDir, { recursive: true });
-    const dbEnv: Record<string, string> =
-      db === "postgresql" ? { BENCH_DATABASE_URL: await freshDatabase(target) } : {};
-    log(`${target}: starting`);
-    const before = speedProbe();
-    if (target === "floor") {
-      const server = await startServer(
-        "floor",
-        ["bench/floor.ts", "--issuer", issuer.issuer, "--db", db, "--data-dir", dataDir],
-        dbEnv,
-        "/healthz",
-        { database: pgRef(dbEnv) },
-      );
-      try {
-        results.floor = await benchSigninServer(load, server, {
-          path: "/auth/id-token/signin",
-          style: "rest",
-          collect: false,
-          countStatements: true,
-        });
-      } finally {
-        await server.stop();
-      }
-    } else if (target === "better-auth") {
-      const server = await startServer(
-        "better-auth",
-        ["bench/better-auth-server.ts", "--issuer", issuer.issuer, "--db", db, "--data-dir", dataDir],
-        dbEnv,
-        "/healthz",
-        { database: pgRef(dbEnv) },
-      );
-      try {
-        results["better-auth"] = await benchSigninServer(load, server, {
-          path: "/api/auth/sign-in/social",
-          style: "better-auth",
-          collect: false,
-          countStatements: true,
-        });
-      } finally {
-        await server.stop();
-      }
-    } else if (target === "service-prisma") {
-      // The same design (one read, one write per sign-in) through Prisma Client alone: what the
-      // driver path buys.
-      const config = serviceConfig({
-        issuer: issuer.issuer,
-        dataDir: join(dataDir, "data"),
-        databaseUrl: dbEnv["BENCH_DATABASE_URL"],
-      });
-      const file = writeServiceConfig(dataDir, {
-        ...config,
-        database: { ...(config["database"] as object | undefined), hot_path: "prisma" },
-      });
-      const server = await startServer("service-prisma", ["src/main.ts", "--config", file], {}, "/readyz", {
-        database: serviceDbRef(dbEnv, dataDir),
-      });
-      try {
-        results["service-prisma"] = await benchSigninServer(load, server, {
-          path: "/auth/id-token/signin",
-          style: "rest",
-          collect: false,
-          countStatements: false,
-        });
-      } finally {
-        await server.stop();
-      }
-    } else {
-      const config = serviceConfig({
-        issuer: issuer.issuer,
-        dataDir: join(dataDir, "data"),
-        databaseUrl: dbEnv["BENCH_DATABASE_URL"],
-      });
-      const file = writeServiceConfig(dataDir, config);
-      // BENCH_SEED_DB: a SQLite file made by bench/seed.ts (e.g. 1,000,000 users, 5,000,000 audit
-      // rows): the service starts on a copy of it, to show the figures do not depend on size.
-      const seed = process.env["BENCH_SEED_DB"];
-      if (seed !== undefined && seed !== "" && db === "sqlite") {
-        mkdirSync(join(dataDir, "data"), { recursive: true });
-        cpSync(seed, join(dataDir, "data", "identity.db"));
-        log(`service: on a copy of ${seed}`);
-      }
-      const server = await startServer(
-        "service",
-        [...serviceNodeArgs(), "src/main.ts", "--config", file],
-        {},
-        "/readyz",
-        {
-          database: serviceDbRef(dbEnv, dataDir),
-        },
-      );
-      try {
-        const r = await benchSigninServer(load, server, {
-          path: "/auth/id-token/signin",
-          style: "rest",
-          collect: true,
-          countStatements: false,
-        });
-        for (const protocol of ["grpc", "connect"] as const) {
-          const base = { type: "rpc-signin" as const, url: server.url, protocol };
-          await warm(load, server, `${protocol} warm-up`, {
-            ...base,
-            seconds: SHORT_WARMUP,
-            maxRequests: MAX_REQUESTS,
-          });
-          r[protocol] = await measure(
-            load,
-            server,
-            `${protocol} returning sign-in`,
-            { ...base, seconds: SECONDS, maxRequests: MAX_REQUESTS },
-            false,
-          );
-        }
-        // One user signs in again and again: its user row is share-locked (no writer waits on
-        // another) and written at most once a minute (last-seen resolution), so on PostgreSQL too
-        // the rows compare protocols, and say whether the Node client rows are client-bound.
-        if (ensureH2load()) {
-          for (const protocol of ["rest", "connect", "grpc"] as const)
-            r[`h2load-${protocol}`] = await measureH2load(server, protocol, returning[0]!);
-        } else {
-          log("h2load (Debian package nghttp2-client) is missing: no protocol comparison");
-        }
-        await warm(load, server, "refresh warm-up", {
-          type: "http-refresh",
-          url: server.url,
-          seconds: SHORT_WARMUP,
-          maxRequests: MAX_REQUESTS,
-        });
-        r["refresh"] = await measure(
-          load,
-          server,
-          "refresh",
-          { type: "http-refresh", url: server.url, seconds: SECONDS, maxRequests: MAX_REQUESTS },
-          false,
-        );
-        await warm(load, server, "me warm-up", {
-          type: "http-me",
-          url: server.url,
-          seconds: SHORT_WARMUP,
-          maxRequests: MAX_REQUESTS,
-        });
-        r["me"] = await measure(
-          load,
-          server,
-          "GET /auth/me",
-          { type: "http-me", url: server.url, seconds: SECONDS, maxRequests: MAX_REQUESTS },
-          false,
-        );
-        if (SOAK_SECONDS > 0) r["soak"] = await soak(load, server, runId);
-        results.service = r;
-        const warnings = server
-          .output()
-          .split("\n")
-          .filter((l) => l.includes('"level":"error"'));
-        if (warnings.length > 0) log(`service logged ${warnings.length} error lines, e.g. ${warnings[0]}`);
-      } finally {
-        await server.stop();
-      }
+  // Every server first: started, each returning user signed in once, warmed up. Then the measured
+  // sign-in phases in turns (interleaved, below), then the service's other phases alone.
+  const running: Running[] = [];
+  try {
+    for (const target of targets) {
+      log(`${target}: starting`);
+      running.push(await startTarget(target));
     }
-    probes[target] = { before, after: speedProbe() };
-    log(`  machine speed probe (SHA-256/s on core 0): ${before} before, ${probes[target]!.after} after`);
+    await load.send({ type: "reset" });
+    for (const r of running) await warmSignin(load, r);
+    const before = speedProbe();
+    for (const kind of ["returning", "new"] as const) {
+      for (const [target, m] of await interleaved(load, running, kind)) results[target][kind] = m;
+    }
+    const after = speedProbe();
+    log(`  machine speed probe (SHA-256/s on core 0): ${before} before, ${after} after the sign-in phases`);
+    for (const r of running) probes[r.target] = { before, after };
+    for (const r of running.filter((r) => r.target !== "service")) await r.server.stop();
+    const service = running.find((r) => r.target === "service");
+    if (service !== undefined) {
+      await serviceOtherPhases(load, service.server, returning[0]!, results.service);
+      probes.service = { before, after: speedProbe() };
+      const warnings = service.server
+        .output()
+        .split("\n")
+        .filter((l) => l.includes('"level":"error"'));
+      if (warnings.length > 0) log(`service logged ${warnings.length} error lines, e.g. ${warnings[0]}`);
+    }
+  } finally {
+    for (const r of running) await r.server.stop();
   }
   if (workerCounts.length > 0) {
     if (!ensureH2load()) {
       failures.push("--workers needs h2load (Debian's nghttp2-client): not installed, and not root to install it");
     } else {
-      // Several workers: both ways of spreading connections, so the choice is measured.
-      for (const n of workerCounts) {
-        for (const balancing of n === 1 ? (["round_robin"] as const) : (["round_robin", "kernel"] as const)) {
-          log(`whole machine: ${n} worker${n === 1 ? "" : `s, ${balancing}`}`);
-          wholeMachine.push(await measureWholeMachine(n, balancing));
-        }
-      }
+      await measureWholeMachines();
     }
   }
 }
@@ -920,7 +1061,28 @@ function runH2load(args: string[]): Promise<{ out: string; ticks: number; status
   });
 }
 
-async function measureWholeMachine(n: number, balancing: WholeMachine["balancing"]): Promise<WholeMachine> {
+/** A configuration of the whole-machine phase, started, its users created. */
+interface WholeMachineServer {
+  workers: number;
+  balancing: WholeMachine["balancing"];
+  server: RunningServer;
+  /** One request body per h2load process (each its own user's returning sign-in). */
+  bodies: string[];
+}
+
+/** One turn of a configuration: raw counts, summed over its turns by `wholeMachineOf`. */
+interface WholeMachineTurn {
+  rate: number;
+  ok: number;
+  failed: number;
+  serverTicks: number;
+  loadTicks: number;
+  machineTotal: number;
+  machineBusy: number;
+  db: DbCost;
+}
+
+async function startWholeMachine(n: number, balancing: WholeMachine["balancing"]): Promise<WholeMachineServer> {
   const dataDir = join(work, `workers-${n}-${balancing}`);
   mkdirSync(dataDir, { recursive: true });
   const dbEnv: Record<string, string> =
@@ -940,64 +1102,125 @@ async function measureWholeMachine(n: number, balancing: WholeMachine["balancing
       database: serviceDbRef(dbEnv, dataDir),
     },
   );
+  const bodies: string[] = [];
+  for (let i = 0; i < LOADERS; i++) {
+    const sub = `wm-${runId}-${n}-${balancing}-${i}`;
+    const body = join(work, `wm-${n}-${balancing}-${i}`);
+    writeFileSync(body, bodyFor("rest", await issuer.mint(sub), `device-${sub}`));
+    bodies.push(body);
+  }
+  // First sign-ins while this process can answer the provider's key fetches: they create the
+  // users, and every worker fetches the keys once (connections go round-robin).
+  for (let i = 0; i < LOADERS * n * 2; i++) {
+    const r = await fetch(`${server.url}/auth/id-token/signin`, {
+      method: "POST",
+      headers: { "content-type": "application/json", connection: "close" },
+      body: readFileSync(bodies[i % LOADERS]!),
+    });
+    if (r.status !== 200) throw new Error(`whole-machine warm-up sign-in answered ${r.status} ${await r.text()}`);
+  }
+  return { workers: n, balancing, server, bodies };
+}
+
+async function wholeMachineTurn(w: WholeMachineServer, seconds: number): Promise<WholeMachineTurn> {
+  const { server } = w;
+  const before = await signinOutcomes(server.url);
+  const d0 = await dbBefore(server);
+  const m0 = machineTicks();
+  const s0 = treeTicks(server.pid);
+  const runs = await Promise.all(
+    w.bodies.map((b) => runH2load(h2loadArgs("rest", server.url, b, seconds, Math.ceil(CONNECTIONS / LOADERS)))),
+  );
+  const m1 = machineTicks();
+  const s1 = treeTicks(server.pid);
+  const after = await signinOutcomes(server.url);
+  const ok = (after["ok"] ?? 0) - (before["ok"] ?? 0);
+  const cost = await dbAfter(server, d0, ok);
+  const failed = Object.keys(after)
+    .filter((k) => k !== "ok")
+    .reduce((x, k) => x + (after[k] ?? 0) - (before[k] ?? 0), 0);
+  const parsed = runs.map((r) => parseH2load(r.out));
+  const turn: WholeMachineTurn = {
+    rate: parsed.reduce((x, p) => x + p.rate, 0),
+    ok,
+    failed: failed + parsed.reduce((x, p) => x + p.done - p.status2xx, 0),
+    serverTicks: s1 - s0,
+    loadTicks: runs.reduce((x, r) => x + r.ticks, 0),
+    machineTotal: m1.total - m0.total,
+    machineBusy: m1.busy - m0.busy,
+    db: cost,
+  };
+  log(
+    `  ${server.name}: ${Math.round(turn.rate)}/s, ${ok} ok, ${turn.failed} failed; CPU shares: server ${(turn.serverTicks / turn.machineTotal).toFixed(3)}, h2load ${(turn.loadTicks / turn.machineTotal).toFixed(3)}, machine busy ${(turn.machineBusy / turn.machineTotal).toFixed(3)}`,
+  );
+  if (turn.failed > 0 || runs.some((r) => r.status !== 0))
+    failures.push(
+      `${server.name} whole machine: ${turn.failed} failed, h2load exits ${runs.map((r) => r.status).join(",")}\n${runs[0]!.out.slice(-400)}`,
+    );
+  return turn;
+}
+
+/** A configuration's turns as one phase: the rate their mean (turns of equal length), the rest summed. */
+function wholeMachineOf(w: WholeMachineServer, turns: WholeMachineTurn[]): WholeMachine {
+  const sum = (f: (t: WholeMachineTurn) => number) => turns.reduce((x, t) => x + f(t), 0);
+  const ok = sum((t) => t.ok);
+  const total = sum((t) => t.machineTotal);
+  const perOk = (f: (t: WholeMachineTurn) => number | null, digits: number) => {
+    const parts = turns.filter((t) => f(t) !== null && t.ok > 0);
+    const n = parts.reduce((x, t) => x + t.ok, 0);
+    return n === 0 ? null : +(parts.reduce((x, t) => x + f(t)! * t.ok, 0) / n).toFixed(digits);
+  };
+  return {
+    workers: w.workers,
+    balancing: w.balancing,
+    rate: Math.round(sum((t) => t.rate) / turns.length),
+    ok,
+    failed: sum((t) => t.failed),
+    server_share: +(sum((t) => t.serverTicks) / total).toFixed(3),
+    load_share: +(sum((t) => t.loadTicks) / total).toFixed(3),
+    machine_busy: +(sum((t) => t.machineBusy) / total).toFixed(3),
+    server_cpu_ms_per_op: ok === 0 ? null : +(((sum((t) => t.serverTicks) / clkTck) * 1000) / ok).toFixed(3),
+    db: {
+      db_cpu_ms_per_op: perOk((t) => t.db.db_cpu_ms_per_op, 3),
+      wal_bytes_per_op: perOk((t) => t.db.wal_bytes_per_op, 0),
+      disk_write_bytes_per_op: perOk((t) => t.db.disk_write_bytes_per_op, 0),
+    },
+  };
+}
+
+/**
+ * The whole-machine phase: every configuration (1 worker; n workers round-robin and kernel) is
+ * started, then measured in turns like the sign-in comparison (TURNS rounds, every other one in
+ * reverse), so a drift of the VM's speed weighs on each alike; the others are stopped (SIGSTOP) meanwhile.
+ */
+async function measureWholeMachines(): Promise<void> {
+  const started: WholeMachineServer[] = [];
   try {
-    const bodies: string[] = [];
-    for (let i = 0; i < LOADERS; i++) {
-      const sub = `wm-${runId}-${n}-${balancing}-${i}`;
-      const body = join(work, `wm-${n}-${balancing}-${i}`);
-      writeFileSync(body, bodyFor("rest", await issuer.mint(sub), `device-${sub}`));
-      bodies.push(body);
+    // Several workers: both ways of spreading connections, so the choice is measured.
+    for (const n of workerCounts) {
+      for (const balancing of n === 1 ? (["round_robin"] as const) : (["round_robin", "kernel"] as const)) {
+        log(`whole machine: starting ${n} worker${n === 1 ? "" : `s, ${balancing}`}`);
+        started.push(await startWholeMachine(n, balancing));
+      }
     }
-    // First sign-ins while this process can answer the provider's key fetches: they create the
-    // users, and every worker fetches the keys once (connections go round-robin).
-    for (let i = 0; i < LOADERS * n * 2; i++) {
-      const r = await fetch(`${server.url}/auth/id-token/signin`, {
-        method: "POST",
-        headers: { "content-type": "application/json", connection: "close" },
-        body: readFileSync(bodies[i % LOADERS]!),
-      });
-      if (r.status !== 200) throw new Error(`whole-machine warm-up sign-in answered ${r.status} ${await r.text()}`);
+    const turns = new Map<WholeMachineServer, WholeMachineTurn[]>();
+    for (const w of started) w.server.pause();
+    for (const { item, round } of turnOrder(started, TURNS)) {
+      log(`whole machine, turn ${round + 1} of ${TURNS}: ${item.server.name}`);
+      item.server.resume();
+      turns.set(item, [...(turns.get(item) ?? []), await wholeMachineTurn(item, SECONDS / TURNS)]);
+      item.server.pause();
     }
-    const before = await signinOutcomes(server.url);
-    const d0 = await dbBefore(server);
-    const m0 = machineTicks();
-    const s0 = treeTicks(server.pid);
-    const runs = await Promise.all(
-      bodies.map((b) => runH2load(h2loadArgs("rest", server.url, b, SECONDS, Math.ceil(CONNECTIONS / LOADERS)))),
-    );
-    const m1 = machineTicks();
-    const s1 = treeTicks(server.pid);
-    const after = await signinOutcomes(server.url);
-    const ok = (after["ok"] ?? 0) - (before["ok"] ?? 0);
-    const cost = await dbAfter(server, d0, ok);
-    const failed = Object.keys(after)
-      .filter((k) => k !== "ok")
-      .reduce((x, k) => x + (after[k] ?? 0) - (before[k] ?? 0), 0);
-    const parsed = runs.map((r) => parseH2load(r.out));
-    const rate = Math.round(parsed.reduce((x, p) => x + p.rate, 0));
-    const total = m1.total - m0.total;
-    const w: WholeMachine = {
-      workers: n,
-      balancing,
-      rate,
-      ok,
-      failed: failed + parsed.reduce((x, p) => x + p.done - p.status2xx, 0),
-      server_share: +((s1 - s0) / total).toFixed(3),
-      load_share: +(runs.reduce((x, r) => x + r.ticks, 0) / total).toFixed(3),
-      machine_busy: +((m1.busy - m0.busy) / total).toFixed(3),
-      server_cpu_ms_per_op: ok === 0 ? null : +((((s1 - s0) / clkTck) * 1000) / ok).toFixed(3),
-      db: cost,
-    };
-    log(
-      `  ${server.name}: ${w.rate}/s, ${w.ok} ok, ${w.failed} failed; CPU shares: server ${w.server_share}, h2load ${w.load_share}, machine busy ${w.machine_busy}`,
-    );
-    if (w.failed > 0 || runs.some((r) => r.status !== 0))
-      failures.push(
-        `${server.name} whole machine: ${w.failed} failed, h2load exits ${runs.map((r) => r.status).join(",")}\n${runs[0]!.out.slice(-400)}`,
+    for (const w of started) w.server.resume();
+    for (const w of started) {
+      const m = wholeMachineOf(w, turns.get(w) ?? []);
+      log(
+        `  ${w.server.name}, all turns: ${m.rate}/s, server CPU ${m.server_cpu_ms_per_op} ms/op, machine busy ${m.machine_busy}`,
       );
-    return w;
+      wholeMachine.push(m);
+    }
   } finally {
-    await server.stop();
+    for (const w of started) await w.server.stop();
   }
 }
 
@@ -1006,7 +1229,7 @@ function wholeMachineReport(): string[] {
   const one = wholeMachine.find((w) => w.workers === 1);
   return [
     "",
-    `#### Whole machine: the service with WORKERS=n, unpinned, load from h2load (${LOADERS} processes × ${Math.ceil(CONNECTIONS / LOADERS)} connections, HTTP/1.1 REST, ${SECONDS} s)`,
+    `#### Whole machine: the service with WORKERS=n, unpinned, load from h2load (${LOADERS} processes × ${Math.ceil(CONNECTIONS / LOADERS)} connections, HTTP/1.1 REST, ${SECONDS} s in ${TURNS} turns, the configurations in turn like the sign-in rows, h2load's first second of each unmeasured)`,
     "",
     "| workers | balancing | sign-ins ok/s | ÷ 1 worker | server CPU share | h2load CPU share | machine busy | server CPU ms/op | DB CPU ms/op | WAL B/op | failed |",
     "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -1168,7 +1391,7 @@ function report(): string {
     }),
     "",
     `- machine: ${nproc} CPUs (nproc), ${cpuModel}; node ${process.version}; ${pinningNote}`,
-    `- load: autocannon ${CONNECTIONS} connections, keep-alive, HTTP/1.1 (gRPC/Connect: ${CONNECTIONS} calls in flight); ${SECONDS} s per phase after ${WARMUP} s warm-up; ${RETURNING_USERS} returning users; up to ${NEW_USERS} new users per "new" phase (each token once)`,
+    `- load: autocannon ${CONNECTIONS} connections, keep-alive, HTTP/1.1 (gRPC/Connect: ${CONNECTIONS} calls in flight); ${SECONDS} s per phase after ${WARMUP} s warm-up; ${RETURNING_USERS} returning users; up to ${NEW_USERS} new users per "new" phase (each token once); the returning and new-user rows of the servers compared are measured in ${TURNS} turns each, the servers in order and every other round in reverse, ${+(SECONDS / TURNS).toFixed(2)} s a turn, each server's turns summed (p50/p99: their mean), so that a drift of the machine's speed weighs on every server alike`,
     `- h2load rows: the same returning sign-in of one user, load from h2load (C) so the load generator is not the bottleneck; p50 column shows h2load's mean; their "service ÷ floor" column is the rate relative to h2load REST; success counted from the service's /metrics`,
     `- non-2xx counts non-2xx answers, transport errors and MFA challenges (all must be 0); rate counts 2xx answers with tokens`,
     `- statements/op: service from the in-process counting phase (onQuery hook, one request at a time, BEGIN and COMMIT included; gRPC/Connect run the same sign-in); floor and better-auth from their own statement counters under load (BEGIN/COMMIT included)`,
