@@ -109,16 +109,22 @@ const NEW_USERS = Math.max(
 const MAX_REQUESTS = Math.floor(num("BENCH_MAX_REQUESTS", 500_000));
 const SOAK_SECONDS = Number(process.env["BENCH_SOAK_SECONDS"] ?? 0);
 const SOAK_SLICE_SECONDS = num("BENCH_SOAK_SLICE_SECONDS", 60);
-/**
- * Returning sign-ins need a token each (a token signs in once): enough for every returning phase
- * of one server (warm-up, measured, gRPC and Connect) at up to 2,500/s. The soak mints its own.
- */
-const RETURNING_TOKENS = Math.floor(
-  num("BENCH_RETURNING_TOKENS", RETURNING_USERS + 2500 * (WARMUP + SECONDS + 2 * (Math.min(WARMUP, 1) + SECONDS))),
-);
 const SHORT_WARMUP = Math.min(WARMUP, 1);
 /** Turns per server in the interleaved phases (the sign-in comparison, the whole machine). */
 const TURNS = Math.max(1, Math.floor(num("BENCH_TURNS", 4)));
+/** Unmeasured load before each turn of the sign-in comparison, seconds. */
+const TURN_WARMUP = Math.min(WARMUP, 0.5);
+/**
+ * Returning sign-ins need a token each (a token signs in once): enough for every returning phase
+ * of one server (warm-up, measured, the warm-ups before each turn, gRPC and Connect) at up to
+ * 2,500/s. The soak mints its own.
+ */
+const RETURNING_TOKENS = Math.floor(
+  num(
+    "BENCH_RETURNING_TOKENS",
+    RETURNING_USERS + 2500 * (WARMUP + SECONDS + 2 * TURNS * TURN_WARMUP + 2 * (SHORT_WARMUP + SECONDS)),
+  ),
+);
 const adminUrl = process.env["BENCH_DATABASE_URL"];
 if (db === "postgresql" && (adminUrl === undefined || adminUrl === "")) {
   throw new Error(
@@ -634,6 +640,18 @@ async function interleaved(
   for (const r of running) r.server.pause();
   for (const { item: r, round } of turnOrder(running, TURNS)) {
     r.server.resume();
+    // Unmeasured, before each turn: what a waiting server's timers did on waking (a pg pool closes
+    // its connections after 10 s idle, so the next requests connect and prepare again) happens
+    // here, not in the measured turn. Returning users' tokens in both kinds (new users' are counted).
+    await warm(load, r.server, "turn warm-up", {
+      type: "http-signin",
+      url: r.server.url,
+      path: r.path,
+      style: r.style,
+      set: "returning",
+      seconds: TURN_WARMUP,
+      maxRequests: MAX_REQUESTS,
+    });
     const m = await measure(
       load,
       r.server,
@@ -1109,17 +1127,23 @@ async function startWholeMachine(n: number, balancing: WholeMachine["balancing"]
     writeFileSync(body, bodyFor("rest", await issuer.mint(sub), `device-${sub}`));
     bodies.push(body);
   }
+  const w = { workers: n, balancing, server, bodies };
   // First sign-ins while this process can answer the provider's key fetches: they create the
   // users, and every worker fetches the keys once (connections go round-robin).
-  for (let i = 0; i < LOADERS * n * 2; i++) {
-    const r = await fetch(`${server.url}/auth/id-token/signin`, {
+  await wholeMachineSignins(w);
+  return w;
+}
+
+/** A few sign-ins of each h2load user, one connection each, so that they reach every worker. */
+async function wholeMachineSignins(w: WholeMachineServer): Promise<void> {
+  for (let i = 0; i < LOADERS * w.workers * 2; i++) {
+    const r = await fetch(`${w.server.url}/auth/id-token/signin`, {
       method: "POST",
       headers: { "content-type": "application/json", connection: "close" },
-      body: readFileSync(bodies[i % LOADERS]!),
+      body: readFileSync(w.bodies[i % LOADERS]!),
     });
     if (r.status !== 200) throw new Error(`whole-machine warm-up sign-in answered ${r.status} ${await r.text()}`);
   }
-  return { workers: n, balancing, server, bodies };
 }
 
 async function wholeMachineTurn(w: WholeMachineServer, seconds: number): Promise<WholeMachineTurn> {
@@ -1208,6 +1232,9 @@ async function measureWholeMachines(): Promise<void> {
     for (const { item, round } of turnOrder(started, TURNS)) {
       log(`whole machine, turn ${round + 1} of ${TURNS}: ${item.server.name}`);
       item.server.resume();
+      // What its timers did while it waited (pg pools close idle connections) before the turn.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await wholeMachineSignins(item);
       turns.set(item, [...(turns.get(item) ?? []), await wholeMachineTurn(item, SECONDS / TURNS)]);
       item.server.pause();
     }
@@ -1391,7 +1418,7 @@ function report(): string {
     }),
     "",
     `- machine: ${nproc} CPUs (nproc), ${cpuModel}; node ${process.version}; ${pinningNote}`,
-    `- load: autocannon ${CONNECTIONS} connections, keep-alive, HTTP/1.1 (gRPC/Connect: ${CONNECTIONS} calls in flight); ${SECONDS} s per phase after ${WARMUP} s warm-up; ${RETURNING_USERS} returning users; up to ${NEW_USERS} new users per "new" phase (each token once); the returning and new-user rows of the servers compared are measured in ${TURNS} turns each, the servers in order and every other round in reverse, ${+(SECONDS / TURNS).toFixed(2)} s a turn, each server's turns summed (p50/p99: their mean), so that a drift of the machine's speed weighs on every server alike`,
+    `- load: autocannon ${CONNECTIONS} connections, keep-alive, HTTP/1.1 (gRPC/Connect: ${CONNECTIONS} calls in flight); ${SECONDS} s per phase after ${WARMUP} s warm-up; ${RETURNING_USERS} returning users; up to ${NEW_USERS} new users per "new" phase (each token once); the returning and new-user rows of the servers compared are measured in ${TURNS} turns each, the servers in order and every other round in reverse, ${+(SECONDS / TURNS).toFixed(2)} s a turn after ${TURN_WARMUP} s unmeasured, each server's turns summed (p50/p99: their mean), so that a drift of the machine's speed weighs on every server alike`,
     `- h2load rows: the same returning sign-in of one user, load from h2load (C) so the load generator is not the bottleneck; p50 column shows h2load's mean; their "service ÷ floor" column is the rate relative to h2load REST; success counted from the service's /metrics`,
     `- non-2xx counts non-2xx answers, transport errors and MFA challenges (all must be 0); rate counts 2xx answers with tokens`,
     `- statements/op: service from the in-process counting phase (onQuery hook, one request at a time, BEGIN and COMMIT included; gRPC/Connect run the same sign-in); floor and better-auth from their own statement counters under load (BEGIN/COMMIT included)`,
