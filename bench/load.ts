@@ -178,27 +178,19 @@ const noMfa = (body: string) => !body.includes('"requires_mfa":true');
  * per server. The cursors are the server's (its URL), so servers measured in turns (bench/run.ts
  * interleaves their phases) each go on where their last phase stopped; `reset` clears them.
  */
-const returningCursors = new Map<string, number>();
-const newCursors = new Map<string, number>();
+const cursors = new Map<string, number>();
 
-function takeReturning(server: string): MintedToken | undefined {
-  const at = returningCursors.get(server) ?? 0;
-  returningCursors.set(server, at + 1);
-  return tokens.returning[at];
+/** The next token of `set` for `server`. */
+function take(set: "returning" | "fresh", server: string): MintedToken | undefined {
+  const key = `${set} ${server}`;
+  const at = cursors.get(key) ?? 0;
+  cursors.set(key, at + 1);
+  return tokens[set][at];
 }
 
-function returningLeft(server: string): number {
-  return Math.max(0, tokens.returning.length - (returningCursors.get(server) ?? 0));
-}
-
-function takeNew(server: string): MintedToken | undefined {
-  const at = newCursors.get(server) ?? 0;
-  newCursors.set(server, at + 1);
-  return tokens.fresh[at];
-}
-
-function newLeft(server: string): number {
-  return Math.max(0, tokens.fresh.length - (newCursors.get(server) ?? 0));
+/** Tokens of `set` that `server` has not had yet. */
+function left(set: "returning" | "fresh", server: string): number {
+  return Math.max(0, tokens[set].length - (cursors.get(`${set} ${server}`) ?? 0));
 }
 
 async function httpSignin(c: Extract<Command, { type: "http-signin" }>): Promise<PhaseResult> {
@@ -215,7 +207,7 @@ async function httpSignin(c: Extract<Command, { type: "http-signin" }>): Promise
   }
   const fresh = c.set === "new";
   if ((fresh ? tokens.fresh : tokens.returning).length === 0) throw new Error("no tokens loaded");
-  const amount = Math.min(c.maxRequests, fresh ? newLeft(c.url) : returningLeft(c.url));
+  const amount = Math.min(c.maxRequests, left(fresh ? "fresh" : "returning", c.url));
   if (amount === 0)
     throw new Error(
       `the pool of ${fresh ? "new" : "returning"} tokens is used up: raise BENCH_${fresh ? "NEW_USERS" : "RETURNING_TOKENS"}`,
@@ -226,7 +218,7 @@ async function httpSignin(c: Extract<Command, { type: "http-signin" }>): Promise
     path: c.path,
     seconds: c.seconds,
     amount,
-    next: () => ({ body: bodyOf(c.style, fresh ? takeNew(c.url)! : takeReturning(c.url)!) }),
+    next: () => ({ body: bodyOf(c.style, take(fresh ? "fresh" : "returning", c.url)!) }),
     good: c.style === "rest" ? noMfa : undefined,
     seen:
       c.collect === true
@@ -290,9 +282,9 @@ async function rpcSignin(c: Extract<Command, { type: "rpc-signin" }>): Promise<P
   const timer = setTimeout(() => (stopped = true), c.seconds * 1000);
   await Promise.all(
     Array.from({ length: CONNECTIONS }, async () => {
-      while (!stopped && next < c.maxRequests && returningLeft(c.url) > 0) {
+      while (!stopped && next < c.maxRequests && left("returning", c.url) > 0) {
         next++;
-        const t = takeReturning(c.url)!;
+        const t = take("returning", c.url)!;
         const t0 = performance.now();
         try {
           const res = await client.signinWithIdToken({
@@ -330,8 +322,7 @@ async function run(c: Command): Promise<PhaseResult | { done: true }> {
       return { done: true };
     }
     case "reset":
-      returningCursors.clear();
-      newCursors.clear();
+      cursors.clear();
       refreshPool = [];
       accessTokens = [];
       return { done: true };

@@ -796,32 +796,24 @@ async function serviceOtherPhases(
   } else {
     log("h2load (Debian package nghttp2-client) is missing: no protocol comparison");
   }
-  await warm(load, server, "refresh warm-up", {
-    type: "http-refresh",
-    url: server.url,
-    seconds: SHORT_WARMUP,
-    maxRequests: MAX_REQUESTS,
-  });
-  r["refresh"] = await measure(
-    load,
-    server,
-    "refresh",
-    { type: "http-refresh", url: server.url, seconds: SECONDS, maxRequests: MAX_REQUESTS },
-    false,
-  );
-  await warm(load, server, "me warm-up", {
-    type: "http-me",
-    url: server.url,
-    seconds: SHORT_WARMUP,
-    maxRequests: MAX_REQUESTS,
-  });
-  r["me"] = await measure(
-    load,
-    server,
-    "GET /auth/me",
-    { type: "http-me", url: server.url, seconds: SECONDS, maxRequests: MAX_REQUESTS },
-    false,
-  );
+  for (const [key, type, label] of [
+    ["refresh", "http-refresh", "refresh"],
+    ["me", "http-me", "GET /auth/me"],
+  ] as const) {
+    await warm(load, server, `${key} warm-up`, {
+      type,
+      url: server.url,
+      seconds: SHORT_WARMUP,
+      maxRequests: MAX_REQUESTS,
+    });
+    r[key] = await measure(
+      load,
+      server,
+      label,
+      { type, url: server.url, seconds: SECONDS, maxRequests: MAX_REQUESTS },
+      false,
+    );
+  }
   if (SOAK_SECONDS > 0) r["soak"] = await soak(load, server, runId);
 }
 
